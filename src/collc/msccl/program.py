@@ -1,0 +1,89 @@
+"""The MSCCL program IR: one algorithm, per-GPU threadblocks, ordered steps.
+
+This is the single representation that the lowering produces, the XML writer writes, the XML reader
+parses into, and the verifier and the cost model's discrete-event simulation consume. Field names and
+meanings follow the runtime's XML attributes (msccl-xml.md §2.3-§2.6) so the mapping is one-to-one.
+``line`` fields hold the source line of an element when it was read from a file (for located errors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STEP_TYPES = ("s", "r", "rcs", "rrs", "rrc", "rrcs", "cpy", "re", "nop")
+SEND_TYPES = frozenset({"s", "rcs", "rrs", "rrcs"})
+RECV_TYPES = frozenset({"r", "rcs", "rrs", "rrc", "rrcs"})
+BUFFERS = ("i", "o", "s")
+PROTOCOLS = ("Simple", "LL", "LL128")
+COLLECTIVES = (
+    "allreduce",
+    "allgather",
+    "reducescatter",
+    "alltoall",
+    "broadcast",
+    "reduce",
+    "send",
+    "recv",
+    "gather",
+    "scatter",
+    "alltoallv",
+)
+
+
+@dataclass
+class Step:
+    """One ``<step>``: all ten attributes are required by the runtime, also for ``nop``."""
+
+    s: int
+    type: str
+    srcbuf: str
+    srcoff: int
+    dstbuf: str
+    dstoff: int
+    cnt: int
+    depid: int = -1
+    deps: int = -1
+    hasdep: int = 0
+    line: int | None = field(default=None, compare=False)
+
+
+@dataclass
+class Threadblock:
+    """One ``<tb>``: at most one send peer and one receive peer, on channel ``chan``."""
+
+    id: int
+    send: int
+    recv: int
+    chan: int
+    steps: list[Step] = field(default_factory=list)
+    line: int | None = field(default=None, compare=False)
+
+
+@dataclass
+class GpuProgram:
+    """One ``<gpu>``: buffer sizes in chunks and the rank's threadblocks."""
+
+    id: int
+    i_chunks: int
+    o_chunks: int
+    s_chunks: int
+    tbs: list[Threadblock] = field(default_factory=list)
+    line: int | None = field(default=None, compare=False)
+
+
+@dataclass
+class Algorithm:
+    """One ``<algo>`` element with everything below it."""
+
+    name: str
+    proto: str
+    nchannels: int
+    nchunksperloop: int
+    ngpus: int
+    coll: str
+    inplace: int
+    outofplace: int
+    min_bytes: int
+    max_bytes: int
+    gpus: list[GpuProgram] = field(default_factory=list)
+    line: int | None = field(default=None, compare=False)
