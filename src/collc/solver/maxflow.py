@@ -27,8 +27,9 @@ class FlowNetwork:
         self._solver = max_flow.SimpleMaxFlow()
         self.num_nodes = num_nodes
         self.calls = 0  # max-flow calls made on this network (for benchmarks)
-        self._isolated_source: int | None = None
         arcs = list(arcs)
+        if num_nodes > 1:  # OR-Tools knows a vertex only through its arcs: a zero arc registers them all
+            arcs.append((num_nodes - 1, 0, 0))
         if arcs:
             tails, heads, caps = (np.asarray(column, dtype=np.int64) for column in zip(*arcs, strict=True))
             self._solver.add_arcs_with_capacity(tails, heads, caps)
@@ -39,8 +40,7 @@ class FlowNetwork:
 
     def add_arc(self, tail: int, head: int, capacity: int) -> int:
         """Add an arc and return its index (use capacity 0 for an arc switched on later)."""
-        if max(tail, head) >= self.num_nodes:
-            self.num_nodes = max(tail, head) + 1
+        self.num_nodes = max(self.num_nodes, tail + 1, head + 1)
         return self._solver.add_arc_with_capacity(tail, head, capacity)
 
     def set_capacity(self, arc: int, capacity: int) -> None:
@@ -52,11 +52,6 @@ class FlowNetwork:
     def max_flow(self, source: int, sink: int) -> int:
         """The value of a maximum ``source``-``sink`` flow with the current capacities."""
         self.calls += 1
-        known = self._solver.num_nodes()
-        if source >= known or sink >= known:  # a vertex without arcs: no flow, the cut is {source}
-            self._isolated_source = source
-            return 0
-        self._isolated_source = None
         status = self._solver.solve(source, sink)
         if status != max_flow.SimpleMaxFlow.OPTIMAL:
             raise InvariantError(f"max-flow solver returned status {status} for {source}->{sink}")
@@ -64,14 +59,10 @@ class FlowNetwork:
 
     def source_side(self) -> list[int]:
         """Vertices on the source side of a minimum cut of the last :meth:`max_flow` call."""
-        if self._isolated_source is not None:
-            return [self._isolated_source]
         return list(self._solver.get_source_side_min_cut())
 
     def sink_side(self) -> list[int]:
         """Vertices on the sink side of a minimum cut of the last :meth:`max_flow` call."""
-        if self._isolated_source is not None:
-            return [v for v in range(self.num_nodes) if v != self._isolated_source]
         return list(self._solver.get_sink_side_min_cut())
 
     def flows(self) -> np.ndarray:
