@@ -1,0 +1,392 @@
+"""Read MSCCL XML exactly as the runtimes' hand-written parser does, into the program IR.
+
+The executor and RCCL do not use an XML library (msccl-xml.md §2.1): their parser rejects an XML
+declaration, tabs, text between elements, attributes split over lines, single quotes and spaces
+around ``=``, reads integers with ``strtol(…, 0)`` (so ``010`` is 8 and garbage is 0) and needs every
+attribute of §2.3-§2.6. This module scans the raw text with the same rules, so a file it accepts is a
+file the runtime's lexer accepts, and a file it rejects gets the runtime's own message (where it has
+one) with line:column. Semantic rules (ranges, peers, dependencies) are the linter's job
+(:mod:`collc.verify.lint`); the reader only builds the structure.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+
+from collc.errors import InputError, Location
+from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
+
+RUNTIMES = ("msccl-executor", "rccl", "msccl-legacy")
+
+#: ``MAX_ATTR_COUNT`` of the parser: real attributes plus the empty dummies extra spaces create (§2.1 rule 5).
+MAX_ATTR_COUNT = 16
+#: ``MAX_STR_LEN`` of the parser: element and attribute names (§2.1 rule 8).
+MAX_NAME_LENGTH = 255
+
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_:.\-]*")
+_DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)\Z")
+
+STEP_REQUIRED = ("s", "type", "srcbuf", "srcoff", "dstbuf", "dstoff", "cnt", "depid", "deps", "hasdep")
+
+#: The legacy loader (msccl-xml.md §1.4) reads only ``inplace``; size bounds default to [0, 128 MiB).
+LEGACY_DEFAULTS = {"outofplace": "0", "minBytes": "0", "maxBytes": str(128 * 1024 * 1024)}
+
+
+class XmlSyntaxError(InputError):
+    """The runtime's parser would reject the file; ``rule`` is the stable id the verifier reports."""
+
+    def __init__(self, rule: str, message: str, *, location: Location, hint: str | None = None):
+        super().__init__(message, location=location, hint=hint)
+        self.rule = rule
+
+
+@dataclass
+class _Attribute:
+    value: str
+    line: int
+    column: int
+
+
+@dataclass
+class _Element:
+    name: str
+    line: int
+    column: int
+    attributes: dict[str, _Attribute] = field(default_factory=dict)
+    children: list[_Element] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReadNote:
+    """Something the runtime accepts silently but a user should hear about (e.g. an ignored element)."""
+
+    rule: str
+    message: str
+    location: Location
+
+
+class _Scanner:
+    """The lexer: positions, located errors and the element grammar of §2.1."""
+
+    def __init__(self, text: str, filename: str):
+        self.text = text
+        self.filename = filename
+        self.pos = 0
+        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.notes: list[ReadNote] = []
+
+    def location(self, pos: int | None = None) -> Location:
+        pos = self.pos if pos is None else pos
+        line_index = bisect.bisect_right(self.line_starts, pos) - 1
+        return Location(self.filename, line_index + 1, pos - self.line_starts[line_index] + 1)
+
+    def fail(
+        self, rule: str, message: str, hint: str | None = None, pos: int | None = None
+    ) -> XmlSyntaxError:
+        return XmlSyntaxError(rule, message, location=self.location(pos), hint=hint)
+
+    def peek(self, length: int = 1) -> str:
+        return self.text[self.pos : self.pos + length]
+
+    def skip_between_elements(self) -> None:
+        """Skip whitespace (space, LF, CR only: §2.1 rule 2) and comments (rule 7)."""
+        while self.pos < len(self.text):
+            char = self.text[self.pos]
+            if char in " \n\r":
+                self.pos += 1
+            elif self.text.startswith("<!--", self.pos):
+                self.skip_comment()
+            elif char == "<":
+                return
+            else:
+                shown = "\\t" if char == "\t" else char
+                rule, hint = (
+                    ("xml-tab", "indent with spaces; the runtime's parser rejects tabs")
+                    if char == "\t"
+                    else ("xml-text", "remove the text; only elements and comments may appear")
+                )
+                raise self.fail(rule, f"XML Parse error : expecting '<', got '{shown}'", hint)
+
+    def skip_comment(self) -> None:
+        start = self.pos
+        self.pos += 4
+        first_word = re.match(r"[^\s>]*", self.text[self.pos :]).group(0)  # type: ignore[union-attr]
+        if "=" in first_word.removesuffix("--"):
+            name = "!--" + first_word.split("=", 1)[0]
+            raise self.fail(
+                "xml-comment",
+                f"XML Parse : Unexpected value with name {name}",
+                "put a space right after '<!--'",
+                start,
+            )
+        end = self.text.find("-->", self.pos)
+        if end < 0:
+            raise self.fail(
+                "xml-comment", "XML Parse error : unterminated comment", "close it with '-->'", start
+            )
+        self.pos = end + 3
+
+    def element(self) -> _Element:
+        """One element with its subtree; the scanner is at its ``<``."""
+        start = self.pos
+        self.pos += 1
+        name = self.name()
+        if not name:
+            raise self.expected_close()
+        node = _Element(name, *self._line_column(start))
+        if self.attributes(node):
+            return node
+        while True:
+            self.skip_between_elements()
+            if self.pos >= len(self.text):
+                raise self.fail("xml-syntax", "XML Parse : Unexpected EOF", f"close <{name}> with </{name}>")
+            if self.text.startswith("</", self.pos):
+                self.closing_tag(name)
+                return node
+            node.children.append(self.element())
+
+    def _line_column(self, pos: int) -> tuple[int, int]:
+        location = self.location(pos)
+        return location.line or 0, location.column or 0
+
+    def name(self) -> str:
+        match = _NAME_CHARS.match(self.text, self.pos)
+        assert match is not None
+        name = match.group(0)
+        if len(name) > MAX_NAME_LENGTH:
+            raise self.fail("xml-syntax", f"Error : name {name[:40]}… too long (max {MAX_NAME_LENGTH})")
+        self.pos = match.end()
+        return name
+
+    def expected_close(self) -> XmlSyntaxError:
+        char = self.peek()
+        if not char:
+            return self.fail("xml-syntax", "XML Parse : Unexpected EOF")
+        shown = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, char)
+        if char == "?":
+            return self.fail(
+                "xml-declaration",
+                f"XML Parse : expected >, got '{shown}'",
+                "remove the '<?xml …?>' declaration; <algo> must be the first element",
+            )
+        if char in "\r\n":
+            return self.fail(
+                "xml-multiline-tag",
+                f"XML Parse : expected >, got '{shown}'",
+                "put all attributes of an element on the line of its name",
+            )
+        return self.fail("xml-syntax", f"XML Parse : expected >, got '{shown}'")
+
+    def attributes(self, node: _Element) -> bool:
+        """Parse ``key="value"`` pairs up to ``>`` (returns False) or ``/>`` (returns True)."""
+        slots = 0
+        while True:
+            if self.peek() != " ":
+                if self.peek(2) == "/>":
+                    self.pos += 2
+                    return True
+                if self.peek() == ">":
+                    self.pos += 1
+                    return False
+                raise self.expected_close()
+            self.pos += 1
+            if self.peek() in (" ", ">", "/"):  # an extra space: the parser stores an empty dummy attribute
+                slots += 1
+                continue
+            key_pos = self.pos
+            key = self.name()
+            if not key:
+                raise self.expected_close()
+            if self.peek() != "=":
+                raise self.fail(
+                    "xml-syntax",
+                    f"XML Parse : Unexpected value with name {key}",
+                    'write attributes as key="value" with no spaces around "="',
+                )
+            self.pos += 1
+            if self.peek() != '"':
+                raise self.fail(
+                    "xml-quote",
+                    "Expected (double) quote.",
+                    'quote attribute values with double quotes: key="value"',
+                )
+            end = self.text.find('"', self.pos + 1)
+            if end < 0:
+                raise self.fail("xml-syntax", "XML Parse : Unexpected EOF")
+            value = self.text[self.pos + 1 : end]
+            if "\n" in value:
+                raise self.fail(
+                    "xml-multiline-tag",
+                    f"attribute {key} of <{node.name}> spans lines",
+                    "close the quote on the same line",
+                )
+            self.pos = end + 1
+            slots += 1
+            if slots > MAX_ATTR_COUNT:
+                raise self.fail(
+                    "xml-too-many-attributes",
+                    f"<{node.name}> has more than {MAX_ATTR_COUNT} attributes counting extra spaces; "
+                    "the runtime silently drops the rest",
+                    "separate attributes by exactly one space",
+                    key_pos,
+                )
+            node.attributes[key] = _Attribute(value, *self._line_column(key_pos))
+
+    def closing_tag(self, name: str) -> None:
+        start = self.pos
+        self.pos += 2
+        closing = self.name()
+        if self.peek() != ">":
+            char = self.peek() or "EOF"
+            raise self.fail(
+                "xml-syntax", f"XML Parse error : unexpected trailing {char} in closing tag {closing}", None
+            )
+        if closing != name:
+            raise self.fail(
+                "xml-syntax", f"XML Mismatch : {name} / {closing}", f"close <{name}> first", start
+            )
+        self.pos += 1
+
+
+def read_xml(text: str, filename: str = "<input>", *, runtime: str = "msccl-executor") -> Algorithm:
+    """Parse ``text`` into an :class:`Algorithm`; raise :class:`XmlSyntaxError` (an ``InputError``)
+    at the first place the runtime's parser would reject, with the runtime's wording and line:column."""
+    return read_xml_with_notes(text, filename, runtime=runtime)[0]
+
+
+def read_xml_with_notes(
+    text: str, filename: str = "<input>", *, runtime: str = "msccl-executor"
+) -> tuple[Algorithm, list[ReadNote]]:
+    """As :func:`read_xml`, also returning what the parser silently ignores (unknown elements)."""
+    scanner = _Scanner(text, filename)
+    scanner.skip_between_elements()
+    if scanner.pos >= len(text):
+        raise scanner.fail("xml-syntax", "XML Parse : Unexpected EOF", "the file has no <algo> element")
+    root = scanner.element()
+    scanner.skip_between_elements()
+    if scanner.pos < len(text):
+        scanner.notes.append(
+            ReadNote("xml-ignored", "content after </algo> is never read", scanner.location())
+        )
+    if root.name != "algo":
+        raise XmlSyntaxError(
+            "xml-first-element",
+            f"the first element is <{root.name}>, not <algo>; "
+            "the runtime's header scan reads only the first element",
+            location=Location(filename, root.line, root.column),
+            hint="make <algo> the first element (comments may precede it)",
+        )
+    builder = _Builder(filename, runtime, scanner.notes)
+    return builder.algorithm(root), scanner.notes
+
+
+class _Builder:
+    """Turns the element tree into the IR, checking required attributes and decimal integers."""
+
+    def __init__(self, filename: str, runtime: str, notes: list[ReadNote]):
+        self.filename = filename
+        self.runtime = runtime
+        self.notes = notes
+
+    def location(self, node: _Element | _Attribute) -> Location:
+        return Location(self.filename, node.line, node.column)
+
+    def children(self, node: _Element, name: str) -> list[_Element]:
+        kept = []
+        for child in node.children:
+            if child.name == name:
+                kept.append(child)
+            else:
+                self.notes.append(
+                    ReadNote(
+                        "xml-ignored",
+                        f"ignoring element <{child.name}> inside <{node.name}>",
+                        self.location(child),
+                    )
+                )
+        return kept
+
+    def string(self, node: _Element, key: str, default: str | None = None) -> str:
+        attribute = node.attributes.get(key)
+        if attribute is not None:
+            return attribute.value
+        if default is not None:
+            return default
+        raise XmlSyntaxError(
+            "missing-attribute",
+            f"Attribute {key} of node {node.name} not found",
+            location=self.location(node),
+            hint=f'add {key}="…" to <{node.name}> (every attribute of msccl-xml.md §2.3-§2.6 is required)',
+        )
+
+    def integer(self, node: _Element, key: str, default: str | None = None) -> int:
+        text = self.string(node, key, default)
+        if not _DECIMAL.match(text):
+            attribute = node.attributes[key]
+            raise XmlSyntaxError(
+                "xml-integer",
+                f'attribute {key}="{text}" of <{node.name}> is not a plain decimal integer; the runtime '
+                "reads it with strtol(…, 0): a leading 0 means octal, 0x hex, and garbage becomes 0",
+                location=self.location(attribute),
+                hint="write the number in decimal without leading zeros",
+            )
+        return int(text)
+
+    def algorithm(self, node: _Element) -> Algorithm:
+        defaults = LEGACY_DEFAULTS if self.runtime == "msccl-legacy" else {}
+        algo = Algorithm(
+            name=self.string(node, "name", ""),
+            proto=self.string(node, "proto"),
+            nchannels=self.integer(node, "nchannels"),
+            nchunksperloop=self.integer(node, "nchunksperloop"),
+            ngpus=self.integer(node, "ngpus"),
+            coll=self.string(node, "coll"),
+            inplace=self.integer(node, "inplace"),
+            outofplace=self.integer(node, "outofplace", defaults.get("outofplace")),
+            min_bytes=self.integer(node, "minBytes", defaults.get("minBytes")),
+            max_bytes=self.integer(node, "maxBytes", defaults.get("maxBytes")),
+            line=node.line,
+        )
+        algo.gpus = [self.gpu(child) for child in self.children(node, "gpu")]
+        return algo
+
+    def gpu(self, node: _Element) -> GpuProgram:
+        gpu = GpuProgram(
+            id=self.integer(node, "id"),
+            i_chunks=self.integer(node, "i_chunks"),
+            o_chunks=self.integer(node, "o_chunks"),
+            s_chunks=self.integer(node, "s_chunks"),
+            line=node.line,
+        )
+        gpu.tbs = [self.threadblock(child) for child in self.children(node, "tb")]
+        return gpu
+
+    def threadblock(self, node: _Element) -> Threadblock:
+        tb = Threadblock(
+            id=self.integer(node, "id"),
+            send=self.integer(node, "send"),
+            recv=self.integer(node, "recv"),
+            chan=self.integer(node, "chan"),
+            line=node.line,
+        )
+        tb.steps = [self.step(child) for child in self.children(node, "step")]
+        return tb
+
+    def step(self, node: _Element) -> Step:
+        for key in STEP_REQUIRED:
+            self.string(node, key)
+        return Step(
+            s=self.integer(node, "s"),
+            type=self.string(node, "type"),
+            srcbuf=self.string(node, "srcbuf"),
+            srcoff=self.integer(node, "srcoff"),
+            dstbuf=self.string(node, "dstbuf"),
+            dstoff=self.integer(node, "dstoff"),
+            cnt=self.integer(node, "cnt"),
+            depid=self.integer(node, "depid"),
+            deps=self.integer(node, "deps"),
+            hasdep=self.integer(node, "hasdep"),
+            line=node.line,
+        )
