@@ -46,6 +46,12 @@ class FlowNetwork:
     def set_capacity(self, arc: int, capacity: int) -> None:
         self._solver.set_arc_capacity(arc, capacity)
 
+    def set_capacities(self, arcs: np.ndarray, capacities: np.ndarray) -> None:
+        """Set many capacities in one call (int64 arrays of arc indices and capacities, same length)."""
+        self._solver.set_arcs_capacity(
+            np.asarray(arcs, dtype=np.int64), np.asarray(capacities, dtype=np.int64)
+        )
+
     def capacity(self, arc: int) -> int:
         return self._solver.capacity(arc)
 

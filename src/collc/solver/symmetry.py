@@ -1,0 +1,212 @@
+"""Verified automorphisms of a capacity graph, taken from the topology's structure (issue 3, item 5).
+
+Identical boxes (and rails) are the norm in real fabrics. An *automorphism* is a permutation ``p`` of
+the capacity graph's vertices (``p[v]`` is the image of ``v``) that maps GPUs to GPUs and every arc
+``(u, v)`` of capacity ``c`` to an arc ``(p[u], p[v])`` of the same capacity. Every cut-based quantity
+is invariant under it, so two GPUs in the same orbit have identical max-flow tests, and a tree built
+for one root maps to a valid tree for its image.
+
+Finding automorphisms of a general graph is expensive, so candidates come from the structure the
+topology was instantiated from (``Node.box`` and ``Node.role``) and each candidate is *verified* arc
+by arc before use (:func:`is_automorphism`); a candidate that fails is dropped, so the worst case is
+"no symmetry", never a wrong answer.
+
+* Box swaps: for boxes ``a`` and ``b`` with the same set of roles, exchange ``(a, r)`` and ``(b, r)``
+  for every role ``r`` and fix every node outside a box. The transpositions of the first box with
+  each other box generate every permutation of the boxes.
+* Role (rail) swaps: exchange two GPU roles ``r`` and ``s`` in every box at once; every other node
+  follows by matching neighbourhoods (e.g. rail switch ``r`` <-> rail switch ``s``, NIC ``r`` <-> NIC
+  ``s``), see :func:`role_automorphisms`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from itertools import combinations
+
+from collc.capacity import CapacityGraph
+from collc.topology.model import Topology
+
+Permutation = tuple[int, ...]
+
+
+def is_automorphism(graph: CapacityGraph, perm: Sequence[int]) -> bool:
+    """Whether ``perm`` is a bijection of the vertices that keeps GPUs GPUs and preserves every arc."""
+    n = graph.num_nodes
+    if len(perm) != n or sorted(perm) != list(range(n)):
+        return False
+    if any((perm[v] < graph.num_gpus) != (v < graph.num_gpus) for v in range(n)):
+        return False
+    capacity = {(u, v): c for u, v, c in graph.arcs}
+    return all(capacity.get((perm[u], perm[v])) == c for u, v, c in graph.arcs)
+
+
+def _box_index(topology: Topology, graph: CapacityGraph) -> dict[int, dict[str, int]]:
+    """box -> role -> vertex, for the nodes that belong to a box and have a role."""
+    boxes: dict[int, dict[str, int]] = defaultdict(dict)
+    for vertex, name in enumerate(graph.names):
+        node = topology.node(name)
+        if node.box is not None and node.role is not None:
+            boxes[node.box][node.role] = vertex
+    return boxes
+
+
+def box_automorphisms(topology: Topology, graph: CapacityGraph) -> list[Permutation]:
+    """Verified box-swap automorphisms: the first box exchanged with each other box, role by role."""
+    boxes = _box_index(topology, graph)
+    if len(boxes) < 2:
+        return []
+    first, *others = sorted(boxes)
+    generators = []
+    for other in others:
+        if boxes[other].keys() != boxes[first].keys():
+            continue
+        perm = list(range(graph.num_nodes))
+        for role, vertex in boxes[first].items():
+            perm[vertex], perm[boxes[other][role]] = boxes[other][role], vertex
+        if is_automorphism(graph, perm):
+            generators.append(tuple(perm))
+    return generators
+
+
+def _neighbourhoods(graph: CapacityGraph) -> list[dict[int, tuple[int, int]]]:
+    """For each vertex: neighbour -> (capacity out to it, capacity in from it)."""
+    result: list[dict[int, tuple[int, int]]] = [{} for _ in range(graph.num_nodes)]
+    for u, v, c in graph.arcs:
+        out_uv, in_uv = result[u].get(v, (0, 0))
+        result[u][v] = (out_uv + c, in_uv)
+        out_vu, in_vu = result[v].get(u, (0, 0))
+        result[v][u] = (out_vu, in_vu + c)
+    return result
+
+
+def _extend_by_neighbourhood(
+    graph: CapacityGraph, partial: dict[int, int], neighbourhoods: list[dict[int, tuple[int, int]]]
+) -> list[int] | None:
+    """Extend a partial vertex map to a full permutation by matching neighbourhoods.
+
+    An unmapped vertex ``x`` is sent to the unique unused vertex ``y`` whose neighbourhood among the
+    already-mapped vertices is the image of ``x``'s (same capacities each way); repeated until nothing
+    changes. Vertices left over map to themselves if that is still free. Returns ``None`` when no
+    consistent bijection is found (the caller verifies the result anyway).
+    """
+    mapping = dict(partial)
+    changed = True
+    while changed and len(mapping) < graph.num_nodes:
+        changed = False
+        used = set(mapping.values())
+        for x in range(graph.num_nodes):
+            if x in mapping:
+                continue
+            wanted = {mapping[n]: caps for n, caps in neighbourhoods[x].items() if n in mapping}
+            if not wanted:
+                continue
+            anchor = min(wanted, key=lambda n: len(neighbourhoods[n]))
+            matches = [
+                y
+                for y in neighbourhoods[anchor]
+                if y not in used
+                and (y < graph.num_gpus) == (x < graph.num_gpus)
+                and {n: caps for n, caps in neighbourhoods[y].items() if n in used} == wanted
+            ]
+            if len(matches) == 1:
+                mapping[x] = matches[0]
+                used.add(matches[0])
+                changed = True
+    used = set(mapping.values())
+    for x in range(graph.num_nodes):
+        if x not in mapping:
+            if x in used:
+                return None
+            mapping[x] = x
+    return [mapping[x] for x in range(graph.num_nodes)]
+
+
+def role_automorphisms(topology: Topology, graph: CapacityGraph) -> list[Permutation]:
+    """Verified automorphisms that swap one GPU role with another in every box at once.
+
+    Candidates: every pair of GPU roles (sorted order) not yet in one orbit, exchanged in every box;
+    the images of the remaining vertices (NICs, rail switches, ...) are found by neighbourhood
+    matching. Only verified candidates are returned.
+    """
+    boxes = _box_index(topology, graph)
+    if not boxes:
+        return []
+    gpu_roles = sorted({role for roles in boxes.values() for role, v in roles.items() if v < graph.num_gpus})
+    if len(gpu_roles) < 2:
+        return []
+    neighbourhoods = _neighbourhoods(graph)
+    generators: list[Permutation] = []
+    for first, other in combinations(gpu_roles, 2):
+        if _same_orbit(graph.num_gpus, generators, boxes, first, other):
+            continue
+        partial: dict[int, int] = {}
+        for roles in boxes.values():
+            if first in roles and other in roles:
+                partial[roles[first]], partial[roles[other]] = roles[other], roles[first]
+        perm = _extend_by_neighbourhood(graph, partial, neighbourhoods)
+        if perm is not None and is_automorphism(graph, perm):
+            generators.append(tuple(perm))
+    return generators
+
+
+def _same_orbit(
+    num_gpus: int, generators: Sequence[Permutation], boxes: dict[int, dict[str, int]], a: str, b: str
+) -> bool:
+    """Whether roles ``a`` and ``b`` of the first box are already in one orbit (nothing left to gain)."""
+    first = boxes[min(boxes)]
+    if a not in first or b not in first:
+        return False
+    return any(first[b] in orbit for orbit in gpu_orbits(num_gpus, generators) if first[a] in orbit)
+
+
+def automorphisms(topology: Topology, graph: CapacityGraph) -> list[Permutation]:
+    """All verified generators found from the topology's structure (box swaps, then role swaps)."""
+    return box_automorphisms(topology, graph) + role_automorphisms(topology, graph)
+
+
+def gpu_orbits(num_gpus: int, generators: Sequence[Permutation]) -> list[tuple[int, ...]]:
+    """The orbits of the GPU vertices under the group the generators span.
+
+    Each orbit is sorted and the list is sorted, so ``orbit[0]`` is a deterministic representative.
+    """
+    parent = list(range(num_gpus))
+
+    def find(v: int) -> int:
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    for perm in generators:
+        for v in range(num_gpus):
+            a, b = find(v), find(perm[v])
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    orbits: dict[int, list[int]] = defaultdict(list)
+    for v in range(num_gpus):
+        orbits[find(v)].append(v)
+    return sorted(tuple(orbit) for orbit in orbits.values())
+
+
+def orbit_transversal(
+    num_nodes: int, generators: Sequence[Permutation], representative: int
+) -> dict[int, Permutation]:
+    """For every vertex ``w`` in the orbit of ``representative``: a group element mapping it to ``w``.
+
+    Built breadth-first over the generators (each element is a product of generators), so a tree
+    built for the representative root maps to a tree for root ``w`` by renaming every vertex ``v`` to
+    ``element[v]``.
+    """
+    identity = tuple(range(num_nodes))
+    elements: dict[int, Permutation] = {representative: identity}
+    queue = [representative]
+    for vertex in queue:
+        element = elements[vertex]
+        for gen in generators:
+            image = gen[vertex]
+            if image not in elements:
+                elements[image] = tuple(gen[element[v]] for v in range(num_nodes))
+                queue.append(image)
+    return elements

@@ -1,0 +1,190 @@
+"""The optimal bound on the reference topologies (reference-topologies.md) and forestcoll.md §5.3."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from collc.capacity import capacity_graph
+from collc.errors import InfeasibleError, InputError
+from collc.solver.bound import budgeted_bound, fixed_k_bound, integer_capacities, optimal_bound
+from collc.solver.symmetry import automorphisms
+from collc.topology.model import Link, Node, Topology
+
+from .reference import BUILDERS
+
+F = Fraction
+
+# (preset, boxes): (optimal allgather algbw, smallest exact k, fixed k = 1 algbw or None)
+REFERENCE = {
+    ("dgx-a100", 1): (F(8 * 300, 7), 1, F(8 * 300, 7)),
+    ("dgx-a100", 2): (F(16 * 325, 15), 13, F(8 * 300, 7)),
+    ("dgx-a100", 4): (F(800, 3), 1, F(800, 3)),
+    ("dgx-a100", 8): (F(1600, 7), 1, F(1600, 7)),
+    ("dgx-a100", 16): (F(640, 3), 1, F(640, 3)),
+    ("mi250", 1): (F(2400, 7), 3, F(800, 3)),
+    ("mi250", 2): (F(32 * 166, 15), 83, F(320)),
+    ("mi250", 4): (F(1024, 3), 8, F(320)),
+    ("mi250", 8): (F(2048, 7), 8, None),
+    ("dgx-h100-rail", 1): (F(3600, 7), 1, F(3600, 7)),
+    ("dgx-h100-rail", 4): (F(16000, 31), 10, None),
+    ("dgx-h100-rail", 8): (F(3200, 7), 1, None),
+    ("dgx-h100-rail", 16): (F(1280, 3), 1, None),
+}
+
+
+def _graph(preset: str, boxes: int):
+    topology = BUILDERS[preset](boxes)
+    return topology, capacity_graph(topology)
+
+
+@pytest.mark.parametrize(("preset", "boxes"), sorted(REFERENCE))
+def test_reference_optimum_k_and_fixed_k1(preset, boxes):
+    algbw, k, k1_algbw = REFERENCE[(preset, boxes)]
+    topology, graph = _graph(preset, boxes)
+    for symmetries in ([], automorphisms(topology, graph)):
+        bound = optimal_bound(graph, symmetries)
+        assert bound.allgather_algbw == algbw
+        assert bound.x_star == algbw / graph.num_gpus == bound.optimal_x_star
+        assert bound.k == k
+        assert bound.U * bound.x_star == k
+        assert bound.given_up == 0
+        assert all(bound.U * bandwidth == int(bound.U * bandwidth) for bandwidth in _bandwidths(graph))
+        # The reported cut certifies the optimum: B+(S) / |S ∩ GPUs| = x*.
+        assert bound.cut_bandwidth / bound.cut_num_gpus == bound.x_star
+        if k1_algbw is not None:
+            assert fixed_k_bound(graph, 1, symmetries).allgather_algbw == k1_algbw
+
+
+def _bandwidths(graph):
+    return [graph.to_gbps(cap) for _, _, cap in graph.arcs]
+
+
+def _outside(graph, bound) -> set[str]:
+    return set(graph.names) - set(bound.cut_inside)
+
+
+def test_single_box_cut_is_one_gpu_behind_its_nvswitch_link():
+    graph = _graph("dgx-a100", 1)[1]
+    bound = optimal_bound(graph)
+    assert len(_outside(graph, bound)) == 1 and _outside(graph, bound) <= set(graph.names[:8])
+    (gpu,) = _outside(graph, bound)
+    assert bound.cut_arcs == (("b0.nvswitch", gpu, F(300)),)
+
+
+def test_two_box_a100_cut_is_one_gpu_behind_nvswitch_and_nic():
+    graph = _graph("dgx-a100", 2)[1]
+    bound = optimal_bound(graph)
+    (gpu,) = _outside(graph, bound)
+    box, role = gpu.split(".")
+    assert sorted(bound.cut_arcs) == [(f"{box}.nic{role[3:]}", gpu, F(25)), (f"{box}.nvswitch", gpu, F(300))]
+    assert bound.cut_num_gpus == 15
+
+
+@pytest.mark.parametrize(
+    ("preset", "boxes", "per_gpu"),
+    [("dgx-a100", 4, 25), ("dgx-a100", 8, 25), ("mi250", 4, 16), ("dgx-h100-rail", 8, 50)],
+)
+def test_multi_box_cut_is_one_box_behind_its_network_links(preset, boxes, per_gpu):
+    topology, graph = _graph(preset, boxes)
+    bound = optimal_bound(graph, automorphisms(topology, graph))
+    outside = _outside(graph, bound)
+    boxes_outside = {topology.node(name).box for name in outside}
+    assert len(boxes_outside) == 1 and None not in boxes_outside
+    (box,) = boxes_outside
+    assert outside == {node.name for node in topology.nodes if node.box == box}
+    gpus_per_box = graph.num_gpus // boxes
+    assert bound.cut_num_gpus == graph.num_gpus - gpus_per_box
+    assert bound.cut_bandwidth == gpus_per_box * per_gpu
+    assert all(
+        topology.node(dst).box == box and topology.node(src).box is None for src, dst, _ in bound.cut_arcs
+    )
+
+
+def test_mi250_single_box_cut_is_one_package():
+    graph = _graph("mi250", 1)[1]
+    bound = optimal_bound(graph)
+    outside = sorted(_outside(graph, bound), key=lambda name: int(name.split("gcd")[1]))
+    first, second = (int(name.split("gcd")[1]) for name in outside)
+    assert second == first + 1 and first % 2 == 0  # the two GCDs of one MI250 package
+    assert bound.cut_bandwidth == 300
+
+
+# forestcoll.md §5.3: fixed-k allgather algbw.
+FIXED_K = [
+    ("mi250", 1, 2, F(320)),
+    ("mi250", 2, 2, F(1024, 3)),
+    ("mi250", 2, 3, F(2400, 7)),
+    ("mi250", 2, 8, F(32 * 8 * 50, 37)),
+    ("mi250", 2, 13, F(32 * 13 * 50, 59)),
+    ("mi250", 4, 3, F(1024, 3)),
+    ("dgx-a100", 2, 8, F(16 * 8 * 100, 37)),
+    ("dgx-a100", 2, 13, F(16 * 325, 15)),
+]
+
+
+@pytest.mark.parametrize(("preset", "boxes", "k", "algbw"), FIXED_K)
+def test_fixed_k_matches_reference(preset, boxes, k, algbw):
+    graph = _graph(preset, boxes)[1]
+    bound = fixed_k_bound(graph, k)
+    assert bound.k == k
+    assert bound.allgather_algbw == algbw
+    assert bound.given_up == 1 - algbw / optimal_bound(graph).allgather_algbw
+
+
+def test_fixed_k_capacities_are_floored_budget():
+    graph = _graph("mi250", 2)[1]
+    bound = fixed_k_bound(graph, 2)
+    assert integer_capacities(graph, bound) == [int(bound.U * bw) for bw in _bandwidths(graph)]
+    assert (bound.k, bound.U) == (2, F(3, 16))
+
+
+def test_budgeted_takes_auto_k_when_it_fits_else_best_fixed_k():
+    graph = _graph("mi250", 2)[1]
+    assert budgeted_bound(graph, 83) == optimal_bound(graph)
+    best = budgeted_bound(graph, 10)
+    candidates = [fixed_k_bound(graph, k) for k in range(1, 11)]
+    top = max(bound.x_star for bound in candidates)
+    assert best.x_star == top
+    assert best.k == min(bound.k for bound in candidates if bound.x_star == top)
+    assert 0 < best.given_up < F(1, 100)
+
+
+def test_budgeted_stops_at_a_small_k_that_already_reaches_the_optimum():
+    graph = _graph("mi250", 4)[1]  # auto k = 8, but floored k = 3 is already optimal
+    bound = budgeted_bound(graph, 5)
+    assert (bound.k, bound.given_up) == (3, 0)
+
+
+def _directed(name, nodes, arcs):
+    links = tuple(Link(src, dst, F(bw), directed=True) for src, dst, bw in arcs)
+    return Topology(name, tuple(nodes), links, tuple(n.name for n in nodes if n.kind == "gpu"))
+
+
+def test_reduce_scatter_uses_the_reversed_graph():
+    # Three GPUs on a switch with 30 GB/s up and 10 GB/s down: allgather is limited by one GPU's
+    # 10 GB/s of ingress (for 2 shards), reduce-scatter by one GPU's 10 GB/s of egress (for 1 shard).
+    gpus = [Node(f"g{i}", "gpu") for i in range(3)]
+    arcs = [(f"g{i}", "s", 30) for i in range(3)] + [("s", f"g{i}", 10) for i in range(3)]
+    graph = capacity_graph(_directed("asym", [*gpus, Node("s", "switch")], arcs))
+    allgather = optimal_bound(graph)
+    reduce_scatter = optimal_bound(graph.reversed())
+    assert (allgather.x_star, allgather.allgather_algbw) == (5, 15)
+    assert (reduce_scatter.x_star, reduce_scatter.allgather_algbw) == (10, 30)
+    assert allgather.cut_arcs == (("s", "g0", 10),)
+    assert reduce_scatter.cut_bandwidth / reduce_scatter.cut_num_gpus == 10
+
+
+def test_errors_are_user_errors():
+    graph = _graph("dgx-a100", 1)[1]
+    with pytest.raises(InputError, match="positive"):
+        fixed_k_bound(graph, 0)
+    with pytest.raises(InputError, match="positive"):
+        budgeted_bound(graph, 0)
+    lonely = capacity_graph(_directed("one", [Node("g0", "gpu"), Node("s", "switch")], [("g0", "s", 1)]))
+    with pytest.raises(InputError, match="at least 2 GPUs"):
+        optimal_bound(lonely)
+    one_way = _directed("one-way", [Node("g0", "gpu"), Node("g1", "gpu")], [("g0", "g1", 5)])
+    with pytest.raises(InfeasibleError, match="cannot receive"):
+        optimal_bound(capacity_graph(one_way))

@@ -1,0 +1,85 @@
+"""Automorphisms from the topology's structure: verified, and the orbits they give."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from fractions import Fraction
+
+import pytest
+
+from collc.capacity import capacity_graph
+from collc.solver.symmetry import (
+    automorphisms,
+    box_automorphisms,
+    gpu_orbits,
+    is_automorphism,
+    orbit_transversal,
+)
+
+from .reference import BUILDERS
+
+
+@pytest.mark.parametrize(
+    ("preset", "boxes", "orbits"),
+    [
+        ("dgx-a100", 1, 1),
+        ("dgx-a100", 4, 2),  # even and odd GPUs hang off different IB switches
+        ("mi250", 1, 4),
+        ("mi250", 2, 4),
+        ("dgx-h100-rail", 1, 1),
+        ("dgx-h100-rail", 4, 1),
+    ],
+)
+def test_reference_generators_are_automorphisms_with_expected_orbits(preset, boxes, orbits):
+    topology = BUILDERS[preset](boxes)
+    graph = capacity_graph(topology)
+    generators = automorphisms(topology, graph)
+    assert all(is_automorphism(graph, perm) for perm in generators)
+    found = gpu_orbits(graph.num_gpus, generators)
+    assert len(found) == orbits
+    assert sorted(v for orbit in found for v in orbit) == list(range(graph.num_gpus))
+
+
+def test_box_swaps_join_each_role_across_boxes():
+    topology = BUILDERS["dgx-a100"](3)
+    graph = capacity_graph(topology)
+    generators = box_automorphisms(topology, graph)
+    assert len(generators) == 2
+    orbits = gpu_orbits(graph.num_gpus, generators)
+    assert orbits == [(role, role + 8, role + 16) for role in range(8)]
+
+
+def test_a_box_that_differs_is_left_out():
+    topology = BUILDERS["dgx-a100"](3)
+    # Slow down one NVLink in box 2: boxes 0 and 1 are still interchangeable, box 2 is not.
+    links = tuple(
+        replace(link, bandwidth=Fraction(150)) if (link.src, link.dst) == ("b2.gpu0", "b2.nvswitch") else link
+        for link in topology.links
+    )
+    topology = replace(topology, links=links)
+    graph = capacity_graph(topology)
+    generators = box_automorphisms(topology, graph)
+    assert len(generators) == 1
+    orbits = gpu_orbits(graph.num_gpus, automorphisms(topology, graph))
+    assert (16,) in orbits  # the slow GPU is alone
+
+
+def test_is_automorphism_rejects_non_permutations_and_capacity_changes():
+    graph = capacity_graph(BUILDERS["dgx-a100"](1))
+    identity = tuple(range(graph.num_nodes))
+    assert is_automorphism(graph, identity)
+    assert not is_automorphism(graph, identity[:-1])
+    assert not is_automorphism(graph, (0, *identity[:-1]))
+    gpu_to_switch = (8, *identity[1:8], 0)
+    assert not is_automorphism(graph, gpu_to_switch)
+
+
+def test_transversal_maps_the_representative_to_every_orbit_member():
+    topology = BUILDERS["dgx-h100-rail"](4)
+    graph = capacity_graph(topology)
+    generators = automorphisms(topology, graph)
+    elements = orbit_transversal(graph.num_nodes, generators, 0)
+    assert sorted(elements) == list(range(graph.num_gpus))  # one orbit: every GPU
+    for target, element in elements.items():
+        assert element[0] == target
+        assert is_automorphism(graph, element)
