@@ -1,0 +1,86 @@
+"""The limits and dialect of each runtime the verifier lints against (msccl-xml.md §1.4, §5.1, §6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from collc.errors import InputError
+from collc.msccl.program import COLLECTIVES
+
+COMPOSITE_TYPES = frozenset({"rcs", "rrs", "rrc", "rrcs"})
+
+
+@dataclass(frozen=True)
+class RuntimeProfile:
+    """What one runtime accepts and what it silently mishandles."""
+
+    name: str
+    #: ``MAXCHANNELS``: the parser accepts ``0 <= chan <= max_channels`` (off by one, §2.5)
+    max_channels: int
+    #: threadblocks per GPU the runtime can use (parser limit, or the int8 ``depid`` ceiling)
+    max_threadblocks: int
+    #: ``MSCCL_MAX_NUM_STEPS``: steps per threadblock, nops included
+    max_steps: int
+    #: largest ``depid`` the runtime stores faithfully (int8 field, §4.2 rule 4)
+    max_depid: int
+    #: longest fused ``re`` chain that computes the right value (executor: 15, §3.3); None = no cap
+    max_fused_chain: int | None
+    #: step types that load but fail at launch (RCCL >= 6.1 has no composite kernels, §6)
+    rejected_step_types: frozenset[str]
+    #: ``coll`` spellings the loader accepts, mapped to the collective they mean
+    collectives: dict[str, str]
+    #: threadblocks with a send (resp. receive) peer per channel
+    max_tbs_per_channel: int = 32
+    #: ``MSCCL_MAX_COUNT``: ``cnt`` must be below it
+    max_count: int = 72
+
+
+_MODERN_COLLECTIVES = {coll: coll for coll in COLLECTIVES}
+
+PROFILES: dict[str, RuntimeProfile] = {
+    "msccl-executor": RuntimeProfile(
+        name="msccl-executor",
+        max_channels=32,
+        max_threadblocks=128,
+        max_steps=64,
+        max_depid=127,
+        max_fused_chain=15,
+        rejected_step_types=frozenset(),
+        collectives=_MODERN_COLLECTIVES,
+    ),
+    "rccl": RuntimeProfile(
+        name="rccl",
+        max_channels=128,
+        max_threadblocks=64,
+        max_steps=64,
+        max_depid=127,
+        max_fused_chain=None,
+        rejected_step_types=COMPOSITE_TYPES,
+        collectives=_MODERN_COLLECTIVES,
+    ),
+    "msccl-legacy": RuntimeProfile(
+        name="msccl-legacy",
+        max_channels=32,
+        max_threadblocks=216,
+        max_steps=256,
+        max_depid=127,
+        max_fused_chain=15,
+        rejected_step_types=frozenset(),
+        collectives={
+            "allreduce": "allreduce",
+            "allgather": "allgather",
+            "reduce_scatter": "reducescatter",
+            "alltoall": "alltoall",
+        },
+    ),
+}
+
+
+def profile(runtime: str) -> RuntimeProfile:
+    """The profile of ``runtime``; an ``InputError`` listing the choices for an unknown name."""
+    try:
+        return PROFILES[runtime]
+    except KeyError:
+        raise InputError(
+            f"unknown runtime {runtime!r}", hint=f"choose one of {', '.join(sorted(PROFILES))}"
+        ) from None

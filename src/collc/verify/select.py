@@ -1,0 +1,78 @@
+"""Would the runtime pick this file for a given call, and if not, why (msccl-xml.md §1.1)?
+
+The internal scheduler takes the first loaded file whose collective, rank count, placement, size range
+and chunk divisibility all fit the call. A file that fails any of them is silently not used, which is
+the most common complaint about MSCCL deployments; :func:`explain` names every failed condition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from collc.msccl.program import Algorithm
+from collc.verify.runtimes import profile
+
+#: ``sizeMultiplier`` of each API: nBytes = count × sizeof(type) × multiplier (§1.1 table)
+PER_RANK_COLLECTIVES = frozenset({"allgather", "reducescatter", "alltoall"})
+
+
+@dataclass
+class Selection:
+    """``selected`` and, when False, every reason; ``details`` describe the call as the runtime sees it."""
+
+    selected: bool
+    reasons: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"selected": self.selected, "reasons": list(self.reasons), "details": list(self.details)}
+
+
+def explain(
+    algo: Algorithm,
+    *,
+    nranks: int,
+    nbytes: int,
+    dtype_size: int,
+    inplace: bool,
+    runtime: str = "msccl-executor",
+) -> Selection:
+    """Whether a call of ``nbytes`` (nBytes as the runtime computes it: the buffer for allreduce, the
+    output for allgather, the input for reducescatter) on ``nranks`` ranks selects ``algo``."""
+    reasons: list[str] = []
+    details: list[str] = []
+    coll = profile(runtime).collectives.get(algo.coll)
+    if coll is None:
+        reasons.append(f'{runtime} does not load files with coll="{algo.coll}"')
+        coll = algo.coll
+    if algo.ngpus != nranks:
+        reasons.append(f"the file is for ngpus={algo.ngpus} but the communicator has {nranks} ranks")
+    if inplace and not algo.inplace:
+        reasons.append('the call is in-place but the file has inplace="0"')
+    if not inplace and not algo.outofplace:
+        reasons.append('the call is out-of-place but the file has outofplace="0"')
+    multiplier = nranks if coll in PER_RANK_COLLECTIVES else 1
+    if nbytes <= 0 or nbytes % (dtype_size * multiplier):
+        reasons.append(
+            f"{nbytes} bytes is not a positive whole number of {dtype_size}-byte elements"
+            + (f" per rank ({nranks} ranks)" if multiplier > 1 else "")
+        )
+    else:
+        count = nbytes // (dtype_size * multiplier)
+        elements = count * multiplier
+        details.append(f"count = {count} elements, count × sizeMultiplier = {elements}")
+        if algo.nchunksperloop >= 1 and elements % algo.nchunksperloop:
+            quantum = algo.nchunksperloop * dtype_size
+            reasons.append(
+                f"count × sizeMultiplier = {elements} is not divisible by "
+                f"nchunksperloop={algo.nchunksperloop}; "
+                f"use a size that is a multiple of {quantum} bytes"
+            )
+        elif algo.nchunksperloop >= 1:
+            chunk = elements // algo.nchunksperloop
+            details.append(f"one chunk = {chunk} elements = {chunk * dtype_size} bytes")
+    if nbytes < algo.min_bytes:
+        reasons.append(f"{nbytes} bytes is below minBytes={algo.min_bytes}")
+    if algo.max_bytes and nbytes > algo.max_bytes:
+        reasons.append(f"{nbytes} bytes is above maxBytes={algo.max_bytes} (0 would mean unbounded)")
+    return Selection(not reasons, reasons, details)
