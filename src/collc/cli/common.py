@@ -1,0 +1,59 @@
+"""Options shared by the commands: the topology argument every pipeline command takes.
+
+``@topology_argument`` adds a ``TOPO`` argument (a topology file or a preset name) and a repeatable
+``--set KEY=VALUE`` option for the topology's declared parameters, loads the topology and passes it to
+the command as ``topology``. Topology warnings are printed to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import click
+
+from collc.errors import InputError
+from collc.topology import Topology, TopologyWarning, load
+from collc.topology.presets import parameters_of
+
+
+def parse_settings(settings: Iterable[str], source: str) -> dict[str, str]:
+    """``["boxes=2", ...]`` -> ``{"boxes": "2"}``; malformed items raise InputError listing parameters."""
+    values: dict[str, str] = {}
+    for item in settings:
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip() or not value.strip():
+            raise InputError(
+                f"--set {item!r} is not KEY=VALUE",
+                hint=f"e.g. --set boxes=2; {parameters_of(source)}",
+            )
+        values[key.strip()] = value.strip()
+    return values
+
+
+def print_warning(warning: TopologyWarning) -> None:
+    click.echo(str(warning), err=True)
+
+
+def load_topology(source: str, settings: Iterable[str]) -> Topology:
+    """The topology named by a ``TOPO`` argument with its ``--set`` values applied."""
+    return load(source, parse_settings(settings, source), on_warning=print_warning)
+
+
+def topology_argument(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: add ``TOPO`` and ``--set KEY=VALUE``; call ``command(topology=..., ...)``."""
+
+    @click.argument("topo", metavar="TOPO")
+    @click.option(
+        "--set",
+        "settings",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Set a topology parameter, e.g. --set boxes=2 (repeatable; see `collc topo show`).",
+    )
+    @functools.wraps(command)
+    def wrapper(*args: Any, topo: str, settings: tuple[str, ...], **kwargs: Any) -> Any:
+        return command(*args, topology=load_topology(topo, settings), **kwargs)
+
+    return wrapper

@@ -1,0 +1,121 @@
+"""A tiny, safe arithmetic language for parameterised topologies.
+
+Presets compute counts, bandwidths and conditions from their parameters, e.g. ``boxes * 50`` for a
+non-blocking spine link or ``boxes > 1`` to wire the inter-box fabric only when there is more than one
+box. Expressions are parsed with :func:`ast.parse` and *interpreted* by walking a whitelist of node
+types (numbers, names, ``+ - * / // % **``, comparisons, ``and or not``, ``x if c else y``,
+``min``/``max``); nothing is ever passed to ``eval``. Arithmetic is exact (:class:`Fraction`); ``/``
+is exact division.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+
+Value = Fraction | bool
+
+_BINARY: dict[type, Callable[[Fraction, Fraction], Fraction]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_COMPARE: dict[type, Callable[[Fraction, Fraction], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+_FUNCTIONS: dict[str, Callable[..., Fraction]] = {"min": min, "max": max}
+
+
+class ExpressionError(ValueError):
+    """The expression is malformed, uses something outside the language, or names an unknown variable."""
+
+
+def evaluate(text: str, variables: Mapping[str, Fraction]) -> Value:
+    """Evaluate ``text`` with ``variables``; raise :class:`ExpressionError` with a readable reason."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise ExpressionError(f"cannot parse expression {text!r}") from None
+    try:
+        return _walk(tree.body, variables)
+    except ZeroDivisionError:
+        raise ExpressionError(f"division by zero in {text!r}") from None
+
+
+def names_in(text: str) -> set[str]:
+    """The variable names an expression mentions (empty when it does not parse)."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        return set()
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and id(node) not in called}
+
+
+def _number(value: Value, node: ast.AST) -> Fraction:
+    if isinstance(value, bool):
+        raise ExpressionError(f"expected a number, got a condition in {ast.unparse(node)!r}")
+    return value
+
+
+def _walk(node: ast.AST, variables: Mapping[str, Fraction]) -> Value:
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    ):
+        return Fraction(str(node.value)) if isinstance(node.value, float) else Fraction(node.value)
+    if isinstance(node, ast.Name):
+        if node.id not in variables:
+            known = ", ".join(sorted(variables)) or "none"
+            raise ExpressionError(f"unknown name {node.id!r} (known: {known})")
+        return variables[node.id]
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left = _number(_walk(node.left, variables), node.left)
+        right = _number(_walk(node.right, variables), node.right)
+        if isinstance(node.op, ast.Pow) and right.denominator != 1:
+            raise ExpressionError("only whole-number powers are allowed")
+        return Fraction(_BINARY[type(node.op)](left, right))
+    if isinstance(node, ast.UnaryOp):
+        operand = _walk(node.operand, variables)
+        if isinstance(node.op, ast.Not):
+            return not operand
+        if isinstance(node.op, ast.USub):
+            return -_number(operand, node.operand)
+        if isinstance(node.op, ast.UAdd):
+            return _number(operand, node.operand)
+    if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+        left = _number(_walk(node.left, variables), node.left)
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
+            right = _number(_walk(right_node, variables), right_node)
+            if not _COMPARE[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.BoolOp):
+        values = [bool(_walk(value, variables)) for value in node.values]
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.IfExp):
+        chosen = node.body if _walk(node.test, variables) else node.orelse
+        return _walk(chosen, variables)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and node.args
+        and not node.keywords
+    ):
+        arguments = [_number(_walk(arg, variables), arg) for arg in node.args]
+        return _FUNCTIONS[node.func.id](*arguments)
+    raise ExpressionError(f"{ast.unparse(node)!r} is not allowed in a topology expression")

@@ -1,0 +1,54 @@
+"""Bandwidth and latency values: a number or an expression, optionally followed by a unit.
+
+Bandwidths are stored in GB/s (10^9 bytes/s). Byte units (``GB/s``, ``GBps``) and bit units
+(``Gb/s``, ``Gbps``; 8 bits per byte) are accepted with M, G and T prefixes, so ``"200 Gb/s"`` is 25
+and ``"400Gbps"`` is 50. Latencies are stored in microseconds and accept ``ns``, ``us``/``µs``, ``ms``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from fractions import Fraction
+
+from collc.topology.expr import ExpressionError, evaluate
+
+_PREFIX = {"M": Fraction(1, 1000), "G": Fraction(1), "T": Fraction(1000)}
+_BANDWIDTH = re.compile(r"^(?P<expr>.*?)\s*(?:(?P<prefix>[MGT])(?P<unit>B/s|Bps|b/s|bps))?\s*$")
+_LATENCY_UNITS = {"ns": Fraction(1, 1000), "us": Fraction(1), "µs": Fraction(1), "ms": Fraction(1000)}
+_LATENCY = re.compile(r"^(?P<expr>.*?)\s*(?P<unit>ns|us|µs|ms)?\s*$")
+
+BANDWIDTH_UNITS = "GB/s, GBps, Gb/s, Gbps (and M/T prefixes)"
+
+
+def _quantity(value: object, variables: Mapping[str, Fraction], what: str) -> Fraction:
+    if isinstance(value, bool) or value is None:
+        raise ExpressionError(f"{what} must be a number, got {value!r}")
+    if isinstance(value, int | Fraction):
+        return Fraction(value)
+    result = evaluate(str(value), variables)
+    if isinstance(result, bool):
+        raise ExpressionError(f"{what} must be a number, got the condition {value!r}")
+    return result
+
+
+def parse_bandwidth(value: object, variables: Mapping[str, Fraction]) -> Fraction:
+    """GB/s from a number, an expression, or either followed by a unit (see module docstring)."""
+    if isinstance(value, str):
+        match = _BANDWIDTH.match(value)
+        assert match is not None  # the pattern matches every string
+        scale = _PREFIX[match["prefix"]] if match["prefix"] else Fraction(1)
+        if match["unit"] and match["unit"].startswith("b"):
+            scale /= 8
+        return _quantity(match["expr"], variables, "bandwidth") * scale
+    return _quantity(value, variables, "bandwidth")
+
+
+def parse_latency(value: object, variables: Mapping[str, Fraction]) -> Fraction:
+    """Microseconds from a number, an expression, or either followed by ns/us/µs/ms."""
+    if isinstance(value, str):
+        match = _LATENCY.match(value)
+        assert match is not None
+        scale = _LATENCY_UNITS[match["unit"]] if match["unit"] else Fraction(1)
+        return _quantity(match["expr"], variables, "latency") * scale
+    return _quantity(value, variables, "latency")
