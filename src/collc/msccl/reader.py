@@ -27,6 +27,10 @@ MAX_NAME_LENGTH = 255
 
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_:.\-]*")
 _DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)\Z")
+#: the canonical form of a start tag (single spaces, double quotes, on one line): parsed in one match;
+#: anything else goes through the character-level scanner, which finds the precise error
+_CANONICAL_TAG = re.compile(r'<([A-Za-z0-9_:.\-]+)((?: [A-Za-z0-9_:.\-]+="[^"\n]*")*)(/?)>')
+_CANONICAL_ATTRIBUTE = re.compile(r' ([A-Za-z0-9_:.\-]+)="([^"\n]*)"')
 
 STEP_REQUIRED = ("s", "type", "srcbuf", "srcoff", "dstbuf", "dstoff", "cnt", "depid", "deps", "hasdep")
 
@@ -45,15 +49,13 @@ class XmlSyntaxError(InputError):
 @dataclass
 class _Attribute:
     value: str
-    line: int
-    column: int
+    pos: int
 
 
 @dataclass
 class _Element:
     name: str
-    line: int
-    column: int
+    pos: int
     attributes: dict[str, _Attribute] = field(default_factory=dict)
     children: list[_Element] = field(default_factory=list)
 
@@ -131,25 +133,35 @@ class _Scanner:
     def element(self) -> _Element:
         """One element with its subtree; the scanner is at its ``<``."""
         start = self.pos
-        self.pos += 1
-        name = self.name()
-        if not name:
-            raise self.expected_close()
-        node = _Element(name, *self._line_column(start))
-        if self.attributes(node):
-            return node
+        fast = _CANONICAL_TAG.match(self.text, start)
+        if fast and len(fast.group(1)) <= MAX_NAME_LENGTH and fast.group(2).count(" ") <= MAX_ATTR_COUNT:
+            node = _Element(fast.group(1), start)
+            base = fast.start(2)
+            for attribute in _CANONICAL_ATTRIBUTE.finditer(fast.group(2)):
+                node.attributes.setdefault(
+                    attribute.group(1), _Attribute(attribute.group(2), base + attribute.start(1))
+                )
+            self.pos = fast.end()
+            if fast.group(3):
+                return node
+        else:
+            self.pos += 1
+            name = self.name()
+            if not name:
+                raise self.expected_close()
+            node = _Element(name, start)
+            if self.attributes(node):
+                return node
         while True:
             self.skip_between_elements()
             if self.pos >= len(self.text):
-                raise self.fail("xml-syntax", "XML Parse : Unexpected EOF", f"close <{name}> with </{name}>")
+                raise self.fail(
+                    "xml-syntax", "XML Parse : Unexpected EOF", f"close <{node.name}> with </{node.name}>"
+                )
             if self.text.startswith("</", self.pos):
-                self.closing_tag(name)
+                self.closing_tag(node.name)
                 return node
             node.children.append(self.element())
-
-    def _line_column(self, pos: int) -> tuple[int, int]:
-        location = self.location(pos)
-        return location.line or 0, location.column or 0
 
     def name(self) -> str:
         match = _NAME_CHARS.match(self.text, self.pos)
@@ -232,7 +244,7 @@ class _Scanner:
                     "separate attributes by exactly one space",
                     key_pos,
                 )
-            node.attributes[key] = _Attribute(value, *self._line_column(key_pos))
+            node.attributes.setdefault(key, _Attribute(value, key_pos))
 
     def closing_tag(self, name: str) -> None:
         start = self.pos
@@ -275,23 +287,26 @@ def read_xml_with_notes(
             "xml-first-element",
             f"the first element is <{root.name}>, not <algo>; "
             "the runtime's header scan reads only the first element",
-            location=Location(filename, root.line, root.column),
+            location=scanner.location(root.pos),
             hint="make <algo> the first element (comments may precede it)",
         )
-    builder = _Builder(filename, runtime, scanner.notes)
+    builder = _Builder(scanner, runtime)
     return builder.algorithm(root), scanner.notes
 
 
 class _Builder:
     """Turns the element tree into the IR, checking required attributes and decimal integers."""
 
-    def __init__(self, filename: str, runtime: str, notes: list[ReadNote]):
-        self.filename = filename
+    def __init__(self, scanner: _Scanner, runtime: str):
+        self.scanner = scanner
         self.runtime = runtime
-        self.notes = notes
+        self.notes = scanner.notes
 
     def location(self, node: _Element | _Attribute) -> Location:
-        return Location(self.filename, node.line, node.column)
+        return self.scanner.location(node.pos)
+
+    def line(self, node: _Element) -> int | None:
+        return self.location(node).line
 
     def children(self, node: _Element, name: str) -> list[_Element]:
         kept = []
@@ -347,7 +362,7 @@ class _Builder:
             outofplace=self.integer(node, "outofplace", defaults.get("outofplace")),
             min_bytes=self.integer(node, "minBytes", defaults.get("minBytes")),
             max_bytes=self.integer(node, "maxBytes", defaults.get("maxBytes")),
-            line=node.line,
+            line=self.line(node),
         )
         algo.gpus = [self.gpu(child) for child in self.children(node, "gpu")]
         return algo
@@ -358,7 +373,7 @@ class _Builder:
             i_chunks=self.integer(node, "i_chunks"),
             o_chunks=self.integer(node, "o_chunks"),
             s_chunks=self.integer(node, "s_chunks"),
-            line=node.line,
+            line=self.line(node),
         )
         gpu.tbs = [self.threadblock(child) for child in self.children(node, "tb")]
         return gpu
@@ -369,7 +384,7 @@ class _Builder:
             send=self.integer(node, "send"),
             recv=self.integer(node, "recv"),
             chan=self.integer(node, "chan"),
-            line=node.line,
+            line=self.line(node),
         )
         tb.steps = [self.step(child) for child in self.children(node, "step")]
         return tb
@@ -388,5 +403,5 @@ class _Builder:
             depid=self.integer(node, "depid"),
             deps=self.integer(node, "deps"),
             hasdep=self.integer(node, "hasdep"),
-            line=node.line,
+            line=self.line(node),
         )
