@@ -10,6 +10,7 @@ from collc.capacity import capacity_graph
 from collc.errors import InfeasibleError, InputError
 from collc.solver.bound import budgeted_bound, fixed_k_bound, integer_capacities, optimal_bound
 from collc.solver.symmetry import automorphisms
+from collc.topology import load
 from collc.topology.model import Link, Node, Topology
 
 from .reference import BUILDERS
@@ -35,7 +36,7 @@ REFERENCE = {
 
 
 def _graph(preset: str, boxes: int):
-    topology = BUILDERS[preset](boxes)
+    topology = load(preset, {"boxes": str(boxes)})
     return topology, capacity_graph(topology)
 
 
@@ -188,3 +189,16 @@ def test_errors_are_user_errors():
     one_way = _directed("one-way", [Node("g0", "gpu"), Node("g1", "gpu")], [("g0", "g1", 5)])
     with pytest.raises(InfeasibleError, match="cannot receive"):
         optimal_bound(capacity_graph(one_way))
+
+
+@pytest.mark.parametrize(
+    ("preset", "boxes"), [("dgx-a100", 1), ("dgx-a100", 2), ("mi250", 2), ("dgx-h100-rail", 4)]
+)
+def test_presets_are_the_reference_models(preset, boxes):
+    """The shipped presets have exactly the arcs of reference-topologies.md (built independently here)."""
+
+    def named_arcs(topology):
+        graph = capacity_graph(topology)
+        return graph.unit, sorted((graph.names[u], graph.names[v], c) for u, v, c in graph.arcs)
+
+    assert named_arcs(load(preset, {"boxes": str(boxes)})) == named_arcs(BUILDERS[preset](boxes))

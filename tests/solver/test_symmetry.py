@@ -15,8 +15,7 @@ from collc.solver.symmetry import (
     is_automorphism,
     orbit_transversal,
 )
-
-from .reference import BUILDERS
+from collc.topology import load
 
 
 @pytest.mark.parametrize(
@@ -31,7 +30,7 @@ from .reference import BUILDERS
     ],
 )
 def test_reference_generators_are_automorphisms_with_expected_orbits(preset, boxes, orbits):
-    topology = BUILDERS[preset](boxes)
+    topology = load(preset, {"boxes": str(boxes)})
     graph = capacity_graph(topology)
     generators = automorphisms(topology, graph)
     assert all(is_automorphism(graph, perm) for perm in generators)
@@ -41,7 +40,7 @@ def test_reference_generators_are_automorphisms_with_expected_orbits(preset, box
 
 
 def test_box_swaps_join_each_role_across_boxes():
-    topology = BUILDERS["dgx-a100"](3)
+    topology = load("dgx-a100", {"boxes": "3"})
     graph = capacity_graph(topology)
     generators = box_automorphisms(topology, graph)
     assert len(generators) == 2
@@ -50,7 +49,7 @@ def test_box_swaps_join_each_role_across_boxes():
 
 
 def test_a_box_that_differs_is_left_out():
-    topology = BUILDERS["dgx-a100"](3)
+    topology = load("dgx-a100", {"boxes": "3"})
     # Slow down one NVLink in box 2: boxes 0 and 1 are still interchangeable, box 2 is not.
     links = tuple(
         replace(link, bandwidth=Fraction(150)) if (link.src, link.dst) == ("b2.gpu0", "b2.nvswitch") else link
@@ -65,7 +64,7 @@ def test_a_box_that_differs_is_left_out():
 
 
 def test_is_automorphism_rejects_non_permutations_and_capacity_changes():
-    graph = capacity_graph(BUILDERS["dgx-a100"](1))
+    graph = capacity_graph(load("dgx-a100", {"boxes": "1"}))
     identity = tuple(range(graph.num_nodes))
     assert is_automorphism(graph, identity)
     assert not is_automorphism(graph, identity[:-1])
@@ -75,7 +74,7 @@ def test_is_automorphism_rejects_non_permutations_and_capacity_changes():
 
 
 def test_transversal_maps_the_representative_to_every_orbit_member():
-    topology = BUILDERS["dgx-h100-rail"](4)
+    topology = load("dgx-h100-rail", {"boxes": "4"})
     graph = capacity_graph(topology)
     generators = automorphisms(topology, graph)
     elements = orbit_transversal(graph.num_nodes, generators, 0)

@@ -39,3 +39,4 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 # Command registration: one line per command module (each module owns its commands).
+from collc.cli import bound as _bound  # noqa: E402,F401

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import combinations
+
+import numpy as np
 
 from collc.capacity import CapacityGraph
 from collc.topology.model import Topology
@@ -31,15 +34,30 @@ from collc.topology.model import Topology
 Permutation = tuple[int, ...]
 
 
+@lru_cache(maxsize=16)
+def _arc_arrays(graph: CapacityGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tails, heads, capacities) of ``graph.arcs`` as int64 arrays (arcs are sorted by tail, head)."""
+    table = np.array(graph.arcs, dtype=np.int64).reshape(-1, 3)
+    return table[:, 0], table[:, 1], table[:, 2]
+
+
 def is_automorphism(graph: CapacityGraph, perm: Sequence[int]) -> bool:
-    """Whether ``perm`` is a bijection of the vertices that keeps GPUs GPUs and preserves every arc."""
+    """Whether ``perm`` is a bijection of the vertices that keeps GPUs GPUs and preserves every arc.
+
+    Vectorised: the images of all arcs, sorted, must equal the arc list (which is sorted and free of
+    parallel arcs), capacities included.
+    """
     n = graph.num_nodes
-    if len(perm) != n or sorted(perm) != list(range(n)):
+    image = np.asarray(perm, dtype=np.int64)
+    if image.shape != (n,) or not np.array_equal(np.sort(image), np.arange(n)):
         return False
-    if any((perm[v] < graph.num_gpus) != (v < graph.num_gpus) for v in range(n)):
+    if not np.array_equal(image < graph.num_gpus, np.arange(n) < graph.num_gpus):
         return False
-    capacity = {(u, v): c for u, v, c in graph.arcs}
-    return all(capacity.get((perm[u], perm[v])) == c for u, v, c in graph.arcs)
+    tails, heads, capacities = _arc_arrays(graph)
+    keys = tails * n + heads
+    mapped = image[tails] * n + image[heads]
+    order = np.argsort(mapped, kind="stable")
+    return bool(np.array_equal(mapped[order], keys) and np.array_equal(capacities[order], capacities))
 
 
 def _box_index(topology: Topology, graph: CapacityGraph) -> dict[int, dict[str, int]]:
@@ -179,8 +197,10 @@ def gpu_orbits(num_gpus: int, generators: Sequence[Permutation]) -> list[tuple[i
             v = parent[v]
         return v
 
+    identity = np.arange(num_gpus)
     for perm in generators:
-        for v in range(num_gpus):
+        images = np.asarray(perm[:num_gpus])
+        for v in np.flatnonzero(images != identity).tolist():
             a, b = find(v), find(perm[v])
             if a != b:
                 parent[max(a, b)] = min(a, b)
