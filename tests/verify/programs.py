@@ -1,0 +1,38 @@
+"""Correct programs to plant defects into: the shared fixtures as IR, and tiny hand-built ones."""
+
+from __future__ import annotations
+
+from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
+from collc.msccl.reader import read_xml
+from msccl.fixtures import VALID
+
+
+def fixture(name: str) -> Algorithm:
+    """A fresh IR of the valid fixture ``name`` (e.g. ``ring_allgather_4``, ``tree_allreduce_3``)."""
+    path = next(p for p in VALID if p.stem == name)
+    return read_xml(path.read_text(), path.name)
+
+
+def exchange(cnt: int, proto: str) -> Algorithm:
+    """Two ranks swap their inputs (allgather): each first sends ``cnt`` chunks, then receives them.
+    With one chunk per call this completes only while ``cnt`` ≤ the FIFO depth (§4.4)."""
+    gpus = []
+    for rank in range(2):
+        peer = 1 - rank
+        steps = [
+            Step(0, "cpy", "i", 0, "o", rank * cnt, cnt),
+            Step(1, "s", "i", 0, "o", 0, cnt),
+            Step(2, "r", "o", 0, "o", peer * cnt, cnt),
+        ]
+        gpus.append(GpuProgram(rank, cnt, 2 * cnt, 0, [Threadblock(0, peer, peer, 0, steps)]))
+    return Algorithm("exchange", proto, 1, 2 * cnt, 2, "allgather", 0, 1, 0, 0, gpus)
+
+
+def step(algo: Algorithm, rank: int, tb: int, index: int) -> Step:
+    gpu = next(g for g in algo.gpus if g.id == rank)
+    return next(t for t in gpu.tbs if t.id == tb).steps[index]
+
+
+def threadblock(algo: Algorithm, rank: int, tb: int) -> Threadblock:
+    gpu = next(g for g in algo.gpus if g.id == rank)
+    return next(t for t in gpu.tbs if t.id == tb)
