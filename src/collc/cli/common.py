@@ -41,6 +41,14 @@ def load_topology(source: str, settings: Iterable[str]) -> Topology:
     return load(source, parse_settings(settings, source), on_warning=print_warning)
 
 
+_SOURCE_KEY = "collc.topology_source"
+
+
+def current_topology_source() -> tuple[str, dict[str, str]]:
+    """(TOPO argument, ``--set`` values) of the running command, for commands that show them."""
+    return click.get_current_context().meta[_SOURCE_KEY]
+
+
 def topology_argument(command: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator: add ``TOPO`` and ``--set KEY=VALUE``; call ``command(topology=..., ...)``."""
 
@@ -54,6 +62,8 @@ def topology_argument(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(command)
     def wrapper(*args: Any, topo: str, settings: tuple[str, ...], **kwargs: Any) -> Any:
-        return command(*args, topology=load_topology(topo, settings), **kwargs)
+        topology = load_topology(topo, settings)
+        click.get_current_context().meta[_SOURCE_KEY] = (topo, parse_settings(settings, topo))
+        return command(*args, topology=topology, **kwargs)
 
     return wrapper

@@ -645,16 +645,13 @@ def _ranks_from_list(document: LocatedMap, gpus: list[Node]) -> tuple[str, ...]:
             raise _fail(f"a 'ranks' entry must be a GPU name or selector, got {entry!r}", where)
         try:
             found = select(entry, {}, names, index)
-            literal = resolve(entry, {})
         except ExpressionError as error:
             raise _fail(f"'ranks': {error}", where) from None
         if not found:
             raise _fail(
                 f"'ranks' entry {entry!r} names no GPU",
                 where,
-                f"did you mean {_closest(literal, names)!r}?"
-                if literal and _closest(literal, names)
-                else None,
+                "list GPU names (or selectors such as 'b{b}.gpu{i}') only, each GPU once",
             )
         for binding in sorted(found, key=lambda b: tuple(b.values())):
             name = resolve(entry, binding)

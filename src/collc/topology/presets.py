@@ -16,7 +16,13 @@ from pathlib import Path
 import yaml
 
 from collc.errors import InputError
-from collc.topology.loader import TopologyWarning, describe_parameters, read_parameters, read_topology_file
+from collc.topology.loader import (
+    Parameter,
+    TopologyWarning,
+    describe_parameters,
+    read_parameters,
+    read_topology_file,
+)
 from collc.topology.model import Topology
 from collc.topology.yamlsrc import LocatedMap, read_yaml
 
@@ -82,8 +88,13 @@ def load(
     return read_topology_file(path, params, shown_as, on_warning)
 
 
-def parameters_of(source: str | os.PathLike[str]) -> str:
-    """A hint listing the parameters of ``source`` (for messages about ``--set``)."""
+def declared_parameters(source: str | os.PathLike[str]) -> dict[str, Parameter]:
+    """The parameters ``source`` declares (name -> declaration), in file order."""
     path, shown_as = resolve_source(source)
     document = read_yaml(path.read_text(encoding="utf-8"), shown_as)
-    return describe_parameters(read_parameters(document) if isinstance(document, LocatedMap) else {})
+    return read_parameters(document) if isinstance(document, LocatedMap) else {}
+
+
+def parameters_of(source: str | os.PathLike[str]) -> str:
+    """A hint listing the parameters of ``source`` (for messages about ``--set``)."""
+    return describe_parameters(declared_parameters(source))

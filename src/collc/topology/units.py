@@ -15,6 +15,7 @@ from collc.topology.expr import ExpressionError, evaluate
 
 _PREFIX = {"M": Fraction(1, 1000), "G": Fraction(1), "T": Fraction(1000)}
 _BANDWIDTH = re.compile(r"^(?P<expr>.*?)\s*(?:(?P<prefix>[MGT])(?P<unit>B/s|Bps|b/s|bps))?\s*$")
+_UNKNOWN_UNIT = re.compile(r"^\s*[0-9.]+\s*([A-Za-z/]+)\s*$")
 _LATENCY_UNITS = {"ns": Fraction(1, 1000), "us": Fraction(1), "µs": Fraction(1), "ms": Fraction(1000)}
 _LATENCY = re.compile(r"^(?P<expr>.*?)\s*(?P<unit>ns|us|µs|ms)?\s*$")
 
@@ -40,7 +41,13 @@ def parse_bandwidth(value: object, variables: Mapping[str, Fraction]) -> Fractio
         scale = _PREFIX[match["prefix"]] if match["prefix"] else Fraction(1)
         if match["unit"] and match["unit"].startswith("b"):
             scale /= 8
-        return _quantity(match["expr"], variables, "bandwidth") * scale
+        try:
+            return _quantity(match["expr"], variables, "bandwidth") * scale
+        except ExpressionError:
+            unit = _UNKNOWN_UNIT.match(value)
+            if unit:
+                raise ExpressionError(f"unknown bandwidth unit {unit[1]!r}") from None
+            raise
     return _quantity(value, variables, "bandwidth")
 
 
