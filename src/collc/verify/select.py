@@ -12,6 +12,22 @@ from dataclasses import dataclass, field
 from collc.msccl.program import Algorithm
 from collc.verify.runtimes import profile
 
+#: bytes per element of the NCCL data types (all have MSCCL kernels, §1.1: the type is not part of selection)
+DTYPE_SIZES = {
+    "int8": 1,
+    "uint8": 1,
+    "fp8e4m3": 1,
+    "fp8e5m2": 1,
+    "fp16": 2,
+    "bf16": 2,
+    "int32": 4,
+    "uint32": 4,
+    "fp32": 4,
+    "int64": 8,
+    "uint64": 8,
+    "fp64": 8,
+}
+
 #: ``sizeMultiplier`` of each API: nBytes = count × sizeof(type) × multiplier (§1.1 table)
 PER_RANK_COLLECTIVES = frozenset({"allgather", "reducescatter", "alltoall"})
 

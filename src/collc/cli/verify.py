@@ -1,0 +1,152 @@
+"""``collc verify FILE...``: lint and simulate MSCCL XML files; optionally explain runtime selection.
+
+Exit status: 0 every file is valid (and, with ``--explain``, selected), 1 some file is invalid (or not
+selected), 2 some file could not be read or an option is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from collc.cli import main
+from collc.cli.common import load_topology
+from collc.errors import InputError
+from collc.msccl.reader import read_xml
+from collc.topology.model import Topology
+from collc.verify import PROFILES, VerifyReport, explain, verify_text
+from collc.verify.select import DTYPE_SIZES, Selection
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+}
+_SIZE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*\Z")
+
+
+def parse_bytes(text: str) -> int:
+    """``64MiB`` -> 67108864 (binary KiB/MiB/GiB/TiB and decimal kB/MB/GB units, or plain bytes)."""
+    match = _SIZE.match(text)
+    if match is None or match.group(2).lower() not in _UNITS:
+        raise InputError(f"--bytes {text!r} is not a size", hint="write e.g. 4096, 64KiB, 64MiB or 1GB")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read {path}: {error}", hint="pass an existing MSCCL XML file") from None
+
+
+def _render(report: VerifyReport, selection: Selection | None) -> str:
+    errors = len(report.errors)
+    warnings = len(report.problems) - errors
+    status = "ok" if report.ok else "INVALID"
+    lines = [
+        f"{report.filename}: {status} ({errors} error(s), {warnings} warning(s); runtime {report.runtime})"
+    ]
+    for problem in report.problems:
+        where = str(problem.location) if problem.location is not None else report.filename
+        lines.append(f"  {where}: {problem.severity}: {problem.message} [{problem.rule}]")
+        if problem.hint:
+            lines.append(f"    fix: {problem.hint}")
+    lines.extend(f"  note: {note}" for note in report.notes)
+    if selection is not None:
+        lines.append(f"  selected for this call: {'yes' if selection.selected else 'no'}")
+        lines.extend(f"    because {reason}" for reason in selection.reasons)
+        lines.extend(f"    {detail}" for detail in selection.details)
+    return "\n".join(lines)
+
+
+@main.command("verify")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option(
+    "--runtime",
+    type=click.Choice(sorted(PROFILES)),
+    default=None,
+    help="Runtime to lint against (default: the topology's, else msccl-executor).",
+)
+@click.option("--topology", "topo", metavar="TOPO", help="Check threadblocks against this topology's GPUs.")
+@click.option(
+    "--set", "settings", multiple=True, metavar="KEY=VALUE", help="Topology parameter (repeatable)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output for CI.")
+@click.option("--explain", is_flag=True, help="Say whether the runtime would select each file for a call.")
+@click.option("--nranks", type=int, help="--explain: communicator size (default: the topology's GPUs).")
+@click.option("--bytes", "size", metavar="SIZE", help="--explain: nBytes of the call, e.g. 64MiB.")
+@click.option("--dtype", type=click.Choice(sorted(DTYPE_SIZES)), default="bf16", show_default=True)
+@click.option("--inplace", is_flag=True, help="--explain: the call is in-place.")
+def verify_command(
+    files: tuple[str, ...],
+    runtime: str | None,
+    topo: str | None,
+    settings: tuple[str, ...],
+    as_json: bool,
+    explain: bool,
+    nranks: int | None,
+    size: str | None,
+    dtype: str,
+    inplace: bool,
+) -> None:
+    """Lint and simulate MSCCL XML FILEs for a runtime (exit 0 valid, 1 invalid, 2 unreadable)."""
+    if settings and topo is None:
+        raise InputError("--set needs --topology", hint="e.g. --topology dgx-a100 --set boxes=2")
+    topology: Topology | None = load_topology(topo, settings) if topo is not None else None
+    runtime = runtime or (topology.metadata.runtime if topology is not None else None) or "msccl-executor"
+    call = _call(explain, nranks, size, topology)
+    outputs: list[dict[str, object]] = []
+    exit_code = 0
+    for name in files:
+        try:
+            text = _read(Path(name))
+        except InputError as error:
+            click.echo(str(error), err=True)
+            outputs.append({"file": name, "ok": False, "unreadable": error.message})
+            exit_code = 2
+            continue
+        report = verify_text(text, name, runtime=runtime, topology=topology)
+        selection = _selection(text, name, runtime, call, dtype, inplace) if call and report.ok else None
+        if call and not report.ok:
+            report.notes.append("selection not explained: the file is invalid")
+        good = report.ok and (selection is None or selection.selected)
+        exit_code = max(exit_code, 0 if good else 1)
+        record = report.to_dict()
+        if selection is not None:
+            record["selection"] = selection.to_dict()
+        outputs.append(record)
+        if not as_json:
+            click.echo(_render(report, selection))
+    if as_json:
+        click.echo(json.dumps({"ok": exit_code == 0, "files": outputs}, indent=2, sort_keys=True))
+    click.get_current_context().exit(exit_code)
+
+
+def _call(explain_flag: bool, nranks: int | None, size: str | None, topology: Topology | None):
+    """``(nranks, nbytes)`` of the call to explain, or None without ``--explain``."""
+    if not explain_flag:
+        return None
+    nranks = nranks if nranks is not None else (topology.num_gpus if topology is not None else None)
+    if nranks is None or size is None:
+        raise InputError(
+            "--explain needs --nranks and --bytes", hint="e.g. --explain --nranks 16 --bytes 64MiB"
+        )
+    return nranks, parse_bytes(size)
+
+
+def _selection(text: str, name: str, runtime: str, call, dtype: str, inplace: bool) -> Selection:
+    nranks, nbytes = call
+    algo = read_xml(text, name, runtime=runtime)
+    return explain(
+        algo, nranks=nranks, nbytes=nbytes, dtype_size=DTYPE_SIZES[dtype], inplace=inplace, runtime=runtime
+    )

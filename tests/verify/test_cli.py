@@ -1,0 +1,104 @@
+"""`collc verify` through click: exit codes, human output with locations and fixes, JSON, --explain."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from collc.cli import main
+from collc.cli.verify import parse_bytes
+from msccl.fixtures import INVALID, VALID
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["verify", *args])
+
+
+def path_of(name: str) -> str:
+    return str(next(p for p in [*VALID, *INVALID] if p.name == name))
+
+
+def test_valid_files_exit_zero() -> None:
+    result = run(*map(str, VALID))
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": ok (0 error(s)") == len(VALID)
+
+
+def test_invalid_file_exits_one_with_location_rule_and_fix() -> None:
+    result = run(path_of("ring_allgather_4.xml"), path_of("chan_ge_nchannels.xml"))
+    assert result.exit_code == 1
+    assert f"{path_of('chan_ge_nchannels.xml')}:3: error: rank 0 tb 0: chan=1" in result.output
+    assert "[chan-ge-nchannels]" in result.output and "fix: use chan < nchannels" in result.output
+
+
+def test_lexical_error_exits_one_with_line_and_column() -> None:
+    result = run(path_of("tabs.xml"))
+    assert result.exit_code == 1
+    assert (
+        f"{path_of('tabs.xml')}:2:1: error: XML Parse error : expecting '<', got '\\t' [xml-tab]"
+        in result.output
+    )
+
+
+def test_unreadable_file_exits_two(tmp_path) -> None:
+    binary = tmp_path / "bad.xml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    result = run(str(tmp_path / "missing.xml"), str(binary), path_of("ring_allgather_4.xml"))
+    assert result.exit_code == 2
+    assert "cannot read" in result.output
+
+
+def test_runtime_option_selects_the_rules() -> None:
+    assert run("--runtime", "rccl", path_of("ring_allreduce_4x2.xml")).exit_code == 1
+    assert run("--runtime", "msccl-executor", path_of("ring_allreduce_4x2.xml")).exit_code == 0
+    assert run("--runtime", "nccl", path_of("ring_allreduce_4x2.xml")).exit_code == 2
+
+
+def test_json_output_for_ci() -> None:
+    result = run("--json", path_of("cnt_mismatch.xml"), path_of("tree_allreduce_3.xml"))
+    assert result.exit_code == 1
+    document = json.loads(result.output)
+    assert document["ok"] is False
+    first, second = document["files"]
+    assert first["ok"] is False and second["ok"] is True
+    mismatch = next(p for p in first["problems"] if p["rule"] == "cnt-mismatch")
+    assert mismatch["location"]["line"] == 21 and mismatch["severity"] == "error" and mismatch["hint"]
+
+
+def test_explain_selected_and_not_selected() -> None:
+    ring = path_of("ring_allgather_4.xml")
+    result = run(ring, "--explain", "--nranks", "4", "--bytes", "64MiB", "--dtype", "bf16")
+    assert result.exit_code == 0 and "selected for this call: yes" in result.output
+    result = run(ring, "--explain", "--nranks", "8", "--bytes", "6B", "--dtype", "bf16", "--inplace")
+    assert result.exit_code == 1
+    assert "selected for this call: no" in result.output
+    assert "ngpus=4 but the communicator has 8 ranks" in result.output
+    assert "in-place" in result.output
+    assert "not divisible by nchunksperloop=4" not in result.output  # 6 B is not whole bf16 per rank
+    assert "not a positive whole number" in result.output
+
+
+def test_explain_needs_the_call() -> None:
+    result = run(path_of("ring_allgather_4.xml"), "--explain", "--nranks", "4")
+    assert result.exit_code == 2 and "--explain needs --nranks and --bytes" in result.output
+
+
+def test_explain_json_has_the_selection() -> None:
+    result = run(path_of("tree_allreduce_3.xml"), "--json", "--explain", "--nranks", "3", "--bytes", "1MiB")
+    selection = json.loads(result.output)["files"][0]["selection"]
+    assert selection["selected"] is False
+    assert any("maxBytes=65536" in reason for reason in selection["reasons"])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("4096", 4096), ("64MiB", 64 * 2**20), ("1GB", 10**9), ("2 kib", 2048)]
+)
+def test_parse_bytes(text: str, value: int) -> None:
+    assert parse_bytes(text) == value
+
+
+def test_parse_bytes_rejects_garbage() -> None:
+    with pytest.raises(Exception, match="is not a size"):
+        parse_bytes("64 parsecs")
