@@ -221,3 +221,34 @@ def test_in_place_aliasing_breaks_a_program_correct_out_of_place() -> None:
         "rank 0 o[0] should hold in_0[0] + in_1[0] but holds in_1[0], with in_1[0] more than once"
         in messages[0]
     )
+
+
+def test_in_place_reducescatter_that_uses_other_blocks_as_scratch_warns() -> None:
+    """Receiving into the peer's (already sent) block is harmless in place but changes the user's
+    buffer outside the output, which NCCL never does; out of place it writes the const input."""
+    gpus = []
+    for rank in range(2):
+        other = 1 - rank
+        steps = [
+            Step(0, "s", "i", other, "o", 0, 1),
+            Step(1, "r", "o", 0, "i", other, 1),
+            Step(2, "cpy", "i", rank, "o", 0, 1),
+            Step(3, "re", "i", other, "o", 0, 1),
+        ]
+        gpus.append(GpuProgram(rank, 2, 1, 0, [Threadblock(0, other, other, 0, steps)]))
+    algo = Algorithm("rs", "LL", 1, 2, 2, "reducescatter", 1, 0, 0, 0, gpus)
+    report = verify(algo)
+    assert report.ok and report.rules() == {"clobbers-input"}
+    algo.inplace, algo.outofplace = 0, 1
+    assert verify(algo).rules() == {"writes-input"}
+
+
+def test_parser_node_limit() -> None:
+    algo = fixture("ring_allgather_4")
+    gpu = algo.gpus[0]
+    template = gpu.tbs[0]
+    gpu.tbs = [
+        Threadblock(n, -1, -1, 0, [Step(s, "cpy", "i", 0, "o", 0, 1) for s in range(64)]) for n in range(64)
+    ]
+    gpu.tbs[0] = template
+    assert "parser-node-limit" in errors(algo)

@@ -53,6 +53,9 @@ BLOCKS_SIMULATION = frozenset(
     }
 )
 
+#: ``MAX_NODES`` of the runtime's parser: elements stored for one rank (§5.1)
+PARSER_MAX_NODES = 4096
+
 #: which operands each step type reads (src) and writes or reads-and-writes (dst), §3.3
 USES_SRC = frozenset({"s", "rrs", "rrc", "rrcs", "cpy", "re"})
 USES_DST = frozenset({"r", "rcs", "rrc", "rrcs", "cpy", "re"})
@@ -173,6 +176,15 @@ def _check_gpus(linter: _Linter) -> None:
                 "write exactly one <gpu> per rank",
             )
             ids[gpu.id] = 1  # report each duplicate once
+        nodes = 1 + algo.ngpus + len(gpu.tbs) + sum(len(tb.steps) for tb in gpu.tbs)
+        if nodes > PARSER_MAX_NODES:
+            linter.error(
+                "parser-node-limit",
+                f"Error : XML parser is limited to 1024 nodes (rank {gpu.id} needs {nodes}: the algo, "
+                f"every gpu, its own tbs and steps; the real limit is {PARSER_MAX_NODES})",
+                gpu.line,
+                "use fewer steps per rank (larger cnt) or fewer threadblocks",
+            )
         if gpu.s_chunks < 0:
             linter.error("scratch-negative", "nScratchChunks must be not negative", gpu.line)
         for name, declared, real in (

@@ -91,4 +91,7 @@ def explain(
         reasons.append(f"{nbytes} bytes is below minBytes={algo.min_bytes}")
     if algo.max_bytes and nbytes > algo.max_bytes:
         reasons.append(f"{nbytes} bytes is above maxBytes={algo.max_bytes} (0 would mean unbounded)")
+    details.append(
+        "the op must be sum, prod, min or max: ncclAvg and user-defined ops always fall back to NCCL"
+    )
     return Selection(not reasons, reasons, details)

@@ -122,10 +122,20 @@ class Simulator:
                 self.receiver_of.setdefault(conn, gid)
         self.fifos: list[deque[_Message]] = [deque() for _ in self.connections]
         self.waits: list[tuple] = [()] * count
-        self.clock = [np.zeros(count, dtype=np.int64) for _ in range(count)]
+        self.clock = [np.zeros(count, dtype=np.int32) for _ in range(count)]
         self.published = [-1] * count
         self.publish_positions: list[list[int]] = [[] for _ in range(count)]
         self.publish_clocks: list[list[np.ndarray]] = [[] for _ in range(count)]
+        # positions somebody waits for, per threadblock: only the publishes that release one of them
+        # keep their clock (memory stays proportional to the dependencies, not to all flagged steps)
+        self.awaited: list[list[int]] = [[] for _ in range(count)]
+        for gid, (rank, _) in enumerate(self.owner):
+            for t in self.transmissions[gid]:
+                for tb, position in t.waits:
+                    waited = gid_of.get((rank, tb))
+                    if waited is not None:
+                        self.awaited[waited].append(position)
+        self.awaited = [sorted(set(positions)) for positions in self.awaited]
         self.flag_waiters: list[list[int]] = [[] for _ in range(count)]
         self.pc = [0] * count
         self.cursor = [0] * count
@@ -163,6 +173,7 @@ class Simulator:
         step: int | None = None,
         hint: str | None = None,
         key: tuple | None = None,
+        severity: str = "error",
     ) -> None:
         """Record a problem once per ``key`` (default: once per message), listing at most MAX_LISTED."""
         key = (rule, message) if key is None else (rule, *key)
@@ -175,7 +186,7 @@ class Simulator:
         location = None
         if gid is not None and step is not None and 0 <= step < len(self.steps[gid]):
             location = Location(self.filename, self.steps[gid][step].line)
-        self.problems.append(Problem(rule, "error", f"{message} ({self.case})", location, hint))
+        self.problems.append(Problem(rule, severity, f"{message} ({self.case})", location, hint))  # type: ignore[arg-type]
 
     def where(self, gid: int, step: int) -> str:
         rank, tb = self.owner[gid]
@@ -275,11 +286,19 @@ class Simulator:
             self.deps_done[gid] = False
             if t.publishes is not None:
                 self.published[gid] = t.publishes
-                self.publish_positions[gid].append(t.publishes)
-                self.publish_clocks[gid].append(clock.copy())
+                if self.releases_a_wait(gid, t.publishes):
+                    self.publish_positions[gid].append(t.publishes)
+                    self.publish_clocks[gid].append(clock.copy())
                 woken.extend(self.flag_waiters[gid])
                 self.flag_waiters[gid] = []
         return woken
+
+    def releases_a_wait(self, gid: int, position: int) -> bool:
+        """Whether publishing ``position`` is the first publish at or above some awaited position."""
+        previous = self.publish_positions[gid][-1] if self.publish_positions[gid] else -1
+        awaited = self.awaited[gid]
+        first_above_previous = bisect.bisect_right(awaited, previous)
+        return first_above_previous < len(awaited) and awaited[first_above_previous] <= position
 
     def match(self, gid: int, t: Transmission, message: _Message, cursor: int, span: int) -> None:
         """A receive must consume a call of the same size from a send of the same ``cnt`` (§4.3)."""
@@ -506,6 +525,29 @@ class Simulator:
                     f"rank {rank} o[{chunk}] should hold "
                     f"{collective.describe(want, self.nchunks, self.ngpus)} but holds {found_text}",
                     hint="the file does not compute the collective its coll attribute names",
+                )
+            if self.case.inplace:
+                self.check_untouched(rank, expected)
+
+    def check_untouched(self, rank: int, expected: list[Value | str]) -> None:
+        """In place, user-buffer chunks outside the postcondition should keep the input (§3.2: NCCL
+        leaves them intact), e.g. the other ranks' blocks of an in-place reducescatter."""
+        buffers = self.layouts[rank]
+        storage, _ = buffers.names["i"]
+        output_storage, output_base = buffers.names["o"]
+        constrained = {output_base + chunk for chunk, want in enumerate(expected) if want != "any"}
+        if output_storage != storage:
+            constrained = set()
+        initial = collective.initial_memory(self.coll, self.nchunks, self.ngpus, rank, buffers)[storage]
+        for index, (before, after) in enumerate(zip(initial, self.memory[rank][storage], strict=True)):
+            if index not in constrained and before is not None and before != after:
+                self.report(
+                    "clobbers-input",
+                    f"in place, rank {rank} {storage}[{index}] is outside the collective's output but is "
+                    f"changed from {collective.describe(before, self.nchunks, self.ngpus)} to "
+                    f"{collective.describe(after, self.nchunks, self.ngpus)}; NCCL leaves it intact",
+                    hint="use scratch (s) for intermediate values",
+                    severity="warning",
                 )
 
 
