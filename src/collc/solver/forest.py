@@ -8,12 +8,27 @@ names from ``src`` to ``dst`` through switches and NICs.
 ``U`` is the congestion budget in trees per GB/s: on every physical arc ``e`` the number of unit trees
 crossing it (counting repeats) is at most ``U * bandwidth(e)``. The forest's allgather algbw is then
 ``N * k / U`` GB/s, equal to the optimal bound when ``(U, k)`` is optimal.
+
+``reversed`` marks a forest solved on the reversed fabric (reduce-scatter on asymmetric fabrics, see
+:func:`collc.solver.pipeline.solve`): its trees are out-trees of the reversed graph, so each hop
+``path[i] -> path[i+1]`` is the physical arc ``path[i+1] -> path[i]``.
+
+JSON form (:func:`forest_to_json` / :func:`forest_from_json`, stable keys)::
+
+    {"U": "p/q", "k": int, "num_gpus": int, "reversed": bool, "allgather_algbw": float,
+     "trees": [{"root": rank, "multiplicity": int,
+                "edges": [{"src": rank, "dst": rank, "path": [node names src..dst]}, ...]}, ...]}
+
+``allgather_algbw`` (GB/s) is informative only; ``num_gpus`` and ``reversed`` are optional on input.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
+
+from collc.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,13 @@ class Tree:
     multiplicity: int
     edges: tuple[TreeEdge, ...]
 
+    def height(self, *, physical: bool = False) -> int:
+        """Longest root-to-leaf path, in GPU hops (tree edges) or in physical hops (links crossed)."""
+        depth = {self.root: 0}
+        for edge in self.edges:  # BFS order: a parent's depth is known before its children's
+            depth[edge.dst] = depth[edge.src] + (len(edge.path) - 1 if physical else 1)
+        return max(depth.values())
+
 
 @dataclass(frozen=True)
 class Forest:
@@ -42,8 +64,53 @@ class Forest:
     k: int
     U: Fraction
     trees: tuple[Tree, ...]
+    reversed: bool = False
 
     @property
     def allgather_algbw(self) -> Fraction:
         """Allgather/reduce-scatter algbw in GB/s (nccl-tests units): ``N * k / U``."""
         return self.num_gpus * self.k / self.U
+
+
+def forest_to_json(forest: Forest) -> dict[str, Any]:
+    """The documented JSON object of ``forest`` (module docstring); trees keep their order."""
+    return {
+        "U": f"{forest.U.numerator}/{forest.U.denominator}",
+        "k": forest.k,
+        "num_gpus": forest.num_gpus,
+        "reversed": forest.reversed,
+        "allgather_algbw": float(forest.allgather_algbw),
+        "trees": [
+            {
+                "root": tree.root,
+                "multiplicity": tree.multiplicity,
+                "edges": [{"src": e.src, "dst": e.dst, "path": list(e.path)} for e in tree.edges],
+            }
+            for tree in forest.trees
+        ],
+    }
+
+
+def forest_from_json(data: Any, source: str = "<forest>") -> Forest:
+    """Parse the JSON object written by :func:`forest_to_json`; malformed input is an :class:`InputError`."""
+    try:
+        U = Fraction(data["U"])
+        k = int(data["k"])
+        trees = tuple(
+            Tree(
+                int(tree["root"]),
+                int(tree["multiplicity"]),
+                tuple(
+                    TreeEdge(int(e["src"]), int(e["dst"]), tuple(str(name) for name in e["path"]))
+                    for e in tree["edges"]
+                ),
+            )
+            for tree in data["trees"]
+        )
+        num_gpus = int(data.get("num_gpus", len({tree.root for tree in trees})))
+        return Forest(num_gpus, k, U, trees, bool(data.get("reversed", False)))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as error:
+        raise InputError(
+            f"{source}: not a forest JSON object ({type(error).__name__}: {error})",
+            hint='write it with `collc trees TOPO -o forest.json`; keys: "U", "k", "trees"',
+        ) from error

@@ -1,0 +1,88 @@
+"""``collc trees TOPO``: solve for the forest of spanning trees and write it as JSON.
+
+The JSON object (keys ``U``, ``k``, ``trees`` = ``[{root, multiplicity, edges: [{src, dst, path}]}]``)
+is documented in :mod:`collc.solver.forest` and docs/solver.md; ``-o FILE`` writes it atomically,
+``--json`` prints it. The text summary gives the bound, the trees and multiplicities, the tree heights
+in GPU hops and in physical hops, and the per-phase times and max-flow calls.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import click
+
+from collc.cli import main
+from collc.cli.common import topology_argument
+from collc.fileio import atomic_write
+from collc.solver import Solution, forest_to_json, solve
+from collc.solver.pipeline import PHASES
+from collc.topology.model import Topology
+
+_HISTOGRAM_ENTRIES = 8  # multiplicity histogram entries shown before summarising
+
+
+def _mean(values: list[int], weights: list[int]) -> float:
+    return sum(v * w for v, w in zip(values, weights, strict=True)) / sum(weights)
+
+
+def _height_line(solution: Solution, physical: bool, unit: str) -> str:
+    trees = solution.forest.trees
+    heights = [tree.height(physical=physical) for tree in trees]
+    weights = [tree.multiplicity for tree in trees]
+    return f"  height in {unit}: max {max(heights)}, mean {_mean(heights, weights):.2f} (per unit tree)"
+
+
+def summary_text(topology: Topology, solution: Solution) -> str:
+    """The human summary of a solved forest."""
+    forest, bound, stats = solution.forest, solution.bound, solution.stats
+    multiplicities = Counter(tree.multiplicity for tree in forest.trees)
+    histogram = ", ".join(f"{m}x{count}" for m, count in sorted(multiplicities.items()))
+    if len(multiplicities) > _HISTOGRAM_ENTRIES:
+        histogram = (
+            f"{len(multiplicities)} distinct values from {min(multiplicities)} to {max(multiplicities)}"
+        )
+    direction = " (reversed fabric: reduce-scatter)" if forest.reversed else ""
+    lines = [
+        f"{topology.name}: {forest.num_gpus} GPUs{direction}",
+        f"  k = {forest.k} trees per root, U = {bound.U} trees per GB/s, "
+        f"allgather algbw {float(forest.allgather_algbw):.3f} GB/s"
+        + ("" if bound.is_optimal else f" ({float(bound.given_up) * 100:.1f}% below the optimum)"),
+        f"  trees: {len(forest.trees)} physical ({stats.logical_trees} logical), "
+        f"multiplicity x count: {histogram}",
+        _height_line(solution, False, "GPU hops"),
+        _height_line(solution, True, "physical hops"),
+        "  phases: "
+        + ", ".join(
+            f"{phase} {stats.seconds.get(phase, 0.0):.3f}s"
+            + (f" ({stats.max_flow_calls[phase]} max-flows)" if phase in stats.max_flow_calls else "")
+            for phase in PHASES
+        ),
+    ]
+    return "\n".join(lines)
+
+
+@main.command()
+@topology_argument
+@click.option(
+    "--k", "k", type=int, default=None, help="Exactly K trees per root (default: smallest exact k)."
+)
+@click.option("--max-k", "max_k", type=int, default=None, help="At most K trees per root.")
+@click.option("--reverse", is_flag=True, help="Solve on the reversed fabric (reduce-scatter trees).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the forest JSON to FILE.")
+@click.option("--json", "as_json", is_flag=True, help="Print the forest JSON instead of the summary.")
+def trees(
+    topology: Topology, k: int | None, max_k: int | None, reverse: bool, output: str | None, as_json: bool
+) -> None:
+    """Spanning-tree forest meeting the optimal bound (switch removal, tree packing, physical paths)."""
+    solution = solve(topology, k=k, max_k=max_k, reverse=reverse)
+    text = json.dumps(forest_to_json(solution.forest), separators=(",", ":")) + "\n"
+    if output:
+        atomic_write(output, text)
+    if as_json:
+        click.echo(text, nl=False)
+    else:
+        click.echo(summary_text(topology, solution))
+        if output:
+            click.echo(f"  wrote {output}")

@@ -1,0 +1,137 @@
+"""Capacitated spanning-tree packing on the switch-free graph (docs/forestcoll.md §3c).
+
+After switch removal every GPU ``r`` must root ``k`` spanning out-trees, and logical arc ``e`` may be
+used by at most ``c'(e)`` of the ``N·k`` unit trees. A *capacitated* tree ``τ`` of multiplicity ``C_τ``
+stands for ``C_τ`` identical unit trees; each root starts with one tree of multiplicity ``k`` holding
+only the root.
+
+Edmonds' branching theorem, in the form for partial trees: trees with vertex sets ``R_σ`` can all be
+completed with the remaining capacities iff ``ρ(X) >= need(X) = Σ_{σ : R_σ ∩ X = ∅} C_σ`` for every
+non-empty ``X``. Adding arc ``(x, y)`` (``x ∈ R_τ``, ``y ∉ R_τ``) to ``μ`` copies of ``τ`` lowers
+``ρ(X)`` by ``μ`` for every ``X ∋ y, ∌ x``, and lowers ``need(X)`` by the same ``μ`` unless ``X`` meets
+``R_τ``. So the largest admissible ``μ`` is
+
+    μ = min( C_τ,  c'(x, y),  min { ρ(X) - need_{σ≠τ}(X) : y ∈ X, x ∉ X } )
+
+and the last term is one max-flow (Lovász's proof of Edmonds' theorem): a hub vertex ``h`` with an
+infinite arc to ``x`` and an arc of capacity ``C_σ`` to a node ``s_σ`` per other unfinished tree,
+``s_σ`` with infinite arcs to ``R_σ``; then ``maxflow(h, y) - Σ_{σ≠τ} C_σ`` is that minimum (sets that
+miss ``R_τ`` score at least ``C_τ`` there, so the ``min`` with ``C_τ`` makes the test exact).
+
+If ``0 < μ < C_τ`` the tree splits: ``μ`` copies take the arc, a clone with the other ``C_τ - μ``
+copies is queued. Trees are grown one at a time (FIFO), breadth first. An arc found inadmissible stays
+inadmissible while the same tree grows (its tight set stays tight), so a single breadth-first pass
+completes every tree; a tree that does not span all GPUs is an :class:`InvariantError`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from collc.errors import InvariantError
+from collc.solver.maxflow import FlowNetwork
+
+Arc = tuple[int, int]
+
+
+@dataclass
+class LogicalTree:
+    """A capacitated out-tree on GPU ranks; ``edges`` in the order they were added (breadth first)."""
+
+    root: int
+    multiplicity: int
+    edges: list[Arc] = field(default_factory=list)
+    vertices: list[int] = field(default_factory=list)  # BFS order, root first
+    node: int = -1  # the tree's vertex s_τ in the flow network
+    hub_arc: int = -1  # index of the arc h -> s_τ
+
+
+@dataclass
+class Packing:
+    trees: list[LogicalTree]
+    max_flow_calls: int
+
+
+class _Packer:
+    """Tree packing on one flow network: GPUs ``0..N-1``, hub ``N``, then one node per tree."""
+
+    def __init__(self, num_gpus: int, k: int, capacities: dict[Arc, int]):
+        self.num_gpus = num_gpus
+        self.hub = num_gpus
+        self.network = FlowNetwork(num_gpus + 1)
+        self.capacity = dict(capacities)
+        self.arc_index = {arc: self.network.add_arc(*arc, cap) for arc, cap in sorted(capacities.items())}
+        self.out_neighbours: list[list[int]] = [[] for _ in range(num_gpus)]
+        for x, y in sorted(capacities):
+            self.out_neighbours[x].append(y)
+        self.infinite = sum(capacities.values()) + num_gpus * k + 1
+        self.hub_to = [self.network.add_arc(self.hub, x, 0) for x in range(num_gpus)]
+        self.unfinished = 0  # Σ C_σ over unfinished trees
+
+    def new_tree(self, root: int, multiplicity: int, edges: list[Arc], vertices: list[int]) -> LogicalTree:
+        node = self.network.num_nodes
+        tree = LogicalTree(root, multiplicity, list(edges), list(vertices), node)
+        tree.hub_arc = self.network.add_arc(self.hub, node, multiplicity)
+        for x in vertices:
+            self.network.add_arc(node, x, self.infinite)
+        self.unfinished += multiplicity
+        return tree
+
+    def _admissible(self, tree: LogicalTree, x: int, y: int) -> int:
+        """The largest ``μ`` (module docstring) for adding ``(x, y)`` to ``tree`` (its hub arc is 0)."""
+        bound = min(tree.multiplicity, self.capacity.get((x, y), 0))
+        if bound == 0:
+            return 0
+        self.network.set_capacity(self.hub_to[x], self.infinite)
+        flow = self.network.max_flow(self.hub, y)
+        self.network.set_capacity(self.hub_to[x], 0)
+        return max(0, min(bound, flow - (self.unfinished - tree.multiplicity)))
+
+    def grow(self, tree: LogicalTree, queue: deque[LogicalTree]) -> None:
+        """Grow ``tree`` breadth first into a spanning tree, splitting off clones as needed."""
+        self.network.set_capacity(tree.hub_arc, 0)
+        members = set(tree.vertices)
+        position = 0
+        while position < len(tree.vertices):
+            x = tree.vertices[position]
+            position += 1
+            for y in self.out_neighbours[x]:
+                if y in members:
+                    continue
+                mu = self._admissible(tree, x, y)
+                if mu == 0:
+                    continue
+                if mu < tree.multiplicity:
+                    queue.append(self.new_tree(tree.root, tree.multiplicity - mu, tree.edges, tree.vertices))
+                    self.unfinished -= tree.multiplicity - mu  # the clone now holds those copies
+                    tree.multiplicity = mu
+                tree.edges.append((x, y))
+                tree.vertices.append(y)
+                members.add(y)
+                self.network.add_arc(tree.node, y, self.infinite)
+                self._use(x, y, mu)
+        if len(members) != self.num_gpus:
+            missing = sorted(set(range(self.num_gpus)) - members)
+            raise InvariantError(
+                f"tree packing: a tree of root {tree.root} (multiplicity {tree.multiplicity}) cannot reach "
+                f"GPUs {missing[:8]}; the switch-free graph does not satisfy Edmonds' condition"
+            )
+        self.unfinished -= tree.multiplicity
+
+    def _use(self, x: int, y: int, units: int) -> None:
+        left = self.capacity[(x, y)] - units
+        self.capacity[(x, y)] = left
+        self.network.set_capacity(self.arc_index[(x, y)], left)
+
+
+def pack_trees(num_gpus: int, k: int, capacities: dict[Arc, int]) -> Packing:
+    """Pack ``k`` spanning out-trees per GPU into the logical ``capacities`` (module docstring)."""
+    packer = _Packer(num_gpus, k, capacities)
+    queue: deque[LogicalTree] = deque(packer.new_tree(root, k, [], [root]) for root in range(num_gpus))
+    done = []
+    while queue:
+        tree = queue.popleft()
+        packer.grow(tree, queue)
+        done.append(tree)
+    return Packing(done, packer.network.calls)

@@ -1,0 +1,113 @@
+"""The whole solver: topology -> bound -> switch removal -> tree packing -> physical paths -> checks.
+
+:func:`solve` is what the CLI (``collc trees``), the lowering and the predictor call. Every phase is
+timed and its max-flow calls counted (:class:`SolveStats`); the forest's invariants are always checked
+(:func:`collc.solver.invariants.check_forest`).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from collc.capacity import CapacityGraph, capacity_graph
+from collc.errors import InputError
+from collc.solver.bound import Bound, budgeted_bound, fixed_k_bound, integer_capacities, optimal_bound
+from collc.solver.forest import Forest
+from collc.solver.invariants import check_forest
+from collc.solver.packing import pack_trees
+from collc.solver.paths import physical_trees
+from collc.solver.splitting import remove_switches
+from collc.solver.symmetry import Permutation, automorphisms
+from collc.topology.model import Topology
+
+PHASES = ("bound", "switch_removal", "packing", "mapping", "check")
+
+
+@dataclass
+class SolveStats:
+    """Per-phase wall time (s) and max-flow calls, and figures about the result."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    max_flow_calls: dict[str, int] = field(default_factory=dict)
+    peak_rss_bytes: int = 0  # the process's peak resident memory after the solve (getrusage)
+    logical_arcs: int = 0  # arcs of the switch-free graph
+    logical_trees: int = 0  # distinct capacitated trees packed
+    symmetries: int = 0  # verified automorphism generators used
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+
+@dataclass(frozen=True)
+class Solution:
+    bound: Bound
+    forest: Forest
+    stats: SolveStats
+
+
+@contextmanager
+def _phase(stats: SolveStats, name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        stats.seconds[name] = stats.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def _choose_bound(
+    graph: CapacityGraph, symmetries: list[Permutation], k: int | None, max_k: int | None
+) -> Bound:
+    """The bound the forest is packed for: fixed ``k``, budgeted ``max_k``, or the optimum."""
+    if k is not None and max_k is not None:
+        raise InputError("--k and --max-k cannot be combined", hint="give either a fixed k or a budget")
+    if k is not None:
+        return fixed_k_bound(graph, k, symmetries)
+    if max_k is not None:
+        return budgeted_bound(graph, max_k, symmetries)
+    return optimal_bound(graph, symmetries)
+
+
+def solve(
+    topology: Topology, *, k: int | None = None, max_k: int | None = None, reverse: bool = False
+) -> Solution:
+    """Solve ``topology`` for allgather: the bound and a forest meeting it exactly.
+
+    * ``k``: exactly ``k`` trees per root (the best ``U`` for that k); ``max_k``: the best schedule
+      with at most ``max_k`` trees per root; neither: the optimum with the smallest exact k.
+    * ``reverse=True`` solves on the reversed fabric (every arc turned around), which is what
+      reduce-scatter needs on asymmetric fabrics. The bound is then the reduce-scatter bound, and the
+      forest (``forest.reversed`` is true) holds out-trees of the *reversed* graph: an edge
+      ``{src, dst, path}`` means ``path[i] -> path[i+1]`` are reversed-graph arcs, i.e. the physical
+      data of a reduce-scatter flows ``dst -> src`` over ``reversed(path)``, and each tree read that
+      way is an in-tree that reduces into its root. Loads and invariants are checked on the physical
+      arcs ``path[i+1] -> path[i]``.
+    """
+    stats = SolveStats()
+    with _phase(stats, "bound"):
+        graph = capacity_graph(topology)
+        if reverse:
+            graph = graph.reversed()
+        symmetries = automorphisms(topology, graph)
+        bound = _choose_bound(graph, symmetries, k, max_k)
+    stats.symmetries = len(symmetries)
+    stats.max_flow_calls["bound"] = bound.max_flow_calls
+    with _phase(stats, "switch_removal"):
+        split = remove_switches(graph, integer_capacities(graph, bound), bound.k)
+    stats.max_flow_calls["switch_removal"] = split.max_flow_calls
+    stats.logical_arcs = len(split.capacities)
+    with _phase(stats, "packing"):
+        packing = pack_trees(graph.num_gpus, bound.k, split.capacities)
+    stats.max_flow_calls["packing"] = packing.max_flow_calls
+    stats.logical_trees = len(packing.trees)
+    with _phase(stats, "mapping"):
+        trees = physical_trees(packing.trees, split, graph.names)
+        forest = Forest(graph.num_gpus, bound.k, bound.U, tuple(trees), reverse)
+    with _phase(stats, "check"):
+        check_forest(forest, topology, bound, reverse=reverse)
+    stats.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return Solution(bound, forest, stats)

@@ -1,0 +1,288 @@
+"""Switch removal by edge splitting (docs/forestcoll.md §3b).
+
+Input: the integer flow network of a bound ``(U, k)`` -- arc ``e`` may carry ``c(e) = floor(U·b_e)``
+unit trees -- and a super source ``s`` with an arc of capacity ``k`` to every GPU. The bound guarantees
+
+    λ(s, v) >= N·k  for every GPU v,   i.e.  ρ(X) >= N·k for every vertex set X ∌ s holding a GPU   (*)
+
+where ``ρ(X)`` is the capacity entering ``X``. Switches can only forward, so before packing trees we
+replace every switch ``w`` by direct GPU-to-GPU (logical) arcs while keeping (*): *splitting off* a
+pair ``(u, w), (w, t)`` by ``α`` moves ``α`` units from both arcs onto a direct arc ``(u, t)``. Counting
+arcs entering ``X`` before and after shows that exactly two kinds of sets lose ``α``:
+
+* family A: ``w ∈ X`` and ``u, t ∉ X``;
+* family B: ``w ∉ X`` and ``u, t ∈ X``;
+
+so the largest admissible ``α`` is ``min(c(u,w), c(w,t))`` capped by the slack ``ρ(X) - N·k`` of every
+GPU-holding set of both families. Each family's smallest ``ρ(X)`` is one max-flow with merged
+terminals (infinite gadget arcs): family A is a flow from ``{s, u, t}`` to ``w``, family B a flow from
+``{s, w}`` to ``{u, t}``. The "X holds a GPU" side condition is met for free when the *largest* sink
+side of that minimum cut holds a GPU (then the constrained minimum equals the unconstrained one);
+only otherwise is it enforced GPU by GPU.
+
+Splitting is exact by construction (each split keeps (*)), and complete by the directed splitting
+theorem for rooted connectivity at a vertex whose in-capacity equals its out-capacity (full-duplex
+links): every unit on ``(u, w)`` has an admissible partner. A tight set stays tight (splitting never
+raises ``ρ``), so one pass over the partners ``t`` of each ``(u, w)`` splits as much as any number of
+passes would. Capacity left at a switch is dropped with the switch, and the final check (one max-flow
+per GPU on the switch-free graph) decides whether (*) still holds. If it does not:
+
+* on a fabric whose switches all have ingress = egress, that is a bug (:class:`InvariantError`);
+* otherwise the fabric is outside the theorem: a switch that takes in less than it sends out would
+  have to replicate data to meet the cut bound, which switches cannot (no multicast), so no tree
+  schedule may reach the bound (:class:`InfeasibleError`, naming the unbalanced switches). Most
+  unbalanced fabrics still split completely; only the final check decides.
+
+Every unit of logical capacity remembers the physical vertex path it stands for (``routes``), so the
+mapping back (:mod:`collc.solver.paths`) is a lookup.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from collc.capacity import CapacityGraph
+from collc.errors import InfeasibleError, InvariantError
+from collc.solver.maxflow import FlowNetwork
+
+Arc = tuple[int, int]
+Path = tuple[int, ...]
+
+
+@dataclass
+class SwitchFreeGraph:
+    """The result of switch removal: logical arcs between GPUs and the physical paths behind them.
+
+    ``capacities[(u, t)]`` is the number of unit trees the logical arc may carry; ``routes[(u, t)]``
+    lists ``(path, units)`` with ``path`` the physical vertex path ``u .. t`` (through switches only)
+    and the units summing to the capacity.
+    """
+
+    num_gpus: int
+    k: int
+    capacities: dict[Arc, int]
+    routes: dict[Arc, list[tuple[Path, int]]]
+    max_flow_calls: int = 0
+    split_operations: int = 0
+    dropped_capacity: int = 0  # capacity left at switches when they were deleted (0 on balanced fabrics)
+    switch_order: list[int] = field(default_factory=list)
+
+
+class _Splitter:
+    """Edge splitting on one reused flow network (vertex ``num_nodes`` is the super source)."""
+
+    def __init__(self, graph: CapacityGraph, capacities: Sequence[int], k: int):
+        self.graph = graph
+        self.num_gpus = graph.num_gpus
+        self.demand = graph.num_gpus * k
+        self.source = graph.num_nodes
+        self.network = FlowNetwork(graph.num_nodes + 1)
+        self.capacity: dict[Arc, int] = {}
+        self.arc_index: dict[Arc, int] = {}
+        self.out_neighbours: list[set[int]] = [set() for _ in range(graph.num_nodes)]
+        self.in_neighbours: list[set[int]] = [set() for _ in range(graph.num_nodes)]
+        self.routes: dict[Arc, deque[list]] = {}
+        for (u, v, _), cap in zip(graph.arcs, capacities, strict=True):
+            if cap > 0:
+                self._set(u, v, cap)
+                self.routes[(u, v)] = deque([[(u, v), cap]])
+        for gpu in range(graph.num_gpus):
+            self.network.add_arc(self.source, gpu, k)
+        self.infinite = sum(capacities) + self.demand + 1
+        self.gadgets: dict[Arc, int] = {}  # (tail, head) -> index of an infinite arc, 0 when unused
+        self.split_operations = 0
+        self.dropped = 0
+
+    # -- capacity bookkeeping ---------------------------------------------------------------------
+    def _set(self, u: int, v: int, cap: int) -> None:
+        """Set the capacity of real arc ``(u, v)`` (0 deletes it from the adjacency)."""
+        if (u, v) not in self.arc_index:
+            self.arc_index[(u, v)] = self.network.add_arc(u, v, cap)
+        else:
+            self.network.set_capacity(self.arc_index[(u, v)], cap)
+        if cap > 0:
+            self.capacity[(u, v)] = cap
+            self.out_neighbours[u].add(v)
+            self.in_neighbours[v].add(u)
+        else:
+            self.capacity.pop((u, v), None)
+            self.routes.pop((u, v), None)
+            self.out_neighbours[u].discard(v)
+            self.in_neighbours[v].discard(u)
+
+    def _gadget(self, tail: int, head: int) -> int:
+        if (tail, head) not in self.gadgets:
+            self.gadgets[(tail, head)] = self.network.add_arc(tail, head, 0)
+        return self.gadgets[(tail, head)]
+
+    # -- slack computations -----------------------------------------------------------------------
+    def _min_entering(self, merged_sources: Sequence[int], sink: int, merged_sinks: Sequence[int]) -> int:
+        """Smallest ``ρ(X)`` over GPU-holding ``X ∋ sink`` that contain ``merged_sinks`` and avoid
+        ``s`` and ``merged_sources``."""
+        arcs = [self._gadget(self.source, a) for a in merged_sources]
+        arcs += [self._gadget(b, sink) for b in merged_sinks]
+        for arc in arcs:
+            self.network.set_capacity(arc, self.infinite)
+        try:
+            value = self.network.max_flow(self.source, sink)
+            if sink < self.num_gpus or any(b < self.num_gpus for b in merged_sinks):
+                return value
+            reachable = set(self.network.source_side())
+            if any(v not in reachable for v in range(self.num_gpus)):
+                return value  # the largest sink side holds a GPU: the constraint is free
+            best = None
+            excluded = set(merged_sources)
+            for gpu in range(self.num_gpus):
+                if gpu in excluded:
+                    continue
+                arc = self._gadget(gpu, sink)
+                self.network.set_capacity(arc, self.infinite)
+                flow = self.network.max_flow(self.source, sink)
+                self.network.set_capacity(arc, 0)
+                best = flow if best is None else min(best, flow)
+                if best <= self.demand:
+                    break
+            return self.infinite if best is None else best
+        finally:
+            for arc in arcs:
+                self.network.set_capacity(arc, 0)
+
+    def admissible(self, u: int, w: int, t: int) -> int:
+        """The largest ``α`` by which ``(u, w), (w, t)`` can be split off keeping (*)."""
+        alpha = min(self.capacity.get((u, w), 0), self.capacity.get((w, t), 0))
+        if alpha == 0:
+            return 0
+        alpha = min(alpha, self._min_entering([w], t, [u]) - self.demand)  # family B
+        if alpha <= 0:
+            return 0
+        return max(0, min(alpha, self._min_entering([u, t], w, []) - self.demand))  # family A
+
+    # -- the splitting itself ---------------------------------------------------------------------
+    def split(self, u: int, w: int, t: int, alpha: int) -> None:
+        """Move ``alpha`` units of ``(u, w)`` and ``(w, t)`` onto ``(u, t)``, pairing their routes."""
+        self.split_operations += 1
+        first = take_units(self.routes[(u, w)], alpha)
+        second = take_units(self.routes[(w, t)], alpha)
+        self._set(u, w, self.capacity[(u, w)] - alpha)
+        self._set(w, t, self.capacity[(w, t)] - alpha)
+        self._set(u, t, self.capacity.get((u, t), 0) + alpha)
+        joined = self.routes.setdefault((u, t), deque())
+        for head, tail, units in _pair(first, second):
+            joined.append([head + tail[1:], units])
+
+    def remove_switch(self, w: int) -> None:
+        """Split off every in-arc of switch ``w`` as far as admissible, then delete ``w``."""
+        for u in sorted(self.in_neighbours[w]):
+            for t in self._partners(u, w):
+                if self.capacity.get((u, w), 0) == 0:
+                    break
+                alpha = self.admissible(u, w, t)
+                if alpha > 0:
+                    self.split(u, w, t, alpha)
+        for u in sorted(self.in_neighbours[w]):
+            self.dropped += self.capacity[(u, w)]
+            self._set(u, w, 0)
+        for t in sorted(self.out_neighbours[w]):
+            self._set(w, t, 0)
+
+    def _partners(self, u: int, w: int) -> list[int]:
+        """Out-neighbours ``t != u`` of ``w``, GPUs first, then in vertex order (deterministic)."""
+        return sorted((t for t in self.out_neighbours[w] if t != u), key=lambda t: (t >= self.num_gpus, t))
+
+    def next_switch(self, remaining: set[int]) -> int:
+        """The remaining switch with the fewest split pairs: small switches (NVSwitch, NIC) first."""
+        return min(remaining, key=lambda w: (len(self.in_neighbours[w]) * len(self.out_neighbours[w]), w))
+
+    def check(self) -> None:
+        """Final check of (*) on the switch-free graph: one max-flow per GPU (module docstring)."""
+        for gpu in range(self.num_gpus):
+            flow = self.network.max_flow(self.source, gpu)
+            if flow >= self.demand:
+                continue
+            unbalanced = unbalanced_switches(self.graph)
+            if unbalanced:
+                names = ", ".join(self.graph.names[w] for w in unbalanced[:6])
+                raise InfeasibleError(
+                    f"no tree schedule reaches the cut bound on this fabric: switches {names} have unequal "
+                    "ingress and egress bandwidth, so meeting the bound would need them to replicate data",
+                    hint="make switch links full duplex (equal bandwidth both ways)",
+                )
+            raise InvariantError(
+                f"switch removal broke rooted connectivity: GPU {self.graph.names[gpu]} receives {flow} "
+                f"< N·k = {self.demand} (capacity dropped at switches: {self.dropped})"
+            )
+
+
+def unbalanced_switches(graph: CapacityGraph) -> list[int]:
+    """Non-GPU vertices whose total in-capacity differs from their total out-capacity."""
+    balance = [0] * graph.num_nodes
+    for u, v, cap in graph.arcs:
+        balance[u] -= cap
+        balance[v] += cap
+    return [w for w in range(graph.num_gpus, graph.num_nodes) if balance[w] != 0]
+
+
+def take_units(routes: deque[list], units: int) -> list[tuple[Path, int]]:
+    """Remove ``units`` units from the front of a route queue of ``[path, units]`` entries.
+
+    Returns them as ``(path, units)`` pairs in queue order (first come, first served).
+    """
+    taken = []
+    while units > 0:
+        entry = routes[0]
+        amount = min(units, entry[1])
+        taken.append((entry[0], amount))
+        entry[1] -= amount
+        units -= amount
+        if entry[1] == 0:
+            routes.popleft()
+    return taken
+
+
+def _pair(first: list[tuple[Path, int]], second: list[tuple[Path, int]]) -> list[tuple[Path, Path, int]]:
+    """Pair two equal-total lists of ``(path, units)`` unit by unit (two-pointer merge)."""
+    paired = []
+    i = j = 0
+    left, right = first[0][1], second[0][1]
+    while i < len(first):
+        amount = min(left, right)
+        paired.append((first[i][0], second[j][0], amount))
+        left -= amount
+        right -= amount
+        if left == 0:
+            i += 1
+            left = first[i][1] if i < len(first) else 0
+        if right == 0:
+            j += 1
+            right = second[j][1] if j < len(second) else 0
+    return paired
+
+
+def remove_switches(graph: CapacityGraph, capacities: Sequence[int], k: int) -> SwitchFreeGraph:
+    """Remove every non-GPU vertex of ``graph`` by edge splitting (module docstring).
+
+    ``capacities`` are the integer tree capacities per arc of ``graph.arcs`` (``floor(U·b_e)``, see
+    :func:`collc.solver.bound.integer_capacities`) and ``k`` the trees per root.
+    """
+    splitter = _Splitter(graph, capacities, k)
+    remaining = set(range(graph.num_gpus, graph.num_nodes))
+    order = []
+    while remaining:
+        switch = splitter.next_switch(remaining)
+        remaining.discard(switch)
+        order.append(switch)
+        splitter.remove_switch(switch)
+    splitter.check()
+    routes = {arc: [(path, units) for path, units in queue] for arc, queue in sorted(splitter.routes.items())}
+    return SwitchFreeGraph(
+        num_gpus=graph.num_gpus,
+        k=k,
+        capacities=dict(sorted(splitter.capacity.items())),
+        routes=routes,
+        max_flow_calls=splitter.network.calls,
+        split_operations=splitter.split_operations,
+        dropped_capacity=splitter.dropped,
+        switch_order=order,
+    )

@@ -1,0 +1,44 @@
+"""`collc trees` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from collc.cli import main
+from collc.solver import forest_from_json
+
+
+def test_trees_summary_and_output_file(tmp_path: Path) -> None:
+    output = tmp_path / "forest.json"
+    result = CliRunner().invoke(main, ["trees", "dgx-a100", "--set", "boxes=2", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "16 GPUs" in result.output
+    assert "k = 13 trees per root" in result.output
+    assert "346.667 GB/s" in result.output
+    assert "height in GPU hops" in result.output and "height in physical hops" in result.output
+    assert "switch_removal" in result.output
+    forest = forest_from_json(json.loads(output.read_text()))
+    assert forest.k == 13 and forest.num_gpus == 16
+    assert sum(tree.multiplicity for tree in forest.trees) == 16 * 13
+
+
+def test_trees_json_fixed_k_and_reverse() -> None:
+    result = CliRunner().invoke(
+        main, ["trees", "dgx-a100", "--set", "boxes=2", "--k", "1", "--reverse", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["k"] == 1 and data["U"] == "7/150" and data["reversed"] is True
+    assert len(data["trees"]) == 16
+
+
+def test_trees_bad_options_are_input_errors() -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["trees", "dgx-a100", "--k", "0"])
+    assert result.exit_code == 2
+    assert "--k must be a positive number" in result.output
+    result = runner.invoke(main, ["trees", "dgx-a100", "--k", "1", "--max-k", "2"])
+    assert result.exit_code == 2

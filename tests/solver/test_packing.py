@@ -1,0 +1,87 @@
+"""Capacitated spanning-tree packing on switch-free graphs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import networkx as nx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collc.errors import InvariantError
+from collc.solver.packing import LogicalTree, pack_trees
+
+
+def _check_packing(num_gpus: int, k: int, capacities: dict, trees: list[LogicalTree]) -> None:
+    per_root: Counter[int] = Counter()
+    load: Counter[tuple[int, int]] = Counter()
+    for tree in trees:
+        per_root[tree.root] += tree.multiplicity
+        graph = nx.DiGraph(tree.edges)
+        graph.add_node(tree.root)
+        assert graph.number_of_nodes() == num_gpus
+        assert nx.is_arborescence(graph)
+        assert graph.in_degree(tree.root) == 0
+        for edge in tree.edges:
+            load[edge] += tree.multiplicity
+    assert per_root == dict.fromkeys(range(num_gpus), k)
+    assert all(load[arc] <= capacities.get(arc, 0) for arc in load)
+
+
+def test_complete_graph_packs_one_tree_per_root_tightly() -> None:
+    # K4 with capacity 1 per arc: 12 arcs, 4 roots x 3 edges = 12 -> every arc used exactly once
+    capacities = {(u, v): 1 for u in range(4) for v in range(4) if u != v}
+    packing = pack_trees(4, 1, capacities)
+    _check_packing(4, 1, capacities, packing.trees)
+    assert len(packing.trees) == 4
+    assert sum(len(t.edges) * t.multiplicity for t in packing.trees) == sum(capacities.values())
+
+
+def test_multiplicities_split_when_capacity_is_short() -> None:
+    # root 0 has k = 2 copies but one unit on each of its arcs: copy A goes 0->1->2, copy B 0->2->1
+    capacities = {(0, 1): 1, (0, 2): 1, (1, 2): 3, (2, 1): 3, (1, 0): 4, (2, 0): 4}
+    packing = pack_trees(3, 2, capacities)
+    _check_packing(3, 2, capacities, packing.trees)
+    root_zero = [tree for tree in packing.trees if tree.root == 0]
+    assert sorted(tree.multiplicity for tree in root_zero) == [1, 1]
+    assert {tuple(sorted(tree.edges)) for tree in root_zero} == {((0, 1), (1, 2)), ((0, 2), (2, 1))}
+
+
+def test_infeasible_capacities_are_an_invariant_error() -> None:
+    with pytest.raises(InvariantError, match="cannot reach"):
+        pack_trees(3, 1, {(0, 1): 1, (1, 2): 1, (2, 0): 1, (1, 0): 1})
+
+
+def _edmonds_k(num_gpus: int, capacities: dict) -> int:
+    """Largest k with λ(s, v) >= N·k for all v (s feeding k to every GPU), by networkx."""
+    k = 0
+    while True:
+        graph = nx.DiGraph()
+        graph.add_nodes_from(range(num_gpus))
+        for (u, v), cap in capacities.items():
+            graph.add_edge(u, v, capacity=cap)
+        for gpu in range(num_gpus):
+            graph.add_edge("s", gpu, capacity=k + 1)
+        if min(nx.maximum_flow_value(graph, "s", v) for v in range(num_gpus)) < num_gpus * (k + 1):
+            return k
+        k += 1
+
+
+@st.composite
+def switch_free(draw: st.DrawFn) -> tuple[int, dict]:
+    num_gpus = draw(st.integers(2, 6))
+    arcs = [(u, v) for u in range(num_gpus) for v in range(num_gpus) if u != v]
+    capacities = {arc: draw(st.integers(0, 6)) for arc in arcs}
+    return num_gpus, {arc: cap for arc, cap in capacities.items() if cap > 0}
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=switch_free())
+def test_random_graphs_pack_the_edmonds_optimum(case: tuple[int, dict]) -> None:
+    num_gpus, capacities = case
+    k = _edmonds_k(num_gpus, capacities)
+    if k == 0:
+        return
+    packing = pack_trees(num_gpus, k, capacities)
+    _check_packing(num_gpus, k, capacities, packing.trees)

@@ -1,0 +1,91 @@
+"""Switch removal by edge splitting: exactness against networkx, routes, small known cases."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from fractions import Fraction
+
+import networkx as nx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collc.capacity import capacity_graph
+from collc.solver.bound import integer_capacities, optimal_bound
+from collc.solver.splitting import SwitchFreeGraph, remove_switches
+from collc.topology import load
+from collc.topology.model import Link, Node, Topology
+
+from .test_forest import fabrics
+
+
+def _rooted_connectivity(num_gpus: int, k: int, capacities: dict[tuple[int, int], int]) -> list[int]:
+    """λ(s, v) for every GPU v by networkx (independent of OR-Tools), s feeding k to every GPU."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(num_gpus))
+    for (u, v), cap in capacities.items():
+        graph.add_edge(u, v, capacity=cap)
+    for gpu in range(num_gpus):
+        graph.add_edge("s", gpu, capacity=k)
+    return [nx.maximum_flow_value(graph, "s", gpu) for gpu in range(num_gpus)]
+
+
+def _check_routes(split: SwitchFreeGraph, graph, capacities: list[int]) -> None:
+    """Routes are physical paths through switches only and never use more than an arc's capacity."""
+    physical = {(u, v): cap for (u, v, _), cap in zip(graph.arcs, capacities, strict=True) if cap > 0}
+    used: Counter[tuple[int, int]] = Counter()
+    for (u, t), routes in split.routes.items():
+        assert u < split.num_gpus and t < split.num_gpus
+        assert sum(units for _, units in routes) == split.capacities[(u, t)]
+        for path, units in routes:
+            assert path[0] == u and path[-1] == t
+            assert all(v >= split.num_gpus for v in path[1:-1])
+            for hop in itertools.pairwise(path):
+                used[hop] += units
+    assert all(used[hop] <= physical.get(hop, 0) for hop in used)
+
+
+def _split(topology: Topology) -> tuple[SwitchFreeGraph, object, list[int]]:
+    graph = capacity_graph(topology)
+    bound = optimal_bound(graph)
+    capacities = integer_capacities(graph, bound)
+    return remove_switches(graph, capacities, bound.k), graph, capacities
+
+
+def test_nvswitch_box_becomes_gpu_to_gpu_arcs() -> None:
+    split, graph, capacities = _split(load("dgx-a100", {"boxes": "1"}))
+    # U = 7/300 per GB/s: each GPU<->NVSwitch arc carries 7 unit trees, k = 1, N·k = 8
+    assert set(capacities) == {7}
+    assert all(u != t for u, t in split.capacities)
+    assert sum(split.capacities.values()) == 8 * 7  # every unit of every in-arc was split off
+    assert split.dropped_capacity == 0
+    assert min(_rooted_connectivity(8, 1, split.capacities)) >= 8
+    _check_routes(split, graph, capacities)
+    assert all(len(path) == 3 for routes in split.routes.values() for path, _ in routes)
+
+
+def test_degree_two_switch_becomes_a_direct_link() -> None:
+    nodes = (Node("a", "gpu"), Node("b", "gpu"), Node("nic", "nic"))
+    topology = Topology(
+        "pair", nodes, (Link("a", "nic", Fraction(25)), Link("nic", "b", Fraction(25))), ("a", "b")
+    )
+    split, _graph, capacities = _split(topology)
+    assert split.capacities == {(0, 1): capacities[0], (1, 0): capacities[0]}
+    assert split.routes[(0, 1)] == [((0, 2, 1), capacities[0])]
+
+
+def test_small_switches_are_removed_before_the_ib_switches() -> None:
+    split, graph, capacities = _split(load("dgx-a100", {"boxes": "2"}))
+    order = [graph.names[w] for w in split.switch_order]
+    assert order.index("ib.even") > max(order.index(f"b{b}.nic{i}") for b in range(2) for i in range(0, 8, 2))
+    _check_routes(split, graph, capacities)
+    assert min(_rooted_connectivity(16, 13, split.capacities)) >= 16 * 13
+
+
+@settings(max_examples=40, deadline=None)
+@given(topology=st.one_of(fabrics(directed=False), fabrics(directed=True)))
+def test_random_splitting_keeps_rooted_connectivity(topology: Topology) -> None:
+    split, graph, capacities = _split(topology)
+    bound_k = split.k
+    assert min(_rooted_connectivity(graph.num_gpus, bound_k, split.capacities)) >= graph.num_gpus * bound_k
+    _check_routes(split, graph, capacities)
