@@ -11,6 +11,7 @@ is exact division.
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 from collections.abc import Callable, Mapping
 from fractions import Fraction
@@ -43,10 +44,9 @@ class ExpressionError(ValueError):
 
 def evaluate(text: str, variables: Mapping[str, Fraction]) -> Value:
     """Evaluate ``text`` with ``variables``; raise :class:`ExpressionError` with a readable reason."""
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
-        raise ExpressionError(f"cannot parse expression {text!r}") from None
+    tree = _parse(text.strip())
+    if tree is None:
+        raise ExpressionError(f"cannot parse expression {text!r}")
     try:
         return _walk(tree.body, variables)
     except ZeroDivisionError:
@@ -55,12 +55,20 @@ def evaluate(text: str, variables: Mapping[str, Fraction]) -> Value:
 
 def names_in(text: str) -> set[str]:
     """The variable names an expression mentions (empty when it does not parse)."""
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
+    tree = _parse(text.strip())
+    if tree is None:
         return set()
     called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and id(node) not in called}
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(text: str) -> ast.Expression | None:
+    """The parsed expression (cached: presets evaluate the same text once per link), None if invalid."""
+    try:
+        return ast.parse(text, mode="eval")
+    except SyntaxError:
+        return None
 
 
 def _number(value: Value, node: ast.AST) -> Fraction:

@@ -24,7 +24,8 @@ from collc.topology.units import BANDWIDTH_UNITS, parse_bandwidth, parse_latency
 from collc.topology.yamlsrc import LocatedList, LocatedMap, read_yaml
 
 TOP_KEYS = ("name", "description", "parameters", "metadata", "templates", "boxes", "nodes", "links", "ranks")
-PARAMETER_KEYS = ("default", "description", "min", "max")
+PARAMETER_KEYS = ("default", "type", "description", "min", "max")
+PARAMETER_TYPES = ("integer", "number")
 METADATA_KEYS = ("gpu_model", "sms_per_gpu", "runtime", "default_latency_us")
 RUNTIMES = ("msccl-executor", "rccl")
 TEMPLATE_KEYS = ("description", "nodes", "links")
@@ -59,6 +60,16 @@ class Parameter:
     minimum: Fraction | None = None
     maximum: Fraction | None = None
     integer: bool = True
+
+    def problem(self, value: Fraction) -> str | None:
+        """Why ``value`` is not allowed for this parameter, or None."""
+        if self.integer and value.denominator != 1:
+            return "must be a whole number"
+        if self.minimum is not None and value < self.minimum:
+            return f"must be >= {self.minimum}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be <= {self.maximum}"
+        return None
 
 
 @dataclass
@@ -266,12 +277,10 @@ class _Reader:
         if not self.condition(rule, variables):
             return []
         links: list[Link] = []
-        for binding in self.matches(rule, "src", src, variables, scope):
-            for full in self.matches(rule, "dst", dst, binding, scope, allow_empty=True):
+        for src_name, binding in self.matches(rule, "src", src, variables, scope):
+            for dst_name, full in self.matches(rule, "dst", dst, binding, scope, allow_empty=True):
                 if not self.condition(rule, full, "where"):
                     continue
-                src_name, dst_name = resolve(src, full), resolve(dst, full)
-                assert src_name is not None and dst_name is not None
                 if src_name == dst_name:
                     raise _fail(
                         f"link from {src_name!r} to itself",
@@ -292,10 +301,10 @@ class _Reader:
         scope: _Scope,
         *,
         allow_empty: bool = False,
-    ) -> list[Binding]:
+    ) -> list[tuple[str, Binding]]:
         try:
             found = select(pattern, bound, scope.names, scope.index)
-            literal = resolve(pattern, bound)
+            literal = None if found else resolve(pattern, bound)
         except ExpressionError as error:
             raise _fail(f"{key!r}: {error}", rule.where(key)) from None
         if found or (allow_empty and literal is None):
@@ -349,14 +358,13 @@ class _Reader:
         if "bandwidth" not in rule:
             raise _fail("a matrix link needs a 'bandwidth' (per parallel link)", rule.location)
         found = self.matches(rule, "nodes", pattern, variables, scope)
-        captured = [key for key in found[0] if key not in variables]
+        captured = [key for key in found[0][1] if key not in variables]
         if len(captured) != 1:
             raise _fail(
                 "the 'nodes' selector of a matrix must capture exactly one index, like 'gcd{i}'",
                 rule.where("nodes"),
             )
-        members = sorted(found, key=lambda binding: binding[captured[0]])
-        names = [resolve(pattern, binding) or "" for binding in members]
+        names = [name for name, _binding in sorted(found, key=lambda match: match[1][captured[0]])]
         matrix = _as_list(rule["matrix"], rule.where("matrix"), "'matrix'")
         rows = [_as_list(row, matrix.where(i), "a matrix row") for i, row in enumerate(matrix)]
         if len(rows) != len(names) or any(len(row) != len(names) for row in rows):
@@ -388,7 +396,11 @@ class _Reader:
 
 
 def read_parameters(document: LocatedMap) -> dict[str, Parameter]:
-    """The declared parameters: ``name: default`` or ``name: {default, description, min, max}``."""
+    """The declared parameters: ``name: default`` or ``name: {default, type, description, min, max}``.
+
+    ``type`` is ``integer`` (the default when the default value is whole) or ``number`` (any exact
+    rational, e.g. an oversubscription of 1.5).
+    """
     if "parameters" not in document:
         return {}
     table = _as_map(document["parameters"], document.where("parameters"), "'parameters'")
@@ -398,29 +410,42 @@ def read_parameters(document: LocatedMap) -> dict[str, Parameter]:
             raise _fail(
                 f"invalid parameter name {name!r}", table.where_key(name), "use letters, digits and '_'"
             )
-        spec = raw if isinstance(raw, LocatedMap) else None
-        if spec is not None:
-            check_keys(spec, PARAMETER_KEYS, f"parameter {name!r}")
-            if "default" not in spec:
-                raise _fail(f"parameter {name!r} needs a 'default'", spec.location)
-        values = {key: (spec.get(key) if spec is not None else None) for key in ("default", "min", "max")}
-        if spec is None:
-            values["default"] = raw
-        numbers: dict[str, Fraction | None] = {}
-        for key, value in values.items():
+        spec = raw if isinstance(raw, LocatedMap) else LocatedMap(default=raw)
+        if not hasattr(spec, "location"):
+            spec.location = table.where(name)
+            spec.key_locations = {}
+            spec.value_locations = {"default": table.where(name)}
+        check_keys(spec, PARAMETER_KEYS, f"parameter {name!r}")
+        if "default" not in spec:
+            raise _fail(f"parameter {name!r} needs a 'default'", spec.location)
+        bounds: dict[str, Fraction | None] = {}
+        for key in ("default", "min", "max"):
+            value = spec.get(key)
             if value is None and key != "default":
-                numbers[key] = None
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | Fraction):
-                where = spec.where(key) if spec is not None else table.where(name)
-                raise _fail(f"{key!r} of parameter {name!r} must be a number, got {value!r}", where)
-            numbers[key] = Fraction(value)
-        default = numbers["default"]
+                bounds[key] = None
+            elif isinstance(value, bool) or not isinstance(value, int | Fraction):
+                raise _fail(f"{key!r} of parameter {name!r} must be a number, got {value!r}", spec.where(key))
+            else:
+                bounds[key] = Fraction(value)
+        default = bounds["default"]
         assert default is not None
-        description = _text(spec, "description", f"parameter {name!r}") if spec is not None else ""
-        parameters[name] = Parameter(
-            name, default, description, numbers["min"], numbers["max"], integer=default.denominator == 1
+        kind = _text(
+            spec, "type", f"parameter {name!r}", default="integer" if default.denominator == 1 else "number"
         )
+        if kind not in PARAMETER_TYPES:
+            raise _fail(f"unknown parameter type {kind!r}", spec.where("type"), "use integer or number")
+        parameter = Parameter(
+            name,
+            default,
+            _text(spec, "description", f"parameter {name!r}"),
+            bounds["min"],
+            bounds["max"],
+            integer=kind == "integer",
+        )
+        problem = parameter.problem(default)
+        if problem:
+            raise _fail(f"default of parameter {name!r} {problem}", spec.where("default"))
+        parameters[name] = parameter
     return parameters
 
 
@@ -435,12 +460,11 @@ def apply_overrides(parameters: Mapping[str, Parameter], overrides: Mapping[str,
             value = Fraction(str(text).strip())
         except (ValueError, ZeroDivisionError):
             raise InputError(f"parameter {name!r} must be a number, got {text!r}") from None
-        if parameter.integer and value.denominator != 1:
-            raise InputError(f"parameter {name!r} must be a whole number, got {text!r}")
-        if parameter.minimum is not None and value < parameter.minimum:
-            raise InputError(f"parameter {name!r} must be >= {parameter.minimum}, got {text!r}")
-        if parameter.maximum is not None and value > parameter.maximum:
-            raise InputError(f"parameter {name!r} must be <= {parameter.maximum}, got {text!r}")
+        problem = parameter.problem(value)
+        if problem:
+            raise InputError(
+                f"parameter {name!r} {problem}, got {text!r}", hint=describe_parameters(parameters)
+            )
         values[name] = value
     return values
 
@@ -653,9 +677,7 @@ def _ranks_from_list(document: LocatedMap, gpus: list[Node]) -> tuple[str, ...]:
                 where,
                 "list GPU names (or selectors such as 'b{b}.gpu{i}') only, each GPU once",
             )
-        for binding in sorted(found, key=lambda b: tuple(b.values())):
-            name = resolve(entry, binding)
-            assert name is not None
+        for name, _binding in sorted(found, key=lambda match: tuple(match[1].values())):
             if name in placed:
                 raise _fail(
                     f"rank order is not a permutation: {name!r} is listed twice (first at {placed[name]})",

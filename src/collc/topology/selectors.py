@@ -14,6 +14,7 @@ A selector without captures and ``*`` is a plain node name.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
@@ -63,23 +64,24 @@ def _literal_regex(text: str) -> str:
 
 def select(
     pattern: str, bound: Mapping[str, Fraction], names: Iterable[str], index: set[str]
-) -> list[Binding]:
-    """Every binding of ``pattern``'s captures for which the pattern names a node.
+) -> list[tuple[str, Binding]]:
+    """Every (node name, binding) for which ``pattern`` names an existing node.
 
     ``names`` are the candidates in definition order (the result keeps that order) and ``index`` is
-    the same set, for constant-time lookup of literal names.
+    the same set, for constant-time lookup of literal names. A binding extends ``bound`` with the
+    pattern's captures.
     """
     regex, captures, literal = _compile(pattern, bound)
     if literal:
-        return [dict(bound)] if regex in index else []
-    compiled = re.compile(regex)
+        return [(regex, dict(bound))] if regex in index else []
+    compiled = _regex(regex)
     found = []
     for name in names:
         match = compiled.fullmatch(name)
         if match:
             binding = dict(bound)
             binding.update((key, Fraction(int(match[key]))) for key in captures)
-            found.append(binding)
+            found.append((name, binding))
     return found
 
 
@@ -87,3 +89,8 @@ def resolve(pattern: str, bound: Mapping[str, Fraction]) -> str | None:
     """The node name ``pattern`` denotes when every part is bound, else None."""
     regex, _captures, literal = _compile(pattern, bound)
     return regex if literal else None
+
+
+@functools.lru_cache(maxsize=256)
+def _regex(text: str) -> re.Pattern[str]:
+    return re.compile(text)
