@@ -142,3 +142,70 @@ def test_load_accepts_a_path(tmp_path) -> None:
         from_preset.ranks,
     )
     assert from_path.source == str(copy)
+
+
+def test_dgx_h100_leaf_spine_with_oversubscription() -> None:
+    topology = load("dgx-h100", {"boxes": "40", "spine_oversubscription": "2"})
+    bandwidths = undirected_bandwidths(topology)
+    assert topology.num_gpus == 320
+    leaves = [node.name for node in topology.nodes if node.name.startswith("leaf")]
+    assert len(leaves) == 16  # two scalable units (32 + 8 boxes) x 8 rails
+    assert bandwidths[frozenset(("leaf3", "spine"))] == 32 * 50 / 2
+    assert bandwidths[frozenset(("leaf11", "spine"))] == 8 * 50 / 2
+    assert bandwidths[frozenset(("b33.nic3", "leaf11"))] == 50
+    assert bandwidths[frozenset(("b33.gpu3", "b33.nic3"))] == 64
+    assert topology.node("b33.nic3").kind == "nic"
+
+
+def test_dgx_h100_fractional_oversubscription_and_h200_twin() -> None:
+    topology = load("dgx-h100", {"boxes": "4", "spine_oversubscription": "1.5"})
+    assert undirected_bandwidths(topology)[frozenset(("leaf0", "spine"))] == Fraction(4 * 50 * 2, 3)
+    h100, h200 = load("dgx-h100", {"boxes": "2"}), load("dgx-h200", {"boxes": "2"})
+    assert (h100.nodes, h100.links) == (h200.nodes, h200.links)
+    assert (h100.metadata.gpu_model, h200.metadata.gpu_model) == ("H100", "H200")
+
+
+def test_thousand_gpu_rail_cluster() -> None:
+    topology = load("dgx-h100", {"boxes": "128"})
+    assert topology.num_gpus == 1024
+    assert sum(1 for node in topology.nodes if node.kind == "switch") == 128 + 32 + 1
+
+
+def test_mi300x_full_mesh() -> None:
+    bandwidths = undirected_bandwidths(load("mi300x"))
+    assert bandwidths == {
+        frozenset((f"b0.gpu{i}", f"b0.gpu{j}")): 64 for i in range(8) for j in range(i + 1, 8)
+    }
+    two = load("mi300x", {"boxes": "2"})
+    assert undirected_bandwidths(two)[frozenset(("rail5", "spine"))] == 100
+
+
+@pytest.mark.parametrize("nics", [1, 4])
+def test_dgx1_cube_mesh_and_nics(nics: int) -> None:
+    topology = load("dgx1", {"boxes": "2", "nics": str(nics)})
+    arcs = topology.arc_bandwidths()
+    for i in range(8):
+        gpu = f"b0.gpu{i}"
+        peers = {dst: bw for (src, dst), bw in arcs.items() if src == gpu and dst.startswith("b0.gpu")}
+        assert len(peers) == 4 and sum(peers.values()) == 150
+        assert sorted(peers.values()) == [25, 25, 50, 50]
+        assert arcs[(gpu, f"b0.nic{i * nics // 8}")] == 16
+    assert sum(1 for node in topology.nodes if node.kind == "nic") == 2 * nics
+
+
+def test_gb200_nvl72() -> None:
+    rack = load("gb200-nvl72")
+    assert rack.num_gpus == 72 and rack.ranks[71] == "rack0.gpu71"
+    assert {link.bandwidth for link in rack.links} == {900}
+    two = load("gb200-nvl72", {"racks": "2"})
+    assert undirected_bandwidths(two)[frozenset(("rack1.nic70", "ib"))] == 50
+
+
+@pytest.mark.parametrize("preset", [name for name, _ in list_presets()])
+def test_every_preset_declares_metadata_and_cites_sources(preset: str) -> None:
+    topology = load(preset)
+    meta = topology.metadata
+    assert meta.gpu_model and meta.sms_per_gpu and meta.runtime in ("rccl", "msccl-executor")
+    assert (meta.runtime == "rccl") == meta.gpu_model.startswith("MI")
+    header = (presets_dir() / f"{preset}.yaml").read_text().split("\nname:")[0]
+    assert "Sources" in header or "Source" in header
