@@ -128,6 +128,8 @@ def _extend_by_neighbourhood(
                 and (y < graph.num_gpus) == (x < graph.num_gpus)
                 and {n: caps for n, caps in neighbourhoods[y].items() if n in used} == wanted
             ]
+            if not matches:
+                return None  # x has no possible image: the candidate cannot be extended
             if len(matches) == 1:
                 mapping[x] = matches[0]
                 used.add(matches[0])
@@ -156,7 +158,11 @@ def role_automorphisms(topology: Topology, graph: CapacityGraph) -> list[Permuta
         return []
     neighbourhoods = _neighbourhoods(graph)
     generators: list[Permutation] = []
+    first_box = boxes[min(boxes)]
+    signature = {role: sorted(neighbourhoods[v].values()) for role, v in first_box.items()}
     for first, other in combinations(gpu_roles, 2):
+        if signature.get(first) != signature.get(other):
+            continue  # different incident capacities: no automorphism maps one onto the other
         if _same_orbit(graph.num_gpus, generators, boxes, first, other):
             continue
         partial: dict[int, int] = {}
