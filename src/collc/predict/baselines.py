@@ -1,0 +1,231 @@
+"""NCCL/RCCL-style baselines on the same topology: rings (all collectives) and the double binary tree
+(allreduce), modelled as in ecosystem.md §1.11 (docs/cost-model.md §3).
+
+**Boxes.** GPUs are grouped by ``Node.box``; a box's *domain* is every node with that box index (its
+GPUs, switches and NICs). Without box information the whole topology is one box.
+
+**Ring capacity of a box** ``C``: the total bandwidth of a set of rings through all the box's GPUs.
+If the box has no switch (GPUs wired directly, e.g. MI250 xGMI) it is the maximum fractional packing
+of directed Hamiltonian cycles under the arc bandwidths (an LP over all Hamiltonian cycles — NCCL's
+ring search with bandwidth reservation approximates it). Otherwise (NVSwitch-like boxes) it is the
+smallest GPU-to-GPU max-flow inside the domain, i.e. one GPU's switch bandwidth: any ring order works.
+
+**Rings across boxes.** One ring per channel and one channel per NIC rail: every arc that leaves a box
+domain is a rail, a ring enters and leaves each box once through its own rail, and the rings share the
+box's ring capacity. A ring's bandwidth is ``min(rail bandwidth, C / rails)`` and the rings' busbw is the
+sum over rails, minimised over boxes. This is what gives reference-topologies.md §4's figures (e.g.
+2×8 A100: 8 rails × min(25, 300/8) = 200 GB/s busbw → allgather algbw 200·16/15 = 213.3).
+
+**Double binary tree.** Chains inside the boxes plus two complementary binary trees across boxes, each
+carrying half the data: every box (and every GPU of a chain) sends ``2S`` in total, so the allreduce
+algbw is ``min(C, egress)/2``; the latency is two sweeps of depth ``(G−1) + ⌈log2 boxes⌉``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from math import ceil, log2
+
+from ortools.linear_solver import pywraplp
+
+from collc.capacity import rational_gcd
+from collc.errors import InvariantError
+from collc.predict.network import Arc, Network
+from collc.predict.params import LAUNCH_US, Protocol, busbw_factor
+from collc.solver.maxflow import FlowNetwork
+
+# Hamiltonian cycles enumerated for the LP before falling back to the min-cut capacity.
+MAX_HAMILTONIAN_CYCLES = 20_000
+
+
+@dataclass(frozen=True)
+class Box:
+    """One box: its index (None = the whole topology), GPU names in rank order and domain nodes."""
+
+    index: int | None
+    gpus: tuple[str, ...]
+    domain: frozenset[str]
+
+
+def boxes_of(network: Network) -> list[Box]:
+    """The boxes of the topology (see the module docstring)."""
+    topology = network.topology
+    gpus = [topology.node(name) for name in topology.ranks]
+    if any(node.box is None for node in gpus):
+        return [Box(None, tuple(topology.ranks), frozenset(node.name for node in topology.nodes))]
+    indices = sorted({node.box for node in gpus})  # type: ignore[type-var]
+    return [
+        Box(
+            index,
+            tuple(node.name for node in gpus if node.box == index),
+            frozenset(node.name for node in topology.nodes if node.box == index),
+        )
+        for index in indices
+    ]
+
+
+def box_rails(network: Network, box: Box) -> list[Fraction]:
+    """Bandwidths of the arcs leaving the box domain (its NIC rails), in sorted arc order."""
+    return [
+        bw
+        for (src, dst), bw in sorted(network.bandwidth.items())
+        if src in box.domain and dst not in box.domain
+    ]
+
+
+def _domain_arcs(network: Network, box: Box) -> dict[Arc, Fraction]:
+    return {arc: bw for arc, bw in network.bandwidth.items() if arc[0] in box.domain and arc[1] in box.domain}
+
+
+def _min_gpu_cut(network: Network, box: Box) -> Fraction:
+    """Smallest max-flow between the box's first GPU and any other GPU, both ways, inside the domain."""
+    arcs = _domain_arcs(network, box)
+    names = sorted(box.domain)
+    index = {name: i for i, name in enumerate(names)}
+    unit = rational_gcd(list(arcs.values()))
+    flow = FlowNetwork(
+        len(names), [(index[s], index[d], int(bw / unit)) for (s, d), bw in sorted(arcs.items())]
+    )
+    first = index[box.gpus[0]]
+    best = min(
+        min(flow.max_flow(first, index[gpu]), flow.max_flow(index[gpu], first)) for gpu in box.gpus[1:]
+    )
+    return best * unit
+
+
+def _hamiltonian_cycles(network: Network, box: Box) -> list[tuple[str, ...]] | None:
+    """Every directed Hamiltonian cycle over direct GPU-GPU arcs (from the first GPU), or None if too many."""
+    members = set(box.gpus)
+    successors = {gpu: [dst for dst in network.neighbours.get(gpu, ()) if dst in members] for gpu in box.gpus}
+    start = box.gpus[0]
+    cycles: list[tuple[str, ...]] = []
+    path = [start]
+    seen = {start}
+    stack = [iter(successors[start])]
+    while stack:
+        nxt = next(stack[-1], None)
+        if nxt is None:
+            stack.pop()
+            seen.discard(path.pop())
+            continue
+        if nxt == start and len(path) == len(box.gpus):
+            cycles.append(tuple(path))
+            if len(cycles) > MAX_HAMILTONIAN_CYCLES:
+                return None
+        elif nxt not in seen:
+            path.append(nxt)
+            seen.add(nxt)
+            stack.append(iter(successors[nxt]))
+    return cycles
+
+
+def _cycle_packing(network: Network, cycles: list[tuple[str, ...]]) -> Fraction:
+    """Maximum total bandwidth of rings along ``cycles`` within the arc bandwidths (LP, GLOP)."""
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    rates = [solver.NumVar(0.0, solver.infinity(), f"ring{i}") for i in range(len(cycles))]
+    users: dict[Arc, list[int]] = {}
+    for i, cycle in enumerate(cycles):
+        for arc in zip(cycle, cycle[1:] + cycle[:1], strict=False):
+            users.setdefault(arc, []).append(i)
+    for arc, members in sorted(users.items()):
+        solver.Add(sum(rates[i] for i in members) <= float(network.bandwidth[arc]))
+    solver.Maximize(sum(rates))
+    if solver.Solve() != pywraplp.Solver.OPTIMAL:
+        raise InvariantError("the ring-packing LP did not reach an optimum", hint="report this as a bug")
+    return Fraction(solver.Objective().Value()).limit_denominator(1000)
+
+
+def ring_capacity(network: Network, box: Box) -> Fraction:
+    """Total ring bandwidth through the box's GPUs (module docstring); 0 means no ring exists."""
+    if len(box.gpus) == 1:
+        return Fraction(10**9)  # a one-GPU box adds no intra-box hop
+    switched = any(network.topology.node(name).kind != "gpu" for name in box.domain - set(box.gpus))
+    if not switched:
+        cycles = _hamiltonian_cycles(network, box)
+        if cycles is not None:
+            return _cycle_packing(network, cycles) if cycles else Fraction(0)
+    return _min_gpu_cut(network, box)
+
+
+@dataclass(frozen=True)
+class RingBaseline:
+    """NCCL-style rings: ``busbw`` (GB/s, Simple) and the ring's hop latencies (µs)."""
+
+    busbw: Fraction
+    rails: int
+    hop_latency_us: tuple[float, ...]
+    num_gpus: int
+
+    def algbw(self, collective: str) -> Fraction:
+        return self.busbw / busbw_factor(collective, self.num_gpus)
+
+    def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float:
+        """Ring time: ``steps`` hops of latency plus the bytes at ``algbw`` (docs/cost-model.md §3)."""
+        steps = (2 if collective == "allreduce" else 1) * (self.num_gpus - 1)
+        mean_hop = sum(self.hop_latency_us) / len(self.hop_latency_us)
+        bandwidth = float(self.algbw(collective) * proto.efficiency)
+        return LAUNCH_US + steps * (mean_hop + proto.step_overhead_us) + nbytes / bandwidth / 1000
+
+
+@dataclass(frozen=True)
+class TreeBaseline:
+    """NCCL's double binary tree for allreduce: ``algbw`` (GB/s, Simple) and one sweep's latency (µs)."""
+
+    algbw_value: Fraction
+    sweep_latency_us: float
+    sweep_hops: int
+
+    def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float:
+        if collective != "allreduce":
+            raise InvariantError(f"the tree baseline only models allreduce, not {collective}")
+        latency = 2 * (self.sweep_latency_us + self.sweep_hops * proto.step_overhead_us)
+        return LAUNCH_US + latency + nbytes / float(self.algbw_value * proto.efficiency) / 1000
+
+
+def _ring_order(boxes: list[Box]) -> list[str]:
+    return [gpu for box in boxes for gpu in box.gpus]
+
+
+def ring_baseline(network: Network) -> RingBaseline:
+    """The rings NCCL/RCCL would build on this topology (module docstring)."""
+    boxes = boxes_of(network)
+    order = _ring_order(boxes)
+    hops = (
+        tuple(
+            network.path_latency_us(network.path(src, dst))
+            for src, dst in zip(order, order[1:] + order[:1], strict=False)
+        )
+        if len(order) > 1
+        else (0.0,)
+    )
+    if len(boxes) == 1:
+        return RingBaseline(ring_capacity(network, boxes[0]), 0, hops, len(order))
+    busbw = None
+    rails = 0
+    for box in boxes:
+        rail_bandwidths = box_rails(network, box)
+        share = ring_capacity(network, box) / max(len(rail_bandwidths), 1)
+        box_busbw = sum((min(bw, share) for bw in rail_bandwidths), Fraction(0))
+        busbw = box_busbw if busbw is None else min(busbw, box_busbw)
+        rails = max(rails, len(rail_bandwidths))
+    return RingBaseline(busbw or Fraction(0), rails, hops, len(order))
+
+
+def tree_baseline(network: Network) -> TreeBaseline:
+    """NCCL's double binary tree allreduce on this topology (module docstring)."""
+    boxes = boxes_of(network)
+    capacity = min(ring_capacity(network, box) for box in boxes)
+    per_box = max(len(box.gpus) for box in boxes)
+    chain = [
+        network.path_latency_us(network.path(a, b))
+        for a, b in zip(boxes[0].gpus, boxes[0].gpus[1:], strict=False)
+    ]
+    latency = sum(chain)
+    hops = per_box - 1
+    if len(boxes) > 1:
+        capacity = min(capacity, min(sum(box_rails(network, box), Fraction(0)) for box in boxes))
+        depth = ceil(log2(len(boxes)))
+        latency += depth * network.path_latency_us(network.path(boxes[0].gpus[0], boxes[1].gpus[0]))
+        hops += depth
+    return TreeBaseline(capacity / 2, latency, hops)

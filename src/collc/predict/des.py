@@ -1,0 +1,239 @@
+"""Discrete-event simulation of an MSCCL program on a topology (docs/cost-model.md §4).
+
+What is modelled (msccl-xml.md §3-§4):
+
+* Every threadblock runs its step list once per pipeline iteration, in order. An iteration moves one
+  slice of every chunk, so a step with ``cnt = c`` sends ``c`` slices. The runtime's iteration count
+  ``ceil(chunk / slice)`` is simulated exactly up to a cap (:data:`MAX_ITERATIONS`, and an overall step
+  budget); above it each simulated iteration stands for several real ones (coarser pipelining).
+* A step starts when the previous step of its threadblock is done, its dependency ``(depid, deps)`` of
+  the same iteration is done, for a receive: the matching message (k-th send ↔ k-th receive on the
+  connection ``(sender, receiver, chan)``) has arrived, and for a send: the connection's FIFO has room
+  (at most ``fifo_calls`` messages sent and not yet consumed).
+* A send is a flow over the physical path of its GPU pair (shortest by hops, or the path given by the
+  caller, e.g. from the forest). Concurrent flows share every arc max-min fairly (progressive filling).
+  The step ends when its flow has drained; the message arrives ``path latency + step overhead`` later.
+  Composite steps (``rcs``, ``rrs``, ``rrcs``) forward only after their receive: store-and-forward per
+  slice. Local steps (``r``, ``rrc``, ``cpy``, ``re``, ``nop``) take no time.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+
+from collc.errors import InputError
+from collc.msccl.program import RECV_TYPES, SEND_TYPES, Algorithm
+from collc.predict.network import Network
+from collc.predict.params import LAUNCH_US, Protocol
+
+MAX_ITERATIONS = 64
+STEP_BUDGET = 40_000  # simulated steps (all threadblocks, all iterations) per call
+_EPS = 1e-9
+
+Connection = tuple[int, int, int]  # (sender rank, receiver rank, channel)
+
+
+@dataclass(frozen=True)
+class _Tb:
+    gpu: int
+    tb: int
+    steps: tuple[tuple[str, int, int, int], ...]  # (type, cnt, depid, deps)
+    send: Connection | None
+    recv: Connection | None
+
+
+def _threadblocks(algo: Algorithm) -> list[_Tb]:
+    tbs = []
+    for gpu in algo.gpus:
+        for tb in gpu.tbs:
+            tbs.append(
+                _Tb(
+                    gpu.id,
+                    tb.id,
+                    tuple((step.type, step.cnt, step.depid, step.deps) for step in tb.steps),
+                    (gpu.id, tb.send, tb.chan) if tb.send >= 0 else None,
+                    (tb.recv, gpu.id, tb.chan) if tb.recv >= 0 else None,
+                )
+            )
+    return tbs
+
+
+def max_min_rates(arcs: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
+    """Max-min fair rates of flows (rows of ``arcs``: arc indices, padded with a last infinite arc)."""
+    flows = arcs.shape[0]
+    rates = np.zeros(flows)
+    frozen = np.zeros(flows, dtype=bool)
+    capacity = bandwidth.astype(float).copy()
+    pad = len(bandwidth) - 1
+    while not frozen.all():
+        live = arcs[~frozen]
+        counts = np.bincount(live.ravel(), minlength=len(bandwidth)).astype(float)
+        counts[pad] = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fair = np.where(counts > 0, capacity / np.maximum(counts, 1), np.inf)
+        level = fair.min()
+        tight = fair <= level * (1 + 1e-12)
+        hit = (~frozen) & tight[arcs].any(axis=1)
+        rates[hit] = level
+        np.subtract.at(capacity, arcs[hit].ravel(), level)
+        capacity[pad] = np.inf
+        capacity = np.maximum(capacity, 0.0)
+        frozen |= hit
+    return rates
+
+
+class ProgramCost:
+    """Predicts the time of one MSCCL program on a topology by discrete-event simulation."""
+
+    def __init__(
+        self,
+        network: Network,
+        algo: Algorithm,
+        paths: Mapping[tuple[int, int], tuple[str, ...]] | None = None,
+    ):
+        self.network = network
+        self.algo = algo
+        self.tbs = _threadblocks(algo)
+        ranks = network.topology.ranks
+        if algo.ngpus != len(ranks):
+            raise InputError(
+                f"the schedule is for {algo.ngpus} GPUs but {network.topology.name!r} has {len(ranks)}",
+                hint="simulate the schedule on the topology it was compiled for",
+            )
+        arc_index = {arc: i for i, arc in enumerate(sorted(network.bandwidth))}
+        self._bandwidth = np.array(
+            [float(network.bandwidth[arc]) for arc in sorted(network.bandwidth)] + [np.inf]
+        )
+        pad = len(arc_index)
+        routes = []
+        latency = []
+        for tb in self.tbs:
+            if tb.send is None:
+                routes.append([])
+                latency.append(0.0)
+                continue
+            src, dst, _ = tb.send
+            path = (paths or {}).get((src, dst)) or network.path(ranks[src], ranks[dst])
+            routes.append([arc_index[arc] for arc in network.arcs_of(path)])
+            latency.append(network.path_latency_us(path))
+        width = max((len(route) for route in routes), default=1) or 1
+        self._routes = np.full((len(self.tbs), width), pad, dtype=np.int64)
+        for i, route in enumerate(routes):
+            self._routes[i, : len(route)] = route
+        self._latency = latency
+
+    def iterations(self, nbytes: int, proto: Protocol) -> tuple[int, float]:
+        """(simulated iterations, payload bytes per chunk per iteration) for a call of ``nbytes``."""
+        chunk = nbytes / self.algo.nchunksperloop
+        real = max(1, ceil(chunk / proto.slice_bytes))
+        steps = max(1, sum(len(tb.steps) for tb in self.tbs))
+        simulated = max(1, min(real, MAX_ITERATIONS, STEP_BUDGET // steps))
+        return simulated, chunk / simulated
+
+    def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float:
+        """Simulated time (µs) of one call of ``nbytes`` (nccl-tests size) with protocol ``proto``."""
+        if collective != self.algo.coll:
+            raise InputError(
+                f"the schedule implements {self.algo.coll}, not {collective}",
+                hint=f"use --coll {self.algo.coll}",
+            )
+        return LAUNCH_US + self._simulate(nbytes, proto)
+
+    def _simulate(self, nbytes: int, proto: Protocol) -> float:
+        iterations, slice_bytes = self.iterations(nbytes, proto)
+        wire = slice_bytes / float(proto.efficiency) / 1000  # µs·GB/s per unit of cnt
+        tbs = self.tbs
+        position = [0] * len(tbs)  # ops completed, per tb
+        total = [len(tb.steps) * iterations for tb in tbs]
+        busy = np.zeros(len(tbs), dtype=bool)
+        remaining = np.zeros(len(tbs))
+        by_gpu_tb = {(tb.gpu, tb.tb): i for i, tb in enumerate(tbs)}
+        dependents: dict[int, set[int]] = {}
+        for i, tb in enumerate(tbs):
+            for _, _, depid, _ in tb.steps:
+                if depid >= 0:
+                    dependents.setdefault(by_gpu_tb[(tb.gpu, depid)], set()).add(i)
+        sender_of = {tb.send: i for i, tb in enumerate(tbs) if tb.send is not None}
+        receiver_of = {tb.recv: i for i, tb in enumerate(tbs) if tb.recv is not None}
+        started: dict[Connection, int] = {}
+        arrived: dict[Connection, int] = {}
+        consumed: dict[Connection, int] = {}
+        arrivals: list[tuple[float, int, Connection]] = []
+        sequence = 0
+        now = 0.0
+        dirty = set(range(len(tbs)))
+
+        def ready(i: int) -> bool:
+            tb = tbs[i]
+            step_type, _, depid, deps = tb.steps[position[i] % len(tb.steps)]
+            if depid >= 0:
+                other = by_gpu_tb[(tb.gpu, depid)]
+                needed = (position[i] // len(tb.steps)) * len(tbs[other].steps) + deps + 1
+                if position[other] < needed:
+                    return False
+            if step_type in RECV_TYPES and arrived.get(tb.recv, 0) <= consumed.get(tb.recv, 0):  # type: ignore[arg-type]
+                return False
+            return not (
+                step_type in SEND_TYPES
+                and started.get(tb.send, 0) - consumed.get(tb.send, 0) >= proto.fifo_calls  # type: ignore[arg-type]
+            )
+
+        def complete(i: int) -> None:
+            position[i] += 1
+            dirty.add(i)
+            dirty.update(dependents.get(i, ()))
+
+        while True:
+            while dirty:
+                i = min(dirty)
+                dirty.discard(i)
+                tb = tbs[i]
+                while not busy[i] and position[i] < total[i] and ready(i):
+                    step_type, cnt, _, _ = tb.steps[position[i] % len(tb.steps)]
+                    if step_type in RECV_TYPES:
+                        consumed[tb.recv] = consumed.get(tb.recv, 0) + 1  # type: ignore[index]
+                        dirty.add(sender_of[tb.recv])  # type: ignore[index]
+                    if step_type in SEND_TYPES:
+                        started[tb.send] = started.get(tb.send, 0) + 1  # type: ignore[index]
+                        busy[i] = True
+                        remaining[i] = cnt * wire
+                    else:
+                        complete(i)
+                        dirty.discard(i)
+            if not busy.any() and not arrivals:
+                break
+            flow_end = np.inf
+            active = np.flatnonzero(busy)
+            if len(active):
+                rates = max_min_rates(self._routes[active], self._bandwidth)
+                flow_end = now + float((remaining[active] / rates).min())
+            arrival_end = arrivals[0][0] if arrivals else np.inf
+            step_to = min(flow_end, arrival_end)
+            if len(active):
+                remaining[active] -= rates * (step_to - now)
+            now = step_to
+            for i in active[remaining[active] <= 1e-6 * wire]:
+                busy[i] = False
+                remaining[i] = 0.0
+                connection = tbs[i].send
+                sequence += 1
+                heapq.heappush(
+                    arrivals, (now + self._latency[i] + proto.step_overhead_us, sequence, connection)
+                )
+                complete(int(i))
+            while arrivals and arrivals[0][0] <= now + _EPS:
+                _, _, connection = heapq.heappop(arrivals)
+                arrived[connection] = arrived.get(connection, 0) + 1
+                dirty.add(receiver_of[connection])
+        stuck = [f"gpu {tbs[i].gpu} tb {tbs[i].tb}" for i in range(len(tbs)) if position[i] < total[i]]
+        if stuck:
+            raise InputError(
+                f"the schedule deadlocks in simulation: {', '.join(stuck[:5])} cannot finish",
+                hint="run `collc verify` on the file for the exact cause",
+            )
+        return now

@@ -1,0 +1,98 @@
+"""Everything a prediction needs for one topology, computed once: network, bound, forest, baselines.
+
+This is what ``collc simulate`` and ``collc report`` call. The collc schedule is predicted from the
+forest (analytic model) unless a program (an emitted MSCCL XML) is given, which is then simulated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
+
+from collc.capacity import capacity_graph
+from collc.msccl.program import Algorithm
+from collc.predict.baselines import RingBaseline, TreeBaseline, ring_baseline, tree_baseline
+from collc.predict.des import ProgramCost
+from collc.predict.forest_model import ForestCost
+from collc.predict.network import Network
+from collc.predict.params import Protocol
+from collc.predict.sweep import Predictor, Sweep, sweep
+from collc.solver.bound import Bound, optimal_bound
+from collc.topology.model import Topology
+
+
+@dataclass
+class TopologyModel:
+    """Lazily computed prediction inputs for ``topology`` (each piece at most once)."""
+
+    topology: Topology
+
+    @cached_property
+    def network(self) -> Network:
+        return Network.of(self.topology)
+
+    @cached_property
+    def bound(self) -> Bound:
+        """The optimal allgather bound with its bottleneck cut (``collc bound``)."""
+        return optimal_bound(capacity_graph(self.topology))
+
+    @cached_property
+    def reduce_scatter_bound(self) -> Bound:
+        return optimal_bound(capacity_graph(self.topology).reversed())
+
+    def bound_algbw(self, collective: str) -> Fraction:
+        """Optimal algbw of ``collective`` (GB/s): allreduce = reduce-scatter then allgather."""
+        if collective == "allgather":
+            return self.bound.allgather_algbw
+        if collective == "reducescatter":
+            return self.reduce_scatter_bound.allgather_algbw
+        return 1 / (1 / self.bound.allgather_algbw + 1 / self.reduce_scatter_bound.allgather_algbw)
+
+    @cached_property
+    def solution(self):  # -> collc.solver.Solution
+        from collc.solver.pipeline import solve
+
+        return solve(self.topology)
+
+    @cached_property
+    def forest_cost(self) -> ForestCost:
+        return ForestCost(self.network, self.solution.forest)
+
+    @cached_property
+    def ring(self) -> RingBaseline:
+        return ring_baseline(self.network)
+
+    @cached_property
+    def tree(self) -> TreeBaseline:
+        return tree_baseline(self.network)
+
+    def baselines(self, collective: str) -> dict[str, Predictor]:
+        """NCCL's algorithms for ``collective``: rings always, the double binary tree for allreduce."""
+        found: dict[str, Predictor] = {"ring": self.ring}
+        if collective == "allreduce":
+            found["tree"] = self.tree
+        return found
+
+    def collc(self, program: Algorithm | None = None) -> Predictor:
+        """The collc predictor: the DES of ``program`` if given, else the forest model."""
+        if program is None:
+            return self.forest_cost
+        paths = None
+        if "solution" in self.__dict__:
+            paths = {(e.src, e.dst): e.path for tree in self.solution.forest.trees for e in tree.edges}
+        return ProgramCost(self.network, program, paths)
+
+    def sweep(
+        self, collective: str, sizes: list[int], proto: Protocol, program: Algorithm | None = None
+    ) -> Sweep:
+        """Predict ``sizes`` for collc, the baselines and the bound."""
+        return sweep(
+            collective,
+            sizes,
+            proto,
+            self.topology.num_gpus,
+            self.collc(program),
+            self.baselines(collective),
+            self.bound_algbw(collective),
+        )

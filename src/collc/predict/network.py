@@ -1,0 +1,97 @@
+"""The physical network as the cost model sees it: arcs with bandwidth and latency, GPU-to-GPU paths.
+
+Parallel links between the same pair of nodes add their bandwidths (as in the capacity graph) and the
+pair's latency is the smallest of theirs. Paths between GPUs that are not given by a schedule are the
+shortest by hop count, preferring routes whose intermediate nodes are switches/NICs (GPUs do not
+forward in hardware); ties are broken by node name so every run picks the same path.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from collc.errors import InputError
+from collc.predict.params import link_latency_us
+from collc.topology.model import Topology
+
+Arc = tuple[str, str]
+
+
+@dataclass
+class Network:
+    """Arc bandwidths (exact, GB/s) and latencies (µs) of a topology, with cached GPU paths."""
+
+    topology: Topology
+    bandwidth: dict[Arc, Fraction]
+    latency_us: dict[Arc, float]
+    neighbours: dict[str, tuple[str, ...]]
+    _paths: dict[Arc, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, topology: Topology) -> Network:
+        """Build the network of ``topology``."""
+        bandwidth = {pair: bw for pair, bw in topology.arc_bandwidths().items() if pair[0] != pair[1]}
+        latency: dict[Arc, float] = {}
+        for src, dst, link in topology.arcs():
+            value = link_latency_us(topology, link)
+            latency[(src, dst)] = min(value, latency.get((src, dst), value))
+        adjacency: dict[str, set[str]] = {}
+        for src, dst in bandwidth:
+            adjacency.setdefault(src, set()).add(dst)
+        neighbours = {node: tuple(sorted(targets)) for node, targets in adjacency.items()}
+        return cls(topology, bandwidth, latency, neighbours)
+
+    def is_gpu(self, name: str) -> bool:
+        return self.topology.node(name).kind == "gpu"
+
+    def path(self, src: str, dst: str) -> tuple[str, ...]:
+        """Shortest path by hops from GPU ``src`` to GPU ``dst`` (see the module docstring)."""
+        key = (src, dst)
+        if key not in self._paths:
+            found = self._bfs(src, dst, through_gpus=False) or self._bfs(src, dst, through_gpus=True)
+            if found is None:
+                raise InputError(
+                    f"no path from {src} to {dst} in topology {self.topology.name!r}",
+                    hint="every pair of GPUs that exchanges data must be connected",
+                )
+            self._paths[key] = found
+        return self._paths[key]
+
+    def _bfs(self, src: str, dst: str, *, through_gpus: bool) -> tuple[str, ...] | None:
+        parent: dict[str, str | None] = {src: None}
+        queue = deque([src])
+        while queue:
+            node = queue.popleft()
+            if node == dst:
+                path = [dst]
+                while parent[path[-1]] is not None:
+                    path.append(parent[path[-1]])  # type: ignore[arg-type]
+                return tuple(reversed(path))
+            if node != src and not through_gpus and self.is_gpu(node):
+                continue
+            for nxt in self.neighbours.get(node, ()):
+                if nxt not in parent:
+                    parent[nxt] = node
+                    queue.append(nxt)
+        return None
+
+    def arcs_of(self, path: tuple[str, ...]) -> list[Arc]:
+        """The arcs of a node path; an arc missing from the topology is an :class:`InputError`."""
+        arcs = list(itertools.pairwise(path))
+        for arc in arcs:
+            if arc not in self.bandwidth:
+                raise InputError(
+                    f"the schedule uses {arc[0]} -> {arc[1]}, which is not a link of {self.topology.name!r}",
+                    hint="predict a schedule with the topology it was compiled for",
+                )
+        return arcs
+
+    def path_latency_us(self, path: tuple[str, ...]) -> float:
+        return sum(self.latency_us[arc] for arc in self.arcs_of(path))
+
+    def path_bandwidth(self, path: tuple[str, ...]) -> Fraction:
+        """The smallest arc bandwidth along ``path`` (GB/s)."""
+        return min(self.bandwidth[arc] for arc in self.arcs_of(path))

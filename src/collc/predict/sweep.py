@@ -1,0 +1,146 @@
+"""Size sweeps in nccl-tests units and the crossover size (docs/cost-model.md §5).
+
+A *predictor* is anything with ``time_us(collective, nbytes, proto) -> float``: the analytic forest
+model, the discrete-event simulation of a program, the ring and tree baselines. The bound is not a
+predictor but a line: ``time = S / algbw_bound``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Protocol as TypingProtocol
+
+from collc.predict.params import Protocol, busbw_factor
+
+# Crossover search: every size 2^(i/4) bytes from 1 B to 1 TiB, then bisection between grid points.
+CROSSOVER_MAX_BYTES = 2**40
+_GRID_STEPS_PER_OCTAVE = 4
+
+
+class Predictor(TypingProtocol):
+    def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float: ...
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One algorithm at one size: time (µs), algbw and busbw (GB/s, nccl-tests definitions)."""
+
+    time_us: float
+    algbw: float
+    busbw: float
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "time_us": round(self.time_us, 3),
+            "algbw": round(self.algbw, 3),
+            "busbw": round(self.busbw, 3),
+        }
+
+
+def prediction(collective: str, num_gpus: int, nbytes: int, time_us: float) -> Prediction:
+    """Turn a time into nccl-tests algbw = S/t and busbw = algbw · factor (ecosystem.md §6)."""
+    algbw = nbytes / time_us / 1000
+    return Prediction(time_us, algbw, algbw * float(busbw_factor(collective, num_gpus)))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One size of a sweep: collc, each baseline (by name) and the bound."""
+
+    nbytes: int
+    collc: Prediction
+    baselines: Mapping[str, Prediction]
+    bound: Prediction
+
+    def to_json(self) -> dict[str, object]:
+        row: dict[str, object] = {"bytes": self.nbytes, "collc": self.collc.to_json()}
+        row.update({name: value.to_json() for name, value in self.baselines.items()})
+        row["bound"] = self.bound.to_json()
+        return row
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A whole sweep: the rows and the crossover size (None if collc never wins)."""
+
+    collective: str
+    proto: str
+    num_gpus: int
+    rows: tuple[Row, ...]
+    crossover_bytes: int | None
+    bound_algbw: Fraction
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "collective": self.collective,
+            "proto": self.proto,
+            "num_gpus": self.num_gpus,
+            "bound_algbw": round(float(self.bound_algbw), 3),
+            "rows": [row.to_json() for row in self.rows],
+            "crossover_bytes": self.crossover_bytes,
+        }
+
+
+def _wins(
+    collc: Predictor, baselines: Mapping[str, Predictor], collective: str, nbytes: int, proto: Protocol
+) -> bool:
+    mine = collc.time_us(collective, nbytes, proto)
+    return all(mine < other.time_us(collective, nbytes, proto) for other in baselines.values())
+
+
+def crossover_bytes(
+    collc: Predictor, baselines: Mapping[str, Predictor], collective: str, proto: Protocol
+) -> int | None:
+    """Smallest byte count from which collc is faster than every baseline at every larger size.
+
+    Searched on a grid of 4 sizes per octave up to 1 TiB and refined by bisection; 0 if collc wins
+    from 1 byte on, None if it does not win at 1 TiB.
+    """
+    grid = sorted({round(2 ** (i / _GRID_STEPS_PER_OCTAVE)) for i in range(40 * _GRID_STEPS_PER_OCTAVE + 1)})
+    first_win = None
+    for nbytes in reversed(grid):
+        if not _wins(collc, baselines, collective, nbytes, proto):
+            break
+        first_win = nbytes
+    if first_win is None:
+        return None
+    if first_win == grid[0]:
+        return 0
+    low = grid[grid.index(first_win) - 1]  # loses here
+    high = first_win
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _wins(collc, baselines, collective, middle, proto):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def sweep(
+    collective: str,
+    sizes: list[int],
+    proto: Protocol,
+    num_gpus: int,
+    collc: Predictor,
+    baselines: Mapping[str, Predictor],
+    best: Fraction,
+) -> Sweep:
+    """Predict every size for collc, the baselines and the bound (``best``: optimal algbw, GB/s)."""
+    rows = []
+    for nbytes in sizes:
+        rows.append(
+            Row(
+                nbytes,
+                prediction(collective, num_gpus, nbytes, collc.time_us(collective, nbytes, proto)),
+                {
+                    name: prediction(collective, num_gpus, nbytes, model.time_us(collective, nbytes, proto))
+                    for name, model in baselines.items()
+                },
+                prediction(collective, num_gpus, nbytes, nbytes / float(best) / 1000),
+            )
+        )
+    crossover = crossover_bytes(collc, baselines, collective, proto)
+    return Sweep(collective, proto.name, num_gpus, tuple(rows), crossover, best)

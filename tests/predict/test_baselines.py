@@ -1,0 +1,58 @@
+from fractions import Fraction
+
+import pytest
+
+from collc.predict.baselines import boxes_of, ring_capacity
+from collc.predict.params import PROTOCOLS
+
+from .models import model
+
+SIMPLE = PROTOCOLS["Simple"]
+
+
+@pytest.mark.parametrize(
+    ("name", "boxes", "expected"),
+    [("dgx-a100", 2, 213.3), ("mi250", 2, 264.3), ("dgx-h100-rail", 4, 412.9), ("dgx-a100", 4, 206.5)],
+)
+def test_ring_allgather_algbw_matches_reference_figures(name: str, boxes: int, expected: float) -> None:
+    """reference-topologies.md §4: NCCL-style rings, allgather algbw, within 1 %."""
+    ring = model(name, boxes).ring
+    assert float(ring.algbw("allgather")) == pytest.approx(expected, rel=0.01)
+
+
+def test_ring_busbw_is_rails_times_min_of_rail_and_box_share() -> None:
+    ring = model("dgx-a100", 2).ring
+    assert ring.rails == 8
+    assert ring.busbw == 8 * min(Fraction(25), Fraction(300, 8))
+
+
+def test_switchless_box_capacity_is_hamiltonian_cycle_packing() -> None:
+    """MI250: every package (2 GCDs) has 6 outgoing 50 GB/s links, so rings get at most 300 GB/s."""
+    network = model("mi250", 1).network
+    assert ring_capacity(network, boxes_of(network)[0]) == 300
+
+
+def test_single_switch_box_ring_reaches_the_bound() -> None:
+    """On one NVSwitch box the ring's busbw is the per-GPU bandwidth, the optimum."""
+    m = model("dgx-a100", 1)
+    assert m.ring.algbw("allgather") == m.bound_algbw("allgather") == Fraction(2400, 7)
+
+
+def test_ring_and_tree_never_beat_the_bound() -> None:
+    for name, boxes in [("dgx-a100", 2), ("mi250", 1), ("dgx-h100-rail", 4)]:
+        m = model(name, boxes)
+        for collective in ("allgather", "reducescatter", "allreduce"):
+            assert m.ring.algbw(collective) <= m.bound_algbw(collective)
+        assert m.tree.algbw_value <= m.bound_algbw("allreduce")
+
+
+def test_ring_time_grows_with_size_and_tends_to_its_bandwidth() -> None:
+    ring = model("dgx-h100-rail", 4).ring
+    small, large = (ring.time_us("allreduce", size, SIMPLE) for size in (2**10, 2**36))
+    assert small < large
+    assert 2**36 / large / 1000 == pytest.approx(float(ring.algbw("allreduce")), rel=0.01)
+
+
+def test_tree_has_lower_latency_than_ring_on_many_boxes_at_small_sizes() -> None:
+    m = model("dgx-a100", 4)
+    assert m.tree.time_us("allreduce", 1024, SIMPLE) < m.ring.time_us("allreduce", 1024, SIMPLE)

@@ -1,0 +1,69 @@
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from collc.cli import main
+
+FIXTURES = Path("/work/shared/fixtures/msccl/valid")
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_json_has_the_stable_keys_for_allreduce() -> None:
+    result = _run("simulate", "dgx-a100", "--sizes", "1KiB:1GiB:32", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) >= {"rows", "crossover_bytes"}
+    assert [row["bytes"] for row in data["rows"]] == [2**10, 2**15, 2**20, 2**25, 2**30]
+    for row in data["rows"]:
+        assert set(row) == {"bytes", "collc", "ring", "tree", "bound"}
+        for name in ("collc", "ring", "tree", "bound"):
+            assert set(row[name]) == {"time_us", "algbw", "busbw"}
+    assert data["rows"][-1]["bound"]["algbw"] == round(8 * 300 / 7 / 2, 3)
+
+
+def test_allgather_has_no_tree_column() -> None:
+    result = _run(
+        "simulate", "dgx-h100-rail", "--set", "boxes=4", "--coll", "allgather", "--sizes", "1GiB", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)["rows"][0]
+    assert set(row) == {"bytes", "collc", "ring", "bound"}
+    assert row["collc"]["algbw"] > row["ring"]["algbw"]
+
+
+def test_table_and_plot(tmp_path: Path) -> None:
+    picture = tmp_path / "sweep.png"
+    result = _run(
+        "simulate", "dgx-a100", "--set", "boxes=2", "--sizes", "1KiB:8GiB:8", "--plot", str(picture)
+    )
+    assert result.exit_code == 0, result.output
+    assert "collc beats NCCL's algorithms from" in result.output
+    data = picture.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and 20_000 < len(data) < 2_000_000
+
+
+def test_plot_as_svg(tmp_path: Path) -> None:
+    picture = tmp_path / "sweep.svg"
+    result = _run("simulate", "dgx-a100", "--sizes", "1MiB:1GiB:32", "--plot", str(picture))
+    assert result.exit_code == 0, result.output
+    text = picture.read_text()
+    assert text.lstrip().startswith("<?xml") and "<svg" in text and len(text) > 10_000
+
+
+def test_bad_sizes_and_picture_names_exit_2_with_a_hint(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["simulate", "dgx-a100", "--sizes", "8GiB:1KiB"])
+    assert result.exit_code == 2 and "hint:" in result.output
+    result = CliRunner().invoke(
+        main, ["simulate", "dgx-a100", "--sizes", "1MiB", "--plot", str(tmp_path / "x.gif")]
+    )
+    assert result.exit_code == 2 and "*.png or *.svg" in result.output
+
+
+def test_schedule_of_the_wrong_size_is_refused() -> None:
+    result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(FIXTURES / "ring_allgather_4.xml")])
+    assert result.exit_code == 2
+    assert "4 GPUs" in result.output
