@@ -53,6 +53,18 @@ def evaluate(text: str, variables: Mapping[str, Fraction]) -> Value:
         raise ExpressionError(f"division by zero in {text!r}") from None
 
 
+def evaluate_number(value: object, variables: Mapping[str, Fraction], what: str = "value") -> Fraction:
+    """A YAML value that must be a number: an int or Fraction as is, or text evaluated as an expression."""
+    if isinstance(value, bool) or value is None:
+        raise ExpressionError(f"{what} must be a number, got {value!r}")
+    if isinstance(value, int | Fraction):
+        return Fraction(value)
+    result = evaluate(str(value), variables)
+    if isinstance(result, bool):
+        raise ExpressionError(f"{what} must be a number, got the condition {value!r}")
+    return result
+
+
 def names_in(text: str) -> set[str]:
     """The variable names an expression mentions (empty when it does not parse)."""
     tree = _parse(text.strip())

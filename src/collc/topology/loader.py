@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from collc.errors import InputError, Location
-from collc.topology.expr import ExpressionError, evaluate
+from collc.topology.expr import ExpressionError, evaluate, evaluate_number
 from collc.topology.model import NODE_KINDS, Link, Metadata, Node, Topology
 from collc.topology.selectors import Binding, resolve, select
 from collc.topology.units import BANDWIDTH_UNITS, parse_bandwidth, parse_latency
@@ -143,25 +143,16 @@ def _text(mapping: LocatedMap, key: str, what: str, *, required: bool = False, d
 class _Reader:
     """Reads one topology document; ``variables`` holds the parameter values."""
 
-    def __init__(self, document: LocatedMap, file: str | None, overrides: Mapping[str, str]):
+    def __init__(self, document: LocatedMap, overrides: Mapping[str, str]):
         self.document = document
-        self.file = file
         self.warnings: list[TopologyWarning] = []
         self.parameters = read_parameters(document)
         self.variables: dict[str, Fraction] = apply_overrides(self.parameters, overrides)
 
     # -- small typed readers -------------------------------------------------------------------------
     def number(self, mapping: LocatedMap, key: str, variables: Mapping[str, Fraction]) -> Fraction:
-        value = mapping[key]
         try:
-            if isinstance(value, bool) or value is None:
-                raise ExpressionError(f"expected a number, got {value!r}")
-            if isinstance(value, int | Fraction):
-                return Fraction(value)
-            result = evaluate(str(value), variables)
-            if isinstance(result, bool):
-                raise ExpressionError(f"expected a number, got the condition {value!r}")
-            return result
+            return evaluate_number(mapping[key], variables, key)
         except ExpressionError as error:
             raise _fail(f"{key!r}: {error}", mapping.where(key)) from None
 
@@ -410,11 +401,7 @@ def read_parameters(document: LocatedMap) -> dict[str, Parameter]:
             raise _fail(
                 f"invalid parameter name {name!r}", table.where_key(name), "use letters, digits and '_'"
             )
-        spec = raw if isinstance(raw, LocatedMap) else LocatedMap(default=raw)
-        if not hasattr(spec, "location"):
-            spec.location = table.where(name)
-            spec.key_locations = {}
-            spec.value_locations = {"default": table.where(name)}
+        spec = raw if isinstance(raw, LocatedMap) else LocatedMap.of({"default": raw}, table.where(name))
         check_keys(spec, PARAMETER_KEYS, f"parameter {name!r}")
         if "default" not in spec:
             raise _fail(f"parameter {name!r} needs a 'default'", spec.location)
@@ -491,7 +478,7 @@ def parse_topology(
         )
     document = _as_map(document, getattr(document, "location", Location(file, 1, 1)), "a topology")
     check_keys(document, TOP_KEYS, "the topology")
-    reader = _Reader(document, file, overrides or {})
+    reader = _Reader(document, overrides or {})
     metadata = reader.metadata()
     definitions, links = _build(reader)
     if not any(d.node.kind == "gpu" for d in definitions):
@@ -578,7 +565,7 @@ def _build(reader: _Reader) -> tuple[list[_NodeDef], list[Link]]:
     if "nodes" in document:
         entries = _as_list(document["nodes"], document.where("nodes"), "'nodes'")
         for name, kind, entry in reader.node_entries(entries, NODE_KEYS, reader.variables):
-            box = reader.count(entry, "box", reader.variables, -1) if "box" in entry else None
+            box = reader.count(entry, "box", reader.variables, 0) if "box" in entry else None
             role = _text(entry, "role", f"node {name!r}") or None
             definition = add(Node(name, kind, box, role, entry.location), entry)  # type: ignore[arg-type]
             if "rank" in entry:

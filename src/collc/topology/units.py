@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from fractions import Fraction
 
-from collc.topology.expr import ExpressionError, evaluate
+from collc.topology.expr import ExpressionError, evaluate_number
 
 _PREFIX = {"M": Fraction(1, 1000), "G": Fraction(1), "T": Fraction(1000)}
 _BANDWIDTH = re.compile(r"^(?P<expr>.*?)\s*(?:(?P<prefix>[MGT])(?P<unit>B/s|Bps|b/s|bps))?\s*$")
@@ -20,17 +20,6 @@ _LATENCY_UNITS = {"ns": Fraction(1, 1000), "us": Fraction(1), "µs": Fraction(1)
 _LATENCY = re.compile(r"^(?P<expr>.*?)\s*(?P<unit>ns|us|µs|ms)?\s*$")
 
 BANDWIDTH_UNITS = "GB/s, GBps, Gb/s, Gbps (and M/T prefixes)"
-
-
-def _quantity(value: object, variables: Mapping[str, Fraction], what: str) -> Fraction:
-    if isinstance(value, bool) or value is None:
-        raise ExpressionError(f"{what} must be a number, got {value!r}")
-    if isinstance(value, int | Fraction):
-        return Fraction(value)
-    result = evaluate(str(value), variables)
-    if isinstance(result, bool):
-        raise ExpressionError(f"{what} must be a number, got the condition {value!r}")
-    return result
 
 
 def parse_bandwidth(value: object, variables: Mapping[str, Fraction]) -> Fraction:
@@ -42,13 +31,13 @@ def parse_bandwidth(value: object, variables: Mapping[str, Fraction]) -> Fractio
         if match["unit"] and match["unit"].startswith("b"):
             scale /= 8
         try:
-            return _quantity(match["expr"], variables, "bandwidth") * scale
+            return evaluate_number(match["expr"], variables, "bandwidth") * scale
         except ExpressionError:
             unit = _UNKNOWN_UNIT.match(value)
             if unit:
                 raise ExpressionError(f"unknown bandwidth unit {unit[1]!r}") from None
             raise
-    return _quantity(value, variables, "bandwidth")
+    return evaluate_number(value, variables, "bandwidth")
 
 
 def parse_latency(value: object, variables: Mapping[str, Fraction]) -> Fraction:
@@ -57,5 +46,5 @@ def parse_latency(value: object, variables: Mapping[str, Fraction]) -> Fraction:
         match = _LATENCY.match(value)
         assert match is not None
         scale = _LATENCY_UNITS[match["unit"]] if match["unit"] else Fraction(1)
-        return _quantity(match["expr"], variables, "latency") * scale
-    return _quantity(value, variables, "latency")
+        return evaluate_number(match["expr"], variables, "latency") * scale
+    return evaluate_number(value, variables, "latency")

@@ -24,6 +24,15 @@ class LocatedMap(dict):
     key_locations: dict[str, Location]
     value_locations: dict[str, Location]
 
+    @classmethod
+    def of(cls, values: dict[str, Any], location: Location) -> LocatedMap:
+        """A mapping built in code whose keys and values all sit at ``location`` (e.g. a short form)."""
+        mapping = cls(values)
+        mapping.location = location
+        mapping.key_locations = dict.fromkeys(values, location)
+        mapping.value_locations = dict.fromkeys(values, location)
+        return mapping
+
     def where(self, key: str) -> Location:
         """Location of the value of ``key`` (of the mapping itself when the key is absent)."""
         return self.value_locations.get(key, self.location)
