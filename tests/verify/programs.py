@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
 from collc.msccl.reader import read_xml
-from msccl.fixtures import VALID
+
+#: the shared fixtures: ``<repo>/../shared/fixtures/msccl`` (CI has the same layout)
+FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "msccl"
+VALID = sorted((FIXTURES / "valid").glob("*.xml"))
+INVALID = sorted((FIXTURES / "invalid").glob("*.xml"))
 
 
 def fixture(name: str) -> Algorithm:

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from collc.cli import main
 from collc.cli.verify import parse_bytes
-from msccl.fixtures import INVALID, VALID
+
+from .programs import INVALID, VALID
 
 
 def run(*args: str):

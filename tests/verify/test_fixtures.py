@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from collc.verify import verify_text
-from msccl.fixtures import FIXTURES, INVALID, VALID
+
+from .programs import FIXTURES, INVALID, VALID
 
 #: the rule each invalid fixture breaks (fixtures/msccl/README.md)
 BROKEN_RULE = {

@@ -20,6 +20,7 @@ from collc.msccl.program import (
     STEP_TYPES,
     Algorithm,
     GpuProgram,
+    Step,
     Threadblock,
 )
 from collc.topology.model import Topology
@@ -361,6 +362,7 @@ def _step_problems(
                 line,
                 None,
             )
+        yield from _dependency_problems(step, where, tb.id, tb_ids, runtime)
         if step.type == "nop":
             if step.depid < 0:
                 yield (
@@ -426,28 +428,6 @@ def _step_problems(
                     line,
                     f"keep 0 ≤ {role}off and {role}off + cnt ≤ {buffer}_chunks",
                 )
-        if step.depid >= 0 or step.depid < -1:
-            if step.depid == tb.id or step.depid not in tb_ids:
-                yield (
-                    "error",
-                    "dep-target",
-                    f"{where} waits on tb {step.depid}, which is "
-                    + (
-                        "itself (program order already orders it)"
-                        if step.depid == tb.id
-                        else "not on this GPU"
-                    ),
-                    line,
-                    "depid must name another tb of the same <gpu>, or be -1",
-                )
-            elif step.depid > runtime.max_depid:
-                yield (
-                    "error",
-                    "depid-too-large",
-                    f"{where} has depid={step.depid}; the runtime stores it in an int8, so it wraps negative",
-                    line,
-                    f"keep the threadblocks that others wait on at ids ≤ {runtime.max_depid}",
-                )
     if pending_nops:
         yield (
             "warning",
@@ -456,6 +436,39 @@ def _step_problems(
             tb.steps[-1].line,
             "remove trailing nops",
         )
+
+
+def _dependency_problems(
+    step: Step, where: str, tb_id: int, tb_ids: set[int], runtime: RuntimeProfile
+) -> Iterator[tuple[str, str, str, int | None, str | None]]:
+    """The target of a step's (or nop's) own ``depid``/``deps`` must exist and be storable (§4.2)."""
+    line = step.line
+    if step.depid >= 0 or step.depid < -1:
+        if step.depid == tb_id or step.depid not in tb_ids:
+            yield (
+                "error",
+                "dep-target",
+                f"{where} waits on tb {step.depid}, which is "
+                + ("itself (program order already orders it)" if step.depid == tb_id else "not on this GPU"),
+                line,
+                "depid must name another tb of the same <gpu>, or be -1",
+            )
+        elif step.deps < 0:
+            yield (
+                "error",
+                "dep-step-range",
+                f"{where} waits on tb {step.depid} with deps={step.deps}, which names no step",
+                line,
+                "deps is the index of the awaited step in tb depid",
+            )
+        elif step.depid > runtime.max_depid:
+            yield (
+                "error",
+                "depid-too-large",
+                f"{where} has depid={step.depid}; the runtime stores it in an int8, so it wraps negative",
+                line,
+                f"keep the threadblocks that others wait on at ids ≤ {runtime.max_depid}",
+            )
 
 
 def _check_steps(linter: _Linter, gpu: GpuProgram, tb_id: int) -> None:

@@ -246,7 +246,8 @@ class Simulator:
                 for tb, position in t.waits:
                     waited = self.gid_of[(rank, tb)]
                     first = bisect.bisect_left(self.publish_positions[waited], position)
-                    np.maximum(clock, self.publish_clocks[waited][first], out=clock)
+                    if first < len(self.publish_clocks[waited]):  # a negative position needs no publish
+                        np.maximum(clock, self.publish_clocks[waited][first], out=clock)
                 self.deps_done[gid] = True
             cursor = self.cursor[gid]
             span = min(self.case.call_chunks, t.cnt - cursor)
