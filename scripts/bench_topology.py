@@ -38,9 +38,8 @@ def best_of(repeats: int, action: Callable[[], T]) -> tuple[T, float]:
 
 
 def main() -> None:
-    print(
-        f"{'preset':<16} {'parameters':<40} {'GPUs':>6} {'nodes':>6} {'links':>6} {'load s':>8} {'graph s':>8}"
-    )
+    sizes = f"{'GPUs':>6} {'nodes':>6} {'links':>6}"
+    print(f"{'preset':<16} {'parameters':<40} {sizes} {'load s':>8} {'graph s':>8}")
     for preset, params in CASES:
         topology, load_time = best_of(3, lambda preset=preset, params=params: load(preset, params))
         _graph, graph_time = best_of(3, lambda topology=topology: capacity_graph(topology))
