@@ -118,46 +118,69 @@ class _Splitter:
         return self.gadgets[(tail, head)]
 
     # -- slack computations -----------------------------------------------------------------------
-    def _min_entering(self, merged_sources: Sequence[int], sink: int, merged_sinks: Sequence[int]) -> int:
-        """Smallest ``ρ(X)`` over GPU-holding ``X ∋ sink`` that contain ``merged_sinks`` and avoid
-        ``s`` and ``merged_sources``."""
+    def _min_entering(
+        self, merged_sources: Sequence[int], sink: int, merged_sinks: Sequence[int], enough: int
+    ) -> int:
+        """Smallest ``ρ(X)`` over GPU-holding ``X ∋ sink`` that contain ``merged_sinks`` and avoid ``s``
+        and ``merged_sources`` -- or any value ``>= enough`` once the minimum is known to reach it.
+
+        If the largest minimum-cut sink side holds no GPU, the constraint is enforced by merging
+        one GPU ``v`` at a time into the sink. Only GPUs reachable from the sink side through
+        switches (avoiding the sources) can matter: a set ``X`` whose part ``R`` reachable from the
+        sink terminals inside ``X`` holds no GPU has ``ρ(X) = c(V-X -> R) + ρ(X - R) >= α_cap + N·k``
+        (``X - R`` holds a GPU, so (*) applies to it, and the arc from ``u`` or into ``t`` crosses).
+        """
         arcs = [self._gadget(self.source, a) for a in merged_sources]
         arcs += [self._gadget(b, sink) for b in merged_sinks]
         for arc in arcs:
             self.network.set_capacity(arc, self.infinite)
         try:
             value = self.network.max_flow(self.source, sink)
-            if sink < self.num_gpus or any(b < self.num_gpus for b in merged_sinks):
+            if value >= enough or sink < self.num_gpus or any(b < self.num_gpus for b in merged_sinks):
                 return value
             reachable = set(self.network.source_side())
             if any(v not in reachable for v in range(self.num_gpus)):
                 return value  # the largest sink side holds a GPU: the constraint is free
-            best = None
-            excluded = set(merged_sources)
-            for gpu in range(self.num_gpus):
-                if gpu in excluded:
-                    continue
+            best = self.infinite
+            for gpu in self._switch_reachable_gpus([sink, *merged_sinks], merged_sources):
                 arc = self._gadget(gpu, sink)
                 self.network.set_capacity(arc, self.infinite)
-                flow = self.network.max_flow(self.source, sink)
+                best = min(best, self.network.max_flow(self.source, sink))
                 self.network.set_capacity(arc, 0)
-                best = flow if best is None else min(best, flow)
                 if best <= self.demand:
                     break
-            return self.infinite if best is None else best
+            return best
         finally:
             for arc in arcs:
                 self.network.set_capacity(arc, 0)
+
+    def _switch_reachable_gpus(self, starts: Sequence[int], avoided: Sequence[int]) -> list[int]:
+        """GPUs reached from ``starts`` along arcs whose inner vertices are switches, avoiding ``avoided``."""
+        blocked = set(avoided)
+        seen = set(starts) | blocked
+        frontier = [v for v in starts if v >= self.num_gpus]
+        gpus = set()
+        while frontier:
+            vertex = frontier.pop()
+            for head in self.out_neighbours[vertex]:
+                if head in seen:
+                    continue
+                seen.add(head)
+                if head < self.num_gpus:
+                    gpus.add(head)
+                else:
+                    frontier.append(head)
+        return sorted(gpus)
 
     def admissible(self, u: int, w: int, t: int) -> int:
         """The largest ``α`` by which ``(u, w), (w, t)`` can be split off keeping (*)."""
         alpha = min(self.capacity.get((u, w), 0), self.capacity.get((w, t), 0))
         if alpha == 0:
             return 0
-        alpha = min(alpha, self._min_entering([w], t, [u]) - self.demand)  # family B
+        alpha = min(alpha, self._min_entering([w], t, [u], self.demand + alpha) - self.demand)  # family B
         if alpha <= 0:
             return 0
-        return max(0, min(alpha, self._min_entering([u, t], w, []) - self.demand))  # family A
+        return max(0, min(alpha, self._min_entering([u, t], w, [], self.demand + alpha) - self.demand))  # A
 
     # -- the splitting itself ---------------------------------------------------------------------
     def split(self, u: int, w: int, t: int, alpha: int) -> None:
