@@ -30,7 +30,17 @@ from collc.topology import load
     ],
 )
 def test_reference_generators_are_automorphisms_with_expected_orbits(preset, boxes, orbits):
-    topology = load(preset, {"boxes": str(boxes)})
+    _check_orbits(load(preset, {"boxes": str(boxes)}), orbits)
+
+
+def test_leaf_spine_groups_boxes_by_scalable_unit():
+    # Boxes under different leaves only swap as whole units, which box transpositions cannot do:
+    # one orbit per unit, rails joined by role swaps (NIC and leaf follow their GPU).
+    _check_orbits(load("dgx-h100", {"boxes": "6", "boxes_per_leaf": "3"}), 2)
+    _check_orbits(load("dgx-h100", {"boxes": "4", "boxes_per_leaf": "4"}), 1)
+
+
+def _check_orbits(topology, orbits):
     graph = capacity_graph(topology)
     generators = automorphisms(topology, graph)
     assert all(is_automorphism(graph, perm) for perm in generators)

@@ -12,8 +12,8 @@ by arc before use (:func:`is_automorphism`); a candidate that fails is dropped, 
 "no symmetry", never a wrong answer.
 
 * Box swaps: for boxes ``a`` and ``b`` with the same set of roles, exchange ``(a, r)`` and ``(b, r)``
-  for every role ``r`` and fix every node outside a box. The transpositions of the first box with
-  each other box generate every permutation of the boxes.
+  for every role ``r`` and fix every node outside a box. Transpositions generate every permutation
+  of interchangeable boxes.
 * Role (rail) swaps: exchange two GPU roles ``r`` and ``s`` in every box at once; every other node
   follows by matching neighbourhoods (e.g. rail switch ``r`` <-> rail switch ``s``, NIC ``r`` <-> NIC
   ``s``), see :func:`role_automorphisms`.
@@ -21,9 +21,8 @@ by arc before use (:func:`is_automorphism`); a candidate that fails is dropped, 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Sequence
-from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
@@ -34,11 +33,14 @@ from collc.topology.model import Topology
 Permutation = tuple[int, ...]
 
 
-@lru_cache(maxsize=16)
 def _arc_arrays(graph: CapacityGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tails, heads, capacities) of ``graph.arcs`` as int64 arrays (arcs are sorted by tail, head)."""
-    table = np.array(graph.arcs, dtype=np.int64).reshape(-1, 3)
-    return table[:, 0], table[:, 1], table[:, 2]
+    """(tails, heads, capacities) of ``graph.arcs`` as int64 arrays, cached on the (immutable) graph."""
+    cached = graph.__dict__.get("_arc_arrays")
+    if cached is None:
+        table = np.array(graph.arcs, dtype=np.int64).reshape(-1, 3)
+        cached = (table[:, 0], table[:, 1], table[:, 2])
+        object.__setattr__(graph, "_arc_arrays", cached)
+    return cached
 
 
 def is_automorphism(graph: CapacityGraph, perm: Sequence[int]) -> bool:
@@ -71,20 +73,27 @@ def _box_index(topology: Topology, graph: CapacityGraph) -> dict[int, dict[str, 
 
 
 def box_automorphisms(topology: Topology, graph: CapacityGraph) -> list[Permutation]:
-    """Verified box-swap automorphisms: the first box exchanged with each other box, role by role."""
+    """Verified box swaps: boxes ``a`` and ``b`` exchanged role by role, every other node fixed.
+
+    Each box (in order) is tried against the first box of every class found so far and joins the
+    first class it swaps with, else starts a new one: identical boxes cost one check each, and boxes
+    that only swap within groups (e.g. behind different leaf switches) still form their groups.
+    """
     boxes = _box_index(topology, graph)
-    if len(boxes) < 2:
-        return []
-    first, *others = sorted(boxes)
-    generators = []
-    for other in others:
-        if boxes[other].keys() != boxes[first].keys():
-            continue
-        perm = list(range(graph.num_nodes))
-        for role, vertex in boxes[first].items():
-            perm[vertex], perm[boxes[other][role]] = boxes[other][role], vertex
-        if is_automorphism(graph, perm):
-            generators.append(tuple(perm))
+    representatives: list[int] = []  # the first box of each class of interchangeable boxes
+    generators: list[Permutation] = []
+    for box in sorted(boxes):
+        for first in representatives:
+            if boxes[first].keys() != boxes[box].keys():
+                continue
+            perm = list(range(graph.num_nodes))
+            for role, vertex in boxes[first].items():
+                perm[vertex], perm[boxes[box][role]] = boxes[box][role], vertex
+            if is_automorphism(graph, perm):
+                generators.append(tuple(perm))
+                break
+        else:
+            representatives.append(box)
     return generators
 
 
@@ -104,37 +113,43 @@ def _extend_by_neighbourhood(
 ) -> list[int] | None:
     """Extend a partial vertex map to a full permutation by matching neighbourhoods.
 
-    An unmapped vertex ``x`` is sent to the unique unused vertex ``y`` whose neighbourhood among the
-    already-mapped vertices is the image of ``x``'s (same capacities each way); repeated until nothing
-    changes. Vertices left over map to themselves if that is still free. Returns ``None`` when no
-    consistent bijection is found (the caller verifies the result anyway).
+    Breadth-first from the mapped vertices, so a vertex is matched on its nearest constraints first
+    (matching far out first could fix a vertex before the swap reaches it). An unmapped vertex ``x`` whose
+    neighbourhood among the mapped vertices has image ``wanted`` goes to itself if that fits (a swap
+    moves as little as possible), else to the unique unused vertex ``y`` with exactly that
+    neighbourhood among the used images (same capacities each way). Vertices never reached map to
+    themselves. Returns ``None`` as soon as some vertex has no possible image, or the map is not a
+    bijection (the caller verifies any result anyway).
     """
     mapping = dict(partial)
-    changed = True
-    while changed and len(mapping) < graph.num_nodes:
-        changed = False
-        used = set(mapping.values())
-        for x in range(graph.num_nodes):
-            if x in mapping:
-                continue
-            wanted = {mapping[n]: caps for n, caps in neighbourhoods[x].items() if n in mapping}
-            if not wanted:
-                continue
+    used = set(mapping.values())
+
+    def fits(x: int, y: int, wanted: dict[int, tuple[int, int]]) -> bool:
+        return (
+            y not in used
+            and (y < graph.num_gpus) == (x < graph.num_gpus)
+            and {n: caps for n, caps in neighbourhoods[y].items() if n in used} == wanted
+        )
+
+    pending = deque(sorted({n for v in mapping for n in neighbourhoods[v] if n not in mapping}))
+    while pending:
+        x = pending.popleft()
+        if x in mapping:
+            continue
+        wanted = {mapping[n]: caps for n, caps in neighbourhoods[x].items() if n in mapping}
+        if fits(x, x, wanted):
+            image = x
+        else:
             anchor = min(wanted, key=lambda n: len(neighbourhoods[n]))
-            matches = [
-                y
-                for y in neighbourhoods[anchor]
-                if y not in used
-                and (y < graph.num_gpus) == (x < graph.num_gpus)
-                and {n: caps for n, caps in neighbourhoods[y].items() if n in used} == wanted
-            ]
+            matches = [y for y in neighbourhoods[anchor] if fits(x, y, wanted)]
             if not matches:
                 return None  # x has no possible image: the candidate cannot be extended
-            if len(matches) == 1:
-                mapping[x] = matches[0]
-                used.add(matches[0])
-                changed = True
-    used = set(mapping.values())
+            if len(matches) > 1:
+                continue  # ambiguous for now: revisited when another neighbour is mapped
+            image = matches[0]
+        mapping[x] = image
+        used.add(image)
+        pending.extend(n for n in neighbourhoods[x] if n not in mapping)
     for x in range(graph.num_nodes):
         if x not in mapping:
             if x in used:
@@ -146,25 +161,24 @@ def _extend_by_neighbourhood(
 def role_automorphisms(topology: Topology, graph: CapacityGraph) -> list[Permutation]:
     """Verified automorphisms that swap one GPU role with another in every box at once.
 
-    Candidates: every pair of GPU roles (sorted order) not yet in one orbit, exchanged in every box;
-    the images of the remaining vertices (NICs, rail switches, ...) are found by neighbourhood
-    matching. Only verified candidates are returned.
+    Candidates: every pair of GPU roles (sorted order) with the same incident capacities and not yet
+    in one orbit, exchanged in every box; the images of the remaining vertices (NICs, rail
+    switches, ...) are found by neighbourhood matching. Only verified candidates are returned.
     """
     boxes = _box_index(topology, graph)
     if not boxes:
         return []
-    gpu_roles = sorted({role for roles in boxes.values() for role, v in roles.items() if v < graph.num_gpus})
-    if len(gpu_roles) < 2:
-        return []
-    neighbourhoods = _neighbourhoods(graph)
-    generators: list[Permutation] = []
     first_box = boxes[min(boxes)]
-    signature = {role: sorted(neighbourhoods[v].values()) for role, v in first_box.items()}
+    gpu_roles = sorted(role for role, v in first_box.items() if v < graph.num_gpus)
+    neighbourhoods = _neighbourhoods(graph)
+    signature = {role: sorted(neighbourhoods[first_box[role]].values()) for role in gpu_roles}
+    orbits = _UnionFind(graph.num_gpus)
+    generators: list[Permutation] = []
     for first, other in combinations(gpu_roles, 2):
-        if signature.get(first) != signature.get(other):
+        if signature[first] != signature[other]:
             continue  # different incident capacities: no automorphism maps one onto the other
-        if _same_orbit(graph.num_gpus, generators, boxes, first, other):
-            continue
+        if orbits.find(first_box[first]) == orbits.find(first_box[other]):
+            continue  # already in one orbit: nothing to gain
         partial: dict[int, int] = {}
         for roles in boxes.values():
             if first in roles and other in roles:
@@ -172,17 +186,30 @@ def role_automorphisms(topology: Topology, graph: CapacityGraph) -> list[Permuta
         perm = _extend_by_neighbourhood(graph, partial, neighbourhoods)
         if perm is not None and is_automorphism(graph, perm):
             generators.append(tuple(perm))
+            orbits.add_generator(perm)
     return generators
 
 
-def _same_orbit(
-    num_gpus: int, generators: Sequence[Permutation], boxes: dict[int, dict[str, int]], a: str, b: str
-) -> bool:
-    """Whether roles ``a`` and ``b`` of the first box are already in one orbit (nothing left to gain)."""
-    first = boxes[min(boxes)]
-    if a not in first or b not in first:
-        return False
-    return any(first[b] in orbit for orbit in gpu_orbits(num_gpus, generators) if first[a] in orbit)
+class _UnionFind:
+    """Orbits of the GPU vertices, merged generator by generator."""
+
+    def __init__(self, size: int):
+        self.parent = list(range(size))
+
+    def find(self, v: int) -> int:
+        parent = self.parent
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    def add_generator(self, perm: Sequence[int]) -> None:
+        size = len(self.parent)
+        images = np.asarray(perm[:size])
+        for v in np.flatnonzero(images != np.arange(size)).tolist():
+            a, b = self.find(v), self.find(perm[v])
+            if a != b:
+                self.parent[max(a, b)] = min(a, b)
 
 
 def automorphisms(topology: Topology, graph: CapacityGraph) -> list[Permutation]:
@@ -195,24 +222,12 @@ def gpu_orbits(num_gpus: int, generators: Sequence[Permutation]) -> list[tuple[i
 
     Each orbit is sorted and the list is sorted, so ``orbit[0]`` is a deterministic representative.
     """
-    parent = list(range(num_gpus))
-
-    def find(v: int) -> int:
-        while parent[v] != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    identity = np.arange(num_gpus)
+    union = _UnionFind(num_gpus)
     for perm in generators:
-        images = np.asarray(perm[:num_gpus])
-        for v in np.flatnonzero(images != identity).tolist():
-            a, b = find(v), find(perm[v])
-            if a != b:
-                parent[max(a, b)] = min(a, b)
+        union.add_generator(perm)
     orbits: dict[int, list[int]] = defaultdict(list)
     for v in range(num_gpus):
-        orbits[find(v)].append(v)
+        orbits[union.find(v)].append(v)
     return sorted(tuple(orbit) for orbit in orbits.values())
 
 
