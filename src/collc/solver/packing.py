@@ -59,22 +59,48 @@ class _Packer:
     def __init__(self, num_gpus: int, k: int, capacities: dict[Arc, int]):
         self.num_gpus = num_gpus
         self.hub = num_gpus
-        self.network = FlowNetwork(num_gpus + 1)
         self.capacity = dict(capacities)
-        self.arc_index = {arc: self.network.add_arc(*arc, cap) for arc, cap in sorted(capacities.items())}
         self.out_neighbours: list[list[int]] = [[] for _ in range(num_gpus)]
         for x, y in sorted(capacities):
             self.out_neighbours[x].append(y)
         self.infinite = sum(capacities.values()) + num_gpus * k + 1
-        self.hub_to = [self.network.add_arc(self.hub, x, 0) for x in range(num_gpus)]
         self.unfinished = 0  # Σ C_σ over unfinished trees
+        self.calls = 0  # max-flow calls on networks already replaced
+        self.dead_arcs = 0  # arcs of finished trees still in the network
+        self._build([])
+
+    def _build(self, live: list[LogicalTree]) -> None:
+        """(Re)build the flow network from the current capacities and the ``live`` (queued) trees.
+
+        OR-Tools solves over every arc it holds, so the arcs of finished trees (capacity 0 but still
+        stored) would slow every later max-flow; rebuilding drops them.
+        """
+        if hasattr(self, "network"):
+            self.calls += self.network.calls
+        self.network = FlowNetwork(self.num_gpus + 1)
+        self.arc_index = {
+            arc: self.network.add_arc(*arc, cap) for arc, cap in sorted(self.capacity.items()) if cap > 0
+        }
+        self.hub_to = [self.network.add_arc(self.hub, x, 0) for x in range(self.num_gpus)]
+        for tree in live:
+            self._attach(tree, tree.multiplicity)
+        self.dead_arcs = 0
+
+    def _attach(self, tree: LogicalTree, hub_capacity: int) -> None:
+        """Give ``tree`` its node ``s_τ``: arc ``h -> s_τ`` and infinite arcs ``s_τ -> R_τ``."""
+        tree.node = self.network.num_nodes
+        tree.hub_arc = self.network.add_arc(self.hub, tree.node, hub_capacity)
+        for x in tree.vertices:
+            self.network.add_arc(tree.node, x, self.infinite)
+
+    def maybe_rebuild(self, live: list[LogicalTree]) -> None:
+        """Rebuild when finished trees' arcs outnumber the live ones (amortised linear cost)."""
+        if self.dead_arcs > max(1000, self.network.num_arcs - self.dead_arcs):
+            self._build(live)
 
     def new_tree(self, root: int, multiplicity: int, edges: list[Arc], vertices: list[int]) -> LogicalTree:
-        node = self.network.num_nodes
-        tree = LogicalTree(root, multiplicity, list(edges), list(vertices), node)
-        tree.hub_arc = self.network.add_arc(self.hub, node, multiplicity)
-        for x in vertices:
-            self.network.add_arc(node, x, self.infinite)
+        tree = LogicalTree(root, multiplicity, list(edges), list(vertices))
+        self._attach(tree, multiplicity)
         self.unfinished += multiplicity
         return tree
 
@@ -118,6 +144,7 @@ class _Packer:
                 f"GPUs {missing[:8]}; the switch-free graph does not satisfy Edmonds' condition"
             )
         self.unfinished -= tree.multiplicity
+        self.dead_arcs += len(tree.vertices) + 1
 
     def _use(self, x: int, y: int, units: int) -> None:
         left = self.capacity[(x, y)] - units
@@ -131,7 +158,8 @@ def pack_trees(num_gpus: int, k: int, capacities: dict[Arc, int]) -> Packing:
     queue: deque[LogicalTree] = deque(packer.new_tree(root, k, [], [root]) for root in range(num_gpus))
     done = []
     while queue:
+        packer.maybe_rebuild(list(queue))
         tree = queue.popleft()
         packer.grow(tree, queue)
         done.append(tree)
-    return Packing(done, packer.network.calls)
+    return Packing(done, packer.calls + packer.network.calls)
