@@ -21,6 +21,8 @@ CASES = [
     ("unknown_node.yaml", (7, 22), "'dst' refers to node 'nsv', which does not exist", "did you mean 'nvs'?"),
     ("selector_no_match.yaml", (5, 11), "'src' selector 'gpus{i}' matches no node", "captures a number"),
     ("unknown_template.yaml", (6, 16), "unknown template 'dxg'", "did you mean 'dgx'?"),
+    ("bad_node_name.yaml", (3, 12), "invalid node name '1gpu'", "start with a letter"),
+    ("bad_box_name.yaml", (8, 27), "invalid box name 'box {b}'", "start with a letter"),
     ("unknown_kind.yaml", (3, 22), "unknown node kind 'swich'", "did you mean 'switch'?"),
     ("duplicate_name.yaml", (4, 12), "duplicate node name 'gpu0' (first defined at", "unique"),
     ("bandwidth_zero.yaml", (5, 39), "bandwidth must be > 0, got 0", "remove the link"),

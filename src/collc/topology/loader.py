@@ -35,6 +35,7 @@ TEMPLATE_NODE_KEYS = ("name", "kind", "count", "when")
 LINK_KEYS = ("src", "dst", "bandwidth", "latency", "directed", "class", "count", "when", "where")
 MATRIX_KEYS = ("matrix", "nodes", "bandwidth", "latency", "directed", "class", "when")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_NAME_HINT = "names start with a letter or '_' and contain only letters, digits, '_', '.', '-'"
 
 
 @dataclass(frozen=True)
@@ -221,11 +222,7 @@ class _Reader:
             check_keys(entry, allowed, "a node")
             name = _text(entry, "name", "a node", required=True)
             if not _NAME.match(name):
-                raise _fail(
-                    f"invalid node name {name!r}",
-                    entry.where("name"),
-                    "names start with a letter or '_' and contain only letters, digits, '_', '.', '-'",
-                )
+                raise _fail(f"invalid node name {name!r}", entry.where("name"), _NAME_HINT)
             kind = _text(entry, "kind", f"node {name!r}", required=True)
             if kind not in NODE_KINDS:
                 close = _closest(kind, NODE_KINDS)
@@ -547,6 +544,8 @@ def _build(reader: _Reader) -> tuple[list[_NodeDef], list[Link]]:
                 expanded[template_name] = _expand_template(reader, templates[template_name])
             local_nodes, local_links = expanded[template_name]
             prefix = _text(group, "name", "a box group", default="b")
+            if not _NAME.match(prefix):
+                raise _fail(f"invalid box name {prefix!r}", group.where("name"), _NAME_HINT)
             for index in range(reader.count(group, "count", reader.variables, 1)):
                 box = f"{prefix}{index}."
                 for name, kind, entry in local_nodes:
