@@ -40,6 +40,26 @@ def _graph(preset: str, boxes: int):
     return topology, capacity_graph(topology)
 
 
+# (preset, boxes): (GPUs outside the bottleneck cut, GB/s entering them) per reference-topologies.md /
+# forestcoll.md §5.3: one GPU (1-2 A100 boxes, 1-4 H100 rail boxes), one MI250 package (2 GCDs, 1-2
+# boxes), or one whole box behind its network links.
+CUTS = {
+    ("dgx-a100", 1): (1, 300),
+    ("dgx-a100", 2): (1, 325),
+    ("dgx-a100", 4): (8, 200),
+    ("dgx-a100", 8): (8, 200),
+    ("dgx-a100", 16): (8, 200),
+    ("mi250", 1): (2, 300),
+    ("mi250", 2): (2, 332),
+    ("mi250", 4): (16, 256),
+    ("mi250", 8): (16, 256),
+    ("dgx-h100-rail", 1): (1, 450),
+    ("dgx-h100-rail", 4): (1, 500),
+    ("dgx-h100-rail", 8): (8, 400),
+    ("dgx-h100-rail", 16): (8, 400),
+}
+
+
 @pytest.mark.parametrize(("preset", "boxes"), sorted(REFERENCE))
 def test_reference_optimum_k_and_fixed_k1(preset, boxes):
     algbw, k, k1_algbw = REFERENCE[(preset, boxes)]
@@ -54,6 +74,7 @@ def test_reference_optimum_k_and_fixed_k1(preset, boxes):
         assert all(bound.U * bandwidth == int(bound.U * bandwidth) for bandwidth in _bandwidths(graph))
         # The reported cut certifies the optimum: B+(S) / |S ∩ GPUs| = x*.
         assert bound.cut_bandwidth / bound.cut_num_gpus == bound.x_star
+        assert (graph.num_gpus - bound.cut_num_gpus, bound.cut_bandwidth) == CUTS[(preset, boxes)]
         if k1_algbw is not None:
             assert fixed_k_bound(graph, 1, symmetries).allgather_algbw == k1_algbw
 
