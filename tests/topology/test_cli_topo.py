@@ -115,3 +115,10 @@ def test_export_dot_to_stdout() -> None:
     assert out.startswith('digraph "dgx-a100" {')
     assert '"b1.nic3" -> "ib.odd" [label="25 GB/s ib", dir=both];' in out
     assert out.count("subgraph") == 2
+
+
+def test_show_prints_short_decimals_exactly() -> None:
+    code, out, _ = run("topo", "show", "dgx1", "--set", "boxes=2", "--set", "nics=1")
+    assert code == 0
+    assert "  ib              2 links  12.5 GB/s each, 25 GB/s total" in out
+    assert "parameters: boxes=2 (default 1), nics=1 (default 4)" in out

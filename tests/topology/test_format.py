@@ -11,6 +11,7 @@ from collc.topology import parse_topology
 from collc.topology.expr import ExpressionError, evaluate, names_in
 from collc.topology.model import Topology
 from collc.topology.selectors import select
+from collc.topology.summary import format_gbps
 from collc.topology.units import parse_bandwidth, parse_latency
 
 
@@ -301,3 +302,12 @@ links:
     assert topology.arc_bandwidths()[("gpu0", "gpu1")] == 25
     assert ("gpu1", "gpu0") not in topology.arc_bandwidths()
     assert topology.name == "topology"
+
+
+def test_format_gbps() -> None:
+    assert [format_gbps(Fraction(v)) for v in ("325", "12.5", "0.125", "2400/7")] == [
+        "325",
+        "12.5",
+        "0.125",
+        "342.857",
+    ]

@@ -102,10 +102,11 @@ def rank_runs(ranks: tuple[str, ...]) -> tuple[RankRun, ...]:
 
 
 def format_gbps(value: Fraction) -> str:
-    """A bandwidth for people: exact when whole, else 3 decimals (display only)."""
+    """A bandwidth for people: exact when it has at most 3 decimals (12.5), else rounded to 3 (342.857)."""
     if value.denominator == 1:
         return str(value.numerator)
-    return f"{float(value):.3f}"
+    text = f"{float(value):.3f}"
+    return text.rstrip("0") if Fraction(text) == value else text
 
 
 def value_range(values: Mapping[str, Fraction]) -> tuple[Fraction, Fraction]:
