@@ -1,9 +1,10 @@
 """Benchmark `collc verify` on generated multi-channel ring allreduce programs (issue 4, item 6).
 
 Builds a G-GPU ring allreduce IR with C channels (one threadblock per rank and channel, 2G-1 steps
-each: s, rrs×(G-2), rrcs, rcs×(G-2), r), writes and re-reads it as XML, and times reading and the full
-verification (lint + four simulated cases). Prints one line per size, so the growth with steps is
-visible. Usage: .venv/bin/python scripts/bench_verify.py [--gpus 32] [--channels 1 2 4 8]
+each: s, rrs×(G-2), rrcs, rcs×(G-2), r) whose steps move blocks of B chunks, writes it as XML, reads
+it back, and times reading and the full verification (lint + the simulated cases). One line per
+configuration shows how the cost grows with steps (C) and chunks (B).
+Usage: .venv/bin/python scripts/bench_verify.py [--gpus 32] [--channels 1 2 4 8] [--block-chunks 1 4]
 """
 
 from __future__ import annotations
@@ -17,64 +18,53 @@ from collc.msccl.writer import to_xml
 from collc.verify import verify
 
 
-def ring_allreduce(ngpus: int, channels: int, proto: str = "Simple") -> Algorithm:
-    """Reduce-scatter then allgather around the ring r -> r+1, one ring per channel; channel c owns
-    chunks c*G … c*G+G-1, and rank r finishes block r of every channel."""
+def ring_allreduce(ngpus: int, channels: int, block: int = 1, proto: str = "LL") -> Algorithm:
+    """Reduce-scatter then allgather around the ring r -> r+1, one ring per channel. Channel c owns
+    blocks c*G … c*G+G-1 of ``block`` chunks each (every step moves one block: cnt = block); rank r
+    finishes block r of every channel."""
+    nchunks = ngpus * channels * block
+    kinds = ["s"] + ["rrs"] * (ngpus - 2) + ["rrcs"] + ["rcs"] * (ngpus - 2) + ["r"]
     gpus = []
     for rank in range(ngpus):
         tbs = []
         for chan in range(channels):
-
-            def chunk(block: int, chan: int = chan) -> int:
-                return chan * ngpus + block % ngpus
-
-            kinds = ["s"] + ["rrs"] * (ngpus - 2) + ["rrcs"] + ["rcs"] * (ngpus - 2) + ["r"]
             steps = []
             for index, kind in enumerate(kinds):
-                if index < ngpus:  # reduce-scatter: block r-1-index, ending with block r
-                    block = chunk(rank - 1 - index)
-                    src, dst = ("i", "o")
-                else:  # allgather: forward the finished block r-1-(index-G)
-                    block = chunk(rank - 1 - (index - ngpus))
-                    src, dst = ("o", "o")
-                steps.append(Step(index, kind, src, block, dst, block, 1))
+                reduce_scatter = index < ngpus  # blocks r-1, r-2, …, r; then forward r-1, r-2, …
+                which = rank - 1 - (index if reduce_scatter else index - ngpus)
+                first = (chan * ngpus + which % ngpus) * block
+                src = "i" if reduce_scatter else "o"
+                steps.append(Step(index, kind, src, first, "o", first, block))
             tbs.append(Threadblock(chan, (rank + 1) % ngpus, (rank - 1) % ngpus, chan, steps))
-        gpus.append(GpuProgram(rank, ngpus * channels, ngpus * channels, 0, tbs))
-    return Algorithm(
-        f"ring_allreduce_{ngpus}x{channels}",
-        proto,
-        channels,
-        ngpus * channels,
-        ngpus,
-        "allreduce",
-        0,
-        1,
-        0,
-        0,
-        gpus,
-    )
+        gpus.append(GpuProgram(rank, nchunks, nchunks, 0, tbs))
+    name = f"ring_allreduce_{ngpus}x{channels}x{block}"
+    return Algorithm(name, proto, channels, nchunks, ngpus, "allreduce", 0, 1, 0, 0, gpus)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, default=32)
     parser.add_argument("--channels", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--block-chunks", type=int, nargs="+", default=[1])
     args = parser.parse_args()
-    print(f"{'gpus':>5} {'chan':>5} {'steps':>7} {'read s':>8} {'verify s':>9} {'us/step':>8}  result")
-    for channels in args.channels:
-        text = to_xml(ring_allreduce(args.gpus, channels))
-        start = time.perf_counter()
-        algo = read_xml(text, "bench.xml")
-        read_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        report = verify(algo, filename="bench.xml")
-        verify_seconds = time.perf_counter() - start
-        steps = sum(len(tb.steps) for gpu in algo.gpus for tb in gpu.tbs)
-        result = "ok" if report.ok else f"INVALID {sorted(report.rules())}"
-        print(
-            f"{args.gpus:>5} {channels:>5} {steps:>7} {read_seconds:>8.3f} {verify_seconds:>9.3f} "
-            f"{1e6 * verify_seconds / steps:>8.1f}  {result}"
-        )
+    header = ("gpus", "chan", "block", "steps", "chunks", "read s", "verify s")
+    print(" ".join(f"{title:>8}" for title in header) + "  result")
+    for block in args.block_chunks:
+        for channels in args.channels:
+            text = to_xml(ring_allreduce(args.gpus, channels, block))
+            start = time.perf_counter()
+            algo = read_xml(text, "bench.xml")
+            read_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            report = verify(algo, filename="bench.xml")
+            verify_seconds = time.perf_counter() - start
+            steps = sum(len(tb.steps) for gpu in algo.gpus for tb in gpu.tbs)
+            chunks = sum(step.cnt for gpu in algo.gpus for tb in gpu.tbs for step in tb.steps)
+            result = "ok" if report.ok else f"INVALID {sorted(report.rules())}"
+            print(
+                f"{args.gpus:>8} {channels:>8} {block:>8} {steps:>8} {chunks:>8} {read_seconds:>8.3f} "
+                f"{verify_seconds:>8.3f}  {result}"
+            )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ _CANONICAL_TAG = re.compile(r'<([A-Za-z0-9_:.\-]+)((?: [A-Za-z0-9_:.\-]+="[^"\n]
 _CANONICAL_ATTRIBUTE = re.compile(r' ([A-Za-z0-9_:.\-]+)="([^"\n]*)"')
 
 STEP_REQUIRED = ("s", "type", "srcbuf", "srcoff", "dstbuf", "dstoff", "cnt", "depid", "deps", "hasdep")
+_STEP_KEYS = frozenset(STEP_REQUIRED)
 
 #: The legacy loader (msccl-xml.md §1.4) reads only ``inplace``; size bounds default to [0, 128 MiB).
 LEGACY_DEFAULTS = {"outofplace": "0", "minBytes": "0", "maxBytes": str(128 * 1024 * 1024)}
@@ -47,16 +48,13 @@ class XmlSyntaxError(InputError):
 
 
 @dataclass
-class _Attribute:
-    value: str
-    pos: int
-
-
-@dataclass
 class _Element:
+    """A parsed element: ``pos`` and ``tag_end`` delimit its start tag in the text (for locations)."""
+
     name: str
     pos: int
-    attributes: dict[str, _Attribute] = field(default_factory=dict)
+    tag_end: int = 0
+    attributes: dict[str, str] = field(default_factory=dict)
     children: list[_Element] = field(default_factory=list)
 
 
@@ -135,12 +133,9 @@ class _Scanner:
         start = self.pos
         fast = _CANONICAL_TAG.match(self.text, start)
         if fast and len(fast.group(1)) <= MAX_NAME_LENGTH and fast.group(2).count(" ") <= MAX_ATTR_COUNT:
-            node = _Element(fast.group(1), start)
-            base = fast.start(2)
-            for attribute in _CANONICAL_ATTRIBUTE.finditer(fast.group(2)):
-                node.attributes.setdefault(
-                    attribute.group(1), _Attribute(attribute.group(2), base + attribute.start(1))
-                )
+            node = _Element(fast.group(1), start, fast.end())
+            for key, value in _CANONICAL_ATTRIBUTE.findall(fast.group(2)):
+                node.attributes.setdefault(key, value)
             self.pos = fast.end()
             if fast.group(3):
                 return node
@@ -150,7 +145,9 @@ class _Scanner:
             if not name:
                 raise self.expected_close()
             node = _Element(name, start)
-            if self.attributes(node):
+            closed = self.attributes(node)
+            node.tag_end = self.pos
+            if closed:
                 return node
         while True:
             self.skip_between_elements()
@@ -244,7 +241,7 @@ class _Scanner:
                     "separate attributes by exactly one space",
                     key_pos,
                 )
-            node.attributes.setdefault(key, _Attribute(value, key_pos))
+            node.attributes.setdefault(key, value)
 
     def closing_tag(self, name: str) -> None:
         start = self.pos
@@ -302,7 +299,12 @@ class _Builder:
         self.runtime = runtime
         self.notes = scanner.notes
 
-    def location(self, node: _Element | _Attribute) -> Location:
+    def location(self, node: _Element, key: str | None = None) -> Location:
+        """Where ``node`` starts, or where its attribute ``key`` does."""
+        if key is not None:
+            found = self.scanner.text.find(f" {key}=", node.pos, node.tag_end)
+            if found >= 0:
+                return self.scanner.location(found + 1)
         return self.scanner.location(node.pos)
 
     def line(self, node: _Element) -> int | None:
@@ -324,12 +326,13 @@ class _Builder:
         return kept
 
     def string(self, node: _Element, key: str, default: str | None = None) -> str:
-        attribute = node.attributes.get(key)
-        if attribute is not None:
-            return attribute.value
-        if default is not None:
-            return default
-        raise XmlSyntaxError(
+        value = node.attributes.get(key, default)
+        if value is not None:
+            return value
+        raise self.missing(node, key)
+
+    def missing(self, node: _Element, key: str) -> XmlSyntaxError:
+        return XmlSyntaxError(
             "missing-attribute",
             f"Attribute {key} of node {node.name} not found",
             location=self.location(node),
@@ -337,14 +340,15 @@ class _Builder:
         )
 
     def integer(self, node: _Element, key: str, default: str | None = None) -> int:
-        text = self.string(node, key, default)
-        if not _DECIMAL.match(text):
-            attribute = node.attributes[key]
+        text = node.attributes.get(key, default)
+        if text is None:
+            raise self.missing(node, key)
+        if _DECIMAL.match(text) is None:
             raise XmlSyntaxError(
                 "xml-integer",
                 f'attribute {key}="{text}" of <{node.name}> is not a plain decimal integer; the runtime '
                 "reads it with strtol(…, 0): a leading 0 means octal, 0x hex, and garbage becomes 0",
-                location=self.location(attribute),
+                location=self.location(node, key),
                 hint="write the number in decimal without leading zeros",
             )
         return int(text)
@@ -390,14 +394,15 @@ class _Builder:
         return tb
 
     def step(self, node: _Element) -> Step:
-        for key in STEP_REQUIRED:
-            self.string(node, key)
+        attributes = node.attributes
+        if not attributes.keys() >= _STEP_KEYS:
+            raise self.missing(node, next(key for key in STEP_REQUIRED if key not in attributes))
         return Step(
             s=self.integer(node, "s"),
-            type=self.string(node, "type"),
-            srcbuf=self.string(node, "srcbuf"),
+            type=attributes["type"],
+            srcbuf=attributes["srcbuf"],
             srcoff=self.integer(node, "srcoff"),
-            dstbuf=self.string(node, "dstbuf"),
+            dstbuf=attributes["dstbuf"],
             dstoff=self.integer(node, "dstoff"),
             cnt=self.integer(node, "cnt"),
             depid=self.integer(node, "depid"),

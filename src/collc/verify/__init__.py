@@ -44,7 +44,7 @@ def simulation_cases(algo: Algorithm) -> list[Case]:
     cases = []
     for inplace in placements:
         cases.append(Case(inplace, depth, 1, track_data=True))
-        cases.append(Case(inplace, depth, SMALL_MESSAGE_CHUNKS, track_data=False))
+        cases.append(Case(inplace, depth, SMALL_MESSAGE_CHUNKS, track_data=True))
     return cases
 
 

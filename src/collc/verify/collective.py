@@ -82,11 +82,10 @@ def expected_outputs(coll: str, nchunks: int, ngpus: int, rank: int, root: int |
     """The value every output chunk of ``rank`` must hold; ``"any"`` where the postcondition is silent."""
     per_rank = nchunks // ngpus
 
+    every_rank = _every_rank(nchunks, ngpus)
+
     def reduced(chunk: int) -> Value:
-        mask = 0
-        for q in range(ngpus):
-            mask |= contribution(q, chunk, nchunks)
-        return (mask, 0)
+        return (every_rank << chunk, 0)
 
     if coll == "allreduce":
         return [reduced(j) for j in range(nchunks)]
@@ -117,12 +116,17 @@ def infer_root(coll: str, outputs: list[list[Value]], nchunks: int, ngpus: int) 
                     return q
         return 0
     if coll == "reduce":
-        full = sum(contribution(q, 0, nchunks) for q in range(ngpus))
+        full = _every_rank(nchunks, ngpus)
         for rank, values in enumerate(outputs):
             if values and values[0] is not None and values[0][0] == full:
                 return rank
         return 0
     return None
+
+
+def _every_rank(nchunks: int, ngpus: int) -> int:
+    """The contributions of input chunk 0 of every rank (shift left by j for chunk j)."""
+    return sum(contribution(q, 0, nchunks) for q in range(ngpus))
 
 
 def describe(value: Value | str, nchunks: int, ngpus: int) -> str:

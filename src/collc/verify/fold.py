@@ -18,6 +18,7 @@ against. The simulation works on these transmissions so it sees exactly the runt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from collc.msccl.program import RECV_TYPES, SEND_TYPES, Step, Threadblock
 
@@ -43,11 +44,11 @@ class Transmission:
     first_step: int
     last_step: int
 
-    @property
+    @cached_property
     def sends(self) -> bool:
         return self.type in SEND_TYPES
 
-    @property
+    @cached_property
     def receives(self) -> bool:
         return self.type in RECV_TYPES
 

@@ -49,17 +49,6 @@ class Case:
 
 
 @dataclass
-class _Message:
-    values: list[Value] | None
-    span: int
-    cursor: int
-    cnt: int
-    clock: np.ndarray
-    sender: int
-    transmission: int
-
-
-@dataclass
 class _Location:
     """Race bookkeeping of one chunk: the last write and the reads since (by threadblock)."""
 
@@ -120,7 +109,8 @@ class Simulator:
                 conn = self._connection((tb.recv, rank, tb.chan))
                 self.in_conn[gid] = conn
                 self.receiver_of.setdefault(conn, gid)
-        self.fifos: list[deque[_Message]] = [deque() for _ in self.connections]
+        # a call in flight: (values, span, cursor, cnt, sender clock, sender gid, sender transmission)
+        self.fifos: list[deque[tuple]] = [deque() for _ in self.connections]
         self.waits: list[tuple] = [()] * count
         self.clock = [np.zeros(count, dtype=np.int32) for _ in range(count)]
         self.published = [-1] * count
@@ -233,66 +223,77 @@ class Simulator:
         transmissions = self.transmissions[gid]
         rank = self.owner[gid][0]
         clock = self.clock[gid]
+        call_chunks, depth, waits = self.case.call_chunks, self.case.depth, self.waits
+        in_conn, out_conn = self.in_conn[gid], self.out_conn[gid]
+        in_fifo = self.fifos[in_conn] if in_conn >= 0 else None
+        out_fifo = self.fifos[out_conn] if out_conn >= 0 else None
+        sender = self.sender_of.get(in_conn, -1)
+        receiver = self.receiver_of.get(out_conn, -1)
+        waiting_for_room, waiting_for_message = ("send", in_conn), ("recv", out_conn)
         while self.pc[gid] < len(transmissions):
             index = self.pc[gid]
             t = transmissions[index]
-            if not self.deps_done[gid]:
-                for tb, position in t.waits:
-                    waited = self.gid_of[(rank, tb)]
-                    if self.published[waited] < position:
-                        self.waits[gid] = ("flag", waited, position)
-                        self.flag_waiters[waited].append(gid)
-                        return woken
-                for tb, position in t.waits:
-                    waited = self.gid_of[(rank, tb)]
-                    first = bisect.bisect_left(self.publish_positions[waited], position)
-                    if first < len(self.publish_clocks[waited]):  # a negative position needs no publish
-                        np.maximum(clock, self.publish_clocks[waited][first], out=clock)
-                self.deps_done[gid] = True
+            if not self.deps_done[gid] and not self.satisfy_waits(gid, rank, t, clock):
+                return woken
+            self.deps_done[gid] = True
+            receives, sends, cnt = t.receives, t.sends, t.cnt
             cursor = self.cursor[gid]
-            span = min(self.case.call_chunks, t.cnt - cursor)
-            incoming = None
-            if t.receives:
-                fifo = self.fifos[self.in_conn[gid]]
-                if not fifo:
-                    self.waits[gid] = ("recv", self.in_conn[gid])
+            while cursor < cnt:
+                if receives and not in_fifo:
+                    waits[gid] = ("recv", in_conn)
+                    self.cursor[gid] = cursor
                     return woken
-            if t.sends:
-                out_fifo = self.fifos[self.out_conn[gid]]
-                if len(out_fifo) >= self.case.depth:
-                    self.waits[gid] = ("send", self.out_conn[gid])
+                if sends and len(out_fifo) >= depth:  # type: ignore[arg-type]
+                    waits[gid] = ("send", out_conn)
+                    self.cursor[gid] = cursor
                     return woken
-            if t.receives:
-                incoming = fifo.popleft()
-                sender = self.sender_of.get(self.in_conn[gid])
-                if sender is not None and self.waits[sender] == ("send", self.in_conn[gid]):
-                    woken.append(sender)
-                self.match(gid, t, incoming, cursor, span)
-                np.maximum(clock, incoming.clock, out=clock)
-            clock[gid] += 1
-            outgoing = self.execute(gid, rank, t, cursor, span, incoming.values if incoming else None)
-            if t.sends:
-                out_fifo.append(
-                    _Message(outgoing, span, cursor, t.cnt, clock.copy(), gid, index)  # type: ignore[arg-type]
-                )
-                receiver = self.receiver_of.get(self.out_conn[gid])
-                if receiver is not None and self.waits[receiver] == ("recv", self.out_conn[gid]):
-                    woken.append(receiver)
-            self.waits[gid] = ()
-            if cursor + span < t.cnt:
-                self.cursor[gid] = cursor + span
-                continue
+                span = cnt - cursor if cnt - cursor < call_chunks else call_chunks
+                incoming = None
+                if receives:
+                    incoming = in_fifo.popleft()  # type: ignore[union-attr]
+                    if sender >= 0 and waits[sender] == waiting_for_room:
+                        woken.append(sender)
+                    if incoming[3] != cnt or incoming[2] != cursor:
+                        self.mismatch(gid, t, incoming)
+                    np.maximum(clock, incoming[4], out=clock)
+                clock[gid] += 1
+                outgoing = self.execute(gid, rank, t, cursor, span, incoming[0] if incoming else None)
+                if sends:
+                    out_fifo.append((outgoing, span, cursor, cnt, clock.copy(), gid, index))  # type: ignore[union-attr]
+                    if receiver >= 0 and waits[receiver] == waiting_for_message:
+                        woken.append(receiver)
+                waits[gid] = ()
+                cursor += span
             self.cursor[gid] = 0
             self.pc[gid] = index + 1
             self.deps_done[gid] = False
             if t.publishes is not None:
-                self.published[gid] = t.publishes
-                if self.releases_a_wait(gid, t.publishes):
-                    self.publish_positions[gid].append(t.publishes)
-                    self.publish_clocks[gid].append(clock.copy())
-                woken.extend(self.flag_waiters[gid])
-                self.flag_waiters[gid] = []
+                self.publish(gid, t.publishes, clock, woken)
         return woken
+
+    def satisfy_waits(self, gid: int, rank: int, t: Transmission, clock: np.ndarray) -> bool:
+        """Whether every flag ``t`` waits for is published; if so, join the clocks of the publishes
+        that released them (the first publish at or above each awaited position)."""
+        for tb, position in t.waits:
+            waited = self.gid_of[(rank, tb)]
+            if self.published[waited] < position:
+                self.waits[gid] = ("flag", waited, position)
+                self.flag_waiters[waited].append(gid)
+                return False
+        for tb, position in t.waits:
+            waited = self.gid_of[(rank, tb)]
+            first = bisect.bisect_left(self.publish_positions[waited], position)
+            if first < len(self.publish_clocks[waited]):  # a negative position needs no publish
+                np.maximum(clock, self.publish_clocks[waited][first], out=clock)
+        return True
+
+    def publish(self, gid: int, position: int, clock: np.ndarray, woken: list[int]) -> None:
+        self.published[gid] = position
+        if self.releases_a_wait(gid, position):
+            self.publish_positions[gid].append(position)
+            self.publish_clocks[gid].append(clock.copy())
+        woken.extend(self.flag_waiters[gid])
+        self.flag_waiters[gid] = []
 
     def releases_a_wait(self, gid: int, position: int) -> bool:
         """Whether publishing ``position`` is the first publish at or above some awaited position."""
@@ -301,15 +302,14 @@ class Simulator:
         first_above_previous = bisect.bisect_right(awaited, previous)
         return first_above_previous < len(awaited) and awaited[first_above_previous] <= position
 
-    def match(self, gid: int, t: Transmission, message: _Message, cursor: int, span: int) -> None:
-        """A receive must consume a call of the same size from a send of the same ``cnt`` (§4.3)."""
-        if message.cnt == t.cnt and message.cursor == cursor and message.span == span:
-            return
-        sender_step = self.transmissions[message.sender][message.transmission].last_step
+    def mismatch(self, gid: int, t: Transmission, message: tuple) -> None:
+        """A receive consumed a call from a send of another ``cnt``: the FIFO desynchronises (§4.3)."""
+        _, span, _, cnt, _, sender, transmission = message
+        sender_step = self.transmissions[sender][transmission].last_step
         self.report(
             "cnt-mismatch",
-            f"{self.where(gid, t.last_step)} with cnt={t.cnt} receives a call of {message.span} chunk(s) "
-            f"from {self.where(message.sender, sender_step)} with cnt={message.cnt}; the FIFO desynchronises",
+            f"{self.where(gid, t.last_step)} with cnt={t.cnt} receives a call of {span} chunk(s) "
+            f"from {self.where(sender, sender_step)} with cnt={cnt}; the FIFO desynchronises",
             gid,
             t.last_step,
             "paired send and receive steps must have the same cnt",
@@ -493,13 +493,13 @@ class Simulator:
         for (src, dst, chan), conn in sorted(self.connections.items()):
             fifo = self.fifos[conn]
             if fifo:
-                message = fifo[0]
-                step = self.transmissions[message.sender][message.transmission].last_step
+                sender, transmission = fifo[0][5], fifo[0][6]
+                step = self.transmissions[sender][transmission].last_step
                 self.report(
                     "leftover-message",
                     f"{len(fifo)} call(s) from rank {src} to rank {dst} on channel {chan} are never received "
-                    f"(first sent by {self.where(message.sender, step)})",
-                    message.sender,
+                    f"(first sent by {self.where(sender, step)})",
+                    sender,
                     step,
                     "every send needs a matching receive on the peer (same channel, same order)",
                 )
