@@ -1,4 +1,8 @@
-"""Pictures: the algbw-vs-size plot of a sweep (matplotlib, Agg backend, PNG or SVG by file suffix)."""
+"""Pictures: the algbw-vs-size plot of a sweep (matplotlib's object API, PNG or SVG by file suffix).
+
+No pyplot: figures are plain :class:`Figure` objects rendered by the Agg/SVG canvases, so nothing
+depends on a display or on global pyplot state.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,6 @@ import io
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -32,8 +32,8 @@ def save_figure(figure: Figure, path: str | Path) -> None:
     if suffix not in FORMATS:
         raise InputError(f"cannot write a picture to {str(path)!r}", hint="name the file *.png or *.svg")
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=suffix[1:], dpi=130, bbox_inches="tight", metadata=_metadata(suffix))
-    plt.close(figure)
+    with matplotlib.rc_context({"svg.hashsalt": "collc"}):  # fixed SVG ids: same input, same bytes
+        figure.savefig(buffer, format=suffix[1:], dpi=130, bbox_inches="tight", metadata=_metadata(suffix))
     atomic_write(path, buffer.getvalue())
 
 
@@ -44,7 +44,8 @@ def _metadata(suffix: str) -> dict[str, str | None]:
 
 def sweep_figure(result: Sweep, title: str) -> Figure:
     """algbw against message size (log axis) for collc and the baselines, the bound as a dashed line."""
-    figure, axes = plt.subplots(figsize=(8, 4.8))
+    figure = Figure(figsize=(8, 4.8))
+    axes = figure.add_subplot()
     sizes = [row.nbytes for row in result.rows]
     axes.plot(sizes, [row.collc.algbw for row in result.rows], label="collc", **STYLES["collc"])
     for name in result.rows[0].baselines:

@@ -1,0 +1,37 @@
+"""`collc report`: a markdown bring-up summary of a cluster with pictures."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from collc.cli import main
+from collc.cli.common import topology_argument
+from collc.predict.model import TopologyModel
+from collc.predict.report import write_report
+from collc.topology.model import Topology
+
+
+@main.command()
+@topology_argument
+@click.option(
+    "-o",
+    "--output",
+    "directory",
+    type=click.Path(file_okay=False),
+    default="collc-report",
+    show_default=True,
+    help="Directory for report.md, topology.png/.svg and simulate.png.",
+)
+def report(topology: Topology, directory: str) -> None:
+    """Summarise TOPO for a bring-up ticket: bound and bottleneck cut, forest, link utilisation,
+    predicted busbw against NCCL's ring/tree, and pictures."""
+    command = (
+        "collc " + " ".join(shlex.quote(arg) for arg in sys.argv[1:]) if sys.argv[1:] else "collc report"
+    )
+    files = write_report(TopologyModel(topology), directory, command)
+    click.echo(f"wrote {files.markdown}")
+    for picture in files.pictures:
+        click.echo(f"wrote {picture}")

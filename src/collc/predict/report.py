@@ -1,0 +1,251 @@
+"""`collc report`: a markdown summary of a cluster for a bring-up ticket, with two pictures.
+
+Sections: the fabric, the bound and its bottleneck cut, the forest (trees, heights), per-link-class
+utilisation of the collc schedule against capacity (and the busiest arcs), predicted performance
+against NCCL's ring/tree for the three collectives with the crossover sizes, and how to reproduce.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from collc.fileio import atomic_write
+from collc.predict.forest_model import arc_utilisation, forest_arc_loads
+from collc.predict.model import TopologyModel
+from collc.predict.params import COLLECTIVES, PROTOCOLS, busbw_factor, format_size
+from collc.predict.picture import topology_figure
+from collc.predict.plot import save_figure, sweep_figure
+from collc.predict.sweep import Sweep
+
+REPORT_SIZES = [2**10 * 4**i for i in range(13)]  # 1 KiB .. 16 GiB
+TABLE_SIZES = (2**20, 2**26, 2**30)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    pictures: tuple[Path, ...]
+
+
+def tree_heights(model: TopologyModel) -> list[int]:
+    """Height (hops from the root to the deepest GPU) of every tree of the forest."""
+    heights = []
+    for tree in model.solution.forest.trees:
+        depth = {tree.root: 0}
+        for edge in tree.edges:
+            depth[edge.dst] = depth[edge.src] + 1
+        heights.append(max(depth.values()))
+    return heights
+
+
+def _fmt(value: Fraction | float, digits: int = 1) -> str:
+    return f"{float(value):,.{digits}f}"
+
+
+def _link_class(model: TopologyModel) -> dict[tuple[str, str], str]:
+    classes: dict[tuple[str, str], str] = {}
+    for src, dst, link in model.topology.arcs():
+        classes.setdefault((src, dst), link.link_class or "unclassified")
+    return classes
+
+
+def utilisation_section(model: TopologyModel) -> list[str]:
+    """Per link class: arcs, bandwidth, used arcs and mean/max utilisation; then the busiest arcs."""
+    loads = forest_arc_loads(model.solution.forest)
+    utilisation = arc_utilisation(loads, model.network)
+    classes = _link_class(model)
+    algbw = model.forest_cost.algbw("allgather")
+    units = model.forest_cost.units
+    lines = [
+        "## Link utilisation of the collc schedule (allgather phase; reduce-scatter is the mirror image)",
+        "",
+        "Utilisation = the fraction of the time an arc is busy in the steady state (1 = a bottleneck arc).",
+        "",
+        "| link class | arcs | GB/s per arc | arcs used | mean utilisation | max utilisation |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    by_class: dict[str, list[tuple[str, str]]] = {}
+    for arc in sorted(model.network.bandwidth):
+        by_class.setdefault(classes.get(arc, "unclassified"), []).append(arc)
+    for name, arcs in sorted(by_class.items()):
+        values = [float(utilisation.get(arc, 0)) for arc in arcs]
+        widths = sorted({float(model.network.bandwidth[arc]) for arc in arcs})
+        lines.append(
+            f"| {name} | {len(arcs)} | {', '.join(_fmt(w) for w in widths)} | "
+            f"{sum(1 for v in values if v > 0)} | {sum(values) / len(values):.2f} | {max(values):.2f} |"
+        )
+    busiest = sorted(utilisation.items(), key=lambda item: (-item[1], item[0]))[:12]
+    lines += [
+        "",
+        f"Busiest arcs (data rate at the schedule's allgather algbw of {_fmt(algbw)} GB/s):",
+        "",
+        "| arc | class | capacity GB/s | carries GB/s | utilisation |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for arc, value in busiest:
+        rate = Fraction(loads[arc]) * algbw / units
+        lines.append(
+            f"| {arc[0]} → {arc[1]} | {classes.get(arc, '')} | {_fmt(model.network.bandwidth[arc])} | "
+            f"{_fmt(rate)} | {float(value):.2f} |"
+        )
+    return lines
+
+
+def bound_section(model: TopologyModel) -> list[str]:
+    bound = model.bound
+    n = model.topology.num_gpus
+    inside = bound.cut_inside
+    gpus_inside = [name for name in inside if model.topology.node(name).kind == "gpu"]
+    boxes = sorted(
+        {model.topology.node(name).box for name in gpus_inside if model.topology.node(name).box is not None}
+    )
+    per_gpu = bound.cut_bandwidth / max(len(gpus_inside), 1)
+    arcs_by_class = Counter(
+        _link_class(model).get((src, dst), "unclassified") for src, dst, _ in bound.cut_arcs
+    )
+    lines = [
+        "## Bound and bottleneck cut",
+        "",
+        "| collective | optimal algbw GB/s | optimal busbw GB/s |",
+        "|---|---:|---:|",
+    ]
+    for collective in COLLECTIVES:
+        algbw = model.bound_algbw(collective)
+        lines.append(f"| {collective} | {_fmt(algbw)} | {_fmt(algbw * busbw_factor(collective, n))} |")
+    lines += [
+        "",
+        f"- Trees per GPU k = {bound.k}, congestion budget U = {bound.U} trees per GB/s "
+        f"(x* = {_fmt(bound.x_star, 3)} GB/s per GPU).",
+        f"- Bottleneck cut: {len(inside)} nodes inside, {len(gpus_inside)} of them GPUs"
+        + (f" (boxes {', '.join(map(str, boxes))})" if boxes else "")
+        + f"; {len(bound.cut_arcs)} arcs leave it with {_fmt(bound.cut_bandwidth)} GB/s in total "
+        f"({', '.join(f'{count} {name}' for name, count in sorted(arcs_by_class.items()))}).",
+        f"- Every GPU inside must push its data out through those arcs: {_fmt(bound.cut_bandwidth)} GB/s / "
+        f"{len(gpus_inside)} GPUs = {_fmt(per_gpu, 3)} GB/s per GPU = x*. Raising the bound needs more "
+        "bandwidth on these arcs (other cuts may be just as tight).",
+    ]
+    if len(inside) <= 24:
+        lines.append(f"- Inside the cut: {', '.join(inside)}.")
+    return lines
+
+
+def forest_section(model: TopologyModel) -> list[str]:
+    forest = model.solution.forest
+    heights = tree_heights(model)
+    multiplicities = sorted(Counter(tree.multiplicity for tree in forest.trees).items())
+    histogram = Counter(heights)
+    stats = model.solution.stats
+    return [
+        "## Forest",
+        "",
+        f"- {len(forest.trees)} distinct trees ({forest.k} unit trees per GPU, "
+        f"{model.forest_cost.units} in all); (multiplicity, trees): {multiplicities}.",
+        f"- Tree heights (hops from root to the deepest GPU): min {min(heights)}, "
+        f"mean {sum(heights) / len(heights):.1f}, max {max(heights)}; histogram "
+        + ", ".join(f"{h}: {c}" for h, c in sorted(histogram.items()))
+        + ".",
+        f"- Solver work: {sum(stats.max_flow_calls.values())} max-flow calls.",
+    ]
+
+
+def prediction_section(model: TopologyModel, sweeps: dict[str, Sweep]) -> list[str]:
+    lines = [
+        "## Predicted performance (nccl-tests units, Simple protocol, forest model; see docs/cost-model.md)",
+        "",
+        "| collective | size | collc busbw | NCCL ring busbw | NCCL tree busbw | bound busbw "
+        "| collc / best NCCL |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for collective, result in sweeps.items():
+        for row in result.rows:
+            if row.nbytes not in TABLE_SIZES:
+                continue
+            tree = row.baselines.get("tree")
+            best = max(value.busbw for value in row.baselines.values())
+            lines.append(
+                f"| {collective} | {format_size(row.nbytes)} | {row.collc.busbw:.1f} | "
+                f"{row.baselines['ring'].busbw:.1f} | {f'{tree.busbw:.1f}' if tree else '—'} | "
+                f"{row.bound.busbw:.1f} | {row.collc.busbw / best:.2f}× |"
+            )
+    lines += ["", "Crossover (collc is faster than every NCCL algorithm from this size on):", ""]
+    for collective, result in sweeps.items():
+        size = result.crossover_bytes
+        text = (
+            "never (up to 1 TiB)"
+            if size is None
+            else "every size"
+            if size == 0
+            else f"{size} B ({format_size(size)})"
+        )
+        lines.append(f"- {collective}: {text}")
+    return lines
+
+
+def fabric_section(model: TopologyModel) -> list[str]:
+    topology = model.topology
+    kinds = Counter(node.kind for node in topology.nodes)
+    classes = Counter((link.link_class or "unclassified", float(link.bandwidth)) for link in topology.links)
+    return [
+        "## Fabric",
+        "",
+        f"- {topology.num_gpus} GPUs, {kinds.get('switch', 0)} switches, {kinds.get('nic', 0)} NICs, "
+        f"{len(topology.links)} links"
+        + (f"; {topology.description.strip()}" if topology.description else "")
+        + ".",
+        "- Links: "
+        + ", ".join(f"{count} × {name} {bw:g} GB/s" for (name, bw), count in sorted(classes.items()))
+        + ".",
+        f"- NCCL-style rings: busbw {_fmt(model.ring.busbw)} GB/s"
+        + (f" over {model.ring.rails} NIC rails per box" if model.ring.rails else "")
+        + f"; double binary tree allreduce algbw {_fmt(model.tree.algbw_value)} GB/s.",
+    ]
+
+
+def write_report(model: TopologyModel, directory: str | Path, command: str) -> ReportFiles:
+    """Write ``report.md``, ``topology.png``/``.svg`` and ``simulate.png`` into ``directory``."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    topology = model.topology
+    sweeps = {c: model.sweep(c, REPORT_SIZES, PROTOCOLS["Simple"]) for c in COLLECTIVES}
+    utilisation = arc_utilisation(forest_arc_loads(model.solution.forest), model.network)
+    title = f"{topology.name}: {topology.num_gpus} GPUs, collc allgather schedule"
+    pictures = []
+    for suffix in (".png", ".svg"):
+        path = out / f"topology{suffix}"
+        figure = topology_figure(topology, utilisation, model.bound.cut_inside, model.bound.cut_arcs, title)
+        save_figure(figure, path)
+        pictures.append(path)
+    plot = out / "simulate.png"
+    save_figure(
+        sweep_figure(sweeps["allreduce"], f"allreduce on {topology.name} ({topology.num_gpus} GPUs, Simple)"),
+        plot,
+    )
+    pictures.append(plot)
+    lines = [
+        f"# collc report: {topology.name}",
+        "",
+        *fabric_section(model),
+        "",
+        *bound_section(model),
+        "",
+        "![topology](topology.png)",
+        "",
+        *forest_section(model),
+        "",
+        *utilisation_section(model),
+        "",
+        *prediction_section(model, sweeps),
+        "",
+        "![allreduce prediction](simulate.png)",
+        "",
+        "## Reproduce",
+        "",
+        f"    {command}",
+        "",
+    ]
+    markdown = out / "report.md"
+    atomic_write(markdown, "\n".join(lines))
+    return ReportFiles(markdown, tuple(pictures))

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from collc.cli import main
+from collc.predict.picture import topology_figure
+from collc.predict.plot import save_figure
+
+from .models import model
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_writes_markdown_and_valid_pictures(tmp_path: Path) -> None:
+    out = tmp_path / "ticket"
+    result = CliRunner().invoke(main, ["report", "dgx-a100", "--set", "boxes=2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report.md",
+        "simulate.png",
+        "topology.png",
+        "topology.svg",
+    ]
+    text = (out / "report.md").read_text()
+    for needle in (
+        "## Bound and bottleneck cut",
+        "| allgather | 346.7 | 325.0 |",
+        "k = 13",
+        "## Forest",
+        "| nvlink | 32 | 300.0 |",
+        "## Predicted performance",
+        "![topology](topology.png)",
+    ):
+        assert needle in text, needle
+    for name in ("topology.png", "simulate.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG) and 30_000 < len(data) < 3_000_000
+    svg = (out / "topology.svg").read_text()
+    assert "<svg" in svg and svg.rstrip().endswith("</svg>") and len(svg) > 50_000
+
+
+def test_report_is_deterministic(tmp_path: Path) -> None:
+    for run in ("a", "b"):
+        assert CliRunner().invoke(main, ["report", "mi250", "-o", str(tmp_path / run)]).exit_code == 0
+    for name in ("report.md", "topology.svg"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_large_fabrics_are_drawn_per_box(tmp_path: Path) -> None:
+    """More than 64 GPUs: one square per box (checked through the figure's artists)."""
+    m = model("dgx-h100-rail", 16)
+    utilisation = {arc: 1 for arc in m.network.bandwidth}
+    figure = topology_figure(m.topology, utilisation, m.bound.cut_inside, m.bound.cut_arcs, "big")
+    boxes = figure.axes[0].collections[0]
+    assert len(boxes.get_offsets()) == 16
+    save_figure(figure, tmp_path / "big.png")
+    assert (tmp_path / "big.png").read_bytes().startswith(PNG)
