@@ -6,8 +6,12 @@ from dataclasses import replace
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collc.capacity import capacity_graph
+from collc.errors import InfeasibleError
+from collc.solver.bound import fixed_k_bound, optimal_bound
 from collc.solver.symmetry import (
     automorphisms,
     box_automorphisms,
@@ -16,6 +20,7 @@ from collc.solver.symmetry import (
     orbit_transversal,
 )
 from collc.topology import load
+from collc.topology.model import Link, Node, Topology
 
 
 @pytest.mark.parametrize(
@@ -92,3 +97,45 @@ def test_transversal_maps_the_representative_to_every_orbit_member():
     for target, element in elements.items():
         assert element[0] == target
         assert is_automorphism(graph, element)
+
+
+@st.composite
+def boxed_fabrics(draw) -> Topology:
+    """Random boxes from one template (GPUs and a local switch) joined by shared switches.
+
+    With some probability one box gets a different link so that some candidate swaps must fail.
+    """
+    boxes = draw(st.integers(2, 4))
+    gpus = draw(st.integers(1, 4))
+    shared = draw(st.integers(1, 2))
+    local = [(f"gpu{i}", "sw", draw(st.integers(1, 6))) for i in range(gpus) if draw(st.booleans())]
+    local += [(f"gpu{i}", f"gpu{i + 1}", draw(st.integers(1, 6))) for i in range(gpus - 1)]
+    uplinks = [
+        (f"gpu{i}", f"up{draw(st.integers(0, shared - 1))}", draw(st.integers(1, 3))) for i in range(gpus)
+    ]
+    odd_box = draw(st.sampled_from([None, *range(boxes)]))
+    nodes, links = [], []
+    for b in range(boxes):
+        nodes += [Node(f"b{b}.gpu{i}", "gpu", b, f"gpu{i}") for i in range(gpus)]
+        nodes.append(Node(f"b{b}.sw", "switch", b, "sw"))
+        for src, dst, bw in local:
+            links.append(Link(f"b{b}.{src}", f"b{b}.{dst}", Fraction(bw + (b == odd_box))))
+        links += [Link(f"b{b}.{src}", dst, Fraction(bw)) for src, dst, bw in uplinks]
+    nodes += [Node(f"up{j}", "switch") for j in range(shared)]
+    return Topology("boxed", tuple(nodes), tuple(links), tuple(n.name for n in nodes if n.kind == "gpu"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(boxed_fabrics())
+def test_symmetry_never_changes_the_bound(topology):
+    graph = capacity_graph(topology)
+    generators = automorphisms(topology, graph)
+    assert all(is_automorphism(graph, perm) for perm in generators)
+    try:
+        plain = optimal_bound(graph)
+    except InfeasibleError:
+        return
+    symmetric = optimal_bound(graph, generators)
+    assert (symmetric.x_star, symmetric.k, symmetric.U) == (plain.x_star, plain.k, plain.U)
+    assert symmetric.cut_bandwidth / symmetric.cut_num_gpus == plain.x_star
+    assert fixed_k_bound(graph, 2, generators).U == fixed_k_bound(graph, 2).U
