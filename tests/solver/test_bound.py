@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 
 from collc.capacity import capacity_graph
-from collc.errors import InfeasibleError, InputError
+from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.solver.bound import budgeted_bound, fixed_k_bound, integer_capacities, optimal_bound
 from collc.solver.symmetry import automorphisms
 from collc.topology import load
@@ -223,3 +223,17 @@ def test_presets_are_the_reference_models(preset, boxes):
         return graph.unit, sorted((graph.names[u], graph.names[v], c) for u, v, c in graph.arcs)
 
     assert named_arcs(load(preset, {"boxes": str(boxes)})) == named_arcs(BUILDERS[preset](boxes))
+
+
+def test_huge_capacity_ratios_are_refused_not_overflowed():
+    gpus = [Node(f"g{i}", "gpu") for i in range(3)]
+    arcs = [("g0", "g1", F(1, 10**9 + 7)), ("g1", "g2", F(10**9 + 9)), ("g2", "g0", F(10**9 + 9))]
+    with pytest.raises(InputError, match="64-bit"):
+        optimal_bound(capacity_graph(_directed("huge", gpus, arcs)))
+
+
+def test_symmetries_that_are_not_automorphisms_are_refused():
+    graph = _graph("dgx-a100", 1)[1]
+    swap_gpu_and_switch = (8, *range(1, 8), 0)
+    with pytest.raises(InvariantError, match="not an automorphism"):
+        optimal_bound(graph, [swap_gpu_and_switch])

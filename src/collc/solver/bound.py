@@ -185,11 +185,11 @@ def _optimum(graph: CapacityGraph, oracle: _CutOracle) -> _Optimum:
     while True:
         if x == 0:
             raise InfeasibleError(
-                "some GPUs cannot receive data from others: the cut around "
-                f"{_describe(graph, cut)} has no outgoing bandwidth",
+                f"no link leaves {_describe(graph, cut)}, so "
+                f"{_describe(graph, frozenset(range(graph.num_gpus)) - cut)} cannot receive their data",
                 hint="check that every GPU is connected to the rest of the fabric in both directions",
             )
-        violated = oracle.most_violated(capacities * x.denominator, x.numerator)
+        violated = oracle.most_violated(_scaled(capacities, x.denominator, 1), x.numerator)
         if violated is None:
             return _Optimum(x, cut)
         ratio = _cut_ratio(graph, violated)
@@ -200,9 +200,23 @@ def _optimum(graph: CapacityGraph, oracle: _CutOracle) -> _Optimum:
         x, cut = ratio, violated
 
 
-def _describe(graph: CapacityGraph, cut: frozenset[int]) -> str:
-    names = sorted(graph.names[v] for v in cut)
-    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+def _describe(graph: CapacityGraph, vertices: frozenset[int]) -> str:
+    names = sorted(graph.names[v] for v in vertices)
+    return "{" + ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "") + "}"
+
+
+_INT64_HEADROOM = 2**62  # max-flow sums capacities: keep every product well inside int64
+
+
+def _scaled(capacities: np.ndarray, numerator: int, denominator: int) -> np.ndarray:
+    """``floor(c · numerator / denominator)`` for every capacity, exactly, refusing int64 overflow."""
+    if int(capacities.max(initial=0)) * numerator * max(len(capacities), 1) >= _INT64_HEADROOM:
+        raise InputError(
+            "the bandwidths need integers too large for an exact 64-bit max-flow "
+            f"(scale factor {numerator}, largest capacity {int(capacities.max())} units)",
+            hint="round the link bandwidths to fewer significant digits so their ratios are simpler",
+        )
+    return (capacities * numerator) // denominator
 
 
 def _smallest_budget(capacities: Sequence[int], target: int) -> Fraction:
@@ -235,11 +249,6 @@ def _smallest_budget(capacities: Sequence[int], target: int) -> Fraction:
     return candidates[lo]
 
 
-def _floored(capacities: np.ndarray, budget: Fraction) -> np.ndarray:
-    """``floor(budget · c)`` for every capacity, exactly (integer arithmetic)."""
-    return (capacities * budget.numerator) // budget.denominator
-
-
 def _fixed_k_budget(
     graph: CapacityGraph, oracle: _CutOracle, optimum: _Optimum, k: int
 ) -> tuple[Fraction, frozenset[int]]:
@@ -248,7 +257,7 @@ def _fixed_k_budget(
     budget = k / optimum.x  # floors never help, so k/x* is a lower bound
     cut = optimum.cut
     while True:
-        violated = oracle.most_violated(_floored(capacities, budget), k)
+        violated = oracle.most_violated(_scaled(capacities, budget.numerator, budget.denominator), k)
         if violated is None:
             return budget, cut
         gpus = sum(1 for v in violated if v < graph.num_gpus)
