@@ -186,7 +186,7 @@ def _optimum(graph: CapacityGraph, oracle: _CutOracle) -> _Optimum:
         if x == 0:
             raise InfeasibleError(
                 f"no link leaves {_describe(graph, cut)}, so "
-                f"{_describe(graph, frozenset(range(graph.num_gpus)) - cut)} cannot receive their data",
+                f"{_describe(graph, frozenset(range(graph.num_gpus)) - cut)} cannot receive data from it",
                 hint="check that every GPU is connected to the rest of the fabric in both directions",
             )
         violated = oracle.most_violated(_scaled(capacities, x.denominator, 1), x.numerator)
