@@ -9,8 +9,9 @@ from click.testing import CliRunner
 
 from collc.cli import main
 from collc.cli.verify import parse_bytes
+from collc.msccl.writer import to_xml
 
-from .programs import INVALID, VALID
+from .programs import INVALID, VALID, ring_allgather
 
 
 def run(*args: str):
@@ -103,3 +104,22 @@ def test_parse_bytes(text: str, value: int) -> None:
 def test_parse_bytes_rejects_garbage() -> None:
     with pytest.raises(Exception, match="is not a size"):
         parse_bytes("64 parsecs")
+
+
+def test_topology_checks_ranks_and_picks_its_runtime(tmp_path) -> None:
+    eight = tmp_path / "ring8.xml"
+    eight.write_text(to_xml(ring_allgather(8)))
+    result = run(str(eight), "--topology", "dgx-a100")
+    assert result.exit_code == 0, result.output
+    assert "runtime msccl-executor" in result.output
+    result = run(str(eight), "--topology", "dgx-a100", "--set", "boxes=2")
+    assert result.exit_code == 1 and "[topology-ngpus]" in result.output
+    sixteen = tmp_path / "ring16.xml"
+    sixteen.write_text(to_xml(ring_allgather(16)))
+    result = run(str(sixteen), "--topology", "mi250")
+    assert result.exit_code == 0 and "runtime rccl" in result.output
+
+
+def test_set_without_topology_is_an_input_error() -> None:
+    result = run(path_of("ring_allgather_4.xml"), "--set", "boxes=2")
+    assert result.exit_code == 2 and "--set needs --topology" in result.output

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
+from collc.msccl.writer import to_xml
 from collc.topology.model import Metadata, Node, Topology
 from collc.verify import verify
 
-from .programs import exchange, fixture, step, threadblock
+from .programs import exchange, fixture, ring_allgather, step, threadblock
 
 
 def errors(algo, **kwargs) -> set[str]:
@@ -252,3 +253,18 @@ def test_parser_node_limit() -> None:
     ]
     gpu.tbs[0] = template
     assert "parser-node-limit" in errors(algo)
+
+
+def test_flag_nobody_waits_for_is_a_warning() -> None:
+    algo = fixture("ring_allgather_4")
+    step(algo, 2, 0, 3).hasdep = 1
+    report = verify(algo)
+    assert report.ok and report.rules() == {"unused-flag"}
+    assert report.problems[0].location.line == step(algo, 2, 0, 3).line
+
+
+def test_generated_ring_matches_the_fixture_and_scales() -> None:
+    generated, shared = ring_allgather(4), fixture("ring_allgather_4")
+    generated.name = shared.name
+    assert to_xml(generated) == to_xml(shared)
+    assert verify(ring_allgather(16)).problems == []

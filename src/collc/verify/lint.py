@@ -8,6 +8,7 @@ an operand outside its buffer …), so the simulation is skipped when one of the
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
@@ -97,6 +98,7 @@ def lint(
         for tb in gpu.tbs:
             _check_steps(linter, gpu, tb.id)
         _check_dependencies(linter, gpu, folded)
+        _check_unused_flags(linter, gpu, folded)
     _check_pairing(linter)
     if topology is not None:
         _check_topology(linter, topology)
@@ -530,6 +532,32 @@ def _check_dependencies(
                         line,
                         f'set hasdep="1" on step {position} of tb {waited}',
                     )
+
+
+def _check_unused_flags(
+    linter: _Linter, gpu: GpuProgram, folded: dict[tuple[int, int], list[Transmission]]
+) -> None:
+    """A publish that releases no wait costs a flag store and maybe a fence (§4.2 rule 5: SHOULD be 0)."""
+    awaited: dict[int, list[int]] = defaultdict(list)
+    for tb in gpu.tbs:
+        for t in folded.get((gpu.id, tb.id), []):
+            for waited, position in t.waits:
+                awaited[waited].append(position)
+    for tb in gpu.tbs:
+        positions = sorted(awaited.get(tb.id, []))
+        previous = -1
+        for t in folded.get((gpu.id, tb.id), []):
+            if t.publishes is None:
+                continue
+            first = bisect.bisect_right(positions, previous)
+            if first == len(positions) or positions[first] > t.publishes:
+                linter.warning(
+                    "unused-flag",
+                    f'rank {gpu.id} tb {tb.id} step {t.last_step} has hasdep="1" but no wait needs it',
+                    tb.steps[t.last_step].line,
+                    'set hasdep="0"',
+                )
+            previous = t.publishes
 
 
 def _check_pairing(linter: _Linter) -> None:
