@@ -311,3 +311,18 @@ def test_format_gbps() -> None:
         "0.125",
         "342.857",
     ]
+
+
+def test_yaml_merge_keys_and_explicit_overrides() -> None:
+    topology = parse(
+        """
+nodes:
+  - &gpu {name: gpu0, kind: gpu}
+  - {<<: *gpu, name: gpu1}
+links:
+  - &nvlink {src: gpu0, dst: gpu1, bandwidth: 25, class: nvlink}
+  - {<<: *nvlink, bandwidth: 50}
+"""
+    )
+    assert [node.name for node in topology.nodes] == ["gpu0", "gpu1"]
+    assert [(link.bandwidth, link.link_class) for link in topology.links] == [(25, "nvlink"), (50, "nvlink")]

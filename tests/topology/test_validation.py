@@ -13,7 +13,9 @@ BAD = Path(__file__).parent / "bad"
 
 # file, (line, column), fragment of the message, fragment of the hint (None: no hint expected)
 CASES = [
-    ("syntax.yaml", (3, 5), "YAML syntax error", "indentation"),
+    ("syntax.yaml", (3, 5), "YAML error: while parsing a flow mapping", "indentation"),
+    ("python_tag.yaml", (2, 12), "could not determine a constructor", "plain YAML only"),
+    ("alias_cycle.yaml", (1, 12), "a YAML alias refers to a value that contains it", None),
     ("empty.yaml", (1, 1), "the topology file is empty", "nodes"),
     ("unknown_key.yaml", (5, 28), "unknown key 'bandwith' in a link", "did you mean 'bandwidth'?"),
     ("unknown_top_key.yaml", (2, 1), "unknown key 'node' in the topology", "did you mean 'nodes'?"),

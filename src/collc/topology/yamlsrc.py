@@ -71,36 +71,70 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode, file: str | None) ->
     return loader.construct_object(node)
 
 
-def _convert(loader: yaml.SafeLoader, node: yaml.Node, file: str | None) -> Any:
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _convert(loader: yaml.SafeLoader, node: yaml.Node, file: str | None, active: frozenset[int]) -> Any:
+    """Plain located values for ``node``; ``active`` holds the collections being converted (cycles)."""
     if isinstance(node, yaml.ScalarNode):
         return _scalar(loader, node, file)
+    if id(node) in active:
+        raise InputError("a YAML alias refers to a value that contains it", location=_location(node, file))
+    inner = active | {id(node)}
     if isinstance(node, yaml.SequenceNode):
-        items = LocatedList(_convert(loader, item, file) for item in node.value)
+        items = LocatedList(_convert(loader, item, file, inner) for item in node.value)
         items.location = _location(node, file)
         items.item_locations = [_location(item, file) for item in node.value]
         return items
     if isinstance(node, yaml.MappingNode):
-        mapping = LocatedMap()
-        mapping.location = _location(node, file)
-        mapping.key_locations = {}
-        mapping.value_locations = {}
-        for key_node, value_node in node.value:
-            key = _convert(loader, key_node, file)
-            where = _location(key_node, file)
-            if not isinstance(key, str | int) or isinstance(key, bool):
-                raise InputError("mapping keys must be plain names", location=where)
-            key = str(key)
-            if key in mapping:
+        return _mapping(loader, node, file, inner)
+    raise InputError(f"unsupported YAML node {node.tag}", location=_location(node, file))
+
+
+def _mapping(
+    loader: yaml.SafeLoader, node: yaml.MappingNode, file: str | None, active: frozenset[int]
+) -> LocatedMap:
+    """A mapping; ``<<: *anchor`` merge keys are expanded, explicit keys override merged ones."""
+    explicit_count = sum(1 for key_node, _value in node.value if key_node.tag != _MERGE)
+    if explicit_count != len(node.value):
+        loader.flatten_mapping(node)  # node.value becomes: merged pairs, then the explicit pairs
+    merged_count = len(node.value) - explicit_count
+    mapping = LocatedMap()
+    mapping.location = _location(node, file)
+    mapping.key_locations = {}
+    mapping.value_locations = {}
+    explicit: set[str] = set()
+    for position, (key_node, value_node) in enumerate(node.value):
+        key = _convert(loader, key_node, file, active)
+        where = _location(key_node, file)
+        if not isinstance(key, str | int) or isinstance(key, bool):
+            raise InputError("mapping keys must be plain names", location=where)
+        key = str(key)
+        if position >= merged_count:
+            if key in explicit:
                 raise InputError(
                     f"duplicate key {key!r} (first at line {mapping.key_locations[key].line})",
                     location=where,
                     hint="each key may appear only once in a mapping; remove or rename one",
                 )
-            mapping[key] = _convert(loader, value_node, file)
-            mapping.key_locations[key] = where
-            mapping.value_locations[key] = _location(value_node, file)
-        return mapping
-    raise InputError(f"unsupported YAML node {node.tag}", location=_location(node, file))
+            explicit.add(key)
+        mapping[key] = _convert(loader, value_node, file, active)
+        mapping.key_locations[key] = where
+        mapping.value_locations[key] = _location(value_node, file)
+    return mapping
+
+
+def _syntax_error(error: yaml.MarkedYAMLError, file: str | None) -> InputError:
+    mark = error.problem_mark or error.context_mark
+    location = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
+    problem = error.problem or "invalid YAML"
+    if error.context:
+        problem = f"{error.context}: {problem}"
+    return InputError(
+        f"YAML error: {problem}",
+        location=location,
+        hint="check the indentation, quoting and tags near this position (plain YAML only)",
+    )
 
 
 def read_yaml(text: str, file: str | None) -> Any:
@@ -110,18 +144,12 @@ def read_yaml(text: str, file: str | None) -> Any:
         try:
             root = loader.get_single_node()
         except yaml.MarkedYAMLError as error:
-            mark = error.problem_mark or error.context_mark
-            location = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
-            problem = error.problem or "invalid YAML"
-            if error.context:
-                problem = f"{error.context}: {problem}"
-            raise InputError(
-                f"YAML syntax error: {problem}",
-                location=location,
-                hint="check the indentation and quoting near this position",
-            ) from None
+            raise _syntax_error(error, file) from None
         except yaml.YAMLError as error:
             raise InputError(f"YAML syntax error: {error}", location=Location(file)) from None
-        return None if root is None else _convert(loader, root, file)
+        try:
+            return None if root is None else _convert(loader, root, file, frozenset())
+        except yaml.MarkedYAMLError as error:
+            raise _syntax_error(error, file) from None
     finally:
         loader.dispose()
