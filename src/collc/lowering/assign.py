@@ -1,0 +1,170 @@
+"""Stage 2 of the lowering: transfers -> lanes (connections) -> channels -> threadblocks.
+
+A *group* is the traffic of one ordered GPU pair over one network plane: ``(src, dst, plane)``. A group
+is carried by one or more *lanes*; a lane is one NCCL connection ``src -> dst`` on its own channel,
+driven by one sending threadblock on ``src`` and one receiving threadblock on ``dst``. More lanes spread
+a fat link's traffic over more threadblocks (one moves about :data:`TB_RATE_GBPS`).
+
+Channel rule (docs/lowering.md §3): lanes of the same ordered pair get distinct channels, which is all
+that uniqueness of ``(peer, chan)`` per direction requires; a lane whose traffic crosses network plane
+``p`` of ``P`` gets a channel ``≡ p (mod P)``, so the channel index keeps the rail the solver assumed.
+Threadblocks start as one per lane end; when a GPU has more than its limit, a receiving and a sending
+threadblock on the same channel are merged into one (``recv=a, send=b``), which keeps every channel
+decision valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from collc.errors import InfeasibleError
+from collc.lowering.plan import Plan, Transfer
+
+TB_RATE_GBPS = Fraction(25)  # one threadblock moves 20–30 GB/s (msccl-xml.md §4.5, issue 5 item 3)
+
+Group = tuple[int, int, int | None]  # (src, dst, plane)
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One connection ``src -> dst`` on channel ``chan`` carrying part of a group's transfers."""
+
+    src: int
+    dst: int
+    plane: int | None
+    chan: int
+
+
+@dataclass(frozen=True)
+class ThreadblockSpec:
+    """A threadblock before it has steps: the lane it sends on and the lane it receives on."""
+
+    send_lane: int | None
+    recv_lane: int | None
+    chan: int
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where every transfer runs: its lane, and per GPU the threadblocks with their ids."""
+
+    lanes: tuple[Lane, ...]
+    lane_of: tuple[int, ...]  # per transfer
+    tbs: tuple[tuple[ThreadblockSpec, ...], ...]  # per GPU, index = tb id
+    tb_of: dict[tuple[int, int, str], int]  # (gpu, lane, "send"|"recv") -> tb id
+    nchannels: int
+
+
+def group_of(transfer: Transfer) -> Group:
+    return (transfer.src, transfer.dst, transfer.plane)
+
+
+def group_loads(plan: Plan) -> dict[Group, list[int]]:
+    """Transfer indices per group, in key order."""
+    groups: dict[Group, list[int]] = {}
+    for index in sorted(range(len(plan.transfers)), key=lambda i: (plan.transfers[i].key, i)):
+        groups.setdefault(group_of(plan.transfers[index]), []).append(index)
+    return dict(sorted(groups.items(), key=lambda item: _group_order(item[0])))
+
+
+def _group_order(group: Group) -> tuple[int, int, int]:
+    src, dst, plane = group
+    return (src, dst, -1 if plane is None else plane)
+
+
+def wanted_lanes(plan: Plan, chunk_rate: Fraction) -> dict[Group, int]:
+    """Lanes each group needs so that no threadblock carries more than :data:`TB_RATE_GBPS`.
+
+    ``chunk_rate`` is the GB/s one chunk per loop needs at the schedule's target algbw (the
+    collective's algbw divided by ``nchunksperloop``). Never more lanes than transfers.
+    """
+    wanted = {}
+    for group, members in group_loads(plan).items():
+        chunks = sum(plan.transfers[i].source.cnt for i in members)
+        need = -(-(chunks * chunk_rate) // TB_RATE_GBPS)
+        wanted[group] = max(1, min(int(need), len(members)))
+    return wanted
+
+
+def assign(
+    plan: Plan, lanes_per_group: dict[Group, int], *, num_planes: int, max_channels: int, max_tbs: int
+):
+    """Spread transfers over lanes, give lanes channels and build every GPU's threadblocks.
+
+    Raises :class:`InfeasibleError` when the channels needed exceed ``max_channels``. A GPU may end
+    up with more than ``max_tbs`` threadblocks when merging cannot help; the caller checks that.
+    """
+    lanes: list[Lane] = []
+    lane_of = [0] * len(plan.transfers)
+    used: dict[tuple[int, int], set[int]] = {}
+    for group, members in group_loads(plan).items():
+        src, dst, plane = group
+        count = min(lanes_per_group[group], len(members))
+        first = len(lanes)
+        for _ in range(count):
+            chan = _free_channel(used.setdefault((src, dst), set()), plane, num_planes)
+            if chan >= max_channels:
+                raise InfeasibleError(
+                    f"GPU {src} -> GPU {dst} needs channel {chan}, the runtime allows {max_channels}",
+                    hint="use fewer instances or a smaller --k/--max-k",
+                )
+            used[(src, dst)].add(chan)
+            lanes.append(Lane(src, dst, plane, chan))
+        load = [0] * count
+        for index in members:  # least-loaded lane first, in key order: balanced and deterministic
+            lane = min(range(count), key=lambda j: (load[j], j))
+            load[lane] += plan.transfers[index].source.cnt
+            lane_of[index] = first + lane
+    tbs, tb_of = _threadblocks(plan.num_gpus, lanes, max_tbs)
+    nchannels = 1 + max((lane.chan for lane in lanes), default=0)
+    return Assignment(tuple(lanes), tuple(lane_of), tbs, tb_of, nchannels)
+
+
+def _free_channel(used: set[int], plane: int | None, num_planes: int) -> int:
+    """Smallest channel not used by the pair yet, on the plane's residue class when there is one."""
+    chan, step = (0, 1) if plane is None else (plane, num_planes)
+    while chan in used:
+        chan += step
+    return chan
+
+
+def _threadblocks(num_gpus: int, lanes: list[Lane], max_tbs: int):
+    """One threadblock per lane end, merged pairwise (receive + send on one channel) down to ``max_tbs``."""
+    per_gpu: list[tuple[ThreadblockSpec, ...]] = []
+    tb_of: dict[tuple[int, int, str], int] = {}
+    for gpu in range(num_gpus):
+        sends = [i for i, lane in enumerate(lanes) if lane.src == gpu]
+        recvs = [i for i, lane in enumerate(lanes) if lane.dst == gpu]
+        excess = len(sends) + len(recvs) - max_tbs
+        specs: list[ThreadblockSpec] = []
+        merged_sends: set[int] = set()
+        merged_recvs: set[int] = set()
+        if excess > 0:
+            for recv in sorted(recvs, key=lambda i: (lanes[i].chan, lanes[i].src)):
+                if excess <= 0:
+                    break
+                match = next(
+                    (s for s in sends if s not in merged_sends and lanes[s].chan == lanes[recv].chan), None
+                )
+                if match is not None:
+                    merged_sends.add(match)
+                    merged_recvs.add(recv)
+                    specs.append(ThreadblockSpec(match, recv, lanes[recv].chan))
+                    excess -= 1
+        specs += [ThreadblockSpec(s, None, lanes[s].chan) for s in sends if s not in merged_sends]
+        specs += [ThreadblockSpec(None, r, lanes[r].chan) for r in recvs if r not in merged_recvs]
+        specs.sort(key=lambda spec: _tb_order(spec, lanes))
+        for tb_id, spec in enumerate(specs):
+            if spec.send_lane is not None:
+                tb_of[(gpu, spec.send_lane, "send")] = tb_id
+            if spec.recv_lane is not None:
+                tb_of[(gpu, spec.recv_lane, "recv")] = tb_id
+        per_gpu.append(tuple(specs))
+    return tuple(per_gpu), tb_of
+
+
+def _tb_order(spec: ThreadblockSpec, lanes: list[Lane]) -> tuple[int, int, int]:
+    send = lanes[spec.send_lane].dst if spec.send_lane is not None else -1
+    recv = lanes[spec.recv_lane].src if spec.recv_lane is not None else -1
+    return (spec.chan, send, recv)

@@ -1,0 +1,156 @@
+"""Stage 3 of the lowering: keyed operations on threadblocks -> ordered steps with dependencies.
+
+Per GPU, every operation (the send or receive side of a transfer, or a local ``cpy``/``re``) is
+appended to its threadblock in increasing key order. Cross-threadblock ordering comes from a
+last-writer table per ``(buffer, chunk)``: a step that reads or overwrites a chunk last written by
+another threadblock waits for that step (``depid``/``deps``; further waits become ``nop`` steps right
+before it, msccl-xml.md §4.2), and the step waited for gets ``hasdep="1"``.
+
+Write-after-read needs no flag: the only chunk a GPU overwrites after reading it elsewhere is its own
+input slot in in-place allreduce (read on the way up, written on the way down), and that write is
+ordered behind the read through the messages of the tree (read -> send up -> ... -> root -> ... ->
+receive), see docs/lowering.md §4.
+"""
+
+from __future__ import annotations
+
+from collc.errors import InvariantError
+from collc.lowering.assign import Assignment
+from collc.lowering.limits import MAX_REDUCE_CHAIN, reduce_chains
+from collc.lowering.plan import LocalOp, Plan, Span, Transfer
+from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
+
+
+def emit(
+    plan: Plan,
+    assignment: Assignment,
+    *,
+    name: str,
+    proto: str,
+    inplace: bool,
+    outofplace: bool,
+    min_bytes: int,
+    max_bytes: int,
+) -> Algorithm:
+    """Build the :class:`Algorithm` for ``plan`` placed by ``assignment``."""
+    events = _events_per_gpu(plan, assignment)
+    gpus = []
+    for gpu in range(plan.num_gpus):
+        tbs = [
+            Threadblock(
+                tb_id,
+                assignment.lanes[spec.send_lane].dst if spec.send_lane is not None else -1,
+                assignment.lanes[spec.recv_lane].src if spec.recv_lane is not None else -1,
+                spec.chan,
+            )
+            for tb_id, spec in enumerate(assignment.tbs[gpu])
+        ]
+        _fill_steps(tbs, sorted(events[gpu]))
+        for tb in tbs:
+            _cap_reduce_chains(tb.steps)
+        gpus.append(GpuProgram(gpu, plan.i_chunks, plan.o_chunks, plan.s_chunks[gpu], tbs))
+    return Algorithm(
+        name=name,
+        proto=proto,
+        nchannels=assignment.nchannels,
+        nchunksperloop=plan.nchunksperloop,
+        ngpus=plan.num_gpus,
+        coll=plan.coll,
+        inplace=int(inplace),
+        outofplace=int(outofplace),
+        min_bytes=min_bytes,
+        max_bytes=max_bytes,
+        gpus=gpus,
+    )
+
+
+# One event = (key, order, tb id, step type, source, target): ``order`` breaks ties deterministically.
+Event = tuple[tuple[int, ...], tuple[int, int], int, str, Span, Span]
+
+
+def _events_per_gpu(plan: Plan, assignment: Assignment) -> list[list[Event]]:
+    events: list[list[Event]] = [[] for _ in range(plan.num_gpus)]
+    for index, transfer in enumerate(plan.transfers):
+        lane = assignment.lane_of[index]
+        send_tb = assignment.tb_of[(transfer.src, lane, "send")]
+        recv_tb = assignment.tb_of[(transfer.dst, lane, "recv")]
+        events[transfer.src].append(
+            (transfer.key, (0, index), send_tb, "s", transfer.source, transfer.source)
+        )
+        events[transfer.dst].append(
+            (transfer.key, (1, index), recv_tb, "r", transfer.target, transfer.target)
+        )
+    for index, op in enumerate(plan.local_ops):
+        events[op.gpu].append(
+            (op.key, (2, index), _host_tb(op, plan.transfers, assignment), op.type, op.source, op.target)
+        )
+    return events
+
+
+def _host_tb(op: LocalOp, transfers: tuple[Transfer, ...], assignment: Assignment) -> int:
+    transfer_index, side = op.host
+    transfer = transfers[transfer_index]
+    gpu = transfer.src if side == "send" else transfer.dst
+    if gpu != op.gpu:
+        raise InvariantError(f"local op on GPU {op.gpu} is hosted by a transfer end on GPU {gpu}")
+    return assignment.tb_of[(gpu, assignment.lane_of[transfer_index], side)]
+
+
+def _accesses(kind: str, source: Span, target: Span) -> tuple[list[Span], list[Span]]:
+    """(read spans, written spans) of one step."""
+    if kind == "s":
+        return [source], []
+    if kind == "r":
+        return [], [target]
+    if kind == "cpy":
+        return [source], [target]
+    return [source, target], [target]  # re: target <- target ⊕ source
+
+
+def _fill_steps(tbs: list[Threadblock], events: list[Event]) -> None:
+    """Append every event to its threadblock with the waits the last-writer table requires."""
+    last_writer: dict[tuple[str, int], tuple[int, int]] = {}
+    last_key: dict[int, tuple[int, ...]] = {}
+    for key, _, tb_id, kind, source, target in events:
+        if tb_id in last_key and last_key[tb_id] >= key:
+            raise InvariantError(
+                f"threadblock {tb_id}: step keys {last_key[tb_id]} and {key} are not increasing"
+            )
+        last_key[tb_id] = key
+        reads, writes = _accesses(kind, source, target)
+        waits: dict[int, int] = {}
+        for span in reads + writes:
+            for chunk in span.chunks():
+                writer = last_writer.get((span.buf, chunk))
+                if writer is not None and writer[0] != tb_id:
+                    waits[writer[0]] = max(waits.get(writer[0], -1), writer[1])
+        steps = tbs[tb_id].steps
+        ordered = sorted(waits.items())
+        for dep_tb, dep_step in ordered[1:]:
+            steps.append(Step(len(steps), "nop", "i", -1, "o", -1, 0, dep_tb, dep_step, 0))
+        depid, deps = ordered[0] if ordered else (-1, -1)
+        for dep_tb, dep_step in ordered:
+            tbs[dep_tb].steps[dep_step].hasdep = 1
+        steps.append(
+            Step(len(steps), kind, source.buf, source.off, target.buf, target.off, source.cnt, depid, deps)
+        )
+        for span in writes:
+            for chunk in span.chunks():
+                last_writer[(span.buf, chunk)] = (tb_id, len(steps) - 1)
+
+
+def _cap_reduce_chains(steps: list[Step]) -> None:
+    """Break fused ``re`` chains longer than the safe 15 by publishing every 15th member (§3.3)."""
+    run = 0
+    previous = None
+    for step in steps:
+        if step.type != "re":
+            run = 0
+        elif previous is not None and reduce_chains([previous, step]) == [2]:
+            run += 1
+        else:
+            run = 1
+        if run == MAX_REDUCE_CHAIN:
+            step.hasdep = 1  # a published member ends the chain: the next re starts a new one
+            run = 0
+        previous = step

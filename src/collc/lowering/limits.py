@@ -1,0 +1,110 @@
+"""The runtimes' hard limits (msccl-xml.md §4–§5) and how much of them a program uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from collc.errors import InputError
+from collc.msccl.program import Algorithm
+from collc.topology.model import Topology
+
+RUNTIMES = ("msccl-executor", "rccl")
+MAX_STEPS_PER_TB = 64  # MSCCL_MAX_NUM_STEPS, both runtimes (§5.1)
+MAX_ELEMENTS_PER_RANK = 4096  # parser MAX_NODES: 1 + ngpus + tbs + steps of the parsing rank
+MAX_REDUCE_CHAIN = 15  # fused re chains; 16 drops the accumulator on the executor (§3.3)
+MAX_TBS_WITH_PEER_PER_CHANNEL = 32  # MSCCL_MAX_NUM_THREAD_BLOCKS_PER_CHANNEL, per direction
+RUNTIME_MAX_TBS = {"msccl-executor": 128, "rccl": 64}  # executor: depid is an int8 (§4.2)
+RUNTIME_MAX_CHANNELS = {"msccl-executor": 32, "rccl": 32}  # RCCL drops files above NCCL_MAX_NCHANNELS
+RUNTIME_STEP_TYPES = {
+    "msccl-executor": frozenset({"s", "r", "rcs", "rrs", "rrc", "rrcs", "cpy", "re", "nop"}),
+    "rccl": frozenset({"s", "r", "re", "cpy", "nop"}),  # ROCm >= 6.1 (§6)
+}
+
+
+@dataclass(frozen=True)
+class RuntimeLimits:
+    """What one program may use on one GPU of one runtime."""
+
+    runtime: str
+    max_tbs: int
+    max_channels: int
+    max_steps_per_tb: int = MAX_STEPS_PER_TB
+    max_elements_per_rank: int = MAX_ELEMENTS_PER_RANK
+    max_reduce_chain: int = MAX_REDUCE_CHAIN
+
+    @property
+    def tb_limit_reason(self) -> str:
+        return f"{self.max_tbs} threadblocks per GPU"
+
+
+def runtime_limits(runtime: str, sms_per_gpu: int | None) -> RuntimeLimits:
+    """Limits for ``runtime``; threadblocks are also capped by the GPU's SMs/CUs (all must be resident)."""
+    if runtime not in RUNTIMES:
+        raise InputError(f"unknown runtime {runtime!r}", hint=f"use one of: {', '.join(RUNTIMES)}")
+    max_tbs = RUNTIME_MAX_TBS[runtime]
+    if sms_per_gpu is not None:
+        max_tbs = min(max_tbs, sms_per_gpu)
+    return RuntimeLimits(runtime, max_tbs, RUNTIME_MAX_CHANNELS[runtime])
+
+
+def limits_for(topology: Topology, runtime: str) -> RuntimeLimits:
+    return runtime_limits(runtime, topology.metadata.sms_per_gpu)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The largest per-GPU use of every limited resource in a program."""
+
+    max_tbs: int
+    nchannels: int
+    max_steps_per_tb: int
+    max_elements_per_rank: int
+    max_reduce_chain: int
+    total_steps: int
+
+    def violations(self, limits: RuntimeLimits) -> list[str]:
+        """Human-readable descriptions of every exceeded limit (empty when the program fits)."""
+        checks = [
+            (self.max_tbs, limits.max_tbs, "threadblocks per GPU"),
+            (self.nchannels, limits.max_channels, "channels"),
+            (self.max_steps_per_tb, limits.max_steps_per_tb, "steps per threadblock"),
+            (self.max_elements_per_rank, limits.max_elements_per_rank, "XML elements per rank"),
+            (self.max_reduce_chain, limits.max_reduce_chain, "fused re chain length"),
+        ]
+        return [f"{used} {what} > {limit}" for used, limit, what in checks if used > limit]
+
+
+def reduce_chains(steps) -> list[int]:
+    """Lengths of the ``re`` chains the parser fuses (msccl-xml.md §3.3) in one threadblock's steps."""
+    lengths: list[int] = []
+    previous = None
+    for step in steps:
+        if step.type == "re" and _fuses(previous, step):
+            lengths[-1] += 1
+        elif step.type == "re":
+            lengths.append(1)
+        previous = step
+    return lengths
+
+
+def _fuses(previous, step) -> bool:
+    return (
+        previous is not None
+        and previous.type == "re"
+        and previous.hasdep == 0
+        and step.depid == -1
+        and (previous.dstbuf, previous.dstoff, previous.srcbuf) == (step.dstbuf, step.dstoff, step.srcbuf)
+    )
+
+
+def usage(algo: Algorithm) -> Usage:
+    """Measure ``algo`` against the limits."""
+    tbs = max((len(gpu.tbs) for gpu in algo.gpus), default=0)
+    steps = max((len(tb.steps) for gpu in algo.gpus for tb in gpu.tbs), default=0)
+    elements = max(
+        (1 + algo.ngpus + len(gpu.tbs) + sum(len(tb.steps) for tb in gpu.tbs) for gpu in algo.gpus),
+        default=0,
+    )
+    chains = max((n for gpu in algo.gpus for tb in gpu.tbs for n in reduce_chains(tb.steps)), default=0)
+    total = sum(len(tb.steps) for gpu in algo.gpus for tb in gpu.tbs)
+    return Usage(tbs, algo.nchannels, steps, elements, chains, total)

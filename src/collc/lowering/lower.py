@@ -1,0 +1,161 @@
+"""Forest -> MSCCL program, fitted to the runtime's limits (the stages of docs/lowering.md §1).
+
+:func:`lower` runs plan -> lanes/channels/threadblocks -> steps and then fits the result: a
+threadblock over the step limit gets its traffic spread over more lanes; a GPU over the threadblock
+limit first merges threadblocks, then gives up lanes on its fattest links (throughput per link
+below what the forest could carry, reported as ``lanes_capped``). When neither helps it raises
+:class:`DoesNotFit`, and the caller tries a smaller ``k`` or fewer instances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from collc.errors import InfeasibleError, InvariantError
+from collc.lowering.assign import Group, assign, wanted_lanes
+from collc.lowering.emit import emit
+from collc.lowering.limits import RuntimeLimits, Usage, usage
+from collc.lowering.plan import Plan, build_plan
+from collc.msccl.program import PROTOCOLS, Algorithm
+from collc.solver.forest import Forest
+
+
+class DoesNotFit(InfeasibleError):
+    """The forest cannot be lowered within the runtime's limits at this k / instance count."""
+
+
+@dataclass(frozen=True)
+class LoweringOptions:
+    """What to emit. A file marked both in-place and out-of-place is correct under both aliasings."""
+
+    coll: str = "allreduce"
+    proto: str = "Simple"
+    inplace: bool = True
+    outofplace: bool = True
+    min_bytes: int = 0
+    max_bytes: int = 0
+    instances: int = 1
+    name: str = "collc"
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """A lowered program and how it was fitted."""
+
+    algorithm: Algorithm
+    usage: Usage
+    lanes: int
+    merged_tbs: int
+    lanes_capped: bool
+
+
+def coll_algbw(forest: Forest, coll: str) -> Fraction:
+    """The algbw (GB/s, nccl-tests units) the forest's schedule reaches for ``coll``.
+
+    Allgather and reduce-scatter: ``N·k/U``; allreduce runs reduce-scatter then allgather over the
+    same trees, ``T_AR = T_RS + T_AG``, hence half of it.
+    """
+    algbw = forest.allgather_algbw
+    return algbw / 2 if coll == "allreduce" else algbw
+
+
+def lower(
+    forest: Forest,
+    options: LoweringOptions,
+    limits: RuntimeLimits,
+    *,
+    planes: dict[str, int] | None = None,
+) -> Lowered:
+    """Lower ``forest`` to an :class:`Algorithm` for ``options.coll`` that fits ``limits``."""
+    if options.proto not in PROTOCOLS:
+        raise InvariantError(f"unknown protocol {options.proto!r}")
+    if not (options.inplace or options.outofplace):
+        raise InvariantError("a program must be usable in place, out of place or both")
+    planes = planes or {}
+    plan = build_plan(
+        forest,
+        options.coll,
+        instances=options.instances,
+        inplace=options.inplace,
+        outofplace=options.outofplace,
+        planes=planes,
+    )
+    chunk_rate = coll_algbw(forest, options.coll) / plan.nchunksperloop
+    wanted = wanted_lanes(plan, chunk_rate)
+    return _fit(plan, wanted, options, limits, len(set(planes.values())))
+
+
+def _fit(
+    plan: Plan, wanted: dict[Group, int], options: LoweringOptions, limits: RuntimeLimits, num_planes: int
+):
+    """Search lane counts: raise per-group minimums for step overflow, cap lanes for threadblock overflow."""
+    minimum = dict.fromkeys(wanted, 1)
+    cap = max(wanted.values())
+    for _ in range(4 * len(wanted) + 64):
+        lanes = {g: max(minimum[g], min(wanted[g], cap)) for g in wanted}
+        assignment = assign(
+            plan, lanes, num_planes=num_planes, max_channels=limits.max_channels, max_tbs=limits.max_tbs
+        )
+        algo = emit(
+            plan,
+            assignment,
+            name=options.name,
+            proto=options.proto,
+            inplace=options.inplace,
+            outofplace=options.outofplace,
+            min_bytes=options.min_bytes,
+            max_bytes=options.max_bytes,
+        )
+        measured = usage(algo)
+        crowded = _groups_over_step_limit(algo, assignment, limits)
+        if crowded:
+            grown = False
+            for group in crowded:
+                if minimum[group] < _transfers_in(plan, group):
+                    minimum[group] = max(minimum[group], lanes[group]) + 1
+                    grown = True
+            if not grown:
+                raise DoesNotFit(
+                    f"a threadblock needs {measured.max_steps_per_tb} steps, the runtime allows "
+                    f"{limits.max_steps_per_tb}",
+                    hint="use a smaller --k/--max-k or fewer --instances",
+                )
+            continue
+        if measured.max_tbs > limits.max_tbs:
+            if cap > 1 and any(lanes[g] > minimum[g] for g in wanted):
+                cap -= 1
+                continue
+            raise DoesNotFit(
+                f"a GPU needs {measured.max_tbs} threadblocks, the runtime and GPU allow {limits.max_tbs}",
+                hint="use a smaller --k/--max-k or fewer --instances",
+            )
+        problems = measured.violations(limits)
+        if problems:
+            raise DoesNotFit("; ".join(problems), hint="use a smaller --k/--max-k or fewer --instances")
+        merged = sum(
+            1
+            for gpu in assignment.tbs
+            for spec in gpu
+            if spec.send_lane is not None and spec.recv_lane is not None
+        )
+        capped = any(lanes[g] < wanted[g] for g in wanted)
+        return Lowered(algo, measured, len(assignment.lanes), merged, capped)
+    raise DoesNotFit("no lane assignment fits the runtime's limits", hint="use a smaller --k/--max-k")
+
+
+def _transfers_in(plan: Plan, group: Group) -> int:
+    return sum(1 for t in plan.transfers if (t.src, t.dst, t.plane) == group)
+
+
+def _groups_over_step_limit(algo: Algorithm, assignment, limits: RuntimeLimits) -> list[Group]:
+    """Groups that feed a threadblock with more steps than allowed (sorted, deduplicated)."""
+    groups = set()
+    for gpu_program, specs in zip(algo.gpus, assignment.tbs, strict=True):
+        for tb, spec in zip(gpu_program.tbs, specs, strict=True):
+            if len(tb.steps) > limits.max_steps_per_tb:
+                for lane_index in (spec.send_lane, spec.recv_lane):
+                    if lane_index is not None:
+                        lane = assignment.lanes[lane_index]
+                        groups.add((lane.src, lane.dst, lane.plane))
+    return sorted(groups, key=lambda g: (g[0], g[1], -1 if g[2] is None else g[2]))

@@ -1,0 +1,337 @@
+"""Stage 1 of the lowering: a forest becomes a flat list of keyed operations (the lowering's own IR).
+
+An *operation* is either a :class:`Transfer` (one message from GPU ``src`` to GPU ``dst``: a send step
+on ``src`` and the matching receive step on ``dst``) or a :class:`LocalOp` (a ``cpy`` or ``re`` on one
+GPU). Nothing here knows about threadblocks or channels yet (see :mod:`collc.lowering.assign`).
+
+Chunk layout (docs/lowering.md §2): ``nchunksperloop = N·k·I``; root ``r``'s shard is the chunk range
+``[r·k·I, (r+1)·k·I)``; inside it instance ``j`` owns ``[j·k, (j+1)·k)`` and the trees of ``r`` split
+that range by multiplicity in forest order (a tree of multiplicity ``C`` owns ``C`` consecutive chunks).
+A tree's chunks travel in *pieces* of at most :data:`MAX_CNT` chunks (the runtime's ``cnt`` limit).
+
+Every operation carries a *key* (a tuple of ints) that increases along the data flow: a message is
+sent only after everything it depends on has a smaller key. Emitting every threadblock's steps in
+increasing key order therefore cannot deadlock (docs/lowering.md §4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from collc.errors import InvariantError
+from collc.solver.forest import Forest, Tree
+from collc.topology.model import Topology
+
+MAX_CNT = 71  # msccl-xml.md §2.6: cnt < MSCCL_MAX_COUNT = 72
+COLLECTIVES = ("allreduce", "allgather", "reducescatter")
+UP, DOWN = 0, 1  # phases: aggregation towards the root, then broadcast from it
+
+Key = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Span:
+    """``cnt`` consecutive chunks of buffer ``buf`` (``i``, ``o`` or ``s``) starting at ``off``."""
+
+    buf: str
+    off: int
+    cnt: int
+
+    def chunks(self) -> range:
+        return range(self.off, self.off + self.cnt)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One message: ``src`` sends ``source`` (its buffer) and ``dst`` receives it into ``target``.
+
+    ``plane`` is the index of the network plane (rail) the physical path crosses, or None.
+    """
+
+    key: Key
+    src: int
+    dst: int
+    source: Span
+    target: Span
+    plane: int | None
+
+
+@dataclass(frozen=True)
+class LocalOp:
+    """A ``cpy`` (target <- source) or ``re`` (target <- target ⊕ source) on ``gpu``.
+
+    It runs on the threadblock that handles ``host``: side ``send`` or ``recv`` of transfer number
+    ``host[0]`` on this GPU, so that local work is spread like the traffic it belongs to.
+    """
+
+    key: Key
+    gpu: int
+    type: Literal["cpy", "re"]
+    source: Span
+    target: Span
+    host: tuple[int, Literal["send", "recv"]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """All operations of one collective, with the buffer sizes they need (in chunks)."""
+
+    coll: str
+    num_gpus: int
+    nchunksperloop: int
+    transfers: tuple[Transfer, ...]
+    local_ops: tuple[LocalOp, ...]
+    i_chunks: int
+    o_chunks: int
+    s_chunks: tuple[int, ...]  # per GPU
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Parent/children/depth of one tree, derived from its BFS-ordered edges."""
+
+    parent: dict[int, int]
+    children: dict[int, list[int]]
+    depth: dict[int, int]
+    edge_index: dict[tuple[int, int], int]
+
+
+def tree_shape(tree: Tree, num_gpus: int) -> _Shape:
+    """Check that ``tree`` is a spanning arborescence of all GPUs and return its shape."""
+    parent: dict[int, int] = {}
+    children: dict[int, list[int]] = {gpu: [] for gpu in range(num_gpus)}
+    depth = {tree.root: 0}
+    edge_index: dict[tuple[int, int], int] = {}
+    for index, edge in enumerate(tree.edges):
+        if edge.src not in depth or edge.dst in depth or not 0 <= edge.dst < num_gpus:
+            raise InvariantError(
+                f"tree rooted at GPU {tree.root} is not a BFS-ordered spanning arborescence "
+                f"(edge {edge.src}->{edge.dst})"
+            )
+        parent[edge.dst] = edge.src
+        children[edge.src].append(edge.dst)
+        depth[edge.dst] = depth[edge.src] + 1
+        edge_index[(edge.src, edge.dst)] = index
+    if len(depth) != num_gpus:
+        raise InvariantError(f"tree rooted at GPU {tree.root} spans {len(depth)} of {num_gpus} GPUs")
+    return _Shape(parent, children, depth, edge_index)
+
+
+def network_planes(topology: Topology) -> dict[str, int]:
+    """Plane index of each shared network switch that a NIC or GPU attaches to (the rails).
+
+    A plane switch is a switch outside every box (``box is None``) with a direct link to a NIC or a
+    GPU: DGX A100's ``ib.even``/``ib.odd``, a rail-optimised cluster's rail switches (the spine above
+    them is not a plane). Fewer than two such switches means there are no planes to keep apart.
+    Planes are numbered in sorted name order.
+    """
+    kinds = {node.name: node.kind for node in topology.nodes}
+    shared = {node.name for node in topology.nodes if node.kind == "switch" and node.box is None}
+    planes = set()
+    for link in topology.links:
+        for a, b in ((link.src, link.dst), (link.dst, link.src)):
+            if a in shared and kinds.get(b) in ("nic", "gpu"):
+                planes.add(a)
+    if len(planes) < 2:
+        return {}
+    return {name: index for index, name in enumerate(sorted(planes))}
+
+
+def path_plane(path: tuple[str, ...], planes: dict[str, int]) -> int | None:
+    """The plane of the first plane switch on ``path``, or None when it crosses none."""
+    for name in path:
+        if name in planes:
+            return planes[name]
+    return None
+
+
+def split_pieces(count: int) -> list[tuple[int, int]]:
+    """Split ``count`` chunks into near-equal ``(start, cnt)`` pieces of at most :data:`MAX_CNT`."""
+    pieces = -(-count // MAX_CNT)
+    base, extra = divmod(count, pieces)
+    result, start = [], 0
+    for index in range(pieces):
+        size = base + (1 if index < extra else 0)
+        result.append((start, size))
+        start += size
+    return result
+
+
+def tree_offsets(forest: Forest) -> list[int]:
+    """Offset of each tree's first chunk inside its root's per-instance range ``[0, k)``."""
+    used = [0] * forest.num_gpus
+    offsets = []
+    for tree in forest.trees:
+        offsets.append(used[tree.root])
+        used[tree.root] += tree.multiplicity
+    if any(total != forest.k for total in used):
+        raise InvariantError(f"tree multiplicities per root {used} do not all sum to k = {forest.k}")
+    return offsets
+
+
+class _Builder:
+    """Accumulates operations and scratch slots while walking the trees."""
+
+    def __init__(self, num_gpus: int) -> None:
+        self.transfers: list[Transfer] = []
+        self.local_ops: list[LocalOp] = []
+        self.scratch = [0] * num_gpus
+
+    def scratch_span(self, gpu: int, cnt: int) -> Span:
+        span = Span("s", self.scratch[gpu], cnt)
+        self.scratch[gpu] += cnt
+        return span
+
+    def transfer(self, key: Key, src: int, dst: int, source: Span, target: Span, plane: int | None) -> int:
+        self.transfers.append(Transfer(key, src, dst, source, target, plane))
+        return len(self.transfers) - 1
+
+    def local(self, key: Key, gpu: int, kind, source: Span, target: Span, host) -> None:
+        self.local_ops.append(LocalOp(key, gpu, kind, source, target, host))
+
+
+def build_plan(
+    forest: Forest,
+    coll: str,
+    *,
+    instances: int = 1,
+    inplace: bool = True,
+    outofplace: bool = True,
+    planes: dict[str, int] | None = None,
+) -> Plan:
+    """Lower ``forest`` to the keyed operations of ``coll`` (allgather, reducescatter or allreduce).
+
+    A program marked both in-place and out-of-place must be right under both aliasings
+    (msccl-xml.md §2.3): the root's copy of its own input into the output is then kept (it is a
+    harmless self-copy in place); a program for in-place calls only leaves it out.
+    """
+    if coll not in COLLECTIVES:
+        raise InvariantError(f"cannot lower collective {coll!r}")
+    num_gpus, k = forest.num_gpus, forest.k
+    per_root = k * instances
+    nchunks = num_gpus * per_root
+    offsets = tree_offsets(forest)
+    planes = planes or {}
+    copy_own_input = outofplace
+    builder = _Builder(num_gpus)
+    for tree_index, tree in enumerate(forest.trees):
+        shape = tree_shape(tree, num_gpus)
+        plane_of = {(e.src, e.dst): path_plane(e.path, planes) for e in tree.edges}
+        for instance in range(instances):
+            for piece, (start, cnt) in enumerate(split_pieces(tree.multiplicity)):
+                local = instance * k + offsets[tree_index] + start
+                unit = _Unit(tree_index, instance, piece, tree.root, local, tree.root * per_root + local, cnt)
+                if coll == "allgather":
+                    _allgather(builder, unit, shape, plane_of, copy_own_input)
+                else:
+                    root_target = _reduce(builder, unit, shape, plane_of, coll, copy_own_input)
+                    if coll == "allreduce":
+                        _broadcast(builder, unit, shape, plane_of, root_target)
+    i_chunks = per_root if coll == "allgather" else nchunks
+    o_chunks = per_root if coll == "reducescatter" else nchunks
+    return Plan(
+        coll,
+        num_gpus,
+        nchunks,
+        tuple(builder.transfers),
+        tuple(builder.local_ops),
+        i_chunks,
+        o_chunks,
+        tuple(builder.scratch),
+    )
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One piece of one instance of one tree: ``cnt`` chunks at shard offset ``local``, global ``chunk``."""
+
+    tree: int
+    instance: int
+    piece: int
+    root: int
+    local: int
+    chunk: int
+    cnt: int
+
+    def key(self, phase: int, level: int, role: int = 0) -> Key:
+        return (phase, level, self.tree, self.instance, self.piece, role)
+
+
+def _allgather(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, copy_own_input: bool) -> None:
+    """Broadcast down the tree: the root sends from its input, every other GPU forwards from ``o``."""
+    first_send = None
+    for node in _bfs(unit.root, shape):
+        for child in shape.children[node]:
+            source = Span("i", unit.local, unit.cnt) if node == unit.root else Span("o", unit.chunk, unit.cnt)
+            key = unit.key(DOWN, 2 * shape.depth[child])
+            index = builder.transfer(
+                key, node, child, source, Span("o", unit.chunk, unit.cnt), plane_of[(node, child)]
+            )
+            first_send = index if first_send is None else first_send
+    if copy_own_input:
+        builder.local(
+            unit.key(DOWN, 0),
+            unit.root,
+            "cpy",
+            Span("i", unit.local, unit.cnt),
+            Span("o", unit.chunk, unit.cnt),
+            (first_send, "send"),
+        )
+
+
+def _reduce(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, coll: str, copy_own_input: bool) -> Span:
+    """Aggregate towards the root along reversed tree edges; return where the root's result lands.
+
+    Each GPU receives every child's partial sum into its own scratch slot, folds its input and the
+    other children's slots into the first child's slot with ``re`` and sends that slot up; a leaf
+    sends its input directly. The root folds everything into the output.
+    """
+    own = Span("i", unit.chunk, unit.cnt)
+    received: dict[int, tuple[Span, int]] = {}  # child -> (scratch span at its parent, transfer index)
+    for node in reversed(_bfs(unit.root, shape)):
+        if node == unit.root:
+            continue
+        kids = shape.children[node]
+        parent = shape.parent[node]
+        source = received[kids[0]][0] if kids else own
+        target = builder.scratch_span(parent, unit.cnt)
+        key = unit.key(UP, -2 * shape.depth[node])
+        index = builder.transfer(key, node, parent, source, target, plane_of[(parent, node)])
+        received[node] = (target, index)
+        if kids:
+            folded = [own] + [received[kid][0] for kid in kids[1:]]
+            _fold(builder, unit, node, shape.depth[node], source, folded, (index, "send"))
+    kids = shape.children[unit.root]
+    first_recv = received[kids[0]][1]
+    result = Span("o", unit.local if coll == "reducescatter" else unit.chunk, unit.cnt)
+    if copy_own_input:
+        builder.local(unit.key(UP, -1, 0), unit.root, "cpy", own, result, (first_recv, "recv"))
+    folded = [received[kid][0] for kid in kids]
+    _fold(builder, unit, unit.root, 0, result, folded, (first_recv, "recv"))
+    return result
+
+
+def _fold(builder: _Builder, unit: _Unit, gpu: int, depth: int, accumulator: Span, sources, host) -> None:
+    """``re`` every source into ``accumulator`` on ``gpu`` (at ``depth`` in the tree).
+
+    The key level ``-2·depth - 1`` lies between the receives from the children (``-2·depth - 2``)
+    and the send to the parent (``-2·depth``).
+    """
+    for role, source in enumerate(sources, start=1):
+        builder.local(unit.key(UP, -2 * depth - 1, role), gpu, "re", source, accumulator, host)
+
+
+def _broadcast(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, result: Span) -> None:
+    """Allreduce's second half: forward the root's result down the same tree, in ``o``."""
+    for node in _bfs(unit.root, shape):
+        for child in shape.children[node]:
+            key = unit.key(DOWN, 2 * shape.depth[child])
+            builder.transfer(key, node, child, result, result, plane_of[(node, child)])
+
+
+def _bfs(root: int, shape: _Shape) -> list[int]:
+    order = [root]
+    for node in order:
+        order.extend(shape.children[node])
+    return order
