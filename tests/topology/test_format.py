@@ -84,7 +84,19 @@ def test_expressions_are_exact(text: str, value: object) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["__import__('os')", "b.real", "(lambda: 1)()", "'text'", "[1][0]", "abs(b)", "2 ** 0.5", "1 +", "c"],
+    [
+        "__import__('os')",
+        "2 ** 65",
+        "2 ** (1/2)",
+        "b.real",
+        "(lambda: 1)()",
+        "'text'",
+        "[1][0]",
+        "abs(b)",
+        "2 ** 0.5",
+        "1 +",
+        "c",
+    ],
 )
 def test_expressions_outside_the_language_are_rejected(text: str) -> None:
     with pytest.raises(ExpressionError):
@@ -326,3 +338,8 @@ links:
     )
     assert [node.name for node in topology.nodes] == ["gpu0", "gpu1"]
     assert [(link.bandwidth, link.link_class) for link in topology.links] == [(25, "nvlink"), (50, "nvlink")]
+
+
+def test_counts_are_bounded() -> None:
+    with pytest.raises(InputError, match="'count' must be a whole number from 0 to 1000000, got 10000000"):
+        parse("nodes: [{name: gpu, kind: gpu, count: 10 ** 7}]\n")

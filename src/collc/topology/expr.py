@@ -35,6 +35,7 @@ _COMPARE: dict[type, Callable[[Fraction, Fraction], bool]] = {
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
 }
+MAX_EXPONENT = 64  # keeps every value small: a topology never needs more
 _FUNCTIONS: dict[str, Callable[..., Fraction]] = {"min": min, "max": max}
 
 
@@ -104,8 +105,8 @@ def _walk(node: ast.AST, variables: Mapping[str, Fraction]) -> Value:
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left = _number(_walk(node.left, variables), node.left)
         right = _number(_walk(node.right, variables), node.right)
-        if isinstance(node.op, ast.Pow) and right.denominator != 1:
-            raise ExpressionError("only whole-number powers are allowed")
+        if isinstance(node.op, ast.Pow) and (right.denominator != 1 or abs(right) > MAX_EXPONENT):
+            raise ExpressionError(f"only whole-number powers up to {MAX_EXPONENT} are allowed")
         return Fraction(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp):
         operand = _walk(node.operand, variables)

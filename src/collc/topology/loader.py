@@ -34,6 +34,7 @@ NODE_KEYS = ("name", "kind", "count", "when", "rank", "box", "role")
 TEMPLATE_NODE_KEYS = ("name", "kind", "count", "when")
 LINK_KEYS = ("src", "dst", "bandwidth", "latency", "directed", "class", "count", "when", "where")
 MATRIX_KEYS = ("matrix", "nodes", "bandwidth", "latency", "directed", "class", "when")
+MAX_COUNT = 1_000_000  # far above any real fabric; stops a typo from exhausting memory
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _NAME_HINT = "names start with a letter or '_' and contain only letters, digits, '_', '.', '-'"
 
@@ -161,8 +162,10 @@ class _Reader:
         if key not in mapping:
             return default
         value = self.number(mapping, key, variables)
-        if value.denominator != 1 or value < 0:
-            raise _fail(f"{key!r} must be a whole number >= 0, got {value}", mapping.where(key))
+        if value.denominator != 1 or not 0 <= value <= MAX_COUNT:
+            raise _fail(
+                f"{key!r} must be a whole number from 0 to {MAX_COUNT}, got {value}", mapping.where(key)
+            )
         return int(value)
 
     def condition(self, mapping: LocatedMap, variables: Mapping[str, Fraction], key: str = "when") -> bool:
