@@ -1,17 +1,21 @@
-"""One assertion helper every lowering test uses: structure, simulation and (once present) collc.verify."""
+"""One assertion helper every lowering test uses: collc.verify, plus the lowering's own structural and
+simulation checks (a second, independent opinion on the same rules)."""
 
 from __future__ import annotations
 
 from collc.lowering.limits import RuntimeLimits
 from collc.msccl.program import Algorithm
 from collc.topology.model import Topology
+from collc.verify import verify
 
 from .minisim import expected_ok, simulate
 from .structural import structural_problems
 
 
 def assert_valid(algo: Algorithm, limits: RuntimeLimits, topology: Topology | None = None) -> None:
-    problems = structural_problems(algo, limits)
+    report = verify(algo, runtime=limits.runtime, topology=topology)
+    problems = [f"verify: {p.rule}: {p.message}" for p in report.problems if p.severity == "error"]
+    problems += structural_problems(algo, limits)
     modes = ([True] if algo.inplace else []) + ([False] if algo.outofplace else [])
     for inplace in modes:
         result = simulate(algo, inplace=inplace, depth=1)

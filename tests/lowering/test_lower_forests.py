@@ -44,13 +44,21 @@ def test_lowered_program_is_valid(shape, coll, placement, runtime):
 def test_chunk_layout_gives_each_tree_its_multiplicity_in_its_roots_shard():
     f = forest(3, [(chain, 2), (star, 3)])
     assert tree_offsets(f) == [0, 2, 0, 2, 0, 2]
-    plan = build_plan(f, "allgather", instances=2)
+    plan = build_plan(f, "allgather", instances=2, outofplace=False)
     assert plan.nchunksperloop == 3 * 5 * 2
     assert (plan.i_chunks, plan.o_chunks) == (10, 30)
     # root 1's star tree (offset 2, multiplicity 3), instance 1: local chunks 7..9, output chunks 17..19
     sent = {(t.source.buf, t.source.off, t.target.off, t.source.cnt) for t in plan.transfers if t.src == 1}
     assert ("i", 7, 17, 3) in sent
     assert ("i", 2, 12, 3) in sent
+    assert not plan.local_ops  # in place, the input already is the output slot
+    copies = build_plan(f, "allgather", instances=2).local_ops
+    assert {(op.gpu, op.source.off, op.target.off, op.source.cnt) for op in copies if op.gpu == 1} == {
+        (1, 0, 10, 2),
+        (1, 2, 12, 3),
+        (1, 5, 15, 2),
+        (1, 7, 17, 3),
+    }
 
 
 def test_reducescatter_output_is_the_roots_shard_and_scratch_is_sized():

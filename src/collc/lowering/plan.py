@@ -259,11 +259,18 @@ class _Unit:
 
 
 def _allgather(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, copy_own_input: bool) -> None:
-    """Broadcast down the tree: the root sends from its input, every other GPU forwards from ``o``."""
+    """Broadcast down the tree; every GPU sends from ``o`` except a root that skips the copy.
+
+    When the root copies its input into ``o`` (out-of-place files), its sends read that copy: in a
+    file that is also in-place the copy writes the very chunk the sends read, so the sends must be
+    ordered after it (the last-writer table of :mod:`collc.lowering.emit` adds those waits).
+    """
     first_send = None
+    output = Span("o", unit.chunk, unit.cnt)
     for node in _bfs(unit.root, shape):
         for child in shape.children[node]:
-            source = Span("i", unit.local, unit.cnt) if node == unit.root else Span("o", unit.chunk, unit.cnt)
+            own_input = node == unit.root and not copy_own_input
+            source = Span("i", unit.local, unit.cnt) if own_input else output
             key = unit.key(DOWN, 2 * shape.depth[child])
             index = builder.transfer(
                 key, node, child, source, Span("o", unit.chunk, unit.cnt), plane_of[(node, child)]
