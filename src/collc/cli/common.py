@@ -62,8 +62,9 @@ def topology_argument(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(command)
     def wrapper(*args: Any, topo: str, settings: tuple[str, ...], **kwargs: Any) -> Any:
-        topology = load_topology(topo, settings)
-        click.get_current_context().meta[_SOURCE_KEY] = (topo, parse_settings(settings, topo))
+        values = parse_settings(settings, topo)
+        topology = load(topo, values, on_warning=print_warning)
+        click.get_current_context().meta[_SOURCE_KEY] = (topo, values)
         return command(*args, topology=topology, **kwargs)
 
     return wrapper
