@@ -67,52 +67,51 @@ def _fuses(previous: Step, step: Step, pending_waits: list[tuple[int, int]]) -> 
     )
 
 
+@dataclass
+class _Chain:
+    """Steps that execute as one transmission (one step, or a fused ``re`` chain) while folding."""
+
+    members: list[Step]
+    first_step: int
+    last_step: int
+    waits: tuple[tuple[int, int], ...]
+    position: int
+
+    def transmission(self) -> Transmission:
+        last = self.members[-1]
+        return Transmission(
+            type=last.type,
+            srcbuf=last.srcbuf,
+            srcoffs=tuple(member.srcoff for member in self.members),
+            dstbuf=last.dstbuf,
+            dstoff=last.dstoff,
+            cnt=last.cnt,
+            waits=self.waits,
+            publishes=self.position if last.hasdep == 1 else None,
+            position=self.position,
+            first_step=self.first_step,
+            last_step=self.last_step,
+        )
+
+
 def fold_threadblock(tb: Threadblock) -> list[Transmission]:
     """The transmissions of ``tb`` in execution order, with the runtime's position counter."""
-    transmissions: list[Transmission] = []
+    chains: list[_Chain] = []
     pending_waits: list[tuple[int, int]] = []
     counted = 0  # positions counted so far: executed steps plus nops with a dependency
-    chain: list[Step] = []
-    chain_first = 0
-    chain_waits: tuple[tuple[int, int], ...] = ()
-
-    def close_chain() -> None:
-        last = chain[-1]
-        transmissions.append(
-            Transmission(
-                type=last.type,
-                srcbuf=last.srcbuf,
-                srcoffs=tuple(member.srcoff for member in chain),
-                dstbuf=last.dstbuf,
-                dstoff=last.dstoff,
-                cnt=last.cnt,
-                waits=chain_waits,
-                publishes=counted - 1 if last.hasdep == 1 else None,
-                position=counted - 1,
-                first_step=chain_first,
-                last_step=chain_first + len(chain) - 1,  # a chain never spans a nop
-            )
-        )
-        chain.clear()
-
     for index, step in enumerate(tb.steps):
         if step.type == "nop":
             if step.depid >= 0:
                 pending_waits.append((step.depid, step.deps))
                 counted += 1
             continue
-        if chain and _fuses(chain[-1], step, pending_waits):
-            chain.append(step)
-            counted += 1
-            continue
-        if chain:
-            close_chain()
-        waits = [*pending_waits, (step.depid, step.deps)] if step.depid >= 0 else list(pending_waits)
-        pending_waits.clear()
-        chain.append(step)
-        chain_first = index
-        chain_waits = tuple(waits)
         counted += 1
-    if chain:
-        close_chain()
-    return transmissions
+        if chains and _fuses(chains[-1].members[-1], step, pending_waits):
+            chain = chains[-1]
+            chain.members.append(step)
+            chain.last_step, chain.position = index, counted - 1
+            continue
+        own = [(step.depid, step.deps)] if step.depid >= 0 else []
+        chains.append(_Chain([step], index, index, (*pending_waits, *own), counted - 1))
+        pending_waits.clear()
+    return [chain.transmission() for chain in chains]
