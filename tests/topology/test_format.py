@@ -343,3 +343,37 @@ links:
 def test_counts_are_bounded() -> None:
     with pytest.raises(InputError, match="'count' must be a whole number from 0 to 1000000, got 10000000"):
         parse("nodes: [{name: gpu, kind: gpu, count: 10 ** 7}]\n")
+
+
+@pytest.mark.parametrize(("boxes", "gpus"), [(1, 1), (1, 3), (2, 2), (3, 4), (5, 2)])
+def test_template_expansion_matches_hand_built_graph(boxes: int, gpus: int) -> None:
+    topology = parse(
+        TEMPLATE_SWEEP,
+        boxes=str(boxes),
+        gpus=str(gpus),
+    )
+    expected: dict[tuple[str, str], Fraction] = {}
+    for b in range(boxes):
+        for i in range(gpus):
+            for a, z, bandwidth in ((f"b{b}.gpu{i}", f"b{b}.sw", 100), (f"b{b}.gpu{i}", f"rail{i}", 25)):
+                expected[(a, z)] = expected[(z, a)] = Fraction(bandwidth)
+    assert topology.arc_bandwidths() == expected
+    assert topology.ranks == tuple(f"b{b}.gpu{i}" for b in range(boxes) for i in range(gpus))
+
+
+TEMPLATE_SWEEP = """
+parameters: {boxes: 1, gpus: 1}
+templates:
+  box:
+    nodes:
+      - {name: gpu, kind: gpu, count: gpus}
+      - {name: sw, kind: switch}
+    links:
+      - {src: "gpu{i}", dst: sw, bandwidth: 100}
+boxes:
+  - {template: box, count: boxes}
+nodes:
+  - {name: rail, kind: switch, count: gpus}
+links:
+  - {src: "b{b}.gpu{i}", dst: "rail{i}", bandwidth: 25}
+"""
