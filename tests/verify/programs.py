@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
+from hypothesis import strategies as st
+
+from collc.msccl.program import STEP_TYPES, Algorithm, GpuProgram, Step, Threadblock
 from collc.msccl.reader import read_xml
 
 #: the shared fixtures: ``<repo>/../shared/fixtures/msccl`` (CI has the same layout)
@@ -58,3 +60,36 @@ def ring_allgather(ngpus: int, proto: str = "Simple") -> Algorithm:
             GpuProgram(rank, 1, ngpus, 0, [Threadblock(0, (rank + 1) % ngpus, (rank - 1) % ngpus, 0, steps)])
         )
     return Algorithm(f"ring_allgather_{ngpus}", proto, 1, ngpus, ngpus, "allgather", 0, 1, 0, 0, gpus)
+
+
+FIXTURE_NAMES = ("ring_allgather_4", "ring_allreduce_4x2", "tree_allreduce_3")
+STEP_FIELDS = ("s", "srcoff", "dstoff", "cnt", "depid", "deps", "hasdep")
+TB_FIELDS = ("send", "recv", "chan")
+
+mutation = st.tuples(
+    st.sampled_from(["step", "tb", "type", "buffer", "drop"]),
+    st.integers(0, 10_000),
+    st.sampled_from(STEP_FIELDS + TB_FIELDS),
+    st.integers(-2, 9),
+)
+
+
+def mutate(name: str, mutations) -> object:
+    algo = fixture(name)
+    for kind, which, field, value in mutations:
+        gpu = algo.gpus[which % len(algo.gpus)]
+        tb = gpu.tbs[which % len(gpu.tbs)]
+        if not tb.steps:
+            continue
+        step = tb.steps[which % len(tb.steps)]
+        if kind == "step" and field in STEP_FIELDS:
+            setattr(step, field, value)
+        elif kind == "tb" and field in TB_FIELDS:
+            setattr(tb, field, value)
+        elif kind == "type":
+            step.type = STEP_TYPES[value % len(STEP_TYPES)]
+        elif kind == "buffer":
+            step.srcbuf = "ios"[value % 3]
+        elif kind == "drop":
+            tb.steps.remove(step)
+    return algo

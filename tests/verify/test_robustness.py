@@ -6,43 +6,11 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collc.msccl.program import STEP_TYPES
 from collc.msccl.writer import to_xml
 from collc.verify import verify, verify_text
 
-from .programs import fixture
-
-FIXTURES = ("ring_allgather_4", "ring_allreduce_4x2", "tree_allreduce_3")
-STEP_FIELDS = ("s", "srcoff", "dstoff", "cnt", "depid", "deps", "hasdep")
-TB_FIELDS = ("send", "recv", "chan")
-
-mutation = st.tuples(
-    st.sampled_from(["step", "tb", "type", "buffer", "drop"]),
-    st.integers(0, 10_000),
-    st.sampled_from(STEP_FIELDS + TB_FIELDS),
-    st.integers(-2, 9),
-)
-
-
-def mutate(name: str, mutations) -> object:
-    algo = fixture(name)
-    for kind, which, field, value in mutations:
-        gpu = algo.gpus[which % len(algo.gpus)]
-        tb = gpu.tbs[which % len(gpu.tbs)]
-        if not tb.steps:
-            continue
-        step = tb.steps[which % len(tb.steps)]
-        if kind == "step" and field in STEP_FIELDS:
-            setattr(step, field, value)
-        elif kind == "tb" and field in TB_FIELDS:
-            setattr(tb, field, value)
-        elif kind == "type":
-            step.type = STEP_TYPES[value % len(STEP_TYPES)]
-        elif kind == "buffer":
-            step.srcbuf = "ios"[value % 3]
-        elif kind == "drop":
-            tb.steps.remove(step)
-    return algo
+from .programs import FIXTURE_NAMES as FIXTURES
+from .programs import fixture, mutate, mutation
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

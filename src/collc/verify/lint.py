@@ -487,7 +487,7 @@ def _check_dependencies(
     for tb in gpu.tbs:
         transmissions = folded.get((gpu.id, tb.id), [])
         for t in transmissions:
-            members = t.last_step - t.first_step + 1
+            members = len(t.srcoffs)
             line = tb.steps[t.first_step].line
             cap = linter.runtime.max_fused_chain
             if cap is not None and members > cap:
@@ -498,7 +498,11 @@ def _check_dependencies(
                     line,
                     'break the chain with hasdep="1" or a different step',
                 )
-            if members > 1 and len({tb.steps[i].cnt for i in range(t.first_step, t.last_step + 1)}) > 1:
+            if (
+                members > 1
+                and len({step.cnt for step in tb.steps[t.first_step : t.last_step + 1] if step.type == "re"})
+                > 1
+            ):
                 linter.warning(
                     "re-chain-cnt",
                     f"rank {gpu.id} tb {tb.id} steps {t.first_step}…{t.last_step} fuse into one re "

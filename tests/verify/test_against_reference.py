@@ -1,0 +1,40 @@
+"""The event-driven simulator agrees with a naive round-robin reference on mutated small programs."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collc.verify import simulation_cases
+from collc.verify.fold import fold_threadblock
+from collc.verify.lint import BLOCKS_SIMULATION, lint
+from collc.verify.runtimes import profile
+from collc.verify.simulate import simulate
+
+from . import reference
+from .programs import mutate, mutation
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["ring_allgather_4", "ring_allreduce_4x2", "tree_allreduce_3"]),
+    st.lists(mutation, max_size=3),
+)
+def test_simulator_agrees_with_the_reference(name: str, mutations) -> None:
+    algo = mutate(name, mutations)
+    algo.inplace, algo.outofplace = 0, 1
+    folded = {(gpu.id, tb.id): fold_threadblock(tb) for gpu in algo.gpus for tb in gpu.tbs}
+    problems = lint(algo, profile("msccl-executor"), folded)
+    if any(p.rule in BLOCKS_SIMULATION for p in problems if p.severity == "error"):
+        return
+    for case in simulation_cases(algo):
+        rules = {p.rule for p in simulate(algo, algo.coll, folded, case)}
+        outcome = reference.run(algo, folded, case.depth, case.call_chunks)
+        assert outcome.mismatch == ("cnt-mismatch" in rules), (case, rules)
+        if outcome.mismatch:
+            continue
+        assert (not outcome.finished) == ("deadlock" in rules), (case, rules)
+        if outcome.finished:
+            assert outcome.leftover == ("leftover-message" in rules), (case, rules)
+            if "race" not in rules:
+                assert outcome.postcondition_holds == ("postcondition" not in rules), (case, rules)
