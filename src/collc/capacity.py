@@ -19,10 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd, lcm
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from collc.topology.model import Topology
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class CapacityGraph:
 
     def to_networkx(self) -> nx.DiGraph:
         """A networkx view (attribute ``capacity``) for modelling and tests; not for hot loops."""
+        import networkx as nx  # imported here: networkx costs ~0.5 s of start-up for every command
+
         graph = nx.DiGraph()
         graph.add_nodes_from(range(self.num_nodes))
         graph.add_weighted_edges_from(self.arcs, weight="capacity")
