@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collc.capacity import capacity_graph
+from collc.solver import solve
 from collc.solver.bound import integer_capacities, optimal_bound
 from collc.solver.splitting import SwitchFreeGraph, remove_switches
 from collc.topology import load
@@ -89,3 +90,19 @@ def test_random_splitting_keeps_rooted_connectivity(topology: Topology) -> None:
     bound_k = split.k
     assert min(_rooted_connectivity(graph.num_gpus, bound_k, split.capacities)) >= graph.num_gpus * bound_k
     _check_routes(split, graph, capacities)
+
+
+def test_spreading_gives_shallow_trees_on_rail_fabrics() -> None:
+    topology = load("dgx-h100-rail", {"boxes": "4"})
+    graph = capacity_graph(topology)
+    bound = optimal_bound(graph)
+    capacities = integer_capacities(graph, bound)
+    spread = remove_switches(graph, capacities, bound.k)
+    greedy = remove_switches(graph, capacities, bound.k, spread=1)
+    # fanning each GPU's NVSwitch/rail capacity out over several partners gives more logical arcs
+    assert len(spread.capacities) > 2 * len(greedy.capacities)
+    assert min(_rooted_connectivity(32, bound.k, spread.capacities)) >= 32 * bound.k
+    assert min(_rooted_connectivity(32, bound.k, greedy.capacities)) >= 32 * bound.k
+    forest = solve(topology).forest
+    mean_height = sum(t.height() * t.multiplicity for t in forest.trees) / (32 * forest.k)
+    assert mean_height < 3

@@ -95,7 +95,7 @@ class _Packer:
 
     def maybe_rebuild(self, live: list[LogicalTree]) -> None:
         """Rebuild when finished trees' arcs outnumber the live ones (amortised linear cost)."""
-        if self.dead_arcs > max(1000, self.network.num_arcs - self.dead_arcs):
+        if self.dead_arcs > max(64, self.network.num_arcs - self.dead_arcs):
             self._build(live)
 
     def new_tree(self, root: int, multiplicity: int, edges: list[Arc], vertices: list[int]) -> LogicalTree:
@@ -104,28 +104,44 @@ class _Packer:
         self.unfinished += multiplicity
         return tree
 
-    def _admissible(self, tree: LogicalTree, x: int, y: int) -> int:
-        """The largest ``μ`` (module docstring) for adding ``(x, y)`` to ``tree`` (its hub arc is 0)."""
+    def _admissible(self, tree: LogicalTree, x: int, y: int) -> tuple[int, frozenset[int] | None]:
+        """The largest ``μ`` (module docstring) for adding ``(x, y)`` to ``tree`` (its hub arc is 0).
+
+        When the max-flow term decides ``μ``, also returns the GPUs of a minimum cut's sink side
+        ``X``: once ``μ`` copies take the arc, ``X`` is tight for ``tree`` (``ρ(X) = need(X)``).
+        """
         bound = min(tree.multiplicity, self.capacity.get((x, y), 0))
         if bound == 0:
-            return 0
+            return 0, None
         self.network.set_capacity(self.hub_to[x], self.infinite)
-        flow = self.network.max_flow(self.hub, y)
+        slack = self.network.max_flow(self.hub, y) - (self.unfinished - tree.multiplicity)
+        tight = None
+        if slack <= bound:
+            source_side = set(self.network.source_side())
+            tight = frozenset(v for v in range(self.num_gpus) if v not in source_side)
         self.network.set_capacity(self.hub_to[x], 0)
-        return max(0, min(bound, flow - (self.unfinished - tree.multiplicity)))
+        return max(0, min(bound, slack)), tight
 
     def grow(self, tree: LogicalTree, queue: deque[LogicalTree]) -> None:
-        """Grow ``tree`` breadth first into a spanning tree, splitting off clones as needed."""
+        """Grow ``tree`` breadth first into a spanning tree, splitting off clones as needed.
+
+        A tight set ``X`` stays tight while ``tree`` grows (capacities only shrink and the other
+        trees do not change), so no later arc from ``R_τ - X`` into ``X`` can be added: such arcs are
+        skipped without a max-flow.
+        """
         self.network.set_capacity(tree.hub_arc, 0)
         members = set(tree.vertices)
+        tight_sets: list[frozenset[int]] = []
         position = 0
         while position < len(tree.vertices):
             x = tree.vertices[position]
             position += 1
             for y in self.out_neighbours[x]:
-                if y in members:
+                if y in members or any(y in tight and x not in tight for tight in tight_sets):
                     continue
-                mu = self._admissible(tree, x, y)
+                mu, tight = self._admissible(tree, x, y)
+                if tight is not None:
+                    tight_sets.append(tight)
                 if mu == 0:
                     continue
                 if mu < tree.multiplicity:

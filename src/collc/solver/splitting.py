@@ -50,6 +50,8 @@ from collc.solver.maxflow import FlowNetwork
 Arc = tuple[int, int]
 Path = tuple[int, ...]
 
+SPREAD = 8  # partners an in-arc's capacity is first shared among (docs/solver.md: shallower trees)
+
 
 @dataclass
 class SwitchFreeGraph:
@@ -76,6 +78,7 @@ class _Splitter:
     def __init__(self, graph: CapacityGraph, capacities: Sequence[int], k: int):
         self.graph = graph
         self.num_gpus = graph.num_gpus
+        self.k = k
         self.demand = graph.num_gpus * k
         self.source = graph.num_nodes
         self.network = FlowNetwork(graph.num_nodes + 1)
@@ -120,9 +123,10 @@ class _Splitter:
     # -- slack computations -----------------------------------------------------------------------
     def _min_entering(
         self, merged_sources: Sequence[int], sink: int, merged_sinks: Sequence[int], enough: int
-    ) -> int:
+    ) -> tuple[int, frozenset[int] | None]:
         """Smallest ``ρ(X)`` over GPU-holding ``X ∋ sink`` that contain ``merged_sinks`` and avoid ``s``
-        and ``merged_sources`` -- or any value ``>= enough`` once the minimum is known to reach it.
+        and ``merged_sources`` -- or any value ``>= enough`` once the minimum is known to reach it --
+        and, when below ``enough``, a set ``X`` attaining it.
 
         If the largest minimum-cut sink side holds no GPU, the constraint is enforced by merging
         one GPU ``v`` at a time into the sink. Only GPUs reachable from the sink side through
@@ -136,23 +140,30 @@ class _Splitter:
             self.network.set_capacity(arc, self.infinite)
         try:
             value = self.network.max_flow(self.source, sink)
-            if value >= enough or sink < self.num_gpus or any(b < self.num_gpus for b in merged_sinks):
-                return value
-            reachable = set(self.network.source_side())
-            if any(v not in reachable for v in range(self.num_gpus)):
-                return value  # the largest sink side holds a GPU: the constraint is free
-            best = self.infinite
+            if value >= enough:
+                return value, None
+            cut = self._largest_sink_side()
+            if any(v < self.num_gpus for v in cut):
+                return value, cut  # the largest sink side holds a GPU: the constraint is free
+            best, best_cut = self.infinite, None
             for gpu in self._switch_reachable_gpus([sink, *merged_sinks], merged_sources):
                 arc = self._gadget(gpu, sink)
                 self.network.set_capacity(arc, self.infinite)
-                best = min(best, self.network.max_flow(self.source, sink))
+                flow = self.network.max_flow(self.source, sink)
+                if flow < best:
+                    best, best_cut = flow, self._largest_sink_side()
                 self.network.set_capacity(arc, 0)
                 if best <= self.demand:
                     break
-            return best
+            return best, best_cut
         finally:
             for arc in arcs:
                 self.network.set_capacity(arc, 0)
+
+    def _largest_sink_side(self) -> frozenset[int]:
+        """Vertices (super source excluded) on the sink side of the last max-flow's largest min cut."""
+        reachable = set(self.network.source_side())
+        return frozenset(v for v in range(self.source) if v not in reachable)
 
     def _switch_reachable_gpus(self, starts: Sequence[int], avoided: Sequence[int]) -> list[int]:
         """GPUs reached from ``starts`` along arcs whose inner vertices are switches, avoiding ``avoided``."""
@@ -172,15 +183,28 @@ class _Splitter:
                     frontier.append(head)
         return sorted(gpus)
 
-    def admissible(self, u: int, w: int, t: int) -> int:
-        """The largest ``α`` by which ``(u, w), (w, t)`` can be split off keeping (*)."""
-        alpha = min(self.capacity.get((u, w), 0), self.capacity.get((w, t), 0))
-        if alpha == 0:
-            return 0
-        alpha = min(alpha, self._min_entering([w], t, [u], self.demand + alpha) - self.demand)  # family B
+    def admissible(
+        self, u: int, w: int, t: int, limit: int | None = None
+    ) -> tuple[int, list[frozenset[int]]]:
+        """The largest ``α <= limit`` by which ``(u, w), (w, t)`` can be split off keeping (*), and
+        the dangerous sets that are tight once ``α`` is split off (they block later pairs)."""
+        cap = min(self.capacity.get((u, w), 0), self.capacity.get((w, t), 0))
+        if limit is not None:
+            cap = min(cap, limit)
+        if cap == 0:
+            return 0, []
+        slack_b, set_b = self._min_entering([w], t, [u], self.demand + cap)
+        alpha = min(cap, slack_b - self.demand)
         if alpha <= 0:
-            return 0
-        return max(0, min(alpha, self._min_entering([u, t], w, [], self.demand + alpha) - self.demand))  # A
+            return 0, [set_b] if set_b is not None else []
+        slack_a, set_a = self._min_entering([u, t], w, [], self.demand + alpha)
+        alpha = max(0, min(alpha, slack_a - self.demand))
+        tight = [
+            x
+            for x, slack in ((set_b, slack_b), (set_a, slack_a))
+            if x is not None and slack - self.demand == alpha
+        ]
+        return alpha, tight
 
     # -- the splitting itself ---------------------------------------------------------------------
     def split(self, u: int, w: int, t: int, alpha: int) -> None:
@@ -195,28 +219,68 @@ class _Splitter:
         for head, tail, units in _pair(first, second):
             joined.append([head + tail[1:], units])
 
-    def remove_switch(self, w: int) -> None:
-        """Split off every in-arc of switch ``w`` as far as admissible, then delete ``w``."""
+    def remove_switch(self, w: int, spread: int) -> None:
+        """Split off every in-arc of switch ``w`` as far as admissible, then delete ``w``.
+
+        For each in-arc ``(u, w)`` a first pass offers each of the first ``spread`` partners an equal
+        share of ``c(u, w)`` (a share of at least ``k``, so a root's ``k`` trees need not split
+        because of it), so one GPU's capacity fans out over several logical arcs: shallower trees.
+        A second pass splits what is left greedily. Every split is admissible either way.
+        """
+        self.tight: list[frozenset[int]] = []  # tight dangerous sets of w
         for u in sorted(self.in_neighbours[w]):
-            for t in self._partners(u, w):
-                if self.capacity.get((u, w), 0) == 0:
-                    break
-                alpha = self.admissible(u, w, t)
-                if alpha > 0:
-                    self.split(u, w, t, alpha)
+            partners = self._partners(u, w)
+            fan = min(spread, len(partners), self.capacity[(u, w)] // self.k)  # shares of at least k
+            if fan > 1:
+                self._split_towards(u, w, partners[:fan], -(-self.capacity[(u, w)] // fan))
+            self._split_towards(u, w, partners, None)
         for u in sorted(self.in_neighbours[w]):
             self.dropped += self.capacity[(u, w)]
             self._set(u, w, 0)
         for t in sorted(self.out_neighbours[w]):
             self._set(w, t, 0)
 
+    def _split_towards(self, u: int, w: int, partners: list[int], share: int | None) -> None:
+        """Split ``(u, w)`` with each partner in turn, at most ``share`` units each (None: no limit).
+
+        A tight dangerous set stays tight (splitting never raises ``ρ``), so a pair it separates
+        the dangerous way (family B: ``u, t ∈ X``; family A: ``u, t ∉ X ∋ w``) is skipped without a
+        max-flow.
+        """
+        for t in partners:
+            if self.capacity.get((u, w), 0) == 0:
+                return
+            if any((u in x) == (t in x) == (w not in x) for x in self.tight):
+                continue
+            alpha, tight = self.admissible(u, w, t, share)
+            self.tight += tight
+            if alpha > 0:
+                self.split(u, w, t, alpha)
+
     def _partners(self, u: int, w: int) -> list[int]:
-        """Out-neighbours ``t != u`` of ``w``, GPUs first, then in vertex order (deterministic)."""
-        return sorted((t for t in self.out_neighbours[w] if t != u), key=lambda t: (t >= self.num_gpus, t))
+        """Out-neighbours ``t != u`` of ``w``: GPUs in cyclic rank order after ``u`` (so different
+        GPUs of a box or rail start with different partners), then switches (deterministic)."""
+        n = self.num_gpus
+        return sorted(
+            (t for t in self.out_neighbours[w] if t != u),
+            key=lambda t: (t >= n, (t - u) % n if t < n else t),
+        )
 
     def next_switch(self, remaining: set[int]) -> int:
-        """The remaining switch with the fewest split pairs: small switches (NVSwitch, NIC) first."""
-        return min(remaining, key=lambda w: (len(self.in_neighbours[w]) * len(self.out_neighbours[w]), w))
+        """The next switch to remove: edge switches first (fewest switch neighbours: NVSwitch, NIC,
+        rail before IB and spine), then the fewest split pairs.
+
+        Removing an edge switch leaves GPU-to-GPU or GPU-to-core arcs, so the GPU-holding condition
+        of the slack computations stays cheap; removing a core switch first would join switches to
+        switches and make every later test loop over many GPUs.
+        """
+
+        def cost(w: int) -> tuple[int, int, int]:
+            neighbours = self.in_neighbours[w] | self.out_neighbours[w]
+            switches = sum(1 for v in neighbours if v >= self.num_gpus)
+            return switches, len(self.in_neighbours[w]) * len(self.out_neighbours[w]), w
+
+        return min(remaining, key=cost)
 
     def check(self) -> None:
         """Final check of (*) on the switch-free graph: one max-flow per GPU (module docstring)."""
@@ -283,11 +347,14 @@ def _pair(first: list[tuple[Path, int]], second: list[tuple[Path, int]]) -> list
     return paired
 
 
-def remove_switches(graph: CapacityGraph, capacities: Sequence[int], k: int) -> SwitchFreeGraph:
+def remove_switches(
+    graph: CapacityGraph, capacities: Sequence[int], k: int, spread: int = SPREAD
+) -> SwitchFreeGraph:
     """Remove every non-GPU vertex of ``graph`` by edge splitting (module docstring).
 
     ``capacities`` are the integer tree capacities per arc of ``graph.arcs`` (``floor(U·b_e)``, see
-    :func:`collc.solver.bound.integer_capacities`) and ``k`` the trees per root.
+    :func:`collc.solver.bound.integer_capacities`) and ``k`` the trees per root; ``spread`` is the
+    number of partners each in-arc's capacity is first shared among (1: plain greedy).
     """
     splitter = _Splitter(graph, capacities, k)
     remaining = set(range(graph.num_gpus, graph.num_nodes))
@@ -296,7 +363,7 @@ def remove_switches(graph: CapacityGraph, capacities: Sequence[int], k: int) -> 
         switch = splitter.next_switch(remaining)
         remaining.discard(switch)
         order.append(switch)
-        splitter.remove_switch(switch)
+        splitter.remove_switch(switch, spread)
     splitter.check()
     routes = {arc: [(path, units) for path, units in queue] for arc, queue in sorted(splitter.routes.items())}
     return SwitchFreeGraph(
