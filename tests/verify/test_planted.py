@@ -24,13 +24,14 @@ def test_unmodified_programs_are_clean() -> None:
 
 def test_deadlock_through_fifo_depth_names_the_cycle() -> None:
     """Send 3 chunks before receiving: Simple buffers 2 calls per connection, LL 8 (§4.4)."""
-    report = verify(exchange(3, "Simple"))
+    report = verify(exchange(3, "Simple"), filename="exchange.xml")
     (deadlock,) = [p for p in report.problems if p.rule == "deadlock"]
     assert "cycle of waits" in deadlock.message
     assert "rank 0 tb 0 step 1 (s) waits for room in the FIFO to rank 1" in deadlock.message
     assert "rank 1 tb 0 step 1 (s) waits for room in the FIFO to rank 0" in deadlock.message
     assert "one chunk per call" in deadlock.message
-    assert deadlock.location is not None
+    assert deadlock.location is not None and deadlock.location.file == "exchange.xml"
+    assert all(p.location is None for p in verify(exchange(3, "Simple")).problems)  # IR without lines
     assert verify(exchange(3, "LL")).problems == []
     assert verify(exchange(9, "LL")).rules() == {"deadlock"}
 

@@ -175,7 +175,9 @@ class Simulator:
             return
         location = None
         if gid is not None and step is not None and 0 <= step < len(self.steps[gid]):
-            location = Location(self.filename, self.steps[gid][step].line)
+            line = self.steps[gid][step].line
+            if line is not None or self.filename is not None:  # IR from the lowering has no lines
+                location = Location(self.filename, line)
         self.problems.append(Problem(rule, severity, f"{message} ({self.case})", location, hint))  # type: ignore[arg-type]
 
     def where(self, gid: int, step: int) -> str:
