@@ -45,3 +45,4 @@ from collc.cli import verify as _verify  # noqa: E402,F401
 from collc.cli import trees as _trees  # noqa: E402,F401
 from collc.cli import simulate as _simulate  # noqa: E402,F401
 from collc.cli import report as _report  # noqa: E402,F401
+from collc.cli import compile as _compile  # noqa: E402,F401

@@ -1,0 +1,83 @@
+"""``collc compile TOPO -o FILE``: a verified MSCCL XML schedule for a topology (issue 5).
+
+The command is a thin layer over :func:`collc.lowering.compile_schedule`: parse options, compile,
+write the file atomically (only a verified program is ever written), print the report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from collc.cli import main
+from collc.cli.common import topology_argument
+from collc.cli.verify import parse_bytes
+from collc.errors import InputError
+from collc.fileio import atomic_write
+from collc.lowering.compile import CompileOptions, compile_schedule, report_lines
+from collc.lowering.limits import RUNTIMES
+from collc.lowering.plan import COLLECTIVES
+from collc.msccl.program import PROTOCOLS
+from collc.topology.model import Topology
+
+
+def _size(option: str, text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except InputError as error:
+        raise InputError(error.message.replace("--bytes", option), hint=error.hint) from None
+
+
+@main.command("compile")
+@topology_argument
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="XML file to write.")
+@click.option("--coll", type=click.Choice(COLLECTIVES), default="allreduce", show_default=True)
+@click.option("--runtime", type=click.Choice(RUNTIMES), default=None, help="Default: the topology's runtime.")
+@click.option("--proto", type=click.Choice(PROTOCOLS), default="Simple", show_default=True)
+@click.option("--inplace", "only_inplace", is_flag=True, help="Only for in-place calls (default: both).")
+@click.option("--outofplace", "only_outofplace", is_flag=True, help="Only for out-of-place calls.")
+@click.option("--min-bytes", default="0", show_default=True, help="Smallest call size (e.g. 1MiB).")
+@click.option("--max-bytes", default="0", show_default=True, help="Largest call size, 0 = unbounded.")
+@click.option("--instances", type=int, default=1, show_default=True, help="Copies of the schedule.")
+@click.option("--k", "k", type=int, default=None, help="Exactly K trees per root (no search).")
+@click.option("--max-k", type=int, default=None, help="At most MAX_K trees per root.")
+@click.option("--align", type=int, default=None, help="Serve counts that are multiples of ALIGN elements.")
+def compile_command(
+    topology: Topology,
+    output: str,
+    coll: str,
+    runtime: str | None,
+    proto: str,
+    only_inplace: bool,
+    only_outofplace: bool,
+    min_bytes: str,
+    max_bytes: str,
+    instances: int,
+    k: int | None,
+    max_k: int | None,
+    align: int | None,
+) -> None:
+    """Compile TOPO's optimal forest into a verified MSCCL XML algorithm file."""
+    target = Path(output)
+    if not target.parent.is_dir():
+        raise InputError(
+            f"directory {target.parent} does not exist", hint="create it or choose another -o path"
+        )
+    both = only_inplace == only_outofplace
+    options = CompileOptions(
+        coll=coll,
+        runtime=runtime,
+        proto=proto,
+        inplace=both or only_inplace,
+        outofplace=both or only_outofplace,
+        min_bytes=_size("--min-bytes", min_bytes),
+        max_bytes=_size("--max-bytes", max_bytes),
+        instances=instances,
+        k=k,
+        max_k=max_k,
+        align=align,
+    )
+    result = compile_schedule(topology, options)
+    atomic_write(target, result.xml)
+    click.echo("\n".join(report_lines(result, output)))

@@ -1,0 +1,309 @@
+"""``compile_schedule``: topology -> solved forest -> fitted, verified MSCCL program (issue 5).
+
+Choosing k (docs/lowering.md §5). The runtime uses a file only for calls whose element count times the
+collective's size multiplier is divisible by ``nchunksperloop`` (msccl-xml.md §1.1), so divisibility is
+a constraint like the runtime limits. By default the file must serve power-of-two counts (what users
+call with); ``align=A`` asks for every count that is a multiple of A instead. Candidates are the
+optimal k and powers of two up to ``min(64, 2·k*)``; each is priced with the exact fixed-k bound, and
+the best-throughput candidate that serves the counts and fits the runtime's limits is emitted (ties go
+to the smaller k). ``k`` / ``max_k`` override the search. Nothing is returned unless the verifier
+accepts the program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from math import gcd
+
+from collc.capacity import capacity_graph
+from collc.errors import InputError, InvariantError
+from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
+from collc.lowering.lower import DoesNotFit, Lowered, LoweringOptions, coll_algbw, lower
+from collc.lowering.plan import COLLECTIVES, network_planes
+from collc.msccl.program import PROTOCOLS
+from collc.msccl.writer import to_xml
+from collc.solver import Solution, solve
+from collc.solver.bound import fixed_k_bound, optimal_bound
+from collc.solver.symmetry import automorphisms
+from collc.topology.model import Topology
+from collc.verify import VerifyReport, verify
+
+MAX_AUTO_K = 64
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything ``collc compile`` can be asked for (``runtime=None``: the topology's, else executor)."""
+
+    coll: str = "allreduce"
+    runtime: str | None = None
+    proto: str = "Simple"
+    inplace: bool = True
+    outofplace: bool = True
+    min_bytes: int = 0
+    max_bytes: int = 0
+    instances: int = 1
+    k: int | None = None
+    max_k: int | None = None
+    align: int | None = None  # None: serve power-of-two counts
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Which per-call element counts (the API's ``count``) select the file."""
+
+    quantum: int  # counts that are multiples of this are served
+    policy: str  # what was asked for, in words
+    satisfied: bool
+
+    def describe(self) -> str:
+        text = f"every count that is a multiple of {self.quantum} elements"
+        if self.quantum & (self.quantum - 1) == 0:
+            text += f" (all powers of two >= {self.quantum})"
+        return text
+
+
+def size_multiplier(coll: str, num_gpus: int) -> int:
+    """msccl-xml.md §1.1: allgather and reducescatter counts are per rank."""
+    return num_gpus if coll in ("allgather", "reducescatter") else 1
+
+
+def serving(nchunksperloop: int, coll: str, num_gpus: int, align: int | None) -> Serving:
+    """The counts a file with ``nchunksperloop`` serves, and whether that meets the request."""
+    multiplier = size_multiplier(coll, num_gpus)
+    quantum = nchunksperloop // gcd(nchunksperloop, multiplier)
+    if align is None:
+        return Serving(quantum, "power-of-two counts", quantum & (quantum - 1) == 0)
+    return Serving(quantum, f"counts that are multiples of {align}", align % quantum == 0)
+
+
+@dataclass
+class CompileResult:
+    """A verified program and the facts ``collc compile`` reports about it."""
+
+    topology: Topology
+    options: CompileOptions
+    runtime: str
+    limits: RuntimeLimits
+    solution: Solution
+    lowered: Lowered
+    instances: int
+    optimal_algbw: Fraction
+    emitted_algbw: Fraction
+    serving: Serving
+    verification: VerifyReport
+    xml: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def algorithm(self):
+        return self.lowered.algorithm
+
+    @property
+    def given_up(self) -> Fraction:
+        """Fraction of the optimal algbw the emitted schedule gives up (0 when optimal)."""
+        return 1 - self.emitted_algbw / self.optimal_algbw
+
+
+def _check_options(options: CompileOptions, topology: Topology) -> str:
+    if options.coll not in COLLECTIVES:
+        raise InputError(f"unknown collective {options.coll!r}", hint=f"use one of: {', '.join(COLLECTIVES)}")
+    if options.proto not in PROTOCOLS:
+        raise InputError(f"unknown protocol {options.proto!r}", hint=f"use one of: {', '.join(PROTOCOLS)}")
+    runtime = options.runtime or topology.metadata.runtime or "msccl-executor"
+    if runtime not in RUNTIMES:
+        raise InputError(f"unknown runtime {runtime!r}", hint=f"use one of: {', '.join(RUNTIMES)}")
+    if not (options.inplace or options.outofplace):
+        raise InputError("the file must be usable in place, out of place or both")
+    if options.min_bytes < 0 or options.max_bytes < 0:
+        raise InputError("--min-bytes and --max-bytes must not be negative")
+    if options.max_bytes and options.min_bytes > options.max_bytes:
+        raise InputError(
+            f"--min-bytes {options.min_bytes} is above --max-bytes {options.max_bytes}",
+            hint="--max-bytes 0 means no upper limit",
+        )
+    if options.instances < 1:
+        raise InputError(f"--instances must be at least 1, got {options.instances}")
+    if options.align is not None and options.align < 1:
+        raise InputError(f"--align must be a positive element count, got {options.align}")
+    if options.k is not None and options.max_k is not None:
+        raise InputError("--k and --max-k cannot be combined", hint="give either a fixed k or a budget")
+    if topology.num_gpus < 2:
+        raise InputError(
+            f"topology {topology.name!r} has {topology.num_gpus} GPU; a collective needs two or more"
+        )
+    return runtime
+
+
+def _k_candidates(
+    topology: Topology, options: CompileOptions, instances: int
+) -> tuple[list[int | None], list[str]]:
+    """k values to try, best first (``None`` = the solver's optimal k), with notes on the choice."""
+    if options.k is not None or options.max_k is not None:
+        return [options.k], []
+    graph = capacity_graph(topology)
+    if options.coll == "reducescatter":
+        graph = graph.reversed()
+    symmetries = automorphisms(topology, graph)
+    optimum = optimal_bound(graph, symmetries)
+    priced: dict[int, Fraction] = {optimum.k: optimum.allgather_algbw}
+    power = 1
+    while power <= min(MAX_AUTO_K, 2 * optimum.k):
+        if power not in priced:
+            priced[power] = fixed_k_bound(graph, power, symmetries).allgather_algbw
+        power *= 2
+    n = topology.num_gpus
+
+    def serves(k: int) -> bool:
+        return serving(n * k * instances, options.coll, n, options.align).satisfied
+
+    ranked = sorted(priced, key=lambda k: (-priced[k], k))
+    fitting = [k for k in ranked if serves(k)]
+    notes = []
+    if not fitting:
+        policy = serving(n * instances, options.coll, n, options.align).policy
+        notes.append(
+            f"no k lets nchunksperloop divide {policy} for {options.coll} on {n} GPUs; "
+            "the file serves only the counts listed below (use --align with the counts you call with)"
+        )
+        fitting = ranked
+    elif fitting[0] != optimum.k:
+        policy = serving(n * instances, options.coll, n, options.align).policy
+        notes.append(
+            f"k = {optimum.k} (the optimum) would make nchunksperloop = {n * optimum.k * instances}, "
+            f"which does not divide {policy}; trying k in {fitting}"
+        )
+    return [None if k == optimum.k else k for k in fitting], notes
+
+
+def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResult:
+    """Solve, lower, fit and verify a schedule for ``topology``; raises if nothing fits or a check fails."""
+    runtime = _check_options(options, topology)
+    limits = limits_for(topology, runtime)
+    planes = network_planes(topology)
+    instance_options = []
+    count = options.instances
+    while count >= 1:
+        instance_options.append(count)
+        count //= 2
+    failures: list[str] = []
+    for instances in instance_options:
+        candidates, notes = _k_candidates(topology, options, instances)
+        for k in candidates:
+            solution = solve(topology, k=k, max_k=options.max_k, reverse=options.coll == "reducescatter")
+            lowering = LoweringOptions(
+                coll=options.coll,
+                proto=options.proto,
+                inplace=options.inplace,
+                outofplace=options.outofplace,
+                min_bytes=options.min_bytes,
+                max_bytes=options.max_bytes,
+                instances=instances,
+                name=_name(topology, options.coll, solution.forest.k, instances),
+            )
+            try:
+                lowered = lower(solution.forest, lowering, limits, planes=planes)
+            except DoesNotFit as error:
+                failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
+                continue
+            if failures:
+                notes.append("did not fit: " + "; ".join(failures))
+            return _finish(topology, options, runtime, limits, solution, lowered, instances, notes)
+    raise DoesNotFit(
+        f"no schedule fits {runtime} on {topology.name}: " + "; ".join(failures),
+        hint="try --max-k with a small budget, --instances 1, or the other runtime's limits; "
+        "a file cannot hold more than 4096 elements per rank",
+    )
+
+
+def _name(topology: Topology, coll: str, k: int, instances: int) -> str:
+    return f"collc-{topology.name}-{topology.num_gpus}gpus-{coll}-k{k}-i{instances}"[:200]
+
+
+def _finish(topology, options, runtime, limits, solution, lowered, instances, notes) -> CompileResult:
+    algo = lowered.algorithm
+    report = verify(algo, runtime=runtime, topology=topology)
+    if not report.ok:
+        problems = "; ".join(f"{p.rule}: {p.message}" for p in report.errors[:10])
+        raise InvariantError(
+            f"the lowered program failed verification ({len(report.errors)} errors): {problems}"
+        )
+    bound = solution.bound
+    optimal_forest_algbw = bound.optimal_x_star * bound.num_gpus
+    optimal_algbw = optimal_forest_algbw / 2 if options.coll == "allreduce" else optimal_forest_algbw
+    if lowered.lanes_capped:
+        notes.append(
+            "some links got fewer threadblocks than their traffic needs (threadblock limit); "
+            "expect less than the emitted algbw on those links"
+        )
+    return CompileResult(
+        topology=topology,
+        options=options,
+        runtime=runtime,
+        limits=limits,
+        solution=solution,
+        lowered=lowered,
+        instances=instances,
+        optimal_algbw=optimal_algbw,
+        emitted_algbw=coll_algbw(solution.forest, options.coll),
+        serving=serving(algo.nchunksperloop, options.coll, topology.num_gpus, options.align),
+        verification=report,
+        xml=to_xml(algo),
+        notes=notes,
+    )
+
+
+def _gbps(value: Fraction) -> str:
+    return f"{float(value):.3f} GB/s"
+
+
+def deploy_lines(runtime: str, filename: str) -> list[str]:
+    """How to make the runtime load the file (msccl-xml.md §1.1, §1.2, §1.3)."""
+    lines = [
+        f"  mkdir -p msccl-algorithms && cp {filename} msccl-algorithms/   # only algorithm files in it",
+        "  export MSCCL_ALGO_DIR=$PWD/msccl-algorithms                   # same content on every node",
+    ]
+    if runtime == "rccl":
+        lines.append("  export RCCL_MSCCL_ENABLE=1 RCCL_MSCCL_FORCE_ENABLE=1           # ROCm >= 6.1")
+    else:
+        lines.append(
+            "  export NCCL_MSCCL_ENABLE=1            # default; one GPU per process (msccl-executor-nccl)"
+        )
+    return lines
+
+
+def report_lines(result: CompileResult, filename: str) -> list[str]:
+    """The short human report ``collc compile`` prints."""
+    algo, usage, limits = result.algorithm, result.lowered.usage, result.limits
+    forest = result.solution.forest
+    placement = {(1, 1): "in-place and out-of-place", (1, 0): "in-place", (0, 1): "out-of-place"}
+    lines = [
+        f"wrote {filename}: {algo.coll} on {result.topology.name} ({algo.ngpus} GPUs) for {result.runtime}, "
+        f"{algo.proto}, {placement[(algo.inplace, algo.outofplace)]}",
+        f"  optimal algbw    {_gbps(result.optimal_algbw)}",
+    ]
+    if result.emitted_algbw < result.optimal_algbw:
+        lines.append(
+            f"  emitted algbw    {_gbps(result.emitted_algbw)} "
+            f"({float(result.given_up) * 100:.2f} % below the optimum)"
+        )
+    else:
+        lines.append(f"  emitted algbw    {_gbps(result.emitted_algbw)} (optimal)")
+    lines += [
+        f"  trees            {len(forest.trees)} (k = {forest.k} per root, {result.instances} instance(s)), "
+        f"nchunksperloop = {algo.nchunksperloop}",
+        f"  serves           {result.serving.describe()}"
+        + ("" if result.serving.satisfied else f" -- NOT all {result.serving.policy}"),
+        f"  threadblocks     {usage.max_tbs} per GPU (limit {limits.max_tbs}), "
+        f"{result.lowered.merged_tbs} send+receive merged",
+        f"  channels         {usage.nchannels} (limit {limits.max_channels})",
+        f"  steps            {usage.max_steps_per_tb} per threadblock at most "
+        f"(limit {limits.max_steps_per_tb}), {usage.max_elements_per_rank} XML elements per rank "
+        f"(limit {limits.max_elements_per_rank})",
+        f"  verified         no errors, {len(result.verification.problems)} warning(s) (collc verify)",
+    ]
+    lines += [f"  note: {note}" for note in result.notes]
+    lines.append("deploy:")
+    lines += deploy_lines(result.runtime, filename)
+    return lines
