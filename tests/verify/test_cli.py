@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -123,3 +124,24 @@ def test_topology_checks_ranks_and_picks_its_runtime(tmp_path) -> None:
 def test_set_without_topology_is_an_input_error() -> None:
     result = run(path_of("ring_allgather_4.xml"), "--set", "boxes=2")
     assert result.exit_code == 2 and "--set needs --topology" in result.output
+
+
+def test_directory_is_verified_like_the_runtime_loads_it(tmp_path) -> None:
+    """Every regular file in MSCCL_ALGO_DIR is parsed, a README included; overlapping files warn."""
+    ring = next(p for p in VALID if p.name == "ring_allgather_4.xml").read_text()
+    (tmp_path / "a_ring.xml").write_text(ring)
+    (tmp_path / "b_ring.xml").write_text(
+        ring.replace('minBytes="0" maxBytes="0"', 'minBytes="0" maxBytes="1024"')
+    )
+    (tmp_path / "subdir").mkdir()
+    result = run(str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "a_ring.xml and" in result.output and "[overlapping-selection]" in result.output
+    result = run(str(tmp_path), "--explain", "--nranks", "4", "--bytes", "512")
+    assert f"the runtime would use: {tmp_path / 'a_ring.xml'}" in result.output
+    (tmp_path / "README").write_text("notes\n")
+    result = run(str(tmp_path), "--json")
+    assert result.exit_code == 1
+    document = json.loads(result.output)
+    assert [Path(f["file"]).name for f in document["files"]] == ["README", "a_ring.xml", "b_ring.xml"]
+    assert len(document["overlaps"]) == 1

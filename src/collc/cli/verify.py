@@ -15,10 +15,11 @@ import click
 from collc.cli import main
 from collc.cli.common import load_topology
 from collc.errors import InputError
+from collc.msccl.program import Algorithm
 from collc.msccl.reader import read_xml
 from collc.topology.model import Topology
 from collc.verify import PROFILES, VerifyReport, explain, verify_text
-from collc.verify.select import DTYPE_SIZES, Selection
+from collc.verify.select import DTYPE_SIZES, Selection, overlapping
 
 _UNITS = {
     "": 1,
@@ -70,7 +71,7 @@ def _render(report: VerifyReport, selection: Selection | None) -> str:
 
 
 @main.command("verify")
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.argument("files", nargs=-1, required=True, metavar="FILE|DIR...")
 @click.option(
     "--runtime",
     type=click.Choice(sorted(PROFILES)),
@@ -99,15 +100,20 @@ def verify_command(
     dtype: str,
     inplace: bool,
 ) -> None:
-    """Lint and simulate MSCCL XML FILEs for a runtime (exit 0 valid, 1 invalid, 2 unreadable)."""
+    """Lint and simulate MSCCL XML files (a DIR means every file in it, as the runtime loads them).
+
+    Exit 0 valid, 1 invalid, 2 unreadable.
+    """
     if settings and topo is None:
         raise InputError("--set needs --topology", hint="e.g. --topology dgx-a100 --set boxes=2")
     topology: Topology | None = load_topology(topo, settings) if topo is not None else None
     runtime = runtime or (topology.metadata.runtime if topology is not None else None) or "msccl-executor"
     call = _call(explain, nranks, size, topology)
     outputs: list[dict[str, object]] = []
+    loaded: list[tuple[str, Algorithm]] = []
+    chosen: str | None = None  # with --explain: the first selected file in load order
     exit_code = 0
-    for name in files:
+    for name in _expand(files):
         try:
             text = _read(Path(name))
         except InputError as error:
@@ -119,6 +125,10 @@ def verify_command(
         selection = _selection(text, name, runtime, call, dtype, inplace) if call and report.ok else None
         if call and not report.ok:
             report.notes.append("selection not explained: the file is invalid")
+        if report.ok:
+            loaded.append((name, read_xml(text, name, runtime=runtime)))
+        if selection is not None and selection.selected and chosen is None:
+            chosen = name
         good = report.ok and (selection is None or selection.selected)
         exit_code = max(exit_code, 0 if good else 1)
         record = report.to_dict()
@@ -127,9 +137,38 @@ def verify_command(
         outputs.append(record)
         if not as_json:
             click.echo(_render(report, selection))
+    overlaps = overlapping(loaded, runtime)
     if as_json:
-        click.echo(json.dumps({"ok": exit_code == 0, "files": outputs}, indent=2, sort_keys=True))
+        document = {"ok": exit_code == 0, "files": outputs, "overlaps": overlaps, "chosen": chosen}
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
+    else:
+        for message in overlaps:
+            click.echo(f"warning: {message} [overlapping-selection]")
+        if call and len(outputs) > 1:
+            caveat = (
+                " (if it loads at all: an invalid file in the set can fail initialisation)"
+                if exit_code
+                else ""
+            )
+            click.echo(
+                f"the runtime would use: {chosen or 'none of these files (NCCL runs the call)'}{caveat}"
+            )
     click.get_current_context().exit(exit_code)
+
+
+def _expand(names: tuple[str, ...]) -> list[str]:
+    """Files as given; a directory stands for every regular file (or link) directly in it, in sorted
+    order, exactly what the runtime loads from MSCCL_ALGO_DIR (§1.1: a stray README breaks it)."""
+    expanded = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            expanded.extend(
+                str(entry) for entry in sorted(path.iterdir()) if entry.is_file() or entry.is_symlink()
+            )
+        else:
+            expanded.append(name)
+    return expanded
 
 
 def _call(explain_flag: bool, nranks: int | None, size: str | None, topology: Topology | None):

@@ -95,3 +95,37 @@ def explain(
         "the op must be sum, prod, min or max: ncclAvg and user-defined ops always fall back to NCCL"
     )
     return Selection(not reasons, reasons, details)
+
+
+def overlapping(entries: list[tuple[str, Algorithm]], runtime: str = "msccl-executor") -> list[str]:
+    """Pairs of files that the same call could select (same collective, rank count and placement,
+    overlapping size ranges): only the first one loaded is ever used (§1.3), and the load order
+    differs between runtimes (sorted path on the executor, directory order on RCCL)."""
+    collectives = profile(runtime).collectives
+    messages = []
+    for index, (first_name, first) in enumerate(entries):
+        for second_name, second in entries[index + 1 :]:
+            coll = collectives.get(first.coll, first.coll)
+            if coll != collectives.get(second.coll, second.coll) or first.ngpus != second.ngpus:
+                continue
+            placements = [
+                placement
+                for placement, a, b in (
+                    ("in-place", first.inplace, second.inplace),
+                    ("out-of-place", first.outofplace, second.outofplace),
+                )
+                if a and b
+            ]
+            low = max(first.min_bytes, second.min_bytes)
+            high = min(first.max_bytes or _UNBOUNDED, second.max_bytes or _UNBOUNDED)
+            if placements and low <= high:
+                upper = "unbounded" if high == _UNBOUNDED else f"{high}"
+                messages.append(
+                    f"{first_name} and {second_name} both match {' and '.join(placements)} {coll} calls on "
+                    f"{first.ngpus} ranks of {low}…{upper} bytes; only the first one loaded is used "
+                    "(sorted path on the executor, directory order on RCCL): make the size ranges disjoint"
+                )
+    return messages
+
+
+_UNBOUNDED = 2**63
