@@ -1,0 +1,94 @@
+import itertools
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from collc.errors import InputError, InvariantError
+from collc.msccl.writer import to_xml
+from collc.predict.bundle import (
+    SizeRange,
+    auto_min_bytes,
+    bundle_files,
+    check_disjoint,
+    nccl_best,
+    plan_ranges,
+    write_bundle,
+)
+from collc.predict.params import PROTOCOLS
+
+from .models import model
+from .test_des import star_allgather
+
+SIMPLE = PROTOCOLS["Simple"]
+
+
+def test_auto_min_bytes_is_where_collc_starts_to_beat_nccls_best() -> None:
+    m = model("dgx-h100-rail", 4)
+    start = auto_min_bytes(m, "allreduce", SIMPLE)
+    assert start is not None and start > 0
+    nccl = nccl_best(m, "allreduce")
+    mine = m.forest_cost
+    assert mine.time_us("allreduce", start, SIMPLE) < nccl.time_us("allreduce", start, SIMPLE)
+    assert mine.time_us("allreduce", start - 1, SIMPLE) >= nccl.time_us("allreduce", start - 1, SIMPLE)
+    for size in (start * 2, 2**30, 2**36):
+        assert mine.time_us("allreduce", size, SIMPLE) < nccl.time_us("allreduce", size, SIMPLE)
+
+
+def test_plan_ranges_are_disjoint_contiguous_and_end_unbounded() -> None:
+    ranges = plan_ranges(model("dgx-a100", 2), "allreduce")
+    assert [r.proto for r in ranges] == ["LL", "LL128", "Simple"]
+    for before, after in itertools.pairwise(ranges):
+        assert before.max_bytes + 1 == after.min_bytes
+    assert ranges[-1].max_bytes == 0
+    with pytest.raises(InvariantError):
+        check_disjoint([SizeRange("allreduce", "LL", 0, 100), SizeRange("allreduce", "Simple", 100, 0)])
+
+
+def _compile(size_range: SizeRange, fallback: bool):
+    """A stand-in compiler: the star allgather on 8 GPUs, 1 chunk per GPU (fallback) or 4 (optimal)."""
+    algo = star_allgather(8)
+    chunks = 8 if fallback else 32
+    return replace(
+        algo,
+        proto=size_range.proto,
+        min_bytes=size_range.min_bytes,
+        max_bytes=size_range.max_bytes,
+        nchunksperloop=chunks,
+        name=f"star-{chunks}",
+    )
+
+
+def test_bundle_directory_holds_only_algorithms_in_priority_order(tmp_path: Path) -> None:
+    ranges = plan_ranges(model("dgx-a100", 1), "allgather")
+    files = bundle_files(ranges, _compile, to_xml)
+    assert [f.role for f in files] == ["optimal", "fallback"] * len(ranges)
+    out = tmp_path / "algos"
+    written = write_bundle(out, files, "dgx-a100", 8)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f.name for f in files]  # sorted order = priority order
+    assert all(name.endswith(".xml") for name in names)
+    assert (tmp_path / "algos.deploy.md") in written and (tmp_path / "algos.manifest.json") in written
+    manifest = json.loads((tmp_path / "algos.manifest.json").read_text())
+    assert [f["name"] for f in manifest["files"]] == names
+    assert manifest["env"]["rccl"]["RCCL_MSCCL_FORCE_ENABLE"] == "1"
+    notes = (tmp_path / "algos.deploy.md").read_text()
+    assert "MSCCL_ALGO_DIR=/path/to/algos" in notes and "readdir" in notes
+    first = (out / names[0]).read_text()
+    assert f'minBytes="{ranges[0].min_bytes}"' in first and 'proto="LL"' in first
+
+
+def test_bundle_refuses_a_directory_with_other_files(tmp_path: Path) -> None:
+    out = tmp_path / "algos"
+    out.mkdir()
+    (out / "README").write_text("hello")
+    files = bundle_files(plan_ranges(model("dgx-a100", 1), "allgather"), _compile, to_xml)
+    with pytest.raises(InputError, match="README"):
+        write_bundle(out, files, "dgx-a100", 8)
+
+
+def test_a_program_for_the_wrong_range_is_a_bug() -> None:
+    ranges = plan_ranges(model("dgx-a100", 1), "allgather")
+    with pytest.raises(InvariantError):
+        bundle_files(ranges, lambda r, fallback: replace(_compile(r, fallback), min_bytes=7), to_xml)
