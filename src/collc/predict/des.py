@@ -64,25 +64,27 @@ def _threadblocks(algo: Algorithm) -> list[_Tb]:
 
 
 def max_min_rates(arcs: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
-    """Max-min fair rates of flows (rows of ``arcs``: arc indices, padded with a last infinite arc)."""
-    flows = arcs.shape[0]
-    rates = np.zeros(flows)
-    frozen = np.zeros(flows, dtype=bool)
-    capacity = bandwidth.astype(float).copy()
-    pad = len(bandwidth) - 1
+    """Max-min fair rates of flows (rows of ``arcs``: arc indices, padded with a last infinite arc).
+
+    Progressive filling: raise every unfrozen flow's rate together until an arc is full, freeze the
+    flows through it, repeat. Only the arcs the flows use are kept (re-indexed) to keep it cheap.
+    """
+    used, local = np.unique(arcs, return_inverse=True)
+    local = local.reshape(arcs.shape)
+    capacity = bandwidth[used].astype(float)
+    finite = np.isfinite(capacity)
+    rates = np.zeros(arcs.shape[0])
+    frozen = np.zeros(arcs.shape[0], dtype=bool)
     while not frozen.all():
-        live = arcs[~frozen]
-        counts = np.bincount(live.ravel(), minlength=len(bandwidth)).astype(float)
-        counts[pad] = 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fair = np.where(counts > 0, capacity / np.maximum(counts, 1), np.inf)
+        counts = np.bincount(local[~frozen].ravel(), minlength=len(used))
+        live = finite & (counts > 0)
+        fair = np.full(len(used), np.inf)
+        fair[live] = capacity[live] / counts[live]
         level = fair.min()
-        tight = fair <= level * (1 + 1e-12)
-        hit = (~frozen) & tight[arcs].any(axis=1)
+        hit = ~frozen & (fair[local] <= level * (1 + 1e-12)).any(axis=1)
         rates[hit] = level
-        np.subtract.at(capacity, arcs[hit].ravel(), level)
-        capacity[pad] = np.inf
-        capacity = np.maximum(capacity, 0.0)
+        np.subtract.at(capacity, local[hit].ravel(), level)
+        np.maximum(capacity, 0.0, out=capacity)
         frozen |= hit
     return rates
 

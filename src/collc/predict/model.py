@@ -86,7 +86,10 @@ class TopologyModel:
     def sweep(
         self, collective: str, sizes: list[int], proto: Protocol, program: Algorithm | None = None
     ) -> Sweep:
-        """Predict ``sizes`` for collc, the baselines and the bound."""
+        """Predict ``sizes`` for collc, the baselines and the bound.
+
+        A simulated program is expensive per size, so its crossover is searched on ``sizes`` only.
+        """
         return sweep(
             collective,
             sizes,
@@ -95,4 +98,5 @@ class TopologyModel:
             self.collc(program),
             self.baselines(collective),
             self.bound_algbw(collective),
+            sizes if program is not None else None,
         )

@@ -91,14 +91,21 @@ def _wins(
 
 
 def crossover_bytes(
-    collc: Predictor, baselines: Mapping[str, Predictor], collective: str, proto: Protocol
+    collc: Predictor,
+    baselines: Mapping[str, Predictor],
+    collective: str,
+    proto: Protocol,
+    grid: list[int] | None = None,
 ) -> int | None:
     """Smallest byte count from which collc is faster than every baseline at every larger size.
 
-    Searched on a grid of 4 sizes per octave up to 1 TiB and refined by bisection; 0 if collc wins
-    from 1 byte on, None if it does not win at 1 TiB.
+    Searched on ``grid`` (default: 4 sizes per octave from 1 B to 1 TiB; an expensive predictor such as
+    the event simulation passes the sweep's sizes) and refined by bisection; 0 if collc wins from 1 byte
+    on, the grid's first size if it wins there, None if it does not win at the grid's last size.
     """
-    grid = sorted({round(2 ** (i / _GRID_STEPS_PER_OCTAVE)) for i in range(40 * _GRID_STEPS_PER_OCTAVE + 1)})
+    grid = sorted(set(grid or [])) or sorted(
+        {round(2 ** (i / _GRID_STEPS_PER_OCTAVE)) for i in range(40 * _GRID_STEPS_PER_OCTAVE + 1)}
+    )
     first_win = None
     for nbytes in reversed(grid):
         if not _wins(collc, baselines, collective, nbytes, proto):
@@ -107,7 +114,7 @@ def crossover_bytes(
     if first_win is None:
         return None
     if first_win == grid[0]:
-        return 0
+        return 0 if grid[0] <= 1 else grid[0]
     low = grid[grid.index(first_win) - 1]  # loses here
     high = first_win
     while high - low > 1:
@@ -127,8 +134,13 @@ def sweep(
     collc: Predictor,
     baselines: Mapping[str, Predictor],
     best: Fraction,
+    crossover_grid: list[int] | None = None,
 ) -> Sweep:
-    """Predict every size for collc, the baselines and the bound (``best``: optimal algbw, GB/s)."""
+    """Predict every size for collc, the baselines and the bound (``best``: optimal algbw, GB/s).
+
+    ``crossover_grid``: sizes to search the crossover on (default: the fine grid of
+    :func:`crossover_bytes`).
+    """
     rows = []
     for nbytes in sizes:
         rows.append(
@@ -142,5 +154,5 @@ def sweep(
                 prediction(collective, num_gpus, nbytes, nbytes / float(best) / 1000),
             )
         )
-    crossover = crossover_bytes(collc, baselines, collective, proto)
+    crossover = crossover_bytes(collc, baselines, collective, proto, crossover_grid)
     return Sweep(collective, proto.name, num_gpus, tuple(rows), crossover, best)
