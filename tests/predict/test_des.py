@@ -125,3 +125,22 @@ def test_cli_simulates_a_schedule_file(tmp_path: Path) -> None:
     row = json.loads(result.output)["rows"][0]
     assert set(row) == {"bytes", "collc", "ring", "bound"}
     assert row["collc"]["algbw"] >= 0.98 * row["bound"]["algbw"]
+
+
+@pytest.mark.parametrize("name", ["dgx-a100", "dgx-h100-rail"])
+@pytest.mark.parametrize("collective", ["allgather", "reducescatter", "allreduce"])
+def test_simulation_of_lowered_single_box_programs_converges_to_the_bound(name: str, collective: str) -> None:
+    """collc's own lowering on one switch box: within 2 % of the bound at 1 GiB.
+
+    (Programs whose threadblocks mix steps of several tree depths do not pipeline across iterations;
+    docs/cost-model.md §4 gives the figures for the multi-box and MI250 presets.)
+    """
+    from collc.lowering.limits import limits_for
+    from collc.lowering.lower import LoweringOptions, lower
+
+    m = model(name, 1)
+    limits = limits_for(m.topology, m.topology.metadata.runtime or "msccl-executor")
+    program = lower(m.solution.forest, LoweringOptions(coll=collective), limits).algorithm
+    algbw = 2**30 / m.collc(program).time_us(collective, 2**30, SIMPLE) / 1000
+    bound = float(m.bound_algbw(collective))
+    assert 0.98 * bound <= algbw <= bound
