@@ -5,13 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from collc.errors import InputError, InvariantError
+from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.msccl.writer import to_xml
 from collc.predict.bundle import (
     SizeRange,
     auto_min_bytes,
+    auto_range_options,
     bundle_files,
     check_disjoint,
+    compile_bundle,
     nccl_best,
     plan_ranges,
     write_bundle,
@@ -92,3 +94,32 @@ def test_a_program_for_the_wrong_range_is_a_bug() -> None:
     ranges = plan_ranges(model("dgx-a100", 1), "allgather")
     with pytest.raises(InvariantError):
         bundle_files(ranges, lambda r, fallback: replace(_compile(r, fallback), min_bytes=7), to_xml)
+
+
+def test_auto_range_options_set_min_bytes_and_refuse_conflicts() -> None:
+    from collc.lowering.compile import CompileOptions
+
+    m = model("dgx-h100-rail", 4)
+    chosen = auto_range_options(m.topology, CompileOptions(coll="allreduce"))
+    assert chosen.min_bytes == auto_min_bytes(m, "allreduce", SIMPLE) > 0
+    with pytest.raises(InputError, match="--min-bytes"):
+        auto_range_options(m.topology, CompileOptions(min_bytes=4096))
+    with pytest.raises(InfeasibleError, match="--max-bytes"):
+        auto_range_options(m.topology, CompileOptions(coll="allreduce", max_bytes=1024))
+
+
+def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
+    from collc.lowering.compile import CompileOptions
+    from collc.msccl.reader import read_xml
+    from collc.verify import verify
+
+    m = model("dgx-a100", 2)
+    lines = compile_bundle(m.topology, CompileOptions(), tmp_path / "algos", collectives=("allgather",))
+    names = sorted(p.name for p in (tmp_path / "algos").iterdir())
+    assert names[0].startswith("00-allgather-") and len(names) >= 2
+    assert any(line.endswith("algos.deploy.md") for line in lines)
+    roles = {name.rsplit("-", 1)[1] for name in names}
+    assert roles == {"optimal.xml", "fallback.xml"}
+    for name in names:
+        algo = read_xml((tmp_path / "algos" / name).read_text(), name)
+        assert verify(algo, runtime="msccl-executor", topology=m.topology).ok, name

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from collc.errors import InputError, InvariantError
+from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.fileio import atomic_write
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
@@ -280,3 +280,65 @@ def write_bundle(
         + "\n",
     )
     return [*written, notes, manifest]
+
+
+def auto_range_options(topology, options):  # (Topology, CompileOptions) -> CompileOptions
+    """``collc compile --auto-range``: the options with ``minBytes`` at the predicted crossover."""
+    from dataclasses import replace as with_changes
+
+    if options.min_bytes:
+        raise InputError(
+            "--auto-range and --min-bytes both set the smallest size", hint="give only one of them"
+        )
+    start = auto_min_bytes(TopologyModel(topology), options.coll, PROTOCOLS[options.proto])
+    if start is None:
+        raise InfeasibleError(
+            f"collc is not predicted to beat NCCL's {options.coll} at any size on {topology.name} "
+            f"with {options.proto}",
+            hint="leave NCCL's own algorithm in place, or compile without --auto-range to measure",
+        )
+    if options.max_bytes and start > options.max_bytes:
+        raise InfeasibleError(
+            f"the predicted crossover ({start} bytes) lies above --max-bytes {options.max_bytes}",
+            hint="raise --max-bytes or drop --auto-range",
+        )
+    return with_changes(options, min_bytes=start)
+
+
+def compile_bundle(
+    topology,
+    options,
+    directory: str | Path,
+    collectives: Sequence[str] = ("allreduce", "allgather", "reducescatter"),
+) -> list[str]:
+    """``collc compile --bundle DIR``: compile every collective's ranges and write the bundle.
+
+    ``options`` supplies the runtime, placement, instances and k settings; coll, proto and the size
+    range are set per file, and each fallback is compiled with ``k = 1``. Returns report lines.
+    """
+    from dataclasses import replace as with_changes
+
+    from collc.lowering.compile import compile_schedule
+    from collc.msccl.writer import to_xml
+
+    model = TopologyModel(topology)
+    ranges = [item for coll in collectives for item in plan_ranges(model, coll)]
+
+    def compile_range(item: SizeRange, fallback: bool) -> Algorithm:
+        chosen = with_changes(
+            options,
+            coll=item.coll,
+            proto=item.proto,
+            min_bytes=item.min_bytes,
+            max_bytes=item.max_bytes,
+            k=1 if fallback else options.k,
+            max_k=None if fallback else options.max_k,
+        )
+        return compile_schedule(topology, chosen).algorithm
+
+    files = bundle_files(ranges, compile_range, to_xml)
+    written = write_bundle(directory, files, topology.name, topology.num_gpus)
+    skipped = [coll for coll in collectives if not any(item.coll == coll for item in ranges)]
+    lines = [f"wrote {path}" for path in written]
+    lines += [f"{coll}: collc is never predicted faster than NCCL here; left to NCCL" for coll in skipped]
+    return lines
