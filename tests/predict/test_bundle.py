@@ -26,16 +26,17 @@ from .test_des import star_allgather
 SIMPLE = PROTOCOLS["Simple"]
 
 
-def test_auto_min_bytes_is_where_collc_starts_to_beat_nccls_best() -> None:
-    m = model("dgx-h100-rail", 4)
+@pytest.mark.parametrize(("name", "boxes"), [("dgx-h100-rail", 4), ("mi250", 2), ("dgx-a100", 4)])
+def test_auto_min_bytes_is_where_collc_starts_to_beat_nccls_best(name: str, boxes: int) -> None:
+    m = model(name, boxes)
     start = auto_min_bytes(m, "allreduce", SIMPLE)
-    assert start is not None and start > 0
+    assert start is not None
     nccl = nccl_best(m, "allreduce")
     mine = m.forest_cost
-    assert mine.time_us("allreduce", start, SIMPLE) < nccl.time_us("allreduce", start, SIMPLE)
-    assert mine.time_us("allreduce", start - 1, SIMPLE) >= nccl.time_us("allreduce", start - 1, SIMPLE)
-    for size in (start * 2, 2**30, 2**36):
+    for size in (max(start, 1), start * 2 + 1, 2**30, 2**36):
         assert mine.time_us("allreduce", size, SIMPLE) < nccl.time_us("allreduce", size, SIMPLE)
+    if start > 1:  # just below the crossover NCCL is at least as fast
+        assert mine.time_us("allreduce", start - 1, SIMPLE) >= nccl.time_us("allreduce", start - 1, SIMPLE)
 
 
 def test_plan_ranges_are_disjoint_contiguous_and_end_unbounded() -> None:
@@ -96,16 +97,20 @@ def test_a_program_for_the_wrong_range_is_a_bug() -> None:
         bundle_files(ranges, lambda r, fallback: replace(_compile(r, fallback), min_bytes=7), to_xml)
 
 
-def test_auto_range_options_set_min_bytes_and_refuse_conflicts() -> None:
+def test_auto_range_options_set_min_bytes_and_refuse_conflicts(monkeypatch: pytest.MonkeyPatch) -> None:
     from collc.lowering.compile import CompileOptions
+    from collc.predict import bundle
 
-    m = model("dgx-h100-rail", 4)
-    chosen = auto_range_options(m.topology, CompileOptions(coll="allreduce"))
-    assert chosen.min_bytes == auto_min_bytes(m, "allreduce", SIMPLE) > 0
+    topology = model("dgx-a100", 1).topology
+    monkeypatch.setattr(bundle, "auto_min_bytes", lambda *_: 300_000)
+    assert auto_range_options(topology, CompileOptions(coll="allreduce")).min_bytes == 300_000
     with pytest.raises(InputError, match="--min-bytes"):
-        auto_range_options(m.topology, CompileOptions(min_bytes=4096))
+        auto_range_options(topology, CompileOptions(min_bytes=4096))
     with pytest.raises(InfeasibleError, match="--max-bytes"):
-        auto_range_options(m.topology, CompileOptions(coll="allreduce", max_bytes=1024))
+        auto_range_options(topology, CompileOptions(coll="allreduce", max_bytes=1024))
+    monkeypatch.setattr(bundle, "auto_min_bytes", lambda *_: None)
+    with pytest.raises(InfeasibleError, match="not predicted to beat"):
+        auto_range_options(topology, CompileOptions(coll="allreduce"))
 
 
 def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
