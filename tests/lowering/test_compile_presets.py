@@ -1,0 +1,80 @@
+"""`compile_schedule` on every shipped preset with at most 32 GPUs: all collectives, both runtimes, the
+automatically chosen k and k = 1. Every program passed `collc.verify` inside `compile_schedule` (it
+refuses otherwise); the tests re-check the limits, divisibility and determinism.
+
+The 32-GPU presets whose automatic k is large (thousands of steps per GPU) take most of the verifier's
+time; they run only with COLLC_SLOW_TESTS=1 (about 2 minutes on 2 cores), their k = 1 variants always.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+import pytest
+
+from collc.lowering import CompileOptions, compile_schedule
+from collc.lowering.compile import serving
+from collc.topology import load
+
+PRESETS = [
+    ("dgx-a100", 1),
+    ("dgx-a100", 2),
+    ("dgx-a100", 4),
+    ("mi250", 1),
+    ("mi250", 2),
+    ("dgx-h100-rail", 1),
+    ("dgx-h100-rail", 4),
+    ("dgx-h100", 1),
+    ("dgx-h100", 2),
+    ("dgx-h100", 4),
+    ("dgx-h200", 1),
+    ("dgx-h200", 2),
+    ("dgx1", 1),
+    ("dgx1", 2),
+    ("dgx1", 4),
+    ("mi300x", 1),
+    ("mi300x", 2),
+    ("mi300x", 4),
+]
+SLOW_AUTO = {("mi250", 2), ("dgx-h100-rail", 4), ("dgx-h100", 4), ("mi300x", 4)}
+RUN_SLOW = os.environ.get("COLLC_SLOW_TESTS") == "1"
+
+
+@cache
+def _topology(name: str, boxes: int):
+    return load(name, {"boxes": str(boxes)})
+
+
+def _cases():
+    for name, boxes in PRESETS:
+        for k in ("auto", 1):
+            marks = []
+            if k == "auto" and (name, boxes) in SLOW_AUTO and not RUN_SLOW:
+                marks.append(pytest.mark.skip(reason="large auto k: set COLLC_SLOW_TESTS=1"))
+            yield pytest.param(name, boxes, k, id=f"{name}-{boxes}-k{k}", marks=marks)
+
+
+@pytest.mark.parametrize("runtime", ["msccl-executor", "rccl"])
+@pytest.mark.parametrize("coll", ["allgather", "reducescatter", "allreduce"])
+@pytest.mark.parametrize(("name", "boxes", "k"), list(_cases()))
+def test_preset_compiles_to_a_verified_program_within_limits(name, boxes, k, coll, runtime):
+    topology = _topology(name, boxes)
+    options = CompileOptions(coll=coll, runtime=runtime, k=None if k == "auto" else k)
+    result = compile_schedule(topology, options)
+    algo, used, limits = result.algorithm, result.lowered.usage, result.limits
+    assert result.verification.ok
+    assert algo.ngpus == topology.num_gpus and algo.coll == coll
+    assert used.max_tbs <= limits.max_tbs <= min(topology.metadata.sms_per_gpu or 10**9, 128)
+    assert limits.max_tbs <= (64 if runtime == "rccl" else 128)
+    assert used.nchannels <= limits.max_channels == 32
+    assert used.max_steps_per_tb <= 64
+    assert used.max_elements_per_rank <= 4096
+    assert used.max_reduce_chain <= 15
+    assert all(step.cnt <= 71 for gpu in algo.gpus for tb in gpu.tbs for step in tb.steps)
+    assert algo.nchunksperloop == topology.num_gpus * result.solution.forest.k * result.instances
+    assert result.emitted_algbw <= result.optimal_algbw
+    if k == 1:
+        assert result.solution.forest.k == 1
+    elif serving(topology.num_gpus, coll, topology.num_gpus, None).satisfied:
+        assert result.serving.satisfied  # a power-of-two count is served whenever k = 1 could serve one
