@@ -199,8 +199,7 @@ def test_in_place_variants_are_checked_with_aliasing(name: str) -> None:
     algo.inplace = 1
     report = verify(algo)
     assert report.problems == []
-    assert sum("in-place" in note for note in report.notes) == 2
-    assert sum("out-of-place" in note for note in report.notes) == 2
+    assert any("data and races in-place and out-of-place" in note for note in report.notes), report.notes
 
 
 def test_in_place_aliasing_breaks_a_program_correct_out_of_place() -> None:

@@ -1,17 +1,23 @@
 """What each collective means for a program: real buffer sizes, in-place aliasing, initial data and the
 postcondition (msccl-xml.md §3.2).
 
-Data is symbolic. Input chunk ``j`` of rank ``q`` is the contribution ``bit(q * N + j)``; a value in
-memory is a pair ``(mask, duplicates)`` of the contributions it contains and of those it contains more
-than once. Reduction ORs the masks and records every overlap as a duplicate, so "each rank exactly
-once" is ``mask == expected and duplicates == 0``. ``None`` stands for never-written memory.
+Data is symbolic: a value is the multiset of input chunks ``in_q[j]`` it is made of. It is stored as
+``(j, ranks, duplicates)`` — the input chunk index, a bit mask of the ranks that contributed it, and a
+mask of those that contributed it more than once — because a correct program only ever combines
+contributions of one chunk index, which keeps values G bits wide. A value mixing chunk indices (a wrong
+program) becomes ``(MIXED, mask, duplicates)`` over the global bits ``q * N + j``. Reduction ORs the
+masks and records every overlap as a duplicate, so "each rank exactly once" is an equality test.
+``None`` stands for never-written memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-Value = tuple[int, int] | None
+Value = tuple[int, int, int] | None
+
+#: chunk index of a value that mixes contributions of different input chunks
+MIXED = -1
 
 #: collectives whose postcondition the verifier knows (the others are lint-only)
 CHECKED_COLLECTIVES = ("allreduce", "allgather", "reducescatter", "alltoall", "broadcast", "reduce")
@@ -63,104 +69,107 @@ def layout(coll: str, nchunks: int, ngpus: int, rank: int, scratch: int, *, inpl
     return Layout({"o": o_size, "s": scratch}, {"i": ("o", 0), "o": ("o", 0), "s": ("s", 0)})
 
 
-def contribution(rank: int, chunk: int, nchunks: int) -> int:
-    """The symbolic bit of input chunk ``chunk`` of ``rank``."""
-    return 1 << (rank * nchunks + chunk)
-
-
 def initial_memory(coll: str, nchunks: int, ngpus: int, rank: int, buffers: Layout) -> dict[str, list[Value]]:
     """Every storage of ``rank`` before the call: the input where the input lives, None elsewhere."""
     memory: dict[str, list[Value]] = {name: [None] * size for name, size in buffers.storages.items()}
     input_storage, base = buffers.names["i"]
     i_size = (real_sizes(coll, nchunks, ngpus) or (0, 0))[0]
+    own = 1 << rank
     for chunk in range(i_size):
-        memory[input_storage][base + chunk] = (contribution(rank, chunk, nchunks), 0)
+        memory[input_storage][base + chunk] = (chunk, own, 0)
     return memory
+
+
+def combine(left: Value, right: Value, nchunks: int) -> Value:
+    """The symbolic reduction ``left ⊕ right``: union of contributions, overlaps become duplicates."""
+    if left is None or right is None:
+        return None
+    if left[0] == right[0]:
+        return (left[0], left[1] | right[1], left[2] | right[2] | (left[1] & right[1]))
+    a, b = _global(left, nchunks), _global(right, nchunks)
+    return (MIXED, a[1] | b[1], a[2] | b[2] | (a[1] & b[1]))
+
+
+def _global(value: tuple[int, int, int], nchunks: int) -> tuple[int, int, int]:
+    """``value`` over the global bits ``q * N + j`` (the representation of mixed values)."""
+    chunk, ranks, duplicates = value
+    if chunk == MIXED:
+        return value
+    return (MIXED, _spread(ranks, chunk, nchunks), _spread(duplicates, chunk, nchunks))
+
+
+def _spread(ranks: int, chunk: int, nchunks: int) -> int:
+    return sum(1 << (rank * nchunks + chunk) for rank in _bits(ranks))
 
 
 def expected_outputs(coll: str, nchunks: int, ngpus: int, rank: int, root: int | None) -> list[Value | str]:
     """The value every output chunk of ``rank`` must hold; ``"any"`` where the postcondition is silent."""
     per_rank = nchunks // ngpus
-
-    every_rank = _every_rank(nchunks, ngpus)
-
-    def reduced(chunk: int) -> Value:
-        return (every_rank << chunk, 0)
-
+    every_rank = (1 << ngpus) - 1
     if coll == "allreduce":
-        return [reduced(j) for j in range(nchunks)]
+        return [(j, every_rank, 0) for j in range(nchunks)]
     if coll == "allgather":
-        return [(contribution(j // per_rank, j % per_rank, nchunks), 0) for j in range(nchunks)]
+        return [(j % per_rank, 1 << (j // per_rank), 0) for j in range(nchunks)]
     if coll == "reducescatter":
-        return [reduced(rank * per_rank + j) for j in range(per_rank)]
+        return [(rank * per_rank + j, every_rank, 0) for j in range(per_rank)]
     if coll == "alltoall":
-        return [
-            (contribution(j // per_rank, rank * per_rank + j % per_rank, nchunks), 0) for j in range(nchunks)
-        ]
+        return [(rank * per_rank + j % per_rank, 1 << (j // per_rank), 0) for j in range(nchunks)]
     if coll == "broadcast":
         assert root is not None
-        return [(contribution(root, j, nchunks), 0) for j in range(nchunks)]
+        return [(j, 1 << root, 0) for j in range(nchunks)]
     if coll == "reduce":
-        return [reduced(j) if rank == root else "any" for j in range(nchunks)]
+        return [(j, every_rank, 0) if rank == root else "any" for j in range(nchunks)]
     raise ValueError(f"no postcondition for {coll}")
 
 
-def infer_root(coll: str, outputs: list[list[Value]], nchunks: int, ngpus: int) -> int | None:
+def infer_root(coll: str, outputs: list[list[Value]], ngpus: int) -> int | None:
     """The root a rooted file implements ("whatever the file implements", §3.2): for broadcast the
     rank whose input rank 0 ends up with, for reduce the rank that holds a full reduction."""
     if coll == "broadcast":
         first = outputs[0][0] if outputs and outputs[0] else None
-        if first is not None:
-            for q in range(ngpus):
-                if first[0] == contribution(q, 0, nchunks):
-                    return q
+        if first is not None and first[0] == 0 and first[1] and first[1] & (first[1] - 1) == 0:
+            return first[1].bit_length() - 1
         return 0
     if coll == "reduce":
-        full = _every_rank(nchunks, ngpus)
         for rank, values in enumerate(outputs):
-            if values and values[0] is not None and values[0][0] == full:
+            if values and values[0] == (0, (1 << ngpus) - 1, 0):
                 return rank
         return 0
     return None
 
 
-def _every_rank(nchunks: int, ngpus: int) -> int:
-    """The contributions of input chunk 0 of every rank (shift left by j for chunk j)."""
-    return sum(contribution(q, 0, nchunks) for q in range(ngpus))
-
-
-def describe(value: Value | str, nchunks: int, ngpus: int) -> str:
+def describe(value: Value | str, nchunks: int) -> str:
     """A readable form of a symbolic value: ``in_0[3] + in_1[3]``, abbreviated for large sums."""
     if value == "any":
         return "anything"
     if value is None:
         return "nothing (never written)"
-    mask, duplicates = value
-    terms = [_term(bit, nchunks) for bit in _bits(mask)]
+    terms = _terms(value, nchunks, which=1)  # type: ignore[arg-type]
     if not terms:
         return "an empty value"
     shown = " + ".join(terms) if len(terms) <= 6 else " + ".join(terms[:4]) + f" + … ({len(terms)} terms)"
-    if duplicates:
-        twice = ", ".join(_term(bit, nchunks) for bit in _bits(duplicates)[:6])
-        shown += f", with {twice} more than once"
+    twice = _terms(value, nchunks, which=2)  # type: ignore[arg-type]
+    if twice:
+        shown += f", with {', '.join(twice[:6])} more than once"
     return shown
 
 
-def difference(expected: Value, found: Value, nchunks: int) -> str:
+def difference(expected: tuple[int, int, int], found: tuple[int, int, int], nchunks: int) -> str:
     """What ``found`` lacks, has extra, or has more than once compared with ``expected``."""
-    assert expected is not None
-    if found is None:
-        return "never written"
+    want, have = _global(expected, nchunks), _global(found, nchunks)
     parts = []
-    missing = _bits(expected[0] & ~found[0])
-    extra = _bits(found[0] & ~expected[0])
-    if missing:
-        parts.append("missing " + ", ".join(_term(bit, nchunks) for bit in missing[:6]))
-    if extra:
-        parts.append("unexpected " + ", ".join(_term(bit, nchunks) for bit in extra[:6]))
-    if found[1]:
-        parts.append("more than once " + ", ".join(_term(bit, nchunks) for bit in _bits(found[1])[:6]))
+    for label, mask in (
+        ("missing", want[1] & ~have[1]),
+        ("unexpected", have[1] & ~want[1]),
+        ("more than once", have[2]),
+    ):
+        if mask:
+            parts.append(f"{label} " + ", ".join(_term(bit, nchunks) for bit in _bits(mask)[:6]))
     return "; ".join(parts)
+
+
+def _terms(value: tuple[int, int, int], nchunks: int, which: int) -> list[str]:
+    return [_term(bit, nchunks) for bit in _bits(_global(value, nchunks)[which])]
 
 
 def _bits(mask: int) -> list[int]:

@@ -18,7 +18,6 @@ against. The simulation works on these transmissions so it sees exactly the runt
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 from collc.msccl.program import RECV_TYPES, SEND_TYPES, Step, Threadblock
 
@@ -44,13 +43,9 @@ class Transmission:
     first_step: int
     last_step: int
 
-    @cached_property
-    def sends(self) -> bool:
-        return self.type in SEND_TYPES
-
-    @cached_property
-    def receives(self) -> bool:
-        return self.type in RECV_TYPES
+    #: whether the type sends / receives (§3.3), kept as fields for the simulator's inner loop
+    sends: bool = False
+    receives: bool = False
 
 
 def _fuses(previous: Step, step: Step, pending_waits: list[tuple[int, int]]) -> bool:
@@ -91,6 +86,8 @@ class _Chain:
             position=self.position,
             first_step=self.first_step,
             last_step=self.last_step,
+            sends=last.type in SEND_TYPES,
+            receives=last.type in RECV_TYPES,
         )
 
 

@@ -7,10 +7,12 @@ FIFOs of ``depth`` calls (2 on Simple, 8 on LL/LL128, §4.4) and through monoton
 completes. The scheduler is event driven: a blocked threadblock records what it waits for and is woken
 only when that message, FIFO slot or flag arrives, so the cost is linear in the number of calls.
 
-Each transmission of ``cnt`` chunks runs as ceil(cnt / calls_chunks) primitive calls (§3.1); the large
-message case is ``calls_chunks = 1``, the small message case ``71``. Happens-before is tracked with
-vector clocks (program order, flag waits, messages); every memory access is checked against the last
-write and the reads since, FastTrack-style, so a race is two unordered accesses of different
+Each transmission of ``cnt`` chunks runs as ceil(cnt / call_chunks) primitive calls (§3.1); the large
+message case is ``call_chunks = 1``, the small message case ``71``. Control flow never depends on data,
+so one run serves every placement: each :class:`Placement` (in-place or out-of-place aliasing) keeps its
+own symbolic memory and race bookkeeping, updated by the same calls. Happens-before is tracked with
+vector clocks (program order, flag waits, messages); every access is checked against the chunk's last
+write and the reads since (FastTrack-style), so a race is two unordered accesses of different
 threadblocks to one chunk, one of them a write.
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,33 +35,201 @@ from collc.verify.report import Problem
 MAX_LISTED = 8
 
 
-@dataclass
+@dataclass(frozen=True)
 class Case:
-    """One simulated situation: placement, FIFO depth, chunks per call, and whether data is tracked."""
+    """One simulated run: FIFO depth, chunks per call, and the placements whose data is tracked."""
 
-    inplace: bool
     depth: int
     call_chunks: int
-    track_data: bool
+    placements: tuple[bool, ...] = ()  # True = in-place aliasing, False = out-of-place
 
     def __str__(self) -> str:
-        placement = "in-place" if self.inplace else "out-of-place"
         calls = "one chunk per call" if self.call_chunks == 1 else f"up to {self.call_chunks} chunks per call"
-        return f"{placement}, FIFO depth {self.depth}, {calls}"
-
-
-@dataclass
-class _Location:
-    """Race bookkeeping of one chunk: the last write and the reads since (by threadblock)."""
-
-    writer: int = -1
-    write_epoch: int = 0
-    write_step: int = -1
-    readers: dict[int, tuple[int, int]] = field(default_factory=dict)
+        return f"FIFO depth {self.depth}, {calls}"
 
 
 class _Stop(Exception):
     """Ends a simulation whose model is no longer meaningful (e.g. desynchronised FIFO)."""
+
+
+class _Storage:
+    """One buffer of one rank under one aliasing: symbolic values and race bookkeeping per chunk."""
+
+    __slots__ = ("name", "readers", "values", "write_epoch", "write_step", "writer")
+
+    def __init__(self, name: str, values: list[Value]):
+        self.name = name
+        self.values = values
+        self.writer = [-1] * len(values)  # threadblock of the last write, -1 = the initial input
+        self.write_epoch = [0] * len(values)
+        self.write_step = [-1] * len(values)
+        self.readers: list[dict[int, tuple[int, int]] | None] = [None] * len(values)  # since that write
+
+
+class Placement:
+    """The memory of every rank under one aliasing (§3.2), with its postcondition checks."""
+
+    def __init__(self, simulator: Simulator, inplace: bool, track_races: bool):
+        self.simulator = simulator
+        self.inplace = inplace
+        self.track_races = track_races
+        self.label = "in-place" if inplace else "out-of-place"
+        self.layouts: dict[int, collective.Layout] = {}
+        self.storages: dict[tuple[int, str], _Storage] = {}
+        #: (rank, buffer letter) -> (storage, base offset, is the input of an out-of-place call)
+        self.views: dict[tuple[int, str], tuple[_Storage, int, bool]] = {}
+        algo = simulator.algo
+        for gpu in algo.gpus:
+            buffers = collective.layout(
+                simulator.coll, algo.nchunksperloop, algo.ngpus, gpu.id, gpu.s_chunks, inplace=inplace
+            )
+            if buffers is None:
+                continue
+            self.layouts[gpu.id] = buffers
+            memory = collective.initial_memory(
+                simulator.coll, algo.nchunksperloop, algo.ngpus, gpu.id, buffers
+            )
+            for name, values in memory.items():
+                self.storages[(gpu.id, name)] = _Storage(name, values)
+            for letter, (name, base) in buffers.names.items():
+                self.views[(gpu.id, letter)] = (
+                    self.storages[(gpu.id, name)],
+                    base,
+                    name == "i" and not inplace,
+                )
+
+    def read(self, gid: int, rank: int, buffer: str, offset: int, span: int, step: int) -> list[Value]:
+        storage, base, _ = self.views[(rank, buffer)]
+        start = base + offset
+        if self.track_races:
+            clock, epoch = self.simulator.clock[gid], self.simulator.epoch[gid]
+            writer, write_epoch, readers = storage.writer, storage.write_epoch, storage.readers
+            for index in range(start, start + span):
+                other = writer[index]
+                if other >= 0 and other != gid and write_epoch[index] > clock[other]:
+                    self.race(
+                        gid, step, "read", other, storage.write_step[index], "write", rank, storage, index
+                    )
+                seen = readers[index]
+                if seen is None:
+                    readers[index] = {gid: (epoch, step)}
+                else:
+                    seen[gid] = (epoch, step)
+        values = storage.values[start : start + span]
+        if None in values:
+            index = start + values.index(None)
+            self.report(
+                "undefined-read",
+                f"{self.simulator.where(gid, step)} reads {storage.name}[{index}] of rank {rank} before "
+                "anything wrote it (scratch and output are not initialised)",
+                gid,
+                step,
+                "write the chunk (receive, copy or reduce into it) before reading it",
+                key=(gid, step),
+            )
+        return values
+
+    def write(self, gid: int, rank: int, buffer: str, offset: int, values: list[Value], step: int) -> None:
+        storage, base, is_input = self.views[(rank, buffer)]
+        if is_input:
+            self.report(
+                "writes-input",
+                f"{self.simulator.where(gid, step)} writes the user's input buffer i of an out-of-place call",
+                gid,
+                step,
+                "write into o or s; NCCL treats the send buffer as const",
+                key=(gid, step),
+            )
+        start = base + offset
+        end = start + len(values)
+        if self.track_races:
+            clock, epoch = self.simulator.clock[gid], self.simulator.epoch[gid]
+            writer, write_epoch, readers = storage.writer, storage.write_epoch, storage.readers
+            write_step = storage.write_step
+            for index in range(start, end):
+                other = writer[index]
+                if other >= 0 and other != gid and write_epoch[index] > clock[other]:
+                    self.race(gid, step, "write", other, write_step[index], "write", rank, storage, index)
+                seen = readers[index]
+                if seen is not None:
+                    for reader, (read_epoch, read_step) in seen.items():
+                        if reader != gid and read_epoch > clock[reader]:
+                            self.race(gid, step, "write", reader, read_step, "read", rank, storage, index)
+                    readers[index] = None
+                writer[index] = gid
+                write_epoch[index] = epoch
+                write_step[index] = step
+        storage.values[start:end] = values
+
+    def race(self, gid, step, access, other, other_step, other_access, rank, storage, index) -> None:
+        """Two accesses to one chunk, not ordered by happens-before."""
+        where = self.simulator.where
+        self.report(
+            "race",
+            f"the {access} by {where(gid, step)} and the {other_access} by {where(other, other_step)} of "
+            f"{storage.name}[{index}] of rank {rank} are not ordered by program order, a dependency or a "
+            "message",
+            gid,
+            step,
+            'add a dependency (depid/deps with hasdep="1" on the awaited step) between the two steps',
+            key=(min((gid, step), (other, other_step)), max((gid, step), (other, other_step))),
+        )
+
+    def report(
+        self, rule: str, message: str, gid=None, step=None, hint=None, key=None, severity="error"
+    ) -> None:
+        self.simulator.report(rule, message, gid, step, hint, key, severity, placement=self.label)
+
+    def check_postcondition(self) -> None:
+        simulator = self.simulator
+        coll, nchunks, ngpus = simulator.coll, simulator.algo.nchunksperloop, simulator.algo.ngpus
+        if coll not in collective.CHECKED_COLLECTIVES or len(self.layouts) != ngpus:
+            return
+        output_size = collective.real_sizes(coll, nchunks, ngpus)[1]  # type: ignore[index]
+        outputs: list[list[Value]] = []
+        for rank in range(ngpus):
+            storage, base, _ = self.views[(rank, "o")]
+            outputs.append(storage.values[base : base + output_size])
+        root = collective.infer_root(coll, outputs, ngpus)
+        for rank in range(ngpus):
+            expected = collective.expected_outputs(coll, nchunks, ngpus, rank, root)
+            for chunk, (want, found) in enumerate(zip(expected, outputs[rank], strict=True)):
+                if want == "any" or want == found:
+                    continue
+                found_text = collective.describe(found, nchunks)
+                if found is not None:
+                    found_text += f" ({collective.difference(want, found, nchunks)})"  # type: ignore[arg-type]
+                self.report(
+                    "postcondition",
+                    f"rank {rank} o[{chunk}] should hold {collective.describe(want, nchunks)} "
+                    f"but holds {found_text}",
+                    hint="the file does not compute the collective its coll attribute names",
+                )
+            if self.inplace:
+                self.check_untouched(rank, expected)
+
+    def check_untouched(self, rank: int, expected: list[Value | str]) -> None:
+        """In place, user-buffer chunks outside the postcondition should keep the input (§3.2: NCCL
+        leaves them intact), e.g. the other ranks' blocks of an in-place reducescatter."""
+        simulator = self.simulator
+        nchunks = simulator.algo.nchunksperloop
+        storage, _, _ = self.views[(rank, "i")]
+        output, output_base, _ = self.views[(rank, "o")]
+        constrained = set()
+        if output is storage:
+            constrained = {output_base + chunk for chunk, want in enumerate(expected) if want != "any"}
+        buffers = self.layouts[rank]
+        initial = collective.initial_memory(simulator.coll, nchunks, simulator.algo.ngpus, rank, buffers)
+        for index, (before, after) in enumerate(zip(initial[storage.name], storage.values, strict=True)):
+            if index not in constrained and before is not None and before != after:
+                self.report(
+                    "clobbers-input",
+                    f"rank {rank} {storage.name}[{index}] is outside the collective's output but is changed "
+                    f"from {collective.describe(before, nchunks)} to {collective.describe(after, nchunks)}; "
+                    "NCCL leaves it intact",
+                    hint="use scratch (s) for intermediate values",
+                    severity="warning",
+                )
 
 
 class Simulator:
@@ -78,80 +248,67 @@ class Simulator:
         self.case = case
         self.filename = filename
         self.problems: list[Problem] = []
-        self.counts: dict[str, int] = {}
+        self.counts: dict[tuple[str, str], int] = {}
         self.reported: set[tuple] = set()
-        gpus = sorted(algo.gpus, key=lambda g: g.id)
         self.owner: list[tuple[int, int]] = []  # gid -> (rank, tb id)
         self.steps: list[list[Step]] = []
         self.transmissions: list[list[Transmission]] = []
-        gid_of: dict[tuple[int, int], int] = {}
-        tb_records = []
-        for gpu in gpus:
+        self.gid_of: dict[tuple[int, int], int] = {}
+        peers = []
+        for gpu in sorted(algo.gpus, key=lambda g: g.id):
             for tb in sorted(gpu.tbs, key=lambda t: t.id):
-                gid_of[(gpu.id, tb.id)] = len(self.owner)
+                self.gid_of[(gpu.id, tb.id)] = len(self.owner)
                 self.owner.append((gpu.id, tb.id))
                 self.steps.append(tb.steps)
                 self.transmissions.append(folded[(gpu.id, tb.id)])
-                tb_records.append((gpu.id, tb))
-        self.gid_of = gid_of
+                peers.append((gpu.id, tb.send, tb.recv, tb.chan))
         count = len(self.owner)
         self.connections: dict[tuple[int, int, int], int] = {}
         self.sender_of: dict[int, int] = {}
         self.receiver_of: dict[int, int] = {}
         self.out_conn = [-1] * count
         self.in_conn = [-1] * count
-        for gid, (rank, tb) in enumerate(tb_records):
-            if tb.send >= 0:
-                conn = self._connection((rank, tb.send, tb.chan))
-                self.out_conn[gid] = conn
-                self.sender_of.setdefault(conn, gid)
-            if tb.recv >= 0:
-                conn = self._connection((tb.recv, rank, tb.chan))
-                self.in_conn[gid] = conn
-                self.receiver_of.setdefault(conn, gid)
-        # a call in flight: (values, span, cursor, cnt, sender clock, sender gid, sender transmission)
+        for gid, (rank, send, recv, chan) in enumerate(peers):
+            if send >= 0:
+                self.out_conn[gid] = self._connection((rank, send, chan))
+                self.sender_of.setdefault(self.out_conn[gid], gid)
+            if recv >= 0:
+                self.in_conn[gid] = self._connection((recv, rank, chan))
+                self.receiver_of.setdefault(self.in_conn[gid], gid)
+        # a call in flight: (values per placement, span, cursor, cnt, sender clock, sender gid, transmission)
         self.fifos: list[deque[tuple]] = [deque() for _ in self.connections]
         self.waits: list[tuple] = [()] * count
         self.clock = [np.zeros(count, dtype=np.int32) for _ in range(count)]
+        self.epoch = [0] * count  # own entry of each clock, as a Python int
         self.published = [-1] * count
         self.publish_positions: list[list[int]] = [[] for _ in range(count)]
         self.publish_clocks: list[list[np.ndarray]] = [[] for _ in range(count)]
-        # positions somebody waits for, per threadblock: only the publishes that release one of them
-        # keep their clock (memory stays proportional to the dependencies, not to all flagged steps)
-        self.awaited: list[list[int]] = [[] for _ in range(count)]
-        for gid, (rank, _) in enumerate(self.owner):
-            for t in self.transmissions[gid]:
-                for tb, position in t.waits:
-                    waited = gid_of.get((rank, tb))
-                    if waited is not None:
-                        self.awaited[waited].append(position)
-        self.awaited = [sorted(set(positions)) for positions in self.awaited]
+        self.awaited = self._awaited_positions()
         self.flag_waiters: list[list[int]] = [[] for _ in range(count)]
         self.pc = [0] * count
         self.cursor = [0] * count
         self.deps_done = [False] * count
-        self.nchunks = algo.nchunksperloop
-        self.ngpus = algo.ngpus
-        self.memory: dict[int, dict[str, list[Value]]] = {}
-        self.races: dict[int, dict[str, list[_Location]]] = {}
-        self.layouts: dict[int, collective.Layout] = {}
-        if case.track_data:
-            for gpu in gpus:
-                buffers = collective.layout(
-                    coll, self.nchunks, self.ngpus, gpu.id, gpu.s_chunks, inplace=case.inplace
-                )
-                if buffers is None:
-                    continue
-                self.layouts[gpu.id] = buffers
-                self.memory[gpu.id] = collective.initial_memory(
-                    coll, self.nchunks, self.ngpus, gpu.id, buffers
-                )
-                self.races[gpu.id] = {
-                    name: [_Location() for _ in range(size)] for name, size in buffers.storages.items()
-                }
+        # in-place aliasing merges i and o, so its races include every out-of-place race (the same
+        # accesses, the same clocks, fewer distinct locations): races are tracked once, there
+        self.placements = [
+            Placement(self, inplace, track_races=inplace or True not in case.placements)
+            for inplace in case.placements
+        ]
 
     def _connection(self, key: tuple[int, int, int]) -> int:
         return self.connections.setdefault(key, len(self.connections))
+
+    def _awaited_positions(self) -> list[list[int]]:
+        """Positions somebody waits for, per threadblock: only the publishes that release one of them
+        keep their clock (memory proportional to the dependencies, not to all flagged steps)."""
+        awaited: list[set[int]] = [set() for _ in self.owner]
+        for gid, (rank, _) in enumerate(self.owner):
+            for t in self.transmissions[gid]:
+                for tb, position in t.waits:
+                    waited = self.gid_of.get((rank, tb))
+                    if waited is not None:
+                        awaited[waited].add(position)
+        return [sorted(positions) for positions in awaited]
 
     # -- reporting ---------------------------------------------------------------------------------
 
@@ -164,21 +321,23 @@ class Simulator:
         hint: str | None = None,
         key: tuple | None = None,
         severity: str = "error",
+        placement: str | None = None,
     ) -> None:
         """Record a problem once per ``key`` (default: once per message), listing at most MAX_LISTED."""
-        key = (rule, message) if key is None else (rule, *key)
+        key = (rule, placement, message) if key is None else (rule, placement, *key)
         if key in self.reported:
             return
         self.reported.add(key)
-        self.counts[rule] = self.counts.get(rule, 0) + 1
-        if self.counts[rule] > MAX_LISTED:
+        label = f"{placement}, {self.case}" if placement else str(self.case)
+        self.counts[(rule, label)] = self.counts.get((rule, label), 0) + 1
+        if self.counts[(rule, label)] > MAX_LISTED:
             return
         location = None
         if gid is not None and step is not None and 0 <= step < len(self.steps[gid]):
             line = self.steps[gid][step].line
             if line is not None or self.filename is not None:  # IR from the lowering has no lines
                 location = Location(self.filename, line)
-        self.problems.append(Problem(rule, severity, f"{message} ({self.case})", location, hint))  # type: ignore[arg-type]
+        self.problems.append(Problem(rule, severity, f"{message} ({label})", location, hint))  # type: ignore[arg-type]
 
     def where(self, gid: int, step: int) -> str:
         rank, tb = self.owner[gid]
@@ -186,10 +345,10 @@ class Simulator:
         return f"rank {rank} tb {tb} step {step} ({kind})"
 
     def finish_counts(self) -> None:
-        for rule, count in sorted(self.counts.items()):
+        for (rule, label), count in sorted(self.counts.items()):
             if count > MAX_LISTED:
                 self.problems.append(
-                    Problem(rule, "error", f"… and {count - MAX_LISTED} more '{rule}' problems ({self.case})")
+                    Problem(rule, "error", f"… and {count - MAX_LISTED} more '{rule}' problems ({label})")
                 )
 
     # -- the run -----------------------------------------------------------------------------------
@@ -214,8 +373,8 @@ class Simulator:
             self.report_deadlock(stuck)
         else:
             self.report_leftovers()
-            if self.case.track_data:
-                self.check_postcondition()
+            for placement in self.placements:
+                placement.check_postcondition()
         self.finish_counts()
         return self.problems
 
@@ -225,13 +384,14 @@ class Simulator:
         transmissions = self.transmissions[gid]
         rank = self.owner[gid][0]
         clock = self.clock[gid]
-        call_chunks, depth, waits = self.case.call_chunks, self.case.depth, self.waits
+        call_chunks, depth, waits, epochs = self.case.call_chunks, self.case.depth, self.waits, self.epoch
         in_conn, out_conn = self.in_conn[gid], self.out_conn[gid]
         in_fifo = self.fifos[in_conn] if in_conn >= 0 else None
         out_fifo = self.fifos[out_conn] if out_conn >= 0 else None
         sender = self.sender_of.get(in_conn, -1)
         receiver = self.receiver_of.get(out_conn, -1)
         waiting_for_room, waiting_for_message = ("send", in_conn), ("recv", out_conn)
+        placements = self.placements
         while self.pc[gid] < len(transmissions):
             index = self.pc[gid]
             t = transmissions[index]
@@ -258,8 +418,16 @@ class Simulator:
                     if incoming[3] != cnt or incoming[2] != cursor:
                         self.mismatch(gid, t, incoming)
                     np.maximum(clock, incoming[4], out=clock)
-                clock[gid] += 1
-                outgoing = self.execute(gid, rank, t, cursor, span, incoming[0] if incoming else None)
+                epochs[gid] += 1
+                clock[gid] = epochs[gid]
+                outgoing = None
+                if placements:
+                    outgoing = [
+                        _execute(
+                            placement, gid, rank, t, cursor, span, incoming[0][number] if incoming else None
+                        )
+                        for number, placement in enumerate(placements)
+                    ]
                 if sends:
                     out_fifo.append((outgoing, span, cursor, cnt, clock.copy(), gid, index))  # type: ignore[union-attr]
                     if receiver >= 0 and waits[receiver] == waiting_for_message:
@@ -290,19 +458,15 @@ class Simulator:
         return True
 
     def publish(self, gid: int, position: int, clock: np.ndarray, woken: list[int]) -> None:
+        previous = self.publish_positions[gid][-1] if self.publish_positions[gid] else -1
         self.published[gid] = position
-        if self.releases_a_wait(gid, position):
+        awaited = self.awaited[gid]
+        first_above_previous = bisect.bisect_right(awaited, previous)
+        if first_above_previous < len(awaited) and awaited[first_above_previous] <= position:
             self.publish_positions[gid].append(position)
             self.publish_clocks[gid].append(clock.copy())
         woken.extend(self.flag_waiters[gid])
         self.flag_waiters[gid] = []
-
-    def releases_a_wait(self, gid: int, position: int) -> bool:
-        """Whether publishing ``position`` is the first publish at or above some awaited position."""
-        previous = self.publish_positions[gid][-1] if self.publish_positions[gid] else -1
-        awaited = self.awaited[gid]
-        first_above_previous = bisect.bisect_right(awaited, previous)
-        return first_above_previous < len(awaited) and awaited[first_above_previous] <= position
 
     def mismatch(self, gid: int, t: Transmission, message: tuple) -> None:
         """A receive consumed a call from a send of another ``cnt``: the FIFO desynchronises (§4.3)."""
@@ -317,121 +481,6 @@ class Simulator:
             "paired send and receive steps must have the same cnt",
         )
         raise _Stop
-
-    # -- data --------------------------------------------------------------------------------------
-
-    def execute(
-        self, gid: int, rank: int, t: Transmission, cursor: int, span: int, incoming: list[Value] | None
-    ) -> list[Value] | None:
-        """Apply the step type's semantics (§3.3) to chunks ``cursor … cursor+span-1``."""
-        if rank not in self.memory:
-            return None
-        kind = t.type
-        step = t.last_step
-        if kind == "s":
-            return self.read(gid, rank, t.srcbuf, t.srcoffs[0] + cursor, span, step)
-        if kind == "r":
-            self.write(gid, rank, t.dstbuf, t.dstoff + cursor, incoming, step)
-            return None
-        if kind == "rcs":
-            self.write(gid, rank, t.dstbuf, t.dstoff + cursor, incoming, step)
-            return incoming
-        if kind == "cpy":
-            values = self.read(gid, rank, t.srcbuf, t.srcoffs[0] + cursor, span, step)
-            self.write(gid, rank, t.dstbuf, t.dstoff + cursor, values, step)
-            return None
-        if kind == "re":
-            values = self.read(gid, rank, t.dstbuf, t.dstoff + cursor, span, step)
-            for offset in t.srcoffs:
-                values = _combine(values, self.read(gid, rank, t.srcbuf, offset + cursor, span, step))
-            self.write(gid, rank, t.dstbuf, t.dstoff + cursor, values, step)
-            return None
-        # rrs, rrc, rrcs: incoming (+) src
-        assert incoming is not None
-        values = _combine(incoming, self.read(gid, rank, t.srcbuf, t.srcoffs[0] + cursor, span, step))
-        if kind in ("rrc", "rrcs"):
-            self.write(gid, rank, t.dstbuf, t.dstoff + cursor, values, step)
-        return values if kind != "rrc" else None
-
-    def read(self, gid: int, rank: int, buffer: str, offset: int, span: int, step: int) -> list[Value]:
-        storage, base = self.layouts[rank].names[buffer]
-        memory = self.memory[rank][storage]
-        locations = self.races[rank][storage]
-        clock = self.clock[gid]
-        epoch = int(clock[gid])
-        start = base + offset
-        values = memory[start : start + span]
-        for index in range(start, start + span):
-            location = locations[index]
-            writer = location.writer
-            if writer >= 0 and writer != gid and location.write_epoch > clock[writer]:
-                self.report_race(
-                    gid, step, "read", writer, location.write_step, "write", (rank, storage, index)
-                )
-            location.readers[gid] = (epoch, step)
-        if None in values:
-            for index, value in enumerate(values):
-                if value is None:
-                    self.report(
-                        "undefined-read",
-                        f"{self.where(gid, step)} reads {self.name(rank, storage, start + index)} before "
-                        "anything wrote it (scratch and output are not initialised)",
-                        gid,
-                        step,
-                        "write the chunk (receive, copy or reduce into it) before reading it",
-                        key=(gid, step),
-                    )
-        return values
-
-    def write(self, gid: int, rank: int, buffer: str, offset: int, values, step: int) -> None:
-        storage, base = self.layouts[rank].names[buffer]
-        if storage == "i" and not self.case.inplace:
-            self.report(
-                "writes-input",
-                f"{self.where(gid, step)} writes the user's input buffer i of an out-of-place call",
-                gid,
-                step,
-                "write into o or s; NCCL treats the send buffer as const",
-                key=(gid, step),
-            )
-        memory = self.memory[rank][storage]
-        locations = self.races[rank][storage]
-        clock = self.clock[gid]
-        epoch = int(clock[gid])
-        start = base + offset
-        memory[start : start + len(values)] = values
-        for index in range(start, start + len(values)):
-            location = locations[index]
-            writer = location.writer
-            if writer >= 0 and writer != gid and location.write_epoch > clock[writer]:
-                self.report_race(
-                    gid, step, "write", writer, location.write_step, "write", (rank, storage, index)
-                )
-            for reader, (read_epoch, read_step) in location.readers.items():
-                if reader != gid and read_epoch > clock[reader]:
-                    self.report_race(gid, step, "write", reader, read_step, "read", (rank, storage, index))
-            location.writer = gid
-            location.write_epoch = epoch
-            location.write_step = step
-            location.readers = {}
-
-    def report_race(
-        self, gid: int, step: int, access: str, other: int, other_step: int, other_access: str, chunk: tuple
-    ) -> None:
-        """Two accesses to ``chunk`` = (rank, storage, index), not ordered by happens-before."""
-        self.report(
-            "race",
-            f"the {access} by {self.where(gid, step)} and the {other_access} by "
-            f"{self.where(other, other_step)} of {self.name(*chunk)} are not ordered "
-            "by program order, a dependency or a message",
-            gid,
-            step,
-            'add a dependency (depid/deps with hasdep="1" on the awaited step) between the two steps',
-            key=(min((gid, step), (other, other_step)), max((gid, step), (other, other_step))),
-        )
-
-    def name(self, rank: int, storage: str, index: int) -> str:
-        return f"{storage}[{index}] of rank {rank}"
 
     # -- end-of-run checks -------------------------------------------------------------------------
 
@@ -474,8 +523,7 @@ class Simulator:
             node = self.describe_wait(node)[1]
         links = [f"{self.where(g, self.current_step(g))} waits for {self.describe_wait(g)[0]}" for g in chain]
         if node is not None and node in seen:
-            cycle = links[seen[node] :]
-            text = "deadlock: a cycle of waits: " + "; ".join(cycle) + " (back to the first)"
+            text = "deadlock: a cycle of waits: " + "; ".join(links[seen[node] :]) + " (back to the first)"
         elif node is None:
             text = "deadlock: " + "; ".join(links) + "; nothing will ever release the last wait"
         else:
@@ -506,63 +554,44 @@ class Simulator:
                     "every send needs a matching receive on the peer (same channel, same order)",
                 )
 
-    def check_postcondition(self) -> None:
-        if self.coll not in collective.CHECKED_COLLECTIVES or len(self.memory) != self.ngpus:
-            return
-        outputs: list[list[Value]] = []
-        for rank in range(self.ngpus):
-            storage, base = self.layouts[rank].names["o"]
-            size = collective.real_sizes(self.coll, self.nchunks, self.ngpus)[1]  # type: ignore[index]
-            outputs.append(self.memory[rank][storage][base : base + size])
-        root = collective.infer_root(self.coll, outputs, self.nchunks, self.ngpus)
-        for rank in range(self.ngpus):
-            expected = collective.expected_outputs(self.coll, self.nchunks, self.ngpus, rank, root)
-            for chunk, (want, found) in enumerate(zip(expected, outputs[rank], strict=True)):
-                if want == "any" or want == found:
-                    continue
-                found_text = collective.describe(found, self.nchunks, self.ngpus)
-                if found is not None:
-                    found_text += f" ({collective.difference(want, found, self.nchunks)})"  # type: ignore[arg-type]
-                self.report(
-                    "postcondition",
-                    f"rank {rank} o[{chunk}] should hold "
-                    f"{collective.describe(want, self.nchunks, self.ngpus)} but holds {found_text}",
-                    hint="the file does not compute the collective its coll attribute names",
-                )
-            if self.case.inplace:
-                self.check_untouched(rank, expected)
 
-    def check_untouched(self, rank: int, expected: list[Value | str]) -> None:
-        """In place, user-buffer chunks outside the postcondition should keep the input (§3.2: NCCL
-        leaves them intact), e.g. the other ranks' blocks of an in-place reducescatter."""
-        buffers = self.layouts[rank]
-        storage, _ = buffers.names["i"]
-        output_storage, output_base = buffers.names["o"]
-        constrained = {output_base + chunk for chunk, want in enumerate(expected) if want != "any"}
-        if output_storage != storage:
-            constrained = set()
-        initial = collective.initial_memory(self.coll, self.nchunks, self.ngpus, rank, buffers)[storage]
-        for index, (before, after) in enumerate(zip(initial, self.memory[rank][storage], strict=True)):
-            if index not in constrained and before is not None and before != after:
-                self.report(
-                    "clobbers-input",
-                    f"in place, rank {rank} {storage}[{index}] is outside the collective's output but is "
-                    f"changed from {collective.describe(before, self.nchunks, self.ngpus)} to "
-                    f"{collective.describe(after, self.nchunks, self.ngpus)}; NCCL leaves it intact",
-                    hint="use scratch (s) for intermediate values",
-                    severity="warning",
-                )
-
-
-def _combine(left: list[Value], right: list[Value]) -> list[Value]:
-    """Element-wise symbolic reduction: union of contributions, overlaps recorded as duplicates."""
-    combined: list[Value] = []
-    for a, b in zip(left, right, strict=True):
-        if a is None or b is None:
-            combined.append(None)
-        else:
-            combined.append((a[0] | b[0], a[1] | b[1] | (a[0] & b[0])))
-    return combined
+def _execute(
+    placement: Placement,
+    gid: int,
+    rank: int,
+    t: Transmission,
+    cursor: int,
+    span: int,
+    incoming: list[Value] | None,
+) -> list[Value] | None:
+    """Apply the step type's semantics (§3.3) to chunks ``cursor … cursor+span-1`` of one placement;
+    return what the call sends."""
+    if rank not in placement.layouts:
+        return None
+    kind, step = t.type, t.last_step
+    if kind == "s":
+        return placement.read(gid, rank, t.srcbuf, t.srcoffs[0] + cursor, span, step)
+    if kind == "r" or kind == "rcs":
+        placement.write(gid, rank, t.dstbuf, t.dstoff + cursor, incoming, step)  # type: ignore[arg-type]
+        return incoming
+    nchunks = placement.simulator.algo.nchunksperloop
+    if kind == "cpy":
+        values = placement.read(gid, rank, t.srcbuf, t.srcoffs[0] + cursor, span, step)
+        placement.write(gid, rank, t.dstbuf, t.dstoff + cursor, values, step)
+        return None
+    if kind == "re":
+        values = placement.read(gid, rank, t.dstbuf, t.dstoff + cursor, span, step)
+        for offset in t.srcoffs:
+            sources = placement.read(gid, rank, t.srcbuf, offset + cursor, span, step)
+            values = [collective.combine(a, b, nchunks) for a, b in zip(values, sources, strict=True)]
+        placement.write(gid, rank, t.dstbuf, t.dstoff + cursor, values, step)
+        return None
+    # rrs, rrc, rrcs: incoming (+) src
+    sources = placement.read(gid, rank, t.srcbuf, t.srcoffs[0] + cursor, span, step)
+    values = [collective.combine(a, b, nchunks) for a, b in zip(incoming, sources, strict=True)]  # type: ignore[arg-type]
+    if kind != "rrs":
+        placement.write(gid, rank, t.dstbuf, t.dstoff + cursor, values, step)
+    return values if kind != "rrc" else None
 
 
 def simulate(
