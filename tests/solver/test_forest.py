@@ -228,3 +228,58 @@ def test_single_tree_edge_types() -> None:
     edge = TreeEdge(0, 1, ("a", "b"))
     forest = Forest(2, 1, F(1, 10), (Tree(0, 1, (edge,)), Tree(1, 1, (TreeEdge(1, 0, ("b", "a")),))))
     assert forest_from_json(forest_to_json(forest)) == forest
+
+
+def test_rail_fabric_packs_one_representative_root() -> None:
+    solution = solve(load("dgx-h100-rail", {"boxes": "4"}))
+    assert solution.stats.packing_orbits == 1  # box shift x role rotation act transitively
+    assert solution.stats.max_flow_calls["packing"] < 32 * 31  # far fewer than one per tree edge
+    assert solution.forest.allgather_algbw == F(16000, 31)
+
+
+def test_symmetric_packing_falls_back_to_exact_packing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from collc.solver import pipeline
+
+    monkeypatch.setattr(pipeline, "pack_trees_symmetric", lambda *args: None)
+    solution = solve(load("dgx-h100-rail", {"boxes": "4"}))
+    assert solution.stats.packing_orbits == 32
+    assert solution.forest.allgather_algbw == F(16000, 31)
+
+
+@st.composite
+def boxed_fabrics(draw: st.DrawFn) -> Topology:
+    """2-4 identical boxes (GPUs on a box switch, random links) joined by shared switches.
+
+    Identical boxes give the structural automorphisms (box shift, role rotation) a chance to hold on
+    the switch-free graph, so symmetric packing and its fallback both get exercised.
+    """
+    boxes = draw(st.integers(2, 4))
+    gpus = draw(st.integers(1, 3))
+    bandwidth = st.integers(1, 6).map(lambda units: F(10 * units))
+    roles = [f"gpu{j}" for j in range(gpus)]
+    pairs = st.tuples(st.sampled_from(roles), st.sampled_from(roles), bandwidth)
+    template = draw(st.lists(pairs, max_size=4))
+    uplinks = [draw(bandwidth) for _ in roles]
+    shared = draw(st.sampled_from(["one", "per_role"]))
+    nodes, links = [], []
+    for b in range(boxes):
+        nodes += [Node(f"b{b}.{role}", "gpu", b, role) for role in roles]
+        nodes.append(Node(f"b{b}.sw", "switch", b, "sw"))
+        links += [Link(f"b{b}.{role}", f"b{b}.sw", draw(bandwidth)) for role in roles]
+        links += [Link(f"b{b}.{x}", f"b{b}.{y}", bw) for x, y, bw in template if x != y]
+        for j, role in enumerate(roles):
+            spine = "spine" if shared == "one" else f"rail{j}"
+            links.append(Link(f"b{b}.{role}", spine, uplinks[j]))
+    nodes += (
+        [Node("spine", "switch")] if shared == "one" else [Node(f"rail{j}", "switch") for j in range(gpus)]
+    )
+    ranks = tuple(node.name for node in nodes if node.kind == "gpu")
+    return Topology("boxes", tuple(nodes), tuple(links), ranks)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(topology=boxed_fabrics())
+def test_random_boxed_fabrics_meet_every_invariant(topology: Topology) -> None:
+    solution = solve(topology)
+    check_forest(solution.forest, topology, solution.bound)
+    assert solution.forest.allgather_algbw == solution.bound.allgather_algbw

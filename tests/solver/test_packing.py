@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collc.errors import InvariantError
-from collc.solver.packing import LogicalTree, pack_trees
+from collc.solver.packing import LogicalTree, pack_trees, pack_trees_symmetric
 
 
 def _check_packing(num_gpus: int, k: int, capacities: dict, trees: list[LogicalTree]) -> None:
@@ -85,3 +85,39 @@ def test_random_graphs_pack_the_edmonds_optimum(case: tuple[int, dict]) -> None:
         return
     packing = pack_trees(num_gpus, k, capacities)
     _check_packing(num_gpus, k, capacities, packing.trees)
+
+
+def _cyclic_transversal(num_gpus: int) -> dict[int, list[tuple[int, ...]]]:
+    """One orbit: the shift by ``d`` maps root 0 to root ``d``."""
+    return {0: [tuple((v + d) % num_gpus for v in range(num_gpus)) for d in range(num_gpus)]}
+
+
+def test_symmetric_packing_builds_one_root_and_maps_it() -> None:
+    capacities = {(u, v): 1 for u in range(5) for v in range(5) if u != v}
+    packing = pack_trees_symmetric(5, 1, capacities, _cyclic_transversal(5))
+    assert packing is not None
+    _check_packing(5, 1, capacities, packing.trees)
+    shapes = {tuple(sorted(((x - t.root) % 5, (y - t.root) % 5) for x, y in t.edges)) for t in packing.trees}
+    assert len(shapes) == 1  # every root's tree is the shifted representative
+    assert packing.max_flow_calls < 4 * 5  # one check per added edge of one tree (+ failed probes)
+
+
+@st.composite
+def circulants(draw: st.DrawFn) -> tuple[int, dict]:
+    """A circulant digraph: arc ``u -> u + d`` has a capacity that depends only on ``d``."""
+    num_gpus = draw(st.integers(2, 7))
+    by_offset = {d: draw(st.integers(0, 5)) for d in range(1, num_gpus)}
+    capacities = {(u, (u + d) % num_gpus): c for u in range(num_gpus) for d, c in by_offset.items() if c}
+    return num_gpus, capacities
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=circulants())
+def test_random_symmetric_packings_are_valid(case: tuple[int, dict]) -> None:
+    num_gpus, capacities = case
+    k = _edmonds_k(num_gpus, capacities)
+    if k == 0:
+        return
+    packing = pack_trees_symmetric(num_gpus, k, capacities, _cyclic_transversal(num_gpus))
+    if packing is not None:  # None: no symmetric completion found, the caller packs every root
+        _check_packing(num_gpus, k, capacities, packing.trees)

@@ -179,3 +179,175 @@ def pack_trees(num_gpus: int, k: int, capacities: dict[Arc, int]) -> Packing:
         packer.grow(tree, queue)
         done.append(tree)
     return Packing(done, packer.calls + packer.network.calls)
+
+
+# -- symmetric packing ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Orbit:
+    """A representative tree and the flow-network handles of its images (one per root of the orbit)."""
+
+    tree: LogicalTree
+    nodes: list[int]  # s_σ of each image, in transversal order
+    hub_arcs: list[int]
+
+
+class _SymmetricPacker:
+    """Tree packing on a graph with automorphisms (docs/forestcoll.md §3f).
+
+    Only one representative root per GPU orbit grows trees; every decision is applied to all images
+    ``g(τ)`` at once (``g`` from a transversal of the orbit), so the state stays symmetric. Adding an
+    arc is accepted when Edmonds' condition still holds for the whole instance, checked as
+    ``maxflow(h, v) >= Σ C_σ`` (hub ``h`` with arcs ``C_σ`` to every unfinished tree) for one sink per
+    GPU orbit. Capacities of every image arc are checked and decremented explicitly, so the result is
+    a valid packing whatever the symmetry check concludes; if a representative tree gets stuck (no
+    symmetric completion), the caller falls back to :func:`pack_trees`.
+    """
+
+    def __init__(
+        self,
+        num_gpus: int,
+        k: int,
+        capacities: dict[Arc, int],
+        transversals: dict[int, list[tuple[int, ...]]],
+    ):
+        self.num_gpus = num_gpus
+        self.k = k
+        self.hub = num_gpus
+        self.capacity = dict(capacities)
+        self.transversals = transversals
+        self.sinks = sorted(transversals)
+        self.infinite = sum(capacities.values()) + num_gpus * k + 1
+        self.out_neighbours: list[list[int]] = [[] for _ in range(num_gpus)]
+        for x, y in sorted(capacities):
+            self.out_neighbours[x].append(y)
+        self.network = FlowNetwork(num_gpus + 1)
+        self.arc_index = {arc: self.network.add_arc(*arc, cap) for arc, cap in sorted(capacities.items())}
+        self.unfinished = num_gpus * k
+
+    def new_orbit(self, root: int, multiplicity: int, edges: list[Arc], vertices: list[int]) -> _Orbit:
+        orbit = _Orbit(LogicalTree(root, multiplicity, list(edges), list(vertices)), [], [])
+        for g in self.transversals[root]:
+            node = self.network.num_nodes
+            orbit.hub_arcs.append(self.network.add_arc(self.hub, node, multiplicity))
+            orbit.nodes.append(node)
+            for x in vertices:
+                self.network.add_arc(node, g[x], self.infinite)
+        return orbit
+
+    def _feasible(self) -> bool:
+        return all(self.network.max_flow(self.hub, v) >= self.unfinished for v in self.sinks)
+
+    def _set(self, arc: Arc, capacity: int) -> None:
+        self.capacity[arc] = capacity
+        self.network.set_capacity(self.arc_index[arc], capacity)
+
+    def try_add(
+        self, orbit: _Orbit, x: int, y: int, mu: int, queue: deque[_Orbit], commit: bool = True
+    ) -> bool:
+        """Whether ``(x, y)`` can go to ``mu`` copies of the representative tree and of every image;
+        if so and ``commit``, add it (queueing the clones when ``mu`` is less than the multiplicity)."""
+        tree = orbit.tree
+        images = [(g[x], g[y]) for g in self.transversals[tree.root]]
+        use: dict[Arc, int] = {}
+        for arc in images:
+            use[arc] = use.get(arc, 0) + mu
+        if any(self.capacity.get(arc, 0) < units for arc, units in use.items()):
+            return False
+        for arc, units in use.items():
+            self._set(arc, self.capacity[arc] - units)
+        new_arcs = [
+            self.network.add_arc(node, head, self.infinite)
+            for node, (_, head) in zip(orbit.nodes, images, strict=True)
+        ]
+        clone = None
+        if mu < tree.multiplicity:
+            clone = self.new_orbit(tree.root, tree.multiplicity - mu, tree.edges, tree.vertices)
+            for arc in orbit.hub_arcs:
+                self.network.set_capacity(arc, mu)
+        feasible = self._feasible()
+        if feasible and commit:
+            if clone is not None:
+                queue.append(clone)
+                tree.multiplicity = mu
+            tree.edges.append((x, y))
+            tree.vertices.append(y)
+            return True
+        for arc, units in use.items():
+            self._set(arc, self.capacity[arc] + units)
+        for arc in new_arcs + (clone.hub_arcs if clone else []):
+            self.network.set_capacity(arc, 0)
+        for arc in orbit.hub_arcs:
+            self.network.set_capacity(arc, tree.multiplicity)
+        return feasible
+
+    def grow(self, orbit: _Orbit, queue: deque[_Orbit]) -> bool:
+        """Grow the representative tree breadth first; False if it gets stuck before spanning."""
+        tree = orbit.tree
+        members = set(tree.vertices)
+        position = 0
+        while position < len(tree.vertices):
+            x = tree.vertices[position]
+            position += 1
+            for y in self.out_neighbours[x]:
+                if y in members:
+                    continue
+                mu = self._largest(orbit, x, y, queue)
+                if mu > 0:
+                    members.add(y)
+        if len(members) != self.num_gpus:
+            return False
+        for arc in orbit.hub_arcs:
+            self.network.set_capacity(arc, 0)
+        self.unfinished -= tree.multiplicity * len(orbit.hub_arcs)
+        return True
+
+    def _largest(self, orbit: _Orbit, x: int, y: int, queue: deque[_Orbit]) -> int:
+        """Add ``(x, y)`` with the largest feasible multiplicity (binary search: feasibility is an
+        interval of ``μ`` because every cut's slack changes linearly in ``μ``); 0 if none."""
+        high = min(orbit.tree.multiplicity, self.capacity.get((x, y), 0))
+        if high == 0:
+            return 0
+        if self.try_add(orbit, x, y, high, queue):
+            return high
+        low = 0  # feasible (no change)
+        high -= 1
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self.try_add(orbit, x, y, mid, queue, commit=False):
+                low = mid
+            else:
+                high = mid - 1
+        if low > 0 and self.try_add(orbit, x, y, low, queue):
+            return low
+        return 0
+
+
+def pack_trees_symmetric(
+    num_gpus: int, k: int, capacities: dict[Arc, int], transversals: dict[int, list[tuple[int, ...]]]
+) -> Packing | None:
+    """Symmetric packing (see :class:`_SymmetricPacker`), or ``None`` when it gets stuck.
+
+    ``transversals[r]`` lists, for the representative ``r`` of each GPU orbit, one automorphism of
+    the logical graph per orbit member (mapping ``r`` to it); together the orbits cover every GPU.
+    """
+    packer = _SymmetricPacker(num_gpus, k, capacities, transversals)
+    queue: deque[_Orbit] = deque(packer.new_orbit(root, k, [], [root]) for root in sorted(transversals))
+    done = []
+    while queue:
+        orbit = queue.popleft()
+        if not packer.grow(orbit, queue):
+            return None
+        done.append(orbit.tree)
+    trees = [
+        LogicalTree(
+            g[tree.root],
+            tree.multiplicity,
+            [(g[x], g[y]) for x, y in tree.edges],
+            [g[v] for v in tree.vertices],
+        )
+        for tree in done
+        for g in transversals[tree.root]
+    ]
+    return Packing(trees, packer.network.calls)

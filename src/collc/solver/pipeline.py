@@ -7,6 +7,7 @@ timed and its max-flow calls counted (:class:`SolveStats`); the forest's invaria
 
 from __future__ import annotations
 
+import re
 import resource
 import time
 from collections.abc import Iterator
@@ -18,10 +19,10 @@ from collc.errors import InputError
 from collc.solver.bound import Bound, budgeted_bound, fixed_k_bound, integer_capacities, optimal_bound
 from collc.solver.forest import Forest
 from collc.solver.invariants import check_forest
-from collc.solver.packing import pack_trees
+from collc.solver.packing import Packing, pack_trees, pack_trees_symmetric
 from collc.solver.paths import physical_trees
-from collc.solver.splitting import remove_switches
-from collc.solver.symmetry import Permutation, automorphisms
+from collc.solver.splitting import SwitchFreeGraph, remove_switches
+from collc.solver.symmetry import Permutation, automorphisms, gpu_orbits, orbit_transversal
 from collc.topology.model import Topology
 
 PHASES = ("bound", "switch_removal", "packing", "mapping", "check")
@@ -36,7 +37,8 @@ class SolveStats:
     peak_rss_bytes: int = 0  # the process's peak resident memory after the solve (getrusage)
     logical_arcs: int = 0  # arcs of the switch-free graph
     logical_trees: int = 0  # distinct capacitated trees packed
-    symmetries: int = 0  # verified automorphism generators used
+    symmetries: int = 0  # verified automorphism generators of the fabric (used by the bound)
+    packing_orbits: int = 0  # GPU orbits that grew trees (N without symmetric packing)
 
     @property
     def total_seconds(self) -> float:
@@ -72,6 +74,67 @@ def _choose_bound(
     return optimal_bound(graph, symmetries)
 
 
+def _natural(name: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def _structural_candidates(topology: Topology, num_gpus: int) -> list[Permutation]:
+    """GPU permutations suggested by the boxes: shift every box to the next one, and rotate the GPU
+    roles inside every box (both role by role). Unverified: callers check them on the graph."""
+    located = [topology.node(name) for name in topology.ranks]
+    if any(node.box is None or node.role is None for node in located):
+        return []
+    rank = {(node.box, node.role): r for r, node in enumerate(located)}
+    boxes = sorted({node.box for node in located})
+    roles = sorted({node.role for node in located}, key=_natural)
+    if len(rank) != num_gpus or len(rank) != len(boxes) * len(roles):
+        return []  # boxes differ in their GPU roles
+    shift = [
+        rank[(boxes[(boxes.index(b) + 1) % len(boxes)], role)]
+        for b, role in ((node.box, node.role) for node in located)
+    ]
+    rotate = [rank[(node.box, roles[(roles.index(node.role) + 1) % len(roles)])] for node in located]
+    return [tuple(shift), tuple(rotate)]
+
+
+def _logical_automorphisms(candidates: list[Permutation], split: SwitchFreeGraph) -> list[Permutation]:
+    """The candidates (GPU permutations) that preserve every logical arc's capacity."""
+    identity = tuple(range(split.num_gpus))
+    kept = []
+    for perm in dict.fromkeys(candidates):
+        if perm != identity and all(
+            split.capacities.get((perm[u], perm[t])) == c for (u, t), c in split.capacities.items()
+        ):
+            kept.append(perm)
+    return kept
+
+
+def _pack(
+    topology: Topology,
+    graph: CapacityGraph,
+    symmetries: list[Permutation],
+    split: SwitchFreeGraph,
+    stats: SolveStats,
+) -> Packing:
+    """Symmetric packing when the switch-free graph has verified automorphisms and it completes,
+    else exact packing of every root (docs/solver.md §4)."""
+    n = graph.num_gpus
+    candidates = _structural_candidates(topology, n) + [perm[:n] for perm in symmetries]
+    generators = _logical_automorphisms(candidates, split)
+    orbits = gpu_orbits(n, generators)
+    stats.packing_orbits = n
+    if len(orbits) < n:
+        transversals = {}
+        for orbit in orbits:
+            elements = orbit_transversal(n, generators, orbit[0])
+            transversals[orbit[0]] = [elements[v] for v in orbit]
+        packing = pack_trees_symmetric(n, split.k, split.capacities, transversals)
+        if packing is not None:
+            stats.packing_orbits = len(orbits)
+            return packing
+    return pack_trees(n, split.k, split.capacities)
+
+
 def solve(
     topology: Topology, *, k: int | None = None, max_k: int | None = None, reverse: bool = False
 ) -> Solution:
@@ -101,7 +164,7 @@ def solve(
     stats.max_flow_calls["switch_removal"] = split.max_flow_calls
     stats.logical_arcs = len(split.capacities)
     with _phase(stats, "packing"):
-        packing = pack_trees(graph.num_gpus, bound.k, split.capacities)
+        packing = _pack(topology, graph, symmetries, split, stats)
     stats.max_flow_calls["packing"] = packing.max_flow_calls
     stats.logical_trees = len(packing.trees)
     with _phase(stats, "mapping"):
