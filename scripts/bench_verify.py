@@ -4,7 +4,9 @@ Builds a G-GPU ring allreduce IR with C channels (one threadblock per rank and c
 each: s, rrs×(G-2), rrcs, rcs×(G-2), r) whose steps move blocks of B chunks, writes it as XML, reads
 it back, and times reading and the full verification (lint + the simulated cases). One line per
 configuration shows how the cost grows with steps (C) and chunks (B).
+With --file, times the given XML files instead (e.g. ones written by `collc compile`).
 Usage: .venv/bin/python scripts/bench_verify.py [--gpus 32] [--channels 1 2 4 8] [--block-chunks 1 4]
+       .venv/bin/python scripts/bench_verify.py --file schedule.xml ...
 """
 
 from __future__ import annotations
@@ -41,26 +43,39 @@ def ring_allreduce(ngpus: int, channels: int, block: int = 1, proto: str = "LL")
     return Algorithm(name, proto, channels, nchunks, ngpus, "allreduce", 0, 1, 0, 0, gpus)
 
 
+def measure(text: str) -> tuple[int, int, float, float, str]:
+    """Steps, chunk moves, read and verify seconds (process CPU time: the machine is shared), result."""
+    start = time.process_time()
+    algo = read_xml(text, "bench.xml")
+    read_seconds = time.process_time() - start
+    start = time.process_time()
+    report = verify(algo, filename="bench.xml")
+    verify_seconds = time.process_time() - start
+    steps = sum(len(tb.steps) for gpu in algo.gpus for tb in gpu.tbs)
+    chunks = sum(step.cnt for gpu in algo.gpus for tb in gpu.tbs for step in tb.steps)
+    result = "ok" if report.ok else f"INVALID {sorted(report.rules())}"
+    return steps, chunks, round(read_seconds, 3), round(verify_seconds, 3), result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, default=32)
     parser.add_argument("--channels", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--block-chunks", type=int, nargs="+", default=[1])
+    parser.add_argument("--file", nargs="+", default=[], help="time these XML files instead")
     args = parser.parse_args()
+    if args.file:
+        for name in args.file:
+            with open(name, encoding="utf-8") as handle:
+                print(name, *measure(handle.read()))
+        return
     header = ("gpus", "chan", "block", "steps", "chunks", "read s", "verify s")
     print(" ".join(f"{title:>8}" for title in header) + "  result")
     for block in args.block_chunks:
         for channels in args.channels:
-            text = to_xml(ring_allreduce(args.gpus, channels, block))
-            start = time.perf_counter()
-            algo = read_xml(text, "bench.xml")
-            read_seconds = time.perf_counter() - start
-            start = time.perf_counter()
-            report = verify(algo, filename="bench.xml")
-            verify_seconds = time.perf_counter() - start
-            steps = sum(len(tb.steps) for gpu in algo.gpus for tb in gpu.tbs)
-            chunks = sum(step.cnt for gpu in algo.gpus for tb in gpu.tbs for step in tb.steps)
-            result = "ok" if report.ok else f"INVALID {sorted(report.rules())}"
+            steps, chunks, read_seconds, verify_seconds, result = measure(
+                to_xml(ring_allreduce(args.gpus, channels, block))
+            )
             print(
                 f"{args.gpus:>8} {channels:>8} {block:>8} {steps:>8} {chunks:>8} {read_seconds:>8.3f} "
                 f"{verify_seconds:>8.3f}  {result}"

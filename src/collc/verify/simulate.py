@@ -409,7 +409,8 @@ class Simulator:
                     waits[gid] = ("send", out_conn)
                     self.cursor[gid] = cursor
                     return woken
-                span = cnt - cursor if cnt - cursor < call_chunks else call_chunks
+                # a local step (cpy, re) interacts with nothing between its calls: one call is the same
+                span = cnt - cursor if cnt - cursor < call_chunks or not (sends or receives) else call_chunks
                 incoming = None
                 if receives:
                     incoming = in_fifo.popleft()  # type: ignore[union-attr]
