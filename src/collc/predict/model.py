@@ -75,13 +75,14 @@ class TopologyModel:
         return found
 
     def collc(self, program: Algorithm | None = None) -> Predictor:
-        """The collc predictor: the DES of ``program`` if given, else the forest model."""
+        """The collc predictor: the event simulation of ``program`` if given, else the forest model.
+
+        A program is simulated on shortest paths (docs/cost-model.md §1): which NIC or rail a file's
+        channel uses is decided by the runtime, not written in the file.
+        """
         if program is None:
             return self.forest_cost
-        paths = None
-        if "solution" in self.__dict__:
-            paths = {(e.src, e.dst): e.path for tree in self.solution.forest.trees for e in tree.edges}
-        return ProgramCost(self.network, program, paths)
+        return ProgramCost(self.network, program)
 
     def sweep(
         self, collective: str, sizes: list[int], proto: Protocol, program: Algorithm | None = None
