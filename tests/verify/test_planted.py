@@ -8,6 +8,8 @@ from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
 from collc.msccl.writer import to_xml
 from collc.topology.model import Metadata, Node, Topology
 from collc.verify import verify
+from collc.verify.fold import fold_threadblock
+from collc.verify.simulate import Case, simulate
 
 from .programs import exchange, fixture, ring_allgather, step, threadblock
 
@@ -268,3 +270,11 @@ def test_generated_ring_matches_the_fixture_and_scales() -> None:
     generated.name = shared.name
     assert to_xml(generated) == to_xml(shared)
     assert verify(ring_allgather(16)).problems == []
+
+
+def test_fixture_ring_needs_fifo_depth_two() -> None:
+    """fixtures/msccl/README.md: the composite ring allreduce deadlocks under K = 1."""
+    algo = fixture("ring_allreduce_4x2")
+    folded = {(gpu.id, tb.id): fold_threadblock(tb) for gpu in algo.gpus for tb in gpu.tbs}
+    assert [p.rule for p in simulate(algo, "allreduce", folded, Case(1, 1))] == ["deadlock"]
+    assert simulate(algo, "allreduce", folded, Case(2, 1, (True, False))) == []

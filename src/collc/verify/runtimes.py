@@ -33,6 +33,8 @@ class RuntimeProfile:
     max_tbs_per_channel: int = 32
     #: ``MSCCL_MAX_COUNT``: ``cnt`` must be below it
     max_count: int = 72
+    #: whether ``maxBytes`` is an inclusive bound (the legacy loader's is exclusive, §1.4)
+    max_bytes_inclusive: bool = True
 
 
 _MODERN_COLLECTIVES = {coll: coll for coll in COLLECTIVES}
@@ -66,6 +68,7 @@ PROFILES: dict[str, RuntimeProfile] = {
         max_depid=127,
         max_fused_chain=15,
         rejected_step_types=frozenset(),
+        max_bytes_inclusive=False,
         collectives={
             "allreduce": "allreduce",
             "allgather": "allgather",

@@ -57,7 +57,8 @@ def explain(
     output for allgather, the input for reducescatter) on ``nranks`` ranks selects ``algo``."""
     reasons: list[str] = []
     details: list[str] = []
-    coll = profile(runtime).collectives.get(algo.coll)
+    runtime_profile = profile(runtime)
+    coll = runtime_profile.collectives.get(algo.coll)
     if coll is None:
         reasons.append(f'{runtime} does not load files with coll="{algo.coll}"')
         coll = algo.coll
@@ -89,7 +90,11 @@ def explain(
             details.append(f"one chunk = {chunk} elements = {chunk * dtype_size} bytes")
     if nbytes < algo.min_bytes:
         reasons.append(f"{nbytes} bytes is below minBytes={algo.min_bytes}")
-    if algo.max_bytes and nbytes > algo.max_bytes:
+    if algo.max_bytes and not runtime_profile.max_bytes_inclusive and nbytes >= algo.max_bytes:
+        reasons.append(
+            f"{nbytes} bytes is not below maxBytes={algo.max_bytes} (exclusive on the legacy loader)"
+        )
+    elif algo.max_bytes and nbytes > algo.max_bytes:
         reasons.append(f"{nbytes} bytes is above maxBytes={algo.max_bytes} (0 would mean unbounded)")
     details.append(
         "the op must be sum, prod, min or max: ncclAvg and user-defined ops always fall back to NCCL"
