@@ -278,3 +278,28 @@ def test_fixture_ring_needs_fifo_depth_two() -> None:
     folded = {(gpu.id, tb.id): fold_threadblock(tb) for gpu in algo.gpus for tb in gpu.tbs}
     assert [p.rule for p in simulate(algo, "allreduce", folded, Case(1, 1))] == ["deadlock"]
     assert simulate(algo, "allreduce", folded, Case(2, 1, (True, False))) == []
+
+
+def test_msccl_tools_in_place_conventions_are_valid() -> None:
+    """§3.2: in-place allreduce files may name only i (o_chunks=0); in-place allgather files only o
+    (i_chunks=0, input j of rank r renamed to o[r*k + j])."""
+    allreduce = fixture("ring_allreduce_4x2")
+    allreduce.inplace, allreduce.outofplace = 1, 0
+    for gpu in allreduce.gpus:
+        gpu.o_chunks = 0
+        for tb in gpu.tbs:
+            for member in tb.steps:
+                member.srcbuf, member.dstbuf = "i", "i"
+    assert verify(allreduce).problems == []
+    allgather = fixture("ring_allgather_4")
+    allgather.inplace, allgather.outofplace = 1, 0
+    for gpu in allgather.gpus:
+        gpu.i_chunks = 0
+        tb = gpu.tbs[0]
+        del tb.steps[0]  # the copy of the own block is a no-op in place
+        tb.steps[0].srcbuf, tb.steps[0].srcoff = "o", gpu.id
+        for index, member in enumerate(tb.steps):
+            member.s = index
+    assert verify(allgather).problems == []
+    allgather.outofplace = 1
+    assert "undefined-read" in verify(allgather).rules()  # out of place, o[r] is never written

@@ -161,8 +161,20 @@ class Placement:
                 write_step[index] = step
         storage.values[start:end] = values
 
-    def race(self, gid, step, access, other, other_step, other_access, rank, storage, index) -> None:
-        """Two accesses to one chunk, not ordered by happens-before."""
+    def race(
+        self,
+        gid: int,
+        step: int,
+        access: str,
+        other: int,
+        other_step: int,
+        other_access: str,
+        rank: int,
+        storage: _Storage,
+        index: int,
+    ) -> None:
+        """The ``access`` of ``gid`` and the earlier ``other_access`` of ``other`` to one chunk are not
+        ordered by happens-before."""
         where = self.simulator.where
         self.report(
             "race",
@@ -176,8 +188,16 @@ class Placement:
         )
 
     def report(
-        self, rule: str, message: str, gid=None, step=None, hint=None, key=None, severity="error"
+        self,
+        rule: str,
+        message: str,
+        gid: int | None = None,
+        step: int | None = None,
+        hint: str | None = None,
+        key: tuple | None = None,
+        severity: str = "error",
     ) -> None:
+        """A data problem of this placement (labelled with it)."""
         self.simulator.report(rule, message, gid, step, hint, key, severity, placement=self.label)
 
     def check_postcondition(self) -> None:
