@@ -96,7 +96,7 @@ def lint(
         _check_threadblocks(linter, gpu)
         _check_connections_of_gpu(linter, gpu)
         for tb in gpu.tbs:
-            _check_steps(linter, gpu, tb.id)
+            _check_steps(linter, gpu, tb)
         _check_dependencies(linter, gpu, folded)
         _check_unused_flags(linter, gpu, folded)
     _check_pairing(linter)
@@ -309,11 +309,10 @@ def _check_connections_of_gpu(linter: _Linter, gpu: GpuProgram) -> None:
 
 
 def _step_problems(
-    linter: _Linter, gpu: GpuProgram, tb_id: int
+    linter: _Linter, gpu: GpuProgram, tb: Threadblock
 ) -> Iterator[tuple[str, str, str, int | None, str | None]]:
     """(severity, rule, message, line, hint) of every per-step rule."""
     runtime = linter.runtime
-    tb = next(t for t in gpu.tbs if t.id == tb_id)
     declared = {"i": gpu.i_chunks, "o": gpu.o_chunks, "s": gpu.s_chunks}
     tb_ids = {t.id for t in gpu.tbs}
     pending_nops = 0
@@ -473,8 +472,8 @@ def _dependency_problems(
             )
 
 
-def _check_steps(linter: _Linter, gpu: GpuProgram, tb_id: int) -> None:
-    for severity, rule, message, line, hint in _step_problems(linter, gpu, tb_id):
+def _check_steps(linter: _Linter, gpu: GpuProgram, tb: Threadblock) -> None:
+    for severity, rule, message, line, hint in _step_problems(linter, gpu, tb):
         (linter.error if severity == "error" else linter.warning)(rule, message, line, hint)
 
 
