@@ -106,3 +106,45 @@ def test_spreading_gives_shallow_trees_on_rail_fabrics() -> None:
     forest = solve(topology).forest
     mean_height = sum(t.height() * t.multiplicity for t in forest.trees) / (32 * forest.k)
     assert mean_height < 3
+
+
+def test_identical_switches_are_split_once_and_replayed() -> None:
+    from collc.solver.pipeline import _structural_automorphisms
+
+    topology = load("dgx-h100-rail", {"boxes": "4"})
+    graph = capacity_graph(topology)
+    bound = optimal_bound(graph)
+    capacities = integer_capacities(graph, bound)
+    symmetries = _structural_automorphisms(topology, graph)
+    assert len(symmetries) == 2  # box shift and role rotation, both verified
+    replayed = remove_switches(graph, capacities, bound.k, symmetries=symmetries)
+    plain = remove_switches(graph, capacities, bound.k)
+    assert replayed.max_flow_calls < plain.max_flow_calls / 2
+    assert min(_rooted_connectivity(32, bound.k, replayed.capacities)) >= 32 * bound.k
+    _check_routes(replayed, graph, capacities)
+    for perm in symmetries:  # the replayed graph keeps the symmetry
+        assert all(
+            replayed.capacities.get((perm[u], perm[t])) == c for (u, t), c in replayed.capacities.items()
+        )
+
+
+def test_a_failing_replay_is_undone(monkeypatch) -> None:
+    from collc.solver.pipeline import _structural_automorphisms
+    from collc.solver.splitting import _Splitter, _switch_orbit
+
+    topology = load("dgx-h100-rail", {"boxes": "2"})
+    graph = capacity_graph(topology)
+    bound = optimal_bound(graph)
+    splitter = _Splitter(graph, integer_capacities(graph, bound), bound.k)
+    before = (dict(splitter.capacity), {arc: [list(e) for e in q] for arc, q in splitter.routes.items()})
+    shift = _structural_automorphisms(topology, graph)[:1]
+    switch = graph.names.index("b0.nvswitch")
+    images = _switch_orbit(switch, shift, set(range(16, graph.num_nodes)), graph.num_nodes)
+    assert sorted(graph.names[w] for w in images) == ["b0.nvswitch", "b1.nvswitch"]
+    monkeypatch.setattr(_Splitter, "holds", lambda self, generators: False)
+    assert not splitter.remove_orbit(images, 8, shift)
+    after = (dict(splitter.capacity), {arc: [list(e) for e in q] for arc, q in splitter.routes.items()})
+    assert after == before
+    monkeypatch.undo()
+    assert splitter.remove_orbit(images, 8, shift)
+    assert all(w not in arc for arc in splitter.capacity for w in images)

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from collc.capacity import CapacityGraph
 from collc.errors import InfeasibleError, InvariantError
 from collc.solver.maxflow import FlowNetwork
+from collc.solver.symmetry import gpu_orbits, orbit_transversal
 
 Arc = tuple[int, int]
 Path = tuple[int, ...]
@@ -97,6 +98,7 @@ class _Splitter:
         self.gadgets: dict[Arc, int] = {}  # (tail, head) -> index of an infinite arc, 0 when unused
         self.split_operations = 0
         self.dropped = 0
+        self.log: list[tuple[int, int, int]] | None = None  # decisions (u, t, α) of the switch being split
 
     # -- capacity bookkeeping ---------------------------------------------------------------------
     def _set(self, u: int, v: int, cap: int) -> None:
@@ -210,6 +212,8 @@ class _Splitter:
     def split(self, u: int, w: int, t: int, alpha: int) -> None:
         """Move ``alpha`` units of ``(u, w)`` and ``(w, t)`` onto ``(u, t)``, pairing their routes."""
         self.split_operations += 1
+        if self.log is not None:
+            self.log.append((u, t, alpha))
         first = take_units(self.routes[(u, w)], alpha)
         second = take_units(self.routes[(w, t)], alpha)
         self._set(u, w, self.capacity[(u, w)] - alpha)
@@ -234,11 +238,7 @@ class _Splitter:
             if fan > 1:
                 self._split_towards(u, w, partners[:fan], -(-self.capacity[(u, w)] // fan))
             self._split_towards(u, w, partners, None)
-        for u in sorted(self.in_neighbours[w]):
-            self.dropped += self.capacity[(u, w)]
-            self._set(u, w, 0)
-        for t in sorted(self.out_neighbours[w]):
-            self._set(w, t, 0)
+        self._drop_switch(w)
 
     def _split_towards(self, u: int, w: int, partners: list[int], share: int | None) -> None:
         """Split ``(u, w)`` with each partner in turn, at most ``share`` units each (None: no limit).
@@ -282,6 +282,72 @@ class _Splitter:
 
         return min(remaining, key=cost)
 
+    # -- symmetric splitting ----------------------------------------------------------------------
+    def is_automorphism(self, perm: Sequence[int]) -> bool:
+        """Whether the vertex permutation preserves every current arc capacity."""
+        capacity = self.capacity
+        return all(capacity.get((perm[u], perm[v])) == c for (u, v), c in capacity.items())
+
+    def _snapshot(self) -> tuple:
+        routes = {arc: deque([list(entry) for entry in queue]) for arc, queue in self.routes.items()}
+        return dict(self.capacity), routes, self.dropped, self.split_operations
+
+    def _restore(self, snapshot: tuple) -> None:
+        capacity, routes, self.dropped, self.split_operations = snapshot
+        for arc in list(self.capacity):
+            if arc not in capacity:
+                self._set(*arc, 0)
+        for arc, cap in capacity.items():
+            self._set(*arc, cap)
+        self.routes = routes
+
+    def _drop_switch(self, w: int) -> None:
+        for u in sorted(self.in_neighbours[w]):
+            self.dropped += self.capacity[(u, w)]
+            self._set(u, w, 0)
+        for t in sorted(self.out_neighbours[w]):
+            self._set(w, t, 0)
+
+    def holds(self, generators: Sequence[Sequence[int]]) -> bool:
+        """Whether (*) holds now: one max-flow per GPU orbit of the generators that are automorphisms
+        of the current graph (every GPU when none is)."""
+        valid = [perm for perm in generators if self.is_automorphism(perm)]
+        sinks = [orbit[0] for orbit in gpu_orbits(self.num_gpus, valid)]
+        return all(self.network.max_flow(self.source, v) >= self.demand for v in sinks)
+
+    def remove_orbit(
+        self, images: dict[int, Sequence[int]], spread: int, generators: Sequence[Sequence[int]]
+    ) -> bool:
+        """Remove a whole orbit of switches: split the representative exactly, apply the images of its
+        decisions to the other members, then check (*). On failure restore the state, return False.
+
+        ``images`` maps every orbit member to an automorphism sending the representative (the member
+        mapped by the identity) to it. Splitting one switch of ``n`` identical ones and replaying it
+        costs one switch's max-flows plus one per GPU orbit, instead of ``n`` switches' worth.
+        """
+        representative = next(w for w, perm in images.items() if perm[w] == w and _is_identity(perm))
+        snapshot = self._snapshot()
+        self.log = []
+        self.remove_switch(representative, spread)
+        decisions, self.log = self.log, None
+        for member, perm in sorted(images.items()):
+            if member == representative:
+                continue
+            for u, t, alpha in decisions:
+                mapped = (perm[u], perm[t])
+                if (
+                    min(self.capacity.get((mapped[0], member), 0), self.capacity.get((member, mapped[1]), 0))
+                    < alpha
+                ):
+                    self._restore(snapshot)
+                    return False
+                self.split(mapped[0], member, mapped[1], alpha)
+            self._drop_switch(member)
+        if not self.holds(generators):
+            self._restore(snapshot)
+            return False
+        return True
+
     def check(self) -> None:
         """Final check of (*) on the switch-free graph: one max-flow per GPU (module docstring)."""
         for gpu in range(self.num_gpus):
@@ -309,6 +375,21 @@ def unbalanced_switches(graph: CapacityGraph) -> list[int]:
         balance[u] -= cap
         balance[v] += cap
     return [w for w in range(graph.num_gpus, graph.num_nodes) if balance[w] != 0]
+
+
+def _is_identity(perm: Sequence[int]) -> bool:
+    return all(image == v for v, image in enumerate(perm))
+
+
+def _switch_orbit(
+    switch: int, generators: Sequence[Sequence[int]], remaining: set[int], num_nodes: int
+) -> dict[int, tuple[int, ...]]:
+    """Members of ``switch``'s orbit under ``generators`` (all still present) with a group element
+    mapping ``switch`` to each; just ``{switch: identity}`` when the orbit leaves ``remaining``."""
+    elements = orbit_transversal(num_nodes, generators, switch)
+    if any(member not in remaining for member in elements):
+        return {switch: tuple(range(num_nodes))}
+    return elements
 
 
 def take_units(routes: deque[list], units: int) -> list[tuple[Path, int]]:
@@ -348,22 +429,37 @@ def _pair(first: list[tuple[Path, int]], second: list[tuple[Path, int]]) -> list
 
 
 def remove_switches(
-    graph: CapacityGraph, capacities: Sequence[int], k: int, spread: int = SPREAD
+    graph: CapacityGraph,
+    capacities: Sequence[int],
+    k: int,
+    spread: int = SPREAD,
+    symmetries: Sequence[Sequence[int]] = (),
 ) -> SwitchFreeGraph:
     """Remove every non-GPU vertex of ``graph`` by edge splitting (module docstring).
 
     ``capacities`` are the integer tree capacities per arc of ``graph.arcs`` (``floor(U·b_e)``, see
     :func:`collc.solver.bound.integer_capacities`) and ``k`` the trees per root; ``spread`` is the
     number of partners each in-arc's capacity is first shared among (1: plain greedy).
+
+    ``symmetries`` are vertex permutations (candidate automorphisms, e.g. box shifts). Before each
+    switch, those that are automorphisms of the current graph define its orbit; an orbit of identical
+    switches is removed by splitting one and replaying its decisions (:meth:`_Splitter.remove_orbit`),
+    checked by max-flows and undone if the check fails, so the result is exact either way.
     """
     splitter = _Splitter(graph, capacities, k)
     remaining = set(range(graph.num_gpus, graph.num_nodes))
     order = []
     while remaining:
         switch = splitter.next_switch(remaining)
-        remaining.discard(switch)
-        order.append(switch)
-        splitter.remove_switch(switch, spread)
+        valid = [perm for perm in symmetries if splitter.is_automorphism(perm)]
+        images = _switch_orbit(switch, valid, remaining, graph.num_nodes) if valid else {}
+        if len(images) > 1 and splitter.remove_orbit(images, spread, valid):
+            members = sorted(images)
+        else:
+            members = [switch]
+            splitter.remove_switch(switch, spread)
+        remaining.difference_update(members)
+        order += members
     splitter.check()
     routes = {arc: [(path, units) for path, units in queue] for arc, queue in sorted(splitter.routes.items())}
     return SwitchFreeGraph(
