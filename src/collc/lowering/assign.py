@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from collc.errors import InfeasibleError
+from collc.lowering.limits import DoesNotFit
 from collc.lowering.plan import Plan, Transfer
 
 TB_RATE_GBPS = Fraction(25)  # one threadblock moves 20–30 GB/s (msccl-xml.md §4.5, issue 5 item 3)
 
-Group = tuple[int, int, int | None]  # (src, dst, plane)
+Group = tuple[int, int, int | None, tuple[int, ...]]  # (src, dst, plane, stage)
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Lane:
     dst: int
     plane: int | None
     chan: int
+    group: Group
 
 
 @dataclass(frozen=True)
@@ -56,31 +57,39 @@ class Assignment:
     nchannels: int
 
 
-def group_of(transfer: Transfer) -> Group:
-    return (transfer.src, transfer.dst, transfer.plane)
+def group_of(transfer: Transfer, split_stages: bool) -> Group:
+    """The group of a transfer; with ``split_stages`` transfers of different stages never share a lane.
+
+    The stage is the key's ``(phase, level)``. The runtime runs every threadblock's whole step list once
+    per pipelining iteration, so a threadblock whose steps sit at different tree depths cannot start
+    iteration i+1 before its deepest step of iteration i has its data: iterations stop overlapping.
+    Threadblocks of one stage only wait for lower stages, which keeps the pipeline flowing.
+    """
+    stage = transfer.key[:2] if split_stages else ()
+    return (transfer.src, transfer.dst, transfer.plane, stage)
 
 
-def group_loads(plan: Plan) -> dict[Group, list[int]]:
+def group_loads(plan: Plan, split_stages: bool) -> dict[Group, list[int]]:
     """Transfer indices per group, in key order."""
     groups: dict[Group, list[int]] = {}
     for index in sorted(range(len(plan.transfers)), key=lambda i: (plan.transfers[i].key, i)):
-        groups.setdefault(group_of(plan.transfers[index]), []).append(index)
-    return dict(sorted(groups.items(), key=lambda item: _group_order(item[0])))
+        groups.setdefault(group_of(plan.transfers[index], split_stages), []).append(index)
+    return dict(sorted(groups.items(), key=lambda item: group_order(item[0])))
 
 
-def _group_order(group: Group) -> tuple[int, int, int]:
-    src, dst, plane = group
-    return (src, dst, -1 if plane is None else plane)
+def group_order(group: Group) -> tuple:
+    src, dst, plane, stage = group
+    return (src, dst, -1 if plane is None else plane, stage)
 
 
-def wanted_lanes(plan: Plan, chunk_rate: Fraction) -> dict[Group, int]:
+def wanted_lanes(plan: Plan, chunk_rate: Fraction, split_stages: bool) -> dict[Group, int]:
     """Lanes each group needs so that no threadblock carries more than :data:`TB_RATE_GBPS`.
 
     ``chunk_rate`` is the GB/s one chunk per loop needs at the schedule's target algbw (the
     collective's algbw divided by ``nchunksperloop``). Never more lanes than transfers.
     """
     wanted = {}
-    for group, members in group_loads(plan).items():
+    for group, members in group_loads(plan, split_stages).items():
         chunks = sum(plan.transfers[i].source.cnt for i in members)
         need = -(-(chunks * chunk_rate) // TB_RATE_GBPS)
         wanted[group] = max(1, min(int(need), len(members)))
@@ -88,8 +97,14 @@ def wanted_lanes(plan: Plan, chunk_rate: Fraction) -> dict[Group, int]:
 
 
 def assign(
-    plan: Plan, lanes_per_group: dict[Group, int], *, num_planes: int, max_channels: int, max_tbs: int
-):
+    plan: Plan,
+    lanes_per_group: dict[Group, int],
+    *,
+    num_planes: int,
+    max_channels: int,
+    max_tbs: int,
+    split_stages: bool,
+) -> Assignment:
     """Spread transfers over lanes, give lanes channels and build every GPU's threadblocks.
 
     Raises :class:`InfeasibleError` when the channels needed exceed ``max_channels``. A GPU may end
@@ -98,19 +113,19 @@ def assign(
     lanes: list[Lane] = []
     lane_of = [0] * len(plan.transfers)
     used: dict[tuple[int, int], set[int]] = {}
-    for group, members in group_loads(plan).items():
-        src, dst, plane = group
+    for group, members in group_loads(plan, split_stages).items():
+        src, dst, plane, _ = group
         count = min(lanes_per_group[group], len(members))
         first = len(lanes)
         for _ in range(count):
             chan = _free_channel(used.setdefault((src, dst), set()), plane, num_planes)
             if chan >= max_channels:
-                raise InfeasibleError(
+                raise DoesNotFit(
                     f"GPU {src} -> GPU {dst} needs channel {chan}, the runtime allows {max_channels}",
                     hint="use fewer instances or a smaller --k/--max-k",
                 )
             used[(src, dst)].add(chan)
-            lanes.append(Lane(src, dst, plane, chan))
+            lanes.append(Lane(src, dst, plane, chan, group))
         load = [0] * count
         for index in members:  # least-loaded lane first, in key order: balanced and deterministic
             lane = min(range(count), key=lambda j: (load[j], j))

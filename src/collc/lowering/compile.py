@@ -232,6 +232,11 @@ def _finish(topology, options, runtime, limits, solution, lowered, instances, no
     bound = solution.bound
     optimal_forest_algbw = bound.optimal_x_star * bound.num_gpus
     optimal_algbw = optimal_forest_algbw / 2 if options.coll == "allreduce" else optimal_forest_algbw
+    if lowered.stages_shared:
+        notes.append(
+            f"threadblocks carry several tree depths ({lowered.stages_shared}); "
+            "pipelining across iterations suffers"
+        )
     if lowered.lanes_capped:
         notes.append(
             "some links got fewer threadblocks than their traffic needs (threadblock limit); "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collc.errors import InputError
+from collc.errors import InfeasibleError, InputError
 from collc.msccl.program import Algorithm
 from collc.topology.model import Topology
 
@@ -19,6 +19,10 @@ RUNTIME_STEP_TYPES = {
     "msccl-executor": frozenset({"s", "r", "rcs", "rrs", "rrc", "rrcs", "cpy", "re", "nop"}),
     "rccl": frozenset({"s", "r", "re", "cpy", "nop"}),  # ROCm >= 6.1 (§6)
 }
+
+
+class DoesNotFit(InfeasibleError):
+    """The forest cannot be lowered within the runtime's limits at this k / instance count."""
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,17 @@ below what the forest could carry, reported as ``lanes_capped``). When neither h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
-from collc.errors import InfeasibleError, InvariantError
-from collc.lowering.assign import Group, assign, wanted_lanes
+from collc.errors import InvariantError
+from collc.lowering.assign import Assignment, Group, assign, group_of, group_order, wanted_lanes
 from collc.lowering.emit import emit
-from collc.lowering.limits import RuntimeLimits, Usage, usage
+from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
 from collc.lowering.plan import Plan, build_plan
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.solver.forest import Forest
-
-
-class DoesNotFit(InfeasibleError):
-    """The forest cannot be lowered within the runtime's limits at this k / instance count."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +45,7 @@ class Lowered:
     lanes: int
     merged_tbs: int
     lanes_capped: bool
+    stages_shared: str | None = None  # why threadblocks carry several tree depths, if they do
 
 
 def coll_algbw(forest: Forest, coll: str) -> Fraction:
@@ -82,20 +80,37 @@ def lower(
         planes=planes,
     )
     chunk_rate = coll_algbw(forest, options.coll) / plan.nchunksperloop
-    wanted = wanted_lanes(plan, chunk_rate)
-    return _fit(plan, wanted, options, limits, len(set(planes.values())))
+    num_planes = len(set(planes.values()))
+    try:
+        return _fit(plan, chunk_rate, options, limits, num_planes, split_stages=True)
+    except DoesNotFit as error:
+        lowered = _fit(plan, chunk_rate, options, limits, num_planes, split_stages=False)
+        return replace(lowered, stages_shared=f"one lane per tree depth did not fit ({error.message})")
 
 
 def _fit(
-    plan: Plan, wanted: dict[Group, int], options: LoweringOptions, limits: RuntimeLimits, num_planes: int
-):
+    plan: Plan,
+    chunk_rate: Fraction,
+    options: LoweringOptions,
+    limits: RuntimeLimits,
+    num_planes: int,
+    *,
+    split_stages: bool,
+) -> Lowered:
     """Search lane counts: raise per-group minimums for step overflow, cap lanes for threadblock overflow."""
+    wanted = wanted_lanes(plan, chunk_rate, split_stages)
+    sizes = Counter(group_of(t, split_stages) for t in plan.transfers)
     minimum = dict.fromkeys(wanted, 1)
     cap = max(wanted.values())
     for _ in range(4 * len(wanted) + 64):
         lanes = {g: max(minimum[g], min(wanted[g], cap)) for g in wanted}
         assignment = assign(
-            plan, lanes, num_planes=num_planes, max_channels=limits.max_channels, max_tbs=limits.max_tbs
+            plan,
+            lanes,
+            num_planes=num_planes,
+            max_channels=limits.max_channels,
+            max_tbs=limits.max_tbs,
+            split_stages=split_stages,
         )
         algo = emit(
             plan,
@@ -110,17 +125,15 @@ def _fit(
         measured = usage(algo)
         crowded = _groups_over_step_limit(algo, assignment, limits)
         if crowded:
-            grown = False
-            for group in crowded:
-                if minimum[group] < _transfers_in(plan, group):
-                    minimum[group] = max(minimum[group], lanes[group]) + 1
-                    grown = True
+            grown = [g for g in crowded if minimum[g] < sizes[g]]
             if not grown:
                 raise DoesNotFit(
                     f"a threadblock needs {measured.max_steps_per_tb} steps, the runtime allows "
                     f"{limits.max_steps_per_tb}",
                     hint="use a smaller --k/--max-k or fewer --instances",
                 )
+            for group in grown:
+                minimum[group] = max(minimum[group], lanes[group]) + 1
             continue
         if measured.max_tbs > limits.max_tbs:
             if cap > 1 and any(lanes[g] > minimum[g] for g in wanted):
@@ -144,11 +157,7 @@ def _fit(
     raise DoesNotFit("no lane assignment fits the runtime's limits", hint="use a smaller --k/--max-k")
 
 
-def _transfers_in(plan: Plan, group: Group) -> int:
-    return sum(1 for t in plan.transfers if (t.src, t.dst, t.plane) == group)
-
-
-def _groups_over_step_limit(algo: Algorithm, assignment, limits: RuntimeLimits) -> list[Group]:
+def _groups_over_step_limit(algo: Algorithm, assignment: Assignment, limits: RuntimeLimits) -> list[Group]:
     """Groups that feed a threadblock with more steps than allowed (sorted, deduplicated)."""
     groups = set()
     for gpu_program, specs in zip(algo.gpus, assignment.tbs, strict=True):
@@ -156,6 +165,5 @@ def _groups_over_step_limit(algo: Algorithm, assignment, limits: RuntimeLimits) 
             if len(tb.steps) > limits.max_steps_per_tb:
                 for lane_index in (spec.send_lane, spec.recv_lane):
                     if lane_index is not None:
-                        lane = assignment.lanes[lane_index]
-                        groups.add((lane.src, lane.dst, lane.plane))
-    return sorted(groups, key=lambda g: (g[0], g[1], -1 if g[2] is None else g[2]))
+                        groups.add(assignment.lanes[lane_index].group)
+    return sorted(groups, key=group_order)
