@@ -93,3 +93,49 @@ def mutate(name: str, mutations) -> object:
         elif kind == "drop":
             tb.steps.remove(step)
     return algo
+
+
+def allpairs_allreduce(ngpus: int, channels: int = 2) -> Algorithm:
+    """One-step all-pairs allreduce (LL, in-place, only ``i`` named): every rank sends its block of
+    each channel to every peer, receives theirs into scratch, then each chunk is reduced by one tb.
+    Rank r's tb 0/1 (no peers) reduce chunk r of each channel; the tbs for peer q reduce chunk q.
+    Reducers wait through nops for the other tbs' send (position 0) and receive (position 1), and
+    the reduction is a fused ``re`` chain: the shape of the all-pairs files RCCL ships."""
+    block = ngpus  # chunks per channel
+    nchunks = block * channels
+    gpus = []
+    for rank in range(ngpus):
+        peers = [q for q in range(ngpus) if q != rank]
+        tbs = [Threadblock(chan, -1, -1, chan, []) for chan in range(channels)]
+        for k, peer in enumerate(peers):
+            for chan in range(channels):
+                tbs.append(Threadblock(channels * (1 + k) + chan, peer, peer, chan, []))
+
+        def peer_tb(k: int, chan: int) -> int:
+            return channels * (1 + k) + chan
+
+        for chan in range(channels):
+            for k, _ in enumerate(peers):
+                tb = tbs[peer_tb(k, chan)]
+                tb.steps += [
+                    Step(0, "s", "i", chan * block, "s", 0, block, hasdep=1),
+                    Step(1, "r", "i", 0, "s", chan * block * len(peers) + k * block, block, hasdep=1),
+                ]
+            reducers = [(chan, rank, None)] + [(peer_tb(k, chan), peer, k) for k, peer in enumerate(peers)]
+            for tb_id, chunk, own in reducers:
+                others = [peer_tb(k, chan) for k in range(len(peers)) if k != own]
+                waits = [(other, position) for position in (0, 1) for other in others]
+                tb = tbs[tb_id]
+                *early, last = waits
+                tb.steps += [Step(0, "nop", "i", -1, "o", -1, 0, depid=d, deps=p) for d, p in early]
+                for k in range(len(peers)):
+                    source = chan * block * len(peers) + k * block + chunk
+                    step = Step(0, "re", "s", source, "i", chan * block + chunk, 1)
+                    if k == 0:
+                        step.depid, step.deps = last
+                    tb.steps.append(step)
+        for tb in tbs:
+            for index, step in enumerate(tb.steps):
+                step.s = index
+        gpus.append(GpuProgram(rank, nchunks, 0, nchunks * len(peers), tbs))
+    return Algorithm("allpairs", "LL", channels, nchunks, ngpus, "allreduce", 1, 0, 0, 0, gpus)

@@ -11,7 +11,7 @@ from collc.verify import verify
 from collc.verify.fold import fold_threadblock
 from collc.verify.simulate import Case, simulate
 
-from .programs import exchange, fixture, ring_allgather, step, threadblock
+from .programs import allpairs_allreduce, exchange, fixture, ring_allgather, step, threadblock
 
 
 def errors(algo, **kwargs) -> set[str]:
@@ -303,3 +303,21 @@ def test_msccl_tools_in_place_conventions_are_valid() -> None:
     assert verify(allgather).problems == []
     allgather.outofplace = 1
     assert "undefined-read" in verify(allgather).rules()  # out of place, o[r] is never written
+
+
+def test_allpairs_allreduce_with_nop_waits_and_fused_chains() -> None:
+    """Many waits folded from nops into a fused re chain (the shape of RCCL's shipped all-pairs
+    files): clean on RCCL; dropping one wait for a receive into scratch is a race."""
+    algo = allpairs_allreduce(4)
+    assert verify(algo, runtime="rccl").problems == []
+    reducer = threadblock(algo, 0, 0)
+    del reducer.steps[3]  # the nop that waits for tb 2's receive (position 1)
+    for index, member in enumerate(reducer.steps):
+        member.s = index
+    report = verify(algo, runtime="rccl")
+    assert "race" in report.rules()
+    assert any("s[0] of rank 0" in p.message for p in report.problems if p.rule == "race")
+
+
+def test_allpairs_allreduce_scales() -> None:
+    assert verify(allpairs_allreduce(8, channels=4)).problems == []
