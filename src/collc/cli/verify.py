@@ -85,8 +85,20 @@ def _render(report: VerifyReport, selection: Selection | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output for CI.")
 @click.option("--explain", is_flag=True, help="Say whether the runtime would select each file for a call.")
 @click.option("--nranks", type=int, help="--explain: communicator size (default: the topology's GPUs).")
-@click.option("--bytes", "size", metavar="SIZE", help="--explain: nBytes of the call, e.g. 64MiB.")
-@click.option("--dtype", type=click.Choice(sorted(DTYPE_SIZES)), default="bf16", show_default=True)
+@click.option(
+    "--bytes",
+    "size",
+    metavar="SIZE",
+    help="--explain: nBytes of the call as the runtime counts it (allgather: output, reducescatter: "
+    "input), e.g. 64MiB.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(sorted(DTYPE_SIZES)),
+    default="bf16",
+    show_default=True,
+    help="--explain: element type.",
+)
 @click.option("--inplace", is_flag=True, help="--explain: the call is in-place.")
 def verify_command(
     files: tuple[str, ...],
