@@ -144,3 +144,8 @@ def test_first_element_must_be_algo() -> None:
 
 def test_empty_file() -> None:
     assert error_of("  \n").message == "XML Parse : Unexpected EOF"
+
+
+def test_tab_inside_a_tag_is_a_tab_error() -> None:
+    error = error_of(document(STEP.replace(' type="s"', '\ttype="s"')))
+    assert (error.rule, error.message) == ("xml-tab", "XML Parse : expected >, got '\\t'")

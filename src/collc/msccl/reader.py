@@ -186,6 +186,10 @@ class _Scanner:
                 f"XML Parse : expected >, got '{shown}'",
                 "put all attributes of an element on the line of its name",
             )
+        if char == "\t":
+            return self.fail(
+                "xml-tab", f"XML Parse : expected >, got '{shown}'", "separate attributes by one space"
+            )
         return self.fail("xml-syntax", f"XML Parse : expected >, got '{shown}'")
 
     def attributes(self, node: _Element) -> bool:
