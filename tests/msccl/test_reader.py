@@ -149,3 +149,10 @@ def test_empty_file() -> None:
 def test_tab_inside_a_tag_is_a_tab_error() -> None:
     error = error_of(document(STEP.replace(' type="s"', '\ttype="s"')))
     assert (error.rule, error.message) == ("xml-tab", "XML Parse : expected >, got '\\t'")
+
+
+def test_legacy_loader_requires_a_name() -> None:
+    algo_text = ALGO.replace('name="t" ', "")
+    assert read_xml(document(algo=algo_text)).name == ""
+    with pytest.raises(XmlSyntaxError, match="Attribute name of node algo not found"):
+        read_xml(document(algo=algo_text), runtime="msccl-legacy")

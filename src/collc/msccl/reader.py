@@ -360,7 +360,9 @@ class _Builder:
     def algorithm(self, node: _Element) -> Algorithm:
         defaults = LEGACY_DEFAULTS if self.runtime == "msccl-legacy" else {}
         algo = Algorithm(
-            name=self.string(node, "name", ""),
+            name=self.string(
+                node, "name", None if self.runtime == "msccl-legacy" else ""
+            ),  # legacy: required
             proto=self.string(node, "proto"),
             nchannels=self.integer(node, "nchannels"),
             nchunksperloop=self.integer(node, "nchunksperloop"),
