@@ -155,12 +155,21 @@ def _threadblocks(num_gpus: int, lanes: list[Lane], max_tbs: int):
         specs: list[ThreadblockSpec] = []
         merged_sends: set[int] = set()
         merged_recvs: set[int] = set()
-        if excess > 0:
+        for follows_chain in (True, False):
             for recv in sorted(recvs, key=lambda i: (lanes[i].chan, lanes[i].src)):
                 if excess <= 0:
                     break
+                if recv in merged_recvs:
+                    continue
                 match = next(
-                    (s for s in sends if s not in merged_sends and lanes[s].chan == lanes[recv].chan), None
+                    (
+                        s
+                        for s in sends
+                        if s not in merged_sends
+                        and lanes[s].chan == lanes[recv].chan
+                        and (not follows_chain or _next_stage(lanes[recv], lanes[s]))
+                    ),
+                    None,
                 )
                 if match is not None:
                     merged_sends.add(match)
@@ -177,6 +186,16 @@ def _threadblocks(num_gpus: int, lanes: list[Lane], max_tbs: int):
                 tb_of[(gpu, spec.recv_lane, "recv")] = tb_id
         per_gpu.append(tuple(specs))
     return tuple(per_gpu), tb_of
+
+
+def _next_stage(recv: Lane, send: Lane) -> bool:
+    """Whether ``send`` is the stage right after ``recv`` in the data flow (like a fused receive-send).
+
+    Such a merged threadblock only waits for lower stages, so the pipeline keeps flowing; merging
+    unrelated stages couples iterations (see :func:`group_of`).
+    """
+    recv_stage, send_stage = recv.group[3], send.group[3]
+    return bool(recv_stage) and recv_stage[0] == send_stage[0] and send_stage[1] == recv_stage[1] + 2
 
 
 def _tb_order(spec: ThreadblockSpec, lanes: list[Lane]) -> tuple[int, int, int]:

@@ -188,28 +188,39 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
         instance_options.append(count)
         count //= 2
     failures: list[str] = []
-    for instances in instance_options:
-        candidates, notes = _k_candidates(topology, options, instances)
-        for k in candidates:
-            solution = solve(topology, k=k, max_k=options.max_k, reverse=options.coll == "reducescatter")
-            lowering = LoweringOptions(
-                coll=options.coll,
-                proto=options.proto,
-                inplace=options.inplace,
-                outofplace=options.outofplace,
-                min_bytes=options.min_bytes,
-                max_bytes=options.max_bytes,
-                instances=instances,
-                name=_name(topology, options.coll, solution.forest.k, instances),
-            )
-            try:
-                lowered = lower(solution.forest, lowering, limits, planes=planes)
-            except DoesNotFit as error:
-                failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
-                continue
-            if failures:
-                notes.append("did not fit: " + "; ".join(failures))
-            return _finish(topology, options, runtime, limits, solution, lowered, instances, notes)
+    solutions: dict[int | None, Solution] = {}  # both passes reuse the solved forests
+    for allow_shared_stages in (False, True):  # a smaller k that pipelines beats a larger one that does not
+        for instances in instance_options:
+            candidates, notes = _k_candidates(topology, options, instances)
+            for k in candidates:
+                if k not in solutions:
+                    reverse = options.coll == "reducescatter"
+                    solutions[k] = solve(topology, k=k, max_k=options.max_k, reverse=reverse)
+                solution = solutions[k]
+                lowering = LoweringOptions(
+                    coll=options.coll,
+                    proto=options.proto,
+                    inplace=options.inplace,
+                    outofplace=options.outofplace,
+                    min_bytes=options.min_bytes,
+                    max_bytes=options.max_bytes,
+                    instances=instances,
+                    name=_name(topology, options.coll, solution.forest.k, instances),
+                )
+                try:
+                    lowered = lower(
+                        solution.forest,
+                        lowering,
+                        limits,
+                        planes=planes,
+                        allow_shared_stages=allow_shared_stages,
+                    )
+                except DoesNotFit as error:
+                    failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
+                    continue
+                if failures:
+                    notes.append("did not fit: " + "; ".join(failures))
+                return _finish(topology, options, runtime, limits, solution, lowered, instances, notes)
     raise DoesNotFit(
         f"no schedule fits {runtime} on {topology.name}: " + "; ".join(failures),
         hint="try --max-k with a small budget, --instances 1, or the other runtime's limits; "

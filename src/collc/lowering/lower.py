@@ -64,8 +64,14 @@ def lower(
     limits: RuntimeLimits,
     *,
     planes: dict[str, int] | None = None,
+    allow_shared_stages: bool = True,
 ) -> Lowered:
-    """Lower ``forest`` to an :class:`Algorithm` for ``options.coll`` that fits ``limits``."""
+    """Lower ``forest`` to an :class:`Algorithm` for ``options.coll`` that fits ``limits``.
+
+    Lanes are split per tree depth (stage) when that fits; otherwise, if ``allow_shared_stages``,
+    threadblocks carry several depths (fewer threadblocks, worse pipelining, see
+    :func:`collc.lowering.assign.group_of`).
+    """
     if options.proto not in PROTOCOLS:
         raise InvariantError(f"unknown protocol {options.proto!r}")
     if not (options.inplace or options.outofplace):
@@ -84,6 +90,8 @@ def lower(
     try:
         return _fit(plan, chunk_rate, options, limits, num_planes, split_stages=True)
     except DoesNotFit as error:
+        if not allow_shared_stages:
+            raise
         lowered = _fit(plan, chunk_rate, options, limits, num_planes, split_stages=False)
         return replace(lowered, stages_shared=f"one lane per tree depth did not fit ({error.message})")
 
