@@ -53,6 +53,12 @@ def summary_text(topology: Topology, solution: Solution) -> str:
         f"multiplicity x count: {histogram}",
         _height_line(solution, False, "GPU hops"),
         _height_line(solution, True, "physical hops"),
+        f"  trees grown for {stats.packing_orbits} of {forest.num_gpus} roots"
+        + (
+            " (the others are images under verified automorphisms)"
+            if stats.packing_orbits < forest.num_gpus
+            else ""
+        ),
         "  phases: "
         + ", ".join(
             f"{phase} {stats.seconds.get(phase, 0.0):.3f}s"
