@@ -1,0 +1,134 @@
+"""`collc compile` through the CLI: the report, the file, errors, determinism, divisibility choices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collc.cli import main
+from collc.lowering import CompileOptions, compile_schedule
+from collc.lowering.compile import serving
+from collc.msccl.reader import read_xml
+from collc.topology import load
+from collc.verify import verify_text
+
+
+def _compile(tmp_path: Path, *args: str):
+    out = tmp_path / "schedule.xml"
+    result = CliRunner().invoke(main, ["compile", *args, "-o", str(out)])
+    return result, out
+
+
+def test_compile_writes_a_verified_file_and_reports_limits(tmp_path):
+    result, out = _compile(tmp_path, "dgx-a100", "--set", "boxes=2")
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text.startswith("<algo ") and text.endswith("</algo>\n")
+    assert verify_text(text, str(out), runtime="msccl-executor").ok
+    report = result.output
+    assert "optimal algbw    173.333 GB/s" in report
+    assert "emitted algbw    172.973 GB/s (0.21 % below the optimum)" in report
+    assert "nchunksperloop = 128" in report and "all powers of two >= 128" in report
+    assert "(limit 108)" in report and "(limit 32)" in report and "(limit 64)" in report
+    assert "MSCCL_ALGO_DIR" in report and "NCCL_MSCCL_ENABLE" in report
+
+
+def test_rccl_report_names_the_rccl_switches_and_file_has_only_rccl_steps(tmp_path):
+    result, out = _compile(tmp_path, "mi250", "--coll", "reducescatter", "--k", "1")
+    assert result.exit_code == 0, result.output
+    assert "RCCL_MSCCL_FORCE_ENABLE=1" in result.output and "(limit 64)" in result.output
+    algo = read_xml(out.read_text(), str(out))
+    assert {step.type for gpu in algo.gpus for tb in gpu.tbs for step in tb.steps} <= {
+        "s",
+        "r",
+        "re",
+        "cpy",
+        "nop",
+    }
+    assert algo.coll == "reducescatter"
+
+
+def test_output_is_byte_identical_on_repeat(tmp_path):
+    first, out = _compile(tmp_path, "dgx-h100-rail", "--set", "boxes=4", "--k", "1", "--coll", "allgather")
+    text = out.read_text()
+    again, _ = _compile(tmp_path, "dgx-h100-rail", "--set", "boxes=4", "--k", "1", "--coll", "allgather")
+    assert first.exit_code == again.exit_code == 0
+    assert out.read_text() == text
+
+
+def test_options_reach_the_file(tmp_path):
+    args = [
+        "dgx-a100",
+        "--k",
+        "1",
+        "--proto",
+        "LL",
+        "--outofplace",
+        "--min-bytes",
+        "1MiB",
+        "--max-bytes",
+        "1GiB",
+    ]
+    result, out = _compile(tmp_path, *args, "--instances", "2", "--coll", "allgather")
+    assert result.exit_code == 0, result.output
+    algo = read_xml(out.read_text(), str(out))
+    assert (algo.proto, algo.inplace, algo.outofplace) == ("LL", 0, 1)
+    assert (algo.min_bytes, algo.max_bytes) == (2**20, 2**30)
+    assert algo.nchunksperloop == 8 * 1 * 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dgx-a100", "--k", "2", "--max-k", "4"], "cannot be combined"),
+        (["dgx-a100", "--min-bytes", "2MiB", "--max-bytes", "1MiB"], "above --max-bytes"),
+        (["dgx-a100", "--min-bytes", "lots"], "--min-bytes 'lots' is not a size"),
+        (["dgx-a100", "--instances", "0"], "--instances must be at least 1"),
+        (["dgx-a100", "--align", "0"], "--align must be a positive"),
+        (["no-such-topology"], "no-such-topology"),
+    ],
+)
+def test_bad_options_are_input_errors(tmp_path, args, message):
+    result, out = _compile(tmp_path, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not out.exists()
+
+
+def test_missing_output_directory_is_an_input_error(tmp_path):
+    result = CliRunner().invoke(main, ["compile", "dgx-a100", "-o", str(tmp_path / "nope" / "x.xml")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_power_of_two_policy_picks_a_serving_k_and_reports_what_is_given_up():
+    topology = load("dgx-a100", {"boxes": "2"})
+    result = compile_schedule(topology, CompileOptions(coll="allgather"))
+    assert result.solution.forest.k == 8  # the optimum k = 13 would need counts divisible by 13
+    assert result.serving.satisfied and result.serving.quantum == 8
+    assert result.given_up > 0 and result.emitted_algbw == result.solution.forest.allgather_algbw
+    exact = compile_schedule(topology, CompileOptions(coll="allgather", k=13))
+    assert exact.given_up == 0 and not exact.serving.satisfied
+
+
+def test_align_option_serves_the_requested_multiples():
+    topology = load("dgx-a100", {"boxes": "2"})
+    result = compile_schedule(topology, CompileOptions(coll="allgather", align=13 * 1024))
+    assert result.solution.forest.k == 13 and result.given_up == 0
+    assert result.serving.satisfied
+
+
+def test_serving_rules_follow_the_size_multiplier():
+    assert serving(128, "allreduce", 16, None).quantum == 128
+    assert serving(128, "allgather", 16, None).quantum == 8  # count × 16 divisible by 128
+    assert not serving(24 * 4, "allreduce", 24, None).satisfied  # 24 GPUs: never a power of two
+    assert serving(24 * 4, "allreduce", 24, 3 * 2**10).satisfied
+
+
+def test_report_says_why_no_power_of_two_count_can_be_served():
+    topology = load("dgx1", {"boxes": "3"})  # 24 GPUs
+    result = compile_schedule(topology, CompileOptions(coll="allreduce", k=1, runtime="msccl-executor"))
+    assert not result.serving.satisfied
+    auto = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="msccl-executor"))
+    assert any("--align" in note for note in auto.notes)
