@@ -9,11 +9,13 @@ congestion budget ``U``.
 Pipelining adds the time before an arc receives its first slice and after it sends its last one. A
 logical tree edge (one hop) costs ``hop = path latency + step overhead + slice / path bandwidth``.
 For an allgather edge ``j``, ``before(j)`` is the sum of the hops from the root to its sender and
-``after(j)`` is its own hop plus the longest chain of hops below its receiver. An arc can start when
+``after(j)`` is its own hop without its slice time (sending the last slice is part of ``busy``) plus
+the longest chain of hops below its receiver. An arc can start when
 the earliest tree reaches it and must still forward the last slice it carries, so with the arc serving
 its trees in the order that keeps it busy (deep trees first):
 
-    T_phase = max( max_e [ min_{j∋e} before(j) + busy(e) + min_{j∋e} after(j) ],  max_j before(j) + after(j) )
+    T_phase = max( max_e [ min_{j∋e} before(j) + busy(e) + min_{j∋e} after(j) ],
+                   max_j before(j) + slice(j) + after(j) )
 
 Reduce-scatter runs the same trees towards the roots over the reversed arcs: ``before`` is then the
 longest chain in the subtree below the sender, ``after`` the hops from the receiver up to the root.
@@ -148,7 +150,8 @@ class ForestCost:
         per_tree = nbytes / self.units
         efficiency = float(proto.efficiency)
         slice_bytes = min(proto.slice_bytes, per_tree)
-        hop = edges.latency + proto.step_overhead_us + slice_bytes * edges.inverse_bw / efficiency / 1000
+        slice_us = slice_bytes * edges.inverse_bw / efficiency / 1000
+        hop = edges.latency + proto.step_overhead_us + slice_us
         from_root = np.zeros_like(hop)  # hops from the tree's root to the edge's sender
         below = hop.copy()  # the edge's hop plus the longest chain below its receiver
         for level in edges.depth_order[1:]:
@@ -156,16 +159,16 @@ class ForestCost:
         for level in reversed(edges.depth_order[1:]):
             np.maximum.at(below, edges.parent[level], hop[edges.parent[level]] + below[level])
         if reverse:  # data climbs to the root: the subtree comes first, the path to the root after
-            before, after = below - hop, from_root + hop
-        else:
-            before, after = from_root, below
+            before, after = below - hop, from_root + hop - slice_us
+        else:  # the arc's own sending of the last slice is part of busy(e), not of after(j)
+            before, after = from_root, below - slice_us
         num_arcs = len(edges.arc_pressure)
         start = np.full(num_arcs, np.inf)
         finish = np.full(num_arcs, np.inf)
         np.minimum.at(start, edges.incidence_arc, before[edges.incidence_edge])
         np.minimum.at(finish, edges.incidence_arc, after[edges.incidence_edge])
         busy = edges.arc_pressure * per_tree / efficiency / 1000
-        return float(max((start + busy + finish).max(), (before + after).max()))
+        return float(max((start + busy + finish).max(), (before + after + slice_us).max()))
 
     def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float:
         """Predicted time of one ``collective`` call of ``nbytes`` (nccl-tests size) in µs."""
