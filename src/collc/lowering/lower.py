@@ -120,6 +120,15 @@ def _fit(
             max_tbs=limits.max_tbs,
             split_stages=split_stages,
         )
+        most_tbs = max(len(specs) for specs in assignment.tbs)
+        if most_tbs > limits.max_tbs:  # decided before emitting: threadblocks depend on lanes only
+            if cap > 1 and any(lanes[g] > minimum[g] for g in wanted):
+                cap -= 1
+                continue
+            raise DoesNotFit(
+                f"a GPU needs {most_tbs} threadblocks, the runtime and GPU allow {limits.max_tbs}",
+                hint="use a smaller --k/--max-k or fewer --instances",
+            )
         algo = emit(
             plan,
             assignment,
@@ -143,14 +152,6 @@ def _fit(
             for group in grown:
                 minimum[group] = max(minimum[group], lanes[group]) + 1
             continue
-        if measured.max_tbs > limits.max_tbs:
-            if cap > 1 and any(lanes[g] > minimum[g] for g in wanted):
-                cap -= 1
-                continue
-            raise DoesNotFit(
-                f"a GPU needs {measured.max_tbs} threadblocks, the runtime and GPU allow {limits.max_tbs}",
-                hint="use a smaller --k/--max-k or fewer --instances",
-            )
         problems = measured.violations(limits)
         if problems:
             raise DoesNotFit("; ".join(problems), hint="use a smaller --k/--max-k or fewer --instances")

@@ -1,0 +1,71 @@
+"""Benchmark `collc compile` end to end (issue 5): load, choose k, solve, lower, verify, write XML.
+
+Each case runs in a fresh subprocess running the real CLI (`collc compile`), so the figure includes
+the Python start-up a user pays, and separately in-process with the phases timed. Targets:
+dgx-a100 2 boxes allreduce <= 1 s, mi250 2 boxes allreduce with auto k <= 5 s.
+Usage: .venv/bin/python scripts/bench_compile.py [--only NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from collc.lowering import CompileOptions, compile_schedule
+from collc.topology import load
+
+CASES = [  # (preset, boxes, collective, runtime or None, target seconds or None)
+    ("dgx-a100", 2, "allreduce", None, 1.0),
+    ("mi250", 2, "allreduce", None, 5.0),
+    ("dgx-a100", 2, "allgather", None, None),
+    ("dgx-h100-rail", 4, "allreduce", None, None),
+    ("dgx-a100", 4, "allreduce", None, None),
+]
+
+
+def cli_seconds(name: str, boxes: int, coll: str, runtime: str | None) -> float:
+    """Wall time of the `collc compile` command in a subprocess (timeout 300 s)."""
+    collc = Path(sys.executable).with_name("collc")
+    with tempfile.TemporaryDirectory() as directory:
+        command = [str(collc), "compile", name, "--set", f"boxes={boxes}", "--coll", coll]
+        command += ["-o", str(Path(directory) / "out.xml")] + (["--runtime", runtime] if runtime else [])
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, timeout=300)
+        return time.perf_counter() - start
+
+
+def in_process(name: str, boxes: int, coll: str, runtime: str | None) -> str:
+    topology = load(name, {"boxes": str(boxes)})
+    start = time.perf_counter()
+    result = compile_schedule(topology, CompileOptions(coll=coll, runtime=runtime))
+    total = time.perf_counter() - start
+    solve = result.solution.stats.total_seconds
+    used = result.lowered.usage
+    return (
+        f"in-process {total:5.2f} s (solve {solve:.2f} s), k={result.solution.forest.k}, "
+        f"{used.total_steps} steps, {used.max_tbs} tbs/GPU, {float(result.emitted_algbw):.1f} GB/s "
+        f"({float(result.given_up) * 100:.2f} % below optimum)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="run only cases of this preset")
+    args = parser.parse_args()
+    for name, boxes, coll, runtime, target in CASES:
+        if args.only and name != args.only:
+            continue
+        seconds = cli_seconds(name, boxes, coll, runtime)
+        verdict = (
+            "" if target is None else f"  target <= {target:.0f} s: {'PASS' if seconds <= target else 'MISS'}"
+        )
+        print(f"{name} x{boxes} {coll:13s} CLI {seconds:5.2f} s{verdict}", flush=True)
+        print(f"    {in_process(name, boxes, coll, runtime)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
