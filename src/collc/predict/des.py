@@ -32,6 +32,7 @@ from collc.predict.network import Network
 from collc.predict.params import LAUNCH_US, Protocol
 
 MAX_ITERATIONS = 64
+MAX_FILL_ROUNDS = 6
 STEP_BUDGET = 40_000  # simulated steps (all threadblocks, all iterations) per call
 _EPS = 1e-9
 
@@ -67,7 +68,9 @@ def max_min_rates(arcs: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
     """Max-min fair rates of flows (rows of ``arcs``: arc indices, padded with a last infinite arc).
 
     Progressive filling: raise every unfrozen flow's rate together until an arc is full, freeze the
-    flows through it, repeat. Only the arcs the flows use are kept (re-indexed) to keep it cheap.
+    flows through it, repeat. Only the arcs the flows use are kept (re-indexed) to keep it cheap. After
+    :data:`MAX_FILL_ROUNDS` levels the remaining flows get their fair share at their tightest arc, which
+    never exceeds a capacity (a slight underestimate of their max-min rates).
     """
     used, local = np.unique(arcs, return_inverse=True)
     local = local.reshape(arcs.shape)
@@ -75,11 +78,17 @@ def max_min_rates(arcs: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
     finite = np.isfinite(capacity)
     rates = np.zeros(arcs.shape[0])
     frozen = np.zeros(arcs.shape[0], dtype=bool)
-    while not frozen.all():
+    for round_ in range(MAX_FILL_ROUNDS):
+        if frozen.all():
+            break
         counts = np.bincount(local[~frozen].ravel(), minlength=len(used))
         live = finite & (counts > 0)
         fair = np.full(len(used), np.inf)
         fair[live] = capacity[live] / counts[live]
+        if round_ == MAX_FILL_ROUNDS - 1:  # the rest: each its fair share at its tightest arc (feasible)
+            rest = ~frozen
+            rates[rest] = fair[local[rest]].min(axis=1)
+            break
         level = fair.min()
         hit = ~frozen & (fair[local] <= level * (1 + 1e-12)).any(axis=1)
         rates[hit] = level
@@ -168,6 +177,8 @@ class ProgramCost:
         arrivals: list[tuple[float, int, Connection]] = []
         sequence = 0
         now = 0.0
+        rates_for: np.ndarray | None = None  # the active set the cached ``rates`` belong to
+        rates = np.zeros(0)
         dirty = set(range(len(tbs)))
 
         def ready(i: int) -> bool:
@@ -212,7 +223,8 @@ class ProgramCost:
             flow_end = np.inf
             active = np.flatnonzero(busy)
             if len(active):
-                rates = max_min_rates(self._routes[active], self._bandwidth)
+                if rates_for is None or not np.array_equal(rates_for, active):
+                    rates, rates_for = max_min_rates(self._routes[active], self._bandwidth), active
                 flow_end = now + float((remaining[active] / rates).min())
             arrival_end = arrivals[0][0] if arrivals else np.inf
             step_to = min(flow_end, arrival_end)
