@@ -187,3 +187,28 @@ def test_single_gpu_forest_is_rejected():
 
 def test_flat_topology_has_no_planes():
     assert network_planes(flat_topology(4)) == {}
+
+
+def test_lanes_carry_one_tree_depth_each_unless_shared():
+    from collc.lowering.assign import assign, wanted_lanes
+
+    plan = build_plan(forest(5, [(chain, 1)]), "allreduce")
+    for split in (True, False):
+        lanes = wanted_lanes(plan, Fraction(1), split)
+        assignment = assign(plan, lanes, num_planes=0, max_channels=32, max_tbs=108, split_stages=split)
+        stages: dict[int, set] = {}
+        for transfer, lane in zip(plan.transfers, assignment.lane_of, strict=True):
+            stages.setdefault(lane, set()).add(transfer.key[:2])
+        widest = max(len(s) for s in stages.values())
+        # a 5-GPU chain uses pair (0, 1) at every depth: split lanes hold one stage, shared lanes several
+        assert widest == 1 if split else widest > 1
+
+
+def test_lowering_falls_back_to_shared_stages_only_when_allowed():
+    f = forest(5, [(chain, 1)], U=Fraction(1, 10))
+    limits = runtime_limits("rccl", 6)  # one lane per depth needs 8 threadblocks on a GPU even merged
+    with pytest.raises(DoesNotFit):
+        lower(f, LoweringOptions(coll="allreduce"), limits, allow_shared_stages=False)
+    shared = lower(f, LoweringOptions(coll="allreduce"), limits)
+    assert shared.stages_shared and shared.usage.max_tbs <= 6
+    assert_valid(shared.algorithm, limits)
