@@ -123,8 +123,11 @@ def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
     names = sorted(p.name for p in (tmp_path / "algos").iterdir())
     assert names[0].startswith("00-allgather-") and len(names) >= 2
     assert any(line.endswith("algos.deploy.md") for line in lines)
-    roles = {name.rsplit("-", 1)[1] for name in names}
-    assert roles == {"optimal.xml", "fallback.xml"}
+    manifest = json.loads((tmp_path / "algos.manifest.json").read_text())["files"]
+    assert manifest[0]["role"] == "optimal"
+    for before, entry in itertools.pairwise(manifest):  # a fallback follows its optimal, with fewer chunks
+        if entry["role"] == "fallback":
+            assert before["role"] == "optimal" and entry["nchunksperloop"] < before["nchunksperloop"]
     for name in names:
         algo = read_xml((tmp_path / "algos" / name).read_text(), name)
         assert verify(algo, runtime="msccl-executor", topology=m.topology).ok, name

@@ -23,6 +23,20 @@ class Predictor(TypingProtocol):
     def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float: ...
 
 
+class Memo:
+    """A predictor that remembers its answers (a sweep and its crossover search ask for the same sizes)."""
+
+    def __init__(self, inner: Predictor):
+        self.inner = inner
+        self._seen: dict[tuple[str, int, str], float] = {}
+
+    def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float:
+        key = (collective, nbytes, proto.name)
+        if key not in self._seen:
+            self._seen[key] = self.inner.time_us(collective, nbytes, proto)
+        return self._seen[key]
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One algorithm at one size: time (µs), algbw and busbw (GB/s, nccl-tests definitions)."""
@@ -103,6 +117,7 @@ def crossover_bytes(
     the event simulation passes the sweep's sizes) and refined by bisection; 0 if collc wins from 1 byte
     on, the grid's first size if it wins there, None if it does not win at the grid's last size.
     """
+    custom_grid = grid
     grid = sorted(set(grid or [])) or sorted(
         {round(2 ** (i / _GRID_STEPS_PER_OCTAVE)) for i in range(40 * _GRID_STEPS_PER_OCTAVE + 1)}
     )
@@ -117,7 +132,9 @@ def crossover_bytes(
         return 0 if grid[0] <= 1 else grid[0]
     low = grid[grid.index(first_win) - 1]  # loses here
     high = first_win
-    while high - low > 1:
+    # Exact bisection on the fine grid; on a caller's (coarse, expensive) grid to 1/256 of the gap.
+    tolerance = 1 if custom_grid is None else max(1, (high - low) // 256)
+    while high - low > tolerance:
         middle = (low + high) // 2
         if _wins(collc, baselines, collective, middle, proto):
             high = middle
@@ -141,6 +158,8 @@ def sweep(
     ``crossover_grid``: sizes to search the crossover on (default: the fine grid of
     :func:`crossover_bytes`).
     """
+    collc = Memo(collc)
+    baselines = {name: Memo(model) for name, model in baselines.items()}
     rows = []
     for nbytes in sizes:
         rows.append(
