@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,10 @@ def test_compile_writes_a_verified_file_and_reports_limits(tmp_path):
     assert verify_text(text, str(out), runtime="msccl-executor").ok
     report = result.output
     assert "optimal algbw    173.333 GB/s" in report
-    assert "emitted algbw    172.973 GB/s (0.21 % below the optimum)" in report
-    assert "nchunksperloop = 128" in report and "all powers of two >= 128" in report
+    assert "emitted algbw    171.429 GB/s (1.10 % below the optimum)" in report
+    assert "nchunksperloop = 16" in report and "all powers of two >= 16" in report
+    assert "k = 13 (the optimum) would make nchunksperloop = 208" in report
+    assert "k = 1 preferred to k = 8 (whose bound is 0.90 % higher)" in report
     assert "(limit 108)" in report and "(limit 32)" in report and "(limit 64)" in report
     assert "MSCCL_ALGO_DIR" in report and "NCCL_MSCCL_ENABLE" in report
 
@@ -103,20 +106,29 @@ def test_missing_output_directory_is_an_input_error(tmp_path):
 
 
 def test_power_of_two_policy_picks_a_serving_k_and_reports_what_is_given_up():
-    topology = load("dgx-a100", {"boxes": "2"})
+    topology = load("mi250", {"boxes": "1"})  # optimum k = 3: counts would have to be multiples of 3
     result = compile_schedule(topology, CompileOptions(coll="allgather"))
-    assert result.solution.forest.k == 8  # the optimum k = 13 would need counts divisible by 13
-    assert result.serving.satisfied and result.serving.quantum == 8
-    assert result.given_up > 0 and result.emitted_algbw == result.solution.forest.allgather_algbw
-    exact = compile_schedule(topology, CompileOptions(coll="allgather", k=13))
+    assert result.solution.bound.optimal_x_star * 16 == Fraction(2400, 7)
+    assert result.solution.forest.k == 2 and result.serving.quantum == 2 and result.serving.satisfied
+    assert result.emitted_algbw == result.solution.forest.allgather_algbw < result.optimal_algbw
+    exact = compile_schedule(topology, CompileOptions(coll="allgather", k=3))
     assert exact.given_up == 0 and not exact.serving.satisfied
+
+
+def test_smaller_k_within_one_percent_is_preferred_and_k_overrides():
+    topology = load("dgx-a100", {"boxes": "2"})
+    auto = compile_schedule(topology, CompileOptions(coll="allgather"))
+    assert auto.solution.forest.k == 1  # 342.857 GB/s, within 1 % of k = 8's 345.946 GB/s
+    forced = compile_schedule(topology, CompileOptions(coll="allgather", k=8))
+    assert forced.emitted_algbw > auto.emitted_algbw and forced.serving.satisfied
 
 
 def test_align_option_serves_the_requested_multiples():
     topology = load("dgx-a100", {"boxes": "2"})
     result = compile_schedule(topology, CompileOptions(coll="allgather", align=13 * 1024))
-    assert result.solution.forest.k == 13 and result.given_up == 0
-    assert result.serving.satisfied
+    assert result.serving.satisfied and 13 * 1024 % result.serving.quantum == 0
+    assert serving(16 * 13, "allgather", 16, 13 * 1024).satisfied  # the optimum k = 13 is a candidate
+    assert not serving(16 * 13, "allgather", 16, None).satisfied
 
 
 def test_serving_rules_follow_the_size_multiplier():
