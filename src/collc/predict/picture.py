@@ -196,6 +196,8 @@ def _smaller_side(topology: Topology, cut_inside: tuple[str, ...]) -> set[str]:
 
 def _box_captions(axes, topology: Topology) -> None:
     boxes = sorted({node.box for node in topology.nodes if node.box is not None})
+    if len(boxes) < 2:
+        return
     for box, (cx, cy) in _box_origins(boxes).items():
         axes.text(cx, cy - 1.85, f"box {box}", ha="center", fontsize=8, color="#404040")
 
