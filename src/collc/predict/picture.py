@@ -280,10 +280,11 @@ def _aggregated_figure(
         c="#7f7f7f",
         zorder=3,
     )
-    for box in boxes:
-        axes.annotate(
-            f"b{box}", origin[box], xytext=(0, 9), textcoords="offset points", ha="center", fontsize=7
-        )
+    labels = [(f"b{box}", origin[box]) for box in boxes]
+    if len(shared) <= 32:
+        labels += sorted(shared.items())
+    for text, point in labels:
+        axes.annotate(text, point, xytext=(0, 9), textcoords="offset points", ha="center", fontsize=7)
     _legend_and_colourbar(figure, axes, {"box", "switch"})
     axes.set_title(
         f"{title}\n(one square per box, coloured by its busiest internal link; "
