@@ -67,3 +67,11 @@ def test_schedule_of_the_wrong_size_is_refused() -> None:
     result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(FIXTURES / "ring_allgather_4.xml")])
     assert result.exit_code == 2
     assert "4 GPUs" in result.output
+
+
+def test_missing_schedule_and_wrong_collective_are_located_input_errors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(tmp_path / "nope.xml")])
+    assert result.exit_code == 2 and "cannot read" in result.output
+    schedule = FIXTURES / "ring_allgather_4.xml"
+    result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(schedule), "--coll", "allreduce"])
+    assert result.exit_code == 2 and "--coll allgather" in result.output
