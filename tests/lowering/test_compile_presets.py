@@ -1,14 +1,10 @@
 """`compile_schedule` on every shipped preset with at most 32 GPUs: all collectives, both runtimes, the
 automatically chosen k and k = 1. Every program passed `collc.verify` inside `compile_schedule` (it
-refuses otherwise); the tests re-check the limits, divisibility and determinism.
-
-The 32-GPU presets whose automatic k is large (thousands of steps per GPU) take most of the verifier's
-time; they run only with COLLC_SLOW_TESTS=1 (about 2 minutes on 2 cores), their k = 1 variants always.
+refuses otherwise); the tests re-check the limits and divisibility. About a minute on 2 cores.
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
 
 import pytest
@@ -37,8 +33,6 @@ PRESETS = [
     ("mi300x", 2),
     ("mi300x", 4),
 ]
-SLOW_AUTO = {("mi250", 2), ("dgx-h100-rail", 4), ("dgx-h100", 4), ("mi300x", 4)}
-RUN_SLOW = os.environ.get("COLLC_SLOW_TESTS") == "1"
 
 
 @cache
@@ -49,10 +43,7 @@ def _topology(name: str, boxes: int):
 def _cases():
     for name, boxes in PRESETS:
         for k in ("auto", 1):
-            marks = []
-            if k == "auto" and (name, boxes) in SLOW_AUTO and not RUN_SLOW:
-                marks.append(pytest.mark.skip(reason="large auto k: set COLLC_SLOW_TESTS=1"))
-            yield pytest.param(name, boxes, k, id=f"{name}-{boxes}-k{k}", marks=marks)
+            yield pytest.param(name, boxes, k, id=f"{name}-{boxes}-k{k}")
 
 
 @pytest.mark.parametrize("runtime", ["msccl-executor", "rccl"])
