@@ -1,6 +1,8 @@
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collc.predict.forest_model import ForestCost, arc_utilisation, forest_arc_loads
 from collc.predict.network import Network
@@ -92,3 +94,21 @@ def test_forest_model_converges_to_the_bound(name: str, boxes: int, size: int) -
         bound = float(m.bound_algbw(collective))
         assert algbw <= bound
         assert algbw >= 0.98 * bound, (collective, algbw, bound)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    preset=st.sampled_from([("dgx-a100", 2), ("mi250", 1), ("dgx-h100-rail", 4)]),
+    collective=st.sampled_from(COLLECTIVES),
+    proto=st.sampled_from(sorted(PROTOCOLS)),
+    size=st.integers(min_value=1, max_value=2**36),
+    factor=st.integers(min_value=2, max_value=64),
+)
+def test_predictions_grow_with_size_and_never_beat_the_bound(preset, collective, proto, size, factor) -> None:
+    m = model(*preset)
+    chosen = PROTOCOLS[proto]
+    small, large = (m.forest_cost.time_us(collective, s, chosen) for s in (size, size * factor))
+    assert small <= large
+    bound = float(m.bound_algbw(collective))
+    for predictor in (m.forest_cost, m.ring):
+        assert size / predictor.time_us(collective, size, chosen) / 1000 <= bound
