@@ -143,10 +143,14 @@ def _check_options(options: CompileOptions, topology: Topology) -> str:
 
 def _k_candidates(
     topology: Topology, options: CompileOptions, instances: int
-) -> tuple[list[int | None], list[str]]:
-    """k values to try, best first (``None`` = the solver's optimal k), with notes on the choice."""
+) -> tuple[list[tuple[int | None, int | None]], list[str]]:
+    """``(k, k to ask the solver for)`` to try, best first, with notes on the choice.
+
+    The solver is asked for ``None`` (its optimum) when k is the optimal k; k is None only when the
+    user's ``--max-k`` leaves it to the solver.
+    """
     if options.k is not None or options.max_k is not None:
-        return [options.k], []
+        return [(options.k, options.k)], []
     graph = capacity_graph(topology)
     if options.coll == "reducescatter":
         graph = graph.reversed()
@@ -186,7 +190,7 @@ def _k_candidates(
             "larger chunks pipeline over more iterations per call; use --k to override"
         )
     ordered = near + [k for k in fitting if k not in near]
-    return [None if k == optimum.k else k for k in ordered], notes
+    return [(k, None if k == optimum.k else k) for k in ordered], notes
 
 
 def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResult:
@@ -204,7 +208,10 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
     for allow_shared_stages in (False, True):  # a smaller k that pipelines beats a larger one that does not
         for instances in instance_options:
             candidates, notes = _k_candidates(topology, options, instances)
-            for k in candidates:
+            smallest_failed = None
+            for known_k, k in candidates:
+                if smallest_failed is not None and known_k is not None and known_k > smallest_failed:
+                    continue  # more trees per root only need more threadblocks, steps and channels
                 if k not in solutions:
                     reverse = options.coll == "reducescatter"
                     solutions[k] = solve(topology, k=k, max_k=options.max_k, reverse=reverse)
@@ -229,6 +236,7 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
                     )
                 except DoesNotFit as error:
                     failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
+                    smallest_failed = min(solution.forest.k, smallest_failed or solution.forest.k)
                     continue
                 if failures:
                     notes.append("did not fit: " + "; ".join(failures))
