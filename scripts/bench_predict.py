@@ -12,6 +12,7 @@ import time
 
 from collc.lowering.limits import limits_for
 from collc.lowering.lower import LoweringOptions, lower
+from collc.lowering.plan import network_planes
 from collc.predict.model import TopologyModel
 from collc.predict.params import PROTOCOLS, parse_sizes
 from collc.topology import load
@@ -40,7 +41,10 @@ def main() -> None:
         bound = float(model.bound_algbw("allreduce"))
         ratio = GIB / model.forest_cost.time_us("allreduce", GIB, SIMPLE) / 1000 / bound
         limits = limits_for(model.topology, model.topology.metadata.runtime or "msccl-executor")
-        program = lower(model.solution.forest, LoweringOptions(coll="allreduce"), limits).algorithm
+        planes = network_planes(model.topology)
+        program = lower(
+            model.solution.forest, LoweringOptions(coll="allreduce"), limits, planes=planes
+        ).algorithm
         simulated, seconds = _timed(lambda m=model, p=program: m.collc(p).time_us("allreduce", GIB, SIMPLE))
         print(
             f"{name + ' x' + str(boxes):<18} {model.topology.num_gpus:>4} {baselines:>11.3f} {solve:>8.2f} "

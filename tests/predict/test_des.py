@@ -144,3 +144,15 @@ def test_simulation_of_lowered_single_box_programs_converges_to_the_bound(name: 
     algbw = 2**30 / m.collc(program).time_us(collective, 2**30, SIMPLE) / 1000
     bound = float(m.bound_algbw(collective))
     assert 0.98 * bound <= algbw <= bound
+
+
+def test_cross_box_connections_follow_the_rail_their_channel_selects() -> None:
+    """docs/lowering.md (Rails): channel parity picks ib.even / ib.odd on 2×8 A100."""
+    from collc.predict.des import _route
+
+    network = model("dgx-a100", 2).network
+    planes = ["ib.even", "ib.odd"]
+    assert _route(network, (0, 8, 0), planes) == ("b0.gpu0", "b0.nic0", "ib.even", "b1.nic0", "b1.gpu0")
+    odd = _route(network, (0, 8, 1), planes)
+    assert "ib.odd" in odd and "ib.even" not in odd and (odd[0], odd[-1]) == ("b0.gpu0", "b1.gpu0")
+    assert _route(network, (0, 1, 1), planes) == ("b0.gpu0", "b0.nvswitch", "b0.gpu1")  # inside a box

@@ -10,10 +10,11 @@ What is modelled (msccl-xml.md §3-§4):
   the same iteration is done, for a receive: the matching message (k-th send ↔ k-th receive on the
   connection ``(sender, receiver, chan)``) has arrived, and for a send: the connection's FIFO has room
   (at most ``fifo_calls`` messages sent and not yet consumed).
-* A send is a flow over the physical path of its GPU pair (shortest by hops, or the path given by the
-  caller, e.g. from the forest). Concurrent flows share every arc max-min fairly (progressive filling).
-  The step ends when its flow has drained; the message arrives ``path latency + step overhead`` later.
-  Composite steps (``rcs``, ``rrs``, ``rrcs``) forward only after their receive: store-and-forward per
+* A send is a flow over the physical path of its GPU pair (shortest by hops, moved onto the network
+  plane its channel selects as collc's lowering assigns them, or the path given by the caller).
+  Concurrent flows share every arc max-min fairly (progressive filling). The step ends when its
+  flow has drained; the message arrives ``path latency + step overhead`` later. Composite steps
+  (``rcs``, ``rrs``, ``rrcs``) forward only after their receive: store-and-forward per
   slice. Local steps (``r``, ``rrc``, ``cpy``, ``re``, ``nop``) take no time.
 """
 
@@ -27,6 +28,7 @@ from math import ceil
 import numpy as np
 
 from collc.errors import InputError
+from collc.lowering.plan import network_planes
 from collc.msccl.program import RECV_TYPES, SEND_TYPES, Algorithm
 from collc.predict.network import Network
 from collc.predict.params import LAUNCH_US, Protocol
@@ -98,6 +100,21 @@ def max_min_rates(arcs: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
     return rates
 
 
+def _route(network: Network, connection: Connection, planes: list[str]) -> tuple[str, ...]:
+    """The physical path of a connection: the shortest one, moved onto the rail its channel selects.
+
+    The runtime maps channels to NICs; collc's lowering puts a transfer that crosses network plane
+    ``p`` of ``P`` on a channel ``≡ p (mod P)`` (docs/lowering.md, Rails), so a connection whose
+    shortest path crosses a plane is routed through plane ``chan mod P`` instead.
+    """
+    src, dst, chan = connection
+    ranks = network.topology.ranks
+    path = network.path(ranks[src], ranks[dst])
+    if planes and any(node in planes for node in path):
+        return network.path_via(ranks[src], planes[chan % len(planes)], ranks[dst])
+    return path
+
+
 class ProgramCost:
     """Predicts the time of one MSCCL program on a topology by discrete-event simulation."""
 
@@ -116,6 +133,7 @@ class ProgramCost:
                 f"the schedule is for {algo.ngpus} GPUs but {network.topology.name!r} has {len(ranks)}",
                 hint="simulate the schedule on the topology it was compiled for",
             )
+        planes = sorted(network_planes(network.topology), key=network_planes(network.topology).get)
         arc_index = {arc: i for i, arc in enumerate(sorted(network.bandwidth))}
         self._bandwidth = np.array(
             [float(network.bandwidth[arc]) for arc in sorted(network.bandwidth)] + [np.inf]
@@ -128,8 +146,7 @@ class ProgramCost:
                 routes.append([])
                 latency.append(0.0)
                 continue
-            src, dst, _ = tb.send
-            path = (paths or {}).get((src, dst)) or network.path(ranks[src], ranks[dst])
+            path = (paths or {}).get(tb.send[:2]) or _route(network, tb.send, planes)
             routes.append([arc_index[arc] for arc in network.arcs_of(path)])
             latency.append(network.path_latency_us(path))
         width = max((len(route) for route in routes), default=1) or 1

@@ -60,6 +60,20 @@ class Network:
             self._paths[key] = found
         return self._paths[key]
 
+    def path_via(self, src: str, via: str, dst: str) -> tuple[str, ...]:
+        """Shortest path from ``src`` to ``dst`` that passes through node ``via`` (e.g. a NIC rail)."""
+        key = (src, f"{via}\0{dst}")
+        if key not in self._paths:
+            first = self._bfs(src, via, through_gpus=False) or self._bfs(src, via, through_gpus=True)
+            second = self._bfs(via, dst, through_gpus=False) or self._bfs(via, dst, through_gpus=True)
+            if first is None or second is None:
+                raise InputError(
+                    f"no path from {src} to {dst} through {via} in topology {self.topology.name!r}",
+                    hint="every pair of GPUs that exchanges data must be connected",
+                )
+            self._paths[key] = first + second[1:]
+        return self._paths[key]
+
     def _bfs(self, src: str, dst: str, *, through_gpus: bool) -> tuple[str, ...] | None:
         parent: dict[str, str | None] = {src: None}
         queue = deque([src])
