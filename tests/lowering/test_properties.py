@@ -88,3 +88,23 @@ def test_nothing_fits_is_an_infeasible_error_naming_the_limit():
     with pytest.raises(DoesNotFit, match="threadblocks") as error:
         compile_schedule(topology, CompileOptions(coll="allreduce", runtime="rccl"))
     assert error.value.exit_code == 1 and error.value.hint
+
+
+def test_reduce_scatter_on_an_asymmetric_fabric_uses_the_reversed_solution():
+    from collc.topology.model import Link, Metadata, Node, Topology
+
+    nodes = tuple(Node(f"g{i}", "gpu") for i in range(4))
+    links = tuple(
+        Link(f"g{i}", f"g{j}", Fraction(100 if i < j else 25), directed=True)
+        for i in range(4)
+        for j in range(4)
+        if i != j
+    )
+    topology = Topology(
+        "asym", nodes, links, tuple(f"g{i}" for i in range(4)), metadata=Metadata(sms_per_gpu=108)
+    )
+    result = compile_schedule(topology, CompileOptions(coll="reducescatter"))
+    assert result.solution.forest.reversed and result.verification.ok
+    assert not compile_schedule(topology, CompileOptions(coll="allgather")).solution.forest.reversed
+    with pytest.raises(Exception, match="reversed fabric"):
+        lower(result.solution.forest, LoweringOptions(coll="allgather"), runtime_limits("rccl", 108))

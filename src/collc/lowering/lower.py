@@ -76,6 +76,8 @@ def lower(
         raise InvariantError(f"unknown protocol {options.proto!r}")
     if not (options.inplace or options.outofplace):
         raise InvariantError("a program must be usable in place, out of place or both")
+    if forest.reversed and options.coll != "reducescatter":
+        raise InvariantError(f"a forest solved on the reversed fabric cannot carry {options.coll}")
     planes = planes or {}
     plan = build_plan(
         forest,
