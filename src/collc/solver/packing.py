@@ -222,18 +222,39 @@ class _SymmetricPacker:
         self.out_neighbours: list[list[int]] = [[] for _ in range(num_gpus)]
         for x, y in sorted(capacities):
             self.out_neighbours[x].append(y)
-        self.network = FlowNetwork(num_gpus + 1)
-        self.arc_index = {arc: self.network.add_arc(*arc, cap) for arc, cap in sorted(capacities.items())}
         self.unfinished = num_gpus * k
+        self.calls = 0  # max-flow calls on replaced networks
+        self.dead_arcs = 0  # zero-capacity arcs left by rejected probes and finished trees
+        self._build([])
 
-    def new_orbit(self, root: int, multiplicity: int, edges: list[Arc], vertices: list[int]) -> _Orbit:
-        orbit = _Orbit(LogicalTree(root, multiplicity, list(edges), list(vertices)), [], [])
-        for g in self.transversals[root]:
+    def _build(self, live: list[_Orbit]) -> None:
+        """(Re)build the network from the remaining capacities and the ``live`` orbits' trees."""
+        if hasattr(self, "network"):
+            self.calls += self.network.calls
+        self.network = FlowNetwork(self.num_gpus + 1)
+        self.arc_index = {
+            arc: self.network.add_arc(*arc, cap) for arc, cap in sorted(self.capacity.items()) if cap > 0
+        }
+        for orbit in live:
+            orbit.nodes, orbit.hub_arcs = [], []
+            self._attach(orbit, orbit.tree.multiplicity)
+        self.dead_arcs = 0
+
+    def _attach(self, orbit: _Orbit, multiplicity: int) -> None:
+        for g in self.transversals[orbit.tree.root]:
             node = self.network.num_nodes
             orbit.hub_arcs.append(self.network.add_arc(self.hub, node, multiplicity))
             orbit.nodes.append(node)
-            for x in vertices:
+            for x in orbit.tree.vertices:
                 self.network.add_arc(node, g[x], self.infinite)
+
+    def maybe_rebuild(self, live: list[_Orbit]) -> None:
+        if self.dead_arcs > max(1000, self.network.num_arcs - self.dead_arcs):
+            self._build(live)
+
+    def new_orbit(self, root: int, multiplicity: int, edges: list[Arc], vertices: list[int]) -> _Orbit:
+        orbit = _Orbit(LogicalTree(root, multiplicity, list(edges), list(vertices)), [], [])
+        self._attach(orbit, multiplicity)
         return orbit
 
     def _feasible(self) -> bool:
@@ -278,6 +299,7 @@ class _SymmetricPacker:
             self._set(arc, self.capacity[arc] + units)
         for arc in new_arcs + (clone.hub_arcs if clone else []):
             self.network.set_capacity(arc, 0)
+        self.dead_arcs += len(new_arcs) + (len(clone.hub_arcs) * (1 + len(tree.vertices)) if clone else 0)
         for arc in orbit.hub_arcs:
             self.network.set_capacity(arc, tree.multiplicity)
         return feasible
@@ -293,6 +315,7 @@ class _SymmetricPacker:
             for y in self.out_neighbours[x]:
                 if y in members:
                     continue
+                self.maybe_rebuild([orbit, *queue])
                 mu = self._largest(orbit, x, y, queue)
                 if mu > 0:
                     members.add(y)
@@ -301,6 +324,7 @@ class _SymmetricPacker:
         for arc in orbit.hub_arcs:
             self.network.set_capacity(arc, 0)
         self.unfinished -= tree.multiplicity * len(orbit.hub_arcs)
+        self.dead_arcs += len(orbit.hub_arcs) * (1 + len(tree.vertices))
         return True
 
     def _largest(self, orbit: _Orbit, x: int, y: int, queue: deque[_Orbit]) -> int:
@@ -350,4 +374,4 @@ def pack_trees_symmetric(
         for tree in done
         for g in transversals[tree.root]
     ]
-    return Packing(trees, packer.network.calls)
+    return Packing(trees, packer.calls + packer.network.calls)
