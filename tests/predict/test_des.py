@@ -156,3 +156,14 @@ def test_cross_box_connections_follow_the_rail_their_channel_selects() -> None:
     odd = _route(network, (0, 8, 1), planes)
     assert "ib.odd" in odd and "ib.even" not in odd and (odd[0], odd[-1]) == ("b0.gpu0", "b1.gpu0")
     assert _route(network, (0, 1, 1), planes) == ("b0.gpu0", "b0.nvswitch", "b0.gpu1")  # inside a box
+
+
+def test_unpaired_connections_and_dangling_dependencies_are_input_errors() -> None:
+    lonely = _chain(fused=False)
+    lonely.gpus[2].tbs.clear()  # GPU 1 still sends to GPU 2
+    with pytest.raises(InputError, match="nobody receives"):
+        ProgramCost(_switch(3), lonely)
+    dangling = _chain(fused=False)
+    dangling.gpus[1].tbs[1].steps[0].depid = 7
+    with pytest.raises(InputError, match="tb 7, which does not exist"):
+        ProgramCost(_switch(3), dangling)

@@ -100,6 +100,31 @@ def max_min_rates(arcs: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
     return rates
 
 
+def _check_structure(tbs: list[_Tb]) -> None:
+    """Connections must pair up and dependencies must name threadblocks of the same GPU (else bad input)."""
+    known = {(tb.gpu, tb.tb) for tb in tbs}
+    sends = {tb.send for tb in tbs if tb.send is not None}
+    receives = {tb.recv for tb in tbs if tb.recv is not None}
+    problems = [
+        f"gpu {s[0]} sends to {s[1]} on channel {s[2]} but nobody receives" for s in sorted(sends - receives)
+    ]
+    problems += [
+        f"gpu {r[1]} receives from {r[0]} on channel {r[2]} but nobody sends"
+        for r in sorted(receives - sends)
+    ]
+    problems += [
+        f"gpu {tb.gpu} tb {tb.tb} depends on tb {depid}, which does not exist"
+        for tb in tbs
+        for _, _, depid, _ in tb.steps
+        if depid >= 0 and (tb.gpu, depid) not in known
+    ]
+    if problems:
+        raise InputError(
+            f"the schedule cannot run: {'; '.join(problems[:5])}",
+            hint="run `collc verify` on the file for every problem with its location",
+        )
+
+
 def _route(network: Network, connection: Connection, planes: list[str]) -> tuple[str, ...]:
     """The physical path of a connection: the shortest one, moved onto the rail its channel selects.
 
@@ -133,7 +158,9 @@ class ProgramCost:
                 f"the schedule is for {algo.ngpus} GPUs but {network.topology.name!r} has {len(ranks)}",
                 hint="simulate the schedule on the topology it was compiled for",
             )
-        planes = sorted(network_planes(network.topology), key=network_planes(network.topology).get)
+        _check_structure(self.tbs)
+        plane_index = network_planes(network.topology)
+        planes = sorted(plane_index, key=plane_index.get)
         arc_index = {arc: i for i, arc in enumerate(sorted(network.bandwidth))}
         self._bandwidth = np.array(
             [float(network.bandwidth[arc]) for arc in sorted(network.bandwidth)] + [np.inf]
