@@ -40,6 +40,8 @@ CASES = [
     Case("mi250", 4, None, None, 300),
     Case("dgx-a100", 8, 1, 5.0, 300),
     Case("dgx-h100-rail", 16, None, 30.0, 600),
+    Case("dgx-h100-rail", 32, None, None, 600),
+    Case("dgx-h100-rail", 64, None, None, 900),
 ]
 LARGE = [Case("dgx-h100-rail", 128, None, None, 3600)]
 
@@ -65,6 +67,7 @@ def run_case(preset: str, boxes: int, k: int | None) -> dict:
         "logical_trees": stats.logical_trees,
         "algbw": float(solution.forest.allgather_algbw),
         "height": max(tree.height() for tree in solution.forest.trees),
+        "orbits": stats.packing_orbits,
     }
 
 
@@ -78,7 +81,8 @@ def report(case: Case, result: dict | None, error: str | None) -> bool:
     print(
         f"{case.label:28s} {verdict:4s}  total {result['total']:.3f} s ({target}); N={result['gpus']} "
         f"k={result['k']} algbw {result['algbw']:.3f} GB/s; {result['trees']} trees "
-        f"({result['logical_trees']} logical), max height {result['height']}; "
+        f"({result['logical_trees']} logical, grown for {result['orbits']} roots), "
+        f"max height {result['height']}; "
         f"peak RSS {result['peak_mib']:.0f} MiB"
     )
     phases = ", ".join(f"{name} {seconds:.3f}" for name, seconds in result["seconds"].items())
