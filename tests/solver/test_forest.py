@@ -109,7 +109,7 @@ def fabrics(draw: st.DrawFn, directed: bool) -> Topology:
     return Topology("random", nodes, tuple(links), tuple(names[:num_gpus]))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topology=st.one_of(fabrics(directed=False), fabrics(directed=True)), k=st.sampled_from([None, 1, 2]))
 def test_random_fabrics_meet_every_invariant(topology: Topology, k: int | None) -> None:
     for reverse in (False, True):
@@ -277,7 +277,7 @@ def boxed_fabrics(draw: st.DrawFn) -> Topology:
     return Topology("boxes", tuple(nodes), tuple(links), ranks)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topology=boxed_fabrics())
 def test_random_boxed_fabrics_meet_every_invariant(topology: Topology) -> None:
     solution = solve(topology)
