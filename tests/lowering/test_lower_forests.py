@@ -212,3 +212,14 @@ def test_lowering_falls_back_to_shared_stages_only_when_allowed():
     shared = lower(f, LoweringOptions(coll="allreduce"), limits)
     assert shared.stages_shared and shared.usage.max_tbs <= 6
     assert_valid(shared.algorithm, limits)
+
+
+def test_at_most_32_lanes_per_channel_and_direction_on_a_gpu():
+    f = forest(40, [(star, 1)])  # every root sends to 39 peers directly
+    limits = runtime_limits("msccl-executor", 128)
+    algo = lower(f, LoweringOptions(coll="allgather"), limits).algorithm
+    for gpu in algo.gpus:
+        for chan in range(algo.nchannels):
+            assert sum(1 for tb in gpu.tbs if tb.send >= 0 and tb.chan == chan) <= 32
+            assert sum(1 for tb in gpu.tbs if tb.recv >= 0 and tb.chan == chan) <= 32
+    assert 2 <= algo.nchannels <= 3  # 39 peers cannot share one channel

@@ -15,10 +15,11 @@ decision valid.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from fractions import Fraction
 
-from collc.lowering.limits import DoesNotFit
+from collc.lowering.limits import MAX_TBS_WITH_PEER_PER_CHANNEL, DoesNotFit
 from collc.lowering.plan import Plan, Transfer
 
 TB_RATE_GBPS = Fraction(25)  # one threadblock moves 20–30 GB/s (msccl-xml.md §4.5, issue 5 item 3)
@@ -113,18 +114,25 @@ def assign(
     lanes: list[Lane] = []
     lane_of = [0] * len(plan.transfers)
     used: dict[tuple[int, int], set[int]] = {}
+    per_channel: Counter[tuple[str, int, int]] = Counter()  # (role, gpu, chan) -> lanes
+    full: defaultdict[tuple[str, int], set[int]] = defaultdict(set)  # (role, gpu) -> channels with 32
     for group, members in group_loads(plan, split_stages).items():
         src, dst, plane, _ = group
         count = min(lanes_per_group[group], len(members))
         first = len(lanes)
         for _ in range(count):
-            chan = _free_channel(used.setdefault((src, dst), set()), plane, num_planes)
+            taken = used.setdefault((src, dst), set())
+            chan = _free_channel(taken | full[("send", src)] | full[("recv", dst)], plane, num_planes)
             if chan >= max_channels:
                 raise DoesNotFit(
                     f"GPU {src} -> GPU {dst} needs channel {chan}, the runtime allows {max_channels}",
                     hint="use fewer instances or a smaller --k/--max-k",
                 )
-            used[(src, dst)].add(chan)
+            taken.add(chan)
+            for end in (("send", src), ("recv", dst)):
+                per_channel[(*end, chan)] += 1
+                if per_channel[(*end, chan)] == MAX_TBS_WITH_PEER_PER_CHANNEL:
+                    full[end].add(chan)
             lanes.append(Lane(src, dst, plane, chan, group))
         load = [0] * count
         for index in members:  # least-loaded lane first, in key order: balanced and deterministic
@@ -136,10 +144,14 @@ def assign(
     return Assignment(tuple(lanes), tuple(lane_of), tbs, tb_of, nchannels)
 
 
-def _free_channel(used: set[int], plane: int | None, num_planes: int) -> int:
-    """Smallest channel not used by the pair yet, on the plane's residue class when there is one."""
+def _free_channel(blocked: set[int], plane: int | None, num_planes: int) -> int:
+    """Smallest channel not blocked, on the plane's residue class when there is one.
+
+    Blocked: channels the pair already uses, and channels where either end already has 32 lanes in
+    that direction (``MSCCL_MAX_NUM_THREAD_BLOCKS_PER_CHANNEL``, msccl-xml.md §4.3).
+    """
     chan, step = (0, 1) if plane is None else (plane, num_planes)
-    while chan in used:
+    while chan in blocked:
         chan += step
     return chan
 

@@ -21,7 +21,7 @@ from collc.errors import InputError, InvariantError
 from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
 from collc.lowering.lower import DoesNotFit, Lowered, LoweringOptions, coll_algbw, lower
 from collc.lowering.plan import COLLECTIVES, network_planes
-from collc.msccl.program import PROTOCOLS
+from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.msccl.writer import to_xml
 from collc.solver import Solution, solve
 from collc.solver.bound import fixed_k_bound, optimal_bound
@@ -102,7 +102,7 @@ class CompileResult:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def algorithm(self):
+    def algorithm(self) -> Algorithm:
         return self.lowered.algorithm
 
     @property

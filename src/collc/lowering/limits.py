@@ -36,10 +36,6 @@ class RuntimeLimits:
     max_elements_per_rank: int = MAX_ELEMENTS_PER_RANK
     max_reduce_chain: int = MAX_REDUCE_CHAIN
 
-    @property
-    def tb_limit_reason(self) -> str:
-        return f"{self.max_tbs} threadblocks per GPU"
-
 
 def runtime_limits(runtime: str, sms_per_gpu: int | None) -> RuntimeLimits:
     """Limits for ``runtime``; threadblocks are also capped by the GPU's SMs/CUs (all must be resident)."""

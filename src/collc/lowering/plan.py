@@ -187,7 +187,15 @@ class _Builder:
         self.transfers.append(Transfer(key, src, dst, source, target, plane))
         return len(self.transfers) - 1
 
-    def local(self, key: Key, gpu: int, kind, source: Span, target: Span, host) -> None:
+    def local(
+        self,
+        key: Key,
+        gpu: int,
+        kind: Literal["cpy", "re"],
+        source: Span,
+        target: Span,
+        host: tuple[int, Literal["send", "recv"]],
+    ) -> None:
         self.local_ops.append(LocalOp(key, gpu, kind, source, target, host))
 
 
