@@ -37,12 +37,17 @@ def _size(option: str, text: str) -> int:
 @click.option("--proto", type=click.Choice(PROTOCOLS), default="Simple", show_default=True)
 @click.option("--inplace", "only_inplace", is_flag=True, help="Only for in-place calls (default: both).")
 @click.option("--outofplace", "only_outofplace", is_flag=True, help="Only for out-of-place calls.")
-@click.option("--min-bytes", default="0", show_default=True, help="Smallest call size (e.g. 1MiB).")
-@click.option("--max-bytes", default="0", show_default=True, help="Largest call size, 0 = unbounded.")
+@click.option("--min-bytes", default="0", metavar="SIZE", help="Smallest call size, e.g. 1MiB (default 0).")
+@click.option("--max-bytes", default="0", metavar="SIZE", help="Largest call size, 0 = unbounded (default).")
 @click.option("--instances", type=int, default=1, show_default=True, help="Copies of the schedule.")
 @click.option("--k", "k", type=int, default=None, help="Exactly K trees per root (no search).")
 @click.option("--max-k", type=int, default=None, help="At most MAX_K trees per root.")
-@click.option("--align", type=int, default=None, help="Serve counts that are multiples of ALIGN elements.")
+@click.option(
+    "--align",
+    type=int,
+    default=None,
+    help="Serve every count that is a multiple of ALIGN elements (default: every power of two).",
+)
 def compile_command(
     topology: Topology,
     output: str,
@@ -58,7 +63,11 @@ def compile_command(
     max_k: int | None,
     align: int | None,
 ) -> None:
-    """Compile TOPO's optimal forest into a verified MSCCL XML algorithm file."""
+    """Compile TOPO's optimal forest into a verified MSCCL XML algorithm file.
+
+    k is chosen so that the runtime selects the file for the counts you call with (see --align) and
+    the program fits the runtime's limits; the report says what that costs against the optimum.
+    """
     target = Path(output)
     if not target.parent.is_dir():
         raise InputError(
