@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from collc.errors import InvariantError
 from collc.solver.maxflow import FlowNetwork
 
@@ -191,6 +193,9 @@ class _Orbit:
     tree: LogicalTree
     nodes: list[int]  # s_σ of each image, in transversal order
     hub_arcs: list[int]
+    members: set[int] = field(default_factory=set)  # the representative tree's vertices
+    entries: dict[int, list[int]] = field(default_factory=dict)  # vertex x -> arcs s_g(τ) -> g(x)
+    interior: set[int] = field(default_factory=set)  # vertices whose out-neighbours are all members
 
 
 class _SymmetricPacker:
@@ -218,10 +223,13 @@ class _SymmetricPacker:
         self.capacity = dict(capacities)
         self.transversals = transversals
         self.sinks = sorted(transversals)
+        self.sink_set = set(self.sinks)
         self.infinite = sum(capacities.values()) + num_gpus * k + 1
         self.out_neighbours: list[list[int]] = [[] for _ in range(num_gpus)]
+        self.in_neighbours: list[list[int]] = [[] for _ in range(num_gpus)]
         for x, y in sorted(capacities):
             self.out_neighbours[x].append(y)
+            self.in_neighbours[y].append(x)
         self.unfinished = num_gpus * k
         self.calls = 0  # max-flow calls on replaced networks
         self.dead_arcs = 0  # zero-capacity arcs left by rejected probes and finished trees
@@ -236,24 +244,65 @@ class _SymmetricPacker:
             arc: self.network.add_arc(*arc, cap) for arc, cap in sorted(self.capacity.items()) if cap > 0
         }
         for orbit in live:
-            orbit.nodes, orbit.hub_arcs = [], []
+            orbit.nodes, orbit.hub_arcs, orbit.entries = [], [], {}
             self._attach(orbit, orbit.tree.multiplicity)
         self.dead_arcs = 0
 
     def _attach(self, orbit: _Orbit, multiplicity: int) -> None:
-        for g in self.transversals[orbit.tree.root]:
+        """Give every image its node, hub arc and entry arcs (interior vertices only to sinks)."""
+        transversal = self.transversals[orbit.tree.root]
+        for _ in transversal:
             node = self.network.num_nodes
             orbit.hub_arcs.append(self.network.add_arc(self.hub, node, multiplicity))
             orbit.nodes.append(node)
-            for x in orbit.tree.vertices:
-                self.network.add_arc(node, g[x], self.infinite)
+        for x in orbit.tree.vertices:
+            if x in orbit.interior:
+                for node, g in zip(orbit.nodes, transversal, strict=True):
+                    if g[x] in self.sink_set:
+                        self.network.add_arc(node, g[x], self.infinite)
+            else:
+                orbit.entries[x] = [
+                    self.network.add_arc(node, g[x], self.infinite)
+                    for node, g in zip(orbit.nodes, transversal, strict=True)
+                ]
+
+    def _prune(self, orbit: _Orbit, y: int) -> None:
+        """Switch off entry arcs at vertices that became interior when ``y`` joined the tree.
+
+        Flow entering an image tree at an interior vertex can only move on to other vertices of the
+        same tree, where it could have entered directly, so these arcs never change a max-flow value
+        -- except an entry at the sink itself, which is kept.
+        """
+        for z in [y, *self.in_neighbours[y]]:
+            if z in orbit.interior or z not in orbit.members:
+                continue
+            if all(t in orbit.members for t in self.out_neighbours[z]):
+                orbit.interior.add(z)
+                transversal = self.transversals[orbit.tree.root]
+                arcs = [
+                    a
+                    for a, g in zip(orbit.entries.pop(z), transversal, strict=True)
+                    if g[z] not in self.sink_set
+                ]
+                self.network.set_capacities(
+                    np.asarray(arcs, dtype=np.int64), np.zeros(len(arcs), dtype=np.int64)
+                )
+                self.dead_arcs += len(arcs)
 
     def maybe_rebuild(self, live: list[_Orbit]) -> None:
         if self.dead_arcs > max(1000, self.network.num_arcs - self.dead_arcs):
             self._build(live)
 
-    def new_orbit(self, root: int, multiplicity: int, edges: list[Arc], vertices: list[int]) -> _Orbit:
-        orbit = _Orbit(LogicalTree(root, multiplicity, list(edges), list(vertices)), [], [])
+    def new_orbit(
+        self,
+        root: int,
+        multiplicity: int,
+        edges: list[Arc],
+        vertices: list[int],
+        interior: set[int] | None = None,
+    ) -> _Orbit:
+        tree = LogicalTree(root, multiplicity, list(edges), list(vertices))
+        orbit = _Orbit(tree, [], [], set(vertices), {}, set(interior or ()))
         self._attach(orbit, multiplicity)
         return orbit
 
@@ -284,7 +333,9 @@ class _SymmetricPacker:
         ]
         clone = None
         if mu < tree.multiplicity:
-            clone = self.new_orbit(tree.root, tree.multiplicity - mu, tree.edges, tree.vertices)
+            clone = self.new_orbit(
+                tree.root, tree.multiplicity - mu, tree.edges, tree.vertices, orbit.interior
+            )
             for arc in orbit.hub_arcs:
                 self.network.set_capacity(arc, mu)
         feasible = self._feasible()
@@ -294,6 +345,9 @@ class _SymmetricPacker:
                 tree.multiplicity = mu
             tree.edges.append((x, y))
             tree.vertices.append(y)
+            orbit.members.add(y)
+            orbit.entries[y] = new_arcs
+            self._prune(orbit, y)
             return True
         for arc, units in use.items():
             self._set(arc, self.capacity[arc] + units)
@@ -307,7 +361,7 @@ class _SymmetricPacker:
     def grow(self, orbit: _Orbit, queue: deque[_Orbit]) -> bool:
         """Grow the representative tree breadth first; False if it gets stuck before spanning."""
         tree = orbit.tree
-        members = set(tree.vertices)
+        members = orbit.members
         position = 0
         while position < len(tree.vertices):
             x = tree.vertices[position]
@@ -316,15 +370,13 @@ class _SymmetricPacker:
                 if y in members:
                     continue
                 self.maybe_rebuild([orbit, *queue])
-                mu = self._largest(orbit, x, y, queue)
-                if mu > 0:
-                    members.add(y)
+                self._largest(orbit, x, y, queue)
         if len(members) != self.num_gpus:
             return False
         for arc in orbit.hub_arcs:
             self.network.set_capacity(arc, 0)
         self.unfinished -= tree.multiplicity * len(orbit.hub_arcs)
-        self.dead_arcs += len(orbit.hub_arcs) * (1 + len(tree.vertices))
+        self.dead_arcs += len(orbit.hub_arcs) + sum(len(arcs) for arcs in orbit.entries.values())
         return True
 
     def _largest(self, orbit: _Orbit, x: int, y: int, queue: deque[_Orbit]) -> int:
