@@ -26,6 +26,7 @@ completes every tree; a tree that does not span all GPUs is an :class:`Invariant
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -359,18 +360,33 @@ class _SymmetricPacker:
         return feasible
 
     def grow(self, orbit: _Orbit, queue: deque[_Orbit]) -> bool:
-        """Grow the representative tree breadth first; False if it gets stuck before spanning."""
+        """Grow the representative tree; False if it gets stuck before spanning.
+
+        Frontier arcs are tried widest first, then from the shallowest vertex (a Prim-like order):
+        on a rail fabric the tree covers a box through its wide NVSwitch arcs before it spends a
+        scarce rail arc, so every box is entered once and the trees stay shallow (every rail arc
+        orbit may carry only a few of the representative's edges, since all images share it).
+        """
         tree = orbit.tree
         members = orbit.members
-        position = 0
-        while position < len(tree.vertices):
-            x = tree.vertices[position]
-            position += 1
-            for y in self.out_neighbours[x]:
-                if y in members:
-                    continue
-                self.maybe_rebuild([orbit, *queue])
-                self._largest(orbit, x, y, queue)
+        depth = {tree.root: 0}
+        for x, y in tree.edges:
+            depth[y] = depth[x] + 1
+        frontier: list[tuple[int, int, int, int]] = []
+        for x in tree.vertices:
+            self._push(frontier, members, depth, x)
+        while frontier:
+            width, level, x, y = heapq.heappop(frontier)
+            capacity = self.capacity.get((x, y), 0)
+            if y in members or capacity == 0:
+                continue
+            if capacity != -width:  # capacity fell since it was queued: requeue with the new key
+                heapq.heappush(frontier, (-capacity, level, x, y))
+                continue
+            self.maybe_rebuild([orbit, *queue])
+            if self._largest(orbit, x, y, queue):
+                depth[y] = level + 1
+                self._push(frontier, members, depth, y)
         if len(members) != self.num_gpus:
             return False
         for arc in orbit.hub_arcs:
@@ -378,6 +394,12 @@ class _SymmetricPacker:
         self.unfinished -= tree.multiplicity * len(orbit.hub_arcs)
         self.dead_arcs += len(orbit.hub_arcs) + sum(len(arcs) for arcs in orbit.entries.values())
         return True
+
+    def _push(self, frontier: list, members: set[int], depth: dict[int, int], x: int) -> None:
+        for y in self.out_neighbours[x]:
+            capacity = self.capacity.get((x, y), 0)
+            if y not in members and capacity > 0:
+                heapq.heappush(frontier, (-capacity, depth[x], x, y))
 
     def _largest(self, orbit: _Orbit, x: int, y: int, queue: deque[_Orbit]) -> int:
         """Add ``(x, y)`` with the largest feasible multiplicity (binary search: feasibility is an
