@@ -139,7 +139,10 @@ def assign(
             lane = min(range(count), key=lambda j: (load[j], j))
             load[lane] += plan.transfers[index].source.cnt
             lane_of[index] = first + lane
-    tbs, tb_of = _threadblocks(plan.num_gpus, lanes, max_tbs)
+    units: list[set[tuple[int, ...]]] = [set() for _ in lanes]
+    for transfer, lane in zip(plan.transfers, lane_of, strict=True):
+        units[lane].add(transfer.key[2:5])  # (tree, instance, piece)
+    tbs, tb_of = _threadblocks(plan.num_gpus, lanes, [frozenset(u) for u in units], max_tbs)
     nchannels = 1 + max((lane.chan for lane in lanes), default=0)
     return Assignment(tuple(lanes), tuple(lane_of), tbs, tb_of, nchannels)
 
@@ -156,7 +159,7 @@ def _free_channel(blocked: set[int], plane: int | None, num_planes: int) -> int:
     return chan
 
 
-def _threadblocks(num_gpus: int, lanes: list[Lane], max_tbs: int):
+def _threadblocks(num_gpus: int, lanes: list[Lane], units: list[frozenset], max_tbs: int):
     """One threadblock per lane end, merged pairwise (receive + send on one channel) down to ``max_tbs``."""
     per_gpu: list[tuple[ThreadblockSpec, ...]] = []
     tb_of: dict[tuple[int, int, str], int] = {}
@@ -167,7 +170,7 @@ def _threadblocks(num_gpus: int, lanes: list[Lane], max_tbs: int):
         specs: list[ThreadblockSpec] = []
         merged_sends: set[int] = set()
         merged_recvs: set[int] = set()
-        for follows_chain in (True, False):
+        for preference in (_forwards_exactly, _next_stage, _any):
             for recv in sorted(recvs, key=lambda i: (lanes[i].chan, lanes[i].src)):
                 if excess <= 0:
                     break
@@ -179,7 +182,7 @@ def _threadblocks(num_gpus: int, lanes: list[Lane], max_tbs: int):
                         for s in sends
                         if s not in merged_sends
                         and lanes[s].chan == lanes[recv].chan
-                        and (not follows_chain or _next_stage(lanes[recv], lanes[s]))
+                        and preference(lanes[recv], lanes[s], units[recv], units[s])
                     ),
                     None,
                 )
@@ -200,14 +203,27 @@ def _threadblocks(num_gpus: int, lanes: list[Lane], max_tbs: int):
     return tuple(per_gpu), tb_of
 
 
-def _next_stage(recv: Lane, send: Lane) -> bool:
-    """Whether ``send`` is the stage right after ``recv`` in the data flow (like a fused receive-send).
+def _forwards_exactly(recv: Lane, send: Lane, recv_units: frozenset, send_units: frozenset) -> bool:
+    """Whether ``send`` forwards exactly the tree pieces ``recv`` brings, one stage later.
+
+    The merged threadblock then alternates "receive piece x, send piece x" like a fused
+    receive-and-forward and waits for nothing else: the best merge.
+    """
+    return recv_units == send_units and _next_stage(recv, send, recv_units, send_units)
+
+
+def _next_stage(recv: Lane, send: Lane, recv_units: frozenset, send_units: frozenset) -> bool:
+    """Whether ``send`` is the stage right after ``recv`` in the data flow.
 
     Such a merged threadblock only waits for lower stages, so the pipeline keeps flowing; merging
     unrelated stages couples iterations (see :func:`group_of`).
     """
     recv_stage, send_stage = recv.group[3], send.group[3]
     return bool(recv_stage) and recv_stage[0] == send_stage[0] and send_stage[1] == recv_stage[1] + 2
+
+
+def _any(recv: Lane, send: Lane, recv_units: frozenset, send_units: frozenset) -> bool:
+    return True
 
 
 def _tb_order(spec: ThreadblockSpec, lanes: list[Lane]) -> tuple[int, int, int]:
