@@ -283,3 +283,13 @@ def test_random_boxed_fabrics_meet_every_invariant(topology: Topology) -> None:
     solution = solve(topology)
     check_forest(solution.forest, topology, solution.bound)
     assert solution.forest.allgather_algbw == solution.bound.allgather_algbw
+
+
+def test_tree_edges_are_in_breadth_first_order() -> None:
+    forest = solve(load("dgx-h100-rail", {"boxes": "4"})).forest
+    for tree in forest.trees:
+        depth = {tree.root: 0}
+        for edge in tree.edges:
+            depth[edge.dst] = depth[edge.src] + 1
+        depths = [depth[edge.dst] for edge in tree.edges]
+        assert depths == sorted(depths)

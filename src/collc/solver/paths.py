@@ -50,7 +50,8 @@ def _ends(routes: list[tuple[Path, int]]) -> list[int]:
 def physical_trees(trees: Sequence[LogicalTree], split: SwitchFreeGraph, names: Sequence[str]) -> list[Tree]:
     """Turn logical trees into :class:`Tree` objects whose edges carry physical node-name paths.
 
-    The result is sorted by root, then by edges, with identical trees of a root merged.
+    The result is sorted by root, then by edges, with identical trees of a root merged; each tree's
+    edges are in breadth-first order from its root (children in the order they were added).
     """
     pools = {arc: deque([list(entry) for entry in routes]) for arc, routes in split.routes.items()}
     merged: dict[tuple[int, tuple[TreeEdge, ...]], int] = defaultdict(int)
@@ -58,13 +59,25 @@ def physical_trees(trees: Sequence[LogicalTree], split: SwitchFreeGraph, names: 
         if not tree.edges:  # a single-GPU "tree" (N = 1)
             merged[(tree.root, ())] += tree.multiplicity
             continue
+        order = _breadth_first(tree)
         for units, paths in _pieces(tree, pools):
-            edges = tuple(
-                TreeEdge(x, y, tuple(names[v] for v in path))
-                for (x, y), path in zip(tree.edges, paths, strict=True)
-            )
+            edges = tuple(TreeEdge(*tree.edges[i], tuple(names[v] for v in paths[i])) for i in order)
             merged[(tree.root, edges)] += units
     return [Tree(root, units, edges) for (root, edges), units in sorted(merged.items(), key=_tree_key)]
+
+
+def _breadth_first(tree: LogicalTree) -> list[int]:
+    """Indices of ``tree.edges`` in breadth-first order from the root."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for i, (x, _) in enumerate(tree.edges):
+        children[x].append(i)
+    order: list[int] = []
+    frontier = [tree.root]
+    for vertex in frontier:
+        for i in children[vertex]:
+            order.append(i)
+            frontier.append(tree.edges[i][1])
+    return order
 
 
 def _tree_key(item: tuple[tuple[int, tuple[TreeEdge, ...]], int]) -> tuple:
