@@ -7,7 +7,7 @@ hang the benchmark (a timeout counts as MISS).
 
     python scripts/bench_solver.py                 # every case
     python scripts/bench_solver.py --only a100     # cases whose label contains "a100"
-    python scripts/bench_solver.py --large         # also 128-GPU mi250 and dgx-a100 (exact packing: minutes)
+    python scripts/bench_solver.py --large         # also 128-GPU mi250 and dgx-a100 (exact packing: ~30 s)
 """
 
 from __future__ import annotations
