@@ -219,7 +219,6 @@ class _SymmetricPacker:
         transversals: dict[int, list[tuple[int, ...]]],
     ):
         self.num_gpus = num_gpus
-        self.k = k
         self.hub = num_gpus
         self.capacity = dict(capacities)
         self.transversals = transversals
