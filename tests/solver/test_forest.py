@@ -218,8 +218,9 @@ def test_json_is_deterministic() -> None:
 
 
 def test_malformed_json_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="not a forest JSON"):
-        forest_from_json({"U": "1/2", "k": 1})
+    with pytest.raises(InputError, match="not a forest JSON") as caught:
+        forest_from_json({"U": "1/2", "k": 1}, "forest.json")
+    assert str(caught.value).startswith("forest.json: error: not a forest JSON object (KeyError")
     with pytest.raises(InputError):
         forest_from_json({"U": "x", "k": 1, "trees": []})
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from collc.errors import InputError
+from collc.errors import InputError, location_in
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,9 @@ def forest_to_json(forest: Forest) -> dict[str, Any]:
     }
 
 
-def forest_from_json(data: Any, source: str = "<forest>") -> Forest:
-    """Parse the JSON object written by :func:`forest_to_json`; malformed input is an :class:`InputError`."""
+def forest_from_json(data: Any, source: str | None = None) -> Forest:
+    """Parse the JSON object written by :func:`forest_to_json`; malformed input is an :class:`InputError`
+    located at ``source`` (the file it came from, if any)."""
     try:
         U = Fraction(data["U"])
         k = int(data["k"])
@@ -111,6 +112,7 @@ def forest_from_json(data: Any, source: str = "<forest>") -> Forest:
         return Forest(num_gpus, k, U, trees, bool(data.get("reversed", False)))
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as error:
         raise InputError(
-            f"{source}: not a forest JSON object ({type(error).__name__}: {error})",
+            f"not a forest JSON object ({type(error).__name__}: {error})",
+            location=location_in(source),
             hint='write it with `collc trees TOPO -o forest.json`; keys: "U", "k", "trees"',
         ) from error
