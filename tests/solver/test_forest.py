@@ -211,10 +211,11 @@ def test_json_round_trip_and_stable_keys(a100) -> None:
     )
 
 
-def test_json_is_deterministic() -> None:
-    topology = load("mi250", {"boxes": "1"})
+@pytest.mark.parametrize(("preset", "boxes"), [("mi250", "1"), ("dgx-h100-rail", "4")])
+def test_json_is_deterministic(preset: str, boxes: str) -> None:
+    topology = load(preset, {"boxes": boxes})
     first = json.dumps(forest_to_json(solve(topology).forest))
-    assert first == json.dumps(forest_to_json(solve(topology).forest))
+    assert first == json.dumps(forest_to_json(solve(load(preset, {"boxes": boxes})).forest))
 
 
 def test_malformed_json_is_an_input_error() -> None:
