@@ -144,3 +144,17 @@ def test_report_says_why_no_power_of_two_count_can_be_served():
     assert not result.serving.satisfied
     auto = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="msccl-executor"))
     assert any("--align" in note for note in auto.notes)
+
+
+def test_merge_factor_charges_half_of_each_merged_threadblock():
+    from collc.lowering.compile import merge_factor
+
+    topology = load("mi250", {"boxes": "2"})
+    result = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="rccl", k=1))
+    total = sum(len(gpu.tbs) for gpu in result.algorithm.gpus)
+    assert result.lowered.merged_tbs > 0
+    assert merge_factor(result.lowered) == 1 - Fraction(result.lowered.merged_tbs, 2 * total)
+    # auto k prefers this k = 1 program to k = 2, whose fit merges about half of all threadblocks
+    auto = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="rccl"))
+    assert auto.solution.forest.k == 1
+    assert any("merged threadblocks halve" in note for note in auto.notes)
