@@ -7,7 +7,6 @@ timed and its max-flow calls counted (:class:`SolveStats`); the forest's invaria
 
 from __future__ import annotations
 
-import re
 import resource
 import time
 from collections.abc import Iterator
@@ -22,7 +21,13 @@ from collc.solver.invariants import check_forest
 from collc.solver.packing import Packing, pack_trees, pack_trees_symmetric
 from collc.solver.paths import physical_trees
 from collc.solver.splitting import SwitchFreeGraph, remove_switches
-from collc.solver.symmetry import Permutation, automorphisms, gpu_orbits, is_automorphism, orbit_transversal
+from collc.solver.symmetry import (
+    Permutation,
+    automorphisms,
+    cyclic_automorphisms,
+    gpu_orbits,
+    orbit_transversal,
+)
 from collc.topology.model import Topology
 
 PHASES = ("bound", "switch_removal", "packing", "mapping", "check")
@@ -72,79 +77,6 @@ def _choose_bound(
     if max_k is not None:
         return budgeted_bound(graph, max_k, symmetries)
     return optimal_bound(graph, symmetries)
-
-
-def _natural(name: str) -> tuple:
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
-
-
-def _structural_automorphisms(topology: Topology, graph: CapacityGraph) -> list[Permutation]:
-    """Verified automorphisms suggested by the boxes: shift every box to the next one, and rotate
-    the GPU roles inside every box (role by role; nodes outside boxes follow by neighbourhood).
-
-    Unlike transpositions, these commute and keep cyclic splitting and packing decisions symmetric;
-    each is checked arc by arc (:func:`is_automorphism`) and dropped if it fails.
-    """
-    nodes = [topology.node(name) for name in graph.names]
-    boxed = {(node.box, node.role): v for v, node in enumerate(nodes) if node.box is not None and node.role}
-    boxes = sorted({box for box, _ in boxed})
-    gpu_roles = sorted({nodes[v].role for v in range(graph.num_gpus) if nodes[v].role}, key=_natural)
-    if len(boxes) < 1 or not gpu_roles:
-        return []
-    next_box = {box: boxes[(i + 1) % len(boxes)] for i, box in enumerate(boxes)}
-    next_role = {role: gpu_roles[(i + 1) % len(gpu_roles)] for i, role in enumerate(gpu_roles)}
-    shift = {v: boxed.get((next_box[box], role)) for (box, role), v in boxed.items()}
-    rotate = {v: boxed.get((box, next_role.get(role, role))) for (box, role), v in boxed.items()}
-    found = []
-    for partial in (shift, rotate):
-        if any(image is None for image in partial.values()):
-            continue
-        perm = _complete_by_neighbourhood(graph, partial)  # type: ignore[arg-type]
-        if (
-            perm is not None
-            and not all(v == image for v, image in enumerate(perm))
-            and is_automorphism(graph, perm)
-        ):
-            found.append(perm)
-    return found
-
-
-def _complete_by_neighbourhood(graph: CapacityGraph, partial: dict[int, int]) -> Permutation | None:
-    """Extend a vertex map to a permutation: an unmapped vertex goes to the unique unused vertex whose
-    neighbours among the mapped images match the images of its own mapped neighbours (capacities
-    each way); repeated until nothing changes. ``None`` if some vertex stays unmapped."""
-    signature: list[dict[int, tuple[int, int]]] = [{} for _ in range(graph.num_nodes)]
-    for u, v, cap in graph.arcs:
-        out_cap, in_cap = signature[u].get(v, (0, 0))
-        signature[u][v] = (out_cap + cap, in_cap)
-        out_cap, in_cap = signature[v].get(u, (0, 0))
-        signature[v][u] = (out_cap, in_cap + cap)
-    mapping = dict(partial)
-    progress = True
-    while progress and len(mapping) < graph.num_nodes:
-        progress = False
-        images = set(mapping.values())
-        for v in range(graph.num_nodes):
-            if v in mapping:
-                continue
-            wanted = {mapping[n]: caps for n, caps in signature[v].items() if n in mapping}
-            if not wanted:
-                continue
-            anchor = min(wanted)
-            candidates = [
-                y
-                for y in signature[anchor]
-                if y not in images
-                and (y < graph.num_gpus) == (v < graph.num_gpus)
-                and {n: caps for n, caps in signature[y].items() if n in images} == wanted
-            ]
-            if len(candidates) == 1:
-                mapping[v] = candidates[0]
-                images.add(candidates[0])
-                progress = True
-    if len(mapping) < graph.num_nodes:
-        return None
-    return tuple(mapping[v] for v in range(graph.num_nodes))
 
 
 def _logical_automorphisms(candidates: list[Permutation], split: SwitchFreeGraph) -> list[Permutation]:
@@ -209,7 +141,7 @@ def solve(
     stats.symmetries = len(symmetries)
     stats.max_flow_calls["bound"] = bound.max_flow_calls
     with _phase(stats, "switch_removal"):
-        structural = _structural_automorphisms(topology, graph)
+        structural = cyclic_automorphisms(topology, graph)
         split = remove_switches(graph, integer_capacities(graph, bound), bound.k, symmetries=structural)
     stats.max_flow_calls["switch_removal"] = split.max_flow_calls
     stats.logical_arcs = len(split.capacities)

@@ -17,10 +17,14 @@ by arc before use (:func:`is_automorphism`); a candidate that fails is dropped, 
 * Role (rail) swaps: exchange two GPU roles ``r`` and ``s`` in every box at once; every other node
   follows by matching neighbourhoods (e.g. rail switch ``r`` <-> rail switch ``s``, NIC ``r`` <-> NIC
   ``s``), see :func:`role_automorphisms`.
+* Cyclic shifts (:func:`cyclic_automorphisms`): every box to the next box, and every GPU role to the
+  next role in every box. Unlike transpositions these commute, which keeps the cyclic decisions of
+  switch removal and tree packing symmetric (docs/solver.md).
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from itertools import combinations
@@ -210,6 +214,36 @@ class _UnionFind:
             a, b = self.find(v), self.find(perm[v])
             if a != b:
                 self.parent[max(a, b)] = min(a, b)
+
+
+def _natural(name: str) -> tuple:
+    """Sort key that orders ``gpu2`` before ``gpu10``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def cyclic_automorphisms(topology: Topology, graph: CapacityGraph) -> list[Permutation]:
+    """Verified cyclic shifts: every box to the next box, and every GPU role to the next GPU role
+    (in natural order) inside every box; nodes outside boxes follow by neighbourhood matching."""
+    boxes = _box_index(topology, graph)
+    order = sorted(boxes)
+    if not order:
+        return []
+    gpu_roles = sorted(
+        {role for roles in boxes.values() for role, v in roles.items() if v < graph.num_gpus}, key=_natural
+    )
+    next_box = dict(zip(order, order[1:] + order[:1], strict=True))
+    next_role = dict(zip(gpu_roles, gpu_roles[1:] + gpu_roles[:1], strict=True))
+    shift = {v: boxes[next_box[box]].get(role) for box in order for role, v in boxes[box].items()}
+    rotate = {v: boxes[box].get(next_role.get(role, role)) for box in order for role, v in boxes[box].items()}
+    neighbourhoods = _neighbourhoods(graph)
+    found = []
+    for partial in (shift, rotate):
+        if any(image is None for image in partial.values()):
+            continue
+        perm = _extend_by_neighbourhood(graph, partial, neighbourhoods)  # type: ignore[arg-type]
+        if perm is not None and perm != list(range(graph.num_nodes)) and is_automorphism(graph, perm):
+            found.append(tuple(perm))
+    return found
 
 
 def automorphisms(topology: Topology, graph: CapacityGraph) -> list[Permutation]:
