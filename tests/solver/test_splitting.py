@@ -109,13 +109,13 @@ def test_spreading_gives_shallow_trees_on_rail_fabrics() -> None:
 
 
 def test_identical_switches_are_split_once_and_replayed() -> None:
-    from collc.solver.pipeline import _structural_automorphisms
+    from collc.solver.symmetry import cyclic_automorphisms
 
     topology = load("dgx-h100-rail", {"boxes": "4"})
     graph = capacity_graph(topology)
     bound = optimal_bound(graph)
     capacities = integer_capacities(graph, bound)
-    symmetries = _structural_automorphisms(topology, graph)
+    symmetries = cyclic_automorphisms(topology, graph)
     assert len(symmetries) == 2  # box shift and role rotation, both verified
     replayed = remove_switches(graph, capacities, bound.k, symmetries=symmetries)
     plain = remove_switches(graph, capacities, bound.k)
@@ -129,15 +129,15 @@ def test_identical_switches_are_split_once_and_replayed() -> None:
 
 
 def test_a_failing_replay_is_undone(monkeypatch) -> None:
-    from collc.solver.pipeline import _structural_automorphisms
     from collc.solver.splitting import _Splitter, _switch_orbit
+    from collc.solver.symmetry import cyclic_automorphisms
 
     topology = load("dgx-h100-rail", {"boxes": "2"})
     graph = capacity_graph(topology)
     bound = optimal_bound(graph)
     splitter = _Splitter(graph, integer_capacities(graph, bound), bound.k)
     before = (dict(splitter.capacity), {arc: [list(e) for e in q] for arc, q in splitter.routes.items()})
-    shift = _structural_automorphisms(topology, graph)[:1]
+    shift = cyclic_automorphisms(topology, graph)[:1]
     switch = graph.names.index("b0.nvswitch")
     images = _switch_orbit(switch, shift, set(range(16, graph.num_nodes)), graph.num_nodes)
     assert sorted(graph.names[w] for w in images) == ["b0.nvswitch", "b1.nvswitch"]
