@@ -158,3 +158,19 @@ def test_merge_factor_charges_half_of_each_merged_threadblock():
     auto = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="rccl"))
     assert auto.solution.forest.k == 1
     assert any("merged threadblocks halve" in note for note in auto.notes)
+
+
+def test_output_does_not_depend_on_the_hash_seed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    collc = Path(sys.executable).with_name("collc")
+    texts = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"seed{seed}.xml"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        args = [str(collc), "compile", "dgx-a100", "--set", "boxes=2", "--k", "2", "-o", str(out)]
+        subprocess.run(args, check=True, capture_output=True, env=env, timeout=120)
+        texts.append(out.read_bytes())
+    assert texts[0] == texts[1]
