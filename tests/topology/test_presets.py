@@ -11,6 +11,7 @@ from collc.capacity import capacity_graph
 from collc.errors import InputError
 from collc.topology import list_presets, load, presets_dir
 from collc.topology.model import Topology
+from solver.reference import MI250_LINKS  # the matrix of reference-topologies.md, typed once
 
 REFERENCE_SIZES = {
     "dgx-a100": [1, 2, 4, 8, 16],
@@ -18,25 +19,6 @@ REFERENCE_SIZES = {
     "dgx-h100-rail": [1, 4, 8, 16],
 }
 GPUS_PER_BOX = {"dgx-a100": 8, "mi250": 16, "dgx-h100-rail": 8}
-
-MI250_MATRIX = [
-    [0, 4, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
-    [4, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
-    [0, 0, 0, 4, 0, 0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0],
-    [0, 0, 4, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0],
-    [2, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-    [0, 1, 0, 0, 4, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0],
-    [0, 0, 1, 0, 1, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0],
-    [0, 0, 0, 2, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-    [1, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 2, 0, 0, 0],
-    [0, 1, 1, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 0, 0],
-    [0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 1, 0],
-    [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 2],
-    [0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 4, 1, 0],
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 4, 0, 1, 1],
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 4],
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 4, 0],
-]
 
 
 def load_boxes(preset: str, boxes: int) -> Topology:
@@ -86,8 +68,8 @@ def test_mi250_model(boxes: int) -> None:
     for b in range(boxes):
         for i in range(16):
             for j in range(i + 1, 16):
-                if MI250_MATRIX[i][j]:
-                    expected[frozenset((f"b{b}.gcd{i}", f"b{b}.gcd{j}"))] = Fraction(50 * MI250_MATRIX[i][j])
+                if MI250_LINKS[i][j]:
+                    expected[frozenset((f"b{b}.gcd{i}", f"b{b}.gcd{j}"))] = Fraction(50 * MI250_LINKS[i][j])
             if boxes > 1:
                 expected[frozenset((f"b{b}.gcd{i}", "ib"))] = Fraction(16)
     assert links == expected
