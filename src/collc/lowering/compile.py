@@ -12,7 +12,7 @@ tried first, then the others by bound; the first that fits the runtime's limits 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from math import gcd
 
@@ -38,17 +38,11 @@ K_TOLERANCE = Fraction(1, 100)
 
 
 @dataclass(frozen=True)
-class CompileOptions:
-    """Everything ``collc compile`` can be asked for (``runtime=None``: the topology's, else executor)."""
+class CompileOptions(LoweringOptions):
+    """Everything ``collc compile`` can be asked for: what to emit (:class:`LoweringOptions`) plus the
+    runtime (``None``: the topology's, else executor) and how to choose k."""
 
-    coll: str = "allreduce"
     runtime: str | None = None
-    proto: str = "Simple"
-    inplace: bool = True
-    outofplace: bool = True
-    min_bytes: int = 0
-    max_bytes: int = 0
-    instances: int = 1
     k: int | None = None
     max_k: int | None = None
     align: int | None = None  # None: serve power-of-two counts
@@ -217,16 +211,8 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
                     reverse = options.coll == "reducescatter"
                     solutions[k] = solve(topology, k=k, max_k=options.max_k, reverse=reverse)
                 solution = solutions[k]
-                lowering = LoweringOptions(
-                    coll=options.coll,
-                    proto=options.proto,
-                    inplace=options.inplace,
-                    outofplace=options.outofplace,
-                    min_bytes=options.min_bytes,
-                    max_bytes=options.max_bytes,
-                    instances=instances,
-                    name=_name(topology, options.coll, solution.forest.k, instances),
-                )
+                name = _name(topology, options.coll, solution.forest.k, instances)
+                lowering = replace(options, instances=instances, name=name)
                 try:
                     lowered = lower(
                         solution.forest,
