@@ -31,7 +31,9 @@ def _size(option: str, text: str) -> int:
 
 @main.command("compile")
 @topology_argument
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="XML file to write.")
+@click.option(
+    "-o", "--output", default=None, type=click.Path(dir_okay=False), help="XML file to write (or --bundle)."
+)
 @click.option("--coll", type=click.Choice(COLLECTIVES), default="allreduce", show_default=True)
 @click.option("--runtime", type=click.Choice(RUNTIMES), default=None, help="Default: the topology's runtime.")
 @click.option("--proto", type=click.Choice(PROTOCOLS), default="Simple", show_default=True)
@@ -48,9 +50,22 @@ def _size(option: str, text: str) -> int:
     default=None,
     help="Serve every count that is a multiple of ALIGN elements (default: every power of two).",
 )
+@click.option(
+    "--auto-range",
+    is_flag=True,
+    help="Set minBytes where collc is predicted to beat NCCL/RCCL's best (docs/cost-model.md §5).",
+)
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Instead of -o: a deployable directory for all collectives and protocols over disjoint size "
+    "ranges, with DIR.deploy.md and DIR.manifest.json next to it.",
+)
 def compile_command(
     topology: Topology,
-    output: str,
+    output: str | None,
     coll: str,
     runtime: str | None,
     proto: str,
@@ -62,13 +77,20 @@ def compile_command(
     k: int | None,
     max_k: int | None,
     align: int | None,
+    auto_range: bool,
+    bundle_dir: str | None,
 ) -> None:
     """Compile TOPO's optimal forest into a verified MSCCL XML algorithm file.
 
     k is chosen so that the runtime selects the file for the counts you call with (see --align) and
     the program fits the runtime's limits; the report says what that costs against the optimum.
     """
-    target = Path(output)
+    if (output is None) == (bundle_dir is None):
+        raise InputError(
+            "give either -o FILE (one algorithm) or --bundle DIR (a deployable directory)",
+            hint="e.g. collc compile dgx-a100 -o allreduce.xml, or collc compile dgx-a100 --bundle algos",
+        )
+    target = Path(output or bundle_dir)
     if not target.parent.is_dir():
         raise InputError(
             f"directory {target.parent} does not exist", hint="create it or choose another -o path"
@@ -87,6 +109,15 @@ def compile_command(
         max_k=max_k,
         align=align,
     )
+    if bundle_dir is not None:
+        from collc.predict.bundle import compile_bundle
+
+        click.echo("\n".join(compile_bundle(topology, options, bundle_dir)))
+        return
+    if auto_range:
+        from collc.predict.bundle import auto_range_options
+
+        options = auto_range_options(topology, options)
     result = compile_schedule(topology, options)
     atomic_write(target, result.xml)
     click.echo("\n".join(report_lines(result, output)))
