@@ -10,7 +10,6 @@ import click
 from collc.cli import main
 from collc.cli.common import topology_argument
 from collc.predict.model import TopologyModel
-from collc.predict.report import write_report
 from collc.topology.model import Topology
 
 
@@ -31,6 +30,8 @@ def report(topology: Topology, directory: str) -> None:
     command = (
         "collc " + " ".join(shlex.quote(arg) for arg in sys.argv[1:]) if sys.argv[1:] else "collc report"
     )
+    from collc.predict.report import write_report  # matplotlib: loaded only by commands that draw
+
     files = write_report(TopologyModel(topology), directory, command)
     click.echo(f"wrote {files.markdown}")
     for picture in files.pictures:
