@@ -14,7 +14,8 @@ from collc.lowering.limits import limits_for
 from collc.lowering.lower import LoweringOptions, lower
 from collc.lowering.plan import network_planes
 from collc.predict.model import TopologyModel
-from collc.predict.params import PROTOCOLS, parse_sizes
+from collc.predict.params import PROTOCOLS
+from collc.sizes import parse_sizes
 from collc.topology import load
 
 CASES = [("dgx-a100", 1), ("dgx-a100", 2), ("dgx-a100", 4), ("mi250", 1), ("mi250", 2), ("dgx-h100-rail", 4)]

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from collc.cli import main
-from collc.cli.verify import parse_bytes
 from collc.msccl.writer import to_xml
+from collc.sizes import parse_size
 
 from .programs import INVALID, VALID, ring_allgather
 
@@ -98,13 +98,13 @@ def test_explain_json_has_the_selection() -> None:
 @pytest.mark.parametrize(
     ("text", "value"), [("4096", 4096), ("64MiB", 64 * 2**20), ("1GB", 10**9), ("2 kib", 2048)]
 )
-def test_parse_bytes(text: str, value: int) -> None:
-    assert parse_bytes(text) == value
+def test_parse_size(text: str, value: int) -> None:
+    assert parse_size(text) == value
 
 
-def test_parse_bytes_rejects_garbage() -> None:
+def test_parse_size_rejects_garbage() -> None:
     with pytest.raises(Exception, match="is not a size"):
-        parse_bytes("64 parsecs")
+        parse_size("64 parsecs")
 
 
 def test_topology_checks_ranks_and_picks_its_runtime(tmp_path) -> None:

@@ -12,21 +12,14 @@ import click
 
 from collc.cli import main
 from collc.cli.common import topology_argument
-from collc.cli.verify import parse_bytes
 from collc.errors import InputError
 from collc.fileio import atomic_write
 from collc.lowering.compile import CompileOptions, compile_schedule, report_lines
 from collc.lowering.limits import RUNTIMES
 from collc.lowering.plan import COLLECTIVES
 from collc.msccl.program import PROTOCOLS
+from collc.sizes import parse_size
 from collc.topology.model import Topology
-
-
-def _size(option: str, text: str) -> int:
-    try:
-        return parse_bytes(text)
-    except InputError as error:
-        raise InputError(error.message.replace("--bytes", option), hint=error.hint) from None
 
 
 @main.command("compile")
@@ -102,8 +95,8 @@ def compile_command(
         proto=proto,
         inplace=both or only_inplace,
         outofplace=both or only_outofplace,
-        min_bytes=_size("--min-bytes", min_bytes),
-        max_bytes=_size("--max-bytes", max_bytes),
+        min_bytes=parse_size(min_bytes, option="--min-bytes", minimum=0),
+        max_bytes=parse_size(max_bytes, option="--max-bytes", minimum=0),
         instances=instances,
         k=k,
         max_k=max_k,

@@ -12,8 +12,9 @@ from collc.cli.common import topology_argument
 from collc.errors import InputError
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
-from collc.predict.params import COLLECTIVES, format_size, parse_sizes, protocol
+from collc.predict.params import COLLECTIVES, protocol
 from collc.predict.sweep import Sweep
+from collc.sizes import format_size, parse_sizes
 from collc.topology.model import Topology
 
 

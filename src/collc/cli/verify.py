@@ -7,7 +7,6 @@ selected), 2 some file could not be read or an option is wrong.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import click
@@ -17,30 +16,10 @@ from collc.cli.common import load_topology
 from collc.errors import InputError
 from collc.msccl.program import Algorithm
 from collc.msccl.reader import read_xml
+from collc.sizes import parse_size
 from collc.topology.model import Topology
 from collc.verify import PROFILES, VerifyReport, explain, verify_text
 from collc.verify.select import DTYPE_SIZES, Selection, overlapping
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-}
-_SIZE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*\Z")
-
-
-def parse_bytes(text: str) -> int:
-    """``64MiB`` -> 67108864 (binary KiB/MiB/GiB/TiB and decimal kB/MB/GB units, or plain bytes)."""
-    match = _SIZE.match(text)
-    if match is None or match.group(2).lower() not in _UNITS:
-        raise InputError(f"--bytes {text!r} is not a size", hint="write e.g. 4096, 64KiB, 64MiB or 1GB")
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
 def _read(path: Path) -> str:
@@ -192,7 +171,7 @@ def _call(explain_flag: bool, nranks: int | None, size: str | None, topology: To
         raise InputError(
             "--explain needs --nranks and --bytes", hint="e.g. --explain --nranks 16 --bytes 64MiB"
         )
-    return nranks, parse_bytes(size)
+    return nranks, parse_size(size, option="--bytes")
 
 
 def _selection(text: str, name: str, runtime: str, call, dtype: str, inplace: bool) -> Selection:

@@ -28,8 +28,9 @@ from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.fileio import atomic_write
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
-from collc.predict.params import PROTOCOLS, Protocol, format_size
+from collc.predict.params import PROTOCOLS, Protocol
 from collc.predict.sweep import Predictor, crossover_bytes
+from collc.sizes import format_size
 
 BUNDLE_PROTOCOLS = ("LL", "LL128", "Simple")
 _MAX_EXPONENT = 40  # protocol choice is evaluated at 2^0 .. 2^40 bytes

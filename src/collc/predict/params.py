@@ -6,7 +6,6 @@ GB/s (10^9 bytes/s) and times are microseconds, so ``bytes / GB/s / 1000 = micro
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -84,68 +83,3 @@ def busbw_factor(collective: str, num_gpus: int) -> Fraction:
     if collective in ("allgather", "reducescatter"):
         return Fraction(num_gpus - 1, num_gpus)
     raise InputError(f"unknown collective {collective!r}", hint=f"use one of {', '.join(COLLECTIVES)}")
-
-
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 1000,
-    "KB": 1000,
-    "M": 10**6,
-    "MB": 10**6,
-    "G": 10**9,
-    "GB": 10**9,
-    "T": 10**12,
-    "TB": 10**12,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-    "TIB": 2**40,
-}
-_SIZE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
-
-
-def parse_size(text: str) -> int:
-    """Parse a byte count like ``4096``, ``64KiB``, ``1MB`` or ``8GiB`` (binary and decimal units)."""
-    match = _SIZE.match(text)
-    unit = match.group(2).upper() if match else None
-    if match is None or unit not in _UNITS:
-        raise InputError(
-            f"cannot read the size {text!r}",
-            hint="write a whole number of bytes with an optional unit: 4096, 64KiB, 1MiB, 8GiB, 1GB",
-        )
-    value = int(match.group(1)) * _UNITS[unit]
-    if value <= 0:
-        raise InputError(f"size {text!r} must be positive", hint="use at least 1 byte")
-    return value
-
-
-def parse_sizes(text: str) -> list[int]:
-    """Parse ``START:END[:FACTOR]`` (geometric, default factor 2) or a comma-separated list of sizes."""
-    if ":" not in text:
-        return sorted({parse_size(part) for part in text.split(",") if part.strip()})
-    parts = text.split(":")
-    if len(parts) not in (2, 3):
-        raise InputError(f"cannot read the size range {text!r}", hint="write START:END or START:END:FACTOR")
-    start, end = parse_size(parts[0]), parse_size(parts[1])
-    factor = int(parts[2]) if len(parts) == 3 and parts[2].strip().isdigit() else 2 if len(parts) == 2 else 0
-    if factor < 2 or start > end:
-        raise InputError(
-            f"bad size range {text!r}",
-            hint="START must not exceed END and FACTOR must be a whole number >= 2, e.g. 1KiB:8GiB:4",
-        )
-    sizes = []
-    size = start
-    while size <= end:
-        sizes.append(size)
-        size *= factor
-    return sizes
-
-
-def format_size(num_bytes: int) -> str:
-    """A short human-readable binary size: ``1KiB``, ``8GiB``, ``1.5KiB``, ``512B``."""
-    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if num_bytes >= scale:
-            whole = num_bytes % scale == 0
-            return f"{num_bytes // scale}{unit}" if whole else f"{num_bytes / scale:.2f}{unit}"
-    return f"{num_bytes}B"

@@ -15,8 +15,8 @@ from matplotlib.ticker import FuncFormatter
 
 from collc.errors import InputError
 from collc.fileio import atomic_write
-from collc.predict.params import format_size
 from collc.predict.sweep import Sweep
+from collc.sizes import format_size
 
 STYLES = {
     "collc": {"color": "#1f77b4", "marker": "o", "linewidth": 2.2},

@@ -15,10 +15,11 @@ from pathlib import Path
 from collc.fileio import atomic_write
 from collc.predict.forest_model import arc_utilisation, forest_arc_loads
 from collc.predict.model import TopologyModel
-from collc.predict.params import COLLECTIVES, PROTOCOLS, busbw_factor, format_size
+from collc.predict.params import COLLECTIVES, PROTOCOLS, busbw_factor
 from collc.predict.picture import topology_figure
 from collc.predict.plot import save_figure, sweep_figure
 from collc.predict.sweep import Sweep
+from collc.sizes import format_size
 
 REPORT_SIZES = [2**10 * 4**i for i in range(13)]  # 1 KiB .. 16 GiB
 TABLE_SIZES = (2**20, 2**26, 2**30)

@@ -1,0 +1,80 @@
+"""Message sizes as users write them on the command line (``64MiB``, ``1GB``, ``1KiB:8GiB:4``).
+
+Binary units (KiB, MiB, GiB, TiB) and decimal ones (kB, MB, GB, TB), case-insensitive; used by
+``collc verify --bytes``, ``collc compile --min-bytes/--max-bytes`` and ``collc simulate --sizes``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from collc.errors import InputError
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1000,
+    "KB": 1000,
+    "M": 10**6,
+    "MB": 10**6,
+    "G": 10**9,
+    "GB": 10**9,
+    "T": 10**12,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+_SIZE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str, *, option: str = "size", minimum: int = 1) -> int:
+    """Parse a byte count like ``4096``, ``64KiB``, ``1MB`` or ``8GiB`` (binary and decimal units).
+
+    ``option`` names the flag in error messages; sizes below ``minimum`` are refused.
+    """
+    match = _SIZE.match(text)
+    unit = match.group(2).upper() if match else None
+    if match is None or unit not in _UNITS:
+        raise InputError(
+            f"{option} {text!r} is not a size",
+            hint="write a whole number of bytes with an optional unit: 4096, 64KiB, 1MiB, 8GiB, 1GB",
+        )
+    value = int(match.group(1)) * _UNITS[unit]
+    if value < minimum:
+        raise InputError(
+            f"{option} {text!r} must be at least {minimum} bytes", hint=f"use at least {minimum}"
+        )
+    return value
+
+
+def parse_sizes(text: str) -> list[int]:
+    """Parse ``START:END[:FACTOR]`` (geometric, default factor 2) or a comma-separated list of sizes."""
+    if ":" not in text:
+        return sorted({parse_size(part) for part in text.split(",") if part.strip()})
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise InputError(f"cannot read the size range {text!r}", hint="write START:END or START:END:FACTOR")
+    start, end = parse_size(parts[0]), parse_size(parts[1])
+    factor = int(parts[2]) if len(parts) == 3 and parts[2].strip().isdigit() else 2 if len(parts) == 2 else 0
+    if factor < 2 or start > end:
+        raise InputError(
+            f"bad size range {text!r}",
+            hint="START must not exceed END and FACTOR must be a whole number >= 2, e.g. 1KiB:8GiB:4",
+        )
+    sizes = []
+    size = start
+    while size <= end:
+        sizes.append(size)
+        size *= factor
+    return sizes
+
+
+def format_size(num_bytes: int) -> str:
+    """A short human-readable binary size: ``1KiB``, ``8GiB``, ``1.5KiB``, ``512B``."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if num_bytes >= scale:
+            whole = num_bytes % scale == 0
+            return f"{num_bytes // scale}{unit}" if whole else f"{num_bytes / scale:.2f}{unit}"
+    return f"{num_bytes}B"
