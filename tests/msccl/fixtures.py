@@ -1,13 +1,10 @@
-"""Where the shared MSCCL XML fixtures live: ``<repo>/../shared/fixtures/msccl`` (CI has the same layout)."""
+"""Helpers for comparing the writer's output with the shared MSCCL XML fixtures."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "msccl"
-VALID = sorted((FIXTURES / "valid").glob("*.xml"))
-INVALID = sorted((FIXTURES / "invalid").glob("*.xml"))
+from shared_fixtures import FIXTURES, INVALID, VALID  # noqa: F401 (re-exported for the tests here)
 
 
 def without_comments(text: str) -> str:

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hypothesis import strategies as st
 
 from collc.msccl.program import STEP_TYPES, Algorithm, GpuProgram, Step, Threadblock
 from collc.msccl.reader import read_xml
-
-#: the shared fixtures: ``<repo>/../shared/fixtures/msccl`` (CI has the same layout)
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "msccl"
-VALID = sorted((FIXTURES / "valid").glob("*.xml"))
-INVALID = sorted((FIXTURES / "invalid").glob("*.xml"))
+from shared_fixtures import FIXTURES, INVALID, VALID  # noqa: F401 (re-exported for the tests here)
 
 
 def fixture(name: str) -> Algorithm:
