@@ -2,17 +2,15 @@
 
 Run: ``.venv/bin/python scripts/bench_predict.py``. Per preset it prints the time to build the NCCL
 baselines, to solve the forest (for reference), to predict a 24-size allreduce sweep with its crossover,
-the forest model's allreduce algbw at 1 GiB as a fraction of the bound, and, for presets where collc's
-lowering is cheap, the time and result of simulating the lowered allreduce program at 1 GiB.
+the forest model's allreduce algbw at 1 GiB as a fraction of the bound, and the time and result of
+simulating, event by event, the allreduce program that ``collc compile`` emits (its chosen k) at 1 GiB.
 """
 
 from __future__ import annotations
 
 import time
 
-from collc.lowering.limits import limits_for
-from collc.lowering.lower import LoweringOptions, lower
-from collc.lowering.plan import network_planes
+from collc.lowering import CompileOptions, compile_schedule
 from collc.predict.model import TopologyModel
 from collc.predict.params import PROTOCOLS
 from collc.sizes import parse_sizes
@@ -41,11 +39,7 @@ def main() -> None:
         _, sweep = _timed(lambda m=model: m.sweep("allreduce", parse_sizes("1KiB:8GiB"), SIMPLE))
         bound = float(model.bound_algbw("allreduce"))
         ratio = GIB / model.forest_cost.time_us("allreduce", GIB, SIMPLE) / 1000 / bound
-        limits = limits_for(model.topology, model.topology.metadata.runtime or "msccl-executor")
-        planes = network_planes(model.topology)
-        program = lower(
-            model.solution.forest, LoweringOptions(coll="allreduce"), limits, planes=planes
-        ).algorithm
+        program = compile_schedule(model.topology, CompileOptions(coll="allreduce")).algorithm
         simulated, seconds = _timed(lambda m=model, p=program: m.collc(p).time_us("allreduce", GIB, SIMPLE))
         print(
             f"{name + ' x' + str(boxes):<18} {model.topology.num_gpus:>4} {baselines:>11.3f} {solve:>8.2f} "
