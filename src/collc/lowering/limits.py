@@ -5,19 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from collc.errors import InfeasibleError, InputError
-from collc.msccl.program import Algorithm
+from collc.msccl.program import STEP_TYPES, Algorithm
 from collc.topology.model import Topology
+from collc.verify.lint import PARSER_MAX_NODES
+from collc.verify.runtimes import PROFILES
 
 RUNTIMES = ("msccl-executor", "rccl")
-MAX_STEPS_PER_TB = 64  # MSCCL_MAX_NUM_STEPS, both runtimes (§5.1)
-MAX_ELEMENTS_PER_RANK = 4096  # parser MAX_NODES: 1 + ngpus + tbs + steps of the parsing rank
-MAX_REDUCE_CHAIN = 15  # fused re chains; 16 drops the accumulator on the executor (§3.3)
-MAX_TBS_WITH_PEER_PER_CHANNEL = 32  # MSCCL_MAX_NUM_THREAD_BLOCKS_PER_CHANNEL, per direction
-RUNTIME_MAX_TBS = {"msccl-executor": 128, "rccl": 64}  # executor: depid is an int8 (§4.2)
-RUNTIME_MAX_CHANNELS = {"msccl-executor": 32, "rccl": 32}  # RCCL drops files above NCCL_MAX_NCHANNELS
+_EXECUTOR = PROFILES["msccl-executor"]  # the runtimes' numbers live in one place: collc.verify.runtimes
+MAX_STEPS_PER_TB = _EXECUTOR.max_steps  # MSCCL_MAX_NUM_STEPS, 64 on both runtimes (§5.1)
+MAX_ELEMENTS_PER_RANK = PARSER_MAX_NODES  # parser MAX_NODES: 1 + ngpus + tbs + steps of the parsing rank
+MAX_REDUCE_CHAIN = _EXECUTOR.max_fused_chain  # one lowering serves both runtimes: the executor's cap (§3.3)
+MAX_TBS_WITH_PEER_PER_CHANNEL = _EXECUTOR.max_tbs_per_channel  # per direction
+RUNTIME_MAX_TBS = {runtime: PROFILES[runtime].max_threadblocks for runtime in RUNTIMES}
+# RCCL drops files whose nchannels exceeds NCCL_MAX_NCHANNELS, which depends on the build: stay at 32.
+RUNTIME_MAX_CHANNELS = {runtime: min(PROFILES[runtime].max_channels, 32) for runtime in RUNTIMES}
 RUNTIME_STEP_TYPES = {
-    "msccl-executor": frozenset({"s", "r", "rcs", "rrs", "rrc", "rrcs", "cpy", "re", "nop"}),
-    "rccl": frozenset({"s", "r", "re", "cpy", "nop"}),  # ROCm >= 6.1 (§6)
+    runtime: frozenset(STEP_TYPES) - PROFILES[runtime].rejected_step_types for runtime in RUNTIMES
 }
 
 
