@@ -330,11 +330,19 @@ def _reduce(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, coll: str, 
 def _fold(builder: _Builder, unit: _Unit, gpu: int, depth: int, accumulator: Span, sources, host) -> None:
     """``re`` every source into ``accumulator`` on ``gpu`` (at ``depth`` in the tree).
 
-    The key level ``-2·depth - 1`` lies between the receives from the children (``-2·depth - 2``)
-    and the send to the parent (``-2·depth``).
+    The root's folds (level ``-1``) follow the receives from its children (level ``-2``) and its
+    ``cpy`` (role 0). An inner GPU's folds share the level ``-2·depth`` of its send to the parent,
+    with roles ``-len(sources) … -1`` right before that send's role 0: they still follow the
+    receives from the children (``-2·depth - 2``), and on the send's threadblock each tree's folds
+    sit right before that tree's send, so a send waits only for its own tree's data, not for the
+    folds of every other tree on the lane (docs/lowering.md §3).
     """
-    for role, source in enumerate(sources, start=1):
-        builder.local(unit.key(UP, -2 * depth - 1, role), gpu, "re", source, accumulator, host)
+    if depth == 0:
+        level, first_role = -1, 1
+    else:
+        level, first_role = -2 * depth, -len(sources)
+    for role, source in enumerate(sources, start=first_role):
+        builder.local(unit.key(UP, level, role), gpu, "re", source, accumulator, host)
 
 
 def _broadcast(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, result: Span) -> None:
