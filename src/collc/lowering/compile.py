@@ -4,7 +4,7 @@ Choosing k (docs/lowering.md §7). The runtime uses a file only for calls whose 
 collective's size multiplier is divisible by ``nchunksperloop`` (msccl-xml.md §1.1), so divisibility is
 a constraint like the runtime limits. By default the file must serve power-of-two counts (what users
 call with); ``align=A`` asks for every count that is a multiple of A instead. Candidates are the
-optimal k and powers of two up to ``min(64, 2·k*)``; each is priced with the exact fixed-k bound. Among
+optimal k and powers of two up to ``min(64, max(2·k*, 16))``; each is priced with the exact fixed-k bound. Among
 the candidates that serve the counts, the smallest k within :data:`K_TOLERANCE` of the best bound is
 tried first, then the others by bound; the first that fits the runtime's limits is emitted. ``k`` /
 ``max_k`` override the search. Nothing is returned unless the verifier accepts the program.
@@ -30,6 +30,9 @@ from collc.topology.model import Topology
 from collc.verify import VerifyReport, verify
 
 MAX_AUTO_K = 64
+# Powers of two priced at least up to this k, even when the optimal k is small: with k* = 3 (1x16 MI250)
+# a 2·k* cap leaves only k <= 4 (320 GB/s, 6.7 % below the optimum) while k = 8 reaches 336.8 GB/s.
+MIN_PRICED_K = 16
 # Smaller k within this share of the best candidate's bound is preferred: a call of M bytes moves chunks
 # of M / (N·k·I) bytes, and each chunk is pipelined in ceil(chunk / slice) iterations, so doubling k
 # halves the iterations that hide the trees' fill latency. The cost model's event simulation at 1 GiB on
@@ -152,7 +155,7 @@ def _k_candidates(
     optimum = optimal_bound(graph, symmetries)
     priced: dict[int, Fraction] = {optimum.k: optimum.allgather_algbw}
     power = 1
-    while power <= min(MAX_AUTO_K, 2 * optimum.k):
+    while power <= min(MAX_AUTO_K, max(2 * optimum.k, MIN_PRICED_K)):
         if power not in priced:
             priced[power] = fixed_k_bound(graph, power, symmetries).allgather_algbw
         power *= 2
