@@ -4,10 +4,10 @@ Choosing k (docs/lowering.md §7). The runtime uses a file only for calls whose 
 collective's size multiplier is divisible by ``nchunksperloop`` (msccl-xml.md §1.1), so divisibility is
 a constraint like the runtime limits. By default the file must serve power-of-two counts (what users
 call with); ``align=A`` asks for every count that is a multiple of A instead. Candidates are the
-optimal k and powers of two up to ``min(64, max(2·k*, 16))``; each is priced with the exact fixed-k bound. Among
-the candidates that serve the counts, the smallest k within :data:`K_TOLERANCE` of the best bound is
-tried first, then the others by bound; the first that fits the runtime's limits is emitted. ``k`` /
-``max_k`` override the search. Nothing is returned unless the verifier accepts the program.
+optimal k and powers of two up to ``min(64, max(2·k*, 16))``; each is priced with the exact fixed-k
+bound. Among the candidates that serve the counts, the smallest k within :data:`K_TOLERANCE` of the
+best bound is tried first, then the others by bound; the first that fits the runtime's limits is
+emitted. ``k`` / ``max_k`` override the search. Nothing is returned unless the verifier accepts the program.
 """
 
 from __future__ import annotations
