@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from collc.errors import InfeasibleError, InputError
-from collc.msccl.program import STEP_TYPES, Algorithm
+from collc.msccl.program import STEP_TYPES, TARGET_RUNTIMES, Algorithm
 from collc.topology.model import Topology
 from collc.verify.lint import PARSER_MAX_NODES
 from collc.verify.runtimes import PROFILES
 
-RUNTIMES = ("msccl-executor", "rccl")
+RUNTIMES = TARGET_RUNTIMES
 _EXECUTOR = PROFILES["msccl-executor"]  # the runtimes' numbers live in one place: collc.verify.runtimes
 MAX_STEPS_PER_TB = _EXECUTOR.max_steps  # MSCCL_MAX_NUM_STEPS, 64 on both runtimes (§5.1)
 MAX_ELEMENTS_PER_RANK = PARSER_MAX_NODES  # parser MAX_NODES: 1 + ngpus + tbs + steps of the parsing rank

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from collc.errors import InvariantError
+from collc.msccl.program import SCHEDULED_COLLECTIVES
 from collc.solver.forest import Forest, Tree
 from collc.topology.model import Topology
 
 MAX_CNT = 71  # msccl-xml.md §2.6: cnt < MSCCL_MAX_COUNT = 72
-COLLECTIVES = ("allreduce", "allgather", "reducescatter")
+COLLECTIVES = SCHEDULED_COLLECTIVES
 UP, DOWN = 0, 1  # phases: aggregation towards the root, then broadcast from it
 
 Key = tuple[int, ...]

@@ -15,6 +15,10 @@ SEND_TYPES = frozenset({"s", "rcs", "rrs", "rrcs"})
 RECV_TYPES = frozenset({"r", "rcs", "rrs", "rrc", "rrcs"})
 BUFFERS = ("i", "o", "s")
 PROTOCOLS = ("Simple", "LL", "LL128")
+#: the collectives collc compiles and predicts (the others in COLLECTIVES are only verified)
+SCHEDULED_COLLECTIVES = ("allreduce", "allgather", "reducescatter")
+#: the runtimes collc emits files for (the verifier also knows ``msccl-legacy``)
+TARGET_RUNTIMES = ("msccl-executor", "rccl")
 COLLECTIVES = (
     "allreduce",
     "allgather",

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from collc.errors import InputError
+from collc.msccl.program import SCHEDULED_COLLECTIVES
 from collc.topology.model import Link, Topology
 
-COLLECTIVES = ("allreduce", "allgather", "reducescatter")
+COLLECTIVES = SCHEDULED_COLLECTIVES
 
 
 @dataclass(frozen=True)

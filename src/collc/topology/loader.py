@@ -17,6 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from collc.errors import InputError, Location
+from collc.msccl.program import TARGET_RUNTIMES
 from collc.topology.expr import ExpressionError, evaluate, evaluate_number
 from collc.topology.model import NODE_KINDS, Link, Metadata, Node, Topology
 from collc.topology.selectors import Binding, resolve, select
@@ -27,7 +28,7 @@ TOP_KEYS = ("name", "description", "parameters", "metadata", "templates", "boxes
 PARAMETER_KEYS = ("default", "type", "description", "min", "max")
 PARAMETER_TYPES = ("integer", "number")
 METADATA_KEYS = ("gpu_model", "sms_per_gpu", "runtime", "default_latency_us")
-RUNTIMES = ("msccl-executor", "rccl")
+RUNTIMES = TARGET_RUNTIMES
 TEMPLATE_KEYS = ("description", "nodes", "links")
 BOX_KEYS = ("template", "count", "name", "when")
 NODE_KEYS = ("name", "kind", "count", "when", "rank", "box", "role")
