@@ -4,8 +4,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from collc.cli import main
-
-FIXTURES = Path("/work/shared/fixtures/msccl/valid")
+from shared_fixtures import FIXTURES
 
 
 def _run(*args: str):
@@ -64,7 +63,9 @@ def test_bad_sizes_and_picture_names_exit_2_with_a_hint(tmp_path: Path) -> None:
 
 
 def test_schedule_of_the_wrong_size_is_refused() -> None:
-    result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(FIXTURES / "ring_allgather_4.xml")])
+    result = CliRunner().invoke(
+        main, ["simulate", "dgx-a100", str(FIXTURES / "valid" / "ring_allgather_4.xml")]
+    )
     assert result.exit_code == 2
     assert "4 GPUs" in result.output
 
@@ -72,6 +73,6 @@ def test_schedule_of_the_wrong_size_is_refused() -> None:
 def test_missing_schedule_and_wrong_collective_are_located_input_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(tmp_path / "nope.xml")])
     assert result.exit_code == 2 and "cannot read" in result.output
-    schedule = FIXTURES / "ring_allgather_4.xml"
+    schedule = FIXTURES / "valid" / "ring_allgather_4.xml"
     result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(schedule), "--coll", "allreduce"])
     assert result.exit_code == 2 and "--coll allgather" in result.output

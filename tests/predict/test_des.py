@@ -5,17 +5,20 @@ from pathlib import Path
 import pytest
 
 from collc.errors import InputError
+from collc.lowering import CompileOptions, compile_schedule
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
 from collc.msccl.reader import read_xml
+from collc.predict import des
 from collc.predict.des import ProgramCost, max_min_rates
 from collc.predict.network import Network
 from collc.predict.params import PROTOCOLS
 from collc.topology.model import Link, Node, Topology
+from shared_fixtures import FIXTURES
 
 from .models import model
 
 SIMPLE = PROTOCOLS["Simple"]
-FIXTURES = Path("/work/shared/fixtures/msccl/valid")
+COLLS = ("allgather", "reducescatter", "allreduce")
 MiB = 2**20
 
 
@@ -54,14 +57,22 @@ def test_max_min_rates_share_the_bottleneck_and_give_the_rest_to_others() -> Non
 
 
 def test_store_and_forward_chain_pipelines_over_iterations() -> None:
-    """Separate tbs on the relay: time = (iterations + 1) slice times, plus the per-hop overheads."""
+    """Separate tbs on the relay: time = (iterations + 1) call times, plus the per-hop overheads."""
     cost = ProgramCost(_switch(3), _chain(fused=False))
-    size = 64 * MiB  # one chunk of 64 MiB: 128 slices, simulated as 64 iterations of 1 MiB
-    iterations, slice_bytes = cost.iterations(size, SIMPLE)
-    assert iterations == 64
-    slice_us = slice_bytes / 100 / 1000
-    expected = 5.0 + (iterations + 1) * slice_us + 2 * SIMPLE.step_overhead_us
+    size = 64 * MiB  # one chunk of 64 MiB: the runtime's loop runs 32 calls of 2 MiB (Simple)
+    assert cost.iterations(size, SIMPLE) == (32, 32, 2 * MiB)
+    call_us = 2 * MiB / 100 / 1000
+    expected = 5.0 + (32 + 1) * call_us + 2 * SIMPLE.step_overhead_us
     assert cost.time_us("allgather", size, SIMPLE) == pytest.approx(expected, rel=0.02)
+
+
+def test_iterations_beyond_the_budget_are_added_at_the_steady_period(monkeypatch) -> None:
+    """Simulating 4 of 32 iterations and extrapolating gives the time of simulating all 32."""
+    exact = ProgramCost(_switch(3), _chain(fused=False)).time_us("allgather", 64 * MiB, SIMPLE)
+    monkeypatch.setattr(des, "STEP_BUDGET", 1)
+    cost = ProgramCost(_switch(3), _chain(fused=False))
+    assert cost.iterations(64 * MiB, SIMPLE)[:2] == (des.MIN_ITERATIONS, 32)
+    assert cost.time_us("allgather", 64 * MiB, SIMPLE) == pytest.approx(exact, rel=1e-6)
 
 
 def test_fused_relay_still_pipelines_through_the_fifo() -> None:
@@ -72,7 +83,7 @@ def test_fused_relay_still_pipelines_through_the_fifo() -> None:
 
 
 def test_ring_fixture_runs_and_respects_the_bound() -> None:
-    algo = read_xml((FIXTURES / "ring_allgather_4.xml").read_text(), "ring_allgather_4.xml")
+    algo = read_xml((FIXTURES / "valid" / "ring_allgather_4.xml").read_text(), "ring_allgather_4.xml")
     cost = ProgramCost(_switch(4), algo)
     small, large = cost.time_us("allgather", 4096, SIMPLE), cost.time_us("allgather", 2**30, SIMPLE)
     assert small < large
@@ -127,23 +138,46 @@ def test_cli_simulates_a_schedule_file(tmp_path: Path) -> None:
     assert row["collc"]["algbw"] >= 0.98 * row["bound"]["algbw"]
 
 
-@pytest.mark.parametrize("name", ["dgx-a100", "dgx-h100-rail"])
-@pytest.mark.parametrize("collective", ["allgather", "reducescatter", "allreduce"])
-def test_simulation_of_lowered_single_box_programs_converges_to_the_bound(name: str, collective: str) -> None:
-    """collc's own lowering on one switch box: within 2 % of the bound at 1 GiB.
+CONVERGING = [
+    *(
+        (name, 1, coll)
+        for name in ("dgx-a100", "dgx-h100-rail", "dgx-h100", "dgx-h200", "mi300x")
+        for coll in COLLS
+    ),
+    *((name, 2, coll) for name in ("dgx-a100", "dgx-h100-rail") for coll in ("allgather", "allreduce")),
+]
+# Where the simulated program of `collc compile` is still more than 2 % below the bound at 1 GiB
+# (docs/cost-model.md §4, docs/lowering.md §10; measured sim/bound in the comment). Strict: a fix
+# that makes one of them converge fails here until it moves to CONVERGING.
+NOT_YET = [
+    ("dgx-a100", 2, "reducescatter"),  # 0.960
+    ("dgx-h100-rail", 4, "reducescatter"),  # 0.768
+    ("mi250", 1, "allgather"),  # 0.759
+    ("dgx1", 1, "allgather"),  # 0.843
+]
 
-    (Programs whose threadblocks mix steps of several tree depths do not pipeline across iterations;
-    docs/cost-model.md §4 gives the figures for the multi-box and MI250 presets.)
-    """
-    from collc.lowering.limits import limits_for
-    from collc.lowering.lower import LoweringOptions, lower
 
-    m = model(name, 1)
-    limits = limits_for(m.topology, m.topology.metadata.runtime or "msccl-executor")
-    program = lower(m.solution.forest, LoweringOptions(coll=collective), limits).algorithm
+def _compiled_fraction_of_bound(name: str, boxes: int, collective: str) -> float:
+    m = model(name, boxes)
+    program = compile_schedule(m.topology, CompileOptions(coll=collective)).algorithm
     algbw = 2**30 / m.collc(program).time_us(collective, 2**30, SIMPLE) / 1000
-    bound = float(m.bound_algbw(collective))
-    assert 0.98 * bound <= algbw <= bound
+    return algbw / float(m.bound_algbw(collective))
+
+
+@pytest.mark.parametrize(("name", "boxes", "collective"), CONVERGING)
+def test_simulation_of_compiled_programs_converges_to_the_bound(
+    name: str, boxes: int, collective: str
+) -> None:
+    """What `collc compile` emits, simulated at 1 GiB (16-64 pipelining iterations): within 2 %."""
+    assert 0.98 <= _compiled_fraction_of_bound(name, boxes, collective) <= 1
+
+
+@pytest.mark.xfail(strict=True, reason="open: event simulation more than 2 % below the bound (issue 6)")
+@pytest.mark.parametrize(("name", "boxes", "collective"), NOT_YET)
+def test_simulation_of_compiled_programs_not_yet_within_two_percent(
+    name: str, boxes: int, collective: str
+) -> None:
+    assert _compiled_fraction_of_bound(name, boxes, collective) >= 0.98
 
 
 def test_cross_box_connections_follow_the_rail_their_channel_selects() -> None:

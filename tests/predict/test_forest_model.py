@@ -85,6 +85,12 @@ def test_protocol_efficiency_scales_the_steady_state() -> None:
         ("dgx-a100", 4, GiB),
         ("mi250", 2, GiB),
         ("dgx-h100-rail", 4, GiB),
+        ("dgx-h100", 4, GiB),
+        ("dgx-h200", 4, GiB),
+        ("mi300x", 1, GiB),
+        ("mi300x", 4, GiB),
+        ("dgx1", 1, GiB),
+        ("dgx1", 4, GiB),
     ],
 )
 def test_forest_model_converges_to_the_bound(name: str, boxes: int, size: int) -> None:

@@ -3,9 +3,12 @@
 What is modelled (msccl-xml.md §3-§4):
 
 * Every threadblock runs its step list once per pipeline iteration, in order. An iteration moves one
-  slice of every chunk, so a step with ``cnt = c`` sends ``c`` slices. The runtime's iteration count
-  ``ceil(chunk / slice)`` is simulated exactly up to a cap (:data:`MAX_ITERATIONS`, and an overall step
-  budget); above it each simulated iteration stands for several real ones (coarser pipelining).
+  primitive call's worth (``Protocol.call_bytes``: 2 MiB on Simple) of every chunk, so a step with
+  ``cnt = c`` sends ``c`` of them and a call of ``S`` bytes on ``N`` chunks runs
+  ``ceil(S / (N · call_bytes))`` iterations, as the runtime's loop does. At most :data:`STEP_BUDGET`
+  steps are simulated (never fewer than :data:`MIN_ITERATIONS` iterations); the remaining iterations
+  are added at the period the simulated ones settled to (steady-state extrapolation, so the
+  pipelining grain stays the runtime's).
 * A step starts when the previous step of its threadblock is done, its dependency ``(depid, deps)`` of
   the same iteration is done, for a receive: the matching message (k-th send ↔ k-th receive on the
   connection ``(sender, receiver, chan)``) has arrived, and for a send: the connection's FIFO has room
@@ -33,9 +36,9 @@ from collc.msccl.program import RECV_TYPES, SEND_TYPES, Algorithm
 from collc.predict.network import Network
 from collc.predict.params import LAUNCH_US, Protocol
 
-MAX_ITERATIONS = 64
 MAX_FILL_ROUNDS = 6
-STEP_BUDGET = 40_000  # simulated steps (all threadblocks, all iterations) per call
+STEP_BUDGET = 100_000  # simulated steps (all threadblocks, all iterations) per call
+MIN_ITERATIONS = 4  # simulated even above the budget, so that a period can be measured
 _EPS = 1e-9
 
 Connection = tuple[int, int, int]  # (sender rank, receiver rank, channel)
@@ -182,13 +185,13 @@ class ProgramCost:
             self._routes[i, : len(route)] = route
         self._latency = latency
 
-    def iterations(self, nbytes: int, proto: Protocol) -> tuple[int, float]:
-        """(simulated iterations, payload bytes per chunk per iteration) for a call of ``nbytes``."""
+    def iterations(self, nbytes: int, proto: Protocol) -> tuple[int, int, float]:
+        """(simulated iterations, real iterations, payload bytes per chunk per iteration) of ``nbytes``."""
         chunk = nbytes / self.algo.nchunksperloop
-        real = max(1, ceil(chunk / proto.slice_bytes))
+        real = max(1, ceil(chunk / proto.call_bytes))
         steps = max(1, sum(len(tb.steps) for tb in self.tbs))
-        simulated = max(1, min(real, MAX_ITERATIONS, STEP_BUDGET // steps))
-        return simulated, chunk / simulated
+        simulated = min(real, max(MIN_ITERATIONS, STEP_BUDGET // steps))
+        return simulated, real, chunk / real
 
     def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float:
         """Simulated time (µs) of one call of ``nbytes`` (nccl-tests size) with protocol ``proto``."""
@@ -200,8 +203,20 @@ class ProgramCost:
         return LAUNCH_US + self._simulate(nbytes, proto)
 
     def _simulate(self, nbytes: int, proto: Protocol) -> float:
-        iterations, slice_bytes = self.iterations(nbytes, proto)
-        wire = slice_bytes / float(proto.efficiency) / 1000  # µs·GB/s per unit of cnt
+        """Run the simulated iterations, then add the rest at the period of the last half of them."""
+        iterations, real, call_bytes = self.iterations(nbytes, proto)
+        finished = self._run(iterations, call_bytes, proto)
+        end = float(finished[-1])
+        if real == iterations:
+            return end
+        window = max(1, iterations // 2)
+        period = (finished[-1] - finished[-1 - window]) / window if iterations > window else finished[-1]
+        return end + (real - iterations) * float(period)
+
+    def _run(self, iterations: int, call_bytes: float, proto: Protocol) -> np.ndarray:
+        """Simulate ``iterations`` iterations; the time each one was finished by every threadblock."""
+        wire = call_bytes / float(proto.efficiency) / 1000  # µs·GB/s per unit of cnt
+        finished = np.zeros(iterations)
         tbs = self.tbs
         position = [0] * len(tbs)  # ops completed, per tb
         total = [len(tb.steps) * iterations for tb in tbs]
@@ -242,6 +257,9 @@ class ProgramCost:
 
         def complete(i: int) -> None:
             position[i] += 1
+            if position[i] % len(tbs[i].steps) == 0:
+                iteration = position[i] // len(tbs[i].steps) - 1
+                finished[iteration] = max(finished[iteration], now)
             dirty.add(i)
             dirty.update(dependents.get(i, ()))
 
@@ -294,4 +312,5 @@ class ProgramCost:
                 f"the schedule deadlocks in simulation: {', '.join(stuck[:5])} cannot finish",
                 hint="run `collc verify` on the file for the exact cause",
             )
-        return now
+        finished[-1] = max(finished[-1], now)  # the last messages land after the last send completes
+        return np.maximum.accumulate(finished)

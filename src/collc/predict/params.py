@@ -23,8 +23,12 @@ class Protocol:
     ``efficiency``: payload fraction of the bytes on the wire (LL sends a 4-byte flag with every 4 bytes
     of data, LL128 8 bytes of flag per 128-byte line). ``step_overhead_us``: the fixed cost of one
     send/receive step (synchronisation through the FIFO flags), paid once per hop on the critical path.
-    ``slice_bytes``: payload of one FIFO step, the granularity at which a receiver can forward data
-    (msccl-xml.md §3.1, §4.4). ``fifo_calls``: how many calls a sender may run ahead (§4.4).
+    ``slice_bytes``: payload of one FIFO step, the granularity at which NCCL's fused primitives forward
+    data (msccl-xml.md §3.1, §4.4); the forest model pipelines at this grain. ``call_bytes``: payload
+    of one primitive call, which is how much of every chunk one pipelining iteration of an MSCCL
+    program moves (the kernel's ``chunkSize``: Simple 4 FIFO steps, LL and LL128 one); the event
+    simulation of a program pipelines at this grain. ``fifo_calls``: how many calls a sender may run
+    ahead (§4.4).
     """
 
     name: str
@@ -32,15 +36,16 @@ class Protocol:
     step_overhead_us: float
     slice_bytes: int
     fifo_calls: int
+    call_bytes: int
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    # 4 MiB NCCL_BUFFSIZE split into 8 FIFO steps.
-    "Simple": Protocol("Simple", Fraction(1), 1.0, 512 * 1024, 2),
+    # 4 MiB NCCL_BUFFSIZE split into 8 FIFO steps; a call is MSCCL_CHUNKSTEPS = 4 of them.
+    "Simple": Protocol("Simple", Fraction(1), 1.0, 512 * 1024, 2, 2 * 1024 * 1024),
     # 120 of every 128 bytes are payload; 8 FIFO steps of 640 threads x 120 elements x 8 bytes.
-    "LL128": Protocol("LL128", Fraction(15, 16), 0.8, 576_000, 8),
+    "LL128": Protocol("LL128", Fraction(15, 16), 0.8, 576_000, 8, 576_000),
     # Half of every 16-byte line is flag; 8 FIFO steps of 512 threads x 8 lines x 16 bytes.
-    "LL": Protocol("LL", Fraction(1, 2), 0.4, 32 * 1024, 8),
+    "LL": Protocol("LL", Fraction(1, 2), 0.4, 32 * 1024, 8, 32 * 1024),
 }
 
 # Fixed cost of launching a collective kernel (host enqueue to first byte on a link).
