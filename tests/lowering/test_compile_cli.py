@@ -109,18 +109,22 @@ def test_power_of_two_policy_picks_a_serving_k_and_reports_what_is_given_up():
     topology = load("mi250", {"boxes": "1"})  # optimum k = 3: counts would have to be multiples of 3
     result = compile_schedule(topology, CompileOptions(coll="allgather"))
     assert result.solution.bound.optimal_x_star * 16 == Fraction(2400, 7)
-    # powers of two are priced up to 16 although k* = 3: k = 8 (336.8 GB/s) beats k = 2 and 4 (320 GB/s)
-    assert result.solution.forest.k == 8 and result.serving.quantum == 8 and result.serving.satisfied
-    assert result.emitted_algbw == result.solution.forest.allgather_algbw == Fraction(6400, 19)
+    # powers of two are priced up to 16 although k* = 3: k = 8 has the best bound (336.8 GB/s), but at
+    # 1 GiB per call its 128 chunks pipeline over 4 iterations, k = 2 (320 GB/s) over 16
+    assert result.solution.forest.k == 2 and result.serving.quantum == 2 and result.serving.satisfied
+    assert result.emitted_algbw == result.solution.forest.allgather_algbw == 320
+    assert "k = 2 preferred to k = 8 (whose bound is 5.26 % higher)" in " ".join(result.notes)
+    assert "16 iterations instead of 4" in " ".join(result.notes)
     assert result.emitted_algbw < result.optimal_algbw
     exact = compile_schedule(topology, CompileOptions(coll="allgather", k=3))
     assert exact.given_up == 0 and not exact.serving.satisfied
 
 
-def test_smaller_k_within_one_percent_is_preferred_and_k_overrides():
+def test_k_is_chosen_for_pipelining_at_the_reference_size_and_k_overrides():
     topology = load("dgx-a100", {"boxes": "2"})
     auto = compile_schedule(topology, CompileOptions(coll="allgather"))
-    assert auto.solution.forest.k == 1  # 342.857 GB/s, within 1 % of k = 8's 345.946 GB/s
+    # k = 1: 342.857 GB/s over 32 iterations of a 1 GiB call beats k = 8: 345.946 GB/s over 4
+    assert auto.solution.forest.k == 1
     forced = compile_schedule(topology, CompileOptions(coll="allgather", k=8))
     assert forced.emitted_algbw > auto.emitted_algbw and forced.serving.satisfied
 

@@ -5,16 +5,16 @@ collective's size multiplier is divisible by ``nchunksperloop`` (msccl-xml.md §
 a constraint like the runtime limits. By default the file must serve power-of-two counts (what users
 call with); ``align=A`` asks for every count that is a multiple of A instead. Candidates are the
 optimal k and powers of two up to ``min(64, max(2·k*, 16))``; each is priced with the exact fixed-k
-bound. Among the candidates that serve the counts, the smallest k within :data:`K_TOLERANCE` of the
-best bound is tried first, then the others by bound; the first that fits the runtime's limits is
-emitted. ``k`` / ``max_k`` override the search. Nothing is returned unless the verifier accepts the program.
+bound and discounted for pipelining at a reference call size. The candidates that serve the counts
+are tried best first; the first that fits the runtime's limits is emitted. ``k`` / ``max_k`` override
+the search. Nothing is returned unless the verifier accepts the program.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from math import gcd
+from math import ceil, gcd
 
 from collc.capacity import capacity_graph
 from collc.errors import InputError, InvariantError
@@ -23,6 +23,8 @@ from collc.lowering.lower import DoesNotFit, Lowered, LoweringOptions, coll_algb
 from collc.lowering.plan import COLLECTIVES, network_planes
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.msccl.writer import to_xml
+from collc.predict.params import protocol
+from collc.sizes import format_size
 from collc.solver import Solution, solve
 from collc.solver.bound import fixed_k_bound, optimal_bound
 from collc.solver.symmetry import automorphisms
@@ -33,11 +35,13 @@ MAX_AUTO_K = 64
 # Powers of two priced at least up to this k, even when the optimal k is small: with k* = 3 (1x16 MI250)
 # a 2·k* cap leaves only k <= 4 (320 GB/s, 6.7 % below the optimum) while k = 8 reaches 336.8 GB/s.
 MIN_PRICED_K = 16
-# Smaller k within this share of the best candidate's bound is preferred: a call of M bytes moves chunks
-# of M / (N·k·I) bytes, and each chunk is pipelined in ceil(chunk / slice) iterations, so doubling k
-# halves the iterations that hide the trees' fill latency. The cost model's event simulation at 1 GiB on
-# 2x8 A100 allreduce: k = 1 (bound 171.4 GB/s) runs at 171 GB/s, k = 8 (bound 173.0 GB/s) at 141 GB/s.
-K_TOLERANCE = Fraction(1, 100)
+# Candidates are ranked by their bound discounted for pipelining at REFERENCE_BYTES per call (or the
+# file's maxBytes): a call of M bytes moves chunks of M / (N·k·I) bytes, and the runtime walks each chunk
+# in ceil(chunk / call) iterations (2 MiB calls on Simple), so doubling k halves the iterations that hide
+# the trees' fill and drain, which cost about FILL_ITERATIONS iterations (event simulation: 0.3-2.8).
+# Ties go to the smaller k.
+REFERENCE_BYTES = 2**30
+FILL_ITERATIONS = 1
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,16 @@ def _k_candidates(
     def serves(k: int) -> bool:
         return serving(n * k * instances, options.coll, n, options.align).satisfied
 
-    ranked = sorted(priced, key=lambda k: (-priced[k], k))
+    reference = options.max_bytes or REFERENCE_BYTES
+    call_bytes = protocol(options.proto).call_bytes
+
+    def iterations(k: int) -> int:
+        return max(1, ceil(reference / (n * k * instances * call_bytes)))
+
+    def pipelined(k: int) -> Fraction:
+        return priced[k] * iterations(k) / (iterations(k) + FILL_ITERATIONS)
+
+    ranked = sorted(priced, key=lambda k: (-pipelined(k), k))
     fitting = [k for k in ranked if serves(k)]
     notes = []
     policy = serving(n * instances, options.coll, n, options.align).policy
@@ -174,20 +187,20 @@ def _k_candidates(
             "the file serves only the counts listed above (use --align with the counts you call with)"
         )
         fitting = ranked
-    elif fitting[0] != optimum.k:
+    elif not serves(optimum.k):
         notes.append(
             f"k = {optimum.k} (the optimum) would make nchunksperloop = {n * optimum.k * instances}, "
             f"which does not divide {policy}"
         )
-    near = sorted(k for k in fitting if priced[k] >= priced[fitting[0]] * (1 - K_TOLERANCE))
-    if near[0] != fitting[0]:
-        gain = float(priced[fitting[0]] / priced[near[0]] - 1) * 100
+    chosen, best_bound = fitting[0], max(fitting, key=lambda k: (priced[k], -k))
+    if priced[best_bound] > priced[chosen]:
+        gain = float(priced[best_bound] / priced[chosen] - 1) * 100
         notes.append(
-            f"k = {near[0]} preferred to k = {fitting[0]} (whose bound is {gain:.2f} % higher): fewer, "
-            "larger chunks pipeline over more iterations per call; use --k to override"
+            f"k = {chosen} preferred to k = {best_bound} (whose bound is {gain:.2f} % higher): a "
+            f"{format_size(reference)} call pipelines over {iterations(chosen)} iterations instead of "
+            f"{iterations(best_bound)}; use --k to override"
         )
-    ordered = near + [k for k in fitting if k not in near]
-    return [(k, None if k == optimum.k else k) for k in ordered], notes
+    return [(k, None if k == optimum.k else k) for k in fitting], notes
 
 
 def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResult:
