@@ -120,6 +120,13 @@ def test_power_of_two_policy_picks_a_serving_k_and_reports_what_is_given_up():
     assert exact.given_up == 0 and not exact.serving.satisfied
 
 
+def test_max_bytes_is_the_call_size_k_is_chosen_for():
+    """8 GiB calls give k = 8's 128 chunks 32 iterations: its higher bound now wins over k = 2."""
+    topology = load("mi250", {"boxes": "1"})
+    result = compile_schedule(topology, CompileOptions(coll="allgather", max_bytes=8 * 2**30))
+    assert result.solution.forest.k == 8 and result.emitted_algbw == Fraction(6400, 19)
+
+
 def test_k_is_chosen_for_pipelining_at_the_reference_size_and_k_overrides():
     topology = load("dgx-a100", {"boxes": "2"})
     auto = compile_schedule(topology, CompileOptions(coll="allgather"))

@@ -11,14 +11,13 @@ from collc.msccl.reader import read_xml
 from collc.predict import des
 from collc.predict.des import ProgramCost, max_min_rates
 from collc.predict.network import Network
-from collc.predict.params import PROTOCOLS
+from collc.predict.params import COLLECTIVES, PROTOCOLS
 from collc.topology.model import Link, Node, Topology
 from shared_fixtures import FIXTURES
 
 from .models import model
 
 SIMPLE = PROTOCOLS["Simple"]
-COLLS = ("allgather", "reducescatter", "allreduce")
 MiB = 2**20
 
 
@@ -142,7 +141,7 @@ CONVERGING = [
     *(
         (name, 1, coll)
         for name in ("dgx-a100", "dgx-h100-rail", "dgx-h100", "dgx-h200", "mi300x")
-        for coll in COLLS
+        for coll in COLLECTIVES
     ),
     *((name, 2, coll) for name in ("dgx-a100", "dgx-h100-rail") for coll in ("allgather", "allreduce")),
 ]

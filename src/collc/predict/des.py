@@ -209,8 +209,8 @@ class ProgramCost:
         end = float(finished[-1])
         if real == iterations:
             return end
-        window = max(1, iterations // 2)
-        period = (finished[-1] - finished[-1 - window]) / window if iterations > window else finished[-1]
+        window = iterations // 2  # >= 2: at least MIN_ITERATIONS are simulated when some are left over
+        period = (finished[-1] - finished[-1 - window]) / window
         return end + (real - iterations) * float(period)
 
     def _run(self, iterations: int, call_bytes: float, proto: Protocol) -> np.ndarray:
