@@ -69,15 +69,30 @@ def test_reducescatter_output_is_the_roots_shard_and_scratch_is_sized():
     assert plan.s_chunks == (6, 6, 6, 6)
 
 
-def test_large_multiplicity_is_split_into_pieces_within_the_cnt_limit():
+def sent_counts(lowered) -> set[int]:
+    return {
+        step.cnt for gpu in lowered.algorithm.gpus for tb in gpu.tbs for step in tb.steps if step.type == "s"
+    }
+
+
+def test_pieces_are_near_equal_and_within_the_cnt_limit():
     assert split_pieces(71) == [(0, 71)]
     assert split_pieces(72) == [(0, 36), (36, 36)]
     assert split_pieces(150) == [(0, 50), (50, 50), (100, 50)]
+    assert split_pieces(3, 1) == [(0, 1), (1, 1), (2, 1)]
+
+
+def test_steps_move_one_chunk_when_that_fits():
     lowered = lower(forest(3, [(chain, 150)]), LoweringOptions(coll="allgather"), runtime_limits("rccl", 108))
-    counts = {
-        step.cnt for gpu in lowered.algorithm.gpus for tb in gpu.tbs for step in tb.steps if step.type == "s"
-    }
-    assert counts == {50}
+    assert (lowered.piece_chunks, sent_counts(lowered)) == (1, {1})
+
+
+def test_steps_move_whole_pieces_when_one_chunk_steps_do_not_fit():
+    # 600 one-chunk steps per pair need more lanes than the 32 channels allow; 9 pieces of <= 71 fit
+    limits = runtime_limits("msccl-executor", 108)
+    lowered = lower(forest(3, [(chain, 600)]), LoweringOptions(coll="allgather"), limits)
+    assert (lowered.piece_chunks, sent_counts(lowered)) == (71, {66, 67})
+    assert_valid(lowered.algorithm, limits)
 
 
 def test_output_is_deterministic():

@@ -97,6 +97,48 @@ def wanted_lanes(plan: Plan, chunk_rate: Fraction, split_stages: bool) -> dict[G
     return wanted
 
 
+def network_feeders(plan: Plan) -> set[int]:
+    """Transfers whose receiver sends the same tree piece on across a network plane (a NIC).
+
+    Matched by phase and ``(tree, instance, piece)``: in the broadcast phase the receiver forwards
+    the piece, in the aggregation phase it folds the piece into what it sends up.
+    """
+    crossing = {(t.key[0], t.key[2:5], t.src) for t in plan.transfers if t.plane is not None}
+    return {
+        index
+        for index, t in enumerate(plan.transfers)
+        if t.plane is None and (t.key[0], t.key[2:5], t.dst) in crossing
+    }
+
+
+def with_feeder_lanes(
+    plan: Plan, wanted: dict[Group, int], split_stages: bool, *, max_tbs: int, max_pair_lanes: int
+) -> dict[Group, int]:
+    """``wanted`` with one lane per transfer for groups that feed a NIC, where that still fits.
+
+    Concurrent threadblocks share a GPU's switch port about equally, so a transfer feeding a NIC
+    gets no more of the port than one to a GPU that has time to spare; on fabrics where both the
+    port and the NIC are saturated at the bound, the NIC then idles early in the call and never
+    catches up (docs/lowering.md §3). Spreading the feeding transfers over more lanes gives them a
+    larger share. Skipped (``wanted`` returned) when it would need more threadblocks than a GPU
+    allows without merging, or more lanes per GPU pair than channels.
+    """
+    feeders = network_feeders(plan)
+    boosted = dict(wanted)
+    for group, members in group_loads(plan, split_stages).items():
+        if feeders.intersection(members):
+            boosted[group] = len(members)
+    ends: Counter[int] = Counter()
+    pair_lanes: Counter[tuple[int, int]] = Counter()
+    for (src, dst, _, _), lanes in boosted.items():
+        ends[src] += lanes
+        ends[dst] += lanes
+        pair_lanes[(src, dst)] += lanes
+    if max(ends.values(), default=0) > max_tbs or max(pair_lanes.values(), default=0) > max_pair_lanes:
+        return wanted
+    return boosted
+
+
 def assign(
     plan: Plan,
     lanes_per_group: dict[Group, int],

@@ -144,14 +144,16 @@ def _check_options(options: CompileOptions, topology: Topology) -> str:
 
 def _k_candidates(
     topology: Topology, options: CompileOptions, instances: int
-) -> tuple[list[tuple[int | None, int | None]], list[str]]:
-    """``(k, k to ask the solver for)`` to try, best first, with notes on the choice.
+) -> tuple[list[tuple[int | None, int | None, Fraction]], list[str]]:
+    """``(k, k to ask the solver for, pipelined bound)`` to try, best first, with notes on the choice.
 
     The solver is asked for ``None`` (its optimum) when k is the optimal k; k is None only when the
-    user's ``--max-k`` leaves it to the solver.
+    user's ``--max-k`` leaves it to the solver. The pipelined bound is the allgather bound of k
+    discounted for pipeline fill at the reference call size (docs/lowering.md §7); a user's k or
+    ``--max-k`` gets 1 (it is the only candidate).
     """
     if options.k is not None or options.max_k is not None:
-        return [(options.k, options.k)], []
+        return [(options.k, options.k, Fraction(1))], []
     graph = capacity_graph(topology)
     if options.coll == "reducescatter":
         graph = graph.reversed()
@@ -200,7 +202,7 @@ def _k_candidates(
             f"{format_size(reference)} call pipelines over {iterations(chosen)} iterations instead of "
             f"{iterations(best_bound)}; use --k to override"
         )
-    return [(k, None if k == optimum.k else k) for k in fitting], notes
+    return [(k, None if k == optimum.k else k, pipelined(k)) for k in fitting], notes
 
 
 def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResult:
@@ -220,9 +222,11 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
             candidates, notes = _k_candidates(topology, options, instances)
             smallest_failed = None
             fitted: list[tuple[Fraction, int, Solution, Lowered]] = []
-            for order, (known_k, k) in enumerate(candidates):
+            for order, (known_k, k, pipelined) in enumerate(candidates):
                 if smallest_failed is not None and known_k is not None and known_k > smallest_failed:
                     continue  # more trees per root only need more threadblocks, steps and channels
+                if fitted and pipelined <= max(item[0] for item in fitted):
+                    break  # candidates come by pipelined bound: no later one can score higher
                 if k not in solutions:
                     reverse = options.coll == "reducescatter"
                     solutions[k] = solve(topology, k=k, max_k=options.max_k, reverse=reverse)
@@ -241,7 +245,7 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
                     failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
                     smallest_failed = min(solution.forest.k, smallest_failed or solution.forest.k)
                     continue
-                expected = coll_algbw(solution.forest, options.coll) * merge_factor(lowered)
+                expected = pipelined * merge_factor(lowered)
                 fitted.append((expected, -order, solution, lowered))
                 if not lowered.merged_tbs:
                     break  # nothing later in the preference order can do better than an unmerged fit
@@ -252,7 +256,7 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
                 if len(fitted) > 1:
                     notes.append(
                         "merged threadblocks halve their bandwidth; chose k = "
-                        f"{solution.forest.k} by bound x (1 - merged / 2·threadblocks) among k in "
+                        f"{solution.forest.k} by pipelined bound x (1 - merged / 2·threadblocks) among k in "
                         f"{sorted(item[2].forest.k for item in fitted)}"
                     )
                 return _finish(topology, options, runtime, limits, solution, lowered, instances, notes)
@@ -294,6 +298,11 @@ def _finish(topology, options, runtime, limits, solution, lowered, instances, no
         notes.append(
             f"threadblocks carry several tree depths ({lowered.stages_shared}); "
             "pipelining across iterations suffers"
+        )
+    if lowered.piece_chunks > 1:
+        notes.append(
+            "steps move whole trees' chunks (one-chunk steps did not fit the runtime's limits); "
+            "every hop waits for a whole piece, so pipelining fills more slowly"
         )
     if lowered.lanes_capped:
         notes.append(

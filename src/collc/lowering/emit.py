@@ -17,13 +17,14 @@ from __future__ import annotations
 from collc.errors import InvariantError
 from collc.lowering.assign import Assignment
 from collc.lowering.limits import MAX_REDUCE_CHAIN, reduce_chains
-from collc.lowering.plan import LocalOp, Plan, Span, Transfer
+from collc.lowering.plan import Key, LocalOp, Plan, Span, Transfer
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
 
 
 def emit(
     plan: Plan,
     assignment: Assignment,
+    order: tuple[tuple[Key, ...], tuple[Key, ...]],
     *,
     name: str,
     proto: str,
@@ -32,8 +33,12 @@ def emit(
     min_bytes: int,
     max_bytes: int,
 ) -> Algorithm:
-    """Build the :class:`Algorithm` for ``plan`` placed by ``assignment``."""
-    events = _events_per_gpu(plan, assignment)
+    """Build the :class:`Algorithm` for ``plan`` placed by ``assignment``.
+
+    ``order`` gives the key every transfer and local op is emitted by (see
+    :mod:`collc.lowering.sequence`); it must increase along the data flow like the plan's keys.
+    """
+    events = _events_per_gpu(plan, assignment, order)
     gpus = []
     for gpu in range(plan.num_gpus):
         tbs = [
@@ -68,21 +73,31 @@ def emit(
 Event = tuple[tuple[int, ...], tuple[int, int], int, str, Span, Span]
 
 
-def _events_per_gpu(plan: Plan, assignment: Assignment) -> list[list[Event]]:
+def _events_per_gpu(
+    plan: Plan, assignment: Assignment, order: tuple[tuple[Key, ...], tuple[Key, ...]]
+) -> list[list[Event]]:
+    transfer_keys, local_keys = order
     events: list[list[Event]] = [[] for _ in range(plan.num_gpus)]
     for index, transfer in enumerate(plan.transfers):
         lane = assignment.lane_of[index]
         send_tb = assignment.tb_of[(transfer.src, lane, "send")]
         recv_tb = assignment.tb_of[(transfer.dst, lane, "recv")]
         events[transfer.src].append(
-            (transfer.key, (0, index), send_tb, "s", transfer.source, transfer.source)
+            (transfer_keys[index], (0, index), send_tb, "s", transfer.source, transfer.source)
         )
         events[transfer.dst].append(
-            (transfer.key, (1, index), recv_tb, "r", transfer.target, transfer.target)
+            (transfer_keys[index], (1, index), recv_tb, "r", transfer.target, transfer.target)
         )
     for index, op in enumerate(plan.local_ops):
         events[op.gpu].append(
-            (op.key, (2, index), _host_tb(op, plan.transfers, assignment), op.type, op.source, op.target)
+            (
+                local_keys[index],
+                (2, index),
+                _host_tb(op, plan.transfers, assignment),
+                op.type,
+                op.source,
+                op.target,
+            )
         )
     return events
 

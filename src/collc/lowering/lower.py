@@ -14,10 +14,19 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from collc.errors import InvariantError
-from collc.lowering.assign import Assignment, Group, assign, group_of, group_order, wanted_lanes
+from collc.lowering.assign import (
+    Assignment,
+    Group,
+    assign,
+    group_of,
+    group_order,
+    wanted_lanes,
+    with_feeder_lanes,
+)
 from collc.lowering.emit import emit
 from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
-from collc.lowering.plan import Plan, build_plan
+from collc.lowering.plan import MAX_CNT, Plan, build_plan
+from collc.lowering.sequence import hazards, schedule_keys
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.solver.forest import Forest
 
@@ -46,6 +55,7 @@ class Lowered:
     merged_tbs: int
     lanes_capped: bool
     stages_shared: str | None = None  # why threadblocks carry several tree depths, if they do
+    piece_chunks: int = 1  # most chunks one step moves (1 unless one-chunk pieces did not fit)
 
 
 def coll_algbw(forest: Forest, coll: str) -> Fraction:
@@ -68,9 +78,10 @@ def lower(
 ) -> Lowered:
     """Lower ``forest`` to an :class:`Algorithm` for ``options.coll`` that fits ``limits``.
 
-    Lanes are split per tree depth (stage) when that fits; otherwise, if ``allow_shared_stages``,
-    threadblocks carry several depths (fewer threadblocks, worse pipelining, see
-    :func:`collc.lowering.assign.group_of`).
+    Tried in order until one fits: one-chunk pieces with one lane per tree depth (stage), whole-tree
+    pieces (fewer steps, each hop waits for all of a piece), and, if ``allow_shared_stages``, the same
+    two with threadblocks that carry several depths (fewer threadblocks, worse pipelining, see
+    :func:`collc.lowering.assign.group_of`). The last failure is raised.
     """
     if options.proto not in PROTOCOLS:
         raise InvariantError(f"unknown protocol {options.proto!r}")
@@ -79,23 +90,36 @@ def lower(
     if forest.reversed and options.coll != "reducescatter":
         raise InvariantError(f"a forest solved on the reversed fabric cannot carry {options.coll}")
     planes = planes or {}
-    plan = build_plan(
-        forest,
-        options.coll,
-        instances=options.instances,
-        inplace=options.inplace,
-        outofplace=options.outofplace,
-        planes=planes,
-    )
-    chunk_rate = coll_algbw(forest, options.coll) / plan.nchunksperloop
     num_planes = len(set(planes.values()))
-    try:
-        return _fit(plan, chunk_rate, options, limits, num_planes, split_stages=True)
-    except DoesNotFit as error:
-        if not allow_shared_stages:
-            raise
-        lowered = _fit(plan, chunk_rate, options, limits, num_planes, split_stages=False)
-        return replace(lowered, stages_shared=f"one lane per tree depth did not fit ({error.message})")
+    piece_sizes = (1, MAX_CNT) if max(tree.multiplicity for tree in forest.trees) > 1 else (1,)
+    plans = {
+        size: build_plan(
+            forest,
+            options.coll,
+            instances=options.instances,
+            inplace=options.inplace,
+            outofplace=options.outofplace,
+            planes=planes,
+            max_piece=size,
+        )
+        for size in piece_sizes
+    }
+    chunk_rate = coll_algbw(forest, options.coll) / plans[1].nchunksperloop
+    failures: list[str] = []
+    for split_stages in (True, False) if allow_shared_stages else (True,):
+        for size, plan in plans.items():
+            try:
+                lowered = _fit(plan, chunk_rate, options, limits, num_planes, split_stages=split_stages)
+            except DoesNotFit as error:
+                failures.append(error.message)
+                last = error
+                continue
+            if not split_stages:
+                lowered = replace(
+                    lowered, stages_shared=f"one lane per tree depth did not fit ({failures[0]})"
+                )
+            return replace(lowered, piece_chunks=size)
+    raise last
 
 
 def _fit(
@@ -108,7 +132,14 @@ def _fit(
     split_stages: bool,
 ) -> Lowered:
     """Search lane counts: raise per-group minimums for step overflow, cap lanes for threadblock overflow."""
-    wanted = wanted_lanes(plan, chunk_rate, split_stages)
+    predecessors = hazards(plan)
+    wanted = with_feeder_lanes(
+        plan,
+        wanted_lanes(plan, chunk_rate, split_stages),
+        split_stages,
+        max_tbs=limits.max_tbs,
+        max_pair_lanes=limits.max_channels // max(1, num_planes),
+    )
     sizes = Counter(group_of(t, split_stages) for t in plan.transfers)
     minimum = dict.fromkeys(wanted, 1)
     cap = max(wanted.values())
@@ -131,9 +162,17 @@ def _fit(
                 f"a GPU needs {most_tbs} threadblocks, the runtime and GPU allow {limits.max_tbs}",
                 hint="use a smaller --k/--max-k or fewer --instances",
             )
+        crowded = _groups_over_step_limit(_least_steps(plan, assignment), assignment, limits)
+        if crowded:  # known before emitting: every operation is at least one step
+            grown = [g for g in crowded if minimum[g] < sizes[g]]
+            if grown:
+                for group in grown:
+                    minimum[group] = max(minimum[group], lanes[group]) + 1
+                continue
         algo = emit(
             plan,
             assignment,
+            schedule_keys(plan, assignment.lane_of, predecessors),
             name=options.name,
             proto=options.proto,
             inplace=options.inplace,
@@ -142,7 +181,7 @@ def _fit(
             max_bytes=options.max_bytes,
         )
         measured = usage(algo)
-        crowded = _groups_over_step_limit(algo, assignment, limits)
+        crowded = _groups_over_step_limit(_steps(algo), assignment, limits)
         if crowded:
             grown = [g for g in crowded if minimum[g] < sizes[g]]
             if not grown:
@@ -168,12 +207,32 @@ def _fit(
     raise DoesNotFit("no lane assignment fits the runtime's limits", hint="use a smaller --k/--max-k")
 
 
-def _groups_over_step_limit(algo: Algorithm, assignment: Assignment, limits: RuntimeLimits) -> list[Group]:
+def _steps(algo: Algorithm) -> list[list[int]]:
+    """Steps per threadblock, per GPU."""
+    return [[len(tb.steps) for tb in gpu.tbs] for gpu in algo.gpus]
+
+
+def _least_steps(plan: Plan, assignment: Assignment) -> list[list[int]]:
+    """A lower bound on the steps per threadblock, per GPU: one per operation it hosts (no ``nop``s)."""
+    counts = [[0] * len(specs) for specs in assignment.tbs]
+    for index, transfer in enumerate(plan.transfers):
+        lane = assignment.lane_of[index]
+        counts[transfer.src][assignment.tb_of[(transfer.src, lane, "send")]] += 1
+        counts[transfer.dst][assignment.tb_of[(transfer.dst, lane, "recv")]] += 1
+    for op in plan.local_ops:
+        transfer_index, side = op.host
+        counts[op.gpu][assignment.tb_of[(op.gpu, assignment.lane_of[transfer_index], side)]] += 1
+    return counts
+
+
+def _groups_over_step_limit(
+    steps: list[list[int]], assignment: Assignment, limits: RuntimeLimits
+) -> list[Group]:
     """Groups that feed a threadblock with more steps than allowed (sorted, deduplicated)."""
     groups = set()
-    for gpu_program, specs in zip(algo.gpus, assignment.tbs, strict=True):
-        for tb, spec in zip(gpu_program.tbs, specs, strict=True):
-            if len(tb.steps) > limits.max_steps_per_tb:
+    for counts, specs in zip(steps, assignment.tbs, strict=True):
+        for count, spec in zip(counts, specs, strict=True):
+            if count > limits.max_steps_per_tb:
                 for lane_index in (spec.send_lane, spec.recv_lane):
                     if lane_index is not None:
                         groups.add(assignment.lanes[lane_index].group)

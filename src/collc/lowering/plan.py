@@ -7,7 +7,9 @@ GPU). Nothing here knows about threadblocks or channels yet (see :mod:`collc.low
 Chunk layout (docs/lowering.md §2): ``nchunksperloop = N·k·I``; root ``r``'s shard is the chunk range
 ``[r·k·I, (r+1)·k·I)``; inside it instance ``j`` owns ``[j·k, (j+1)·k)`` and the trees of ``r`` split
 that range by multiplicity in forest order (a tree of multiplicity ``C`` owns ``C`` consecutive chunks).
-A tree's chunks travel in *pieces* of at most :data:`MAX_CNT` chunks (the runtime's ``cnt`` limit).
+A tree's chunks travel in *pieces* of at most ``max_piece`` chunks (at most :data:`MAX_CNT`, the
+runtime's ``cnt`` limit). One-chunk pieces pipeline best: a GPU forwards a piece only once all of it
+has arrived, so a piece of ``c`` chunks delays every hop by ``c`` calls (docs/lowering.md §4).
 
 Every operation carries a *key* (a tuple of ints) that increases along the data flow: a message is
 sent only after everything it depends on has a smaller key. Emitting every threadblock's steps in
@@ -147,9 +149,9 @@ def path_plane(path: tuple[str, ...], planes: dict[str, int]) -> int | None:
     return None
 
 
-def split_pieces(count: int) -> list[tuple[int, int]]:
-    """Split ``count`` chunks into near-equal ``(start, cnt)`` pieces of at most :data:`MAX_CNT`."""
-    pieces = -(-count // MAX_CNT)
+def split_pieces(count: int, max_piece: int = MAX_CNT) -> list[tuple[int, int]]:
+    """Split ``count`` chunks into near-equal ``(start, cnt)`` pieces of at most ``max_piece``."""
+    pieces = -(-count // max_piece)
     base, extra = divmod(count, pieces)
     result, start = [], 0
     for index in range(pieces):
@@ -208,6 +210,7 @@ def build_plan(
     inplace: bool = True,
     outofplace: bool = True,
     planes: dict[str, int] | None = None,
+    max_piece: int = MAX_CNT,
 ) -> Plan:
     """Lower ``forest`` to the keyed operations of ``coll`` (allgather, reducescatter or allreduce).
 
@@ -217,6 +220,8 @@ def build_plan(
     """
     if coll not in COLLECTIVES:
         raise InvariantError(f"cannot lower collective {coll!r}")
+    if not 1 <= max_piece <= MAX_CNT:
+        raise InvariantError(f"pieces of {max_piece} chunks: the runtime allows 1 to {MAX_CNT}")
     num_gpus, k = forest.num_gpus, forest.k
     per_root = k * instances
     nchunks = num_gpus * per_root
@@ -228,7 +233,7 @@ def build_plan(
         shape = tree_shape(tree, num_gpus)
         plane_of = {(e.src, e.dst): path_plane(e.path, planes) for e in tree.edges}
         for instance in range(instances):
-            for piece, (start, cnt) in enumerate(split_pieces(tree.multiplicity)):
+            for piece, (start, cnt) in enumerate(split_pieces(tree.multiplicity, max_piece)):
                 local = instance * k + offsets[tree_index] + start
                 unit = _Unit(tree_index, instance, piece, tree.root, local, tree.root * per_root + local, cnt)
                 if coll == "allgather":

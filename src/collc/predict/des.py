@@ -184,6 +184,10 @@ class ProgramCost:
         for i, route in enumerate(routes):
             self._routes[i, : len(route)] = route
         self._latency = latency
+        self._arc_cnt = np.zeros(len(self._bandwidth))  # chunks per iteration over every arc
+        for i, tb in enumerate(self.tbs):
+            sent = sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES)
+            np.add.at(self._arc_cnt, self._routes[i][self._routes[i] < pad], sent)
 
     def iterations(self, nbytes: int, proto: Protocol) -> tuple[int, int, float]:
         """(simulated iterations, real iterations, payload bytes per chunk per iteration) of ``nbytes``."""
@@ -211,7 +215,18 @@ class ProgramCost:
             return end
         window = iterations // 2  # >= 2: at least MIN_ITERATIONS are simulated when some are left over
         period = (finished[-1] - finished[-1 - window]) / window
-        return end + (real - iterations) * float(period)
+        return end + (real - iterations) * max(float(period), self._busiest_arc_us(call_bytes, proto))
+
+    def _busiest_arc_us(self, call_bytes: float, proto: Protocol) -> float:
+        """Time the busiest arc needs for one iteration's bytes: no period can be shorter.
+
+        A window of simulated iterations can be shorter than this when some threadblocks ran ahead
+        before it (their work then falls outside the window), which would extrapolate to a time below
+        the bound.
+        """
+        wire = call_bytes / float(proto.efficiency) / 1000
+        finite = np.isfinite(self._bandwidth)
+        return float((self._arc_cnt[finite] / self._bandwidth[finite]).max(initial=0.0)) * wire
 
     def _run(self, iterations: int, call_bytes: float, proto: Protocol) -> np.ndarray:
         """Simulate ``iterations`` iterations; the time each one was finished by every threadblock."""

@@ -1,0 +1,43 @@
+"""Lanes for transfers that feed a NIC (assign.with_feeder_lanes)."""
+
+from __future__ import annotations
+
+from collc.lowering.assign import group_of, network_feeders, with_feeder_lanes
+from collc.lowering.plan import Plan, Span, Transfer
+
+UP, DOWN = 0, 1
+
+
+def transfer(phase: int, tree: int, src: int, dst: int, plane: int | None, level: int = 2) -> Transfer:
+    span = Span("o", tree, 1)
+    return Transfer((phase, level, tree, 0, 0, 0), src, dst, span, span, plane)
+
+
+# GPU 0 sends trees 0 and 1 to GPU 1 inside the box; GPU 1 forwards tree 0 over plane 0 to GPU 2.
+# In the aggregation phase GPU 3 sends tree 2 to GPU 1, which sends it up over plane 1.
+TRANSFERS = (
+    transfer(DOWN, 0, 0, 1, None),
+    transfer(DOWN, 1, 0, 1, None),
+    transfer(DOWN, 0, 1, 2, 0, level=4),
+    transfer(UP, 2, 3, 1, None, level=-4),
+    transfer(UP, 2, 1, 0, 1, level=-2),
+    transfer(UP, 0, 3, 1, None, level=-4),  # tree 0 is not sent on across a plane in this phase
+)
+PLAN = Plan("allreduce", 4, 4, TRANSFERS, (), 4, 4, (0, 0, 0, 0))
+
+
+def test_feeders_are_matched_by_phase_and_tree_piece():
+    assert network_feeders(PLAN) == {0, 3}
+
+
+def test_a_feeding_group_gets_a_lane_per_transfer():
+    wanted = {group_of(t, False): 1 for t in TRANSFERS}
+    boosted = with_feeder_lanes(PLAN, wanted, False, max_tbs=64, max_pair_lanes=32)
+    assert boosted[group_of(TRANSFERS[0], False)] == 2  # trees 0 and 1 from GPU 0 to GPU 1
+    assert boosted[group_of(TRANSFERS[2], False)] == 1
+
+
+def test_no_boost_when_it_would_exceed_the_threadblocks_of_a_gpu():
+    wanted = {group_of(t, False): 1 for t in TRANSFERS}
+    assert with_feeder_lanes(PLAN, wanted, False, max_tbs=3, max_pair_lanes=32) == wanted
+    assert with_feeder_lanes(PLAN, wanted, False, max_tbs=64, max_pair_lanes=1) == wanted

@@ -1,0 +1,68 @@
+"""The step order inside threadblocks: data-driven, and always a linear extension of the hazards."""
+
+from __future__ import annotations
+
+import pytest
+
+from collc.lowering import LoweringOptions, lower, runtime_limits
+from collc.lowering.plan import LocalOp, Plan, Span, Transfer, build_plan
+from collc.lowering.sequence import hazards, schedule_keys
+
+from .forests import forest
+from .test_lower_forests import SHAPES
+
+
+def broadcast(key_tree: int, level: int, src: int, dst: int, off: int, cnt: int) -> Transfer:
+    span = Span("o", off, cnt)
+    return Transfer((1, level, key_tree, 0, 0, 0), src, dst, span, span, None)
+
+
+def plan_of(transfers: list[Transfer], local_ops: tuple[LocalOp, ...] = ()) -> Plan:
+    return Plan("allgather", 4, 20, tuple(transfers), local_ops, 5, 20, (0, 0, 0, 0))
+
+
+def test_a_lane_forwards_the_piece_that_arrives_first():
+    # GPU 1 forwards tree 1 (arriving last on its lane, after 9 chunks of tree 0) and tree 2 (arriving
+    # first on its lane, before 9 chunks of tree 3). Plan keys put tree 1 first; the schedule does not.
+    transfers = [
+        broadcast(0, 2, 0, 1, 0, 9),  # lane 0
+        broadcast(1, 2, 0, 1, 9, 1),  # lane 0, arrives at the end of the iteration
+        broadcast(2, 2, 3, 1, 10, 1),  # lane 1, arrives after a tenth of it
+        broadcast(3, 2, 3, 1, 11, 9),  # lane 1
+        broadcast(1, 4, 1, 2, 9, 1),  # lane 2: forwards tree 1
+        broadcast(2, 4, 1, 2, 10, 1),  # lane 2: forwards tree 2
+    ]
+    plan = plan_of(transfers)
+    keys, _ = schedule_keys(plan, (0, 0, 1, 1, 2, 2), hazards(plan))
+    assert keys[5] < keys[4]
+    assert transfers[4].key < transfers[5].key  # the plan's order was the other one
+
+
+def testhazards_cover_read_after_write_write_after_write_and_write_after_read():
+    transfers = [
+        broadcast(0, 2, 0, 1, 0, 1),  # writes o[0] on GPU 1
+        broadcast(0, 4, 1, 2, 0, 1),  # reads o[0] on GPU 1: RAW on 0
+        broadcast(1, 6, 3, 1, 0, 1),  # writes o[0] on GPU 1 again: WAW on 0, WAR on 1
+    ]
+    assert hazards(plan_of(transfers)) == [set(), {0}, {0, 1}]
+
+
+def test_local_ops_take_part_in_thehazards():
+    transfers = [broadcast(0, 2, 0, 1, 0, 1)]
+    copy = LocalOp((1, 3, 0, 0, 0, 0), 1, "cpy", Span("o", 0, 1), Span("o", 1, 1), (0, "recv"))
+    assert hazards(plan_of(transfers, (copy,))) == [set(), {0}]
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("coll", ["allgather", "reducescatter", "allreduce"])
+def test_the_order_is_a_linear_extension_of_thehazards(shape, coll):
+    f = forest(5, SHAPES[shape])
+    limits = runtime_limits("msccl-executor", 108)
+    lowered = lower(f, LoweringOptions(coll=coll), limits)
+    plan = build_plan(f, coll, max_piece=lowered.piece_chunks)
+    # any assignment will do for the property: one lane per transfer
+    keys, local_keys = schedule_keys(plan, range(len(plan.transfers)), hazards(plan))
+    every = list(keys) + list(local_keys)
+    assert len(set(every)) == len(every)
+    for node, predecessors in enumerate(hazards(plan)):
+        assert all(every[pred] < every[node] for pred in predecessors)
