@@ -142,7 +142,14 @@ def solve(
     stats.max_flow_calls["bound"] = bound.max_flow_calls
     with _phase(stats, "switch_removal"):
         structural = cyclic_automorphisms(topology, graph)
-        split = remove_switches(graph, integer_capacities(graph, bound), bound.k, symmetries=structural)
+        box_of = {node.name: node.box for node in topology.nodes}
+        split = remove_switches(
+            graph,
+            integer_capacities(graph, bound),
+            bound.k,
+            symmetries=structural,
+            boxes=[box_of[name] for name in graph.names],
+        )
     stats.max_flow_calls["switch_removal"] = split.max_flow_calls
     stats.logical_arcs = len(split.capacities)
     with _phase(stats, "packing"):

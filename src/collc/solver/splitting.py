@@ -76,8 +76,11 @@ class SwitchFreeGraph:
 class _Splitter:
     """Edge splitting on one reused flow network (vertex ``num_nodes`` is the super source)."""
 
-    def __init__(self, graph: CapacityGraph, capacities: Sequence[int], k: int):
+    def __init__(
+        self, graph: CapacityGraph, capacities: Sequence[int], k: int, boxes: Sequence[str | None] = ()
+    ):
         self.graph = graph
+        self.boxes = tuple(boxes) or (None,) * graph.num_nodes
         self.num_gpus = graph.num_gpus
         self.k = k
         self.demand = graph.num_gpus * k
@@ -259,11 +262,19 @@ class _Splitter:
 
     def _partners(self, u: int, w: int) -> list[int]:
         """Out-neighbours ``t != u`` of ``w``: GPUs in cyclic rank order after ``u`` (so different
-        GPUs of a box or rail start with different partners), then switches (deterministic)."""
+        GPUs of a box or rail start with different partners), then switches (deterministic).
+
+        At a switch outside every box, GPUs in ``u``'s own box come last: a logical arc between two
+        GPUs of one box routed through the network is a path the runtime never takes (it connects
+        GPUs of one box peer to peer), so the program would load the box's own links instead.
+        Splitting order changes routes, not optimality (every split is admissible).
+        """
         n = self.num_gpus
+        boxes = self.boxes
+        outside = boxes[w] is None and boxes[u] is not None
         return sorted(
             (t for t in self.out_neighbours[w] if t != u),
-            key=lambda t: (t >= n, (t - u) % n if t < n else t),
+            key=lambda t: (t >= n, outside and boxes[t] == boxes[u], (t - u) % n if t < n else t),
         )
 
     def next_switch(self, remaining: set[int]) -> int:
@@ -434,6 +445,7 @@ def remove_switches(
     k: int,
     spread: int = SPREAD,
     symmetries: Sequence[Sequence[int]] = (),
+    boxes: Sequence[str | None] = (),
 ) -> SwitchFreeGraph:
     """Remove every non-GPU vertex of ``graph`` by edge splitting (module docstring).
 
@@ -445,8 +457,10 @@ def remove_switches(
     switch, those that are automorphisms of the current graph define its orbit; an orbit of identical
     switches is removed by splitting one and replaying its decisions (:meth:`_Splitter.remove_orbit`),
     checked by max-flows and undone if the check fails, so the result is exact either way.
+    ``boxes`` gives each vertex's box (None outside boxes), for the partner order of
+    :meth:`_Splitter._partners`.
     """
-    splitter = _Splitter(graph, capacities, k)
+    splitter = _Splitter(graph, capacities, k, boxes)
     remaining = set(range(graph.num_gpus, graph.num_nodes))
     order = []
     while remaining:
