@@ -126,6 +126,18 @@ def test_gpus_of_one_box_are_never_paired_through_the_network(name: str, boxes: 
     assert hairpins == []
 
 
+def test_fabrics_without_such_routes_keep_the_plain_partner_order() -> None:
+    for name, boxes, keeps in (("dgx1", 4, True), ("mi250", 2, False)):
+        topology = load(name, {"boxes": str(boxes)})
+        graph = capacity_graph(topology)
+        bound = optimal_bound(graph)
+        capacities = integer_capacities(graph, bound)
+        box_of = {node.name: node.box for node in topology.nodes}
+        aware = remove_switches(graph, capacities, bound.k, boxes=[box_of[v] for v in graph.names])
+        plain = remove_switches(graph, capacities, bound.k)
+        assert (aware.routes == plain.routes) is keeps, name
+
+
 def test_identical_switches_are_split_once_and_replayed() -> None:
     from collc.solver.symmetry import cyclic_automorphisms
 

@@ -457,9 +457,36 @@ def remove_switches(
     switch, those that are automorphisms of the current graph define its orbit; an orbit of identical
     switches is removed by splitting one and replaying its decisions (:meth:`_Splitter.remove_orbit`),
     checked by max-flows and undone if the check fails, so the result is exact either way.
-    ``boxes`` gives each vertex's box (None outside boxes), for the partner order of
-    :meth:`_Splitter._partners`.
+    ``boxes`` gives each vertex's box (None outside boxes). When the result routes a pair of GPUs of
+    one box through a switch outside every box, the split is redone with such partners last
+    (:meth:`_Splitter._partners`); fabrics without such routes keep the plain partner order and
+    their forests.
     """
+    split = _remove_switches(graph, capacities, k, spread, symmetries, ())
+    if boxes and any(_leaves_box(path, boxes) for routes in split.routes.values() for path, _ in routes):
+        split = _remove_switches(graph, capacities, k, spread, symmetries, boxes)
+    return split
+
+
+def _leaves_box(path: Path, boxes: Sequence[str | None]) -> bool:
+    """Whether ``path`` joins two vertices of one box through a vertex outside every box."""
+    return (
+        boxes[path[0]] is not None
+        and boxes[path[0]] == boxes[path[-1]]
+        and any(boxes[v] is None for v in path[1:-1])
+    )
+
+
+def _remove_switches(
+    graph: CapacityGraph,
+    capacities: Sequence[int],
+    k: int,
+    spread: int,
+    symmetries: Sequence[Sequence[int]],
+    boxes: Sequence[str | None],
+) -> SwitchFreeGraph:
+    """:func:`remove_switches` with one partner order (box-aware when ``boxes`` is given)."""
+
     splitter = _Splitter(graph, capacities, k, boxes)
     remaining = set(range(graph.num_gpus, graph.num_nodes))
     order = []
