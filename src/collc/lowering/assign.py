@@ -5,7 +5,7 @@ is carried by one or more *lanes*; a lane is one NCCL connection ``src -> dst`` 
 driven by one sending threadblock on ``src`` and one receiving threadblock on ``dst``. More lanes spread
 a fat link's traffic over more threadblocks (one moves about :data:`TB_RATE_GBPS`).
 
-Channel rule (docs/lowering.md §3): lanes of the same ordered pair get distinct channels, which is all
+Channel rule (docs/lowering.md §5): lanes of the same ordered pair get distinct channels, which is all
 that uniqueness of ``(peer, chan)`` per direction requires; a lane whose traffic crosses network plane
 ``p`` of ``P`` gets a channel ``≡ p (mod P)``, so the channel index keeps the rail the solver assumed.
 Threadblocks start as one per lane end; when a GPU has more than its limit, a receiving and a sending
@@ -119,7 +119,7 @@ def with_feeder_lanes(
     Concurrent threadblocks share a GPU's switch port about equally, so a transfer feeding a NIC
     gets no more of the port than one to a GPU that has time to spare; on fabrics where both the
     port and the NIC are saturated at the bound, the NIC then idles early in the call and never
-    catches up (docs/lowering.md §3). Spreading the feeding transfers over more lanes gives them a
+    catches up (docs/lowering.md §5). Spreading the feeding transfers over more lanes gives them a
     larger share. Skipped (``wanted`` returned) when it would need more threadblocks than a GPU
     allows without merging, or more lanes per GPU pair than channels.
     """

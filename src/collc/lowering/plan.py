@@ -9,7 +9,7 @@ Chunk layout (docs/lowering.md §2): ``nchunksperloop = N·k·I``; root ``r``'s 
 that range by multiplicity in forest order (a tree of multiplicity ``C`` owns ``C`` consecutive chunks).
 A tree's chunks travel in *pieces* of at most ``max_piece`` chunks (at most :data:`MAX_CNT`, the
 runtime's ``cnt`` limit). One-chunk pieces pipeline best: a GPU forwards a piece only once all of it
-has arrived, so a piece of ``c`` chunks delays every hop by ``c`` calls (docs/lowering.md §4).
+has arrived, so a piece of ``c`` chunks delays every hop by ``c`` calls (docs/lowering.md §2).
 
 Every operation carries a *key* (a tuple of ints) that increases along the data flow: a message is
 sent only after everything it depends on has a smaller key. Emitting every threadblock's steps in
