@@ -38,6 +38,23 @@ def test_compile_writes_a_verified_file_and_reports_limits(tmp_path):
     assert "MSCCL_ALGO_DIR" in report and "NCCL_MSCCL_ENABLE" in report
 
 
+def test_nic_feeding_pairs_with_one_transfer_get_a_second_instance_unless_instances_is_given(tmp_path):
+    # 2x8 A100 reduce-scatter: every NIC-feeding group carries one chunk at one instance, so its lane
+    # cannot be split; two instances give it two (docs/lowering.md §5)
+    result, _ = _compile(tmp_path, "dgx-a100", "--set", "boxes=2", "--coll", "reducescatter")
+    assert result.exit_code == 0, result.output
+    assert "2 instance(s)), nchunksperloop = 32" in result.output
+    assert "2 instances: 112 groups of NIC-feeding transfers" in result.output
+    result, _ = _compile(
+        tmp_path, "dgx-a100", "--set", "boxes=2", "--coll", "reducescatter", "--instances", "1"
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 instance(s)), nchunksperloop = 16" in result.output and "NIC-feeding" not in result.output
+    # allreduce has the same feeders in its first half, but gains nothing from a second instance
+    result, _ = _compile(tmp_path, "dgx-a100", "--set", "boxes=2", "--coll", "allreduce")
+    assert "1 instance(s)), nchunksperloop = 16" in result.output
+
+
 def test_rccl_report_names_the_rccl_switches_and_file_has_only_rccl_steps(tmp_path):
     result, out = _compile(tmp_path, "mi250", "--coll", "reducescatter", "--k", "1")
     assert result.exit_code == 0, result.output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collc.lowering.assign import group_of, network_feeders, with_feeder_lanes
+from collc.lowering.assign import feeding_groups, group_of, network_feeders, with_feeder_lanes
 from collc.lowering.plan import Plan, Span, Transfer
 
 UP, DOWN = 0, 1
@@ -32,12 +32,15 @@ def test_feeders_are_matched_by_phase_and_tree_piece():
 
 def test_a_feeding_group_gets_a_lane_per_transfer():
     wanted = {group_of(t, False): 1 for t in TRANSFERS}
-    boosted = with_feeder_lanes(PLAN, wanted, False, max_tbs=64, max_pair_lanes=32)
+    feeding = feeding_groups(PLAN, False)
+    assert feeding == {group_of(TRANSFERS[0], False): 2, group_of(TRANSFERS[3], False): 2}
+    boosted = with_feeder_lanes(wanted, feeding, max_tbs=64, max_pair_lanes=32)
     assert boosted[group_of(TRANSFERS[0], False)] == 2  # trees 0 and 1 from GPU 0 to GPU 1
     assert boosted[group_of(TRANSFERS[2], False)] == 1
 
 
 def test_no_boost_when_it_would_exceed_the_threadblocks_of_a_gpu():
     wanted = {group_of(t, False): 1 for t in TRANSFERS}
-    assert with_feeder_lanes(PLAN, wanted, False, max_tbs=3, max_pair_lanes=32) == wanted
-    assert with_feeder_lanes(PLAN, wanted, False, max_tbs=64, max_pair_lanes=1) == wanted
+    feeding = feeding_groups(PLAN, False)
+    assert with_feeder_lanes(wanted, feeding, max_tbs=3, max_pair_lanes=32) is wanted
+    assert with_feeder_lanes(wanted, feeding, max_tbs=64, max_pair_lanes=1) is wanted

@@ -34,7 +34,13 @@ from collc.topology.model import Topology
 @click.option("--outofplace", "only_outofplace", is_flag=True, help="Only for out-of-place calls.")
 @click.option("--min-bytes", default="0", metavar="SIZE", help="Smallest call size, e.g. 1MiB (default 0).")
 @click.option("--max-bytes", default="0", metavar="SIZE", help="Largest call size, 0 = unbounded (default).")
-@click.option("--instances", type=int, default=1, show_default=True, help="Copies of the schedule.")
+@click.option(
+    "--instances",
+    type=int,
+    default=None,
+    help="Copies of the schedule [default: 1; 2 for a reduce-scatter whose NIC-feeding pairs would carry "
+    "one transfer each].",
+)
 @click.option("--k", "k", type=int, default=None, help="Exactly K trees per root (no search).")
 @click.option("--max-k", type=int, default=None, help="At most MAX_K trees per root.")
 @click.option(
@@ -66,7 +72,7 @@ def compile_command(
     only_outofplace: bool,
     min_bytes: str,
     max_bytes: str,
-    instances: int,
+    instances: int | None,
     k: int | None,
     max_k: int | None,
     align: int | None,
@@ -97,7 +103,8 @@ def compile_command(
         outofplace=both or only_outofplace,
         min_bytes=parse_size(min_bytes, option="--min-bytes", minimum=0),
         max_bytes=parse_size(max_bytes, option="--max-bytes", minimum=0),
-        instances=instances,
+        instances=1 if instances is None else instances,
+        feeder_instances=instances is None,
         k=k,
         max_k=max_k,
         align=align,

@@ -111,23 +111,29 @@ def network_feeders(plan: Plan) -> set[int]:
     }
 
 
+def feeding_groups(plan: Plan, split_stages: bool) -> dict[Group, int]:
+    """Groups with a transfer that feeds a NIC (:func:`network_feeders`), with their transfer counts."""
+    feeders = network_feeders(plan)
+    return {
+        group: len(members)
+        for group, members in group_loads(plan, split_stages).items()
+        if feeders.intersection(members)
+    }
+
+
 def with_feeder_lanes(
-    plan: Plan, wanted: dict[Group, int], split_stages: bool, *, max_tbs: int, max_pair_lanes: int
+    wanted: dict[Group, int], feeding: dict[Group, int], *, max_tbs: int, max_pair_lanes: int
 ) -> dict[Group, int]:
-    """``wanted`` with one lane per transfer for groups that feed a NIC, where that still fits.
+    """``wanted`` with one lane per transfer for the ``feeding`` groups, where that still fits.
 
     Concurrent threadblocks share a GPU's switch port about equally, so a transfer feeding a NIC
     gets no more of the port than one to a GPU that has time to spare; on fabrics where both the
     port and the NIC are saturated at the bound, the NIC then idles early in the call and never
     catches up (docs/lowering.md §5). Spreading the feeding transfers over more lanes gives them a
-    larger share. Skipped (``wanted`` returned) when it would need more threadblocks than a GPU
-    allows without merging, or more lanes per GPU pair than channels.
+    larger share. Returns ``wanted`` itself when it would need more threadblocks than a GPU allows
+    without merging, or more lanes per GPU pair than channels.
     """
-    feeders = network_feeders(plan)
-    boosted = dict(wanted)
-    for group, members in group_loads(plan, split_stages).items():
-        if feeders.intersection(members):
-            boosted[group] = len(members)
+    boosted = {**wanted, **feeding}
     ends: Counter[int] = Counter()
     pair_lanes: Counter[tuple[int, int]] = Counter()
     for (src, dst, _, _), lanes in boosted.items():

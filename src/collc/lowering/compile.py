@@ -42,6 +42,9 @@ MIN_PRICED_K = 16
 # Ties go to the smaller k.
 REFERENCE_BYTES = 2**30
 FILL_ITERATIONS = 1
+# A second instance (for NIC-feeding lanes) halves the pipelining iterations; it is taken only when at
+# least this many remain at the reference call size (4x8 A100 allgather: 16 -> 8 iterations lost 0.9 %).
+MIN_DOUBLED_ITERATIONS = 16
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class CompileOptions(LoweringOptions):
     k: int | None = None
     max_k: int | None = None
     align: int | None = None  # None: serve power-of-two counts
+    feeder_instances: bool = True  # may double ``instances`` for NIC-feeding lanes (_feeder_instances)
 
 
 @dataclass(frozen=True)
@@ -259,12 +263,65 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
                         f"{solution.forest.k} by pipelined bound x (1 - merged / 2·threadblocks) among k in "
                         f"{sorted(item[2].forest.k for item in fitted)}"
                     )
+                lowered, instances = _feeder_instances(
+                    topology, options, limits, planes, solution, lowered, instances, notes
+                )
                 return _finish(topology, options, runtime, limits, solution, lowered, instances, notes)
     raise DoesNotFit(
         f"no schedule fits {runtime} on {topology.name}: " + "; ".join(failures),
         hint="try --max-k with a small budget, --instances 1, or the other runtime's limits; "
         "a file cannot hold more than 4096 elements per rank",
     )
+
+
+def _feeder_instances(
+    topology: Topology,
+    options: CompileOptions,
+    limits: RuntimeLimits,
+    planes: dict[str, int],
+    solution: Solution,
+    lowered: Lowered,
+    instances: int,
+    notes: list[str],
+) -> tuple[Lowered, int]:
+    """Twice the instances for a reduce-scatter whose NIC-feeding pairs carry one transfer each.
+
+    A lane per NIC-feeding transfer cannot help a pair with a single transfer; with two instances
+    every pair carries two, and the doubled file is kept when its feeding pairs get their lanes
+    without merged, capped or stage-sharing threadblocks, and while it still pipelines over
+    :data:`MIN_DOUBLED_ITERATIONS` at the reference call size. 2×8 A100 reduce-scatter: 0.960 → 0.987
+    of the bound in the event simulation at 1 GiB; where the doubled file cannot give the lanes
+    (4×8 H100 rail) it would lose (0.936 → 0.837) and is not taken. Only reduce-scatter, where an
+    aggregation waits for its slowest input: allgather and allreduce showed no gain (2×8 A100
+    allreduce 0.988 either way, 4×8 A100 allgather 0.891 → 0.882) and would pay threadblocks for it
+    (60 → 74 per GPU on 2×8 A100 allreduce). docs/lowering.md §5.
+    """
+    wanted = options.feeder_instances and options.coll == "reducescatter" and lowered.single_feeders
+    if not wanted or lowered.merged_tbs:
+        return lowered, instances
+    doubled = 2 * instances
+    call_bytes = protocol(options.proto).call_bytes
+    chunks = 2 * lowered.algorithm.nchunksperloop
+    if (options.max_bytes or REFERENCE_BYTES) < MIN_DOUBLED_ITERATIONS * chunks * call_bytes:
+        return lowered, instances
+    name = _name(topology, options.coll, solution.forest.k, doubled)
+    try:
+        candidate = lower(
+            solution.forest,
+            replace(options, instances=doubled, name=name),
+            limits,
+            planes=planes,
+            allow_shared_stages=False,
+        )
+    except DoesNotFit:
+        return lowered, instances
+    if not candidate.feeder_lanes or candidate.merged_tbs or candidate.lanes_capped:
+        return lowered, instances
+    notes.append(
+        f"{doubled} instances: {lowered.single_feeders} groups of NIC-feeding transfers (pair, rail, "
+        "tree depth) had one transfer each, too few for a lane per transfer; use --instances to override"
+    )
+    return candidate, doubled
 
 
 def merge_factor(lowered: Lowered) -> Fraction:

@@ -18,6 +18,7 @@ from collc.lowering.assign import (
     Assignment,
     Group,
     assign,
+    feeding_groups,
     group_of,
     group_order,
     wanted_lanes,
@@ -56,6 +57,8 @@ class Lowered:
     lanes_capped: bool
     stages_shared: str | None = None  # why threadblocks carry several tree depths, if they do
     piece_chunks: int = 1  # most chunks one step moves (1 unless one-chunk pieces did not fit)
+    single_feeders: int = 0  # NIC-feeding groups with one transfer: a lane per transfer cannot help them
+    feeder_lanes: bool = False  # whether NIC-feeding groups got a lane per transfer (docs/lowering.md §5)
 
 
 def coll_algbw(forest: Forest, coll: str) -> Fraction:
@@ -133,12 +136,10 @@ def _fit(
 ) -> Lowered:
     """Search lane counts: raise per-group minimums for step overflow, cap lanes for threadblock overflow."""
     predecessors = hazards(plan)
+    by_rate = wanted_lanes(plan, chunk_rate, split_stages)
+    feeding = feeding_groups(plan, split_stages)
     wanted = with_feeder_lanes(
-        plan,
-        wanted_lanes(plan, chunk_rate, split_stages),
-        split_stages,
-        max_tbs=limits.max_tbs,
-        max_pair_lanes=limits.max_channels // max(1, num_planes),
+        by_rate, feeding, max_tbs=limits.max_tbs, max_pair_lanes=limits.max_channels // max(1, num_planes)
     )
     sizes = Counter(group_of(t, split_stages) for t in plan.transfers)
     minimum = dict.fromkeys(wanted, 1)
@@ -203,7 +204,16 @@ def _fit(
             if spec.send_lane is not None and spec.recv_lane is not None
         )
         capped = any(lanes[g] < wanted[g] for g in wanted)
-        return Lowered(algo, measured, len(assignment.lanes), merged, capped)
+        single = sum(1 for count in feeding.values() if count == 1)
+        return Lowered(
+            algo,
+            measured,
+            len(assignment.lanes),
+            merged,
+            capped,
+            single_feeders=single,
+            feeder_lanes=bool(feeding) and wanted is not by_rate,
+        )
     raise DoesNotFit("no lane assignment fits the runtime's limits", hint="use a smaller --k/--max-k")
 
 
