@@ -34,7 +34,7 @@ def test_a_feeding_group_gets_a_lane_per_transfer():
     wanted = {group_of(t, False): 1 for t in TRANSFERS}
     feeding = feeding_groups(PLAN, False)
     assert feeding == {group_of(TRANSFERS[0], False): 2, group_of(TRANSFERS[3], False): 2}
-    boosted = with_feeder_lanes(wanted, feeding, max_tbs=64, max_pair_lanes=32)
+    boosted = with_feeder_lanes(wanted, feeding, max_tbs=64, max_channels=32, num_planes=2)
     assert boosted[group_of(TRANSFERS[0], False)] == 2  # trees 0 and 1 from GPU 0 to GPU 1
     assert boosted[group_of(TRANSFERS[2], False)] == 1
 
@@ -42,5 +42,5 @@ def test_a_feeding_group_gets_a_lane_per_transfer():
 def test_no_boost_when_it_would_exceed_the_threadblocks_of_a_gpu():
     wanted = {group_of(t, False): 1 for t in TRANSFERS}
     feeding = feeding_groups(PLAN, False)
-    assert with_feeder_lanes(wanted, feeding, max_tbs=3, max_pair_lanes=32) is wanted
-    assert with_feeder_lanes(wanted, feeding, max_tbs=64, max_pair_lanes=1) is wanted
+    assert with_feeder_lanes(wanted, feeding, max_tbs=3, max_channels=32, num_planes=2) is wanted
+    assert with_feeder_lanes(wanted, feeding, max_tbs=64, max_channels=1, num_planes=1) is wanted

@@ -122,7 +122,7 @@ def feeding_groups(plan: Plan, split_stages: bool) -> dict[Group, int]:
 
 
 def with_feeder_lanes(
-    wanted: dict[Group, int], feeding: dict[Group, int], *, max_tbs: int, max_pair_lanes: int
+    wanted: dict[Group, int], feeding: dict[Group, int], *, max_tbs: int, max_channels: int, num_planes: int
 ) -> dict[Group, int]:
     """``wanted`` with one lane per transfer for the ``feeding`` groups, where that still fits.
 
@@ -131,16 +131,24 @@ def with_feeder_lanes(
     port and the NIC are saturated at the bound, the NIC then idles early in the call and never
     catches up (docs/lowering.md §5). Spreading the feeding transfers over more lanes gives them a
     larger share. Returns ``wanted`` itself when it would need more threadblocks than a GPU allows
-    without merging, or more lanes per GPU pair than channels.
+    without merging, or more lanes than channels: per pair ``max_channels``, and per pair and
+    network plane the channels of that plane's residue class (§3 of the channel rule).
     """
     boosted = {**wanted, **feeding}
     ends: Counter[int] = Counter()
     pair_lanes: Counter[tuple[int, int]] = Counter()
-    for (src, dst, _, _), lanes in boosted.items():
+    plane_lanes: Counter[tuple[int, int, int]] = Counter()
+    for (src, dst, plane, _), lanes in boosted.items():
         ends[src] += lanes
         ends[dst] += lanes
         pair_lanes[(src, dst)] += lanes
-    if max(ends.values(), default=0) > max_tbs or max(pair_lanes.values(), default=0) > max_pair_lanes:
+        if plane is not None:
+            plane_lanes[(src, dst, plane)] += lanes
+    if (
+        max(ends.values(), default=0) > max_tbs
+        or max(pair_lanes.values(), default=0) > max_channels
+        or max(plane_lanes.values(), default=0) > max_channels // max(1, num_planes)
+    ):
         return wanted
     return boosted
 

@@ -95,38 +95,41 @@ def lower(
     planes = planes or {}
     num_planes = len(set(planes.values()))
     piece_sizes = (1, MAX_CNT) if max(tree.multiplicity for tree in forest.trees) > 1 else (1,)
-    plans = {
-        size: build_plan(
-            forest,
-            options.coll,
-            instances=options.instances,
-            inplace=options.inplace,
-            outofplace=options.outofplace,
-            planes=planes,
-            max_piece=size,
-        )
-        for size in piece_sizes
-    }
-    chunk_rate = coll_algbw(forest, options.coll) / plans[1].nchunksperloop
-    failures: list[str] = []
+    chunk_rate: Fraction | None = None
+    plans: dict[int, tuple[Plan, list[set[int]]]] = {}  # built on first use: (plan, its hazards)
+    failures: list[DoesNotFit] = []
     for split_stages in (True, False) if allow_shared_stages else (True,):
-        for size, plan in plans.items():
+        for size in piece_sizes:
+            if size not in plans:
+                plan = build_plan(
+                    forest,
+                    options.coll,
+                    instances=options.instances,
+                    inplace=options.inplace,
+                    outofplace=options.outofplace,
+                    planes=planes,
+                    max_piece=size,
+                )
+                plans[size] = (plan, hazards(plan))
+            plan, predecessors = plans[size]
+            chunk_rate = chunk_rate or coll_algbw(forest, options.coll) / plan.nchunksperloop
             try:
-                lowered = _fit(plan, chunk_rate, options, limits, num_planes, split_stages=split_stages)
+                lowered = _fit(
+                    plan, predecessors, chunk_rate, options, limits, num_planes, split_stages=split_stages
+                )
             except DoesNotFit as error:
-                failures.append(error.message)
-                last = error
+                failures.append(error)
                 continue
             if not split_stages:
-                lowered = replace(
-                    lowered, stages_shared=f"one lane per tree depth did not fit ({failures[0]})"
-                )
+                reason = failures[0].message
+                lowered = replace(lowered, stages_shared=f"one lane per tree depth did not fit ({reason})")
             return replace(lowered, piece_chunks=size)
-    raise last
+    raise failures[-1]
 
 
 def _fit(
     plan: Plan,
+    predecessors: list[set[int]],
     chunk_rate: Fraction,
     options: LoweringOptions,
     limits: RuntimeLimits,
@@ -134,12 +137,14 @@ def _fit(
     *,
     split_stages: bool,
 ) -> Lowered:
-    """Search lane counts: raise per-group minimums for step overflow, cap lanes for threadblock overflow."""
-    predecessors = hazards(plan)
+    """Search lane counts: raise per-group minimums for step overflow, cap lanes for threadblock overflow.
+
+    ``predecessors`` are the plan's :func:`collc.lowering.sequence.hazards`, for the step order.
+    """
     by_rate = wanted_lanes(plan, chunk_rate, split_stages)
     feeding = feeding_groups(plan, split_stages)
     wanted = with_feeder_lanes(
-        by_rate, feeding, max_tbs=limits.max_tbs, max_pair_lanes=limits.max_channels // max(1, num_planes)
+        by_rate, feeding, max_tbs=limits.max_tbs, max_channels=limits.max_channels, num_planes=num_planes
     )
     sizes = Counter(group_of(t, split_stages) for t in plan.transfers)
     minimum = dict.fromkeys(wanted, 1)
@@ -163,13 +168,11 @@ def _fit(
                 f"a GPU needs {most_tbs} threadblocks, the runtime and GPU allow {limits.max_tbs}",
                 hint="use a smaller --k/--max-k or fewer --instances",
             )
-        crowded = _groups_over_step_limit(_least_steps(plan, assignment), assignment, limits)
-        if crowded:  # known before emitting: every operation is at least one step
-            grown = [g for g in crowded if minimum[g] < sizes[g]]
-            if grown:
-                for group in grown:
-                    minimum[group] = max(minimum[group], lanes[group]) + 1
-                continue
+        # known before emitting: every operation is at least one step
+        if _grow(
+            _groups_over_step_limit(_least_steps(plan, assignment), assignment, limits), minimum, lanes, sizes
+        ):
+            continue
         algo = emit(
             plan,
             assignment,
@@ -184,15 +187,12 @@ def _fit(
         measured = usage(algo)
         crowded = _groups_over_step_limit(_steps(algo), assignment, limits)
         if crowded:
-            grown = [g for g in crowded if minimum[g] < sizes[g]]
-            if not grown:
+            if not _grow(crowded, minimum, lanes, sizes):
                 raise DoesNotFit(
                     f"a threadblock needs {measured.max_steps_per_tb} steps, the runtime allows "
                     f"{limits.max_steps_per_tb}",
                     hint="use a smaller --k/--max-k or fewer --instances",
                 )
-            for group in grown:
-                minimum[group] = max(minimum[group], lanes[group]) + 1
             continue
         problems = measured.violations(limits)
         if problems:
@@ -215,6 +215,14 @@ def _fit(
             feeder_lanes=bool(feeding) and wanted is not by_rate,
         )
     raise DoesNotFit("no lane assignment fits the runtime's limits", hint="use a smaller --k/--max-k")
+
+
+def _grow(crowded: list[Group], minimum: dict[Group, int], lanes: dict[Group, int], sizes: Counter) -> bool:
+    """Give every crowded group that can have more lanes one more than it has; False if none can."""
+    grown = [group for group in crowded if minimum[group] < sizes[group]]
+    for group in grown:
+        minimum[group] = max(minimum[group], lanes[group]) + 1
+    return bool(grown)
 
 
 def _steps(algo: Algorithm) -> list[list[int]]:
