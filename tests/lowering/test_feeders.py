@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collc.lowering.assign import feeding_groups, group_of, network_feeders, with_feeder_lanes
+from collc.lowering.assign import feeders_first, feeding_groups, group_of, network_feeders, with_feeder_lanes
 from collc.lowering.plan import Plan, Span, Transfer
+from collc.lowering.sequence import hazards
 
 UP, DOWN = 0, 1
 
 
 def transfer(phase: int, tree: int, src: int, dst: int, plane: int | None, level: int = 2) -> Transfer:
-    span = Span("o", tree, 1)
+    span = Span("o", 10 * phase + tree, 1)  # one chunk per phase and tree
     return Transfer((phase, level, tree, 0, 0, 0), src, dst, span, span, plane)
 
 
@@ -44,3 +45,15 @@ def test_no_boost_when_it_would_exceed_the_threadblocks_of_a_gpu():
     feeding = feeding_groups(PLAN, False)
     assert with_feeder_lanes(wanted, feeding, max_tbs=3, max_channels=32, num_planes=2) is wanted
     assert with_feeder_lanes(wanted, feeding, max_tbs=64, max_channels=1, num_planes=1) is wanted
+
+
+def test_other_sends_of_a_gpu_wait_for_its_free_running_nic_feeding_sends():
+    # GPU 0 feeds GPU 1's rail with tree 0 and also sends tree 1 to GPU 1; GPU 3 feeds with tree 2
+    # and also sends tree 0 up. Sends that cross a plane themselves never wait.
+    assert feeders_first(PLAN, hazards(PLAN)) == {1: [0], 5: [3]}
+
+
+def test_feeders_that_wait_for_data_are_not_waited_for():
+    predecessors = hazards(PLAN)
+    predecessors[0] = {3}  # as if tree 0's feeder depended on another transfer
+    assert feeders_first(PLAN, predecessors) == {5: [3]}

@@ -111,6 +111,29 @@ def network_feeders(plan: Plan) -> set[int]:
     }
 
 
+def feeders_first(plan: Plan, predecessors: list[set[int]]) -> dict[int, list[int]]:
+    """Per send, the NIC-feeding sends of the same GPU and phase it waits for (same iteration).
+
+    A NIC can only start once the transfers feeding it have arrived, and at the start of a call every
+    free-running send of the box competes for the same switch ports: in reduce-scatter the NICs start
+    late and, being as loaded as the ports, end late by as much (docs/cost-model.md §4, cause 3). A
+    GPU's other sends (not crossing a plane) therefore wait, iteration by iteration, for its
+    free-running NIC-feeding sends, which then have the ports first. Only feeders with no
+    predecessors (they read the GPU's own input) are waited for, so no cycle can arise.
+    """
+    firsts: dict[tuple[int, int], list[int]] = {}
+    for index in sorted(network_feeders(plan)):
+        if not predecessors[index]:
+            transfer = plan.transfers[index]
+            firsts.setdefault((transfer.src, transfer.key[0]), []).append(index)
+    after = {}
+    for index, transfer in enumerate(plan.transfers):
+        waited = firsts.get((transfer.src, transfer.key[0]))
+        if waited and transfer.plane is None and index not in waited:
+            after[index] = waited
+    return after
+
+
 def feeding_groups(plan: Plan, split_stages: bool) -> dict[Group, int]:
     """Groups with a transfer that feeds a NIC (:func:`network_feeders`), with their transfer counts."""
     feeders = network_feeders(plan)

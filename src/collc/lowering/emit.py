@@ -26,6 +26,7 @@ def emit(
     assignment: Assignment,
     order: tuple[tuple[Key, ...], tuple[Key, ...]],
     *,
+    after: dict[int, list[int]] | None = None,
     name: str,
     proto: str,
     inplace: bool,
@@ -37,6 +38,8 @@ def emit(
 
     ``order`` gives the key every transfer and local op is emitted by (see
     :mod:`collc.lowering.sequence`); it must increase along the data flow like the plan's keys.
+    ``after`` maps a transfer to transfers whose sends its send waits for on the same GPU
+    (:func:`collc.lowering.assign.feeders_first`); ``order`` must put those first.
     """
     events = _events_per_gpu(plan, assignment, order)
     gpus = []
@@ -50,7 +53,7 @@ def emit(
             )
             for tb_id, spec in enumerate(assignment.tbs[gpu])
         ]
-        _fill_steps(tbs, sorted(events[gpu]))
+        _fill_steps(tbs, sorted(events[gpu]), after or {})
         for tb in tbs:
             _cap_reduce_chains(tb.steps)
         gpus.append(GpuProgram(gpu, plan.i_chunks, plan.o_chunks, plan.s_chunks[gpu], tbs))
@@ -122,11 +125,12 @@ def _accesses(kind: str, source: Span, target: Span) -> tuple[list[Span], list[S
     return [source, target], [target]  # re: target <- target ⊕ source
 
 
-def _fill_steps(tbs: list[Threadblock], events: list[Event]) -> None:
+def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, list[int]]) -> None:
     """Append every event to its threadblock with the waits the last-writer table requires."""
     last_writer: dict[tuple[str, int], tuple[int, int]] = {}
     last_key: dict[int, tuple[int, ...]] = {}
-    for key, _, tb_id, kind, source, target in events:
+    sent: dict[int, tuple[int, int]] = {}
+    for key, order, tb_id, kind, source, target in events:
         if tb_id in last_key and last_key[tb_id] >= key:
             raise InvariantError(
                 f"threadblock {tb_id}: step keys {last_key[tb_id]} and {key} are not increasing"
@@ -139,6 +143,11 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event]) -> None:
                 writer = last_writer.get((span.buf, chunk))
                 if writer is not None and writer[0] != tb_id:
                     waits[writer[0]] = max(waits.get(writer[0], -1), writer[1])
+        if kind == "s":
+            for first in after.get(order[1], ()):
+                other = sent.get(first)
+                if other is not None and other[0] != tb_id:
+                    waits[other[0]] = max(waits.get(other[0], -1), other[1])
         steps = tbs[tb_id].steps
         ordered = sorted(waits.items())
         for dep_tb, dep_step in ordered[1:]:
@@ -149,6 +158,8 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event]) -> None:
         steps.append(
             Step(len(steps), kind, source.buf, source.off, target.buf, target.off, source.cnt, depid, deps)
         )
+        if kind == "s":
+            sent[order[1]] = (tb_id, len(steps) - 1)
         for span in writes:
             for chunk in span.chunks():
                 last_writer[(span.buf, chunk)] = (tb_id, len(steps) - 1)

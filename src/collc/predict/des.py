@@ -37,7 +37,7 @@ from collc.predict.network import Network
 from collc.predict.params import LAUNCH_US, Protocol
 
 MAX_FILL_ROUNDS = 6
-STEP_BUDGET = 100_000  # simulated steps (all threadblocks, all iterations) per call
+STEP_BUDGET = 200_000  # simulated steps (all threadblocks, all iterations) per call (docs/cost-model.md §4)
 MIN_ITERATIONS = 4  # simulated even above the budget, so that a period can be measured
 _EPS = 1e-9
 
