@@ -155,7 +155,7 @@ def with_feeder_lanes(
     catches up (docs/lowering.md §5). Spreading the feeding transfers over more lanes gives them a
     larger share. Returns ``wanted`` itself when it would need more threadblocks than a GPU allows
     without merging, or more lanes than channels: per pair ``max_channels``, and per pair and
-    network plane the channels of that plane's residue class (§3 of the channel rule).
+    network plane the channels of that plane's residue class (docs/lowering.md §5, Rails).
     """
     boosted = {**wanted, **feeding}
     ends: Counter[int] = Counter()
