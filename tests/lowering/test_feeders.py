@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from collc.lowering import LoweringOptions, lower, runtime_limits
 from collc.lowering.assign import feeders_first, feeding_groups, group_of, network_feeders, with_feeder_lanes
-from collc.lowering.plan import Plan, Span, Transfer
+from collc.lowering.plan import Plan, Span, Transfer, network_planes
 from collc.lowering.sequence import hazards
+from collc.solver import solve
+from collc.topology import load
 
 UP, DOWN = 0, 1
 
@@ -57,3 +62,26 @@ def test_feeders_that_wait_for_data_are_not_waited_for():
     predecessors = hazards(PLAN)
     predecessors[0] = {3}  # as if tree 0's feeder depended on another transfer
     assert feeders_first(PLAN, predecessors) == {5: [3]}
+
+
+def _sends_waiting_for_sends(max_tbs: int) -> tuple[int, int]:
+    """(sends whose dependency is another send, merged threadblocks) of 2x8 H100 rail reduce-scatter."""
+    topology = load("dgx-h100-rail", {"boxes": "2"})
+    forest = solve(topology, k=2, reverse=True).forest
+    limits = replace(runtime_limits("msccl-executor", 132), max_tbs=max_tbs)
+    lowered = lower(forest, LoweringOptions(coll="reducescatter"), limits, planes=network_planes(topology))
+    waiting = 0
+    for gpu in lowered.algorithm.gpus:
+        for tb in gpu.tbs:
+            for step in tb.steps:
+                if step.type == "s" and step.depid >= 0:
+                    waiting += gpu.tbs[step.depid].steps[step.deps].type == "s"
+    return waiting, lowered.merged_tbs
+
+
+def test_emitted_sends_wait_for_feeding_sends_unless_threadblocks_are_merged():
+    # a send never needs another send's data, so a send waiting for a send is a feeders-first wait
+    waiting, merged = _sends_waiting_for_sends(max_tbs=128)
+    assert merged == 0 and waiting > 0
+    waiting, merged = _sends_waiting_for_sends(max_tbs=40)
+    assert merged > 0 and waiting == 0

@@ -76,27 +76,28 @@ def test_protocol_efficiency_scales_the_steady_state() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "boxes", "size"),
+    ("name", "boxes"),
     [
-        ("dgx-a100", 1, GiB),
-        ("mi250", 1, GiB),
-        ("dgx-h100-rail", 1, GiB),
-        ("dgx-a100", 2, GiB),
-        ("dgx-a100", 4, GiB),
-        ("mi250", 2, GiB),
-        ("dgx-h100-rail", 4, GiB),
-        ("dgx-h100", 4, GiB),
-        ("dgx-h200", 4, GiB),
-        ("mi300x", 1, GiB),
-        ("mi300x", 4, GiB),
-        ("dgx1", 1, GiB),
-        ("dgx1", 4, GiB),
+        ("dgx-a100", 1),
+        ("mi250", 1),
+        ("dgx-h100-rail", 1),
+        ("dgx-a100", 2),
+        ("dgx-a100", 4),
+        ("mi250", 2),
+        ("dgx-h100-rail", 4),
+        ("dgx-h100", 4),
+        ("dgx-h200", 4),
+        ("mi300x", 1),
+        ("mi300x", 4),
+        ("dgx1", 1),
+        ("dgx1", 4),
     ],
 )
-def test_forest_model_converges_to_the_bound(name: str, boxes: int, size: int) -> None:
+def test_forest_model_converges_to_the_bound(name: str, boxes: int) -> None:
+    """At 1 GiB the forest model is within 2 % of the bound on every preset up to 32 GPUs."""
     m = model(name, boxes)
     for collective in COLLECTIVES:
-        algbw = size / m.forest_cost.time_us(collective, size, SIMPLE) / 1000
+        algbw = GiB / m.forest_cost.time_us(collective, GiB, SIMPLE) / 1000
         bound = float(m.bound_algbw(collective))
         assert algbw <= bound
         assert algbw >= 0.98 * bound, (collective, algbw, bound)

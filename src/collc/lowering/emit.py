@@ -26,7 +26,7 @@ def emit(
     assignment: Assignment,
     order: tuple[tuple[Key, ...], tuple[Key, ...]],
     *,
-    after: dict[int, list[int]] | None = None,
+    after: dict[int, list[int]],
     name: str,
     proto: str,
     inplace: bool,
@@ -53,7 +53,7 @@ def emit(
             )
             for tb_id, spec in enumerate(assignment.tbs[gpu])
         ]
-        _fill_steps(tbs, sorted(events[gpu]), after or {})
+        _fill_steps(tbs, sorted(events[gpu]), after)
         for tb in tbs:
             _cap_reduce_chains(tb.steps)
         gpus.append(GpuProgram(gpu, plan.i_chunks, plan.o_chunks, plan.s_chunks[gpu], tbs))
@@ -126,7 +126,8 @@ def _accesses(kind: str, source: Span, target: Span) -> tuple[list[Span], list[S
 
 
 def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, list[int]]) -> None:
-    """Append every event to its threadblock with the waits the last-writer table requires."""
+    """Append every event to its threadblock with the waits the last-writer table requires, and for
+    a send the waits ``after`` asks for (its GPU's NIC-feeding sends, emitted before it)."""
     last_writer: dict[tuple[str, int], tuple[int, int]] = {}
     last_key: dict[int, tuple[int, ...]] = {}
     sent: dict[int, tuple[int, int]] = {}
@@ -137,17 +138,13 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, li
             )
         last_key[tb_id] = key
         reads, writes = _accesses(kind, source, target)
-        waits: dict[int, int] = {}
-        for span in reads + writes:
-            for chunk in span.chunks():
-                writer = last_writer.get((span.buf, chunk))
-                if writer is not None and writer[0] != tb_id:
-                    waits[writer[0]] = max(waits.get(writer[0], -1), writer[1])
+        blockers = [last_writer.get((span.buf, chunk)) for span in reads + writes for chunk in span.chunks()]
         if kind == "s":
-            for first in after.get(order[1], ()):
-                other = sent.get(first)
-                if other is not None and other[0] != tb_id:
-                    waits[other[0]] = max(waits.get(other[0], -1), other[1])
+            blockers += [sent.get(first) for first in after.get(order[1], ())]
+        waits: dict[int, int] = {}
+        for blocker in blockers:
+            if blocker is not None and blocker[0] != tb_id:
+                waits[blocker[0]] = max(waits.get(blocker[0], -1), blocker[1])
         steps = tbs[tb_id].steps
         ordered = sorted(waits.items())
         for dep_tb, dep_step in ordered[1:]:
