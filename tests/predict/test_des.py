@@ -153,7 +153,7 @@ CONVERGING = [
 # (docs/cost-model.md §4, docs/lowering.md §10; measured sim/bound in the comment). Strict: a fix
 # that makes one of them converge fails here until it moves to CONVERGING. DGX-1 and 1x16 MI250 are
 # capped by their k: no power-of-two k up to 16 is within 1.75 % of the optimum (cost-model §4;
-# the exact ceilings are tests/solver/test_bound.py::POWER_OF_TWO_CEILING).
+# the exact ceilings, also 2x16 MI250's, are tests/solver/test_bound.py::POWER_OF_TWO_CEILING).
 NOT_YET = [
     ("dgx-h100-rail", 4, "reducescatter"),  # 0.950
     ("mi250", 1, "allgather"),  # 0.909
