@@ -45,6 +45,16 @@ def test_a_feeding_group_gets_a_lane_per_transfer():
     assert boosted[group_of(TRANSFERS[2], False)] == 1
 
 
+def test_no_boost_while_a_feeding_group_has_a_single_transfer():
+    # GPU 3 -> GPU 1 carries only tree 2's piece: it cannot be spread, and boosting GPU 0 -> GPU 1
+    # would take port share from it.
+    single = Plan("allreduce", 4, 4, TRANSFERS[:5], (), 4, 4, (0, 0, 0, 0))
+    wanted = {group_of(t, False): 1 for t in single.transfers}
+    feeding = feeding_groups(single, False)
+    assert feeding == {group_of(TRANSFERS[0], False): 2, group_of(TRANSFERS[3], False): 1}
+    assert with_feeder_lanes(wanted, feeding, max_tbs=64, max_channels=32, num_planes=2) is wanted
+
+
 def test_no_boost_when_it_would_exceed_the_threadblocks_of_a_gpu():
     wanted = {group_of(t, False): 1 for t in TRANSFERS}
     feeding = feeding_groups(PLAN, False)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from collc.capacity import capacity_graph
 from collc.solver import solve
 from collc.solver.bound import integer_capacities, optimal_bound
-from collc.solver.splitting import SwitchFreeGraph, remove_switches
+from collc.solver.splitting import SPREAD, SwitchFreeGraph, _remove_switches, remove_switches
 from collc.topology import load
 from collc.topology.model import Link, Node, Topology
 
@@ -126,16 +126,41 @@ def test_gpus_of_one_box_are_never_paired_through_the_network(name: str, boxes: 
     assert hairpins == []
 
 
-def test_fabrics_without_such_routes_keep_the_plain_partner_order() -> None:
-    for name, boxes, keeps in (("dgx1", 4, True), ("mi250", 2, False)):
+def test_the_split_is_redone_with_same_box_partners_last_only_where_it_routed_a_box_through_the_network():
+    for name, boxes, redone in (("dgx1", 4, False), ("mi250", 2, True)):
         topology = load(name, {"boxes": str(boxes)})
         graph = capacity_graph(topology)
         bound = optimal_bound(graph)
         capacities = integer_capacities(graph, bound)
-        box_of = {node.name: node.box for node in topology.nodes}
-        aware = remove_switches(graph, capacities, bound.k, boxes=[box_of[v] for v in graph.names])
-        plain = remove_switches(graph, capacities, bound.k)
-        assert (aware.routes == plain.routes) is keeps, name
+        box_of = [{node.name: node.box for node in topology.nodes}[v] for v in graph.names]
+        result = remove_switches(graph, capacities, bound.k, boxes=box_of)
+        first = _remove_switches(graph, capacities, bound.k, SPREAD, (), box_of, same_box_last=False)
+        assert (result.routes != first.routes) is redone, name
+
+
+def _box_to_box_units(split: SwitchFreeGraph, box_of: list) -> Counter:
+    """Logical capacity between the GPUs of every ordered pair of different boxes."""
+    units: Counter = Counter()
+    for (u, t), capacity in split.capacities.items():
+        if box_of[u] != box_of[t]:
+            units[(box_of[u], box_of[t])] += capacity
+    return units
+
+
+def test_network_partners_are_offered_box_by_box_so_every_box_reaches_every_other() -> None:
+    """In plain cyclic order a NIC's first partners all sit in the next box, and the logical graph
+    between the 4 boxes of 4x8 A100 is a ring (box 0 -> 3: no arc); trees then cross boxes in a row."""
+    topology = load("dgx-a100", {"boxes": "4"})
+    graph = capacity_graph(topology)
+    bound = optimal_bound(graph)
+    capacities = integer_capacities(graph, bound)
+    box_of = [{node.name: node.box for node in topology.nodes}[v] for v in graph.names]
+    by_box = _box_to_box_units(remove_switches(graph, capacities, bound.k, boxes=box_of), box_of)
+    cyclic = _box_to_box_units(remove_switches(graph, capacities, bound.k), box_of)
+    assert len(by_box) == 12  # every ordered pair of boxes has logical capacity
+    assert (0, 3) not in cyclic and cyclic[(0, 1)] > 20
+    forest = solve(topology, k=1).forest
+    assert sum(tree.height() for tree in forest.trees) / len(forest.trees) < 4.5  # 5.5 in cyclic order
 
 
 def test_identical_switches_are_split_once_and_replayed() -> None:
