@@ -247,9 +247,13 @@ def _threadblocks(num_gpus: int, lanes: list[Lane], units: list[frozenset], max_
     """One threadblock per lane end, merged pairwise (receive + send on one channel) down to ``max_tbs``."""
     per_gpu: list[tuple[ThreadblockSpec, ...]] = []
     tb_of: dict[tuple[int, int, str], int] = {}
+    sends_of: list[list[int]] = [[] for _ in range(num_gpus)]  # lane indices, increasing
+    recvs_of: list[list[int]] = [[] for _ in range(num_gpus)]
+    for index, lane in enumerate(lanes):
+        sends_of[lane.src].append(index)
+        recvs_of[lane.dst].append(index)
     for gpu in range(num_gpus):
-        sends = [i for i, lane in enumerate(lanes) if lane.src == gpu]
-        recvs = [i for i, lane in enumerate(lanes) if lane.dst == gpu]
+        sends, recvs = sends_of[gpu], recvs_of[gpu]
         excess = len(sends) + len(recvs) - max_tbs
         specs: list[ThreadblockSpec] = []
         merged_sends: set[int] = set()
