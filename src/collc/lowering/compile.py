@@ -43,7 +43,7 @@ MIN_PRICED_K = 16
 REFERENCE_BYTES = 2**30
 FILL_ITERATIONS = 1
 # A second instance (for NIC-feeding lanes) halves the pipelining iterations; it is taken only when at
-# least this many remain at the reference call size (4x8 A100 allgather: 16 -> 8 iterations lost 0.9 %).
+# least this many remain at the reference call size (4x8 A100 allgather: 16 -> 8 iterations lose 0.5 %).
 MIN_DOUBLED_ITERATIONS = 16
 
 
@@ -293,7 +293,7 @@ def _feeder_instances(
     of the bound in the event simulation at 1 GiB; where the doubled file cannot give the lanes
     (4×8 H100 rail) it would lose (0.936 → 0.837) and is not taken. Only reduce-scatter, where an
     aggregation waits for its slowest input: allgather and allreduce showed no gain (2×8 A100
-    allreduce 0.988 either way, 4×8 A100 allgather 0.891 → 0.882) and would pay threadblocks for it
+    allreduce 0.988 either way, 4×8 A100 allgather 0.926 → 0.921) and would pay threadblocks for it
     (60 → 74 per GPU on 2×8 A100 allreduce). docs/lowering.md §5.
     """
     wanted = options.feeder_instances and options.coll == "reducescatter" and lowered.single_feeders

@@ -96,7 +96,7 @@ def _events_per_gpu(
             (
                 local_keys[index],
                 (2, index),
-                _host_tb(op, plan.transfers, assignment),
+                host_tb(op, plan.transfers, assignment),
                 op.type,
                 op.source,
                 op.target,
@@ -105,7 +105,8 @@ def _events_per_gpu(
     return events
 
 
-def _host_tb(op: LocalOp, transfers: tuple[Transfer, ...], assignment: Assignment) -> int:
+def host_tb(op: LocalOp, transfers: tuple[Transfer, ...], assignment: Assignment) -> int:
+    """The threadblock that runs local op ``op``: the one at its host transfer's end on ``op.gpu``."""
     transfer_index, side = op.host
     transfer = transfers[transfer_index]
     gpu = transfer.src if side == "send" else transfer.dst

@@ -25,7 +25,7 @@ from collc.lowering.assign import (
     wanted_lanes,
     with_feeder_lanes,
 )
-from collc.lowering.emit import emit
+from collc.lowering.emit import emit, host_tb
 from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
 from collc.lowering.plan import MAX_CNT, Plan, build_plan
 from collc.lowering.sequence import hazards, schedule_keys
@@ -261,8 +261,7 @@ def _least_steps(plan: Plan, assignment: Assignment) -> list[list[int]]:
         counts[transfer.src][assignment.tb_of[(transfer.src, lane, "send")]] += 1
         counts[transfer.dst][assignment.tb_of[(transfer.dst, lane, "recv")]] += 1
     for op in plan.local_ops:
-        transfer_index, side = op.host
-        counts[op.gpu][assignment.tb_of[(op.gpu, assignment.lane_of[transfer_index], side)]] += 1
+        counts[op.gpu][host_tb(op, plan.transfers, assignment)] += 1
     return counts
 
 
