@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from collc.lowering import CompileOptions, compile_schedule
+from collc.compile import CompileOptions, compile_schedule
 from collc.topology import load
 
 CASES = [  # (preset, boxes, collective, runtime or None, target seconds or None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from collc.lowering import CompileOptions, compile_schedule
+from collc.compile import CompileOptions, compile_schedule
 from collc.predict.model import TopologyModel
 from collc.predict.params import COLLECTIVES, PROTOCOLS
 from collc.sizes import parse_sizes

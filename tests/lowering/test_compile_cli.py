@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from collc.cli import main
-from collc.lowering import CompileOptions, compile_schedule
-from collc.lowering.compile import serving
+from collc.compile import CompileOptions, compile_schedule
+from collc.compile.driver import serving
 from collc.msccl.reader import read_xml
 from collc.topology import load
 from collc.verify import verify_text
@@ -177,7 +177,7 @@ def test_report_says_why_no_power_of_two_count_can_be_served():
 
 
 def test_merge_factor_charges_half_of_each_merged_threadblock():
-    from collc.lowering.compile import merge_factor
+    from collc.compile.driver import merge_factor
 
     topology = load("mi250", {"boxes": "2"})
     result = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="rccl", k=1))

@@ -9,8 +9,8 @@ from functools import cache
 
 import pytest
 
-from collc.lowering import CompileOptions, compile_schedule
-from collc.lowering.compile import serving
+from collc.compile import CompileOptions, compile_schedule
+from collc.compile.driver import serving
 from collc.topology import load
 
 PRESETS = [

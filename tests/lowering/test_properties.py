@@ -8,14 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collc.lowering import (
-    CompileOptions,
-    DoesNotFit,
-    LoweringOptions,
-    compile_schedule,
-    lower,
-    runtime_limits,
-)
+from collc.compile import CompileOptions, compile_schedule
+from collc.lowering import DoesNotFit, LoweringOptions, lower, runtime_limits
 from collc.solver.forest import Forest, Tree, TreeEdge
 from collc.topology import load
 

@@ -98,7 +98,7 @@ def test_a_program_for_the_wrong_range_is_a_bug() -> None:
 
 
 def test_auto_range_options_set_min_bytes_and_refuse_conflicts(monkeypatch: pytest.MonkeyPatch) -> None:
-    from collc.lowering.compile import CompileOptions
+    from collc.compile.driver import CompileOptions
     from collc.predict import bundle
 
     topology = model("dgx-a100", 1).topology
@@ -114,7 +114,7 @@ def test_auto_range_options_set_min_bytes_and_refuse_conflicts(monkeypatch: pyte
 
 
 def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
-    from collc.lowering.compile import CompileOptions
+    from collc.compile.driver import CompileOptions
     from collc.msccl.reader import read_xml
     from collc.verify import verify
 

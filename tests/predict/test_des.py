@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from collc.compile import CompileOptions, compile_schedule
 from collc.errors import InputError
-from collc.lowering import CompileOptions, compile_schedule
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
 from collc.msccl.reader import read_xml
 from collc.predict import des

@@ -1,6 +1,6 @@
 """``collc compile TOPO -o FILE``: a verified MSCCL XML schedule for a topology (issue 5).
 
-The command is a thin layer over :func:`collc.lowering.compile_schedule`: parse options, compile,
+The command is a thin layer over :func:`collc.compile.compile_schedule`: parse options, compile,
 write the file atomically (only a verified program is ever written), print the report.
 """
 
@@ -12,9 +12,9 @@ import click
 
 from collc.cli import main
 from collc.cli.common import topology_argument
+from collc.compile.driver import CompileOptions, compile_schedule, report_lines
 from collc.errors import InputError
 from collc.fileio import atomic_write
-from collc.lowering.compile import CompileOptions, compile_schedule, report_lines
 from collc.lowering.limits import RUNTIMES
 from collc.lowering.plan import COLLECTIVES
 from collc.msccl.program import PROTOCOLS

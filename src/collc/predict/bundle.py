@@ -319,7 +319,7 @@ def compile_bundle(
     """
     from dataclasses import replace as with_changes
 
-    from collc.lowering.compile import compile_schedule
+    from collc.compile.driver import compile_schedule
     from collc.msccl.writer import to_xml
 
     model = TopologyModel(topology)

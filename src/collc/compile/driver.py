@@ -1,4 +1,4 @@
-"""``compile_schedule``: topology -> solved forest -> fitted, verified MSCCL program (issue 5).
+"""``compile_schedule``: topology -> solved forest -> fitted, verified MSCCL program.
 
 Choosing k (docs/lowering.md §7). The runtime uses a file only for calls whose element count times the
 collective's size multiplier is divisible by ``nchunksperloop`` (msccl-xml.md §1.1), so divisibility is
