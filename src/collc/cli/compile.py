@@ -110,12 +110,12 @@ def compile_command(
         align=align,
     )
     if bundle_dir is not None:
-        from collc.predict.bundle import compile_bundle
+        from collc.compile.bundle import compile_bundle
 
         click.echo("\n".join(compile_bundle(topology, options, bundle_dir)))
         return
     if auto_range:
-        from collc.predict.bundle import auto_range_options
+        from collc.compile.bundle import auto_range_options
 
         options = auto_range_options(topology, options)
     result = compile_schedule(topology, options)

@@ -1,4 +1,4 @@
-"""Size ranges and deployable bundles (issue 6 item 5; msccl-xml.md §1.1-§1.3).
+"""Size ranges and deployable bundles.
 
 **Ranges.** NCCL/RCCL pick their own algorithm and protocol per call, so collc should only take the sizes
 where it is predicted faster than the best of NCCL's ring and tree over all protocols. For one file the

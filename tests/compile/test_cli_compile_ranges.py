@@ -7,7 +7,7 @@ from collc.cli import main
 
 
 def test_compile_auto_range_sets_min_bytes_at_the_crossover(tmp_path: Path, monkeypatch) -> None:
-    from collc.predict import bundle
+    from collc.compile import bundle
 
     monkeypatch.setattr(bundle, "auto_min_bytes", lambda *_: 262_144)
     target = tmp_path / "ar.xml"

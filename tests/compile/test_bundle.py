@@ -5,9 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from collc.errors import InfeasibleError, InputError, InvariantError
-from collc.msccl.writer import to_xml
-from collc.predict.bundle import (
+from collc.compile.bundle import (
     SizeRange,
     auto_min_bytes,
     auto_range_options,
@@ -18,10 +16,11 @@ from collc.predict.bundle import (
     plan_ranges,
     write_bundle,
 )
+from collc.errors import InfeasibleError, InputError, InvariantError
+from collc.msccl.writer import to_xml
 from collc.predict.params import PROTOCOLS
-
-from .models import model
-from .test_des import star_allgather
+from predict.models import model
+from predict.test_des import star_allgather
 
 SIMPLE = PROTOCOLS["Simple"]
 
@@ -98,8 +97,8 @@ def test_a_program_for_the_wrong_range_is_a_bug() -> None:
 
 
 def test_auto_range_options_set_min_bytes_and_refuse_conflicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from collc.compile import bundle
     from collc.compile.driver import CompileOptions
-    from collc.predict import bundle
 
     topology = model("dgx-a100", 1).topology
     monkeypatch.setattr(bundle, "auto_min_bytes", lambda *_: 300_000)
