@@ -1,0 +1,233 @@
+"""Boxes and roles inferred from the graph, for topologies whose file does not name them.
+
+Several stages use the structure a fabric was built from: the solver takes candidate symmetries from
+``Node.box`` and ``Node.role`` (and verifies every candidate arc by arc), switch removal offers a
+network switch's partners one box at a time and keeps pairs of one box off the network, the lowering
+keeps the network planes (switches outside every box) apart, and the baselines build NCCL's rings and
+trees box by box. A hand-written or imported file in the flat form usually carries no ``box`` or
+``role``; without them the same fabric compiled to a schedule half as fast. So when a file names no
+box and no role at all, :func:`infer_structure` derives them from the graph. A file that names any is
+left exactly as written: annotations are never overridden or completed.
+
+**Boxes.** A box is what stays connected when the network tier is cut. The first of these cuts that
+splits the GPUs into at least two groups decides:
+
+1. links of a network class (``ib``, ``roce``, ``ethernet``), when the file gives classes;
+2. every link of a NIC (a NIC is a host's door to the network), when the fabric has NICs;
+3. the slowest bandwidth tier of links to switches: all links with one end not a GPU and a bandwidth
+   at most ``b``, for each bandwidth ``b`` in increasing order. A tier is accepted only if every
+   group keeps an internal link and all groups look alike (same node kinds, same internal and
+   external bandwidths), so a single switched box is not cut into lone GPUs and a PCIe tier inside
+   a box is not taken for the network.
+
+If no cut splits the GPUs (one box, a switchless mesh), every node is in box 0. Otherwise the groups
+holding GPUs are the boxes; a node left out joins a box when it can only belong there: a NIC whose
+box-side neighbours all lie in one box, or a group of other nodes whose neighbours all lie in one
+box. Everything else (IB, rail, leaf and spine switches) is outside every box. Boxes are numbered by
+their lowest GPU rank.
+
+**Roles.** Inside each box the GPUs are ``gpu0, gpu1, ...`` in rank order; the other members are named
+``<kind><j>`` in breadth-first layers from the GPUs, ordered by their links to already-named members
+(label, bandwidth each way), then by file order. Boxes that are copies of one another, with ranks
+given box by box in the same local order, get the same role for corresponding nodes. Where that is
+not so the guess is wrong, and the cost is speed only: every symmetry taken from roles is verified
+before use, and the other uses of boxes only order choices that are exact either way.
+
+Deterministic: only file order, ranks and bandwidths decide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from collc.topology.model import Link, Topology
+
+NETWORK_CLASSES = frozenset({"ib", "roce", "ethernet"})
+
+
+class _Graph(NamedTuple):
+    """Undirected view of the topology: per node, its links (other end, link index)."""
+
+    kinds: dict[str, str]
+    order: dict[str, int]  # file order of the nodes
+    incident: dict[str, list[tuple[str, int]]]
+    links: tuple[Link, ...]
+
+
+def _graph(topology: Topology) -> _Graph:
+    incident: dict[str, list[tuple[str, int]]] = {node.name: [] for node in topology.nodes}
+    for index, link in enumerate(topology.links):
+        incident[link.src].append((link.dst, index))
+        incident[link.dst].append((link.src, index))
+    return _Graph(
+        {node.name: node.kind for node in topology.nodes},
+        {node.name: position for position, node in enumerate(topology.nodes)},
+        incident,
+        topology.links,
+    )
+
+
+def _components(graph: _Graph, cut: frozenset[int]) -> list[list[str]]:
+    """Connected components (in file order of their first node) when the links in ``cut`` are removed."""
+    seen: set[str] = set()
+    components = []
+    for start in sorted(graph.kinds, key=graph.order.__getitem__):
+        if start in seen:
+            continue
+        seen.add(start)
+        component, frontier = [start], [start]
+        while frontier:
+            for other, index in graph.incident[frontier.pop()]:
+                if index not in cut and other not in seen:
+                    seen.add(other)
+                    component.append(other)
+                    frontier.append(other)
+        components.append(sorted(component, key=graph.order.__getitem__))
+    return components
+
+
+def _boxes_after_cut(graph: _Graph, cut: frozenset[int]) -> list[set[str]] | None:
+    """The boxes left by cutting ``cut`` (module docstring), or None when the GPUs stay in one group."""
+    components = _components(graph, cut)
+    boxes = [set(c) for c in components if any(graph.kinds[v] == "gpu" for v in c)]
+    if len(boxes) < 2:
+        return None
+    leftover = [c for c in components if all(graph.kinds[v] != "gpu" for v in c)]
+    box_of = {v: index for index, box in enumerate(boxes) for v in box}
+    while leftover:
+        joins = {v: box for group in leftover for v, box in _joining(graph, group, box_of).items()}
+        if not joins:
+            break
+        for v, box in joins.items():
+            box_of[v] = box
+            boxes[box].add(v)
+        leftover = [rest for group in leftover if (rest := [v for v in group if v not in joins])]
+    return boxes
+
+
+def _joining(graph: _Graph, group: list[str], box_of: dict[str, int]) -> dict[str, int]:
+    """The nodes of a box-less ``group`` that join a box now, with that box.
+
+    The whole group joins when every neighbour outside it lies in one box (a switch hanging off one
+    box only); otherwise each NIC joins when its neighbours in boxes lie in one box (the other side
+    of a NIC is the network).
+    """
+    members = set(group)
+    outside = {box_of.get(other) for v in group for other, _ in graph.incident[v] if other not in members}
+    if len(outside) == 1 and None not in outside:
+        return dict.fromkeys(group, outside.pop())  # type: ignore[arg-type]
+    joins = {}
+    for v in group:
+        if graph.kinds[v] == "nic":
+            sides = {box_of[other] for other, _ in graph.incident[v] if other in box_of}
+            if len(sides) == 1:
+                joins[v] = sides.pop()
+    return joins
+
+
+def _signature(graph: _Graph, box: set[str]) -> tuple:
+    """What two copies of one box share: node kinds, internal and external link bandwidths."""
+    internal, external = [], []
+    seen: set[int] = set()
+    for v in box:
+        for other, index in graph.incident[v]:
+            if index in seen:
+                continue
+            seen.add(index)
+            link = graph.links[index]
+            (internal if other in box else external).append((link.bandwidth, link.directed))
+    return (
+        tuple(sorted(Counter(graph.kinds[v] for v in box).items())),
+        tuple(sorted(internal)),
+        tuple(sorted(external)),
+    )
+
+
+def _tier_boxes(graph: _Graph) -> list[set[str]] | None:
+    """Boxes from the slowest bandwidth tier of links to switches and NICs (module docstring, cut 3)."""
+    to_switches = [
+        i for i, link in enumerate(graph.links) if not graph.kinds[link.src] == graph.kinds[link.dst] == "gpu"
+    ]
+    for tier in sorted({graph.links[i].bandwidth for i in to_switches}):
+        cut = frozenset(i for i in to_switches if graph.links[i].bandwidth <= tier)
+        boxes = _boxes_after_cut(graph, cut)
+        if boxes is None:
+            continue
+        signatures = {_signature(graph, box) for box in boxes}
+        if len(signatures) == 1 and next(iter(signatures))[1]:
+            return boxes
+    return None
+
+
+def _find_boxes(graph: _Graph) -> list[set[str]] | None:
+    """The boxes (module docstring), or None for a single box."""
+    network = frozenset(i for i, link in enumerate(graph.links) if link.link_class in NETWORK_CLASSES)
+    if network:
+        return _boxes_after_cut(graph, network)
+    nics = frozenset(
+        i for i, link in enumerate(graph.links) if "nic" in (graph.kinds[link.src], graph.kinds[link.dst])
+    )
+    if nics:
+        boxes = _boxes_after_cut(graph, nics)
+        if boxes is not None:
+            return boxes
+    return _tier_boxes(graph)
+
+
+def _roles(graph: _Graph, box: Iterable[str], gpus_in_rank_order: Sequence[str]) -> dict[str, str]:
+    """Role names inside one box (module docstring)."""
+    members = set(box)
+    role = {gpu: f"gpu{index}" for index, gpu in enumerate(gpus_in_rank_order)}
+    counters: Counter[str] = Counter()
+    while True:
+        layer = {v for named in role for v, _ in graph.incident[named] if v in members and v not in role}
+        if not layer:
+            break
+
+        def key(v: str) -> tuple:
+            ties = sorted(
+                (role[other], _direction(graph.links[index], v), graph.links[index].bandwidth)
+                for other, index in graph.incident[v]
+                if other in role
+            )
+            return graph.kinds[v], ties, graph.order[v]
+
+        for v in sorted(layer, key=key):
+            role[v] = f"{graph.kinds[v]}{counters[graph.kinds[v]]}"
+            counters[graph.kinds[v]] += 1
+    for v in sorted(members - set(role), key=graph.order.__getitem__):  # unreachable from the GPUs
+        role[v] = f"{graph.kinds[v]}{counters[graph.kinds[v]]}"
+        counters[graph.kinds[v]] += 1
+    return role
+
+
+def _direction(link: Link, node: str) -> int:
+    """0 for a full-duplex link, 1 for a one-way link into ``node``, 2 for one out of it."""
+    if not link.directed:
+        return 0
+    return 1 if link.dst == node else 2
+
+
+def infer_structure(topology: Topology) -> Topology:
+    """``topology`` with ``box`` and ``role`` inferred on its nodes (module docstring), or unchanged
+    when any node already carries either."""
+    if any(node.box is not None or node.role is not None for node in topology.nodes):
+        return topology
+    graph = _graph(topology)
+    boxes = _find_boxes(graph) or [set(graph.kinds)]
+    rank = {name: r for r, name in enumerate(topology.ranks)}
+    boxes.sort(key=lambda box: min(rank[v] for v in box if v in rank))
+    box_of: dict[str, int] = {}
+    role_of: dict[str, str] = {}
+    for index, box in enumerate(boxes):
+        gpus = sorted((v for v in box if v in rank), key=rank.__getitem__)
+        role_of.update(_roles(graph, box, gpus))
+        box_of.update(dict.fromkeys(box, index))
+    nodes = tuple(
+        dataclasses.replace(node, box=box_of.get(node.name), role=role_of.get(node.name))
+        for node in topology.nodes
+    )
+    return dataclasses.replace(topology, nodes=nodes)
