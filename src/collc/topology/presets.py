@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from collc.errors import InputError
+from collc.topology.infer import infer_structure
 from collc.topology.loader import (
     Parameter,
     TopologyWarning,
@@ -82,10 +83,11 @@ def load(
 
     ``params`` sets declared parameters (``{"boxes": "2"}``, as from ``--set boxes=2``). Bad input
     raises a located :class:`collc.errors.InputError`; warnings go to ``on_warning`` (by default
-    Python's :mod:`warnings`).
+    Python's :mod:`warnings`). A file that names no ``box`` or ``role`` gets them inferred from its
+    graph (:mod:`collc.topology.infer`), so every command sees the same structure.
     """
     path, shown_as = resolve_source(source)
-    return read_topology_file(path, params, shown_as, on_warning)
+    return infer_structure(read_topology_file(path, params, shown_as, on_warning))
 
 
 def declared_parameters(source: str | os.PathLike[str]) -> dict[str, Parameter]:
