@@ -27,7 +27,7 @@ from collc.lowering.assign import (
 )
 from collc.lowering.emit import emit, host_tb
 from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
-from collc.lowering.plan import MAX_CNT, Plan, build_plan
+from collc.lowering.plan import MAX_CNT, Plan, build_plan, chunks_per_root
 from collc.lowering.sequence import hazards, schedule_keys
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.solver.forest import Forest
@@ -62,14 +62,20 @@ class Lowered:
     feeder_lanes: bool = False  # whether NIC-feeding groups got a lane per transfer (docs/lowering.md §5)
 
 
-def coll_algbw(forest: Forest, coll: str) -> Fraction:
+def coll_algbw(forest: Forest, coll: str, reduce_forest: Forest | None = None) -> Fraction:
     """The algbw (GB/s, nccl-tests units) the forest's schedule reaches for ``coll``.
 
-    Allgather and reduce-scatter: ``N·k/U``; allreduce runs reduce-scatter then allgather over the
-    same trees, ``T_AR = T_RS + T_AG``, hence half of it.
+    Allgather and reduce-scatter: ``N·k/U``. Allreduce runs reduce-scatter (over ``reduce_forest``,
+    else over ``forest``'s trees reversed) then allgather over ``forest``: ``T_AR = T_RS + T_AG``,
+    so ``1/(1/RS + 1/AG)``, half the forest's algbw with one forest. With one forest on a fabric
+    whose two directions differ this is what the trees would reach if their reversed arcs were as
+    fast as their own; pass the reduce forest there.
     """
     algbw = forest.allgather_algbw
-    return algbw / 2 if coll == "allreduce" else algbw
+    if coll != "allreduce":
+        return algbw
+    reduce_algbw = algbw if reduce_forest is None else reduce_forest.allgather_algbw
+    return 1 / (1 / algbw + 1 / reduce_algbw)
 
 
 def lower(
@@ -78,10 +84,14 @@ def lower(
     limits: RuntimeLimits,
     *,
     planes: dict[str, int] | None = None,
+    reduce_forest: Forest | None = None,
     allow_shared_stages: bool = True,
 ) -> Lowered:
     """Lower ``forest`` to an :class:`Algorithm` for ``options.coll`` that fits ``limits``.
 
+    ``reduce_forest`` (allreduce only): the forest of ``solve(..., reverse=True)``, whose trees carry
+    the reduce-scatter half while ``forest`` carries the allgather half (docs/lowering.md §3); None
+    runs both halves on ``forest``, which is optimal only where the fabric is symmetric.
     Tried in order until one fits: one-chunk pieces with one lane per tree depth (stage), whole-tree
     pieces (fewer steps, each hop waits for all of a piece), and, if ``allow_shared_stages``, the same
     two with threadblocks that carry several depths (fewer threadblocks, worse pipelining, see
@@ -95,7 +105,10 @@ def lower(
         raise InvariantError(f"a forest solved on the reversed fabric cannot carry {options.coll}")
     planes = planes or {}
     num_planes = len(set(planes.values()))
-    piece_sizes = (1, MAX_CNT) if max(tree.multiplicity for tree in forest.trees) > 1 else (1,)
+    forests = (forest,) if reduce_forest is None else (forest, reduce_forest)
+    per_loop = chunks_per_root(forest, reduce_forest)
+    most_chunks = max(tree.multiplicity * per_loop // f.k for f in forests for tree in f.trees)
+    piece_sizes = (1, MAX_CNT) if most_chunks > 1 else (1,)
     chunk_rate: Fraction | None = None
     plans: dict[int, tuple[Plan, list[set[int]], dict[int, list[int]]]] = {}  # built on first use
     failures: list[DoesNotFit] = []
@@ -105,6 +118,7 @@ def lower(
                 plan = build_plan(
                     forest,
                     options.coll,
+                    reduce_forest=reduce_forest,
                     instances=options.instances,
                     inplace=options.inplace,
                     outofplace=options.outofplace,
@@ -114,7 +128,7 @@ def lower(
                 predecessors = hazards(plan)
                 plans[size] = (plan, predecessors, feeders_first(plan, predecessors))
             plan, predecessors, after = plans[size]
-            chunk_rate = chunk_rate or coll_algbw(forest, options.coll) / plan.nchunksperloop
+            chunk_rate = chunk_rate or coll_algbw(forest, options.coll, reduce_forest) / plan.nchunksperloop
             try:
                 lowered = _fit(
                     plan,

@@ -18,7 +18,9 @@ increasing key order therefore cannot deadlock (docs/lowering.md §4).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from math import lcm
 from typing import Literal
 
 from collc.errors import InvariantError
@@ -173,6 +175,16 @@ def tree_offsets(forest: Forest) -> list[int]:
     return offsets
 
 
+def chunks_per_root(forest: Forest, reduce_forest: Forest | None = None) -> int:
+    """Chunks of one root's shard per instance: ``k``, or the lcm of both forests' k for allreduce.
+
+    Both forests root trees of multiplicities summing to their k at every GPU, so with ``L`` chunks
+    per root a tree of multiplicity ``C`` in a forest of ``k`` trees per root owns ``C·L/k`` of its
+    root's chunks in either phase, and every chunk is reduced and broadcast at the same root.
+    """
+    return forest.k if reduce_forest is None else lcm(forest.k, reduce_forest.k)
+
+
 class _Builder:
     """Accumulates operations and scratch slots while walking the trees."""
 
@@ -206,6 +218,7 @@ def build_plan(
     forest: Forest,
     coll: str,
     *,
+    reduce_forest: Forest | None = None,
     instances: int = 1,
     inplace: bool = True,
     outofplace: bool = True,
@@ -214,34 +227,36 @@ def build_plan(
 ) -> Plan:
     """Lower ``forest`` to the keyed operations of ``coll`` (allgather, reducescatter or allreduce).
 
-    A program marked both in-place and out-of-place must be right under both aliasings
-    (msccl-xml.md §2.3): the root's copy of its own input into the output is then kept (it is a
-    harmless self-copy in place); a program for in-place calls only leaves it out.
+    Allreduce reduces over ``reduce_forest`` when given — a forest solved on the reversed fabric
+    (``solve(reverse=True)``), whose trees read backwards are aggregation trees on the fast arcs of
+    reduce-scatter — and broadcasts over ``forest``; without it both halves use ``forest``, the
+    aggregation running on its reversed arcs (right where the fabric is symmetric). A program marked
+    both in-place and out-of-place must be right under both aliasings (msccl-xml.md §2.3): the root's
+    copy of its own input into the output is then kept (it is a harmless self-copy in place); a
+    program for in-place calls only leaves it out.
     """
     if coll not in COLLECTIVES:
         raise InvariantError(f"cannot lower collective {coll!r}")
     if not 1 <= max_piece <= MAX_CNT:
         raise InvariantError(f"pieces of {max_piece} chunks: the runtime allows 1 to {MAX_CNT}")
-    num_gpus, k = forest.num_gpus, forest.k
-    per_root = k * instances
+    if reduce_forest is not None:
+        _check_reduce_forest(forest, reduce_forest, coll)
+    num_gpus = forest.num_gpus
+    per_loop = chunks_per_root(forest, reduce_forest)
+    per_root = per_loop * instances
     nchunks = num_gpus * per_root
-    offsets = tree_offsets(forest)
     planes = planes or {}
     copy_own_input = outofplace
     builder = _Builder(num_gpus)
-    for tree_index, tree in enumerate(forest.trees):
-        shape = tree_shape(tree, num_gpus)
-        plane_of = {(e.src, e.dst): path_plane(e.path, planes) for e in tree.edges}
-        for instance in range(instances):
-            for piece, (start, cnt) in enumerate(split_pieces(tree.multiplicity, max_piece)):
-                local = instance * k + offsets[tree_index] + start
-                unit = _Unit(tree_index, instance, piece, tree.root, local, tree.root * per_root + local, cnt)
-                if coll == "allgather":
-                    _allgather(builder, unit, shape, plane_of, copy_own_input)
-                else:
-                    root_target = _reduce(builder, unit, shape, plane_of, coll, copy_own_input)
-                    if coll == "allreduce":
-                        _broadcast(builder, unit, shape, plane_of, root_target)
+    if coll == "allgather":
+        for walk in _walks(forest, per_loop, instances, max_piece, planes):
+            _allgather(builder, walk.unit, walk.shape, walk.plane_of, copy_own_input)
+    else:
+        for walk in _walks(reduce_forest or forest, per_loop, instances, max_piece, planes):
+            _reduce(builder, walk.unit, walk.shape, walk.plane_of, coll, copy_own_input)
+    if coll == "allreduce":
+        for walk in _walks(forest, per_loop, instances, max_piece, planes):
+            _broadcast(builder, walk.unit, walk.shape, walk.plane_of)
     i_chunks = per_root if coll == "allgather" else nchunks
     o_chunks = per_root if coll == "reducescatter" else nchunks
     return Plan(
@@ -254,6 +269,18 @@ def build_plan(
         o_chunks,
         tuple(builder.scratch),
     )
+
+
+def _check_reduce_forest(forest: Forest, reduce_forest: Forest, coll: str) -> None:
+    """A separate reduce forest is allreduce's, solved on the reversed fabric, over the same GPUs."""
+    if coll != "allreduce":
+        raise InvariantError(f"a separate reduce forest is for allreduce, not {coll}")
+    if not reduce_forest.reversed:
+        raise InvariantError("the reduce forest must be solved on the reversed fabric (solve(reverse=True))")
+    if reduce_forest.num_gpus != forest.num_gpus:
+        raise InvariantError(
+            f"the reduce forest spans {reduce_forest.num_gpus} GPUs, the broadcast forest {forest.num_gpus}"
+        )
 
 
 @dataclass(frozen=True)
@@ -270,6 +297,36 @@ class _Unit:
 
     def key(self, phase: int, level: int, role: int = 0) -> Key:
         return (phase, level, self.tree, self.instance, self.piece, role)
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """One unit with the shape and per-edge planes of its tree."""
+
+    unit: _Unit
+    shape: _Shape
+    plane_of: dict[tuple[int, int], int | None]
+
+
+def _walks(
+    forest: Forest, per_loop: int, instances: int, max_piece: int, planes: dict[str, int]
+) -> Iterator[_Walk]:
+    """Every piece of every instance of every tree, in forest order (docs/lowering.md §2 layout).
+
+    ``per_loop`` is the root's chunks per instance (:func:`chunks_per_root`), a multiple of ``k``:
+    a tree of multiplicity ``C`` owns ``C·per_loop/k`` consecutive chunks.
+    """
+    scale = per_loop // forest.k
+    offsets = tree_offsets(forest)
+    per_root = per_loop * instances
+    for tree_index, tree in enumerate(forest.trees):
+        shape = tree_shape(tree, forest.num_gpus)
+        plane_of = {(e.src, e.dst): path_plane(e.path, planes) for e in tree.edges}
+        for instance in range(instances):
+            for piece, (start, cnt) in enumerate(split_pieces(tree.multiplicity * scale, max_piece)):
+                local = instance * per_loop + offsets[tree_index] * scale + start
+                chunk = tree.root * per_root + local
+                yield _Walk(_Unit(tree_index, instance, piece, tree.root, local, chunk, cnt), shape, plane_of)
 
 
 def _allgather(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, copy_own_input: bool) -> None:
@@ -301,8 +358,8 @@ def _allgather(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, copy_own
         )
 
 
-def _reduce(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, coll: str, copy_own_input: bool) -> Span:
-    """Aggregate towards the root along reversed tree edges; return where the root's result lands.
+def _reduce(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, coll: str, copy_own_input: bool) -> None:
+    """Aggregate towards the root along reversed tree edges into the root's ``o``.
 
     Each GPU receives every child's partial sum into its own scratch slot, folds its input and the
     other children's slots into the first child's slot with ``re`` and sends that slot up; a leaf
@@ -330,7 +387,6 @@ def _reduce(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, coll: str, 
         builder.local(unit.key(UP, -1, 0), unit.root, "cpy", own, result, (first_recv, "recv"))
     folded = [received[kid][0] for kid in kids]
     _fold(builder, unit, unit.root, 0, result, folded, (first_recv, "recv"))
-    return result
 
 
 def _fold(builder: _Builder, unit: _Unit, gpu: int, depth: int, accumulator: Span, sources, host) -> None:
@@ -351,8 +407,13 @@ def _fold(builder: _Builder, unit: _Unit, gpu: int, depth: int, accumulator: Spa
         builder.local(unit.key(UP, level, role), gpu, "re", source, accumulator, host)
 
 
-def _broadcast(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, result: Span) -> None:
-    """Allreduce's second half: forward the root's result down the same tree, in ``o``."""
+def _broadcast(builder: _Builder, unit: _Unit, shape: _Shape, plane_of) -> None:
+    """Allreduce's second half: forward the root's reduced result in ``o`` down the tree, in ``o``.
+
+    The root's folds (:func:`_reduce`) leave the reduced chunks in ``o`` at their global offset;
+    every GPU receives them into the same place and forwards from there.
+    """
+    result = Span("o", unit.chunk, unit.cnt)
     for node in _bfs(unit.root, shape):
         for child in shape.children[node]:
             key = unit.key(DOWN, 2 * shape.depth[child])
