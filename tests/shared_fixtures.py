@@ -1,19 +1,13 @@
-"""Where the shared MSCCL XML fixtures live: ``<checkout>/../shared/fixtures/msccl``.
+"""Where the MSCCL XML fixtures live: ``tests/verify/fixtures/{valid,invalid}`` in this repository.
 
-The fixtures are not part of this repository; CI lays out ``shared/`` beside the clone, as the
-development machines do. Without them the verifier's and writer's tests cannot run, so importing this
-module fails at collection with a message that says where they were looked for.
+They are written by ``tests/verify/fixture_source.py`` (which says what each one is and which rule each
+invalid one breaks); tests of any area import the paths from here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "msccl"
-if not (FIXTURES / "valid").is_dir() or not (FIXTURES / "invalid").is_dir():
-    raise RuntimeError(
-        f"MSCCL XML fixtures not found at {FIXTURES}: the tests read ../shared beside the checkout "
-        "(as CI lays it out); clone collc next to the shared/ folder"
-    )
+FIXTURES = Path(__file__).resolve().parent / "verify" / "fixtures"
 VALID = sorted((FIXTURES / "valid").glob("*.xml"))
 INVALID = sorted((FIXTURES / "invalid").glob("*.xml"))

@@ -1,4 +1,4 @@
-"""Helpers for comparing the writer's output with the shared MSCCL XML fixtures."""
+"""Helpers for comparing the writer's output with the MSCCL XML fixtures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Correct programs to plant defects into: the shared fixtures as IR, and tiny hand-built ones."""
+"""Correct programs to plant defects into: the fixtures as IR, and tiny hand-built ones."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 from collc.msccl.program import STEP_TYPES, Algorithm, GpuProgram, Step, Threadblock
 from collc.msccl.reader import read_xml
 from shared_fixtures import FIXTURES, INVALID, VALID  # noqa: F401 (re-exported for the tests here)
+
+from .fixture_source import ring_allgather  # noqa: F401 (re-exported for the tests here)
 
 
 def fixture(name: str) -> Algorithm:
@@ -38,22 +40,6 @@ def step(algo: Algorithm, rank: int, tb: int, index: int) -> Step:
 def threadblock(algo: Algorithm, rank: int, tb: int) -> Threadblock:
     gpu = next(g for g in algo.gpus if g.id == rank)
     return next(t for t in gpu.tbs if t.id == tb)
-
-
-def ring_allgather(ngpus: int, proto: str = "Simple") -> Algorithm:
-    """The ring allgather of the fixture ``ring_allgather_4`` for any number of ranks."""
-    gpus = []
-    for rank in range(ngpus):
-        steps = [Step(0, "cpy", "i", 0, "o", rank, 1), Step(1, "s", "i", 0, "o", rank, 1)]
-        for hop in range(1, ngpus):
-            block = (rank - hop) % ngpus
-            steps.append(Step(len(steps), "r", "o", block, "o", block, 1))
-            if hop < ngpus - 1:
-                steps.append(Step(len(steps), "s", "o", block, "o", block, 1))
-        gpus.append(
-            GpuProgram(rank, 1, ngpus, 0, [Threadblock(0, (rank + 1) % ngpus, (rank - 1) % ngpus, 0, steps)])
-        )
-    return Algorithm(f"ring_allgather_{ngpus}", proto, 1, ngpus, ngpus, "allgather", 0, 1, 0, 0, gpus)
 
 
 FIXTURE_NAMES = ("ring_allgather_4", "ring_allreduce_4x2", "tree_allreduce_3")

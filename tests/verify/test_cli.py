@@ -32,7 +32,7 @@ def test_valid_files_exit_zero() -> None:
 def test_invalid_file_exits_one_with_location_rule_and_fix() -> None:
     result = run(path_of("ring_allgather_4.xml"), path_of("chan_ge_nchannels.xml"))
     assert result.exit_code == 1
-    assert f"{path_of('chan_ge_nchannels.xml')}:3: error: rank 0 tb 0: chan=1" in result.output
+    assert f"{path_of('chan_ge_nchannels.xml')}:4: error: rank 0 tb 0: chan=1" in result.output
     assert "[chan-ge-nchannels]" in result.output and "fix: use chan < nchannels" in result.output
 
 
@@ -67,7 +67,7 @@ def test_json_output_for_ci() -> None:
     first, second = document["files"]
     assert first["ok"] is False and second["ok"] is True
     mismatch = next(p for p in first["problems"] if p["rule"] == "cnt-mismatch")
-    assert mismatch["location"]["line"] == 21 and mismatch["severity"] == "error" and mismatch["hint"]
+    assert mismatch["location"]["line"] == 5 and mismatch["severity"] == "error" and mismatch["hint"]
 
 
 def test_explain_selected_and_not_selected() -> None:

@@ -1,4 +1,5 @@
-"""Every shared valid fixture passes; every invalid one fails naming the rule it breaks."""
+"""Every valid fixture passes; every invalid one fails naming the rule it breaks; the files are what
+fixture_source.py writes."""
 
 from __future__ import annotations
 
@@ -6,21 +7,18 @@ import pytest
 
 from collc.verify import verify_text
 
+from .fixture_source import expected_files, invalid_texts
 from .programs import FIXTURES, INVALID, VALID
 
-#: the rule each invalid fixture breaks (fixtures/msccl/README.md)
-BROKEN_RULE = {
-    "chan_ge_nchannels.xml": "chan-ge-nchannels",
-    "cnt_mismatch.xml": "cnt-mismatch",
-    "dep_on_unflagged.xml": "dep-on-unpublished",
-    "missing_wait_race.xml": "race",
-    "multiline_attrs.xml": "xml-multiline-tag",
-    "nop_no_dep.xml": "nop-without-dep",
-    "oop_writes_input.xml": "writes-input",
-    "same_conn_twice.xml": "duplicate-connection",
-    "tabs.xml": "xml-tab",
-    "xml_decl.xml": "xml-declaration",
-}
+#: the rule each invalid fixture breaks (fixture_source.py says how)
+BROKEN_RULE = {f"{name}.xml": rule for name, (rule, _) in invalid_texts().items()}
+
+
+def test_fixture_files_match_their_source() -> None:
+    expected = expected_files()
+    assert sorted(expected) == sorted([*VALID, *INVALID])
+    stale = [path.name for path, text in expected.items() if path.read_text() != text]
+    assert not stale, f"run python tests/verify/fixture_source.py to rewrite {stale}"
 
 
 def test_every_invalid_fixture_has_an_expected_rule() -> None:

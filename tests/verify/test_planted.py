@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
-from collc.msccl.writer import to_xml
 from collc.topology.model import Metadata, Node, Topology
 from collc.verify import verify
 from collc.verify.fold import fold_threadblock
@@ -265,10 +264,7 @@ def test_flag_nobody_waits_for_is_a_warning() -> None:
     assert report.problems[0].location.line == step(algo, 2, 0, 3).line
 
 
-def test_generated_ring_matches_the_fixture_and_scales() -> None:
-    generated, shared = ring_allgather(4), fixture("ring_allgather_4")
-    generated.name = shared.name
-    assert to_xml(generated) == to_xml(shared)
+def test_generated_ring_scales() -> None:
     assert verify(ring_allgather(16)).problems == []
 
 
