@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from hypothesis import strategies as st
+
 from collc.solver.forest import Forest, Tree, TreeEdge
 from collc.topology.model import Link, Metadata, Node, Topology
 
@@ -53,3 +55,33 @@ def forest(n: int, shapes: list[tuple], U: Fraction = Fraction(1)) -> Forest:
     trees = tuple(shape(root, n, mult) for root in range(n) for shape, mult in shapes)
     k = sum(mult for _, mult in shapes)
     return Forest(n, k, U, trees)
+
+
+@st.composite
+def random_forests(draw, num_gpus: int | None = None, max_multiplicity: int = 80) -> Forest:
+    """2..6 GPUs (or ``num_gpus``), 1..3 trees per root of random shape (random parent among earlier
+    BFS nodes) and multiplicity up to ``max_multiplicity`` (the last tree of a root may get more)."""
+    n = num_gpus or draw(st.integers(2, 6))
+    trees = []
+    k = None
+    for root in range(n):
+        multiplicities = draw(st.lists(st.integers(1, max_multiplicity), min_size=1, max_size=3))
+        if k is None:
+            k = sum(multiplicities)
+        else:  # every root needs the same k: rescale the last tree
+            multiplicities[-1] += k - sum(multiplicities)
+            if multiplicities[-1] < 1:
+                multiplicities = [k]
+        for multiplicity in multiplicities:
+            order = [root, *draw(st.permutations([g for g in range(n) if g != root]))]
+            parents = [draw(st.integers(0, i - 1)) for i in range(1, n)]
+            children: dict[int, list[int]] = {}
+            for position, parent in enumerate(parents, start=1):
+                children.setdefault(order[parent], []).append(order[position])
+            edges, queue = [], [root]
+            for node in queue:
+                for child in children.get(node, []):
+                    edges.append(TreeEdge(node, child, (f"g{node}", f"g{child}")))
+                    queue.append(child)
+            trees.append(Tree(root, multiplicity, tuple(edges)))
+    return Forest(n, k, Fraction(1, draw(st.integers(1, 50))), tuple(trees))

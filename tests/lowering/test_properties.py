@@ -10,40 +10,10 @@ from hypothesis import strategies as st
 
 from collc.compile import CompileOptions, compile_schedule
 from collc.lowering import DoesNotFit, LoweringOptions, lower, runtime_limits
-from collc.solver.forest import Forest, Tree, TreeEdge
 from collc.topology import load
 
 from .checks import assert_valid
-from .forests import flat_topology
-
-
-@st.composite
-def random_forests(draw) -> Forest:
-    """2..6 GPUs, 1..3 trees per root of random shape (random parent among earlier BFS nodes)."""
-    n = draw(st.integers(2, 6))
-    trees = []
-    k = None
-    for root in range(n):
-        multiplicities = draw(st.lists(st.integers(1, 80), min_size=1, max_size=3))
-        if k is None:
-            k = sum(multiplicities)
-        else:  # every root needs the same k: rescale the last tree
-            multiplicities[-1] += k - sum(multiplicities)
-            if multiplicities[-1] < 1:
-                multiplicities = [k]
-        for multiplicity in multiplicities:
-            order = [root, *draw(st.permutations([g for g in range(n) if g != root]))]
-            parents = [draw(st.integers(0, i - 1)) for i in range(1, n)]
-            children: dict[int, list[int]] = {}
-            for position, parent in enumerate(parents, start=1):
-                children.setdefault(order[parent], []).append(order[position])
-            edges, queue = [], [root]
-            for node in queue:
-                for child in children.get(node, []):
-                    edges.append(TreeEdge(node, child, (f"g{node}", f"g{child}")))
-                    queue.append(child)
-            trees.append(Tree(root, multiplicity, tuple(edges)))
-    return Forest(n, k, Fraction(1, draw(st.integers(1, 50))), tuple(trees))
+from .forests import flat_topology, random_forests
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
