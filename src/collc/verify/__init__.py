@@ -7,14 +7,18 @@ says whether the runtime would select the file for a given call. docs/verify.md 
 
 from __future__ import annotations
 
+import dataclasses
+
 from collc.msccl.program import Algorithm
 from collc.msccl.reader import XmlSyntaxError, read_xml_with_notes
+from collc.sizes import format_size
 from collc.topology.model import Topology
+from collc.verify.calls import CallModel, call_model, describe_sizes
 from collc.verify.collective import CHECKED_COLLECTIVES
 from collc.verify.fold import Transmission, fold_threadblock
 from collc.verify.lint import BLOCKS_SIMULATION, lint
 from collc.verify.report import Problem, VerifyReport
-from collc.verify.runtimes import PROFILES, profile
+from collc.verify.runtimes import PROFILES, RuntimeProfile, profile
 from collc.verify.select import Selection, explain
 from collc.verify.simulate import Case, simulate
 
@@ -29,23 +33,94 @@ __all__ = [
     "verify_text",
 ]
 
-#: FIFO depth in primitive calls per protocol (§4.4): Simple advances 4 of 8 slots per call
-FIFO_DEPTH = {"Simple": 2, "LL": 8, "LL128": 8}
-#: chunks per call in the small-message case: MSCCL_MAX_COUNT - 1 (§3.1)
-SMALL_MESSAGE_CHUNKS = 71
+
+def declared_sizes(algo: Algorithm, runtime_profile: RuntimeProfile) -> tuple[int, int | None]:
+    """The nBytes the file may be selected for: (first, last), last None when unbounded. A range
+    that selects nothing (warned about as ``size-range``) is checked at every size."""
+    first = max(algo.min_bytes, 1)
+    last = algo.max_bytes if algo.max_bytes > 0 else None
+    if last is not None and not runtime_profile.max_bytes_inclusive:
+        last -= 1
+    if last is not None and last < first:
+        return 1, None
+    return first, last
 
 
-def simulation_cases(algo: Algorithm) -> list[Case]:
-    """One chunk per call (large messages) with symbolic data and races for every placement the file
-    may be selected for, and whole steps per call (small messages) for completion. Control flow does
-    not depend on data, so one run serves all placements; a race-free program computes the same data
-    whatever the call size, and one chunk per call is the finest interleaving (the weakest
-    happens-before), so races and data are checked there."""
+def _placements(algo: Algorithm) -> tuple[bool, ...]:
     placements = [True] if algo.inplace else []
     if algo.outofplace or not placements:
         placements.append(False)
-    depth = FIFO_DEPTH.get(algo.proto, 2)
-    return [Case(depth, 1, tuple(placements)), Case(depth, SMALL_MESSAGE_CHUNKS)]
+    return tuple(placements)
+
+
+def _label(model: CallModel, chunks: int, first: int, last: int | None) -> str:
+    """The sizes of the declared range ``[first, last]`` whose calls carry ``chunks`` chunks."""
+    low, high = model.sizes(chunks)
+    return describe_sizes(max(low, first), high if last is None else min(last, high or last))
+
+
+def simulation_cases(
+    algo: Algorithm, model: CallModel | None = None, runtime: str = "msccl-executor"
+) -> list[Case]:
+    """The largest calls of the declared range (fewest chunks per call: the finest interleaving, the
+    weakest happens-before) with symbolic data and races for every placement the file may be selected
+    for, and the smallest calls for completion. A race-free program computes the same data whatever
+    the call size. An unbounded range starts at one chunk per call, the worst case."""
+    runtime_profile = profile(runtime)
+    model = model or call_model(runtime_profile, algo.proto, algo.nchunksperloop)
+    first, last = declared_sizes(algo, runtime_profile)
+    largest = 1 if last is None else model.chunks_per_call(last)
+    smallest = model.chunks_per_call(first)
+    if _distinct_calls(algo, smallest) == _distinct_calls(algo, largest):
+        every = largest == 1 and last is None and first == 1
+        return [Case(model.depth, largest, _placements(algo), "" if every else describe_sizes(first, last))]
+    return [
+        Case(model.depth, largest, _placements(algo), _label(model, largest, first, last)),
+        Case(model.depth, smallest, (), _label(model, smallest, first, last)),
+    ]
+
+
+def _distinct_calls(algo: Algorithm, chunks: int) -> int:
+    """Runs with ``chunks`` per call behave the same once no step has more chunks than that."""
+    return min(chunks, max((step.cnt for gpu in algo.gpus for tb in gpu.tbs for step in tb.steps), default=1))
+
+
+class _Deadlocks:
+    """Completion runs (no data) at a given number of chunks per call, each run once."""
+
+    def __init__(self, algo: Algorithm, coll: str, folded, model: CallModel, filename: str | None):
+        self.algo, self.coll, self.folded, self.model, self.filename = algo, coll, folded, model, filename
+        self.runs: dict[int, Problem | None] = {}
+
+    def at(self, chunks: int) -> Problem | None:
+        """The deadlock of calls carrying ``chunks`` chunks, or None when they complete."""
+        key = _distinct_calls(self.algo, chunks)
+        if key not in self.runs:
+            low, high = self.model.sizes(key)
+            sizes = describe_sizes(low if key == chunks else 1, high)
+            case = Case(self.model.depth, key, (), sizes)
+            problems = simulate(self.algo, self.coll, self.folded, case, self.filename)
+            self.runs[key] = next((p for p in problems if p.rule == "deadlock"), None)
+        return self.runs[key]
+
+    def largest_deadlocking(self, low: int, high: int) -> int:
+        """The most chunks per call in ``[low, high)`` that deadlock, given that ``low`` does and
+        ``high`` does not (bisection: more chunks per call only adds room in the FIFOs)."""
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self.at(middle) is not None:
+                low = middle
+            else:
+                high = middle
+        return low
+
+
+def _size_limit(deadlocks: _Deadlocks, chunks: int, below: int) -> tuple[int, Problem]:
+    """The largest safe nBytes and the deadlock just above it, given that calls of ``chunks`` chunks
+    deadlock and calls of ``below`` chunks do not."""
+    worst = deadlocks.largest_deadlocking(chunks, below)
+    limit = deadlocks.model.largest_call(worst + 1)
+    return limit, deadlocks.at(worst)  # type: ignore[return-value]
 
 
 def verify(
@@ -54,8 +129,11 @@ def verify(
     runtime: str = "msccl-executor",
     topology: Topology | None = None,
     filename: str | None = None,
+    buffer_bytes: int | None = None,
 ) -> VerifyReport:
-    """Lint ``algo`` for ``runtime`` and, unless a lint error makes it meaningless, simulate it."""
+    """Lint ``algo`` for ``runtime`` and, unless a lint error makes it meaningless, simulate it over
+    the call sizes the file declares (``buffer_bytes``: the connection buffer of its protocol, default
+    the runtime's)."""
     runtime_profile = profile(runtime)
     report = VerifyReport(filename=filename, runtime=runtime)
     folded: dict[tuple[int, int], list[Transmission]] = {
@@ -69,14 +147,52 @@ def verify(
     coll = runtime_profile.collectives.get(algo.coll, algo.coll)
     if coll not in CHECKED_COLLECTIVES:
         report.notes.append(f"data not checked: no postcondition is known for {coll}")
+    model = call_model(runtime_profile, algo.proto, algo.nchunksperloop, buffer_bytes)
+    deadlocks = _Deadlocks(algo, coll, folded, model, filename)
     seen: set[str] = set()
-    for case in simulation_cases(algo):
-        found = [p for p in simulate(algo, coll, folded, case, filename) if p.rule not in seen]
+    for case in simulation_cases(algo, model, runtime):
+        problems = simulate(algo, coll, folded, case, filename)
+        deadlocks.runs.setdefault(
+            _distinct_calls(algo, case.call_chunks), next((p for p in problems if p.rule == "deadlock"), None)
+        )
+        found = [p for p in problems if p.rule not in seen]
         report.problems.extend(found)
         seen.update(p.rule for p in found)
         placements = " and ".join("in-place" if inplace else "out-of-place" for inplace in case.placements)
         report.notes.append(f"simulated {case}" + (f", data and races {placements}" if placements else ""))
+    _note_size_limit(report, algo, runtime_profile, deadlocks)
     return report
+
+
+def _note_size_limit(
+    report: VerifyReport, algo: Algorithm, runtime_profile: RuntimeProfile, deadlocks: _Deadlocks
+) -> None:
+    """Where the verdict depends on the call size, say up to which size the file is safe: in the
+    deadlock message when the declared range reaches past it, as a note when only larger calls than
+    the file declares would deadlock."""
+    model = deadlocks.model
+    first, last = declared_sizes(algo, runtime_profile)
+    largest = 1 if last is None else model.chunks_per_call(last)
+    smallest = model.chunks_per_call(first)
+    if deadlocks.at(smallest) is not None:
+        return  # deadlocks at every size the file declares
+    if deadlocks.at(largest) is not None:
+        limit, _ = _size_limit(deadlocks, largest, smallest)
+        index = next(i for i, p in enumerate(report.problems) if p.rule == "deadlock")
+        problem = report.problems[index]
+        report.problems[index] = dataclasses.replace(
+            problem,
+            message=f"safe up to {limit} bytes ({format_size(limit)}) per call, but the file declares "
+            f"maxBytes={algo.max_bytes}; a larger call deadlocks: {problem.message}",
+            hint=f"set maxBytes to at most {limit}, or make the exchange fit the FIFO ({model.depth} calls)",
+        )
+        return
+    if largest > 1 and deadlocks.at(1) is not None:
+        limit, problem = _size_limit(deadlocks, 1, largest)
+        report.notes.append(
+            f"safe up to {limit} bytes ({format_size(limit)}) per call (the file declares at most {last}); "
+            f"a call above that would {problem.message[0].lower()}{problem.message[1:]}"
+        )
 
 
 def verify_text(

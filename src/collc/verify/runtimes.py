@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from collc.errors import InputError
 from collc.msccl.program import COLLECTIVES
@@ -35,6 +35,14 @@ class RuntimeProfile:
     max_count: int = 72
     #: whether ``maxBytes`` is an inclusive bound (the legacy loader's is exclusive, §1.4)
     max_bytes_inclusive: bool = True
+    #: default connection buffer per protocol: NCCL_BUFFSIZE (Simple, 4 MiB), NCCL_LL_BUFFSIZE (8 lines
+    #: per thread × max threads × 8 slots × 16 bytes) and NCCL_LL128_BUFFSIZE (words per thread × max
+    #: threads × 8 slots × 8 bytes); see collc.verify.calls
+    buffer_bytes: dict[str, int] = field(
+        default_factory=lambda: {"Simple": 4 << 20, "LL": 8 * 512 * 8 * 16, "LL128": 120 * 640 * 8 * 8}
+    )
+    #: 8-byte words per LL128 line, one of them a flag (NCCL: 128-byte lines, RCCL: 64-byte lines)
+    ll128_line_words: int = 16
 
 
 _MODERN_COLLECTIVES = {coll: coll for coll in COLLECTIVES}
@@ -59,6 +67,9 @@ PROFILES: dict[str, RuntimeProfile] = {
         max_fused_chain=None,
         rejected_step_types=COMPOSITE_TYPES,
         collectives=_MODERN_COLLECTIVES,
+        # 256 threads per block at most, 28 LL128 words per thread
+        buffer_bytes={"Simple": 4 << 20, "LL": 8 * 256 * 8 * 16, "LL128": 28 * 256 * 8 * 8},
+        ll128_line_words=8,
     ),
     "msccl-legacy": RuntimeProfile(
         name="msccl-legacy",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,15 +38,34 @@ MAX_LISTED = 8
 
 @dataclass(frozen=True)
 class Case:
-    """One simulated run: FIFO depth, chunks per call, and the placements whose data is tracked."""
+    """One simulated run: FIFO depth in calls, chunks per call, the placements whose data is tracked,
+    and the call sizes it stands for (see collc.verify.calls)."""
 
     depth: int
     call_chunks: int
     placements: tuple[bool, ...] = ()  # True = in-place aliasing, False = out-of-place
+    sizes: str = ""
 
     def __str__(self) -> str:
         calls = "one chunk per call" if self.call_chunks == 1 else f"up to {self.call_chunks} chunks per call"
-        return f"FIFO depth {self.depth}, {calls}"
+        return f"FIFO depth {self.depth}, {calls}" + (f": {self.sizes}" if self.sizes else "")
+
+
+class Call(NamedTuple):
+    """One primitive call in flight on a connection."""
+
+    #: what it carries, per tracked placement (None where the data is not tracked)
+    values: list[list[Value] | None] | None
+    #: chunks it carries, and the first of them within its step
+    span: int
+    cursor: int
+    #: ``cnt`` of the sending step (a receive of another ``cnt`` desynchronises the FIFO)
+    cnt: int
+    #: the sender's vector clock when it sent
+    clock: np.ndarray
+    #: the sending threadblock and the index of its transmission
+    sender: int
+    transmission: int
 
 
 class _Stop(Exception):
@@ -295,8 +315,7 @@ class Simulator:
             if recv >= 0:
                 self.in_conn[gid] = self._connection((recv, rank, chan))
                 self.receiver_of.setdefault(self.in_conn[gid], gid)
-        # a call in flight: (values per placement, span, cursor, cnt, sender clock, sender gid, transmission)
-        self.fifos: list[deque[tuple]] = [deque() for _ in self.connections]
+        self.fifos: list[deque[Call]] = [deque() for _ in self.connections]
         self.waits: list[tuple] = [()] * count
         self.clock = [np.zeros(count, dtype=np.int32) for _ in range(count)]
         self.epoch = [0] * count  # own entry of each clock, as a Python int
@@ -436,21 +455,27 @@ class Simulator:
                     incoming = in_fifo.popleft()  # type: ignore[union-attr]
                     if sender >= 0 and waits[sender] == waiting_for_room:
                         woken.append(sender)
-                    if incoming[3] != cnt or incoming[2] != cursor:
+                    if incoming.cnt != cnt or incoming.cursor != cursor:
                         self.mismatch(gid, t, incoming)
-                    np.maximum(clock, incoming[4], out=clock)
+                    np.maximum(clock, incoming.clock, out=clock)
                 epochs[gid] += 1
                 clock[gid] = epochs[gid]
                 outgoing = None
                 if placements:
                     outgoing = [
                         _execute(
-                            placement, gid, rank, t, cursor, span, incoming[0][number] if incoming else None
+                            placement,
+                            gid,
+                            rank,
+                            t,
+                            cursor,
+                            span,
+                            incoming.values[number] if incoming else None,
                         )
                         for number, placement in enumerate(placements)
                     ]
                 if sends:
-                    out_fifo.append((outgoing, span, cursor, cnt, clock.copy(), gid, index))  # type: ignore[union-attr]
+                    out_fifo.append(Call(outgoing, span, cursor, cnt, clock.copy(), gid, index))  # type: ignore[union-attr]
                     if receiver >= 0 and waits[receiver] == waiting_for_message:
                         woken.append(receiver)
                 waits[gid] = ()
@@ -489,14 +514,13 @@ class Simulator:
         woken.extend(self.flag_waiters[gid])
         self.flag_waiters[gid] = []
 
-    def mismatch(self, gid: int, t: Transmission, message: tuple) -> None:
-        """A receive consumed a call from a send of another ``cnt``: the FIFO desynchronises (§4.3)."""
-        _, span, _, cnt, _, sender, transmission = message
-        sender_step = self.transmissions[sender][transmission].last_step
+    def mismatch(self, gid: int, t: Transmission, call: Call) -> None:
+        """A receive consumed a call from a send of another ``cnt``: the FIFO desynchronises."""
+        sender_step = self.transmissions[call.sender][call.transmission].last_step
         self.report(
             "cnt-mismatch",
-            f"{self.where(gid, t.last_step)} with cnt={t.cnt} receives a call of {span} chunk(s) "
-            f"from {self.where(sender, sender_step)} with cnt={cnt}; the FIFO desynchronises",
+            f"{self.where(gid, t.last_step)} with cnt={t.cnt} receives a call of {call.span} chunk(s) "
+            f"from {self.where(call.sender, sender_step)} with cnt={call.cnt}; the FIFO desynchronises",
             gid,
             t.last_step,
             "paired send and receive steps must have the same cnt",
@@ -564,7 +588,7 @@ class Simulator:
         for (src, dst, chan), conn in sorted(self.connections.items()):
             fifo = self.fifos[conn]
             if fifo:
-                sender, transmission = fifo[0][5], fifo[0][6]
+                sender, transmission = fifo[0].sender, fifo[0].transmission
                 step = self.transmissions[sender][transmission].last_step
                 self.report(
                     "leftover-message",
