@@ -6,7 +6,8 @@ GPU). Nothing here knows about threadblocks or channels yet (see :mod:`collc.low
 
 Chunk layout (docs/lowering.md §2): ``nchunksperloop = N·k·I``; root ``r``'s shard is the chunk range
 ``[r·k·I, (r+1)·k·I)``; inside it instance ``j`` owns ``[j·k, (j+1)·k)`` and the trees of ``r`` split
-that range by multiplicity in forest order (a tree of multiplicity ``C`` owns ``C`` consecutive chunks).
+that range by multiplicity in forest order (a tree of multiplicity ``C`` owns ``C`` consecutive chunks;
+an allreduce with a reduce forest of its own uses ``lcm`` of both k per root, :func:`chunks_per_root`).
 A tree's chunks travel in *pieces* of at most ``max_piece`` chunks (at most :data:`MAX_CNT`, the
 runtime's ``cnt`` limit). One-chunk pieces pipeline best: a GPU forwards a piece only once all of it
 has arrived, so a piece of ``c`` chunks delays every hop by ``c`` calls (docs/lowering.md §2).
