@@ -36,8 +36,8 @@ def ring_allgather(ngpus: int, proto: str = "Simple") -> Algorithm:
     return Algorithm(f"ring_allgather_{ngpus}", proto, 1, ngpus, ngpus, "allgather", 0, 1, 0, 0, gpus)
 
 
-def ring_allreduce(ngpus: int, channels: int) -> Algorithm:
-    """Ring allreduce (reduce-scatter then allgather), out-of-place, Simple, one ring per channel.
+def ring_allreduce(ngpus: int, channels: int, proto: str = "Simple") -> Algorithm:
+    """Ring allreduce (reduce-scatter then allgather), out-of-place, one ring per channel.
 
     Threadblock h of every rank owns chunks ``ngpus*h …``; writing x for chunk ``ngpus*h + x mod
     ngpus``, rank r starts the partial sum of r-1 (``s``), adds its input to the sums arriving for
@@ -65,7 +65,7 @@ def ring_allreduce(ngpus: int, channels: int) -> Algorithm:
         nchunks = ngpus * channels
         gpus.append(GpuProgram(rank, nchunks, nchunks, 0, tbs))
     name = f"ring_allreduce_{ngpus}x{channels}"
-    return Algorithm(name, "Simple", channels, ngpus * channels, ngpus, "allreduce", 0, 1, 0, 0, gpus)
+    return Algorithm(name, proto, channels, ngpus * channels, ngpus, "allreduce", 0, 1, 0, 0, gpus)
 
 
 def tree_allreduce_3() -> Algorithm:

@@ -179,11 +179,12 @@ def _note_size_limit(
     if deadlocks.at(largest) is not None:
         limit, _ = _size_limit(deadlocks, largest, smallest)
         index = next(i for i, p in enumerate(report.problems) if p.rule == "deadlock")
+        declared = f"maxBytes={algo.max_bytes}" if algo.max_bytes else "no maxBytes (every size)"
         problem = report.problems[index]
         report.problems[index] = dataclasses.replace(
             problem,
             message=f"safe up to {limit} bytes ({format_size(limit)}) per call, but the file declares "
-            f"maxBytes={algo.max_bytes}; a larger call deadlocks: {problem.message}",
+            f"{declared}; a larger call deadlocks: {problem.message.removeprefix('deadlock: ')}",
             hint=f"set maxBytes to at most {limit}, or make the exchange fit the FIFO ({model.depth} calls)",
         )
         return
