@@ -26,11 +26,17 @@ STYLES = {
 FORMATS = (".png", ".svg")
 
 
-def save_figure(figure: Figure, path: str | Path) -> None:
-    """Render ``figure`` to PNG or SVG (by suffix) and write it atomically."""
+def check_picture_path(path: str | Path) -> str:
+    """The picture format of ``path`` (its suffix), or an InputError if it is neither PNG nor SVG."""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise InputError(f"cannot write a picture to {str(path)!r}", hint="name the file *.png or *.svg")
+    return suffix
+
+
+def save_figure(figure: Figure, path: str | Path) -> None:
+    """Render ``figure`` to PNG or SVG (by suffix) and write it atomically."""
+    suffix = check_picture_path(path)
     buffer = io.BytesIO()
     with matplotlib.rc_context({"svg.hashsalt": "collc"}):  # fixed SVG ids: same input, same bytes
         figure.savefig(buffer, format=suffix[1:], dpi=130, bbox_inches="tight", metadata=_metadata(suffix))
