@@ -1,8 +1,23 @@
-"""Atomic writes leave either the old file or the new one, never a partial or temporary file."""
+"""Safe output: the old file or the new one, never a partial or temporary file; modes kept; no writing
+through links or into special files."""
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
-from collc.fileio import atomic_write
+from collc.errors import InputError
+from collc.fileio import (
+    TEMP_SUFFIX,
+    atomic_write,
+    check_output_directory,
+    check_output_path,
+    is_temporary,
+    refuse_overwrite,
+)
 
 
 def test_writes_text_and_bytes_and_replaces(tmp_path):
@@ -18,10 +33,131 @@ def test_failure_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     atomic_write(target, "old")
 
     def broken_replace(src, dst):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="cannot write .*out.xml: No space left on device"):
         atomic_write(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.xml"]
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o755])
+def test_a_replaced_file_keeps_its_mode(tmp_path, mode):
+    target = tmp_path / "out.xml"
+    target.write_text("old")
+    target.chmod(mode)
+    atomic_write(target, "new")
+    assert stat.S_IMODE(target.stat().st_mode) == mode
+    assert target.read_text() == "new"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_a_new_file_follows_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "new.xml", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.xml").stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_symlink_is_refused_and_left_alone(tmp_path):
+    real = tmp_path / "real.xml"
+    real.write_text("keep")
+    link = tmp_path / "link.xml"
+    link.symlink_to(real)
+    with pytest.raises(InputError, match="symbolic link"):
+        atomic_write(link, "new")
+    assert link.is_symlink() and real.read_text() == "keep"
+
+
+def test_a_named_pipe_is_refused(tmp_path):
+    pipe = tmp_path / "pipe.xml"
+    os.mkfifo(pipe)
+    with pytest.raises(InputError, match="not a regular file"):
+        atomic_write(pipe, "new")
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("", "needs a file name"), ("  ", "needs a file name"), ("no/such/dir/x.xml", "does not exist")],
+)
+def test_bad_output_paths_are_refused(tmp_path, monkeypatch, path, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=message):
+        check_output_path(path)
+
+
+def test_a_directory_is_not_an_output_file(tmp_path):
+    with pytest.raises(InputError, match="is a directory"):
+        check_output_path(tmp_path)
+
+
+def test_an_unwritable_place_is_one_message():
+    with pytest.raises(InputError, match="cannot write /proc/collc-test.xml"):
+        atomic_write("/proc/collc-test.xml", "x")
+
+
+def test_output_directories(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path)
+    assert check_output_directory(tmp_path / "new") == tmp_path / "new"
+    for path, message in [
+        (tmp_path / "file", "not a directory"),
+        (tmp_path / "link", "symbolic link"),
+        (tmp_path / "missing" / "new", "does not exist"),
+        ("", "needs a directory name"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            check_output_directory(path)
+
+
+def test_existing_files_need_force(tmp_path):
+    notes = tmp_path / "b.deploy.md"
+    refuse_overwrite([notes], force=False)
+    notes.write_text("mine")
+    with pytest.raises(InputError, match="already exists.*\n.*--force"):
+        refuse_overwrite([notes], force=False)
+    refuse_overwrite([notes], force=True)
+
+
+def test_a_killed_writer_leaves_a_temporary_that_the_next_write_removes(tmp_path):
+    """SIGKILL in the middle of a write: the leftover is recognisable and gone after the next write."""
+    target = tmp_path / "out.xml"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        os.replace = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)
+        from collc.fileio import atomic_write
+        atomic_write({str(target)!r}, "x" * 100000)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], check=False)
+    assert result.returncode == -9
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert len(leftovers) == 1 and is_temporary(leftovers[0]) and leftovers[0].endswith(TEMP_SUFFIX)
+    atomic_write(tmp_path / "other.xml", "y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.xml"]
+
+
+def test_a_live_writers_temporary_is_kept(tmp_path):
+    """Only dead processes' leftovers are removed: a concurrent writer's file is not touched."""
+    live = tmp_path / f".out.xml.{os.getppid()}.0123abcd{TEMP_SUFFIX}"
+    live.write_text("in progress")
+    atomic_write(tmp_path / "other.xml", "y")
+    assert live.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "temporary"),
+    [
+        (f".out.xml.123.0123abcd{TEMP_SUFFIX}", True),
+        (f"out.xml.123.0123abcd{TEMP_SUFFIX}", False),
+        (".out.xml.123.tmp", False),
+        ("00-allreduce-simple-optimal.xml", False),
+    ],
+)
+def test_temporary_names(name, temporary):
+    assert is_temporary(name) is temporary

@@ -1,29 +1,157 @@
-"""Atomic file output: a reader never sees a half-written file.
+"""Safe file output: a reader never sees a half-written file, and nothing is replaced by surprise.
 
-Every file collc writes (schedules, forests, exports, reports) goes through :func:`atomic_write`: the
-data is written to a temporary file in the destination directory, flushed to disk, then renamed over
-the destination (``os.replace`` is atomic on POSIX within one filesystem).
+Every file collc writes (schedules, forests, exports, reports, bundles) goes through
+:func:`atomic_write`: the data is written to a temporary file in the destination directory, flushed to
+disk, then renamed over the destination (``os.replace`` is atomic on POSIX within one filesystem).
+
+* **Mode.** A replaced file keeps its permission bits (a 0600 file stays private); a new file gets the
+  mode an ordinary ``open`` would give it (0666 less the umask).
+* **Temporary files** are named ``.<target>.<pid>.<random>.collc-tmp``. A command removes its own on any
+  error; a killed command cannot, so every later write into the same directory removes the leftovers of
+  processes that are no longer running, and :func:`is_temporary` lets directory checks ignore them.
+* **Targets.** :func:`check_output_path` refuses an empty path, a missing directory, a symbolic link
+  and anything that is not a regular file (a named pipe, a device, ``/proc``), so ``-o`` never writes
+  through a link or into a special file. Every command that writes calls it before doing any work.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 
+from collc.errors import InputError
 
-def atomic_write(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` (text is UTF-8 encoded) to ``path`` atomically."""
-    target = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+TEMP_SUFFIX = ".collc-tmp"
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
+_DEFAULT_MODE = 0o666  # what open() asks for; the kernel applies the umask
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is one of :func:`atomic_write`'s temporary files (of any process)."""
+    return _TEMP_NAME.match(name) is not None
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's live process, or not a pid at all
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete temporary files in ``directory`` left by processes that are no longer running."""
+    try:
+        names = [entry.name for entry in os.scandir(directory) if entry.is_file(follow_symlinks=False)]
+    except OSError:
+        return
+    for name in names:
+        match = _TEMP_NAME.match(name)
+        if match and not _running(int(match["pid"])):
+            (directory / name).unlink(missing_ok=True)
+
+
+def check_output_path(path: str | os.PathLike[str], option: str = "-o") -> Path:
+    """``path`` as a :class:`Path` if collc may (over)write a regular file there; else a located InputError.
+
+    Refused: an empty path, a path whose directory does not exist, a symbolic link, and an existing
+    entry that is not a regular file (directory, named pipe, socket, device, most of ``/proc``).
+    """
+    text = os.fspath(path)
+    if not text.strip():
+        raise InputError(f"{option} needs a file name", hint=f"e.g. {option} out.xml")
+    target = Path(text)
+    parent = target.parent
+    if not parent.is_dir():
+        raise InputError(
+            f"{option} {text}: directory {parent} does not exist", hint="create it or choose another path"
+        )
+    try:
+        info = target.lstat()
+    except FileNotFoundError:
+        return target
+    except OSError as error:
+        raise InputError(f"cannot write {text}: {error.strerror}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise InputError(
+            f"{option} {text} is a symbolic link; collc does not write through links",
+            hint="give the real path of the file, or remove the link first",
+        )
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise InputError(f"{option} {text} is {kind}", hint="give the path of a regular file to write")
+    return target
+
+
+def check_output_directory(path: str | os.PathLike[str], option: str = "-o") -> Path:
+    """``path`` as a :class:`Path` if collc may create it as a directory or write into it.
+
+    Refused: an empty path, a missing parent directory, a symbolic link and anything existing that is
+    not a directory.
+    """
+    text = os.fspath(path)
+    if not text.strip():
+        raise InputError(f"{option} needs a directory name", hint=f"e.g. {option} report")
+    target = Path(text)
+    if not target.parent.is_dir():
+        raise InputError(
+            f"{option} {text}: directory {target.parent} does not exist",
+            hint="create it or choose another path",
+        )
+    if target.is_symlink():
+        raise InputError(
+            f"{option} {text} is a symbolic link; collc does not write through links",
+            hint="give the real path of the directory",
+        )
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{option} {text} exists and is not a directory", hint="choose another path")
+    return target
+
+
+def refuse_overwrite(paths: Iterable[Path], force: bool, flag: str = "--force") -> None:
+    """Refuse to replace existing files unless ``force`` (e.g. the notes written next to a bundle)."""
+    existing = [str(path) for path in paths if path.exists() or path.is_symlink()]
+    if existing and not force:
+        raise InputError(
+            f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}",
+            hint=f"pass {flag} to replace {'it' if len(existing) == 1 else 'them'}, or choose another name",
+        )
+
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
+    """Write ``data`` (text is UTF-8 encoded) to ``path`` atomically (see the module docstring)."""
+    target = check_output_path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    directory = target.parent
+    remove_stale_temporaries(directory)
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = None
+    temporary = directory / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    try:
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _DEFAULT_MODE)
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
             stream.flush()
+            if mode is not None:
+                os.fchmod(stream.fileno(), mode)
             os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
         os.replace(temporary, target)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise InputError(
+            f"cannot write {target}: {error.strerror or error}",
+            hint="check the path, its permissions and the free space",
+        ) from None
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise

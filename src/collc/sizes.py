@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from collc.errors import InputError
+from collc.input_limits import MAX_BYTES
 
 _UNITS = {
     "": 1,
@@ -26,13 +27,16 @@ _UNITS = {
     "GIB": 2**30,
     "TIB": 2**40,
 }
-_SIZE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
+_SIZE = re.compile(r"^\s*(\d{1,30})\s*([A-Za-z]*)\s*$")
+#: sizes one ``--sizes`` sweep may list (a geometric range of factor 2 from 1 byte to 2^63 has 63)
+MAX_SWEEP_SIZES = 1000
 
 
 def parse_size(text: str, *, option: str = "size", minimum: int = 1) -> int:
     """Parse a byte count like ``4096``, ``64KiB``, ``1MB`` or ``8GiB`` (binary and decimal units).
 
-    ``option`` names the flag in error messages; sizes below ``minimum`` are refused.
+    ``option`` names the flag in error messages; sizes below ``minimum`` are refused, and so are sizes
+    above :data:`MAX_BYTES` (the runtime reads byte counts as signed 64-bit integers).
     """
     match = _SIZE.match(text)
     unit = match.group(2).upper() if match else None
@@ -42,6 +46,11 @@ def parse_size(text: str, *, option: str = "size", minimum: int = 1) -> int:
             hint="write a whole number of bytes with an optional unit: 4096, 64KiB, 1MiB, 8GiB, 1GB",
         )
     value = int(match.group(1)) * _UNITS[unit]
+    if value > MAX_BYTES:
+        raise InputError(
+            f"{option} {text!r} is larger than {MAX_BYTES} bytes, the largest size a runtime reads",
+            hint="e.g. 1TiB",
+        )
     if value < minimum:
         raise InputError(
             f"{option} {text!r} must be at least {minimum} bytes", hint=f"use at least {minimum}"
@@ -52,12 +61,22 @@ def parse_size(text: str, *, option: str = "size", minimum: int = 1) -> int:
 def parse_sizes(text: str) -> list[int]:
     """Parse ``START:END[:FACTOR]`` (geometric, default factor 2) or a comma-separated list of sizes."""
     if ":" not in text:
-        return sorted({parse_size(part) for part in text.split(",") if part.strip()})
+        sizes = sorted({parse_size(part, option="--sizes") for part in text.split(",") if part.strip()})
+        if not sizes:
+            raise InputError(
+                f"--sizes {text!r} lists no size", hint="e.g. --sizes 1MiB,64MiB or --sizes 1KiB:8GiB"
+            )
+        if len(sizes) > MAX_SWEEP_SIZES:
+            raise InputError(
+                f"--sizes lists {len(sizes)} sizes, more than {MAX_SWEEP_SIZES}", hint="list fewer sizes"
+            )
+        return sizes
     parts = text.split(":")
     if len(parts) not in (2, 3):
         raise InputError(f"cannot read the size range {text!r}", hint="write START:END or START:END:FACTOR")
-    start, end = parse_size(parts[0]), parse_size(parts[1])
-    factor = int(parts[2]) if len(parts) == 3 and parts[2].strip().isdigit() else 2 if len(parts) == 2 else 0
+    start, end = parse_size(parts[0], option="--sizes"), parse_size(parts[1], option="--sizes")
+    factor_text = parts[2].strip() if len(parts) == 3 else "2"
+    factor = int(factor_text) if factor_text.isdigit() and len(factor_text) <= 6 else 0
     if factor < 2 or start > end:
         raise InputError(
             f"bad size range {text!r}",

@@ -222,10 +222,11 @@ def test_reduce_scatter_uses_the_reversed_graph():
 
 def test_errors_are_user_errors():
     graph = _graph("dgx-a100", 1)[1]
-    with pytest.raises(InputError, match="positive"):
-        fixed_k_bound(graph, 0)
-    with pytest.raises(InputError, match="positive"):
-        budgeted_bound(graph, 0)
+    for k in (0, 1025, 10_000_000):
+        with pytest.raises(InputError, match=f"--k must be a number of trees per root from 1 to 1024, got {k}"):
+            fixed_k_bound(graph, k)
+        with pytest.raises(InputError, match=f"--max-k must be .* from 1 to 1024, got {k}"):
+            budgeted_bound(graph, k)
     lonely = capacity_graph(_directed("one", [Node("g0", "gpu"), Node("s", "switch")], [("g0", "s", 1)]))
     with pytest.raises(InputError, match="at least 2 GPUs"):
         optimal_bound(lonely)
@@ -259,3 +260,11 @@ def test_symmetries_that_are_not_automorphisms_are_refused():
     swap_gpu_and_switch = (8, *range(1, 8), 0)
     with pytest.raises(InvariantError, match="not an automorphism"):
         optimal_bound(graph, [swap_gpu_and_switch])
+
+
+def test_budgeted_ties_go_to_the_smallest_k():
+    """DGX-1's fixed k = 2 and k = 4 give the same bound below the optimum: the budget takes k = 2."""
+    graph = _graph("dgx1", 1)[1]
+    two, four = fixed_k_bound(graph, 2), fixed_k_bound(graph, 4)
+    assert two.x_star == four.x_star < optimal_bound(graph).x_star  # a real tie, short of the optimum
+    assert budgeted_bound(graph, 4).k == 2

@@ -83,8 +83,10 @@ def test_asymmetric_fabric_reports_the_reduce_scatter_cut(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--k", "0"], "positive"),
-        (["--max-k", "-1"], "positive"),
+        (["--k", "0"], "from 1 to 1024, got 0"),
+        (["--max-k", "-1"], "from 1 to 1024, got -1"),
+        (["--k", "10000000"], "--k must be a number of trees per root from 1 to 1024"),
+        (["--max-k", "10000000"], "--max-k must be a number of trees per root from 1 to 1024"),
         (["--k", "2", "--max-k", "3"], "exclusive"),
     ],
 )

@@ -1,8 +1,9 @@
 """The `collc` command line: a thin click layer over the pipeline stages.
 
 Each command group lives in its own module and is registered on :data:`main` below. Errors the user
-can cause (:class:`collc.errors.CollcError`) are printed as one message with their exit code;
-``--debug`` re-raises them with the traceback.
+can cause (:class:`collc.errors.CollcError`) are printed as one message with their exit code. Any other
+failure (a bug, running out of memory) is printed as one line too, with exit code 2 and a hint to rerun
+with ``--debug``; only ``--debug`` shows a traceback.
 """
 
 from __future__ import annotations
@@ -12,20 +13,49 @@ import sys
 import click
 
 from collc import __version__
-from collc.errors import CollcError
+from collc.errors import CollcError, InputError
+
+#: the exit code of a failure that is not a :class:`CollcError` (bad input in a form collc missed)
+UNEXPECTED_EXIT = InputError.exit_code
+_RERUN = "rerun with `collc --debug ...` for the traceback"
+
+
+def failure_message(error: BaseException) -> str:
+    """One line (plus a hint) for an exception that is not a :class:`CollcError`."""
+    if isinstance(error, MemoryError):
+        return "error: out of memory\n  hint: the input is too large for this machine; " + _RERUN
+    if isinstance(error, RecursionError):
+        return "error: the input is nested too deeply to process\n  hint: " + _RERUN
+    detail = " ".join(str(error).split())[:200]
+    return (
+        f"error: unexpected {type(error).__name__}"
+        + (f": {detail}" if detail else "")
+        + f"\n  hint: {_RERUN}"
+    )
 
 
 class _ReportingGroup(click.Group):
-    """A click group that turns :class:`CollcError` into a message and an exit code."""
+    """A click group that turns every failure into a short message and an exit code.
+
+    :class:`CollcError` keeps its own exit code (1 for an invalid schedule, 2 for bad input); any other
+    exception exits with :data:`UNEXPECTED_EXIT`. click's own usage errors pass through to click.
+    """
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except CollcError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(str(error), err=True)
             sys.exit(error.exit_code)
+        except Exception as error:  # the last line of defence: no traceback without --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(failure_message(error), err=True)
+            sys.exit(UNEXPECTED_EXIT)
 
 
 @click.group(cls=_ReportingGroup, context_settings={"help_option_names": ["-h", "--help"]})

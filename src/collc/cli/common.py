@@ -1,8 +1,12 @@
-"""Options shared by the commands: the topology argument every pipeline command takes.
+"""Options shared by the commands: the topology argument, output paths and the protocol.
 
 ``@topology_argument`` adds a ``TOPO`` argument (a topology file or a preset name) and a repeatable
 ``--set KEY=VALUE`` option for the topology's declared parameters, loads the topology and passes it to
 the command as ``topology``. Topology warnings are printed to stderr.
+
+Every option that names a file to write uses :func:`output_path` (or :func:`output_directory`) as its
+click callback, so a bad path is refused before any work (see :func:`collc.fileio.check_output_path`).
+Every ``--proto`` option uses :data:`PROTOCOL`: the same names in every command, any letter case.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 import click
 
 from collc.errors import InputError
+from collc.fileio import check_output_directory, check_output_path
+from collc.msccl.program import PROTOCOLS
 from collc.topology import Topology, TopologyWarning, load
 from collc.topology.presets import parameters_of
 
@@ -30,6 +36,31 @@ def parse_settings(settings: Iterable[str], source: str) -> dict[str, str]:
             )
         values[key.strip()] = value.strip()
     return values
+
+
+#: the ``--proto`` type of every command: MSCCL's protocol names, matched case-insensitively and
+#: returned in their canonical spelling (``ll128`` -> ``LL128``)
+PROTOCOL = click.Choice(PROTOCOLS, case_sensitive=False)
+
+
+def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """click callback for a file to write: refuse a path collc must not write (before any work)."""
+    if value is not None:
+        check_output_path(value, _flag(param))
+    return value
+
+
+def output_directory(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """click callback for a directory to write into: refuse a path that cannot be one."""
+    if value is not None:
+        check_output_directory(value, _flag(param))
+    return value
+
+
+def _flag(param: click.Parameter) -> str:
+    """How the user wrote the option: its shortest spelling (``-o``)."""
+    names = getattr(param, "opts", None) or [param.name or "output"]
+    return min(names, key=len)
 
 
 def print_warning(warning: TopologyWarning) -> None:

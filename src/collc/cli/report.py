@@ -8,7 +8,7 @@ import sys
 import click
 
 from collc.cli import main
-from collc.cli.common import topology_argument
+from collc.cli.common import output_directory, topology_argument
 from collc.predict.model import TopologyModel
 from collc.topology.model import Topology
 
@@ -20,6 +20,7 @@ from collc.topology.model import Topology
     "--output",
     "directory",
     type=click.Path(file_okay=False),
+    callback=output_directory,
     default="collc-report",
     show_default=True,
     help="Directory for report.md, topology.png/.svg and simulate.png.",

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from collc.cli import main
-from collc.cli.common import topology_argument
+from collc.cli.common import PROTOCOL, output_path, topology_argument
 from collc.errors import InputError
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
@@ -28,6 +28,8 @@ def read_schedule(path: str, topology: Topology) -> Algorithm:
         raise InputError(
             f"cannot read {path}: {error.strerror}", hint="give the path of an MSCCL XML file"
         ) from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text", hint="give the path of an MSCCL XML file") from None
     return read_xml(text, path, runtime=topology.metadata.runtime or "msccl-executor")
 
 
@@ -66,12 +68,13 @@ def crossover_text(result: Sweep) -> str:
 @click.option(
     "--sizes", default="1KiB:8GiB", show_default=True, help="START:END[:FACTOR] or a comma-separated list."
 )
-@click.option("--proto", default=None, help="Simple, LL128 or LL (default: the schedule's, else Simple).")
+@click.option("--proto", type=PROTOCOL, default=None, help="Protocol (default: the schedule's, else Simple).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (keys: rows, crossover_bytes).")
 @click.option(
     "--plot",
     "plot_path",
     type=click.Path(dir_okay=False),
+    callback=output_path,
     default=None,
     help="Write the algbw plot (PNG/SVG).",
 )
@@ -89,6 +92,10 @@ def simulate(
     Without SCHEDULE.xml the forest collc would compile is predicted analytically; with it, the program
     is simulated event by event (threadblocks, steps, shared links). See docs/cost-model.md.
     """
+    if plot_path:
+        from collc.predict.plot import check_picture_path
+
+        check_picture_path(plot_path)
     program = read_schedule(schedule, topology) if schedule else None
     if program is not None and coll is not None and coll != program.coll:
         raise InputError(

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from collc.cli import main
-from collc.cli.common import current_topology_source, topology_argument
+from collc.cli.common import current_topology_source, output_path, topology_argument
 from collc.fileio import atomic_write
 from collc.topology import Topology, list_presets
 from collc.topology.export import EXPORT_FORMATS, exact_number, export
@@ -43,7 +43,7 @@ def validate(topology: Topology) -> None:
 @topology_argument
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="flat", show_default=True)
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here, not stdout."
+    "-o", "--output", type=click.Path(dir_okay=False), callback=output_path, help="Write here, not stdout."
 )
 def export_command(topology: Topology, fmt: str, output: str | None) -> None:
     """Write the topology as flat YAML (reads back to the same graph), JSON or Graphviz DOT."""

@@ -14,7 +14,7 @@ from collections import Counter
 import click
 
 from collc.cli import main
-from collc.cli.common import topology_argument
+from collc.cli.common import output_path, topology_argument
 from collc.fileio import atomic_write
 from collc.solver import Solution, forest_to_json, solve
 from collc.solver.pipeline import PHASES
@@ -76,7 +76,13 @@ def summary_text(topology: Topology, solution: Solution) -> str:
 )
 @click.option("--max-k", "max_k", type=int, default=None, help="At most K trees per root.")
 @click.option("--reverse", is_flag=True, help="Solve on the reversed fabric (reduce-scatter trees).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the forest JSON to FILE.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    callback=output_path,
+    help="Write the forest JSON to FILE.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the forest JSON instead of the summary.")
 def trees(
     topology: Topology, k: int | None, max_k: int | None, reverse: bool, output: str | None, as_json: bool

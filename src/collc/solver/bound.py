@@ -40,6 +40,7 @@ import numpy as np
 
 from collc.capacity import CapacityGraph
 from collc.errors import InfeasibleError, InputError, InvariantError
+from collc.input_limits import MAX_K
 from collc.solver.maxflow import FlowNetwork
 from collc.solver.symmetry import Permutation, gpu_orbits, is_automorphism
 
@@ -318,9 +319,11 @@ def optimal_bound(graph: CapacityGraph, symmetries: Sequence[Permutation] = ()) 
 
 
 def _check_k(k: int, option: str) -> None:
-    if k < 1:
+    """``k`` trees per root must be 1 to :data:`MAX_K`: the forest and the program grow with ``k``."""
+    if not 1 <= k <= MAX_K:
         raise InputError(
-            f"{option} must be a positive number of trees per root, got {k}", hint=f"use {option} 1"
+            f"{option} must be a number of trees per root from 1 to {MAX_K}, got {k}",
+            hint=f"e.g. {option} 1; without {option} collc picks the smallest exact k",
         )
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 import operator
 from collections.abc import Callable, Mapping
 from fractions import Fraction
+
+from collc.input_limits import MAX_EXPRESSION_BITS, MAX_EXPRESSION_LENGTH, MAX_NESTING
 
 Value = Fraction | bool
 
@@ -36,7 +39,7 @@ _COMPARE: dict[type, Callable[[Fraction, Fraction], bool]] = {
     ast.GtE: operator.ge,
 }
 MAX_EXPONENT = 64  # keeps every value small: a topology never needs more
-_FUNCTIONS: dict[str, Callable[..., Fraction]] = {"min": min, "max": max}
+_FUNCTIONS: dict[str, Callable[[list[Fraction]], Fraction]] = {"min": min, "max": max}
 
 
 class ExpressionError(ValueError):
@@ -45,13 +48,22 @@ class ExpressionError(ValueError):
 
 def evaluate(text: str, variables: Mapping[str, Fraction]) -> Value:
     """Evaluate ``text`` with ``variables``; raise :class:`ExpressionError` with a readable reason."""
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(
+            f"expression of {len(text)} characters is longer than the limit of {MAX_EXPRESSION_LENGTH}"
+        )
     tree = _parse(text.strip())
     if tree is None:
-        raise ExpressionError(f"cannot parse expression {text!r}")
+        raise ExpressionError(f"cannot parse expression {_shown(text)}")
     try:
-        return _walk(tree.body, variables)
+        return _walk(tree.body, variables, 0)
     except ZeroDivisionError:
-        raise ExpressionError(f"division by zero in {text!r}") from None
+        raise ExpressionError(f"division by zero in {_shown(text)}") from None
+
+
+def _shown(text: str) -> str:
+    """The expression for a message, cut short when long."""
+    return repr(text) if len(text) <= 60 else repr(text[:60]) + "..."
 
 
 def evaluate_number(value: object, variables: Mapping[str, Fraction], what: str = "value") -> Fraction:
@@ -80,8 +92,14 @@ def _parse(text: str) -> ast.Expression | None:
     """The parsed expression (cached: presets evaluate the same text once per link), None if invalid."""
     try:
         return ast.parse(text, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # also over-long digit strings
         return None
+
+
+def _small_power(base: Fraction, exponent: int) -> None:
+    """Refuse ``base ** exponent`` before computing it when the result would exceed the bit limit."""
+    if (_bits(base) - 1) * abs(exponent) > MAX_EXPRESSION_BITS:
+        raise _too_large()
 
 
 def _number(value: Value, node: ast.AST) -> Fraction:
@@ -90,26 +108,56 @@ def _number(value: Value, node: ast.AST) -> Fraction:
     return value
 
 
-def _walk(node: ast.AST, variables: Mapping[str, Fraction]) -> Value:
+def _bits(value: Fraction) -> int:
+    return max(abs(value.numerator).bit_length(), value.denominator.bit_length())
+
+
+def _too_large() -> ExpressionError:
+    return ExpressionError(
+        f"a value exceeds the limit of {MAX_EXPRESSION_BITS}-bit numerators and denominators "
+        "(about 300 digits)"
+    )
+
+
+def _small(value: Fraction) -> Fraction:
+    """``value`` itself when its numerator and denominator fit :data:`MAX_EXPRESSION_BITS`."""
+    if _bits(value) > MAX_EXPRESSION_BITS:
+        raise _too_large()
+    return value
+
+
+def _constant(value: int | float) -> Fraction:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExpressionError(f"number {value} is not finite")
+    return _small(Fraction(str(value)) if isinstance(value, float) else Fraction(value))
+
+
+def _walk(node: ast.AST, variables: Mapping[str, Fraction], depth: int) -> Value:
+    """The value of ``node``; ``depth`` counts the enclosing nodes (limited to :data:`MAX_NESTING`)."""
+    if depth > MAX_NESTING:
+        raise ExpressionError(f"expression nested more than {MAX_NESTING} deep")
+    depth += 1
     if (
         isinstance(node, ast.Constant)
         and isinstance(node.value, int | float)
         and not isinstance(node.value, bool)
     ):
-        return Fraction(str(node.value)) if isinstance(node.value, float) else Fraction(node.value)
+        return _constant(node.value)
     if isinstance(node, ast.Name):
         if node.id not in variables:
             known = ", ".join(sorted(variables)) or "none"
             raise ExpressionError(f"unknown name {node.id!r} (known: {known})")
         return variables[node.id]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left = _number(_walk(node.left, variables), node.left)
-        right = _number(_walk(node.right, variables), node.right)
+        left = _number(_walk(node.left, variables, depth), node.left)
+        right = _number(_walk(node.right, variables, depth), node.right)
         if isinstance(node.op, ast.Pow) and (right.denominator != 1 or abs(right) > MAX_EXPONENT):
             raise ExpressionError(f"only whole-number powers up to {MAX_EXPONENT} are allowed")
-        return Fraction(_BINARY[type(node.op)](left, right))
+        if isinstance(node.op, ast.Pow):
+            _small_power(left, int(right))
+        return _small(Fraction(_BINARY[type(node.op)](left, right)))
     if isinstance(node, ast.UnaryOp):
-        operand = _walk(node.operand, variables)
+        operand = _walk(node.operand, variables, depth)
         if isinstance(node.op, ast.Not):
             return not operand
         if isinstance(node.op, ast.USub):
@@ -117,19 +165,19 @@ def _walk(node: ast.AST, variables: Mapping[str, Fraction]) -> Value:
         if isinstance(node.op, ast.UAdd):
             return _number(operand, node.operand)
     if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
-        left = _number(_walk(node.left, variables), node.left)
+        left = _number(_walk(node.left, variables, depth), node.left)
         for op, right_node in zip(node.ops, node.comparators, strict=True):
-            right = _number(_walk(right_node, variables), right_node)
+            right = _number(_walk(right_node, variables, depth), right_node)
             if not _COMPARE[type(op)](left, right):
                 return False
             left = right
         return True
     if isinstance(node, ast.BoolOp):
-        values = [bool(_walk(value, variables)) for value in node.values]
+        values = [bool(_walk(value, variables, depth)) for value in node.values]
         return all(values) if isinstance(node.op, ast.And) else any(values)
     if isinstance(node, ast.IfExp):
-        chosen = node.body if _walk(node.test, variables) else node.orelse
-        return _walk(chosen, variables)
+        chosen = node.body if _walk(node.test, variables, depth) else node.orelse
+        return _walk(chosen, variables, depth)
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Name)
@@ -137,6 +185,6 @@ def _walk(node: ast.AST, variables: Mapping[str, Fraction]) -> Value:
         and node.args
         and not node.keywords
     ):
-        arguments = [_number(_walk(arg, variables), arg) for arg in node.args]
-        return _FUNCTIONS[node.func.id](*arguments)
+        arguments = [_number(_walk(arg, variables, depth), arg) for arg in node.args]
+        return _FUNCTIONS[node.func.id](arguments)
     raise ExpressionError(f"{ast.unparse(node)!r} is not allowed in a topology expression")

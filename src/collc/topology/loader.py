@@ -17,6 +17,15 @@ from fractions import Fraction
 from pathlib import Path
 
 from collc.errors import InputError, Location
+from collc.input_limits import (
+    MAX_BANDWIDTH_GBPS,
+    MAX_GPUS,
+    MAX_LATENCY_US,
+    MAX_LINKS,
+    MAX_NODES,
+    MAX_RULE_PAIRS,
+    MIN_BANDWIDTH_GBPS,
+)
 from collc.msccl.program import TARGET_RUNTIMES
 from collc.topology.expr import ExpressionError, evaluate, evaluate_number
 from collc.topology.model import NODE_KINDS, Link, Metadata, Node, Topology
@@ -35,7 +44,7 @@ NODE_KEYS = ("name", "kind", "count", "when", "rank", "box", "role")
 TEMPLATE_NODE_KEYS = ("name", "kind", "count", "when")
 LINK_KEYS = ("src", "dst", "bandwidth", "latency", "directed", "class", "count", "when", "where")
 MATRIX_KEYS = ("matrix", "nodes", "bandwidth", "latency", "directed", "class", "when")
-MAX_COUNT = 1_000_000  # far above any real fabric; stops a typo from exhausting memory
+MAX_COUNT = MAX_LINKS  # a count makes nodes, boxes or parallel links: none may exceed the link limit
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _NAME_HINT = "names start with a letter or '_' and contain only letters, digits, '_', '.', '-'"
 
@@ -73,6 +82,44 @@ class Parameter:
         if self.maximum is not None and value > self.maximum:
             return f"must be <= {self.maximum}"
         return None
+
+
+@dataclass
+class _Tally:
+    """Running totals of what a document creates, stopped at :mod:`collc.input_limits` before the work."""
+
+    links: int = 0
+    pairs: int = 0
+
+    def add_links(self, count: int, location: Location | None) -> None:
+        self.links += count
+        if self.links > MAX_LINKS:
+            raise _fail(
+                f"the topology has more than {MAX_LINKS:,} links, the most collc supports",
+                location,
+                "describe a switched fabric with a switch node instead of a full mesh of links",
+            )
+
+    def add_pairs(self, count: int, location: Location | None) -> None:
+        self.pairs += count
+        if self.pairs > MAX_RULE_PAIRS:
+            raise _fail(
+                f"the link rules consider more than {MAX_RULE_PAIRS:,} (src, dst) pairs, the most collc "
+                "supports",
+                location,
+                "bind dst to src's captures (e.g. dst: 'gpu{(i + 1) % 8}') instead of filtering all pairs "
+                "with 'where'",
+            )
+
+
+def check_node_total(count: int, location: Location | None) -> None:
+    """Refuse a topology with more than :data:`MAX_NODES` nodes before they are created."""
+    if count > MAX_NODES:
+        raise _fail(
+            f"the topology has more than {MAX_NODES:,} nodes, the most collc supports",
+            location,
+            f"collc schedules up to {MAX_GPUS:,} GPUs; check the counts",
+        )
 
 
 @dataclass
@@ -124,6 +171,21 @@ def _as_list(value: object, location: Location | None, what: str) -> LocatedList
     return value
 
 
+def _short(value: Fraction) -> str:
+    """A number for a message, in scientific notation when it is very large or very small."""
+    text = str(value)
+    return text if len(text) <= 20 else f"{float(value):.3g}" if value < 10**300 else "over 1e300"
+
+
+def _check_latency(latency: Fraction, location: Location | None) -> None:
+    if not 0 <= latency <= MAX_LATENCY_US:
+        raise _fail(
+            f"latency must be from 0 to {MAX_LATENCY_US} us, got {_short(latency)} us",
+            location,
+            "latencies are in microseconds by default; write a unit such as 500ns",
+        )
+
+
 def _describe(value: object) -> str:
     if isinstance(value, LocatedMap):
         return "a mapping"
@@ -149,6 +211,7 @@ class _Reader:
     def __init__(self, document: LocatedMap, overrides: Mapping[str, str]):
         self.document = document
         self.warnings: list[TopologyWarning] = []
+        self.tally = _Tally()
         self.parameters = read_parameters(document)
         self.variables: dict[str, Fraction] = apply_overrides(self.parameters, overrides)
 
@@ -207,8 +270,7 @@ class _Reader:
                     latencies[link_class] = parse_latency(table[link_class], self.variables)
                 except ExpressionError as error:
                     raise _fail(f"latency of {link_class!r}: {error}", table.where(link_class)) from None
-                if latencies[link_class] < 0:
-                    raise _fail("a latency must be >= 0", table.where(link_class))
+                _check_latency(latencies[link_class], table.where(link_class))
         return Metadata(
             gpu_model=_text(meta, "gpu_model", "'metadata'") or None,
             sms_per_gpu=sms,
@@ -237,12 +299,12 @@ class _Reader:
                 )
             if not self.condition(entry, variables):
                 continue
-            if "count" in entry:
-                found.extend(
-                    (f"{name}{i}", kind, entry) for i in range(self.count(entry, "count", variables, 1))
-                )
-            else:
+            count = self.count(entry, "count", variables, 1) if "count" in entry else None
+            check_node_total(len(found) + (1 if count is None else count), entry.where("count"))
+            if count is None:
                 found.append((name, kind, entry))
+            else:
+                found.extend((f"{name}{i}", kind, entry) for i in range(count))
         return found
 
     def link_rules(self, rules: LocatedList, scope: _Scope, variables: Mapping[str, Fraction]) -> list[Link]:
@@ -270,7 +332,9 @@ class _Reader:
             return []
         links: list[Link] = []
         for src_name, binding in self.matches(rule, "src", src, variables, scope):
-            for dst_name, full in self.matches(rule, "dst", dst, binding, scope, allow_empty=True):
+            destinations = self.matches(rule, "dst", dst, binding, scope, allow_empty=True)
+            self.tally.add_pairs(len(destinations), rule.where("dst"))
+            for dst_name, full in destinations:
                 if not self.condition(rule, full, "where"):
                     continue
                 if src_name == dst_name:
@@ -279,9 +343,9 @@ class _Reader:
                         rule.location,
                         "a link joins two different nodes; in a mesh rule add e.g. where: i != j",
                     )
-                links.extend(
-                    [self.make_link(rule, src_name, dst_name, full)] * self.count(rule, "count", full, 1)
-                )
+                parallel = self.count(rule, "count", full, 1)
+                self.tally.add_links(parallel, rule.location)
+                links.extend([self.make_link(rule, src_name, dst_name, full)] * parallel)
         return links
 
     def matches(
@@ -329,14 +393,20 @@ class _Reader:
                 rule.where("bandwidth"),
                 "remove the link instead of giving it no bandwidth",
             )
+        if not MIN_BANDWIDTH_GBPS <= bandwidth <= MAX_BANDWIDTH_GBPS:
+            raise _fail(
+                f"bandwidth {_short(bandwidth)} GB/s is outside the supported range "
+                f"{MIN_BANDWIDTH_GBPS} to {MAX_BANDWIDTH_GBPS} GB/s",
+                rule.where("bandwidth"),
+                f"bandwidths are in GB/s by default; write a unit such as 400Gbps ({BANDWIDTH_UNITS})",
+            )
         latency = None
         if "latency" in rule:
             try:
                 latency = parse_latency(rule["latency"], variables)
             except ExpressionError as error:
                 raise _fail(f"bad latency: {error}", rule.where("latency")) from None
-            if latency < 0:
-                raise _fail(f"latency must be >= 0, got {latency}", rule.where("latency"))
+            _check_latency(latency, rule.where("latency"))
         directed = rule.get("directed", False)
         if not isinstance(directed, bool):
             raise _fail("'directed' must be true or false", rule.where("directed"))
@@ -383,6 +453,7 @@ class _Reader:
                         "full-duplex links need a symmetric matrix; use directed: true for one-way counts",
                     )
                 if (directed and i != j) or i < j:
+                    self.tally.add_links(entry, row.where(j))
                     links.extend([self.make_link(rule, names[i], names[j], variables)] * entry)
         return links
 
@@ -482,8 +553,15 @@ def parse_topology(
     reader = _Reader(document, overrides or {})
     metadata = reader.metadata()
     definitions, links = _build(reader)
-    if not any(d.node.kind == "gpu" for d in definitions):
+    gpus = sum(1 for d in definitions if d.node.kind == "gpu")
+    if not gpus:
         raise _fail("the topology has no GPU", document.location, "add nodes with kind: gpu")
+    if gpus > MAX_GPUS:
+        raise _fail(
+            f"the topology has {gpus:,} GPUs; collc supports at most {MAX_GPUS:,}",
+            document.location,
+            "check the counts and --set values",
+        )
     ranks = _rank_order(reader, definitions)
     nodes = tuple(d.node for d in definitions)
     _check_connected(nodes, links, ranks)
@@ -522,6 +600,7 @@ def _build(reader: _Reader) -> tuple[list[_NodeDef], list[Link]]:
                 "every node needs a unique name",
             )
         first_seen[node.name] = node.location
+        check_node_total(len(definitions) + 1, entry.location)
         definition = _NodeDef(node)
         definitions.append(definition)
         return definition
@@ -550,7 +629,10 @@ def _build(reader: _Reader) -> tuple[list[_NodeDef], list[Link]]:
             prefix = _text(group, "name", "a box group", default="b")
             if not _NAME.match(prefix):
                 raise _fail(f"invalid box name {prefix!r}", group.where("name"), _NAME_HINT)
-            for index in range(reader.count(group, "count", reader.variables, 1)):
+            boxes = reader.count(group, "count", reader.variables, 1)
+            check_node_total(len(definitions) + boxes * len(local_nodes), group.where("count"))
+            reader.tally.add_links(boxes * len(local_links), group.where("count"))
+            for index in range(boxes):
                 box = f"{prefix}{index}."
                 for name, kind, entry in local_nodes:
                     add(Node(box + name, kind, box_index, name, entry.location), entry)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from collc.errors import InputError, Location
+from collc.input_limits import MAX_NESTING, MAX_YAML_VALUES
 
 
 class LocatedMap(dict):
@@ -58,6 +59,12 @@ def _location(node: yaml.Node, file: str | None) -> Location:
 def _scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode, file: str | None) -> Any:
     if node.tag == "tag:yaml.org,2002:float":
         text = node.value.replace("_", "")
+        if len(text) > _MAX_NUMBER_LENGTH:
+            raise InputError(
+                f"number {node.value[:20]}... has too many digits",
+                location=_location(node, file),
+                hint="a topology number needs a few digits; check for a pasted or repeated value",
+            )
         try:
             return Fraction(text)
         except ValueError:
@@ -68,32 +75,70 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode, file: str | None) ->
             ) from None
     if node.tag == "tag:yaml.org,2002:timestamp":
         return node.value  # keep dates as text; no field of the format is a date
-    return loader.construct_object(node)
+    try:
+        return loader.construct_object(node)
+    except ValueError:  # an integer longer than Python converts (4,300 digits)
+        raise InputError(
+            f"number {node.value[:20]}... has too many digits",
+            location=_location(node, file),
+            hint="a topology number needs a few digits; check for a pasted or repeated value",
+        ) from None
 
 
 _MERGE = "tag:yaml.org,2002:merge"
+_MAX_NUMBER_LENGTH = 100  # characters of a decimal number: exact fractions stay small
 
 
-def _convert(loader: yaml.SafeLoader, node: yaml.Node, file: str | None, active: frozenset[int]) -> Any:
-    """Plain located values for ``node``; ``active`` holds the collections being converted (cycles)."""
+def _expanded_size(
+    node: yaml.Node, file: str | None, sizes: dict[int, int], active: tuple[int, ...] = ()
+) -> int:
+    """How many values ``node`` becomes once every alias is expanded, without expanding anything.
+
+    PyYAML composes an alias as a second reference to the node it names, so a chain of aliases (an
+    "alias bomb") is small as nodes and huge as values; ``sizes`` memoises each node's count. Cycles
+    and nesting deeper than :data:`MAX_NESTING` are refused here, before any value is built.
+    """
     if isinstance(node, yaml.ScalarNode):
-        return _scalar(loader, node, file)
+        return 1
+    if id(node) in sizes:
+        return sizes[id(node)]
     if id(node) in active:
         raise InputError("a YAML alias refers to a value that contains it", location=_location(node, file))
-    inner = active | {id(node)}
+    if len(active) >= MAX_NESTING:
+        raise InputError(
+            f"YAML collections nested more than {MAX_NESTING} deep",
+            location=_location(node, file),
+            hint="a topology nests a few levels; check for unclosed brackets",
+        )
+    inner = (*active, id(node))
+    children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+    size = 1 + sum(_expanded_size(child, file, sizes, inner) for child in children)
+    if size > MAX_YAML_VALUES:
+        raise InputError(
+            f"the YAML document expands to more than {MAX_YAML_VALUES:,} values",
+            location=_location(node, file),
+            hint="aliases (*name) repeat the whole value they name; write the topology with templates "
+            "and counts instead",
+        )
+    sizes[id(node)] = size
+    return size
+
+
+def _convert(loader: yaml.SafeLoader, node: yaml.Node, file: str | None) -> Any:
+    """Plain located values for ``node`` (checked by :func:`_expanded_size` first)."""
+    if isinstance(node, yaml.ScalarNode):
+        return _scalar(loader, node, file)
     if isinstance(node, yaml.SequenceNode):
-        items = LocatedList(_convert(loader, item, file, inner) for item in node.value)
+        items = LocatedList(_convert(loader, item, file) for item in node.value)
         items.location = _location(node, file)
         items.item_locations = [_location(item, file) for item in node.value]
         return items
     if isinstance(node, yaml.MappingNode):
-        return _mapping(loader, node, file, inner)
+        return _mapping(loader, node, file)
     raise InputError(f"unsupported YAML node {node.tag}", location=_location(node, file))
 
 
-def _mapping(
-    loader: yaml.SafeLoader, node: yaml.MappingNode, file: str | None, active: frozenset[int]
-) -> LocatedMap:
+def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, file: str | None) -> LocatedMap:
     """A mapping; ``<<: *anchor`` merge keys are expanded, explicit keys override merged ones."""
     explicit_count = sum(1 for key_node, _value in node.value if key_node.tag != _MERGE)
     if explicit_count != len(node.value):
@@ -105,7 +150,7 @@ def _mapping(
     mapping.value_locations = {}
     explicit: set[str] = set()
     for position, (key_node, value_node) in enumerate(node.value):
-        key = _convert(loader, key_node, file, active)
+        key = _convert(loader, key_node, file)
         where = _location(key_node, file)
         if not isinstance(key, str | int) or isinstance(key, bool):
             raise InputError("mapping keys must be plain names", location=where)
@@ -118,7 +163,7 @@ def _mapping(
                     hint="each key may appear only once in a mapping; remove or rename one",
                 )
             explicit.add(key)
-        mapping[key] = _convert(loader, value_node, file, active)
+        mapping[key] = _convert(loader, value_node, file)
         mapping.key_locations[key] = where
         mapping.value_locations[key] = _location(value_node, file)
     return mapping
@@ -137,19 +182,48 @@ def _syntax_error(error: yaml.MarkedYAMLError, file: str | None) -> InputError:
     )
 
 
+def _reader_error(error: yaml.reader.ReaderError, text: str, file: str | None) -> InputError:
+    """A character YAML does not allow (NUL, control characters), located by line and column."""
+    before = text[: error.position]
+    line = before.count("\n") + 1
+    column = error.position - (before.rfind("\n") + 1) + 1
+    return InputError(
+        f"character U+{error.character:04X} is not allowed in YAML",
+        location=Location(file, line, column),
+        hint="remove control characters; a topology file is plain UTF-8 text",
+    )
+
+
+def _too_deep(file: str | None) -> InputError:
+    return InputError(
+        f"YAML collections nested more than {MAX_NESTING} deep",
+        location=Location(file),
+        hint="a topology nests a few levels; check for unclosed brackets",
+    )
+
+
 def read_yaml(text: str, file: str | None) -> Any:
-    """Parse one YAML document into located plain values; syntax errors become located InputErrors."""
-    loader = yaml.SafeLoader(text)
+    """Parse one YAML document into located plain values; syntax errors become located InputErrors.
+
+    The document is composed into nodes first (PyYAML keeps one node per alias, however often it is
+    used), then converted with a budget of values and a nesting limit (:mod:`collc.input_limits`).
+    """
+    loader: yaml.SafeLoader | None = None
     try:
-        try:
-            root = loader.get_single_node()
-        except yaml.MarkedYAMLError as error:
-            raise _syntax_error(error, file) from None
-        except yaml.YAMLError as error:
-            raise InputError(f"YAML syntax error: {error}", location=Location(file)) from None
-        try:
-            return None if root is None else _convert(loader, root, file, frozenset())
-        except yaml.MarkedYAMLError as error:
-            raise _syntax_error(error, file) from None
+        loader = yaml.SafeLoader(text)
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _expanded_size(root, file, {})
+        return _convert(loader, root, file)
+    except yaml.reader.ReaderError as error:
+        raise _reader_error(error, text, file) from None
+    except yaml.MarkedYAMLError as error:
+        raise _syntax_error(error, file) from None
+    except yaml.YAMLError as error:
+        raise InputError(f"YAML syntax error: {error}", location=Location(file)) from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise _too_deep(file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

@@ -1,0 +1,39 @@
+"""The largest inputs collc accepts, checked before the work they would cause.
+
+Every reader stops at these limits with a located :class:`collc.errors.InputError` that names the limit,
+so no input file or option can make a command run for minutes or exhaust memory. The values sit far
+above any fabric collc targets (the largest shipped preset setting, 128 rail-optimised DGX H100 boxes,
+has 1,024 GPUs and about 2,000 links) and well below what the solver can finish in seconds.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+#: GPUs in one topology (ranks of one collective).
+MAX_GPUS = 4096
+#: nodes of any kind (GPUs, switches, NICs) in one topology.
+MAX_NODES = 16384
+#: links in one topology, parallel links counted one by one (a 362-GPU full mesh is about this size).
+MAX_LINKS = 65536
+#: (src, dst) candidate pairs that the link rules of one topology may consider in total.
+MAX_RULE_PAIRS = 2**21
+#: YAML values after aliases are expanded (an alias repeats the whole value it names).
+MAX_YAML_VALUES = 1_000_000
+#: nesting depth of YAML collections and of XML elements.
+MAX_NESTING = 64
+#: characters of one topology expression (e.g. ``boxes * 50``).
+MAX_EXPRESSION_LENGTH = 1000
+#: bits of a numerator or denominator inside an expression (about 300 decimal digits).
+MAX_EXPRESSION_BITS = 1024
+#: one link's bandwidth in GB/s: from 1 kB/s to 1 PB/s.
+MIN_BANDWIDTH_GBPS = Fraction(1, 10**6)
+MAX_BANDWIDTH_GBPS = Fraction(10**6)
+#: one link's latency in microseconds (one second).
+MAX_LATENCY_US = Fraction(10**6)
+#: trees per root (``--k`` and ``--max-k``); the largest optimum of the shipped presets is 83.
+MAX_K = 1024
+#: a byte count written into an MSCCL file (``minBytes``/``maxBytes``): the runtime reads an int64.
+MAX_BYTES = 2**63 - 1
+#: chunks per loop and per GPU buffer declared in an MSCCL XML file.
+MAX_XML_CHUNKS = 2**20
