@@ -12,6 +12,8 @@ from collc.cli import main
 from collc.msccl.writer import to_xml
 from collc.sizes import parse_size
 
+from .corpus import allpairs_allreduce
+from .fixture_source import ring_allreduce
 from .programs import INVALID, VALID, ring_allgather
 
 
@@ -83,9 +85,71 @@ def test_explain_selected_and_not_selected() -> None:
     assert "not a positive whole number" in result.output
 
 
-def test_explain_needs_the_call() -> None:
+def test_explain_needs_the_call_size() -> None:
     result = run(path_of("ring_allgather_4.xml"), "--explain", "--nranks", "4")
-    assert result.exit_code == 2 and "--explain needs --nranks and --bytes" in result.output
+    assert result.exit_code == 2 and "--explain needs --bytes" in result.output
+
+
+def test_explain_defaults_the_rank_count_to_the_files() -> None:
+    result = run(path_of("ring_allgather_4.xml"), "--explain", "--bytes", "64MiB")
+    assert result.exit_code == 0 and "selected for this call: yes" in result.output
+
+
+@pytest.mark.parametrize("nranks", ["0", "-4"])
+def test_explain_rejects_a_rank_count_below_one(nranks: str) -> None:
+    result = run(path_of("ring_allgather_4.xml"), "--explain", "--nranks", nranks, "--bytes", "1MiB")
+    assert result.exit_code == 2
+    assert f"{nranks} is not in the range x>=1" in result.output and "Traceback" not in result.output
+
+
+def test_explain_uses_the_size_model_for_one_call(tmp_path) -> None:
+    """The all-pairs exchange of 8-chunk blocks: one call per block at 11 MiB, 2 chunks per call (a
+    deadlock on Simple's 2-call FIFO) at 512 MiB; at 128 MiB 8 chunks per call complete, but with a
+    1 MiB buffer a call carries only 2 of them."""
+    path = tmp_path / "allpairs.xml"
+    path.write_text(to_xml(allpairs_allreduce(), runtime="rccl"))
+    small = run(str(path), "--explain", "--bytes", "11534336", "--inplace")
+    assert small.exit_code == 0, small.output
+    assert "71 chunk(s) per primitive call" in small.output and "hangs" not in small.output
+    large = run(str(path), "--explain", "--bytes", "512MiB", "--inplace")
+    assert large.exit_code == 1
+    assert "2 chunk(s) per primitive call" in large.output
+    assert "a call of this size hangs: a cycle of waits: rank 0 tb 8 step 0 (s)" in large.output
+    default = run(str(path), "--explain", "--bytes", "128MiB", "--inplace")
+    assert "8 chunk(s) per primitive call" in default.output and "hangs" not in default.output
+    buffer = run(str(path), "--explain", "--bytes", "128MiB", "--inplace", "--buffsize", "1MiB")
+    assert "2 chunk(s) per primitive call" in buffer.output and "a call of this size hangs" in buffer.output
+
+
+def test_buffsize_below_the_slot_count_is_an_input_error() -> None:
+    result = run(path_of("ring_allgather_4.xml"), "--buffsize", "4")
+    assert result.exit_code == 2 and "smaller than the 8 slots" in result.output
+
+
+def test_the_file_declares_its_runtime(tmp_path) -> None:
+    """collc writes runtime="…" into <algo>; verify uses it unless --runtime overrides it."""
+    ring = ring_allreduce(4, 2)
+    for runtime, verdict in (("rccl", 1), ("msccl-executor", 0)):
+        path = tmp_path / f"{runtime}.xml"
+        path.write_text(to_xml(ring, runtime=runtime))
+        result = run(str(path))
+        assert result.exit_code == verdict and f"runtime {runtime}: declared by the file" in result.output
+    assert run(str(tmp_path / "rccl.xml"), "--runtime", "msccl-executor").exit_code == 0
+    unknown = tmp_path / "unknown.xml"
+    unknown.write_text(to_xml(ring).replace('maxBytes="0"', 'maxBytes="0" runtime="nccl-9"'))
+    result = run(str(unknown))
+    assert result.exit_code == 0 and 'declares runtime="nccl-9", which collc does not know' in result.output
+
+
+def test_verify_and_compile_offer_the_same_runtimes() -> None:
+    from collc.cli.compile import compile_command
+    from collc.cli.verify import verify_command
+
+    def choices(command) -> list[str]:
+        option = next(p for p in command.params if p.name == "runtime")
+        return list(option.type.choices)
+
+    assert choices(verify_command) == choices(compile_command)
 
 
 def test_explain_json_has_the_selection() -> None:

@@ -14,11 +14,12 @@ import click
 from collc.cli import main
 from collc.cli.common import load_topology
 from collc.errors import InputError
-from collc.msccl.program import Algorithm
+from collc.msccl.program import TARGET_RUNTIMES, Algorithm
 from collc.msccl.reader import read_xml
 from collc.sizes import parse_size
 from collc.topology.model import Topology
-from collc.verify import PROFILES, VerifyReport, explain, verify_text
+from collc.verify import VerifyReport, declared_runtime, explain_call, verify_text
+from collc.verify.calls import SLOTS
 from collc.verify.select import DTYPE_SIZES, Selection, overlapping
 
 
@@ -46,6 +47,8 @@ def _render(report: VerifyReport, selection: Selection | None) -> str:
         lines.append(f"  selected for this call: {'yes' if selection.selected else 'no'}")
         lines.extend(f"    because {reason}" for reason in selection.reasons)
         lines.extend(f"    {detail}" for detail in selection.details)
+        if selection.deadlock:
+            lines.append(f"  a call of this size hangs: {selection.deadlock}")
     return "\n".join(lines)
 
 
@@ -53,9 +56,10 @@ def _render(report: VerifyReport, selection: Selection | None) -> str:
 @click.argument("files", nargs=-1, required=True, metavar="FILE|DIR...")
 @click.option(
     "--runtime",
-    type=click.Choice(sorted(PROFILES)),
+    type=click.Choice(TARGET_RUNTIMES),
     default=None,
-    help="Runtime to lint against (default: the topology's, else msccl-executor).",
+    help="Runtime to lint against (default: the one the file declares, else the topology's, else "
+    "msccl-executor).",
 )
 @click.option("--topology", "topo", metavar="TOPO", help="Check threadblocks against this topology's GPUs.")
 @click.option(
@@ -63,7 +67,11 @@ def _render(report: VerifyReport, selection: Selection | None) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output for CI.")
 @click.option("--explain", is_flag=True, help="Say whether the runtime would select each file for a call.")
-@click.option("--nranks", type=int, help="--explain: communicator size (default: the topology's GPUs).")
+@click.option(
+    "--nranks",
+    type=click.IntRange(min=1),
+    help="--explain: communicator size (default: the topology's GPUs, else each file's ngpus).",
+)
 @click.option(
     "--bytes",
     "size",
@@ -79,6 +87,12 @@ def _render(report: VerifyReport, selection: Selection | None) -> str:
     help="--explain: element type.",
 )
 @click.option("--inplace", is_flag=True, help="--explain: the call is in-place.")
+@click.option(
+    "--buffsize",
+    metavar="SIZE",
+    help="Connection buffer of the file's protocol (NCCL_BUFFSIZE for Simple, NCCL_LL_BUFFSIZE, "
+    "NCCL_LL128_BUFFSIZE); decides how many chunks one primitive call carries (default: the runtime's).",
+)
 def verify_command(
     files: tuple[str, ...],
     runtime: str | None,
@@ -90,6 +104,7 @@ def verify_command(
     size: str | None,
     dtype: str,
     inplace: bool,
+    buffsize: str | None,
 ) -> None:
     """Lint and simulate MSCCL XML files (a DIR means every file in it, as the runtime loads them).
 
@@ -98,8 +113,10 @@ def verify_command(
     if settings and topo is None:
         raise InputError("--set needs --topology", hint="e.g. --topology dgx-a100 --set boxes=2")
     topology: Topology | None = load_topology(topo, settings) if topo is not None else None
-    runtime = runtime or (topology.metadata.runtime if topology is not None else None) or "msccl-executor"
     call = _call(explain, nranks, size, topology)
+    buffer_bytes = _buffer_bytes(buffsize)
+    topology_runtime = topology.metadata.runtime if topology is not None else None
+    runtimes: set[str] = set()
     outputs: list[dict[str, object]] = []
     loaded: list[tuple[str, Algorithm]] = []
     chosen: str | None = None  # with --explain: the first selected file in load order
@@ -112,15 +129,20 @@ def verify_command(
             outputs.append({"file": name, "ok": False, "unreadable": error.message})
             exit_code = 2
             continue
-        report = verify_text(text, name, runtime=runtime, topology=topology)
-        selection = _selection(text, name, runtime, call, dtype, inplace) if call and report.ok else None
+        # an explicit --runtime wins; then the file's own declaration; then the topology's
+        file_runtime = runtime or (None if declared_runtime(text) else topology_runtime)
+        report = verify_text(text, name, runtime=file_runtime, topology=topology, buffer_bytes=buffer_bytes)
+        runtimes.add(report.runtime)
+        selection = None
+        if call and report.ok:
+            selection = _selection(text, name, report.runtime, call, dtype, inplace, buffer_bytes)
         if call and not report.ok:
             report.notes.append("selection not explained: the file is invalid")
         if report.ok:
-            loaded.append((name, read_xml(text, name, runtime=runtime)))
+            loaded.append((name, read_xml(text, name, runtime=report.runtime)))
         if selection is not None and selection.selected and chosen is None:
             chosen = name
-        good = report.ok and (selection is None or selection.selected)
+        good = report.ok and (selection is None or (selection.selected and selection.deadlock is None))
         exit_code = max(exit_code, 0 if good else 1)
         record = report.to_dict()
         if selection is not None:
@@ -128,7 +150,7 @@ def verify_command(
         outputs.append(record)
         if not as_json:
             click.echo(_render(report, selection))
-    overlaps = overlapping(loaded, runtime)
+    overlaps = overlapping(loaded, runtimes.pop() if len(runtimes) == 1 else "msccl-executor")
     if as_json:
         document = {"ok": exit_code == 0, "files": outputs, "overlaps": overlaps, "chosen": chosen}
         click.echo(json.dumps(document, indent=2, sort_keys=True))
@@ -163,20 +185,39 @@ def _expand(names: tuple[str, ...]) -> list[str]:
 
 
 def _call(explain_flag: bool, nranks: int | None, size: str | None, topology: Topology | None):
-    """``(nranks, nbytes)`` of the call to explain, or None without ``--explain``."""
+    """``(nranks or None, nbytes)`` of the call to explain, or None without ``--explain``; a missing
+    ``nranks`` means each file's own ``ngpus``."""
     if not explain_flag:
         return None
+    if size is None:
+        raise InputError("--explain needs --bytes", hint="e.g. --explain --bytes 64MiB [--nranks 16]")
     nranks = nranks if nranks is not None else (topology.num_gpus if topology is not None else None)
-    if nranks is None or size is None:
-        raise InputError(
-            "--explain needs --nranks and --bytes", hint="e.g. --explain --nranks 16 --bytes 64MiB"
-        )
     return nranks, parse_size(size, option="--bytes")
 
 
-def _selection(text: str, name: str, runtime: str, call, dtype: str, inplace: bool) -> Selection:
+def _buffer_bytes(buffsize: str | None) -> int | None:
+    if buffsize is None:
+        return None
+    value = parse_size(buffsize, option="--buffsize")
+    if value < SLOTS:
+        raise InputError(
+            f"--buffsize {buffsize} is smaller than the {SLOTS} slots of a connection buffer",
+            hint="give the buffer in bytes as NCCL takes it, e.g. --buffsize 4MiB",
+        )
+    return value
+
+
+def _selection(
+    text: str, name: str, runtime: str, call, dtype: str, inplace: bool, buffer_bytes: int | None
+) -> Selection:
     nranks, nbytes = call
     algo = read_xml(text, name, runtime=runtime)
-    return explain(
-        algo, nranks=nranks, nbytes=nbytes, dtype_size=DTYPE_SIZES[dtype], inplace=inplace, runtime=runtime
+    return explain_call(
+        algo,
+        nranks=nranks if nranks is not None else algo.ngpus,
+        nbytes=nbytes,
+        dtype_size=DTYPE_SIZES[dtype],
+        inplace=inplace,
+        runtime=runtime,
+        buffer_bytes=buffer_bytes,
     )

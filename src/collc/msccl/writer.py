@@ -13,7 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from collc.errors import InvariantError
-from collc.msccl.program import BUFFERS, COLLECTIVES, PROTOCOLS, STEP_TYPES, Algorithm, GpuProgram, Step
+from collc.msccl.program import (
+    BUFFERS,
+    COLLECTIVES,
+    PROTOCOLS,
+    STEP_TYPES,
+    TARGET_RUNTIMES,
+    Algorithm,
+    GpuProgram,
+    Step,
+)
 
 #: Attribute values are not length-checked by the runtime's parser, but names are limited to 255 and
 #: values should stay below 256 characters (§2.1 rule 8).
@@ -24,10 +33,16 @@ MAX_VALUE_LENGTH = 255
 _FORBIDDEN_IN_VALUE = frozenset('"<>&\t\n\r')
 
 
-def to_xml(algo: Algorithm) -> str:
-    """The runtime-safe XML text of ``algo`` (msccl-xml.md §2.1, §8); raises ``InvariantError``
-    when a field holds a value the runtime could not read back (wrong type, unknown name)."""
-    lines = [_tag(0, "algo", _algo_attributes(algo), closed=False)]
+def to_xml(algo: Algorithm, *, runtime: str | None = None) -> str:
+    """The runtime-safe XML text of ``algo``; raises ``InvariantError`` when a field holds a value the
+    runtime could not read back (wrong type, unknown name). ``runtime`` is recorded as the last
+    attribute of ``<algo>`` (``runtime="rccl"``) so that ``collc verify`` checks the file against the
+    runtime it was written for; the runtimes' parsers look attributes up by name and ignore it."""
+    attributes = _algo_attributes(algo)
+    if runtime is not None:
+        _require_choice("runtime", runtime, TARGET_RUNTIMES)
+        attributes.append(("runtime", runtime))
+    lines = [_tag(0, "algo", attributes, closed=False)]
     for gpu in sorted(algo.gpus, key=lambda g: g.id):
         lines.extend(_gpu_lines(gpu))
     lines.append("</algo>")

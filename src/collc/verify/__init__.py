@@ -8,8 +8,9 @@ says whether the runtime would select the file for a given call. docs/verify.md 
 from __future__ import annotations
 
 import dataclasses
+import re
 
-from collc.msccl.program import Algorithm
+from collc.msccl.program import TARGET_RUNTIMES, Algorithm
 from collc.msccl.reader import XmlSyntaxError, read_xml_with_notes
 from collc.sizes import format_size
 from collc.topology.model import Topology
@@ -27,7 +28,9 @@ __all__ = [
     "Problem",
     "Selection",
     "VerifyReport",
+    "declared_runtime",
     "explain",
+    "explain_call",
     "simulation_cases",
     "verify",
     "verify_text",
@@ -164,6 +167,36 @@ def verify(
     return report
 
 
+def explain_call(
+    algo: Algorithm,
+    *,
+    nranks: int,
+    nbytes: int,
+    dtype_size: int,
+    inplace: bool,
+    runtime: str = "msccl-executor",
+    buffer_bytes: int | None = None,
+) -> Selection:
+    """:func:`explain`, plus how the runtime cuts this call into primitive calls and whether a call of
+    this size completes (the size-aware model of :func:`verify`, for one call)."""
+    selection = explain(
+        algo, nranks=nranks, nbytes=nbytes, dtype_size=dtype_size, inplace=inplace, runtime=runtime
+    )
+    runtime_profile = profile(runtime)
+    model = call_model(runtime_profile, algo.proto, algo.nchunksperloop, buffer_bytes)
+    chunks = model.chunks_per_call(nbytes)
+    selection.details.append(
+        f"{chunks} chunk(s) per primitive call (a call carries at most {model.call_bytes} bytes; "
+        f"a connection holds {model.depth} calls)"
+    )
+    coll = runtime_profile.collectives.get(algo.coll, algo.coll)
+    folded = {(gpu.id, tb.id): fold_threadblock(tb) for gpu in algo.gpus for tb in gpu.tbs}
+    problem = _Deadlocks(algo, coll, folded, model, None).at(chunks)
+    if problem is not None:
+        selection.deadlock = problem.message.removeprefix("deadlock: ")
+    return selection
+
+
 def _note_size_limit(
     report: VerifyReport, algo: Algorithm, runtime_profile: RuntimeProfile, deadlocks: _Deadlocks
 ) -> None:
@@ -196,21 +229,52 @@ def _note_size_limit(
         )
 
 
+#: the ``runtime`` attribute of ``<algo>`` that collc writes (the runtimes' parsers look attributes up
+#: by name and ignore the others, as they ignore msccl-tools' ``maxcount`` and ``nthreadblocks``)
+_DECLARED_RUNTIME = re.compile(r'<algo\b[^>]*?\sruntime="([^"]*)"')
+
+
+def declared_runtime(text: str) -> str | None:
+    """The runtime the file says it was written for (``<algo … runtime="rccl">``), if any."""
+    start = text.find("<algo")
+    if start < 0:
+        return None
+    end = text.find(">", start)
+    match = _DECLARED_RUNTIME.match(text, start, end + 1 if end >= 0 else len(text))
+    return match.group(1) if match else None
+
+
 def verify_text(
     text: str,
     filename: str = "<input>",
     *,
-    runtime: str = "msccl-executor",
+    runtime: str | None = None,
     topology: Topology | None = None,
+    buffer_bytes: int | None = None,
 ) -> VerifyReport:
     """As :func:`verify`, on raw XML text: a lexical error the runtime's parser would reject becomes
-    the report's only problem (the rest cannot be checked)."""
+    the report's only problem (the rest cannot be checked). Without ``runtime``, the file's declared
+    runtime applies, else msccl-executor."""
+    notes = []
+    if runtime is None:
+        declared = declared_runtime(text)
+        if declared is not None and declared not in TARGET_RUNTIMES:
+            notes.append(
+                f'the file declares runtime="{declared}", which collc does not know; using msccl-executor'
+            )
+            declared = None
+        runtime = declared or "msccl-executor"
+        if declared:
+            notes.append(f"runtime {declared}: declared by the file")
     profile(runtime)
     try:
-        algo, notes = read_xml_with_notes(text, filename, runtime=runtime)
+        algo, reader_notes = read_xml_with_notes(text, filename, runtime=runtime)
     except XmlSyntaxError as error:
         problem = Problem(error.rule, "error", error.message, error.location, error.hint)
-        return VerifyReport(filename=filename, runtime=runtime, problems=[problem])
-    report = verify(algo, runtime=runtime, topology=topology, filename=filename)
-    report.problems[:0] = [Problem(note.rule, "warning", note.message, note.location) for note in notes]
+        return VerifyReport(filename=filename, runtime=runtime, problems=[problem], notes=notes)
+    report = verify(algo, runtime=runtime, topology=topology, filename=filename, buffer_bytes=buffer_bytes)
+    report.problems[:0] = [
+        Problem(note.rule, "warning", note.message, note.location) for note in reader_notes
+    ]
+    report.notes[:0] = notes
     return report

@@ -39,9 +39,16 @@ class Selection:
     selected: bool
     reasons: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
+    #: the deadlock a call of this size runs into (collc.verify.explain_call), None if it completes
+    deadlock: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"selected": self.selected, "reasons": list(self.reasons), "details": list(self.details)}
+        return {
+            "selected": self.selected,
+            "reasons": list(self.reasons),
+            "details": list(self.details),
+            "deadlock": self.deadlock,
+        }
 
 
 def explain(
