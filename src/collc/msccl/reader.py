@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from collc.errors import InputError, Location
+from collc.input_limits import MAX_GPUS, MAX_NESTING, MAX_XML_CHUNKS
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
 
 RUNTIMES = ("msccl-executor", "rccl", "msccl-legacy")
@@ -26,7 +27,16 @@ MAX_ATTR_COUNT = 16
 MAX_NAME_LENGTH = 255
 
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_:.\-]*")
-_DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)\Z")
+_DECIMAL = re.compile(r"-?(0|[1-9][0-9]{0,18})\Z")  # at most 19 digits: int64 is checked after
+_INT64 = range(-(2**63), 2**63)
+#: attributes that size what a reader of the file allocates, with the largest value collc accepts
+_SIZE_LIMITS = {
+    "ngpus": MAX_GPUS,
+    "nchunksperloop": MAX_XML_CHUNKS,
+    "i_chunks": MAX_XML_CHUNKS,
+    "o_chunks": MAX_XML_CHUNKS,
+    "s_chunks": MAX_XML_CHUNKS,
+}
 #: the canonical form of a start tag (single spaces, double quotes, on one line): parsed in one match;
 #: anything else goes through the character-level scanner, which finds the precise error
 _CANONICAL_TAG = re.compile(r'<([A-Za-z0-9_:.\-]+)((?: [A-Za-z0-9_:.\-]+="[^"\n]*")*)(/?)>')
@@ -128,9 +138,15 @@ class _Scanner:
             )
         self.pos = end + 3
 
-    def element(self) -> _Element:
-        """One element with its subtree; the scanner is at its ``<``."""
+    def element(self, depth: int = 0) -> _Element:
+        """One element with its subtree; the scanner is at its ``<``; ``depth`` counts its ancestors."""
         start = self.pos
+        if depth >= MAX_NESTING:
+            raise self.fail(
+                "xml-syntax",
+                f"elements nested more than {MAX_NESTING} deep",
+                "an MSCCL file nests four levels: <algo>, <gpu>, <tb>, <step>",
+            )
         fast = _CANONICAL_TAG.match(self.text, start)
         if fast and len(fast.group(1)) <= MAX_NAME_LENGTH and fast.group(2).count(" ") <= MAX_ATTR_COUNT:
             node = _Element(fast.group(1), start, fast.end())
@@ -158,7 +174,7 @@ class _Scanner:
             if self.text.startswith("</", self.pos):
                 self.closing_tag(node.name)
                 return node
-            node.children.append(self.element())
+            node.children.append(self.element(depth + 1))
 
     def name(self) -> str:
         match = _NAME_CHARS.match(self.text, self.pos)
@@ -348,14 +364,33 @@ class _Builder:
         if text is None:
             raise self.missing(node, key)
         if _DECIMAL.match(text) is None:
+            if re.fullmatch(r"-?[1-9][0-9]*", text):
+                raise self.out_of_range(node, key, text, "the 64-bit integer range")
+            shown = text if len(text) <= 40 else text[:40] + "…"
             raise XmlSyntaxError(
                 "xml-integer",
-                f'attribute {key}="{text}" of <{node.name}> is not a plain decimal integer; the runtime '
+                f'attribute {key}="{shown}" of <{node.name}> is not a plain decimal integer; the runtime '
                 "reads it with strtol(…, 0): a leading 0 means octal, 0x hex, and garbage becomes 0",
                 location=self.location(node, key),
                 hint="write the number in decimal without leading zeros",
             )
-        return int(text)
+        value = int(text)
+        if value not in _INT64:
+            raise self.out_of_range(node, key, text, "the 64-bit integer range")
+        limit = _SIZE_LIMITS.get(key)
+        if limit is not None and value > limit:
+            raise self.out_of_range(node, key, text, f"collc's limit (at most {limit:,})")
+        return value
+
+    def out_of_range(self, node: _Element, key: str, text: str, limit: str) -> XmlSyntaxError:
+        shown = text if len(text) <= 40 else f"{text[:20]}… ({len(text)} digits)"
+        return XmlSyntaxError(
+            "xml-integer",
+            f'attribute {key}="{shown}" of <{node.name}> is outside {limit}',
+            location=self.location(node, key),
+            hint="check the value; collc reads files for up to "
+            f"{MAX_GPUS:,} GPUs and {MAX_XML_CHUNKS:,} chunks per buffer",
+        )
 
     def algorithm(self, node: _Element) -> Algorithm:
         defaults = LEGACY_DEFAULTS if self.runtime == "msccl-legacy" else {}
