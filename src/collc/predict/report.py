@@ -19,7 +19,7 @@ from collc.predict.params import COLLECTIVES, PROTOCOLS, busbw_factor
 from collc.predict.picture import topology_figure
 from collc.predict.plot import save_figure, sweep_figure
 from collc.predict.sweep import Sweep
-from collc.sizes import format_size
+from collc.sizes import format_size, plural
 
 REPORT_SIZES = [2**10 * 4**i for i in range(13)]  # 1 KiB .. 16 GiB
 TABLE_SIZES = (2**20, 2**26, 2**30)
@@ -120,13 +120,14 @@ def bound_section(model: TopologyModel) -> list[str]:
         "",
         f"- Trees per GPU k = {bound.k}, congestion budget U = {bound.U} trees per GB/s "
         f"(x* = {_fmt(bound.x_star, 3)} GB/s per GPU).",
-        f"- Bottleneck cut: {len(inside)} nodes inside, {len(gpus_inside)} of them GPUs"
+        f"- Bottleneck cut: {plural(len(inside), 'node')} inside ({plural(len(gpus_inside), 'GPU')})"
         + (f" (boxes {', '.join(map(str, boxes))})" if boxes else "")
-        + f"; {len(bound.cut_arcs)} arcs leave it with {_fmt(bound.cut_bandwidth)} GB/s in total "
+        + f"; {plural(len(bound.cut_arcs), 'arc')} {'leaves' if len(bound.cut_arcs) == 1 else 'leave'} it "
+        f"with {_fmt(bound.cut_bandwidth)} GB/s in total "
         f"({', '.join(f'{count} {name}' for name, count in sorted(arcs_by_class.items()))}).",
         f"- Every GPU inside must push its data out through those arcs: {_fmt(bound.cut_bandwidth)} GB/s / "
-        f"{len(gpus_inside)} GPUs = {_fmt(per_gpu, 3)} GB/s per GPU = x*. Raising the bound needs more "
-        "bandwidth on these arcs (other cuts may be just as tight).",
+        f"{plural(len(gpus_inside), 'GPU')} = {_fmt(per_gpu, 3)} GB/s per GPU = x*. Raising the bound "
+        "needs more bandwidth on these arcs (other cuts may be just as tight).",
     ]
     if len(inside) <= 24:
         lines.append(f"- Inside the cut: {', '.join(inside)}.")
@@ -192,8 +193,8 @@ def fabric_section(model: TopologyModel) -> list[str]:
     return [
         "## Fabric",
         "",
-        f"- {topology.num_gpus} GPUs, {kinds.get('switch', 0)} switches, {kinds.get('nic', 0)} NICs, "
-        f"{len(topology.links)} links"
+        f"- {plural(topology.num_gpus, 'GPU')}, {plural(kinds.get('switch', 0), 'switch')}, "
+        f"{plural(kinds.get('nic', 0), 'NIC')}, {plural(len(topology.links), 'link')}"
         + (f"; {topology.description.strip()}" if topology.description else "")
         + ".",
         "- Links: "
