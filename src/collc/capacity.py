@@ -19,12 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd, lcm
-from typing import TYPE_CHECKING
 
 from collc.topology.model import Topology
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -48,15 +44,6 @@ class CapacityGraph:
         """The same graph with every arc turned around (reduce-scatter runs on it)."""
         arcs = tuple(sorted((dst, src, cap) for src, dst, cap in self.arcs))
         return CapacityGraph(self.names, self.num_gpus, arcs, self.unit)
-
-    def to_networkx(self) -> nx.DiGraph:
-        """A networkx view (attribute ``capacity``) for modelling and tests; not for hot loops."""
-        import networkx as nx  # imported here: networkx costs ~0.5 s of start-up for every command
-
-        graph = nx.DiGraph()
-        graph.add_nodes_from(range(self.num_nodes))
-        graph.add_weighted_edges_from(self.arcs, weight="capacity")
-        return graph
 
 
 def rational_gcd(values: list[Fraction]) -> Fraction:

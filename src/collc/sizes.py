@@ -97,3 +97,10 @@ def format_size(num_bytes: int) -> str:
             whole = num_bytes % scale == 0
             return f"{num_bytes // scale}{unit}" if whole else f"{num_bytes / scale:.2f}{unit}"
     return f"{num_bytes}B"
+
+
+def plural(number: int, noun: str, many: str | None = None) -> str:
+    """``number`` with its noun in the right form: ``1 link``, ``2 links``, ``1 switch``, ``3 switches``."""
+    if number == 1:
+        return f"{number} {noun}"
+    return f"{number} {many or (noun + 'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else noun + 's')}"

@@ -21,6 +21,7 @@ from collc.cli import main
 from collc.cli.common import topology_argument
 from collc.cli.names import compress_names, natural_key
 from collc.errors import InputError
+from collc.sizes import plural
 from collc.solver.bound import Bound, budgeted_bound, fixed_k_bound, optimal_bound
 from collc.solver.symmetry import automorphisms
 from collc.topology.model import Topology
@@ -139,9 +140,9 @@ def _cut_text(bounds: Bounds, bound: Bound, reverse: bool, title: str) -> list[s
     verb = "entering" if reverse else "leaving"
     lines = [
         f"{title}: {bound.cut_num_gpus} of {bound.num_gpus} GPUs inside S; "
-        f"{_count(len(bound.cut_arcs), 'link')} {verb} S carry {carried}",
-        f"  inside S  ({_count(len(inside), 'node')}): {_patterns(sorted(inside))}",
-        f"  outside S ({_count(len(outside), 'node')}): {_patterns(outside)}",
+        f"{plural(len(bound.cut_arcs), 'link')} {verb} S carry {carried}",
+        f"  inside S  ({plural(len(inside), 'node')}): {_patterns(sorted(inside))}",
+        f"  outside S ({plural(len(outside), 'node')}): {_patterns(outside)}",
     ]
     arcs = sorted(
         ((dst, src, bw) if reverse else (src, dst, bw) for src, dst, bw in bound.cut_arcs),
@@ -152,10 +153,6 @@ def _cut_text(bounds: Bounds, bound: Bound, reverse: bool, title: str) -> list[s
     if len(arcs) > len(shown):
         lines.append(f"    ... and {len(arcs) - len(shown)} more links")
     return lines
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _gbps(value: Fraction) -> str:
@@ -185,7 +182,7 @@ def bounds_text(bounds: Bounds) -> str:
         "  (nccl-tests units; allreduce = reduce-scatter then allgather: T_AR = T_RS + T_AG)",
         "",
         f"x* = {_ratio(ag.x_star)} GB/s per GPU (allgather algbw = N·x*)",
-        f"k = {_count(ag.k, 'tree')} per GPU, U = {_ratio(ag.U)} trees per GB/s "
+        f"k = {plural(ag.k, 'tree')} per GPU, U = {_ratio(ag.U)} trees per GB/s "
         "(a link of b GB/s carries at most floor(U·b) trees)",
     ]
     if not ag.is_optimal or not rs.is_optimal:

@@ -11,6 +11,8 @@ import click
 from collc.cli import main
 from collc.cli.common import current_topology_source, output_path, topology_argument
 from collc.fileio import atomic_write
+from collc.sizes import plural
+from collc.solver.bound import check_gpu_count
 from collc.topology import Topology, list_presets
 from collc.topology.export import EXPORT_FORMATS, exact_number, export
 from collc.topology.presets import declared_parameters
@@ -35,7 +37,14 @@ def list_command() -> None:
 @topology_argument
 def validate(topology: Topology) -> None:
     """Check a topology; exit 0 when valid, 2 with a located message when not."""
-    sizes = f"{topology.num_gpus} GPUs, {len(topology.nodes)} nodes, {len(topology.links)} links"
+    check_gpu_count(topology.num_gpus)
+    sizes = ", ".join(
+        [
+            plural(topology.num_gpus, "GPU"),
+            plural(len(topology.nodes), "node"),
+            plural(len(topology.links), "link"),
+        ]
+    )
     click.echo(f"ok: {topology.name}: {sizes}")
 
 

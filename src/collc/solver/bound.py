@@ -154,12 +154,17 @@ def _cut_ratio(graph: CapacityGraph, inside: frozenset[int]) -> Fraction:
     return Fraction(sum(graph.arcs[i][2] for i in _leaving(graph, inside)), gpus)
 
 
-def _check_solvable(graph: CapacityGraph) -> None:
-    if graph.num_gpus < 2:
+def check_gpu_count(num_gpus: int) -> None:
+    """A collective needs at least 2 GPUs: every command that solves or validates refuses fewer."""
+    if num_gpus < 2:
         raise InputError(
-            f"a collective needs at least 2 GPUs; this topology has {graph.num_gpus}",
+            f"a collective needs at least 2 GPUs; this topology has {num_gpus}",
             hint="add GPUs to the topology (or more boxes with --set boxes=N)",
         )
+
+
+def _check_solvable(graph: CapacityGraph) -> None:
+    check_gpu_count(graph.num_gpus)
 
 
 def _min_ingress_cut(graph: CapacityGraph) -> frozenset[int]:

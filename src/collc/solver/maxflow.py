@@ -66,11 +66,3 @@ class FlowNetwork:
     def source_side(self) -> list[int]:
         """Vertices on the source side of a minimum cut of the last :meth:`max_flow` call."""
         return list(self._solver.get_source_side_min_cut())
-
-    def sink_side(self) -> list[int]:
-        """Vertices on the sink side of a minimum cut of the last :meth:`max_flow` call."""
-        return list(self._solver.get_sink_side_min_cut())
-
-    def flows(self) -> np.ndarray:
-        """Flow on every arc (by arc index) of the last :meth:`max_flow` call."""
-        return self._solver.flows(np.arange(self.num_arcs, dtype=np.int64))

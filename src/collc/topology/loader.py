@@ -565,6 +565,7 @@ def parse_topology(
     ranks = _rank_order(reader, definitions)
     nodes = tuple(d.node for d in definitions)
     _check_connected(nodes, links, ranks)
+    reader.warnings.extend(_unlinked(nodes, links))
     topology = Topology(
         name=_text(document, "name", "the topology") or default_name,
         nodes=nodes,
@@ -790,6 +791,20 @@ def _check_connected(nodes: tuple[Node, ...], links: list[Link], ranks: tuple[st
                     by_name[gpu].location,
                     "every GPU must reach every other GPU: add the missing links (directed = one-way)",
                 )
+
+
+def _unlinked(nodes: tuple[Node, ...], links: list[Link]) -> list[TopologyWarning]:
+    """A warning for every switch or NIC that no link touches (GPUs are checked for reachability)."""
+    linked = {link.src for link in links} | {link.dst for link in links}
+    return [
+        TopologyWarning(
+            f"{node.kind} {node.name!r} has no links",
+            node.location,
+            "connect it (e.g. a NIC to its GPU and to the network switch) or delete it",
+        )
+        for node in nodes
+        if node.kind != "gpu" and node.name not in linked
+    ]
 
 
 def _reachable(graph: Mapping[str, list[str]], start: str) -> set[str]:
