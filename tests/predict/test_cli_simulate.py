@@ -4,7 +4,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from collc.cli import main
-from shared_fixtures import FIXTURES
+from ring_schedule import ring_allgather_xml
 
 
 def _run(*args: str):
@@ -62,10 +62,14 @@ def test_bad_sizes_and_picture_names_exit_2_with_a_hint(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "*.png or *.svg" in result.output
 
 
-def test_schedule_of_the_wrong_size_is_refused() -> None:
-    result = CliRunner().invoke(
-        main, ["simulate", "dgx-a100", str(FIXTURES / "valid" / "ring_allgather_4.xml")]
-    )
+def _ring(tmp_path: Path) -> Path:
+    path = tmp_path / "ring_allgather_4.xml"
+    path.write_text(ring_allgather_xml(4))
+    return path
+
+
+def test_schedule_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(_ring(tmp_path))])
     assert result.exit_code == 2
     assert "4 GPUs" in result.output
 
@@ -73,6 +77,6 @@ def test_schedule_of_the_wrong_size_is_refused() -> None:
 def test_missing_schedule_and_wrong_collective_are_located_input_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(tmp_path / "nope.xml")])
     assert result.exit_code == 2 and "cannot read" in result.output
-    schedule = FIXTURES / "valid" / "ring_allgather_4.xml"
+    schedule = _ring(tmp_path)
     result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(schedule), "--coll", "allreduce"])
     assert result.exit_code == 2 and "--coll allgather" in result.output
