@@ -379,13 +379,15 @@ class _Builder:
             raise self.out_of_range(node, key, text, "the 64-bit integer range")
         limit = _SIZE_LIMITS.get(key)
         if limit is not None and value > limit:
-            raise self.out_of_range(node, key, text, f"collc's limit (at most {limit:,})")
+            raise self.out_of_range(node, key, text, f"collc's limit (at most {limit:,})", "input-limit")
         return value
 
-    def out_of_range(self, node: _Element, key: str, text: str, limit: str) -> XmlSyntaxError:
+    def out_of_range(
+        self, node: _Element, key: str, text: str, limit: str, rule: str = "xml-integer"
+    ) -> XmlSyntaxError:
         shown = text if len(text) <= 40 else f"{text[:20]}… ({len(text)} digits)"
         return XmlSyntaxError(
-            "xml-integer",
+            rule,
             f'attribute {key}="{shown}" of <{node.name}> is outside {limit}',
             location=self.location(node, key),
             hint="check the value; collc reads files for up to "
