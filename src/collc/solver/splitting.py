@@ -34,7 +34,8 @@ per GPU on the switch-free graph) decides whether (*) still holds. If it does no
   unbalanced fabrics still split completely; only the final check decides.
 
 Every unit of logical capacity remembers the physical vertex path it stands for (``routes``), so the
-mapping back (:mod:`collc.solver.paths`) is a lookup.
+mapping back (:mod:`collc.solver.paths`) is a lookup. A route never visits a vertex twice: a split
+whose two halves meet again before the switch has the loop cut out (:func:`join_paths`).
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ class _Splitter:
         self._set(u, t, self.capacity.get((u, t), 0) + alpha)
         joined = self.routes.setdefault((u, t), deque())
         for head, tail, units in _pair(first, second):
-            joined.append([head + tail[1:], units])
+            joined.append([join_paths(head, tail), units])
 
     def remove_switch(self, w: int, spread: int) -> None:
         """Split off every in-arc of switch ``w`` as far as admissible, then delete ``w``.
@@ -441,6 +442,29 @@ def take_units(routes: deque[list], units: int) -> list[tuple[Path, int]]:
         if entry[1] == 0:
             routes.popleft()
     return taken
+
+
+def join_paths(head: Path, tail: Path) -> Path:
+    """The route ``head`` then ``tail`` (``head[-1] == tail[0]``, the removed switch), with every cycle
+    cut out, so that no route visits a vertex twice.
+
+    Two routes into and out of a switch can share a vertex: at a NIC hanging off a PCIe switch, the
+    route ``gpu0 → pcie → nic`` meets ``nic → pcie → gpu1`` and the concatenation would cross the
+    PCIe switch twice. Cutting the loop back to the first visit (``gpu0 → pcie → gpu1``) keeps the
+    same ends and uses a subset of the arcs, so no arc carries more than before and every capacity
+    bound still holds. Inner vertices of a route are switches, so the ends are never cut out.
+    """
+    path: list[int] = []
+    position: dict[int, int] = {}
+    for vertex in (*head, *tail[1:]):
+        if vertex in position:
+            for dropped in path[position[vertex] + 1 :]:
+                del position[dropped]
+            del path[position[vertex] + 1 :]
+            continue
+        position[vertex] = len(path)
+        path.append(vertex)
+    return tuple(path)
 
 
 def _pair(first: list[tuple[Path, int]], second: list[tuple[Path, int]]) -> list[tuple[Path, Path, int]]:
