@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from collc.cli import main
+from collc.msccl.program import Threadblock
 from collc.msccl.writer import to_xml
 from collc.sizes import parse_size
 
@@ -209,3 +211,37 @@ def test_directory_is_verified_like_the_runtime_loads_it(tmp_path) -> None:
     document = json.loads(result.output)
     assert [Path(f["file"]).name for f in document["files"]] == ["README", "a_ring.xml", "b_ring.xml"]
     assert len(document["overlaps"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragments"),
+    [
+        ('ngpus="4"', 'ngpus="2147483647"', [":2:", "at most 4,096"]),
+        ('nchunksperloop="4"', 'nchunksperloop="2147483647"', [":2:", "at most 1,048,576"]),
+        # within the reader's limits, but 4 ranks × (1 + 4) × 262144 chunks exceed what is simulated
+        ('nchunksperloop="4"', 'nchunksperloop="1048576"', [":2:", "5,242,880 chunks", "at most 1,048,576"]),
+    ],
+)
+def test_sizes_beyond_the_limits_are_refused_before_the_work(tmp_path, old, new, fragments) -> None:
+    path = tmp_path / "big.xml"
+    path.write_text(Path(path_of("ring_allgather_4.xml")).read_text().replace(old, new, 1))
+    start = time.monotonic()
+    result = run(str(path))
+    assert time.monotonic() - start < 10
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert sum("error:" in line for line in result.output.splitlines()) == 1
+    assert all(fragment in result.output for fragment in fragments), result.output
+
+
+def test_threadblocks_beyond_the_limit_are_refused() -> None:
+    from collc.errors import InputError
+    from collc.verify import MAX_SIMULATED_THREADBLOCKS, verify
+
+    algo = ring_allgather(4)
+    tb = algo.gpus[0].tbs[0]
+    algo.gpus[0].tbs = [Threadblock(i, -1, -1, 0, []) for i in range(1, MAX_SIMULATED_THREADBLOCKS)] + [tb]
+    with pytest.raises(InputError, match="4,099 threadblocks in all"):
+        verify(algo)
+    algo.gpus[0].tbs = algo.gpus[0].tbs[3:]
+    assert sum(len(gpu.tbs) for gpu in algo.gpus) == MAX_SIMULATED_THREADBLOCKS
+    verify(algo)  # at the limit: simulated

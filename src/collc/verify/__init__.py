@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from collc.errors import InputError, Location
 from collc.msccl.program import TARGET_RUNTIMES, Algorithm
 from collc.msccl.reader import XmlSyntaxError, read_xml_with_notes
 from collc.sizes import format_size
 from collc.topology.model import Topology
 from collc.verify.calls import CallModel, call_model, describe_sizes
-from collc.verify.collective import CHECKED_COLLECTIVES
+from collc.verify.collective import CHECKED_COLLECTIVES, real_sizes
 from collc.verify.fold import Transmission, fold_threadblock
 from collc.verify.lint import BLOCKS_SIMULATION, lint
 from collc.verify.report import Problem, VerifyReport
@@ -35,6 +36,34 @@ __all__ = [
     "verify",
     "verify_text",
 ]
+
+
+#: chunks of all ranks' buffers the simulation tracks symbolically (about 10 s and 200 MB at the limit)
+MAX_SIMULATED_CHUNKS = 2**20
+#: threadblocks of all ranks (vector clocks take 4 bytes per pair: 64 MiB at the limit)
+MAX_SIMULATED_THREADBLOCKS = 4096
+
+
+def _check_simulation_size(algo: Algorithm, coll: str, filename: str | None) -> None:
+    """Refuse, before any allocation, a program whose simulation would exceed the limits above."""
+    sizes = real_sizes(coll, algo.nchunksperloop, algo.ngpus) or (0, 0)
+    chunks = sum(sizes[0] + sizes[1] + max(gpu.s_chunks, 0) for gpu in algo.gpus)
+    threadblocks = sum(len(gpu.tbs) for gpu in algo.gpus)
+    where = Location(filename, algo.line) if filename is not None or algo.line is not None else None
+    if chunks > MAX_SIMULATED_CHUNKS:
+        raise InputError(
+            f"the ranks' buffers hold {chunks:,} chunks in all; collc simulates at most "
+            f"{MAX_SIMULATED_CHUNKS:,} (nchunksperloop={algo.nchunksperloop} on {len(algo.gpus)} rank(s))",
+            location=where,
+            hint="use fewer chunks per loop: the runtime walks a chunk in pieces, a few large ones do",
+        )
+    if threadblocks > MAX_SIMULATED_THREADBLOCKS:
+        raise InputError(
+            f"the file has {threadblocks:,} threadblocks in all; collc simulates at most "
+            f"{MAX_SIMULATED_THREADBLOCKS:,}",
+            location=where,
+            hint="the runtimes use at most 128 (executor) or 64 (RCCL) threadblocks per rank",
+        )
 
 
 def declared_sizes(algo: Algorithm, runtime_profile: RuntimeProfile) -> tuple[int, int | None]:
@@ -150,6 +179,7 @@ def verify(
     coll = runtime_profile.collectives.get(algo.coll, algo.coll)
     if coll not in CHECKED_COLLECTIVES:
         report.notes.append(f"data not checked: no postcondition is known for {coll}")
+    _check_simulation_size(algo, coll, filename)
     model = call_model(runtime_profile, algo.proto, algo.nchunksperloop, buffer_bytes)
     deadlocks = _Deadlocks(algo, coll, folded, model, filename)
     seen: set[str] = set()
@@ -270,6 +300,8 @@ def verify_text(
     try:
         algo, reader_notes = read_xml_with_notes(text, filename, runtime=runtime)
     except XmlSyntaxError as error:
+        if error.rule == "input-limit":
+            raise  # beyond what collc reads at all: bad input (exit 2), not a verdict on the file
         problem = Problem(error.rule, "error", error.message, error.location, error.hint)
         return VerifyReport(filename=filename, runtime=runtime, problems=[problem], notes=notes)
     report = verify(algo, runtime=runtime, topology=topology, filename=filename, buffer_bytes=buffer_bytes)

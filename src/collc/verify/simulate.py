@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -210,7 +212,7 @@ class Placement:
     def report(
         self,
         rule: str,
-        message: str,
+        message: str | Callable[[], str],
         gid: int | None = None,
         step: int | None = None,
         hint: str | None = None,
@@ -236,14 +238,11 @@ class Placement:
             for chunk, (want, found) in enumerate(zip(expected, outputs[rank], strict=True)):
                 if want == "any" or want == found:
                     continue
-                found_text = collective.describe(found, nchunks)
-                if found is not None:
-                    found_text += f" ({collective.difference(want, found, nchunks)})"  # type: ignore[arg-type]
                 self.report(
                     "postcondition",
-                    f"rank {rank} o[{chunk}] should hold {collective.describe(want, nchunks)} "
-                    f"but holds {found_text}",
+                    partial(_postcondition_message, rank, chunk, want, found, nchunks),
                     hint="the file does not compute the collective its coll attribute names",
+                    key=(rank, chunk),
                 )
             if self.inplace:
                 self.check_untouched(rank, expected)
@@ -264,10 +263,9 @@ class Placement:
             if index not in constrained and before is not None and before != after:
                 self.report(
                     "clobbers-input",
-                    f"rank {rank} {storage.name}[{index}] is outside the collective's output but is changed "
-                    f"from {collective.describe(before, nchunks)} to {collective.describe(after, nchunks)}; "
-                    "NCCL leaves it intact",
+                    partial(_clobber_message, rank, storage.name, index, before, after, nchunks),
                     hint="use scratch (s) for intermediate values",
+                    key=(rank, storage.name, index),
                     severity="warning",
                 )
 
@@ -354,7 +352,7 @@ class Simulator:
     def report(
         self,
         rule: str,
-        message: str,
+        message: str | Callable[[], str],
         gid: int | None = None,
         step: int | None = None,
         hint: str | None = None,
@@ -362,8 +360,14 @@ class Simulator:
         severity: str = "error",
         placement: str | None = None,
     ) -> None:
-        """Record a problem once per ``key`` (default: once per message), listing at most MAX_LISTED."""
-        key = (rule, placement, message) if key is None else (rule, placement, *key)
+        """Record a problem once per ``key`` (default: once per message), listing at most MAX_LISTED.
+        A ``message`` that is costly to build is passed as a function (with a ``key``): it is called
+        only for the problems listed."""
+        if key is None:
+            assert isinstance(message, str), "a message built on demand needs a key"
+            key = (rule, placement, message)
+        else:
+            key = (rule, placement, *key)
         if key in self.reported:
             return
         self.reported.add(key)
@@ -376,7 +380,8 @@ class Simulator:
             line = self.steps[gid][step].line
             if line is not None or self.filename is not None:  # IR from the lowering has no lines
                 location = Location(self.filename, line)
-        self.problems.append(Problem(rule, severity, f"{message} ({label})", location, hint))  # type: ignore[arg-type]
+        text = message if isinstance(message, str) else message()
+        self.problems.append(Problem(rule, severity, f"{text} ({label})", location, hint))  # type: ignore[arg-type]
 
     def where(self, gid: int, step: int) -> str:
         rank, tb = self.owner[gid]
@@ -598,6 +603,21 @@ class Simulator:
                     step,
                     "every send needs a matching receive on the peer (same channel, same order)",
                 )
+
+
+def _postcondition_message(rank: int, chunk: int, want: Value, found: Value, nchunks: int) -> str:
+    found_text = collective.describe(found, nchunks)
+    if found is not None:
+        found_text += f" ({collective.difference(want, found, nchunks)})"
+    return f"rank {rank} o[{chunk}] should hold {collective.describe(want, nchunks)} but holds {found_text}"
+
+
+def _clobber_message(rank: int, name: str, index: int, before: Value, after: Value, nchunks: int) -> str:
+    return (
+        f"rank {rank} {name}[{index}] is outside the collective's output but is changed from "
+        f"{collective.describe(before, nchunks)} to {collective.describe(after, nchunks)}; "
+        "NCCL leaves it intact"
+    )
 
 
 def _execute(
