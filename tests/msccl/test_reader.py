@@ -1,4 +1,4 @@
-"""The reader accepts exactly what the runtime's hand-written parser accepts (msccl-xml.md §2.1)."""
+"""The reader accepts exactly what the runtime's hand-written parser accepts."""
 
 from __future__ import annotations
 

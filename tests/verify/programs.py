@@ -19,7 +19,7 @@ def fixture(name: str) -> Algorithm:
 
 def exchange(cnt: int, proto: str) -> Algorithm:
     """Two ranks swap their inputs (allgather): each first sends ``cnt`` chunks, then receives them.
-    With one chunk per call this completes only while ``cnt`` ≤ the FIFO depth (§4.4)."""
+    With one chunk per call this completes only while ``cnt`` ≤ the FIFO depth."""
     gpus = []
     for rank in range(2):
         peer = 1 - rank
@@ -119,3 +119,19 @@ def allpairs_allreduce(ngpus: int, channels: int = 2) -> Algorithm:
                 step.s = index
         gpus.append(GpuProgram(rank, nchunks, 0, nchunks * len(peers), tbs))
     return Algorithm("allpairs", "LL", channels, nchunks, ngpus, "allreduce", 1, 0, 0, 0, gpus)
+
+
+def reducescatter_through_other_blocks() -> Algorithm:
+    """In-place 2-rank reducescatter that receives the peer's contribution into the peer's own block
+    of the user buffer (already sent) and reduces from there."""
+    gpus = []
+    for rank in range(2):
+        other = 1 - rank
+        steps = [
+            Step(0, "s", "i", other, "o", 0, 1),
+            Step(1, "r", "o", 0, "i", other, 1),
+            Step(2, "cpy", "i", rank, "o", 0, 1),
+            Step(3, "re", "i", other, "o", 0, 1),
+        ]
+        gpus.append(GpuProgram(rank, 2, 1, 0, [Threadblock(0, other, other, 0, steps)]))
+    return Algorithm("rs", "LL", 1, 2, 2, "reducescatter", 1, 0, 0, 0, gpus)

@@ -9,7 +9,7 @@ from .programs import fixture, threadblock
 
 
 def test_tree_root_folds_as_the_spec_example_describes() -> None:
-    """msccl-xml.md §7.3: step 0 publishes nothing, the nop's wait joins step 2, steps 2-3 fuse and
+    """The tree fixture: step 0 publishes nothing, the nop's wait joins step 2, steps 2-3 fuse and
     publish position 3."""
     receive, reduce_chain, send = fold_threadblock(threadblock(fixture("tree_allreduce_3"), 0, 0))
     assert (receive.type, receive.position, receive.publishes, receive.waits) == ("r", 0, None, ())

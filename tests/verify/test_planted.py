@@ -10,7 +10,15 @@ from collc.verify import verify
 from collc.verify.fold import fold_threadblock
 from collc.verify.simulate import Case, simulate
 
-from .programs import allpairs_allreduce, exchange, fixture, ring_allgather, step, threadblock
+from .programs import (
+    allpairs_allreduce,
+    exchange,
+    fixture,
+    reducescatter_through_other_blocks,
+    ring_allgather,
+    step,
+    threadblock,
+)
 
 
 def errors(algo, **kwargs) -> set[str]:
@@ -24,7 +32,7 @@ def test_unmodified_programs_are_clean() -> None:
 
 
 def test_deadlock_through_fifo_depth_names_the_cycle() -> None:
-    """Send 3 chunks before receiving: Simple buffers 2 calls per connection, LL 8 (§4.4)."""
+    """Send 3 chunks before receiving: Simple buffers 2 calls per connection, LL 8."""
     report = verify(exchange(3, "Simple"), filename="exchange.xml")
     (deadlock,) = [p for p in report.problems if p.rule == "deadlock"]
     assert "cycle of waits" in deadlock.message
@@ -228,17 +236,7 @@ def test_in_place_aliasing_breaks_a_program_correct_out_of_place() -> None:
 def test_in_place_reducescatter_that_uses_other_blocks_as_scratch_warns() -> None:
     """Receiving into the peer's (already sent) block is harmless in place but changes the user's
     buffer outside the output, which NCCL never does; out of place it writes the const input."""
-    gpus = []
-    for rank in range(2):
-        other = 1 - rank
-        steps = [
-            Step(0, "s", "i", other, "o", 0, 1),
-            Step(1, "r", "o", 0, "i", other, 1),
-            Step(2, "cpy", "i", rank, "o", 0, 1),
-            Step(3, "re", "i", other, "o", 0, 1),
-        ]
-        gpus.append(GpuProgram(rank, 2, 1, 0, [Threadblock(0, other, other, 0, steps)]))
-    algo = Algorithm("rs", "LL", 1, 2, 2, "reducescatter", 1, 0, 0, 0, gpus)
+    algo = reducescatter_through_other_blocks()
     report = verify(algo)
     assert report.ok and report.rules() == {"clobbers-input"}
     algo.inplace, algo.outofplace = 0, 1
@@ -277,7 +275,7 @@ def test_fixture_ring_needs_fifo_depth_two() -> None:
 
 
 def test_msccl_tools_in_place_conventions_are_valid() -> None:
-    """§3.2: in-place allreduce files may name only i (o_chunks=0); in-place allgather files only o
+    """In-place allreduce files may name only i (o_chunks=0); in-place allgather files only o
     (i_chunks=0, input j of rank r renamed to o[r*k + j])."""
     allreduce = fixture("ring_allreduce_4x2")
     allreduce.inplace, allreduce.outofplace = 1, 0

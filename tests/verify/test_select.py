@@ -1,4 +1,4 @@
-"""Selection (msccl-xml.md §1.1): every condition the internal scheduler checks, with its reason."""
+"""Selection: every condition the internal scheduler checks, with its reason."""
 
 from __future__ import annotations
 

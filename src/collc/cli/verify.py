@@ -171,7 +171,7 @@ def verify_command(
 
 def _expand(names: tuple[str, ...]) -> list[str]:
     """Files as given; a directory stands for every regular file (or link) directly in it, in sorted
-    order, exactly what the runtime loads from MSCCL_ALGO_DIR (§1.1: a stray README breaks it)."""
+    order, exactly what the runtime loads from MSCCL_ALGO_DIR."""
     expanded = []
     for name in names:
         path = Path(name)

@@ -1,7 +1,7 @@
 """Write an :class:`~collc.msccl.program.Algorithm` as MSCCL XML in the one format every runtime parses.
 
-The runtimes do not use a real XML parser (msccl-xml.md §2.1), so the writer emits a single canonical
-layout (the emitter checklist, §8): ``<algo>`` as the first element, no XML declaration, two-space
+The runtimes do not use a real XML parser, so the writer emits a single canonical
+layout: ``<algo>`` as the first element, no XML declaration, two-space
 indentation, one element per line with all its attributes on that line, ``key="value"`` with double
 quotes and exactly one space between attributes, plain decimal integers, every required attribute
 (also the ten of a ``nop`` step), elements in id order and a trailing newline. The same IR always
@@ -25,11 +25,11 @@ from collc.msccl.program import (
 )
 
 #: Attribute values are not length-checked by the runtime's parser, but names are limited to 255 and
-#: values should stay below 256 characters (§2.1 rule 8).
+#: values should stay below 256 characters.
 MAX_VALUE_LENGTH = 255
 
 #: Characters that would break the hand-written parser inside a value: quotes end it, entities are
-#: not decoded (§2.1 rule 9), tabs and newlines are not allowed inside a tag (§2.1 rules 2, 3).
+#: not decoded, tabs and newlines are not allowed inside a tag.
 _FORBIDDEN_IN_VALUE = frozenset('"<>&\t\n\r')
 
 
@@ -91,7 +91,7 @@ def _gpu_lines(gpu: GpuProgram) -> Iterable[str]:
 
 
 def _step_attributes(where: str, step: Step) -> list[tuple[str, str]]:
-    """The ten step attributes in the order msccl-tools and the examples of §7 use."""
+    """The ten step attributes in the order msccl-tools uses."""
     _require_choice(f"{where} type", step.type, STEP_TYPES)
     _require_choice(f"{where} srcbuf", step.srcbuf, BUFFERS)
     _require_choice(f"{where} dstbuf", step.dstbuf, BUFFERS)
@@ -115,7 +115,7 @@ def _tag(depth: int, name: str, attributes: list[tuple[str, str]], *, closed: bo
 
 
 def _integer(what: str, value: object) -> str:
-    """Plain decimal (the runtime reads integers with ``strtol(…, 0)``, §2.1 rule 10)."""
+    """Plain decimal (the runtime reads integers with ``strtol(…, 0)``)."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvariantError(f"{what} must be an int to be written as MSCCL XML, got {value!r}")
     return str(value)

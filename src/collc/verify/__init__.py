@@ -1,4 +1,4 @@
-"""``collc verify``: lint and simulate any MSCCL XML program before it reaches a GPU (issue 4).
+"""``collc verify``: lint and simulate any MSCCL XML program before it reaches a GPU.
 
 :func:`verify` checks an :class:`~collc.msccl.program.Algorithm` (from the lowering or the reader);
 :func:`verify_text` also applies the runtime parser's lexical rules to the raw text; :func:`explain`

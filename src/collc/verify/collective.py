@@ -1,5 +1,5 @@
 """What each collective means for a program: real buffer sizes, in-place aliasing, initial data and the
-postcondition (msccl-xml.md §3.2).
+postcondition.
 
 Data is symbolic: a value is the multiset of input chunks ``in_q[j]`` it is made of. It is stored as
 ``(j, ranks, duplicates)`` — the input chunk index, a bit mask of the ranks that contributed it, and a
@@ -29,7 +29,7 @@ class Layout:
 
     ``storages`` maps a storage name to its size; ``names`` maps ``i``/``o``/``s`` to
     ``(storage, base offset)``. Out of place, each name is its own storage; in place, ``i`` and ``o``
-    share one (§3.2, "in-place aliasing").
+    share one.
     """
 
     storages: dict[str, int]
@@ -123,7 +123,7 @@ def expected_outputs(coll: str, nchunks: int, ngpus: int, rank: int, root: int |
 
 
 def infer_root(coll: str, outputs: list[list[Value]], ngpus: int) -> int | None:
-    """The root a rooted file implements ("whatever the file implements", §3.2): for broadcast the
+    """The root a rooted file implements ("a rooted file is picked for any root"): for broadcast the
     rank whose input rank 0 ends up with, for reduce the rank that holds a full reduction."""
     if coll == "broadcast":
         first = outputs[0][0] if outputs and outputs[0] else None

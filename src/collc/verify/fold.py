@@ -1,4 +1,4 @@
-"""Fold a threadblock's steps into the transmissions the runtime actually executes (msccl-xml.md §3.3, §4.2).
+"""Fold a threadblock's steps into the transmissions the runtime actually executes.
 
 The parser does not run ``<step>`` elements one by one:
 
@@ -43,13 +43,13 @@ class Transmission:
     first_step: int
     last_step: int
 
-    #: whether the type sends / receives (§3.3), kept as fields for the simulator's inner loop
+    #: whether the type sends / receives, kept as fields for the simulator's inner loop
     sends: bool = False
     receives: bool = False
 
 
 def _fuses(previous: Step, step: Step, pending_waits: list[tuple[int, int]]) -> bool:
-    """Whether ``step`` joins the ``re`` chain that ends with ``previous`` (§3.3)."""
+    """Whether ``step`` joins the ``re`` chain that ends with ``previous``."""
     return (
         step.type == "re"
         and previous.type == "re"

@@ -1,9 +1,9 @@
-"""Static checks of an MSCCL program against one runtime (msccl-xml.md §2.3-§2.6, §4.2, §4.3, §5, §6).
+"""Static checks of an MSCCL program against one runtime.
 
 Each check names a stable rule id. It covers what the runtime's parser rejects (with the runtime's
-wording where it has one) and, above all, what it does *not* check but what hangs or corrupts data
-(§5.3). Rules in :data:`BLOCKS_SIMULATION` make the program's meaning undefined (an unknown step type,
-an operand outside its buffer …), so the simulation is skipped when one of them fires.
+wording where it has one) and, above all, what it does *not* check but what hangs or corrupts data.
+Rules in :data:`BLOCKS_SIMULATION` make the program's meaning undefined (an unknown step type, an
+operand outside its buffer …), so the simulation is skipped when one of them fires.
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ BLOCKS_SIMULATION = frozenset(
     }
 )
 
-#: ``MAX_NODES`` of the runtime's parser: elements stored for one rank (§5.1)
+#: ``MAX_NODES`` of the runtime's parser: elements stored for one rank
 PARSER_MAX_NODES = 4096
 
-#: which operands each step type reads (src) and writes or reads-and-writes (dst), §3.3
+#: which operands each step type reads (src) and writes or reads-and-writes (dst)
 USES_SRC = frozenset({"s", "rrs", "rrc", "rrcs", "cpy", "re"})
 USES_DST = frozenset({"r", "rcs", "rrc", "rrcs", "cpy", "re"})
 
@@ -138,7 +138,7 @@ def _check_algo(linter: _Linter) -> None:
             "nchunks-not-multiple",
             f"{coll} needs nchunksperloop ({algo.nchunksperloop}) to be a multiple of ngpus ({algo.ngpus})",
             line,
-            "each rank's block must be a whole number of chunks (msccl-xml.md §3.2)",
+            "each rank's block must be a whole number of chunks",
         )
     if not algo.inplace and not algo.outofplace:
         linter.warning(
@@ -201,7 +201,7 @@ def _check_gpus(linter: _Linter) -> None:
                     f"{algo.nchunksperloop} has {real} chunks there; the runtime bounds-checks against the "
                     "declared size only, so accesses beyond the real buffer go through",
                     gpu.line,
-                    f"declare {name} ≤ {real} (msccl-xml.md §3.2)",
+                    f"declare {name} ≤ {real}",
                 )
     missing = sorted(set(range(max(algo.ngpus, 0))) - set(ids))
     if missing:
@@ -278,7 +278,7 @@ def _check_threadblocks(linter: _Linter, gpu: GpuProgram) -> None:
 
 
 def _check_connections_of_gpu(linter: _Linter, gpu: GpuProgram) -> None:
-    """(peer, chan) uniqueness per direction and the 32-per-channel limit (§4.3)."""
+    """(peer, chan) uniqueness per direction and the 32-per-channel limit."""
     for role in ("send", "recv"):
         owners: dict[tuple[int, int], list[int]] = defaultdict(list)
         per_channel: Counter[int] = Counter()
@@ -442,7 +442,7 @@ def _step_problems(
 def _dependency_problems(
     step: Step, where: str, tb_id: int, tb_ids: set[int], runtime: RuntimeProfile
 ) -> Iterator[tuple[str, str, str, int | None, str | None]]:
-    """The target of a step's (or nop's) own ``depid``/``deps`` must exist and be storable (§4.2)."""
+    """The target of a step's (or nop's) own ``depid``/``deps`` must exist and be storable."""
     line = step.line
     if step.depid >= 0 or step.depid < -1:
         if step.depid == tb_id or step.depid not in tb_ids:
@@ -480,8 +480,8 @@ def _check_steps(linter: _Linter, gpu: GpuProgram, tb: Threadblock) -> None:
 def _check_dependencies(
     linter: _Linter, gpu: GpuProgram, folded: dict[tuple[int, int], list[Transmission]]
 ) -> None:
-    """Every wait must be released by a published position (§4.2 rules 3, 5) and ``re`` chains must
-    stay within the runtime's fusion limit (§3.3)."""
+    """Every wait must be released by a published position and ``re`` chains must
+    stay within the runtime's fusion limit."""
     tbs = {tb.id: tb for tb in gpu.tbs}
     for tb in gpu.tbs:
         transmissions = folded.get((gpu.id, tb.id), [])
@@ -540,7 +540,7 @@ def _check_dependencies(
 def _check_unused_flags(
     linter: _Linter, gpu: GpuProgram, folded: dict[tuple[int, int], list[Transmission]]
 ) -> None:
-    """A publish that releases no wait costs a flag store and maybe a fence (§4.2 rule 5: SHOULD be 0)."""
+    """A publish that releases no wait costs a flag store and maybe a fence."""
     awaited: dict[int, list[int]] = defaultdict(list)
     for tb in gpu.tbs:
         for t in folded.get((gpu.id, tb.id), []):
@@ -565,7 +565,7 @@ def _check_unused_flags(
 
 def _check_pairing(linter: _Linter) -> None:
     """Send/receive declarations are mirrored, and each connection's messages pair up one to one with
-    equal ``cnt`` (§4.3)."""
+    equal ``cnt``."""
     senders: dict[tuple[int, int, int], Threadblock] = {}
     receivers: dict[tuple[int, int, int], Threadblock] = {}
     for gpu in linter.algo.gpus:

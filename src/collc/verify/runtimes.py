@@ -1,4 +1,4 @@
-"""The limits and dialect of each runtime the verifier lints against (msccl-xml.md §1.4, §5.1, §6)."""
+"""The limits and dialect of each runtime the verifier lints against."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ class RuntimeProfile:
     """What one runtime accepts and what it silently mishandles."""
 
     name: str
-    #: ``MAXCHANNELS``: the parser accepts ``0 <= chan <= max_channels`` (off by one, §2.5)
+    #: ``MAXCHANNELS``: the parser accepts ``0 <= chan <= max_channels`` (off by one)
     max_channels: int
     #: threadblocks per GPU the runtime can use (parser limit, or the int8 ``depid`` ceiling)
     max_threadblocks: int
     #: ``MSCCL_MAX_NUM_STEPS``: steps per threadblock, nops included
     max_steps: int
-    #: largest ``depid`` the runtime stores faithfully (int8 field, §4.2 rule 4)
+    #: largest ``depid`` the runtime stores faithfully (an int8 field)
     max_depid: int
-    #: longest fused ``re`` chain that computes the right value (executor: 15, §3.3); None = no cap
+    #: longest fused ``re`` chain that computes the right value (executor: 15); None = no cap
     max_fused_chain: int | None
-    #: step types that load but fail at launch (RCCL >= 6.1 has no composite kernels, §6)
+    #: step types that load but fail at launch (RCCL >= 6.1 has no composite kernels)
     rejected_step_types: frozenset[str]
     #: ``coll`` spellings the loader accepts, mapped to the collective they mean
     collectives: dict[str, str]
@@ -33,7 +33,7 @@ class RuntimeProfile:
     max_tbs_per_channel: int = 32
     #: ``MSCCL_MAX_COUNT``: ``cnt`` must be below it
     max_count: int = 72
-    #: whether ``maxBytes`` is an inclusive bound (the legacy loader's is exclusive, §1.4)
+    #: whether ``maxBytes`` is an inclusive bound (the legacy loader's is exclusive)
     max_bytes_inclusive: bool = True
     #: default connection buffer per protocol: NCCL_BUFFSIZE (Simple, 4 MiB), NCCL_LL_BUFFSIZE (8 lines
     #: per thread × max threads × 8 slots × 16 bytes) and NCCL_LL128_BUFFSIZE (words per thread × max

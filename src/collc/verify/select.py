@@ -1,4 +1,4 @@
-"""Would the runtime pick this file for a given call, and if not, why (msccl-xml.md §1.1)?
+"""Would the runtime pick this file for a given call, and if not, why?
 
 The internal scheduler takes the first loaded file whose collective, rank count, placement, size range
 and chunk divisibility all fit the call. A file that fails any of them is silently not used, which is
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from collc.msccl.program import Algorithm
 from collc.verify.runtimes import profile
 
-#: bytes per element of the NCCL data types (all have MSCCL kernels, §1.1: the type is not part of selection)
+#: bytes per element of the NCCL data types (all have MSCCL kernels: the type is not part of selection)
 DTYPE_SIZES = {
     "int8": 1,
     "uint8": 1,
@@ -28,7 +28,7 @@ DTYPE_SIZES = {
     "fp64": 8,
 }
 
-#: ``sizeMultiplier`` of each API: nBytes = count × sizeof(type) × multiplier (§1.1 table)
+#: ``sizeMultiplier`` of each API: nBytes = count × sizeof(type) × multiplier
 PER_RANK_COLLECTIVES = frozenset({"allgather", "reducescatter", "alltoall"})
 
 
@@ -111,7 +111,7 @@ def explain(
 
 def overlapping(entries: list[tuple[str, Algorithm]], runtime: str = "msccl-executor") -> list[str]:
     """Pairs of files that the same call could select (same collective, rank count and placement,
-    overlapping size ranges): only the first one loaded is ever used (§1.3), and the load order
+    overlapping size ranges): only the first one loaded is ever used, and the load order
     differs between runtimes (sorted path on the executor, directory order on RCCL)."""
     collectives = profile(runtime).collectives
     messages = []

@@ -1,13 +1,13 @@
 """Chunk-level simulation of an MSCCL program: deadlock, races, undefined reads, leftover messages,
-writes to the input and the collective's postcondition (msccl-xml.md §4.5).
+writes to the input and the collective's postcondition.
 
 Threadblocks are deterministic sequential processes that talk through single-producer single-consumer
-FIFOs of ``depth`` calls (2 on Simple, 8 on LL/LL128, §4.4) and through monotone per-threadblock flags
-(§4.2). Enabled actions stay enabled until taken, so one greedy run decides whether the program
-completes. The scheduler is event driven: a blocked threadblock records what it waits for and is woken
+FIFOs of ``depth`` calls (2 on Simple, 8 on LL/LL128, see collc.verify.calls) and through monotone
+per-threadblock flags. Enabled actions stay enabled until taken, so one greedy run decides whether the
+program completes. The scheduler is event driven: a blocked threadblock records what it waits for and is woken
 only when that message, FIFO slot or flag arrives, so the cost is linear in the number of calls.
 
-Each transmission of ``cnt`` chunks runs as ceil(cnt / call_chunks) primitive calls (§3.1); the large
+Each transmission of ``cnt`` chunks runs as ceil(cnt / call_chunks) primitive calls; the large
 message case is ``call_chunks = 1``, the small message case ``71``. Control flow never depends on data,
 so one run serves every placement: each :class:`Placement` (in-place or out-of-place aliasing) keeps its
 own symbolic memory and race bookkeeping, updated by the same calls. Happens-before is tracked with
@@ -89,7 +89,7 @@ class _Storage:
 
 
 class Placement:
-    """The memory of every rank under one aliasing (§3.2), with its postcondition checks."""
+    """The memory of every rank under one aliasing, with its postcondition checks."""
 
     def __init__(self, simulator: Simulator, inplace: bool, track_races: bool):
         self.simulator = simulator
@@ -248,8 +248,8 @@ class Placement:
                 self.check_untouched(rank, expected)
 
     def check_untouched(self, rank: int, expected: list[Value | str]) -> None:
-        """In place, user-buffer chunks outside the postcondition should keep the input (§3.2: NCCL
-        leaves them intact), e.g. the other ranks' blocks of an in-place reducescatter."""
+        """In place, user-buffer chunks outside the postcondition should keep the input (NCCL leaves
+        them intact), e.g. the other ranks' blocks of an in-place reducescatter."""
         simulator = self.simulator
         nchunks = simulator.algo.nchunksperloop
         storage, _, _ = self.views[(rank, "i")]
@@ -629,7 +629,7 @@ def _execute(
     span: int,
     incoming: list[Value] | None,
 ) -> list[Value] | None:
-    """Apply the step type's semantics (§3.3) to chunks ``cursor … cursor+span-1`` of one placement;
+    """Apply the step type's semantics to chunks ``cursor … cursor+span-1`` of one placement;
     return what the call sends."""
     if rank not in placement.layouts:
         return None
