@@ -98,3 +98,13 @@ def test_unknown_step_type_is_an_invariant_error() -> None:
     algo.gpus[1].tbs[0].steps[0].type = "ra"
     with pytest.raises(InvariantError, match="type"):
         to_xml(algo)
+
+
+def test_target_runtime_is_recorded_and_ignored_by_the_reader() -> None:
+    algo = two_gpu_algorithm()
+    text = to_xml(algo, runtime="rccl")
+    assert text.splitlines()[0].endswith(' maxBytes="65536" runtime="rccl">')
+    assert text.replace(' runtime="rccl"', "") == to_xml(algo)
+    assert to_xml(read_xml(text)) == to_xml(algo)
+    with pytest.raises(InvariantError, match="runtime"):
+        to_xml(algo, runtime="nccl")
