@@ -378,7 +378,7 @@ def _finish(topology, options, runtime, limits, solution, lowered, instances, no
         emitted_algbw=coll_algbw(solution.forest, options.coll),
         serving=serving(algo.nchunksperloop, options.coll, topology.num_gpus, options.align),
         verification=report,
-        xml=to_xml(algo),
+        xml=to_xml(algo, runtime=runtime),
         notes=notes,
     )
 
