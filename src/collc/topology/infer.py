@@ -12,7 +12,8 @@ left exactly as written: annotations are never overridden or completed.
 **Boxes.** A box is what stays connected when the network tier is cut. The first of these cuts that
 splits the GPUs into at least two groups decides:
 
-1. links of a network class (``ib``, ``roce``, ``ethernet``), when the file gives classes;
+1. links of a network class (``ib``, ``infiniband``, ``roce``, ``ethernet``, any case), when the file
+   gives classes;
 2. every link of a NIC (a NIC is a host's door to the network), when the fabric has NICs;
 3. the slowest bandwidth tier of links to switches: all links with one end not a GPU and a bandwidth
    at most ``b``, for each bandwidth ``b`` in increasing order. A tier is accepted only if every
@@ -45,7 +46,7 @@ from typing import NamedTuple
 
 from collc.topology.model import Link, Topology
 
-NETWORK_CLASSES = frozenset({"ib", "roce", "ethernet"})
+NETWORK_CLASSES = frozenset({"ib", "infiniband", "roce", "ethernet"})  # matched case-insensitively
 
 
 class _Graph(NamedTuple):
@@ -164,14 +165,11 @@ def _tier_boxes(graph: _Graph) -> list[set[str]] | None:
 
 def _find_boxes(graph: _Graph) -> list[set[str]] | None:
     """The boxes (module docstring), or None for a single box."""
-    network = frozenset(i for i, link in enumerate(graph.links) if link.link_class in NETWORK_CLASSES)
-    if network:
-        return _boxes_after_cut(graph, network)
-    nics = frozenset(
-        i for i, link in enumerate(graph.links) if "nic" in (graph.kinds[link.src], graph.kinds[link.dst])
-    )
-    if nics:
-        boxes = _boxes_after_cut(graph, nics)
+    kinds = graph.kinds
+    network = [i for i, x in enumerate(graph.links) if (x.link_class or "").lower() in NETWORK_CLASSES]
+    nics = [i for i, x in enumerate(graph.links) if "nic" in (kinds[x.src], kinds[x.dst])]
+    for cut in (network, nics):
+        boxes = _boxes_after_cut(graph, frozenset(cut)) if cut else None
         if boxes is not None:
             return boxes
     return _tier_boxes(graph)
