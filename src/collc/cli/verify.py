@@ -116,7 +116,6 @@ def verify_command(
     call = _call(explain, nranks, size, topology)
     buffer_bytes = _buffer_bytes(buffsize)
     topology_runtime = topology.metadata.runtime if topology is not None else None
-    runtimes: set[str] = set()
     outputs: list[dict[str, object]] = []
     loaded: list[tuple[str, Algorithm]] = []
     chosen: str | None = None  # with --explain: the first selected file in load order
@@ -132,7 +131,6 @@ def verify_command(
         # an explicit --runtime wins; then the file's own declaration; then the topology's
         file_runtime = runtime or (None if declared_runtime(text) else topology_runtime)
         report = verify_text(text, name, runtime=file_runtime, topology=topology, buffer_bytes=buffer_bytes)
-        runtimes.add(report.runtime)
         selection = None
         if call and report.ok:
             selection = _selection(text, name, report.runtime, call, dtype, inplace, buffer_bytes)
@@ -150,7 +148,7 @@ def verify_command(
         outputs.append(record)
         if not as_json:
             click.echo(_render(report, selection))
-    overlaps = overlapping(loaded, runtimes.pop() if len(runtimes) == 1 else "msccl-executor")
+    overlaps = overlapping(loaded)  # the target runtimes spell the collectives alike
     if as_json:
         document = {"ok": exit_code == 0, "files": outputs, "overlaps": overlaps, "chosen": chosen}
         click.echo(json.dumps(document, indent=2, sort_keys=True))
