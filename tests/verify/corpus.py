@@ -15,6 +15,11 @@ with msccl-tools. They are large (up to 1.4 MB), so the tests build programs of 
   one receiving threadblock on each channel.
 * the unit-test ``all-reduce-ring-*`` files are ring allreduces built from ``rrs``/``rrcs``/``rcs``
   like fixture_source.ring_allreduce (16 ranks, 24 channels there; smaller here).
+
+msccl-tools (microsoft/msccl-tools, commit 030a750, April 2023) generates files from Python examples
+(``examples/mscclang/``); ``recursive_doubling_allgather`` has the structure of
+``allgather_recursive_doubling.py 8 1``. That version writes only ``inplace`` on ``<algo>``: the
+current runtimes require ``outofplace``, ``minBytes`` and ``maxBytes`` too, the legacy loader does not.
 """
 
 from __future__ import annotations
@@ -117,3 +122,29 @@ def alltoall(ngpus: int = 8, proto: str = "LL", *, min_bytes: int = 0, max_bytes
         ]
         gpus.append(GpuProgram(rank, ngpus, ngpus, 0, tbs))
     return Algorithm("alltoall", proto, 1, ngpus, ngpus, "alltoall", 0, 1, min_bytes, max_bytes, gpus)
+
+
+def recursive_doubling_allgather(ngpus: int = 8, proto: str = "Simple", *, max_bytes: int = 0) -> Algorithm:
+    """In-place recursive-doubling allgather: at level k rank r exchanges with r xor 2^k, sending the
+    2^k chunks it has gathered (one ``s`` of ``cnt = 2^k`` before the ``r``), after every earlier
+    level's receive. One threadblock per level, all on channel 0."""
+    levels = ngpus.bit_length() - 1
+    gpus = []
+    for rank in range(ngpus):
+        tbs = []
+        for k in range(levels):
+            peer, size = rank ^ (1 << k), 1 << k
+            waits = [(level, 1) for level in range(k)]
+            steps = [Step(0, "nop", "i", -1, "o", -1, 0, depid=d, deps=p) for d, p in waits[:-1]]
+            send = Step(0, "s", "o", rank >> k << k, "o", rank >> k << k, size)
+            if waits:
+                send.depid, send.deps = waits[-1]
+            steps += [
+                send,
+                Step(0, "r", "o", peer >> k << k, "o", peer >> k << k, size, hasdep=int(k < levels - 1)),
+            ]
+            tbs.append(_renumber(Threadblock(k, peer, peer, 0, steps)))
+        gpus.append(GpuProgram(rank, 0, ngpus, 0, tbs))
+    return Algorithm(
+        "allgather_recursive_doubling", proto, 1, ngpus, ngpus, "allgather", 1, 0, 0, max_bytes, gpus
+    )

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from collc.verify import verify
+from collc.msccl.writer import to_xml
+from collc.verify import verify, verify_text
 from collc.verify.calls import call_model
 from collc.verify.runtimes import PROFILES
 
-from .corpus import allpairs_allreduce, alltoall
+from .corpus import allpairs_allreduce, alltoall, recursive_doubling_allgather
 from .fixture_source import ring_allreduce
 
 #: largest nBytes at which the 8-chunk exchange of the 512-chunk all-pairs files fits the Simple FIFO:
@@ -110,3 +111,27 @@ def test_chunks_per_call_at_the_boundaries() -> None:
     assert model.chunks_per_call(1 << 40) == 1
     assert model.largest_call(4) == ALLPAIRS_LIMIT and model.largest_call(1) is None
     assert model.sizes(3) == (ALLPAIRS_LIMIT + 1, 512 * ((2 << 20) // 3))
+
+
+def test_msccl_tools_recursive_doubling_allgather_is_safe_up_to_8_mib_on_simple() -> None:
+    """Level 2 sends 4 chunks before receiving: on Simple's 2-call FIFO that needs at least 2 chunks
+    per call, i.e. chunks of at most 1 MiB (8 MiB per call with 8 chunks); LL's 8-call FIFO holds it."""
+    (problem,) = verify(recursive_doubling_allgather()).errors
+    assert problem.rule == "deadlock" and problem.message.startswith(
+        "safe up to 8388608 bytes (8MiB) per call"
+    )
+    assert "rank 0 tb 2 step 1 (s) waits for room in the FIFO to rank 4" in problem.message
+    assert verify(recursive_doubling_allgather(max_bytes=8 << 20)).problems == []
+    assert verify(recursive_doubling_allgather(max_bytes=(8 << 20) + 8)).rules() == {"deadlock"}
+    assert verify(recursive_doubling_allgather(proto="LL")).problems == []
+
+
+def test_msccl_tools_2023_headers_need_the_current_attributes() -> None:
+    """That msccl-tools version writes only inplace: the current runtimes fail the load ("Attribute
+    outofplace of node algo not found"); the legacy loader defaults the rest."""
+    text = to_xml(recursive_doubling_allgather(proto="LL"))
+    text = text.replace(' outofplace="0" minBytes="0" maxBytes="0"', "")
+    for runtime in ("msccl-executor", "rccl"):
+        (problem,) = verify_text(text, "rd.xml", runtime=runtime).problems
+        assert problem.rule == "missing-attribute" and "outofplace" in problem.message
+    assert verify_text(text, "rd.xml", runtime="msccl-legacy").ok
