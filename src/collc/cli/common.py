@@ -38,9 +38,15 @@ def parse_settings(settings: Iterable[str], source: str) -> dict[str, str]:
     return values
 
 
-#: the ``--proto`` type of every command: MSCCL's protocol names, matched case-insensitively and
-#: returned in their canonical spelling (``ll128`` -> ``LL128``)
-PROTOCOL = click.Choice(PROTOCOLS, case_sensitive=False)
+class _ProtocolChoice(click.Choice):
+    """MSCCL's protocol names in any letter case, returned (and listed in errors) as MSCCL spells them."""
+
+    def get_invalid_choice_message(self, value: Any, ctx: click.Context | None) -> str:
+        return f"{value!r} is not a protocol; use one of {', '.join(self.choices)} (any letter case)"
+
+
+#: the ``--proto`` type of every command (``ll128`` -> ``LL128``)
+PROTOCOL = _ProtocolChoice(PROTOCOLS, case_sensitive=False)
 
 
 def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

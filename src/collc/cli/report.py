@@ -19,7 +19,7 @@ from collc.topology.model import Topology
     "-o",
     "--output",
     "directory",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     callback=output_directory,
     default="collc-report",
     show_default=True,

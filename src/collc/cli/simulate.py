@@ -73,7 +73,7 @@ def crossover_text(result: Sweep) -> str:
 @click.option(
     "--plot",
     "plot_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     callback=output_path,
     default=None,
     help="Write the algbw plot (PNG/SVG).",

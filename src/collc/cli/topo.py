@@ -51,9 +51,7 @@ def validate(topology: Topology) -> None:
 @topo.command("export")
 @topology_argument
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="flat", show_default=True)
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), callback=output_path, help="Write here, not stdout."
-)
+@click.option("-o", "--output", type=click.Path(), callback=output_path, help="Write here, not stdout.")
 def export_command(topology: Topology, fmt: str, output: str | None) -> None:
     """Write the topology as flat YAML (reads back to the same graph), JSON or Graphviz DOT."""
     text = export(topology, fmt)

@@ -79,7 +79,7 @@ def summary_text(topology: Topology, solution: Solution) -> str:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     callback=output_path,
     help="Write the forest JSON to FILE.",
 )

@@ -24,6 +24,7 @@ from collc.input_limits import (
     MAX_LINKS,
     MAX_NODES,
     MAX_RULE_PAIRS,
+    MAX_TOPOLOGY_BYTES,
     MIN_BANDWIDTH_GBPS,
 )
 from collc.msccl.program import TARGET_RUNTIMES
@@ -553,15 +554,8 @@ def parse_topology(
     reader = _Reader(document, overrides or {})
     metadata = reader.metadata()
     definitions, links = _build(reader)
-    gpus = sum(1 for d in definitions if d.node.kind == "gpu")
-    if not gpus:
+    if not any(d.node.kind == "gpu" for d in definitions):
         raise _fail("the topology has no GPU", document.location, "add nodes with kind: gpu")
-    if gpus > MAX_GPUS:
-        raise _fail(
-            f"the topology has {gpus:,} GPUs; collc supports at most {MAX_GPUS:,}",
-            document.location,
-            "check the counts and --set values",
-        )
     ranks = _rank_order(reader, definitions)
     nodes = tuple(d.node for d in definitions)
     _check_connected(nodes, links, ranks)
@@ -659,6 +653,13 @@ def _build(reader: _Reader) -> tuple[list[_NodeDef], list[Link]]:
                     raise _fail("'rank' is only allowed on a single GPU node", entry.where_key("rank"))
                 definition.rank = reader.count(entry, "rank", reader.variables, 0)
                 definition.rank_location = entry.where("rank")
+    gpus = sum(1 for d in definitions if d.node.kind == "gpu")
+    if gpus > MAX_GPUS:  # checked before the link rules, whose work grows with the nodes
+        raise _fail(
+            f"the topology has {gpus:,} GPUs; collc supports at most {MAX_GPUS:,}",
+            document.location,
+            "check the counts and --set values",
+        )
     scope = _Scope([d.node.name for d in definitions], set(first_seen))
     if "links" in document:
         rules = _as_list(document["links"], document.where("links"), "'links'")
@@ -825,13 +826,26 @@ def read_topology_file(
     on_warning: Callable[[TopologyWarning], None],
 ) -> Topology:
     """Read ``path`` (reported as ``shown_as`` in messages), passing warnings to ``on_warning``."""
+    topology, warnings = parse_topology(
+        read_topology_text(path, shown_as), shown_as, overrides, default_name=path.stem
+    )
+    for warning in warnings:
+        on_warning(warning)
+    return topology
+
+
+def read_topology_text(path: Path, shown_as: str) -> str:
+    """The text of a topology file: UTF-8, at most :data:`MAX_TOPOLOGY_BYTES` (checked before reading)."""
     try:
+        if path.stat().st_size > MAX_TOPOLOGY_BYTES:
+            raise InputError(
+                f"{shown_as} is larger than {MAX_TOPOLOGY_BYTES // 2**20} MiB, the most collc reads",
+                location=Location(shown_as),
+                hint="describe repeated boxes with templates and counts instead of listing every link",
+            )
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise InputError(f"cannot read {shown_as}: {error.strerror}", location=Location(shown_as)) from None
     except UnicodeDecodeError:
         raise InputError(f"{shown_as} is not UTF-8 text", location=Location(shown_as)) from None
-    topology, warnings = parse_topology(text, shown_as, overrides, default_name=path.stem)
-    for warning in warnings:
-        on_warning(warning)
-    return topology
+    return text

@@ -23,6 +23,7 @@ from collc.topology.loader import (
     describe_parameters,
     read_parameters,
     read_topology_file,
+    read_topology_text,
 )
 from collc.topology.model import Topology
 from collc.topology.yamlsrc import LocatedMap, read_yaml
@@ -93,7 +94,7 @@ def load(
 def declared_parameters(source: str | os.PathLike[str]) -> dict[str, Parameter]:
     """The parameters ``source`` declares (name -> declaration), in file order."""
     path, shown_as = resolve_source(source)
-    document = read_yaml(path.read_text(encoding="utf-8"), shown_as)
+    document = read_yaml(read_topology_text(path, shown_as), shown_as)
     return read_parameters(document) if isinstance(document, LocatedMap) else {}
 
 

@@ -86,6 +86,8 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode, file: str | None) ->
 
 
 _MERGE = "tag:yaml.org,2002:merge"
+#: libyaml's parser when PyYAML was built with it (about ten times faster, same nodes and marks)
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAX_NUMBER_LENGTH = 100  # characters of a decimal number: exact fractions stay small
 
 
@@ -210,7 +212,7 @@ def read_yaml(text: str, file: str | None) -> Any:
     """
     loader: yaml.SafeLoader | None = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _LOADER(text)
         root = loader.get_single_node()
         if root is None:
             return None
