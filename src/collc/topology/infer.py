@@ -180,26 +180,29 @@ def _roles(graph: _Graph, box: Iterable[str], gpus_in_rank_order: Sequence[str])
     members = set(box)
     role = {gpu: f"gpu{index}" for index, gpu in enumerate(gpus_in_rank_order)}
     counters: Counter[str] = Counter()
-    while True:
-        layer = {v for named in role for v, _ in graph.incident[named] if v in members and v not in role}
-        if not layer:
-            break
 
-        def key(v: str) -> tuple:
-            ties = sorted(
-                (role[other], _direction(graph.links[index], v), graph.links[index].bandwidth)
-                for other, index in graph.incident[v]
-                if other in role
-            )
-            return graph.kinds[v], ties, graph.order[v]
-
-        for v in sorted(layer, key=key):
-            role[v] = f"{graph.kinds[v]}{counters[graph.kinds[v]]}"
-            counters[graph.kinds[v]] += 1
-    for v in sorted(members - set(role), key=graph.order.__getitem__):  # unreachable from the GPUs
+    def name(v: str) -> None:
         role[v] = f"{graph.kinds[v]}{counters[graph.kinds[v]]}"
         counters[graph.kinds[v]] += 1
+
+    while layer := {v for named in role for v, _ in graph.incident[named] if v in members and v not in role}:
+        keys = {v: _layer_key(graph, role, v) for v in layer}
+        for v in sorted(layer, key=keys.__getitem__):
+            name(v)
+    for v in sorted(members - set(role), key=graph.order.__getitem__):  # unreachable from the GPUs
+        name(v)
     return role
+
+
+def _layer_key(graph: _Graph, role: dict[str, str], v: str) -> tuple:
+    """Order of ``v`` among its layer: kind, then its links to named members (their role, direction,
+    bandwidth), then file order."""
+    ties = sorted(
+        (role[other], _direction(graph.links[index], v), graph.links[index].bandwidth)
+        for other, index in graph.incident[v]
+        if other in role
+    )
+    return graph.kinds[v], ties, graph.order[v]
 
 
 def _direction(link: Link, node: str) -> int:
