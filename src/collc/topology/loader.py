@@ -839,7 +839,7 @@ def read_topology_text(path: Path, shown_as: str) -> str:
     try:
         if path.stat().st_size > MAX_TOPOLOGY_BYTES:
             raise InputError(
-                f"{shown_as} is larger than {MAX_TOPOLOGY_BYTES // 2**20} MiB, the most collc reads",
+                f"the file is larger than {MAX_TOPOLOGY_BYTES // 2**20} MiB, the most collc reads",
                 location=Location(shown_as),
                 hint="describe repeated boxes with templates and counts instead of listing every link",
             )
@@ -847,5 +847,7 @@ def read_topology_text(path: Path, shown_as: str) -> str:
     except OSError as error:
         raise InputError(f"cannot read {shown_as}: {error.strerror}", location=Location(shown_as)) from None
     except UnicodeDecodeError:
-        raise InputError(f"{shown_as} is not UTF-8 text", location=Location(shown_as)) from None
+        raise InputError(
+            "the file is not UTF-8 text", location=Location(shown_as), hint="give a topology YAML file"
+        ) from None
     return text
