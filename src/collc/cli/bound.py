@@ -1,6 +1,6 @@
 """``collc bound TOPO``: the optimal allgather / reduce-scatter / allreduce bandwidth and what limits it.
 
-Units are nccl-tests' (ecosystem.md §6): algbw = collective size / time in GB/s; busbw = algbw·(N-1)/N
+Units are nccl-tests': algbw = collective size / time in GB/s; busbw = algbw·(N-1)/N
 for allgather and reduce-scatter and algbw·2(N-1)/N for allreduce. Allreduce runs reduce-scatter then
 allgather, so ``T_AR = T_RS + T_AG`` and ``algbw_AR = 1 / (1/algbw_RS + 1/algbw_AG)`` (half the
 allgather value on symmetric fabrics). Reduce-scatter's bound is the allgather bound of the reversed

@@ -1,6 +1,6 @@
 """The optimal allgather bound, its bottleneck cut, and the best bound with a fixed or budgeted k.
 
-Model (docs/forestcoll.md §2): for every cut ``S`` of the fabric that holds at least one GPU and leaves
+Model (docs/solver.md §1.1): for every cut ``S`` of the fabric that holds at least one GPU and leaves
 at least one GPU out, every shard that starts inside ``S`` must cross the arcs leaving it, so
 
     x* = min_S  B+(S) / |S ∩ GPUs|            (GB/s per GPU; optimal allgather algbw = N·x*)
@@ -8,16 +8,16 @@ at least one GPU out, every shard that starts inside ``S`` must cross the arcs l
 and a schedule of ``k`` spanning out-trees per GPU, with at most ``floor(U·b_e)`` trees on an arc of
 ``b_e`` GB/s, reaches allgather algbw ``N·k/U``. Reduce-scatter is the same bound on the reversed graph.
 
-Feasibility test (§2 "Existence"): add a super source ``s`` with an arc of capacity ``k`` to every GPU
+Feasibility test (docs/solver.md §1.2): add a super source ``s`` with an arc of capacity ``k`` to every GPU
 and give arc ``e`` capacity ``c_e``; then ``maxflow(s, v) >= N·k`` for every GPU ``v`` iff
 ``sum_{e leaving S} c_e >= k·|S ∩ GPUs|`` for every cut ``S``. The minimum cut of the GPU ``v`` with
 the smallest max-flow is the *most violated* cut ``S`` (it minimises ``c(δ+(S)) - k·|S ∩ GPUs|``).
 
-* :func:`optimal_bound` finds ``x*`` exactly by Newton/Dinkelbach on that cut (§3a): from an upper
+* :func:`optimal_bound` finds ``x*`` exactly by Newton/Dinkelbach on that cut (docs/solver.md §1.3): from an upper
   bound ``x``, test ``c_e = q·b_e``, ``k = p`` for ``x = p/q``; if the most violated cut ``S`` exists,
   ``x <- B+(S)/|S∩GPUs|`` (strictly smaller, and ``|S∩GPUs|`` strictly decreases, so at most N-1
   rounds), else ``x = x*``. Then ``k`` and ``U`` are the smallest integers that make ``U·b_e``
-  integral on every arc with ``k/U = x*`` (§3a "Choosing k").
+  integral on every arc with ``k/U = x*``.
 * :func:`fixed_k_bound` finds the smallest ``U`` for which the test passes with floored capacities
   ``floor(U·b_e)`` and ``k`` trees per root, by the same kind of iteration: each violated cut gives the
   exact smallest ``U`` that satisfies *that* cut (a breakpoint ``j/b_e``), a lower bound on the answer.
@@ -307,7 +307,7 @@ def _auto_k(graph: CapacityGraph, optimum: _Optimum) -> tuple[int, Fraction]:
     """Smallest ``k`` (and its ``U`` per capacity unit) with ``U·c_e`` integral and ``k/U = x*``.
 
     With ``1/x* = p/q`` in lowest terms, ``U·c_e = p·k·c_e/q`` is integral for every arc iff ``q``
-    divides ``k·c_e`` for all e, i.e. iff ``q / gcd(q, c_1, ..., c_m)`` divides ``k`` (§3a).
+    divides ``k·c_e`` for all e, i.e. iff ``q / gcd(q, c_1, ..., c_m)`` divides ``k``.
     """
     inverse = 1 / optimum.x
     divisor = math.gcd(inverse.denominator, *(cap for _, _, cap in graph.arcs))
