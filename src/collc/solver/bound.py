@@ -13,7 +13,8 @@ and give arc ``e`` capacity ``c_e``; then ``maxflow(s, v) >= N·k`` for every GP
 ``sum_{e leaving S} c_e >= k·|S ∩ GPUs|`` for every cut ``S``. The minimum cut of the GPU ``v`` with
 the smallest max-flow is the *most violated* cut ``S`` (it minimises ``c(δ+(S)) - k·|S ∩ GPUs|``).
 
-* :func:`optimal_bound` finds ``x*`` exactly by Newton/Dinkelbach on that cut (docs/solver.md §1.3): from an upper
+* :func:`optimal_bound` finds ``x*`` exactly by Newton/Dinkelbach on that cut (docs/solver.md §1.3):
+  from an upper
   bound ``x``, test ``c_e = q·b_e``, ``k = p`` for ``x = p/q``; if the most violated cut ``S`` exists,
   ``x <- B+(S)/|S∩GPUs|`` (strictly smaller, and ``|S∩GPUs|`` strictly decreases, so at most N-1
   rounds), else ``x = x*``. Then ``k`` and ``U`` are the smallest integers that make ``U·b_e``
