@@ -14,10 +14,9 @@ and give arc ``e`` capacity ``c_e``; then ``maxflow(s, v) >= N·k`` for every GP
 the smallest max-flow is the *most violated* cut ``S`` (it minimises ``c(δ+(S)) - k·|S ∩ GPUs|``).
 
 * :func:`optimal_bound` finds ``x*`` exactly by Newton/Dinkelbach on that cut (docs/solver.md §1.3):
-  from an upper
-  bound ``x``, test ``c_e = q·b_e``, ``k = p`` for ``x = p/q``; if the most violated cut ``S`` exists,
-  ``x <- B+(S)/|S∩GPUs|`` (strictly smaller, and ``|S∩GPUs|`` strictly decreases, so at most N-1
-  rounds), else ``x = x*``. Then ``k`` and ``U`` are the smallest integers that make ``U·b_e``
+  from an upper bound ``x``, test ``c_e = q·b_e``, ``k = p`` for ``x = p/q``; if the most violated
+  cut ``S`` exists, ``x <- B+(S)/|S∩GPUs|`` (strictly smaller, and ``|S∩GPUs|`` strictly decreases,
+  so at most N-1 rounds), else ``x = x*``. Then ``k`` and ``U`` are the smallest integers that make ``U·b_e``
   integral on every arc with ``k/U = x*``.
 * :func:`fixed_k_bound` finds the smallest ``U`` for which the test passes with floored capacities
   ``floor(U·b_e)`` and ``k`` trees per root, by the same kind of iteration: each violated cut gives the
