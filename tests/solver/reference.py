@@ -1,4 +1,4 @@
-"""The reference topologies of reference-topologies.md, built directly as Topology objects.
+"""The reference topologies (the vendors' published fabrics), built directly as Topology objects.
 
 Used until (and alongside) the shipped presets: the solver tests must not depend on the YAML reader.
 Names follow the preset convention (``b0.gpu3``, ``b0.nvswitch``, ``ib.even``, ``rail3``, ``spine``).

@@ -1,4 +1,4 @@
-"""The optimal bound on the reference topologies (reference-topologies.md) and forestcoll.md §5.3."""
+"""The optimal bound on the reference topologies, against values worked out by hand from their fabrics."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def _graph(preset: str, boxes: int):
     return topology, capacity_graph(topology)
 
 
-# (preset, boxes): (GPUs outside the bottleneck cut, GB/s entering them) per reference-topologies.md /
-# forestcoll.md §5.3: one GPU (1-2 A100 boxes, 1-4 H100 rail boxes), one MI250 package (2 GCDs, 1-2
+# (preset, boxes): (GPUs outside the bottleneck cut, GB/s entering them), worked out by hand from
+# the fabrics: one GPU (1-2 A100 boxes, 1-4 H100 rail boxes), one MI250 package (2 GCDs, 1-2
 # boxes), or one whole box behind its network links.
 CUTS = {
     ("dgx-a100", 1): (1, 300),
@@ -133,7 +133,7 @@ def test_mi250_single_box_cut_is_one_package():
     assert bound.cut_bandwidth == 300
 
 
-# forestcoll.md §5.3: fixed-k allgather algbw.
+# fixed-k allgather algbw, worked out by hand from the fabrics.
 FIXED_K = [
     ("mi250", 1, 2, F(320)),
     ("mi250", 2, 2, F(1024, 3)),
@@ -156,7 +156,7 @@ def test_fixed_k_matches_reference(preset, boxes, k, algbw):
 
 
 # What a power-of-two k gives up where the optimum needs k = 6 (DGX-1), 3 (1x16 MI250) or 83 (2x16
-# MI250). A file serves a 1 GiB call only if N = G·k divides its count (msccl-xml.md §1.1), so k must
+# MI250). A file serves a 1 GiB call only if N = G·k divides its count (the runtime's rule), so k must
 # be a power of two there, and N·2 MiB ≤ 1 GiB for the call to pipeline at all (N = 512 on 2x16 MI250
 # leaves one iteration). This is the ceiling behind docs/cost-model.md §4, cause 1.
 POWER_OF_TWO_CEILING = {
@@ -223,7 +223,9 @@ def test_reduce_scatter_uses_the_reversed_graph():
 def test_errors_are_user_errors():
     graph = _graph("dgx-a100", 1)[1]
     for k in (0, 1025, 10_000_000):
-        with pytest.raises(InputError, match=f"--k must be a number of trees per root from 1 to 1024, got {k}"):
+        with pytest.raises(
+            InputError, match=f"--k must be a number of trees per root from 1 to 1024, got {k}"
+        ):
             fixed_k_bound(graph, k)
         with pytest.raises(InputError, match=f"--max-k must be .* from 1 to 1024, got {k}"):
             budgeted_bound(graph, k)
@@ -239,7 +241,7 @@ def test_errors_are_user_errors():
     ("preset", "boxes"), [("dgx-a100", 1), ("dgx-a100", 2), ("mi250", 2), ("dgx-h100-rail", 4)]
 )
 def test_presets_are_the_reference_models(preset, boxes):
-    """The shipped presets have exactly the arcs of reference-topologies.md (built independently here)."""
+    """The shipped presets have exactly the arcs of the reference fabrics (built independently here)."""
 
     def named_arcs(topology):
         graph = capacity_graph(topology)

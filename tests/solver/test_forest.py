@@ -17,7 +17,7 @@ from collc.topology.model import Link, Node, Topology
 
 F = Fraction
 
-# (preset, boxes, k or None): (allgather algbw, k) from reference-topologies.md
+# (preset, boxes, k or None): (allgather algbw, k) of the reference fabrics
 REFERENCE = {
     ("dgx-a100", 1, None): (F(2400, 7), 1),
     ("dgx-a100", 2, None): (F(16 * 325, 15), 13),

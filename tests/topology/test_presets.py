@@ -1,4 +1,4 @@
-"""The reference presets are exactly the models of reference-topologies.md."""
+"""The reference presets are exactly the vendors' fabrics, typed independently in solver/reference.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collc.capacity import capacity_graph
 from collc.errors import InputError
 from collc.topology import list_presets, load, presets_dir
 from collc.topology.model import Topology
-from solver.reference import MI250_LINKS  # the matrix of reference-topologies.md, typed once
+from solver.reference import MI250_LINKS  # the MI250 link matrix, typed once
 
 REFERENCE_SIZES = {
     "dgx-a100": [1, 2, 4, 8, 16],
