@@ -341,7 +341,7 @@ links:
 
 
 def test_counts_are_bounded() -> None:
-    with pytest.raises(InputError, match="'count' must be a whole number from 0 to 65536, got 10000000"):
+    with pytest.raises(InputError, match="'count' must be a whole number from 0 to 32768, got 10000000"):
         parse("nodes: [{name: gpu, kind: gpu, count: 10 ** 7}]\n")
 
 
