@@ -294,3 +294,19 @@ def test_a_binary_topology_is_one_line(tmp_path: Path) -> None:
     path.write_bytes(b"nodes: [\xff\xfe]\n")
     assert_refused(run("topo", "validate", str(path)), "t.yaml: error: the file is not UTF-8 text")
     assert_refused(run("topo", "validate", str(path), "--set", "x"), "not UTF-8 text")
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        (["boxes=1e309"], "from 0 to 32768, got over 1e300"),
+        (["boxes=" + "9" * 5000], "must be a number, got '9999"),
+        (["boxes=2", "boxes=3"], "--set boxes is given twice"),
+        (["boxes=1/0"], "must be a number"),
+    ],
+)
+def test_hostile_settings_are_one_short_line(settings: list[str], fragment: str) -> None:
+    args = [arg for setting in settings for arg in ("--set", setting)]
+    result = run("topo", "validate", "dgx-a100", *args)
+    assert_refused(result, fragment)
+    assert max(len(line) for line in result.output.splitlines()) < 200

@@ -34,6 +34,8 @@ def parse_settings(settings: Iterable[str], source: str) -> dict[str, str]:
                 f"--set {item!r} is not KEY=VALUE",
                 hint=f"e.g. --set boxes=2; {parameters_of(source)}",
             )
+        if key.strip() in values:
+            raise InputError(f"--set {key.strip()} is given twice", hint="give each parameter once")
         values[key.strip()] = value.strip()
     return values
 

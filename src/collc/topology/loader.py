@@ -192,7 +192,13 @@ def _describe(value: object) -> str:
         return "a mapping"
     if isinstance(value, LocatedList):
         return "a list"
-    return f"{value!r}"
+    return _clipped(value)
+
+
+def _clipped(value: object) -> str:
+    """``repr(value)`` for a message, cut short when long (a pasted value must not flood the terminal)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def _text(mapping: LocatedMap, key: str, what: str, *, required: bool = False, default: str = "") -> str:
@@ -229,7 +235,8 @@ class _Reader:
         value = self.number(mapping, key, variables)
         if value.denominator != 1 or not 0 <= value <= MAX_COUNT:
             raise _fail(
-                f"{key!r} must be a whole number from 0 to {MAX_COUNT}, got {value}", mapping.where(key)
+                f"{key!r} must be a whole number from 0 to {MAX_COUNT}, got {_short(value)}",
+                mapping.where(key),
             )
         return int(value)
 
@@ -484,7 +491,9 @@ def read_parameters(document: LocatedMap) -> dict[str, Parameter]:
             if value is None and key != "default":
                 bounds[key] = None
             elif isinstance(value, bool) or not isinstance(value, int | Fraction):
-                raise _fail(f"{key!r} of parameter {name!r} must be a number, got {value!r}", spec.where(key))
+                raise _fail(
+                    f"{key!r} of parameter {name!r} must be a number, got {_clipped(value)}", spec.where(key)
+                )
             else:
                 bounds[key] = Fraction(value)
         default = bounds["default"]
@@ -519,11 +528,11 @@ def apply_overrides(parameters: Mapping[str, Parameter], overrides: Mapping[str,
         try:
             value = Fraction(str(text).strip())
         except (ValueError, ZeroDivisionError):
-            raise InputError(f"parameter {name!r} must be a number, got {text!r}") from None
+            raise InputError(f"parameter {name!r} must be a number, got {_clipped(text)}") from None
         problem = parameter.problem(value)
         if problem:
             raise InputError(
-                f"parameter {name!r} {problem}, got {text!r}", hint=describe_parameters(parameters)
+                f"parameter {name!r} {problem}, got {_clipped(text)}", hint=describe_parameters(parameters)
             )
         values[name] = value
     return values
