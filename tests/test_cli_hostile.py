@@ -49,6 +49,17 @@ def write(tmp_path: Path, text: str, name: str = "t.yaml") -> str:
     return str(path)
 
 
+def _balanced(size: int) -> str:
+    """``(i)+(i)`` doubled until it has about ``size`` characters: many nodes, shallow nesting."""
+    text = "i"
+    while len(text) * 2 + 5 < size:
+        text = f"({text})+({text})"
+    return text
+
+
+BALANCED = _balanced(900)
+
+
 def alias_bomb(levels: int = 9, width: int = 9) -> str:
     names = [f"l{i}" for i in range(levels + 1)]
     lines = [f"{names[0]}: &{names[0]} [" + ", ".join(["x"] * width) + "]"]
@@ -87,6 +98,11 @@ def alias_bomb(levels: int = 9, width: int = 9) -> str:
             "nodes: [{name: gpu, kind: gpu, count: 4000}]\n"
             "links: [{src: 'gpu{i}', dst: 'gpu{j}', bandwidth: 1, where: 'i == j + 3999'}]\n",
             ["t.yaml:2:", "pairs, the most collc supports"],
+        ),
+        (
+            "nodes: [{name: gpu, kind: gpu, count: 300}]\n"
+            f"links: [{{src: 'gpu{{i}}', dst: 'gpu{{j}}', bandwidth: 1, where: '{BALANCED} < j'}}]\n",
+            ["t.yaml:2:", "more than 2,000,000 evaluation steps"],
         ),
         (
             "nodes: [{name: gpu, kind: gpu, count: 5000}, {name: sw, kind: switch}]\n"

@@ -28,6 +28,9 @@ MAX_YAML_VALUES = 1_000_000
 MAX_NESTING = 64
 #: characters of one topology expression (e.g. ``boxes * 50``).
 MAX_EXPRESSION_LENGTH = 1000
+#: expression nodes one topology may evaluate in total (a few seconds; the shipped presets at 4,096 GPUs
+#: need under 200,000).
+MAX_EXPRESSION_STEPS = 2_000_000
 #: bits of a numerator or denominator inside an expression (about 300 decimal digits).
 MAX_EXPRESSION_BITS = 1024
 #: one link's bandwidth in GB/s: from 1 kB/s to 1 PB/s.

@@ -11,13 +11,20 @@ is exact division.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from fractions import Fraction
 
-from collc.input_limits import MAX_EXPRESSION_BITS, MAX_EXPRESSION_LENGTH, MAX_NESTING
+from collc.input_limits import (
+    MAX_EXPRESSION_BITS,
+    MAX_EXPRESSION_LENGTH,
+    MAX_EXPRESSION_STEPS,
+    MAX_NESTING,
+)
 
 Value = Fraction | bool
 
@@ -46,6 +53,36 @@ class ExpressionError(ValueError):
     """The expression is malformed, uses something outside the language, or names an unknown variable."""
 
 
+#: steps left to the expressions of the document being read (None: no budget)
+_STEPS_LEFT: ContextVar[list[int] | None] = ContextVar("collc_expression_steps", default=None)
+
+
+@contextlib.contextmanager
+def step_budget(steps: int = MAX_EXPRESSION_STEPS) -> Iterator[None]:
+    """Charge every :func:`evaluate` inside the block with its expression's size, up to ``steps``.
+
+    A rule like ``where:`` is evaluated once per candidate pair, so a long condition over many pairs
+    is slow even when each evaluation is small; the budget bounds their total before it runs away.
+    """
+    token = _STEPS_LEFT.set([steps])
+    try:
+        yield
+    finally:
+        _STEPS_LEFT.reset(token)
+
+
+def _charge(tree: ast.Expression) -> None:
+    left = _STEPS_LEFT.get()
+    if left is None:
+        return
+    left[0] -= _size(tree)
+    if left[0] < 0:
+        raise ExpressionError(
+            f"the expressions of this topology need more than {MAX_EXPRESSION_STEPS:,} evaluation steps "
+            "in total, the most collc spends; simplify the conditions of rules that match many nodes"
+        )
+
+
 def evaluate(text: str, variables: Mapping[str, Fraction]) -> Value:
     """Evaluate ``text`` with ``variables``; raise :class:`ExpressionError` with a readable reason."""
     if len(text) > MAX_EXPRESSION_LENGTH:
@@ -55,6 +92,7 @@ def evaluate(text: str, variables: Mapping[str, Fraction]) -> Value:
     tree = _parse(text.strip())
     if tree is None:
         raise ExpressionError(f"cannot parse expression {_shown(text)}")
+    _charge(tree)
     try:
         return _walk(tree.body, variables, 0)
     except ZeroDivisionError:
@@ -100,6 +138,12 @@ def _small_power(base: Fraction, exponent: int) -> None:
     """Refuse ``base ** exponent`` before computing it when the result would exceed the bit limit."""
     if (_bits(base) - 1) * abs(exponent) > MAX_EXPRESSION_BITS:
         raise _too_large()
+
+
+@functools.lru_cache(maxsize=1024)
+def _size(tree: ast.Expression) -> int:
+    """Nodes of a parsed expression: the most steps one evaluation of it takes."""
+    return sum(1 for _node in ast.walk(tree))
 
 
 def _number(value: Value, node: ast.AST) -> Fraction:

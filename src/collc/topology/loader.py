@@ -28,7 +28,7 @@ from collc.input_limits import (
     MIN_BANDWIDTH_GBPS,
 )
 from collc.msccl.program import TARGET_RUNTIMES
-from collc.topology.expr import ExpressionError, evaluate, evaluate_number
+from collc.topology.expr import ExpressionError, evaluate, evaluate_number, step_budget
 from collc.topology.model import NODE_KINDS, Link, Metadata, Node, Topology
 from collc.topology.selectors import Binding, resolve, select
 from collc.topology.units import BANDWIDTH_UNITS, parse_bandwidth, parse_latency
@@ -553,6 +553,13 @@ def parse_topology(
     text: str, file: str | None, overrides: Mapping[str, str] | None = None, default_name: str = "topology"
 ) -> tuple[Topology, list[TopologyWarning]]:
     """Read a topology document; return it with the warnings found. Raises located InputErrors."""
+    with step_budget():
+        return _parse_document(text, file, overrides, default_name)
+
+
+def _parse_document(
+    text: str, file: str | None, overrides: Mapping[str, str] | None, default_name: str
+) -> tuple[Topology, list[TopologyWarning]]:
     document = read_yaml(text, file)
     if document is None:
         raise _fail(
