@@ -3,7 +3,7 @@
 import pytest
 
 from collc.errors import InputError
-from collc.sizes import format_size, parse_size, parse_sizes
+from collc.sizes import MAX_SWEEP_SIZES, format_size, parse_size, parse_sizes, plural
 
 
 def test_parse_size_units() -> None:
@@ -38,3 +38,41 @@ def test_minimum_and_option_name_appear_in_the_error() -> None:
         parse_size("0", option="--bytes")
     with pytest.raises(InputError, match="--max-bytes '1 parsec' is not a size"):
         parse_size("1 parsec", option="--max-bytes", minimum=0)
+
+
+def test_sizes_stop_at_int64() -> None:
+    """A runtime reads byte counts as signed 64-bit integers: nothing larger is ever accepted."""
+    assert parse_size(str(2**63 - 1)) == 2**63 - 1
+    for text in (str(2**63), "99999999999999999999999999", "8388608TiB", "9" * 40):
+        with pytest.raises(InputError, match="larger than 9223372036854775807 bytes"):
+            parse_size(text, option="--min-bytes", minimum=0)
+    with pytest.raises(InputError, match="larger than"):
+        parse_sizes("1:99999999999999999999")
+
+
+@pytest.mark.parametrize("text", [",,,", "", " ", " , ,"])
+def test_a_sweep_needs_a_size(text: str) -> None:
+    with pytest.raises(InputError, match="lists no size"):
+        parse_sizes(text)
+
+
+def test_a_sweep_list_is_bounded() -> None:
+    assert len(parse_sizes(",".join(str(n) for n in range(1, MAX_SWEEP_SIZES + 1)))) == MAX_SWEEP_SIZES
+    with pytest.raises(InputError, match=f"more than {MAX_SWEEP_SIZES}"):
+        parse_sizes(",".join(str(n) for n in range(1, MAX_SWEEP_SIZES + 2)))
+
+
+@pytest.mark.parametrize(
+    ("number", "noun", "text"),
+    [
+        (1, "link", "1 link"),
+        (2, "link", "2 links"),
+        (0, "GPU", "0 GPUs"),
+        (1, "switch", "1 switch"),
+        (3, "switch", "3 switches"),
+        (2, "box", "2 boxes"),
+        (2, "arc", "2 arcs"),
+    ],
+)
+def test_plural(number: int, noun: str, text: str) -> None:
+    assert plural(number, noun) == text

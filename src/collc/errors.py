@@ -66,3 +66,9 @@ class InvariantError(CollcError):
 def location_in(path: str | Path | None, line: int | None = None, column: int | None = None) -> Location:
     """A :class:`Location` for ``path`` (shown as given) at an optional line and column."""
     return Location(str(path) if path is not None else None, line, column)
+
+
+def clipped(value: object) -> str:
+    """``repr(value)`` for a message, cut short when long: a pasted value must not flood the terminal."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"

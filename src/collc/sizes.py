@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from collc.errors import InputError
+from collc.errors import InputError, clipped
 from collc.input_limits import MAX_BYTES
 
 _UNITS = {
@@ -27,7 +27,7 @@ _UNITS = {
     "GIB": 2**30,
     "TIB": 2**40,
 }
-_SIZE = re.compile(r"^\s*(\d{1,30})\s*([A-Za-z]*)\s*$")
+_SIZE = re.compile(r"^\s*([0-9]+)\s*([A-Za-z]*)\s*$")
 #: sizes one ``--sizes`` sweep may list (a geometric range of factor 2 from 1 byte to 2^63 has 63)
 MAX_SWEEP_SIZES = 1000
 
@@ -42,18 +42,19 @@ def parse_size(text: str, *, option: str = "size", minimum: int = 1) -> int:
     unit = match.group(2).upper() if match else None
     if match is None or unit not in _UNITS:
         raise InputError(
-            f"{option} {text!r} is not a size",
+            f"{option} {clipped(text)} is not a size",
             hint="write a whole number of bytes with an optional unit: 4096, 64KiB, 1MiB, 8GiB, 1GB",
         )
-    value = int(match.group(1)) * _UNITS[unit]
+    digits = match.group(1).lstrip("0") or "0"
+    value = int(digits) * _UNITS[unit] if len(digits) <= 30 else MAX_BYTES + 1  # no 5,000-digit int()
     if value > MAX_BYTES:
         raise InputError(
-            f"{option} {text!r} is larger than {MAX_BYTES} bytes, the largest size a runtime reads",
+            f"{option} {clipped(text)} is larger than {MAX_BYTES} bytes, the largest size a runtime reads",
             hint="e.g. 1TiB",
         )
     if value < minimum:
         raise InputError(
-            f"{option} {text!r} must be at least {minimum} bytes", hint=f"use at least {minimum}"
+            f"{option} {clipped(text)} must be at least {minimum} bytes", hint=f"use at least {minimum}"
         )
     return value
 
@@ -64,7 +65,7 @@ def parse_sizes(text: str) -> list[int]:
         sizes = sorted({parse_size(part, option="--sizes") for part in text.split(",") if part.strip()})
         if not sizes:
             raise InputError(
-                f"--sizes {text!r} lists no size", hint="e.g. --sizes 1MiB,64MiB or --sizes 1KiB:8GiB"
+                f"--sizes {clipped(text)} lists no size", hint="e.g. --sizes 1MiB,64MiB or --sizes 1KiB:8GiB"
             )
         if len(sizes) > MAX_SWEEP_SIZES:
             raise InputError(
@@ -73,13 +74,15 @@ def parse_sizes(text: str) -> list[int]:
         return sizes
     parts = text.split(":")
     if len(parts) not in (2, 3):
-        raise InputError(f"cannot read the size range {text!r}", hint="write START:END or START:END:FACTOR")
+        raise InputError(
+            f"cannot read the size range {clipped(text)}", hint="write START:END or START:END:FACTOR"
+        )
     start, end = parse_size(parts[0], option="--sizes"), parse_size(parts[1], option="--sizes")
     factor_text = parts[2].strip() if len(parts) == 3 else "2"
     factor = int(factor_text) if factor_text.isdigit() and len(factor_text) <= 6 else 0
     if factor < 2 or start > end:
         raise InputError(
-            f"bad size range {text!r}",
+            f"bad size range {clipped(text)}",
             hint="START must not exceed END and FACTOR must be a whole number >= 2, e.g. 1KiB:8GiB:4",
         )
     sizes = []

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from fractions import Fraction
 
+from collc.errors import clipped
 from collc.input_limits import (
     MAX_EXPRESSION_BITS,
     MAX_EXPRESSION_LENGTH,
@@ -91,17 +92,12 @@ def evaluate(text: str, variables: Mapping[str, Fraction]) -> Value:
         )
     tree = _parse(text.strip())
     if tree is None:
-        raise ExpressionError(f"cannot parse expression {_shown(text)}")
+        raise ExpressionError(f"cannot parse expression {clipped(text)}")
     _charge(tree)
     try:
         return _walk(tree.body, variables, 0)
     except ZeroDivisionError:
-        raise ExpressionError(f"division by zero in {_shown(text)}") from None
-
-
-def _shown(text: str) -> str:
-    """The expression for a message, cut short when long."""
-    return repr(text) if len(text) <= 60 else repr(text[:60]) + "..."
+        raise ExpressionError(f"division by zero in {clipped(text)}") from None
 
 
 def evaluate_number(value: object, variables: Mapping[str, Fraction], what: str = "value") -> Fraction:

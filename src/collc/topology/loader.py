@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
-from collc.errors import InputError, Location
+from collc.errors import InputError, Location, clipped
 from collc.input_limits import (
     MAX_BANDWIDTH_GBPS,
     MAX_GPUS,
@@ -192,13 +192,7 @@ def _describe(value: object) -> str:
         return "a mapping"
     if isinstance(value, LocatedList):
         return "a list"
-    return _clipped(value)
-
-
-def _clipped(value: object) -> str:
-    """``repr(value)`` for a message, cut short when long (a pasted value must not flood the terminal)."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+    return clipped(value)
 
 
 def _text(mapping: LocatedMap, key: str, what: str, *, required: bool = False, default: str = "") -> str:
@@ -492,7 +486,7 @@ def read_parameters(document: LocatedMap) -> dict[str, Parameter]:
                 bounds[key] = None
             elif isinstance(value, bool) or not isinstance(value, int | Fraction):
                 raise _fail(
-                    f"{key!r} of parameter {name!r} must be a number, got {_clipped(value)}", spec.where(key)
+                    f"{key!r} of parameter {name!r} must be a number, got {clipped(value)}", spec.where(key)
                 )
             else:
                 bounds[key] = Fraction(value)
@@ -528,11 +522,11 @@ def apply_overrides(parameters: Mapping[str, Parameter], overrides: Mapping[str,
         try:
             value = Fraction(str(text).strip())
         except (ValueError, ZeroDivisionError):
-            raise InputError(f"parameter {name!r} must be a number, got {_clipped(text)}") from None
+            raise InputError(f"parameter {name!r} must be a number, got {clipped(text)}") from None
         problem = parameter.problem(value)
         if problem:
             raise InputError(
-                f"parameter {name!r} {problem}, got {_clipped(text)}", hint=describe_parameters(parameters)
+                f"parameter {name!r} {problem}, got {clipped(text)}", hint=describe_parameters(parameters)
             )
         values[name] = value
     return values
