@@ -10,6 +10,7 @@ below what the forest could carry, reported as ``lanes_capped``). When neither h
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -85,6 +86,7 @@ def lower(
     *,
     planes: dict[str, int] | None = None,
     reduce_forest: Forest | None = None,
+    arc_bandwidths: Mapping[tuple[str, str], Fraction] | None = None,
     allow_shared_stages: bool = True,
 ) -> Lowered:
     """Lower ``forest`` to an :class:`Algorithm` for ``options.coll`` that fits ``limits``.
@@ -92,6 +94,9 @@ def lower(
     ``reduce_forest`` (allreduce only): the forest of ``solve(..., reverse=True)``, whose trees carry
     the reduce-scatter half while ``forest`` carries the allgather half (docs/lowering.md §3); None
     runs both halves on ``forest``, which is optimal only where the fabric is symmetric.
+    ``arc_bandwidths`` (:meth:`collc.topology.model.Topology.arc_bandwidths`) tells how long each
+    transfer keeps its lane busy; where threadblocks must be merged, the least busy lanes are merged
+    first (:func:`collc.lowering.assign.transfer_time`). Without it every path counts alike.
     Tried in order until one fits: one-chunk pieces with one lane per tree depth (stage), whole-tree
     pieces (fewer steps, each hop waits for all of a piece), and, if ``allow_shared_stages``, the same
     two with threadblocks that carry several depths (fewer threadblocks, worse pipelining, see
@@ -123,6 +128,7 @@ def lower(
                     inplace=options.inplace,
                     outofplace=options.outofplace,
                     planes=planes,
+                    arc_bandwidths=arc_bandwidths,
                     max_piece=size,
                 )
                 predecessors = hazards(plan)

@@ -19,8 +19,10 @@ increasing key order therefore cannot deadlock (docs/lowering.md §4).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
+from itertools import pairwise
 from math import lcm
 from typing import Literal
 
@@ -53,6 +55,7 @@ class Transfer:
     """One message: ``src`` sends ``source`` (its buffer) and ``dst`` receives it into ``target``.
 
     ``plane`` is the index of the network plane (rail) the physical path crosses, or None.
+    ``bandwidth`` is the GB/s of the slowest arc of that path, None when the arcs were not given.
     """
 
     key: Key
@@ -61,6 +64,7 @@ class Transfer:
     source: Span
     target: Span
     plane: int | None
+    bandwidth: Fraction | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,16 @@ def path_plane(path: tuple[str, ...], planes: dict[str, int]) -> int | None:
     return None
 
 
+def path_bandwidth(
+    path: tuple[str, ...], arc_bandwidths: Mapping[tuple[str, str], Fraction]
+) -> Fraction | None:
+    """GB/s of the slowest arc of ``path`` (node names in the direction data flows); None if an arc
+    of it is not in ``arc_bandwidths``."""
+    rates = [arc_bandwidths.get(arc) for arc in pairwise(path)]
+    known = [rate for rate in rates if rate is not None]
+    return min(known) if len(known) == len(rates) else None
+
+
 def split_pieces(count: int, max_piece: int = MAX_CNT) -> list[tuple[int, int]]:
     """Split ``count`` chunks into near-equal ``(start, cnt)`` pieces of at most ``max_piece``."""
     pieces = -(-count // max_piece)
@@ -199,8 +213,8 @@ class _Builder:
         self.scratch[gpu] += cnt
         return span
 
-    def transfer(self, key: Key, src: int, dst: int, source: Span, target: Span, plane: int | None) -> int:
-        self.transfers.append(Transfer(key, src, dst, source, target, plane))
+    def transfer(self, key: Key, src: int, dst: int, source: Span, target: Span, hop: _Hop) -> int:
+        self.transfers.append(Transfer(key, src, dst, source, target, hop.plane, hop.bandwidth))
         return len(self.transfers) - 1
 
     def local(
@@ -224,6 +238,7 @@ def build_plan(
     inplace: bool = True,
     outofplace: bool = True,
     planes: dict[str, int] | None = None,
+    arc_bandwidths: Mapping[tuple[str, str], Fraction] | None = None,
     max_piece: int = MAX_CNT,
 ) -> Plan:
     """Lower ``forest`` to the keyed operations of ``coll`` (allgather, reducescatter or allreduce).
@@ -234,7 +249,8 @@ def build_plan(
     aggregation running on its reversed arcs (right where the fabric is symmetric). A program marked
     both in-place and out-of-place must be right under both aliasings (msccl-xml.md §2.3): the root's
     copy of its own input into the output is then kept (it is a harmless self-copy in place); a
-    program for in-place calls only leaves it out.
+    program for in-place calls only leaves it out. ``arc_bandwidths`` (GB/s per physical arc, by node
+    names, as :meth:`Topology.arc_bandwidths`) gives every transfer the bandwidth of its path.
     """
     if coll not in COLLECTIVES:
         raise InvariantError(f"cannot lower collective {coll!r}")
@@ -246,18 +262,18 @@ def build_plan(
     per_loop = chunks_per_root(forest, reduce_forest)
     per_root = per_loop * instances
     nchunks = num_gpus * per_root
-    planes = planes or {}
+    links = _Links(planes or {}, arc_bandwidths)
     copy_own_input = outofplace
     builder = _Builder(num_gpus)
     if coll == "allgather":
-        for walk in _walks(forest, per_loop, instances, max_piece, planes):
-            _allgather(builder, walk.unit, walk.shape, walk.plane_of, copy_own_input)
+        for walk in _walks(forest, per_loop, instances, max_piece, links):
+            _allgather(builder, walk, copy_own_input)
     else:
-        for walk in _walks(reduce_forest or forest, per_loop, instances, max_piece, planes):
-            _reduce(builder, walk.unit, walk.shape, walk.plane_of, coll, copy_own_input)
+        for walk in _walks(reduce_forest or forest, per_loop, instances, max_piece, links):
+            _reduce(builder, walk, coll, copy_own_input)
     if coll == "allreduce":
-        for walk in _walks(forest, per_loop, instances, max_piece, planes):
-            _broadcast(builder, walk.unit, walk.shape, walk.plane_of)
+        for walk in _walks(forest, per_loop, instances, max_piece, links):
+            _broadcast(builder, walk)
     i_chunks = per_root if coll == "allgather" else nchunks
     o_chunks = per_root if coll == "reducescatter" else nchunks
     return Plan(
@@ -301,17 +317,48 @@ class _Unit:
 
 
 @dataclass(frozen=True)
+class _Hop:
+    """What a transfer between two neighbours of a tree crosses: its plane and its path's bandwidth."""
+
+    plane: int | None
+    bandwidth: Fraction | None
+
+
+@dataclass(frozen=True)
+class _Links:
+    """The fabric facts a plan records per transfer: network planes and arc bandwidths (if given)."""
+
+    planes: dict[str, int]
+    arc_bandwidths: Mapping[tuple[str, str], Fraction] | None
+
+    def hops(self, tree: Tree) -> dict[tuple[int, int], _Hop]:
+        """Per ``(sender, receiver)``: a tree edge broadcast along its path, or aggregated against it.
+
+        The plane is the path's either way (its first plane switch in the edge's direction); the
+        bandwidth is that of the arcs the data crosses (``path`` reversed when aggregating).
+        """
+        hops = {}
+        for edge in tree.edges:
+            plane = path_plane(edge.path, self.planes)
+            for sender, receiver, path in (
+                (edge.src, edge.dst, edge.path),
+                (edge.dst, edge.src, edge.path[::-1]),
+            ):
+                rate = None if self.arc_bandwidths is None else path_bandwidth(path, self.arc_bandwidths)
+                hops[(sender, receiver)] = _Hop(plane, rate)
+        return hops
+
+
+@dataclass(frozen=True)
 class _Walk:
-    """One unit with the shape and per-edge planes of its tree."""
+    """One unit with the shape of its tree and what each hop of it crosses."""
 
     unit: _Unit
     shape: _Shape
-    plane_of: dict[tuple[int, int], int | None]
+    hops: dict[tuple[int, int], _Hop]
 
 
-def _walks(
-    forest: Forest, per_loop: int, instances: int, max_piece: int, planes: dict[str, int]
-) -> Iterator[_Walk]:
+def _walks(forest: Forest, per_loop: int, instances: int, max_piece: int, links: _Links) -> Iterator[_Walk]:
     """Every piece of every instance of every tree, in forest order (docs/lowering.md §2 layout).
 
     ``per_loop`` is the root's chunks per instance (:func:`chunks_per_root`), a multiple of ``k``:
@@ -322,21 +369,22 @@ def _walks(
     per_root = per_loop * instances
     for tree_index, tree in enumerate(forest.trees):
         shape = tree_shape(tree, forest.num_gpus)
-        plane_of = {(e.src, e.dst): path_plane(e.path, planes) for e in tree.edges}
+        hops = links.hops(tree)
         for instance in range(instances):
             for piece, (start, cnt) in enumerate(split_pieces(tree.multiplicity * scale, max_piece)):
                 local = instance * per_loop + offsets[tree_index] * scale + start
                 chunk = tree.root * per_root + local
-                yield _Walk(_Unit(tree_index, instance, piece, tree.root, local, chunk, cnt), shape, plane_of)
+                yield _Walk(_Unit(tree_index, instance, piece, tree.root, local, chunk, cnt), shape, hops)
 
 
-def _allgather(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, copy_own_input: bool) -> None:
+def _allgather(builder: _Builder, walk: _Walk, copy_own_input: bool) -> None:
     """Broadcast down the tree; every GPU sends from ``o`` except a root that skips the copy.
 
     When the root copies its input into ``o`` (out-of-place files), its sends read that copy: in a
     file that is also in-place the copy writes the very chunk the sends read, so the sends must be
     ordered after it (the last-writer table of :mod:`collc.lowering.emit` adds those waits).
     """
+    unit, shape = walk.unit, walk.shape
     first_send = None
     output = Span("o", unit.chunk, unit.cnt)
     for node in _bfs(unit.root, shape):
@@ -345,7 +393,7 @@ def _allgather(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, copy_own
             source = Span("i", unit.local, unit.cnt) if own_input else output
             key = unit.key(DOWN, 2 * shape.depth[child])
             index = builder.transfer(
-                key, node, child, source, Span("o", unit.chunk, unit.cnt), plane_of[(node, child)]
+                key, node, child, source, Span("o", unit.chunk, unit.cnt), walk.hops[(node, child)]
             )
             first_send = index if first_send is None else first_send
     if copy_own_input:
@@ -359,13 +407,14 @@ def _allgather(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, copy_own
         )
 
 
-def _reduce(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, coll: str, copy_own_input: bool) -> None:
+def _reduce(builder: _Builder, walk: _Walk, coll: str, copy_own_input: bool) -> None:
     """Aggregate towards the root along reversed tree edges into the root's ``o``.
 
     Each GPU receives every child's partial sum into its own scratch slot, folds its input and the
     other children's slots into the first child's slot with ``re`` and sends that slot up; a leaf
     sends its input directly. The root folds everything into the output.
     """
+    unit, shape = walk.unit, walk.shape
     own = Span("i", unit.chunk, unit.cnt)
     received: dict[int, tuple[Span, int]] = {}  # child -> (scratch span at its parent, transfer index)
     for node in reversed(_bfs(unit.root, shape)):
@@ -376,7 +425,7 @@ def _reduce(builder: _Builder, unit: _Unit, shape: _Shape, plane_of, coll: str, 
         source = received[kids[0]][0] if kids else own
         target = builder.scratch_span(parent, unit.cnt)
         key = unit.key(UP, -2 * shape.depth[node])
-        index = builder.transfer(key, node, parent, source, target, plane_of[(parent, node)])
+        index = builder.transfer(key, node, parent, source, target, walk.hops[(node, parent)])
         received[node] = (target, index)
         if kids:
             folded = [own] + [received[kid][0] for kid in kids[1:]]
@@ -408,17 +457,18 @@ def _fold(builder: _Builder, unit: _Unit, gpu: int, depth: int, accumulator: Spa
         builder.local(unit.key(UP, level, role), gpu, "re", source, accumulator, host)
 
 
-def _broadcast(builder: _Builder, unit: _Unit, shape: _Shape, plane_of) -> None:
+def _broadcast(builder: _Builder, walk: _Walk) -> None:
     """Allreduce's second half: forward the root's reduced result in ``o`` down the tree, in ``o``.
 
     The root's folds (:func:`_reduce`) leave the reduced chunks in ``o`` at their global offset;
     every GPU receives them into the same place and forwards from there.
     """
+    unit, shape = walk.unit, walk.shape
     result = Span("o", unit.chunk, unit.cnt)
     for node in _bfs(unit.root, shape):
         for child in shape.children[node]:
             key = unit.key(DOWN, 2 * shape.depth[child])
-            builder.transfer(key, node, child, result, result, plane_of[(node, child)])
+            builder.transfer(key, node, child, result, result, walk.hops[(node, child)])
 
 
 def _bfs(root: int, shape: _Shape) -> list[int]:
