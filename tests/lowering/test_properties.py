@@ -23,12 +23,18 @@ from .forests import flat_topology, random_forests
     placement=st.sampled_from([(True, True), (True, False), (False, True)]),
     runtime=st.sampled_from(["msccl-executor", "rccl"]),
     tbs=st.sampled_from([8, 108]),
+    rates=st.none() | st.lists(st.integers(1, 400), min_size=36, max_size=36),
 )
-def test_random_forests_lower_to_verified_programs(forest, coll, placement, runtime, tbs):
+def test_random_forests_lower_to_verified_programs(forest, coll, placement, runtime, tbs, rates):
+    """``rates``: GB/s of every arc ``g{a} -> g{b}`` (they decide which threadblocks merge), or none."""
     limits = runtime_limits(runtime, tbs)
     options = LoweringOptions(coll=coll, inplace=placement[0], outofplace=placement[1])
+    arcs = [(f"g{a}", f"g{b}") for a in range(6) for b in range(6)]
+    arc_bandwidths = (
+        None if rates is None else {arc: Fraction(rate) for arc, rate in zip(arcs, rates, strict=True)}
+    )
     try:
-        lowered = lower(forest, options, limits)
+        lowered = lower(forest, options, limits, arc_bandwidths=arc_bandwidths)
     except DoesNotFit:
         return  # small threadblock budgets may not fit; what fits must be right
     assert_valid(lowered.algorithm, limits)
