@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd, lcm
 
+from collc.errors import InputError
+from collc.input_limits import MAX_CAPACITY_UNITS
 from collc.topology.model import Topology
 
 
@@ -64,4 +66,13 @@ def capacity_graph(topology: Topology) -> CapacityGraph:
     bandwidths = {pair: bw for pair, bw in topology.arc_bandwidths().items() if pair[0] != pair[1]}
     unit = rational_gcd(list(bandwidths.values()))
     arcs = sorted((index[src], index[dst], int(bw / unit)) for (src, dst), bw in bandwidths.items())
+    largest = max((capacity for _src, _dst, capacity in arcs), default=0)
+    if largest > MAX_CAPACITY_UNITS:
+        raise InputError(
+            f"the link bandwidths of {topology.name} have no common unit coarse enough: the largest is "
+            f"about 2^{largest.bit_length() - 1} times their greatest common divisor, collc's limit is "
+            f"2^{MAX_CAPACITY_UNITS.bit_length() - 1}",
+            hint="round the bandwidths to fewer significant digits (e.g. whole GB/s) so their ratios are "
+            "simple",
+        )
     return CapacityGraph(names, len(topology.ranks), tuple(arcs), unit)

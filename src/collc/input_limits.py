@@ -38,6 +38,9 @@ MIN_BANDWIDTH_GBPS = Fraction(1, 10**6)
 MAX_BANDWIDTH_GBPS = Fraction(10**6)
 #: one link's latency in microseconds (one second).
 MAX_LATENCY_US = Fraction(10**6)
+#: the largest link capacity in multiples of the bandwidths' common unit: a max-flow adds up to
+#: MAX_LINKS of them, which must stay inside int64 (further scaling is checked where it happens)
+MAX_CAPACITY_UNITS = 2**47
 #: trees per root (``--k`` and ``--max-k``); the largest optimum of the shipped presets is 83.
 MAX_K = 1024
 #: a byte count written into an MSCCL file (``minBytes``/``maxBytes``): the runtime reads an int64.

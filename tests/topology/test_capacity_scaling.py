@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from math import gcd
+from math import gcd, lcm
 
 import pytest
 from hypothesis import given, settings
 
 from collc.capacity import capacity_graph
+from collc.errors import InputError
+from collc.input_limits import MAX_CAPACITY_UNITS
 from collc.topology import load
-from collc.topology.model import Topology
+from collc.topology.model import Link, Node, Topology
 
 from .strategies import topologies
 
@@ -31,6 +33,12 @@ def test_documented_scaling_of_presets(preset: str, boxes: int, unit: int, capac
 
 
 def check_graph(topology: Topology) -> None:
+    bandwidths = [bw for (src, dst), bw in topology.arc_bandwidths().items() if src != dst]
+    unit = Fraction(gcd(*(bw.numerator for bw in bandwidths)), lcm(*(bw.denominator for bw in bandwidths)))
+    if max(bw / unit for bw in bandwidths) > MAX_CAPACITY_UNITS:  # int64 max-flow sums could overflow
+        with pytest.raises(InputError, match="no common unit coarse enough"):
+            capacity_graph(topology)
+        return
     graph = capacity_graph(topology)
     others = sorted(node.name for node in topology.nodes if node.kind != "gpu")
     assert graph.names == topology.ranks + tuple(others)
@@ -58,3 +66,13 @@ def test_random_topologies_scale_exactly(topology: Topology) -> None:
 @pytest.mark.parametrize("preset", ["dgx1", "gb200-nvl72", "mi300x", "dgx-h100"])
 def test_realistic_presets_scale_exactly(preset: str) -> None:
     check_graph(load(preset))
+
+
+def test_capacities_too_fine_for_int64_are_an_input_error() -> None:
+    """Bandwidths 1/p for 30 primes p have a common unit of 1/(their product): capacities of 2^150."""
+    primes = [p for p in range(2, 200) if all(p % q for q in range(2, p))][:30]
+    nodes = tuple(Node(f"g{i}", "gpu") for i in range(31))
+    links = tuple(Link(f"g{i}", f"g{i + 1}", Fraction(1, p)) for i, p in enumerate(primes))
+    topology = Topology("primes", nodes, links, tuple(node.name for node in nodes))
+    with pytest.raises(InputError, match=r"largest is about 2\^1\d\d times .* limit is 2\^47"):
+        capacity_graph(topology)
