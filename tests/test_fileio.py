@@ -36,7 +36,7 @@ def test_failure_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.replace", broken_replace)
-    with pytest.raises(InputError, match="cannot write .*out.xml: No space left on device"):
+    with pytest.raises(InputError, match=r"cannot write .*out\.xml: No space left on device"):
         atomic_write(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.xml"]
@@ -96,7 +96,7 @@ def test_a_directory_is_not_an_output_file(tmp_path):
 
 
 def test_an_unwritable_place_is_one_message():
-    with pytest.raises(InputError, match="cannot write /proc/collc-test.xml"):
+    with pytest.raises(InputError, match=r"cannot write /proc/collc-test\.xml"):
         atomic_write("/proc/collc-test.xml", "x")
 
 
@@ -118,7 +118,7 @@ def test_existing_files_need_force(tmp_path):
     notes = tmp_path / "b.deploy.md"
     refuse_overwrite([notes], force=False)
     notes.write_text("mine")
-    with pytest.raises(InputError, match="already exists.*\n.*--force"):
+    with pytest.raises(InputError, match=r"already exists.*\n.*--force"):
         refuse_overwrite([notes], force=False)
     refuse_overwrite([notes], force=True)
 

@@ -107,11 +107,7 @@ def _expanded_size(
     if id(node) in active:
         raise InputError("a YAML alias refers to a value that contains it", location=_location(node, file))
     if len(active) >= MAX_NESTING:
-        raise InputError(
-            f"YAML collections nested more than {MAX_NESTING} deep",
-            location=_location(node, file),
-            hint="a topology nests a few levels; check for unclosed brackets",
-        )
+        raise _too_deep(_location(node, file))
     inner = (*active, id(node))
     children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
     size = 1 + sum(_expanded_size(child, file, sizes, inner) for child in children)
@@ -196,10 +192,10 @@ def _reader_error(error: yaml.reader.ReaderError, text: str, file: str | None) -
     )
 
 
-def _too_deep(file: str | None) -> InputError:
+def _too_deep(location: Location) -> InputError:
     return InputError(
         f"YAML collections nested more than {MAX_NESTING} deep",
-        location=Location(file),
+        location=location,
         hint="a topology nests a few levels; check for unclosed brackets",
     )
 
@@ -225,7 +221,7 @@ def read_yaml(text: str, file: str | None) -> Any:
     except yaml.YAMLError as error:
         raise InputError(f"YAML syntax error: {error}", location=Location(file)) from None
     except RecursionError:  # PyYAML's composer recurses once per nesting level
-        raise _too_deep(file) from None
+        raise _too_deep(Location(file)) from None
     finally:
         if loader is not None:
             loader.dispose()
