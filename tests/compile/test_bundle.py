@@ -7,16 +7,13 @@ import pytest
 
 from collc.compile.bundle import (
     SizeRange,
-    auto_min_bytes,
-    auto_range_options,
     bundle_files,
     check_disjoint,
     compile_bundle,
-    nccl_best,
-    plan_ranges,
     write_bundle,
 )
-from collc.errors import InfeasibleError, InputError, InvariantError
+from collc.compile.outlook import grid, outlook
+from collc.errors import InputError, InvariantError
 from collc.msccl.writer import to_xml
 from collc.predict.params import PROTOCOLS
 from predict.models import model
@@ -25,27 +22,13 @@ from predict.test_des import star_allgather
 SIMPLE = PROTOCOLS["Simple"]
 
 
-@pytest.mark.parametrize(("name", "boxes"), [("dgx-h100-rail", 4), ("mi250", 2), ("dgx-a100", 4)])
-def test_auto_min_bytes_is_where_collc_starts_to_beat_nccls_best(name: str, boxes: int) -> None:
-    m = model(name, boxes)
-    start = auto_min_bytes(m, "allreduce", SIMPLE)
-    assert start is not None
-    nccl = nccl_best(m, "allreduce")
-    mine = m.forest_cost
-    for size in (max(start, 1), start * 2 + 1, 2**30, 2**36):
-        assert mine.time_us("allreduce", size, SIMPLE) < nccl.time_us("allreduce", size, SIMPLE)
-    if start > 1:  # just below the crossover NCCL is at least as fast
-        assert mine.time_us("allreduce", start - 1, SIMPLE) >= nccl.time_us("allreduce", start - 1, SIMPLE)
-
-
-def test_plan_ranges_are_disjoint_contiguous_and_end_unbounded() -> None:
-    ranges = plan_ranges(model("dgx-a100", 2), "allreduce")
-    assert [r.proto for r in ranges] == ["LL", "LL128", "Simple"]
-    for before, after in itertools.pairwise(ranges):
-        assert before.max_bytes + 1 == after.min_bytes
-    assert ranges[-1].max_bytes == 0
+def test_check_disjoint_refuses_overlapping_ranges_of_one_collective() -> None:
     with pytest.raises(InvariantError):
         check_disjoint([SizeRange("allreduce", "LL", 0, 100), SizeRange("allreduce", "Simple", 100, 0)])
+    check_disjoint([SizeRange("allreduce", "LL", 0, 99), SizeRange("allgather", "Simple", 50, 0)])
+
+
+RANGES = [SizeRange("allgather", "LL", 4096, 2**20), SizeRange("allgather", "Simple", 2**22, 0)]
 
 
 def _compile(size_range: SizeRange, fallback: bool):
@@ -63,7 +46,7 @@ def _compile(size_range: SizeRange, fallback: bool):
 
 
 def test_bundle_directory_holds_only_algorithms_in_priority_order(tmp_path: Path) -> None:
-    ranges = plan_ranges(model("dgx-a100", 1), "allgather")
+    ranges = RANGES
     files = bundle_files(ranges, _compile, to_xml)
     assert [f.role for f in files] == ["optimal", "fallback"] * len(ranges)
     out = tmp_path / "algos"
@@ -85,31 +68,15 @@ def test_bundle_refuses_a_directory_with_other_files(tmp_path: Path) -> None:
     out = tmp_path / "algos"
     out.mkdir()
     (out / "README").write_text("hello")
-    files = bundle_files(plan_ranges(model("dgx-a100", 1), "allgather"), _compile, to_xml)
+    files = bundle_files(RANGES, _compile, to_xml)
     with pytest.raises(InputError, match="README"):
         write_bundle(out, files, "dgx-a100", 8)
 
 
 def test_a_program_for_the_wrong_range_is_a_bug() -> None:
-    ranges = plan_ranges(model("dgx-a100", 1), "allgather")
+    ranges = RANGES
     with pytest.raises(InvariantError):
         bundle_files(ranges, lambda r, fallback: replace(_compile(r, fallback), min_bytes=7), to_xml)
-
-
-def test_auto_range_options_set_min_bytes_and_refuse_conflicts(monkeypatch: pytest.MonkeyPatch) -> None:
-    from collc.compile import bundle
-    from collc.compile.driver import CompileOptions
-
-    topology = model("dgx-a100", 1).topology
-    monkeypatch.setattr(bundle, "auto_min_bytes", lambda *_: 300_000)
-    assert auto_range_options(topology, CompileOptions(coll="allreduce")).min_bytes == 300_000
-    with pytest.raises(InputError, match="--min-bytes"):
-        auto_range_options(topology, CompileOptions(min_bytes=4096))
-    with pytest.raises(InfeasibleError, match="--max-bytes"):
-        auto_range_options(topology, CompileOptions(coll="allreduce", max_bytes=1024))
-    monkeypatch.setattr(bundle, "auto_min_bytes", lambda *_: None)
-    with pytest.raises(InfeasibleError, match="not predicted to beat"):
-        auto_range_options(topology, CompileOptions(coll="allreduce"))
 
 
 def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
@@ -117,7 +84,7 @@ def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
     from collc.msccl.reader import read_xml
     from collc.verify import verify
 
-    m = model("dgx-a100", 2)
+    m = model("dgx-a100", 1)
     lines = compile_bundle(m.topology, CompileOptions(), tmp_path / "algos", collectives=("allgather",))
     names = sorted(p.name for p in (tmp_path / "algos").iterdir())
     assert names[0].startswith("00-allgather-") and len(names) >= 2
@@ -130,3 +97,6 @@ def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
     for name in names:
         algo = read_xml((tmp_path / "algos" / name).read_text(), name)
         assert verify(algo, runtime="msccl-executor", topology=m.topology).ok, name
+        # every file is selected only where its simulation beats the runtime's best
+        rows = outlook(m, algo, grid(), "msccl-executor")
+        assert [row.nbytes for row in rows if row.selected and not row.wins] == [], name

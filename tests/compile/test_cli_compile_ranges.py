@@ -6,16 +6,6 @@ from click.testing import CliRunner
 from collc.cli import main
 
 
-def test_compile_auto_range_sets_min_bytes_at_the_crossover(tmp_path: Path, monkeypatch) -> None:
-    from collc.compile import bundle
-
-    monkeypatch.setattr(bundle, "auto_min_bytes", lambda *_: 262_144)
-    target = tmp_path / "ar.xml"
-    result = CliRunner().invoke(main, ["compile", "dgx-a100", "-o", str(target), "--auto-range"])
-    assert result.exit_code == 0, result.output
-    assert 'minBytes="262144"' in target.read_text()
-
-
 def test_compile_bundle_writes_a_directory_and_notes_next_to_it(tmp_path: Path) -> None:
     out = tmp_path / "msccl-algorithms"
     result = CliRunner().invoke(main, ["compile", "dgx-a100", "--bundle", str(out)])

@@ -51,7 +51,7 @@ def _cases():
 @pytest.mark.parametrize(("name", "boxes", "k"), list(_cases()))
 def test_preset_compiles_to_a_verified_program_within_limits(name, boxes, k, coll, runtime):
     topology = _topology(name, boxes)
-    options = CompileOptions(coll=coll, runtime=runtime, k=None if k == "auto" else k)
+    options = CompileOptions(coll=coll, runtime=runtime, k=None if k == "auto" else k, user_range=True)
     result = compile_schedule(topology, options)
     algo, used, limits = result.algorithm, result.lowered.usage, result.limits
     assert result.verification.ok
@@ -64,7 +64,7 @@ def test_preset_compiles_to_a_verified_program_within_limits(name, boxes, k, col
     assert used.max_reduce_chain <= 15
     assert all(step.cnt <= 71 for gpu in algo.gpus for tb in gpu.tbs for step in tb.steps)
     assert algo.nchunksperloop == topology.num_gpus * result.solution.forest.k * result.instances
-    assert result.emitted_algbw <= result.optimal_algbw
+    assert result.file_bound_algbw <= result.bound_algbw
     if k == 1:
         assert result.solution.forest.k == 1
     elif serving(topology.num_gpus, coll, topology.num_gpus, None).satisfied:

@@ -6,13 +6,15 @@ write the file atomically (only a verified program is ever written), print the r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 from collc.cli import main
 from collc.cli.common import topology_argument
-from collc.compile.driver import CompileOptions, compile_schedule, report_lines
+from collc.compile.driver import CompileOptions, compile_schedule
+from collc.compile.report import report_json, report_lines
 from collc.errors import InputError
 from collc.fileio import atomic_write
 from collc.lowering.limits import RUNTIMES
@@ -32,8 +34,18 @@ from collc.topology.model import Topology
 @click.option("--proto", type=click.Choice(PROTOCOLS), default="Simple", show_default=True)
 @click.option("--inplace", "only_inplace", is_flag=True, help="Only for in-place calls (default: both).")
 @click.option("--outofplace", "only_outofplace", is_flag=True, help="Only for out-of-place calls.")
-@click.option("--min-bytes", default="0", metavar="SIZE", help="Smallest call size, e.g. 1MiB (default 0).")
-@click.option("--max-bytes", default="0", metavar="SIZE", help="Largest call size, 0 = unbounded (default).")
+@click.option(
+    "--min-bytes",
+    default=None,
+    metavar="SIZE",
+    help="Smallest call size the file takes, e.g. 1MiB [default: where it is predicted to beat the runtime].",
+)
+@click.option(
+    "--max-bytes",
+    default=None,
+    metavar="SIZE",
+    help="Largest call size, 0 = unbounded [default: where it is predicted to beat the runtime].",
+)
 @click.option(
     "--instances",
     type=int,
@@ -50,10 +62,12 @@ from collc.topology.model import Topology
     help="Serve every count that is a multiple of ALIGN elements (default: every power of two).",
 )
 @click.option(
-    "--auto-range",
+    "--force",
     is_flag=True,
-    help="Set minBytes where collc is predicted to beat NCCL/RCCL's best (docs/cost-model.md §5).",
+    help="Write the file even if it is predicted slower than the runtime's own algorithms at every size.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (stable keys).")
+@click.option("--auto-range", is_flag=True, hidden=True, help="The default now; accepted for old scripts.")
 @click.option(
     "--bundle",
     "bundle_dir",
@@ -70,19 +84,23 @@ def compile_command(
     proto: str,
     only_inplace: bool,
     only_outofplace: bool,
-    min_bytes: str,
-    max_bytes: str,
+    min_bytes: str | None,
+    max_bytes: str | None,
     instances: int | None,
     k: int | None,
     max_k: int | None,
     align: int | None,
+    force: bool,
+    as_json: bool,
     auto_range: bool,
     bundle_dir: str | None,
 ) -> None:
     """Compile TOPO's optimal forest into a verified MSCCL XML algorithm file.
 
     k is chosen so that the runtime selects the file for the counts you call with (see --align) and
-    the program fits the runtime's limits; the report says what that costs against the optimum.
+    the program fits the runtime's limits, by simulating the candidates. The file's size range covers
+    only the sizes where it is predicted to beat the runtime's own ring and tree, and the report
+    shows the simulated algbw of the written file next to them and the bound.
     """
     if (output is None) == (bundle_dir is None):
         raise InputError(
@@ -101,8 +119,10 @@ def compile_command(
         proto=proto,
         inplace=both or only_inplace,
         outofplace=both or only_outofplace,
-        min_bytes=parse_size(min_bytes, option="--min-bytes", minimum=0),
-        max_bytes=parse_size(max_bytes, option="--max-bytes", minimum=0),
+        min_bytes=parse_size(min_bytes or "0", option="--min-bytes", minimum=0),
+        max_bytes=parse_size(max_bytes or "0", option="--max-bytes", minimum=0),
+        user_range=min_bytes is not None or max_bytes is not None,
+        force=force,
         instances=1 if instances is None else instances,
         feeder_instances=instances is None,
         k=k,
@@ -114,10 +134,9 @@ def compile_command(
 
         click.echo("\n".join(compile_bundle(topology, options, bundle_dir)))
         return
-    if auto_range:
-        from collc.compile.bundle import auto_range_options
-
-        options = auto_range_options(topology, options)
     result = compile_schedule(topology, options)
     atomic_write(target, result.xml)
-    click.echo("\n".join(report_lines(result, output)))
+    if as_json:
+        click.echo(json.dumps(report_json(result, output), indent=2))
+    else:
+        click.echo("\n".join(report_lines(result, output)))

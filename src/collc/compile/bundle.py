@@ -1,63 +1,40 @@
 """Size ranges and deployable bundles.
 
-**Ranges.** NCCL/RCCL pick their own algorithm and protocol per call, so collc should only take the sizes
-where it is predicted faster than the best of NCCL's ring and tree over all protocols. For one file the
-range starts at that crossover (:func:`auto_min_bytes`). A bundle covers each collective from its
-crossover up with one file per protocol, splitting at the powers of two where the best protocol for collc
-changes, so the ranges of one collective are disjoint (:func:`plan_ranges`).
+**Ranges.** NCCL/RCCL pick their own algorithm and protocol per call, so a collc file should only take
+the sizes where it is predicted faster than the best of the runtime's ring and tree at their best
+protocol. A bundle compiles each collective once per protocol, simulates every file on the size grid
+(:mod:`collc.compile.outlook`), and at each grid size keeps the fastest file that wins there; runs of
+grid sizes won by the same protocol become that file's range (:func:`plan_ranges`), so the ranges of
+one collective are disjoint and sizes no file wins are left to the runtime.
 
 **Priority by file name.** The executor reads the directory in sorted path order and uses the *first*
-file whose collective, rank count, size range and divisibility rule match (§1.1). Within one range the
+file whose collective, rank count, size range and divisibility rule match. Within one range the
 optimal file (large ``nchunksperloop``) comes first and a fallback with a small ``nchunksperloop`` after
-it, so element counts the optimal file does not divide still get a collc schedule instead of NCCL's.
+it, so element counts the optimal file does not divide still get a collc schedule instead of the
+runtime's, where the fallback too is predicted to win over the whole range.
 Names are ``NN-<coll>-<proto>-<role>.xml``; ``NN`` is the priority, so sorted order = priority order.
 
-**Layout.** The directory holds only algorithm files (the runtime parses every regular file in it,
-§1.1); ``<dir>.deploy.md`` and ``<dir>.manifest.json`` are written next to it.
+**Layout.** The directory holds only algorithm files (the runtime parses every regular file in it);
+``<dir>.deploy.md`` and ``<dir>.manifest.json`` are written next to it.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from collc.errors import InfeasibleError, InputError, InvariantError
+from collc.compile.outlook import SizeOutlook, grid, outlook
+from collc.errors import InputError, InvariantError
 from collc.fileio import atomic_write
+from collc.lowering.limits import DoesNotFit
 from collc.msccl.program import Algorithm
-from collc.predict.model import TopologyModel
-from collc.predict.params import PROTOCOLS, Protocol
-from collc.predict.sweep import Predictor, crossover_bytes
 from collc.sizes import format_size
+from collc.verify.runtimes import profile
 
 BUNDLE_PROTOCOLS = ("LL", "LL128", "Simple")
-_MAX_EXPONENT = 40  # protocol choice is evaluated at 2^0 .. 2^40 bytes
-
-
-@dataclass(frozen=True)
-class BestOf:
-    """A predictor that takes, at every size, the fastest of several (predictor, protocol) choices."""
-
-    choices: tuple[tuple[Predictor, Protocol], ...]
-
-    def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float:
-        return min(model.time_us(collective, nbytes, chosen) for model, chosen in self.choices)
-
-
-def nccl_best(model: TopologyModel, collective: str) -> BestOf:
-    """NCCL's own choice: the fastest of its algorithms and protocols at every size."""
-    protocols = [PROTOCOLS[name] for name in BUNDLE_PROTOCOLS]
-    return BestOf(
-        tuple((baseline, p) for baseline in model.baselines(collective).values() for p in protocols)
-    )
-
-
-def auto_min_bytes(model: TopologyModel, collective: str, proto: Protocol) -> int | None:
-    """``minBytes`` for one collc file: where it starts to beat NCCL's best (None: it never does)."""
-    mine = BestOf(((model.forest_cost, proto),))
-    return crossover_bytes(mine, {"nccl": nccl_best(model, collective)}, collective, proto)
 
 
 @dataclass(frozen=True)
@@ -74,32 +51,32 @@ class SizeRange:
         return f"{self.coll} {self.proto} [{format_size(self.min_bytes) if self.min_bytes else '0'}, {top})"
 
 
-def _best_protocol(model: TopologyModel, collective: str, nbytes: int, protocols: Sequence[str]) -> str:
-    return min(
-        protocols, key=lambda name: (model.forest_cost.time_us(collective, nbytes, PROTOCOLS[name]), name)
-    )
+def plan_ranges(coll: str, outlooks: Mapping[str, Sequence[SizeOutlook]], runtime: str) -> list[SizeRange]:
+    """Disjoint ranges of ``coll`` from each protocol's grid outlook; [] if no file ever wins.
 
+    At each grid size the winner is the fastest protocol's file that is at least as fast as the
+    runtime's best there (ties: the protocol whose name sorts last). A run of grid sizes with
+    the same winner becomes one range from its first to its last size; the run that reaches the top
+    of the grid is unbounded. Sizes between a run's last grid size and the next run are left to the
+    runtime: nothing was predicted for them.
+    """
+    sizes = sorted({row.nbytes for rows in outlooks.values() for row in rows})
+    by_size = {
+        proto: {row.nbytes: row for row in rows if row.wins} for proto, rows in sorted(outlooks.items())
+    }
 
-def plan_ranges(
-    model: TopologyModel, collective: str, protocols: Sequence[str] = BUNDLE_PROTOCOLS
-) -> list[SizeRange]:
-    """Disjoint ranges, one per protocol run, from the crossover up; [] if collc never wins."""
-    mine = BestOf(tuple((model.forest_cost, PROTOCOLS[name]) for name in protocols))
-    start = crossover_bytes(mine, {"nccl": nccl_best(model, collective)}, collective, PROTOCOLS["Simple"])
-    if start is None:
-        return []
+    def winner(nbytes: int) -> str | None:
+        winning = [(row.algbw, proto) for proto, rows in by_size.items() if (row := rows.get(nbytes))]
+        return max(winning)[1] if winning else None
+
+    inclusive = profile(runtime).max_bytes_inclusive
     ranges: list[SizeRange] = []
-    current = _best_protocol(model, collective, max(start, 1), protocols)
-    low = start
-    for exponent in range(_MAX_EXPONENT + 1):
-        size = 2**exponent
-        if size <= start:
+    for proto, run in itertools.groupby(sizes, key=winner):
+        members = list(run)
+        if proto is None:
             continue
-        best = _best_protocol(model, collective, size, protocols)
-        if best != current:
-            ranges.append(SizeRange(collective, current, low, size - 1))
-            current, low = best, size
-    ranges.append(SizeRange(collective, current, low, 0))
+        top = 0 if members[-1] == sizes[-1] else members[-1] + (0 if inclusive else 1)
+        ranges.append(SizeRange(coll, proto, members[0], top))
     check_disjoint(ranges)
     return ranges
 
@@ -116,8 +93,9 @@ def check_disjoint(ranges: Sequence[SizeRange]) -> None:
                 raise InvariantError(f"overlapping {coll} ranges: {before.describe()} and {after.describe()}")
 
 
-# compile(size range, fallback?) -> the program for that range (``minBytes``/``maxBytes`` already set).
-CompileFn = Callable[[SizeRange, bool], Algorithm]
+# compile(size range, fallback?) -> the program for that range (``minBytes``/``maxBytes`` already set), or
+# None when there is no such program (no fallback is predicted to win over the whole range).
+CompileFn = Callable[[SizeRange, bool], Algorithm | None]
 
 
 @dataclass(frozen=True)
@@ -134,15 +112,17 @@ class BundleFile:
 def bundle_files(
     ranges: Sequence[SizeRange], compile_fn: CompileFn, to_xml: Callable[[Algorithm], str]
 ) -> list[BundleFile]:
-    """Compile every range: the optimal file, then a smaller-``nchunksperloop`` fallback if it differs."""
+    """Compile every range: the optimal file, then a smaller-``nchunksperloop`` fallback if there is one."""
     compiled: list[tuple[str, SizeRange, Algorithm]] = []
     for item in ranges:
         optimal = compile_fn(item, False)
+        if optimal is None:
+            raise InvariantError(f"no program for {item.describe()}, which a program won")
         _check_range(optimal, item)
         compiled.append(("optimal", item, optimal))
         fallback = compile_fn(item, True)
-        _check_range(fallback, item)
-        if fallback.nchunksperloop < optimal.nchunksperloop:
+        if fallback is not None and fallback.nchunksperloop < optimal.nchunksperloop:
+            _check_range(fallback, item)
             compiled.append(("fallback", item, fallback))
     width = max(2, len(str(len(compiled) - 1)))
     return [
@@ -283,63 +263,68 @@ def write_bundle(
     return [*written, notes, manifest]
 
 
-def auto_range_options(topology, options):  # (Topology, CompileOptions) -> CompileOptions
-    """``collc compile --auto-range``: the options with ``minBytes`` at the predicted crossover."""
-    from dataclasses import replace as with_changes
-
-    if options.min_bytes:
-        raise InputError(
-            "--auto-range and --min-bytes both set the smallest size", hint="give only one of them"
-        )
-    start = auto_min_bytes(TopologyModel(topology), options.coll, PROTOCOLS[options.proto])
-    if start is None:
-        raise InfeasibleError(
-            f"collc is not predicted to beat NCCL's {options.coll} at any size on {topology.name} "
-            f"with {options.proto}",
-            hint="leave NCCL's own algorithm in place, or compile without --auto-range to measure",
-        )
-    if options.max_bytes and start > options.max_bytes:
-        raise InfeasibleError(
-            f"the predicted crossover ({start} bytes) lies above --max-bytes {options.max_bytes}",
-            hint="raise --max-bytes or drop --auto-range",
-        )
-    return with_changes(options, min_bytes=start)
-
-
 def compile_bundle(
     topology,
     options,
     directory: str | Path,
     collectives: Sequence[str] = ("allreduce", "allgather", "reducescatter"),
 ) -> list[str]:
-    """``collc compile --bundle DIR``: compile every collective's ranges and write the bundle.
+    """``collc compile --bundle DIR``: compile every collective per protocol, range the files by their
+    simulation, and write the bundle.
 
     ``options`` supplies the runtime, placement, instances and k settings; coll, proto and the size
     range are set per file, and each fallback is compiled with ``k = 1``. Returns report lines.
     """
-    from dataclasses import replace as with_changes
-
-    from collc.compile.driver import compile_schedule
+    from collc.compile.driver import CompileResult, compile_schedule, with_range
+    from collc.compile.ranges import ByteRange
     from collc.msccl.writer import to_xml
 
-    model = TopologyModel(topology)
-    ranges = [item for coll in collectives for item in plan_ranges(model, coll)]
-
-    def compile_range(item: SizeRange, fallback: bool) -> Algorithm:
-        chosen = with_changes(
+    def compiled(coll: str, proto: str, fallback: bool) -> CompileResult | None:
+        chosen = replace(
             options,
-            coll=item.coll,
-            proto=item.proto,
-            min_bytes=item.min_bytes,
-            max_bytes=item.max_bytes,
+            coll=coll,
+            proto=proto,
+            min_bytes=0,
+            max_bytes=0,
+            user_range=True,
             k=1 if fallback else options.k,
             max_k=None if fallback else options.max_k,
         )
-        return compile_schedule(topology, chosen).algorithm
+        try:
+            return compile_schedule(topology, chosen)
+        except DoesNotFit:
+            return None
+
+    def grid_outlook(result: CompileResult) -> list[SizeOutlook]:
+        return outlook(result.model, result.algorithm, grid(), result.runtime, result.predictor)
+
+    ranges: list[SizeRange] = []
+    results: dict[tuple[str, str], CompileResult] = {}
+    for coll in collectives:
+        for proto in BUNDLE_PROTOCOLS:
+            result = compiled(coll, proto, False)
+            if result is not None:
+                results[(coll, proto)] = result
+        outlooks = {proto: grid_outlook(r) for (c, proto), r in results.items() if c == coll}
+        runtime = next((r.runtime for (c, _), r in results.items() if c == coll), "msccl-executor")
+        ranges += plan_ranges(coll, outlooks, runtime)
+
+    def compile_range(item: SizeRange, fallback: bool) -> Algorithm | None:
+        result = compiled(item.coll, item.proto, True) if fallback else results[(item.coll, item.proto)]
+        if result is None:
+            return None
+        chosen = with_range(result, ByteRange(item.min_bytes, item.max_bytes))
+        if fallback and not all(row.wins for row in grid_outlook(chosen) if row.selected):
+            return None
+        return chosen.algorithm
 
     files = bundle_files(ranges, compile_range, to_xml)
     written = write_bundle(directory, files, topology.name, topology.num_gpus)
     skipped = [coll for coll in collectives if not any(item.coll == coll for item in ranges)]
     lines = [f"wrote {path}" for path in written]
-    lines += [f"{coll}: collc is never predicted faster than NCCL here; left to NCCL" for coll in skipped]
+    lines += [f"{item.describe()}: collc file predicted faster than the runtime's best" for item in ranges]
+    lines += [
+        f"{coll}: collc is never predicted faster than the runtime's own algorithms; left to the runtime"
+        for coll in skipped
+    ]
     return lines

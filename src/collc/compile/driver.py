@@ -1,29 +1,41 @@
-"""``compile_schedule``: topology -> solved forest -> fitted, verified MSCCL program.
+"""``compile_schedule``: topology -> solved forest -> fitted program -> simulated -> ranged -> verified.
 
 Choosing k (docs/lowering.md §7). The runtime uses a file only for calls whose element count times the
-collective's size multiplier is divisible by ``nchunksperloop`` (msccl-xml.md §1.1), so divisibility is
-a constraint like the runtime limits. By default the file must serve power-of-two counts (what users
-call with); ``align=A`` asks for every count that is a multiple of A instead. Candidates are the
-optimal k and powers of two up to ``min(64, max(2·k*, 16))``; each is priced with the exact fixed-k
-bound and discounted for pipelining at a reference call size. The candidates that serve the counts
-are tried best first; the first that fits the runtime's limits is emitted. ``k`` / ``max_k`` override
-the search. Nothing is returned unless the verifier accepts the program.
+collective's size multiplier is divisible by ``nchunksperloop``, so divisibility is a constraint like
+the runtime limits. By default the file must serve power-of-two counts (what users call with);
+``align=A`` asks for every count that is a multiple of A instead. Candidates are the optimal k and
+powers of two up to ``min(64, max(2·k*, 16))``; each is priced with the exact fixed-k bound and
+discounted for pipelining at a reference call size, which orders them. The first
+:data:`SIMULATED_CANDIDATES` that serve the counts and fit the runtime's limits are lowered and
+simulated event by event at the reference size, and the fastest is kept: the price is only a guess at
+fill and drain, the simulation runs the program. ``k`` / ``max_k`` override the search.
+
+Choosing the range (:mod:`collc.compile.ranges`): unless the user sets ``--min-bytes``/``--max-bytes``,
+the file's ``[minBytes, maxBytes]`` covers only sizes where its simulation beats the runtime's own
+ring and tree; a file that wins nowhere is not written unless forced. Nothing is returned unless the
+verifier accepts the program with its final range.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import cached_property
 from math import ceil, gcd
 
 from collc.capacity import capacity_graph
-from collc.errors import InputError, InvariantError
+from collc.compile.outlook import REPORT_SIZES, SizeOutlook, grid, outlook, served_size
+from collc.compile.ranges import ByteRange, choose_range
+from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
 from collc.lowering.lower import DoesNotFit, Lowered, LoweringOptions, coll_algbw, lower
 from collc.lowering.plan import COLLECTIVES, network_planes
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.msccl.writer import to_xml
+from collc.predict.model import TopologyModel
+from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
 from collc.predict.params import protocol
+from collc.predict.sweep import Memo, Predictor
 from collc.sizes import format_size
 from collc.solver import Solution, solve
 from collc.solver.bound import fixed_k_bound, optimal_bound
@@ -42,6 +54,13 @@ MIN_PRICED_K = 16
 # Ties go to the smaller k.
 REFERENCE_BYTES = 2**30
 FILL_ITERATIONS = 1
+# How many fitting candidates are lowered and simulated (best priced first): the price misjudges fill
+# and merged threadblocks (2x8 H100 allreduce: k = 2 priced first, simulated 0.85 of the bound; k = 1
+# simulated 0.96), while each candidate costs a lowering and a simulation.
+SIMULATED_CANDIDATES = 3
+# Candidates whose simulated algbw at the reference size is this close to the fastest are equivalent
+# there; the one that is fastest at a smaller size is emitted (_pick).
+EQUIVALENT = Fraction(1, 100)
 # A second instance (for NIC-feeding lanes) halves the pipelining iterations; it is taken only when at
 # least this many remain at the reference call size (4x8 A100 allgather: 16 -> 8 iterations lose 0.5 %).
 MIN_DOUBLED_ITERATIONS = 16
@@ -57,6 +76,8 @@ class CompileOptions(LoweringOptions):
     max_k: int | None = None
     align: int | None = None  # None: serve power-of-two counts
     feeder_instances: bool = True  # may double ``instances`` for NIC-feeding lanes (_feeder_instances)
+    user_range: bool = False  # min_bytes/max_bytes were given by the user: write them as they are
+    force: bool = False  # write the file even where it is predicted to win at no size
 
 
 @dataclass(frozen=True)
@@ -75,7 +96,7 @@ class Serving:
 
 
 def size_multiplier(coll: str, num_gpus: int) -> int:
-    """msccl-xml.md §1.1: allgather and reducescatter counts are per rank."""
+    """Allgather and reduce-scatter counts are per rank; the runtime multiplies them by the ranks."""
     return num_gpus if coll in ("allgather", "reducescatter") else 1
 
 
@@ -99,9 +120,12 @@ class CompileResult:
     solution: Solution
     lowered: Lowered
     instances: int
-    optimal_algbw: Fraction
-    emitted_algbw: Fraction
+    bound_algbw: Fraction  # the optimal bound of the collective on this fabric (any k)
+    file_bound_algbw: Fraction  # the bound of this file's forest (its k): no call can beat it
     serving: Serving
+    byte_range: ByteRange
+    model: TopologyModel
+    predictor: Predictor  # the written program's event simulation, memoised
     verification: VerifyReport
     xml: str
     notes: list[str] = field(default_factory=list)
@@ -110,10 +134,18 @@ class CompileResult:
     def algorithm(self) -> Algorithm:
         return self.lowered.algorithm
 
-    @property
-    def given_up(self) -> Fraction:
-        """Fraction of the optimal algbw the emitted schedule gives up (0 when optimal)."""
-        return 1 - self.emitted_algbw / self.optimal_algbw
+    @cached_property
+    def predicted(self) -> list[SizeOutlook]:
+        """The written file at :data:`REPORT_SIZES`, simulated (computed when first asked for)."""
+        return outlook(self.model, self.algorithm, REPORT_SIZES, self.runtime, self.predictor)
+
+    def slower_in_range(self) -> list[SizeOutlook]:
+        """Grid sizes the file takes where it is predicted slower than the runtime's best: none unless
+        the user set the range or forced the file."""
+        if not (self.options.user_range or self.options.force):
+            return []
+        rows = outlook(self.model, self.algorithm, grid(), self.runtime, self.predictor)
+        return [row for row in rows if row.selected and not row.wins]
 
 
 def _check_options(options: CompileOptions, topology: Topology) -> str:
@@ -210,10 +242,16 @@ def _k_candidates(
 
 
 def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResult:
-    """Solve, lower, fit and verify a schedule for ``topology``; raises if nothing fits or a check fails."""
+    """Solve, lower, fit, simulate, choose the range and verify a schedule for ``topology``.
+
+    Raises if nothing fits, if a check fails, or (unless ``options.force`` or a user's range) if the
+    written file would be predicted slower than the runtime's own algorithms at every size.
+    """
     runtime = _check_options(options, topology)
     limits = limits_for(topology, runtime)
     planes = network_planes(topology)
+    model = TopologyModel(topology)
+    reference = _reference_bytes(options)
     instance_options = []
     count = options.instances
     while count >= 1:
@@ -225,12 +263,12 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
         for instances in instance_options:
             candidates, notes = _k_candidates(topology, options, instances)
             smallest_failed = None
-            fitted: list[tuple[Fraction, int, Solution, Lowered]] = []
-            for order, (known_k, k, pipelined) in enumerate(candidates):
+            fitted: list[Fitted] = []
+            for known_k, k, _ in candidates:
+                if len(fitted) == SIMULATED_CANDIDATES:
+                    break
                 if smallest_failed is not None and known_k is not None and known_k > smallest_failed:
                     continue  # more trees per root only need more threadblocks, steps and channels
-                if fitted and pipelined <= max(item[0] for item in fitted):
-                    break  # candidates come by pipelined bound: no later one can score higher
                 if k not in solutions:
                     reverse = options.coll == "reducescatter"
                     solutions[k] = solve(topology, k=k, max_k=options.max_k, reverse=reverse)
@@ -249,24 +287,22 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
                     failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
                     smallest_failed = min(solution.forest.k, smallest_failed or solution.forest.k)
                     continue
-                expected = pipelined * merge_factor(lowered)
-                fitted.append((expected, -order, solution, lowered))
-                if not lowered.merged_tbs:
-                    break  # nothing later in the preference order can do better than an unmerged fit
+                fitted.append(Fitted(solution, lowered, instances, Memo(model.collc(lowered.algorithm))))
             if fitted:
-                expected, _, solution, lowered = max(fitted, key=lambda item: (item[0], item[1]))
+                best = _pick(fitted, reference)
                 if failures:
                     notes.append("did not fit: " + "; ".join(failures))
                 if len(fitted) > 1:
-                    notes.append(
-                        "merged threadblocks halve their bandwidth; chose k = "
-                        f"{solution.forest.k} by pipelined bound x (1 - merged / 2·threadblocks) among k in "
-                        f"{sorted(item[2].forest.k for item in fitted)}"
+                    tried = ", ".join(
+                        f"k = {item.solution.forest.k}: {item.algbw(reference):.1f}" for item in fitted
                     )
-                lowered, instances = _feeder_instances(
-                    topology, options, limits, planes, solution, lowered, instances, notes
-                )
-                return _finish(topology, options, runtime, limits, solution, lowered, instances, notes)
+                    notes.append(
+                        f"chose k = {best.solution.forest.k} by simulating each candidate at "
+                        f"{format_size(reference)} (algbw GB/s {tried}; within "
+                        f"{float(EQUIVALENT):.0%} of the fastest, the fastest at {format_size(reference // 16)})"
+                    )
+                best = _feeder_instances(topology, options, limits, planes, model, best, reference, notes)
+                return _finish(topology, options, runtime, limits, model, best, notes)
     raise DoesNotFit(
         f"no schedule fits {runtime} on {topology.name}: " + "; ".join(failures),
         hint="try --max-k with a small budget, --instances 1, or the other runtime's limits; "
@@ -274,83 +310,114 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
     )
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """A candidate program that fits the runtime, with its (memoised) event simulation."""
+
+    solution: Solution
+    lowered: Lowered
+    instances: int
+    predictor: Memo
+
+    def algbw(self, nbytes: int) -> float:
+        """Simulated algbw (GB/s) of a call of ``nbytes`` (moved to the nearest size the file serves)."""
+        algo = self.lowered.algorithm
+        served = served_size(algo, nbytes)
+        return served / self.predictor.time_us(algo.coll, served, PROTOCOL_MODELS[algo.proto]) / 1000
+
+
+def _pick(fitted: list[Fitted], reference: int) -> Fitted:
+    """The candidate to emit: among those within :data:`EQUIVALENT` of the fastest at the reference
+    size, the fastest at a sixteenth of it (where fill and drain weigh more; 64 MiB for 1 GiB, a call
+    that is a single pipelining iteration for many files). Ties keep the earlier (better priced)."""
+    if len(fitted) == 1:
+        return fitted[0]
+    fastest = max(item.algbw(reference) for item in fitted)
+    close = [item for item in fitted if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
+    return max(close, key=lambda item: item.algbw(reference // 16))
+
+
+def _reference_bytes(options: CompileOptions) -> int:
+    """The call size candidates are compared at: the user's largest size, else :data:`REFERENCE_BYTES`."""
+    return options.max_bytes if options.user_range and options.max_bytes else REFERENCE_BYTES
+
+
 def _feeder_instances(
     topology: Topology,
     options: CompileOptions,
     limits: RuntimeLimits,
     planes: dict[str, int],
-    solution: Solution,
-    lowered: Lowered,
-    instances: int,
+    model: TopologyModel,
+    best: Fitted,
+    reference: int,
     notes: list[str],
-) -> tuple[Lowered, int]:
-    """Twice the instances for a reduce-scatter whose NIC-feeding pairs carry one transfer each.
+) -> Fitted:
+    """Twice the instances for a reduce-scatter whose NIC-feeding pairs carry one transfer each, when
+    the simulation says the doubled file is faster at the reference size.
 
     A lane per NIC-feeding transfer cannot help a pair with a single transfer; with two instances
-    every pair carries two, and the doubled file is kept when its feeding pairs get their lanes
+    every pair carries two. The doubled file is only tried when its feeding pairs get their lanes
     without merged, capped or stage-sharing threadblocks, and while it still pipelines over
-    :data:`MIN_DOUBLED_ITERATIONS` at the reference call size. 2×8 A100 reduce-scatter: 0.960 → 0.987
-    of the bound in the event simulation at 1 GiB; where the doubled file cannot give the lanes
-    (4×8 H100 rail) it would lose (0.936 → 0.837) and is not taken. Only reduce-scatter, where an
-    aggregation waits for its slowest input: allgather and allreduce showed no gain (2×8 A100
-    allreduce 0.988 either way, 4×8 A100 allgather 0.926 → 0.921) and would pay threadblocks for it
-    (60 → 74 per GPU on 2×8 A100 allreduce). docs/lowering.md §5.
+    :data:`MIN_DOUBLED_ITERATIONS` at the reference call size (else it cannot win: half the
+    iterations hide the fill). Only reduce-scatter, where an aggregation waits for its slowest input:
+    allgather and allreduce showed no gain in the event simulation and would pay threadblocks for it.
     """
+    lowered = best.lowered
     wanted = options.feeder_instances and options.coll == "reducescatter" and lowered.single_feeders
     if not wanted or lowered.merged_tbs:
-        return lowered, instances
-    doubled = 2 * instances
+        return best
+    doubled = 2 * best.instances
     call_bytes = protocol(options.proto).call_bytes
     chunks = 2 * lowered.algorithm.nchunksperloop
-    if (options.max_bytes or REFERENCE_BYTES) < MIN_DOUBLED_ITERATIONS * chunks * call_bytes:
-        return lowered, instances
-    name = _name(topology, options.coll, solution.forest.k, doubled)
+    if reference < MIN_DOUBLED_ITERATIONS * chunks * call_bytes:
+        return best
+    forest = best.solution.forest
+    name = _name(topology, options.coll, forest.k, doubled)
     try:
         candidate = lower(
-            solution.forest,
+            forest,
             replace(options, instances=doubled, name=name),
             limits,
             planes=planes,
             allow_shared_stages=False,
         )
     except DoesNotFit:
-        return lowered, instances
+        return best
     if not candidate.feeder_lanes or candidate.merged_tbs or candidate.lanes_capped:
-        return lowered, instances
+        return best
+    twice = Fitted(best.solution, candidate, doubled, Memo(model.collc(candidate.algorithm)))
+    if twice.algbw(reference) <= best.algbw(reference):
+        return best
     notes.append(
         f"{doubled} instances: {lowered.single_feeders} groups of NIC-feeding transfers (pair, rail, "
-        "tree depth) had one transfer each, too few for a lane per transfer; use --instances to override"
+        f"tree depth) had one transfer each, too few for a lane per transfer ({best.algbw(reference):.1f} "
+        f"-> {twice.algbw(reference):.1f} GB/s simulated at {format_size(reference)}); "
+        "use --instances to override"
     )
-    return candidate, doubled
-
-
-def merge_factor(lowered: Lowered) -> Fraction:
-    """A heuristic share of the bound a program keeps when some threadblocks are merged.
-
-    A merged threadblock serves a receiving and a sending lane one step after the other, so each of
-    its two lanes gets about half a threadblock; the factor charges half of every merged threadblock
-    against all threadblocks. (The cost model's event simulation of 2x16 MI250 allreduce on RCCL:
-    k = 2 with half its threadblocks merged reaches 0.27 of its bound, k = 1 with 14 % merged 0.62.)
-    """
-    total = sum(len(gpu.tbs) for gpu in lowered.algorithm.gpus)
-    return 1 - Fraction(lowered.merged_tbs, 2 * total)
+    return twice
 
 
 def _name(topology: Topology, coll: str, k: int, instances: int) -> str:
     return f"collc-{topology.name}-{topology.num_gpus}gpus-{coll}-k{k}-i{instances}"[:200]
 
 
-def _finish(topology, options, runtime, limits, solution, lowered, instances, notes) -> CompileResult:
-    algo = lowered.algorithm
-    report = verify(algo, runtime=runtime, topology=topology)
-    if not report.ok:
-        problems = "; ".join(f"{p.rule}: {p.message}" for p in report.errors[:10])
-        raise InvariantError(
-            f"the lowered program failed verification ({len(report.errors)} errors): {problems}"
-        )
-    bound = solution.bound
-    optimal_forest_algbw = bound.optimal_x_star * bound.num_gpus
-    optimal_algbw = optimal_forest_algbw / 2 if options.coll == "allreduce" else optimal_forest_algbw
+class NoWin(InfeasibleError):
+    """The compiled file is predicted slower than the runtime's own algorithms at every size."""
+
+
+def _finish(
+    topology: Topology,
+    options: CompileOptions,
+    runtime: str,
+    limits: RuntimeLimits,
+    model: TopologyModel,
+    best: Fitted,
+    notes: list[str],
+) -> CompileResult:
+    lowered = best.lowered
+    chosen = _byte_range(topology, options, runtime, model, best, notes)
+    algo = replace(lowered.algorithm, min_bytes=chosen.min_bytes, max_bytes=chosen.max_bytes)
+    report = _verified(algo, runtime, topology)
     if lowered.stages_shared:
         notes.append(
             f"threadblocks carry several tree depths ({lowered.stages_shared}); "
@@ -364,75 +431,87 @@ def _finish(topology, options, runtime, limits, solution, lowered, instances, no
     if lowered.lanes_capped:
         notes.append(
             "some links got fewer threadblocks than their traffic needs (threadblock limit); "
-            "expect less than the emitted algbw on those links"
+            "the simulation above includes that"
         )
+    lowered = replace(lowered, algorithm=algo)
     return CompileResult(
         topology=topology,
         options=options,
         runtime=runtime,
         limits=limits,
-        solution=solution,
+        solution=best.solution,
         lowered=lowered,
-        instances=instances,
-        optimal_algbw=optimal_algbw,
-        emitted_algbw=coll_algbw(solution.forest, options.coll),
+        instances=best.instances,
+        bound_algbw=model.bound_algbw(options.coll),
+        file_bound_algbw=coll_algbw(best.solution.forest, options.coll),
         serving=serving(algo.nchunksperloop, options.coll, topology.num_gpus, options.align),
+        byte_range=chosen,
+        model=model,
+        predictor=best.predictor,
         verification=report,
         xml=to_xml(algo, runtime=runtime),
         notes=notes,
     )
 
 
-def _gbps(value: Fraction) -> str:
-    return f"{float(value):.3f} GB/s"
-
-
-def deploy_lines(runtime: str, filename: str) -> list[str]:
-    """How to make the runtime load the file (msccl-xml.md §1.1, §1.2, §1.3)."""
-    lines = [
-        f"  mkdir -p msccl-algorithms && cp {filename} msccl-algorithms/   # only algorithm files in it",
-        "  export MSCCL_ALGO_DIR=$PWD/msccl-algorithms                   # same content on every node",
-    ]
-    if runtime == "rccl":
-        lines.append("  export RCCL_MSCCL_ENABLE=1 RCCL_MSCCL_FORCE_ENABLE=1           # ROCm >= 6.1")
-    else:
-        lines.append(
-            "  export NCCL_MSCCL_ENABLE=1            # default; one GPU per process (msccl-executor-nccl)"
+def _verified(algo: Algorithm, runtime: str, topology: Topology) -> VerifyReport:
+    """The verifier's report on ``algo``; a program it rejects is a bug in collc, never written."""
+    report = verify(algo, runtime=runtime, topology=topology)
+    if not report.ok:
+        problems = "; ".join(f"{p.rule}: {p.message}" for p in report.errors[:10])
+        raise InvariantError(
+            f"the lowered program failed verification ({len(report.errors)} errors): {problems}"
         )
-    return lines
+    return report
 
 
-def report_lines(result: CompileResult, filename: str) -> list[str]:
-    """The short human report ``collc compile`` prints."""
-    algo, usage, limits = result.algorithm, result.lowered.usage, result.limits
-    forest = result.solution.forest
-    placement = {(1, 1): "in-place and out-of-place", (1, 0): "in-place", (0, 1): "out-of-place"}
-    lines = [
-        f"wrote {filename}: {algo.coll} on {result.topology.name} ({algo.ngpus} GPUs) for {result.runtime}, "
-        f"{algo.proto}, {placement[(algo.inplace, algo.outofplace)]}",
-        f"  optimal algbw    {_gbps(result.optimal_algbw)}",
-    ]
-    if result.emitted_algbw < result.optimal_algbw:
-        lines.append(
-            f"  emitted algbw    {_gbps(result.emitted_algbw)} "
-            f"({float(result.given_up) * 100:.2f} % below the optimum)"
+def with_range(result: CompileResult, chosen: ByteRange) -> CompileResult:
+    """The same program for another size range (a bundle's ranges), verified again for that range."""
+    algo = replace(result.algorithm, min_bytes=chosen.min_bytes, max_bytes=chosen.max_bytes)
+    report = _verified(algo, result.runtime, result.topology)
+    return replace(
+        result,
+        lowered=replace(result.lowered, algorithm=algo),
+        byte_range=chosen,
+        verification=report,
+        xml=to_xml(algo, runtime=result.runtime),
+        notes=list(result.notes),
+    )
+
+
+def _byte_range(
+    topology: Topology,
+    options: CompileOptions,
+    runtime: str,
+    model: TopologyModel,
+    best: Fitted,
+    notes: list[str],
+) -> ByteRange:
+    """The user's range, else the sizes where the file is predicted to beat the runtime (ranges.py)."""
+    if options.user_range:
+        return ByteRange(options.min_bytes, options.max_bytes)
+    algo = best.lowered.algorithm
+    rows = outlook(model, algo, grid(), runtime, best.predictor)
+
+    def probe(nbytes: int) -> SizeOutlook:
+        return outlook(model, algo, [nbytes], runtime, best.predictor)[0]
+
+    chosen = choose_range(rows, runtime, probe)
+    if chosen is not None:
+        return chosen
+    what = f"{options.coll} on {topology.name} ({options.proto})"
+    if options.force:
+        notes.append(
+            f"forced: the file is predicted slower than the runtime's own algorithms at every size "
+            f"({what}); it takes every size"
         )
-    else:
-        lines.append(f"  emitted algbw    {_gbps(result.emitted_algbw)} (optimal)")
-    lines += [
-        f"  trees            {len(forest.trees)} (k = {forest.k} per root, {result.instances} instance(s)), "
-        f"nchunksperloop = {algo.nchunksperloop}",
-        f"  serves           {result.serving.describe()}"
-        + ("" if result.serving.satisfied else f" -- NOT all {result.serving.policy}"),
-        f"  threadblocks     {usage.max_tbs} per GPU (limit {limits.max_tbs}), "
-        f"{result.lowered.merged_tbs} send+receive merged",
-        f"  channels         {usage.nchannels} (limit {limits.max_channels})",
-        f"  steps            {usage.max_steps_per_tb} per threadblock at most "
-        f"(limit {limits.max_steps_per_tb}), {usage.max_elements_per_rank} XML elements per rank "
-        f"(limit {limits.max_elements_per_rank})",
-        f"  verified         no errors, {len(result.verification.problems)} warning(s) (collc verify)",
-    ]
-    lines += [f"  note: {note}" for note in result.notes]
-    lines.append("deploy:")
-    lines += deploy_lines(result.runtime, filename)
-    return lines
+        return ByteRange(0, 0)
+    closest = max(rows, key=lambda row: (row.algbw or 0) / row.vendor_algbw)
+    raise NoWin(
+        f"collc's {what} is predicted slower than the runtime's own ring/tree at every size from "
+        f"{format_size(rows[0].nbytes)} to {format_size(rows[-1].nbytes)} (closest: "
+        f"{closest.algbw or 0:.1f} vs {closest.vendor_algbw:.1f} GB/s at {format_size(closest.nbytes)}); "
+        "no file written",
+        hint="keep the runtime's own algorithm; --force writes it anyway, --min-bytes/--max-bytes set "
+        "the range yourself",
+    )

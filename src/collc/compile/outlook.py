@@ -1,0 +1,154 @@
+"""What a written file is predicted to do, size by size, next to the runtime's own algorithms.
+
+Every collc figure here is the event simulation of the program itself (:class:`collc.predict.des.
+ProgramCost`), never the forest's bound: the file is what runs. The runtime's algorithms are NCCL/RCCL's
+ring and (for allreduce) double binary tree, each at its fastest protocol for that size, since the
+runtime tunes the protocol per call. A size counts only if the runtime would select the file for it:
+:func:`collc.verify.select.explain` applies the runtime's own rule (collective, rank count, size range,
+``nchunksperloop`` dividing the element count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from math import lcm
+
+from collc.msccl.program import Algorithm
+from collc.predict.model import TopologyModel
+from collc.predict.params import PROTOCOLS, busbw_factor
+from collc.predict.sweep import Memo, Predictor
+from collc.verify.select import PER_RANK_COLLECTIVES, explain
+
+#: Element size of the calls predicted: nccl-tests' default data type is float (4 bytes).
+DTYPE_BYTES = 4
+#: Sizes every compile report shows (nccl-tests sizes): a small call, one that is a single pipelining
+#: iteration for typical files, and a large one.
+REPORT_SIZES = (2**20, 2**26, 2**30)
+#: The size grid on which a file's range is chosen: every power of four from 4 KiB to 1 TiB (the range's
+#: ends are then refined to the powers of two between, :func:`collc.compile.ranges.choose_range`).
+#: Above the top the simulated time grows linearly with the size for the file and the baselines
+#: alike, and no caller issues larger calls.
+GRID_EXPONENTS = range(12, 41, 2)
+VENDOR_PROTOCOLS = ("LL", "LL128", "Simple")
+
+
+@dataclass(frozen=True)
+class SizeOutlook:
+    """One call size: the file's simulated algbw (None where the runtime cannot select the file at
+    this size whatever its range), the runtime's ring and tree at their best protocol, the bound."""
+
+    nbytes: int
+    algbw: float | None
+    busbw: float | None
+    ring_algbw: float
+    tree_algbw: float | None
+    bound_algbw: float
+    selected: bool  # within the file's [minBytes, maxBytes] and served
+
+    @property
+    def vendor_algbw(self) -> float:
+        return max(self.ring_algbw, self.tree_algbw or 0.0)
+
+    @property
+    def wins(self) -> bool:
+        """At least as fast as the runtime's best built-in algorithm at this size."""
+        return self.algbw is not None and self.algbw >= self.vendor_algbw
+
+    def to_json(self) -> dict[str, object]:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 3)
+
+        return {
+            "bytes": self.nbytes,
+            "algbw": rounded(self.algbw),
+            "busbw": rounded(self.busbw),
+            "ring_algbw": rounded(self.ring_algbw),
+            "tree_algbw": rounded(self.tree_algbw),
+            "bound_algbw": rounded(self.bound_algbw),
+            "selected": self.selected,
+        }
+
+
+def served_size(algo: Algorithm, nbytes: int) -> int:
+    """The smallest size >= ``nbytes`` whose element count the file's ``nchunksperloop`` divides.
+
+    For a power-of-two ``nchunksperloop`` that is ``nbytes`` itself (from one chunk per slot up), so
+    reports show the familiar sizes; a file with ``nchunksperloop = 72`` is shown at the nearest
+    multiple it can serve instead of at a size the runtime would never give it. Allgather and
+    reduce-scatter sizes are also whole elements per rank.
+    """
+    per_rank = algo.ngpus if algo.coll in PER_RANK_COLLECTIVES else 1
+    quantum = lcm(algo.nchunksperloop * DTYPE_BYTES, per_rank * DTYPE_BYTES)
+    return max(quantum, -(-nbytes // quantum) * quantum)
+
+
+def selects(algo: Algorithm, nbytes: int, runtime: str) -> bool:
+    """Whether the runtime would take ``algo`` for an in-place or out-of-place call of ``nbytes``."""
+    return explain(
+        algo,
+        nranks=algo.ngpus,
+        nbytes=nbytes,
+        dtype_size=DTYPE_BYTES,
+        inplace=bool(algo.inplace),
+        runtime=runtime,
+    ).selected
+
+
+def vendor_algbw(model: TopologyModel, collective: str, nbytes: int) -> dict[str, float]:
+    """algbw (GB/s) of each of the runtime's algorithms at its fastest protocol for ``nbytes``."""
+    return {
+        name: nbytes
+        / min(predictor.time_us(collective, nbytes, PROTOCOLS[proto]) for proto in VENDOR_PROTOCOLS)
+        / 1000
+        for name, predictor in model.baselines(collective).items()
+    }
+
+
+def outlook(
+    model: TopologyModel,
+    algo: Algorithm,
+    sizes: Iterable[int],
+    runtime: str,
+    predictor: Predictor | None = None,
+) -> list[SizeOutlook]:
+    """The file ``algo`` at each size (moved to the nearest size it serves), simulated.
+
+    ``predictor`` lets callers share one memoised simulation across calls (the same program is
+    asked for the same sizes by the range choice and the report).
+    """
+    cost = predictor or Memo(model.collc(algo))
+    proto = PROTOCOLS[algo.proto]
+    bound = float(model.bound_algbw(algo.coll))
+    factor = float(busbw_factor(algo.coll, algo.ngpus))
+    whole = replace(algo, min_bytes=0, max_bytes=0)
+    rows = []
+    for nbytes in sorted({served_size(algo, size) for size in sizes}):
+        algbw = (
+            nbytes / cost.time_us(algo.coll, nbytes, proto) / 1000
+            if selects(whole, nbytes, runtime)
+            else None
+        )
+        vendor = vendor_algbw(model, algo.coll, nbytes)
+        rows.append(
+            SizeOutlook(
+                nbytes=nbytes,
+                algbw=algbw,
+                busbw=None if algbw is None else algbw * factor,
+                ring_algbw=vendor["ring"],
+                tree_algbw=vendor.get("tree"),
+                bound_algbw=bound,
+                selected=algbw is not None and selects(algo, nbytes, runtime),
+            )
+        )
+    return rows
+
+
+def grid() -> list[int]:
+    """The sizes on which a file's range is chosen (:data:`GRID_EXPONENTS`)."""
+    return [2**exponent for exponent in GRID_EXPONENTS]
+
+
+def losses(rows: Sequence[SizeOutlook]) -> list[SizeOutlook]:
+    """Sizes where the runtime would select the file and it is predicted slower than the vendor."""
+    return [row for row in rows if row.selected and not row.wins]

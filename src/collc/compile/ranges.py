@@ -1,0 +1,73 @@
+"""Which call sizes a file takes: only those where it is predicted to beat the runtime's own algorithms.
+
+The runtime picks the first loaded file whose ``[minBytes, maxBytes]`` holds the call, and otherwise
+keeps its own algorithm. So the range is the product's promise: inside it collc's file is predicted at
+least as fast as the runtime's best ring or tree at its best protocol, outside it the runtime keeps
+its own choice. The range is read off the simulated outlook on a grid of sizes
+(:func:`collc.compile.outlook.grid`, powers of four): a file holds one interval, so among the runs
+of winning grid sizes the one reaching the top of the grid is taken (large calls carry most of a
+job's bytes), else the longest (ties: the larger sizes). Each end is then moved out to the power of
+two halfway to the losing neighbour when the file wins there too. The bounds sit on sizes where the
+file was simulated to win, so sizes between a losing and a winning point are left to the runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from collc.compile.outlook import SizeOutlook
+from collc.verify.runtimes import profile
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """``minBytes``/``maxBytes`` as written in the file (``max_bytes = 0``: unbounded)."""
+
+    min_bytes: int
+    max_bytes: int
+
+    def holds(self, nbytes: int) -> bool:
+        return self.min_bytes <= nbytes and (self.max_bytes == 0 or nbytes <= self.max_bytes)
+
+
+def winning_runs(rows: Sequence[SizeOutlook]) -> list[tuple[SizeOutlook, ...]]:
+    """Maximal runs of consecutive grid sizes where the file wins, smallest sizes first."""
+    runs: list[tuple[SizeOutlook, ...]] = []
+    current: list[SizeOutlook] = []
+    for row in sorted(rows, key=lambda item: item.nbytes):
+        if row.wins:
+            current.append(row)
+        elif current:
+            runs.append(tuple(current))
+            current = []
+    if current:
+        runs.append(tuple(current))
+    return runs
+
+
+def choose_range(
+    rows: Sequence[SizeOutlook], runtime: str, probe: Callable[[int], SizeOutlook]
+) -> ByteRange | None:
+    """The file's range on the outlook grid ``rows``, or None when it wins at no grid size.
+
+    ``probe(nbytes)`` simulates one more size; it refines each end of the chosen run by one power of
+    two towards its losing neighbour.
+    """
+    runs = winning_runs(rows)
+    if not runs:
+        return None
+    ordered = sorted(row.nbytes for row in rows)
+    run = max(runs, key=lambda items: (items[-1].nbytes == ordered[-1], len(items), items[-1].nbytes))
+    low, high = run[0].nbytes, run[-1].nbytes
+    if low != ordered[0] and low // 2 > ordered[ordered.index(low) - 1]:
+        below = probe(low // 2)
+        low = below.nbytes if below.wins else low
+    if high == ordered[-1]:
+        return ByteRange(low, 0)
+    if 2 * high < ordered[ordered.index(high) + 1]:
+        above = probe(2 * high)
+        high = above.nbytes if above.wins else high
+    # The legacy loader compares maxBytes exclusively: one byte more keeps the last winning size in.
+    inclusive = profile(runtime).max_bytes_inclusive
+    return ByteRange(low, high + (0 if inclusive else 1))

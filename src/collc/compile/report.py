@@ -1,0 +1,138 @@
+"""What ``collc compile`` tells the user about the file it wrote: text for people, JSON for machines.
+
+Every collc figure is the event simulation of the written file (:mod:`collc.compile.outlook`); bounds
+are labelled as bounds. The JSON keys are stable: scripts and CI jobs read them.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from collc.compile.driver import CompileResult
+from collc.compile.outlook import SizeOutlook
+from collc.sizes import format_size
+
+PLACEMENT = {(1, 1): "in-place and out-of-place", (1, 0): "in-place", (0, 1): "out-of-place"}
+
+
+def _gbps(value: Fraction | float) -> str:
+    return f"{float(value):.1f} GB/s"
+
+
+def deploy_lines(runtime: str, filename: str) -> list[str]:
+    """How to make the runtime load the file.
+
+    The executor and RCCL read every regular file of ``MSCCL_ALGO_DIR`` as an algorithm, so the
+    directory holds only algorithm files and has the same content on every node. RCCL loads MSCCL
+    files only when enabled (RCCL 2.27 and earlier; RCCL 2.28.3 removed MSCCL); the executor needs
+    one GPU per process.
+    """
+    lines = [
+        f"  mkdir -p msccl-algorithms && cp {filename} msccl-algorithms/   # only algorithm files in it",
+        "  export MSCCL_ALGO_DIR=$PWD/msccl-algorithms                   # same content on every node",
+    ]
+    if runtime == "rccl":
+        lines.append("  export RCCL_MSCCL_ENABLE=1 RCCL_MSCCL_FORCE_ENABLE=1           # RCCL 2.18-2.27")
+    else:
+        lines.append(
+            "  export NCCL_MSCCL_ENABLE=1            # default; one GPU per process (msccl-executor-nccl)"
+        )
+    return lines
+
+
+def range_text(result: CompileResult) -> str:
+    """The file's size range in words, with why it is that range."""
+    low, high = result.byte_range.min_bytes, result.byte_range.max_bytes
+    span = f"{format_size(low) if low else '0'} .. {format_size(high) if high else 'unbounded'}"
+    if result.options.user_range:
+        return f"{span} (as set by --min-bytes/--max-bytes)"
+    if result.options.force and (low, high) == (0, 0):
+        return f"{span} (forced: predicted to win at no size)"
+    return f"{span} (where the file is predicted at least as fast as the runtime's best ring/tree)"
+
+
+def _outlook_line(row: SizeOutlook) -> str:
+    collc = "not served" if row.algbw is None else f"{row.algbw:8.1f}"
+    busbw = "" if row.busbw is None else f"{row.busbw:8.1f}"
+    tree = "-" if row.tree_algbw is None else f"{row.tree_algbw:.1f}"
+    ratio = "" if row.algbw is None else f"{row.algbw / row.vendor_algbw:6.2f}x"
+    used = "yes" if row.selected else "no (runtime's own)"
+    return (
+        f"    {format_size(row.nbytes):>8} {collc:>10} {busbw:>8} {row.ring_algbw:8.1f} {tree:>8} "
+        f"{row.bound_algbw:8.1f} {ratio:>8}  {used}"
+    )
+
+
+def report_lines(result: CompileResult, filename: str) -> list[str]:
+    """The human report ``collc compile`` prints."""
+    algo, usage, limits = result.algorithm, result.lowered.usage, result.limits
+    forest = result.solution.forest
+    gap = float(1 - result.file_bound_algbw / result.bound_algbw) * 100
+    lines = [
+        f"wrote {filename}: {algo.coll} on {result.topology.name} ({algo.ngpus} GPUs) for {result.runtime}, "
+        f"{algo.proto}, {PLACEMENT[(algo.inplace, algo.outofplace)]}",
+        f"  bound            {_gbps(result.bound_algbw)} algbw (optimal bound of {algo.coll} on this fabric)",
+        f"  this file's k    {_gbps(result.file_bound_algbw)} algbw bound at k = {forest.k}"
+        + (" (equals the optimal bound)" if gap == 0 else f" ({gap:.2f} % below the optimal bound)"),
+        "  predicted        event simulation of this file; ring/tree: the runtime's, at their best protocol",
+        f"    {'size':>8} {'collc':>10} {'busbw':>8} {'ring':>8} {'tree':>8} {'bound':>8} {'vs best':>8}  "
+        "file used",
+    ]
+    lines += [_outlook_line(row) for row in result.predicted]
+    lines += [
+        f"  size range       {range_text(result)}",
+        f"  trees            {len(forest.trees)} (k = {forest.k} per root, {result.instances} instance(s)), "
+        f"nchunksperloop = {algo.nchunksperloop}",
+        f"  serves           {result.serving.describe()}"
+        + ("" if result.serving.satisfied else f" -- NOT all {result.serving.policy}"),
+        f"  threadblocks     {usage.max_tbs} per GPU (limit {limits.max_tbs}), "
+        f"{result.lowered.merged_tbs} send+receive merged",
+        f"  channels         {usage.nchannels} (limit {limits.max_channels})",
+        f"  steps            {usage.max_steps_per_tb} per threadblock at most "
+        f"(limit {limits.max_steps_per_tb}), {usage.max_elements_per_rank} XML elements per rank "
+        f"(limit {limits.max_elements_per_rank})",
+        f"  verified         no errors, {len(result.verification.problems)} warning(s) (collc verify)",
+    ]
+    lines += [f"  note: {note}" for note in [*result.notes, *_slower_notes(result)]]
+    lines.append("deploy:")
+    lines += deploy_lines(result.runtime, filename)
+    return lines
+
+
+def _slower_notes(result: CompileResult) -> list[str]:
+    slower = result.slower_in_range()
+    if not slower:
+        return []
+    sizes = ", ".join(format_size(row.nbytes) for row in slower[:6]) + (" …" if len(slower) > 6 else "")
+    return [f"the file takes sizes where it is predicted slower than the runtime's best: {sizes}"]
+
+
+def report_json(result: CompileResult, filename: str) -> dict[str, object]:
+    """``collc compile --json``: the report with stable keys (figures in GB/s, sizes in bytes)."""
+    algo, usage = result.algorithm, result.lowered.usage
+    return {
+        "file": filename,
+        "coll": algo.coll,
+        "runtime": result.runtime,
+        "proto": algo.proto,
+        "topology": result.topology.name,
+        "ngpus": algo.ngpus,
+        "k": result.solution.forest.k,
+        "instances": result.instances,
+        "nchunksperloop": algo.nchunksperloop,
+        "min_bytes": algo.min_bytes,
+        "max_bytes": algo.max_bytes,
+        "range_source": "user"
+        if result.options.user_range
+        else "forced"
+        if result.options.force
+        else "predicted",
+        "bound_algbw": round(float(result.bound_algbw), 3),
+        "file_bound_algbw": round(float(result.file_bound_algbw), 3),
+        "predicted": [row.to_json() for row in result.predicted],
+        "threadblocks_per_gpu": usage.max_tbs,
+        "merged_threadblocks": result.lowered.merged_tbs,
+        "channels": usage.nchannels,
+        "warnings": len(result.verification.problems),
+        "notes": [*result.notes, *_slower_notes(result)],
+    }

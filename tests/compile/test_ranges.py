@@ -1,0 +1,137 @@
+"""The file's size range: only where its simulation beats the runtime's own algorithms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collc.cli import main
+from collc.compile import CompileOptions, compile_schedule
+from collc.compile import outlook as outlook_module
+from collc.compile.bundle import plan_ranges
+from collc.compile.driver import NoWin
+from collc.compile.outlook import SizeOutlook, grid, outlook, served_size
+from collc.compile.ranges import ByteRange, choose_range, winning_runs
+from collc.topology import load
+
+KIB, MIB, GIB = 2**10, 2**20, 2**30
+
+
+def row(nbytes: int, collc: float | None, vendor: float = 100.0) -> SizeOutlook:
+    return SizeOutlook(nbytes, collc, collc, vendor, None, 200.0, collc is not None)
+
+
+def never(nbytes: int) -> SizeOutlook:
+    raise AssertionError(f"no probe expected, got {nbytes}")
+
+
+def test_a_run_that_reaches_the_top_of_the_grid_is_unbounded():
+    rows = [row(4**i * KIB, 50.0 if i < 3 else 150.0) for i in range(6)]
+    assert choose_range(rows, "msccl-executor", lambda n: row(n, 90.0)) == ByteRange(64 * KIB, 0)
+    # the probe between the last losing and the first winning size moves the start when it wins
+    assert choose_range(rows, "msccl-executor", lambda n: row(n, 120.0)) == ByteRange(32 * KIB, 0)
+
+
+def test_the_top_run_beats_a_longer_run_below_and_a_bounded_run_ends_at_its_last_win():
+    sizes = [4**i * KIB for i in range(8)]
+    top = [row(n, 150.0 if i in (0, 1, 2, 3, 7) else 50.0) for i, n in enumerate(sizes)]
+    assert choose_range(top, "msccl-executor", lambda n: row(n, 50.0)) == ByteRange(sizes[7], 0)
+    middle = [row(n, 150.0 if i in (2, 3, 4) else 50.0) for i, n in enumerate(sizes)]
+    assert choose_range(middle, "msccl-executor", lambda n: row(n, 50.0)) == ByteRange(sizes[2], sizes[4])
+    # the legacy loader's maxBytes is exclusive: one byte more keeps the last winning size
+    assert choose_range(middle, "msccl-legacy", lambda n: row(n, 50.0)).max_bytes == sizes[4] + 1
+    # ties between runs of equal length go to the larger sizes
+    two = [row(n, 150.0 if i in (1, 4) else 50.0) for i, n in enumerate(sizes)]
+    assert choose_range(two, "msccl-executor", lambda n: row(n, 50.0)) == ByteRange(sizes[4], sizes[4])
+
+
+def test_no_win_is_no_range_and_unserved_sizes_never_win():
+    rows = [row(4**i * KIB, None) for i in range(5)]
+    assert winning_runs(rows) == [] and choose_range(rows, "msccl-executor", never) is None
+    assert not row(KIB, None).wins and row(KIB, 100.0).wins  # a tie counts as a win (as fast)
+
+
+def test_bundle_ranges_take_the_fastest_winning_protocol_per_size():
+    sizes = [4**i * KIB for i in range(6)]
+    outlooks = {
+        "LL": [row(n, 150.0 if i < 2 else 50.0) for i, n in enumerate(sizes)],
+        "Simple": [row(n, 120.0 + i if i >= 1 else 20.0) for i, n in enumerate(sizes)],
+    }
+    ranges = plan_ranges("allreduce", outlooks, "msccl-executor")
+    assert [(r.proto, r.min_bytes, r.max_bytes) for r in ranges] == [
+        ("LL", sizes[0], sizes[1]),
+        ("Simple", sizes[2], 0),
+    ]
+    assert plan_ranges("allreduce", {"LL": [row(n, 1.0) for n in sizes]}, "msccl-executor") == []
+
+
+def test_served_sizes_follow_nchunksperloop():
+    topology = load("dgx-a100", {"boxes": "1"})
+    result = compile_schedule(topology, CompileOptions(coll="allgather", k=1, user_range=True))
+    algo = result.algorithm
+    assert served_size(algo, MIB) == MIB
+    assert served_size(algo, 1) == algo.nchunksperloop * 4
+    odd = type(algo)(**{**algo.__dict__, "nchunksperloop": 72})
+    assert served_size(odd, MIB) % (72 * 4) == 0 and MIB <= served_size(odd, MIB) < MIB + 72 * 4
+
+
+@pytest.mark.parametrize(
+    ("name", "boxes", "coll"), [("dgx-a100", 4, "allreduce"), ("mi300x", 4, "allgather")]
+)
+def test_a_compiled_file_is_selected_only_where_it_is_predicted_to_win(name, boxes, coll):
+    """The product's promise: at every grid size the runtime would give the file, it is at least as
+    fast as the runtime's best ring/tree (in the event simulation)."""
+    topology = load(name, {"boxes": str(boxes)})
+    result = compile_schedule(topology, CompileOptions(coll=coll))
+    rows = outlook(result.model, result.algorithm, grid(), result.runtime, result.predictor)
+    assert [r for r in rows if r.selected and not r.wins] == []
+    assert any(r.selected for r in rows)
+    assert result.byte_range.holds(result.algorithm.min_bytes)
+
+
+def test_dgx1_allgather_wins_nowhere_because_its_rings_meet_the_bound():
+    """DGX-1's rings reach the allgather bound (171.4 GB/s); the best power-of-two k reaches 56/57 of
+    it, so no collc file can be faster at a power-of-two size and none is written."""
+    topology = load("dgx1", {"boxes": "1"})
+    with pytest.raises(NoWin, match="no file written"):
+        compile_schedule(topology, CompileOptions(coll="allgather"))
+    forced = compile_schedule(topology, CompileOptions(coll="allgather", force=True))
+    assert forced.byte_range == ByteRange(0, 0) and any("forced" in note for note in forced.notes)
+
+
+def _cli(tmp_path: Path, *args: str):
+    out = tmp_path / "x.xml"
+    return CliRunner().invoke(main, ["compile", "dgx-a100", *args, "-o", str(out)]), out
+
+
+def test_a_file_that_wins_nowhere_is_not_written_unless_forced(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        outlook_module, "vendor_algbw", lambda model, coll, nbytes: {"ring": 1e9, "tree": 1e9}
+    )
+    result, out = _cli(tmp_path, "--k", "1")
+    assert result.exit_code == 1 and "no file written" in result.output and not out.exists()
+    result, out = _cli(tmp_path, "--k", "1", "--force")
+    assert result.exit_code == 0, result.output
+    assert "forced" in result.output and 'minBytes="0"' in out.read_text()
+    # a range the user sets is written as given, with a note on where it loses
+    result, out = _cli(tmp_path, "--k", "1", "--min-bytes", "1MiB")
+    assert result.exit_code == 0 and 'minBytes="1048576"' in out.read_text()
+    assert "predicted slower than the runtime's best" in result.output
+
+
+def test_json_report_has_stable_keys_and_the_simulated_figures(tmp_path):
+    result, out = _cli(tmp_path, "--k", "1", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    for key in ("file", "coll", "runtime", "k", "nchunksperloop", "min_bytes", "max_bytes", "bound_algbw"):
+        assert key in report
+    assert report["file"] == str(out) and report["k"] == 1 and report["nchunksperloop"] == 8
+    sizes = [entry["bytes"] for entry in report["predicted"]]
+    assert sizes == [MIB, 64 * MIB, GIB]
+    for entry in report["predicted"]:
+        assert {"bytes", "algbw", "busbw", "ring_algbw", "tree_algbw", "selected"} <= set(entry)
+        assert entry["algbw"] <= report["bound_algbw"] + 1e-6
+    assert f'minBytes="{report["min_bytes"]}"' in out.read_text()
