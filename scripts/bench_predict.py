@@ -4,8 +4,10 @@ Run: ``.venv/bin/python scripts/bench_predict.py [preset:boxes ...]``. For every
 (or the ones named), every collective and the sizes 1 MiB, 64 MiB and 1 GiB it prints the event
 simulation of the written file (Simple, as compiled), the runtime's ring and tree at their best
 protocol, the optimal bound, collc/bound and collc/vendor, and whether the file's size range makes the
-runtime select it at that size. The last line counts the cases where a selected collc file is predicted
-slower than the vendor's best: the target is 0. The figures are the ones `collc compile` reports.
+runtime select it at that size ("no file": compile wrote none, since it wins nowhere; its figures are
+those of the file ``--force`` would write). The last line counts the cases where a selected collc
+file is predicted slower than the vendor's best: the target is 0. The figures are the ones
+`collc compile` reports.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import time
 
 from collc.compile import CompileOptions, compile_schedule
+from collc.compile.driver import NoWin
 from collc.predict.model import TopologyModel
 from collc.predict.params import COLLECTIVES, PROTOCOLS
 from collc.topology import load
@@ -64,7 +67,13 @@ def main() -> None:
         model = TopologyModel(load(name, {"boxes": str(boxes)}))
         for collective in COLLECTIVES:
             start = time.perf_counter()
-            result = compile_schedule(model.topology, CompileOptions(coll=collective))
+            try:
+                result, written = compile_schedule(model.topology, CompileOptions(coll=collective)), True
+            except NoWin:  # no file is written; the figures are those of the file --force would write
+                result, written = (
+                    compile_schedule(model.topology, CompileOptions(coll=collective, force=True)),
+                    False,
+                )
             algo = result.algorithm
             cost = model.collc(algo)
             proto = PROTOCOLS[algo.proto]
@@ -75,13 +84,14 @@ def main() -> None:
                 ring = _best_algbw(baselines["ring"], collective, nbytes)
                 tree = _best_algbw(baselines["tree"], collective, nbytes) if "tree" in baselines else 0.0
                 vendor = max(ring, tree)
-                selected = algo.min_bytes <= nbytes and (algo.max_bytes == 0 or nbytes <= algo.max_bytes)
+                selected = written and result.byte_range.holds(nbytes)
                 cases += 1
                 losses += selected and collc < vendor
                 print(
                     f"{name + ' x' + str(boxes):<17} {collective:<13} {_label(nbytes):>6} {collc:>8.1f} "
                     f"{ring:>8.1f} {(f'{tree:.1f}' if tree else '-'):>8} {bound:>8.1f} "
-                    f"{collc / bound:>7.3f} {collc / vendor:>8.3f} {'yes' if selected else 'no':>8} "
+                    f"{collc / bound:>7.3f} {collc / vendor:>8.3f} "
+                    f"{('yes' if selected else 'no') if written else 'no file':>8} "
                     f"{time.perf_counter() - start:>5.1f}",
                     flush=True,
                 )
