@@ -1,5 +1,5 @@
 """NCCL/RCCL-style baselines on the same topology: rings (all collectives) and the double binary tree
-(allreduce), modelled as in ecosystem.md §1.11 (docs/cost-model.md §3).
+(allreduce) (docs/cost-model.md §3).
 
 **Boxes.** GPUs are grouped by ``Node.box``; a box's *domain* is every node with that box index (its
 GPUs, switches and NICs). Without box information the whole topology is one box.
@@ -13,8 +13,15 @@ smallest GPU-to-GPU max-flow inside the domain, i.e. one GPU's switch bandwidth:
 **Rings across boxes.** One ring per channel and one channel per NIC rail: every arc that leaves a box
 domain is a rail, a ring enters and leaves each box once through its own rail, and the rings share the
 box's ring capacity. A ring's bandwidth is ``min(rail bandwidth, C / rails)`` and the rings' busbw is the
-sum over rails, minimised over boxes. This is what gives reference-topologies.md §4's figures (e.g.
+sum over rails, minimised over boxes. This gives the published ring figures (e.g.
 2×8 A100: 8 rails × min(25, 300/8) = 200 GB/s busbw → allgather algbw 200·16/15 = 213.3).
+
+**Threadblocks.** Every channel is one threadblock per GPU, which copies at most
+``THREADBLOCK_COPY_GBPS`` (48.5 GB/s, measured; ``params.py``). NCCL runs two channels per NIC rail
+across boxes and up to ``MAX_CHANNELS`` = 32 in a box, so a rail carries at most 2 × 48.5 = 97 GB/s and
+a box's rings 32 × 48.5 = 1552 GB/s. That cannot bind on a shipped preset (rails of at most 50 GB/s,
+box ring capacities of at most 900 GB/s, GB200 NVL72); it is applied all the same, so that a fabric
+with faster rails is not credited beyond what its threadblocks copy.
 
 **Double binary tree.** Chains inside the boxes plus two complementary binary trees across boxes, each
 carrying half the data: every box (and every GPU of a chain) sends ``2S`` in total, so the allreduce
@@ -32,11 +39,15 @@ from ortools.linear_solver import pywraplp
 from collc.capacity import rational_gcd
 from collc.errors import InvariantError
 from collc.predict.network import Arc, Network
-from collc.predict.params import LAUNCH_US, Protocol, busbw_factor
+from collc.predict.params import LAUNCH_US, THREADBLOCK_COPY_GBPS, Protocol, busbw_factor
 from collc.solver.maxflow import FlowNetwork
 
 # Hamiltonian cycles enumerated for the LP before falling back to the min-cut capacity.
 MAX_HAMILTONIAN_CYCLES = 20_000
+# NCCL's channels (one threadblock per GPU each): at most MAXCHANNELS in a box, two per NIC rail.
+MAX_CHANNELS = 32
+CHANNELS_PER_RAIL = 2
+_THREADBLOCK = Fraction(THREADBLOCK_COPY_GBPS)
 
 
 @dataclass(frozen=True)
@@ -183,6 +194,11 @@ class TreeBaseline:
         return LAUNCH_US + latency + nbytes / float(self.algbw_value * proto.efficiency) / 1000
 
 
+def _channel_capacity(network: Network, box: Box) -> Fraction:
+    """The box's ring capacity, at most what NCCL's channels copy (module docstring, Threadblocks)."""
+    return min(ring_capacity(network, box), MAX_CHANNELS * _THREADBLOCK)
+
+
 def _ring_order(boxes: list[Box]) -> list[str]:
     return [gpu for box in boxes for gpu in box.gpus]
 
@@ -200,13 +216,15 @@ def ring_baseline(network: Network) -> RingBaseline:
         else (0.0,)
     )
     if len(boxes) == 1:
-        return RingBaseline(ring_capacity(network, boxes[0]), 0, hops, len(order))
+        return RingBaseline(_channel_capacity(network, boxes[0]), 0, hops, len(order))
     busbw = None
     rails = 0
     for box in boxes:
         rail_bandwidths = box_rails(network, box)
-        share = ring_capacity(network, box) / max(len(rail_bandwidths), 1)
-        box_busbw = sum((min(bw, share) for bw in rail_bandwidths), Fraction(0))
+        share = _channel_capacity(network, box) / max(len(rail_bandwidths), 1)
+        box_busbw = sum(
+            (min(bw, share, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in rail_bandwidths), Fraction(0)
+        )
         busbw = box_busbw if busbw is None else min(busbw, box_busbw)
         rails = max(rails, len(rail_bandwidths))
     return RingBaseline(busbw or Fraction(0), rails, hops, len(order))
@@ -215,7 +233,7 @@ def ring_baseline(network: Network) -> RingBaseline:
 def tree_baseline(network: Network) -> TreeBaseline:
     """NCCL's double binary tree allreduce on this topology (module docstring)."""
     boxes = boxes_of(network)
-    capacity = min(ring_capacity(network, box) for box in boxes)
+    capacity = min(_channel_capacity(network, box) for box in boxes)
     per_box = max(len(box.gpus) for box in boxes)
     chain = [
         network.path_latency_us(network.path(a, b))
@@ -224,7 +242,11 @@ def tree_baseline(network: Network) -> TreeBaseline:
     latency = sum(chain)
     hops = per_box - 1
     if len(boxes) > 1:
-        capacity = min(capacity, min(sum(box_rails(network, box), Fraction(0)) for box in boxes))
+        egress = [
+            sum((min(bw, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in box_rails(network, box)), Fraction(0))
+            for box in boxes
+        ]
+        capacity = min(capacity, *egress)
         depth = ceil(log2(len(boxes)))
         latency += depth * network.path_latency_us(network.path(boxes[0].gpus[0], boxes[1].gpus[0]))
         hops += depth

@@ -1,6 +1,6 @@
 """Discrete-event simulation of an MSCCL program on a topology (docs/cost-model.md §4).
 
-What is modelled (msccl-xml.md §3-§4):
+What is modelled (the MSCCL executor's interpreter):
 
 * Every threadblock runs its step list once per pipeline iteration, in order. An iteration moves one
   primitive call's worth (``Protocol.call_bytes``: 2 MiB on Simple) of every chunk, so a step with
@@ -15,7 +15,8 @@ What is modelled (msccl-xml.md §3-§4):
   (at most ``fifo_calls`` messages sent and not yet consumed).
 * A send is a flow over the physical path of its GPU pair (shortest by hops, moved onto the network
   plane its channel selects as collc's lowering assigns them, or the path given by the caller).
-  Concurrent flows share every arc max-min fairly (progressive filling). The step ends when its
+  Concurrent flows share every arc max-min fairly (progressive filling, :class:`FairShares`), and no
+  flow runs faster than one threadblock copies (``Protocol.tb_copy_gbps``). The step ends when its
   flow has drained; the message arrives ``path latency + step overhead`` later. Composite steps
   (``rcs``, ``rrs``, ``rrcs``) forward only after their receive: store-and-forward per
   slice. Local steps (``r``, ``rrc``, ``cpy``, ``re``, ``nop``) take no time.
@@ -24,7 +25,7 @@ What is modelled (msccl-xml.md §3-§4):
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from math import ceil
 
@@ -53,6 +54,59 @@ class _Tb:
     recv: Connection | None
 
 
+@dataclass(frozen=True)
+class _StepTable:
+    """The threadblocks' steps as flat per-threadblock tuples, for the simulation's inner loop.
+
+    Connections are numbered; a dependency names the index of the threadblock it waits for.
+    """
+
+    nsteps: tuple[int, ...]
+    is_send: tuple[tuple[bool, ...], ...]
+    is_recv: tuple[tuple[bool, ...], ...]
+    cnt: tuple[tuple[int, ...], ...]
+    dep_tb: tuple[tuple[int, ...], ...]  # -1: no dependency
+    deps: tuple[tuple[int, ...], ...]
+    send_conn: tuple[int, ...]  # -1: the threadblock sends nothing
+    recv_conn: tuple[int, ...]
+    sender: tuple[int, ...]  # per connection: the threadblock that sends on it
+    receiver: tuple[int, ...]
+    dependents: tuple[tuple[int, ...], ...]  # per threadblock: the others whose steps wait for it
+
+
+def _step_table(tbs: list[_Tb]) -> _StepTable:
+    by_gpu_tb = {(tb.gpu, tb.tb): i for i, tb in enumerate(tbs)}
+    connections = sorted({tb.send for tb in tbs if tb.send is not None})
+    conn_index = {connection: c for c, connection in enumerate(connections)}
+    sender = [0] * len(connections)
+    receiver = [0] * len(connections)
+    dependents: list[set[int]] = [set() for _ in tbs]
+    dep_tb = []
+    for i, tb in enumerate(tbs):
+        if tb.send is not None:
+            sender[conn_index[tb.send]] = i
+        if tb.recv is not None:
+            receiver[conn_index[tb.recv]] = i
+        waits = tuple(by_gpu_tb[(tb.gpu, depid)] if depid >= 0 else -1 for _, _, depid, _ in tb.steps)
+        for other in waits:
+            if other >= 0:
+                dependents[other].add(i)
+        dep_tb.append(waits)
+    return _StepTable(
+        nsteps=tuple(len(tb.steps) for tb in tbs),
+        is_send=tuple(tuple(step[0] in SEND_TYPES for step in tb.steps) for tb in tbs),
+        is_recv=tuple(tuple(step[0] in RECV_TYPES for step in tb.steps) for tb in tbs),
+        cnt=tuple(tuple(step[1] for step in tb.steps) for tb in tbs),
+        dep_tb=tuple(dep_tb),
+        deps=tuple(tuple(step[3] for step in tb.steps) for tb in tbs),
+        send_conn=tuple(conn_index[tb.send] if tb.send is not None else -1 for tb in tbs),
+        recv_conn=tuple(conn_index[tb.recv] if tb.recv is not None else -1 for tb in tbs),
+        sender=tuple(sender),
+        receiver=tuple(receiver),
+        dependents=tuple(tuple(sorted(d)) for d in dependents),
+    )
+
+
 def _threadblocks(algo: Algorithm) -> list[_Tb]:
     tbs = []
     for gpu in algo.gpus:
@@ -69,38 +123,127 @@ def _threadblocks(algo: Algorithm) -> list[_Tb]:
     return tbs
 
 
-def max_min_rates(arcs: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
+def max_min_rates(arcs: np.ndarray, bandwidth: np.ndarray, cap: float = np.inf) -> np.ndarray:
     """Max-min fair rates of flows (rows of ``arcs``: arc indices, padded with a last infinite arc).
 
-    Progressive filling: raise every unfrozen flow's rate together until an arc is full, freeze the
-    flows through it, repeat. Only the arcs the flows use are kept (re-indexed) to keep it cheap. After
-    :data:`MAX_FILL_ROUNDS` levels the remaining flows get their fair share at their tightest arc, which
-    never exceeds a capacity (a slight underestimate of their max-min rates).
+    Every flow is also limited to ``cap`` (its threadblock's copy rate); see :class:`FairShares`.
     """
-    used, local = np.unique(arcs, return_inverse=True)
-    local = local.reshape(arcs.shape)
-    capacity = bandwidth[used].astype(float)
-    finite = np.isfinite(capacity)
-    rates = np.zeros(arcs.shape[0])
-    frozen = np.zeros(arcs.shape[0], dtype=bool)
-    for round_ in range(MAX_FILL_ROUNDS):
-        if frozen.all():
-            break
-        counts = np.bincount(local[~frozen].ravel(), minlength=len(used))
-        live = finite & (counts > 0)
-        fair = np.full(len(used), np.inf)
-        fair[live] = capacity[live] / counts[live]
-        if round_ == MAX_FILL_ROUNDS - 1:  # the rest: each its fair share at its tightest arc (feasible)
-            rest = ~frozen
-            rates[rest] = fair[local[rest]].min(axis=1)
-            break
-        level = fair.min()
-        hit = ~frozen & (fair[local] <= level * (1 + 1e-12)).any(axis=1)
-        rates[hit] = level
-        np.subtract.at(capacity, local[hit].ravel(), level)
-        np.maximum(capacity, 0.0, out=capacity)
-        frozen |= hit
-    return rates
+    shares = FairShares(np.ascontiguousarray(arcs.T), bandwidth, cap)
+    flows = np.arange(arcs.shape[0])
+    shares.fill(flows)
+    return shares.rate[flows]
+
+
+class FairShares:
+    """Max-min fair rates of a changing set of flows, each capped at ``cap``.
+
+    Flow ``f`` crosses the arcs ``routes[:, f]`` (padded with the last, infinite arc of ``bandwidth``).
+    Progressive filling: raise every unfrozen flow's rate together until an arc is full, freeze the
+    flows through it, repeat. Every flow also crosses a private arc of capacity ``cap`` (its
+    threadblock's copy rate), so once the common level reaches ``cap`` every unfrozen flow freezes at
+    ``cap``. After :data:`MAX_FILL_ROUNDS` levels the remaining flows get their fair share at their
+    tightest arc (or ``cap``), which never exceeds a capacity (a slight underestimate of their max-min
+    rates).
+
+    Each level is found on the arcs (remaining capacity over unfrozen flows). The state of every round
+    is kept, so that a flow of the last round can leave, and a flow can join, without filling again:
+    a leaving flow of the last round never crossed a full arc, and a joining flow that keeps every
+    earlier round's arcs above that round's level (and, where the last round stopped at ``cap``, at
+    or above ``cap``) changes no earlier round, so only the last round's shares are recomputed. The
+    arithmetic is the same as filling from scratch, so the rates are identical to the last bit.
+    """
+
+    def __init__(self, routes: np.ndarray, bandwidth: np.ndarray, cap: float):
+        self.routes = routes
+        self.bandwidth = bandwidth.astype(float)
+        self.cap = cap
+        pad = len(bandwidth) - 1
+        self.arcs = [routes[:, f][routes[:, f] != pad] for f in range(routes.shape[1])]
+        self.rate = np.zeros(routes.shape[1])
+        self.last = np.zeros(routes.shape[1], dtype=bool)  # frozen in the last round
+        self.counts = np.zeros((1, len(bandwidth)))  # per round: unfrozen flows on every arc
+        self.capacity = self.bandwidth[None, :].copy()  # per round: capacity the frozen flows left
+        self.levels = np.zeros(0)
+        self.capped = True  # the last round stopped at ``cap``
+
+    def update(self, active: np.ndarray, removed: Sequence[int], added: Sequence[int]) -> None:
+        """Rates for the flows ``active`` (sorted), which were the last call's minus ``removed`` plus
+        ``added``: one flow at a time where that is exact, else filled from scratch."""
+        changed = all(self._leave(f) for f in removed) and all(self._join(f) for f in added)
+        if not changed:
+            self.fill(active)
+        elif len(removed) or len(added):
+            self._share_last(active)
+
+    def _fair(self, capacity: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        return np.divide(capacity, counts, out=np.full(len(counts), np.inf), where=counts > 0)
+
+    def fill(self, active: np.ndarray) -> None:
+        """Fill from scratch: the rates of the flows ``active`` and the state of every round."""
+        by_arc = self.routes[:, active]
+        num_arcs = len(self.bandwidth)
+        counts = np.bincount(by_arc.ravel(), minlength=num_arcs).astype(float)
+        capacity = self.bandwidth.copy()
+        rates = np.empty(len(active))
+        live = np.ones(len(active), dtype=bool)
+        counts_by_round, capacity_by_round, levels = [counts.copy()], [capacity.copy()], []
+        for round_ in range(MAX_FILL_ROUNDS):
+            fair = self._fair(capacity, counts)
+            level = float(fair.min())
+            if level >= self.cap:  # also when every flow is frozen (then the level is infinite)
+                rates[live] = self.cap
+                break
+            if round_ == MAX_FILL_ROUNDS - 1:  # the rest: each its fair share at its tightest arc (feasible)
+                rates[live] = np.minimum(fair[by_arc[:, live]].min(axis=0), self.cap)
+                break
+            # Every flow through a full arc freezes, so a full arc has no unfrozen flow left and the
+            # others keep a positive capacity.
+            hit = (fair <= level * (1 + 1e-12))[by_arc].any(axis=0)
+            hit &= live
+            rates[hit] = level
+            freed = np.bincount(by_arc[:, hit].ravel(), minlength=num_arcs)
+            counts -= freed
+            capacity -= level * freed
+            live ^= hit
+            levels.append(level)
+            counts_by_round.append(counts.copy())
+            capacity_by_round.append(capacity.copy())
+        self.capped = level >= self.cap
+        self.counts, self.capacity = np.array(counts_by_round), np.array(capacity_by_round)
+        self.levels = np.array(levels)
+        self.rate[active] = rates
+        self.last[active] = live
+
+    def _leave(self, flow: int) -> bool:
+        if not self.last[flow]:
+            return False
+        self.counts[:, self.arcs[flow]] -= 1
+        self.last[flow] = False
+        return True
+
+    def _join(self, flow: int) -> bool:
+        arcs = self.arcs[flow]
+        earlier = self.capacity[:-1, arcs] / (self.counts[:-1, arcs] + 1)
+        if not (earlier > self.levels[:, None] * (1 + 1e-12)).all():
+            return False
+        if self.capped and not (self.capacity[-1, arcs] / (self.counts[-1, arcs] + 1) >= self.cap).all():
+            return False
+        self.counts[:, arcs] += 1
+        self.last[flow] = True
+        return True
+
+    def _share_last(self, active: np.ndarray) -> None:
+        """The rates of the last round's flows, from that round's capacities and counts."""
+        last = active[self.last[active]]
+        if self.capped:
+            self.rate[last] = self.cap
+            return
+        fair = self._fair(self.capacity[-1], self.counts[-1])
+        if float(fair.min()) >= self.cap:  # a flow left the tightest arc: the level reaches the cap
+            self.capped = True
+            self.rate[last] = self.cap
+        else:
+            self.rate[last] = np.minimum(fair[self.routes[:, last]].min(axis=0), self.cap)
 
 
 def _check_structure(tbs: list[_Tb]) -> None:
@@ -162,6 +305,7 @@ class ProgramCost:
                 hint="simulate the schedule on the topology it was compiled for",
             )
         _check_structure(self.tbs)
+        self._table = _step_table(self.tbs)
         plane_index = network_planes(network.topology)
         planes = sorted(plane_index, key=plane_index.get)
         arc_index = {arc: i for i, arc in enumerate(sorted(network.bandwidth))}
@@ -180,14 +324,15 @@ class ProgramCost:
             routes.append([arc_index[arc] for arc in network.arcs_of(path)])
             latency.append(network.path_latency_us(path))
         width = max((len(route) for route in routes), default=1) or 1
-        self._routes = np.full((len(self.tbs), width), pad, dtype=np.int64)
+        self._routes = np.full((width, len(self.tbs)), pad, dtype=np.int64)  # one column per tb
         for i, route in enumerate(routes):
-            self._routes[i, : len(route)] = route
+            self._routes[: len(route), i] = route
         self._latency = latency
+        self._runs: dict[tuple[int, float, Protocol], np.ndarray] = {}
         self._arc_cnt = np.zeros(len(self._bandwidth))  # chunks per iteration over every arc
         for i, tb in enumerate(self.tbs):
             sent = sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES)
-            np.add.at(self._arc_cnt, self._routes[i][self._routes[i] < pad], sent)
+            np.add.at(self._arc_cnt, self._routes[:, i][self._routes[:, i] < pad], sent)
 
     def iterations(self, nbytes: int, proto: Protocol) -> tuple[int, int, float]:
         """(simulated iterations, real iterations, payload bytes per chunk per iteration) of ``nbytes``."""
@@ -209,7 +354,12 @@ class ProgramCost:
     def _simulate(self, nbytes: int, proto: Protocol) -> float:
         """Run the simulated iterations, then add the rest at the period of the last half of them."""
         iterations, real, call_bytes = self.iterations(nbytes, proto)
-        finished = self._run(iterations, call_bytes, proto)
+        # Every size whose simulated iterations move the same bytes runs the same simulation (all
+        # power-of-two sizes above the step budget): it is run once per program.
+        key = (iterations, call_bytes, proto)
+        if key not in self._runs:
+            self._runs[key] = self._run(iterations, call_bytes, proto)
+        finished = self._runs[key]
         end = float(finished[-1])
         if real == iterations:
             return end
@@ -231,97 +381,131 @@ class ProgramCost:
     def _run(self, iterations: int, call_bytes: float, proto: Protocol) -> np.ndarray:
         """Simulate ``iterations`` iterations; the time each one was finished by every threadblock."""
         wire = call_bytes / float(proto.efficiency) / 1000  # µs·GB/s per unit of cnt
+        table = self._table
+        nsteps, is_send, is_recv, cnt = table.nsteps, table.is_send, table.is_recv, table.cnt
+        dep_tb, deps, dependents = table.dep_tb, table.deps, table.dependents
+        send_conn, recv_conn, sender, receiver = (
+            table.send_conn,
+            table.recv_conn,
+            table.sender,
+            table.receiver,
+        )
+        fifo = proto.fifo_calls
+        num_tbs = len(nsteps)
         finished = np.zeros(iterations)
-        tbs = self.tbs
-        position = [0] * len(tbs)  # ops completed, per tb
-        total = [len(tb.steps) * iterations for tb in tbs]
-        busy = np.zeros(len(tbs), dtype=bool)
-        remaining = np.zeros(len(tbs))
-        by_gpu_tb = {(tb.gpu, tb.tb): i for i, tb in enumerate(tbs)}
-        dependents: dict[int, set[int]] = {}
-        for i, tb in enumerate(tbs):
-            for _, _, depid, _ in tb.steps:
-                if depid >= 0:
-                    dependents.setdefault(by_gpu_tb[(tb.gpu, depid)], set()).add(i)
-        sender_of = {tb.send: i for i, tb in enumerate(tbs) if tb.send is not None}
-        receiver_of = {tb.recv: i for i, tb in enumerate(tbs) if tb.recv is not None}
-        started: dict[Connection, int] = {}
-        arrived: dict[Connection, int] = {}
-        consumed: dict[Connection, int] = {}
-        arrivals: list[tuple[float, int, Connection]] = []
+        position = [0] * num_tbs  # steps completed, per threadblock
+        total = [n * iterations for n in nsteps]
+        busy = [False] * num_tbs
+        busy_flags = np.zeros(num_tbs, dtype=bool)
+        remaining = np.zeros(num_tbs)  # bytes (µs·GB/s) left of the current send, while not active
+        starts: list[tuple[int, float]] = []  # sends started since the active flows were last updated
+        drained: list[int] = []  # flows that drained since then
+        in_active = [False] * num_tbs
+        started = [0] * len(sender)  # per connection: messages sent, arrived, received
+        arrived = [0] * len(sender)
+        consumed = [0] * len(sender)
+        arrivals: list[tuple[float, int, int]] = []  # (time, sequence, connection)
         sequence = 0
         now = 0.0
-        rates_for: np.ndarray | None = None  # the active set the cached ``rates`` belong to
-        rates = np.zeros(0)
-        dirty = set(range(len(tbs)))
+        active = np.zeros(0, dtype=np.int64)  # the busy threadblocks, sorted
+        rates = np.zeros(0)  # their flows' rates and what each has left to send
+        left = np.zeros(0)
+        busy_changed = False
+        shares = FairShares(self._routes, self._bandwidth, proto.tb_copy_gbps)
+        dirty = list(range(num_tbs))  # a heap: threadblocks to re-examine, smallest index first
+        in_dirty = [True] * num_tbs
 
-        def ready(i: int) -> bool:
-            tb = tbs[i]
-            step_type, _, depid, deps = tb.steps[position[i] % len(tb.steps)]
-            if depid >= 0:
-                other = by_gpu_tb[(tb.gpu, depid)]
-                needed = (position[i] // len(tb.steps)) * len(tbs[other].steps) + deps + 1
-                if position[other] < needed:
-                    return False
-            if step_type in RECV_TYPES and arrived.get(tb.recv, 0) <= consumed.get(tb.recv, 0):  # type: ignore[arg-type]
-                return False
-            return not (
-                step_type in SEND_TYPES
-                and started.get(tb.send, 0) - consumed.get(tb.send, 0) >= proto.fifo_calls  # type: ignore[arg-type]
-            )
+        def mark(j: int) -> None:
+            if not in_dirty[j]:
+                in_dirty[j] = True
+                heapq.heappush(dirty, j)
 
         def complete(i: int) -> None:
             position[i] += 1
-            if position[i] % len(tbs[i].steps) == 0:
-                iteration = position[i] // len(tbs[i].steps) - 1
+            if position[i] % nsteps[i] == 0:
+                iteration = position[i] // nsteps[i] - 1
                 finished[iteration] = max(finished[iteration], now)
-            dirty.add(i)
-            dirty.update(dependents.get(i, ()))
+            for j in dependents[i]:
+                if j != i:
+                    mark(j)
 
         while True:
             while dirty:
-                i = min(dirty)
-                dirty.discard(i)
-                tb = tbs[i]
-                while not busy[i] and position[i] < total[i] and ready(i):
-                    step_type, cnt, _, _ = tb.steps[position[i] % len(tb.steps)]
-                    if step_type in RECV_TYPES:
-                        consumed[tb.recv] = consumed.get(tb.recv, 0) + 1  # type: ignore[index]
-                        dirty.add(sender_of[tb.recv])  # type: ignore[index]
-                    if step_type in SEND_TYPES:
-                        started[tb.send] = started.get(tb.send, 0) + 1  # type: ignore[index]
+                i = heapq.heappop(dirty)
+                in_dirty[i] = False
+                while not busy[i] and position[i] < total[i]:
+                    k = position[i] % nsteps[i]
+                    other = dep_tb[i][k]
+                    if (
+                        other >= 0
+                        and position[other] < (position[i] // nsteps[i]) * nsteps[other] + deps[i][k] + 1
+                    ):
+                        break
+                    receives, sends = is_recv[i][k], is_send[i][k]
+                    rc, sc = recv_conn[i], send_conn[i]
+                    if receives and arrived[rc] <= consumed[rc]:
+                        break
+                    if sends and started[sc] - consumed[sc] >= fifo:
+                        break
+                    if receives:
+                        consumed[rc] += 1
+                        mark(sender[rc])
+                    if sends:
+                        started[sc] += 1
                         busy[i] = True
-                        remaining[i] = cnt * wire
+                        busy_flags[i] = True
+                        busy_changed = True
+                        starts.append((i, cnt[i][k] * wire))
                     else:
                         complete(i)
-                        dirty.discard(i)
-            if not busy.any() and not arrivals:
+            if busy_changed:
+                busy_changed = False
+                removed = [i for i in drained if not busy[i]]
+                added = [i for i, _ in starts if not in_active[i]]
+                if removed or added:
+                    remaining[active] = left
+                    for i, amount in starts:
+                        remaining[i] = amount
+                    for i in removed:
+                        in_active[i] = False
+                    for i in added:
+                        in_active[i] = True
+                    active = np.flatnonzero(busy_flags)
+                    left = remaining[active]
+                    shares.update(active, removed, added)
+                    rates = shares.rate[active]
+                else:  # the same threadblocks: those that drained started their next send
+                    for i, amount in starts:
+                        left[np.searchsorted(active, i)] = amount
+                starts.clear()
+                drained.clear()
+            if not len(active) and not arrivals:
                 break
-            flow_end = np.inf
-            active = np.flatnonzero(busy)
-            if len(active):
-                if rates_for is None or not np.array_equal(rates_for, active):
-                    rates, rates_for = max_min_rates(self._routes[active], self._bandwidth), active
-                flow_end = now + float((remaining[active] / rates).min())
+            flow_end = now + float((left / rates).min()) if len(active) else np.inf
             arrival_end = arrivals[0][0] if arrivals else np.inf
             step_to = min(flow_end, arrival_end)
-            if len(active):
-                remaining[active] -= rates * (step_to - now)
+            left -= rates * (step_to - now)
             now = step_to
-            for i in active[remaining[active] <= 1e-6 * wire]:
-                busy[i] = False
-                remaining[i] = 0.0
-                connection = tbs[i].send
-                sequence += 1
-                heapq.heappush(
-                    arrivals, (now + self._latency[i] + proto.step_overhead_us, sequence, connection)
-                )
-                complete(int(i))
+            done = left <= 1e-6 * wire
+            if done.any():
+                busy_changed = True
+                drained.extend(active[done].tolist())
+                for i in drained:
+                    busy[i] = False
+                    busy_flags[i] = False
+                    sequence += 1
+                    heapq.heappush(
+                        arrivals, (now + self._latency[i] + proto.step_overhead_us, sequence, send_conn[i])
+                    )
+                    complete(i)
+                    mark(i)
             while arrivals and arrivals[0][0] <= now + _EPS:
                 _, _, connection = heapq.heappop(arrivals)
-                arrived[connection] = arrived.get(connection, 0) + 1
-                dirty.add(receiver_of[connection])
-        stuck = [f"gpu {tbs[i].gpu} tb {tbs[i].tb}" for i in range(len(tbs)) if position[i] < total[i]]
+                arrived[connection] += 1
+                mark(receiver[connection])
+        stuck = [
+            f"gpu {self.tbs[i].gpu} tb {self.tbs[i].tb}" for i in range(num_tbs) if position[i] < total[i]
+        ]
         if stuck:
             raise InputError(
                 f"the schedule deadlocks in simulation: {', '.join(stuck[:5])} cannot finish",

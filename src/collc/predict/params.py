@@ -24,11 +24,13 @@ class Protocol:
     of data, LL128 8 bytes of flag per 128-byte line). ``step_overhead_us``: the fixed cost of one
     send/receive step (synchronisation through the FIFO flags), paid once per hop on the critical path.
     ``slice_bytes``: payload of one FIFO step, the granularity at which NCCL's fused primitives forward
-    data (msccl-xml.md §3.1, §4.4); the forest model pipelines at this grain. ``call_bytes``: payload
+    data; the forest model pipelines at this grain. ``call_bytes``: payload
     of one primitive call, which is how much of every chunk one pipelining iteration of an MSCCL
     program moves (the kernel's ``chunkSize``: Simple 4 FIFO steps, LL and LL128 one); the event
     simulation of a program pipelines at this grain. ``fifo_calls``: how many calls a sender may run
-    ahead (§4.4).
+    ahead. ``tb_copy_gbps``: the most bytes per second (wire bytes, flags included) that one
+    threadblock of the protocol's thread count moves: a send step is one threadblock's copy, so the
+    event simulation never lets one flow run faster (see :data:`THREADBLOCK_COPY_GBPS`).
     """
 
     name: str
@@ -37,15 +39,26 @@ class Protocol:
     slice_bytes: int
     fifo_calls: int
     call_bytes: int
+    tb_copy_gbps: float
 
+
+# One threadblock copying device memory to device memory, measured on an H200 (sm_90, CUDA 13) by
+# scripts/gpu/tb_copy_rate.cu: 16-byte loads and stores, 8 loads in flight per thread as the runtime's
+# copy loop unrolls them on sm_80 and later. 48.5 GB/s with 512 threads (the data threads of an MSCCL
+# Simple kernel) and 48.6 with 640 (LL and LL128 kernels). 2, 4, 8 and 16 threadblocks move 2.0, 4.0,
+# 8.0 and 15.5 times that, so the limit is per threadblock (the GPU's memory caps 132 of them at about
+# 2 TB/s). With one load in flight per thread a threadblock moves only 19.9 GB/s (512 threads) and 24.8
+# (640). LL and LL128 are given the plain copy rate of their bytes on the wire, flags included; their
+# flag handling is not measured, so for them it is an upper bound. Table and command: docs/cost-model.md §1.
+THREADBLOCK_COPY_GBPS = 48.5
 
 PROTOCOLS: dict[str, Protocol] = {
     # 4 MiB NCCL_BUFFSIZE split into 8 FIFO steps; a call is MSCCL_CHUNKSTEPS = 4 of them.
-    "Simple": Protocol("Simple", Fraction(1), 1.0, 512 * 1024, 2, 2 * 1024 * 1024),
+    "Simple": Protocol("Simple", Fraction(1), 1.0, 512 * 1024, 2, 2 * 1024 * 1024, THREADBLOCK_COPY_GBPS),
     # 120 of every 128 bytes are payload; 8 FIFO steps of 640 threads x 120 elements x 8 bytes.
-    "LL128": Protocol("LL128", Fraction(15, 16), 0.8, 576_000, 8, 576_000),
+    "LL128": Protocol("LL128", Fraction(15, 16), 0.8, 576_000, 8, 576_000, THREADBLOCK_COPY_GBPS),
     # Half of every 16-byte line is flag; 8 FIFO steps of 512 threads x 8 lines x 16 bytes.
-    "LL": Protocol("LL", Fraction(1, 2), 0.4, 32 * 1024, 8, 32 * 1024),
+    "LL": Protocol("LL", Fraction(1, 2), 0.4, 32 * 1024, 8, 32 * 1024, THREADBLOCK_COPY_GBPS),
 }
 
 # Fixed cost of launching a collective kernel (host enqueue to first byte on a link).
@@ -83,7 +96,7 @@ def link_latency_us(topology: Topology, link: Link) -> float:
 
 
 def busbw_factor(collective: str, num_gpus: int) -> Fraction:
-    """nccl-tests' busbw/algbw factor (ecosystem.md §6)."""
+    """nccl-tests' busbw/algbw factor: 2(n-1)/n for allreduce, (n-1)/n for allgather and reduce-scatter."""
     if collective == "allreduce":
         return Fraction(2 * (num_gpus - 1), num_gpus)
     if collective in ("allgather", "reducescatter"):
