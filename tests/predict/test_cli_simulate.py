@@ -15,7 +15,7 @@ def test_json_has_the_stable_keys_for_allreduce() -> None:
     result = _run("simulate", "dgx-a100", "--sizes", "1KiB:1GiB:32", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) >= {"rows", "crossover_bytes"}
+    assert set(data) >= {"rows", "crossover_bytes", "collc_wins"}
     assert [row["bytes"] for row in data["rows"]] == [2**10, 2**15, 2**20, 2**25, 2**30]
     for row in data["rows"]:
         assert set(row) == {"bytes", "collc", "ring", "tree", "bound"}
@@ -40,7 +40,8 @@ def test_table_and_plot(tmp_path: Path) -> None:
         "simulate", "dgx-a100", "--set", "boxes=2", "--sizes", "1KiB:8GiB:8", "--plot", str(picture)
     )
     assert result.exit_code == 0, result.output
-    assert "collc beats NCCL's algorithms" in result.output
+    assert "collc = the file `collc compile` writes" in result.output
+    assert "collc is predicted at least as fast as the runtime's algorithms at" in result.output
     data = picture.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and 20_000 < len(data) < 2_000_000
 
@@ -80,3 +81,21 @@ def test_missing_schedule_and_wrong_collective_are_located_input_errors(tmp_path
     schedule = _ring(tmp_path)
     result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(schedule), "--coll", "allreduce"])
     assert result.exit_code == 2 and "--coll allgather" in result.output
+
+
+def test_the_summary_is_read_off_the_table() -> None:
+    """A file that wins at 1 MiB only must not be summarised as winning nowhere (or everywhere)."""
+    from fractions import Fraction
+
+    from collc.cli.simulate import summary
+    from collc.predict.sweep import Prediction, Row, Sweep
+
+    def row(nbytes: int, collc_us: float) -> Row:
+        return Row(nbytes, Prediction(collc_us, 1, 1), {"ring": Prediction(10.0, 1, 1)}, Prediction(1, 1, 1))
+
+    times = {2**10: 20.0, 2**20: 5.0, 2**21: 10.0, 2**25: 30.0, 2**30: 9.0}
+    sweep = Sweep("allreduce", "Simple", 8, tuple(row(n, t) for n, t in times.items()), None, Fraction(1))
+    assert sweep.winning_sizes() == [2**20, 2**21, 2**30]
+    assert summary(sweep).endswith("at 1MiB-2MiB, 1GiB (sizes of the table)")
+    lost = Sweep("allreduce", "Simple", 8, (row(2**10, 20.0),), None, Fraction(1))
+    assert "not predicted faster" in summary(lost)

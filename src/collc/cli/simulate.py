@@ -47,13 +47,38 @@ def table(result: Sweep) -> str:
     return "\n".join(lines)
 
 
-def crossover_text(result: Sweep) -> str:
-    if result.crossover_bytes is None:
-        return "collc does not beat NCCL's algorithms at any size up to 1 TiB"
-    if result.crossover_bytes == 0:
-        return "collc beats NCCL's algorithms at every size"
-    size = result.crossover_bytes
-    return f"collc beats NCCL's algorithms from {size} bytes ({format_size(size)}) on"
+def summary(result: Sweep) -> str:
+    """Where collc wins, read off the table itself (so the sentence cannot contradict it)."""
+    wins = set(result.winning_sizes())
+    if not wins:
+        return "collc is not predicted faster than the runtime's algorithms at any size of the table"
+    if len(wins) == len(result.rows):
+        return "collc is predicted at least as fast as the runtime's algorithms at every size of the table"
+    runs: list[list[int]] = []
+    previous_won = False
+    for row in result.rows:
+        won = row.nbytes in wins
+        if won and previous_won:
+            runs[-1].append(row.nbytes)
+        elif won:
+            runs.append([row.nbytes])
+        previous_won = won
+    spans = ", ".join(
+        format_size(run[0]) if len(run) == 1 else f"{format_size(run[0])}-{format_size(run[-1])}"
+        for run in runs
+    )
+    return f"collc is predicted at least as fast as the runtime's algorithms at {spans} (sizes of the table)"
+
+
+def compiled_program(topology: Topology, collective: str, proto: str) -> tuple[Algorithm, str]:
+    """The file ``collc compile`` would write (forced where it wins nowhere), and how it was chosen."""
+    from collc.compile import CompileOptions, compile_schedule
+
+    result = compile_schedule(topology, CompileOptions(coll=collective, proto=proto, force=True))
+    algo = result.algorithm
+    low, high = result.byte_range.min_bytes, result.byte_range.max_bytes
+    span = f"{format_size(low) if low else '0'}..{format_size(high) if high else 'unbounded'}"
+    return algo, f"the file `collc compile` writes (k = {result.solution.forest.k}, takes calls of {span})"
 
 
 @main.command()
@@ -89,8 +114,8 @@ def simulate(
 ) -> None:
     """Predict a schedule on TOPO against NCCL's ring/tree and the bound.
 
-    Without SCHEDULE.xml the forest collc would compile is predicted analytically; with it, the program
-    is simulated event by event (threadblocks, steps, shared links). See docs/cost-model.md.
+    The program is simulated event by event (threadblocks, steps, shared links): SCHEDULE.xml, or
+    without it the file `collc compile` would write. See docs/cost-model.md.
     """
     if plot_path:
         from collc.predict.plot import check_picture_path
@@ -107,25 +132,29 @@ def simulate(
             f"cannot predict {collective} schedules", hint=f"collc predicts {', '.join(COLLECTIVES)}"
         )
     chosen = protocol(proto or (program.proto if program else "Simple"))
+    requested = parse_sizes(sizes)
+    if program is None:
+        program, source = compiled_program(topology, collective, chosen.name)
+    else:
+        source = f"simulation of {schedule}"
     model = TopologyModel(topology)
-    result = model.sweep(collective, parse_sizes(sizes), chosen, program)
+    result = model.sweep(collective, requested, chosen, program)
     if plot_path:
         from collc.predict.plot import plot_sweep
 
-        source = f"{Path(schedule).name}" if schedule else "forest model"
         plot_sweep(
             result,
             plot_path,
-            f"{collective} on {topology.name} ({topology.num_gpus} GPUs, {chosen.name}, {source})",
+            f"{collective} on {topology.name} ({topology.num_gpus} GPUs, {chosen.name})",
         )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
     click.echo(
         f"{collective} on {topology.name} ({topology.num_gpus} GPUs), protocol {chosen.name}; "
-        f"collc = {'simulation of ' + schedule if schedule else 'forest model'}; GB/s per nccl-tests"
+        f"collc = {source}; GB/s per nccl-tests"
     )
     click.echo(table(result))
-    click.echo(crossover_text(result))
+    click.echo(summary(result))
     if plot_path:
         click.echo(f"wrote {plot_path}")

@@ -86,6 +86,14 @@ class Sweep:
     crossover_bytes: int | None
     bound_algbw: Fraction
 
+    def winning_sizes(self) -> list[int]:
+        """The sizes of the table where collc is at least as fast as every baseline."""
+        return [
+            row.nbytes
+            for row in self.rows
+            if all(row.collc.time_us <= other.time_us for other in row.baselines.values())
+        ]
+
     def to_json(self) -> dict[str, object]:
         return {
             "collective": self.collective,
@@ -93,6 +101,7 @@ class Sweep:
             "num_gpus": self.num_gpus,
             "bound_algbw": round(float(self.bound_algbw), 3),
             "rows": [row.to_json() for row in self.rows],
+            "collc_wins": self.winning_sizes(),
             "crossover_bytes": self.crossover_bytes,
         }
 
