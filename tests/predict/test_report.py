@@ -29,6 +29,8 @@ def test_report_writes_markdown_and_valid_pictures(tmp_path: Path) -> None:
         "## Forest",
         "| nvlink | 32 | 300.0 |",
         "## Predicted performance",
+        "collc = event simulation of the file `collc compile` writes",
+        "Where collc is at least as fast as every NCCL algorithm",
         "![topology](topology.png)",
     ):
         assert needle in text, needle

@@ -9,7 +9,9 @@ import click
 
 from collc.cli import main
 from collc.cli.common import output_directory, topology_argument
+from collc.compile import CompileOptions, compile_schedule
 from collc.predict.model import TopologyModel
+from collc.predict.params import COLLECTIVES
 from collc.topology.model import Topology
 
 
@@ -33,7 +35,12 @@ def report(topology: Topology, directory: str) -> None:
     )
     from collc.predict.report import write_report  # matplotlib: loaded only by commands that draw
 
-    files = write_report(TopologyModel(topology), directory, command)
+    programs, written = {}, {}
+    for coll in COLLECTIVES:
+        result = compile_schedule(topology, CompileOptions(coll=coll, force=True))
+        programs[coll] = result.algorithm
+        written[coll] = not result.forced
+    files = write_report(TopologyModel(topology), directory, command, programs, written)
     click.echo(f"wrote {files.markdown}")
     for picture in files.pictures:
         click.echo(f"wrote {picture}")

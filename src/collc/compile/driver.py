@@ -39,6 +39,7 @@ from collc.predict.sweep import Memo, Predictor
 from collc.sizes import format_size
 from collc.solver import Solution, solve
 from collc.solver.bound import fixed_k_bound, optimal_bound
+from collc.solver.forest import Forest
 from collc.solver.symmetry import automorphisms
 from collc.topology.model import Topology
 from collc.verify import VerifyReport, verify
@@ -129,6 +130,7 @@ class CompileResult:
     verification: VerifyReport
     xml: str
     notes: list[str] = field(default_factory=list)
+    forced: bool = False  # predicted to win at no size: written only because of ``force``
 
     @property
     def algorithm(self) -> Algorithm:
@@ -201,6 +203,13 @@ def _k_candidates(
         if power not in priced:
             priced[power] = fixed_k_bound(graph, power, symmetries).allgather_algbw
         power *= 2
+    if two_forests(topology, options.coll):  # both halves priced: the harmonic mean of AG and RS at k
+        reverse = graph.reversed()
+        reverse_symmetries = automorphisms(topology, reverse)
+        priced = {
+            k: 2 / (1 / algbw + 1 / fixed_k_bound(reverse, k, reverse_symmetries).allgather_algbw)
+            for k, algbw in priced.items()
+        }
     n = topology.num_gpus
 
     def serves(k: int) -> bool:
@@ -241,6 +250,19 @@ def _k_candidates(
     return [(k, None if k == optimum.k else k, pipelined(k)) for k in fitting], notes
 
 
+def two_forests(topology: Topology, coll: str) -> bool:
+    """Whether ``coll`` reduces over a forest of its own: allreduce where the two directions differ.
+
+    Its reduce-scatter half then runs on a forest solved on the reversed fabric
+    (``solve(reverse=True)``), whose arcs are the fast ones for aggregation, and its allgather half on
+    the allgather forest (docs/lowering.md §3). On a symmetric fabric both are the same trees.
+    """
+    if coll != "allreduce":
+        return False
+    graph = capacity_graph(topology)
+    return graph.arcs != graph.reversed().arcs
+
+
 def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResult:
     """Solve, lower, fit, simulate, choose the range and verify a schedule for ``topology``.
 
@@ -259,6 +281,8 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
         count //= 2
     failures: list[str] = []
     solutions: dict[int | None, Solution] = {}  # both passes reuse the solved forests
+    reduce_forests: dict[int, Forest] = {}  # allreduce's reduce forests per k (two_forests)
+    separate_reduce = two_forests(topology, options.coll)
     for allow_shared_stages in (False, True):  # a smaller k that pipelines beats a larger one that does not
         for instances in instance_options:
             candidates, notes = _k_candidates(topology, options, instances)
@@ -273,6 +297,11 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
                     reverse = options.coll == "reducescatter"
                     solutions[k] = solve(topology, k=k, max_k=options.max_k, reverse=reverse)
                 solution = solutions[k]
+                if separate_reduce and solution.forest.k not in reduce_forests:
+                    reduce_forests[solution.forest.k] = solve(
+                        topology, k=solution.forest.k, reverse=True
+                    ).forest
+                reduce_forest = reduce_forests.get(solution.forest.k)
                 name = _name(topology, options.coll, solution.forest.k, instances)
                 lowering = replace(options, instances=instances, name=name)
                 try:
@@ -281,13 +310,16 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
                         lowering,
                         limits,
                         planes=planes,
+                        reduce_forest=reduce_forest,
+                        arc_bandwidths=topology.arc_bandwidths(),
                         allow_shared_stages=allow_shared_stages,
                     )
                 except DoesNotFit as error:
                     failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
                     smallest_failed = min(solution.forest.k, smallest_failed or solution.forest.k)
                     continue
-                fitted.append(Fitted(solution, lowered, instances, Memo(model.collc(lowered.algorithm))))
+                predictor = Memo(model.collc(lowered.algorithm))
+                fitted.append(Fitted(solution, lowered, instances, predictor, reduce_forest))
             if fitted:
                 best = _pick(fitted, reference)
                 if failures:
@@ -298,8 +330,8 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
                     )
                     notes.append(
                         f"chose k = {best.solution.forest.k} by simulating each candidate at "
-                        f"{format_size(reference)} (algbw GB/s {tried}; within "
-                        f"{float(EQUIVALENT):.0%} of the fastest, the fastest at {format_size(reference // 16)})"
+                        f"{format_size(reference)} (algbw GB/s {tried}; within {float(EQUIVALENT):.0%} "
+                        f"of the fastest, the fastest at {format_size(reference // 16)})"
                     )
                 best = _feeder_instances(topology, options, limits, planes, model, best, reference, notes)
                 return _finish(topology, options, runtime, limits, model, best, notes)
@@ -318,6 +350,7 @@ class Fitted:
     lowered: Lowered
     instances: int
     predictor: Memo
+    reduce_forest: Forest | None = None  # allreduce's reduce-scatter half, where it has its own
 
     def algbw(self, nbytes: int) -> float:
         """Simulated algbw (GB/s) of a call of ``nbytes`` (moved to the nearest size the file serves)."""
@@ -379,6 +412,7 @@ def _feeder_instances(
             replace(options, instances=doubled, name=name),
             limits,
             planes=planes,
+            arc_bandwidths=topology.arc_bandwidths(),
             allow_shared_stages=False,
         )
     except DoesNotFit:
@@ -415,7 +449,7 @@ def _finish(
     notes: list[str],
 ) -> CompileResult:
     lowered = best.lowered
-    chosen = _byte_range(topology, options, runtime, model, best, notes)
+    chosen, forced = _byte_range(topology, options, runtime, model, best, notes)
     algo = replace(lowered.algorithm, min_bytes=chosen.min_bytes, max_bytes=chosen.max_bytes)
     report = _verified(algo, runtime, topology)
     if lowered.stages_shared:
@@ -443,7 +477,7 @@ def _finish(
         lowered=lowered,
         instances=best.instances,
         bound_algbw=model.bound_algbw(options.coll),
-        file_bound_algbw=coll_algbw(best.solution.forest, options.coll),
+        file_bound_algbw=coll_algbw(best.solution.forest, options.coll, best.reduce_forest),
         serving=serving(algo.nchunksperloop, options.coll, topology.num_gpus, options.align),
         byte_range=chosen,
         model=model,
@@ -451,6 +485,7 @@ def _finish(
         verification=report,
         xml=to_xml(algo, runtime=runtime),
         notes=notes,
+        forced=forced,
     )
 
 
@@ -486,10 +521,11 @@ def _byte_range(
     model: TopologyModel,
     best: Fitted,
     notes: list[str],
-) -> ByteRange:
-    """The user's range, else the sizes where the file is predicted to beat the runtime (ranges.py)."""
+) -> tuple[ByteRange, bool]:
+    """The user's range, else the sizes where the file is predicted to beat the runtime (ranges.py);
+    and whether the file wins nowhere and is only written because it was forced."""
     if options.user_range:
-        return ByteRange(options.min_bytes, options.max_bytes)
+        return ByteRange(options.min_bytes, options.max_bytes), False
     algo = best.lowered.algorithm
     rows = outlook(model, algo, grid(), runtime, best.predictor)
 
@@ -498,7 +534,7 @@ def _byte_range(
 
     chosen = choose_range(rows, runtime, probe)
     if chosen is not None:
-        return chosen
+        return chosen, False
     what = f"{options.coll} on {topology.name} ({options.proto})"
     if options.force:
         notes.append(

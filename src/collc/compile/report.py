@@ -46,7 +46,7 @@ def range_text(result: CompileResult) -> str:
     span = f"{format_size(low) if low else '0'} .. {format_size(high) if high else 'unbounded'}"
     if result.options.user_range:
         return f"{span} (as set by --min-bytes/--max-bytes)"
-    if result.options.force and (low, high) == (0, 0):
+    if result.forced:
         return f"{span} (forced: predicted to win at no size)"
     return f"{span} (where the file is predicted at least as fast as the runtime's best ring/tree)"
 

@@ -1,8 +1,10 @@
 """`collc report`: a markdown summary of a cluster for a bring-up ticket, with two pictures.
 
 Sections: the fabric, the bound and its bottleneck cut, the forest (trees, heights), per-link-class
-utilisation of the collc schedule against capacity (and the busiest arcs), predicted performance
-against NCCL's ring/tree for the three collectives with the crossover sizes, and how to reproduce.
+utilisation of the collc schedule against capacity (and the busiest arcs), predicted performance of
+the files `collc compile` writes (event simulation) against the runtime's ring/tree for the three
+collectives with the sizes where collc wins, and how to reproduce. The caller compiles the files: this
+stage only predicts the programs it is given.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from collc.fileio import atomic_write
+from collc.msccl.program import Algorithm
 from collc.predict.forest_model import arc_utilisation, forest_arc_loads
 from collc.predict.model import TopologyModel
 from collc.predict.params import COLLECTIVES, PROTOCOLS, busbw_factor
@@ -153,9 +156,11 @@ def forest_section(model: TopologyModel) -> list[str]:
     ]
 
 
-def prediction_section(model: TopologyModel, sweeps: dict[str, Sweep]) -> list[str]:
+def prediction_section(sweeps: dict[str, Sweep], written: dict[str, bool]) -> list[str]:
+    """The table of the simulated files at :data:`TABLE_SIZES`, and where each collective wins."""
     lines = [
-        "## Predicted performance (nccl-tests units, Simple protocol, forest model; see docs/cost-model.md)",
+        "## Predicted performance (nccl-tests units, Simple protocol; collc = event simulation of the file "
+        "`collc compile` writes; see docs/cost-model.md)",
         "",
         "| collective | size | collc busbw | NCCL ring busbw | NCCL tree busbw | bound busbw "
         "| collc / best NCCL |",
@@ -172,18 +177,22 @@ def prediction_section(model: TopologyModel, sweeps: dict[str, Sweep]) -> list[s
                 f"{row.baselines['ring'].busbw:.1f} | {f'{tree.busbw:.1f}' if tree else '—'} | "
                 f"{row.bound.busbw:.1f} | {row.collc.busbw / best:.2f}× |"
             )
-    lines += ["", "Crossover (collc is faster than every NCCL algorithm from this size on):", ""]
+    lines += [
+        "",
+        f"Where collc is at least as fast as every NCCL algorithm (sizes {_span(REPORT_SIZES)}):",
+        "",
+    ]
     for collective, result in sweeps.items():
-        size = result.crossover_bytes
-        text = (
-            "never (up to 1 TiB)"
-            if size is None
-            else "every size"
-            if size == 0
-            else f"{size} B ({format_size(size)})"
-        )
+        wins = result.winning_sizes()
+        text = ", ".join(format_size(size) for size in wins) if wins else "no size"
+        if not written[collective]:
+            text += " (compile writes no file: it wins at no size of its grid)"
         lines.append(f"- {collective}: {text}")
     return lines
+
+
+def _span(sizes: list[int]) -> str:
+    return f"{format_size(sizes[0])} to {format_size(sizes[-1])}"
 
 
 def fabric_section(model: TopologyModel) -> list[str]:
@@ -206,12 +215,22 @@ def fabric_section(model: TopologyModel) -> list[str]:
     ]
 
 
-def write_report(model: TopologyModel, directory: str | Path, command: str) -> ReportFiles:
-    """Write ``report.md``, ``topology.png``/``.svg`` and ``simulate.png`` into ``directory``."""
+def write_report(
+    model: TopologyModel,
+    directory: str | Path,
+    command: str,
+    programs: dict[str, Algorithm],
+    written: dict[str, bool],
+) -> ReportFiles:
+    """Write ``report.md``, ``topology.png``/``.svg`` and ``simulate.png`` into ``directory``.
+
+    ``programs``: the file compiled for each collective; ``written``: whether compile writes it (a
+    file that wins at no size is only predicted, not written).
+    """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     topology = model.topology
-    sweeps = {c: model.sweep(c, REPORT_SIZES, PROTOCOLS["Simple"]) for c in COLLECTIVES}
+    sweeps = {c: model.sweep(c, REPORT_SIZES, PROTOCOLS["Simple"], programs[c]) for c in COLLECTIVES}
     utilisation = arc_utilisation(forest_arc_loads(model.solution.forest), model.network)
     title = f"{topology.name}: {topology.num_gpus} GPUs, collc allgather schedule"
     pictures = []
@@ -239,7 +258,7 @@ def write_report(model: TopologyModel, directory: str | Path, command: str) -> R
         "",
         *utilisation_section(model),
         "",
-        *prediction_section(model, sweeps),
+        *prediction_section(sweeps, written),
         "",
         "![allreduce prediction](simulate.png)",
         "",
