@@ -12,6 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collc.compile import CompileOptions, compile_schedule
+from collc.compile.driver import two_forests
 from collc.errors import InvariantError
 from collc.lowering import LoweringOptions, coll_algbw, lower, runtime_limits
 from collc.lowering.limits import limits_for
@@ -138,3 +140,16 @@ def test_on_a_fabric_whose_directions_differ_the_reduce_forest_reaches_the_allre
         assert coll_algbw(ag, "allreduce", rs) == model.bound_algbw("allreduce")
         assert model.bound_algbw("allreduce") == 1 / (Fraction(1, 80) + Fraction(3, 320))
         assert two_algbw > 1.1 * _algbw(model.ring)
+
+
+def test_compile_reduces_allreduce_over_its_own_forest_where_the_directions_differ():
+    topology = load(str(FIXTURES / "asym-source4.yaml"))
+    assert two_forests(topology, "allreduce") and not two_forests(topology, "allgather")
+    assert not two_forests(load("dgx-a100", {"boxes": "1"}), "allreduce")
+    result = compile_schedule(topology, CompileOptions(coll="allreduce"))
+    assert result.verification.ok
+    assert result.file_bound_algbw == result.bound_algbw == 1 / (Fraction(1, 80) + Fraction(3, 320))
+    model = TopologyModel(topology)
+    simulated = _algbw(ProgramCost(model.network, result.algorithm))
+    assert simulated >= 0.95 * float(result.bound_algbw)  # one forest: 40.0 (0.875)
+    assert simulated > 1.1 * _algbw(model.ring)
