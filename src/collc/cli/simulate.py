@@ -137,8 +137,12 @@ def simulate(
         program, source = compiled_program(topology, collective, chosen.name)
     else:
         source = f"simulation of {schedule}"
+    from collc.compile.outlook import served_size
+
+    served = sorted({served_size(program, size) for size in requested})
+    moved = [size for size in requested if served_size(program, size) != size]
     model = TopologyModel(topology)
-    result = model.sweep(collective, requested, chosen, program)
+    result = model.sweep(collective, served, chosen, program)
     if plot_path:
         from collc.predict.plot import plot_sweep
 
@@ -155,6 +159,12 @@ def simulate(
         f"collc = {source}; GB/s per nccl-tests"
     )
     click.echo(table(result))
+    if moved:
+        click.echo(
+            f"note: the file serves only counts divisible by nchunksperloop = {program.nchunksperloop}; "
+            f"{len(moved)} size(s) moved to the nearest size it serves ({format_size(moved[0])} -> "
+            f"{format_size(served_size(program, moved[0]))}…)"
+        )
     click.echo(summary(result))
     if plot_path:
         click.echo(f"wrote {plot_path}")

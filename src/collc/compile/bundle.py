@@ -318,7 +318,8 @@ def compile_bundle(
             return None
         return chosen.algorithm
 
-    files = bundle_files(ranges, compile_range, to_xml)
+    runtime = next((result.runtime for result in results.values()), None)
+    files = bundle_files(ranges, compile_range, lambda algo: to_xml(algo, runtime=runtime))
     written = write_bundle(directory, files, topology.name, topology.num_gpus)
     skipped = [coll for coll in collectives if not any(item.coll == coll for item in ranges)]
     lines = [f"wrote {path}" for path in written]
