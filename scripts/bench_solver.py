@@ -2,7 +2,7 @@
 
 Per topology it prints the time of each phase (load, bound, switch removal, packing, mapping, check),
 the max-flow calls per phase, the peak resident memory, the number of trees, and the target of
-issue 3 with PASS/MISS. Each case runs in its own subprocess with a timeout, so one slow case cannot
+the solver's targets with PASS/MISS. Each case runs in its own subprocess with a timeout, so one slow case cannot
 hang the benchmark (a timeout counts as MISS).
 
     python scripts/bench_solver.py                 # every case
@@ -25,7 +25,7 @@ class Case:
     preset: str
     boxes: int
     k: int | None  # None: auto (smallest exact) k
-    target_s: float | None  # issue 3's target for the whole pipeline, None: report only
+    target_s: float | None  # the target for the whole pipeline, None: report only
     timeout_s: float
 
     @property

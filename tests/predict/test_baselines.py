@@ -15,7 +15,7 @@ SIMPLE = PROTOCOLS["Simple"]
     [("dgx-a100", 2, 213.3), ("mi250", 2, 264.3), ("dgx-h100-rail", 4, 412.9), ("dgx-a100", 4, 206.5)],
 )
 def test_ring_allgather_algbw_matches_reference_figures(name: str, boxes: int, expected: float) -> None:
-    """reference-topologies.md §4: NCCL-style rings, allgather algbw, within 1 %."""
+    """NCCL-style rings on the shipped presets: allgather algbw as published for these fabrics, within 1 %."""
     ring = model(name, boxes).ring
     assert float(ring.algbw("allgather")) == pytest.approx(expected, rel=0.01)
 

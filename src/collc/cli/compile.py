@@ -1,4 +1,4 @@
-"""``collc compile TOPO -o FILE``: a verified MSCCL XML schedule for a topology (issue 5).
+"""``collc compile TOPO -o FILE``: a verified MSCCL XML schedule for a topology.
 
 The command is a thin layer over :func:`collc.compile.compile_schedule`: parse options, compile,
 write the file atomically (only a verified program is ever written), print the report.

@@ -2,7 +2,7 @@
 
 This is the single representation that the lowering produces, the XML writer writes, the XML reader
 parses into, and the verifier and the cost model's discrete-event simulation consume. Field names and
-meanings follow the runtime's XML attributes (msccl-xml.md §2.3-§2.6) so the mapping is one-to-one.
+meanings follow the runtime's XML attributes (docs/verify.md lists them) so the mapping is one-to-one.
 ``line`` fields hold the source line of an element when it was read from a file (for located errors).
 """
 

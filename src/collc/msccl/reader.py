@@ -1,6 +1,6 @@
 """Read MSCCL XML exactly as the runtimes' hand-written parser does, into the program IR.
 
-The executor and RCCL do not use an XML library (msccl-xml.md §2.1): their parser rejects an XML
+The executor and RCCL do not use an XML library (they lex the file by hand): their parser rejects an XML
 declaration, tabs, text between elements, attributes split over lines, single quotes and spaces
 around ``=``, reads integers with ``strtol(…, 0)`` (so ``010`` is 8 and garbage is 0) and needs every
 attribute of §2.3-§2.6. This module scans the raw text with the same rules, so a file it accepts is a
@@ -45,7 +45,7 @@ _CANONICAL_ATTRIBUTE = re.compile(r' ([A-Za-z0-9_:.\-]+)="([^"\n]*)"')
 STEP_REQUIRED = ("s", "type", "srcbuf", "srcoff", "dstbuf", "dstoff", "cnt", "depid", "deps", "hasdep")
 _STEP_KEYS = frozenset(STEP_REQUIRED)
 
-#: The legacy loader (msccl-xml.md §1.4) reads only ``inplace``; size bounds default to [0, 128 MiB).
+#: The legacy loader (the original MSCCL) reads only ``inplace``; size bounds default to [0, 128 MiB).
 LEGACY_DEFAULTS = {"outofplace": "0", "minBytes": "0", "maxBytes": str(128 * 1024 * 1024)}
 
 
@@ -356,7 +356,7 @@ class _Builder:
             "missing-attribute",
             f"Attribute {key} of node {node.name} not found",
             location=self.location(node),
-            hint=f'add {key}="…" to <{node.name}> (every attribute of msccl-xml.md §2.3-§2.6 is required)',
+            hint=f'add {key}="…" to <{node.name}> (the runtime requires every attribute; docs/verify.md lists them)',
         )
 
     def integer(self, node: _Element, key: str, default: str | None = None) -> int:

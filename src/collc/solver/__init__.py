@@ -1,4 +1,4 @@
-"""Stage 3: the solver -- optimal bound, switch removal, tree packing, physical paths (issue 3).
+"""Stage 3: the solver -- optimal bound, switch removal, tree packing, physical paths.
 
 ``solve(topology)`` runs the whole pipeline and returns a :class:`Solution` (bound, forest, stats);
 see :mod:`collc.solver.pipeline` and docs/solver.md.
