@@ -1,8 +1,8 @@
 """Solver benchmark (`make bench`): the whole pipeline from preset YAML to a checked forest.
 
 Per topology it prints the time of each phase (load, bound, switch removal, packing, mapping, check),
-the max-flow calls per phase, the peak resident memory, the number of trees, and the target of
-the solver's targets with PASS/MISS. Each case runs in its own subprocess with a timeout, so one slow case cannot
+the max-flow calls per phase, the peak resident memory, the number of trees, and the solver's
+targets with PASS/MISS. Each case runs in its own subprocess with a timeout, so one slow case cannot
 hang the benchmark (a timeout counts as MISS).
 
     python scripts/bench_solver.py                 # every case

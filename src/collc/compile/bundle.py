@@ -82,7 +82,7 @@ def plan_ranges(coll: str, outlooks: Mapping[str, Sequence[SizeOutlook]], runtim
 
 
 def check_disjoint(ranges: Sequence[SizeRange]) -> None:
-    """Ranges of one collective must not overlap (a call takes the first matching file); a violation is a bug here."""
+    """Ranges of one collective must not overlap (a call takes the first match); a violation is a bug."""
     by_coll: dict[str, list[SizeRange]] = {}
     for item in ranges:
         by_coll.setdefault(item.coll, []).append(item)

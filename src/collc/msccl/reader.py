@@ -356,7 +356,7 @@ class _Builder:
             "missing-attribute",
             f"Attribute {key} of node {node.name} not found",
             location=self.location(node),
-            hint=f'add {key}="…" to <{node.name}> (the runtime requires every attribute; docs/verify.md lists them)',
+            hint=f'add {key}="…" to <{node.name}> (the runtime requires it)',
         )
 
     def integer(self, node: _Element, key: str, default: str | None = None) -> int:

@@ -54,7 +54,7 @@ class Prediction:
 
 
 def prediction(collective: str, num_gpus: int, nbytes: int, time_us: float) -> Prediction:
-    """Turn a time into nccl-tests algbw = S/t and busbw = algbw · factor (nccl-tests' definitions, docs/cost-model.md §1)."""
+    """Turn a time into nccl-tests algbw = S/t and busbw = algbw · factor (nccl-tests' units)."""
     algbw = nbytes / time_us / 1000
     return Prediction(time_us, algbw, algbw * float(busbw_factor(collective, num_gpus)))
 
