@@ -152,8 +152,12 @@ def test_max_bytes_is_the_call_size_k_is_chosen_for():
 def test_k_is_chosen_for_pipelining_at_the_reference_size_and_k_overrides():
     topology = load("dgx-a100", {"boxes": "2"})
     auto = compile_schedule(topology, CompileOptions(coll="allgather"))
-    # k = 1: 342.857 GB/s over 32 iterations of a 1 GiB call beats k = 8: 345.946 GB/s over 4
-    assert auto.solution.forest.k == 1
+    # k = 1 (342.857 GB/s over 32 iterations of a 1 GiB call) is priced above k = 8 (345.946 GB/s over
+    # 4); the candidates simulated within 1 % of the fastest at 1 GiB, the one fastest at 64 MiB wins
+    note = next(note for note in auto.notes if note.startswith("chose k = "))
+    tried = {int(k): float(v) for k, v in re.findall(r"k = (\d+): ([\d.]+)", note)}
+    assert 1 in tried and auto.solution.forest.k in tried
+    assert tried[auto.solution.forest.k] >= 0.99 * max(tried.values())
     forced = compile_schedule(topology, CompileOptions(coll="allgather", k=8))
     assert forced.file_bound_algbw > auto.file_bound_algbw and forced.serving.satisfied
 

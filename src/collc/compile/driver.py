@@ -541,7 +541,7 @@ def _byte_range(
             f"forced: the file is predicted slower than the runtime's own algorithms at every size "
             f"({what}); it takes every size"
         )
-        return ByteRange(0, 0)
+        return ByteRange(0, 0), True
     closest = max(rows, key=lambda row: (row.algbw or 0) / row.vendor_algbw)
     raise NoWin(
         f"collc's {what} is predicted slower than the runtime's own ring/tree at every size from "
