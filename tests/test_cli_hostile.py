@@ -208,10 +208,11 @@ def _writers(out: str) -> list[list[str]]:
         ["trees", "dgx-a100", "-o", out],
         ["topo", "export", "dgx-a100", "-o", out],
         ["simulate", "dgx-a100", "--sizes", "1MiB", "--plot", out],
+        ["compile", "dgx-a100", "--k", "1", "-o", out],
     ]
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(4))
 @pytest.mark.parametrize(
     ("target", "message"),
     [
@@ -227,7 +228,7 @@ def test_bad_output_paths_are_refused(
     assert_refused(run(*_writers(target)[index]), message)
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(4))
 def test_symlinks_and_pipes_are_not_written_through(tmp_path: Path, index: int) -> None:
     real = tmp_path / "real.svg"
     real.write_text("keep")

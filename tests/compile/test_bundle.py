@@ -14,6 +14,7 @@ from collc.compile.bundle import (
 )
 from collc.compile.outlook import grid, outlook
 from collc.errors import InputError, InvariantError
+from collc.fileio import TEMP_SUFFIX
 from collc.msccl.writer import to_xml
 from collc.predict.params import PROTOCOLS
 from predict.models import model
@@ -100,3 +101,20 @@ def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
         # every file is selected only where its simulation beats the runtime's best
         rows = outlook(m, algo, grid(), "msccl-executor")
         assert [row.nbytes for row in rows if row.selected and not row.wins] == [], name
+
+
+def test_bundle_notes_are_not_replaced_without_force_and_stale_temporaries_are_ignored(
+    tmp_path: Path,
+) -> None:
+    files = bundle_files(RANGES, _compile, to_xml)
+    out = tmp_path / "algos"
+    write_bundle(out, files, "dgx-a100", 8)
+    notes = tmp_path / "algos.deploy.md"
+    notes.write_text("my edits")
+    with pytest.raises(InputError, match="already exist"):
+        write_bundle(out, files, "dgx-a100", 8)
+    assert notes.read_text() == "my edits"
+    (out / f".00-x.xml.999999999.deadbeef{TEMP_SUFFIX}").write_text("left by a killed writer")  # no such pid
+    write_bundle(out, files, "dgx-a100", 8, force=True)
+    assert notes.read_text() != "my edits"
+    assert sorted(p.name for p in out.iterdir()) == [f.name for f in files]

@@ -12,14 +12,13 @@ from pathlib import Path
 import click
 
 from collc.cli import main
-from collc.cli.common import topology_argument
+from collc.cli.common import PROTOCOL, output_directory, output_path, topology_argument
 from collc.compile.driver import CompileOptions, compile_schedule
 from collc.compile.report import report_json, report_lines
 from collc.errors import InputError
 from collc.fileio import atomic_write
 from collc.lowering.limits import RUNTIMES
 from collc.lowering.plan import COLLECTIVES
-from collc.msccl.program import PROTOCOLS
 from collc.sizes import parse_size
 from collc.topology.model import Topology
 
@@ -27,11 +26,16 @@ from collc.topology.model import Topology
 @main.command("compile")
 @topology_argument
 @click.option(
-    "-o", "--output", default=None, type=click.Path(dir_okay=False), help="XML file to write (or --bundle)."
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(),
+    callback=output_path,
+    help="XML file to write (or --bundle).",
 )
 @click.option("--coll", type=click.Choice(COLLECTIVES), default="allreduce", show_default=True)
 @click.option("--runtime", type=click.Choice(RUNTIMES), default=None, help="Default: the topology's runtime.")
-@click.option("--proto", type=click.Choice(PROTOCOLS), default="Simple", show_default=True)
+@click.option("--proto", type=PROTOCOL, default="Simple", show_default=True, help="Simple, LL or LL128.")
 @click.option("--inplace", "only_inplace", is_flag=True, help="Only for in-place calls (default: both).")
 @click.option("--outofplace", "only_outofplace", is_flag=True, help="Only for out-of-place calls.")
 @click.option(
@@ -64,7 +68,8 @@ from collc.topology.model import Topology
 @click.option(
     "--force",
     is_flag=True,
-    help="Write the file even if it is predicted slower than the runtime's own algorithms at every size.",
+    help="Write the file even if it is predicted slower than the runtime's own algorithms at every size; "
+    "with --bundle, also replace DIR.deploy.md and DIR.manifest.json.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (stable keys).")
 @click.option("--auto-range", is_flag=True, hidden=True, help="The default now; accepted for old scripts.")
@@ -72,7 +77,8 @@ from collc.topology.model import Topology
     "--bundle",
     "bundle_dir",
     default=None,
-    type=click.Path(file_okay=False),
+    type=click.Path(),
+    callback=output_directory,
     help="Instead of -o: a deployable directory for all collectives and protocols over disjoint size "
     "ranges, with DIR.deploy.md and DIR.manifest.json next to it.",
 )
@@ -108,10 +114,6 @@ def compile_command(
             hint="e.g. collc compile dgx-a100 -o allreduce.xml, or collc compile dgx-a100 --bundle algos",
         )
     target = Path(output or bundle_dir)
-    if not target.parent.is_dir():
-        raise InputError(
-            f"directory {target.parent} does not exist", hint="create it or choose another -o path"
-        )
     both = only_inplace == only_outofplace
     options = CompileOptions(
         coll=coll,

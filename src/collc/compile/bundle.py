@@ -28,7 +28,7 @@ from pathlib import Path
 
 from collc.compile.outlook import SizeOutlook, grid, outlook
 from collc.errors import InputError, InvariantError
-from collc.fileio import atomic_write
+from collc.fileio import atomic_write, is_temporary, refuse_overwrite, remove_stale_temporaries
 from collc.lowering.limits import DoesNotFit
 from collc.msccl.program import Algorithm
 from collc.sizes import format_size
@@ -208,18 +208,39 @@ def deploy_markdown(directory: Path, files: Sequence[BundleFile], topology_name:
     return "\n".join(lines)
 
 
+def beside(directory: Path) -> tuple[Path, Path]:
+    """The deploy notes and the manifest written next to a bundle directory."""
+    return (
+        directory.parent / f"{directory.name}.deploy.md",
+        directory.parent / f"{directory.name}.manifest.json",
+    )
+
+
 def write_bundle(
-    directory: str | Path, files: Sequence[BundleFile], topology_name: str, num_gpus: int
+    directory: str | Path,
+    files: Sequence[BundleFile],
+    topology_name: str,
+    num_gpus: int,
+    *,
+    force: bool = False,
 ) -> list[Path]:
-    """Write the algorithm files into ``directory`` and the deploy notes and manifest next to it."""
+    """Write the algorithm files into ``directory`` and the deploy notes and manifest next to it.
+
+    The directory may hold only this bundle's files (the runtime parses every file in it); temporary
+    files of killed writers are removed first. The notes and manifest next to it are replaced only
+    with ``force``.
+    """
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise InputError(
             f"{out} exists and is not a directory", hint="give a new or empty directory for --bundle"
         )
+    notes, manifest = beside(out)
+    refuse_overwrite([notes, manifest], force)
     names = {item.name for item in files}
     if out.is_dir():
-        strangers = sorted(p.name for p in out.iterdir() if p.name not in names)
+        remove_stale_temporaries(out)
+        strangers = sorted(p.name for p in out.iterdir() if p.name not in names and not is_temporary(p.name))
         if strangers:
             raise InputError(
                 f"{out} already holds {', '.join(strangers[:5])}",
@@ -230,8 +251,6 @@ def write_bundle(
     for item in files:
         atomic_write(out / item.name, item.xml)
         written.append(out / item.name)
-    notes = out.parent / f"{out.name}.deploy.md"
-    manifest = out.parent / f"{out.name}.manifest.json"
     atomic_write(notes, deploy_markdown(out, files, topology_name, num_gpus))
     atomic_write(
         manifest,
@@ -279,6 +298,8 @@ def compile_bundle(
     from collc.compile.ranges import ByteRange
     from collc.msccl.writer import to_xml
 
+    refuse_overwrite(beside(Path(directory)), options.force)  # before the work, and again when writing
+
     def compiled(coll: str, proto: str, fallback: bool) -> CompileResult | None:
         chosen = replace(
             options,
@@ -320,7 +341,7 @@ def compile_bundle(
 
     runtime = next((result.runtime for result in results.values()), None)
     files = bundle_files(ranges, compile_range, lambda algo: to_xml(algo, runtime=runtime))
-    written = write_bundle(directory, files, topology.name, topology.num_gpus)
+    written = write_bundle(directory, files, topology.name, topology.num_gpus, force=options.force)
     skipped = [coll for coll in collectives if not any(item.coll == coll for item in ranges)]
     lines = [f"wrote {path}" for path in written]
     lines += [f"{item.describe()}: collc file predicted faster than the runtime's best" for item in ranges]
