@@ -1,4 +1,4 @@
-"""Benchmark `collc verify` on generated multi-channel ring allreduce programs (issue 4, item 6).
+"""Benchmark `collc verify` on generated multi-channel ring allreduce programs.
 
 Builds a G-GPU ring allreduce IR with C channels (one threadblock per rank and channel, 2G-1 steps
 each: s, rrs×(G-2), rrcs, rcs×(G-2), r) whose steps move blocks of B chunks, writes it as XML, reads

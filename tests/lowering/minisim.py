@@ -1,8 +1,9 @@
 """A small chunk-level simulator of MSCCL programs, used until collc.verify lands.
 
-Models msccl-xml.md §4.2/§4.4 closely enough to catch the lowering's own mistakes: steps run in
-order per threadblock, nop waits fold into the next step, a wait on (tb, s) needs a published position
->= s, FIFOs hold ``depth`` messages per (src, dst, chan), data are multisets of (rank, input chunk).
+Models the executor's steps (dependencies, FIFO) closely enough to catch the lowering's own mistakes:
+steps run in order per threadblock, nop waits fold into the next step, a wait on (tb, s) needs a
+published position >= s, FIFOs hold ``depth`` messages per (src, dst, chan), data are multisets of
+(rank, input chunk).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def simulate(algo: Algorithm, *, inplace: bool, depth: int = 1) -> dict:
 
 
 def expected_ok(algo: Algorithm, result: dict, *, inplace: bool) -> list[str]:
-    """Postcondition problems per msccl-xml.md §3.2 (empty when the result is right)."""
+    """Postcondition problems of the collective (empty when the result is right)."""
     problems = []
     n, g = algo.nchunksperloop, algo.ngpus
     per_root = n // g

@@ -1,4 +1,5 @@
-"""Structural rules of msccl-xml.md §4.2/§4.3/§8, checked directly on a program (not via collc.verify)."""
+"""The runtimes' structural rules (dependencies, channels, threadblocks), checked
+directly on a program (not via collc.verify)."""
 
 from __future__ import annotations
 

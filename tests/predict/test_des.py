@@ -213,7 +213,7 @@ def test_simulation_of_compiled_programs_converges_to_the_bound(
     assert 0.98 <= _compiled_fraction_of_bound(name, boxes, collective) <= 1
 
 
-@pytest.mark.xfail(strict=True, reason="open: event simulation more than 2 % below the bound (issue 6)")
+@pytest.mark.xfail(strict=True, reason="open: event simulation more than 2 % below the bound")
 @pytest.mark.parametrize(("name", "boxes", "collective"), NOT_YET)
 def test_simulation_of_compiled_programs_not_yet_within_two_percent(
     name: str, boxes: int, collective: str

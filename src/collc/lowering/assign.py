@@ -22,7 +22,8 @@ from fractions import Fraction
 from collc.lowering.limits import MAX_TBS_WITH_PEER_PER_CHANNEL, DoesNotFit
 from collc.lowering.plan import Plan, Transfer
 
-TB_RATE_GBPS = Fraction(25)  # one threadblock moves 20–30 GB/s (msccl-xml.md §4.5, issue 5 item 3)
+# One threadblock's rate when planning lanes (the event simulation uses the measured rate, cost-model §1).
+TB_RATE_GBPS = Fraction(25)
 
 Group = tuple[int, int, int | None, tuple[int, ...]]  # (src, dst, plane, stage)
 
@@ -236,7 +237,7 @@ def _free_channel(blocked: set[int], plane: int | None, num_planes: int) -> int:
     """Smallest channel not blocked, on the plane's residue class when there is one.
 
     Blocked: channels the pair already uses, and channels where either end already has 32 lanes in
-    that direction (``MSCCL_MAX_NUM_THREAD_BLOCKS_PER_CHANNEL``, msccl-xml.md §4.3).
+    that direction (``MSCCL_MAX_NUM_THREAD_BLOCKS_PER_CHANNEL``).
     """
     chan, step = (0, 1) if plane is None else (plane, num_planes)
     while chan in blocked:

@@ -4,7 +4,7 @@ Per GPU, every operation (the send or receive side of a transfer, or a local ``c
 appended to its threadblock in increasing key order. Cross-threadblock ordering comes from a
 last-writer table per ``(buffer, chunk)``: a step that reads or overwrites a chunk last written by
 another threadblock waits for that step (``depid``/``deps``; further waits become ``nop`` steps right
-before it, msccl-xml.md §4.2), and the step waited for gets ``hasdep="1"``.
+before it), and the step waited for gets ``hasdep="1"``.
 
 Write-after-read needs no flag: the only chunk a GPU overwrites after reading it elsewhere is its own
 input slot in in-place allreduce (read on the way up, written on the way down), and that write is

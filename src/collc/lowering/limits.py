@@ -1,4 +1,4 @@
-"""The runtimes' hard limits (msccl-xml.md §4–§5) and how much of them a program uses."""
+"""The runtimes' hard limits (docs/verify.md lists them) and how much of them a program uses."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class Usage:
 
 
 def reduce_chains(steps) -> list[int]:
-    """Lengths of the ``re`` chains the parser fuses (msccl-xml.md §3.3) in one threadblock's steps."""
+    """Lengths of the ``re`` chains the parser fuses in one threadblock's steps."""
     lengths: list[int] = []
     previous = None
     for step in steps:

@@ -31,7 +31,7 @@ from collc.msccl.program import SCHEDULED_COLLECTIVES
 from collc.solver.forest import Forest, Tree
 from collc.topology.model import Topology
 
-MAX_CNT = 71  # msccl-xml.md §2.6: cnt < MSCCL_MAX_COUNT = 72
+MAX_CNT = 71  # the executor's parser requires cnt < MSCCL_MAX_COUNT = 72
 COLLECTIVES = SCHEDULED_COLLECTIVES
 UP, DOWN = 0, 1  # phases: aggregation towards the root, then broadcast from it
 
@@ -247,7 +247,7 @@ def build_plan(
     (``solve(reverse=True)``), whose trees read backwards are aggregation trees on the fast arcs of
     reduce-scatter — and broadcasts over ``forest``; without it both halves use ``forest``, the
     aggregation running on its reversed arcs (right where the fabric is symmetric). A program marked
-    both in-place and out-of-place must be right under both aliasings (msccl-xml.md §2.3): the root's
+    both in-place and out-of-place must be right under both aliasings: the root's
     copy of its own input into the output is then kept (it is a harmless self-copy in place); a
     program for in-place calls only leaves it out. ``arc_bandwidths`` (GB/s per physical arc, by node
     names, as :meth:`Topology.arc_bandwidths`) gives every transfer the bandwidth of its path.

@@ -1,4 +1,4 @@
-"""Invariants of a solved forest, checked after every solve (issue 3, item 4).
+"""Invariants of a solved forest, checked after every solve.
 
 A forest is a correct optimal schedule when:
 
@@ -9,7 +9,7 @@ A forest is a correct optimal schedule when:
    GPUs (switches and NICs only forward);
 4. on every physical arc the load -- the multiplicities of all tree edges whose path crosses it,
    counting repeats -- is at most ``U·bandwidth`` (so every unit tree gets ``1/(N·k)`` of the data
-   through in time ``U/k`` per byte of a shard, docs/forestcoll.md §2);
+   through in time ``U/k`` per byte of a shard, docs/solver.md);
 5. ``(U, k)`` are the bound's, so the forest's allgather algbw ``N·k/U`` equals the bound's.
 
 The check is linear in the forest's size (edges times path length). Any violation is a bug in collc:

@@ -1,4 +1,4 @@
-"""Capacitated spanning-tree packing on the switch-free graph (docs/forestcoll.md §3c).
+"""Capacitated spanning-tree packing on the switch-free graph (docs/solver.md).
 
 After switch removal every GPU ``r`` must root ``k`` spanning out-trees, and logical arc ``e`` may be
 used by at most ``c'(e)`` of the ``N·k`` unit trees. A *capacitated* tree ``τ`` of multiplicity ``C_τ``
@@ -200,7 +200,7 @@ class _Orbit:
 
 
 class _SymmetricPacker:
-    """Tree packing on a graph with automorphisms (docs/forestcoll.md §3f).
+    """Tree packing on a graph with automorphisms (docs/solver.md).
 
     Only one representative root per GPU orbit grows trees; every decision is applied to all images
     ``g(τ)`` at once (``g`` from a transversal of the orbit), so the state stays symmetric. Adding an

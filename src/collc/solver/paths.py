@@ -1,4 +1,4 @@
-"""Mapping logical tree edges back to physical paths (docs/forestcoll.md §3d).
+"""Mapping logical tree edges back to physical paths (docs/solver.md).
 
 Switch removal records, for every unit of every logical arc ``(u, t)``, the physical vertex path it
 was split from (:attr:`SwitchFreeGraph.routes`, ``(path, units)`` pairs). A logical tree of

@@ -1,4 +1,4 @@
-"""Switch removal by edge splitting (docs/forestcoll.md §3b).
+"""Switch removal by edge splitting (docs/solver.md §3).
 
 Input: the integer flow network of a bound ``(U, k)`` -- arc ``e`` may carry ``c(e) = floor(U·b_e)``
 unit trees -- and a super source ``s`` with an arc of capacity ``k`` to every GPU. The bound guarantees

@@ -1,4 +1,4 @@
-"""Verified automorphisms of a capacity graph, taken from the topology's structure (issue 3, item 5).
+"""Verified automorphisms of a capacity graph, taken from the topology's structure.
 
 Identical boxes (and rails) are the norm in real fabrics. An *automorphism* is a permutation ``p`` of
 the capacity graph's vertices (``p[v]`` is the image of ``v``) that maps GPUs to GPUs and every arc
