@@ -5,13 +5,17 @@ each: s, rrs×(G-2), rrcs, rcs×(G-2), r) whose steps move blocks of B chunks, w
 it back, and times reading and the full verification (lint + the simulated cases). One line per
 configuration shows how the cost grows with steps (C) and chunks (B).
 With --file, times the given XML files instead (e.g. ones written by `collc compile`).
+With --large G, times one all-pairs allreduce on G GPUs (a threadblock per peer: G·(G-1) in all, as
+many per rank as collc's large forests) and reports the process's peak memory.
 Usage: .venv/bin/python scripts/bench_verify.py [--gpus 32] [--channels 1 2 4 8] [--block-chunks 1 4]
        .venv/bin/python scripts/bench_verify.py --file schedule.xml ...
+       .venv/bin/python scripts/bench_verify.py --large 128
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
@@ -43,6 +47,43 @@ def ring_allreduce(ngpus: int, channels: int, block: int = 1, proto: str = "LL")
     return Algorithm(name, proto, channels, nchunks, ngpus, "allreduce", 0, 1, 0, 0, gpus)
 
 
+def allpairs_allreduce(ngpus: int, channels: int = 8) -> Algorithm:
+    """Every rank talks to every other through its own threadblock (G·(G-1) threadblocks in all, the
+    per-rank count of collc's large forests): it sends chunk q of its input to q, the threadblocks take
+    turns reducing what they receive into o[r] (each waits for the previous one), then each sends o[r]
+    to its peer (after the last reduction) and receives o[q]. The final receives carry knowledge of
+    every rank's reductions, so happens-before spreads across the whole program."""
+    gpus = []
+    for rank in range(ngpus):
+        peers = [peer for peer in range(ngpus) if peer != rank]
+        last = len(peers) - 1
+        tbs = []
+        for index, peer in enumerate(peers):
+            first = index == 0
+            steps = [
+                Step(0, "s", "i", peer, "o", 0, 1),
+                Step(
+                    1,
+                    "rrc",
+                    "i" if first else "o",
+                    rank,
+                    "o",
+                    rank,
+                    1,
+                    -1 if first else index - 1,
+                    -1 if first else 1,
+                    1,
+                ),
+                Step(2, "s", "o", rank, "o", 0, 1, -1 if index == last else last, -1 if index == last else 1),
+                Step(3, "r", "o", 0, "o", peer, 1),
+            ]
+            tbs.append(Threadblock(index, peer, peer, (rank + peer) % channels, steps))
+        gpus.append(GpuProgram(rank, ngpus, ngpus, 0, tbs))
+    return Algorithm(
+        f"allpairs_allreduce_{ngpus}", "Simple", channels, ngpus, ngpus, "allreduce", 0, 1, 0, 0, gpus
+    )
+
+
 def measure(text: str) -> tuple[int, int, float, float, str]:
     """Steps, chunk moves, read and verify seconds (process CPU time: the machine is shared), result."""
     start = time.process_time()
@@ -63,7 +104,24 @@ def main() -> None:
     parser.add_argument("--channels", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--block-chunks", type=int, nargs="+", default=[1])
     parser.add_argument("--file", nargs="+", default=[], help="time these XML files instead")
+    parser.add_argument(
+        "--large",
+        type=int,
+        metavar="G",
+        help="time and peak memory of one all-pairs allreduce on G GPUs (G·(G-1) threadblocks) instead",
+    )
     args = parser.parse_args()
+    if args.large:
+        algo = allpairs_allreduce(args.large)
+        threadblocks = sum(len(gpu.tbs) for gpu in algo.gpus)
+        steps, chunks, read_seconds, verify_seconds, result = measure(to_xml(algo))
+        # the process's peak resident set: verification dominates it (ru_maxrss is in KiB on Linux)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"all-pairs allreduce, {args.large} GPUs: {threadblocks} threadblocks, {steps} steps, read "
+            f"{read_seconds:.2f} s, verify {verify_seconds:.2f} s (CPU), peak RSS {peak:.0f} MiB  {result}"
+        )
+        return
     if args.file:
         for name in args.file:
             with open(name, encoding="utf-8") as handle:

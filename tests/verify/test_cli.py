@@ -233,15 +233,16 @@ def test_sizes_beyond_the_limits_are_refused_before_the_work(tmp_path, old, new,
     assert all(fragment in result.output for fragment in fragments), result.output
 
 
-def test_threadblocks_beyond_the_limit_are_refused() -> None:
+def test_threadblocks_beyond_the_limit_are_refused(monkeypatch) -> None:
+    """The limit is on threadblocks × ranks (each clock names a block per rank), pinned at its boundary."""
+    import collc.verify
     from collc.errors import InputError
-    from collc.verify import MAX_SIMULATED_THREADBLOCKS, verify
 
     algo = ring_allgather(4)
-    tb = algo.gpus[0].tbs[0]
-    algo.gpus[0].tbs = [Threadblock(i, -1, -1, 0, []) for i in range(1, MAX_SIMULATED_THREADBLOCKS)] + [tb]
-    with pytest.raises(InputError, match="4,099 threadblocks in all"):
-        verify(algo)
-    algo.gpus[0].tbs = algo.gpus[0].tbs[3:]
-    assert sum(len(gpu.tbs) for gpu in algo.gpus) == MAX_SIMULATED_THREADBLOCKS
-    verify(algo)  # at the limit: simulated
+    monkeypatch.setattr(collc.verify, "MAX_SIMULATED_CLOCK_ENTRIES", 4 * 8)
+    algo.gpus[0].tbs += [Threadblock(i, -1, -1, 0, []) for i in range(1, 6)]
+    with pytest.raises(InputError, match="9 threadblocks on 4 rank"):
+        collc.verify.verify(algo)
+    algo.gpus[0].tbs.pop()
+    assert sum(len(gpu.tbs) for gpu in algo.gpus) * len(algo.gpus) == 4 * 8
+    collc.verify.verify(algo)  # at the limit: simulated

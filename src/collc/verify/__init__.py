@@ -40,8 +40,9 @@ __all__ = [
 
 #: chunks of all ranks' buffers the simulation tracks symbolically (about 10 s and 200 MB at the limit)
 MAX_SIMULATED_CHUNKS = 2**20
-#: threadblocks of all ranks (vector clocks take 4 bytes per pair: 64 MiB at the limit)
-MAX_SIMULATED_THREADBLOCKS = 4096
+#: threadblocks × ranks: each threadblock's vector clock names one shared block per rank (16 bytes
+#: each, see collc.verify.clocks): 1 GiB of clock headers at the limit; 1,024 GPUs × 64 threadblocks fit
+MAX_SIMULATED_CLOCK_ENTRIES = 2**26
 
 
 def _check_simulation_size(algo: Algorithm, coll: str, filename: str | None) -> None:
@@ -57,10 +58,11 @@ def _check_simulation_size(algo: Algorithm, coll: str, filename: str | None) -> 
             location=where,
             hint="use fewer chunks per loop: the runtime walks a chunk in pieces, a few large ones do",
         )
-    if threadblocks > MAX_SIMULATED_THREADBLOCKS:
+    if threadblocks * len(algo.gpus) > MAX_SIMULATED_CLOCK_ENTRIES:
         raise InputError(
-            f"the file has {threadblocks:,} threadblocks in all; collc simulates at most "
-            f"{MAX_SIMULATED_THREADBLOCKS:,}",
+            f"the file has {threadblocks:,} threadblocks on {len(algo.gpus):,} rank(s); collc simulates at "
+            f"most {MAX_SIMULATED_CLOCK_ENTRIES:,} threadblocks × ranks (the vector clocks hold one block "
+            "per rank for every threadblock)",
             location=where,
             hint="the runtimes use at most 128 (executor) or 64 (RCCL) threadblocks per rank",
         )

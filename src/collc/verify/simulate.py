@@ -11,7 +11,9 @@ Each transmission of ``cnt`` chunks runs as ceil(cnt / call_chunks) primitive ca
 message case is ``call_chunks = 1``, the small message case ``71``. Control flow never depends on data,
 so one run serves every placement: each :class:`Placement` (in-place or out-of-place aliasing) keeps its
 own symbolic memory and race bookkeeping, updated by the same calls. Happens-before is tracked with
-vector clocks (program order, flag waits, messages); every access is checked against the chunk's last
+vector clocks (program order, flag waits, messages), shared per rank block (collc.verify.clocks: a
+message or a publish shares its sender's clock, a race check reads only the asking rank's block);
+every access is checked against the chunk's last
 write and the reads since (FastTrack-style), so a race is two unordered accesses of different
 threadblocks to one chunk, one of them a write.
 """
@@ -30,6 +32,7 @@ import numpy as np
 from collc.errors import Location
 from collc.msccl.program import Algorithm, Step
 from collc.verify import collective
+from collc.verify.clocks import Clock, ClockFactory
 from collc.verify.collective import Value
 from collc.verify.fold import Transmission
 from collc.verify.report import Problem
@@ -63,11 +66,19 @@ class Call(NamedTuple):
     cursor: int
     #: ``cnt`` of the sending step (a receive of another ``cnt`` desynchronises the FIFO)
     cnt: int
-    #: the sender's vector clock when it sent
-    clock: np.ndarray
+    #: the sender's vector clock and its own entry (its epoch) when it sent
+    clock: Clock
+    epoch: int
     #: the sending threadblock and the index of its transmission
     sender: int
     transmission: int
+
+
+class Stamp(NamedTuple):
+    """A threadblock's vector clock with its own entry, as of one publish."""
+
+    clock: Clock
+    epoch: int
 
 
 class _Stop(Exception):
@@ -124,11 +135,11 @@ class Placement:
         storage, base, _ = self.views[(rank, buffer)]
         start = base + offset
         if self.track_races:
-            clock, epoch = self.simulator.clock[gid], self.simulator.epoch[gid]
+            known, local, epoch = self.simulator.known(gid), self.simulator.local, self.simulator.epoch[gid]
             writer, write_epoch, readers = storage.writer, storage.write_epoch, storage.readers
             for index in range(start, start + span):
                 other = writer[index]
-                if other >= 0 and other != gid and write_epoch[index] > clock[other]:
+                if other >= 0 and other != gid and write_epoch[index] > known[local[other]]:
                     self.race(
                         gid, step, "read", other, storage.write_step[index], "write", rank, storage, index
                     )
@@ -165,17 +176,17 @@ class Placement:
         start = base + offset
         end = start + len(values)
         if self.track_races:
-            clock, epoch = self.simulator.clock[gid], self.simulator.epoch[gid]
+            known, local, epoch = self.simulator.known(gid), self.simulator.local, self.simulator.epoch[gid]
             writer, write_epoch, readers = storage.writer, storage.write_epoch, storage.readers
             write_step = storage.write_step
             for index in range(start, end):
                 other = writer[index]
-                if other >= 0 and other != gid and write_epoch[index] > clock[other]:
+                if other >= 0 and other != gid and write_epoch[index] > known[local[other]]:
                     self.race(gid, step, "write", other, write_step[index], "write", rank, storage, index)
                 seen = readers[index]
                 if seen is not None:
                     for reader, (read_epoch, read_step) in seen.items():
-                        if reader != gid and read_epoch > clock[reader]:
+                        if reader != gid and read_epoch > known[local[reader]]:
                             self.race(gid, step, "write", reader, read_step, "read", rank, storage, index)
                     readers[index] = None
                 writer[index] = gid
@@ -315,11 +326,21 @@ class Simulator:
                 self.receiver_of.setdefault(self.in_conn[gid], gid)
         self.fifos: list[deque[Call]] = [deque() for _ in self.connections]
         self.waits: list[tuple] = [()] * count
-        self.clock = [np.zeros(count, dtype=np.int32) for _ in range(count)]
-        self.epoch = [0] * count  # own entry of each clock, as a Python int
+        # each threadblock's clock is split by rank (see collc.verify.clocks): slot = its rank's block,
+        # local = its index in that block
+        slots = {rank: slot for slot, rank in enumerate(dict.fromkeys(rank for rank, _ in self.owner))}
+        self.slot = [slots[rank] for rank, _ in self.owner]
+        sizes = [0] * len(slots)
+        self.local = []
+        for slot in self.slot:
+            self.local.append(sizes[slot])
+            sizes[slot] += 1
+        self.clocks = ClockFactory(len(sizes), max(sizes, default=0))
+        self.clock = [self.clocks.zero] * count
+        self.epoch = [0] * count  # own entry of each clock, kept apart from its blocks
         self.published = [-1] * count
         self.publish_positions: list[list[int]] = [[] for _ in range(count)]
-        self.publish_clocks: list[list[np.ndarray]] = [[] for _ in range(count)]
+        self.publish_clocks: list[list[Stamp]] = [[] for _ in range(count)]
         self.awaited = self._awaited_positions()
         self.flag_waiters: list[list[int]] = [[] for _ in range(count)]
         self.pc = [0] * count
@@ -331,6 +352,11 @@ class Simulator:
             Placement(self, inplace, track_races=inplace or True not in case.placements)
             for inplace in case.placements
         ]
+
+    def known(self, gid: int) -> np.ndarray:
+        """What ``gid`` knows of its own rank's threadblocks: entry ``local[other]`` is the last epoch of
+        ``other`` that happens before ``gid``'s current step (its own entry is not kept here)."""
+        return self.clock[gid].blocks[self.slot[gid]]
 
     def _connection(self, key: tuple[int, int, int]) -> int:
         return self.connections.setdefault(key, len(self.connections))
@@ -427,7 +453,6 @@ class Simulator:
         woken: list[int] = []
         transmissions = self.transmissions[gid]
         rank = self.owner[gid][0]
-        clock = self.clock[gid]
         call_chunks, depth, waits, epochs = self.case.call_chunks, self.case.depth, self.waits, self.epoch
         in_conn, out_conn = self.in_conn[gid], self.out_conn[gid]
         in_fifo = self.fifos[in_conn] if in_conn >= 0 else None
@@ -439,7 +464,7 @@ class Simulator:
         while self.pc[gid] < len(transmissions):
             index = self.pc[gid]
             t = transmissions[index]
-            if not self.deps_done[gid] and not self.satisfy_waits(gid, rank, t, clock):
+            if not self.deps_done[gid] and not self.satisfy_waits(gid, rank, t):
                 return woken
             self.deps_done[gid] = True
             receives, sends, cnt = t.receives, t.sends, t.cnt
@@ -462,9 +487,14 @@ class Simulator:
                         woken.append(sender)
                     if incoming.cnt != cnt or incoming.cursor != cursor:
                         self.mismatch(gid, t, incoming)
-                    np.maximum(clock, incoming.clock, out=clock)
+                    self.clock[gid] = self.clocks.join(
+                        self.clock[gid],
+                        incoming.clock,
+                        self.slot[incoming.sender],
+                        self.local[incoming.sender],
+                        incoming.epoch,
+                    )
                 epochs[gid] += 1
-                clock[gid] = epochs[gid]
                 outgoing = None
                 if placements:
                     outgoing = [
@@ -480,7 +510,9 @@ class Simulator:
                         for number, placement in enumerate(placements)
                     ]
                 if sends:
-                    out_fifo.append(Call(outgoing, span, cursor, cnt, clock.copy(), gid, index))  # type: ignore[union-attr]
+                    out_fifo.append(
+                        Call(outgoing, span, cursor, cnt, self.clock[gid], epochs[gid], gid, index)
+                    )  # type: ignore[union-attr]
                     if receiver >= 0 and waits[receiver] == waiting_for_message:
                         woken.append(receiver)
                 waits[gid] = ()
@@ -489,10 +521,12 @@ class Simulator:
             self.pc[gid] = index + 1
             self.deps_done[gid] = False
             if t.publishes is not None:
-                self.publish(gid, t.publishes, clock, woken)
+                self.publish(gid, t.publishes, woken)
+        # a finished threadblock's clock lives on only where it was sent or published
+        self.clock[gid] = self.clocks.zero
         return woken
 
-    def satisfy_waits(self, gid: int, rank: int, t: Transmission, clock: np.ndarray) -> bool:
+    def satisfy_waits(self, gid: int, rank: int, t: Transmission) -> bool:
         """Whether every flag ``t`` waits for is published; if so, join the clocks of the publishes
         that released them (the first publish at or above each awaited position)."""
         for tb, position in t.waits:
@@ -505,17 +539,20 @@ class Simulator:
             waited = self.gid_of[(rank, tb)]
             first = bisect.bisect_left(self.publish_positions[waited], position)
             if first < len(self.publish_clocks[waited]):  # a negative position needs no publish
-                np.maximum(clock, self.publish_clocks[waited][first], out=clock)
+                stamp = self.publish_clocks[waited][first]
+                self.clock[gid] = self.clocks.join(
+                    self.clock[gid], stamp.clock, self.slot[waited], self.local[waited], stamp.epoch
+                )
         return True
 
-    def publish(self, gid: int, position: int, clock: np.ndarray, woken: list[int]) -> None:
+    def publish(self, gid: int, position: int, woken: list[int]) -> None:
         previous = self.publish_positions[gid][-1] if self.publish_positions[gid] else -1
         self.published[gid] = position
         awaited = self.awaited[gid]
         first_above_previous = bisect.bisect_right(awaited, previous)
         if first_above_previous < len(awaited) and awaited[first_above_previous] <= position:
             self.publish_positions[gid].append(position)
-            self.publish_clocks[gid].append(clock.copy())
+            self.publish_clocks[gid].append(Stamp(self.clock[gid], self.epoch[gid]))
         woken.extend(self.flag_waiters[gid])
         self.flag_waiters[gid] = []
 
