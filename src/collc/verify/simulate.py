@@ -340,8 +340,11 @@ class Simulator:
         self.epoch = [0] * count  # own entry of each clock, kept apart from its blocks
         self.published = [-1] * count
         self.publish_positions: list[list[int]] = [[] for _ in range(count)]
-        self.publish_clocks: list[list[Stamp]] = [[] for _ in range(count)]
-        self.awaited = self._awaited_positions()
+        self.publish_clocks: list[list[Stamp | None]] = [[] for _ in range(count)]
+        self.wait_counts = self._awaited_positions()
+        self.awaited = [list(counts) for counts in self.wait_counts]
+        #: per kept publish, how many waits have yet to join its clock (at 0 the clock is dropped)
+        self.publish_users: list[list[int]] = [[] for _ in range(count)]
         self.flag_waiters: list[list[int]] = [[] for _ in range(count)]
         self.pc = [0] * count
         self.cursor = [0] * count
@@ -361,17 +364,18 @@ class Simulator:
     def _connection(self, key: tuple[int, int, int]) -> int:
         return self.connections.setdefault(key, len(self.connections))
 
-    def _awaited_positions(self) -> list[list[int]]:
-        """Positions somebody waits for, per threadblock: only the publishes that release one of them
-        keep their clock (memory proportional to the dependencies, not to all flagged steps)."""
-        awaited: list[set[int]] = [set() for _ in self.owner]
+    def _awaited_positions(self) -> list[dict[int, int]]:
+        """Per threadblock, the positions somebody waits for and how many waits name each: only the
+        publishes that release one of them keep their clock, until every wait it releases has joined it
+        (memory proportional to the dependencies still pending, not to all flagged steps)."""
+        awaited: list[dict[int, int]] = [{} for _ in self.owner]
         for gid, (rank, _) in enumerate(self.owner):
             for t in self.transmissions[gid]:
                 for tb, position in t.waits:
                     waited = self.gid_of.get((rank, tb))
                     if waited is not None:
-                        awaited[waited].add(position)
-        return [sorted(positions) for positions in awaited]
+                        awaited[waited][position] = awaited[waited].get(position, 0) + 1
+        return [dict(sorted(positions.items())) for positions in awaited]
 
     # -- reporting ---------------------------------------------------------------------------------
 
@@ -540,9 +544,13 @@ class Simulator:
             first = bisect.bisect_left(self.publish_positions[waited], position)
             if first < len(self.publish_clocks[waited]):  # a negative position needs no publish
                 stamp = self.publish_clocks[waited][first]
+                assert stamp is not None, "a publish's clock is dropped only after its last wait"
                 self.clock[gid] = self.clocks.join(
                     self.clock[gid], stamp.clock, self.slot[waited], self.local[waited], stamp.epoch
                 )
+                self.publish_users[waited][first] -= 1
+                if not self.publish_users[waited][first]:
+                    self.publish_clocks[waited][first] = None
         return True
 
     def publish(self, gid: int, position: int, woken: list[int]) -> None:
@@ -551,8 +559,14 @@ class Simulator:
         awaited = self.awaited[gid]
         first_above_previous = bisect.bisect_right(awaited, previous)
         if first_above_previous < len(awaited) and awaited[first_above_previous] <= position:
+            # the waits it releases: those above the previous kept publish (for the first, also those
+            # on a negative position, which join the first kept publish if it exists by then)
+            low = first_above_previous if self.publish_positions[gid] else 0
+            counts = self.wait_counts[gid]
+            users = sum(counts[awaited[i]] for i in range(low, bisect.bisect_right(awaited, position)))
             self.publish_positions[gid].append(position)
             self.publish_clocks[gid].append(Stamp(self.clock[gid], self.epoch[gid]))
+            self.publish_users[gid].append(users)
         woken.extend(self.flag_waiters[gid])
         self.flag_waiters[gid] = []
 
