@@ -311,7 +311,7 @@ def _merges(
     others can merge. Without ``busy`` (bandwidths unknown): such forwarding pairs first, then
     consecutive stages, then any, in channel order. Event simulation at 1 GiB (sim/bound), those
     rules → busy time: 2×16 MI250 allreduce on RCCL 0.652 → 0.840 at k = 1, 4×8 MI300X allreduce
-    0.725 → 0.917 (docs/lowering.md §5 has every merging case).
+    0.725 → 0.917 (CHANGELOG.md has every merging case).
     """
     candidates = []
     for recv in recvs:

@@ -12,9 +12,9 @@ from collc.verify.runtimes import PROFILES
 
 RUNTIMES = TARGET_RUNTIMES
 _EXECUTOR = PROFILES["msccl-executor"]  # the runtimes' numbers live in one place: collc.verify.runtimes
-MAX_STEPS_PER_TB = _EXECUTOR.max_steps  # MSCCL_MAX_NUM_STEPS, 64 on both runtimes (§5.1)
+MAX_STEPS_PER_TB = _EXECUTOR.max_steps  # MSCCL_MAX_NUM_STEPS, 64 on both runtimes
 MAX_ELEMENTS_PER_RANK = PARSER_MAX_NODES  # parser MAX_NODES: 1 + ngpus + tbs + steps of the parsing rank
-MAX_REDUCE_CHAIN = _EXECUTOR.max_fused_chain  # one lowering serves both runtimes: the executor's cap (§3.3)
+MAX_REDUCE_CHAIN = _EXECUTOR.max_fused_chain  # one lowering serves both runtimes: the executor's cap
 MAX_TBS_WITH_PEER_PER_CHANNEL = _EXECUTOR.max_tbs_per_channel  # per direction
 RUNTIME_MAX_TBS = {runtime: PROFILES[runtime].max_threadblocks for runtime in RUNTIMES}
 # RCCL drops files whose nchannels exceeds NCCL_MAX_NCHANNELS, which depends on the build: stay at 32.

@@ -173,7 +173,7 @@ def _fit(
     that wait for their GPU's NIC-feeding sends (:func:`feeders_first`), applied only when no
     threadblock is merged: a merged threadblock alternates two lanes, and tying its sends to a third
     threadblock cost 4×8 A100 allreduce 0.777 → 0.740 in the event simulation (MI300X ×4 allreduce
-    gained 0.725 → 0.753; docs/lowering.md §5).
+    gained 0.725 → 0.753; CHANGELOG.md).
     """
     ordered = [set(preds) for preds in predecessors]
     for send, firsts in after.items():
