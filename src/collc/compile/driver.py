@@ -182,16 +182,16 @@ def _check_options(options: CompileOptions, topology: Topology) -> str:
 
 def _k_candidates(
     topology: Topology, options: CompileOptions, instances: int
-) -> tuple[list[tuple[int | None, int | None, Fraction]], list[str]]:
-    """``(k, k to ask the solver for, pipelined bound)`` to try, best first, with notes on the choice.
+) -> tuple[list[tuple[int | None, int | None]], list[str]]:
+    """``(k, k to ask the solver for)`` to try, best priced first, with notes on the choice.
 
     The solver is asked for ``None`` (its optimum) when k is the optimal k; k is None only when the
-    user's ``--max-k`` leaves it to the solver. The pipelined bound is the allgather bound of k
-    discounted for pipeline fill at the reference call size (docs/lowering.md §7); a user's k or
-    ``--max-k`` gets 1 (it is the only candidate).
+    user's ``--max-k`` leaves it to the solver. The price is the bound of k discounted for pipeline
+    fill at the reference call size (docs/compile.md §3); it only orders the candidates, which are
+    then simulated. A user's k or ``--max-k`` is the only candidate.
     """
     if options.k is not None or options.max_k is not None:
-        return [(options.k, options.k, Fraction(1))], []
+        return [(options.k, options.k)], []
     graph = capacity_graph(topology)
     if options.coll == "reducescatter":
         graph = graph.reversed()
@@ -215,7 +215,7 @@ def _k_candidates(
     def serves(k: int) -> bool:
         return serving(n * k * instances, options.coll, n, options.align).satisfied
 
-    reference = options.max_bytes or REFERENCE_BYTES
+    reference = _reference_bytes(options)
     call_bytes = protocol(options.proto).call_bytes
 
     def iterations(k: int) -> int:
@@ -247,7 +247,7 @@ def _k_candidates(
             f"{format_size(reference)} call pipelines over {iterations(chosen)} iterations instead of "
             f"{iterations(best_bound)}; use --k to override"
         )
-    return [(k, None if k == optimum.k else k, pipelined(k)) for k in fitting], notes
+    return [(k, None if k == optimum.k else k) for k in fitting], notes
 
 
 def two_forests(topology: Topology, coll: str) -> bool:
@@ -288,7 +288,7 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
             candidates, notes = _k_candidates(topology, options, instances)
             smallest_failed = None
             fitted: list[Fitted] = []
-            for known_k, k, _ in candidates:
+            for known_k, k in candidates:
                 if len(fitted) == SIMULATED_CANDIDATES:
                     break
                 if smallest_failed is not None and known_k is not None and known_k > smallest_failed:
