@@ -47,3 +47,7 @@ MAX_K = 1024
 MAX_BYTES = 2**63 - 1
 #: chunks per loop and per GPU buffer declared in an MSCCL XML file.
 MAX_XML_CHUNKS = 2**20
+#: bytes of an MSCCL++ execution plan (JSON); collc's own 32-GPU plans take a few MB.
+MAX_PLAN_BYTES = 64 * 2**20
+#: operations in one MSCCL++ plan, all ranks together (the executor runs at most 64 per threadblock).
+MAX_PLAN_OPS = 2**20
