@@ -2,7 +2,9 @@
 
 ``@topology_argument`` adds a ``TOPO`` argument (a topology file or a preset name) and a repeatable
 ``--set KEY=VALUE`` option for the topology's declared parameters, loads the topology and passes it to
-the command as ``topology``. Topology warnings are printed to stderr.
+the command as ``topology``. Topology warnings are printed to stderr. It also adds the options of
+:func:`degradation_options` (``--without``, ``--derate``, ``--gpus``), applied to the loaded topology
+(:mod:`collc.topology.degrade`), so every command works on the fabric as it is now.
 
 Every option that names a file to write uses :func:`output_path` (or :func:`output_directory`) as its
 click callback, so a bad path is refused before any work (see :func:`collc.fileio.check_output_path`).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -21,6 +24,7 @@ from collc.errors import InputError
 from collc.fileio import check_output_directory, check_output_path
 from collc.msccl.program import PROTOCOLS
 from collc.topology import Topology, TopologyWarning, load
+from collc.topology.degrade import Degradation, degrade
 from collc.topology.presets import parameters_of
 
 
@@ -75,12 +79,22 @@ def print_warning(warning: TopologyWarning) -> None:
     click.echo(str(warning), err=True)
 
 
-def load_topology(source: str, settings: Iterable[str]) -> Topology:
-    """The topology named by a ``TOPO`` argument with its ``--set`` values applied."""
-    return load(source, parse_settings(settings, source), on_warning=print_warning)
+def load_topology(source: str, settings: Iterable[str], degradation: Degradation | None = None) -> Topology:
+    """The topology named by a ``TOPO`` argument with its ``--set`` values and changes applied."""
+    loaded = load(source, parse_settings(settings, source), on_warning=print_warning)
+    return degrade(loaded, degradation) if degradation is not None else loaded
 
 
 _SOURCE_KEY = "collc.topology_source"
+_CHANGES_KEY = "collc.topology_changes"
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The fabric as loaded and the changes the command applied to it."""
+
+    fabric: Topology
+    degradation: Degradation
 
 
 def current_topology_source() -> tuple[str, dict[str, str]]:
@@ -88,8 +102,46 @@ def current_topology_source() -> tuple[str, dict[str, str]]:
     return click.get_current_context().meta[_SOURCE_KEY]
 
 
+def current_changes() -> Changes | None:
+    """The running command's fabric as loaded and its changes, or None when it made none."""
+    return click.get_current_context().meta.get(_CHANGES_KEY)
+
+
+def degradation_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: add ``--without``, ``--derate`` and ``--gpus``; call ``command(degradation=...)``."""
+
+    @click.option(
+        "--without",
+        multiple=True,
+        metavar="SPEC",
+        help="Take a failed part out: link:A-B, nic:NAME, switch:NAME, gpu:NAME (leaves the collective) "
+        "or box:N (repeatable; names as `collc topo show` prints them).",
+    )
+    @click.option(
+        "--derate",
+        multiple=True,
+        metavar="link:A-B=AMOUNT",
+        help="Run the links joining A and B at a share of their bandwidth (=50%) or at a bandwidth "
+        "(=100GB/s) (repeatable).",
+    )
+    @click.option(
+        "--gpus",
+        metavar="SELECTION",
+        help="Schedule for these GPUs only, in this rank order: ranks (0-7), names (b0.gpu3), boxes "
+        "(b0-b3) or @FILE with one per line, comma-separated. The others neither send nor forward.",
+    )
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any, without: tuple[str, ...], derate: tuple[str, ...], gpus: str | None, **kwargs: Any
+    ):
+        return command(*args, degradation=Degradation(without, derate, gpus), **kwargs)
+
+    return wrapper
+
+
 def topology_argument(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: add ``TOPO`` and ``--set KEY=VALUE``; call ``command(topology=..., ...)``."""
+    """Decorator: add ``TOPO``, ``--set KEY=VALUE`` and the degradation options; call
+    ``command(topology=..., ...)`` with the changed topology."""
 
     @click.argument("topo", metavar="TOPO")
     @click.option(
@@ -99,11 +151,17 @@ def topology_argument(command: Callable[..., Any]) -> Callable[..., Any]:
         metavar="KEY=VALUE",
         help="Set a topology parameter, e.g. --set boxes=2 (repeatable; see `collc topo show`).",
     )
+    @degradation_options
     @functools.wraps(command)
-    def wrapper(*args: Any, topo: str, settings: tuple[str, ...], **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, topo: str, settings: tuple[str, ...], degradation: Degradation, **kwargs: Any
+    ) -> Any:
         values = parse_settings(settings, topo)
-        topology = load(topo, values, on_warning=print_warning)
-        click.get_current_context().meta[_SOURCE_KEY] = (topo, values)
-        return command(*args, topology=topology, **kwargs)
+        fabric = load(topo, values, on_warning=print_warning)
+        meta = click.get_current_context().meta
+        meta[_SOURCE_KEY] = (topo, values)
+        if not degradation.is_empty:
+            meta[_CHANGES_KEY] = Changes(fabric, degradation)
+        return command(*args, topology=degrade(fabric, degradation), **kwargs)
 
     return wrapper
