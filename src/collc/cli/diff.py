@@ -89,10 +89,11 @@ def _cut_line(title: str, bound: Bound, gpus: set[str], reverse: bool) -> list[s
         key=lambda arc: (natural_key(arc[0]), natural_key(arc[1])),
     )
     per_gpu = bound.cut_bandwidth / bound.cut_num_gpus
+    carry = "carries" if len(arcs) == 1 else "carry"
     lines = [
         f"  {title}: {bound.cut_num_gpus} of {bound.num_gpus} GPUs inside S, GPUs {smaller[0]} S: "
         f"{_patterns(smaller[1])}",
-        f"    {plural(len(arcs), 'link')} {verb} S {'carries' if len(arcs) == 1 else 'carry'} {float(bound.cut_bandwidth):.2f} GB/s "
+        f"    {plural(len(arcs), 'link')} {verb} S {carry} {float(bound.cut_bandwidth):.2f} GB/s "
         f"= {float(per_gpu):.2f} GB/s per inside GPU",
     ]
     lines += [f"      {src} -> {dst}  {float(bw):.2f} GB/s" for src, dst, bw in arcs[:_SHOWN_LINKS]]
