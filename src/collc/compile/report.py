@@ -63,8 +63,15 @@ def _outlook_line(row: SizeOutlook) -> str:
     )
 
 
-def report_lines(result: CompileResult, filename: str) -> list[str]:
-    """The human report ``collc compile`` prints."""
+def healthy_line(result: CompileResult, healthy_algbw: Fraction) -> str:
+    """On a degraded fabric: the same job's bound on the healthy fabric against this one's."""
+    change = float(result.bound_algbw / healthy_algbw - 1) * 100
+    this = _gbps(result.bound_algbw)
+    return f"  healthy fabric   bound {_gbps(healthy_algbw)}, this one {this} ({change:+.1f} %)"
+
+
+def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction | None = None) -> list[str]:
+    """The human report ``collc compile`` prints (``healthy_algbw``: the bound before a degradation)."""
     algo, usage, limits = result.algorithm, result.lowered.usage, result.limits
     forest = result.solution.forest
     gap = float(1 - result.file_bound_algbw / result.bound_algbw) * 100
@@ -72,6 +79,7 @@ def report_lines(result: CompileResult, filename: str) -> list[str]:
         f"wrote {filename}: {algo.coll} on {result.topology.name} ({algo.ngpus} GPUs) for {result.runtime}, "
         f"{algo.proto}, {PLACEMENT[(algo.inplace, algo.outofplace)]}",
         f"  bound            {_gbps(result.bound_algbw)} algbw (optimal bound of {algo.coll} on this fabric)",
+        *([healthy_line(result, healthy_algbw)] if healthy_algbw is not None else []),
         f"  this file's k    {_gbps(result.file_bound_algbw)} algbw bound at k = {forest.k}"
         + (" (equals the optimal bound)" if gap == 0 else f" ({gap:.2f} % below the optimal bound)"),
         "  predicted        event simulation of this file; ring/tree: the runtime's, at their best protocol",
@@ -107,7 +115,9 @@ def _slower_notes(result: CompileResult) -> list[str]:
     return [f"the file takes sizes where it is predicted slower than the runtime's best: {sizes}"]
 
 
-def report_json(result: CompileResult, filename: str) -> dict[str, object]:
+def report_json(
+    result: CompileResult, filename: str, healthy_algbw: Fraction | None = None
+) -> dict[str, object]:
     """``collc compile --json``: the report with stable keys (figures in GB/s, sizes in bytes)."""
     algo, usage = result.algorithm, result.lowered.usage
     return {
@@ -129,6 +139,7 @@ def report_json(result: CompileResult, filename: str) -> dict[str, object]:
         else "predicted",
         "bound_algbw": round(float(result.bound_algbw), 3),
         "file_bound_algbw": round(float(result.file_bound_algbw), 3),
+        "healthy_bound_algbw": None if healthy_algbw is None else round(float(healthy_algbw), 3),
         "predicted": [row.to_json() for row in result.predicted],
         "threadblocks_per_gpu": usage.max_tbs,
         "merged_threadblocks": result.lowered.merged_tbs,
