@@ -13,6 +13,7 @@ import click
 
 from collc.cli import main
 from collc.cli.common import PROTOCOL, output_directory, output_path, topology_argument
+from collc.cli.diff import healthy_bound_algbw
 from collc.compile.driver import CompileOptions, compile_schedule
 from collc.compile.report import report_json, report_lines
 from collc.errors import InputError
@@ -138,7 +139,8 @@ def compile_command(
         return
     result = compile_schedule(topology, options)
     atomic_write(target, result.xml)
+    healthy = healthy_bound_algbw(coll)
     if as_json:
-        click.echo(json.dumps(report_json(result, output), indent=2))
+        click.echo(json.dumps(report_json(result, output, healthy), indent=2))
     else:
-        click.echo("\n".join(report_lines(result, output)))
+        click.echo("\n".join(report_lines(result, output, healthy)))
