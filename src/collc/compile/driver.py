@@ -267,79 +267,213 @@ def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResu
     """Solve, lower, fit, simulate, choose the range and verify a schedule for ``topology``.
 
     Raises if nothing fits, if a check fails, or (unless ``options.force`` or a user's range) if the
-    written file would be predicted slower than the runtime's own algorithms at every size.
+    written file would be predicted slower than the runtime's own algorithms at every size. The work
+    runs as the steps of :func:`advance`, one after the other.
     """
+    state = begin(topology, options)
+    while state.result is None:
+        advance(state)
+    return state.result
+
+
+@dataclass
+class CompileState:
+    """A compile between two steps: all that the next step needs, and nothing that cannot be pickled.
+
+    Candidates are tried in *attempts* of ``(allow_shared_stages, instances)``: first without
+    threadblocks that share tree depths (a smaller k that pipelines beats a larger one that does not),
+    each from the requested instances down by halves. Within an attempt the priced k candidates are
+    solved and lowered in order until :data:`SIMULATED_CANDIDATES` fit; the fastest is then chosen.
+    A service may stop between steps, keep or pickle the state, and resume it in another process.
+    """
+
+    topology: Topology
+    options: CompileOptions
+    runtime: str
+    limits: RuntimeLimits
+    planes: dict[str, int]
+    model: TopologyModel
+    reference: int
+    separate_reduce: bool  # allreduce reduces over a forest of its own (two_forests)
+    attempts: list[tuple[bool, int]]
+    attempt: int = 0
+    candidates: list[tuple[int | None, int | None]] | None = None  # this attempt's, once priced
+    notes: list[str] = field(default_factory=list)
+    position: int = 0  # the next candidate to consider
+    smallest_failed: int | None = None
+    fitted: list[Fitted] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # every attempt's, for the final message
+    solutions: dict[int | None, Solution] = field(default_factory=dict)  # shared by the attempts
+    reduce_forests: dict[int, Forest] = field(default_factory=dict)  # allreduce's reduce forests per k
+    best: Fitted | None = None  # the chosen program, before its range
+    chosen: tuple[ByteRange, bool] | None = None  # its range, and whether it is only forced
+    result: CompileResult | None = None
+    steps_done: int = 0
+
+
+def begin(topology: Topology, options: CompileOptions) -> CompileState:
+    """The first step: check the options and set up what every later step shares."""
     runtime = _check_options(options, topology)
-    limits = limits_for(topology, runtime)
-    planes = network_planes(topology)
-    model = TopologyModel(topology)
-    reference = _reference_bytes(options)
     instance_options = []
     count = options.instances
     while count >= 1:
         instance_options.append(count)
         count //= 2
-    failures: list[str] = []
-    solutions: dict[int | None, Solution] = {}  # both passes reuse the solved forests
-    reduce_forests: dict[int, Forest] = {}  # allreduce's reduce forests per k (two_forests)
-    separate_reduce = two_forests(topology, options.coll)
-    for allow_shared_stages in (False, True):  # a smaller k that pipelines beats a larger one that does not
-        for instances in instance_options:
-            candidates, notes = _k_candidates(topology, options, instances)
-            smallest_failed = None
-            fitted: list[Fitted] = []
-            for known_k, k in candidates:
-                if len(fitted) == SIMULATED_CANDIDATES:
-                    break
-                if smallest_failed is not None and known_k is not None and known_k > smallest_failed:
-                    continue  # more trees per root only need more threadblocks, steps and channels
-                if k not in solutions:
-                    reverse = options.coll == "reducescatter"
-                    solutions[k] = solve(topology, k=k, max_k=options.max_k, reverse=reverse)
-                solution = solutions[k]
-                if separate_reduce and solution.forest.k not in reduce_forests:
-                    reduce_forests[solution.forest.k] = solve(
-                        topology, k=solution.forest.k, reverse=True
-                    ).forest
-                reduce_forest = reduce_forests.get(solution.forest.k)
-                name = _name(topology, options.coll, solution.forest.k, instances)
-                lowering = replace(options, instances=instances, name=name)
-                try:
-                    lowered = lower(
-                        solution.forest,
-                        lowering,
-                        limits,
-                        planes=planes,
-                        reduce_forest=reduce_forest,
-                        arc_bandwidths=topology.arc_bandwidths(),
-                        allow_shared_stages=allow_shared_stages,
-                    )
-                except DoesNotFit as error:
-                    failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
-                    smallest_failed = min(solution.forest.k, smallest_failed or solution.forest.k)
-                    continue
-                predictor = Memo(model.collc(lowered.algorithm))
-                fitted.append(Fitted(solution, lowered, instances, predictor, reduce_forest))
-            if fitted:
-                best = _pick(fitted, reference)
-                if failures:
-                    notes.append("did not fit: " + "; ".join(failures))
-                if len(fitted) > 1:
-                    tried = ", ".join(
-                        f"k = {item.solution.forest.k}: {item.algbw(reference):.1f}" for item in fitted
-                    )
-                    notes.append(
-                        f"chose k = {best.solution.forest.k} by simulating each candidate at "
-                        f"{format_size(reference)} (algbw GB/s {tried}; within {float(EQUIVALENT):.0%} "
-                        f"of the fastest, the fastest at {format_size(reference // 16)})"
-                    )
-                best = _feeder_instances(topology, options, limits, planes, model, best, reference, notes)
-                return _finish(topology, options, runtime, limits, model, best, notes)
-    raise DoesNotFit(
-        f"no schedule fits {runtime} on {topology.name}: " + "; ".join(failures),
-        hint="try --max-k with a small budget, --instances 1, or the other runtime's limits; "
-        "a file cannot hold more than 4096 elements per rank",
+    return CompileState(
+        topology=topology,
+        options=options,
+        runtime=runtime,
+        limits=limits_for(topology, runtime),
+        planes=network_planes(topology),
+        model=TopologyModel(topology),
+        reference=_reference_bytes(options),
+        separate_reduce=two_forests(topology, options.coll),
+        attempts=[(shared, instances) for shared in (False, True) for instances in instance_options],
     )
+
+
+def next_step(state: CompileState) -> str:
+    """The name of the step :func:`advance` runs next (a key of :data:`STEPS`), or ``"done"``."""
+    if state.result is not None:
+        return "done"
+    if state.chosen is not None:
+        return "verify"
+    if state.best is not None:
+        return "range"
+    if state.candidates is None:
+        return "bound"
+    index = _next_candidate(state)
+    if index is None:
+        return "choose"
+    k = state.candidates[index][1]
+    if k not in state.solutions:
+        return "forest"
+    if state.separate_reduce and state.solutions[k].forest.k not in state.reduce_forests:
+        return "forest"
+    return "lower"
+
+
+def advance(state: CompileState) -> CompileState:
+    """Run the next step on ``state`` (in place) and return it."""
+    STEPS[next_step(state)](state)
+    state.steps_done += 1
+    return state
+
+
+def _next_candidate(state: CompileState) -> int | None:
+    """The index of the next candidate to solve and lower, or None when the attempt has enough fitted
+    programs or none is left. A k above one that did not fit is skipped: more trees per root only need
+    more threadblocks, steps and channels."""
+    assert state.candidates is not None
+    if len(state.fitted) == SIMULATED_CANDIDATES:
+        return None
+    for index in range(state.position, len(state.candidates)):
+        known_k = state.candidates[index][0]
+        if state.smallest_failed is None or known_k is None or known_k <= state.smallest_failed:
+            return index
+    return None
+
+
+def _price_step(state: CompileState) -> None:
+    """Bound: the exact bounds of the k candidates of the current attempt, best priced first."""
+    instances = state.attempts[state.attempt][1]
+    state.candidates, state.notes = _k_candidates(state.topology, state.options, instances)
+    state.position, state.smallest_failed, state.fitted = 0, None, []
+
+
+def _solve_step(state: CompileState) -> None:
+    """Forest: solve the next candidate's forest, then (allreduce on an asymmetric fabric) its reduce
+    forest on the reversed fabric; each is solved once for all attempts."""
+    index = _next_candidate(state)
+    assert index is not None and state.candidates is not None
+    k = state.candidates[index][1]
+    if k not in state.solutions:
+        reverse = state.options.coll == "reducescatter"
+        state.solutions[k] = solve(state.topology, k=k, max_k=state.options.max_k, reverse=reverse)
+        return
+    forest_k = state.solutions[k].forest.k
+    state.reduce_forests[forest_k] = solve(state.topology, k=forest_k, reverse=True).forest
+
+
+def _lower_step(state: CompileState) -> None:
+    """Lower: fit the next candidate's forest to the runtime's limits, or record why it does not fit."""
+    index = _next_candidate(state)
+    assert index is not None and state.candidates is not None
+    state.position = index + 1
+    allow_shared_stages, instances = state.attempts[state.attempt]
+    solution = state.solutions[state.candidates[index][1]]
+    reduce_forest = state.reduce_forests.get(solution.forest.k)
+    name = _name(state.topology, state.options.coll, solution.forest.k, instances)
+    try:
+        lowered = lower(
+            solution.forest,
+            replace(state.options, instances=instances, name=name),
+            state.limits,
+            planes=state.planes,
+            reduce_forest=reduce_forest,
+            arc_bandwidths=state.topology.arc_bandwidths(),
+            allow_shared_stages=allow_shared_stages,
+        )
+    except DoesNotFit as error:
+        state.failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
+        state.smallest_failed = min(solution.forest.k, state.smallest_failed or solution.forest.k)
+        return
+    predictor = Memo(state.model.collc(lowered.algorithm))
+    state.fitted.append(Fitted(solution, lowered, instances, predictor, reduce_forest))
+
+
+def _choose_step(state: CompileState) -> None:
+    """Simulate: the fastest fitted candidate at the reference size (then maybe doubled instances);
+    with none fitted, the next attempt, and after the last one the reasons nothing fits."""
+    fitted, reference, notes = state.fitted, state.reference, state.notes
+    if not fitted:
+        state.attempt += 1
+        state.candidates = None
+        if state.attempt == len(state.attempts):
+            raise DoesNotFit(
+                f"no schedule fits {state.runtime} on {state.topology.name}: " + "; ".join(state.failures),
+                hint="try --max-k with a small budget, --instances 1, or the other runtime's limits; "
+                "a file cannot hold more than 4096 elements per rank",
+            )
+        return
+    best = _pick(fitted, reference)
+    if state.failures:
+        notes.append("did not fit: " + "; ".join(state.failures))
+    if len(fitted) > 1:
+        tried = ", ".join(f"k = {item.solution.forest.k}: {item.algbw(reference):.1f}" for item in fitted)
+        notes.append(
+            f"chose k = {best.solution.forest.k} by simulating each candidate at "
+            f"{format_size(reference)} (algbw GB/s {tried}; within {float(EQUIVALENT):.0%} "
+            f"of the fastest, the fastest at {format_size(reference // 16)})"
+        )
+    state.best = _feeder_instances(
+        state.topology, state.options, state.limits, state.planes, state.model, best, reference, notes
+    )
+
+
+def _range_step(state: CompileState) -> None:
+    """Range: the sizes where the chosen file is predicted to beat the runtime (or the user's)."""
+    assert state.best is not None
+    state.chosen = _byte_range(
+        state.topology, state.options, state.runtime, state.model, state.best, state.notes
+    )
+
+
+def _verify_step(state: CompileState) -> None:
+    """Verify: the program with its final range through the verifier, and its XML."""
+    assert state.best is not None and state.chosen is not None
+    state.result = _finish(state, state.best, *state.chosen)
+
+
+#: the steps of a compile by name (:func:`next_step`), in the order they first run
+STEPS = {
+    "bound": _price_step,
+    "forest": _solve_step,
+    "lower": _lower_step,
+    "choose": _choose_step,
+    "range": _range_step,
+    "verify": _verify_step,
+}
 
 
 @dataclass(frozen=True)
@@ -439,17 +573,9 @@ class NoWin(InfeasibleError):
     """The compiled file is predicted slower than the runtime's own algorithms at every size."""
 
 
-def _finish(
-    topology: Topology,
-    options: CompileOptions,
-    runtime: str,
-    limits: RuntimeLimits,
-    model: TopologyModel,
-    best: Fitted,
-    notes: list[str],
-) -> CompileResult:
+def _finish(state: CompileState, best: Fitted, chosen: ByteRange, forced: bool) -> CompileResult:
+    topology, options, runtime, notes = state.topology, state.options, state.runtime, state.notes
     lowered = best.lowered
-    chosen, forced = _byte_range(topology, options, runtime, model, best, notes)
     algo = replace(lowered.algorithm, min_bytes=chosen.min_bytes, max_bytes=chosen.max_bytes)
     report = _verified(algo, runtime, topology)
     if lowered.stages_shared:
@@ -472,15 +598,15 @@ def _finish(
         topology=topology,
         options=options,
         runtime=runtime,
-        limits=limits,
+        limits=state.limits,
         solution=best.solution,
         lowered=lowered,
         instances=best.instances,
-        bound_algbw=model.bound_algbw(options.coll),
+        bound_algbw=state.model.bound_algbw(options.coll),
         file_bound_algbw=coll_algbw(best.solution.forest, options.coll, best.reduce_forest),
         serving=serving(algo.nchunksperloop, options.coll, topology.num_gpus, options.align),
         byte_range=chosen,
-        model=model,
+        model=state.model,
         predictor=best.predictor,
         verification=report,
         xml=to_xml(algo, runtime=runtime),
