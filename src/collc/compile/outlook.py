@@ -16,7 +16,7 @@ from math import lcm
 
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
-from collc.predict.params import PROTOCOLS, busbw_factor
+from collc.predict.params import PROTOCOLS, Protocol, busbw_factor
 from collc.predict.sweep import Memo, Predictor
 from collc.verify.select import PER_RANK_COLLECTIVES, explain
 
@@ -111,14 +111,18 @@ def outlook(
     sizes: Iterable[int],
     runtime: str,
     predictor: Predictor | None = None,
+    proto: Protocol | None = None,
 ) -> list[SizeOutlook]:
     """The file ``algo`` at each size (moved to the nearest size it serves), simulated.
 
     ``predictor`` lets callers share one memoised simulation across calls (the same program is
-    asked for the same sizes by the range choice and the report).
+    asked for the same sizes by the range choice and the report). ``proto`` is the model of the file's
+    protocol as deployed (a Simple file tuned for a smaller ``NCCL_BUFFSIZE`` pipelines at its grain);
+    by default the runtime's default buffers. The runtime's own ring and tree are predicted at their
+    default buffers: what the cluster runs without collc.
     """
     cost = predictor or Memo(model.collc(algo))
-    proto = PROTOCOLS[algo.proto]
+    proto = proto or PROTOCOLS[algo.proto]
     bound = float(model.bound_algbw(algo.coll))
     factor = float(busbw_factor(algo.coll, algo.ngpus))
     whole = replace(algo, min_bytes=0, max_bytes=0)

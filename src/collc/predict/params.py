@@ -12,6 +12,7 @@ from fractions import Fraction
 from collc.errors import InputError
 from collc.msccl.program import SCHEDULED_COLLECTIVES
 from collc.topology.model import Link, Topology
+from collc.verify.calls import SLOTS, SLOTS_PER_CALL
 
 COLLECTIVES = SCHEDULED_COLLECTIVES
 
@@ -52,9 +53,25 @@ class Protocol:
 # flag handling is not measured, so for them it is an upper bound. Table and command: docs/cost-model.md §1.
 THREADBLOCK_COPY_GBPS = 48.5
 
+#: NCCL_BUFFSIZE's default: the connection buffer of the Simple protocol
+DEFAULT_BUFFER_BYTES = 4 << 20
+
+
+def simple(buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> Protocol:
+    """Simple on a connection buffer of ``buffer_bytes`` (``NCCL_BUFFSIZE``).
+
+    The buffer sets the pipelining grain: a FIFO step is one of its 8 slots and one primitive call
+    (what one pipelining iteration of an MSCCL program moves of every chunk) is 4 of them, so a sender
+    runs 2 calls ahead. A smaller buffer cuts a call into more, smaller iterations: a tree fills and
+    drains in less time, and every iteration pays the step overhead once more.
+    """
+    slot = buffer_bytes // SLOTS
+    calls = SLOTS_PER_CALL["Simple"]
+    return Protocol("Simple", Fraction(1), 1.0, slot, SLOTS // calls, slot * calls, THREADBLOCK_COPY_GBPS)
+
+
 PROTOCOLS: dict[str, Protocol] = {
-    # 4 MiB NCCL_BUFFSIZE split into 8 FIFO steps; a call is MSCCL_CHUNKSTEPS = 4 of them.
-    "Simple": Protocol("Simple", Fraction(1), 1.0, 512 * 1024, 2, 2 * 1024 * 1024, THREADBLOCK_COPY_GBPS),
+    "Simple": simple(),
     # 120 of every 128 bytes are payload; 8 FIFO steps of 640 threads x 120 elements x 8 bytes.
     "LL128": Protocol("LL128", Fraction(15, 16), 0.8, 576_000, 8, 576_000, THREADBLOCK_COPY_GBPS),
     # Half of every 16-byte line is flag; 8 FIFO steps of 512 threads x 8 lines x 16 bytes.

@@ -28,10 +28,10 @@ class Memo:
 
     def __init__(self, inner: Predictor):
         self.inner = inner
-        self._seen: dict[tuple[str, int, str], float] = {}
+        self._seen: dict[tuple[str, int, Protocol], float] = {}
 
     def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float:
-        key = (collective, nbytes, proto.name)
+        key = (collective, nbytes, proto)  # the protocol with its grain (a buffer size)
         if key not in self._seen:
             self._seen[key] = self.inner.time_us(collective, nbytes, proto)
         return self._seen[key]
