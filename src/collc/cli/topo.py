@@ -170,3 +170,6 @@ def _show_document(
             for rank, name in enumerate(topology.ranks)
         ],
     }
+
+
+from collc.cli import topo_import as _topo_import  # noqa: E402,F401  (registers `collc topo import`)
