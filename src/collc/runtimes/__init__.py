@@ -1,0 +1,1 @@
+"""Which collective runtime, installed where, loads which of collc's outputs (``collc runtime``)."""
