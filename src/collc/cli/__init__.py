@@ -73,6 +73,7 @@ from collc.cli import bound as _bound  # noqa: E402,F401
 from collc.cli import compile as _compile  # noqa: E402,F401
 from collc.cli import diff as _diff  # noqa: E402,F401
 from collc.cli import report as _report  # noqa: E402,F401
+from collc.cli import runtime as _runtime  # noqa: E402,F401
 from collc.cli import simulate as _simulate  # noqa: E402,F401
 from collc.cli import topo as _topo  # noqa: E402,F401
 from collc.cli import trees as _trees  # noqa: E402,F401
