@@ -152,7 +152,7 @@ def decode_nccl_version(code: int) -> Version:
 
 
 def decode_mscclpp_version(code: int) -> Version:
-    """MSCCL++'s version code (what its shim's ``ncclGetVersion`` returns): ``major*10000 + minor*100 + patch``."""
+    """MSCCL++'s version code (its shim's ``ncclGetVersion``): ``major*10000 + minor*100 + patch``."""
     if code < 0:
         raise ValueError(f"a version code is not negative, got {code}")
     return Version(code // 10000, code % 10000 // 100, code % 100)
@@ -346,6 +346,8 @@ def read_library(path: str | Path) -> LibraryReading:
         )
     if answer["status"] != 0:
         raise InputError(f"ncclGetVersion failed with result {answer['status']}", location=where)
+    if answer["code"] < 0:
+        raise InputError(f"ncclGetVersion gave a negative version code ({answer['code']})", location=where)
     return LibraryReading(shown, answer["code"], frozenset(answer["symbols"]))
 
 
@@ -372,8 +374,8 @@ def search_places(
     directories += ["/usr/local/lib", "/opt/rocm/lib"]
     cuda_homes = [environ[name] for name in ("CUDA_HOME", "CUDA_PATH") if environ.get(name)]
     directories += [f"{home}/lib64" for home in [*cuda_homes, "/usr/local/cuda"]]
-    for site in site_dirs:
-        directories += [f"{site}/nvidia/nccl/lib", f"{site}/torch/lib"]
+    for site_dir in site_dirs:
+        directories += [f"{site_dir}/nvidia/nccl/lib", f"{site_dir}/torch/lib"]
     listed = [
         line.rsplit("=>", 1)[1].strip()
         for line in ldconfig_listing.splitlines()
