@@ -30,6 +30,7 @@ from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
 from collc.lowering.lower import DoesNotFit, Lowered, LoweringOptions, coll_algbw, lower
 from collc.lowering.plan import COLLECTIVES, network_planes
+from collc.lowering.reach import check_reach
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.msccl.writer import to_xml
 from collc.predict.model import TopologyModel
@@ -314,6 +315,8 @@ class CompileState:
 def begin(topology: Topology, options: CompileOptions) -> CompileState:
     """The first step: check the options and set up what every later step shares."""
     runtime = _check_options(options, topology)
+    limits = limits_for(topology, runtime)
+    check_reach(options.coll, topology.num_gpus, limits.max_elements_per_rank, options.outofplace)
     instance_options = []
     count = options.instances
     while count >= 1:
@@ -323,7 +326,7 @@ def begin(topology: Topology, options: CompileOptions) -> CompileState:
         topology=topology,
         options=options,
         runtime=runtime,
-        limits=limits_for(topology, runtime),
+        limits=limits,
         planes=network_planes(topology),
         model=TopologyModel(topology),
         reference=_reference_bytes(options),

@@ -29,6 +29,7 @@ from collc.lowering.assign import (
 from collc.lowering.emit import emit, host_tb
 from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
 from collc.lowering.plan import MAX_CNT, Plan, build_plan, chunks_per_root
+from collc.lowering.reach import forest_elements
 from collc.lowering.sequence import hazards, schedule_keys
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.solver.forest import Forest
@@ -117,6 +118,19 @@ def lower(
     chunk_rate: Fraction | None = None
     plans: dict[int, tuple[Plan, list[set[int]], dict[int, list[int]]]] = {}  # built on first use
     failures: list[DoesNotFit] = []
+    # Steps counted from the forest: a piece size that cannot fit the element limit builds no plan.
+    least = {
+        size: forest_elements(forests, options.coll, per_loop, options.instances, size, options.outofplace)
+        for size in piece_sizes
+    }
+    piece_sizes = tuple(size for size in piece_sizes if least[size].total <= limits.max_elements_per_rank)
+    if not piece_sizes:
+        fewest = min(least.values(), key=lambda count: count.total)
+        raise DoesNotFit(
+            f"the forest needs at least {fewest.describe()}, "
+            f"{fewest.total - limits.max_elements_per_rank} over the limit of {limits.max_elements_per_rank}",
+            hint="use a smaller --k/--max-k or fewer --instances",
+        )
     for split_stages in (True, False) if allow_shared_stages else (True,):
         for size in piece_sizes:
             if size not in plans:
