@@ -1192,7 +1192,8 @@ class _Simulation(_Reporter):
             "race",
             op.path,
             f"the {access} by {_where(op)} and the {other_access} by {other_text} of "
-            f"{_chunk(where, index)} are not ordered by a signal and wait, a barrier, a semaphore or a packet",
+            f"{_chunk(where, index)} are not ordered by a signal and wait, a barrier, a semaphore or "
+            "a packet",
             hint="signal after the first access (with a nop before the signal) and wait before the second",
             key=(op.path, None if other is None else other.path, where.rank, where.letter),
         )
