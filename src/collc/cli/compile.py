@@ -7,21 +7,75 @@ write the file atomically (only a verified program is ever written), print the r
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from collc.cli import main
 from collc.cli.common import PROTOCOL, output_directory, output_path, topology_argument
 from collc.cli.diff import healthy_bound_algbw
-from collc.compile.driver import CompileOptions, compile_schedule
+from collc.compile.driver import compile_schedule
+from collc.compile.flags import CompileFlags
 from collc.compile.report import report_json, report_lines
 from collc.errors import InputError
 from collc.fileio import atomic_write
 from collc.lowering.limits import RUNTIMES
 from collc.lowering.plan import COLLECTIVES
-from collc.sizes import parse_size
 from collc.topology.model import Topology
+
+
+def compile_flag_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: the flags that choose the schedule (:class:`CompileFlags`), shared with ``collc submit``."""
+    for option in reversed(_FLAG_OPTIONS):
+        command = option(command)
+    return command
+
+
+_FLAG_OPTIONS = [
+    click.option("--coll", type=click.Choice(COLLECTIVES), default="allreduce", show_default=True),
+    click.option(
+        "--runtime", type=click.Choice(RUNTIMES), default=None, help="Default: the topology's runtime."
+    ),
+    click.option("--proto", type=PROTOCOL, default="Simple", show_default=True, help="Simple, LL or LL128."),
+    click.option("--inplace", "only_inplace", is_flag=True, help="Only for in-place calls (default: both)."),
+    click.option("--outofplace", "only_outofplace", is_flag=True, help="Only for out-of-place calls."),
+    click.option(
+        "--min-bytes",
+        default=None,
+        metavar="SIZE",
+        help="Smallest call size the file takes, e.g. 1MiB "
+        "[default: where it is predicted to beat the runtime].",
+    ),
+    click.option(
+        "--max-bytes",
+        default=None,
+        metavar="SIZE",
+        help="Largest call size, 0 = unbounded [default: where it is predicted to beat the runtime].",
+    ),
+    click.option(
+        "--instances",
+        type=int,
+        default=None,
+        help="Copies of the schedule [default: 1; 2 for a reduce-scatter whose NIC-feeding pairs would carry "
+        "one transfer each].",
+    ),
+    click.option("--k", "k", type=int, default=None, help="Exactly K trees per root (no search)."),
+    click.option("--max-k", type=int, default=None, help="At most MAX_K trees per root."),
+    click.option(
+        "--align",
+        type=int,
+        default=None,
+        help="Serve every count that is a multiple of ALIGN elements (default: every power of two).",
+    ),
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Write the file even if it is predicted slower than the runtime's own algorithms at every size; "
+        "with --bundle, also replace DIR.deploy.md and DIR.manifest.json.",
+    ),
+]
 
 
 @main.command("compile")
@@ -34,44 +88,7 @@ from collc.topology.model import Topology
     callback=output_path,
     help="XML file to write (or --bundle).",
 )
-@click.option("--coll", type=click.Choice(COLLECTIVES), default="allreduce", show_default=True)
-@click.option("--runtime", type=click.Choice(RUNTIMES), default=None, help="Default: the topology's runtime.")
-@click.option("--proto", type=PROTOCOL, default="Simple", show_default=True, help="Simple, LL or LL128.")
-@click.option("--inplace", "only_inplace", is_flag=True, help="Only for in-place calls (default: both).")
-@click.option("--outofplace", "only_outofplace", is_flag=True, help="Only for out-of-place calls.")
-@click.option(
-    "--min-bytes",
-    default=None,
-    metavar="SIZE",
-    help="Smallest call size the file takes, e.g. 1MiB [default: where it is predicted to beat the runtime].",
-)
-@click.option(
-    "--max-bytes",
-    default=None,
-    metavar="SIZE",
-    help="Largest call size, 0 = unbounded [default: where it is predicted to beat the runtime].",
-)
-@click.option(
-    "--instances",
-    type=int,
-    default=None,
-    help="Copies of the schedule [default: 1; 2 for a reduce-scatter whose NIC-feeding pairs would carry "
-    "one transfer each].",
-)
-@click.option("--k", "k", type=int, default=None, help="Exactly K trees per root (no search).")
-@click.option("--max-k", type=int, default=None, help="At most MAX_K trees per root.")
-@click.option(
-    "--align",
-    type=int,
-    default=None,
-    help="Serve every count that is a multiple of ALIGN elements (default: every power of two).",
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Write the file even if it is predicted slower than the runtime's own algorithms at every size; "
-    "with --bundle, also replace DIR.deploy.md and DIR.manifest.json.",
-)
+@compile_flag_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (stable keys).")
 @click.option("--auto-range", is_flag=True, hidden=True, help="The default now; accepted for old scripts.")
 @click.option(
@@ -115,23 +132,20 @@ def compile_command(
             hint="e.g. collc compile dgx-a100 -o allreduce.xml, or collc compile dgx-a100 --bundle algos",
         )
     target = Path(output or bundle_dir)
-    both = only_inplace == only_outofplace
-    options = CompileOptions(
+    options = CompileFlags(
         coll=coll,
         runtime=runtime,
         proto=proto,
-        inplace=both or only_inplace,
-        outofplace=both or only_outofplace,
-        min_bytes=parse_size(min_bytes or "0", option="--min-bytes", minimum=0),
-        max_bytes=parse_size(max_bytes or "0", option="--max-bytes", minimum=0),
-        user_range=min_bytes is not None or max_bytes is not None,
-        force=force,
-        instances=1 if instances is None else instances,
-        feeder_instances=instances is None,
+        only_inplace=only_inplace,
+        only_outofplace=only_outofplace,
+        min_bytes=min_bytes,
+        max_bytes=max_bytes,
+        instances=instances,
         k=k,
         max_k=max_k,
         align=align,
-    )
+        force=force,
+    ).options()
     if bundle_dir is not None:
         from collc.compile.bundle import compile_bundle
 
