@@ -171,6 +171,8 @@ class Op:
     semaphore_ids: tuple[int, ...] | None = None
     tbg: tuple[int, int] | None = None
     inner: tuple[Op, ...] = ()
+    unit_size: int | None = None  # a pipeline's bytes of every chunk per iteration
+    num_chunks: int | None = None  # a pipeline's chunks per op (its iterations cover num_chunks chunks)
     fields: frozenset[str] = frozenset()
 
 
@@ -585,12 +587,13 @@ class _Reader:
                 self.count(info, (*path, "tbg_info"), "tbg_size"),
             )
         inner: tuple[Op, ...] = ()
+        unit_size = num_chunks = None
         if name == "pipeline":
             context = self.obj(
                 self.field(op, path, "iter_context", dict), (*path, "iter_context"), "iter_context"
             )
-            self.count(context, (*path, "iter_context"), "unit_size")
-            self.count(context, (*path, "iter_context"), "num_chunks")
+            unit_size = self.count(context, (*path, "iter_context"), "unit_size")
+            num_chunks = self.count(context, (*path, "iter_context"), "num_chunks")
             inner = tuple(
                 self.op(o, (*path, "ops", i)) for i, o in enumerate(self.field(op, path, "ops", list))
             )
@@ -606,6 +609,8 @@ class _Reader:
             semaphore_ids=self.ints(op, path, "semaphore_ids"),
             tbg=tbg,
             inner=inner,
+            unit_size=unit_size,
+            num_chunks=num_chunks,
             fields=frozenset(op),
         )
 

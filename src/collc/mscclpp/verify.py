@@ -28,9 +28,11 @@ located problems as the XML verifier (docs/verify.md, "MSCCL++ execution plans",
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from collc.errors import InputError, Location
 from collc.mscclpp.reader import (
@@ -67,7 +69,7 @@ SIGNALS = frozenset({"signal", "rlxsignal"})
 WAITS = frozenset({"wait", "rlxwait"})
 PUTS = frozenset({"put", "pws", "pwsf"})
 #: ops whose effect collc does not model: the verifier says so instead of accepting the plan
-UNSIMULATED = frozenset({"pipeline", "glres", "gstore", "gstorepkt"})
+UNSIMULATED = frozenset({"glres", "gstore", "gstorepkt"})
 #: ops that read or write data (run by every thread of the block)
 DATA_OPS = frozenset(
     {"put", "pws", "pwsf", "get", "copy", "re", "res", "rre", "rres"}
@@ -118,11 +120,21 @@ def verify_plan(plan: Plan, filename: str | None = None) -> VerifyReport:
         report.notes.append("not simulated: the plan breaks the executor's rules above")
         return report
     _check_simulation_size(plan, filename)
-    simulation = _Simulation(plan)
-    report.problems.extend(simulation.run())
+    pipelined = any(op.name == "pipeline" for gpu in plan.gpus for tb in gpu.threadblocks for op in tb.ops)
+    seen: set[tuple[str, str]] = set()
+    for once in (False, True) if pipelined else (False,):
+        for problem in _Simulation(plan, once=once).run():
+            if (problem.rule, problem.message) not in seen:  # the second run adds only what is new
+                seen.add((problem.rule, problem.message))
+                report.problems.append(problem)
     placement = "in-place" if plan.inplace else "out-of-place"
     checked = "" if plan.collective in collective.CHECKED_COLLECTIVES else " (no postcondition known)"
     report.notes.append(f"simulated {plan.collective}{checked}, {placement}, {len(plan.gpus)} rank(s)")
+    if pipelined:
+        report.notes.append(
+            "pipelines simulated at one chunk per iteration (num_chunks iterations: the finest interleaving) "
+            "and at one iteration (calls whose chunks fit one unit_size)"
+        )
     return report
 
 
@@ -346,6 +358,9 @@ class _Lint(_Reporter):
 
     def check_op(self, rank: int, gpu: Gpu, tb: Threadblock, op: Op) -> None:
         where = _where(op)
+        if op.name == "pipeline":
+            self.check_pipeline(rank, gpu, tb, op)
+            return
         what = _unsimulated(op)
         if what is not None:
             self.add(
@@ -389,6 +404,45 @@ class _Lint(_Reporter):
                     )
         if op.name in DATA_OPS:
             self.check_data_op(rank, gpu, tb, op)
+
+    def check_pipeline(self, rank: int, gpu: Gpu, tb: Threadblock, pipeline: Op) -> None:
+        """A pipeline runs its ops ceil(num_chunks × chunk size / unit_size) times, each time on the next
+        unit_size bytes of every operand: the operands must be num_chunks chunks each, and the packet
+        handlers, which ignore the iteration, cannot run inside one."""
+        where = _where(pipeline)
+        if not pipeline.unit_size or not pipeline.num_chunks:
+            self.add(
+                "pipeline-fields",
+                pipeline.path,
+                f"{where}: unit_size {pipeline.unit_size} and num_chunks {pipeline.num_chunks} must be "
+                "positive (the executor divides by unit_size)",
+            )
+            return
+        for op in pipeline.inner:
+            if op.name == "pipeline" or op.name in PACKET_OPS:
+                self.add(
+                    "pipeline-op",
+                    op.path,
+                    f"{_where(op)} inside a pipeline: the v0.10.x kernel "
+                    + (
+                        "runs one level of pipeline"
+                        if op.name == "pipeline"
+                        else "runs packet ops on their whole operands in every iteration"
+                    ),
+                    hint="move the op out of the pipeline",
+                )
+                continue
+            sizes = {ref.size for ref in (*op.src, *op.dst)}
+            if sizes - {pipeline.num_chunks}:
+                self.add(
+                    "pipeline-sizes",
+                    op.path,
+                    f"{_where(op)} moves {sorted(sizes)} chunk(s) inside a pipeline of num_chunks "
+                    f"{pipeline.num_chunks}: the iterations stop at num_chunks (a larger operand is cut "
+                    "short, a smaller one is overrun)",
+                    hint="give every operand of a pipelined op num_chunks chunks",
+                )
+            self.check_op(rank, gpu, tb, op)
 
     def check_channels(self, rank: int, tb: Threadblock, op: Op) -> None:
         where = _where(op)
@@ -593,7 +647,7 @@ class _Lint(_Reporter):
         first threads signal while the others may still move it. (Waits and data touched twice in one
         segment are checked by the simulation, which knows whether something else orders them.)"""
         last_data: Op | None = None
-        for op in tb.ops:
+        for op in _flatten(tb.ops, iterations=2):
             if op.name in SYNCS:
                 last_data = None
             elif op.name in DATA_OPS:
@@ -610,6 +664,40 @@ class _Lint(_Reporter):
                     "signal while the others may still move the data",
                     hint='insert {"name": "nop"} before the signal',
                 )
+
+
+def _flatten(ops: tuple[Op, ...], iterations: int) -> list[Op]:
+    """The ops in execution order, each pipeline's ops repeated ``iterations`` times."""
+    return [inner for op in ops for inner in (op.inner * iterations if op.name == "pipeline" else (op,))]
+
+
+class _Step(NamedTuple):
+    """One op as a threadblock executes it: iteration ``iteration`` of ``iterations`` of its pipeline
+    (0 of 1 outside pipelines)."""
+
+    op: Op
+    iteration: int = 0
+    iterations: int = 1
+
+    def slice(self, access: Access) -> Access:
+        """The part of an operand this iteration moves: the next ``size / iterations`` chunks."""
+        if self.iterations == 1:
+            return access
+        width = access.size // self.iterations
+        return dataclasses.replace(access, index=access.index + self.iteration * width, size=width)
+
+
+def _steps(ops: tuple[Op, ...], once: bool) -> tuple[_Step, ...]:
+    """A threadblock's ops in execution order; a pipeline runs its ops num_chunks times (one chunk of
+    every operand per iteration) or, with ``once``, one time on whole operands."""
+    steps: list[_Step] = []
+    for op in ops:
+        if op.name != "pipeline":
+            steps.append(_Step(op))
+            continue
+        count = 1 if once else op.num_chunks or 1
+        steps.extend(_Step(inner, iteration, count) for iteration in range(count) for inner in op.inner)
+    return tuple(steps)
 
 
 def _unsimulated(op: Op) -> str | None:
@@ -772,20 +860,20 @@ class _Simulation(_Reporter):
     process's vector clock has one block per rank (threadblocks then proxies of that rank).
     """
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, once: bool = False):
         super().__init__(plan)
         self.ngpus = len(plan.gpus)
         expected = _expected_chunks(plan)
         self.nchunks = expected[0] if expected is not None else 0
         self.owner: list[tuple[int, int]] = []  # gid -> (rank, local position)
-        self.ops: list[tuple[Op, ...]] = []
+        self.ops: list[tuple[_Step, ...]] = []
         self.tbs: list[Threadblock | None] = []
         self.proxy: dict[tuple[int, int], int] = {}  # (rank, port channel) -> gid
         widths = []
         for gpu in plan.gpus:
             for position, tb in enumerate(gpu.threadblocks):
                 self.owner.append((gpu.id, position))
-                self.ops.append(tb.ops)
+                self.ops.append(_steps(tb.ops, once))
                 self.tbs.append(tb)
             for channel in range(len(_channel_peers(gpu, "port"))):
                 self.proxy[(gpu.id, channel)] = len(self.owner)
@@ -885,11 +973,14 @@ class _Simulation(_Reporter):
         stuck = [gid for gid in range(len(self.owner)) if self.pc[gid] < len(self.ops[gid])]
         if stuck:
             for gid in stuck:
-                op = self.ops[gid][self.pc[gid]]
+                step = self.ops[gid][self.pc[gid]]
+                where = _where(step.op)
+                if step.iterations > 1:
+                    where += f" in iteration {step.iteration + 1} of {step.iterations} of its pipeline"
                 self.add(
                     "deadlock",
-                    op.path,
-                    f"{_where(op)} never completes: {self.blocked[gid]}",
+                    step.op.path,
+                    f"{where} never completes: {self.blocked[gid]}",
                     hint="every wait needs a matching signal on the paired channel of the peer",
                     key=(gid,),
                 )
@@ -904,8 +995,7 @@ class _Simulation(_Reporter):
         woken: list[int] = []
         ops = self.ops[gid]
         while self.pc[gid] < len(ops):
-            op = ops[self.pc[gid]]
-            if not self.execute(gid, op, woken):
+            if not self.execute(gid, ops[self.pc[gid]], woken):
                 return woken
             self.blocked[gid] = None
             self.pc[gid] += 1
@@ -955,7 +1045,8 @@ class _Simulation(_Reporter):
 
     # -- ops ---------------------------------------------------------------------------------------
 
-    def execute(self, gid: int, op: Op, woken: list[int]) -> bool:
+    def execute(self, gid: int, step: _Step, woken: list[int]) -> bool:
+        op = step.op
         rank = self.owner[gid][0]
         tb = self.tbs[gid]
         assert tb is not None
@@ -991,7 +1082,7 @@ class _Simulation(_Reporter):
                     self.join(gid, token, waiting_threads=True)
             return True
         if name in DATA_OPS:
-            return self.data(gid, rank, tb, op, woken)
+            return self.data(gid, rank, tb, step, woken)
         self.sync(gid)  # nop
         return True
 
@@ -1088,8 +1179,9 @@ class _Simulation(_Reporter):
         self.wake(("barrier", *key), woken)
         return True
 
-    def data(self, gid: int, rank: int, tb: Threadblock, op: Op, woken: list[int]) -> bool:
-        accesses = list(_accesses(self.plan, self.plan.gpus[rank], tb, op))
+    def data(self, gid: int, rank: int, tb: Threadblock, step: _Step, woken: list[int]) -> bool:
+        op = step.op
+        accesses = [step.slice(access) for access in _accesses(self.plan, self.plan.gpus[rank], tb, op)]
         reads = [access for access in accesses if not access.write]
         writes = [access for access in accesses if access.write]
         for access in reads:  # a packet read waits for its flag
