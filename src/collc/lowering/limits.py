@@ -12,7 +12,7 @@ from collc.verify.runtimes import PROFILES
 
 RUNTIMES = TARGET_RUNTIMES
 _EXECUTOR = PROFILES["msccl-executor"]  # the runtimes' numbers live in one place: collc.verify.runtimes
-MAX_STEPS_PER_TB = _EXECUTOR.max_steps  # MSCCL_MAX_NUM_STEPS, 64 on both runtimes
+MAX_STEPS_PER_TB = _EXECUTOR.max_steps  # MSCCL_MAX_NUM_STEPS, 64 on both XML runtimes
 MAX_ELEMENTS_PER_RANK = PARSER_MAX_NODES  # parser MAX_NODES: 1 + ngpus + tbs + steps of the parsing rank
 MAX_REDUCE_CHAIN = _EXECUTOR.max_fused_chain  # one lowering serves both runtimes: the executor's cap
 MAX_TBS_WITH_PEER_PER_CHANNEL = _EXECUTOR.max_tbs_per_channel  # per direction
@@ -47,7 +47,7 @@ def runtime_limits(runtime: str, sms_per_gpu: int | None) -> RuntimeLimits:
     max_tbs = RUNTIME_MAX_TBS[runtime]
     if sms_per_gpu is not None:
         max_tbs = min(max_tbs, sms_per_gpu)
-    return RuntimeLimits(runtime, max_tbs, RUNTIME_MAX_CHANNELS[runtime])
+    return RuntimeLimits(runtime, max_tbs, RUNTIME_MAX_CHANNELS[runtime], PROFILES[runtime].max_steps)
 
 
 def limits_for(topology: Topology, runtime: str) -> RuntimeLimits:

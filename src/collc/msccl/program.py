@@ -17,8 +17,9 @@ BUFFERS = ("i", "o", "s")
 PROTOCOLS = ("Simple", "LL", "LL128")
 #: the collectives collc compiles and predicts (the others in COLLECTIVES are only verified)
 SCHEDULED_COLLECTIVES = ("allreduce", "allgather", "reducescatter")
-#: the runtimes collc emits files for (the verifier also knows ``msccl-legacy``)
-TARGET_RUNTIMES = ("msccl-executor", "rccl")
+#: the runtimes collc emits files for (the verifier also knows ``msccl-legacy``); ``mscclpp`` gets an
+#: MSCCL++ execution plan translated from the program (collc.mscclpp)
+TARGET_RUNTIMES = ("msccl-executor", "rccl", "mscclpp")
 COLLECTIVES = (
     "allreduce",
     "allgather",

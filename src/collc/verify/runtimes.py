@@ -71,6 +71,20 @@ PROFILES: dict[str, RuntimeProfile] = {
         buffer_bytes={"Simple": 4 << 20, "LL": 8 * 256 * 8 * 16, "LL128": 28 * 256 * 8 * 8},
         ll128_line_words=8,
     ),
+    # MSCCL++ v0.10.x (collc.mscclpp): its plans are translated from an MSCCL program that obeys the
+    # executor's rules, with at most 10 steps per threadblock so that the translation (at most 6 plan
+    # operations per step, plus the ready handshake and the pipeline op) fits the executor's 64
+    # operations per threadblock; docs/mscclpp.md.
+    "mscclpp": RuntimeProfile(
+        name="mscclpp",
+        max_channels=32,
+        max_threadblocks=128,
+        max_steps=10,
+        max_depid=127,
+        max_fused_chain=15,
+        rejected_step_types=COMPOSITE_TYPES,
+        collectives=_MODERN_COLLECTIVES,
+    ),
     "msccl-legacy": RuntimeProfile(
         name="msccl-legacy",
         max_channels=32,
