@@ -18,7 +18,7 @@ Networks (every NIC port runs at its own speed):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from collc.errors import InputError
@@ -74,6 +74,10 @@ def combine(boxes: Sequence[ImportedBox], options: FabricOptions) -> ImportResul
     ranks = _rank_list(boxes) if len(boxes) > 1 else None
     assumptions = tuple(dict.fromkeys(text for box in boxes for text in box.assumptions))
     notes = tuple(dict.fromkeys(text for box in boxes for text in box.notes))
+    if any(nic.speed_gbps is None for nic in first.nics):
+        # one box: the network is left out, so the file cannot be scaled with --set boxes=N
+        first = replace(first, nics=(), nic_links=())
+        notes += ("the NICs have no speed, so the file has no network (--nic-speed adds it)",)
     text = _write(first, count, options, ranks, [box.source for box in boxes], assumptions)
     return ImportResult(text, count, len(first.gpus), assumptions, notes)
 

@@ -35,6 +35,7 @@ from collc.topology.importers import speeds
 from collc.topology.importers.model import BoxLink, ImportedBox, Nic, even_share
 from collc.topology.importers.options import ReadOptions
 from collc.topology.importers.xmltree import XmlElement, parse_xml
+from collc.topology.summary import format_gbps
 
 KNOWN_TAGS = frozenset({"system", "cpu", "pci", "pcilink", "gpu", "nic", "net", "nvlink", "xgmi", "c2c"})
 #: where each element may appear (its parent's tag)
@@ -211,7 +212,7 @@ def _gpus(elements: list[XmlElement], notes: _Notes) -> list[_Gpu]:
 def _link_speed(gpu: _Gpu, tag: str, link: XmlElement, options: ReadOptions, notes: _Notes) -> Fraction:
     """The per-link speed of ``link`` (an <nvlink> or <xgmi>): ``--link-speed``, else the documented one."""
     if options.link_speed is not None:
-        notes.assume(f"{tag}: {options.link_speed} GB/s per link and direction (--link-speed)")
+        notes.assume(f"{tag}: {format_gbps(options.link_speed)} GB/s per link and direction (--link-speed)")
         return options.link_speed
     if tag == "xgmi":
         arch = gpu.element.attributes.get("gcn", "")
@@ -360,7 +361,7 @@ def _nic(index: int, port: _Port, options: ReadOptions, notes: _Notes) -> Nic:
     device = element.attributes.get("name", f"net{port.dev}")
     link_class = "ethernet" if re.match(r"(eth|en[opsx]|ens|eno)", device) else "ib"
     if options.nic_speed is not None:
-        notes.assume(f"NIC speed: {options.nic_speed} GB/s per port and direction (--nic-speed)")
+        notes.assume(f"NIC speed: {format_gbps(options.nic_speed)} GB/s per port and direction (--nic-speed)")
         return Nic(f"nic{index}", device, options.nic_speed, link_class)
     mbps = _integer(element, "speed", required=False)
     if mbps is None or mbps <= 0:

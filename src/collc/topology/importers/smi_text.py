@@ -26,6 +26,7 @@ from collc.errors import InputError, Location
 from collc.topology.importers import speeds
 from collc.topology.importers.model import BoxLink, ImportedBox, Nic, even_share
 from collc.topology.importers.options import ReadOptions
+from collc.topology.summary import format_gbps
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _NVLINK = re.compile(r"NV(\d+)\Z")
@@ -191,7 +192,7 @@ def _box(
     assumptions = [f"GPU model {model.name} (--gpu-model)"]
     if counts:
         assumptions.append(
-            f"{link_class}: {link_speed} GB/s per link and direction (--link-speed)"
+            f"{link_class}: {format_gbps(link_speed)} GB/s per link and direction (--link-speed)"
             if options.link_speed is not None
             else model.link.describe()
         )
@@ -258,7 +259,7 @@ def _nics(
     """NICs with the GPUs that use them (nearest first); one NIC per GPU when the text shows none."""
     speed = options.nic_speed
     if speed is not None:
-        assumptions.append(f"NIC speed: {speed} GB/s per port and direction (--nic-speed)")
+        assumptions.append(f"NIC speed: {format_gbps(speed)} GB/s per port and direction (--nic-speed)")
     if not devices:
         if speed is None:
             return (), ()

@@ -1,0 +1,271 @@
+"""`collc topo import`: dumps and smi texts to topologies, checked against the presets' exact bounds."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collc.capacity import capacity_graph
+from collc.cli import main
+from collc.solver.bound import optimal_bound
+from collc.topology import Topology, load
+from collc.topology.importers import FabricOptions, ReadOptions, import_files
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "import"
+A100_XML = FIXTURES / "dgx-a100-nccl-topo.xml"
+H100_XML = FIXTURES / "dgx-h100-nccl-topo.xml"
+MI250_XML = FIXTURES / "mi250-rccl-topo.xml"
+MI300X_XML = FIXTURES / "mi300x-rccl-topo.xml"
+PCIE_XML = FIXTURES / "pcie-l40s-nccl-topo.xml"
+H200_XML = FIXTURES / "h200-nccl-topo.xml"
+A100_SMI = FIXTURES / "dgx-a100-nvidia-smi-topo.txt"
+H200_SMI = FIXTURES / "h200-nvidia-smi-topo.txt"
+MI300X_ROCM = FIXTURES / "mi300x-rocm-smi-showtopo.txt"
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def imported(tmp_path: Path, *files: Path, **options: object) -> Topology:
+    """Import ``files`` through the CLI into a file and load it as every command would."""
+    args = ["topo", "import", *map(str, files), "-o", str(tmp_path / "imported.yaml")]
+    for key, value in options.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    code, out, err = run(*args)
+    assert code == 0, err
+    assert "validates" in out
+    return load(tmp_path / "imported.yaml")
+
+
+def algbw(topology: Topology) -> Fraction:
+    """The exact optimal allgather algbw (GB/s), as `collc bound` computes it."""
+    return optimal_bound(capacity_graph(topology)).allgather_algbw
+
+
+def preset_algbw(name: str, **settings: int | str) -> Fraction:
+    return algbw(load(name, {key: str(value) for key, value in settings.items()}))
+
+
+@pytest.mark.parametrize(
+    ("source", "options", "preset"),
+    [
+        (A100_XML, {}, "dgx-a100"),
+        (H100_XML, {}, "dgx-h100"),
+        (MI250_XML, {}, "mi250"),
+        (MI300X_XML, {}, "mi300x"),
+        (A100_SMI, {"gpu_model": "A100"}, "dgx-a100"),
+        (MI300X_ROCM, {"gpu_model": "MI300X"}, "mi300x"),
+    ],
+    ids=lambda value: value.name if isinstance(value, Path) else None,
+)
+def test_one_box_gives_the_presets_exact_bound(tmp_path, source, options, preset) -> None:
+    topology = imported(tmp_path, source, **options)
+    assert algbw(topology) == preset_algbw(preset)
+
+
+def test_dgx_a100_box_is_the_presets_box(tmp_path) -> None:
+    topology = imported(tmp_path, A100_XML)
+    # 8 GPUs x 6 NVSwitches x 2 links x 25 GB/s, all NVSwitches one vertex: the preset's 300 GB/s each
+    assert topology.num_gpus == 8
+    assert algbw(topology) == preset_algbw("dgx-a100") == Fraction(8 * 300, 7)
+    assert topology.metadata.gpu_model == "A100" and topology.metadata.sms_per_gpu == 108
+    assert {node.name for node in topology.nodes if node.kind == "switch"} == {"b0.nvswitch"}
+
+
+@pytest.mark.parametrize(
+    ("source", "preset"), [(A100_XML, "dgx-a100"), (H100_XML, "dgx-h100"), (MI300X_XML, "mi300x")]
+)
+def test_two_boxes_on_rails_give_the_presets_bound(tmp_path, source, preset) -> None:
+    assert algbw(imported(tmp_path, source, boxes=2)) == preset_algbw(preset, boxes=2)
+
+
+def test_spine_oversubscription_is_the_presets(tmp_path) -> None:
+    settings = {"boxes": 4, "boxes_per_leaf": 2}
+    topology = imported(tmp_path, H100_XML, boxes=4, boxes_per_leaf=2, oversubscription=8)
+    oversubscribed = preset_algbw("dgx-h100", **settings, spine_oversubscription=8)
+    assert algbw(topology) == oversubscribed < preset_algbw("dgx-h100", **settings)
+
+
+def test_leaf_spine_network_is_limited_by_the_oversubscribed_uplinks(tmp_path) -> None:
+    # 4 MI300X boxes, 2 per leaf; a leaf's uplink is 2 boxes x 8 x 50 GB/s / 4 = 200 GB/s for 16 GPUs
+    topology = imported(
+        tmp_path, MI300X_XML, boxes=4, network="leaf-spine", boxes_per_leaf=2, oversubscription=4
+    )
+    assert algbw(topology) == 32 * Fraction(200, 16)
+    non_blocking = imported(tmp_path, MI300X_XML, boxes=4, network="leaf-spine", boxes_per_leaf=2)
+    assert algbw(non_blocking) > 32 * Fraction(200, 16)
+
+
+@pytest.mark.parametrize(("model", "socket_gbps"), [("143", 22), ("85", 10)])
+def test_pcie_only_box_uses_its_pcie_tree(tmp_path, model, socket_gbps) -> None:
+    """8 GPUs (Gen4 x16, 32 GB/s) on 4 Gen5 switches under 2 CPU sockets joined at NCCL's figure."""
+    text = PCIE_XML.read_text().replace('modelid="143"', f'modelid="{model}"')
+    (tmp_path / "pcie.xml").write_text(text)
+    topology = imported(tmp_path, tmp_path / "pcie.xml")
+    # a GPU receives 7 shards over its 32 GB/s link; a socket sends 4 shards over the socket link
+    assert algbw(topology) == 8 * min(Fraction(32, 7), Fraction(socket_gbps, 4))
+    assert not [link for link in topology.links if link.link_class == "nvlink"]
+
+
+def test_mi250_gcds_share_each_nic_of_their_package(tmp_path) -> None:
+    """Each MI250 package's two GCDs sit with one NIC under one PCIe switch: both use it."""
+    topology = imported(tmp_path, MI250_XML, boxes=2)
+    nic_links = {(link.src, link.dst) for link in topology.links if link.dst.startswith("b0.nic")}
+    assert nic_links == {(f"b0.gpu{g}", f"b0.nic{g // 2}") for g in range(16)}
+
+
+def test_link_speed_overrides_the_documented_figure(tmp_path) -> None:
+    assert algbw(imported(tmp_path, MI300X_XML, link_speed=32)) == preset_algbw("mi300x") / 2
+
+
+def test_real_h200_dump_makes_one_gpu_boxes(tmp_path) -> None:
+    """The one-GPU H200 VM: each box is that GPU and its 10 Gb/s NIC; --boxes joins them."""
+    code, _, err = run("topo", "import", str(H200_XML))
+    assert code == 2
+    assert re.search(r"h200-nccl-topo.xml:1:1: error: .*1 GPU.*\n  hint: give --boxes 2 or more", err)
+    topology = imported(tmp_path, H200_XML, boxes=4)
+    assert topology.num_gpus == 4
+    assert topology.metadata.gpu_model == "H200"
+    assert sorted({link.link_class for link in topology.links}) == ["ethernet", "pcie"]
+    # each GPU receives 3 shards through its NIC's 1.25 GB/s
+    assert algbw(topology) == 4 * Fraction(125, 100) / 3
+
+
+def test_h200_smi_text_needs_the_model_and_a_nic_speed(tmp_path) -> None:
+    code, _, err = run("topo", "import", str(H200_SMI), "--boxes", "2")
+    assert code == 2 and "--gpu-model" in err
+    topology = imported(tmp_path, H200_SMI, boxes=3, gpu_model="H200", nic_speed="400 Gb/s")
+    assert algbw(topology) == 3 * Fraction(50, 2)
+
+
+def test_per_node_files_with_global_ranks(tmp_path) -> None:
+    text = H100_XML.read_text()
+    second = re.sub(r'rank="(\d)"', lambda m: f'rank="{int(m[1]) + 8}"', text)
+    (tmp_path / "node0.xml").write_text(text)
+    (tmp_path / "node1.xml").write_text(second)
+    topology = imported(tmp_path, tmp_path / "node0.xml", tmp_path / "node1.xml")
+    assert topology.ranks[:9] == (*[f"b0.gpu{i}" for i in range(8)], "b1.gpu0")
+    assert algbw(topology) == preset_algbw("dgx-h100", boxes=2)
+    # ranks that alternate between the nodes are kept as the communicator numbers them
+    even = re.sub(r'rank="(\d)"', lambda m: f'rank="{2 * int(m[1])}"', text)
+    odd = re.sub(r'rank="(\d)"', lambda m: f'rank="{2 * int(m[1]) + 1}"', text)
+    (tmp_path / "node0.xml").write_text(even)
+    (tmp_path / "node1.xml").write_text(odd)
+    topology = imported(tmp_path, tmp_path / "node0.xml", tmp_path / "node1.xml")
+    assert topology.ranks[:4] == ("b0.gpu0", "b1.gpu0", "b0.gpu1", "b1.gpu1")
+
+
+def test_import_is_deterministic() -> None:
+    first = import_files([str(MI250_XML)], ReadOptions(), FabricOptions(boxes=3))
+    second = import_files([str(MI250_XML)], ReadOptions(), FabricOptions(boxes=3))
+    assert first.yaml_text == second.yaml_text
+    assert "xGMI (gfx90a, MI200): 50 GB/s per link" in first.yaml_text  # the assumption is in the file
+
+
+def _bad(tmp_path: Path, text: str, name: str = "bad.xml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _h100_with(old: str, new: str, count: int = 1) -> str:
+    text = H100_XML.read_text()
+    assert old in text
+    return text.replace(old, new, count)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("<system version='1'>\n  <cpu>\n</system>\n", r":3:3: error: XML syntax error: mismatched tag"),
+        (
+            '<!DOCTYPE s [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>\n<system>&b;</system>',
+            r":1:\d+: error: document type declarations are not accepted",
+        ),
+        (
+            "<graphs version='1'/>",
+            r":1:1: error: <graphs>: a topology dump starts with <system>.*\n.*graph dump",
+        ),
+        (
+            _h100_with("<nic>", "<nicc>", 1).replace("</nic>", "</nicc>", 1),
+            r":\d+:\d+: error: <nicc>: unknown element <nicc>",
+        ),
+        (
+            _h100_with('tclass="0x068000"', 'tclass="0x990000"'),
+            r":7:\d+: error: <nvlink>: unknown target class tclass='0x990000'",
+        ),
+        (
+            re.sub(r'(<gpu dev="3"[^>]*>)(.*?)(</gpu>)', r"\1\3", H100_XML.read_text(), flags=re.S),
+            r":\d+:\d+: error: <gpu dev=\"3\" rank=\"3\">: this GPU \(rank 3\) has no NVLink or xGMI link",
+        ),
+        (
+            _h100_with('sm="90"', 'sm="75"'),
+            r":\d+:\d+: error: <nvlink>: no documented nvlink speed for sm=75",
+        ),
+        (
+            _h100_with('count="5"', 'count="0"'),
+            r":\d+:\d+: error: <nvlink>: count must be 1 to 1024 links, got 0",
+        ),
+        (
+            _h100_with('rank="1"', 'rank="0"'),
+            r":\d+:\d+: error: <gpu dev=\"1\" rank=\"0\">: rank 0 is given twice",
+        ),
+        (
+            "<system>" + "<cpu>" * 70 + "</cpu>" * 70 + "</system>",
+            r":1:\d+: error: XML elements nested deeper than 64 levels",
+        ),
+        ("plain words\n", r":1:1: error: not a topology dump, nvidia-smi topo -m or rocm-smi"),
+    ],
+    ids=[
+        "malformed",
+        "entities",
+        "graph-dump",
+        "unknown-element",
+        "unknown-class",
+        "gpu-without-links",
+        "unknown-generation",
+        "zero-count",
+        "duplicate-rank",
+        "nesting",
+        "not-a-dump",
+    ],
+)
+def test_bad_dumps_get_located_messages(tmp_path, text, message) -> None:
+    path = _bad(tmp_path, text)
+    code, out, err = run("topo", "import", str(path))
+    assert code == 2, out
+    assert re.search(re.escape(str(path)) + message, err, re.S), err
+    assert "Traceback" not in err and len(err.splitlines()) <= 2
+
+
+def test_network_needs_nic_speeds(tmp_path) -> None:
+    path = _bad(tmp_path, _h100_with('speed="400000"', 'speed="-1"', 8))
+    code, _, err = run("topo", "import", str(path), "--boxes", "2")
+    assert code == 2 and "no speed for NIC mlx5_0" in err and "--nic-speed" in err
+    topology = imported(tmp_path, path, boxes=2, nic_speed="400 Gb/s")
+    assert algbw(topology) == preset_algbw("dgx-h100", boxes=2)
+
+
+def test_per_node_files_must_agree(tmp_path) -> None:
+    code, _, err = run("topo", "import", str(A100_XML), str(H200_XML))
+    assert code == 2
+    assert re.search(r"h200-nccl-topo.xml:1:1: error: 1 GPUs here but 8 in .*dgx-a100-nccl-topo.xml", err)
+    slower = _bad(tmp_path, _h100_with('count="5"', 'count="4"'))
+    code, _, err = run("topo", "import", str(H100_XML), str(slower))
+    assert code == 2 and "this node's links differ" in err
+    code, _, err = run("topo", "import", str(H100_XML), str(H100_XML), "--boxes", "3")
+    assert code == 2 and "--boxes 3 but 2 per-node files" in err
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path) -> None:
+    path = tmp_path / "huge.xml"
+    with path.open("wb") as handle:
+        handle.truncate(5 * 2**20)
+    code, _, err = run("topo", "import", str(path))
+    assert code == 2 and "larger than 4 MiB" in err
