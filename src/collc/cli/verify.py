@@ -1,4 +1,5 @@
-"""``collc verify FILE...``: lint and simulate MSCCL XML files; optionally explain runtime selection.
+"""``collc verify FILE...``: lint and simulate MSCCL XML files and MSCCL++ execution plans (JSON);
+optionally explain runtime selection (XML).
 
 Exit status: 0 every file is valid (and, with ``--explain``, selected), 1 some file is invalid (or not
 selected), 2 some file could not be read or an option is wrong.
@@ -16,6 +17,8 @@ from collc.cli.common import load_topology
 from collc.errors import InputError
 from collc.msccl.program import TARGET_RUNTIMES, Algorithm
 from collc.msccl.reader import read_xml
+from collc.mscclpp.reader import looks_like_plan
+from collc.mscclpp.verify import verify_plan_text
 from collc.sizes import parse_size
 from collc.topology.model import Topology
 from collc.verify import VerifyReport, declared_runtime, explain_call, verify_text
@@ -106,7 +109,7 @@ def verify_command(
     inplace: bool,
     buffsize: str | None,
 ) -> None:
-    """Lint and simulate MSCCL XML files (a DIR means every file in it, as the runtime loads them).
+    """Lint and simulate MSCCL XML files and MSCCL++ plans (a DIR means every file in it).
 
     Exit 0 valid, 1 invalid, 2 unreadable.
     """
@@ -127,6 +130,15 @@ def verify_command(
             click.echo(str(error), err=True)
             outputs.append({"file": name, "ok": False, "unreadable": error.message})
             exit_code = 2
+            continue
+        if looks_like_plan(text):  # an MSCCL++ execution plan: the executor's rules, no runtime choice
+            report = verify_plan_text(text, name)
+            if call:
+                report.notes.append("selection not explained: --explain covers MSCCL XML files")
+            exit_code = max(exit_code, 0 if report.ok else 1)
+            outputs.append(report.to_dict())
+            if not as_json:
+                click.echo(_render(report, None))
             continue
         # an explicit --runtime wins; then the file's own declaration; then the topology's
         file_runtime = runtime or (None if declared_runtime(text) else topology_runtime)
