@@ -306,6 +306,11 @@ def _located_parse(text: str) -> object:
     return decoder.decode(text)
 
 
+def looks_like_plan(text: str) -> bool:
+    """Whether ``text`` is JSON (a plan) rather than MSCCL XML: the first non-blank character."""
+    return text.lstrip()[:1] == "{"
+
+
 def read_plan(text: str, filename: str | None = None) -> Plan:
     """Parse ``text`` as an MSCCL++ v0.10.x execution plan; raise :class:`PlanSyntaxError` (an
     :class:`InputError`) at the first violation of the executor parser's rules."""
@@ -434,11 +439,14 @@ class _Reader:
 
     def letter(self, value: object, path: JsonPath, choices: tuple[str, ...], what: str) -> str:
         if value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+            known = f"did you mean {close[0]!r}? " if close else ""
+            shown = ", ".join(repr(c) for c in choices[:12]) + (", ..." if len(choices) > 12 else "")
             raise self.fail(
                 f"unknown-{what.replace(' ', '-')}",
                 path,
-                f"unknown {what} {clipped(value)}",
-                hint=f"the v0.10.x executor knows {', '.join(repr(c) for c in choices)}",
+                f"unknown {what} {clipped(value)}: the v0.10.x executor throws on it",
+                hint=f"{known}the v0.10.x executor knows {shown}",
             )
         return value  # type: ignore[return-value]
 
