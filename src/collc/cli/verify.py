@@ -13,13 +13,14 @@ from pathlib import Path
 import click
 
 from collc.cli import main
-from collc.cli.common import load_topology
+from collc.cli.common import degradation_options, load_topology
 from collc.errors import InputError
 from collc.msccl.program import TARGET_RUNTIMES, Algorithm
 from collc.msccl.reader import read_xml
 from collc.mscclpp.reader import looks_like_plan
 from collc.mscclpp.verify import verify_plan_text
 from collc.sizes import parse_size
+from collc.topology.degrade import Degradation
 from collc.topology.model import Topology
 from collc.verify import VerifyReport, declared_runtime, explain_call, verify_text
 from collc.verify.calls import SLOTS
@@ -68,6 +69,7 @@ def _render(report: VerifyReport, selection: Selection | None) -> str:
 @click.option(
     "--set", "settings", multiple=True, metavar="KEY=VALUE", help="Topology parameter (repeatable)."
 )
+@degradation_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output for CI.")
 @click.option("--explain", is_flag=True, help="Say whether the runtime would select each file for a call.")
 @click.option(
@@ -101,6 +103,7 @@ def verify_command(
     runtime: str | None,
     topo: str | None,
     settings: tuple[str, ...],
+    degradation: Degradation,
     as_json: bool,
     explain: bool,
     nranks: int | None,
@@ -113,9 +116,16 @@ def verify_command(
 
     Exit 0 valid, 1 invalid, 2 unreadable.
     """
-    if settings and topo is None:
-        raise InputError("--set needs --topology", hint="e.g. --topology dgx-a100 --set boxes=2")
-    topology: Topology | None = load_topology(topo, settings) if topo is not None else None
+    needing = (
+        ("--set", settings),
+        ("--without", degradation.without),
+        ("--derate", degradation.derate),
+        ("--gpus", degradation.gpus),
+    )
+    given = [flag for flag, value in needing if value]
+    if given and topo is None:
+        raise InputError(f"{given[0]} needs --topology", hint="e.g. --topology dgx-a100 --set boxes=2")
+    topology: Topology | None = load_topology(topo, settings, degradation) if topo is not None else None
     call = _call(explain, nranks, size, topology)
     buffer_bytes = _buffer_bytes(buffsize)
     topology_runtime = topology.metadata.runtime if topology is not None else None
