@@ -113,7 +113,12 @@ def degrade(topology: Topology, degradation: Degradation) -> Topology:
         links=_changed_links(topology.links, dropped, removals, _factors(deratings)),
         ranks=ranks,
     )
-    return usable_part(changed, degradation.describe())
+    why = (
+        "GPUs outside --gpus do not forward: select GPUs that switches and NICs connect"
+        if degradation.gpus
+        else "take fewer parts out"
+    )
+    return usable_part(changed, degradation.describe(), why)
 
 
 def _changed_links(
@@ -310,15 +315,16 @@ def _box_nodes(topology: Topology, text: str, spec: str) -> frozenset[str]:
 # --- what is left -------------------------------------------------------------------------------
 
 
-def usable_part(topology: Topology, changes: str) -> Topology:
+def usable_part(topology: Topology, changes: str, fix: str) -> Topology:
     """``topology`` without the nodes that cannot carry data between its GPUs (module docstring).
 
-    Raises InputError, naming ``changes``, when fewer than 2 GPUs remain or a GPU cannot reach another.
+    Raises InputError, naming ``changes`` and suggesting ``fix``, when fewer than 2 GPUs remain or a
+    GPU cannot reach another.
     """
     if len(topology.ranks) < 2:
         raise InputError(
             f"after {changes}, {len(topology.ranks)} GPU(s) remain; a collective needs at least 2",
-            hint="take fewer parts out",
+            hint=fix,
         )
     forward, backward = _adjacency(topology.links)
     start = topology.ranks[0]
@@ -328,7 +334,7 @@ def usable_part(topology: Topology, changes: str) -> Topology:
             verb = "cannot be reached from" if gpu not in reached else "cannot reach"
             raise InputError(
                 f"after {changes}, GPU {gpu} {verb} GPU {start}: the fabric is cut apart",
-                hint="a collective needs every GPU to reach every other; take fewer parts out",
+                hint=f"a collective needs every GPU to reach every other; {fix}",
             )
     keep = _without_dead_ends(topology, reached & reaching)
     if len(keep) == len(topology.nodes):
