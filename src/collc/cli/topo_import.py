@@ -111,7 +111,7 @@ def import_command(
         ReadOptions(nic_speed=nic_speed, link_speed=link_speed, gpu_model=gpu_model),
         FabricOptions(boxes, network, boxes_per_leaf, oversubscription, name),
     )
-    shown_as = output or "<imported>"
+    shown_as = output or "stdout"
     _check_valid(result, shown_as)
     if output:
         atomic_write(output, result.yaml_text)
@@ -132,10 +132,7 @@ def _check_valid(result: ImportResult, shown_as: str) -> None:
 
 def report_lines(result: ImportResult, shown_as: str) -> list[str]:
     """What was imported, the assumptions (figures not in the input) and what was left out."""
-    lines = [
-        f"imported: {result.boxes} box(es) of {result.gpus_per_box} GPU(s) -> {shown_as} "
-        f"(validates; `collc bound {shown_as}` gives its bound)"
-    ]
+    lines = [f"imported: {result.boxes} box(es) of {result.gpus_per_box} GPU(s) -> {shown_as} (validates)"]
     if result.assumptions:
         lines.append("assumptions (not in the input):")
         lines += [f"  - {text}" for text in result.assumptions]

@@ -90,7 +90,7 @@ def _check_same(first: ImportedBox, other: ImportedBox) -> None:
     ):
         if mine != theirs:
             raise InputError(
-                f"{len(other.gpus) if what == 'GPUs' else theirs} {what} here but {mine} in {first.source}",
+                f"inconsistent node counts: {theirs} {what} here but {mine} in {first.source}",
                 location=other.location,
                 hint="every per-node file must describe the same kind of node; import unlike ones apart",
             )
@@ -148,8 +148,8 @@ def _number(value: Fraction) -> str:
     return f'"{shown}"' if "/" in shown else shown
 
 
-def _link_line(link: BoxLink, when: str | None = None) -> str:
-    parts = [f"src: {link.src}", f"dst: {link.dst}", f"bandwidth: {_number(link.bandwidth)}"]
+def _link_line(src: str, dst: str, link: BoxLink, when: str | None = None) -> str:
+    parts = [f"src: {src}", f"dst: {dst}", f"bandwidth: {_number(link.bandwidth)}"]
     if link.count > 1:
         parts.append(f"count: {link.count}")
     if link.directed:
@@ -158,6 +158,28 @@ def _link_line(link: BoxLink, when: str | None = None) -> str:
     if when:
         parts.append(f"when: {when}")
     return "      - {" + ", ".join(parts) + "}"
+
+
+def _template_links(links: Sequence[BoxLink], gpus: Sequence[str], when: str | None = None) -> list[str]:
+    """Link lines; links alike from every GPU to one node, or from GPU i to node i, as one selector."""
+    figures: dict[tuple[object, ...], list[BoxLink]] = {}
+    for link in links:
+        shape = (link.bandwidth, link.count, link.link_class, link.directed)
+        if link.src in gpus:
+            local = link.dst.rstrip("0123456789")
+            paired = local != link.dst and link.dst[len(local) :] == link.src[len("gpu") :]
+            figures.setdefault(("paired", local, *shape) if paired else ("one", link.dst, *shape), []).append(
+                link
+            )
+    lines = []
+    grouped: set[int] = set()
+    for (kind, target, *_), group in figures.items():
+        if len(gpus) > 1 and sorted(link.src for link in group) == sorted(gpus):
+            dst = f'"{target}{{i}}"' if kind == "paired" else target
+            lines.append(_link_line('"gpu{i}"', dst, group[0], when))
+            grouped.update(id(link) for link in group)
+    lines += [_link_line(link.src, link.dst, link, when) for link in links if id(link) not in grouped]
+    return lines
 
 
 def _write(
@@ -208,8 +230,8 @@ def _write(
     if box.nics:
         lines.append(f"      - {{name: nic, kind: nic, count: {len(box.nics)}, when: {network}}}")
     lines.append("    links:" if box.links or box.nics else "    links: []")
-    lines += [_link_line(link) for link in box.links]
-    lines += [_link_line(link, network) for link in box.nic_links]
+    lines += _template_links(box.links, box.gpus)
+    lines += _template_links(box.nic_links, box.gpus, network)
     lines += ["boxes:", "  - {template: box, count: boxes}"]
     if box.nics:
         lines += _network_lines(box.nics, options.network)
