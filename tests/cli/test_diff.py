@@ -1,0 +1,124 @@
+"""`collc diff`, and --without/--derate/--gpus on every command that takes a topology."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from collc.cli import main
+
+QUAD = """\
+name: quad
+nodes:
+  - {name: gpu, kind: gpu, count: 4}
+  - {name: sw, kind: switch}
+links:
+  - {src: "gpu{i}", dst: sw, bandwidth: 100, class: nvlink}
+"""
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_diff_of_a_drained_nic() -> None:
+    code, out, _ = run("diff", "dgx-a100", "--set", "boxes=2", "--without", "nic:b0.nic3")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "before: dgx-a100 --set boxes=2: 16 GPUs"
+    assert lines[1] == "after:  dgx-a100 --set boxes=2 --without nic:b0.nic3: 16 GPUs"
+    # healthy x* = 325/15 GB/s per GPU, degraded 300/15: 1/13 of the throughput is lost
+    assert lines[3].split() == ["allgather", "346.67", "320.00", "7.69", "%"]
+    assert lines[5].split() == ["allreduce", "173.33", "160.00", "7.69", "%"]
+    after = lines[lines.index("bottleneck cut after:") + 1 :]
+    assert after[0] == "  allgather: 15 of 16 GPUs inside S, GPUs outside S: b0.gpu3"
+    assert after[1] == "    1 link leaving S carries 300.00 GB/s = 20.00 GB/s per inside GPU"
+    assert after[2].split() == ["b0.nvswitch", "->", "b0.gpu3", "300.00", "GB/s"]
+
+
+def test_diff_json_has_both_bound_objects_and_the_exact_loss() -> None:
+    code, out, _ = run(
+        "diff", "dgx-a100", "--set", "boxes=2", "--derate", "link:b0.gpu3-b0.nic3=50%", "--json"
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert data["before"]["x_star"] == "65/3" and data["after"]["x_star"] == "125/6"
+    assert data["lost"]["allgather"] == {"ratio": "1/26", "percent": pytest.approx(100 / 26)}
+    assert data["after"]["label"] == "dgx-a100 --set boxes=2 --derate link:b0.gpu3-b0.nic3=50%"
+    assert data["after"]["cut"]["links"] == [
+        {"src": "b0.nic3", "dst": "b0.gpu3", "bandwidth": 12.5},
+        {"src": "b0.nvswitch", "dst": "b0.gpu3", "bandwidth": 300.0},
+    ]
+
+
+def test_diff_of_two_fabrics_shows_a_gain_as_a_negative_loss() -> None:
+    code, out, _ = run("diff", "dgx-a100", "dgx-h100", "--set", "boxes=2", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["before"]["topology"] == "dgx-a100" and data["after"]["topology"] == "dgx-h100"
+    assert data["lost"]["allreduce"]["ratio"] == "-7/13"  # 325/15 -> 500/15 GB/s per GPU
+    code, out, _ = run("diff", "dgx-a100", "dgx-h100", "--set", "boxes=2", "--set-b", "boxes=1", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert (data["before"]["num_gpus"], data["after"]["num_gpus"]) == (16, 8)
+
+
+def test_diff_refuses_nothing_to_compare() -> None:
+    code, _, err = run("diff", "dgx-a100")
+    assert code == 2 and "nothing to compare" in err
+    code, _, err = run("diff", "dgx-a100", "--set-b", "boxes=2", "--without", "gpu:b0.gpu0")
+    assert code == 2 and "--set-b needs TOPO_B" in err
+    code, _, err = run("diff", "dgx-a100", "--without", "gpu:b0.gpu9")
+    assert code == 2 and err.splitlines()[0] == "error: --without 'gpu:b0.gpu9': no gpu is named 'b0.gpu9'"
+
+
+def _commands(group: click.Group, prefix: str = ""):
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+#: commands that hand TOPO to a collc service, which loads it there: the changes would travel in the job
+REMOTE = {"submit"}
+
+
+def test_every_command_that_takes_a_topology_takes_the_changes() -> None:
+    taking = {
+        name: {param.name for param in command.params}
+        for name, command in _commands(main)
+        if any(param.name in ("topo", "topo_a") for param in command.params) and name not in REMOTE
+    }
+    assert {"bound", "compile", "diff", "report", "simulate", "trees", "topo show", "topo validate"} <= set(
+        taking
+    )
+    for name, params in taking.items():
+        assert {"without", "derate", "gpus"} <= params, name
+
+
+def test_topo_show_shows_the_job() -> None:
+    code, out, _ = run("topo", "show", "dgx-a100", "--set", "boxes=2", "--gpus", "b1.gpu2,b0.gpu0")
+    assert code == 0
+    assert "nodes: 2 GPU(s)" in out
+    assert out.splitlines()[-2:] == ["  0            b1.gpu2", "  1            b0.gpu0"]
+    code, _, err = run("topo", "show", "dgx-a100", "--set", "boxes=2", "--gpus", "b1.gpu2,b0.gpu1")
+    assert code == 2 and "cannot be reached" in err and "GPUs outside --gpus do not forward" in err
+
+
+def test_compile_on_a_degraded_fabric_reports_the_healthy_bound(tmp_path: Path) -> None:
+    quad = tmp_path / "quad.yaml"
+    quad.write_text(QUAD, encoding="utf-8")
+    out_file = tmp_path / "x.xml"
+    code, out, _ = run("compile", str(quad), "--without", "gpu:gpu3", "-o", str(out_file))
+    assert code == 0
+    # 4 GPUs at 100 GB/s: allreduce 4·(100/3)/2; without one: 3·(100/2)/2
+    assert "  healthy fabric   bound 66.7 GB/s, this one 75.0 GB/s (+12.5 %)" in out.splitlines()
+    assert 'ngpus="3"' in out_file.read_text()
+    code, out, _ = run("compile", str(quad), "--gpus", "2,0,1", "--json", "-o", str(out_file))
+    assert code == 0 and json.loads(out)["healthy_bound_algbw"] is None
