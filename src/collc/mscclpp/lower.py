@@ -28,7 +28,7 @@ every thread's copy, and between two data ops of overlapping chunk spans.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
@@ -393,6 +393,12 @@ def max_message_bytes(algo: Algorithm, gpu: GpuProgram, chunks: int) -> int:
     return chunk_bytes * (gpu.o_chunks if algo.coll == "allgather" else gpu.i_chunks)
 
 
+def message_ceiling(algo: Algorithm) -> int:
+    """The largest call any rank's buffers allow (:func:`max_message_bytes`)."""
+    chunks = step_chunks(algo)
+    return min(max_message_bytes(algo, gpu, chunks) for gpu in algo.gpus)
+
+
 def to_plan(algo: Algorithm, topology: Topology, *, inplace: bool = False) -> ExecutionPlan:
     """The MSCCL++ plan that runs ``algo`` (a program of collc's lowering) on ``topology``.
 
@@ -431,7 +437,7 @@ def to_plan(algo: Algorithm, topology: Topology, *, inplace: bool = False) -> Ex
                 threadblocks=tbs,
             )
         )
-    ceiling = min(max_message_bytes(algo, gpu, chunks) for gpu in algo.gpus)
+    ceiling = message_ceiling(algo)
     plan = ExecutionPlan(
         name=algo.name,
         collective=algo.coll,
@@ -443,6 +449,21 @@ def to_plan(algo: Algorithm, topology: Topology, *, inplace: bool = False) -> Ex
     )
     check_tables(plan)
     return plan
+
+
+def unpipelined(plan: ExecutionPlan) -> ExecutionPlan:
+    """The plan with every pipeline replaced by its ops: one iteration, as the verifier simulates it."""
+    gpus = []
+    for gpu in plan.gpus:
+        tbs = tuple(
+            replace(
+                tb,
+                ops=tuple(inner for op in tb.ops for inner in (op.ops if op.name == "pipeline" else (op,))),
+            )
+            for tb in gpu.threadblocks
+        )
+        gpus.append(replace(gpu, threadblocks=tbs))
+    return replace(plan, gpus=tuple(gpus))
 
 
 def check_tables(plan: ExecutionPlan) -> None:

@@ -1,0 +1,144 @@
+"""``collc compile --runtime mscclpp``: the verified MSCCL++ execution plan of a compiled schedule.
+
+The schedule is compiled as for the XML runtimes, under the ``mscclpp`` runtime profile (at most 10
+steps per threadblock, so that its translation fits the executor's 64 operations), and then:
+
+1. translated into a plan (:func:`collc.mscclpp.lower.to_plan`);
+2. verified: the plan with its pipelines unrolled to one iteration goes through
+   :func:`collc.mscclpp.verify.verify_plan_text` (the executor's rules, then deadlock, races and the
+   collective's result). Every op of a pipeline covers the same number of chunks, so iteration ``i``
+   touches the ``i``-th slice of every span: the iterations are copies of that one iteration on
+   disjoint bytes, synchronised by the k-th signal (release) meeting the k-th wait (acquire);
+3. read back (:func:`collc.mscclpp.reader.read_plan`) and turned into the event simulation's steps,
+   which must do the same work as the program it came from (:func:`collc.mscclpp.lower_sim.differences`);
+4. predicted with the executor's own parameters (:class:`collc.mscclpp.lower_sim.PlanCost`); unless
+   the user gave a range, its size range is chosen from that prediction, as for XML files.
+
+A failure in 2 or 3 is a bug in collc: :class:`InvariantError`, nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from collc.compile.driver import CompileOptions, CompileResult, compile_schedule, with_range
+from collc.compile.outlook import grid, outlook
+from collc.compile.ranges import ByteRange, choose_range
+from collc.errors import InputError, InvariantError
+from collc.mscclpp.lower import PIPELINE_UNIT_BYTES, message_ceiling, to_plan, unpipelined
+from collc.mscclpp.lower_sim import PlanCost, differences, to_algorithm
+from collc.mscclpp.plan import BUFFER_ALIGNMENT, MAX_OPERATIONS, MSCCLPP_VERSION, ExecutionPlan
+from collc.mscclpp.reader import read_plan
+from collc.mscclpp.verify import verify_plan_text
+from collc.mscclpp.writer import to_json
+from collc.predict.sweep import Memo
+from collc.topology.model import Topology
+
+RUNTIME = "mscclpp"
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """The compiled schedule (its report's predictions and verification are the plan's), the plan
+    and its JSON text."""
+
+    result: CompileResult
+    plan: ExecutionPlan
+    text: str
+
+
+def compile_plan(topology: Topology, options: CompileOptions) -> PlanResult:
+    """Compile ``topology``'s schedule for MSCCL++ (module doc)."""
+    if options.proto != "Simple":
+        raise InputError(
+            f"--runtime mscclpp writes Simple-protocol plans, not {options.proto}",
+            hint="drop --proto (collc's plans write straight into the peer's buffers)",
+        )
+    only_inplace = options.inplace and not options.outofplace  # a plan is one or the other
+    options = replace(options, runtime=RUNTIME, inplace=only_inplace, outofplace=not only_inplace)
+    result = compile_schedule(topology, options)
+    predictor = Memo(PlanCost(result.model.network, result.algorithm, PIPELINE_UNIT_BYTES))
+    chosen = result.byte_range
+    if not (options.user_range or result.forced):
+        rows = outlook(result.model, result.algorithm, grid(), RUNTIME, predictor)
+        chosen = (
+            choose_range(
+                rows,
+                RUNTIME,
+                lambda nbytes: outlook(result.model, result.algorithm, [nbytes], RUNTIME, predictor)[0],
+            )
+            or chosen
+        )
+    result = with_range(result, _executable(chosen, result))
+    plan = to_plan(result.algorithm, topology, inplace=only_inplace)
+    text = to_json(plan)
+    report = verify_plan_text(to_json(unpipelined(plan)), "the plan")
+    if not report.ok:
+        problems = "; ".join(f"{p.rule}: {p.message}" for p in report.errors[:10])
+        raise InvariantError(
+            f"the MSCCL++ plan failed verification ({len(report.errors)} errors): {problems}"
+        )
+    changed = differences(result.algorithm, to_algorithm(read_plan(text)))
+    if changed:
+        raise InvariantError(f"the plan read back does other work than its program: {'; '.join(changed[:5])}")
+    report.notes.append(
+        f"the plan targets MSCCL++ {MSCCLPP_VERSION}; verified with its pipelines at one iteration"
+    )
+    notes = [*result.notes, _summary(plan)]
+    return PlanResult(replace(result, predictor=predictor, verification=report, notes=notes), plan, text)
+
+
+def _summary(plan: ExecutionPlan) -> str:
+    """The plan's use of the executor's tables, for the report."""
+    ops = max(tb.op_count() for gpu in plan.gpus for tb in gpu.threadblocks)
+    tbs = max(len(gpu.threadblocks) for gpu in plan.gpus)
+    ends = {kind: 0 for kind in ("memory", "port")}
+    for gpu in plan.gpus:
+        for kind, peers in gpu.channels:
+            ends[kind] += len(peers)
+    return (
+        f"MSCCL++ {MSCCLPP_VERSION} plan: {tbs} threadblocks per GPU, {ops} operations per threadblock at "
+        f"most (limit {MAX_OPERATIONS}), {ends['memory']} memory and {ends['port']} port channel ends, "
+        f"pipelined in {PIPELINE_UNIT_BYTES // 1024} KiB units; it takes calls of {plan.min_message_size:,} "
+        f"to {plan.max_message_size:,} bytes that split into 16-byte-aligned chunks"
+    )
+
+
+def _executable(chosen: ByteRange, result: CompileResult) -> ByteRange:
+    """The range within what the executor runs: a call must split into 16-byte-aligned chunks (so it
+    starts at one aligned element per chunk) and stay within its 32-bit offsets (message_ceiling)."""
+    algo = result.algorithm
+    gpu = algo.gpus[0]
+    chunks = gpu.o_chunks if algo.coll == "allgather" else gpu.i_chunks
+    ceiling = message_ceiling(algo)
+    return ByteRange(
+        max(chosen.min_bytes, BUFFER_ALIGNMENT * chunks),
+        min(chosen.max_bytes, ceiling) if chosen.max_bytes else ceiling,
+    )
+
+
+def wants_plan(topology: Topology, options: CompileOptions) -> bool:
+    """Whether this compile is for MSCCL++ (asked for, or the topology's runtime)."""
+    return (options.runtime or topology.metadata.runtime) == RUNTIME
+
+
+def compile_output(topology: Topology, options: CompileOptions) -> tuple[CompileResult, str]:
+    """The compiled schedule and the text of the file to write: a plan's JSON for MSCCL++, else XML."""
+    if wants_plan(topology, options):
+        planned = compile_plan(topology, options)
+        return planned.result, planned.text
+    result = compile_schedule(topology, options)
+    return result, result.xml
+
+
+def deploy_lines(filename: str) -> list[str]:
+    """How to run a plan with MSCCL++ v0.10.x: through its executor API on every rank. Its NCCL shim
+    (``libmscclpp_nccl.so``) loads only the plans bundled with MSCCL++, by their fixed names under
+    ``$MSCCLPP_CACHE_DIR/default``, so a plan of collc's is run through the API."""
+    return [
+        f"  # MSCCL++ {MSCCLPP_VERSION}: every rank loads {filename} (same file on every node) and runs it:",
+        f'  #   C++:    mscclpp::ExecutionPlan plan("{filename}", rank); executor.execute(rank, send, recv, '
+        "sendBytes, recvBytes, dtype, plan, stream)",
+        f'  #   Python: plan = mscclpp.ExecutionPlan("{filename}", rank); executor.execute(...)',
+        "  # calls must be multiples of 16 bytes x the plan's chunks and inside its message-size range",
+    ]
