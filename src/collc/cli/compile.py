@@ -16,13 +16,13 @@ import click
 from collc.cli import main
 from collc.cli.common import PROTOCOL, output_directory, output_path, topology_argument
 from collc.cli.diff import healthy_bound_algbw
-from collc.compile.driver import compile_schedule
 from collc.compile.flags import CompileFlags
 from collc.compile.report import report_json, report_lines
 from collc.errors import InputError
 from collc.fileio import atomic_write
 from collc.lowering.limits import RUNTIMES
 from collc.lowering.plan import COLLECTIVES
+from collc.mscclpp.compile import compile_output, wants_plan
 from collc.topology.model import Topology
 
 
@@ -146,13 +146,15 @@ def compile_command(
         align=align,
         force=force,
     ).options()
+    if bundle_dir is not None and wants_plan(topology, options):
+        raise InputError("--bundle writes MSCCL XML files", hint="write an MSCCL++ plan with -o PLAN.json")
     if bundle_dir is not None:
         from collc.compile.bundle import compile_bundle
 
         click.echo("\n".join(compile_bundle(topology, options, bundle_dir)))
         return
-    result = compile_schedule(topology, options)
-    atomic_write(target, result.xml)
+    result, text = compile_output(topology, options)  # XML, or an MSCCL++ plan for --runtime mscclpp
+    atomic_write(target, text)
     healthy = healthy_bound_algbw(coll)
     if as_json:
         click.echo(json.dumps(report_json(result, output, healthy), indent=2))
