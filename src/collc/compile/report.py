@@ -10,6 +10,7 @@ from fractions import Fraction
 
 from collc.compile.driver import CompileResult
 from collc.compile.outlook import SizeOutlook
+from collc.mscclpp.compile import deploy_lines as plan_deploy_lines
 from collc.sizes import format_size
 
 PLACEMENT = {(1, 1): "in-place and out-of-place", (1, 0): "in-place", (0, 1): "out-of-place"}
@@ -27,6 +28,8 @@ def deploy_lines(runtime: str, filename: str) -> list[str]:
     files only when enabled (RCCL 2.27 and earlier; RCCL 2.28.3 removed MSCCL); the executor needs
     one GPU per process.
     """
+    if runtime == "mscclpp":
+        return plan_deploy_lines(filename)
     lines = [
         f"  mkdir -p msccl-algorithms && cp {filename} msccl-algorithms/   # only algorithm files in it",
         "  export MSCCL_ALGO_DIR=$PWD/msccl-algorithms                   # same content on every node",
