@@ -1,0 +1,197 @@
+"""`collc.mscclpp.verify` on hand-made MSCCL++ v0.10.x plans: the valid ones pass, each planted defect is
+rejected with its rule and located at its JSON path, and removing any signal, wait or data op of a valid
+plan is caught."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from collc.mscclpp.verify import verify_plan_text
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "mscclpp"
+VALID = sorted(p for p in FIXTURES.glob("*.json") if not p.name.startswith("bad_"))
+#: each planted defect and the rule that must name it
+DEFECTS = {
+    "bad_missing_signal.json": "deadlock",
+    "bad_channel_index.json": "channel-index",
+    "bad_chunk_bounds.json": "chunk-bounds",
+    "bad_race.json": "race",
+    "bad_reduction.json": "postcondition",
+    "bad_field_name.json": "op-fields",
+    "bad_missing_nop.json": "missing-sync",
+    "bad_pws_memory.json": "put-signal-channel",
+    "bad_leftover_signal.json": "leftover-signal",
+    "bad_unknown_op.json": "unknown-op",
+    "bad_port_peer.json": "channel-peer",
+}
+
+
+def verify(document: dict | str, name: str = "plan.json"):
+    text = document if isinstance(document, str) else json.dumps(document, indent=1)
+    return verify_plan_text(text, name)
+
+
+def load(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def test_every_defect_fixture_is_listed() -> None:
+    assert {p.name for p in FIXTURES.glob("bad_*.json")} == set(DEFECTS)
+    assert len(VALID) == 5
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_valid_plans_pass_the_simulation(path: Path) -> None:
+    report = verify_plan_text(path.read_text(), path.name)
+    assert report.ok and not report.problems, [str(p) for p in report.problems]
+    assert any(note.startswith("simulated ") for note in report.notes)
+
+
+@pytest.mark.parametrize("name", sorted(DEFECTS))
+def test_planted_defect_is_rejected_with_its_rule_and_location(name: str) -> None:
+    text = (FIXTURES / name).read_text()
+    report = verify_plan_text(text, name)
+    assert not report.ok
+    found = [p for p in report.errors if p.rule == DEFECTS[name]]
+    assert found, [str(p) for p in report.problems]
+    location = found[0].location
+    assert location is not None and location.file == name and location.line is not None
+    assert 1 <= location.line <= text.count("\n")
+
+
+def test_race_is_located_at_the_unordered_read() -> None:
+    text = (FIXTURES / "bad_race.json").read_text()
+    (problem,) = verify_plan_text(text, "bad_race.json").errors
+    assert "gpus[0].threadblocks[0].ops[4] (re)" in problem.message
+    assert "gpus[1].threadblocks[0].ops[0] (put)" in problem.message
+    # the op object opens on the located line: a "name": "re" follows it within the object
+    lines = text.splitlines()
+    assert lines[problem.location.line - 1].strip() == "{"
+    assert '"name": "re"' in "\n".join(lines[problem.location.line - 1 : problem.location.line + 20])
+
+
+def test_deadlock_names_the_wait_and_what_it_waits_for() -> None:
+    report = verify(load("bad_missing_signal.json"))
+    (problem,) = report.errors
+    assert problem.message.startswith("gpus[0].threadblocks[0].ops[5] (wait) never completes")
+    assert "signal #1 on memory channel 0 (from rank 1), which rank 1 sends 0 time(s)" in problem.message
+
+
+def test_field_misspelling_is_warned_with_the_right_name() -> None:
+    report = verify(load("bad_field_name.json"))
+    (warning,) = [p for p in report.problems if p.rule == "unknown-field"]
+    assert warning.severity == "warning" and "did you mean 'channel_ids'" in warning.message
+
+
+def _sites(plan: dict, names: frozenset[str]):
+    for g, gpu in enumerate(plan["gpus"]):
+        for t, tb in enumerate(gpu["threadblocks"]):
+            for o, op in enumerate(tb["ops"]):
+                if op["name"] in names:
+                    yield g, t, o
+
+
+SYNC_AND_DATA = frozenset({"signal", "wait", "pws", "put", "copy", "re", "ppkt", "repkt", "upkt"})
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_removing_any_signal_wait_or_data_op_is_caught(path: Path) -> None:
+    plan = json.loads(path.read_text())
+    sites = list(_sites(plan, SYNC_AND_DATA))
+    assert sites
+    for g, t, o in sites:
+        mutant = copy.deepcopy(plan)
+        removed = mutant["gpus"][g]["threadblocks"][t]["ops"].pop(o)
+        report = verify(mutant)
+        assert not report.ok, (
+            f"removing {removed['name']} at gpus[{g}].threadblocks[{t}].ops[{o}] went unnoticed"
+        )
+
+
+def test_relaxed_signals_order_no_data() -> None:
+    """rlxsignal/rlxwait count like signal/wait but carry no memory ordering: the peer's put is then not
+    known to have landed when the rank's kernel ends."""
+    plan = load("allgather_2gpu_memory.json")
+    for gpu in plan["gpus"]:
+        ops = gpu["threadblocks"][0]["ops"]
+        ops[4]["name"], ops[5]["name"] = "rlxsignal", "rlxwait"
+    report = verify(plan)
+    assert report.rules() == {"unawaited-write"}
+
+
+def _two_port_channels(put_channel: int, signal_channel: int) -> dict:
+    """allgather on 2 ranks, each holding two port channels to the other: the put goes through one,
+    the signal (after a nop) through the other."""
+    plan = load("allgather_2gpu_memory.json")
+    for gpu in plan["gpus"]:
+        peer = 1 - gpu["id"]
+        gpu["channels"] = [{"channel_type": "port", "connected_to": [peer, peer]}]
+        gpu["remote_buffers"][0]["access_channel_types"] = ["port"]
+        tb = gpu["threadblocks"][0]
+        tb["channels"] = [{"channel_type": "port", "channel_ids": [0, 1]}]
+        tb["remote_buffer_refs"] = [{"access_channel_type": "port", "remote_buffer_ids": [0]}]
+        put, signal, wait = tb["ops"][2], tb["ops"][4], tb["ops"][5]
+        put.update(channel_type="port", channel_ids=[put_channel])
+        signal.update(channel_type="port", channel_ids=[signal_channel])
+        wait.update(channel_type="port", channel_ids=[signal_channel])
+    return plan
+
+
+def test_a_wait_orders_only_the_puts_of_its_own_port_channel() -> None:
+    """Each port channel has its own proxy, which serves the channel's requests in order: a signal
+    on another channel of the same peer may arrive before the put."""
+    assert verify(_two_port_channels(0, 0)).ok
+    assert verify(_two_port_channels(1, 1)).ok
+    assert verify(_two_port_channels(0, 1)).rules() == {"unawaited-write"}
+
+
+def test_pipeline_runs_its_ops_once_per_chunk() -> None:
+    plan = load("allgather_2gpu_memory.json")
+    for gpu in plan["gpus"]:
+        gpu["output_chunks"], gpu["input_chunks"] = 4, 2
+        ops = gpu["threadblocks"][0]["ops"]
+        rank = gpu["id"]
+        ops[0]["src_buff"][0]["size"] = ops[0]["dst_buff"][0]["size"] = 2
+        ops[0]["dst_buff"][0]["index"] = 2 * rank
+        ops[2]["src_buff"][0].update(index=2 * rank, size=2)
+        ops[2]["dst_buff"][0].update(index=2 * rank, size=2)
+        inner = [ops[0], ops[1], ops[2], ops[3], ops[4], ops[5], {"name": "nop"}]
+        gpu["threadblocks"][0]["ops"] = [
+            {"name": "pipeline", "iter_context": {"unit_size": 1 << 20, "num_chunks": 2}, "ops": inner}
+        ]
+    report = verify(plan)
+    assert report.ok, [str(p) for p in report.problems]
+    assert any("pipelines simulated" in note for note in report.notes)
+    # one rank's pipeline of one chunk per op: its iterations stop short of the other rank's
+    pipeline = plan["gpus"][1]["threadblocks"][0]["ops"][0]
+    pipeline["iter_context"]["num_chunks"] = 1
+    assert "pipeline-sizes" in verify(plan).rules()
+
+
+def test_unsimulated_ops_are_not_accepted() -> None:
+    plan = load("allgather_2gpu_memory.json")
+    plan["gpus"][0]["threadblocks"][0]["ops"][0]["tbg_info"] = {"tb_id": 0, "tbg_size": 1}
+    report = verify(plan)
+    assert not report.ok and report.rules() == {"not-simulated"}
+    assert "not simulated" in report.notes[0]
+
+
+def test_ops_of_one_threadblock_need_a_nop_or_another_order() -> None:
+    """Without the nop, the put's threads may read o[r] before the copy's threads wrote it."""
+    plan = load("allgather_2gpu_memory.json")
+    del plan["gpus"][0]["threadblocks"][0]["ops"][1]  # the nop between copy and put
+    report = verify(plan)
+    assert report.rules() == {"race"}
+    assert "(put) and the write by gpus[0].threadblocks[0].ops[0] (copy)" in report.errors[0].message
+
+
+def test_a_packet_round_trip_orders_two_ops_of_one_threadblock() -> None:
+    """In the packet allreduce, tb 0 reads i[peer] and later overwrites it with no nop between: the
+    peer's reply, which it must wait for, orders the two."""
+    plan = load("allreduce_2gpu_packets.json")
+    assert [op["name"] for op in plan["gpus"][0]["threadblocks"][0]["ops"]] == ["ppkt", "upkt"]
+    assert verify(plan).ok
