@@ -1,0 +1,58 @@
+"""`collc verify PLAN.json` through click: plans go to the MSCCL++ verifier, next to XML files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from collc.cli import main
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "mscclpp"
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["verify", *args])
+
+
+def test_valid_plan_exits_zero() -> None:
+    result = run(str(FIXTURES / "allreduce_2gpu_memory.json"))
+    assert result.exit_code == 0, result.output
+    assert ": ok (0 error(s), 0 warning(s); runtime MSCCL++ v0.10.x)" in result.output
+    assert "note: simulated allreduce, in-place, 2 rank(s)" in result.output
+
+
+def test_invalid_plan_exits_one_with_location_rule_and_fix() -> None:
+    path = str(FIXTURES / "bad_missing_nop.json")
+    result = run(path)
+    assert result.exit_code == 1
+    assert f"{path}:78:7: error: gpus[0].threadblocks[0].ops[3] (signal) follows" in result.output
+    assert (
+        "[missing-sync]" in result.output and 'fix: insert {"name": "nop"} before the signal' in result.output
+    )
+
+
+def test_json_output_for_a_directory_of_plans(tmp_path: Path) -> None:
+    for name in ("allgather_2gpu_memory.json", "bad_reduction.json"):
+        (tmp_path / name).write_text((FIXTURES / name).read_text())
+    result = run("--json", str(tmp_path))
+    assert result.exit_code == 1
+    document = json.loads(result.output)
+    assert [f["ok"] for f in document["files"]] == [True, False]
+    assert {p["rule"] for p in document["files"][1]["problems"]} == {"postcondition"}
+
+
+def test_explain_notes_that_it_covers_xml_only() -> None:
+    result = run("--explain", "--bytes", "1MiB", str(FIXTURES / "allgather_2gpu_memory.json"))
+    assert result.exit_code == 0
+    assert "selection not explained: --explain covers MSCCL XML files" in result.output
+
+
+def test_oversized_plan_exits_two(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("collc.mscclpp.reader.MAX_PLAN_BYTES", 10)
+    path = tmp_path / "plan.json"
+    path.write_text((FIXTURES / "allgather_2gpu_memory.json").read_text())
+    result = run(str(path))
+    assert result.exit_code == 2 and "collc reads plans of at most 10" in result.output
+    assert "Traceback" not in result.output
