@@ -272,3 +272,15 @@ def test_oversized_file_is_refused_before_reading(tmp_path) -> None:
         handle.truncate(5 * 2**20)
     code, _, err = run("topo", "import", str(path))
     assert code == 2 and "larger than 4 MiB" in err
+
+
+def test_documented_example_is_current(monkeypatch) -> None:
+    root = Path(__file__).parents[2]
+    monkeypatch.chdir(root)  # the file's header names the input as given on the command line
+    doc = (root / "docs" / "topology-format.md").read_text(encoding="utf-8")
+    block = doc.split("--boxes 2 --name h200-pair` gives:\n\n```yaml\n")[1].split("```")[0]
+    code, out, _ = run(
+        "topo", "import", "tests/fixtures/import/h200-nccl-topo.xml", "--boxes", "2", "--name", "h200-pair"
+    )
+    assert code == 0
+    assert out == block

@@ -264,16 +264,17 @@ def _network_lines(nics: Sequence[Nic], network: str) -> list[str]:
     under = "min(boxes_per_leaf, boxes - {unit} * boxes_per_leaf)"
     lines = ["nodes:"]
     if network == "rails":
-        lines.append(f"  - {{name: leaf, kind: switch, count: {rails} * {units}, {when}}}")
+        per_unit = f"{rails} * " if rails > 1 else ""
+        lines.append(f"  - {{name: leaf, kind: switch, count: {per_unit}{units}, {when}}}")
         lines.append(f"  - {{name: spine, kind: switch, {when}}}")
         lines.append("links:")
         for speed, indices in groups:
             lines.append(
-                f'  - {{src: "b{{b}}.nic{{i}}", dst: "leaf{{{rails} * (b // boxes_per_leaf) + i}}", '
+                f'  - {{src: "b{{b}}.nic{{i}}", dst: "leaf{{{per_unit}(b // boxes_per_leaf) + i}}", '
                 f"bandwidth: {_number(speed)}, class: {link_class}, {when}{_where('i', indices, rails)}}}"
             )
         for speed, indices in groups:
-            downlink = under.format(unit=f"(k // {rails})")
+            downlink = under.format(unit=f"(k // {rails})" if rails > 1 else "k")
             where = _where(f"k % {rails}", indices, rails)
             lines.append(
                 f'  - {{src: "leaf{{k}}", dst: spine, bandwidth: "{downlink} * {_plain(speed)}'
