@@ -12,15 +12,19 @@ from collc.cli.common import PROTOCOL, output_path, topology_argument
 from collc.errors import InputError
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
+from collc.predict.network import Network
 from collc.predict.params import COLLECTIVES, protocol
-from collc.predict.sweep import Sweep
+from collc.predict.sweep import Predictor, Sweep
 from collc.sizes import format_size, parse_sizes
 from collc.topology.model import Topology
 
 
-def read_schedule(path: str, topology: Topology) -> Algorithm:
-    """Read an MSCCL XML schedule for ``topology`` (errors are located InputErrors)."""
+def read_schedule(path: str, topology: Topology) -> tuple[Algorithm, Predictor | None]:
+    """Read an MSCCL XML schedule or an MSCCL++ plan for ``topology`` (errors are located InputErrors);
+    a plan comes with the predictor of its own timing."""
     from collc.msccl.reader import read_xml
+    from collc.mscclpp.lower_sim import plan_schedule
+    from collc.mscclpp.reader import looks_like_plan
 
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -30,7 +34,9 @@ def read_schedule(path: str, topology: Topology) -> Algorithm:
         ) from None
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text", hint="give the path of an MSCCL XML file") from None
-    return read_xml(text, path, runtime=topology.metadata.runtime or "msccl-executor")
+    if looks_like_plan(text):
+        return plan_schedule(text, path, Network.of(topology))
+    return read_xml(text, path, runtime=topology.metadata.runtime or "msccl-executor"), None
 
 
 def table(result: Sweep) -> str:
@@ -121,7 +127,7 @@ def simulate(
         from collc.predict.plot import check_picture_path
 
         check_picture_path(plot_path)
-    program = read_schedule(schedule, topology) if schedule else None
+    program, plan_cost = read_schedule(schedule, topology) if schedule else (None, None)
     if program is not None and coll is not None and coll != program.coll:
         raise InputError(
             f"{schedule} is an {program.coll} schedule, not {coll}", hint=f"use --coll {program.coll}"
@@ -136,13 +142,13 @@ def simulate(
     if program is None:
         program, source = compiled_program(topology, collective, chosen.name)
     else:
-        source = f"simulation of {schedule}"
+        source = f"simulation of {schedule}" + (" (an MSCCL++ plan)" if plan_cost else "")
     from collc.compile.outlook import served_size
 
     served = sorted({served_size(program, size) for size in requested})
     moved = [size for size in requested if served_size(program, size) != size]
     model = TopologyModel(topology)
-    result = model.sweep(collective, served, chosen, program)
+    result = model.sweep(collective, served, chosen, program, plan_cost)
     if plot_path:
         from collc.predict.plot import plot_sweep
 

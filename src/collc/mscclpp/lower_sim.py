@@ -424,3 +424,9 @@ def differences(original: Algorithm, back: Algorithm) -> list[str]:
                 f"rank {key[0]} threadblock {key[1]}: {len(a[key][2])} steps became {len(b[key][2])}"
             )
     return problems
+
+
+def plan_schedule(text: str, path: str | None, network: Network) -> tuple[Algorithm, PlanCost]:
+    """A plan file as the simulation's program and the predictor of its time (located errors)."""
+    algo = to_algorithm(reader.read_plan(text, path))
+    return algo, PlanCost(network, algo, pipeline_unit(text))

@@ -85,18 +85,24 @@ class TopologyModel:
         return ProgramCost(self.network, program)
 
     def sweep(
-        self, collective: str, sizes: list[int], proto: Protocol, program: Algorithm | None = None
+        self,
+        collective: str,
+        sizes: list[int],
+        proto: Protocol,
+        program: Algorithm | None = None,
+        predictor: Predictor | None = None,
     ) -> Sweep:
         """Predict ``sizes`` for collc, the baselines and the bound.
 
         A simulated program is expensive per size, so its crossover is searched on ``sizes`` only.
+        ``predictor`` times ``program`` instead of its simulation as an MSCCL file (an MSCCL++ plan's).
         """
         return sweep(
             collective,
             sizes,
             proto,
             self.topology.num_gpus,
-            self.collc(program),
+            predictor or self.collc(program),
             self.baselines(collective),
             self.bound_algbw(collective),
             sizes if program is not None else None,
