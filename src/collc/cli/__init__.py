@@ -74,7 +74,9 @@ from collc.cli import compile as _compile  # noqa: E402,F401
 from collc.cli import diff as _diff  # noqa: E402,F401
 from collc.cli import report as _report  # noqa: E402,F401
 from collc.cli import runtime as _runtime  # noqa: E402,F401
+from collc.cli import serve as _serve  # noqa: E402,F401
 from collc.cli import simulate as _simulate  # noqa: E402,F401
+from collc.cli import submit as _submit  # noqa: E402,F401
 from collc.cli import topo as _topo  # noqa: E402,F401
 from collc.cli import trees as _trees  # noqa: E402,F401
 from collc.cli import verify as _verify  # noqa: E402,F401
