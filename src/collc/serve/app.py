@@ -1,0 +1,182 @@
+"""The HTTP/JSON API of ``collc serve`` (Starlette on uvicorn; docs/serve.md lists the endpoints).
+
+Bad requests get a 4xx whose JSON body carries the CLI's message (``error``, the same text ``collc
+compile`` prints, located in the submitted topology) and its ``exit_code``. Request bodies are read
+up to :data:`MAX_REQUEST_BYTES`; a bearer token, when set, is required on every endpoint but health.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import tarfile
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from collc import __version__
+from collc.errors import CollcError
+from collc.input_limits import MAX_TOPOLOGY_BYTES
+from collc.serve.scheduler import Scheduler
+from collc.serve.store import JobRow
+
+#: the largest request body: a topology at the size limit plus its options
+MAX_REQUEST_BYTES = MAX_TOPOLOGY_BYTES + 64 * 1024
+
+
+def _error(status: int, message: str, exit_code: int = 2) -> JSONResponse:
+    return JSONResponse({"error": message, "exit_code": exit_code}, status_code=status)
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None when it is larger than :data:`MAX_REQUEST_BYTES` (stops reading there)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(scheduler: Scheduler, token: str | None = None) -> Starlette:
+    """The ASGI application over ``scheduler`` (which the caller starts and closes)."""
+
+    def authorised(request: Request) -> bool:
+        if not token:
+            return True
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    def guarded(
+        handler: Callable[[Request], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            if not authorised(request):
+                return _error(401, "error: a bearer token is required (Authorization: Bearer TOKEN)")
+            return await handler(request)
+
+        return endpoint
+
+    async def submit(request: Request) -> Response:
+        body = await _read_body(request)
+        if body is None:
+            return _error(413, f"error: the request is larger than {MAX_REQUEST_BYTES} bytes")
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as error:
+            return _error(400, f"error: the request is not JSON: {error}")
+        try:
+            admission = await run_in_threadpool(scheduler.submit, parsed)
+        except CollcError as error:
+            return _error(400 if error.exit_code == 2 else 422, str(error), error.exit_code)
+        status = admission.job.status()
+        status.update(cached=admission.cached, coalesced=admission.coalesced)
+        return JSONResponse(status, status_code=200 if admission.cached else 202)
+
+    def job_or_404(request: Request) -> JobRow | None:
+        return scheduler.store.job(request.path_params["job"])
+
+    async def status(request: Request) -> Response:
+        job = job_or_404(request)
+        if job is None:
+            return _error(404, f"error: no job {request.path_params['job']!r}")
+        return JSONResponse(job.status())
+
+    async def result(request: Request) -> Response:
+        job = job_or_404(request)
+        if job is None:
+            return _error(404, f"error: no job {request.path_params['job']!r}")
+        if job.state in ("failed", "cancelled"):
+            return _error(409, job.error or job.state, job.exit_code or 1)
+        stored = scheduler.store.result(job.key) if job.state == "done" else None
+        if stored is None:
+            return _error(409, f"error: job {job.id} is {job.state}, not done", 0)
+        output = str(job.spec.get("output") or "schedule.xml")
+        stored = stored.named(output)
+        fmt = request.query_params.get("format", "xml")
+        if fmt == "xml":
+            return Response(stored.xml, media_type="application/xml")
+        if fmt == "json":
+            return Response(stored.report, media_type="application/json")
+        if fmt == "text":
+            return PlainTextResponse(stored.text)
+        if fmt == "tar":
+            return Response(_tar(output, stored.xml, stored.report), media_type="application/x-tar")
+        return _error(400, f"error: unknown format {fmt!r}; use xml, json, text or tar")
+
+    async def cancel(request: Request) -> Response:
+        job = await run_in_threadpool(scheduler.cancel, request.path_params["job"])
+        if job is None:
+            return _error(404, f"error: no job {request.path_params['job']!r}")
+        return JSONResponse(job.status())
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "version": __version__, "policy": scheduler.policy.name})
+
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(metrics_text(scheduler), media_type="text/plain; version=0.0.4")
+
+    return Starlette(
+        routes=[
+            Route("/v1/jobs", guarded(submit), methods=["POST"]),
+            Route("/v1/jobs/{job}", guarded(status), methods=["GET"]),
+            Route("/v1/jobs/{job}", guarded(cancel), methods=["DELETE"]),
+            Route("/v1/jobs/{job}/result", guarded(result), methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+            Route("/metrics", guarded(metrics), methods=["GET"]),
+        ]
+    )
+
+
+def _tar(output: str, xml: str, report: str) -> bytes:
+    """The result as a tar: the XML file under its requested name and the JSON report beside it."""
+    buffer = io.BytesIO()
+    name = output.replace("/", "_").replace("\\", "_")
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for member, text in ((name, xml), (name.rsplit(".", 1)[0] + ".report.json", report)):
+            data = text.encode()
+            info = tarfile.TarInfo(member)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def metrics_text(scheduler: Scheduler) -> str:
+    """Prometheus text exposition of the queues, jobs, JCT histograms and counters."""
+    counters = scheduler.counters
+    policy = scheduler.policy.name
+    lines = ["# TYPE collc_queue_length gauge"]
+    for level, length in enumerate(scheduler.queue_lengths()):
+        lines.append(f'collc_queue_length{{policy="{policy}",level="{level}"}} {length}')
+    lines += ["# TYPE collc_running_jobs gauge", f"collc_running_jobs {scheduler.running()}"]
+    lines += ["# TYPE collc_jobs gauge"]
+    lines += [
+        f'collc_jobs{{state="{state}"}} {count}' for state, count in sorted(scheduler.store.counts().items())
+    ]
+    lines += ["# TYPE collc_state_memory_bytes gauge", f"collc_state_memory_bytes {scheduler.memory_held()}"]
+    for name, value in (
+        ("preemptions", counters.preemptions),
+        ("offloads", counters.offloads),
+        ("reloads", counters.reloads),
+        ("cache_hits", counters.cache_hits),
+        ("coalesced", counters.coalesced),
+    ):
+        lines += [f"# TYPE collc_{name}_total counter", f"collc_{name}_total {value}"]
+    lines += [
+        "# TYPE collc_job_completion_seconds histogram",
+        *counters.jct.lines("collc_job_completion_seconds"),
+    ]
+    lines += [
+        "# TYPE collc_small_job_completion_seconds histogram",
+        *counters.small_jct.lines("collc_small_job_completion_seconds"),
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,151 @@
+"""Where slices run: the worker interface, and worker processes on this machine.
+
+The scheduler sees only :class:`Backend`: ``run`` a slice on a free worker, ``stop`` a running slice at
+its next step, and get each slice's :class:`~collc.serve.steps.SliceOutcome` (and each step's progress)
+through callbacks. Slices carry the job's state as bytes and may run on any worker, so a backend on a
+distributed engine is a second implementation of the same three methods: with Ray, each worker would be
+an actor running :func:`collc.serve.steps.run_slice`, the state an object reference (Ray's object
+spilling would then do the offloading), and ``stop`` a flag the actor polls between steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.synchronize
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from collc.serve.steps import JobSpec, SliceOutcome, run_slice
+
+
+@dataclass(frozen=True)
+class SliceTask:
+    """A slice to run: the job, its request, its state (None: from the start) and its quantum."""
+
+    job: str
+    spec: JobSpec
+    blob: bytes | None
+    quantum: float
+    max_gpus: int
+
+
+@dataclass(frozen=True)
+class StepNote:
+    """Sent by a worker before each step: which step the job is at, for its status."""
+
+    job: str
+    stage: str
+    progress: float
+
+
+class Backend(ABC):
+    """Runs slices on ``workers`` workers; reports through ``on_outcome`` and ``on_step``."""
+
+    workers: int
+
+    @abstractmethod
+    def start(self, on_outcome: Callable[[SliceOutcome], None], on_step: Callable[[StepNote], None]) -> None:
+        """Start the workers."""
+
+    @abstractmethod
+    def run(self, task: SliceTask) -> None:
+        """Run ``task`` on a free worker (the caller keeps at most ``workers`` slices running)."""
+
+    @abstractmethod
+    def stop(self, job: str) -> None:
+        """Ask the slice running ``job`` to stop after its current step."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the workers (a running slice is abandoned; its job is queued again on restart)."""
+
+
+def _worker_main(connection: Connection, stop_flag: multiprocessing.synchronize.Event) -> None:
+    """A worker process: run the slices it is sent, one at a time, until it is sent None."""
+    while True:
+        task: SliceTask | None = connection.recv()
+        if task is None:
+            return
+
+        def on_step(stage: str, share: float, job: str = task.job) -> None:
+            connection.send(StepNote(job, stage, share))
+
+        outcome = run_slice(
+            task.job, task.spec, task.blob, task.quantum, task.max_gpus, stop_flag.is_set, on_step
+        )
+        connection.send(outcome)
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    connection: Connection
+    stop_flag: multiprocessing.synchronize.Event
+    job: str | None = None
+
+
+class ProcessBackend(Backend):
+    """``workers`` processes started with ``spawn`` (a fresh interpreter: no threads or sockets of the
+    server are inherited), each with a pipe and a stop flag; one thread per worker reads its pipe."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._context = multiprocessing.get_context("spawn")
+        self._pool: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def start(self, on_outcome: Callable[[SliceOutcome], None], on_step: Callable[[StepNote], None]) -> None:
+        for _ in range(self.workers):
+            ours, theirs = self._context.Pipe()
+            flag = self._context.Event()
+            process = self._context.Process(target=_worker_main, args=(theirs, flag), daemon=True)
+            process.start()
+            worker = _Worker(process, ours, flag)
+            self._pool.append(worker)
+            threading.Thread(target=self._read, args=(worker, on_outcome, on_step), daemon=True).start()
+
+    def _read(
+        self,
+        worker: _Worker,
+        on_outcome: Callable[[SliceOutcome], None],
+        on_step: Callable[[StepNote], None],
+    ) -> None:
+        while True:
+            try:
+                message = worker.connection.recv()
+            except (EOFError, OSError):
+                return
+            if isinstance(message, StepNote):
+                on_step(message)
+                continue
+            with self._lock:
+                worker.job = None
+            on_outcome(message)
+
+    def run(self, task: SliceTask) -> None:
+        with self._lock:
+            worker = next(w for w in self._pool if w.job is None)
+            worker.job = task.job
+            worker.stop_flag.clear()
+        worker.connection.send(task)
+
+    def stop(self, job: str) -> None:
+        with self._lock:
+            for worker in self._pool:
+                if worker.job == job:
+                    worker.stop_flag.set()
+
+    def close(self) -> None:
+        for worker in self._pool:
+            with contextlib.suppress(OSError):
+                worker.connection.send(None)
+        for worker in self._pool:
+            worker.process.join(timeout=2)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(timeout=2)
+        self._pool.clear()

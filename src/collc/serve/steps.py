@@ -1,0 +1,232 @@
+"""A compile job as the service runs it: the request, its cache key, its cost estimate, and slices of
+the compile's own steps.
+
+The compile pipeline runs as steps over a picklable state (:func:`collc.compile.driver.advance`). A
+*slice* runs steps until the job is done, its quantum is used up, or the scheduler asks it to stop;
+the state then goes back to the scheduler as pickled bytes and the next slice may run in another worker
+process. Preemption therefore happens only between two steps of the pipeline, never by a signal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+
+from collc import __version__
+from collc.compile.driver import CompileState, advance, begin, next_step
+from collc.compile.flags import CompileFlags
+from collc.compile.report import report_json, report_lines
+from collc.errors import CollcError, InputError
+from collc.input_limits import MAX_TOPOLOGY_BYTES
+from collc.msccl.program import PROTOCOLS
+from collc.topology import Topology
+from collc.topology.export import flat_document
+from collc.topology.infer import infer_structure
+from collc.topology.loader import parse_topology
+from collc.topology.presets import load
+
+#: how a submitted topology text is named in located messages
+SUBMITTED = "<submitted topology>"
+#: the predicted first stage (bound, first forest, first lowering) of an 8-GPU fabric, in seconds, and
+#: how it grows with the GPUs: measured on dgx-a100 with 1, 2, 4 and 8 boxes (0.02, 0.1, 0.27, 1.4 s).
+FIRST_STAGE_AT_8_GPUS = 0.02
+FIRST_STAGE_EXPONENT = 2.0
+#: the file name in a stored report, replaced by each request's own output name when it is served (a
+#: cached result answers requests that name their files differently)
+OUTPUT_PLACEHOLDER = "@@collc-output@@"
+#: share of the work done when each step starts (the rest of a step's share is its own): the range and
+#: the simulation of the candidates take most of a small compile, the forests most of a large one.
+_PROGRESS = {"bound": 0.0, "forest": 0.05, "lower": 0.1, "choose": 0.55, "range": 0.7, "verify": 0.9}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One compile request: a topology (YAML text, or a preset and its parameters) and the flags."""
+
+    preset: str | None
+    topology_text: str | None
+    settings: dict[str, str]
+    flags: CompileFlags
+    output: str = "schedule.xml"  # the file name the report speaks of
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "preset": self.preset,
+            "topology": self.topology_text,
+            "set": self.settings,
+            "options": asdict(self.flags),
+            "output": self.output,
+        }
+
+
+_FLAG_TYPES = {f.name: f.type for f in fields(CompileFlags)}
+
+
+def _flag_value(name: str, value: object) -> object:
+    """One ``options`` entry checked against the type of the flag it sets."""
+    kind = str(_FLAG_TYPES[name])
+    if value is None and "None" in kind:
+        return None
+    if kind.startswith("bool"):
+        ok = isinstance(value, bool)
+    elif kind.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        wanted = kind.replace(" | None", " or null")
+        raise InputError(f"options.{name} must be {wanted}, got {json.dumps(value)[:40]}")
+    if name == "proto":  # any letter case, as on the command line
+        return next((p for p in PROTOCOLS if p.lower() == str(value).lower()), value)
+    return value
+
+
+def spec_from_json(body: object) -> JobSpec:
+    """The request body of ``POST /v1/jobs`` as a :class:`JobSpec`; anything malformed is an InputError."""
+    if not isinstance(body, dict):
+        raise InputError("the request must be a JSON object", hint='e.g. {"preset": "dgx-a100"}')
+    unknown = sorted(set(body) - {"preset", "topology", "set", "options", "output"})
+    if unknown:
+        raise InputError(
+            f"unknown request field {unknown[0]!r}", hint="fields: preset, topology, set, options, output"
+        )
+    preset, text = body.get("preset"), body.get("topology")
+    if (preset is None) == (text is None):
+        raise InputError("give either 'preset' (a preset name) or 'topology' (the YAML text)")
+    if not isinstance(preset or text, str):
+        raise InputError("'preset' and 'topology' must be strings")
+    settings = body.get("set") or {}
+    if not isinstance(settings, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | int) for k, v in settings.items()
+    ):
+        raise InputError("'set' must map parameter names to values", hint='e.g. {"boxes": "2"}')
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise InputError("'options' must be a JSON object of compile flags")
+    bad = sorted(set(options) - set(_FLAG_TYPES))
+    if bad:
+        raise InputError(f"unknown option {bad[0]!r}", hint="options: " + ", ".join(_FLAG_TYPES))
+    output = body.get("output", "schedule.xml")
+    if not isinstance(output, str) or not output or len(output) > 255:
+        raise InputError("'output' must be a file name of 1 to 255 characters")
+    flags = CompileFlags(**{name: _flag_value(name, value) for name, value in options.items()})
+    return JobSpec(preset, text, {k: str(v) for k, v in settings.items()}, flags, output)
+
+
+def load_topology(spec: JobSpec, max_gpus: int) -> Topology:
+    """The request's topology, with the same located errors as the CLI; at most ``max_gpus`` GPUs."""
+    if spec.topology_text is not None:
+        if len(spec.topology_text.encode()) > MAX_TOPOLOGY_BYTES:
+            raise InputError(f"the topology is larger than {MAX_TOPOLOGY_BYTES // 2**20} MiB")
+        topology = infer_structure(parse_topology(spec.topology_text, SUBMITTED, spec.settings)[0])
+    else:
+        assert spec.preset is not None
+        if "/" in spec.preset or "\\" in spec.preset:  # a service reads no files for its clients
+            raise InputError(f"{spec.preset!r} is not a preset name", hint="send the YAML as 'topology'")
+        topology = load(spec.preset, spec.settings, on_warning=lambda warning: None)
+    if topology.num_gpus > max_gpus:
+        raise InputError(
+            f"the topology has {topology.num_gpus} GPUs; this service compiles at most {max_gpus}",
+            hint="ask the operator to raise --max-gpus, or compile it locally with collc compile",
+        )
+    return topology
+
+
+def checked_start(spec: JobSpec, max_gpus: int) -> CompileState:
+    """The job's first state: its topology loaded and its options checked (raises what the CLI would)."""
+    topology = load_topology(spec, max_gpus)
+    return begin(topology, spec.flags.options())
+
+
+def cache_key(state: CompileState) -> str:
+    """A canonical hash of what decides the output: the fabric in flat form, the options and collc's
+    version. Two requests that spell the same fabric differently (a preset, its flat export) share it."""
+    canonical = {
+        "collc": __version__,
+        "topology": flat_document(state.topology),
+        "options": asdict(state.options),
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def first_stage_estimate(num_gpus: int) -> float:
+    """Predicted seconds of the first stage (bound, first forest and lowering), from the fabric's size:
+    what skip-join MLFQ places a new job by."""
+    return FIRST_STAGE_AT_8_GPUS * (num_gpus / 8) ** FIRST_STAGE_EXPONENT
+
+
+def progress(state: CompileState) -> float:
+    """A rough share of the job done, from the step it is at (for a progress display only)."""
+    stage = next_step(state)
+    if stage == "done":
+        return 1.0
+    share = _PROGRESS[stage]
+    if stage in ("forest", "lower") and state.candidates:
+        share += 0.45 * min(len(state.fitted), 3) / 3
+    return share
+
+
+@dataclass(frozen=True)
+class SliceOutcome:
+    """What a slice hands back: the state to resume (pickled) or the result, and the seconds it ran."""
+
+    job: str
+    used: float
+    steps: int
+    stage: str
+    progress: float
+    state: bytes | None = None  # set when the job is unfinished
+    xml: str | None = None  # set when it finished
+    report: str | None = None  # the JSON report (``collc compile --json``)
+    text: str | None = None  # the report ``collc compile`` prints
+    error: str | None = None  # set when it failed: the CLI's message
+    exit_code: int = 0
+
+
+def run_slice(
+    job: str,
+    spec: JobSpec,
+    blob: bytes | None,
+    quantum: float,
+    max_gpus: int,
+    should_stop: Callable[[], bool],
+    on_step: Callable[[str, float], None] = lambda stage, share: None,
+) -> SliceOutcome:
+    """Run steps of ``job`` from ``blob`` (None: from the start) until it finishes, ``quantum`` seconds
+    have passed, or ``should_stop()`` says a job that outranks it waits. Always runs one step."""
+    start = time.perf_counter()
+    steps = 0
+    stage = "begin"
+
+    def outcome(**values: object) -> SliceOutcome:
+        used = time.perf_counter() - start
+        return SliceOutcome(job=job, used=used, steps=steps, stage=stage, **values)  # type: ignore[arg-type]
+
+    try:
+        state = checked_start(spec, max_gpus) if blob is None else pickle.loads(blob)
+        while True:
+            stage = next_step(state)
+            if stage == "done":
+                assert state.result is not None
+                return outcome(
+                    progress=1.0,
+                    xml=state.result.xml,
+                    report=json.dumps(report_json(state.result, OUTPUT_PLACEHOLDER), indent=2),
+                    text="\n".join(report_lines(state.result, OUTPUT_PLACEHOLDER)),
+                )
+            if steps and (time.perf_counter() - start >= quantum or should_stop()):
+                return outcome(progress=progress(state), state=pickle.dumps(state, protocol=5))
+            on_step(stage, progress(state))
+            advance(state)
+            steps += 1
+    except CollcError as error:
+        return outcome(progress=0.0, error=str(error), exit_code=error.exit_code)
+    except Exception as error:  # a bug or exhaustion: one line, like the CLI
+        from collc.cli import failure_message
+
+        return outcome(progress=0.0, error=failure_message(error), exit_code=2)
