@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collc.capacity import capacity_graph
 from collc.cli import main
 from collc.solver.bound import optimal_bound
-from collc.topology import Topology, load
-from collc.topology.importers import FabricOptions, ReadOptions, import_files
+from collc.topology import Topology, load, parse_topology
+from collc.topology.importers import FabricOptions, ReadOptions, import_files, read_box
+from collc.topology.importers.fabric import combine
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "import"
 A100_XML = FIXTURES / "dgx-a100-nccl-topo.xml"
@@ -284,3 +287,53 @@ def test_documented_example_is_current(monkeypatch) -> None:
     )
     assert code == 0
     assert out == block
+
+
+_SPEEDS = {("nvlink", "80"): 25, ("nvlink", "90"): 25, ("nvlink", "100"): 50, ("xgmi", "gfx90a"): 50}
+
+
+@st.composite
+def _mesh_dumps(draw: st.DrawFn) -> tuple[str, dict[tuple[int, int], int], int]:
+    """A dump of n GPUs with random link counts (a ring keeps them joined) and ranks in random order."""
+    size = draw(st.integers(2, 6))
+    tag, arch = draw(st.sampled_from(sorted(_SPEEDS)))
+    counts = {(i, j): draw(st.integers(0, 4)) for i in range(size) for j in range(i + 1, size)}
+    for i in range(size - 1):
+        counts[(i, i + 1)] = max(1, counts[(i, i + 1)])
+    ranks = draw(st.permutations(range(size)))
+    attribute = f'sm="{arch}"' if tag == "nvlink" else f'sm="104" gcn="{arch}"'
+    lines = ['<system version="1">', '  <cpu numaid="0" arch="x86_64" vendor="AuthenticAMD">']
+    for g in range(size):
+        lines.append(
+            f'    <pci busid="0000:{g + 16:02x}:00.0" class="0x030200" link_speed="" link_width="0">'
+        )
+        lines.append(f'      <gpu dev="{g}" {attribute} rank="{ranks[g]}" gdr="1">')
+        for h in range(size):
+            count = counts.get((min(g, h), max(g, h)), 0) if g != h else 0
+            if count:
+                lines.append(
+                    f'        <{tag} target="0000:{h + 16:02x}:00.0" count="{count}" tclass="0x030200"/>'
+                )
+        lines += ["      </gpu>", "    </pci>"]
+    lines += ["  </cpu>", "</system>"]
+    expected = {
+        tuple(sorted((ranks[i], ranks[j]))): count * _SPEEDS[(tag, arch)]
+        for (i, j), count in counts.items()
+        if count
+    }
+    return "\n".join(lines), expected, size
+
+
+@settings(max_examples=40, deadline=None)
+@given(_mesh_dumps())
+def test_gpu_links_and_rank_order_follow_the_dump(dump: tuple[str, dict[tuple[int, int], int], int]) -> None:
+    """Oracle: the bandwidth between the GPUs of ranks a and b is count x the documented per-link speed."""
+    text, expected, size = dump
+    box = read_box(text, "mesh.xml", ReadOptions())
+    assert box.gpus == tuple(f"gpu{r}" for r in range(size)) and box.global_ranks == tuple(range(size))
+    topology, _ = parse_topology(combine([box], FabricOptions()).yaml_text, "mesh.yaml")
+    found: dict[tuple[int, int], Fraction] = {}
+    for link in topology.links:
+        pair = tuple(sorted((topology.rank_of(link.src), topology.rank_of(link.dst))))
+        found[pair] = found.get(pair, Fraction(0)) + link.bandwidth
+    assert found == expected
