@@ -122,3 +122,13 @@ def test_compile_on_a_degraded_fabric_reports_the_healthy_bound(tmp_path: Path) 
     assert 'ngpus="3"' in out_file.read_text()
     code, out, _ = run("compile", str(quad), "--gpus", "2,0,1", "--json", "-o", str(out_file))
     assert code == 0 and json.loads(out)["healthy_bound_algbw"] is None
+
+
+def test_the_readme_example_is_what_diff_prints() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    command = "$ collc diff dgx-a100 --set boxes=2 --without nic:b0.nic3\n"
+    quoted = readme.split(command, 1)[1].split("\n$ ", 1)[0].splitlines()
+    code, out, _ = run(*command.split()[2:])
+    assert code == 0
+    shown = [line for line in quoted if line.strip() != "..."]
+    assert len(shown) >= 10 and all(line in out.splitlines() for line in shown)
