@@ -28,7 +28,7 @@ every thread's copy, and between two data ops of overlapping chunk spans.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
@@ -449,21 +449,6 @@ def to_plan(algo: Algorithm, topology: Topology, *, inplace: bool = False) -> Ex
     )
     check_tables(plan)
     return plan
-
-
-def unpipelined(plan: ExecutionPlan) -> ExecutionPlan:
-    """The plan with every pipeline replaced by its ops: one iteration, as the verifier simulates it."""
-    gpus = []
-    for gpu in plan.gpus:
-        tbs = tuple(
-            replace(
-                tb,
-                ops=tuple(inner for op in tb.ops for inner in (op.ops if op.name == "pipeline" else (op,))),
-            )
-            for tb in gpu.threadblocks
-        )
-        gpus.append(replace(gpu, threadblocks=tbs))
-    return replace(plan, gpus=tuple(gpus))
 
 
 def check_tables(plan: ExecutionPlan) -> None:
