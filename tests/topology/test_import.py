@@ -269,6 +269,11 @@ def test_per_node_files_must_agree(tmp_path) -> None:
     assert code == 2 and "--boxes 3 but 2 per-node files" in err
 
 
+def test_fabric_over_the_limits_is_refused() -> None:
+    code, _, err = run("topo", "import", str(H100_XML), "--boxes", "600")
+    assert code == 2 and "600 boxes would have 4,800 GPUs, more than the 4,096 collc supports" in err
+
+
 def test_oversized_file_is_refused_before_reading(tmp_path) -> None:
     path = tmp_path / "huge.xml"
     with path.open("wb") as handle:

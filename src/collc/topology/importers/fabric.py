@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from collc.errors import InputError
+from collc.input_limits import MAX_GPUS, MAX_LINKS, MAX_NODES
 from collc.topology.export import exact_number
 from collc.topology.importers.model import BoxLink, ImportedBox, Nic
 
@@ -71,6 +72,7 @@ def combine(boxes: Sequence[ImportedBox], options: FabricOptions) -> ImportResul
         )
     if count > 1:
         _check_network(first, options)
+    _check_size(first, count, options)
     ranks = _rank_list(boxes) if len(boxes) > 1 else None
     assumptions = tuple(dict.fromkeys(text for box in boxes for text in box.assumptions))
     notes = tuple(dict.fromkeys(text for box in boxes for text in box.notes))
@@ -100,6 +102,27 @@ def _check_same(first: ImportedBox, other: ImportedBox) -> None:
             location=other.location,
             hint="a node with a failed link: import the healthy nodes, then describe the fault on the result",
         )
+
+
+def _check_size(box: ImportedBox, count: int, options: FabricOptions) -> None:
+    """The fabric must fit collc's limits; checked here, before the file is written and read back."""
+    leaves = -(-count // options.boxes_per_leaf) * (len(box.nics) if options.network == "rails" else 1)
+    network = count > 1 and bool(box.nics)
+    per_box_links = len(box.links)
+    per_box_nodes = len(box.gpus) + len(box.switches)
+    if network:
+        per_box_links += len(box.nic_links) + len(box.nics)
+        per_box_nodes += len(box.nics)
+    for what, total, limit in (
+        ("GPUs", count * len(box.gpus), MAX_GPUS),
+        ("nodes", count * per_box_nodes + (leaves + 1 if network else 0), MAX_NODES),
+        ("links", count * per_box_links + (leaves if network else 0), MAX_LINKS),
+    ):
+        if total > limit:
+            raise InputError(
+                f"{count} boxes would have {total:,} {what}, more than the {limit:,} collc supports",
+                hint="import fewer boxes",
+            )
 
 
 def _check_network(box: ImportedBox, options: FabricOptions) -> None:
@@ -149,15 +172,15 @@ def _number(value: Fraction) -> str:
 
 
 def _link_line(src: str, dst: str, link: BoxLink, when: str | None = None) -> str:
-    parts = [f"src: {src}", f"dst: {dst}", f"bandwidth: {_number(link.bandwidth)}"]
-    if link.count > 1:
-        parts.append(f"count: {link.count}")
+    # parallel links add up: one link of their total keeps the file within the link limit at scale
+    parts = [f"src: {src}", f"dst: {dst}", f"bandwidth: {_number(link.total)}"]
     if link.directed:
         parts.append("directed: true")
     parts.append(f"class: {link.link_class}")
     if when:
         parts.append(f"when: {when}")
-    return "      - {" + ", ".join(parts) + "}"
+    line = "      - {" + ", ".join(parts) + "}"
+    return line + (f"  # {link.count} links x {_plain(link.bandwidth)} GB/s" if link.count > 1 else "")
 
 
 def _template_links(links: Sequence[BoxLink], gpus: Sequence[str], when: str | None = None) -> list[str]:

@@ -141,6 +141,9 @@ def read_nccl_xml(text: str, file: str, options: ReadOptions) -> ImportedBox:
     else:
         nic_links = tree.nic_links_to_gpus()
     model = _gpu_model(gpus[0], amd)
+    if model is None and not amd:
+        device = gpus[0].element.parent.attributes.get("device", "?")  # type: ignore[union-attr]
+        notes.note(f"GPU device {device} is not in collc's table: the file gives no model and SM count")
     return ImportedBox(
         source=file,
         location=root.location,
