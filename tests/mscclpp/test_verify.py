@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,23 @@ def test_a_packet_round_trip_orders_two_ops_of_one_threadblock() -> None:
     plan = load("allreduce_2gpu_packets.json")
     assert [op["name"] for op in plan["gpus"][0]["threadblocks"][0]["ops"]] == ["ppkt", "upkt"]
     assert verify(plan).ok
+
+
+def test_every_plan_rule_is_documented() -> None:
+    """The rule ids the plan reader and verifier emit are exactly those docs/verify.md lists in its
+    MSCCL++ section."""
+    root = Path(__file__).resolve().parents[2]
+    docs = (root / "docs" / "verify.md").read_text()
+    section = docs[docs.index("## MSCCL++ execution plans") :]
+    documented = set(re.findall(r"^\* `([a-z-]+)`", section, flags=re.MULTILINE))
+    documented |= {
+        rule
+        for line in re.findall(r"^\* (`.*?) —", section, flags=re.MULTILINE)
+        for rule in re.findall(r"`([a-z-]+)`", line)
+    }
+    source = "".join(
+        (root / "src" / "collc" / "mscclpp" / name).read_text() for name in ("reader.py", "verify.py")
+    )
+    emitted = set(re.findall(r'(?:self\.add|self\.fail|PlanSyntaxError)\(\s*"([a-z-]+)"', source))
+    emitted |= {f"unknown-{what.replace(' ', '-')}" for what in ("op", "buffer type", "channel type")}
+    assert emitted == documented
