@@ -342,3 +342,60 @@ def test_gpu_links_and_rank_order_follow_the_dump(dump: tuple[str, dict[tuple[in
         pair = tuple(sorted((topology.rank_of(link.src), topology.rank_of(link.dst))))
         found[pair] = found.get(pair, Fraction(0)) + link.bandwidth
     assert found == expected
+
+
+def _smi(rows: list[list[str]], nics: int = 0) -> str:
+    """An nvidia-smi topo -m text for the given GPU (and NIC) matrix rows."""
+    names = [f"GPU{i}" for i in range(len(rows) - nics)] + [f"NIC{i}" for i in range(nics)]
+    lines = ["\t" + "\t".join(names) + "\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID"]
+    lines += ["\t".join([name, *row, "0-15", "0", "", "N/A"]) for name, row in zip(names, rows, strict=True)]
+    lines += ["", "Legend:", "", "  X    = Self", "  NV#  = Connection traversing a bonded set of # NVLinks"]
+    lines += ["", "NIC Legend:", ""] + [f"  NIC{i}: mlx5_{i}" for i in range(nics)]
+    return "\n".join(lines) + "\n"
+
+
+def test_smi_direct_nvlinks_and_pcie_only(tmp_path) -> None:
+    bridged = _smi(
+        [
+            [" X ", "NV4", "NV2", "SYS"],
+            ["NV4", " X ", "SYS", "NV2"],
+            ["NV2", "SYS", " X ", "NV4"],
+            ["SYS", "NV2", "NV4", " X "],
+        ]
+    )
+    topology = imported(tmp_path, _bad(tmp_path, bridged, "bridged.txt"), gpu_model="A100")
+    assert sorted((link.src, link.dst, link.bandwidth) for link in topology.links) == [
+        ("b0.gpu0", "b0.gpu1", 100),
+        ("b0.gpu0", "b0.gpu2", 50),
+        ("b0.gpu1", "b0.gpu3", 50),
+        ("b0.gpu2", "b0.gpu3", 100),
+    ]
+    pcie = _smi([[" X ", "PHB"], ["PHB", " X "]])
+    topology = imported(tmp_path, _bad(tmp_path, pcie, "pcie.txt"), gpu_model="H100")
+    assert algbw(topology) == 2 * 64  # each GPU's Gen5 x16 link to the shared PCIe switch vertex
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "message"),
+    [
+        (
+            _smi([[" X ", "NVX"], ["NVX", " X "]]),
+            ["--gpu-model", "A100"],
+            r":2: error: unknown matrix entry 'NVX'",
+        ),
+        (_smi([[" X ", "NV4"], ["NV4", " X "]]), [], r": error: nvidia-smi topo -m names no GPU model"),
+        (
+            MI300X_ROCM.read_text().replace(
+                "XGMI         XGMI         XGMI         0", "XGMI  PCIX  XGMI  0", 1
+            ),
+            ["--gpu-model", "MI300X"],
+            r":\d+: error: unknown matrix entry 'PCIX'",
+        ),
+    ],
+    ids=["bad-entry", "no-model", "rocm-bad-entry"],
+)
+def test_bad_smi_texts(tmp_path, text, options, message) -> None:
+    path = _bad(tmp_path, text, "topo.txt")
+    code, _, err = run("topo", "import", str(path), *options)
+    assert code == 2, err
+    assert re.search(re.escape(str(path)) + message, err), err
