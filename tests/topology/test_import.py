@@ -399,3 +399,20 @@ def test_bad_smi_texts(tmp_path, text, options, message) -> None:
     code, _, err = run("topo", "import", str(path), *options)
     assert code == 2, err
     assert re.search(re.escape(str(path)) + message, err), err
+
+
+def test_nvlink_islands_are_joined_by_the_pcie_tree(tmp_path) -> None:
+    """Bridged pairs (4 NVLink links, sm 86) on the PCIe-only node: NVLink inside pairs, PCIe between."""
+    text = PCIE_XML.read_text().replace('sm="89"', 'sm="86"')
+    buses = re.findall(r'busid="([^"]+)" class="0x030200"', text)
+    for dev in range(len(buses)):
+        link = f'<nvlink target="{buses[dev ^ 1]}" count="4" tclass="0x030200"/>'
+        text = text.replace(
+            f'<gpu dev="{dev}" sm="86" rank="{dev}" gdr="1"/>',
+            f'<gpu dev="{dev}" sm="86" rank="{dev}" gdr="1">{link}</gpu>',
+        )
+    topology = imported(tmp_path, _bad(tmp_path, text, "bridged.xml"))
+    classes = sorted({link.link_class for link in topology.links})
+    assert classes == ["nvlink", "pcie", "sys"]
+    # the 22 GB/s socket link now binds: 4 GPUs of a socket send their shards through it
+    assert algbw(topology) == 8 * Fraction(22, 4)

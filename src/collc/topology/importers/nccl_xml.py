@@ -403,13 +403,8 @@ class _PcieTree:
         self.ports = ports
         self.notes = notes
         self.cpus = [element for element in root.children if element.tag == "cpu"]
-        gpu_elements = {id(gpu.element) for gpu in gpus}
-        self.with_gpu = {
-            id(ancestor)
-            for element in root.walk()
-            if id(element) in gpu_elements
-            for ancestor in element.ancestors()
-        }
+        #: every element that holds a GPU (elements hash by identity)
+        self.with_gpu = {ancestor for gpu in gpus for ancestor in gpu.element.ancestors()}
 
     def bandwidth(self, element: XmlElement) -> Fraction | None:
         """GB/s of the link from ``element`` (a <pci>) to its parent; None where the dump does not say."""
@@ -482,10 +477,8 @@ class _PcieTree:
         links = []
         for gpu_index, port_index in sorted(pairs):
             gpu, port = self.gpus[gpu_index], self.ports[port_index]
-            bandwidth = self.path_bandwidth(gpu.element, port.element)
-            if bandwidth is None:
-                bandwidth = speeds.PcieLink(4, 16).gbps
-                self.notes.assume(f"{gpu.name}-nic{port_index}: no PCIe speed in the dump, taken as Gen4 x16")
+            path = self.path_bandwidth(gpu.element, port.element)
+            bandwidth = self._or_default(path, f"{gpu.name}-nic{port_index}")
             links.append(BoxLink(gpu.name, f"nic{port_index}", bandwidth, "pcie"))
         for port_index in range(len(self.ports)):
             users = [self.gpus[g].name for g, p in sorted(pairs) if p == port_index]
@@ -493,54 +486,58 @@ class _PcieTree:
                 self.notes.note(f"nic{port_index} is shared by {', '.join(users)}")
         return links
 
-    def _tree_nodes(self) -> dict[int, str]:
+    def _tree_nodes(self) -> dict[XmlElement, str]:
         """Switch names for the CPUs and for the PCIe bridges that lead to a GPU."""
-        names = {id(cpu): f"cpu{index}" for index, cpu in enumerate(self.cpus)}
+        names = {cpu: f"cpu{index}" for index, cpu in enumerate(self.cpus)}
         bridges = [
             e
             for e in self.root.walk()
-            if e.tag == "pci" and id(e) in self.with_gpu and not any(c.tag == "gpu" for c in e.children)
+            if e.tag == "pci" and e in self.with_gpu and not any(c.tag == "gpu" for c in e.children)
         ]
-        names.update({id(bridge): f"pcisw{index}" for index, bridge in enumerate(bridges)})
+        names.update({bridge: f"pcisw{index}" for index, bridge in enumerate(bridges)})
         return names
 
-    def _attach(self, element: XmlElement, names: dict[int, str]) -> tuple[str | None, Fraction | None]:
+    def _attach(
+        self, element: XmlElement, names: dict[XmlElement, str]
+    ) -> tuple[str | None, Fraction | None]:
         """The nearest tree node above ``element`` and the slowest known link on the way to it."""
         known: list[Fraction] = []
         node: XmlElement | None = element
-        while node is not None and id(node) not in names:
+        while node is not None and node not in names:
             value = self.bandwidth(node)
             if value is not None:
                 known.append(value)
             node = node.parent
         if node is None:
             return None, None
-        return names[id(node)], min(known) if known else None
+        return names[node], min(known) if known else None
+
+    def _or_default(self, bandwidth: Fraction | None, what: str) -> Fraction:
+        """``bandwidth``, or PCIe Gen4 x16 (an assumption in the report) where the dump gives no speed."""
+        if bandwidth is not None:
+            return bandwidth
+        default = speeds.PcieLink(4, 16)
+        self.notes.assume(f"{what}: no PCIe speed in the dump, taken as {default.describe()}")
+        return default.gbps
 
     def gpu_links(self) -> tuple[list[BoxLink], list[str]]:
         """The PCIe tree between the GPUs: CPUs and bridges as switches, CPU sockets fully joined."""
         names = self._tree_nodes()
         links = []
-        for element in [e for e in self.root.walk() if id(e) in names and e.tag == "pci"]:
+        for element in [e for e in self.root.walk() if e in names and e.tag == "pci"]:
             parent, between = self._attach(element.parent, names)  # type: ignore[arg-type]
             if parent is None:
                 raise _fail("a PCIe switch outside every <cpu>", element)
-            bandwidth = _slowest(self.bandwidth(element), between)
-            if bandwidth is None:
-                bandwidth = speeds.PcieLink(4, 16).gbps
-                self.notes.assume("PCIe switches without a link speed in the dump: taken as Gen4 x16")
-            links.append(BoxLink(names[id(element)], parent, bandwidth, "pcie"))
+            bandwidth = self._or_default(_slowest(self.bandwidth(element), between), names[element])
+            links.append(BoxLink(names[element], parent, bandwidth, "pcie"))
         for gpu in self.gpus:
             parent, bandwidth = self._attach(gpu.element, names)
             if parent is None:
                 raise _fail("a GPU outside every <cpu>", gpu.element)
-            if bandwidth is None:
-                bandwidth = speeds.PcieLink(4, 16).gbps
-                self.notes.assume(f"{gpu.name}: no PCIe speed in the dump, taken as Gen4 x16")
-            links.append(BoxLink(gpu.name, parent, bandwidth, "pcie"))
+            links.append(BoxLink(gpu.name, parent, self._or_default(bandwidth, gpu.name), "pcie"))
         for first, cpu in enumerate(self.cpus):
             for other in self.cpus[first + 1 :]:
-                links.append(BoxLink(names[id(cpu)], names[id(other)], self._socket(cpu), "sys"))
+                links.append(BoxLink(names[cpu], names[other], self._socket(cpu), "sys"))
         switches = sorted(set(names.values()), key=lambda name: (name.rstrip("0123456789"), _index(name)))
         return links, switches
 
@@ -552,10 +549,7 @@ class _PcieTree:
             parent, bandwidth = self._attach(port.element, names)
             if parent is None:
                 raise _fail("a network device outside every <cpu>", port.element)
-            if bandwidth is None:
-                bandwidth = speeds.PcieLink(4, 16).gbps
-                self.notes.assume(f"nic{index}: no PCIe speed in the dump, taken as Gen4 x16")
-            links.append(BoxLink(f"nic{index}", parent, bandwidth, "pcie"))
+            links.append(BoxLink(f"nic{index}", parent, self._or_default(bandwidth, f"nic{index}"), "pcie"))
         return links
 
 
