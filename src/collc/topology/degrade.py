@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -122,7 +123,10 @@ def degrade(topology: Topology, degradation: Degradation) -> Topology:
 
 
 def _changed_links(
-    links: Iterable[Link], dropped: frozenset[str] | set[str], removals: Sequence[Removal], factors: Mapping
+    links: Iterable[Link],
+    dropped: AbstractSet[str],
+    removals: Sequence[Removal],
+    factors: Mapping[frozenset[str], Fraction],
 ) -> tuple[Link, ...]:
     """The links that survive the removals, with the deratings applied."""
     cut = frozenset().union(*(item.pairs for item in removals))
