@@ -224,6 +224,7 @@ def _h100_with(old: str, new: str, count: int = 1) -> str:
             r":1:\d+: error: XML elements nested deeper than 64 levels",
         ),
         ("plain words\n", r":1:1: error: not a topology dump, nvidia-smi topo -m or rocm-smi"),
+        ("<system>" + "<cpu/>" * 70_000 + "</system>", r":1:\d+: error: more than 65,536 XML elements"),
     ],
     ids=[
         "malformed",
@@ -237,6 +238,7 @@ def _h100_with(old: str, new: str, count: int = 1) -> str:
         "duplicate-rank",
         "nesting",
         "not-a-dump",
+        "elements",
     ],
 )
 def test_bad_dumps_get_located_messages(tmp_path, text, message) -> None:
@@ -267,6 +269,13 @@ def test_per_node_files_must_agree(tmp_path) -> None:
     assert code == 2 and "this node's links differ" in err
     code, _, err = run("topo", "import", str(H100_XML), str(H100_XML), "--boxes", "3")
     assert code == 2 and "--boxes 3 but 2 per-node files" in err
+
+
+def test_names_and_paths_cannot_break_the_file(tmp_path) -> None:
+    path = tmp_path / "node\nname: injected.xml"
+    path.write_text(H100_XML.read_text())
+    topology = imported(tmp_path, path, name='x: {"y"}\nz')
+    assert topology.name == 'x: {"y"}\nz' and topology.num_gpus == 8
 
 
 def test_fabric_over_the_limits_is_refused() -> None:

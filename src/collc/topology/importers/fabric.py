@@ -17,6 +17,8 @@ Networks (every NIC port runs at its own speed):
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -214,11 +216,13 @@ def _write(
     assumptions: tuple[str, ...],
 ) -> str:
     name = options.name or "imported"
-    lines = [f"# Imported by collc topo import from {', '.join(sources)}."]
+    shown = ", ".join("".join(char if char.isprintable() else "?" for char in source) for source in sources)
+    lines = [f"# Imported by collc topo import from {shown}."]
     if assumptions:
         lines.append("# Figures not in the input (assumptions):")
         lines += [f"#   - {text}" for text in assumptions]
-    lines.append(f"name: {name}")
+    # a plain name as is; anything else as a JSON string (also a YAML string), so it stays one value
+    lines.append(f"name: {name if re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.-]*', name) else json.dumps(name)}")
     gpus = len(box.gpus)
     lines.append(
         f"description: {gpus} GPU(s) per box as the machine reported it"
