@@ -102,7 +102,7 @@ def _check_same(first: ImportedBox, other: ImportedBox) -> None:
         raise InputError(
             f"this node's links differ from {first.source}'s",
             location=other.location,
-            hint="a node with a failed link? import a healthy node's file for every box, then --without link:A-B",
+            hint="a node with a failed link? import a healthy node's file, then use --without link:A-B",
         )
 
 
