@@ -198,21 +198,31 @@ def test_a_packet_round_trip_orders_two_ops_of_one_threadblock() -> None:
     assert verify(plan).ok
 
 
-def test_every_plan_rule_is_documented() -> None:
-    """The rule ids the plan reader and verifier emit are exactly those docs/verify.md lists in its
-    MSCCL++ section."""
-    root = Path(__file__).resolve().parents[2]
-    docs = (root / "docs" / "verify.md").read_text()
+def documented_plan_rules() -> set[str]:
+    """The rule ids listed in the MSCCL++ section of docs/verify.md (bullets starting with rule ids)."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "verify.md").read_text()
     section = docs[docs.index("## MSCCL++ execution plans") :]
-    documented = set(re.findall(r"^\* `([a-z-]+)`", section, flags=re.MULTILINE))
-    documented |= {
+    return {
         rule
         for line in re.findall(r"^\* (`.*?) —", section, flags=re.MULTILINE)
         for rule in re.findall(r"`([a-z-]+)`", line)
     }
-    source = "".join(
-        (root / "src" / "collc" / "mscclpp" / name).read_text() for name in ("reader.py", "verify.py")
-    )
+
+
+def test_every_plan_rule_is_documented() -> None:
+    """The rule ids the plan reader and verifier emit are exactly those docs/verify.md lists in its
+    MSCCL++ section."""
+    root = Path(__file__).resolve().parents[2] / "src" / "collc" / "mscclpp"
+    source = "".join((root / name).read_text() for name in ("reader.py", "verify.py"))
     emitted = set(re.findall(r'(?:self\.add|self\.fail|PlanSyntaxError)\(\s*"([a-z-]+)"', source))
     emitted |= {f"unknown-{what.replace(' ', '-')}" for what in ("op", "buffer type", "channel type")}
-    assert emitted == documented
+    assert emitted == documented_plan_rules()
+
+
+def test_packets_live_in_scratch() -> None:
+    """The packet handlers read and write packets at scratch offsets whatever the buffer type says."""
+    plan = load("allreduce_2gpu_packets.json")
+    plan["gpus"][1]["threadblocks"][0]["ops"][1]["src_buff"][0]["type"] = "i"  # upkt from the input
+    report = verify(plan)
+    assert report.rules() == {"op-buffers"}
+    assert "upkt handles this operand as packets" in report.errors[0].message

@@ -94,6 +94,7 @@ class Access:
     write: bool
     ref: BufferRef
     channel: int | None = None
+    packet: bool = False  # the handler treats the operand as packets (data and flags, in scratch)
 
 
 def verify_plan_text(text: str, filename: str | None = None) -> VerifyReport:
@@ -576,6 +577,14 @@ class _Lint(_Reporter):
             )
         for access in accesses:
             self.check_bounds(op, access)
+            if access.packet and access.letter != "p":
+                self.add(
+                    "op-buffers",
+                    access.ref.path,
+                    f"{render_path(access.ref.path)}: {op.name} handles this operand as packets, which the "
+                    f"kernel keeps in scratch, not in {access.letter!r}",
+                    hint="packet operands are scratch chunks (type 's', or a remote buffer of type 's')",
+                )
         if op.name == "get":
             for src, dst in zip(op.src, op.dst, strict=False):
                 if src.index != dst.index:
@@ -806,12 +815,22 @@ def _accesses(plan: Plan, gpu: Gpu, tb: Threadblock, op: Op) -> Iterator[Access]
         owner, letter = found
         if name in PUTS or name == "ppkt":
             letter = op.src[0].buffer or letter  # the kernel reads every source from src_buff[0]'s buffer
-            if name == "ppkt" and port:
-                letter = packet(letter)
-        elif name in ("rppkt", "upkt") or (name in ("respkt", "repkt", "recpkt", "recspkt") and position > 0):
-            letter = packet(letter)
+        is_packet = (
+            (name == "ppkt" and port)
+            or name in ("rppkt", "upkt")
+            or (name in ("respkt", "repkt", "recpkt", "recspkt") and position > 0)
+        )
         channel = channel_of(position) if name in PUTS | {"ppkt"} else None
-        yield Access(owner, letter, ref.index, ref.size, False, ref, channel)
+        yield Access(
+            owner,
+            packet(letter) if is_packet else letter,
+            ref.index,
+            ref.size,
+            False,
+            ref,
+            channel,
+            is_packet,
+        )
     for position, ref in enumerate(op.dst):
         found = target(ref)
         if found is None:
@@ -822,10 +841,10 @@ def _accesses(plan: Plan, gpu: Gpu, tb: Threadblock, op: Op) -> Iterator[Access]
             or (name in ("respkt", "repkt") and position > 0)
             or (name in ("recpkt", "recspkt") and position > 0)
         )
-        if is_packet:
-            letter = packet(letter)
         channel = channel_of(position) if name in PUTS | {"ppkt", "rppkt"} else None
-        yield Access(owner, letter, ref.index, ref.size, True, ref, channel)
+        yield Access(
+            owner, packet(letter) if is_packet else letter, ref.index, ref.size, True, ref, channel, is_packet
+        )
 
 
 # -- simulation --------------------------------------------------------------------------------------
