@@ -226,3 +226,16 @@ def test_packets_live_in_scratch() -> None:
     report = verify(plan)
     assert report.rules() == {"op-buffers"}
     assert "upkt handles this operand as packets" in report.errors[0].message
+
+
+def test_offsets_limit_the_largest_call_and_the_notes_say_which_calls_run() -> None:
+    """LL scratch holds data and flags: two scratch chunks per input chunk of the packet allreduce make
+    its scratch twice its input, so 2^31 - 1 bytes is its largest call within 32-bit offsets."""
+    plan = load("allreduce_2gpu_packets.json")
+    plan["max_message_size"] = 2**31 - 1
+    report = verify(plan)
+    assert report.ok and not report.problems
+    assert "calls of a multiple of 32 bytes (buffer_alignment 16 × 2 chunks)" in report.notes[0]
+    plan["max_message_size"] = 2**31
+    (warning,) = verify(plan).problems
+    assert warning.rule == "offset-limit" and warning.hint == "set max_message_size to at most 2147483647"

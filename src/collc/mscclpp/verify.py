@@ -32,6 +32,7 @@ import dataclasses
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import NamedTuple
 
 from collc.errors import InputError, Location
@@ -62,6 +63,8 @@ MAX_BUFFERS_PER_OPERATION = 10
 MAX_DEVICE_SYNCERS = 16
 MAX_DEVICE_SEMAPHORES = 16
 MAX_THREADS_PER_BLOCK = 1024
+#: the largest byte offset the executor's operations hold
+_U32 = 2**32 - 1
 #: problems listed per rule before the rest are counted
 MAX_LISTED = 8
 
@@ -128,6 +131,9 @@ def verify_plan(plan: Plan, filename: str | None = None) -> VerifyReport:
             if (problem.rule, problem.message) not in seen:  # the second run adds only what is new
                 seen.add((problem.rule, problem.message))
                 report.problems.append(problem)
+    sizes = served_sizes(plan)
+    if sizes is not None:
+        report.notes.append(sizes)
     placement = "in-place" if plan.inplace else "out-of-place"
     checked = "" if plan.collective in collective.CHECKED_COLLECTIVES else " (no postcondition known)"
     report.notes.append(f"simulated {plan.collective}{checked}, {placement}, {len(plan.gpus)} rank(s)")
@@ -192,6 +198,37 @@ class _Reporter:
                 )
 
 
+def _largest_call(plan: Plan) -> int | None:
+    """The largest call size (input bytes; output for allgather) whose buffers all fit 32-bit offsets."""
+    limits = []
+    for gpu in plan.gpus:
+        chunks = gpu.output_chunks if plan.collective == "allgather" else gpu.input_chunks
+        if not chunks:
+            continue
+        scratch = Fraction(gpu.scratch_chunks * (2 if plan.protocol == "LL" else 1), chunks)
+        limits.append(int(Fraction(_U32) / max(Fraction(1), scratch)))
+    return min(limits, default=None)
+
+
+def served_sizes(plan: Plan) -> str | None:
+    """Which call sizes the executor accepts, in words: multiples of buffer_alignment × chunks (its
+    call-time check) between min_message_size and max_message_size."""
+    if not plan.gpus or not plan.buffer_alignment:
+        return None
+    gpu = plan.gpus[0]
+    chunks = gpu.output_chunks if plan.collective == "allgather" else gpu.input_chunks
+    if not chunks:
+        return None
+    step = plan.buffer_alignment * chunks
+    top = (
+        "no upper bound" if plan.max_message_size >= 2**64 - 1 else f"at most {plan.max_message_size:,} bytes"
+    )
+    return (
+        f"the executor takes calls of a multiple of {step:,} bytes (buffer_alignment "
+        f"{plan.buffer_alignment} × {chunks} chunks), at least {plan.min_message_size:,} bytes, {top}"
+    )
+
+
 def _expected_chunks(plan: Plan) -> tuple[int, tuple[int, int]] | None:
     """``(N, (input chunks, output chunks))`` the collective needs, N being the whole data in chunks
     (the model of :mod:`collc.verify.collective`), or None when the collective is not known."""
@@ -242,6 +279,7 @@ class _Lint(_Reporter):
                 severity="warning",
             )
         self.check_chunk_counts()
+        self.check_offsets()
         for rank, gpu in enumerate(plan.gpus):
             self.check_gpu(rank, gpu)
         self.finish()
@@ -262,6 +300,21 @@ class _Lint(_Reporter):
                     f"output/output_chunks), found {gpu.input_chunks} and {gpu.output_chunks}",
                     hint="give every rank the same chunking of the collective's input and output",
                 )
+
+    def check_offsets(self) -> None:
+        """The executor's operations hold 32-bit byte offsets: a call whose largest buffer (the user
+        buffer the call is sized by, or the scratch, twice as large on LL) passes 4 GiB wraps them."""
+        plan = self.plan
+        largest = _largest_call(plan)
+        if largest is not None and plan.max_message_size > largest:
+            self.add(
+                "offset-limit",
+                ("max_message_size",),
+                f"max_message_size {plan.max_message_size} admits calls above {largest:,} bytes, where "
+                "the executor's 32-bit buffer offsets wrap",
+                hint=f"set max_message_size to at most {largest}",
+                severity="warning",
+            )
 
     def check_gpu(self, rank: int, gpu: Gpu) -> None:
         ngpus = len(self.plan.gpus)
