@@ -123,6 +123,17 @@ def test_mi250_gcds_share_each_nic_of_their_package(tmp_path) -> None:
     assert nic_links == {(f"b0.gpu{g}", f"b0.nic{g // 2}") for g in range(16)}
 
 
+def test_link_targets_match_whatever_the_domain_width(tmp_path) -> None:
+    """NVML writes GPU targets with an 8-digit PCI domain in upper case; the pci elements have 4 digits."""
+    text = re.sub(
+        r'target="0000:([0-9a-f]{2}):00.0"',
+        lambda m: f'target="00000000:{m[1].upper()}:00.0"',
+        MI300X_XML.read_text(),
+    )
+    assert "00000000:" in text
+    assert algbw(imported(tmp_path, _bad(tmp_path, text, "mi300x.xml"))) == preset_algbw("mi300x")
+
+
 def test_link_speed_overrides_the_documented_figure(tmp_path) -> None:
     assert algbw(imported(tmp_path, MI300X_XML, link_speed=32)) == preset_algbw("mi300x") / 2
 

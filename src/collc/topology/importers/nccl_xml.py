@@ -64,7 +64,7 @@ _BUS_ID = re.compile(r"(?:[0-9a-fA-F]{1,8}:)?[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.
 class _Gpu:
     element: XmlElement
     rank: int
-    bus_id: str | None
+    bus_id: int | None
     name: str = ""
 
 
@@ -106,11 +106,13 @@ def _integer(element: XmlElement, key: str, *, required: bool = True) -> int | N
     raise _fail(f"'{key}' must be an integer, got {text[:40]!r}", element)
 
 
-def _bus_id(element: XmlElement, key: str) -> str:
-    text = element.attributes.get(key, "").strip().lower()
+def _bus_id(element: XmlElement, key: str) -> int:
+    """A PCI address as a number, as the runtimes compare them: ``0000:1b:00.0`` and NVML's
+    ``00000000:1B:00.0`` are the same device (the hex digits are read, the separators skipped)."""
+    text = element.attributes.get(key, "").strip()
     if not _BUS_ID.match(text):
         raise _fail(f"'{key}' must be a PCI address such as 0000:07:00.0, got {text[:40]!r}", element)
-    return text if text.count(":") == 2 else "0000:" + text
+    return int(re.sub(r"[:.]", "", text), 16)
 
 
 def read_nccl_xml(text: str, file: str, options: ReadOptions) -> ImportedBox:
@@ -130,6 +132,14 @@ def read_nccl_xml(text: str, file: str, options: ReadOptions) -> ImportedBox:
     links, switches, fabric_gpus = _gpu_fabric(gpus, amd, options, notes)
     ports = _ports(elements, notes)
     nics = tuple(_nic(index, port, options, notes) for index, port in enumerate(ports))
+    if nics:
+        ports_text = ", ".join(
+            f"{nic.device} {format_gbps(nic.speed_gbps)} GB/s" if nic.speed_gbps else nic.device
+            for nic in nics
+        )
+        notes.note(
+            f"network ports, all taken to be on the fabric (the ones NCCL's plugin listed): {ports_text}"
+        )
     tree = _PcieTree(root, gpus, ports, notes)
     if len(gpus) > 1 and not _connected([gpu.name for gpu in gpus], links):
         if fabric_gpus:
