@@ -137,9 +137,7 @@ def read_nccl_xml(text: str, file: str, options: ReadOptions) -> ImportedBox:
             f"{nic.device} {format_gbps(nic.speed_gbps)} GB/s" if nic.speed_gbps else nic.device
             for nic in nics
         )
-        notes.note(
-            f"network ports, all taken to be on the fabric (the ones NCCL's plugin listed): {ports_text}"
-        )
+        notes.assume(f"every network port in the dump is on the fabric: {ports_text}")
     tree = _PcieTree(root, gpus, ports, notes)
     if len(gpus) > 1 and not _connected([gpu.name for gpu in gpus], links):
         if fabric_gpus:
