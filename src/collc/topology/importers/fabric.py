@@ -162,6 +162,11 @@ def _rank_list(boxes: Sequence[ImportedBox]) -> list[str] | None:
     return None if ordered == box_major else ordered
 
 
+def _comment(text: str) -> str:
+    """Text for a YAML comment: names from the input (paths, device names) cannot end the comment."""
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
 def _plain(value: Fraction) -> str:
     """An exact number as an expression: ``300``, ``12.5`` or ``1/3``."""
     return str(exact_number(value))
@@ -216,11 +221,11 @@ def _write(
     assumptions: tuple[str, ...],
 ) -> str:
     name = options.name or "imported"
-    shown = ", ".join("".join(char if char.isprintable() else "?" for char in source) for source in sources)
+    shown = _comment(", ".join(sources))
     lines = [f"# Imported by collc topo import from {shown}."]
     if assumptions:
         lines.append("# Figures not in the input (assumptions):")
-        lines += [f"#   - {text}" for text in assumptions]
+        lines += [f"#   - {_comment(text)}" for text in assumptions]
     # a plain name as is; anything else as a JSON string (also a YAML string), so it stays one value
     lines.append(f"name: {name if re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.-]*', name) else json.dumps(name)}")
     gpus = len(box.gpus)
