@@ -212,6 +212,32 @@ def _template_links(links: Sequence[BoxLink], gpus: Sequence[str], when: str | N
     return lines
 
 
+def _mesh_lines(links: Sequence[BoxLink], gpus: Sequence[str]) -> list[str] | None:
+    """A switchless box whose GPU links all run at one per-link speed as one rule, like the presets:
+    every pair once (``where: i < j``) when each pair has the same links, else a link-count matrix."""
+    if not links or any(link.directed or link.src not in gpus or link.dst not in gpus for link in links):
+        return None
+    if len({(link.bandwidth, link.link_class) for link in links}) != 1:
+        return None
+    speed, link_class = _number(links[0].bandwidth), links[0].link_class
+    size = len(gpus)
+    if len(links) == size * (size - 1) // 2 and len({link.count for link in links}) == 1:
+        total = _number(links[0].total)
+        pairs = '{src: "gpu{i}", dst: "gpu{j}", '
+        return [f"      - {pairs}bandwidth: {total}, class: {link_class}, where: i < j}}"]
+    counts = [[0] * size for _ in gpus]
+    for link in links:
+        i, j = gpus.index(link.src), gpus.index(link.dst)
+        counts[i][j] = counts[j][i] = link.count
+    lines = [
+        f'      - nodes: "gpu{{i}}"  # entry [i][j]: parallel {speed} GB/s links between gpu i and gpu j',
+        f"        bandwidth: {speed}",
+        f"        class: {link_class}",
+        "        matrix:",
+    ]
+    return lines + [f"          - [{', '.join(map(str, row))}]" for row in counts]
+
+
 def _write(
     box: ImportedBox,
     count: int,
@@ -262,7 +288,8 @@ def _write(
     if box.nics:
         lines.append(f"      - {{name: nic, kind: nic, count: {len(box.nics)}, when: {network}}}")
     lines.append("    links:" if box.links or box.nics else "    links: []")
-    lines += _template_links(box.links, box.gpus)
+    mesh = _mesh_lines(box.links, box.gpus)
+    lines += mesh if mesh is not None else _template_links(box.links, box.gpus)
     lines += _template_links(box.nic_links, box.gpus, network)
     lines += ["boxes:", "  - {template: box, count: boxes}"]
     if box.nics:
