@@ -110,7 +110,9 @@ def _check_size(box: ImportedBox, count: int, options: FabricOptions) -> None:
     """The fabric must fit collc's limits; checked here, before the file is written and read back."""
     leaves = -(-count // options.boxes_per_leaf) * (len(box.nics) if options.network == "rails" else 1)
     network = count > 1 and bool(box.nics)
-    per_box_links = len(box.links)
+    # a matrix rule writes each parallel link; every other rule writes one link of their total
+    matrix = _mesh_lines(box.links, box.gpus) is not None
+    per_box_links = sum(link.count for link in box.links) if matrix else len(box.links)
     per_box_nodes = len(box.gpus) + len(box.switches)
     if network:
         per_box_links += len(box.nic_links) + len(box.nics)
