@@ -294,6 +294,20 @@ def test_fabric_over_the_limits_is_refused() -> None:
     assert code == 2 and "600 boxes would have 4,800 GPUs, more than the 4,096 collc supports" in err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--nic-speed", "fast"], "error: --nic-speed 'fast': unknown name 'fast'"),
+        (["--nic-speed", "0"], "error: --nic-speed '0' is outside 1 kB/s to 1 PB/s"),
+        (["--oversubscription", "0.5"], "error: --oversubscription 0.5 is outside 1 to 1024"),
+        (["--oversubscription", "x"], "error: --oversubscription 'x' is not a number"),
+    ],
+)
+def test_bad_options(option, message) -> None:
+    code, _, err = run("topo", "import", str(H200_XML), "--boxes", "2", *option)
+    assert code == 2 and err.startswith(message), err
+
+
 def test_oversized_file_is_refused_before_reading(tmp_path) -> None:
     path = tmp_path / "huge.xml"
     with path.open("wb") as handle:

@@ -67,6 +67,7 @@ def _ratio(ctx: click.Context, param: click.Parameter, value: str) -> Fraction:
     default="1",
     callback=_ratio,
     show_default=True,
+    metavar="RATIO",
     help="Leaf downlink/uplink ratio to the spine (1 = non-blocking).",
 )
 @click.option(
