@@ -109,7 +109,7 @@ def test_every_writer_waits_for_its_reader_to_be_ready_once_per_call():
         for tb in gpu.threadblocks:
             *prologue, pipeline = tb.ops
             inner = pipeline.ops
-            sends = {(op.channel_type, op.channel_ids) for op in inner if op.name in ("put", "pws")}
+            sends = {(op.channel_type, op.channel_ids) for op in inner if op.name in ("put", "pwsf")}
             reads = {(op.channel_type, op.channel_ids) for op in inner if op.name == "wait"}
             assert {(op.channel_type, op.channel_ids) for op in prologue if op.name == "wait"} == sends
             assert {(op.channel_type, op.channel_ids) for op in prologue if op.name == "signal"} == reads
@@ -129,6 +129,14 @@ def test_a_plan_without_its_semaphores_fails_verification():
     assert _errors(_mutated(text, drop_acquires))
 
 
+def test_port_writes_must_flush_before_the_call_ends():
+    """The proxy reads a port write's source after the op returns: without the flush the next call's
+    copy into that slot races with this call's network read."""
+    text = _compiled("allgather").text
+    assert '"pwsf"' in text
+    assert "race" in _errors(text.replace('"pwsf"', '"pws"'))
+
+
 def test_read_back_sees_a_write_moved_to_another_slot():
     planned = _compiled("allgather")
 
@@ -137,7 +145,7 @@ def test_read_back_sees_a_write_moved_to_another_slot():
             for tb in gpu["threadblocks"]:
                 for op in tb["ops"]:
                     for inner in op.get("ops", []):
-                        if inner["name"] in ("put", "pws"):
+                        if inner["name"] in ("put", "pwsf"):
                             inner["dst_buff"][0]["index"] += 1
                             return
 

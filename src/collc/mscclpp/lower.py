@@ -8,7 +8,9 @@ the plan's threadblocks op by op, so both targets run the same transfers in the 
   channel (through the proxy, over the network) otherwise;
 * a send step becomes a one-sided write of the chunks straight into the buffer slot the matching
   receive step names on the peer, followed by a signal (memory: ``put``, ``nop``, ``signal``; port:
-  ``pws``, which the proxy orders after the write); the receive step becomes a ``wait``;
+  ``pwsf``, which the proxy orders after the write and which returns once the proxy has read the
+  source, so the next call cannot overwrite a source the network is still reading); the receive step
+  becomes a ``wait``;
 * ``cpy`` and ``re`` become ``copy`` and ``re`` (``dst = dst + src``);
 * a step's cross-threadblock wait (``depid``/``deps``) becomes a ``sem_acquire`` of a device semaphore
   that the waited-for threadblock releases (``sem_release``) right after that step: one counting
@@ -252,9 +254,8 @@ class _OpWriter:
         self.ops.append(op)
 
     def wait(self, op: Op) -> None:
-        """A wait or acquire: the threads that run it block; the others must not run ahead."""
-        if self.touched:
-            self._sync()
+        """A wait or acquire: the threads that run it block; the others must not run ahead (the next
+        data or flag op syncs first). It touches no data, so it needs no sync before it."""
         self.ops.append(op)
         self.waited = True
 
@@ -299,7 +300,7 @@ def _step_ops(ctx: _TbContext, writer: _OpWriter, index: int, step: Step) -> Non
             writer.data(Op("put", source, target, "memory", channel), [src], [])
             writer.flag(Op("signal", channel_type="memory", channel_ids=channel))
         else:
-            writer.flag(Op("pws", source, target, "port", channel))
+            writer.flag(Op("pwsf", source, target, "port", channel))
     elif step.type == "r":
         lane = (tb.recv, rank, tb.chan)
         kind = network.lane_type[lane]
