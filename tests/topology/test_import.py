@@ -212,7 +212,7 @@ def _h100_with(old: str, new: str, count: int = 1) -> str:
         ),
         (
             _h100_with('tclass="0x068000"', 'tclass="0x990000"'),
-            r":7:\d+: error: <nvlink>: unknown target class tclass='0x990000'",
+            r":\d+:\d+: error: <nvlink>: unknown target class tclass='0x990000'",
         ),
         (
             re.sub(r'(<gpu dev="3"[^>]*>)(.*?)(</gpu>)', r"\1\3", H100_XML.read_text(), flags=re.S),
