@@ -134,6 +134,20 @@ def test_link_targets_match_whatever_the_domain_width(tmp_path) -> None:
     assert algbw(imported(tmp_path, _bad(tmp_path, text, "mi300x.xml"))) == preset_algbw("mi300x")
 
 
+def test_links_listed_by_one_side_only_run_one_way(tmp_path) -> None:
+    """The runtimes add a GPU's listed links one way; the other way the PCIe tree carries the traffic."""
+    text = MI300X_XML.read_text()
+    first_gpu = text.index("<gpu ")
+    one_sided = text[:first_gpu] + re.sub(r"<xgmi [^>]*/>", "", text[first_gpu:])  # no GPU lists a link...
+    kept = re.search(r'<gpu dev="0".*?</gpu>', text, re.S)
+    assert kept is not None
+    one_sided = re.sub(r'<gpu dev="0".*?</gpu>', kept.group(0), one_sided, flags=re.S)  # ...but GPU 0
+    topology = imported(tmp_path, _bad(tmp_path, one_sided, "one-sided.xml"))
+    xgmi = [link for link in topology.links if link.link_class == "xgmi"]
+    assert len(xgmi) == 7 and all(link.directed and link.src == "b0.gpu0" for link in xgmi)
+    assert {link.link_class for link in topology.links} == {"xgmi", "pcie", "sys"}
+
+
 def test_link_speed_overrides_the_documented_figure(tmp_path) -> None:
     assert algbw(imported(tmp_path, MI300X_XML, link_speed=32)) == preset_algbw("mi300x") / 2
 

@@ -332,19 +332,27 @@ def _pair_index(pair: tuple[str, str]) -> tuple[int, int]:
 
 
 def _connected(gpus: list[str], links: list[BoxLink]) -> bool:
-    """Whether every GPU reaches every other over ``links`` (each taken both ways: a weak check)."""
-    neighbours: dict[str, set[str]] = defaultdict(set)
+    """Whether every GPU reaches every other over ``links`` (a directed link only one way)."""
+    forward: dict[str, set[str]] = defaultdict(set)
+    backward: dict[str, set[str]] = defaultdict(set)
     for link in links:
-        neighbours[link.src].add(link.dst)
-        neighbours[link.dst].add(link.src)
-    seen = {gpus[0]}
-    queue = [gpus[0]]
+        forward[link.src].add(link.dst)
+        backward[link.dst].add(link.src)
+        if not link.directed:
+            forward[link.dst].add(link.src)
+            backward[link.src].add(link.dst)
+    return all(gpu in _reach(gpus[0], graph) for graph in (forward, backward) for gpu in gpus)
+
+
+def _reach(start: str, graph: dict[str, set[str]]) -> set[str]:
+    seen = {start}
+    queue = [start]
     while queue:
-        for neighbour in neighbours[queue.pop()]:
+        for neighbour in graph[queue.pop()]:
             if neighbour not in seen:
                 seen.add(neighbour)
                 queue.append(neighbour)
-    return all(gpu in seen for gpu in gpus)
+    return seen
 
 
 def _ports(elements: list[XmlElement], notes: _Notes) -> list[_Port]:
