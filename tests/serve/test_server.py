@@ -212,6 +212,8 @@ def test_bad_input_gets_a_4xx_with_the_clis_located_message(server, tmp_path):
     assert status == 400 and "unknown collective 'allgatherx'" in answer["error"]
     status, answer = server.json("POST", "/v1/jobs", {"preset": "dgx-a100", "options": {"k": "two"}})
     assert status == 400 and "options.k must be int" in answer["error"]
+    status, answer = server.json("POST", "/v1/jobs", {"preset": "pyproject.toml"})
+    assert status == 400 and "'pyproject.toml' is not a preset" in answer["error"]
     assert server.too_large() == 413
     assert server.call("POST", "/v1/jobs", b"not json")[0] == 400
     assert server.call("GET", "/v1/jobs/nope")[0] == 404

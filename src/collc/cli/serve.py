@@ -68,6 +68,7 @@ def is_loopback(host: str) -> bool:
     help="Preempted jobs' states held in memory; beyond it the last to run are written to --state.",
 )
 @click.option("--max-gpus", type=click.IntRange(2, MAX_GPUS), default=MAX_GPUS, show_default=True)
+@click.option("--no-cache", is_flag=True, help="Compile every request (benchmarks): no cache, no coalescing.")
 @click.option(
     "--token", default=None, help=f"Bearer token required on requests [default: ${TOKEN_VARIABLE}]."
 )
@@ -82,6 +83,7 @@ def serve_command(
     aging: float,
     memory_budget: str,
     max_gpus: int,
+    no_cache: bool,
     token: str | None,
 ) -> None:
     """Serve compiles over HTTP/JSON: submit, status, result, cancel, health, /metrics."""

@@ -95,6 +95,7 @@ def request_body(topo: str, settings: dict[str, str], flags: CompileFlags, outpu
 
 def wait(client: Client, job: dict[str, object], deadline: float, show: bool) -> dict[str, object]:
     """Poll the job until it is over (or ``deadline``), showing its stage and progress when ``show``."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     delay = FIRST_POLL
@@ -102,7 +103,7 @@ def wait(client: Client, job: dict[str, object], deadline: float, show: bool) ->
         TextColumn("{task.description}"),
         BarColumn(),
         TimeElapsedColumn(),
-        console=None,
+        console=Console(stderr=True),
         transient=True,
         disable=not show,
     ) as bar:

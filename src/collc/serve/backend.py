@@ -97,34 +97,49 @@ class ProcessBackend(Backend):
         self._context = multiprocessing.get_context("spawn")
         self._pool: list[_Worker] = []
         self._lock = threading.Lock()
+        self._closing = False
 
     def start(self, on_outcome: Callable[[SliceOutcome], None], on_step: Callable[[StepNote], None]) -> None:
+        self._on_outcome, self._on_step = on_outcome, on_step
         for _ in range(self.workers):
-            ours, theirs = self._context.Pipe()
-            flag = self._context.Event()
-            process = self._context.Process(target=_worker_main, args=(theirs, flag), daemon=True)
-            process.start()
-            worker = _Worker(process, ours, flag)
-            self._pool.append(worker)
-            threading.Thread(target=self._read, args=(worker, on_outcome, on_step), daemon=True).start()
+            self._spawn()
 
-    def _read(
-        self,
-        worker: _Worker,
-        on_outcome: Callable[[SliceOutcome], None],
-        on_step: Callable[[StepNote], None],
-    ) -> None:
+    def _spawn(self) -> None:
+        ours, theirs = self._context.Pipe()
+        flag = self._context.Event()
+        process = self._context.Process(target=_worker_main, args=(theirs, flag), daemon=True)
+        process.start()
+        worker = _Worker(process, ours, flag)
+        with self._lock:
+            self._pool.append(worker)
+        threading.Thread(target=self._read, args=(worker,), daemon=True).start()
+
+    def _read(self, worker: _Worker) -> None:
+        """Pass a worker's messages on; when its process dies (killed, out of memory), fail its job
+        with one line and start a replacement."""
         while True:
             try:
                 message = worker.connection.recv()
             except (EOFError, OSError):
-                return
+                break
             if isinstance(message, StepNote):
-                on_step(message)
+                self._on_step(message)
                 continue
             with self._lock:
                 worker.job = None
-            on_outcome(message)
+            self._on_outcome(message)
+        with self._lock:
+            if self._closing:
+                return
+            self._pool.remove(worker)
+            job, worker.job = worker.job, None
+        worker.process.join(timeout=5)
+        if job is not None:
+            error = f"error: the worker process died (exit code {worker.process.exitcode}; out of memory?)"
+            self._on_outcome(
+                SliceOutcome(job=job, used=0.0, steps=0, stage="", progress=0.0, error=error, exit_code=2)
+            )
+        self._spawn()
 
     def run(self, task: SliceTask) -> None:
         with self._lock:
@@ -140,6 +155,8 @@ class ProcessBackend(Backend):
                     worker.stop_flag.set()
 
     def close(self) -> None:
+        with self._lock:
+            self._closing = True
         for worker in self._pool:
             with contextlib.suppress(OSError):
                 worker.connection.send(None)

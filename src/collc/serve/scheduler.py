@@ -94,10 +94,12 @@ class Scheduler:
         *,
         memory_budget: int,
         max_gpus: int,
+        cache: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.store, self.backend, self.policy = store, backend, policy
         self.memory_budget, self.max_gpus, self.clock = memory_budget, max_gpus, clock
+        self.cache = cache  # False: compile every request (benchmarks), no cache hits or coalescing
         self.counters = Counters()
         self._lock = threading.Condition()
         self._specs: dict[str, JobSpec] = {}
@@ -132,12 +134,12 @@ class Scheduler:
         state = checked_start(spec, self.max_gpus)
         key = cache_key(state)
         with self._lock:
-            if self.store.result(key) is not None:
+            if self.cache and self.store.result(key) is not None:
                 self.counters.cache_hits += 1
                 job = self.store.add_job(key, spec.to_json(), state.topology.num_gpus, cached=True)
                 self.counters.jct.observe(0.0)
                 return Admission(job, cached=True)
-            twin = self.store.active_with_key(key)
+            twin = self.store.active_with_key(key) if self.cache else None
             if twin is not None:
                 self.counters.coalesced += 1
                 return Admission(twin, coalesced=True)

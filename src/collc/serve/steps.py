@@ -27,7 +27,7 @@ from collc.topology import Topology
 from collc.topology.export import flat_document
 from collc.topology.infer import infer_structure
 from collc.topology.loader import parse_topology
-from collc.topology.presets import load
+from collc.topology.presets import load, preset_names
 
 #: how a submitted topology text is named in located messages
 SUBMITTED = "<submitted topology>"
@@ -125,9 +125,13 @@ def load_topology(spec: JobSpec, max_gpus: int) -> Topology:
         topology = infer_structure(parse_topology(spec.topology_text, SUBMITTED, spec.settings)[0])
     else:
         assert spec.preset is not None
-        if "/" in spec.preset or "\\" in spec.preset:  # a service reads no files for its clients
-            raise InputError(f"{spec.preset!r} is not a preset name", hint="send the YAML as 'topology'")
-        topology = load(spec.preset, spec.settings, on_warning=lambda warning: None)
+        name = spec.preset.removesuffix(".yaml")
+        if name not in preset_names():  # a service reads no files of its host for its clients
+            raise InputError(
+                f"{spec.preset!r} is not a preset",
+                hint="presets: " + ", ".join(preset_names()) + "; or send the YAML text as 'topology'",
+            )
+        topology = load(name, spec.settings, on_warning=lambda warning: None)
     if topology.num_gpus > max_gpus:
         raise InputError(
             f"the topology has {topology.num_gpus} GPUs; this service compiles at most {max_gpus}",

@@ -1,0 +1,205 @@
+"""Trace replay against a real ``collc serve``: job completion time under FCFS, MLFQ and skip-join MLFQ.
+
+Job sizes follow the multi-GPU part of a published cluster trace: SenseTime's Helios traces (Hu et al.,
+"Characterization and Prediction of Deep Learning Workloads in Large-Scale GPU Datacenters", SC '21).
+Most multi-GPU jobs there fit one or two 8-GPU nodes and a thin tail asks for hundreds of GPUs; the
+weights below are rounded from the GPU-demand distribution the paper plots, not computed from the trace
+files. Each job compiles an allreduce (Simple protocol) for ``dgx-a100`` boxes with as many GPUs as the
+job, with ``--k 1 --max-bytes 1GiB`` (one candidate, the user's range: the scheduling is what is
+measured, and each job stays short); the server runs with ``--no-cache`` so that every request is
+compiled. Requests arrive as a
+Poisson process whose rate makes the offered load ``rho = rate * E[service] / workers``; E[service] is
+measured first by compiling each size once here.
+
+The default run is scaled down to a few minutes on a small machine: jobs of more than ``--max-gpus`` (32)
+GPUs are compiled at ``--max-gpus``, and each run replays ``--jobs`` (10) requests; ``--full`` keeps
+sizes up to 1,024 GPUs and replays 200 requests. JCT is the server's own submitted-to-finished time.
+p99 over n jobs is the nearest-rank percentile (with 10 jobs it is the largest).
+
+    .venv/bin/python scripts/bench_serve.py             # the table in docs/serve.md
+    .venv/bin/python scripts/bench_serve.py --full --workers 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from collc.compile import compile_schedule
+from collc.compile.flags import CompileFlags
+from collc.topology import load
+
+#: share of multi-GPU jobs by GPU count (rounded from the Helios GPU-demand distribution)
+HELIOS_MULTI_GPU = {8: 0.55, 16: 0.22, 32: 0.11, 64: 0.06, 128: 0.03, 256: 0.02, 1024: 0.01}
+SMALL = 16
+#: the compile flags of every job (and of the service-time measurement)
+FLAGS = {"k": 1, "max_bytes": "1GiB", "force": True}
+
+
+@dataclass(frozen=True)
+class Request:
+    at: float  # seconds after the start of the replay
+    gpus: int
+
+
+def histogram(max_gpus: int) -> dict[int, float]:
+    """The trace's weights with sizes above ``max_gpus`` folded into ``max_gpus``."""
+    folded: dict[int, float] = {}
+    for gpus, weight in HELIOS_MULTI_GPU.items():
+        folded[min(gpus, max_gpus)] = folded.get(min(gpus, max_gpus), 0.0) + weight
+    return folded
+
+
+def body(request: Request) -> dict[str, object]:
+    return {
+        "preset": "dgx-a100",
+        "set": {"boxes": str(request.gpus // 8)},
+        "options": FLAGS,
+    }
+
+
+def service_times(sizes: list[int]) -> dict[int, float]:
+    """Seconds to compile each size once in this process (as the jobs do): the load's E[service]."""
+    seconds = {}
+    for gpus in sizes:
+        topology = load("dgx-a100", {"boxes": str(gpus // 8)})
+        start = time.perf_counter()
+        compile_schedule(topology, CompileFlags(**FLAGS).options())
+        seconds[gpus] = time.perf_counter() - start
+    return seconds
+
+
+def trace(weights: dict[int, float], rate: float, count: int, seed: int) -> list[Request]:
+    rng = random.Random(seed)
+    sizes, shares = zip(*sorted(weights.items()), strict=True)
+    at, requests = 0.0, []
+    for _ in range(count):
+        at += rng.expovariate(rate)
+        gpus = rng.choices(sizes, shares)[0]
+        requests.append(Request(at, gpus))
+    return requests
+
+
+class Server:
+    def __init__(self, policy: str, workers: int, state: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-c", "from collc.cli import main; main()", "serve", "--port", str(port)]
+        command += ["--state", str(state), "--workers", str(workers), "--policy", policy, "--no-cache"]
+        self.process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            try:
+                self.call("GET", "/healthz")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("collc serve did not start")
+
+    def call(self, method: str, path: str, payload: object = None) -> dict:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=60) as response:
+            lines = response.read().decode().splitlines()
+        return float(next(line.split()[-1] for line in lines if line.startswith(name + " ")))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def replay(server: Server, requests: list[Request], timeout: float) -> list[tuple[int, float]]:
+    """Submit each request at its time; (GPUs, JCT) of every job once all are done."""
+    jobs: list[tuple[int, str]] = []
+    start = time.monotonic()
+
+    def submit_all() -> None:
+        for request in requests:
+            time.sleep(max(0.0, start + request.at - time.monotonic()))
+            jobs.append((request.gpus, server.call("POST", "/v1/jobs", body(request))["id"]))
+
+    sender = threading.Thread(target=submit_all)
+    sender.start()
+    sender.join()
+    done: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(jobs) and time.monotonic() < deadline:
+        for _, job in jobs:
+            if job not in done:
+                status = server.call("GET", f"/v1/jobs/{job}")
+                if status["state"] in ("done", "failed", "cancelled"):
+                    done[job] = status
+        time.sleep(0.2)
+    failed = [s for s in done.values() if s["state"] != "done"]
+    if failed or len(done) < len(jobs):
+        raise SystemExit(f"{len(failed)} jobs failed, {len(jobs) - len(done)} unfinished: {failed[:1]}")
+    return [(gpus, done[job]["finished"] - done[job]["submitted"]) for gpus, job in jobs]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="sizes up to 1,024 GPUs, 200 jobs per run")
+    parser.add_argument("--max-gpus", type=int, default=32)
+    parser.add_argument("--jobs", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--loads", default="0.5,0.7,0.9")
+    parser.add_argument("--policies", default="fcfs,mlfq,skip-join")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    max_gpus, count = (1024, 200) if args.full else (args.max_gpus, args.jobs)
+    weights = histogram(max_gpus)
+    service = service_times(sorted(weights))
+    mean_service = sum(weights[g] * service[g] for g in weights)
+    print("job sizes (GPUs: share, measured compile s):", end=" ")
+    print(", ".join(f"{g}: {weights[g]:.2f}, {service[g]:.2f} s" for g in sorted(weights)))
+    print(f"E[service] = {mean_service:.2f} s, {args.workers} worker(s), {count} jobs per run")
+    header = (
+        f"{'policy':>10} {'load':>5} {'jobs':>5} {'mean JCT s':>11} {'p99 JCT s':>10} {'p99 <=16 GPUs s':>16}"
+    )
+    print(header + f" {'preemptions':>12}", flush=True)
+    for policy in args.policies.split(","):
+        with tempfile.TemporaryDirectory() as state:
+            server = Server(policy, args.workers, Path(state))
+            try:
+                for load_text in args.loads.split(","):
+                    rho = float(load_text)
+                    rate = rho * args.workers / mean_service
+                    requests = trace(weights, rate, count, args.seed)
+                    before = server.metric("collc_preemptions_total")
+                    results = replay(server, requests, timeout=60 * mean_service * count)
+                    jct = [seconds for _, seconds in results]
+                    small = [seconds for gpus, seconds in results if gpus <= SMALL]
+                    preemptions = server.metric("collc_preemptions_total") - before
+                    row = (
+                        f"{policy:>10} {rho:>5.1f} {len(jct):>5} {sum(jct) / len(jct):>11.2f} "
+                        f"{percentile(jct, 0.99):>10.2f} {percentile(small, 0.99):>16.2f} "
+                        f"{preemptions:>12.0f}"
+                    )
+                    print(row, flush=True)
+            finally:
+                server.stop()
+
+
+if __name__ == "__main__":
+    main()
