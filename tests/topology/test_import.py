@@ -436,6 +436,11 @@ def test_smi_direct_nvlinks_and_pcie_only(tmp_path) -> None:
         ),
         (_smi([[" X ", "NV4"], ["NV4", " X "]]), [], r": error: nvidia-smi topo -m names no GPU model"),
         (
+            _smi([[" X ", "NV4"], ["NV2", " X "]]),
+            ["--gpu-model", "A100"],
+            r": error: the matrix is not symmetric: GPU0-GPU1 shows 4 link\(s\), GPU1-GPU0 2",
+        ),
+        (
             MI300X_ROCM.read_text().replace(
                 "XGMI         XGMI         XGMI         0", "XGMI  PCIX  XGMI  0", 1
             ),
@@ -443,7 +448,7 @@ def test_smi_direct_nvlinks_and_pcie_only(tmp_path) -> None:
             r":\d+: error: unknown matrix entry 'PCIX'",
         ),
     ],
-    ids=["bad-entry", "no-model", "rocm-bad-entry"],
+    ids=["bad-entry", "no-model", "asymmetric", "rocm-bad-entry"],
 )
 def test_bad_smi_texts(tmp_path, text, options, message) -> None:
     path = _bad(tmp_path, text, "topo.txt")

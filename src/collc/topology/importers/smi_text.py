@@ -204,11 +204,15 @@ def _box(
         switches = ["nvswitch"]
     else:
         for (i, j), count in sorted(counts.items()):
+            if counts.get((j, i)) != count:
+                raise InputError(
+                    f"the matrix is not symmetric: GPU{i}-GPU{j} shows {count} link(s), GPU{j}-GPU{i} "
+                    f"{counts.get((j, i), 0)}",
+                    location=Location(file),
+                    hint="give the tool's output unedited",
+                )
             if i < j:
-                directed = counts.get((j, i)) != count
-                links.append(BoxLink(gpus[i], gpus[j], link_speed, link_class, count, directed))
-            elif counts.get((j, i)) != count:
-                links.append(BoxLink(gpus[i], gpus[j], link_speed, link_class, count, True))
+                links.append(BoxLink(gpus[i], gpus[j], link_speed, link_class, count))
     extra_notes = list(notes)
     if not switched and size > 1 and not _joined(size, counts):
         links += [BoxLink(gpu, "pcie", pcie.gbps, "pcie") for gpu in gpus]
