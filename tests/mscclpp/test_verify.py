@@ -126,7 +126,7 @@ def test_relaxed_signals_order_no_data() -> None:
 
 def _two_port_channels(put_channel: int, signal_channel: int) -> dict:
     """allgather on 2 ranks, each holding two port channels to the other: the put goes through one,
-    the signal (after a nop) through the other."""
+    the signal (after a nop) through the other, and a receipt comes back on the signal's channel."""
     plan = load("allgather_2gpu_memory.json")
     for gpu in plan["gpus"]:
         peer = 1 - gpu["id"]
@@ -139,6 +139,7 @@ def _two_port_channels(put_channel: int, signal_channel: int) -> dict:
         put.update(channel_type="port", channel_ids=[put_channel])
         signal.update(channel_type="port", channel_ids=[signal_channel])
         wait.update(channel_type="port", channel_ids=[signal_channel])
+        tb["ops"] += [dict(signal), dict(wait)]
     return plan
 
 
@@ -147,7 +148,33 @@ def test_a_wait_orders_only_the_puts_of_its_own_port_channel() -> None:
     on another channel of the same peer may arrive before the put."""
     assert verify(_two_port_channels(0, 0)).ok
     assert verify(_two_port_channels(1, 1)).ok
-    assert verify(_two_port_channels(0, 1)).rules() == {"unawaited-write"}
+    rules = verify(_two_port_channels(0, 1)).rules()
+    assert "unawaited-write" in rules and rules <= {"unawaited-write", "race"}
+
+
+def test_a_call_waits_for_the_peer_to_finish_the_previous_one() -> None:
+    """Without its closing signal and wait, a rank of the reducescatter can put into its peer's scratch
+    in the next call while the peer still reduces from it."""
+    plan = load("reducescatter_2gpu_memory.json")
+    for gpu in plan["gpus"]:
+        del gpu["threadblocks"][0]["ops"][-3:]
+    report = verify(plan)
+    assert report.rules() == {"race"}
+    assert all("in the call before, of s[0]" in problem.message for problem in report.errors)
+    plan["use_double_scratch_buffer"] = True  # consecutive calls use the two halves of the scratch
+    assert verify(plan).ok
+
+
+def test_a_port_put_frees_its_source_only_after_a_flush_or_a_receipt() -> None:
+    """The proxy reads a port put's source after the kernel may have ended; pwsf makes the thread wait
+    for the proxy's flush, the fixture's receipts order it too."""
+    plan = load("allgather_4gpu_port.json")
+    for gpu in plan["gpus"]:
+        del gpu["threadblocks"][0]["ops"][-2:]  # the receipts
+    assert verify(plan).rules() == {"race"}
+    for gpu in plan["gpus"]:
+        gpu["threadblocks"][0]["ops"][2]["name"] = "pwsf"
+    assert verify(plan).ok
 
 
 def test_pipeline_runs_its_ops_once_per_chunk() -> None:

@@ -63,6 +63,8 @@ MAX_BUFFERS_PER_OPERATION = 10
 MAX_DEVICE_SYNCERS = 16
 MAX_DEVICE_SEMAPHORES = 16
 MAX_THREADS_PER_BLOCK = 1024
+#: rules whose repetition in a later run of the simulation follows from the first run's finding
+_CONSEQUENTIAL = frozenset({"deadlock", "leftover-signal", "semaphore-balance"})
 #: the largest byte offset the executor's operations hold
 _U32 = 2**32 - 1
 #: problems listed per rule before the rest are counted
@@ -126,9 +128,12 @@ def verify_plan(plan: Plan, filename: str | None = None) -> VerifyReport:
     _check_simulation_size(plan, filename)
     pipelined = any(op.name == "pipeline" for gpu in plan.gpus for tb in gpu.threadblocks for op in tb.ops)
     seen: set[tuple[str, str]] = set()
-    for once in (False, True) if pipelined else (False,):
-        for problem in _Simulation(plan, once=once).run():
-            if (problem.rule, problem.message) not in seen:  # the second run adds only what is new
+    runs = [(False, 1), (True, 1)] if pipelined else [(False, 1)]
+    for once, calls in [*runs, (False, 2)]:
+        for problem in _Simulation(plan, once=once, calls=calls).run():
+            # a later run adds what is new; a hang or leftover it repeats only follows from the first
+            repeated = problem.rule in _CONSEQUENTIAL and problem.rule in {rule for rule, _ in seen}
+            if (problem.rule, problem.message) not in seen and not repeated:
                 seen.add((problem.rule, problem.message))
                 report.problems.append(problem)
     sizes = served_sizes(plan)
@@ -137,6 +142,7 @@ def verify_plan(plan: Plan, filename: str | None = None) -> VerifyReport:
     placement = "in-place" if plan.inplace else "out-of-place"
     checked = "" if plan.collective in collective.CHECKED_COLLECTIVES else " (no postcondition known)"
     report.notes.append(f"simulated {plan.collective}{checked}, {placement}, {len(plan.gpus)} rank(s)")
+    report.notes.append("two consecutive calls on the same buffers simulated for hazards between calls")
     if pipelined:
         report.notes.append(
             "pipelines simulated at one chunk per iteration (num_chunks iterations: the finest interleaving) "
@@ -735,11 +741,12 @@ def _flatten(ops: tuple[Op, ...], iterations: int) -> list[Op]:
 
 class _Step(NamedTuple):
     """One op as a threadblock executes it: iteration ``iteration`` of ``iterations`` of its pipeline
-    (0 of 1 outside pipelines)."""
+    (0 of 1 outside pipelines), in call ``call`` of the run."""
 
     op: Op
     iteration: int = 0
     iterations: int = 1
+    call: int = 0
 
     def slice(self, access: Access) -> Access:
         """The part of an operand this iteration moves: the next ``size / iterations`` chunks."""
@@ -749,16 +756,24 @@ class _Step(NamedTuple):
         return dataclasses.replace(access, index=access.index + self.iteration * width, size=width)
 
 
-def _steps(ops: tuple[Op, ...], once: bool) -> tuple[_Step, ...]:
-    """A threadblock's ops in execution order; a pipeline runs its ops num_chunks times (one chunk of
-    every operand per iteration) or, with ``once``, one time on whole operands."""
+def _steps(tb: Threadblock, once: bool, calls: int, threadblocks: int) -> tuple[_Step, ...]:
+    """A threadblock's ops in execution order for ``calls`` consecutive calls; a pipeline runs its ops
+    num_chunks times (one chunk of every operand per iteration) or, with ``once``, one time on whole
+    operands. Between two calls, every threadblock of the rank meets at the kernel's end: the next
+    kernel on the rank's stream starts after the whole previous one."""
     steps: list[_Step] = []
-    for op in ops:
-        if op.name != "pipeline":
-            steps.append(_Step(op))
-            continue
-        count = 1 if once else op.num_chunks or 1
-        steps.extend(_Step(inner, iteration, count) for iteration in range(count) for inner in op.inner)
+    for call in range(calls):
+        if call:
+            end = Op(tb.path, "barrier", barrier_id=-call, num_threadblocks=threadblocks)
+            steps.append(_Step(end, call=call))
+        for op in tb.ops:
+            if op.name != "pipeline":
+                steps.append(_Step(op, call=call))
+                continue
+            count = 1 if once else op.num_chunks or 1
+            steps.extend(
+                _Step(inner, iteration, count, call) for iteration in range(count) for inner in op.inner
+            )
     return tuple(steps)
 
 
@@ -922,7 +937,8 @@ class _Memory:
         self.write_epoch = [0] * len(values)
         self.write_op: list[Op | None] = [None] * len(values)
         self.write_stamp: list[_Stamp | None] = [None] * len(values)
-        self.readers: list[dict[int, tuple[int, Op]]] = [{} for _ in values]
+        self.write_call = [0] * len(values)
+        self.readers: list[dict[int, tuple[int, Op, int]]] = [{} for _ in values]  # gid -> (epoch, op, call)
 
 
 class _Simulation(_Reporter):
@@ -932,8 +948,9 @@ class _Simulation(_Reporter):
     process's vector clock has one block per rank (threadblocks then proxies of that rank).
     """
 
-    def __init__(self, plan: Plan, once: bool = False):
+    def __init__(self, plan: Plan, once: bool = False, calls: int = 1):
         super().__init__(plan)
+        self.calls = calls
         self.ngpus = len(plan.gpus)
         expected = _expected_chunks(plan)
         self.nchunks = expected[0] if expected is not None else 0
@@ -945,7 +962,7 @@ class _Simulation(_Reporter):
         for gpu in plan.gpus:
             for position, tb in enumerate(gpu.threadblocks):
                 self.owner.append((gpu.id, position))
-                self.ops.append(_steps(tb.ops, once))
+                self.ops.append(_steps(tb, once, calls, len(gpu.threadblocks)))
                 self.tbs.append(tb)
             for channel in range(len(_channel_peers(gpu, "port"))):
                 self.proxy[(gpu.id, channel)] = len(self.owner)
@@ -1026,9 +1043,17 @@ class _Simulation(_Reporter):
                 self.memory[(gpu.id, name)] = _Memory(values)
             for letter, (name, base) in names.items():
                 self.views[(gpu.id, letter)] = (self.memory[(gpu.id, name)], base)
-            packets = _Memory([None] * gpu.scratch_chunks)
-            self.memory[(gpu.id, "p")] = packets
-            self.views[(gpu.id, "p")] = (packets, 0)
+            for letter in ("p", "s'", "p'"):  # packets; with a double scratch, odd calls' halves
+                self.memory[(gpu.id, letter)] = _Memory([None] * gpu.scratch_chunks)
+                self.views[(gpu.id, letter)] = (self.memory[(gpu.id, letter)], 0)
+
+    def view(self, access: Access, call: int) -> tuple[_Memory, int]:
+        """The storage and base an operand reaches in ``call`` (with use_double_scratch_buffer, odd
+        calls use the other half of the scratch)."""
+        letter = access.letter
+        if self.plan.double_scratch and call % 2 and letter in ("s", "p"):
+            letter += "'"
+        return self.views[(access.rank, letter)]
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -1058,8 +1083,9 @@ class _Simulation(_Reporter):
                 )
         else:
             self.check_leftovers()
-            self.check_unawaited()
-            self.check_postcondition()
+            if self.calls == 1:  # the data of a second call sits on the first one's
+                self.check_unawaited()
+                self.check_postcondition()
         self.finish()
         return self.problems
 
@@ -1227,11 +1253,11 @@ class _Simulation(_Reporter):
         if all(arrived != gid for arrived, _, _ in arrivals):
             arrivals.append((gid, self.stamp(gid), op.num_threadblocks or 1))
         if len(arrivals) < (op.num_threadblocks or 1):
+            what = f"barrier {key[1]}" if key[1] >= 0 else f"the end of call {-key[1]}"
             return self.block(
                 gid,
                 ("barrier", *key),
-                f"barrier {key[1]} of rank {rank} waits for {op.num_threadblocks} threadblocks, "
-                f"{len(arrivals)} arrive",
+                f"{what} of rank {rank} waits for {op.num_threadblocks} threadblocks, {len(arrivals)} arrive",
             )
         counts = {count for _, _, count in arrivals}
         if len(counts) > 1:
@@ -1256,11 +1282,11 @@ class _Simulation(_Reporter):
         accesses = [step.slice(access) for access in _accesses(self.plan, self.plan.gpus[rank], tb, op)]
         reads = [access for access in accesses if not access.write]
         writes = [access for access in accesses if access.write]
-        for access in reads:  # a packet read waits for its flag
+        for access in reads:  # a packet read waits for its flag: a write of this call
             if access.letter == "p":
-                memory, base = self.views[(access.rank, "p")]
+                memory, base = self.view(access, step.call)
                 for index in range(base + access.index, base + access.index + access.size):
-                    if memory.values[index] is None:
+                    if memory.values[index] is None or memory.write_call[index] != step.call:
                         return self.block(
                             gid,
                             ("packet", access.rank, index),
@@ -1269,7 +1295,10 @@ class _Simulation(_Reporter):
                         )
         read = [
             self.read(
-                gid if access.channel is None else self.via_proxy(gid, rank, access.channel), op, access
+                gid if access.channel is None else self.via_proxy(gid, rank, access.channel),
+                op,
+                access,
+                step.call,
             )
             for access in reads
         ]
@@ -1286,13 +1315,15 @@ class _Simulation(_Reporter):
             stored = [read[0]] * len(writes)
         for access, values in zip(writes, stored, strict=False):
             writer = gid if access.channel is None else self.via_proxy(gid, rank, access.channel)
-            self.write(writer, op, access, values, woken)
+            self.write(writer, op, access, values, step.call, woken)
             if op.name in ("pws", "pwsf") and access.channel is not None:
                 self.signal(writer, rank, "port", access.channel, False, woken)
+            if op.name == "pwsf" and access.channel is not None:  # the thread waits for the proxy's flush
+                self.join(gid, self.stamp(writer), waiting_threads=True)
         return True
 
-    def read(self, gid: int, op: Op, access: Access) -> list[Value]:
-        memory, base = self.views[(access.rank, access.letter)]
+    def read(self, gid: int, op: Op, access: Access, call: int) -> list[Value]:
+        memory, base = self.view(access, call)
         epoch = self.epoch[gid]
         for index in range(base + access.index, base + access.index + access.size):
             if access.letter == "p":
@@ -1301,9 +1332,10 @@ class _Simulation(_Reporter):
                     self.join(gid, stamp)
             writer = memory.writer[index]
             if writer >= 0 and not self.knows(gid, writer, memory.write_epoch[index]):
-                self.race(gid, op, "read", memory.write_op[index], "write", access, index - base)
-            memory.readers[index][gid] = (epoch, op)
-            if memory.values[index] is None:
+                earlier = (memory.write_op[index], memory.write_call[index])
+                self.race(gid, (op, call), "read", earlier, "write", access, index - base)
+            memory.readers[index][gid] = (epoch, op, call)
+            if memory.values[index] is None and call == 0:
                 self.add(
                     "undefined-read",
                     op.path,
@@ -1313,8 +1345,10 @@ class _Simulation(_Reporter):
                 )
         return memory.values[base + access.index : base + access.index + access.size]
 
-    def write(self, gid: int, op: Op, access: Access, values: list[Value], woken: list[int]) -> None:
-        memory, base = self.views[(access.rank, access.letter)]
+    def write(
+        self, gid: int, op: Op, access: Access, values: list[Value], call: int, woken: list[int]
+    ) -> None:
+        memory, base = self.view(access, call)
         epoch = self.epoch[gid]
         if access.letter == "i" and not self.plan.inplace:
             self.add(
@@ -1327,11 +1361,12 @@ class _Simulation(_Reporter):
         for offset, index in enumerate(range(base + access.index, base + access.index + access.size)):
             writer = memory.writer[index]
             if writer >= 0 and not self.knows(gid, writer, memory.write_epoch[index]):
-                self.race(gid, op, "write", memory.write_op[index], "write", access, index - base)
-            for reader, (read_epoch, read_op) in memory.readers[index].items():
+                earlier = (memory.write_op[index], memory.write_call[index])
+                self.race(gid, (op, call), "write", earlier, "write", access, index - base)
+            for reader, (read_epoch, read_op, read_call) in memory.readers[index].items():
                 if not self.knows(gid, reader, read_epoch):
-                    self.race(gid, op, "write", read_op, "read", access, index - base)
-            if access.letter == "p" and memory.values[index] is not None:
+                    self.race(gid, (op, call), "write", (read_op, read_call), "read", access, index - base)
+            if access.letter == "p" and memory.values[index] is not None and memory.write_call[index] == call:
                 self.add(
                     "packet-rewrite",
                     op.path,
@@ -1343,23 +1378,55 @@ class _Simulation(_Reporter):
             memory.writer[index] = gid
             memory.write_epoch[index] = epoch
             memory.write_op[index] = op
+            memory.write_call[index] = call
             memory.write_stamp[index] = stamp
             memory.values[index] = values[offset] if offset < len(values) else None
             if access.letter == "p":
                 self.wake(("packet", access.rank, index), woken)
 
     def race(
-        self, gid: int, op: Op, access: str, other: Op | None, other_access: str, where: Access, index: int
+        self,
+        gid: int,
+        access_op: tuple[Op, int],
+        access: str,
+        other_op: tuple[Op | None, int],
+        other_access: str,
+        where: Access,
+        index: int,
     ) -> None:
+        """``access`` (op, call) and the earlier ``other_access`` of one chunk are unordered."""
+        (op, call), (other, other_call) = access_op, other_op
         other_text = _where(other) if other is not None else "another op"
+        if other_call == call:
+            message = (
+                f"the {access} by {_where(op)} and the {other_access} by {other_text} of "
+                f"{_chunk(where, index)} are not ordered by a signal and wait, a barrier, a semaphore or "
+                "a packet"
+            )
+            hint = "signal after the first access (with a nop before the signal) and wait before the second"
+        else:
+            message = (
+                f"the {access} by {_where(op)} in one call and the {other_access} by {other_text} in the "
+                f"call before, of {_chunk(where, index)}, are not ordered: ranks do not start a call "
+                "together, and a port put may still read its source when the kernel ends"
+            )
+            hint = (
+                "before a call writes into a peer, wait for the peer's signal that it is done with the "
+                "previous call; free the source of a port put with pwsf (its thread waits for the proxy's "
+                "flush) or the peer's receipt before anything overwrites it"
+            )
         self.add(
             "race",
             op.path,
-            f"the {access} by {_where(op)} and the {other_access} by {other_text} of "
-            f"{_chunk(where, index)} are not ordered by a signal and wait, a barrier, a semaphore or "
-            "a packet",
-            hint="signal after the first access (with a nop before the signal) and wait before the second",
-            key=(op.path, None if other is None else other.path, where.rank, where.letter),
+            message,
+            hint=hint,
+            key=(
+                op.path,
+                None if other is None else other.path,
+                where.rank,
+                where.letter,
+                other_call != call,
+            ),
         )
 
     # -- the end of the call -----------------------------------------------------------------------
