@@ -11,10 +11,10 @@ compiled. Requests arrive as a
 Poisson process whose rate makes the offered load ``rho = rate * E[service] / workers``; E[service] is
 measured first by compiling each size once here.
 
-The default run is scaled down to a few minutes on a small machine: jobs of more than ``--max-gpus`` (32)
-GPUs are compiled at ``--max-gpus``, and each run replays ``--jobs`` (10) requests; ``--full`` keeps
+The default run is scaled down to about ten minutes on a small machine: jobs of more than ``--max-gpus``
+(16) GPUs are compiled at ``--max-gpus``, and each run replays ``--jobs`` (12) requests; ``--full`` keeps
 sizes up to 1,024 GPUs and replays 200 requests. JCT is the server's own submitted-to-finished time.
-p99 over n jobs is the nearest-rank percentile (with 10 jobs it is the largest).
+p99 over n jobs is the nearest-rank percentile (with 12 jobs it is the largest).
 
     .venv/bin/python scripts/bench_serve.py             # the table in docs/serve.md
     .venv/bin/python scripts/bench_serve.py --full --workers 16
@@ -160,8 +160,8 @@ def replay(server: Server, requests: list[Request], timeout: float) -> list[tupl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="sizes up to 1,024 GPUs, 200 jobs per run")
-    parser.add_argument("--max-gpus", type=int, default=32)
-    parser.add_argument("--jobs", type=int, default=10)
+    parser.add_argument("--max-gpus", type=int, default=16)
+    parser.add_argument("--jobs", type=int, default=12)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--loads", default="0.5,0.7,0.9")
     parser.add_argument("--policies", default="fcfs,mlfq,skip-join")

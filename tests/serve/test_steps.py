@@ -1,0 +1,118 @@
+"""A job's request, cache key and slices, in process (the server tests run them in workers)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from collc.compile import compile_schedule
+from collc.compile.flags import CompileFlags
+from collc.errors import InputError
+from collc.serve.policy import MLFQConfig
+from collc.serve.steps import (
+    SUBMITTED,
+    cache_key,
+    checked_start,
+    first_stage_estimate,
+    load_topology,
+    progress,
+    run_slice,
+    spec_from_json,
+)
+from collc.topology.export import to_flat_yaml
+
+TINY = """\
+name: tiny4
+nodes:
+  - {name: gpu, kind: gpu, count: 4}
+  - {name: nvs, kind: switch}
+links:
+  - {src: "gpu{i}", dst: nvs, bandwidth: 100}
+"""
+FAST = {"max_bytes": "1GiB"}
+
+
+def spec(**options: object):
+    return spec_from_json({"topology": TINY, "options": options})
+
+
+def test_slices_of_one_step_each_compile_what_compile_schedule_writes():
+    """Each slice runs one step (quantum 0), its state is pickled, and the chain ends with the same XML
+    as an uninterrupted compile; progress never goes back."""
+    request = spec(**FAST)
+    expected = compile_schedule(load_topology(request, 64), CompileFlags(**FAST).options()).xml
+    blob, shares, stages = None, [], []
+    for _ in range(100):
+        outcome = run_slice("j", request, blob, 0.0, 64, lambda: False)
+        assert outcome.error is None and outcome.steps == 1
+        shares.append(outcome.progress)
+        stages.append(outcome.stage)
+        if outcome.xml is not None:
+            break
+        blob = outcome.state
+    assert outcome.xml == expected
+    assert shares == sorted(shares) and shares[-1] == 1.0
+    assert stages[0] == "forest" and stages[-1] == "done" and "verify" in stages
+
+
+def test_a_slice_stops_when_asked_and_runs_to_the_end_otherwise():
+    request = spec(**FAST)
+    stopped = run_slice("j", request, None, 1e9, 64, lambda: True)
+    assert stopped.steps == 1 and stopped.state is not None and stopped.xml is None
+    whole = run_slice("j", request, pickle.loads(pickle.dumps(stopped.state)), 1e9, 64, lambda: False)
+    assert whole.xml is not None and whole.steps > 1
+
+
+def test_a_failing_job_reports_the_clis_message_and_exit_code():
+    outcome = run_slice("j", spec(k=2, max_k=3), None, 1e9, 64, lambda: False)
+    assert (
+        outcome.exit_code == 2
+        and outcome.error
+        == "error: --k and --max-k cannot be combined\n  hint: " + ("give either a fixed k or a budget")
+    )
+
+
+def test_the_cache_key_is_the_fabric_not_its_spelling():
+    preset = checked_start(spec_from_json({"preset": "dgx-a100", "set": {"boxes": "2"}}), 64)
+    flat = to_flat_yaml(preset.topology)
+    exported = checked_start(spec_from_json({"topology": flat}), 64)
+    assert cache_key(preset) == cache_key(exported)
+    other = checked_start(spec_from_json({"preset": "dgx-a100", "set": {"boxes": "2"}, "options": FAST}), 64)
+    assert cache_key(other) != cache_key(preset)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "the request must be a JSON object"),
+        ({"preset": "dgx-a100", "topology": TINY}, "give either 'preset'"),
+        ({}, "give either 'preset'"),
+        ({"preset": 3}, "must be strings"),
+        ({"preset": "dgx-a100", "colour": 1}, "unknown request field 'colour'"),
+        ({"preset": "dgx-a100", "options": {"kk": 1}}, "unknown option 'kk'"),
+        ({"preset": "dgx-a100", "options": {"force": "yes"}}, "options.force must be bool"),
+        ({"preset": "dgx-a100", "options": {"k": True}}, "options.k must be int or null"),
+        ({"preset": "dgx-a100", "set": ["boxes=2"]}, "'set' must map"),
+        ({"preset": "dgx-a100", "output": ""}, "'output' must be a file name"),
+    ],
+)
+def test_malformed_requests_are_input_errors(body, message):
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        spec_from_json(body)
+
+
+def test_the_topology_is_located_as_submitted_and_limited_in_gpus():
+    with pytest.raises(InputError) as error:
+        load_topology(spec_from_json({"topology": TINY.replace("bandwidth", "bandwith")}), 64)
+    assert str(error.value).startswith(f"{SUBMITTED}:6:")
+    with pytest.raises(InputError, match="this service compiles at most 2"):
+        load_topology(spec(), 2)
+    assert spec(proto="ll128").flags.proto == "LL128"
+
+
+def test_the_first_stage_estimate_grows_with_the_fabric_and_places_big_jobs_low():
+    config = MLFQConfig()
+    levels = [config.join_level(first_stage_estimate(gpus)) for gpus in (8, 16, 32, 64, 128, 256, 1024)]
+    assert levels == [0, 0, 0, 1, 2, 3, 3]
+    assert progress(checked_start(spec(), 64)) == 0.0
