@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -472,3 +473,30 @@ def test_nvlink_islands_are_joined_by_the_pcie_tree(tmp_path) -> None:
     assert classes == ["nvlink", "pcie", "sys"]
     # the 22 GB/s socket link now binds: 4 GPUs of a socket send their shards through it
     assert algbw(topology) == 8 * Fraction(22, 4)
+
+
+@st.composite
+def _damaged_dumps(draw: st.DrawFn) -> str:
+    """A fixture with one attribute value replaced, or one slice cut out."""
+    text = draw(st.sampled_from([H100_XML, MI250_XML, PCIE_XML, H200_XML])).read_text()
+    values = [match.span(1) for match in re.finditer(r'="([^"]*)"', text)]
+    if draw(st.booleans()):
+        start, end = draw(st.sampled_from(values))
+        junk = draw(
+            st.sampled_from(["", "-1", "0", "99999999999999999999", "0x", "x", "1e9", "&amp;", "0x068000"])
+        )
+        return text[:start] + junk + text[end:]
+    start = draw(st.integers(0, len(text) - 1))
+    return text[:start] + text[start + draw(st.integers(1, 40)) :]
+
+
+@settings(max_examples=60, deadline=None)
+@given(_damaged_dumps(), st.sampled_from([[], ["--boxes", "3"]]))
+def test_damaged_dumps_are_imported_or_refused_with_a_message(text: str, options: list[str]) -> None:
+    """Whatever is damaged, the result validates (exit 0) or is one located input error (exit 2)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "damaged.xml"
+        path.write_text(text)
+        result = CliRunner().invoke(main, ["topo", "import", str(path), *options, "-o", f"{folder}/out.yaml"])
+    assert result.exit_code in (0, 2), result.output
+    assert "unexpected" not in result.output and "Traceback" not in result.output
