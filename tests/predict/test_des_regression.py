@@ -98,17 +98,25 @@ def test_fair_shares_updated_flow_by_flow_equal_filling_from_scratch(
     case: tuple[np.ndarray, np.ndarray, float, list[list[int]]],
 ) -> None:
     """Leaving and joining one flow at a time (where exact) gives the rates of filling from scratch,
-    to the last bit."""
+    to the last bit, and names every flow whose rate changed."""
     arcs, bandwidth, cap, history = case
+    num_flows = arcs.shape[0]
     routes = np.ascontiguousarray(arcs.T)
     shares = FairShares(routes, bandwidth, cap)
     before: list[int] = []
     for now in history:
         active = np.array(now, dtype=np.int64)
-        shares.update(active, sorted(set(before) - set(now)), sorted(set(now) - set(before)))
+        busy = np.zeros(num_flows, dtype=bool)
+        busy[active] = True
+        previous = shares.rate.copy()
+        changed = shares.update(busy, sorted(set(before) - set(now)), sorted(set(now) - set(before)))
         scratch = FairShares(routes, bandwidth, cap)
         scratch.fill(active)
         assert list(shares.rate[active]) == list(scratch.rate[active])
+        # the flows whose rate changed are reported (added ones may be: the caller starts them anyway)
+        kept = set(before) & set(now)
+        assert set(changed.tolist()) <= set(now)
+        assert set(changed.tolist()) & kept == {f for f in kept if previous[f] != shares.rate[f]}
         before = now
 
 
@@ -120,7 +128,7 @@ def test_a_flow_leaving_the_last_round_can_lift_the_rest_to_the_cap() -> None:
     shares = FairShares(routes, bandwidth, 48.5)
     shares.fill(np.arange(7))
     assert list(shares.rate) == [1.0, 2.0, 3.0, 4.0, 5.0, 45.0, 45.0]
-    shares.update(np.arange(6), [6], [])
+    shares.update(np.arange(7) < 6, [6], [])
     assert shares.rate[5] == 48.5
 
 

@@ -159,21 +159,32 @@ class FairShares:
         self.cap = cap
         pad = len(bandwidth) - 1
         self.arcs = [routes[:, f][routes[:, f] != pad] for f in range(routes.shape[1])]
+        # per arc, every flow that crosses it (fixed: a flow's route never changes)
+        flat = routes.ravel()
+        order = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[order], np.arange(len(bandwidth) + 1))
+        flow_of = order % routes.shape[1]
+        self.on_arc = [flow_of[bounds[a] : bounds[a + 1]] for a in range(len(bandwidth))]
         self.rate = np.zeros(routes.shape[1])
-        self.last = np.zeros(routes.shape[1], dtype=bool)  # frozen in the last round
+        self.last = np.zeros(routes.shape[1], dtype=bool)  # active and unfrozen in the last round
         self.counts = np.zeros((1, len(bandwidth)))  # per round: unfrozen flows on every arc
         self.capacity = self.bandwidth[None, :].copy()  # per round: capacity the frozen flows left
         self.levels = np.zeros(0)
         self.capped = True  # the last round stopped at ``cap``
 
-    def update(self, active: np.ndarray, removed: Sequence[int], added: Sequence[int]) -> None:
-        """Rates for the flows ``active`` (sorted), which were the last call's minus ``removed`` plus
-        ``added``: one flow at a time where that is exact, else filled from scratch."""
+    def update(self, busy: np.ndarray, removed: Sequence[int], added: Sequence[int]) -> np.ndarray:
+        """Rates for the flows marked in ``busy`` (a mask over all flows), which were the last call's
+        minus ``removed`` plus ``added``: one flow at a time where that is exact, else filled from
+        scratch. Returns the busy flows whose rate changed (an added flow only if its rate did)."""
         changed = all(self._leave(f) for f in removed) and all(self._join(f) for f in added)
         if not changed:
+            active = np.flatnonzero(busy)
+            before = self.rate[active]
             self.fill(active)
-        elif len(removed) or len(added):
-            self._share_last(active)
+            return active[self.rate[active] != before]
+        if len(removed) or len(added):
+            return self._share_last([*removed, *added])
+        return np.zeros(0, dtype=np.int64)
 
     def _fair(self, capacity: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return np.divide(capacity, counts, out=np.full(len(counts), np.inf), where=counts > 0)
@@ -212,6 +223,7 @@ class FairShares:
         self.counts, self.capacity = np.array(counts_by_round), np.array(capacity_by_round)
         self.levels = np.array(levels)
         self.rate[active] = rates
+        self.last[:] = False
         self.last[active] = live
 
     def _leave(self, flow: int) -> bool:
@@ -232,18 +244,31 @@ class FairShares:
         self.last[flow] = True
         return True
 
-    def _share_last(self, active: np.ndarray) -> None:
-        """The rates of the last round's flows, from that round's capacities and counts."""
-        last = active[self.last[active]]
+    def _share_last(self, moved: Sequence[int]) -> np.ndarray:
+        """The rates of the last round's flows after the flows ``moved`` left or joined it; returns the
+        flows whose rate changed.
+
+        Only the arcs of the moved flows changed their counts, so only flows that cross one of them
+        can change rate (unless the level now reaches the cap, which lifts every last-round flow).
+        """
         if self.capped:
-            self.rate[last] = self.cap
-            return
+            joined = np.array([f for f in moved if self.last[f]], dtype=np.int64)
+            changed = joined[self.rate[joined] != self.cap]
+            self.rate[joined] = self.cap
+            return changed
         fair = self._fair(self.capacity[-1], self.counts[-1])
         if float(fair.min()) >= self.cap:  # a flow left the tightest arc: the level reaches the cap
             self.capped = True
-            self.rate[last] = self.cap
+            flows = np.flatnonzero(self.last)
+            new = np.full(len(flows), self.cap)
         else:
-            self.rate[last] = np.minimum(fair[self.routes[:, last]].min(axis=0), self.cap)
+            arcs = np.concatenate([self.arcs[f] for f in moved])
+            flows = np.concatenate([self.on_arc[a] for a in arcs.tolist()])  # repeats are harmless
+            flows = flows[self.last[flows]]
+            new = np.minimum(fair[self.routes[:, flows]].min(axis=0), self.cap)
+        changed = flows[new != self.rate[flows]]
+        self.rate[flows] = new
+        return np.unique(changed)
 
 
 def _check_structure(tbs: list[_Tb]) -> None:
@@ -397,8 +422,16 @@ class ProgramCost:
         total = [n * iterations for n in nsteps]
         busy = [False] * num_tbs
         busy_flags = np.zeros(num_tbs, dtype=bool)
-        remaining = np.zeros(num_tbs)  # bytes (µs·GB/s) left of the current send, while not active
-        starts: list[tuple[int, float]] = []  # sends started since the active flows were last updated
+        num_busy = 0
+        # A busy flow's bytes (µs·GB/s) left at time ``stamp``, drained at ``speed`` since: a flow is
+        # only touched when its own rate changes, and ``ends`` (a heap) holds its finishing time, an
+        # entry being current while its ``version`` is the flow's.
+        amount_left = [0.0] * num_tbs
+        stamp = [0.0] * num_tbs
+        speed = [0.0] * num_tbs
+        version = [0] * num_tbs
+        ends: list[tuple[float, int, int]] = []  # (finishing time, version, threadblock)
+        starts: list[tuple[int, float]] = []  # sends started since the rates were last updated
         drained: list[int] = []  # flows that drained since then
         in_active = [False] * num_tbs
         started = [0] * len(sender)  # per connection: messages sent, arrived, received
@@ -407,13 +440,12 @@ class ProgramCost:
         arrivals: list[tuple[float, int, int]] = []  # (time, sequence, connection)
         sequence = 0
         now = 0.0
-        active = np.zeros(0, dtype=np.int64)  # the busy threadblocks, sorted
-        rates = np.zeros(0)  # their flows' rates and what each has left to send
-        left = np.zeros(0)
         busy_changed = False
         shares = FairShares(self._routes, self._bandwidth, proto.tb_copy_gbps)
+        rate = shares.rate
         dirty = list(range(num_tbs))  # a heap: threadblocks to re-examine, smallest index first
         in_dirty = [True] * num_tbs
+        tolerance = 1e-6 * wire  # a flow with at most this left has drained
 
         def mark(j: int) -> None:
             if not in_dirty[j]:
@@ -428,6 +460,14 @@ class ProgramCost:
             for j in dependents[i]:
                 if j != i:
                     mark(j)
+
+        def schedule(i: int, left: float) -> None:
+            """Flow ``i`` has ``left`` to send from now on at its current rate (a flow that drained
+            within the tolerance, but after an earlier flow that had not, ends now)."""
+            amount_left[i], stamp[i], speed[i] = max(left, 0.0), now, float(rate[i])
+            version[i] += 1
+            end = now + amount_left[i] / speed[i] if speed[i] > 0 else np.inf
+            heapq.heappush(ends, (end, version[i], i))
 
         while True:
             while dirty:
@@ -454,6 +494,7 @@ class ProgramCost:
                         started[sc] += 1
                         busy[i] = True
                         busy_flags[i] = True
+                        num_busy += 1
                         busy_changed = True
                         starts.append((i, cnt[i][k] * wire))
                     else:
@@ -462,37 +503,38 @@ class ProgramCost:
                 busy_changed = False
                 removed = [i for i in drained if not busy[i]]
                 added = [i for i, _ in starts if not in_active[i]]
+                for i in removed:
+                    in_active[i] = False
+                for i in added:
+                    in_active[i] = True
                 if removed or added:
-                    remaining[active] = left
-                    for i, amount in starts:
-                        remaining[i] = amount
-                    for i in removed:
-                        in_active[i] = False
-                    for i in added:
-                        in_active[i] = True
-                    active = np.flatnonzero(busy_flags)
-                    left = remaining[active]
-                    shares.update(active, removed, added)
-                    rates = shares.rate[active]
-                else:  # the same threadblocks: those that drained started their next send
-                    for i, amount in starts:
-                        left[np.searchsorted(active, i)] = amount
+                    for i in shares.update(busy_flags, removed, added).tolist():
+                        schedule(i, amount_left[i] - speed[i] * (now - stamp[i]))
+                for i, amount in starts:
+                    schedule(i, amount)
                 starts.clear()
                 drained.clear()
-            if not len(active) and not arrivals:
+            while ends and (not busy[ends[0][2]] or ends[0][1] != version[ends[0][2]]):
+                heapq.heappop(ends)  # superseded by a later rate, or the flow drained
+            if not num_busy and not arrivals:
                 break
-            flow_end = now + float((left / rates).min()) if len(active) else np.inf
+            flow_end = ends[0][0] if ends else np.inf
             arrival_end = arrivals[0][0] if arrivals else np.inf
-            step_to = min(flow_end, arrival_end)
-            left -= rates * (step_to - now)
-            now = step_to
-            done = left <= 1e-6 * wire
-            if done.any():
+            now = min(flow_end, arrival_end)
+            while ends:
+                _, entry, i = ends[0]
+                if busy[i] and entry == version[i]:
+                    if amount_left[i] - speed[i] * (now - stamp[i]) > tolerance:
+                        break
+                    drained.append(i)
+                heapq.heappop(ends)
+            if drained:
                 busy_changed = True
-                drained.extend(active[done].tolist())
+                drained.sort()
                 for i in drained:
                     busy[i] = False
                     busy_flags[i] = False
+                    num_busy -= 1
                     sequence += 1
                     heapq.heappush(
                         arrivals, (now + self._latency[i] + proto.step_overhead_us, sequence, send_conn[i])
