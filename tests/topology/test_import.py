@@ -477,9 +477,11 @@ def test_nvlink_islands_are_joined_by_the_pcie_tree(tmp_path) -> None:
 
 @st.composite
 def _damaged_dumps(draw: st.DrawFn) -> str:
-    """A fixture with one attribute value replaced, or one slice cut out."""
-    text = draw(st.sampled_from([H100_XML, MI250_XML, PCIE_XML, H200_XML])).read_text()
-    values = [match.span(1) for match in re.finditer(r'="([^"]*)"', text)]
+    """A fixture with one attribute value (or matrix entry) replaced, or one slice cut out."""
+    text = draw(st.sampled_from([H100_XML, MI250_XML, PCIE_XML, H200_XML, A100_SMI, MI300X_ROCM])).read_text()
+    values = [
+        match.span(1) for match in re.finditer(r'="([^"]*)"|(?<=\s)(NV\d+|PIX|PXB|SYS|XGMI)(?=\s)', text)
+    ]
     if draw(st.booleans()):
         start, end = draw(st.sampled_from(values))
         junk = draw(
@@ -497,6 +499,7 @@ def test_damaged_dumps_are_imported_or_refused_with_a_message(text: str, options
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "damaged.xml"
         path.write_text(text)
-        result = CliRunner().invoke(main, ["topo", "import", str(path), *options, "-o", f"{folder}/out.yaml"])
+        command = ["topo", "import", str(path), "--gpu-model", "A100", *options, "-o", f"{folder}/out.yaml"]
+        result = CliRunner().invoke(main, command)
     assert result.exit_code in (0, 2), result.output
     assert "unexpected" not in result.output and "Traceback" not in result.output
