@@ -480,7 +480,8 @@ def _damaged_dumps(draw: st.DrawFn) -> str:
     """A fixture with one attribute value (or matrix entry) replaced, or one slice cut out."""
     text = draw(st.sampled_from([H100_XML, MI250_XML, PCIE_XML, H200_XML, A100_SMI, MI300X_ROCM])).read_text()
     values = [
-        match.span(1) for match in re.finditer(r'="([^"]*)"|(?<=\s)(NV\d+|PIX|PXB|SYS|XGMI)(?=\s)', text)
+        match.span(match.lastindex or 0)
+        for match in re.finditer(r'="([^"]*)"|(?<=\s)(NV\d+|PIX|PXB|SYS|XGMI)(?=\s)', text)
     ]
     if draw(st.booleans()):
         start, end = draw(st.sampled_from(values))
