@@ -41,6 +41,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from collc.topology.summary import format_gbps
+
 
 @dataclass(frozen=True)
 class LinkSpeed:
@@ -52,7 +54,7 @@ class LinkSpeed:
 
     def describe(self) -> str:
         """One line for the import report and the YAML header: figure, what it is, where it comes from."""
-        return f"{self.technology}: {_decimal(self.gbps)} GB/s per link and direction ({self.source})"
+        return f"{self.technology}: {format_gbps(self.gbps)} GB/s per link and direction ({self.source})"
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ XGMI_BY_ARCH: dict[str, LinkSpeed] = {
     "942": _MI300,
 }
 
-#: PCIe signalling rates as Linux reports them (``current_link_speed``), in GT/s per lane
+#: PCIe signalling rates as Linux reports them (sysfs ``max_link_speed``, which NCCL copies), GT/s per lane
 _PCIE_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*GT/s(?:\s+PCIe)?\s*\Z")
 _PCIE_GENERATIONS = {
     Fraction(5, 2): 1,
@@ -111,6 +113,8 @@ _PCIE_GENERATIONS = {
     Fraction(32): 5,
     Fraction(64): 6,
 }
+#: GT/s per lane of each PCIe generation
+PCIE_GT_PER_LANE: dict[int, Fraction] = {generation: rate for rate, generation in _PCIE_GENERATIONS.items()}
 
 #: NVIDIA and AMD PCI device ids (the dump's ``device`` of the GPU's pci element) -> model
 GPU_MODELS: dict[tuple[str, str], GpuModel] = {
@@ -162,12 +166,9 @@ class PcieLink:
 
     def describe(self) -> str:
         return (
-            f"PCIe Gen{self.generation} x{self.lanes}: {_decimal(self.gbps)} GB/s per direction "
+            f"PCIe Gen{self.generation} x{self.lanes}: {format_gbps(self.gbps)} GB/s per direction "
             "(PCI-SIG signalling rate x lanes / 8, encoding not subtracted)"
         )
-
-
-PCIE_GT_PER_LANE: dict[int, Fraction] = {generation: rate for rate, generation in _PCIE_GENERATIONS.items()}
 
 
 def pcie_generation(link_speed: str) -> int | None:
@@ -176,13 +177,6 @@ def pcie_generation(link_speed: str) -> int | None:
     if match is None:
         return None
     return _PCIE_GENERATIONS.get(Fraction(match.group(1)))
-
-
-def _decimal(value: Fraction) -> str:
-    """A GB/s figure as a short decimal (exact for the figures above, which are finite decimals)."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    return f"{float(value):g}"
 
 
 _NCCL_MODEL = "the figure NCCL's own topology model uses for this CPU"
