@@ -266,3 +266,11 @@ def test_offsets_limit_the_largest_call_and_the_notes_say_which_calls_run() -> N
     plan["max_message_size"] = 2**31
     (warning,) = verify(plan).problems
     assert warning.rule == "offset-limit" and warning.hint == "set max_message_size to at most 2147483647"
+
+
+def test_an_operand_that_names_no_buffer_is_reported() -> None:
+    plan = load("allgather_2gpu_memory.json")
+    plan["gpus"][1]["threadblocks"][0]["ops"][2]["dst_buff"][0]["buffer_id"] = 3
+    report = verify(plan)
+    assert report.rules() == {"remote-buffer-index"}
+    assert report.errors[0].message.startswith("gpus[1].threadblocks[0].ops[2].dst_buff[0]: buffer_id 3")

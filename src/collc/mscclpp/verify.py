@@ -435,7 +435,7 @@ class _Lint(_Reporter):
         if op.name in ("signal", "wait", "rlxsignal", "rlxwait", "flush") or (
             op.name in PUTS and op.channel_type == "port"
         ):
-            self.check_channels(rank, tb, op)
+            self.check_channels(tb, op)
         if op.name == "flush":
             flushed = len(op.dst)
             if op.channel_type != "port":
@@ -463,7 +463,7 @@ class _Lint(_Reporter):
                         f"{where}: semaphore {index}, but gpus[{rank}] declares {len(gpu.semaphores)}",
                     )
         if op.name in DATA_OPS:
-            self.check_data_op(rank, gpu, tb, op)
+            self.check_data_op(gpu, tb, op)
 
     def check_pipeline(self, rank: int, gpu: Gpu, tb: Threadblock, pipeline: Op) -> None:
         """A pipeline runs its ops ceil(num_chunks × chunk size / unit_size) times, each time on the next
@@ -504,7 +504,7 @@ class _Lint(_Reporter):
                 )
             self.check_op(rank, gpu, tb, op)
 
-    def check_channels(self, rank: int, tb: Threadblock, op: Op) -> None:
+    def check_channels(self, tb: Threadblock, op: Op) -> None:
         where = _where(op)
         if op.channel_type not in ("memory", "port"):
             self.add(
@@ -550,17 +550,17 @@ class _Lint(_Reporter):
                 f"{where}: num_threadblocks {op.num_threadblocks}, but the rank has {len(gpu.threadblocks)}",
             )
 
-    def resolve(self, rank: int, gpu: Gpu, tb: Threadblock, op: Op, ref: BufferRef) -> tuple[int, str] | None:
-        """``(rank, buffer letter)`` an operand refers to, or None (reported) when it does not resolve."""
-        where = f"{render_path(ref.path)}"
-        if ref.buffer_id is None:
-            if ref.buffer is None:
-                self.add("op-buffers", ref.path, f"{where}: names neither a buffer type nor a buffer_id")
-                return None
-            return rank, ref.buffer
+    def check_operand(self, gpu: Gpu, tb: Threadblock, op: Op, ref: BufferRef) -> bool:
+        """Whether an operand names a buffer; reports why not (a bad remote buffer of the threadblock is
+        reported with the threadblock)."""
+        if _target(self.plan, gpu, tb, op, ref) is not None:
+            return True
+        where = render_path(ref.path)
         kind = op.channel_type or "none"
         held = tb.remote_buffers.get(kind, ())
-        if ref.buffer_id >= len(held):
+        if ref.buffer_id is None:
+            self.add("op-buffers", ref.path, f"{where}: names neither a buffer type nor a buffer_id")
+        elif ref.buffer_id >= len(held):
             self.add(
                 "remote-buffer-index",
                 (*ref.path, "buffer_id"),
@@ -568,15 +568,9 @@ class _Lint(_Reporter):
                 f"remote buffer(s) by {kind} channel",
                 hint="buffer_id indexes the threadblock's remote_buffer_refs of the op's channel type",
             )
-            return None
-        if held[ref.buffer_id] >= len(gpu.remote_buffers):
-            return None  # reported with the threadblock
-        remote = gpu.remote_buffers[held[ref.buffer_id]]
-        if remote.rank >= len(self.plan.gpus):
-            return None
-        return remote.rank, remote.buffer
+        return False
 
-    def check_data_op(self, rank: int, gpu: Gpu, tb: Threadblock, op: Op) -> None:
+    def check_data_op(self, gpu: Gpu, tb: Threadblock, op: Op) -> None:
         where = _where(op)
         shape = _SHAPES[op.name]
         for side, refs, remote_from in (
@@ -596,7 +590,7 @@ class _Lint(_Reporter):
                     self.add(
                         "op-buffers",
                         ref.path,
-                        f"{render_path(ref.path)}: {op.name} reads its {side}[{position}] from a "
+                        f"{render_path(ref.path)}: the kernel takes {op.name}'s {side}[{position}] as a "
                         + ("remote buffer (buffer_id)" if want_remote else "local buffer (type)"),
                     )
                     return
@@ -610,6 +604,8 @@ class _Lint(_Reporter):
                     f"through {' or '.join(repr(a) for a in allowed)} channels",
                 )
                 return
+        if not all([self.check_operand(gpu, tb, op, ref) for ref in (*op.src, *op.dst)]):
+            return
         if op.name in ("pws", "pwsf") and op.channel_type == "memory":
             self.add(
                 "put-signal-channel",
@@ -635,7 +631,7 @@ class _Lint(_Reporter):
                 hint="give every src_buff and dst_buff entry of one op the same size",
             )
         for access in accesses:
-            self.check_bounds(op, access)
+            self.check_bounds(access)
             if access.packet and access.letter != "p":
                 self.add(
                     "op-buffers",
@@ -656,7 +652,7 @@ class _Lint(_Reporter):
                         hint="use the same index on both sides of a get, or a put from the other rank",
                     )
         if op.name in PUTS | {"ppkt", "rppkt"} and op.channel_type == "port":
-            self.check_port_peers(rank, gpu, tb, op)
+            self.check_port_peers(gpu, tb, op)
         if len({ref.buffer for ref in op.src if not ref.remote}) > 1 and op.name in PUTS | {"ppkt"}:
             self.add(
                 "op-buffers",
@@ -664,7 +660,7 @@ class _Lint(_Reporter):
                 f"{where}: the kernel takes every source of a {op.name} from the buffer of src_buff[0]",
             )
 
-    def check_bounds(self, op: Op, access: Access) -> None:
+    def check_bounds(self, access: Access) -> None:
         gpu = self.plan.gpus[access.rank]
         sizes = {
             "i": gpu.input_chunks,
@@ -684,7 +680,7 @@ class _Lint(_Reporter):
                 "scratch_chunks)",
             )
 
-    def check_port_peers(self, rank: int, gpu: Gpu, tb: Threadblock, op: Op) -> None:
+    def check_port_peers(self, gpu: Gpu, tb: Threadblock, op: Op) -> None:
         ids, held = op.channel_ids or (), tb.channels.get("port", ())
         peers = _channel_peers(gpu, "port")
         for position, ref in enumerate(op.dst):
@@ -698,7 +694,7 @@ class _Lint(_Reporter):
                 return
             if ids[position] >= len(held) or held[ids[position]] >= len(peers):
                 return  # reported as channel-index
-            target = self.resolve(rank, gpu, tb, op, ref)
+            target = _target(self.plan, gpu, tb, op, ref)
             peer = peers[held[ids[position]]]
             if target is not None and target[0] != peer:
                 self.add(
@@ -850,10 +846,22 @@ _SHAPES = {
 }
 
 
+def _target(plan: Plan, gpu: Gpu, tb: Threadblock, op: Op, ref: BufferRef) -> tuple[int, str] | None:
+    """``(rank, buffer letter)`` of an operand: a buffer of ``gpu``, or the remote buffer its
+    ``buffer_id`` names among the threadblock's remote buffers of the op's channel type; None when the
+    names do not resolve."""
+    if ref.buffer_id is None:
+        return (gpu.id, ref.buffer) if ref.buffer is not None and gpu.id < len(plan.gpus) else None
+    held = tb.remote_buffers.get(op.channel_type or "none", ())
+    if ref.buffer_id >= len(held) or held[ref.buffer_id] >= len(gpu.remote_buffers):
+        return None
+    remote = gpu.remote_buffers[held[ref.buffer_id]]
+    return (remote.rank, remote.buffer) if remote.rank < len(plan.gpus) else None
+
+
 def _accesses(plan: Plan, gpu: Gpu, tb: Threadblock, op: Op) -> Iterator[Access]:
     """Every operand of a data op as the v0.10.x kernel uses it (execution_kernel.hpp's handlers),
     skipping operands that do not resolve (reported by the lint)."""
-    rank = gpu.id if gpu.id < len(plan.gpus) else 0
     name = op.name
     port = op.channel_type == "port"
     port_ids = tb.channels.get("port", ())
@@ -864,20 +872,11 @@ def _accesses(plan: Plan, gpu: Gpu, tb: Threadblock, op: Op) -> Iterator[Access]
             return None
         return port_ids[ids[position]]
 
-    def target(ref: BufferRef) -> tuple[int, str] | None:
-        if ref.buffer_id is None:
-            return (rank, ref.buffer) if ref.buffer is not None else None
-        held = tb.remote_buffers.get(op.channel_type or "none", ())
-        if ref.buffer_id >= len(held) or held[ref.buffer_id] >= len(gpu.remote_buffers):
-            return None
-        remote = gpu.remote_buffers[held[ref.buffer_id]]
-        return (remote.rank, remote.buffer) if remote.rank < len(plan.gpus) else None
-
     def packet(letter: str) -> str:
         return "p" if letter == "s" else letter
 
     for position, ref in enumerate(op.src):
-        found = target(ref)
+        found = _target(plan, gpu, tb, op, ref)
         if found is None:
             continue
         owner, letter = found
@@ -900,7 +899,7 @@ def _accesses(plan: Plan, gpu: Gpu, tb: Threadblock, op: Op) -> Iterator[Access]
             is_packet,
         )
     for position, ref in enumerate(op.dst):
-        found = target(ref)
+        found = _target(plan, gpu, tb, op, ref)
         if found is None:
             continue
         owner, letter = found
@@ -984,7 +983,6 @@ class _Simulation(_Reporter):
         self.pairs = self._pair_channels()
         self.inbox: dict[tuple[int, str, int], list[_Stamp]] = defaultdict(list)
         self.consumed: dict[tuple[int, str, int], int] = defaultdict(int)
-        self.lost: set[tuple[int, str, int]] = set()
         self.barriers: dict[tuple[int, int], list[tuple[int, _Stamp, int]]] = defaultdict(list)
         self.released: dict[int, list[_Stamp]] = {}
         self.semaphores = {
@@ -1150,14 +1148,14 @@ class _Simulation(_Reporter):
         assert tb is not None
         name = op.name
         if name in SIGNALS:
-            for channel in self.channels(rank, tb, op):
+            for channel in self.channels(tb, op):
                 sender = self.via_proxy(gid, rank, channel) if op.channel_type == "port" else gid
                 self.signal(sender, rank, op.channel_type or "memory", channel, name == "rlxsignal", woken)
             return True
         if name in WAITS:
             return self.wait(gid, rank, tb, op)
         if name == "flush":
-            for channel in self.channels(rank, tb, op)[: len(op.dst)]:
+            for channel in self.channels(tb, op)[: len(op.dst)]:
                 proxy = self.proxy[(rank, channel)]
                 self.join(gid, _Stamp(self.clock[proxy], proxy, self.epoch[proxy]))
             return True
@@ -1184,7 +1182,7 @@ class _Simulation(_Reporter):
         self.sync(gid)  # nop
         return True
 
-    def channels(self, rank: int, tb: Threadblock, op: Op) -> list[int]:
+    def channels(self, tb: Threadblock, op: Op) -> list[int]:
         held = tb.channels.get(op.channel_type or "memory", ())
         return [held[index] for index in op.channel_ids or ()]
 
@@ -1201,7 +1199,6 @@ class _Simulation(_Reporter):
     ) -> None:
         pair = self.pairs.get((rank, kind, channel))
         if pair is None:
-            self.lost.add((rank, kind, channel))
             peer = _channel_peers(self.plan.gpus[rank], kind)[channel]
             self.add(
                 "unpaired-channel",
@@ -1218,7 +1215,7 @@ class _Simulation(_Reporter):
 
     def wait(self, gid: int, rank: int, tb: Threadblock, op: Op) -> bool:
         kind = op.channel_type or "memory"
-        channels = self.channels(rank, tb, op)
+        channels = self.channels(tb, op)
         need: dict[int, int] = defaultdict(int)
         for channel in channels:
             need[channel] += 1
@@ -1333,7 +1330,7 @@ class _Simulation(_Reporter):
             writer = memory.writer[index]
             if writer >= 0 and not self.knows(gid, writer, memory.write_epoch[index]):
                 earlier = (memory.write_op[index], memory.write_call[index])
-                self.race(gid, (op, call), "read", earlier, "write", access, index - base)
+                self.race((op, call), "read", earlier, "write", access, index - base)
             memory.readers[index][gid] = (epoch, op, call)
             if memory.values[index] is None and call == 0:
                 self.add(
@@ -1362,10 +1359,10 @@ class _Simulation(_Reporter):
             writer = memory.writer[index]
             if writer >= 0 and not self.knows(gid, writer, memory.write_epoch[index]):
                 earlier = (memory.write_op[index], memory.write_call[index])
-                self.race(gid, (op, call), "write", earlier, "write", access, index - base)
+                self.race((op, call), "write", earlier, "write", access, index - base)
             for reader, (read_epoch, read_op, read_call) in memory.readers[index].items():
                 if not self.knows(gid, reader, read_epoch):
-                    self.race(gid, (op, call), "write", (read_op, read_call), "read", access, index - base)
+                    self.race((op, call), "write", (read_op, read_call), "read", access, index - base)
             if access.letter == "p" and memory.values[index] is not None and memory.write_call[index] == call:
                 self.add(
                     "packet-rewrite",
@@ -1386,7 +1383,6 @@ class _Simulation(_Reporter):
 
     def race(
         self,
-        gid: int,
         access_op: tuple[Op, int],
         access: str,
         other_op: tuple[Op | None, int],
