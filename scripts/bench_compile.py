@@ -1,73 +1,203 @@
-"""Benchmark `collc compile` end to end: load, solve, lower and simulate the k candidates, choose the
-size range by simulation, verify, write XML.
+"""Benchmark `collc compile` from 16 to 1,024 GPUs: time and peak memory per stage, and how they grow.
 
-Each case runs in a fresh subprocess running the real CLI (`collc compile`), so the figure includes
-the Python start-up a user pays, and separately in-process with the phases timed. Targets:
-dgx-a100 2 boxes allreduce <= 3 s, mi250 2 boxes allreduce with auto k <= 10 s (the event simulation of
-the candidates and of the size grid is most of it).
-Usage: .venv/bin/python scripts/bench_compile.py [--only NAME]
+Every case runs in a fresh child process (so its peak RSS is its own) that drives the compile stage by
+stage (`collc.compile.driver.begin` / `advance`: bound, forest, lower, choose, range, verify) and
+prints, per stage, the CPU seconds spent in it and the process's peak RSS when it ended. A case that
+ends with a collc error (e.g. exit 2: the fabric is beyond one file's reach) is reported with its
+message and time; a case over --timeout or --memory is stopped and reported as such. The fitted
+exponent is the least-squares slope of log(time) over log(GPUs) of the cases that wrote a file.
+With --baseline REV, every case is also run through the CLI of revision REV (its src/ extracted with
+`git archive`, same virtualenv) and the ratio of this revision's wall time to REV's is shown.
+
+Targets (issue "compile at 1,024 GPUs"): 128 GPUs <= 5 s; 1,024 GPUs <= 60 s and <= 4 GiB.
+Usage: .venv/bin/python scripts/bench_compile.py [--only dgx-h100-rail] [--max-gpus 256]
+           [--coll allreduce] [--timeout 600] [--memory 6GiB] [--baseline HEAD~5]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import resource
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from collc.compile import CompileOptions, compile_schedule
-from collc.topology import load
-
-CASES = [  # (preset, boxes, collective, runtime or None, target seconds or None)
-    ("dgx-a100", 2, "allreduce", None, 3.0),
-    ("mi250", 2, "allreduce", None, 10.0),
-    ("dgx-a100", 2, "allgather", None, None),
-    ("dgx-h100-rail", 4, "allreduce", None, None),
-    ("dgx-a100", 4, "allreduce", None, None),
-]
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = {"dgx-h100-rail": 8, "dgx-a100": 8}  # GPUs per box
+BOXES = (2, 4, 8, 16, 32, 64, 128)  # 16 .. 1,024 GPUs
 
 
-def cli_seconds(name: str, boxes: int, coll: str, runtime: str | None) -> float:
-    """Wall time of the `collc compile` command in a subprocess (timeout 300 s)."""
-    collc = Path(sys.executable).with_name("collc")
-    with tempfile.TemporaryDirectory() as directory:
-        command = [str(collc), "compile", name, "--set", f"boxes={boxes}", "--coll", coll]
-        command += ["-o", str(Path(directory) / "out.xml")] + (["--runtime", runtime] if runtime else [])
-        start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, timeout=300)
-        return time.perf_counter() - start
+@dataclass(frozen=True)
+class Case:
+    preset: str
+    boxes: int
+    coll: str
+
+    @property
+    def gpus(self) -> int:
+        return self.boxes * PRESETS[self.preset]
+
+    def argv(self) -> list[str]:
+        return [self.preset, "--set", f"boxes={self.boxes}", "--coll", self.coll]
 
 
-def in_process(name: str, boxes: int, coll: str, runtime: str | None) -> str:
-    topology = load(name, {"boxes": str(boxes)})
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(preset: str, boxes: int, coll: str) -> None:
+    """Run one compile stage by stage and print one JSON line: stages, result or error."""
+    from collc.compile.driver import CompileOptions, advance, begin, next_step
+    from collc.errors import CollcError
+    from collc.topology import load
+
+    stages: list[dict[str, object]] = []
+
+    def timed(name: str, work) -> object:
+        start = time.process_time()
+        value = work()
+        stages.append({"stage": name, "cpu_s": time.process_time() - start, "peak_mib": peak_rss_mib()})
+        return value
+
+    record: dict[str, object] = {"stages": stages}
+    try:
+        topology = timed("load", lambda: load(preset, {"boxes": str(boxes)}))
+        state = timed("begin", lambda: begin(topology, CompileOptions(coll=coll)))
+        while state.result is None:
+            name = next_step(state)
+            timed(name, lambda: advance(state))
+        result = state.result
+        usage = result.lowered.usage
+        record["result"] = (
+            f"k={result.solution.forest.k}, {usage.total_steps} steps, {usage.max_tbs} tbs/GPU, "
+            f"{usage.max_elements_per_rank} elements/rank, XML {len(result.xml) / 2**20:.1f} MiB"
+        )
+    except CollcError as error:
+        record["error"] = f"exit {error.exit_code}: {error.message}"
+    print(json.dumps(record), flush=True)
+
+
+def limit_memory(limit: int):
+    """A preexec function capping the child's address space (it fails with MemoryError, not the host)."""
+    return lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def run_case(case: Case, timeout: float, memory: int) -> dict[str, object]:
+    """The child's record plus its wall time, or why it was stopped."""
+    command = [sys.executable, __file__, "--child", case.preset, str(case.boxes), case.coll]
     start = time.perf_counter()
-    result = compile_schedule(topology, CompileOptions(coll=coll, runtime=runtime))
-    total = time.perf_counter() - start
-    solve = result.solution.stats.total_seconds
-    used = result.lowered.usage
-    large = result.predicted[-1]
-    return (
-        f"in-process {total:5.2f} s (solve {solve:.2f} s), k={result.solution.forest.k}, "
-        f"{used.total_steps} steps, {used.max_tbs} tbs/GPU, simulated {large.algbw or 0:.1f} GB/s at "
-        f"{large.nbytes >> 20} MiB (bound {float(result.bound_algbw):.1f})"
-    )
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, preexec_fn=limit_memory(memory)
+        )
+    except subprocess.TimeoutExpired:
+        return {"stopped": f"over {timeout:.0f} s", "wall_s": time.perf_counter() - start}
+    wall = time.perf_counter() - start
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"stopped": f"exit {done.returncode}: {tail[:120]}", "wall_s": wall}
+    return {**json.loads(lines[-1]), "wall_s": wall}
+
+
+def baseline_tree(revision: str, directory: Path) -> Path:
+    """``src/`` of ``revision`` extracted under ``directory`` (for PYTHONPATH)."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "src"], check=True, capture_output=True
+    ).stdout
+    path = directory / "archive.tar"
+    path.write_bytes(archive)
+    with tarfile.open(path) as tar:
+        tar.extractall(directory, filter="data")
+    return directory / "src"
+
+
+def baseline_seconds(case: Case, src: Path, timeout: float, memory: int) -> float | None:
+    """Wall time of REV's `collc compile` on ``case``, None if it failed or was stopped."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-c", "from collc.cli import main; main()", "compile", *case.argv()]
+        command += ["-o", str(Path(out) / "out.xml")]
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(
+                command, capture_output=True, env=env, timeout=timeout, preexec_fn=limit_memory(memory)
+            )
+        except subprocess.TimeoutExpired:
+            return None
+        return time.perf_counter() - start if done.returncode == 0 else None
+
+
+def exponent(points: list[tuple[int, float]]) -> float | None:
+    """Least-squares slope of log(value) over log(GPUs): value ~ GPUs^slope."""
+    if len(points) < 2:
+        return None
+    xs = [math.log(gpus) for gpus, _ in points]
+    ys = [math.log(value) for _, value in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+
+
+def describe(case: Case, record: dict[str, object], ratio: str) -> list[str]:
+    head = f"{case.preset} {case.gpus:5d} GPUs {case.coll:13s} wall {record['wall_s']:7.1f} s{ratio}"
+    if "stopped" in record:
+        return [f"{head}  STOPPED: {record['stopped']}"]
+    stages: dict[str, list[float]] = {}
+    for stage in record["stages"]:
+        cpu_peak = stages.setdefault(str(stage["stage"]), [0.0, 0.0])
+        cpu_peak[0] += float(stage["cpu_s"])
+        cpu_peak[1] = max(cpu_peak[1], float(stage["peak_mib"]))
+    per_stage = ", ".join(f"{name} {cpu:.1f} s/{peak:.0f} MiB" for name, (cpu, peak) in stages.items())
+    outcome = record.get("result") or record.get("error")
+    return [f"{head}  {outcome}", f"    cpu/peak RSS per stage: {per_stage}"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="run only cases of this preset")
+    parser.add_argument("--child", nargs=3, metavar=("PRESET", "BOXES", "COLL"), help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=sorted(PRESETS), help="run only this preset")
+    parser.add_argument("--coll", default="allreduce")
+    parser.add_argument("--min-gpus", type=int, default=16)
+    parser.add_argument("--max-gpus", type=int, default=1024)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case")
+    parser.add_argument("--memory", type=float, default=6.0, help="GiB of address space per case")
+    parser.add_argument("--baseline", metavar="REV", help="also time REV's CLI and print the ratio")
     args = parser.parse_args()
-    for name, boxes, coll, runtime, target in CASES:
-        if args.only and name != args.only:
-            continue
-        seconds = cli_seconds(name, boxes, coll, runtime)
-        verdict = (
-            "" if target is None else f"  target <= {target:.0f} s: {'PASS' if seconds <= target else 'MISS'}"
-        )
-        print(f"{name} x{boxes} {coll:13s} CLI {seconds:5.2f} s{verdict}", flush=True)
-        print(f"    {in_process(name, boxes, coll, runtime)}", flush=True)
+    if args.child:
+        child(args.child[0], int(args.child[1]), args.child[2])
+        return
+    memory = int(args.memory * 2**30)
+    with tempfile.TemporaryDirectory() as scratch:
+        src = baseline_tree(args.baseline, Path(scratch)) if args.baseline else None
+        for preset in [args.only] if args.only else sorted(PRESETS):
+            written: list[tuple[int, float]] = []
+            for boxes in BOXES:
+                case = Case(preset, boxes, args.coll)
+                if not args.min_gpus <= case.gpus <= args.max_gpus:
+                    continue
+                record = run_case(case, args.timeout, memory)
+                ratio = ""
+                if src is not None:
+                    before = baseline_seconds(case, src, args.timeout, memory)
+                    ratio = f" ({args.baseline}: " + (
+                        "did not finish)"
+                        if before is None
+                        else f"{before:.1f} s, ratio {record['wall_s'] / before:.2f})"
+                    )
+                print("\n".join(describe(case, record, ratio)), flush=True)
+                if "result" in record:
+                    written.append((case.gpus, float(record["wall_s"])))
+            slope = exponent(written)
+            if slope is not None:
+                print(f"{preset}: wall time ~ GPUs^{slope:.2f} over {[gpus for gpus, _ in written]} GPUs")
 
 
 if __name__ == "__main__":
