@@ -378,7 +378,7 @@ def _ports(elements: list[XmlElement], notes: _Notes) -> list[_Port]:
 def _nic(index: int, port: _Port, options: ReadOptions, notes: _Notes) -> Nic:
     element = port.element
     device = element.attributes.get("name", f"net{port.dev}")
-    link_class = "ethernet" if re.match(r"(eth|en[opsx]|ens|eno)", device) else "ib"
+    link_class = "ethernet" if re.match(r"(eth|en[opsx])", device) else "ib"
     if options.nic_speed is not None:
         notes.assume(f"NIC speed: {format_gbps(options.nic_speed)} GB/s per port and direction (--nic-speed)")
         return Nic(f"nic{index}", device, options.nic_speed, link_class)
