@@ -246,19 +246,22 @@ def test_collc_submit_writes_the_file_like_collc_compile(server, tmp_path):
 
 
 def test_kill_9_loses_no_accepted_job_and_keeps_results(tmp_path):
-    """Accepted jobs survive a kill -9 and finish after a restart; a finished one keeps its result."""
+    """Accepted jobs survive a kill -9 and finish after a restart; a finished one keeps its result
+    (the restarted server runs with --no-cache, so an identical request is compiled again)."""
     token = "s3cret"
     with running(tmp_path, "--workers", "1", token=token) as first:
         done = first.submit(**FAST, coll="allgather", proto="LL")[1]
         assert first.wait(done["id"])["state"] == "done"
         pending = [first.submit(**FAST, coll=coll, proto="LL")[1] for coll in ("allreduce", "reducescatter")]
         first.kill()
-    with running(tmp_path, "--workers", "1", token=token) as second:
+    with running(tmp_path, "--workers", "1", "--no-cache", token=token) as second:
         assert second.call("GET", "/metrics", token=None)[0] == 401
         assert second.call("GET", "/metrics", token="wrong")[0] == 401
         assert second.call("GET", "/healthz", token=None)[0] == 200
         kept = second.call("GET", f"/v1/jobs/{done['id']}/result")[1].decode()
         assert kept == oracle(**FAST, coll="allgather", proto="LL")
+        status, again = second.submit(**FAST, coll="allgather", proto="LL")
+        assert status == 202 and not again["cached"]  # --no-cache compiles it again
         for job, coll in zip(pending, ("allreduce", "reducescatter"), strict=True):
             assert second.wait(job["id"])["state"] == "done"
             xml = second.call("GET", f"/v1/jobs/{job['id']}/result")[1].decode()

@@ -107,7 +107,12 @@ def serve_command(
     store = Store(Path(state_dir))
     backend = ProcessBackend(workers or os.cpu_count() or 1)
     scheduler = Scheduler(
-        store, backend, make_policy(policy, config), memory_budget=budget, max_gpus=max_gpus
+        store,
+        backend,
+        make_policy(policy, config),
+        memory_budget=budget,
+        max_gpus=max_gpus,
+        cache=not no_cache,
     )
     scheduler.start()
     try:
