@@ -274,3 +274,11 @@ def test_an_operand_that_names_no_buffer_is_reported() -> None:
     report = verify(plan)
     assert report.rules() == {"remote-buffer-index"}
     assert report.errors[0].message.startswith("gpus[1].threadblocks[0].ops[2].dst_buff[0]: buffer_id 3")
+
+
+def test_a_plan_without_ranks_or_threadblocks_is_not_accepted() -> None:
+    assert verify({**load("allgather_2gpu_memory.json"), "gpus": []}).rules() == {"plan-range"}
+    plan = load("allgather_2gpu_memory.json")
+    plan["gpus"][1]["threadblocks"] = []
+    report = verify(plan)
+    assert "plan-range" in report.rules() and not report.ok

@@ -173,7 +173,6 @@ class Op:
     inner: tuple[Op, ...] = ()
     unit_size: int | None = None  # a pipeline's bytes of every chunk per iteration
     num_chunks: int | None = None  # a pipeline's chunks per op (its iterations cover num_chunks chunks)
-    fields: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -619,7 +618,6 @@ class _Reader:
             inner=inner,
             unit_size=unit_size,
             num_chunks=num_chunks,
-            fields=frozenset(op),
         )
 
     def buffs(self, op: dict[str, object], path: JsonPath, key: str) -> tuple[BufferRef, ...]:

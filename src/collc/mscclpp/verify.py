@@ -284,6 +284,8 @@ class _Lint(_Reporter):
                 f"{plan.max_message_size}: the executor refuses every call",
                 severity="warning",
             )
+        if not plan.gpus:
+            self.add("plan-range", ("gpus",), "gpus is empty: the plan has no rank to run")
         self.check_chunk_counts()
         self.check_offsets()
         for rank, gpu in enumerate(plan.gpus):
@@ -347,6 +349,13 @@ class _Lint(_Reporter):
                     (*buffer.path, "rank"),
                     f"{render_path(buffer.path)} belongs to rank {buffer.rank}, not one of the {ngpus} ranks",
                 )
+        if not gpu.threadblocks:
+            self.add(
+                "plan-range",
+                (*gpu.path, "threadblocks"),
+                f"gpus[{rank}].threadblocks is empty: the executor would launch its kernel with no block, "
+                "which CUDA refuses",
+            )
         for position, tb in enumerate(gpu.threadblocks):
             if tb.id != position:
                 self.add(
