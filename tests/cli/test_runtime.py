@@ -48,6 +48,14 @@ int mscclUnloadAlgo(void) { return 0; }
 #ifdef CRASH_ON_LOAD
 __attribute__((constructor)) static void crash(void) { abort(); }
 #endif
+#ifdef EXIT_ON_LOAD
+__attribute__((constructor)) static void leave(void) { exit(0); }
+#endif
+#ifdef CHATTY
+#include <stdio.h>
+__attribute__((constructor)) static void hello(void) { puts("{\\"hello\\": 1}"); fflush(stdout); }
+__attribute__((destructor)) static void bye(void) { puts("bye"); }
+#endif
 """
 
 
@@ -158,6 +166,8 @@ def libs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_library(directory, "libfailing-nccl.so", 22304, "STATUS=5")
     build_library(directory, "libnegative-nccl.so", -1)
     build_library(directory, "libcrash-nccl.so", 22304, "CRASH_ON_LOAD")
+    build_library(directory, "libexit-nccl.so", 22304, "EXIT_ON_LOAD")
+    build_library(directory, "libchatty-nccl.so", 22304, "CHATTY")
     build_library(directory, "libother.so", source="int somethingElse(void) { return 0; }\n")
     (directory / "libnccl-text.so").write_text("not a library\n")
     return directory
@@ -194,6 +204,11 @@ def test_part_of_the_entry_points_is_not_enough(libs: Path) -> None:
     library = report_of(libs / "libnccl-partial.so")
     assert library["msccl_entry_points"] == ["mscclLoadAlgo", "mscclRunAlgo"]
     assert verdicts(library)["MSCCL XML"] == "does not load"
+
+
+@needs_compiler
+def test_a_library_that_prints_is_still_read(libs: Path) -> None:
+    assert report_of(libs / "libchatty-nccl.so")["version"] == "2.23.4"
 
 
 @needs_compiler
@@ -247,7 +262,9 @@ def test_text_report(libs: Path) -> None:
         ("libnegative-nccl.so", "negative version code (-1)"),
         ("libcrash-nccl.so", "loading the library crashed its process (signal"),
         ("libnccl-text.so", "cannot be loaded:"),
+        ("libexit-nccl.so", "ended its process before it could be read"),
         ("missing.so", "no such file"),
+        (".", "not a file"),
     ],
 )
 def test_unusable_libraries_are_located_input_errors(libs: Path, name: str, message: str) -> None:

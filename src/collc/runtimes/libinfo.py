@@ -286,6 +286,9 @@ def assess(reading: LibraryReading) -> RuntimeReport:
     )
 
 
+#: how the child's answer line starts (a library may print its own lines to standard output)
+_ANSWER = "collc-probe:"
+
 # The child process: load the library, look the symbols up, call ncclGetVersion; print one JSON line.
 _CHILD = """
 import ctypes, json, sys
@@ -293,7 +296,7 @@ path, names = sys.argv[1], json.loads(sys.argv[2])
 try:
     lib = ctypes.CDLL(path)
 except OSError as error:
-    print(json.dumps({"load_error": str(error)}))
+    print("collc-probe:" + json.dumps({"load_error": str(error)}), flush=True)
     raise SystemExit(0)
 found = [name for name in names if hasattr(lib, name)]
 out = {"symbols": found}
@@ -301,7 +304,7 @@ if "ncclGetVersion" in found:
     code = ctypes.c_int(-1)
     out["status"] = lib.ncclGetVersion(ctypes.byref(code))
     out["code"] = code.value
-print(json.dumps(out))
+print("collc-probe:" + json.dumps(out), flush=True)
 """
 
 
@@ -314,7 +317,8 @@ def read_library(path: str | Path) -> LibraryReading:
     shown = str(path)
     where = location_in(shown)
     if not Path(path).is_file():
-        raise InputError("no such file", location=where, hint="give the path of a libnccl or librccl")
+        what = "not a file" if Path(path).exists() else "no such file"
+        raise InputError(what, location=where, hint="give the path of a libnccl or librccl")
     try:
         done = subprocess.run(
             [sys.executable, "-c", _CHILD, os.path.abspath(path), json.dumps(PROBED_SYMBOLS)],
@@ -330,7 +334,10 @@ def read_library(path: str | Path) -> LibraryReading:
     if done.returncode != 0:
         how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
         raise InputError(f"loading the library crashed its process ({how})", location=where)
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    answers = [line for line in done.stdout.splitlines() if line.startswith(_ANSWER)]
+    if not answers:
+        raise InputError("loading the library ended its process before it could be read", location=where)
+    answer = json.loads(answers[0].removeprefix(_ANSWER))
     if "load_error" in answer:
         raise InputError(
             f"cannot be loaded: {' '.join(answer['load_error'].split())[:300]}",
