@@ -19,6 +19,7 @@ from collc.msccl.program import TARGET_RUNTIMES, Algorithm
 from collc.msccl.reader import read_xml
 from collc.mscclpp.reader import looks_like_plan
 from collc.mscclpp.verify import verify_plan_text
+from collc.progress import terminal_progress
 from collc.sizes import parse_size
 from collc.topology.degrade import Degradation
 from collc.topology.model import Topology
@@ -152,7 +153,15 @@ def verify_command(
             continue
         # an explicit --runtime wins; then the file's own declaration; then the topology's
         file_runtime = runtime or (None if declared_runtime(text) else topology_runtime)
-        report = verify_text(text, name, runtime=file_runtime, topology=topology, buffer_bytes=buffer_bytes)
+        with terminal_progress(as_json) as progress:
+            report = verify_text(
+                text,
+                name,
+                runtime=file_runtime,
+                topology=topology,
+                buffer_bytes=buffer_bytes,
+                progress=progress,
+            )
         selection = None
         if call and report.ok:
             selection = _selection(text, name, report.runtime, call, dtype, inplace, buffer_bytes)

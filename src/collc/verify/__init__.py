@@ -13,6 +13,7 @@ import re
 from collc.errors import InputError, Location
 from collc.msccl.program import TARGET_RUNTIMES, Algorithm
 from collc.msccl.reader import XmlSyntaxError, read_xml_with_notes
+from collc.progress import Report, silent
 from collc.sizes import format_size
 from collc.topology.model import Topology
 from collc.verify.calls import CallModel, call_model, describe_sizes
@@ -164,10 +165,11 @@ def verify(
     topology: Topology | None = None,
     filename: str | None = None,
     buffer_bytes: int | None = None,
+    progress: Report = silent,
 ) -> VerifyReport:
     """Lint ``algo`` for ``runtime`` and, unless a lint error makes it meaningless, simulate it over
     the call sizes the file declares (``buffer_bytes``: the connection buffer of its protocol, default
-    the runtime's)."""
+    the runtime's); ``progress`` hears how far each simulated case is."""
     runtime_profile = profile(runtime)
     report = VerifyReport(filename=filename, runtime=runtime)
     folded: dict[tuple[int, int], list[Transmission]] = {
@@ -186,7 +188,7 @@ def verify(
     deadlocks = _Deadlocks(algo, coll, folded, model, filename)
     seen: set[str] = set()
     for case in simulation_cases(algo, model, runtime):
-        problems = simulate(algo, coll, folded, case, filename)
+        problems = simulate(algo, coll, folded, case, filename, progress)
         deadlocks.runs.setdefault(
             _distinct_calls(algo, case.call_chunks), next((p for p in problems if p.rule == "deadlock"), None)
         )
@@ -283,6 +285,7 @@ def verify_text(
     runtime: str | None = None,
     topology: Topology | None = None,
     buffer_bytes: int | None = None,
+    progress: Report = silent,
 ) -> VerifyReport:
     """As :func:`verify`, on raw XML text: a lexical error the runtime's parser would reject becomes
     the report's only problem (the rest cannot be checked). Without ``runtime``, the file's declared
@@ -306,7 +309,14 @@ def verify_text(
             raise  # beyond what collc reads at all: bad input (exit 2), not a verdict on the file
         problem = Problem(error.rule, "error", error.message, error.location, error.hint)
         return VerifyReport(filename=filename, runtime=runtime, problems=[problem], notes=notes)
-    report = verify(algo, runtime=runtime, topology=topology, filename=filename, buffer_bytes=buffer_bytes)
+    report = verify(
+        algo,
+        runtime=runtime,
+        topology=topology,
+        filename=filename,
+        buffer_bytes=buffer_bytes,
+        progress=progress,
+    )
     report.problems[:0] = [
         Problem(note.rule, "warning", note.message, note.location) for note in reader_notes
     ]

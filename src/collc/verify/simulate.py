@@ -31,6 +31,7 @@ import numpy as np
 
 from collc.errors import Location
 from collc.msccl.program import Algorithm, Step
+from collc.progress import Report, silent
 from collc.verify import collective
 from collc.verify.clocks import Clock, ClockFactory
 from collc.verify.collective import Value
@@ -39,6 +40,7 @@ from collc.verify.report import Problem
 
 #: at most this many problems of one rule are listed per simulated case (the rest are counted)
 MAX_LISTED = 8
+PROGRESS_EVERY = 1024  # threadblock runs between two progress reports
 
 
 @dataclass(frozen=True)
@@ -291,9 +293,12 @@ class Simulator:
         folded: dict[tuple[int, int], list[Transmission]],
         case: Case,
         filename: str | None,
+        progress: Report = silent,
     ):
         self.algo = algo
         self.coll = coll
+        self.progress = progress
+        self.finished = 0  # threadblocks that ran their last step
         self.case = case
         self.filename = filename
         self.problems: list[Problem] = []
@@ -431,10 +436,16 @@ class Simulator:
         count = len(self.owner)
         ready = deque(range(count))
         queued = [True] * count
+        stage = f"verify: {self.case}"
+        self.progress(stage, 0, count)
+        runs = 0
         try:
             while ready:
                 gid = ready.popleft()
                 queued[gid] = False
+                runs += 1
+                if not runs % PROGRESS_EVERY:
+                    self.progress(stage, self.finished, count)
                 for woken in self.advance(gid):
                     if not queued[woken]:
                         queued[woken] = True
@@ -442,6 +453,7 @@ class Simulator:
         except _Stop:
             self.finish_counts()
             return self.problems
+        self.progress(stage, self.finished, count)
         stuck = [gid for gid in range(count) if self.pc[gid] < len(self.transmissions[gid])]
         if stuck:
             self.report_deadlock(stuck)
@@ -528,6 +540,7 @@ class Simulator:
                 self.publish(gid, t.publishes, woken)
         # a finished threadblock's clock lives on only where it was sent or published
         self.clock[gid] = self.clocks.zero
+        self.finished += 1
         return woken
 
     def satisfy_waits(self, gid: int, rank: int, t: Transmission) -> bool:
@@ -716,6 +729,8 @@ def simulate(
     folded: dict[tuple[int, int], list[Transmission]],
     case: Case,
     filename: str | None = None,
+    progress: Report = silent,
 ) -> list[Problem]:
-    """Problems of one simulated :class:`Case` (empty when the program completes correctly)."""
-    return Simulator(algo, coll, folded, case, filename).run()
+    """Problems of one simulated :class:`Case` (empty when the program completes correctly);
+    ``progress`` hears how many threadblocks have finished."""
+    return Simulator(algo, coll, folded, case, filename, progress).run()
