@@ -282,3 +282,30 @@ def test_a_plan_without_ranks_or_threadblocks_is_not_accepted() -> None:
     plan["gpus"][1]["threadblocks"] = []
     report = verify(plan)
     assert "plan-range" in report.rules() and not report.ok
+
+
+def _copy_in_another_threadblock(barrier: bool) -> dict:
+    """allgather on 2 ranks where threadblock 1 copies the input into the output and threadblock 0
+    sends it, meeting at barrier 0 (or not meeting at all)."""
+    plan = load("allgather_2gpu_memory.json")
+    meet = {"name": "barrier", "barrier_id": 0, "num_threadblocks": 2}
+    for gpu in plan["gpus"]:
+        tb0 = gpu["threadblocks"][0]
+        copy_op = tb0["ops"].pop(0)
+        tb0["ops"].pop(0)  # its nop
+        if barrier:
+            tb0["ops"].insert(0, dict(meet))
+        ops = [copy_op, dict(meet)] if barrier else [copy_op]
+        gpu["threadblocks"].append({"id": 1, "ops": ops, "channels": [], "remote_buffer_refs": []})
+    return plan
+
+
+def test_a_barrier_orders_the_threadblocks_of_a_rank() -> None:
+    assert verify(_copy_in_another_threadblock(barrier=True)).ok
+    report = verify(_copy_in_another_threadblock(barrier=False))
+    races = [problem.message for problem in report.errors if problem.rule == "race"]
+    assert any(
+        "the write by gpus[0].threadblocks[1].ops[0] (copy) and the read by gpus[0].threadblocks[0].ops[0]"
+        in m
+        for m in races
+    ), races

@@ -993,7 +993,7 @@ class _Simulation(_Reporter):
         self.inbox: dict[tuple[int, str, int], list[_Stamp]] = defaultdict(list)
         self.consumed: dict[tuple[int, str, int], int] = defaultdict(int)
         self.barriers: dict[tuple[int, int], list[tuple[int, _Stamp, int]]] = defaultdict(list)
-        self.released: dict[int, list[_Stamp]] = {}
+        self.released: dict[int, Clock] = {}  # threadblocks let through a barrier: what they learn
         self.semaphores = {
             (gpu.id, index): deque([None] * value)
             for gpu in plan.gpus
@@ -1123,13 +1123,16 @@ class _Simulation(_Reporter):
         else:
             self.clock[gid] = self.clocks.join(self.clock[gid], stamp.clock, rank, local, stamp.epoch)
 
+    def learn(self, gid: int, clock: Clock) -> None:
+        """``gid`` (all its threads) learns everything ``clock`` holds."""
+        self.clock[gid] = self.clocks.join(self.clock[gid], clock, *self.owner[gid], 0)
+
     def sync(self, gid: int) -> None:
         """A ``nop`` or barrier: every thread of ``gid`` knows what any of them knew, and everything the
         block did before is ordered before what follows."""
         pending = self.pending[gid]
         if pending is not None:
-            rank, local = self.owner[gid]
-            self.clock[gid] = self.clocks.join(self.clock[gid], pending, rank, local, 0)
+            self.learn(gid, pending)
             self.pending[gid] = None
         self.synced[gid] = self.epoch[gid]
 
@@ -1251,8 +1254,7 @@ class _Simulation(_Reporter):
     def barrier(self, gid: int, rank: int, op: Op, woken: list[int]) -> bool:
         self.sync(gid)
         if gid in self.released:
-            for stamp in self.released.pop(gid):
-                self.join(gid, stamp)
+            self.learn(gid, self.released.pop(gid))
             return True
         key = (rank, op.barrier_id or 0)
         arrivals = self.barriers[key]
@@ -1273,12 +1275,13 @@ class _Simulation(_Reporter):
                 f"{_where(op)}: threadblocks meet at barrier {key[1]} with different num_threadblocks "
                 f"{sorted(counts)}",
             )
-        stamps = [stamp for _, stamp, _ in arrivals]
+        met = self.clocks.zero  # what any of them knew: one clock for all (a join per arrival, not per pair)
+        for _, stamp, _ in arrivals:
+            met = self.clocks.join(met, stamp.clock, *self.owner[stamp.gid], stamp.epoch)
         for arrived, _, _ in arrivals:
             if arrived != gid:
-                self.released[arrived] = stamps
-        for stamp in stamps:
-            self.join(gid, stamp)
+                self.released[arrived] = met
+        self.learn(gid, met)
         self.barriers[key] = []
         self.wake(("barrier", *key), woken)
         return True
