@@ -23,6 +23,7 @@ from collc.fileio import atomic_write
 from collc.lowering.limits import RUNTIMES
 from collc.lowering.plan import COLLECTIVES
 from collc.mscclpp.compile import compile_output, wants_plan
+from collc.progress import terminal_progress
 from collc.topology.model import Topology
 
 
@@ -153,7 +154,8 @@ def compile_command(
 
         click.echo("\n".join(compile_bundle(topology, options, bundle_dir)))
         return
-    result, text = compile_output(topology, options)  # XML, or an MSCCL++ plan for --runtime mscclpp
+    with terminal_progress(as_json) as progress:  # on a terminal only, never with --json
+        result, text = compile_output(topology, options, progress)  # XML, or an MSCCL++ plan (mscclpp)
     atomic_write(target, text)
     healthy = healthy_bound_algbw(coll)
     if as_json:

@@ -37,6 +37,7 @@ from collc.predict.model import TopologyModel
 from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
 from collc.predict.params import protocol
 from collc.predict.sweep import Memo, Predictor
+from collc.progress import Report, silent
 from collc.sizes import format_size
 from collc.solver import Solution, solve
 from collc.solver.bound import fixed_k_bound, optimal_bound
@@ -264,15 +265,16 @@ def two_forests(topology: Topology, coll: str) -> bool:
     return graph.arcs != graph.reversed().arcs
 
 
-def compile_schedule(topology: Topology, options: CompileOptions) -> CompileResult:
+def compile_schedule(topology: Topology, options: CompileOptions, progress: Report = silent) -> CompileResult:
     """Solve, lower, fit, simulate, choose the range and verify a schedule for ``topology``.
 
     Raises if nothing fits, if a check fails, or (unless ``options.force`` or a user's range) if the
     written file would be predicted slower than the runtime's own algorithms at every size. The work
-    runs as the steps of :func:`advance`, one after the other.
+    runs as the steps of :func:`advance`, one after the other; ``progress`` hears each step's name.
     """
     state = begin(topology, options)
     while state.result is None:
+        progress(f"compile: {next_step(state)}", state.steps_done, None)
         advance(state)
     return state.result
 

@@ -29,6 +29,7 @@ from collc.mscclpp.reader import read_plan
 from collc.mscclpp.verify import verify_plan_text
 from collc.mscclpp.writer import to_json
 from collc.predict.sweep import Memo
+from collc.progress import Report, silent
 from collc.topology.model import Topology
 
 RUNTIME = "mscclpp"
@@ -117,12 +118,15 @@ def wants_plan(topology: Topology, options: CompileOptions) -> bool:
     return (options.runtime or topology.metadata.runtime) == RUNTIME
 
 
-def compile_output(topology: Topology, options: CompileOptions) -> tuple[CompileResult, str]:
-    """The compiled schedule and the text of the file to write: a plan's JSON for MSCCL++, else XML."""
+def compile_output(
+    topology: Topology, options: CompileOptions, progress: Report = silent
+) -> tuple[CompileResult, str]:
+    """The compiled schedule and the text of the file to write: a plan's JSON for MSCCL++, else XML
+    (``progress`` hears the compile's steps)."""
     if wants_plan(topology, options):
         planned = compile_plan(topology, options)
         return planned.result, planned.text
-    result = compile_schedule(topology, options)
+    result = compile_schedule(topology, options, progress)
     return result, result.xml
 
 
