@@ -30,11 +30,14 @@ SHAPES = {
 def test_forest_count_is_the_busiest_gpus_steps_without_nops(shape, coll, outofplace):
     trees = forest(5, SHAPES[shape], U=Fraction(1, 10))
     options = LoweringOptions(coll=coll, inplace=True, outofplace=outofplace, instances=2)
-    algo = lower(trees, options, runtime_limits("msccl-executor", 108)).algorithm
+    lowered = lower(trees, options, runtime_limits("msccl-executor", 108))
+    algo = lowered.algorithm
     steps = max(sum(step.type != "nop" for tb in gpu.tbs for step in tb.steps) for gpu in algo.gpus)
     counted = forest_elements((trees,), coll, trees.k, 2, 1, outofplace)
-    assert counted.steps == steps
-    assert counted.total == 1 + 5 + 1 + steps
+    assert counted.steps == steps  # every GPU has the same place in these forests
+    peers = max(len({tb.send for tb in gpu.tbs} - {-1}) for gpu in algo.gpus)
+    assert counted.threadblocks == peers <= lowered.usage.max_tbs
+    assert counted.total == 1 + 5 + peers + steps <= lowered.usage.max_elements_per_rank
     assert least_elements(coll, 5, outofplace).steps <= steps
 
 

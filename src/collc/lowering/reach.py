@@ -16,9 +16,10 @@ Summed over the GPUs, a piece costs ``a·(N−1) + c`` steps (``a`` = 2, 3, 5; `
 because the children of a spanning tree number ``N−1``. Every GPU roots at least one tree, so there
 are at least ``N`` pieces and the busiest GPU has at least ``a·(N−1) + c`` steps, whatever the forest,
 k or instances: :func:`check_reach` rejects a fabric on that alone, before anything is solved.
-:func:`forest_elements` counts the same steps exactly for a solved forest, so a piece size that cannot
-fit is rejected before a plan is built. Both count one threadblock and no ``nop``: they are lower
-bounds, and the lowering may still need more.
+:func:`forest_elements` counts the same steps exactly for a solved forest, and as threadblocks the
+most peers a GPU sends to or receives from (a threadblock has one of each), so a piece size that cannot
+fit is rejected before a plan is built. Neither counts ``nop`` steps, and the shape-free check counts
+one threadblock: both are lower bounds, and the lowering may still need more.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class ElementCount:
     def describe(self) -> str:
         return (
             f"{self.total} XML elements per rank (1 <algo> + {self.num_gpus} <gpu> + "
-            f"{self.threadblocks} threadblock + {self.steps} steps)"
+            f"{self.threadblocks} threadblock(s) + {self.steps} steps)"
         )
 
 
@@ -105,33 +106,50 @@ def forest_elements(
     max_piece: int,
     copy_own_input: bool,
 ) -> ElementCount:
-    """The exact steps (without ``nop``) of the busiest GPU when ``forests`` are lowered in pieces of
-    at most ``max_piece`` chunks, with one threadblock: a lower bound on its elements.
+    """The busiest GPU's elements when ``forests`` are lowered in pieces of at most ``max_piece``
+    chunks: its exact steps without ``nop``, and as threadblocks the most peers it sends to or receives
+    from (a threadblock has one of each). A lower bound on what the lowering emits.
 
     ``forests`` is ``(forest,)``, or ``(forest, reduce_forest)`` for an allreduce that reduces over a
     forest of its own; ``per_loop`` is the chunks per root and instance (``chunks_per_root``).
     """
     num_gpus = forests[0].num_gpus
-    steps = [0] * num_gpus
-    reduce_forest = forests[-1]
+    tally = _Tally([0] * num_gpus, [set() for _ in range(num_gpus)], [set() for _ in range(num_gpus)])
     if coll in ("reducescatter", "allreduce"):
-        _add_steps(steps, reduce_forest, per_loop, instances, max_piece, up=True, copy=copy_own_input)
+        _add_steps(tally, forests[-1], per_loop, instances, max_piece, up=True, copy=copy_own_input)
     if coll in ("allgather", "allreduce"):
         copy = copy_own_input and coll == "allgather"
-        _add_steps(steps, forests[0], per_loop, instances, max_piece, up=False, copy=copy)
-    return ElementCount(num_gpus, 1, max(steps))
+        _add_steps(tally, forests[0], per_loop, instances, max_piece, up=False, copy=copy)
+    counts = [
+        ElementCount(num_gpus, max(len(tally.sends_to[gpu]), len(tally.receives_from[gpu]), 1), steps)
+        for gpu, steps in enumerate(tally.steps)
+    ]
+    return max(counts, key=lambda count: count.total)
+
+
+@dataclass(frozen=True)
+class _Tally:
+    """Per GPU: steps so far, and the peers it sends to and receives from."""
+
+    steps: list[int]
+    sends_to: list[set[int]]
+    receives_from: list[set[int]]
 
 
 def _add_steps(
-    steps: list[int], forest: Forest, per_loop: int, instances: int, max_piece: int, *, up: bool, copy: bool
+    tally: _Tally, forest: Forest, per_loop: int, instances: int, max_piece: int, *, up: bool, copy: bool
 ) -> None:
-    """Add every GPU's steps for every piece of ``forest``: aggregation (``up``) or broadcast."""
+    """Add every GPU's steps and peers for every piece of ``forest``: aggregation (``up``) or broadcast."""
     scale = per_loop // forest.k
     tree_offsets(forest)  # checks that the multiplicities per root sum to k
     per_child = 2 if up else 1
+    steps = tally.steps
     for tree in forest.trees:
         pieces = len(split_pieces(tree.multiplicity * scale, max_piece)) * instances
         steps[tree.root] += pieces * int(copy)
         for edge in tree.edges:
             steps[edge.dst] += pieces  # the child's receive (broadcast) or send (aggregation)
             steps[edge.src] += pieces * per_child  # the parent's send, or receive and fold
+            sender, receiver = (edge.dst, edge.src) if up else (edge.src, edge.dst)
+            tally.sends_to[sender].add(receiver)
+            tally.receives_from[receiver].add(sender)
