@@ -13,7 +13,15 @@ from collc.cli import main
 from collc.lowering.limits import MAX_ELEMENTS_PER_RANK, runtime_limits
 from collc.lowering.lower import DoesNotFit, LoweringOptions, lower
 from collc.lowering.plan import MAX_CNT
-from collc.lowering.reach import BeyondReach, check_reach, forest_elements, largest_fabric, least_elements
+from collc.lowering.reach import (
+    BeyondReach,
+    ElementCount,
+    check_reach,
+    forest_elements,
+    largest_fabric,
+    least_elements,
+)
+from collc.solver.forest import Forest
 
 from .forests import binary, chain, forest, star
 
@@ -39,6 +47,14 @@ def test_forest_count_is_the_busiest_gpus_steps_without_nops(shape, coll, outofp
     assert counted.threadblocks == peers <= lowered.usage.max_tbs
     assert counted.total == 1 + 5 + peers + steps <= lowered.usage.max_elements_per_rank
     assert least_elements(coll, 5, outofplace).steps <= steps
+
+
+def test_threadblocks_are_the_most_peers_the_busiest_gpu_sends_to_or_receives_from():
+    # root 0 broadcasts as a star, roots 1 and 2 as chains 1->2->0 and 2->0->1: GPU 0 sends to two
+    # peers but receives from one (broadcast), and the other way round when the trees aggregate
+    trees = Forest(3, 1, Fraction(1), (star(0, 3), chain(1, 3), chain(2, 3)))
+    assert forest_elements((trees,), "allgather", 1, 1, 1, True) == ElementCount(3, 2, 3 + 1 + 2)
+    assert forest_elements((trees,), "reducescatter", 1, 1, 1, True) == ElementCount(3, 2, 5 + 1 + 3)
 
 
 def test_larger_pieces_count_fewer_steps():
