@@ -309,3 +309,65 @@ def test_a_barrier_orders_the_threadblocks_of_a_rank() -> None:
         in m
         for m in races
     ), races
+
+
+def _relay(nop: bool) -> dict:
+    """Rank 0 puts into rank 2's output and tells rank 1; rank 1 waits on one channel and passes the
+    word on with a signal on two (back to rank 0, on to rank 2), with or without a nop between."""
+
+    def gpu(rank: int, peers: list[int], ops: list[dict], remote: list[dict]) -> dict:
+        channels = list(range(len(peers)))
+        return {
+            "id": rank,
+            "input_chunks": 1,
+            "output_chunks": 1,
+            "scratch_chunks": 0,
+            "channels": [{"channel_type": "memory", "connected_to": peers}],
+            "remote_buffers": remote,
+            "threadblocks": [
+                {
+                    "id": 0,
+                    "ops": ops,
+                    "channels": [{"channel_type": "memory", "channel_ids": channels}],
+                    "remote_buffer_refs": [{"access_channel_type": "memory", "remote_buffer_ids": [0]}]
+                    if remote
+                    else [],
+                }
+            ],
+        }
+
+    def sync(name: str, ids: list[int]) -> dict:
+        return {"name": name, "channel_ids": ids, "channel_type": "memory"}
+
+    put = {
+        "name": "put",
+        "src_buff": [{"type": "i", "index": 0, "size": 1}],
+        "dst_buff": [{"buffer_id": 0, "index": 0, "size": 1}],
+        "channel_type": "memory",
+    }
+    relay = [sync("wait", [0]), *([{"name": "nop"}] if nop else []), sync("signal", [0, 1])]
+    return {
+        "name": "relay",
+        "collective": "sendrecv",
+        "protocol": "Simple",
+        "inplace": False,
+        "max_message_size": 1 << 30,
+        "gpus": [
+            gpu(
+                0,
+                [1],
+                [put, {"name": "nop"}, sync("signal", [0]), sync("wait", [0])],
+                [{"rank": 2, "type": "o", "access_channel_types": ["memory"]}],
+            ),
+            gpu(1, [0, 2], relay, []),
+            gpu(2, [1], [sync("wait", [0])], []),
+        ],
+    }
+
+
+def test_only_the_threads_that_waited_pass_on_what_they_learnt() -> None:
+    """The wait runs on thread 0, the signal's second channel on thread 1, which did not wait."""
+    assert verify(_relay(nop=True)).ok
+    report = verify(_relay(nop=False))
+    assert report.rules() == {"unawaited-write"}
+    assert report.errors[0].message.startswith("gpus[0].threadblocks[0].ops[0] (put) writes o[0] of rank 2")

@@ -986,6 +986,8 @@ class _Simulation(_Reporter):
         self.blocked: list[str | None] = [None] * count
         #: what the threads that waited learnt since the last sync (None: nothing more than ``clock``)
         self.pending: list[Clock | None] = [None] * count
+        #: how many of each threadblock's first threads waited since its last sync (they share ``pending``)
+        self.waited = [0] * count
         #: epoch of each threadblock's last sync (its ops before it are ordered before its ops after)
         self.synced = [0] * count
         self.waiters: dict[tuple, list[int]] = defaultdict(list)
@@ -1108,18 +1110,24 @@ class _Simulation(_Reporter):
         self.sync(gid)  # the kernel ends after every thread
         return woken
 
-    def stamp(self, gid: int, relaxed: bool = False) -> _Stamp:
-        """What a signal or release of ``gid`` carries now (its signalling threads know what its
-        waiting threads learnt)."""
-        return _Stamp(self.pending[gid] or self.clock[gid], gid, self.epoch[gid], relaxed)
+    def known_by(self, gid: int, thread: int) -> Clock:
+        """What thread ``thread`` of ``gid`` knows: the first threads also what they waited for."""
+        pending = self.pending[gid]
+        return pending if pending is not None and thread < self.waited[gid] else self.clock[gid]
 
-    def join(self, gid: int, stamp: _Stamp, waiting_threads: bool = False) -> None:
-        """``gid`` learns what ``stamp`` knew; a wait's or acquire's lesson reaches only the waiting
-        threads (``pending``) until the next sync."""
+    def stamp(self, gid: int, relaxed: bool = False, thread: int = 0) -> _Stamp:
+        """What a signal or release that thread ``thread`` of ``gid`` sends now carries (an op's k-th
+        channel or semaphore is served by thread k)."""
+        return _Stamp(self.known_by(gid, thread), gid, self.epoch[gid], relaxed)
+
+    def join(self, gid: int, stamp: _Stamp, waiting_threads: int = 0) -> None:
+        """``gid`` learns what ``stamp`` knew; what a wait or acquire learns reaches only the
+        ``waiting_threads`` first threads (``pending``) until the next sync."""
         rank, local = self.owner[stamp.gid]
         if waiting_threads:
             into = self.pending[gid] or self.clock[gid]
             self.pending[gid] = self.clocks.join(into, stamp.clock, rank, local, stamp.epoch)
+            self.waited[gid] = max(self.waited[gid], waiting_threads)
         else:
             self.clock[gid] = self.clocks.join(self.clock[gid], stamp.clock, rank, local, stamp.epoch)
 
@@ -1134,6 +1142,7 @@ class _Simulation(_Reporter):
         if pending is not None:
             self.learn(gid, pending)
             self.pending[gid] = None
+            self.waited[gid] = 0
         self.synced[gid] = self.epoch[gid]
 
     def block(self, gid: int, key: tuple, why: str) -> bool:
@@ -1160,9 +1169,14 @@ class _Simulation(_Reporter):
         assert tb is not None
         name = op.name
         if name in SIGNALS:
-            for channel in self.channels(tb, op):
-                sender = self.via_proxy(gid, rank, channel) if op.channel_type == "port" else gid
-                self.signal(sender, rank, op.channel_type or "memory", channel, name == "rlxsignal", woken)
+            for thread, channel in enumerate(self.channels(tb, op)):
+                if op.channel_type == "port":
+                    sender, stamp = self.via_proxy(gid, rank, channel, thread), None
+                else:
+                    sender, stamp = gid, self.stamp(gid, name == "rlxsignal", thread)
+                self.signal(
+                    sender, rank, op.channel_type or "memory", channel, name == "rlxsignal", woken, stamp
+                )
             return True
         if name in WAITS:
             return self.wait(gid, rank, tb, op)
@@ -1174,8 +1188,8 @@ class _Simulation(_Reporter):
         if name == "barrier":
             return self.barrier(gid, rank, op, woken)
         if name == "sem_release":
-            for index in op.semaphore_ids or ():
-                self.semaphores[(rank, index)].append(self.stamp(gid))
+            for thread, index in enumerate(op.semaphore_ids or ()):
+                self.semaphores[(rank, index)].append(self.stamp(gid, thread=thread))
                 self.wake(("sem", rank, index), woken)
             return True
         if name == "sem_acquire":
@@ -1187,7 +1201,7 @@ class _Simulation(_Reporter):
             for index in op.semaphore_ids or ():
                 token = self.semaphores[(rank, index)].popleft()
                 if token is not None:
-                    self.join(gid, token, waiting_threads=True)
+                    self.join(gid, token, waiting_threads=len(op.semaphore_ids or ()))
             return True
         if name in DATA_OPS:
             return self.data(gid, rank, tb, step, woken)
@@ -1198,17 +1212,26 @@ class _Simulation(_Reporter):
         held = tb.channels.get(op.channel_type or "memory", ())
         return [held[index] for index in op.channel_ids or ()]
 
-    def via_proxy(self, gid: int, rank: int, channel: int) -> int:
-        """Hand one request to a port channel's proxy: it learns what the threadblock knows."""
+    def via_proxy(self, gid: int, rank: int, channel: int, thread: int) -> int:
+        """Thread ``thread`` hands one request to a port channel's proxy, which learns what that thread
+        knows: the data the other threads moved since the last sync may not be there yet."""
         proxy = self.proxy[(rank, channel)]
-        # the first threads hand the request over: the data the others moved since the sync may not be there
-        self.join(proxy, _Stamp(self.pending[gid] or self.clock[gid], gid, self.synced[gid]))
+        self.join(proxy, _Stamp(self.known_by(gid, thread), gid, self.synced[gid]))
         self.epoch[proxy] += 1
         return proxy
 
     def signal(
-        self, sender: int, rank: int, kind: str, channel: int, relaxed: bool, woken: list[int]
+        self,
+        sender: int,
+        rank: int,
+        kind: str,
+        channel: int,
+        relaxed: bool,
+        woken: list[int],
+        stamp: _Stamp | None = None,
     ) -> None:
+        """``sender`` (a threadblock's thread, whose ``stamp`` is given, or a proxy) signals through
+        ``rank``'s channel to the paired channel of its peer."""
         pair = self.pairs.get((rank, kind, channel))
         if pair is None:
             peer = _channel_peers(self.plan.gpus[rank], kind)[channel]
@@ -1222,7 +1245,7 @@ class _Simulation(_Reporter):
                 key=(rank, kind, channel),
             )
             return
-        self.inbox[(pair[0], kind, pair[1])].append(self.stamp(sender, relaxed))
+        self.inbox[(pair[0], kind, pair[1])].append(stamp or self.stamp(sender, relaxed))
         self.wake(("chan", pair[0], kind, pair[1]), woken)
 
     def wait(self, gid: int, rank: int, tb: Threadblock, op: Op) -> bool:
@@ -1248,7 +1271,7 @@ class _Simulation(_Reporter):
             stamp = self.inbox[key][self.consumed[key]]
             self.consumed[key] += 1
             if op.name == "wait" and not stamp.relaxed:
-                self.join(gid, stamp, waiting_threads=True)
+                self.join(gid, stamp, waiting_threads=len(channels))
         return True
 
     def barrier(self, gid: int, rank: int, op: Op, woken: list[int]) -> bool:
@@ -1304,7 +1327,7 @@ class _Simulation(_Reporter):
                         )
         read = [
             self.read(
-                gid if access.channel is None else self.via_proxy(gid, rank, access.channel),
+                gid if access.channel is None else self.via_proxy(gid, rank, access.channel, _thread(access)),
                 op,
                 access,
                 step.call,
@@ -1323,12 +1346,14 @@ class _Simulation(_Reporter):
         else:  # one source copied to every destination
             stored = [read[0]] * len(writes)
         for access, values in zip(writes, stored, strict=False):
-            writer = gid if access.channel is None else self.via_proxy(gid, rank, access.channel)
+            writer = (
+                gid if access.channel is None else self.via_proxy(gid, rank, access.channel, _thread(access))
+            )
             self.write(writer, op, access, values, step.call, woken)
             if op.name in ("pws", "pwsf") and access.channel is not None:
                 self.signal(writer, rank, "port", access.channel, False, woken)
             if op.name == "pwsf" and access.channel is not None:  # the thread waits for the proxy's flush
-                self.join(gid, self.stamp(writer), waiting_threads=True)
+                self.join(gid, self.stamp(writer), waiting_threads=_thread(access) + 1)
         return True
 
     def read(self, gid: int, op: Op, access: Access, call: int) -> list[Value]:
@@ -1514,6 +1539,12 @@ class _Simulation(_Reporter):
                     hint=f"the plan does not compute the {plan.collective} it names",
                     key=(rank, chunk),
                 )
+
+
+def _thread(access: Access) -> int:
+    """The thread that issues a port channel's request for an operand: thread k for the k-th."""
+    position = access.ref.path[-1]
+    return position if isinstance(position, int) else 0
 
 
 def _chunk(access: Access, index: int) -> str:
