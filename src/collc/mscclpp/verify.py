@@ -9,21 +9,25 @@ located problems as the XML verifier (docs/verify.md, "MSCCL++ execution plans",
 1. **Rules** (:class:`_Lint`): the limits of the device plan (64 ops and 16 channels of each type per
    threadblock, 8 channels and 10 buffers per op, 16 barriers and semaphores), every index against
    what it indexes, chunk bounds, the buffers and channel types each op kind really uses, the
-   collective's chunk counts, and the ``nop`` an op sequence needs: an op runs on all threads of the
-   block but a signal or wait only on the first few, so a wait needs a ``nop`` (``__syncthreads``)
-   before the data it protects is touched, data needs one before the signal that announces it, and
-   two ops that touch the same chunk need one between them.
+   collective's chunk counts, and the ``nop`` a signal needs after data: an op runs on all threads of
+   the block but a signal only on the first few, and the executor puts no ``__syncthreads`` between ops.
 2. **Simulation** (:class:`_Simulation`): threadblocks run greedily with symbolic data (the values of
    :mod:`collc.verify.collective`) and vector clocks (:mod:`collc.verify.clocks`). Control never
-   depends on data, so one run decides completion. Signals and waits are counting semaphores per
-   channel (the k-th wait on a channel is released by the k-th signal through its paired channel on the
-   peer: the i-th channel from rank a to rank b pairs with the i-th from b to a); relaxed signals and
-   waits order nothing but control. A port channel's proxy is a process of its own: it performs the
-   channel's puts and signals in order, so a wait orders only the puts of the channel it waits on.
-   Packets (LL) carry their own flag: a packet read waits until the slot is written and is ordered
-   after that write. At the end the run reports deadlocks, signals nobody waits for (the next call's
-   wait would pass early), unbalanced semaphores, writes into a rank's output that its kernel does not
-   wait for, and the collective's postcondition.
+   depends on data, so one run decides completion. An op's k-th channel or semaphore is served by
+   thread k: what a wait teaches reaches the other threads only at the next ``nop`` or barrier, and two
+   ops of one threadblock are ordered only by one of those or by something else (a packet round trip).
+   Signals and waits are counting semaphores per channel (the k-th wait on a channel is released by the
+   k-th signal through its paired channel on the peer: the i-th channel from rank a to rank b pairs with
+   the i-th from b to a); relaxed signals and waits order nothing but control. A port channel's proxy is
+   a process of its own: it performs the channel's puts and signals in order, so a wait orders only the
+   puts of the channel it waits on, and a put's source stays in use after the kernel unless a ``pwsf``
+   waited for the flush. Packets (LL) carry their own flag: a packet read waits until the slot is
+   written in the same call and is ordered after that write. The plan runs once with every pipeline
+   at one chunk per iteration, once with every pipeline in one iteration, and twice in a row on the same
+   buffers (ranks meet only at the end of their own kernel) for hazards between calls. The runs report
+   deadlocks, races, signals nobody waits for (the next call's wait would pass early), unbalanced
+   semaphores, writes into a rank's output that its kernel does not wait for, and the collective's
+   postcondition.
 """
 
 from __future__ import annotations
