@@ -108,6 +108,10 @@ def test_input_beyond_the_limits_is_an_input_error_not_a_verdict() -> None:
         verify_plan_text(" " * (MAX_PLAN_BYTES + 1), "big.json")
     with pytest.raises(InputError, match="nests too deeply"):
         read_plan("[" * 100_000 + "]" * 100_000)
+    doc = document()
+    doc["gpus"][0]["junk"] = json.loads("[" * 100 + "]" * 100)  # read by C, too deep to locate in Python
+    with pytest.raises(InputError, match="nests deeper than 64 levels"):
+        verify_plan_text(json.dumps(doc), "deep.json")
 
 
 def test_a_verdict_for_parser_rule_violations() -> None:

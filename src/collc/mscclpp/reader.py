@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from collc.errors import InputError, Location, clipped
-from collc.input_limits import MAX_GPUS, MAX_PLAN_BYTES, MAX_PLAN_OPS
+from collc.input_limits import MAX_GPUS, MAX_NESTING, MAX_PLAN_BYTES, MAX_PLAN_OPS
 
 #: the v0.10.x op names (``getOpType``); every other name makes the executor throw
 OP_NAMES = (
@@ -342,9 +342,28 @@ def read_plan(text: str, filename: str | None = None) -> Plan:
             "input-limit",
             "the JSON nests too deeply to be an execution plan",
             location=Location(filename),
-            hint="a plan nests at most six levels (gpus, threadblocks, ops, buffers)",
+            hint="a plan nests about a dozen levels (gpus, threadblocks, ops, pipelines, buffers)",
         ) from None
+    if _depth(document) > MAX_NESTING:
+        raise PlanSyntaxError(
+            "input-limit",
+            f"the JSON nests deeper than {MAX_NESTING} levels; an execution plan nests about a dozen",
+            location=Location(filename),
+            hint="remove the deeply nested values (the executor reads none of them)",
+        )
     return _Reader(source).plan(document)
+
+
+def _depth(document: object) -> int:
+    """How deeply objects and lists nest in ``document`` (without recursion: the locating parser
+    recurses several frames per level, so the depth is bounded before anything is located)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 class _DuplicateKey(ValueError):
