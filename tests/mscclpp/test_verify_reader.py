@@ -125,3 +125,14 @@ def test_render_path_and_plan_detection() -> None:
     )
     assert render_path(()) == "the plan"
     assert looks_like_plan('\n  {"gpus": []}') and not looks_like_plan('<algo name="x">')
+
+
+def test_a_pipeline_too_long_to_simulate_is_refused_before_the_work() -> None:
+    doc = document()
+    tb = doc["gpus"][0]["threadblocks"][0]
+    wait = tb["ops"].pop(3)
+    tb["ops"].insert(
+        3, {"name": "pipeline", "iter_context": {"unit_size": 16, "num_chunks": 2**30}, "ops": [wait]}
+    )
+    with pytest.raises(InputError, match="op executions to simulate"):
+        verify_plan_text(json.dumps(doc), "long.json")

@@ -71,6 +71,9 @@ MAX_THREADS_PER_BLOCK = 1024
 _CONSEQUENTIAL = frozenset({"deadlock", "leftover-signal", "semaphore-balance"})
 #: the largest byte offset the executor's operations hold
 _U32 = 2**32 - 1
+#: op executions of the longest simulation run (a minute or two of CPU at the limit; collc's 16-GPU
+#: allreduce plan needs about 30,000)
+MAX_SIMULATED_STEPS = 2**22
 #: problems listed per rule before the rest are counted
 MAX_LISTED = 8
 
@@ -156,15 +159,29 @@ def verify_plan(plan: Plan, filename: str | None = None) -> VerifyReport:
 
 
 def _check_simulation_size(plan: Plan, filename: str | None) -> None:
+    """Refuse, before any allocation, a plan whose simulation would exceed collc's limits: the chunks
+    it tracks, the clocks of its processes (threadblocks and port proxies) and the op executions of its
+    longest run (two calls, every pipeline at one chunk per iteration)."""
     chunks = sum(gpu.input_chunks + gpu.output_chunks + 2 * gpu.scratch_chunks for gpu in plan.gpus)
-    threadblocks = sum(len(gpu.threadblocks) + len(gpu.channels) for gpu in plan.gpus)
-    if chunks > MAX_SIMULATED_CHUNKS or threadblocks * len(plan.gpus) > MAX_SIMULATED_CLOCK_ENTRIES:
+    processes = sum(len(gpu.threadblocks) + len(_channel_peers(gpu, "port")) for gpu in plan.gpus)
+    steps = 2 * sum(
+        len(op.inner) * (op.num_chunks or 1) if op.name == "pipeline" else 1
+        for gpu in plan.gpus
+        for tb in gpu.threadblocks
+        for op in tb.ops
+    )
+    if (
+        chunks > MAX_SIMULATED_CHUNKS
+        or processes * len(plan.gpus) > MAX_SIMULATED_CLOCK_ENTRIES
+        or steps > MAX_SIMULATED_STEPS
+    ):
         raise InputError(
-            f"the plan has {chunks:,} chunks and {threadblocks:,} threadblocks and channels on "
-            f"{len(plan.gpus)} rank(s); collc simulates at most {MAX_SIMULATED_CHUNKS:,} chunks and "
-            f"{MAX_SIMULATED_CLOCK_ENTRIES:,} threadblocks × ranks",
+            f"the plan has {chunks:,} chunks, {processes:,} threadblocks and port channels on "
+            f"{len(plan.gpus)} rank(s) and {steps:,} op executions to simulate; collc simulates at most "
+            f"{MAX_SIMULATED_CHUNKS:,} chunks, {MAX_SIMULATED_CLOCK_ENTRIES:,} threadblocks × ranks and "
+            f"{MAX_SIMULATED_STEPS:,} op executions",
             location=Location(filename),
-            hint="use fewer chunks per buffer",
+            hint="use fewer chunks per buffer or per pipeline",
         )
 
 
