@@ -72,7 +72,7 @@ _CONSEQUENTIAL = frozenset({"deadlock", "leftover-signal", "semaphore-balance"})
 #: the largest byte offset the executor's operations hold
 _U32 = 2**32 - 1
 #: op executions of the longest simulation run (a minute or two of CPU at the limit; collc's 16-GPU
-#: allreduce plan needs about 30,000)
+#: allreduce plan needs about 12,000)
 MAX_SIMULATED_STEPS = 2**22
 #: problems listed per rule before the rest are counted
 MAX_LISTED = 8
