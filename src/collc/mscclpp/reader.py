@@ -22,6 +22,7 @@ import json.decoder
 import json.scanner
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from collc.errors import InputError, Location, clipped
 from collc.input_limits import MAX_GPUS, MAX_NESTING, MAX_PLAN_BYTES, MAX_PLAN_OPS
@@ -403,7 +404,9 @@ class _Reader:
                 self.unknown.append(UnknownField((*path, key), close[0] if close else None))
         return value
 
-    def field(self, obj: dict[str, object], path: JsonPath, key: str, kind: type, default: object = None):
+    def field(
+        self, obj: dict[str, object], path: JsonPath, key: str, kind: type, default: object = None
+    ) -> Any:
         """``obj[key]`` checked to be ``kind``; a missing field is an error unless it has a default
         (the parser's ``obj.value(key, default)``)."""
         if key not in obj:
