@@ -119,6 +119,13 @@ def test_a_verdict_for_parser_rule_violations() -> None:
     assert not report.ok and report.rules() == {"missing-field"}
 
 
+def test_a_byte_order_mark_is_skipped_like_the_executor_does() -> None:
+    text = "\ufeff" + json.dumps(document(), indent=1).replace('"pws"', '"pwss"')
+    assert looks_like_plan(text)
+    error = fail(text)
+    assert error.rule == "unknown-op" and error.location.line is not None
+
+
 def test_render_path_and_plan_detection() -> None:
     assert (
         render_path(("gpus", 3, "threadblocks", 2, "ops", 5, "name")) == "gpus[3].threadblocks[2].ops[5].name"

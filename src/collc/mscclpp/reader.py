@@ -308,12 +308,14 @@ def _located_parse(text: str) -> object:
 
 def looks_like_plan(text: str) -> bool:
     """Whether ``text`` is JSON (a plan) rather than MSCCL XML: the first non-blank character."""
-    return text.lstrip()[:1] == "{"
+    return text.lstrip("\ufeff \t\r\n")[:1] == "{"
 
 
 def read_plan(text: str, filename: str | None = None) -> Plan:
     """Parse ``text`` as an MSCCL++ v0.10.x execution plan; raise :class:`PlanSyntaxError` (an
     :class:`InputError`) at the first violation of the executor parser's rules."""
+    if text.startswith("\ufeff"):  # the executor's JSON library skips a UTF-8 byte order mark
+        text = " " + text[1:]  # (a blank keeps every line and column where the file has it)
     source = PlanSource(text, filename)
     if len(text) > MAX_PLAN_BYTES:
         raise PlanSyntaxError(
