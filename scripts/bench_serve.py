@@ -14,6 +14,7 @@ measured first by compiling each size once here.
 The default run is scaled down to about ten minutes on a small machine: jobs of more than ``--max-gpus``
 (16) GPUs are compiled at ``--max-gpus``, and each run replays ``--jobs`` (12) requests; ``--full`` keeps
 sizes up to 1,024 GPUs and replays 200 requests. JCT is the server's own submitted-to-finished time.
+Before the first load, one job warms the server's workers up (its time is not counted).
 p99 over n jobs is the nearest-rank percentile (with 12 jobs it is the largest).
 
     .venv/bin/python scripts/bench_serve.py             # the table in docs/serve.md
@@ -182,6 +183,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as state:
             server = Server(policy, args.workers, Path(state))
             try:
+                replay(server, [Request(0.0, min(weights))], timeout=600)  # warm the workers up
                 for load_text in args.loads.split(","):
                     rho = float(load_text)
                     rate = rho * args.workers / mean_service

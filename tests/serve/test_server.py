@@ -272,3 +272,31 @@ def test_binding_beyond_localhost_requires_a_token(monkeypatch):
     monkeypatch.delenv("COLLC_SERVE_TOKEN", raising=False)
     result = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "a bearer token is required" in result.output
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The worker processes of the server ``pid`` (its spawned children, not the resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"multiprocessing" in command and b"resource_tracker" not in command:
+                found.append(int(child))
+    return found
+
+
+def test_a_worker_that_dies_fails_its_job_in_one_line_and_is_replaced(server):
+    job = server.submit(**FAST, coll="allgather", proto="LL128")[1]
+    for _ in range(600):
+        if server.json("GET", f"/v1/jobs/{job['id']}")[1]["state"] == "running":
+            break
+        time.sleep(0.01)
+    for worker in _workers_of(server.process.pid):
+        os.kill(worker, signal.SIGKILL)
+    final = server.wait(job["id"])
+    if final["state"] == "failed":  # killed inside a slice (else between two: the job goes on)
+        assert final["exit_code"] == 2 and final["error"].startswith("error: the worker process died")
+    else:
+        assert final["state"] == "done"
+    after = server.submit(**FAST, coll="reducescatter", proto="LL128")[1]
+    assert server.wait(after["id"])["state"] == "done"
