@@ -20,7 +20,7 @@ from collc.cli import main
 from collc.compile.driver import CompileOptions
 from collc.msccl.program import GpuProgram, Step, Threadblock
 from collc.mscclpp.compile import PlanResult, compile_plan
-from collc.mscclpp.lower import PIPELINE_UNIT_BYTES, box_of_ranks, semaphores, to_plan
+from collc.mscclpp.lower import PIPELINE_UNIT_BYTES, box_of_ranks, groups, semaphores, to_plan
 from collc.mscclpp.lower_sim import PlanCost, differences, protocol, to_algorithm
 from collc.mscclpp.plan import MAX_OPERATIONS
 from collc.mscclpp.reader import read_plan
@@ -208,3 +208,18 @@ def test_cli_compiles_and_simulates_a_plan(tmp_path):
         main, ["compile", FABRIC, "--runtime", "mscclpp", "--bundle", str(tmp_path / "b")]
     )
     assert refused.exit_code == 2 and "--bundle" in refused.output
+
+
+def test_folds_into_one_slot_become_one_re_split_where_another_threadblock_waits():
+    def fold(index: int, source: int, depid: int, hasdep: int = 0) -> Step:
+        return Step(index, "re", "s", source, "o", 0, 1, depid, 0, hasdep)
+
+    steps = [fold(0, 1, 1), fold(1, 2, 2), fold(2, 3, 3, hasdep=1), fold(3, 4, 4)]
+    steps += [fold(4 + i, 5 + i, -1) for i in range(10)]  # ten more: one re holds 9 sources at most
+    folder = Threadblock(0, -1, -1, 0, steps)
+    producers = [
+        Threadblock(i, -1, -1, 0, [Step(0, "cpy", "i", i, "s", i, 1, hasdep=1)]) for i in range(1, 5)
+    ]
+    waiter = Threadblock(5, -1, -1, 0, [Step(0, "cpy", "o", 0, "o", 1, 1, 0, 2)])
+    gpu = GpuProgram(0, 8, 8, 16, [folder, *producers, waiter])
+    assert groups(folder, semaphores(gpu)) == [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9, 10, 11], [12, 13]]

@@ -1,7 +1,8 @@
 """``collc compile --runtime mscclpp``: the verified MSCCL++ execution plan of a compiled schedule.
 
-The schedule is compiled as for the XML runtimes, under the ``mscclpp`` runtime profile (at most 10
-steps per threadblock, so that its translation fits the executor's 64 operations), and then:
+The schedule is compiled as for the XML runtimes, under the ``mscclpp`` runtime profile and with at
+most :data:`STEP_CAPS` steps per threadblock (the first cap whose lowering and translation fit), and
+then:
 
 1. translated into a plan (:func:`collc.mscclpp.lower.to_plan`);
 2. verified: the written text goes through :func:`collc.mscclpp.verify.verify_plan_text` (the
@@ -18,11 +19,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from collc.compile.driver import CompileOptions, CompileResult, compile_schedule, with_range
+from collc.compile.driver import (
+    CompileOptions,
+    CompileResult,
+    NoWin,
+    advance,
+    begin,
+    compile_schedule,
+    with_range,
+)
 from collc.compile.outlook import grid, outlook
 from collc.compile.ranges import ByteRange, choose_range
 from collc.errors import InputError, InvariantError
-from collc.mscclpp.lower import PIPELINE_UNIT_BYTES, message_ceiling, to_plan
+from collc.lowering.limits import DoesNotFit
+from collc.mscclpp.lower import PIPELINE_UNIT_BYTES, PlanDoesNotFit, message_ceiling, to_plan
 from collc.mscclpp.lower_sim import PlanCost, differences, to_algorithm
 from collc.mscclpp.plan import BUFFER_ALIGNMENT, MAX_OPERATIONS, MSCCLPP_VERSION, ExecutionPlan
 from collc.mscclpp.reader import read_plan
@@ -33,6 +43,10 @@ from collc.progress import Report, silent
 from collc.topology.model import Topology
 
 RUNTIME = "mscclpp"
+#: steps per threadblock the lowering may use, tried in order: with 10 the translation always fits the
+#: executor's 64 operations (at most 6 per step, plus the handshake and the pipeline op); larger caps
+#: let large fabrics fit their threadblock limit, and their translation is then measured
+STEP_CAPS = (10, 16, 24, 32)
 
 
 @dataclass(frozen=True)
@@ -54,20 +68,25 @@ def compile_plan(topology: Topology, options: CompileOptions) -> PlanResult:
         )
     only_inplace = options.inplace and not options.outofplace  # a plan is one or the other
     options = replace(options, runtime=RUNTIME, inplace=only_inplace, outofplace=not only_inplace)
-    result = compile_schedule(topology, options)
+    result = _fitted(topology, options)
     predictor = Memo(PlanCost(result.model.network, result.algorithm, PIPELINE_UNIT_BYTES))
-    chosen = result.byte_range
-    if not (options.user_range or result.forced):
+    chosen, forced = result.byte_range, False
+    if not options.user_range:
         rows = outlook(result.model, result.algorithm, grid(), RUNTIME, predictor)
-        chosen = (
-            choose_range(
-                rows,
-                RUNTIME,
-                lambda nbytes: outlook(result.model, result.algorithm, [nbytes], RUNTIME, predictor)[0],
-            )
-            or chosen
+        won = choose_range(
+            rows,
+            RUNTIME,
+            lambda nbytes: outlook(result.model, result.algorithm, [nbytes], RUNTIME, predictor)[0],
         )
-    result = with_range(result, _executable(chosen, result))
+        if won is None and not options.force:
+            raise NoWin(
+                f"collc's MSCCL++ plan for {options.coll} on {topology.name} is predicted slower than "
+                "the runtime's own ring/tree at every size; no plan written",
+                hint="keep the runtime's own algorithm; --force writes it anyway, --min-bytes/--max-bytes "
+                "set the range yourself",
+            )
+        chosen, forced = won or ByteRange(0, 0), won is None
+    result = replace(with_range(result, _executable(chosen, result)), forced=forced)
     plan = to_plan(result.algorithm, topology, inplace=only_inplace)
     text = to_json(plan)
     report = verify_plan_text(text, "the plan")
@@ -80,7 +99,11 @@ def compile_plan(topology: Topology, options: CompileOptions) -> PlanResult:
     if changed:
         raise InvariantError(f"the plan read back does other work than its program: {'; '.join(changed[:5])}")
     report.notes.append(f"the plan targets MSCCL++ {MSCCLPP_VERSION}")
-    notes = [*result.notes, _summary(plan)]
+    # the schedule was compiled as if forced: the XML program's "forced" note is not the plan's
+    notes = [note for note in result.notes if not note.startswith("forced:")]
+    if forced:
+        notes.append("forced: the plan is predicted slower than the runtime's own algorithms at every size")
+    notes.append(_summary(plan))
     return PlanResult(replace(result, predictor=predictor, verification=report, notes=notes), plan, text)
 
 
@@ -97,6 +120,29 @@ def _summary(plan: ExecutionPlan) -> str:
         f"most (limit {MAX_OPERATIONS}), {ends['memory']} memory and {ends['port']} port channel ends, "
         f"pipelined in {PIPELINE_UNIT_BYTES // 1024} KiB units; it takes calls of {plan.min_message_size:,} "
         f"to {plan.max_message_size:,} bytes that split into 16-byte-aligned chunks"
+    )
+
+
+def _fitted(topology: Topology, options: CompileOptions) -> CompileResult:
+    """The schedule compiled with the first step cap (:data:`STEP_CAPS`) whose lowering fits the
+    threadblock limit and whose translation fits the executor's tables. The range is left to the
+    plan's own prediction (the schedule is compiled as if forced)."""
+    failures = []
+    for cap in STEP_CAPS:
+        state = begin(topology, replace(options, force=not options.user_range))
+        state.limits = replace(state.limits, max_steps_per_tb=cap)
+        try:
+            while state.result is None:
+                advance(state)
+            to_plan(state.result.algorithm, topology)
+        except (DoesNotFit, PlanDoesNotFit) as error:
+            failures.append(f"at most {cap} steps per threadblock: {error.message}")
+            continue
+        return replace(state.result, options=options)
+    raise PlanDoesNotFit(
+        f"no MSCCL++ plan fits {topology.name}: " + "; ".join(failures),
+        hint="a plan has at most 64 operations per threadblock; try --max-k with a small budget or "
+        "--instances 1",
     )
 
 

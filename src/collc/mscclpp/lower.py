@@ -54,6 +54,8 @@ from collc.topology.model import Topology
 
 #: bytes of every chunk one pipeline iteration moves (the grain of the plan's pipelining)
 PIPELINE_UNIT_BYTES = 1 << 20
+#: sources of one ``re`` besides the slot itself (the verifier's 10 buffers per op, the slot included)
+MAX_FOLD_SOURCES = 9
 
 Lane = tuple[int, int, int]  # (sending rank, receiving rank, MSCCL channel)
 
@@ -280,12 +282,65 @@ class _TbContext:
     local_remote: dict[tuple[str, int], int]  # (type, GPU-level remote buffer id) -> index in the tb
 
 
-def _step_ops(ctx: _TbContext, writer: _OpWriter, index: int, step: Step) -> None:
-    tb, rank, network = ctx.tb, ctx.rank, ctx.network
-    acquire = ctx.sems.acquire.get((tb.id, index), [])
-    release = ctx.sems.release.get((tb.id, index), [])
+def groups(tb: Threadblock, sems: _Semaphores) -> list[list[int]]:
+    """The threadblock's steps as the units that become ops: one step each, except that consecutive
+    folds into one slot become one ``re`` of several sources (up to :data:`MAX_FOLD_SOURCES`) and
+    dependency-only ``nop`` steps join the step after them. A fold chain ends where a step is released
+    to another threadblock. Waiting for a later fold's data before the first fold is safe: nothing reads
+    the slot, and nobody waits for this threadblock, before the chain's last fold."""
+    found: list[list[int]] = []
+    pending: list[int] = []  # dependency-only nops, to be waited for before the next step
+    for index, step in enumerate(tb.steps):
+        if step.type == "nop" and (tb.id, index) not in sems.release:
+            pending.append(index)
+            continue
+        last = found[-1] if found else None
+        if step.type == "re" and last is not None and _folds_into(tb, last, step, sems):
+            last.extend([*pending, index])
+        else:
+            found.append([*pending, index])
+        pending = []
+    if pending:
+        found.append(pending)
+    return found
+
+
+def _folds_into(tb: Threadblock, group: list[int], step: Step, sems: _Semaphores) -> bool:
+    folds = [tb.steps[i] for i in group if tb.steps[i].type != "nop"]
+    slot = (step.dstbuf, step.dstoff, step.cnt)
+    return (
+        all(fold.type == "re" and (fold.dstbuf, fold.dstoff, fold.cnt) == slot for fold in folds)
+        and len(folds) < MAX_FOLD_SOURCES
+        and (tb.id, group[-1]) not in sems.release
+    )
+
+
+def _group_ops(ctx: _TbContext, writer: _OpWriter, group: list[int]) -> None:
+    tb = ctx.tb
+    acquire = [sem for index in group for sem in ctx.sems.acquire.get((tb.id, index), [])]
+    release = ctx.sems.release.get((tb.id, group[-1]), [])
     for first in range(0, len(acquire), MAX_OP_SEMAPHORES):
         writer.wait(Op("sem_acquire", semaphore_ids=tuple(acquire[first : first + MAX_OP_SEMAPHORES])))
+    work = [index for index in group if tb.steps[index].type != "nop"]
+    step = tb.steps[work[0]] if work else None
+    if step is None:
+        pass
+    elif step.type == "re":
+        target = Chunk(step.dstoff, step.cnt, type=step.dstbuf)
+        folds = [tb.steps[index] for index in work]
+        sources = [Chunk(fold.srcoff, fold.cnt, type=fold.srcbuf) for fold in folds]
+        reads = [(fold.srcbuf, fold.srcoff, fold.srcoff + fold.cnt) for fold in folds]
+        dst = (step.dstbuf, step.dstoff, step.dstoff + step.cnt)
+        writer.data(Op("re", (target, *sources), (target,), reduce_op="sum"), [*reads, dst], [dst])
+    else:
+        _step_ops(ctx, writer, work[0], step)
+    for first in range(0, len(release), MAX_OP_SEMAPHORES):
+        writer.flag(Op("sem_release", semaphore_ids=tuple(release[first : first + MAX_OP_SEMAPHORES])))
+
+
+def _step_ops(ctx: _TbContext, writer: _OpWriter, index: int, step: Step) -> None:
+    """The ops of one send, receive or copy (its waits and releases are the group's)."""
+    tb, rank, network = ctx.tb, ctx.rank, ctx.network
     src = (step.srcbuf, step.srcoff, step.srcoff + step.cnt)
     dst = (step.dstbuf, step.dstoff, step.dstoff + step.cnt)
     if step.type == "s":
@@ -307,18 +362,8 @@ def _step_ops(ctx: _TbContext, writer: _OpWriter, index: int, step: Step) -> Non
         channel = (ctx.local_channel[(kind, network.channel_index[(rank, lane)])],)
         writer.wait(Op("wait", channel_type=kind, channel_ids=channel))
     elif step.type == "cpy":
-        op = Op(
-            "copy",
-            (Chunk(step.srcoff, step.cnt, type=step.srcbuf),),
-            (Chunk(step.dstoff, step.cnt, type=step.dstbuf),),
-        )
-        writer.data(op, [src], [dst])
-    elif step.type == "re":
-        target = Chunk(step.dstoff, step.cnt, type=step.dstbuf)
-        op = Op("re", (target, Chunk(step.srcoff, step.cnt, type=step.srcbuf)), (target,), reduce_op="sum")
-        writer.data(op, [src, dst], [dst])
-    for first in range(0, len(release), MAX_OP_SEMAPHORES):
-        writer.flag(Op("sem_release", semaphore_ids=tuple(release[first : first + MAX_OP_SEMAPHORES])))
+        source = (Chunk(step.srcoff, step.cnt, type=step.srcbuf),)
+        writer.data(Op("copy", source, (Chunk(step.dstoff, step.cnt, type=step.dstbuf),)), [src], [dst])
 
 
 def _threadblock(
@@ -355,8 +400,8 @@ def _threadblock(
         local = ctx.local_channel[(kind, network.channel_index[(rank, send_lane)])]
         prologue.append(Op("wait", channel_type=kind, channel_ids=(local,)))
     writer = _OpWriter(waited=send_lane is not None)
-    for index, step in enumerate(tb.steps):
-        _step_ops(ctx, writer, index, step)
+    for group in groups(tb, sems):
+        _group_ops(ctx, writer, group)
     if writer.touched or writer.waited:
         writer.ops.append(Op("nop"))  # the next iteration's ops may be run by other threads
     pipeline = Op("pipeline", unit_size=PIPELINE_UNIT_BYTES, num_chunks=chunks, ops=tuple(writer.ops))

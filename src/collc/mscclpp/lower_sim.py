@@ -108,7 +108,8 @@ def _channels(gpu: reader.Gpu, kind: str) -> list[int]:
 
 def _conn(gpu: reader.Gpu, tb: reader.Threadblock, op: reader.Op, sending: bool) -> Conn:
     """The connection of a write or wait: the executor pairs the k-th channel of a type from rank a to
-    b with the k-th from b to a, so (sender, receiver, k) names both ends (port channels after memory)."""
+    b with the k-th from b to a, so (sender, receiver, 2k for memory or 2k + 1 for port) names both
+    ends."""
     kind = op.channel_type or "memory"
     if op.channel_ids:
         local = op.channel_ids[0]
@@ -125,7 +126,7 @@ def _conn(gpu: reader.Gpu, tb: reader.Threadblock, op: reader.Op, sending: bool)
         raise InputError(f"rank {gpu.id} threadblock {tb.id}: a {op.name} names a missing {kind} channel")
     index = ids[local]
     peer = peers[index]
-    slot = peers[:index].count(peer) + (0 if kind == "memory" else len(_channels(gpu, "memory")))
+    slot = 2 * peers[:index].count(peer) + (0 if kind == "memory" else 1)  # kinds pair separately
     return (gpu.id, peer, slot) if sending else (peer, gpu.id, slot)
 
 
@@ -403,8 +404,24 @@ def _essential(algo: Algorithm) -> dict[tuple[int, int], tuple[int, int, list[tu
                     fields = (step.type, step.srcbuf, step.srcoff, step.dstbuf, step.dstoff, step.cnt)
                     rows.append((fields, sorted(waits)))
                     waits = []
-            found[(gpu.id, tb.id)] = (tb.send, tb.recv, rows)
+            found[(gpu.id, tb.id)] = (tb.send, tb.recv, _fold_chains(rows))
     return found
+
+
+def _fold_chains(rows: list[tuple]) -> list[tuple]:
+    """Consecutive folds into one slot as one row of their sources with all their waits: the plan may
+    fold them in one ``re`` after waiting for all (collc.mscclpp.lower.groups)."""
+    merged: list[tuple] = []
+    for fields, waits in rows:
+        slot = (fields[3], fields[4], fields[5])
+        if fields[0] == "re" and merged and merged[-1][0][0] == "re-chain" and merged[-1][0][1] == slot:
+            (_, _, sources), earlier = merged[-1]
+            merged[-1] = (("re-chain", slot, (*sources, fields[1:3])), sorted(earlier + waits))
+        elif fields[0] == "re":
+            merged.append((("re-chain", slot, (fields[1:3],)), waits))
+        else:
+            merged.append((fields, waits))
+    return merged
 
 
 def differences(original: Algorithm, back: Algorithm) -> list[str]:

@@ -72,14 +72,13 @@ PROFILES: dict[str, RuntimeProfile] = {
         ll128_line_words=8,
     ),
     # MSCCL++ v0.10.x (collc.mscclpp): its plans are translated from an MSCCL program that obeys the
-    # executor's rules, with at most 10 steps per threadblock so that the translation (at most 6 plan
-    # operations per step, plus the ready handshake and the pipeline op) fits the executor's 64
-    # operations per threadblock; docs/mscclpp.md.
+    # executor's rules; collc.mscclpp.compile lowers it with fewer steps per threadblock so that the
+    # translation fits the executor's 64 operations per threadblock (docs/mscclpp.md).
     "mscclpp": RuntimeProfile(
         name="mscclpp",
         max_channels=32,
         max_threadblocks=128,
-        max_steps=10,
+        max_steps=64,
         max_depid=127,
         max_fused_chain=15,
         rejected_step_types=COMPOSITE_TYPES,
