@@ -75,7 +75,7 @@ class _Put:
 
 @dataclass(frozen=True)
 class _Network:
-    """Channels, puts and semaphores of the whole program, shared by the GPUs' translations."""
+    """The channels, writes and remote buffers of the whole program, shared by the GPUs' translations."""
 
     lane_type: dict[Lane, str]  # "memory" | "port"
     channel_index: dict[tuple[int, Lane], int]  # (rank, lane) -> index among the rank's channels of its type
@@ -85,10 +85,9 @@ class _Network:
 
 def box_of_ranks(topology: Topology) -> list[int | None]:
     """The box of every rank (inferred from the graph when the topology names none)."""
-    nodes = topology if any(topology.node(n).box is not None for n in topology.ranks) else None
-    if nodes is None:
-        nodes = infer_structure(topology)
-    return [nodes.node(name).box for name in nodes.ranks]
+    if all(topology.node(name).box is None for name in topology.ranks):
+        topology = infer_structure(topology)
+    return [topology.node(name).box for name in topology.ranks]
 
 
 def lane_types(algo: Algorithm, boxes: list[int | None]) -> dict[Lane, str]:
@@ -276,8 +275,6 @@ class _TbContext:
     tb: Threadblock
     network: _Network
     sems: _Semaphores
-    send_type: str | None
-    recv_type: str | None
     local_channel: dict[tuple[str, int], int]  # (type, GPU-level index) -> index in the threadblock
     local_remote: dict[tuple[str, int], int]  # (type, GPU-level remote buffer id) -> index in the tb
 
@@ -385,8 +382,6 @@ def _threadblock(
         tb,
         network,
         sems,
-        network.lane_type[send_lane] if send_lane else None,
-        network.lane_type[recv_lane] if recv_lane else None,
         {(kind, g): i for kind, ids in channels.items() for i, g in enumerate(ids)},
         {(kind, g): i for kind, ids in remotes.items() for i, g in enumerate(ids)},
     )
