@@ -424,13 +424,13 @@ class ProgramCost:
         busy_flags = np.zeros(num_tbs, dtype=bool)
         num_busy = 0
         # A busy flow's bytes (µs·GB/s) left at time ``stamp``, drained at ``speed`` since: a flow is
-        # only touched when its own rate changes, and ``ends`` (a heap) holds its finishing time, an
-        # entry being current while its ``version`` is the flow's.
-        amount_left = [0.0] * num_tbs
-        stamp = [0.0] * num_tbs
-        speed = [0.0] * num_tbs
-        version = [0] * num_tbs
-        ends: list[tuple[float, int, int]] = []  # (finishing time, version, threadblock)
+        # only touched when its own rate changes. It ends at ``ends`` and counts as drained from
+        # ``due`` on, when at most the tolerance is left (both infinite while it is idle).
+        amount_left = np.zeros(num_tbs)
+        stamp = np.zeros(num_tbs)
+        speed = np.zeros(num_tbs)
+        ends = np.full(num_tbs, np.inf)
+        due = np.full(num_tbs, np.inf)
         starts: list[tuple[int, float]] = []  # sends started since the rates were last updated
         drained: list[int] = []  # flows that drained since then
         in_active = [False] * num_tbs
@@ -461,13 +461,15 @@ class ProgramCost:
                 if j != i:
                     mark(j)
 
-        def schedule(i: int, left: float) -> None:
-            """Flow ``i`` has ``left`` to send from now on at its current rate (a flow that drained
-            within the tolerance, but after an earlier flow that had not, ends now)."""
-            amount_left[i], stamp[i], speed[i] = max(left, 0.0), now, float(rate[i])
-            version[i] += 1
-            end = now + amount_left[i] / speed[i] if speed[i] > 0 else np.inf
-            heapq.heappush(ends, (end, version[i], i))
+        def schedule(flows: np.ndarray | int, left: np.ndarray | float) -> None:
+            """The flows ``flows`` (distinct; one index or an array) have ``left`` to send from now on
+            at their current rates (a flow that drained within the tolerance, but after another flow
+            ended, ends now). Rates are positive: every arc and the cap have capacity."""
+            left = np.maximum(left, 0.0)
+            rates = rate[flows]
+            amount_left[flows], stamp[flows], speed[flows] = left, now, rates
+            ends[flows] = now + left / rates
+            due[flows] = now + (left - tolerance) / rates
 
         while True:
             while dirty:
@@ -508,29 +510,27 @@ class ProgramCost:
                 for i in added:
                     in_active[i] = True
                 if removed or added:
-                    for i in shares.update(busy_flags, removed, added).tolist():
-                        schedule(i, amount_left[i] - speed[i] * (now - stamp[i]))
-                for i, amount in starts:
-                    schedule(i, amount)
+                    changed = shares.update(busy_flags, removed, added)
+                    if len(changed):
+                        schedule(changed, amount_left[changed] - speed[changed] * (now - stamp[changed]))
+                if len(starts) == 1:  # the common case, without building arrays
+                    schedule(*starts[0])
+                elif starts:
+                    indices, amounts = zip(*starts, strict=True)
+                    schedule(np.array(indices, dtype=np.int64), np.array(amounts))
                 starts.clear()
                 drained.clear()
-            while ends and (not busy[ends[0][2]] or ends[0][1] != version[ends[0][2]]):
-                heapq.heappop(ends)  # superseded by a later rate, or the flow drained
             if not num_busy and not arrivals:
                 break
-            flow_end = ends[0][0] if ends else np.inf
+            flow_end = float(ends.min()) if num_busy else np.inf
             arrival_end = arrivals[0][0] if arrivals else np.inf
             now = min(flow_end, arrival_end)
-            while ends:
-                _, entry, i = ends[0]
-                if busy[i] and entry == version[i]:
-                    if amount_left[i] - speed[i] * (now - stamp[i]) > tolerance:
-                        break
-                    drained.append(i)
-                heapq.heappop(ends)
+            if num_busy:
+                done = np.flatnonzero(due <= now)
+                ends[done] = due[done] = np.inf
+                drained.extend(done.tolist())
             if drained:
                 busy_changed = True
-                drained.sort()
                 for i in drained:
                     busy[i] = False
                     busy_flags[i] = False
