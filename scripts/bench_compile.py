@@ -5,7 +5,8 @@ stage (`collc.compile.driver.begin` / `advance`: bound, forest, lower, choose, r
 prints, per stage, the CPU seconds spent in it and the process's peak RSS when it ended. A case that
 ends with a collc error (e.g. exit 2: the fabric is beyond one file's reach) is reported with its
 message and time; a case over --timeout or --memory is stopped and reported as such. The fitted
-exponent is the least-squares slope of log(time) over log(GPUs) of the cases that wrote a file.
+exponent is the least-squares slope of log(CPU time) over log(GPUs) of the cases that wrote a file
+(CPU, not wall time: on a shared machine the wall time measures the other jobs too).
 With --baseline REV, every case is also run through the CLI of revision REV (its src/ extracted with
 `git archive`, same virtualenv) and the ratio of this revision's wall time to REV's is shown.
 
@@ -146,8 +147,16 @@ def exponent(points: list[tuple[int, float]]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
+def cpu_seconds(record: dict[str, object]) -> float:
+    """The child's CPU time over all its stages."""
+    return sum(float(stage["cpu_s"]) for stage in record.get("stages", []))
+
+
 def describe(case: Case, record: dict[str, object], ratio: str) -> list[str]:
-    head = f"{case.preset} {case.gpus:5d} GPUs {case.coll:13s} wall {record['wall_s']:7.1f} s{ratio}"
+    head = (
+        f"{case.preset} {case.gpus:5d} GPUs {case.coll:13s} cpu {cpu_seconds(record):7.1f} s "
+        f"wall {record['wall_s']:7.1f} s{ratio}"
+    )
     if "stopped" in record:
         return [f"{head}  STOPPED: {record['stopped']}"]
     stages: dict[str, list[float]] = {}
@@ -194,10 +203,10 @@ def main() -> None:
                     )
                 print("\n".join(describe(case, record, ratio)), flush=True)
                 if "result" in record:
-                    written.append((case.gpus, float(record["wall_s"])))
+                    written.append((case.gpus, cpu_seconds(record)))
             slope = exponent(written)
             if slope is not None:
-                print(f"{preset}: wall time ~ GPUs^{slope:.2f} over {[gpus for gpus, _ in written]} GPUs")
+                print(f"{preset}: CPU time ~ GPUs^{slope:.2f} over {[gpus for gpus, _ in written]} GPUs")
 
 
 if __name__ == "__main__":
