@@ -55,20 +55,22 @@ def peak_rss_mib() -> float:
 
 
 def child(preset: str, boxes: int, coll: str) -> None:
-    """Run one compile stage by stage and print one JSON line: stages, result or error."""
+    """Run one compile stage by stage; print a JSON line (the stages so far) after each stage and a
+    last one with the result or the error."""
     from collc.compile.driver import CompileOptions, advance, begin, next_step
     from collc.errors import CollcError
     from collc.topology import load
 
     stages: list[dict[str, object]] = []
+    record: dict[str, object] = {"stages": stages}
 
     def timed(name: str, work) -> object:
         start = time.process_time()
         value = work()
         stages.append({"stage": name, "cpu_s": time.process_time() - start, "peak_mib": peak_rss_mib()})
+        print(json.dumps(record), flush=True)  # the stages so far, should the case be stopped
         return value
 
-    record: dict[str, object] = {"stages": stages}
     try:
         topology = timed("load", lambda: load(preset, {"boxes": str(boxes)}))
         state = timed("begin", lambda: begin(topology, CompileOptions(coll=coll)))
@@ -99,8 +101,11 @@ def run_case(case: Case, timeout: float, memory: int) -> dict[str, object]:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout, preexec_fn=limit_memory(memory)
         )
-    except subprocess.TimeoutExpired:
-        return {"stopped": f"over {timeout:.0f} s", "wall_s": time.perf_counter() - start}
+    except subprocess.TimeoutExpired as stopped:
+        output = stopped.stdout.decode() if isinstance(stopped.stdout, bytes) else stopped.stdout or ""
+        lines = [line for line in output.splitlines() if line.startswith("{")]
+        so_far = json.loads(lines[-1]) if lines else {}
+        return {**so_far, "stopped": f"over {timeout:.0f} s", "wall_s": time.perf_counter() - start}
     wall = time.perf_counter() - start
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
@@ -157,16 +162,14 @@ def describe(case: Case, record: dict[str, object], ratio: str) -> list[str]:
         f"{case.preset} {case.gpus:5d} GPUs {case.coll:13s} cpu {cpu_seconds(record):7.1f} s "
         f"wall {record['wall_s']:7.1f} s{ratio}"
     )
-    if "stopped" in record:
-        return [f"{head}  STOPPED: {record['stopped']}"]
     stages: dict[str, list[float]] = {}
     for stage in record["stages"]:
         cpu_peak = stages.setdefault(str(stage["stage"]), [0.0, 0.0])
         cpu_peak[0] += float(stage["cpu_s"])
         cpu_peak[1] = max(cpu_peak[1], float(stage["peak_mib"]))
     per_stage = ", ".join(f"{name} {cpu:.1f} s/{peak:.0f} MiB" for name, (cpu, peak) in stages.items())
-    outcome = record.get("result") or record.get("error")
-    return [f"{head}  {outcome}", f"    cpu/peak RSS per stage: {per_stage}"]
+    outcome = record.get("result") or record.get("error") or f"STOPPED: {record['stopped']}"
+    return [f"{head}  {outcome}", f"    cpu/peak RSS per stage: {per_stage or 'none finished'}"]
 
 
 def main() -> None:
