@@ -71,6 +71,13 @@ _FLAG_OPTIONS = [
         help="Serve every count that is a multiple of ALIGN elements (default: every power of two).",
     ),
     click.option(
+        "--buffsize",
+        default=None,
+        metavar="SIZE",
+        help="NCCL_BUFFSIZE the Simple file is deployed with, e.g. 4MiB (the runtime's default) "
+        "[default: 4MiB, or 256KiB where the simulation gains 2 %; deploy says what to set].",
+    ),
+    click.option(
         "--force",
         is_flag=True,
         help="Write the file even if it is predicted slower than the runtime's own algorithms at every size; "
@@ -116,6 +123,7 @@ def compile_command(
     max_k: int | None,
     align: int | None,
     force: bool,
+    buffsize: str | None,
     as_json: bool,
     auto_range: bool,
     bundle_dir: str | None,
@@ -146,6 +154,7 @@ def compile_command(
         max_k=max_k,
         align=align,
         force=force,
+        buffsize=buffsize,
     ).options()
     if bundle_dir is not None and wants_plan(topology, options):
         raise InputError("--bundle writes MSCCL XML files", hint="write an MSCCL++ plan with -o PLAN.json")

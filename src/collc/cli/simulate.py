@@ -9,11 +9,12 @@ import click
 
 from collc.cli import main
 from collc.cli.common import PROTOCOL, output_path, topology_argument
+from collc.compile.flags import buffer_size
 from collc.errors import InputError
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
 from collc.predict.network import Network
-from collc.predict.params import COLLECTIVES, protocol
+from collc.predict.params import COLLECTIVES, Protocol, protocol, simple
 from collc.predict.sweep import Predictor, Sweep
 from collc.sizes import format_size, parse_sizes
 from collc.topology.model import Topology
@@ -76,15 +77,24 @@ def summary(result: Sweep) -> str:
     return f"collc is predicted at least as fast as the runtime's algorithms at {spans} (sizes of the table)"
 
 
-def compiled_program(topology: Topology, collective: str, proto: str) -> tuple[Algorithm, str]:
-    """The file ``collc compile`` would write (forced where it wins nowhere), and how it was chosen."""
+def compiled_program(
+    topology: Topology, collective: str, proto: str, buffsize: int | None
+) -> tuple[Algorithm, Protocol, str]:
+    """The file ``collc compile`` would write (forced where it wins nowhere), the model of its protocol
+    as deployed (with the buffer compile chose), and how it was chosen."""
     from collc.compile import CompileOptions, compile_schedule
 
-    result = compile_schedule(topology, CompileOptions(coll=collective, proto=proto, force=True))
+    options = CompileOptions(coll=collective, proto=proto, force=True, buffsize=buffsize)
+    result = compile_schedule(topology, options)
     algo = result.algorithm
     low, high = result.byte_range.min_bytes, result.byte_range.max_bytes
     span = f"{format_size(low) if low else '0'}..{format_size(high) if high else 'unbounded'}"
-    return algo, f"the file `collc compile` writes (k = {result.solution.forest.k}, takes calls of {span})"
+    buffer = f", NCCL_BUFFSIZE={format_size(result.buffer_bytes)}" if result.buffer_bytes else ""
+    return (
+        algo,
+        result.proto,
+        f"the file `collc compile` writes (k = {result.solution.forest.k}, takes calls of {span}{buffer})",
+    )
 
 
 @main.command()
@@ -100,6 +110,13 @@ def compiled_program(topology: Topology, collective: str, proto: str) -> tuple[A
     "--sizes", default="1KiB:8GiB", show_default=True, help="START:END[:FACTOR] or a comma-separated list."
 )
 @click.option("--proto", type=PROTOCOL, default=None, help="Protocol (default: the schedule's, else Simple).")
+@click.option(
+    "--buffsize",
+    default=None,
+    metavar="SIZE",
+    help="NCCL_BUFFSIZE the Simple file runs with [default: the runtime's 4MiB for a file; without one, "
+    "what compile chooses].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (keys: rows, crossover_bytes).")
 @click.option(
     "--plot",
@@ -115,6 +132,7 @@ def simulate(
     coll: str | None,
     sizes: str,
     proto: str | None,
+    buffsize: str | None,
     as_json: bool,
     plot_path: str | None,
 ) -> None:
@@ -138,9 +156,12 @@ def simulate(
             f"cannot predict {collective} schedules", hint=f"collc predicts {', '.join(COLLECTIVES)}"
         )
     chosen = protocol(proto or (program.proto if program else "Simple"))
+    buffer = None if buffsize is None else buffer_size(buffsize, chosen.name)
+    if buffer is not None:
+        chosen = simple(buffer)
     requested = parse_sizes(sizes)
     if program is None:
-        program, source = compiled_program(topology, collective, chosen.name)
+        program, chosen, source = compiled_program(topology, collective, chosen.name, buffer)
     else:
         source = f"simulation of {schedule}" + (" (an MSCCL++ plan)" if plan_cost else "")
     from collc.compile.outlook import served_size

@@ -31,6 +31,7 @@ from collc.errors import InputError, InvariantError
 from collc.fileio import atomic_write, is_temporary, refuse_overwrite, remove_stale_temporaries
 from collc.lowering.limits import DoesNotFit
 from collc.msccl.program import Algorithm
+from collc.predict.params import DEFAULT_BUFFER_BYTES
 from collc.sizes import format_size
 from collc.verify.runtimes import profile
 
@@ -165,7 +166,25 @@ RUNTIME_ENV = {
 }
 
 
-def deploy_markdown(directory: Path, files: Sequence[BundleFile], topology_name: str, num_gpus: int) -> str:
+def _environment(buffer_bytes: int | None) -> dict[str, list[tuple[str, str, str]]]:
+    """:data:`RUNTIME_ENV`, plus ``NCCL_BUFFSIZE`` for every runtime when the files are for another buffer."""
+    if buffer_bytes is None:
+        return RUNTIME_ENV
+    setting = (
+        "NCCL_BUFFSIZE",
+        str(buffer_bytes),
+        "the Simple files are predicted and verified for this buffer; process-wide",
+    )
+    return {runtime: [*variables, setting] for runtime, variables in RUNTIME_ENV.items()}
+
+
+def deploy_markdown(
+    directory: Path,
+    files: Sequence[BundleFile],
+    topology_name: str,
+    num_gpus: int,
+    env: dict[str, list[tuple[str, str, str]]] = RUNTIME_ENV,
+) -> str:
     """How to install and enable the bundle, per runtime, and what each file serves."""
     lines = [
         f"# Deploying {directory.name} ({topology_name}, {num_gpus} GPUs)",
@@ -191,7 +210,7 @@ def deploy_markdown(directory: Path, files: Sequence[BundleFile], topology_name:
         "`nchunksperloop` so that most counts still get a collc schedule.",
         "",
     ]
-    for runtime, variables in RUNTIME_ENV.items():
+    for runtime, variables in env.items():
         lines += [f"## {runtime}", ""]
         for name, value, why in variables:
             shown = value.format(dir=f"/path/to/{directory.name}")
@@ -223,12 +242,13 @@ def write_bundle(
     num_gpus: int,
     *,
     force: bool = False,
+    buffer_bytes: int | None = None,
 ) -> list[Path]:
     """Write the algorithm files into ``directory`` and the deploy notes and manifest next to it.
 
     The directory may hold only this bundle's files (the runtime parses every file in it); temporary
     files of killed writers are removed first. The notes and manifest next to it are replaced only
-    with ``force``.
+    with ``force``. ``buffer_bytes``: the ``NCCL_BUFFSIZE`` the Simple files are for (None: default).
     """
     out = Path(directory)
     if out.exists() and not out.is_dir():
@@ -251,7 +271,8 @@ def write_bundle(
     for item in files:
         atomic_write(out / item.name, item.xml)
         written.append(out / item.name)
-    atomic_write(notes, deploy_markdown(out, files, topology_name, num_gpus))
+    env = _environment(buffer_bytes)
+    atomic_write(notes, deploy_markdown(out, files, topology_name, num_gpus, env))
     atomic_write(
         manifest,
         json.dumps(
@@ -271,9 +292,7 @@ def write_bundle(
                     }
                     for item in files
                 ],
-                "env": {
-                    runtime: {name: value for name, value, _ in env} for runtime, env in RUNTIME_ENV.items()
-                },
+                "env": {runtime: {name: value for name, value, _ in pairs} for runtime, pairs in env.items()},
             },
             indent=2,
         )
@@ -310,6 +329,8 @@ def compile_bundle(
             user_range=True,
             k=1 if fallback else options.k,
             max_k=None if fallback else options.max_k,
+            # NCCL_BUFFSIZE is process-wide: every Simple file of a bundle is for the same buffer
+            buffsize=(options.buffsize or DEFAULT_BUFFER_BYTES) if proto == "Simple" else None,
         )
         try:
             return compile_schedule(topology, chosen)
@@ -317,7 +338,7 @@ def compile_bundle(
             return None
 
     def grid_outlook(result: CompileResult) -> list[SizeOutlook]:
-        return outlook(result.model, result.algorithm, grid(), result.runtime, result.predictor)
+        return outlook(result.model, result.algorithm, grid(), result.runtime, result.predictor, result.proto)
 
     ranges: list[SizeRange] = []
     results: dict[tuple[str, str], CompileResult] = {}
@@ -341,7 +362,10 @@ def compile_bundle(
 
     runtime = next((result.runtime for result in results.values()), None)
     files = bundle_files(ranges, compile_range, lambda algo: to_xml(algo, runtime=runtime))
-    written = write_bundle(directory, files, topology.name, topology.num_gpus, force=options.force)
+    buffer = options.buffsize if options.buffsize not in (None, DEFAULT_BUFFER_BYTES) else None
+    written = write_bundle(
+        directory, files, topology.name, topology.num_gpus, force=options.force, buffer_bytes=buffer
+    )
     skipped = [coll for coll in collectives if not any(item.coll == coll for item in ranges)]
     lines = [f"wrote {path}" for path in written]
     lines += [f"{item.describe()}: collc file predicted faster than the runtime's best" for item in ranges]

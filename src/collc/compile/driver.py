@@ -34,8 +34,8 @@ from collc.lowering.reach import check_reach
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.msccl.writer import to_xml
 from collc.predict.model import TopologyModel
+from collc.predict.params import DEFAULT_BUFFER_BYTES, Protocol, simple
 from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
-from collc.predict.params import protocol
 from collc.predict.sweep import Memo, Predictor
 from collc.progress import Report, silent
 from collc.sizes import format_size
@@ -64,6 +64,16 @@ SIMULATED_CANDIDATES = 3
 # Candidates whose simulated algbw at the reference size is this close to the fastest are equivalent
 # there; the one that is fastest at a smaller size is emitted (_pick).
 EQUIVALENT = Fraction(1, 100)
+# Smaller NCCL_BUFFSIZE values a Simple file is simulated with besides the default (buffer_choices). The
+# model charges every call the step overhead and the path latency but no threadblock time, so a smaller
+# buffer is slower only where two calls in flight no longer cover a hop's latency (1 MiB never beat
+# 256 KiB on the presets): one choice below the default suffices. Its floor is 256 KiB (32 KiB FIFO
+# slots, about LL128's slot): below it the unmodelled per-slot cost of the runtime's synchronisation
+# would weigh on every copy.
+BUFFER_CHOICES = (256 << 10,)
+# A smaller buffer than the default is deployed only when it is this much faster at the reference size:
+# it changes a process-wide setting (NCCL's own algorithms run with it too).
+BUFFER_GAIN = Fraction(2, 100)
 # A second instance (for NIC-feeding lanes) halves the pipelining iterations; it is taken only when at
 # least this many remain at the reference call size (4x8 A100 allgather: 16 -> 8 iterations lose 0.5 %).
 MIN_DOUBLED_ITERATIONS = 16
@@ -81,6 +91,7 @@ class CompileOptions(LoweringOptions):
     feeder_instances: bool = True  # may double ``instances`` for NIC-feeding lanes (_feeder_instances)
     user_range: bool = False  # min_bytes/max_bytes were given by the user: write them as they are
     force: bool = False  # write the file even where it is predicted to win at no size
+    buffsize: int | None = None  # NCCL_BUFFSIZE the Simple file is for; None: chosen by simulation
 
 
 @dataclass(frozen=True)
@@ -133,22 +144,28 @@ class CompileResult:
     xml: str
     notes: list[str] = field(default_factory=list)
     forced: bool = False  # predicted to win at no size: written only because of ``force``
+    buffer_bytes: int | None = None  # the NCCL_BUFFSIZE the file is deployed with; None: the default
 
     @property
     def algorithm(self) -> Algorithm:
         return self.lowered.algorithm
 
+    @property
+    def proto(self) -> Protocol:
+        """The model of the file's protocol as deployed (with :attr:`buffer_bytes`)."""
+        return deployed_protocol(self.algorithm.proto, self.buffer_bytes)
+
     @cached_property
     def predicted(self) -> list[SizeOutlook]:
         """The written file at :data:`REPORT_SIZES`, simulated (computed when first asked for)."""
-        return outlook(self.model, self.algorithm, REPORT_SIZES, self.runtime, self.predictor)
+        return outlook(self.model, self.algorithm, REPORT_SIZES, self.runtime, self.predictor, self.proto)
 
     def slower_in_range(self) -> list[SizeOutlook]:
         """Grid sizes the file takes where it is predicted slower than the runtime's best: none unless
         the user set the range or forced the file."""
         if not (self.options.user_range or self.options.force):
             return []
-        rows = outlook(self.model, self.algorithm, grid(), self.runtime, self.predictor)
+        rows = outlook(self.model, self.algorithm, grid(), self.runtime, self.predictor, self.proto)
         return [row for row in rows if row.selected and not row.wins]
 
 
@@ -168,6 +185,11 @@ def _check_options(options: CompileOptions, topology: Topology) -> str:
         raise InputError(
             f"--min-bytes {options.min_bytes} is above --max-bytes {options.max_bytes}",
             hint="--max-bytes 0 means no upper limit",
+        )
+    if options.buffsize is not None and options.proto != "Simple":
+        raise InputError(
+            f"NCCL_BUFFSIZE is the Simple protocol's buffer; this file is {options.proto}",
+            hint="drop --buffsize, or compile with --proto Simple",
         )
     if options.instances < 1:
         raise InputError(f"--instances must be at least 1, got {options.instances}")
@@ -218,7 +240,8 @@ def _k_candidates(
         return serving(n * k * instances, options.coll, n, options.align).satisfied
 
     reference = _reference_bytes(options)
-    call_bytes = protocol(options.proto).call_bytes
+    # priced at the finest grain the search simulates: a smaller buffer lets more trees pipeline
+    call_bytes = min(deployed_protocol(options.proto, size).call_bytes for size in buffer_choices(options))
 
     def iterations(k: int) -> int:
         return max(1, ceil(reference / (n * k * instances * call_bytes)))
@@ -441,11 +464,12 @@ def _choose_step(state: CompileState) -> None:
                 "a file cannot hold more than 4096 elements per rank",
             )
         return
-    best = _pick(fitted, reference)
+    best = _deployment(fitted, reference, state.options, notes)
     if state.failures:
         notes.append("did not fit: " + "; ".join(state.failures))
     if len(fitted) > 1:
-        tried = ", ".join(f"k = {item.solution.forest.k}: {item.algbw(reference):.1f}" for item in fitted)
+        at_best = [replace(item, buffer_bytes=best.buffer_bytes) for item in fitted]
+        tried = ", ".join(f"k = {item.solution.forest.k}: {item.algbw(reference):.1f}" for item in at_best)
         notes.append(
             f"chose k = {best.solution.forest.k} by simulating each candidate at "
             f"{format_size(reference)} (algbw GB/s {tried}; within {float(EQUIVALENT):.0%} "
@@ -490,12 +514,38 @@ class Fitted:
     instances: int
     predictor: Memo
     reduce_forest: Forest | None = None  # allreduce's reduce-scatter half, where it has its own
+    buffer_bytes: int | None = None  # the NCCL_BUFFSIZE it is deployed with; None: the runtime's default
+
+    @property
+    def proto(self) -> Protocol:
+        """The model of the file's protocol as deployed (its pipelining grain)."""
+        return deployed_protocol(self.lowered.algorithm.proto, self.buffer_bytes)
 
     def algbw(self, nbytes: int) -> float:
         """Simulated algbw (GB/s) of a call of ``nbytes`` (moved to the nearest size the file serves)."""
         algo = self.lowered.algorithm
         served = served_size(algo, nbytes)
-        return served / self.predictor.time_us(algo.coll, served, PROTOCOL_MODELS[algo.proto]) / 1000
+        return served / self.predictor.time_us(algo.coll, served, self.proto) / 1000
+
+
+def deployed_protocol(proto: str, buffer_bytes: int | None) -> Protocol:
+    """The model of ``proto`` with a connection buffer of ``buffer_bytes`` (Simple only; None: default)."""
+    return PROTOCOL_MODELS[proto] if buffer_bytes is None else simple(buffer_bytes)
+
+
+def buffer_choices(options: CompileOptions) -> tuple[int | None, ...]:
+    """The ``NCCL_BUFFSIZE`` values a Simple file is simulated with (None: the runtime's default).
+
+    The buffer is the pipelining grain (:func:`collc.predict.params.simple`): a 1 GiB call on 128
+    chunks walks each 8 MiB chunk in 4 calls of 2 MiB at the default 4 MiB buffer, and a tree deeper
+    than that spends most of the call filling and draining (4x8 A100 allreduce: 0.78 of the bound).
+    The user's ``--buffsize`` is the only choice; LL and LL128 have buffers of their own, not tuned.
+    """
+    if options.buffsize is not None:
+        return (None if options.buffsize == DEFAULT_BUFFER_BYTES else options.buffsize,)
+    if options.proto != "Simple":
+        return (None,)
+    return (None, *BUFFER_CHOICES)
 
 
 def _pick(fitted: list[Fitted], reference: int) -> Fitted:
@@ -507,6 +557,32 @@ def _pick(fitted: list[Fitted], reference: int) -> Fitted:
     fastest = max(item.algbw(reference) for item in fitted)
     close = [item for item in fitted if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
     return max(close, key=lambda item: item.algbw(reference // 16))
+
+
+def _deployment(fitted: list[Fitted], reference: int, options: CompileOptions, notes: list[str]) -> Fitted:
+    """The candidate and the ``NCCL_BUFFSIZE`` to emit (:func:`buffer_choices`).
+
+    Every candidate is simulated with every buffer choice and :func:`_pick` chooses among them all. A
+    buffer below the default is deployed only when it gains :data:`BUFFER_GAIN` at the reference size
+    or at a sixteenth of it over the best file at the default buffer (it is a process-wide setting).
+    """
+    choices = buffer_choices(options)
+    variants = [replace(item, buffer_bytes=buffer) for buffer in choices for item in fitted]
+    first = _pick(variants[: len(fitted)], reference)
+    best = _pick(variants, reference)
+    if best.buffer_bytes == first.buffer_bytes:
+        return first
+    sizes = (reference, reference // 16)
+    if not any(best.algbw(size) >= first.algbw(size) * (1 + BUFFER_GAIN) for size in sizes):
+        return first
+    figures = ", ".join(
+        f"{format_size(size)} {best.algbw(size):.1f} vs {first.algbw(size):.1f}" for size in sizes
+    )
+    notes.append(
+        f"NCCL_BUFFSIZE={format_size(best.buffer_bytes)}: a finer pipelining grain than the default "
+        f"{format_size(DEFAULT_BUFFER_BYTES)} (simulated algbw GB/s {figures}); use --buffsize to override"
+    )
+    return best
 
 
 def _reference_bytes(options: CompileOptions) -> int:
@@ -539,7 +615,7 @@ def _feeder_instances(
     if not wanted or lowered.merged_tbs:
         return best
     doubled = 2 * best.instances
-    call_bytes = protocol(options.proto).call_bytes
+    call_bytes = best.proto.call_bytes
     chunks = 2 * lowered.algorithm.nchunksperloop
     if reference < MIN_DOUBLED_ITERATIONS * chunks * call_bytes:
         return best
@@ -558,7 +634,13 @@ def _feeder_instances(
         return best
     if not candidate.feeder_lanes or candidate.merged_tbs or candidate.lanes_capped:
         return best
-    twice = Fitted(best.solution, candidate, doubled, Memo(model.collc(candidate.algorithm)))
+    twice = Fitted(
+        best.solution,
+        candidate,
+        doubled,
+        Memo(model.collc(candidate.algorithm)),
+        buffer_bytes=best.buffer_bytes,
+    )
     if twice.algbw(reference) <= best.algbw(reference):
         return best
     notes.append(
@@ -582,7 +664,7 @@ def _finish(state: CompileState, best: Fitted, chosen: ByteRange, forced: bool) 
     topology, options, runtime, notes = state.topology, state.options, state.runtime, state.notes
     lowered = best.lowered
     algo = replace(lowered.algorithm, min_bytes=chosen.min_bytes, max_bytes=chosen.max_bytes)
-    report = _verified(algo, runtime, topology)
+    report = _verified(algo, runtime, topology, best.buffer_bytes)
     if lowered.stages_shared:
         notes.append(
             f"threadblocks carry several tree depths ({lowered.stages_shared}); "
@@ -617,12 +699,14 @@ def _finish(state: CompileState, best: Fitted, chosen: ByteRange, forced: bool) 
         xml=to_xml(algo, runtime=runtime),
         notes=notes,
         forced=forced,
+        buffer_bytes=best.buffer_bytes,
     )
 
 
-def _verified(algo: Algorithm, runtime: str, topology: Topology) -> VerifyReport:
-    """The verifier's report on ``algo``; a program it rejects is a bug in collc, never written."""
-    report = verify(algo, runtime=runtime, topology=topology)
+def _verified(algo: Algorithm, runtime: str, topology: Topology, buffer_bytes: int | None) -> VerifyReport:
+    """The verifier's report on ``algo`` deployed with ``buffer_bytes`` (which decides how many chunks
+    one primitive call carries); a program it rejects is a bug in collc, never written."""
+    report = verify(algo, runtime=runtime, topology=topology, buffer_bytes=buffer_bytes)
     if not report.ok:
         problems = "; ".join(f"{p.rule}: {p.message}" for p in report.errors[:10])
         raise InvariantError(
@@ -634,7 +718,7 @@ def _verified(algo: Algorithm, runtime: str, topology: Topology) -> VerifyReport
 def with_range(result: CompileResult, chosen: ByteRange) -> CompileResult:
     """The same program for another size range (a bundle's ranges), verified again for that range."""
     algo = replace(result.algorithm, min_bytes=chosen.min_bytes, max_bytes=chosen.max_bytes)
-    report = _verified(algo, result.runtime, result.topology)
+    report = _verified(algo, result.runtime, result.topology, result.buffer_bytes)
     return replace(
         result,
         lowered=replace(result.lowered, algorithm=algo),
@@ -658,10 +742,10 @@ def _byte_range(
     if options.user_range:
         return ByteRange(options.min_bytes, options.max_bytes), False
     algo = best.lowered.algorithm
-    rows = outlook(model, algo, grid(), runtime, best.predictor)
+    rows = outlook(model, algo, grid(), runtime, best.predictor, best.proto)
 
     def probe(nbytes: int) -> SizeOutlook:
-        return outlook(model, algo, [nbytes], runtime, best.predictor)[0]
+        return outlook(model, algo, [nbytes], runtime, best.predictor, best.proto)[0]
 
     chosen = choose_range(rows, runtime, probe)
     if chosen is not None:

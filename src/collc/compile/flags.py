@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from collc.compile.driver import CompileOptions
+from collc.errors import InputError
 from collc.sizes import parse_size
 
 
@@ -28,6 +29,7 @@ class CompileFlags:
     max_k: int | None = None
     align: int | None = None
     force: bool = False
+    buffsize: str | None = None  # NCCL_BUFFSIZE as typed; None: chosen by simulation (Simple)
 
     def options(self) -> CompileOptions:
         """The options these flags mean (sizes parsed; bad ones raise a located InputError)."""
@@ -47,4 +49,22 @@ class CompileFlags:
             k=self.k,
             max_k=self.max_k,
             align=self.align,
+            buffsize=None if self.buffsize is None else buffer_size(self.buffsize, self.proto),
         )
+
+
+#: smallest NCCL_BUFFSIZE accepted: 8 FIFO slots of 8 KiB
+MIN_BUFFSIZE = 64 << 10
+
+
+def buffer_size(text: str, proto: str) -> int:
+    """``--buffsize``: the Simple protocol's connection buffer, a multiple of 4 KiB of at least 64 KiB."""
+    if proto != "Simple":
+        raise InputError(
+            f"--buffsize sets NCCL_BUFFSIZE, the Simple protocol's buffer; this file is {proto}",
+            hint="drop --buffsize, or compile with --proto Simple",
+        )
+    value = parse_size(text, option="--buffsize", minimum=MIN_BUFFSIZE)
+    if value % 4096:
+        raise InputError(f"--buffsize {text} is not a multiple of 4 KiB", hint="e.g. --buffsize 1MiB")
+    return value

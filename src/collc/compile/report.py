@@ -20,13 +20,14 @@ def _gbps(value: Fraction | float) -> str:
     return f"{float(value):.1f} GB/s"
 
 
-def deploy_lines(runtime: str, filename: str) -> list[str]:
+def deploy_lines(runtime: str, filename: str, buffer_bytes: int | None = None) -> list[str]:
     """How to make the runtime load the file.
 
     The executor and RCCL read every regular file of ``MSCCL_ALGO_DIR`` as an algorithm, so the
     directory holds only algorithm files and has the same content on every node. RCCL loads MSCCL
     files only when enabled (RCCL 2.27 and earlier; RCCL 2.28.3 removed MSCCL); the executor needs
-    one GPU per process.
+    one GPU per process. ``buffer_bytes``: the ``NCCL_BUFFSIZE`` a Simple file was chosen, predicted
+    and verified for (None: the runtime's default, nothing to set).
     """
     if runtime == "mscclpp":
         return plan_deploy_lines(filename)
@@ -40,7 +41,21 @@ def deploy_lines(runtime: str, filename: str) -> list[str]:
         lines.append(
             "  export NCCL_MSCCL_ENABLE=1            # default; one GPU per process (msccl-executor-nccl)"
         )
+    if buffer_bytes is not None:
+        lines.append(
+            f"  export NCCL_BUFFSIZE={buffer_bytes}          # the pipelining grain the file is tuned for; "
+            "process-wide: NCCL's own algorithms run with it too"
+        )
     return lines
+
+
+def buffer_text(result: CompileResult) -> str:
+    """The connection buffer the file is predicted and verified with."""
+    if result.buffer_bytes is None:
+        return f"the runtime's default for {result.algorithm.proto} (nothing to set)"
+    return (
+        f"NCCL_BUFFSIZE={format_size(result.buffer_bytes)} (predicted and verified with it; deploy sets it)"
+    )
 
 
 def range_text(result: CompileResult) -> str:
@@ -102,11 +117,12 @@ def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction |
         f"  steps            {usage.max_steps_per_tb} per threadblock at most "
         f"(limit {limits.max_steps_per_tb}), {usage.max_elements_per_rank} XML elements per rank "
         f"(limit {limits.max_elements_per_rank})",
+        f"  buffer           {buffer_text(result)}",
         f"  verified         no errors, {len(result.verification.problems)} warning(s) (collc verify)",
     ]
     lines += [f"  note: {note}" for note in [*result.notes, *_slower_notes(result)]]
     lines.append("deploy:")
-    lines += deploy_lines(result.runtime, filename)
+    lines += deploy_lines(result.runtime, filename, result.buffer_bytes)
     return lines
 
 
@@ -133,6 +149,7 @@ def report_json(
         "k": result.solution.forest.k,
         "instances": result.instances,
         "nchunksperloop": algo.nchunksperloop,
+        "buffsize": result.buffer_bytes,
         "min_bytes": algo.min_bytes,
         "max_bytes": algo.max_bytes,
         "range_source": "user"
