@@ -11,7 +11,8 @@ the plan's threadblocks op by op, so both targets run the same transfers in the 
   ``pwsf``, which the proxy orders after the write and which returns once the proxy has read the
   source, so the next call cannot overwrite a source the network is still reading); the receive step
   becomes a ``wait``;
-* ``cpy`` and ``re`` become ``copy`` and ``re`` (``dst = dst + src``);
+* ``cpy`` and ``re`` become ``copy`` and ``re`` (``dst = dst + src``); consecutive folds into one slot
+  become one ``re`` of several sources (:func:`groups`);
 * a step's cross-threadblock wait (``depid``/``deps``) becomes a ``sem_acquire`` of a device semaphore
   that the waited-for threadblock releases (``sem_release``) right after that step: one counting
   semaphore per (producer, consumer) threadblock pair, released only at the steps the consumer needs;
