@@ -82,17 +82,17 @@ def create_app(scheduler: Scheduler, token: str | None = None) -> Starlette:
         status.update(cached=admission.cached, coalesced=admission.coalesced)
         return JSONResponse(status, status_code=200 if admission.cached else 202)
 
-    def job_or_404(request: Request) -> JobRow | None:
+    def find_job(request: Request) -> JobRow | None:
         return scheduler.store.job(request.path_params["job"])
 
     async def status(request: Request) -> Response:
-        job = job_or_404(request)
+        job = find_job(request)
         if job is None:
             return _error(404, f"error: no job {request.path_params['job']!r}")
         return JSONResponse(job.status())
 
     async def result(request: Request) -> Response:
-        job = job_or_404(request)
+        job = find_job(request)
         if job is None:
             return _error(404, f"error: no job {request.path_params['job']!r}")
         if job.state in ("failed", "cancelled"):

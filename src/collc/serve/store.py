@@ -188,7 +188,9 @@ class Store:
             self._db.commit()
 
     def finish(self, job_id: str, state: str, *, error: str | None = None, exit_code: int = 0) -> None:
-        self.update(job_id, state=state, finished=time.time(), error=error, exit_code=exit_code, progress=1.0)
+        """Mark a job over (``done``, ``failed`` or ``cancelled``); only a done job shows full progress."""
+        done = {"progress": 1.0, "stage": "done"} if state == "done" else {}
+        self.update(job_id, state=state, finished=time.time(), error=error, exit_code=exit_code, **done)
 
     def put_result(self, key: str, result: StoredResult) -> None:
         with self._lock:
