@@ -36,6 +36,7 @@ from collc.errors import InputError, clipped
 from collc.input_limits import MIN_BANDWIDTH_GBPS
 from collc.topology.expr import ExpressionError
 from collc.topology.model import Link, NodeKind, Topology
+from collc.topology.reach import adjacency, reachable
 from collc.topology.selection import select_gpus
 from collc.topology.units import BANDWIDTH_UNITS, parse_bandwidth
 
@@ -330,9 +331,9 @@ def usable_part(topology: Topology, changes: str, fix: str) -> Topology:
             f"after {changes}, {len(topology.ranks)} GPU(s) remain; a collective needs at least 2",
             hint=fix,
         )
-    forward, backward = _adjacency(topology.links)
+    forward, backward = adjacency(topology.links)
     start = topology.ranks[0]
-    reached, reaching = _reachable(forward, start), _reachable(backward, start)
+    reached, reaching = reachable(forward, start), reachable(backward, start)
     for gpu in topology.ranks:
         if gpu not in reached or gpu not in reaching:
             verb = "cannot be reached from" if gpu not in reached else "cannot reach"
@@ -348,30 +349,6 @@ def usable_part(topology: Topology, changes: str, fix: str) -> Topology:
         nodes=tuple(node for node in topology.nodes if node.name in keep),
         links=tuple(link for link in topology.links if link.src in keep and link.dst in keep),
     )
-
-
-def _adjacency(links: Iterable[Link]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """(successors, predecessors) of every node along the arcs of ``links``."""
-    forward: dict[str, set[str]] = defaultdict(set)
-    backward: dict[str, set[str]] = defaultdict(set)
-    for link in links:
-        forward[link.src].add(link.dst)
-        backward[link.dst].add(link.src)
-        if not link.directed:
-            forward[link.dst].add(link.src)
-            backward[link.src].add(link.dst)
-    return forward, backward
-
-
-def _reachable(graph: Mapping[str, set[str]], start: str) -> set[str]:
-    seen = {start}
-    queue = deque([start])
-    while queue:
-        for neighbour in graph.get(queue.popleft(), ()):
-            if neighbour not in seen:
-                seen.add(neighbour)
-                queue.append(neighbour)
-    return seen
 
 
 def _without_dead_ends(topology: Topology, alive: set[str]) -> set[str]:

@@ -35,6 +35,7 @@ from collc.topology.importers import speeds
 from collc.topology.importers.model import BoxLink, ImportedBox, Nic, even_share
 from collc.topology.importers.options import ReadOptions
 from collc.topology.importers.xmltree import XmlElement, parse_xml
+from collc.topology.reach import adjacency, reachable
 from collc.topology.summary import format_gbps
 
 KNOWN_TAGS = frozenset({"system", "cpu", "pci", "pcilink", "gpu", "nic", "net", "nvlink", "xgmi", "c2c"})
@@ -333,26 +334,8 @@ def _pair_index(pair: tuple[str, str]) -> tuple[int, int]:
 
 def _connected(gpus: list[str], links: list[BoxLink]) -> bool:
     """Whether every GPU reaches every other over ``links`` (a directed link only one way)."""
-    forward: dict[str, set[str]] = defaultdict(set)
-    backward: dict[str, set[str]] = defaultdict(set)
-    for link in links:
-        forward[link.src].add(link.dst)
-        backward[link.dst].add(link.src)
-        if not link.directed:
-            forward[link.dst].add(link.src)
-            backward[link.src].add(link.dst)
-    return all(gpu in _reach(gpus[0], graph) for graph in (forward, backward) for gpu in gpus)
-
-
-def _reach(start: str, graph: dict[str, set[str]]) -> set[str]:
-    seen = {start}
-    queue = [start]
-    while queue:
-        for neighbour in graph[queue.pop()]:
-            if neighbour not in seen:
-                seen.add(neighbour)
-                queue.append(neighbour)
-    return seen
+    forward, backward = adjacency(links)
+    return all(gpu in reachable(graph, gpus[0]) for graph in (forward, backward) for gpu in gpus)
 
 
 def _ports(elements: list[XmlElement], notes: _Notes) -> list[_Port]:
