@@ -49,6 +49,8 @@ def test_a_finer_grain_shortens_the_fill_of_a_deep_program():
 def test_buffer_choices():
     assert buffer_choices(CompileOptions())[0] is None and len(buffer_choices(CompileOptions())) > 1
     assert buffer_choices(CompileOptions(proto="LL")) == (None,)
+    assert buffer_choices(CompileOptions(runtime="mscclpp")) == (None,)  # a plan has its own units
+    assert len(buffer_choices(CompileOptions(runtime="rccl"))) > 1
     assert buffer_choices(CompileOptions(buffsize=DEFAULT_BUFFER_BYTES)) == (None,)
     assert buffer_choices(CompileOptions(buffsize=MIB)) == (MIB,)
 

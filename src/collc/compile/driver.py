@@ -71,6 +71,9 @@ EQUIVALENT = Fraction(1, 100)
 # slots, about LL128's slot): below it the unmodelled per-slot cost of the runtime's synchronisation
 # would weigh on every copy.
 BUFFER_CHOICES = (256 << 10,)
+# The runtimes whose MSCCL kernel walks chunks in calls of half NCCL_BUFFSIZE (None: the topology's
+# runtime, one of them).
+BUFFERED_RUNTIMES = (None, "msccl-executor", "rccl")
 # A smaller buffer than the default is deployed only when it is this much faster at the reference size:
 # it changes a process-wide setting (NCCL's own algorithms run with it too).
 BUFFER_GAIN = Fraction(2, 100)
@@ -539,11 +542,12 @@ def buffer_choices(options: CompileOptions) -> tuple[int | None, ...]:
     The buffer is the pipelining grain (:func:`collc.predict.params.simple`): a 1 GiB call on 128
     chunks walks each 8 MiB chunk in 4 calls of 2 MiB at the default 4 MiB buffer, and a tree deeper
     than that spends most of the call filling and draining (4x8 A100 allreduce: 0.78 of the bound).
-    The user's ``--buffsize`` is the only choice; LL and LL128 have buffers of their own, not tuned.
+    The user's ``--buffsize`` is the only choice; LL and LL128 have buffers of their own, not tuned,
+    and an MSCCL++ plan pipelines in units of its own.
     """
     if options.buffsize is not None:
         return (None if options.buffsize == DEFAULT_BUFFER_BYTES else options.buffsize,)
-    if options.proto != "Simple":
+    if options.proto != "Simple" or options.runtime not in BUFFERED_RUNTIMES:
         return (None,)
     return (None, *BUFFER_CHOICES)
 
