@@ -136,3 +136,14 @@ def test_json_report_has_stable_keys_and_the_simulated_figures(tmp_path):
         assert {"bytes", "algbw", "busbw", "ring_algbw", "tree_algbw", "selected"} <= set(entry)
         assert entry["algbw"] <= report["bound_algbw"] + 1e-6
     assert f'minBytes="{report["min_bytes"]}"' in out.read_text()
+    assert report["loaded_by"].startswith("msccl-executor-nccl (NCCL 2.23.4")
+
+
+@pytest.mark.parametrize(
+    ("runtime", "expected"),
+    [("rccl", "RCCL 2.15.5 to 2.27.x"), ("mscclpp", "MSCCL++ v0.10.x"), ("msccl-executor", "NCCL 2.23.4")],
+)
+def test_the_report_names_the_releases_that_load_the_file(runtime, expected):
+    from collc.runtimes.libinfo import loaded_by
+
+    assert expected in loaded_by(runtime)

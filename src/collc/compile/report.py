@@ -11,6 +11,7 @@ from fractions import Fraction
 from collc.compile.driver import CompileResult
 from collc.compile.outlook import SizeOutlook
 from collc.mscclpp.compile import deploy_lines as plan_deploy_lines
+from collc.runtimes.libinfo import loaded_by
 from collc.sizes import format_size
 
 PLACEMENT = {(1, 1): "in-place and out-of-place", (1, 0): "in-place", (0, 1): "out-of-place"}
@@ -119,6 +120,7 @@ def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction |
         f"(limit {limits.max_elements_per_rank})",
         f"  buffer           {buffer_text(result)}",
         f"  verified         no errors, {len(result.verification.problems)} warning(s) (collc verify)",
+        f"  loads on         {loaded_by(result.runtime)} (`collc runtime` checks an installation)",
     ]
     lines += [f"  note: {note}" for note in [*result.notes, *_slower_notes(result)]]
     lines.append("deploy:")
@@ -165,5 +167,6 @@ def report_json(
         "merged_threadblocks": result.lowered.merged_tbs,
         "channels": usage.nchannels,
         "warnings": len(result.verification.problems),
+        "loaded_by": loaded_by(result.runtime),
         "notes": [*result.notes, *_slower_notes(result)],
     }

@@ -62,6 +62,16 @@ RCCL_STUBBED_MSCCL = Version(2, 28, 3)
 MSCCLPP_SERIES = (0, 10)
 
 
+def loaded_by(runtime: str) -> str:
+    """The releases that load a file compiled for ``runtime`` (the compile report's ``loads on`` line)."""
+    if runtime == "mscclpp":
+        return f"MSCCL++ v{MSCCLPP_SERIES[0]}.{MSCCLPP_SERIES[1]}.x (its execution-plan executor)"
+    if runtime == "rccl":
+        last = f"{RCCL_STUBBED_MSCCL.major}.{RCCL_STUBBED_MSCCL.minor - 1}.x"
+        return f"RCCL {RCCL_FIRST_MSCCL} to {last} (RCCL {RCCL_STUBBED_MSCCL} removed MSCCL)"
+    return f"msccl-executor-nccl (NCCL {EXECUTOR_BASE} with MSCCL; stock NCCL has no MSCCL loader)"
+
+
 class Flavor(Enum):
     """Which library family a file is, told by its file name (they all export ``ncclGetVersion``)."""
 
