@@ -32,15 +32,8 @@ from collc.compile.flags import CompileFlags
 from collc.serve.steps import SUBMITTED
 from collc.topology import load
 
-TINY = """\
-name: tiny4
-nodes:
-  - {name: gpu, kind: gpu, count: 4}
-  - {name: nvs, kind: switch}
-links:
-  - {src: "gpu{i}", dst: nvs, bandwidth: 100}
-"""
-FAST = {"max_bytes": "1GiB"}  # a user's range: no range search, a shorter job
+from .jobs import FAST, TINY
+
 STARTUP_SECONDS = 60
 JOB_SECONDS = 90
 

@@ -22,15 +22,7 @@ from collc.serve.steps import (
 )
 from collc.topology.export import to_flat_yaml
 
-TINY = """\
-name: tiny4
-nodes:
-  - {name: gpu, kind: gpu, count: 4}
-  - {name: nvs, kind: switch}
-links:
-  - {src: "gpu{i}", dst: nvs, bandwidth: 100}
-"""
-FAST = {"max_bytes": "1GiB"}
+from .jobs import FAST, TINY
 
 
 def spec(**options: object):
