@@ -74,8 +74,8 @@ BUFFER_CHOICES = (256 << 10,)
 # The runtimes whose MSCCL kernel walks chunks in calls of half NCCL_BUFFSIZE (None: the topology's
 # runtime, one of them).
 BUFFERED_RUNTIMES = (None, "msccl-executor", "rccl")
-# A smaller buffer than the default is deployed only when it is this much faster at the reference size:
-# it changes a process-wide setting (NCCL's own algorithms run with it too).
+# A smaller buffer than the default is deployed only when it is this much faster at the reference size or
+# at a sixteenth of it: it changes a process-wide setting (NCCL's own algorithms run with it too).
 BUFFER_GAIN = Fraction(2, 100)
 # A second instance (for NIC-feeding lanes) halves the pipelining iterations; it is taken only when at
 # least this many remain at the reference call size (4x8 A100 allgather: 16 -> 8 iterations lose 0.5 %).
