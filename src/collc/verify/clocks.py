@@ -16,7 +16,6 @@ The result is the same happens-before as dense vector clocks: every entry is the
 
 from __future__ import annotations
 
-import itertools
 import operator
 
 import numpy as np
@@ -39,39 +38,52 @@ class ClockFactory:
     def __init__(self, ranks: int, width: int):
         #: entries per block: the most threadblocks of one rank
         self.width = width
-        self._serial = itertools.count(1)
+        self._next_serial = 1
         self.zero = Clock(np.zeros(ranks, dtype=np.int64), [np.zeros(width, dtype=np.int32)] * ranks)
+
+    def _serials(self, count: int) -> np.ndarray:
+        """``count`` fresh serial numbers."""
+        first = self._next_serial
+        self._next_serial += count
+        return np.arange(first, self._next_serial, dtype=np.int64)
 
     def join(self, into: Clock, other: Clock, rank: int, local: int, epoch: int) -> Clock:
         """``into`` joined with ``other``, the clock of threadblock ``local`` of ``rank`` whose own entry
         is ``epoch`` (kept apart from its blocks). Returns ``into`` itself when it already knows all.
 
-        The blocks whose serials differ are maximised together in one vectorised operation; a result
-        equal to ``other``'s block takes that block (and serial), so knowledge passed on unchanged stays
-        shared, and only blocks that neither side holds are new."""
-        changed: dict[int, tuple[int, np.ndarray]] = {}
-        differ = np.flatnonzero(into.serials != other.serials).tolist()
-        if differ:
-            pick = operator.itemgetter(*differ) if len(differ) > 1 else lambda blocks: (blocks[differ[0]],)
-            ours, theirs = np.array(pick(into.blocks)), np.array(pick(other.blocks))
+        The blocks whose serials differ are maximised together in one vectorised operation; where
+        ``other``'s block already holds the maximum the result takes that block (and serial), so
+        knowledge passed on unchanged stays shared, and only blocks that neither side holds are new (all
+        of one join's new blocks are rows of one array)."""
+        serials, blocks = into.serials, into.blocks
+        differ = (serials != other.serials).nonzero()[0]
+        if differ.size:
+            rows = differ.tolist()
+            pick = operator.itemgetter(*rows) if len(rows) > 1 else lambda blocks: (blocks[rows[0]],)
+            ours, theirs = np.array(pick(blocks)), np.array(pick(other.blocks))
             merged = np.maximum(ours, theirs)
-            take_theirs = (merged == theirs).all(axis=1).tolist()
-            for row in np.flatnonzero((merged != ours).any(axis=1)).tolist():
-                r = differ[row]
-                if take_theirs[row]:
-                    changed[r] = (int(other.serials[r]), other.blocks[r])
-                else:
-                    changed[r] = (next(self._serial), merged[row].copy())
-        block = changed[rank][1] if rank in changed else into.blocks[rank]
+            learns = (merged != ours).any(axis=1)
+            if learns.any():
+                fresh = learns & (merged != theirs).any(axis=1)
+                taken = differ[learns & ~fresh]
+                serials, blocks = serials.copy(), blocks.copy()
+                serials[taken] = other.serials[taken]
+                theirs_blocks = other.blocks
+                for r in taken.tolist():
+                    blocks[r] = theirs_blocks[r]
+                if fresh.any():
+                    made = differ[fresh]
+                    serials[made] = self._serials(made.size)
+                    for r, block in zip(made.tolist(), merged[fresh], strict=True):
+                        blocks[r] = block
+        block = blocks[rank]
         if block[local] < epoch:
             block = block.copy()
             block[local] = epoch
-            changed[rank] = (next(self._serial), block)
-        if not changed:
+            if serials is into.serials:
+                serials, blocks = serials.copy(), blocks.copy()
+            serials[rank] = self._serials(1)[0]
+            blocks[rank] = block
+        if serials is into.serials:
             return into
-        serials = into.serials.copy()
-        blocks = into.blocks.copy()
-        for r, (serial, value) in changed.items():
-            serials[r] = serial
-            blocks[r] = value
         return Clock(serials, blocks)
