@@ -8,7 +8,8 @@ from collc.compile import CompileOptions, compile_schedule
 from collc.errors import InputError
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
 from collc.predict import des
-from collc.predict.des import ProgramCost, max_min_rates
+from collc.predict.des import ProgramCost
+from collc.predict.fairshare import max_min_rates
 from collc.predict.network import Network
 from collc.predict.params import COLLECTIVES, PROTOCOLS
 from collc.topology.model import Link, Node, Topology

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collc.msccl.reader import read_xml
-from collc.predict.des import MAX_FILL_ROUNDS, FairShares, ProgramCost, max_min_rates
+from collc.predict.des import ProgramCost
+from collc.predict.fairshare import MAX_FILL_ROUNDS, FairShares, max_min_rates
 from collc.predict.params import PROTOCOLS
 
 from .models import model

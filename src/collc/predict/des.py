@@ -15,8 +15,9 @@ What is modelled (the MSCCL executor's interpreter):
   (at most ``fifo_calls`` messages sent and not yet consumed).
 * A send is a flow over the physical path of its GPU pair (shortest by hops, moved onto the network
   plane its channel selects as collc's lowering assigns them, or the path given by the caller).
-  Concurrent flows share every arc max-min fairly (progressive filling, :class:`FairShares`), and no
-  flow runs faster than one threadblock copies (``Protocol.tb_copy_gbps``). The step ends when its
+  Concurrent flows share every arc max-min fairly (progressive filling,
+  :mod:`collc.predict.fairshare`), and no flow runs faster than one threadblock copies
+  (``Protocol.tb_copy_gbps``). The step ends when its
   flow has drained; the message arrives ``path latency + step overhead`` later. Composite steps
   (``rcs``, ``rrs``, ``rrcs``) forward only after their receive: store-and-forward per
   slice. Local steps (``r``, ``rrc``, ``cpy``, ``re``, ``nop``) take no time.
@@ -24,20 +25,22 @@ What is modelled (the MSCCL executor's interpreter):
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from math import ceil
+from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from collc.errors import InputError
 from collc.lowering.plan import network_planes
 from collc.msccl.program import RECV_TYPES, SEND_TYPES, Algorithm
+from collc.predict.fairshare import Shares, shares_of, update
 from collc.predict.network import Network
 from collc.predict.params import LAUNCH_US, Protocol
+from collc.predict.tournament import tree_at_most, tree_of, tree_set
 
-MAX_FILL_ROUNDS = 6
 STEP_BUDGET = 200_000  # simulated steps (all threadblocks, all iterations) per call (docs/cost-model.md §4)
 MIN_ITERATIONS = 4  # simulated even above the budget, so that a period can be measured
 _EPS = 1e-9
@@ -54,32 +57,34 @@ class _Tb:
     recv: Connection | None
 
 
-@dataclass(frozen=True)
-class _StepTable:
-    """The threadblocks' steps as flat per-threadblock tuples, for the simulation's inner loop.
+class _StepTable(NamedTuple):
+    """The threadblocks' steps as flat arrays, for the simulation's compiled loop.
 
-    Connections are numbered; a dependency names the index of the threadblock it waits for.
+    The steps of threadblock ``i`` are ``first[i] .. first[i] + nsteps[i] - 1``. Connections are
+    numbered; a dependency names the index of the threadblock it waits for.
     """
 
-    nsteps: tuple[int, ...]
-    is_send: tuple[tuple[bool, ...], ...]
-    is_recv: tuple[tuple[bool, ...], ...]
-    cnt: tuple[tuple[int, ...], ...]
-    dep_tb: tuple[tuple[int, ...], ...]  # -1: no dependency
-    deps: tuple[tuple[int, ...], ...]
-    send_conn: tuple[int, ...]  # -1: the threadblock sends nothing
-    recv_conn: tuple[int, ...]
-    sender: tuple[int, ...]  # per connection: the threadblock that sends on it
-    receiver: tuple[int, ...]
-    dependents: tuple[tuple[int, ...], ...]  # per threadblock: the others whose steps wait for it
+    nsteps: np.ndarray
+    first: np.ndarray
+    is_send: np.ndarray  # per step
+    is_recv: np.ndarray
+    cnt: np.ndarray
+    dep_tb: np.ndarray  # -1: no dependency
+    deps: np.ndarray
+    send_conn: np.ndarray  # per threadblock; -1: it sends nothing
+    recv_conn: np.ndarray
+    sender: np.ndarray  # per connection: the threadblock that sends on it
+    receiver: np.ndarray
+    dep_ptr: np.ndarray  # the other threadblocks whose steps wait for ``i``: dep_idx[dep_ptr[i]:dep_ptr[i+1]]
+    dep_idx: np.ndarray
 
 
 def _step_table(tbs: list[_Tb]) -> _StepTable:
     by_gpu_tb = {(tb.gpu, tb.tb): i for i, tb in enumerate(tbs)}
     connections = sorted({tb.send for tb in tbs if tb.send is not None})
     conn_index = {connection: c for c, connection in enumerate(connections)}
-    sender = [0] * len(connections)
-    receiver = [0] * len(connections)
+    sender = np.zeros(len(connections), dtype=np.int64)
+    receiver = np.zeros(len(connections), dtype=np.int64)
     dependents: list[set[int]] = [set() for _ in tbs]
     dep_tb = []
     for i, tb in enumerate(tbs):
@@ -87,23 +92,35 @@ def _step_table(tbs: list[_Tb]) -> _StepTable:
             sender[conn_index[tb.send]] = i
         if tb.recv is not None:
             receiver[conn_index[tb.recv]] = i
-        waits = tuple(by_gpu_tb[(tb.gpu, depid)] if depid >= 0 else -1 for _, _, depid, _ in tb.steps)
-        for other in waits:
-            if other >= 0:
+        for _, _, depid, _ in tb.steps:
+            other = by_gpu_tb[(tb.gpu, depid)] if depid >= 0 else -1
+            if other >= 0 and other != i:
                 dependents[other].add(i)
-        dep_tb.append(waits)
+            dep_tb.append(other)
+    steps = [step for tb in tbs for step in tb.steps]
+    nsteps = np.array([len(tb.steps) for tb in tbs], dtype=np.int64)
+    first = np.zeros(len(tbs), dtype=np.int64)
+    first[1:] = np.cumsum(nsteps)[:-1]
+    dep_ptr = np.zeros(len(tbs) + 1, dtype=np.int64)
+    dep_ptr[1:] = np.cumsum([len(d) for d in dependents])
     return _StepTable(
-        nsteps=tuple(len(tb.steps) for tb in tbs),
-        is_send=tuple(tuple(step[0] in SEND_TYPES for step in tb.steps) for tb in tbs),
-        is_recv=tuple(tuple(step[0] in RECV_TYPES for step in tb.steps) for tb in tbs),
-        cnt=tuple(tuple(step[1] for step in tb.steps) for tb in tbs),
-        dep_tb=tuple(dep_tb),
-        deps=tuple(tuple(step[3] for step in tb.steps) for tb in tbs),
-        send_conn=tuple(conn_index[tb.send] if tb.send is not None else -1 for tb in tbs),
-        recv_conn=tuple(conn_index[tb.recv] if tb.recv is not None else -1 for tb in tbs),
-        sender=tuple(sender),
-        receiver=tuple(receiver),
-        dependents=tuple(tuple(sorted(d)) for d in dependents),
+        nsteps=nsteps,
+        first=first,
+        is_send=np.array([step[0] in SEND_TYPES for step in steps], dtype=np.bool_),
+        is_recv=np.array([step[0] in RECV_TYPES for step in steps], dtype=np.bool_),
+        cnt=np.array([step[1] for step in steps], dtype=np.int64),
+        dep_tb=np.array(dep_tb, dtype=np.int64),
+        deps=np.array([step[3] for step in steps], dtype=np.int64),
+        send_conn=np.array(
+            [conn_index[tb.send] if tb.send is not None else -1 for tb in tbs], dtype=np.int64
+        ),
+        recv_conn=np.array(
+            [conn_index[tb.recv] if tb.recv is not None else -1 for tb in tbs], dtype=np.int64
+        ),
+        sender=sender,
+        receiver=receiver,
+        dep_ptr=dep_ptr,
+        dep_idx=np.array([j for d in dependents for j in sorted(d)], dtype=np.int64),
     )
 
 
@@ -121,154 +138,6 @@ def _threadblocks(algo: Algorithm) -> list[_Tb]:
                 )
             )
     return tbs
-
-
-def max_min_rates(arcs: np.ndarray, bandwidth: np.ndarray, cap: float = np.inf) -> np.ndarray:
-    """Max-min fair rates of flows (rows of ``arcs``: arc indices, padded with a last infinite arc).
-
-    Every flow is also limited to ``cap`` (its threadblock's copy rate); see :class:`FairShares`.
-    """
-    shares = FairShares(np.ascontiguousarray(arcs.T), bandwidth, cap)
-    flows = np.arange(arcs.shape[0])
-    shares.fill(flows)
-    return shares.rate[flows]
-
-
-class FairShares:
-    """Max-min fair rates of a changing set of flows, each capped at ``cap``.
-
-    Flow ``f`` crosses the arcs ``routes[:, f]`` (padded with the last, infinite arc of ``bandwidth``).
-    Progressive filling: raise every unfrozen flow's rate together until an arc is full, freeze the
-    flows through it, repeat. Every flow also crosses a private arc of capacity ``cap`` (its
-    threadblock's copy rate), so once the common level reaches ``cap`` every unfrozen flow freezes at
-    ``cap``. After :data:`MAX_FILL_ROUNDS` levels the remaining flows get their fair share at their
-    tightest arc (or ``cap``), which never exceeds a capacity (a slight underestimate of their max-min
-    rates).
-
-    Each level is found on the arcs (remaining capacity over unfrozen flows). The state of every round
-    is kept, so that a flow of the last round can leave, and a flow can join, without filling again:
-    a leaving flow of the last round never crossed a full arc, and a joining flow that keeps every
-    earlier round's arcs above that round's level (and, where the last round stopped at ``cap``, at
-    or above ``cap``) changes no earlier round, so only the last round's shares are recomputed. The
-    arithmetic is the same as filling from scratch, so the rates are identical to the last bit.
-    """
-
-    def __init__(self, routes: np.ndarray, bandwidth: np.ndarray, cap: float):
-        self.routes = routes
-        self.bandwidth = bandwidth.astype(float)
-        self.cap = cap
-        pad = len(bandwidth) - 1
-        self.arcs = [routes[:, f][routes[:, f] != pad] for f in range(routes.shape[1])]
-        # per arc, every flow that crosses it (fixed: a flow's route never changes)
-        flat = routes.ravel()
-        order = np.argsort(flat, kind="stable")
-        bounds = np.searchsorted(flat[order], np.arange(len(bandwidth) + 1))
-        flow_of = order % routes.shape[1]
-        self.on_arc = [flow_of[bounds[a] : bounds[a + 1]] for a in range(len(bandwidth))]
-        self.rate = np.zeros(routes.shape[1])
-        self.last = np.zeros(routes.shape[1], dtype=bool)  # active and unfrozen in the last round
-        self.counts = np.zeros((1, len(bandwidth)))  # per round: unfrozen flows on every arc
-        self.capacity = self.bandwidth[None, :].copy()  # per round: capacity the frozen flows left
-        self.levels = np.zeros(0)
-        self.capped = True  # the last round stopped at ``cap``
-
-    def update(self, busy: np.ndarray, removed: Sequence[int], added: Sequence[int]) -> np.ndarray:
-        """Rates for the flows marked in ``busy`` (a mask over all flows), which were the last call's
-        minus ``removed`` plus ``added``: one flow at a time where that is exact, else filled from
-        scratch. Returns the busy flows whose rate changed (an added flow only if its rate did)."""
-        changed = all(self._leave(f) for f in removed) and all(self._join(f) for f in added)
-        if not changed:
-            active = np.flatnonzero(busy)
-            before = self.rate[active]
-            self.fill(active)
-            return active[self.rate[active] != before]
-        if len(removed) or len(added):
-            return self._share_last([*removed, *added])
-        return np.zeros(0, dtype=np.int64)
-
-    def _fair(self, capacity: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        return np.divide(capacity, counts, out=np.full(len(counts), np.inf), where=counts > 0)
-
-    def fill(self, active: np.ndarray) -> None:
-        """Fill from scratch: the rates of the flows ``active`` and the state of every round."""
-        by_arc = self.routes[:, active]
-        num_arcs = len(self.bandwidth)
-        counts = np.bincount(by_arc.ravel(), minlength=num_arcs).astype(float)
-        capacity = self.bandwidth.copy()
-        rates = np.empty(len(active))
-        live = np.ones(len(active), dtype=bool)
-        counts_by_round, capacity_by_round, levels = [counts.copy()], [capacity.copy()], []
-        for round_ in range(MAX_FILL_ROUNDS):
-            fair = self._fair(capacity, counts)
-            level = float(fair.min())
-            if level >= self.cap:  # also when every flow is frozen (then the level is infinite)
-                rates[live] = self.cap
-                break
-            if round_ == MAX_FILL_ROUNDS - 1:  # the rest: each its fair share at its tightest arc (feasible)
-                rates[live] = np.minimum(fair[by_arc[:, live]].min(axis=0), self.cap)
-                break
-            # Every flow through a full arc freezes, so a full arc has no unfrozen flow left and the
-            # others keep a positive capacity.
-            hit = (fair <= level * (1 + 1e-12))[by_arc].any(axis=0)
-            hit &= live
-            rates[hit] = level
-            freed = np.bincount(by_arc[:, hit].ravel(), minlength=num_arcs)
-            counts -= freed
-            capacity -= level * freed
-            live ^= hit
-            levels.append(level)
-            counts_by_round.append(counts.copy())
-            capacity_by_round.append(capacity.copy())
-        self.capped = level >= self.cap
-        self.counts, self.capacity = np.array(counts_by_round), np.array(capacity_by_round)
-        self.levels = np.array(levels)
-        self.rate[active] = rates
-        self.last[:] = False
-        self.last[active] = live
-
-    def _leave(self, flow: int) -> bool:
-        if not self.last[flow]:
-            return False
-        self.counts[:, self.arcs[flow]] -= 1
-        self.last[flow] = False
-        return True
-
-    def _join(self, flow: int) -> bool:
-        arcs = self.arcs[flow]
-        earlier = self.capacity[:-1, arcs] / (self.counts[:-1, arcs] + 1)
-        if not (earlier > self.levels[:, None] * (1 + 1e-12)).all():
-            return False
-        if self.capped and not (self.capacity[-1, arcs] / (self.counts[-1, arcs] + 1) >= self.cap).all():
-            return False
-        self.counts[:, arcs] += 1
-        self.last[flow] = True
-        return True
-
-    def _share_last(self, moved: Sequence[int]) -> np.ndarray:
-        """The rates of the last round's flows after the flows ``moved`` left or joined it; returns the
-        flows whose rate changed.
-
-        Only the arcs of the moved flows changed their counts, so only flows that cross one of them
-        can change rate (unless the level now reaches the cap, which lifts every last-round flow).
-        """
-        if self.capped:
-            joined = np.array([f for f in moved if self.last[f]], dtype=np.int64)
-            changed = joined[self.rate[joined] != self.cap]
-            self.rate[joined] = self.cap
-            return changed
-        fair = self._fair(self.capacity[-1], self.counts[-1])
-        if float(fair.min()) >= self.cap:  # a flow left the tightest arc: the level reaches the cap
-            self.capped = True
-            flows = np.flatnonzero(self.last)
-            new = np.full(len(flows), self.cap)
-        else:
-            arcs = np.concatenate([self.arcs[f] for f in moved])
-            flows = np.concatenate([self.on_arc[a] for a in arcs.tolist()])  # repeats are harmless
-            flows = flows[self.last[flows]]
-            new = np.minimum(fair[self.routes[:, flows]].min(axis=0), self.cap)
-        changed = flows[new != self.rate[flows]]
-        self.rate[flows] = new
-        return np.unique(changed)
 
 
 def _check_structure(tbs: list[_Tb]) -> None:
@@ -333,31 +202,24 @@ class ProgramCost:
         self._table = _step_table(self.tbs)
         plane_index = network_planes(network.topology)
         planes = sorted(plane_index, key=plane_index.get)
-        arc_index = {arc: i for i, arc in enumerate(sorted(network.bandwidth))}
-        self._bandwidth = np.array(
-            [float(network.bandwidth[arc]) for arc in sorted(network.bandwidth)] + [np.inf]
-        )
-        pad = len(arc_index)
-        routes = []
+        arcs = sorted(network.bandwidth)
+        arc_index = {arc: i for i, arc in enumerate(arcs)}
+        self._bandwidth = np.array([float(network.bandwidth[arc]) for arc in arcs])
+        self._routes: list[list[int]] = []  # per threadblock: the arcs its sends cross
         latency = []
         for tb in self.tbs:
             if tb.send is None:
-                routes.append([])
+                self._routes.append([])
                 latency.append(0.0)
                 continue
             path = (paths or {}).get(tb.send[:2]) or _route(network, tb.send, planes)
-            routes.append([arc_index[arc] for arc in network.arcs_of(path)])
+            self._routes.append([arc_index[arc] for arc in network.arcs_of(path)])
             latency.append(network.path_latency_us(path))
-        width = max((len(route) for route in routes), default=1) or 1
-        self._routes = np.full((width, len(self.tbs)), pad, dtype=np.int64)  # one column per tb
-        for i, route in enumerate(routes):
-            self._routes[: len(route), i] = route
-        self._latency = latency
+        self._latency = np.array(latency)
         self._runs: dict[tuple[int, float, Protocol], np.ndarray] = {}
-        self._arc_cnt = np.zeros(len(self._bandwidth))  # chunks per iteration over every arc
-        for i, tb in enumerate(self.tbs):
-            sent = sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES)
-            np.add.at(self._arc_cnt, self._routes[:, i][self._routes[:, i] < pad], sent)
+        self._arc_cnt = np.zeros(len(arcs))  # chunks per iteration over every arc
+        for tb, route in zip(self.tbs, self._routes, strict=True):
+            self._arc_cnt[route] += sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES)
 
     def iterations(self, nbytes: int, proto: Protocol) -> tuple[int, int, float]:
         """(simulated iterations, real iterations, payload bytes per chunk per iteration) of ``nbytes``."""
@@ -400,158 +262,323 @@ class ProgramCost:
         the bound.
         """
         wire = call_bytes / float(proto.efficiency) / 1000
-        finite = np.isfinite(self._bandwidth)
-        return float((self._arc_cnt[finite] / self._bandwidth[finite]).max(initial=0.0)) * wire
+        return float((self._arc_cnt / self._bandwidth).max(initial=0.0)) * wire
 
     def _run(self, iterations: int, call_bytes: float, proto: Protocol) -> np.ndarray:
         """Simulate ``iterations`` iterations; the time each one was finished by every threadblock."""
         wire = call_bytes / float(proto.efficiency) / 1000  # µs·GB/s per unit of cnt
-        table = self._table
-        nsteps, is_send, is_recv, cnt = table.nsteps, table.is_send, table.is_recv, table.cnt
-        dep_tb, deps, dependents = table.dep_tb, table.deps, table.dependents
-        send_conn, recv_conn, sender, receiver = (
-            table.send_conn,
-            table.recv_conn,
-            table.sender,
-            table.receiver,
-        )
-        fifo = proto.fifo_calls
-        num_tbs = len(nsteps)
+        shares = shares_of(self._routes, self._bandwidth, proto.tb_copy_gbps)
         finished = np.zeros(iterations)
-        position = [0] * num_tbs  # steps completed, per threadblock
-        total = [n * iterations for n in nsteps]
-        busy = [False] * num_tbs
-        busy_flags = np.zeros(num_tbs, dtype=bool)
-        num_busy = 0
-        # A busy flow's bytes (µs·GB/s) left at time ``stamp``, drained at ``speed`` since: a flow is
-        # only touched when its own rate changes. It ends at ``ends`` and counts as drained from
-        # ``due`` on, when at most the tolerance is left (both infinite while it is idle).
-        amount_left = np.zeros(num_tbs)
-        stamp = np.zeros(num_tbs)
-        speed = np.zeros(num_tbs)
-        ends = np.full(num_tbs, np.inf)
-        due = np.full(num_tbs, np.inf)
-        starts: list[tuple[int, float]] = []  # sends started since the rates were last updated
-        drained: list[int] = []  # flows that drained since then
-        in_active = [False] * num_tbs
-        started = [0] * len(sender)  # per connection: messages sent, arrived, received
-        arrived = [0] * len(sender)
-        consumed = [0] * len(sender)
-        arrivals: list[tuple[float, int, int]] = []  # (time, sequence, connection)
-        sequence = 0
-        now = 0.0
-        busy_changed = False
-        shares = FairShares(self._routes, self._bandwidth, proto.tb_copy_gbps)
-        rate = shares.rate
-        dirty = list(range(num_tbs))  # a heap: threadblocks to re-examine, smallest index first
-        in_dirty = [True] * num_tbs
-        tolerance = 1e-6 * wire  # a flow with at most this left has drained
-
-        def mark(j: int) -> None:
-            if not in_dirty[j]:
-                in_dirty[j] = True
-                heapq.heappush(dirty, j)
-
-        def complete(i: int) -> None:
-            position[i] += 1
-            if position[i] % nsteps[i] == 0:
-                iteration = position[i] // nsteps[i] - 1
-                finished[iteration] = max(finished[iteration], now)
-            for j in dependents[i]:
-                if j != i:
-                    mark(j)
-
-        def schedule(flows: np.ndarray | int, left: np.ndarray | float) -> None:
-            """The flows ``flows`` (distinct; one index or an array) have ``left`` to send from now on
-            at their current rates (a flow that drained within the tolerance, but after another flow
-            ended, ends now). Rates are positive: every arc and the cap have capacity."""
-            left = np.maximum(left, 0.0)
-            rates = rate[flows]
-            amount_left[flows], stamp[flows], speed[flows] = left, now, rates
-            ends[flows] = now + left / rates
-            due[flows] = now + (left - tolerance) / rates
-
-        while True:
-            while dirty:
-                i = heapq.heappop(dirty)
-                in_dirty[i] = False
-                while not busy[i] and position[i] < total[i]:
-                    k = position[i] % nsteps[i]
-                    other = dep_tb[i][k]
-                    if (
-                        other >= 0
-                        and position[other] < (position[i] // nsteps[i]) * nsteps[other] + deps[i][k] + 1
-                    ):
-                        break
-                    receives, sends = is_recv[i][k], is_send[i][k]
-                    rc, sc = recv_conn[i], send_conn[i]
-                    if receives and arrived[rc] <= consumed[rc]:
-                        break
-                    if sends and started[sc] - consumed[sc] >= fifo:
-                        break
-                    if receives:
-                        consumed[rc] += 1
-                        mark(sender[rc])
-                    if sends:
-                        started[sc] += 1
-                        busy[i] = True
-                        busy_flags[i] = True
-                        num_busy += 1
-                        busy_changed = True
-                        starts.append((i, cnt[i][k] * wire))
-                    else:
-                        complete(i)
-            if busy_changed:
-                busy_changed = False
-                removed = [i for i in drained if not busy[i]]
-                added = [i for i, _ in starts if not in_active[i]]
-                for i in removed:
-                    in_active[i] = False
-                for i in added:
-                    in_active[i] = True
-                if removed or added:
-                    changed = shares.update(busy_flags, removed, added)
-                    if len(changed):
-                        schedule(changed, amount_left[changed] - speed[changed] * (now - stamp[changed]))
-                if len(starts) == 1:  # the common case, without building arrays
-                    schedule(*starts[0])
-                elif starts:
-                    indices, amounts = zip(*starts, strict=True)
-                    schedule(np.array(indices, dtype=np.int64), np.array(amounts))
-                starts.clear()
-                drained.clear()
-            if not num_busy and not arrivals:
-                break
-            flow_end = float(ends.min()) if num_busy else np.inf
-            arrival_end = arrivals[0][0] if arrivals else np.inf
-            now = min(flow_end, arrival_end)
-            if num_busy:
-                done = np.flatnonzero(due <= now)
-                ends[done] = due[done] = np.inf
-                drained.extend(done.tolist())
-            if drained:
-                busy_changed = True
-                for i in drained:
-                    busy[i] = False
-                    busy_flags[i] = False
-                    num_busy -= 1
-                    sequence += 1
-                    heapq.heappush(
-                        arrivals, (now + self._latency[i] + proto.step_overhead_us, sequence, send_conn[i])
-                    )
-                    complete(i)
-                    mark(i)
-            while arrivals and arrivals[0][0] <= now + _EPS:
-                _, _, connection = heapq.heappop(arrivals)
-                arrived[connection] += 1
-                mark(receiver[connection])
+        position = _events(
+            self._table,
+            shares,
+            self._latency,
+            Timing(iterations, wire, proto.fifo_calls, 1e-6 * wire, proto.step_overhead_us),
+            finished,
+        )
         stuck = [
-            f"gpu {self.tbs[i].gpu} tb {self.tbs[i].tb}" for i in range(num_tbs) if position[i] < total[i]
+            f"gpu {tb.gpu} tb {tb.tb}"
+            for tb, done, n in zip(self.tbs, position, self._table.nsteps, strict=True)
+            if done < n * iterations
         ]
         if stuck:
             raise InputError(
                 f"the schedule deadlocks in simulation: {', '.join(stuck[:5])} cannot finish",
                 hint="run `collc verify` on the file for the exact cause",
             )
-        finished[-1] = max(finished[-1], now)  # the last messages land after the last send completes
         return np.maximum.accumulate(finished)
+
+
+class Timing(NamedTuple):
+    """What one simulated call runs: its iterations, the µs·GB/s one unit of ``cnt`` sends
+    (``wire``), the calls a sender may run ahead (``fifo``), the bytes left (µs·GB/s) at which a
+    flow counts as drained (``tolerance``) and the fixed cost of a step (µs, ``overhead``)."""
+
+    iterations: int
+    wire: float
+    fifo: int
+    tolerance: float
+    overhead: float
+
+
+@njit(cache=True)
+def _heap_push(heap: np.ndarray, size: int, value: int) -> int:
+    """Push ``value`` onto the min-heap ``heap[:size]``; the new size."""
+    node = size
+    heap[node] = value
+    while node and heap[(node - 1) // 2] > heap[node]:
+        parent = (node - 1) // 2
+        heap[node], heap[parent] = heap[parent], heap[node]
+        node = parent
+    return size + 1
+
+
+@njit(cache=True)
+def _heap_pop(heap: np.ndarray, size: int) -> int:
+    """Remove the smallest of the min-heap ``heap[:size]`` (it is ``heap[0]``); ``size - 1`` is left."""
+    size -= 1
+    heap[0] = heap[size]
+    node = 0
+    while True:
+        child = 2 * node + 1
+        if child >= size:
+            break
+        if child + 1 < size and heap[child + 1] < heap[child]:
+            child += 1
+        if heap[node] <= heap[child]:
+            break
+        heap[node], heap[child] = heap[child], heap[node]
+        node = child
+    return size
+
+
+@njit(cache=True)
+def _arrival_before(a: int, b: int, time: np.ndarray, seq: np.ndarray) -> bool:
+    return time[a] < time[b] or (time[a] == time[b] and seq[a] < seq[b])
+
+
+@njit(cache=True)
+def _arrival_push(heap: np.ndarray, size: int, slot: int, time: np.ndarray, seq: np.ndarray) -> int:
+    """Push arrival ``slot`` onto the heap ``heap[:size]`` ordered by (time, sequence); the new size."""
+    node = size
+    heap[node] = slot
+    while node and _arrival_before(heap[node], heap[(node - 1) // 2], time, seq):
+        parent = (node - 1) // 2
+        heap[node], heap[parent] = heap[parent], heap[node]
+        node = parent
+    return size + 1
+
+
+@njit(cache=True)
+def _arrival_pop(heap: np.ndarray, size: int, time: np.ndarray, seq: np.ndarray) -> int:
+    """Remove the earliest arrival (``heap[0]``) from ``heap[:size]``; the new size."""
+    size -= 1
+    heap[0] = heap[size]
+    node = 0
+    while True:
+        child = 2 * node + 1
+        if child >= size:
+            break
+        if child + 1 < size and _arrival_before(heap[child + 1], heap[child], time, seq):
+            child += 1
+        if not _arrival_before(heap[child], heap[node], time, seq):
+            break
+        heap[node], heap[child] = heap[child], heap[node]
+        node = child
+    return size
+
+
+@njit(cache=True)
+def _complete(
+    table: _StepTable,
+    i: int,
+    position: np.ndarray,
+    finished: np.ndarray,
+    now: float,
+    dirty: np.ndarray,
+    num_dirty: int,
+    in_dirty: np.ndarray,
+) -> int:
+    """Threadblock ``i`` completed a step at ``now``: note an iteration it finished, and mark the
+    threadblocks that wait for it to be examined again; the new size of the ``dirty`` heap."""
+    position[i] += 1
+    if position[i] % table.nsteps[i] == 0:
+        iteration = position[i] // table.nsteps[i] - 1
+        finished[iteration] = max(finished[iteration], now)
+    for p in range(table.dep_ptr[i], table.dep_ptr[i + 1]):
+        j = table.dep_idx[p]
+        if not in_dirty[j]:
+            in_dirty[j] = True
+            num_dirty = _heap_push(dirty, num_dirty, j)
+    return num_dirty
+
+
+@njit(cache=True)
+def _schedule(
+    f: int,
+    left: float,
+    now: float,
+    rate: np.ndarray,
+    tolerance: float,
+    amount_left: np.ndarray,
+    stamp: np.ndarray,
+    speed: np.ndarray,
+    ends: np.ndarray,
+    due: np.ndarray,
+) -> None:
+    """Flow ``f`` has ``left`` to send from ``now`` on at its current rate (a flow that drained within
+    the tolerance, but after another flow ended, ends now). Rates are positive: every arc and the cap
+    have capacity."""
+    left = max(left, 0.0)
+    amount_left[f], stamp[f], speed[f] = left, now, rate[f]
+    tree_set(ends, f, now + left / rate[f])
+    tree_set(due, f, now + (left - tolerance) / rate[f])
+
+
+@njit(cache=True)
+def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timing, finished: np.ndarray):
+    """The event loop: run every threadblock's steps ``timing.iterations`` times; record in
+    ``finished`` when each iteration was finished by every threadblock; return each threadblock's
+    completed steps (fewer than all of them: it deadlocked).
+
+    A busy flow's bytes (µs·GB/s) left at time ``stamp``, drained at ``speed`` since: a flow is only
+    touched when its own rate changes. It ends at ``ends`` and counts as drained from ``due`` on, when
+    at most the tolerance is left (both infinite while it is idle); both are min-tournament trees over
+    the threadblocks. A message arrives its path's latency and then the step overhead after its flow
+    drained; arrivals wait in a heap ordered by (time, sequence).
+    """
+    nsteps, first = table.nsteps, table.first
+    num_tbs = len(nsteps)
+    iterations, wire, fifo, tolerance = timing.iterations, timing.wire, timing.fifo, timing.tolerance
+    num_conns = len(table.sender)
+    position = np.zeros(num_tbs, dtype=np.int64)
+    total = nsteps * iterations
+    busy = np.zeros(num_tbs, dtype=np.bool_)
+    in_active = np.zeros(num_tbs, dtype=np.bool_)
+    num_busy = 0
+    amount_left = np.zeros(num_tbs)
+    stamp = np.zeros(num_tbs)
+    speed = np.zeros(num_tbs)
+    ends = tree_of(num_tbs)
+    due = tree_of(num_tbs)
+    starts = np.zeros(num_tbs, dtype=np.int64)  # sends started since the rates were last updated
+    start_amount = np.zeros(num_tbs)
+    num_starts = 0
+    drained = np.zeros(num_tbs, dtype=np.int64)  # flows that drained since then
+    num_drained = 0
+    removed = np.zeros(num_tbs, dtype=np.int64)
+    added = np.zeros(num_tbs, dtype=np.int64)
+    changed = np.zeros(num_tbs, dtype=np.int64)
+    started = np.zeros(num_conns, dtype=np.int64)  # per connection: messages sent, arrived, received
+    arrived = np.zeros(num_conns, dtype=np.int64)
+    consumed = np.zeros(num_conns, dtype=np.int64)
+    # arrivals in flight: (time, sequence, connection) in slots of these arrays
+    capacity = num_conns * fifo + 1
+    arrival_time = np.zeros(capacity)
+    arrival_seq = np.zeros(capacity, dtype=np.int64)
+    arrival_conn = np.zeros(capacity, dtype=np.int64)
+    free = np.arange(capacity)[::-1].copy()  # unused slots
+    num_free = capacity
+    arrival_heap = np.zeros(capacity, dtype=np.int64)  # slots, by (time, sequence)
+    num_arrivals = 0
+    sequence = 0
+    now = 0.0
+    busy_changed = False
+    rate = shares.rate
+    dirty = np.arange(num_tbs)  # a heap: threadblocks to re-examine, smallest index first
+    num_dirty = num_tbs
+    in_dirty = np.ones(num_tbs, dtype=np.bool_)
+    while True:
+        while num_dirty:
+            i = dirty[0]
+            num_dirty = _heap_pop(dirty, num_dirty)
+            in_dirty[i] = False
+            while not busy[i] and position[i] < total[i]:
+                k = first[i] + position[i] % nsteps[i]
+                other = table.dep_tb[k]
+                if (
+                    other >= 0
+                    and position[other] < (position[i] // nsteps[i]) * nsteps[other] + table.deps[k] + 1
+                ):
+                    break
+                receives, sends = table.is_recv[k], table.is_send[k]
+                rc, sc = table.recv_conn[i], table.send_conn[i]
+                if receives and arrived[rc] <= consumed[rc]:
+                    break
+                if sends and started[sc] - consumed[sc] >= fifo:
+                    break
+                if receives:
+                    consumed[rc] += 1
+                    j = table.sender[rc]
+                    if not in_dirty[j]:
+                        in_dirty[j] = True
+                        num_dirty = _heap_push(dirty, num_dirty, j)
+                if sends:
+                    started[sc] += 1
+                    busy[i] = True
+                    num_busy += 1
+                    busy_changed = True
+                    starts[num_starts] = i
+                    start_amount[num_starts] = table.cnt[k] * wire
+                    num_starts += 1
+                else:
+                    num_dirty = _complete(table, i, position, finished, now, dirty, num_dirty, in_dirty)
+        if busy_changed:
+            busy_changed = False
+            num_removed = 0
+            for d in range(num_drained):
+                i = drained[d]
+                if not busy[i]:
+                    in_active[i] = False
+                    removed[num_removed] = i
+                    num_removed += 1
+            num_added = 0
+            for d in range(num_starts):
+                i = starts[d]
+                if not in_active[i]:
+                    in_active[i] = True
+                    added[num_added] = i
+                    num_added += 1
+            if num_removed or num_added:
+                num_changed = update(shares, busy, removed[:num_removed], added[:num_added], changed)
+                for c in range(num_changed):
+                    f = changed[c]
+                    _schedule(
+                        f,
+                        amount_left[f] - speed[f] * (now - stamp[f]),
+                        now,
+                        rate,
+                        tolerance,
+                        amount_left,
+                        stamp,
+                        speed,
+                        ends,
+                        due,
+                    )
+            for d in range(num_starts):
+                _schedule(
+                    starts[d], start_amount[d], now, rate, tolerance, amount_left, stamp, speed, ends, due
+                )
+            num_starts = 0
+            num_drained = 0
+        if not num_busy and not num_arrivals:
+            break
+        flow_end = ends[1] if num_busy else np.inf
+        arrival_end = arrival_time[arrival_heap[0]] if num_arrivals else np.inf
+        now = min(flow_end, arrival_end)
+        if num_busy:
+            num_drained = tree_at_most(due, now, drained)
+            for d in range(num_drained):
+                i = drained[d]
+                tree_set(ends, i, np.inf)
+                tree_set(due, i, np.inf)
+        if num_drained:
+            busy_changed = True
+            for d in range(num_drained):
+                i = drained[d]
+                busy[i] = False
+                num_busy -= 1
+                sequence += 1
+                num_free -= 1
+                slot = free[num_free]
+                arrival_time[slot] = now + latency[i] + timing.overhead
+                arrival_seq[slot] = sequence
+                arrival_conn[slot] = table.send_conn[i]
+                num_arrivals = _arrival_push(arrival_heap, num_arrivals, slot, arrival_time, arrival_seq)
+                num_dirty = _complete(table, i, position, finished, now, dirty, num_dirty, in_dirty)
+                if not in_dirty[i]:
+                    in_dirty[i] = True
+                    num_dirty = _heap_push(dirty, num_dirty, i)
+        while num_arrivals and arrival_time[arrival_heap[0]] <= now + _EPS:
+            slot = arrival_heap[0]
+            num_arrivals = _arrival_pop(arrival_heap, num_arrivals, arrival_time, arrival_seq)
+            free[num_free] = slot
+            num_free += 1
+            connection = arrival_conn[slot]
+            arrived[connection] += 1
+            j = table.receiver[connection]
+            if not in_dirty[j]:
+                in_dirty[j] = True
+                num_dirty = _heap_push(dirty, num_dirty, j)
+    finished[-1] = max(finished[-1], now)  # the last messages land after the last send completes
+    return position
