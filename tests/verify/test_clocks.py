@@ -12,21 +12,26 @@ from collc.verify.clocks import ClockFactory
 SIZES = [3, 1, 2]
 OWNER = [(rank, local) for rank, size in enumerate(SIZES) for local in range(size)]
 
-#: (kind, threadblock, other): tick the threadblock, snapshot it (a send or a publish), or join the
-#: snapshot number ``other`` into it (a receive or a flag wait)
+#: (kind, threadblock, other): tick the threadblock, snapshot it (a send or a publish), drop the
+#: snapshot number ``other`` (a message received, a publish no longer awaited) or join it into the
+#: threadblock (a receive or a flag wait)
 actions = st.lists(
     st.tuples(
-        st.sampled_from(["tick", "snapshot", "join"]), st.integers(0, len(OWNER) - 1), st.integers(0, 50)
+        st.sampled_from(["tick", "snapshot", "drop", "join"]),
+        st.integers(0, len(OWNER) - 1),
+        st.integers(0, 50),
     ),
     max_size=80,
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(actions)
-def test_join_matches_dense_vector_clocks(script: list[tuple[str, int, int]]) -> None:
+def _entries(factory: ClockFactory, clock: object) -> list[list[int]]:
+    return [factory.block(clock, rank).tolist() for rank in range(len(SIZES))]  # type: ignore[arg-type]
+
+
+def _check_against_dense(script: list[tuple[str, int, int]], capacity: int) -> None:
     count = len(OWNER)
-    factory = ClockFactory(len(SIZES), max(SIZES))
+    factory = ClockFactory(len(SIZES), max(SIZES), capacity=capacity)
     dense = [np.zeros(count, dtype=np.int64) for _ in range(count)]
     clocks = [factory.zero] * count
     epochs = [0] * count
@@ -37,13 +42,46 @@ def test_join_matches_dense_vector_clocks(script: list[tuple[str, int, int]]) ->
             dense[tb][tb] = epochs[tb]
         elif kind == "snapshot":
             snapshots.append((tb, dense[tb].copy(), clocks[tb], epochs[tb]))
-        elif snapshots:
+        elif kind == "drop" and snapshots:
+            snapshots.pop(other % len(snapshots))
+        elif kind == "join" and snapshots:
             sender, known, clock, epoch = snapshots[other % len(snapshots)]
-            before = [block.copy() for block in clock.blocks]
+            before = _entries(factory, clock)
             np.maximum(dense[tb], known, out=dense[tb])
             clocks[tb] = factory.join(clocks[tb], clock, *OWNER[sender], epoch)
-            assert all(np.array_equal(a, b) for a, b in zip(before, clock.blocks, strict=True)), "shared"
+            assert _entries(factory, clock) == before, "a join changes no other clock"
         for gid in range(count):
             for seen, (rank, local) in enumerate(OWNER):
                 if seen != gid:  # a clock's own entry is its epoch, kept apart
-                    assert clocks[gid].blocks[rank][local] == dense[gid][seen]
+                    assert factory.block(clocks[gid], rank)[local] == dense[gid][seen]
+        for sender, known, clock, _ in snapshots:  # messages in flight keep what they carried
+            for seen, (rank, local) in enumerate(OWNER):
+                if seen != sender:
+                    assert factory.block(clock, rank)[local] == known[seen]
+
+
+@settings(max_examples=300, deadline=None)
+@given(actions)
+def test_join_matches_dense_vector_clocks(script: list[tuple[str, int, int]]) -> None:
+    _check_against_dense(script, capacity=4096)
+
+
+@settings(max_examples=300, deadline=None)
+@given(actions)
+def test_collecting_keeps_every_live_clock(script: list[tuple[str, int, int]]) -> None:
+    """A pool of 2 rows runs out of free rows at almost every join: the rows of the clocks still alive
+    (the threadblocks' and the snapshots in flight) must never be reused."""
+    _check_against_dense(script, capacity=2)
+
+
+def test_pool_is_bounded_by_the_live_blocks() -> None:
+    """Rows no live clock names are reclaimed: a long run of joins between two threadblocks that
+    keep advancing leaves the pool the size of what is live, not of the joins made."""
+    factory = ClockFactory(2, 1, capacity=8)
+    clocks = [factory.zero, factory.zero]
+    for epoch in range(1, 2001):
+        for tb in (0, 1):
+            clocks[tb] = factory.join(clocks[tb], clocks[1 - tb], 1 - tb, 0, epoch)
+        assert factory.block(clocks[0], 1)[0] == epoch
+        assert factory.block(clocks[1], 0)[0] == epoch
+    assert factory.capacity <= 8, "the pool grew with the joins instead of reusing dead rows"

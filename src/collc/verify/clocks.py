@@ -7,83 +7,116 @@ only asks a clock about threadblocks of the asking rank; the other entries only 
 (a send up a tree and the reduced chunk coming back down order two accesses of one rank).
 
 So a :class:`Clock` is immutable and split into one block per rank (that rank's threadblocks' entries):
-a join copies only the blocks where the two clocks differ and neither dominates, a message or a publish
+a join makes new blocks only where the two clocks differ and neither dominates, a message or a publish
 shares the sender's clock instead of copying it, and a threadblock's own entry is kept apart (its
-epoch) so that running a step changes no clock. Blocks are compared by a serial number first, so a join
-with a clock that shares most blocks costs little more than one vectorised comparison of the serials.
-The result is the same happens-before as dense vector clocks: every entry is the same number.
+epoch) so that running a step changes no clock. Blocks live as rows of one pool and a clock is the
+vector of its blocks' row numbers, so a join compares the row numbers first and gathers and maximises
+only the rows that differ, in a few vectorised operations. The result is the same happens-before as
+dense vector clocks: every entry is the same number.
+
+A row is never changed while a clock names it. When no row is free, the rows no live clock names are
+freed (the live clocks are the ones still referenced: threadblocks' current clocks, messages in
+flight, publishes still awaited); the pool grows only when most of it is live, so its size follows
+the live blocks, not the joins made.
 """
 
 from __future__ import annotations
 
-import operator
+import weakref
 
 import numpy as np
 
+#: rows the pool starts with (it doubles when collecting frees less than a quarter of it)
+INITIAL_ROWS = 4096
+
 
 class Clock:
-    """An immutable vector clock: ``blocks[r]`` holds the entries of rank r's threadblocks, padded to
-    the widest rank, and ``serials[r]`` names that block (equal serials: the same block; 0: all zero)."""
+    """An immutable vector clock: ``rows[r]`` is the pool row holding the entries of rank r's
+    threadblocks, padded to the widest rank (row 0: all zero)."""
 
-    __slots__ = ("blocks", "serials")
+    __slots__ = ("__weakref__", "rows")
 
-    def __init__(self, serials: np.ndarray, blocks: list[np.ndarray]):
-        self.serials = serials
-        self.blocks = blocks
+    def __init__(self, rows: np.ndarray):
+        self.rows = rows
 
 
 class ClockFactory:
-    """Creates the clocks of one program and joins them."""
+    """Creates the clocks of one program, holds their blocks and joins them."""
 
-    def __init__(self, ranks: int, width: int):
+    def __init__(self, ranks: int, width: int, capacity: int = INITIAL_ROWS):
         #: entries per block: the most threadblocks of one rank
         self.width = width
-        self._next_serial = 1
-        self.zero = Clock(np.zeros(ranks, dtype=np.int64), [np.zeros(width, dtype=np.int32)] * ranks)
+        self._pool = np.zeros((max(capacity, 2), width), dtype=np.int32)
+        #: rows that no clock names, to be written next (row 0 is the all-zero block)
+        self._free = np.arange(1, len(self._pool))
+        self._next_free = 0
+        self._live: weakref.WeakSet[Clock] = weakref.WeakSet()
+        self.zero = self._clock(np.zeros(ranks, dtype=np.int64))
 
-    def _serials(self, count: int) -> np.ndarray:
-        """``count`` fresh serial numbers."""
-        first = self._next_serial
-        self._next_serial += count
-        return np.arange(first, self._next_serial, dtype=np.int64)
+    def _clock(self, rows: np.ndarray) -> Clock:
+        clock = Clock(rows)
+        self._live.add(clock)
+        return clock
+
+    @property
+    def capacity(self) -> int:
+        """Rows the pool holds, live or free."""
+        return len(self._pool)
+
+    def block(self, clock: Clock, rank: int) -> np.ndarray:
+        """The entries of ``rank``'s threadblocks in ``clock`` (read-only; valid until the next join)."""
+        return self._pool[clock.rows[rank]]
 
     def join(self, into: Clock, other: Clock, rank: int, local: int, epoch: int) -> Clock:
         """``into`` joined with ``other``, the clock of threadblock ``local`` of ``rank`` whose own entry
         is ``epoch`` (kept apart from its blocks). Returns ``into`` itself when it already knows all.
 
-        The blocks whose serials differ are maximised together in one vectorised operation; where
-        ``other``'s block already holds the maximum the result takes that block (and serial), so
-        knowledge passed on unchanged stays shared, and only blocks that neither side holds are new (all
-        of one join's new blocks are rows of one array)."""
-        serials, blocks = into.serials, into.blocks
-        differ = (serials != other.serials).nonzero()[0]
-        if differ.size:
-            rows = differ.tolist()
-            pick = operator.itemgetter(*rows) if len(rows) > 1 else lambda blocks: (blocks[rows[0]],)
-            ours, theirs = np.array(pick(blocks)), np.array(pick(other.blocks))
-            merged = np.maximum(ours, theirs)
-            learns = (merged != ours).any(axis=1)
-            if learns.any():
-                fresh = learns & (merged != theirs).any(axis=1)
-                taken = differ[learns & ~fresh]
-                serials, blocks = serials.copy(), blocks.copy()
-                serials[taken] = other.serials[taken]
-                theirs_blocks = other.blocks
-                for r in taken.tolist():
-                    blocks[r] = theirs_blocks[r]
-                if fresh.any():
-                    made = differ[fresh]
-                    serials[made] = self._serials(made.size)
-                    for r, block in zip(made.tolist(), merged[fresh], strict=True):
-                        blocks[r] = block
-        block = blocks[rank]
-        if block[local] < epoch:
-            block = block.copy()
-            block[local] = epoch
-            if serials is into.serials:
-                serials, blocks = serials.copy(), blocks.copy()
-            serials[rank] = self._serials(1)[0]
-            blocks[rank] = block
-        if serials is into.serials:
+        The rows that differ are gathered and maximised together; where ``other``'s block already holds
+        the maximum the result names that row, so knowledge passed on unchanged stays shared, and only
+        blocks that neither side holds are written as new rows."""
+        pool, ours_rows, their_rows = self._pool, into.rows, other.rows
+        bump = max(pool[ours_rows[rank], local], pool[their_rows[rank], local]) < epoch
+        differ = (ours_rows != their_rows).nonzero()[0]
+        if bump and ours_rows[rank] == their_rows[rank]:
+            differ = np.append(differ, rank)
+        if not differ.size:
             return into
-        return Clock(serials, blocks)
+        ours, theirs = pool.take(ours_rows[differ], axis=0), pool.take(their_rows[differ], axis=0)
+        merged = np.maximum(ours, theirs)
+        if bump:
+            merged[(differ == rank).nonzero()[0][0], local] = epoch
+        learns = (merged != ours).any(axis=1)
+        if not learns.any():
+            return into
+        fresh = learns & (merged != theirs).any(axis=1)
+        taken, made = differ[learns & ~fresh], differ[fresh]
+        rows = into.rows.copy()
+        rows[taken] = other.rows[taken]
+        if made.size:
+            rows[made] = self._store(merged[fresh])
+        return self._clock(rows)
+
+    def _store(self, blocks: np.ndarray) -> np.ndarray:
+        """Write ``blocks`` into free rows and return their numbers (collecting dead rows first when
+        too few are free)."""
+        count = len(blocks)
+        if self._next_free + count > len(self._free):
+            self._collect(count)
+        rows = self._free[self._next_free : self._next_free + count]
+        self._next_free += count
+        self._pool[rows] = blocks
+        return rows
+
+    def _collect(self, needed: int) -> None:
+        """Free every row no live clock names (row 0, the zero block, always stays); double the pool
+        when less than a quarter of it, or fewer than ``needed`` rows, would be free."""
+        alive = np.zeros(len(self._pool), dtype=bool)
+        alive[0] = True
+        alive[np.concatenate([clock.rows for clock in list(self._live)])] = True
+        free = (~alive).nonzero()[0]
+        if 4 * len(free) < len(self._pool) or len(free) < needed:
+            grown = np.zeros((2 * len(self._pool) + needed, self.width), dtype=np.int32)
+            grown[: len(self._pool)] = self._pool
+            free = np.concatenate([free, np.arange(len(self._pool), len(grown))])
+            self._pool = grown
+        self._free, self._next_free = free, 0

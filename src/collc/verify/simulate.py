@@ -364,7 +364,7 @@ class Simulator:
     def known(self, gid: int) -> np.ndarray:
         """What ``gid`` knows of its own rank's threadblocks: entry ``local[other]`` is the last epoch of
         ``other`` that happens before ``gid``'s current step (its own entry is not kept here)."""
-        return self.clock[gid].blocks[self.slot[gid]]
+        return self.clocks.block(self.clock[gid], self.slot[gid])
 
     def _connection(self, key: tuple[int, int, int]) -> int:
         return self.connections.setdefault(key, len(self.connections))
