@@ -50,18 +50,30 @@ class ClockFactory:
         #: rows that no clock names, to be written next (row 0 is the all-zero block)
         self._free = np.arange(1, len(self._pool))
         self._next_free = 0
-        self._live: weakref.WeakSet[Clock] = weakref.WeakSet()
+        #: every clock alive at the last pruning or made since (a weak reference dies with its clock)
+        self._made: list[weakref.ref[Clock]] = []
+        self._prune_at = 1024
         self.zero = self._clock(np.zeros(ranks, dtype=np.int64))
 
     def _clock(self, rows: np.ndarray) -> Clock:
         clock = Clock(rows)
-        self._live.add(clock)
+        self._made.append(weakref.ref(clock))
+        if len(self._made) > self._prune_at:
+            self._live()
         return clock
 
     @property
     def capacity(self) -> int:
         """Rows the pool holds, live or free."""
         return len(self._pool)
+
+    def _live(self) -> list[Clock]:
+        """The clocks still alive; drops the references to dead ones (so their list stays within twice
+        the live clocks, plus a constant)."""
+        live = [clock for clock in (ref() for ref in self._made) if clock is not None]
+        self._made = [weakref.ref(clock) for clock in live]
+        self._prune_at = 2 * len(live) + 1024
+        return live
 
     def block(self, clock: Clock, rank: int) -> np.ndarray:
         """The entries of ``rank``'s threadblocks in ``clock`` (read-only; valid until the next join)."""
@@ -112,7 +124,7 @@ class ClockFactory:
         when less than a quarter of it, or fewer than ``needed`` rows, would be free."""
         alive = np.zeros(len(self._pool), dtype=bool)
         alive[0] = True
-        alive[np.concatenate([clock.rows for clock in list(self._live)])] = True
+        alive[np.concatenate([clock.rows for clock in self._live()])] = True
         free = (~alive).nonzero()[0]
         if 4 * len(free) < len(self._pool) or len(free) < needed:
             grown = np.zeros((2 * len(self._pool) + needed, self.width), dtype=np.int32)
