@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from collc.cli import main
 from collc.compile import CompileOptions, compile_schedule
-from collc.compile.driver import serving
+from collc.compile.driver import advance, begin, serving
 from collc.msccl.reader import read_xml
 from collc.predict.params import DEFAULT_BUFFER_BYTES
 from collc.topology import load
@@ -148,7 +148,7 @@ def test_max_bytes_is_the_call_size_k_is_chosen_for():
     options = CompileOptions(coll="allgather", max_bytes=8 * 2**30, user_range=True)
     result = compile_schedule(topology, options)
     assert result.solution.forest.k >= 8 and result.file_bound_algbw >= Fraction(6400, 19)
-    assert "simulating each candidate at 8GiB" in " ".join(result.notes)
+    assert "simulating the candidates at 8GiB" in " ".join(result.notes)
 
 
 def test_k_is_chosen_for_pipelining_at_the_reference_size_and_k_overrides():
@@ -218,3 +218,21 @@ def test_output_does_not_depend_on_the_hash_seed(tmp_path):
         subprocess.run(args, check=True, capture_output=True, env=env, timeout=120)
         texts.append(out.read_bytes())
     assert texts[0] == texts[1]
+
+
+def test_a_candidate_whose_bound_cannot_be_close_is_not_simulated():
+    """1x16 MI250 allreduce on RCCL: k = 2's trees bound it at 160 GB/s, below 99 % of what k = 8 and
+    k = 16 simulate at 1 GiB with the 256 KiB buffer compile deploys. It is never simulated with that
+    buffer, the note gives its bound, and every simulation stays under its candidate's bound."""
+    state = begin(load("mi250"), CompileOptions(coll="allreduce", runtime="rccl"))
+    while state.best is None:
+        advance(state)
+    assert state.best.buffer_bytes == 256 << 10
+    by_k = {item.solution.forest.k: item for item in state.fitted}
+    assert all(proto != state.best.proto for _, _, proto in by_k[2].predictor._seen)
+    assert all(any(proto == state.best.proto for _, _, proto in by_k[k].predictor._seen) for k in (8, 16))
+    for item in state.fitted:
+        for (_, nbytes, _), time_us in item.predictor._seen.items():
+            assert nbytes / time_us / 1000 <= float(item.bound)
+    note = next(note for note in state.notes if note.startswith("chose k = "))
+    assert f"k = 2: bound {float(by_k[2].bound):.1f}" in note

@@ -472,11 +472,17 @@ def _choose_step(state: CompileState) -> None:
         notes.append("did not fit: " + "; ".join(state.failures))
     if len(fitted) > 1:
         at_best = [replace(item, buffer_bytes=best.buffer_bytes) for item in fitted]
-        tried = ", ".join(f"k = {item.solution.forest.k}: {item.algbw(reference):.1f}" for item in at_best)
+        simulated = {id(item) for item in _contenders(at_best, reference)}
+        tried = ", ".join(
+            f"k = {item.solution.forest.k}: "
+            + (f"{item.algbw(reference):.1f}" if id(item) in simulated else f"bound {float(item.bound):.1f}")
+            for item in at_best
+        )
         notes.append(
-            f"chose k = {best.solution.forest.k} by simulating each candidate at "
+            f"chose k = {best.solution.forest.k} by simulating the candidates at "
             f"{format_size(reference)} (algbw GB/s {tried}; within {float(EQUIVALENT):.0%} "
-            f"of the fastest, the fastest at {format_size(reference // 16)})"
+            f"of the fastest, the fastest at {format_size(reference // 16)}; a candidate whose "
+            "bound is below that is not simulated)"
         )
     state.best = _feeder_instances(
         state.topology, state.options, state.limits, state.planes, state.model, best, reference, notes
@@ -524,6 +530,11 @@ class Fitted:
         """The model of the file's protocol as deployed (its pipelining grain)."""
         return deployed_protocol(self.lowered.algorithm.proto, self.buffer_bytes)
 
+    @property
+    def bound(self) -> Fraction:
+        """The algbw bound of the file's trees: no simulation of it is faster."""
+        return coll_algbw(self.solution.forest, self.lowered.algorithm.coll, self.reduce_forest)
+
     def algbw(self, nbytes: int) -> float:
         """Simulated algbw (GB/s) of a call of ``nbytes`` (moved to the nearest size the file serves)."""
         algo = self.lowered.algorithm
@@ -555,12 +566,30 @@ def buffer_choices(options: CompileOptions) -> tuple[int | None, ...]:
 def _pick(fitted: list[Fitted], reference: int) -> Fitted:
     """The candidate to emit: among those within :data:`EQUIVALENT` of the fastest at the reference
     size, the fastest at a sixteenth of it (where fill and drain weigh more; 64 MiB for 1 GiB, a call
-    that is a single pipelining iteration for many files). Ties keep the earlier (better priced)."""
+    that is a single pipelining iteration for many files). Ties keep the earlier (better priced).
+
+    A candidate whose trees' bound is below that share of the fastest cannot be close and is never
+    simulated (:func:`_contenders`).
+    """
     if len(fitted) == 1:
         return fitted[0]
-    fastest = max(item.algbw(reference) for item in fitted)
-    close = [item for item in fitted if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
+    contenders = _contenders(fitted, reference)
+    fastest = max(item.algbw(reference) for item in contenders)
+    close = [item for item in contenders if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
     return max(close, key=lambda item: item.algbw(reference // 16))
+
+
+def _contenders(fitted: list[Fitted], reference: int) -> list[Fitted]:
+    """The candidates that may be within :data:`EQUIVALENT` of the fastest at the reference size, in
+    their order. They are simulated best bound first; one whose bound is below that share of the
+    fastest simulated so far is left out unsimulated (a simulated file never beats its trees' bound:
+    every byte crosses its tree's arcs)."""
+    fastest = 0.0
+    for item in sorted(fitted, key=lambda item: -item.bound):
+        if item.bound < fastest * (1 - EQUIVALENT):
+            break
+        fastest = max(fastest, item.algbw(reference))
+    return [item for item in fitted if item.bound >= fastest * (1 - EQUIVALENT)]
 
 
 def _deployment(fitted: list[Fitted], reference: int, options: CompileOptions, notes: list[str]) -> Fitted:
