@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from collc.lowering import LoweringOptions, lower, runtime_limits
-from collc.lowering.assign import feeders_first, feeding_groups, group_of, network_feeders, with_feeder_lanes
+from collc.lowering.assign import (
+    feeders_first,
+    feeding_groups,
+    group_loads,
+    group_of,
+    network_feeders,
+    with_feeder_lanes,
+)
 from collc.lowering.plan import Plan, Span, Transfer, network_planes
 from collc.lowering.sequence import hazards
 from collc.solver import solve
@@ -38,7 +45,7 @@ def test_feeders_are_matched_by_phase_and_tree_piece():
 
 def test_a_feeding_group_gets_a_lane_per_transfer():
     wanted = {group_of(t, False): 1 for t in TRANSFERS}
-    feeding = feeding_groups(PLAN, False)
+    feeding = feeding_groups(PLAN, group_loads(PLAN, False))
     assert feeding == {group_of(TRANSFERS[0], False): 2, group_of(TRANSFERS[3], False): 2}
     boosted = with_feeder_lanes(wanted, feeding, max_tbs=64, max_channels=32, num_planes=2)
     assert boosted[group_of(TRANSFERS[0], False)] == 2  # trees 0 and 1 from GPU 0 to GPU 1
@@ -50,14 +57,14 @@ def test_no_boost_while_a_feeding_group_has_a_single_transfer():
     # would take port share from it.
     single = Plan("allreduce", 4, 4, TRANSFERS[:5], (), 4, 4, (0, 0, 0, 0))
     wanted = {group_of(t, False): 1 for t in single.transfers}
-    feeding = feeding_groups(single, False)
+    feeding = feeding_groups(single, group_loads(single, False))
     assert feeding == {group_of(TRANSFERS[0], False): 2, group_of(TRANSFERS[3], False): 1}
     assert with_feeder_lanes(wanted, feeding, max_tbs=64, max_channels=32, num_planes=2) is wanted
 
 
 def test_no_boost_when_it_would_exceed_the_threadblocks_of_a_gpu():
     wanted = {group_of(t, False): 1 for t in TRANSFERS}
-    feeding = feeding_groups(PLAN, False)
+    feeding = feeding_groups(PLAN, group_loads(PLAN, False))
     assert with_feeder_lanes(wanted, feeding, max_tbs=3, max_channels=32, num_planes=2) is wanted
     assert with_feeder_lanes(wanted, feeding, max_tbs=64, max_channels=1, num_planes=1) is wanted
 

@@ -205,12 +205,13 @@ def test_flat_topology_has_no_planes():
 
 
 def test_lanes_carry_one_tree_depth_each_unless_shared():
-    from collc.lowering.assign import assign, wanted_lanes
+    from collc.lowering.assign import assign, group_loads, wanted_lanes
 
     plan = build_plan(forest(5, [(chain, 1)]), "allreduce")
     for split in (True, False):
-        lanes = wanted_lanes(plan, Fraction(1), split)
-        assignment = assign(plan, lanes, num_planes=0, max_channels=32, max_tbs=108, split_stages=split)
+        loads = group_loads(plan, split)
+        lanes = wanted_lanes(plan, loads, Fraction(1))
+        assignment = assign(plan, loads, lanes, num_planes=0, max_channels=32, max_tbs=108)
         stages: dict[int, set] = {}
         for transfer, lane in zip(plan.transfers, assignment.lane_of, strict=True):
             stages.setdefault(lane, set()).add(transfer.key[:2])

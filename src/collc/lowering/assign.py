@@ -15,6 +15,7 @@ decision valid.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,6 +27,7 @@ from collc.lowering.plan import Plan, Transfer
 TB_RATE_GBPS = Fraction(25)
 
 Group = tuple[int, int, int | None, tuple[int, ...]]  # (src, dst, plane, stage)
+Loads = dict[Group, list[int]]  # transfer indices per group (group_loads)
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,16 @@ def group_of(transfer: Transfer, split_stages: bool) -> Group:
     return (transfer.src, transfer.dst, transfer.plane, stage)
 
 
-def group_loads(plan: Plan, split_stages: bool) -> dict[Group, list[int]]:
-    """Transfer indices per group, in key order."""
-    groups: dict[Group, list[int]] = {}
-    for index in sorted(range(len(plan.transfers)), key=lambda i: (plan.transfers[i].key, i)):
-        groups.setdefault(group_of(plan.transfers[index], split_stages), []).append(index)
+def group_loads(plan: Plan, split_stages: bool) -> Loads:
+    """Transfer indices per group, in key order (ties by index), the groups in :func:`group_order`.
+
+    Worked out once per plan and stage rule and handed to the functions below that need it.
+    """
+    transfers = plan.transfers
+    keys = [transfer.key for transfer in transfers]
+    groups: Loads = {}
+    for index in sorted(range(len(transfers)), key=keys.__getitem__):  # stable: ties keep index order
+        groups.setdefault(group_of(transfers[index], split_stages), []).append(index)
     return dict(sorted(groups.items(), key=lambda item: group_order(item[0])))
 
 
@@ -84,14 +91,14 @@ def group_order(group: Group) -> tuple:
     return (src, dst, -1 if plane is None else plane, stage)
 
 
-def wanted_lanes(plan: Plan, chunk_rate: Fraction, split_stages: bool) -> dict[Group, int]:
-    """Lanes each group needs so that no threadblock carries more than :data:`TB_RATE_GBPS`.
+def wanted_lanes(plan: Plan, loads: Loads, chunk_rate: Fraction) -> dict[Group, int]:
+    """Lanes each group of ``loads`` needs so that no threadblock carries more than :data:`TB_RATE_GBPS`.
 
     ``chunk_rate`` is the GB/s one chunk per loop needs at the schedule's target algbw (the
     collective's algbw divided by ``nchunksperloop``). Never more lanes than transfers.
     """
     wanted = {}
-    for group, members in group_loads(plan, split_stages).items():
+    for group, members in loads.items():
         chunks = sum(plan.transfers[i].source.cnt for i in members)
         need = -(-(chunks * chunk_rate) // TB_RATE_GBPS)
         wanted[group] = max(1, min(int(need), len(members)))
@@ -135,14 +142,11 @@ def feeders_first(plan: Plan, predecessors: list[set[int]]) -> dict[int, list[in
     return after
 
 
-def feeding_groups(plan: Plan, split_stages: bool) -> dict[Group, int]:
-    """Groups with a transfer that feeds a NIC (:func:`network_feeders`), with their transfer counts."""
+def feeding_groups(plan: Plan, loads: Loads) -> dict[Group, int]:
+    """Groups of ``loads`` with a transfer that feeds a NIC (:func:`network_feeders`), with their
+    transfer counts."""
     feeders = network_feeders(plan)
-    return {
-        group: len(members)
-        for group, members in group_loads(plan, split_stages).items()
-        if feeders.intersection(members)
-    }
+    return {group: len(members) for group, members in loads.items() if feeders.intersection(members)}
 
 
 def with_feeder_lanes(
@@ -184,14 +188,15 @@ def with_feeder_lanes(
 
 def assign(
     plan: Plan,
+    loads: Loads,
     lanes_per_group: dict[Group, int],
     *,
     num_planes: int,
     max_channels: int,
     max_tbs: int,
-    split_stages: bool,
 ) -> Assignment:
-    """Spread transfers over lanes, give lanes channels and build every GPU's threadblocks.
+    """Spread the transfers of every group of ``loads`` (:func:`group_loads`) over its lanes, give
+    lanes channels and build every GPU's threadblocks.
 
     Raises :class:`InfeasibleError` when the channels needed exceed ``max_channels``. A GPU may end
     up with more than ``max_tbs`` threadblocks when merging cannot help; the caller checks that.
@@ -201,7 +206,7 @@ def assign(
     used: dict[tuple[int, int], set[int]] = {}
     per_channel: Counter[tuple[str, int, int]] = Counter()  # (role, gpu, chan) -> lanes
     full: defaultdict[tuple[str, int], set[int]] = defaultdict(set)  # (role, gpu) -> channels with 32
-    for group, members in group_loads(plan, split_stages).items():
+    for group, members in loads.items():
         src, dst, plane, _ = group
         count = min(lanes_per_group[group], len(members))
         first = len(lanes)
@@ -219,10 +224,10 @@ def assign(
                 if per_channel[(*end, chan)] == MAX_TBS_WITH_PEER_PER_CHANNEL:
                     full[end].add(chan)
             lanes.append(Lane(src, dst, plane, chan, group))
-        load = [0] * count
-        for index in members:  # least-loaded lane first, in key order: balanced and deterministic
-            lane = min(range(count), key=lambda j: (load[j], j))
-            load[lane] += plan.transfers[index].source.cnt
+        free = [(0, lane) for lane in range(count)]  # a heap of (chunks so far, lane)
+        for index in members:  # least-loaded lane first (lowest on ties), in key order: deterministic
+            load, lane = free[0]
+            heapq.heapreplace(free, (load + plan.transfers[index].source.cnt, lane))
             lane_of[index] = first + lane
     units: list[set[tuple[int, ...]]] = [set() for _ in lanes]
     for transfer, lane in zip(plan.transfers, lane_of, strict=True):
@@ -245,21 +250,22 @@ def _free_channel(blocked: set[int], plane: int | None, num_planes: int) -> int:
     return chan
 
 
-def transfer_time(transfer: Transfer) -> Fraction | None:
-    """How long a transfer keeps its lane busy per call of every chunk: ``cnt / bandwidth`` of its
-    path (ns per byte of a call), None when the path's bandwidth is not known."""
-    return None if transfer.bandwidth is None else transfer.source.cnt / transfer.bandwidth
-
-
 def _busy(plan: Plan, lane_of: list[int], count: int) -> list[Fraction] | None:
-    """Per lane, how long its transfers keep it busy per iteration; None if a bandwidth is unknown."""
-    busy = [Fraction(0)] * count
+    """Per lane, how long its transfers keep it busy per call of every chunk: the sum of their
+    ``cnt / bandwidth`` of their path (ns per byte of a call); None if a bandwidth is unknown.
+    A lane's transfers cross a few paths, so chunks are summed per bandwidth first: exact, and one
+    division per path instead of one per transfer."""
+    chunks: list[dict[tuple[int, int], int]] = [{} for _ in range(count)]  # (GB/s as a ratio) -> chunks
     for transfer, lane in zip(plan.transfers, lane_of, strict=True):
-        time = transfer_time(transfer)
-        if time is None:
+        rate = transfer.bandwidth
+        if rate is None:
             return None
-        busy[lane] += time
-    return busy
+        ratio = (rate.numerator, rate.denominator)
+        chunks[lane][ratio] = chunks[lane].get(ratio, 0) + transfer.source.cnt
+    return [
+        sum((Fraction(cnt * den, num) for (num, den), cnt in per_rate.items()), Fraction(0))
+        for per_rate in chunks
+    ]
 
 
 def _threadblocks(
@@ -303,7 +309,7 @@ def _merges(
     """``(send lane, receive lane)`` pairs of one GPU to merge, cheapest first, ``excess`` of them.
 
     Only lanes on the same channel can share a threadblock. With ``busy`` (per lane, the
-    :func:`transfer_time` of its transfers) a pair costs the time its threadblock is busy per
+    time its transfers keep it busy, :func:`_busy`) a pair costs the time its threadblock is busy per
     iteration: a merged threadblock serves its lanes one step after the other, so ``busy[r] +
     busy[s]``; a sending lane that forwards exactly what the receiving lane brings, one stage later,
     sends each piece right after receiving it and costs only the slower of the two. Lanes with few
@@ -313,11 +319,14 @@ def _merges(
     rules → busy time: 2×16 MI250 allreduce on RCCL 0.652 → 0.840 at k = 1, 4×8 MI300X allreduce
     0.725 → 0.917 (CHANGELOG.md has every merging case).
     """
+    if excess <= 0:
+        return []
+    sends_on: dict[int, list[int]] = {}  # channel -> sending lanes
+    for send in sends:
+        sends_on.setdefault(lanes[send].chan, []).append(send)
     candidates = []
     for recv in recvs:
-        for send in sends:
-            if lanes[send].chan != lanes[recv].chan:
-                continue
+        for send in sends_on.get(lanes[recv].chan, ()):
             forwards = _forwards_exactly(lanes[recv], lanes[send], units[recv], units[send])
             if busy is None:
                 cost: Fraction | int = 0 if forwards else 1 if _next_stage(lanes[recv], lanes[send]) else 2

@@ -9,7 +9,6 @@ below what the forest could carry, reported as ``lanes_capped``). When neither h
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -21,11 +20,12 @@ from collc.lowering.assign import (
     assign,
     feeders_first,
     feeding_groups,
-    group_of,
+    group_loads,
     group_order,
     wanted_lanes,
     with_feeder_lanes,
 )
+from collc.lowering.collector import collector_paused
 from collc.lowering.emit import emit, host_tb
 from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
 from collc.lowering.plan import MAX_CNT, Plan, build_plan, chunks_per_root
@@ -97,12 +97,26 @@ def lower(
     runs both halves on ``forest``, which is optimal only where the fabric is symmetric.
     ``arc_bandwidths`` (:meth:`collc.topology.model.Topology.arc_bandwidths`) tells how long each
     transfer keeps its lane busy; where threadblocks must be merged, the least busy lanes are merged
-    first (:func:`collc.lowering.assign.transfer_time`). Without it every path counts alike.
+    first (a transfer's chunks over its path's bandwidth). Without it every path counts alike.
     Tried in order until one fits: one-chunk pieces with one lane per tree depth (stage), whole-tree
     pieces (fewer steps, each hop waits for all of a piece), and, if ``allow_shared_stages``, the same
     two with threadblocks that carry several depths (fewer threadblocks, worse pipelining, see
     :func:`collc.lowering.assign.group_of`). The last failure is raised.
     """
+    with collector_paused():
+        return _lower(forest, options, limits, planes, reduce_forest, arc_bandwidths, allow_shared_stages)
+
+
+def _lower(
+    forest: Forest,
+    options: LoweringOptions,
+    limits: RuntimeLimits,
+    planes: dict[str, int] | None,
+    reduce_forest: Forest | None,
+    arc_bandwidths: Mapping[tuple[str, str], Fraction] | None,
+    allow_shared_stages: bool,
+) -> Lowered:
+    """:func:`lower`'s work (with the cyclic collector paused)."""
     if options.proto not in PROTOCOLS:
         raise InvariantError(f"unknown protocol {options.proto!r}")
     if not (options.inplace or options.outofplace):
@@ -189,26 +203,27 @@ def _fit(
     threadblock cost 4×8 A100 allreduce 0.777 → 0.740 in the event simulation (MI300X ×4 allreduce
     gained 0.725 → 0.753; CHANGELOG.md).
     """
-    ordered = [set(preds) for preds in predecessors]
+    ordered = list(predecessors)
     for send, firsts in after.items():
-        ordered[send].update(firsts)
-    by_rate = wanted_lanes(plan, chunk_rate, split_stages)
-    feeding = feeding_groups(plan, split_stages)
+        ordered[send] = predecessors[send].union(firsts)
+    loads = group_loads(plan, split_stages)
+    by_rate = wanted_lanes(plan, loads, chunk_rate)
+    feeding = feeding_groups(plan, loads)
     wanted = with_feeder_lanes(
         by_rate, feeding, max_tbs=limits.max_tbs, max_channels=limits.max_channels, num_planes=num_planes
     )
-    sizes = Counter(group_of(t, split_stages) for t in plan.transfers)
+    sizes = {group: len(members) for group, members in loads.items()}
     minimum = dict.fromkeys(wanted, 1)
     cap = max(wanted.values())
     for _ in range(4 * len(wanted) + 64):
         lanes = {g: max(minimum[g], min(wanted[g], cap)) for g in wanted}
         assignment = assign(
             plan,
+            loads,
             lanes,
             num_planes=num_planes,
             max_channels=limits.max_channels,
             max_tbs=limits.max_tbs,
-            split_stages=split_stages,
         )
         most_tbs = max(len(specs) for specs in assignment.tbs)
         if most_tbs > limits.max_tbs:  # decided before emitting: threadblocks depend on lanes only
@@ -274,7 +289,9 @@ def _merged(assignment: Assignment) -> int:
     )
 
 
-def _grow(crowded: list[Group], minimum: dict[Group, int], lanes: dict[Group, int], sizes: Counter) -> bool:
+def _grow(
+    crowded: list[Group], minimum: dict[Group, int], lanes: dict[Group, int], sizes: dict[Group, int]
+) -> bool:
     """Give every crowded group that can have more lanes one more than it has; False if none can."""
     grown = [group for group in crowded if minimum[group] < sizes[group]]
     for group in grown:

@@ -20,7 +20,7 @@ increasing key order therefore cannot deadlock (docs/lowering.md §4).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from itertools import pairwise
 from math import lcm
@@ -326,10 +326,14 @@ class _Hop:
 
 @dataclass(frozen=True)
 class _Links:
-    """The fabric facts a plan records per transfer: network planes and arc bandwidths (if given)."""
+    """The fabric facts a plan records per transfer: network planes and arc bandwidths (if given).
+
+    Every tree of a forest reuses the same few paths, so each path's hops are worked out once.
+    """
 
     planes: dict[str, int]
     arc_bandwidths: Mapping[tuple[str, str], Fraction] | None
+    known: dict[tuple[str, ...], tuple[_Hop, _Hop]] = field(default_factory=dict, compare=False)
 
     def hops(self, tree: Tree) -> dict[tuple[int, int], _Hop]:
         """Per ``(sender, receiver)``: a tree edge broadcast along its path, or aggregated against it.
@@ -339,14 +343,19 @@ class _Links:
         """
         hops = {}
         for edge in tree.edges:
-            plane = path_plane(edge.path, self.planes)
-            for sender, receiver, path in (
-                (edge.src, edge.dst, edge.path),
-                (edge.dst, edge.src, edge.path[::-1]),
-            ):
-                rate = None if self.arc_bandwidths is None else path_bandwidth(path, self.arc_bandwidths)
-                hops[(sender, receiver)] = _Hop(plane, rate)
+            down, up = self.known.get(edge.path) or self._path_hops(edge.path)
+            hops[(edge.src, edge.dst)] = down
+            hops[(edge.dst, edge.src)] = up
         return hops
+
+    def _path_hops(self, path: tuple[str, ...]) -> tuple[_Hop, _Hop]:
+        """The hops along ``path`` and against it (remembered)."""
+        plane = path_plane(path, self.planes)
+        rates = self.arc_bandwidths
+        down = _Hop(plane, None if rates is None else path_bandwidth(path, rates))
+        up = _Hop(plane, None if rates is None else path_bandwidth(path[::-1], rates))
+        self.known[path] = (down, up)
+        return down, up
 
 
 @dataclass(frozen=True)

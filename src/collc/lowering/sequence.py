@@ -50,34 +50,49 @@ def hazards(plan: Plan) -> list[set[int]]:
 
     Nodes are transfers ``0..T-1`` then local ops ``T..``; a transfer reads its source on the sender
     and writes its target on the receiver. Accesses are taken per GPU in plan-key order, which is
-    the order the program's semantics are defined by.
+    the order the program's semantics are defined by. One pass over the accesses with a last writer
+    and the readers since then per chunk: linear in the chunks touched.
     """
     count = len(plan.transfers)
-    accesses: list[list[tuple[Key, int, list[Span], list[Span]]]] = [[] for _ in range(plan.num_gpus)]
+    accesses: list[list[_Access]] = [[] for _ in range(plan.num_gpus)]
     for index, transfer in enumerate(plan.transfers):
-        accesses[transfer.src].append((transfer.key, index, [transfer.source], []))
-        accesses[transfer.dst].append((transfer.key, index, [], [transfer.target]))
+        accesses[transfer.src].append((transfer.key, index, (transfer.source,), ()))
+        accesses[transfer.dst].append((transfer.key, index, (), (transfer.target,)))
     for index, op in enumerate(plan.local_ops):
-        reads = [op.source] if op.type == "cpy" else [op.source, op.target]
-        accesses[op.gpu].append((op.key, count + index, reads, [op.target]))
+        reads = (op.source,) if op.type == "cpy" else (op.source, op.target)
+        accesses[op.gpu].append((op.key, count + index, reads, (op.target,)))
     predecessors: list[set[int]] = [set() for _ in range(count + len(plan.local_ops))]
     for per_gpu in accesses:
+        per_gpu.sort(key=_access_order)
         last_writer: dict[tuple[str, int], int] = {}
-        readers: dict[tuple[str, int], set[int]] = {}
-        for _, node, reads, writes in sorted(per_gpu, key=lambda access: (access[0], access[1])):
+        readers: dict[tuple[str, int], list[int]] = {}
+        for _, node, reads, writes in per_gpu:
+            before = predecessors[node]
             for span in reads:
-                for chunk in span.chunks():
-                    if (span.buf, chunk) in last_writer:
-                        predecessors[node].add(last_writer[(span.buf, chunk)])
-                    readers.setdefault((span.buf, chunk), set()).add(node)
+                for chunk in range(span.off, span.off + span.cnt):
+                    slot = (span.buf, chunk)
+                    writer = last_writer.get(slot)
+                    if writer is not None:
+                        before.add(writer)
+                    readers.setdefault(slot, []).append(node)
             for span in writes:
-                for chunk in span.chunks():
-                    if (span.buf, chunk) in last_writer:
-                        predecessors[node].add(last_writer[(span.buf, chunk)])
-                    predecessors[node].update(readers.pop((span.buf, chunk), set()))
-                    last_writer[(span.buf, chunk)] = node
-            predecessors[node].discard(node)
+                for chunk in range(span.off, span.off + span.cnt):
+                    slot = (span.buf, chunk)
+                    writer = last_writer.get(slot)
+                    if writer is not None:
+                        before.add(writer)
+                    before.update(readers.pop(slot, ()))
+                    last_writer[slot] = node
+            before.discard(node)
     return predecessors
+
+
+# One chunk access of an operation on one GPU: (plan key, node, spans read, spans written).
+_Access = tuple[Key, int, tuple[Span, ...], tuple[Span, ...]]
+
+
+def _access_order(access: _Access) -> tuple[Key, int]:
+    return access[0], access[1]
 
 
 def _list_schedule(
