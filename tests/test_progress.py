@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from collc.compile import CompileOptions, compile_schedule
+from collc.predict.model import TopologyModel
+from collc.predict.params import PROTOCOLS
 from collc.progress import silent, terminal_progress
 from collc.topology import load
 from collc.verify import verify
@@ -56,6 +58,13 @@ def test_compile_reports_its_steps_and_verify_its_threadblocks():
         assert reports[0] == (0, threadblocks) and reports[-1] == (threadblocks, threadblocks)
 
 
+def test_a_sweep_reports_each_size():
+    calls, report = recorder()
+    model = TopologyModel(load("dgx-h100", {}))
+    model.sweep("allgather", [2**20, 2**30], PROTOCOLS["Simple"], progress=report)
+    assert calls == [("simulate: sizes", 0, 2), ("simulate: sizes", 1, 2), ("simulate: sizes", 2, 2)]
+
+
 def test_piped_commands_print_no_progress(tmp_path: Path):
     output = tmp_path / "allgather.xml"
     collc = [sys.executable, "-c", "from collc.cli import main; main()"]
@@ -66,5 +75,12 @@ def test_piped_commands_print_no_progress(tmp_path: Path):
         check=True,
     )
     verified = subprocess.run([*collc, "verify", str(output)], capture_output=True, text=True, check=True)
-    assert compiled.stderr == verified.stderr == ""
-    assert "\x1b" not in compiled.stdout + verified.stdout  # no terminal control sequences
+    simulated = subprocess.run(
+        [*collc, "simulate", "dgx-h100", str(output), "--sizes", "1MiB,1GiB"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert compiled.stderr == verified.stderr == simulated.stderr == ""
+    outputs = compiled.stdout + verified.stdout + simulated.stdout
+    assert "\x1b" not in outputs  # no terminal control sequences

@@ -12,6 +12,7 @@ from collc.cli.common import output_directory, topology_argument
 from collc.compile import CompileOptions, compile_schedule
 from collc.predict.model import TopologyModel
 from collc.predict.params import COLLECTIVES
+from collc.progress import terminal_progress
 from collc.topology.model import Topology
 
 
@@ -36,11 +37,16 @@ def report(topology: Topology, directory: str) -> None:
     from collc.predict.report import write_report  # matplotlib: loaded only by commands that draw
 
     programs, written = {}, {}
-    for coll in COLLECTIVES:
-        result = compile_schedule(topology, CompileOptions(coll=coll, force=True))
-        programs[coll] = result.algorithm
-        written[coll] = not result.forced
-    files = write_report(TopologyModel(topology), directory, command, programs, written)
+    with terminal_progress() as progress:  # on a terminal only
+        for coll in COLLECTIVES:
+
+            def named(stage: str, done: int, total: int | None, coll: str = coll) -> None:
+                progress(f"{coll}: {stage}", done, total)
+
+            result = compile_schedule(topology, CompileOptions(coll=coll, force=True), named)
+            programs[coll] = result.algorithm
+            written[coll] = not result.forced
+        files = write_report(TopologyModel(topology), directory, command, programs, written, progress)
     click.echo(f"wrote {files.markdown}")
     for picture in files.pictures:
         click.echo(f"wrote {picture}")

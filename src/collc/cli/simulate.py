@@ -16,6 +16,7 @@ from collc.predict.model import TopologyModel
 from collc.predict.network import Network
 from collc.predict.params import COLLECTIVES, Protocol, protocol, simple
 from collc.predict.sweep import Predictor, Sweep
+from collc.progress import Report, silent, terminal_progress
 from collc.sizes import format_size, parse_sizes
 from collc.topology.model import Topology
 
@@ -78,14 +79,14 @@ def summary(result: Sweep) -> str:
 
 
 def compiled_program(
-    topology: Topology, collective: str, proto: str, buffsize: int | None
+    topology: Topology, collective: str, proto: str, buffsize: int | None, progress: Report = silent
 ) -> tuple[Algorithm, Protocol, str]:
     """The file ``collc compile`` would write (forced where it wins nowhere), the model of its protocol
     as deployed (with the buffer compile chose), and how it was chosen."""
     from collc.compile import CompileOptions, compile_schedule
 
     options = CompileOptions(coll=collective, proto=proto, force=True, buffsize=buffsize)
-    result = compile_schedule(topology, options)
+    result = compile_schedule(topology, options, progress)
     algo = result.algorithm
     low, high = result.byte_range.min_bytes, result.byte_range.max_bytes
     span = f"{format_size(low) if low else '0'}..{format_size(high) if high else 'unbounded'}"
@@ -160,16 +161,17 @@ def simulate(
     if buffer is not None:
         chosen = simple(buffer)
     requested = parse_sizes(sizes)
-    if program is None:
-        program, chosen, source = compiled_program(topology, collective, chosen.name, buffer)
-    else:
-        source = f"simulation of {schedule}" + (" (an MSCCL++ plan)" if plan_cost else "")
     from collc.compile.outlook import served_size
 
-    served = sorted({served_size(program, size) for size in requested})
-    moved = [size for size in requested if served_size(program, size) != size]
-    model = TopologyModel(topology)
-    result = model.sweep(collective, served, chosen, program, plan_cost)
+    with terminal_progress(as_json) as progress:  # on a terminal only, never with --json
+        if program is None:
+            program, chosen, source = compiled_program(topology, collective, chosen.name, buffer, progress)
+        else:
+            source = f"simulation of {schedule}" + (" (an MSCCL++ plan)" if plan_cost else "")
+        served = sorted({served_size(program, size) for size in requested})
+        moved = [size for size in requested if served_size(program, size) != size]
+        model = TopologyModel(topology)
+        result = model.sweep(collective, served, chosen, program, plan_cost, progress)
     if plot_path:
         from collc.predict.plot import plot_sweep
 

@@ -18,6 +18,7 @@ from collc.predict.forest_model import ForestCost
 from collc.predict.network import Network
 from collc.predict.params import Protocol
 from collc.predict.sweep import Predictor, Sweep, sweep
+from collc.progress import Report, silent
 from collc.solver.bound import Bound, optimal_bound
 from collc.topology.model import Topology
 
@@ -91,6 +92,7 @@ class TopologyModel:
         proto: Protocol,
         program: Algorithm | None = None,
         predictor: Predictor | None = None,
+        progress: Report = silent,
     ) -> Sweep:
         """Predict ``sizes`` for collc, the baselines and the bound.
 
@@ -106,4 +108,5 @@ class TopologyModel:
             self.baselines(collective),
             self.bound_algbw(collective),
             sizes if program is not None else None,
+            progress,
         )

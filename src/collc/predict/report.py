@@ -22,6 +22,7 @@ from collc.predict.params import COLLECTIVES, PROTOCOLS, busbw_factor
 from collc.predict.picture import topology_figure
 from collc.predict.plot import save_figure, sweep_figure
 from collc.predict.sweep import Sweep
+from collc.progress import Report, silent
 from collc.sizes import format_size, plural
 
 REPORT_SIZES = [2**10 * 4**i for i in range(13)]  # 1 KiB .. 16 GiB
@@ -221,16 +222,18 @@ def write_report(
     command: str,
     programs: dict[str, Algorithm],
     written: dict[str, bool],
+    progress: Report = silent,
 ) -> ReportFiles:
     """Write ``report.md``, ``topology.png``/``.svg`` and ``simulate.png`` into ``directory``.
 
     ``programs``: the file compiled for each collective; ``written``: whether compile writes it (a
-    file that wins at no size is only predicted, not written).
+    file that wins at no size is only predicted, not written). ``progress`` hears the simulations.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     topology = model.topology
-    sweeps = {c: model.sweep(c, REPORT_SIZES, PROTOCOLS["Simple"], programs[c]) for c in COLLECTIVES}
+    simple = PROTOCOLS["Simple"]
+    sweeps = {c: model.sweep(c, REPORT_SIZES, simple, programs[c], progress=progress) for c in COLLECTIVES}
     utilisation = arc_utilisation(forest_arc_loads(model.solution.forest), model.network)
     title = f"{topology.name}: {topology.num_gpus} GPUs, collc allgather schedule"
     pictures = []

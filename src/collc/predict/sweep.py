@@ -13,6 +13,7 @@ from fractions import Fraction
 from typing import Protocol as TypingProtocol
 
 from collc.predict.params import Protocol, busbw_factor
+from collc.progress import Report, silent
 
 # Crossover search: every size 2^(i/4) bytes from 1 B to 1 TiB, then bisection between grid points.
 CROSSOVER_MAX_BYTES = 2**40
@@ -161,16 +162,18 @@ def sweep(
     baselines: Mapping[str, Predictor],
     best: Fraction,
     crossover_grid: list[int] | None = None,
+    progress: Report = silent,
 ) -> Sweep:
     """Predict every size for collc, the baselines and the bound (``best``: optimal algbw, GB/s).
 
     ``crossover_grid``: sizes to search the crossover on (default: the fine grid of
-    :func:`crossover_bytes`).
+    :func:`crossover_bytes`). ``progress`` hears ``"simulate: sizes"`` after each size.
     """
     collc = Memo(collc)
     baselines = {name: Memo(model) for name, model in baselines.items()}
     rows = []
-    for nbytes in sizes:
+    for done, nbytes in enumerate(sizes):
+        progress("simulate: sizes", done, len(sizes))
         rows.append(
             Row(
                 nbytes,
@@ -182,5 +185,6 @@ def sweep(
                 prediction(collective, num_gpus, nbytes, nbytes / float(best) / 1000),
             )
         )
+    progress("simulate: sizes", len(sizes), len(sizes))
     crossover = crossover_bytes(collc, baselines, collective, proto, crossover_grid)
     return Sweep(collective, proto.name, num_gpus, tuple(rows), crossover, best)
