@@ -83,9 +83,10 @@ class ClockFactory:
         """``into`` joined with ``other``, the clock of threadblock ``local`` of ``rank`` whose own entry
         is ``epoch`` (kept apart from its blocks). Returns ``into`` itself when it already knows all.
 
-        The rows that differ are gathered and maximised together; where ``other``'s block already holds
+        The rows that differ are gathered and compared together; where ``other``'s block already holds
         the maximum the result names that row, so knowledge passed on unchanged stays shared, and only
-        blocks that neither side holds are written as new rows."""
+        the blocks that neither side holds (and the sender's own block, to hold its epoch) are
+        maximised and written as new rows."""
         pool, ours_rows, their_rows = self._pool, into.rows, other.rows
         bump = max(pool[ours_rows[rank], local], pool[their_rows[rank], local]) < epoch
         differ = (ours_rows != their_rows).nonzero()[0]
@@ -93,19 +94,22 @@ class ClockFactory:
             differ = np.append(differ, rank)
         if not differ.size:
             return into
-        ours, theirs = pool.take(ours_rows[differ], axis=0), pool.take(their_rows[differ], axis=0)
-        merged = np.maximum(ours, theirs)
+        ours, theirs = pool.take(ours_rows.take(differ), axis=0), pool.take(their_rows.take(differ), axis=0)
+        learns = (theirs > ours).any(axis=1)
+        fresh = learns & (ours > theirs).any(axis=1)  # neither block holds the maximum
         if bump:
-            merged[(differ == rank).nonzero()[0][0], local] = epoch
-        learns = (merged != ours).any(axis=1)
+            own = int((differ == rank).nonzero()[0][0])
+            learns[own] = fresh[own] = True
         if not learns.any():
             return into
-        fresh = learns & (merged != theirs).any(axis=1)
-        taken, made = differ[learns & ~fresh], differ[fresh]
-        rows = into.rows.copy()
-        rows[taken] = other.rows[taken]
-        if made.size:
-            rows[made] = self._store(merged[fresh])
+        rows = ours_rows.copy()
+        taken = differ[learns & ~fresh]
+        rows[taken] = their_rows.take(taken)
+        if fresh.any():
+            merged = np.maximum(ours[fresh], theirs[fresh])
+            if bump:
+                merged[int(np.count_nonzero(fresh[:own])), local] = epoch
+            rows[differ[fresh]] = self._store(merged)
         return self._clock(rows)
 
     def _store(self, blocks: np.ndarray) -> np.ndarray:
