@@ -7,6 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collc.verify.clocks import ClockFactory
+from collc.verify.fold import fold_threadblock
+from collc.verify.simulate import Case, Simulator
+
+from .programs import exchange
 
 #: threadblocks per rank (uneven, so a block is padded)
 SIZES = [3, 1, 2]
@@ -31,7 +35,7 @@ def _entries(factory: ClockFactory, clock: object) -> list[list[int]]:
 
 def _check_against_dense(script: list[tuple[str, int, int]], capacity: int) -> None:
     count = len(OWNER)
-    factory = ClockFactory(len(SIZES), max(SIZES), capacity=capacity)
+    factory = ClockFactory(len(SIZES), max(SIZES), max_epoch=80, capacity=capacity)
     dense = [np.zeros(count, dtype=np.int64) for _ in range(count)]
     clocks = [factory.zero] * count
     epochs = [0] * count
@@ -77,7 +81,7 @@ def test_collecting_keeps_every_live_clock(script: list[tuple[str, int, int]]) -
 def test_pool_is_bounded_by_the_live_blocks() -> None:
     """Rows no live clock names are reclaimed: a long run of joins between two threadblocks that
     keep advancing leaves the pool the size of what is live, not of the joins made."""
-    factory = ClockFactory(2, 1, capacity=8)
+    factory = ClockFactory(2, 1, max_epoch=2000, capacity=8)
     clocks = [factory.zero, factory.zero]
     for epoch in range(1, 2001):
         for tb in (0, 1):
@@ -85,3 +89,23 @@ def test_pool_is_bounded_by_the_live_blocks() -> None:
         assert factory.block(clocks[0], 1)[0] == epoch
         assert factory.block(clocks[1], 0)[0] == epoch
     assert factory.capacity <= 8, "the pool grew with the joins instead of reusing dead rows"
+
+
+def test_entries_hold_the_largest_epoch() -> None:
+    """The pool's integers are as narrow as the epochs allow, and never narrower: an epoch of 40,000
+    (past 16 bits) survives a join."""
+    for max_epoch, width in ((32767, 2), (40000, 4)):
+        factory = ClockFactory(2, 1, max_epoch=max_epoch)
+        clock = factory.join(factory.zero, factory.zero, 1, 0, max_epoch)
+        assert factory.block(clock, 1)[0] == max_epoch
+        assert factory.dtype.itemsize == width
+
+
+def test_simulator_bounds_epochs_by_the_chunks_of_each_threadblock() -> None:
+    """A threadblock of 3 × 20,000 chunks may run 60,000 calls at one chunk per call: its clocks need
+    32-bit entries; 3 × 4 chunks fit in 16 bits."""
+    for cnt, width in ((4, 2), (20000, 4)):
+        algo = exchange(cnt, "LL")
+        folded = {(gpu.id, tb.id): fold_threadblock(tb) for gpu in algo.gpus for tb in gpu.tbs}
+        simulator = Simulator(algo, algo.coll, folded, Case(8, 1, (False,)), None)
+        assert simulator.clocks.dtype.itemsize == width

@@ -43,10 +43,13 @@ class Clock:
 class ClockFactory:
     """Creates the clocks of one program, holds their blocks and joins them."""
 
-    def __init__(self, ranks: int, width: int, capacity: int = INITIAL_ROWS):
+    def __init__(self, ranks: int, width: int, max_epoch: int, capacity: int = INITIAL_ROWS):
         #: entries per block: the most threadblocks of one rank
         self.width = width
-        self._pool = np.zeros((max(capacity, 2), width), dtype=np.int32)
+        #: the narrowest integer that holds every epoch (no threadblock's epoch exceeds ``max_epoch``):
+        #: a join's cost is the bytes of the rows it compares
+        self.dtype = next(np.dtype(t) for t in (np.int16, np.int32, np.int64) if max_epoch <= np.iinfo(t).max)
+        self._pool = np.zeros((max(capacity, 2), width), dtype=self.dtype)
         #: rows that no clock names, to be written next (row 0 is the all-zero block)
         self._free = np.arange(1, len(self._pool))
         self._next_free = 0
@@ -131,7 +134,7 @@ class ClockFactory:
         alive[np.concatenate([clock.rows for clock in self._live()])] = True
         free = (~alive).nonzero()[0]
         if 4 * len(free) < len(self._pool) or len(free) < needed:
-            grown = np.zeros((2 * len(self._pool) + needed, self.width), dtype=np.int32)
+            grown = np.zeros((2 * len(self._pool) + needed, self.width), dtype=self.dtype)
             grown[: len(self._pool)] = self._pool
             free = np.concatenate([free, np.arange(len(self._pool), len(grown))])
             self._pool = grown

@@ -340,7 +340,9 @@ class Simulator:
         for slot in self.slot:
             self.local.append(sizes[slot])
             sizes[slot] += 1
-        self.clocks = ClockFactory(len(sizes), max(sizes, default=0))
+        # a transmission of cnt chunks runs at most cnt calls (one if local), each one epoch
+        most_calls = max((sum(max(t.cnt, 1) for t in ts) for ts in self.transmissions), default=0)
+        self.clocks = ClockFactory(len(sizes), max(sizes, default=0), most_calls)
         self.clock = [self.clocks.zero] * count
         self.epoch = [0] * count  # own entry of each clock, kept apart from its blocks
         self.published = [-1] * count
