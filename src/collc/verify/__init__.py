@@ -41,8 +41,8 @@ __all__ = [
 
 #: chunks of all ranks' buffers the simulation tracks symbolically (about 10 s and 200 MB at the limit)
 MAX_SIMULATED_CHUNKS = 2**20
-#: threadblocks × ranks: each threadblock's vector clock names one shared block per rank (16 bytes
-#: each, see collc.verify.clocks): 1 GiB of clock headers at the limit; 1,024 GPUs × 64 threadblocks fit
+#: threadblocks × ranks: each threadblock's vector clock names one shared block per rank (an 8-byte row
+#: number each, see collc.verify.clocks): 512 MiB of them at the limit; 1,024 GPUs × 64 threadblocks fit
 MAX_SIMULATED_CLOCK_ENTRIES = 2**26
 
 
