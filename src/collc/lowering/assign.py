@@ -19,6 +19,7 @@ import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from fractions import Fraction
+from math import lcm
 
 from collc.lowering.limits import MAX_TBS_WITH_PEER_PER_CHANNEL, DoesNotFit
 from collc.lowering.plan import Plan, Transfer
@@ -324,24 +325,32 @@ def _merges(
     sends_on: dict[int, list[int]] = {}  # channel -> sending lanes
     for send in sends:
         sends_on.setdefault(lanes[send].chan, []).append(send)
+    weight = None if busy is None else _in_common_units(busy, recvs + sends)
     candidates = []
     for recv in recvs:
         for send in sends_on.get(lanes[recv].chan, ()):
             forwards = _forwards_exactly(lanes[recv], lanes[send], units[recv], units[send])
-            if busy is None:
-                cost: Fraction | int = 0 if forwards else 1 if _next_stage(lanes[recv], lanes[send]) else 2
+            if weight is None:
+                cost = 0 if forwards else 1 if _next_stage(lanes[recv], lanes[send]) else 2
             else:
-                cost = max(busy[recv], busy[send]) if forwards else busy[recv] + busy[send]
+                cost = max(weight[recv], weight[send]) if forwards else weight[recv] + weight[send]
             candidates.append((cost, lanes[recv].chan, lanes[recv].src, send, recv))
+    heapq.heapify(candidates)  # taken cheapest first until enough pairs: no need to sort them all
     pairs: list[tuple[int, int]] = []
     taken: set[int] = set()
-    for *_, send, recv in sorted(candidates):
-        if len(pairs) >= excess:
-            break
+    while candidates and len(pairs) < excess:
+        *_, send, recv = heapq.heappop(candidates)
         if send not in taken and recv not in taken:
             taken.update((send, recv))
             pairs.append((send, recv))
     return pairs
+
+
+def _in_common_units(busy: list[Fraction], chosen: list[int]) -> dict[int, int]:
+    """``busy`` of the ``chosen`` lanes as integer multiples of one common unit (the lcm of their
+    denominators): sums, maxima and order stay exact, and integers compare much faster."""
+    scale = lcm(*(busy[lane].denominator for lane in chosen))
+    return {lane: busy[lane].numerator * (scale // busy[lane].denominator) for lane in chosen}
 
 
 def _forwards_exactly(recv: Lane, send: Lane, recv_units: frozenset, send_units: frozenset) -> bool:

@@ -115,52 +115,61 @@ def host_tb(op: LocalOp, transfers: tuple[Transfer, ...], assignment: Assignment
     return assignment.tb_of[(gpu, assignment.lane_of[transfer_index], side)]
 
 
-def _accesses(kind: str, source: Span, target: Span) -> tuple[list[Span], list[Span]]:
-    """(read spans, written spans) of one step."""
+def _accesses(kind: str, source: Span, target: Span) -> tuple[Span, ...]:
+    """The spans one step reads or writes (both count for its waits)."""
     if kind == "s":
-        return [source], []
+        return (source,)
     if kind == "r":
-        return [], [target]
-    if kind == "cpy":
-        return [source], [target]
-    return [source, target], [target]  # re: target <- target ⊕ source
+        return (target,)
+    return (source, target)  # cpy: target <- source; re: target <- target ⊕ source
 
 
 def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, list[int]]) -> None:
     """Append every event to its threadblock with the waits the last-writer table requires, and for
-    a send the waits ``after`` asks for (its GPU's NIC-feeding sends, emitted before it)."""
+    a send the waits ``after`` asks for (its GPU's NIC-feeding sends, emitted before it).
+
+    One pass over the events: each chunk the step touches is looked up once in the table, so the
+    work is linear in the chunks moved.
+    """
     last_writer: dict[tuple[str, int], tuple[int, int]] = {}
     last_key: dict[int, tuple[int, ...]] = {}
     sent: dict[int, tuple[int, int]] = {}
     for key, order, tb_id, kind, source, target in events:
-        if tb_id in last_key and last_key[tb_id] >= key:
-            raise InvariantError(
-                f"threadblock {tb_id}: step keys {last_key[tb_id]} and {key} are not increasing"
-            )
+        previous = last_key.get(tb_id)
+        if previous is not None and previous >= key:
+            raise InvariantError(f"threadblock {tb_id}: step keys {previous} and {key} are not increasing")
         last_key[tb_id] = key
-        reads, writes = _accesses(kind, source, target)
-        blockers = [last_writer.get((span.buf, chunk)) for span in reads + writes for chunk in span.chunks()]
+        waits: dict[int, int] = {}  # threadblock -> the last of its steps this one waits for
+        for span in _accesses(kind, source, target):
+            buf = span.buf
+            for chunk in range(span.off, span.off + span.cnt):
+                blocker = last_writer.get((buf, chunk))
+                if blocker is not None and blocker[0] != tb_id and waits.get(blocker[0], -1) < blocker[1]:
+                    waits[blocker[0]] = blocker[1]
         if kind == "s":
-            blockers += [sent.get(first) for first in after.get(order[1], ())]
-        waits: dict[int, int] = {}
-        for blocker in blockers:
-            if blocker is not None and blocker[0] != tb_id:
-                waits[blocker[0]] = max(waits.get(blocker[0], -1), blocker[1])
+            for first in after.get(order[1], ()):
+                blocker = sent.get(first)
+                if blocker is not None and blocker[0] != tb_id and waits.get(blocker[0], -1) < blocker[1]:
+                    waits[blocker[0]] = blocker[1]
         steps = tbs[tb_id].steps
-        ordered = sorted(waits.items())
-        for dep_tb, dep_step in ordered[1:]:
-            steps.append(Step(len(steps), "nop", "i", -1, "o", -1, 0, dep_tb, dep_step, 0))
-        depid, deps = ordered[0] if ordered else (-1, -1)
-        for dep_tb, dep_step in ordered:
-            tbs[dep_tb].steps[dep_step].hasdep = 1
+        depid, deps = -1, -1
+        if waits:
+            ordered = sorted(waits.items()) if len(waits) > 1 else list(waits.items())
+            for dep_tb, dep_step in ordered[1:]:
+                steps.append(Step(len(steps), "nop", "i", -1, "o", -1, 0, dep_tb, dep_step, 0))
+            depid, deps = ordered[0]
+            for dep_tb, dep_step in ordered:
+                tbs[dep_tb].steps[dep_step].hasdep = 1
         steps.append(
             Step(len(steps), kind, source.buf, source.off, target.buf, target.off, source.cnt, depid, deps)
         )
         if kind == "s":
             sent[order[1]] = (tb_id, len(steps) - 1)
-        for span in writes:
-            for chunk in span.chunks():
-                last_writer[(span.buf, chunk)] = (tb_id, len(steps) - 1)
+        else:  # every other step writes its target
+            written = (tb_id, len(steps) - 1)
+            buf = target.buf
+            for chunk in range(target.off, target.off + target.cnt):
+                last_writer[(buf, chunk)] = written
 
 
 def _cap_reduce_chains(steps: list[Step]) -> None:
