@@ -44,6 +44,11 @@ _CANONICAL_ATTRIBUTE = re.compile(r' ([A-Za-z0-9_:.\-]+)="([^"\n]*)"')
 
 STEP_REQUIRED = ("s", "type", "srcbuf", "srcoff", "dstbuf", "dstoff", "cnt", "depid", "deps", "hasdep")
 _STEP_KEYS = frozenset(STEP_REQUIRED)
+#: a step's integer attributes; none has a size limit of its own (see _SIZE_LIMITS)
+_STEP_INTEGERS = ("s", "srcoff", "dstoff", "cnt", "depid", "deps", "hasdep")
+#: all of them plain decimals of at most 18 digits (always within int64), joined by commas: one match
+#: reads a step; anything else goes through :meth:`_Builder.integer`, which names the precise error
+_STEP_NUMBERS = re.compile(r"(?:-?(?:0|[1-9][0-9]{0,17}),){6}-?(?:0|[1-9][0-9]{0,17})")
 
 #: The legacy loader (the original MSCCL) reads only ``inplace``; size bounds default to [0, 128 MiB).
 LEGACY_DEFAULTS = {"outofplace": "0", "minBytes": "0", "maxBytes": str(128 * 1024 * 1024)}
@@ -85,7 +90,17 @@ class _Scanner:
         self.filename = filename
         self.pos = 0
         self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self._counted_to, self._line = 0, 1  # line() has counted the newlines before this position
         self.notes: list[ReadNote] = []
+
+    def line(self, pos: int) -> int:
+        """The line of ``pos``; asked in document order (as the builder does), it counts only the
+        newlines since the previous answer."""
+        if pos < self._counted_to:
+            return bisect.bisect_right(self.line_starts, pos)
+        self._line += self.text.count("\n", self._counted_to, pos)
+        self._counted_to = pos
+        return self._line
 
     def location(self, pos: int | None = None) -> Location:
         pos = self.pos if pos is None else pos
@@ -328,7 +343,7 @@ class _Builder:
         return self.scanner.location(node.pos)
 
     def line(self, node: _Element) -> int | None:
-        return self.location(node).line
+        return self.scanner.line(node.pos)
 
     def children(self, node: _Element, name: str) -> list[_Element]:
         kept = []
@@ -440,16 +455,21 @@ class _Builder:
         attributes = node.attributes
         if not attributes.keys() >= _STEP_KEYS:
             raise self.missing(node, next(key for key in STEP_REQUIRED if key not in attributes))
+        texts = [attributes[key] for key in _STEP_INTEGERS]
+        if _STEP_NUMBERS.fullmatch(",".join(texts)):
+            s, srcoff, dstoff, cnt, depid, deps, hasdep = map(int, texts)
+        else:
+            s, srcoff, dstoff, cnt, depid, deps, hasdep = (self.integer(node, key) for key in _STEP_INTEGERS)
         return Step(
-            s=self.integer(node, "s"),
+            s=s,
             type=attributes["type"],
             srcbuf=attributes["srcbuf"],
-            srcoff=self.integer(node, "srcoff"),
+            srcoff=srcoff,
             dstbuf=attributes["dstbuf"],
-            dstoff=self.integer(node, "dstoff"),
-            cnt=self.integer(node, "cnt"),
-            depid=self.integer(node, "depid"),
-            deps=self.integer(node, "deps"),
-            hasdep=self.integer(node, "hasdep"),
+            dstoff=dstoff,
+            cnt=cnt,
+            depid=depid,
+            deps=deps,
+            hasdep=hasdep,
             line=self.line(node),
         )
