@@ -4,7 +4,8 @@ Builds a G-GPU ring allreduce IR with C channels (one threadblock per rank and c
 each: s, rrs×(G-2), rrcs, rcs×(G-2), r) whose steps move blocks of B chunks, writes it as XML, reads
 it back, and times reading and the full verification (lint + the simulated cases). One line per
 configuration shows how the cost grows with steps (C) and chunks (B).
-With --file, times the given XML files instead (e.g. ones written by `collc compile`).
+With --file, times the given XML files instead (e.g. ones written by `collc compile`), with the peak
+memory so far (run one file per process to read each file's own peak).
 With --large G, times one all-pairs allreduce on G GPUs (a threadblock per peer: G·(G-1) in all, as
 many per rank as collc's large forests) and reports the process's peak memory.
 Usage: .venv/bin/python scripts/bench_verify.py [--gpus 32] [--channels 1 2 4 8] [--block-chunks 1 4]
@@ -98,6 +99,17 @@ def measure(text: str) -> tuple[int, int, float, float, str]:
     return steps, chunks, round(read_seconds, 3), round(verify_seconds, 3), result
 
 
+def measured_line(text: str) -> str:
+    """Steps, read and verify CPU seconds and the process's peak resident set so far (reading and
+    verification dominate it; ru_maxrss is in KiB on Linux), then the result."""
+    steps, _, read_seconds, verify_seconds, result = measure(text)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return (
+        f"{steps} steps, read {read_seconds:.2f} s, verify {verify_seconds:.2f} s (CPU), "
+        f"peak RSS {peak:.0f} MiB  {result}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, default=32)
@@ -114,18 +126,15 @@ def main() -> None:
     if args.large:
         algo = allpairs_allreduce(args.large)
         threadblocks = sum(len(gpu.tbs) for gpu in algo.gpus)
-        steps, chunks, read_seconds, verify_seconds, result = measure(to_xml(algo))
-        # the process's peak resident set: verification dominates it (ru_maxrss is in KiB on Linux)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
-            f"all-pairs allreduce, {args.large} GPUs: {threadblocks} threadblocks, {steps} steps, read "
-            f"{read_seconds:.2f} s, verify {verify_seconds:.2f} s (CPU), peak RSS {peak:.0f} MiB  {result}"
+            f"all-pairs allreduce, {args.large} GPUs: {threadblocks} threadblocks, "
+            + measured_line(to_xml(algo))
         )
         return
     if args.file:
         for name in args.file:
             with open(name, encoding="utf-8") as handle:
-                print(name, *measure(handle.read()))
+                print(f"{name}: " + measured_line(handle.read()))
         return
     header = ("gpus", "chan", "block", "steps", "chunks", "read s", "verify s")
     print(" ".join(f"{title:>8}" for title in header) + "  result")

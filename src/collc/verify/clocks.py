@@ -103,12 +103,12 @@ class ClockFactory:
         if bump:
             own = int((differ == rank).nonzero()[0][0])
             learns[own] = fresh[own] = True
-        if not learns.any():
+        if not np.count_nonzero(learns):
             return into
         rows = ours_rows.copy()
         taken = differ[learns & ~fresh]
         rows[taken] = their_rows.take(taken)
-        if fresh.any():
+        if np.count_nonzero(fresh):
             merged = np.maximum(ours[fresh], theirs[fresh])
             if bump:
                 merged[int(np.count_nonzero(fresh[:own])), local] = epoch
