@@ -97,6 +97,13 @@ class ClockFactory:
             differ = np.append(differ, rank)
         if not differ.size:
             return into
+        if into is self.zero:  # a threadblock's first join takes every block of the other clock
+            rows = their_rows.copy()
+            if bump:
+                block = pool[rows[rank]].copy()
+                block[local] = epoch
+                rows[rank] = self._store(block[np.newaxis])[0]
+            return self._clock(rows)
         ours, theirs = pool.take(ours_rows.take(differ), axis=0), pool.take(their_rows.take(differ), axis=0)
         learns = (theirs > ours).any(axis=1)
         fresh = learns & (ours > theirs).any(axis=1)  # neither block holds the maximum
