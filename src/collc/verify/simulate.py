@@ -735,4 +735,10 @@ def simulate(
 ) -> list[Problem]:
     """Problems of one simulated :class:`Case` (empty when the program completes correctly);
     ``progress`` hears how many threadblocks have finished."""
-    return Simulator(algo, coll, folded, case, filename, progress).run()
+    simulator = Simulator(algo, coll, folded, case, filename, progress)
+    try:
+        return simulator.run()
+    finally:
+        # placements and the simulator name each other: break the cycle so that the memory and the
+        # clocks' pool are freed now, not at the next cyclic garbage collection
+        simulator.placements.clear()
