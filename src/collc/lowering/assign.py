@@ -135,10 +135,11 @@ def feeders_first(plan: Plan, predecessors: list[set[int]]) -> dict[int, list[in
         if not predecessors[index]:
             transfer = plan.transfers[index]
             firsts.setdefault((transfer.src, transfer.key[0]), []).append(index)
+    waited_for = {index for waited in firsts.values() for index in waited}
     after = {}
     for index, transfer in enumerate(plan.transfers):
         waited = firsts.get((transfer.src, transfer.key[0]))
-        if waited and transfer.plane is None and index not in waited:
+        if waited and transfer.plane is None and index not in waited_for:
             after[index] = waited
     return after
 

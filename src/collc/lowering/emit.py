@@ -14,17 +14,19 @@ receive), see docs/lowering.md §4.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from collc.errors import InvariantError
 from collc.lowering.assign import Assignment
 from collc.lowering.limits import MAX_REDUCE_CHAIN, reduce_chains
-from collc.lowering.plan import Key, LocalOp, Plan, Span, Transfer
-from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
+from collc.lowering.plan import LocalOp, Plan, Span, Transfer
+from collc.msccl.program import BUFFERS, Algorithm, GpuProgram, Step, Threadblock
 
 
 def emit(
     plan: Plan,
     assignment: Assignment,
-    order: tuple[tuple[Key, ...], tuple[Key, ...]],
+    order: tuple[Sequence[int], Sequence[int]],
     *,
     after: dict[int, list[int]],
     name: str,
@@ -36,8 +38,9 @@ def emit(
 ) -> Algorithm:
     """Build the :class:`Algorithm` for ``plan`` placed by ``assignment``.
 
-    ``order`` gives the key every transfer and local op is emitted by (see
-    :mod:`collc.lowering.sequence`); it must increase along the data flow like the plan's keys.
+    ``order`` gives the rank every transfer and local op is emitted by (see
+    :func:`collc.lowering.sequence.schedule_keys`); it must increase along the data flow like the
+    plan's keys.
     ``after`` maps a transfer to transfers whose sends its send waits for on the same GPU
     (:func:`collc.lowering.assign.feeders_first`); ``order`` must put those first.
     """
@@ -72,12 +75,12 @@ def emit(
     )
 
 
-# One event = (key, order, tb id, step type, source, target): ``order`` breaks ties deterministically.
-Event = tuple[tuple[int, ...], tuple[int, int], int, str, Span, Span]
+# One event = (rank, order, tb id, step type, source, target): ``order`` breaks ties deterministically.
+Event = tuple[int, tuple[int, int], int, str, Span, Span]
 
 
 def _events_per_gpu(
-    plan: Plan, assignment: Assignment, order: tuple[tuple[Key, ...], tuple[Key, ...]]
+    plan: Plan, assignment: Assignment, order: tuple[Sequence[int], Sequence[int]]
 ) -> list[list[Event]]:
     transfer_keys, local_keys = order
     events: list[list[Event]] = [[] for _ in range(plan.num_gpus)]
@@ -131,8 +134,8 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, li
     One pass over the events: each chunk the step touches is looked up once in the table, so the
     work is linear in the chunks moved.
     """
-    last_writer: dict[tuple[str, int], tuple[int, int]] = {}
-    last_key: dict[int, tuple[int, ...]] = {}
+    last_writer: dict[str, dict[int, tuple[int, int]]] = {buf: {} for buf in BUFFERS}  # chunk -> step
+    last_key: dict[int, int] = {}
     sent: dict[int, tuple[int, int]] = {}
     for key, order, tb_id, kind, source, target in events:
         previous = last_key.get(tb_id)
@@ -141,9 +144,9 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, li
         last_key[tb_id] = key
         waits: dict[int, int] = {}  # threadblock -> the last of its steps this one waits for
         for span in _accesses(kind, source, target):
-            buf = span.buf
+            written = last_writer[span.buf]
             for chunk in range(span.off, span.off + span.cnt):
-                blocker = last_writer.get((buf, chunk))
+                blocker = written.get(chunk)
                 if blocker is not None and blocker[0] != tb_id and waits.get(blocker[0], -1) < blocker[1]:
                     waits[blocker[0]] = blocker[1]
         if kind == "s":
@@ -166,10 +169,10 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, li
         if kind == "s":
             sent[order[1]] = (tb_id, len(steps) - 1)
         else:  # every other step writes its target
-            written = (tb_id, len(steps) - 1)
-            buf = target.buf
+            written = last_writer[target.buf]
+            step = (tb_id, len(steps) - 1)
             for chunk in range(target.off, target.off + target.cnt):
-                last_writer[(buf, chunk)] = written
+                written[chunk] = step
 
 
 def _cap_reduce_chains(steps: list[Step]) -> None:

@@ -203,9 +203,6 @@ def _fit(
     threadblock cost 4×8 A100 allreduce 0.777 → 0.740 in the event simulation (MI300X ×4 allreduce
     gained 0.725 → 0.753; CHANGELOG.md).
     """
-    ordered = list(predecessors)
-    for send, firsts in after.items():
-        ordered[send] = predecessors[send].union(firsts)
     loads = group_loads(plan, split_stages)
     by_rate = wanted_lanes(plan, loads, chunk_rate)
     feeding = feeding_groups(plan, loads)
@@ -243,7 +240,9 @@ def _fit(
         algo = emit(
             plan,
             assignment,
-            schedule_keys(plan, assignment.lane_of, predecessors if merged else ordered),
+            schedule_keys(
+                plan, assignment.lane_of, predecessors if merged else _with_feeders(predecessors, after)
+            ),
             after={} if merged else after,
             name=options.name,
             proto=options.proto,
@@ -277,6 +276,14 @@ def _fit(
             feeder_lanes=bool(feeding) and wanted is not by_rate,
         )
     raise DoesNotFit("no lane assignment fits the runtime's limits", hint="use a smaller --k/--max-k")
+
+
+def _with_feeders(predecessors: list[set[int]], after: dict[int, list[int]]) -> list[set[int]]:
+    """``predecessors`` with every send of ``after`` also following the NIC-feeding sends it waits for."""
+    ordered = list(predecessors)
+    for send, firsts in after.items():
+        ordered[send] = predecessors[send].union(firsts)
+    return ordered
 
 
 def _merged(assignment: Assignment) -> int:

@@ -20,29 +20,38 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
-from collc.lowering.plan import Key, Plan, Span
+from collc.lowering.plan import Plan, Span
+from collc.msccl.program import BUFFERS
 
 TICKS = 1 << 20  # time resolution of the list schedule: ticks per pipelining iteration
 
 
 def schedule_keys(
     plan: Plan, lane_of: Sequence[int], predecessors: list[set[int]]
-) -> tuple[tuple[Key, ...], tuple[Key, ...]]:
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """New keys (transfers, local ops): the rank of each operation's start in the list schedule.
 
+    Ties are broken by plan key, then by node, so the ranks of all operations are distinct.
     ``lane_of`` gives every transfer's lane, ``predecessors`` the plan's :func:`hazards`.
     """
-    keys = [t.key for t in plan.transfers] + [op.key for op in plan.local_ops]
-    start = _list_schedule(plan, lane_of, keys, predecessors)
-    ranks = {
-        node: (rank,)
-        for rank, node in enumerate(sorted(range(len(keys)), key=lambda n: (start[n], keys[n], n)))
-    }
+    by_key = _plan_order(plan)
+    start = _list_schedule(plan, lane_of, by_key, predecessors)
+    nodes = len(by_key)
+    when = [time * nodes + position for time, position in zip(start, by_key, strict=True)]
+    ranks = [0] * nodes
+    for rank, node in enumerate(sorted(range(nodes), key=when.__getitem__)):
+        ranks[node] = rank
     count = len(plan.transfers)
-    return (
-        tuple(ranks[n] for n in range(count)),
-        tuple(ranks[n] for n in range(count, len(keys))),
-    )
+    return tuple(ranks[:count]), tuple(ranks[count:])
+
+
+def _plan_order(plan: Plan) -> list[int]:
+    """Per node (transfers, then local ops), its position when all are sorted by (plan key, node)."""
+    keys = [transfer.key for transfer in plan.transfers] + [op.key for op in plan.local_ops]
+    position = [0] * len(keys)
+    for rank, node in enumerate(sorted(range(len(keys)), key=keys.__getitem__)):  # stable: ties by node
+        position[node] = rank
+    return position
 
 
 def hazards(plan: Plan) -> list[set[int]]:
@@ -53,100 +62,112 @@ def hazards(plan: Plan) -> list[set[int]]:
     the order the program's semantics are defined by. One pass over the accesses with a last writer
     and the readers since then per chunk: linear in the chunks touched.
     """
-    count = len(plan.transfers)
+    transfers, local_ops = plan.transfers, plan.local_ops
+    count = len(transfers)
+    keys = [transfer.key for transfer in transfers] + [op.key for op in local_ops]
     accesses: list[list[_Access]] = [[] for _ in range(plan.num_gpus)]
-    for index, transfer in enumerate(plan.transfers):
-        accesses[transfer.src].append((transfer.key, index, (transfer.source,), ()))
-        accesses[transfer.dst].append((transfer.key, index, (), (transfer.target,)))
-    for index, op in enumerate(plan.local_ops):
-        reads = (op.source,) if op.type == "cpy" else (op.source, op.target)
-        accesses[op.gpu].append((op.key, count + index, reads, (op.target,)))
+    for node in sorted(range(len(keys)), key=keys.__getitem__):  # stable: ties in node order
+        if node < count:
+            transfer = transfers[node]
+            accesses[transfer.src].append((node, (transfer.source,), ()))
+            accesses[transfer.dst].append((node, (), (transfer.target,)))
+        else:
+            op = local_ops[node - count]
+            reads = (op.source,) if op.type == "cpy" else (op.source, op.target)
+            accesses[op.gpu].append((node, reads, (op.target,)))
     predecessors: list[set[int]] = [set() for _ in range(count + len(plan.local_ops))]
     for per_gpu in accesses:
-        per_gpu.sort(key=_access_order)
-        last_writer: dict[tuple[str, int], int] = {}
-        readers: dict[tuple[str, int], list[int]] = {}
-        for _, node, reads, writes in per_gpu:
+        last_writer: dict[str, dict[int, int]] = {buf: {} for buf in BUFFERS}  # buffer -> chunk -> node
+        readers: dict[str, dict[int, list[int]]] = {buf: {} for buf in BUFFERS}  # since the last write
+        for node, reads, writes in per_gpu:
             before = predecessors[node]
             for span in reads:
+                written, read = last_writer[span.buf], readers[span.buf]
                 for chunk in range(span.off, span.off + span.cnt):
-                    slot = (span.buf, chunk)
-                    writer = last_writer.get(slot)
+                    writer = written.get(chunk)
                     if writer is not None:
                         before.add(writer)
-                    readers.setdefault(slot, []).append(node)
+                    if chunk in read:
+                        read[chunk].append(node)
+                    else:
+                        read[chunk] = [node]
             for span in writes:
+                written, read = last_writer[span.buf], readers[span.buf]
                 for chunk in range(span.off, span.off + span.cnt):
-                    slot = (span.buf, chunk)
-                    writer = last_writer.get(slot)
+                    writer = written.get(chunk)
                     if writer is not None:
                         before.add(writer)
-                    before.update(readers.pop(slot, ()))
-                    last_writer[slot] = node
+                    if chunk in read:
+                        before.update(read.pop(chunk))
+                    written[chunk] = node
             before.discard(node)
     return predecessors
 
 
-# One chunk access of an operation on one GPU: (plan key, node, spans read, spans written).
-_Access = tuple[Key, int, tuple[Span, ...], tuple[Span, ...]]
-
-
-def _access_order(access: _Access) -> tuple[Key, int]:
-    return access[0], access[1]
+# The accesses of an operation on one GPU: (node, spans read, spans written).
+_Access = tuple[int, tuple[Span, ...], tuple[Span, ...]]
 
 
 def _list_schedule(
-    plan: Plan, lane_of: Sequence[int], keys: list[Key], predecessors: list[set[int]]
+    plan: Plan, lane_of: Sequence[int], by_key: list[int], predecessors: list[set[int]]
 ) -> list[int]:
     """Start time of every operation (in :data:`TICKS` per iteration) when lanes send one at a time.
 
     Integer ticks keep the schedule exact and fast; a transfer lasts at least one tick, so it
-    starts strictly after everything it depends on has started.
+    starts strictly after everything it depends on has started. Among transfers ready on a lane
+    the earliest ready goes first, ties by plan order (``by_key``, :func:`_plan_order`). The queues
+    hold ``time · nodes + by_key`` as one integer, which orders exactly like the pair.
     """
-    count = len(plan.transfers)
+    transfers = plan.transfers
+    count = len(transfers)
+    nodes = len(by_key)
+    node_at = [0] * nodes
+    for node, position in enumerate(by_key):
+        node_at[position] = node
     lane_total: dict[int, int] = {}
-    for index, transfer in enumerate(plan.transfers):
+    for index, transfer in enumerate(transfers):
         lane = lane_of[index]
         lane_total[lane] = lane_total.get(lane, 0) + transfer.source.cnt
-    successors: list[list[int]] = [[] for _ in keys]
+    successors: list[list[int]] = [[] for _ in range(nodes)]
     waiting = [len(preds) for preds in predecessors]
     for node, preds in enumerate(predecessors):
         for pred in preds:
             successors[pred].append(node)
-    start = [0] * len(keys)
-    pending: dict[int, list[tuple[int, Key, int]]] = {}  # lane -> ready transfers
+    start = [0] * nodes
+    pending: dict[int, list[int]] = {}  # lane -> ready transfers
     lane_busy: set[int] = set()
     touched: set[int] = set()  # lanes that got a ready transfer or became free
-    completions: list[tuple[int, Key, int]] = []
+    completions: list[int] = []
     now = 0
 
     def make_ready(node: int) -> None:
         if node >= count:  # local op: no lane, no duration
             start[node] = now
-            heapq.heappush(completions, (now, keys[node], node))
+            heapq.heappush(completions, now * nodes + by_key[node])
         else:
             lane = lane_of[node]
-            heapq.heappush(pending.setdefault(lane, []), (now, keys[node], node))
+            heapq.heappush(pending.setdefault(lane, []), now * nodes + by_key[node])
             touched.add(lane)
 
-    for node in range(len(keys)):
+    for node in range(nodes):
         if waiting[node] == 0:
             make_ready(node)
     while True:
         for lane in sorted(touched):
             queue = pending.get(lane)
             if lane not in lane_busy and queue:
-                _, _, node = heapq.heappop(queue)
+                node = node_at[heapq.heappop(queue) % nodes]
                 start[node] = now
                 lane_busy.add(lane)
-                duration = max(1, plan.transfers[node].source.cnt * TICKS // lane_total[lane])
-                heapq.heappush(completions, (now + duration, keys[node], node))
+                duration = max(1, transfers[node].source.cnt * TICKS // lane_total[lane])
+                heapq.heappush(completions, (now + duration) * nodes + by_key[node])
         touched.clear()
         if not completions:
             break
-        now = completions[0][0]
-        while completions and completions[0][0] == now:
-            _, _, node = heapq.heappop(completions)
+        now = completions[0] // nodes
+        horizon = (now + 1) * nodes
+        while completions and completions[0] < horizon:
+            node = node_at[heapq.heappop(completions) % nodes]
             if node < count:
                 lane_busy.discard(lane_of[node])
                 touched.add(lane_of[node])
