@@ -293,3 +293,31 @@ def test_a_worker_that_dies_fails_its_job_in_one_line_and_is_replaced(server):
         assert final["state"] == "done"
     after = server.submit(**FAST, coll="reducescatter", proto="LL128")[1]
     assert server.wait(after["id"])["state"] == "done"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_a_killed_servers_worker_stops_mid_step(tmp_path):
+    """kill -9 of the server while its worker is inside a long step (a later forest of a 128-GPU
+    compile, seconds long): the worker ends at once instead of finishing the step as an orphan."""
+    with running(tmp_path, "--workers", "1") as server:
+        big = {"preset": "dgx-a100", "set": {"boxes": "16"}, "options": {"coll": "allgather"}}
+        job = server.json("POST", "/v1/jobs", big)[1]
+        for _ in range(600):
+            status = server.json("GET", f"/v1/jobs/{job['id']}")[1]
+            if status["stage"] == "forest" and status["progress"] >= 0.1:
+                break
+            time.sleep(0.05)
+        workers = _workers_of(server.process.pid)
+        assert workers
+        server.kill()
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline and any(_alive(worker) for worker in workers):
+        time.sleep(0.05)
+    assert not any(_alive(worker) for worker in workers)

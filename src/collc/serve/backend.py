@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.synchronize
+import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -64,8 +66,28 @@ class Backend(ABC):
         """Stop the workers (a running slice is abandoned; its job is queued again on restart)."""
 
 
+def _exit_with_parent() -> None:
+    """End this worker as soon as the server process is gone, whatever ended it.
+
+    A server stopped by a signal or ``kill -9`` never gets to close its workers (uvicorn re-raises the
+    signal it caught once it has shut down), and a worker mid-step would otherwise go on compiling as
+    an orphan while the restarted server runs the job again. The job itself is safe: it is still
+    active in the store and is queued again on restart.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="collc-parent-watch", daemon=True).start()
+
+
 def _worker_main(connection: Connection, stop_flag: multiprocessing.synchronize.Event) -> None:
     """A worker process: run the slices it is sent, one at a time, until it is sent None."""
+    _exit_with_parent()
     while True:
         task: SliceTask | None = connection.recv()
         if task is None:
