@@ -19,6 +19,13 @@ p99 over n jobs is the nearest-rank percentile (with 12 jobs it is the largest).
 
     .venv/bin/python scripts/bench_serve.py             # the table in docs/serve.md
     .venv/bin/python scripts/bench_serve.py --full --workers 16
+
+``--during GPUS`` measures the other goal instead: the JCT of small jobs (8 and 16 GPUs, alternately,
+one after the other with ``--gap`` seconds between them) submitted while one large compile (an
+allgather on ``GPUS`` GPUs, which runs for minutes) holds a worker, per policy; the large job is
+cancelled at the end. Small jobs should stay under 1 s at p99.
+
+    .venv/bin/python scripts/bench_serve.py --during 1024 --workers 2 --jobs 20
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import argparse
 import json
 import math
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -158,6 +166,55 @@ def replay(server: Server, requests: list[Request], timeout: float) -> list[tupl
     return [(gpus, done[job]["finished"] - done[job]["submitted"]) for gpus, job in jobs]
 
 
+def wait_for(server: Server, job: str, states: tuple[str, ...], timeout: float) -> dict:
+    """Poll ``job`` until its state is one of ``states``; its status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = server.call("GET", f"/v1/jobs/{job}")
+        if status["state"] in states:
+            return status
+        time.sleep(0.05)
+    raise SystemExit(f"job {job} did not reach {'/'.join(states)} within {timeout:.0f} s")
+
+
+def during(server: Server, big_gpus: int, count: int, gap: float) -> tuple[list[float], str]:
+    """JCTs of ``count`` small jobs submitted one after the other while a ``big_gpus`` allgather
+    compile runs; the large job's stage when the last one finished (it is then cancelled)."""
+    big_body = {"preset": "dgx-a100", "set": {"boxes": str(big_gpus // 8)}, "options": {"coll": "allgather"}}
+    big = server.call("POST", "/v1/jobs", big_body)["id"]
+    wait_for(server, big, ("running",), timeout=600)
+    time.sleep(gap)
+    jct = []
+    for index in range(count):
+        small = server.call("POST", "/v1/jobs", body(Request(0.0, 8 if index % 2 == 0 else SMALL)))["id"]
+        status = wait_for(server, small, ("done", "failed", "cancelled"), timeout=600)
+        if status["state"] != "done":
+            raise SystemExit(f"small job {small} {status['state']}: {status}")
+        jct.append(status["finished"] - status["submitted"])
+        time.sleep(gap)
+    big_status = server.call("GET", f"/v1/jobs/{big}")
+    server.call("DELETE", f"/v1/jobs/{big}")
+    return jct, f"{big_status['state']} ({big_status.get('stage')})"
+
+
+def main_during(args: argparse.Namespace) -> None:
+    print(
+        f"{args.jobs} small jobs (8 and 16 GPUs) during one {args.during}-GPU allgather compile, "
+        f"{args.workers} worker(s)"
+    )
+    print(f"{'policy':>10} {'jobs':>5} {'mean JCT s':>11} {'p99 JCT s':>10}  large job when the last ended")
+    for policy in args.policies.split(","):
+        with tempfile.TemporaryDirectory() as state:
+            server = Server(policy, args.workers, Path(state))
+            try:
+                replay(server, [Request(0.0, 8)], timeout=600)  # warm the workers up
+                jct, big = during(server, args.during, args.jobs, args.gap)
+                mean, p99 = sum(jct) / len(jct), percentile(jct, 0.99)
+                print(f"{policy:>10} {len(jct):>5} {mean:>11.2f} {p99:>10.2f}  {big}", flush=True)
+            finally:
+                server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="sizes up to 1,024 GPUs, 200 jobs per run")
@@ -167,7 +224,13 @@ def main() -> None:
     parser.add_argument("--loads", default="0.5,0.7,0.9")
     parser.add_argument("--policies", default="fcfs,mlfq,skip-join")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--during", type=int, metavar="GPUS", help="small jobs during one GPUS-GPU compile")
+    parser.add_argument("--gap", type=float, default=0.5, help="seconds between small jobs (--during)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still stops its server
+    if args.during:
+        main_during(args)
+        return
     max_gpus, count = (1024, 200) if args.full else (args.max_gpus, args.jobs)
     weights = histogram(max_gpus)
     service = service_times(sorted(weights))
