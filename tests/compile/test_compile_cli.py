@@ -233,6 +233,19 @@ def test_a_candidate_whose_bound_cannot_be_close_is_not_simulated():
     assert all(any(proto == state.best.proto for _, _, proto in by_k[k].predictor._seen) for k in (8, 16))
     for item in state.fitted:
         for (_, nbytes, _), time_us in item.predictor._seen.items():
-            assert nbytes / time_us / 1000 <= float(item.bound)
+            assert nbytes / time_us / 1000 <= item.ceiling == float(item.bound)
     note = next(note for note in state.notes if note.startswith("chose k = "))
     assert f"k = 2: bound {float(by_k[2].bound):.1f}" in note
+
+
+def test_an_allreduce_with_its_own_reduce_forest_is_always_simulated():
+    """On a fabric whose two directions differ the two halves of an allreduce overlap on different
+    arcs and can beat their trees' figure, so that figure rules out no candidate."""
+    fixture = Path(__file__).resolve().parents[1] / "lowering" / "fixtures" / "asym-ring4.yaml"
+    state = begin(load(fixture), CompileOptions(coll="allreduce"))
+    while state.best is None:
+        advance(state)
+    assert state.separate_reduce and len(state.fitted) > 1
+    for item in state.fitted:
+        assert item.reduce_forest is not None and item.ceiling == float("inf")
+        assert any(proto == state.best.proto for _, _, proto in item.predictor._seen)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cached_property
-from math import ceil, gcd
+from math import ceil, gcd, inf
 
 from collc.capacity import capacity_graph
 from collc.compile.outlook import REPORT_SIZES, SizeOutlook, grid, outlook, served_size
@@ -532,8 +532,15 @@ class Fitted:
 
     @property
     def bound(self) -> Fraction:
-        """The algbw bound of the file's trees: no simulation of it is faster."""
+        """The algbw bound of the file's trees (what :func:`coll_algbw` aims at)."""
         return coll_algbw(self.solution.forest, self.lowered.algorithm.coll, self.reduce_forest)
+
+    @property
+    def ceiling(self) -> float:
+        """An algbw no simulation of the file exceeds: the trees' bound, since every byte crosses its
+        tree's arcs. Not for an allreduce with a reduce forest of its own: its two halves overlap on
+        different arcs and can run faster than one after the other (docs/lowering.md §10)."""
+        return inf if self.reduce_forest is not None else float(self.bound)
 
     def algbw(self, nbytes: int) -> float:
         """Simulated algbw (GB/s) of a call of ``nbytes`` (moved to the nearest size the file serves)."""
@@ -581,15 +588,14 @@ def _pick(fitted: list[Fitted], reference: int) -> Fitted:
 
 def _contenders(fitted: list[Fitted], reference: int) -> list[Fitted]:
     """The candidates that may be within :data:`EQUIVALENT` of the fastest at the reference size, in
-    their order. They are simulated best bound first; one whose bound is below that share of the
-    fastest simulated so far is left out unsimulated (a simulated file never beats its trees' bound:
-    every byte crosses its tree's arcs)."""
+    their order. They are simulated highest ceiling first (:attr:`Fitted.ceiling`); one whose ceiling
+    is below that share of the fastest simulated so far is left out unsimulated."""
     fastest = 0.0
-    for item in sorted(fitted, key=lambda item: -item.bound):
-        if item.bound < fastest * (1 - EQUIVALENT):
+    for item in sorted(fitted, key=lambda item: -item.ceiling):
+        if item.ceiling < fastest * (1 - EQUIVALENT):
             break
         fastest = max(fastest, item.algbw(reference))
-    return [item for item in fitted if item.bound >= fastest * (1 - EQUIVALENT)]
+    return [item for item in fitted if item.ceiling >= fastest * (1 - EQUIVALENT)]
 
 
 def _deployment(fitted: list[Fitted], reference: int, options: CompileOptions, notes: list[str]) -> Fitted:
