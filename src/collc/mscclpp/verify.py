@@ -999,7 +999,9 @@ class _Simulation(_Reporter):
                 self.ops.append(())
                 self.tbs.append(None)
             widths.append(len(gpu.threadblocks) + len(_channel_peers(gpu, "port")))
-        self.clocks = ClockFactory(self.ngpus, max(widths, default=0))
+        # an epoch grows by one per operation at most (a proxy's per put it serves): bounded by them all
+        most_epochs = 1 + sum(len(ops) for ops in self.ops)
+        self.clocks = ClockFactory(self.ngpus, max(widths, default=0), most_epochs)
         count = len(self.owner)
         self.clock = [self.clocks.zero] * count
         self.epoch = [1] * count
@@ -1179,7 +1181,7 @@ class _Simulation(_Reporter):
         rank, local = self.owner[other]
         if other == gid and (self.tbs[gid] is None or epoch == self.epoch[gid] or epoch < self.synced[gid]):
             return True  # a proxy is sequential; one op's threads each handle their own elements
-        return int(self.clock[gid].blocks[rank][local]) >= epoch
+        return int(self.clocks.block(self.clock[gid], rank)[local]) >= epoch
 
     # -- ops ---------------------------------------------------------------------------------------
 

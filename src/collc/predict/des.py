@@ -453,7 +453,9 @@ def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timi
     arrived = np.zeros(num_conns, dtype=np.int64)
     consumed = np.zeros(num_conns, dtype=np.int64)
     # arrivals in flight: (time, sequence, connection) in slots of these arrays
-    capacity = num_conns * fifo + 1
+    # at most every send of the call is in flight, and at most ``fifo`` per connection
+    sends = iterations * np.count_nonzero(table.is_send)
+    capacity = min(sends, num_conns * min(fifo, sends)) + 1
     arrival_time = np.zeros(capacity)
     arrival_seq = np.zeros(capacity, dtype=np.int64)
     arrival_conn = np.zeros(capacity, dtype=np.int64)
