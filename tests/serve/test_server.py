@@ -321,3 +321,40 @@ def test_a_killed_servers_worker_stops_mid_step(tmp_path):
     while time.monotonic() < deadline and any(_alive(worker) for worker in workers):
         time.sleep(0.05)
     assert not any(_alive(worker) for worker in workers)
+
+
+def test_collc_submit_compiles_a_jobs_own_gpus_on_a_degraded_fabric(server, tmp_path):
+    """--gpus @FILE (sent as the names in it) and --derate reach the service and give the file
+    `collc compile` writes with the same options; the service refuses to read a file itself."""
+    topology = tmp_path / "tiny.yaml"
+    topology.write_text(TINY)
+    chosen = tmp_path / "job.txt"
+    chosen.write_text("gpu2\n# the job's GPUs, in rank order\ngpu0\ngpu3\n")
+    changes = ["--gpus", f"@{chosen}", "--derate", "link:gpu0-nvs=50%"]
+    local, remote = tmp_path / "local.xml", tmp_path / "remote.xml"
+    compiled = CliRunner().invoke(
+        main, ["compile", str(topology), *changes, "-o", str(local), "--max-bytes", "1GiB"]
+    )
+    assert compiled.exit_code == 0, compiled.output
+    args = [
+        "submit",
+        str(topology),
+        *changes,
+        "-o",
+        str(remote),
+        "--max-bytes",
+        "1GiB",
+        "--server",
+        server.url,
+    ]
+    submitted = CliRunner().invoke(main, args)
+    assert submitted.exit_code == 0, submitted.output
+    assert remote.read_text() == local.read_text() and 'ngpus="3"' in local.read_text()
+    status, answer = server.json(
+        "POST", "/v1/jobs", {"topology": TINY, "options": FAST, "gpus": f"@{chosen}"}
+    )
+    assert status == 400 and "without @FILE" in answer["error"]
+    status, answer = server.json(
+        "POST", "/v1/jobs", {"topology": TINY, "options": FAST, "without": ["nic:x"]}
+    )
+    assert status == 400 and "x" in answer["error"]

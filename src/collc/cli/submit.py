@@ -20,12 +20,14 @@ from pathlib import Path
 import click
 
 from collc.cli import main
-from collc.cli.common import output_path, parse_settings
+from collc.cli.common import degradation_options, output_path, parse_settings
 from collc.cli.compile import compile_flag_options
 from collc.cli.serve import TOKEN_VARIABLE
 from collc.compile.flags import CompileFlags
 from collc.errors import CollcError, InfeasibleError, InputError
 from collc.fileio import atomic_write
+from collc.topology.degrade import Degradation
+from collc.topology.selection import inline_files
 
 #: seconds between status polls: the first poll comes soon (a cache hit), later ones less often
 FIRST_POLL, LAST_POLL = 0.02, 0.5
@@ -79,8 +81,11 @@ class Client:
         return answer
 
 
-def request_body(topo: str, settings: dict[str, str], flags: CompileFlags, output: str) -> dict[str, object]:
-    """The submit request: a topology file's text, or a preset name, with its parameters and flags."""
+def request_body(
+    topo: str, settings: dict[str, str], flags: CompileFlags, output: str, degradation: Degradation
+) -> dict[str, object]:
+    """The submit request: a topology file's text, or a preset name, with its parameters, flags and
+    changes (``--gpus @FILE`` sent as the names in the file)."""
     path = Path(topo)
     source: dict[str, object]
     if path.is_file():
@@ -90,7 +95,12 @@ def request_body(topo: str, settings: dict[str, str], flags: CompileFlags, outpu
             raise InputError(f"cannot read {topo}: {error}") from None
     else:
         source = {"preset": topo}
-    return {**source, "set": settings, "options": asdict(flags), "output": output}
+    changes = {
+        "without": list(degradation.without),
+        "derate": list(degradation.derate),
+        "gpus": inline_files(degradation.gpus) if degradation.gpus else None,
+    }
+    return {**source, "set": settings, "options": asdict(flags), "output": output, **changes}
 
 
 def wait(client: Client, job: dict[str, object], deadline: float, show: bool) -> dict[str, object]:
@@ -129,6 +139,7 @@ def wait(client: Client, job: dict[str, object], deadline: float, show: bool) ->
     "-o", "--output", required=True, type=click.Path(), callback=output_path, help="XML file to write."
 )
 @compile_flag_options
+@degradation_options
 @click.option("--server", default="http://127.0.0.1:8470", show_default=True, help="The collc service.")
 @click.option("--token", default=None, help=f"Bearer token [default: ${TOKEN_VARIABLE}].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (no progress display).")
@@ -141,11 +152,12 @@ def submit_command(
     token: str | None,
     as_json: bool,
     timeout: float,
+    degradation: Degradation,
     **flags: object,
 ) -> None:
     """Compile TOPO on a collc service and write the file like `collc compile`."""
     client = Client(server, token or os.environ.get(TOKEN_VARIABLE))
-    body = request_body(topo, parse_settings(settings, topo), CompileFlags(**flags), output)
+    body = request_body(topo, parse_settings(settings, topo), CompileFlags(**flags), output, degradation)
     job = client.json("POST", "/v1/jobs", body)
     show = not as_json and sys.stderr.isatty()
     job = wait(client, job, time.monotonic() + timeout, show)

@@ -14,7 +14,7 @@ import json
 import pickle
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from collc import __version__
 from collc.compile.driver import CompileState, advance, begin, next_step
@@ -24,6 +24,7 @@ from collc.errors import CollcError, InputError
 from collc.input_limits import MAX_TOPOLOGY_BYTES
 from collc.msccl.program import PROTOCOLS
 from collc.topology import Topology
+from collc.topology.degrade import Degradation, degrade
 from collc.topology.export import flat_document
 from collc.topology.infer import infer_structure
 from collc.topology.loader import parse_topology
@@ -52,6 +53,7 @@ class JobSpec:
     settings: dict[str, str]
     flags: CompileFlags
     output: str = "schedule.xml"  # the file name the report speaks of
+    degradation: Degradation = field(default_factory=Degradation)  # applied after loading
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -60,10 +62,16 @@ class JobSpec:
             "set": self.settings,
             "options": asdict(self.flags),
             "output": self.output,
+            "without": list(self.degradation.without),
+            "derate": list(self.degradation.derate),
+            "gpus": self.degradation.gpus,
         }
 
 
 _FLAG_TYPES = {f.name: f.type for f in fields(CompileFlags)}
+#: the fields of a request body
+REQUEST_FIELDS = ("preset", "topology", "set", "options", "output", "without", "derate", "gpus")
+_EXAMPLES = {"without": "nic:b0.nic3", "derate": "link:b0.gpu0-b0.sw0=50%"}
 
 
 def _flag_value(name: str, value: object) -> object:
@@ -89,11 +97,9 @@ def spec_from_json(body: object) -> JobSpec:
     """The request body of ``POST /v1/jobs`` as a :class:`JobSpec`; anything malformed is an InputError."""
     if not isinstance(body, dict):
         raise InputError("the request must be a JSON object", hint='e.g. {"preset": "dgx-a100"}')
-    unknown = sorted(set(body) - {"preset", "topology", "set", "options", "output"})
+    unknown = sorted(set(body) - set(REQUEST_FIELDS))
     if unknown:
-        raise InputError(
-            f"unknown request field {unknown[0]!r}", hint="fields: preset, topology, set, options, output"
-        )
+        raise InputError(f"unknown request field {unknown[0]!r}", hint="fields: " + ", ".join(REQUEST_FIELDS))
     preset, text = body.get("preset"), body.get("topology")
     if (preset is None) == (text is None):
         raise InputError("give either 'preset' (a preset name) or 'topology' (the YAML text)")
@@ -114,7 +120,25 @@ def spec_from_json(body: object) -> JobSpec:
     if not isinstance(output, str) or not output or len(output) > 255:
         raise InputError("'output' must be a file name of 1 to 255 characters")
     flags = CompileFlags(**{name: _flag_value(name, value) for name, value in options.items()})
-    return JobSpec(preset, text, {k: str(v) for k, v in settings.items()}, flags, output)
+    settings = {k: str(v) for k, v in settings.items()}
+    return JobSpec(preset, text, settings, flags, output, _degradation(body))
+
+
+def _degradation(body: dict[str, object]) -> Degradation:
+    """The request's ``without``/``derate`` (lists of the CLI's specs) and ``gpus`` (the CLI's
+    selection, with names instead of ``@FILE``: a service reads no files of its host)."""
+    lists = {}
+    for name in ("without", "derate"):
+        value = body.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise InputError(f"'{name}' must be a list of strings", hint=f'e.g. ["{_EXAMPLES[name]}"]')
+        lists[name] = tuple(value)
+    gpus = body.get("gpus")
+    if gpus is not None and (not isinstance(gpus, str) or "@" in gpus):
+        raise InputError(
+            "'gpus' must be a selection string without @FILE", hint='e.g. "b0-b3" or "b0.gpu0,b0.gpu1"'
+        )
+    return Degradation(lists["without"], lists["derate"], gpus or None)
 
 
 def load_topology(spec: JobSpec, max_gpus: int) -> Topology:
@@ -132,6 +156,7 @@ def load_topology(spec: JobSpec, max_gpus: int) -> Topology:
                 hint="presets: " + ", ".join(preset_names()) + "; or send the YAML text as 'topology'",
             )
         topology = load(name, spec.settings, on_warning=lambda warning: None)
+    topology = degrade(topology, spec.degradation)  # the job's own GPUs are what it costs
     if topology.num_gpus > max_gpus:
         raise InputError(
             f"the topology has {topology.num_gpus} GPUs; this service compiles at most {max_gpus}",

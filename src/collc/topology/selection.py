@@ -165,3 +165,9 @@ def _unknown(topology: Topology, item: _Item) -> InputError:
         message = f"--gpus {clipped(item.text)} names no GPU of {topology.name}"
     hint = (f"did you mean {', '.join(close)}? " if close else "") + _HINT
     return InputError(message, location=item.location, hint=hint)
+
+
+def inline_files(selection: str) -> str:
+    """``selection`` with every ``@FILE`` item replaced by the file's lines: the same selection, for a
+    service that reads no files of its own host (``collc submit --gpus @FILE``)."""
+    return ",".join(item.text for item in _items(selection))
