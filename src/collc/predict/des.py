@@ -302,11 +302,17 @@ class Timing(NamedTuple):
 
 
 @njit(cache=True)
-def _heap_push(heap: np.ndarray, size: int, value: int) -> int:
-    """Push ``value`` onto the min-heap ``heap[:size]``; the new size."""
+def _before(a: int, b: int, key: np.ndarray, tie: np.ndarray) -> bool:
+    """Whether item ``a`` comes before item ``b``: by ``key``, then by ``tie``."""
+    return key[a] < key[b] or (key[a] == key[b] and tie[a] < tie[b])
+
+
+@njit(cache=True)
+def _heap_push(heap: np.ndarray, size: int, item: int, key: np.ndarray, tie: np.ndarray) -> int:
+    """Push ``item`` onto the min-heap ``heap[:size]`` ordered by (``key``, ``tie``); the new size."""
     node = size
-    heap[node] = value
-    while node and heap[(node - 1) // 2] > heap[node]:
+    heap[node] = item
+    while node and _before(heap[node], heap[(node - 1) // 2], key, tie):
         parent = (node - 1) // 2
         heap[node], heap[parent] = heap[parent], heap[node]
         node = parent
@@ -314,8 +320,8 @@ def _heap_push(heap: np.ndarray, size: int, value: int) -> int:
 
 
 @njit(cache=True)
-def _heap_pop(heap: np.ndarray, size: int) -> int:
-    """Remove the smallest of the min-heap ``heap[:size]`` (it is ``heap[0]``); ``size - 1`` is left."""
+def _heap_pop(heap: np.ndarray, size: int, key: np.ndarray, tie: np.ndarray) -> int:
+    """Remove the first item (``heap[0]``) from the min-heap ``heap[:size]``; the new size."""
     size -= 1
     heap[0] = heap[size]
     node = 0
@@ -323,45 +329,9 @@ def _heap_pop(heap: np.ndarray, size: int) -> int:
         child = 2 * node + 1
         if child >= size:
             break
-        if child + 1 < size and heap[child + 1] < heap[child]:
+        if child + 1 < size and _before(heap[child + 1], heap[child], key, tie):
             child += 1
-        if heap[node] <= heap[child]:
-            break
-        heap[node], heap[child] = heap[child], heap[node]
-        node = child
-    return size
-
-
-@njit(cache=True)
-def _arrival_before(a: int, b: int, time: np.ndarray, seq: np.ndarray) -> bool:
-    return time[a] < time[b] or (time[a] == time[b] and seq[a] < seq[b])
-
-
-@njit(cache=True)
-def _arrival_push(heap: np.ndarray, size: int, slot: int, time: np.ndarray, seq: np.ndarray) -> int:
-    """Push arrival ``slot`` onto the heap ``heap[:size]`` ordered by (time, sequence); the new size."""
-    node = size
-    heap[node] = slot
-    while node and _arrival_before(heap[node], heap[(node - 1) // 2], time, seq):
-        parent = (node - 1) // 2
-        heap[node], heap[parent] = heap[parent], heap[node]
-        node = parent
-    return size + 1
-
-
-@njit(cache=True)
-def _arrival_pop(heap: np.ndarray, size: int, time: np.ndarray, seq: np.ndarray) -> int:
-    """Remove the earliest arrival (``heap[0]``) from ``heap[:size]``; the new size."""
-    size -= 1
-    heap[0] = heap[size]
-    node = 0
-    while True:
-        child = 2 * node + 1
-        if child >= size:
-            break
-        if child + 1 < size and _arrival_before(heap[child + 1], heap[child], time, seq):
-            child += 1
-        if not _arrival_before(heap[child], heap[node], time, seq):
+        if not _before(heap[child], heap[node], key, tie):
             break
         heap[node], heap[child] = heap[child], heap[node]
         node = child
@@ -378,6 +348,7 @@ def _complete(
     dirty: np.ndarray,
     num_dirty: int,
     in_dirty: np.ndarray,
+    order: np.ndarray,
 ) -> int:
     """Threadblock ``i`` completed a step at ``now``: note an iteration it finished, and mark the
     threadblocks that wait for it to be examined again; the new size of the ``dirty`` heap."""
@@ -389,7 +360,7 @@ def _complete(
         j = table.dep_idx[p]
         if not in_dirty[j]:
             in_dirty[j] = True
-            num_dirty = _heap_push(dirty, num_dirty, j)
+            num_dirty = _heap_push(dirty, num_dirty, j, order, order)
     return num_dirty
 
 
@@ -468,12 +439,13 @@ def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timi
     busy_changed = False
     rate = shares.rate
     dirty = np.arange(num_tbs)  # a heap: threadblocks to re-examine, smallest index first
+    order = np.arange(num_tbs)  # the dirty heap's key: the index itself
     num_dirty = num_tbs
     in_dirty = np.ones(num_tbs, dtype=np.bool_)
     while True:
         while num_dirty:
             i = dirty[0]
-            num_dirty = _heap_pop(dirty, num_dirty)
+            num_dirty = _heap_pop(dirty, num_dirty, order, order)
             in_dirty[i] = False
             while not busy[i] and position[i] < total[i]:
                 k = first[i] + position[i] % nsteps[i]
@@ -494,7 +466,7 @@ def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timi
                     j = table.sender[rc]
                     if not in_dirty[j]:
                         in_dirty[j] = True
-                        num_dirty = _heap_push(dirty, num_dirty, j)
+                        num_dirty = _heap_push(dirty, num_dirty, j, order, order)
                 if sends:
                     started[sc] += 1
                     busy[i] = True
@@ -504,7 +476,9 @@ def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timi
                     start_amount[num_starts] = table.cnt[k] * wire
                     num_starts += 1
                 else:
-                    num_dirty = _complete(table, i, position, finished, now, dirty, num_dirty, in_dirty)
+                    num_dirty = _complete(
+                        table, i, position, finished, now, dirty, num_dirty, in_dirty, order
+                    )
         if busy_changed:
             busy_changed = False
             num_removed = 0
@@ -566,14 +540,14 @@ def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timi
                 arrival_time[slot] = now + latency[i] + timing.overhead
                 arrival_seq[slot] = sequence
                 arrival_conn[slot] = table.send_conn[i]
-                num_arrivals = _arrival_push(arrival_heap, num_arrivals, slot, arrival_time, arrival_seq)
-                num_dirty = _complete(table, i, position, finished, now, dirty, num_dirty, in_dirty)
+                num_arrivals = _heap_push(arrival_heap, num_arrivals, slot, arrival_time, arrival_seq)
+                num_dirty = _complete(table, i, position, finished, now, dirty, num_dirty, in_dirty, order)
                 if not in_dirty[i]:
                     in_dirty[i] = True
-                    num_dirty = _heap_push(dirty, num_dirty, i)
+                    num_dirty = _heap_push(dirty, num_dirty, i, order, order)
         while num_arrivals and arrival_time[arrival_heap[0]] <= now + _EPS:
             slot = arrival_heap[0]
-            num_arrivals = _arrival_pop(arrival_heap, num_arrivals, arrival_time, arrival_seq)
+            num_arrivals = _heap_pop(arrival_heap, num_arrivals, arrival_time, arrival_seq)
             free[num_free] = slot
             num_free += 1
             connection = arrival_conn[slot]
@@ -581,6 +555,6 @@ def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timi
             j = table.receiver[connection]
             if not in_dirty[j]:
                 in_dirty[j] = True
-                num_dirty = _heap_push(dirty, num_dirty, j)
+                num_dirty = _heap_push(dirty, num_dirty, j, order, order)
     finished[-1] = max(finished[-1], now)  # the last messages land after the last send completes
     return position
