@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
@@ -26,6 +26,7 @@ from collc.cli.serve import TOKEN_VARIABLE
 from collc.compile.flags import CompileFlags
 from collc.errors import CollcError, InfeasibleError, InputError
 from collc.fileio import atomic_write
+from collc.serve.steps import degradation_json
 from collc.topology.degrade import Degradation
 from collc.topology.selection import inline_files
 
@@ -95,11 +96,9 @@ def request_body(
             raise InputError(f"cannot read {topo}: {error}") from None
     else:
         source = {"preset": topo}
-    changes = {
-        "without": list(degradation.without),
-        "derate": list(degradation.derate),
-        "gpus": inline_files(degradation.gpus) if degradation.gpus else None,
-    }
+    if degradation.gpus:
+        degradation = replace(degradation, gpus=inline_files(degradation.gpus))
+    changes = degradation_json(degradation)
     return {**source, "set": settings, "options": asdict(flags), "output": output, **changes}
 
 

@@ -44,6 +44,7 @@ from collc.predict.tournament import tree_at_most, tree_of, tree_set
 STEP_BUDGET = 200_000  # simulated steps (all threadblocks, all iterations) per call (docs/cost-model.md §4)
 MIN_ITERATIONS = 4  # simulated even above the budget, so that a period can be measured
 _EPS = 1e-9
+DRAINED = 1e-6  # share of one unit of cnt's bytes below which a flow counts as drained
 
 Connection = tuple[int, int, int]  # (sender rank, receiver rank, channel)
 
@@ -273,7 +274,7 @@ class ProgramCost:
             self._table,
             shares,
             self._latency,
-            Timing(iterations, wire, proto.fifo_calls, 1e-6 * wire, proto.step_overhead_us),
+            Timing(iterations, wire, proto.fifo_calls, proto.step_overhead_us),
             finished,
         )
         stuck = [
@@ -291,13 +292,12 @@ class ProgramCost:
 
 class Timing(NamedTuple):
     """What one simulated call runs: its iterations, the µs·GB/s one unit of ``cnt`` sends
-    (``wire``), the calls a sender may run ahead (``fifo``), the bytes left (µs·GB/s) at which a
-    flow counts as drained (``tolerance``) and the fixed cost of a step (µs, ``overhead``)."""
+    (``wire``), the calls a sender may run ahead (``fifo``) and the fixed cost of a step (µs,
+    ``overhead``)."""
 
     iterations: int
     wire: float
     fifo: int
-    tolerance: float
     overhead: float
 
 
@@ -400,7 +400,8 @@ def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timi
     """
     nsteps, first = table.nsteps, table.first
     num_tbs = len(nsteps)
-    iterations, wire, fifo, tolerance = timing.iterations, timing.wire, timing.fifo, timing.tolerance
+    iterations, wire, fifo = timing.iterations, timing.wire, timing.fifo
+    tolerance = DRAINED * wire  # a flow with at most this left (µs·GB/s) has drained
     num_conns = len(table.sender)
     position = np.zeros(num_tbs, dtype=np.int64)
     total = nsteps * iterations

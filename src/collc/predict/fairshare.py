@@ -92,12 +92,17 @@ def shares_of(routes: Sequence[Sequence[int]], bandwidth: np.ndarray, cap: float
 
 
 @njit(cache=True)
+def _share(capacity: float, count: float) -> float:
+    """An arc's fair share: its capacity over its unfrozen flows (infinite without any)."""
+    return capacity / count if count > 0 else np.inf
+
+
+@njit(cache=True)
 def _fair_into(out: np.ndarray, capacity: np.ndarray, counts: np.ndarray) -> float:
-    """Each arc's fair share (capacity over unfrozen flows; infinite without any) into ``out``; the
-    smallest one."""
+    """Each arc's fair share into ``out``; the smallest one."""
     level = np.inf
     for a in range(len(out)):
-        share = capacity[a] / counts[a] if counts[a] > 0 else np.inf
+        share = _share(capacity[a], counts[a])
         out[a] = share
         if share < level:
             level = share
@@ -119,8 +124,7 @@ def _refresh(s: Shares, flow: int) -> None:
     rounds = s.meta[0]
     for p in range(s.arc_ptr[flow], s.arc_ptr[flow + 1]):
         a = s.arc_idx[p]
-        count = s.counts[rounds, a]
-        tree_set(s.fair, a, s.capacity[rounds, a] / count if count > 0 else np.inf)
+        tree_set(s.fair, a, _share(s.capacity[rounds, a], s.counts[rounds, a]))
 
 
 @njit(cache=True)

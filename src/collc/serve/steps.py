@@ -62,10 +62,14 @@ class JobSpec:
             "set": self.settings,
             "options": asdict(self.flags),
             "output": self.output,
-            "without": list(self.degradation.without),
-            "derate": list(self.degradation.derate),
-            "gpus": self.degradation.gpus,
+            **degradation_json(self.degradation),
         }
+
+
+def degradation_json(degradation: Degradation) -> dict[str, object]:
+    """The request fields of ``degradation`` (what :func:`spec_from_json` reads back)."""
+    without, derate = list(degradation.without), list(degradation.derate)
+    return {"without": without, "derate": derate, "gpus": degradation.gpus}
 
 
 _FLAG_TYPES = {f.name: f.type for f in fields(CompileFlags)}
