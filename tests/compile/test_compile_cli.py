@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from collc.cli import main
-from collc.compile import CompileOptions, compile_schedule
+from collc.compile import CompileOptions, compile_schedule, driver
 from collc.compile.driver import advance, begin, serving
 from collc.msccl.reader import read_xml
 from collc.predict.params import DEFAULT_BUFFER_BYTES
@@ -132,9 +132,10 @@ def test_power_of_two_policy_picks_a_serving_k_and_reports_what_is_given_up():
     result = compile_schedule(topology, CompileOptions(coll="allgather", buffsize=4 << 20))
     assert result.solution.bound.optimal_x_star * 16 == Fraction(2400, 7)
     # powers of two are priced up to 16 although k* = 3; the price (bound discounted for pipelining
-    # at 1 GiB) ranks k = 2 first, the simulation of the first candidates decides
+    # at 1 GiB) only orders the candidates, the simulation decides
     notes = " ".join(result.notes)
-    assert "k = 2 preferred to k = 8 (whose bound is 5.26 % higher)" in notes
+    assert "k = 3 (the optimum) would make nchunksperloop = 48" in notes
+    assert re.search(r"chose k = \d+ by simulating the candidates at 1GiB \(algbw GB/s k = 2: ", notes)
     assert result.solution.forest.k in (2, 4, 8) and result.serving.satisfied
     assert result.serving.quantum == result.solution.forest.k
     assert result.file_bound_algbw == result.solution.forest.allgather_algbw < result.bound_algbw
@@ -249,3 +250,38 @@ def test_an_allreduce_with_its_own_reduce_forest_is_always_simulated():
     for item in state.fitted:
         assert item.reduce_forest is not None and item.ceiling == float("inf")
         assert any(proto == state.best.proto for _, _, proto in item.predictor._seen)
+
+
+def _chosen_state(preset: str, boxes: int, coll: str):
+    state = begin(load(preset, {"boxes": str(boxes)}), CompileOptions(coll=coll))
+    while state.best is None:
+        advance(state)
+    return state
+
+
+def test_candidates_beyond_the_first_three_are_tried_while_their_bound_could_win():
+    """2x8 H100 allgather: k = 2, 4 and 8 are priced first (same bound, 533.3) but simulate at 504,
+    479 and 476 GB/s; k = 1, priced fifth with a bound of 514.3, simulates at 511.8 and is emitted."""
+    state = _chosen_state("dgx-h100", 2, "allgather")
+    tried = [item.solution.forest.k for item in state.fitted]
+    assert tried[:3] == [2, 4, 8] and 1 in tried[3:]
+    assert state.best.solution.forest.k == 1
+    assert state.best.algbw(2**30) > max(item.algbw(2**30) for item in state.fitted[:3])
+
+
+def test_the_wide_search_skips_candidates_whose_bound_cannot_reach_the_fastest():
+    """1x16 MI250 reduce-scatter: k = 1's trees are bounded at 266.7 GB/s, far below what the first
+    candidates simulate, so it is never solved or lowered, while k = 4 (bound 320.0, priced fourth)
+    is."""
+    state = _chosen_state("mi250", 1, "reducescatter")
+    tried = {item.solution.forest.k for item in state.fitted}
+    assert 1 not in tried and len(tried) > driver.SIMULATED_CANDIDATES
+    assert all(
+        float(item.bound) >= 0.99 * state.fastest for item in state.fitted[driver.SIMULATED_CANDIDATES :]
+    )
+
+
+def test_the_wide_search_is_only_for_programs_that_simulate_cheaply(monkeypatch):
+    monkeypatch.setattr(driver, "WIDE_SEARCH_STEPS", 0)
+    state = _chosen_state("dgx-h100", 2, "allgather")
+    assert [item.solution.forest.k for item in state.fitted] == [2, 4, 8]

@@ -7,8 +7,10 @@ the runtime limits. By default the file must serve power-of-two counts (what use
 powers of two up to ``min(64, max(2·k*, 16))``; each is priced with the exact fixed-k bound and
 discounted for pipelining at a reference call size, which orders them. The first
 :data:`SIMULATED_CANDIDATES` that serve the counts and fit the runtime's limits are lowered and
-simulated event by event at the reference size, and the fastest is kept: the price is only a guess at
-fill and drain, the simulation runs the program. ``k`` / ``max_k`` override the search.
+simulated event by event at the reference size; then, where programs are small enough to simulate
+cheaply, every further candidate whose bound could still reach the fastest simulated so far (up to
+:data:`WIDE_CANDIDATES` in all). The fastest is kept: the price is only a guess at fill and drain, the
+simulation runs the program. ``k`` / ``max_k`` override the search.
 
 Choosing the range (:mod:`collc.compile.ranges`): unless the user sets ``--min-bytes``/``--max-bytes``,
 the file's ``[minBytes, maxBytes]`` covers only sizes where its simulation beats the runtime's own
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cached_property
 from math import ceil, gcd, inf
+from typing import NamedTuple
 
 from collc.capacity import capacity_graph
 from collc.compile.outlook import REPORT_SIZES, SizeOutlook, grid, outlook, served_size
@@ -61,6 +64,14 @@ FILL_ITERATIONS = 1
 # and merged threadblocks (2x8 H100 allreduce: k = 2 priced first, simulated 0.85 of the bound; k = 1
 # simulated 0.96), while each candidate costs a lowering and a simulation.
 SIMULATED_CANDIDATES = 3
+# The price misjudges fill by several per cent (2x8 H100 allgather: k = 2, 4 and 8 are priced first and
+# simulate at 0.95, 0.90 and 0.89 of their bound, k = 1, priced fifth, at 0.995 of a bound 3.6 % lower),
+# so after the first SIMULATED_CANDIDATES every further candidate whose bound is within EQUIVALENT of
+# the fastest simulated so far is also tried, up to WIDE_CANDIDATES fitted in all, while the first
+# fitted program has at most WIDE_SEARCH_STEPS steps (each candidate then costs about a second; at 128
+# GPUs one costs ten).
+WIDE_CANDIDATES = 6
+WIDE_SEARCH_STEPS = 50_000
 # Candidates whose simulated algbw at the reference size is this close to the fastest are equivalent
 # there; the one that is fastest at a smaller size is emitted (_pick).
 EQUIVALENT = Fraction(1, 100)
@@ -207,18 +218,27 @@ def _check_options(options: CompileOptions, topology: Topology) -> str:
     return runtime
 
 
+class Candidate(NamedTuple):
+    """A k to try: k (None only when the user's ``--max-k`` leaves it to the solver), the k to ask the
+    solver for (None: its optimum) and the algbw its trees cannot exceed (None where unknown before
+    solving: a user's k, or an allreduce whose halves run on forests of their own)."""
+
+    k: int | None
+    solve_k: int | None
+    ceiling: Fraction | None
+
+
 def _k_candidates(
     topology: Topology, options: CompileOptions, instances: int
-) -> tuple[list[tuple[int | None, int | None]], list[str]]:
-    """``(k, k to ask the solver for)`` to try, best priced first, with notes on the choice.
+) -> tuple[list[Candidate], list[str]]:
+    """The candidates to try, best priced first, with notes on the choice.
 
-    The solver is asked for ``None`` (its optimum) when k is the optimal k; k is None only when the
-    user's ``--max-k`` leaves it to the solver. The price is the bound of k discounted for pipeline
-    fill at the reference call size (docs/compile.md §3); it only orders the candidates, which are
-    then simulated. A user's k or ``--max-k`` is the only candidate.
+    The price is the bound of k discounted for pipeline fill at the reference call size
+    (docs/compile.md §3); it only orders the candidates, which are then simulated. A user's k or
+    ``--max-k`` is the only candidate.
     """
     if options.k is not None or options.max_k is not None:
-        return [(options.k, options.k)], []
+        return [Candidate(options.k, options.k, None)], []
     graph = capacity_graph(topology)
     if options.coll == "reducescatter":
         graph = graph.reversed()
@@ -230,7 +250,10 @@ def _k_candidates(
         if power not in priced:
             priced[power] = fixed_k_bound(graph, power, symmetries).allgather_algbw
         power *= 2
-    if two_forests(topology, options.coll):  # both halves priced: the harmonic mean of AG and RS at k
+    separate = two_forests(topology, options.coll)
+    # a file's algbw bound (coll_algbw) from its trees' allgather bound; unknown with two forests
+    ceilings = {k: algbw / 2 if options.coll == "allreduce" else algbw for k, algbw in priced.items()}
+    if separate:  # both halves priced: the harmonic mean of AG and RS at k
         reverse = graph.reversed()
         reverse_symmetries = automorphisms(topology, reverse)
         priced = {
@@ -267,15 +290,9 @@ def _k_candidates(
             f"k = {optimum.k} (the optimum) would make nchunksperloop = {n * optimum.k * instances}, "
             f"which does not divide {policy}"
         )
-    chosen, best_bound = fitting[0], max(fitting, key=lambda k: (priced[k], -k))
-    if priced[best_bound] > priced[chosen]:
-        gain = float(priced[best_bound] / priced[chosen] - 1) * 100
-        notes.append(
-            f"k = {chosen} preferred to k = {best_bound} (whose bound is {gain:.2f} % higher): a "
-            f"{format_size(reference)} call pipelines over {iterations(chosen)} iterations instead of "
-            f"{iterations(best_bound)}; use --k to override"
-        )
-    return [(k, None if k == optimum.k else k) for k in fitting], notes
+    return [
+        Candidate(k, None if k == optimum.k else k, None if separate else ceilings[k]) for k in fitting
+    ], notes
 
 
 def two_forests(topology: Topology, coll: str) -> bool:
@@ -312,7 +329,8 @@ class CompileState:
     Candidates are tried in *attempts* of ``(allow_shared_stages, instances)``: first without
     threadblocks that share tree depths (a smaller k that pipelines beats a larger one that does not),
     each from the requested instances down by halves. Within an attempt the priced k candidates are
-    solved and lowered in order until :data:`SIMULATED_CANDIDATES` fit; the fastest is then chosen.
+    solved and lowered in order until :data:`SIMULATED_CANDIDATES` fit, then simulated; candidates
+    that could still be faster are tried after them (:func:`_next_candidate`), and the fastest is chosen.
     A service may stop between steps, keep or pickle the state, and resume it in another process.
     """
 
@@ -326,11 +344,12 @@ class CompileState:
     separate_reduce: bool  # allreduce reduces over a forest of its own (two_forests)
     attempts: list[tuple[bool, int]]
     attempt: int = 0
-    candidates: list[tuple[int | None, int | None]] | None = None  # this attempt's, once priced
+    candidates: list[Candidate] | None = None  # this attempt's, once priced
     notes: list[str] = field(default_factory=list)
     position: int = 0  # the next candidate to consider
     smallest_failed: int | None = None
     fitted: list[Fitted] = field(default_factory=list)
+    fastest: float = 0.0  # the fastest fitted candidate's simulated algbw at the reference, once chosen
     failures: list[str] = field(default_factory=list)  # every attempt's, for the final message
     solutions: dict[int | None, Solution] = field(default_factory=dict)  # shared by the attempts
     reduce_forests: dict[int, Forest] = field(default_factory=dict)  # allreduce's reduce forests per k
@@ -376,7 +395,7 @@ def next_step(state: CompileState) -> str:
     index = _next_candidate(state)
     if index is None:
         return "choose"
-    k = state.candidates[index][1]
+    k = state.candidates[index].solve_k
     if k not in state.solutions:
         return "forest"
     if state.separate_reduce and state.solutions[k].forest.k not in state.reduce_forests:
@@ -394,15 +413,42 @@ def advance(state: CompileState) -> CompileState:
 def _next_candidate(state: CompileState) -> int | None:
     """The index of the next candidate to solve and lower, or None when the attempt has enough fitted
     programs or none is left. A k above one that did not fit is skipped: more trees per root only need
-    more threadblocks, steps and channels."""
+    more threadblocks, steps and channels.
+
+    The first :data:`SIMULATED_CANDIDATES` fitted are taken in price order. Once they are simulated
+    (``state.fastest``), a further candidate is taken only in a wide search (:func:`_wide`) and only
+    when its ceiling is within :data:`EQUIVALENT` of the fastest: any other could not be chosen.
+    """
     assert state.candidates is not None
-    if len(state.fitted) == SIMULATED_CANDIDATES:
+    if len(state.fitted) >= SIMULATED_CANDIDATES and not _wide(state):
         return None
     for index in range(state.position, len(state.candidates)):
-        known_k = state.candidates[index][0]
-        if state.smallest_failed is None or known_k is None or known_k <= state.smallest_failed:
-            return index
+        candidate = state.candidates[index]
+        if (
+            state.smallest_failed is not None
+            and candidate.k is not None
+            and candidate.k > state.smallest_failed
+        ):
+            continue
+        if len(state.fitted) >= SIMULATED_CANDIDATES:
+            assert candidate.ceiling is not None  # _wide
+            if candidate.ceiling < state.fastest * (1 - EQUIVALENT):
+                continue
+        return index
     return None
+
+
+def _wide(state: CompileState) -> bool:
+    """Whether candidates beyond the first :data:`SIMULATED_CANDIDATES` are tried: after those were
+    simulated, while fewer than :data:`WIDE_CANDIDATES` fit, where every candidate's ceiling is known
+    and the first program is small enough to simulate cheaply (:data:`WIDE_SEARCH_STEPS`)."""
+    assert state.candidates is not None
+    return (
+        state.fastest > 0
+        and len(state.fitted) < WIDE_CANDIDATES
+        and all(candidate.ceiling is not None for candidate in state.candidates)
+        and state.fitted[0].lowered.usage.total_steps <= WIDE_SEARCH_STEPS
+    )
 
 
 def _price_step(state: CompileState) -> None:
@@ -417,7 +463,7 @@ def _solve_step(state: CompileState) -> None:
     forest on the reversed fabric; each is solved once for all attempts."""
     index = _next_candidate(state)
     assert index is not None and state.candidates is not None
-    k = state.candidates[index][1]
+    k = state.candidates[index].solve_k
     if k not in state.solutions:
         reverse = state.options.coll == "reducescatter"
         state.solutions[k] = solve(state.topology, k=k, max_k=state.options.max_k, reverse=reverse)
@@ -432,7 +478,7 @@ def _lower_step(state: CompileState) -> None:
     assert index is not None and state.candidates is not None
     state.position = index + 1
     allow_shared_stages, instances = state.attempts[state.attempt]
-    solution = state.solutions[state.candidates[index][1]]
+    solution = state.solutions[state.candidates[index].solve_k]
     reduce_forest = state.reduce_forests.get(solution.forest.k)
     name = _name(state.topology, state.options.coll, solution.forest.k, instances)
     try:
@@ -455,7 +501,9 @@ def _lower_step(state: CompileState) -> None:
 
 def _choose_step(state: CompileState) -> None:
     """Simulate: the fastest fitted candidate at the reference size (then maybe doubled instances);
-    with none fitted, the next attempt, and after the last one the reasons nothing fits."""
+    with none fitted, the next attempt, and after the last one the reasons nothing fits. When a
+    candidate not yet tried could still be faster (:func:`_next_candidate`), it is lowered first and
+    this step runs again (the simulations are memoised)."""
     fitted, reference, notes = state.fitted, state.reference, state.notes
     if not fitted:
         state.attempt += 1
@@ -466,6 +514,13 @@ def _choose_step(state: CompileState) -> None:
                 hint="try --max-k with a small budget, --instances 1, or the other runtime's limits; "
                 "a file cannot hold more than 4096 elements per rank",
             )
+        return
+    state.fastest = max(
+        item.algbw(reference)
+        for buffer in buffer_choices(state.options)
+        for item in _contenders([replace(item, buffer_bytes=buffer) for item in fitted], reference)
+    )
+    if _next_candidate(state) is not None:  # a wider search: choose again once it is simulated
         return
     best = _deployment(fitted, reference, state.options, notes)
     if state.failures:
@@ -484,8 +539,24 @@ def _choose_step(state: CompileState) -> None:
             f"of the fastest, the fastest at {format_size(reference // 16)}; a candidate whose "
             "bound is below that is not simulated)"
         )
+        top = max(at_best, key=lambda item: (item.bound, -item.solution.forest.k))
+        if top.bound > best.bound:
+            notes.append(_preferred(best, top, reference))
     state.best = _feeder_instances(
         state.topology, state.options, state.limits, state.planes, state.model, best, reference, notes
+    )
+
+
+def _preferred(best: Fitted, top: Fitted, reference: int) -> str:
+    """Why the emitted k is not the candidate with the highest bound: what the two simulate."""
+    gain = float(top.bound / best.bound - 1) * 100
+    figures = " and ".join(
+        f"{best.algbw(size):.1f} against {top.algbw(size):.1f} GB/s at {format_size(size)}"
+        for size in (reference, reference // 16)
+    )
+    return (
+        f"k = {best.solution.forest.k} preferred to k = {top.solution.forest.k} (whose bound is "
+        f"{gain:.2f} % higher): simulated {figures}; use --k to override"
     )
 
 
