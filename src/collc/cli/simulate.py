@@ -10,7 +10,7 @@ import click
 from collc.cli import main
 from collc.cli.common import PROTOCOL, output_path, topology_argument
 from collc.compile.flags import buffer_size
-from collc.errors import InputError
+from collc.errors import CollcError, InputError, location_in
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
 from collc.predict.network import Network
@@ -38,7 +38,30 @@ def read_schedule(path: str, topology: Topology) -> tuple[Algorithm, Predictor |
         raise InputError(f"{path} is not UTF-8 text", hint="give the path of an MSCCL XML file") from None
     if looks_like_plan(text):
         return plan_schedule(text, path, Network.of(topology))
-    return read_xml(text, path, runtime=topology.metadata.runtime or "msccl-executor"), None
+    runtime = topology.metadata.runtime or "msccl-executor"
+    algo = read_xml(text, path, runtime=runtime)
+    refuse_invalid(algo, path, runtime)
+    return algo, None
+
+
+def refuse_invalid(algo: Algorithm, path: str, runtime: str) -> None:
+    """Refuse (exit 1, like ``collc verify``) a file with a static error of ``collc verify``: the runtime
+    rejects it or hangs on it, so a predicted time for it would be a figure of nothing that can run.
+    Only the lint runs here (linear in the steps); the data simulation stays with ``collc verify``."""
+    from collc.verify.fold import fold_threadblock
+    from collc.verify.lint import lint
+    from collc.verify.runtimes import profile
+
+    folded = {(gpu.id, tb.id): fold_threadblock(tb) for gpu in algo.gpus for tb in gpu.tbs}
+    errors = [p for p in lint(algo, profile(runtime), folded, filename=path) if p.severity == "error"]
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise CollcError(
+            f"{first.message} [{first.rule}]{more}; a file collc verify rejects is not simulated",
+            location=first.location or location_in(path),
+            hint=f"`collc verify {path} --runtime {runtime}` lists every problem and how to fix it",
+        )
 
 
 def table(result: Sweep) -> str:
@@ -140,7 +163,8 @@ def simulate(
     """Predict a schedule on TOPO against NCCL's ring/tree and the bound.
 
     The program is simulated event by event (threadblocks, steps, shared links): SCHEDULE.xml, or
-    without it the file `collc compile` would write. See docs/cost-model.md.
+    without it the file `collc compile` would write. A file with an error that `collc verify` finds
+    without simulating it is not predicted (exit 1). See docs/cost-model.md.
     """
     if plot_path:
         from collc.predict.plot import check_picture_path

@@ -1,0 +1,72 @@
+"""More hostile and unusual input through the real CLI: hand-written fabrics, third-party schedules.
+
+Each test is one input that collc used to mishandle (a traceback, a misleading figure, an unlocated
+message); the fabrics and files are small and written inline so that the suite stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from collc.cli import main
+from ring_schedule import ring_allgather_xml
+
+FOUR_GPUS = """nodes:
+  - {name: gpu, kind: gpu, count: 4}
+  - {name: sw, kind: switch}
+links:
+  - {src: "gpu{i}", dst: sw, bandwidth: 100}
+"""
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def assert_one_error(result: Result, code: int, *fragments: str) -> None:
+    """Exit ``code``, exactly one ``error:`` line, no traceback, and every fragment in the output."""
+    output = result.output
+    assert result.exit_code == code, output
+    assert isinstance(result.exception, SystemExit | None), repr(result.exception)
+    assert sum("error:" in line for line in output.splitlines()) == 1, output
+    for fragment in fragments:
+        assert fragment in output, output
+
+
+def write(tmp_path: Path, text: str, name: str) -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+# -- simulate: a file that verify rejects is not predicted --------------------------------------------------
+@pytest.mark.parametrize(
+    ("old", "new", "fragments"),
+    [
+        ('  <gpu id="3"', '  <gpu id="9"', ["s.xml:", "[gpu-id]"]),
+        ('cnt="1"', 'cnt="0"', ["s.xml:4:", "[cnt-range]"]),
+        ('nchannels="1"', 'nchannels="0"', ["s.xml:1:", "[nchannels]"]),
+    ],
+)
+def test_simulate_refuses_a_file_that_verify_rejects(
+    tmp_path: Path, old: str, new: str, fragments: list[str]
+) -> None:
+    """A schedule the runtime rejects or hangs on has no time to predict: the table it used to print
+    (e.g. 13,000 GB/s for a file without <gpu> elements) was a figure of nothing that can run."""
+    topology = write(tmp_path, FOUR_GPUS, "four.yaml")
+    schedule = write(tmp_path, ring_allgather_xml(4).replace(old, new, 1), "s.xml")
+    result = run("simulate", topology, schedule, "--sizes", "1MiB")
+    assert_one_error(result, 1, *fragments, "collc verify")
+    assert "algbw" not in result.output
+    assert run("verify", schedule).exit_code == 1
+
+
+def test_simulate_still_predicts_a_valid_file(tmp_path: Path) -> None:
+    topology = write(tmp_path, FOUR_GPUS, "four.yaml")
+    schedule = write(tmp_path, ring_allgather_xml(4), "s.xml")
+    result = run("simulate", topology, schedule, "--sizes", "1MiB")
+    assert result.exit_code == 0, result.output
+    assert "algbw" in result.output
