@@ -70,3 +70,20 @@ def test_simulate_still_predicts_a_valid_file(tmp_path: Path) -> None:
     result = run("simulate", topology, schedule, "--sizes", "1MiB")
     assert result.exit_code == 0, result.output
     assert "algbw" in result.output
+
+
+# -- verify: what it cannot check is never "ok" -------------------------------------------------------------
+def test_verify_of_an_empty_directory_is_not_a_pass(tmp_path: Path) -> None:
+    """An empty MSCCL_ALGO_DIR used to exit 0 with no output: a CI gate passed having checked nothing."""
+    folder = tmp_path / "algos"
+    folder.mkdir()
+    assert_one_error(run("verify", str(folder)), 2, "algos: the directory holds no files to verify")
+    assert_one_error(run("verify", "--json", str(folder)), 2, "holds no files")
+
+
+def test_verify_says_a_utf16_file_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "s.xml"
+    path.write_bytes(ring_allgather_xml(2).encode("utf-16"))
+    result = run("verify", str(path))
+    assert_one_error(result, 2, "s.xml: the file is not UTF-8 text (byte 0)", "re-save it as UTF-8")
+    assert "codec" not in result.output

@@ -31,8 +31,15 @@ from collc.verify.select import DTYPE_SIZES, Selection, overlapping
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read {path}: {error}", hint="pass an existing MSCCL XML file") from None
+    except OSError as error:
+        raise InputError(
+            f"cannot read {path}: {error.strerror or error}", hint="pass an existing MSCCL XML file"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"{path}: the file is not UTF-8 text (byte {error.start})",
+            hint="the runtimes read MSCCL XML as UTF-8 (ASCII) text; re-save it as UTF-8",
+        ) from None
 
 
 def _render(report: VerifyReport, selection: Selection | None) -> str:
@@ -205,9 +212,15 @@ def _expand(names: tuple[str, ...]) -> list[str]:
     for name in names:
         path = Path(name)
         if path.is_dir():
-            expanded.extend(
+            entries = [
                 str(entry) for entry in sorted(path.iterdir()) if entry.is_file() or entry.is_symlink()
-            )
+            ]
+            if not entries:  # nothing checked must not read as "every file is valid"
+                raise InputError(
+                    f"{name}: the directory holds no files to verify",
+                    hint="give the MSCCL_ALGO_DIR that holds the schedules, or the files themselves",
+                )
+            expanded.extend(entries)
         else:
             expanded.append(name)
     return expanded
