@@ -9,9 +9,11 @@ import pytest
 from collc.compile import compile_schedule
 from collc.compile.flags import CompileFlags
 from collc.errors import InputError
+from collc.serve import steps
 from collc.serve.policy import MLFQConfig
 from collc.serve.steps import (
     SUBMITTED,
+    HeldStates,
     cache_key,
     checked_start,
     first_stage_estimate,
@@ -54,6 +56,46 @@ def test_a_slice_stops_when_asked_and_runs_to_the_end_otherwise():
     assert stopped.steps == 1 and stopped.state is not None and stopped.xml is None
     whole = run_slice("j", request, pickle.loads(pickle.dumps(stopped.state)), 1e9, 64, lambda: False)
     assert whole.xml is not None and whole.steps > 1
+
+
+def test_a_worker_resumes_its_own_preempted_job_from_the_live_state(monkeypatch):
+    """One step per slice through a worker's held states: every resume after the first slice takes the
+    live state (unpickling is made to fail), and the chain writes the same file as unpickled slices."""
+    request = spec(**FAST)
+    expected = compile_schedule(load_topology(request, 64), CompileFlags(**FAST).options()).xml
+    held = HeldStates()
+
+    def no_unpickling(_: bytes) -> object:
+        raise AssertionError("a held state was unpickled")
+
+    monkeypatch.setattr(steps.pickle, "loads", no_unpickling)
+    blob, slices = None, 0
+    while slices < 100:
+        slices += 1
+        outcome = run_slice("j", request, blob, 0.0, 64, lambda: False, held=held)
+        assert outcome.error is None, outcome.error
+        if outcome.xml is not None:
+            break
+        blob = outcome.state
+    assert outcome.xml == expected and slices > 3
+
+
+def test_held_states_answer_only_for_the_bytes_they_were_kept_as():
+    state = checked_start(spec(**FAST), 64)
+    blob = pickle.dumps(state)
+    held = HeldStates(capacity=2, max_bytes=len(blob))
+    held.keep("a", blob, state)
+    assert held.take("a", blob + b"x") is None  # another state of the job: unpickle that one
+    assert held.take("a", blob) is None  # taken or refused, it is forgotten
+    held.keep("a", blob, state)
+    assert held.take("a", blob) is state
+    for job in ("a", "b", "c"):  # the least recently kept goes first
+        held.keep(job, blob, state)
+    assert held.take("a", blob) is None and held.take("c", blob) is state
+    HeldStates(max_bytes=len(blob) - 1).keep("big", blob, state)
+    small = HeldStates(max_bytes=len(blob) - 1)
+    small.keep("big", blob, state)
+    assert small.take("big", blob) is None  # too large to hold
 
 
 def test_a_failing_job_reports_the_clis_message_and_exit_code():

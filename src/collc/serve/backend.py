@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from collc.serve.steps import JobSpec, SliceOutcome, run_slice
+from collc.serve.steps import HeldStates, JobSpec, SliceOutcome, run_slice
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ def _exit_with_parent() -> None:
 def _worker_main(connection: Connection, stop_flag: multiprocessing.synchronize.Event) -> None:
     """A worker process: run the slices it is sent, one at a time, until it is sent None."""
     _exit_with_parent()
+    held = HeldStates()
     while True:
         task: SliceTask | None = connection.recv()
         if task is None:
@@ -97,7 +98,7 @@ def _worker_main(connection: Connection, stop_flag: multiprocessing.synchronize.
             connection.send(StepNote(job, stage, share))
 
         outcome = run_slice(
-            task.job, task.spec, task.blob, task.quantum, task.max_gpus, stop_flag.is_set, on_step
+            task.job, task.spec, task.blob, task.quantum, task.max_gpus, stop_flag.is_set, on_step, held
         )
         connection.send(outcome)
 
@@ -108,6 +109,7 @@ class _Worker:
     connection: Connection
     stop_flag: multiprocessing.synchronize.Event
     job: str | None = None
+    last: str | None = None  # the job of its last slice: it may hold that job's live state
 
 
 class ProcessBackend(Backend):
@@ -164,9 +166,12 @@ class ProcessBackend(Backend):
         self._spawn()
 
     def run(self, task: SliceTask) -> None:
+        """Run on the free worker that ran the job's last slice if there is one (it may resume from the
+        live state, :class:`~collc.serve.steps.HeldStates`), else on the first free worker."""
         with self._lock:
-            worker = next(w for w in self._pool if w.job is None)
-            worker.job = task.job
+            free = [w for w in self._pool if w.job is None]
+            worker = next((w for w in free if w.last == task.job), free[0])
+            worker.job = worker.last = task.job
             worker.stop_flag.clear()
         worker.connection.send(task)
 

@@ -5,6 +5,9 @@ The compile pipeline runs as steps over a picklable state (:func:`collc.compile.
 *slice* runs steps until the job is done, its quantum is used up, or the scheduler asks it to stop;
 the state then goes back to the scheduler as pickled bytes and the next slice may run in another worker
 process. Preemption therefore happens only between two steps of the pipeline, never by a signal.
+A worker also keeps the live states of its last preempted jobs (:class:`HeldStates`): a job that
+resumes on the same worker skips unpickling its state, which at 64 GPUs costs more than its quantum's
+first step.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import json
 import pickle
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 
@@ -200,6 +204,8 @@ def progress(state: CompileState) -> float:
         return 1.0
     share = _PROGRESS[stage]
     if stage in ("forest", "lower") and state.candidates:
+        if state.fastest:  # candidates tried after a first choice (the wide search): still choosing
+            return _PROGRESS["choose"]
         share += 0.45 * min(len(state.fitted), 3) / 3
     return share
 
@@ -221,6 +227,41 @@ class SliceOutcome:
     exit_code: int = 0
 
 
+#: how many preempted jobs' live states a worker keeps, and the largest (pickled) state it keeps
+HELD_STATES = 2
+HELD_BYTES = 64 << 20
+
+
+class HeldStates:
+    """The live states of a worker's last preempted jobs, each with the digest of the pickled bytes it
+    was handed back as: a slice whose blob has that digest resumes from the live state, which is the
+    same state (nothing touches it after it is pickled). Least recently kept first out; states whose
+    bytes exceed :data:`HELD_BYTES` are not kept (a large fabric's live state is several times that)."""
+
+    def __init__(self, capacity: int = HELD_STATES, max_bytes: int = HELD_BYTES):
+        self.capacity, self.max_bytes = capacity, max_bytes
+        self._states: OrderedDict[str, tuple[bytes, CompileState]] = OrderedDict()
+
+    @staticmethod
+    def _digest(blob: bytes) -> bytes:
+        return hashlib.blake2b(blob, digest_size=16).digest()
+
+    def keep(self, job: str, blob: bytes, state: CompileState) -> None:
+        self._states.pop(job, None)
+        if len(blob) > self.max_bytes:
+            return
+        self._states[job] = (self._digest(blob), state)
+        while len(self._states) > self.capacity:
+            self._states.popitem(last=False)
+
+    def take(self, job: str, blob: bytes) -> CompileState | None:
+        """The live state of ``job`` if it is the one ``blob`` holds (and forget it either way)."""
+        held = self._states.pop(job, None)
+        if held is None or held[0] != self._digest(blob):
+            return None
+        return held[1]
+
+
 def run_slice(
     job: str,
     spec: JobSpec,
@@ -229,9 +270,12 @@ def run_slice(
     max_gpus: int,
     should_stop: Callable[[], bool],
     on_step: Callable[[str, float], None] = lambda stage, share: None,
+    held: HeldStates | None = None,
 ) -> SliceOutcome:
     """Run steps of ``job`` from ``blob`` (None: from the start) until it finishes, ``quantum`` seconds
-    have passed, or ``should_stop()`` says a job that outranks it waits. Always runs one step."""
+    have passed, or ``should_stop()`` says a job that outranks it waits. Always runs one step. With
+    ``held``, the state is taken from it when it holds the blob's state, and kept there when the
+    slice ends unfinished."""
     start = time.perf_counter()
     steps = 0
     stage = "begin"
@@ -241,7 +285,11 @@ def run_slice(
         return SliceOutcome(job=job, used=used, steps=steps, stage=stage, **values)  # type: ignore[arg-type]
 
     try:
-        state = checked_start(spec, max_gpus) if blob is None else pickle.loads(blob)
+        if blob is None:
+            state = checked_start(spec, max_gpus)
+        else:
+            live = held.take(job, blob) if held is not None else None
+            state = pickle.loads(blob) if live is None else live
         while True:
             stage = next_step(state)
             if stage == "done":
@@ -253,7 +301,10 @@ def run_slice(
                     text="\n".join(report_lines(state.result, OUTPUT_PLACEHOLDER)),
                 )
             if steps and (time.perf_counter() - start >= quantum or should_stop()):
-                return outcome(progress=progress(state), state=pickle.dumps(state, protocol=5))
+                pickled = pickle.dumps(state, protocol=5)
+                if held is not None:
+                    held.keep(job, pickled, state)
+                return outcome(progress=progress(state), state=pickled)
             on_step(stage, progress(state))
             advance(state)
             steps += 1
