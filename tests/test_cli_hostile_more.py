@@ -87,3 +87,24 @@ def test_verify_says_a_utf16_file_is_not_utf8(tmp_path: Path) -> None:
     result = run("verify", str(path))
     assert_one_error(result, 2, "s.xml: the file is not UTF-8 text (byte 0)", "re-save it as UTF-8")
     assert "codec" not in result.output
+
+
+# -- topo import: dumps as people save them ------------------------------------------------------------------
+IMPORT_FIXTURES = Path(__file__).parent / "fixtures" / "import"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "options"),
+    [("pcie-l40s-nccl-topo.xml", []), ("dgx-a100-nvidia-smi-topo.txt", ["--gpu-model", "a100"])],
+)
+def test_import_reads_a_dump_saved_with_a_byte_order_mark(
+    tmp_path: Path, fixture: str, options: list[str]
+) -> None:
+    """An editor that saves UTF-8 with a BOM used to turn an NCCL dump into 'not a topology dump'."""
+    plain, marked = tmp_path / "plain", tmp_path / "marked"
+    marked.write_bytes(b"\xef\xbb\xbf" + (IMPORT_FIXTURES / fixture).read_bytes())
+    assert run("topo", "import", str(IMPORT_FIXTURES / fixture), *options, "-o", str(plain)).exit_code == 0
+    result = run("topo", "import", str(marked), *options, "-o", str(tmp_path / "out.yaml"))
+    assert result.exit_code == 0, result.output
+    body = (tmp_path / "out.yaml").read_text().split("\n", 1)[1]  # the first line names the input file
+    assert body == plain.read_text().split("\n", 1)[1]

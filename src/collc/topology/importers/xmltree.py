@@ -66,7 +66,7 @@ def read_text(path: Path, shown_as: str) -> str:
                 location=Location(shown_as),
                 hint="a node's topology dump is a few kilobytes; check that this is the right file",
             )
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not text
     except OSError as error:
         raise InputError(f"cannot read {shown_as}: {error.strerror}", location=Location(shown_as)) from None
     except UnicodeDecodeError:
