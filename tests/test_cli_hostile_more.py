@@ -108,3 +108,20 @@ def test_import_reads_a_dump_saved_with_a_byte_order_mark(
     assert result.exit_code == 0, result.output
     body = (tmp_path / "out.yaml").read_text().split("\n", 1)[1]  # the first line names the input file
     assert body == plain.read_text().split("\n", 1)[1]
+
+
+# -- verify: an invisible character is named, not printed ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("prefix", "fragments"),
+    [
+        ("\ufeff", ["s.xml:1:1:", "a byte-order mark (U+FEFF)", "without a byte-order mark"]),
+        ("\x01", ["s.xml:1:1:", "got 'U+0001'"]),
+    ],
+)
+def test_verify_names_an_invisible_stray_character(tmp_path: Path, prefix: str, fragments: list[str]) -> None:
+    schedule = write(tmp_path, prefix + ring_allgather_xml(2), "s.xml")
+    result = run("verify", schedule)
+    assert result.exit_code == 1, result.output
+    assert prefix not in result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output

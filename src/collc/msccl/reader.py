@@ -82,6 +82,29 @@ class ReadNote:
     location: Location
 
 
+def _stray_character(char: str) -> tuple[str, str, str]:
+    """Rule, message and hint for ``char`` where the runtime's parser expects ``<``: an invisible one
+    (a byte-order mark, a control character) is named by its code point, not printed as itself."""
+    if char == "\t":
+        return (
+            "xml-tab",
+            "XML Parse error : expecting '<', got '\\t'",
+            "indent with spaces; the runtime's parser rejects tabs",
+        )
+    if char == "\ufeff":
+        return (
+            "xml-text",
+            "XML Parse error : expecting '<', got a byte-order mark (U+FEFF)",
+            "save the file as UTF-8 without a byte-order mark; the runtime's parser reads it as text",
+        )
+    shown = char if char.isprintable() else f"U+{ord(char):04X}"
+    return (
+        "xml-text",
+        f"XML Parse error : expecting '<', got '{shown}'",
+        "remove the text; only elements and comments may appear",
+    )
+
+
 class _Scanner:
     """The lexer: positions, located errors and the element grammar of §2.1."""
 
@@ -126,13 +149,7 @@ class _Scanner:
             elif char == "<":
                 return
             else:
-                shown = "\\t" if char == "\t" else char
-                rule, hint = (
-                    ("xml-tab", "indent with spaces; the runtime's parser rejects tabs")
-                    if char == "\t"
-                    else ("xml-text", "remove the text; only elements and comments may appear")
-                )
-                raise self.fail(rule, f"XML Parse error : expecting '<', got '{shown}'", hint)
+                raise self.fail(*_stray_character(char))
 
     def skip_comment(self) -> None:
         start = self.pos
