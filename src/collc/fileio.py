@@ -23,7 +23,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from collc.errors import InputError
+from collc.errors import InputError, location_in
 
 TEMP_SUFFIX = ".collc-tmp"
 _TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
@@ -57,6 +57,30 @@ def remove_stale_temporaries(directory: Path) -> None:
         match = _TEMP_NAME.match(name)
         if match and not _running(int(match["pid"])):
             (directory / name).unlink(missing_ok=True)
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int, *, what: str = "the input", hint: str) -> bytes:
+    """The bytes of the input file ``path``, refused with a located InputError when there are more than
+    ``limit``: a regular file by its size before reading, a pipe (``<(...)``) by reading at most
+    ``limit + 1`` bytes. A device is refused outright: ``/dev/zero`` never ends. ``OSError`` (a missing
+    file, a directory) is left to the caller, which knows what the file was for."""
+    with open(path, "rb") as stream:
+        info = os.fstat(stream.fileno())
+        if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+            raise InputError(
+                f"{what} is a device, not a file or a pipe",
+                location=location_in(path),
+                hint="give the path of a file",
+            )
+        too_large = stat.S_ISREG(info.st_mode) and info.st_size > limit
+        data = b"" if too_large else stream.read(limit + 1)
+    if too_large or len(data) > limit:
+        raise InputError(
+            f"{what} is larger than {limit // 2**20} MiB, the most collc reads",
+            location=location_in(path),
+            hint=hint,
+        )
+    return data
 
 
 def check_output_path(path: str | os.PathLike[str], option: str = "-o") -> Path:

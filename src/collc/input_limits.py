@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+#: bytes of an MSCCL XML file read at most (2 GiB; from a pipe, no more than this is read).
+MAX_SCHEDULE_BYTES = 2**31
 #: bytes of a topology file (a flat file of the most links collc accepts takes about 2 MB).
 MAX_TOPOLOGY_BYTES = 4 * 2**20
 #: GPUs in one topology (ranks of one collective).
