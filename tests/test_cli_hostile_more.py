@@ -6,6 +6,8 @@ message); the fabrics and files are small and written inline so that the suite s
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,41 @@ def test_verify_names_an_invisible_stray_character(tmp_path: Path, prefix: str, 
     assert prefix not in result.output
     for fragment in fragments:
         assert fragment in result.output, result.output
+
+
+# -- inputs that are devices or pipes -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["topo", "import", "/dev/zero"], "/dev/zero: error: the input is a device"),
+        (["verify", "/dev/zero"], "/dev/zero: error: the input is a device"),
+        (["simulate", "dgx-a100", "/dev/zero", "--sizes", "1MiB"], "/dev/zero: error: the input is a device"),
+        (["bound", "dgx-a100", "--gpus", "@/dev/zero"], "/dev/zero: error: the selection file is a device"),
+    ],
+)
+def test_an_endless_device_is_refused_before_reading(args: list[str], fragment: str) -> None:
+    """/dev/zero used to be read to the end of memory (a MemoryError, or the machine's swap)."""
+    assert_one_error(run(*args), 2, fragment, "give the path of a file")
+
+
+def test_a_pipe_is_read_up_to_the_limit(tmp_path: Path) -> None:
+    """A pipe (``--gpus @<(...)``) still works; one that runs past the selection limit is refused."""
+    pipe = tmp_path / "gpus"
+    for payload, code in ((b"0\n1\n", 0), (b"a" * (2**20 + 10), 2)):
+        os.mkfifo(pipe)
+        writer = threading.Thread(target=_feed, args=(pipe, payload), daemon=True)
+        writer.start()
+        result = run("bound", "dgx-a100", "--gpus", f"@{pipe}")
+        writer.join(timeout=10)
+        pipe.unlink()
+        assert result.exit_code == code, result.output
+        if code:
+            assert "the selection file is larger than 1 MiB" in result.output
+
+
+def _feed(pipe: Path, data: bytes) -> None:
+    try:
+        with pipe.open("wb") as stream:
+            stream.write(data)
+    except BrokenPipeError:  # the reader stopped at the limit
+        pass

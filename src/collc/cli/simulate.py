@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -11,6 +10,8 @@ from collc.cli import main
 from collc.cli.common import PROTOCOL, output_path, topology_argument
 from collc.compile.flags import buffer_size
 from collc.errors import CollcError, InputError, location_in
+from collc.fileio import read_bounded
+from collc.input_limits import MAX_SCHEDULE_BYTES
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
 from collc.predict.network import Network
@@ -29,7 +30,9 @@ def read_schedule(path: str, topology: Topology) -> tuple[Algorithm, Predictor |
     from collc.mscclpp.reader import looks_like_plan
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_bounded(path, MAX_SCHEDULE_BYTES, hint="give the path of an MSCCL XML file").decode(
+            "utf-8"
+        )
     except OSError as error:
         raise InputError(
             f"cannot read {path}: {error.strerror}", hint="give the path of an MSCCL XML file"

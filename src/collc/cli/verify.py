@@ -15,6 +15,8 @@ import click
 from collc.cli import main
 from collc.cli.common import degradation_options, load_topology
 from collc.errors import InputError
+from collc.fileio import read_bounded
+from collc.input_limits import MAX_SCHEDULE_BYTES
 from collc.msccl.program import TARGET_RUNTIMES, Algorithm
 from collc.msccl.reader import read_xml
 from collc.mscclpp.reader import looks_like_plan
@@ -30,7 +32,7 @@ from collc.verify.select import DTYPE_SIZES, Selection, overlapping
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_bounded(path, MAX_SCHEDULE_BYTES, hint="pass an MSCCL XML file").decode("utf-8")
     except OSError as error:
         raise InputError(
             f"cannot read {path}: {error.strerror or error}", hint="pass an existing MSCCL XML file"

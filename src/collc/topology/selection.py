@@ -21,9 +21,9 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from collc.errors import InputError, Location, clipped
+from collc.fileio import read_bounded
 from collc.topology.model import Topology
 from collc.topology.selectors import select
 
@@ -78,13 +78,10 @@ def _items(selection: str) -> list[_Item]:
 def _file_items(path: str) -> list[_Item]:
     """One item per non-blank line of ``path`` (``#`` starts a comment), each located at its line."""
     try:
-        if Path(path).stat().st_size > MAX_SELECTION_BYTES:
-            raise InputError(
-                f"the selection file is larger than {MAX_SELECTION_BYTES // 2**20} MiB",
-                location=Location(path),
-                hint="list one GPU name per line",
-            )
-        text = Path(path).read_text(encoding="utf-8")
+        data = read_bounded(
+            path, MAX_SELECTION_BYTES, what="the selection file", hint="list one GPU per line"
+        )
+        text = data.decode("utf-8")
     except OSError as error:
         raise InputError(
             f"cannot read the --gpus file {path}: {error.strerror}",

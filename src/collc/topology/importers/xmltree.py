@@ -13,6 +13,7 @@ from pathlib import Path
 from xml.parsers import expat
 
 from collc.errors import InputError, Location
+from collc.fileio import read_bounded
 from collc.input_limits import MAX_NESTING, MAX_NODES, MAX_TOPOLOGY_BYTES
 
 #: elements of one dump: a node's dump has a few per device; this is four per node collc accepts
@@ -60,13 +61,10 @@ class XmlElement:
 def read_text(path: Path, shown_as: str) -> str:
     """The text of an input file: UTF-8, at most :data:`MAX_TOPOLOGY_BYTES` (checked before reading)."""
     try:
-        if path.stat().st_size > MAX_TOPOLOGY_BYTES:
-            raise InputError(
-                f"the file is larger than {MAX_TOPOLOGY_BYTES // 2**20} MiB, the most collc reads",
-                location=Location(shown_as),
-                hint="a node's topology dump is a few kilobytes; check that this is the right file",
-            )
-        return path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not text
+        data = read_bounded(
+            path, MAX_TOPOLOGY_BYTES, hint="a node's topology dump is a few kilobytes; check the file"
+        )
+        return data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not text
     except OSError as error:
         raise InputError(f"cannot read {shown_as}: {error.strerror}", location=Location(shown_as)) from None
     except UnicodeDecodeError:
