@@ -325,7 +325,7 @@ def read_plan(text: str, filename: str | None = None) -> Plan:
             hint="split the schedule or use fewer chunks",
         )
     try:
-        document = json.loads(text, object_pairs_hook=_no_duplicates)
+        document = json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_integer)
     except json.JSONDecodeError as error:
         raise PlanSyntaxError(
             "json",
@@ -339,6 +339,14 @@ def read_plan(text: str, filename: str | None = None) -> Plan:
             f"the field {error.args[0]!r} appears twice in one object",
             location=Location(filename),
             hint="keep one: the executor's JSON library keeps only one of them",
+        ) from None
+    except _LongNumber as error:
+        raise PlanSyntaxError(
+            "plan-range",
+            f"an integer of {len(error.args[0]):,} digits ({error.args[0][:12]}...); collc reads at most "
+            f"{_MAX_DIGITS} digits (more overflow even a double)",
+            location=Location(filename),
+            hint="the executor reads every integer field as a 64-bit (or smaller) number",
         ) from None
     except RecursionError:
         raise PlanSyntaxError(
@@ -371,6 +379,22 @@ def _depth(document: object) -> int:
 
 class _DuplicateKey(ValueError):
     pass
+
+
+#: digits of the longest integer read (10^309 overflows even a double, the widest number a JSON library
+#: reads): a longer one is refused before Python's own limit on converting digits (4,300) turns it into
+#: an unexpected error; a shorter one out of a field's range is refused by that field's range check
+_MAX_DIGITS = 309
+
+
+class _LongNumber(ValueError):
+    pass
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_DIGITS:
+        raise _LongNumber(text)
+    return int(text)
 
 
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
