@@ -66,6 +66,14 @@ def test_simulate_refuses_a_file_that_verify_rejects(
     assert run("verify", schedule).exit_code == 1
 
 
+def test_simulate_says_where_a_schedule_for_other_gpus_is(tmp_path: Path) -> None:
+    """A 2-GPU file on a 4-GPU fabric: the message names the file and line and how to fix it."""
+    topology = write(tmp_path, FOUR_GPUS, "four.yaml")
+    schedule = write(tmp_path, ring_allgather_xml(2), "s.xml")
+    result = run("simulate", topology, schedule, "--sizes", "1MiB")
+    assert_one_error(result, 2, "s.xml:1: error: the schedule is for 2 GPUs but 'four' has 4", "--gpus")
+
+
 def test_simulate_still_predicts_a_valid_file(tmp_path: Path) -> None:
     topology = write(tmp_path, FOUR_GPUS, "four.yaml")
     schedule = write(tmp_path, ring_allgather_xml(4), "s.xml")

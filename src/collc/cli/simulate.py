@@ -178,6 +178,12 @@ def simulate(
         raise InputError(
             f"{schedule} is an {program.coll} schedule, not {coll}", hint=f"use --coll {program.coll}"
         )
+    if program is not None and program.ngpus != topology.num_gpus:
+        raise InputError(
+            f"the schedule is for {program.ngpus} GPUs but {topology.name!r} has {topology.num_gpus}",
+            location=location_in(schedule, program.line),
+            hint="simulate it on the fabric it was written for, or select its GPUs with --gpus",
+        )
     collective = coll or (program.coll if program else "allreduce")
     if collective not in COLLECTIVES:
         raise InputError(
