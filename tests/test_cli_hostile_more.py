@@ -184,3 +184,11 @@ def test_a_plan_integer_beyond_pythons_digit_limit_is_one_located_line(tmp_path:
     assert "p.json: error: an integer of 5,000 digits" in result.output
     assert "set_int_max_str_digits" not in result.output
     assert_one_error(run("simulate", "dgx-a100", plan, "--sizes", "1MiB"), 2, "5,000 digits")
+
+
+# -- --gpus -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("selection", ["", " , "])
+def test_an_empty_gpu_selection_is_refused_not_read_as_every_gpu(tmp_path: Path, selection: str) -> None:
+    """``--gpus "$ALLOC"`` with an empty variable used to schedule for every GPU of the fabric."""
+    topology = write(tmp_path, FOUR_GPUS, "four.yaml")
+    assert_one_error(run("bound", topology, "--gpus", selection), 2, "selects nothing")

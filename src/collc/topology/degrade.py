@@ -57,7 +57,7 @@ class Degradation:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.without or self.derate or self.gpus)
+        return not (self.without or self.derate or self.gpus is not None)  # --gpus "" still selects
 
     @property
     def damages(self) -> bool:
@@ -101,7 +101,7 @@ def degrade(topology: Topology, degradation: Degradation) -> Topology:
     """
     if degradation.is_empty:
         return topology
-    selected = select_gpus(topology, degradation.gpus) if degradation.gpus else None
+    selected = select_gpus(topology, degradation.gpus) if degradation.gpus is not None else None
     removals = [removal(topology, spec) for spec in degradation.without]
     deratings = [derating(topology, spec) for spec in degradation.derate]
     gone = frozenset().union(*(item.nodes for item in removals))
