@@ -192,3 +192,16 @@ def test_an_empty_gpu_selection_is_refused_not_read_as_every_gpu(tmp_path: Path,
     """``--gpus "$ALLOC"`` with an empty variable used to schedule for every GPU of the fabric."""
     topology = write(tmp_path, FOUR_GPUS, "four.yaml")
     assert_one_error(run("bound", topology, "--gpus", selection), 2, "selects nothing")
+
+
+def test_verify_warns_of_an_attribute_given_twice(tmp_path: Path) -> None:
+    """The runtime reads the first of two same-named attributes: an appended override never applies."""
+    text = ring_allgather_xml(4).replace('ngpus="4"', 'ngpus="4" ngpus="8"', 1)
+    text = text.replace('chan="0">', 'chan="0"  chan="1">', 1)  # two spaces: the reader's slow path
+    result = run("verify", write(tmp_path, text, "s.xml"))
+    assert (
+        's.xml:1:1: warning: <algo> gives ngpus twice; the runtime reads the first (ngpus="4")'
+        in result.output
+    )
+    assert "gives chan twice" in result.output, result.output
+    assert result.exit_code == 0, result.output

@@ -183,7 +183,7 @@ class _Scanner:
         if fast and len(fast.group(1)) <= MAX_NAME_LENGTH and fast.group(2).count(" ") <= MAX_ATTR_COUNT:
             node = _Element(fast.group(1), start, fast.end())
             for key, value in _CANONICAL_ATTRIBUTE.findall(fast.group(2)):
-                node.attributes.setdefault(key, value)
+                self.set_attribute(node, key, value, start)
             self.pos = fast.end()
             if fast.group(3):
                 return node
@@ -293,7 +293,23 @@ class _Scanner:
                     "separate attributes by exactly one space",
                     key_pos,
                 )
-            node.attributes.setdefault(key, value)
+            self.set_attribute(node, key, value, key_pos)
+
+    def set_attribute(self, node: _Element, key: str, value: str, pos: int) -> None:
+        """Keep the first value of ``key``, as the runtime's attribute lookup does; a repeated one is
+        reported, since a tool that appends an override expects it to take effect."""
+        if key in node.attributes:
+            first = node.attributes[key]
+            self.notes.append(
+                ReadNote(
+                    "xml-ignored",
+                    f'<{node.name}> gives {key} twice; the runtime reads the first ({key}="{first}"), '
+                    f'never the later "{value}"',
+                    self.location(pos),
+                )
+            )
+            return
+        node.attributes[key] = value
 
     def closing_tag(self, name: str) -> None:
         start = self.pos
