@@ -285,3 +285,29 @@ def test_the_wide_search_is_only_for_programs_that_simulate_cheaply(monkeypatch)
     monkeypatch.setattr(driver, "WIDE_SEARCH_STEPS", 0)
     state = _chosen_state("dgx-h100", 2, "allgather")
     assert [item.solution.forest.k for item in state.fitted] == [2, 4, 8]
+
+
+class _Simulated:
+    """A stand-in candidate for :func:`driver._pick`: its simulated algbw per size and its ceiling."""
+
+    def __init__(self, name: str, figures: dict[int, float]):
+        self.name, self.figures, self.ceiling = name, figures, 1e9
+
+    def algbw(self, nbytes: int) -> float:
+        return self.figures[nbytes]
+
+
+def test_the_emitted_candidate_delivers_most_at_the_smaller_sizes_with_the_runtime_taking_its_own():
+    """Within 1 % at 1 GiB, the candidate whose file together with the runtime's own algorithms is
+    fastest at 64 MiB and 1 MiB (4x8 MI300X allgather's figures): a file slower than the runtime at a
+    size leaves it to the runtime, so only what beats the runtime counts."""
+    gib, mib = 2**30, 2**20
+    large_k = _Simulated("k = 32", {gib: 504.4, 64 * mib: 471.0, mib: 14.3})
+    small_k = _Simulated("k = 2", {gib: 500.0, 64 * mib: 462.3, mib: 69.7})
+    runtime_at_1mib = {64 * mib: 283.3, mib: 17.2}
+    picked = driver._pick([large_k, small_k], gib, runtime_at_1mib.__getitem__)
+    assert picked is small_k  # 1 MiB: 69.7 against the runtime's 17.2 outweighs 2 % at 64 MiB
+    faster_runtime = {64 * mib: 283.3, mib: 100.0}  # neither file is used at 1 MiB
+    assert driver._pick([large_k, small_k], gib, faster_runtime.__getitem__) is large_k
+    slower = _Simulated("k = 1", {gib: 490.0, 64 * mib: 500.0, mib: 80.0})  # 2.9 % slower at 1 GiB
+    assert driver._pick([large_k, slower], gib, runtime_at_1mib.__getitem__) is large_k

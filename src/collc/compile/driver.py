@@ -20,14 +20,15 @@ verifier accepts the program with its final range.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from functools import cached_property
-from math import ceil, gcd, inf
+from functools import cache, cached_property
+from math import ceil, gcd, inf, prod
 from typing import NamedTuple
 
 from collc.capacity import capacity_graph
-from collc.compile.outlook import REPORT_SIZES, SizeOutlook, grid, outlook, served_size
+from collc.compile.outlook import REPORT_SIZES, SizeOutlook, grid, outlook, served_size, vendor_algbw
 from collc.compile.ranges import ByteRange, choose_range
 from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
@@ -73,7 +74,7 @@ SIMULATED_CANDIDATES = 3
 WIDE_CANDIDATES = 6
 WIDE_SEARCH_STEPS = 50_000
 # Candidates whose simulated algbw at the reference size is this close to the fastest are equivalent
-# there; the one that is fastest at a smaller size is emitted (_pick).
+# there; the one that delivers most at smaller sizes is emitted (_pick).
 EQUIVALENT = Fraction(1, 100)
 # Smaller NCCL_BUFFSIZE values a Simple file is simulated with besides the default (buffer_choices). The
 # model charges every call the step overhead and the path latency but no threadblock time, so a smaller
@@ -522,7 +523,7 @@ def _choose_step(state: CompileState) -> None:
     )
     if _next_candidate(state) is not None:  # a wider search: choose again once it is simulated
         return
-    best = _deployment(fitted, reference, state.options, notes)
+    best = _deployment(fitted, reference, state.options, vendor_best(state.model, state.options.coll), notes)
     if state.failures:
         notes.append("did not fit: " + "; ".join(state.failures))
     if len(fitted) > 1:
@@ -536,7 +537,8 @@ def _choose_step(state: CompileState) -> None:
         notes.append(
             f"chose k = {best.solution.forest.k} by simulating the candidates at "
             f"{format_size(reference)} (algbw GB/s {tried}; within {float(EQUIVALENT):.0%} "
-            f"of the fastest, the fastest at {format_size(reference // 16)}; a candidate whose "
+            f"of the fastest, the one that with the runtime's own delivers most at "
+            f"{format_size(reference // 16)} and {format_size(reference // 1024)}; a candidate whose "
             "bound is below that is not simulated)"
         )
         top = max(at_best, key=lambda item: (item.bound, -item.solution.forest.k))
@@ -641,10 +643,14 @@ def buffer_choices(options: CompileOptions) -> tuple[int | None, ...]:
     return (None, *BUFFER_CHOICES)
 
 
-def _pick(fitted: list[Fitted], reference: int) -> Fitted:
+def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) -> Fitted:
     """The candidate to emit: among those within :data:`EQUIVALENT` of the fastest at the reference
-    size, the fastest at a sixteenth of it (where fill and drain weigh more; 64 MiB for 1 GiB, a call
-    that is a single pipelining iteration for many files). Ties keep the earlier (better priced).
+    size, the one that delivers most at a sixteenth and a thousandth of it (64 MiB and 1 MiB for
+    1 GiB, where fill and drain weigh more): the product over those sizes of the faster of it and the
+    runtime's best (``vendor``), since the file's range gives each size to whichever is faster. A
+    larger k can gain a per cent at 64 MiB and lose several times over at 1 MiB (4x8 MI300X
+    allgather, k = 32 against k = 2: 471.0 against 462.3 GB/s, and 14.3 against 69.7 where the
+    runtime gets 17.2). Ties keep the earlier (better priced).
 
     A candidate whose trees' bound is below that share of the fastest cannot be close and is never
     simulated (:func:`_contenders`).
@@ -654,7 +660,13 @@ def _pick(fitted: list[Fitted], reference: int) -> Fitted:
     contenders = _contenders(fitted, reference)
     fastest = max(item.algbw(reference) for item in contenders)
     close = [item for item in contenders if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
-    return max(close, key=lambda item: item.algbw(reference // 16))
+    smaller = (reference // 16, reference // 1024)
+    return max(close, key=lambda item: prod(max(item.algbw(size), vendor(size)) for size in smaller))
+
+
+def vendor_best(model: TopologyModel, coll: str) -> Callable[[int], float]:
+    """The runtime's best algbw (GB/s, ring or tree at its fastest protocol) per call size, memoised."""
+    return cache(lambda nbytes: max(vendor_algbw(model, coll, nbytes).values()))
 
 
 def _contenders(fitted: list[Fitted], reference: int) -> list[Fitted]:
@@ -669,7 +681,13 @@ def _contenders(fitted: list[Fitted], reference: int) -> list[Fitted]:
     return [item for item in fitted if item.ceiling >= fastest * (1 - EQUIVALENT)]
 
 
-def _deployment(fitted: list[Fitted], reference: int, options: CompileOptions, notes: list[str]) -> Fitted:
+def _deployment(
+    fitted: list[Fitted],
+    reference: int,
+    options: CompileOptions,
+    vendor: Callable[[int], float],
+    notes: list[str],
+) -> Fitted:
     """The candidate and the ``NCCL_BUFFSIZE`` to emit (:func:`buffer_choices`).
 
     Every candidate is simulated with every buffer choice and :func:`_pick` chooses among them all. A
@@ -678,8 +696,8 @@ def _deployment(fitted: list[Fitted], reference: int, options: CompileOptions, n
     """
     choices = buffer_choices(options)
     variants = [replace(item, buffer_bytes=buffer) for buffer in choices for item in fitted]
-    first = _pick(variants[: len(fitted)], reference)
-    best = _pick(variants, reference)
+    first = _pick(variants[: len(fitted)], reference, vendor)
+    best = _pick(variants, reference, vendor)
     if best.buffer_bytes == first.buffer_bytes:
         return first
     sizes = (reference, reference // 16)
