@@ -122,14 +122,19 @@ def verify_plan_text(text: str, filename: str | None = None) -> VerifyReport:
     return verify_plan(plan, filename)
 
 
+def lint_plan(plan: Plan) -> list[Problem]:
+    """The executor's rules, checked statically (step 1 of the module docstring, no simulation)."""
+    lint = _Lint(plan)
+    lint.run()
+    return lint.problems
+
+
 def verify_plan(plan: Plan, filename: str | None = None) -> VerifyReport:
     """Check ``plan`` against the executor's rules, then simulate it (when the rules leave it
     meaningful) for deadlock, races and the collective's result."""
     report = VerifyReport(filename=filename, runtime=TARGET)
-    lint = _Lint(plan)
-    lint.run()
-    report.problems.extend(lint.problems)
-    if any(problem.severity == "error" for problem in lint.problems):
+    report.problems.extend(lint_plan(plan))
+    if report.errors:
         report.notes.append("not simulated: the plan breaks the executor's rules above")
         return report
     _check_simulation_size(plan, filename)
