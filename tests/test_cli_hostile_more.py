@@ -205,3 +205,14 @@ def test_verify_warns_of_an_attribute_given_twice(tmp_path: Path) -> None:
     )
     assert "gives chan twice" in result.output, result.output
     assert result.exit_code == 0, result.output
+
+
+def test_simulate_refuses_a_plan_that_verify_rejects(tmp_path: Path) -> None:
+    """An MSCCL++ plan with 0 threads per block used to be predicted like a valid one."""
+    plan = '{"name": "p", "collective": "allgather", "protocol": "Simple", "inplace": false, "gpus": [], '
+    plan += '"num_threads_per_block": 0, "use_double_scratch_buffer": false, "min_message_size": 0, '
+    plan += '"max_message_size": 0, "buffer_alignment": 16, "reuse_resources": false}'
+    result = run("simulate", "dgx-a100", write(tmp_path, plan, "p.json"), "--sizes", "1MiB")
+    assert_one_error(
+        result, 1, "p.json:", "a file collc verify rejects is not simulated", "--runtime mscclpp"
+    )

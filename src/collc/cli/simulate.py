@@ -20,6 +20,7 @@ from collc.predict.sweep import Predictor, Sweep
 from collc.progress import Report, silent, terminal_progress
 from collc.sizes import format_size, parse_sizes
 from collc.topology.model import Topology
+from collc.verify.report import Problem
 
 
 def read_schedule(path: str, topology: Topology) -> tuple[Algorithm, Predictor | None]:
@@ -40,23 +41,32 @@ def read_schedule(path: str, topology: Topology) -> tuple[Algorithm, Predictor |
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text", hint="give the path of an MSCCL XML file") from None
     if looks_like_plan(text):
+        from collc.mscclpp.reader import read_plan
+        from collc.mscclpp.verify import lint_plan
+
+        refuse_invalid(lint_plan(read_plan(text, path)), path, "mscclpp")
         return plan_schedule(text, path, Network.of(topology))
     runtime = topology.metadata.runtime or "msccl-executor"
     algo = read_xml(text, path, runtime=runtime)
-    refuse_invalid(algo, path, runtime)
+    refuse_invalid(_lint_xml(algo, path, runtime), path, runtime)
     return algo, None
 
 
-def refuse_invalid(algo: Algorithm, path: str, runtime: str) -> None:
-    """Refuse (exit 1, like ``collc verify``) a file with a static error of ``collc verify``: the runtime
-    rejects it or hangs on it, so a predicted time for it would be a figure of nothing that can run.
-    Only the lint runs here (linear in the steps); the data simulation stays with ``collc verify``."""
+def _lint_xml(algo: Algorithm, path: str, runtime: str) -> list[Problem]:
+    """The problems ``collc verify`` finds in ``algo`` without simulating it (linear in the steps)."""
     from collc.verify.fold import fold_threadblock
     from collc.verify.lint import lint
     from collc.verify.runtimes import profile
 
     folded = {(gpu.id, tb.id): fold_threadblock(tb) for gpu in algo.gpus for tb in gpu.tbs}
-    errors = [p for p in lint(algo, profile(runtime), folded, filename=path) if p.severity == "error"]
+    return lint(algo, profile(runtime), folded, filename=path)
+
+
+def refuse_invalid(problems: list[Problem], path: str, runtime: str) -> None:
+    """Refuse (exit 1, like ``collc verify``) a file with an error among ``problems`` (its static checks):
+    the runtime rejects it or hangs on it, so a predicted time for it would be a figure of nothing that
+    can run. The data simulation stays with ``collc verify``."""
+    errors = [problem for problem in problems if problem.severity == "error"]
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
