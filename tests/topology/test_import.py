@@ -300,8 +300,8 @@ def test_per_node_files_must_agree(tmp_path) -> None:
 def test_names_and_paths_cannot_break_the_file(tmp_path) -> None:
     path = tmp_path / "node\nname: injected.xml"
     path.write_text(H100_XML.read_text().replace('name="mlx5_0"', 'name="mlx5_0&#10;ranks: [b0.gpu0]"'))
-    topology = imported(tmp_path, path, name='x: {"y"}\nz')
-    assert topology.name == 'x: {"y"}\nz' and topology.num_gpus == 8
+    topology = imported(tmp_path, path, name="x: {y} [z] #w")
+    assert topology.name == "x: {y} [z] #w" and topology.num_gpus == 8
 
 
 def test_fabric_over_the_limits_is_refused() -> None:
