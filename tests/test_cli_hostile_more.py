@@ -216,3 +216,33 @@ def test_simulate_refuses_a_plan_that_verify_rejects(tmp_path: Path) -> None:
     assert_one_error(
         result, 1, "p.json:", "a file collc verify rejects is not simulated", "--runtime mscclpp"
     )
+
+
+# -- the topology's name goes into every compiled file ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "fragments"),
+    [
+        ("'a\"b<c>&d'", ["t.yaml:1:7:", 'contains " & < >']),
+        ('"a\\nb"', ["t.yaml:1:7:", "contains U+000A"]),
+        ('"a\\u202eb"', ["contains U+202E"]),
+        ('"' + "日" * 50 + '"', ["t.yaml:1:7:", "150 bytes long; collc takes at most 128"]),
+    ],
+)
+def test_a_topology_name_a_compiled_file_cannot_carry_is_refused(
+    tmp_path: Path, name: str, fragments: list[str]
+) -> None:
+    """Such a name used to reach the XML writer and end compile with exit 3 ('a bug in collc'), or
+    (UTF-8 over 255 bytes) to be written into a file whose name overflows the runtime's buffer."""
+    topology = write(tmp_path, f"name: {name}\n" + FOUR_GPUS, "t.yaml")
+    assert_one_error(run("topo", "validate", topology), 2, *fragments, "give a top-level 'name:'")
+
+
+def test_import_refuses_such_a_name_up_front() -> None:
+    dump = str(IMPORT_FIXTURES / "pcie-l40s-nccl-topo.xml")
+    assert_one_error(run("topo", "import", dump, "--name", 'a"b'), 2, "--name: the topology name 'a\"b'")
+
+
+def test_verify_counts_a_names_bytes_not_its_characters(tmp_path: Path) -> None:
+    """100 CJK characters are 300 bytes: more than the runtime's 255-byte buffer."""
+    text = ring_allgather_xml(2).replace('name="ring', 'name="' + "日" * 100, 1)
+    assert "longer than 255 bytes" in run("verify", write(tmp_path, text, "s.xml")).output

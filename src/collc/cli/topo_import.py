@@ -16,6 +16,7 @@ from collc.topology import parse_topology
 from collc.topology.expr import ExpressionError
 from collc.topology.importers import NETWORKS, FabricOptions, ImportResult, ReadOptions, import_files
 from collc.topology.importers.speeds import GPU_MODELS_BY_NAME
+from collc.topology.loader import NAME_HOW, name_problem
 from collc.topology.units import BANDWIDTH_UNITS, parse_bandwidth
 
 
@@ -107,6 +108,9 @@ def import_command(
     output of `nvidia-smi topo -m` or `rocm-smi --showtopo`. One FILE describes every box; several are
     one per box, in box order. The report lists every figure that was not in the input.
     """
+    problem = name_problem(name)
+    if problem:
+        raise InputError(f"--name: {problem}", hint=NAME_HOW)
     result = import_files(
         files,
         ReadOptions(nic_speed=nic_speed, link_speed=link_speed, gpu_model=gpu_model),

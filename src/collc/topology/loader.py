@@ -206,6 +206,41 @@ def _text(mapping: LocatedMap, key: str, what: str, *, required: bool = False, d
     return str(value)
 
 
+#: bytes of a topology's name: compiled files carry it in <algo name="collc-NAME-...">, whose value the
+#: runtime's XML parser copies into a 256-byte buffer without checking its length
+MAX_NAME_BYTES = 128
+#: characters that end or garble an XML attribute value (the runtime's parser decodes no entities)
+_XML_UNSAFE = '"<>&'
+NAME_HOW = "use letters, digits, spaces, '-', '_' and '.'"
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a topology's name, or None: it must fit the name of a compiled file, an
+    XML attribute value on one line that the runtime reads into a 256-byte buffer."""
+    unsafe = sorted({char for char in name if char in _XML_UNSAFE or not char.isprintable()})
+    if unsafe:
+        shown = " ".join(char if char.isprintable() else f"U+{ord(char):04X}" for char in unsafe)
+        return (
+            f"the topology name {clipped(name)} contains {shown}, which a compiled file's name cannot carry"
+        )
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return (
+            f"the topology name is {len(name.encode('utf-8')):,} bytes long; collc takes at most "
+            f"{MAX_NAME_BYTES} (compiled files carry it in their name)"
+        )
+    return None
+
+
+def _topology_name(document: LocatedMap, default_name: str) -> str:
+    """The ``name`` (else ``default_name``, the file's stem), checked by :func:`name_problem`."""
+    name = _text(document, "name", "the topology") or default_name
+    problem = name_problem(name)
+    if problem:
+        where = document.where("name") if "name" in document else document.location
+        raise _fail(problem, where, f"give a top-level 'name:'; {NAME_HOW}")
+    return name
+
+
 class _Reader:
     """Reads one topology document; ``variables`` holds the parameter values."""
 
@@ -571,7 +606,7 @@ def _parse_document(
     _check_connected(nodes, links, ranks)
     reader.warnings.extend(_unlinked(nodes, links))
     topology = Topology(
-        name=_text(document, "name", "the topology") or default_name,
+        name=_topology_name(document, default_name),
         nodes=nodes,
         links=tuple(links),
         ranks=ranks,

@@ -154,8 +154,8 @@ def _check_algo(linter: _Linter) -> None:
             line,
             "maxBytes=0 means unbounded; both bounds are inclusive",
         )
-    if len(algo.name) > 255:
-        linter.warning("name-too-long", "the algorithm name is longer than 255 characters", line)
+    if len(algo.name.encode("utf-8")) > 255:  # the parser's buffer holds 255 bytes, not characters
+        linter.warning("name-too-long", "the algorithm name is longer than 255 bytes (UTF-8)", line)
 
 
 def _check_gpus(linter: _Linter) -> None:
