@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cache, cached_property
-from math import ceil, gcd, inf, prod
+from math import ceil, gcd, prod
 from typing import NamedTuple
 
 from collc.capacity import capacity_graph
@@ -37,6 +37,7 @@ from collc.lowering.plan import COLLECTIVES, network_planes
 from collc.lowering.reach import check_reach
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.msccl.writer import to_xml
+from collc.predict.des import ProgramCost
 from collc.predict.model import TopologyModel
 from collc.predict.params import DEFAULT_BUFFER_BYTES, Protocol, simple
 from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
@@ -531,7 +532,7 @@ def _choose_step(state: CompileState) -> None:
         simulated = {id(item) for item in _contenders(at_best, reference)}
         tried = ", ".join(
             f"k = {item.solution.forest.k}: "
-            + (f"{item.algbw(reference):.1f}" if id(item) in simulated else f"bound {float(item.bound):.1f}")
+            + (f"{item.algbw(reference):.1f}" if id(item) in simulated else f"at most {item.ceiling:.1f}")
             for item in at_best
         )
         notes.append(
@@ -539,7 +540,7 @@ def _choose_step(state: CompileState) -> None:
             f"{format_size(reference)} (algbw GB/s {tried}; within {float(EQUIVALENT):.0%} "
             f"of the fastest, the one that with the runtime's own delivers most at "
             f"{format_size(reference // 16)} and {format_size(reference // 1024)}; a candidate whose "
-            "bound is below that is not simulated)"
+            "busiest arc cannot carry that is not simulated)"
         )
         top = max(at_best, key=lambda item: (item.bound, -item.solution.forest.k))
         if top.bound > best.bound:
@@ -610,10 +611,13 @@ class Fitted:
 
     @property
     def ceiling(self) -> float:
-        """An algbw no simulation of the file exceeds: the trees' bound, since every byte crosses its
-        tree's arcs. Not for an allreduce with a reduce forest of its own: its two halves overlap on
-        different arcs and can run faster than one after the other (docs/lowering.md §10)."""
-        return inf if self.reduce_forest is not None else float(self.bound)
+        """An algbw no simulation of the file exceeds: what its busiest arc allows
+        (:meth:`~collc.predict.des.ProgramCost.arc_limit_algbw`). Not the trees' bound: for an
+        allreduce that is reduce-scatter plus allgather, and where the two halves run on opposite
+        directions of the links (a line of GPUs, a degraded box) the file beats it."""
+        cost = self.predictor.inner
+        assert isinstance(cost, ProgramCost)
+        return cost.arc_limit_algbw(self.proto)
 
     def algbw(self, nbytes: int) -> float:
         """Simulated algbw (GB/s) of a call of ``nbytes`` (moved to the nearest size the file serves)."""
@@ -673,12 +677,13 @@ def _contenders(fitted: list[Fitted], reference: int) -> list[Fitted]:
     """The candidates that may be within :data:`EQUIVALENT` of the fastest at the reference size, in
     their order. They are simulated highest ceiling first (:attr:`Fitted.ceiling`); one whose ceiling
     is below that share of the fastest simulated so far is left out unsimulated."""
-    fastest = 0.0
+    fastest, simulated = 0.0, set()
     for item in sorted(fitted, key=lambda item: -item.ceiling):
         if item.ceiling < fastest * (1 - EQUIVALENT):
             break
         fastest = max(fastest, item.algbw(reference))
-    return [item for item in fitted if item.ceiling >= fastest * (1 - EQUIVALENT)]
+        simulated.add(id(item))
+    return [item for item in fitted if id(item) in simulated]
 
 
 def _deployment(

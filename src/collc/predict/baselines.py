@@ -30,7 +30,7 @@ algbw is ``min(C, egress)/2``; the latency is two sweeps of depth ``(Gâˆ’1) + âŒ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from math import ceil, log2
 
@@ -148,15 +148,22 @@ def _cycle_packing(network: Network, cycles: list[tuple[str, ...]]) -> Fraction:
 
 
 def ring_capacity(network: Network, box: Box) -> Fraction:
-    """Total ring bandwidth through the box's GPUs (module docstring); 0 means no ring exists."""
+    """Total ring bandwidth through the box's GPUs (module docstring). A switchless box with no
+    Hamiltonian cycle (a line or a star of GPUs) gets its smallest GPU-to-GPU cut, as if the runtime's
+    ring forwarded through GPUs at full speed: never less than the runtime could do, so no collc
+    file is credited for beating a ring that cannot be built."""
     if len(box.gpus) == 1:
         return Fraction(10**9)  # a one-GPU box adds no intra-box hop
     switched = any(network.topology.node(name).kind != "gpu" for name in box.domain - set(box.gpus))
     if not switched:
         cycles = _hamiltonian_cycles(network, box)
-        if cycles is not None:
-            return _cycle_packing(network, cycles) if cycles else Fraction(0)
-    return _min_gpu_cut(network, box)
+        if cycles:  # None: too many to enumerate; empty: none (both fall back to the cut)
+            return _cycle_packing(network, cycles)
+    cut = _min_gpu_cut(network, box)
+    if cut == 0:  # the box's GPUs meet only outside it (a failed switch): its rings leave the box
+        everything = frozenset(node.name for node in network.topology.nodes)
+        cut = _min_gpu_cut(network, replace(box, domain=everything))
+    return cut
 
 
 @dataclass(frozen=True)

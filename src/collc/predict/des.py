@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from math import ceil
+from math import ceil, inf
 from typing import NamedTuple
 
 import numpy as np
@@ -266,6 +266,15 @@ class ProgramCost:
         if key not in self._runs:
             self._runs[key] = float(self._run(iterations, call_bytes, proto)[-1])
         return self._runs[key]
+
+    def arc_limit_algbw(self, proto: Protocol) -> float:
+        """An algbw (GB/s) no call of this program exceeds with ``proto``: every iteration moves one call
+        of each of the ``nchunksperloop`` chunks and its busiest arc carries its share of them, so an
+        iteration takes at least that arc's time. Both halves of an allreduce count, on the arcs they
+        use: where they use opposite directions (a line of GPUs) this is above the reduce-scatter plus
+        allgather figure, which is no ceiling for such a file."""
+        busiest = float((self._arc_cnt / self._bandwidth).max(initial=0.0))
+        return inf if busiest == 0 else self.algo.nchunksperloop * float(proto.efficiency) / busiest
 
     def _busiest_arc_us(self, call_bytes: float, proto: Protocol) -> float:
         """Time the busiest arc needs for one iteration's bytes: no slope can be smaller.
