@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import pytest
 
-from collc.predict.baselines import boxes_of, ring_capacity
+from collc.predict.baselines import boxes_of, ring_baseline, ring_capacity
 from collc.predict.params import PROTOCOLS
 
 from .models import model
@@ -56,3 +56,22 @@ def test_ring_time_grows_with_size_and_tends_to_its_bandwidth() -> None:
 def test_tree_has_lower_latency_than_ring_on_many_boxes_at_small_sizes() -> None:
     m = model("dgx-a100", 4)
     assert m.tree.time_us("allreduce", 1024, SIMPLE) < m.ring.time_us("allreduce", 1024, SIMPLE)
+
+
+def test_a_box_whose_gpus_meet_only_outside_it_still_gets_a_ring() -> None:
+    """2x8 A100 without box 0's NVSwitch: its GPUs reach each other only through the other box, and a
+    line of three GPUs has no Hamiltonian cycle. Both fall back to the smallest GPU cut (was 0: the
+    ring's time divided by it)."""
+    from pathlib import Path
+
+    from collc.predict.network import Network
+    from collc.topology import load
+    from collc.topology.degrade import Degradation, degrade
+
+    topology = degrade(model("dgx-a100", 2).topology, Degradation(without=("switch:b0.nvswitch",)))
+    box = boxes_of(Network.of(topology))[0]
+    assert ring_capacity(Network.of(topology), box) > 0
+    line = load(Path(__file__).resolve().parents[1] / "lowering" / "fixtures" / "line3.yaml")
+    network = Network.of(line)
+    assert ring_capacity(network, boxes_of(network)[0]) == 50
+    assert ring_baseline(network).time_us("allreduce", 2**30, PROTOCOLS["Simple"]) > 0
