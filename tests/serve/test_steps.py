@@ -150,3 +150,10 @@ def test_the_first_stage_estimate_grows_with_the_fabric_and_places_big_jobs_low(
     levels = [config.join_level(first_stage_estimate(gpus)) for gpus in (8, 16, 32, 64, 128, 256, 1024)]
     assert levels == [0, 0, 0, 1, 2, 3, 3]
     assert progress(checked_start(spec(), 64)) == 0.0
+
+
+def test_an_empty_gpu_selection_is_refused_as_on_the_command_line():
+    """``"gpus": ""`` selects no GPU; read as "every GPU" it would compile the whole fabric."""
+    request = spec_from_json({"preset": "dgx-a100", "set": {"boxes": "2"}, "gpus": ""})
+    with pytest.raises(InputError, match="selects nothing"):
+        load_topology(request, 64)

@@ -146,7 +146,7 @@ def _degradation(body: dict[str, object]) -> Degradation:
         raise InputError(
             "'gpus' must be a selection string without @FILE", hint='e.g. "b0-b3" or "b0.gpu0,b0.gpu1"'
         )
-    return Degradation(lists["without"], lists["derate"], gpus or None)
+    return Degradation(lists["without"], lists["derate"], gpus)  # "" selects nothing: refused when loaded
 
 
 def load_topology(spec: JobSpec, max_gpus: int) -> Topology:
