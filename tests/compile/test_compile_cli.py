@@ -332,3 +332,22 @@ def test_the_emitted_candidate_delivers_most_at_the_smaller_sizes_with_the_runti
     assert driver._pick([large_k, small_k], gib, faster_runtime.__getitem__) is large_k
     slower = _Simulated("k = 1", {gib: 490.0, 64 * mib: 500.0, mib: 80.0})  # 2.9 % slower at 1 GiB
     assert driver._pick([large_k, slower], gib, runtime_at_1mib.__getitem__) is large_k
+
+
+def test_the_no_win_message_shows_slow_links_figures_in_significant_digits(tmp_path):
+    """A ring with two links of 0.001 GB/s: the closest figures are about 0.00125 GB/s, which one
+    decimal printed as "0.0 vs 0.0"."""
+    fabric = tmp_path / "slow.yaml"
+    fabric.write_text(
+        "nodes: [{name: g, kind: gpu, count: 5}]\n"
+        "links:\n"
+        "  - {src: g0, dst: g1, bandwidth: 0.001}\n"
+        "  - {src: g1, dst: g2, bandwidth: 1000000}\n"
+        "  - {src: g2, dst: g3, bandwidth: 7/3}\n"
+        "  - {src: g3, dst: g4, bandwidth: 25}\n"
+        "  - {src: g4, dst: g0, bandwidth: 0.001}\n"
+    )
+    result = CliRunner().invoke(main, ["compile", str(fabric), "-o", str(tmp_path / "x.xml")])
+    assert result.exit_code == 1, result.output
+    closest = re.search(r"closest: ([\d.e-]+) vs ([\d.e-]+) GB/s", result.output)
+    assert closest and 0 < float(closest[2]) < 0.01 and float(closest[1]) > 0, result.output

@@ -894,7 +894,7 @@ def _byte_range(
     raise NoWin(
         f"collc's {what} is predicted slower than the runtime's own ring/tree at every size from "
         f"{format_size(rows[0].nbytes)} to {format_size(rows[-1].nbytes)} (closest: "
-        f"{closest.algbw or 0:.1f} vs {closest.vendor_algbw:.1f} GB/s at {format_size(closest.nbytes)}); "
+        f"{closest.algbw or 0:.4g} vs {closest.vendor_algbw:.4g} GB/s at {format_size(closest.nbytes)}); "
         "no file written",
         hint="keep the runtime's own algorithm; --force writes it anyway, --min-bytes/--max-bytes set "
         "the range yourself",
