@@ -246,3 +246,13 @@ def test_verify_counts_a_names_bytes_not_its_characters(tmp_path: Path) -> None:
     """100 CJK characters are 300 bytes: more than the runtime's 255-byte buffer."""
     text = ring_allgather_xml(2).replace('name="ring', 'name="' + "日" * 100, 1)
     assert "longer than 255 bytes" in run("verify", write(tmp_path, text, "s.xml")).output
+
+
+@pytest.mark.parametrize("command", [["compile", "-o", "x.xml"], ["bound"], ["simulate"]])
+def test_a_one_gpu_fabric_is_refused_naming_its_file(tmp_path, command):
+    fabric = tmp_path / "one.yaml"
+    fabric.write_text("nodes: [{name: g0, kind: gpu}]\nlinks: []\n")
+    args = [command[0], str(fabric), *[str(tmp_path / a) if a.endswith(".xml") else a for a in command[1:]]]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"{fabric}: error: a collective needs at least 2 GPUs"), result.output

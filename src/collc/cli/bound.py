@@ -22,7 +22,7 @@ from collc.cli.common import topology_argument
 from collc.cli.names import compress_names, natural_key
 from collc.errors import InputError
 from collc.sizes import plural
-from collc.solver.bound import Bound, budgeted_bound, fixed_k_bound, optimal_bound
+from collc.solver.bound import Bound, budgeted_bound, check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.symmetry import automorphisms
 from collc.topology.model import Topology
 
@@ -56,6 +56,7 @@ def compute_bounds(topology: Topology, k: int | None = None, max_k: int | None =
     """Allgather and reduce-scatter bounds, with symmetry from the topology's boxes and roles."""
     if k is not None and max_k is not None:
         raise InputError("--k and --max-k are exclusive", hint="give either an exact k or a budget")
+    check_gpu_count(topology.num_gpus, topology.source)
     graph = capacity_graph(topology)
     symmetries = automorphisms(topology, graph)  # automorphisms of a graph are those of its reverse
 

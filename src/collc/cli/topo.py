@@ -37,7 +37,7 @@ def list_command() -> None:
 @topology_argument
 def validate(topology: Topology) -> None:
     """Check a topology; exit 0 when valid, 2 with a located message when not."""
-    check_gpu_count(topology.num_gpus)
+    check_gpu_count(topology.num_gpus, topology.source)
     sizes = ", ".join(
         [
             plural(topology.num_gpus, "GPU"),

@@ -130,7 +130,7 @@ def _check_valid(result: ImportResult, shown_as: str) -> None:
     """The written file must load and have 2+ GPUs; anything else is a bug in the importer."""
     try:
         topology, _warnings = parse_topology(result.yaml_text, shown_as)
-        check_gpu_count(topology.num_gpus)
+        check_gpu_count(topology.num_gpus, topology.source)
     except InputError as error:
         raise InvariantError(f"the imported topology does not validate: {error}") from error
 

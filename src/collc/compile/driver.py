@@ -45,7 +45,7 @@ from collc.predict.sweep import Memo, Predictor
 from collc.progress import Report, silent
 from collc.sizes import format_size
 from collc.solver import Solution, solve
-from collc.solver.bound import fixed_k_bound, optimal_bound
+from collc.solver.bound import check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest
 from collc.solver.symmetry import automorphisms
 from collc.topology.model import Topology
@@ -213,10 +213,7 @@ def _check_options(options: CompileOptions, topology: Topology) -> str:
         raise InputError(f"--align must be a positive element count, got {options.align}")
     if options.k is not None and options.max_k is not None:
         raise InputError("--k and --max-k cannot be combined", hint="give either a fixed k or a budget")
-    if topology.num_gpus < 2:
-        raise InputError(
-            f"topology {topology.name!r} has {topology.num_gpus} GPU; a collective needs two or more"
-        )
+    check_gpu_count(topology.num_gpus, topology.source)
     return runtime
 
 

@@ -39,7 +39,7 @@ from fractions import Fraction
 import numpy as np
 
 from collc.capacity import CapacityGraph
-from collc.errors import InfeasibleError, InputError, InvariantError
+from collc.errors import InfeasibleError, InputError, InvariantError, location_in
 from collc.input_limits import MAX_K
 from collc.solver.maxflow import FlowNetwork
 from collc.solver.symmetry import Permutation, gpu_orbits, is_automorphism
@@ -154,11 +154,13 @@ def _cut_ratio(graph: CapacityGraph, inside: frozenset[int]) -> Fraction:
     return Fraction(sum(graph.arcs[i][2] for i in _leaving(graph, inside)), gpus)
 
 
-def check_gpu_count(num_gpus: int) -> None:
-    """A collective needs at least 2 GPUs: every command that solves or validates refuses fewer."""
+def check_gpu_count(num_gpus: int, source: str | None = None) -> None:
+    """A collective needs at least 2 GPUs: every command that solves or validates refuses fewer.
+    ``source``: the topology's file, which the message then names."""
     if num_gpus < 2:
         raise InputError(
             f"a collective needs at least 2 GPUs; this topology has {num_gpus}",
+            location=location_in(source) if source else None,
             hint="add GPUs to the topology (or more boxes with --set boxes=N)",
         )
 
