@@ -19,6 +19,12 @@ from collc.topology.presets import declared_parameters
 from collc.topology.summary import Summary, format_gbps, summarize, value_range
 
 
+def printable_text(text: str) -> str:
+    """``text`` for a terminal: characters that are not printable (controls, bidi overrides that would
+    reorder what follows) as ``\\uXXXX``, so a file's free text cannot disguise the output."""
+    return "".join(char if char.isprintable() else f"\\u{ord(char):04x}" for char in text)
+
+
 @main.group()
 def topo() -> None:
     """Inspect, check and convert topologies (files or shipped presets)."""
@@ -30,7 +36,7 @@ def list_command() -> None:
     presets = list_presets()
     width = max(len(name) for name, _description in presets)
     for name, description in presets:
-        click.echo(f"{name.ljust(width)}  {description}")
+        click.echo(f"{name.ljust(width)}  {printable_text(description)}")
 
 
 @topo.command()
@@ -97,7 +103,8 @@ def _range_text(values: dict[str, Fraction]) -> str:
 
 
 def _show_lines(topology: Topology, summary: Summary, parameters: dict[str, dict[str, Any]]) -> list[str]:
-    lines = [f"{topology.name}: {topology.description}" if topology.description else topology.name]
+    description = printable_text(topology.description) if topology.description else ""
+    lines = [f"{topology.name}: {description}" if description else topology.name]
     lines.append(f"source: {topology.source}")
     if parameters:
         shown = ", ".join(f"{name}={p['value']} (default {p['default']})" for name, p in parameters.items())
