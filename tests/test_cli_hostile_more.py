@@ -256,3 +256,16 @@ def test_a_one_gpu_fabric_is_refused_naming_its_file(tmp_path, command):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"{fabric}: error: a collective needs at least 2 GPUs"), result.output
+
+
+def test_topo_show_escapes_bidi_and_control_characters_of_a_description(tmp_path):
+    """A right-to-left override in a file's free text would reorder the rest of the line."""
+    fabric = tmp_path / "bidi.yaml"
+    fabric.write_text(
+        'name: bidi\ndescription: "safe \\u202e txet \\u0007"\n'
+        "nodes: [{name: g, kind: gpu, count: 2}]\nlinks: [{src: g0, dst: g1, bandwidth: 10}]\n"
+    )
+    result = CliRunner().invoke(main, ["topo", "show", str(fabric)])
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first == "bidi: safe \\u202e txet \\u0007", first
