@@ -219,12 +219,14 @@ def _check_options(options: CompileOptions, topology: Topology) -> str:
 
 class Candidate(NamedTuple):
     """A k to try: k (None only when the user's ``--max-k`` leaves it to the solver), the k to ask the
-    solver for (None: its optimum) and the algbw its trees cannot exceed (None where unknown before
-    solving: a user's k, or an allreduce whose halves run on forests of their own)."""
+    solver for (None: its optimum) and its trees' algbw bound (:func:`coll_algbw`; None where unknown
+    before solving: a user's k, or an allreduce whose halves run on forests of their own). For an
+    allreduce that bound is reduce-scatter plus allgather, which a file whose halves use opposite link
+    directions can beat: the wide search (:func:`_next_candidate`) takes it as a guide, not a proof."""
 
     k: int | None
     solve_k: int | None
-    ceiling: Fraction | None
+    bound: Fraction | None
 
 
 def _k_candidates(
@@ -251,7 +253,7 @@ def _k_candidates(
         power *= 2
     separate = two_forests(topology, options.coll)
     # a file's algbw bound (coll_algbw) from its trees' allgather bound; unknown with two forests
-    ceilings = {k: algbw / 2 if options.coll == "allreduce" else algbw for k, algbw in priced.items()}
+    bounds = {k: algbw / 2 if options.coll == "allreduce" else algbw for k, algbw in priced.items()}
     if separate:  # both halves priced: the harmonic mean of AG and RS at k
         reverse = graph.reversed()
         reverse_symmetries = automorphisms(topology, reverse)
@@ -290,7 +292,7 @@ def _k_candidates(
             f"which does not divide {policy}"
         )
     return [
-        Candidate(k, None if k == optimum.k else k, None if separate else ceilings[k]) for k in fitting
+        Candidate(k, None if k == optimum.k else k, None if separate else bounds[k]) for k in fitting
     ], notes
 
 
@@ -416,7 +418,7 @@ def _next_candidate(state: CompileState) -> int | None:
 
     The first :data:`SIMULATED_CANDIDATES` fitted are taken in price order. Once they are simulated
     (``state.fastest``), a further candidate is taken only in a wide search (:func:`_wide`) and only
-    when its ceiling is within :data:`EQUIVALENT` of the fastest: any other could not be chosen.
+    when its trees' bound is within :data:`EQUIVALENT` of the fastest (:class:`Candidate`).
     """
     assert state.candidates is not None
     if len(state.fitted) >= SIMULATED_CANDIDATES and not _wide(state):
@@ -430,8 +432,8 @@ def _next_candidate(state: CompileState) -> int | None:
         ):
             continue
         if len(state.fitted) >= SIMULATED_CANDIDATES:
-            assert candidate.ceiling is not None  # _wide
-            if candidate.ceiling < state.fastest * (1 - EQUIVALENT):
+            assert candidate.bound is not None  # _wide
+            if candidate.bound < state.fastest * (1 - EQUIVALENT):
                 continue
         return index
     return None
@@ -439,13 +441,13 @@ def _next_candidate(state: CompileState) -> int | None:
 
 def _wide(state: CompileState) -> bool:
     """Whether candidates beyond the first :data:`SIMULATED_CANDIDATES` are tried: after those were
-    simulated, while fewer than :data:`WIDE_CANDIDATES` fit, where every candidate's ceiling is known
+    simulated, while fewer than :data:`WIDE_CANDIDATES` fit, where every candidate's bound is known
     and the first program is small enough to simulate cheaply (:data:`WIDE_SEARCH_STEPS`)."""
     assert state.candidates is not None
     return (
         state.fastest > 0
         and len(state.fitted) < WIDE_CANDIDATES
-        and all(candidate.ceiling is not None for candidate in state.candidates)
+        and all(candidate.bound is not None for candidate in state.candidates)
         and state.fitted[0].lowered.usage.total_steps <= WIDE_SEARCH_STEPS
     )
 
@@ -653,8 +655,8 @@ def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) 
     allgather, k = 32 against k = 2: 471.0 against 462.3 GB/s, and 14.3 against 69.7 where the
     runtime gets 17.2). Ties keep the earlier (better priced).
 
-    A candidate whose trees' bound is below that share of the fastest cannot be close and is never
-    simulated (:func:`_contenders`).
+    A candidate whose ceiling (:attr:`Fitted.ceiling`) is below that share of the fastest cannot be
+    close and is never simulated (:func:`_contenders`).
     """
     if len(fitted) == 1:
         return fitted[0]

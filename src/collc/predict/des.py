@@ -218,9 +218,11 @@ class ProgramCost:
             latency.append(network.path_latency_us(path))
         self._latency = np.array(latency)
         self._runs: dict[tuple[int, float, Protocol], float] = {}
-        self._arc_cnt = np.zeros(len(arcs))  # chunks per iteration over every arc
+        arc_cnt = np.zeros(len(arcs))  # chunks per iteration over every arc
         for tb, route in zip(self.tbs, self._routes, strict=True):
-            self._arc_cnt[route] += sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES)
+            arc_cnt[route] += sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES)
+        # the busiest arc's chunks per iteration over its bandwidth: the floor of every iteration
+        self._busiest = float((arc_cnt / self._bandwidth).max(initial=0.0))
 
     def iterations(self, nbytes: int, proto: Protocol) -> tuple[int, int, float]:
         """(simulated iterations, real iterations, payload bytes per chunk per iteration) of ``nbytes``."""
@@ -273,8 +275,9 @@ class ProgramCost:
         iteration takes at least that arc's time. Both halves of an allreduce count, on the arcs they
         use: where they use opposite directions (a line of GPUs) this is above the reduce-scatter plus
         allgather figure, which is no ceiling for such a file."""
-        busiest = float((self._arc_cnt / self._bandwidth).max(initial=0.0))
-        return inf if busiest == 0 else self.algo.nchunksperloop * float(proto.efficiency) / busiest
+        return (
+            inf if self._busiest == 0 else self.algo.nchunksperloop * float(proto.efficiency) / self._busiest
+        )
 
     def _busiest_arc_us(self, call_bytes: float, proto: Protocol) -> float:
         """Time the busiest arc needs for one iteration's bytes: no slope can be smaller.
@@ -282,8 +285,7 @@ class ProgramCost:
         A slope measured between two short runs can come out below this when the shorter run's fill
         weighs more than the longer one's, which would extrapolate to a time below the bound.
         """
-        wire = call_bytes / float(proto.efficiency) / 1000
-        return float((self._arc_cnt / self._bandwidth).max(initial=0.0)) * wire
+        return self._busiest * call_bytes / float(proto.efficiency) / 1000
 
     def _run(self, iterations: int, call_bytes: float, proto: Protocol) -> np.ndarray:
         """Simulate ``iterations`` iterations; the time each one was finished by every threadblock."""
