@@ -75,8 +75,10 @@ SIMULATED_CANDIDATES = 3
 WIDE_CANDIDATES = 6
 WIDE_SEARCH_STEPS = 50_000
 # Candidates whose simulated algbw at the reference size is this close to the fastest are equivalent
-# there; the one that delivers most at smaller sizes is emitted (_pick).
-EQUIVALENT = Fraction(1, 100)
+# there; the one that delivers most at smaller sizes is emitted (_pick). 3 %, not 1 %: 2x8 H100
+# allgather's k = 2 with a lane per transfer is 2.5 % faster than k = 1 at 1 GiB (525.1 GB/s against
+# 511.8) and 11 % slower at 64 MiB, 42 % at 1 MiB.
+EQUIVALENT = Fraction(3, 100)
 # Smaller NCCL_BUFFSIZE values a Simple file is simulated with besides the default (buffer_choices). The
 # model charges every call the step overhead and the path latency but no threadblock time, so a smaller
 # buffer is slower only where two calls in flight no longer cover a hop's latency (1 MiB never beat
@@ -421,7 +423,7 @@ def _next_candidate(state: CompileState) -> int | None:
     when its trees' bound is within :data:`EQUIVALENT` of the fastest (:class:`Candidate`).
     """
     assert state.candidates is not None
-    if len(state.fitted) >= SIMULATED_CANDIDATES and not _wide(state):
+    if _candidates_fitted(state) >= SIMULATED_CANDIDATES and not _wide(state):
         return None
     for index in range(state.position, len(state.candidates)):
         candidate = state.candidates[index]
@@ -431,7 +433,7 @@ def _next_candidate(state: CompileState) -> int | None:
             and candidate.k > state.smallest_failed
         ):
             continue
-        if len(state.fitted) >= SIMULATED_CANDIDATES:
+        if _candidates_fitted(state) >= SIMULATED_CANDIDATES:
             assert candidate.bound is not None  # _wide
             if candidate.bound < state.fastest * (1 - EQUIVALENT):
                 continue
@@ -446,7 +448,7 @@ def _wide(state: CompileState) -> bool:
     assert state.candidates is not None
     return (
         state.fastest > 0
-        and len(state.fitted) < WIDE_CANDIDATES
+        and _candidates_fitted(state) < WIDE_CANDIDATES
         and all(candidate.bound is not None for candidate in state.candidates)
         and state.fitted[0].lowered.usage.total_steps <= WIDE_SEARCH_STEPS
     )
@@ -496,8 +498,46 @@ def _lower_step(state: CompileState) -> None:
         state.failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
         state.smallest_failed = min(solution.forest.k, state.smallest_failed or solution.forest.k)
         return
+    state.fitted.append(
+        Fitted(solution, lowered, instances, Memo(state.model.collc(lowered.algorithm)), reduce_forest)
+    )
+    if lowered.usage.total_steps <= WIDE_SEARCH_STEPS:
+        variant = _lane_per_transfer(state, state.fitted[-1], name)
+        if variant is not None:
+            state.fitted.append(variant)
+
+
+def _lane_per_transfer(state: CompileState, fitted: Fitted, name: str) -> Fitted | None:
+    """The candidate lowered again with a lane for every transfer (every threadblock carrying the same
+    load), to be simulated beside it; None where that needs merged threadblocks or more than the
+    runtime allows, or changes nothing.
+
+    Which of the two is faster depends on the fabric (4x8 V100 allgather k = 1: 57.2 with lanes sized
+    by rate, 66.3 GB/s with a lane per transfer; on fabrics at the threadblock limit it does not fit),
+    so the simulation decides, where a program is small enough (:data:`WIDE_SEARCH_STEPS`) for one
+    more lowering and simulation to be cheap.
+    """
+    try:
+        lowered = lower(
+            fitted.solution.forest,
+            replace(state.options, instances=fitted.instances, name=name, lane_per_transfer=True),
+            state.limits,
+            planes=state.planes,
+            reduce_forest=fitted.reduce_forest,
+            arc_bandwidths=state.topology.arc_bandwidths(),
+            allow_shared_stages=False,
+        )
+    except DoesNotFit:
+        return None
+    if lowered.algorithm == fitted.lowered.algorithm:
+        return None
     predictor = Memo(state.model.collc(lowered.algorithm))
-    state.fitted.append(Fitted(solution, lowered, instances, predictor, reduce_forest))
+    return replace(fitted, lowered=lowered, predictor=predictor)
+
+
+def _candidates_fitted(state: CompileState) -> int:
+    """The k candidates fitted so far in this attempt (a lane-per-transfer variant is not one more)."""
+    return sum(1 for item in state.fitted if not item.lowered.lane_per_transfer)
 
 
 def _choose_step(state: CompileState) -> None:
@@ -530,12 +570,12 @@ def _choose_step(state: CompileState) -> None:
         at_best = [replace(item, buffer_bytes=best.buffer_bytes) for item in fitted]
         simulated = {id(item) for item in _contenders(at_best, reference)}
         tried = ", ".join(
-            f"k = {item.solution.forest.k}: "
+            f"{_label(item)}: "
             + (f"{item.algbw(reference):.1f}" if id(item) in simulated else f"at most {item.ceiling:.1f}")
             for item in at_best
         )
         notes.append(
-            f"chose k = {best.solution.forest.k} by simulating the candidates at "
+            f"chose {_label(best)} by simulating the candidates at "
             f"{format_size(reference)} (algbw GB/s {tried}; within {float(EQUIVALENT):.0%} "
             f"of the fastest, the one that with the runtime's own delivers most at "
             f"{format_size(reference // 16)} and {format_size(reference // 1024)}; a candidate whose "
@@ -547,6 +587,12 @@ def _choose_step(state: CompileState) -> None:
     state.best = _feeder_instances(
         state.topology, state.options, state.limits, state.planes, state.model, best, reference, notes
     )
+
+
+def _label(item: Fitted) -> str:
+    """How the notes name a candidate: its k, and its lanes where they are one per transfer."""
+    lanes = " (a lane per transfer)" if item.lowered.lane_per_transfer else ""
+    return f"k = {item.solution.forest.k}{lanes}"
 
 
 def _preferred(best: Fitted, top: Fitted, reference: int) -> str:
@@ -744,7 +790,7 @@ def _feeder_instances(
     """
     lowered = best.lowered
     wanted = options.feeder_instances and options.coll == "reducescatter" and lowered.single_feeders
-    if not wanted or lowered.merged_tbs:
+    if not wanted or lowered.merged_tbs or lowered.lane_per_transfer:
         return best
     doubled = 2 * best.instances
     call_bytes = best.proto.call_bytes

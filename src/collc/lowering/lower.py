@@ -22,6 +22,7 @@ from collc.lowering.assign import (
     feeding_groups,
     group_loads,
     group_order,
+    lane_per_transfer,
     wanted_lanes,
     with_feeder_lanes,
 )
@@ -47,6 +48,7 @@ class LoweringOptions:
     max_bytes: int = 0
     instances: int = 1
     name: str = "collc"
+    lane_per_transfer: bool = False  # a lane for every transfer (assign.lane_per_transfer), or none at all
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Lowered:
     piece_chunks: int = 1  # most chunks one step moves (1 unless one-chunk pieces did not fit)
     single_feeders: int = 0  # NIC-feeding groups with one transfer: a lane per transfer cannot help them
     feeder_lanes: bool = False  # whether NIC-feeding groups got a lane per transfer (docs/lowering.md §5)
+    lane_per_transfer: bool = False  # every group got a lane per transfer (LoweringOptions)
 
 
 def coll_algbw(forest: Forest, coll: str, reduce_forest: Forest | None = None) -> Fraction:
@@ -204,11 +207,14 @@ def _fit(
     gained 0.725 → 0.753; CHANGELOG.md).
     """
     loads = group_loads(plan, split_stages)
-    by_rate = wanted_lanes(plan, loads, chunk_rate)
     feeding = feeding_groups(plan, loads)
-    wanted = with_feeder_lanes(
-        by_rate, feeding, max_tbs=limits.max_tbs, max_channels=limits.max_channels, num_planes=num_planes
-    )
+    if options.lane_per_transfer:
+        by_rate = wanted = lane_per_transfer(loads)
+    else:
+        by_rate = wanted_lanes(plan, loads, chunk_rate)
+        wanted = with_feeder_lanes(
+            by_rate, feeding, max_tbs=limits.max_tbs, max_channels=limits.max_channels, num_planes=num_planes
+        )
     sizes = {group: len(members) for group, members in loads.items()}
     minimum = dict.fromkeys(wanted, 1)
     cap = max(wanted.values())
@@ -224,12 +230,24 @@ def _fit(
         )
         most_tbs = max(len(specs) for specs in assignment.tbs)
         if most_tbs > limits.max_tbs:  # decided before emitting: threadblocks depend on lanes only
+            if options.lane_per_transfer:
+                raise DoesNotFit(
+                    f"a lane per transfer needs {most_tbs} threadblocks on a GPU, the runtime and GPU "
+                    f"allow {limits.max_tbs}",
+                    hint="the lanes sized by rate are used instead",
+                )
             if cap > 1 and any(lanes[g] > minimum[g] for g in wanted):
                 cap -= 1
                 continue
             raise DoesNotFit(
                 f"a GPU needs {most_tbs} threadblocks, the runtime and GPU allow {limits.max_tbs}",
                 hint="use a smaller --k/--max-k or fewer --instances",
+            )
+        if options.lane_per_transfer and _merged(assignment):
+            raise DoesNotFit(
+                f"a lane per transfer fits {limits.max_tbs} threadblocks on a GPU only by merging "
+                "senders with receivers",
+                hint="the lanes sized by rate are used instead",
             )
         # known before emitting: every operation is at least one step
         if _grow(
@@ -274,6 +292,7 @@ def _fit(
             capped,
             single_feeders=single,
             feeder_lanes=bool(feeding) and wanted is not by_rate,
+            lane_per_transfer=options.lane_per_transfer,
         )
     raise DoesNotFit("no lane assignment fits the runtime's limits", hint="use a smaller --k/--max-k")
 
