@@ -193,3 +193,16 @@ def test_every_job_finishes_once_and_no_work_is_lost(jobs, name):
     for arrival in sorted(arrivals, key=lambda a: a.at):
         busy_until = max(busy_until, arrival.at) + arrival.work
     assert max(done.values()) == pytest.approx(busy_until)
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_a_pick_skips_jobs_that_cannot_run_now_and_leaves_them_waiting(name):
+    """A job whose live state a busy worker holds cannot run elsewhere: the next runnable one goes."""
+    policy = make_policy(name)
+    for index, job in enumerate(("held", "free")):
+        policy.admit(job, float(index), 0.0)
+    chosen = policy.pick(2.0, lambda job: job != "held")
+    assert chosen is not None and chosen.job == "free"
+    assert policy.pick(2.0, lambda job: job != "held") is None
+    again = policy.pick(2.0)
+    assert again is not None and again.job == "held"

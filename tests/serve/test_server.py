@@ -152,7 +152,9 @@ def running(state: Path, *args: str, token: str | None = None) -> Iterator[Serve
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     state = tmp_path_factory.mktemp("serve")
     with running(
-        state, "--workers", "1", "--policy", "mlfq", "--quantum", "0.001", "--memory-budget", "0"
+        state,
+        *("--workers", "1", "--policy", "mlfq", "--quantum", "0.001", "--memory-budget", "0"),
+        *("--held-states", "0"),  # every preemption hands the state back as bytes
     ) as s:
         yield s
 
@@ -170,6 +172,21 @@ def test_a_job_preempted_at_every_step_and_offloaded_compiles_what_collc_compile
     assert server.metric("collc_reloads_total") > 0
     report = server.json("GET", f"/v1/jobs/{job['id']}/result?format=json")[1]
     assert report["ngpus"] == 4 and report["max_bytes"] == 2**30
+
+
+def test_a_preempted_job_stays_alive_on_its_worker_and_nothing_is_offloaded(tmp_path):
+    """With the default held states a preemption hands back no bytes: even with no memory budget no
+    state is written to disk, and the job still compiles what collc compile writes."""
+    args = ("--workers", "1", "--policy", "mlfq", "--quantum", "0.001", "--memory-budget", "0")
+    with running(tmp_path, *args) as server:
+        status, job = server.submit(**FAST)
+        assert status == 202
+        final = server.wait(job["id"])
+        assert final["state"] == "done" and final["preemptions"] > 0, final
+        code, xml = server.call("GET", f"/v1/jobs/{job['id']}/result")
+        assert code == 200 and xml.decode() == oracle(**FAST)
+        assert server.metric("collc_offloads_total") == 0
+        assert server.metric("collc_reloads_total") == 0
 
 
 def test_an_identical_request_is_answered_from_the_cache(server):

@@ -59,43 +59,63 @@ def test_a_slice_stops_when_asked_and_runs_to_the_end_otherwise():
 
 
 def test_a_worker_resumes_its_own_preempted_job_from_the_live_state(monkeypatch):
-    """One step per slice through a worker's held states: every resume after the first slice takes the
-    live state (unpickling is made to fail), and the chain writes the same file as unpickled slices."""
+    """One step per slice through a worker's held states: no slice pickles or unpickles the state (both
+    are made to fail), and the chain writes the same file as an uninterrupted compile."""
     request = spec(**FAST)
     expected = compile_schedule(load_topology(request, 64), CompileFlags(**FAST).options()).xml
     held = HeldStates()
 
-    def no_unpickling(_: bytes) -> object:
-        raise AssertionError("a held state was unpickled")
+    def no_pickling(*_: object, **__: object) -> object:
+        raise AssertionError("a held state was pickled or unpickled")
 
-    monkeypatch.setattr(steps.pickle, "loads", no_unpickling)
-    blob, slices = None, 0
+    monkeypatch.setattr(steps.pickle, "loads", no_pickling)
+    monkeypatch.setattr(steps.pickle, "dumps", no_pickling)
+    slices = 0
     while slices < 100:
         slices += 1
-        outcome = run_slice("j", request, blob, 0.0, 64, lambda: False, held=held)
+        outcome = run_slice("j", request, None, 0.0, 64, lambda: False, held=held)
         assert outcome.error is None, outcome.error
         if outcome.xml is not None:
             break
-        blob = outcome.state
+        assert outcome.held and outcome.state is None and not outcome.spilled
     assert outcome.xml == expected and slices > 3
 
 
-def test_held_states_answer_only_for_the_bytes_they_were_kept_as():
+def test_states_beyond_the_capacity_spill_as_bytes_and_resume_from_them():
+    """Two jobs preempted in turn on a worker that holds one live state: each preemption spills the
+    other job's state as bytes, from which it resumes; both write what an uninterrupted compile does."""
+    request = spec(**FAST)
+    expected = compile_schedule(load_topology(request, 64), CompileFlags(**FAST).options()).xml
+    held = HeldStates(capacity=1)
+    blobs: dict[str, bytes | None] = {"a": None, "b": None}
+    done: dict[str, str] = {}
+    for _ in range(200):
+        for job in [job for job in blobs if job not in done]:
+            outcome = run_slice(job, request, blobs[job], 0.0, 64, lambda: False, held=held)
+            assert outcome.error is None, outcome.error
+            if outcome.xml is not None:
+                done[job] = outcome.xml
+                continue
+            assert outcome.held
+            blobs[job] = None
+            for other, blob in outcome.spilled:
+                assert other != job
+                blobs[other] = blob
+        if len(done) == 2:
+            break
+    assert done == {"a": expected, "b": expected}
+
+
+def test_held_states_keep_the_most_recent_and_spill_the_rest():
     state = checked_start(spec(**FAST), 64)
-    blob = pickle.dumps(state)
-    held = HeldStates(capacity=2, max_bytes=len(blob))
-    held.keep("a", blob, state)
-    assert held.take("a", blob + b"x") is None  # another state of the job: unpickle that one
-    assert held.take("a", blob) is None  # taken or refused, it is forgotten
-    held.keep("a", blob, state)
-    assert held.take("a", blob) is state
-    for job in ("a", "b", "c"):  # the least recently kept goes first
-        held.keep(job, blob, state)
-    assert held.take("a", blob) is None and held.take("c", blob) is state
-    HeldStates(max_bytes=len(blob) - 1).keep("big", blob, state)
-    small = HeldStates(max_bytes=len(blob) - 1)
-    small.keep("big", blob, state)
-    assert small.take("big", blob) is None  # too large to hold
+    held = HeldStates(capacity=2)
+    assert held.keep("a", state) == [] and held.keep("b", state) == []
+    assert held.keep("c", state) == [("a", state)]  # the least recently kept goes first
+    assert held.take("a") is None and held.take("b") is state
+    assert held.take("b") is None  # taken: forgotten
+    assert HeldStates(capacity=0).keep("big", state) == [("big", state)]  # nothing is held
+    held.drop("c")
+    assert held.take("c") is None
 
 
 def test_a_failing_job_reports_the_clis_message_and_exit_code():
@@ -157,3 +177,15 @@ def test_an_empty_gpu_selection_is_refused_as_on_the_command_line():
     request = spec_from_json({"preset": "dgx-a100", "set": {"boxes": "2"}, "gpus": ""})
     with pytest.raises(InputError, match="selects nothing"):
         load_topology(request, 64)
+
+
+def test_a_job_held_by_a_busy_worker_waits_for_that_worker():
+    from collc.serve.backend import ProcessBackend, _Worker
+
+    backend = ProcessBackend(2)
+    busy = _Worker(process=None, connection=None, stop_flag=None, job="other", holding={"held"})
+    idle = _Worker(process=None, connection=None, stop_flag=None)
+    backend._pool = [busy, idle]
+    assert not backend.placeable("held") and backend.placeable("new")
+    busy.job = None
+    assert backend.placeable("held")

@@ -12,6 +12,7 @@ from collc.cli import main
 from collc.errors import InputError
 from collc.input_limits import MAX_GPUS
 from collc.serve.policy import POLICIES, MLFQConfig, make_policy
+from collc.serve.steps import HELD_STATES
 from collc.sizes import parse_size
 
 #: the environment variable read for the bearer token when --token is not given
@@ -67,6 +68,13 @@ def is_loopback(host: str) -> bool:
     metavar="SIZE",
     help="Preempted jobs' states held in memory; beyond it the last to run are written to --state.",
 )
+@click.option(
+    "--held-states",
+    type=click.IntRange(0, 64),
+    default=HELD_STATES,
+    show_default=True,
+    help="Preempted jobs each worker keeps alive (no pickling); beyond them states go to the budget.",
+)
 @click.option("--max-gpus", type=click.IntRange(2, MAX_GPUS), default=MAX_GPUS, show_default=True)
 @click.option("--no-cache", is_flag=True, help="Compile every request (benchmarks): no cache, no coalescing.")
 @click.option(
@@ -82,6 +90,7 @@ def serve_command(
     levels: int,
     aging: float,
     memory_budget: str,
+    held_states: int,
     max_gpus: int,
     no_cache: bool,
     token: str | None,
@@ -105,7 +114,7 @@ def serve_command(
     config = MLFQConfig(levels=levels, base_quantum=quantum, aging=aging)
     budget = parse_size(memory_budget, option="--memory-budget", minimum=0)
     store = Store(Path(state_dir))
-    backend = ProcessBackend(workers or os.cpu_count() or 1)
+    backend = ProcessBackend(workers or os.cpu_count() or 1, held_states)
     scheduler = Scheduler(
         store,
         backend,

@@ -2,8 +2,9 @@
 
 The scheduler sees only :class:`Backend`: ``run`` a slice on a free worker, ``stop`` a running slice at
 its next step, and get each slice's :class:`~collc.serve.steps.SliceOutcome` (and each step's progress)
-through callbacks. Slices carry the job's state as bytes and may run on any worker, so a backend on a
-distributed engine is a second implementation of the same three methods: with Ray, each worker would be
+through callbacks. A preempted job's live state stays on its worker (the job then runs there next,
+``placeable``) unless the worker spills it as bytes, which may run on any worker, so a backend on a
+distributed engine is a second implementation of the same methods: with Ray, each worker would be
 an actor running :func:`collc.serve.steps.run_slice`, the state an object reference (Ray's object
 spilling would then do the offloading), and ``stop`` a flag the actor polls between steps.
 """
@@ -18,10 +19,10 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-from collc.serve.steps import HeldStates, JobSpec, SliceOutcome, run_slice
+from collc.serve.steps import HELD_STATES, HeldStates, JobSpec, SliceOutcome, run_slice
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ class Backend(ABC):
     def stop(self, job: str) -> None:
         """Ask the slice running ``job`` to stop after its current step."""
 
+    def placeable(self, job: str) -> bool:
+        """Whether ``job`` can run now: a job whose live state a busy worker holds waits for it."""
+        return True
+
     @abstractmethod
     def close(self) -> None:
         """Stop the workers (a running slice is abandoned; its job is queued again on restart)."""
@@ -85,10 +90,12 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="collc-parent-watch", daemon=True).start()
 
 
-def _worker_main(connection: Connection, stop_flag: multiprocessing.synchronize.Event) -> None:
+def _worker_main(
+    connection: Connection, stop_flag: multiprocessing.synchronize.Event, held_states: int
+) -> None:
     """A worker process: run the slices it is sent, one at a time, until it is sent None."""
     _exit_with_parent()
-    held = HeldStates()
+    held = HeldStates(held_states)
     while True:
         task: SliceTask | None = connection.recv()
         if task is None:
@@ -109,15 +116,15 @@ class _Worker:
     connection: Connection
     stop_flag: multiprocessing.synchronize.Event
     job: str | None = None
-    last: str | None = None  # the job of its last slice: it may hold that job's live state
+    holding: set[str] = field(default_factory=set)  # jobs whose live state it keeps (HeldStates)
 
 
 class ProcessBackend(Backend):
     """``workers`` processes started with ``spawn`` (a fresh interpreter: no threads or sockets of the
     server are inherited), each with a pipe and a stop flag; one thread per worker reads its pipe."""
 
-    def __init__(self, workers: int):
-        self.workers = workers
+    def __init__(self, workers: int, held_states: int = HELD_STATES):
+        self.workers, self.held_states = workers, held_states
         self._context = multiprocessing.get_context("spawn")
         self._pool: list[_Worker] = []
         self._lock = threading.Lock()
@@ -131,7 +138,8 @@ class ProcessBackend(Backend):
     def _spawn(self) -> None:
         ours, theirs = self._context.Pipe()
         flag = self._context.Event()
-        process = self._context.Process(target=_worker_main, args=(theirs, flag), daemon=True)
+        arguments = (theirs, flag, self.held_states)
+        process = self._context.Process(target=_worker_main, args=arguments, daemon=True)
         process.start()
         worker = _Worker(process, ours, flag)
         with self._lock:
@@ -151,6 +159,11 @@ class ProcessBackend(Backend):
                 continue
             with self._lock:
                 worker.job = None
+                worker.holding.difference_update(job for job, _ in message.spilled)
+                if message.held:
+                    worker.holding.add(message.job)
+                else:
+                    worker.holding.discard(message.job)
             self._on_outcome(message)
         with self._lock:
             if self._closing:
@@ -166,14 +179,22 @@ class ProcessBackend(Backend):
         self._spawn()
 
     def run(self, task: SliceTask) -> None:
-        """Run on the free worker that ran the job's last slice if there is one (it may resume from the
-        live state, :class:`~collc.serve.steps.HeldStates`), else on the first free worker."""
+        """Run on the worker that holds the job's live state (:class:`~collc.serve.steps.HeldStates`;
+        the caller checked it is free, :meth:`placeable`), else on the first free worker."""
         with self._lock:
-            free = [w for w in self._pool if w.job is None]
-            worker = next((w for w in free if w.last == task.job), free[0])
-            worker.job = worker.last = task.job
+            worker = self._holder(task.job) or next(w for w in self._pool if w.job is None)
+            worker.job = task.job
             worker.stop_flag.clear()
         worker.connection.send(task)
+
+    def placeable(self, job: str) -> bool:
+        with self._lock:
+            holder = self._holder(job)
+            return holder is None or holder.job is None
+
+    def _holder(self, job: str) -> _Worker | None:
+        """The worker that keeps ``job``'s live state, if one does (called with the lock held)."""
+        return next((w for w in self._pool if job in w.holding), None)
 
     def stop(self, job: str) -> None:
         with self._lock:

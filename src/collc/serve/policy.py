@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -76,10 +77,11 @@ class Policy(ABC):
     def _age(self, now: float) -> None:  # noqa: B027 (only the MLFQs age; FCFS keeps arrival order)
         """Promote jobs that waited too long."""
 
-    def pick(self, now: float) -> Slice | None:
-        """The waiting job to run next (it is running from now on), or None if none waits."""
+    def pick(self, now: float, runnable: Callable[[str], bool] = lambda job: True) -> Slice | None:
+        """The waiting job to run next among those ``runnable`` now (it is running from now on), or
+        None if none waits."""
         self._age(now)
-        waiting = [entry for entry in self._entries.values() if not entry.running]
+        waiting = [entry for entry in self._entries.values() if not entry.running and runnable(entry.job)]
         if not waiting:
             return None
         entry = min(waiting, key=self._key)

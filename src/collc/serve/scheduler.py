@@ -196,7 +196,7 @@ class Scheduler:
     def _dispatch(self) -> None:
         now = self.clock()
         while len(self._running) < self.backend.workers:
-            chosen = self.policy.pick(now)
+            chosen = self.policy.pick(now, self.backend.placeable)
             if chosen is None:
                 break
             job = chosen.job
@@ -224,6 +224,9 @@ class Scheduler:
         with self._lock:
             job = outcome.job
             self._running.discard(job)
+            for other, blob in outcome.spilled:  # states its worker no longer holds
+                if other in self._specs:
+                    self._blobs[other] = blob
             if job not in self._specs:  # cancelled meanwhile
                 self._lock.notify_all()
                 return
@@ -239,12 +242,13 @@ class Scheduler:
                 self.store.finish(job, "done", exit_code=0)
                 self._forget(job)
             else:
-                assert outcome.state is not None
+                assert outcome.held or outcome.state is not None
                 now = self.clock()
                 self.policy.returned(job, outcome.used, now)
                 self.counters.preemptions += 1
                 self._preemptions[job] += 1
-                self._blobs[job] = outcome.state
+                if outcome.state is not None:  # else its worker keeps it alive
+                    self._blobs[job] = outcome.state
                 self.store.update(
                     job,
                     state="preempted",
