@@ -233,7 +233,7 @@ def test_a_candidate_whose_busiest_arc_cannot_be_close_is_not_simulated(monkeypa
     while state.best is None:
         advance(state)
     assert state.best.buffer_bytes == 256 << 10
-    by_k = {item.solution.forest.k: item for item in state.fitted if not item.lowered.lane_per_transfer}
+    by_k = {item.solution.forest.k: item for item in state.fitted if not item.lowered.split_lanes}
     assert all(proto != state.best.proto for _, _, proto in by_k[2].predictor._seen)
     assert all(any(proto == state.best.proto for _, _, proto in by_k[k].predictor._seen) for k in (8, 16))
     for item in state.fitted:
@@ -277,7 +277,7 @@ def test_an_allreduce_with_its_own_reduce_forest_stays_under_its_ceilings():
 
 def _tried(state) -> list[int]:
     """The k of every candidate fitted, in order (lane-per-transfer variants left out)."""
-    return [item.solution.forest.k for item in state.fitted if not item.lowered.lane_per_transfer]
+    return [item.solution.forest.k for item in state.fitted if not item.lowered.split_lanes]
 
 
 def _chosen_state(preset: str, boxes: int, coll: str):
@@ -315,16 +315,16 @@ def test_the_wide_search_is_only_for_programs_that_simulate_cheaply(monkeypatch)
     assert [item.solution.forest.k for item in state.fitted] == [2, 4, 8]  # and no lane variants
 
 
-def test_each_candidate_is_also_simulated_with_a_lane_per_transfer():
+def test_each_candidate_is_also_simulated_with_split_lanes():
     """1x8 V100 reduce-scatter: k = 8 with lanes sized by rate simulates at 152 GB/s, with a lane per
     transfer at 165 (bound 171.4); the variant is simulated beside its candidate and emitted."""
     state = _chosen_state("dgx1", 1, "reducescatter")
-    variants = [item for item in state.fitted if item.lowered.lane_per_transfer]
+    variants = [item for item in state.fitted if item.lowered.split_lanes]
     assert variants and {item.solution.forest.k for item in variants} <= set(_tried(state))
     best = state.best
-    assert best.lowered.lane_per_transfer
+    assert best.lowered.split_lanes
     sibling = next(
-        item for item in state.fitted if item.solution is best.solution and not item.lowered.lane_per_transfer
+        item for item in state.fitted if item.solution is best.solution and not item.lowered.split_lanes
     )
     assert best.algbw(2**30) > 1.05 * sibling.algbw(2**30)
     assert any("(a lane per transfer)" in note for note in state.notes)

@@ -502,25 +502,26 @@ def _lower_step(state: CompileState) -> None:
         Fitted(solution, lowered, instances, Memo(state.model.collc(lowered.algorithm)), reduce_forest)
     )
     if lowered.usage.total_steps <= WIDE_SEARCH_STEPS:
-        variant = _lane_per_transfer(state, state.fitted[-1], name)
+        variant = _split_lanes(state, state.fitted[-1], name)
         if variant is not None:
             state.fitted.append(variant)
 
 
-def _lane_per_transfer(state: CompileState, fitted: Fitted, name: str) -> Fitted | None:
-    """The candidate lowered again with a lane for every transfer (every threadblock carrying the same
-    load), to be simulated beside it; None where that needs merged threadblocks or more than the
-    runtime allows, or changes nothing.
+def _split_lanes(state: CompileState, fitted: Fitted, name: str) -> Fitted | None:
+    """The candidate lowered again with its lanes split towards one per transfer, as far as the
+    threadblocks allow (:func:`collc.lowering.assign.split_lanes`), to be simulated beside it; None
+    where even a lane per group needs merged threadblocks, or nothing changes.
 
     Which of the two is faster depends on the fabric (4x8 V100 allgather k = 1: 57.2 with lanes sized
-    by rate, 66.3 GB/s with a lane per transfer; on fabrics at the threadblock limit it does not fit),
-    so the simulation decides, where a program is small enough (:data:`WIDE_SEARCH_STEPS`) for one
-    more lowering and simulation to be cheap.
+    by rate, 66.3 GB/s with a lane per transfer; 4x8 A100 allreduce k = 1, split to the A100's 108
+    threadblocks: 107.3 → 128.1; 1x8 V100 allgather k = 8: 167.7 → 149.4), so the simulation decides,
+    where a program is small enough (:data:`WIDE_SEARCH_STEPS`) for one more lowering and simulation
+    to be cheap.
     """
     try:
         lowered = lower(
             fitted.solution.forest,
-            replace(state.options, instances=fitted.instances, name=name, lane_per_transfer=True),
+            replace(state.options, instances=fitted.instances, name=name, split_lanes=True),
             state.limits,
             planes=state.planes,
             reduce_forest=fitted.reduce_forest,
@@ -536,8 +537,8 @@ def _lane_per_transfer(state: CompileState, fitted: Fitted, name: str) -> Fitted
 
 
 def _candidates_fitted(state: CompileState) -> int:
-    """The k candidates fitted so far in this attempt (a lane-per-transfer variant is not one more)."""
-    return sum(1 for item in state.fitted if not item.lowered.lane_per_transfer)
+    """The k candidates fitted so far in this attempt (a variant with split lanes is not one more)."""
+    return sum(1 for item in state.fitted if not item.lowered.split_lanes)
 
 
 def _choose_step(state: CompileState) -> None:
@@ -590,8 +591,14 @@ def _choose_step(state: CompileState) -> None:
 
 
 def _label(item: Fitted) -> str:
-    """How the notes name a candidate: its k, and its lanes where they are one per transfer."""
-    lanes = " (a lane per transfer)" if item.lowered.lane_per_transfer else ""
+    """How the notes name a candidate: its k, and how its lanes were split where they were."""
+    lowered = item.lowered
+    if not lowered.split_lanes:
+        lanes = ""
+    elif lowered.unsplit_groups:
+        lanes = " (lanes split to the threadblock limit)"
+    else:
+        lanes = " (a lane per transfer)"
     return f"k = {item.solution.forest.k}{lanes}"
 
 
@@ -790,7 +797,7 @@ def _feeder_instances(
     """
     lowered = best.lowered
     wanted = options.feeder_instances and options.coll == "reducescatter" and lowered.single_feeders
-    if not wanted or lowered.merged_tbs or lowered.lane_per_transfer:
+    if not wanted or lowered.merged_tbs or lowered.split_lanes:
         return best
     doubled = 2 * best.instances
     call_bytes = best.proto.call_bytes

@@ -22,7 +22,7 @@ from collc.lowering.assign import (
     feeding_groups,
     group_loads,
     group_order,
-    lane_per_transfer,
+    split_lanes,
     wanted_lanes,
     with_feeder_lanes,
 )
@@ -48,7 +48,9 @@ class LoweringOptions:
     max_bytes: int = 0
     instances: int = 1
     name: str = "collc"
-    lane_per_transfer: bool = False  # a lane for every transfer (assign.lane_per_transfer), or none at all
+    split_lanes: bool = (
+        False  # lanes split towards one per transfer up to the threadblock limit, never merged
+    )
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class Lowered:
     piece_chunks: int = 1  # most chunks one step moves (1 unless one-chunk pieces did not fit)
     single_feeders: int = 0  # NIC-feeding groups with one transfer: a lane per transfer cannot help them
     feeder_lanes: bool = False  # whether NIC-feeding groups got a lane per transfer (docs/lowering.md §5)
-    lane_per_transfer: bool = False  # every group got a lane per transfer (LoweringOptions)
+    split_lanes: bool = False  # lanes split towards one per transfer (LoweringOptions.split_lanes)
+    unsplit_groups: int = 0  # with split_lanes: groups left with fewer lanes than transfers
 
 
 def coll_algbw(forest: Forest, coll: str, reduce_forest: Forest | None = None) -> Fraction:
@@ -148,7 +151,13 @@ def _lower(
             f"{fewest.total - limits.max_elements_per_rank} over the limit of {limits.max_elements_per_rank}",
             hint="use a smaller --k/--max-k or fewer --instances",
         )
-    for split_stages in (True, False) if allow_shared_stages else (True,):
+    # split lanes: a lane per transfer at any piece size first, then lanes split as far as they fit
+    modes = [
+        (split_stages, partial)
+        for partial in (False, options.split_lanes)
+        for split_stages in ((True, False) if allow_shared_stages else (True,))
+    ]
+    for split_stages, partial in dict.fromkeys(modes):
         for size in piece_sizes:
             if size not in plans:
                 plan = build_plan(
@@ -176,6 +185,7 @@ def _lower(
                     limits,
                     num_planes,
                     split_stages=split_stages,
+                    partial=partial,
                 )
             except DoesNotFit as error:
                 failures.append(error)
@@ -197,6 +207,7 @@ def _fit(
     num_planes: int,
     *,
     split_stages: bool,
+    partial: bool = False,
 ) -> Lowered:
     """Search lane counts: raise per-group minimums for step overflow, cap lanes for threadblock overflow.
 
@@ -204,14 +215,20 @@ def _fit(
     that wait for their GPU's NIC-feeding sends (:func:`feeders_first`), applied only when no
     threadblock is merged: a merged threadblock alternates two lanes, and tying its sends to a third
     threadblock cost 4×8 A100 allreduce 0.777 → 0.740 in the event simulation (MI300X ×4 allreduce
-    gained 0.725 → 0.753; CHANGELOG.md).
+    gained 0.725 → 0.753; CHANGELOG.md). With ``options.split_lanes``, only a lane per transfer fits
+    unless ``partial``: then lanes short of it are accepted (:func:`collc.lowering.assign.split_lanes`).
     """
     loads = group_loads(plan, split_stages)
     feeding = feeding_groups(plan, loads)
-    if options.lane_per_transfer:
-        by_rate = wanted = lane_per_transfer(loads)
+    by_rate = wanted_lanes(plan, loads, chunk_rate)
+    if options.split_lanes:
+        by_rate = wanted = split_lanes(plan, loads, by_rate, limits.max_tbs)
+        if not partial and any(wanted[group] < len(members) for group, members in loads.items()):
+            raise DoesNotFit(
+                f"a lane per transfer needs more than the {limits.max_tbs} threadblocks a GPU allows",
+                hint="the lanes are split as far as they fit instead",
+            )
     else:
-        by_rate = wanted_lanes(plan, loads, chunk_rate)
         wanted = with_feeder_lanes(
             by_rate, feeding, max_tbs=limits.max_tbs, max_channels=limits.max_channels, num_planes=num_planes
         )
@@ -230,9 +247,9 @@ def _fit(
         )
         most_tbs = max(len(specs) for specs in assignment.tbs)
         if most_tbs > limits.max_tbs:  # decided before emitting: threadblocks depend on lanes only
-            if options.lane_per_transfer:
+            if options.split_lanes:
                 raise DoesNotFit(
-                    f"a lane per transfer needs {most_tbs} threadblocks on a GPU, the runtime and GPU "
+                    f"split lanes need {most_tbs} threadblocks on a GPU, the runtime and GPU "
                     f"allow {limits.max_tbs}",
                     hint="the lanes sized by rate are used instead",
                 )
@@ -243,9 +260,9 @@ def _fit(
                 f"a GPU needs {most_tbs} threadblocks, the runtime and GPU allow {limits.max_tbs}",
                 hint="use a smaller --k/--max-k or fewer --instances",
             )
-        if options.lane_per_transfer and _merged(assignment):
+        if options.split_lanes and _merged(assignment):
             raise DoesNotFit(
-                f"a lane per transfer fits {limits.max_tbs} threadblocks on a GPU only by merging "
+                f"a lane for every group fits {limits.max_tbs} threadblocks on a GPU only by merging "
                 "senders with receivers",
                 hint="the lanes sized by rate are used instead",
             )
@@ -292,7 +309,10 @@ def _fit(
             capped,
             single_feeders=single,
             feeder_lanes=bool(feeding) and wanted is not by_rate,
-            lane_per_transfer=options.lane_per_transfer,
+            split_lanes=options.split_lanes,
+            unsplit_groups=sum(1 for group, members in loads.items() if lanes[group] < len(members))
+            if options.split_lanes
+            else 0,
         )
     raise DoesNotFit("no lane assignment fits the runtime's limits", hint="use a smaller --k/--max-k")
 
