@@ -45,13 +45,25 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from collc.compile import compile_schedule
+from collc.compile.driver import advance, begin, next_step
 from collc.compile.flags import CompileFlags
+from collc.serve.policy import make_policy
+from collc.serve.replay import ModelJob, srpt_completions
+from collc.serve.replay import replay as replay_model
+from collc.serve.steps import first_stage_estimate
 from collc.topology import load
 
 #: share of multi-GPU jobs by GPU count (rounded from the Helios GPU-demand distribution)
 HELIOS_MULTI_GPU = {8: 0.55, 16: 0.22, 32: 0.11, 64: 0.06, 128: 0.03, 256: 0.02, 1024: 0.01}
 SMALL = 16
+#: the columns of both tables (a run against the server and a model replay)
+COLUMNS = (
+    " ".join(
+        f"{name:>{width}}"
+        for name, width in [("policy", 12), ("load", 5), ("jobs", 5), ("mean JCT s", 11), ("p99 JCT s", 10)]
+    )
+    + f" {'p99 <=16 GPUs s':>16}"
+)
 #: the compile flags of every job (and of the service-time measurement)
 FLAGS = {"k": 1, "max_bytes": "1GiB", "force": True}
 
@@ -78,15 +90,21 @@ def body(request: Request) -> dict[str, object]:
     }
 
 
-def service_times(sizes: list[int]) -> dict[int, float]:
-    """Seconds to compile each size once in this process (as the jobs do): the load's E[service]."""
-    seconds = {}
+def step_times(sizes: list[int]) -> dict[int, tuple[float, ...]]:
+    """Seconds of each compile step of each size, run once in this process as a job runs them (the
+    first includes setting up the compile); their sum is the size's service time."""
+    steps = {}
     for gpus in sizes:
         topology = load("dgx-a100", {"boxes": str(gpus // 8)})
         start = time.perf_counter()
-        compile_schedule(topology, CompileFlags(**FLAGS).options())
-        seconds[gpus] = time.perf_counter() - start
-    return seconds
+        state = begin(topology, CompileFlags(**FLAGS).options())
+        seconds = []
+        while next_step(state) != "done":
+            advance(state)
+            seconds.append(time.perf_counter() - start)
+            start = time.perf_counter()
+        steps[gpus] = tuple(seconds)
+    return steps
 
 
 def trace(weights: dict[int, float], rate: float, count: int, seed: int) -> list[Request]:
@@ -215,6 +233,54 @@ def main_during(args: argparse.Namespace) -> None:
                 server.stop()
 
 
+def cut(steps: tuple[float, ...], grain: float | None) -> tuple[float, ...]:
+    """``steps`` with each one cut into equal pieces of at most ``grain`` seconds (None: as measured)."""
+    if grain is None:
+        return steps
+    pieces: list[float] = []
+    for seconds in steps:
+        count = max(1, math.ceil(seconds / grain))
+        pieces += [seconds / count] * count
+    return tuple(pieces)
+
+
+def main_model(
+    args: argparse.Namespace,
+    weights: dict[int, float],
+    steps: dict[int, tuple[float, ...]],
+    mean_service: float,
+    count: int,
+) -> None:
+    """The same trace replayed in virtual time (collc.serve.replay) with the measured steps: what each
+    policy does without the server's own costs, and the shortest-remaining-time schedule that no
+    policy beats on one worker (sizes known in advance, preemption at any instant)."""
+    grain = f"steps cut to {args.grain} s" if args.grain else "steps as measured"
+    print(f"model replay ({grain}; no server, no preemption cost)")
+    print(COLUMNS + f" {'FCFS / this':>12}")
+    for load_text in args.loads.split(","):
+        rho = float(load_text)
+        requests = trace(weights, rho * args.workers / mean_service, count, args.seed)
+        jobs = [
+            ModelJob(str(i), r.at, cut(steps[r.gpus], args.grain), first_stage_estimate(r.gpus))
+            for i, r in enumerate(requests)
+        ]
+        runs = {
+            name: replay_model(make_policy(name), jobs, args.workers) for name in args.policies.split(",")
+        }
+        if args.workers == 1:
+            runs["srpt (bound)"] = srpt_completions(jobs)
+        means = {name: sum(done[j.job] - j.at for j in jobs) / len(jobs) for name, done in runs.items()}
+        baseline = means.get("fcfs")
+        for name, done in runs.items():
+            jct = [done[job.job] - job.at for job in jobs]
+            small = [done[job.job] - job.at for job, r in zip(jobs, requests, strict=True) if r.gpus <= SMALL]
+            ratio = f"{baseline / means[name]:>12.2f}" if baseline else f"{'-':>12}"
+            print(
+                f"{name:>12} {rho:>5.1f} {len(jct):>5} {means[name]:>11.2f} {percentile(jct, 0.99):>10.2f} "
+                f"{percentile(small, 0.99):>16.2f} {ratio}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="sizes up to 1,024 GPUs, 200 jobs per run")
@@ -226,6 +292,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--during", type=int, metavar="GPUS", help="small jobs during one GPUS-GPU compile")
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between small jobs (--during)")
+    parser.add_argument(
+        "--model", action="store_true", help="replay the trace in virtual time with the measured steps"
+    )
+    parser.add_argument("--grain", type=float, help="with --model: cut every step to at most this many s")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still stops its server
     if args.during:
@@ -233,15 +303,16 @@ def main() -> None:
         return
     max_gpus, count = (1024, 200) if args.full else (args.max_gpus, args.jobs)
     weights = histogram(max_gpus)
-    service = service_times(sorted(weights))
+    steps = step_times(sorted(weights))
+    service = {gpus: sum(seconds) for gpus, seconds in steps.items()}
     mean_service = sum(weights[g] * service[g] for g in weights)
-    print("job sizes (GPUs: share, measured compile s):", end=" ")
-    print(", ".join(f"{g}: {weights[g]:.2f}, {service[g]:.2f} s" for g in sorted(weights)))
+    print("job sizes (GPUs: share, measured compile s, longest step s):", end=" ")
+    print(", ".join(f"{g}: {weights[g]:.2f}, {service[g]:.2f}, {max(steps[g]):.2f}" for g in sorted(weights)))
     print(f"E[service] = {mean_service:.2f} s, {args.workers} worker(s), {count} jobs per run")
-    header = (
-        f"{'policy':>10} {'load':>5} {'jobs':>5} {'mean JCT s':>11} {'p99 JCT s':>10} {'p99 <=16 GPUs s':>16}"
-    )
-    print(header + f" {'preemptions':>12}", flush=True)
+    if args.model:
+        main_model(args, weights, steps, mean_service, count)
+        return
+    print(COLUMNS + f" {'preemptions':>12}", flush=True)
     for policy in args.policies.split(","):
         with tempfile.TemporaryDirectory() as state:
             server = Server(policy, args.workers, Path(state))
@@ -257,7 +328,7 @@ def main() -> None:
                     small = [seconds for gpus, seconds in results if gpus <= SMALL]
                     preemptions = server.metric("collc_preemptions_total") - before
                     row = (
-                        f"{policy:>10} {rho:>5.1f} {len(jct):>5} {sum(jct) / len(jct):>11.2f} "
+                        f"{policy:>12} {rho:>5.1f} {len(jct):>5} {sum(jct) / len(jct):>11.2f} "
                         f"{percentile(jct, 0.99):>10.2f} {percentile(small, 0.99):>16.2f} "
                         f"{preemptions:>12.0f}"
                     )

@@ -1,8 +1,5 @@
-"""The scheduling policies on synthetic job streams, replayed by a one-worker simulator in virtual time.
-
-The simulator does what the scheduler does: pick a slice, run the job step by step (steps of
-``STEP`` seconds), hand it back when its quantum is used up or a waiting job outranks it, and admit
-jobs as they arrive. Every loop is bounded by the horizon.
+"""The scheduling policies on synthetic job streams, replayed in virtual time by
+:func:`collc.serve.replay.replay` (one worker unless a test says otherwise; steps of ``STEP`` seconds).
 """
 
 from __future__ import annotations
@@ -15,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collc.serve.policy import FCFS, MLFQ, POLICIES, MLFQConfig, Policy, make_policy
+from collc.serve.replay import ModelJob
+from collc.serve.replay import replay as replay_jobs
 
 STEP = 0.1
 
@@ -28,37 +27,9 @@ class Arrival:
 
 
 def replay(policy: Policy, arrivals: list[Arrival], horizon: float = 1000.0) -> dict[str, float]:
-    """Completion time of every job that finishes before ``horizon`` (one worker, virtual time)."""
-    pending = sorted(arrivals, key=lambda a: a.at)
-    left = {a.job: a.work for a in arrivals}
-    done: dict[str, float] = {}
-    now = 0.0
-
-    def admit_until(time: float) -> None:
-        while pending and pending[0].at <= time + 1e-9:
-            arrival = pending.pop(0)
-            policy.admit(arrival.job, arrival.at, arrival.first_stage)
-
-    while now < horizon and len(done) < len(arrivals):
-        admit_until(now)
-        chosen = policy.pick(now)
-        if chosen is None:
-            now = pending[0].at
-            continue
-        used = 0.0
-        while True:
-            now += STEP
-            used += STEP
-            left[chosen.job] -= STEP
-            admit_until(now)
-            if left[chosen.job] <= 1e-9:
-                policy.remove(chosen.job)
-                done[chosen.job] = now
-                break
-            if used >= chosen.quantum - 1e-9 or policy.outranks(chosen.job, now) or now >= horizon:
-                policy.returned(chosen.job, used, now)
-                break
-    return done
+    """Completion time of every job that finishes before ``horizon``: its work in steps of ``STEP``."""
+    jobs = [ModelJob(a.job, a.at, (STEP,) * max(1, round(a.work / STEP)), a.first_stage) for a in arrivals]
+    return replay_jobs(policy, jobs, horizon=horizon)
 
 
 def test_fcfs_runs_jobs_to_completion_in_arrival_order():
