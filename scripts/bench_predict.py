@@ -17,7 +17,7 @@ The figures are the ones `collc compile` reports. The closing lines count:
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 from fractions import Fraction
 
@@ -77,10 +77,12 @@ def _label(nbytes: int) -> str:
     return f"{nbytes >> 30}GiB" if nbytes >= 2**30 else f"{nbytes >> 20}MiB"
 
 
-def _cases(argv: list[str]) -> list[tuple[str, int]]:
-    if not argv:
-        return CASES
-    return [(name, int(boxes)) for name, boxes in (arg.rsplit(":", 1) for arg in argv)]
+def _case(text: str) -> tuple[str, int]:
+    """``preset:boxes`` as typed (argparse reports a bad one with the usage line)."""
+    name, sep, boxes = text.rpartition(":")
+    if not sep or not name or not boxes.isdigit() or int(boxes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PRESET:BOXES (e.g. dgx-a100:4)")
+    return name, int(boxes)
 
 
 def _best_algbw(predictor, collective: str, nbytes: int) -> float:
@@ -90,14 +92,19 @@ def _best_algbw(predictor, collective: str, nbytes: int) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "cases", nargs="*", type=_case, metavar="PRESET:BOXES", help="default: every preset up to 32 GPUs"
+    )
+    cases = parser.parse_args().cases or CASES
     print(
         f"{'preset':<17} {'coll':<13} {'size':>6} {'collc':>8} {'ring':>8} {'tree':>8} {'bound':>8} "
         f"{'pow2':>8} {'c/pow2':>7} {'c/vendor':>8} {'selected':>8} {'buf':>6} {'s':>5}"
     )
-    losses = cases = 0
+    losses = counted = 0
     short_bound: list[str] = []  # 1 GiB below 0.95 of the power-of-two bound
     short_vendor: list[str] = []  # under the vendor target where the bound has headroom
-    for name, boxes in _cases(sys.argv[1:]):
+    for name, boxes in cases:
         model = TopologyModel(load(name, {"boxes": str(boxes)}))
         for collective in COLLECTIVES:
             start = time.perf_counter()
@@ -117,7 +124,7 @@ def main() -> None:
                 tree = _best_algbw(baselines["tree"], collective, nbytes) if "tree" in baselines else 0.0
                 vendor = max(ring, tree)
                 selected = written and result.byte_range.holds(nbytes)
-                cases += 1
+                counted += 1
                 losses += selected and collc < vendor
                 case = f"{name} x{boxes} {collective} {_label(nbytes)}"
                 if nbytes == 2**30 and collc < 0.95 * best_pow2:
@@ -134,7 +141,7 @@ def main() -> None:
                     f"{time.perf_counter() - start:>5.1f}",
                     flush=True,
                 )
-    print(f"{losses} of {cases} cases: a selected collc file is predicted slower than the vendor's best")
+    print(f"{losses} of {counted} cases: a selected collc file is predicted slower than the vendor's best")
     print(f"{len(short_bound)} files below 0.95 of the power-of-two bound at 1GiB: {', '.join(short_bound)}")
     print(
         f"{len(short_vendor)} files short of the vendor target where the bound has 15 % headroom "
