@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -12,7 +13,9 @@ from click.testing import CliRunner
 from collc.cli import main
 from collc.compile import CompileOptions, compile_schedule, driver
 from collc.compile.driver import advance, begin, serving
+from collc.compile.flags import CompileFlags
 from collc.compile.report import report_lines
+from collc.errors import InputError
 from collc.msccl.reader import read_xml
 from collc.predict.params import DEFAULT_BUFFER_BYTES
 from collc.topology import load
@@ -280,8 +283,8 @@ def _tried(state) -> list[int]:
     return [item.solution.forest.k for item in state.fitted if not item.lowered.split_lanes]
 
 
-def _chosen_state(preset: str, boxes: int, coll: str):
-    state = begin(load(preset, {"boxes": str(boxes)}), CompileOptions(coll=coll))
+def _chosen_state(preset: str, boxes: int, coll: str, lanes: str = "auto"):
+    state = begin(load(preset, {"boxes": str(boxes)}), CompileOptions(coll=coll, lanes=lanes))
     while state.best is None:
         advance(state)
     return state
@@ -328,6 +331,31 @@ def test_each_candidate_is_also_simulated_with_split_lanes():
     )
     assert best.algbw(2**30) > 1.05 * sibling.algbw(2**30)
     assert any("(a lane per transfer)" in note for note in state.notes)
+
+
+@pytest.mark.parametrize("lanes", ["rate", "split"])
+def test_lanes_lowers_every_candidate_only_the_way_asked(lanes):
+    """--lanes rate / split: one lowering per candidate (each program name once), and with split the
+    lanes the default emits here (they win the simulation)."""
+    state = _chosen_state("dgx1", 1, "reducescatter", lanes)
+    assert {item.lowered.split_lanes for item in state.fitted} == {lanes == "split"}
+    names = [item.lowered.algorithm.name for item in state.fitted]
+    assert len(names) == len(set(names)) <= driver.WIDE_CANDIDATES
+    if lanes == "split":
+        assert state.best.lowered.split_lanes and state.best.algbw(2**30) > 160
+
+
+def test_lanes_is_checked_and_reported(tmp_path):
+    out = tmp_path / "rs.xml"
+    args = ["compile", "dgx1", "--coll", "reducescatter", "-o", str(out)]
+    bad = CliRunner().invoke(main, [*args, "--lanes", "one"])
+    assert bad.exit_code == 2 and "--lanes" in bad.output and not out.exists()
+    result = CliRunner().invoke(main, [*args, "--lanes", "split", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["lanes"] == "split" and report["unsplit_groups"] == 0
+    with pytest.raises(InputError, match="--lanes"):
+        CompileFlags(lanes="one").options()
 
 
 class _Simulated:

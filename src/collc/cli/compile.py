@@ -16,6 +16,7 @@ import click
 from collc.cli import main
 from collc.cli.common import PROTOCOL, output_directory, output_path, topology_argument
 from collc.cli.diff import healthy_bound_algbw
+from collc.compile.driver import LANE_CHOICES
 from collc.compile.flags import CompileFlags
 from collc.compile.report import report_json, report_lines
 from collc.errors import InputError
@@ -78,6 +79,15 @@ _FLAG_OPTIONS = [
         "[default: 4MiB, or 256KiB where the simulation gains 2 %; deploy says what to set].",
     ),
     click.option(
+        "--lanes",
+        type=click.Choice(LANE_CHOICES),
+        default="auto",
+        show_default=True,
+        help="How transfers are spread over threadblocks: 'rate' sizes each GPU pair's lanes by its "
+        "traffic, 'split' gives every transfer its own lane as far as the threadblocks allow, 'auto' "
+        "simulates both where the program is small enough and keeps the faster.",
+    ),
+    click.option(
         "--force",
         is_flag=True,
         help="Write the file even if it is predicted slower than the runtime's own algorithms at every size; "
@@ -124,6 +134,7 @@ def compile_command(
     align: int | None,
     force: bool,
     buffsize: str | None,
+    lanes: str,
     as_json: bool,
     auto_range: bool,
     bundle_dir: str | None,
@@ -155,6 +166,7 @@ def compile_command(
         align=align,
         force=force,
         buffsize=buffsize,
+        lanes=lanes,
     ).options()
     if bundle_dir is not None and wants_plan(topology, options):
         raise InputError("--bundle writes MSCCL XML files", hint="write an MSCCL++ plan with -o PLAN.json")

@@ -97,6 +97,12 @@ BUFFER_GAIN = Fraction(2, 100)
 MIN_DOUBLED_ITERATIONS = 16
 
 
+#: ``--lanes``: ``auto`` lowers each candidate with lanes sized by rate and, where the program is small
+#: enough to search widely, also with split lanes, and keeps what the simulation says is faster;
+#: ``rate`` and ``split`` lower with only those (split falls back to rate where it does not fit).
+LANE_CHOICES = ("auto", "rate", "split")
+
+
 @dataclass(frozen=True)
 class CompileOptions(LoweringOptions):
     """Everything ``collc compile`` can be asked for: what to emit (:class:`LoweringOptions`) plus the
@@ -110,6 +116,7 @@ class CompileOptions(LoweringOptions):
     user_range: bool = False  # min_bytes/max_bytes were given by the user: write them as they are
     force: bool = False  # write the file even where it is predicted to win at no size
     buffsize: int | None = None  # NCCL_BUFFSIZE the Simple file is for; None: chosen by simulation
+    lanes: str = "auto"  # one of LANE_CHOICES
 
 
 @dataclass(frozen=True)
@@ -498,19 +505,29 @@ def _lower_step(state: CompileState) -> None:
         state.failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
         state.smallest_failed = min(solution.forest.k, state.smallest_failed or solution.forest.k)
         return
-    state.fitted.append(
-        Fitted(solution, lowered, instances, Memo(state.model.collc(lowered.algorithm)), reduce_forest)
-    )
-    if lowered.usage.total_steps <= WIDE_SEARCH_STEPS:
-        variant = _split_lanes(state, state.fitted[-1], name)
-        if variant is not None:
-            state.fitted.append(variant)
+    fitted = Fitted(solution, lowered, instances, Memo(state.model.collc(lowered.algorithm)), reduce_forest)
+    lanes = state.options.lanes
+    wide = lowered.usage.total_steps <= WIDE_SEARCH_STEPS
+    variant = _split_lanes(state, fitted, name) if lanes == "split" or (lanes == "auto" and wide) else None
+    if variant is not None and lanes == "auto" and variant.lowered.algorithm == lowered.algorithm:
+        variant = None  # the same program: nothing more to simulate
+    if lanes == "split":
+        if variant is None:
+            state.notes.append(
+                f"--lanes split: k = {solution.forest.k} needs merged threadblocks even with a lane per "
+                "group; its lanes are sized by rate"
+            )
+        state.fitted.append(variant or fitted)
+        return
+    state.fitted.append(fitted)
+    if variant is not None:
+        state.fitted.append(variant)
 
 
 def _split_lanes(state: CompileState, fitted: Fitted, name: str) -> Fitted | None:
     """The candidate lowered again with its lanes split towards one per transfer, as far as the
-    threadblocks allow (:func:`collc.lowering.assign.split_lanes`), to be simulated beside it; None
-    where even a lane per group needs merged threadblocks, or nothing changes.
+    threadblocks allow (:func:`collc.lowering.assign.split_lanes`), to be simulated beside it or
+    instead of it; None where even a lane per group needs merged threadblocks.
 
     Which of the two is faster depends on the fabric (4x8 V100 allgather k = 1: 57.2 with lanes sized
     by rate, 66.3 GB/s with a lane per transfer; 4x8 A100 allreduce k = 1, split to the A100's 108
@@ -531,14 +548,15 @@ def _split_lanes(state: CompileState, fitted: Fitted, name: str) -> Fitted | Non
     except DoesNotFit:
         return None
     if lowered.algorithm == fitted.lowered.algorithm:
-        return None
+        return replace(fitted, lowered=lowered)  # same program, same simulation
     predictor = Memo(state.model.collc(lowered.algorithm))
     return replace(fitted, lowered=lowered, predictor=predictor)
 
 
 def _candidates_fitted(state: CompileState) -> int:
-    """The k candidates fitted so far in this attempt (a variant with split lanes is not one more)."""
-    return sum(1 for item in state.fitted if not item.lowered.split_lanes)
+    """The k candidates fitted so far in this attempt: the names of their programs, which a second
+    lowering of one (split lanes) shares."""
+    return len({item.lowered.algorithm.name for item in state.fitted})
 
 
 def _choose_step(state: CompileState) -> None:

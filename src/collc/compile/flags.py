@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collc.compile.driver import CompileOptions
+from collc.compile.driver import LANE_CHOICES, CompileOptions
 from collc.errors import InputError
 from collc.sizes import parse_size
 
@@ -30,6 +30,7 @@ class CompileFlags:
     align: int | None = None
     force: bool = False
     buffsize: str | None = None  # NCCL_BUFFSIZE as typed; None: chosen by simulation (Simple)
+    lanes: str = "auto"  # LANE_CHOICES: how transfers are spread over lanes (docs/lowering.md §5)
 
     def options(self) -> CompileOptions:
         """The options these flags mean (sizes parsed; bad ones raise a located InputError)."""
@@ -50,7 +51,17 @@ class CompileFlags:
             max_k=self.max_k,
             align=self.align,
             buffsize=None if self.buffsize is None else buffer_size(self.buffsize, self.proto),
+            lanes=lane_choice(self.lanes),
         )
+
+
+def lane_choice(text: str) -> str:
+    """``--lanes`` checked (a service request carries it as typed)."""
+    if text not in LANE_CHOICES:
+        raise InputError(
+            f"--lanes {text!r} is not one of {', '.join(LANE_CHOICES)}", hint="e.g. --lanes split"
+        )
+    return text
 
 
 #: smallest NCCL_BUFFSIZE accepted: 8 FIFO slots of 8 KiB

@@ -174,6 +174,8 @@ def report_json(
         "predicted": [row.to_json() for row in result.predicted],
         "threadblocks_per_gpu": usage.max_tbs,
         "merged_threadblocks": result.lowered.merged_tbs,
+        "lanes": "split" if result.lowered.split_lanes else "rate",
+        "unsplit_groups": result.lowered.unsplit_groups,
         "channels": usage.nchannels,
         "warnings": len(result.verification.problems),
         "loaded_by": loaded_by(result.runtime),
