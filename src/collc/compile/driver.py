@@ -20,7 +20,9 @@ verifier accepts the program with its final range.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cache, cached_property
@@ -49,7 +51,7 @@ from collc.solver.bound import check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest
 from collc.solver.symmetry import automorphisms
 from collc.topology.model import Topology
-from collc.verify import VerifyReport, verify
+from collc.verify import Verification, VerifyReport, verify
 
 MAX_AUTO_K = 64
 # Powers of two priced at least up to this k, even when the optimal k is small: with k* = 3 (1x16 MI250)
@@ -367,6 +369,15 @@ class CompileState:
     chosen: tuple[ByteRange, bool] | None = None  # its range, and whether it is only forced
     result: CompileResult | None = None
     steps_done: int = 0
+    verifying: Verification | None = None  # the verifier part way through (not pickled)
+    verify_whole: bool = False  # a verification part way through was dropped: the next one runs whole
+
+    def __getstate__(self) -> dict[str, object]:
+        """Everything but a verification part way through: it holds a live simulation that cannot be
+        pickled, so a compile resumed from a pickle verifies from the start, and in one step, so that
+        a compile pickled after every step still ends."""
+        dropped = self.verifying is not None
+        return {**self.__dict__, "verifying": None, "verify_whole": self.verify_whole or dropped}
 
 
 def begin(topology: Topology, options: CompileOptions) -> CompileState:
@@ -404,7 +415,7 @@ def next_step(state: CompileState) -> str:
         return "bound"
     index = _next_candidate(state)
     if index is None:
-        return "choose"
+        return "simulate" if _unsimulated(state) is not None else "choose"
     k = state.candidates[index].solve_k
     if k not in state.solutions:
         return "forest"
@@ -559,6 +570,25 @@ def _candidates_fitted(state: CompileState) -> int:
     return len({item.lowered.algorithm.name for item in state.fitted})
 
 
+def _unsimulated(state: CompileState) -> Fitted | None:
+    """The next simulation at the reference size that the choose step needs and has not run (in the
+    order it asks for them, :func:`_simulation_order`), so that each runs as a step of its own: a service can
+    stop a compile between two of them (one takes seconds at 128 GPUs)."""
+    for buffer in buffer_choices(state.options):
+        variants = [replace(item, buffer_bytes=buffer) for item in state.fitted]
+        for item in _simulation_order(variants, state.reference):
+            if not item.simulated(state.reference):
+                return item
+    return None
+
+
+def _simulate_step(state: CompileState) -> None:
+    """Simulate: one candidate at the reference size with one buffer (:func:`_unsimulated`)."""
+    item = _unsimulated(state)
+    assert item is not None
+    item.algbw(state.reference)
+
+
 def _choose_step(state: CompileState) -> None:
     """Simulate: the fastest fitted candidate at the reference size (then maybe doubled instances);
     with none fitted, the next attempt, and after the last one the reasons nothing fits. When a
@@ -642,16 +672,31 @@ def _range_step(state: CompileState) -> None:
 
 
 def _verify_step(state: CompileState) -> None:
-    """Verify: the program with its final range through the verifier, and its XML."""
+    """Verify: the program with its final range through the verifier, for at most about
+    :data:`VERIFY_SLICE_SECONDS` (the step runs again until the verifier is done), then its XML."""
     assert state.best is not None and state.chosen is not None
-    state.result = _finish(state, state.best, *state.chosen)
+    if state.verifying is None:
+        algo = _ranged(state.best.lowered.algorithm, state.chosen[0])
+        state.verifying = Verification(
+            algo, runtime=state.runtime, topology=state.topology, buffer_bytes=state.best.buffer_bytes
+        )
+    deadline = math.inf if state.verify_whole else time.perf_counter() + VERIFY_SLICE_SECONDS
+    if state.verifying.advance(deadline):
+        report = _checked(state.verifying.report)
+        state.verifying = None
+        state.result = _finish(state, state.best, *state.chosen, report)
 
+
+#: how long one verify step runs before it hands back (a service may run another job's step between two):
+#: verifying a 128-GPU file takes about 5 s
+VERIFY_SLICE_SECONDS = 0.5
 
 #: the steps of a compile by name (:func:`next_step`), in the order they first run
 STEPS = {
     "bound": _price_step,
     "forest": _solve_step,
     "lower": _lower_step,
+    "simulate": _simulate_step,
     "choose": _choose_step,
     "range": _range_step,
     "verify": _verify_step,
@@ -688,6 +733,11 @@ class Fitted:
         cost = self.predictor.inner
         assert isinstance(cost, ProgramCost)
         return cost.arc_limit_algbw(self.proto)
+
+    def simulated(self, nbytes: int) -> bool:
+        """Whether :meth:`algbw` of ``nbytes`` is already known (the simulation has run)."""
+        algo = self.lowered.algorithm
+        return self.predictor.knows(algo.coll, served_size(algo, nbytes), self.proto)
 
     def algbw(self, nbytes: int) -> float:
         """Simulated algbw (GB/s) of a call of ``nbytes`` (moved to the nearest size the file serves)."""
@@ -743,16 +793,22 @@ def vendor_best(model: TopologyModel, coll: str) -> Callable[[int], float]:
     return cache(lambda nbytes: max(vendor_algbw(model, coll, nbytes).values()))
 
 
-def _contenders(fitted: list[Fitted], reference: int) -> list[Fitted]:
-    """The candidates that may be within :data:`EQUIVALENT` of the fastest at the reference size, in
-    their order. They are simulated highest ceiling first (:attr:`Fitted.ceiling`); one whose ceiling
-    is below that share of the fastest simulated so far is left out unsimulated."""
-    fastest, simulated = 0.0, set()
+def _simulation_order(fitted: list[Fitted], reference: int) -> Iterator[Fitted]:
+    """The candidates that may be within :data:`EQUIVALENT` of the fastest at the reference size,
+    highest ceiling first (:attr:`Fitted.ceiling`), each simulated there once the caller moves past it;
+    the first whose ceiling is below that share of the fastest simulated so far ends the order."""
+    fastest = 0.0
     for item in sorted(fitted, key=lambda item: -item.ceiling):
         if item.ceiling < fastest * (1 - EQUIVALENT):
-            break
+            return
+        yield item
         fastest = max(fastest, item.algbw(reference))
-        simulated.add(id(item))
+
+
+def _contenders(fitted: list[Fitted], reference: int) -> list[Fitted]:
+    """The candidates of :func:`_simulation_order`, simulated, in their own order; the others are
+    left out unsimulated."""
+    simulated = {id(item) for item in _simulation_order(fitted, reference)}
     return [item for item in fitted if id(item) in simulated]
 
 
@@ -863,11 +919,14 @@ class NoWin(InfeasibleError):
     """The compiled file is predicted slower than the runtime's own algorithms at every size."""
 
 
-def _finish(state: CompileState, best: Fitted, chosen: ByteRange, forced: bool) -> CompileResult:
+def _finish(
+    state: CompileState, best: Fitted, chosen: ByteRange, forced: bool, report: VerifyReport
+) -> CompileResult:
+    """The compile's result: ``best`` with the range ``chosen`` (verified: ``report``), its XML and
+    the notes on how it was lowered."""
     topology, options, runtime, notes = state.topology, state.options, state.runtime, state.notes
     lowered = best.lowered
-    algo = replace(lowered.algorithm, min_bytes=chosen.min_bytes, max_bytes=chosen.max_bytes)
-    report = _verified(algo, runtime, topology, best.buffer_bytes)
+    algo = _ranged(lowered.algorithm, chosen)
     if lowered.stages_shared:
         notes.append(
             f"threadblocks carry several tree depths ({lowered.stages_shared}); "
@@ -906,10 +965,19 @@ def _finish(state: CompileState, best: Fitted, chosen: ByteRange, forced: bool) 
     )
 
 
+def _ranged(algo: Algorithm, chosen: ByteRange) -> Algorithm:
+    return replace(algo, min_bytes=chosen.min_bytes, max_bytes=chosen.max_bytes)
+
+
 def _verified(algo: Algorithm, runtime: str, topology: Topology, buffer_bytes: int | None) -> VerifyReport:
     """The verifier's report on ``algo`` deployed with ``buffer_bytes`` (which decides how many chunks
-    one primitive call carries); a program it rejects is a bug in collc, never written."""
-    report = verify(algo, runtime=runtime, topology=topology, buffer_bytes=buffer_bytes)
+    one primitive call carries), checked (:func:`_checked`)."""
+    return _checked(verify(algo, runtime=runtime, topology=topology, buffer_bytes=buffer_bytes))
+
+
+def _checked(report: VerifyReport) -> VerifyReport:
+    """``report``, which must find no error: a program the verifier rejects is a bug in collc, never
+    written."""
     if not report.ok:
         problems = "; ".join(f"{p.rule}: {p.message}" for p in report.errors[:10])
         raise InvariantError(
@@ -920,7 +988,7 @@ def _verified(algo: Algorithm, runtime: str, topology: Topology, buffer_bytes: i
 
 def with_range(result: CompileResult, chosen: ByteRange) -> CompileResult:
     """The same program for another size range (a bundle's ranges), verified again for that range."""
-    algo = replace(result.algorithm, min_bytes=chosen.min_bytes, max_bytes=chosen.max_bytes)
+    algo = _ranged(result.algorithm, chosen)
     report = _verified(algo, result.runtime, result.topology, result.buffer_bytes)
     return replace(
         result,

@@ -31,6 +31,10 @@ class Memo:
         self.inner = inner
         self._seen: dict[tuple[str, int, Protocol], float] = {}
 
+    def knows(self, collective: str, nbytes: int, proto: Protocol) -> bool:
+        """Whether :meth:`time_us` would answer from memory."""
+        return (collective, nbytes, proto) in self._seen
+
     def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float:
         key = (collective, nbytes, proto)  # the protocol with its grain (a buffer size)
         if key not in self._seen:

@@ -44,7 +44,15 @@ FIRST_STAGE_EXPONENT = 2.0
 OUTPUT_PLACEHOLDER = "@@collc-output@@"
 #: share of the work done when each step starts (the rest of a step's share is its own): the range and
 #: the simulation of the candidates take most of a small compile, the forests most of a large one.
-_PROGRESS = {"bound": 0.0, "forest": 0.05, "lower": 0.1, "choose": 0.55, "range": 0.7, "verify": 0.9}
+_PROGRESS = {
+    "bound": 0.0,
+    "forest": 0.05,
+    "lower": 0.1,
+    "simulate": 0.55,
+    "choose": 0.55,
+    "range": 0.7,
+    "verify": 0.9,
+}
 
 
 @dataclass(frozen=True)

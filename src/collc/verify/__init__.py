@@ -8,6 +8,7 @@ says whether the runtime would select the file for a given call. docs/verify.md 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 from collc.errors import InputError, Location
@@ -23,12 +24,13 @@ from collc.verify.lint import BLOCKS_SIMULATION, lint
 from collc.verify.report import Problem, VerifyReport
 from collc.verify.runtimes import PROFILES, RuntimeProfile, profile
 from collc.verify.select import Selection, explain
-from collc.verify.simulate import Case, simulate
+from collc.verify.simulate import Case, Simulator, simulate
 
 __all__ = [
     "PROFILES",
     "Problem",
     "Selection",
+    "Verification",
     "VerifyReport",
     "declared_runtime",
     "explain",
@@ -170,35 +172,99 @@ def verify(
     """Lint ``algo`` for ``runtime`` and, unless a lint error makes it meaningless, simulate it over
     the call sizes the file declares (``buffer_bytes``: the connection buffer of its protocol, default
     the runtime's); ``progress`` hears how far each simulated case is."""
-    runtime_profile = profile(runtime)
-    report = VerifyReport(filename=filename, runtime=runtime)
-    folded: dict[tuple[int, int], list[Transmission]] = {
-        (gpu.id, tb.id): fold_threadblock(tb) for gpu in algo.gpus for tb in gpu.tbs
-    }
-    report.problems.extend(lint(algo, runtime_profile, folded, topology=topology, filename=filename))
-    blocking = sorted({p.rule for p in report.errors if p.rule in BLOCKS_SIMULATION})
-    if blocking:
-        report.notes.append(f"simulation skipped because of {', '.join(blocking)}")
-        return report
-    coll = runtime_profile.collectives.get(algo.coll, algo.coll)
-    if coll not in CHECKED_COLLECTIVES:
-        report.notes.append(f"data not checked: no postcondition is known for {coll}")
-    _check_simulation_size(algo, coll, filename)
-    model = call_model(runtime_profile, algo.proto, algo.nchunksperloop, buffer_bytes)
-    deadlocks = _Deadlocks(algo, coll, folded, model, filename)
-    seen: set[str] = set()
-    for case in simulation_cases(algo, model, runtime):
-        problems = simulate(algo, coll, folded, case, filename, progress)
-        deadlocks.runs.setdefault(
-            _distinct_calls(algo, case.call_chunks), next((p for p in problems if p.rule == "deadlock"), None)
+    verification = Verification(
+        algo,
+        runtime=runtime,
+        topology=topology,
+        filename=filename,
+        buffer_bytes=buffer_bytes,
+        progress=progress,
+    )
+    verification.advance()
+    return verification.report
+
+
+class Verification:
+    """:func:`verify` in slices: the lint when made, then the simulated cases one after the other, each
+    run until a deadline passes and resumed where it stopped (:meth:`Simulator.run`), then the size
+    limit. A compile service runs it between other jobs' steps (one case takes seconds at 128 GPUs).
+
+    It holds a live simulation, which cannot be pickled: a compile handed to another process drops it
+    and verifies from the start there (:class:`collc.compile.driver.CompileState`).
+    """
+
+    def __init__(
+        self,
+        algo: Algorithm,
+        *,
+        runtime: str = "msccl-executor",
+        topology: Topology | None = None,
+        filename: str | None = None,
+        buffer_bytes: int | None = None,
+        progress: Report = silent,
+    ):
+        self.algo, self.filename, self.progress = algo, filename, progress
+        self.runtime_profile = profile(runtime)
+        self.report = VerifyReport(filename=filename, runtime=runtime)
+        self.folded: dict[tuple[int, int], list[Transmission]] = {
+            (gpu.id, tb.id): fold_threadblock(tb) for gpu in algo.gpus for tb in gpu.tbs
+        }
+        self.report.problems.extend(
+            lint(algo, self.runtime_profile, self.folded, topology=topology, filename=filename)
         )
-        found = [p for p in problems if p.rule not in seen]
-        report.problems.extend(found)
-        seen.update(p.rule for p in found)
+        self.cases: list[Case] = []
+        self.seen: set[str] = set()
+        self.simulator: Simulator | None = None
+        self.done = False
+        blocking = sorted({p.rule for p in self.report.errors if p.rule in BLOCKS_SIMULATION})
+        if blocking:
+            self.report.notes.append(f"simulation skipped because of {', '.join(blocking)}")
+            self.done = True
+            return
+        self.coll = self.runtime_profile.collectives.get(algo.coll, algo.coll)
+        if self.coll not in CHECKED_COLLECTIVES:
+            self.report.notes.append(f"data not checked: no postcondition is known for {self.coll}")
+        _check_simulation_size(algo, self.coll, filename)
+        model = call_model(self.runtime_profile, algo.proto, algo.nchunksperloop, buffer_bytes)
+        self.deadlocks = _Deadlocks(algo, self.coll, self.folded, model, filename)
+        self.cases = simulation_cases(algo, model, runtime)
+
+    def advance(self, deadline: float = math.inf) -> bool:
+        """Go on until the report is complete (True) or ``deadline`` (a :func:`time.perf_counter`
+        reading) has passed (False: call again to go on)."""
+        while not self.done:
+            if not self.cases:
+                _note_size_limit(self.report, self.algo, self.runtime_profile, self.deadlocks)
+                self.done = True
+                break
+            case = self.cases[0]
+            if self.simulator is None:
+                self.simulator = Simulator(
+                    self.algo, self.coll, self.folded, case, self.filename, self.progress
+                )
+            problems = self.simulator.run(deadline)
+            if problems is None:
+                return False
+            self.simulator.release()
+            self.simulator = None
+            self.cases.pop(0)
+            self._record(case, problems)
+        return True
+
+    def _record(self, case: Case, problems: list[Problem]) -> None:
+        """A finished case: its deadlock (for the size limit), its problems of rules not reported yet,
+        and a note of what was simulated."""
+        self.deadlocks.runs.setdefault(
+            _distinct_calls(self.algo, case.call_chunks),
+            next((p for p in problems if p.rule == "deadlock"), None),
+        )
+        found = [p for p in problems if p.rule not in self.seen]
+        self.report.problems.extend(found)
+        self.seen.update(p.rule for p in found)
         placements = " and ".join("in-place" if inplace else "out-of-place" for inplace in case.placements)
-        report.notes.append(f"simulated {case}" + (f", data and races {placements}" if placements else ""))
-    _note_size_limit(report, algo, runtime_profile, deadlocks)
-    return report
+        self.report.notes.append(
+            f"simulated {case}" + (f", data and races {placements}" if placements else "")
+        )
 
 
 def explain_call(

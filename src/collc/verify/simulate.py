@@ -21,6 +21,8 @@ threadblocks to one chunk, one of them a write.
 from __future__ import annotations
 
 import bisect
+import math
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -362,6 +364,10 @@ class Simulator:
             Placement(self, inplace, track_races=inplace or True not in case.placements)
             for inplace in case.placements
         ]
+        # the run's own progress (Simulator.run): threadblocks to run, which are queued, runs so far
+        self._ready: deque[int] | None = None
+        self._queued: list[bool] = []
+        self._runs = 0
 
     def known(self, gid: int) -> np.ndarray:
         """What ``gid`` knows of its own rank's threadblocks: entry ``local[other]`` is the last epoch of
@@ -434,24 +440,29 @@ class Simulator:
 
     # -- the run -----------------------------------------------------------------------------------
 
-    def run(self) -> list[Problem]:
+    def run(self, deadline: float = math.inf) -> list[Problem] | None:
+        """Run the case to its end and return its problems, or return None once ``deadline`` (a
+        :func:`time.perf_counter` reading, checked every :data:`PROGRESS_EVERY` threadblock runs) has
+        passed; calling again goes on where it stopped, so a long case can run in bounded slices."""
         count = len(self.owner)
-        ready = deque(range(count))
-        queued = [True] * count
         stage = f"verify: {self.case}"
-        self.progress(stage, 0, count)
-        runs = 0
+        if self._ready is None:
+            self._ready, self._queued = deque(range(count)), [True] * count
+            self.progress(stage, 0, count)
+        ready, queued = self._ready, self._queued
         try:
             while ready:
                 gid = ready.popleft()
                 queued[gid] = False
-                runs += 1
-                if not runs % PROGRESS_EVERY:
+                self._runs += 1
+                if not self._runs % PROGRESS_EVERY:
                     self.progress(stage, self.finished, count)
                 for woken in self.advance(gid):
                     if not queued[woken]:
                         queued[woken] = True
                         ready.append(woken)
+                if not self._runs % PROGRESS_EVERY and time.perf_counter() >= deadline:
+                    return None
         except _Stop:
             self.finish_counts()
             return self.problems
@@ -465,6 +476,11 @@ class Simulator:
                 placement.check_postcondition()
         self.finish_counts()
         return self.problems
+
+    def release(self) -> None:
+        """Break the cycle between the placements and the simulator, so that the memory and the
+        clocks' pool are freed now, not at the next cyclic garbage collection."""
+        self.placements.clear()
 
     def advance(self, gid: int) -> list[int]:
         """Run ``gid`` until it blocks or finishes; return the threadblocks its actions woke."""
@@ -737,8 +753,8 @@ def simulate(
     ``progress`` hears how many threadblocks have finished."""
     simulator = Simulator(algo, coll, folded, case, filename, progress)
     try:
-        return simulator.run()
+        problems = simulator.run()
+        assert problems is not None  # no deadline
+        return problems
     finally:
-        # placements and the simulator name each other: break the cycle so that the memory and the
-        # clocks' pool are freed now, not at the next cyclic garbage collection
-        simulator.placements.clear()
+        simulator.release()

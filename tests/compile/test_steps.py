@@ -1,0 +1,55 @@
+"""The compile as steps (collc.compile.driver.advance): the candidates' simulations and the verifier
+run in steps of their own, so a service can stop a compile between them, and however the steps are
+cut or the state is pickled between them the file written is the same."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from collc.compile import CompileOptions, compile_schedule, driver
+from collc.compile.driver import advance, begin, next_step
+from collc.topology import load
+
+OPTIONS = CompileOptions(coll="allreduce", k=1, max_bytes=1 << 30, user_range=True)
+
+
+@pytest.fixture(scope="module")
+def fabric():
+    topology = load("dgx-a100", {"boxes": "2"})
+    return topology, compile_schedule(topology, OPTIONS).xml
+
+
+def _steps(topology, *, pickled: bool) -> tuple[list[str], str]:
+    """The names of the steps a compile runs and its XML; with ``pickled``, the state makes a round
+    trip through pickle after every step (as a service that spills every state)."""
+    state, names = begin(topology, OPTIONS), []
+    for _ in range(1000):
+        name = next_step(state)
+        if name == "done":
+            assert state.result is not None
+            return names, state.result.xml
+        names.append(name)
+        advance(state)
+        if pickled:
+            state = pickle.loads(pickle.dumps(state))
+    raise AssertionError("the compile never ended")
+
+
+def test_each_simulation_and_slice_of_verification_is_a_step(fabric, monkeypatch):
+    topology, expected = fabric
+    monkeypatch.setattr(driver, "VERIFY_SLICE_SECONDS", 0.0)
+    names, xml = _steps(topology, pickled=False)
+    assert xml == expected
+    assert names.count("simulate") >= 2 and names.index("simulate") < names.index("choose")
+    assert names.count("verify") >= 2 and names[-1] == "verify"
+
+
+def test_a_verification_dropped_by_pickling_runs_whole_next_time(fabric, monkeypatch):
+    """A live verification cannot be pickled: the resumed compile verifies again from the start, in
+    one step, so a compile pickled after every step still ends, with the same file."""
+    topology, expected = fabric
+    monkeypatch.setattr(driver, "VERIFY_SLICE_SECONDS", 0.0)
+    names, xml = _steps(topology, pickled=True)
+    assert xml == expected and names.count("verify") == 2
