@@ -1,6 +1,6 @@
-"""The compile as steps (collc.compile.driver.advance): the candidates' simulations and the verifier
-run in steps of their own, so a service can stop a compile between them, and however the steps are
-cut or the state is pickled between them the file written is the same."""
+"""The compile as steps (collc.compile.driver.advance): the forest solve and the verifier run in slices,
+the candidates' simulations one per step, so a service can stop a compile between them; however the
+steps are cut or the state is pickled between them, the file written is the same."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ def fabric():
     return topology, compile_schedule(topology, OPTIONS).xml
 
 
-def _steps(topology, *, pickled: bool) -> tuple[list[str], str]:
-    """The names of the steps a compile runs and its XML; with ``pickled``, the state makes a round
-    trip through pickle after every step (as a service that spills every state)."""
+def _steps(topology, *, pickled: str | None) -> tuple[list[str], str]:
+    """The names of the steps a compile runs and its XML; the state makes a round trip through pickle
+    after every step named ``pickled`` (``"every"``: after each, as a service that spills every state)."""
     state, names = begin(topology, OPTIONS), []
     for _ in range(1000):
         name = next_step(state)
@@ -32,24 +32,29 @@ def _steps(topology, *, pickled: bool) -> tuple[list[str], str]:
             return names, state.result.xml
         names.append(name)
         advance(state)
-        if pickled:
+        if pickled in (name, "every"):
             state = pickle.loads(pickle.dumps(state))
     raise AssertionError("the compile never ended")
 
 
-def test_each_simulation_and_slice_of_verification_is_a_step(fabric, monkeypatch):
+def test_each_simulation_and_slice_of_a_solve_or_verification_is_a_step(fabric, monkeypatch):
     topology, expected = fabric
-    monkeypatch.setattr(driver, "VERIFY_SLICE_SECONDS", 0.0)
-    names, xml = _steps(topology, pickled=False)
+    monkeypatch.setattr(driver, "SLICE_SECONDS", 0.0)
+    names, xml = _steps(topology, pickled=None)
     assert xml == expected
+    assert names.count("forest") >= 3  # the bound, switch removal and the trees packed one by one
     assert names.count("simulate") >= 2 and names.index("simulate") < names.index("choose")
     assert names.count("verify") >= 2 and names[-1] == "verify"
 
 
-def test_a_verification_dropped_by_pickling_runs_whole_next_time(fabric, monkeypatch):
-    """A live verification cannot be pickled: the resumed compile verifies again from the start, in
-    one step, so a compile pickled after every step still ends, with the same file."""
+def test_a_step_dropped_by_pickling_runs_whole_next_time(fabric, monkeypatch):
+    """A solve or a verification part way through cannot be pickled: the resumed compile starts that
+    step again and runs every step whole from then on, so a compile pickled after every step still
+    ends, with the same file."""
     topology, expected = fabric
-    monkeypatch.setattr(driver, "VERIFY_SLICE_SECONDS", 0.0)
-    names, xml = _steps(topology, pickled=True)
+    monkeypatch.setattr(driver, "SLICE_SECONDS", 0.0)
+    names, xml = _steps(topology, pickled="every")
+    assert xml == expected
+    assert names.count("forest") == 2 and names.count("verify") == 1
+    names, xml = _steps(topology, pickled="verify")
     assert xml == expected and names.count("verify") == 2

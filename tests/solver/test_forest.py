@@ -242,7 +242,10 @@ def test_rail_fabric_packs_one_representative_root() -> None:
 def test_symmetric_packing_falls_back_to_exact_packing(monkeypatch: pytest.MonkeyPatch) -> None:
     from collc.solver import pipeline
 
-    monkeypatch.setattr(pipeline, "pack_trees_symmetric", lambda *args: None)
+    def stuck(*_: object):  # symmetric packing that gets stuck at once
+        return (yield from ())
+
+    monkeypatch.setattr(pipeline, "symmetric_packing_steps", stuck)
     solution = solve(load("dgx-h100-rail", {"boxes": "4"}))
     assert solution.stats.packing_orbits == 32
     assert solution.forest.allgather_algbw == F(16000, 31)

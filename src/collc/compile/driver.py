@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cache, cached_property
@@ -46,10 +46,12 @@ from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
 from collc.predict.sweep import Memo, Predictor
 from collc.progress import Report, silent
 from collc.sizes import format_size
-from collc.solver import Solution, solve
+from collc.solver import Solution
 from collc.solver.bound import check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest
+from collc.solver.pipeline import solve_steps
 from collc.solver.symmetry import automorphisms
+from collc.stepping import run_until
 from collc.topology.model import Topology
 from collc.verify import Verification, VerifyReport, verify
 
@@ -369,15 +371,22 @@ class CompileState:
     chosen: tuple[ByteRange, bool] | None = None  # its range, and whether it is only forced
     result: CompileResult | None = None
     steps_done: int = 0
-    verifying: Verification | None = None  # the verifier part way through (not pickled)
-    verify_whole: bool = False  # a verification part way through was dropped: the next one runs whole
+    # a step part way through (not pickled): a solve (solve_steps) and the verifier
+    solving: Generator[None, None, Solution] | None = None
+    verifying: Verification | None = None
+    whole: bool = False  # a step part way through was dropped: steps run whole from now on
 
     def __getstate__(self) -> dict[str, object]:
-        """Everything but a verification part way through: it holds a live simulation that cannot be
-        pickled, so a compile resumed from a pickle verifies from the start, and in one step, so that
-        a compile pickled after every step still ends."""
-        dropped = self.verifying is not None
-        return {**self.__dict__, "verifying": None, "verify_whole": self.verify_whole or dropped}
+        """Everything but a step part way through: a solve or a verification holds live state that
+        cannot be pickled (a flow network, a simulation), so a compile resumed from a pickle starts
+        that step again, and runs every step whole from then on, so that a compile pickled after
+        every step still ends."""
+        dropped = self.solving is not None or self.verifying is not None
+        return {**self.__dict__, "solving": None, "verifying": None, "whole": self.whole or dropped}
+
+    def deadline(self) -> float:
+        """When a step that can stop part way through should stop (:data:`SLICE_SECONDS` from now)."""
+        return math.inf if self.whole else time.perf_counter() + SLICE_SECONDS
 
 
 def begin(topology: Topology, options: CompileOptions) -> CompileState:
@@ -481,16 +490,26 @@ def _price_step(state: CompileState) -> None:
 
 def _solve_step(state: CompileState) -> None:
     """Forest: solve the next candidate's forest, then (allreduce on an asymmetric fabric) its reduce
-    forest on the reversed fabric; each is solved once for all attempts."""
+    forest on the reversed fabric; each is solved once for all attempts, for at most about
+    :data:`SLICE_SECONDS` per step (the step runs again until the solve is done)."""
     index = _next_candidate(state)
     assert index is not None and state.candidates is not None
     k = state.candidates[index].solve_k
-    if k not in state.solutions:
-        reverse = state.options.coll == "reducescatter"
-        state.solutions[k] = solve(state.topology, k=k, max_k=state.options.max_k, reverse=reverse)
+    if state.solving is None:
+        if k not in state.solutions:
+            reverse = state.options.coll == "reducescatter"
+            state.solving = solve_steps(state.topology, k=k, max_k=state.options.max_k, reverse=reverse)
+        else:
+            state.solving = solve_steps(state.topology, k=state.solutions[k].forest.k, reverse=True)
+    done, solution = run_until(state.solving, state.deadline())
+    if not done:
         return
-    forest_k = state.solutions[k].forest.k
-    state.reduce_forests[forest_k] = solve(state.topology, k=forest_k, reverse=True).forest
+    assert solution is not None
+    state.solving = None
+    if k not in state.solutions:
+        state.solutions[k] = solution
+    else:
+        state.reduce_forests[solution.forest.k] = solution.forest
 
 
 def _lower_step(state: CompileState) -> None:
@@ -673,23 +692,22 @@ def _range_step(state: CompileState) -> None:
 
 def _verify_step(state: CompileState) -> None:
     """Verify: the program with its final range through the verifier, for at most about
-    :data:`VERIFY_SLICE_SECONDS` (the step runs again until the verifier is done), then its XML."""
+    :data:`SLICE_SECONDS` (the step runs again until the verifier is done), then its XML."""
     assert state.best is not None and state.chosen is not None
     if state.verifying is None:
         algo = _ranged(state.best.lowered.algorithm, state.chosen[0])
         state.verifying = Verification(
             algo, runtime=state.runtime, topology=state.topology, buffer_bytes=state.best.buffer_bytes
         )
-    deadline = math.inf if state.verify_whole else time.perf_counter() + VERIFY_SLICE_SECONDS
-    if state.verifying.advance(deadline):
+    if state.verifying.advance(state.deadline()):
         report = _checked(state.verifying.report)
         state.verifying = None
         state.result = _finish(state, state.best, *state.chosen, report)
 
 
-#: how long one verify step runs before it hands back (a service may run another job's step between two):
-#: verifying a 128-GPU file takes about 5 s
-VERIFY_SLICE_SECONDS = 0.5
+#: how long one forest or verify step runs before it hands back (a service may run another job's step
+#: between two): at 128 GPUs a forest takes about 3 s and verifying a file about 5 s
+SLICE_SECONDS = 0.5
 
 #: the steps of a compile by name (:func:`next_step`), in the order they first run
 STEPS = {

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from collc.errors import InvariantError
 from collc.solver.maxflow import FlowNetwork
+from collc.stepping import drain
 
 Arc = tuple[int, int]
 
@@ -173,6 +175,12 @@ class _Packer:
 
 def pack_trees(num_gpus: int, k: int, capacities: dict[Arc, int]) -> Packing:
     """Pack ``k`` spanning out-trees per GPU into the logical ``capacities`` (module docstring)."""
+    return drain(packing_steps(num_gpus, k, capacities))
+
+
+def packing_steps(num_gpus: int, k: int, capacities: dict[Arc, int]) -> Generator[None, None, Packing]:
+    """:func:`pack_trees` one tree at a time: it yields after each tree it grows, so that a caller can
+    stop between two (at 128 GPUs packing takes seconds), and returns the packing."""
     packer = _Packer(num_gpus, k, capacities)
     queue: deque[LogicalTree] = deque(packer.new_tree(root, k, [], [root]) for root in range(num_gpus))
     done = []
@@ -181,6 +189,7 @@ def pack_trees(num_gpus: int, k: int, capacities: dict[Arc, int]) -> Packing:
         tree = queue.popleft()
         packer.grow(tree, queue)
         done.append(tree)
+        yield
     return Packing(done, packer.calls + packer.network.calls)
 
 
@@ -429,6 +438,13 @@ def pack_trees_symmetric(
     ``transversals[r]`` lists, for the representative ``r`` of each GPU orbit, one automorphism of
     the logical graph per orbit member (mapping ``r`` to it); together the orbits cover every GPU.
     """
+    return drain(symmetric_packing_steps(num_gpus, k, capacities, transversals))
+
+
+def symmetric_packing_steps(
+    num_gpus: int, k: int, capacities: dict[Arc, int], transversals: dict[int, list[tuple[int, ...]]]
+) -> Generator[None, None, Packing | None]:
+    """:func:`pack_trees_symmetric` one orbit's tree at a time (yields after each)."""
     packer = _SymmetricPacker(num_gpus, k, capacities, transversals)
     queue: deque[_Orbit] = deque(packer.new_orbit(root, k, [], [root]) for root in sorted(transversals))
     done = []
@@ -437,6 +453,7 @@ def pack_trees_symmetric(
         if not packer.grow(orbit, queue):
             return None
         done.append(orbit.tree)
+        yield
     trees = [
         LogicalTree(
             g[tree.root],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -18,7 +18,7 @@ from collc.errors import InputError
 from collc.solver.bound import Bound, budgeted_bound, fixed_k_bound, integer_capacities, optimal_bound
 from collc.solver.forest import Forest
 from collc.solver.invariants import check_forest
-from collc.solver.packing import Packing, pack_trees, pack_trees_symmetric
+from collc.solver.packing import Packing, packing_steps, symmetric_packing_steps
 from collc.solver.paths import physical_trees
 from collc.solver.splitting import SwitchFreeGraph, remove_switches
 from collc.solver.symmetry import (
@@ -28,6 +28,7 @@ from collc.solver.symmetry import (
     gpu_orbits,
     orbit_transversal,
 )
+from collc.stepping import drain
 from collc.topology.model import Topology
 
 PHASES = ("bound", "switch_removal", "packing", "mapping", "check")
@@ -91,14 +92,14 @@ def _logical_automorphisms(candidates: list[Permutation], split: SwitchFreeGraph
     return kept
 
 
-def _pack(
+def _packing_steps(
     graph: CapacityGraph,
     symmetries: list[Permutation],
     split: SwitchFreeGraph,
     stats: SolveStats,
-) -> Packing:
+) -> Generator[None, None, Packing]:
     """Symmetric packing when the switch-free graph has verified automorphisms and it completes,
-    else exact packing of every root (docs/solver.md §4)."""
+    else exact packing of every root (docs/solver.md §4); yields after each tree."""
     n = graph.num_gpus
     candidates = [perm[:n] for perm in symmetries]
     generators = _logical_automorphisms(candidates, split)
@@ -109,11 +110,11 @@ def _pack(
         for orbit in orbits:
             elements = orbit_transversal(n, generators, orbit[0])
             transversals[orbit[0]] = [elements[v] for v in orbit]
-        packing = pack_trees_symmetric(n, split.k, split.capacities, transversals)
+        packing = yield from symmetric_packing_steps(n, split.k, split.capacities, transversals)
         if packing is not None:
             stats.packing_orbits = len(orbits)
             return packing
-    return pack_trees(n, split.k, split.capacities)
+    return (yield from packing_steps(n, split.k, split.capacities))
 
 
 def solve(
@@ -131,6 +132,15 @@ def solve(
       way is an in-tree that reduces into its root. Loads and invariants are checked on the physical
       arcs ``path[i+1] -> path[i]``.
     """
+    return drain(solve_steps(topology, k=k, max_k=max_k, reverse=reverse))
+
+
+def solve_steps(
+    topology: Topology, *, k: int | None = None, max_k: int | None = None, reverse: bool = False
+) -> Generator[None, None, Solution]:
+    """:func:`solve` in steps: it yields after each phase and after each tree packed, so that a caller
+    (a compile service) can stop between them, and returns the solution. The phases' times count only
+    while it runs."""
     stats = SolveStats()
     with _phase(stats, "bound"):
         graph = capacity_graph(topology)
@@ -140,6 +150,7 @@ def solve(
         bound = _choose_bound(graph, symmetries, k, max_k)
     stats.symmetries = len(symmetries)
     stats.max_flow_calls["bound"] = bound.max_flow_calls
+    yield
     with _phase(stats, "switch_removal"):
         structural = cyclic_automorphisms(topology, graph)
         box_of = {node.name: node.box for node in topology.nodes}
@@ -152,8 +163,16 @@ def solve(
         )
     stats.max_flow_calls["switch_removal"] = split.max_flow_calls
     stats.logical_arcs = len(split.capacities)
-    with _phase(stats, "packing"):
-        packing = _pack(graph, structural + symmetries, split, stats)
+    yield
+    packing_run = _packing_steps(graph, structural + symmetries, split, stats)
+    while True:
+        with _phase(stats, "packing"):
+            try:
+                next(packing_run)
+            except StopIteration as stop:
+                packing = stop.value
+                break
+        yield
     stats.max_flow_calls["packing"] = packing.max_flow_calls
     stats.logical_trees = len(packing.trees)
     with _phase(stats, "mapping"):
