@@ -1,5 +1,5 @@
-"""The compile as steps (collc.compile.driver.advance): the forest solve and the verifier run in slices,
-the candidates' simulations one per step, so a service can stop a compile between them; however the
+"""The compile as steps (collc.compile.driver.advance): the forest solve, the lowering and the verifier
+run in slices, the candidates' simulations one per step, so a service can stop a compile between them; however the
 steps are cut or the state is pickled between them, the file written is the same."""
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def test_each_simulation_and_slice_of_a_solve_or_verification_is_a_step(fabric, 
     names, xml = _steps(topology, pickled=None)
     assert xml == expected
     assert names.count("forest") >= 3  # the bound, switch removal and the trees packed one by one
+    assert names.count("lower") >= 4  # plan, hazards, each assignment and emission
     assert names.count("simulate") >= 2 and names.index("simulate") < names.index("choose")
     assert names.count("verify") >= 2 and names[-1] == "verify"
 

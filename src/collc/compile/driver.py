@@ -33,8 +33,9 @@ from collc.capacity import capacity_graph
 from collc.compile.outlook import REPORT_SIZES, SizeOutlook, grid, outlook, served_size, vendor_algbw
 from collc.compile.ranges import ByteRange, choose_range
 from collc.errors import InfeasibleError, InputError, InvariantError
+from collc.lowering.collector import collector_paused
 from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
-from collc.lowering.lower import DoesNotFit, Lowered, LoweringOptions, coll_algbw, lower
+from collc.lowering.lower import DoesNotFit, Lowered, LoweringOptions, coll_algbw, lower, lower_steps
 from collc.lowering.plan import COLLECTIVES, network_planes
 from collc.lowering.reach import check_reach
 from collc.msccl.program import PROTOCOLS, Algorithm
@@ -371,18 +372,20 @@ class CompileState:
     chosen: tuple[ByteRange, bool] | None = None  # its range, and whether it is only forced
     result: CompileResult | None = None
     steps_done: int = 0
-    # a step part way through (not pickled): a solve (solve_steps) and the verifier
+    # a step part way through (not pickled): a solve (solve_steps), a lowering and the verifier
     solving: Generator[None, None, Solution] | None = None
+    lowering: Generator[None, None, None] | None = None
     verifying: Verification | None = None
     whole: bool = False  # a step part way through was dropped: steps run whole from now on
 
     def __getstate__(self) -> dict[str, object]:
-        """Everything but a step part way through: a solve or a verification holds live state that
-        cannot be pickled (a flow network, a simulation), so a compile resumed from a pickle starts
-        that step again, and runs every step whole from then on, so that a compile pickled after
-        every step still ends."""
-        dropped = self.solving is not None or self.verifying is not None
-        return {**self.__dict__, "solving": None, "verifying": None, "whole": self.whole or dropped}
+        """Everything but a step part way through: a solve, a lowering or a verification holds live
+        state that cannot be pickled (a flow network, a generator, a simulation), so a compile
+        resumed from a pickle starts that step again, and runs every step whole from then on, so
+        that a compile pickled after every step still ends."""
+        dropped = any(work is not None for work in (self.solving, self.lowering, self.verifying))
+        partial = {"solving": None, "lowering": None, "verifying": None}
+        return {**self.__dict__, **partial, "whole": self.whole or dropped}
 
     def deadline(self) -> float:
         """When a step that can stop part way through should stop (:data:`SLICE_SECONDS` from now)."""
@@ -513,16 +516,29 @@ def _solve_step(state: CompileState) -> None:
 
 
 def _lower_step(state: CompileState) -> None:
-    """Lower: fit the next candidate's forest to the runtime's limits, or record why it does not fit."""
+    """Lower: fit the next candidate's forest to the runtime's limits, or record why it does not fit,
+    for at most about :data:`SLICE_SECONDS` per step (the step runs again until it is done)."""
     index = _next_candidate(state)
-    assert index is not None and state.candidates is not None
-    state.position = index + 1
+    assert index is not None
+    if state.lowering is None:
+        state.lowering = _lowering_steps(state, index)
+    with collector_paused():
+        done, _ = run_until(state.lowering, state.deadline())
+    if done:
+        state.lowering = None
+        state.position = index + 1
+
+
+def _lowering_steps(state: CompileState, index: int) -> Generator[None, None, None]:
+    """The candidate ``index`` lowered (and, by ``--lanes``, lowered again with split lanes), added to
+    the fitted candidates, or the reason it does not fit recorded."""
+    assert state.candidates is not None
     allow_shared_stages, instances = state.attempts[state.attempt]
     solution = state.solutions[state.candidates[index].solve_k]
     reduce_forest = state.reduce_forests.get(solution.forest.k)
     name = _name(state.topology, state.options.coll, solution.forest.k, instances)
     try:
-        lowered = lower(
+        lowered = yield from lower_steps(
             solution.forest,
             replace(state.options, instances=instances, name=name),
             state.limits,
@@ -538,7 +554,9 @@ def _lower_step(state: CompileState) -> None:
     fitted = Fitted(solution, lowered, instances, Memo(state.model.collc(lowered.algorithm)), reduce_forest)
     lanes = state.options.lanes
     wide = lowered.usage.total_steps <= WIDE_SEARCH_STEPS
-    variant = _split_lanes(state, fitted, name) if lanes == "split" or (lanes == "auto" and wide) else None
+    variant = None
+    if lanes == "split" or (lanes == "auto" and wide):
+        variant = yield from _split_lanes(state, fitted, name)
     if variant is not None and lanes == "auto" and variant.lowered.algorithm == lowered.algorithm:
         variant = None  # the same program: nothing more to simulate
     if lanes == "split":
@@ -554,7 +572,7 @@ def _lower_step(state: CompileState) -> None:
         state.fitted.append(variant)
 
 
-def _split_lanes(state: CompileState, fitted: Fitted, name: str) -> Fitted | None:
+def _split_lanes(state: CompileState, fitted: Fitted, name: str) -> Generator[None, None, Fitted | None]:
     """The candidate lowered again with its lanes split towards one per transfer, as far as the
     threadblocks allow (:func:`collc.lowering.assign.split_lanes`), to be simulated beside it or
     instead of it; None where even a lane per group needs merged threadblocks.
@@ -566,7 +584,7 @@ def _split_lanes(state: CompileState, fitted: Fitted, name: str) -> Fitted | Non
     to be cheap.
     """
     try:
-        lowered = lower(
+        lowered = yield from lower_steps(
             fitted.solution.forest,
             replace(state.options, instances=fitted.instances, name=name, split_lanes=True),
             state.limits,
@@ -705,8 +723,8 @@ def _verify_step(state: CompileState) -> None:
         state.result = _finish(state, state.best, *state.chosen, report)
 
 
-#: how long one forest or verify step runs before it hands back (a service may run another job's step
-#: between two): at 128 GPUs a forest takes about 3 s and verifying a file about 5 s
+#: how long one forest, lower or verify step runs before it hands back (a service may run another job's
+#: step between two): at 128 GPUs a forest takes about 3 s, a lowering 2 s and verifying a file 5 s
 SLICE_SECONDS = 0.5
 
 #: the steps of a compile by name (:func:`next_step`), in the order they first run

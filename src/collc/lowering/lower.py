@@ -9,7 +9,7 @@ below what the forest could carry, reported as ``lanes_capped``). When neither h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -34,6 +34,7 @@ from collc.lowering.reach import forest_elements
 from collc.lowering.sequence import hazards, schedule_keys
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.solver.forest import Forest
+from collc.stepping import drain
 
 
 @dataclass(frozen=True)
@@ -109,20 +110,33 @@ def lower(
     two with threadblocks that carry several depths (fewer threadblocks, worse pipelining, see
     :func:`collc.lowering.assign.group_of`). The last failure is raised.
     """
+    steps = lower_steps(
+        forest,
+        options,
+        limits,
+        planes=planes,
+        reduce_forest=reduce_forest,
+        arc_bandwidths=arc_bandwidths,
+        allow_shared_stages=allow_shared_stages,
+    )
     with collector_paused():
-        return _lower(forest, options, limits, planes, reduce_forest, arc_bandwidths, allow_shared_stages)
+        return drain(steps)
 
 
-def _lower(
+def lower_steps(
     forest: Forest,
     options: LoweringOptions,
     limits: RuntimeLimits,
-    planes: dict[str, int] | None,
-    reduce_forest: Forest | None,
-    arc_bandwidths: Mapping[tuple[str, str], Fraction] | None,
-    allow_shared_stages: bool,
-) -> Lowered:
-    """:func:`lower`'s work (with the cyclic collector paused)."""
+    *,
+    planes: dict[str, int] | None = None,
+    reduce_forest: Forest | None = None,
+    arc_bandwidths: Mapping[tuple[str, str], Fraction] | None = None,
+    allow_shared_stages: bool = True,
+) -> Generator[None, None, Lowered]:
+    """:func:`lower` in steps: it yields after building a plan, its hazards, and each assignment and
+    emission of a lane search, so that a caller (a compile service) can stop between them (a 128-GPU
+    lowering takes seconds), and returns the lowered program. Run it with the cyclic collector paused
+    (:func:`collc.lowering.collector.collector_paused`), as :func:`lower` does."""
     if options.proto not in PROTOCOLS:
         raise InvariantError(f"unknown protocol {options.proto!r}")
     if not (options.inplace or options.outofplace):
@@ -171,12 +185,14 @@ def _lower(
                     arc_bandwidths=arc_bandwidths,
                     max_piece=size,
                 )
+                yield
                 predecessors = hazards(plan)
                 plans[size] = (plan, predecessors, feeders_first(plan, predecessors))
+                yield
             plan, predecessors, after = plans[size]
             chunk_rate = chunk_rate or coll_algbw(forest, options.coll, reduce_forest) / plan.nchunksperloop
             try:
-                lowered = _fit(
+                lowered = yield from _fit(
                     plan,
                     predecessors,
                     after,
@@ -208,8 +224,9 @@ def _fit(
     *,
     split_stages: bool,
     partial: bool = False,
-) -> Lowered:
-    """Search lane counts: raise per-group minimums for step overflow, cap lanes for threadblock overflow.
+) -> Generator[None, None, Lowered]:
+    """Search lane counts: raise per-group minimums for step overflow, cap lanes for threadblock overflow
+    (a generator of steps: yields after each assignment and emission).
 
     ``predecessors`` are the plan's :func:`collc.lowering.sequence.hazards`; ``after`` the sends
     that wait for their GPU's NIC-feeding sends (:func:`feeders_first`), applied only when no
@@ -245,6 +262,7 @@ def _fit(
             max_channels=limits.max_channels,
             max_tbs=limits.max_tbs,
         )
+        yield
         most_tbs = max(len(specs) for specs in assignment.tbs)
         if most_tbs > limits.max_tbs:  # decided before emitting: threadblocks depend on lanes only
             if options.split_lanes:
@@ -286,6 +304,7 @@ def _fit(
             min_bytes=options.min_bytes,
             max_bytes=options.max_bytes,
         )
+        yield
         measured = usage(algo)
         crowded = _groups_over_step_limit(_steps(algo), assignment, limits)
         if crowded:
