@@ -1,8 +1,9 @@
 """Benchmark `collc compile` from 16 to 1,024 GPUs: time and peak memory per stage, and how they grow.
 
 Every case runs in a fresh child process (so its peak RSS is its own) that drives the compile stage by
-stage (`collc.compile.driver.begin` / `advance`: bound, forest, lower, choose, range, verify) and
-prints, per stage, the CPU seconds spent in it and the process's peak RSS when it ended. A case that
+stage (`collc.compile.driver.begin` / `advance`: bound, forest, lower, simulate, choose, range, verify;
+the steps of a stage that runs in several are summed) and prints, per stage, the CPU seconds spent in
+it and the process's peak RSS when it ended. A case that
 ends with a collc error (e.g. exit 2: the fabric is beyond one file's reach) is reported with its
 message and time; a case over --timeout or --memory is stopped and reported as such. The fitted
 exponent is the least-squares slope of log(CPU time) over log(GPUs) of the cases that wrote a file
