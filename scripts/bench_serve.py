@@ -9,7 +9,9 @@ job, with ``--k 1 --max-bytes 1GiB`` (one candidate, the user's range: the sched
 measured, and each job stays short); the server runs with ``--no-cache`` so that every request is
 compiled. Requests arrive as a
 Poisson process whose rate makes the offered load ``rho = rate * E[service] / workers``; E[service] is
-measured first by compiling each size once here.
+measured first by running each size once here as a worker runs a job (loading the fabric, the compile's
+steps, the report), after one warm-up job. ``--model`` replays the trace in virtual time instead, with
+those steps (collc.serve.replay), next to the shortest-remaining-time bound.
 
 The default run is scaled down to about ten minutes on a small machine: jobs of more than ``--max-gpus``
 (16) GPUs are compiled at ``--max-gpus``, and each run replays ``--jobs`` (12) requests; ``--full`` keeps
@@ -31,6 +33,7 @@ cancelled at the end. Small jobs should stay under 1 s at p99.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import random
@@ -45,13 +48,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from collc.compile.driver import advance, begin, next_step
-from collc.compile.flags import CompileFlags
+from collc.input_limits import MAX_GPUS
 from collc.serve.policy import make_policy
 from collc.serve.replay import ModelJob, srpt_completions
 from collc.serve.replay import replay as replay_model
-from collc.serve.steps import first_stage_estimate
-from collc.topology import load
+from collc.serve.steps import first_stage_estimate, run_slice, spec_from_json
 
 #: share of multi-GPU jobs by GPU count (rounded from the Helios GPU-demand distribution)
 HELIOS_MULTI_GPU = {8: 0.55, 16: 0.22, 32: 0.11, 64: 0.06, 128: 0.03, 256: 0.02, 1024: 0.01}
@@ -91,22 +92,26 @@ def body(request: Request) -> dict[str, object]:
 
 
 def step_times(sizes: list[int]) -> dict[int, tuple[float, ...]]:
-    """Seconds of each compile step of each size, run once in this process as a job runs them (the
-    first includes setting up the compile); their sum is the size's service time. The smallest size
-    is compiled once before, untimed, as the server's workers are warmed up (imports, the event
-    simulation's compiled code)."""
-    steps = {}
-    for gpus in [min(sizes), *sizes]:
-        topology = load("dgx-a100", {"boxes": str(gpus // 8)})
-        start = time.perf_counter()
-        state = begin(topology, CompileFlags(**FLAGS).options())
-        seconds = []
-        while next_step(state) != "done":
-            advance(state)
-            seconds.append(time.perf_counter() - start)
-            start = time.perf_counter()
-        steps[gpus] = tuple(seconds)
-    return steps
+    """Seconds of each compile step of each size, run once in this process as a worker runs a job
+    (:func:`collc.serve.steps.run_slice`: the first step includes loading the fabric, the last writing
+    the report); their sum is the size's service time. The smallest size is run once before, untimed,
+    as the server's workers are warmed up (imports, the event simulation's compiled code)."""
+    return {gpus: _job_steps(gpus) for gpus in [min(sizes), *sizes]}  # a later entry replaces the first
+
+
+def _job_steps(gpus: int) -> tuple[float, ...]:
+    marks = [time.perf_counter()]  # then the start of each step, then the end
+
+    def mark(*_: object) -> None:
+        marks.append(time.perf_counter())
+
+    spec = spec_from_json(body(Request(0.0, gpus)))
+    outcome = run_slice("bench", spec, None, math.inf, MAX_GPUS, lambda: False, mark)
+    if outcome.xml is None:
+        raise SystemExit(f"the {gpus}-GPU job failed: {outcome.error}")
+    marks.append(time.perf_counter())
+    del marks[1]  # the first step's time counts from the slice's start
+    return tuple(end - start for start, end in itertools.pairwise(marks))
 
 
 def trace(weights: dict[int, float], rate: float, count: int, seed: int) -> list[Request]:
