@@ -1,6 +1,6 @@
 """The compile as steps (collc.compile.driver.advance): the forest solve, the lowering and the verifier
-run in slices, the candidates' simulations one per step, so a service can stop a compile between them; however the
-steps are cut or the state is pickled between them, the file written is the same."""
+run in slices, the candidates' simulations one per step, so a service can stop a compile between
+them; however the steps are cut or the state is pickled between them, the file written is the same."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from collc.capacity import CapacityGraph, capacity_graph
 from collc.errors import InputError
@@ -20,7 +21,7 @@ from collc.solver.forest import Forest
 from collc.solver.invariants import check_forest
 from collc.solver.packing import Packing, packing_steps, symmetric_packing_steps
 from collc.solver.paths import physical_trees
-from collc.solver.splitting import SwitchFreeGraph, remove_switches
+from collc.solver.splitting import SwitchFreeGraph, remove_switches_steps
 from collc.solver.symmetry import (
     Permutation,
     automorphisms,
@@ -30,6 +31,8 @@ from collc.solver.symmetry import (
 )
 from collc.stepping import drain
 from collc.topology.model import Topology
+
+T = TypeVar("T")
 
 PHASES = ("bound", "switch_removal", "packing", "mapping", "check")
 
@@ -65,6 +68,17 @@ def _phase(stats: SolveStats, name: str) -> Iterator[None]:
         yield
     finally:
         stats.seconds[name] = stats.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def _timed(stats: SolveStats, name: str, steps: Generator[None, None, T]) -> Generator[None, None, T]:
+    """Run ``steps`` as phase ``name``: yield where it yields, count only the time it runs."""
+    while True:
+        with _phase(stats, name):
+            try:
+                next(steps)
+            except StopIteration as stop:
+                return stop.value
+        yield
 
 
 def _choose_bound(
@@ -154,25 +168,19 @@ def solve_steps(
     with _phase(stats, "switch_removal"):
         structural = cyclic_automorphisms(topology, graph)
         box_of = {node.name: node.box for node in topology.nodes}
-        split = remove_switches(
+        removal = remove_switches_steps(
             graph,
             integer_capacities(graph, bound),
             bound.k,
             symmetries=structural,
             boxes=[box_of[name] for name in graph.names],
         )
+    split = yield from _timed(stats, "switch_removal", removal)
     stats.max_flow_calls["switch_removal"] = split.max_flow_calls
     stats.logical_arcs = len(split.capacities)
     yield
     packing_run = _packing_steps(graph, structural + symmetries, split, stats)
-    while True:
-        with _phase(stats, "packing"):
-            try:
-                next(packing_run)
-            except StopIteration as stop:
-                packing = stop.value
-                break
-        yield
+    packing = yield from _timed(stats, "packing", packing_run)
     stats.max_flow_calls["packing"] = packing.max_flow_calls
     stats.logical_trees = len(packing.trees)
     with _phase(stats, "mapping"):

@@ -41,13 +41,14 @@ whose two halves meet again before the switch has the loop cut out (:func:`join_
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
 from collc.capacity import CapacityGraph
 from collc.errors import InfeasibleError, InvariantError
 from collc.solver.maxflow import FlowNetwork
 from collc.solver.symmetry import gpu_orbits, orbit_transversal
+from collc.stepping import drain
 
 Arc = tuple[int, int]
 Path = tuple[int, ...]
@@ -233,8 +234,9 @@ class _Splitter:
         for head, tail, units in _pair(first, second):
             joined.append([join_paths(head, tail), units])
 
-    def remove_switch(self, w: int, spread: int) -> None:
-        """Split off every in-arc of switch ``w`` as far as admissible, then delete ``w``.
+    def remove_switch(self, w: int, spread: int) -> Generator[None, None, None]:
+        """Split off every in-arc of switch ``w`` as far as admissible, then delete ``w``; yields after
+        each in-arc (a network switch of 1,024 GPUs has 1,024 of them, 8 s in all).
 
         For each in-arc ``(u, w)`` a first pass offers each of the first ``spread`` partners an equal
         share of ``c(u, w)`` (a share of at least ``k``, so a root's ``k`` trees need not split
@@ -248,6 +250,7 @@ class _Splitter:
             if fan > 1:
                 self._split_towards(u, w, partners[:fan], -(-self.capacity[(u, w)] // fan))
             self._split_towards(u, w, partners, None)
+            yield
         self._drop_switch(w)
 
     def _split_towards(self, u: int, w: int, partners: list[int], share: int | None) -> None:
@@ -352,18 +355,19 @@ class _Splitter:
 
     def remove_orbit(
         self, images: dict[int, Sequence[int]], spread: int, generators: Sequence[Sequence[int]]
-    ) -> bool:
+    ) -> Generator[None, None, bool]:
         """Remove a whole orbit of switches: split the representative exactly, apply the images of its
         decisions to the other members, then check (*). On failure restore the state, return False.
 
         ``images`` maps every orbit member to an automorphism sending the representative (the member
         mapped by the identity) to it. Splitting one switch of ``n`` identical ones and replaying it
-        costs one switch's max-flows plus one per GPU orbit, instead of ``n`` switches' worth.
+        costs one switch's max-flows plus one per GPU orbit, instead of ``n`` switches' worth. Yields
+        where :meth:`remove_switch` does.
         """
         representative = next(w for w, perm in images.items() if perm[w] == w and _is_identity(perm))
         snapshot = self._snapshot()
         self.log = []
-        self.remove_switch(representative, spread)
+        yield from self.remove_switch(representative, spread)
         decisions, self.log = self.log, None
         for member, perm in sorted(images.items()):
             if member == representative:
@@ -494,7 +498,22 @@ def remove_switches(
     symmetries: Sequence[Sequence[int]] = (),
     boxes: Sequence[str | None] = (),
 ) -> SwitchFreeGraph:
-    """Remove every non-GPU vertex of ``graph`` by edge splitting (module docstring).
+    """Remove every non-GPU vertex of ``graph`` by edge splitting (module docstring): what
+    :func:`remove_switches_steps` returns, run whole."""
+    return drain(remove_switches_steps(graph, capacities, k, spread, symmetries, boxes))
+
+
+def remove_switches_steps(
+    graph: CapacityGraph,
+    capacities: Sequence[int],
+    k: int,
+    spread: int = SPREAD,
+    symmetries: Sequence[Sequence[int]] = (),
+    boxes: Sequence[str | None] = (),
+) -> Generator[None, None, SwitchFreeGraph]:
+    """Remove every non-GPU vertex of ``graph`` by edge splitting (module docstring), yielding after
+    each switch (or orbit of switches) removed, so that a caller can stop between them
+    (:mod:`collc.stepping`): at 1,024 GPUs the whole removal takes about 20 s, one switch 0.2 s.
 
     ``capacities`` are the integer tree capacities per arc of ``graph.arcs`` (``floor(U·b_e)``, see
     :func:`collc.solver.bound.integer_capacities`) and ``k`` the trees per root; ``spread`` is the
@@ -509,9 +528,9 @@ def remove_switches(
     of one box through such a switch, the split is redone with same-box partners last; fabrics
     without such routes keep the first split and its forests.
     """
-    split = _remove_switches(graph, capacities, k, spread, symmetries, boxes, False)
+    split = yield from _remove_switches(graph, capacities, k, spread, symmetries, boxes, False)
     if boxes and any(_leaves_box(path, boxes) for routes in split.routes.values() for path, _ in routes):
-        split = _remove_switches(graph, capacities, k, spread, symmetries, boxes, True)
+        split = yield from _remove_switches(graph, capacities, k, spread, symmetries, boxes, True)
     return split
 
 
@@ -532,8 +551,8 @@ def _remove_switches(
     symmetries: Sequence[Sequence[int]],
     boxes: Sequence[str | None],
     same_box_last: bool,
-) -> SwitchFreeGraph:
-    """:func:`remove_switches` with one partner order (:meth:`_Splitter._partners`)."""
+) -> Generator[None, None, SwitchFreeGraph]:
+    """:func:`remove_switches_steps` with one partner order (:meth:`_Splitter._partners`)."""
 
     splitter = _Splitter(graph, capacities, k, boxes, same_box_last)
     remaining = set(range(graph.num_gpus, graph.num_nodes))
@@ -542,13 +561,14 @@ def _remove_switches(
         switch = splitter.next_switch(remaining)
         valid = [perm for perm in symmetries if splitter.is_automorphism(perm)]
         images = _switch_orbit(switch, valid, remaining, graph.num_nodes) if valid else {}
-        if len(images) > 1 and splitter.remove_orbit(images, spread, valid):
+        if len(images) > 1 and (yield from splitter.remove_orbit(images, spread, valid)):
             members = sorted(images)
         else:
             members = [switch]
-            splitter.remove_switch(switch, spread)
+            yield from splitter.remove_switch(switch, spread)
         remaining.difference_update(members)
         order += members
+        yield
     splitter.check()
     routes = {arc: [(path, units) for path, units in queue] for arc, queue in sorted(splitter.routes.items())}
     return SwitchFreeGraph(
