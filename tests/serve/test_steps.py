@@ -180,11 +180,11 @@ def test_an_empty_gpu_selection_is_refused_as_on_the_command_line():
 
 
 def test_a_job_held_by_a_busy_worker_waits_for_that_worker():
-    from collc.serve.backend import ProcessBackend, _Worker
+    from collc.serve.backend import ProcessBackend, Worker
 
     backend = ProcessBackend(2)
-    busy = _Worker(process=None, connection=None, stop_flag=None, job="other", holding={"held"})
-    idle = _Worker(process=None, connection=None, stop_flag=None)
+    busy, idle = Worker(), Worker()
+    busy.job, busy.holding = "other", {"held"}
     backend._pool = [busy, idle]
     assert not backend.placeable("held") and backend.placeable("new")
     busy.job = None

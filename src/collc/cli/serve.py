@@ -41,7 +41,24 @@ def is_loopback(host: str) -> bool:
     help="Directory of the SQLite database (jobs, results, cache) and offloaded job states.",
 )
 @click.option(
-    "--workers", type=click.IntRange(1, 1024), default=None, help="Worker processes [default: the cores]."
+    "--workers",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Workers (processes, or Ray actors) [default: the cores].",
+)
+@click.option(
+    "--backend",
+    "backend_name",
+    type=click.Choice(["process", "ray"]),
+    default="process",
+    show_default=True,
+    help="Where workers run: processes here, or actors on a Ray cluster (pip install 'collc[ray]').",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDRESS",
+    help="The Ray cluster to join ('auto': the one this machine belongs to) [default: start a local Ray].",
 )
 @click.option("--policy", type=click.Choice(POLICIES), default="skip-join", show_default=True)
 @click.option(
@@ -85,6 +102,8 @@ def serve_command(
     port: int,
     state_dir: str,
     workers: int | None,
+    backend_name: str,
+    ray_address: str | None,
     policy: str,
     quantum: float,
     levels: int,
@@ -99,7 +118,7 @@ def serve_command(
     import uvicorn
 
     from collc.serve.app import create_app
-    from collc.serve.backend import ProcessBackend
+    from collc.serve.backend import Backend, ProcessBackend
     from collc.serve.scheduler import Scheduler
     from collc.serve.store import Store
 
@@ -111,10 +130,18 @@ def serve_command(
         )
     if quantum <= 0 or aging <= 0:
         raise InputError("--quantum and --aging must be positive seconds")
+    if ray_address is not None and backend_name != "ray":
+        raise InputError("--ray-address is for --backend ray", hint="add --backend ray")
     config = MLFQConfig(levels=levels, base_quantum=quantum, aging=aging)
     budget = parse_size(memory_budget, option="--memory-budget", minimum=0)
     store = Store(Path(state_dir))
-    backend = ProcessBackend(workers or os.cpu_count() or 1, held_states)
+    count = workers or os.cpu_count() or 1
+    if backend_name == "ray":
+        from collc.serve.ray_backend import RayBackend
+
+        backend: Backend = RayBackend(count, held_states, ray_address)
+    else:
+        backend = ProcessBackend(count, held_states)
     scheduler = Scheduler(
         store,
         backend,
