@@ -556,7 +556,7 @@ def _lowering_steps(state: CompileState, index: int) -> Generator[None, None, No
     wide = lowered.usage.total_steps <= WIDE_SEARCH_STEPS
     variant = None
     if lanes == "split" or (lanes == "auto" and wide):
-        variant = yield from _split_lanes(state, fitted, name)
+        variant = yield from _relowered(state, fitted, name, split_lanes=True)
     if variant is not None and lanes == "auto" and variant.lowered.algorithm == lowered.algorithm:
         variant = None  # the same program: nothing more to simulate
     if lanes == "split":
@@ -565,28 +565,55 @@ def _lowering_steps(state: CompileState, index: int) -> Generator[None, None, No
                 f"--lanes split: k = {solution.forest.k} needs merged threadblocks even with a lane per "
                 "group; its lanes are sized by rate"
             )
-        state.fitted.append(variant or fitted)
-        return
-    state.fitted.append(fitted)
-    if variant is not None:
-        state.fitted.append(variant)
+        chosen = [variant or fitted]
+    else:
+        chosen = [fitted] + ([variant] if variant is not None else [])
+    for item in list(chosen):
+        if wide and state.options.coll in PACED_COLLECTIVES:
+            paced = yield from _relowered(
+                state, item, name, split_lanes=item.lowered.split_lanes, pace_free_senders=True
+            )
+            if paced is not None and paced.lowered.algorithm != item.lowered.algorithm:
+                chosen.append(paced)
+    state.fitted += chosen
 
 
-def _split_lanes(state: CompileState, fitted: Fitted, name: str) -> Generator[None, None, Fitted | None]:
-    """The candidate lowered again with its lanes split towards one per transfer, as far as the
-    threadblocks allow (:func:`collc.lowering.assign.split_lanes`), to be simulated beside it or
-    instead of it; None where even a lane per group needs merged threadblocks.
+# Collectives whose candidates are also lowered with free senders paced: reduce-scatter's and
+# allreduce's leaves send their own input and run ahead (docs/cost-model.md §4, cause 8); an
+# allgather's only free senders are its roots' (1x16 MI250 k = 8: 330.6 -> 332.5 GB/s, at twice the
+# compile time).
+PACED_COLLECTIVES = ("reducescatter", "allreduce")
 
-    Which of the two is faster depends on the fabric (4x8 V100 allgather k = 1: 57.2 with lanes sized
-    by rate, 66.3 GB/s with a lane per transfer; 4x8 A100 allreduce k = 1, split to the A100's 108
-    threadblocks: 107.3 → 128.1; 1x8 V100 allgather k = 8: 167.7 → 149.4), so the simulation decides,
-    where a program is small enough (:data:`WIDE_SEARCH_STEPS`) for one more lowering and simulation
-    to be cheap.
+
+def _relowered(
+    state: CompileState, fitted: Fitted, name: str, *, split_lanes: bool, pace_free_senders: bool = False
+) -> Generator[None, None, Fitted | None]:
+    """The candidate lowered again another way, to be simulated beside it (or, ``--lanes split``,
+    instead of it); None where that way does not fit. Which way is faster depends on the fabric, so
+    the simulation decides, where a program is small enough (:data:`WIDE_SEARCH_STEPS`) for one more
+    lowering and simulation to be cheap:
+
+    * ``split_lanes``: lanes split towards one per transfer, as far as the threadblocks allow
+      (:func:`collc.lowering.assign.split_lanes`); None where even a lane per group needs merged
+      threadblocks. 4x8 V100 allgather k = 1: 57.2 with lanes sized by rate, 66.3 GB/s with a lane
+      per transfer; 4x8 A100 allreduce k = 1, split to the A100's 108 threadblocks: 107.3 → 128.1;
+      1x8 V100 allgather k = 8: 167.7 → 149.4.
+    * ``pace_free_senders``: threadblocks that only send data that is always there wait for their
+      GPU's dependent traffic once per iteration (:func:`collc.lowering.emit._pace_free_senders`).
+      1x16 MI250 reduce-scatter k = 8: 307.7 → 327.6; 1x8 V100 reduce-scatter k = 8 with a lane per
+      transfer: 165.0 → 161.6.
     """
+    options = replace(
+        state.options,
+        instances=fitted.instances,
+        name=name,
+        split_lanes=split_lanes,
+        pace_free_senders=pace_free_senders,
+    )
     try:
         lowered = yield from lower_steps(
             fitted.solution.forest,
-            replace(state.options, instances=fitted.instances, name=name, split_lanes=True),
+            options,
             state.limits,
             planes=state.planes,
             reduce_forest=fitted.reduce_forest,
@@ -681,10 +708,12 @@ def _label(item: Fitted) -> str:
     if not lowered.split_lanes:
         lanes = ""
     elif lowered.unsplit_groups:
-        lanes = " (lanes split to the threadblock limit)"
+        lanes = " (lanes split to the threadblock limit"
     else:
-        lanes = " (a lane per transfer)"
-    return f"k = {item.solution.forest.k}{lanes}"
+        lanes = " (a lane per transfer"
+    if lowered.paced:
+        lanes += ", free senders paced" if lanes else " (free senders paced"
+    return f"k = {item.solution.forest.k}{lanes}{')' if lanes else ''}"
 
 
 def _preferred(best: Fitted, top: Fitted, reference: int) -> str:

@@ -176,6 +176,7 @@ def report_json(
         "merged_threadblocks": result.lowered.merged_tbs,
         "lanes": "split" if result.lowered.split_lanes else "rate",
         "unsplit_groups": result.lowered.unsplit_groups,
+        "paced_senders": result.lowered.paced,
         "channels": usage.nchannels,
         "warnings": len(result.verification.problems),
         "loaded_by": loaded_by(result.runtime),

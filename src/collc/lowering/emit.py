@@ -35,6 +35,7 @@ def emit(
     outofplace: bool,
     min_bytes: int,
     max_bytes: int,
+    pace: bool = False,
 ) -> Algorithm:
     """Build the :class:`Algorithm` for ``plan`` placed by ``assignment``.
 
@@ -43,6 +44,7 @@ def emit(
     plan's keys.
     ``after`` maps a transfer to transfers whose sends its send waits for on the same GPU
     (:func:`collc.lowering.assign.feeders_first`); ``order`` must put those first.
+    ``pace``: tie each GPU's free-running senders to its dependent traffic (:func:`_pace_free_senders`).
     """
     events = _events_per_gpu(plan, assignment, order)
     gpus = []
@@ -56,7 +58,9 @@ def emit(
             )
             for tb_id, spec in enumerate(assignment.tbs[gpu])
         ]
-        _fill_steps(tbs, sorted(events[gpu]), after)
+        emitted = _fill_steps(tbs, sorted(events[gpu]), after)
+        if pace:
+            _pace_free_senders(tbs, emitted)
         for tb in tbs:
             _cap_reduce_chains(tb.steps)
         gpus.append(GpuProgram(gpu, plan.i_chunks, plan.o_chunks, plan.s_chunks[gpu], tbs))
@@ -127,7 +131,9 @@ def _accesses(kind: str, source: Span, target: Span) -> tuple[Span, ...]:
     return (source, target)  # cpy: target <- source; re: target <- target ⊕ source
 
 
-def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, list[int]]) -> None:
+def _fill_steps(
+    tbs: list[Threadblock], events: list[Event], after: dict[int, list[int]]
+) -> list[tuple[int, int, str]]:
     """Append every event to its threadblock with the waits the last-writer table requires, and for
     a send the waits ``after`` asks for (its GPU's NIC-feeding sends, emitted before it).
 
@@ -137,6 +143,7 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, li
     last_writer: dict[str, dict[int, tuple[int, int]]] = {buf: {} for buf in BUFFERS}  # chunk -> step
     last_key: dict[int, int] = {}
     sent: dict[int, tuple[int, int]] = {}
+    emitted: list[tuple[int, int, str]] = []  # (tb, step, kind) in key order
     for key, order, tb_id, kind, source, target in events:
         previous = last_key.get(tb_id)
         if previous is not None and previous >= key:
@@ -166,6 +173,7 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, li
         steps.append(
             Step(len(steps), kind, source.buf, source.off, target.buf, target.off, source.cnt, depid, deps)
         )
+        emitted.append((tb_id, len(steps) - 1, kind))
         if kind == "s":
             sent[order[1]] = (tb_id, len(steps) - 1)
         else:  # every other step writes its target
@@ -173,6 +181,41 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, li
             step = (tb_id, len(steps) - 1)
             for chunk in range(target.off, target.off + target.cnt):
                 written[chunk] = step
+    return emitted
+
+
+def _pace_free_senders(tbs: list[Threadblock], emitted: list[tuple[int, int, str]]) -> None:
+    """Tie every free-running sending threadblock of a GPU to the GPU's dependent traffic.
+
+    A threadblock that only sends data that is always there (a reduce-scatter leaf's input, a
+    broadcast root's copy) never waits, and since receives consume at once its FIFO never fills:
+    it runs iterations ahead and takes its full share of the arcs it crosses, while the sends that
+    wait for their children's partial sums fall behind every iteration; an arc fed by those
+    laggards idles early in the call and ends late (mi250 reduce-scatter k = 8: the call ends
+    ~290 µs after its busiest arcs are done). So the last send of each such threadblock waits,
+    in the same iteration, for the first send of a dependent threadblock emitted before it (else
+    the first receive): the free threadblock then starts iteration i + 1 only after that send of
+    iteration i. The waited-for step has a smaller key, so §4's argument is unchanged.
+    """
+    free = {tb.id for tb in tbs if tb.recv < 0 and tb.steps and all(step.depid < 0 for step in tb.steps)}
+    if not free or len(free) == len(tbs):
+        return
+    last_send: dict[int, tuple[int, int]] = {}
+    first: dict[str, tuple[int, int, int]] = {}  # kind -> (position, tb, step) of its first dependent step
+    for position, (tb_id, step_index, kind) in enumerate(emitted):
+        if tb_id in free:
+            if kind == "s":
+                last_send[tb_id] = (position, step_index)
+        elif kind in ("s", "r") and kind not in first:
+            first[kind] = (position, tb_id, step_index)
+    for tb_id, (position, step_index) in sorted(last_send.items()):
+        chosen = next((first[k] for k in ("s", "r") if k in first and first[k][0] < position), None)
+        if chosen is None:
+            continue
+        _, dep_tb, dep_step = chosen
+        step = tbs[tb_id].steps[step_index]
+        step.depid, step.deps = dep_tb, dep_step
+        tbs[dep_tb].steps[dep_step].hasdep = 1
 
 
 def _cap_reduce_chains(steps: list[Step]) -> None:

@@ -52,6 +52,7 @@ class LoweringOptions:
     split_lanes: bool = (
         False  # lanes split towards one per transfer up to the threadblock limit, never merged
     )
+    pace_free_senders: bool = False  # free-running senders wait for their GPU's dependent traffic
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Lowered:
     feeder_lanes: bool = False  # whether NIC-feeding groups got a lane per transfer (docs/lowering.md §5)
     split_lanes: bool = False  # lanes split towards one per transfer (LoweringOptions.split_lanes)
     unsplit_groups: int = 0  # with split_lanes: groups left with fewer lanes than transfers
+    paced: bool = False  # free-running senders paced (LoweringOptions.pace_free_senders)
 
 
 def coll_algbw(forest: Forest, coll: str, reduce_forest: Forest | None = None) -> Fraction:
@@ -303,6 +305,7 @@ def _fit(
             outofplace=options.outofplace,
             min_bytes=options.min_bytes,
             max_bytes=options.max_bytes,
+            pace=options.pace_free_senders,
         )
         yield
         measured = usage(algo)
@@ -332,6 +335,7 @@ def _fit(
             unsplit_groups=sum(1 for group, members in loads.items() if lanes[group] < len(members))
             if options.split_lanes
             else 0,
+            paced=options.pace_free_senders,
         )
     raise DoesNotFit("no lane assignment fits the runtime's limits", hint="use a smaller --k/--max-k")
 
