@@ -14,12 +14,17 @@ from hypothesis import strategies as st
 from collc.capacity import capacity_graph
 from collc.solver import solve
 from collc.solver.bound import integer_capacities, optimal_bound
-from collc.solver.splitting import SPREAD, SwitchFreeGraph, _remove_switches, remove_switches
+from collc.solver.splitting import SPREAD, SwitchFreeGraph, _remove_switches, remove_switches_steps
 from collc.stepping import drain
 from collc.topology import load
 from collc.topology.model import Link, Node, Topology
 
 from .test_forest import fabrics
+
+
+def remove_switches(*args, **kwargs) -> SwitchFreeGraph:
+    """The whole removal (the compile runs it in steps)."""
+    return drain(remove_switches_steps(*args, **kwargs))
 
 
 def _rooted_connectivity(num_gpus: int, k: int, capacities: dict[tuple[int, int], int]) -> list[int]:

@@ -48,7 +48,6 @@ from collc.capacity import CapacityGraph
 from collc.errors import InfeasibleError, InvariantError
 from collc.solver.maxflow import FlowNetwork
 from collc.solver.symmetry import gpu_orbits, orbit_transversal
-from collc.stepping import drain
 
 Arc = tuple[int, int]
 Path = tuple[int, ...]
@@ -488,19 +487,6 @@ def _pair(first: list[tuple[Path, int]], second: list[tuple[Path, int]]) -> list
             j += 1
             right = second[j][1] if j < len(second) else 0
     return paired
-
-
-def remove_switches(
-    graph: CapacityGraph,
-    capacities: Sequence[int],
-    k: int,
-    spread: int = SPREAD,
-    symmetries: Sequence[Sequence[int]] = (),
-    boxes: Sequence[str | None] = (),
-) -> SwitchFreeGraph:
-    """Remove every non-GPU vertex of ``graph`` by edge splitting (module docstring): what
-    :func:`remove_switches_steps` returns, run whole."""
-    return drain(remove_switches_steps(graph, capacities, k, spread, symmetries, boxes))
 
 
 def remove_switches_steps(
