@@ -585,10 +585,12 @@ def _to_pace(state: CompileState) -> Fitted | None:
     """The next simulated candidate to lower again with its free senders paced, or None.
 
     A reduce-scatter or allreduce program small enough for the wide search (:data:`WIDE_SEARCH_STEPS`)
-    is paced when it is the fastest lowering of its k (lanes sized by rate or split) and simulates
-    within :data:`EQUIVALENT` of the fastest unpaced candidate at the reference size. Pacing every
-    lowering doubled the compile time of the presets; the others are unlikely to become the fastest
-    (pacing gained at most 6 % where it helped: 307.7 → 327.6 GB/s on 1×16 MI250 reduce-scatter).
+    is paced when it is the fastest lowering of its k (lanes sized by rate or split), simulates
+    within :data:`EQUIVALENT` of the fastest unpaced candidate at the reference size, and falls short
+    of its trees' bound by more than :data:`PACING_ROOM` (pacing only closes a gap to that bound).
+    Pacing every lowering doubled the compile time of the presets; the others are unlikely to become
+    the fastest (pacing gained at most 6 % where it helped: 307.7 → 327.6 GB/s on 1×16 MI250
+    reduce-scatter).
     """
     if state.options.coll not in PACED_COLLECTIVES:
         return None
@@ -605,6 +607,7 @@ def _to_pace(state: CompileState) -> Fitted | None:
             _pacing_key(item) not in state.paced
             and item.lowered.usage.total_steps <= WIDE_SEARCH_STEPS
             and speeds[id(item)] >= (1 - EQUIVALENT) * fastest > 0
+            and speeds[id(item)] < (1 - PACING_ROOM) * float(item.bound)
         ):
             return item
     return None
@@ -639,6 +642,9 @@ def _pacing_steps(state: CompileState, item: Fitted) -> Generator[None, None, No
 # allgather's only free senders are its roots' (1x16 MI250 k = 8: 330.6 -> 332.5 GB/s, at twice the
 # compile time).
 PACED_COLLECTIVES = ("reducescatter", "allreduce")
+# A candidate that simulates within this share of its trees' bound is not paced: there is no more to
+# gain than that (2x8 A100 allreduce k = 1: 170.9 of 171.4 GB/s).
+PACING_ROOM = Fraction(2, 100)
 
 
 def _relowered(
