@@ -231,11 +231,13 @@ class _OpWriter:
     ops: list[Op] = field(default_factory=list)
     waited: bool = False  # a wait/acquire (some threads only) since the last nop
     touched: list[tuple[Span, bool]] = field(default_factory=list)  # (span, written) since the last nop
+    proxied: bool = False  # a proxy write since the last nop
 
     def _sync(self) -> None:
         self.ops.append(Op("nop"))
         self.waited = False
         self.touched = []
+        self.proxied = False
 
     def data(self, op: Op, reads: list[Span], writes: list[Span]) -> None:
         """An op every thread runs on its share of the data."""
@@ -251,9 +253,16 @@ class _OpWriter:
 
     def flag(self, op: Op) -> None:
         """An op a few threads run (signal, release, proxy write) after every thread's data is in place."""
-        if self.touched or (self.waited and _ids(op) > 1):
+        if self.touched or (self.waited and _ids(op) > 1) or (self.proxied and op.name != "pwsf"):
             self._sync()
         self.ops.append(op)
+
+    def proxy(self, op: Op) -> None:
+        """A proxy write (``pwsf``): the threads that run it move data, so a release or signal after it
+        must sync first (else its first threads could tell another threadblock that the step is done
+        while the others are still writing); another proxy write need not."""
+        self.flag(op)
+        self.proxied = True
 
     def wait(self, op: Op) -> None:
         """A wait or acquire: the threads that run it block; the others must not run ahead (the next
@@ -353,7 +362,7 @@ def _step_ops(ctx: _TbContext, writer: _OpWriter, index: int, step: Step) -> Non
             writer.data(Op("put", source, target, "memory", channel), [src], [])
             writer.flag(Op("signal", channel_type="memory", channel_ids=channel))
         else:
-            writer.flag(Op("pwsf", source, target, "port", channel))
+            writer.proxy(Op("pwsf", source, target, "port", channel))
     elif step.type == "r":
         lane = (tb.recv, rank, tb.chan)
         kind = network.lane_type[lane]
