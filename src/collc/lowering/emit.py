@@ -15,6 +15,7 @@ receive), see docs/lowering.md §4.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from collc.errors import InvariantError
 from collc.lowering.assign import Assignment
@@ -131,9 +132,15 @@ def _accesses(kind: str, source: Span, target: Span) -> tuple[Span, ...]:
     return (source, target)  # cpy: target <- source; re: target <- target ⊕ source
 
 
-def _fill_steps(
-    tbs: list[Threadblock], events: list[Event], after: dict[int, list[int]]
-) -> list[tuple[int, int, str]]:
+class Emitted(NamedTuple):
+    """A step as the emitter appended it: threadblock, index of the step in it, and its type."""
+
+    tb: int
+    step: int
+    kind: str
+
+
+def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, list[int]]) -> list[Emitted]:
     """Append every event to its threadblock with the waits the last-writer table requires, and for
     a send the waits ``after`` asks for (its GPU's NIC-feeding sends, emitted before it).
 
@@ -143,7 +150,7 @@ def _fill_steps(
     last_writer: dict[str, dict[int, tuple[int, int]]] = {buf: {} for buf in BUFFERS}  # chunk -> step
     last_key: dict[int, int] = {}
     sent: dict[int, tuple[int, int]] = {}
-    emitted: list[tuple[int, int, str]] = []  # (tb, step, kind) in key order
+    emitted: list[Emitted] = []  # in key order
     for key, order, tb_id, kind, source, target in events:
         previous = last_key.get(tb_id)
         if previous is not None and previous >= key:
@@ -173,7 +180,7 @@ def _fill_steps(
         steps.append(
             Step(len(steps), kind, source.buf, source.off, target.buf, target.off, source.cnt, depid, deps)
         )
-        emitted.append((tb_id, len(steps) - 1, kind))
+        emitted.append(Emitted(tb_id, len(steps) - 1, kind))
         if kind == "s":
             sent[order[1]] = (tb_id, len(steps) - 1)
         else:  # every other step writes its target
@@ -184,7 +191,7 @@ def _fill_steps(
     return emitted
 
 
-def _pace_free_senders(tbs: list[Threadblock], emitted: list[tuple[int, int, str]]) -> None:
+def _pace_free_senders(tbs: list[Threadblock], emitted: list[Emitted]) -> None:
     """Tie every free-running sending threadblock of a GPU to the GPU's dependent traffic.
 
     A threadblock that only sends data that is always there (a reduce-scatter leaf's input, a
@@ -200,22 +207,21 @@ def _pace_free_senders(tbs: list[Threadblock], emitted: list[tuple[int, int, str
     free = {tb.id for tb in tbs if tb.recv < 0 and tb.steps and all(step.depid < 0 for step in tb.steps)}
     if not free or len(free) == len(tbs):
         return
-    last_send: dict[int, tuple[int, int]] = {}
-    first: dict[str, tuple[int, int, int]] = {}  # kind -> (position, tb, step) of its first dependent step
-    for position, (tb_id, step_index, kind) in enumerate(emitted):
-        if tb_id in free:
-            if kind == "s":
-                last_send[tb_id] = (position, step_index)
-        elif kind in ("s", "r") and kind not in first:
-            first[kind] = (position, tb_id, step_index)
-    for tb_id, (position, step_index) in sorted(last_send.items()):
-        chosen = next((first[k] for k in ("s", "r") if k in first and first[k][0] < position), None)
-        if chosen is None:
+    last_send: dict[int, tuple[int, Emitted]] = {}  # free threadblock -> (position, its last send)
+    first: dict[str, tuple[int, Emitted]] = {}  # "s"/"r" -> (position, the first dependent one)
+    for position, event in enumerate(emitted):
+        if event.tb in free:
+            if event.kind == "s":
+                last_send[event.tb] = (position, event)
+        elif event.kind in ("s", "r") and event.kind not in first:
+            first[event.kind] = (position, event)
+    for position, send in sorted(last_send.values()):
+        waited = next((first[k][1] for k in ("s", "r") if k in first and first[k][0] < position), None)
+        if waited is None:
             continue
-        _, dep_tb, dep_step = chosen
-        step = tbs[tb_id].steps[step_index]
-        step.depid, step.deps = dep_tb, dep_step
-        tbs[dep_tb].steps[dep_step].hasdep = 1
+        step = tbs[send.tb].steps[send.step]
+        step.depid, step.deps = waited.tb, waited.step
+        tbs[waited.tb].steps[waited.step].hasdep = 1
 
 
 def _cap_reduce_chains(steps: list[Step]) -> None:
