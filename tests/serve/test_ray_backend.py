@@ -6,6 +6,8 @@ Every wait is bounded in count and time."""
 from __future__ import annotations
 
 import queue
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -119,3 +121,15 @@ def test_a_ray_address_without_the_ray_backend_is_refused_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["serve", "--state", str(tmp_path), "--ray-address", "auto"])
     assert result.exit_code == 2
     assert "--ray-address is for --backend ray" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [("127.0.0.1:1", "no Ray head node answers there"), ("bogus", "is not HOST:PORT")],
+)
+def test_a_ray_address_that_cannot_be_joined_is_refused_in_one_line_at_once(tmp_path, address, message):
+    """Ray itself retries an unreachable head node for minutes; the server says so within seconds."""
+    command = [sys.executable, "-c", "from collc.cli import main; main()", "serve", "--state", str(tmp_path)]
+    command += ["--backend", "ray", "--ray-address", address, "--port", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

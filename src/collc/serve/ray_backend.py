@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -74,6 +75,30 @@ class SliceRunner:
             self.stop_flag.set()
 
 
+#: seconds to wait for a cluster's head node to accept a connection (Ray itself retries for minutes)
+CONNECT_SECONDS = 5.0
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in one line, within :data:`CONNECT_SECONDS`, when ``address`` (``[ray://]HOST:PORT``) does
+    not accept a connection; ``auto`` is left to Ray, which fails at once when there is no cluster."""
+    if address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise InputError(
+            f"--ray-address {address!r} is not HOST:PORT, ray://HOST:PORT or 'auto'",
+            hint="give the head node's address, e.g. 10.0.0.1:6379",
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise InputError(
+            f"--ray-address {address}: no Ray head node answers there ({error})",
+            hint="start the cluster (ray start --head) or give its head node's HOST:PORT",
+        ) from error
+
+
 @dataclass
 class _Actor(Worker):
     handle: Any  # a Ray actor handle
@@ -98,7 +123,15 @@ class RayBackend(WorkerPool):
             ) from error
         self._ray = ray
         if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            if self.address is not None:
+                _check_reachable(self.address)
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as error:
+                raise InputError(
+                    f"--ray-address {self.address}: Ray could not start or join a cluster ({error})",
+                    hint="give the head node's HOST:PORT (its GCS port, 6379 by default) or 'auto'",
+                ) from error
             self._started_ray = True
         self._remote = ray.remote(num_cpus=1, max_concurrency=2)(SliceRunner)
         super().start(on_outcome, on_step)
