@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from fractions import Fraction
+from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -14,7 +15,15 @@ from hypothesis import strategies as st
 from collc.capacity import capacity_graph
 from collc.solver import solve
 from collc.solver.bound import integer_capacities, optimal_bound
-from collc.solver.splitting import SPREAD, SwitchFreeGraph, _remove_switches, remove_switches_steps
+from collc.solver.splitting import (
+    SPREAD,
+    Bypassed,
+    SwitchFreeGraph,
+    _bypassed,
+    _remove_switches,
+    linked_gpus,
+    remove_switches_steps,
+)
 from collc.stepping import drain
 from collc.topology import load
 from collc.topology.model import Link, Node, Topology
@@ -132,16 +141,47 @@ def test_gpus_of_one_box_are_never_paired_through_the_network(name: str, boxes: 
     assert hairpins == []
 
 
-def test_the_split_is_redone_with_same_box_partners_last_only_where_it_routed_a_box_through_the_network():
-    for name, boxes, redone in (("dgx1", 4, False), ("mi250", 2, True)):
+def test_the_split_is_redone_with_bypassed_partners_last_only_where_it_routed_a_pair_the_runtime_would_not():
+    """2x16 MI250 routed GPUs of one box through the network, 4x8 DGX-1 routed NVLink pairs through
+    their shared NIC (b0.gpu0 -> b0.nic0 -> b0.gpu1); 4x8 H100 does neither and keeps its first split."""
+    for name, boxes, redone in (("dgx-h100", 4, False), ("dgx1", 4, True), ("mi250", 2, True)):
         topology = load(name, {"boxes": str(boxes)})
         graph = capacity_graph(topology)
         bound = optimal_bound(graph)
         capacities = integer_capacities(graph, bound)
         box_of = [{node.name: node.box for node in topology.nodes}[v] for v in graph.names]
         result = remove_switches(graph, capacities, bound.k, boxes=box_of)
-        first = drain(_remove_switches(graph, capacities, bound.k, SPREAD, (), box_of, same_box_last=False))
+        first = drain(
+            _remove_switches(graph, capacities, bound.k, SPREAD, (), tuple(box_of), Bypassed.ANYWHERE)
+        )
         assert (result.routes != first.routes) is redone, name
+        linked = linked_gpus(graph)
+        assert not any(
+            _bypassed(path, box_of, linked) for routes in result.routes.values() for path, _ in routes
+        )
+
+
+ASYM_RING6 = Path(__file__).parent / "fixtures" / "asym-ring6-switch.yaml"
+
+
+def test_directly_linked_gpus_are_never_joined_through_a_switch() -> None:
+    """Six GPUs on a one-way-fast ring (80 GB/s one way, 40 back) and a 16 GB/s switch: the optimum
+    needs the switch, and NCCL sends between ring neighbours over their link, so the switch may only
+    join GPUs that are not neighbours. Partners in cyclic order first split g0 -> sw -> g1."""
+    topology = load(str(ASYM_RING6), {})
+    graph = capacity_graph(topology)
+    bound = optimal_bound(graph)
+    capacities = integer_capacities(graph, bound)
+    linked = linked_gpus(graph)
+    nobody = (None,) * graph.num_nodes
+    first = drain(_remove_switches(graph, capacities, bound.k, SPREAD, (), nobody, Bypassed.ANYWHERE))
+    assert any(_bypassed(path, nobody, linked) for routes in first.routes.values() for path, _ in routes)
+    result = remove_switches(graph, capacities, bound.k)
+    switch = graph.names.index("sw")
+    through_switch = [path for routes in result.routes.values() for path, _ in routes if switch in path]
+    assert through_switch, "the optimum uses the switch"
+    assert all((path[0], path[-1]) not in linked for path in through_switch)
+    assert _rooted_connectivity(graph.num_gpus, bound.k, result.capacities) == [graph.num_gpus * bound.k] * 6
 
 
 def _box_to_box_units(split: SwitchFreeGraph, box_of: list) -> Counter:

@@ -43,6 +43,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 from collc.capacity import CapacityGraph
 from collc.errors import InfeasibleError, InvariantError
@@ -51,6 +52,15 @@ from collc.solver.symmetry import gpu_orbits, orbit_transversal
 
 Arc = tuple[int, int]
 Path = tuple[int, ...]
+
+
+class Bypassed(Enum):
+    """Where a switch offers the partners that the runtime reaches another way (:func:`_bypassed`)."""
+
+    ANYWHERE = "anywhere"  # in the plain order
+    NEVER = "never"  # not at all: their capacity is dropped with the switch
+    LAST = "last"  # after every other partner
+
 
 SPREAD = 8  # partners an in-arc's capacity is first shared among (docs/solver.md: shallower trees)
 
@@ -83,11 +93,12 @@ class _Splitter:
         capacities: Sequence[int],
         k: int,
         boxes: Sequence[str | None] = (),
-        same_box_last: bool = False,
+        bypassed: Bypassed = Bypassed.ANYWHERE,
     ):
         self.graph = graph
         self.boxes = tuple(boxes) or (None,) * graph.num_nodes
-        self.same_box_last = same_box_last
+        self.bypassed = bypassed
+        self.linked = linked_gpus(graph)
         self.num_gpus = graph.num_gpus
         self.k = k
         self.demand = graph.num_gpus * k
@@ -279,29 +290,34 @@ class _Splitter:
         logical arcs into every other and a tree enters each box from its root's box. In cyclic
         order the first partners all sat in the next box: the boxes of 4×8 A100 formed a ring
         (box 0 → 1: 22 units, 0 → 3: none) and trees crossed up to three boxes in a row, 5.5 GPU
-        hops high on average instead of 4.2 (docs/solver.md §3). With ``same_box_last``, GPUs in
-        ``u``'s own box come last there: a logical arc between two GPUs of one box routed through
-        the network is a path the runtime never takes (it connects GPUs of one box peer to peer),
-        so the program would load the box's own links instead. Splitting order changes routes,
-        not optimality (every split is admissible).
+        hops high on average instead of 4.2 (docs/solver.md §3).
+
+        Partners the runtime reaches from ``u`` without ``w`` (:func:`_bypassed`: GPUs of ``u``'s
+        own box at a switch outside the boxes, and GPUs that ``u`` has a direct link to) are placed
+        as :attr:`bypassed` says: a logical arc through ``w`` to such a partner is a path the runtime
+        never takes (it connects the pair peer to peer, over the box's fabric or the direct link), so
+        the program would load those links instead. Splitting order changes routes, not optimality
+        (every split is admissible); leaving partners out can break (*), which the final check finds.
         """
         n = self.num_gpus
         boxes = self.boxes
         cyclic = sorted(
             (t for t in self.out_neighbours[w] if t != u), key=lambda t: (t >= n, (t - u) % n if t < n else t)
         )
+
+        def bypassed(t: int) -> bool:
+            return self.bypassed is not Bypassed.ANYWHERE and _bypassed((u, w, t), boxes, self.linked)
+
+        if self.bypassed is Bypassed.NEVER:
+            cyclic = [t for t in cyclic if not bypassed(t)]
         if boxes[w] is not None or boxes[u] is None:
-            return cyclic
+            return sorted(cyclic, key=lambda t: (bypassed(t), t >= n))
         seen: dict[str | None, int] = {}
         round_of = {}  # the i-th partner of its box is offered in round i
         for t in cyclic:
             seen[boxes[t]] = round_of[t] = seen.get(boxes[t], -1) + 1
         position = {t: index for index, t in enumerate(cyclic)}
-        own_box_last = self.same_box_last
-        return sorted(
-            cyclic,
-            key=lambda t: (t >= n, own_box_last and boxes[t] == boxes[u], round_of[t], position[t]),
-        )
+        return sorted(cyclic, key=lambda t: (bypassed(t), t >= n, round_of[t], position[t]))
 
     def next_switch(self, remaining: set[int]) -> int:
         """The next switch to remove: edge switches first (fewest switch neighbours: NVSwitch, NIC,
@@ -511,22 +527,39 @@ def remove_switches_steps(
     checked by max-flows and undone if the check fails, so the result is exact either way.
     ``boxes`` gives each vertex's box (None outside boxes); a switch outside every box offers its
     partners one box at a time (:meth:`_Splitter._partners`). When the result routes a pair of GPUs
-    of one box through such a switch, the split is redone with same-box partners last; fabrics
-    without such routes keep the first split and its forests.
+    over a path the runtime would not take (:func:`_bypassed`), the split is redone with such
+    partners last; fabrics without such routes keep the first split and its forests.
     """
-    split = yield from _remove_switches(graph, capacities, k, spread, symmetries, boxes, False)
-    if boxes and any(_leaves_box(path, boxes) for routes in split.routes.values() for path, _ in routes):
-        split = yield from _remove_switches(graph, capacities, k, spread, symmetries, boxes, True)
-    return split
+    boxes = tuple(boxes) or (None,) * graph.num_nodes
+    split = yield from _remove_switches(graph, capacities, k, spread, symmetries, boxes, Bypassed.ANYWHERE)
+    linked = linked_gpus(graph)
+    if split is not None and not any(
+        _bypassed(path, boxes, linked) for routes in split.routes.values() for path, _ in routes
+    ):
+        return split
+    for policy in (Bypassed.NEVER, Bypassed.LAST):
+        redone = yield from _remove_switches(graph, capacities, k, spread, symmetries, boxes, policy)
+        if redone is not None:
+            return redone
+    raise AssertionError("unreachable: the last policy raises instead of returning None")
 
 
-def _leaves_box(path: Path, boxes: Sequence[str | None]) -> bool:
-    """Whether ``path`` joins two vertices of one box through a vertex outside every box."""
-    return (
-        boxes[path[0]] is not None
-        and boxes[path[0]] == boxes[path[-1]]
-        and any(boxes[v] is None for v in path[1:-1])
-    )
+def linked_gpus(graph: CapacityGraph) -> frozenset[Arc]:
+    """The pairs of GPUs joined by a link of their own (an arc ``u → t``, both GPUs)."""
+    n = graph.num_gpus
+    return frozenset((u, v) for u, v, _ in graph.arcs if u < n and v < n)
+
+
+def _bypassed(path: Path, boxes: Sequence[str | None], linked: frozenset[Arc]) -> bool:
+    """Whether the runtime joins the ends of ``path`` another way: the path leaves their box (two
+    GPUs of one box talk over the box's own fabric), or it passes a switch although the ends have a
+    direct link (NCCL's peer-to-peer transport takes the link: docs/solver.md §3)."""
+    head, tail, inner = path[0], path[-1], path[1:-1]
+    if not inner:
+        return False
+    if (head, tail) in linked:
+        return True
+    return boxes[head] is not None and boxes[head] == boxes[tail] and any(boxes[v] is None for v in inner)
 
 
 def _remove_switches(
@@ -536,11 +569,12 @@ def _remove_switches(
     spread: int,
     symmetries: Sequence[Sequence[int]],
     boxes: Sequence[str | None],
-    same_box_last: bool,
-) -> Generator[None, None, SwitchFreeGraph]:
-    """:func:`remove_switches_steps` with one partner order (:meth:`_Splitter._partners`)."""
+    bypassed: Bypassed,
+) -> Generator[None, None, SwitchFreeGraph | None]:
+    """:func:`remove_switches_steps` with one partner policy (:meth:`_Splitter._partners`); None
+    where :attr:`Bypassed.NEVER` left a GPU short of (*) (the other policies raise instead)."""
 
-    splitter = _Splitter(graph, capacities, k, boxes, same_box_last)
+    splitter = _Splitter(graph, capacities, k, boxes, bypassed)
     remaining = set(range(graph.num_gpus, graph.num_nodes))
     order = []
     while remaining:
@@ -555,7 +589,10 @@ def _remove_switches(
         remaining.difference_update(members)
         order += members
         yield
-    splitter.check()
+    if bypassed is not Bypassed.NEVER:
+        splitter.check()
+    elif not splitter.holds(symmetries):
+        return None
     routes = {arc: [(path, units) for path, units in queue] for arc, queue in sorted(splitter.routes.items())}
     return SwitchFreeGraph(
         num_gpus=graph.num_gpus,
