@@ -18,10 +18,9 @@ from collc.solver.bound import integer_capacities, optimal_bound
 from collc.solver.splitting import (
     SPREAD,
     Bypassed,
+    PeerPaths,
     SwitchFreeGraph,
-    _bypassed,
     _remove_switches,
-    linked_gpus,
     remove_switches_steps,
 )
 from collc.stepping import drain
@@ -155,10 +154,8 @@ def test_the_split_is_redone_with_bypassed_partners_last_only_where_it_routed_a_
             _remove_switches(graph, capacities, bound.k, SPREAD, (), tuple(box_of), Bypassed.ANYWHERE)
         )
         assert (result.routes != first.routes) is redone, name
-        linked = linked_gpus(graph)
-        assert not any(
-            _bypassed(path, box_of, linked) for routes in result.routes.values() for path, _ in routes
-        )
+        peers = PeerPaths(graph, box_of)
+        assert not any(peers.bypassed(path) for routes in result.routes.values() for path, _ in routes)
 
 
 ASYM_RING6 = Path(__file__).parent / "fixtures" / "asym-ring6-switch.yaml"
@@ -172,15 +169,16 @@ def test_directly_linked_gpus_are_never_joined_through_a_switch() -> None:
     graph = capacity_graph(topology)
     bound = optimal_bound(graph)
     capacities = integer_capacities(graph, bound)
-    linked = linked_gpus(graph)
     nobody = (None,) * graph.num_nodes
+    peers = PeerPaths(graph, nobody)
     first = drain(_remove_switches(graph, capacities, bound.k, SPREAD, (), nobody, Bypassed.ANYWHERE))
-    assert any(_bypassed(path, nobody, linked) for routes in first.routes.values() for path, _ in routes)
+    assert any(peers.bypassed(path) for routes in first.routes.values() for path, _ in routes)
     result = remove_switches(graph, capacities, bound.k)
     switch = graph.names.index("sw")
     through_switch = [path for routes in result.routes.values() for path, _ in routes if switch in path]
     assert through_switch, "the optimum uses the switch"
-    assert all((path[0], path[-1]) not in linked for path in through_switch)
+    assert all(not peers.bypassed(path) and len(peers.widest(path[0])) == 5 for path in through_switch)
+    assert all(path[-1] not in (path[0] + 1, path[0] + 5) for path in through_switch if path[0] < 6)
     assert _rooted_connectivity(graph.num_gpus, bound.k, result.capacities) == [graph.num_gpus * bound.k] * 6
 
 
@@ -249,3 +247,28 @@ def test_a_failing_replay_is_undone(monkeypatch) -> None:
     monkeypatch.undo()
     assert drain(splitter.remove_orbit(images, 8, shift))
     assert all(w not in arc for arc in splitter.capacity for w in images)
+
+
+SHARED_PCIE = Path(__file__).parent / "fixtures" / "shared-pcie-nics-x2.yaml"
+
+
+def test_gpus_sharing_a_pcie_switch_beside_an_nvswitch_are_never_joined_through_the_pcie_switch() -> None:
+    """Written flat, boxes inferred: the first split joins the two GPUs of a PCIe switch through it
+    (32 GB/s) although the NVSwitch (300) joins them, which is the path NCCL takes."""
+    topology = load(str(SHARED_PCIE), {})
+    graph = capacity_graph(topology)
+    bound = optimal_bound(graph)
+    capacities = integer_capacities(graph, bound)
+    box_of = tuple({node.name: node.box for node in topology.nodes}[v] for v in graph.names)
+    peers = PeerPaths(graph, box_of)
+    first = drain(_remove_switches(graph, capacities, bound.k, SPREAD, (), box_of, Bypassed.ANYWHERE))
+    assert any(peers.bypassed(path) for routes in first.routes.values() for path, _ in routes)
+    result = remove_switches(graph, capacities, bound.k, boxes=box_of)
+    gpu_to_gpu = [
+        [graph.names[v] for v in path]
+        for routes in result.routes.values()
+        for path, _ in routes
+        if len(path) == 3
+    ]
+    assert gpu_to_gpu and all(middle.endswith("nvswitch") for _, middle, _ in gpu_to_gpu)
+    assert _rooted_connectivity(graph.num_gpus, bound.k, result.capacities) == [graph.num_gpus * bound.k] * 16

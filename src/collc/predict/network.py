@@ -2,8 +2,11 @@
 
 Parallel links between the same pair of nodes add their bandwidths (as in the capacity graph) and the
 pair's latency is the smallest of theirs. Paths between GPUs that are not given by a schedule are the
-shortest by hop count, preferring routes whose intermediate nodes are switches/NICs (GPUs do not
-forward in hardware); ties are broken by node name so every run picks the same path.
+runtime's: the widest (largest bottleneck bandwidth), then the shortest by hop count, preferring routes
+whose intermediate nodes are switches/NICs (GPUs do not forward in hardware). NCCL ranks a pair's
+paths by type, NVLink before PCIe before the CPU and the network, and uses one of them per pair: two
+GPUs on an NVSwitch and on one PCIe switch talk over the NVSwitch, although both are two hops. Ties
+are broken by node name so every run picks the same path.
 """
 
 from __future__ import annotations
@@ -29,6 +32,16 @@ class Network:
     latency_us: dict[Arc, float]
     neighbours: dict[str, tuple[str, ...]]
     _paths: dict[Arc, tuple[str, ...]] = field(default_factory=dict)
+    widths: tuple[Fraction, ...] = field(init=False)  # the distinct arc bandwidths, widest first
+    _widest_out: dict[str, Fraction] = field(init=False)  # per node, its widest arc out
+    _widest_in: dict[str, Fraction] = field(init=False)  # per node, its widest arc in
+
+    def __post_init__(self) -> None:
+        self.widths = tuple(sorted(set(self.bandwidth.values()), reverse=True))
+        self._widest_out, self._widest_in = {}, {}
+        for (src, dst), bw in self.bandwidth.items():
+            self._widest_out[src] = max(bw, self._widest_out.get(src, bw))
+            self._widest_in[dst] = max(bw, self._widest_in.get(dst, bw))
 
     @classmethod
     def of(cls, topology: Topology) -> Network:
@@ -48,10 +61,18 @@ class Network:
         return self.topology.node(name).kind == "gpu"
 
     def path(self, src: str, dst: str) -> tuple[str, ...]:
-        """Shortest path by hops from GPU ``src`` to GPU ``dst`` (see the module docstring)."""
+        """The runtime's path from GPU ``src`` to GPU ``dst`` (see the module docstring)."""
+        return self._path(src, dst)
+
+    def path_via(self, src: str, via: str, dst: str) -> tuple[str, ...]:
+        """The runtime's path from ``src`` to ``dst`` that passes through node ``via`` (e.g. a NIC
+        rail)."""
+        return self._path(src, via) + self._path(via, dst)[1:]
+
+    def _path(self, src: str, dst: str) -> tuple[str, ...]:
         key = (src, dst)
         if key not in self._paths:
-            found = self._bfs(src, dst, through_gpus=False) or self._bfs(src, dst, through_gpus=True)
+            found = self._widest(src, dst, through_gpus=False) or self._widest(src, dst, through_gpus=True)
             if found is None:
                 raise InputError(
                     f"no path from {src} to {dst} in topology {self.topology.name!r}",
@@ -60,21 +81,21 @@ class Network:
             self._paths[key] = found
         return self._paths[key]
 
-    def path_via(self, src: str, via: str, dst: str) -> tuple[str, ...]:
-        """Shortest path from ``src`` to ``dst`` that passes through node ``via`` (e.g. a NIC rail)."""
-        key = (src, f"{via}\0{dst}")
-        if key not in self._paths:
-            first = self._bfs(src, via, through_gpus=False) or self._bfs(src, via, through_gpus=True)
-            second = self._bfs(via, dst, through_gpus=False) or self._bfs(via, dst, through_gpus=True)
-            if first is None or second is None:
-                raise InputError(
-                    f"no path from {src} to {dst} through {via} in topology {self.topology.name!r}",
-                    hint="every pair of GPUs that exchanges data must be connected",
-                )
-            self._paths[key] = first + second[1:]
-        return self._paths[key]
+    def _widest(self, src: str, dst: str, *, through_gpus: bool) -> tuple[str, ...] | None:
+        """The widest and then shortest path from ``src`` to ``dst``: a breadth-first search over
+        the arcs of at least each bandwidth in turn, widest first, from the widest that can leave
+        ``src`` and enter ``dst``."""
+        widest = min(self._widest_out.get(src, 0), self._widest_in.get(dst, 0))
+        for width in self.widths:
+            if width <= widest:
+                found = self._bfs(src, dst, width, through_gpus)
+                if found is not None:
+                    return found
+        return None
 
-    def _bfs(self, src: str, dst: str, *, through_gpus: bool) -> tuple[str, ...] | None:
+    def _bfs(self, src: str, dst: str, width: Fraction, through_gpus: bool) -> tuple[str, ...] | None:
+        """The shortest path by hops from ``src`` to ``dst`` over arcs of at least ``width``
+        (neighbours in name order, so ties go to the smaller name)."""
         parent: dict[str, str | None] = {src: None}
         queue = deque([src])
         while queue:
@@ -87,7 +108,7 @@ class Network:
             if node != src and not through_gpus and self.is_gpu(node):
                 continue
             for nxt in self.neighbours.get(node, ()):
-                if nxt not in parent:
+                if nxt not in parent and self.bandwidth[(node, nxt)] >= width:
                     parent[nxt] = node
                     queue.append(nxt)
         return None

@@ -40,10 +40,13 @@ whose two halves meet again before the switch has the loop cut out (:func:`join_
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from math import inf
 
 from collc.capacity import CapacityGraph
 from collc.errors import InfeasibleError, InvariantError
@@ -55,7 +58,7 @@ Path = tuple[int, ...]
 
 
 class Bypassed(Enum):
-    """Where a switch offers the partners that the runtime reaches another way (:func:`_bypassed`)."""
+    """Where a switch offers the partners the runtime reaches another way (:class:`PeerPaths`)."""
 
     ANYWHERE = "anywhere"  # in the plain order
     NEVER = "never"  # not at all: their capacity is dropped with the switch
@@ -98,7 +101,7 @@ class _Splitter:
         self.graph = graph
         self.boxes = tuple(boxes) or (None,) * graph.num_nodes
         self.bypassed = bypassed
-        self.linked = linked_gpus(graph)
+        self.peers = PeerPaths(graph, self.boxes)
         self.num_gpus = graph.num_gpus
         self.k = k
         self.demand = graph.num_gpus * k
@@ -292,11 +295,12 @@ class _Splitter:
         (box 0 → 1: 22 units, 0 → 3: none) and trees crossed up to three boxes in a row, 5.5 GPU
         hops high on average instead of 4.2 (docs/solver.md §3).
 
-        Partners the runtime reaches from ``u`` without ``w`` (:func:`_bypassed`: GPUs of ``u``'s
-        own box at a switch outside the boxes, and GPUs that ``u`` has a direct link to) are placed
-        as :attr:`bypassed` says: a logical arc through ``w`` to such a partner is a path the runtime
-        never takes (it connects the pair peer to peer, over the box's fabric or the direct link), so
-        the program would load those links instead. Splitting order changes routes, not optimality
+        Partners the runtime reaches from ``u`` without ``w`` (:class:`PeerPaths`: GPUs of ``u``'s
+        own box at a switch outside the boxes, and GPUs that the box joins to ``u`` by a wider path,
+        such as a direct link or an NVSwitch beside a shared PCIe switch) are placed as
+        :attr:`bypassed` says: a logical arc through ``w`` to such a partner is a path the runtime
+        never takes (it connects the pair peer to peer on its widest path), so the program would
+        load that path's links instead. Splitting order changes routes, not optimality
         (every split is admissible); leaving partners out can break (*), which the final check finds.
         """
         n = self.num_gpus
@@ -306,7 +310,7 @@ class _Splitter:
         )
 
         def bypassed(t: int) -> bool:
-            return self.bypassed is not Bypassed.ANYWHERE and _bypassed((u, w, t), boxes, self.linked)
+            return self.bypassed is not Bypassed.ANYWHERE and self.peers.partner_bypassed(u, w, t)
 
         if self.bypassed is Bypassed.NEVER:
             cyclic = [t for t in cyclic if not bypassed(t)]
@@ -527,14 +531,14 @@ def remove_switches_steps(
     checked by max-flows and undone if the check fails, so the result is exact either way.
     ``boxes`` gives each vertex's box (None outside boxes); a switch outside every box offers its
     partners one box at a time (:meth:`_Splitter._partners`). When the result routes a pair of GPUs
-    over a path the runtime would not take (:func:`_bypassed`), the split is redone with such
+    over a path the runtime would not take (:meth:`PeerPaths.bypassed`), the split is redone with such
     partners last; fabrics without such routes keep the first split and its forests.
     """
     boxes = tuple(boxes) or (None,) * graph.num_nodes
     split = yield from _remove_switches(graph, capacities, k, spread, symmetries, boxes, Bypassed.ANYWHERE)
-    linked = linked_gpus(graph)
+    peers = PeerPaths(graph, boxes)
     if split is not None and not any(
-        _bypassed(path, boxes, linked) for routes in split.routes.values() for path, _ in routes
+        peers.bypassed(path) for routes in split.routes.values() for path, _ in routes
     ):
         return split
     for policy in (Bypassed.NEVER, Bypassed.LAST):
@@ -544,22 +548,67 @@ def remove_switches_steps(
     raise AssertionError("unreachable: the last policy raises instead of returning None")
 
 
-def linked_gpus(graph: CapacityGraph) -> frozenset[Arc]:
-    """The pairs of GPUs joined by a link of their own (an arc ``u → t``, both GPUs)."""
-    n = graph.num_gpus
-    return frozenset((u, v) for u, v, _ in graph.arcs if u < n and v < n)
+class PeerPaths:
+    """Which physical routes between two GPUs the runtime takes (docs/solver.md §3).
 
+    GPUs of different boxes talk through the network. Two GPUs of one box talk peer to peer over
+    the box's own fabric, on its widest path that passes no other GPU: NCCL ranks a pair's paths
+    by type, NVLink before PCIe before the CPU, and takes one path per pair, so a slower path
+    between them (a shared PCIe switch or NIC beside an NVSwitch or a direct link) carries nothing.
+    GPUs outside every box count as one box (a fabric written flat whose boxes were not inferred).
+    """
 
-def _bypassed(path: Path, boxes: Sequence[str | None], linked: frozenset[Arc]) -> bool:
-    """Whether the runtime joins the ends of ``path`` another way: the path leaves their box (two
-    GPUs of one box talk over the box's own fabric), or it passes a switch although the ends have a
-    direct link (NCCL's peer-to-peer transport takes the link: docs/solver.md §3)."""
-    head, tail, inner = path[0], path[-1], path[1:-1]
-    if not inner:
-        return False
-    if (head, tail) in linked:
-        return True
-    return boxes[head] is not None and boxes[head] == boxes[tail] and any(boxes[v] is None for v in inner)
+    def __init__(self, graph: CapacityGraph, boxes: Sequence[str | None]):
+        self.num_gpus = graph.num_gpus
+        self.boxes = boxes
+        self.capacity = {(u, v): cap for u, v, cap in graph.arcs}
+        self.out: list[list[int]] = [[] for _ in range(graph.num_nodes)]
+        for u, v, _ in graph.arcs:
+            if boxes[u] == boxes[v]:
+                self.out[u].append(v)
+        self._widest: dict[int, dict[int, int]] = {}
+
+    def bypassed(self, path: Path) -> bool:
+        """Whether the runtime joins the ends of ``path`` (two GPUs) another way: the path leaves
+        their box, or the box has a wider path between them."""
+        head, tail, inner = path[0], path[-1], path[1:-1]
+        if not inner or self.boxes[head] != self.boxes[tail]:
+            return False
+        if any(self.boxes[v] != self.boxes[head] for v in inner):
+            return True
+        bottleneck = min(self.capacity.get(arc, 0) for arc in itertools.pairwise(path))
+        return bottleneck < self.widest(head).get(tail, 0)
+
+    def partner_bypassed(self, u: int, w: int, t: int) -> bool:
+        """:meth:`bypassed` for a split ``(u, w), (w, t)`` judged on the physical arcs it joins (an
+        arc made by an earlier split has no bandwidth of its own: only leaving the box counts)."""
+        if u >= self.num_gpus or t >= self.num_gpus:
+            return False
+        if self.boxes[u] != self.boxes[t]:
+            return False
+        if self.boxes[w] != self.boxes[u]:
+            return True
+        bottleneck = min(self.capacity.get((u, w), inf), self.capacity.get((w, t), inf))
+        return bottleneck < self.widest(u).get(t, 0)
+
+    def widest(self, head: int) -> dict[int, int]:
+        """Per GPU of ``head``'s box, the bottleneck capacity of the widest path to it inside the box
+        that passes no other GPU (Dijkstra on bottlenecks)."""
+        if head not in self._widest:
+            best = {head: inf}
+            heap = [(-inf, head)]
+            while heap:
+                width, vertex = heapq.heappop(heap)
+                width = -width
+                if width < best.get(vertex, 0) or (vertex != head and vertex < self.num_gpus):
+                    continue
+                for nxt in self.out[vertex]:
+                    through = min(width, self.capacity[(vertex, nxt)])
+                    if through > best.get(nxt, 0):
+                        best[nxt] = through
+                        heapq.heappush(heap, (-through, nxt))
+            self._widest[head] = {v: int(b) for v, b in best.items() if v < self.num_gpus and v != head}
+        return self._widest[head]
 
 
 def _remove_switches(

@@ -1,0 +1,48 @@
+"""The runtime's paths between GPUs as the event simulation routes them (collc.predict.network)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+from collc.predict.network import Network
+from collc.topology import load
+from collc.topology.model import Link, Node, Topology
+
+SHARED_PCIE = Path(__file__).resolve().parents[1] / "solver" / "fixtures" / "shared-pcie-nics-x2.yaml"
+
+
+def _network(links: list[tuple[str, str, int]]) -> Network:
+    names = sorted({name for src, dst, _ in links for name in (src, dst)})
+    gpus = tuple(name for name in names if name.startswith("g"))
+    nodes = tuple(Node(name, "gpu" if name in gpus else "switch", 0, name) for name in names)
+    wires = tuple(Link(src, dst, Fraction(bw), latency_us=Fraction(0)) for src, dst, bw in links)
+    return Network.of(Topology("t", nodes, wires, gpus))
+
+
+def test_two_gpus_on_an_nvswitch_and_a_shared_pcie_switch_talk_over_the_nvswitch() -> None:
+    """Both are two hops, and the PCIe switch's name sorts first: hop count alone took PCIe."""
+    network = Network.of(load(str(SHARED_PCIE), {}))
+    assert network.path("n0-gpu0", "n0-gpu1") == ("n0-gpu0", "n0-nvswitch", "n0-gpu1")
+    assert network.path("n0-gpu0", "n1-gpu1") == (
+        "n0-gpu0",
+        *("n0-a-pcie0", "n0-efa0", "fabric", "n1-efa0", "n1-a-pcie0"),
+        "n1-gpu1",
+    )
+
+
+def test_the_widest_path_wins_over_a_shorter_narrow_one_and_hops_break_ties() -> None:
+    links = [("g0", "g1", 10), ("g0", "sa", 100), ("sa", "sb", 100), ("sb", "g1", 100), ("g0", "sc", 100)]
+    network = _network([*links, ("sc", "g1", 50)])
+    assert network.path("g0", "g1") == ("g0", "sa", "sb", "g1")  # 100 over 3 hops, not 10 or 50
+    even = _network(
+        [("g0", "sa", 100), ("sa", "sb", 100), ("sb", "g1", 100), ("g0", "sc", 100), ("sc", "g1", 100)]
+    )
+    assert even.path("g0", "g1") == ("g0", "sc", "g1")  # equally wide: the fewer hops
+
+
+def test_gpus_forward_only_where_no_switch_path_exists() -> None:
+    network = _network([("g0", "g1", 100), ("g1", "g2", 100), ("g0", "sw", 5), ("sw", "g2", 5)])
+    assert network.path("g0", "g2") == ("g0", "sw", "g2")
+    line = _network([("g0", "g1", 100), ("g1", "g2", 100)])
+    assert line.path("g0", "g2") == ("g0", "g1", "g2")
