@@ -377,13 +377,27 @@ def test_the_emitted_candidate_delivers_most_at_the_smaller_sizes_with_the_runti
     gib, mib = 2**30, 2**20
     large_k = _Simulated("k = 32", {gib: 504.4, 64 * mib: 471.0, mib: 14.3})
     small_k = _Simulated("k = 2", {gib: 500.0, 64 * mib: 462.3, mib: 69.7})
-    runtime_at_1mib = {64 * mib: 283.3, mib: 17.2}
+    runtime_at_1mib = {gib: 400.0, 64 * mib: 283.3, mib: 17.2}
     picked = driver._pick([large_k, small_k], gib, runtime_at_1mib.__getitem__)
     assert picked is small_k  # 1 MiB: 69.7 against the runtime's 17.2 outweighs 2 % at 64 MiB
-    faster_runtime = {64 * mib: 283.3, mib: 100.0}  # neither file is used at 1 MiB
+    faster_runtime = {gib: 400.0, 64 * mib: 283.3, mib: 100.0}  # neither file is used at 1 MiB
     assert driver._pick([large_k, small_k], gib, faster_runtime.__getitem__) is large_k
     slower = _Simulated("k = 1", {gib: 486.0, 64 * mib: 500.0, mib: 80.0})  # 3.6 % slower at 1 GiB
     assert driver._pick([large_k, slower], gib, runtime_at_1mib.__getitem__) is large_k
+
+
+def test_a_win_the_file_range_cannot_take_counts_for_nothing():
+    """A file slower than the runtime at 64 MiB takes sizes above it only (its one range reaches the
+    largest size), so its win at 1 MiB is the runtime's 1 MiB (a degraded 4x8 H100 allreduce's
+    figures: k = 8 had been picked for 28.3 against 22.8 GB/s at 1 MiB)."""
+    gib, mib = 2**30, 2**20
+    runtime = {gib: 176.4, 64 * mib: 156.7, mib: 22.8}
+    gapped = _Simulated("k = 8", {gib: 190.3, 64 * mib: 140.4, mib: 28.3})
+    steady = _Simulated("k = 1", {gib: 193.9, 64 * mib: 163.0, mib: 21.1})
+    assert driver._pick([gapped, steady], gib, runtime.__getitem__) is steady
+    assert driver._delivered(gapped, gib, runtime.__getitem__) == pytest.approx(156.7 * 22.8)
+    below = _Simulated("k = 4", {gib: 150.0, 64 * mib: 160.0, mib: 30.0})  # its range ends below 1 GiB
+    assert driver._delivered(below, gib, runtime.__getitem__) == pytest.approx(160.0 * 30.0)
 
 
 def test_the_no_win_message_shows_slow_links_figures_in_significant_digits(tmp_path):

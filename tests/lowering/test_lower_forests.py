@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
@@ -218,6 +219,29 @@ def test_lanes_carry_one_tree_depth_each_unless_shared():
         widest = max(len(s) for s in stages.values())
         # a 5-GPU chain uses pair (0, 1) at every depth: split lanes hold one stage, shared lanes several
         assert widest == 1 if split else widest > 1
+
+
+def test_a_pair_short_of_channels_shares_its_lanes_across_stages():
+    """A 5-GPU chain's pair (0, 1) carries every tree depth, a lane each: with 2 channels the depths
+    beyond two share the pair's lanes instead of failing; with none the pair cannot connect."""
+    from collc.lowering.assign import assign, group_loads, wanted_lanes
+    from collc.lowering.limits import TooManyChannels
+
+    plan = build_plan(forest(5, [(chain, 1)]), "allreduce")
+    loads = group_loads(plan, True)
+    lanes = wanted_lanes(plan, loads, Fraction(1))
+    roomy = assign(plan, loads, lanes, num_planes=0, max_channels=32, max_tbs=108)
+    assert roomy.nchannels > 2
+    tight = assign(plan, loads, lanes, num_planes=0, max_channels=2, max_tbs=108)
+    assert tight.nchannels == 2 and sorted(tight.lane_of) != sorted(roomy.lane_of)
+    with pytest.raises(TooManyChannels):
+        assign(plan, loads, lanes, num_planes=0, max_channels=0, max_tbs=108)
+    limits = replace(runtime_limits("rccl", 108), max_channels=2)
+    lowered = lower(
+        forest(5, [(chain, 1)]), LoweringOptions(coll="allreduce"), limits, allow_shared_stages=False
+    )
+    assert lowered.usage.nchannels <= 2
+    assert_valid(lowered.algorithm, limits)
 
 
 def test_lowering_falls_back_to_shared_stages_only_when_allowed():

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from collc.capacity import capacity_graph
 from collc.compile.outlook import REPORT_SIZES, SizeOutlook, grid, outlook, served_size, vendor_algbw
-from collc.compile.ranges import ByteRange, choose_range
+from collc.compile.ranges import ByteRange, choose_range, taken_run
 from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.lowering.collector import collector_paused
 from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
@@ -899,8 +899,8 @@ def buffer_choices(options: CompileOptions) -> tuple[int | None, ...]:
 def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) -> Fitted:
     """The candidate to emit: among those within :data:`EQUIVALENT` of the fastest at the reference
     size, the one that delivers most at a sixteenth and a thousandth of it (64 MiB and 1 MiB for
-    1 GiB, where fill and drain weigh more): the product over those sizes of the faster of it and the
-    runtime's best (``vendor``), since the file's range gives each size to whichever is faster. A
+    1 GiB, where fill and drain weigh more): the product over those sizes of its algbw where its
+    range would take the size and of the runtime's best (``vendor``) elsewhere (:func:`_delivered`). A
     larger k can gain a per cent at 64 MiB and lose several times over at 1 MiB (4x8 MI300X
     allgather, k = 32 against k = 2: 471.0 against 462.3 GB/s, and 14.3 against 69.7 where the
     runtime gets 17.2). Ties keep the earlier (better priced).
@@ -913,8 +913,32 @@ def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) 
     contenders = _contenders(fitted, reference)
     fastest = max(item.algbw(reference) for item in contenders)
     close = [item for item in contenders if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
-    smaller = (reference // 16, reference // 1024)
-    return max(close, key=lambda item: prod(max(item.algbw(size), vendor(size)) for size in smaller))
+    return max(close, key=lambda item: _delivered(item, reference, vendor))
+
+
+class _Contest(NamedTuple):
+    """One size of :func:`_delivered`: the file's and the runtime's algbw there."""
+
+    nbytes: int
+    algbw: float
+    vendor: float
+
+    @property
+    def wins(self) -> bool:
+        return self.algbw >= self.vendor
+
+
+def _delivered(item: Fitted, reference: int, vendor: Callable[[int], float]) -> float:
+    """What a candidate and the runtime deliver together at a sixteenth and a thousandth of the
+    reference size (:func:`_pick`): the product of the file's algbw where its one size range would
+    take that size (:func:`collc.compile.ranges.taken_run` over these sizes and the reference) and
+    the runtime's elsewhere. A file that loses at 64 MiB cannot take 1 MiB when it takes 1 GiB, so
+    its win at 1 MiB counts for nothing (a degraded 4x8 H100 allreduce picked k = 8 for 28.3 against
+    22.8 GB/s at 1 MiB, and its range then started above 64 MiB, where it lost)."""
+    sizes = (reference // 1024, reference // 16, reference)
+    contests = [_Contest(size, item.algbw(size), vendor(size)) for size in sizes]
+    taken = {contest.nbytes for contest in taken_run(contests)}
+    return prod(c.algbw if c.nbytes in taken else c.vendor for c in contests[:2])
 
 
 def vendor_best(model: TopologyModel, coll: str) -> Callable[[int], float]:

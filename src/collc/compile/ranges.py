@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from collc.compile.outlook import SizeOutlook
 from collc.verify.runtimes import profile
@@ -31,10 +32,23 @@ class ByteRange:
         return self.min_bytes <= nbytes and (self.max_bytes == 0 or nbytes <= self.max_bytes)
 
 
-def winning_runs(rows: Sequence[SizeOutlook]) -> list[tuple[SizeOutlook, ...]]:
+class Contest(Protocol):
+    """A call size and whether the file wins there (:class:`SizeOutlook` is one)."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+    @property
+    def wins(self) -> bool: ...
+
+
+Row = TypeVar("Row", bound=Contest)
+
+
+def winning_runs(rows: Sequence[Row]) -> list[tuple[Row, ...]]:
     """Maximal runs of consecutive grid sizes where the file wins, smallest sizes first."""
-    runs: list[tuple[SizeOutlook, ...]] = []
-    current: list[SizeOutlook] = []
+    runs: list[tuple[Row, ...]] = []
+    current: list[Row] = []
     for row in sorted(rows, key=lambda item: item.nbytes):
         if row.wins:
             current.append(row)
@@ -46,6 +60,14 @@ def winning_runs(rows: Sequence[SizeOutlook]) -> list[tuple[SizeOutlook, ...]]:
     return runs
 
 
+def taken_run(rows: Sequence[Row]) -> tuple[Row, ...]:
+    """The run of winning sizes a file's one interval takes (module docstring): the run that reaches
+    the largest size, else the longest (ties: the larger sizes); empty where the file wins nowhere."""
+    runs = winning_runs(rows)
+    largest = max((row.nbytes for row in rows), default=0)
+    return max(runs, key=lambda run: (run[-1].nbytes == largest, len(run), run[-1].nbytes), default=())
+
+
 def choose_range(
     rows: Sequence[SizeOutlook], runtime: str, probe: Callable[[int], SizeOutlook]
 ) -> ByteRange | None:
@@ -54,11 +76,10 @@ def choose_range(
     ``probe(nbytes)`` simulates one more size; it refines each end of the chosen run by one power of
     two towards its losing neighbour.
     """
-    runs = winning_runs(rows)
-    if not runs:
+    run = taken_run(rows)
+    if not run:
         return None
     ordered = sorted(row.nbytes for row in rows)
-    run = max(runs, key=lambda items: (items[-1].nbytes == ordered[-1], len(items), items[-1].nbytes))
     low, high = run[0].nbytes, run[-1].nbytes
     if low != ordered[0] and low // 2 > ordered[ordered.index(low) - 1]:
         below = probe(low // 2)

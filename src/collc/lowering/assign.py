@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import lcm
 
-from collc.lowering.limits import MAX_TBS_WITH_PEER_PER_CHANNEL, DoesNotFit
+from collc.lowering.limits import MAX_TBS_WITH_PEER_PER_CHANNEL, TooManyChannels
 from collc.lowering.plan import Plan, Transfer
 
 # One threadblock's rate when planning lanes (the event simulation uses the measured rate, cost-model §1).
@@ -236,7 +236,9 @@ def assign(
     """Spread the transfers of every group of ``loads`` (:func:`group_loads`) over its lanes, give
     lanes channels and build every GPU's threadblocks.
 
-    Raises :class:`InfeasibleError` when the channels needed exceed ``max_channels``. A GPU may end
+    A group gets as many of its lanes as there are channels left for its pair; one that gets none
+    shares the pair's lanes on its plane (its transfers then sit beside other stages' in one
+    threadblock). Raises :class:`TooManyChannels` when a pair has no channel at all. A GPU may end
     up with more than ``max_tbs`` threadblocks when merging cannot help; the caller checks that.
     """
     lanes: list[Lane] = []
@@ -246,27 +248,34 @@ def assign(
     full: defaultdict[tuple[str, int], set[int]] = defaultdict(set)  # (role, gpu) -> channels with 32
     for group, members in loads.items():
         src, dst, plane, _ = group
-        count = min(lanes_per_group[group], len(members))
-        first = len(lanes)
-        for _ in range(count):
+        mine: list[int] = []  # the lanes this group's transfers go to
+        for _ in range(min(lanes_per_group[group], len(members))):
             taken = used.setdefault((src, dst), set())
             chan = _free_channel(taken | full[("send", src)] | full[("recv", dst)], plane, num_planes)
             if chan >= max_channels:
-                raise DoesNotFit(
-                    f"GPU {src} -> GPU {dst} needs channel {chan}, the runtime allows {max_channels}",
-                    hint="use fewer instances or a smaller --k/--max-k",
-                )
+                break
             taken.add(chan)
             for end in (("send", src), ("recv", dst)):
                 per_channel[(*end, chan)] += 1
                 if per_channel[(*end, chan)] == MAX_TBS_WITH_PEER_PER_CHANNEL:
                     full[end].add(chan)
+            mine.append(len(lanes))
             lanes.append(Lane(src, dst, plane, chan, group))
-        free = [(0, lane) for lane in range(count)]  # a heap of (chunks so far, lane)
+        if not mine:  # the pair's channels are taken: share its lanes on the plane (stages mix there)
+            mine = [
+                i for i, lane in enumerate(lanes) if (lane.src, lane.dst, lane.plane) == (src, dst, plane)
+            ]
+            if not mine:
+                chan = _free_channel(used.get((src, dst), set()), plane, num_planes)
+                raise TooManyChannels(
+                    f"GPU {src} -> GPU {dst} needs channel {chan}, the runtime allows {max_channels}",
+                    hint="use fewer instances or a smaller --k/--max-k",
+                )
+        free = [(0, lane) for lane in mine]  # a heap of (chunks so far, lane)
         for index in members:  # least-loaded lane first (lowest on ties), in key order: deterministic
             load, lane = free[0]
             heapq.heapreplace(free, (load + plan.transfers[index].source.cnt, lane))
-            lane_of[index] = first + lane
+            lane_of[index] = lane
     units: list[set[tuple[int, ...]]] = [set() for _ in lanes]
     for transfer, lane in zip(plan.transfers, lane_of, strict=True):
         units[lane].add(transfer.key[2:5])  # (tree, instance, piece)
