@@ -46,3 +46,15 @@ def test_gpus_forward_only_where_no_switch_path_exists() -> None:
     assert network.path("g0", "g2") == ("g0", "sw", "g2")
     line = _network([("g0", "g1", 100), ("g1", "g2", 100)])
     assert line.path("g0", "g2") == ("g0", "g1", "g2")
+
+
+def test_gpus_of_one_box_stay_inside_it_even_where_the_network_is_wider() -> None:
+    """Two PCIe switches joined by a 20 GB/s CPU link, each with a GPU and a 24 GB/s NIC on one IB
+    switch: the network path is wider, but NCCL joins GPUs of one box inside it."""
+    inside = ("g0", "g1", "plx0", "plx1", "cpu", "nic0", "nic1")
+    nodes = (*(Node(n, "gpu" if n[0] == "g" else "switch", 0, n) for n in inside), Node("ib", "switch"))
+    wires = [("g0", "plx0", 24), ("g1", "plx1", 24), ("plx0", "cpu", 20), ("plx1", "cpu", 20)]
+    wires += [("plx0", "nic0", 24), ("plx1", "nic1", 24), ("nic0", "ib", 25), ("nic1", "ib", 25)]
+    links = tuple(Link(a, b, Fraction(bw), latency_us=Fraction(0)) for a, b, bw in wires)
+    network = Network.of(Topology("t", nodes, links, ("g0", "g1")))
+    assert network.path("g0", "g1") == ("g0", "plx0", "cpu", "plx1", "g1")

@@ -3,7 +3,9 @@
 Parallel links between the same pair of nodes add their bandwidths (as in the capacity graph) and the
 pair's latency is the smallest of theirs. Paths between GPUs that are not given by a schedule are the
 runtime's: the widest (largest bottleneck bandwidth), then the shortest by hop count, preferring routes
-whose intermediate nodes are switches/NICs (GPUs do not forward in hardware). NCCL ranks a pair's
+whose intermediate nodes are switches/NICs (GPUs do not forward in hardware). Two GPUs of one box
+stay inside it: NCCL connects them peer to peer (or through host memory), never out through a NIC
+and back, however wide the network path is. NCCL ranks a pair's
 paths by type, NVLink before PCIe before the CPU and the network, and uses one of them per pair: two
 GPUs on an NVSwitch and on one PCIe switch talk over the NVSwitch, although both are two hops. Ties
 are broken by node name so every run picks the same path.
@@ -72,7 +74,10 @@ class Network:
     def _path(self, src: str, dst: str) -> tuple[str, ...]:
         key = (src, dst)
         if key not in self._paths:
-            found = self._widest(src, dst, through_gpus=False) or self._widest(src, dst, through_gpus=True)
+            box = self._box_of(src)
+            boxes = (box, None) if box is not None and box == self._box_of(dst) else (None,)
+            searches = ((within, through) for within in boxes for through in (False, True))
+            found = next(filter(None, (self._widest(src, dst, *search) for search in searches)), None)
             if found is None:
                 raise InputError(
                     f"no path from {src} to {dst} in topology {self.topology.name!r}",
@@ -81,21 +86,26 @@ class Network:
             self._paths[key] = found
         return self._paths[key]
 
-    def _widest(self, src: str, dst: str, *, through_gpus: bool) -> tuple[str, ...] | None:
-        """The widest and then shortest path from ``src`` to ``dst``: a breadth-first search over
-        the arcs of at least each bandwidth in turn, widest first, from the widest that can leave
-        ``src`` and enter ``dst``."""
+    def _box_of(self, name: str) -> int | None:
+        return self.topology.node(name).box
+
+    def _widest(self, src: str, dst: str, within: int | None, through_gpus: bool) -> tuple[str, ...] | None:
+        """The widest and then shortest path from ``src`` to ``dst`` (inside box ``within`` unless it
+        is None): a breadth-first search over the arcs of at least each bandwidth in turn, widest
+        first, from the widest that can leave ``src`` and enter ``dst``."""
         widest = min(self._widest_out.get(src, 0), self._widest_in.get(dst, 0))
         for width in self.widths:
             if width <= widest:
-                found = self._bfs(src, dst, width, through_gpus)
+                found = self._bfs(src, dst, width, within, through_gpus)
                 if found is not None:
                     return found
         return None
 
-    def _bfs(self, src: str, dst: str, width: Fraction, through_gpus: bool) -> tuple[str, ...] | None:
-        """The shortest path by hops from ``src`` to ``dst`` over arcs of at least ``width``
-        (neighbours in name order, so ties go to the smaller name)."""
+    def _bfs(
+        self, src: str, dst: str, width: Fraction, within: int | None, through_gpus: bool
+    ) -> tuple[str, ...] | None:
+        """The shortest path by hops from ``src`` to ``dst`` over arcs of at least ``width`` and
+        nodes of box ``within`` (None: any), neighbours in name order, so ties go to the smaller name."""
         parent: dict[str, str | None] = {src: None}
         queue = deque([src])
         while queue:
@@ -108,7 +118,8 @@ class Network:
             if node != src and not through_gpus and self.is_gpu(node):
                 continue
             for nxt in self.neighbours.get(node, ()):
-                if nxt not in parent and self.bandwidth[(node, nxt)] >= width:
+                inside = within is None or self._box_of(nxt) == within
+                if nxt not in parent and inside and self.bandwidth[(node, nxt)] >= width:
                     parent[nxt] = node
                     queue.append(nxt)
         return None
