@@ -272,3 +272,22 @@ def test_gpus_sharing_a_pcie_switch_beside_an_nvswitch_are_never_joined_through_
     ]
     assert gpu_to_gpu and all(middle.endswith("nvswitch") for _, middle, _ in gpu_to_gpu)
     assert _rooted_connectivity(graph.num_gpus, bound.k, result.capacities) == [graph.num_gpus * bound.k] * 16
+
+
+def test_where_leaving_bypassed_partners_out_breaks_connectivity_they_are_offered_last() -> None:
+    """g2 reaches g1 only through the switch, and the switch's capacity from g0 is only admissible
+    towards the GPUs g0 is linked to (bypassed): left out, a GPU falls short of N·k, so the split
+    is redone once more with them last (found by a random search over 3-GPU fabrics)."""
+    gpus = ("g0", "g1", "g2")
+    nodes = (*(Node(g, "gpu", 0, g) for g in gpus), Node("sw", "switch", 0, "sw"))
+    wires = [("g0", "sw", 5), ("g1", "sw", 5), ("g2", "sw", 10), ("g0", "g1", 20), ("g0", "g2", 10)]
+    topology = Topology("t", nodes, tuple(Link(a, b, Fraction(bw)) for a, b, bw in wires), gpus)
+    graph = capacity_graph(topology)
+    bound = optimal_bound(graph)
+    capacities = integer_capacities(graph, bound)
+    boxes = (0,) * graph.num_nodes
+    assert drain(_remove_switches(graph, capacities, bound.k, SPREAD, (), boxes, Bypassed.NEVER)) is None
+    result = remove_switches(graph, capacities, bound.k, boxes=boxes)
+    last = drain(_remove_switches(graph, capacities, bound.k, SPREAD, (), boxes, Bypassed.LAST))
+    assert result.routes == last.routes
+    assert _rooted_connectivity(3, bound.k, result.capacities) == [3 * bound.k] * 3

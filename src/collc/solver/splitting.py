@@ -532,7 +532,8 @@ def remove_switches_steps(
     ``boxes`` gives each vertex's box (None outside boxes); a switch outside every box offers its
     partners one box at a time (:meth:`_Splitter._partners`). When the result routes a pair of GPUs
     over a path the runtime would not take (:meth:`PeerPaths.bypassed`), the split is redone with such
-    partners last; fabrics without such routes keep the first split and its forests.
+    partners left out, and if that leaves a GPU short of (*), once more with them offered last;
+    fabrics without such routes keep the first split and its forests.
     """
     boxes = tuple(boxes) or (None,) * graph.num_nodes
     split = yield from _remove_switches(graph, capacities, k, spread, symmetries, boxes, Bypassed.ANYWHERE)
@@ -541,11 +542,11 @@ def remove_switches_steps(
         peers.bypassed(path) for routes in split.routes.values() for path, _ in routes
     ):
         return split
-    for policy in (Bypassed.NEVER, Bypassed.LAST):
-        redone = yield from _remove_switches(graph, capacities, k, spread, symmetries, boxes, policy)
-        if redone is not None:
-            return redone
-    raise AssertionError("unreachable: the last policy raises instead of returning None")
+    redone = yield from _remove_switches(graph, capacities, k, spread, symmetries, boxes, Bypassed.NEVER)
+    if redone is None:
+        redone = yield from _remove_switches(graph, capacities, k, spread, symmetries, boxes, Bypassed.LAST)
+    assert redone is not None  # only Bypassed.NEVER returns None; the others raise
+    return redone
 
 
 class PeerPaths:
