@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import lcm
 
-from collc.lowering.limits import MAX_TBS_WITH_PEER_PER_CHANNEL, TooManyChannels
+from collc.lowering.limits import MAX_TBS_WITH_PEER_PER_CHANNEL, DoesNotFit
 from collc.lowering.plan import Plan, Transfer
 
 # One threadblock's rate when planning lanes (the event simulation uses the measured rate, cost-model §1).
@@ -238,7 +238,7 @@ def assign(
 
     A group gets as many of its lanes as there are channels left for its pair; one that gets none
     shares the pair's lanes on its plane (its transfers then sit beside other stages' in one
-    threadblock). Raises :class:`TooManyChannels` when a pair has no channel at all. A GPU may end
+    threadblock). Raises :class:`DoesNotFit` when a pair has no channel at all. A GPU may end
     up with more than ``max_tbs`` threadblocks when merging cannot help; the caller checks that.
     """
     lanes: list[Lane] = []
@@ -267,7 +267,7 @@ def assign(
             ]
             if not mine:
                 chan = _free_channel(used.get((src, dst), set()), plane, num_planes)
-                raise TooManyChannels(
+                raise DoesNotFit(
                     f"GPU {src} -> GPU {dst} needs channel {chan}, the runtime allows {max_channels}",
                     hint="use fewer instances or a smaller --k/--max-k",
                 )

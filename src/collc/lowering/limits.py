@@ -28,10 +28,6 @@ class DoesNotFit(InfeasibleError):
     """The forest cannot be lowered within the runtime's limits at this k / instance count."""
 
 
-class TooManyChannels(DoesNotFit):
-    """The lanes of one GPU pair need more channels than the runtime has (fewer lanes may fit)."""
-
-
 @dataclass(frozen=True)
 class RuntimeLimits:
     """What one program may use on one GPU of one runtime."""

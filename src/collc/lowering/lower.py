@@ -28,7 +28,7 @@ from collc.lowering.assign import (
 )
 from collc.lowering.collector import collector_paused
 from collc.lowering.emit import emit, host_tb
-from collc.lowering.limits import DoesNotFit, RuntimeLimits, TooManyChannels, Usage, usage
+from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
 from collc.lowering.plan import MAX_CNT, Plan, build_plan, chunks_per_root
 from collc.lowering.reach import forest_elements
 from collc.lowering.sequence import hazards, schedule_keys
@@ -227,8 +227,8 @@ def _fit(
     split_stages: bool,
     partial: bool = False,
 ) -> Generator[None, None, Lowered]:
-    """Search lane counts: raise per-group minimums for step overflow, cap lanes for threadblock or
-    channel overflow (a generator of steps: yields after each assignment and emission).
+    """Search lane counts: raise per-group minimums for step overflow, cap lanes for threadblock overflow
+    (a generator of steps: yields after each assignment and emission).
 
     ``predecessors`` are the plan's :func:`collc.lowering.sequence.hazards`; ``after`` the sends
     that wait for their GPU's NIC-feeding sends (:func:`feeders_first`), applied only when no
@@ -256,20 +256,14 @@ def _fit(
     cap = max(wanted.values())
     for _ in range(4 * len(wanted) + 64):
         lanes = {g: max(minimum[g], min(wanted[g], cap)) for g in wanted}
-        try:
-            assignment = assign(
-                plan,
-                loads,
-                lanes,
-                num_planes=num_planes,
-                max_channels=limits.max_channels,
-                max_tbs=limits.max_tbs,
-            )
-        except TooManyChannels:  # a pair's lanes overflow the channels: fewer lanes, as for threadblocks
-            if cap > 1 and any(lanes[g] > minimum[g] for g in wanted):
-                cap -= 1
-                continue
-            raise
+        assignment = assign(
+            plan,
+            loads,
+            lanes,
+            num_planes=num_planes,
+            max_channels=limits.max_channels,
+            max_tbs=limits.max_tbs,
+        )
         yield
         most_tbs = max(len(specs) for specs in assignment.tbs)
         if most_tbs > limits.max_tbs:  # decided before emitting: threadblocks depend on lanes only

@@ -3,12 +3,12 @@
 Parallel links between the same pair of nodes add their bandwidths (as in the capacity graph) and the
 pair's latency is the smallest of theirs. Paths between GPUs that are not given by a schedule are the
 runtime's: the widest (largest bottleneck bandwidth), then the shortest by hop count, preferring routes
-whose intermediate nodes are switches/NICs (GPUs do not forward in hardware). Two GPUs of one box
-stay inside it: NCCL connects them peer to peer (or through host memory), never out through a NIC
-and back, however wide the network path is. NCCL ranks a pair's
+whose intermediate nodes are switches/NICs (GPUs do not forward in hardware). NCCL ranks a pair's
 paths by type, NVLink before PCIe before the CPU and the network, and uses one of them per pair: two
-GPUs on an NVSwitch and on one PCIe switch talk over the NVSwitch, although both are two hops. Ties
-are broken by node name so every run picks the same path.
+GPUs on an NVSwitch and on one PCIe switch talk over the NVSwitch, although both are two hops. Two
+GPUs of one box stay inside it: NCCL connects them peer to peer (or through host memory), never out
+through a NIC and back, however wide the network path is. Ties are broken by node name so every run
+picks the same path.
 """
 
 from __future__ import annotations
@@ -35,15 +35,9 @@ class Network:
     neighbours: dict[str, tuple[str, ...]]
     _paths: dict[Arc, tuple[str, ...]] = field(default_factory=dict)
     widths: tuple[Fraction, ...] = field(init=False)  # the distinct arc bandwidths, widest first
-    _widest_out: dict[str, Fraction] = field(init=False)  # per node, its widest arc out
-    _widest_in: dict[str, Fraction] = field(init=False)  # per node, its widest arc in
 
     def __post_init__(self) -> None:
         self.widths = tuple(sorted(set(self.bandwidth.values()), reverse=True))
-        self._widest_out, self._widest_in = {}, {}
-        for (src, dst), bw in self.bandwidth.items():
-            self._widest_out[src] = max(bw, self._widest_out.get(src, bw))
-            self._widest_in[dst] = max(bw, self._widest_in.get(dst, bw))
 
     @classmethod
     def of(cls, topology: Topology) -> Network:
@@ -62,16 +56,13 @@ class Network:
     def is_gpu(self, name: str) -> bool:
         return self.topology.node(name).kind == "gpu"
 
-    def path(self, src: str, dst: str) -> tuple[str, ...]:
-        """The runtime's path from GPU ``src`` to GPU ``dst`` (see the module docstring)."""
-        return self._path(src, dst)
-
     def path_via(self, src: str, via: str, dst: str) -> tuple[str, ...]:
         """The runtime's path from ``src`` to ``dst`` that passes through node ``via`` (e.g. a NIC
         rail)."""
-        return self._path(src, via) + self._path(via, dst)[1:]
+        return self.path(src, via) + self.path(via, dst)[1:]
 
-    def _path(self, src: str, dst: str) -> tuple[str, ...]:
+    def path(self, src: str, dst: str) -> tuple[str, ...]:
+        """The runtime's path from ``src`` to ``dst`` (see the module docstring)."""
         key = (src, dst)
         if key not in self._paths:
             box = self._box_of(src)
@@ -92,13 +83,11 @@ class Network:
     def _widest(self, src: str, dst: str, within: int | None, through_gpus: bool) -> tuple[str, ...] | None:
         """The widest and then shortest path from ``src`` to ``dst`` (inside box ``within`` unless it
         is None): a breadth-first search over the arcs of at least each bandwidth in turn, widest
-        first, from the widest that can leave ``src`` and enter ``dst``."""
-        widest = min(self._widest_out.get(src, 0), self._widest_in.get(dst, 0))
+        first (a search over arcs wider than any leaving ``src`` ends at once)."""
         for width in self.widths:
-            if width <= widest:
-                found = self._bfs(src, dst, width, within, through_gpus)
-                if found is not None:
-                    return found
+            found = self._bfs(src, dst, width, within, through_gpus)
+            if found is not None:
+                return found
         return None
 
     def _bfs(

@@ -571,26 +571,19 @@ class PeerPaths:
 
     def bypassed(self, path: Path) -> bool:
         """Whether the runtime joins the ends of ``path`` (two GPUs) another way: the path leaves
-        their box, or the box has a wider path between them."""
+        their box, or the box has a wider path between them. An arc made by an earlier split has no
+        bandwidth of its own (only leaving the box counts for it)."""
         head, tail, inner = path[0], path[-1], path[1:-1]
         if not inner or self.boxes[head] != self.boxes[tail]:
             return False
         if any(self.boxes[v] != self.boxes[head] for v in inner):
             return True
-        bottleneck = min(self.capacity.get(arc, 0) for arc in itertools.pairwise(path))
+        bottleneck = min(self.capacity.get(arc, inf) for arc in itertools.pairwise(path))
         return bottleneck < self.widest(head).get(tail, 0)
 
     def partner_bypassed(self, u: int, w: int, t: int) -> bool:
-        """:meth:`bypassed` for a split ``(u, w), (w, t)`` judged on the physical arcs it joins (an
-        arc made by an earlier split has no bandwidth of its own: only leaving the box counts)."""
-        if u >= self.num_gpus or t >= self.num_gpus:
-            return False
-        if self.boxes[u] != self.boxes[t]:
-            return False
-        if self.boxes[w] != self.boxes[u]:
-            return True
-        bottleneck = min(self.capacity.get((u, w), inf), self.capacity.get((w, t), inf))
-        return bottleneck < self.widest(u).get(t, 0)
+        """:meth:`bypassed` for a split ``(u, w), (w, t)`` between two GPUs (False for a switch)."""
+        return u < self.num_gpus and t < self.num_gpus and self.bypassed((u, w, t))
 
     def widest(self, head: int) -> dict[int, int]:
         """Per GPU of ``head``'s box, the bottleneck capacity of the widest path to it inside the box
