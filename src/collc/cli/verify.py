@@ -18,7 +18,6 @@ from collc.errors import InputError
 from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
 from collc.msccl.program import TARGET_RUNTIMES, Algorithm
-from collc.msccl.reader import read_xml
 from collc.mscclpp.reader import looks_like_plan
 from collc.mscclpp.verify import verify_plan_text
 from collc.progress import terminal_progress
@@ -173,11 +172,13 @@ def verify_command(
             )
         selection = None
         if call and report.ok:
-            selection = _selection(text, name, report.runtime, call, dtype, inplace, buffer_bytes)
+            assert report.algorithm is not None  # a valid report was read
+            selection = _selection(report.algorithm, report.runtime, call, dtype, inplace, buffer_bytes)
         if call and not report.ok:
             report.notes.append("selection not explained: the file is invalid")
         if report.ok:
-            loaded.append((name, read_xml(text, name, runtime=report.runtime)))
+            assert report.algorithm is not None
+            loaded.append((name, report.algorithm))
         if selection is not None and selection.selected and chosen is None:
             chosen = name
         good = report.ok and (selection is None or (selection.selected and selection.deadlock is None))
@@ -252,10 +253,9 @@ def _buffer_bytes(buffsize: str | None) -> int | None:
 
 
 def _selection(
-    text: str, name: str, runtime: str, call, dtype: str, inplace: bool, buffer_bytes: int | None
+    algo: Algorithm, runtime: str, call, dtype: str, inplace: bool, buffer_bytes: int | None
 ) -> Selection:
     nranks, nbytes = call
-    algo = read_xml(text, name, runtime=runtime)
     return explain_call(
         algo,
         nranks=nranks if nranks is not None else algo.ngpus,

@@ -387,4 +387,5 @@ def verify_text(
         Problem(note.rule, "warning", note.message, note.location) for note in reader_notes
     ]
     report.notes[:0] = notes
+    report.algorithm = algo
     return report

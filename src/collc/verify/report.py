@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from collc.errors import Location
+
+if TYPE_CHECKING:
+    from collc.msccl.program import Algorithm
 
 Severity = Literal["error", "warning"]
 
@@ -54,6 +57,10 @@ class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
     #: what was checked, e.g. "simulated in-place, K=2, m=1 and m=71" or why the simulation was skipped
     notes: list[str] = field(default_factory=list)
+    #: the program as read from the file's text (:func:`collc.verify.verify_text`; None where it did not
+    #: parse), so that a caller that also explains or compares the file does not parse it again (a
+    #: 128-GPU file takes seconds to read)
+    algorithm: Algorithm | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
