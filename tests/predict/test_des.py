@@ -260,3 +260,35 @@ def test_unpaired_connections_and_dangling_dependencies_are_input_errors() -> No
     dangling.gpus[1].tbs[1].steps[0].depid = 7
     with pytest.raises(InputError, match="tb 7, which does not exist"):
         ProgramCost(_switch(3), dangling)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_runs_made_side_by_side_give_the_answers_of_runs_made_one_by_one(monkeypatch, threads: int) -> None:
+    """prefetch runs the simulations a size needs on several threads; every time is the same to the
+    last bit as one thread's, and a size it covered needs no further run."""
+    monkeypatch.setattr(des, "STEP_BUDGET", 1)  # two runs (n and n/2 iterations) per large size
+    sizes = [MiB, 64 * MiB, 2**30]
+    alone = ProgramCost(_switch(4), ring_allgather(4))
+    expected = [alone.time_us("allgather", size, SIMPLE) for size in sizes]
+    monkeypatch.setattr(des, "_threads", threads)
+    cost = ProgramCost(_switch(4), ring_allgather(4))
+    runs = des.runs_of(cost, "allgather", sizes, SIMPLE)
+    assert len(runs) == 5  # 1 MiB fits one run; 64 MiB and 1 GiB need two each
+    des.prefetch(runs)
+    assert des.runs_of(cost, "allgather", sizes, SIMPLE) == []
+    monkeypatch.setattr(cost, "_run", None)  # nothing is simulated again
+    assert [cost.time_us("allgather", size, SIMPLE) for size in sizes] == expected
+
+
+def test_a_run_made_ahead_that_fails_raises_only_where_it_is_needed(monkeypatch) -> None:
+    """A speculative prefetch of a program that deadlocks leaves the run unmade; the simulation
+    that needs it raises."""
+    monkeypatch.setattr(des, "_threads", 2)
+    stuck = _chain(fused=False)
+    stuck.gpus[2].tbs[0].steps.append(_step("r", 1))
+    cost = ProgramCost(_switch(3), stuck)
+    runs = des.runs_of(cost, "allgather", [MiB, 2**30], SIMPLE)
+    des.prefetch(runs)
+    assert des.runs_of(cost, "allgather", [MiB, 2**30], SIMPLE) == runs
+    with pytest.raises(InputError, match="deadlocks"):
+        des.prefetch(runs, strict=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cache, cached_property
@@ -40,7 +40,7 @@ from collc.lowering.plan import COLLECTIVES, network_planes
 from collc.lowering.reach import check_reach
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.msccl.writer import to_xml
-from collc.predict.des import ProgramCost
+from collc.predict.des import ProgramCost, Run, prefetch, runs_of, simulation_threads
 from collc.predict.model import TopologyModel
 from collc.predict.params import DEFAULT_BUFFER_BYTES, Protocol, simple
 from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
@@ -709,10 +709,30 @@ def _unsimulated(state: CompileState) -> Fitted | None:
 
 
 def _simulate_step(state: CompileState) -> None:
-    """Simulate: one candidate at the reference size with one buffer (:func:`_unsimulated`)."""
+    """Simulate: one candidate at the reference size with one buffer (:func:`_unsimulated`), and
+    beside it, while threads are left (:func:`collc.predict.des.simulation_threads`), the next
+    candidates the choose step may ask for (a faster one found meanwhile may spare them; their
+    results are only used if asked for, so the choice is the same on any number of threads)."""
     item = _unsimulated(state)
     assert item is not None
+    runs = item.runs([state.reference])
+    variants = [
+        replace(other, buffer_bytes=buffer)
+        for buffer in buffer_choices(state.options)
+        for other in sorted(state.fitted, key=_by_ceiling)
+    ]
+    for run in (run for other in variants for run in other.runs([state.reference])):
+        if len(runs) >= simulation_threads():
+            break
+        if run not in runs:
+            runs.append(run)
+    prefetch(runs)
     item.algbw(state.reference)
+
+
+def _by_ceiling(item: Fitted) -> float:
+    """Sort key of the simulation order (:func:`_simulation_order`): highest ceiling first."""
+    return -item.ceiling
 
 
 def _choose_step(state: CompileState) -> None:
@@ -868,6 +888,12 @@ class Fitted:
         algo = self.lowered.algorithm
         return self.predictor.knows(algo.coll, served_size(algo, nbytes), self.proto)
 
+    def runs(self, sizes: Iterable[int]) -> list[tuple[ProgramCost, Run]]:
+        """The simulations :meth:`algbw` still needs for ``sizes``, to be made side by side
+        (:func:`collc.predict.des.prefetch`)."""
+        algo = self.lowered.algorithm
+        return runs_of(self.predictor, algo.coll, [served_size(algo, size) for size in sizes], self.proto)
+
     def algbw(self, nbytes: int) -> float:
         """Simulated algbw (GB/s) of a call of ``nbytes`` (moved to the nearest size the file serves)."""
         algo = self.lowered.algorithm
@@ -913,6 +939,7 @@ def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) 
     contenders = _contenders(fitted, reference)
     fastest = max(item.algbw(reference) for item in contenders)
     close = [item for item in contenders if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
+    prefetch([run for item in close for run in item.runs(_smaller_sizes(reference))])
     return max(close, key=lambda item: _delivered(item, reference, vendor))
 
 
@@ -935,10 +962,15 @@ def _delivered(item: Fitted, reference: int, vendor: Callable[[int], float]) -> 
     the runtime's elsewhere. A file that loses at 64 MiB cannot take 1 MiB when it takes 1 GiB, so
     its win at 1 MiB counts for nothing (a degraded 4x8 H100 allreduce picked k = 8 for 28.3 against
     22.8 GB/s at 1 MiB, and its range then started above 64 MiB, where it lost)."""
-    sizes = (reference // 1024, reference // 16, reference)
+    sizes = (*_smaller_sizes(reference), reference)
     contests = [_Contest(size, item.algbw(size), vendor(size)) for size in sizes]
     taken = {contest.nbytes for contest in taken_run(contests)}
     return prod(c.algbw if c.nbytes in taken else c.vendor for c in contests[:2])
+
+
+def _smaller_sizes(reference: int) -> tuple[int, int]:
+    """The sizes besides the reference that the pick weighs (:func:`_delivered`)."""
+    return reference // 1024, reference // 16
 
 
 def vendor_best(model: TopologyModel, coll: str) -> Callable[[int], float]:
@@ -951,7 +983,7 @@ def _simulation_order(fitted: list[Fitted], reference: int) -> Iterator[Fitted]:
     highest ceiling first (:attr:`Fitted.ceiling`), each simulated there once the caller moves past it;
     the first whose ceiling is below that share of the fastest simulated so far ends the order."""
     fastest = 0.0
-    for item in sorted(fitted, key=lambda item: -item.ceiling):
+    for item in sorted(fitted, key=_by_ceiling):
         if item.ceiling < fastest * (1 - EQUIVALENT):
             return
         yield item

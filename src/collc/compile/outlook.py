@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from math import lcm
 
 from collc.msccl.program import Algorithm
+from collc.predict.des import prefetch_sizes
 from collc.predict.model import TopologyModel
 from collc.predict.params import PROTOCOLS, Protocol, busbw_factor
 from collc.predict.sweep import Memo, Predictor
@@ -126,13 +127,12 @@ def outlook(
     bound = float(model.bound_algbw(algo.coll))
     factor = float(busbw_factor(algo.coll, algo.ngpus))
     whole = replace(algo, min_bytes=0, max_bytes=0)
+    served = sorted({served_size(algo, size) for size in sizes})
+    simulated = {nbytes for nbytes in served if selects(whole, nbytes, runtime)}
+    prefetch_sizes(cost, algo.coll, sorted(simulated), proto)
     rows = []
-    for nbytes in sorted({served_size(algo, size) for size in sizes}):
-        algbw = (
-            nbytes / cost.time_us(algo.coll, nbytes, proto) / 1000
-            if selects(whole, nbytes, runtime)
-            else None
-        )
+    for nbytes in served:
+        algbw = nbytes / cost.time_us(algo.coll, nbytes, proto) / 1000 if nbytes in simulated else None
         vendor = vendor_algbw(model, algo.coll, nbytes)
         rows.append(
             SizeOutlook(

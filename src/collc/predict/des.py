@@ -25,7 +25,9 @@ What is modelled (the MSCCL executor's interpreter):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import ceil, inf
 from typing import NamedTuple
@@ -39,6 +41,7 @@ from collc.msccl.program import RECV_TYPES, SEND_TYPES, Algorithm
 from collc.predict.fairshare import Shares, shares_of, update
 from collc.predict.network import Network
 from collc.predict.params import LAUNCH_US, Protocol
+from collc.predict.sweep import Memo
 from collc.predict.tournament import tree_at_most, tree_of, tree_set
 
 STEP_BUDGET = 200_000  # simulated steps (all threadblocks, all iterations) per call (docs/cost-model.md §4)
@@ -217,7 +220,7 @@ class ProgramCost:
             self._routes.append([arc_index[arc] for arc in network.arcs_of(path)])
             latency.append(network.path_latency_us(path))
         self._latency = np.array(latency)
-        self._runs: dict[tuple[int, float, Protocol], float] = {}
+        self._runs: dict[Run, float] = {}  # end times of the runs made (:meth:`ensure`)
         arc_cnt = np.zeros(len(arcs))  # chunks per iteration over every arc
         for tb, route in zip(self.tbs, self._routes, strict=True):
             arc_cnt[route] += sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES)
@@ -250,24 +253,33 @@ class ProgramCost:
         threadblocks fall behind the others a little every iteration: the run's last iterations are
         then its laggards catching up with the arcs to themselves (4x8 V100 allgather, k = 1: 62.6
         GB/s extrapolated that way from 99 of 256 iterations, 57.2 simulating all 256; the slope
-        gives 57.2).
+        gives 57.2). The two runs are independent and run side by side (:func:`prefetch`).
         """
         iterations, real, call_bytes = self.iterations(nbytes, proto)
-        end = self._end(iterations, call_bytes, proto)
+        prefetch([(self, key) for key in self.runs_for(nbytes, proto)], strict=True)
+        end = self._runs[Run(iterations, call_bytes, proto)]
         if real == iterations:
             return end
         half = iterations // 2  # >= 2: at least MIN_ITERATIONS are simulated when some are left over
-        slope = (end - self._end(half, call_bytes, proto)) / (iterations - half)
+        slope = (end - self._runs[Run(half, call_bytes, proto)]) / (iterations - half)
         return end + (real - iterations) * max(slope, self._busiest_arc_us(call_bytes, proto))
 
-    def _end(self, iterations: int, call_bytes: float, proto: Protocol) -> float:
-        """When a run of ``iterations`` iterations of ``call_bytes`` ends (µs), simulated once per
-        program: every size whose simulated iterations move the same bytes runs the same simulation
-        (all power-of-two sizes above the step budget)."""
-        key = (iterations, call_bytes, proto)
-        if key not in self._runs:
-            self._runs[key] = float(self._run(iterations, call_bytes, proto)[-1])
-        return self._runs[key]
+    def runs_for(self, nbytes: int, proto: Protocol) -> list[Run]:
+        """The runs a call of ``nbytes`` needs that have not run yet. A run is made once per program:
+        every size whose simulated iterations move the same bytes shares it (all power-of-two sizes
+        above the step budget)."""
+        iterations, real, call_bytes = self.iterations(nbytes, proto)
+        counts = (iterations,) if real == iterations else (iterations, iterations // 2)
+        return [
+            Run(count, call_bytes, proto)
+            for count in counts
+            if Run(count, call_bytes, proto) not in self._runs
+        ]
+
+    def ensure(self, run: Run) -> None:
+        """Simulate ``run`` unless it has run: when its last iteration ends (µs)."""
+        if run not in self._runs:
+            self._runs[run] = float(self._run(run.iterations, run.call_bytes, run.proto)[-1])
 
     def arc_limit_algbw(self, proto: Protocol) -> float:
         """An algbw (GB/s) no call of this program exceeds with ``proto``: every iteration moves one call
@@ -321,6 +333,75 @@ class Timing(NamedTuple):
     wire: float
     fifo: int
     overhead: float
+
+
+class Run(NamedTuple):
+    """One simulation of a program: ``iterations`` iterations of ``call_bytes`` per chunk."""
+
+    iterations: int
+    call_bytes: float
+    proto: Protocol
+
+
+def prefetch(runs: Sequence[tuple[ProgramCost, Run]], *, strict: bool = False) -> None:
+    """Make the runs not made yet, side by side on up to :func:`simulation_threads` threads (the
+    compiled event loop releases the GIL). Every run is deterministic and independent of the others, so
+    the answers are the same on any number of threads.
+
+    A caller that only may need the runs (``strict=False``: the next candidates of a search, which a
+    faster one found meanwhile may spare) loses nothing if one fails: it is left unmade, and the
+    simulation that needs it raises then. With ``strict``, a failure is raised here.
+    """
+    todo = list(dict.fromkeys((cost, run) for cost, run in runs if run not in cost._runs))
+    if not todo:
+        return
+    workers = min(len(todo), simulation_threads())
+    if workers == 1:
+        for cost, run in todo:
+            _make(cost, run, strict)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda job: _make(*job, strict), todo))
+
+
+def runs_of(
+    predictor: object, collective: str, sizes: Iterable[int], proto: Protocol
+) -> list[tuple[ProgramCost, Run]]:
+    """The runs not made yet that ``predictor`` (a :class:`ProgramCost`, or a memo of one) needs for
+    calls of ``sizes`` (sizes the program serves); none for other predictors."""
+    cost = predictor.inner if isinstance(predictor, Memo) else predictor
+    if not isinstance(cost, ProgramCost) or collective != cost.algo.coll:
+        return []
+    return [(cost, run) for size in sizes for run in cost.runs_for(size, proto)]
+
+
+def prefetch_sizes(predictor: object, collective: str, sizes: Iterable[int], proto: Protocol) -> None:
+    """Make side by side the runs :func:`runs_of` lists. Only the simulation's speed changes: its
+    answers are the same (:func:`prefetch`)."""
+    prefetch(runs_of(predictor, collective, sizes, proto))
+
+
+def _make(cost: ProgramCost, run: Run, strict: bool) -> None:
+    try:
+        cost.ensure(run)
+    except InputError:
+        if strict:
+            raise
+
+
+_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def simulation_threads() -> int:
+    """How many simulations run at once (:func:`prefetch`): the CPUs this process may use, unless
+    :func:`set_simulation_threads` said otherwise."""
+    return _threads
+
+
+def set_simulation_threads(count: int) -> None:
+    """Run at most ``count`` simulations at once (a service with a process per CPU asks for one)."""
+    global _threads
+    _threads = max(1, count)
 
 
 @njit(cache=True)
@@ -408,7 +489,7 @@ def _schedule(
     tree_set(due, f, now + (left - tolerance) / rate[f])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timing, finished: np.ndarray):
     """The event loop: run every threadblock's steps ``timing.iterations`` times; record in
     ``finished`` when each iteration was finished by every threadblock; return each threadblock's

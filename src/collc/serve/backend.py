@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
+from collc.predict.des import set_simulation_threads
 from collc.serve.steps import HELD_STATES, HeldStates, JobSpec, SliceOutcome, run_slice
 
 
@@ -93,6 +94,7 @@ def _worker_main(
 ) -> None:
     """A worker process: run the slices it is sent, one at a time, until it is sent None."""
     _exit_with_parent()
+    set_simulation_threads(1)  # a worker per CPU: its simulations run one at a time
     held = HeldStates(held_states)
     while True:
         task: SliceTask | None = connection.recv()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collc.errors import InputError
+from collc.predict.des import set_simulation_threads
 from collc.serve.backend import SliceTask, StepNote, Worker, WorkerPool
 from collc.serve.steps import HELD_STATES, HeldStates, SliceOutcome, run_slice
 
@@ -33,6 +34,7 @@ class SliceRunner:
     stop flag of the slice it runs."""
 
     def __init__(self, held_states: int):
+        set_simulation_threads(1)  # an actor per CPU: its simulations run one at a time
         self.held = HeldStates(held_states)
         self.stop_flag = threading.Event()
         self.job: str | None = None
