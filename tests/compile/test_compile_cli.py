@@ -403,19 +403,43 @@ def test_a_win_the_file_range_cannot_take_counts_for_nothing():
     assert driver._delivered(below, gib, runtime.__getitem__) == pytest.approx(160.0 * 30.0)
 
 
+# A ring of 5 GPUs with two links of 0.001 GB/s: collc's file wins at no size
+SLOW_RING = (
+    "nodes: [{name: g, kind: gpu, count: 5}]\n"
+    "links:\n"
+    "  - {src: g0, dst: g1, bandwidth: 0.001}\n"
+    "  - {src: g1, dst: g2, bandwidth: 1000000}\n"
+    "  - {src: g2, dst: g3, bandwidth: 7/3}\n"
+    "  - {src: g3, dst: g4, bandwidth: 25}\n"
+    "  - {src: g4, dst: g0, bandwidth: 0.001}\n"
+)
+
+
+def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_path):
+    """A CI job reads one JSON document whatever the outcome: a compile that wins nowhere prints the
+    report's keys with ``file`` null, the reason, and the simulated figures of the file it did not
+    write (none selected); the error line still goes to stderr with exit 1."""
+    fabric = tmp_path / "slow.yaml"
+    fabric.write_text(SLOW_RING)
+    target = tmp_path / "x.xml"
+    result = CliRunner().invoke(main, ["compile", str(fabric), "-o", str(target), "--json"])
+    assert result.exit_code == 1 and not target.exists(), result.output
+    document = json.loads(result.stdout)
+    assert document["file"] is None and document["exit_code"] == 1
+    assert "no file written" in document["error"] and "--force" in document["hint"]
+    assert document["k"] >= 1 and document["nchunksperloop"] % 5 == 0
+    assert [row["bytes"] // 2**20 for row in document["predicted"]] == [1, 64, 1024]
+    assert all(not row["selected"] and row["algbw"] > 0 for row in document["predicted"])
+    assert "error:" in result.stderr
+    forced = CliRunner().invoke(main, ["compile", str(fabric), "-o", str(target), "--json", "--force"])
+    assert forced.exit_code == 0 and json.loads(forced.stdout)["file"] == str(target)
+
+
 def test_the_no_win_message_shows_slow_links_figures_in_significant_digits(tmp_path):
     """A ring with two links of 0.001 GB/s: the closest figures are about 0.00125 GB/s, which one
     decimal printed as "0.0 vs 0.0"."""
     fabric = tmp_path / "slow.yaml"
-    fabric.write_text(
-        "nodes: [{name: g, kind: gpu, count: 5}]\n"
-        "links:\n"
-        "  - {src: g0, dst: g1, bandwidth: 0.001}\n"
-        "  - {src: g1, dst: g2, bandwidth: 1000000}\n"
-        "  - {src: g2, dst: g3, bandwidth: 7/3}\n"
-        "  - {src: g3, dst: g4, bandwidth: 25}\n"
-        "  - {src: g4, dst: g0, bandwidth: 0.001}\n"
-    )
+    fabric.write_text(SLOW_RING)
     result = CliRunner().invoke(main, ["compile", str(fabric), "-o", str(tmp_path / "x.xml")])
     assert result.exit_code == 1, result.output
     closest = re.search(r"closest: ([\d.e-]+) vs ([\d.e-]+) GB/s", result.output)

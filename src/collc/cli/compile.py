@@ -18,8 +18,8 @@ from collc.cli.common import PROTOCOL, output_directory, output_path, topology_a
 from collc.cli.diff import healthy_bound_algbw
 from collc.compile.driver import LANE_CHOICES
 from collc.compile.flags import CompileFlags
-from collc.compile.report import report_json, report_lines
-from collc.errors import InputError
+from collc.compile.report import failure_json, report_json, report_lines
+from collc.errors import CollcError, InputError
 from collc.fileio import atomic_write
 from collc.lowering.limits import RUNTIMES
 from collc.lowering.plan import COLLECTIVES
@@ -175,8 +175,13 @@ def compile_command(
 
         click.echo("\n".join(compile_bundle(topology, options, bundle_dir)))
         return
-    with terminal_progress(as_json) as progress:  # on a terminal only, never with --json
-        result, text = compile_output(topology, options, progress)  # XML, or an MSCCL++ plan (mscclpp)
+    try:
+        with terminal_progress(as_json) as progress:  # on a terminal only, never with --json
+            result, text = compile_output(topology, options, progress)  # XML, or an MSCCL++ plan
+    except CollcError as error:
+        if as_json:  # stdout holds the one JSON document; the error line goes to stderr as always
+            click.echo(json.dumps(failure_json(error, topology, options), indent=2))
+        raise
     atomic_write(target, text)
     healthy = healthy_bound_algbw(coll)
     if as_json:

@@ -1100,8 +1100,26 @@ def _name(topology: Topology, coll: str, k: int, instances: int) -> str:
     return f"collc-{topology.name}-{topology.num_gpus}gpus-{coll}-k{k}-i{instances}"[:200]
 
 
+@dataclass(frozen=True)
+class Unwritten:
+    """The file a compile chose but did not write, because it wins at no size: what ``--json`` says
+    of it (the written file's report keys, with ``file`` null)."""
+
+    runtime: str
+    k: int
+    instances: int
+    nchunksperloop: int
+    buffer_bytes: int | None
+    bound_algbw: Fraction
+    predicted: tuple[SizeOutlook, ...]  # at REPORT_SIZES; none of them selected: nothing is written
+
+
 class NoWin(InfeasibleError):
     """The compiled file is predicted slower than the runtime's own algorithms at every size."""
+
+    def __init__(self, message: str, *, hint: str | None = None, unwritten: Unwritten | None = None):
+        super().__init__(message, hint=hint)
+        self.unwritten = unwritten
 
 
 def _finish(
@@ -1214,6 +1232,16 @@ def _byte_range(
         )
         return ByteRange(0, 0), True
     closest = max(rows, key=lambda row: (row.algbw or 0) / row.vendor_algbw)
+    predicted = outlook(model, algo, REPORT_SIZES, runtime, best.predictor, best.proto)
+    unwritten = Unwritten(
+        runtime=runtime,
+        k=best.solution.forest.k,
+        instances=best.instances,
+        nchunksperloop=algo.nchunksperloop,
+        buffer_bytes=best.buffer_bytes,
+        bound_algbw=model.bound_algbw(options.coll),
+        predicted=tuple(replace(row, selected=False) for row in predicted),
+    )
     raise NoWin(
         f"collc's {what} is predicted slower than the runtime's own ring/tree at every size from "
         f"{format_size(rows[0].nbytes)} to {format_size(rows[-1].nbytes)} (closest: "
@@ -1221,4 +1249,5 @@ def _byte_range(
         "no file written",
         hint="keep the runtime's own algorithm; --force writes it anyway, --min-bytes/--max-bytes set "
         "the range yourself",
+        unwritten=unwritten,
     )

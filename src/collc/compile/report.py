@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from collc.compile.driver import CompileResult
+from collc.compile.driver import CompileOptions, CompileResult, NoWin
 from collc.compile.outlook import SizeOutlook
+from collc.errors import CollcError
 from collc.mscclpp.compile import deploy_lines as plan_deploy_lines
 from collc.runtimes.libinfo import loaded_by
 from collc.sizes import format_size
+from collc.topology.model import Topology
 
 PLACEMENT = {(1, 1): "in-place and out-of-place", (1, 0): "in-place", (0, 1): "out-of-place"}
 
@@ -182,3 +184,40 @@ def report_json(
         "loaded_by": loaded_by(result.runtime),
         "notes": [*result.notes, *_slower_notes(result)],
     }
+
+
+def failure_json(error: CollcError, topology: Topology, options: CompileOptions) -> dict[str, object]:
+    """``collc compile --json`` when nothing was written: ``file`` null, why (``error``, ``hint``,
+    ``exit_code``) and, where a file was compiled but wins at no size, the keys of :func:`report_json`
+    that describe it, with its simulated figures (none of them selected), so that a CI job reads one
+    JSON document whatever the outcome."""
+    unwritten = error.unwritten if isinstance(error, NoWin) else None
+    document: dict[str, object] = {
+        "file": None,
+        "coll": options.coll,
+        "runtime": unwritten.runtime if unwritten else options.runtime,
+        "proto": options.proto,
+        "topology": topology.name,
+        "ngpus": topology.num_gpus,
+        "k": None,
+        "instances": None,
+        "nchunksperloop": None,
+        "buffsize": None,
+        "min_bytes": None,
+        "max_bytes": None,
+        "bound_algbw": None,
+        "predicted": [],
+        "error": error.message,
+        "hint": error.hint,
+        "exit_code": error.exit_code,
+    }
+    if unwritten is not None:
+        document.update(
+            k=unwritten.k,
+            instances=unwritten.instances,
+            nchunksperloop=unwritten.nchunksperloop,
+            buffsize=unwritten.buffer_bytes,
+            bound_algbw=round(float(unwritten.bound_algbw), 3),
+            predicted=[row.to_json() for row in unwritten.predicted],
+        )
+    return document
