@@ -75,3 +75,30 @@ def test_a_box_whose_gpus_meet_only_outside_it_still_gets_a_ring() -> None:
     network = Network.of(line)
     assert ring_capacity(network, boxes_of(network)[0]) == 50
     assert ring_baseline(network).time_us("allreduce", 2**30, PROTOCOLS["Simple"]) > 0
+
+
+def test_rails_that_meet_at_a_narrower_uplink_share_it() -> None:
+    """Eight GPUs in NVLink pairs on PCIe switches with one 24 GB/s uplink each (boxes inferred as the
+    pairs): a pair has two 24 GB/s rails, but everything it sends to the other pairs crosses its
+    switch's uplink. The rings get 24 GB/s busbw (allgather algbw 24·8/7) and the trees 24/2, both
+    below the bound (32 GB/s allgather); counting the rails gave 48, above it, and every collc file on
+    this server was judged slower than a ring that cannot run."""
+    from pathlib import Path
+
+    from collc.predict.baselines import box_rails, tree_baseline
+    from collc.predict.model import TopologyModel
+    from collc.predict.network import Network
+    from collc.topology import load
+
+    topology = load(Path(__file__).parent / "fixtures" / "nvlink-pairs-pcie.yaml")
+    network = Network.of(topology)
+    boxes = boxes_of(network)
+    assert [len(box.gpus) for box in boxes] == [2, 2, 2, 2]
+    assert all(box_rails(network, box) == [24, 24] for box in boxes)
+    ring = ring_baseline(network)
+    assert ring.busbw == 24
+    assert ring.algbw("allgather") == Fraction(24 * 8, 7)
+    assert tree_baseline(network).algbw_value == 12
+    bound = TopologyModel(topology).bound_algbw
+    assert ring.algbw("allgather") < bound("allgather") == 32
+    assert ring.algbw("allreduce") < bound("allreduce")

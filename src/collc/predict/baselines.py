@@ -13,7 +13,8 @@ smallest GPU-to-GPU max-flow inside the domain, i.e. one GPU's switch bandwidth:
 **Rings across boxes.** One ring per channel and one channel per NIC rail: every arc that leaves a box
 domain is a rail, a ring enters and leaves each box once through its own rail, and the rings share the
 box's ring capacity. A ring's bandwidth is ``min(rail bandwidth, C / rails)`` and the rings' busbw is the
-sum over rails, minimised over boxes. This gives the published ring figures (e.g.
+sum over rails, at most what the box can send out and take in at once (:func:`box_egress`: rails that
+meet at a narrower switch uplink share it), minimised over boxes. This gives the published ring figures (e.g.
 2×8 A100: 8 rails × min(25, 300/8) = 200 GB/s busbw → allgather algbw 200·16/15 = 213.3).
 
 **Threadblocks.** Every channel is one threadblock per GPU, which copies at most
@@ -25,7 +26,8 @@ with faster rails is not credited beyond what its threadblocks copy.
 
 **Double binary tree.** Chains inside the boxes plus two complementary binary trees across boxes, each
 carrying half the data: every box (and every GPU of a chain) sends ``2S`` in total, so the allreduce
-algbw is ``min(C, egress)/2``; the latency is two sweeps of depth ``(G−1) + ⌈log2 boxes⌉``.
+algbw is ``min(C, egress)/2`` (egress: :func:`_egress`); the latency is two sweeps of depth
+``(G−1) + ⌈log2 boxes⌉``.
 """
 
 from __future__ import annotations
@@ -103,6 +105,39 @@ def _min_gpu_cut(network: Network, box: Box) -> Fraction:
         min(flow.max_flow(first, index[gpu]), flow.max_flow(index[gpu], first)) for gpu in box.gpus[1:]
     )
     return best * unit
+
+
+def box_egress(network: Network, box: Box, others: frozenset[str]) -> Fraction:
+    """The most the box can send to the other boxes' domains (``others``) and receive from them at
+    once: the smaller of the two max-flows between its domain and theirs, through every node (a super
+    source and sink on either side). Rings and trees across boxes leave and enter every box, so they
+    carry at most this however many rails the box has: two GPUs whose own links (two rails) meet at a
+    PCIe switch with one 24 GB/s uplink send 24 GB/s to the other boxes, not 48."""
+    names = sorted(node.name for node in network.topology.nodes)
+    index = {name: i for i, name in enumerate(names)}
+    unit = rational_gcd(list(network.bandwidth.values()))
+    arcs = [(index[s], index[d], int(bw / unit)) for (s, d), bw in sorted(network.bandwidth.items())]
+    unbounded = sum(capacity for _, _, capacity in arcs) + 1
+    ours = [index[name] for name in sorted(box.domain)]
+    theirs = [index[name] for name in sorted(others)]
+    source, sink = len(names), len(names) + 1
+    flows = []
+    for senders, receivers in ((ours, theirs), (theirs, ours)):
+        edges = [
+            *arcs,
+            *((source, i, unbounded) for i in senders),
+            *((i, sink, unbounded) for i in receivers),
+        ]
+        flows.append(FlowNetwork(len(names) + 2, edges).max_flow(source, sink))
+    return min(flows) * unit
+
+
+def _egress(network: Network, box: Box, boxes: list[Box]) -> Fraction:
+    """What the box's rails carry to the other boxes: each rail at most two channels' copy rate, all
+    of them at most :func:`box_egress`."""
+    rails = sum((min(bw, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in box_rails(network, box)), Fraction(0))
+    others = frozenset().union(*(other.domain for other in boxes if other.index != box.index))
+    return min(rails, box_egress(network, box, others))
 
 
 def _hamiltonian_cycles(network: Network, box: Box) -> list[tuple[str, ...]] | None:
@@ -232,6 +267,7 @@ def ring_baseline(network: Network) -> RingBaseline:
         box_busbw = sum(
             (min(bw, share, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in rail_bandwidths), Fraction(0)
         )
+        box_busbw = min(box_busbw, _egress(network, box, boxes))
         busbw = box_busbw if busbw is None else min(busbw, box_busbw)
         rails = max(rails, len(rail_bandwidths))
     return RingBaseline(busbw or Fraction(0), rails, hops, len(order))
@@ -249,10 +285,7 @@ def tree_baseline(network: Network) -> TreeBaseline:
     latency = sum(chain)
     hops = per_box - 1
     if len(boxes) > 1:
-        egress = [
-            sum((min(bw, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in box_rails(network, box)), Fraction(0))
-            for box in boxes
-        ]
+        egress = [_egress(network, box, boxes) for box in boxes]
         capacity = min(capacity, *egress)
         depth = ceil(log2(len(boxes)))
         latency += depth * network.path_latency_us(network.path(boxes[0].gpus[0], boxes[1].gpus[0]))
