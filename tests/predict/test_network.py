@@ -58,3 +58,31 @@ def test_gpus_of_one_box_stay_inside_it_even_where_the_network_is_wider() -> Non
     links = tuple(Link(a, b, Fraction(bw), latency_us=Fraction(0)) for a, b, bw in wires)
     network = Network.of(Topology("t", nodes, links, ("g0", "g1")))
     assert network.path("g0", "g1") == ("g0", "plx0", "cpu", "plx1", "g1")
+
+
+TWO_NICS = Path(__file__).resolve().parent / "fixtures" / "two-nics-per-switch-x2.yaml"
+
+
+def test_gpus_that_share_two_nics_take_one_each_as_the_runtime_does() -> None:
+    """Four GPUs on a PCIe switch with two NICs: NCCL's ncclTopoGetLocalNet starts from the device
+    index, bit-mirrored over the two NICs, and moves by channel only where NICs outnumber the GPUs
+    sharing them, so GPUs 0 and 2 take the first NIC and 1 and 3 the second, on every channel."""
+    network = Network.of(load(str(TWO_NICS), {}))
+    assert network.local_nics("p0-g0") == ("p0-nic-a", "p0-nic-b")
+    for channel in range(4):
+        taken = [network.nic_for(f"p1-g{gpu}", channel) for gpu in range(4)]
+        assert taken == ["p1-nic-a", "p1-nic-b", "p1-nic-a", "p1-nic-b"]
+
+
+def test_a_gpu_with_more_nics_than_sharers_spreads_its_channels() -> None:
+    """One GPU with four NICs of its own: every channel moves to the next NIC (mirrored start 0)."""
+    names = ["g0", "sw", "n0", "n1", "n2", "n3", "net", "h0", "m0"]
+    kinds = {"g0": "gpu", "h0": "gpu", "n0": "nic", "n1": "nic", "n2": "nic", "n3": "nic", "m0": "nic"}
+    boxes = {"h0": 1, "m0": 1, "net": None}
+    nodes = tuple(Node(name, kinds.get(name, "switch"), boxes.get(name, 0), name) for name in names)
+    links = [("g0", "sw"), *(("sw", f"n{i}") for i in range(4)), *((f"n{i}", "net") for i in range(4))]
+    links += [("h0", "m0"), ("m0", "net")]
+    wires = tuple(Link(a, b, Fraction(10)) for a, b in links)
+    network = Network.of(Topology("t", nodes, wires, ("g0", "h0")))
+    assert [network.nic_for("g0", channel) for channel in range(5)] == ["n0", "n1", "n2", "n3", "n0"]
+    assert network.nic_for("h0", 3) == "m0"

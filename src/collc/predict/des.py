@@ -170,18 +170,29 @@ def _check_structure(tbs: list[_Tb]) -> None:
 
 
 def _route(network: Network, connection: Connection, planes: list[str]) -> tuple[str, ...]:
-    """The physical path of a connection: the shortest one, moved onto the rail its channel selects.
+    """The physical path of a connection: the runtime's path of its GPU pair, moved onto the rail
+    its channel selects, or between boxes through the NICs the runtime gives the two GPUs.
 
     The runtime maps channels to NICs; collc's lowering puts a transfer that crosses network plane
     ``p`` of ``P`` on a channel ``≡ p (mod P)`` (docs/lowering.md, Rails), so a connection whose
-    shortest path crosses a plane is routed through plane ``chan mod P`` instead.
+    path crosses a plane is routed through plane ``chan mod P`` instead. Without planes, a connection
+    that leaves its box through a NIC leaves through the sender's NIC for that channel and enters
+    through the receiver's (:meth:`Network.nic_for`), where that makes a path that does not loop.
     """
     src, dst, chan = connection
     ranks = network.topology.ranks
     path = network.path(ranks[src], ranks[dst])
     if planes and any(node in planes for node in path):
         return network.path_via(ranks[src], planes[chan % len(planes)], ranks[dst])
-    return path
+    nics = {node for node in path if network.topology.node(node).kind == "nic"}
+    if not nics:
+        return path
+    ends = (network.nic_for(ranks[src], chan), network.nic_for(ranks[dst], chan))
+    if None in ends or ends[0] == ends[1]:
+        return path
+    through = network.path_via(ranks[src], ends[0], ends[1])
+    through += network.path(ends[1], ranks[dst])[1:]
+    return through if len(set(through)) == len(through) else path
 
 
 class ProgramCost:

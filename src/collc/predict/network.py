@@ -34,6 +34,7 @@ class Network:
     latency_us: dict[Arc, float]
     neighbours: dict[str, tuple[str, ...]]
     _paths: dict[Arc, tuple[str, ...]] = field(default_factory=dict)
+    _local_nics: dict[str, tuple[str, ...]] = field(default_factory=dict)
     widths: tuple[Fraction, ...] = field(init=False)  # the distinct arc bandwidths, widest first
 
     def __post_init__(self) -> None:
@@ -76,6 +77,41 @@ class Network:
                 )
             self._paths[key] = found
         return self._paths[key]
+
+    def nic_for(self, gpu: str, channel: int) -> str | None:
+        """The NIC the runtime gives ``gpu``'s connection on ``channel`` to another box, as NCCL's
+        ``ncclTopoGetLocalNet`` does for point-to-point connections (the kind MSCCL's are): among the
+        GPU's local NICs (:meth:`local_nics`), start from its device index (bit-mirrored when their
+        count is a power of two, so that neighbouring GPUs take different NICs) and move by the
+        channel only where the NICs outnumber the GPUs that share them. None without a NIC in its box.
+        Two GPUs on one PCIe switch with two NICs take one NIC each, not both the first by name."""
+        nets = self.local_nics(gpu)
+        if len(nets) < 2:
+            return nets[0] if nets else None
+        box = self._box_of(gpu)
+        gpus = [name for name in self.topology.ranks if self._box_of(name) == box]
+        sharing = sum(1 for name in gpus if nets[0] in self.local_nics(name))
+        net = gpus.index(gpu)
+        if len(nets) & (len(nets) - 1) == 0:
+            net = _mirror_bits(net, len(nets))
+        net += channel % -(-len(nets) // sharing)
+        return nets[net % len(nets)]
+
+    def local_nics(self, gpu: str) -> tuple[str, ...]:
+        """The NICs of ``gpu``'s box at its widest, then shortest path from it (all of them where they
+        tie), in name order: what NCCL counts as the GPU's local network devices."""
+        if gpu not in self._local_nics:
+            box = self._box_of(gpu)
+            nics = [
+                node.name
+                for node in self.topology.nodes
+                if node.kind == "nic" and box is not None and node.box == box
+            ]
+            reach = {nic: self.path(gpu, nic) for nic in nics}
+            rank = {nic: (-self.path_bandwidth(path), len(path)) for nic, path in reach.items()}
+            best = min(rank.values(), default=None)
+            self._local_nics[gpu] = tuple(sorted(nic for nic in nics if rank[nic] == best))
+        return self._local_nics[gpu]
 
     def _box_of(self, name: str) -> int | None:
         return self.topology.node(name).box
@@ -130,3 +166,13 @@ class Network:
     def path_bandwidth(self, path: tuple[str, ...]) -> Fraction:
         """The smallest arc bandwidth along ``path`` (GB/s)."""
         return min(self.bandwidth[arc] for arc in self.arcs_of(path))
+
+
+def _mirror_bits(value: int, power: int) -> int:
+    """``value``'s low log2(``power``) bits in reverse order (NCCL's ``mirrorBits``)."""
+    mirrored, bit, mirror = 0, 1, power >> 1
+    while bit < power:
+        if value & bit:
+            mirrored |= mirror
+        bit, mirror = bit << 1, mirror >> 1
+    return mirrored
