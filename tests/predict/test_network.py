@@ -86,3 +86,22 @@ def test_a_gpu_with_more_nics_than_sharers_spreads_its_channels() -> None:
     network = Network.of(Topology("t", nodes, wires, ("g0", "h0")))
     assert [network.nic_for("g0", channel) for channel in range(5)] == ["n0", "n1", "n2", "n3", "n0"]
     assert network.nic_for("h0", 3) == "m0"
+
+
+TWO_SPINES = Path(__file__).resolve().parent / "fixtures" / "two-spines.yaml"
+
+
+def test_connections_between_leaves_spread_over_the_spines_by_load() -> None:
+    """Two equal connections between the same leaves take different spines (the first by name took
+    one spine for both); a pinned node stays; a path inside a box has nothing to spread."""
+    network = Network.of(load(str(TWO_SPINES), {}))
+    path = network.path("h0-gpu0", "h2-gpu0")
+    assert path[2:5] == ("leaf0", "spine-a", "leaf1")
+    spread: dict[tuple[str, str], float] = {}
+    first = network.spread(path, spread, 2.0)
+    second = network.spread(network.path("h0-gpu1", "h2-gpu1"), spread, 2.0)
+    assert {first[3], second[3]} == {"spine-a", "spine-b"}
+    assert spread[("leaf0", "spine-a")] == spread[("leaf0", "spine-b")] == 2.0
+    assert network.spread(path, spread, 1.0, pinned=frozenset({"spine-a"}))[3] == "spine-a"
+    inside = network.path("h0-gpu0", "h0-gpu1")
+    assert network.spread(inside, spread, 1.0) == inside

@@ -39,7 +39,7 @@ from collc.errors import InputError
 from collc.lowering.plan import network_planes
 from collc.msccl.program import RECV_TYPES, SEND_TYPES, Algorithm
 from collc.predict.fairshare import Shares, shares_of, update
-from collc.predict.network import Network
+from collc.predict.network import Arc, Network
 from collc.predict.params import LAUNCH_US, Protocol
 from collc.predict.sweep import Memo
 from collc.predict.tournament import tree_at_most, tree_of, tree_set
@@ -169,7 +169,9 @@ def _check_structure(tbs: list[_Tb]) -> None:
         )
 
 
-def _route(network: Network, connection: Connection, planes: list[str]) -> tuple[str, ...]:
+def _route(
+    network: Network, connection: Connection, planes: list[str], load: dict[Arc, float], amount: float
+) -> tuple[str, ...]:
     """The physical path of a connection: the runtime's path of its GPU pair, moved onto the rail
     its channel selects, or between boxes through the NICs the runtime gives the two GPUs.
 
@@ -178,7 +180,15 @@ def _route(network: Network, connection: Connection, planes: list[str]) -> tuple
     path crosses a plane is routed through plane ``chan mod P`` instead. Without planes, a connection
     that leaves its box through a NIC leaves through the sender's NIC for that channel and enters
     through the receiver's (:meth:`Network.nic_for`), where that makes a path that does not loop.
+    Through the shared network, the connection takes the least loaded of the equal-cost paths that
+    keep its plane (:meth:`Network.spread`; ``load``: what the connections routed before it put on
+    each arc, ``amount``: the chunks per iteration it sends).
     """
+    return network.spread(_runtime_path(network, connection, planes), load, amount, frozenset(planes))
+
+
+def _runtime_path(network: Network, connection: Connection, planes: list[str]) -> tuple[str, ...]:
+    """:func:`_route` before the network's switches spread it."""
     src, dst, chan = connection
     ranks = network.topology.ranks
     path = network.path(ranks[src], ranks[dst])
@@ -222,12 +232,14 @@ class ProgramCost:
         self._bandwidth = np.array([float(network.bandwidth[arc]) for arc in arcs])
         self._routes: list[list[int]] = []  # per threadblock: the arcs its sends cross
         latency = []
+        spread: dict[Arc, float] = {}  # chunks per iteration routed over each shared-network arc
         for tb in self.tbs:
             if tb.send is None:
                 self._routes.append([])
                 latency.append(0.0)
                 continue
-            path = (paths or {}).get(tb.send[:2]) or _route(network, tb.send, planes)
+            amount = sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES)
+            path = (paths or {}).get(tb.send[:2]) or _route(network, tb.send, planes, spread, amount)
             self._routes.append([arc_index[arc] for arc in network.arcs_of(path)])
             latency.append(network.path_latency_us(path))
         self._latency = np.array(latency)

@@ -17,6 +17,7 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 
 from collc.errors import InputError
 from collc.predict.params import link_latency_us
@@ -35,6 +36,7 @@ class Network:
     neighbours: dict[str, tuple[str, ...]]
     _paths: dict[Arc, tuple[str, ...]] = field(default_factory=dict)
     _local_nics: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _hops: dict[tuple[str, Fraction], dict[str, int]] = field(default_factory=dict)  # _hops_to
     widths: tuple[Fraction, ...] = field(init=False)  # the distinct arc bandwidths, widest first
 
     def __post_init__(self) -> None:
@@ -77,6 +79,77 @@ class Network:
                 )
             self._paths[key] = found
         return self._paths[key]
+
+    def spread(
+        self,
+        path: tuple[str, ...],
+        load: dict[Arc, float],
+        amount: float,
+        pinned: frozenset[str] = frozenset(),
+    ) -> tuple[str, ...]:
+        """``path`` with its stretch through the shared network (switches and NICs outside every box)
+        moved to one of the stretches between the same ends that are as wide and as short: at every
+        branch the arc least loaded so far relative to its bandwidth (``load``, which the chosen arcs
+        then carry ``amount`` more of; ties by name). The network's switches spread connections over
+        equal-cost paths (adaptive routing balances them); the first by name put a two-spine fabric's
+        traffic on one spine. Nodes of ``pinned`` on the path stay (the rail a channel chose). A
+        path without such a stretch, or with one that is not contiguous or not a shortest one at its
+        width, is kept."""
+        shared = [i for i, name in enumerate(path) if self._shared(name)]
+        if not shared or shared != list(range(shared[0], shared[-1] + 1)):
+            return path
+        first, last = shared[0] - 1, shared[-1] + 1
+        if first < 0 or last >= len(path):
+            return path
+        width = min(self.bandwidth[arc] for arc in itertools.pairwise(path[first : last + 1]))
+        hops = self._hops_to(path[last], width)
+        node, stretch = path[first], [path[first]]
+        for remaining in range(last - first - 1, -1, -1):
+            choices = [
+                nxt
+                for nxt in self.neighbours.get(node, ())
+                if self.bandwidth[(node, nxt)] >= width
+                and hops.get(nxt) == remaining
+                and (nxt == path[last] or self._shared(nxt))
+            ]
+            kept = path[last - remaining]
+            if kept in pinned:
+                choices = [kept] if kept in choices else []
+            if not choices:
+                return path
+            node = min(choices, key=partial(self._busy, load, node))
+            stretch.append(node)
+        for arc in itertools.pairwise(stretch):
+            load[arc] = load.get(arc, 0.0) + amount
+        return path[:first] + tuple(stretch) + path[last + 1 :]
+
+    def _busy(self, load: dict[Arc, float], src: str, dst: str) -> float:
+        """What ``load`` puts on the arc ``src → dst``, relative to its bandwidth."""
+        return load.get((src, dst), 0.0) / float(self.bandwidth[(src, dst)])
+
+    def _shared(self, name: str) -> bool:
+        """Whether ``name`` is part of the shared network: a switch or NIC outside every box."""
+        return self._box_of(name) is None and not self.is_gpu(name)
+
+    def _hops_to(self, target: str, width: Fraction) -> dict[str, int]:
+        """Hops to ``target`` from it and from every shared-network node that reaches it through the
+        shared network over arcs of at least ``width`` (cached)."""
+        key = (target, width)
+        if key not in self._hops:
+            incoming: dict[str, list[str]] = {}
+            for (src, dst), bandwidth in self.bandwidth.items():
+                if bandwidth >= width and self._shared(src):
+                    incoming.setdefault(dst, []).append(src)
+            hops = {target: 0}
+            queue = deque([target])
+            while queue:
+                node = queue.popleft()
+                for previous in incoming.get(node, ()):
+                    if previous not in hops:
+                        hops[previous] = hops[node] + 1
+                        queue.append(previous)
+            self._hops[key] = hops
+        return self._hops[key]
 
     def nic_for(self, gpu: str, channel: int) -> str | None:
         """The NIC the runtime gives ``gpu``'s connection on ``channel`` to another box, as NCCL's
