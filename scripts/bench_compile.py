@@ -116,9 +116,10 @@ def run_case(case: Case, timeout: float, memory: int) -> dict[str, object]:
 
 
 def baseline_tree(revision: str, directory: Path) -> Path:
-    """``src/`` of ``revision`` extracted under ``directory`` (for PYTHONPATH)."""
+    """``src/`` of ``revision`` extracted under ``directory`` (for PYTHONPATH), with the presets beside it
+    (``topologies/``, where an uninstalled checkout finds them)."""
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", revision, "src"], check=True, capture_output=True
+        ["git", "-C", str(ROOT), "archive", revision, "src", "topologies"], check=True, capture_output=True
     ).stdout
     path = directory / "archive.tar"
     path.write_bytes(archive)
