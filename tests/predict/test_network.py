@@ -105,3 +105,21 @@ def test_connections_between_leaves_spread_over_the_spines_by_load() -> None:
     assert network.spread(path, spread, 1.0, pinned=frozenset({"spine-a"}))[3] == "spine-a"
     inside = network.path("h0-gpu0", "h0-gpu1")
     assert network.spread(inside, spread, 1.0) == inside
+
+
+def test_a_nic_without_links_is_no_gpus_local_nic() -> None:
+    """Loading only warns about a NIC without links; choosing a GPU's NIC must not ask for a path to
+    it (that made the whole compile fail with "no path")."""
+    nodes = (
+        Node("a", "gpu", 0, "gpu0"),
+        Node("b", "gpu", 1, "gpu0"),
+        Node("na", "nic", 0, "nic0"),
+        Node("nx", "nic", 0, "nic1"),
+        Node("nb", "nic", 1, "nic0"),
+        Node("s", "switch", None, None),
+    )
+    links = (Link("a", "na", Fraction(50)), Link("na", "s", Fraction(25)))
+    links += (Link("b", "nb", Fraction(50)), Link("nb", "s", Fraction(25)))
+    network = Network.of(Topology("t", nodes, links, ("a", "b")))
+    assert network.local_nics("a") == ("na",)
+    assert network.nic_for("a", 3) == "na"

@@ -34,7 +34,7 @@ class Network:
     bandwidth: dict[Arc, Fraction]
     latency_us: dict[Arc, float]
     neighbours: dict[str, tuple[str, ...]]
-    _paths: dict[Arc, tuple[str, ...]] = field(default_factory=dict)
+    _paths: dict[Arc, tuple[str, ...] | None] = field(default_factory=dict)
     _local_nics: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _hops: dict[tuple[str, Fraction], dict[str, int]] = field(default_factory=dict)  # _hops_to
     widths: tuple[Fraction, ...] = field(init=False)  # the distinct arc bandwidths, widest first
@@ -66,18 +66,24 @@ class Network:
 
     def path(self, src: str, dst: str) -> tuple[str, ...]:
         """The runtime's path from ``src`` to ``dst`` (see the module docstring)."""
+        found = self._find(src, dst)
+        if found is None:
+            raise InputError(
+                f"no path from {src} to {dst} in topology {self.topology.name!r}",
+                hint="every pair of GPUs that exchanges data must be connected",
+            )
+        return found
+
+    def _find(self, src: str, dst: str) -> tuple[str, ...] | None:
+        """:meth:`path`, or None where there is none (cached either way)."""
         key = (src, dst)
         if key not in self._paths:
             box = self._box_of(src)
             boxes = (box, None) if box is not None and box == self._box_of(dst) else (None,)
             searches = ((within, through) for within in boxes for through in (False, True))
-            found = next(filter(None, (self._widest(src, dst, *search) for search in searches)), None)
-            if found is None:
-                raise InputError(
-                    f"no path from {src} to {dst} in topology {self.topology.name!r}",
-                    hint="every pair of GPUs that exchanges data must be connected",
-                )
-            self._paths[key] = found
+            self._paths[key] = next(
+                filter(None, (self._widest(src, dst, *search) for search in searches)), None
+            )
         return self._paths[key]
 
     def spread(
@@ -172,7 +178,8 @@ class Network:
 
     def local_nics(self, gpu: str) -> tuple[str, ...]:
         """The NICs of ``gpu``'s box at its widest, then shortest path from it (all of them where they
-        tie), in name order: what NCCL counts as the GPU's local network devices."""
+        tie), in name order: what NCCL counts as the GPU's local network devices. A NIC it cannot
+        reach (one without links, which loading only warns about) is none of them."""
         if gpu not in self._local_nics:
             box = self._box_of(gpu)
             nics = [
@@ -180,10 +187,10 @@ class Network:
                 for node in self.topology.nodes
                 if node.kind == "nic" and box is not None and node.box == box
             ]
-            reach = {nic: self.path(gpu, nic) for nic in nics}
+            reach = {nic: path for nic in nics if (path := self._find(gpu, nic)) is not None}
             rank = {nic: (-self.path_bandwidth(path), len(path)) for nic, path in reach.items()}
             best = min(rank.values(), default=None)
-            self._local_nics[gpu] = tuple(sorted(nic for nic in nics if rank[nic] == best))
+            self._local_nics[gpu] = tuple(sorted(nic for nic in reach if rank[nic] == best))
         return self._local_nics[gpu]
 
     def _box_of(self, name: str) -> int | None:
