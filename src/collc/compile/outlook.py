@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from math import lcm
 
 from collc.msccl.program import Algorithm
-from collc.predict.des import prefetch_sizes
+from collc.predict.des import prefetch, runs_of
 from collc.predict.model import TopologyModel
 from collc.predict.params import PROTOCOLS, Protocol, busbw_factor
 from collc.predict.sweep import Memo, Predictor
@@ -129,7 +129,7 @@ def outlook(
     whole = replace(algo, min_bytes=0, max_bytes=0)
     served = sorted({served_size(algo, size) for size in sizes})
     simulated = {nbytes for nbytes in served if selects(whole, nbytes, runtime)}
-    prefetch_sizes(cost, algo.coll, sorted(simulated), proto)
+    prefetch(runs_of(cost, algo.coll, sorted(simulated), proto))  # side by side; same answers
     rows = []
     for nbytes in served:
         algbw = nbytes / cost.time_us(algo.coll, nbytes, proto) / 1000 if nbytes in simulated else None

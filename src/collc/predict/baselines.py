@@ -13,7 +13,7 @@ smallest GPU-to-GPU max-flow inside the domain, i.e. one GPU's switch bandwidth:
 **Rings across boxes.** One ring per channel and one channel per NIC rail: every arc that leaves a box
 domain is a rail, a ring enters and leaves each box once through its own rail, and the rings share the
 box's ring capacity. A ring's bandwidth is ``min(rail bandwidth, C / rails)`` and the rings' busbw is the
-sum over rails, at most what the box can send out and take in at once (:func:`box_egress`: rails that
+sum over rails, at most what the box can send out and take in at once (:func:`box_egresses`: rails that
 meet at a narrower switch uplink share it), minimised over boxes. This gives the published ring figures (e.g.
 2×8 A100: 8 rails × min(25, 300/8) = 200 GB/s busbw → allgather algbw 200·16/15 = 213.3).
 
@@ -26,12 +26,13 @@ with faster rails is not credited beyond what its threadblocks copy.
 
 **Double binary tree.** Chains inside the boxes plus two complementary binary trees across boxes, each
 carrying half the data: every box (and every GPU of a chain) sends ``2S`` in total, so the allreduce
-algbw is ``min(C, egress)/2`` (egress: :func:`_egress`); the latency is two sweeps of depth
+algbw is ``min(C, egress)/2`` (egress: :func:`box_egresses`); the latency is two sweeps of depth
 ``(G−1) + ⌈log2 boxes⌉``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from math import ceil, log2
@@ -107,37 +108,37 @@ def _min_gpu_cut(network: Network, box: Box) -> Fraction:
     return best * unit
 
 
-def box_egress(network: Network, box: Box, others: frozenset[str]) -> Fraction:
-    """The most the box can send to the other boxes' domains (``others``) and receive from them at
-    once: the smaller of the two max-flows between its domain and theirs, through every node (a super
-    source and sink on either side). Rings and trees across boxes leave and enter every box, so they
-    carry at most this however many rails the box has: two GPUs whose own links (two rails) meet at a
-    PCIe switch with one 24 GB/s uplink send 24 GB/s to the other boxes, not 48."""
+def box_egresses(network: Network) -> dict[int | None, Fraction]:
+    """Per box (by index), what its rails carry to the other boxes: each rail at most two channels'
+    copy rate, and all of them at most the box's egress, the smaller of the two max-flows between its
+    domain and the other boxes' domains, through every node (a super source and sink on either
+    side). Rings and trees across boxes leave and enter every box, so they carry at most this however
+    many rails the box has: two GPUs whose own links (two rails) meet at a PCIe switch with one
+    24 GB/s uplink send 24 GB/s to the other boxes, not 48. Empty for a single box."""
+    boxes = boxes_of(network)
+    if len(boxes) < 2:
+        return {}
     names = sorted(node.name for node in network.topology.nodes)
     index = {name: i for i, name in enumerate(names)}
     unit = rational_gcd(list(network.bandwidth.values()))
     arcs = [(index[s], index[d], int(bw / unit)) for (s, d), bw in sorted(network.bandwidth.items())]
+    egresses = {}
+    for box in boxes:
+        ours = [index[name] for name in sorted(box.domain)]
+        theirs = [index[name] for other in boxes if other.index != box.index for name in sorted(other.domain)]
+        exchange = min(_max_flow(arcs, len(names), ours, theirs), _max_flow(arcs, len(names), theirs, ours))
+        rails = (min(bw, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in box_rails(network, box))
+        egresses[box.index] = min(sum(rails, Fraction(0)), exchange * unit)
+    return egresses
+
+
+def _max_flow(arcs: list[tuple[int, int, int]], nodes: int, senders: list[int], receivers: list[int]) -> int:
+    """The max-flow over ``arcs`` from a super source feeding every sender to a super sink fed by
+    every receiver."""
+    source, sink = nodes, nodes + 1
     unbounded = sum(capacity for _, _, capacity in arcs) + 1
-    ours = [index[name] for name in sorted(box.domain)]
-    theirs = [index[name] for name in sorted(others)]
-    source, sink = len(names), len(names) + 1
-    flows = []
-    for senders, receivers in ((ours, theirs), (theirs, ours)):
-        edges = [
-            *arcs,
-            *((source, i, unbounded) for i in senders),
-            *((i, sink, unbounded) for i in receivers),
-        ]
-        flows.append(FlowNetwork(len(names) + 2, edges).max_flow(source, sink))
-    return min(flows) * unit
-
-
-def _egress(network: Network, box: Box, boxes: list[Box]) -> Fraction:
-    """What the box's rails carry to the other boxes: each rail at most two channels' copy rate, all
-    of them at most :func:`box_egress`."""
-    rails = sum((min(bw, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in box_rails(network, box)), Fraction(0))
-    others = frozenset().union(*(other.domain for other in boxes if other.index != box.index))
-    return min(rails, box_egress(network, box, others))
+    edges = [*arcs, *((source, i, unbounded) for i in senders), *((i, sink, unbounded) for i in receivers)]
+    return FlowNetwork(nodes + 2, edges).max_flow(source, sink)
 
 
 def _hamiltonian_cycles(network: Network, box: Box) -> list[tuple[str, ...]] | None:
@@ -245,8 +246,9 @@ def _ring_order(boxes: list[Box]) -> list[str]:
     return [gpu for box in boxes for gpu in box.gpus]
 
 
-def ring_baseline(network: Network) -> RingBaseline:
-    """The rings NCCL/RCCL would build on this topology (module docstring)."""
+def ring_baseline(network: Network, egresses: Mapping[int | None, Fraction] | None = None) -> RingBaseline:
+    """The rings NCCL/RCCL would build on this topology (module docstring); ``egresses``: the boxes'
+    :func:`box_egresses`, where the caller has them."""
     boxes = boxes_of(network)
     order = _ring_order(boxes)
     hops = (
@@ -259,6 +261,7 @@ def ring_baseline(network: Network) -> RingBaseline:
     )
     if len(boxes) == 1:
         return RingBaseline(_channel_capacity(network, boxes[0]), 0, hops, len(order))
+    egresses = box_egresses(network) if egresses is None else egresses
     busbw = None
     rails = 0
     for box in boxes:
@@ -267,14 +270,15 @@ def ring_baseline(network: Network) -> RingBaseline:
         box_busbw = sum(
             (min(bw, share, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in rail_bandwidths), Fraction(0)
         )
-        box_busbw = min(box_busbw, _egress(network, box, boxes))
+        box_busbw = min(box_busbw, egresses[box.index])
         busbw = box_busbw if busbw is None else min(busbw, box_busbw)
         rails = max(rails, len(rail_bandwidths))
     return RingBaseline(busbw or Fraction(0), rails, hops, len(order))
 
 
-def tree_baseline(network: Network) -> TreeBaseline:
-    """NCCL's double binary tree allreduce on this topology (module docstring)."""
+def tree_baseline(network: Network, egresses: Mapping[int | None, Fraction] | None = None) -> TreeBaseline:
+    """NCCL's double binary tree allreduce on this topology (module docstring); ``egresses`` as for
+    :func:`ring_baseline`."""
     boxes = boxes_of(network)
     capacity = min(_channel_capacity(network, box) for box in boxes)
     per_box = max(len(box.gpus) for box in boxes)
@@ -285,8 +289,8 @@ def tree_baseline(network: Network) -> TreeBaseline:
     latency = sum(chain)
     hops = per_box - 1
     if len(boxes) > 1:
-        egress = [_egress(network, box, boxes) for box in boxes]
-        capacity = min(capacity, *egress)
+        egresses = box_egresses(network) if egresses is None else egresses
+        capacity = min(capacity, *egresses.values())
         depth = ceil(log2(len(boxes)))
         latency += depth * network.path_latency_us(network.path(boxes[0].gpus[0], boxes[1].gpus[0]))
         hops += depth

@@ -233,20 +233,20 @@ class ProgramCost:
         self._routes: list[list[int]] = []  # per threadblock: the arcs its sends cross
         latency = []
         spread: dict[Arc, float] = {}  # chunks per iteration routed over each shared-network arc
-        for tb in self.tbs:
+        sent = [sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES) for tb in self.tbs]
+        for tb, amount in zip(self.tbs, sent, strict=True):
             if tb.send is None:
                 self._routes.append([])
                 latency.append(0.0)
                 continue
-            amount = sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES)
             path = (paths or {}).get(tb.send[:2]) or _route(network, tb.send, planes, spread, amount)
             self._routes.append([arc_index[arc] for arc in network.arcs_of(path)])
             latency.append(network.path_latency_us(path))
         self._latency = np.array(latency)
         self._runs: dict[Run, float] = {}  # end times of the runs made (:meth:`ensure`)
         arc_cnt = np.zeros(len(arcs))  # chunks per iteration over every arc
-        for tb, route in zip(self.tbs, self._routes, strict=True):
-            arc_cnt[route] += sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES)
+        for amount, route in zip(sent, self._routes, strict=True):
+            arc_cnt[route] += amount
         # the busiest arc's chunks per iteration over its bandwidth: the floor of every iteration
         self._busiest = float((arc_cnt / self._bandwidth).max(initial=0.0))
 
@@ -396,12 +396,6 @@ def runs_of(
     if not isinstance(cost, ProgramCost) or collective != cost.algo.coll:
         return []
     return [(cost, run) for size in sizes for run in cost.runs_for(size, proto)]
-
-
-def prefetch_sizes(predictor: object, collective: str, sizes: Iterable[int], proto: Protocol) -> None:
-    """Make side by side the runs :func:`runs_of` lists. Only the simulation's speed changes: its
-    answers are the same (:func:`prefetch`)."""
-    prefetch(runs_of(predictor, collective, sizes, proto))
 
 
 def _make(cost: ProgramCost, run: Run, strict: bool) -> None:

@@ -12,7 +12,7 @@ from functools import cached_property
 
 from collc.capacity import capacity_graph
 from collc.msccl.program import Algorithm
-from collc.predict.baselines import RingBaseline, TreeBaseline, ring_baseline, tree_baseline
+from collc.predict.baselines import RingBaseline, TreeBaseline, box_egresses, ring_baseline, tree_baseline
 from collc.predict.des import ProgramCost
 from collc.predict.forest_model import ForestCost
 from collc.predict.network import Network
@@ -61,12 +61,18 @@ class TopologyModel:
         return ForestCost(self.network, self.solution.forest)
 
     @cached_property
+    def egresses(self) -> dict[int | None, Fraction]:
+        """What each box exchanges with the others (:func:`box_egresses`), for the ring and the tree:
+        two max-flows per box, computed once."""
+        return box_egresses(self.network)
+
+    @cached_property
     def ring(self) -> RingBaseline:
-        return ring_baseline(self.network)
+        return ring_baseline(self.network, self.egresses)
 
     @cached_property
     def tree(self) -> TreeBaseline:
-        return tree_baseline(self.network)
+        return tree_baseline(self.network, self.egresses)
 
     def baselines(self, collective: str) -> dict[str, Predictor]:
         """NCCL's algorithms for ``collective``: rings always, the double binary tree for allreduce."""
