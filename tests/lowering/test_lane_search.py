@@ -1,0 +1,59 @@
+"""The lane search of the lowering (collc.lowering.lower._fit): which groups it grows when a
+threadblock has more steps than the runtime allows, and that it gives up without growing groups
+that cannot get more lanes."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+
+from collc.lowering import LoweringOptions, lower, runtime_limits
+from collc.lowering.limits import DoesNotFit
+from collc.solver import solve
+from collc.topology import load
+
+lowering = importlib.import_module("collc.lowering.lower")  # the module, not the function
+
+
+def _assignment(*groups: str) -> SimpleNamespace:
+    """An assignment whose lanes belong to ``groups``, one lane per entry."""
+    return SimpleNamespace(lanes=[SimpleNamespace(group=group) for group in groups])
+
+
+def test_only_groups_that_got_every_lane_and_have_transfers_to_spare_can_grow() -> None:
+    lanes = {"full": 2, "capped": 3, "spread": 4, "shares": 1}
+    sizes = {"full": 5, "capped": 5, "spread": 4, "shares": 3}
+    # "capped" asked for 3 and got 2 (its pair ran out of channels); "shares" got none of its own;
+    # "spread" already has a lane per transfer
+    assignment = _assignment("full", "full", "capped", "capped", *["spread"] * 4)
+    assert lowering._growable(assignment, lanes, sizes) == {"full": 2}
+
+
+def test_growing_gives_crowded_groups_one_more_lane_than_they_have() -> None:
+    minimum = {"full": 1, "other": 1}
+    assert lowering._grow(["full"], minimum, {"full": 2, "other": 1})
+    assert minimum == {"full": 3, "other": 1}
+    assert not lowering._grow(["capped"], minimum, {"full": 2})
+    assert minimum == {"full": 3, "other": 1}
+
+
+def test_over_the_step_limit_with_too_few_channels_the_search_gives_up_early(monkeypatch) -> None:
+    """Two channels per GPU pair cap every group at two lanes: asking for more changes no
+    assignment, so the search must give up instead of growing groups one lane at a time up to their
+    transfer counts (one assignment per lane)."""
+    forest = solve(load("dgx-a100"), k=8, reverse=True).forest
+    limits = replace(runtime_limits("msccl-executor", None), max_channels=2, max_steps_per_tb=8)
+    calls = []
+    real_assign = lowering.assign
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real_assign(*args, **kwargs)
+
+    monkeypatch.setattr(lowering, "assign", counted)
+    with pytest.raises(DoesNotFit):
+        lower(forest, LoweringOptions(coll="reducescatter"), limits)
+    assert len(calls) <= 8  # 16 when groups grew one lane at a time
