@@ -145,9 +145,10 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, li
     a send the waits ``after`` asks for (its GPU's NIC-feeding sends, emitted before it).
 
     One pass over the events: each chunk the step touches is looked up once in the table, so the
-    work is linear in the chunks moved.
+    work is linear in the chunks moved. The table is a list per buffer (a chunk's last writing step,
+    or None), read and written a span's slice at a time.
     """
-    last_writer: dict[str, dict[int, tuple[int, int]]] = {buf: {} for buf in BUFFERS}  # chunk -> step
+    last_writer = _writer_table(events)
     last_key: dict[int, int] = {}
     sent: dict[int, tuple[int, int]] = {}
     emitted: list[Emitted] = []  # in key order
@@ -158,9 +159,11 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, li
         last_key[tb_id] = key
         waits: dict[int, int] = {}  # threadblock -> the last of its steps this one waits for
         for span in _accesses(kind, source, target):
-            written = last_writer[span.buf]
-            for chunk in range(span.off, span.off + span.cnt):
-                blocker = written.get(chunk)
+            previous_blocker = None
+            for blocker in last_writer[span.buf][span.off : span.off + span.cnt]:
+                if blocker is previous_blocker:  # a span written by one step: one lookup
+                    continue
+                previous_blocker = blocker
                 if blocker is not None and blocker[0] != tb_id and waits.get(blocker[0], -1) < blocker[1]:
                     waits[blocker[0]] = blocker[1]
         if kind == "s":
@@ -184,11 +187,18 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, li
         if kind == "s":
             sent[order[1]] = (tb_id, len(steps) - 1)
         else:  # every other step writes its target
-            written = last_writer[target.buf]
             step = (tb_id, len(steps) - 1)
-            for chunk in range(target.off, target.off + target.cnt):
-                written[chunk] = step
+            last_writer[target.buf][target.off : target.off + target.cnt] = [step] * target.cnt
     return emitted
+
+
+def _writer_table(events: list[Event]) -> dict[str, list[tuple[int, int] | None]]:
+    """An empty last-writer table: per buffer, one slot per chunk up to the last one ``events`` touch."""
+    ends = dict.fromkeys(BUFFERS, 0)
+    for *_, source, target in events:
+        for span in (source, target):
+            ends[span.buf] = max(ends[span.buf], span.off + span.cnt)
+    return {buf: [None] * end for buf, end in ends.items()}
 
 
 def _pace_free_senders(tbs: list[Threadblock], emitted: list[Emitted]) -> None:
