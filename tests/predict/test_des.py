@@ -330,3 +330,35 @@ def test_connections_between_boxes_take_the_nics_and_spines_the_runtime_and_netw
     m = TopologyModel(topology)
     assert algbw >= 0.97 * float(m.bound_algbw("allgather"))
     assert algbw >= over_ring * float(m.ring.algbw("allgather"))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_sweep_makes_its_sizes_runs_side_by_side_and_reports_what_one_by_one_would(
+    monkeypatch, threads: int
+) -> None:
+    """TopologyModel.sweep makes the simulations of as many sizes as run at once before reporting
+    them (so progress still moves size by size); its rows are those of a sweep that simulates
+    every size when it reaches it."""
+    from collc.predict.model import TopologyModel
+
+    monkeypatch.setattr(des, "STEP_BUDGET", 1)  # two runs per large size
+    sizes = [MiB, 4 * MiB, 64 * MiB, 2**30, 2**31]
+    topology = _switch(4).topology
+    monkeypatch.setattr(des, "_threads", 1)
+    alone = TopologyModel(topology).sweep("allgather", sizes, SIMPLE, ring_allgather(4))
+    monkeypatch.setattr(des, "_threads", threads)
+    batches: list[int] = []
+    real_prefetch = des.prefetch
+
+    def counted(runs, **kwargs) -> None:
+        batches.append(len(set(runs)))
+        real_prefetch(runs, **kwargs)
+
+    monkeypatch.setattr("collc.predict.model.prefetch", counted)
+    together = TopologyModel(topology).sweep("allgather", sizes, SIMPLE, ring_allgather(4))
+    assert together.to_json() == alone.to_json()
+    assert len(batches) == -(-len(sizes) // threads)  # one batch of `threads` sizes at a time
+    needed = {
+        run for _, run in des.runs_of(ProgramCost(_switch(4), ring_allgather(4)), "allgather", sizes, SIMPLE)
+    }
+    assert sum(batches) == len(needed)  # every run, each once (large sizes share some)

@@ -13,11 +13,11 @@ from functools import cached_property
 from collc.capacity import capacity_graph
 from collc.msccl.program import Algorithm
 from collc.predict.baselines import RingBaseline, TreeBaseline, box_egresses, ring_baseline, tree_baseline
-from collc.predict.des import ProgramCost
+from collc.predict.des import ProgramCost, prefetch, runs_of, simulation_threads
 from collc.predict.forest_model import ForestCost
 from collc.predict.network import Network
 from collc.predict.params import Protocol
-from collc.predict.sweep import Predictor, Sweep, sweep
+from collc.predict.sweep import Lookahead, Predictor, Sweep, sweep
 from collc.progress import Report, silent
 from collc.solver.bound import Bound, optimal_bound
 from collc.topology.model import Topology
@@ -102,17 +102,24 @@ class TopologyModel:
     ) -> Sweep:
         """Predict ``sizes`` for collc, the baselines and the bound.
 
-        A simulated program is expensive per size, so its crossover is searched on ``sizes`` only.
-        ``predictor`` times ``program`` instead of its simulation as an MSCCL file (an MSCCL++ plan's).
+        A simulated program is expensive per size, so its crossover is searched on ``sizes`` only,
+        and the simulations of as many sizes as run at once (:func:`simulation_threads`) are made
+        side by side. ``predictor`` times ``program`` instead of its simulation as an MSCCL file (an
+        MSCCL++ plan's).
         """
+        collc = predictor or self.collc(program)
         return sweep(
             collective,
             sizes,
             proto,
             self.topology.num_gpus,
-            predictor or self.collc(program),
+            collc,
             self.baselines(collective),
             self.bound_algbw(collective),
             sizes if program is not None else None,
             progress,
+            Lookahead(
+                simulation_threads(),
+                lambda ahead: prefetch(runs_of(collc, collective, ahead, proto)),
+            ),
         )

@@ -7,9 +7,10 @@ predictor but a line: ``time = S / algbw_bound``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 from typing import Protocol as TypingProtocol
 
 from collc.predict.params import Protocol, busbw_factor
@@ -157,6 +158,15 @@ def crossover_bytes(
     return high
 
 
+class Lookahead(NamedTuple):
+    """Work a sweep starts ahead of the sizes it reports: ``make(sizes)`` prepares collc's
+    predictions of ``sizes`` (the event simulation runs them side by side), ``width`` sizes at a time
+    so that progress still moves size by size."""
+
+    width: int
+    make: Callable[[Sequence[int]], None]
+
+
 def sweep(
     collective: str,
     sizes: list[int],
@@ -167,6 +177,7 @@ def sweep(
     best: Fraction,
     crossover_grid: list[int] | None = None,
     progress: Report = silent,
+    lookahead: Lookahead | None = None,
 ) -> Sweep:
     """Predict every size for collc, the baselines and the bound (``best``: optimal algbw, GB/s).
 
@@ -178,6 +189,8 @@ def sweep(
     rows = []
     for done, nbytes in enumerate(sizes):
         progress("simulate: sizes", done, len(sizes))
+        if lookahead is not None and done % lookahead.width == 0:
+            lookahead.make(sizes[done : done + lookahead.width])
         rows.append(
             Row(
                 nbytes,
