@@ -137,6 +137,9 @@ def test_json_report_has_stable_keys_and_the_simulated_figures(tmp_path):
         assert entry["algbw"] <= report["bound_algbw"] + 1e-6
     assert f'minBytes="{report["min_bytes"]}"' in out.read_text()
     assert report["loaded_by"].startswith("msccl-executor-nccl (NCCL 2.23.4")
+    # the forest's routes are the runtime's here: the busiest arc allows exactly the k = 1 bound
+    assert report["arc_limit_algbw"] == report["file_bound_algbw"]
+    assert "busiest arc" not in result.output
 
 
 @pytest.mark.parametrize(

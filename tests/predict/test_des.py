@@ -362,3 +362,19 @@ def test_a_sweep_makes_its_sizes_runs_side_by_side_and_reports_what_one_by_one_w
         run for _, run in des.runs_of(ProgramCost(_switch(4), ring_allgather(4)), "allgather", sizes, SIMPLE)
     }
     assert sum(batches) == len(needed)  # every run, each once (large sizes share some)
+
+
+def test_the_busiest_arc_is_the_one_whose_iteration_load_takes_longest() -> None:
+    """ProgramCost.busiest_arc names the arc that bounds every iteration: on a switch where one GPU's
+    link is half as fast, that GPU's arcs carry the same 3 chunks of a 4-GPU ring's iteration as the
+    others, at 50 GB/s."""
+    gpus = [f"g{i}" for i in range(4)]
+    nodes = (*(Node(name, "gpu", 0, name) for name in gpus), Node("sw", "switch", 0, "sw"))
+    links = tuple(
+        Link(name, "sw", Fraction(50 if name == "g2" else 100), latency_us=Fraction(0)) for name in gpus
+    )
+    cost = ProgramCost(Network.of(Topology("switch", nodes, links, tuple(gpus))), ring_allgather(4))
+    assert cost.busiest_arc is not None
+    arc, chunks, bandwidth = cost.busiest_arc
+    assert "g2" in arc and (chunks, bandwidth) == (3.0, 50.0)
+    assert cost.arc_limit_algbw(SIMPLE) == pytest.approx(4 * 50 / 3)

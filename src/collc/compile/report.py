@@ -7,11 +7,13 @@ are labelled as bounds. The JSON keys are stable: scripts and CI jobs read them.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import NamedTuple
 
 from collc.compile.driver import CompileOptions, CompileResult, NoWin
 from collc.compile.outlook import SizeOutlook
 from collc.errors import CollcError
 from collc.mscclpp.compile import deploy_lines as plan_deploy_lines
+from collc.predict.des import ArcLoad, ProgramCost
 from collc.runtimes.libinfo import loaded_by
 from collc.sizes import format_size
 from collc.topology.model import Topology
@@ -91,6 +93,39 @@ def healthy_line(result: CompileResult, healthy_algbw: Fraction) -> str:
     return f"  healthy fabric   bound {_gbps(healthy_algbw)}, this one {this} ({change:+.1f} %)"
 
 
+class ArcLimit(NamedTuple):
+    """The most a file's busiest arc lets it deliver (GB/s algbw), and that arc."""
+
+    algbw: float
+    arc: ArcLoad
+
+
+def arc_limit(result: CompileResult) -> ArcLimit | None:
+    """What the written file's busiest arc allows on the runtime's paths, in wire bytes (a protocol
+    with flags delivers its efficiency's share of it; the forest's bound is in the same units), or
+    None for a predictor that is not the event simulation of an MSCCL file, or a file that sends
+    nothing."""
+    cost = getattr(result.predictor, "inner", result.predictor)
+    if not isinstance(cost, ProgramCost) or cost.busiest_arc is None:
+        return None
+    arc = cost.busiest_arc
+    return ArcLimit(result.algorithm.nchunksperloop * arc.bandwidth / arc.chunks, arc)
+
+
+def arc_limit_line(limit: ArcLimit, file_bound: Fraction, nchunksperloop: int) -> str | None:
+    """The report's line on a file whose busiest arc on the runtime's paths allows less than its
+    forest's bound: the forest routed some of that arc's traffic elsewhere (a path the runtime does
+    not take), so the file cannot reach its k's bound; None when the arc allows the bound."""
+    if limit.algbw >= float(file_bound) * (1 - 1e-9):
+        return None
+    (src, dst), chunks, bandwidth = limit.arc
+    return (
+        f"  busiest arc      {limit.algbw:.1f} GB/s algbw at most: on the runtime's paths {src} -> {dst} "
+        f"carries {chunks:g} of the {nchunksperloop} chunks of an iteration at {bandwidth:g} GB/s, "
+        "more than the forest routed over it"
+    )
+
+
 def _bound_label(coll: str) -> str:
     """What the bound is: optimal for allgather and reduce-scatter; for allreduce the figure of
     reduce-scatter then allgather, which a file whose reduce and broadcast run on opposite link
@@ -98,6 +133,12 @@ def _bound_label(coll: str) -> str:
     return (
         "reduce-scatter + allgather bound of allreduce" if coll == "allreduce" else f"optimal bound of {coll}"
     )
+
+
+def _arc_lines(result: CompileResult) -> list[str]:
+    limit = arc_limit(result)
+    line = limit and arc_limit_line(limit, result.file_bound_algbw, result.algorithm.nchunksperloop)
+    return [line] if line else []
 
 
 def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction | None = None) -> list[str]:
@@ -112,6 +153,7 @@ def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction |
         *([healthy_line(result, healthy_algbw)] if healthy_algbw is not None else []),
         f"  this file's k    {_gbps(result.file_bound_algbw)} algbw bound at k = {forest.k}"
         + (" (equals the bound above)" if gap == 0 else f" ({gap:.2f} % below the bound above)"),
+        *_arc_lines(result),
         "  predicted        event simulation of this file; ring/tree: the runtime's, at their best protocol",
         f"    {'size':>8} {'collc':>10} {'busbw':>8} {'ring':>8} {'tree':>8} {'bound':>8} {'vs best':>8}  "
         "file used",
@@ -172,6 +214,7 @@ def report_json(
         else "predicted",
         "bound_algbw": round(float(result.bound_algbw), 3),
         "file_bound_algbw": round(float(result.file_bound_algbw), 3),
+        "arc_limit_algbw": None if (limit := arc_limit(result)) is None else round(limit.algbw, 3),
         "healthy_bound_algbw": None if healthy_algbw is None else round(float(healthy_algbw), 3),
         "predicted": [row.to_json() for row in result.predicted],
         "threadblocks_per_gpu": usage.max_tbs,

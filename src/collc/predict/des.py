@@ -205,8 +205,21 @@ def _runtime_path(network: Network, connection: Connection, planes: list[str]) -
     return through if len(set(through)) == len(through) else path
 
 
+class ArcLoad(NamedTuple):
+    """An arc and the chunks of one iteration that cross it (every send of every threadblock, on the
+    runtime's paths), at its bandwidth (GB/s)."""
+
+    arc: Arc
+    chunks: float
+    bandwidth: float
+
+
 class ProgramCost:
-    """Predicts the time of one MSCCL program on a topology by discrete-event simulation."""
+    """Predicts the time of one MSCCL program on a topology by discrete-event simulation.
+
+    ``busiest_arc`` is the arc whose chunks per iteration take longest at its bandwidth (None when
+    nothing is sent): no iteration is shorter (:meth:`arc_limit_algbw`).
+    """
 
     def __init__(
         self,
@@ -248,7 +261,14 @@ class ProgramCost:
         for amount, route in zip(sent, self._routes, strict=True):
             arc_cnt[route] += amount
         # the busiest arc's chunks per iteration over its bandwidth: the floor of every iteration
-        self._busiest = float((arc_cnt / self._bandwidth).max(initial=0.0))
+        per_gbps = arc_cnt / self._bandwidth
+        busiest = int(per_gbps.argmax()) if len(arcs) else None
+        self._busiest = 0.0 if busiest is None else float(per_gbps[busiest])
+        self.busiest_arc = (
+            None
+            if busiest is None or arc_cnt[busiest] == 0
+            else ArcLoad(arcs[busiest], float(arc_cnt[busiest]), float(self._bandwidth[busiest]))
+        )
 
     def iterations(self, nbytes: int, proto: Protocol) -> tuple[int, int, float]:
         """(simulated iterations, real iterations, payload bytes per chunk per iteration) of ``nbytes``."""
