@@ -57,3 +57,16 @@ def test_over_the_step_limit_with_too_few_channels_the_search_gives_up_early(mon
     with pytest.raises(DoesNotFit):
         lower(forest, LoweringOptions(coll="reducescatter"), limits)
     assert len(calls) <= 8  # 16 when groups grew one lane at a time
+
+
+def test_shared_stages_need_no_merged_threadblocks_where_a_lane_per_depth_does() -> None:
+    """2×8 A100 allreduce at k = 1 under 56 threadblocks: a lane per tree depth merges 64 senders
+    with receivers; asked to share tree depths, the lowering needs 30 threadblocks and merges none,
+    and says why its threadblocks carry several depths."""
+    forest = solve(load("dgx-a100", {"boxes": "2"}), k=1).forest
+    limits = runtime_limits("msccl-executor", 56)
+    per_depth = lower(forest, LoweringOptions(coll="allreduce"), limits)
+    shared = lower(forest, LoweringOptions(coll="allreduce", share_stages=True), limits)
+    assert per_depth.merged_tbs > 0 and per_depth.stages_shared is None
+    assert shared.merged_tbs == 0 and shared.usage.max_tbs < per_depth.usage.max_tbs
+    assert shared.stages_shared == "instead of merged threadblocks"

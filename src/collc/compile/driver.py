@@ -579,6 +579,11 @@ def _lowering_steps(state: CompileState, index: int) -> Generator[None, None, No
     state.fitted.append(fitted)
     if variant is not None:
         state.fitted.append(variant)
+    narrow = state.fitted[0].lowered.usage.total_steps > WIDE_SEARCH_STEPS  # the search, not this program
+    if narrow and lowered.merged_tbs and not lowered.stages_shared:
+        shared = yield from _relowered(state, fitted, name, split_lanes=False, share_stages=True)
+        if shared is not None and shared.lowered.algorithm != lowered.algorithm:
+            state.fitted.append(shared)
 
 
 def _to_pace(state: CompileState) -> Fitted | None:
@@ -648,7 +653,13 @@ PACING_ROOM = Fraction(2, 100)
 
 
 def _relowered(
-    state: CompileState, fitted: Fitted, name: str, *, split_lanes: bool, pace_free_senders: bool = False
+    state: CompileState,
+    fitted: Fitted,
+    name: str,
+    *,
+    split_lanes: bool,
+    pace_free_senders: bool = False,
+    share_stages: bool = False,
 ) -> Generator[None, None, Fitted | None]:
     """The candidate lowered again another way, to be simulated beside it (or, ``--lanes split``,
     instead of it); None where that way does not fit. Which way is faster depends on the fabric, so
@@ -664,6 +675,9 @@ def _relowered(
       GPU's dependent traffic once per iteration (:func:`collc.lowering.emit._pace_free_senders`).
       1x16 MI250 reduce-scatter k = 8: 307.7 → 327.6; 1x8 V100 reduce-scatter k = 8 with a lane per
       transfer: 165.0 → 161.6.
+    * ``share_stages``: threadblocks that carry several tree depths, for a candidate whose lanes per
+      tree depth need merged threadblocks where the first candidate was too large for the wide search
+      (:func:`_lowering_steps`).
     """
     options = replace(
         state.options,
@@ -671,6 +685,7 @@ def _relowered(
         name=name,
         split_lanes=split_lanes,
         pace_free_senders=pace_free_senders,
+        share_stages=share_stages,
     )
     try:
         lowered = yield from lower_steps(
@@ -795,6 +810,8 @@ def _label(item: Fitted) -> str:
         lanes = " (a lane per transfer"
     if lowered.paced:
         lanes += ", free senders paced" if lanes else " (free senders paced"
+    if lowered.stages_shared:
+        lanes += ", tree depths sharing threadblocks" if lanes else " (tree depths sharing threadblocks"
     return f"k = {item.solution.forest.k}{lanes}{')' if lanes else ''}"
 
 

@@ -54,6 +54,7 @@ class LoweringOptions:
         False  # lanes split towards one per transfer up to the threadblock limit, never merged
     )
     pace_free_senders: bool = False  # free-running senders wait for their GPU's dependent traffic
+    share_stages: bool = False  # threadblocks carry several tree depths from the start (none merged)
 
 
 @dataclass(frozen=True)
@@ -169,10 +170,9 @@ def lower_steps(
             hint="use a smaller --k/--max-k or fewer --instances",
         )
     # split lanes: a lane per transfer at any piece size first, then lanes split as far as they fit
+    stage_rules = (False,) if options.share_stages else (True, False) if allow_shared_stages else (True,)
     modes = [
-        (split_stages, partial)
-        for partial in (False, options.split_lanes)
-        for split_stages in ((True, False) if allow_shared_stages else (True,))
+        (split_stages, partial) for partial in (False, options.split_lanes) for split_stages in stage_rules
     ]
     for split_stages, partial in dict.fromkeys(modes):
         for size in piece_sizes:
@@ -209,7 +209,9 @@ def lower_steps(
             except DoesNotFit as error:
                 failures.append(error)
                 continue
-            if not split_stages:
+            if options.share_stages:
+                lowered = replace(lowered, stages_shared="instead of merged threadblocks")
+            elif not split_stages:
                 reason = failures[0].message
                 lowered = replace(lowered, stages_shared=f"one lane per tree depth did not fit ({reason})")
             return replace(lowered, piece_chunks=size)

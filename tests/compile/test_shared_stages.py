@@ -1,0 +1,60 @@
+"""Candidates whose tree depths share threadblocks, beside those that merge threadblocks
+(driver._lowering_steps): only for programs too large for the wide search."""
+
+from __future__ import annotations
+
+import pytest
+
+from collc.compile import CompileOptions, compile_schedule, driver
+from collc.topology import load
+
+SMALL_GPU = """\
+name: small-gpus-x2
+metadata: {sms_per_gpu: 16}
+nodes:
+  - {name: ib, kind: switch}
+%s
+links:
+%s
+"""
+
+
+@pytest.fixture
+def small_gpus(tmp_path):
+    """2 boxes of 4 GPUs on an NVSwitch (100 GB/s), a 50 GB/s NIC each, GPUs of 16 SMs: an
+    allreduce's lanes per tree depth need merged threadblocks."""
+    nodes, links = [], []
+    for box in range(2):
+        nodes.append(f"  - {{name: u{box}nv, kind: switch}}")
+        for gpu in range(4):
+            name = f"u{box}g{gpu}"
+            nodes += [f"  - {{name: {name}, kind: gpu}}", f"  - {{name: u{box}n{gpu}, kind: nic}}"]
+            links += [
+                f"  - {{src: {name}, dst: u{box}nv, bandwidth: 100}}",
+                f"  - {{src: {name}, dst: u{box}n{gpu}, bandwidth: 64}}",
+                f"  - {{src: u{box}n{gpu}, dst: ib, bandwidth: 50}}",
+            ]
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL_GPU % ("\n".join(nodes), "\n".join(links)))
+    return load(path)
+
+
+def _candidates(notes: list[str]) -> str:
+    return next(note for note in notes if note.startswith("chose k"))
+
+
+def test_a_large_program_that_merges_threadblocks_is_also_tried_with_shared_depths(
+    small_gpus, monkeypatch
+) -> None:
+    """As if every program were too large for the wide search (128 GPUs: the shared-depth k = 2
+    file beats NCCL's tree from 256 KiB to 16 MiB, where the merging one wins nowhere)."""
+    monkeypatch.setattr(driver, "WIDE_SEARCH_STEPS", 0)
+    result = compile_schedule(small_gpus, CompileOptions(coll="allreduce"))
+    assert "k = 2 (tree depths sharing threadblocks)" in _candidates(result.notes)
+    assert "k = 2: " in _candidates(result.notes)  # the merging lowering is simulated beside it
+
+
+def test_a_program_small_enough_for_the_wide_search_is_not(small_gpus) -> None:
+    result = compile_schedule(small_gpus, CompileOptions(coll="allreduce"))
+    assert "sharing threadblocks" not in _candidates(result.notes)
+    assert result.lowered.stages_shared is None
