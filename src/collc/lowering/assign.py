@@ -246,6 +246,7 @@ def assign(
     used: dict[tuple[int, int], set[int]] = {}
     per_channel: Counter[tuple[str, int, int]] = Counter()  # (role, gpu, chan) -> lanes
     full: defaultdict[tuple[str, int], set[int]] = defaultdict(set)  # (role, gpu) -> channels with 32
+    by_path: defaultdict[tuple[int, int, int | None], list[int]] = defaultdict(list)  # (src, dst, plane)
     for group, members in loads.items():
         src, dst, plane, _ = group
         mine: list[int] = []  # the lanes this group's transfers go to
@@ -260,11 +261,10 @@ def assign(
                 if per_channel[(*end, chan)] == MAX_TBS_WITH_PEER_PER_CHANNEL:
                     full[end].add(chan)
             mine.append(len(lanes))
+            by_path[(src, dst, plane)].append(len(lanes))
             lanes.append(Lane(src, dst, plane, chan, group))
         if not mine:  # the pair's channels are taken: share its lanes on the plane (stages mix there)
-            mine = [
-                i for i, lane in enumerate(lanes) if (lane.src, lane.dst, lane.plane) == (src, dst, plane)
-            ]
+            mine = list(by_path[(src, dst, plane)])
             if not mine:
                 chan = _free_channel(used.get((src, dst), set()), plane, num_planes)
                 raise DoesNotFit(
