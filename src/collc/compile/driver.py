@@ -88,8 +88,9 @@ EQUIVALENT = Fraction(3, 100)
 # model charges every call the step overhead and the path latency but no threadblock time, so a smaller
 # buffer is slower only where two calls in flight no longer cover a hop's latency (1 MiB never beat
 # 256 KiB on the presets): one choice below the default suffices. Its floor is 256 KiB (32 KiB FIFO
-# slots, about LL128's slot): below it the unmodelled per-slot cost of the runtime's synchronisation
-# would weigh on every copy.
+# slots, about LL128's slot): below it the per-slice handshake of the runtime's FIFO (1.23 µs of
+# threadblock time per 2 slots, measured but not yet charged: docs/cost-model.md §1) would weigh on
+# every copy.
 BUFFER_CHOICES = (256 << 10,)
 # The runtimes whose MSCCL kernel walks chunks in calls of half NCCL_BUFFSIZE (None: the topology's
 # runtime, one of them).
