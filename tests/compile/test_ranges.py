@@ -12,7 +12,6 @@ from collc.cli import main
 from collc.compile import CompileOptions, compile_schedule
 from collc.compile import outlook as outlook_module
 from collc.compile.bundle import plan_ranges
-from collc.compile.driver import NoWin
 from collc.compile.outlook import SizeOutlook, grid, outlook, served_size
 from collc.compile.ranges import ByteRange, choose_range, winning_runs
 from collc.topology import load
@@ -93,14 +92,16 @@ def test_a_compiled_file_is_selected_only_where_it_is_predicted_to_win(name, box
     assert result.byte_range.holds(result.algorithm.min_bytes)
 
 
-def test_dgx1_allgather_wins_nowhere_because_its_rings_meet_the_bound():
-    """DGX-1's rings reach the allgather bound (171.4 GB/s); the best power-of-two k reaches 56/57 of
-    it, so no collc file can be faster at a power-of-two size and none is written."""
+def test_dgx1_allgather_leaves_large_calls_to_the_rings_that_meet_the_bound():
+    """DGX-1's rings reach the allgather bound (171.0 of 171.4 GB/s at 1 GiB); the best power-of-two
+    k reaches 56/57 of it, so no collc file can be faster on large calls. The file compile writes
+    takes only small ones, where its trees are shallower than the rings (64 KiB to 1 MiB: 54.2 against
+    50.4 GB/s at 1 MiB)."""
     topology = load("dgx1", {"boxes": "1"})
-    with pytest.raises(NoWin, match="no file written"):
-        compile_schedule(topology, CompileOptions(coll="allgather"))
-    forced = compile_schedule(topology, CompileOptions(coll="allgather", force=True))
-    assert forced.byte_range == ByteRange(0, 0) and forced.forced
+    result = compile_schedule(topology, CompileOptions(coll="allgather"))
+    assert 0 < result.byte_range.max_bytes < 64 << 20 and not result.forced
+    assert all(not row.selected for row in result.predicted if row.nbytes >= 64 << 20)
+    assert all(row.algbw >= row.vendor_algbw for row in result.predicted if row.selected)
 
 
 def _cli(tmp_path: Path, *args: str):

@@ -61,7 +61,7 @@ def test_store_and_forward_chain_pipelines_over_iterations() -> None:
     cost = ProgramCost(_switch(3), _chain(fused=False))
     size = 64 * MiB  # one chunk of 64 MiB: the runtime's loop runs 32 calls of 2 MiB (Simple)
     assert cost.iterations(size, SIMPLE) == (32, 32, 2 * MiB)
-    call_us = 2 * MiB / min(100, SIMPLE.tb_copy_gbps) / 1000
+    call_us = 2 * MiB / min(100, SIMPLE.tb_rate_gbps) / 1000
     expected = 5.0 + (32 + 1) * call_us + 2 * SIMPLE.step_overhead_us
     assert cost.time_us("allgather", size, SIMPLE) == pytest.approx(expected, rel=0.02)
 
@@ -178,7 +178,6 @@ CONVERGING = [
     ("dgx-a100", 2, "reducescatter"),
     ("dgx-h100-rail", 2, "reducescatter"),
     # deep trees across boxes, at the 256 KiB buffer compile deploys for them (docs/compile.md §3)
-    ("dgx-h100-rail", 2, "allreduce"),  # 0.996 (0.979 at the default buffer)
     ("dgx-h100-rail", 4, "allgather"),  # 0.991 (0.960)
     ("dgx-h100-rail", 4, "allreduce"),  # 0.991 (0.948)
     ("dgx-h100-rail", 4, "reducescatter"),  # 0.989 (0.950)
@@ -189,6 +188,8 @@ CONVERGING = [
 # capped by their k: no power-of-two k up to 16 is within 1.75 % of the optimum (cost-model §4;
 # the exact ceilings, also 2x16 MI250's, are tests/solver/test_bound.py::POWER_OF_TWO_CEILING).
 NOT_YET = [
+    # 0.964: its busiest lanes carry more than a threadblock moves at 256 KiB with the slice handshake
+    ("dgx-h100-rail", 2, "allreduce"),
     ("mi250", 1, "allgather"),  # 0.967 (0.909 at the default buffer)
     ("dgx1", 1, "allgather"),  # 0.978 (0.915; no file is written: NCCL's rings reach 171.0 of 171.4)
 ]

@@ -11,7 +11,7 @@ import pytest
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
 from collc.predict.des import ProgramCost
 from collc.predict.network import Network
-from collc.predict.params import LAUNCH_US, PROTOCOLS
+from collc.predict.params import LAUNCH_US, PROTOCOLS, simple
 from collc.topology.model import Link, Node, Topology
 
 SIMPLE = PROTOCOLS["Simple"]
@@ -81,9 +81,25 @@ def test_the_step_overhead_is_the_protocols() -> None:
 def test_one_threadblock_is_capped_at_its_copy_rate_on_a_fast_link() -> None:
     """400 GB/s links: the message moves at one threadblock's copy rate, not at the link's."""
     cost, size = _one_message(400)
-    assert SIMPLE.tb_copy_gbps < 400
-    expected = LAUNCH_US + size / SIMPLE.tb_copy_gbps / 1000 + 2 * ARC_LATENCY_US + SIMPLE.step_overhead_us
+    assert SIMPLE.tb_rate_gbps < 400
+    expected = LAUNCH_US + size / SIMPLE.tb_rate_gbps / 1000 + 2 * ARC_LATENCY_US + SIMPLE.step_overhead_us
     assert cost.time_us("allgather", size, SIMPLE) == pytest.approx(expected, rel=1e-12)
+
+
+def test_each_slice_handshake_slows_a_threadblock_on_a_small_buffer() -> None:
+    """docs/cost-model.md §1 (slice handshake, measured on an H200): a Simple call is 2 slices and
+    each costs its threadblock 1.23 µs besides its bytes. With a 256 KiB buffer a call moves 128 KiB:
+    131072 B / (131072 B / 48.5 GB/s + 2.46 µs) = 25.39 GB/s, so the 1 MiB message (8 calls) on a
+    400 GB/s link takes 41.3 µs of sending, not the 21.6 of the copy rate alone. LL and LL128 carry
+    their flags in the data: no handshake."""
+    cost, size = _one_message(400)
+    buffered = simple(256 << 10)
+    assert buffered.tb_rate_gbps == pytest.approx(25.389, rel=1e-4)
+    assert simple().tb_rate_gbps == pytest.approx(45.889, rel=1e-4)  # 1 MiB slices at the default
+    assert PROTOCOLS["LL"].tb_rate_gbps == PROTOCOLS["LL"].tb_copy_gbps
+    tail = 2 * ARC_LATENCY_US + buffered.step_overhead_us
+    expected = LAUNCH_US + size / 25.389 / 1000 + tail
+    assert cost.time_us("allgather", size, buffered) == pytest.approx(expected, rel=1e-3)
 
 
 def test_the_cap_is_per_threadblock_and_the_link_still_shares() -> None:
@@ -97,7 +113,7 @@ def test_the_cap_is_per_threadblock_and_the_link_still_shares() -> None:
         return cost.time_us("allgather", lanes * MiB, SIMPLE)  # 1 MiB per lane
 
     tail = 2 * ARC_LATENCY_US + SIMPLE.step_overhead_us
-    assert pair(2, 400) == pytest.approx(LAUNCH_US + MiB / SIMPLE.tb_copy_gbps / 1000 + tail, rel=1e-12)
+    assert pair(2, 400) == pytest.approx(LAUNCH_US + MiB / SIMPLE.tb_rate_gbps / 1000 + tail, rel=1e-12)
     assert pair(8, 200) == pytest.approx(LAUNCH_US + MiB / 25 / 1000 + tail, rel=1e-12)
 
 

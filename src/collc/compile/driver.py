@@ -84,13 +84,12 @@ WIDE_SEARCH_STEPS = 50_000
 # allgather's k = 2 with a lane per transfer is 2.5 % faster than k = 1 at 1 GiB (525.1 GB/s against
 # 511.8) and 11 % slower at 64 MiB, 42 % at 1 MiB.
 EQUIVALENT = Fraction(3, 100)
-# Smaller NCCL_BUFFSIZE values a Simple file is simulated with besides the default (buffer_choices). The
-# model charges every call the step overhead and the path latency but no threadblock time, so a smaller
-# buffer is slower only where two calls in flight no longer cover a hop's latency (1 MiB never beat
-# 256 KiB on the presets): one choice below the default suffices. Its floor is 256 KiB (32 KiB FIFO
-# slots, about LL128's slot): below it the per-slice handshake of the runtime's FIFO (1.23 µs of
-# threadblock time per 2 slots, measured but not yet charged: docs/cost-model.md §1) would weigh on
-# every copy.
+# Smaller NCCL_BUFFSIZE values a Simple file is simulated with besides the default (buffer_choices). A
+# smaller buffer pipelines finer but costs every threadblock a handshake per 2 FIFO slots (1.23 µs,
+# measured: docs/cost-model.md §1), which caps it at 25.4 GB/s with 256 KiB (45.9 with the default).
+# With that cost modelled, offering 1 MiB as well moved the presets both ways (bench_predict: 9 files
+# below 0.95 of the bound at 1 GiB instead of 10, 5 short of the runtime at 64 MiB instead of 4) for
+# more simulations per compile; 128 KiB would cap a threadblock at 17.2 GB/s. One choice.
 BUFFER_CHOICES = (256 << 10,)
 # The runtimes whose MSCCL kernel walks chunks in calls of half NCCL_BUFFSIZE (None: the topology's
 # runtime, one of them).
@@ -595,8 +594,8 @@ def _to_pace(state: CompileState) -> Fitted | None:
     within :data:`EQUIVALENT` of the fastest unpaced candidate at the reference size, and falls short
     of its trees' bound by more than :data:`PACING_ROOM` (pacing only closes a gap to that bound).
     Pacing every lowering doubled the compile time of the presets; the others are unlikely to become
-    the fastest (pacing gained at most 6 % where it helped: 307.7 → 327.6 GB/s on 1×16 MI250
-    reduce-scatter).
+    the fastest (4x8 MI300X allreduce at k = 2: 221.6 → 229.8 GB/s; it can also lose: 1x16 MI250
+    reduce-scatter at k = 8, 309.8 → 296.7, with the slice handshake of docs/cost-model.md §1).
     """
     if state.options.coll not in PACED_COLLECTIVES:
         return None
@@ -674,8 +673,8 @@ def _relowered(
       1x8 V100 allgather k = 8: 167.7 → 149.4.
     * ``pace_free_senders``: threadblocks that only send data that is always there wait for their
       GPU's dependent traffic once per iteration (:func:`collc.lowering.emit._pace_free_senders`).
-      1x16 MI250 reduce-scatter k = 8: 307.7 → 327.6; 1x8 V100 reduce-scatter k = 8 with a lane per
-      transfer: 165.0 → 161.6.
+      4x8 MI300X allreduce k = 2: 221.6 → 229.8; 1x16 MI250 reduce-scatter k = 8: 309.8 → 296.7 (it
+      gained 307.7 → 327.6 before the slice handshake entered the model, docs/cost-model.md §1).
     * ``share_stages``: threadblocks that carry several tree depths, for a candidate whose lanes per
       tree depth need merged threadblocks where the first candidate was too large for the wide search
       (:func:`_lowering_steps`).

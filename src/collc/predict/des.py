@@ -16,8 +16,8 @@ What is modelled (the MSCCL executor's interpreter):
 * A send is a flow over the physical path of its GPU pair (shortest by hops, moved onto the network
   plane its channel selects as collc's lowering assigns them, or the path given by the caller).
   Concurrent flows share every arc max-min fairly (progressive filling,
-  :mod:`collc.predict.fairshare`), and no flow runs faster than one threadblock copies
-  (``Protocol.tb_copy_gbps``). The step ends when its
+  :mod:`collc.predict.fairshare`), and no flow runs faster than one threadblock copies with the
+  connection's handshakes between its slices (``Protocol.tb_rate_gbps``). The step ends when its
   flow has drained; the message arrives ``path latency + step overhead`` later. Composite steps
   (``rcs``, ``rrs``, ``rrcs``) forward only after their receive: store-and-forward per
   slice. Local steps (``r``, ``rrc``, ``cpy``, ``re``, ``nop``) take no time.
@@ -345,7 +345,7 @@ class ProgramCost:
     def _run(self, iterations: int, call_bytes: float, proto: Protocol) -> np.ndarray:
         """Simulate ``iterations`` iterations; the time each one was finished by every threadblock."""
         wire = call_bytes / float(proto.efficiency) / 1000  # µs·GB/s per unit of cnt
-        shares = shares_of(self._routes, self._bandwidth, proto.tb_copy_gbps)
+        shares = shares_of(self._routes, self._bandwidth, proto.tb_rate_gbps)
         finished = np.zeros(iterations)
         position = _events(
             self._table,

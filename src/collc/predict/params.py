@@ -32,6 +32,9 @@ class Protocol:
     ahead. ``tb_copy_gbps``: the most bytes per second (wire bytes, flags included) that one
     threadblock of the protocol's thread count moves: a send step is one threadblock's copy, so the
     event simulation never lets one flow run faster (see :data:`THREADBLOCK_COPY_GBPS`).
+    ``call_sync_us``: the threadblock time one call spends on the connection's handshakes rather than
+    on bytes (Simple: :data:`SIMPLE_SLICE_SYNC_US` per slice, 2 slices a call); it lowers what one
+    threadblock moves per second over a call to :attr:`tb_rate_gbps`.
     """
 
     name: str
@@ -41,6 +44,14 @@ class Protocol:
     fifo_calls: int
     call_bytes: int
     tb_copy_gbps: float
+    call_sync_us: float = 0.0
+
+    @property
+    def tb_rate_gbps(self) -> float:
+        """What one threadblock sends per second, averaged over a call: its copy of the call's wire
+        bytes at :attr:`tb_copy_gbps` plus the call's handshakes (:attr:`call_sync_us`)."""
+        wire_bytes = self.call_bytes / float(self.efficiency)
+        return wire_bytes / (wire_bytes / self.tb_copy_gbps + self.call_sync_us * 1000)
 
 
 # One threadblock copying device memory to device memory, measured on an H200 (sm_90, CUDA 13) by
@@ -52,6 +63,17 @@ class Protocol:
 # (640). LL and LL128 are given the plain copy rate of their bytes on the wire, flags included; their
 # flag handling is not measured, so for them it is an upper bound. Table and command: docs/cost-model.md §1.
 THREADBLOCK_COPY_GBPS = 48.5
+
+# What one slice of a Simple connection costs the threadblock that sends it (and the one that receives it)
+# besides its bytes: wait for the FIFO slot or the data, barrier, fence, post the flag. Measured on an H200
+# by scripts/gpu/fifo_slice_cost.cu (a sender and a receiver threadblock of 512 threads joined by an
+# 8-slot FIFO in device memory, slices of 2 slots, buffers of 32 KiB to 4 MiB): the time per slice fits
+# 1.23 µs + bytes / 46.4 GB/s within 9 %, for 1 and for 8 pairs at once (1.42 µs with system-scope
+# fences). Over NVLink the flag also crosses the link: the simulation charges that as path latency.
+# Table and command: docs/cost-model.md §1.
+SIMPLE_SLICE_SYNC_US = 1.23
+#: FIFO slots per slice of the MSCCL kernel on Simple (MSCCL_SLICESTEPS): a call of 4 slots is 2 slices
+SLICE_SLOTS = 2
 
 #: NCCL_BUFFSIZE's default: the connection buffer of the Simple protocol
 DEFAULT_BUFFER_BYTES = 4 << 20
@@ -67,7 +89,10 @@ def simple(buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> Protocol:
     """
     slot = buffer_bytes // SLOTS
     calls = SLOTS_PER_CALL["Simple"]
-    return Protocol("Simple", Fraction(1), 1.0, slot, SLOTS // calls, slot * calls, THREADBLOCK_COPY_GBPS)
+    sync_us = calls // SLICE_SLOTS * SIMPLE_SLICE_SYNC_US
+    return Protocol(
+        "Simple", Fraction(1), 1.0, slot, SLOTS // calls, slot * calls, THREADBLOCK_COPY_GBPS, sync_us
+    )
 
 
 PROTOCOLS: dict[str, Protocol] = {
