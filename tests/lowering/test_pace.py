@@ -7,13 +7,12 @@ import pytest
 
 from collc.lowering import LoweringOptions, lower
 from collc.lowering.limits import limits_for
-from collc.lowering.plan import network_planes
 from collc.msccl.program import SEND_TYPES, Algorithm
-from collc.predict.model import TopologyModel
-from collc.predict.params import simple
 from collc.solver import solve
 from collc.topology import load
 from collc.verify import verify
+
+from .simulated import lowered_algbw
 
 OPTIONS = LoweringOptions(coll="reducescatter")
 PACED = LoweringOptions(coll="reducescatter", pace_free_senders=True)
@@ -59,18 +58,7 @@ def test_pacing_stops_the_leaves_running_ahead_of_the_inner_sends():
     full shares of the links the inner sends need, which then end late (221.6 GB/s at 1 GiB); paced
     229.8 (bound 256). It does not always gain: 1x16 MI250 reduce-scatter at k = 8 goes 309.8 -> 296.7,
     so compile simulates both."""
-    topology = load("mi300x", {"boxes": "4"})
-    forest = solve(topology, k=2).forest
-    limits = limits_for(topology, "rccl")
-    model = TopologyModel(topology)
-    proto = simple(256 << 10)
-
-    def algbw(options: LoweringOptions) -> float:
-        algo = lower(
-            forest, options, limits, planes=network_planes(topology), arc_bandwidths=topology.arc_bandwidths()
-        ).algorithm
-        return 2**30 / model.collc(algo).time_us("allreduce", 2**30, proto) / 1000
-
+    algbw = lowered_algbw("mi300x", 4, 2, "rccl")
     free = algbw(LoweringOptions(coll="allreduce"))
     paced = algbw(LoweringOptions(coll="allreduce", pace_free_senders=True))
     assert paced >= 1.03 * free

@@ -10,13 +10,13 @@ import pytest
 
 from collc.lowering import LoweringOptions, lower, runtime_limits
 from collc.lowering.assign import split_lanes
-from collc.lowering.limits import DoesNotFit, limits_for
+from collc.lowering.limits import DoesNotFit
 from collc.lowering.plan import network_planes
 from collc.msccl.program import SEND_TYPES
-from collc.predict.model import TopologyModel
-from collc.predict.params import simple
 from collc.solver import solve
 from collc.topology import load
+
+from .simulated import lowered_algbw
 
 LIMITS = runtime_limits("msccl-executor", 80)  # a V100's 80 SMs
 
@@ -61,22 +61,7 @@ def test_equal_loads_keep_fair_sharing_from_starving_the_heavier_threadblocks():
     """The reason for the option: threadblocks sharing an arc get equal shares (max-min fair), which
     only matches their needs where their loads are equal. 2x8 A100 reduce-scatter at k = 2, 256 KiB
     buffer: 291.8 GB/s with lanes by rate, 341.2 with a lane per transfer (bound 346.7)."""
-    topology = load("dgx-a100", {"boxes": "2"})
-    forest = solve(topology, k=2, reverse=True).forest
-    limits = limits_for(topology, "msccl-executor")
-    model = TopologyModel(topology)
-    proto = simple(256 << 10)
-
-    def algbw(options: LoweringOptions) -> float:
-        algo = lower(
-            forest,
-            options,
-            limits,
-            planes=network_planes(topology),
-            arc_bandwidths=topology.arc_bandwidths(),
-        ).algorithm
-        return 2**30 / model.collc(algo).time_us("reducescatter", 2**30, proto) / 1000
-
+    algbw = lowered_algbw("dgx-a100", 2, 2, "msccl-executor", reverse=True)
     by_rate = algbw(LoweringOptions(coll="reducescatter"))
     balanced = algbw(LoweringOptions(coll="reducescatter", split_lanes=True))
     assert balanced >= 1.15 * by_rate
