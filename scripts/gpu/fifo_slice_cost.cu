@@ -35,7 +35,6 @@
 #include <string>
 #include <vector>
 
-
 constexpr int THREADS = 512;
 constexpr int UNROLL = 8;
 constexpr int SLOTS = 8;        // NCCL_STEPS

@@ -12,7 +12,7 @@ from fractions import Fraction
 from collc.errors import InputError
 from collc.msccl.program import SCHEDULED_COLLECTIVES
 from collc.topology.model import Link, Topology
-from collc.verify.calls import SLOTS, SLOTS_PER_CALL
+from collc.verify.calls import SLICE_SLOTS, SLOTS, SLOTS_PER_CALL
 
 COLLECTIVES = SCHEDULED_COLLECTIVES
 
@@ -72,8 +72,6 @@ THREADBLOCK_COPY_GBPS = 48.5
 # fences). Over NVLink the flag also crosses the link: the simulation charges that as path latency.
 # Table and command: docs/cost-model.md §1.
 SIMPLE_SLICE_SYNC_US = 1.23
-#: FIFO slots per slice of the MSCCL kernel on Simple (MSCCL_SLICESTEPS): a call of 4 slots is 2 slices
-SLICE_SLOTS = 2
 
 #: NCCL_BUFFSIZE's default: the connection buffer of the Simple protocol
 DEFAULT_BUFFER_BYTES = 4 << 20
@@ -85,13 +83,14 @@ def simple(buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> Protocol:
     The buffer sets the pipelining grain: a FIFO step is one of its 8 slots and one primitive call
     (what one pipelining iteration of an MSCCL program moves of every chunk) is 4 of them, so a sender
     runs 2 calls ahead. A smaller buffer cuts a call into more, smaller iterations: a tree fills and
-    drains in less time, and every iteration pays the step overhead once more.
+    drains in less time, every iteration pays the step overhead once more, and every slice of 2 slots
+    costs its threadblock a handshake (:data:`SIMPLE_SLICE_SYNC_US`), so a threadblock moves less.
     """
     slot = buffer_bytes // SLOTS
-    calls = SLOTS_PER_CALL["Simple"]
-    sync_us = calls // SLICE_SLOTS * SIMPLE_SLICE_SYNC_US
+    per_call = SLOTS_PER_CALL["Simple"]
+    sync_us = per_call // SLICE_SLOTS * SIMPLE_SLICE_SYNC_US
     return Protocol(
-        "Simple", Fraction(1), 1.0, slot, SLOTS // calls, slot * calls, THREADBLOCK_COPY_GBPS, sync_us
+        "Simple", Fraction(1), 1.0, slot, SLOTS // per_call, slot * per_call, THREADBLOCK_COPY_GBPS, sync_us
     )
 
 

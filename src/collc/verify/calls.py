@@ -29,6 +29,8 @@ from collc.verify.runtimes import RuntimeProfile
 SLOTS = 8
 #: slots one primitive call advances the connection by (MSCCL_CHUNKSTEPS on Simple)
 SLOTS_PER_CALL = {"Simple": 4, "LL": 1, "LL128": 1}
+#: slots of one slice on Simple (MSCCL_SLICESTEPS): a call is 2 slices, each one FIFO handshake
+SLICE_SLOTS = 2
 
 
 @dataclass(frozen=True)
