@@ -73,8 +73,9 @@ def test_the_report_predicts_the_plan_with_its_own_parameters():
     for nbytes, algbw in rows.items():
         assert algbw == pytest.approx(nbytes / cost.time_us("allreduce", nbytes, None) / 1000)
     # the pipeline unit is a parameter of the prediction: whole-chunk ops pipeline nothing (k = 1, whose
-    # 8 chunks are the largest: 1.26x; the k the search emits has more, smaller chunks)
-    one = compile_plan(_topology(), CompileOptions(coll="allreduce", user_range=True, k=1)).result.algorithm
+    # 8 chunks, one instance, are the largest: 1.26x; the k the search emits has more, smaller chunks)
+    options = CompileOptions(coll="allreduce", user_range=True, k=1, instances=1, more_instances=False)
+    one = compile_plan(_topology(), options).result.algorithm
     size = 1 << 30
     pipelined = PlanCost(network, one, PIPELINE_UNIT_BYTES).time_us("allreduce", size, None)
     assert PlanCost(network, one, 1 << 40).time_us("allreduce", size, None) > 1.2 * pipelined

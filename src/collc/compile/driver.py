@@ -117,7 +117,7 @@ class CompileOptions(LoweringOptions):
     k: int | None = None
     max_k: int | None = None
     align: int | None = None  # None: serve power-of-two counts
-    feeder_instances: bool = True  # may double ``instances`` for NIC-feeding lanes (_feeder_instances)
+    more_instances: bool = True  # may double ``instances`` (_doubles, _feeder_instances)
     user_range: bool = False  # min_bytes/max_bytes were given by the user: write them as they are
     force: bool = False  # write the file even where it is predicted to win at no size
     buffsize: int | None = None  # NCCL_BUFFSIZE the Simple file is for; None: chosen by simulation
@@ -579,11 +579,33 @@ def _lowering_steps(state: CompileState, index: int) -> Generator[None, None, No
     state.fitted.append(fitted)
     if variant is not None:
         state.fitted.append(variant)
+    if lanes == "auto" and wide and _doubles(state, solution.forest.k * 2 * instances):
+        twice = _name(state.topology, state.options.coll, solution.forest.k, 2 * instances)
+        doubled = yield from _relowered(state, fitted, twice, split_lanes=True, instances=2 * instances)
+        if doubled is not None:
+            state.fitted.append(doubled)
     narrow = state.fitted[0].lowered.usage.total_steps > WIDE_SEARCH_STEPS  # the search, not this program
     if narrow and lowered.merged_tbs and not lowered.stages_shared:
         shared = yield from _relowered(state, fitted, name, split_lanes=False, share_stages=True)
         if shared is not None and shared.lowered.algorithm != lowered.algorithm:
             state.fitted.append(shared)
+
+
+def _doubles(state: CompileState, chunks_per_root: int) -> bool:
+    """Whether a candidate is also lowered with twice its instances and split lanes (the user left
+    ``--instances`` to compile, and the doubled ``nchunksperloop`` still serves the counts asked for).
+
+    Two instances give every tree edge two transfers, so split lanes carry a tree's chunks on two
+    threadblocks at once: one moves 25.4 GB/s at the 256 KiB buffer (docs/cost-model.md §1), less
+    than many links. At 1 GiB, 1x16 MI250 allgather k = 8: 299.3 GB/s at best with one instance,
+    330.4 with two (bound 336.8); 1x8 V100 reduce-scatter: 159.5 at best with one instance, 164.3
+    with two (k = 16, paced; bound 168.4).
+    """
+    n = state.topology.num_gpus
+    return (
+        state.options.more_instances
+        and serving(n * chunks_per_root, state.options.coll, n, state.options.align).satisfied
+    )
 
 
 def _to_pace(state: CompileState) -> Fitted | None:
@@ -660,6 +682,7 @@ def _relowered(
     split_lanes: bool,
     pace_free_senders: bool = False,
     share_stages: bool = False,
+    instances: int | None = None,
 ) -> Generator[None, None, Fitted | None]:
     """The candidate lowered again another way, to be simulated beside it (or, ``--lanes split``,
     instead of it); None where that way does not fit. Which way is faster depends on the fabric, so
@@ -681,7 +704,7 @@ def _relowered(
     """
     options = replace(
         state.options,
-        instances=fitted.instances,
+        instances=instances or fitted.instances,
         name=name,
         split_lanes=split_lanes,
         pace_free_senders=pace_free_senders,
@@ -702,13 +725,13 @@ def _relowered(
     if lowered.algorithm == fitted.lowered.algorithm:
         return replace(fitted, lowered=lowered)  # same program, same simulation
     predictor = Memo(state.model.collc(lowered.algorithm))
-    return replace(fitted, lowered=lowered, predictor=predictor)
+    return replace(fitted, lowered=lowered, predictor=predictor, instances=options.instances)
 
 
 def _candidates_fitted(state: CompileState) -> int:
-    """The k candidates fitted so far in this attempt: the names of their programs, which a second
-    lowering of one (split lanes) shares."""
-    return len({item.lowered.algorithm.name for item in state.fitted})
+    """The k candidates fitted so far in this attempt: their forests' k, which every other lowering
+    of one (split lanes, two instances, paced senders) shares."""
+    return len({item.solution.forest.k for item in state.fitted})
 
 
 def _unsimulated(state: CompileState) -> Fitted | None:
@@ -800,19 +823,18 @@ def _choose_step(state: CompileState) -> None:
 
 
 def _label(item: Fitted) -> str:
-    """How the notes name a candidate: its k, and how its lanes were split where they were."""
+    """How the notes name a candidate: its k, its instances where more than one, and how its lanes were
+    split, its senders paced or its tree depths shared where they were."""
     lowered = item.lowered
-    if not lowered.split_lanes:
-        lanes = ""
-    elif lowered.unsplit_groups:
-        lanes = " (lanes split to the threadblock limit"
-    else:
-        lanes = " (a lane per transfer"
+    ways = [f"{item.instances} instances"] if item.instances > 1 else []
+    if lowered.split_lanes:
+        split = "lanes split to the threadblock limit" if lowered.unsplit_groups else "a lane per transfer"
+        ways.append(split)
     if lowered.paced:
-        lanes += ", free senders paced" if lanes else " (free senders paced"
+        ways.append("free senders paced")
     if lowered.stages_shared:
-        lanes += ", tree depths sharing threadblocks" if lanes else " (tree depths sharing threadblocks"
-    return f"k = {item.solution.forest.k}{lanes}{')' if lanes else ''}"
+        ways.append("tree depths sharing threadblocks")
+    return f"k = {item.solution.forest.k}" + (f" ({', '.join(ways)})" if ways else "")
 
 
 def _preferred(best: Fitted, top: Fitted, reference: int) -> str:
@@ -1068,11 +1090,12 @@ def _feeder_instances(
     every pair carries two. The doubled file is only tried when its feeding pairs get their lanes
     without merged, capped or stage-sharing threadblocks, and while it still pipelines over
     :data:`MIN_DOUBLED_ITERATIONS` at the reference call size (else it cannot win: half the
-    iterations hide the fill). Only reduce-scatter, where an aggregation waits for its slowest input:
-    allgather and allreduce showed no gain in the event simulation and would pay threadblocks for it.
+    iterations hide the fill). Only reduce-scatter, where an aggregation waits for its slowest input,
+    and only lanes sized by rate: the search already simulates every candidate with two instances and
+    split lanes where it is wide (:func:`_doubles`).
     """
     lowered = best.lowered
-    wanted = options.feeder_instances and options.coll == "reducescatter" and lowered.single_feeders
+    wanted = options.more_instances and options.coll == "reducescatter" and lowered.single_feeders
     if not wanted or lowered.merged_tbs or lowered.split_lanes:
         return best
     doubled = 2 * best.instances

@@ -46,7 +46,7 @@ class CompileFlags:
             user_range=self.min_bytes is not None or self.max_bytes is not None,
             force=self.force,
             instances=1 if self.instances is None else self.instances,
-            feeder_instances=self.instances is None,
+            more_instances=self.instances is None,
             k=self.k,
             max_k=self.max_k,
             align=self.align,
