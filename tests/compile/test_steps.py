@@ -4,12 +4,13 @@ them; however the steps are cut or the state is pickled between them, the file w
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import pytest
 
 from collc.compile import CompileOptions, compile_schedule, driver
-from collc.compile.driver import advance, begin, next_step
+from collc.compile.driver import _label, advance, begin, next_step
 from collc.topology import load
 
 OPTIONS = CompileOptions(coll="allreduce", k=1, max_bytes=1 << 30, user_range=True)
@@ -59,3 +60,22 @@ def test_a_step_dropped_by_pickling_runs_whole_next_time(fabric, monkeypatch):
     assert names.count("forest") == 2 and names.count("verify") == 1
     names, xml = _steps(topology, pickled="verify")
     assert xml == expected and names.count("verify") == 2
+
+
+def test_a_candidate_is_lowered_once_however_its_lowering_is_sliced(monkeypatch):
+    """A lowering cut into slices ends before any step reads the fitted candidates, so a search that
+    reaches its first candidates while one is part way through does not lower it again: the same
+    candidates, each once, and the same file as with every step run whole."""
+    topology, options = load("dgx1"), CompileOptions(coll="reducescatter")
+
+    def search(slice_seconds: float) -> tuple[list[str], str]:
+        monkeypatch.setattr(driver, "SLICE_SECONDS", slice_seconds)
+        state = begin(topology, options)
+        while next_step(state) != "done":
+            advance(state)
+        assert state.result is not None
+        return [_label(item) for item in state.fitted], state.result.xml
+
+    labels, xml = search(math.inf)
+    assert len(labels) == len(set(labels)) >= 6  # k = 2, 4, 8, 16, lanes split, two instances, paced
+    assert search(0.0) == (labels, xml)

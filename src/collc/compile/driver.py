@@ -426,6 +426,8 @@ def next_step(state: CompileState) -> str:
         return "range"
     if state.candidates is None:
         return "bound"
+    if state.lowering is not None:  # finish a lowering before anything reads the fitted candidates
+        return "lower"
     index = _next_candidate(state)
     if index is None:
         if _unsimulated(state) is not None:
@@ -522,8 +524,8 @@ def _lower_step(state: CompileState) -> None:
     """Lower: fit the next candidate's forest to the runtime's limits, or record why it does not fit,
     or lower a simulated candidate again with paced senders (:func:`_to_pace`), for at most about
     :data:`SLICE_SECONDS` per step (the step runs again until it is done)."""
-    index = _next_candidate(state)
     if state.lowering is None:
+        index = _next_candidate(state)
         if index is not None:
             state.lowering = _lowering_steps(state, index)
         else:
@@ -534,13 +536,22 @@ def _lower_step(state: CompileState) -> None:
         done, _ = run_until(state.lowering, state.deadline())
     if done:
         state.lowering = None
-        if index is not None:
-            state.position = index + 1
 
 
 def _lowering_steps(state: CompileState, index: int) -> Generator[None, None, None]:
-    """The candidate ``index`` lowered (and, by ``--lanes``, lowered again with split lanes), added to
-    the fitted candidates, or the reason it does not fit recorded."""
+    """The candidate ``index`` lowered every way :func:`_lowerings` tries, added to the fitted
+    candidates at once when all are done (so a step that reads them never sees part of a candidate,
+    and a lowering dropped part way through by a pickle starts again from nothing), and the search
+    moved past it."""
+    found = yield from _lowerings(state, index)
+    state.fitted.extend(found)
+    state.position = index + 1
+
+
+def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fitted]]:
+    """The candidate ``index`` lowered (and, by ``--lanes``, lowered again with split lanes, with two
+    instances, or with tree depths sharing threadblocks), or none and the reason it does not fit
+    recorded."""
     assert state.candidates is not None
     allow_shared_stages, instances = state.attempts[state.attempt]
     solution = state.solutions[state.candidates[index].solve_k]
@@ -559,7 +570,7 @@ def _lowering_steps(state: CompileState, index: int) -> Generator[None, None, No
     except DoesNotFit as error:
         state.failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
         state.smallest_failed = min(solution.forest.k, state.smallest_failed or solution.forest.k)
-        return
+        return []
     fitted = Fitted(solution, lowered, instances, Memo(state.model.collc(lowered.algorithm)), reduce_forest)
     lanes = state.options.lanes
     wide = lowered.usage.total_steps <= WIDE_SEARCH_STEPS
@@ -574,21 +585,20 @@ def _lowering_steps(state: CompileState, index: int) -> Generator[None, None, No
                 f"--lanes split: k = {solution.forest.k} needs merged threadblocks even with a lane per "
                 "group; its lanes are sized by rate"
             )
-        state.fitted.append(variant or fitted)
-        return
-    state.fitted.append(fitted)
-    if variant is not None:
-        state.fitted.append(variant)
+        return [variant or fitted]
+    found = [fitted] if variant is None else [fitted, variant]
     if lanes == "auto" and wide and _doubles(state, solution.forest.k * 2 * instances):
         twice = _name(state.topology, state.options.coll, solution.forest.k, 2 * instances)
         doubled = yield from _relowered(state, fitted, twice, split_lanes=True, instances=2 * instances)
         if doubled is not None:
-            state.fitted.append(doubled)
-    narrow = state.fitted[0].lowered.usage.total_steps > WIDE_SEARCH_STEPS  # the search, not this program
+            found.append(doubled)
+    first = state.fitted[0] if state.fitted else fitted
+    narrow = first.lowered.usage.total_steps > WIDE_SEARCH_STEPS  # the search, not this program
     if narrow and lowered.merged_tbs and not lowered.stages_shared:
         shared = yield from _relowered(state, fitted, name, split_lanes=False, share_stages=True)
         if shared is not None and shared.lowered.algorithm != lowered.algorithm:
-            state.fitted.append(shared)
+            found.append(shared)
+    return found
 
 
 def _doubles(state: CompileState, chunks_per_root: int) -> bool:
