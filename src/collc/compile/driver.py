@@ -88,8 +88,10 @@ EQUIVALENT = Fraction(3, 100)
 # smaller buffer pipelines finer but costs every threadblock a handshake per 2 FIFO slots (1.23 µs,
 # measured: docs/cost-model.md §1), which caps it at 25.4 GB/s with 256 KiB (45.9 with the default).
 # With that cost modelled, offering 1 MiB as well moved the presets both ways (bench_predict: 9 files
-# below 0.95 of the bound at 1 GiB instead of 10, 5 short of the runtime at 64 MiB instead of 4) for
-# more simulations per compile; 128 KiB would cap a threadblock at 17.2 GB/s. One choice.
+# below 0.95 of the bound at 1 GiB instead of 10, 5 short of the runtime at 64 MiB instead of 4; with
+# the two-instance candidates too, 9 instead of 8 and 4 instead of 5: 1x8 V100 allgather 0.910 ->
+# 0.969, 1x16 MI250 allgather 0.968 -> 0.947) for more simulations per compile; 128 KiB would cap a
+# threadblock at 17.2 GB/s. One choice.
 BUFFER_CHOICES = (256 << 10,)
 # The runtimes whose MSCCL kernel walks chunks in calls of half NCCL_BUFFSIZE (None: the topology's
 # runtime, one of them).
