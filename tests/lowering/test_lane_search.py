@@ -70,3 +70,34 @@ def test_shared_stages_need_no_merged_threadblocks_where_a_lane_per_depth_does()
     assert per_depth.merged_tbs > 0 and per_depth.stages_shared is None
     assert shared.merged_tbs == 0 and shared.usage.max_tbs < per_depth.usage.max_tbs
     assert shared.stages_shared == "instead of merged threadblocks"
+
+
+def test_emissions_over_the_step_limit_stop_at_the_cap(monkeypatch) -> None:
+    """An emission whose threadblocks exceed the step limit grows lanes and emits again; with
+    ``max_emissions`` each lane search gives up after that many (an emission takes seconds at 128
+    GPUs) and says so. Planted: every emission is over the limit and can always grow."""
+    forest = solve(load("dgx-a100"), k=1).forest
+    limits = runtime_limits("msccl-executor", None)
+    emissions, searches = [], []
+    real_emit, real_fit = lowering.emit, lowering._fit
+
+    def emitted(*args, **kwargs):
+        emissions.append(1)
+        return real_emit(*args, **kwargs)
+
+    def searched(*args, **kwargs):
+        searches.append(1)
+        return (yield from real_fit(*args, **kwargs))
+
+    monkeypatch.setattr(lowering, "emit", emitted)
+    monkeypatch.setattr(lowering, "_fit", searched)
+    monkeypatch.setattr(
+        lowering, "_steps", lambda algo: [[limits.max_steps_per_tb + 1] * len(gpu.tbs) for gpu in algo.gpus]
+    )
+    monkeypatch.setattr(lowering, "_growable", lambda assignment, lanes, sizes: dict(lanes))
+    with pytest.raises(
+        DoesNotFit,
+        match=f"still needs .* steps after 3 emissions, the runtime allows {limits.max_steps_per_tb}",
+    ):
+        lower(forest, LoweringOptions(coll="allgather", max_emissions=3), limits)
+    assert searches and len(emissions) == 3 * len(searches)

@@ -79,6 +79,12 @@ SIMULATED_CANDIDATES = 3
 # GPUs one costs ten).
 WIDE_CANDIDATES = 6
 WIDE_SEARCH_STEPS = 50_000
+# Emissions the extra lowering with tree depths sharing threadblocks may take in a search that is not
+# wide: each emission over the step limit grows lanes and emits again, one to three seconds at 128 GPUs.
+# 16x8 H100 rail allreduce: k = 1 and k = 2 fit at the first (k = 2 is written, 154.6 GB/s at 1 GiB);
+# k = 4 took 14 emissions for 137.6 GB/s, a compile of 86 s; capped, it fits with multi-chunk steps
+# (139.8 GB/s) and the compile takes 57 s (37 s before k = 4 was lowered this way at all).
+SHARED_EMISSIONS = 4
 # Candidates whose simulated algbw at the reference size is this close to the fastest are equivalent
 # there; the one that delivers most at smaller sizes is emitted (_pick). 3 %, not 1 %: 2x8 H100
 # allgather's k = 2 with a lane per transfer is 2.5 % faster than k = 1 at 1 GiB (525.1 GB/s against
@@ -597,7 +603,9 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
     first = state.fitted[0] if state.fitted else fitted
     narrow = first.lowered.usage.total_steps > WIDE_SEARCH_STEPS  # the search, not this program
     if narrow and lowered.merged_tbs and not lowered.stages_shared:
-        shared = yield from _relowered(state, fitted, name, split_lanes=False, share_stages=True)
+        shared = yield from _relowered(
+            state, fitted, name, split_lanes=False, share_stages=True, max_emissions=SHARED_EMISSIONS
+        )
         if shared is not None and shared.lowered.algorithm != lowered.algorithm:
             found.append(shared)
     return found
@@ -695,6 +703,7 @@ def _relowered(
     pace_free_senders: bool = False,
     share_stages: bool = False,
     instances: int | None = None,
+    max_emissions: int | None = None,
 ) -> Generator[None, None, Fitted | None]:
     """The candidate lowered again another way, to be simulated beside it (or, ``--lanes split``,
     instead of it); None where that way does not fit. Which way is faster depends on the fabric, so
@@ -712,7 +721,7 @@ def _relowered(
       gained 307.7 → 327.6 before the slice handshake entered the model, docs/cost-model.md §1).
     * ``share_stages``: threadblocks that carry several tree depths, for a candidate whose lanes per
       tree depth need merged threadblocks where the first candidate was too large for the wide search
-      (:func:`_lowering_steps`).
+      (:func:`_lowering_steps`), given at most ``max_emissions`` (:data:`SHARED_EMISSIONS`).
     """
     options = replace(
         state.options,
@@ -721,6 +730,7 @@ def _relowered(
         split_lanes=split_lanes,
         pace_free_senders=pace_free_senders,
         share_stages=share_stages,
+        max_emissions=max_emissions,
     )
     try:
         lowered = yield from lower_steps(

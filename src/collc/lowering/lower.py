@@ -55,6 +55,7 @@ class LoweringOptions:
     )
     pace_free_senders: bool = False  # free-running senders wait for their GPU's dependent traffic
     share_stages: bool = False  # threadblocks carry several tree depths from the start (none merged)
+    max_emissions: int | None = None  # emissions a lane search may take (_fit); None: as many as it needs
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,8 @@ def _fit(
     threadblock cost 4×8 A100 allreduce 0.777 → 0.740 in the event simulation (MI300X ×4 allreduce
     gained 0.725 → 0.753; CHANGELOG.md). With ``options.split_lanes``, only a lane per transfer fits
     unless ``partial``: then lanes short of it are accepted (:func:`collc.lowering.assign.split_lanes`).
+    A threadblock over the step limit after an emission grows its groups by a lane and emits again,
+    at most ``options.max_emissions`` times in all (an emission takes seconds at 128 GPUs).
     """
     loads = group_loads(plan, split_stages)
     feeding = feeding_groups(plan, loads)
@@ -257,6 +260,7 @@ def _fit(
     sizes = {group: len(members) for group, members in loads.items()}
     minimum = dict.fromkeys(wanted, 1)
     cap = max(wanted.values())
+    emissions = 0
     for _ in range(4 * len(wanted) + 64):
         lanes = {g: max(minimum[g], min(wanted[g], cap)) for g in wanted}
         assignment = assign(
@@ -311,9 +315,16 @@ def _fit(
             pace=options.pace_free_senders,
         )
         yield
+        emissions += 1
         measured = usage(algo)
         crowded = _groups_over_step_limit(_steps(algo), assignment, limits)
         if crowded:
+            if options.max_emissions is not None and emissions >= options.max_emissions:
+                raise DoesNotFit(
+                    f"a threadblock still needs {measured.max_steps_per_tb} steps after {emissions} "
+                    f"emissions, the runtime allows {limits.max_steps_per_tb}",
+                    hint="use a smaller --k/--max-k or fewer --instances",
+                )
             if not _grow(crowded, minimum, growable):
                 raise DoesNotFit(
                     f"a threadblock needs {measured.max_steps_per_tb} steps, the runtime allows "
