@@ -46,6 +46,10 @@ def test_compile_writes_a_verified_file_and_reports_limits(tmp_path):
     assert "k = 1 preferred to k = 8 (whose bound is 0.90 % higher)" in report
     assert "(limit 108)" in report and "(limit 32)" in report and "(limit 64)" in report
     assert "MSCCL_ALGO_DIR" in report and "NCCL_MSCCL_ENABLE" in report
+    # the user's --instances is kept: no candidate is lowered with twice as many
+    result, _ = _compile(tmp_path, "dgx-a100", "--set", "boxes=2", "--instances", "1")
+    assert result.exit_code == 0, result.output
+    assert "1 instance(s)), nchunksperloop = 16" in result.output and "2 instances" not in result.output
 
 
 def test_nic_feeding_pairs_with_one_transfer_get_a_second_instance_where_it_simulates_faster(
