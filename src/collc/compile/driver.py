@@ -82,9 +82,10 @@ WIDE_SEARCH_STEPS = 50_000
 # Emissions the extra lowering with tree depths sharing threadblocks may take in a search that is not
 # wide: each emission over the step limit grows lanes and emits again, one to three seconds at 128 GPUs.
 # 16x8 H100 rail allreduce: k = 1 and k = 2 fit at the first (k = 2 is written, 154.6 GB/s at 1 GiB);
-# k = 4 took 14 emissions for 137.6 GB/s, a compile of 86 s; capped, it fits with multi-chunk steps
-# (139.8 GB/s) and the compile takes 57 s (37 s before k = 4 was lowered this way at all).
-SHARED_EMISSIONS = 4
+# k = 4 took 14 emissions for 137.6 GB/s, a compile of 86 s; capped at 4 it fits with multi-chunk steps
+# (139.8 GB/s) and the compile took 57 s. Those steps are where it ends up anyway, as the same program,
+# after 5 emissions (about 10 s) at a cap of 4 and after 2 at a cap of 1, which writes the same file.
+SHARED_EMISSIONS = 1
 # Candidates whose simulated algbw at the reference size is this close to the fastest are equivalent
 # there; the one that delivers most at smaller sizes is emitted (_pick). 3 %, not 1 %: 2x8 H100
 # allgather's k = 2 with a lane per transfer is 2.5 % faster than k = 1 at 1 GiB (525.1 GB/s against
