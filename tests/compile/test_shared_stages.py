@@ -58,3 +58,20 @@ def test_a_program_small_enough_for_the_wide_search_is_not(small_gpus) -> None:
     result = compile_schedule(small_gpus, CompileOptions(coll="allreduce"))
     assert "sharing threadblocks" not in _candidates(result.notes)
     assert result.lowered.stages_shared is None
+
+
+def test_the_shared_depth_lowering_of_a_narrow_search_is_capped_in_emissions(small_gpus, monkeypatch) -> None:
+    """Each emission of a 128-GPU program takes seconds, and one over the step limit only grows lanes
+    and emits again (k = 4 on 16x8 H100 rail took 14): the narrow search's extra lowering with shared
+    depths is given :data:`driver.SHARED_EMISSIONS`, every other lowering no cap."""
+    monkeypatch.setattr(driver, "WIDE_SEARCH_STEPS", 0)
+    caps: dict[bool, set[int | None]] = {True: set(), False: set()}
+    real = driver.lower_steps
+
+    def recording(forest, options, *args, **kwargs):
+        caps[options.share_stages].add(options.max_emissions)
+        return real(forest, options, *args, **kwargs)
+
+    monkeypatch.setattr(driver, "lower_steps", recording)
+    compile_schedule(small_gpus, CompileOptions(coll="allreduce"))
+    assert caps[True] == {driver.SHARED_EMISSIONS} and caps[False] == {None}
