@@ -238,7 +238,6 @@ class ProgramCost:
             )
         _check_structure(self.tbs)
         self._table = _step_table(self.tbs)
-        self._steps = int(self._table.nsteps.sum())  # all threadblocks' steps: one iteration's events
         plane_index = network_planes(network.topology)
         planes = sorted(plane_index, key=plane_index.get)
         arcs = sorted(network.bandwidth)
@@ -275,7 +274,7 @@ class ProgramCost:
         """(simulated iterations, real iterations, payload bytes per chunk per iteration) of ``nbytes``."""
         chunk = nbytes / self.algo.nchunksperloop
         real = max(1, ceil(chunk / proto.call_bytes))
-        steps = max(1, self._steps)
+        steps = max(1, int(self._table.nsteps.sum()))  # one iteration's steps, all threadblocks
         simulated = min(real, max(MIN_ITERATIONS, STEP_BUDGET // steps))
         return simulated, real, chunk / real
 
