@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 import pickle
+from dataclasses import replace
 
 import pytest
 
 from collc.compile import CompileOptions, compile_schedule, driver
 from collc.compile.driver import _label, advance, begin, next_step
+from collc.predict import des
 from collc.topology import load
 
 OPTIONS = CompileOptions(coll="allreduce", k=1, max_bytes=1 << 30, user_range=True)
@@ -79,3 +81,22 @@ def test_a_candidate_is_lowered_once_however_its_lowering_is_sliced(monkeypatch)
     labels, xml = search(math.inf)
     assert len(labels) == len(set(labels)) >= 6  # k = 2, 4, 8, 16, lanes split, two instances, paced
     assert search(0.0) == (labels, xml)
+
+
+def test_the_simulations_of_a_fitted_candidate_start_while_the_next_is_lowered(monkeypatch):
+    """Each lowering ends by starting the simulations the simulate step will ask of what it fitted,
+    on a spare thread (collc.predict.des.start_ahead): by the first simulate step every one of them
+    is made or in flight."""
+    monkeypatch.setattr(des, "_threads", 2)
+    state = begin(load("dgx-a100", {"boxes": "1"}), CompileOptions(coll="allgather"))
+    while next_step(state) != "simulate":
+        advance(state)
+    wanted = [
+        run
+        for buffer in driver.buffer_choices(state.options)
+        for item in state.fitted
+        for run in replace(item, buffer_bytes=buffer).runs([state.reference])
+    ]
+    costs = {id(item.predictor.inner): item.predictor.inner for item in state.fitted}
+    assert len(state.fitted) > 1 and all(cost._runs or cost._ahead for cost in costs.values())
+    assert all(run in cost._ahead for cost, run in wanted)

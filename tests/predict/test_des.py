@@ -1,4 +1,6 @@
 import json
+import pickle
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -304,6 +306,75 @@ def test_a_run_made_ahead_that_fails_raises_only_where_it_is_needed(monkeypatch)
     assert des.runs_of(cost, "allgather", [MiB, 2**30], SIMPLE) == runs
     with pytest.raises(InputError, match="deadlocks"):
         des.prefetch(runs, strict=True)
+
+
+def test_runs_started_ahead_give_the_answers_of_runs_made_when_needed(monkeypatch) -> None:
+    """start_ahead simulates on a spare thread while the caller goes on; the times are the same to
+    the last bit, nothing is simulated twice, and a program with runs in flight pickles (once they
+    are done) with their results."""
+    monkeypatch.setattr(des, "STEP_BUDGET", 1)
+    sizes = [MiB, 64 * MiB, 2**30]
+    alone = ProgramCost(_switch(4), ring_allgather(4))
+    expected = [alone.time_us("allgather", size, SIMPLE) for size in sizes]
+    monkeypatch.setattr(des, "_threads", 2)
+    cost = ProgramCost(_switch(4), ring_allgather(4))
+    runs = des.runs_of(cost, "allgather", sizes, SIMPLE)
+    des.start_ahead(runs)
+    assert set(cost._ahead) == {run for _, run in runs}
+    copy = pickle.loads(pickle.dumps(cost))
+    assert copy._ahead == {} and set(copy._runs) == {run for _, run in runs}
+    monkeypatch.setattr(cost, "_run", None)  # nothing is simulated again
+    assert [cost.time_us("allgather", size, SIMPLE) for size in sizes] == expected
+    assert [copy.time_us("allgather", size, SIMPLE) for size in sizes] == expected
+
+
+def test_a_run_in_flight_ahead_is_waited_for_and_a_queued_one_taken_back(monkeypatch) -> None:
+    """The spare thread runs one simulation at a time: ensure waits for the one it is making (never
+    making it twice) and makes a queued one itself, so a caller with more threads is not held to the
+    spare thread's queue."""
+    monkeypatch.setattr(des, "STEP_BUDGET", 1)
+    monkeypatch.setattr(des, "_threads", 2)
+    cost = ProgramCost(_switch(4), ring_allgather(4))
+    first, second = (run for _, run in des.runs_of(cost, "allgather", [2**30], SIMPLE))
+    made: list[tuple[des.Run, str]] = []
+    started, gate = threading.Event(), threading.Event()
+    real = cost._end
+
+    def held(run: des.Run) -> float:
+        made.append((run, threading.current_thread().name))
+        started.set()
+        gate.wait(10)
+        return real(run)
+
+    monkeypatch.setattr(cost, "_end", held)
+    des.start_ahead([(cost, first), (cost, second)])
+    assert started.wait(10)
+    cost.ensure(second)  # queued behind the held one: taken back and made here
+    threading.Timer(0.05, gate.set).start()
+    cost.ensure(first)  # in flight: waited for
+    assert [(run, name.startswith("collc-simulate-ahead")) for run, name in made] == [
+        (first, True),
+        (second, False),
+    ]
+
+
+def test_nothing_runs_ahead_where_one_simulation_runs_at_a_time(monkeypatch) -> None:
+    """A service worker held to one CPU (set_simulation_threads(1)) keeps to it."""
+    monkeypatch.setattr(des, "_threads", 1)
+    cost = ProgramCost(_switch(4), ring_allgather(4))
+    des.start_ahead(des.runs_of(cost, "allgather", [MiB], SIMPLE))
+    assert cost._ahead == {} and cost._runs == {}
+
+
+def test_a_run_started_ahead_that_fails_raises_where_it_is_needed(monkeypatch) -> None:
+    monkeypatch.setattr(des, "_threads", 2)
+    stuck = _chain(fused=False)
+    stuck.gpus[2].tbs[0].steps.append(_step("r", 1))
+    cost = ProgramCost(_switch(3), stuck)
+    runs = des.runs_of(cost, "allgather", [MiB], SIMPLE)
+    des.start_ahead(runs)
+    with pytest.raises(InputError, match="deadlocks"):
+        cost.time_us("allgather", MiB, SIMPLE)
 
 
 @pytest.mark.parametrize(

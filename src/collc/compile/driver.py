@@ -40,7 +40,7 @@ from collc.lowering.plan import COLLECTIVES, network_planes
 from collc.lowering.reach import check_reach
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.msccl.writer import to_xml
-from collc.predict.des import ProgramCost, Run, prefetch, runs_of, simulation_threads
+from collc.predict.des import ProgramCost, Run, prefetch, runs_of, simulation_threads, start_ahead
 from collc.predict.model import TopologyModel
 from collc.predict.params import DEFAULT_BUFFER_BYTES, Protocol, simple
 from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
@@ -340,9 +340,10 @@ def compile_schedule(topology: Topology, options: CompileOptions, progress: Repo
     runs as the steps of :func:`advance`, one after the other; ``progress`` hears each step's name.
     """
     state = begin(topology, options)
-    while state.result is None:
-        progress(f"compile: {next_step(state)}", state.steps_done, None)
-        advance(state)
+    with collector_paused():  # every step's structures stay alive until the result: nothing to collect
+        while state.result is None:
+            progress(f"compile: {next_step(state)}", state.steps_done, None)
+            advance(state)
     return state.result
 
 
@@ -555,6 +556,20 @@ def _lowering_steps(state: CompileState, index: int) -> Generator[None, None, No
     found = yield from _lowerings(state, index)
     state.fitted.extend(found)
     state.position = index + 1
+    _simulate_ahead(state, found)
+
+
+def _simulate_ahead(state: CompileState, found: list[Fitted]) -> None:
+    """Start the simulations at the reference size that the simulate step will ask of the programs
+    just fitted, with every buffer tried, on a spare thread (:func:`collc.predict.des.start_ahead`):
+    they run while the next candidate is lowered, which holds the interpreter. The simulate step
+    waits for them; the choice is the one it makes without them."""
+    start_ahead(
+        run
+        for buffer in buffer_choices(state.options)
+        for item in found
+        for run in replace(item, buffer_bytes=buffer).runs([state.reference])
+    )
 
 
 def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fitted]]:
@@ -683,6 +698,7 @@ def _pacing_steps(state: CompileState, item: Fitted) -> Generator[None, None, No
     state.paced.add(_pacing_key(item))
     if paced is not None and paced.lowered.algorithm != item.lowered.algorithm:
         state.fitted.append(paced)
+        _simulate_ahead(state, [paced])
 
 
 # Collectives whose candidates are also lowered with free senders paced: reduce-scatter's and

@@ -208,7 +208,7 @@ def lower_steps(
                     partial=partial,
                 )
             except DoesNotFit as error:
-                failures.append(error)
+                failures.append(error.with_traceback(None))  # its frames hold this list: a cycle
                 continue
             if options.share_stages:
                 lowered = replace(lowered, stages_shared="instead of merged threadblocks")
@@ -216,7 +216,8 @@ def lower_steps(
                 reason = failures[0].message
                 lowered = replace(lowered, stages_shared=f"one lane per tree depth did not fit ({reason})")
             return replace(lowered, piece_chunks=size)
-    raise failures[-1]
+    last = failures[-1]
+    raise DoesNotFit(last.message, hint=last.hint)  # a new error, which no frame's variable holds
 
 
 def _fit(

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from math import ceil, inf
 from typing import NamedTuple
@@ -257,6 +258,7 @@ class ProgramCost:
             latency.append(network.path_latency_us(path))
         self._latency = np.array(latency)
         self._runs: dict[Run, float] = {}  # end times of the runs made (:meth:`ensure`)
+        self._ahead: dict[Run, Future[None]] = {}  # runs started ahead of need (:func:`start_ahead`)
         arc_cnt = np.zeros(len(arcs))  # chunks per iteration over every arc
         for amount, route in zip(sent, self._routes, strict=True):
             arc_cnt[route] += amount
@@ -320,9 +322,30 @@ class ProgramCost:
         ]
 
     def ensure(self, run: Run) -> None:
-        """Simulate ``run`` unless it has run: when its last iteration ends (µs)."""
+        """Simulate ``run`` unless it has run: when its last iteration ends (µs). A run started ahead
+        (:func:`start_ahead`) is waited for, and one still queued there is taken back and run here (the
+        spare thread runs one at a time, the caller may have more threads); a run that failed ahead
+        runs again here and raises."""
+        ahead = self._ahead.pop(run, None)
+        if ahead is not None and not ahead.cancel():
+            ahead.result()
         if run not in self._runs:
-            self._runs[run] = float(self._run(run.iterations, run.call_bytes, run.proto)[-1])
+            self._runs[run] = self._end(run)
+
+    def _end(self, run: Run) -> float:
+        """When the last iteration of ``run`` ends (µs)."""
+        return float(self._run(run.iterations, run.call_bytes, run.proto)[-1])
+
+    def _run_ahead(self, run: Run) -> None:
+        """Make ``run`` on the spare thread (:func:`start_ahead`); a failure leaves it unmade."""
+        with suppress(InputError):
+            self._runs[run] = self._end(run)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Everything once the runs started ahead are done (a future cannot be pickled)."""
+        for ahead in list(self._ahead.values()):
+            ahead.result()
+        return {**self.__dict__, "_ahead": {}}
 
     def arc_limit_algbw(self, proto: Protocol) -> float:
         """An algbw (GB/s) no call of this program exceeds with ``proto``: every iteration moves one call
@@ -384,6 +407,28 @@ class Run(NamedTuple):
     iterations: int
     call_bytes: float
     proto: Protocol
+
+
+_spare: ThreadPoolExecutor | None = None  # the thread of start_ahead, made on first use
+
+
+def start_ahead(runs: Iterable[tuple[ProgramCost, Run]]) -> None:
+    """Start the runs not made or started yet on one spare thread and return at once, so that they
+    overlap what the caller does next in Python (a compile lowers its next candidate while the
+    simulations of the last one run: the compiled event loop releases the GIL). Only where more than
+    one simulation may run at once (:func:`simulation_threads`): a service worker held to one CPU
+    keeps to it. A run is deterministic, so which thread makes it changes no answer;
+    :meth:`ProgramCost.ensure` waits for one in flight.
+    """
+    global _spare
+    if simulation_threads() < 2:
+        return
+    for cost, run in runs:
+        if run in cost._runs or run in cost._ahead:
+            continue
+        if _spare is None:
+            _spare = ThreadPoolExecutor(1, thread_name_prefix="collc-simulate-ahead")
+        cost._ahead[run] = _spare.submit(cost._run_ahead, run)
 
 
 def prefetch(runs: Sequence[tuple[ProgramCost, Run]], *, strict: bool = False) -> None:
