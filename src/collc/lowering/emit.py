@@ -59,7 +59,8 @@ def emit(
             )
             for tb_id, spec in enumerate(assignment.tbs[gpu])
         ]
-        emitted = _fill_steps(tbs, sorted(events[gpu]), after)
+        sizes = {"i": plan.i_chunks, "o": plan.o_chunks, "s": plan.s_chunks[gpu]}
+        emitted = _fill_steps(tbs, sorted(events[gpu]), after, sizes)
         if pace:
             _pace_free_senders(tbs, emitted)
         for tb in tbs:
@@ -140,15 +141,17 @@ class Emitted(NamedTuple):
     kind: str
 
 
-def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, list[int]]) -> list[Emitted]:
+def _fill_steps(
+    tbs: list[Threadblock], events: list[Event], after: dict[int, list[int]], sizes: dict[str, int]
+) -> list[Emitted]:
     """Append every event to its threadblock with the waits the last-writer table requires, and for
     a send the waits ``after`` asks for (its GPU's NIC-feeding sends, emitted before it).
 
     One pass over the events: each chunk the step touches is looked up once in the table, so the
-    work is linear in the chunks moved. The table is a list per buffer (a chunk's last writing step,
-    or None), read and written a span's slice at a time.
+    work is linear in the chunks moved. The table is a list per buffer of ``sizes[buffer]`` chunks
+    (a chunk's last writing step, or None), read and written a span's slice at a time.
     """
-    last_writer = _writer_table(events)
+    last_writer: dict[str, list[tuple[int, int] | None]] = {buf: [None] * sizes[buf] for buf in BUFFERS}
     last_key: dict[int, int] = {}
     sent: dict[int, tuple[int, int]] = {}
     emitted: list[Emitted] = []  # in key order
@@ -190,15 +193,6 @@ def _fill_steps(tbs: list[Threadblock], events: list[Event], after: dict[int, li
             step = (tb_id, len(steps) - 1)
             last_writer[target.buf][target.off : target.off + target.cnt] = [step] * target.cnt
     return emitted
-
-
-def _writer_table(events: list[Event]) -> dict[str, list[tuple[int, int] | None]]:
-    """An empty last-writer table: per buffer, one slot per chunk up to the last one ``events`` touch."""
-    ends = dict.fromkeys(BUFFERS, 0)
-    for *_, source, target in events:
-        for span in (source, target):
-            ends[span.buf] = max(ends[span.buf], span.off + span.cnt)
-    return {buf: [None] * end for buf, end in ends.items()}
 
 
 def _pace_free_senders(tbs: list[Threadblock], emitted: list[Emitted]) -> None:
