@@ -321,6 +321,8 @@ def test_runs_started_ahead_give_the_answers_of_runs_made_when_needed(monkeypatc
     runs = des.runs_of(cost, "allgather", sizes, SIMPLE)
     des.start_ahead(runs)
     assert set(cost._ahead) == {run for _, run in runs}
+    # a daemon thread: the interpreter does not wait at exit for what is queued there (Ctrl-C)
+    assert [t.daemon for t in threading.enumerate() if t.name == "collc-simulate-ahead"] == [True]
     copy = pickle.loads(pickle.dumps(cost))
     assert copy._ahead == {} and set(copy._runs) == {run for _, run in runs}
     monkeypatch.setattr(cost, "_run", None)  # nothing is simulated again

@@ -26,11 +26,14 @@ What is modelled (the MSCCL executor's interpreter):
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from math import ceil, inf
+from queue import SimpleQueue
 from typing import NamedTuple
 
 import numpy as np
@@ -409,7 +412,34 @@ class Run(NamedTuple):
     proto: Protocol
 
 
-_spare: ThreadPoolExecutor | None = None  # the thread of start_ahead, made on first use
+class _SpareThread:
+    """One daemon thread that runs queued calls in order (:func:`start_ahead`). Not a thread pool's:
+    at exit the interpreter joins a pool's threads after they have run everything queued (seconds
+    after a Ctrl-C at 128 GPUs), and a daemon thread is dropped instead."""
+
+    def __init__(self) -> None:
+        self._queue: SimpleQueue[tuple[Future[None], Callable[[], None]]] = SimpleQueue()
+        threading.Thread(target=self._work, name="collc-simulate-ahead", daemon=True).start()
+
+    def submit(self, call: Callable[[], None]) -> Future[None]:
+        future: Future[None] = Future()
+        self._queue.put((future, call))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, call = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue  # taken back (ProgramCost.ensure)
+            try:
+                call()
+            except BaseException as error:  # handed to whoever waits for it
+                future.set_exception(error)
+            else:
+                future.set_result(None)
+
+
+_spare: _SpareThread | None = None  # made on first use
 
 
 def start_ahead(runs: Iterable[tuple[ProgramCost, Run]]) -> None:
@@ -427,8 +457,8 @@ def start_ahead(runs: Iterable[tuple[ProgramCost, Run]]) -> None:
         if run in cost._runs or run in cost._ahead:
             continue
         if _spare is None:
-            _spare = ThreadPoolExecutor(1, thread_name_prefix="collc-simulate-ahead")
-        cost._ahead[run] = _spare.submit(cost._run_ahead, run)
+            _spare = _SpareThread()
+        cost._ahead[run] = _spare.submit(partial(cost._run_ahead, run))
 
 
 def prefetch(runs: Sequence[tuple[ProgramCost, Run]], *, strict: bool = False) -> None:
