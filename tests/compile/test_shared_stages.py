@@ -92,7 +92,7 @@ def test_a_lowering_way_that_does_not_fit_leaves_no_cycle_to_collect(small_gpus)
         result = compile_schedule(small_gpus, CompileOptions(coll="allreduce", lanes="split"))
         gc.collect()
         frames = [
-            item.f_code.co_qualname
+            item.f_code.co_name
             for item in gc.garbage
             if isinstance(item, FrameType) and item.f_code.co_filename.endswith("lowering/lower.py")
         ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import pickle
-from dataclasses import replace
 
 import pytest
 
@@ -93,9 +92,8 @@ def test_the_simulations_of_a_fitted_candidate_start_while_the_next_is_lowered(m
         advance(state)
     wanted = [
         run
-        for buffer in driver.buffer_choices(state.options)
-        for item in state.fitted
-        for run in replace(item, buffer_bytes=buffer).runs([state.reference])
+        for item in driver.buffer_variants(state.options, state.fitted)
+        for run in item.runs([state.reference])
     ]
     costs = {id(item.predictor.inner): item.predictor.inner for item in state.fitted}
     assert len(state.fitted) > 1 and all(cost._runs or cost._ahead for cost in costs.values())

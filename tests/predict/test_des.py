@@ -375,6 +375,7 @@ def test_a_run_started_ahead_that_fails_raises_where_it_is_needed(monkeypatch) -
     cost = ProgramCost(_switch(3), stuck)
     runs = des.runs_of(cost, "allgather", [MiB], SIMPLE)
     des.start_ahead(runs)
+    pickle.dumps(cost)  # waits for the failed run, which is left unmade
     with pytest.raises(InputError, match="deadlocks"):
         cost.time_us("allgather", MiB, SIMPLE)
 

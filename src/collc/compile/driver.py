@@ -564,12 +564,7 @@ def _simulate_ahead(state: CompileState, found: list[Fitted]) -> None:
     just fitted, with every buffer tried, on a spare thread (:func:`collc.predict.des.start_ahead`):
     they run while the next candidate is lowered, which holds the interpreter. The simulate step
     waits for them; the choice is the one it makes without them."""
-    start_ahead(
-        run
-        for buffer in buffer_choices(state.options)
-        for item in found
-        for run in replace(item, buffer_bytes=buffer).runs([state.reference])
-    )
+    start_ahead(run for item in buffer_variants(state.options, found) for run in item.runs([state.reference]))
 
 
 def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fitted]]:
@@ -793,11 +788,7 @@ def _simulate_step(state: CompileState) -> None:
     item = _unsimulated(state)
     assert item is not None
     runs = item.runs([state.reference])
-    variants = [
-        replace(other, buffer_bytes=buffer)
-        for buffer in buffer_choices(state.options)
-        for other in sorted(state.fitted, key=_by_ceiling)
-    ]
+    variants = buffer_variants(state.options, sorted(state.fitted, key=_by_ceiling))
     for run in (run for other in variants for run in other.runs([state.reference])):
         if len(runs) >= simulation_threads():
             break
@@ -1000,6 +991,12 @@ def buffer_choices(options: CompileOptions) -> tuple[int | None, ...]:
     return (None, *BUFFER_CHOICES)
 
 
+def buffer_variants(options: CompileOptions, items: list[Fitted]) -> list[Fitted]:
+    """Every item deployed with every buffer of :func:`buffer_choices`, buffer by buffer (the
+    runtime's default first, then the smaller ones)."""
+    return [replace(item, buffer_bytes=buffer) for buffer in buffer_choices(options) for item in items]
+
+
 def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) -> Fitted:
     """The candidate to emit: among those within :data:`EQUIVALENT` of the fastest at the reference
     size, the one that delivers most at a sixteenth and a thousandth of it (64 MiB and 1 MiB for
@@ -1088,8 +1085,7 @@ def _deployment(
     buffer below the default is deployed only when it gains :data:`BUFFER_GAIN` at the reference size
     or at a sixteenth of it over the best file at the default buffer (it is a process-wide setting).
     """
-    choices = buffer_choices(options)
-    variants = [replace(item, buffer_bytes=buffer) for buffer in choices for item in fitted]
+    variants = buffer_variants(options, fitted)
     first = _pick(variants[: len(fitted)], reference, vendor)
     best = _pick(variants, reference, vendor)
     if best.buffer_bytes == first.buffer_bytes:
