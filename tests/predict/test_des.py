@@ -4,6 +4,7 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from collc.compile import CompileOptions, compile_schedule
@@ -49,8 +50,6 @@ def _chain(fused: bool) -> Algorithm:
 
 
 def test_max_min_rates_share_the_bottleneck_and_give_the_rest_to_others() -> None:
-    import numpy as np
-
     bandwidth = np.array([10.0, 100.0, np.inf])  # arc 2 is the padding arc
     arcs = np.array([[0, 1], [0, 2], [1, 2]])
     assert list(max_min_rates(arcs, bandwidth)) == [5.0, 5.0, 95.0]
@@ -453,3 +452,28 @@ def test_the_busiest_arc_is_the_one_whose_iteration_load_takes_longest() -> None
     arc, chunks, bandwidth = cost.busiest_arc
     assert "g2" in arc and (chunks, bandwidth) == (3.0, 50.0)
     assert cost.arc_limit_algbw(SIMPLE) == pytest.approx(4 * 50 / 3)
+
+
+def test_threadblock_finishes_name_the_threadblocks_behind_a_slow_link() -> None:
+    """A relay 0 -> 1 -> 2 whose second link runs at a quarter of the first: the threadblocks on that
+    link finish every iteration last, the sender upstream runs ahead by the FIFO only, and the latest
+    finish of every iteration is what the call's own run records."""
+    gpus = ("g0", "g1", "g2")
+    nodes = (*(Node(name, "gpu", 0, name) for name in gpus), Node("sw", "switch", 0, "sw"))
+    links = tuple(
+        Link(name, "sw", Fraction(bandwidth), latency_us=Fraction(0))
+        for name, bandwidth in zip(gpus, (100, 100, 10), strict=True)
+    )
+    cost = ProgramCost(Network.of(Topology("relay", nodes, links, gpus)), _chain(fused=False))
+    size = 16 * MiB  # 8 calls of 2 MiB
+    finishes = cost.threadblock_finishes(size, SIMPLE)
+    iterations, _, call_bytes = cost.iterations(size, SIMPLE)
+    assert finishes.shape == (len(cost.tbs), iterations) == (4, 8)
+    assert (np.diff(finishes, axis=1) > 0).all()
+    whole = cost._run(iterations, call_bytes, SIMPLE)
+    assert np.maximum.accumulate(finishes.max(axis=0))[:-1] == pytest.approx(whole[:-1])
+    late = {(cost.tbs[i].gpu, cost.tbs[i].tb) for i in np.argsort(-finishes[:, -1])[:2]}
+    assert late == {(1, 1), (2, 0)}  # GPU 1's sender and GPU 2's receiver, on the slow link
+    slow_call = call_bytes / 10 / 1000  # µs for one call over the 10 GB/s link
+    first = next(i for i, tb in enumerate(cost.tbs) if tb.gpu == 0)
+    assert finishes[:, -1].max() - finishes[first, -1] >= (SIMPLE.fifo_calls - 1) * slow_call

@@ -370,6 +370,20 @@ class ProgramCost:
 
     def _run(self, iterations: int, call_bytes: float, proto: Protocol) -> np.ndarray:
         """Simulate ``iterations`` iterations; the time each one was finished by every threadblock."""
+        return self._record(iterations, call_bytes, proto, np.zeros((0, 0)))
+
+    def threadblock_finishes(self, nbytes: int, proto: Protocol) -> np.ndarray:
+        """When each threadblock (rows, in :attr:`tbs` order) finished each simulated iteration of a
+        call of ``nbytes`` (µs, columns). The call's period is set by the threadblocks that finish
+        last: this shows which ones lag and by how much (``scripts/laggards.py``)."""
+        iterations, _, call_bytes = self.iterations(nbytes, proto)
+        by_tb = np.zeros((len(self.tbs), iterations))
+        self._record(iterations, call_bytes, proto, by_tb)
+        return by_tb
+
+    def _record(self, iterations: int, call_bytes: float, proto: Protocol, by_tb: np.ndarray) -> np.ndarray:
+        """One run of the event loop: the time each iteration was finished by every threadblock, and
+        per threadblock in ``by_tb`` where it has rows."""
         wire = call_bytes / float(proto.efficiency) / 1000  # µs·GB/s per unit of cnt
         shares = shares_of(self._routes, self._bandwidth, proto.tb_rate_gbps)
         finished = np.zeros(iterations)
@@ -379,6 +393,7 @@ class ProgramCost:
             self._latency,
             Timing(iterations, wire, proto.fifo_calls, proto.step_overhead_us),
             finished,
+            by_tb,
         )
         stuck = [
             f"gpu {tb.gpu} tb {tb.tb}"
@@ -564,13 +579,17 @@ def _complete(
     num_dirty: int,
     in_dirty: np.ndarray,
     order: np.ndarray,
+    by_tb: np.ndarray,
 ) -> int:
-    """Threadblock ``i`` completed a step at ``now``: note an iteration it finished, and mark the
-    threadblocks that wait for it to be examined again; the new size of the ``dirty`` heap."""
+    """Threadblock ``i`` completed a step at ``now``: note an iteration it finished (in ``by_tb`` too,
+    per threadblock, unless it has no rows), and mark the threadblocks that wait for it to be examined
+    again; the new size of the ``dirty`` heap."""
     position[i] += 1
     if position[i] % table.nsteps[i] == 0:
         iteration = position[i] // table.nsteps[i] - 1
         finished[iteration] = max(finished[iteration], now)
+        if by_tb.shape[0]:
+            by_tb[i, iteration] = now
     for p in range(table.dep_ptr[i], table.dep_ptr[i + 1]):
         j = table.dep_idx[p]
         if not in_dirty[j]:
@@ -602,9 +621,17 @@ def _schedule(
 
 
 @njit(cache=True, nogil=True)
-def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timing, finished: np.ndarray):
+def _events(
+    table: _StepTable,
+    shares: Shares,
+    latency: np.ndarray,
+    timing: Timing,
+    finished: np.ndarray,
+    by_tb: np.ndarray,
+):
     """The event loop: run every threadblock's steps ``timing.iterations`` times; record in
-    ``finished`` when each iteration was finished by every threadblock; return each threadblock's
+    ``finished`` when each iteration was finished by every threadblock, and in ``by_tb`` (threadblock
+    × iteration; no rows: not recorded) when each threadblock finished it; return each threadblock's
     completed steps (fewer than all of them: it deadlocked).
 
     A busy flow's bytes (µs·GB/s) left at time ``stamp``, drained at ``speed`` since: a flow is only
@@ -693,7 +720,7 @@ def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timi
                     num_starts += 1
                 else:
                     num_dirty = _complete(
-                        table, i, position, finished, now, dirty, num_dirty, in_dirty, order
+                        table, i, position, finished, now, dirty, num_dirty, in_dirty, order, by_tb
                     )
         if busy_changed:
             busy_changed = False
@@ -757,7 +784,9 @@ def _events(table: _StepTable, shares: Shares, latency: np.ndarray, timing: Timi
                 arrival_seq[slot] = sequence
                 arrival_conn[slot] = table.send_conn[i]
                 num_arrivals = _heap_push(arrival_heap, num_arrivals, slot, arrival_time, arrival_seq)
-                num_dirty = _complete(table, i, position, finished, now, dirty, num_dirty, in_dirty, order)
+                num_dirty = _complete(
+                    table, i, position, finished, now, dirty, num_dirty, in_dirty, order, by_tb
+                )
                 if not in_dirty[i]:
                     in_dirty[i] = True
                     num_dirty = _heap_push(dirty, num_dirty, i, order, order)
