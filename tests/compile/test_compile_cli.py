@@ -226,15 +226,24 @@ def test_k_is_chosen_by_simulating_the_candidates():
     figures it reports are those of each candidate compiled on its own (with the same buffer)."""
     topology = load("mi250", {"boxes": "2"})
     auto = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="rccl"))
-    note = next(note for note in auto.notes if note.startswith("chose k = "))
-    tried = {int(k): float(v) for k, v in re.findall(r"k = (\d+): ([\d.]+)", note)}
-    assert len(tried) >= 2 and tried[auto.solution.forest.k] >= 0.99 * max(tried.values())
-    other = min(k for k in tried if k != auto.solution.forest.k)
+    tried = _simulated_lowerings(auto.notes)
+    by_k = {
+        int(label.split()[2]): figure for label, figure in sorted(tried.items(), key=lambda item: item[1])
+    }
+    assert len(by_k) >= 2 and by_k[auto.solution.forest.k] >= 0.97 * max(tried.values())
+    other = min(k for k in by_k if k != auto.solution.forest.k)
     buffer = auto.buffer_bytes or DEFAULT_BUFFER_BYTES
     alone = compile_schedule(
         topology, CompileOptions(coll="allreduce", runtime="rccl", k=other, buffsize=buffer)
     )
-    assert alone.predicted[-1].algbw == pytest.approx(tried[other], abs=0.05)
+    again = _simulated_lowerings(alone.notes)
+    assert again and all(figure == pytest.approx(tried[label], abs=0.05) for label, figure in again.items())
+
+
+def _simulated_lowerings(notes: list[str]) -> dict[str, float]:
+    """The simulated algbw per lowering that the "chose k = ..." note lists (label -> GB/s)."""
+    note = next(note for note in notes if note.startswith("chose k = "))
+    return {label: float(value) for label, value in re.findall(r"(k = \d+(?: \([^)]*\))?): ([\d.]+)", note)}
 
 
 def test_output_does_not_depend_on_the_hash_seed(tmp_path):
@@ -487,16 +496,16 @@ def test_the_no_win_message_shows_slow_links_figures_in_significant_digits(tmp_p
 
 
 def test_the_fastest_lowering_of_each_k_near_the_top_is_simulated_again_with_paced_senders():
-    """4x8 MI300X allreduce (256 KiB buffer): k = 2 simulates at 221.6 GB/s, the fastest unpaced
-    candidate; paced it simulates at 229.8 and is emitted (k = 1 is paced too and loses: 127.3).
-    Only the fastest lowering of a k is paced, and only near the top (docs/compile.md §3)."""
+    """4x8 MI300X allreduce (256 KiB buffer): the fastest lowering of each k near the top is lowered
+    again paced (k = 2 with its tree depths kept apart: 221.6 GB/s unpaced, 229.8 paced; with a pair's
+    nearest depths joined, 237.1 unpaced and 229.2 paced, so the unpaced one is emitted). Only the
+    fastest lowering of a k is paced, and only near the top (docs/compile.md §3)."""
     state = _chosen_state("mi300x", 4, "allreduce")
-    best = state.best
-    assert best.lowered.paced and best.solution.forest.k == 2 and best.algbw(2**30) > 225
+    assert state.best.algbw(2**30) > 225
     paced = [item for item in state.fitted if item.lowered.paced]
     names = {item.lowered.algorithm.name for item in state.fitted}
     assert len({item.lowered.algorithm.name for item in paced}) == len(paced) < len(names)
-    assert any("(free senders paced)" in note for note in state.notes)
+    assert any("free senders paced" in note for note in state.notes)
 
 
 def test_allgather_is_not_paced():

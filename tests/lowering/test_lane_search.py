@@ -60,16 +60,20 @@ def test_over_the_step_limit_with_too_few_channels_the_search_gives_up_early(mon
 
 
 def test_shared_stages_need_no_merged_threadblocks_where_a_lane_per_depth_does() -> None:
-    """2×8 A100 allreduce at k = 1 under 56 threadblocks: a lane per tree depth merges 64 senders
-    with receivers; asked to share tree depths, the lowering needs 30 threadblocks and merges none,
-    and says why its threadblocks carry several depths."""
+    """2×8 A100 allreduce at k = 1 under 56 threadblocks: a lane per tree depth, kept apart, merges
+    senders with receivers; asked to share tree depths, the lowering needs fewer threadblocks and
+    merges none, and says why its threadblocks carry several depths. Joining a pair's nearest depths
+    (the default) fits too without merging, and keeps every other depth on lanes of its own."""
     forest = solve(load("dgx-a100", {"boxes": "2"}), k=1).forest
     limits = runtime_limits("msccl-executor", 56)
-    per_depth = lower(forest, LoweringOptions(coll="allreduce"), limits)
+    per_depth = lower(forest, LoweringOptions(coll="allreduce", join_stages=False), limits)
     shared = lower(forest, LoweringOptions(coll="allreduce", share_stages=True), limits)
-    assert per_depth.merged_tbs > 0 and per_depth.stages_shared is None
+    joined = lower(forest, LoweringOptions(coll="allreduce"), limits)
+    assert per_depth.merged_tbs > 0 and per_depth.stages_shared is None and per_depth.joined_stages == 0
     assert shared.merged_tbs == 0 and shared.usage.max_tbs < per_depth.usage.max_tbs
     assert shared.stages_shared == "instead of merged threadblocks"
+    assert joined.merged_tbs == 0 and joined.stages_shared is None and joined.usage.max_tbs <= 56
+    assert joined.joined_stages > 0 and joined.lanes > shared.lanes
 
 
 def test_emissions_over_the_step_limit_stop_at_the_cap(monkeypatch) -> None:

@@ -246,11 +246,16 @@ def test_a_pair_short_of_channels_shares_its_lanes_across_stages():
 def test_lowering_falls_back_to_shared_stages_only_when_allowed():
     f = forest(5, [(chain, 1)], U=Fraction(1, 10))
     limits = runtime_limits("rccl", 6)  # one lane per depth needs 8 threadblocks on a GPU even merged
+    apart = LoweringOptions(coll="allreduce", join_stages=False)
     with pytest.raises(DoesNotFit):
-        lower(f, LoweringOptions(coll="allreduce"), limits, allow_shared_stages=False)
-    shared = lower(f, LoweringOptions(coll="allreduce"), limits)
+        lower(f, apart, limits, allow_shared_stages=False)
+    shared = lower(f, apart, limits)
     assert shared.stages_shared and shared.usage.max_tbs <= 6
     assert_valid(shared.algorithm, limits)
+    # a pair's nearest depths joined fit without sharing them all
+    joined = lower(f, LoweringOptions(coll="allreduce"), limits, allow_shared_stages=False)
+    assert joined.joined_stages > 0 and not joined.stages_shared and joined.usage.max_tbs <= 6
+    assert_valid(joined.algorithm, limits)
 
 
 def test_at_most_32_lanes_per_channel_and_direction_on_a_gpu():

@@ -569,8 +569,8 @@ def _simulate_ahead(state: CompileState, found: list[Fitted]) -> None:
 
 def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fitted]]:
     """The candidate ``index`` lowered (and, by ``--lanes``, lowered again with split lanes, with two
-    instances, or with tree depths sharing threadblocks), or none and the reason it does not fit
-    recorded."""
+    instances, with its joined tree depths kept apart, or with tree depths sharing threadblocks), or
+    none and the reason it does not fit recorded."""
     assert state.candidates is not None
     allow_shared_stages, instances = state.attempts[state.attempt]
     solution = state.solutions[state.candidates[index].solve_k]
@@ -606,6 +606,10 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
             )
         return [variant or fitted]
     found = [fitted] if variant is None else [fitted, variant]
+    if lanes == "auto" and wide and lowered.joined_stages:
+        apart = yield from _relowered(state, fitted, name, split_lanes=False, join_stages=False)
+        if apart is not None and apart.lowered.algorithm != lowered.algorithm:
+            found.append(apart)
     if lanes == "auto" and wide and _doubles(state, solution.forest.k * 2 * instances):
         twice = _name(state.topology, state.options.coll, solution.forest.k, 2 * instances)
         doubled = yield from _relowered(state, fitted, twice, split_lanes=True, instances=2 * instances)
@@ -613,7 +617,7 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
             found.append(doubled)
     first = state.fitted[0] if state.fitted else fitted
     narrow = first.lowered.usage.total_steps > WIDE_SEARCH_STEPS  # the search, not this program
-    if narrow and lowered.merged_tbs and not lowered.stages_shared:
+    if narrow and (lowered.merged_tbs or lowered.joined_stages) and not lowered.stages_shared:
         shared = yield from _relowered(
             state, fitted, name, split_lanes=False, share_stages=True, max_emissions=SHARED_EMISSIONS
         )
@@ -688,7 +692,12 @@ def _pacing_steps(state: CompileState, item: Fitted) -> Generator[None, None, No
     """``item`` lowered again with its free senders paced, added to the candidates where that changes
     the program."""
     paced = yield from _relowered(
-        state, item, item.lowered.algorithm.name, split_lanes=item.lowered.split_lanes, pace_free_senders=True
+        state,
+        item,
+        item.lowered.algorithm.name,
+        split_lanes=item.lowered.split_lanes,
+        pace_free_senders=True,
+        join_stages=item.lowered.join_stages,
     )
     state.paced.add(_pacing_key(item))
     if paced is not None and paced.lowered.algorithm != item.lowered.algorithm:
@@ -714,6 +723,7 @@ def _relowered(
     split_lanes: bool,
     pace_free_senders: bool = False,
     share_stages: bool = False,
+    join_stages: bool = True,
     instances: int | None = None,
     max_emissions: int | None = None,
 ) -> Generator[None, None, Fitted | None]:
@@ -734,6 +744,11 @@ def _relowered(
     * ``share_stages``: threadblocks that carry several tree depths, for a candidate whose lanes per
       tree depth need merged threadblocks where the first candidate was too large for the wide search
       (:func:`_lowering_steps`), given at most ``max_emissions`` (:data:`SHARED_EMISSIONS`).
+    * ``join_stages=False``: where the candidate joined a pair's nearest tree depths to fit the
+      threadblocks (:func:`collc.lowering.assign.coalesce_stages`), the depths kept apart and
+      threadblocks merged instead, as before joins existed. 2x16 MI250 allreduce k = 1: 141.4 GB/s
+      merged, 151.9 joined (two instances, split lanes); 4x8 MI300X allreduce: 229.8 merged (k = 2,
+      paced), 223.1 joined (k = 1), which delivers more at 64 MiB and 1 MiB.
     """
     options = replace(
         state.options,
@@ -742,6 +757,7 @@ def _relowered(
         split_lanes=split_lanes,
         pace_free_senders=pace_free_senders,
         share_stages=share_stages,
+        join_stages=join_stages,
         max_emissions=max_emissions,
     )
     try:
@@ -854,7 +870,7 @@ def _choose_step(state: CompileState) -> None:
 
 def _label(item: Fitted) -> str:
     """How the notes name a candidate: its k, its instances where more than one, and how its lanes were
-    split, its senders paced or its tree depths shared where they were."""
+    split, its senders paced or its tree depths shared or joined where they were."""
     lowered = item.lowered
     ways = [f"{item.instances} instances"] if item.instances > 1 else []
     if lowered.split_lanes:
@@ -864,6 +880,10 @@ def _label(item: Fitted) -> str:
         ways.append("free senders paced")
     if lowered.stages_shared:
         ways.append("tree depths sharing threadblocks")
+    if lowered.joined_stages:
+        ways.append("a pair's nearest tree depths joined")
+    if not lowered.join_stages:
+        ways.append("tree depths kept apart")
     return f"k = {item.solution.forest.k}" + (f" ({', '.join(ways)})" if ways else "")
 
 

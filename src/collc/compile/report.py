@@ -166,7 +166,12 @@ def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction |
         f"  serves           {result.serving.describe()}"
         + ("" if result.serving.satisfied else f" -- NOT all {result.serving.policy}"),
         f"  threadblocks     {usage.max_tbs} per GPU (limit {limits.max_tbs}), "
-        f"{result.lowered.merged_tbs} send+receive merged",
+        f"{result.lowered.merged_tbs} send+receive merged"
+        + (
+            f", {joined} tree depths joined to a nearer one's lanes"
+            if (joined := result.lowered.joined_stages)
+            else ""
+        ),
         f"  channels         {usage.nchannels} (limit {limits.max_channels})",
         f"  steps            {usage.max_steps_per_tb} per threadblock at most "
         f"(limit {limits.max_steps_per_tb}), {usage.max_elements_per_rank} XML elements per rank "
@@ -219,6 +224,7 @@ def report_json(
         "predicted": [row.to_json() for row in result.predicted],
         "threadblocks_per_gpu": usage.max_tbs,
         "merged_threadblocks": result.lowered.merged_tbs,
+        "joined_stages": result.lowered.joined_stages,
         "lanes": "split" if result.lowered.split_lanes else "rate",
         "unsplit_groups": result.lowered.unsplit_groups,
         "paced_senders": result.lowered.paced,

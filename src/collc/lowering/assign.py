@@ -87,6 +87,93 @@ def group_loads(plan: Plan, split_stages: bool) -> Loads:
     return dict(sorted(groups.items(), key=lambda item: group_order(item[0])))
 
 
+def lanes_by_rate(chunks: int, transfers: int, chunk_rate: Fraction) -> int:
+    """Lanes a group of ``transfers`` moving ``chunks`` per loop needs so that none carries more than
+    :data:`TB_RATE_GBPS` (``chunk_rate``: :func:`wanted_lanes`); never more lanes than transfers."""
+    return max(1, min(int(-(-(chunks * chunk_rate) // TB_RATE_GBPS)), transfers))
+
+
+def coalesce_stages(plan: Plan, loads: Loads, chunk_rate: Fraction, max_tbs: int) -> Loads:
+    """``loads`` (one group per pair, plane and tree depth) with groups of one pair and plane joined
+    where a GPU needs more than ``max_tbs`` threadblocks for their lanes, the nearest tree depths first.
+
+    The runtime runs a threadblock's whole step list once per pipelining iteration, so a lane that
+    carries two depths cannot start iteration i + 1 of the shallower one before the deeper one of
+    iteration i has its data: it couples iterations by the hops between them. Joining two depths of
+    one pair couples them by that distance only and saves a threadblock at *both* ends; merging a
+    receiving with a sending threadblock (:func:`_merges`) saves one, at one end, and may couple a
+    broadcast depth with an aggregation depth a whole tree apart. So where lanes are short, depths of
+    one pair share a lane first (fewest hops apart, then joins that relieve both ends, then fewest
+    chunks, then group order: deterministic) and merging takes what is left. 2x16 MI250 allreduce on
+    RCCL's 64 threadblocks, k = 1 at a 256 KiB buffer: 133.2 GB/s at 1 GiB with 9 merges per GPU,
+    154.7 with depths joined (bound 160; docs/lowering.md §5).
+
+    A joined group keeps the earlier depth's key and its transfers in key order; its lanes are sized
+    by rate (:func:`lanes_by_rate`). A join that saves no lane is not made.
+    """
+    keys = [transfer.key for transfer in plan.transfers]
+    members = {group: list(indices) for group, indices in loads.items()}
+    chunks = {g: sum(plan.transfers[i].source.cnt for i in m) for g, m in members.items()}
+    lanes = {g: lanes_by_rate(chunks[g], len(m), chunk_rate) for g, m in members.items()}
+    ends: Counter[int] = Counter()
+    for (src, dst, _, _), count in lanes.items():
+        ends[src] += count
+        ends[dst] += count
+    if max(ends.values(), default=0) <= max_tbs or not all(group[3] for group in members):
+        return loads
+    reach = {g: (g[3][1] // 2, g[3][1] // 2) for g in members}  # hops from the root: first, last depth
+    after: dict[Group, Group | None] = {}  # the next depth of the same pair and plane
+    before: dict[Group, Group | None] = {}
+    by_path: defaultdict[tuple[int, int, int | None], list[Group]] = defaultdict(list)
+    for group in members:
+        by_path[group[:3]].append(group)
+    for path_groups in by_path.values():
+        path_groups.sort(key=group_order)
+        for first, second in zip([None, *path_groups], [*path_groups, None], strict=True):
+            if first is not None:
+                after[first] = second
+            if second is not None:
+                before[second] = first
+
+    def join_key(first: Group, second: Group) -> tuple:
+        src, dst = first[0], first[1]
+        relieved = (ends[src] > max_tbs) + (ends[dst] > max_tbs)
+        span = reach[second][1] - reach[first][0]
+        return (span, -relieved, chunks[first] + chunks[second], group_order(first))
+
+    heap = [(join_key(g, nxt), g, nxt) for g, nxt in after.items() if nxt is not None]
+    heapq.heapify(heap)
+    while heap and max(ends.values()) > max_tbs:
+        key, first, second = heapq.heappop(heap)
+        if first not in members or after.get(first) != second:
+            continue  # a join made since changed this pair of depths
+        current = join_key(first, second)
+        if current[1] == 0:
+            continue  # neither end is short of threadblocks any more (they never become short again)
+        if current != key:
+            heapq.heappush(heap, (current, first, second))
+            continue
+        transfers = len(members[first]) + len(members[second])
+        joined = lanes_by_rate(chunks[first] + chunks[second], transfers, chunk_rate)
+        saved = lanes[first] + lanes[second] - joined
+        if saved <= 0:
+            continue
+        members[first] = list(heapq.merge(members[first], members.pop(second), key=lambda i: (keys[i], i)))
+        chunks[first] += chunks.pop(second)
+        lanes.pop(second)
+        lanes[first] = joined
+        ends[first[0]] -= saved
+        ends[first[1]] -= saved
+        reach[first] = (reach[first][0], reach.pop(second)[1])
+        after[first] = after.pop(second)
+        if after[first] is not None:
+            before[after[first]] = first
+        for a, b in ((before.get(first), first), (first, after[first])):
+            if a is not None and b is not None:
+                heapq.heappush(heap, (join_key(a, b), a, b))
+    return dict(sorted(members.items(), key=lambda item: group_order(item[0])))
+
+
 def group_order(group: Group) -> tuple:
     src, dst, plane, stage = group
     return (src, dst, -1 if plane is None else plane, stage)
@@ -98,12 +185,10 @@ def wanted_lanes(plan: Plan, loads: Loads, chunk_rate: Fraction) -> dict[Group, 
     ``chunk_rate`` is the GB/s one chunk per loop needs at the schedule's target algbw (the
     collective's algbw divided by ``nchunksperloop``). Never more lanes than transfers.
     """
-    wanted = {}
-    for group, members in loads.items():
-        chunks = sum(plan.transfers[i].source.cnt for i in members)
-        need = -(-(chunks * chunk_rate) // TB_RATE_GBPS)
-        wanted[group] = max(1, min(int(need), len(members)))
-    return wanted
+    return {
+        group: lanes_by_rate(sum(plan.transfers[i].source.cnt for i in members), len(members), chunk_rate)
+        for group, members in loads.items()
+    }
 
 
 def split_lanes(plan: Plan, loads: Loads, start: dict[Group, int], max_tbs: int) -> dict[Group, int]:

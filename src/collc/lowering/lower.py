@@ -19,6 +19,7 @@ from collc.lowering.assign import (
     Assignment,
     Group,
     assign,
+    coalesce_stages,
     feeders_first,
     feeding_groups,
     group_loads,
@@ -56,6 +57,9 @@ class LoweringOptions:
     pace_free_senders: bool = False  # free-running senders wait for their GPU's dependent traffic
     share_stages: bool = False  # threadblocks carry several tree depths from the start (none merged)
     max_emissions: int | None = None  # emissions a lane search may take (_fit); None: as many as it needs
+    join_stages: bool = (
+        True  # short of threadblocks, a pair's nearest tree depths share a lane before merging
+    )
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class Lowered:
     split_lanes: bool = False  # lanes split towards one per transfer (LoweringOptions.split_lanes)
     unsplit_groups: int = 0  # with split_lanes: groups left with fewer lanes than transfers
     paced: bool = False  # free-running senders paced (LoweringOptions.pace_free_senders)
+    joined_stages: int = 0  # tree depths that share a pair's lane to fit the threadblocks (coalesce_stages)
+    join_stages: bool = True  # whether depths could be joined (LoweringOptions.join_stages)
 
 
 def coll_algbw(forest: Forest, coll: str, reduce_forest: Forest | None = None) -> Fraction:
@@ -242,9 +248,14 @@ def _fit(
     gained 0.725 → 0.753; CHANGELOG.md). With ``options.split_lanes``, only a lane per transfer fits
     unless ``partial``: then lanes short of it are accepted (:func:`collc.lowering.assign.split_lanes`).
     A threadblock over the step limit after an emission grows its groups by a lane and emits again,
-    at most ``options.max_emissions`` times in all (an emission takes seconds at 128 GPUs).
+    at most ``options.max_emissions`` times in all (an emission takes seconds at 128 GPUs). Where the
+    lanes of one depth each need more threadblocks than a GPU has, ``options.join_stages`` lets a
+    pair's nearest depths share lanes first (:func:`collc.lowering.assign.coalesce_stages`).
     """
     loads = group_loads(plan, split_stages)
+    separate = len(loads)
+    if split_stages and options.join_stages:
+        loads = coalesce_stages(plan, loads, chunk_rate, limits.max_tbs)
     feeding = feeding_groups(plan, loads)
     by_rate = wanted_lanes(plan, loads, chunk_rate)
     if options.split_lanes:
@@ -351,6 +362,8 @@ def _fit(
             if options.split_lanes
             else 0,
             paced=options.pace_free_senders,
+            joined_stages=separate - len(loads),
+            join_stages=options.join_stages,
         )
     raise DoesNotFit("no lane assignment fits the runtime's limits", hint="use a smaller --k/--max-k")
 
