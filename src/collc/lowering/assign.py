@@ -143,7 +143,8 @@ def coalesce_stages(plan: Plan, loads: Loads, chunk_rate: Fraction, max_tbs: int
 
     heap = [(join_key(g, nxt), g, nxt) for g, nxt in after.items() if nxt is not None]
     heapq.heapify(heap)
-    while heap and max(ends.values()) > max_tbs:
+    short = sum(1 for count in ends.values() if count > max_tbs)  # GPUs still over the limit
+    while heap and short:
         key, first, second = heapq.heappop(heap)
         if first not in members or after.get(first) != second:
             continue  # a join made since changed this pair of depths
@@ -162,8 +163,9 @@ def coalesce_stages(plan: Plan, loads: Loads, chunk_rate: Fraction, max_tbs: int
         chunks[first] += chunks.pop(second)
         lanes.pop(second)
         lanes[first] = joined
-        ends[first[0]] -= saved
-        ends[first[1]] -= saved
+        for gpu in first[:2]:
+            short -= ends[gpu] > max_tbs >= ends[gpu] - saved
+            ends[gpu] -= saved
         reach[first] = (reach[first][0], reach.pop(second)[1])
         after[first] = after.pop(second)
         if after[first] is not None:
