@@ -14,11 +14,13 @@ Usage: .venv/bin/python scripts/laggards.py TOPO FILE.xml [--set KEY=VALUE ...] 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from collc.errors import CollcError
 from collc.msccl.reader import read_xml
 from collc.predict.des import ProgramCost
 from collc.predict.network import Network
@@ -62,6 +64,14 @@ def laggards(
 
 
 def main() -> None:
+    try:
+        report(_arguments())
+    except (CollcError, OSError) as error:  # what is wrong and where, as the CLI says it, exit 2
+        print(error, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("topology")
     parser.add_argument("file", type=Path)
@@ -69,7 +79,11 @@ def main() -> None:
     parser.add_argument("--size", default="1GiB")
     parser.add_argument("--buffsize", default=None)
     parser.add_argument("--top", type=int, default=8)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def report(args: argparse.Namespace) -> None:
+    """Print the periods and the laggards of ``args.file`` on ``args.topology``."""
     topology = load(args.topology, dict(setting.split("=", 1) for setting in args.settings))
     algo = read_xml(args.file.read_text(), str(args.file))
     proto = simple(parse_size(args.buffsize) if args.buffsize else DEFAULT_BUFFER_BYTES)
@@ -79,7 +93,7 @@ def main() -> None:
     busiest = cost.busiest_arc
     if busiest is None:
         raise SystemExit(f"{args.file}: nothing is sent")
-    period = busiest.chunks * call_bytes / float(proto.efficiency) / busiest.bandwidth / 1000  # µs
+    period = cost.busiest_arc_us(call_bytes, proto)
     finishes = cost.threadblock_finishes(nbytes, proto)
     done = finishes.max(axis=0)
     print(f"{algo.name}: {iterations} of {real} iterations simulated, {call_bytes:.0f} bytes per chunk each")

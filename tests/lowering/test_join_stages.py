@@ -35,6 +35,19 @@ def _ends(plan, loads) -> Counter[int]:
     return ends
 
 
+def _pair_depths(loads) -> dict[tuple, list[tuple]]:
+    """Per pair and plane, its groups (one per depth) in depth order."""
+    pairs: dict[tuple, list[tuple]] = {}
+    for group in sorted(loads, key=group_order):
+        pairs.setdefault(group[:3], []).append(group)
+    return pairs
+
+
+def _hops(group) -> int:
+    """A group's depth as hops from the root (aggregation below zero, broadcast above)."""
+    return group[3][1] // 2
+
+
 def _depth_runs(loads, joined) -> list[list[tuple[int, ...]]]:
     """Per joined group, the depths of its pair and plane it took, in the pair's depth order."""
     order = {group: position for position, group in enumerate(sorted(loads, key=group_order))}
@@ -60,9 +73,7 @@ def test_joins_take_adjacent_depths_of_one_pair_until_every_gpu_fits(allreduce_p
         assert max(_ends(plan, joined).values()) <= limit
         assert sorted(i for m in joined.values() for i in m) == sorted(i for m in loads.values() for i in m)
         keys = [t.key for t in plan.transfers]
-        pair_depths = {}
-        for group in sorted(loads, key=group_order):
-            pair_depths.setdefault(group[:3], []).append(group)
+        pair_depths = _pair_depths(loads)
         for run in _depth_runs(loads, joined):
             assert len({group[:3] for group in run}) == 1  # one pair and plane
             depths = pair_depths[run[0][:3]]
@@ -80,18 +91,11 @@ def test_the_nearest_depths_are_joined_first(allreduce_plan) -> None:
     joined = coalesce_stages(plan, loads, RATE, needed - 1)
     runs = [run for run in _depth_runs(loads, joined) if len(run) > 1]
     assert runs
-
-    def span(run) -> int:
-        return run[-1][3][1] // 2 - run[0][3][1] // 2
-
-    pair_depths = {}
-    for group in sorted(loads, key=group_order):
-        pair_depths.setdefault(group[:3], []).append(group)
     over = {gpu for gpu, count in _ends(plan, loads).items() if count > needed - 1}
     nearest = min(
-        b[3][1] // 2 - a[3][1] // 2
-        for depths in pair_depths.values()
+        _hops(b) - _hops(a)
+        for depths in _pair_depths(loads).values()
         for a, b in pairwise(depths)
         if a[0] in over or a[1] in over
     )
-    assert min(span(run) for run in runs) == nearest
+    assert min(_hops(run[-1]) - _hops(run[0]) for run in runs) == nearest

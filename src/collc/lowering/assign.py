@@ -168,7 +168,8 @@ def coalesce_stages(plan: Plan, loads: Loads, chunk_rate: Fraction, max_tbs: int
         lanes.pop(second)
         lanes[first] = joined
         for gpu in first[:2]:
-            short -= ends[gpu] > max_tbs >= ends[gpu] - saved
+            if ends[gpu] > max_tbs and ends[gpu] - saved <= max_tbs:
+                short -= 1
             ends[gpu] -= saved
         reach[first] = (reach[first][0], reach.pop(second)[1])
         after[first] = after.pop(second)

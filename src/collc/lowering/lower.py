@@ -57,9 +57,7 @@ class LoweringOptions:
     pace_free_senders: bool = False  # free-running senders wait for their GPU's dependent traffic
     share_stages: bool = False  # threadblocks carry several tree depths from the start (none merged)
     max_emissions: int | None = None  # emissions a lane search may take (_fit); None: as many as it needs
-    join_stages: bool = (
-        True  # short of threadblocks, a pair's nearest tree depths share a lane before merging
-    )
+    join_stages: bool = True  # short of threadblocks, a pair's nearest depths share lanes before merging
 
 
 @dataclass(frozen=True)

@@ -310,7 +310,7 @@ class ProgramCost:
             return end
         half = iterations // 2  # >= 2: at least MIN_ITERATIONS are simulated when some are left over
         slope = (end - self._runs[Run(half, call_bytes, proto)]) / (iterations - half)
-        return end + (real - iterations) * max(slope, self._busiest_arc_us(call_bytes, proto))
+        return end + (real - iterations) * max(slope, self.busiest_arc_us(call_bytes, proto))
 
     def runs_for(self, nbytes: int, proto: Protocol) -> list[Run]:
         """The runs a call of ``nbytes`` needs that have not run yet. A run is made once per program:
@@ -360,7 +360,7 @@ class ProgramCost:
             inf if self._busiest == 0 else self.algo.nchunksperloop * float(proto.efficiency) / self._busiest
         )
 
-    def _busiest_arc_us(self, call_bytes: float, proto: Protocol) -> float:
+    def busiest_arc_us(self, call_bytes: float, proto: Protocol) -> float:
         """Time the busiest arc needs for one iteration's bytes: no slope can be smaller.
 
         A slope measured between two short runs can come out below this when the shorter run's fill
