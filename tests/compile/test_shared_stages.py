@@ -10,6 +10,7 @@ from types import FrameType
 import pytest
 
 from collc.compile import CompileOptions, compile_schedule, driver
+from collc.compile.report import report_json, report_lines
 from collc.topology import load
 
 SMALL_GPU = """\
@@ -104,3 +105,17 @@ def test_a_lowering_way_that_does_not_fit_leaves_no_cycle_to_collect(small_gpus)
         gc.set_debug(0)
         gc.garbage.clear()
     assert result.notes and frames == []
+
+
+def test_the_report_counts_the_tree_depths_joined(small_gpus) -> None:
+    """GPUs of 16 SMs: the allreduce's lanes per depth join a pair's nearest depths, and the report's
+    threadblocks line and ``--json`` say how many, beside the merged threadblocks."""
+    result = compile_schedule(small_gpus, CompileOptions(coll="allreduce", lanes="rate"))
+    joined = result.lowered.joined_stages
+    assert joined > 0 and result.lowered.usage.max_tbs <= 16
+    line = next(line for line in report_lines(result, "x.xml") if line.startswith("  threadblocks"))
+    merged = result.lowered.merged_tbs
+    assert line.endswith(f"{merged} send+receive merged, {joined} tree depths joined to a nearer one's lanes")
+    document = report_json(result, "x.xml")
+    assert document["joined_stages"] == joined
+    assert document["merged_threadblocks"] == result.lowered.merged_tbs
