@@ -305,6 +305,44 @@ def test_ceilings_hold_where_an_allreduce_beats_reduce_scatter_plus_allgather():
             assert nbytes / time_us / 1000 <= item.ceiling
     report = "\n".join(report_lines(state.result, "x.xml"))
     assert "reduce-scatter + allgather bound of allreduce" in report and "optimal bound" not in report
+    # every candidate's every simulated size stays under the cut ceiling: 50 GB/s each way per link
+    assert state.model.ceiling_algbw("allreduce") == 50
+    for item in state.fitted:
+        for (_, nbytes, _), time_us in item.predictor._seen.items():
+            assert nbytes / time_us / 1000 <= 50 * (1 + 1e-9)
+
+
+def test_an_allreduce_above_the_reduce_scatter_plus_allgather_bound_is_explained(tmp_path):
+    """Eight GPUs on a switch, one port at 100 GB/s: the file is simulated at 1.7 times the
+    reduce-scatter + allgather figure (57.1 GB/s), and the report and --json name the ceiling no
+    allreduce exceeds (100 GB/s, that port) instead of leaving a figure above the only bound shown;
+    collc simulate says the same under its table."""
+    fixture = str(Path(__file__).resolve().parents[1] / "lowering" / "fixtures" / "switch8-slow-port.yaml")
+    result, out = _compile(tmp_path, fixture)
+    assert result.exit_code == 0, result.output
+    assert "predicted above the reduce-scatter + allgather bound (" in result.output
+    assert "no allreduce exceeds 100.0 GB/s algbw on this fabric" in result.output
+    document = json.loads(
+        CliRunner().invoke(main, ["compile", fixture, "-o", str(out), "--force", "--json"]).output
+    )
+    assert document["bound_algbw"] == pytest.approx(400 / 7, abs=1e-3) and document["ceiling_algbw"] == 100
+    figures = [row["algbw"] for row in document["predicted"]]
+    assert max(figures) > 1.5 * document["bound_algbw"] and max(figures) <= 100
+    assert any(note.startswith("predicted above the reduce-scatter") for note in document["notes"])
+    simulated = CliRunner().invoke(
+        main, ["simulate", fixture, str(out), "--buffsize", f"{document['buffsize'] or DEFAULT_BUFFER_BYTES}"]
+    )
+    assert simulated.exit_code == 0, simulated.output
+    assert "note: collc is above the bound column" in simulated.output
+    assert "no allreduce exceeds 100.0 GB/s algbw on this fabric" in simulated.output
+
+
+def test_allgather_ceiling_is_its_bound_and_a_report_below_the_bound_has_no_such_note(tmp_path):
+    """For allgather the bound is the ceiling, and a file under its bound gets no note about it."""
+    result, _ = _compile(tmp_path, "dgx-a100", "--coll", "allgather", "--json")
+    document = json.loads(result.output)
+    assert document["ceiling_algbw"] == document["bound_algbw"]
+    assert not any("above the" in note for note in document["notes"])
 
 
 def test_an_allreduce_with_its_own_reduce_forest_stays_under_its_ceilings():

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from collc.capacity import CapacityGraph, capacity_graph
 from collc.errors import InfeasibleError
 from collc.solver.bound import budgeted_bound, fixed_k_bound, integer_capacities, optimal_bound
+from collc.solver.ceiling import allreduce_ceiling
 from collc.topology.model import Link, Node, Topology
 
 
@@ -122,3 +123,21 @@ def test_budgeted_is_the_best_of_fixed_k(topology, max_k):
     assert best.k <= max_k
     candidates = [fixed_k_bound(graph, k).x_star for k in range(1, max_k + 1)]
     assert best.x_star == (optimum.x_star if optimum.k <= max_k else max(candidates))
+
+
+def _entering(graph: CapacityGraph, mask: int) -> int:
+    return sum(cap for u, v, cap in graph.arcs if not mask >> u & 1 and mask >> v & 1)
+
+
+@settings(max_examples=120, deadline=None)
+@given(fabrics())
+def test_allreduce_ceiling_is_the_least_cut_between_gpus_and_never_below_the_figure(topology):
+    """The ceiling is the least capacity crossing a cut with GPUs on both sides, either way (every
+    cut enumerated), and a schedule reaches reduce-scatter then allgather, so it is never below that."""
+    graph = capacity_graph(topology)
+    least = min(min(_leaving(graph, mask), _entering(graph, mask)) for mask, _ in _cuts(graph))
+    ceiling = allreduce_ceiling(graph)
+    assert ceiling == least * graph.unit
+    if _brute_x_star(graph) and _brute_x_star(graph.reversed()):
+        gather, scatter = optimal_bound(graph), optimal_bound(graph.reversed())
+        assert ceiling >= 1 / (1 / gather.allgather_algbw + 1 / scatter.allgather_algbw)

@@ -91,6 +91,21 @@ def table(result: Sweep) -> str:
     return "\n".join(lines)
 
 
+def above_bound(result: Sweep, collective: str, model: TopologyModel) -> str | None:
+    """The note for an allreduce simulated above the bound column: that column is reduce-scatter then
+    allgather, which overlapped halves beat; it names the ceiling no allreduce exceeds
+    (:mod:`collc.solver.ceiling`). None where collc stays at or below the column."""
+    above = [row for row in result.rows if row.collc.algbw > row.bound.algbw * (1 + 1e-9)]
+    if collective != "allreduce" or not above:
+        return None
+    return (
+        f"note: collc is above the bound column at {format_size(above[0].nbytes)} and up to "
+        f"{max(row.collc.algbw for row in above):.1f} GB/s algbw: that column is reduce-scatter then "
+        "allgather, and the file overlaps the halves on opposite directions of the busiest links; no "
+        f"allreduce exceeds {float(model.ceiling_algbw(collective)):.1f} GB/s algbw on this fabric"
+    )
+
+
 def summary(result: Sweep) -> str:
     """Where collc wins, read off the table itself (so the sentence cannot contradict it)."""
     wins = set(result.winning_sizes())
@@ -237,6 +252,9 @@ def simulate(
             f"{len(moved)} size(s) moved to the nearest size it serves ({format_size(moved[0])} -> "
             f"{format_size(served_size(program, moved[0]))}…)"
         )
+    above = above_bound(result, collective, model)
+    if above:
+        click.echo(above)
     click.echo(summary(result))
     if plot_path:
         click.echo(f"wrote {plot_path}")

@@ -174,7 +174,9 @@ class CompileResult:
     lowered: Lowered
     instances: int
     bound_algbw: Fraction  # the optimal bound of the collective on this fabric (any k)
-    file_bound_algbw: Fraction  # the bound of this file's forest (its k): no call can beat it
+    # the bound of this file's forest (its k): no call beats it, except an allreduce that overlaps its
+    # halves on opposite link directions (collc.solver.ceiling); the report then says so
+    file_bound_algbw: Fraction
     serving: Serving
     byte_range: ByteRange
     model: TopologyModel
@@ -1206,6 +1208,7 @@ class Unwritten:
     nchunksperloop: int
     buffer_bytes: int | None
     bound_algbw: Fraction
+    ceiling_algbw: Fraction
     predicted: tuple[SizeOutlook, ...]  # at REPORT_SIZES; none of them selected: nothing is written
 
 
@@ -1335,6 +1338,7 @@ def _byte_range(
         nchunksperloop=algo.nchunksperloop,
         buffer_bytes=best.buffer_bytes,
         bound_algbw=model.bound_algbw(options.coll),
+        ceiling_algbw=model.ceiling_algbw(options.coll),
         predicted=tuple(replace(row, selected=False) for row in predicted),
     )
     raise NoWin(

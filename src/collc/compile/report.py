@@ -180,10 +180,34 @@ def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction |
         f"  verified         no errors, {len(result.verification.problems)} warning(s) (collc verify)",
         f"  loads on         {loaded_by(result.runtime)} (`collc runtime` checks an installation)",
     ]
-    lines += [f"  note: {note}" for note in [*result.notes, *_slower_notes(result)]]
+    lines += [f"  note: {note}" for note in _notes(result)]
     lines.append("deploy:")
     lines += deploy_lines(result.runtime, filename, result.buffer_bytes)
     return lines
+
+
+def _notes(result: CompileResult) -> list[str]:
+    """The compile's notes, then what the predicted figures call for."""
+    return [*result.notes, *_slower_notes(result), *_above_bound_notes(result)]
+
+
+def _above_bound_notes(result: CompileResult) -> list[str]:
+    """Why an allreduce file is predicted above the bound line: that line is reduce-scatter then
+    allgather, which a file overlapping the halves on opposite link directions beats; the ceiling
+    that no allreduce exceeds (:mod:`collc.solver.ceiling`) is named, so the report never shows a
+    figure above the only limit it states."""
+    bound = float(result.bound_algbw)
+    above = [row for row in result.predicted if row.algbw is not None and row.algbw > bound * (1 + 1e-9)]
+    if not above:
+        return []
+    sizes = ", ".join(f"{format_size(row.nbytes)} {row.algbw:.1f}" for row in above)
+    ceiling = result.model.ceiling_algbw(result.algorithm.coll)
+    return [
+        f"predicted above the reduce-scatter + allgather bound ({sizes} GB/s): the file overlaps its "
+        "reduce-scatter and allgather halves on opposite directions of the busiest links, which that bound "
+        f"counts one after the other; no allreduce exceeds {_gbps(ceiling)} algbw on this fabric (the "
+        "least bandwidth across a cut between GPUs, crossed by a whole buffer each way)"
+    ]
 
 
 def _slower_notes(result: CompileResult) -> list[str]:
@@ -218,6 +242,7 @@ def report_json(
         if result.options.force
         else "predicted",
         "bound_algbw": round(float(result.bound_algbw), 3),
+        "ceiling_algbw": round(float(result.model.ceiling_algbw(algo.coll)), 3),
         "file_bound_algbw": round(float(result.file_bound_algbw), 3),
         "arc_limit_algbw": None if (limit := arc_limit(result)) is None else round(limit.algbw, 3),
         "healthy_bound_algbw": None if healthy_algbw is None else round(float(healthy_algbw), 3),
@@ -231,7 +256,7 @@ def report_json(
         "channels": usage.nchannels,
         "warnings": len(result.verification.problems),
         "loaded_by": loaded_by(result.runtime),
-        "notes": [*result.notes, *_slower_notes(result)],
+        "notes": _notes(result),
     }
 
 
@@ -255,6 +280,7 @@ def failure_json(error: CollcError, topology: Topology, options: CompileOptions)
         "min_bytes": None,
         "max_bytes": None,
         "bound_algbw": None,
+        "ceiling_algbw": None,
         "predicted": [],
         "error": error.message,
         "hint": error.hint,
@@ -267,6 +293,7 @@ def failure_json(error: CollcError, topology: Topology, options: CompileOptions)
             nchunksperloop=unwritten.nchunksperloop,
             buffsize=unwritten.buffer_bytes,
             bound_algbw=round(float(unwritten.bound_algbw), 3),
+            ceiling_algbw=round(float(unwritten.ceiling_algbw), 3),
             predicted=[row.to_json() for row in unwritten.predicted],
         )
     return document

@@ -20,6 +20,7 @@ from collc.predict.params import Protocol
 from collc.predict.sweep import Lookahead, Predictor, Sweep, sweep
 from collc.progress import Report, silent
 from collc.solver.bound import Bound, optimal_bound
+from collc.solver.ceiling import allreduce_ceiling
 from collc.topology.model import Topology
 
 
@@ -49,6 +50,16 @@ class TopologyModel:
         if collective == "reducescatter":
             return self.reduce_scatter_bound.allgather_algbw
         return 1 / (1 / self.bound.allgather_algbw + 1 / self.reduce_scatter_bound.allgather_algbw)
+
+    def ceiling_algbw(self, collective: str) -> Fraction:
+        """An algbw (GB/s) no schedule of ``collective`` exceeds: the bound for allgather and
+        reduce-scatter; for allreduce the least capacity across a cut between GPUs
+        (:mod:`collc.solver.ceiling`), since overlapped halves can beat reduce-scatter then allgather."""
+        return self.allreduce_ceiling if collective == "allreduce" else self.bound_algbw(collective)
+
+    @cached_property
+    def allreduce_ceiling(self) -> Fraction:
+        return allreduce_ceiling(capacity_graph(self.topology))
 
     @cached_property
     def solution(self):  # -> collc.solver.Solution
