@@ -269,3 +269,22 @@ def test_topo_show_escapes_bidi_and_control_characters_of_a_description(tmp_path
     assert result.exit_code == 0, result.output
     first = result.output.splitlines()[0]
     assert first == "bidi: safe \\u202e txet \\u0007", first
+
+
+def test_a_reader_that_closes_stdout_early_ends_the_command_quietly():
+    """`collc topo export dgx-a100 | head -1`: the pipe is closed before collc writes, which used to
+    print "error: unexpected BrokenPipeError" and exit 2. Now nothing goes to stderr and the exit code
+    is that of a process killed by SIGPIPE (a shell's pipefail still sees it)."""
+    import subprocess
+    import sys
+
+    collc = [sys.executable, "-c", "from collc.cli import main; main()"]
+    process = subprocess.Popen(
+        [*collc, "topo", "export", "dgx-a100", "--set", "boxes=4", "--format", "flat"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # before the interpreter has even started: every write meets a closed pipe
+    _, stderr = process.communicate(timeout=120)
+    assert stderr == b""
+    assert process.returncode == 128 + 13

@@ -335,6 +335,10 @@ def test_an_allreduce_above_the_reduce_scatter_plus_allgather_bound_is_explained
     assert simulated.exit_code == 0, simulated.output
     assert "note: collc is above the bound column" in simulated.output
     assert "no allreduce exceeds 100.0 GB/s algbw on this fabric" in simulated.output
+    # the header names the buffer simulated: a file does not say which one it was compiled for
+    assert f"{out} at NCCL_BUFFSIZE=" in simulated.output.splitlines()[0]
+    default = CliRunner().invoke(main, ["simulate", fixture, str(out), "--sizes", "1MiB"])
+    assert "at the runtime's default NCCL_BUFFSIZE=4MiB (--buffsize" in default.output.splitlines()[0]
 
 
 def test_allgather_ceiling_is_its_bound_and_a_report_below_the_bound_has_no_such_note(tmp_path):

@@ -3,11 +3,13 @@
 Each command group lives in its own module and is registered on :data:`main` below. Errors the user
 can cause (:class:`collc.errors.CollcError`) are printed as one message with their exit code. Any other
 failure (a bug, running out of memory) is printed as one line too, with exit code 2 and a hint to rerun
-with ``--debug``; only ``--debug`` shows a traceback.
+with ``--debug``; only ``--debug`` shows a traceback. A reader that closes stdout early (``| head``)
+ends the command quietly, with the exit code of a process killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -18,6 +20,8 @@ from collc.errors import CollcError, InputError
 #: the exit code of a failure that is not a :class:`CollcError` (bad input in a form collc missed)
 UNEXPECTED_EXIT = InputError.exit_code
 _RERUN = "rerun with `collc --debug ...` for the traceback"
+#: the exit code when the reader of stdout went away (`collc ... | head`): a process killed by SIGPIPE
+PIPE_CLOSED_EXIT = 128 + 13
 
 
 def failure_message(error: BaseException) -> str:
@@ -46,6 +50,9 @@ class _ReportingGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            _silence_stdout()
+            sys.exit(PIPE_CLOSED_EXIT)
         except CollcError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -56,6 +63,14 @@ class _ReportingGroup(click.Group):
                 raise
             click.echo(failure_message(error), err=True)
             sys.exit(UNEXPECTED_EXIT)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device: its reader is gone (`collc ... | head`), so nothing is left to
+    say to it, and Python's own flush at exit must not fail on the closed pipe either."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 @click.group(cls=_ReportingGroup, context_settings={"help_option_names": ["-h", "--help"]})

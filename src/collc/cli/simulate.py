@@ -15,7 +15,7 @@ from collc.input_limits import MAX_SCHEDULE_BYTES
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
 from collc.predict.network import Network
-from collc.predict.params import COLLECTIVES, Protocol, protocol, simple
+from collc.predict.params import COLLECTIVES, DEFAULT_BUFFER_BYTES, Protocol, protocol, simple
 from collc.predict.sweep import Predictor, Sweep
 from collc.progress import Report, silent, terminal_progress
 from collc.sizes import format_size, parse_sizes
@@ -89,6 +89,19 @@ def table(result: Sweep) -> str:
             + "".join(f" | {cell.time_us:>11.1f} {cell.algbw:>7.1f} {cell.busbw:>7.1f}" for cell in cells)
         )
     return "\n".join(lines)
+
+
+def _buffer_clause(proto: str, buffer: int | None) -> str:
+    """Which NCCL_BUFFSIZE a Simple file is simulated with: a file does not say what it was compiled
+    for, and compile may deploy a smaller buffer (its deploy lines set it), so the default is named."""
+    if proto != "Simple":
+        return ""
+    if buffer is not None:
+        return f" at NCCL_BUFFSIZE={format_size(buffer)}"
+    return (
+        f" at the runtime's default NCCL_BUFFSIZE={format_size(DEFAULT_BUFFER_BYTES)} (--buffsize for the "
+        "buffer its deploy lines set)"
+    )
 
 
 def above_bound(result: Sweep, collective: str, model: TopologyModel) -> str | None:
@@ -225,7 +238,9 @@ def simulate(
         if program is None:
             program, chosen, source = compiled_program(topology, collective, chosen.name, buffer, progress)
         else:
-            source = f"simulation of {schedule}" + (" (an MSCCL++ plan)" if plan_cost else "")
+            source = f"simulation of {schedule}" + (
+                " (an MSCCL++ plan)" if plan_cost else _buffer_clause(chosen.name, buffer)
+            )
         served = sorted({served_size(program, size) for size in requested})
         moved = [size for size in requested if served_size(program, size) != size]
         model = TopologyModel(topology)
