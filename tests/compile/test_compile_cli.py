@@ -339,6 +339,8 @@ def test_an_allreduce_above_the_reduce_scatter_plus_allgather_bound_is_explained
     assert f"{out} at NCCL_BUFFSIZE=" in simulated.output.splitlines()[0]
     default = CliRunner().invoke(main, ["simulate", fixture, str(out), "--sizes", "1MiB"])
     assert "at the runtime's default NCCL_BUFFSIZE=4MiB (--buffsize" in default.output.splitlines()[0]
+    swept = CliRunner().invoke(main, ["simulate", fixture, str(out), "--sizes", "1MiB", "--json"])
+    assert json.loads(swept.output)["ceiling_algbw"] == 100
 
 
 def test_allgather_ceiling_is_its_bound_and_a_report_below_the_bound_has_no_such_note(tmp_path):

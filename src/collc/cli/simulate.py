@@ -104,18 +104,18 @@ def _buffer_clause(proto: str, buffer: int | None) -> str:
     )
 
 
-def above_bound(result: Sweep, collective: str, model: TopologyModel) -> str | None:
+def above_bound(result: Sweep) -> str | None:
     """The note for an allreduce simulated above the bound column: that column is reduce-scatter then
     allgather, which overlapped halves beat; it names the ceiling no allreduce exceeds
     (:mod:`collc.solver.ceiling`). None where collc stays at or below the column."""
     above = [row for row in result.rows if row.collc.algbw > row.bound.algbw * (1 + 1e-9)]
-    if collective != "allreduce" or not above:
+    if result.collective != "allreduce" or not above or result.ceiling_algbw is None:
         return None
     return (
         f"note: collc is above the bound column at {format_size(above[0].nbytes)} and up to "
         f"{max(row.collc.algbw for row in above):.1f} GB/s algbw: that column is reduce-scatter then "
         "allgather, and the file overlaps the halves on opposite directions of the busiest links; no "
-        f"allreduce exceeds {float(model.ceiling_algbw(collective)):.1f} GB/s algbw on this fabric"
+        f"allreduce exceeds {float(result.ceiling_algbw):.1f} GB/s algbw on this fabric"
     )
 
 
@@ -267,7 +267,7 @@ def simulate(
             f"{len(moved)} size(s) moved to the nearest size it serves ({format_size(moved[0])} -> "
             f"{format_size(served_size(program, moved[0]))}…)"
         )
-    above = above_bound(result, collective, model)
+    above = above_bound(result)
     if above:
         click.echo(above)
     click.echo(summary(result))

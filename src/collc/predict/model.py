@@ -6,7 +6,7 @@ forest (analytic model) unless a program (an emitted MSCCL XML) is given, which 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cached_property
 
@@ -119,7 +119,7 @@ class TopologyModel:
         MSCCL++ plan's).
         """
         collc = predictor or self.collc(program)
-        return sweep(
+        swept = sweep(
             collective,
             sizes,
             proto,
@@ -134,3 +134,4 @@ class TopologyModel:
                 lambda ahead: prefetch(runs_of(collc, collective, ahead, proto)),
             ),
         )
+        return replace(swept, ceiling_algbw=self.ceiling_algbw(collective))

@@ -91,6 +91,9 @@ class Sweep:
     rows: tuple[Row, ...]
     crossover_bytes: int | None
     bound_algbw: Fraction
+    #: what no schedule of the collective exceeds (:meth:`collc.predict.model.TopologyModel.ceiling_algbw`):
+    #: the bound, except for allreduce, whose overlapped halves can beat reduce-scatter then allgather
+    ceiling_algbw: Fraction | None = None
 
     def winning_sizes(self) -> list[int]:
         """The sizes of the table where collc is at least as fast as every baseline."""
@@ -106,6 +109,7 @@ class Sweep:
             "proto": self.proto,
             "num_gpus": self.num_gpus,
             "bound_algbw": round(float(self.bound_algbw), 3),
+            "ceiling_algbw": None if self.ceiling_algbw is None else round(float(self.ceiling_algbw), 3),
             "rows": [row.to_json() for row in self.rows],
             "collc_wins": self.winning_sizes(),
             "crossover_bytes": self.crossover_bytes,
