@@ -25,6 +25,7 @@ def test_report_writes_markdown_and_valid_pictures(tmp_path: Path) -> None:
     for needle in (
         "## Bound and bottleneck cut",
         "| allgather | 346.7 | 325.0 |",
+        "no allreduce beats 200.0 GB/s algbw",
         "k = 13",
         "## Forest",
         "| nvlink | 32 | 300.0 |",

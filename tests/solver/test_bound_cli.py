@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -31,6 +32,7 @@ def test_json_has_the_stable_keys_and_exact_values():
     assert data["reducescatter"] == data["allgather"]
     assert data["allreduce"]["algbw"] == pytest.approx(16 * 325 / 30)  # T_AR = T_RS + T_AG
     assert data["allreduce"]["busbw"] == pytest.approx(325)  # algbw·2(N-1)/N
+    assert data["allreduce"]["ceiling_algbw"] == pytest.approx(200)  # 8 NICs of 25 GB/s per box
     cut = data["cut"]
     assert len(cut["inside"]) == 35 and cut["gpus_inside"] == 15
     outside = {link["dst"] for link in cut["links"]}
@@ -113,3 +115,13 @@ links:
   - {src: "g{i}", dst: s, bandwidth: 30, directed: true}
   - {src: s, dst: "g{i}", bandwidth: 10, directed: true}
 """
+
+
+def test_the_allreduce_ceiling_is_stated_where_a_file_beats_reduce_scatter_then_allgather():
+    """8 GPUs on a switch, one port at 100 GB/s: reduce-scatter then allgather is 400/7 GB/s, and
+    an allreduce can send a whole buffer each way through that port at once, up to 100."""
+    fixture = str(Path(__file__).resolve().parents[1] / "lowering" / "fixtures" / "switch8-slow-port.yaml")
+    data = _json(fixture)
+    assert data["allreduce"]["algbw"] == pytest.approx(400 / 7)
+    assert data["allreduce"]["ceiling_algbw"] == 100
+    assert "allreduce ceiling 100.00 GB/s algbw: no allreduce beats it" in _run(fixture).output

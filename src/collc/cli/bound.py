@@ -23,6 +23,7 @@ from collc.cli.names import compress_names, natural_key
 from collc.errors import InputError
 from collc.sizes import plural
 from collc.solver.bound import Bound, budgeted_bound, check_gpu_count, fixed_k_bound, optimal_bound
+from collc.solver.ceiling import allreduce_ceiling
 from collc.solver.symmetry import automorphisms
 from collc.topology.model import Topology
 
@@ -38,6 +39,7 @@ class Bounds:
     limit: int | None  # k for "fixed", max_k for "budgeted"
     allgather: Bound
     reducescatter: Bound  # computed on the reversed graph: its cut arcs run against the fabric's
+    allreduce_ceiling: Fraction  # what no allreduce exceeds (collc.solver.ceiling), GB/s algbw
 
     @property
     def num_gpus(self) -> int:
@@ -68,7 +70,14 @@ def compute_bounds(topology: Topology, k: int | None = None, max_k: int | None =
         return optimal_bound(g, symmetries)
 
     mode = "fixed" if k is not None else "budgeted" if max_k is not None else "auto"
-    return Bounds(topology, mode, k if k is not None else max_k, solve(graph), solve(graph.reversed()))
+    return Bounds(
+        topology,
+        mode,
+        k if k is not None else max_k,
+        solve(graph),
+        solve(graph.reversed()),
+        allreduce_ceiling(graph),
+    )
 
 
 def _ratio(value: Fraction) -> str:
@@ -118,7 +127,11 @@ def bounds_json(bounds: Bounds) -> dict[str, Any]:
         "k_limit": bounds.limit,
         "allgather": {"algbw": float(ag), "busbw": float(bounds.busbw(ag, 1))},
         "reducescatter": {"algbw": float(rs), "busbw": float(bounds.busbw(rs, 1))},
-        "allreduce": {"algbw": float(ar), "busbw": float(bounds.busbw(ar, 2))},
+        "allreduce": {
+            "algbw": float(ar),
+            "busbw": float(bounds.busbw(ar, 2)),
+            "ceiling_algbw": float(bounds.allreduce_ceiling),
+        },
         **_bound_json(bounds.allgather, reverse=False),
         "reducescatter_bound": _bound_json(bounds.reducescatter, reverse=True),
     }
@@ -181,6 +194,8 @@ def bounds_text(bounds: Bounds) -> str:
             for name, algbw, factor in rows
         ),
         "  (nccl-tests units; allreduce = reduce-scatter then allgather: T_AR = T_RS + T_AG)",
+        f"  allreduce ceiling {_gbps(bounds.allreduce_ceiling)} GB/s algbw: no allreduce beats it (the least "
+        "bandwidth across a cut between GPUs); one that overlaps its halves can beat the line above",
         "",
         f"x* = {_ratio(ag.x_star)} GB/s per GPU (allgather algbw = N·x*)",
         f"k = {plural(ag.k, 'tree')} per GPU, U = {_ratio(ag.U)} trees per GB/s "

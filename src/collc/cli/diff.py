@@ -119,7 +119,10 @@ def diff_lines(before: Side, after: Side) -> list[str]:
         old, new = collective_algbw(before.bounds, collective), collective_algbw(after.bounds, collective)
         share = float(lost(old, new)) * 100
         lines.append(f"  {collective:<14} {float(old):>12.2f} {float(new):>11.2f} {share:>7.2f} %")
-    lines.append("  (optimal algbw bounds in nccl-tests units; lost = 1 - after/before, negative: gained)")
+    lines.append(
+        "  (algbw bounds in nccl-tests units, allreduce = reduce-scatter then allgather; "
+        "lost = 1 - after/before, negative: gained)"
+    )
     for name, side in (("before", before), ("after", after)):
         lines.append(f"bottleneck cut {name}:")
         lines += _cut_lines(side)

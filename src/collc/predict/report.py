@@ -114,7 +114,7 @@ def bound_section(model: TopologyModel) -> list[str]:
     lines = [
         "## Bound and bottleneck cut",
         "",
-        "| collective | optimal algbw GB/s | optimal busbw GB/s |",
+        "| collective | bound algbw GB/s | bound busbw GB/s |",
         "|---|---:|---:|",
     ]
     for collective in COLLECTIVES:
@@ -122,6 +122,10 @@ def bound_section(model: TopologyModel) -> list[str]:
         lines.append(f"| {collective} | {_fmt(algbw)} | {_fmt(algbw * busbw_factor(collective, n))} |")
     lines += [
         "",
+        "- Allgather and reduce-scatter: optimal. Allreduce: reduce-scatter then allgather, which a file "
+        "that overlaps the halves on opposite link directions can beat; no allreduce beats "
+        f"{_fmt(model.ceiling_algbw('allreduce'))} GB/s algbw (the least bandwidth across a cut between "
+        "GPUs).",
         f"- Trees per GPU k = {bound.k}, congestion budget U = {bound.U} trees per GB/s "
         f"(x* = {_fmt(bound.x_star, 3)} GB/s per GPU).",
         f"- Bottleneck cut: {plural(len(inside), 'node')} inside ({plural(len(gpus_inside), 'GPU')})"
