@@ -288,3 +288,19 @@ def test_a_reader_that_closes_stdout_early_ends_the_command_quietly():
     _, stderr = process.communicate(timeout=120)
     assert stderr == b""
     assert process.returncode == 128 + 13
+
+
+def test_a_duplicate_threadblock_id_is_reported_not_crashed_on(tmp_path):
+    """A rank with two threadblocks of one id (a mutated file: tb headers swapped between ranks) made
+    the dependency check read one threadblock's folded steps for the other and crash with an
+    IndexError. The duplicate is an error of its own; the checks keyed by threadblock id skip that rank."""
+    lines = ring_allgather_xml(4).splitlines()
+    start = lines.index('    <tb id="0" send="1" recv="3" chan="0">')
+    shorter = [*lines[start : start + 3], "    </tb>"]  # the header and two steps: fewer than the original
+    schedule = write(tmp_path, "\n".join([*lines[:start], *shorter, *lines[start:]]) + "\n", "s.xml")
+    topology = write(tmp_path, FOUR_GPUS, "four.yaml")
+    for args in (["verify", schedule], ["simulate", topology, schedule, "--sizes", "1MiB"]):
+        result = run(*args)
+        assert result.exit_code == 1, result.output
+        assert "duplicate thread block id 0 on rank 0" in result.output
+        assert "unexpected" not in result.output

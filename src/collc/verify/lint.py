@@ -92,13 +92,17 @@ def lint(
     linter = _Linter(algo, runtime, filename)
     _check_algo(linter)
     _check_gpus(linter)
+    gpu_ids = Counter(gpu.id for gpu in algo.gpus)
     for gpu in algo.gpus:
         _check_threadblocks(linter, gpu)
         _check_connections_of_gpu(linter, gpu)
         for tb in gpu.tbs:
             _check_steps(linter, gpu, tb)
-        _check_dependencies(linter, gpu, folded)
-        _check_unused_flags(linter, gpu, folded)
+        if gpu_ids[gpu.id] == 1 and len({tb.id for tb in gpu.tbs}) == len(gpu.tbs):
+            # ``folded`` is keyed by (rank, tb id): with a duplicate id (already an error above) the
+            # key names two threadblocks, so the checks that read it would mix their steps
+            _check_dependencies(linter, gpu, folded)
+            _check_unused_flags(linter, gpu, folded)
     _check_pairing(linter)
     if topology is not None:
         _check_topology(linter, topology)
