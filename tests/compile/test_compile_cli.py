@@ -335,10 +335,19 @@ def test_an_allreduce_above_the_reduce_scatter_plus_allgather_bound_is_explained
     assert simulated.exit_code == 0, simulated.output
     assert "note: collc is above the bound column" in simulated.output
     assert "no allreduce exceeds 100.0 GB/s algbw on this fabric" in simulated.output
-    # the header names the buffer simulated: a file does not say which one it was compiled for
-    assert f"{out} at NCCL_BUFFSIZE=" in simulated.output.splitlines()[0]
-    default = CliRunner().invoke(main, ["simulate", fixture, str(out), "--sizes", "1MiB"])
-    assert "at the runtime's default NCCL_BUFFSIZE=4MiB (--buffsize" in default.output.splitlines()[0]
+    # the file's name records the buffer compile chose (256 KiB here), and simulate and verify use it
+    # when none is given; a file without that record is simulated at the runtime's default
+    assert document["buffsize"] == 256 << 10 and read_xml(out.read_text()).name.endswith("-buffsize-262144")
+    recorded = CliRunner().invoke(main, ["simulate", fixture, str(out), "--sizes", "1GiB"])
+    assert f"{out} at NCCL_BUFFSIZE=256KiB, which its name records;" in recorded.output.splitlines()[0]
+    at_1gib = [line for line in simulated.output.splitlines() if line.strip().startswith("1GiB |")]
+    assert recorded.output.splitlines()[3] == at_1gib[0]  # the same figures as with --buffsize
+    verified = CliRunner().invoke(main, ["verify", str(out)])
+    assert "NCCL_BUFFSIZE=262144: the buffer the file's name records" in verified.output
+    untagged = tmp_path / "untagged.xml"
+    untagged.write_text(out.read_text().replace("-buffsize-262144", "", 1))
+    default = CliRunner().invoke(main, ["simulate", fixture, str(untagged), "--sizes", "1MiB"])
+    assert f"{untagged} at the runtime's default NCCL_BUFFSIZE=4MiB;" in default.output.splitlines()[0]
     swept = CliRunner().invoke(main, ["simulate", fixture, str(out), "--sizes", "1MiB", "--json"])
     assert json.loads(swept.output)["ceiling_algbw"] == 100
 

@@ -12,7 +12,7 @@ from collc.compile.flags import buffer_size
 from collc.errors import CollcError, InputError, location_in
 from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
-from collc.msccl.program import Algorithm
+from collc.msccl.program import Algorithm, recorded_buffer
 from collc.predict.model import TopologyModel
 from collc.predict.network import Network
 from collc.predict.params import COLLECTIVES, DEFAULT_BUFFER_BYTES, Protocol, protocol, simple
@@ -91,17 +91,16 @@ def table(result: Sweep) -> str:
     return "\n".join(lines)
 
 
-def _buffer_clause(proto: str, buffer: int | None) -> str:
-    """Which NCCL_BUFFSIZE a Simple file is simulated with: a file does not say what it was compiled
-    for, and compile may deploy a smaller buffer (its deploy lines set it), so the default is named."""
+def _buffer_clause(proto: str, buffer: int | None, recorded: int | None) -> str:
+    """Which NCCL_BUFFSIZE a Simple file is simulated with: the one given, the one the file's name
+    records (:func:`collc.msccl.program.recorded_buffer`: collc writes it where compile deploys a
+    smaller buffer), or the runtime's default."""
     if proto != "Simple":
         return ""
     if buffer is not None:
-        return f" at NCCL_BUFFSIZE={format_size(buffer)}"
-    return (
-        f" at the runtime's default NCCL_BUFFSIZE={format_size(DEFAULT_BUFFER_BYTES)} (--buffsize for the "
-        "buffer its deploy lines set)"
-    )
+        source = ", which its name records" if recorded is not None else ""
+        return f" at NCCL_BUFFSIZE={format_size(buffer)}{source}"
+    return f" at the runtime's default NCCL_BUFFSIZE={format_size(DEFAULT_BUFFER_BYTES)}"
 
 
 def above_bound(result: Sweep) -> str | None:
@@ -229,6 +228,9 @@ def simulate(
         )
     chosen = protocol(proto or (program.proto if program else "Simple"))
     buffer = None if buffsize is None else buffer_size(buffsize, chosen.name)
+    recorded = None  # the buffer the file's name records, used where none is given
+    if program is not None and buffer is None and chosen.name == "Simple":
+        buffer = recorded = recorded_buffer(program.name)
     if buffer is not None:
         chosen = simple(buffer)
     requested = parse_sizes(sizes)
@@ -239,7 +241,7 @@ def simulate(
             program, chosen, source = compiled_program(topology, collective, chosen.name, buffer, progress)
         else:
             source = f"simulation of {schedule}" + (
-                " (an MSCCL++ plan)" if plan_cost else _buffer_clause(chosen.name, buffer)
+                " (an MSCCL++ plan)" if plan_cost else _buffer_clause(chosen.name, buffer, recorded)
             )
         served = sorted({served_size(program, size) for size in requested})
         moved = [size for size in requested if served_size(program, size) != size]

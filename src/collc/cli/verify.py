@@ -24,7 +24,7 @@ from collc.progress import terminal_progress
 from collc.sizes import parse_size
 from collc.topology.degrade import Degradation
 from collc.topology.model import Topology
-from collc.verify import VerifyReport, declared_runtime, explain_call, verify_text
+from collc.verify import VerifyReport, declared_runtime, deployed_buffer, explain_call, verify_text
 from collc.verify.calls import SLOTS
 from collc.verify.select import DTYPE_SIZES, Selection, overlapping
 
@@ -173,7 +173,8 @@ def verify_command(
         selection = None
         if call and report.ok:
             assert report.algorithm is not None  # a valid report was read
-            selection = _selection(report.algorithm, report.runtime, call, dtype, inplace, buffer_bytes)
+            buffer = deployed_buffer(report.algorithm, buffer_bytes)
+            selection = _selection(report.algorithm, report.runtime, call, dtype, inplace, buffer)
         if call and not report.ok:
             report.notes.append("selection not explained: the file is invalid")
         if report.ok:

@@ -38,7 +38,7 @@ from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
 from collc.lowering.lower import DoesNotFit, Lowered, LoweringOptions, coll_algbw, lower, lower_steps
 from collc.lowering.plan import COLLECTIVES, network_planes
 from collc.lowering.reach import check_reach
-from collc.msccl.program import PROTOCOLS, Algorithm
+from collc.msccl.program import PROTOCOLS, Algorithm, tag_buffer
 from collc.msccl.writer import to_xml
 from collc.predict.des import ProgramCost, Run, prefetch, runs_of, simulation_threads, start_ahead
 from collc.predict.model import TopologyModel
@@ -915,7 +915,7 @@ def _verify_step(state: CompileState) -> None:
     :data:`SLICE_SECONDS` (the step runs again until the verifier is done), then its XML."""
     assert state.best is not None and state.chosen is not None
     if state.verifying is None:
-        algo = _ranged(state.best.lowered.algorithm, state.chosen[0])
+        algo = _ranged(state.best.lowered.algorithm, state.chosen[0], state.best.buffer_bytes)
         state.verifying = Verification(
             algo, runtime=state.runtime, topology=state.topology, buffer_bytes=state.best.buffer_bytes
         )
@@ -1227,7 +1227,7 @@ def _finish(
     the notes on how it was lowered."""
     topology, options, runtime, notes = state.topology, state.options, state.runtime, state.notes
     lowered = best.lowered
-    algo = _ranged(lowered.algorithm, chosen)
+    algo = _ranged(lowered.algorithm, chosen, best.buffer_bytes)
     if lowered.stages_shared:
         notes.append(
             f"threadblocks carry several tree depths ({lowered.stages_shared}); "
@@ -1266,8 +1266,16 @@ def _finish(
     )
 
 
-def _ranged(algo: Algorithm, chosen: ByteRange) -> Algorithm:
-    return replace(algo, min_bytes=chosen.min_bytes, max_bytes=chosen.max_bytes)
+def _ranged(algo: Algorithm, chosen: ByteRange, buffer_bytes: int | None) -> Algorithm:
+    """The program as written: its size range, and its name recording the NCCL_BUFFSIZE it was
+    chosen and verified for (:func:`collc.msccl.program.tag_buffer`), so that ``collc verify`` and
+    ``collc simulate`` of the file use that buffer without being told."""
+    return replace(
+        algo,
+        min_bytes=chosen.min_bytes,
+        max_bytes=chosen.max_bytes,
+        name=tag_buffer(algo.name, buffer_bytes),
+    )
 
 
 def _verified(algo: Algorithm, runtime: str, topology: Topology, buffer_bytes: int | None) -> VerifyReport:
@@ -1289,7 +1297,7 @@ def _checked(report: VerifyReport) -> VerifyReport:
 
 def with_range(result: CompileResult, chosen: ByteRange) -> CompileResult:
     """The same program for another size range (a bundle's ranges), verified again for that range."""
-    algo = _ranged(result.algorithm, chosen)
+    algo = _ranged(result.algorithm, chosen, result.buffer_bytes)
     report = _verified(algo, result.runtime, result.topology, result.buffer_bytes)
     return replace(
         result,

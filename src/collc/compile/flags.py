@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from collc.compile.driver import LANE_CHOICES, CompileOptions
 from collc.errors import InputError
+from collc.msccl.program import MIN_BUFFSIZE
 from collc.sizes import parse_size
 
 
@@ -62,10 +63,6 @@ def lane_choice(text: str) -> str:
             f"--lanes {text!r} is not one of {', '.join(LANE_CHOICES)}", hint="e.g. --lanes split"
         )
     return text
-
-
-#: smallest NCCL_BUFFSIZE accepted: 8 FIFO slots of 8 KiB
-MIN_BUFFSIZE = 64 << 10
 
 
 def buffer_size(text: str, proto: str) -> int:

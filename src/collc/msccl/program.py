@@ -20,6 +20,32 @@ SCHEDULED_COLLECTIVES = ("allreduce", "allgather", "reducescatter")
 #: the runtimes collc emits files for (the verifier also knows ``msccl-legacy``); ``mscclpp`` gets an
 #: MSCCL++ execution plan translated from the program (collc.mscclpp)
 TARGET_RUNTIMES = ("msccl-executor", "rccl", "mscclpp")
+#: how a compiled Simple file records the NCCL_BUFFSIZE it was tuned and verified for, when that is not
+#: the runtime's default: a suffix of its name, ``-buffsize-<bytes>``. The runtimes ignore the name
+#: (a label); ``collc verify`` and ``collc simulate`` read it back when no ``--buffsize`` is given.
+BUFFER_TAG = "-buffsize-"
+#: smallest NCCL_BUFFSIZE collc compiles for (``--buffsize``): 8 FIFO slots of 8 KiB
+MIN_BUFFSIZE = 64 << 10
+#: a recorded buffer above this (or below :data:`MIN_BUFFSIZE`, or not a multiple of 4 KiB) is not one
+#: collc writes: the name is then read as a label only
+MAX_RECORDED_BUFFSIZE = 1 << 32
+
+
+def tag_buffer(name: str, buffer_bytes: int | None) -> str:
+    """``name`` with its buffer suffix replaced by one for ``buffer_bytes`` (none for the default)."""
+    base = name[: name.rfind(BUFFER_TAG)] if recorded_buffer(name) is not None else name
+    return base if buffer_bytes is None else f"{base}{BUFFER_TAG}{buffer_bytes}"
+
+
+def recorded_buffer(name: str) -> int | None:
+    """The NCCL_BUFFSIZE a file's name records (:data:`BUFFER_TAG`), or None."""
+    _, tag, digits = name.rpartition(BUFFER_TAG)
+    if not tag or not digits.isascii() or not digits.isdigit() or digits.startswith("0"):
+        return None
+    value = int(digits)
+    return value if MIN_BUFFSIZE <= value <= MAX_RECORDED_BUFFSIZE and value % 4096 == 0 else None
+
+
 COLLECTIVES = (
     "allreduce",
     "allgather",

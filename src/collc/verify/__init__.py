@@ -12,7 +12,7 @@ import math
 import re
 
 from collc.errors import InputError, Location
-from collc.msccl.program import TARGET_RUNTIMES, Algorithm
+from collc.msccl.program import TARGET_RUNTIMES, Algorithm, recorded_buffer
 from collc.msccl.reader import XmlSyntaxError, read_xml_with_notes
 from collc.progress import Report, silent
 from collc.sizes import format_size
@@ -344,6 +344,14 @@ def declared_runtime(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+def deployed_buffer(algo: Algorithm, given: int | None) -> int | None:
+    """The connection buffer ``algo`` runs with: ``given``, else for a Simple file the NCCL_BUFFSIZE its
+    name records (:func:`collc.msccl.program.recorded_buffer`), else None (the runtime's default)."""
+    if given is not None or algo.proto != "Simple":
+        return given
+    return recorded_buffer(algo.name)
+
+
 def verify_text(
     text: str,
     filename: str = "<input>",
@@ -375,6 +383,9 @@ def verify_text(
             raise  # beyond what collc reads at all: bad input (exit 2), not a verdict on the file
         problem = Problem(error.rule, "error", error.message, error.location, error.hint)
         return VerifyReport(filename=filename, runtime=runtime, problems=[problem], notes=notes)
+    if buffer_bytes is None and (recorded := deployed_buffer(algo, None)) is not None:
+        buffer_bytes = recorded
+        notes.append(f"NCCL_BUFFSIZE={recorded}: the buffer the file's name records (--buffsize overrides)")
     report = verify(
         algo,
         runtime=runtime,
