@@ -134,6 +134,7 @@ def test_options_reach_the_file(tmp_path):
         (["dgx-a100", "--min-bytes", "lots"], "--min-bytes 'lots' is not a size"),
         (["dgx-a100", "--instances", "0"], "--instances must be at least 1"),
         (["dgx-a100", "--align", "0"], "--align must be a positive"),
+        (["dgx-a100", "--runtime", "mscclpp", "--buffsize", "256KiB"], "which mscclpp does not read"),
         (["no-such-topology"], "no-such-topology"),
     ],
 )

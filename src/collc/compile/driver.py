@@ -232,6 +232,12 @@ def _check_options(options: CompileOptions, topology: Topology) -> str:
             f"NCCL_BUFFSIZE is the Simple protocol's buffer; this file is {options.proto}",
             hint="drop --buffsize, or compile with --proto Simple",
         )
+    if options.buffsize not in (None, DEFAULT_BUFFER_BYTES) and runtime not in BUFFERED_RUNTIMES:
+        raise InputError(
+            f"--buffsize sets NCCL_BUFFSIZE, which {runtime} does not read (an MSCCL++ plan pipelines in "
+            "units of its own); the report would promise a buffer that nothing deploys",
+            hint="drop --buffsize",
+        )
     if options.instances < 1:
         raise InputError(f"--instances must be at least 1, got {options.instances}")
     if options.align is not None and options.align < 1:
