@@ -12,7 +12,7 @@ from collc.compile.flags import buffer_size
 from collc.errors import CollcError, InputError, location_in
 from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
-from collc.msccl.program import Algorithm, recorded_buffer
+from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
 from collc.predict.network import Network
 from collc.predict.params import COLLECTIVES, DEFAULT_BUFFER_BYTES, Protocol, protocol, simple
@@ -20,6 +20,7 @@ from collc.predict.sweep import Predictor, Sweep
 from collc.progress import Report, silent, terminal_progress
 from collc.sizes import format_size, parse_sizes
 from collc.topology.model import Topology
+from collc.verify import deployed_buffer
 from collc.verify.report import Problem
 
 
@@ -93,7 +94,7 @@ def table(result: Sweep) -> str:
 
 def _buffer_clause(proto: str, buffer: int | None, recorded: int | None) -> str:
     """Which NCCL_BUFFSIZE a Simple file is simulated with: the one given, the one the file's name
-    records (:func:`collc.msccl.program.recorded_buffer`: collc writes it where compile deploys a
+    records (:func:`collc.verify.deployed_buffer`: collc writes it where compile deploys a
     smaller buffer), or the runtime's default."""
     if proto != "Simple":
         return ""
@@ -229,8 +230,8 @@ def simulate(
     chosen = protocol(proto or (program.proto if program else "Simple"))
     buffer = None if buffsize is None else buffer_size(buffsize, chosen.name)
     recorded = None  # the buffer the file's name records, used where none is given
-    if program is not None and buffer is None and chosen.name == "Simple":
-        buffer = recorded = recorded_buffer(program.name)
+    if program is not None and buffer is None and chosen.name == program.proto:
+        buffer = recorded = deployed_buffer(program, None)
     if buffer is not None:
         chosen = simple(buffer)
     requested = parse_sizes(sizes)

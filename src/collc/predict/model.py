@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cached_property
 
-from collc.capacity import capacity_graph
+from collc.capacity import CapacityGraph, capacity_graph
 from collc.msccl.program import Algorithm
 from collc.predict.baselines import RingBaseline, TreeBaseline, box_egresses, ring_baseline, tree_baseline
 from collc.predict.des import ProgramCost, prefetch, runs_of, simulation_threads
@@ -35,13 +35,18 @@ class TopologyModel:
         return Network.of(self.topology)
 
     @cached_property
+    def capacity(self) -> CapacityGraph:
+        """The fabric as an integer capacity graph, which every bound below is computed on."""
+        return capacity_graph(self.topology)
+
+    @cached_property
     def bound(self) -> Bound:
         """The optimal allgather bound with its bottleneck cut (``collc bound``)."""
-        return optimal_bound(capacity_graph(self.topology))
+        return optimal_bound(self.capacity)
 
     @cached_property
     def reduce_scatter_bound(self) -> Bound:
-        return optimal_bound(capacity_graph(self.topology).reversed())
+        return optimal_bound(self.capacity.reversed())
 
     def bound_algbw(self, collective: str) -> Fraction:
         """Optimal algbw of ``collective`` (GB/s): allreduce = reduce-scatter then allgather."""
@@ -55,11 +60,11 @@ class TopologyModel:
         """An algbw (GB/s) no schedule of ``collective`` exceeds: the bound for allgather and
         reduce-scatter; for allreduce the least capacity across a cut between GPUs
         (:mod:`collc.solver.ceiling`), since overlapped halves can beat reduce-scatter then allgather."""
-        return self.allreduce_ceiling if collective == "allreduce" else self.bound_algbw(collective)
+        return self._allreduce_ceiling if collective == "allreduce" else self.bound_algbw(collective)
 
     @cached_property
-    def allreduce_ceiling(self) -> Fraction:
-        return allreduce_ceiling(capacity_graph(self.topology))
+    def _allreduce_ceiling(self) -> Fraction:
+        return allreduce_ceiling(self.capacity)
 
     @cached_property
     def solution(self):  # -> collc.solver.Solution
