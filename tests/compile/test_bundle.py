@@ -1,22 +1,27 @@
 import itertools
 import json
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from collc.compile.bundle import (
     SizeRange,
+    _simple_buffer,
     bundle_files,
+    bundle_gain,
     check_disjoint,
     compile_bundle,
     write_bundle,
 )
-from collc.compile.outlook import grid, outlook
+from collc.compile.outlook import SizeOutlook, grid, outlook
 from collc.errors import InputError, InvariantError
 from collc.fileio import TEMP_SUFFIX
 from collc.msccl.writer import to_xml
-from collc.predict.params import PROTOCOLS
+from collc.predict.model import TopologyModel
+from collc.predict.params import DEFAULT_BUFFER_BYTES, PROTOCOLS
+from collc.predict.params import simple as simple_protocol
 from predict.models import model
 from predict.test_des import star_allgather
 
@@ -118,3 +123,90 @@ def test_bundle_notes_are_not_replaced_without_force_and_stale_temporaries_are_i
     write_bundle(out, files, "dgx-a100", 8, force=True)
     assert notes.read_text() != "my edits"
     assert sorted(p.name for p in out.iterdir()) == [f.name for f in files]
+
+
+def _row(nbytes: int, algbw: float | None, vendor: float) -> SizeOutlook:
+    return SizeOutlook(nbytes, algbw, algbw, vendor, None, 2 * vendor, True)
+
+
+def test_bundle_gain_sums_the_log_gain_of_the_file_kept_at_each_size() -> None:
+    outlooks = {
+        "LL": [_row(1, 30.0, 10.0), _row(2, 5.0, 10.0), _row(3, None, 10.0)],
+        "Simple": [_row(1, 20.0, 10.0), _row(2, 8.0, 10.0), _row(3, 40.0, 10.0)],
+    }
+    # size 1: LL's 3x (the faster winner); size 2: no file wins; size 3: Simple's 4x
+    assert bundle_gain(outlooks) == pytest.approx(math.log(3) + math.log(4))
+    assert bundle_gain({"LL": [_row(1, 9.0, 10.0)]}) == 0.0
+
+
+@dataclass(frozen=True)
+class _Stub:
+    """What :func:`_simple_buffer` reads of a compile result: its buffer and (through the stub
+    outlook) how fast it is."""
+
+    coll: str
+    buffer_bytes: int | None
+    algbw: float
+
+
+def _choose(picks: dict[str, _Stub], speed: dict[tuple[str, int | None], float]):
+    """_simple_buffer over stub compiles: ``speed[(coll, buffer)]`` is the Simple file's algbw at
+    one grid size, where the runtime gets 10."""
+    results = {(coll, "Simple"): stub for coll, stub in picks.items()}
+    asked = []
+
+    def compiled(coll, proto, fallback, buffsize):
+        buffer = None if buffsize == DEFAULT_BUFFER_BYTES else buffsize
+        asked.append((coll, buffer))
+        return _Stub(coll, buffer, speed[(coll, buffer)])
+
+    chosen = _simple_buffer(results, list(picks), None, compiled, lambda r: [_row(1, r.algbw, 10.0)])
+    return chosen, results, asked
+
+
+def test_a_bundle_compiles_every_simple_file_for_one_buffer() -> None:
+    small = 256 << 10
+    picks = {"allreduce": _Stub("allreduce", small, 30.0), "allgather": _Stub("allgather", None, 20.0)}
+    # the 256 KiB files deliver more in all (30 x 15 against 12 x 20): every Simple file is for it
+    chosen, results, asked = _choose(picks, {("allreduce", None): 12.0, ("allgather", small): 15.0})
+    assert chosen == small and sorted(asked) == [("allgather", small), ("allreduce", None)]
+    assert {key: r.buffer_bytes for key, r in results.items()} == {
+        ("allreduce", "Simple"): small,
+        ("allgather", "Simple"): small,
+    }
+    # the other way round: the default wins, and a tie keeps the default (nothing to set)
+    chosen, results, _ = _choose(picks, {("allreduce", None): 29.0, ("allgather", small): 9.0})
+    assert chosen is None and {r.buffer_bytes for r in results.values()} == {None}
+    chosen, _, _ = _choose(picks, {("allreduce", None): 30.0, ("allgather", small): 20.0})
+    assert chosen is None
+    # all collectives agree: nothing is compiled again
+    agreed = {"allreduce": _Stub("allreduce", small, 30.0), "allgather": _Stub("allgather", small, 20.0)}
+    assert _choose(agreed, {})[0] == small and _choose(agreed, {})[2] == []
+
+
+def test_a_bundle_deploys_the_buffer_its_simple_files_need(tmp_path: Path) -> None:
+    """On 8 GPUs behind a switch with one slow port, compile picks a 256 KiB buffer for Simple
+    (tests/lowering/test_compile.py); the bundle's Simple file is compiled, verified and ranged for
+    it, records it, and its deploy notes and manifest set it."""
+    from collc.compile.driver import CompileOptions
+    from collc.msccl.reader import read_xml
+    from collc.topology.presets import load
+    from collc.verify import deployed_buffer, verify
+
+    topology = load(Path(__file__).parents[1] / "lowering" / "fixtures" / "switch8-slow-port.yaml")
+    lines = compile_bundle(topology, CompileOptions(), tmp_path / "algos", collectives=("allreduce",))
+    assert "NCCL_BUFFSIZE=262144: the Simple files are predicted and verified with a 256KiB buffer" in (
+        "\n".join(lines)
+    )
+    manifest = json.loads((tmp_path / "algos.manifest.json").read_text())
+    assert {env["NCCL_BUFFSIZE"] for env in manifest["env"].values()} == {"262144"}
+    assert "`NCCL_BUFFSIZE=262144`" in (tmp_path / "algos.deploy.md").read_text()
+    simple = [entry["name"] for entry in manifest["files"] if entry["proto"] == "Simple"]
+    assert simple
+    m = TopologyModel(topology)
+    for name in simple:
+        algo = read_xml((tmp_path / "algos" / name).read_text(), name)
+        assert deployed_buffer(algo, None) == 256 << 10, name
+        assert verify(algo, runtime="msccl-executor", topology=topology, buffer_bytes=256 << 10).ok
+        rows = outlook(m, algo, grid(), "msccl-executor", proto=simple_protocol(256 << 10))
+        assert [row.nbytes for row in rows if row.selected and not row.wins] == [], name

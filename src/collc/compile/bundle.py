@@ -22,17 +22,22 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from collc.compile.driver import CompileOptions, CompileResult, compile_schedule, with_range
 from collc.compile.outlook import SizeOutlook, grid, outlook
+from collc.compile.ranges import ByteRange
 from collc.errors import InputError, InvariantError
 from collc.fileio import atomic_write, is_temporary, refuse_overwrite, remove_stale_temporaries
 from collc.lowering.limits import DoesNotFit
 from collc.msccl.program import Algorithm
+from collc.msccl.writer import to_xml
 from collc.predict.params import DEFAULT_BUFFER_BYTES
 from collc.sizes import format_size
+from collc.topology.model import Topology
 from collc.verify.runtimes import profile
 
 BUNDLE_PROTOCOLS = ("LL", "LL128", "Simple")
@@ -111,7 +116,7 @@ class BundleFile:
 
 
 def bundle_files(
-    ranges: Sequence[SizeRange], compile_fn: CompileFn, to_xml: Callable[[Algorithm], str]
+    ranges: Sequence[SizeRange], compile_fn: CompileFn, render: Callable[[Algorithm], str]
 ) -> list[BundleFile]:
     """Compile every range: the optimal file, then a smaller-``nchunksperloop`` fallback if there is one."""
     compiled: list[tuple[str, SizeRange, Algorithm]] = []
@@ -132,7 +137,7 @@ def bundle_files(
             role,
             item,
             algo.nchunksperloop,
-            to_xml(algo),
+            render(algo),
         )
         for index, (role, item, algo) in enumerate(compiled)
     ]
@@ -301,9 +306,22 @@ def write_bundle(
     return [*written, notes, manifest]
 
 
+def bundle_gain(outlooks: Mapping[str, Sequence[SizeOutlook]]) -> float:
+    """What one collective's files deliver over the runtime alone on the grid: the sum over grid sizes
+    of log(algbw of the file :func:`plan_ranges` keeps there / the runtime's best), 0 where none wins."""
+    gain = 0.0
+    for nbytes in sorted({row.nbytes for rows in outlooks.values() for row in rows}):
+        rows = [row for rows in outlooks.values() for row in rows if row.nbytes == nbytes and row.wins]
+        if rows:
+            best = max(rows, key=lambda row: row.algbw or 0.0)
+            assert best.algbw is not None
+            gain += math.log(best.algbw / best.vendor_algbw)
+    return gain
+
+
 def compile_bundle(
-    topology,
-    options,
+    topology: Topology,
+    options: CompileOptions,
     directory: str | Path,
     collectives: Sequence[str] = ("allreduce", "allgather", "reducescatter"),
 ) -> list[str]:
@@ -312,14 +330,16 @@ def compile_bundle(
 
     ``options`` supplies the runtime, placement, instances and k settings; coll, proto and the size
     range are set per file, and each fallback is compiled with ``k = 1``. Returns report lines.
-    """
-    from collc.compile.driver import CompileResult, compile_schedule, with_range
-    from collc.compile.ranges import ByteRange
-    from collc.msccl.writer import to_xml
 
+    ``NCCL_BUFFSIZE`` is process-wide, so every Simple file of a bundle is for one buffer: the user's
+    ``--buffsize``, else the one each collective's compile picks (docs/compile.md §3). Where the
+    collectives pick different buffers, each is compiled for every buffer picked and the buffer
+    whose files deliver most over the grid (:func:`bundle_gain`, summed over the collectives) is
+    kept; ties keep the runtime's default, which needs no setting.
+    """
     refuse_overwrite(beside(Path(directory)), options.force)  # before the work, and again when writing
 
-    def compiled(coll: str, proto: str, fallback: bool) -> CompileResult | None:
+    def compiled(coll: str, proto: str, fallback: bool, buffsize: int | None) -> CompileResult | None:
         chosen = replace(
             options,
             coll=coll,
@@ -329,8 +349,7 @@ def compile_bundle(
             user_range=True,
             k=1 if fallback else options.k,
             max_k=None if fallback else options.max_k,
-            # NCCL_BUFFSIZE is process-wide: every Simple file of a bundle is for the same buffer
-            buffsize=(options.buffsize or DEFAULT_BUFFER_BYTES) if proto == "Simple" else None,
+            buffsize=buffsize if proto == "Simple" else None,
         )
         try:
             return compile_schedule(topology, chosen)
@@ -340,19 +359,24 @@ def compile_bundle(
     def grid_outlook(result: CompileResult) -> list[SizeOutlook]:
         return outlook(result.model, result.algorithm, grid(), result.runtime, result.predictor, result.proto)
 
-    ranges: list[SizeRange] = []
     results: dict[tuple[str, str], CompileResult] = {}
     for coll in collectives:
         for proto in BUNDLE_PROTOCOLS:
-            result = compiled(coll, proto, False)
+            result = compiled(coll, proto, False, options.buffsize)
             if result is not None:
                 results[(coll, proto)] = result
+    buffer = _simple_buffer(results, collectives, options.buffsize, compiled, grid_outlook)
+    ranges: list[SizeRange] = []
+    for coll in collectives:
         outlooks = {proto: grid_outlook(r) for (c, proto), r in results.items() if c == coll}
         runtime = next((r.runtime for (c, _), r in results.items() if c == coll), "msccl-executor")
         ranges += plan_ranges(coll, outlooks, runtime)
 
     def compile_range(item: SizeRange, fallback: bool) -> Algorithm | None:
-        result = compiled(item.coll, item.proto, True) if fallback else results[(item.coll, item.proto)]
+        if fallback:
+            result = compiled(item.coll, item.proto, True, buffer or DEFAULT_BUFFER_BYTES)
+        else:
+            result = results[(item.coll, item.proto)]
         if result is None:
             return None
         chosen = with_range(result, ByteRange(item.min_bytes, item.max_bytes))
@@ -360,17 +384,68 @@ def compile_bundle(
             return None
         return chosen.algorithm
 
+    if not any(item.proto == "Simple" for item in ranges):
+        buffer = None  # no Simple file: nothing to set, and NCCL's own algorithms keep their default
     runtime = next((result.runtime for result in results.values()), None)
     files = bundle_files(ranges, compile_range, lambda algo: to_xml(algo, runtime=runtime))
-    buffer = options.buffsize if options.buffsize not in (None, DEFAULT_BUFFER_BYTES) else None
     written = write_bundle(
         directory, files, topology.name, topology.num_gpus, force=options.force, buffer_bytes=buffer
     )
     skipped = [coll for coll in collectives if not any(item.coll == coll for item in ranges)]
     lines = [f"wrote {path}" for path in written]
     lines += [f"{item.describe()}: collc file predicted faster than the runtime's best" for item in ranges]
+    if buffer is not None:
+        lines.append(
+            f"NCCL_BUFFSIZE={buffer}: the Simple files are predicted and verified with a "
+            f"{format_size(buffer)} buffer (the deploy notes set it)"
+        )
     lines += [
         f"{coll}: collc is never predicted faster than the runtime's own algorithms; left to the runtime"
         for coll in skipped
     ]
     return lines
+
+
+def _simple_buffer(
+    results: dict[tuple[str, str], CompileResult],
+    collectives: Sequence[str],
+    buffsize: int | None,
+    compiled: Callable[[str, str, bool, int | None], CompileResult | None],
+    grid_outlook: Callable[[CompileResult], list[SizeOutlook]],
+) -> int | None:
+    """The one ``NCCL_BUFFSIZE`` of the bundle's Simple files (None: the runtime's default), with
+    ``results`` made to hold each collective's Simple file for it (:func:`compile_bundle`)."""
+    if buffsize is not None:
+        return None if buffsize == DEFAULT_BUFFER_BYTES else buffsize
+    picked = sorted({r.buffer_bytes for (_, proto), r in results.items() if proto == "Simple"}, key=_by_size)
+    if len(picked) <= 1:
+        return picked[0] if picked else None
+    options: dict[int | None, dict[tuple[str, str], CompileResult]] = {}
+    for buffer in picked:
+        ours = dict(results)
+        for coll in collectives:
+            current = ours.get((coll, "Simple"))
+            if current is not None and current.buffer_bytes != buffer:
+                other = compiled(coll, "Simple", False, buffer or DEFAULT_BUFFER_BYTES)
+                if other is None:
+                    del ours[(coll, "Simple")]
+                else:
+                    ours[(coll, "Simple")] = other
+        options[buffer] = ours
+
+    def gain(buffer: int | None) -> float:
+        chosen = options[buffer]
+        return sum(
+            bundle_gain({proto: grid_outlook(r) for (c, proto), r in chosen.items() if c == coll})
+            for coll in collectives
+        )
+
+    best = max(picked, key=lambda buffer: (gain(buffer), buffer is None))
+    results.clear()
+    results.update(options[best])
+    return best
+
+
+def _by_size(buffer: int | None) -> int:
+    """Sort key of buffers: the runtime's default (None) as its size."""
+    return DEFAULT_BUFFER_BYTES if buffer is None else buffer
