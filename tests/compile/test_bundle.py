@@ -8,7 +8,7 @@ import pytest
 
 from collc.compile.bundle import (
     SizeRange,
-    _simple_buffer,
+    _simple_files,
     bundle_files,
     bundle_gain,
     check_disjoint,
@@ -91,7 +91,9 @@ def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
     from collc.verify import verify
 
     m = model("dgx-a100", 1)
-    lines = compile_bundle(m.topology, CompileOptions(), tmp_path / "algos", collectives=("allgather",))
+    lines = compile_bundle(
+        m.topology, CompileOptions(), tmp_path / "algos", collectives=("allgather",)
+    ).lines()
     names = sorted(p.name for p in (tmp_path / "algos").iterdir())
     assert names[0].startswith("00-allgather-") and len(names) >= 2
     assert any(line.endswith("algos.deploy.md") for line in lines)
@@ -141,7 +143,7 @@ def test_bundle_gain_sums_the_log_gain_of_the_file_kept_at_each_size() -> None:
 
 @dataclass(frozen=True)
 class _Stub:
-    """What :func:`_simple_buffer` reads of a compile result: its buffer and (through the stub
+    """What :func:`_simple_files` reads of a compile result: its buffer and (through the stub
     outlook) how fast it is."""
 
     coll: str
@@ -149,39 +151,46 @@ class _Stub:
     algbw: float
 
 
-def _choose(picks: dict[str, _Stub], speed: dict[tuple[str, int | None], float]):
-    """_simple_buffer over stub compiles: ``speed[(coll, buffer)]`` is the Simple file's algbw at
-    one grid size, where the runtime gets 10."""
-    results = {(coll, "Simple"): stub for coll, stub in picks.items()}
+def _choose(choices, speed: dict[tuple[str, int | None], float], others=None):
+    """_simple_files over stub compiles: ``speed[(coll, buffer)]`` is the Simple file's algbw at one
+    grid point, where the runtime gets 10; ``others`` are the other protocols' files."""
+    results = dict(others or {})
     asked = []
 
     def compiled(coll, proto, fallback, buffsize):
+        assert proto == "Simple" and not fallback
         buffer = None if buffsize == DEFAULT_BUFFER_BYTES else buffsize
         asked.append((coll, buffer))
         return _Stub(coll, buffer, speed[(coll, buffer)])
 
-    chosen = _simple_buffer(results, list(picks), None, compiled, lambda r: [_row(1, r.algbw, 10.0)])
+    colls = sorted({coll for coll, _ in speed})
+    chosen = _simple_files(results, colls, choices, compiled, lambda r: [_row(1, r.algbw, 10.0)])
     return chosen, results, asked
 
 
 def test_a_bundle_compiles_every_simple_file_for_one_buffer() -> None:
     small = 256 << 10
-    picks = {"allreduce": _Stub("allreduce", small, 30.0), "allgather": _Stub("allgather", None, 20.0)}
-    # the 256 KiB files deliver more in all (30 x 15 against 12 x 20): every Simple file is for it
-    chosen, results, asked = _choose(picks, {("allreduce", None): 12.0, ("allgather", small): 15.0})
-    assert chosen == small and sorted(asked) == [("allgather", small), ("allreduce", None)]
+    # 256 KiB delivers more in all (30 x 15 against 12 x 20): every Simple file is for it
+    speed = {("allreduce", None): 12.0, ("allreduce", small): 30.0}
+    speed |= {("allgather", None): 20.0, ("allgather", small): 15.0}
+    chosen, results, asked = _choose((None, small), speed)
+    assert chosen == small and set(asked) == set(speed) and len(asked) == len(speed)
     assert {key: r.buffer_bytes for key, r in results.items()} == {
         ("allreduce", "Simple"): small,
         ("allgather", "Simple"): small,
     }
-    # the other way round: the default wins, and a tie keeps the default (nothing to set)
-    chosen, results, _ = _choose(picks, {("allreduce", None): 29.0, ("allgather", small): 9.0})
+    # a tie keeps the earlier choice, the default (nothing to set)
+    speed[("allreduce", None)] = 22.5  # 22.5 x 20 = 30 x 15
+    chosen, results, _ = _choose((None, small), speed)
     assert chosen is None and {r.buffer_bytes for r in results.values()} == {None}
-    chosen, _, _ = _choose(picks, {("allreduce", None): 30.0, ("allgather", small): 20.0})
-    assert chosen is None
-    # all collectives agree: nothing is compiled again
-    agreed = {"allreduce": _Stub("allreduce", small, 30.0), "allgather": _Stub("allgather", small, 20.0)}
-    assert _choose(agreed, {})[0] == small and _choose(agreed, {})[2] == []
+    # where another protocol already wins faster at the point, a Simple file there gains nothing
+    faster = {("allreduce", "LL128"): _Stub("allreduce", None, 100.0)}
+    speed = {("allreduce", None): 12.0, ("allreduce", small): 30.0}
+    chosen, results, _ = _choose((None, small), speed, faster)
+    assert chosen is None and results[("allreduce", "LL128")] == faster[("allreduce", "LL128")]
+    # one choice (the user's --buffsize): each collective is compiled once, for it
+    chosen, _, asked = _choose((small,), speed)
+    assert chosen == small and asked == [("allreduce", small)]
 
 
 def test_a_bundle_deploys_the_buffer_its_simple_files_need(tmp_path: Path) -> None:
@@ -194,10 +203,12 @@ def test_a_bundle_deploys_the_buffer_its_simple_files_need(tmp_path: Path) -> No
     from collc.verify import deployed_buffer, verify
 
     topology = load(Path(__file__).parents[1] / "lowering" / "fixtures" / "switch8-slow-port.yaml")
-    lines = compile_bundle(topology, CompileOptions(), tmp_path / "algos", collectives=("allreduce",))
-    assert "NCCL_BUFFSIZE=262144: the Simple files are predicted and verified with a 256KiB buffer" in (
-        "\n".join(lines)
-    )
+    bundle = compile_bundle(topology, CompileOptions(), tmp_path / "algos", collectives=("allreduce",))
+    assert (
+        "NCCL_BUFFSIZE=262144: the Simple files are predicted and verified with a 256KiB buffer "
+        "(the deploy notes set it)"
+    ) in bundle.lines()
+    assert bundle.buffer_bytes == bundle.to_json()["buffsize"] == 256 << 10
     manifest = json.loads((tmp_path / "algos.manifest.json").read_text())
     assert {env["NCCL_BUFFSIZE"] for env in manifest["env"].values()} == {"262144"}
     assert "`NCCL_BUFFSIZE=262144`" in (tmp_path / "algos.deploy.md").read_text()

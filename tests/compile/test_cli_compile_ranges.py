@@ -1,21 +1,33 @@
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from collc.cli import main
 
 
 def test_compile_bundle_writes_a_directory_and_notes_next_to_it(tmp_path: Path) -> None:
+    """With --json, stdout is one document: the manifest, the buffer, and the paths written."""
     out = tmp_path / "msccl-algorithms"
-    result = CliRunner().invoke(main, ["compile", "dgx-a100", "--bundle", str(out)])
+    result = CliRunner().invoke(main, ["compile", "dgx-a100", "--bundle", str(out), "--json"])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
     assert names and all(name.endswith(".xml") for name in names)
     assert {name.split("-")[1] for name in names} == {"allreduce", "allgather", "reducescatter"}
     manifest = json.loads((tmp_path / "msccl-algorithms.manifest.json").read_text())
     assert [entry["name"] for entry in manifest["files"]] == names
-    assert (tmp_path / "msccl-algorithms.deploy.md").exists()
+    report = json.loads(result.stdout)
+    buffsize = report["buffsize"]  # what the deploy notes set, where not the default
+    assert {env.get("NCCL_BUFFSIZE") for env in manifest["env"].values()} == {buffsize and str(buffsize)}
+    assert report == {
+        **manifest,
+        "buffsize": buffsize,
+        "left_to_runtime": [],
+        "deploy_notes": str(tmp_path / "msccl-algorithms.deploy.md"),
+        "manifest": str(tmp_path / "msccl-algorithms.manifest.json"),
+    }
+    assert Path(report["deploy_notes"]).exists()
 
 
 def test_compile_needs_exactly_one_of_output_and_bundle(tmp_path: Path) -> None:
@@ -25,3 +37,28 @@ def test_compile_needs_exactly_one_of_output_and_bundle(tmp_path: Path) -> None:
         main, ["compile", "dgx-a100", "-o", str(tmp_path / "x.xml"), "--bundle", str(tmp_path / "d")]
     )
     assert result.exit_code == 2
+
+
+LINE3 = str(Path(__file__).parents[1] / "lowering" / "fixtures" / "line3.yaml")
+
+
+def test_a_bundle_for_one_collective_with_coll(tmp_path: Path) -> None:
+    """--coll given: only that collective. On 3 GPUs each protocol's file serves other sizes near the
+    grid's (4104, 4128 bytes for 4 KiB); its ranges still follow the grid, one per protocol here."""
+    out = tmp_path / "algos"
+    result = CliRunner().invoke(
+        main, ["compile", LINE3, "--coll", "allgather", "--bundle", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    assert {entry["coll"] for entry in files} == {"allgather"}
+    optimal = [entry["proto"] for entry in files if entry["role"] == "optimal"]
+    assert sorted(optimal) == ["LL", "LL128", "Simple"]
+
+
+@pytest.mark.parametrize("flag", [["--proto", "LL"], ["--min-bytes", "1MiB"], ["--max-bytes", "0"]])
+def test_a_bundle_refuses_flags_it_would_ignore(tmp_path: Path, flag: list[str]) -> None:
+    out = tmp_path / "algos"
+    result = CliRunner().invoke(main, ["compile", LINE3, "--bundle", str(out), *flag])
+    assert result.exit_code == 2
+    assert f"{flag[0]} does not apply to --bundle" in result.output and not out.exists()

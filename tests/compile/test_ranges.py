@@ -14,6 +14,7 @@ from collc.compile import outlook as outlook_module
 from collc.compile.bundle import plan_ranges
 from collc.compile.outlook import SizeOutlook, grid, outlook, served_size
 from collc.compile.ranges import ByteRange, choose_range, winning_runs
+from collc.errors import InvariantError
 from collc.topology import load
 
 KIB, MIB, GIB = 2**10, 2**20, 2**30
@@ -65,6 +66,23 @@ def test_bundle_ranges_take_the_fastest_winning_protocol_per_size():
         ("Simple", sizes[2], 0),
     ]
     assert plan_ranges("allreduce", {"LL": [row(n, 1.0) for n in sizes]}, "msccl-executor") == []
+
+
+def test_bundle_ranges_match_protocols_by_grid_point_not_by_served_size():
+    """Files whose nchunksperloop is not a power of two are simulated at the nearest size each
+    serves (3 GPUs: 4104 and 4128 bytes for 4 KiB); one protocol's run stays one range."""
+    sizes = [4**i * KIB for i in range(6)]
+    outlooks = {
+        "LL": [row(n + 8, 150.0 if i < 3 else 50.0) for i, n in enumerate(sizes)],
+        "Simple": [row(n + 32, 150.0 if i >= 3 else 20.0) for i, n in enumerate(sizes)],
+    }
+    ranges = plan_ranges("allgather", outlooks, "msccl-executor")
+    assert [(r.proto, r.min_bytes, r.max_bytes) for r in ranges] == [
+        ("LL", sizes[0] + 8, sizes[2] + 8),
+        ("Simple", sizes[3] + 32, 0),
+    ]
+    with pytest.raises(InvariantError, match="different grids"):
+        plan_ranges("allgather", {**outlooks, "LL128": outlooks["LL"][:-1]}, "msccl-executor")
 
 
 def test_served_sizes_follow_nchunksperloop():

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from collc.cli import main
 from collc.cli.common import PROTOCOL, output_directory, output_path, topology_argument
@@ -26,6 +27,28 @@ from collc.lowering.plan import COLLECTIVES
 from collc.mscclpp.compile import compile_output, wants_plan
 from collc.progress import terminal_progress
 from collc.topology.model import Topology
+
+#: flags that choose what one file is for; a bundle compiles every protocol and ranges each file itself
+_NOT_FOR_BUNDLES = {"proto": "--proto", "min_bytes": "--min-bytes", "max_bytes": "--max-bytes"}
+
+
+def _given(name: str) -> bool:
+    """Whether the user set the current command's parameter ``name`` (not left to its default)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _bundled_collectives(coll: str) -> tuple[str, ...]:
+    """The collectives ``--bundle`` compiles: ``--coll``'s where given, else all three. The flags of
+    :data:`_NOT_FOR_BUNDLES` are refused: a bundle would silently ignore them."""
+    for name, flag in _NOT_FOR_BUNDLES.items():
+        if _given(name):
+            raise InputError(
+                f"{flag} does not apply to --bundle: a bundle compiles every protocol and chooses each "
+                "file's size range from its simulation",
+                hint=f"drop {flag}, or write one file with -o FILE",
+            )
+    return (coll,) if _given("coll") else COLLECTIVES
 
 
 def compile_flag_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -115,8 +138,8 @@ _FLAG_OPTIONS = [
     default=None,
     type=click.Path(),
     callback=output_directory,
-    help="Instead of -o: a deployable directory for all collectives and protocols over disjoint size "
-    "ranges, with DIR.deploy.md and DIR.manifest.json next to it.",
+    help="Instead of -o: a deployable directory for every collective (only --coll's where given) and "
+    "protocol over disjoint size ranges, with DIR.deploy.md and DIR.manifest.json next to it.",
 )
 def compile_command(
     topology: Topology,
@@ -173,7 +196,9 @@ def compile_command(
     if bundle_dir is not None:
         from collc.compile.bundle import compile_bundle
 
-        click.echo("\n".join(compile_bundle(topology, options, bundle_dir)))
+        with terminal_progress(as_json) as progress:
+            bundle = compile_bundle(topology, options, bundle_dir, _bundled_collectives(coll), progress)
+        click.echo(json.dumps(bundle.to_json(), indent=2) if as_json else "\n".join(bundle.lines()))
         return
     try:
         with terminal_progress(as_json) as progress:  # on a terminal only, never with --json

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from collc.compile.driver import CompileOptions, CompileResult, compile_schedule, with_range
+from collc.compile.driver import CompileOptions, CompileResult, buffer_choices, compile_schedule, with_range
 from collc.compile.outlook import SizeOutlook, grid, outlook
 from collc.compile.ranges import ByteRange
 from collc.errors import InputError, InvariantError
@@ -36,6 +36,7 @@ from collc.lowering.limits import DoesNotFit
 from collc.msccl.program import Algorithm
 from collc.msccl.writer import to_xml
 from collc.predict.params import DEFAULT_BUFFER_BYTES
+from collc.progress import Report, silent
 from collc.sizes import format_size
 from collc.topology.model import Topology
 from collc.verify.runtimes import profile
@@ -60,31 +61,46 @@ class SizeRange:
 def plan_ranges(coll: str, outlooks: Mapping[str, Sequence[SizeOutlook]], runtime: str) -> list[SizeRange]:
     """Disjoint ranges of ``coll`` from each protocol's grid outlook; [] if no file ever wins.
 
-    At each grid size the winner is the fastest protocol's file that is at least as fast as the
-    runtime's best there (ties: the protocol whose name sorts last). A run of grid sizes with
-    the same winner becomes one range from its first to its last size; the run that reaches the top
-    of the grid is unbounded. Sizes between a run's last grid size and the next run are left to the
-    runtime: nothing was predicted for them.
+    The outlooks are on one grid (:func:`grid_points`). At each grid point the winner is the fastest
+    protocol's file that is at least as fast as the runtime's best there (ties: the protocol whose
+    name sorts last). A run of grid points with the same winner becomes one range from its first to
+    its last size; the run that reaches the top of the grid is unbounded. Sizes between a run's last
+    grid size and the next run are left to the runtime: nothing was predicted for them.
     """
-    sizes = sorted({row.nbytes for rows in outlooks.values() for row in rows})
-    by_size = {
-        proto: {row.nbytes: row for row in rows if row.wins} for proto, rows in sorted(outlooks.items())
-    }
+    points = grid_points(outlooks)
 
-    def winner(nbytes: int) -> str | None:
-        winning = [(row.algbw, proto) for proto, rows in by_size.items() if (row := rows.get(nbytes))]
+    def winner(point: dict[str, SizeOutlook]) -> str | None:
+        winning = [(row.algbw, proto) for proto, row in point.items() if row.wins]
         return max(winning)[1] if winning else None
 
     inclusive = profile(runtime).max_bytes_inclusive
     ranges: list[SizeRange] = []
-    for proto, run in itertools.groupby(sizes, key=winner):
+    position = 0  # grid points passed
+    for proto, run in itertools.groupby(points, key=winner):
         members = list(run)
+        position += len(members)
         if proto is None:
             continue
-        top = 0 if members[-1] == sizes[-1] else members[-1] + (0 if inclusive else 1)
-        ranges.append(SizeRange(coll, proto, members[0], top))
+        first, last = members[0][proto].nbytes, members[-1][proto].nbytes
+        top = 0 if position == len(points) else last + (0 if inclusive else 1)
+        ranges.append(SizeRange(coll, proto, first, top))
     check_disjoint(ranges)
     return ranges
+
+
+def grid_points(outlooks: Mapping[str, Sequence[SizeOutlook]]) -> list[dict[str, SizeOutlook]]:
+    """Each protocol's row at each point of the grid its outlook was made on, point by point.
+
+    A point is matched by its place on the grid, not by its size: each file is simulated at the
+    nearest size it serves (:func:`collc.compile.outlook.served_size`), which differs between files
+    whose ``nchunksperloop`` is not a power of two (3 GPUs: 4104 and 4128 bytes for the 4 KiB point),
+    and matching sizes split one protocol's run into ranges of one size each.
+    """
+    lengths = {len(rows) for rows in outlooks.values()}
+    if len(lengths) > 1:
+        raise InvariantError(f"outlooks on different grids ({sorted(lengths)} points)")
+    count = lengths.pop() if lengths else 0
+    return [{proto: rows[index] for proto, rows in sorted(outlooks.items())} for index in range(count)]
 
 
 def check_disjoint(ranges: Sequence[SizeRange]) -> None:
@@ -279,39 +295,88 @@ def write_bundle(
     env = _environment(buffer_bytes)
     atomic_write(notes, deploy_markdown(out, files, topology_name, num_gpus, env))
     atomic_write(
-        manifest,
-        json.dumps(
-            {
-                "topology": topology_name,
-                "num_gpus": num_gpus,
-                "directory": out.name,
-                "files": [
-                    {
-                        "name": item.name,
-                        "role": item.role,
-                        "coll": item.size_range.coll,
-                        "proto": item.size_range.proto,
-                        "min_bytes": item.size_range.min_bytes,
-                        "max_bytes": item.size_range.max_bytes,
-                        "nchunksperloop": item.nchunksperloop,
-                    }
-                    for item in files
-                ],
-                "env": {runtime: {name: value for name, value, _ in pairs} for runtime, pairs in env.items()},
-            },
-            indent=2,
-        )
-        + "\n",
+        manifest, json.dumps(manifest_document(out, files, topology_name, num_gpus, env), indent=2) + "\n"
     )
     return [*written, notes, manifest]
 
 
+def manifest_document(
+    directory: Path,
+    files: Sequence[BundleFile],
+    topology_name: str,
+    num_gpus: int,
+    env: dict[str, list[tuple[str, str, str]]],
+) -> dict[str, object]:
+    """``DIR.manifest.json``: the bundle's files, what each serves, and the environment per runtime."""
+    return {
+        "topology": topology_name,
+        "num_gpus": num_gpus,
+        "directory": directory.name,
+        "files": [
+            {
+                "name": item.name,
+                "role": item.role,
+                "coll": item.size_range.coll,
+                "proto": item.size_range.proto,
+                "min_bytes": item.size_range.min_bytes,
+                "max_bytes": item.size_range.max_bytes,
+                "nchunksperloop": item.nchunksperloop,
+            }
+            for item in files
+        ],
+        "env": {runtime: {name: value for name, value, _ in pairs} for runtime, pairs in env.items()},
+    }
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    """What ``collc compile --bundle`` wrote: the files and the notes beside them, the ranges, the
+    one Simple buffer, and the collectives no file wins."""
+
+    directory: Path
+    written: list[Path]
+    files: list[BundleFile]
+    ranges: list[SizeRange]
+    buffer_bytes: int | None
+    left_to_runtime: list[str]
+    manifest: dict[str, object]
+
+    def lines(self) -> list[str]:
+        """The report ``collc compile --bundle`` prints."""
+        lines = [f"wrote {path}" for path in self.written]
+        lines += [
+            f"{item.describe()}: collc file predicted faster than the runtime's best" for item in self.ranges
+        ]
+        if self.buffer_bytes is not None:
+            lines.append(
+                f"NCCL_BUFFSIZE={self.buffer_bytes}: the Simple files are predicted and verified with a "
+                f"{format_size(self.buffer_bytes)} buffer (the deploy notes set it)"
+            )
+        lines += [
+            f"{coll}: collc is never predicted faster than the runtime's own algorithms; left to the runtime"
+            for coll in self.left_to_runtime
+        ]
+        return lines
+
+    def to_json(self) -> dict[str, object]:
+        """``collc compile --bundle --json``: the manifest, plus the buffer (bytes; null: the
+        runtime's default), the collectives left to the runtime and the paths written."""
+        notes, manifest = beside(self.directory)
+        return {
+            **self.manifest,
+            "buffsize": self.buffer_bytes,
+            "left_to_runtime": self.left_to_runtime,
+            "deploy_notes": str(notes),
+            "manifest": str(manifest),
+        }
+
+
 def bundle_gain(outlooks: Mapping[str, Sequence[SizeOutlook]]) -> float:
-    """What one collective's files deliver over the runtime alone on the grid: the sum over grid sizes
+    """What one collective's files deliver over the runtime alone on the grid: the sum over grid points
     of log(algbw of the file :func:`plan_ranges` keeps there / the runtime's best), 0 where none wins."""
     gain = 0.0
-    for nbytes in sorted({row.nbytes for rows in outlooks.values() for row in rows}):
-        rows = [row for rows in outlooks.values() for row in rows if row.nbytes == nbytes and row.wins]
+    for point in grid_points(outlooks):
+        rows = [row for row in point.values() if row.wins]
         if rows:
             best = max(rows, key=lambda row: row.algbw or 0.0)
             assert best.algbw is not None
@@ -324,22 +389,27 @@ def compile_bundle(
     options: CompileOptions,
     directory: str | Path,
     collectives: Sequence[str] = ("allreduce", "allgather", "reducescatter"),
-) -> list[str]:
+    progress: Report = silent,
+) -> BundleResult:
     """``collc compile --bundle DIR``: compile every collective per protocol, range the files by their
     simulation, and write the bundle.
 
     ``options`` supplies the runtime, placement, instances and k settings; coll, proto and the size
-    range are set per file, and each fallback is compiled with ``k = 1``. Returns report lines.
+    range are set per file, and each fallback is compiled with ``k = 1``. ``progress`` hears how many
+    compiles are done and each compile's own steps.
 
     ``NCCL_BUFFSIZE`` is process-wide, so every Simple file of a bundle is for one buffer: the user's
-    ``--buffsize``, else the one each collective's compile picks (docs/compile.md §3). Where the
-    collectives pick different buffers, each is compiled for every buffer picked and the buffer
-    whose files deliver most over the grid (:func:`bundle_gain`, summed over the collectives) is
-    kept; ties keep the runtime's default, which needs no setting.
+    ``--buffsize``, else of the buffers compile tries (docs/compile.md §3) the one whose files
+    deliver most over the grid (:func:`_simple_files`); ties keep the runtime's default, which needs
+    no setting.
     """
     refuse_overwrite(beside(Path(directory)), options.force)  # before the work, and again when writing
 
+    done = 0
+
     def compiled(coll: str, proto: str, fallback: bool, buffsize: int | None) -> CompileResult | None:
+        nonlocal done
+        progress("bundle: compiles done", done, None)
         chosen = replace(
             options,
             coll=coll,
@@ -352,9 +422,11 @@ def compile_bundle(
             buffsize=buffsize if proto == "Simple" else None,
         )
         try:
-            return compile_schedule(topology, chosen)
+            return compile_schedule(topology, chosen, progress)
         except DoesNotFit:
             return None
+        finally:
+            done += 1
 
     def grid_outlook(result: CompileResult) -> list[SizeOutlook]:
         return outlook(result.model, result.algorithm, grid(), result.runtime, result.predictor, result.proto)
@@ -362,10 +434,10 @@ def compile_bundle(
     results: dict[tuple[str, str], CompileResult] = {}
     for coll in collectives:
         for proto in BUNDLE_PROTOCOLS:
-            result = compiled(coll, proto, False, options.buffsize)
-            if result is not None:
+            if proto != "Simple" and (result := compiled(coll, proto, False, None)) is not None:
                 results[(coll, proto)] = result
-    buffer = _simple_buffer(results, collectives, options.buffsize, compiled, grid_outlook)
+    choices = buffer_choices(replace(options, proto="Simple"))
+    buffer = _simple_files(results, collectives, choices, compiled, grid_outlook)
     ranges: list[SizeRange] = []
     for coll in collectives:
         outlooks = {proto: grid_outlook(r) for (c, proto), r in results.items() if c == coll}
@@ -391,61 +463,48 @@ def compile_bundle(
     written = write_bundle(
         directory, files, topology.name, topology.num_gpus, force=options.force, buffer_bytes=buffer
     )
-    skipped = [coll for coll in collectives if not any(item.coll == coll for item in ranges)]
-    lines = [f"wrote {path}" for path in written]
-    lines += [f"{item.describe()}: collc file predicted faster than the runtime's best" for item in ranges]
-    if buffer is not None:
-        lines.append(
-            f"NCCL_BUFFSIZE={buffer}: the Simple files are predicted and verified with a "
-            f"{format_size(buffer)} buffer (the deploy notes set it)"
-        )
-    lines += [
-        f"{coll}: collc is never predicted faster than the runtime's own algorithms; left to the runtime"
-        for coll in skipped
-    ]
-    return lines
+    out = Path(directory)
+    return BundleResult(
+        directory=out,
+        written=written,
+        files=files,
+        ranges=ranges,
+        buffer_bytes=buffer,
+        left_to_runtime=[coll for coll in collectives if not any(item.coll == coll for item in ranges)],
+        manifest=manifest_document(out, files, topology.name, topology.num_gpus, _environment(buffer)),
+    )
 
 
-def _simple_buffer(
+def _simple_files(
     results: dict[tuple[str, str], CompileResult],
     collectives: Sequence[str],
-    buffsize: int | None,
+    choices: Sequence[int | None],
     compiled: Callable[[str, str, bool, int | None], CompileResult | None],
     grid_outlook: Callable[[CompileResult], list[SizeOutlook]],
 ) -> int | None:
-    """The one ``NCCL_BUFFSIZE`` of the bundle's Simple files (None: the runtime's default), with
-    ``results`` made to hold each collective's Simple file for it (:func:`compile_bundle`)."""
-    if buffsize is not None:
-        return None if buffsize == DEFAULT_BUFFER_BYTES else buffsize
-    picked = sorted({r.buffer_bytes for (_, proto), r in results.items() if proto == "Simple"}, key=_by_size)
-    if len(picked) <= 1:
-        return picked[0] if picked else None
-    options: dict[int | None, dict[tuple[str, str], CompileResult]] = {}
-    for buffer in picked:
-        ours = dict(results)
-        for coll in collectives:
-            current = ours.get((coll, "Simple"))
-            if current is not None and current.buffer_bytes != buffer:
-                other = compiled(coll, "Simple", False, buffer or DEFAULT_BUFFER_BYTES)
-                if other is None:
-                    del ours[(coll, "Simple")]
-                else:
-                    ours[(coll, "Simple")] = other
-        options[buffer] = ours
+    """Each collective's Simple file compiled for every buffer of ``choices`` (None: the runtime's
+    default), and the buffer whose files deliver most beside the other protocols' in ``results``
+    (:func:`bundle_gain`, summed over the collectives; ties keep the earlier choice). Its files are
+    added to ``results``; returns it.
 
-    def gain(buffer: int | None) -> float:
-        chosen = options[buffer]
-        return sum(
-            bundle_gain({proto: grid_outlook(r) for (c, proto), r in chosen.items() if c == coll})
+    Compile's own choice of buffer (:func:`collc.compile.driver.buffer_choices`) weighs a sixteenth
+    of the reference size, where a bundle may serve LL128 instead, so the bundle chooses again
+    (4×8 MI300X: compile's 256 KiB allreduce file is 237.1 GB/s at 1 GiB, the default's 241.4).
+    """
+    best: tuple[float, int | None, dict[tuple[str, str], CompileResult]] | None = None
+    for buffer in choices:
+        files = {}
+        for coll in collectives:
+            result = compiled(coll, "Simple", False, buffer or DEFAULT_BUFFER_BYTES)
+            if result is not None:
+                files[(coll, "Simple")] = result
+        ours = {**results, **files}
+        gain = sum(
+            bundle_gain({proto: grid_outlook(r) for (c, proto), r in ours.items() if c == coll})
             for coll in collectives
         )
-
-    best = max(picked, key=lambda buffer: (gain(buffer), buffer is None))
-    results.clear()
-    results.update(options[best])
-    return best
-
-
-def _by_size(buffer: int | None) -> int:
-    """Sort key of buffers: the runtime's default (None) as its size."""
-    return DEFAULT_BUFFER_BYTES if buffer is None else buffer
+        if best is None or gain > best[0]:
+            best = (gain, buffer, files)
+    assert best is not None
+    results.update(best[2])
+    return best[1]
