@@ -1,0 +1,145 @@
+"""Benchmark `collc compile --bundle`: what a deployed bundle serves at each size, next to the runtime.
+
+Run: ``.venv/bin/python scripts/bench_bundle.py [preset:boxes ...] [--baseline REV]``. For every preset
+up to 32 GPUs (or the ones named) it compiles a bundle through the CLI (every collective, every
+protocol) and, for each collective at 1 MiB, 64 MiB and 1 GiB, prints the file the runtime would
+select there (its protocol, and the NCCL_BUFFSIZE its name records), that file's simulated algbw, the
+runtime's best ring/tree, and their ratio ("-": no file takes the size, the runtime serves it).
+With ``--baseline REV`` the bundle of revision REV (its src/ extracted with `git archive`) is compiled
+too, and its selected file and the ratio of what the two bundles deliver at each size (the runtime's
+figure where a bundle has no file) are printed. Both bundles are simulated by this revision's model,
+so only the files differ. The closing lines count the sizes each bundle serves, and the geometric
+mean of the delivered ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench_compile import baseline_tree
+from collc.compile.outlook import outlook
+from collc.msccl.program import recorded_buffer
+from collc.msccl.reader import read_xml
+from collc.predict.model import TopologyModel
+from collc.predict.params import PROTOCOLS, simple
+from collc.sizes import format_size
+from collc.topology import load
+from collc.verify import declared_runtime
+
+CASES = ["dgx-a100:1", "dgx-a100:2", "dgx-a100:4", "mi250:1", "mi250:2", "dgx-h100:2", "mi300x:4", "dgx1:1"]
+SIZES = (1 << 20, 1 << 26, 1 << 30)
+COLLECTIVES = ("allreduce", "allgather", "reducescatter")
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a bundle does with calls of one collective and size: the file selected (None: the
+    runtime's own algorithm serves the call) and the runtime's best."""
+
+    file: str | None
+    algbw: float | None
+    vendor: float
+
+    @property
+    def delivered(self) -> float:
+        return self.algbw if self.algbw is not None else self.vendor
+
+
+def compile_bundle(spec: str, directory: Path, src: Path | None) -> float:
+    """Run `collc compile PRESET --set boxes=N --bundle DIR` (REV's CLI with ``src``); its wall time."""
+    preset, _, boxes = spec.partition(":")
+    command = [sys.executable, "-c", "from collc.cli import main; main()", "compile", preset]
+    command += ["--set", f"boxes={boxes or 1}", "--bundle", str(directory)]
+    env = {**os.environ, **({"PYTHONPATH": str(src)} if src else {})}
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
+def served(spec: str, directory: Path) -> dict[tuple[str, int], Served]:
+    """Per collective and size: the bundle's file that the runtime's selection rule picks (the first
+    in sorted name order whose range and ``nchunksperloop`` take the call), simulated."""
+    preset, _, boxes = spec.partition(":")
+    model = TopologyModel(load(preset, {"boxes": boxes or "1"}))
+    table: dict[tuple[str, int], Served] = {}
+    for path in sorted(directory.iterdir()):
+        text = path.read_text()
+        algo = read_xml(text, path.name)
+        buffer = recorded_buffer(algo.name) if algo.proto == "Simple" else None
+        proto = simple(buffer) if buffer else PROTOCOLS[algo.proto]
+        runtime = declared_runtime(text) or "msccl-executor"
+        for size, row in zip(SIZES, outlook(model, algo, SIZES, runtime, proto=proto), strict=True):
+            key = (algo.coll, size)
+            if key in table and table[key].file is not None:
+                continue  # an earlier file took the call
+            label = algo.proto + (f"@{format_size(buffer)}" if buffer else "")
+            chosen = row.selected and row.algbw is not None
+            table[key] = Served(label if chosen else None, row.algbw if chosen else None, row.vendor_algbw)
+    return table
+
+
+def cell(item: Served | None) -> str:
+    if item is None or item.file is None:
+        return f"{'-':>12} {'-':>7}"
+    return f"{item.file:>12} {item.algbw:7.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", default=CASES, help="preset:boxes")
+    parser.add_argument("--baseline", metavar="REV", help="also compile REV's bundle and print the ratio")
+    args = parser.parse_args()
+    header = f"{'preset':16} {'coll':14} {'size':>6} {'file':>12} {'collc':>7} {'vendor':>7} {'c/vendor':>8}"
+    if args.baseline:
+        header += f" | {args.baseline + ' file':>12} {'collc':>7} {'new/old':>7}"
+    print(header)
+    counts = {"new": 0, "old": 0}
+    logs: dict[str, list[float]] = {"new": [], "old": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        src = baseline_tree(args.baseline, Path(scratch) / "rev") if args.baseline else None
+        for spec in args.cases:
+            new_dir, old_dir = Path(scratch) / f"{spec}-new", Path(scratch) / f"{spec}-old"
+            seconds = compile_bundle(spec, new_dir, None)
+            now = served(spec, new_dir)
+            before = None
+            if src is not None:
+                old_seconds = compile_bundle(spec, old_dir, src)
+                before = served(spec, old_dir)
+            for coll in COLLECTIVES:
+                for size in SIZES:
+                    item = now[(coll, size)]
+                    ratio = f"{item.algbw / item.vendor:8.3f}" if item.algbw is not None else f"{'-':>8}"
+                    line = (
+                        f"{spec:16} {coll:14} {format_size(size):>6} {cell(item)} {item.vendor:7.1f} {ratio}"
+                    )
+                    counts["new"] += item.file is not None
+                    logs["new"].append(math.log(item.delivered / item.vendor))
+                    if before is not None:
+                        old = before[(coll, size)]
+                        counts["old"] += old.file is not None
+                        logs["old"].append(math.log(old.delivered / old.vendor))
+                        line += f" | {cell(old)} {item.delivered / old.delivered:7.3f}"
+                    print(line, flush=True)
+            timing = f"{spec}: bundle compiled in {seconds:.0f} s"
+            if src is not None:
+                timing += f" ({args.baseline}: {old_seconds:.0f} s)"
+            print(timing, flush=True)
+    for side in ("new", "old") if args.baseline else ("new",):
+        name = "this revision" if side == "new" else args.baseline
+        mean = math.exp(sum(logs[side]) / len(logs[side]))
+        print(
+            f"{name}: a bundle file serves {counts[side]} of {len(logs[side])} cases; "
+            f"delivered / runtime's best, geometric mean {mean:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
