@@ -104,7 +104,7 @@ def main() -> None:
     counts = {"new": 0, "old": 0}
     logs: dict[str, list[float]] = {"new": [], "old": []}
     with tempfile.TemporaryDirectory() as scratch:
-        src = baseline_tree(args.baseline, Path(scratch) / "rev") if args.baseline else None
+        src = baseline_tree(args.baseline, Path(scratch)) if args.baseline else None
         for spec in args.cases:
             new_dir, old_dir = Path(scratch) / f"{spec}-new", Path(scratch) / f"{spec}-old"
             seconds = compile_bundle(spec, new_dir, None)

@@ -487,9 +487,9 @@ def _simple_files(
     (:func:`bundle_gain`, summed over the collectives; ties keep the earlier choice). Its files are
     added to ``results``; returns it.
 
-    Compile's own choice of buffer (:func:`collc.compile.driver.buffer_choices`) weighs a sixteenth
-    of the reference size, where a bundle may serve LL128 instead, so the bundle chooses again
-    (4×8 MI300X: compile's 256 KiB allreduce file is 237.1 GB/s at 1 GiB, the default's 241.4).
+    Compile's own choice between these buffers (docs/compile.md §3) weighs a sixteenth of the
+    reference size, where a bundle may serve LL128 instead, so the bundle chooses again (4×8
+    MI300X: compile's 256 KiB allreduce file is 237.1 GB/s at 1 GiB, the default's 241.4).
     """
     best: tuple[float, int | None, dict[tuple[str, str], CompileResult]] | None = None
     for buffer in choices:
