@@ -27,7 +27,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from collc.compile.driver import CompileOptions, CompileResult, buffer_choices, compile_schedule, with_range
+from collc.compile.driver import (
+    BUFFER_GAIN,
+    CompileOptions,
+    CompileResult,
+    buffer_choices,
+    compile_schedule,
+    with_range,
+)
 from collc.compile.outlook import SizeOutlook, grid, outlook
 from collc.compile.ranges import ByteRange
 from collc.errors import InputError, InvariantError
@@ -483,9 +490,11 @@ def _simple_files(
     grid_outlook: Callable[[CompileResult], list[SizeOutlook]],
 ) -> int | None:
     """Each collective's Simple file compiled for every buffer of ``choices`` (None: the runtime's
-    default), and the buffer whose files deliver most beside the other protocols' in ``results``
-    (:func:`bundle_gain`, summed over the collectives; ties keep the earlier choice). Its files are
-    added to ``results``; returns it.
+    default, first where it is a choice), and the buffer whose files deliver most beside the other
+    protocols' in ``results`` (:func:`bundle_gain`, summed over the collectives). A later choice is
+    kept only where it gains :data:`~collc.compile.driver.BUFFER_GAIN` over the best before it, as
+    compile deploys a smaller buffer only for that gain (it changes a process-wide setting, and NCCL's
+    own algorithms run with it too). Its files are added to ``results``; returns it.
 
     Compile's own choice between these buffers (docs/compile.md §3) weighs a sixteenth of the
     reference size, where a bundle may serve LL128 instead, so the bundle chooses again (4×8
@@ -503,7 +512,7 @@ def _simple_files(
             bundle_gain({proto: grid_outlook(r) for (c, proto), r in ours.items() if c == coll})
             for coll in collectives
         )
-        if best is None or gain > best[0]:
+        if best is None or gain > best[0] + math.log1p(BUFFER_GAIN):
             best = (gain, buffer, files)
     assert best is not None
     results.update(best[2])
