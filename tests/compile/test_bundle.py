@@ -223,3 +223,22 @@ def test_a_bundle_deploys_the_buffer_its_simple_files_need(tmp_path: Path) -> No
         assert verify(algo, runtime="msccl-executor", topology=topology, buffer_bytes=256 << 10).ok
         rows = outlook(m, algo, grid(), "msccl-executor", proto=simple_protocol(256 << 10))
         assert [row.nbytes for row in rows if row.selected and not row.wins] == [], name
+
+
+def test_a_bundle_reports_each_compile_and_its_steps(tmp_path: Path) -> None:
+    from collc.compile.driver import CompileOptions
+    from collc.topology.presets import load
+
+    heard: list[tuple[str, int, int | None]] = []
+    topology = load(Path(__file__).parents[1] / "lowering" / "fixtures" / "line3.yaml")
+    bundle = compile_bundle(
+        topology,
+        CompileOptions(),
+        tmp_path / "algos",
+        collectives=("allgather",),
+        progress=lambda stage, done, total: heard.append((stage, done, total)),
+    )
+    counts = [done for stage, done, _ in heard if stage == "bundle: compiles done"]
+    # LL, LL128, Simple at each buffer compile tries, and a fallback per file: counted one by one
+    assert counts == list(range(len(counts))) and len(counts) >= 4 + len(bundle.ranges)
+    assert any(stage.startswith("compile: ") for stage, _, _ in heard)
