@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_compile import baseline_tree
+from collc.compile.bundle import on_grid
 from collc.compile.outlook import outlook
 from collc.msccl.program import recorded_buffer
 from collc.msccl.reader import read_xml
@@ -76,7 +77,8 @@ def served(spec: str, directory: Path) -> dict[tuple[str, int], Served]:
         buffer = recorded_buffer(algo.name) if algo.proto == "Simple" else None
         proto = simple(buffer) if buffer else PROTOCOLS[algo.proto]
         runtime = declared_runtime(text) or "msccl-executor"
-        for size, row in zip(SIZES, outlook(model, algo, SIZES, runtime, proto=proto), strict=True):
+        rows = on_grid(algo, outlook(model, algo, SIZES, runtime, proto=proto), SIZES)
+        for size, row in zip(SIZES, rows, strict=True):
             key = (algo.coll, size)
             if key in table and table[key].file is not None:
                 continue  # an earlier file took the call

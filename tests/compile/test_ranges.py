@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from collc.cli import main
 from collc.compile import CompileOptions, compile_schedule
 from collc.compile import outlook as outlook_module
-from collc.compile.bundle import plan_ranges
+from collc.compile.bundle import on_grid, plan_ranges
 from collc.compile.outlook import SizeOutlook, grid, outlook, served_size
 from collc.compile.ranges import ByteRange, choose_range, winning_runs
 from collc.errors import InvariantError
@@ -83,6 +83,31 @@ def test_bundle_ranges_match_protocols_by_grid_point_not_by_served_size():
     ]
     with pytest.raises(InvariantError, match="different grids"):
         plan_ranges("allgather", {**outlooks, "LL128": outlooks["LL"][:-1]}, "msccl-executor")
+
+
+def test_bundle_ranges_stay_disjoint_where_rounded_sizes_interleave():
+    """A file whose smallest call is 20 KiB serves the 4 KiB and 16 KiB points at 20 KiB; a faster
+    file that takes the 16 KiB point at 16 KiB leaves 20 KiB to the first and starts at its next
+    point (the ranges would overlap otherwise, and RCCL reads a bundle in no fixed order)."""
+    sizes = [4 ** (i + 1) * KIB for i in range(5)]  # 4 KiB .. 1 MiB
+    outlooks = {
+        "LL": [row(20 * KIB, 150.0), row(20 * KIB, 150.0)] + [row(n, 50.0) for n in sizes[2:]],
+        "Simple": [row(n, 20.0 if i == 0 else 160.0 + i) for i, n in enumerate(sizes)],
+    }
+    ranges = plan_ranges("allgather", outlooks, "msccl-executor")
+    assert [(r.proto, r.min_bytes, r.max_bytes) for r in ranges] == [
+        ("LL", 20 * KIB, 20 * KIB),
+        ("Simple", 64 * KIB, 0),
+    ]
+
+
+def test_a_bundle_outlook_has_a_row_per_grid_size():
+    topology = load("dgx-a100", {"boxes": "1"})
+    result = compile_schedule(topology, CompileOptions(coll="allgather", k=1, user_range=True))
+    wide = type(result.algorithm)(**{**result.algorithm.__dict__, "nchunksperloop": 4096})
+    sizes = [4 * KIB, 16 * KIB, 64 * KIB]  # the file's smallest call: 4096 chunks x 4 bytes = 16 KiB
+    rows = [row(16 * KIB, 1.0), row(64 * KIB, 2.0)]
+    assert [r.nbytes for r in on_grid(wide, rows, sizes)] == [16 * KIB, 16 * KIB, 64 * KIB]
 
 
 def test_served_sizes_follow_nchunksperloop():

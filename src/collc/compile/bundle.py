@@ -35,7 +35,7 @@ from collc.compile.driver import (
     compile_schedule,
     with_range,
 )
-from collc.compile.outlook import SizeOutlook, grid, outlook
+from collc.compile.outlook import SizeOutlook, grid, outlook, served_size
 from collc.compile.ranges import ByteRange
 from collc.errors import InputError, InvariantError
 from collc.fileio import atomic_write, is_temporary, refuse_overwrite, remove_stale_temporaries
@@ -83,25 +83,40 @@ def plan_ranges(coll: str, outlooks: Mapping[str, Sequence[SizeOutlook]], runtim
     inclusive = profile(runtime).max_bytes_inclusive
     ranges: list[SizeRange] = []
     position = 0  # grid points passed
+    taken = -1  # the largest size the ranges so far take
     for proto, run in itertools.groupby(points, key=winner):
         members = list(run)
         position += len(members)
         if proto is None:
             continue
-        first, last = members[0][proto].nbytes, members[-1][proto].nbytes
-        top = 0 if position == len(points) else last + (0 if inclusive else 1)
-        ranges.append(SizeRange(coll, proto, first, top))
+        # a size the previous range already takes stays with it (files that serve other sizes than
+        # the grid's round a point up by different amounts, so adjacent points can interleave)
+        sizes = [point[proto].nbytes for point in members if point[proto].nbytes > taken]
+        if not sizes:
+            continue
+        top = 0 if position == len(points) else sizes[-1] + (0 if inclusive else 1)
+        ranges.append(SizeRange(coll, proto, sizes[0], top))
+        taken = top
     check_disjoint(ranges)
     return ranges
 
 
+def on_grid(algo: Algorithm, rows: Sequence[SizeOutlook], sizes: Sequence[int]) -> list[SizeOutlook]:
+    """``algo``'s outlook ``rows`` as one row per size of ``sizes``: the outlook has one per size the
+    file serves (:func:`collc.compile.outlook.served_size`), and sizes that round up to the same served
+    size share its row (4 KiB and 16 KiB, where a file's smallest call is 16 KiB)."""
+    by_size = {row.nbytes: row for row in rows}
+    return [by_size[served_size(algo, size)] for size in sizes]
+
+
 def grid_points(outlooks: Mapping[str, Sequence[SizeOutlook]]) -> list[dict[str, SizeOutlook]]:
-    """Each protocol's row at each point of the grid its outlook was made on, point by point.
+    """Each protocol's row at each point of the grid its outlook was made on (:func:`on_grid`), point
+    by point.
 
     A point is matched by its place on the grid, not by its size: each file is simulated at the
-    nearest size it serves (:func:`collc.compile.outlook.served_size`), which differs between files
-    whose ``nchunksperloop`` is not a power of two (3 GPUs: 4104 and 4128 bytes for the 4 KiB point),
-    and matching sizes split one protocol's run into ranges of one size each.
+    nearest size it serves, which differs between files whose ``nchunksperloop`` is not a power of
+    two (3 GPUs: 4104 and 4128 bytes for the 4 KiB point), and matching sizes split one protocol's
+    run into ranges of one size each.
     """
     lengths = {len(rows) for rows in outlooks.values()}
     if len(lengths) > 1:
@@ -436,7 +451,10 @@ def compile_bundle(
             done += 1
 
     def grid_outlook(result: CompileResult) -> list[SizeOutlook]:
-        return outlook(result.model, result.algorithm, grid(), result.runtime, result.predictor, result.proto)
+        algo, sizes = result.algorithm, grid()
+        return on_grid(
+            algo, outlook(result.model, algo, sizes, result.runtime, result.predictor, result.proto), sizes
+        )
 
     results: dict[tuple[str, str], CompileResult] = {}
     for coll in collectives:
