@@ -21,37 +21,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench_compile import baseline_tree
-from collc.compile.bundle import on_grid
-from collc.compile.outlook import outlook
+from collc.cli.simulate import deployed_files
+from collc.compile.outlook import CallOutlook, directory_outlook
 from collc.msccl.program import recorded_buffer
-from collc.msccl.reader import read_xml
 from collc.predict.model import TopologyModel
-from collc.predict.params import PROTOCOLS, simple
 from collc.sizes import format_size
 from collc.topology import load
-from collc.verify import declared_runtime
 
 CASES = ["dgx-a100:1", "dgx-a100:2", "dgx-a100:4", "mi250:1", "mi250:2", "dgx-h100:2", "mi300x:4", "dgx1:1"]
 SIZES = (1 << 20, 1 << 26, 1 << 30)
 COLLECTIVES = ("allreduce", "allgather", "reducescatter")
-
-
-@dataclass(frozen=True)
-class Served:
-    """What a bundle does with calls of one collective and size: the file selected (None: the
-    runtime's own algorithm serves the call) and the runtime's best."""
-
-    file: str | None
-    algbw: float | None
-    vendor: float
-
-    @property
-    def delivered(self) -> float:
-        return self.algbw if self.algbw is not None else self.vendor
 
 
 def compile_bundle(spec: str, directory: Path, src: Path | None) -> float:
@@ -65,33 +47,41 @@ def compile_bundle(spec: str, directory: Path, src: Path | None) -> float:
     return time.perf_counter() - start
 
 
-def served(spec: str, directory: Path) -> dict[tuple[str, int], Served]:
-    """Per collective and size: the bundle's file that the runtime's selection rule picks (the first
-    in sorted name order whose range and ``nchunksperloop`` take the call), simulated."""
+def served(spec: str, directory: Path) -> dict[tuple[str, int], CallOutlook]:
+    """Per collective and size: the bundle's file the runtime selects (`collc simulate TOPO DIR`)."""
     preset, _, boxes = spec.partition(":")
-    model = TopologyModel(load(preset, {"boxes": boxes or "1"}))
-    table: dict[tuple[str, int], Served] = {}
-    for path in sorted(directory.iterdir()):
-        text = path.read_text()
-        algo = read_xml(text, path.name)
-        buffer = recorded_buffer(algo.name) if algo.proto == "Simple" else None
-        proto = simple(buffer) if buffer else PROTOCOLS[algo.proto]
-        runtime = declared_runtime(text) or "msccl-executor"
-        rows = on_grid(algo, outlook(model, algo, SIZES, runtime, proto=proto), SIZES)
-        for size, row in zip(SIZES, rows, strict=True):
-            key = (algo.coll, size)
-            if key in table and table[key].file is not None:
-                continue  # an earlier file took the call
-            label = algo.proto + (f"@{format_size(buffer)}" if buffer else "")
-            chosen = row.selected and row.algbw is not None
-            table[key] = Served(label if chosen else None, row.algbw if chosen else None, row.vendor_algbw)
-    return table
+    topology = load(preset, {"boxes": boxes or "1"})
+    files = deployed_files(str(directory), topology, None)
+    runtime = topology.metadata.runtime or "msccl-executor"
+    model = TopologyModel(topology)
+    return {
+        (coll, row.nbytes): row
+        for coll in COLLECTIVES
+        for row in directory_outlook(model, files, coll, SIZES, runtime)
+    }
 
 
-def cell(item: Served | None) -> str:
-    if item is None or item.file is None:
+def delivered(row: CallOutlook) -> float:
+    """What the call gets: the file's algbw where a file takes it, else the runtime's best."""
+    return row.algbw if row.algbw is not None else row.vendor_algbw
+
+
+def cell(row: CallOutlook, files: dict[str, str]) -> str:
+    """The file (as protocol and buffer) and its algbw, or dashes where the runtime serves the call."""
+    if row.file is None or row.algbw is None:
         return f"{'-':>12} {'-':>7}"
-    return f"{item.file:>12} {item.algbw:7.1f}"
+    return f"{files[row.file]:>12} {row.algbw:7.1f}"
+
+
+def labels(spec: str, directory: Path) -> dict[str, str]:
+    """Each file's protocol, with the NCCL_BUFFSIZE a Simple file's name records."""
+    preset, _, boxes = spec.partition(":")
+    topology = load(preset, {"boxes": boxes or "1"})
+    return {
+        item.name: item.algo.proto
+        + (f"@{format_size(buffer)}" if (buffer := recorded_buffer(item.algo.name)) else "")
+        for item in deployed_files(str(directory), topology, None)
+    }
 
 
 def main() -> None:
@@ -110,25 +100,23 @@ def main() -> None:
         for spec in args.cases:
             new_dir, old_dir = Path(scratch) / f"{spec}-new", Path(scratch) / f"{spec}-old"
             seconds = compile_bundle(spec, new_dir, None)
-            now = served(spec, new_dir)
-            before = None
+            now, now_files = served(spec, new_dir), labels(spec, new_dir)
             if src is not None:
                 old_seconds = compile_bundle(spec, old_dir, src)
-                before = served(spec, old_dir)
+                before, before_files = served(spec, old_dir), labels(spec, old_dir)
             for coll in COLLECTIVES:
                 for size in SIZES:
-                    item = now[(coll, size)]
-                    ratio = f"{item.algbw / item.vendor:8.3f}" if item.algbw is not None else f"{'-':>8}"
-                    line = (
-                        f"{spec:16} {coll:14} {format_size(size):>6} {cell(item)} {item.vendor:7.1f} {ratio}"
-                    )
-                    counts["new"] += item.file is not None
-                    logs["new"].append(math.log(item.delivered / item.vendor))
-                    if before is not None:
+                    row = now[(coll, size)]
+                    ratio = f"{row.algbw / row.vendor_algbw:8.3f}" if row.algbw is not None else f"{'-':>8}"
+                    line = f"{spec:16} {coll:14} {format_size(size):>6} {cell(row, now_files)}"
+                    line += f" {row.vendor_algbw:7.1f} {ratio}"
+                    counts["new"] += row.file is not None
+                    logs["new"].append(math.log(delivered(row) / row.vendor_algbw))
+                    if src is not None:
                         old = before[(coll, size)]
                         counts["old"] += old.file is not None
-                        logs["old"].append(math.log(old.delivered / old.vendor))
-                        line += f" | {cell(old)} {item.delivered / old.delivered:7.3f}"
+                        logs["old"].append(math.log(delivered(old) / old.vendor_algbw))
+                        line += f" | {cell(old, before_files)} {delivered(row) / delivered(old):7.3f}"
                     print(line, flush=True)
             timing = f"{spec}: bundle compiled in {seconds:.0f} s"
             if src is not None:

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -99,3 +100,76 @@ def test_the_summary_is_read_off_the_table() -> None:
     assert summary(sweep).endswith("at 1MiB-2MiB, 1GiB (sizes of the table)")
     lost = Sweep("allreduce", "Simple", 8, (row(2**10, 20.0),), None, Fraction(1))
     assert "not predicted faster" in summary(lost)
+
+
+LINE3 = str(Path(__file__).parents[1] / "lowering" / "fixtures" / "line3.yaml")
+
+
+def _bundle(directory: Path) -> list[Path]:
+    """A bundle of line3's allgather: LL, LL128 and Simple files over disjoint ranges, with fallbacks."""
+    result = _run("compile", LINE3, "--coll", "allgather", "--bundle", str(directory))
+    assert result.exit_code == 0, result.output
+    return sorted(directory.iterdir())
+
+
+def _first_taker(files: list[Path], nbytes: int) -> str | None:
+    """The oracle: the runtime's own rule, file by file in sorted order."""
+    from collc.msccl.reader import read_xml
+    from collc.verify.select import explain
+
+    for path in files:
+        algo = read_xml(path.read_text(), path.name)
+        call = explain(algo, nranks=3, nbytes=nbytes, dtype_size=4, inplace=bool(algo.inplace))
+        if call.selected:
+            return path.name
+    return None
+
+
+def test_simulate_a_directory_runs_each_call_on_the_file_the_runtime_selects(tmp_path: Path) -> None:
+    files = _bundle(tmp_path / "algos")
+    manifest = json.loads((tmp_path / "algos.manifest.json").read_text())["files"]
+    # whole elements per rank on 3 GPUs, and where each range starts (an optimal file and its
+    # fallback both take that size: the first in sorted order runs it)
+    sizes = sorted({3 * 2**e for e in range(10, 31, 2)} | {entry["min_bytes"] for entry in manifest})
+    listed = ",".join(str(size) for size in sizes)
+    result = _run("simulate", LINE3, str(tmp_path / "algos"), "--sizes", listed, "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["collectives"]["allgather"]
+    assert [row["bytes"] for row in rows] == sizes
+    assert [row["file"] for row in rows] == [_first_taker(files, size) for size in sizes]
+    assert any(row["takers"] > 1 for row in rows)
+    taken = [row for row in rows if row["file"]]
+    assert taken and any(row["file"] is None for row in rows)  # some sizes are left to the runtime
+    assert all(row["algbw"] is None for row in rows if not row["file"])
+    # each figure is the file's own simulation at that size (at the buffer its name records)
+    row = taken[-1]
+    alone = _run(
+        "simulate", LINE3, str(tmp_path / "algos" / row["file"]), "--sizes", str(row["bytes"]), "--json"
+    )
+    assert json.loads(alone.output)["rows"][0]["collc"]["algbw"] == row["algbw"]
+
+
+def test_simulate_a_directory_says_where_a_file_it_takes_is_slower(tmp_path: Path) -> None:
+    """A planted defect: the LL file's range opened to every size takes large calls, where LL is
+    far slower than the runtime's ring."""
+    files = _bundle(tmp_path / "algos")
+    first = files[0]
+    assert "-ll-" in first.name
+    first.write_text(re.sub(r'maxBytes="\d+"', 'maxBytes="0"', first.read_text(), count=1))
+    result = _run("simulate", LINE3, str(tmp_path / "algos"), "--sizes", "48KiB,3GiB")
+    assert result.exit_code == 0, result.output
+    assert first.name in result.output.splitlines()[-2]  # 3 GiB: the LL file
+    assert "at 3GiB the file taken is predicted slower than the runtime's own algorithms" in result.output
+
+
+def test_simulate_a_directory_refuses_what_does_not_apply(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["simulate", LINE3, str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "holds no files to simulate" in result.output
+    files = _bundle(tmp_path / "algos")
+    for flag in (["--proto", "LL"], ["--plot", str(tmp_path / "p.png")]):
+        result = CliRunner().invoke(main, ["simulate", LINE3, str(tmp_path / "algos"), *flag])
+        assert result.exit_code == 2 and f"{flag[0]} does not apply to a directory" in result.output
+    result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(tmp_path / "algos")])
+    assert result.exit_code == 2 and "no file in" in result.output and "is for 8 GPUs" in result.output
+    assert files

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -53,6 +54,19 @@ class _ProtocolChoice(click.Choice):
 
 #: the ``--proto`` type of every command (``ll128`` -> ``LL128``)
 PROTOCOL = _ProtocolChoice(PROTOCOLS, case_sensitive=False)
+
+
+def directory_files(name: str, doing: str) -> list[Path]:
+    """Every regular file (or link) directly in the directory ``name``, in sorted order: what the
+    runtime loads from MSCCL_ALGO_DIR (msccl-executor takes the first match in this order). An empty
+    directory is an InputError: nothing to ``doing`` must not read as a result."""
+    entries = [entry for entry in sorted(Path(name).iterdir()) if entry.is_file() or entry.is_symlink()]
+    if not entries:
+        raise InputError(
+            f"{name}: the directory holds no files to {doing}",
+            hint="give the MSCCL_ALGO_DIR that holds the schedules, or the files themselves",
+        )
+    return entries
 
 
 def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

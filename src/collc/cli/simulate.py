@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from collc.cli import main
-from collc.cli.common import PROTOCOL, output_path, topology_argument
+from collc.cli.common import PROTOCOL, directory_files, output_path, topology_argument
 from collc.compile.flags import buffer_size
+from collc.compile.outlook import CallOutlook, DeployedFile, directory_outlook
 from collc.errors import CollcError, InputError, location_in
 from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
@@ -126,20 +128,25 @@ def summary(result: Sweep) -> str:
         return "collc is not predicted faster than the runtime's algorithms at any size of the table"
     if len(wins) == len(result.rows):
         return "collc is predicted at least as fast as the runtime's algorithms at every size of the table"
+    spans = _spans([row.nbytes for row in result.rows], wins)
+    return f"collc is predicted at least as fast as the runtime's algorithms at {spans} (sizes of the table)"
+
+
+def _spans(sizes: list[int], chosen: set[int]) -> str:
+    """The runs of consecutive ``sizes`` (in table order) that are in ``chosen``, as "1MiB-1GiB, 8GiB"."""
     runs: list[list[int]] = []
-    previous_won = False
-    for row in result.rows:
-        won = row.nbytes in wins
-        if won and previous_won:
-            runs[-1].append(row.nbytes)
-        elif won:
-            runs.append([row.nbytes])
-        previous_won = won
-    spans = ", ".join(
+    previous = False
+    for size in sizes:
+        inside = size in chosen
+        if inside and previous:
+            runs[-1].append(size)
+        elif inside:
+            runs.append([size])
+        previous = inside
+    return ", ".join(
         format_size(run[0]) if len(run) == 1 else f"{format_size(run[0])}-{format_size(run[-1])}"
         for run in runs
     )
-    return f"collc is predicted at least as fast as the runtime's algorithms at {spans} (sizes of the table)"
 
 
 def compiled_program(
@@ -162,9 +169,130 @@ def compiled_program(
     )
 
 
+def deployed_files(directory: str, topology: Topology, buffer: int | None) -> list[DeployedFile]:
+    """Every file of ``directory`` in the runtime's order (:func:`~collc.cli.common.directory_files`),
+    read and linted as :func:`read_schedule` does, each Simple file at ``buffer`` or else the
+    NCCL_BUFFSIZE its name records. An MSCCL++ plan is refused: the runtimes that scan a directory
+    load MSCCL XML."""
+    files = []
+    for path in directory_files(directory, "simulate"):
+        algo, plan_cost = read_schedule(str(path), topology)
+        if plan_cost is not None:
+            raise InputError(
+                f"{path} is an MSCCL++ plan; a directory of algorithm files (MSCCL_ALGO_DIR) holds MSCCL XML",
+                hint=f"simulate the plan on its own: collc simulate TOPO {path}",
+            )
+        deployed = deployed_buffer(algo, buffer) if algo.proto == "Simple" else None
+        files.append(DeployedFile(path.name, algo, simple(deployed) if deployed else protocol(algo.proto)))
+    return files
+
+
+def simulate_directory(
+    topology: Topology,
+    directory: str,
+    coll: str | None,
+    sizes: str,
+    proto: str | None,
+    buffsize: str | None,
+    as_json: bool,
+    plot_path: str | None,
+) -> None:
+    """``collc simulate TOPO DIR``: what a deployed directory (a bundle, or any MSCCL_ALGO_DIR) does
+    for each call, per collective: the file the runtime selects and its simulation, or the runtime's
+    own algorithms where no file takes the call (:func:`~collc.compile.outlook.directory_outlook`)."""
+    for flag, given in (("--proto", proto), ("--plot", plot_path)):
+        if given is not None:
+            raise InputError(
+                f"{flag} does not apply to a directory: each file runs at its own protocol",
+                hint=f"drop {flag}, or simulate one file of {directory}",
+            )
+    buffer = None if buffsize is None else buffer_size(buffsize, "Simple")
+    files = deployed_files(directory, topology, buffer)
+    runtime = topology.metadata.runtime or "msccl-executor"
+    ours = [item for item in files if item.algo.ngpus == topology.num_gpus]  # the others never run here
+    collectives = [coll] if coll else [c for c in COLLECTIVES if any(i.algo.coll == c for i in ours)]
+    if not collectives:
+        raise InputError(
+            f"no file in {directory} is for {topology.num_gpus} GPUs ({topology.name!r})",
+            hint="simulate the directory on the fabric its files were written for",
+        )
+    model = TopologyModel(topology)
+    requested = parse_sizes(sizes)
+    with terminal_progress(as_json):
+        results = {c: directory_outlook(model, files, c, requested, runtime) for c in collectives}
+    if as_json:
+        document = {"directory": directory, "runtime": runtime, "files": [item.name for item in files]}
+        document["collectives"] = {c: [row.to_json() for row in rows] for c, rows in results.items()}
+        click.echo(json.dumps(document, indent=2))
+        return
+    click.echo(
+        f"{directory} on {topology.name} ({topology.num_gpus} GPUs): {len(files)} file(s), the first that "
+        f"takes a call runs it ({runtime}'s rule, sorted file order); GB/s per nccl-tests"
+    )
+    for collective, rows in results.items():
+        click.echo("")
+        click.echo(directory_table(collective, rows))
+        click.echo(directory_summary(rows))
+        if all(row.file is None for row in rows):
+            counts = ", ".join(
+                map(str, sorted({i.algo.nchunksperloop for i in ours if i.algo.coll == collective}))
+            )
+            click.echo(
+                f"note: a file takes only calls whose element count its nchunksperloop ({counts}) divides, "
+                "and only in its size range; give such sizes with --sizes"
+            )
+        shared = [row.nbytes for row in rows if row.takers > 1]
+        if shared and runtime == "rccl":
+            click.echo(
+                f"note: {len(shared)} size(s) ({format_size(shared[0])}…) are taken by more than one file; "
+                "RCCL scans the directory unsorted, so it may run another of them"
+            )
+
+
+#: the file column where no file takes the call
+RUNTIME_LABEL = "(runtime's own)"
+
+
+def directory_table(collective: str, rows: list[CallOutlook]) -> str:
+    """One collective's calls on a directory as a fixed-width text table."""
+    width = max(len(RUNTIME_LABEL), *(len(row.file or "") for row in rows))
+    header = (
+        f"{collective + ' size':>18}  {'file':<{width}} {'algbw':>7} {'busbw':>7}  "
+        f"{'ring':>7} {'tree':>7} {'bound':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        collc = f"{'-':>7} {'-':>7}"
+        if row.algbw is not None and row.busbw is not None:
+            collc = f"{row.algbw:>7.1f} {row.busbw:>7.1f}"
+        tree = f"{row.tree_algbw:>7.1f}" if row.tree_algbw is not None else f"{'-':>7}"
+        lines.append(
+            f"{format_size(row.nbytes):>18}  {row.file or RUNTIME_LABEL:<{width}} {collc}  "
+            f"{row.ring_algbw:>7.1f} {tree} {row.bound_algbw:>7.1f}"
+        )
+    return "\n".join(lines)
+
+
+def directory_summary(rows: list[CallOutlook]) -> str:
+    """Which sizes the files take and whether each is predicted at least as fast as the runtime
+    there, read off the table itself."""
+    taken = [row for row in rows if row.file is not None]
+    if not taken:
+        return "no file takes any size of the table: the runtime's own algorithms run every call"
+    losing = [row for row in taken if row.loses]
+    spans = _spans([row.nbytes for row in rows], {row.nbytes for row in taken})
+    if not losing:
+        return f"files take {spans} (sizes of the table), each predicted at least as fast as the runtime"
+    slower = _spans([row.nbytes for row in rows], {row.nbytes for row in losing})
+    return (
+        f"files take {spans} (sizes of the table); at {slower} the file taken is predicted slower than "
+        "the runtime's own algorithms"
+    )
+
+
 @main.command()
 @topology_argument
-@click.argument("schedule", required=False, metavar="[SCHEDULE.xml]")
+@click.argument("schedule", required=False, metavar="[SCHEDULE.xml|DIR]")
 @click.option(
     "--coll",
     type=click.Choice(COLLECTIVES),
@@ -207,6 +335,9 @@ def simulate(
     without it the file `collc compile` would write. A file with an error that `collc verify` finds
     without simulating it is not predicted (exit 1). See docs/cost-model.md.
     """
+    if schedule is not None and Path(schedule).is_dir():
+        simulate_directory(topology, schedule, coll, sizes, proto, buffsize, as_json, plot_path)
+        return
     if plot_path:
         from collc.predict.plot import check_picture_path
 

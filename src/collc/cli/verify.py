@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from collc.cli import main
-from collc.cli.common import degradation_options, load_topology
+from collc.cli.common import degradation_options, directory_files, load_topology
 from collc.errors import InputError
 from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
@@ -214,17 +214,8 @@ def _expand(names: tuple[str, ...]) -> list[str]:
     order, exactly what the runtime loads from MSCCL_ALGO_DIR."""
     expanded = []
     for name in names:
-        path = Path(name)
-        if path.is_dir():
-            entries = [
-                str(entry) for entry in sorted(path.iterdir()) if entry.is_file() or entry.is_symlink()
-            ]
-            if not entries:  # nothing checked must not read as "every file is valid"
-                raise InputError(
-                    f"{name}: the directory holds no files to verify",
-                    hint="give the MSCCL_ALGO_DIR that holds the schedules, or the files themselves",
-                )
-            expanded.extend(entries)
+        if Path(name).is_dir():  # nothing checked must not read as "every file is valid"
+            expanded.extend(str(entry) for entry in directory_files(name, "verify"))
         else:
             expanded.append(name)
     return expanded

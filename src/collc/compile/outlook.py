@@ -156,3 +156,100 @@ def grid() -> list[int]:
 def losses(rows: Sequence[SizeOutlook]) -> list[SizeOutlook]:
     """Sizes where the runtime would select the file and it is predicted slower than the vendor."""
     return [row for row in rows if row.selected and not row.wins]
+
+
+@dataclass(frozen=True)
+class DeployedFile:
+    """One algorithm file of a deployed directory (``MSCCL_ALGO_DIR``), with the model of its protocol
+    as it runs there (a Simple file at the NCCL_BUFFSIZE its name records or the user gives)."""
+
+    name: str
+    algo: Algorithm
+    proto: Protocol
+
+
+@dataclass(frozen=True)
+class CallOutlook:
+    """One call size of a collective on a deployed directory: the file the runtime selects for it
+    (None: no file takes the call, the runtime's own algorithms run it) and that file's simulated
+    algbw, next to the runtime's ring and tree at their best protocol and the bound."""
+
+    nbytes: int
+    file: str | None
+    algbw: float | None
+    busbw: float | None
+    ring_algbw: float
+    tree_algbw: float | None
+    bound_algbw: float
+    takers: int  # files that would take the call: above one, a runtime that scans unsorted may pick another
+
+    @property
+    def vendor_algbw(self) -> float:
+        return max(self.ring_algbw, self.tree_algbw or 0.0)
+
+    @property
+    def loses(self) -> bool:
+        """A file takes the call and is predicted slower than the runtime's best would be."""
+        return self.algbw is not None and self.algbw < self.vendor_algbw
+
+    def to_json(self) -> dict[str, object]:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 3)
+
+        return {
+            "bytes": self.nbytes,
+            "file": self.file,
+            "algbw": rounded(self.algbw),
+            "busbw": rounded(self.busbw),
+            "ring_algbw": rounded(self.ring_algbw),
+            "tree_algbw": rounded(self.tree_algbw),
+            "bound_algbw": rounded(self.bound_algbw),
+            "takers": self.takers,
+        }
+
+
+def directory_outlook(
+    model: TopologyModel, files: Sequence[DeployedFile], coll: str, sizes: Iterable[int], runtime: str
+) -> list[CallOutlook]:
+    """Each call of ``coll`` of ``sizes`` bytes on a directory of ``files`` in the runtime's priority
+    order: the first file whose collective, rank count (the fabric's GPUs), size range and
+    ``nchunksperloop`` take the call exactly as the runtime checks it (:func:`selects`; no size is
+    moved), simulated at that size.
+
+    msccl-executor scans the directory in sorted path order and takes the first match; RCCL scans it
+    in ``readdir`` order, so where two files take one call the outcome there depends on the file
+    system (a collc bundle's files of one collective overlap only as an optimal file and its fallback).
+    """
+    sizes = list(sizes)
+    ours = [item for item in files if item.algo.coll == coll and item.algo.ngpus == model.topology.num_gpus]
+    takers = {size: [item for item in ours if selects(item.algo, size, runtime)] for size in sizes}
+    chosen = {size: found[0] if found else None for size, found in takers.items()}
+    used = {item.name: item for item in chosen.values() if item is not None}
+    costs = {name: Memo(model.collc(item.algo)) for name, item in used.items()}
+    runs = [
+        run
+        for size, item in chosen.items()
+        if item
+        for run in runs_of(costs[item.name], coll, [size], item.proto)
+    ]
+    prefetch(runs)
+    bound = float(model.bound_algbw(coll))
+    factor = float(busbw_factor(coll, model.topology.num_gpus))
+    rows = []
+    for size in sizes:
+        item = chosen[size]
+        algbw = None if item is None else size / costs[item.name].time_us(coll, size, item.proto) / 1000
+        vendor = vendor_algbw(model, coll, size)
+        rows.append(
+            CallOutlook(
+                nbytes=size,
+                file=None if item is None else item.name,
+                algbw=algbw,
+                busbw=None if algbw is None else algbw * factor,
+                ring_algbw=vendor["ring"],
+                tree_algbw=vendor.get("tree"),
+                bound_algbw=bound,
+                takers=len(takers[size]),
+            )
+        )
+    return rows
