@@ -12,7 +12,7 @@ from collc.cli import main
 from collc.compile import CompileOptions, compile_schedule
 from collc.compile import outlook as outlook_module
 from collc.compile.bundle import on_grid, plan_ranges
-from collc.compile.outlook import SizeOutlook, grid, outlook, served_size
+from collc.compile.outlook import SizeOutlook, grid, nccl_tests_bytes, outlook, served_size
 from collc.compile.ranges import ByteRange, choose_range, winning_runs
 from collc.errors import InvariantError
 from collc.topology import load
@@ -85,6 +85,23 @@ def test_bundle_ranges_match_protocols_by_grid_point_not_by_served_size():
         plan_ranges("allgather", {**outlooks, "LL128": outlooks["LL"][:-1]}, "msccl-executor")
 
 
+def test_bundle_ranges_start_where_nccl_tests_rounds_the_first_point():
+    """On 3 GPUs nccl-tests' "4 KiB" allgather is 4080 bytes (340 floats per rank, a multiple of 4)
+    while the files were simulated at the sizes they serve above it; each range starts at the former,
+    so the calls a user measures are the ones the files take."""
+    sizes = [4**i * 4 * KIB for i in range(4)]  # 4 KiB .. 256 KiB
+    outlooks = {
+        "LL": [row(n + 8, 150.0 if i < 2 else 50.0) for i, n in enumerate(sizes)],
+        "Simple": [row(n + 32, 150.0 if i >= 2 else 20.0) for i, n in enumerate(sizes)],
+    }
+    ranges = plan_ranges("allgather", outlooks, "msccl-executor", sizes, 3)
+    assert [(r.proto, r.min_bytes, r.max_bytes) for r in ranges] == [
+        ("LL", 4080, sizes[1] + 8),
+        ("Simple", 65520, 0),
+    ]
+    assert plan_ranges("allgather", outlooks, "msccl-executor")[1].min_bytes == sizes[2] + 32
+
+
 def test_bundle_ranges_stay_disjoint_where_rounded_sizes_interleave():
     """A file whose smallest call is 20 KiB serves the 4 KiB and 16 KiB points at 20 KiB; a faster
     file that takes the 16 KiB point at 16 KiB leaves 20 KiB to the first and starts at its next
@@ -108,6 +125,15 @@ def test_a_bundle_outlook_has_a_row_per_grid_size():
     sizes = [4 * KIB, 16 * KIB, 64 * KIB]  # the file's smallest call: 4096 chunks x 4 bytes = 16 KiB
     rows = [row(16 * KIB, 1.0), row(64 * KIB, 2.0)]
     assert [r.nbytes for r in on_grid(wide, rows, sizes)] == [16 * KIB, 16 * KIB, 64 * KIB]
+
+
+def test_nccl_tests_sizes_are_whole_16_byte_units_per_rank():
+    assert nccl_tests_bytes("allgather", MIB, 72) == 3640 * 72 * 4  # 262144 floats / 72 = 3640.9
+    assert nccl_tests_bytes("reducescatter", MIB, 72) == 3640 * 72 * 4
+    assert nccl_tests_bytes("allgather", 4104, 3) == 340 * 3 * 4  # 342 floats per rank: 340
+    assert nccl_tests_bytes("allreduce", MIB + 3, 72) == MIB  # whole floats, no per-rank unit
+    assert nccl_tests_bytes("allgather", KIB, 72) == 0  # not one 16-byte unit per rank
+    assert nccl_tests_bytes("allgather", GIB, 8) == GIB
 
 
 def test_served_sizes_follow_nchunksperloop():

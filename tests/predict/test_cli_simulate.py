@@ -128,15 +128,18 @@ def _first_taker(files: list[Path], nbytes: int) -> str | None:
 def test_simulate_a_directory_runs_each_call_on_the_file_the_runtime_selects(tmp_path: Path) -> None:
     files = _bundle(tmp_path / "algos")
     manifest = json.loads((tmp_path / "algos.manifest.json").read_text())["files"]
-    # whole elements per rank on 3 GPUs, and where each range starts (an optimal file and its
-    # fallback both take that size: the first in sorted order runs it)
-    sizes = sorted({3 * 2**e for e in range(10, 31, 2)} | {entry["min_bytes"] for entry in manifest})
+    # whole elements per rank on 3 GPUs, and where each range starts and ends (an optimal file and
+    # its fallback both take the sizes the optimal one serves: the first in sorted order runs them)
+    ends = {entry[key] for entry in manifest for key in ("min_bytes", "max_bytes")} - {0}
+    sizes = sorted({3 * 2**e for e in range(10, 31, 2)} | ends)
     listed = ",".join(str(size) for size in sizes)
     result = _run("simulate", LINE3, str(tmp_path / "algos"), "--sizes", listed, "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["collectives"]["allgather"]
-    assert [row["bytes"] for row in rows] == sizes
-    assert [row["file"] for row in rows] == [_first_taker(files, size) for size in sizes]
+    # as nccl-tests issues them: a multiple of 4 floats per rank
+    calls = sorted({size // 4 // 3 // 4 * 4 * 3 * 4 for size in sizes})
+    assert [row["bytes"] for row in rows] == calls
+    assert [row["file"] for row in rows] == [_first_taker(files, size) for size in calls]
     assert any(row["takers"] > 1 for row in rows)
     taken = [row for row in rows if row["file"]]
     assert taken and any(row["file"] is None for row in rows)  # some sizes are left to the runtime

@@ -10,7 +10,7 @@ import click
 from collc.cli import main
 from collc.cli.common import PROTOCOL, directory_files, output_path, topology_argument
 from collc.compile.flags import buffer_size
-from collc.compile.outlook import CallOutlook, DeployedFile, directory_outlook
+from collc.compile.outlook import CallOutlook, DeployedFile, directory_outlook, nccl_tests_bytes
 from collc.errors import CollcError, InputError, location_in
 from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
@@ -219,7 +219,10 @@ def simulate_directory(
     model = TopologyModel(topology)
     requested = parse_sizes(sizes)
     with terminal_progress(as_json):
-        results = {c: directory_outlook(model, files, c, requested, runtime) for c in collectives}
+        results = {
+            c: directory_outlook(model, files, c, _calls(c, requested, topology), runtime)
+            for c in collectives
+        }
     if as_json:
         document = {"directory": directory, "runtime": runtime, "files": [item.name for item in files]}
         document["collectives"] = {c: [row.to_json() for row in rows] for c, rows in results.items()}
@@ -251,6 +254,13 @@ def simulate_directory(
 
 #: the file column where no file takes the call
 RUNTIME_LABEL = "(runtime's own)"
+
+
+def _calls(coll: str, requested: list[int], topology: Topology) -> list[int]:
+    """The call sizes nccl-tests issues for the sizes asked for (:func:`nccl_tests_bytes`)."""
+    return sorted(
+        {size for wanted in requested if (size := nccl_tests_bytes(coll, wanted, topology.num_gpus))}
+    )
 
 
 def directory_table(collective: str, rows: list[CallOutlook]) -> str:

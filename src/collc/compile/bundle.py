@@ -35,7 +35,7 @@ from collc.compile.driver import (
     compile_schedule,
     with_range,
 )
-from collc.compile.outlook import SizeOutlook, grid, outlook, served_size
+from collc.compile.outlook import SizeOutlook, grid, nccl_tests_bytes, outlook, served_size
 from collc.compile.ranges import ByteRange
 from collc.errors import InputError, InvariantError
 from collc.fileio import atomic_write, is_temporary, refuse_overwrite, remove_stale_temporaries
@@ -65,7 +65,13 @@ class SizeRange:
         return f"{self.coll} {self.proto} [{format_size(self.min_bytes) if self.min_bytes else '0'}, {top})"
 
 
-def plan_ranges(coll: str, outlooks: Mapping[str, Sequence[SizeOutlook]], runtime: str) -> list[SizeRange]:
+def plan_ranges(
+    coll: str,
+    outlooks: Mapping[str, Sequence[SizeOutlook]],
+    runtime: str,
+    nominal: Sequence[int] | None = None,
+    nranks: int = 1,
+) -> list[SizeRange]:
     """Disjoint ranges of ``coll`` from each protocol's grid outlook; [] if no file ever wins.
 
     The outlooks are on one grid (:func:`grid_points`). At each grid point the winner is the fastest
@@ -73,6 +79,12 @@ def plan_ranges(coll: str, outlooks: Mapping[str, Sequence[SizeOutlook]], runtim
     name sorts last). A run of grid points with the same winner becomes one range from its first to
     its last size; the run that reaches the top of the grid is unbounded. Sizes between a run's last
     grid size and the next run are left to the runtime: nothing was predicted for them.
+
+    A file is simulated at the size it serves nearest above a grid point, and nccl-tests asks for the
+    size nearest below it (whole 16-byte units per rank, :func:`collc.compile.outlook.nccl_tests_bytes`);
+    on 72 GPUs they differ at every point. Given the grid's ``nominal`` sizes and ``nranks``, a range
+    starts where nccl-tests' size of its first point does (less than one unit of either below the
+    size simulated), so that the calls a user measures are the ones the file takes.
     """
     points = grid_points(outlooks)
 
@@ -94,8 +106,12 @@ def plan_ranges(coll: str, outlooks: Mapping[str, Sequence[SizeOutlook]], runtim
         sizes = [point[proto].nbytes for point in members if point[proto].nbytes > taken]
         if not sizes:
             continue
+        first = sizes[0]
+        if nominal is not None and len(sizes) == len(members):
+            asked = nccl_tests_bytes(coll, nominal[position - len(members)], nranks)
+            first = max(min(first, asked), taken + 1, 1)
         top = 0 if position == len(points) else sizes[-1] + (0 if inclusive else 1)
-        ranges.append(SizeRange(coll, proto, sizes[0], top))
+        ranges.append(SizeRange(coll, proto, first, top))
         taken = top
     check_disjoint(ranges)
     return ranges
@@ -467,7 +483,7 @@ def compile_bundle(
     for coll in collectives:
         outlooks = {proto: grid_outlook(r) for (c, proto), r in results.items() if c == coll}
         runtime = next((r.runtime for (c, _), r in results.items() if c == coll), "msccl-executor")
-        ranges += plan_ranges(coll, outlooks, runtime)
+        ranges += plan_ranges(coll, outlooks, runtime, grid(), topology.num_gpus)
 
     def compile_range(item: SizeRange, fallback: bool) -> Algorithm | None:
         if fallback:

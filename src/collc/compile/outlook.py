@@ -71,6 +71,18 @@ class SizeOutlook:
         }
 
 
+def nccl_tests_bytes(coll: str, nbytes: int, nranks: int) -> int:
+    """The bytes nccl-tests moves when asked for ``nbytes`` (``-b``/``-e``, float): whole elements,
+    and for allgather and reduce-scatter a multiple of 16 bytes per rank (its ``GetCollByteCount``:
+    ``(count / nranks) & -(16 / eltSize)``), so on 72 ranks "1 MiB" is 1,048,320 bytes; 0 where the
+    size is too small for one such unit."""
+    count = nbytes // DTYPE_BYTES
+    if coll not in PER_RANK_COLLECTIVES:
+        return count * DTYPE_BYTES
+    per_rank = (count // nranks) & -(16 // DTYPE_BYTES)
+    return per_rank * nranks * DTYPE_BYTES
+
+
 def served_size(algo: Algorithm, nbytes: int) -> int:
     """The smallest size >= ``nbytes`` whose element count the file's ``nchunksperloop`` divides.
 
