@@ -220,3 +220,23 @@ def test_the_report_names_the_releases_that_load_the_file(runtime, expected):
     from collc.runtimes.libinfo import loaded_by
 
     assert expected in loaded_by(runtime)
+
+
+def test_a_file_takes_the_call_nccl_tests_makes_at_the_start_of_its_range():
+    """On 3 GPUs the file is simulated at the sizes it serves above each power of two, and nccl-tests
+    asks for the size below (a multiple of 4 floats per rank): the range starts at the latter, so the
+    first size a user measures in it runs the file."""
+    from collc.verify.select import explain
+
+    topology = load(str(Path(__file__).parents[1] / "lowering" / "fixtures" / "line3.yaml"))
+    result = compile_schedule(topology, CompileOptions(coll="allgather"))
+    algo, low = result.algorithm, result.byte_range.min_bytes
+    nominal = 1 << (low - 1).bit_length()  # the power of two at or above the start
+    asked = nccl_tests_bytes("allgather", nominal, 3)
+    assert asked < served_size(algo, nominal)  # the two differ on 3 GPUs
+    assert low == asked and algo.min_bytes == asked
+    call = explain(algo, nranks=3, nbytes=asked, dtype_size=4, inplace=bool(algo.inplace))
+    assert call.selected, call
+    # nothing simulated below the range that lost is taken
+    rows = outlook(result.model, algo, grid(), "msccl-executor", result.predictor, result.proto)
+    assert all(row.wins for row in rows if row.selected)

@@ -30,7 +30,15 @@ from math import ceil, gcd, prod
 from typing import NamedTuple
 
 from collc.capacity import capacity_graph
-from collc.compile.outlook import REPORT_SIZES, SizeOutlook, grid, outlook, served_size, vendor_algbw
+from collc.compile.outlook import (
+    REPORT_SIZES,
+    SizeOutlook,
+    grid,
+    nccl_tests_bytes,
+    outlook,
+    served_size,
+    vendor_algbw,
+)
 from collc.compile.ranges import ByteRange, choose_range, taken_run
 from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.lowering.collector import collector_paused
@@ -1272,6 +1280,24 @@ def _finish(
     )
 
 
+def _from_asked_size(chosen: ByteRange, algo: Algorithm, rows: list[SizeOutlook], nranks: int) -> ByteRange:
+    """``chosen`` starting at nccl-tests' size for the power of two its first size was simulated for.
+
+    The range is chosen on sizes the file serves, each the nearest above a power of two; nccl-tests
+    asks for the nearest below it (:func:`~collc.compile.outlook.nccl_tests_bytes`). Where they differ
+    (allgather on 72 GPUs: 1,048,320 against 1,049,472 bytes for 1 MiB) the call a user measures at
+    the range's first size would go to the runtime. The start moves down to it, less than one unit,
+    and stays above every size simulated below it (the grid's and the probe's, which lost).
+    """
+    if chosen.min_bytes == 0:
+        return chosen
+    nominal = 1 << (chosen.min_bytes.bit_length() - 1)
+    simulated = [row.nbytes for row in rows if row.nbytes < chosen.min_bytes]
+    floor = max([*simulated, served_size(algo, nominal // 2)]) + 1
+    asked = nccl_tests_bytes(algo.coll, nominal, nranks)
+    return replace(chosen, min_bytes=min(chosen.min_bytes, max(asked, floor)))
+
+
 def _ranged(algo: Algorithm, chosen: ByteRange, buffer_bytes: int | None) -> Algorithm:
     """The program as written: its size range, and its name recording the NCCL_BUFFSIZE it was
     chosen and verified for (:func:`collc.msccl.program.tag_buffer`), so that ``collc verify`` and
@@ -1335,7 +1361,7 @@ def _byte_range(
 
     chosen = choose_range(rows, runtime, probe)
     if chosen is not None:
-        return chosen, False
+        return _from_asked_size(chosen, algo, rows, topology.num_gpus), False
     what = f"{options.coll} on {topology.name} ({options.proto})"
     if options.force:
         notes.append(
