@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 from collc.compile.bundle import (
+    PLAN_SIZES,
     SizeRange,
     _simple_files,
     bundle_files,
     bundle_gain,
     check_disjoint,
     compile_bundle,
+    on_grid,
     write_bundle,
 )
 from collc.compile.outlook import SizeOutlook, grid, outlook
@@ -102,12 +104,23 @@ def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
     for before, entry in itertools.pairwise(manifest):  # a fallback follows its optimal, with fewer chunks
         if entry["role"] == "fallback":
             assert before["role"] == "optimal" and entry["nchunksperloop"] < before["nchunksperloop"]
-    for name in names:
-        algo = read_xml((tmp_path / "algos" / name).read_text(), name)
+    algos = [read_xml((tmp_path / "algos" / name).read_text(), name) for name in names]
+    for name, algo in zip(names, algos, strict=True):
         assert verify(algo, runtime="msccl-executor", topology=m.topology).ok, name
         # every file is selected only where its simulation beats the runtime's best
         rows = outlook(m, algo, grid(), "msccl-executor")
         assert [row.nbytes for row in rows if row.selected and not row.wins] == [], name
+
+    # every power of two is decided: where no file's range takes it, no file of the bundle would win
+    # there (on compile's powers-of-four grid, 128 KiB and 8 MiB fell between two files' ranges)
+    def planned(algo):  # one row per planned size
+        return on_grid(algo, outlook(m, algo, PLAN_SIZES, "msccl-executor"), PLAN_SIZES)
+
+    taken = [planned(algo) for algo in algos]
+    opened = [planned(replace(algo, min_bytes=0, max_bytes=0)) for algo in algos]
+    for index in range(len(PLAN_SIZES)):
+        if not any(rows[index].selected for rows in taken):
+            assert not any(rows[index].wins for rows in opened), PLAN_SIZES[index]
 
 
 def test_bundle_notes_are_not_replaced_without_force_and_stale_temporaries_are_ignored(

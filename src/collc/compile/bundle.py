@@ -35,7 +35,7 @@ from collc.compile.driver import (
     compile_schedule,
     with_range,
 )
-from collc.compile.outlook import SizeOutlook, grid, nccl_tests_bytes, outlook, served_size
+from collc.compile.outlook import GRID_EXPONENTS, SizeOutlook, nccl_tests_bytes, outlook, served_size
 from collc.compile.ranges import ByteRange
 from collc.errors import InputError, InvariantError
 from collc.fileio import atomic_write, is_temporary, refuse_overwrite, remove_stale_temporaries
@@ -49,6 +49,11 @@ from collc.topology.model import Topology
 from collc.verify.runtimes import profile
 
 BUNDLE_PROTOCOLS = ("LL", "LL128", "Simple")
+#: The sizes a bundle's ranges are planned on: every power of two of compile's grid
+#: (:func:`collc.compile.outlook.grid`, powers of four), so that each size of an nccl-tests sweep
+#: (``-f 2``) is decided by a simulation. On the coarser grid the powers of two between two files'
+#: ranges went to the runtime (2x8 A100 allreduce: 128 KiB and 8 MiB, where LL and LL128 files win).
+PLAN_SIZES = tuple(2**exponent for exponent in range(GRID_EXPONENTS.start, GRID_EXPONENTS.stop))
 
 
 @dataclass(frozen=True)
@@ -467,7 +472,7 @@ def compile_bundle(
             done += 1
 
     def grid_outlook(result: CompileResult) -> list[SizeOutlook]:
-        algo, sizes = result.algorithm, grid()
+        algo, sizes = result.algorithm, PLAN_SIZES
         return on_grid(
             algo, outlook(result.model, algo, sizes, result.runtime, result.predictor, result.proto), sizes
         )
@@ -483,7 +488,7 @@ def compile_bundle(
     for coll in collectives:
         outlooks = {proto: grid_outlook(r) for (c, proto), r in results.items() if c == coll}
         runtime = next((r.runtime for (c, _), r in results.items() if c == coll), "msccl-executor")
-        ranges += plan_ranges(coll, outlooks, runtime, grid(), topology.num_gpus)
+        ranges += plan_ranges(coll, outlooks, runtime, PLAN_SIZES, topology.num_gpus)
 
     def compile_range(item: SizeRange, fallback: bool) -> Algorithm | None:
         if fallback:
