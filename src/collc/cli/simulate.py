@@ -187,25 +187,23 @@ def deployed_files(directory: str, topology: Topology, buffer: int | None) -> li
     return files
 
 
-def simulate_directory(
-    topology: Topology,
-    directory: str,
-    coll: str | None,
-    sizes: str,
-    proto: str | None,
-    buffsize: str | None,
-    as_json: bool,
-    plot_path: str | None,
-) -> None:
-    """``collc simulate TOPO DIR``: what a deployed directory (a bundle, or any MSCCL_ALGO_DIR) does
-    for each call, per collective: the file the runtime selects and its simulation, or the runtime's
-    own algorithms where no file takes the call (:func:`~collc.compile.outlook.directory_outlook`)."""
-    for flag, given in (("--proto", proto), ("--plot", plot_path)):
-        if given is not None:
+def refuse_for_directory(directory: str, **given: str | None) -> None:
+    """Refuse ``collc simulate`` flags (``given``: flag name -> value) that do not apply to a directory."""
+    for name, value in given.items():
+        if value is not None:
+            flag = "--" + name
             raise InputError(
                 f"{flag} does not apply to a directory: each file runs at its own protocol",
                 hint=f"drop {flag}, or simulate one file of {directory}",
             )
+
+
+def simulate_directory(
+    topology: Topology, directory: str, coll: str | None, sizes: str, buffsize: str | None, as_json: bool
+) -> None:
+    """``collc simulate TOPO DIR``: what a deployed directory (a bundle, or any MSCCL_ALGO_DIR) does
+    for each call, per collective: the file the runtime selects and its simulation, or the runtime's
+    own algorithms where no file takes the call (:func:`~collc.compile.outlook.directory_outlook`)."""
     buffer = None if buffsize is None else buffer_size(buffsize, "Simple")
     files = deployed_files(directory, topology, buffer)
     runtime = topology.metadata.runtime or "msccl-executor"
@@ -346,7 +344,8 @@ def simulate(
     without simulating it is not predicted (exit 1). See docs/cost-model.md.
     """
     if schedule is not None and Path(schedule).is_dir():
-        simulate_directory(topology, schedule, coll, sizes, proto, buffsize, as_json, plot_path)
+        refuse_for_directory(schedule, proto=proto, plot=plot_path)
+        simulate_directory(topology, schedule, coll, sizes, buffsize, as_json)
         return
     if plot_path:
         from collc.predict.plot import check_picture_path
