@@ -216,11 +216,12 @@ def simulate_directory(
         )
     model = TopologyModel(topology)
     requested = parse_sizes(sizes)
-    with terminal_progress(as_json):
-        results = {
-            c: directory_outlook(model, files, c, _calls(c, requested, topology), runtime)
-            for c in collectives
-        }
+    results = {}
+    with terminal_progress(as_json) as progress:  # on a terminal only, never with --json
+        for done, collective in enumerate(collectives):
+            progress("simulate: collectives", done, len(collectives))
+            calls = _calls(collective, requested, topology)
+            results[collective] = directory_outlook(model, files, collective, calls, runtime)
     if as_json:
         document = {"directory": directory, "runtime": runtime, "files": [item.name for item in files]}
         document["collectives"] = {c: [row.to_json() for row in rows] for c, rows in results.items()}
@@ -341,7 +342,8 @@ def simulate(
 
     The program is simulated event by event (threadblocks, steps, shared links): SCHEDULE.xml, or
     without it the file `collc compile` would write. A file with an error that `collc verify` finds
-    without simulating it is not predicted (exit 1). See docs/cost-model.md.
+    without simulating it is not predicted (exit 1). A DIR (a bundle, an MSCCL_ALGO_DIR) shows, per
+    call size, the file the runtime selects and its prediction. See docs/cost-model.md.
     """
     if schedule is not None and Path(schedule).is_dir():
         refuse_for_directory(schedule, proto=proto, plot=plot_path)
