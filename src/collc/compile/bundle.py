@@ -443,8 +443,8 @@ def compile_bundle(
 
     ``NCCL_BUFFSIZE`` is process-wide, so every Simple file of a bundle is for one buffer: the user's
     ``--buffsize``, else of the buffers compile tries (docs/compile.md §3) the one whose files
-    deliver most over the grid (:func:`_simple_files`); ties keep the runtime's default, which needs
-    no setting.
+    deliver most at :data:`PLAN_SIZES` (:func:`_simple_files`; one smaller than the runtime's
+    default, which needs no setting, only for :data:`~collc.compile.driver.BUFFER_GAIN`).
     """
     refuse_overwrite(beside(Path(directory)), options.force)  # before the work, and again when writing
 
@@ -471,7 +471,7 @@ def compile_bundle(
         finally:
             done += 1
 
-    def grid_outlook(result: CompileResult) -> list[SizeOutlook]:
+    def plan_outlook(result: CompileResult) -> list[SizeOutlook]:
         algo, sizes = result.algorithm, PLAN_SIZES
         return on_grid(
             algo, outlook(result.model, algo, sizes, result.runtime, result.predictor, result.proto), sizes
@@ -483,10 +483,10 @@ def compile_bundle(
             if proto != "Simple" and (result := compiled(coll, proto, False, None)) is not None:
                 results[(coll, proto)] = result
     choices = buffer_choices(replace(options, proto="Simple"))
-    buffer = _simple_files(results, collectives, choices, compiled, grid_outlook)
+    buffer = _simple_files(results, collectives, choices, compiled, plan_outlook)
     ranges: list[SizeRange] = []
     for coll in collectives:
-        outlooks = {proto: grid_outlook(r) for (c, proto), r in results.items() if c == coll}
+        outlooks = {proto: plan_outlook(r) for (c, proto), r in results.items() if c == coll}
         runtime = next((r.runtime for (c, _), r in results.items() if c == coll), "msccl-executor")
         ranges += plan_ranges(coll, outlooks, runtime, PLAN_SIZES, topology.num_gpus)
 
@@ -498,7 +498,7 @@ def compile_bundle(
         if result is None:
             return None
         chosen = with_range(result, ByteRange(item.min_bytes, item.max_bytes))
-        if fallback and not all(row.wins for row in grid_outlook(chosen) if row.selected):
+        if fallback and not all(row.wins for row in plan_outlook(chosen) if row.selected):
             return None
         return chosen.algorithm
 
@@ -526,7 +526,7 @@ def _simple_files(
     collectives: Sequence[str],
     choices: Sequence[int | None],
     compiled: Callable[[str, str, bool, int | None], CompileResult | None],
-    grid_outlook: Callable[[CompileResult], list[SizeOutlook]],
+    plan_outlook: Callable[[CompileResult], list[SizeOutlook]],
 ) -> int | None:
     """Each collective's Simple file compiled for every buffer of ``choices`` (None: the runtime's
     default, first where it is a choice), and the buffer whose files deliver most beside the other
@@ -548,7 +548,7 @@ def _simple_files(
                 files[(coll, "Simple")] = result
         ours = {**results, **files}
         gain = sum(
-            bundle_gain({proto: grid_outlook(r) for (c, proto), r in ours.items() if c == coll})
+            bundle_gain({proto: plan_outlook(r) for (c, proto), r in ours.items() if c == coll})
             for coll in collectives
         )
         if best is None or gain > best[0] + math.log1p(BUFFER_GAIN):
