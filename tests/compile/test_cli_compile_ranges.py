@@ -27,7 +27,16 @@ def test_compile_bundle_writes_a_directory_and_notes_next_to_it(tmp_path: Path) 
         "deploy_notes": str(tmp_path / "msccl-algorithms.deploy.md"),
         "manifest": str(tmp_path / "msccl-algorithms.manifest.json"),
     }
-    assert Path(report["deploy_notes"]).exists()
+    # the deploy notes and the manifest predict what nccl-tests should report with the bundle: what
+    # `collc simulate TOPO DIR` prints for the same calls
+    notes = Path(report["deploy_notes"]).read_text()
+    assert "`all_reduce_perf -b 1M -e 1G -f 4 -g 1`" in notes and "## Predicted" in notes
+    predicted = manifest["predicted"]
+    assert set(predicted) == {"allreduce", "allgather", "reducescatter"}
+    sizes = ",".join(str(row["bytes"]) for row in predicted["allgather"])
+    alone = CliRunner().invoke(main, ["simulate", "dgx-a100", str(out), "--sizes", sizes, "--json"])
+    assert json.loads(alone.stdout)["collectives"] == predicted
+    assert all(row["file"] for row in predicted["allreduce"])  # 1x8 A100: a file wins 1 MiB-1 GiB
 
 
 def test_compile_needs_exactly_one_of_output_and_bundle(tmp_path: Path) -> None:

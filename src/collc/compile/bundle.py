@@ -33,15 +33,26 @@ from collc.compile.driver import (
     CompileResult,
     buffer_choices,
     compile_schedule,
+    deployed_protocol,
     with_range,
 )
-from collc.compile.outlook import GRID_EXPONENTS, SizeOutlook, nccl_tests_bytes, outlook, served_size
+from collc.compile.outlook import (
+    GRID_EXPONENTS,
+    CallOutlook,
+    DeployedFile,
+    SizeOutlook,
+    directory_outlook,
+    nccl_tests_bytes,
+    outlook,
+    served_size,
+)
 from collc.compile.ranges import ByteRange
 from collc.errors import InputError, InvariantError
 from collc.fileio import atomic_write, is_temporary, refuse_overwrite, remove_stale_temporaries
 from collc.lowering.limits import DoesNotFit
 from collc.msccl.program import Algorithm
 from collc.msccl.writer import to_xml
+from collc.predict.model import TopologyModel
 from collc.predict.params import DEFAULT_BUFFER_BYTES
 from collc.progress import Report, silent
 from collc.sizes import format_size
@@ -52,8 +63,11 @@ BUNDLE_PROTOCOLS = ("LL", "LL128", "Simple")
 #: The sizes a bundle's ranges are planned on: every power of two of compile's grid
 #: (:func:`collc.compile.outlook.grid`, powers of four), so that each size of an nccl-tests sweep
 #: (``-f 2``) is decided by a simulation. On the coarser grid the powers of two between two files'
-#: ranges went to the runtime (2x8 A100 allreduce: 128 KiB and 8 MiB, where LL and LL128 files win).
+#: ranges went to the runtime (2x8 A100 allreduce: 128 KiB and 8 MiB, where its LL and Simple files win).
 PLAN_SIZES = tuple(2**exponent for exponent in range(GRID_EXPONENTS.start, GRID_EXPONENTS.stop))
+#: The sizes the deploy notes predict, and the nccl-tests arguments that sweep them.
+PREDICTED_SIZES = tuple(1 << exponent for exponent in range(20, 31, 2))
+PREDICTED_SWEEP = "-b 1M -e 1G -f 4 -g 1"  # nccl-tests' arguments for that sweep
 
 
 @dataclass(frozen=True)
@@ -172,6 +186,7 @@ class BundleFile:
     size_range: SizeRange
     nchunksperloop: int
     xml: str
+    algorithm: Algorithm
 
 
 def bundle_files(
@@ -197,6 +212,7 @@ def bundle_files(
             item,
             algo.nchunksperloop,
             render(algo),
+            algo,
         )
         for index, (role, item, algo) in enumerate(compiled)
     ]
@@ -248,8 +264,10 @@ def deploy_markdown(
     topology_name: str,
     num_gpus: int,
     env: dict[str, list[tuple[str, str, str]]] = RUNTIME_ENV,
+    predicted: Mapping[str, Sequence[CallOutlook]] | None = None,
 ) -> str:
-    """How to install and enable the bundle, per runtime, and what each file serves."""
+    """How to install and enable the bundle, per runtime, what each file serves, and (``predicted``)
+    what nccl-tests should report with it."""
     lines = [
         f"# Deploying {directory.name} ({topology_name}, {num_gpus} GPUs)",
         "",
@@ -288,7 +306,43 @@ def deploy_markdown(
         "required by the executor; without it MSCCL is silently disabled.",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + (_predicted_markdown(predicted) if predicted else []))
+
+
+#: nccl-tests' binary per collective
+NCCL_TESTS = {
+    "allreduce": "all_reduce_perf",
+    "allgather": "all_gather_perf",
+    "reducescatter": "reduce_scatter_perf",
+}
+
+
+def _predicted_markdown(predicted: Mapping[str, Sequence[CallOutlook]]) -> list[str]:
+    """The deploy notes' prediction: per collective, the nccl-tests command and what it should report
+    at each size with the bundle deployed (the file the runtime selects, or its own algorithms)."""
+    lines = [
+        "## Predicted: check with nccl-tests",
+        "",
+        "collc's event simulation of the file the runtime selects for each call (docs/cost-model.md), next",
+        "to NCCL/RCCL's own ring and tree; algbw and busbw as nccl-tests prints them (float, GB/s). Where no",
+        "file takes a size the runtime runs it, so nccl-tests should show about the ring/tree figure.",
+        "",
+    ]
+    for coll, rows in predicted.items():
+        lines += [
+            f"### {coll}: `{NCCL_TESTS.get(coll, coll)} {PREDICTED_SWEEP}` (one process per GPU)",
+            "",
+            "| size (bytes) | file | algbw | busbw | ring algbw | tree algbw |",
+            "|---:|---|---:|---:|---:|---:|",
+        ]
+        for row in rows:
+            collc = "– | –" if row.algbw is None else f"{row.algbw:.1f} | {row.busbw or 0:.1f}"
+            tree = "–" if row.tree_algbw is None else f"{row.tree_algbw:.1f}"
+            lines.append(
+                f"| {row.nbytes} | {row.file or 'runtime'} | {collc} | {row.ring_algbw:.1f} | {tree} |"
+            )
+        lines.append("")
+    return lines
 
 
 def beside(directory: Path) -> tuple[Path, Path]:
@@ -307,6 +361,7 @@ def write_bundle(
     *,
     force: bool = False,
     buffer_bytes: int | None = None,
+    predicted: Mapping[str, Sequence[CallOutlook]] | None = None,
 ) -> list[Path]:
     """Write the algorithm files into ``directory`` and the deploy notes and manifest next to it.
 
@@ -336,10 +391,9 @@ def write_bundle(
         atomic_write(out / item.name, item.xml)
         written.append(out / item.name)
     env = _environment(buffer_bytes)
-    atomic_write(notes, deploy_markdown(out, files, topology_name, num_gpus, env))
-    atomic_write(
-        manifest, json.dumps(manifest_document(out, files, topology_name, num_gpus, env), indent=2) + "\n"
-    )
+    atomic_write(notes, deploy_markdown(out, files, topology_name, num_gpus, env, predicted))
+    document = manifest_document(out, files, topology_name, num_gpus, env, predicted)
+    atomic_write(manifest, json.dumps(document, indent=2) + "\n")
     return [*written, notes, manifest]
 
 
@@ -349,9 +403,11 @@ def manifest_document(
     topology_name: str,
     num_gpus: int,
     env: dict[str, list[tuple[str, str, str]]],
+    predicted: Mapping[str, Sequence[CallOutlook]] | None = None,
 ) -> dict[str, object]:
-    """``DIR.manifest.json``: the bundle's files, what each serves, and the environment per runtime."""
-    return {
+    """``DIR.manifest.json``: the bundle's files, what each serves, the environment per runtime, and
+    (``predicted``) what each collective's calls are predicted to get with it."""
+    document: dict[str, object] = {
         "topology": topology_name,
         "num_gpus": num_gpus,
         "directory": directory.name,
@@ -369,6 +425,9 @@ def manifest_document(
         ],
         "env": {runtime: {name: value for name, value, _ in pairs} for runtime, pairs in env.items()},
     }
+    if predicted is not None:
+        document["predicted"] = {coll: [row.to_json() for row in rows] for coll, rows in predicted.items()}
+    return document
 
 
 @dataclass(frozen=True)
@@ -506,8 +565,15 @@ def compile_bundle(
         buffer = None  # no Simple file: nothing to set, and NCCL's own algorithms keep their default
     runtime = next((result.runtime for result in results.values()), None)
     files = bundle_files(ranges, compile_range, lambda algo: to_xml(algo, runtime=runtime))
+    predicted = bundle_prediction(TopologyModel(topology), files, collectives, runtime, buffer)
     written = write_bundle(
-        directory, files, topology.name, topology.num_gpus, force=options.force, buffer_bytes=buffer
+        directory,
+        files,
+        topology.name,
+        topology.num_gpus,
+        force=options.force,
+        buffer_bytes=buffer,
+        predicted=predicted,
     )
     out = Path(directory)
     return BundleResult(
@@ -517,8 +583,39 @@ def compile_bundle(
         ranges=ranges,
         buffer_bytes=buffer,
         left_to_runtime=[coll for coll in collectives if not any(item.coll == coll for item in ranges)],
-        manifest=manifest_document(out, files, topology.name, topology.num_gpus, _environment(buffer)),
+        manifest=manifest_document(
+            out, files, topology.name, topology.num_gpus, _environment(buffer), predicted
+        ),
     )
+
+
+def bundle_prediction(
+    model: TopologyModel,
+    files: Sequence[BundleFile],
+    collectives: Sequence[str],
+    runtime: str | None,
+    buffer: int | None,
+) -> dict[str, list[CallOutlook]]:
+    """What each collective's calls of :data:`PREDICTED_SIZES` (as nccl-tests issues them) get with the
+    bundle deployed: the file the runtime selects and its simulation at the bundle's buffer, or the
+    runtime's own algorithms (:func:`collc.compile.outlook.directory_outlook`, as ``collc simulate
+    TOPO DIR`` prints it)."""
+
+    deployed = [
+        DeployedFile(item.name, item.algorithm, deployed_protocol(item.algorithm.proto, buffer))
+        for item in files
+    ]
+    nranks = model.topology.num_gpus
+    return {
+        coll: directory_outlook(
+            model,
+            deployed,
+            coll,
+            [nccl_tests_bytes(coll, size, nranks) for size in PREDICTED_SIZES],
+            runtime or "msccl-executor",
+        )
+        for coll in collectives
+    }
 
 
 def _simple_files(

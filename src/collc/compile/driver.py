@@ -1007,8 +1007,9 @@ class Fitted:
 
 
 def deployed_protocol(proto: str, buffer_bytes: int | None) -> Protocol:
-    """The model of ``proto`` with a connection buffer of ``buffer_bytes`` (Simple only; None: default)."""
-    return PROTOCOL_MODELS[proto] if buffer_bytes is None else simple(buffer_bytes)
+    """The model of ``proto`` with a connection buffer of ``buffer_bytes`` (None: the default). Only a
+    Simple file takes it: NCCL_BUFFSIZE is Simple's, and LL and LL128 keep their own buffers."""
+    return simple(buffer_bytes) if proto == "Simple" and buffer_bytes is not None else PROTOCOL_MODELS[proto]
 
 
 def buffer_choices(options: CompileOptions) -> tuple[int | None, ...]:
