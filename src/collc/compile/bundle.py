@@ -632,9 +632,10 @@ def _simple_files(
     compile deploys a smaller buffer only for that gain (it changes a process-wide setting, and NCCL's
     own algorithms run with it too). Its files are added to ``results``; returns it.
 
-    Compile's own choice between these buffers (docs/compile.md §3) weighs a sixteenth of the
-    reference size, where a bundle may serve LL128 instead, so the bundle chooses again (4×8
-    MI300X: compile's 256 KiB allreduce file is 237.1 GB/s at 1 GiB, the default's 241.4).
+    Compile's own choice between these buffers (docs/compile.md §3) is one collective's and weighs a
+    sixteenth of the reference size, where a bundle may serve LL128 instead; the bundle's buffer
+    serves all its collectives, so it is chosen again over all of them (1×8 A100: `-o` keeps the
+    default, the bundle takes 256 KiB).
     """
     best: tuple[float, int | None, dict[tuple[str, str], CompileResult]] | None = None
     for buffer in choices:
