@@ -50,18 +50,25 @@ def compile_bundle(spec: str, directory: Path, src: Path | None) -> float:
     return time.perf_counter() - start
 
 
-def served(spec: str, directory: Path) -> dict[tuple[str, int], CallOutlook]:
-    """Per collective and size: the bundle's file the runtime selects (`collc simulate TOPO DIR`)."""
+def served(spec: str, directory: Path) -> tuple[dict[tuple[str, int], CallOutlook], dict[str, str]]:
+    """Per collective and size: the bundle's file the runtime selects (`collc simulate TOPO DIR`); and
+    each file's label, its protocol with the NCCL_BUFFSIZE a Simple file's name records."""
     preset, _, boxes = spec.partition(":")
     topology = load(preset, {"boxes": boxes or "1"})
     files = deployed_files(str(directory), topology, None)
     runtime = topology.metadata.runtime or "msccl-executor"
     model = TopologyModel(topology)
-    return {
+    rows = {
         (coll, row.nbytes): row
         for coll in COLLECTIVES
         for row in directory_outlook(model, files, coll, SWEEP, runtime)
     }
+    labels = {
+        item.name: item.algo.proto
+        + (f"@{format_size(buffer)}" if (buffer := recorded_buffer(item.algo.name)) else "")
+        for item in files
+    }
+    return rows, labels
 
 
 def delivered(row: CallOutlook) -> float:
@@ -74,17 +81,6 @@ def cell(row: CallOutlook, files: dict[str, str]) -> str:
     if row.file is None or row.algbw is None:
         return f"{'-':>12} {'-':>7}"
     return f"{files[row.file]:>12} {row.algbw:7.1f}"
-
-
-def labels(spec: str, directory: Path) -> dict[str, str]:
-    """Each file's protocol, with the NCCL_BUFFSIZE a Simple file's name records."""
-    preset, _, boxes = spec.partition(":")
-    topology = load(preset, {"boxes": boxes or "1"})
-    return {
-        item.name: item.algo.proto
-        + (f"@{format_size(buffer)}" if (buffer := recorded_buffer(item.algo.name)) else "")
-        for item in deployed_files(str(directory), topology, None)
-    }
 
 
 def main() -> None:
@@ -103,10 +99,10 @@ def main() -> None:
         for spec in args.cases:
             new_dir, old_dir = Path(scratch) / f"{spec}-new", Path(scratch) / f"{spec}-old"
             seconds = compile_bundle(spec, new_dir, None)
-            now, now_files = served(spec, new_dir), labels(spec, new_dir)
+            now, now_files = served(spec, new_dir)
             if src is not None:
                 old_seconds = compile_bundle(spec, old_dir, src)
-                before, before_files = served(spec, old_dir), labels(spec, old_dir)
+                before, before_files = served(spec, old_dir)
             for coll in COLLECTIVES:
                 for size in SIZES:
                     row = now[(coll, size)]

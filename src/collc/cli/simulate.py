@@ -9,6 +9,7 @@ import click
 
 from collc.cli import main
 from collc.cli.common import PROTOCOL, directory_files, output_path, topology_argument
+from collc.compile.driver import deployed_protocol
 from collc.compile.flags import buffer_size
 from collc.compile.outlook import CallOutlook, DeployedFile, directory_outlook, nccl_tests_bytes
 from collc.errors import CollcError, InputError, location_in
@@ -182,8 +183,9 @@ def deployed_files(directory: str, topology: Topology, buffer: int | None) -> li
                 f"{path} is an MSCCL++ plan; a directory of algorithm files (MSCCL_ALGO_DIR) holds MSCCL XML",
                 hint=f"simulate the plan on its own: collc simulate TOPO {path}",
             )
-        deployed = deployed_buffer(algo, buffer) if algo.proto == "Simple" else None
-        files.append(DeployedFile(path.name, algo, simple(deployed) if deployed else protocol(algo.proto)))
+        files.append(
+            DeployedFile(path.name, algo, deployed_protocol(algo.proto, deployed_buffer(algo, buffer)))
+        )
     return files
 
 

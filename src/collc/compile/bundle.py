@@ -2,10 +2,11 @@
 
 **Ranges.** NCCL/RCCL pick their own algorithm and protocol per call, so a collc file should only take
 the sizes where it is predicted faster than the best of the runtime's ring and tree at their best
-protocol. A bundle compiles each collective once per protocol, simulates every file on the size grid
-(:mod:`collc.compile.outlook`), and at each grid size keeps the fastest file that wins there; runs of
-grid sizes won by the same protocol become that file's range (:func:`plan_ranges`), so the ranges of
-one collective are disjoint and sizes no file wins are left to the runtime.
+protocol. A bundle compiles each collective once per protocol, simulates every file at every power of
+two (:data:`PLAN_SIZES`, :mod:`collc.compile.outlook`), and at each of those sizes keeps the fastest
+file that wins there; runs of sizes won by the same protocol become that file's range
+(:func:`plan_ranges`), so the ranges of one collective are disjoint and sizes no file wins are left to
+the runtime.
 
 **Priority by file name.** The executor reads the directory in sorted path order and uses the *first*
 file whose collective, rank count, size range and divisibility rule match. Within one range the
