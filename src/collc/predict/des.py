@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit
 
 from collc.errors import InputError
+from collc.heaps import heap_pop, heap_push
 from collc.lowering.plan import network_planes
 from collc.msccl.program import RECV_TYPES, SEND_TYPES, Algorithm
 from collc.predict.fairshare import Shares, shares_of, update
@@ -532,43 +533,6 @@ def set_simulation_threads(count: int) -> None:
 
 
 @njit(cache=True)
-def _before(a: int, b: int, key: np.ndarray, tie: np.ndarray) -> bool:
-    """Whether item ``a`` comes before item ``b``: by ``key``, then by ``tie``."""
-    return key[a] < key[b] or (key[a] == key[b] and tie[a] < tie[b])
-
-
-@njit(cache=True)
-def _heap_push(heap: np.ndarray, size: int, item: int, key: np.ndarray, tie: np.ndarray) -> int:
-    """Push ``item`` onto the min-heap ``heap[:size]`` ordered by (``key``, ``tie``); the new size."""
-    node = size
-    heap[node] = item
-    while node and _before(heap[node], heap[(node - 1) // 2], key, tie):
-        parent = (node - 1) // 2
-        heap[node], heap[parent] = heap[parent], heap[node]
-        node = parent
-    return size + 1
-
-
-@njit(cache=True)
-def _heap_pop(heap: np.ndarray, size: int, key: np.ndarray, tie: np.ndarray) -> int:
-    """Remove the first item (``heap[0]``) from the min-heap ``heap[:size]``; the new size."""
-    size -= 1
-    heap[0] = heap[size]
-    node = 0
-    while True:
-        child = 2 * node + 1
-        if child >= size:
-            break
-        if child + 1 < size and _before(heap[child + 1], heap[child], key, tie):
-            child += 1
-        if not _before(heap[child], heap[node], key, tie):
-            break
-        heap[node], heap[child] = heap[child], heap[node]
-        node = child
-    return size
-
-
-@njit(cache=True)
 def _complete(
     table: _StepTable,
     i: int,
@@ -594,7 +558,7 @@ def _complete(
         j = table.dep_idx[p]
         if not in_dirty[j]:
             in_dirty[j] = True
-            num_dirty = _heap_push(dirty, num_dirty, j, order, order)
+            num_dirty = heap_push(dirty, num_dirty, j, order, order)
     return num_dirty
 
 
@@ -688,7 +652,7 @@ def _events(
     while True:
         while num_dirty:
             i = dirty[0]
-            num_dirty = _heap_pop(dirty, num_dirty, order, order)
+            num_dirty = heap_pop(dirty, num_dirty, order, order)
             in_dirty[i] = False
             while not busy[i] and position[i] < total[i]:
                 k = first[i] + position[i] % nsteps[i]
@@ -709,7 +673,7 @@ def _events(
                     j = table.sender[rc]
                     if not in_dirty[j]:
                         in_dirty[j] = True
-                        num_dirty = _heap_push(dirty, num_dirty, j, order, order)
+                        num_dirty = heap_push(dirty, num_dirty, j, order, order)
                 if sends:
                     started[sc] += 1
                     busy[i] = True
@@ -783,16 +747,16 @@ def _events(
                 arrival_time[slot] = now + latency[i] + timing.overhead
                 arrival_seq[slot] = sequence
                 arrival_conn[slot] = table.send_conn[i]
-                num_arrivals = _heap_push(arrival_heap, num_arrivals, slot, arrival_time, arrival_seq)
+                num_arrivals = heap_push(arrival_heap, num_arrivals, slot, arrival_time, arrival_seq)
                 num_dirty = _complete(
                     table, i, position, finished, now, dirty, num_dirty, in_dirty, order, by_tb
                 )
                 if not in_dirty[i]:
                     in_dirty[i] = True
-                    num_dirty = _heap_push(dirty, num_dirty, i, order, order)
+                    num_dirty = heap_push(dirty, num_dirty, i, order, order)
         while num_arrivals and arrival_time[arrival_heap[0]] <= now + _EPS:
             slot = arrival_heap[0]
-            num_arrivals = _heap_pop(arrival_heap, num_arrivals, arrival_time, arrival_seq)
+            num_arrivals = heap_pop(arrival_heap, num_arrivals, arrival_time, arrival_seq)
             free[num_free] = slot
             num_free += 1
             connection = arrival_conn[slot]
@@ -800,6 +764,6 @@ def _events(
             j = table.receiver[connection]
             if not in_dirty[j]:
                 in_dirty[j] = True
-                num_dirty = _heap_push(dirty, num_dirty, j, order, order)
+                num_dirty = heap_push(dirty, num_dirty, j, order, order)
     finished[-1] = max(finished[-1], now)  # the last messages land after the last send completes
     return position
