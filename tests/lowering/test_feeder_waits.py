@@ -16,7 +16,7 @@ import pytest
 
 from collc.lowering import LoweringOptions, lower, runtime_limits
 from collc.lowering.plan import network_planes
-from collc.msccl.program import Algorithm
+from collc.msccl.program import STEP_TYPES, Algorithm
 from collc.solver import solve
 from collc.topology import load
 
@@ -28,20 +28,22 @@ Position = tuple[int, int]  # (threadblock, step index) on one GPU
 
 def _send_positions(plan, assignment, order, algo: Algorithm) -> dict[int, tuple[int, Position]]:
     """transfer index -> (GPU, position of its send step): a threadblock's non-nop steps are its
-    events in emission order."""
+    events in emission order (:func:`collc.lowering.emit.events_in_order`)."""
     positions: dict[int, tuple[int, Position]] = {}
-    for gpu, events in enumerate(emit_module._events_per_gpu(plan, assignment, order)):
-        steps_of = {
-            tb.id: [index for index, step in enumerate(tb.steps) if step.type != "nop"]
-            for tb in algo.gpus[gpu].tbs
-        }
-        seen: dict[int, int] = {}
-        for _key, (side, index), tb_id, kind, _source, _target in sorted(events):
-            position = steps_of[tb_id][seen.get(tb_id, 0)]
-            seen[tb_id] = seen.get(tb_id, 0) + 1
-            assert algo.gpus[gpu].tbs[tb_id].steps[position].type == kind
-            if side == 0:
-                positions[index] = (gpu, (tb_id, position))
+    events = emit_module.events_in_order(plan, assignment, order)
+    steps_of = {
+        (gpu.id, tb.id): [index for index, step in enumerate(tb.steps) if step.type != "nop"]
+        for gpu in algo.gpus
+        for tb in gpu.tbs
+    }
+    seen: dict[tuple[int, int], int] = {}
+    for gpu, tb_id, kind, node in zip(events.gpu, events.tb, events.kind, events.node, strict=True):
+        place = (int(gpu), int(tb_id))
+        position = steps_of[place][seen.get(place, 0)]
+        seen[place] = seen.get(place, 0) + 1
+        assert algo.gpus[gpu].tbs[tb_id].steps[position].type == STEP_TYPES[kind]
+        if STEP_TYPES[kind] == "s":
+            positions[int(node)] = (int(gpu), (int(tb_id), position))
     return positions
 
 

@@ -76,8 +76,7 @@ def test_other_sends_of_a_gpu_wait_for_its_free_running_nic_feeding_sends():
 
 
 def test_feeders_that_wait_for_data_are_not_waited_for():
-    predecessors = hazards(PLAN)
-    predecessors[0] = {3}  # as if tree 0's feeder depended on another transfer
+    predecessors = hazards(PLAN).with_edges({0: [3]})  # as if tree 0's feeder depended on another transfer
     assert feeders_first(PLAN, predecessors) == {5: [3]}
 
 

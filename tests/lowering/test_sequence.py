@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from collc.lowering import LoweringOptions, lower, runtime_limits
 from collc.lowering.plan import LocalOp, Plan, Span, Transfer, build_plan
-from collc.lowering.sequence import hazards, schedule_keys
+from collc.lowering.sequence import _list_schedule, hazards, schedule_keys
 
 from .forests import forest
+from .sequence_oracle import reference_hazards, reference_start_times
 from .test_lower_forests import SHAPES
 
 
@@ -44,13 +46,13 @@ def testhazards_cover_read_after_write_write_after_write_and_write_after_read():
         broadcast(0, 4, 1, 2, 0, 1),  # reads o[0] on GPU 1: RAW on 0
         broadcast(1, 6, 3, 1, 0, 1),  # writes o[0] on GPU 1 again: WAW on 0, WAR on 1
     ]
-    assert hazards(plan_of(transfers)) == [set(), {0}, {0, 1}]
+    assert hazards(plan_of(transfers)).sets() == [set(), {0}, {0, 1}]
 
 
 def test_local_ops_take_part_in_thehazards():
     transfers = [broadcast(0, 2, 0, 1, 0, 1)]
     copy = LocalOp((1, 3, 0, 0, 0, 0), 1, "cpy", Span("o", 0, 1), Span("o", 1, 1), (0, "recv"))
-    assert hazards(plan_of(transfers, (copy,))) == [set(), {0}]
+    assert hazards(plan_of(transfers, (copy,))).sets() == [set(), {0}]
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
@@ -64,5 +66,34 @@ def test_the_order_is_a_linear_extension_of_thehazards(shape, coll):
     keys, local_keys = schedule_keys(plan, range(len(plan.transfers)), hazards(plan))
     every = list(keys) + list(local_keys)
     assert len(set(every)) == len(every)
-    for node, predecessors in enumerate(hazards(plan)):
+    for node, predecessors in enumerate(hazards(plan).sets()):
         assert all(every[pred] < every[node] for pred in predecessors)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("coll", ["allgather", "reducescatter", "allreduce"])
+@pytest.mark.parametrize("lanes", [1, 3, 1000])
+def test_the_compiled_passes_agree_with_the_reference(shape, coll, lanes):
+    # the hazards and every start time against plain Python (tests/lowering/sequence_oracle.py), with
+    # all transfers on one lane, on three, and each on its own; pieces of one chunk and of many
+    f = forest(5, SHAPES[shape])
+    for piece in (1, 71):
+        plan = build_plan(f, coll, max_piece=piece)
+        found = hazards(plan)
+        expected = reference_hazards(plan)
+        assert found.sets() == expected
+        lane_of = [index % lanes for index in range(len(plan.transfers))]
+        cnt = np.array([t.source.cnt for t in plan.transfers], dtype=np.int64)
+        start = _list_schedule(len(cnt), np.array(lane_of, dtype=np.int64), cnt, *found)
+        assert start.tolist() == reference_start_times(plan, lane_of, expected)
+
+
+def test_hazards_keep_readers_of_a_chunk_until_it_is_written_again():
+    # GPU 1 receives o[0], sends it twice (two readers), then o[0] is overwritten: both reads precede it
+    transfers = [
+        broadcast(0, 2, 0, 1, 0, 1),
+        broadcast(0, 4, 1, 2, 0, 1),
+        broadcast(0, 5, 1, 3, 0, 1),
+        broadcast(1, 6, 3, 1, 0, 1),
+    ]
+    assert hazards(plan_of(transfers)).sets() == [set(), {0}, {0}, {0, 1, 2}]

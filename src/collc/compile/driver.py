@@ -43,7 +43,15 @@ from collc.compile.ranges import ByteRange, choose_range, taken_run
 from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.lowering.collector import collector_paused
 from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
-from collc.lowering.lower import DoesNotFit, Lowered, LoweringOptions, coll_algbw, lower, lower_steps
+from collc.lowering.lower import (
+    DoesNotFit,
+    Lowered,
+    LoweringOptions,
+    Plans,
+    coll_algbw,
+    lower,
+    lower_steps,
+)
 from collc.lowering.plan import COLLECTIVES, network_planes
 from collc.lowering.reach import check_reach
 from collc.msccl.program import PROTOCOLS, Algorithm, tag_buffer
@@ -592,15 +600,17 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
     solution = state.solutions[state.candidates[index].solve_k]
     reduce_forest = state.reduce_forests.get(solution.forest.k)
     name = _name(state.topology, state.options.coll, solution.forest.k, instances)
+    plans = Plans(solution.forest, reduce_forest, state.planes, state.topology.arc_bandwidths())
     try:
         lowered = yield from lower_steps(
             solution.forest,
             replace(state.options, instances=instances, name=name),
             state.limits,
-            planes=state.planes,
+            planes=plans.planes,
             reduce_forest=reduce_forest,
-            arc_bandwidths=state.topology.arc_bandwidths(),
+            arc_bandwidths=plans.arc_bandwidths,
             allow_shared_stages=allow_shared_stages,
+            plans=plans,
         )
     except DoesNotFit as error:
         state.failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
@@ -611,7 +621,7 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
     wide = lowered.usage.total_steps <= WIDE_SEARCH_STEPS
     variant = None
     if lanes == "split" or (lanes == "auto" and wide):
-        variant = yield from _relowered(state, fitted, name, split_lanes=True)
+        variant = yield from _relowered(state, fitted, name, split_lanes=True, plans=plans)
     if variant is not None and lanes == "auto" and variant.lowered.algorithm == lowered.algorithm:
         variant = None  # the same program: nothing more to simulate
     if lanes == "split":
@@ -623,19 +633,27 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
         return [variant or fitted]
     found = [fitted] if variant is None else [fitted, variant]
     if lanes == "auto" and wide and lowered.joined_stages:
-        apart = yield from _relowered(state, fitted, name, split_lanes=False, join_stages=False)
+        apart = yield from _relowered(state, fitted, name, split_lanes=False, join_stages=False, plans=plans)
         if apart is not None and apart.lowered.algorithm != lowered.algorithm:
             found.append(apart)
     if lanes == "auto" and wide and _doubles(state, solution.forest.k * 2 * instances):
         twice = _name(state.topology, state.options.coll, solution.forest.k, 2 * instances)
-        doubled = yield from _relowered(state, fitted, twice, split_lanes=True, instances=2 * instances)
+        doubled = yield from _relowered(
+            state, fitted, twice, split_lanes=True, instances=2 * instances, plans=plans
+        )
         if doubled is not None:
             found.append(doubled)
     first = state.fitted[0] if state.fitted else fitted
     narrow = first.lowered.usage.total_steps > WIDE_SEARCH_STEPS  # the search, not this program
     if narrow and (lowered.merged_tbs or lowered.joined_stages) and not lowered.stages_shared:
         shared = yield from _relowered(
-            state, fitted, name, split_lanes=False, share_stages=True, max_emissions=SHARED_EMISSIONS
+            state,
+            fitted,
+            name,
+            split_lanes=False,
+            share_stages=True,
+            max_emissions=SHARED_EMISSIONS,
+            plans=plans,
         )
         if shared is not None and shared.lowered.algorithm != lowered.algorithm:
             found.append(shared)
@@ -742,6 +760,7 @@ def _relowered(
     join_stages: bool = True,
     instances: int | None = None,
     max_emissions: int | None = None,
+    plans: Plans | None = None,
 ) -> Generator[None, None, Fitted | None]:
     """The candidate lowered again another way, to be simulated beside it (or, ``--lanes split``,
     instead of it); None where that way does not fit. Which way is faster depends on the fabric, so
@@ -765,6 +784,8 @@ def _relowered(
       threadblocks merged instead, as before joins existed. Joined usually wins (4x8 MI300X
       allreduce k = 2 at 256 KiB: 237.1 GB/s joined, 221.6 apart), not always (2x16 MI250 allreduce
       k = 2 at the default buffer: 119.7 joined, 130.0 apart).
+
+    ``plans``: the plans the candidate's first lowering built, to reuse (:class:`collc.lowering.lower.Plans`).
     """
     options = replace(
         state.options,
@@ -785,6 +806,7 @@ def _relowered(
             reduce_forest=fitted.reduce_forest,
             arc_bandwidths=state.topology.arc_bandwidths(),
             allow_shared_stages=False,
+            plans=plans,
         )
     except DoesNotFit:
         return None

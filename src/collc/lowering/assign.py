@@ -23,6 +23,7 @@ from math import lcm
 
 from collc.lowering.limits import MAX_TBS_WITH_PEER_PER_CHANNEL, DoesNotFit
 from collc.lowering.plan import Plan, Transfer
+from collc.lowering.sequence import Hazards
 
 # One threadblock's rate when planning lanes (the event simulation uses the measured rate, cost-model §1).
 TB_RATE_GBPS = Fraction(25)
@@ -248,7 +249,7 @@ def network_feeders(plan: Plan) -> set[int]:
     }
 
 
-def feeders_first(plan: Plan, predecessors: list[set[int]]) -> dict[int, list[int]]:
+def feeders_first(plan: Plan, predecessors: Hazards) -> dict[int, list[int]]:
     """Per send, the NIC-feeding sends of the same GPU and phase it waits for (same iteration).
 
     A NIC can only start once the transfers feeding it have arrived, and at the start of a call every
@@ -260,7 +261,7 @@ def feeders_first(plan: Plan, predecessors: list[set[int]]) -> dict[int, list[in
     """
     firsts: dict[tuple[int, int], list[int]] = {}
     for index in sorted(network_feeders(plan)):
-        if not predecessors[index]:
+        if predecessors.indptr[index] == predecessors.indptr[index + 1]:
             transfer = plan.transfers[index]
             firsts.setdefault((transfer.src, transfer.key[0]), []).append(index)
     waited_for = {index for waited in firsts.values() for index in waited}

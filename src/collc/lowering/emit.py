@@ -17,11 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+from numba import njit
+
 from collc.errors import InvariantError
 from collc.lowering.assign import Assignment
 from collc.lowering.limits import MAX_REDUCE_CHAIN, reduce_chains
-from collc.lowering.plan import LocalOp, Plan, Span, Transfer
-from collc.msccl.program import BUFFERS, Algorithm, GpuProgram, Step, Threadblock
+from collc.lowering.plan import Plan, buffer_bases
+from collc.msccl.program import BUFFERS, STEP_TYPES, Algorithm, GpuProgram, Step, Threadblock
 
 
 def emit(
@@ -47,8 +50,20 @@ def emit(
     (:func:`collc.lowering.assign.feeders_first`); ``order`` must put those first.
     ``pace``: tie each GPU's free-running senders to its dependent traffic (:func:`_pace_free_senders`).
     """
-    events = _events_per_gpu(plan, assignment, order)
+    events = events_in_order(plan, assignment, order)
+    after_ptr, after_idx = _after_rows(after, len(plan.transfers))
+    base = buffer_bases(
+        np.concatenate((events.src_buf, events.dst_buf)),
+        np.concatenate((events.src_off + events.cnt, events.dst_off + events.cnt)),
+    )
+    rows, bad = _fill_steps(events, base, after_ptr, after_idx, max(map(len, assignment.tbs), default=1))
+    if bad >= 0:
+        raise InvariantError(
+            f"GPU {events.gpu[bad]} threadblock {events.tb[bad]}: step keys are not increasing at "
+            f"{events.key[bad]}"
+        )
     gpus = []
+    steps_of = _steps_per_gpu(rows, plan.num_gpus)
     for gpu in range(plan.num_gpus):
         tbs = [
             Threadblock(
@@ -59,9 +74,12 @@ def emit(
             )
             for tb_id, spec in enumerate(assignment.tbs[gpu])
         ]
-        sizes = {"i": plan.i_chunks, "o": plan.o_chunks, "s": plan.s_chunks[gpu]}
-        emitted = _fill_steps(tbs, sorted(events[gpu]), after, sizes)
+        for tb_id, step in steps_of[gpu]:
+            tbs[tb_id].steps.append(step)
         if pace:
+            emitted = [
+                Emitted(tb_id, step.s, step.type) for tb_id, step in steps_of[gpu] if step.type != "nop"
+            ]
             _pace_free_senders(tbs, emitted)
         for tb in tbs:
             _cap_reduce_chains(tb.steps)
@@ -81,47 +99,51 @@ def emit(
     )
 
 
-# One event = (rank, order, tb id, step type, source, target): ``order`` breaks ties deterministically.
-Event = tuple[int, tuple[int, int], int, str, Span, Span]
+class Events(NamedTuple):
+    """Every operation's step on every GPU before waits (:attr:`collc.lowering.plan.Plan.ends`) in
+    emission order, by GPU and then by ``order``'s rank (``key``), with the threadblock that runs it."""
+
+    gpu: np.ndarray
+    key: np.ndarray
+    tb: np.ndarray
+    kind: np.ndarray
+    node: np.ndarray
+    src_buf: np.ndarray
+    src_off: np.ndarray
+    dst_buf: np.ndarray
+    dst_off: np.ndarray
+    cnt: np.ndarray
 
 
-def _events_per_gpu(
-    plan: Plan, assignment: Assignment, order: tuple[Sequence[int], Sequence[int]]
-) -> list[list[Event]]:
-    transfer_keys, local_keys = order
-    events: list[list[Event]] = [[] for _ in range(plan.num_gpus)]
-    for index, transfer in enumerate(plan.transfers):
-        lane = assignment.lane_of[index]
-        send_tb = assignment.tb_of[(transfer.src, lane, "send")]
-        recv_tb = assignment.tb_of[(transfer.dst, lane, "recv")]
-        events[transfer.src].append(
-            (transfer_keys[index], (0, index), send_tb, "s", transfer.source, transfer.source)
-        )
-        events[transfer.dst].append(
-            (transfer_keys[index], (1, index), recv_tb, "r", transfer.target, transfer.target)
-        )
-    for index, op in enumerate(plan.local_ops):
-        events[op.gpu].append(
-            (
-                local_keys[index],
-                (2, index),
-                host_tb(op, plan.transfers, assignment),
-                op.type,
-                op.source,
-                op.target,
-            )
-        )
-    return events
+def events_in_order(plan: Plan, assignment: Assignment, order: tuple[Sequence[int], Sequence[int]]) -> Events:
+    """The :class:`Events` of ``plan`` placed by ``assignment`` and ranked by ``order``."""
+    ends = plan.ends
+    key = np.concatenate((np.asarray(order[0], dtype=np.int64), np.asarray(order[1], dtype=np.int64)))[
+        ends.node
+    ]
+    tb = side_tbs(assignment)[ends.side, np.asarray(assignment.lane_of, dtype=np.int64)[ends.host]]
+    at = np.lexsort((key, ends.gpu))
+    columns = (
+        ends.gpu,
+        key,
+        tb,
+        ends.kind,
+        ends.node,
+        ends.src_buf,
+        ends.src_off,
+        ends.dst_buf,
+        ends.dst_off,
+    )
+    return Events(*(column[at] for column in columns), ends.cnt[at])
 
 
-def host_tb(op: LocalOp, transfers: tuple[Transfer, ...], assignment: Assignment) -> int:
-    """The threadblock that runs local op ``op``: the one at its host transfer's end on ``op.gpu``."""
-    transfer_index, side = op.host
-    transfer = transfers[transfer_index]
-    gpu = transfer.src if side == "send" else transfer.dst
-    if gpu != op.gpu:
-        raise InvariantError(f"local op on GPU {op.gpu} is hosted by a transfer end on GPU {gpu}")
-    return assignment.tb_of[(gpu, assignment.lane_of[transfer_index], side)]
+def side_tbs(assignment: Assignment) -> np.ndarray:
+    """The threadblock of every lane's two ends: ``[0, lane]`` sends on the lane's source GPU,
+    ``[1, lane]`` receives on its destination GPU."""
+    tbs = np.full((2, len(assignment.lanes)), -1, dtype=np.int64)
+    for (_gpu, lane, side), tb in assignment.tb_of.items():
+        tbs[0 if side == "send" else 1, lane] = tb
+    return tbs
 
 
 class Emitted(NamedTuple):
@@ -132,75 +154,163 @@ class Emitted(NamedTuple):
     kind: str
 
 
+def _after_rows(after: dict[int, list[int]], transfers: int) -> tuple[np.ndarray, np.ndarray]:
+    """``after`` as rows per transfer (CSR): the sends transfer ``t``'s send waits for are
+    ``idx[ptr[t]:ptr[t + 1]]``."""
+    ptr = np.zeros(transfers + 1, dtype=np.int64)
+    for send, firsts in after.items():
+        ptr[send + 1] = len(firsts)
+    np.cumsum(ptr, out=ptr)
+    idx = np.array([first for send in sorted(after) for first in after[send]], dtype=np.int64)
+    return ptr, idx
+
+
+# Columns of the emitter's step table (:func:`_fill_steps`), one row per step in emission order.
+GPU, TB, INDEX, KIND, SRC_BUF, SRC_OFF, DST_BUF, DST_OFF, CNT, DEPID, DEPS, HASDEP = range(12)
+_SEND, _RECV, _NOP = STEP_TYPES.index("s"), STEP_TYPES.index("r"), STEP_TYPES.index("nop")
+
+
+def _steps_per_gpu(rows: np.ndarray, num_gpus: int) -> list[list[tuple[int, Step]]]:
+    """The emitted steps as :class:`Step` records with their threadblock, per GPU in emission order."""
+    per_gpu: list[list[tuple[int, Step]]] = [[] for _ in range(num_gpus)]
+    for gpu, tb, index, kind, src_buf, src_off, dst_buf, dst_off, cnt, depid, deps, hasdep in rows.tolist():
+        step = Step(
+            index,
+            STEP_TYPES[kind],
+            BUFFERS[src_buf],
+            src_off,
+            BUFFERS[dst_buf],
+            dst_off,
+            cnt,
+            depid,
+            deps,
+            hasdep,
+        )
+        per_gpu[gpu].append((tb, step))
+    return per_gpu
+
+
+@njit(cache=True)
 def _fill_steps(
-    tbs: list[Threadblock], events: list[Event], after: dict[int, list[int]], sizes: dict[str, int]
-) -> list[Emitted]:
-    """Append every event to its threadblock with the waits the last-writer table requires, and for
-    a send the waits ``after`` asks for (its GPU's NIC-feeding sends, emitted before it).
+    events: Events, base: np.ndarray, after_ptr: np.ndarray, after_idx: np.ndarray, max_tbs: int
+) -> tuple[np.ndarray, int]:
+    """Every event's step with the waits the last-writer table requires, and for a send the waits
+    ``after`` asks for (its GPU's NIC-feeding sends, emitted before it): the step table (columns
+    :data:`GPU` .. :data:`HASDEP`), and the event whose threadblock's keys do not increase, else -1.
 
     A send reads its source, a receive writes its target, and ``cpy``/``re`` read their source and
     write their target (``re`` reads its target too, which the write covers); all of these count for
-    the waits. One pass over the events: each chunk the step touches is looked up once in the table,
-    so the work is linear in the chunks moved. The table is a list per buffer of ``sizes[buffer]``
-    chunks (a chunk's last writing step as ``(tb, step)``, or None), read and written a span's slice
-    at a time. This loop runs once per step of every lowering (a third of a million steps per
-    program at 128 GPUs), so it avoids allocations where a span has one chunk or no writer waits.
+    the waits. A step waits for the last step of every other threadblock that wrote a chunk it reads
+    or writes: the wait on the lowest threadblock becomes its ``depid``/``deps``, every further one a
+    ``nop`` right before it, and every step waited for gets ``hasdep``. One pass over the events:
+    linear in the chunks moved. The last-writer table (the row of a chunk's last writing step, the
+    buffers side by side from ``base``, :func:`collc.lowering.plan.buffer_bases`) is reused GPU
+    after GPU: an entry stamped with another GPU is empty.
     """
-    last_writer: dict[str, list[tuple[int, int] | None]] = {buf: [None] * sizes[buf] for buf in BUFFERS}
-    last_key: dict[int, int] = {}
-    sent: dict[int, tuple[int, int]] = {}
-    emitted: list[Emitted] = []  # in key order
-    for key, order, tb_id, kind, source, target in events:
-        previous = last_key.get(tb_id)
-        if previous is not None and previous >= key:
-            raise InvariantError(f"threadblock {tb_id}: step keys {previous} and {key} are not increasing")
-        last_key[tb_id] = key
-        waits: dict[int, int] = {}  # threadblock -> the last of its steps this one waits for
-        if kind != "r":
-            _add_waits(waits, last_writer[source.buf], source, tb_id)
-        if kind != "s":
-            _add_waits(waits, last_writer[target.buf], target, tb_id)
+    count = len(events.gpu)
+    writer = np.full(base[-1], -1, dtype=np.int64)
+    stamp = np.full(base[-1], -1, dtype=np.int64)
+    sent = np.full(len(after_ptr), -1, dtype=np.int64)  # per transfer: the row of its send
+    waited = np.full(max_tbs, -1, dtype=np.int64)  # per threadblock: the row of its latest step waited for
+    waiting = np.empty(max_tbs, dtype=np.int64)  # the threadblocks waited for
+    steps = np.zeros(max_tbs, dtype=np.int64)
+    last_key = np.full(max_tbs, -1, dtype=np.int64)
+    rows = np.empty((2 * count + 16, 12), dtype=np.int64)
+    emitted = 0
+    gpu = -1
+    for e in range(count):
+        if events.gpu[e] != gpu:
+            gpu = events.gpu[e]
+            steps[:] = 0
+            last_key[:] = -1
+        tb, kind, cnt = events.tb[e], events.kind[e], events.cnt[e]
+        if last_key[tb] >= events.key[e]:
+            return rows[:emitted], e
+        last_key[tb] = events.key[e]
+        num_waiting = 0
+        if kind != _RECV:
+            first = base[events.src_buf[e]] + events.src_off[e]
+            for chunk in range(first, first + cnt):
+                if stamp[chunk] == gpu:
+                    num_waiting = _wait_for(writer[chunk], tb, rows, waited, waiting, num_waiting)
+        if kind != _SEND:
+            first = base[events.dst_buf[e]] + events.dst_off[e]
+            for chunk in range(first, first + cnt):
+                if stamp[chunk] == gpu:
+                    num_waiting = _wait_for(writer[chunk], tb, rows, waited, waiting, num_waiting)
         else:
-            for first in after.get(order[1], ()):
-                _add_wait(waits, sent.get(first), tb_id)
-        steps = tbs[tb_id].steps
+            for p in range(after_ptr[events.node[e]], after_ptr[events.node[e] + 1]):
+                num_waiting = _wait_for(sent[after_idx[p]], tb, rows, waited, waiting, num_waiting)
+        if emitted + num_waiting + 1 > len(rows):
+            grown = np.empty((2 * len(rows) + num_waiting, 12), dtype=np.int64)
+            grown[:emitted] = rows[:emitted]
+            rows = grown
+        waiting[:num_waiting].sort()
         depid, deps = -1, -1
-        if waits:
-            ordered = sorted(waits.items()) if len(waits) > 1 else list(waits.items())
-            for dep_tb, dep_step in ordered[1:]:
-                steps.append(Step(len(steps), "nop", "i", -1, "o", -1, 0, dep_tb, dep_step, 0))
-            depid, deps = ordered[0]
-            for dep_tb, dep_step in ordered:
-                tbs[dep_tb].steps[dep_step].hasdep = 1
-        index = len(steps)
-        step = Step(index, kind, source.buf, source.off, target.buf, target.off, source.cnt, depid, deps)
-        steps.append(step)
-        emitted.append(Emitted(tb_id, index, kind))
-        if kind == "s":
-            sent[order[1]] = (tb_id, index)
-        elif target.cnt == 1:  # every other step writes its target
-            last_writer[target.buf][target.off] = (tb_id, index)
-        else:
-            last_writer[target.buf][target.off : target.off + target.cnt] = [(tb_id, index)] * target.cnt
-    return emitted
+        for position in range(num_waiting):
+            row = waited[waiting[position]]
+            waited[waiting[position]] = -1
+            rows[row, HASDEP] = 1
+            if position == 0:
+                depid, deps = rows[row, TB], rows[row, INDEX]
+            else:
+                rows[emitted] = (
+                    gpu,
+                    tb,
+                    steps[tb],
+                    _NOP,
+                    0,
+                    -1,
+                    1,
+                    -1,
+                    0,
+                    rows[row, TB],
+                    rows[row, INDEX],
+                    0,
+                )
+                steps[tb] += 1
+                emitted += 1
+        rows[emitted] = (
+            gpu,
+            tb,
+            steps[tb],
+            kind,
+            events.src_buf[e],
+            events.src_off[e],
+            events.dst_buf[e],
+            events.dst_off[e],
+            cnt,
+            depid,
+            deps,
+            0,
+        )
+        steps[tb] += 1
+        if kind == _SEND:
+            sent[events.node[e]] = emitted
+        else:  # every other step writes its target
+            first = base[events.dst_buf[e]] + events.dst_off[e]
+            for chunk in range(first, first + cnt):
+                stamp[chunk], writer[chunk] = gpu, emitted
+        emitted += 1
+    return rows[:emitted], -1
 
 
-def _add_waits(waits: dict[int, int], table: list[tuple[int, int] | None], span: Span, tb_id: int) -> None:
-    """The waits on the last writers of ``span``'s chunks (``table``: the span's buffer), into ``waits``."""
-    if span.cnt == 1:
-        _add_wait(waits, table[span.off], tb_id)
-        return
-    previous_blocker = None
-    for blocker in table[span.off : span.off + span.cnt]:
-        if blocker is not previous_blocker:  # a span written by one step: one lookup
-            previous_blocker = blocker
-            _add_wait(waits, blocker, tb_id)
-
-
-def _add_wait(waits: dict[int, int], blocker: tuple[int, int] | None, tb_id: int) -> None:
-    """Wait for ``blocker`` (a step of another threadblock), unless a later step of it is waited for."""
-    if blocker is not None and blocker[0] != tb_id and waits.get(blocker[0], -1) < blocker[1]:
-        waits[blocker[0]] = blocker[1]
+@njit(cache=True)
+def _wait_for(
+    row: int, tb: int, rows: np.ndarray, waited: np.ndarray, waiting: np.ndarray, num_waiting: int
+) -> int:
+    """Wait for the step in ``row`` (of another threadblock), unless a later step of its threadblock is
+    waited for; ``row`` -1: nothing to wait for. The new count of threadblocks waited for."""
+    if row < 0 or rows[row, TB] == tb:
+        return num_waiting
+    other = rows[row, TB]
+    if waited[other] < 0:
+        waiting[num_waiting] = other
+        num_waiting += 1
+        waited[other] = row
+    elif rows[waited[other], INDEX] < rows[row, INDEX]:
+        waited[other] = row
+    return num_waiting
 
 
 def _pace_free_senders(tbs: list[Threadblock], emitted: list[Emitted]) -> None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import NamedTuple
+
+import numpy as np
 
 from collc.errors import InvariantError
 from collc.lowering.assign import (
@@ -29,11 +32,11 @@ from collc.lowering.assign import (
     with_feeder_lanes,
 )
 from collc.lowering.collector import collector_paused
-from collc.lowering.emit import emit, host_tb
+from collc.lowering.emit import emit, side_tbs
 from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
 from collc.lowering.plan import MAX_CNT, Plan, build_plan, chunks_per_root
 from collc.lowering.reach import forest_elements
-from collc.lowering.sequence import hazards, schedule_keys
+from collc.lowering.sequence import Hazards, hazards, schedule_keys
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.solver.forest import Forest
 from collc.stepping import drain
@@ -78,6 +81,48 @@ class Lowered:
     paced: bool = False  # free-running senders paced (LoweringOptions.pace_free_senders)
     joined_stages: int = 0  # tree depths that share a pair's lane to fit the threadblocks (coalesce_stages)
     join_stages: bool = True  # whether depths could be joined (LoweringOptions.join_stages)
+
+
+class PlannedOps(NamedTuple):
+    """A plan with what every lane search over it needs: its hazards and the feeders-first waits."""
+
+    plan: Plan
+    hazards: Hazards
+    after: dict[int, list[int]]
+
+
+@dataclass
+class Plans:
+    """The plans built so far for one forest (with its reduce forest, the fabric's planes and arc
+    rates), by what else shapes a plan: collective, instances, placement and piece size. A compile
+    that lowers one candidate several ways (split lanes, shared tree depths) hands the same
+    :class:`Plans` to each lowering (:func:`lower_steps`), which then builds each plan once (a plan and
+    its hazards take about half a second at 128 GPUs)."""
+
+    forest: Forest
+    reduce_forest: Forest | None = None
+    planes: dict[str, int] = field(default_factory=dict)
+    arc_bandwidths: Mapping[tuple[str, str], Fraction] | None = None
+    built: dict[tuple[str, int, bool, bool, int], PlannedOps] = field(default_factory=dict)
+
+    def get(self, options: LoweringOptions, max_piece: int) -> PlannedOps:
+        """The plan for ``options`` in pieces of at most ``max_piece`` chunks, built on first use."""
+        key = (options.coll, options.instances, options.inplace, options.outofplace, max_piece)
+        if key not in self.built:
+            plan = build_plan(
+                self.forest,
+                options.coll,
+                reduce_forest=self.reduce_forest,
+                instances=options.instances,
+                inplace=options.inplace,
+                outofplace=options.outofplace,
+                planes=self.planes,
+                arc_bandwidths=self.arc_bandwidths,
+                max_piece=max_piece,
+            )
+            predecessors = hazards(plan)
+            self.built[key] = PlannedOps(plan, predecessors, feeders_first(plan, predecessors))
+        return self.built[key]
 
 
 def coll_algbw(forest: Forest, coll: str, reduce_forest: Forest | None = None) -> Fraction:
@@ -141,11 +186,14 @@ def lower_steps(
     reduce_forest: Forest | None = None,
     arc_bandwidths: Mapping[tuple[str, str], Fraction] | None = None,
     allow_shared_stages: bool = True,
+    plans: Plans | None = None,
 ) -> Generator[None, None, Lowered]:
-    """:func:`lower` in steps: it yields after building a plan, its hazards, and each assignment and
-    emission of a lane search, so that a caller (a compile service) can stop between them (a 128-GPU
-    lowering takes seconds), and returns the lowered program. Run it with the cyclic collector paused
-    (:func:`collc.lowering.collector.collector_paused`), as :func:`lower` does."""
+    """:func:`lower` in steps: it yields after building a plan with its hazards, and after each
+    assignment and emission of a lane search, so that a caller (a compile service) can stop between
+    them (a 128-GPU lowering takes seconds), and returns the lowered program. Run it with the cyclic
+    collector paused (:func:`collc.lowering.collector.collector_paused`), as :func:`lower` does.
+    ``plans``: the plans of earlier lowerings of the same forest, reduce forest, planes and arc rates
+    to reuse (and to add to); None builds them afresh."""
     if options.proto not in PROTOCOLS:
         raise InvariantError(f"unknown protocol {options.proto!r}")
     if not (options.inplace or options.outofplace):
@@ -153,13 +201,21 @@ def lower_steps(
     if forest.reversed and options.coll != "reducescatter":
         raise InvariantError(f"a forest solved on the reversed fabric cannot carry {options.coll}")
     planes = planes or {}
+    if plans is None:
+        plans = Plans(forest, reduce_forest, planes, arc_bandwidths)
+    elif (plans.forest, plans.reduce_forest, plans.planes, plans.arc_bandwidths) != (
+        forest,
+        reduce_forest,
+        planes,
+        arc_bandwidths,
+    ):
+        raise InvariantError("the plans handed to a lowering are of another forest or fabric")
     num_planes = len(set(planes.values()))
     forests = (forest,) if reduce_forest is None else (forest, reduce_forest)
     per_loop = chunks_per_root(forest, reduce_forest)
     most_chunks = max(tree.multiplicity * per_loop // f.k for f in forests for tree in f.trees)
     piece_sizes = (1, MAX_CNT) if most_chunks > 1 else (1,)
     chunk_rate: Fraction | None = None
-    plans: dict[int, tuple[Plan, list[set[int]], dict[int, list[int]]]] = {}  # built on first use
     failures: list[DoesNotFit] = []
     # Steps counted from the forest: a piece size that cannot fit the element limit builds no plan.
     least = {
@@ -181,23 +237,10 @@ def lower_steps(
     ]
     for split_stages, partial in dict.fromkeys(modes):
         for size in piece_sizes:
-            if size not in plans:
-                plan = build_plan(
-                    forest,
-                    options.coll,
-                    reduce_forest=reduce_forest,
-                    instances=options.instances,
-                    inplace=options.inplace,
-                    outofplace=options.outofplace,
-                    planes=planes,
-                    arc_bandwidths=arc_bandwidths,
-                    max_piece=size,
-                )
+            fresh = len(plans.built)
+            plan, predecessors, after = plans.get(options, size)
+            if len(plans.built) > fresh:
                 yield
-                predecessors = hazards(plan)
-                plans[size] = (plan, predecessors, feeders_first(plan, predecessors))
-                yield
-            plan, predecessors, after = plans[size]
             chunk_rate = chunk_rate or coll_algbw(forest, options.coll, reduce_forest) / plan.nchunksperloop
             try:
                 lowered = yield from _fit(
@@ -226,7 +269,7 @@ def lower_steps(
 
 def _fit(
     plan: Plan,
-    predecessors: list[set[int]],
+    predecessors: Hazards,
     after: dict[int, list[int]],
     chunk_rate: Fraction,
     options: LoweringOptions,
@@ -313,7 +356,7 @@ def _fit(
             plan,
             assignment,
             schedule_keys(
-                plan, assignment.lane_of, predecessors if merged else _with_feeders(predecessors, after)
+                plan, assignment.lane_of, predecessors if merged else predecessors.with_edges(after)
             ),
             after={} if merged else after,
             name=options.name,
@@ -366,14 +409,6 @@ def _fit(
     raise DoesNotFit("no lane assignment fits the runtime's limits", hint="use a smaller --k/--max-k")
 
 
-def _with_feeders(predecessors: list[set[int]], after: dict[int, list[int]]) -> list[set[int]]:
-    """``predecessors`` with every send of ``after`` also following the NIC-feeding sends it waits for."""
-    ordered = list(predecessors)
-    for send, firsts in after.items():
-        ordered[send] = predecessors[send].union(firsts)
-    return ordered
-
-
 def _merged(assignment: Assignment) -> int:
     """Threadblocks that both receive and send (merged to fit the runtime's threadblock limit)."""
     return sum(
@@ -410,14 +445,11 @@ def _steps(algo: Algorithm) -> list[list[int]]:
 
 def _least_steps(plan: Plan, assignment: Assignment) -> list[list[int]]:
     """A lower bound on the steps per threadblock, per GPU: one per operation it hosts (no ``nop``s)."""
-    counts = [[0] * len(specs) for specs in assignment.tbs]
-    for index, transfer in enumerate(plan.transfers):
-        lane = assignment.lane_of[index]
-        counts[transfer.src][assignment.tb_of[(transfer.src, lane, "send")]] += 1
-        counts[transfer.dst][assignment.tb_of[(transfer.dst, lane, "recv")]] += 1
-    for op in plan.local_ops:
-        counts[op.gpu][host_tb(op, plan.transfers, assignment)] += 1
-    return counts
+    ends = plan.ends
+    tb = side_tbs(assignment)[ends.side, np.asarray(assignment.lane_of, dtype=np.int64)[ends.host]]
+    counts = np.zeros((plan.num_gpus, max(map(len, assignment.tbs), default=0)), dtype=np.int64)
+    np.add.at(counts, (ends.gpu, tb), 1)
+    return [row[: len(specs)] for row, specs in zip(counts.tolist(), assignment.tbs, strict=True)]
 
 
 def _groups_over_step_limit(

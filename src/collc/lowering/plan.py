@@ -22,12 +22,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 from itertools import pairwise
 from math import lcm
-from typing import Literal
+from typing import Literal, NamedTuple
+
+import numpy as np
 
 from collc.errors import InvariantError
-from collc.msccl.program import SCHEDULED_COLLECTIVES
+from collc.msccl.program import BUFFERS, SCHEDULED_COLLECTIVES, STEP_TYPES
 from collc.solver.forest import Forest, Tree
 from collc.topology.model import Topology
 
@@ -95,6 +98,78 @@ class Plan:
     i_chunks: int
     o_chunks: int
     s_chunks: tuple[int, ...]  # per GPU
+
+    @cached_property
+    def ends(self) -> Ends:
+        """Every operation's end on a GPU as arrays (:class:`Ends`), made once per plan."""
+        return _ends(self)
+
+
+class Ends(NamedTuple):
+    """Every operation's end on a GPU, one entry each: a transfer's send (on ``src``) and receive (on
+    ``dst``), then every local op. The lowering's compiled passes (hazards, list schedule, emitter)
+    read the plan through these arrays.
+
+    ``node`` numbers operations as the passes do: transfers ``0..T-1``, then local ops ``T..``.
+    ``kind`` is an index into :data:`collc.msccl.program.STEP_TYPES` (``s``, ``r``, ``cpy``, ``re``).
+    ``src_*``/``dst_*`` are the span the step reads/writes as a buffer index into :data:`BUFFERS`
+    and an offset (a send's target is its source, a receive's source its target), ``cnt`` its chunks.
+    ``host``/``side`` name the transfer end whose threadblock runs the step: the transfer itself for
+    its two ends, :attr:`LocalOp.host` for a local op (``side`` 0: send, 1: receive).
+    """
+
+    gpu: np.ndarray
+    node: np.ndarray
+    kind: np.ndarray
+    src_buf: np.ndarray
+    src_off: np.ndarray
+    dst_buf: np.ndarray
+    dst_off: np.ndarray
+    cnt: np.ndarray
+    host: np.ndarray
+    side: np.ndarray
+
+
+_BUFFER = {buf: index for index, buf in enumerate(BUFFERS)}
+_KIND = {kind: STEP_TYPES.index(kind) for kind in ("s", "r", "cpy", "re")}
+_SIDE = {"send": 0, "recv": 1}
+
+
+def _ends(plan: Plan) -> Ends:
+    """:attr:`Plan.ends`; a local op must run on its host transfer's end on its own GPU."""
+    rows: list[tuple[int, ...]] = []
+    count = len(plan.transfers)
+    send, recv = _KIND["s"], _KIND["r"]
+    for node, transfer in enumerate(plan.transfers):
+        for gpu, kind, span, side in (
+            (transfer.src, send, transfer.source, 0),
+            (transfer.dst, recv, transfer.target, 1),
+        ):
+            buf = _BUFFER[span.buf]
+            rows.append((gpu, node, kind, buf, span.off, buf, span.off, span.cnt, node, side))
+    for index, op in enumerate(plan.local_ops):
+        host, side = op.host
+        transfer = plan.transfers[host]
+        if (transfer.src if side == "send" else transfer.dst) != op.gpu:
+            raise InvariantError(f"local op on GPU {op.gpu} is hosted by a transfer end on another GPU")
+        source_buf, target_buf = _BUFFER[op.source.buf], _BUFFER[op.target.buf]
+        kind, cnt = _KIND[op.type], op.source.cnt
+        rows.append(
+            (
+                op.gpu,
+                count + index,
+                kind,
+                source_buf,
+                op.source.off,
+                target_buf,
+                op.target.off,
+                cnt,
+                host,
+                _SIDE[side],
+            )
+        )
+    table = np.array(rows, dtype=np.int64).reshape(-1, len(Ends._fields))
+    return Ends(*(np.ascontiguousarray(table[:, column]) for column in range(len(Ends._fields))))
 
 
 @dataclass(frozen=True)
@@ -164,6 +239,16 @@ def path_bandwidth(
     rates = [arc_bandwidths.get(arc) for arc in pairwise(path)]
     known = [rate for rate in rates if rate is not None]
     return min(known) if len(known) == len(rates) else None
+
+
+def buffer_bases(buffers: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Where each buffer of :data:`BUFFERS` starts in one table of chunks that holds every chunk
+    touched, and (last) the table's size: ``buffers[j]`` (an index into :data:`BUFFERS`) is touched
+    up to chunk ``ends[j]`` (exclusive). The lowering's compiled passes keep a value per chunk of a
+    GPU in such a table."""
+    extent = np.zeros(len(BUFFERS), dtype=np.int64)
+    np.maximum.at(extent, buffers, ends)
+    return np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(extent)))
 
 
 def split_pieces(count: int, max_piece: int = MAX_CNT) -> list[tuple[int, int]]:

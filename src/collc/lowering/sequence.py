@@ -13,166 +13,337 @@ and write-after-read on every chunk, per GPU) has finished, and a lane with seve
 takes the one that became ready first. Steps are then emitted in the order of their scheduled start
 (ties by plan key). That order is a linear extension of the dependency graph, like the keys, so the
 deadlock argument of §4 carries over; it is integer arithmetic, hence deterministic.
+
+Both passes run once per plan or emission over every chunk of every operation (a third of a million
+operations at 128 GPUs), so they are compiled (numba) over flat arrays of the plan
+(:func:`_accesses`); the plan order is one sort of the keys, shared by both (:class:`Hazards`).
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
-from collc.lowering.plan import Plan, Span
-from collc.msccl.program import BUFFERS
+import numpy as np
+from numba import njit
+
+from collc.heaps import heap_pop, heap_push
+from collc.lowering.plan import Plan, buffer_bases
+from collc.msccl.program import STEP_TYPES
 
 TICKS = 1 << 20  # time resolution of the list schedule: ticks per pipelining iteration
 
 
-def schedule_keys(
-    plan: Plan, lane_of: Sequence[int], predecessors: list[set[int]]
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
+class Hazards(NamedTuple):
+    """What every operation of a plan must follow, and the plan order.
+
+    Nodes are transfers ``0..T-1`` then local ops ``T..``. The predecessors of node ``v`` are
+    ``indices[indptr[v]:indptr[v + 1]]`` (distinct, never ``v``); ``by_key[v]`` is ``v``'s position
+    when all nodes are sorted by (plan key, node).
+    """
+
+    by_key: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+
+    def of(self, node: int) -> set[int]:
+        """The predecessors of ``node``."""
+        return set(self.indices[self.indptr[node] : self.indptr[node + 1]].tolist())
+
+    def sets(self) -> list[set[int]]:
+        """The predecessors of every node."""
+        return [self.of(node) for node in range(len(self.by_key))]
+
+    def with_edges(self, extra: Mapping[int, Sequence[int]]) -> Hazards:
+        """These hazards with every node of ``extra`` also following the nodes it maps to."""
+        if not extra:
+            return self
+        nodes = len(self.by_key)
+        heads = np.repeat(np.arange(nodes, dtype=np.int64), np.diff(self.indptr))
+        added = [(node, first) for node, firsts in extra.items() for first in firsts]
+        more = np.array(added, dtype=np.int64).reshape(-1, 2)
+        indptr, indices = _rows(
+            nodes, np.concatenate((heads, more[:, 0])), np.concatenate((self.indices, more[:, 1]))
+        )
+        return Hazards(self.by_key, indptr, indices)
+
+
+def schedule_keys(plan: Plan, lane_of: Sequence[int], hazards: Hazards) -> tuple[list[int], list[int]]:
     """New keys (transfers, local ops): the rank of each operation's start in the list schedule.
 
     Ties are broken by plan key, then by node, so the ranks of all operations are distinct.
-    ``lane_of`` gives every transfer's lane, ``predecessors`` the plan's :func:`hazards`.
+    ``lane_of`` gives every transfer's lane, ``hazards`` the plan's :func:`hazards`.
     """
-    by_key = _plan_order(plan)
-    start = _list_schedule(plan, lane_of, by_key, predecessors)
-    nodes = len(by_key)
-    when = [time * nodes + position for time, position in zip(start, by_key, strict=True)]
-    ranks = [0] * nodes
-    for rank, node in enumerate(sorted(range(nodes), key=when.__getitem__)):
-        ranks[node] = rank
     count = len(plan.transfers)
-    return tuple(ranks[:count]), tuple(ranks[count:])
+    lanes = np.asarray(lane_of, dtype=np.int64)
+    cnt = np.fromiter((transfer.source.cnt for transfer in plan.transfers), dtype=np.int64, count=count)
+    start = _list_schedule(count, lanes, cnt, hazards.by_key, hazards.indptr, hazards.indices)
+    ranks = np.empty(len(start), dtype=np.int64)
+    ranks[np.lexsort((hazards.by_key, start))] = np.arange(len(start))
+    every = ranks.tolist()
+    return every[:count], every[count:]
 
 
-def _plan_order(plan: Plan) -> list[int]:
-    """Per node (transfers, then local ops), its position when all are sorted by (plan key, node)."""
-    keys = [transfer.key for transfer in plan.transfers] + [op.key for op in plan.local_ops]
-    position = [0] * len(keys)
-    for rank, node in enumerate(sorted(range(len(keys)), key=keys.__getitem__)):  # stable: ties by node
-        position[node] = rank
-    return position
-
-
-def hazards(plan: Plan) -> list[set[int]]:
+def hazards(plan: Plan) -> Hazards:
     """Per operation, the operations it must follow: RAW, WAW and WAR on every chunk of every GPU.
 
-    Nodes are transfers ``0..T-1`` then local ops ``T..``; a transfer reads its source on the sender
-    and writes its target on the receiver. Accesses are taken per GPU in plan-key order, which is
-    the order the program's semantics are defined by. One pass over the accesses with a last writer
-    and the readers since then per chunk: linear in the chunks touched.
+    A transfer reads its source on the sender and writes its target on the receiver. Accesses are
+    taken per GPU in plan-key order, which is the order the program's semantics are defined by. One
+    pass over the accesses with a last writer and the readers since then per chunk: linear in the
+    chunks touched.
     """
-    transfers, local_ops = plan.transfers, plan.local_ops
-    count = len(transfers)
-    keys = [transfer.key for transfer in transfers] + [op.key for op in local_ops]
-    accesses: list[list[_Access]] = [[] for _ in range(plan.num_gpus)]
-    for node in sorted(range(len(keys)), key=keys.__getitem__):  # stable: ties in node order
-        if node < count:
-            transfer = transfers[node]
-            accesses[transfer.src].append((node, (transfer.source,), ()))
-            accesses[transfer.dst].append((node, (), (transfer.target,)))
-        else:
-            op = local_ops[node - count]
-            reads = (op.source,) if op.type == "cpy" else (op.source, op.target)
-            accesses[op.gpu].append((node, reads, (op.target,)))
-    predecessors: list[set[int]] = [set() for _ in range(count + len(plan.local_ops))]
-    for per_gpu in accesses:
-        last_writer: dict[str, dict[int, int]] = {buf: {} for buf in BUFFERS}  # buffer -> chunk -> node
-        readers: dict[str, dict[int, list[int]]] = {buf: {} for buf in BUFFERS}  # since the last write
-        for node, reads, writes in per_gpu:
-            before = predecessors[node]
-            for span in reads:
-                written, read = last_writer[span.buf], readers[span.buf]
-                for chunk in range(span.off, span.off + span.cnt):
-                    writer = written.get(chunk)
-                    if writer is not None:
-                        before.add(writer)
-                    if chunk in read:
-                        read[chunk].append(node)
-                    else:
-                        read[chunk] = [node]
-            for span in writes:
-                written, read = last_writer[span.buf], readers[span.buf]
-                for chunk in range(span.off, span.off + span.cnt):
-                    writer = written.get(chunk)
-                    if writer is not None:
-                        before.add(writer)
-                    if chunk in read:
-                        before.update(read.pop(chunk))
-                    written[chunk] = node
-            before.discard(node)
-    return predecessors
+    keys = [transfer.key for transfer in plan.transfers] + [op.key for op in plan.local_ops]
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: ties in node order
+    by_key = np.empty(len(keys), dtype=np.int64)
+    by_key[order] = np.arange(len(keys))
+    accesses = _accesses(plan, by_key)
+    columns = [2, 5, 8]  # the accesses' spans
+    ends = accesses[:, [column + 1 for column in columns]] + accesses[:, [column + 2 for column in columns]]
+    heads, tails = _hazard_edges(accesses, buffer_bases(accesses[:, columns].ravel(), ends.ravel()))
+    indptr, indices = _rows(len(keys), heads, tails)
+    return Hazards(by_key, indptr, indices)
 
 
-# The accesses of an operation on one GPU: (node, spans read, spans written).
-_Access = tuple[int, tuple[Span, ...], tuple[Span, ...]]
+_SEND, _RECV, _RE = (STEP_TYPES.index(kind) for kind in ("s", "r", "re"))
 
 
+def _accesses(plan: Plan, by_key: np.ndarray) -> np.ndarray:
+    """Every GPU's accesses in plan order (by GPU, then ``by_key``), one row each: ``(gpu, node,
+    read, read, write)``, each span as (buffer index, offset, count), unused ones empty: a send reads
+    its source, a receive writes its target, a ``cpy`` reads its source and a ``re`` its source and
+    target, and both write their target (:attr:`collc.lowering.plan.Plan.ends`)."""
+    ends = plan.ends
+    none = np.zeros_like(ends.cnt)
+    read = (ends.src_buf, ends.src_off, np.where(ends.kind != _RECV, ends.cnt, none))
+    also_read = (ends.dst_buf, ends.dst_off, np.where(ends.kind == _RE, ends.cnt, none))
+    write = (ends.dst_buf, ends.dst_off, np.where(ends.kind != _SEND, ends.cnt, none))
+    table = np.stack((ends.gpu, ends.node, *read, *also_read, *write), axis=1)
+    return table[np.lexsort((by_key[ends.node], ends.gpu))]
+
+
+@njit(cache=True)
+def _hazard_edges(accesses: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The hazards of ``accesses`` (:func:`_accesses`, grouped by GPU) as edges ``heads[e]`` follows
+    ``tails[e]`` (repeats possible). One table of chunks (``base``:
+    :func:`collc.lowering.plan.buffer_bases`) is reused GPU after GPU: an entry stamped with another
+    GPU is empty. Readers since the last write are linked lists per chunk."""
+    size = base[-1]
+    read_chunks = 0
+    write_chunks = 0
+    for row in range(accesses.shape[0]):
+        read_chunks += accesses[row, 4] + accesses[row, 7]
+        write_chunks += accesses[row, 10]
+    heads = np.empty(2 * read_chunks + write_chunks, dtype=np.int64)
+    tails = np.empty_like(heads)
+    edges = 0
+    stamp = np.full(size, -1, dtype=np.int64)
+    writer = np.full(size, -1, dtype=np.int64)
+    first_reader = np.full(size, -1, dtype=np.int64)
+    reader = np.empty(max(read_chunks, 1), dtype=np.int64)
+    next_reader = np.empty_like(reader)
+    readers = 0
+    for row in range(accesses.shape[0]):
+        gpu, node = accesses[row, 0], accesses[row, 1]
+        for column in (2, 5, 8):
+            first = base[accesses[row, column]] + accesses[row, column + 1]
+            writes = column == 8
+            for chunk in range(first, first + accesses[row, column + 2]):
+                if stamp[chunk] != gpu:
+                    stamp[chunk], writer[chunk], first_reader[chunk] = gpu, -1, -1
+                if writer[chunk] >= 0:
+                    heads[edges], tails[edges] = node, writer[chunk]
+                    edges += 1
+                if writes:
+                    link = first_reader[chunk]
+                    while link >= 0:
+                        heads[edges], tails[edges] = node, reader[link]
+                        edges += 1
+                        link = next_reader[link]
+                    writer[chunk], first_reader[chunk] = node, -1
+                else:
+                    reader[readers], next_reader[readers] = node, first_reader[chunk]
+                    first_reader[chunk] = readers
+                    readers += 1
+    return heads[:edges], tails[:edges]
+
+
+@njit(cache=True)
+def _rows(nodes: int, heads: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges as rows per head (CSR), repeats and self-edges dropped, each row in edge order."""
+    indptr = np.zeros(nodes + 1, dtype=np.int64)
+    for head in heads:
+        indptr[head + 1] += 1
+    for node in range(nodes):
+        indptr[node + 1] += indptr[node]
+    filled = indptr[:-1].copy()
+    indices = np.empty(len(heads), dtype=np.int64)
+    for edge in range(len(heads)):
+        indices[filled[heads[edge]]] = tails[edge]
+        filled[heads[edge]] += 1
+    seen = np.full(nodes, -1, dtype=np.int64)
+    kept = 0
+    compact = np.zeros(nodes + 1, dtype=np.int64)
+    for node in range(nodes):
+        for edge in range(indptr[node], indptr[node + 1]):
+            tail = indices[edge]
+            if tail != node and seen[tail] != node:
+                seen[tail] = node
+                indices[kept] = tail
+                kept += 1
+        compact[node + 1] = kept
+    return compact, indices[:kept].copy()
+
+
+@njit(cache=True)
 def _list_schedule(
-    plan: Plan, lane_of: Sequence[int], by_key: list[int], predecessors: list[set[int]]
-) -> list[int]:
+    count: int,
+    lane_of: np.ndarray,
+    cnt: np.ndarray,
+    by_key: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+) -> np.ndarray:
     """Start time of every operation (in :data:`TICKS` per iteration) when lanes send one at a time.
 
     Integer ticks keep the schedule exact and fast; a transfer lasts at least one tick, so it
     starts strictly after everything it depends on has started. Among transfers ready on a lane
-    the earliest ready goes first, ties by plan order (``by_key``, :func:`_plan_order`). The queues
-    hold ``time · nodes + by_key`` as one integer, which orders exactly like the pair.
+    the earliest ready goes first, ties by plan order (``by_key``); operations that end at the same
+    time complete in plan order. Every lane's ready transfers are a heap in a slice of one array.
     """
-    transfers = plan.transfers
-    count = len(transfers)
     nodes = len(by_key)
-    node_at = [0] * nodes
-    for node, position in enumerate(by_key):
-        node_at[position] = node
-    lane_total: dict[int, int] = {}
-    for index, transfer in enumerate(transfers):
-        lane = lane_of[index]
-        lane_total[lane] = lane_total.get(lane, 0) + transfer.source.cnt
-    successors: list[list[int]] = [[] for _ in range(nodes)]
-    waiting = [len(preds) for preds in predecessors]
-    for node, preds in enumerate(predecessors):
-        for pred in preds:
-            successors[pred].append(node)
-    start = [0] * nodes
-    pending: dict[int, list[int]] = {}  # lane -> ready transfers
-    lane_busy: set[int] = set()
-    touched: set[int] = set()  # lanes that got a ready transfer or became free
-    completions: list[int] = []
+    lanes = lane_of.max() + 1 if count else 0
+    lane_total = np.zeros(lanes, dtype=np.int64)
+    lane_size = np.zeros(lanes, dtype=np.int64)
+    for node in range(count):
+        lane_total[lane_of[node]] += cnt[node]
+        lane_size[lane_of[node]] += 1
+    lane_start = np.zeros(lanes + 1, dtype=np.int64)
+    lane_start[1:] = np.cumsum(lane_size)
+    successors_ptr = np.zeros(nodes + 1, dtype=np.int64)
+    for edge in range(len(indices)):
+        successors_ptr[indices[edge] + 1] += 1
+    for node in range(nodes):
+        successors_ptr[node + 1] += successors_ptr[node]
+    filled = successors_ptr[:-1].copy()
+    successors = np.empty(len(indices), dtype=np.int64)
+    for node in range(nodes):
+        for edge in range(indptr[node], indptr[node + 1]):
+            successors[filled[indices[edge]]] = node
+            filled[indices[edge]] += 1
+    waiting = indptr[1:] - indptr[:-1]
+    start = np.zeros(nodes, dtype=np.int64)
+    ready = np.zeros(nodes, dtype=np.int64)  # when a transfer became ready: its lane's heap key
+    end = np.zeros(nodes, dtype=np.int64)  # when an operation ends: the completions' heap key
+    pending = np.empty(max(count, 1), dtype=np.int64)
+    pending_size = np.zeros(lanes, dtype=np.int64)
+    busy = np.zeros(lanes, dtype=np.bool_)
+    touched = np.empty(lanes, dtype=np.int64)
+    is_touched = np.zeros(lanes, dtype=np.bool_)
+    num_touched = 0
+    completions = np.empty(nodes, dtype=np.int64)
+    num_completions = 0
     now = 0
-
-    def make_ready(node: int) -> None:
-        if node >= count:  # local op: no lane, no duration
-            start[node] = now
-            heapq.heappush(completions, now * nodes + by_key[node])
-        else:
-            lane = lane_of[node]
-            heapq.heappush(pending.setdefault(lane, []), now * nodes + by_key[node])
-            touched.add(lane)
-
     for node in range(nodes):
         if waiting[node] == 0:
-            make_ready(node)
+            num_completions, num_touched = _make_ready(
+                node,
+                now,
+                count,
+                lane_of,
+                lane_start,
+                start,
+                ready,
+                end,
+                pending,
+                pending_size,
+                by_key,
+                completions,
+                num_completions,
+                touched,
+                is_touched,
+                num_touched,
+            )
     while True:
-        for lane in sorted(touched):
-            queue = pending.get(lane)
-            if lane not in lane_busy and queue:
-                node = node_at[heapq.heappop(queue) % nodes]
+        for position in range(num_touched):
+            lane = touched[position]
+            is_touched[lane] = False
+            if not busy[lane] and pending_size[lane]:
+                queue = pending[lane_start[lane] : lane_start[lane + 1]]
+                node = queue[0]
+                pending_size[lane] = heap_pop(queue, pending_size[lane], ready, by_key)
                 start[node] = now
-                lane_busy.add(lane)
-                duration = max(1, transfers[node].source.cnt * TICKS // lane_total[lane])
-                heapq.heappush(completions, (now + duration) * nodes + by_key[node])
-        touched.clear()
-        if not completions:
+                busy[lane] = True
+                end[node] = now + max(1, cnt[node] * TICKS // lane_total[lane])
+                num_completions = heap_push(completions, num_completions, node, end, by_key)
+        num_touched = 0
+        if not num_completions:
             break
-        now = completions[0] // nodes
-        horizon = (now + 1) * nodes
-        while completions and completions[0] < horizon:
-            node = node_at[heapq.heappop(completions) % nodes]
+        now = end[completions[0]]
+        while num_completions and end[completions[0]] == now:
+            node = completions[0]
+            num_completions = heap_pop(completions, num_completions, end, by_key)
             if node < count:
-                lane_busy.discard(lane_of[node])
-                touched.add(lane_of[node])
-            for successor in successors[node]:
+                lane = lane_of[node]
+                busy[lane] = False
+                if not is_touched[lane]:
+                    is_touched[lane] = True
+                    touched[num_touched] = lane
+                    num_touched += 1
+            for edge in range(successors_ptr[node], successors_ptr[node + 1]):
+                successor = successors[edge]
                 waiting[successor] -= 1
                 if waiting[successor] == 0:
-                    make_ready(successor)
+                    num_completions, num_touched = _make_ready(
+                        successor,
+                        now,
+                        count,
+                        lane_of,
+                        lane_start,
+                        start,
+                        ready,
+                        end,
+                        pending,
+                        pending_size,
+                        by_key,
+                        completions,
+                        num_completions,
+                        touched,
+                        is_touched,
+                        num_touched,
+                    )
     return start
+
+
+@njit(cache=True)
+def _make_ready(
+    node: int,
+    now: int,
+    count: int,
+    lane_of: np.ndarray,
+    lane_start: np.ndarray,
+    start: np.ndarray,
+    ready: np.ndarray,
+    end: np.ndarray,
+    pending: np.ndarray,
+    pending_size: np.ndarray,
+    by_key: np.ndarray,
+    completions: np.ndarray,
+    num_completions: int,
+    touched: np.ndarray,
+    is_touched: np.ndarray,
+    num_touched: int,
+) -> tuple[int, int]:
+    """``node`` has nothing left to wait for at ``now``: a local op (no lane, no duration) starts and
+    ends now, a transfer joins its lane's ready heap. The new sizes of the completions and touched lanes."""
+    if node >= count:
+        start[node] = end[node] = now
+        return heap_push(completions, num_completions, node, end, by_key), num_touched
+    lane = lane_of[node]
+    ready[node] = now
+    queue = pending[lane_start[lane] : lane_start[lane + 1]]
+    pending_size[lane] = heap_push(queue, pending_size[lane], node, ready, by_key)
+    if not is_touched[lane]:
+        is_touched[lane] = True
+        touched[num_touched] = lane
+        num_touched += 1
+    return num_completions, num_touched
