@@ -23,7 +23,7 @@ from numba import njit
 from collc.errors import InvariantError
 from collc.lowering.assign import Assignment
 from collc.lowering.limits import MAX_REDUCE_CHAIN, reduce_chains
-from collc.lowering.plan import Plan, buffer_bases
+from collc.lowering.plan import Plan
 from collc.msccl.program import BUFFERS, STEP_TYPES, Algorithm, GpuProgram, Step, Threadblock
 
 
@@ -52,35 +52,30 @@ def emit(
     """
     events = events_in_order(plan, assignment, order)
     after_ptr, after_idx = _after_rows(after, len(plan.transfers))
-    base = buffer_bases(
-        np.concatenate((events.src_buf, events.dst_buf)),
-        np.concatenate((events.src_off + events.cnt, events.dst_off + events.cnt)),
-    )
+    base = plan.ends.buffer_bases()
     rows, bad = _fill_steps(events, base, after_ptr, after_idx, max(map(len, assignment.tbs), default=1))
     if bad >= 0:
         raise InvariantError(
             f"GPU {events.gpu[bad]} threadblock {events.tb[bad]}: step keys are not increasing at "
             f"{events.key[bad]}"
         )
-    gpus = []
-    steps_of = _steps_per_gpu(rows, plan.num_gpus)
-    for gpu in range(plan.num_gpus):
-        tbs = [
+    programs = [
+        [
             Threadblock(
                 tb_id,
                 assignment.lanes[spec.send_lane].dst if spec.send_lane is not None else -1,
                 assignment.lanes[spec.recv_lane].src if spec.recv_lane is not None else -1,
                 spec.chan,
             )
-            for tb_id, spec in enumerate(assignment.tbs[gpu])
+            for tb_id, spec in enumerate(specs)
         ]
-        for tb_id, step in steps_of[gpu]:
-            tbs[tb_id].steps.append(step)
+        for specs in assignment.tbs
+    ]
+    emitted = _append_steps(rows, programs, pace)
+    gpus = []
+    for gpu, tbs in enumerate(programs):
         if pace:
-            emitted = [
-                Emitted(tb_id, step.s, step.type) for tb_id, step in steps_of[gpu] if step.type != "nop"
-            ]
-            _pace_free_senders(tbs, emitted)
+            _pace_free_senders(tbs, emitted[gpu])
         for tb in tbs:
             _cap_reduce_chains(tb.steps)
         gpus.append(GpuProgram(gpu, plan.i_chunks, plan.o_chunks, plan.s_chunks[gpu], tbs))
@@ -118,32 +113,26 @@ class Events(NamedTuple):
 def events_in_order(plan: Plan, assignment: Assignment, order: tuple[Sequence[int], Sequence[int]]) -> Events:
     """The :class:`Events` of ``plan`` placed by ``assignment`` and ranked by ``order``."""
     ends = plan.ends
-    key = np.concatenate((np.asarray(order[0], dtype=np.int64), np.asarray(order[1], dtype=np.int64)))[
-        ends.node
-    ]
-    tb = side_tbs(assignment)[ends.side, np.asarray(assignment.lane_of, dtype=np.int64)[ends.host]]
+    ranks = np.concatenate((np.asarray(order[0], dtype=np.int64), np.asarray(order[1], dtype=np.int64)))
+    key = ranks[ends.node]
+    columns = (ends.gpu, key, end_tbs(plan, assignment), ends.kind, ends.node)
+    columns += (ends.src_buf, ends.src_off, ends.dst_buf, ends.dst_off, ends.cnt)
     at = np.lexsort((key, ends.gpu))
-    columns = (
-        ends.gpu,
-        key,
-        tb,
-        ends.kind,
-        ends.node,
-        ends.src_buf,
-        ends.src_off,
-        ends.dst_buf,
-        ends.dst_off,
-    )
-    return Events(*(column[at] for column in columns), ends.cnt[at])
+    return Events(*(column[at] for column in columns))
 
 
-def side_tbs(assignment: Assignment) -> np.ndarray:
-    """The threadblock of every lane's two ends: ``[0, lane]`` sends on the lane's source GPU,
-    ``[1, lane]`` receives on its destination GPU."""
-    tbs = np.full((2, len(assignment.lanes)), -1, dtype=np.int64)
+def end_tbs(plan: Plan, assignment: Assignment) -> np.ndarray:
+    """The threadblock that runs every end of :attr:`collc.lowering.plan.Plan.ends` (on its GPU): a
+    transfer's send on its lane's sending threadblock, its receive on the receiving one, a local op
+    on the threadblock of its host end."""
+    tbs = np.full((2, len(assignment.lanes)), -1, dtype=np.int64)  # per side (send, receive) and lane
     for (_gpu, lane, side), tb in assignment.tb_of.items():
         tbs[0 if side == "send" else 1, lane] = tb
-    return tbs
+    ends = plan.ends
+    found = tbs[ends.side, np.asarray(assignment.lane_of, dtype=np.int64)[ends.host]]
+    if (found < 0).any():
+        raise InvariantError("an operation's lane has no threadblock at that end")
+    return found
 
 
 class Emitted(NamedTuple):
@@ -170,24 +159,37 @@ GPU, TB, INDEX, KIND, SRC_BUF, SRC_OFF, DST_BUF, DST_OFF, CNT, DEPID, DEPS, HASD
 _SEND, _RECV, _NOP = STEP_TYPES.index("s"), STEP_TYPES.index("r"), STEP_TYPES.index("nop")
 
 
-def _steps_per_gpu(rows: np.ndarray, num_gpus: int) -> list[list[tuple[int, Step]]]:
-    """The emitted steps as :class:`Step` records with their threadblock, per GPU in emission order."""
-    per_gpu: list[list[tuple[int, Step]]] = [[] for _ in range(num_gpus)]
-    for gpu, tb, index, kind, src_buf, src_off, dst_buf, dst_off, cnt, depid, deps, hasdep in rows.tolist():
-        step = Step(
-            index,
-            STEP_TYPES[kind],
-            BUFFERS[src_buf],
-            src_off,
-            BUFFERS[dst_buf],
-            dst_off,
-            cnt,
-            depid,
-            deps,
-            hasdep,
-        )
-        per_gpu[gpu].append((tb, step))
-    return per_gpu
+def _append_steps(rows: np.ndarray, programs: list[list[Threadblock]], emitted: bool) -> list[list[Emitted]]:
+    """Append the step table's rows (:func:`_fill_steps`) to their threadblocks as :class:`Step`
+    records, and with ``emitted`` list every GPU's steps other than ``nop`` in emission order.
+    The rows are read a block at a time: their Python lists would take about half a kilobyte per step
+    at once (1.4 million steps at 512 GPUs)."""
+    order: list[list[Emitted]] = [[] for _ in programs]
+    for start in range(0, len(rows), ROWS_AT_ONCE):
+        for gpu, tb, index, kind, src_buf, src_off, dst_buf, dst_off, cnt, depid, deps, hasdep in rows[
+            start : start + ROWS_AT_ONCE
+        ].tolist():
+            step_type = STEP_TYPES[kind]
+            programs[gpu][tb].steps.append(
+                Step(
+                    index,
+                    step_type,
+                    BUFFERS[src_buf],
+                    src_off,
+                    BUFFERS[dst_buf],
+                    dst_off,
+                    cnt,
+                    depid,
+                    deps,
+                    hasdep,
+                )
+            )
+            if emitted and kind != _NOP:
+                order[gpu].append(Emitted(tb, index, step_type))
+    return order
+
+
+ROWS_AT_ONCE = 1 << 16  # rows of the step table turned into Python objects at a time
 
 
 @njit(cache=True)
@@ -204,8 +206,9 @@ def _fill_steps(
     or writes: the wait on the lowest threadblock becomes its ``depid``/``deps``, every further one a
     ``nop`` right before it, and every step waited for gets ``hasdep``. One pass over the events:
     linear in the chunks moved. The last-writer table (the row of a chunk's last writing step, the
-    buffers side by side from ``base``, :func:`collc.lowering.plan.buffer_bases`) is reused GPU
-    after GPU: an entry stamped with another GPU is empty.
+    buffers side by side from ``base``, :meth:`collc.lowering.plan.Ends.buffer_bases`) is reused GPU
+    after GPU: an entry stamped with another GPU is empty. The step table is int32 (every field is
+    an index, offset or count far below 2**31): at 512 GPUs it holds 1.4 million steps.
     """
     count = len(events.gpu)
     writer = np.full(base[-1], -1, dtype=np.int64)
@@ -215,7 +218,7 @@ def _fill_steps(
     waiting = np.empty(max_tbs, dtype=np.int64)  # the threadblocks waited for
     steps = np.zeros(max_tbs, dtype=np.int64)
     last_key = np.full(max_tbs, -1, dtype=np.int64)
-    rows = np.empty((2 * count + 16, 12), dtype=np.int64)
+    rows = np.empty((count + count // 4 + 16, 12), dtype=np.int32)  # grown when the nops need more
     emitted = 0
     gpu = -1
     for e in range(count):
@@ -242,7 +245,7 @@ def _fill_steps(
             for p in range(after_ptr[events.node[e]], after_ptr[events.node[e] + 1]):
                 num_waiting = _wait_for(sent[after_idx[p]], tb, rows, waited, waiting, num_waiting)
         if emitted + num_waiting + 1 > len(rows):
-            grown = np.empty((2 * len(rows) + num_waiting, 12), dtype=np.int64)
+            grown = np.empty((len(rows) + len(rows) // 2 + num_waiting, 12), dtype=np.int32)
             grown[:emitted] = rows[:emitted]
             rows = grown
         waiting[:num_waiting].sort()
@@ -254,36 +257,15 @@ def _fill_steps(
             if position == 0:
                 depid, deps = rows[row, TB], rows[row, INDEX]
             else:
-                rows[emitted] = (
-                    gpu,
-                    tb,
-                    steps[tb],
-                    _NOP,
-                    0,
-                    -1,
-                    1,
-                    -1,
-                    0,
-                    rows[row, TB],
-                    rows[row, INDEX],
-                    0,
-                )
+                dep_tb, dep_step = rows[row, TB], rows[row, INDEX]
+                _put(
+                    rows, emitted, gpu, tb, steps[tb], _NOP, 0, -1, 1, -1, 0, dep_tb, dep_step
+                )  # i[-1] -> o[-1]
                 steps[tb] += 1
                 emitted += 1
-        rows[emitted] = (
-            gpu,
-            tb,
-            steps[tb],
-            kind,
-            events.src_buf[e],
-            events.src_off[e],
-            events.dst_buf[e],
-            events.dst_off[e],
-            cnt,
-            depid,
-            deps,
-            0,
-        )
+        src_buf, src_off = events.src_buf[e], events.src_off[e]
+        dst_buf, dst_off = events.dst_buf[e], events.dst_off[e]
+        _put(rows, emitted, gpu, tb, steps[tb], kind, src_buf, src_off, dst_buf, dst_off, cnt, depid, deps)
         steps[tb] += 1
         if kind == _SEND:
             sent[events.node[e]] = emitted
@@ -293,6 +275,33 @@ def _fill_steps(
                 stamp[chunk], writer[chunk] = gpu, emitted
         emitted += 1
     return rows[:emitted], -1
+
+
+@njit(cache=True)
+def _put(
+    rows: np.ndarray,
+    at: int,
+    gpu: int,
+    tb: int,
+    index: int,
+    kind: int,
+    src_buf: int,
+    src_off: int,
+    dst_buf: int,
+    dst_off: int,
+    cnt: int,
+    depid: int,
+    deps: int,
+) -> None:
+    """Write a step into row ``at`` of the step table (``hasdep`` unset until a step waits for it)."""
+    rows[at, GPU], rows[at, TB], rows[at, INDEX], rows[at, KIND] = gpu, tb, index, kind
+    rows[at, SRC_BUF], rows[at, SRC_OFF], rows[at, DST_BUF], rows[at, DST_OFF] = (
+        src_buf,
+        src_off,
+        dst_buf,
+        dst_off,
+    )
+    rows[at, CNT], rows[at, DEPID], rows[at, DEPS], rows[at, HASDEP] = cnt, depid, deps, 0
 
 
 @njit(cache=True)

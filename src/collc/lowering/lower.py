@@ -32,7 +32,7 @@ from collc.lowering.assign import (
     with_feeder_lanes,
 )
 from collc.lowering.collector import collector_paused
-from collc.lowering.emit import emit, side_tbs
+from collc.lowering.emit import emit, end_tbs
 from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
 from collc.lowering.plan import MAX_CNT, Plan, build_plan, chunks_per_root
 from collc.lowering.reach import forest_elements
@@ -445,10 +445,8 @@ def _steps(algo: Algorithm) -> list[list[int]]:
 
 def _least_steps(plan: Plan, assignment: Assignment) -> list[list[int]]:
     """A lower bound on the steps per threadblock, per GPU: one per operation it hosts (no ``nop``s)."""
-    ends = plan.ends
-    tb = side_tbs(assignment)[ends.side, np.asarray(assignment.lane_of, dtype=np.int64)[ends.host]]
     counts = np.zeros((plan.num_gpus, max(map(len, assignment.tbs), default=0)), dtype=np.int64)
-    np.add.at(counts, (ends.gpu, tb), 1)
+    np.add.at(counts, (plan.ends.gpu, end_tbs(plan, assignment)), 1)
     return [row[: len(specs)] for row, specs in zip(counts.tolist(), assignment.tbs, strict=True)]
 
 

@@ -129,6 +129,15 @@ class Ends(NamedTuple):
     host: np.ndarray
     side: np.ndarray
 
+    def buffer_bases(self) -> np.ndarray:
+        """Where each buffer of :data:`BUFFERS` starts in one table that holds every chunk these ends
+        touch on a GPU, and (last) the table's size: the lowering's compiled passes keep a value per
+        chunk of a GPU in such a table."""
+        extent = np.zeros(len(BUFFERS), dtype=np.int64)
+        np.maximum.at(extent, self.src_buf, self.src_off + self.cnt)
+        np.maximum.at(extent, self.dst_buf, self.dst_off + self.cnt)
+        return np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(extent)))
+
 
 _BUFFER = {buf: index for index, buf in enumerate(BUFFERS)}
 _KIND = {kind: STEP_TYPES.index(kind) for kind in ("s", "r", "cpy", "re")}
@@ -239,16 +248,6 @@ def path_bandwidth(
     rates = [arc_bandwidths.get(arc) for arc in pairwise(path)]
     known = [rate for rate in rates if rate is not None]
     return min(known) if len(known) == len(rates) else None
-
-
-def buffer_bases(buffers: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Where each buffer of :data:`BUFFERS` starts in one table of chunks that holds every chunk
-    touched, and (last) the table's size: ``buffers[j]`` (an index into :data:`BUFFERS`) is touched
-    up to chunk ``ends[j]`` (exclusive). The lowering's compiled passes keep a value per chunk of a
-    GPU in such a table."""
-    extent = np.zeros(len(BUFFERS), dtype=np.int64)
-    np.maximum.at(extent, buffers, ends)
-    return np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(extent)))
 
 
 def split_pieces(count: int, max_piece: int = MAX_CNT) -> list[tuple[int, int]]:

@@ -16,7 +16,8 @@ deadlock argument of §4 carries over; it is integer arithmetic, hence determini
 
 Both passes run once per plan or emission over every chunk of every operation (a third of a million
 operations at 128 GPUs), so they are compiled (numba) over flat arrays of the plan
-(:func:`_accesses`); the plan order is one sort of the keys, shared by both (:class:`Hazards`).
+(:attr:`collc.lowering.plan.Plan.ends`); the plan order is one sort of the keys, shared by both
+(:class:`Hazards`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from collc.heaps import heap_pop, heap_push
-from collc.lowering.plan import Plan, buffer_bases
+from collc.lowering.plan import Plan
 from collc.msccl.program import STEP_TYPES
 
 TICKS = 1 << 20  # time resolution of the list schedule: ticks per pipelining iteration
@@ -97,9 +98,7 @@ def hazards(plan: Plan) -> Hazards:
     by_key = np.empty(len(keys), dtype=np.int64)
     by_key[order] = np.arange(len(keys))
     accesses = _accesses(plan, by_key)
-    columns = [2, 5, 8]  # the accesses' spans
-    ends = accesses[:, [column + 1 for column in columns]] + accesses[:, [column + 2 for column in columns]]
-    heads, tails = _hazard_edges(accesses, buffer_bases(accesses[:, columns].ravel(), ends.ravel()))
+    heads, tails = _hazard_edges(accesses, plan.ends.buffer_bases())
     indptr, indices = _rows(len(keys), heads, tails)
     return Hazards(by_key, indptr, indices)
 
@@ -125,7 +124,7 @@ def _accesses(plan: Plan, by_key: np.ndarray) -> np.ndarray:
 def _hazard_edges(accesses: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The hazards of ``accesses`` (:func:`_accesses`, grouped by GPU) as edges ``heads[e]`` follows
     ``tails[e]`` (repeats possible). One table of chunks (``base``:
-    :func:`collc.lowering.plan.buffer_bases`) is reused GPU after GPU: an entry stamped with another
+    :meth:`collc.lowering.plan.Ends.buffer_bases`) is reused GPU after GPU: an entry stamped with another
     GPU is empty. Readers since the last write are linked lists per chunk."""
     size = base[-1]
     read_chunks = 0
@@ -243,26 +242,22 @@ def _list_schedule(
     completions = np.empty(nodes, dtype=np.int64)
     num_completions = 0
     now = 0
+    queues = _Queues(
+        lane_of,
+        lane_start,
+        start,
+        ready,
+        end,
+        pending,
+        pending_size,
+        by_key,
+        completions,
+        touched,
+        is_touched,
+    )
     for node in range(nodes):
         if waiting[node] == 0:
-            num_completions, num_touched = _make_ready(
-                node,
-                now,
-                count,
-                lane_of,
-                lane_start,
-                start,
-                ready,
-                end,
-                pending,
-                pending_size,
-                by_key,
-                completions,
-                num_completions,
-                touched,
-                is_touched,
-                num_touched,
-            )
+            num_completions, num_touched = _make_ready(node, now, count, queues, num_completions, num_touched)
     while True:
         for position in range(num_touched):
             lane = touched[position]
@@ -294,56 +289,44 @@ def _list_schedule(
                 waiting[successor] -= 1
                 if waiting[successor] == 0:
                     num_completions, num_touched = _make_ready(
-                        successor,
-                        now,
-                        count,
-                        lane_of,
-                        lane_start,
-                        start,
-                        ready,
-                        end,
-                        pending,
-                        pending_size,
-                        by_key,
-                        completions,
-                        num_completions,
-                        touched,
-                        is_touched,
-                        num_touched,
+                        successor, now, count, queues, num_completions, num_touched
                     )
     return start
 
 
+class _Queues(NamedTuple):
+    """The list schedule's per-node times and queues, as :func:`_make_ready` updates them."""
+
+    lane_of: np.ndarray
+    lane_start: np.ndarray  # lane l's ready heap is pending[lane_start[l]:lane_start[l + 1]]
+    start: np.ndarray
+    ready: np.ndarray  # when a transfer became ready: its lane's heap key
+    end: np.ndarray  # when an operation ends: the completions' heap key
+    pending: np.ndarray
+    pending_size: np.ndarray
+    by_key: np.ndarray
+    completions: np.ndarray
+    touched: np.ndarray  # lanes to look at, and whether a lane is among them
+    is_touched: np.ndarray
+
+
 @njit(cache=True)
 def _make_ready(
-    node: int,
-    now: int,
-    count: int,
-    lane_of: np.ndarray,
-    lane_start: np.ndarray,
-    start: np.ndarray,
-    ready: np.ndarray,
-    end: np.ndarray,
-    pending: np.ndarray,
-    pending_size: np.ndarray,
-    by_key: np.ndarray,
-    completions: np.ndarray,
-    num_completions: int,
-    touched: np.ndarray,
-    is_touched: np.ndarray,
-    num_touched: int,
+    node: int, now: int, count: int, queues: _Queues, num_completions: int, num_touched: int
 ) -> tuple[int, int]:
     """``node`` has nothing left to wait for at ``now``: a local op (no lane, no duration) starts and
-    ends now, a transfer joins its lane's ready heap. The new sizes of the completions and touched lanes."""
+    ends now, a transfer joins its lane's ready heap. The new sizes of the completions and touched
+    lanes."""
+    q = queues
     if node >= count:
-        start[node] = end[node] = now
-        return heap_push(completions, num_completions, node, end, by_key), num_touched
-    lane = lane_of[node]
-    ready[node] = now
-    queue = pending[lane_start[lane] : lane_start[lane + 1]]
-    pending_size[lane] = heap_push(queue, pending_size[lane], node, ready, by_key)
-    if not is_touched[lane]:
-        is_touched[lane] = True
-        touched[num_touched] = lane
+        q.start[node] = q.end[node] = now
+        return heap_push(q.completions, num_completions, node, q.end, q.by_key), num_touched
+    lane = q.lane_of[node]
+    q.ready[node] = now
+    queue = q.pending[q.lane_start[lane] : q.lane_start[lane + 1]]
+    q.pending_size[lane] = heap_push(queue, q.pending_size[lane], node, q.ready, q.by_key)
+    if not q.is_touched[lane]:
+        q.is_touched[lane] = True
+        q.touched[num_touched] = lane
         num_touched += 1
     return num_completions, num_touched
