@@ -23,7 +23,7 @@ from numba import njit
 from collc.errors import InvariantError
 from collc.lowering.assign import Assignment
 from collc.lowering.limits import MAX_REDUCE_CHAIN, reduce_chains
-from collc.lowering.plan import Plan
+from collc.lowering.plan import SIDES, Plan
 from collc.msccl.program import BUFFERS, STEP_TYPES, Algorithm, GpuProgram, Step, Threadblock
 
 
@@ -125,9 +125,9 @@ def end_tbs(plan: Plan, assignment: Assignment) -> np.ndarray:
     """The threadblock that runs every end of :attr:`collc.lowering.plan.Plan.ends` (on its GPU): a
     transfer's send on its lane's sending threadblock, its receive on the receiving one, a local op
     on the threadblock of its host end."""
-    tbs = np.full((2, len(assignment.lanes)), -1, dtype=np.int64)  # per side (send, receive) and lane
+    tbs = np.full((len(SIDES), len(assignment.lanes)), -1, dtype=np.int64)  # per side and lane
     for (_gpu, lane, side), tb in assignment.tb_of.items():
-        tbs[0 if side == "send" else 1, lane] = tb
+        tbs[SIDES.index(side), lane] = tb
     ends = plan.ends
     found = tbs[ends.side, np.asarray(assignment.lane_of, dtype=np.int64)[ends.host]]
     if (found < 0).any():
@@ -159,9 +159,11 @@ GPU, TB, INDEX, KIND, SRC_BUF, SRC_OFF, DST_BUF, DST_OFF, CNT, DEPID, DEPS, HASD
 _SEND, _RECV, _NOP = STEP_TYPES.index("s"), STEP_TYPES.index("r"), STEP_TYPES.index("nop")
 
 
-def _append_steps(rows: np.ndarray, programs: list[list[Threadblock]], emitted: bool) -> list[list[Emitted]]:
+def _append_steps(
+    rows: np.ndarray, programs: list[list[Threadblock]], list_emitted: bool
+) -> list[list[Emitted]]:
     """Append the step table's rows (:func:`_fill_steps`) to their threadblocks as :class:`Step`
-    records, and with ``emitted`` list every GPU's steps other than ``nop`` in emission order.
+    records, and with ``list_emitted`` list every GPU's steps other than ``nop`` in emission order.
     The rows are read a block at a time: their Python lists would take about half a kilobyte per step
     at once (1.4 million steps at 512 GPUs)."""
     order: list[list[Emitted]] = [[] for _ in programs]
@@ -184,7 +186,7 @@ def _append_steps(rows: np.ndarray, programs: list[list[Threadblock]], emitted: 
                     hasdep,
                 )
             )
-            if emitted and kind != _NOP:
+            if list_emitted and kind != _NOP:
                 order[gpu].append(Emitted(tb, index, step_type))
     return order
 

@@ -115,7 +115,7 @@ class Ends(NamedTuple):
     ``src_*``/``dst_*`` are the span the step reads/writes as a buffer index into :data:`BUFFERS`
     and an offset (a send's target is its source, a receive's source its target), ``cnt`` its chunks.
     ``host``/``side`` name the transfer end whose threadblock runs the step: the transfer itself for
-    its two ends, :attr:`LocalOp.host` for a local op (``side`` 0: send, 1: receive).
+    its two ends, :attr:`LocalOp.host` for a local op (``side``: an index into :data:`SIDES`).
     """
 
     gpu: np.ndarray
@@ -141,7 +141,7 @@ class Ends(NamedTuple):
 
 _BUFFER = {buf: index for index, buf in enumerate(BUFFERS)}
 _KIND = {kind: STEP_TYPES.index(kind) for kind in ("s", "r", "cpy", "re")}
-_SIDE = {"send": 0, "recv": 1}
+SIDES = ("send", "recv")  # a transfer end's side, as :attr:`Ends.side` numbers it
 
 
 def _ends(plan: Plan) -> Ends:
@@ -174,7 +174,7 @@ def _ends(plan: Plan) -> Ends:
                 op.target.off,
                 cnt,
                 host,
-                _SIDE[side],
+                SIDES.index(side),
             )
         )
     table = np.array(rows, dtype=np.int64).reshape(-1, len(Ends._fields))
