@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from collc.errors import InputError, Location
 from collc.input_limits import MAX_GPUS, MAX_NESTING, MAX_XML_CHUNKS
@@ -46,9 +47,21 @@ STEP_REQUIRED = ("s", "type", "srcbuf", "srcoff", "dstbuf", "dstoff", "cnt", "de
 _STEP_KEYS = frozenset(STEP_REQUIRED)
 #: a step's integer attributes; none has a size limit of its own (see _SIZE_LIMITS)
 _STEP_INTEGERS = ("s", "srcoff", "dstoff", "cnt", "depid", "deps", "hasdep")
-#: all of them plain decimals of at most 18 digits (always within int64), joined by commas: one match
-#: reads a step; anything else goes through :meth:`_Builder.integer`, which names the precise error
-_STEP_NUMBERS = re.compile(r"(?:-?(?:0|[1-9][0-9]{0,17}),){6}-?(?:0|[1-9][0-9]{0,17})")
+#: a plain decimal of at most 18 digits (always within int64, no leading zero, no sign but '-')
+_PLAIN = r"(-?(?:0|[1-9][0-9]{0,17}))"
+#: a step's integers joined by commas, all plain decimals: one match reads them; anything else goes
+#: through :meth:`_Builder.integer`, which names the precise error
+_STEP_NUMBERS = re.compile(rf"(?:{_PLAIN},){{6}}{_PLAIN}")
+_TEXT = r'([^"\n]*)'  # an attribute value on one line, as in _CANONICAL_ATTRIBUTE
+_STEP_STRINGS = ("type", "srcbuf", "dstbuf")
+#: a ``<step>`` as collc's writer lays it out (the ten attributes in the order of STEP_REQUIRED, plain
+#: decimals, on one line), after the whitespace before it: one match reads it (group 1 is the element,
+#: then the values in that order); any other form goes through the scanner, which finds what is wrong
+_CANONICAL_STEP = re.compile(
+    r"[ \n\r]*(<step"
+    + "".join(f' {key}="{_TEXT if key in _STEP_STRINGS else _PLAIN}"' for key in STEP_REQUIRED)
+    + "/>)"
+)
 
 #: The legacy loader (the original MSCCL) reads only ``inplace``; size bounds default to [0, 128 MiB).
 LEGACY_DEFAULTS = {"outofplace": "0", "minBytes": "0", "maxBytes": str(128 * 1024 * 1024)}
@@ -70,7 +83,18 @@ class _Element:
     pos: int
     tag_end: int = 0
     attributes: dict[str, str] = field(default_factory=dict)
-    children: list[_Element] = field(default_factory=list)
+    children: list[_Element | _PlainStep] = field(default_factory=list)
+
+
+class _PlainStep(NamedTuple):
+    """A ``<step>`` read in one match of :data:`_CANONICAL_STEP`: where its start tag is, as for
+    :class:`_Element`, and the match that holds its ten values."""
+
+    pos: int
+    tag_end: int
+    match: re.Match[str]
+
+    name = "step"
 
 
 @dataclass(frozen=True)
@@ -197,7 +221,13 @@ class _Scanner:
             node.tag_end = self.pos
             if closed:
                 return node
+        plain_steps = depth + 1 < MAX_NESTING
         while True:
+            step = _CANONICAL_STEP.match(self.text, self.pos) if plain_steps else None
+            if step is not None:
+                self.pos = step.end()
+                node.children.append(_PlainStep(step.start(1), step.end(), step))
+                continue
             self.skip_between_elements()
             if self.pos >= len(self.text):
                 raise self.fail(
@@ -367,7 +397,7 @@ class _Builder:
         self.runtime = runtime
         self.notes = scanner.notes
 
-    def location(self, node: _Element, key: str | None = None) -> Location:
+    def location(self, node: _Element | _PlainStep, key: str | None = None) -> Location:
         """Where ``node`` starts, or where its attribute ``key`` does."""
         if key is not None:
             found = self.scanner.text.find(f" {key}=", node.pos, node.tag_end)
@@ -375,10 +405,10 @@ class _Builder:
                 return self.scanner.location(found + 1)
         return self.scanner.location(node.pos)
 
-    def line(self, node: _Element) -> int | None:
+    def line(self, node: _Element | _PlainStep) -> int | None:
         return self.scanner.line(node.pos)
 
-    def children(self, node: _Element, name: str) -> list[_Element]:
+    def children(self, node: _Element, name: str) -> list[_Element | _PlainStep]:
         kept = []
         for child in node.children:
             if child.name == name:
@@ -484,7 +514,22 @@ class _Builder:
         tb.steps = [self.step(child) for child in self.children(node, "step")]
         return tb
 
-    def step(self, node: _Element) -> Step:
+    def step(self, node: _Element | _PlainStep) -> Step:
+        if isinstance(node, _PlainStep):
+            _, s, kind, srcbuf, srcoff, dstbuf, dstoff, cnt, depid, deps, hasdep = node.match.groups()
+            return Step(
+                s=int(s),
+                type=kind,
+                srcbuf=srcbuf,
+                srcoff=int(srcoff),
+                dstbuf=dstbuf,
+                dstoff=int(dstoff),
+                cnt=int(cnt),
+                depid=int(depid),
+                deps=int(deps),
+                hasdep=int(hasdep),
+                line=self.line(node),
+            )
         attributes = node.attributes
         if not attributes.keys() >= _STEP_KEYS:
             raise self.missing(node, next(key for key in STEP_REQUIRED if key not in attributes))
