@@ -275,6 +275,51 @@ def test_unpaired_connections_and_dangling_dependencies_are_input_errors() -> No
         ProgramCost(_switch(3), dangling)
 
 
+def test_a_dependency_on_a_threadblock_only_another_gpu_has_is_an_input_error() -> None:
+    program = _chain(fused=False)
+    assert len(program.gpus[0].tbs) > len(program.gpus[2].tbs) - 1
+    program.gpus[2].tbs[0].steps[0].depid = len(program.gpus[2].tbs)  # a tb id GPU 0 has
+    with pytest.raises(InputError, match=f"gpu 2 tb 0 depends on tb {len(program.gpus[2].tbs)}, which"):
+        ProgramCost(_switch(3), program)
+
+
+def _waiting_everywhere() -> Algorithm:
+    """The two-threadblock chain with every step waiting on a threadblock of its GPU (itself where
+    it is alone)."""
+    algo = _chain(fused=False)
+    for gpu in algo.gpus:
+        for tb in gpu.tbs:
+            for index, step in enumerate(tb.steps):
+                step.depid, step.deps = (tb.id + 1 + index) % len(gpu.tbs), 0
+    return algo
+
+
+@pytest.mark.parametrize("program", ["chain", "compiled"])
+def test_the_threadblocks_waiting_on_each_are_those_whose_steps_name_it(program: str) -> None:
+    """The step table's dependents (dep_ptr/dep_idx) against sets built step by step: every other
+    threadblock of the GPU one of whose steps depends on it, once, in increasing order (a compiled
+    1x8 V100 allreduce has its own dependencies)."""
+    if program == "chain":
+        algo, network = _waiting_everywhere(), _switch(3)
+    else:
+        topology = model("dgx1", 1).topology
+        algo = compile_schedule(topology, CompileOptions(coll="allreduce", k=2, lanes="rate")).algorithm
+        network = Network.of(topology)
+    cost = ProgramCost(network, algo)
+    index = {(tb.gpu, tb.tb): i for i, tb in enumerate(cost.tbs)}
+    expected: list[set[int]] = [set() for _ in cost.tbs]
+    for gpu in algo.gpus:
+        for tb in gpu.tbs:
+            for step in tb.steps:
+                if step.depid >= 0 and step.depid != tb.id:
+                    expected[index[(gpu.id, step.depid)]].add(index[(gpu.id, tb.id)])
+    table = cost._table
+    assert any(expected)
+    assert [
+        table.dep_idx[table.dep_ptr[i] : table.dep_ptr[i + 1]].tolist() for i in range(len(cost.tbs))
+    ] == [sorted(waiting) for waiting in expected]
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_runs_made_side_by_side_give_the_answers_of_runs_made_one_by_one(monkeypatch, threads: int) -> None:
     """prefetch runs the simulations a size needs on several threads; every time is the same to the

@@ -30,9 +30,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass
 from functools import partial
 from math import ceil, inf
+from operator import attrgetter
 from queue import SimpleQueue
 from typing import NamedTuple
 
@@ -57,13 +57,32 @@ DRAINED = 1e-6  # share of one unit of cnt's bytes below which a flow counts as 
 Connection = tuple[int, int, int]  # (sender rank, receiver rank, channel)
 
 
-@dataclass(frozen=True)
-class _Tb:
+class _Tb(NamedTuple):
+    """A threadblock: its rank, id and connections (its steps are in :class:`_Steps`)."""
+
     gpu: int
     tb: int
-    steps: tuple[tuple[str, int, int, int], ...]  # (type, cnt, depid, deps)
     send: Connection | None
     recv: Connection | None
+
+
+class _Steps(NamedTuple):
+    """Every threadblock's steps as columns, threadblocks in order, each one's steps in order."""
+
+    nsteps: np.ndarray  # per threadblock
+    kinds: np.ndarray  # per step: its type
+    cnt: np.ndarray
+    depid: np.ndarray
+    deps: np.ndarray
+
+    def owners(self) -> np.ndarray:
+        """The threadblock of every step."""
+        return np.repeat(np.arange(len(self.nsteps)), self.nsteps)
+
+    def sent(self) -> np.ndarray:
+        """Per threadblock, the chunks its send steps move in one iteration."""
+        is_send = np.isin(self.kinds, sorted(SEND_TYPES))
+        return np.bincount(self.owners(), weights=self.cnt * is_send, minlength=len(self.nsteps))
 
 
 class _StepTable(NamedTuple):
@@ -88,70 +107,43 @@ class _StepTable(NamedTuple):
     dep_idx: np.ndarray
 
 
-def _step_table(tbs: list[_Tb]) -> _StepTable:
-    by_gpu_tb = {(tb.gpu, tb.tb): i for i, tb in enumerate(tbs)}
-    connections = sorted({tb.send for tb in tbs if tb.send is not None})
-    conn_index = {connection: c for c, connection in enumerate(connections)}
-    sender = np.zeros(len(connections), dtype=np.int64)
-    receiver = np.zeros(len(connections), dtype=np.int64)
-    dependents: list[set[int]] = [set() for _ in tbs]
-    dep_tb = []
-    for i, tb in enumerate(tbs):
-        if tb.send is not None:
-            sender[conn_index[tb.send]] = i
-        if tb.recv is not None:
-            receiver[conn_index[tb.recv]] = i
-        for _, _, depid, _ in tb.steps:
-            other = by_gpu_tb[(tb.gpu, depid)] if depid >= 0 else -1
-            if other >= 0 and other != i:
-                dependents[other].add(i)
-            dep_tb.append(other)
-    steps = [step for tb in tbs for step in tb.steps]
-    nsteps = np.array([len(tb.steps) for tb in tbs], dtype=np.int64)
-    first = np.zeros(len(tbs), dtype=np.int64)
-    first[1:] = np.cumsum(nsteps)[:-1]
-    dep_ptr = np.zeros(len(tbs) + 1, dtype=np.int64)
-    dep_ptr[1:] = np.cumsum([len(d) for d in dependents])
-    return _StepTable(
-        nsteps=nsteps,
-        first=first,
-        is_send=np.array([step[0] in SEND_TYPES for step in steps], dtype=np.bool_),
-        is_recv=np.array([step[0] in RECV_TYPES for step in steps], dtype=np.bool_),
-        cnt=np.array([step[1] for step in steps], dtype=np.int64),
-        dep_tb=np.array(dep_tb, dtype=np.int64),
-        deps=np.array([step[3] for step in steps], dtype=np.int64),
-        send_conn=np.array(
-            [conn_index[tb.send] if tb.send is not None else -1 for tb in tbs], dtype=np.int64
-        ),
-        recv_conn=np.array(
-            [conn_index[tb.recv] if tb.recv is not None else -1 for tb in tbs], dtype=np.int64
-        ),
-        sender=sender,
-        receiver=receiver,
-        dep_ptr=dep_ptr,
-        dep_idx=np.array([j for d in dependents for j in sorted(d)], dtype=np.int64),
+_STEP_COLUMNS = tuple(attrgetter(name) for name in ("type", "cnt", "depid", "deps"))
+
+
+def _threadblocks(algo: Algorithm) -> tuple[list[_Tb], _Steps]:
+    """The program's threadblocks, rank by rank, and their steps as columns."""
+    tbs: list[_Tb] = []
+    nsteps: list[int] = []
+    columns: tuple[list, ...] = ([], [], [], [])
+    for gpu in algo.gpus:
+        for tb in gpu.tbs:
+            send = (gpu.id, tb.send, tb.chan) if tb.send >= 0 else None
+            tbs.append(_Tb(gpu.id, tb.id, send, (tb.recv, gpu.id, tb.chan) if tb.recv >= 0 else None))
+            nsteps.append(len(tb.steps))
+            for column, field in zip(columns, _STEP_COLUMNS, strict=True):
+                column.extend(map(field, tb.steps))
+    kinds, cnt, depid, deps = columns
+    return tbs, _Steps(
+        np.array(nsteps, dtype=np.int64),
+        np.array(kinds, dtype=str),
+        np.array(cnt, dtype=np.int64),
+        np.array(depid, dtype=np.int64),
+        np.array(deps, dtype=np.int64),
     )
 
 
-def _threadblocks(algo: Algorithm) -> list[_Tb]:
-    tbs = []
-    for gpu in algo.gpus:
-        for tb in gpu.tbs:
-            tbs.append(
-                _Tb(
-                    gpu.id,
-                    tb.id,
-                    tuple((step.type, step.cnt, step.depid, step.deps) for step in tb.steps),
-                    (gpu.id, tb.send, tb.chan) if tb.send >= 0 else None,
-                    (tb.recv, gpu.id, tb.chan) if tb.recv >= 0 else None,
-                )
-            )
-    return tbs
+def _tb_index(tbs: list[_Tb]) -> np.ndarray:
+    """The index of threadblock ``tb`` of rank ``gpu`` at ``[gpu, tb]``; -1 where there is none."""
+    table = np.full((max(tb.gpu for tb in tbs) + 1, max(tb.tb for tb in tbs) + 1), -1, dtype=np.int64)
+    for i, tb in enumerate(tbs):
+        table[tb.gpu, tb.tb] = i
+    return table
 
 
-def _check_structure(tbs: list[_Tb]) -> None:
-    """Connections must pair up and dependencies must name threadblocks of the same GPU (else bad input)."""
-    known = {(tb.gpu, tb.tb) for tb in tbs}
+def _dependencies(tbs: list[_Tb], steps: _Steps) -> np.ndarray:
+    """Per step, the index of the threadblock its dependency names (-1: none), after checking that
+    connections pair up and that every dependency names a threadblock of the same GPU (else the
+    input is bad)."""
     sends = {tb.send for tb in tbs if tb.send is not None}
     receives = {tb.recv for tb in tbs if tb.recv is not None}
     problems = [
@@ -161,17 +153,58 @@ def _check_structure(tbs: list[_Tb]) -> None:
         f"gpu {r[1]} receives from {r[0]} on channel {r[2]} but nobody sends"
         for r in sorted(receives - sends)
     ]
-    problems += [
-        f"gpu {tb.gpu} tb {tb.tb} depends on tb {depid}, which does not exist"
-        for tb in tbs
-        for _, _, depid, _ in tb.steps
-        if depid >= 0 and (tb.gpu, depid) not in known
-    ]
+    dep_tb = np.full(len(steps.depid), -1, dtype=np.int64)
+    if tbs:
+        table = _tb_index(tbs)
+        gpus = np.array([tb.gpu for tb in tbs], dtype=np.int64)[steps.owners()]
+        named = steps.depid >= 0
+        inside = named & (steps.depid < table.shape[1])
+        dep_tb[inside] = table[gpus[inside], steps.depid[inside]]
+        missing = np.flatnonzero(named & (dep_tb < 0))
+        problems += [
+            f"gpu {gpus[i]} tb {tbs[owner].tb} depends on tb {steps.depid[i]}, which does not exist"
+            for i, owner in zip(missing, steps.owners()[missing], strict=True)
+        ]
     if problems:
         raise InputError(
             f"the schedule cannot run: {'; '.join(problems[:5])}",
             hint="run `collc verify` on the file for every problem with its location",
         )
+    return dep_tb
+
+
+def _step_table(tbs: list[_Tb], steps: _Steps, dep_tb: np.ndarray) -> _StepTable:
+    connections = sorted({tb.send for tb in tbs if tb.send is not None})
+    conn_index = {connection: c for c, connection in enumerate(connections)}
+    send_conn = np.array([conn_index[tb.send] if tb.send is not None else -1 for tb in tbs], dtype=np.int64)
+    recv_conn = np.array([conn_index[tb.recv] if tb.recv is not None else -1 for tb in tbs], dtype=np.int64)
+    sender = np.zeros(len(connections), dtype=np.int64)
+    receiver = np.zeros(len(connections), dtype=np.int64)
+    sender[send_conn[send_conn >= 0]] = np.flatnonzero(send_conn >= 0)
+    receiver[recv_conn[recv_conn >= 0]] = np.flatnonzero(recv_conn >= 0)
+    # the threadblocks whose steps wait for each other one, each once, in increasing order
+    owners = steps.owners()
+    waits = (dep_tb >= 0) & (dep_tb != owners)
+    pairs = np.unique(dep_tb[waits] * len(tbs) + owners[waits])
+    dep_ptr = np.zeros(len(tbs) + 1, dtype=np.int64)
+    dep_ptr[1:] = np.cumsum(np.bincount(pairs // max(len(tbs), 1), minlength=len(tbs)))
+    first = np.zeros(len(tbs), dtype=np.int64)
+    first[1:] = np.cumsum(steps.nsteps)[:-1]
+    return _StepTable(
+        nsteps=steps.nsteps,
+        first=first,
+        is_send=np.isin(steps.kinds, sorted(SEND_TYPES)),
+        is_recv=np.isin(steps.kinds, sorted(RECV_TYPES)),
+        cnt=steps.cnt,
+        dep_tb=dep_tb,
+        deps=steps.deps,
+        send_conn=send_conn,
+        recv_conn=recv_conn,
+        sender=sender,
+        receiver=receiver,
+        dep_ptr=dep_ptr,
+        dep_idx=(pairs % max(len(tbs), 1)).astype(np.int64),
+    )
 
 
 def _route(
@@ -234,15 +267,14 @@ class ProgramCost:
     ):
         self.network = network
         self.algo = algo
-        self.tbs = _threadblocks(algo)
+        self.tbs, steps = _threadblocks(algo)
         ranks = network.topology.ranks
         if algo.ngpus != len(ranks):
             raise InputError(
                 f"the schedule is for {algo.ngpus} GPUs but {network.topology.name!r} has {len(ranks)}",
                 hint="simulate the schedule on the topology it was compiled for",
             )
-        _check_structure(self.tbs)
-        self._table = _step_table(self.tbs)
+        self._table = _step_table(self.tbs, steps, _dependencies(self.tbs, steps))
         plane_index = network_planes(network.topology)
         planes = sorted(plane_index, key=plane_index.get)
         arcs = sorted(network.bandwidth)
@@ -251,7 +283,7 @@ class ProgramCost:
         self._routes: list[list[int]] = []  # per threadblock: the arcs its sends cross
         latency = []
         spread: dict[Arc, float] = {}  # chunks per iteration routed over each shared-network arc
-        sent = [sum(cnt for step_type, cnt, _, _ in tb.steps if step_type in SEND_TYPES) for tb in self.tbs]
+        sent = steps.sent().tolist()
         for tb, amount in zip(self.tbs, sent, strict=True):
             if tb.send is None:
                 self._routes.append([])
