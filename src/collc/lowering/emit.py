@@ -22,7 +22,7 @@ from numba import njit
 
 from collc.errors import InvariantError
 from collc.lowering.assign import Assignment
-from collc.lowering.limits import MAX_REDUCE_CHAIN, reduce_chains
+from collc.lowering.limits import MAX_REDUCE_CHAIN, fuses
 from collc.lowering.plan import SIDES, Plan
 from collc.msccl.program import BUFFERS, STEP_TYPES, Algorithm, GpuProgram, Step, Threadblock
 
@@ -364,7 +364,7 @@ def _cap_reduce_chains(steps: list[Step]) -> None:
     for step in steps:
         if step.type != "re":
             run = 0
-        elif previous is not None and reduce_chains([previous, step]) == [2]:
+        elif fuses(previous, step):
             run += 1
         else:
             run = 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from collc.errors import InfeasibleError, InputError
-from collc.msccl.program import STEP_TYPES, TARGET_RUNTIMES, Algorithm
+from collc.msccl.program import STEP_TYPES, TARGET_RUNTIMES, Algorithm, Step
 from collc.topology.model import Topology
 from collc.verify.lint import PARSER_MAX_NODES
 from collc.verify.runtimes import PROFILES
@@ -82,7 +82,7 @@ def reduce_chains(steps) -> list[int]:
     lengths: list[int] = []
     previous = None
     for step in steps:
-        if step.type == "re" and _fuses(previous, step):
+        if step.type == "re" and fuses(previous, step):
             lengths[-1] += 1
         elif step.type == "re":
             lengths.append(1)
@@ -90,7 +90,9 @@ def reduce_chains(steps) -> list[int]:
     return lengths
 
 
-def _fuses(previous, step) -> bool:
+def fuses(previous: Step | None, step: Step) -> bool:
+    """Whether the parser fuses ``step`` into the ``re`` chain that ``previous`` (the step before it in
+    its threadblock) is part of."""
     return (
         previous is not None
         and previous.type == "re"

@@ -61,9 +61,10 @@ COLLECTIVES = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
-    """One ``<step>``: all ten attributes are required by the runtime, also for ``nop``."""
+    """One ``<step>``: all ten attributes are required by the runtime, also for ``nop``. Slotted: a
+    program of 128 GPUs has 200,000 of them, each a quarter smaller without an attribute dict."""
 
     s: int
     type: str
