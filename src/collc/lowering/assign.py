@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import lcm
 
+import numpy as np
+
 from collc.lowering.limits import MAX_TBS_WITH_PEER_PER_CHANNEL, DoesNotFit
-from collc.lowering.plan import Plan, Transfer
+from collc.lowering.plan import Plan, Transfer, TransferColumns
 from collc.lowering.sequence import Hazards
 
 # One threadblock's rate when planning lanes (the event simulation uses the measured rate, cost-model §1).
@@ -336,6 +338,7 @@ def assign(
     """
     lanes: list[Lane] = []
     lane_of = [0] * len(plan.transfers)
+    cnt = plan.columns.cnt
     used: dict[tuple[int, int], set[int]] = {}
     per_channel: Counter[tuple[str, int, int]] = Counter()  # (role, gpu, chan) -> lanes
     full: defaultdict[tuple[str, int], set[int]] = defaultdict(set)  # (role, gpu) -> channels with 32
@@ -367,13 +370,12 @@ def assign(
         free = [(0, lane) for lane in mine]  # a heap of (chunks so far, lane)
         for index in members:  # least-loaded lane first (lowest on ties), in key order: deterministic
             load, lane = free[0]
-            heapq.heapreplace(free, (load + plan.transfers[index].source.cnt, lane))
+            heapq.heapreplace(free, (load + cnt[index], lane))
             lane_of[index] = lane
-    units: list[set[tuple[int, ...]]] = [set() for _ in lanes]
-    for transfer, lane in zip(plan.transfers, lane_of, strict=True):
-        units[lane].add(transfer.key[2:5])  # (tree, instance, piece)
-    busy = _busy(plan, lane_of, len(lanes))
-    tbs, tb_of = _threadblocks(plan.num_gpus, lanes, [frozenset(u) for u in units], busy, max_tbs)
+    lane_array = np.array(lane_of, dtype=np.int64)
+    units = _units(lane_array, plan.columns.unit, len(lanes))
+    busy = _busy(plan.columns, lane_array, len(lanes))
+    tbs, tb_of = _threadblocks(plan.num_gpus, lanes, units, busy, max_tbs)
     nchannels = 1 + max((lane.chan for lane in lanes), default=0)
     return Assignment(tuple(lanes), tuple(lane_of), tbs, tb_of, nchannels)
 
@@ -390,21 +392,29 @@ def _free_channel(blocked: set[int], plane: int | None, num_planes: int) -> int:
     return chan
 
 
-def _busy(plan: Plan, lane_of: list[int], count: int) -> list[Fraction] | None:
+def _units(lane_of: np.ndarray, unit: np.ndarray, count: int) -> list[frozenset[int]]:
+    """Per lane, the tree pieces (:attr:`TransferColumns.unit`) its transfers carry."""
+    per_unit = int(unit.max(initial=0)) + 1
+    pairs = np.unique(lane_of * per_unit + unit)
+    bounds = np.searchsorted(pairs // per_unit, np.arange(count + 1))
+    pieces = (pairs % per_unit).tolist()
+    return [frozenset(pieces[bounds[lane] : bounds[lane + 1]]) for lane in range(count)]
+
+
+def _busy(columns: TransferColumns, lane_of: np.ndarray, count: int) -> list[Fraction] | None:
     """Per lane, how long its transfers keep it busy per call of every chunk: the sum of their
     ``cnt / bandwidth`` of their path (ns per byte of a call); None if a bandwidth is unknown.
     A lane's transfers cross a few paths, so chunks are summed per bandwidth first: exact, and one
-    division per path instead of one per transfer."""
-    chunks: list[dict[tuple[int, int], int]] = [{} for _ in range(count)]  # (GB/s as a ratio) -> chunks
-    for transfer, lane in zip(plan.transfers, lane_of, strict=True):
-        rate = transfer.bandwidth
-        if rate is None:
-            return None
-        ratio = (rate.numerator, rate.denominator)
-        chunks[lane][ratio] = chunks[lane].get(ratio, 0) + transfer.source.cnt
+    division per lane and path instead of one per transfer."""
+    if None in columns.rates:
+        return None
+    rates = len(columns.rates)
+    weights = np.array(columns.cnt, dtype=np.float64)  # integer sums far below 2**53: exact
+    chunks = np.bincount(lane_of * rates + columns.rate, weights=weights, minlength=count * rates)
+    chunks = chunks.reshape(count, rates)
+    inverse = [Fraction(rate.denominator, rate.numerator) for rate in columns.rates]  # type: ignore[union-attr]
     return [
-        sum((Fraction(cnt * den, num) for (num, den), cnt in per_rate.items()), Fraction(0))
-        for per_rate in chunks
+        sum((int(n) * inverse[r] for r, n in enumerate(row) if n), Fraction(0)) for row in chunks.tolist()
     ]
 
 

@@ -104,6 +104,12 @@ class Plan:
         """Every operation's end on a GPU as arrays (:class:`Ends`), made once per plan."""
         return _ends(self)
 
+    @cached_property
+    def columns(self) -> TransferColumns:
+        """What the lane assignment reads of every transfer, as columns (:class:`TransferColumns`),
+        made once per plan."""
+        return _transfer_columns(self.transfers)
+
 
 class Ends(NamedTuple):
     """Every operation's end on a GPU, one entry each: a transfer's send (on ``src``) and receive (on
@@ -137,6 +143,36 @@ class Ends(NamedTuple):
         np.maximum.at(extent, self.src_buf, self.src_off + self.cnt)
         np.maximum.at(extent, self.dst_buf, self.dst_off + self.cnt)
         return np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(extent)))
+
+
+class TransferColumns(NamedTuple):
+    """Per transfer (in plan order): ``cnt``, the chunks it moves; ``unit``, a number for its tree
+    piece ``key[2:5]`` (tree, instance, piece), equal exactly where those are; ``rate``, the index
+    in ``rates`` of its path's bandwidth (:attr:`Transfer.bandwidth`, exact GB/s; None where unknown).
+    """
+
+    cnt: list[int]
+    unit: np.ndarray
+    rate: np.ndarray
+    rates: tuple[Fraction | None, ...]
+
+
+def _transfer_columns(transfers: tuple[Transfer, ...]) -> TransferColumns:
+    units: dict[Key, int] = {}
+    rates: dict[Fraction | None, int] = {}
+    by_object: dict[int, int] = {}  # a path's bandwidth is one object: hash each object once
+    rate = []
+    for transfer in transfers:
+        index = by_object.get(id(transfer.bandwidth))
+        if index is None:
+            index = by_object[id(transfer.bandwidth)] = rates.setdefault(transfer.bandwidth, len(rates))
+        rate.append(index)
+    return TransferColumns(
+        [transfer.source.cnt for transfer in transfers],
+        np.array([units.setdefault(transfer.key[2:5], len(units)) for transfer in transfers], dtype=np.int64),
+        np.array(rate, dtype=np.int64),
+        tuple(rates),
+    )
 
 
 _BUFFER = {buf: index for index, buf in enumerate(BUFFERS)}
