@@ -38,9 +38,13 @@ class Network:
     _local_nics: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _hops: dict[tuple[str, Fraction], dict[str, int]] = field(default_factory=dict)  # _hops_to
     widths: tuple[Fraction, ...] = field(init=False)  # the distinct arc bandwidths, widest first
+    _shared_nodes: frozenset[str] = field(init=False)  # switches and NICs outside every box
 
     def __post_init__(self) -> None:
         self.widths = tuple(sorted(set(self.bandwidth.values()), reverse=True))
+        self._shared_nodes = frozenset(
+            node.name for node in self.topology.nodes if node.box is None and node.kind != "gpu"
+        )
 
     @classmethod
     def of(cls, topology: Topology) -> Network:
@@ -111,12 +115,12 @@ class Network:
         hops = self._hops_to(path[last], width)
         node, stretch = path[first], [path[first]]
         for remaining in range(last - first - 1, -1, -1):
-            choices = [
+            choices = [  # the hop count first: it rules out most neighbours without comparing fractions
                 nxt
                 for nxt in self.neighbours.get(node, ())
-                if self.bandwidth[(node, nxt)] >= width
-                and hops.get(nxt) == remaining
+                if hops.get(nxt) == remaining
                 and (nxt == path[last] or self._shared(nxt))
+                and self.bandwidth[(node, nxt)] >= width
             ]
             kept = path[last - remaining]
             if kept in pinned:
@@ -135,7 +139,7 @@ class Network:
 
     def _shared(self, name: str) -> bool:
         """Whether ``name`` is part of the shared network: a switch or NIC outside every box."""
-        return self._box_of(name) is None and not self.is_gpu(name)
+        return name in self._shared_nodes
 
     def _hops_to(self, target: str, width: Fraction) -> dict[str, int]:
         """Hops to ``target`` from it and from every shared-network node that reaches it through the
