@@ -158,6 +158,7 @@ class TransferColumns(NamedTuple):
 
 
 def _transfer_columns(transfers: tuple[Transfer, ...]) -> TransferColumns:
+    """:attr:`Plan.columns`."""
     units: dict[Key, int] = {}
     rates: dict[Fraction | None, int] = {}
     by_object: dict[int, int] = {}  # a path's bandwidth is one object: hash each object once
