@@ -70,19 +70,16 @@ class _Steps(NamedTuple):
     """Every threadblock's steps as columns, threadblocks in order, each one's steps in order."""
 
     nsteps: np.ndarray  # per threadblock
-    kinds: np.ndarray  # per step: its type
+    owner: np.ndarray  # per step: the index of its threadblock
+    is_send: np.ndarray  # per step: whether it sends, receives
+    is_recv: np.ndarray
     cnt: np.ndarray
     depid: np.ndarray
     deps: np.ndarray
 
-    def owners(self) -> np.ndarray:
-        """The threadblock of every step."""
-        return np.repeat(np.arange(len(self.nsteps)), self.nsteps)
-
     def sent(self) -> np.ndarray:
         """Per threadblock, the chunks its send steps move in one iteration."""
-        is_send = np.isin(self.kinds, sorted(SEND_TYPES))
-        return np.bincount(self.owners(), weights=self.cnt * is_send, minlength=len(self.nsteps))
+        return np.bincount(self.owner, weights=self.cnt * self.is_send, minlength=len(self.nsteps))
 
 
 class _StepTable(NamedTuple):
@@ -123,9 +120,13 @@ def _threadblocks(algo: Algorithm) -> tuple[list[_Tb], _Steps]:
             for column, field in zip(columns, _STEP_COLUMNS, strict=True):
                 column.extend(map(field, tb.steps))
     kinds, cnt, depid, deps = columns
+    counts = np.array(nsteps, dtype=np.int64)
+    types = np.array(kinds, dtype=str)
     return tbs, _Steps(
-        np.array(nsteps, dtype=np.int64),
-        np.array(kinds, dtype=str),
+        counts,
+        np.repeat(np.arange(len(counts)), counts),
+        np.isin(types, sorted(SEND_TYPES)),
+        np.isin(types, sorted(RECV_TYPES)),
         np.array(cnt, dtype=np.int64),
         np.array(depid, dtype=np.int64),
         np.array(deps, dtype=np.int64),
@@ -156,14 +157,14 @@ def _dependencies(tbs: list[_Tb], steps: _Steps) -> np.ndarray:
     dep_tb = np.full(len(steps.depid), -1, dtype=np.int64)
     if tbs:
         table = _tb_index(tbs)
-        gpus = np.array([tb.gpu for tb in tbs], dtype=np.int64)[steps.owners()]
+        gpus = np.array([tb.gpu for tb in tbs], dtype=np.int64)[steps.owner]
         named = steps.depid >= 0
         inside = named & (steps.depid < table.shape[1])
         dep_tb[inside] = table[gpus[inside], steps.depid[inside]]
         missing = np.flatnonzero(named & (dep_tb < 0))
         problems += [
             f"gpu {gpus[i]} tb {tbs[owner].tb} depends on tb {steps.depid[i]}, which does not exist"
-            for i, owner in zip(missing, steps.owners()[missing], strict=True)
+            for i, owner in zip(missing, steps.owner[missing], strict=True)
         ]
     if problems:
         raise InputError(
@@ -183,7 +184,7 @@ def _step_table(tbs: list[_Tb], steps: _Steps, dep_tb: np.ndarray) -> _StepTable
     sender[send_conn[send_conn >= 0]] = np.flatnonzero(send_conn >= 0)
     receiver[recv_conn[recv_conn >= 0]] = np.flatnonzero(recv_conn >= 0)
     # the threadblocks whose steps wait for each other one, each once, in increasing order
-    owners = steps.owners()
+    owners = steps.owner
     waits = (dep_tb >= 0) & (dep_tb != owners)
     pairs = np.unique(dep_tb[waits] * len(tbs) + owners[waits])
     dep_ptr = np.zeros(len(tbs) + 1, dtype=np.int64)
@@ -193,8 +194,8 @@ def _step_table(tbs: list[_Tb], steps: _Steps, dep_tb: np.ndarray) -> _StepTable
     return _StepTable(
         nsteps=steps.nsteps,
         first=first,
-        is_send=np.isin(steps.kinds, sorted(SEND_TYPES)),
-        is_recv=np.isin(steps.kinds, sorted(RECV_TYPES)),
+        is_send=steps.is_send,
+        is_recv=steps.is_recv,
         cnt=steps.cnt,
         dep_tb=dep_tb,
         deps=steps.deps,
