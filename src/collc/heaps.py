@@ -9,16 +9,17 @@ schedule of the lowering its ready and running operations (:mod:`collc.lowering.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from collc.kernels import kernel
 
 
-@njit(cache=True)
+@kernel
 def _before(a: int, b: int, key: np.ndarray, tie: np.ndarray) -> bool:
     """Whether item ``a`` comes before item ``b``: by ``key``, then by ``tie``."""
     return key[a] < key[b] or (key[a] == key[b] and tie[a] < tie[b])
 
 
-@njit(cache=True)
+@kernel
 def heap_push(heap: np.ndarray, size: int, item: int, key: np.ndarray, tie: np.ndarray) -> int:
     """Push ``item`` onto the min-heap ``heap[:size]`` ordered by (``key``, ``tie``); the new size."""
     node = size
@@ -30,7 +31,7 @@ def heap_push(heap: np.ndarray, size: int, item: int, key: np.ndarray, tie: np.n
     return size + 1
 
 
-@njit(cache=True)
+@kernel
 def heap_pop(heap: np.ndarray, size: int, key: np.ndarray, tie: np.ndarray) -> int:
     """Remove the first item (``heap[0]``) from the min-heap ``heap[:size]``; the new size."""
     size -= 1

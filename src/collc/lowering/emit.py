@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from collc.errors import InvariantError
+from collc.kernels import kernel
 from collc.lowering.assign import Assignment
 from collc.lowering.limits import MAX_REDUCE_CHAIN, fuses
 from collc.lowering.plan import SIDES, Plan
@@ -279,7 +280,7 @@ def _fill_steps(
     return rows[:emitted], -1
 
 
-@njit(cache=True)
+@kernel
 def _put(
     rows: np.ndarray,
     at: int,
@@ -306,7 +307,7 @@ def _put(
     rows[at, CNT], rows[at, DEPID], rows[at, DEPS], rows[at, HASDEP] = cnt, depid, deps, 0
 
 
-@njit(cache=True)
+@kernel
 def _wait_for(
     row: int, tb: int, rows: np.ndarray, waited: np.ndarray, waiting: np.ndarray, num_waiting: int
 ) -> int:

@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from collc.heaps import heap_pop, heap_push
+from collc.kernels import kernel
 from collc.lowering.plan import Plan
 from collc.msccl.program import STEP_TYPES
 
@@ -310,7 +311,7 @@ class _Queues(NamedTuple):
     is_touched: np.ndarray
 
 
-@njit(cache=True)
+@kernel
 def _make_ready(
     node: int, now: int, count: int, queues: _Queues, num_completions: int, num_touched: int
 ) -> tuple[int, int]:

@@ -41,6 +41,7 @@ from numba import njit
 
 from collc.errors import InputError
 from collc.heaps import heap_pop, heap_push
+from collc.kernels import kernel
 from collc.lowering.plan import network_planes
 from collc.msccl.program import RECV_TYPES, SEND_TYPES, Algorithm
 from collc.predict.fairshare import Shares, shares_of, update
@@ -565,7 +566,7 @@ def set_simulation_threads(count: int) -> None:
     _threads = max(1, count)
 
 
-@njit(cache=True)
+@kernel
 def _complete(
     table: _StepTable,
     i: int,
@@ -595,7 +596,7 @@ def _complete(
     return num_dirty
 
 
-@njit(cache=True)
+@kernel
 def _schedule(
     f: int,
     left: float,

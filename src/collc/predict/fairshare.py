@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from collc.kernels import kernel
 from collc.predict.tournament import tree_fill, tree_of, tree_set
 
 MAX_FILL_ROUNDS = 6
@@ -91,13 +92,13 @@ def shares_of(routes: Sequence[Sequence[int]], bandwidth: np.ndarray, cap: float
     )
 
 
-@njit(cache=True)
+@kernel
 def _share(capacity: float, count: float) -> float:
     """An arc's fair share: its capacity over its unfrozen flows (infinite without any)."""
     return capacity / count if count > 0 else np.inf
 
 
-@njit(cache=True)
+@kernel
 def _fair_into(out: np.ndarray, capacity: np.ndarray, counts: np.ndarray) -> float:
     """Each arc's fair share into ``out``; the smallest one."""
     level = np.inf
@@ -109,7 +110,7 @@ def _fair_into(out: np.ndarray, capacity: np.ndarray, counts: np.ndarray) -> flo
     return level
 
 
-@njit(cache=True)
+@kernel
 def _tightest(s: Shares, flow: int, fair: np.ndarray) -> float:
     """The flow's fair share at its tightest arc (``fair``: per arc), at most ``cap``."""
     share = np.inf
@@ -118,7 +119,7 @@ def _tightest(s: Shares, flow: int, fair: np.ndarray) -> float:
     return min(share, s.cap[0])
 
 
-@njit(cache=True)
+@kernel
 def _refresh(s: Shares, flow: int) -> None:
     """The last round's share of the flow's arcs, after their counts changed."""
     rounds = s.meta[0]
@@ -190,7 +191,7 @@ def fill(s: Shares, active: np.ndarray) -> None:
             s.last[active[j]] = True
 
 
-@njit(cache=True)
+@kernel
 def _leave(s: Shares, flow: int) -> bool:
     if not s.last[flow]:
         return False
@@ -202,7 +203,7 @@ def _leave(s: Shares, flow: int) -> bool:
     return True
 
 
-@njit(cache=True)
+@kernel
 def _join(s: Shares, flow: int) -> bool:
     rounds = s.meta[0]
     for r in range(rounds):
@@ -223,7 +224,7 @@ def _join(s: Shares, flow: int) -> bool:
     return True
 
 
-@njit(cache=True)
+@kernel
 def _set_rate(s: Shares, flow: int, rate: float, changed: np.ndarray, num_changed: int) -> int:
     """Give ``flow`` its ``rate``; append it to ``changed`` (once) if that changed it."""
     if rate != s.rate[flow]:
@@ -235,7 +236,7 @@ def _set_rate(s: Shares, flow: int, rate: float, changed: np.ndarray, num_change
     return num_changed
 
 
-@njit(cache=True)
+@kernel
 def _share_last(s: Shares, moved: np.ndarray, changed: np.ndarray) -> int:
     """The rates of the last round's flows after the flows ``moved`` left or joined it; writes the
     flows whose rate changed to ``changed`` and returns how many.

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from collc.kernels import kernel
+
 
 @njit(cache=True)
 def tree_of(size: int) -> np.ndarray:
@@ -22,7 +24,7 @@ def tree_of(size: int) -> np.ndarray:
     return np.full(2 * leaves, np.inf)
 
 
-@njit(cache=True)
+@kernel
 def tree_set(tree: np.ndarray, leaf: int, value: float) -> None:
     """Set a leaf of a min-tournament tree (leaves at ``len(tree) // 2 ..``) and its ancestors."""
     node = len(tree) // 2 + leaf
