@@ -8,9 +8,10 @@ call. In the event simulation of a 128-GPU program that was two thirds of its ti
 of 4 iterations with the counting, 0.38 s without (same end times to the last bit).
 
 :data:`kernel` compiles a helper with numba's runtime left out (``_nrt=False``): it only borrows the
-arrays its caller holds. Such a helper must neither allocate nor return nor keep an array; numba
-refuses to compile one that does ("NRT required but not enabled"), so the rule is checked where it
-is written. Functions that allocate (the loops themselves, a fill from scratch) keep the default.
+arrays its caller holds. Such a helper must neither allocate nor return nor keep a new array; numba
+refuses to compile one that does ("NRT required but not enabled", "Only accept returning of array
+passed into the function as argument"), so the rule is checked where it is written. Functions that
+allocate (the loops themselves, a fill from scratch) keep the default.
 """
 
 from __future__ import annotations
