@@ -27,7 +27,12 @@ HOT_HELPERS = [
 
 
 @pytest.mark.parametrize(
-    "module, name", [(module, name) for module, names in HOT_HELPERS for name in names], ids=str
+    "module, name",
+    [
+        pytest.param(module, name, id=f"{module.__name__}.{name}")
+        for module, names in HOT_HELPERS
+        for name in names
+    ],
 )
 def test_a_hot_helper_is_compiled_without_reference_counting(module, name):
     assert getattr(module, name).targetoptions.get("_nrt") is False
