@@ -16,7 +16,8 @@ recomputed. The arithmetic is the same as filling from scratch, so the rates are
 bit (tests/predict/test_des_regression.py checks it against filling from scratch).
 
 The functions are compiled with numba (``cache=True``: once per installation) and work on
-:class:`Shares`, a record of plain arrays, so that the simulation's compiled loop can call them too.
+:class:`Shares`, a record of plain arrays, so that the simulation's compiled loop can call them too;
+the ones it calls per flow borrow the record's arrays (:mod:`collc.kernels`).
 """
 
 from __future__ import annotations
