@@ -283,6 +283,22 @@ def test_a_dependency_on_a_threadblock_only_another_gpu_has_is_an_input_error() 
         ProgramCost(_switch(3), program)
 
 
+def test_threadblock_ids_far_apart_are_looked_up_without_a_table_as_wide_as_the_largest() -> None:
+    """A file's threadblock ids need not be dense before it is checked: GPU 1's relay threadblock
+    numbered 10**15 (and its step depending on it) simulates as when it is numbered 0, and a
+    dependency on an id next to it is still one on a threadblock that does not exist."""
+    dense = _chain(fused=False)
+    sparse = _chain(fused=False)
+    relay = sparse.gpus[1].tbs
+    relay[0].id = 10**15
+    relay[1].steps[0].depid = 10**15
+    expected = ProgramCost(_switch(3), dense).time_us("allgather", 64 * MiB, SIMPLE)
+    assert ProgramCost(_switch(3), sparse).time_us("allgather", 64 * MiB, SIMPLE) == expected
+    relay[1].steps[0].depid = 10**15 + 1
+    with pytest.raises(InputError, match=f"gpu 1 tb 1 depends on tb {10**15 + 1}, which does not exist"):
+        ProgramCost(_switch(3), sparse)
+
+
 def _waiting_everywhere() -> Algorithm:
     """The two-threadblock chain with every step waiting on a threadblock of its GPU (itself where
     it is alone)."""

@@ -134,12 +134,17 @@ def _threadblocks(algo: Algorithm) -> tuple[list[_Tb], _Steps]:
     )
 
 
-def _tb_index(tbs: list[_Tb]) -> np.ndarray:
-    """The index of threadblock ``tb`` of rank ``gpu`` at ``[gpu, tb]``; -1 where there is none."""
-    table = np.full((max(tb.gpu for tb in tbs) + 1, max(tb.tb for tb in tbs) + 1), -1, dtype=np.int64)
-    for i, tb in enumerate(tbs):
-        table[tb.gpu, tb.tb] = i
-    return table
+def _named_tbs(tbs: list[_Tb], gpus: np.ndarray, depid: np.ndarray) -> np.ndarray:
+    """Per step of rank ``gpus[i]`` naming threadblock id ``depid[i]``, the index of that threadblock
+    in ``tbs``; -1 where the rank has none of that id. The table is ranks × distinct ids, whatever the
+    ids' values (a file's ids need not be dense before it is checked)."""
+    ids = np.array([tb.tb for tb in tbs], dtype=np.int64)
+    known = np.unique(ids)
+    table = np.full((max(tb.gpu for tb in tbs) + 1, len(known)), -1, dtype=np.int64)
+    table[[tb.gpu for tb in tbs], np.searchsorted(known, ids)] = np.arange(len(tbs))
+    column = np.minimum(np.searchsorted(known, depid), len(known) - 1)
+    found = table[gpus, column]
+    return np.where(known[column] == depid, found, -1)
 
 
 def _dependencies(tbs: list[_Tb], steps: _Steps) -> np.ndarray:
@@ -157,11 +162,9 @@ def _dependencies(tbs: list[_Tb], steps: _Steps) -> np.ndarray:
     ]
     dep_tb = np.full(len(steps.depid), -1, dtype=np.int64)
     if tbs:
-        table = _tb_index(tbs)
         gpus = np.array([tb.gpu for tb in tbs], dtype=np.int64)[steps.owner]
         named = steps.depid >= 0
-        inside = named & (steps.depid < table.shape[1])
-        dep_tb[inside] = table[gpus[inside], steps.depid[inside]]
+        dep_tb[named] = _named_tbs(tbs, gpus[named], steps.depid[named])
         missing = np.flatnonzero(named & (dep_tb < 0))
         problems += [
             f"gpu {gpus[i]} tb {tbs[owner].tb} depends on tb {steps.depid[i]}, which does not exist"
