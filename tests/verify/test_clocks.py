@@ -7,10 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collc.verify.clocks import ClockFactory
-from collc.verify.fold import fold_threadblock
-from collc.verify.simulate import Case, Simulator
-
-from .programs import exchange
 
 #: threadblocks per rank (uneven, so a block is padded)
 SIZES = [3, 1, 2]
@@ -99,13 +95,3 @@ def test_entries_hold_the_largest_epoch() -> None:
         clock = factory.join(factory.zero, factory.zero, 1, 0, max_epoch)
         assert factory.block(clock, 1)[0] == max_epoch
         assert factory.dtype.itemsize == width
-
-
-def test_simulator_bounds_epochs_by_the_chunks_of_each_threadblock() -> None:
-    """A threadblock of 3 × 20,000 chunks may run 60,000 calls at one chunk per call: its clocks need
-    32-bit entries; 3 × 4 chunks fit in 16 bits."""
-    for cnt, width in ((4, 2), (20000, 4)):
-        algo = exchange(cnt, "LL")
-        folded = {(gpu.id, tb.id): fold_threadblock(tb) for gpu in algo.gpus for tb in gpu.tbs}
-        simulator = Simulator(algo, algo.coll, folded, Case(8, 1, (False,)), None)
-        assert simulator.clocks.dtype.itemsize == width

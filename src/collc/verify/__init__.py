@@ -43,8 +43,9 @@ __all__ = [
 
 #: chunks of all ranks' buffers the simulation tracks symbolically (about 10 s and 200 MB at the limit)
 MAX_SIMULATED_CHUNKS = 2**20
-#: threadblocks × ranks: each threadblock's vector clock names one shared block per rank (an 8-byte row
-#: number each, see collc.verify.clocks): 512 MiB of them at the limit; 1,024 GPUs × 64 threadblocks fit
+#: threadblocks × ranks: happens-before is decided by replaying the run's joins once per group of ranks,
+#: each live threadblock holding a block per rank of the group (collc.verify.order), so the time grows
+#: with this product; 1,024 GPUs × 64 threadblocks fit
 MAX_SIMULATED_CLOCK_ENTRIES = 2**26
 
 
@@ -64,8 +65,8 @@ def _check_simulation_size(algo: Algorithm, coll: str, filename: str | None) -> 
     if threadblocks * len(algo.gpus) > MAX_SIMULATED_CLOCK_ENTRIES:
         raise InputError(
             f"the file has {threadblocks:,} threadblocks on {len(algo.gpus):,} rank(s); collc simulates at "
-            f"most {MAX_SIMULATED_CLOCK_ENTRIES:,} threadblocks × ranks (the vector clocks hold one block "
-            "per rank for every threadblock)",
+            f"most {MAX_SIMULATED_CLOCK_ENTRIES:,} threadblocks × ranks (happens-before keeps a block per "
+            "rank for every threadblock, a group of ranks at a time)",
             location=where,
             hint="the runtimes use at most 128 (executor) or 64 (RCCL) threadblocks per rank",
         )

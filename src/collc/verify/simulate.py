@@ -10,12 +10,11 @@ only when that message, FIFO slot or flag arrives, so the cost is linear in the 
 Each transmission of ``cnt`` chunks runs as ceil(cnt / call_chunks) primitive calls; the large
 message case is ``call_chunks = 1``, the small message case ``71``. Control flow never depends on data,
 so one run serves every placement: each :class:`Placement` (in-place or out-of-place aliasing) keeps its
-own symbolic memory and race bookkeeping, updated by the same calls. Happens-before is tracked with
-vector clocks (program order, flag waits, messages), shared per rank block (collc.verify.clocks: a
-message or a publish shares its sender's clock, a race check reads only the asking rank's block);
-every access is checked against the chunk's last
-write and the reads since (FastTrack-style), so a race is two unordered accesses of different
-threadblocks to one chunk, one of them a write.
+own symbolic memory and race bookkeeping, updated by the same calls. Every access is checked against
+the chunk's last write and the reads since (FastTrack-style), so a race is two unordered accesses of
+different threadblocks to one chunk, one of them a write. Happens-before (program order, flag waits,
+messages) is recorded as the run goes, and each check is a question answered when the run ends
+(collc.verify.order: vector clocks restricted to one rank at a time, memory linear in the program).
 """
 
 from __future__ import annotations
@@ -23,21 +22,20 @@ from __future__ import annotations
 import bisect
 import math
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
-import numpy as np
-
 from collc.errors import Location
 from collc.msccl.program import Algorithm, Step
 from collc.progress import Report, silent
 from collc.verify import collective
-from collc.verify.clocks import Clock, ClockFactory
 from collc.verify.collective import Value
 from collc.verify.fold import Transmission
+from collc.verify.order import Order
 from collc.verify.report import Problem
 
 #: at most this many problems of one rule are listed per simulated case (the rest are counted)
@@ -70,8 +68,8 @@ class Call(NamedTuple):
     cursor: int
     #: ``cnt`` of the sending step (a receive of another ``cnt`` desynchronises the FIFO)
     cnt: int
-    #: the sender's vector clock and its own entry (its epoch) when it sent
-    clock: Clock
+    #: the sender's happens-before version and its own entry (its epoch) when it sent
+    version: int
     epoch: int
     #: the sending threadblock and the index of its transmission
     sender: int
@@ -79,9 +77,9 @@ class Call(NamedTuple):
 
 
 class Stamp(NamedTuple):
-    """A threadblock's vector clock with its own entry, as of one publish."""
+    """A threadblock's happens-before version with its own entry, as of one publish."""
 
-    clock: Clock
+    version: int
     epoch: int
 
 
@@ -92,15 +90,65 @@ class _Stop(Exception):
 class _Storage:
     """One buffer of one rank under one aliasing: symbolic values and race bookkeeping per chunk."""
 
-    __slots__ = ("name", "readers", "values", "write_epoch", "write_step", "writer")
+    __slots__ = ("name", "number", "readers", "values", "write_epoch", "write_step", "writer")
 
-    def __init__(self, name: str, values: list[Value]):
+    def __init__(self, name: str, values: list[Value], number: int):
         self.name = name
+        self.number = number  # its place among its placement's storages
         self.values = values
         self.writer = [-1] * len(values)  # threadblock of the last write, -1 = the initial input
         self.write_epoch = [0] * len(values)
         self.write_step = [-1] * len(values)
         self.readers: list[dict[int, tuple[int, int]] | None] = [None] * len(values)  # since that write
+
+
+#: a race question's two accesses: (this access, the earlier one)
+ACCESSES = (("read", "write"), ("write", "write"), ("write", "read"))
+READ_AFTER_WRITE, WRITE_AFTER_WRITE, WRITE_AFTER_READ = range(len(ACCESSES))
+
+
+class _Questions:
+    """The race checks of one run, as questions to happens-before (:class:`Order`) and, per question,
+    what a report would name: kept in arrays, a few bytes each, since a 128-GPU program asks 100,000.
+
+    Consecutive questions of one call about one call of another threadblock, the same kind of access
+    to the same buffer, have the same answer: only the first (its lowest chunk) is asked."""
+
+    def __init__(self, order: Order):
+        self.order = order
+        self._last: tuple[int, ...] = ()
+        # per question: asker and its step, the other threadblock and its step, kind + 3 × storage, chunk
+        self._fields = tuple(array("q") for _ in range(6))
+
+    def ask(
+        self,
+        gid: int,
+        epoch: int,
+        step: int,
+        other: int,
+        other_epoch: int,
+        other_step: int,
+        kind: int,
+        storage: _Storage,
+        index: int,
+    ) -> None:
+        """Ask whether ``other``'s access at ``other_epoch`` happens before ``gid``'s at ``epoch``."""
+        key = (gid, epoch, other, other_epoch, kind, storage.number)
+        if key == self._last:
+            return
+        self._last = key
+        self.order.ask(gid, other, other_epoch)
+        for field, value in zip(
+            self._fields,
+            (gid, step, other, other_step, kind + len(ACCESSES) * storage.number, index),
+            strict=True,
+        ):
+            field.append(value)
+
+    def about(self, number: int) -> tuple[int, int, int, int, int, int]:
+        """Question ``number``: (gid, step, other, other step, kind + 3 × storage number, chunk)."""
+        gid, step, other, other_step, code, index = (field[number] for field in self._fields)
+        return gid, step, other, other_step, code, index
 
 
 class Placement:
@@ -110,6 +158,9 @@ class Placement:
         self.simulator = simulator
         self.inplace = inplace
         self.track_races = track_races
+        if track_races:
+            assert simulator.order is not None, "races are checked against the recorded happens-before"
+            self.questions = _Questions(simulator.order)
         self.label = "in-place" if inplace else "out-of-place"
         self.layouts: dict[int, collective.Layout] = {}
         self.storages: dict[tuple[int, str], _Storage] = {}
@@ -127,7 +178,7 @@ class Placement:
                 simulator.coll, algo.nchunksperloop, algo.ngpus, gpu.id, buffers
             )
             for name, values in memory.items():
-                self.storages[(gpu.id, name)] = _Storage(name, values)
+                self.storages[(gpu.id, name)] = _Storage(name, values, len(self.storages))
             for letter, (name, base) in buffers.names.items():
                 self.views[(gpu.id, letter)] = (
                     self.storages[(gpu.id, name)],
@@ -139,13 +190,21 @@ class Placement:
         storage, base, _ = self.views[(rank, buffer)]
         start = base + offset
         if self.track_races:
-            known, local, epoch = self.simulator.known(gid), self.simulator.local, self.simulator.epoch[gid]
+            ask, epoch = self.questions.ask, self.simulator.epoch[gid]
             writer, write_epoch, readers = storage.writer, storage.write_epoch, storage.readers
             for index in range(start, start + span):
                 other = writer[index]
-                if other >= 0 and other != gid and write_epoch[index] > known[local[other]]:
-                    self.race(
-                        gid, step, "read", other, storage.write_step[index], "write", rank, storage, index
+                if other >= 0 and other != gid:
+                    ask(
+                        gid,
+                        epoch,
+                        step,
+                        other,
+                        write_epoch[index],
+                        storage.write_step[index],
+                        READ_AFTER_WRITE,
+                        storage,
+                        index,
                     )
                 seen = readers[index]
                 if seen is None:
@@ -180,23 +239,62 @@ class Placement:
         start = base + offset
         end = start + len(values)
         if self.track_races:
-            known, local, epoch = self.simulator.known(gid), self.simulator.local, self.simulator.epoch[gid]
+            ask, epoch = self.questions.ask, self.simulator.epoch[gid]
             writer, write_epoch, readers = storage.writer, storage.write_epoch, storage.readers
             write_step = storage.write_step
             for index in range(start, end):
                 other = writer[index]
-                if other >= 0 and other != gid and write_epoch[index] > known[local[other]]:
-                    self.race(gid, step, "write", other, write_step[index], "write", rank, storage, index)
+                if other >= 0 and other != gid:
+                    ask(
+                        gid,
+                        epoch,
+                        step,
+                        other,
+                        write_epoch[index],
+                        write_step[index],
+                        WRITE_AFTER_WRITE,
+                        storage,
+                        index,
+                    )
                 seen = readers[index]
                 if seen is not None:
                     for reader, (read_epoch, read_step) in seen.items():
-                        if reader != gid and read_epoch > known[local[reader]]:
-                            self.race(gid, step, "write", reader, read_step, "read", rank, storage, index)
+                        if reader != gid:
+                            ask(
+                                gid,
+                                epoch,
+                                step,
+                                reader,
+                                read_epoch,
+                                read_step,
+                                WRITE_AFTER_READ,
+                                storage,
+                                index,
+                            )
                     readers[index] = None
                 writer[index] = gid
                 write_epoch[index] = epoch
                 write_step[index] = step
         storage.values[start:end] = values
+
+    def report_races(self) -> None:
+        """Report the accesses whose questions happens-before answered no, in the order they were asked."""
+        questions, storages = self.questions, list(self.storages.values())
+        for number in self.simulator.order.unordered():  # type: ignore[union-attr]
+            gid, step, other, other_step, code, index = questions.about(int(number))
+            access, other_access = ACCESSES[code % len(ACCESSES)]
+            storage = storages[code // len(ACCESSES)]
+            self.race(
+                gid,
+                step,
+                access,
+                other,
+                other_step,
+                other_access,
+                self.simulator.owner[gid][0],
+                storage,
+                index,
+            )
 
     def race(
         self,
@@ -333,8 +431,8 @@ class Simulator:
                 self.receiver_of.setdefault(self.in_conn[gid], gid)
         self.fifos: list[deque[Call]] = [deque() for _ in self.connections]
         self.waits: list[tuple] = [()] * count
-        # each threadblock's clock is split by rank (see collc.verify.clocks): slot = its rank's block,
-        # local = its index in that block
+        # happens-before is answered one rank at a time (collc.verify.order): slot = a threadblock's
+        # rank index, local = its index among that rank's threadblocks
         slots = {rank: slot for slot, rank in enumerate(dict.fromkeys(rank for rank, _ in self.owner))}
         self.slot = [slots[rank] for rank, _ in self.owner]
         sizes = [0] * len(slots)
@@ -344,16 +442,13 @@ class Simulator:
             sizes[slot] += 1
         # a transmission of cnt chunks runs at most cnt calls (one if local), each one epoch
         most_calls = max((sum(max(t.cnt, 1) for t in ts) for ts in self.transmissions), default=0)
-        self.clocks = ClockFactory(len(sizes), max(sizes, default=0), most_calls)
-        self.clock = [self.clocks.zero] * count
-        self.epoch = [0] * count  # own entry of each clock, kept apart from its blocks
+        # only a run that checks races needs happens-before
+        self.order = Order(self.slot, self.local, most_calls) if case.placements else None
+        self.epoch = [0] * count  # each threadblock's own entry: the calls it has made
         self.published = [-1] * count
         self.publish_positions: list[list[int]] = [[] for _ in range(count)]
-        self.publish_clocks: list[list[Stamp | None]] = [[] for _ in range(count)]
-        self.wait_counts = self._awaited_positions()
-        self.awaited = [list(counts) for counts in self.wait_counts]
-        #: per kept publish, how many waits have yet to join its clock (at 0 the clock is dropped)
-        self.publish_users: list[list[int]] = [[] for _ in range(count)]
+        self.publish_stamps: list[list[Stamp]] = [[] for _ in range(count)]
+        self.awaited = self._awaited_positions()
         self.flag_waiters: list[list[int]] = [[] for _ in range(count)]
         self.pc = [0] * count
         self.cursor = [0] * count
@@ -369,26 +464,24 @@ class Simulator:
         self._queued: list[bool] = []
         self._runs = 0
 
-    def known(self, gid: int) -> np.ndarray:
-        """What ``gid`` knows of its own rank's threadblocks: entry ``local[other]`` is the last epoch of
-        ``other`` that happens before ``gid``'s current step (its own entry is not kept here)."""
-        return self.clocks.block(self.clock[gid], self.slot[gid])
+    def version(self, gid: int) -> int:
+        """``gid``'s current happens-before version (0 where the run checks no races)."""
+        return self.order.current[gid] if self.order is not None else 0
 
     def _connection(self, key: tuple[int, int, int]) -> int:
         return self.connections.setdefault(key, len(self.connections))
 
-    def _awaited_positions(self) -> list[dict[int, int]]:
-        """Per threadblock, the positions somebody waits for and how many waits name each: only the
-        publishes that release one of them keep their clock, until every wait it releases has joined it
-        (memory proportional to the dependencies still pending, not to all flagged steps)."""
-        awaited: list[dict[int, int]] = [{} for _ in self.owner]
+    def _awaited_positions(self) -> list[list[int]]:
+        """Per threadblock, the positions somebody waits for (ascending): only the publishes that
+        release one of them keep their stamp."""
+        awaited: list[set[int]] = [set() for _ in self.owner]
         for gid, (rank, _) in enumerate(self.owner):
             for t in self.transmissions[gid]:
                 for tb, position in t.waits:
                     waited = self.gid_of.get((rank, tb))
                     if waited is not None:
-                        awaited[waited][position] = awaited[waited].get(position, 0) + 1
-        return [dict(sorted(positions.items())) for positions in awaited]
+                        awaited[waited].add(position)
+        return [sorted(positions) for positions in awaited]
 
     # -- reporting ---------------------------------------------------------------------------------
 
@@ -431,7 +524,12 @@ class Simulator:
         kind = self.steps[gid][step].type if 0 <= step < len(self.steps[gid]) else "?"
         return f"rank {rank} tb {tb} step {step} ({kind})"
 
-    def finish_counts(self) -> None:
+    def finish(self) -> None:
+        """Report the races (decided now that the run has recorded its happens-before) and count the
+        problems of each rule beyond those listed."""
+        for placement in self.placements:
+            if placement.track_races:
+                placement.report_races()
         for (rule, label), count in sorted(self.counts.items()):
             if count > MAX_LISTED:
                 self.problems.append(
@@ -464,7 +562,7 @@ class Simulator:
                 if not self._runs % PROGRESS_EVERY and time.perf_counter() >= deadline:
                     return None
         except _Stop:
-            self.finish_counts()
+            self.finish()
             return self.problems
         self.progress(stage, self.finished, count)
         stuck = [gid for gid in range(count) if self.pc[gid] < len(self.transmissions[gid])]
@@ -474,12 +572,12 @@ class Simulator:
             self.report_leftovers()
             for placement in self.placements:
                 placement.check_postcondition()
-        self.finish_counts()
+        self.finish()
         return self.problems
 
     def release(self) -> None:
         """Break the cycle between the placements and the simulator, so that the memory and the
-        clocks' pool are freed now, not at the next cyclic garbage collection."""
+        recorded happens-before are freed now, not at the next cyclic garbage collection."""
         self.placements.clear()
 
     def advance(self, gid: int) -> list[int]:
@@ -494,7 +592,7 @@ class Simulator:
         sender = self.sender_of.get(in_conn, -1)
         receiver = self.receiver_of.get(out_conn, -1)
         waiting_for_room, waiting_for_message = ("send", in_conn), ("recv", out_conn)
-        placements = self.placements
+        placements, order, version = self.placements, self.order, self.version
         while self.pc[gid] < len(transmissions):
             index = self.pc[gid]
             t = transmissions[index]
@@ -521,13 +619,8 @@ class Simulator:
                         woken.append(sender)
                     if incoming.cnt != cnt or incoming.cursor != cursor:
                         self.mismatch(gid, t, incoming)
-                    self.clock[gid] = self.clocks.join(
-                        self.clock[gid],
-                        incoming.clock,
-                        self.slot[incoming.sender],
-                        self.local[incoming.sender],
-                        incoming.epoch,
-                    )
+                    if order is not None:
+                        order.join(gid, incoming.version, incoming.sender, incoming.epoch)
                 epochs[gid] += 1
                 outgoing = None
                 if placements:
@@ -544,9 +637,7 @@ class Simulator:
                         for number, placement in enumerate(placements)
                     ]
                 if sends:
-                    out_fifo.append(
-                        Call(outgoing, span, cursor, cnt, self.clock[gid], epochs[gid], gid, index)
-                    )  # type: ignore[union-attr]
+                    out_fifo.append(Call(outgoing, span, cursor, cnt, version(gid), epochs[gid], gid, index))  # type: ignore[union-attr]
                     if receiver >= 0 and waits[receiver] == waiting_for_message:
                         woken.append(receiver)
                 waits[gid] = ()
@@ -556,13 +647,11 @@ class Simulator:
             self.deps_done[gid] = False
             if t.publishes is not None:
                 self.publish(gid, t.publishes, woken)
-        # a finished threadblock's clock lives on only where it was sent or published
-        self.clock[gid] = self.clocks.zero
         self.finished += 1
         return woken
 
     def satisfy_waits(self, gid: int, rank: int, t: Transmission) -> bool:
-        """Whether every flag ``t`` waits for is published; if so, join the clocks of the publishes
+        """Whether every flag ``t`` waits for is published; if so, join the stamps of the publishes
         that released them (the first publish at or above each awaited position)."""
         for tb, position in t.waits:
             waited = self.gid_of[(rank, tb)]
@@ -573,15 +662,10 @@ class Simulator:
         for tb, position in t.waits:
             waited = self.gid_of[(rank, tb)]
             first = bisect.bisect_left(self.publish_positions[waited], position)
-            if first < len(self.publish_clocks[waited]):  # a negative position needs no publish
-                stamp = self.publish_clocks[waited][first]
-                assert stamp is not None, "a publish's clock is dropped only after its last wait"
-                self.clock[gid] = self.clocks.join(
-                    self.clock[gid], stamp.clock, self.slot[waited], self.local[waited], stamp.epoch
-                )
-                self.publish_users[waited][first] -= 1
-                if not self.publish_users[waited][first]:
-                    self.publish_clocks[waited][first] = None
+            # a negative position needs no publish
+            if first < len(self.publish_stamps[waited]) and self.order is not None:
+                stamp = self.publish_stamps[waited][first]
+                self.order.join(gid, stamp.version, waited, stamp.epoch)
         return True
 
     def publish(self, gid: int, position: int, woken: list[int]) -> None:
@@ -590,14 +674,10 @@ class Simulator:
         awaited = self.awaited[gid]
         first_above_previous = bisect.bisect_right(awaited, previous)
         if first_above_previous < len(awaited) and awaited[first_above_previous] <= position:
-            # the waits it releases: those above the previous kept publish (for the first, also those
-            # on a negative position, which join the first kept publish if it exists by then)
-            low = first_above_previous if self.publish_positions[gid] else 0
-            counts = self.wait_counts[gid]
-            users = sum(counts[awaited[i]] for i in range(low, bisect.bisect_right(awaited, position)))
+            # it releases the waits above the previous kept publish (the first one also those on a
+            # negative position, which join the first kept publish if it exists by then)
             self.publish_positions[gid].append(position)
-            self.publish_clocks[gid].append(Stamp(self.clock[gid], self.epoch[gid]))
-            self.publish_users[gid].append(users)
+            self.publish_stamps[gid].append(Stamp(self.version(gid), self.epoch[gid]))
         woken.extend(self.flag_waiters[gid])
         self.flag_waiters[gid] = []
 
