@@ -1,4 +1,4 @@
-"""Happens-before of a replay, recorded as it runs and decided afterwards, one rank at a time.
+"""Happens-before of a replay, recorded as it runs and decided afterwards, a group of ranks at a time.
 
 A race check asks whether an earlier access by threadblock ``other`` happens before the current step of
 threadblock ``gid`` on the same rank. Vector clocks answer that on the spot, but then every clock
@@ -11,19 +11,21 @@ So the replay only records. Each threadblock's clock is a *version*: version 0 k
 every receive or flag wait makes a new version, the join of the threadblock's previous version and
 the version the sender had when it sent or published (plus the sender's own entry, its epoch). A race
 check records a *question* against the asking threadblock's current version. Afterwards a compiled
-pass answers the questions of rank r by replaying the joins with clocks restricted to rank r's
-threadblocks, one rank after the other:
+pass answers the questions of a group of ranks by replaying the joins with clocks restricted to the
+group's threadblocks (a block of entries per rank), group after group:
 
 * the entries are the same numbers full vector clocks would hold (entry for entry: a join is an
-  entrywise maximum, so restricting to rank r's entries commutes with it);
-* memory is linear in the program: the record (a few integers per join and per question), and one
-  rank's blocks for the versions still referenced by a later join;
-* a pass for rank r starts at the first join whose sender is on rank r (before it every clock's
-  block of rank r is zero) and ends at its last question; blocks are shared between versions where
-  one side already holds the maximum, so most joins cost a comparison of two row numbers.
+  entrywise maximum, so restricting to some ranks' entries commutes with it);
+* memory is linear in the program: the record (a few integers per join and per question), a table
+  of row numbers (versions alive × ranks of the group) and the blocks they name, which
+  :data:`PASS_BYTES` bounds by choosing the group;
+* a pass starts at the first join whose sender is in its group (before it every block of the group
+  is zero) and ends at its last question; a version names the same block as one side of its join
+  where that side already holds the maximum, so most of a join is comparing row numbers, a
+  vectorised pass over the group.
 
-The time is ranks × joins row-number comparisons plus the work of blocks that change, which is what
-the per-join loop over ranks of shared vector clocks costs; what goes is their memory.
+The time is joins × ranks row-number comparisons plus the work of the blocks that differ, which is
+what the per-join loop over ranks of shared vector clocks cost; what goes is their memory.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class Order:
         # (of threadblock ``_sender[j]``, whose own entry was ``_epoch[j]``)
         self._into, self._prev, self._from = array("i"), array("i"), array("i")
         self._sender, self._epoch = array("i"), array("q")
-        # question q: does ``_asker[q]``'s version ``_version[q]`` know epoch ``_asked[q]`` of ``_other[q]``?
+        # question q: does version ``_version[q]`` (the asker's) know epoch ``_asked[q]`` of ``_other[q]``?
         self._version, self._other, self._asked = array("i"), array("i"), array("q")
 
     def join(self, gid: int, version: int, sender: int, epoch: int) -> None:
@@ -94,9 +96,9 @@ class Order:
         order = np.argsort(version, kind="stable")
         starts = np.searchsorted(version[order], np.arange(len(into) + 2))
         lives = _lives(np.frombuffer(self._prev, dtype=np.int32), np.frombuffer(self._from, dtype=np.int32))
-        # a live version names one block per rank of the pass; collection keeps at most as many dead
-        # blocks as live ones (so twice the blocks of the live versions, and their row numbers)
-        per_rank = lives.count * (2 * self.width * self.dtype.itemsize + 4)
+        # a live version names one block per rank of the pass (a row number each), and the pool holds
+        # under three times the blocks alive (it doubles when a collection frees less than a quarter)
+        per_rank = lives.count * (3 * self.width * self.dtype.itemsize + 4)
         group = max(1, min(self.ranks, budget // per_rank))
         known = _answer(
             lives,
