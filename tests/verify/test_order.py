@@ -69,7 +69,9 @@ def test_answers_match_dense_vector_clocks(seed: int) -> None:
     order, expected = _replay(_script(seed))
     no = [number for number, yes in enumerate(expected) if not yes]
     assert order.unordered().tolist() == no
-    assert order.unordered(budget=1, rows=2).tolist() == no
+    groups = list(order.decide(budget=1, rows=2))  # a group per rank: (groups done, groups)
+    assert groups == ([(1, 3), (2, 3), (3, 3)] if expected else [])
+    assert order.unordered().tolist() == no
 
 
 def test_knowledge_travels_through_other_ranks() -> None:

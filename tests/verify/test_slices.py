@@ -7,10 +7,10 @@ import pytest
 
 from collc.compile import CompileOptions, compile_schedule
 from collc.topology import load
-from collc.verify import Verification, verify
+from collc.verify import Verification, order, verify
 from collc.verify.simulate import PROGRESS_EVERY
 
-from .programs import allpairs_allreduce, exchange, fixture, reducescatter_through_other_blocks
+from .programs import allpairs_allreduce, exchange, fixture, reducescatter_through_other_blocks, threadblock
 
 
 def _sliced(algo, **kwargs):
@@ -57,3 +57,22 @@ def test_a_slice_ends_soon_after_its_deadline(compiled):
     verification = Verification(compiled)
     assert not verification.advance(deadline=0.0)
     assert verification.simulator is not None and verification.simulator._runs == PROGRESS_EVERY
+
+
+def test_race_checks_decided_a_rank_at_a_time_in_slices_report_the_same(monkeypatch):
+    """With one rank per group of race checks, a stopped run also stops between groups; the races
+    reported are those of one uninterrupted run (RCCL's all-pairs shape, one wait dropped)."""
+    algo = allpairs_allreduce(4)
+    reducer = threadblock(algo, 0, 0)
+    del reducer.steps[3]  # the nop that waits for tb 2's receive (position 1)
+    for index, member in enumerate(reducer.steps):
+        member.s = index
+    whole = verify(algo, runtime="rccl")
+    assert "race" in whole.rules()
+    monkeypatch.setattr(order, "PASS_BYTES", 1)
+    steps: list[str] = []
+    verification = Verification(algo, runtime="rccl", progress=lambda stage, done, total: steps.append(stage))
+    while not verification.advance(deadline=0.0):
+        pass
+    assert verification.report.problems == whole.problems and verification.report.notes == whole.notes
+    assert sum(stage.startswith("verify: race checks") for stage in steps) == 4  # a group per rank

@@ -31,7 +31,7 @@ what the per-join loop over ranks of shared vector clocks cost; what goes is the
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -64,6 +64,7 @@ class Order:
         self._sender, self._epoch = array("i"), array("q")
         # question q: does version ``_version[q]`` (the asker's) know epoch ``_asked[q]`` of ``_other[q]``?
         self._version, self._other, self._asked = array("i"), array("i"), array("q")
+        self._known: np.ndarray | None = None  # per question, once decided: whether it is answered yes
 
     def join(self, gid: int, version: int, sender: int, epoch: int) -> None:
         """``gid`` learns what ``sender`` knew at ``version``, its own entry then being ``epoch``."""
@@ -82,39 +83,77 @@ class Order:
         self._asked.append(epoch)
         return len(self._version) - 1
 
-    def unordered(self, budget: int = PASS_BYTES, rows: int = 1024) -> np.ndarray:
-        """The numbers of the questions answered no (ascending): their two accesses are not ordered.
-        ``budget`` bounds the bytes of one pass's blocks, which sets how many ranks a pass takes;
-        the pool of blocks starts with ``rows`` rows and grows as the blocks alive need."""
-        if not self._version:
-            return np.zeros(0, dtype=np.int64)
-        into = np.frombuffer(self._into, dtype=np.int32)
-        sender = np.frombuffer(self._sender, dtype=np.int32)
-        version = np.frombuffer(self._version, dtype=np.int32)
-        other = np.frombuffer(self._other, dtype=np.int32)
-        # questions grouped by version (stable: within a version in asking order)
-        order = np.argsort(version, kind="stable")
-        starts = np.searchsorted(version[order], np.arange(len(into) + 2))
-        lives = _lives(np.frombuffer(self._prev, dtype=np.int32), np.frombuffer(self._from, dtype=np.int32))
-        # a live version names one block per rank of the pass (a row number each), and the pool holds
-        # under three times the blocks alive (it doubles when a collection frees less than a quarter)
-        per_rank = lives.count * (3 * self.width * self.dtype.itemsize + 4)
-        group = max(1, min(self.ranks, budget // per_rank))
-        known = _answer(
-            lives,
-            self.slot[sender],
-            self.local[sender],
-            np.frombuffer(self._epoch, dtype=np.int64),
-            self.slot[into],
-            order,
-            starts,
-            self.local[other],
-            np.frombuffer(self._asked, dtype=np.int64),
-            self.ranks,
-            group,
-            np.zeros((max(2, rows), self.width), dtype=self.dtype),
-        )
-        return (~known).nonzero()[0]
+    def decide(self, budget: int | None = None, rows: int = 1024) -> Iterator[tuple[int, int]]:
+        """Answer every question, a group of ranks at a time, yielding (groups done, groups) after
+        each group so that a caller can report progress or stop and resume. ``budget`` (default
+        :data:`PASS_BYTES`) bounds the bytes of one pass's blocks, which sets how many ranks a group
+        takes; the pool of blocks starts with ``rows`` rows and grows as the blocks alive need."""
+        known = np.zeros(len(self._version), dtype=np.bool_)  # epochs asked are >= 1: no before any join
+        if self._version:
+            into = np.frombuffer(self._into, dtype=np.int32)
+            sender = np.frombuffer(self._sender, dtype=np.int32)
+            version = np.frombuffer(self._version, dtype=np.int32)
+            # questions grouped by version (stable: within a version in asking order)
+            order = np.argsort(version, kind="stable")
+            starts = np.searchsorted(version[order], np.arange(len(into) + 2))
+            prev, source = (
+                np.frombuffer(self._prev, dtype=np.int32),
+                np.frombuffer(self._from, dtype=np.int32),
+            )
+            lives = _lives(prev, source)
+            # a live version names one block per rank of the pass (a row number each), and the pool
+            # holds under three times the blocks alive (it doubles when a collection frees under a quarter)
+            per_rank = lives.count * (3 * self.width * self.dtype.itemsize + 4)
+            group = max(1, min(self.ranks, (PASS_BYTES if budget is None else budget) // per_rank))
+            joins = Joins(
+                lives,
+                self.slot[sender],
+                self.local[sender],
+                np.frombuffer(self._epoch, dtype=np.int64),
+                self.slot[into],
+                order,
+                starts,
+                self.local[np.frombuffer(self._other, dtype=np.int32)],
+                np.frombuffer(self._asked, dtype=np.int64),
+            )
+            first, last = _windows(joins, self.ranks)
+            table = np.zeros((lives.count, group), dtype=np.int32)  # per place and rank: a pool row
+            alive = np.zeros(lives.count, dtype=np.bool_)
+            pool = np.zeros((max(2, rows), self.width), dtype=self.dtype)
+            groups = -(-self.ranks // group)
+            for number, low in enumerate(range(0, self.ranks, group)):
+                high = min(self.ranks, low + group)
+                begin, end = first[low:high].min(), last[low:high].max()
+                if begin <= end:  # else nothing is asked after anything is known: every answer is no
+                    pool = _answer_group(joins, low, high, begin, end, table, alive, pool, known)
+                yield number + 1, groups
+        self._known = known
+
+    def unordered(self) -> np.ndarray:
+        """The numbers of the questions answered no (ascending): their two accesses are not ordered
+        (deciding whatever :meth:`decide` has not)."""
+        if self._known is None:
+            for _ in self.decide():
+                pass
+        return (~self._known).nonzero()[0]  # type: ignore[operator]
+
+
+class Joins(NamedTuple):
+    """The record as the compiled passes read it: per join, per question."""
+
+    lives: Lives
+    #: per join: the sender's rank index and its index among that rank's threadblocks, its own entry
+    sender_slot: np.ndarray
+    sender_local: np.ndarray
+    epoch: np.ndarray
+    #: per join: the rank index of the threadblock that learns
+    into_slot: np.ndarray
+    #: the questions by version: ``order[starts[v]:starts[v + 1]]`` ask about version v
+    order: np.ndarray
+    starts: np.ndarray
+    #: per question: the index among its rank's threadblocks of the one asked about, and its epoch
+    asked_local: np.ndarray
+    asked: np.ndarray
 
 
 class Lives(NamedTuple):
@@ -171,95 +210,94 @@ def _lives(prev: np.ndarray, source: np.ndarray) -> Lives:
 
 
 @njit(cache=True)
-def _answer(
-    lives: Lives,
-    sender_slot: np.ndarray,
-    sender_local: np.ndarray,
-    epoch: np.ndarray,
-    into_slot: np.ndarray,
-    order: np.ndarray,
-    starts: np.ndarray,
-    asked_local: np.ndarray,
-    asked: np.ndarray,
-    ranks: int,
-    group: int,
+def _windows(joins: Joins, ranks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per rank: the first join that brings its knowledge (its sender is on the rank) and the last
+    join whose version is asked about there; a pass needs only the joins between."""
+    count = len(joins.sender_slot)
+    first = np.full(ranks, count, dtype=np.int64)
+    last = np.full(ranks, -1, dtype=np.int64)
+    for j in range(count - 1, -1, -1):
+        first[joins.sender_slot[j]] = j
+        if last[joins.into_slot[j]] < 0 and joins.starts[j + 2] > joins.starts[j + 1]:
+            last[joins.into_slot[j]] = j
+    return first, last
+
+
+@njit(cache=True)
+def _answer_group(
+    joins: Joins,
+    low: int,
+    high: int,
+    begin: int,
+    end: int,
+    table: np.ndarray,
+    alive: np.ndarray,
     pool: np.ndarray,
+    known: np.ndarray,
 ) -> np.ndarray:
-    """Whether each question is answered yes: the joins replayed once per ``group`` ranks, each live
-    version naming one block (a ``pool`` row, row 0 the zero block) per rank of the group."""
-    joins = len(lives.prev)
-    known = np.zeros(len(asked), dtype=np.bool_)  # epochs asked about are >= 1: no before any join
-    first = np.full(ranks, joins, dtype=np.int64)  # the first join that brings rank r's knowledge
-    last = np.full(ranks, -1, dtype=np.int64)  # the last join whose version is asked about on rank r
-    for j in range(joins - 1, -1, -1):
-        first[sender_slot[j]] = j
-        if last[into_slot[j]] < 0 and starts[j + 2] > starts[j + 1]:
-            last[into_slot[j]] = j
-    table = np.zeros((lives.count, group), dtype=np.int32)  # per place and rank of the pass: a pool row
-    alive = np.zeros(lives.count, dtype=np.bool_)
-    for low in range(0, ranks, group):
-        high = min(ranks, low + group)
-        begin, end = first[low:high].min(), last[low:high].max()
-        if end < begin:
-            continue  # nothing asked after anything known: every answer is no
-        table[:] = 0
-        alive[:] = False
-        alive[0] = True
-        free = np.zeros(0, dtype=np.int64)  # rows freed by the last collection (a stack of ``top``)
-        top, fresh = 0, 1  # rows from ``fresh`` on are unused in this pass
-        for j in range(begin, end + 1):
-            at, other, made = lives.prev[j], lives.source[j], lives.made[j]
-            alive[made] = True
-            differ = 0
-            for g in range(high - low):  # the common case: both sides name the same block
-                a, b = table[at, g], table[other, g]
-                table[made, g] = a if a == b else -1
-                differ += a != b
-            bumped = sender_slot[j] - low if low <= sender_slot[j] < high else -1
-            for g in range(high - low):
-                if not differ and bumped < 0:
-                    break
-                if table[made, g] >= 0 and g != bumped:
-                    continue
-                a, b = table[at, g], table[other, g]
-                entry = sender_local[j] if g == bumped else -1
-                bump = entry >= 0 and max(pool[a, entry], pool[b, entry]) < epoch[j]
-                learns, teaches = _compare(pool, a, b)
-                if not (learns or bump):
-                    table[made, g] = a
-                    continue
-                if not (teaches or bump):
-                    table[made, g] = b
-                    continue
-                if not top and fresh == len(pool):
-                    free = _collect(table, alive, high - low, len(pool))
-                    top = len(free)
-                    if 4 * top < len(pool):  # most rows are alive: grow
-                        grown = np.zeros((2 * len(pool), pool.shape[1]), dtype=pool.dtype)
-                        grown[: len(pool)] = pool
-                        fresh, pool = len(pool), grown
-                if top:
-                    top -= 1
-                    row = free[top]
-                else:
-                    row, fresh = fresh, fresh + 1
-                for i in range(pool.shape[1]):
-                    pool[row, i] = max(pool[a, i], pool[b, i])
-                if bump:
-                    pool[row, entry] = epoch[j]
-                table[made, g] = row
-            if low <= into_slot[j] < high:
-                row = table[made, into_slot[j] - low]
-                for q in range(starts[j + 1], starts[j + 2]):
-                    question = order[q]
-                    known[question] = pool[row, asked_local[question]] >= asked[question]
-            if lives.ends[j] & 1:
-                alive[at] = False
-            if lives.ends[j] & 2:
-                alive[other] = False
-            if lives.ends[j] & 4:
-                alive[made] = False
-    return known
+    """Answer the questions of ranks ``low`` … ``high - 1`` into ``known``, replaying joins ``begin`` …
+    ``end`` with each live version naming one block per rank (``table``: a ``pool`` row, row 0 the
+    zero block). Returns the pool (a new one if it had to grow)."""
+    lives, width = joins.lives, high - low
+    table[:] = 0
+    alive[:] = False
+    alive[0] = True
+    free = np.zeros(0, dtype=np.int64)  # rows freed by the last collection (a stack of ``top``)
+    top, fresh = 0, 1  # rows from ``fresh`` on are unused in this pass
+    for j in range(begin, end + 1):
+        at, other, made = lives.prev[j], lives.source[j], lives.made[j]
+        alive[made] = True
+        differ = 0
+        for g in range(width):  # the common case: both sides name the same block
+            a, b = table[at, g], table[other, g]
+            table[made, g] = a if a == b else -1
+            differ += a != b
+        sender = joins.sender_slot[j]
+        bumped = sender - low if low <= sender < high else -1
+        for g in range(width):
+            if not differ and bumped < 0:
+                break
+            if table[made, g] >= 0 and g != bumped:
+                continue
+            a, b = table[at, g], table[other, g]
+            entry = joins.sender_local[j] if g == bumped else -1
+            bump = entry >= 0 and max(pool[a, entry], pool[b, entry]) < joins.epoch[j]
+            learns, teaches = _compare(pool, a, b)
+            if not (learns or bump):
+                table[made, g] = a
+                continue
+            if not (teaches or bump):
+                table[made, g] = b
+                continue
+            if not top and fresh == len(pool):
+                free = _collect(table, alive, width, len(pool))
+                top = len(free)
+                if 4 * top < len(pool):  # most rows are alive: grow
+                    grown = np.zeros((2 * len(pool), pool.shape[1]), dtype=pool.dtype)
+                    grown[: len(pool)] = pool
+                    fresh, pool = len(pool), grown
+            if top:
+                top -= 1
+                row = free[top]
+            else:
+                row, fresh = fresh, fresh + 1
+            for i in range(pool.shape[1]):
+                pool[row, i] = max(pool[a, i], pool[b, i])
+            if bump:
+                pool[row, entry] = joins.epoch[j]
+            table[made, g] = row
+        if low <= joins.into_slot[j] < high:
+            row = table[made, joins.into_slot[j] - low]
+            for q in range(joins.starts[j + 1], joins.starts[j + 2]):
+                question = joins.order[q]
+                known[question] = pool[row, joins.asked_local[question]] >= joins.asked[question]
+        if lives.ends[j] & 1:
+            alive[at] = False
+        if lives.ends[j] & 2:
+            alive[other] = False
+        if lives.ends[j] & 4:
+            alive[made] = False
+    return pool
 
 
 @kernel

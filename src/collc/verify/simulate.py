@@ -24,7 +24,7 @@ import math
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -463,6 +463,7 @@ class Simulator:
         self._ready: deque[int] | None = None
         self._queued: list[bool] = []
         self._runs = 0
+        self._deciding: Iterator[tuple[int, int]] | None = None  # the race checks' groups, once run
 
     def version(self, gid: int) -> int:
         """``gid``'s current happens-before version (0 where the run checks no races)."""
@@ -540,8 +541,9 @@ class Simulator:
 
     def run(self, deadline: float = math.inf) -> list[Problem] | None:
         """Run the case to its end and return its problems, or return None once ``deadline`` (a
-        :func:`time.perf_counter` reading, checked every :data:`PROGRESS_EVERY` threadblock runs) has
-        passed; calling again goes on where it stopped, so a long case can run in bounded slices."""
+        :func:`time.perf_counter` reading, checked every :data:`PROGRESS_EVERY` threadblock runs and
+        after each group of ranks whose race checks are decided) has passed; calling again goes on
+        where it stopped, so a long case can run in bounded slices."""
         count = len(self.owner)
         stage = f"verify: {self.case}"
         if self._ready is None:
@@ -565,6 +567,13 @@ class Simulator:
             self.finish()
             return self.problems
         self.progress(stage, self.finished, count)
+        if self.order is not None:  # the race checks, decided a group of ranks at a time
+            if self._deciding is None:
+                self._deciding = self.order.decide()
+            for done, groups in self._deciding:
+                self.progress(f"verify: race checks ({self.case})", done, groups)
+                if time.perf_counter() >= deadline:
+                    return None
         stuck = [gid for gid in range(count) if self.pc[gid] < len(self.transmissions[gid])]
         if stuck:
             self.report_deadlock(stuck)
