@@ -17,14 +17,14 @@ against. The simulation works on these transmissions so it sees exactly the runt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from collc.msccl.program import RECV_TYPES, SEND_TYPES, Step, Threadblock
 
 
-@dataclass(frozen=True)
-class Transmission:
-    """One executed unit: a step, or a fused ``re`` chain, with the waits folded into it."""
+class Transmission(NamedTuple):
+    """One executed unit: a step, or a fused ``re`` chain, with the waits folded into it (a named
+    tuple, made once per step: a 512-GPU file has 1.4 million steps)."""
 
     type: str
     srcbuf: str
@@ -62,40 +62,13 @@ def _fuses(previous: Step, step: Step, pending_waits: list[tuple[int, int]]) -> 
     )
 
 
-@dataclass
-class _Chain:
-    """Steps that execute as one transmission (one step, or a fused ``re`` chain) while folding."""
-
-    members: list[Step]
-    first_step: int
-    last_step: int
-    waits: tuple[tuple[int, int], ...]
-    position: int
-
-    def transmission(self) -> Transmission:
-        last = self.members[-1]
-        return Transmission(
-            type=last.type,
-            srcbuf=last.srcbuf,
-            srcoffs=tuple(member.srcoff for member in self.members),
-            dstbuf=last.dstbuf,
-            dstoff=last.dstoff,
-            cnt=last.cnt,
-            waits=self.waits,
-            publishes=self.position if last.hasdep == 1 else None,
-            position=self.position,
-            first_step=self.first_step,
-            last_step=self.last_step,
-            sends=last.type in SEND_TYPES,
-            receives=last.type in RECV_TYPES,
-        )
-
-
 def fold_threadblock(tb: Threadblock) -> list[Transmission]:
-    """The transmissions of ``tb`` in execution order, with the runtime's position counter."""
-    chains: list[_Chain] = []
+    """The transmissions of ``tb`` in execution order, with the runtime's position counter. A fused
+    chain's transmission is its last member's, with every member's source offset."""
+    transmissions: list[Transmission] = []
     pending_waits: list[tuple[int, int]] = []
     counted = 0  # positions counted so far: executed steps plus nops with a dependency
+    previous: Step | None = None  # the last member of the last transmission
     for index, step in enumerate(tb.steps):
         if step.type == "nop":
             if step.depid >= 0:
@@ -103,12 +76,35 @@ def fold_threadblock(tb: Threadblock) -> list[Transmission]:
                 counted += 1
             continue
         counted += 1
-        if chains and _fuses(chains[-1].members[-1], step, pending_waits):
-            chain = chains[-1]
-            chain.members.append(step)
-            chain.last_step, chain.position = index, counted - 1
-            continue
-        own = [(step.depid, step.deps)] if step.depid >= 0 else []
-        chains.append(_Chain([step], index, index, (*pending_waits, *own), counted - 1))
-        pending_waits.clear()
-    return [chain.transmission() for chain in chains]
+        publishes = counted - 1 if step.hasdep == 1 else None
+        if previous is not None and _fuses(previous, step, pending_waits):
+            chain = transmissions[-1]
+            transmissions[-1] = chain._replace(
+                srcoffs=(*chain.srcoffs, step.srcoff),
+                cnt=step.cnt,
+                publishes=publishes,
+                position=counted - 1,
+                last_step=index,
+            )
+        else:
+            own = ((step.depid, step.deps),) if step.depid >= 0 else ()
+            transmissions.append(
+                Transmission(
+                    type=step.type,
+                    srcbuf=step.srcbuf,
+                    srcoffs=(step.srcoff,),
+                    dstbuf=step.dstbuf,
+                    dstoff=step.dstoff,
+                    cnt=step.cnt,
+                    waits=(*pending_waits, *own),
+                    publishes=publishes,
+                    position=counted - 1,
+                    first_step=index,
+                    last_step=index,
+                    sends=step.type in SEND_TYPES,
+                    receives=step.type in RECV_TYPES,
+                )
+            )
+            pending_waits = []
+        previous = step
+    return transmissions

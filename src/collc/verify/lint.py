@@ -487,6 +487,11 @@ def _check_dependencies(
     """Every wait must be released by a published position and ``re`` chains must
     stay within the runtime's fusion limit."""
     tbs = {tb.id: tb for tb in gpu.tbs}
+    # per threadblock, the positions it publishes (ascending), listed once: not once per wait on it
+    published_by = {
+        tb.id: sorted(t.publishes for t in folded.get((gpu.id, tb.id), []) if t.publishes is not None)
+        for tb in gpu.tbs
+    }
     for tb in gpu.tbs:
         transmissions = folded.get((gpu.id, tb.id), [])
         for t in transmissions:
@@ -516,12 +521,10 @@ def _check_dependencies(
             for waited, position in t.waits:
                 if waited not in tbs or waited == tb.id:
                     continue  # reported by dep-target
-                target = tbs[waited]
-                published = sorted(
-                    p.publishes for p in folded.get((gpu.id, waited), []) if p.publishes is not None
-                )
+                target, published = tbs[waited], published_by[waited]
+                first = bisect.bisect_left(published, position)  # the first publish that releases it
                 where = f"rank {gpu.id} tb {tb.id} step {t.first_step}"
-                if not any(p >= position for p in published):
+                if first == len(published):
                     linter.error(
                         "dep-on-unpublished",
                         f"{where} waits for tb {waited} to reach step {position}, but tb {waited} never "
@@ -529,7 +532,7 @@ def _check_dependencies(
                         line,
                         f'set hasdep="1" on step {position} of tb {waited}',
                     )
-                elif position not in published:
+                elif published[first] != position:
                     step_there = target.steps[position] if 0 <= position < len(target.steps) else None
                     linter.warning(
                         "dep-on-unflagged-step",
