@@ -118,7 +118,8 @@ class _Questions:
         self.order = order
         self._last: tuple[int, ...] = ()
         # per question: asker and its step, the other threadblock and its step, kind + 3 × storage, chunk
-        self._fields = tuple(array("q") for _ in range(6))
+        self._gid, self._step, self._other, self._other_step = array("q"), array("q"), array("q"), array("q")
+        self._code, self._index = array("q"), array("q")
 
     def ask(
         self,
@@ -138,17 +139,23 @@ class _Questions:
             return
         self._last = key
         self.order.ask(gid, other, other_epoch)
-        for field, value in zip(
-            self._fields,
-            (gid, step, other, other_step, kind + len(ACCESSES) * storage.number, index),
-            strict=True,
-        ):
-            field.append(value)
+        self._gid.append(gid)
+        self._step.append(step)
+        self._other.append(other)
+        self._other_step.append(other_step)
+        self._code.append(kind + len(ACCESSES) * storage.number)
+        self._index.append(index)
 
     def about(self, number: int) -> tuple[int, int, int, int, int, int]:
         """Question ``number``: (gid, step, other, other step, kind + 3 × storage number, chunk)."""
-        gid, step, other, other_step, code, index = (field[number] for field in self._fields)
-        return gid, step, other, other_step, code, index
+        return (
+            self._gid[number],
+            self._step[number],
+            self._other[number],
+            self._other_step[number],
+            self._code[number],
+            self._index[number],
+        )
 
 
 class Placement:
