@@ -121,6 +121,16 @@ def allpairs_allreduce(ngpus: int, channels: int = 2) -> Algorithm:
     return Algorithm("allpairs", "LL", channels, nchunks, ngpus, "allreduce", 1, 0, 0, 0, gpus)
 
 
+def without_reducer_wait(algo: Algorithm) -> Algorithm:
+    """An :func:`allpairs_allreduce` whose rank-0 reducer lost the nop that waits for tb 2's receive
+    into scratch (position 1): a race. Changes ``algo`` and returns it."""
+    reducer = threadblock(algo, 0, 0)
+    del reducer.steps[3]
+    for index, member in enumerate(reducer.steps):
+        member.s = index
+    return algo
+
+
 def reducescatter_through_other_blocks() -> Algorithm:
     """In-place 2-rank reducescatter that receives the peer's contribution into the peer's own block
     of the user buffer (already sent) and reduces from there."""

@@ -10,7 +10,13 @@ from collc.topology import load
 from collc.verify import Verification, order, verify
 from collc.verify.simulate import PROGRESS_EVERY
 
-from .programs import allpairs_allreduce, exchange, fixture, reducescatter_through_other_blocks, threadblock
+from .programs import (
+    allpairs_allreduce,
+    exchange,
+    fixture,
+    reducescatter_through_other_blocks,
+    without_reducer_wait,
+)
 
 
 def _sliced(algo, **kwargs):
@@ -62,11 +68,7 @@ def test_a_slice_ends_soon_after_its_deadline(compiled):
 def test_race_checks_decided_a_rank_at_a_time_in_slices_report_the_same(monkeypatch):
     """With one rank per group of race checks, a stopped run also stops between groups; the races
     reported are those of one uninterrupted run (RCCL's all-pairs shape, one wait dropped)."""
-    algo = allpairs_allreduce(4)
-    reducer = threadblock(algo, 0, 0)
-    del reducer.steps[3]  # the nop that waits for tb 2's receive (position 1)
-    for index, member in enumerate(reducer.steps):
-        member.s = index
+    algo = without_reducer_wait(allpairs_allreduce(4))
     whole = verify(algo, runtime="rccl")
     assert "race" in whole.rules()
     monkeypatch.setattr(order, "PASS_BYTES", 1)

@@ -146,6 +146,20 @@ class _Questions:
         self._code.append(kind + len(ACCESSES) * storage.number)
         self._index.append(index)
 
+    def ask_writer(self, gid: int, epoch: int, step: int, storage: _Storage, index: int, kind: int) -> None:
+        """Ask whether the last write of chunk ``index`` of ``storage`` happens before ``gid``'s access."""
+        self.ask(
+            gid,
+            epoch,
+            step,
+            storage.writer[index],
+            storage.write_epoch[index],
+            storage.write_step[index],
+            kind,
+            storage,
+            index,
+        )
+
     def about(self, number: int) -> tuple[int, int, int, int, int, int]:
         """Question ``number``: (gid, step, other, other step, kind + 3 × storage number, chunk)."""
         return (
@@ -197,22 +211,12 @@ class Placement:
         storage, base, _ = self.views[(rank, buffer)]
         start = base + offset
         if self.track_races:
-            ask, epoch = self.questions.ask, self.simulator.epoch[gid]
-            writer, write_epoch, readers = storage.writer, storage.write_epoch, storage.readers
+            ask_writer, epoch = self.questions.ask_writer, self.simulator.epoch[gid]
+            writer, readers = storage.writer, storage.readers
             for index in range(start, start + span):
                 other = writer[index]
                 if other >= 0 and other != gid:
-                    ask(
-                        gid,
-                        epoch,
-                        step,
-                        other,
-                        write_epoch[index],
-                        storage.write_step[index],
-                        READ_AFTER_WRITE,
-                        storage,
-                        index,
-                    )
+                    ask_writer(gid, epoch, step, storage, index, READ_AFTER_WRITE)
                 seen = readers[index]
                 if seen is None:
                     readers[index] = {gid: (epoch, step)}
@@ -246,23 +250,14 @@ class Placement:
         start = base + offset
         end = start + len(values)
         if self.track_races:
-            ask, epoch = self.questions.ask, self.simulator.epoch[gid]
+            ask, ask_writer = self.questions.ask, self.questions.ask_writer
+            epoch = self.simulator.epoch[gid]
             writer, write_epoch, readers = storage.writer, storage.write_epoch, storage.readers
             write_step = storage.write_step
             for index in range(start, end):
                 other = writer[index]
                 if other >= 0 and other != gid:
-                    ask(
-                        gid,
-                        epoch,
-                        step,
-                        other,
-                        write_epoch[index],
-                        write_step[index],
-                        WRITE_AFTER_WRITE,
-                        storage,
-                        index,
-                    )
+                    ask_writer(gid, epoch, step, storage, index, WRITE_AFTER_WRITE)
                 seen = readers[index]
                 if seen is not None:
                     for reader, (read_epoch, read_step) in seen.items():
