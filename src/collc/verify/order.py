@@ -87,7 +87,7 @@ class Order:
         """Answer every question, a group of ranks at a time, yielding (groups done, groups) after
         each group so that a caller can report progress or stop and resume. ``budget`` (default
         :data:`PASS_BYTES`) bounds the bytes of one pass's blocks, which sets how many ranks a group
-        takes; the pool of blocks starts with ``rows`` rows and grows as the blocks alive need."""
+        takes; the pool of blocks starts with ``rows`` rows in use and grows as the blocks alive need."""
         known = np.zeros(len(self._version), dtype=np.bool_)  # epochs asked are >= 1: no before any join
         if self._version:
             into = np.frombuffer(self._into, dtype=np.int32)
@@ -101,9 +101,9 @@ class Order:
                 np.frombuffer(self._from, dtype=np.int32),
             )
             lives = _lives(prev, source)
-            # a live version names one block per rank of the pass (a row number each), and the pool
-            # holds under three times the blocks alive (it doubles when a collection frees under a quarter)
-            per_rank = lives.count * (3 * self.width * self.dtype.itemsize + 4)
+            # a live version names one block per rank of the pass (a row number each); the pool is
+            # reserved for twice the most blocks that can be alive, and rows are touched only as used
+            per_rank = lives.count * (2 * self.width * self.dtype.itemsize + 4)
             group = max(1, min(self.ranks, (PASS_BYTES if budget is None else budget) // per_rank))
             joins = Joins(
                 lives,
@@ -119,13 +119,15 @@ class Order:
             first, last = _windows(joins, self.ranks)
             table = np.zeros((lives.count, group), dtype=np.int32)  # per place and rank: a pool row
             alive = np.zeros(lives.count, dtype=np.bool_)
-            pool = np.zeros((max(2, rows), self.width), dtype=self.dtype)
+            # zeroed lazily by the system: only the rows in use take memory
+            pool = np.zeros((2 * lives.count * group + 2, self.width), dtype=self.dtype)
+            used = max(2, min(rows, len(pool)))
             groups = -(-self.ranks // group)
             for number, low in enumerate(range(0, self.ranks, group)):
                 high = min(self.ranks, low + group)
                 begin, end = first[low:high].min(), last[low:high].max()
                 if begin <= end:  # else nothing is asked after anything is known: every answer is no
-                    pool = _answer_group(joins, low, high, begin, end, table, alive, pool, known)
+                    used = _answer_group(joins, low, high, begin, end, table, alive, pool, used, known)
                 yield number + 1, groups
         self._known = known
 
@@ -233,11 +235,16 @@ def _answer_group(
     table: np.ndarray,
     alive: np.ndarray,
     pool: np.ndarray,
+    used: int,
     known: np.ndarray,
-) -> np.ndarray:
+) -> int:
     """Answer the questions of ranks ``low`` … ``high - 1`` into ``known``, replaying joins ``begin`` …
     ``end`` with each live version naming one block per rank (``table``: a ``pool`` row, row 0 the
-    zero block). Returns the pool (a new one if it had to grow)."""
+    zero block). Blocks take the first ``used`` rows of the pool, collected when they are full and
+    doubled when a collection frees less than a quarter; returns the rows in use then. (The pool is
+    never reallocated here: a new array bound in the loop made numba take seconds longer to compile
+    the function.) The pool holds twice the most blocks that can be alive, so a collection at its
+    end always frees rows."""
     lives, width = joins.lives, high - low
     table[:] = 0
     alive[:] = False
@@ -269,18 +276,17 @@ def _answer_group(
             if not (teaches or bump):
                 table[made, g] = b
                 continue
-            if not top and fresh == len(pool):
-                free = _collect(table, alive, width, len(pool))
+            if not top and fresh == used:
+                free = _collect(table, alive, width, used)
                 top = len(free)
-                if 4 * top < len(pool):  # most rows are alive: grow
-                    grown = np.zeros((2 * len(pool), pool.shape[1]), dtype=pool.dtype)
-                    grown[: len(pool)] = pool
-                    fresh, pool = len(pool), grown
+                if 4 * top < used:  # most rows are alive: use more
+                    used = min(2 * used, len(pool))
             if top:
                 top -= 1
                 row = free[top]
             else:
                 row, fresh = fresh, fresh + 1
+            assert row < used, "a block outside the rows in use"
             for i in range(pool.shape[1]):
                 pool[row, i] = max(pool[a, i], pool[b, i])
             if bump:
@@ -297,7 +303,7 @@ def _answer_group(
             alive[other] = False
         if lives.ends[j] & 4:
             alive[made] = False
-    return pool
+    return used
 
 
 @kernel
