@@ -4,8 +4,9 @@ A race check asks whether an earlier access by threadblock ``other`` happens bef
 threadblock ``gid`` on the same rank. Vector clocks answer that on the spot, but then every clock
 alive carries an entry for every threadblock of the program: a threadblock only asks about its own
 rank, yet the others' entries must travel with it (a chunk sent up a tree and its reduction coming
-back down order two accesses of one rank through every rank between). Alive at once, that is about
-threadblocks × ranks entries, the verifier's memory wall at 256 GPUs and beyond.
+back down order two accesses of one rank through every rank between). Even with a block of entries
+per rank shared between clocks, the blocks alive at once grow as threadblocks × ranks: the verifier's
+memory wall at 256 GPUs and beyond.
 
 So the replay only records. Each threadblock's clock is a *version*: version 0 knows nothing, and
 every receive or flag wait makes a new version, the join of the threadblock's previous version and
