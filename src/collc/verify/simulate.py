@@ -450,7 +450,7 @@ class Simulator:
         self.published = [-1] * count
         self.publish_positions: list[list[int]] = [[] for _ in range(count)]
         self.publish_stamps: list[list[Stamp]] = [[] for _ in range(count)]
-        self.awaited = self._awaited_positions()
+        self.awaited = self._awaited_positions() if self.order is not None else []
         self.flag_waiters: list[list[int]] = [[] for _ in range(count)]
         self.pc = [0] * count
         self.cursor = [0] * count
@@ -670,27 +670,32 @@ class Simulator:
                 self.waits[gid] = ("flag", waited, position)
                 self.flag_waiters[waited].append(gid)
                 return False
-        for tb, position in t.waits:
-            waited = self.gid_of[(rank, tb)]
-            first = bisect.bisect_left(self.publish_positions[waited], position)
-            # a negative position needs no publish
-            if first < len(self.publish_stamps[waited]) and self.order is not None:
-                stamp = self.publish_stamps[waited][first]
-                self.order.join(gid, stamp.version, waited, stamp.epoch)
+        if self.order is not None:
+            for tb, position in t.waits:
+                waited = self.gid_of[(rank, tb)]
+                first = bisect.bisect_left(self.publish_positions[waited], position)
+                if first < len(self.publish_stamps[waited]):  # a negative position needs no publish
+                    stamp = self.publish_stamps[waited][first]
+                    self.order.join(gid, stamp.version, waited, stamp.epoch)
         return True
 
     def publish(self, gid: int, position: int, woken: list[int]) -> None:
-        previous = self.publish_positions[gid][-1] if self.publish_positions[gid] else -1
         self.published[gid] = position
+        if self.order is not None:
+            self._keep_stamp(gid, position)
+        woken.extend(self.flag_waiters[gid])
+        self.flag_waiters[gid] = []
+
+    def _keep_stamp(self, gid: int, position: int) -> None:
+        """Keep ``gid``'s happens-before stamp at its publish of ``position`` where the publish
+        releases a wait: one above the previous kept publish (the first one also those on a negative
+        position, which join the first kept publish if it exists by then)."""
+        previous = self.publish_positions[gid][-1] if self.publish_positions[gid] else -1
         awaited = self.awaited[gid]
         first_above_previous = bisect.bisect_right(awaited, previous)
         if first_above_previous < len(awaited) and awaited[first_above_previous] <= position:
-            # it releases the waits above the previous kept publish (the first one also those on a
-            # negative position, which join the first kept publish if it exists by then)
             self.publish_positions[gid].append(position)
             self.publish_stamps[gid].append(Stamp(self.version(gid), self.epoch[gid]))
-        woken.extend(self.flag_waiters[gid])
-        self.flag_waiters[gid] = []
 
     def mismatch(self, gid: int, t: Transmission, call: Call) -> None:
         """A receive consumed a call from a send of another ``cnt``: the FIFO desynchronises."""
