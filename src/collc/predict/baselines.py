@@ -14,8 +14,10 @@ smallest GPU-to-GPU max-flow inside the domain, i.e. one GPU's switch bandwidth:
 domain is a rail, a ring enters and leaves each box once through its own rail, and the rings share the
 box's ring capacity. A ring's bandwidth is ``min(rail bandwidth, C / rails)`` and the rings' busbw is the
 sum over rails, at most what the box can send out and take in at once (:func:`box_egresses`: rails that
-meet at a narrower switch uplink share it), minimised over boxes. This gives the published ring figures (e.g.
-2×8 A100: 8 rails × min(25, 300/8) = 200 GB/s busbw → allgather algbw 200·16/15 = 213.3).
+meet at a narrower switch uplink share it), minimised over boxes, and at most what crosses any cut
+between two boxes (:func:`box_exchange`: a ring passes every such cut both ways). This gives the
+published ring figures (e.g. 2×8 A100: 8 rails × min(25, 300/8) = 200 GB/s busbw → allgather algbw
+200·16/15 = 213.3).
 
 **Threadblocks.** Every channel is one threadblock per GPU, which copies at most
 ``THREADBLOCK_COPY_GBPS`` (48.5 GB/s, measured; ``params.py``). NCCL runs two channels per NIC rail
@@ -26,16 +28,17 @@ with faster rails is not credited beyond what its threadblocks copy.
 
 **Double binary tree.** Chains inside the boxes plus two complementary binary trees across boxes, each
 carrying half the data: every box (and every GPU of a chain) sends ``2S`` in total, so the allreduce
-algbw is ``min(C, egress)/2`` (egress: :func:`box_egresses`); the latency is two sweeps of depth
+algbw is ``min(C, egress)/2`` (egress: :func:`box_egresses`), and at most the crossing of
+:func:`box_exchange`, which each tree passes with half the data both ways; the latency is two sweeps of depth
 ``(G−1) + ⌈log2 boxes⌉``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from math import ceil, log2
+from typing import NamedTuple
 
 from ortools.linear_solver import pywraplp
 
@@ -108,7 +111,60 @@ def _min_gpu_cut(network: Network, box: Box) -> Fraction:
     return best * unit
 
 
-def box_egresses(network: Network) -> dict[int | None, Fraction]:
+class Exchange(NamedTuple):
+    """What the boxes can exchange (:func:`box_exchange`), for the ring and the tree across boxes."""
+
+    egresses: dict[int | None, Fraction]  # per box: what its rails carry to the other boxes
+    crossing: Fraction | None  # the least capacity across a cut between two boxes (None: one box)
+
+
+def box_exchange(network: Network) -> Exchange:
+    """The boxes' :func:`box_egresses` and the least capacity from one side to the other of any cut
+    that separates two boxes: the smallest max-flow between the first box's domain and another's,
+    in either direction (a cut with the first box on one side and some box on the other is at
+    least that flow; every cut separating two boxes is such a cut, seen from one side or the other).
+
+    Every ring crosses such a cut once in each direction at its full rate, so the rings' busbw is at
+    most the crossing; each of the double binary tree's two trees crosses it with half the data in
+    both directions (reduce up, broadcast down), so its allreduce algbw is at most the crossing too.
+    One box's own egress does not see this: boxes under one leaf switch exchange at their NICs'
+    speed among themselves while the leaf's uplink to the spine carries every ring's crossing (four
+    boxes of four 50 GB/s NICs, two per leaf, 50 GB/s leaf uplinks: egress 200, crossing 50)."""
+    boxes = boxes_of(network)
+    if len(boxes) < 2:
+        return Exchange({}, None)
+    flows = _BoxFlows.of(network)
+    first = flows.domain(boxes[0])
+    crossing = min(
+        min(flows.between(first, flows.domain(other)), flows.between(flows.domain(other), first))
+        for other in boxes[1:]
+    )
+    return Exchange(box_egresses(network, flows), crossing)
+
+
+class _BoxFlows(NamedTuple):
+    """The whole network as integer arcs (in units of ``unit`` GB/s) for max-flows between node sets."""
+
+    index: dict[str, int]
+    arcs: list[tuple[int, int, int]]
+    unit: Fraction
+
+    @classmethod
+    def of(cls, network: Network) -> _BoxFlows:
+        names = sorted(node.name for node in network.topology.nodes)
+        index = {name: i for i, name in enumerate(names)}
+        unit = rational_gcd(list(network.bandwidth.values()))
+        arcs = [(index[s], index[d], int(bw / unit)) for (s, d), bw in sorted(network.bandwidth.items())]
+        return cls(index, arcs, unit)
+
+    def domain(self, box: Box) -> list[int]:
+        return [self.index[name] for name in sorted(box.domain)]
+
+    def between(self, senders: list[int], receivers: list[int]) -> Fraction:
+        return _max_flow(self.arcs, len(self.index), senders, receivers) * self.unit
+
+
+def box_egresses(network: Network, flows: _BoxFlows | None = None) -> dict[int | None, Fraction]:
     """Per box (by index), what its rails carry to the other boxes: each rail at most two channels'
     copy rate, and all of them at most the box's egress, the smaller of the two max-flows between its
     domain and the other boxes' domains, through every node (a super source and sink on either
@@ -118,17 +174,14 @@ def box_egresses(network: Network) -> dict[int | None, Fraction]:
     boxes = boxes_of(network)
     if len(boxes) < 2:
         return {}
-    names = sorted(node.name for node in network.topology.nodes)
-    index = {name: i for i, name in enumerate(names)}
-    unit = rational_gcd(list(network.bandwidth.values()))
-    arcs = [(index[s], index[d], int(bw / unit)) for (s, d), bw in sorted(network.bandwidth.items())]
+    flows = flows or _BoxFlows.of(network)
     egresses = {}
     for box in boxes:
-        ours = [index[name] for name in sorted(box.domain)]
-        theirs = [index[name] for other in boxes if other.index != box.index for name in sorted(other.domain)]
-        exchange = min(_max_flow(arcs, len(names), ours, theirs), _max_flow(arcs, len(names), theirs, ours))
+        ours = flows.domain(box)
+        theirs = [node for other in boxes if other.index != box.index for node in flows.domain(other)]
+        exchange = min(flows.between(ours, theirs), flows.between(theirs, ours))
         rails = (min(bw, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in box_rails(network, box))
-        egresses[box.index] = min(sum(rails, Fraction(0)), exchange * unit)
+        egresses[box.index] = min(sum(rails, Fraction(0)), exchange)
     return egresses
 
 
@@ -246,9 +299,9 @@ def _ring_order(boxes: list[Box]) -> list[str]:
     return [gpu for box in boxes for gpu in box.gpus]
 
 
-def ring_baseline(network: Network, egresses: Mapping[int | None, Fraction] | None = None) -> RingBaseline:
-    """The rings NCCL/RCCL would build on this topology (module docstring); ``egresses``: the boxes'
-    :func:`box_egresses`, where the caller has them."""
+def ring_baseline(network: Network, exchange: Exchange | None = None) -> RingBaseline:
+    """The rings NCCL/RCCL would build on this topology (module docstring); ``exchange``: the boxes'
+    :func:`box_exchange`, where the caller has it."""
     boxes = boxes_of(network)
     order = _ring_order(boxes)
     hops = (
@@ -261,7 +314,7 @@ def ring_baseline(network: Network, egresses: Mapping[int | None, Fraction] | No
     )
     if len(boxes) == 1:
         return RingBaseline(_channel_capacity(network, boxes[0]), 0, hops, len(order))
-    egresses = box_egresses(network) if egresses is None else egresses
+    exchange = box_exchange(network) if exchange is None else exchange
     busbw = None
     rails = 0
     for box in boxes:
@@ -270,14 +323,15 @@ def ring_baseline(network: Network, egresses: Mapping[int | None, Fraction] | No
         box_busbw = sum(
             (min(bw, share, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in rail_bandwidths), Fraction(0)
         )
-        box_busbw = min(box_busbw, egresses[box.index])
+        box_busbw = min(box_busbw, exchange.egresses[box.index])
         busbw = box_busbw if busbw is None else min(busbw, box_busbw)
         rails = max(rails, len(rail_bandwidths))
-    return RingBaseline(busbw or Fraction(0), rails, hops, len(order))
+    assert busbw is not None and exchange.crossing is not None
+    return RingBaseline(min(busbw, exchange.crossing), rails, hops, len(order))
 
 
-def tree_baseline(network: Network, egresses: Mapping[int | None, Fraction] | None = None) -> TreeBaseline:
-    """NCCL's double binary tree allreduce on this topology (module docstring); ``egresses`` as for
+def tree_baseline(network: Network, exchange: Exchange | None = None) -> TreeBaseline:
+    """NCCL's double binary tree allreduce on this topology (module docstring); ``exchange`` as for
     :func:`ring_baseline`."""
     boxes = boxes_of(network)
     capacity = min(_channel_capacity(network, box) for box in boxes)
@@ -288,10 +342,13 @@ def tree_baseline(network: Network, egresses: Mapping[int | None, Fraction] | No
     ]
     latency = sum(chain)
     hops = per_box - 1
+    algbw = capacity / 2
     if len(boxes) > 1:
-        egresses = box_egresses(network) if egresses is None else egresses
-        capacity = min(capacity, *egresses.values())
+        exchange = box_exchange(network) if exchange is None else exchange
+        assert exchange.crossing is not None
+        algbw = min(capacity, *exchange.egresses.values()) / 2
+        algbw = min(algbw, exchange.crossing)
         depth = ceil(log2(len(boxes)))
         latency += depth * network.path_latency_us(network.path(boxes[0].gpus[0], boxes[1].gpus[0]))
         hops += depth
-    return TreeBaseline(capacity / 2, latency, hops)
+    return TreeBaseline(algbw, latency, hops)

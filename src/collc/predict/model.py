@@ -12,7 +12,14 @@ from functools import cached_property
 
 from collc.capacity import CapacityGraph, capacity_graph
 from collc.msccl.program import Algorithm
-from collc.predict.baselines import RingBaseline, TreeBaseline, box_egresses, ring_baseline, tree_baseline
+from collc.predict.baselines import (
+    Exchange,
+    RingBaseline,
+    TreeBaseline,
+    box_exchange,
+    ring_baseline,
+    tree_baseline,
+)
 from collc.predict.des import ProgramCost, prefetch, runs_of, simulation_threads
 from collc.predict.forest_model import ForestCost
 from collc.predict.network import Network
@@ -77,18 +84,18 @@ class TopologyModel:
         return ForestCost(self.network, self.solution.forest)
 
     @cached_property
-    def egresses(self) -> dict[int | None, Fraction]:
-        """What each box exchanges with the others (:func:`box_egresses`), for the ring and the tree:
-        two max-flows per box, computed once."""
-        return box_egresses(self.network)
+    def exchange(self) -> Exchange:
+        """What the boxes exchange (:func:`box_exchange`), for the ring and the tree: two max-flows
+        per box and two per box after the first, computed once."""
+        return box_exchange(self.network)
 
     @cached_property
     def ring(self) -> RingBaseline:
-        return ring_baseline(self.network, self.egresses)
+        return ring_baseline(self.network, self.exchange)
 
     @cached_property
     def tree(self) -> TreeBaseline:
-        return tree_baseline(self.network, self.egresses)
+        return tree_baseline(self.network, self.exchange)
 
     def baselines(self, collective: str) -> dict[str, Predictor]:
         """NCCL's algorithms for ``collective``: rings always, the double binary tree for allreduce."""
