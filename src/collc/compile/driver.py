@@ -60,7 +60,7 @@ from collc.predict.des import ProgramCost, Run, prefetch, runs_of, simulation_th
 from collc.predict.model import TopologyModel
 from collc.predict.params import DEFAULT_BUFFER_BYTES, Protocol, simple
 from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
-from collc.predict.sweep import Memo, Predictor
+from collc.predict.sweep import Memo, Predictor, no_slower
 from collc.progress import Report, silent
 from collc.sizes import format_size
 from collc.solver import Solution
@@ -1093,7 +1093,7 @@ class _Contest(NamedTuple):
 
     @property
     def wins(self) -> bool:
-        return self.algbw >= self.vendor
+        return no_slower(self.algbw, self.vendor)
 
 
 def _delivered(item: Fitted, reference: int, vendor: Callable[[int], float]) -> float:

@@ -18,7 +18,7 @@ from collc.msccl.program import Algorithm
 from collc.predict.des import prefetch, runs_of
 from collc.predict.model import TopologyModel
 from collc.predict.params import PROTOCOLS, Protocol, busbw_factor
-from collc.predict.sweep import Memo, Predictor
+from collc.predict.sweep import Memo, Predictor, no_slower
 from collc.verify.select import PER_RANK_COLLECTIVES, explain
 
 #: Element size of the calls predicted: nccl-tests' default data type is float (4 bytes).
@@ -54,7 +54,7 @@ class SizeOutlook:
     @property
     def wins(self) -> bool:
         """At least as fast as the runtime's best built-in algorithm at this size."""
-        return self.algbw is not None and self.algbw >= self.vendor_algbw
+        return self.algbw is not None and no_slower(self.algbw, self.vendor_algbw)
 
     def to_json(self) -> dict[str, object]:
         def rounded(value: float | None) -> float | None:
@@ -202,7 +202,7 @@ class CallOutlook:
     @property
     def loses(self) -> bool:
         """A file takes the call and is predicted slower than the runtime's best would be."""
-        return self.algbw is not None and self.algbw < self.vendor_algbw
+        return self.algbw is not None and not no_slower(self.algbw, self.vendor_algbw)
 
     def to_json(self) -> dict[str, object]:
         def rounded(value: float | None) -> float | None:
