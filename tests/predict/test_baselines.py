@@ -77,6 +77,23 @@ def test_boxes_under_one_leaf_share_its_uplink() -> None:
     assert m.ring.algbw("allgather") <= m.bound_algbw("allgather")
 
 
+def test_direct_links_the_runtime_bypasses_carry_no_ring() -> None:
+    """Four GPUs on a 400 GB/s switch, ring neighbours also joined by 50 GB/s links: the runtime
+    takes one path per GPU pair, the widest (the switch), so the direct links carry nothing, for its
+    rings as for collc's files (whose busiest arc is then the switch port). Counting them gave the
+    rings 500 GB/s busbw, more than any file on the runtime's paths can reach."""
+    from collc.predict.model import TopologyModel
+    from collc.topology.model import Link, Node, Topology
+
+    gpus = [f"g{i}" for i in range(4)]
+    nodes = (*(Node(gpu, "gpu", None, None) for gpu in gpus), Node("nvs", "switch", None, None))
+    links = [Link(gpu, "nvs", Fraction(400)) for gpu in gpus]
+    links += [Link(a, b, Fraction(50)) for a, b in zip(gpus, gpus[1:] + gpus[:1], strict=True)]
+    m = TopologyModel(Topology("switch-and-ring", nodes, tuple(links), tuple(gpus)))
+    assert m.network.path("g0", "g1") == ("g0", "nvs", "g1")
+    assert m.ring.busbw == 400
+
+
 def test_ring_time_grows_with_size_and_tends_to_its_bandwidth() -> None:
     ring = model("dgx-h100-rail", 4).ring
     small, large = (ring.time_us("allreduce", size, SIMPLE) for size in (2**10, 2**36))

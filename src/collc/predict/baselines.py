@@ -92,7 +92,16 @@ def box_rails(network: Network, box: Box) -> list[Fraction]:
 
 
 def _domain_arcs(network: Network, box: Box) -> dict[Arc, Fraction]:
-    return {arc: bw for arc, bw in network.bandwidth.items() if arc[0] in box.domain and arc[1] in box.domain}
+    """The arcs inside the box's domain that the runtime's peer-to-peer paths can use: not a direct
+    link between two GPUs that talk over a wider path (a switch) instead, since the runtime takes one
+    path per GPU pair (:meth:`collc.predict.network.Network.path`), for its rings as for collc's files."""
+    return {
+        (src, dst): bw
+        for (src, dst), bw in network.bandwidth.items()
+        if src in box.domain
+        and dst in box.domain
+        and not (network.is_gpu(src) and network.is_gpu(dst) and network.path(src, dst) != (src, dst))
+    }
 
 
 def _min_gpu_cut(network: Network, box: Box) -> Fraction:
