@@ -121,7 +121,7 @@ def arc_limit_line(limit: ArcLimit, file_bound: Fraction, nchunksperloop: int) -
     (src, dst), chunks, bandwidth = limit.arc
     return (
         f"  busiest arc      {limit.algbw:.1f} GB/s algbw at most: on the runtime's paths {src} -> {dst} "
-        f"carries {chunks:g} of the {nchunksperloop} chunks of an iteration at {bandwidth:g} GB/s, "
+        f"carries {chunks:g} chunk sends per iteration of {nchunksperloop} chunks at {bandwidth:g} GB/s, "
         "more than the forest routed over it"
     )
 
