@@ -13,7 +13,7 @@ smallest GPU-to-GPU max-flow inside the domain, i.e. one GPU's switch bandwidth:
 **Rings across boxes.** One ring per channel and one channel per NIC rail: every arc that leaves a box
 domain is a rail, a ring enters and leaves each box once through its own rail, and the rings share the
 box's ring capacity. A ring's bandwidth is ``min(rail bandwidth, C / rails)`` and the rings' busbw is the
-sum over rails, at most what the box can send out and take in at once (:func:`box_egresses`: rails that
+sum over rails, at most what the box can send out and take in at once (:func:`box_exchange`: rails that
 meet at a narrower switch uplink share it), minimised over boxes, and at most what crosses any cut
 between two boxes (:func:`box_exchange`: a ring passes every such cut both ways). This gives the
 published ring figures (e.g. 2×8 A100: 8 rails × min(25, 300/8) = 200 GB/s busbw → allgather algbw
@@ -28,7 +28,7 @@ with faster rails is not credited beyond what its threadblocks copy.
 
 **Double binary tree.** Chains inside the boxes plus two complementary binary trees across boxes, each
 carrying half the data: every box (and every GPU of a chain) sends ``2S`` in total, so the allreduce
-algbw is ``min(C, egress)/2`` (egress: :func:`box_egresses`), and at most the crossing of
+algbw is ``min(C, egress)/2`` (egress: :func:`box_exchange`), and at most the crossing of
 :func:`box_exchange`, which each tree passes with half the data both ways; the latency is two sweeps of depth
 ``(G−1) + ⌈log2 boxes⌉``.
 """
@@ -40,6 +40,7 @@ from fractions import Fraction
 from math import ceil, log2
 from typing import NamedTuple
 
+import numpy as np
 from ortools.linear_solver import pywraplp
 
 from collc.capacity import rational_gcd
@@ -84,11 +85,13 @@ def boxes_of(network: Network) -> list[Box]:
 
 def box_rails(network: Network, box: Box) -> list[Fraction]:
     """Bandwidths of the arcs leaving the box domain (its NIC rails), in sorted arc order."""
-    return [
-        bw
-        for (src, dst), bw in sorted(network.bandwidth.items())
-        if src in box.domain and dst not in box.domain
-    ]
+    return [network.bandwidth[arc] for arc in _arcs_from(network, box) if arc[1] not in box.domain]
+
+
+def _arcs_from(network: Network, box: Box) -> list[Arc]:
+    """The arcs leaving nodes of the box's domain, sorted: read off the nodes' neighbours, so a box
+    costs its own degree, not the whole network's arcs (1,024 GPUs have 128 boxes)."""
+    return [(src, dst) for src in sorted(box.domain) for dst in network.neighbours.get(src, ())]
 
 
 def _domain_arcs(network: Network, box: Box) -> dict[Arc, Fraction]:
@@ -96,10 +99,9 @@ def _domain_arcs(network: Network, box: Box) -> dict[Arc, Fraction]:
     link between two GPUs that talk over a wider path (a switch) instead, since the runtime takes one
     path per GPU pair (:meth:`collc.predict.network.Network.path`), for its rings as for collc's files."""
     return {
-        (src, dst): bw
-        for (src, dst), bw in network.bandwidth.items()
-        if src in box.domain
-        and dst in box.domain
+        (src, dst): network.bandwidth[(src, dst)]
+        for src, dst in _arcs_from(network, box)
+        if dst in box.domain
         and not (network.is_gpu(src) and network.is_gpu(dst) and network.path(src, dst) != (src, dst))
     }
 
@@ -128,10 +130,11 @@ class Exchange(NamedTuple):
 
 
 def box_exchange(network: Network) -> Exchange:
-    """The boxes' :func:`box_egresses` and the least capacity from one side to the other of any cut
-    that separates two boxes: the smallest max-flow between the first box's domain and another's,
-    in either direction (a cut with the first box on one side and some box on the other is at
-    least that flow; every cut separating two boxes is such a cut, seen from one side or the other).
+    """What each box's rails carry to the other boxes (its egress, :func:`_egresses`) and the least
+    capacity from one side to the other of any cut that separates two boxes: the smallest max-flow
+    between the first box's domain and another's, in either direction (a cut with the first box on
+    one side and some box on the other is at least that flow; every cut separating two boxes is such
+    a cut, seen from one side or the other).
 
     Every ring crosses such a cut once in each direction at its full rate, so the rings' busbw is at
     most the crossing; each of the double binary tree's two trees crosses it with half the data in
@@ -142,48 +145,64 @@ def box_exchange(network: Network) -> Exchange:
     boxes = boxes_of(network)
     if len(boxes) < 2:
         return Exchange({}, None)
-    flows = _BoxFlows.of(network)
+    flows = _BoxFlows(network)
     first = flows.domain(boxes[0])
     crossing = min(
         min(flows.between(first, flows.domain(other)), flows.between(flows.domain(other), first))
         for other in boxes[1:]
     )
-    return Exchange(box_egresses(network, flows), crossing)
+    return Exchange(_egresses(network, boxes, flows), crossing)
 
 
-class _BoxFlows(NamedTuple):
-    """The whole network as integer arcs (in units of ``unit`` GB/s) for max-flows between node sets."""
+class _BoxFlows:
+    """The whole network in one max-flow graph (integer capacities in units of ``unit`` GB/s) with a
+    super source and sink, each joined to every node by an arc that is switched on only for the
+    nodes of the current question: the graph is built once for the 4 max-flows per box."""
 
-    index: dict[str, int]
-    arcs: list[tuple[int, int, int]]
-    unit: Fraction
-
-    @classmethod
-    def of(cls, network: Network) -> _BoxFlows:
+    def __init__(self, network: Network):
         names = sorted(node.name for node in network.topology.nodes)
-        index = {name: i for i, name in enumerate(names)}
-        unit = rational_gcd(list(network.bandwidth.values()))
-        arcs = [(index[s], index[d], int(bw / unit)) for (s, d), bw in sorted(network.bandwidth.items())]
-        return cls(index, arcs, unit)
+        self.index = {name: i for i, name in enumerate(names)}
+        self.unit = rational_gcd(list(network.bandwidth.values()))
+        arcs = [
+            (self.index[s], self.index[d], int(bw / self.unit))
+            for (s, d), bw in sorted(network.bandwidth.items())
+        ]
+        self.source, self.sink = len(names), len(names) + 1
+        self.unbounded = sum(capacity for _, _, capacity in arcs) + 1
+        self.from_source = len(arcs)  # the arc source -> node i is from_source + i
+        self.to_sink = len(arcs) + len(names)  # the arc node i -> sink is to_sink + i
+        arcs += [(self.source, i, 0) for i in range(len(names))]
+        arcs += [(i, self.sink, 0) for i in range(len(names))]
+        self.flow = FlowNetwork(len(names) + 2, arcs)
+        self._domains: dict[int | None, list[int]] = {}
 
     def domain(self, box: Box) -> list[int]:
-        return [self.index[name] for name in sorted(box.domain)]
+        if box.index not in self._domains:
+            self._domains[box.index] = [self.index[name] for name in sorted(box.domain)]
+        return self._domains[box.index]
 
     def between(self, senders: list[int], receivers: list[int]) -> Fraction:
-        return _max_flow(self.arcs, len(self.index), senders, receivers) * self.unit
+        """The max-flow from a super source feeding every sender to a super sink fed by every
+        receiver, in GB/s."""
+        switched = np.concatenate(
+            (
+                self.from_source + np.asarray(senders, dtype=np.int64),
+                self.to_sink + np.asarray(receivers, dtype=np.int64),
+            )
+        )
+        self.flow.set_capacities(switched, np.full(len(switched), self.unbounded, dtype=np.int64))
+        value = self.flow.max_flow(self.source, self.sink)
+        self.flow.set_capacities(switched, np.zeros(len(switched), dtype=np.int64))
+        return value * self.unit
 
 
-def box_egresses(network: Network, flows: _BoxFlows | None = None) -> dict[int | None, Fraction]:
+def _egresses(network: Network, boxes: list[Box], flows: _BoxFlows) -> dict[int | None, Fraction]:
     """Per box (by index), what its rails carry to the other boxes: each rail at most two channels'
     copy rate, and all of them at most the box's egress, the smaller of the two max-flows between its
     domain and the other boxes' domains, through every node (a super source and sink on either
     side). Rings and trees across boxes leave and enter every box, so they carry at most this however
     many rails the box has: two GPUs whose own links (two rails) meet at a PCIe switch with one
-    24 GB/s uplink send 24 GB/s to the other boxes, not 48. Empty for a single box."""
-    boxes = boxes_of(network)
-    if len(boxes) < 2:
-        return {}
-    flows = flows or _BoxFlows.of(network)
+    24 GB/s uplink send 24 GB/s to the other boxes, not 48."""
     egresses = {}
     for box in boxes:
         ours = flows.domain(box)
@@ -192,15 +211,6 @@ def box_egresses(network: Network, flows: _BoxFlows | None = None) -> dict[int |
         rails = (min(bw, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in box_rails(network, box))
         egresses[box.index] = min(sum(rails, Fraction(0)), exchange)
     return egresses
-
-
-def _max_flow(arcs: list[tuple[int, int, int]], nodes: int, senders: list[int], receivers: list[int]) -> int:
-    """The max-flow over ``arcs`` from a super source feeding every sender to a super sink fed by
-    every receiver."""
-    source, sink = nodes, nodes + 1
-    unbounded = sum(capacity for _, _, capacity in arcs) + 1
-    edges = [*arcs, *((source, i, unbounded) for i in senders), *((i, sink, unbounded) for i in receivers)]
-    return FlowNetwork(nodes + 2, edges).max_flow(source, sink)
 
 
 def _hamiltonian_cycles(network: Network, box: Box) -> list[tuple[str, ...]] | None:
