@@ -208,6 +208,9 @@ def test_parameters_are_set_and_checked() -> None:
     assert topology.arc_bandwidths()[("b0.gpu0", "b0.sw")] == Fraction(50)
     with pytest.raises(InputError, match="must be a whole number"):
         parse(TEMPLATED, boxes="2.5")
+    with pytest.raises(InputError, match="'count' must be a whole number from 0 to 32768") as caught:
+        parse(TEMPLATED, boxes="100000")  # the file's count, the user's value: the hint names it
+    assert caught.value.hint == "boxes comes from --set boxes=100000"
     with pytest.raises(InputError, match="must be a number"):
         parse(TEMPLATED, boxes="two")
     with pytest.raises(InputError, match="unknown parameter 'box'") as caught:

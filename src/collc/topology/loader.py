@@ -28,7 +28,7 @@ from collc.input_limits import (
     MIN_BANDWIDTH_GBPS,
 )
 from collc.msccl.program import TARGET_RUNTIMES
-from collc.topology.expr import ExpressionError, evaluate, evaluate_number, step_budget
+from collc.topology.expr import ExpressionError, evaluate, evaluate_number, names_in, step_budget
 from collc.topology.model import NODE_KINDS, Link, Metadata, Node, Topology
 from collc.topology.selectors import Binding, resolve, select
 from collc.topology.units import BANDWIDTH_UNITS, parse_bandwidth, parse_latency
@@ -119,7 +119,7 @@ def check_node_total(count: int, location: Location | None) -> None:
         raise _fail(
             f"the topology has more than {MAX_NODES:,} nodes, the most collc supports",
             location,
-            f"collc schedules up to {MAX_GPUS:,} GPUs; check the counts",
+            f"collc schedules up to {MAX_GPUS:,} GPUs; check the counts and --set values",
         )
 
 
@@ -250,6 +250,7 @@ class _Reader:
         self.tally = _Tally()
         self.parameters = read_parameters(document)
         self.variables: dict[str, Fraction] = apply_overrides(self.parameters, overrides)
+        self.overrides = overrides
 
     # -- small typed readers -------------------------------------------------------------------------
     def number(self, mapping: LocatedMap, key: str, variables: Mapping[str, Fraction]) -> Fraction:
@@ -266,8 +267,18 @@ class _Reader:
             raise _fail(
                 f"{key!r} must be a whole number from 0 to {MAX_COUNT}, got {_short(value)}",
                 mapping.where(key),
+                self.overridden(mapping[key]),
             )
         return int(value)
+
+    def overridden(self, expression: object) -> str | None:
+        """A hint naming the ``--set`` values an out-of-range ``expression`` is computed from (the
+        file is the preset's, the value the user's: ``count: boxes`` with ``--set boxes=100000``)."""
+        names = sorted(names_in(str(expression)) & set(self.overrides))
+        if not names:
+            return None
+        given = ", ".join(f"{name}={str(self.overrides[name])[:40]}" for name in names)
+        return f"{str(expression)[:60]} comes from --set {given}"
 
     def condition(self, mapping: LocatedMap, variables: Mapping[str, Fraction], key: str = "when") -> bool:
         """``when`` (parameters only: is the entry there at all) or ``where`` (filters a rule's matches)."""
