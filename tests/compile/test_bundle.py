@@ -15,6 +15,7 @@ from collc.compile.bundle import (
     check_disjoint,
     compile_bundle,
     on_grid,
+    uncovered,
     write_bundle,
 )
 from collc.compile.outlook import SizeOutlook, grid, outlook
@@ -255,3 +256,19 @@ def test_a_bundle_reports_each_compile_and_its_steps(tmp_path: Path) -> None:
     # LL, LL128, Simple at each buffer compile tries, and a fallback per file: counted one by one
     assert counts == list(range(len(counts))) and len(counts) >= 4 + len(bundle.ranges)
     assert any(stage.startswith("compile: ") for stage, _, _ in heard)
+
+
+def test_the_sizes_no_range_takes_are_named_as_intervals() -> None:
+    """The report says which sizes stay with the runtime: below the first range, between ranges whose
+    grid sizes were not both won, and above a bounded last one. Ranges print inclusive, as the
+    runtime compares them."""
+    ranges = [
+        SizeRange("allreduce", "LL128", 128 * 1024, 2 * 1024 * 1024),
+        SizeRange("allreduce", "LL", 4096, 64 * 1024),
+        SizeRange("allreduce", "Simple", 4 * 1024 * 1024, 0),
+    ]
+    assert ranges[1].describe() == "allreduce LL [4KiB, 64KiB]"
+    assert ranges[2].describe() == "allreduce Simple [4MiB, ∞)"
+    assert uncovered(ranges) == ["[0B, 4KiB)", "(64KiB, 128KiB)", "(2MiB, 4MiB)"]
+    assert uncovered([SizeRange("allgather", "LL", 0, 1024)]) == ["(1KiB, ∞)"]
+    assert uncovered([SizeRange("allgather", "Simple", 0, 0)]) == []

@@ -81,8 +81,24 @@ class SizeRange:
     max_bytes: int
 
     def describe(self) -> str:
-        top = "∞" if self.max_bytes == 0 else format_size(self.max_bytes + 1)
-        return f"{self.coll} {self.proto} [{format_size(self.min_bytes) if self.min_bytes else '0'}, {top})"
+        bottom = format_size(self.min_bytes) if self.min_bytes else "0"
+        top = "∞)" if self.max_bytes == 0 else f"{format_size(self.max_bytes)}]"
+        return f"{self.coll} {self.proto} [{bottom}, {top}"
+
+
+def uncovered(ranges: Sequence[SizeRange]) -> list[str]:
+    """The sizes of one collective that none of its (disjoint) ``ranges`` takes, as intervals: the
+    runtime keeps them (below the first range, between two whose grid sizes were not both won, and
+    above a bounded last one)."""
+    spans, below = [], 0
+    for item in sorted(ranges, key=lambda item: item.min_bytes):
+        if item.min_bytes > below:
+            start = f"[{format_size(below)}" if below == 0 else f"({format_size(below - 1)}"
+            spans.append(f"{start}, {format_size(item.min_bytes)})")
+        if item.max_bytes == 0:
+            return spans
+        below = item.max_bytes + 1
+    return [*spans, f"({format_size(below - 1)}, ∞)"]
 
 
 def plan_ranges(
@@ -447,9 +463,16 @@ class BundleResult:
     def lines(self) -> list[str]:
         """The report ``collc compile --bundle`` prints."""
         lines = [f"wrote {path}" for path in self.written]
-        lines += [
-            f"{item.describe()}: collc file predicted faster than the runtime's best" for item in self.ranges
-        ]
+        for coll in dict.fromkeys(item.coll for item in self.ranges):
+            ranges = [item for item in self.ranges if item.coll == coll]
+            lines += [
+                f"{item.describe()}: collc file predicted at least as fast as the runtime's best"
+                for item in ranges
+            ]
+            if gaps := uncovered(ranges):
+                lines.append(
+                    f"{coll} {', '.join(gaps)}: the runtime's own algorithms (no file takes these sizes)"
+                )
         if self.buffer_bytes is not None:
             lines.append(
                 f"NCCL_BUFFSIZE={self.buffer_bytes}: the Simple files are predicted and verified with a "
