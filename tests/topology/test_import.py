@@ -275,6 +275,23 @@ def test_bad_dumps_get_located_messages(tmp_path, text, message) -> None:
     assert "Traceback" not in err and len(err.splitlines()) <= 2
 
 
+def test_a_link_from_a_gpu_to_itself_is_left_out(tmp_path) -> None:
+    """A VM's passthrough GPU can list an NVLink to its own bus id (Azure NC A100 v4: count 12, no
+    peer); NCCL adds a loop that carries nothing, so the import leaves it out with a note."""
+    path = _bad(
+        tmp_path,
+        _h100_with(
+            '<nvlink target="0000:05:00.0" count="5"',
+            '<nvlink target="0000:1b:00.0" count="12" tclass="0x030200"/>\n'
+            '            <nvlink target="0000:05:00.0" count="5"',
+        ),
+    )
+    code, out, err = run("topo", "import", str(path), "-o", str(tmp_path / "out.yaml"))
+    assert code == 0, err
+    assert "gpu0: <nvlink> to its own bus id carries nothing: left out" in out + err
+    assert imported(tmp_path, path).links == imported(tmp_path, H100_XML).links
+
+
 def test_network_needs_nic_speeds(tmp_path) -> None:
     path = _bad(tmp_path, _h100_with('speed="400000"', 'speed="-1"', 8))
     code, _, err = run("topo", "import", str(path), "--boxes", "2")

@@ -280,8 +280,9 @@ def _gpu_fabric(
                         f"{gpu.name}: {link.tag} to {link.attributes['target']} (not in the dump) left out"
                     )
                     continue
-                if target is gpu:
-                    raise _fail("a link from a GPU to itself", link)
+                if target is gpu:  # a VM's passthrough GPU (Azure NC A100 v4): NCCL adds a loop, unused
+                    notes.note(f"{gpu.name}: <{link.tag}> to its own bus id carries nothing: left out")
+                    continue
                 key = (gpu.name, target.name)
                 previous = arcs.get(key, (0, Fraction(0), link_class))[0]
                 arcs[key] = (previous + count, _link_speed(gpu, link.tag, link, options, notes), link_class)
