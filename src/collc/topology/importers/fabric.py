@@ -259,7 +259,11 @@ def _write(
     gpus = len(box.gpus)
     lines.append(
         f"description: {gpus} GPU(s) per box as the machine reported it"
-        + (f", {options.network} network" if box.nics else "")
+        + (
+            f", boxes joined by a {options.network} network{' (--set boxes=2 or more)' if count == 1 else ''}"
+            if box.nics
+            else ""
+        )
     )
     smallest = 2 if gpus == 1 else 1
     fixed = f", max: {count}" if ranks else ""
