@@ -4,7 +4,9 @@ the verdict the runtime's source gives them, and the call-size model has the run
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from collc.cli import main
 from collc.msccl.writer import to_xml
 from collc.verify import verify, verify_text
 from collc.verify.calls import call_model
@@ -126,12 +128,24 @@ def test_msccl_tools_recursive_doubling_allgather_is_safe_up_to_8_mib_on_simple(
     assert verify(recursive_doubling_allgather(proto="LL")).problems == []
 
 
-def test_msccl_tools_2023_headers_need_the_current_attributes() -> None:
+def test_msccl_tools_2023_headers_need_the_current_attributes(tmp_path) -> None:
     """That msccl-tools version writes only inplace: the current runtimes fail the load ("Attribute
     outofplace of node algo not found"); the legacy loader defaults the rest."""
     text = to_xml(recursive_doubling_allgather(proto="LL"))
     text = text.replace(' outofplace="0" minBytes="0" maxBytes="0"', "")
     for runtime in ("msccl-executor", "rccl"):
         (problem,) = verify_text(text, "rd.xml", runtime=runtime).problems
-        assert problem.rule == "missing-attribute" and "outofplace" in problem.message
+        assert problem.rule == "missing-attribute"
+        # the runtime's loader fails on minBytes first; one run names every attribute to add
+        assert (
+            problem.message
+            == "Attribute minBytes of node algo not found (also missing: maxBytes, outofplace)"
+        )
+        assert (
+            problem.hint
+            == 'add minBytes="…", maxBytes="…", outofplace="…" to <algo> (the runtime requires them)'
+        )
     assert verify_text(text, "rd.xml", runtime="msccl-legacy").ok
+    path = tmp_path / "rd.xml"
+    path.write_text(text)
+    assert CliRunner().invoke(main, ["verify", "--runtime", "msccl-legacy", str(path)]).exit_code == 0

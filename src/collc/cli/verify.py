@@ -17,7 +17,7 @@ from collc.cli.common import degradation_options, directory_files, load_topology
 from collc.errors import InputError
 from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
-from collc.msccl.program import TARGET_RUNTIMES, Algorithm
+from collc.msccl.program import Algorithm
 from collc.mscclpp.reader import looks_like_plan
 from collc.mscclpp.verify import verify_plan_text
 from collc.progress import terminal_progress
@@ -26,6 +26,7 @@ from collc.topology.degrade import Degradation
 from collc.topology.model import Topology
 from collc.verify import VerifyReport, declared_runtime, deployed_buffer, explain_call, verify_text
 from collc.verify.calls import SLOTS
+from collc.verify.runtimes import PROFILES
 from collc.verify.select import DTYPE_SIZES, Selection, overlapping
 
 
@@ -69,10 +70,10 @@ def _render(report: VerifyReport, selection: Selection | None) -> str:
 @click.argument("files", nargs=-1, required=True, metavar="FILE|DIR...")
 @click.option(
     "--runtime",
-    type=click.Choice(TARGET_RUNTIMES),
+    type=click.Choice(tuple(PROFILES)),
     default=None,
     help="Runtime to lint against (default: the one the file declares, else the topology's, else "
-    "msccl-executor).",
+    "msccl-executor); msccl-legacy is the loader of msccl-tools' 2023 files, with its defaults.",
 )
 @click.option("--topology", "topo", metavar="TOPO", help="Check threadblocks against this topology's GPUs.")
 @click.option(

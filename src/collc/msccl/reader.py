@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -21,6 +22,19 @@ from collc.input_limits import MAX_GPUS, MAX_NESTING, MAX_XML_CHUNKS
 from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
 
 RUNTIMES = ("msccl-executor", "rccl", "msccl-legacy")
+# The <algo> attributes the runtimes require, in the order their loader reads them (msccl-executor's
+# mscclGetAlgoFromXmlFile; RCCL's the same): a file missing several fails on the first of these.
+ALGO_ATTRIBUTES = (
+    "nchunksperloop",
+    "nchannels",
+    "ngpus",
+    "proto",
+    "coll",
+    "minBytes",
+    "maxBytes",
+    "inplace",
+    "outofplace",
+)
 
 #: ``MAX_ATTR_COUNT`` of the parser: real attributes plus the empty dummies extra spaces create (§2.1 rule 5).
 MAX_ATTR_COUNT = 16
@@ -429,12 +443,16 @@ class _Builder:
             return value
         raise self.missing(node, key)
 
-    def missing(self, node: _Element, key: str) -> XmlSyntaxError:
+    def missing(self, node: _Element, key: str, also: Sequence[str] = ()) -> XmlSyntaxError:
+        """The runtime's error for the first missing attribute it reads, naming the others missing
+        too (``also``), so that one run of the verifier lists every fix."""
+        more = f" (also missing: {', '.join(also)})" if also else ""
+        keys = ", ".join(f'{name}="…"' for name in (key, *also))
         return XmlSyntaxError(
             "missing-attribute",
-            f"Attribute {key} of node {node.name} not found",
+            f"Attribute {key} of node {node.name} not found{more}",
             location=self.location(node),
-            hint=f'add {key}="…" to <{node.name}> (the runtime requires it)',
+            hint=f"add {keys} to <{node.name}> (the runtime requires {'them' if also else 'it'})",
         )
 
     def integer(self, node: _Element, key: str, default: str | None = None) -> int:
@@ -474,6 +492,9 @@ class _Builder:
 
     def algorithm(self, node: _Element) -> Algorithm:
         defaults = LEGACY_DEFAULTS if self.runtime == "msccl-legacy" else {}
+        absent = [key for key in ALGO_ATTRIBUTES if key not in node.attributes and key not in defaults]
+        if absent:
+            raise self.missing(node, absent[0], absent[1:])
         algo = Algorithm(
             name=self.string(
                 node, "name", None if self.runtime == "msccl-legacy" else ""
