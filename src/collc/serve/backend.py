@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.connection
-import multiprocessing.synchronize
+import multiprocessing.context
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -89,9 +89,26 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="collc-parent-watch", daemon=True).start()
 
 
-def _worker_main(
-    connection: Connection, stop_flag: multiprocessing.synchronize.Event, held_states: int
-) -> None:
+class StopFlag:
+    """A worker's stop flag: one byte of memory shared with the server. Not an ``Event``, whose
+    named semaphores the server's resource tracker reports as leaked when the server ends by the
+    signal it was stopped with (uvicorn re-raises it after shutting down, so the interpreter's exit
+    handlers that would unlink them never run)."""
+
+    def __init__(self, context: multiprocessing.context.SpawnContext):
+        self._byte = context.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._byte.value = 1
+
+    def clear(self) -> None:
+        self._byte.value = 0
+
+    def is_set(self) -> bool:
+        return bool(self._byte.value)
+
+
+def _worker_main(connection: Connection, stop_flag: StopFlag, held_states: int) -> None:
     """A worker process: run the slices it is sent, one at a time, until it is sent None."""
     _exit_with_parent()
     set_simulation_threads(1)  # a worker per CPU: its simulations run one at a time
@@ -219,7 +236,7 @@ class WorkerPool(Backend):
 class _Process(Worker):
     process: multiprocessing.process.BaseProcess
     connection: Connection
-    stop_flag: multiprocessing.synchronize.Event
+    stop_flag: StopFlag
 
 
 class ProcessBackend(WorkerPool):
@@ -232,7 +249,7 @@ class ProcessBackend(WorkerPool):
 
     def _spawn(self) -> Worker:
         ours, theirs = self._context.Pipe()
-        flag = self._context.Event()
+        flag = StopFlag(self._context)
         arguments = (theirs, flag, self.held_states)
         process = self._context.Process(target=_worker_main, args=arguments, daemon=True)
         process.start()
