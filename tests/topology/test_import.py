@@ -292,6 +292,28 @@ def test_a_link_from_a_gpu_to_itself_is_left_out(tmp_path) -> None:
     assert imported(tmp_path, path).links == imported(tmp_path, H100_XML).links
 
 
+def test_a_nic_no_gpu_has_nearest_is_left_out(tmp_path) -> None:
+    """A ninth NIC on the CPU root of a DGX H100 dump, whose GPUs each have a NIC under their own
+    PCIe switch: NCCL gives a GPU its nearest NICs, so that NIC carries nothing and the imported
+    fabric is the same as without it (it was linked to four GPUs, which raised the bound)."""
+    cpu = '<cpu numaid="0"'
+    start = H100_XML.read_text().index(cpu)
+    line_end = H100_XML.read_text().index("\n", start)
+    extra = (
+        '\n    <pci busid="0000:99:00.0" class="0x020700" vendor="0x15b3" device="0x101b" '
+        'link_speed="32.0 GT/s PCIe" link_width="16">\n      <nic>\n        <net name="mlx5_9" dev="9" '
+        'speed="400000" port="1" latency="0.000000" guid="0x9" maxconn="131072" gdr="1"/>\n      </nic>\n'
+        "    </pci>"
+    )
+    text = H100_XML.read_text()
+    path = _bad(tmp_path, text[:line_end] + extra + text[line_end:])
+    code, out, err = run("topo", "import", str(path), "--boxes", "2", "-o", str(tmp_path / "out.yaml"))
+    assert code == 0, err
+    assert "NIC mlx5_9: no GPU's nearest NIC" in out + err
+    with_ninth = imported(tmp_path, path, boxes=2)
+    assert with_ninth.links == imported(tmp_path, H100_XML, boxes=2).links
+
+
 def test_network_needs_nic_speeds(tmp_path) -> None:
     path = _bad(tmp_path, _h100_with('speed="400000"', 'speed="-1"', 8))
     code, _, err = run("topo", "import", str(path), "--boxes", "2")

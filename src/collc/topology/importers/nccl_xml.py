@@ -20,7 +20,8 @@ GPU-to-GPU traffic uses NVLink or xGMI where every GPU has it. A box without eit
 GPUs apart) uses its PCIe tree: CPUs and PCIe switches become switches, every device joins its parent
 at its own link's speed, and CPU sockets join each other at the figure in :func:`.speeds.socket_link`.
 Each GPU gets the NICs nearest to it in the PCIe tree (shared out evenly when a switch holds several
-GPUs and NICs), over a link as fast as the slowest PCIe link on the way.
+GPUs and NICs), over a link as fast as the slowest PCIe link on the way; a NIC that is no GPU's
+nearest is left out (:func:`_serving`).
 """
 
 from __future__ import annotations
@@ -132,15 +133,18 @@ def read_nccl_xml(text: str, file: str, options: ReadOptions) -> ImportedBox:
     amd = any("gcn" in gpu.element or _links_of(gpu.element, "xgmi") for gpu in gpus)
     links, switches, fabric_gpus = _gpu_fabric(gpus, amd, options, notes)
     ports = _ports(elements, notes)
+    joined = len(gpus) <= 1 or _connected([gpu.name for gpu in gpus], links)
+    if joined:  # NICs attach to their nearest GPUs (else to the PCIe tree that joins the GPUs)
+        ports = _serving(ports, gpus, notes)
     nics = tuple(_nic(index, port, options, notes) for index, port in enumerate(ports))
     if nics:
         ports_text = ", ".join(
             f"{nic.device} {format_gbps(nic.speed_gbps)} GB/s" if nic.speed_gbps else nic.device
             for nic in nics
         )
-        notes.assume(f"every network port in the dump is on the fabric: {ports_text}")
+        notes.assume(f"every network port a GPU uses is on the fabric: {ports_text}")
     tree = _PcieTree(root, gpus, ports, notes)
-    if len(gpus) > 1 and not _connected([gpu.name for gpu in gpus], links):
+    if not joined:
         if fabric_gpus:
             notes.note("NVLink/xGMI leave some GPUs apart: the PCIe tree joins them")
         tree_links, tree_switches = tree.gpu_links()
@@ -459,21 +463,7 @@ class _PcieTree:
         split the others evenly in address order (two GPUs and two NICs on one PCIe switch: one NIC
         each), so every GPU has a NIC and every NIC a GPU.
         """
-        gpu_elements = [gpu.element for gpu in self.gpus]
-        port_elements = [port.element for port in self.ports]
-        pairs: set[tuple[int, int]] = set()
-        for own, others, gpu_side in (
-            (gpu_elements, port_elements, True),
-            (port_elements, gpu_elements, False),
-        ):
-            home = {index: _nearest_holder(element, others) for index, element in enumerate(own)}
-            for index, holder in home.items():
-                if holder is None:
-                    continue
-                group = [i for i, h in home.items() if h is holder]
-                near = [i for i, other in enumerate(others) if holder in other.ancestors()]
-                for chosen in even_share(group.index(index), len(group), near):
-                    pairs.add((index, chosen) if gpu_side else (chosen, index))
+        pairs = _nic_pairs([gpu.element for gpu in self.gpus], [port.element for port in self.ports])
         links = []
         for gpu_index, port_index in sorted(pairs):
             gpu, port = self.gpus[gpu_index], self.ports[port_index]
@@ -556,6 +546,53 @@ class _PcieTree:
 def _slowest(*values: Fraction | None) -> Fraction | None:
     known = [value for value in values if value is not None]
     return min(known) if known else None
+
+
+def _nic_pairs(gpu_elements: list[XmlElement], port_elements: list[XmlElement]) -> set[tuple[int, int]]:
+    """(GPU, NIC) index pairs: each GPU to its nearest NICs and each NIC to its nearest GPUs that
+    have no nearer NIC, shared out by position (:meth:`_PcieTree.nic_links_to_gpus`)."""
+    gpu_homes = [_nearest_holder(element, port_elements) for element in gpu_elements]
+    pairs: set[tuple[int, int]] = set()
+    for own, others, gpu_side in (
+        (gpu_elements, port_elements, True),
+        (port_elements, gpu_elements, False),
+    ):
+        home = {index: _nearest_holder(element, others) for index, element in enumerate(own)}
+        for index, holder in home.items():
+            if holder is None:
+                continue
+            group = [i for i, h in home.items() if h is holder]
+            near = [i for i, other in enumerate(others) if holder in other.ancestors()]
+            if not gpu_side:  # the runtime gives a GPU its nearest NICs only
+                near = [i for i in near if not _inside(gpu_homes[i], holder)]
+                if not near:
+                    continue
+            for chosen in even_share(group.index(index), len(group), near):
+                pairs.add((index, chosen) if gpu_side else (chosen, index))
+    return pairs
+
+
+def _serving(ports: list[_Port], gpus: list[_Gpu], notes: _Notes) -> list[_Port]:
+    """The network ports some GPU uses (:func:`_nic_pairs`); the others are left out with a note: a
+    NIC on the CPU root beside PCIe switches that each hold GPUs and their own NIC serves none of
+    them (8x A100 with one NIC per switch pair and a ninth on the CPU), so counting it would credit
+    the box a NIC that no GPU sends through."""
+    used = {port for _, port in _nic_pairs([gpu.element for gpu in gpus], [port.element for port in ports])}
+    for index, port in enumerate(ports):
+        if index not in used:
+            name = port.element.attributes.get("name", f"net{port.dev}")
+            notes.note(
+                f"NIC {name}: no GPU's nearest NIC (each has one under its own PCIe switch): left out, "
+                "as NCCL gives a GPU its nearest NICs"
+            )
+    return [port for index, port in enumerate(ports) if index in used]
+
+
+def _inside(part: XmlElement | None, whole: XmlElement) -> bool:
+    """Whether ``part`` of the PCIe tree lies strictly inside ``whole``: a GPU whose nearest NIC sits
+    in ``part`` does not use a NIC that only ``whole`` shares with it (a NIC on the CPU root, beside
+    switches that each hold a GPU and its own NIC)."""
+    return part is not None and part is not whole and whole in part.ancestors()
 
 
 def _nearest_holder(element: XmlElement, others: list[XmlElement]) -> XmlElement | None:
