@@ -1,12 +1,19 @@
-"""Message sizes as users write them on the command line (``64MiB``, ``1GB``, ``1KiB:8GiB:4``).
+"""Message sizes as users write them on the command line (``64MiB``, ``1GB``, ``1KiB:8GiB:4``), and
+the figures collc prints for people (sizes, counts, bandwidths and times).
 
 Binary units (KiB, MiB, GiB, TiB) and decimal ones (kB, MB, GB, TB), case-insensitive; used by
 ``collc verify --bytes``, ``collc compile --min-bytes/--max-bytes`` and ``collc simulate --sizes``.
+
+Every GB/s or µs figure a report prints goes through :func:`format_figure` (and every figure of JSON
+output through :func:`json_figure`): the usual fixed decimals, except where those would round a
+nonzero figure to zero or to its first digit, as on a fabric whose bandwidths are far apart.
 """
 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
+from typing import overload
 
 from collc.errors import InputError, clipped
 from collc.input_limits import MAX_BYTES
@@ -100,6 +107,29 @@ def format_size(num_bytes: int) -> str:
             whole = num_bytes % scale == 0
             return f"{num_bytes // scale}{unit}" if whole else f"{num_bytes / scale:.2f}{unit}"
     return f"{num_bytes}B"
+
+
+def format_figure(
+    value: float | Fraction, decimals: int = 1, *, digits: int = 2, grouped: bool = False
+) -> str:
+    """``value`` with ``decimals`` fixed decimals (``173.3``), or with ``digits`` significant digits when
+    it is nonzero and below one unit of the last decimal (``1.3e-06``, ``0.053``): there the fixed form
+    shows 0.0 or a single rounded digit, and every figure and ratio a reader derives from it is lost.
+    ``grouped`` separates thousands (``1,234.5``)."""
+    number = float(value)
+    if number == 0 or abs(number) >= 10.0**-decimals:
+        return f"{number:{',' if grouped else ''}.{decimals}f}"
+    return f"{number:.{digits}g}"
+
+
+@overload
+def json_figure(value: float | Fraction) -> float: ...
+@overload
+def json_figure(value: None) -> None: ...
+def json_figure(value: float | Fraction | None) -> float | None:
+    """A figure for JSON output: rounded to 3 decimals, or to 3 significant digits where that would
+    round it to zero or to its first digit (the rule of :func:`format_figure`); None stays None."""
+    return None if value is None else float(format_figure(value, 3, digits=3))
 
 
 def plural(number: int, noun: str, many: str | None = None) -> str:

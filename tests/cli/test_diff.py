@@ -132,3 +132,28 @@ def test_the_readme_example_is_what_diff_prints() -> None:
     assert code == 0
     shown = [line for line in quoted if line.strip() != "..."]
     assert len(shown) >= 10 and all(line in out.splitlines() for line in shown)
+
+
+SLOW_PORT = """\
+name: slowport
+nodes:
+  - {name: gpu, kind: gpu, count: 4}
+  - {name: sw, kind: switch}
+links:
+  - {src: "gpu{i}", dst: sw, bandwidth: "1000000 if i < 3 else 0.000002"}
+"""
+
+
+def test_bound_keeps_the_digits_of_a_slow_ports_figures(tmp_path: Path) -> None:
+    """Bandwidths 12 orders of magnitude apart: every figure of `collc bound` printed as 0.00."""
+    fabric = tmp_path / "slowport.yaml"
+    fabric.write_text(SLOW_PORT, encoding="utf-8")
+    code, out, _ = run("bound", str(fabric))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[2].split() == ["allgather", "2.7e-06", "2e-06"]
+    assert lines[4].split() == ["allreduce", "1.3e-06", "2e-06"]
+    assert "allreduce ceiling 2e-06 GB/s algbw" in out and "0.00" not in out
+    code, out, _ = run("diff", str(fabric), "--derate", "link:gpu3-sw=50%")
+    assert code == 0 and out.splitlines()[3].split() == ["allgather", "2.7e-06", "1.3e-06", "50.00", "%"]
+    assert "1 link leaving S carries 1e-06 GB/s = 3.3e-07 GB/s per inside GPU" in out

@@ -21,7 +21,7 @@ from collc.cli import main
 from collc.cli.common import topology_argument
 from collc.cli.names import compress_names, natural_key
 from collc.errors import InputError
-from collc.sizes import plural
+from collc.sizes import format_figure, plural
 from collc.solver.bound import Bound, budgeted_bound, check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.ceiling import allreduce_ceiling
 from collc.solver.symmetry import automorphisms
@@ -170,7 +170,7 @@ def _cut_text(bounds: Bounds, bound: Bound, reverse: bool, title: str) -> list[s
 
 
 def _gbps(value: Fraction) -> str:
-    return f"{float(value):.2f}"
+    return format_figure(value, 2)
 
 
 def bounds_text(bounds: Bounds) -> str:

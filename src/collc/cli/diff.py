@@ -24,7 +24,7 @@ from collc.cli.bound import Bounds, bounds_json, compute_bounds
 from collc.cli.common import current_changes, degradation_options, parse_settings, print_warning
 from collc.cli.names import compress_names, natural_key
 from collc.errors import InputError
-from collc.sizes import plural
+from collc.sizes import format_figure, plural
 from collc.solver.bound import Bound
 from collc.topology import load
 from collc.topology.degrade import Degradation, degrade
@@ -93,10 +93,10 @@ def _cut_line(title: str, bound: Bound, gpus: set[str], reverse: bool) -> list[s
     lines = [
         f"  {title}: {bound.cut_num_gpus} of {bound.num_gpus} GPUs inside S, GPUs {smaller[0]} S: "
         f"{_patterns(smaller[1])}",
-        f"    {plural(len(arcs), 'link')} {verb} S {carry} {float(bound.cut_bandwidth):.2f} GB/s "
-        f"= {float(per_gpu):.2f} GB/s per inside GPU",
+        f"    {plural(len(arcs), 'link')} {verb} S {carry} {format_figure(bound.cut_bandwidth, 2)} GB/s "
+        f"= {format_figure(per_gpu, 2)} GB/s per inside GPU",
     ]
-    lines += [f"      {src} -> {dst}  {float(bw):.2f} GB/s" for src, dst, bw in arcs[:_SHOWN_LINKS]]
+    lines += [f"      {src} -> {dst}  {format_figure(bw, 2)} GB/s" for src, dst, bw in arcs[:_SHOWN_LINKS]]
     if len(arcs) > _SHOWN_LINKS:
         lines.append(f"      ... and {len(arcs) - _SHOWN_LINKS} more links")
     return lines
@@ -118,7 +118,9 @@ def diff_lines(before: Side, after: Side) -> list[str]:
     for collective in COLLECTIVES:
         old, new = collective_algbw(before.bounds, collective), collective_algbw(after.bounds, collective)
         share = float(lost(old, new)) * 100
-        lines.append(f"  {collective:<14} {float(old):>12.2f} {float(new):>11.2f} {share:>7.2f} %")
+        lines.append(
+            f"  {collective:<14} {format_figure(old, 2):>12} {format_figure(new, 2):>11} {share:>7.2f} %"
+        )
     lines.append(
         "  (algbw bounds in nccl-tests units, allreduce = reduce-scatter then allgather; "
         "lost = 1 - after/before, negative: gained)"

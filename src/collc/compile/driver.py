@@ -62,7 +62,7 @@ from collc.predict.params import DEFAULT_BUFFER_BYTES, Protocol, simple
 from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
 from collc.predict.sweep import Memo, Predictor
 from collc.progress import Report, silent
-from collc.sizes import format_size
+from collc.sizes import format_figure, format_size
 from collc.solver import Solution
 from collc.solver.bound import check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest
@@ -895,7 +895,11 @@ def _choose_step(state: CompileState) -> None:
         simulated = {id(item) for item in _contenders(at_best, reference)}
         tried = ", ".join(
             f"{_label(item)}: "
-            + (f"{item.algbw(reference):.1f}" if id(item) in simulated else f"at most {item.ceiling:.1f}")
+            + (
+                format_figure(item.algbw(reference))
+                if id(item) in simulated
+                else f"at most {format_figure(item.ceiling)}"
+            )
             for item in at_best
         )
         notes.append(
@@ -936,7 +940,8 @@ def _preferred(best: Fitted, top: Fitted, reference: int) -> str:
     """Why the emitted k is not the candidate with the highest bound: what the two simulate."""
     gain = float(top.bound / best.bound - 1) * 100
     figures = " and ".join(
-        f"{best.algbw(size):.1f} against {top.algbw(size):.1f} GB/s at {format_size(size)}"
+        f"{format_figure(best.algbw(size))} against {format_figure(top.algbw(size))} GB/s at "
+        f"{format_size(size)}"
         for size in (reference, reference // 16)
     )
     return (
@@ -1160,7 +1165,8 @@ def _deployment(
     if not any(best.algbw(size) >= first.algbw(size) * (1 + BUFFER_GAIN) for size in sizes):
         return first
     figures = ", ".join(
-        f"{format_size(size)} {best.algbw(size):.1f} vs {first.algbw(size):.1f}" for size in sizes
+        f"{format_size(size)} {format_figure(best.algbw(size))} vs {format_figure(first.algbw(size))}"
+        for size in sizes
     )
     notes.append(
         f"NCCL_BUFFSIZE={format_size(best.buffer_bytes)}: a finer pipelining grain than the default "
@@ -1230,8 +1236,9 @@ def _feeder_instances(
         return best
     notes.append(
         f"{doubled} instances: {lowered.single_feeders} groups of NIC-feeding transfers (pair, rail, "
-        f"tree depth) had one transfer each, too few for a lane per transfer ({best.algbw(reference):.1f} "
-        f"-> {twice.algbw(reference):.1f} GB/s simulated at {format_size(reference)}); "
+        f"tree depth) had one transfer each, too few for a lane per transfer "
+        f"({format_figure(best.algbw(reference))} -> {format_figure(twice.algbw(reference))} "
+        f"GB/s simulated at {format_size(reference)}); "
         "use --instances to override"
     )
     return twice

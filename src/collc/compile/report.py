@@ -15,14 +15,14 @@ from collc.errors import CollcError
 from collc.mscclpp.compile import deploy_lines as plan_deploy_lines
 from collc.predict.des import ArcLoad, ProgramCost
 from collc.runtimes.libinfo import loaded_by
-from collc.sizes import format_size
+from collc.sizes import format_figure, format_size, json_figure
 from collc.topology.model import Topology
 
 PLACEMENT = {(1, 1): "in-place and out-of-place", (1, 0): "in-place", (0, 1): "out-of-place"}
 
 
 def _gbps(value: Fraction | float) -> str:
-    return f"{float(value):.1f} GB/s"
+    return f"{format_figure(value)} GB/s"
 
 
 def deploy_lines(runtime: str, filename: str, buffer_bytes: int | None = None) -> list[str]:
@@ -75,14 +75,15 @@ def range_text(result: CompileResult) -> str:
 
 
 def _outlook_line(row: SizeOutlook) -> str:
-    collc = "not served" if row.algbw is None else f"{row.algbw:8.1f}"
-    busbw = "" if row.busbw is None else f"{row.busbw:8.1f}"
-    tree = "-" if row.tree_algbw is None else f"{row.tree_algbw:.1f}"
+    collc = "not served" if row.algbw is None else format_figure(row.algbw)
+    busbw = "" if row.busbw is None else format_figure(row.busbw)
+    tree = "-" if row.tree_algbw is None else format_figure(row.tree_algbw)
     ratio = "" if row.algbw is None else f"{row.algbw / row.vendor_algbw:6.2f}x"
     used = "yes" if row.selected else "no (runtime's own)"
+    ring, bound = format_figure(row.ring_algbw), format_figure(row.bound_algbw)
     return (
-        f"    {format_size(row.nbytes):>8} {collc:>10} {busbw:>8} {row.ring_algbw:8.1f} {tree:>8} "
-        f"{row.bound_algbw:8.1f} {ratio:>8}  {used}"
+        f"    {format_size(row.nbytes):>8} {collc:>10} {busbw:>8} {ring:>8} {tree:>8} {bound:>8} "
+        f"{ratio:>8}  {used}"
     )
 
 
@@ -120,9 +121,9 @@ def arc_limit_line(limit: ArcLimit, file_bound: Fraction, nchunksperloop: int) -
         return None
     (src, dst), chunks, bandwidth = limit.arc
     return (
-        f"  busiest arc      {limit.algbw:.1f} GB/s algbw at most: on the runtime's paths {src} -> {dst} "
-        f"carries {chunks:g} of the {nchunksperloop} chunks of an iteration at {bandwidth:g} GB/s, "
-        "more than the forest routed over it"
+        f"  busiest arc      {format_figure(limit.algbw)} GB/s algbw at most: on the runtime's paths "
+        f"{src} -> {dst} carries {chunks:g} of the {nchunksperloop} chunks of an iteration at "
+        f"{bandwidth:g} GB/s, more than the forest routed over it"
     )
 
 
@@ -200,7 +201,7 @@ def _above_bound_notes(result: CompileResult) -> list[str]:
     above = [row for row in result.predicted if row.algbw is not None and row.algbw > bound * (1 + 1e-9)]
     if not above:
         return []
-    sizes = ", ".join(f"{format_size(row.nbytes)} {row.algbw:.1f}" for row in above)
+    sizes = ", ".join(f"{format_size(row.nbytes)} {format_figure(row.algbw)}" for row in above)
     ceiling = result.model.ceiling_algbw(result.algorithm.coll)
     return [
         f"predicted above the reduce-scatter + allgather bound ({sizes} GB/s): the file overlaps its "
@@ -241,11 +242,11 @@ def report_json(
         else "forced"
         if result.options.force
         else "predicted",
-        "bound_algbw": round(float(result.bound_algbw), 3),
-        "ceiling_algbw": round(float(result.model.ceiling_algbw(algo.coll)), 3),
-        "file_bound_algbw": round(float(result.file_bound_algbw), 3),
-        "arc_limit_algbw": None if (limit := arc_limit(result)) is None else round(limit.algbw, 3),
-        "healthy_bound_algbw": None if healthy_algbw is None else round(float(healthy_algbw), 3),
+        "bound_algbw": json_figure(result.bound_algbw),
+        "ceiling_algbw": json_figure(result.model.ceiling_algbw(algo.coll)),
+        "file_bound_algbw": json_figure(result.file_bound_algbw),
+        "arc_limit_algbw": None if (limit := arc_limit(result)) is None else json_figure(limit.algbw),
+        "healthy_bound_algbw": json_figure(healthy_algbw),
         "predicted": [row.to_json() for row in result.predicted],
         "threadblocks_per_gpu": usage.max_tbs,
         "merged_threadblocks": result.lowered.merged_tbs,
@@ -292,8 +293,8 @@ def failure_json(error: CollcError, topology: Topology, options: CompileOptions)
             instances=unwritten.instances,
             nchunksperloop=unwritten.nchunksperloop,
             buffsize=unwritten.buffer_bytes,
-            bound_algbw=round(float(unwritten.bound_algbw), 3),
-            ceiling_algbw=round(float(unwritten.ceiling_algbw), 3),
+            bound_algbw=json_figure(unwritten.bound_algbw),
+            ceiling_algbw=json_figure(unwritten.ceiling_algbw),
             predicted=[row.to_json() for row in unwritten.predicted],
         )
     return document
