@@ -8,6 +8,7 @@ from collc.errors import InputError
 from collc.sizes import (
     MAX_SWEEP_SIZES,
     format_figure,
+    format_pair,
     format_size,
     json_figure,
     parse_size,
@@ -101,6 +102,13 @@ def test_format_figure_shows_significant_digits_where_the_decimals_would_lose_th
     assert format_figure(0.0612) == "0.061"
     assert format_figure(0.0049, 2) == "0.0049"
     assert format_figure(-0.0612) == "-0.061"
+
+
+def test_format_pair_adds_digits_until_two_different_figures_differ() -> None:
+    assert format_pair(173.0, 197.6) == ("173.0", "197.6")
+    assert format_pair(8.53329, 8.53341) == ("8.5333", "8.5334")
+    assert format_pair(1.3e-6, 1.31e-6) == ("1.3e-06", "1.31e-06")
+    assert format_pair(8.5, 8.5) == ("8.5", "8.5")  # equal figures stay as they are
 
 
 def test_json_figure_rounds_to_three_decimals_but_never_to_zero() -> None:

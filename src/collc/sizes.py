@@ -37,6 +37,8 @@ _UNITS = {
 _SIZE = re.compile(r"^\s*([0-9]+)\s*([A-Za-z]*)\s*$")
 #: sizes one ``--sizes`` sweep may list (a geometric range of factor 2 from 1 byte to 2^63 has 63)
 MAX_SWEEP_SIZES = 1000
+#: :func:`format_pair` stops adding digits here: a double has about 17 significant digits
+_MAX_EXTRA_DIGITS = 16
 
 
 def parse_size(text: str, *, option: str = "size", minimum: int = 1) -> int:
@@ -116,10 +118,27 @@ def format_figure(
     it is nonzero and below one unit of the last decimal (``1.3e-06``, ``0.053``): there the fixed form
     shows 0.0 or a single rounded digit, and every figure and ratio a reader derives from it is lost.
     ``grouped`` separates thousands (``1,234.5``)."""
-    number = float(value)
+    return _figure(float(value), decimals, digits, grouped, 0)
+
+
+def format_pair(first: float | Fraction, second: float | Fraction, decimals: int = 1) -> tuple[str, str]:
+    """Two figures a message compares, as :func:`format_figure` prints them, with as many more decimals
+    (or significant digits) as it takes to print them differently when they differ: "8.533 vs 8.533"
+    would tell a reader that the comparison went the wrong way."""
+    numbers = float(first), float(second)
+    extra = 0
+    while True:
+        shown = tuple(_figure(number, decimals, 2, False, extra) for number in numbers)
+        if shown[0] != shown[1] or numbers[0] == numbers[1] or extra >= _MAX_EXTRA_DIGITS:
+            return shown[0], shown[1]
+        extra += 1
+
+
+def _figure(number: float, decimals: int, digits: int, grouped: bool, extra: int) -> str:
+    """:func:`format_figure` with ``extra`` more decimals or significant digits than usual."""
     if number == 0 or abs(number) >= 10.0**-decimals:
-        return f"{number:{',' if grouped else ''}.{decimals}f}"
-    return f"{number:.{digits}g}"
+        return f"{number:{',' if grouped else ''}.{decimals + extra}f}"
+    return f"{number:.{digits + extra}g}"
 
 
 @overload
