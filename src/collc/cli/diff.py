@@ -6,8 +6,8 @@ collective it prints the optimal algbw bound before and after and the throughput
 bottleneck cut of each side: the set S of nodes whose outgoing links limit the allgather (the cut the
 exact solver stops at, :mod:`collc.solver.bound`). ``--gpus`` selects the job's GPUs on both sides.
 
-:func:`healthy_bound_algbw` is the same comparison for ``collc compile`` on a degraded fabric: the bound
-the job would have on the healthy fabric.
+:func:`healthy_bound` is the same comparison for ``collc compile`` on a degraded fabric: the bound
+the job would have on the healthy fabric, with its GPU count there.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collc.cli import main
 from collc.cli.bound import Bounds, bounds_json, compute_bounds
 from collc.cli.common import current_changes, degradation_options, parse_settings, print_warning
 from collc.cli.names import compress_names, natural_key
+from collc.compile.report import Healthy
 from collc.errors import InputError
 from collc.sizes import format_figure, plural
 from collc.solver.bound import Bound
@@ -56,17 +57,18 @@ def lost(before: Fraction, after: Fraction) -> Fraction:
     return 1 - after / before
 
 
-def healthy_bound_algbw(collective: str) -> Fraction | None:
+def healthy_bound(collective: str) -> Healthy | None:
     """For ``collc compile``: the running command's bound of ``collective`` on the healthy fabric.
 
     None unless parts were taken out or derated (a ``--gpus`` selection alone is the job, not damage);
-    the healthy fabric keeps the selection, so the two bounds are for the same GPUs.
+    the healthy fabric keeps the selection, so the two bounds are for the same GPUs unless a
+    ``--without`` took some of them out (the count says so).
     """
     changes = current_changes()
     if changes is None or not changes.degradation.damages:
         return None
     healthy = degrade(changes.fabric, changes.degradation.healthy())
-    return collective_algbw(compute_bounds(healthy), collective)
+    return Healthy(collective_algbw(compute_bounds(healthy), collective), healthy.num_gpus)
 
 
 def _label(source: str, settings: tuple[str, ...], degradation: Degradation) -> str:

@@ -15,7 +15,7 @@ from collc.errors import CollcError
 from collc.mscclpp.compile import deploy_lines as plan_deploy_lines
 from collc.predict.des import ArcLoad, ProgramCost
 from collc.runtimes.libinfo import loaded_by
-from collc.sizes import format_figure, format_size, json_figure
+from collc.sizes import format_figure, format_size, json_figure, plural
 from collc.topology.model import Topology
 
 PLACEMENT = {(1, 1): "in-place and out-of-place", (1, 0): "in-place", (0, 1): "out-of-place"}
@@ -87,11 +87,26 @@ def _outlook_line(row: SizeOutlook) -> str:
     )
 
 
-def healthy_line(result: CompileResult, healthy_algbw: Fraction) -> str:
-    """On a degraded fabric: the same job's bound on the healthy fabric against this one's."""
-    change = float(result.bound_algbw / healthy_algbw - 1) * 100
-    this = _gbps(result.bound_algbw)
-    return f"  healthy fabric   bound {_gbps(healthy_algbw)}, this one {this} ({change:+.1f} %)"
+class Healthy(NamedTuple):
+    """The same job's bound (GB/s algbw) on the fabric before a degradation, and its GPUs there."""
+
+    algbw: Fraction
+    num_gpus: int
+
+
+def healthy_line(result: CompileResult, healthy: Healthy) -> str:
+    """On a degraded fabric: the same job's bound on the healthy fabric against this one's. Where the
+    parts taken out took GPUs with them, the two are collectives over different GPU counts (an
+    allreduce over fewer GPUs may have the higher algbw): the line gives both counts and no change."""
+    this, before = _gbps(result.bound_algbw), _gbps(healthy.algbw)
+    ngpus = result.algorithm.ngpus
+    if healthy.num_gpus != ngpus:
+        return (
+            f"  healthy fabric   bound {before} over {plural(healthy.num_gpus, 'GPU')}, this one {this} over "
+            f"{ngpus} (fewer GPUs: a different collective, so no change is given)"
+        )
+    change = float(result.bound_algbw / healthy.algbw - 1) * 100
+    return f"  healthy fabric   bound {before}, this one {this} ({change:+.1f} %)"
 
 
 class ArcLimit(NamedTuple):
@@ -142,8 +157,8 @@ def _arc_lines(result: CompileResult) -> list[str]:
     return [line] if line else []
 
 
-def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction | None = None) -> list[str]:
-    """The human report ``collc compile`` prints (``healthy_algbw``: the bound before a degradation)."""
+def report_lines(result: CompileResult, filename: str, healthy: Healthy | None = None) -> list[str]:
+    """The human report ``collc compile`` prints (``healthy``: the bound before a degradation)."""
     algo, usage, limits = result.algorithm, result.lowered.usage, result.limits
     forest = result.solution.forest
     gap = float(1 - result.file_bound_algbw / result.bound_algbw) * 100
@@ -151,7 +166,7 @@ def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction |
         f"wrote {filename}: {algo.coll} on {result.topology.name} ({algo.ngpus} GPUs) for {result.runtime}, "
         f"{algo.proto}, {PLACEMENT[(algo.inplace, algo.outofplace)]}",
         f"  bound            {_gbps(result.bound_algbw)} algbw ({_bound_label(algo.coll)} on this fabric)",
-        *([healthy_line(result, healthy_algbw)] if healthy_algbw is not None else []),
+        *([healthy_line(result, healthy)] if healthy is not None else []),
         f"  this file's k    {_gbps(result.file_bound_algbw)} algbw bound at k = {forest.k}"
         + (" (equals the bound above)" if gap == 0 else f" ({gap:.2f} % below the bound above)"),
         *_arc_lines(result),
@@ -219,9 +234,7 @@ def _slower_notes(result: CompileResult) -> list[str]:
     return [f"the file takes sizes where it is predicted slower than the runtime's best: {sizes}"]
 
 
-def report_json(
-    result: CompileResult, filename: str, healthy_algbw: Fraction | None = None
-) -> dict[str, object]:
+def report_json(result: CompileResult, filename: str, healthy: Healthy | None = None) -> dict[str, object]:
     """``collc compile --json``: the report with stable keys (figures in GB/s, sizes in bytes)."""
     algo, usage = result.algorithm, result.lowered.usage
     return {
@@ -246,7 +259,8 @@ def report_json(
         "ceiling_algbw": json_figure(result.model.ceiling_algbw(algo.coll)),
         "file_bound_algbw": json_figure(result.file_bound_algbw),
         "arc_limit_algbw": None if (limit := arc_limit(result)) is None else json_figure(limit.algbw),
-        "healthy_bound_algbw": json_figure(healthy_algbw),
+        "healthy_bound_algbw": None if healthy is None else json_figure(healthy.algbw),
+        "healthy_ngpus": None if healthy is None else healthy.num_gpus,
         "predicted": [row.to_json() for row in result.predicted],
         "threadblocks_per_gpu": usage.max_tbs,
         "merged_threadblocks": result.lowered.merged_tbs,
