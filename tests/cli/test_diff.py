@@ -177,3 +177,13 @@ def test_bound_keeps_the_digits_of_a_slow_ports_figures(tmp_path: Path) -> None:
     code, out, _ = run("diff", str(fabric), "--derate", "link:gpu3-sw=50%")
     assert code == 0 and out.splitlines()[3].split() == ["allgather", "2.7e-06", "1.3e-06", "50.00", "%"]
     assert "1 link leaving S carries 1e-06 GB/s = 3.3e-07 GB/s per inside GPU" in out
+
+
+def test_one_link_and_one_tree_are_singular(tmp_path: Path) -> None:
+    """A cut of one link "carry" its bandwidth, and a forest of k = 1 had "1 trees per root"."""
+    fabric = tmp_path / "slowport.yaml"
+    fabric.write_text(SLOW_PORT, encoding="utf-8")
+    code, out, _ = run("bound", str(fabric))
+    assert code == 0 and "3 of 4 GPUs inside S; 1 link leaving S carries 2e-06 GB/s" in out
+    code, out, _ = run("trees", str(fabric))
+    assert code == 0 and out.splitlines()[1].startswith("  k = 1 tree per root, U = ")

@@ -152,9 +152,10 @@ def _cut_text(bounds: Bounds, bound: Bound, reverse: bool, title: str) -> list[s
     total = bound.cut_bandwidth
     carried = f"{_gbps(total)} GB/s = {_gbps(total / bound.cut_num_gpus)} GB/s per inside GPU"
     verb = "entering" if reverse else "leaving"
+    carry = "carries" if len(bound.cut_arcs) == 1 else "carry"
     lines = [
         f"{title}: {bound.cut_num_gpus} of {bound.num_gpus} GPUs inside S; "
-        f"{plural(len(bound.cut_arcs), 'link')} {verb} S carry {carried}",
+        f"{plural(len(bound.cut_arcs), 'link')} {verb} S {carry} {carried}",
         f"  inside S  ({plural(len(inside), 'node')}): {_patterns(sorted(inside))}",
         f"  outside S ({plural(len(outside), 'node')}): {_patterns(outside)}",
     ]

@@ -62,7 +62,7 @@ from collc.predict.params import DEFAULT_BUFFER_BYTES, Protocol, simple
 from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
 from collc.predict.sweep import Memo, Predictor
 from collc.progress import Report, silent
-from collc.sizes import format_figure, format_pair, format_size
+from collc.sizes import format_figure, format_pair, format_size, plural
 from collc.solver import Solution
 from collc.solver.bound import check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest
@@ -158,7 +158,7 @@ class Serving:
     satisfied: bool
 
     def describe(self) -> str:
-        text = f"every count that is a multiple of {self.quantum} elements"
+        text = f"every count that is a multiple of {plural(self.quantum, 'element')}"
         if self.quantum & (self.quantum - 1) == 0:
             text += f" (all powers of two >= {self.quantum})"
         return text
@@ -1235,8 +1235,8 @@ def _feeder_instances(
         return best
     before, after = format_pair(best.algbw(reference), twice.algbw(reference))
     notes.append(
-        f"{doubled} instances: {lowered.single_feeders} groups of NIC-feeding transfers (pair, rail, "
-        f"tree depth) had one transfer each, too few for a lane per transfer ({before} "
+        f"{doubled} instances: {plural(lowered.single_feeders, 'group')} of NIC-feeding transfers "
+        f"(pair, rail, tree depth) had one transfer each, too few for a lane per transfer ({before} "
         f"-> {after} GB/s simulated at {format_size(reference)}); "
         "use --instances to override"
     )

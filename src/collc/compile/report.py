@@ -184,13 +184,13 @@ def report_lines(result: CompileResult, filename: str, healthy: Healthy | None =
         f"  threadblocks     {usage.max_tbs} per GPU (limit {limits.max_tbs}), "
         f"{result.lowered.merged_tbs} send+receive merged"
         + (
-            f", {joined} tree depths joined to a nearer one's lanes"
+            f", {plural(joined, 'tree depth')} joined to a nearer one's lanes"
             if (joined := result.lowered.joined_stages)
             else ""
         ),
         f"  channels         {usage.nchannels} (limit {limits.max_channels})",
         f"  steps            {usage.max_steps_per_tb} per threadblock at most "
-        f"(limit {limits.max_steps_per_tb}), {usage.max_elements_per_rank} XML elements per rank "
+        f"(limit {limits.max_steps_per_tb}), {plural(usage.max_elements_per_rank, 'XML element')} per rank "
         f"(limit {limits.max_elements_per_rank})",
         f"  buffer           {buffer_text(result)}",
         f"  verified         no errors, {len(result.verification.problems)} warning(s) (collc verify)",
