@@ -114,11 +114,13 @@ def alias_bomb(levels: int = 9, width: int = 9) -> str:
             "boxes: [{template: t, count: 30000}]\n",
             ["t.yaml:2:", "more than 16,384 nodes"],
         ),
-        (TWO_GPUS.replace("BW", "1e309"), ["t.yaml:4:", "not finite"]),
+        (TWO_GPUS.replace("BW", "1e309"), ["t.yaml:4:", "number '1e309' is too large (out of range)"]),
+        (TWO_GPUS.replace("BW", "1e-400"), ["t.yaml:4:", "number '1e-400' is too small (out of range"]),
+        (TWO_GPUS.replace("BW", "1.0e-400"), ["t.yaml:4:", "bandwidth under 1e-300 GB/s is outside"]),
         (TWO_GPUS.replace("BW", "1.0e+309"), ["t.yaml:4:", "outside the supported range"]),
         (TWO_GPUS.replace("BW", "1e308"), ["outside the supported range"]),
         (TWO_GPUS.replace("BW", "1e-300"), ["outside the supported range"]),
-        (TWO_GPUS.replace("BW", "'1e309 GB/s'"), ["t.yaml:4:", "not finite"]),
+        (TWO_GPUS.replace("BW", "'2 * 1e309 GB/s'"), ["t.yaml:4:", "number '1e309' is too large"]),
         (TWO_GPUS.replace("BW", "'((2**64)**64)**64'"), ["t.yaml:4:", "1024-bit"]),
         (TWO_GPUS.replace("BW", "'" + "(" * 1000 + "1" + ")" * 1000 + "'"), ["longer than the limit"]),
         (TWO_GPUS.replace("BW", "'" + "(" * 300 + "1" + ")" * 300 + "'"), ["cannot parse"]),
@@ -218,6 +220,7 @@ def _writers(out: str) -> list[list[str]]:
     [
         ("", "needs a file name"),
         ("missing/dir/out.svg", "directory missing/dir does not exist"),
+        ("a-file/dir/out.svg", "-o a-file/dir/out.svg: a-file is not a directory"),
         ("/proc/out.svg", "cannot write /proc/out.svg"),
     ],
 )
@@ -225,7 +228,8 @@ def test_bad_output_paths_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index: int, target: str, message: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert_refused(run(*_writers(target)[index]), message)
+    (tmp_path / "a-file").write_text("x")
+    assert_refused(run(*_writers(target)[index]), message.replace("-o", _writers(target)[index][-2]))
 
 
 @pytest.mark.parametrize("index", range(4))
@@ -245,6 +249,8 @@ def test_report_directory_must_be_creatable(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     assert_refused(run("report", "dgx-a100", "-o", str(tmp_path / "missing" / "r")), "does not exist")
     assert_refused(run("report", "dgx-a100", "-o", str(tmp_path / "file")), "not a directory")
+    inside_a_file = str(tmp_path / "file" / "r")
+    assert_refused(run("report", "dgx-a100", "-o", inside_a_file), f"{tmp_path / 'file'} is not a directory")
     assert_refused(run("report", "dgx-a100", "-o", ""), "needs a directory name")
 
 
@@ -327,3 +333,24 @@ def test_hostile_settings_are_one_short_line(settings: list[str], fragment: str)
     result = run("topo", "validate", "dgx-a100", *args)
     assert_refused(result, fragment)
     assert max(len(line) for line in result.output.splitlines()) < 200
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (["bound"], []),
+        (["simulate"], []),
+        (["topo", "show"], []),
+        (["compile"], ["-o", "x.xml"]),
+        (["diff"], ["dgx1"]),
+    ],
+)
+def test_a_topology_argument_that_is_a_directory_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before: list[str], after: list[str]
+) -> None:
+    """A directory named like a topology file was "neither a topology file nor a preset"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fabric.yaml").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    assert_refused(run(*before, "fabric.yaml", *after), "'fabric.yaml' is a directory, not a topology file")
+    assert_refused(run(*before, "a-file/t.yaml", *after), "'a-file/t.yaml': a-file is not a directory")

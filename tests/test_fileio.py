@@ -16,6 +16,7 @@ from collc.fileio import (
     check_output_directory,
     check_output_path,
     is_temporary,
+    not_a_directory,
     refuse_overwrite,
 )
 
@@ -161,3 +162,15 @@ def test_a_live_writers_temporary_is_kept(tmp_path):
 )
 def test_temporary_names(name, temporary):
     assert is_temporary(name) is temporary
+
+
+def test_a_file_where_a_directory_must_be_is_named(tmp_path):
+    """``-o notes.txt/x.xml`` said "directory notes.txt does not exist" of an existing file."""
+    (tmp_path / "notes.txt").write_text("x")
+    assert not_a_directory(tmp_path / "notes.txt" / "deeper") == tmp_path / "notes.txt"
+    assert not_a_directory(tmp_path / "missing" / "deeper") is None
+    for path in (tmp_path / "notes.txt" / "x.xml", tmp_path / "notes.txt" / "deeper" / "x.xml"):
+        with pytest.raises(InputError, match=f"{tmp_path / 'notes.txt'} is not a directory"):
+            check_output_path(path)
+        with pytest.raises(InputError, match=f"{tmp_path / 'notes.txt'} is not a directory"):
+            check_output_directory(path)

@@ -1,9 +1,20 @@
 """Sizes as written on the command line: units, ranges, minimums, located hints."""
 
+from fractions import Fraction
+
 import pytest
 
 from collc.errors import InputError
-from collc.sizes import MAX_SWEEP_SIZES, format_size, parse_size, parse_sizes, plural
+from collc.sizes import (
+    MAX_SWEEP_SIZES,
+    format_figure,
+    format_pair,
+    format_size,
+    json_figure,
+    parse_size,
+    parse_sizes,
+    plural,
+)
 
 
 def test_parse_size_units() -> None:
@@ -76,3 +87,31 @@ def test_a_sweep_list_is_bounded() -> None:
 )
 def test_plural(number: int, noun: str, text: str) -> None:
     assert plural(number, noun) == text
+
+
+def test_format_figure_keeps_the_fixed_decimals_of_ordinary_figures() -> None:
+    assert format_figure(173.333) == "173.3"
+    assert format_figure(Fraction(1040, 3), 2) == "346.67"
+    assert format_figure(0.1) == "0.1" and format_figure(0) == "0.0"
+    assert format_figure(1234.5, grouped=True) == "1,234.5"
+
+
+def test_format_figure_shows_significant_digits_where_the_decimals_would_lose_them() -> None:
+    """1 GB/s over 10^6 GB/s links: one decimal printed 0.0 (and 0.06 as 0.1)."""
+    assert format_figure(Fraction(4, 3) / 10**6) == "1.3e-06"
+    assert format_figure(0.0612) == "0.061"
+    assert format_figure(0.0049, 2) == "0.0049"
+    assert format_figure(-0.0612) == "-0.061"
+
+
+def test_format_pair_adds_digits_until_two_different_figures_differ() -> None:
+    assert format_pair(173.0, 197.6) == ("173.0", "197.6")
+    assert format_pair(8.53329, 8.53341) == ("8.5333", "8.5334")
+    assert format_pair(1.3e-6, 1.31e-6) == ("1.3e-06", "1.31e-06")
+    assert format_pair(8.5, 8.5) == ("8.5", "8.5")  # equal figures stay as they are
+
+
+def test_json_figure_rounds_to_three_decimals_but_never_to_zero() -> None:
+    assert json_figure(173.33333) == 173.333 and json_figure(Fraction(1, 2)) == 0.5
+    assert json_figure(Fraction(4, 3) / 10**6) == 1.33e-06
+    assert json_figure(0.0) == 0.0 and json_figure(None) is None

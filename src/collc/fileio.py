@@ -93,11 +93,8 @@ def check_output_path(path: str | os.PathLike[str], option: str = "-o") -> Path:
     if not text.strip():
         raise InputError(f"{option} needs a file name", hint=f"e.g. {option} out.xml")
     target = Path(text)
-    parent = target.parent
-    if not parent.is_dir():
-        raise InputError(
-            f"{option} {text}: directory {parent} does not exist", hint="create it or choose another path"
-        )
+    if not target.parent.is_dir():
+        raise _no_directory(option, text, target.parent)
     try:
         info = target.lstat()
     except FileNotFoundError:
@@ -126,10 +123,7 @@ def check_output_directory(path: str | os.PathLike[str], option: str = "-o") -> 
         raise InputError(f"{option} needs a directory name", hint=f"e.g. {option} report")
     target = Path(text)
     if not target.parent.is_dir():
-        raise InputError(
-            f"{option} {text}: directory {target.parent} does not exist",
-            hint="create it or choose another path",
-        )
+        raise _no_directory(option, text, target.parent)
     if target.is_symlink():
         raise InputError(
             f"{option} {text} is a symbolic link; collc does not write through links",
@@ -138,6 +132,27 @@ def check_output_directory(path: str | os.PathLike[str], option: str = "-o") -> 
     if target.exists() and not target.is_dir():
         raise InputError(f"{option} {text} exists and is not a directory", hint="choose another path")
     return target
+
+
+def not_a_directory(path: Path) -> Path | None:
+    """The nearest of ``path`` and its parents that exists, where that is not a directory: a file that
+    stands where a path needs a directory (``-o notes.txt/x.xml``). None where it is a directory."""
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def _no_directory(option: str, text: str, directory: Path) -> InputError:
+    """Why ``directory`` cannot hold the output ``text``: a file stands in its way, or it is missing."""
+    blocking = not_a_directory(directory)
+    if blocking is not None:
+        return InputError(
+            f"{option} {text}: {blocking} is not a directory", hint="choose a path inside a directory"
+        )
+    return InputError(
+        f"{option} {text}: directory {directory} does not exist", hint="create it or choose another path"
+    )
 
 
 def refuse_overwrite(paths: Iterable[Path], force: bool, flag: str = "--force") -> None:

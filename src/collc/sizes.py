@@ -1,12 +1,19 @@
-"""Message sizes as users write them on the command line (``64MiB``, ``1GB``, ``1KiB:8GiB:4``).
+"""Message sizes as users write them on the command line (``64MiB``, ``1GB``, ``1KiB:8GiB:4``), and
+the figures collc prints for people (sizes, counts, bandwidths and times).
 
 Binary units (KiB, MiB, GiB, TiB) and decimal ones (kB, MB, GB, TB), case-insensitive; used by
 ``collc verify --bytes``, ``collc compile --min-bytes/--max-bytes`` and ``collc simulate --sizes``.
+
+Every GB/s or µs figure a report prints goes through :func:`format_figure` (and every figure of JSON
+output through :func:`json_figure`): the usual fixed decimals, except where those would round a
+nonzero figure to zero or to its first digit, as on a fabric whose bandwidths are far apart.
 """
 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
+from typing import overload
 
 from collc.errors import InputError, clipped
 from collc.input_limits import MAX_BYTES
@@ -30,6 +37,8 @@ _UNITS = {
 _SIZE = re.compile(r"^\s*([0-9]+)\s*([A-Za-z]*)\s*$")
 #: sizes one ``--sizes`` sweep may list (a geometric range of factor 2 from 1 byte to 2^63 has 63)
 MAX_SWEEP_SIZES = 1000
+#: :func:`format_pair` stops adding digits here: a double has about 17 significant digits
+_MAX_EXTRA_DIGITS = 16
 
 
 def parse_size(text: str, *, option: str = "size", minimum: int = 1) -> int:
@@ -100,6 +109,46 @@ def format_size(num_bytes: int) -> str:
             whole = num_bytes % scale == 0
             return f"{num_bytes // scale}{unit}" if whole else f"{num_bytes / scale:.2f}{unit}"
     return f"{num_bytes}B"
+
+
+def format_figure(
+    value: float | Fraction, decimals: int = 1, *, digits: int = 2, grouped: bool = False
+) -> str:
+    """``value`` with ``decimals`` fixed decimals (``173.3``), or with ``digits`` significant digits when
+    it is nonzero and below one unit of the last decimal (``1.3e-06``, ``0.053``): there the fixed form
+    shows 0.0 or a single rounded digit, and every figure and ratio a reader derives from it is lost.
+    ``grouped`` separates thousands (``1,234.5``)."""
+    return _figure(float(value), decimals, digits, grouped, 0)
+
+
+def format_pair(first: float | Fraction, second: float | Fraction, decimals: int = 1) -> tuple[str, str]:
+    """Two figures a message compares, as :func:`format_figure` prints them, with as many more decimals
+    (or significant digits) as it takes to print them differently when they differ: "8.533 vs 8.533"
+    would tell a reader that the comparison went the wrong way."""
+    numbers = float(first), float(second)
+    extra = 0
+    while True:
+        shown = tuple(_figure(number, decimals, 2, False, extra) for number in numbers)
+        if shown[0] != shown[1] or numbers[0] == numbers[1] or extra >= _MAX_EXTRA_DIGITS:
+            return shown[0], shown[1]
+        extra += 1
+
+
+def _figure(number: float, decimals: int, digits: int, grouped: bool, extra: int) -> str:
+    """:func:`format_figure` with ``extra`` more decimals or significant digits than usual."""
+    if number == 0 or abs(number) >= 10.0**-decimals:
+        return f"{number:{',' if grouped else ''}.{decimals + extra}f}"
+    return f"{number:.{digits + extra}g}"
+
+
+@overload
+def json_figure(value: float | Fraction) -> float: ...
+@overload
+def json_figure(value: None) -> None: ...
+def json_figure(value: float | Fraction | None) -> float | None:
+    """A figure for JSON output: rounded to 3 decimals, or to 3 significant digits where that would
+    round it to zero or to its first digit (the rule of :func:`format_figure`); None stays None."""
+    return None if value is None else float(format_figure(value, 3, digits=3))
 
 
 def plural(number: int, noun: str, many: str | None = None) -> str:

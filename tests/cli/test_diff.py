@@ -115,13 +115,33 @@ def test_compile_on_a_degraded_fabric_reports_the_healthy_bound(tmp_path: Path) 
     quad = tmp_path / "quad.yaml"
     quad.write_text(QUAD, encoding="utf-8")
     out_file = tmp_path / "x.xml"
+    code, out, _ = run("compile", str(quad), "--derate", "link:gpu3-sw=50%", "-o", str(out_file))
+    assert code == 0
+    # 4 GPUs at 100 GB/s: allreduce 4·(100/3)/2; one port at 50 GB/s: 4·(50/3)/2
+    assert "  healthy fabric   bound 66.7 GB/s, this one 33.3 GB/s (-50.0 %)" in out.splitlines()
+    code, out, _ = run("compile", str(quad), "--gpus", "2,0,1", "--json", "-o", str(out_file))
+    assert code == 0 and json.loads(out)["healthy_bound_algbw"] is None
+
+
+def test_a_degraded_fabric_with_fewer_gpus_is_not_compared_as_a_change(tmp_path: Path) -> None:
+    """Without one of 4 GPUs the allreduce bound rises from 66.7 to 75.0 GB/s: a collective over 3
+    GPUs, which the report called a gain of 12.5 % over the healthy fabric's 4."""
+    quad = tmp_path / "quad.yaml"
+    quad.write_text(QUAD, encoding="utf-8")
+    out_file = tmp_path / "x.xml"
     code, out, _ = run("compile", str(quad), "--without", "gpu:gpu3", "-o", str(out_file))
     assert code == 0
     # 4 GPUs at 100 GB/s: allreduce 4·(100/3)/2; without one: 3·(100/2)/2
-    assert "  healthy fabric   bound 66.7 GB/s, this one 75.0 GB/s (+12.5 %)" in out.splitlines()
+    assert (
+        "  healthy fabric   bound 66.7 GB/s over 4 GPUs, this one 75.0 GB/s over 3 (fewer GPUs: a different "
+        "collective, so no change is given)"
+    ) in out.splitlines()
+    assert "%" not in next(line for line in out.splitlines() if "healthy fabric" in line)
     assert 'ngpus="3"' in out_file.read_text()
-    code, out, _ = run("compile", str(quad), "--gpus", "2,0,1", "--json", "-o", str(out_file))
-    assert code == 0 and json.loads(out)["healthy_bound_algbw"] is None
+    code, out, _ = run("compile", str(quad), "--without", "gpu:gpu3", "--json", "-o", str(out_file))
+    document = json.loads(out)
+    assert code == 0 and (document["healthy_bound_algbw"], document["healthy_ngpus"]) == (66.667, 4)
+    assert document["ngpus"] == 3
 
 
 def test_the_readme_example_is_what_diff_prints() -> None:
@@ -132,3 +152,38 @@ def test_the_readme_example_is_what_diff_prints() -> None:
     assert code == 0
     shown = [line for line in quoted if line.strip() != "..."]
     assert len(shown) >= 10 and all(line in out.splitlines() for line in shown)
+
+
+SLOW_PORT = """\
+name: slowport
+nodes:
+  - {name: gpu, kind: gpu, count: 4}
+  - {name: sw, kind: switch}
+links:
+  - {src: "gpu{i}", dst: sw, bandwidth: "1000000 if i < 3 else 0.000002"}
+"""
+
+
+def test_bound_keeps_the_digits_of_a_slow_ports_figures(tmp_path: Path) -> None:
+    """Bandwidths 12 orders of magnitude apart: every figure of `collc bound` printed as 0.00."""
+    fabric = tmp_path / "slowport.yaml"
+    fabric.write_text(SLOW_PORT, encoding="utf-8")
+    code, out, _ = run("bound", str(fabric))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[2].split() == ["allgather", "2.7e-06", "2e-06"]
+    assert lines[4].split() == ["allreduce", "1.3e-06", "2e-06"]
+    assert "allreduce ceiling 2e-06 GB/s algbw" in out and "0.00" not in out
+    code, out, _ = run("diff", str(fabric), "--derate", "link:gpu3-sw=50%")
+    assert code == 0 and out.splitlines()[3].split() == ["allgather", "2.7e-06", "1.3e-06", "50.00", "%"]
+    assert "1 link leaving S carries 1e-06 GB/s = 3.3e-07 GB/s per inside GPU" in out
+
+
+def test_one_link_and_one_tree_are_singular(tmp_path: Path) -> None:
+    """A cut of one link "carry" its bandwidth, and a forest of k = 1 had "1 trees per root"."""
+    fabric = tmp_path / "slowport.yaml"
+    fabric.write_text(SLOW_PORT, encoding="utf-8")
+    code, out, _ = run("bound", str(fabric))
+    assert code == 0 and "3 of 4 GPUs inside S; 1 link leaving S carries 2e-06 GB/s" in out
+    code, out, _ = run("trees", str(fabric))
+    assert code == 0 and out.splitlines()[1].startswith("  k = 1 tree per root, U = ")

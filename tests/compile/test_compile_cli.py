@@ -213,6 +213,16 @@ def test_serving_rules_follow_the_size_multiplier():
     assert serving(24 * 4, "allreduce", 24, 3 * 2**10).satisfied
 
 
+def test_serving_is_described_with_the_count_in_the_right_number():
+    """A file of 4 chunks on 4 GPUs serves every allgather count: "a multiple of 1 elements"."""
+    assert serving(4, "allgather", 4, None).describe() == (
+        "every count that is a multiple of 1 element (all powers of two >= 1)"
+    )
+    assert serving(128, "allreduce", 16, None).describe() == (
+        "every count that is a multiple of 128 elements (all powers of two >= 128)"
+    )
+
+
 def test_report_says_why_no_power_of_two_count_can_be_served():
     topology = load("dgx1", {"boxes": "3"})  # 24 GPUs
     result = compile_schedule(topology, CompileOptions(coll="allreduce", k=1, runtime="msccl-executor"))

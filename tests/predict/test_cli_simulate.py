@@ -176,3 +176,23 @@ def test_simulate_a_directory_refuses_what_does_not_apply(tmp_path: Path) -> Non
     result = CliRunner().invoke(main, ["simulate", "dgx-a100", str(tmp_path / "algos")])
     assert result.exit_code == 2 and "no file in" in result.output and "is for 8 GPUs" in result.output
     assert files
+
+
+def test_the_table_keeps_the_digits_of_a_slow_fabrics_figures() -> None:
+    """Figures of 1e-06 GB/s printed as 0.0 in every column and as 0.0 in JSON."""
+    from fractions import Fraction
+
+    from collc.cli.simulate import table
+    from collc.predict.sweep import Prediction, Row, Sweep
+
+    slow = Prediction(8e11, 1.31e-06, 9.8e-07)
+    sweep = Sweep(
+        "allgather", "Simple", 4, (Row(2**20, slow, {"ring": slow}, slow),), None, Fraction(4, 3 * 10**6)
+    )
+    assert table(sweep).splitlines()[-1].split() == [
+        "1MiB",
+        *["|", "800000000000.0", "1.3e-06", "9.8e-07"] * 3,
+    ]
+    document = sweep.to_json()
+    assert document["bound_algbw"] == 1.33e-06
+    assert document["rows"][0]["collc"] == {"time_us": 8e11, "algbw": 1.31e-06, "busbw": 9.8e-07}

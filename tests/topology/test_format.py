@@ -108,6 +108,25 @@ def test_division_by_zero_is_an_expression_error() -> None:
         evaluate("1 / (b - 2)", {"b": Fraction(2)})
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1e400", "number '1e400' is too large (out of range)"),
+        ("b * 2.5E+999", "number '2.5E+999' is too large (out of range)"),
+        ("1e-400 + b", "number '1e-400' is too small (out of range: it would read as 0)"),
+    ],
+)
+def test_a_number_beyond_the_float_range_is_quoted_as_written(text: str, message: str) -> None:
+    """Python reads 1e400 as inf ("number inf is not finite") and 1e-400 as 0 (a zero never written)."""
+    with pytest.raises(ExpressionError) as caught:
+        evaluate(text, {"b": Fraction(2)})
+    assert str(caught.value) == message
+
+
+def test_zero_and_ordinary_literals_in_exponent_form_read_exactly() -> None:
+    assert evaluate("0.0e-400 + 1.5e2", {}) == 150 and evaluate("1e-3", {}) == Fraction(1, 1000)
+
+
 def test_names_in() -> None:
     assert names_in("min(boxes, k // 8) * x") == {"boxes", "k", "x"}
 

@@ -21,7 +21,7 @@ from collc.cli import main
 from collc.cli.common import topology_argument
 from collc.cli.names import compress_names, natural_key
 from collc.errors import InputError
-from collc.sizes import plural
+from collc.sizes import format_figure, plural
 from collc.solver.bound import Bound, budgeted_bound, check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.ceiling import allreduce_ceiling
 from collc.solver.symmetry import automorphisms
@@ -152,9 +152,10 @@ def _cut_text(bounds: Bounds, bound: Bound, reverse: bool, title: str) -> list[s
     total = bound.cut_bandwidth
     carried = f"{_gbps(total)} GB/s = {_gbps(total / bound.cut_num_gpus)} GB/s per inside GPU"
     verb = "entering" if reverse else "leaving"
+    carry = "carries" if len(bound.cut_arcs) == 1 else "carry"
     lines = [
         f"{title}: {bound.cut_num_gpus} of {bound.num_gpus} GPUs inside S; "
-        f"{plural(len(bound.cut_arcs), 'link')} {verb} S carry {carried}",
+        f"{plural(len(bound.cut_arcs), 'link')} {verb} S {carry} {carried}",
         f"  inside S  ({plural(len(inside), 'node')}): {_patterns(sorted(inside))}",
         f"  outside S ({plural(len(outside), 'node')}): {_patterns(outside)}",
     ]
@@ -170,7 +171,7 @@ def _cut_text(bounds: Bounds, bound: Bound, reverse: bool, title: str) -> list[s
 
 
 def _gbps(value: Fraction) -> str:
-    return f"{float(value):.2f}"
+    return format_figure(value, 2)
 
 
 def bounds_text(bounds: Bounds) -> str:

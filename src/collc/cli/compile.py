@@ -16,7 +16,7 @@ from click.core import ParameterSource
 
 from collc.cli import main
 from collc.cli.common import PROTOCOL, output_directory, output_path, topology_argument
-from collc.cli.diff import healthy_bound_algbw
+from collc.cli.diff import healthy_bound
 from collc.compile.driver import LANE_CHOICES
 from collc.compile.flags import CompileFlags
 from collc.compile.report import failure_json, report_json, report_lines
@@ -208,7 +208,7 @@ def compile_command(
             click.echo(json.dumps(failure_json(error, topology, options), indent=2))
         raise
     atomic_write(target, text)
-    healthy = healthy_bound_algbw(coll)
+    healthy = healthy_bound(coll)
     if as_json:
         click.echo(json.dumps(report_json(result, output, healthy), indent=2))
     else:

@@ -6,8 +6,8 @@ collective it prints the optimal algbw bound before and after and the throughput
 bottleneck cut of each side: the set S of nodes whose outgoing links limit the allgather (the cut the
 exact solver stops at, :mod:`collc.solver.bound`). ``--gpus`` selects the job's GPUs on both sides.
 
-:func:`healthy_bound_algbw` is the same comparison for ``collc compile`` on a degraded fabric: the bound
-the job would have on the healthy fabric.
+:func:`healthy_bound` is the same comparison for ``collc compile`` on a degraded fabric: the bound
+the job would have on the healthy fabric, with its GPU count there.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from collc.cli import main
 from collc.cli.bound import Bounds, bounds_json, compute_bounds
 from collc.cli.common import current_changes, degradation_options, parse_settings, print_warning
 from collc.cli.names import compress_names, natural_key
+from collc.compile.report import Healthy
 from collc.errors import InputError
-from collc.sizes import plural
+from collc.sizes import format_figure, plural
 from collc.solver.bound import Bound
 from collc.topology import load
 from collc.topology.degrade import Degradation, degrade
@@ -56,17 +57,18 @@ def lost(before: Fraction, after: Fraction) -> Fraction:
     return 1 - after / before
 
 
-def healthy_bound_algbw(collective: str) -> Fraction | None:
+def healthy_bound(collective: str) -> Healthy | None:
     """For ``collc compile``: the running command's bound of ``collective`` on the healthy fabric.
 
     None unless parts were taken out or derated (a ``--gpus`` selection alone is the job, not damage);
-    the healthy fabric keeps the selection, so the two bounds are for the same GPUs.
+    the healthy fabric keeps the selection, so the two bounds are for the same GPUs unless a
+    ``--without`` took some of them out (the count says so).
     """
     changes = current_changes()
     if changes is None or not changes.degradation.damages:
         return None
     healthy = degrade(changes.fabric, changes.degradation.healthy())
-    return collective_algbw(compute_bounds(healthy), collective)
+    return Healthy(collective_algbw(compute_bounds(healthy), collective), healthy.num_gpus)
 
 
 def _label(source: str, settings: tuple[str, ...], degradation: Degradation) -> str:
@@ -93,10 +95,10 @@ def _cut_line(title: str, bound: Bound, gpus: set[str], reverse: bool) -> list[s
     lines = [
         f"  {title}: {bound.cut_num_gpus} of {bound.num_gpus} GPUs inside S, GPUs {smaller[0]} S: "
         f"{_patterns(smaller[1])}",
-        f"    {plural(len(arcs), 'link')} {verb} S {carry} {float(bound.cut_bandwidth):.2f} GB/s "
-        f"= {float(per_gpu):.2f} GB/s per inside GPU",
+        f"    {plural(len(arcs), 'link')} {verb} S {carry} {format_figure(bound.cut_bandwidth, 2)} GB/s "
+        f"= {format_figure(per_gpu, 2)} GB/s per inside GPU",
     ]
-    lines += [f"      {src} -> {dst}  {float(bw):.2f} GB/s" for src, dst, bw in arcs[:_SHOWN_LINKS]]
+    lines += [f"      {src} -> {dst}  {format_figure(bw, 2)} GB/s" for src, dst, bw in arcs[:_SHOWN_LINKS]]
     if len(arcs) > _SHOWN_LINKS:
         lines.append(f"      ... and {len(arcs) - _SHOWN_LINKS} more links")
     return lines
@@ -118,7 +120,9 @@ def diff_lines(before: Side, after: Side) -> list[str]:
     for collective in COLLECTIVES:
         old, new = collective_algbw(before.bounds, collective), collective_algbw(after.bounds, collective)
         share = float(lost(old, new)) * 100
-        lines.append(f"  {collective:<14} {float(old):>12.2f} {float(new):>11.2f} {share:>7.2f} %")
+        lines.append(
+            f"  {collective:<14} {format_figure(old, 2):>12} {format_figure(new, 2):>11} {share:>7.2f} %"
+        )
     lines.append(
         "  (algbw bounds in nccl-tests units, allreduce = reduce-scatter then allgather; "
         "lost = 1 - after/before, negative: gained)"

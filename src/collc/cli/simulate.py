@@ -21,7 +21,7 @@ from collc.predict.network import Network
 from collc.predict.params import COLLECTIVES, DEFAULT_BUFFER_BYTES, Protocol, protocol, simple
 from collc.predict.sweep import Predictor, Sweep
 from collc.progress import Report, silent, terminal_progress
-from collc.sizes import format_size, parse_sizes
+from collc.sizes import format_figure, format_size, parse_sizes
 from collc.topology.model import Topology
 from collc.verify import deployed_buffer
 from collc.verify.report import Problem
@@ -90,7 +90,11 @@ def table(result: Sweep) -> str:
         cells = [row.collc, *row.baselines.values(), row.bound]
         lines.append(
             f"{format_size(row.nbytes):>8}"
-            + "".join(f" | {cell.time_us:>11.1f} {cell.algbw:>7.1f} {cell.busbw:>7.1f}" for cell in cells)
+            + "".join(
+                f" | {format_figure(cell.time_us):>11} {format_figure(cell.algbw):>7} "
+                f"{format_figure(cell.busbw):>7}"
+                for cell in cells
+            )
         )
     return "\n".join(lines)
 
@@ -116,9 +120,10 @@ def above_bound(result: Sweep) -> str | None:
         return None
     return (
         f"note: collc is above the bound column at {format_size(above[0].nbytes)} and up to "
-        f"{max(row.collc.algbw for row in above):.1f} GB/s algbw: that column is reduce-scatter then "
-        "allgather, and the file overlaps the halves on opposite directions of the busiest links; no "
-        f"allreduce exceeds {float(result.ceiling_algbw):.1f} GB/s algbw on this fabric"
+        f"{format_figure(max(row.collc.algbw for row in above))} GB/s algbw: that column is "
+        "reduce-scatter then allgather, and the file overlaps the halves on opposite directions of the "
+        "busiest links; no "
+        f"allreduce exceeds {format_figure(result.ceiling_algbw)} GB/s algbw on this fabric"
     )
 
 
@@ -275,11 +280,11 @@ def directory_table(collective: str, rows: list[CallOutlook]) -> str:
     for row in rows:
         collc = f"{'-':>7} {'-':>7}"
         if row.algbw is not None and row.busbw is not None:
-            collc = f"{row.algbw:>7.1f} {row.busbw:>7.1f}"
-        tree = f"{row.tree_algbw:>7.1f}" if row.tree_algbw is not None else f"{'-':>7}"
+            collc = f"{format_figure(row.algbw):>7} {format_figure(row.busbw):>7}"
+        tree = f"{format_figure(row.tree_algbw) if row.tree_algbw is not None else '-':>7}"
         lines.append(
             f"{format_size(row.nbytes):>18}  {row.file or RUNTIME_LABEL:<{width}} {collc}  "
-            f"{row.ring_algbw:>7.1f} {tree} {row.bound_algbw:>7.1f}"
+            f"{format_figure(row.ring_algbw):>7} {tree} {format_figure(row.bound_algbw):>7}"
         )
     return "\n".join(lines)
 

@@ -16,6 +16,7 @@ import click
 from collc.cli import main
 from collc.cli.common import output_path, topology_argument
 from collc.fileio import atomic_write
+from collc.sizes import format_figure, plural
 from collc.solver import Solution, forest_to_json, solve
 from collc.solver.pipeline import PHASES
 from collc.topology.model import Topology
@@ -46,8 +47,8 @@ def summary_text(topology: Topology, solution: Solution) -> str:
     direction = " (reversed fabric: reduce-scatter)" if forest.reversed else ""
     lines = [
         f"{topology.name}: {forest.num_gpus} GPUs{direction}",
-        f"  k = {forest.k} trees per root, U = {bound.U} trees per GB/s, "
-        f"allgather algbw {float(forest.allgather_algbw):.3f} GB/s"
+        f"  k = {plural(forest.k, 'tree')} per root, U = {bound.U} trees per GB/s, "
+        f"allgather algbw {format_figure(forest.allgather_algbw, 3)} GB/s"
         + ("" if bound.is_optimal else f" ({float(bound.given_up) * 100:.1f}% below the optimum)"),
         f"  trees: {len(forest.trees)} physical ({stats.logical_trees} logical), "
         f"multiplicity x count: {histogram}",

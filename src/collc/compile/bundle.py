@@ -56,7 +56,7 @@ from collc.msccl.writer import to_xml
 from collc.predict.model import TopologyModel
 from collc.predict.params import DEFAULT_BUFFER_BYTES
 from collc.progress import Report, silent
-from collc.sizes import format_size
+from collc.sizes import format_figure, format_size
 from collc.topology.model import Topology
 from collc.verify.runtimes import profile
 
@@ -353,11 +353,14 @@ def _predicted_markdown(predicted: Mapping[str, Sequence[CallOutlook]]) -> list[
             "|---:|---|---:|---:|---:|---:|",
         ]
         for row in rows:
-            collc = "– | –" if row.algbw is None else f"{row.algbw:.1f} | {row.busbw or 0:.1f}"
-            tree = "–" if row.tree_algbw is None else f"{row.tree_algbw:.1f}"
-            lines.append(
-                f"| {row.nbytes} | {row.file or 'runtime'} | {collc} | {row.ring_algbw:.1f} | {tree} |"
+            collc = (
+                "– | –"
+                if row.algbw is None
+                else f"{format_figure(row.algbw)} | {format_figure(row.busbw or 0)}"
             )
+            tree = "–" if row.tree_algbw is None else format_figure(row.tree_algbw)
+            ring = format_figure(row.ring_algbw)
+            lines.append(f"| {row.nbytes} | {row.file or 'runtime'} | {collc} | {ring} | {tree} |")
         lines.append("")
     return lines
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cache, cached_property
@@ -62,7 +62,7 @@ from collc.predict.params import DEFAULT_BUFFER_BYTES, Protocol, simple
 from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
 from collc.predict.sweep import Memo, Predictor, no_slower
 from collc.progress import Report, silent
-from collc.sizes import format_size
+from collc.sizes import format_figure, format_pair, format_size, plural
 from collc.solver import Solution
 from collc.solver.bound import check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest
@@ -158,7 +158,7 @@ class Serving:
     satisfied: bool
 
     def describe(self) -> str:
-        text = f"every count that is a multiple of {self.quantum} elements"
+        text = f"every count that is a multiple of {plural(self.quantum, 'element')}"
         if self.quantum & (self.quantum - 1) == 0:
             text += f" (all powers of two >= {self.quantum})"
         return text
@@ -895,7 +895,11 @@ def _choose_step(state: CompileState) -> None:
         simulated = {id(item) for item in _contenders(at_best, reference)}
         tried = ", ".join(
             f"{_label(item)}: "
-            + (f"{item.algbw(reference):.1f}" if id(item) in simulated else f"at most {item.ceiling:.1f}")
+            + (
+                format_figure(item.algbw(reference))
+                if id(item) in simulated
+                else f"at most {format_figure(item.ceiling)}"
+            )
             for item in at_best
         )
         notes.append(
@@ -936,7 +940,7 @@ def _preferred(best: Fitted, top: Fitted, reference: int) -> str:
     """Why the emitted k is not the candidate with the highest bound: what the two simulate."""
     gain = float(top.bound / best.bound - 1) * 100
     figures = " and ".join(
-        f"{best.algbw(size):.1f} against {top.algbw(size):.1f} GB/s at {format_size(size)}"
+        "{} against {} GB/s at {}".format(*format_pair(best.algbw(size), top.algbw(size)), format_size(size))
         for size in (reference, reference // 16)
     )
     return (
@@ -1160,7 +1164,8 @@ def _deployment(
     if not any(best.algbw(size) >= first.algbw(size) * (1 + BUFFER_GAIN) for size in sizes):
         return first
     figures = ", ".join(
-        f"{format_size(size)} {best.algbw(size):.1f} vs {first.algbw(size):.1f}" for size in sizes
+        "{} {} vs {}".format(format_size(size), *format_pair(best.algbw(size), first.algbw(size)))
+        for size in sizes
     )
     notes.append(
         f"NCCL_BUFFSIZE={format_size(best.buffer_bytes)}: a finer pipelining grain than the default "
@@ -1228,10 +1233,11 @@ def _feeder_instances(
     )
     if twice.algbw(reference) <= best.algbw(reference):
         return best
+    before, after = format_pair(best.algbw(reference), twice.algbw(reference))
     notes.append(
-        f"{doubled} instances: {lowered.single_feeders} groups of NIC-feeding transfers (pair, rail, "
-        f"tree depth) had one transfer each, too few for a lane per transfer ({best.algbw(reference):.1f} "
-        f"-> {twice.algbw(reference):.1f} GB/s simulated at {format_size(reference)}); "
+        f"{doubled} instances: {plural(lowered.single_feeders, 'group')} of NIC-feeding transfers "
+        f"(pair, rail, tree depth) had one transfer each, too few for a lane per transfer ({before} "
+        f"-> {after} GB/s simulated at {format_size(reference)}); "
         "use --instances to override"
     )
     return twice
@@ -1371,6 +1377,14 @@ def with_range(result: CompileResult, chosen: ByteRange) -> CompileResult:
     )
 
 
+def closest_text(rows: Sequence[SizeOutlook]) -> str:
+    """Where a file that wins nowhere comes closest to the runtime's best, for the no-win message: its
+    figures with the digits that tell them apart (they may agree to four)."""
+    closest = max(rows, key=lambda row: (row.algbw or 0) / row.vendor_algbw)
+    collc, vendor = format_pair(closest.algbw or 0, closest.vendor_algbw)
+    return f"closest: {collc} vs {vendor} GB/s at {format_size(closest.nbytes)}"
+
+
 def _byte_range(
     topology: Topology,
     options: CompileOptions,
@@ -1399,7 +1413,6 @@ def _byte_range(
             f"({what}); it takes every size"
         )
         return ByteRange(0, 0), True
-    closest = max(rows, key=lambda row: (row.algbw or 0) / row.vendor_algbw)
     predicted = outlook(model, algo, REPORT_SIZES, runtime, best.predictor, best.proto)
     unwritten = Unwritten(
         runtime=runtime,
@@ -1413,8 +1426,7 @@ def _byte_range(
     )
     raise NoWin(
         f"collc's {what} is predicted slower than the runtime's own ring/tree at every size from "
-        f"{format_size(rows[0].nbytes)} to {format_size(rows[-1].nbytes)} (closest: "
-        f"{closest.algbw or 0:.4g} vs {closest.vendor_algbw:.4g} GB/s at {format_size(closest.nbytes)}); "
+        f"{format_size(rows[0].nbytes)} to {format_size(rows[-1].nbytes)} ({closest_text(rows)}); "
         "no file written",
         hint="keep the runtime's own algorithm; --force writes it anyway, --min-bytes/--max-bytes set "
         "the range yourself",

@@ -19,6 +19,7 @@ from collc.predict.des import prefetch, runs_of
 from collc.predict.model import TopologyModel
 from collc.predict.params import PROTOCOLS, Protocol, busbw_factor
 from collc.predict.sweep import Memo, Predictor, no_slower
+from collc.sizes import json_figure
 from collc.verify.select import PER_RANK_COLLECTIVES, explain
 
 #: Element size of the calls predicted: nccl-tests' default data type is float (4 bytes).
@@ -57,16 +58,13 @@ class SizeOutlook:
         return self.algbw is not None and no_slower(self.algbw, self.vendor_algbw)
 
     def to_json(self) -> dict[str, object]:
-        def rounded(value: float | None) -> float | None:
-            return None if value is None else round(value, 3)
-
         return {
             "bytes": self.nbytes,
-            "algbw": rounded(self.algbw),
-            "busbw": rounded(self.busbw),
-            "ring_algbw": rounded(self.ring_algbw),
-            "tree_algbw": rounded(self.tree_algbw),
-            "bound_algbw": rounded(self.bound_algbw),
+            "algbw": json_figure(self.algbw),
+            "busbw": json_figure(self.busbw),
+            "ring_algbw": json_figure(self.ring_algbw),
+            "tree_algbw": json_figure(self.tree_algbw),
+            "bound_algbw": json_figure(self.bound_algbw),
             "selected": self.selected,
         }
 
@@ -205,17 +203,14 @@ class CallOutlook:
         return self.algbw is not None and not no_slower(self.algbw, self.vendor_algbw)
 
     def to_json(self) -> dict[str, object]:
-        def rounded(value: float | None) -> float | None:
-            return None if value is None else round(value, 3)
-
         return {
             "bytes": self.nbytes,
             "file": self.file,
-            "algbw": rounded(self.algbw),
-            "busbw": rounded(self.busbw),
-            "ring_algbw": rounded(self.ring_algbw),
-            "tree_algbw": rounded(self.tree_algbw),
-            "bound_algbw": rounded(self.bound_algbw),
+            "algbw": json_figure(self.algbw),
+            "busbw": json_figure(self.busbw),
+            "ring_algbw": json_figure(self.ring_algbw),
+            "tree_algbw": json_figure(self.tree_algbw),
+            "bound_algbw": json_figure(self.bound_algbw),
             "takers": self.takers,
         }
 

@@ -15,14 +15,14 @@ from collc.errors import CollcError
 from collc.mscclpp.compile import deploy_lines as plan_deploy_lines
 from collc.predict.des import ArcLoad, ProgramCost
 from collc.runtimes.libinfo import loaded_by
-from collc.sizes import format_size
+from collc.sizes import format_figure, format_size, json_figure, plural
 from collc.topology.model import Topology
 
 PLACEMENT = {(1, 1): "in-place and out-of-place", (1, 0): "in-place", (0, 1): "out-of-place"}
 
 
 def _gbps(value: Fraction | float) -> str:
-    return f"{float(value):.1f} GB/s"
+    return f"{format_figure(value)} GB/s"
 
 
 def deploy_lines(runtime: str, filename: str, buffer_bytes: int | None = None) -> list[str]:
@@ -75,22 +75,38 @@ def range_text(result: CompileResult) -> str:
 
 
 def _outlook_line(row: SizeOutlook) -> str:
-    collc = "not served" if row.algbw is None else f"{row.algbw:8.1f}"
-    busbw = "" if row.busbw is None else f"{row.busbw:8.1f}"
-    tree = "-" if row.tree_algbw is None else f"{row.tree_algbw:.1f}"
+    collc = "not served" if row.algbw is None else format_figure(row.algbw)
+    busbw = "" if row.busbw is None else format_figure(row.busbw)
+    tree = "-" if row.tree_algbw is None else format_figure(row.tree_algbw)
     ratio = "" if row.algbw is None else f"{row.algbw / row.vendor_algbw:6.2f}x"
     used = "yes" if row.selected else "no (runtime's own)"
+    ring, bound = format_figure(row.ring_algbw), format_figure(row.bound_algbw)
     return (
-        f"    {format_size(row.nbytes):>8} {collc:>10} {busbw:>8} {row.ring_algbw:8.1f} {tree:>8} "
-        f"{row.bound_algbw:8.1f} {ratio:>8}  {used}"
+        f"    {format_size(row.nbytes):>8} {collc:>10} {busbw:>8} {ring:>8} {tree:>8} {bound:>8} "
+        f"{ratio:>8}  {used}"
     )
 
 
-def healthy_line(result: CompileResult, healthy_algbw: Fraction) -> str:
-    """On a degraded fabric: the same job's bound on the healthy fabric against this one's."""
-    change = float(result.bound_algbw / healthy_algbw - 1) * 100
-    this = _gbps(result.bound_algbw)
-    return f"  healthy fabric   bound {_gbps(healthy_algbw)}, this one {this} ({change:+.1f} %)"
+class Healthy(NamedTuple):
+    """The same job's bound (GB/s algbw) on the fabric before a degradation, and its GPUs there."""
+
+    algbw: Fraction
+    num_gpus: int
+
+
+def healthy_line(result: CompileResult, healthy: Healthy) -> str:
+    """On a degraded fabric: the same job's bound on the healthy fabric against this one's. Where the
+    parts taken out took GPUs with them, the two are collectives over different GPU counts (an
+    allreduce over fewer GPUs may have the higher algbw): the line gives both counts and no change."""
+    this, before = _gbps(result.bound_algbw), _gbps(healthy.algbw)
+    ngpus = result.algorithm.ngpus
+    if healthy.num_gpus != ngpus:
+        return (
+            f"  healthy fabric   bound {before} over {plural(healthy.num_gpus, 'GPU')}, this one {this} over "
+            f"{ngpus} (fewer GPUs: a different collective, so no change is given)"
+        )
+    change = float(result.bound_algbw / healthy.algbw - 1) * 100
+    return f"  healthy fabric   bound {before}, this one {this} ({change:+.1f} %)"
 
 
 class ArcLimit(NamedTuple):
@@ -120,9 +136,9 @@ def arc_limit_line(limit: ArcLimit, file_bound: Fraction, nchunksperloop: int) -
         return None
     (src, dst), chunks, bandwidth = limit.arc
     return (
-        f"  busiest arc      {limit.algbw:.1f} GB/s algbw at most: on the runtime's paths {src} -> {dst} "
-        f"carries {chunks:g} chunk sends per iteration of {nchunksperloop} chunks at {bandwidth:g} GB/s, "
-        "more than the forest routed over it"
+        f"  busiest arc      {format_figure(limit.algbw)} GB/s algbw at most: on the runtime's paths "
+        f"{src} -> {dst} carries {chunks:g} chunk sends per iteration of {nchunksperloop} chunks at "
+        f"{bandwidth:g} GB/s, more than the forest routed over it"
     )
 
 
@@ -141,8 +157,8 @@ def _arc_lines(result: CompileResult) -> list[str]:
     return [line] if line else []
 
 
-def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction | None = None) -> list[str]:
-    """The human report ``collc compile`` prints (``healthy_algbw``: the bound before a degradation)."""
+def report_lines(result: CompileResult, filename: str, healthy: Healthy | None = None) -> list[str]:
+    """The human report ``collc compile`` prints (``healthy``: the bound before a degradation)."""
     algo, usage, limits = result.algorithm, result.lowered.usage, result.limits
     forest = result.solution.forest
     gap = float(1 - result.file_bound_algbw / result.bound_algbw) * 100
@@ -150,7 +166,7 @@ def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction |
         f"wrote {filename}: {algo.coll} on {result.topology.name} ({algo.ngpus} GPUs) for {result.runtime}, "
         f"{algo.proto}, {PLACEMENT[(algo.inplace, algo.outofplace)]}",
         f"  bound            {_gbps(result.bound_algbw)} algbw ({_bound_label(algo.coll)} on this fabric)",
-        *([healthy_line(result, healthy_algbw)] if healthy_algbw is not None else []),
+        *([healthy_line(result, healthy)] if healthy is not None else []),
         f"  this file's k    {_gbps(result.file_bound_algbw)} algbw bound at k = {forest.k}"
         + (" (equals the bound above)" if gap == 0 else f" ({gap:.2f} % below the bound above)"),
         *_arc_lines(result),
@@ -168,13 +184,13 @@ def report_lines(result: CompileResult, filename: str, healthy_algbw: Fraction |
         f"  threadblocks     {usage.max_tbs} per GPU (limit {limits.max_tbs}), "
         f"{result.lowered.merged_tbs} send+receive merged"
         + (
-            f", {joined} tree depths joined to a nearer one's lanes"
+            f", {plural(joined, 'tree depth')} joined to a nearer one's lanes"
             if (joined := result.lowered.joined_stages)
             else ""
         ),
         f"  channels         {usage.nchannels} (limit {limits.max_channels})",
         f"  steps            {usage.max_steps_per_tb} per threadblock at most "
-        f"(limit {limits.max_steps_per_tb}), {usage.max_elements_per_rank} XML elements per rank "
+        f"(limit {limits.max_steps_per_tb}), {plural(usage.max_elements_per_rank, 'XML element')} per rank "
         f"(limit {limits.max_elements_per_rank})",
         f"  buffer           {buffer_text(result)}",
         f"  verified         no errors, {len(result.verification.problems)} warning(s) (collc verify)",
@@ -200,7 +216,7 @@ def _above_bound_notes(result: CompileResult) -> list[str]:
     above = [row for row in result.predicted if row.algbw is not None and row.algbw > bound * (1 + 1e-9)]
     if not above:
         return []
-    sizes = ", ".join(f"{format_size(row.nbytes)} {row.algbw:.1f}" for row in above)
+    sizes = ", ".join(f"{format_size(row.nbytes)} {format_figure(row.algbw)}" for row in above)
     ceiling = result.model.ceiling_algbw(result.algorithm.coll)
     return [
         f"predicted above the reduce-scatter + allgather bound ({sizes} GB/s): the file overlaps its "
@@ -218,9 +234,7 @@ def _slower_notes(result: CompileResult) -> list[str]:
     return [f"the file takes sizes where it is predicted slower than the runtime's best: {sizes}"]
 
 
-def report_json(
-    result: CompileResult, filename: str, healthy_algbw: Fraction | None = None
-) -> dict[str, object]:
+def report_json(result: CompileResult, filename: str, healthy: Healthy | None = None) -> dict[str, object]:
     """``collc compile --json``: the report with stable keys (figures in GB/s, sizes in bytes)."""
     algo, usage = result.algorithm, result.lowered.usage
     return {
@@ -241,11 +255,12 @@ def report_json(
         else "forced"
         if result.options.force
         else "predicted",
-        "bound_algbw": round(float(result.bound_algbw), 3),
-        "ceiling_algbw": round(float(result.model.ceiling_algbw(algo.coll)), 3),
-        "file_bound_algbw": round(float(result.file_bound_algbw), 3),
-        "arc_limit_algbw": None if (limit := arc_limit(result)) is None else round(limit.algbw, 3),
-        "healthy_bound_algbw": None if healthy_algbw is None else round(float(healthy_algbw), 3),
+        "bound_algbw": json_figure(result.bound_algbw),
+        "ceiling_algbw": json_figure(result.model.ceiling_algbw(algo.coll)),
+        "file_bound_algbw": json_figure(result.file_bound_algbw),
+        "arc_limit_algbw": None if (limit := arc_limit(result)) is None else json_figure(limit.algbw),
+        "healthy_bound_algbw": None if healthy is None else json_figure(healthy.algbw),
+        "healthy_ngpus": None if healthy is None else healthy.num_gpus,
         "predicted": [row.to_json() for row in result.predicted],
         "threadblocks_per_gpu": usage.max_tbs,
         "merged_threadblocks": result.lowered.merged_tbs,
@@ -292,8 +307,8 @@ def failure_json(error: CollcError, topology: Topology, options: CompileOptions)
             instances=unwritten.instances,
             nchunksperloop=unwritten.nchunksperloop,
             buffsize=unwritten.buffer_bytes,
-            bound_algbw=round(float(unwritten.bound_algbw), 3),
-            ceiling_algbw=round(float(unwritten.ceiling_algbw), 3),
+            bound_algbw=json_figure(unwritten.bound_algbw),
+            ceiling_algbw=json_figure(unwritten.ceiling_algbw),
             predicted=[row.to_json() for row in unwritten.predicted],
         )
     return document

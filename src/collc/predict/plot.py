@@ -16,7 +16,7 @@ from matplotlib.ticker import FuncFormatter
 from collc.errors import InputError
 from collc.fileio import atomic_write
 from collc.predict.sweep import Sweep
-from collc.sizes import format_size
+from collc.sizes import format_figure, format_size
 
 STYLES = {
     "collc": {"color": "#1f77b4", "marker": "o", "linewidth": 2.2},
@@ -62,7 +62,7 @@ def sweep_figure(result: Sweep, title: str) -> Figure:
         color="#d62728",
         linestyle="--",
         linewidth=1.4,
-        label=f"bound ({float(result.bound_algbw):.1f} GB/s)",
+        label=f"bound ({format_figure(result.bound_algbw)} GB/s)",
     )
     if result.crossover_bytes and sizes[0] <= result.crossover_bytes <= sizes[-1]:
         axes.axvline(result.crossover_bytes, color="grey", linestyle=":", linewidth=1.2)

@@ -23,7 +23,7 @@ from collc.predict.picture import topology_figure
 from collc.predict.plot import save_figure, sweep_figure
 from collc.predict.sweep import Sweep
 from collc.progress import Report, silent
-from collc.sizes import format_size, plural
+from collc.sizes import format_figure, format_size, plural
 
 REPORT_SIZES = [2**10 * 4**i for i in range(13)]  # 1 KiB .. 16 GiB
 TABLE_SIZES = (2**20, 2**26, 2**30)
@@ -47,7 +47,7 @@ def tree_heights(model: TopologyModel) -> list[int]:
 
 
 def _fmt(value: Fraction | float, digits: int = 1) -> str:
-    return f"{float(value):,.{digits}f}"
+    return format_figure(value, digits, grouped=True)
 
 
 def _link_class(model: TopologyModel) -> dict[tuple[str, str], str]:
@@ -176,11 +176,12 @@ def prediction_section(sweeps: dict[str, Sweep], written: dict[str, bool]) -> li
             if row.nbytes not in TABLE_SIZES:
                 continue
             tree = row.baselines.get("tree")
+            tree_busbw = format_figure(tree.busbw) if tree else "—"
             best = max(value.busbw for value in row.baselines.values())
             lines.append(
-                f"| {collective} | {format_size(row.nbytes)} | {row.collc.busbw:.1f} | "
-                f"{row.baselines['ring'].busbw:.1f} | {f'{tree.busbw:.1f}' if tree else '—'} | "
-                f"{row.bound.busbw:.1f} | {row.collc.busbw / best:.2f}× |"
+                f"| {collective} | {format_size(row.nbytes)} | {format_figure(row.collc.busbw)} | "
+                f"{format_figure(row.baselines['ring'].busbw)} | {tree_busbw} | "
+                f"{format_figure(row.bound.busbw)} | {row.collc.busbw / best:.2f}× |"
             )
     lines += [
         "",

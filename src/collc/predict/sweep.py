@@ -15,6 +15,7 @@ from typing import Protocol as TypingProtocol
 
 from collc.predict.params import Protocol, busbw_factor
 from collc.progress import Report, silent
+from collc.sizes import json_figure
 
 # Crossover search: every size 2^(i/4) bytes from 1 B to 1 TiB, then bisection between grid points.
 CROSSOVER_MAX_BYTES = 2**40
@@ -58,9 +59,9 @@ class Prediction:
 
     def to_json(self) -> dict[str, float]:
         return {
-            "time_us": round(self.time_us, 3),
-            "algbw": round(self.algbw, 3),
-            "busbw": round(self.busbw, 3),
+            "time_us": json_figure(self.time_us),
+            "algbw": json_figure(self.algbw),
+            "busbw": json_figure(self.busbw),
         }
 
 
@@ -113,8 +114,8 @@ class Sweep:
             "collective": self.collective,
             "proto": self.proto,
             "num_gpus": self.num_gpus,
-            "bound_algbw": round(float(self.bound_algbw), 3),
-            "ceiling_algbw": None if self.ceiling_algbw is None else round(float(self.ceiling_algbw), 3),
+            "bound_algbw": json_figure(self.bound_algbw),
+            "ceiling_algbw": json_figure(self.ceiling_algbw),
             "rows": [row.to_json() for row in self.rows],
             "collc_wins": self.winning_sizes(),
             "crossover_bytes": self.crossover_bytes,

@@ -93,6 +93,9 @@ def evaluate(text: str, variables: Mapping[str, Fraction]) -> Value:
     tree = _parse(text.strip())
     if tree is None:
         raise ExpressionError(f"cannot parse expression {clipped(text)}")
+    problem = _literal_problem(text.strip())
+    if problem is not None:
+        raise ExpressionError(problem)
     _charge(tree)
     try:
         return _walk(tree.body, variables, 0)
@@ -128,6 +131,23 @@ def _parse(text: str) -> ast.Expression | None:
         return ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # also over-long digit strings
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal_problem(text: str) -> str | None:
+    """Why a number written in ``text`` cannot be read, quoting it: Python reads a decimal literal
+    beyond the double range as inf (``1e400``) and one below it as 0.0 (``1e-400``), which would be
+    reported as "not finite" or as a zero the user never wrote. None when every literal reads."""
+    tree = _parse(text)
+    for node in ast.walk(tree) if tree is not None else ():
+        if not isinstance(node, ast.Constant) or not isinstance(node.value, float):
+            continue
+        written = ast.get_source_segment(text, node) or repr(node.value)
+        if math.isinf(node.value):
+            return f"number {clipped(written)} is too large (out of range)"
+        if node.value == 0 and any(digit in "123456789" for digit in written.lower().partition("e")[0]):
+            return f"number {clipped(written)} is too small (out of range: it would read as 0)"
+    return None
 
 
 def _small_power(base: Fraction, exponent: int) -> None:
@@ -167,8 +187,8 @@ def _small(value: Fraction) -> Fraction:
 
 
 def _constant(value: int | float) -> Fraction:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ExpressionError(f"number {value} is not finite")
+    """A literal as an exact number (a float by its shortest decimal: 0.1 is 1/10); evaluate refused
+    the literals that overflow or underflow a float first (:func:`_literal_problem`)."""
     return _small(Fraction(str(value)) if isinstance(value, float) else Fraction(value))
 
 

@@ -175,7 +175,11 @@ def _as_list(value: object, location: Location | None, what: str) -> LocatedList
 def _short(value: Fraction) -> str:
     """A number for a message, in scientific notation when it is very large or very small."""
     text = str(value)
-    return text if len(text) <= 20 else f"{float(value):.3g}" if value < 10**300 else "over 1e300"
+    if len(text) <= 20:
+        return text
+    if abs(value) >= 10**300:
+        return "over 1e300"
+    return "under 1e-300" if abs(value) < Fraction(1, 10**300) else f"{float(value):.3g}"
 
 
 def _check_latency(latency: Fraction, location: Location | None) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from collc.errors import InputError
+from collc.fileio import not_a_directory
 from collc.topology.infer import infer_structure
 from collc.topology.loader import (
     Parameter,
@@ -62,6 +63,14 @@ def resolve_source(source: str | os.PathLike[str]) -> tuple[Path, str]:
     name = text[: -len(PRESET_SUFFIX)] if text.endswith(PRESET_SUFFIX) else text
     if os.sep not in text and name in preset_names():
         return presets_dir() / f"{name}{PRESET_SUFFIX}", f"{name}{PRESET_SUFFIX}"
+    if path.is_dir():
+        raise InputError(
+            f"{text!r} is a directory, not a topology file",
+            hint="give the topology file in it, or a preset name (see `collc topo list`)",
+        )
+    blocking = not_a_directory(path.parent)
+    if blocking is not None:
+        raise InputError(f"{text!r}: {blocking} is not a directory", hint="give the path of a topology file")
     close = difflib.get_close_matches(name, preset_names(), n=1, cutoff=0.5)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise InputError(

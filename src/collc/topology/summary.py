@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
+from collc.sizes import format_figure
 from collc.topology.model import NODE_KINDS, Topology
 
 NO_CLASS = "(none)"
@@ -102,11 +103,13 @@ def rank_runs(ranks: tuple[str, ...]) -> tuple[RankRun, ...]:
 
 
 def format_gbps(value: Fraction) -> str:
-    """A bandwidth for people: exact when it has at most 3 decimals (12.5), else rounded to 3 (342.857)."""
+    """A bandwidth for people: exact when it has at most 3 decimals (12.5), else rounded to 3 (342.857),
+    or to significant digits where 3 decimals would not show it (0.000001 GB/s as 1e-06)."""
     if value.denominator == 1:
         return str(value.numerator)
-    text = f"{float(value):.3f}"
-    return text.rstrip("0") if Fraction(text) == value else text
+    text = format_figure(value, 3)
+    exact = "e" not in text and Fraction(text) == value
+    return text.rstrip("0") if exact else text
 
 
 def value_range(values: Mapping[str, Fraction]) -> tuple[Fraction, Fraction]:
