@@ -323,6 +323,22 @@ def test_ceilings_hold_where_an_allreduce_beats_reduce_scatter_plus_allgather():
             assert nbytes / time_us / 1000 <= 50 * (1 + 1e-9)
 
 
+def test_the_allreduce_note_stays_off_other_collectives(tmp_path):
+    """Four GPUs on a 10^6 GB/s switch, one of them through a 10^-6 GB/s port: the allgather is
+    simulated at its bound to float precision, a hair above it, and its report carried the note on
+    allreduce overlapping its halves, which says nothing about an allgather."""
+    topology = tmp_path / "ratio.yaml"
+    links = [f"  - {{src: r{i}, dst: sw, bandwidth: {1000000 if i < 3 else 0.000001}}}" for i in range(4)]
+    nodes = ["  - {name: sw, kind: switch}", *(f"  - {{name: r{i}, kind: gpu}}" for i in range(4))]
+    topology.write_text("\n".join(["name: ratio", "nodes:", *nodes, "links:", *links, ""]))
+    result = CliRunner().invoke(
+        main, ["compile", str(topology), "--coll", "allgather", "-o", str(tmp_path / "ag.xml"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.output)["notes"]
+    assert not any("reduce-scatter + allgather bound" in note for note in notes), notes
+
+
 def test_an_allreduce_above_the_reduce_scatter_plus_allgather_bound_is_explained(tmp_path):
     """Eight GPUs on a switch, one port at 100 GB/s: the file is simulated at 1.7 times the
     reduce-scatter + allgather figure (57.1 GB/s), and the report and --json name the ceiling no

@@ -212,6 +212,8 @@ def _above_bound_notes(result: CompileResult) -> list[str]:
     allgather, which a file overlapping the halves on opposite link directions beats; the ceiling
     that no allreduce exceeds (:mod:`collc.solver.ceiling`) is named, so the report never shows a
     figure above the only limit it states."""
+    if result.algorithm.coll != "allreduce":  # the bound is optimal: only float noise goes above it
+        return []
     bound = float(result.bound_algbw)
     above = [row for row in result.predicted if row.algbw is not None and row.algbw > bound * (1 + 1e-9)]
     if not above:
