@@ -202,8 +202,10 @@ def compile_command(
     if bundle_dir is not None:
         with terminal_progress(as_json) as progress:
             bundle = compile_bundle(topology, options, bundle_dir, _bundled_collectives(coll), progress)
-        document = json_document(BUNDLE_KEYS, bundle.to_json())
-        click.echo(json.dumps(document, indent=2) if as_json else "\n".join(bundle.lines()))
+        if as_json:
+            click.echo(json.dumps(json_document(BUNDLE_KEYS, bundle.to_json()), indent=2))
+        else:
+            click.echo("\n".join(bundle.lines()))
         return
     try:
         with terminal_progress(as_json) as progress:  # on a terminal only, never with --json
