@@ -26,6 +26,7 @@ def test_compile_bundle_writes_a_directory_and_notes_next_to_it(tmp_path: Path) 
         "left_to_runtime": [],
         "deploy_notes": str(tmp_path / "msccl-algorithms.deploy.md"),
         "manifest": str(tmp_path / "msccl-algorithms.manifest.json"),
+        **{"error": None, "hint": None, "location": None, "exit_code": 0},  # written, no error
     }
     # the deploy notes and the manifest predict what nccl-tests should report with the bundle: what
     # `collc simulate TOPO DIR` prints for the same calls

@@ -15,6 +15,7 @@ import sys
 import click
 
 from collc import __version__
+from collc.cli.jsonout import failure_document
 from collc.errors import CollcError, InputError
 
 #: the exit code of a failure that is not a :class:`CollcError` (bad input in a form collc missed)
@@ -24,31 +25,36 @@ _RERUN = "rerun with `collc --debug ...` for the traceback"
 PIPE_CLOSED_EXIT = 128 + 13
 
 
+def unexpected_error(error: BaseException) -> InputError:
+    """An exception that is not a :class:`CollcError` as the error collc reports: one line and a hint."""
+    if isinstance(error, MemoryError):
+        return InputError("out of memory", hint="the input is too large for this machine; " + _RERUN)
+    if isinstance(error, RecursionError):
+        return InputError("the input is nested too deeply to process", hint=_RERUN)
+    detail = " ".join(str(error).split())[:200]
+    return InputError(f"unexpected {type(error).__name__}" + (f": {detail}" if detail else ""), hint=_RERUN)
+
+
 def failure_message(error: BaseException) -> str:
     """One line (plus a hint) for an exception that is not a :class:`CollcError`."""
-    if isinstance(error, MemoryError):
-        return "error: out of memory\n  hint: the input is too large for this machine; " + _RERUN
-    if isinstance(error, RecursionError):
-        return "error: the input is nested too deeply to process\n  hint: " + _RERUN
-    detail = " ".join(str(error).split())[:200]
-    return (
-        f"error: unexpected {type(error).__name__}"
-        + (f": {detail}" if detail else "")
-        + f"\n  hint: {_RERUN}"
-    )
+    return str(unexpected_error(error))
 
 
 class _ReportingGroup(click.Group):
     """A click group that turns every failure into a short message and an exit code.
 
     :class:`CollcError` keeps its own exit code (1 for an invalid schedule, 2 for bad input); any other
-    exception exits with :data:`UNEXPECTED_EXIT`. click's own usage errors pass through to click.
+    exception exits with :data:`UNEXPECTED_EXIT`. click's own usage errors pass through to click. A
+    run given ``--json`` also prints its command's failure document on stdout (:mod:`collc.cli.jsonout`).
     """
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except click.exceptions.ClickException as error:  # click prints it; --json still gets a document
+            _print_failure_document(ctx, InputError(error.format_message()), error.exit_code)
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except BrokenPipeError:
             _silence_stdout()
@@ -56,13 +62,24 @@ class _ReportingGroup(click.Group):
         except CollcError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
+            _print_failure_document(ctx, error, error.exit_code)
             click.echo(str(error), err=True)
             sys.exit(error.exit_code)
         except Exception as error:  # the last line of defence: no traceback without --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(failure_message(error), err=True)
+            failure = unexpected_error(error)
+            _print_failure_document(ctx, failure, UNEXPECTED_EXIT)
+            click.echo(str(failure), err=True)
             sys.exit(UNEXPECTED_EXIT)
+
+
+def _print_failure_document(ctx: click.Context, error: CollcError, exit_code: int) -> None:
+    """With ``--json``: the command's document for ``error`` on stdout, so that stdout holds one JSON
+    document whatever the outcome (:mod:`collc.cli.jsonout`); the message still goes to stderr."""
+    document = failure_document(ctx.meta, error, exit_code)
+    if document is not None:
+        click.echo(document)
 
 
 def _silence_stdout() -> None:

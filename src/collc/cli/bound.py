@@ -19,8 +19,10 @@ import click
 from collc.capacity import capacity_graph
 from collc.cli import main
 from collc.cli.common import topology_argument
+from collc.cli.jsonout import json_option
 from collc.cli.names import compress_names, natural_key
 from collc.errors import InputError
+from collc.jsondoc import json_document
 from collc.sizes import format_figure, plural
 from collc.solver.bound import Bound, budgeted_bound, check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.ceiling import allreduce_ceiling
@@ -111,6 +113,25 @@ def _bound_json(bound: Bound, reverse: bool) -> dict[str, Any]:
         "given_up": _ratio(bound.given_up),
         "cut": _cut_json(bound, reverse),
     }
+
+
+#: the keys of every ``collc bound --json`` document (docs/solver.md), then the outcome keys
+BOUND_KEYS = (
+    "topology",
+    "num_gpus",
+    "mode",
+    "k_limit",
+    "allgather",
+    "reducescatter",
+    "allreduce",
+    "x_star",
+    "U",
+    "k",
+    "optimal_x_star",
+    "given_up",
+    "cut",
+    "reducescatter_bound",
+)
 
 
 def bounds_json(bounds: Bounds) -> dict[str, Any]:
@@ -224,11 +245,11 @@ def bounds_text(bounds: Bounds) -> str:
 @click.option(
     "--max-k", "max_k", type=int, default=None, help="At most K trees per root; reports what is given up."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the documented JSON object instead of text.")
+@json_option(BOUND_KEYS, help="Print the documented JSON object instead of text.")
 def bound(topology: Topology, k: int | None, max_k: int | None, as_json: bool) -> None:
     """Optimal algbw/busbw of allgather, reduce-scatter and allreduce, and the bottleneck cut."""
     bounds = compute_bounds(topology, k, max_k)
     if as_json:
-        click.echo(json.dumps(bounds_json(bounds), indent=2, sort_keys=True))
+        click.echo(json.dumps(json_document(BOUND_KEYS, bounds_json(bounds)), indent=2, sort_keys=True))
     else:
         click.echo(bounds_text(bounds))

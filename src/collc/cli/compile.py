@@ -17,11 +17,14 @@ from click.core import ParameterSource
 from collc.cli import main
 from collc.cli.common import PROTOCOL, output_directory, output_path, topology_argument
 from collc.cli.diff import healthy_bound
+from collc.cli.jsonout import json_option, record_json_facts
+from collc.compile.bundle import BUNDLE_KEYS, compile_bundle
 from collc.compile.driver import LANE_CHOICES
 from collc.compile.flags import CompileFlags
-from collc.compile.report import failure_json, report_json, report_lines
+from collc.compile.report import REPORT_KEYS, failure_facts, report_json, report_lines
 from collc.errors import CollcError, InputError
 from collc.fileio import atomic_write
+from collc.jsondoc import json_document
 from collc.lowering.limits import RUNTIMES
 from collc.lowering.plan import COLLECTIVES
 from collc.mscclpp.compile import compile_output, wants_plan
@@ -130,7 +133,10 @@ _FLAG_OPTIONS = [
     help="XML file to write (or --bundle).",
 )
 @compile_flag_options
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (stable keys).")
+@json_option(
+    lambda params: BUNDLE_KEYS if params.get("bundle_dir") else REPORT_KEYS,
+    help="Print the report as JSON: one document with the same keys whatever the outcome.",
+)
 @click.option("--auto-range", is_flag=True, hidden=True, help="The default now; accepted for old scripts.")
 @click.option(
     "--bundle",
@@ -194,18 +200,18 @@ def compile_command(
     if bundle_dir is not None and wants_plan(topology, options):
         raise InputError("--bundle writes MSCCL XML files", hint="write an MSCCL++ plan with -o PLAN.json")
     if bundle_dir is not None:
-        from collc.compile.bundle import compile_bundle
-
         with terminal_progress(as_json) as progress:
             bundle = compile_bundle(topology, options, bundle_dir, _bundled_collectives(coll), progress)
-        click.echo(json.dumps(bundle.to_json(), indent=2) if as_json else "\n".join(bundle.lines()))
+        if as_json:
+            click.echo(json.dumps(json_document(BUNDLE_KEYS, bundle.to_json()), indent=2))
+        else:
+            click.echo("\n".join(bundle.lines()))
         return
     try:
         with terminal_progress(as_json) as progress:  # on a terminal only, never with --json
             result, text = compile_output(topology, options, progress)  # XML, or an MSCCL++ plan
     except CollcError as error:
-        if as_json:  # stdout holds the one JSON document; the error line goes to stderr as always
-            click.echo(json.dumps(failure_json(error, topology, options), indent=2))
+        record_json_facts(failure_facts(error, topology, options))  # for the --json failure document
         raise
     atomic_write(target, text)
     healthy = healthy_bound(coll)

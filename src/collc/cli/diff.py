@@ -22,9 +22,11 @@ import click
 from collc.cli import main
 from collc.cli.bound import Bounds, bounds_json, compute_bounds
 from collc.cli.common import current_changes, degradation_options, parse_settings, print_warning
+from collc.cli.jsonout import json_option
 from collc.cli.names import compress_names, natural_key
 from collc.compile.report import Healthy
 from collc.errors import InputError
+from collc.jsondoc import json_document
 from collc.sizes import format_figure, plural
 from collc.solver.bound import Bound
 from collc.topology import load
@@ -142,6 +144,10 @@ def _cut_lines(side: Side) -> list[str]:
     return lines
 
 
+#: the keys of every ``collc diff --json`` document, then the outcome keys
+DIFF_KEYS = ("before", "after", "lost")
+
+
 def diff_json(before: Side, after: Side) -> dict[str, Any]:
     """``collc diff --json``: each side's ``collc bound --json`` object, and the share lost per collective."""
     shares = {}
@@ -170,7 +176,7 @@ def diff_json(before: Side, after: Side) -> dict[str, Any]:
 )
 @click.option("--set-b", "settings_b", multiple=True, metavar="KEY=VALUE", help="Set a parameter of TOPO_B.")
 @degradation_options
-@click.option("--json", "as_json", is_flag=True, help="Print both sides' bound objects and the loss as JSON.")
+@json_option(DIFF_KEYS, help="Print both sides' bound objects and the loss as JSON.")
 def diff_command(
     topo_a: str,
     topo_b: str | None,
@@ -193,6 +199,6 @@ def diff_command(
     before = _side(topo_a, settings, degradation.healthy())
     after = _side(topo_b or topo_a, settings_b or settings, degradation)
     if as_json:
-        click.echo(json.dumps(diff_json(before, after), indent=2, sort_keys=True))
+        click.echo(json.dumps(json_document(DIFF_KEYS, diff_json(before, after)), indent=2, sort_keys=True))
     else:
         click.echo("\n".join(diff_lines(before, after)))

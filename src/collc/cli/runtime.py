@@ -14,7 +14,9 @@ import json
 import click
 
 from collc.cli import main
+from collc.cli.jsonout import json_option
 from collc.errors import InputError
+from collc.jsondoc import json_document
 from collc.runtimes.libinfo import (
     RuntimeReport,
     assess,
@@ -37,9 +39,13 @@ def report_text(report: RuntimeReport) -> str:
     return "\n".join(lines)
 
 
+#: the keys of every ``collc runtime --json`` document, then the outcome keys
+RUNTIME_KEYS = ("libraries", "skipped")
+
+
 @main.command()
 @click.argument("path", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@json_option(RUNTIME_KEYS, help="Print the reports as JSON.")
 def runtime(path: str | None, as_json: bool) -> None:
     """Say which of collc's outputs the NCCL/RCCL library at PATH (or each one found) loads."""
     skipped: list[dict[str, str]] = []
@@ -67,7 +73,8 @@ def runtime(path: str | None, as_json: bool) -> None:
                 hint="give a library's path to see the full reason",
             )
     if as_json:
-        payload = {"libraries": [r.to_json() for r in reports], "skipped": skipped}
+        libraries = [report.to_json() for report in reports]
+        payload = json_document(RUNTIME_KEYS, {"libraries": libraries, "skipped": skipped})
         click.echo(json.dumps(payload, indent=2))
         return
     click.echo("\n\n".join(report_text(r) for r in reports))

@@ -9,12 +9,14 @@ import click
 
 from collc.cli import main
 from collc.cli.common import PROTOCOL, directory_files, output_path, topology_argument
+from collc.cli.jsonout import json_option
 from collc.compile.driver import deployed_protocol
 from collc.compile.flags import buffer_size
 from collc.compile.outlook import CallOutlook, DeployedFile, directory_outlook, nccl_tests_bytes
 from collc.errors import CollcError, InputError, location_in
 from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
+from collc.jsondoc import json_document
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
 from collc.predict.network import Network
@@ -230,9 +232,13 @@ def simulate_directory(
             calls = _calls(collective, requested, topology)
             results[collective] = directory_outlook(model, files, collective, calls, runtime)
     if as_json:
-        document = {"directory": directory, "runtime": runtime, "files": [item.name for item in files]}
-        document["collectives"] = {c: [row.to_json() for row in rows] for c, rows in results.items()}
-        click.echo(json.dumps(document, indent=2))
+        values = {
+            "directory": directory,
+            "runtime": runtime,
+            "files": [item.name for item in files],
+            "collectives": {c: [row.to_json() for row in rows] for c, rows in results.items()},
+        }
+        click.echo(json.dumps(json_document(DIRECTORY_KEYS, values), indent=2))
         return
     click.echo(
         f"{directory} on {topology.name} ({topology.num_gpus} GPUs): {len(files)} file(s), the first that "
@@ -260,6 +266,25 @@ def simulate_directory(
 
 #: the file column where no file takes the call
 RUNTIME_LABEL = "(runtime's own)"
+
+#: the keys of every ``collc simulate --json`` document of one schedule, then the outcome keys
+SWEEP_KEYS = (
+    "collective",
+    "proto",
+    "num_gpus",
+    "bound_algbw",
+    "ceiling_algbw",
+    "rows",
+    "collc_wins",
+    "crossover_bytes",
+)
+#: the keys of every ``collc simulate TOPO DIR --json`` document, then the outcome keys
+DIRECTORY_KEYS = ("directory", "runtime", "files", "collectives")
+
+
+def _is_directory(schedule: str | None) -> bool:
+    """Whether SCHEDULE names a directory (a bundle, an MSCCL_ALGO_DIR) rather than one file."""
+    return schedule is not None and Path(schedule).is_dir()
 
 
 def _calls(coll: str, requested: list[int], topology: Topology) -> list[int]:
@@ -326,7 +351,10 @@ def directory_summary(rows: list[CallOutlook]) -> str:
     help="NCCL_BUFFSIZE the Simple file runs with [default: the runtime's 4MiB for a file; without one, "
     "what compile chooses].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (keys: rows, crossover_bytes).")
+@json_option(
+    lambda params: DIRECTORY_KEYS if _is_directory(params.get("schedule")) else SWEEP_KEYS,
+    help="Print JSON (keys: rows, crossover_bytes).",
+)
 @click.option(
     "--plot",
     "plot_path",
@@ -352,7 +380,7 @@ def simulate(
     without simulating it is not predicted (exit 1). A DIR (a bundle, an MSCCL_ALGO_DIR) shows, per
     call size, the file the runtime selects and its prediction. See docs/cost-model.md.
     """
-    if schedule is not None and Path(schedule).is_dir():
+    if _is_directory(schedule):
         refuse_for_directory(schedule, proto=proto, plot=plot_path)
         simulate_directory(topology, schedule, coll, sizes, buffsize, as_json)
         return
@@ -406,7 +434,7 @@ def simulate(
             f"{collective} on {topology.name} ({topology.num_gpus} GPUs, {chosen.name})",
         )
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps(json_document(SWEEP_KEYS, result.to_json()), indent=2))
         return
     click.echo(
         f"{collective} on {topology.name} ({topology.num_gpus} GPUs), protocol {chosen.name}; "

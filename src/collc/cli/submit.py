@@ -22,8 +22,10 @@ import click
 from collc.cli import main
 from collc.cli.common import degradation_options, output_path, parse_settings
 from collc.cli.compile import compile_flag_options
+from collc.cli.jsonout import json_option
 from collc.cli.serve import TOKEN_VARIABLE
 from collc.compile.flags import CompileFlags
+from collc.compile.report import REPORT_KEYS
 from collc.errors import CollcError, InfeasibleError, InputError
 from collc.fileio import atomic_write
 from collc.serve.steps import degradation_json
@@ -141,7 +143,7 @@ def wait(client: Client, job: dict[str, object], deadline: float, show: bool) ->
 @degradation_options
 @click.option("--server", default="http://127.0.0.1:8470", show_default=True, help="The collc service.")
 @click.option("--token", default=None, help=f"Bearer token [default: ${TOKEN_VARIABLE}].")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (no progress display).")
+@json_option(REPORT_KEYS, help="Print the report as JSON (no progress display), as `collc compile` does.")
 @click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds to wait for the job.")
 def submit_command(
     topo: str,

@@ -10,7 +10,9 @@ import click
 
 from collc.cli import main
 from collc.cli.common import current_topology_source, output_path, topology_argument
+from collc.cli.jsonout import json_option
 from collc.fileio import atomic_write
+from collc.jsondoc import json_document
 from collc.sizes import plural
 from collc.solver.bound import check_gpu_count
 from collc.topology import Topology, list_presets
@@ -67,15 +69,32 @@ def export_command(topology: Topology, fmt: str, output: str | None) -> None:
         click.echo(text, nl=False)
 
 
+#: the keys of every ``collc topo show --json`` document, then the outcome keys
+SHOW_KEYS = (
+    "name",
+    "description",
+    "source",
+    "parameters",
+    "metadata",
+    "nodes",
+    "links",
+    "link_classes",
+    "per_gpu_egress_gbps",
+    "per_gpu_ingress_gbps",
+    "ranks",
+)
+
+
 @topo.command()
 @topology_argument
-@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@json_option(SHOW_KEYS, help="Print the figures as JSON.")
 def show(topology: Topology, as_json: bool) -> None:
     """Nodes by kind, link classes, per-GPU ingress/egress bandwidth and the rank map."""
     summary = summarize(topology)
     parameters = _parameters()
     if as_json:
-        click.echo(json.dumps(_show_document(topology, summary, parameters), indent=2))
+        document = json_document(SHOW_KEYS, _show_document(topology, summary, parameters))
+        click.echo(json.dumps(document, indent=2))
     else:
         click.echo("\n".join(_show_lines(topology, summary, parameters)))
 

@@ -15,7 +15,9 @@ import click
 
 from collc.cli import main
 from collc.cli.common import output_path, topology_argument
+from collc.cli.jsonout import json_option
 from collc.fileio import atomic_write
+from collc.jsondoc import json_document
 from collc.sizes import format_figure, plural
 from collc.solver import Solution, forest_to_json, solve
 from collc.solver.pipeline import PHASES
@@ -70,6 +72,10 @@ def summary_text(topology: Topology, solution: Solution) -> str:
     return "\n".join(lines)
 
 
+#: the keys of every ``collc trees --json`` document: the forest's (the file -o writes), then the outcome keys
+FOREST_KEYS = ("U", "k", "num_gpus", "reversed", "allgather_algbw", "trees")
+
+
 @main.command()
 @topology_argument
 @click.option(
@@ -84,17 +90,17 @@ def summary_text(topology: Topology, solution: Solution) -> str:
     callback=output_path,
     help="Write the forest JSON to FILE.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the forest JSON instead of the summary.")
+@json_option(FOREST_KEYS, help="Print the forest JSON instead of the summary.")
 def trees(
     topology: Topology, k: int | None, max_k: int | None, reverse: bool, output: str | None, as_json: bool
 ) -> None:
     """Spanning-tree forest meeting the optimal bound (switch removal, tree packing, physical paths)."""
     solution = solve(topology, k=k, max_k=max_k, reverse=reverse)
-    text = json.dumps(forest_to_json(solution.forest), separators=(",", ":")) + "\n"
+    forest = forest_to_json(solution.forest)
     if output:
-        atomic_write(output, text)
+        atomic_write(output, json.dumps(forest, separators=(",", ":")) + "\n")
     if as_json:
-        click.echo(text, nl=False)
+        click.echo(json.dumps(json_document(FOREST_KEYS, forest), separators=(",", ":")))
     else:
         click.echo(summary_text(topology, solution))
         if output:

@@ -14,9 +14,11 @@ import click
 
 from collc.cli import main
 from collc.cli.common import degradation_options, directory_files, load_topology
+from collc.cli.jsonout import json_option
 from collc.errors import InputError
 from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
+from collc.jsondoc import json_document
 from collc.msccl.program import Algorithm
 from collc.mscclpp.reader import looks_like_plan
 from collc.mscclpp.verify import verify_plan_text
@@ -66,6 +68,10 @@ def _render(report: VerifyReport, selection: Selection | None) -> str:
     return "\n".join(lines)
 
 
+#: the keys of every ``collc verify --json`` document, then the outcome keys
+VERIFY_KEYS = ("ok", "files", "overlaps", "chosen")
+
+
 @main.command("verify")
 @click.argument("files", nargs=-1, required=True, metavar="FILE|DIR...")
 @click.option(
@@ -80,7 +86,7 @@ def _render(report: VerifyReport, selection: Selection | None) -> str:
     "--set", "settings", multiple=True, metavar="KEY=VALUE", help="Topology parameter (repeatable)."
 )
 @degradation_options
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output for CI.")
+@json_option(VERIFY_KEYS, help="Machine-readable output for CI.")
 @click.option("--explain", is_flag=True, help="Say whether the runtime would select each file for a call.")
 @click.option(
     "--nranks",
@@ -193,7 +199,8 @@ def verify_command(
             click.echo(_render(report, selection))
     overlaps = overlapping(loaded)  # the target runtimes spell the collectives alike
     if as_json:
-        document = {"ok": exit_code == 0, "files": outputs, "overlaps": overlaps, "chosen": chosen}
+        values = {"ok": exit_code == 0, "files": outputs, "overlaps": overlaps, "chosen": chosen}
+        document = json_document(VERIFY_KEYS, values, exit_code=exit_code)
         click.echo(json.dumps(document, indent=2, sort_keys=True))
     else:
         for message in overlaps:

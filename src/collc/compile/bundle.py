@@ -417,6 +417,22 @@ def write_bundle(
     return [*written, notes, manifest]
 
 
+#: the keys of every ``collc compile --bundle DIR --json`` document (docs/compile.md §4): the manifest's,
+#: then what the bundle chose and wrote; the outcome keys follow (:mod:`collc.jsondoc`)
+BUNDLE_KEYS = (
+    "topology",
+    "num_gpus",
+    "directory",
+    "files",
+    "env",
+    "predicted",
+    "buffsize",
+    "left_to_runtime",
+    "deploy_notes",
+    "manifest",
+)
+
+
 def manifest_document(
     directory: Path,
     files: Sequence[BundleFile],

@@ -12,6 +12,7 @@ from typing import NamedTuple
 from collc.compile.driver import CompileOptions, CompileResult, NoWin
 from collc.compile.outlook import SizeOutlook
 from collc.errors import CollcError
+from collc.jsondoc import json_document
 from collc.mscclpp.compile import deploy_lines as plan_deploy_lines
 from collc.predict.des import ArcLoad, ProgramCost
 from collc.runtimes.libinfo import loaded_by
@@ -236,10 +237,45 @@ def _slower_notes(result: CompileResult) -> list[str]:
     return [f"the file takes sizes where it is predicted slower than the runtime's best: {sizes}"]
 
 
+#: the keys of every ``collc compile -o FILE --json`` document (docs/compile.md), then the outcome keys
+REPORT_KEYS = (
+    "file",
+    "coll",
+    "runtime",
+    "proto",
+    "topology",
+    "ngpus",
+    "k",
+    "instances",
+    "nchunksperloop",
+    "buffsize",
+    "min_bytes",
+    "max_bytes",
+    "range_source",
+    "bound_algbw",
+    "ceiling_algbw",
+    "file_bound_algbw",
+    "arc_limit_algbw",
+    "healthy_bound_algbw",
+    "healthy_ngpus",
+    "predicted",
+    "threadblocks_per_gpu",
+    "merged_threadblocks",
+    "joined_stages",
+    "lanes",
+    "unsplit_groups",
+    "paced_senders",
+    "channels",
+    "warnings",
+    "loaded_by",
+    "notes",
+)
+
+
 def report_json(result: CompileResult, filename: str, healthy: Healthy | None = None) -> dict[str, object]:
     """``collc compile --json``: the report with stable keys (figures in GB/s, sizes in bytes)."""
     algo, usage = result.algorithm, result.lowered.usage
-    return {
+    values = {
         "file": filename,
         "coll": algo.coll,
         "runtime": result.runtime,
@@ -275,36 +311,24 @@ def report_json(result: CompileResult, filename: str, healthy: Healthy | None = 
         "loaded_by": loaded_by(result.runtime),
         "notes": _notes(result),
     }
+    return json_document(REPORT_KEYS, values)
 
 
-def failure_json(error: CollcError, topology: Topology, options: CompileOptions) -> dict[str, object]:
-    """``collc compile --json`` when nothing was written: ``file`` null, why (``error``, ``hint``,
-    ``exit_code``) and, where a file was compiled but wins at no size, the keys of :func:`report_json`
-    that describe it, with its simulated figures (none of them selected), so that a CI job reads one
-    JSON document whatever the outcome."""
+def failure_facts(error: CollcError, topology: Topology, options: CompileOptions) -> dict[str, object]:
+    """What ``collc compile --json`` knows when it writes nothing (its document's other keys are null):
+    the request, and where a file was compiled but wins at no size, the keys of :func:`report_json`
+    that describe it, with its simulated figures (none of them selected)."""
     unwritten = error.unwritten if isinstance(error, NoWin) else None
-    document: dict[str, object] = {
-        "file": None,
+    facts: dict[str, object] = {
         "coll": options.coll,
         "runtime": unwritten.runtime if unwritten else options.runtime,
         "proto": options.proto,
         "topology": topology.name,
         "ngpus": topology.num_gpus,
-        "k": None,
-        "instances": None,
-        "nchunksperloop": None,
-        "buffsize": None,
-        "min_bytes": None,
-        "max_bytes": None,
-        "bound_algbw": None,
-        "ceiling_algbw": None,
         "predicted": [],
-        "error": error.message,
-        "hint": error.hint,
-        "exit_code": error.exit_code,
     }
     if unwritten is not None:
-        document.update(
+        facts.update(
             k=unwritten.k,
             instances=unwritten.instances,
             nchunksperloop=unwritten.nchunksperloop,
@@ -313,4 +337,4 @@ def failure_json(error: CollcError, topology: Topology, options: CompileOptions)
             ceiling_algbw=json_figure(unwritten.ceiling_algbw),
             predicted=[row.to_json() for row in unwritten.predicted],
         )
-    return document
+    return facts

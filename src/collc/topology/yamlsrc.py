@@ -4,18 +4,21 @@ PyYAML's composer gives every node a start mark; :func:`read_yaml` turns the nod
 Python values where mappings and sequences are :class:`LocatedMap` / :class:`LocatedList` (subclasses
 of ``dict`` / ``list``) that remember where they and each of their values start. Numbers that YAML
 reads as floats become exact :class:`fractions.Fraction` values parsed from their source text, so no
-bandwidth ever passes through a binary float.
+bandwidth ever passes through a binary float. Before any node is built, the document's events are read
+once against the YAML limits of :mod:`collc.input_limits` (:func:`_check_events`): a file over them is
+refused at its first value past the limit, in constant memory.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 import yaml
 
 from collc.errors import InputError, Location
-from collc.input_limits import MAX_NESTING, MAX_YAML_VALUES
+from collc.input_limits import MAX_GPUS, MAX_LINKS, MAX_NESTING, MAX_NODES, MAX_YAML_VALUES
 
 
 class LocatedMap(dict):
@@ -91,39 +94,154 @@ _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAX_NUMBER_LENGTH = 100  # characters of a decimal number: exact fractions stay small
 
 
-def _expanded_size(
-    node: yaml.Node, file: str | None, sizes: dict[int, int], active: tuple[int, ...] = ()
-) -> int:
-    """How many values ``node`` becomes once every alias is expanded, without expanding anything.
+#: the lists whose entries each make at least one node or link unless counted or conditioned away, by
+#: their key path (``*``: any template name), with the limit an entry past it exceeds
+_ENTRY_LIMITS = {
+    ("nodes",): ("nodes", MAX_NODES),
+    ("links",): ("links", MAX_LINKS),
+    ("templates", "*", "nodes"): ("nodes", MAX_NODES),
+    ("templates", "*", "links"): ("links", MAX_LINKS),
+}
+_ENTRY_HINTS = {
+    "nodes": f"give repeated nodes a 'count' or a template; collc schedules up to {MAX_GPUS:,} GPUs",
+    "links": "write repeated links as one rule with captures (src: 'gpu{i}') or through a switch node",
+}
 
-    PyYAML composes an alias as a second reference to the node it names, so a chain of aliases (an
-    "alias bomb") is small as nodes and huge as values; ``sizes`` memoises each node's count. Cycles
-    and nesting deeper than :data:`MAX_NESTING` are refused here, before any value is built.
-    """
-    if isinstance(node, yaml.ScalarNode):
-        return 1
-    if id(node) in sizes:
-        return sizes[id(node)]
-    if id(node) in active:
-        raise InputError("a YAML alias refers to a value that contains it", location=_location(node, file))
-    if len(active) >= MAX_NESTING:
-        raise _too_deep(_location(node, file))
-    inner = (*active, id(node))
-    children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
-    size = 1 + sum(_expanded_size(child, file, sizes, inner) for child in children)
-    if size > MAX_YAML_VALUES:
-        raise InputError(
+
+@dataclass
+class _Open:
+    """A YAML collection being read: where it starts, its anchor, the values before it, its list limit."""
+
+    start: Location
+    anchor: str | None
+    values_before: int
+    is_mapping: bool
+    key: str | None = None  # a mapping: the key of the value being read
+    children: int = 0  # a mapping counts keys and values
+    entry_limit: tuple[str, int] | None = None
+
+
+@dataclass
+class _Budget:
+    """What :func:`_check_events` has read so far: values (aliases expanded), anchors, open collections."""
+
+    file: str | None
+    values: int = 0
+    aliases: bool = False
+    anchors: dict[str, int | None] = field(default_factory=dict)  # None: the anchored value is still open
+    anchor_starts: dict[str, Location] = field(default_factory=dict)
+    open: list[_Open] = field(default_factory=list)
+
+    def add(self, count: int, event: yaml.Event) -> None:
+        """``count`` more values, refused at the first one past :data:`MAX_YAML_VALUES`."""
+        self.values += count
+        if self.values > MAX_YAML_VALUES:
+            raise _too_many_values(self.aliases, _event_location(event, self.file))
+
+    def enter(self, event: yaml.Event) -> None:
+        """A value starts inside the innermost open collection: count it against that list's limit."""
+        if not self.open:
+            return
+        parent = self.open[-1]
+        parent.children += 1
+        if parent.entry_limit is not None and parent.children > parent.entry_limit[1]:
+            raise _too_many_entries(*parent.entry_limit, _event_location(event, self.file))
+
+    def path(self) -> tuple[str, ...]:
+        """The keys that lead to the value starting now (``*`` for a list item or a template name)."""
+        keys = [(frame.key or "") if frame.is_mapping else "*" for frame in self.open]
+        if len(keys) >= 2 and keys[0] == "templates":
+            keys[1] = "*"
+        return tuple(keys)
+
+
+def _event_location(event: yaml.Event, file: str | None) -> Location:
+    return Location(file, event.start_mark.line + 1, event.start_mark.column + 1)
+
+
+def _too_many_values(aliases: bool, location: Location) -> InputError:
+    if aliases:
+        return InputError(
             f"the YAML document expands to more than {MAX_YAML_VALUES:,} values",
-            location=_location(node, file),
+            location=location,
             hint="aliases (*name) repeat the whole value they name; write the topology with templates "
             "and counts instead",
         )
-    sizes[id(node)] = size
-    return size
+    return InputError(
+        f"the YAML document has more than {MAX_YAML_VALUES:,} values, the most collc reads",
+        location=location,
+        hint="describe repeated boxes, nodes and links with templates, counts and rules instead of listing "
+        "each one",
+    )
+
+
+def _too_many_entries(what: str, limit: int, location: Location) -> InputError:
+    return InputError(
+        f"the '{what}' list has more than {limit:,} entries; a topology has at most {limit:,} {what}",
+        location=location,
+        hint=_ENTRY_HINTS[what],
+    )
+
+
+def _check_events(loader: yaml.SafeLoader, file: str | None) -> None:
+    """Read the document's events once, before any node is built, and stop at the first value past a
+    limit of :mod:`collc.input_limits`: more values than :data:`MAX_YAML_VALUES` (each alias counted as
+    the whole value it names, so an alias bomb stops here), collections nested deeper than
+    :data:`MAX_NESTING`, an alias inside the value it names, or a ``nodes``/``links`` list with more
+    entries than a topology may have nodes or links. Memory stays constant: only open collections and
+    the sizes of anchored values are kept, so a 4 MiB file is refused in a fraction of a second."""
+    budget = _Budget(file)
+    while loader.check_event():
+        event = loader.get_event()
+        if isinstance(event, yaml.AliasEvent):
+            budget.enter(event)
+            budget.aliases = True
+            if event.anchor in budget.anchors and budget.anchors[event.anchor] is None:
+                raise InputError(
+                    "a YAML alias refers to a value that contains it",
+                    location=budget.anchor_starts[event.anchor],
+                )
+            budget.add(budget.anchors.get(event.anchor) or 1, event)
+            _value_read(budget, None)
+        elif isinstance(event, yaml.ScalarEvent):
+            budget.enter(event)
+            budget.add(1, event)
+            if event.anchor is not None:
+                budget.anchors[event.anchor] = 1
+            _value_read(budget, event.value)
+        elif isinstance(event, yaml.CollectionStartEvent):
+            _start_collection(budget, event)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            frame = budget.open.pop()
+            if frame.anchor is not None:
+                budget.anchors[frame.anchor] = budget.values - frame.values_before
+            _value_read(budget, None)
+
+
+def _start_collection(budget: _Budget, event: yaml.CollectionStartEvent) -> None:
+    """A mapping or sequence starts: counted, checked for depth, and given its list limit by its path."""
+    budget.enter(event)
+    location = _event_location(event, budget.file)
+    if len(budget.open) >= MAX_NESTING:
+        raise _too_deep(location)
+    is_mapping = isinstance(event, yaml.MappingStartEvent)
+    limit = None if is_mapping else _ENTRY_LIMITS.get(budget.path())
+    budget.open.append(_Open(location, event.anchor, budget.values, is_mapping, entry_limit=limit))
+    budget.add(1, event)
+    if event.anchor is not None:
+        budget.anchors[event.anchor] = None
+        budget.anchor_starts[event.anchor] = location
+
+
+def _value_read(budget: _Budget, scalar: str | None) -> None:
+    """A whole value was read: inside a mapping, a key (remembered when it is a plain name) or its value."""
+    if budget.open and budget.open[-1].is_mapping:
+        frame = budget.open[-1]
+        frame.key = scalar if frame.children % 2 == 1 else None
 
 
 def _convert(loader: yaml.SafeLoader, node: yaml.Node, file: str | None) -> Any:
-    """Plain located values for ``node`` (checked by :func:`_expanded_size` first)."""
+    """Plain located values for ``node`` (its events checked by :func:`_check_events` first)."""
     if isinstance(node, yaml.ScalarNode):
         return _scalar(loader, node, file)
     if isinstance(node, yaml.SequenceNode):
@@ -203,25 +321,23 @@ def _too_deep(location: Location) -> InputError:
 def read_yaml(text: str, file: str | None) -> Any:
     """Parse one YAML document into located plain values; syntax errors become located InputErrors.
 
-    The document is composed into nodes first (PyYAML keeps one node per alias, however often it is
-    used), then converted with a budget of values and a nesting limit (:mod:`collc.input_limits`).
+    The document's events are checked against the limits of :mod:`collc.input_limits` first
+    (:func:`_check_events`), then it is composed into nodes (PyYAML keeps one node per alias, however
+    often it is used) and converted.
     """
-    loader: yaml.SafeLoader | None = None
+    loaders: list[yaml.SafeLoader] = []
     try:
-        loader = _LOADER(text)
-        root = loader.get_single_node()
-        if root is None:
-            return None
-        _expanded_size(root, file, {})
-        return _convert(loader, root, file)
+        loaders.append(_LOADER(text))
+        _check_events(loaders[-1], file)
+        loaders.append(_LOADER(text))
+        root = loaders[-1].get_single_node()
+        return None if root is None else _convert(loaders[-1], root, file)
     except yaml.reader.ReaderError as error:
         raise _reader_error(error, text, file) from None
     except yaml.MarkedYAMLError as error:
         raise _syntax_error(error, file) from None
     except yaml.YAMLError as error:
         raise InputError(f"YAML syntax error: {error}", location=Location(file)) from None
-    except RecursionError:  # PyYAML's composer recurses once per nesting level
-        raise _too_deep(Location(file)) from None
     finally:
-        if loader is not None:
+        for loader in loaders:
             loader.dispose()
