@@ -10,15 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from collc.cli import main
+from fabrics import switch_fabric
 
-QUAD = """\
-name: quad
-nodes:
-  - {name: gpu, kind: gpu, count: 4}
-  - {name: sw, kind: switch}
-links:
-  - {src: "gpu{i}", dst: sw, bandwidth: 100, class: nvlink}
-"""
+QUAD = switch_fabric("quad", extra=", class: nvlink")
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -154,14 +148,7 @@ def test_the_readme_example_is_what_diff_prints() -> None:
     assert len(shown) >= 10 and all(line in out.splitlines() for line in shown)
 
 
-SLOW_PORT = """\
-name: slowport
-nodes:
-  - {name: gpu, kind: gpu, count: 4}
-  - {name: sw, kind: switch}
-links:
-  - {src: "gpu{i}", dst: sw, bandwidth: "1000000 if i < 3 else 0.000002"}
-"""
+SLOW_PORT = switch_fabric("slowport", '"1000000 if i < 3 else 0.000002"')
 
 
 def test_bound_keeps_the_digits_of_a_slow_ports_figures(tmp_path: Path) -> None:

@@ -21,15 +21,9 @@ from collc.compile.bundle import BUNDLE_KEYS
 from collc.compile.report import REPORT_KEYS
 from collc.errors import InvariantError
 from collc.jsondoc import OUTCOME_KEYS, json_document
+from fabrics import SLOW_RING, switch_fabric
 
-QUAD = """\
-name: quad
-nodes:
-  - {name: gpu, kind: gpu, count: 4}
-  - {name: sw, kind: switch}
-links:
-  - {src: "gpu{i}", dst: sw, bandwidth: 100}
-"""
+QUAD = switch_fabric("quad")
 # line 5, column 37: the bandwidth
 NEGATIVE = """\
 nodes: [{name: g, kind: gpu, count: 2}]
@@ -38,16 +32,6 @@ links:
   - {src: g1, dst: g0, bandwidth: 25}
   - {src: g0, dst: g1, bandwidth:   -25}
 """
-# A ring of 5 GPUs with two links of 0.001 GB/s: collc's file wins at no size (exit 1 without --force)
-SLOW_RING = (
-    "nodes: [{name: g, kind: gpu, count: 5}]\n"
-    "links:\n"
-    "  - {src: g0, dst: g1, bandwidth: 0.001}\n"
-    "  - {src: g1, dst: g2, bandwidth: 1000000}\n"
-    "  - {src: g2, dst: g3, bandwidth: 7/3}\n"
-    "  - {src: g3, dst: g4, bandwidth: 25}\n"
-    "  - {src: g4, dst: g0, bandwidth: 0.001}\n"
-)
 
 
 def _document(args: list[str], exit_code: int) -> dict[str, object]:

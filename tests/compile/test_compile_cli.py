@@ -21,6 +21,7 @@ from collc.msccl.reader import read_xml
 from collc.predict.params import DEFAULT_BUFFER_BYTES
 from collc.topology import load
 from collc.verify import verify_text
+from fabrics import SLOW_RING
 
 
 def _compile(tmp_path: Path, *args: str):
@@ -530,18 +531,6 @@ def test_a_win_the_file_range_cannot_take_counts_for_nothing():
     assert driver._delivered(gapped, gib, runtime.__getitem__) == pytest.approx(156.7 * 22.8)
     below = _Simulated("k = 4", {gib: 150.0, 64 * mib: 160.0, mib: 30.0})  # its range ends below 1 GiB
     assert driver._delivered(below, gib, runtime.__getitem__) == pytest.approx(160.0 * 30.0)
-
-
-# A ring of 5 GPUs with two links of 0.001 GB/s: collc's file wins at no size
-SLOW_RING = (
-    "nodes: [{name: g, kind: gpu, count: 5}]\n"
-    "links:\n"
-    "  - {src: g0, dst: g1, bandwidth: 0.001}\n"
-    "  - {src: g1, dst: g2, bandwidth: 1000000}\n"
-    "  - {src: g2, dst: g3, bandwidth: 7/3}\n"
-    "  - {src: g3, dst: g4, bandwidth: 25}\n"
-    "  - {src: g4, dst: g0, bandwidth: 0.001}\n"
-)
 
 
 def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_path):

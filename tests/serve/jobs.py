@@ -1,11 +1,6 @@
 """The small job the service tests submit: a 4-GPU switch fabric, with a user's range (no range search)."""
 
-TINY = """\
-name: tiny4
-nodes:
-  - {name: gpu, kind: gpu, count: 4}
-  - {name: nvs, kind: switch}
-links:
-  - {src: "gpu{i}", dst: nvs, bandwidth: 100}
-"""
+from fabrics import switch_fabric
+
+TINY = switch_fabric("tiny4", switch="nvs")
 FAST = {"max_bytes": "1GiB"}  # a user's range: no range search, a shorter job
