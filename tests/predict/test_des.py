@@ -120,14 +120,15 @@ def test_ring_runs_and_respects_the_bound() -> None:
     assert 2**30 / large / 1000 <= 4 * 100 / 3  # never faster than the allgather bound
 
 
-def test_wrong_collective_and_deadlock_are_input_errors() -> None:
+def test_a_wrong_collective_is_an_input_error_and_a_deadlock_a_verdict() -> None:
     cost = ProgramCost(_switch(3), _chain(fused=False))
     with pytest.raises(InputError, match="--coll allgather"):
         cost.time_us("allreduce", MiB, SIMPLE)
     stuck = _chain(fused=False)
     stuck.gpus[2].tbs[0].steps.append(_step("r", 1))  # a receive nobody sends
-    with pytest.raises(InputError, match="deadlocks"):
+    with pytest.raises(des.Deadlock, match="deadlocks") as caught:
         ProgramCost(_switch(3), stuck).time_us("allgather", MiB, SIMPLE)
+    assert caught.value.exit_code == 1  # as collc verify's deadlock; 2 is for unreadable input
 
 
 def star_allgather(num_gpus: int) -> Algorithm:
@@ -364,7 +365,7 @@ def test_a_run_made_ahead_that_fails_raises_only_where_it_is_needed(monkeypatch)
     runs = des.runs_of(cost, "allgather", [MiB, 2**30], SIMPLE)
     des.prefetch(runs)
     assert des.runs_of(cost, "allgather", [MiB, 2**30], SIMPLE) == runs
-    with pytest.raises(InputError, match="deadlocks"):
+    with pytest.raises(des.Deadlock, match="deadlocks"):
         des.prefetch(runs, strict=True)
 
 
@@ -436,7 +437,7 @@ def test_a_run_started_ahead_that_fails_raises_where_it_is_needed(monkeypatch) -
     runs = des.runs_of(cost, "allgather", [MiB], SIMPLE)
     des.start_ahead(runs)
     pickle.dumps(cost)  # waits for the failed run, which is left unmade
-    with pytest.raises(InputError, match="deadlocks"):
+    with pytest.raises(des.Deadlock, match="deadlocks"):
         cost.time_us("allgather", MiB, SIMPLE)
 
 

@@ -200,8 +200,8 @@ def bounds_text(bounds: Bounds) -> str:
     ag, rs = bounds.allgather, bounds.reducescatter
     mode = {
         "auto": "smallest exact k",
-        "fixed": f"exactly {bounds.limit} trees per GPU",
-        "budgeted": f"at most {bounds.limit} trees per GPU",
+        "fixed": f"exactly {plural(bounds.limit, 'tree')} per GPU",
+        "budgeted": f"at most {plural(bounds.limit, 'tree')} per GPU",
     }
     rows = [
         ("allgather", ag.allgather_algbw, 1),

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from collc.errors import InputError
+from collc.errors import CollcError, InputError
 from collc.heaps import heap_pop, heap_push
 from collc.kernels import kernel
 from collc.lowering.plan import network_planes
@@ -50,6 +50,15 @@ from collc.predict.params import LAUNCH_US, Protocol
 from collc.predict.sweep import Memo
 from collc.predict.tournament import tree_at_most, tree_of, tree_set
 
+
+class Deadlock(CollcError):
+    """The simulated program cannot finish: a verdict on the file, exit 1 as ``collc verify``'s
+    ``deadlock`` (not bad input, exit 2)."""
+
+
+# What a run made ahead of need leaves unmade, to raise where the run is needed: the program is not
+# one the simulation takes, or it deadlocks.
+UNSIMULATED = (InputError, Deadlock)
 STEP_BUDGET = 200_000  # simulated steps (all threadblocks, all iterations) per call (docs/cost-model.md §4)
 MIN_ITERATIONS = 4  # simulated even above the budget, so that a period can be measured
 _EPS = 1e-9
@@ -379,7 +388,7 @@ class ProgramCost:
 
     def _run_ahead(self, run: Run) -> None:
         """Make ``run`` on the spare thread (:func:`start_ahead`); a failure leaves it unmade."""
-        with suppress(InputError):
+        with suppress(*UNSIMULATED):
             self._runs[run] = self._end(run)
 
     def __getstate__(self) -> dict[str, object]:
@@ -439,7 +448,7 @@ class ProgramCost:
             if done < n * iterations
         ]
         if stuck:
-            raise InputError(
+            raise Deadlock(
                 f"the schedule deadlocks in simulation: {', '.join(stuck[:5])} cannot finish",
                 hint="run `collc verify` on the file for the exact cause",
             )
@@ -549,7 +558,7 @@ def runs_of(
 def _make(cost: ProgramCost, run: Run, strict: bool) -> None:
     try:
         cost.ensure(run)
-    except InputError:
+    except UNSIMULATED:
         if strict:
             raise
 
