@@ -58,6 +58,7 @@ def test_fixed_and_budgeted_k_report_what_is_given_up():
     assert 0 < Fraction(budgeted["given_up"]) < Fraction(fixed["given_up"])
     text = _run("mi250", "--set", "boxes=2", "--max-k", "10").output
     assert "given up" in text and "at most 10 trees per GPU" in text
+    assert "exactly 1 tree per GPU" in _run("mi250", "--set", "boxes=2", "--k", "1").output
 
 
 def test_human_report_names_the_bottleneck():
