@@ -100,6 +100,12 @@ def test_the_summary_is_read_off_the_table() -> None:
     assert summary(sweep).endswith("at 1MiB-2MiB, 1GiB (sizes of the table)")
     lost = Sweep("allreduce", "Simple", 8, (row(2**10, 20.0),), None, Fraction(1))
     assert "not predicted faster" in summary(lost)
+    # a file whose range takes some sizes only: the others are the runtime's, whatever its row says
+    taken = summary(sweep, [2**21, 2**25, 2**30])
+    assert taken.endswith("at 2MiB, 1GiB of the sizes the file takes (2MiB-1GiB of the table)")
+    assert summary(sweep, [2**20, 2**21]).endswith("every size the file takes (1MiB-2MiB of the table)")
+    assert summary(sweep, [2**25]).startswith("collc is not predicted faster at any of the sizes")
+    assert summary(sweep, []).startswith("the file takes no size of the table")
 
 
 LINE3 = str(Path(__file__).parents[1] / "lowering" / "fixtures" / "line3.yaml")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 import click
@@ -13,6 +14,7 @@ from collc.cli.jsonout import json_option
 from collc.compile.driver import deployed_protocol
 from collc.compile.flags import buffer_size
 from collc.compile.outlook import CallOutlook, DeployedFile, directory_outlook, nccl_tests_bytes
+from collc.compile.ranges import ByteRange
 from collc.errors import CollcError, InputError, location_in
 from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
@@ -129,15 +131,29 @@ def above_bound(result: Sweep) -> str | None:
     )
 
 
-def summary(result: Sweep) -> str:
-    """Where collc wins, read off the table itself (so the sentence cannot contradict it)."""
-    wins = set(result.winning_sizes())
+def summary(result: Sweep, taken: Collection[int] | None = None) -> str:
+    """Where collc wins, read off the table itself (so the sentence cannot contradict it). ``taken``:
+    the sizes of the table the file's range takes (None: every size); at the others the runtime runs
+    its own algorithm whatever the table's collc row says, so they are no win, and the sentence says so."""
+    sizes = [row.nbytes for row in result.rows]
+    taken = set(sizes if taken is None else taken)
+    if not taken:
+        return (
+            "the file takes no size of the table (its minBytes/maxBytes): the runtime runs its own "
+            "algorithms at every one; the collc row shows the file as if it took them"
+        )
+    wins = set(result.winning_sizes()) & taken
+    claim = "collc is predicted at least as fast as the runtime's algorithms at"
+    if len(taken) < len(sizes):
+        if wins == taken:
+            return f"{claim} every size the file takes ({_spans(sizes, taken)} of the table)"
+        some = f"{claim} {_spans(sizes, wins)}" if wins else "collc is not predicted faster at any"
+        return f"{some} of the sizes the file takes ({_spans(sizes, taken)} of the table)"
     if not wins:
         return "collc is not predicted faster than the runtime's algorithms at any size of the table"
-    if len(wins) == len(result.rows):
-        return "collc is predicted at least as fast as the runtime's algorithms at every size of the table"
-    spans = _spans([row.nbytes for row in result.rows], wins)
-    return f"collc is predicted at least as fast as the runtime's algorithms at {spans} (sizes of the table)"
+    if len(wins) == len(sizes):
+        return f"{claim} every size of the table"
+    return f"{claim} {_spans(sizes, wins)} (sizes of the table)"
 
 
 def _spans(sizes: list[int], chosen: set[int]) -> str:
@@ -450,6 +466,11 @@ def simulate(
     above = above_bound(result)
     if above:
         click.echo(above)
-    click.echo(summary(result))
+    window = ByteRange(program.min_bytes, program.max_bytes)
+    click.echo(
+        summary(
+            result, None if plan_cost else [row.nbytes for row in result.rows if window.holds(row.nbytes)]
+        )
+    )
     if plot_path:
         click.echo(f"wrote {plot_path}")
