@@ -56,3 +56,19 @@ def test_oversized_plan_exits_two(tmp_path: Path, monkeypatch) -> None:
     result = run(str(path))
     assert result.exit_code == 2 and "collc reads plans of at most 10" in result.output
     assert "Traceback" not in result.output
+
+
+def test_options_meant_for_xml_are_checked_or_named_for_a_plan(tmp_path: Path) -> None:
+    """--topology checks a plan's rank count as it does an XML file's; --runtime, which a plan does
+    not take, is named in a note instead of passing silently; an XML file checked for runtime mscclpp
+    is told that MSCCL++ runs plans."""
+    plan = str(FIXTURES / "allreduce_2gpu_memory.json")
+    wrong = run("--topology", "dgx-a100", plan)
+    assert wrong.exit_code == 1
+    assert "the plan is for 2 ranks but topology dgx-a100 has 8 GPUs [topology-ngpus]" in wrong.output
+    noted = run("--runtime", "rccl", plan)
+    assert noted.exit_code == 0, noted.output
+    assert "note: --runtime rccl does not apply: plans run on the MSCCL++ executor" in noted.output
+    xml = Path(__file__).parents[1] / "verify" / "fixtures" / "valid" / "ring_allgather_4.xml"
+    translated = run("--runtime", "mscclpp", str(xml))
+    assert "note: runtime mscclpp: MSCCL++ runs execution plans (JSON)" in translated.output

@@ -158,7 +158,9 @@ def verify_command(
             exit_code = 2
             continue
         if looks_like_plan(text):  # an MSCCL++ execution plan: the executor's rules, no runtime choice
-            report = verify_plan_text(text, name)
+            report = verify_plan_text(text, name, topology)
+            if runtime not in (None, "mscclpp"):
+                report.notes.append(f"--runtime {runtime} does not apply: plans run on the MSCCL++ executor")
             if call:
                 report.notes.append("selection not explained: --explain covers MSCCL XML files")
             exit_code = max(exit_code, 0 if report.ok else 1)
@@ -176,6 +178,11 @@ def verify_command(
                 topology=topology,
                 buffer_bytes=buffer_bytes,
                 progress=progress,
+            )
+        if file_runtime == "mscclpp":
+            report.notes.append(
+                "runtime mscclpp: MSCCL++ runs execution plans (JSON); this MSCCL program is held to the "
+                "rules collc's translation into a plan needs (docs/mscclpp.md)"
             )
         selection = None
         if call and report.ok:

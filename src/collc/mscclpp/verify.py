@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
-from collc.errors import InputError, Location
+from collc.errors import InputError, Location, location_in
 from collc.mscclpp.reader import (
     BufferRef,
     Gpu,
@@ -51,6 +51,7 @@ from collc.mscclpp.reader import (
     read_plan,
     render_path,
 )
+from collc.topology.model import Topology
 from collc.verify import MAX_SIMULATED_CHUNKS, MAX_SIMULATED_CLOCK_ENTRIES, collective
 from collc.verify.clocks import Clock, ClockFactory
 from collc.verify.collective import Value
@@ -109,9 +110,12 @@ class Access:
     packet: bool = False  # the handler treats the operand as packets (data and flags, in scratch)
 
 
-def verify_plan_text(text: str, filename: str | None = None) -> VerifyReport:
+def verify_plan_text(
+    text: str, filename: str | None = None, topology: Topology | None = None
+) -> VerifyReport:
     """Read and verify a plan; a parser-rule violation is the report's one problem. Raises
-    :class:`InputError` only for input beyond collc's limits."""
+    :class:`InputError` only for input beyond collc's limits. With ``topology``, a plan for another
+    number of ranks is an error (``topology-ngpus``, as for an MSCCL XML file)."""
     try:
         plan = read_plan(text, filename)
     except PlanSyntaxError as error:
@@ -119,7 +123,20 @@ def verify_plan_text(text: str, filename: str | None = None) -> VerifyReport:
             raise
         problem = Problem(error.rule, "error", error.message, error.location, error.hint)
         return VerifyReport(filename=filename, runtime=TARGET, problems=[problem])
-    return verify_plan(plan, filename)
+    report = verify_plan(plan, filename)
+    if topology is not None and topology.num_gpus != len(plan.gpus):
+        report.problems.insert(
+            0,
+            Problem(
+                "topology-ngpus",
+                "error",
+                f"the plan is for {len(plan.gpus)} ranks but topology {topology.name} has "
+                f"{topology.num_gpus} GPUs",
+                location_in(filename),
+                "verify against the topology the plan was compiled for",
+            ),
+        )
+    return report
 
 
 def lint_plan(plan: Plan) -> list[Problem]:
