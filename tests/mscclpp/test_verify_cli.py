@@ -72,3 +72,14 @@ def test_options_meant_for_xml_are_checked_or_named_for_a_plan(tmp_path: Path) -
     xml = Path(__file__).parents[1] / "verify" / "fixtures" / "valid" / "ring_allgather_4.xml"
     translated = run("--runtime", "mscclpp", str(xml))
     assert "note: runtime mscclpp: MSCCL++ runs execution plans (JSON)" in translated.output
+
+
+def test_a_json_file_that_is_no_plan_is_said_to_be_neither(tmp_path: Path) -> None:
+    """A JSON array (or an empty .json file) is not a plan, whose first character is '{': it is read
+    as MSCCL XML, which the report says, so the XML parser's complaint is not the only clue."""
+    for name, text in (("array.json", "[1, 2]\n"), ("empty.json", "")):
+        path = tmp_path / name
+        path.write_text(text)
+        result = run(str(path))
+        assert result.exit_code == 1, result.output
+        assert "note: read as MSCCL XML: an MSCCL++ plan is one JSON object" in result.output

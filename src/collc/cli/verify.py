@@ -179,6 +179,11 @@ def verify_command(
                 buffer_bytes=buffer_bytes,
                 progress=progress,
             )
+        if name.endswith(".json") or text.lstrip("\ufeff \t\r\n")[:1] == "[":
+            report.notes.append(
+                "read as MSCCL XML: an MSCCL++ plan is one JSON object (its first character '{'), and this "
+                "file is neither"
+            )
         if file_runtime == "mscclpp":
             report.notes.append(
                 "runtime mscclpp: MSCCL++ runs execution plans (JSON); this MSCCL program is held to the "
