@@ -83,3 +83,16 @@ def test_a_json_file_that_is_no_plan_is_said_to_be_neither(tmp_path: Path) -> No
         result = run(str(path))
         assert result.exit_code == 1, result.output
         assert "note: read as MSCCL XML: an MSCCL++ plan is one JSON object" in result.output
+
+
+def test_a_gpu_id_out_of_range_is_one_error_not_a_cascade(tmp_path: Path) -> None:
+    """gpus[1] with id 7 in a 2-rank plan: the executor throws 'GPU rank does not match', and that is
+    the one error; its ops' local buffers were each reported as naming no buffer as well."""
+    plan = json.loads((FIXTURES / "allreduce_2gpu_memory.json").read_text())
+    plan["gpus"][1]["id"] = 7
+    path = tmp_path / "gpuid.json"
+    path.write_text(json.dumps(plan, indent=2))
+    result = run(str(path))
+    assert result.exit_code == 1
+    assert "[gpu-id]" in result.output and "[op-buffers]" not in result.output
+    assert "INVALID (1 error(s)" in result.output
