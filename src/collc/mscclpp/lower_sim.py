@@ -168,7 +168,8 @@ def _tb_items(gpu: reader.Gpu, tb: reader.Threadblock, acquired: dict[int, int])
         elif op.name not in _SKIPPED:
             raise InputError(
                 f"rank {gpu.id} threadblock {tb.id}: collc cannot simulate the op {op.name!r}",
-                hint="the event simulation covers put/pws/pwsf, signal/wait, copy, re and semaphores",
+                hint="the timing model covers put/pws/pwsf, signal/wait, copy, re and semaphores; "
+                "`collc verify` still checks the plan's rules and data with every op",
             )
         if new:
             new[0].waits, waits = waits, []
