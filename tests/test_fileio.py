@@ -83,7 +83,12 @@ def test_a_named_pipe_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     ("path", "message"),
-    [("", "needs a file name"), ("  ", "needs a file name"), ("no/such/dir/x.xml", "does not exist")],
+    [
+        ("", "needs a file name"),
+        ("  ", "needs a file name"),
+        ("no/such/dir/x.xml", "does not exist"),
+        ("-", "would write a file named '-'"),  # stdout by convention; the report is there already
+    ],
 )
 def test_bad_output_paths_are_refused(tmp_path, monkeypatch, path, message):
     monkeypatch.chdir(tmp_path)

@@ -92,6 +92,11 @@ def check_output_path(path: str | os.PathLike[str], option: str = "-o") -> Path:
     text = os.fspath(path)
     if not text.strip():
         raise InputError(f"{option} needs a file name", hint=f"e.g. {option} out.xml")
+    if text == "-":  # the Unix convention for standard output, which the report already holds
+        raise InputError(
+            f"{option} - would write a file named '-': collc writes files, and its report goes to stdout",
+            hint=f"give a file name ({option} out.xml), or {option} ./- for a file of that name",
+        )
     target = Path(text)
     if not target.parent.is_dir():
         raise _no_directory(option, text, target.parent)
