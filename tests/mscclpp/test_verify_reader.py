@@ -103,6 +103,15 @@ def test_duplicate_keys_are_refused() -> None:
     assert error.rule == "json" and "'name' appears twice" in error.message
 
 
+def test_half_a_surrogate_pair_is_refused_as_the_executors_json_library_does() -> None:
+    error = fail('{"name": "x\\ud800y"}')
+    assert error.rule == "json" and "'name' holds half of a UTF-16 surrogate pair" in error.message
+    error = fail('{"n\\udc00": 1}')  # in a field name too
+    assert error.rule == "json" and "surrogate" in error.message
+    whole = fail('{"name": "\\ud83d\\ude00"}')  # both halves: a character; the plan fails later
+    assert "surrogate" not in whole.message
+
+
 def test_input_beyond_the_limits_is_an_input_error_not_a_verdict() -> None:
     with pytest.raises(InputError, match="collc reads plans of at most"):
         verify_plan_text(" " * (MAX_PLAN_BYTES + 1), "big.json")

@@ -333,6 +333,14 @@ def read_plan(text: str, filename: str | None = None) -> Plan:
             location=Location(filename, error.lineno, error.colno),
             hint="an execution plan is one JSON object as MSCCL++'s DSL writes it",
         ) from None
+    except _LoneSurrogate as error:
+        raise PlanSyntaxError(
+            "json",
+            f"the field {error.args[0]!r} holds half of a UTF-16 surrogate pair (a lone \\ud800-\\udfff "
+            "escape)",
+            location=Location(filename),
+            hint="the executor's JSON library refuses it: write the character itself, or both halves",
+        ) from None
     except _DuplicateKey as error:
         raise PlanSyntaxError(
             "json",
@@ -381,6 +389,10 @@ class _DuplicateKey(ValueError):
     pass
 
 
+class _LoneSurrogate(ValueError):
+    pass
+
+
 #: digits of the longest integer read (10^309 overflows even a double, the widest number a JSON library
 #: reads): a longer one is refused before Python's own limit on converting digits (4,300) turns it into
 #: an unexpected error; a shorter one out of a field's range is refused by that field's range check
@@ -398,10 +410,17 @@ def _integer(text: str) -> int:
 
 
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An object's fields, refused where a name appears twice or a text holds half a UTF-16 pair
+    (``"\\ud800"`` alone): the executor's JSON library rejects both, Python's parser neither."""
     result: dict[str, object] = {}
     for key, value in pairs:
         if key in result:
             raise _DuplicateKey(key)
+        for text in (key, value) if isinstance(value, str) else (key,):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _LoneSurrogate(key) from None
         result[key] = value
     return result
 
