@@ -202,3 +202,20 @@ def test_the_table_keeps_the_digits_of_a_slow_fabrics_figures() -> None:
     document = sweep.to_json()
     assert document["bound_algbw"] == 1.33e-06
     assert document["rows"][0]["collc"] == {"time_us": 8e11, "algbw": 1.31e-06, "busbw": 9.8e-07}
+
+
+def test_a_files_sentence_counts_only_the_sizes_its_range_takes(tmp_path: Path) -> None:
+    """A file compiled for 64KiB-1MiB only: simulate's table still shows it at every size, and its
+    closing sentence names the sizes the runtime would give it; swapped bounds take none."""
+    out = tmp_path / "ag.xml"
+    compiled = _run(
+        "compile", LINE3, "--coll", "allgather", "--min-bytes", "64KiB", "--max-bytes", "1MiB", "-o", str(out)
+    )
+    assert compiled.exit_code == 0, compiled.output
+    result = _run("simulate", LINE3, str(out), "--sizes", "4KiB:16MiB:4")
+    assert result.exit_code == 0, result.output
+    last = result.output.splitlines()[-1]  # the table's sizes, moved to counts the file serves
+    assert "the file takes (64.01KiB-256.01KiB of the table)" in last, last
+    out.write_text(out.read_text().replace('minBytes="65536"', 'minBytes="2097152"'))
+    result = _run("simulate", LINE3, str(out), "--sizes", "4KiB:16MiB:4")
+    assert result.output.splitlines()[-1].startswith("the file takes no size of the table")

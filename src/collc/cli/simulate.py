@@ -13,8 +13,7 @@ from collc.cli.common import PROTOCOL, directory_files, output_path, topology_ar
 from collc.cli.jsonout import json_option
 from collc.compile.driver import deployed_protocol
 from collc.compile.flags import buffer_size
-from collc.compile.outlook import CallOutlook, DeployedFile, directory_outlook, nccl_tests_bytes
-from collc.compile.ranges import ByteRange
+from collc.compile.outlook import CallOutlook, DeployedFile, directory_outlook, nccl_tests_bytes, selects
 from collc.errors import CollcError, InputError, location_in
 from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
@@ -466,11 +465,10 @@ def simulate(
     above = above_bound(result)
     if above:
         click.echo(above)
-    window = ByteRange(program.min_bytes, program.max_bytes)
-    click.echo(
-        summary(
-            result, None if plan_cost else [row.nbytes for row in result.rows if window.holds(row.nbytes)]
-        )
+    runtime = topology.metadata.runtime or "msccl-executor"  # as read_schedule reads the file
+    taken = (
+        None if plan_cost else [row.nbytes for row in result.rows if selects(program, row.nbytes, runtime)]
     )
+    click.echo(summary(result, taken))
     if plot_path:
         click.echo(f"wrote {plot_path}")

@@ -110,9 +110,8 @@ _ENTRY_HINTS = {
 
 @dataclass
 class _Open:
-    """A YAML collection being read: where it starts, its anchor, the values before it, its list limit."""
+    """A YAML collection being read: its anchor, the values before it, its list limit."""
 
-    start: Location
     anchor: str | None
     values_before: int
     is_mapping: bool
@@ -226,7 +225,7 @@ def _start_collection(budget: _Budget, event: yaml.CollectionStartEvent) -> None
         raise _too_deep(location)
     is_mapping = isinstance(event, yaml.MappingStartEvent)
     limit = None if is_mapping else _ENTRY_LIMITS.get(budget.path())
-    budget.open.append(_Open(location, event.anchor, budget.values, is_mapping, entry_limit=limit))
+    budget.open.append(_Open(event.anchor, budget.values, is_mapping, entry_limit=limit))
     budget.add(1, event)
     if event.anchor is not None:
         budget.anchors[event.anchor] = None
