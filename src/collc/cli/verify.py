@@ -20,7 +20,7 @@ from collc.fileio import read_bounded
 from collc.input_limits import MAX_SCHEDULE_BYTES
 from collc.jsondoc import json_document
 from collc.msccl.program import Algorithm
-from collc.mscclpp.reader import looks_like_plan
+from collc.mscclpp.reader import leading_character, looks_like_plan
 from collc.mscclpp.verify import verify_plan_text
 from collc.progress import terminal_progress
 from collc.sizes import parse_size
@@ -179,7 +179,7 @@ def verify_command(
                 buffer_bytes=buffer_bytes,
                 progress=progress,
             )
-        if name.endswith(".json") or text.lstrip("\ufeff \t\r\n")[:1] == "[":
+        if name.endswith(".json") or leading_character(text) == "[":
             report.notes.append(
                 "read as MSCCL XML: an MSCCL++ plan is one JSON object (its first character '{'), and this "
                 "file is neither"

@@ -306,9 +306,14 @@ def _located_parse(text: str) -> object:
     return decoder.decode(text)
 
 
+def leading_character(text: str) -> str:
+    """The first character of ``text`` after a byte order mark and blanks ('' for none)."""
+    return text.lstrip("\ufeff \t\r\n")[:1]
+
+
 def looks_like_plan(text: str) -> bool:
     """Whether ``text`` is JSON (a plan) rather than MSCCL XML: the first non-blank character."""
-    return text.lstrip("\ufeff \t\r\n")[:1] == "{"
+    return leading_character(text) == "{"
 
 
 def read_plan(text: str, filename: str | None = None) -> Plan:
