@@ -16,6 +16,7 @@ decision valid.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -115,73 +116,82 @@ def coalesce_stages(plan: Plan, loads: Loads, chunk_rate: Fraction, max_tbs: int
     154.7 with depths joined (bound 160; docs/lowering.md §5).
 
     A joined group keeps the earlier depth's key and its transfers in key order; its lanes are sized
-    by rate (:func:`lanes_by_rate`). A join that saves no lane is not made.
+    by rate (:func:`lanes_by_rate`). A join that saves no lane is not made. Groups are numbered in
+    :func:`group_order` and a joined group's transfers are put in order once, at the end: 142,336
+    groups of 64x8 H100 rail allreduce join to 32,768 in 1.7 s (9.6 s when every join merged lists).
     """
-    keys = [transfer.key for transfer in plan.transfers]
     cnt = [transfer.source.cnt for transfer in plan.transfers]
-    members = {group: list(indices) for group, indices in loads.items()}
-    chunks = {g: sum(cnt[i] for i in m) for g, m in members.items()}
-    lanes = {g: lanes_by_rate(chunks[g], len(m), chunk_rate) for g, m in members.items()}
+    groups = sorted(loads, key=group_order)  # a group's id is its place here: a pair's depths in a row
+    runs = [[loads[group]] for group in groups]  # per group: its transfers, a run per joined depth
+    transfers = [len(loads[group]) for group in groups]
+    chunks = [sum(cnt[i] for i in loads[group]) for group in groups]
+    lanes = [lanes_by_rate(c, t, chunk_rate) for c, t in zip(chunks, transfers, strict=True)]
     ends: Counter[int] = Counter()
-    for (src, dst, _, _), count in lanes.items():
+    for (src, dst, _, _), count in zip(groups, lanes, strict=True):
         ends[src] += count
         ends[dst] += count
-    if max(ends.values(), default=0) <= max_tbs or not all(group[3] for group in members):
+    if max(ends.values(), default=0) <= max_tbs or not all(group[3] for group in groups):
         return loads
-    reach = {g: (g[3][1] // 2, g[3][1] // 2) for g in members}  # hops from the root: first, last depth
-    after: dict[Group, Group | None] = {}  # the next depth of the same pair and plane
-    before: dict[Group, Group | None] = {}
-    by_path: defaultdict[tuple[int, int, int | None], list[Group]] = defaultdict(list)
-    for group in members:
-        by_path[group[:3]].append(group)
-    for path_groups in by_path.values():
-        path_groups.sort(key=group_order)
-        for first, second in zip([None, *path_groups], [*path_groups, None], strict=True):
-            if first is not None:
-                after[first] = second
-            if second is not None:
-                before[second] = first
+    first_hop = [group[3][1] // 2 for group in groups]  # hops from the root of a group's first depth
+    last_hop = list(first_hop)  # and of its last
+    same_path = [a[:3] == b[:3] for a, b in itertools.pairwise(groups)]
+    after = [g + 1 if joinable else -1 for g, joinable in enumerate(same_path)] + [-1]  # -1: none
+    before = [-1] + [g if joinable else -1 for g, joinable in enumerate(same_path)]
+    alive = [True] * len(groups)
 
-    def join_key(first: Group, second: Group) -> tuple:
-        src, dst = first[0], first[1]
+    def join_key(first: int, second: int) -> tuple[int, int, int, int, int]:
+        """Fewest hops apart, then relieving both ends, then fewest chunks, then group order."""
+        src, dst = groups[first][0], groups[first][1]
         relieved = (ends[src] > max_tbs) + (ends[dst] > max_tbs)
-        span = reach[second][1] - reach[first][0]
-        return (span, -relieved, chunks[first] + chunks[second], group_order(first))
+        return (last_hop[second] - first_hop[first], -relieved, chunks[first] + chunks[second], first, second)
 
-    heap = [(join_key(g, nxt), g, nxt) for g, nxt in after.items() if nxt is not None]
+    heap = [join_key(g, nxt) for g, nxt in enumerate(after) if nxt >= 0]
     heapq.heapify(heap)
     short = sum(1 for count in ends.values() if count > max_tbs)  # GPUs still over the limit
     while heap and short:
-        key, first, second = heapq.heappop(heap)
-        if first not in members or after.get(first) != second:
+        key = heapq.heappop(heap)
+        first, second = key[3], key[4]
+        if not alive[first] or after[first] != second:
             continue  # a join made since changed this pair of depths
         current = join_key(first, second)
         if current[1] == 0:
             continue  # neither end is short of threadblocks any more (they never become short again)
         if current != key:
-            heapq.heappush(heap, (current, first, second))
+            heapq.heappush(heap, current)
             continue
-        transfers = len(members[first]) + len(members[second])
-        joined = lanes_by_rate(chunks[first] + chunks[second], transfers, chunk_rate)
+        joined = lanes_by_rate(
+            chunks[first] + chunks[second], transfers[first] + transfers[second], chunk_rate
+        )
         saved = lanes[first] + lanes[second] - joined
         if saved <= 0:
             continue
-        members[first] = list(heapq.merge(members[first], members.pop(second), key=lambda i: (keys[i], i)))
-        chunks[first] += chunks.pop(second)
-        lanes.pop(second)
+        alive[second] = False
+        runs[first] += runs[second]
+        transfers[first] += transfers[second]
+        chunks[first] += chunks[second]
         lanes[first] = joined
-        for gpu in first[:2]:
+        for gpu in groups[first][:2]:
             if ends[gpu] > max_tbs and ends[gpu] - saved <= max_tbs:
                 short -= 1
             ends[gpu] -= saved
-        reach[first] = (reach[first][0], reach.pop(second)[1])
-        after[first] = after.pop(second)
-        if after[first] is not None:
+        last_hop[first] = last_hop[second]
+        after[first] = after[second]
+        if after[first] >= 0:
             before[after[first]] = first
-        for a, b in ((before.get(first), first), (first, after[first])):
-            if a is not None and b is not None:
-                heapq.heappush(heap, (join_key(a, b), a, b))
-    return dict(sorted(members.items(), key=lambda item: group_order(item[0])))
+        for a, b in ((before[first], first), (first, after[first])):
+            if a >= 0 and b >= 0:
+                heapq.heappush(heap, join_key(a, b))
+    keys = [transfer.key for transfer in plan.transfers]
+
+    def in_key_order(parts: list[list[int]]) -> list[int]:
+        """A group's transfers in key order (ties by index), as :func:`group_loads` gives them."""
+        if len(parts) == 1:
+            return list(parts[0])
+        return sorted(itertools.chain(*parts), key=lambda i: (keys[i], i))
+
+    return {
+        group: in_key_order(parts) for group, parts, kept in zip(groups, runs, alive, strict=True) if kept
+    }
 
 
 def group_order(group: Group) -> tuple:
