@@ -7,7 +7,8 @@ the runtime limits. By default the file must serve power-of-two counts (what use
 powers of two up to ``min(64, max(2·k*, 16))``; each is priced with the exact fixed-k bound and
 discounted for pipelining at a reference call size, which orders them. The first
 :data:`SIMULATED_CANDIDATES` that serve the counts and fit the runtime's limits are lowered and
-simulated event by event at the reference size; then, where programs are small enough to simulate
+simulated event by event at the reference size (only the first where its program is too large to
+search, :data:`LONE_CANDIDATE_STEPS`); then, where programs are small enough to simulate
 cheaply, every further candidate whose bound could still reach the fastest simulated so far (up to
 :data:`WIDE_CANDIDATES` in all). The fastest is kept: the price is only a guess at fill and drain, the
 simulation runs the program. ``k`` / ``max_k`` override the search.
@@ -95,6 +96,13 @@ SIMULATED_CANDIDATES = 3
 # GPUs one costs ten).
 WIDE_CANDIDATES = 6
 WIDE_SEARCH_STEPS = 50_000
+# Above this many steps in the first program, each further candidate costs more than it is likely to
+# gain, and only the best priced is lowered (both ways) and simulated. 64x8 H100 rail allreduce (512
+# GPUs, 1.35 million steps): a candidate costs about 20 s of lowering and 33 s of simulation on 2
+# cores (15 s at the 256 KiB buffer), the compile took 150 s for k = 1, 2 and 4, which simulate at
+# 173.0, 171.8 and 167.1 GB/s (k = 1 is priced first). 32x8 (256 GPUs, 0.36 million steps) keeps the
+# search: its k = 2 simulates 10 % faster than the first priced, k = 1 (156.4 against 141.9 GB/s).
+LONE_CANDIDATE_STEPS = 1_000_000
 # Emissions the extra lowering with tree depths sharing threadblocks may take in a search that is not
 # wide: each emission over the step limit grows lanes and emits again, one to three seconds at 128 GPUs.
 # 16x8 H100 rail allreduce: k = 1 and k = 2 fit at the first (k = 2 is written, 154.6 GB/s at 1 GiB);
@@ -492,7 +500,7 @@ def _next_candidate(state: CompileState) -> int | None:
     when its trees' bound is within :data:`EQUIVALENT` of the fastest (:class:`Candidate`).
     """
     assert state.candidates is not None
-    if _candidates_fitted(state) >= SIMULATED_CANDIDATES and not _wide(state):
+    if _candidates_fitted(state) >= _search_width(state) and not _wide(state):
         return None
     for index in range(state.position, len(state.candidates)):
         candidate = state.candidates[index]
@@ -508,6 +516,15 @@ def _next_candidate(state: CompileState) -> int | None:
                 continue
         return index
     return None
+
+
+def _search_width(state: CompileState) -> int:
+    """How many fitting candidates are lowered and simulated before the choice (:func:`_next_candidate`):
+    :data:`SIMULATED_CANDIDATES`, or only the best priced where its program has more than
+    :data:`LONE_CANDIDATE_STEPS` steps."""
+    if state.fitted and state.fitted[0].lowered.usage.total_steps > LONE_CANDIDATE_STEPS:
+        return 1
+    return SIMULATED_CANDIDATES
 
 
 def _wide(state: CompileState) -> bool:
@@ -890,6 +907,18 @@ def _choose_step(state: CompileState) -> None:
     best = _deployment(fitted, reference, state.options, vendor_best(state.model, state.options.coll), notes)
     if state.failures:
         notes.append("did not fit: " + "; ".join(state.failures))
+    untried = sum(
+        1
+        for candidate in (state.candidates or [])[state.position :]
+        if state.smallest_failed is None or candidate.k is None or candidate.k <= state.smallest_failed
+    )
+    if _search_width(state) == 1 and untried > 0:
+        notes.append(
+            f"only k = {fitted[0].solution.forest.k}, the best priced candidate, was lowered and simulated: "
+            f"its program has {fitted[0].lowered.usage.total_steps:,} steps, and above "
+            f"{LONE_CANDIDATE_STEPS:,} each further candidate costs tens of seconds ({untried} left "
+            "untried; --k tries one)"
+        )
     if len(fitted) > 1:
         at_best = [replace(item, buffer_bytes=best.buffer_bytes) for item in fitted]
         simulated = {id(item) for item in _contenders(at_best, reference)}
