@@ -39,3 +39,17 @@ def test_capacity_updates_are_seen_by_the_next_call():
     network.set_capacity(extra, 0)
     assert network.max_flow(0, 2) == 2
     assert network.calls == 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(arc_lists, st.integers(0, 60))
+def test_a_flow_up_to_a_limit_is_the_smaller_of_the_two_with_the_same_cut_below_it(arcs, limit):
+    """max_flow_up_to: min(max flow, limit); below the limit, the uncapped flow's minimum cut (the
+    packing reads its tight sets off that cut, the edge splitting its dangerous sets)."""
+    uncapped, capped = FlowNetwork(7, arcs), FlowNetwork(7, arcs)
+    value = uncapped.max_flow(0, 6)
+    assert capped.max_flow_up_to(0, 6, limit) == min(value, limit)
+    if value < limit:
+        assert set(capped.source_side()) - {7} == set(uncapped.source_side())
+    assert capped.max_flow(0, 6) == value  # the limit leaves the network's own flows alone
+    assert capped.max_flow_up_to(0, 6, value + 5) == value  # the same limited source, a new limit

@@ -27,6 +27,7 @@ class FlowNetwork:
         self._solver = max_flow.SimpleMaxFlow()
         self.num_nodes = num_nodes
         self.calls = 0  # max-flow calls made on this network (for benchmarks)
+        self._limited: dict[int, tuple[int, int]] = {}  # source -> (node, arc) of max_flow_up_to
         arcs = list(arcs)
         if num_nodes > 1:  # OR-Tools knows a vertex only through its arcs: a zero arc registers them all
             arcs.append((num_nodes - 1, 0, 0))
@@ -62,6 +63,22 @@ class FlowNetwork:
         if status != max_flow.SimpleMaxFlow.OPTIMAL:
             raise InvariantError(f"max-flow solver returned status {status} for {source}->{sink}")
         return self._solver.optimal_flow()
+
+    def max_flow_up_to(self, source: int, sink: int, limit: int) -> int:
+        """``min(max flow, limit)`` from ``source`` to ``sink``, faster than :meth:`max_flow` where the
+        flow could be much larger: it leaves from a node of its own whose one arc into ``source``
+        carries ``limit``, so push-relabel moves at most that much (exact tree packing of 32x8 A100:
+        17.9 -> 6.6 s). Where the value is below ``limit`` that arc does not bind and
+        :meth:`source_side` is the uncapped flow's minimum cut (the residual graph's reach from the
+        source is the same for every maximum flow), with the node added; where it is ``limit`` the
+        cut says nothing. The node is added on the first call for ``source``, after the vertices
+        that exist then."""
+        if source not in self._limited:
+            node = self.num_nodes
+            self._limited[source] = (node, self.add_arc(node, source, 0))
+        node, arc = self._limited[source]
+        self.set_capacity(arc, limit)
+        return self.max_flow(node, sink)
 
     def source_side(self) -> list[int]:
         """Vertices on the source side of a minimum cut of the last :meth:`max_flow` call."""

@@ -123,7 +123,8 @@ class _Packer:
         if bound == 0:
             return 0, None
         self.network.set_capacity(self.hub_to[x], self.infinite)
-        slack = self.network.max_flow(self.hub, y) - (self.unfinished - tree.multiplicity)
+        others = self.unfinished - tree.multiplicity  # more flow than others + bound cannot matter
+        slack = self.network.max_flow_up_to(self.hub, y, others + bound + 1) - others
         tight = None
         if slack <= bound:
             source_side = set(self.network.source_side())
@@ -323,7 +324,9 @@ class _SymmetricPacker:
         return orbit
 
     def _feasible(self) -> bool:
-        return all(self.network.max_flow(self.hub, v) >= self.unfinished for v in self.sinks)
+        return all(
+            self.network.max_flow_up_to(self.hub, v, self.unfinished) >= self.unfinished for v in self.sinks
+        )
 
     def _set(self, arc: Arc, capacity: int) -> None:
         self.capacity[arc] = capacity

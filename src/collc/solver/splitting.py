@@ -165,7 +165,8 @@ class _Splitter:
         for arc in arcs:
             self.network.set_capacity(arc, self.infinite)
         try:
-            value = self.network.max_flow(self.source, sink)
+            # no flow above enough + 1 matters: a cut is read only below enough, a slack only up to it
+            value = self.network.max_flow_up_to(self.source, sink, enough + 1)
             if value >= enough:
                 return value, None
             cut = self._largest_sink_side()
@@ -175,7 +176,7 @@ class _Splitter:
             for gpu in self._switch_reachable_gpus([sink, *merged_sinks], merged_sources):
                 arc = self._gadget(gpu, sink)
                 self.network.set_capacity(arc, self.infinite)
-                flow = self.network.max_flow(self.source, sink)
+                flow = self.network.max_flow_up_to(self.source, sink, enough + 1)
                 if flow < best:
                     best, best_cut = flow, self._largest_sink_side()
                 self.network.set_capacity(arc, 0)
@@ -370,7 +371,7 @@ class _Splitter:
         of the current graph (every GPU when none is)."""
         valid = [perm for perm in generators if self.is_automorphism(perm)]
         sinks = [orbit[0] for orbit in gpu_orbits(self.num_gpus, valid)]
-        return all(self.network.max_flow(self.source, v) >= self.demand for v in sinks)
+        return all(self.network.max_flow_up_to(self.source, v, self.demand) >= self.demand for v in sinks)
 
     def remove_orbit(
         self, images: dict[int, Sequence[int]], spread: int, generators: Sequence[Sequence[int]]
@@ -409,7 +410,7 @@ class _Splitter:
     def check(self) -> None:
         """Final check of (*) on the switch-free graph: one max-flow per GPU (module docstring)."""
         for gpu in range(self.num_gpus):
-            flow = self.network.max_flow(self.source, gpu)
+            flow = self.network.max_flow_up_to(self.source, gpu, self.demand)
             if flow >= self.demand:
                 continue
             unbalanced = unbalanced_switches(self.graph)
