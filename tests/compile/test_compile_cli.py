@@ -563,6 +563,25 @@ def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_
     assert "error:" in result.stderr
     forced = CliRunner().invoke(main, ["compile", str(fabric), "-o", str(target), "--json", "--force"])
     assert forced.exit_code == 0 and json.loads(forced.stdout)["file"] == str(target)
+    assert any(note.startswith("chose k = ") for note in document["notes"])
+
+
+def test_the_report_shows_the_file_it_did_not_write_and_how_it_was_chosen(tmp_path):
+    """Without --json, a compile that wins nowhere prints the unwritten file's simulated figures beside
+    the runtime's, the counts it serves and the compile's notes, then the error line (exit 1)."""
+    fabric = tmp_path / "slow.yaml"
+    fabric.write_text(SLOW_RING)
+    target = tmp_path / "x.xml"
+    result = CliRunner().invoke(main, ["compile", str(fabric), "-o", str(target)])
+    assert result.exit_code == 1 and not target.exists(), result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("not written: k = ") and "nchunksperloop = 5" in lines[0]
+    assert "event simulation of the file it would write" in lines[1]
+    rows = [line for line in lines if line.strip().endswith("no (runtime's own)")]
+    assert len(rows) == 3  # 1 MiB, 64 MiB and 1 GiB, none taken
+    assert any(line.startswith("  serves ") and "multiple of 5 elements" in line for line in lines)
+    assert any(line.startswith("  note: chose k = ") for line in lines)
+    assert "no file written" in result.stderr and "no file written" not in result.stdout
 
 
 def test_the_no_win_message_shows_slow_links_figures_in_significant_digits(tmp_path):

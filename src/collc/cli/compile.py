@@ -19,9 +19,9 @@ from collc.cli.common import PROTOCOL, output_directory, output_path, topology_a
 from collc.cli.diff import healthy_bound
 from collc.cli.jsonout import json_option, record_json_facts
 from collc.compile.bundle import BUNDLE_KEYS, compile_bundle
-from collc.compile.driver import LANE_CHOICES
+from collc.compile.driver import LANE_CHOICES, NoWin
 from collc.compile.flags import CompileFlags
-from collc.compile.report import REPORT_KEYS, failure_facts, report_json, report_lines
+from collc.compile.report import REPORT_KEYS, failure_facts, report_json, report_lines, unwritten_lines
 from collc.errors import CollcError, InputError
 from collc.fileio import atomic_write
 from collc.jsondoc import json_document
@@ -212,6 +212,8 @@ def compile_command(
             result, text = compile_output(topology, options, progress)  # XML, or an MSCCL++ plan
     except CollcError as error:
         record_json_facts(failure_facts(error, topology, options))  # for the --json failure document
+        if isinstance(error, NoWin) and not as_json:
+            click.echo("\n".join(unwritten_lines(error)))
         raise
     atomic_write(target, text)
     healthy = healthy_bound(coll)

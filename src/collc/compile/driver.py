@@ -1289,6 +1289,8 @@ class Unwritten:
     bound_algbw: Fraction
     ceiling_algbw: Fraction
     predicted: tuple[SizeOutlook, ...]  # at REPORT_SIZES; none of them selected: nothing is written
+    serves: str  # the counts its nchunksperloop serves (Serving.describe)
+    notes: tuple[str, ...]  # the compile's notes: how the file was chosen
 
 
 class NoWin(InfeasibleError):
@@ -1452,6 +1454,8 @@ def _byte_range(
         bound_algbw=model.bound_algbw(options.coll),
         ceiling_algbw=model.ceiling_algbw(options.coll),
         predicted=tuple(replace(row, selected=False) for row in predicted),
+        serves=serving(algo.nchunksperloop, options.coll, topology.num_gpus, options.align).describe(),
+        notes=tuple(notes),
     )
     raise NoWin(
         f"collc's {what} is predicted slower than the runtime's own ring/tree at every size from "

@@ -6,6 +6,7 @@ are labelled as bounds. The JSON keys are stable: scripts and CI jobs read them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -73,6 +74,31 @@ def range_text(result: CompileResult) -> str:
     if result.forced:
         return f"{span} (forced: predicted to win at no size)"
     return f"{span} (where the file is predicted at least as fast as the runtime's best ring/tree)"
+
+
+def _outlook_lines(which: str, rows: Sequence[SizeOutlook]) -> list[str]:
+    """The report's table of ``which`` file's simulated figures beside the runtime's and the bound."""
+    return [
+        f"  predicted        event simulation of {which}; ring/tree: the runtime's, at their best protocol",
+        f"    {'size':>8} {'collc':>10} {'busbw':>8} {'ring':>8} {'tree':>8} {'bound':>8} {'vs best':>8}  "
+        "file used",
+        *map(_outlook_line, rows),
+    ]
+
+
+def unwritten_lines(error: NoWin) -> list[str]:
+    """What ``collc compile`` prints of the file it did not write because it wins at no size: its
+    figures and how it was chosen (the error line that follows says why nothing was written)."""
+    unwritten = error.unwritten
+    if unwritten is None:
+        return []
+    return [
+        f"not written: k = {unwritten.k}, {unwritten.instances} instance(s), nchunksperloop = "
+        f"{unwritten.nchunksperloop}, for {unwritten.runtime}",
+        *_outlook_lines("the file it would write", unwritten.predicted),
+        f"  serves           {unwritten.serves}",
+        *(f"  note: {note}" for note in unwritten.notes),
+    ]
 
 
 def _outlook_line(row: SizeOutlook) -> str:
@@ -171,11 +197,8 @@ def report_lines(result: CompileResult, filename: str, healthy: Healthy | None =
         f"  this file's k    {_gbps(result.file_bound_algbw)} algbw bound at k = {forest.k}"
         + (" (equals the bound above)" if gap == 0 else f" ({gap:.2f} % below the bound above)"),
         *_arc_lines(result),
-        "  predicted        event simulation of this file; ring/tree: the runtime's, at their best protocol",
-        f"    {'size':>8} {'collc':>10} {'busbw':>8} {'ring':>8} {'tree':>8} {'bound':>8} {'vs best':>8}  "
-        "file used",
+        *_outlook_lines("this file", result.predicted),
     ]
-    lines += [_outlook_line(row) for row in result.predicted]
     lines += [
         f"  size range       {range_text(result)}",
         f"  trees            {len(forest.trees)} (k = {forest.k} per root, {result.instances} instance(s)), "
@@ -336,5 +359,6 @@ def failure_facts(error: CollcError, topology: Topology, options: CompileOptions
             bound_algbw=json_figure(unwritten.bound_algbw),
             ceiling_algbw=json_figure(unwritten.ceiling_algbw),
             predicted=[row.to_json() for row in unwritten.predicted],
+            notes=list(unwritten.notes),
         )
     return facts
