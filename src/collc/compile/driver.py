@@ -649,7 +649,11 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
             )
         return [variant or fitted]
     found = [fitted] if variant is None else [fitted, variant]
-    if lanes == "auto" and wide and lowered.joined_stages:
+    first = state.fitted[0] if state.fitted else fitted
+    narrow = first.lowered.usage.total_steps > WIDE_SEARCH_STEPS  # the search, not this program
+    # joined against apart is every candidate's question in a wide search, also where its own program is
+    # too large for the other variants (8x8 A100 allreduce: k = 2 and 4 have 76,000 and 150,000 steps)
+    if lanes == "auto" and not narrow and lowered.joined_stages:
         apart = yield from _relowered(state, fitted, name, split_lanes=False, join_stages=False, plans=plans)
         if apart is not None and apart.lowered.algorithm != lowered.algorithm:
             found.append(apart)
@@ -660,8 +664,6 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
         )
         if doubled is not None:
             found.append(doubled)
-    first = state.fitted[0] if state.fitted else fitted
-    narrow = first.lowered.usage.total_steps > WIDE_SEARCH_STEPS  # the search, not this program
     if narrow and (lowered.merged_tbs or lowered.joined_stages) and not lowered.stages_shared:
         shared = yield from _relowered(
             state,
