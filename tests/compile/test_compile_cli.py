@@ -15,6 +15,7 @@ from collc.cli import main
 from collc.compile import CompileOptions, compile_schedule, driver
 from collc.compile.driver import advance, begin, serving
 from collc.compile.flags import CompileFlags
+from collc.compile.outlook import grid
 from collc.compile.report import report_lines
 from collc.errors import InputError
 from collc.msccl.reader import read_xml
@@ -516,6 +517,11 @@ def test_lanes_is_checked_and_reported(tmp_path):
         CompileFlags(lanes="one").options()
 
 
+def _beyond(figures: dict[int, float]):
+    """Figures per size, the largest size's above it (the top of the range grid)."""
+    return lambda nbytes: figures.get(nbytes, figures[max(figures)])
+
+
 class _Simulated:
     """A stand-in candidate for :func:`driver._pick`: its simulated algbw per size and its ceiling."""
 
@@ -523,7 +529,7 @@ class _Simulated:
         self.name, self.figures, self.ceiling = name, figures, 1e9
 
     def algbw(self, nbytes: int) -> float:
-        return self.figures[nbytes]
+        return _beyond(self.figures)(nbytes)
 
     def runs(self, sizes) -> list:
         return []  # nothing to simulate ahead: the figures are given
@@ -537,12 +543,12 @@ def test_the_emitted_candidate_delivers_most_at_the_smaller_sizes_with_the_runti
     large_k = _Simulated("k = 32", {gib: 504.4, 64 * mib: 471.0, mib: 14.3})
     small_k = _Simulated("k = 2", {gib: 500.0, 64 * mib: 462.3, mib: 69.7})
     runtime_at_1mib = {gib: 400.0, 64 * mib: 283.3, mib: 17.2}
-    picked = driver._pick([large_k, small_k], gib, runtime_at_1mib.__getitem__)
+    picked = driver._pick([large_k, small_k], gib, _beyond(runtime_at_1mib))
     assert picked is small_k  # 1 MiB: 69.7 against the runtime's 17.2 outweighs 2 % at 64 MiB
     faster_runtime = {gib: 400.0, 64 * mib: 283.3, mib: 100.0}  # neither file is used at 1 MiB
-    assert driver._pick([large_k, small_k], gib, faster_runtime.__getitem__) is large_k
+    assert driver._pick([large_k, small_k], gib, _beyond(faster_runtime)) is large_k
     slower = _Simulated("k = 1", {gib: 486.0, 64 * mib: 500.0, mib: 80.0})  # 3.6 % slower at 1 GiB
-    assert driver._pick([large_k, slower], gib, runtime_at_1mib.__getitem__) is large_k
+    assert driver._pick([large_k, slower], gib, _beyond(runtime_at_1mib)) is large_k
 
 
 def test_a_win_the_file_range_cannot_take_counts_for_nothing():
@@ -553,10 +559,23 @@ def test_a_win_the_file_range_cannot_take_counts_for_nothing():
     runtime = {gib: 176.4, 64 * mib: 156.7, mib: 22.8}
     gapped = _Simulated("k = 8", {gib: 190.3, 64 * mib: 140.4, mib: 28.3})
     steady = _Simulated("k = 1", {gib: 193.9, 64 * mib: 163.0, mib: 21.1})
-    assert driver._pick([gapped, steady], gib, runtime.__getitem__) is steady
-    assert driver._delivered(gapped, gib, runtime.__getitem__) == pytest.approx(156.7 * 22.8)
+    assert driver._pick([gapped, steady], gib, _beyond(runtime)) is steady
+    assert driver._delivered(gapped, gib, _beyond(runtime)) == pytest.approx(156.7 * 22.8)
     below = _Simulated("k = 4", {gib: 150.0, 64 * mib: 160.0, mib: 30.0})  # its range ends below 1 GiB
-    assert driver._delivered(below, gib, runtime.__getitem__) == pytest.approx(160.0 * 30.0)
+    assert driver._delivered(below, gib, _beyond(runtime)) == pytest.approx(160.0 * 30.0)
+
+
+def test_a_win_below_a_loss_counts_for_nothing_where_the_range_takes_the_top():
+    """8x8 MI300X allreduce's figures: k = 8 loses at 1 GiB and wins at 1 MiB and from 2 GiB up, so
+    its range takes the sizes from 2 GiB up (the run that reaches the top of the grid) and its 1 MiB
+    is the runtime's; k = 1, 2.8 % faster at 1 GiB and a little slower at 1 MiB, is picked and used
+    at 1 MiB. Weighed without the top, k = 8 was picked and then not used at 1 MiB."""
+    gib, mib, top = 2**30, 2**20, grid()[-1]
+    runtime = {top: 200.0, gib: 198.1, 64 * mib: 172.8, mib: 20.4}
+    upper = _Simulated("k = 8", {top: 250.0, gib: 193.1, 64 * mib: 75.9, mib: 33.2})
+    lower = _Simulated("k = 1", {top: 199.0, gib: 198.6, 64 * mib: 173.0, mib: 25.0})
+    assert driver._delivered(upper, gib, _beyond(runtime)) == pytest.approx(172.8 * 20.4)
+    assert driver._pick([upper, lower], gib, _beyond(runtime)) is lower
 
 
 def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_path):

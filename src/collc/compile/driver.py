@@ -1115,7 +1115,7 @@ def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) 
     contenders = _contenders(fitted, reference)
     fastest = max(item.algbw(reference) for item in contenders)
     close = [item for item in contenders if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
-    prefetch([run for item in close for run in item.runs(_smaller_sizes(reference))])
+    prefetch([run for item in close for run in item.runs(_contest_sizes(reference))])
     return max(close, key=lambda item: _delivered(item, reference, vendor))
 
 
@@ -1138,10 +1138,19 @@ def _delivered(item: Fitted, reference: int, vendor: Callable[[int], float]) -> 
     the runtime's elsewhere. A file that loses at 64 MiB cannot take 1 MiB when it takes 1 GiB, so
     its win at 1 MiB counts for nothing (a degraded 4x8 H100 allreduce picked k = 8 for 28.3 against
     22.8 GB/s at 1 MiB, and its range then started above 64 MiB, where it lost)."""
-    sizes = (*_smaller_sizes(reference), reference)
-    contests = [_Contest(size, item.algbw(size), vendor(size)) for size in sizes]
+    contests = [_Contest(size, item.algbw(size), vendor(size)) for size in _contest_sizes(reference)]
     taken = {contest.nbytes for contest in taken_run(contests)}
     return prod(c.algbw if c.nbytes in taken else c.vendor for c in contests[:2])
+
+
+def _contest_sizes(reference: int) -> tuple[int, ...]:
+    """The sizes whose wins decide which of them a file's range takes (:func:`_delivered`): the two it
+    weighs, the reference, and the top of the range grid, as :func:`collc.compile.ranges.taken_run`
+    prefers the run that reaches the top. Without the top, a file that loses at 1 GiB and wins at 1
+    MiB was credited with 1 MiB although its range took the sizes from 2 GiB up (8x8 MI300X allreduce,
+    k = 8: 33.2 GB/s at 1 MiB against 20.4, picked over k = 1, and then not used at 1 MiB)."""
+    top = grid()[-1]
+    return (*_smaller_sizes(reference), reference, *((top,) if top > reference else ()))
 
 
 def _smaller_sizes(reference: int) -> tuple[int, int]:
