@@ -1115,7 +1115,7 @@ def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) 
     contenders = _contenders(fitted, reference)
     fastest = max(item.algbw(reference) for item in contenders)
     close = [item for item in contenders if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
-    prefetch([run for item in close for run in item.runs(_contest_sizes(reference))])
+    prefetch([run for item in close for run in item.runs(_smaller_sizes(reference))])
     return max(close, key=lambda item: _delivered(item, reference, vendor))
 
 
@@ -1137,20 +1137,21 @@ def _delivered(item: Fitted, reference: int, vendor: Callable[[int], float]) -> 
     take that size (:func:`collc.compile.ranges.taken_run` over these sizes and the reference) and
     the runtime's elsewhere. A file that loses at 64 MiB cannot take 1 MiB when it takes 1 GiB, so
     its win at 1 MiB counts for nothing (a degraded 4x8 H100 allreduce picked k = 8 for 28.3 against
-    22.8 GB/s at 1 MiB, and its range then started above 64 MiB, where it lost)."""
-    contests = [_Contest(size, item.algbw(size), vendor(size)) for size in _contest_sizes(reference)]
+    22.8 GB/s at 1 MiB, and its range then started above 64 MiB, where it lost).
+
+    The range prefers the run that reaches the top of its grid, so where the file loses at the
+    reference and wins below it, the top (1 TiB) decides too: 8x8 MI300X allreduce, k = 8, wins at 1
+    MiB (33.2 GB/s against 20.4), loses at 1 GiB and wins from 2 GiB up, so its range takes those
+    sizes and its 1 MiB is the runtime's; it had been picked over k = 1 and then not used at 1 MiB.
+    Anywhere else the top changes nothing, and it is not simulated (at 512 GPUs a run there costs
+    seconds)."""
+    sizes = (*_smaller_sizes(reference), reference)
+    contests = [_Contest(size, item.algbw(size), vendor(size)) for size in sizes]
+    top = grid()[-1]
+    if top > reference and not contests[-1].wins and any(contest.wins for contest in contests[:2]):
+        contests.append(_Contest(top, item.algbw(top), vendor(top)))
     taken = {contest.nbytes for contest in taken_run(contests)}
     return prod(c.algbw if c.nbytes in taken else c.vendor for c in contests[:2])
-
-
-def _contest_sizes(reference: int) -> tuple[int, ...]:
-    """The sizes whose wins decide which of them a file's range takes (:func:`_delivered`): the two it
-    weighs, the reference, and the top of the range grid, as :func:`collc.compile.ranges.taken_run`
-    prefers the run that reaches the top. Without the top, a file that loses at 1 GiB and wins at 1
-    MiB was credited with 1 MiB although its range took the sizes from 2 GiB up (8x8 MI300X allreduce,
-    k = 8: 33.2 GB/s at 1 MiB against 20.4, picked over k = 1, and then not used at 1 MiB)."""
-    top = grid()[-1]
-    return (*_smaller_sizes(reference), reference, *((top,) if top > reference else ()))
 
 
 def _smaller_sizes(reference: int) -> tuple[int, int]:
