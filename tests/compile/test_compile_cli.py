@@ -447,7 +447,7 @@ def test_the_wide_search_is_only_for_programs_that_simulate_cheaply(monkeypatch)
 
 
 def test_a_wide_search_lowers_every_joined_candidate_apart_too():
-    """8x8 A100 allreduce: k = 1's program is small enough for the wide search, k = 2's (76,000 steps)
+    """8x8 A100 allreduce: k = 1's program is small enough for the wide search, k = 2's joined (52,751 steps)
     is not, and its depths are joined to fit the A100's 108 threadblocks. It is also lowered with its
     depths kept apart (merged threadblocks), which simulates faster (96.3 against 87.3 GB/s at 1 GiB;
     106.2 paced): the file beats NCCL's tree from 512 MiB up, where without that lowering compile

@@ -652,7 +652,7 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
     first = state.fitted[0] if state.fitted else fitted
     narrow = first.lowered.usage.total_steps > WIDE_SEARCH_STEPS  # the search, not this program
     # joined against apart is every candidate's question in a wide search, also where its own program is
-    # too large for the other variants (8x8 A100 allreduce: k = 2 and 4 have 76,000 and 150,000 steps)
+    # too large for the other variants (8x8 A100 allreduce: k = 2 and 4 joined have 52,751 and 80,896 steps)
     if lanes == "auto" and not narrow and lowered.joined_stages:
         apart = yield from _relowered(state, fitted, name, split_lanes=False, join_stages=False, plans=plans)
         if apart is not None and apart.lowered.algorithm != lowered.algorithm:
