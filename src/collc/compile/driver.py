@@ -504,11 +504,7 @@ def _next_candidate(state: CompileState) -> int | None:
         return None
     for index in range(state.position, len(state.candidates)):
         candidate = state.candidates[index]
-        if (
-            state.smallest_failed is not None
-            and candidate.k is not None
-            and candidate.k > state.smallest_failed
-        ):
+        if _ruled_out(state, candidate):
             continue
         if _candidates_fitted(state) >= SIMULATED_CANDIDATES:
             assert candidate.bound is not None  # _wide
@@ -516,6 +512,13 @@ def _next_candidate(state: CompileState) -> int | None:
                 continue
         return index
     return None
+
+
+def _ruled_out(state: CompileState, candidate: Candidate) -> bool:
+    """Whether ``candidate`` has a k above one that did not fit (more trees per root only need more
+    threadblocks, steps and channels), so it is not tried."""
+    failed = state.smallest_failed
+    return failed is not None and candidate.k is not None and candidate.k > failed
 
 
 def _search_width(state: CompileState) -> int:
@@ -909,11 +912,7 @@ def _choose_step(state: CompileState) -> None:
     best = _deployment(fitted, reference, state.options, vendor_best(state.model, state.options.coll), notes)
     if state.failures:
         notes.append("did not fit: " + "; ".join(state.failures))
-    untried = sum(
-        1
-        for candidate in (state.candidates or [])[state.position :]
-        if state.smallest_failed is None or candidate.k is None or candidate.k <= state.smallest_failed
-    )
+    untried = sum(1 for c in (state.candidates or [])[state.position :] if not _ruled_out(state, c))
     if _search_width(state) == 1 and untried > 0:
         notes.append(
             f"only k = {fitted[0].solution.forest.k}, the best priced candidate, was lowered and simulated: "
