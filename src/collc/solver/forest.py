@@ -65,6 +65,8 @@ class Forest:
     U: Fraction
     trees: tuple[Tree, ...]
     reversed: bool = False
+    #: laid out box by box (collc.solver.blocks): the lowering merges the steps of consecutive trees
+    blocks: bool = False
 
     @property
     def allgather_algbw(self) -> Fraction:

@@ -1,0 +1,93 @@
+"""Box-block forests (`collc.solver.blocks`): valid spanning trees, the network's load spread evenly,
+and the fabric's bound reached where the network is the bottleneck."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collc.capacity import capacity_graph
+from collc.solver.blocks import box_block_forest, box_block_solution, box_layout, entry_role
+from collc.solver.bound import optimal_bound
+from collc.solver.invariants import arc_loads, check_forest
+from collc.solver.symmetry import automorphisms
+from collc.topology import load
+
+
+def _optimum(topology) -> Fraction:
+    graph = capacity_graph(topology)
+    return optimal_bound(graph, automorphisms(topology, graph)).allgather_algbw
+
+
+@pytest.mark.parametrize(
+    ("preset", "boxes"),
+    [("dgx-h100-rail", 2), ("dgx-h100-rail", 3), ("dgx-a100", 4), ("dgx-h100", 2), ("mi300x", 2)],
+)
+def test_the_forest_meets_every_invariant_at_its_own_bound(preset: str, boxes: int) -> None:
+    topology = load(preset, {"boxes": str(boxes)})
+    solution = box_block_solution(topology)
+    assert solution is not None and solution.forest.blocks
+    check_forest(solution.forest, topology, solution.bound)
+    assert max(tree.height() for tree in solution.forest.trees) <= 3
+
+
+@pytest.mark.parametrize(("preset", "boxes"), [("dgx-h100-rail", 16), ("dgx-a100", 4), ("dgx-h100-rail", 9)])
+def test_where_the_network_binds_the_trees_reach_the_fabrics_bound(preset: str, boxes: int) -> None:
+    """Each GPU sends and receives B - 1 trees through its NIC or rail: the optimum's load there."""
+    topology = load(preset, {"boxes": str(boxes)})
+    forest = box_block_forest(topology)
+    assert forest is not None
+    assert forest.allgather_algbw == _optimum(topology)
+
+
+def test_two_boxes_are_bound_by_the_switch_inside_the_box() -> None:
+    """With two boxes every peer forwards 8 trees to 7 box-mates: 14 trees per GPU on a 450 GB/s
+    NVSwitch port against 1 on a 50 GB/s rail, so these trees reach 16·450/14, below the optimum."""
+    topology = load("dgx-h100-rail", {"boxes": "2"})
+    forest = box_block_forest(topology)
+    assert forest is not None
+    assert forest.allgather_algbw == Fraction(16 * 450, 14) < _optimum(topology)
+
+
+@given(st.integers(2, 12), st.integers(1, 9))
+def test_every_gpu_sends_and_receives_as_many_trees_across_the_network(boxes: int, per_box: int) -> None:
+    """The entry roles (module docstring): every (box, role) receives B - 1 trees, and every GPU is the
+    gateway of B - 1 (brute force over all roots and destination boxes)."""
+    received: Counter[tuple[int, int]] = Counter()
+    sent: Counter[int] = Counter()
+    for root in range(boxes * per_box):
+        for destination in range(boxes):
+            if destination != root // per_box:
+                role = entry_role(boxes, per_box, destination, root)
+                assert 0 <= role < per_box
+                received[(destination, role)] += 1
+                sent[(root // per_box) * per_box + role] += 1
+    assert set(received.values()) == {boxes - 1}
+    assert set(sent.values()) == {boxes - 1}
+
+
+def test_rail_loads_are_even() -> None:
+    topology = load("dgx-h100-rail", {"boxes": "5"})
+    forest = box_block_forest(topology)
+    assert forest is not None
+    rails = {arc: load for arc, load in arc_loads(forest).items() if "rail" in arc[0] or "rail" in arc[1]}
+    assert set(rails.values()) == {4}  # B - 1 on every arc to and from a rail switch
+
+
+@pytest.mark.parametrize(("preset", "boxes"), [("mi250", 2), ("dgx1", 2), ("dgx-a100", 1)])
+def test_no_forest_without_a_switch_inside_every_box_or_a_second_box(preset: str, boxes: int) -> None:
+    """MI250 and DGX-1 boxes join some GPU pairs only through other GPUs."""
+    assert box_block_forest(load(preset, {"boxes": str(boxes)})) is None
+
+
+def test_no_layout_where_a_boxs_ranks_are_not_consecutive() -> None:
+    topology = load("dgx-h100-rail", {"boxes": "2"})
+    ranks = list(topology.ranks)
+    ranks[7], ranks[8] = ranks[8], ranks[7]
+    assert box_layout(dataclasses.replace(topology, ranks=tuple(ranks))) is None
+    assert box_layout(topology) == [list(range(8)), list(range(8, 16))]
