@@ -36,10 +36,15 @@ from collc.lowering.emit import emit, end_tbs
 from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
 from collc.lowering.plan import MAX_CNT, Plan, build_plan, chunks_per_root
 from collc.lowering.reach import forest_elements
+from collc.lowering.runs import merge_runs
 from collc.lowering.sequence import Hazards, hazards, schedule_keys
 from collc.msccl.program import PROTOCOLS, Algorithm
 from collc.solver.forest import Forest
 from collc.stepping import drain
+
+# The runs of consecutive trees a box-block forest's steps may carry, tried in this order until the
+# program fits: one tree per step pipelines best (every hop waits for all of a step's chunks).
+MERGED_RUNS = (1, 2, 4, 8, 16, 32, MAX_CNT)
 
 
 @dataclass(frozen=True)
@@ -104,25 +109,41 @@ class Plans:
     planes: dict[str, int] = field(default_factory=dict)
     arc_bandwidths: Mapping[tuple[str, str], Fraction] | None = None
     built: dict[tuple[str, int, bool, bool, int], PlannedOps] = field(default_factory=dict)
+    unmerged: dict[tuple[str, int, bool, bool], Plan] = field(default_factory=dict)  # box-block forests
 
     def get(self, options: LoweringOptions, max_piece: int) -> PlannedOps:
-        """The plan for ``options`` in pieces of at most ``max_piece`` chunks, built on first use."""
+        """The plan for ``options`` in pieces of at most ``max_piece`` chunks (:meth:`_plan`), built on
+        first use."""
         key = (options.coll, options.instances, options.inplace, options.outofplace, max_piece)
         if key not in self.built:
-            plan = build_plan(
-                self.forest,
-                options.coll,
-                reduce_forest=self.reduce_forest,
-                instances=options.instances,
-                inplace=options.inplace,
-                outofplace=options.outofplace,
-                planes=self.planes,
-                arc_bandwidths=self.arc_bandwidths,
-                max_piece=max_piece,
-            )
+            plan = self._plan(options, max_piece)
             predecessors = hazards(plan)
             self.built[key] = PlannedOps(plan, predecessors, feeders_first(plan, predecessors))
         return self.built[key]
+
+    def _plan(self, options: LoweringOptions, max_piece: int) -> Plan:
+        """:func:`build_plan` for ``options`` in pieces of at most ``max_piece`` chunks; for a
+        box-block forest, whose trees move one chunk each, its one plan with runs of consecutive trees
+        merged into steps of at most ``max_piece`` chunks instead (:func:`collc.lowering.runs.merge_runs`)."""
+        if not self.forest.blocks:
+            return self._built(options, max_piece)
+        key = (options.coll, options.instances, options.inplace, options.outofplace)
+        if key not in self.unmerged:
+            self.unmerged[key] = self._built(options, 1)
+        return merge_runs(self.unmerged[key], max_piece) if max_piece > 1 else self.unmerged[key]
+
+    def _built(self, options: LoweringOptions, max_piece: int) -> Plan:
+        return build_plan(
+            self.forest,
+            options.coll,
+            reduce_forest=self.reduce_forest,
+            instances=options.instances,
+            inplace=options.inplace,
+            outofplace=options.outofplace,
+            planes=self.planes,
+            arc_bandwidths=self.arc_bandwidths,
+            max_piece=max_piece,
+        )
 
 
 def coll_algbw(forest: Forest, coll: str, reduce_forest: Forest | None = None) -> Fraction:
@@ -215,6 +236,8 @@ def lower_steps(
     per_loop = chunks_per_root(forest, reduce_forest)
     most_chunks = max(tree.multiplicity * per_loop // f.k for f in forests for tree in f.trees)
     piece_sizes = (1, MAX_CNT) if most_chunks > 1 else (1,)
+    if forest.blocks:
+        piece_sizes = MERGED_RUNS
     chunk_rate: Fraction | None = None
     failures: list[DoesNotFit] = []
     # Steps counted from the forest: a piece size that cannot fit the element limit builds no plan.
@@ -222,7 +245,12 @@ def lower_steps(
         size: forest_elements(forests, options.coll, per_loop, options.instances, size, options.outofplace)
         for size in piece_sizes
     }
-    piece_sizes = tuple(size for size in piece_sizes if least[size].total <= limits.max_elements_per_rank)
+    # merged steps carry several pieces, so the count is no bound on them
+    piece_sizes = tuple(
+        size
+        for size in piece_sizes
+        if least[size].total <= limits.max_elements_per_rank or (forest.blocks and size > 1)
+    )
     if not piece_sizes:
         fewest = min(least.values(), key=lambda count: count.total)
         raise DoesNotFit(
