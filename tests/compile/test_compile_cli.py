@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import replace
 from fractions import Fraction
@@ -443,33 +444,46 @@ def test_the_wide_search_skips_candidates_whose_bound_cannot_reach_the_fastest()
 def test_the_wide_search_is_only_for_programs_that_simulate_cheaply(monkeypatch):
     monkeypatch.setattr(driver, "WIDE_SEARCH_STEPS", 0)
     state = _chosen_state("dgx-h100", 2, "allgather")
-    assert [item.solution.forest.k for item in state.fitted] == [2, 4, 8]  # and no lane variants
+    tried = [(item.solution.forest.k, item.solution.forest.blocks) for item in state.fitted]
+    assert tried == [(2, False), (4, False), (8, False), (1, True)]  # no lane variants; the box blocks last
 
 
 def test_a_wide_search_lowers_every_joined_candidate_apart_too():
     """8x8 A100 allreduce: k = 1's program is small enough for the wide search, k = 2's joined (52,751 steps)
     is not, and its depths are joined to fit the A100's 108 threadblocks. It is also lowered with its
     depths kept apart (merged threadblocks), which simulates faster (96.3 against 87.3 GB/s at 1 GiB;
-    106.2 paced): the file beats NCCL's tree from 512 MiB up, where without that lowering compile
-    found no size at which any candidate wins."""
+    106.2 paced): that file beat NCCL's tree from 512 MiB up, where without that lowering compile
+    found no size at which any candidate wins. The box-block file (104.3 paced) now beats it at every
+    size and is emitted."""
     state = _chosen_state("dgx-a100", 8, "allreduce")
     assert state.fitted[0].lowered.usage.total_steps <= driver.WIDE_SEARCH_STEPS
     k2 = [item for item in state.fitted if item.solution.forest.k == 2]
     assert any(item.lowered.usage.total_steps > driver.WIDE_SEARCH_STEPS for item in k2)
     assert {bool(item.lowered.joined_stages) for item in k2} == {True, False}
-    assert state.best.solution.forest.k == 2 and not state.best.lowered.join_stages
+    apart, joined = (
+        replace(
+            next(item for item in k2 if item.lowered.join_stages == way), buffer_bytes=state.best.buffer_bytes
+        )
+        for way in (False, True)
+    )
+    assert apart.algbw(2**30) > joined.algbw(2**30)
 
 
-def test_a_program_too_large_to_search_lowers_only_the_best_priced_candidate(monkeypatch):
-    """Above LONE_CANDIDATE_STEPS steps only the first priced k is lowered and simulated, and the
-    report says how many candidates were left untried (64x8 H100 rail allreduce: 150 s -> 51 s, the
-    same file; here the limit is lowered so that 2x8 H100 allgather's first program is above it)."""
+def test_a_program_too_large_to_search_lowers_only_the_first_candidate(monkeypatch):
+    """Above LONE_CANDIDATE_STEPS steps only the first candidate is lowered and simulated, and the
+    report says how many were left untried (64x8 H100 rail allreduce: 150 s -> 51 s, the same file;
+    here the limit is lowered so that the first programs are above it). Where the fabric has box
+    blocks, they come first (their trees are the shallow ones at scale); else the best priced k."""
     monkeypatch.setattr(driver, "WIDE_SEARCH_STEPS", 0)
     monkeypatch.setattr(driver, "LONE_CANDIDATE_STEPS", 0)
     state = _chosen_state("dgx-h100", 2, "allgather")
-    assert {item.solution.forest.k for item in state.fitted} == {2}
-    (note,) = [note for note in state.notes if note.startswith("only k = 2, the best priced")]
+    assert {(item.solution.forest.k, item.solution.forest.blocks) for item in state.fitted} == {(1, True)}
+    (note,) = [note for note in state.notes if note.startswith("only k = 1 (box blocks) was")]
     assert "left untried" in note and "--k tries one" in note
+    state = _chosen_state("mi250", 1, "allgather")
+    assert len({item.solution.forest.k for item in state.fitted}) == 1
+    (note,) = [note for note in state.notes if note.startswith("only k = ")]
+    assert "the best priced candidate" in note
 
 
 def test_each_candidate_is_also_simulated_with_split_lanes():
@@ -518,8 +532,18 @@ def test_lanes_is_checked_and_reported(tmp_path):
 
 
 def _beyond(figures: dict[int, float]):
-    """Figures per size, the largest size's above it (the top of the range grid)."""
-    return lambda nbytes: figures.get(nbytes, figures[max(figures)])
+    """Figures per size, the largest size's above it (the top of the range grid), and between two
+    given sizes a geometric interpolation of theirs (the sizes the range grid adds between them)."""
+
+    def figure(nbytes: int) -> float:
+        if nbytes in figures or nbytes > max(figures):
+            return figures.get(nbytes, figures[max(figures)])
+        below = max(size for size in figures if size < nbytes)
+        above = min(size for size in figures if size > nbytes)
+        share = math.log(nbytes / below) / math.log(above / below)
+        return figures[below] * (figures[above] / figures[below]) ** share
+
+    return figure
 
 
 class _Simulated:
@@ -560,9 +584,9 @@ def test_a_win_the_file_range_cannot_take_counts_for_nothing():
     gapped = _Simulated("k = 8", {gib: 190.3, 64 * mib: 140.4, mib: 28.3})
     steady = _Simulated("k = 1", {gib: 193.9, 64 * mib: 163.0, mib: 21.1})
     assert driver._pick([gapped, steady], gib, _beyond(runtime)) is steady
-    assert driver._delivered(gapped, gib, _beyond(runtime)) == pytest.approx(156.7 * 22.8)
+    assert driver._delivered(gapped, gib, _beyond(runtime)).product == pytest.approx(156.7 * 22.8)
     below = _Simulated("k = 4", {gib: 150.0, 64 * mib: 160.0, mib: 30.0})  # its range ends below 1 GiB
-    assert driver._delivered(below, gib, _beyond(runtime)) == pytest.approx(160.0 * 30.0)
+    assert driver._delivered(below, gib, _beyond(runtime)).product == pytest.approx(160.0 * 30.0)
 
 
 def test_a_win_below_a_loss_counts_for_nothing_where_the_range_takes_the_top():
@@ -574,8 +598,40 @@ def test_a_win_below_a_loss_counts_for_nothing_where_the_range_takes_the_top():
     runtime = {top: 200.0, gib: 198.1, 64 * mib: 172.8, mib: 20.4}
     upper = _Simulated("k = 8", {top: 250.0, gib: 193.1, 64 * mib: 75.9, mib: 33.2})
     lower = _Simulated("k = 1", {top: 199.0, gib: 198.6, 64 * mib: 173.0, mib: 25.0})
-    assert driver._delivered(upper, gib, _beyond(runtime)) == pytest.approx(172.8 * 20.4)
+    assert driver._delivered(upper, gib, _beyond(runtime)).product == pytest.approx(172.8 * 20.4)
     assert driver._pick([upper, lower], gib, _beyond(runtime)) is lower
+
+
+def test_a_loss_on_the_range_grid_between_two_wins_splits_them():
+    """4x8 A100 allreduce's figures: the box-block file with two instances wins at 1 MiB and 64 MiB
+    and loses to the tree at 4 and 16 MiB, so its range starts above 16 MiB and its 1 MiB is the
+    runtime's; the file that does not win at 1 MiB but is faster at 64 MiB is picked."""
+    gib, mib = 2**30, 2**20
+    runtime = {gib: 101.9, 256 * mib: 98.4, 64 * mib: 93.7, 16 * mib: 78.9, 4 * mib: 48.4, mib: 20.0}
+    blocks = _Simulated(
+        "k = 1 (box blocks)",
+        {gib: 127.4, 256 * mib: 122.0, 64 * mib: 104.3, 16 * mib: 71.5, 4 * mib: 45.5, mib: 27.7},
+    )
+    trees = _Simulated(
+        "k = 1", {gib: 130.0, 256 * mib: 125.0, 64 * mib: 107.9, 16 * mib: 80.0, 4 * mib: 40.0, mib: 16.7}
+    )
+    assert driver._delivered(blocks, gib, _beyond(runtime)).product == pytest.approx(104.3 * 20.0)
+    assert driver._pick([blocks, trees], gib, _beyond(runtime)) is trees
+    steady = _Simulated("k = 1 (box blocks)", {**blocks.figures, 16 * mib: 80.0, 4 * mib: 50.0})
+    assert driver._delivered(steady, gib, _beyond(runtime)).product == pytest.approx(104.3 * 27.7)
+
+
+def test_where_the_fastest_files_are_never_used_one_that_is_used_is_picked():
+    """32x8 H100 rail allreduce (256 GPUs): the box-block file is the fastest at 1 GiB and loses to
+    the tree at every size weighed; a file far slower at 1 GiB wins at 1 MiB and is emitted."""
+    gib, mib = 2**30, 2**20
+    runtime = {gib: 197.8, 64 * mib: 170.2, mib: 19.1}
+    blocks = _Simulated("k = 1 (box blocks)", {gib: 191.7, 64 * mib: 121.5, mib: 14.6})
+    k2 = _Simulated("k = 2", {gib: 157.4, 64 * mib: 140.0, mib: 21.0})
+    assert not driver._delivered(blocks, gib, _beyond(runtime)).used
+    assert driver._pick([blocks, k2], gib, _beyond(runtime)) is k2
+    losing = _Simulated("k = 2", {gib: 157.4, 64 * mib: 140.0, mib: 15.0})
+    assert driver._pick([blocks, losing], gib, _beyond(runtime)) is blocks  # nothing is used: the fastest
 
 
 def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_path):

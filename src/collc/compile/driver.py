@@ -21,6 +21,7 @@ verifier accepts the program with its final range.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -54,7 +55,7 @@ from collc.lowering.lower import (
     lower_steps,
 )
 from collc.lowering.plan import COLLECTIVES, network_planes
-from collc.lowering.reach import check_reach
+from collc.lowering.reach import check_reach, least_elements
 from collc.msccl.program import PROTOCOLS, Algorithm, tag_buffer
 from collc.msccl.writer import to_xml
 from collc.predict.des import ProgramCost, Run, prefetch, runs_of, simulation_threads, start_ahead
@@ -65,6 +66,7 @@ from collc.predict.sweep import Memo, Predictor, no_slower
 from collc.progress import Report, silent
 from collc.sizes import format_figure, format_pair, format_size, plural
 from collc.solver import Solution
+from collc.solver.blocks import box_block_solution
 from collc.solver.bound import check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest
 from collc.solver.pipeline import solve_steps
@@ -280,8 +282,13 @@ class Candidate(NamedTuple):
     directions can beat: the wide search (:func:`_next_candidate`) takes it as a guide, not a proof."""
 
     k: int | None
-    solve_k: int | None
+    solve_k: int | str | None
     bound: Fraction | None
+    blocks: bool = False  # the box-block forest (collc.solver.blocks): after the priced k, or first at scale
+
+
+#: the key of the box-block forest's solution among a compile's solutions (a k is an int or None)
+BLOCKS = "blocks"
 
 
 def _k_candidates(
@@ -358,10 +365,13 @@ def two_forests(topology: Topology, coll: str) -> bool:
     (``solve(reverse=True)``), whose arcs are the fast ones for aggregation, and its allgather half on
     the allgather forest (docs/lowering.md §3). On a symmetric fabric both are the same trees.
     """
-    if coll != "allreduce":
-        return False
+    return coll == "allreduce" and not symmetric(topology)
+
+
+def symmetric(topology: Topology) -> bool:
+    """Whether every arc of the fabric has a reverse of the same capacity."""
     graph = capacity_graph(topology)
-    return graph.arcs != graph.reversed().arcs
+    return graph.arcs == graph.reversed().arcs
 
 
 def compile_schedule(topology: Topology, options: CompileOptions, progress: Report = silent) -> CompileResult:
@@ -409,7 +419,7 @@ class CompileState:
     fastest: float = 0.0  # the fastest fitted candidate's simulated algbw at the reference, once chosen
     paced: set[tuple[str, bool]] = field(default_factory=set)  # lowerings tried with paced senders
     failures: list[str] = field(default_factory=list)  # every attempt's, for the final message
-    solutions: dict[int | None, Solution] = field(default_factory=dict)  # shared by the attempts
+    solutions: dict[int | str | None, Solution] = field(default_factory=dict)  # shared by the attempts
     reduce_forests: dict[int, Forest] = field(default_factory=dict)  # allreduce's reduce forests per k
     best: Fitted | None = None  # the chosen program, before its range
     chosen: tuple[ByteRange, bool] | None = None  # its range, and whether it is only forced
@@ -501,17 +511,33 @@ def _next_candidate(state: CompileState) -> int | None:
     """
     assert state.candidates is not None
     if _candidates_fitted(state) >= _search_width(state) and not _wide(state):
-        return None
+        return _blocks_next(state)
     for index in range(state.position, len(state.candidates)):
         candidate = state.candidates[index]
-        if _ruled_out(state, candidate):
+        if _ruled_out(state, candidate) or (candidate.blocks and not _blocks_first(state)):
             continue
         if _candidates_fitted(state) >= SIMULATED_CANDIDATES:
             assert candidate.bound is not None  # _wide
             if candidate.bound < state.fastest * (1 - EQUIVALENT):
                 continue
         return index
-    return None
+    return _blocks_next(state)
+
+
+def _blocks_next(state: CompileState) -> int | None:
+    """The index of the box-block candidate once the priced search is done, or None: it is tried
+    after the priced candidates were simulated, where its trees' bound is within :data:`EQUIVALENT`
+    of the fastest of them, or where none of them fit. At scale it is the one whose trees are
+    shallow and whose program fits the runtime (docs/lowering.md §6)."""
+    assert state.candidates is not None
+    index = next((i for i, candidate in enumerate(state.candidates) if candidate.blocks), None)
+    if index is None or index < state.position or _blocks_first(state):
+        return None
+    bound = state.candidates[index].bound
+    assert bound is not None
+    if state.fitted:
+        return index if state.fastest > 0 and bound >= state.fastest * (1 - EQUIVALENT) else None
+    return index
 
 
 def _ruled_out(state: CompileState, candidate: Candidate) -> bool:
@@ -523,11 +549,27 @@ def _ruled_out(state: CompileState, candidate: Candidate) -> bool:
 
 def _search_width(state: CompileState) -> int:
     """How many fitting candidates are lowered and simulated before the choice (:func:`_next_candidate`):
-    :data:`SIMULATED_CANDIDATES`, or only the best priced where its program has more than
-    :data:`LONE_CANDIDATE_STEPS` steps."""
+    :data:`SIMULATED_CANDIDATES`, or only the first where its program has more than
+    :data:`LONE_CANDIDATE_STEPS` steps, or where the box-block forest comes first (:func:`_blocks_first`)."""
     if state.fitted and state.fitted[0].lowered.usage.total_steps > LONE_CANDIDATE_STEPS:
         return 1
-    return SIMULATED_CANDIDATES
+    return 1 if _blocks_first(state) else SIMULATED_CANDIDATES
+
+
+def _blocks_first(state: CompileState) -> bool:
+    """Whether this attempt tries the box-block candidate first, and alone where it fits
+    (:func:`_at_lone_scale`)."""
+    return bool(state.candidates) and state.candidates[0].blocks
+
+
+def _at_lone_scale(topology: Topology, options: CompileOptions) -> bool:
+    """Whether any forest moved one tree per step has more than :data:`LONE_CANDIDATE_STEPS` steps
+    (the least a file of the collective holds on N GPUs, docs/lowering.md §6), so that one candidate
+    is lowered and simulated anyway: there the box-block forest goes first. At 512 GPUs the priced
+    k = 1 takes a 53 s exact packing on 64x8 A100 and its trees are 63 hops high (26.6 GB/s at 1 GiB);
+    the box-block trees are 3 hops high."""
+    n = topology.num_gpus
+    return least_elements(options.coll, n, options.outofplace).steps * n > LONE_CANDIDATE_STEPS
 
 
 def _wide(state: CompileState) -> bool:
@@ -547,7 +589,32 @@ def _price_step(state: CompileState) -> None:
     """Bound: the exact bounds of the k candidates of the current attempt, best priced first."""
     instances = state.attempts[state.attempt][1]
     state.candidates, state.notes = _k_candidates(state.topology, state.options, instances)
+    blocks = _blocks_candidate(state, instances)
+    if blocks is not None:
+        first = _at_lone_scale(state.topology, state.options)
+        state.candidates.insert(0 if first else len(state.candidates), blocks)
     state.position, state.smallest_failed, state.fitted = 0, None, []
+
+
+def _blocks_candidate(state: CompileState, instances: int) -> Candidate | None:
+    """The box-block forest as a candidate (:mod:`collc.solver.blocks`), where the fabric has a box
+    layout, the user did not ask for a k, its ``nchunksperloop`` serves the counts asked for and the
+    collective's two directions are the same (its reduce-scatter runs on the trees reversed)."""
+    options, topology = state.options, state.topology
+    if options.k is not None or options.max_k is not None:
+        return None
+    if options.coll != "allgather" and not symmetric(topology):
+        return None
+    n = topology.num_gpus
+    if not serving(n * instances, options.coll, n, options.align).satisfied:
+        return None
+    if BLOCKS not in state.solutions:
+        solution = box_block_solution(topology)
+        if solution is None:
+            return None
+        state.solutions[BLOCKS] = solution
+    bound = coll_algbw(state.solutions[BLOCKS].forest, options.coll)
+    return Candidate(1, BLOCKS, bound, blocks=True)
 
 
 def _solve_step(state: CompileState) -> None:
@@ -619,7 +686,7 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
     allow_shared_stages, instances = state.attempts[state.attempt]
     solution = state.solutions[state.candidates[index].solve_k]
     reduce_forest = state.reduce_forests.get(solution.forest.k)
-    name = _name(state.topology, state.options.coll, solution.forest.k, instances)
+    name = _name(state.topology, state.options.coll, solution.forest, instances)
     plans = Plans(solution.forest, reduce_forest, state.planes, state.topology.arc_bandwidths())
     try:
         lowered = yield from lower_steps(
@@ -661,13 +728,16 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
         if apart is not None and apart.lowered.algorithm != lowered.algorithm:
             found.append(apart)
     if lanes == "auto" and wide and _doubles(state, solution.forest.k * 2 * instances):
-        twice = _name(state.topology, state.options.coll, solution.forest.k, 2 * instances)
+        twice = _name(state.topology, state.options.coll, solution.forest, 2 * instances)
         doubled = yield from _relowered(
             state, fitted, twice, split_lanes=True, instances=2 * instances, plans=plans
         )
         if doubled is not None:
             found.append(doubled)
-    if narrow and (lowered.merged_tbs or lowered.joined_stages) and not lowered.stages_shared:
+    # a box-block forest keeps its depths apart: sharing threadblocks over them fits no run length on
+    # 64x8 H100 rail (106 steps on a threadblock after the one emission allowed, 61 s of lowering)
+    sharing = not lowered.stages_shared and not solution.forest.blocks
+    if narrow and (lowered.merged_tbs or lowered.joined_stages) and sharing:
         shared = yield from _relowered(
             state,
             fitted,
@@ -848,7 +918,7 @@ def _relowered(
 def _candidates_fitted(state: CompileState) -> int:
     """The k candidates fitted so far in this attempt: their forests' k, which every other lowering
     of one (split lanes, two instances, paced senders) shares."""
-    return len({item.solution.forest.k for item in state.fitted})
+    return len({(item.solution.forest.k, item.solution.forest.blocks) for item in state.fitted})
 
 
 def _unsimulated(state: CompileState) -> Fitted | None:
@@ -914,8 +984,13 @@ def _choose_step(state: CompileState) -> None:
         notes.append("did not fit: " + "; ".join(state.failures))
     untried = sum(1 for c in (state.candidates or [])[state.position :] if not _ruled_out(state, c))
     if _search_width(state) == 1 and untried > 0:
+        first = (
+            "k = 1 (box blocks)"
+            if fitted[0].solution.forest.blocks
+            else (f"k = {fitted[0].solution.forest.k}, the best priced candidate,")
+        )
         notes.append(
-            f"only k = {fitted[0].solution.forest.k}, the best priced candidate, was lowered and simulated: "
+            f"only {first} was lowered and simulated: "
             f"its program has {fitted[0].lowered.usage.total_steps:,} steps, and above "
             f"{LONE_CANDIDATE_STEPS:,} each further candidate costs tens of seconds ({untried} left "
             "untried; --k tries one)"
@@ -951,7 +1026,8 @@ def _label(item: Fitted) -> str:
     """How the notes name a candidate: its k, its instances where more than one, and how its lanes were
     split, its senders paced or its tree depths shared or joined where they were."""
     lowered = item.lowered
-    ways = [f"{item.instances} instances"] if item.instances > 1 else []
+    ways = ["box blocks"] if item.solution.forest.blocks else []
+    ways += [f"{item.instances} instances"] if item.instances > 1 else []
     if lowered.split_lanes:
         split = "lanes split to the threadblock limit" if lowered.unsplit_groups else "a lane per transfer"
         ways.append(split)
@@ -1104,7 +1180,12 @@ def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) 
     range would take the size and of the runtime's best (``vendor``) elsewhere (:func:`_delivered`). A
     larger k can gain a per cent at 64 MiB and lose several times over at 1 MiB (4x8 MI300X
     allgather, k = 32 against k = 2: 471.0 against 462.3 GB/s, and 14.3 against 69.7 where the
-    runtime gets 17.2). Ties keep the earlier (better priced).
+    runtime gets 17.2). Ties keep the earlier (better priced). Only a file whose range would take one
+    of those sizes or the reference counts: where none of the close candidates is used at any of
+    them, the one of all simulated that is used and delivers most is emitted (32x8 H100 rail
+    allreduce, 256 GPUs: the box-block file is the fastest at 1 GiB, 191.7 GB/s at the 256 KiB
+    buffer, and loses to NCCL's tree (197.8) at every size; k = 1 with tree depths sharing
+    threadblocks wins from 512 KiB to 16 MiB and is emitted).
 
     A candidate whose ceiling (:attr:`Fitted.ceiling`) is below that share of the fastest cannot be
     close and is never simulated (:func:`_contenders`).
@@ -1114,8 +1195,20 @@ def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) 
     contenders = _contenders(fitted, reference)
     fastest = max(item.algbw(reference) for item in contenders)
     close = [item for item in contenders if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
-    prefetch([run for item in close for run in item.runs(_smaller_sizes(reference))])
-    return max(close, key=lambda item: _delivered(item, reference, vendor))
+    for pool in (close, contenders):
+        prefetch([run for item in pool for run in item.runs(_smaller_sizes(reference))])
+        used = [item for item in pool if _delivered(item, reference, vendor).used]
+        if used:
+            return max(used, key=lambda item: _delivered(item, reference, vendor).product)
+    return close[0]
+
+
+class _Delivery(NamedTuple):
+    """What :func:`_delivered` finds of a candidate: the product it weighs, and whether the file's
+    range would take any of the sizes weighed or the reference (else the runtime runs them all)."""
+
+    product: float
+    used: bool
 
 
 class _Contest(NamedTuple):
@@ -1130,13 +1223,14 @@ class _Contest(NamedTuple):
         return no_slower(self.algbw, self.vendor)
 
 
-def _delivered(item: Fitted, reference: int, vendor: Callable[[int], float]) -> float:
+def _delivered(item: Fitted, reference: int, vendor: Callable[[int], float]) -> _Delivery:
     """What a candidate and the runtime deliver together at a sixteenth and a thousandth of the
     reference size (:func:`_pick`): the product of the file's algbw where its one size range would
     take that size (:func:`collc.compile.ranges.taken_run` over these sizes and the reference) and
     the runtime's elsewhere. A file that loses at 64 MiB cannot take 1 MiB when it takes 1 GiB, so
     its win at 1 MiB counts for nothing (a degraded 4x8 H100 allreduce picked k = 8 for 28.3 against
-    22.8 GB/s at 1 MiB, and its range then started above 64 MiB, where it lost).
+    22.8 GB/s at 1 MiB, and its range then started above 64 MiB, where it lost); nor where it loses
+    at a size of the range's grid between two it wins at (:func:`_bridged`).
 
     The range prefers the run that reaches the top of its grid, so where the file loses at the
     reference and wins below it, the top (1 TiB) decides too: 8x8 MI300X allreduce, k = 8, wins at 1
@@ -1144,13 +1238,29 @@ def _delivered(item: Fitted, reference: int, vendor: Callable[[int], float]) -> 
     sizes and its 1 MiB is the runtime's; it had been picked over k = 1 and then not used at 1 MiB.
     Anywhere else the top changes nothing, and it is not simulated (at 512 GPUs a run there costs
     seconds)."""
-    sizes = (*_smaller_sizes(reference), reference)
-    contests = [_Contest(size, item.algbw(size), vendor(size)) for size in sizes]
+    weighed = [_Contest(size, item.algbw(size), vendor(size)) for size in _smaller_sizes(reference)]
+    at_reference = _Contest(reference, item.algbw(reference), vendor(reference))
+    contests = _bridged([*weighed, at_reference], item, vendor)
     top = grid()[-1]
-    if top > reference and not contests[-1].wins and any(contest.wins for contest in contests[:2]):
+    if top > reference and not at_reference.wins and any(contest.wins for contest in weighed):
         contests.append(_Contest(top, item.algbw(top), vendor(top)))
     taken = {contest.nbytes for contest in taken_run(contests)}
-    return prod(c.algbw if c.nbytes in taken else c.vendor for c in contests[:2])
+    product = prod(c.algbw if c.nbytes in taken else c.vendor for c in weighed)
+    return _Delivery(product, bool(taken))
+
+
+def _bridged(contests: list[_Contest], item: Fitted, vendor: Callable[[int], float]) -> list[_Contest]:
+    """``contests`` with the sizes of the range's grid between two neighbours that both win: the
+    range takes the two in one run only if the file wins at every grid size between them (4x8 A100
+    allreduce, box blocks with two instances: it wins at 1 MiB and 64 MiB and loses to the tree at 4
+    and 16 MiB, so its range starts at 32 MiB and the runtime keeps 1 MiB)."""
+    bridged = [contests[0]]
+    for last, contest in itertools.pairwise(contests):
+        if last.wins and contest.wins:
+            between = [size for size in grid() if last.nbytes < size < contest.nbytes]
+            bridged += [_Contest(size, item.algbw(size), vendor(size)) for size in between]
+        bridged.append(contest)
+    return bridged
 
 
 def _smaller_sizes(reference: int) -> tuple[int, int]:
@@ -1250,7 +1360,7 @@ def _feeder_instances(
     if reference < MIN_DOUBLED_ITERATIONS * chunks * call_bytes:
         return best
     forest = best.solution.forest
-    name = _name(topology, options.coll, forest.k, doubled)
+    name = _name(topology, options.coll, forest, doubled)
     try:
         candidate = lower(
             forest,
@@ -1283,8 +1393,9 @@ def _feeder_instances(
     return twice
 
 
-def _name(topology: Topology, coll: str, k: int, instances: int) -> str:
-    return f"collc-{topology.name}-{topology.num_gpus}gpus-{coll}-k{k}-i{instances}"[:200]
+def _name(topology: Topology, coll: str, forest: Forest, instances: int) -> str:
+    layout = "-blocks" if forest.blocks else ""
+    return f"collc-{topology.name}-{topology.num_gpus}gpus-{coll}-k{forest.k}{layout}-i{instances}"[:200]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,54 @@
+"""The box-block forest as a compile candidate (docs/compile.md §3, `driver._blocks_next`)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from collc.cli import main
+from collc.compile import CompileOptions, driver
+from collc.compile.driver import begin
+from collc.topology import load
+
+
+def _json(tmp_path, *args: str) -> dict:
+    out = tmp_path / "out.xml"
+    result = CliRunner().invoke(main, ["compile", *args, "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_on_4x8_a100_allgather_the_box_block_file_is_chosen_and_verified(tmp_path):
+    """Its trees reach the bound (266.7 GB/s) and pipeline in 3 hops: at 1 MiB 52.6 GB/s against
+    35.3 for the priced k (bench_predict)."""
+    report = _json(tmp_path, "dgx-a100", "--set", "boxes=4", "--coll", "allgather")
+    chosen = next(note for note in report["notes"] if note.startswith("chose"))
+    assert chosen.startswith("chose k = 1 (box blocks")
+    assert report["warnings"] == 0 and report["k"] == 1
+    assert "-k1-blocks-" in (tmp_path / "out.xml").read_text()
+    by_size = {row["bytes"]: row for row in report["predicted"]}
+    assert by_size[2**20]["algbw"] > 1.4 * by_size[2**20]["ring_algbw"]
+
+
+def test_a_users_k_leaves_the_box_blocks_out(tmp_path):
+    report = _json(tmp_path, "dgx-a100", "--set", "boxes=2", "--coll", "allgather", "--k", "1")
+    assert not any("box blocks" in note for note in report["notes"])
+
+
+def test_the_box_blocks_come_first_where_one_candidate_is_tried_anyway():
+    """Allreduce on 512 GPUs: any forest moved a tree per step has at least 512·(5·511 + 1) = 1.31
+    million steps, above the lone-candidate threshold; on 256 it has 0.33 million."""
+    options = CompileOptions(coll="allreduce")
+    assert driver._at_lone_scale(load("dgx-h100-rail", {"boxes": "64"}), options)
+    assert not driver._at_lone_scale(load("dgx-h100-rail", {"boxes": "32"}), options)
+    state = begin(load("dgx-h100-rail", {"boxes": "2"}), options)
+    driver._price_step(state)
+    assert state.candidates[-1].blocks and not driver._blocks_first(state)
+    assert driver._search_width(state) == driver.SIMULATED_CANDIDATES
+
+
+def test_no_box_blocks_where_the_boxes_do_not_join_every_pair_inside(tmp_path):
+    state = begin(load("mi250", {"boxes": "2"}), CompileOptions(coll="allgather"))
+    driver._price_step(state)
+    assert not any(candidate.blocks for candidate in state.candidates)
