@@ -25,7 +25,7 @@ def test_on_4x8_a100_allgather_the_box_block_file_is_chosen_and_verified(tmp_pat
     report = _json(tmp_path, "dgx-a100", "--set", "boxes=4", "--coll", "allgather")
     chosen = next(note for note in report["notes"] if note.startswith("chose"))
     assert chosen.startswith("chose k = 1 (box blocks")
-    assert report["warnings"] == 0 and report["k"] == 1
+    assert report["warnings"] == 0 and report["k"] == 1 and report["layout"] == "box blocks"
     assert "-k1-blocks-" in (tmp_path / "out.xml").read_text()
     by_size = {row["bytes"]: row for row in report["predicted"]}
     assert by_size[2**20]["algbw"] > 1.4 * by_size[2**20]["ring_algbw"]
@@ -33,7 +33,7 @@ def test_on_4x8_a100_allgather_the_box_block_file_is_chosen_and_verified(tmp_pat
 
 def test_a_users_k_leaves_the_box_blocks_out(tmp_path):
     report = _json(tmp_path, "dgx-a100", "--set", "boxes=2", "--coll", "allgather", "--k", "1")
-    assert not any("box blocks" in note for note in report["notes"])
+    assert not any("box blocks" in note for note in report["notes"]) and report["layout"] == "trees"
 
 
 def test_the_box_blocks_come_first_where_one_candidate_is_tried_anyway():

@@ -1405,6 +1405,7 @@ class Unwritten:
 
     runtime: str
     k: int
+    layout: str  # Forest.layout
     instances: int
     nchunksperloop: int
     buffer_bytes: int | None
@@ -1570,6 +1571,7 @@ def _byte_range(
     unwritten = Unwritten(
         runtime=runtime,
         k=best.solution.forest.k,
+        layout=best.solution.forest.layout,
         instances=best.instances,
         nchunksperloop=algo.nchunksperloop,
         buffer_bytes=best.buffer_bytes,

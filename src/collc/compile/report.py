@@ -201,8 +201,9 @@ def report_lines(result: CompileResult, filename: str, healthy: Healthy | None =
     ]
     lines += [
         f"  size range       {range_text(result)}",
-        f"  trees            {len(forest.trees)} (k = {forest.k} per root, {result.instances} instance(s)), "
-        f"nchunksperloop = {algo.nchunksperloop}",
+        f"  trees            {len(forest.trees)} (k = {forest.k} per root, {result.instances} instance(s)"
+        + (", box blocks: docs/solver.md §9" if forest.blocks else "")
+        + f"), nchunksperloop = {algo.nchunksperloop}",
         f"  serves           {result.serving.describe()}"
         + ("" if result.serving.satisfied else f" -- NOT all {result.serving.policy}"),
         f"  threadblocks     {usage.max_tbs} per GPU (limit {limits.max_tbs}), "
@@ -269,6 +270,7 @@ REPORT_KEYS = (
     "topology",
     "ngpus",
     "k",
+    "layout",
     "instances",
     "nchunksperloop",
     "buffsize",
@@ -306,6 +308,7 @@ def report_json(result: CompileResult, filename: str, healthy: Healthy | None = 
         "topology": result.topology.name,
         "ngpus": algo.ngpus,
         "k": result.solution.forest.k,
+        "layout": result.solution.forest.layout,
         "instances": result.instances,
         "nchunksperloop": algo.nchunksperloop,
         "buffsize": result.buffer_bytes,
@@ -353,6 +356,7 @@ def failure_facts(error: CollcError, topology: Topology, options: CompileOptions
     if unwritten is not None:
         facts.update(
             k=unwritten.k,
+            layout=unwritten.layout,
             instances=unwritten.instances,
             nchunksperloop=unwritten.nchunksperloop,
             buffsize=unwritten.buffer_bytes,

@@ -69,6 +69,11 @@ class Forest:
     blocks: bool = False
 
     @property
+    def layout(self) -> str:
+        """``box blocks`` for a box-block forest, else ``trees`` (``collc compile --json``'s ``layout``)."""
+        return "box blocks" if self.blocks else "trees"
+
+    @property
     def allgather_algbw(self) -> Fraction:
         """Allgather/reduce-scatter algbw in GB/s (nccl-tests units): ``N * k / U``."""
         return self.num_gpus * self.k / self.U
