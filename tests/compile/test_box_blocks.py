@@ -7,9 +7,11 @@ import json
 from click.testing import CliRunner
 
 from collc.cli import main
+from collc.cli.common import load_topology
 from collc.compile import CompileOptions, driver
 from collc.compile.driver import begin
 from collc.topology import load
+from collc.topology.degrade import Degradation
 
 
 def _json(tmp_path, *args: str) -> dict:
@@ -52,3 +54,13 @@ def test_no_box_blocks_where_the_boxes_do_not_join_every_pair_inside(tmp_path):
     state = begin(load("mi250", {"boxes": "2"}), CompileOptions(coll="allgather"))
     driver._price_step(state)
     assert not any(candidate.blocks for candidate in state.candidates)
+
+
+def test_where_no_k_serves_power_of_two_counts_the_box_blocks_are_not_left_out():
+    """Six GPUs (three boxes of two): no k makes nchunksperloop divide powers of two, so every
+    candidate is tried for the counts it serves, the box blocks too (their k = 1 serves the most)."""
+    two_per_box = Degradation(gpus="b0.gpu0,b0.gpu1,b1.gpu0,b1.gpu1,b2.gpu0,b2.gpu1")
+    topology = load_topology("dgx-h100-rail", ["boxes=3"], two_per_box)
+    state = begin(topology, CompileOptions(coll="allreduce"))
+    driver._price_step(state)
+    assert state.candidates[-1].blocks

@@ -589,24 +589,22 @@ def _price_step(state: CompileState) -> None:
     """Bound: the exact bounds of the k candidates of the current attempt, best priced first."""
     instances = state.attempts[state.attempt][1]
     state.candidates, state.notes = _k_candidates(state.topology, state.options, instances)
-    blocks = _blocks_candidate(state, instances)
+    blocks = _blocks_candidate(state)
     if blocks is not None:
         first = _at_lone_scale(state.topology, state.options)
         state.candidates.insert(0 if first else len(state.candidates), blocks)
     state.position, state.smallest_failed, state.fitted = 0, None, []
 
 
-def _blocks_candidate(state: CompileState, instances: int) -> Candidate | None:
+def _blocks_candidate(state: CompileState) -> Candidate | None:
     """The box-block forest as a candidate (:mod:`collc.solver.blocks`), where the fabric has a box
-    layout, the user did not ask for a k, its ``nchunksperloop`` serves the counts asked for and the
-    collective's two directions are the same (its reduce-scatter runs on the trees reversed)."""
+    layout, the user did not ask for a k, and the collective's two directions are the same (its
+    reduce-scatter runs on the trees reversed). Its k = 1 serves every count that any k serves (a
+    count divisible by N·k is divisible by N), so no count rules it out that leaves another in."""
     options, topology = state.options, state.topology
     if options.k is not None or options.max_k is not None:
         return None
     if options.coll != "allgather" and not symmetric(topology):
-        return None
-    n = topology.num_gpus
-    if not serving(n * instances, options.coll, n, options.align).satisfied:
         return None
     if BLOCKS not in state.solutions:
         solution = box_block_solution(topology)
