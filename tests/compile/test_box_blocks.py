@@ -64,3 +64,26 @@ def test_where_no_k_serves_power_of_two_counts_the_box_blocks_are_not_left_out()
     state = begin(topology, CompileOptions(coll="allreduce"))
     driver._price_step(state)
     assert state.candidates[-1].blocks
+
+
+def test_from_128_gpus_the_box_blocks_go_first_and_alone_where_their_file_is_used(tmp_path):
+    """16x8 A100 allreduce: any one-tree-per-step file has at least 81,408 steps (above a wide
+    search), so the box blocks are lowered first; their file beats NCCL's tree from 128 MiB up, so
+    no priced k is solved or lowered (3.9 s on two cores instead of 17.7, the same file)."""
+    options = CompileOptions(coll="allreduce")
+    assert driver._at_narrow_scale(load("dgx-a100", {"boxes": "16"}), options)
+    assert not driver._at_narrow_scale(load("dgx-a100", {"boxes": "8"}), options)
+    report = _json(tmp_path, "dgx-a100", "--set", "boxes=16")
+    assert report["layout"] == "box blocks" and report["min_bytes"] > 0
+    (note,) = [note for note in report["notes"] if note.startswith("only k = 1 (box blocks)")]
+    assert "81,408 steps" in note and "is used at a size" in note
+
+
+def test_where_the_box_blocks_file_is_not_used_the_priced_search_follows():
+    state = begin(load("dgx-a100", {"boxes": "16"}), CompileOptions(coll="allreduce"))
+    driver._price_step(state)
+    assert driver._blocks_first(state) and driver._search_width(state) == 1  # undecided: blocks alone
+    state.blocks_alone = False
+    assert driver._search_width(state) == driver.SIMULATED_CANDIDATES
+    state.blocks_alone = True
+    assert driver._search_width(state) == 1

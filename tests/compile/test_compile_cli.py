@@ -443,9 +443,9 @@ def test_the_wide_search_skips_candidates_whose_bound_cannot_reach_the_fastest()
 
 def test_the_wide_search_is_only_for_programs_that_simulate_cheaply(monkeypatch):
     monkeypatch.setattr(driver, "WIDE_SEARCH_STEPS", 0)
+    monkeypatch.setattr(driver, "_blocks_candidate", lambda state: None)  # the priced search alone
     state = _chosen_state("dgx-h100", 2, "allgather")
-    tried = [(item.solution.forest.k, item.solution.forest.blocks) for item in state.fitted]
-    assert tried == [(2, False), (4, False), (8, False), (1, True)]  # no lane variants; the box blocks last
+    assert [item.solution.forest.k for item in state.fitted] == [2, 4, 8]  # and no lane variants
 
 
 def test_a_wide_search_lowers_every_joined_candidate_apart_too():
@@ -632,6 +632,17 @@ def test_where_the_fastest_files_are_never_used_one_that_is_used_is_picked():
     assert driver._pick([blocks, k2], gib, _beyond(runtime)) is k2
     losing = _Simulated("k = 2", {gib: 157.4, 64 * mib: 140.0, mib: 15.0})
     assert driver._pick([blocks, losing], gib, _beyond(runtime)) is blocks  # nothing is used: the fastest
+
+
+def test_a_box_block_file_that_loses_everywhere_sends_the_search_on():
+    """32x8 H100 rail allreduce's figures: the box-block file loses to the tree at every size the
+    pick weighs, so the priced k are tried after it; one that wins at 1 MiB would be enough."""
+    gib, mib = 2**30, 2**20
+    runtime = {gib: 197.8, 64 * mib: 170.2, mib: 19.1}
+    losing = _Simulated("k = 1 (box blocks)", {gib: 191.7, 64 * mib: 121.5, mib: 14.6})
+    assert not driver._any_used([losing], gib, _beyond(runtime))
+    winning = _Simulated("k = 1 (box blocks)", {gib: 191.7, 64 * mib: 121.5, mib: 22.0})
+    assert driver._any_used([losing, winning], gib, _beyond(runtime))
 
 
 def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_path):

@@ -417,6 +417,7 @@ class CompileState:
     smallest_failed: int | None = None
     fitted: list[Fitted] = field(default_factory=list)
     fastest: float = 0.0  # the fastest fitted candidate's simulated algbw at the reference, once chosen
+    blocks_alone: bool | None = None  # box blocks tried first: whether their file alone is enough
     paced: set[tuple[str, bool]] = field(default_factory=set)  # lowerings tried with paced senders
     failures: list[str] = field(default_factory=list)  # every attempt's, for the final message
     solutions: dict[int | str | None, Solution] = field(default_factory=dict)  # shared by the attempts
@@ -553,23 +554,51 @@ def _search_width(state: CompileState) -> int:
     :data:`LONE_CANDIDATE_STEPS` steps, or where the box-block forest comes first (:func:`_blocks_first`)."""
     if state.fitted and state.fitted[0].lowered.usage.total_steps > LONE_CANDIDATE_STEPS:
         return 1
-    return 1 if _blocks_first(state) else SIMULATED_CANDIDATES
+    return 1 if _blocks_first(state) and state.blocks_alone is not False else SIMULATED_CANDIDATES
 
 
 def _blocks_first(state: CompileState) -> bool:
-    """Whether this attempt tries the box-block candidate first, and alone where it fits
-    (:func:`_at_lone_scale`)."""
+    """Whether this attempt tries the box-block candidate first (:func:`_at_narrow_scale`): alone where
+    it fits and its file would be used (``state.blocks_alone``), else before the priced k."""
     return bool(state.candidates) and state.candidates[0].blocks
 
 
-def _at_lone_scale(topology: Topology, options: CompileOptions) -> bool:
-    """Whether any forest moved one tree per step has more than :data:`LONE_CANDIDATE_STEPS` steps
-    (the least a file of the collective holds on N GPUs, docs/lowering.md §6), so that one candidate
-    is lowered and simulated anyway: there the box-block forest goes first. At 512 GPUs the priced
-    k = 1 takes a 53 s exact packing on 64x8 A100 and its trees are 63 hops high (26.6 GB/s at 1 GiB);
-    the box-block trees are 3 hops high."""
+def _least_steps(topology: Topology, options: CompileOptions) -> int:
+    """The fewest steps any file of the collective holds on the fabric with one tree per step (every
+    GPU roots a tree, and each costs the GPUs ``a·(N − 1) + c`` steps: docs/lowering.md §6)."""
     n = topology.num_gpus
-    return least_elements(options.coll, n, options.outofplace).steps * n > LONE_CANDIDATE_STEPS
+    return least_elements(options.coll, n, options.outofplace).steps * n
+
+
+def _at_narrow_scale(topology: Topology, options: CompileOptions) -> bool:
+    """Whether the search cannot be wide whatever the forest (:data:`WIDE_SEARCH_STEPS`): there the
+    box-block forest goes first. Its trees are 3 hops high and its file is found in one lowering:
+    16x8 A100 and H100 rail allreduce (128 GPUs) write the same files as after the priced search, in
+    3.6 s instead of 17.7 and 13.3 on two cores."""
+    return _least_steps(topology, options) > WIDE_SEARCH_STEPS
+
+
+def _at_lone_scale(topology: Topology, options: CompileOptions) -> bool:
+    """Whether any forest moved one tree per step has more than :data:`LONE_CANDIDATE_STEPS` steps, so
+    that one candidate is lowered and simulated anyway: the box blocks alone, where they fit. At 512
+    GPUs the priced k = 1 takes a 53 s exact packing on 64x8 A100 and its trees are 63 hops high
+    (26.6 GB/s at 1 GiB)."""
+    return _least_steps(topology, options) > LONE_CANDIDATE_STEPS
+
+
+def _used(state: CompileState, fitted: list[Fitted]) -> bool:
+    """Whether a file of ``fitted`` (the box blocks' lowerings), with any buffer tried, would be used at
+    a size the pick weighs (:func:`_delivered`); where none would, the priced k are tried after them
+    (32x8 H100 rail allreduce: the box-block file loses to NCCL's tree at every size, and a priced k
+    wins from 512 KiB to 16 MiB)."""
+    variants = _contenders(buffer_variants(state.options, fitted), state.reference)
+    return _any_used(variants, state.reference, vendor_best(state.model, state.options.coll))
+
+
+def _any_used(items: list[Fitted], reference: int, vendor: Callable[[int], float]) -> bool:
+    """Whether the range of any of ``items`` would take a size the pick weighs (:func:`_delivered`)."""
+    prefetch([run for item in items for run in item.runs(_smaller_sizes(reference))])
+    return any(_delivered(item, reference, vendor).used for item in items)
 
 
 def _wide(state: CompileState) -> bool:
@@ -591,9 +620,9 @@ def _price_step(state: CompileState) -> None:
     state.candidates, state.notes = _k_candidates(state.topology, state.options, instances)
     blocks = _blocks_candidate(state)
     if blocks is not None:
-        first = _at_lone_scale(state.topology, state.options)
+        first = _at_narrow_scale(state.topology, state.options)
         state.candidates.insert(0 if first else len(state.candidates), blocks)
-    state.position, state.smallest_failed, state.fitted = 0, None, []
+    state.position, state.smallest_failed, state.fitted, state.blocks_alone = 0, None, [], None
 
 
 def _blocks_candidate(state: CompileState) -> Candidate | None:
@@ -975,6 +1004,8 @@ def _choose_step(state: CompileState) -> None:
         for buffer in buffer_choices(state.options)
         for item in _contenders([replace(item, buffer_bytes=buffer) for item in fitted], reference)
     )
+    if _blocks_first(state) and state.blocks_alone is None:
+        state.blocks_alone = _at_lone_scale(state.topology, state.options) or _used(state, fitted)
     if _next_candidate(state) is not None:  # a wider search: choose again once it is simulated
         return
     best = _deployment(fitted, reference, state.options, vendor_best(state.model, state.options.coll), notes)
@@ -982,17 +1013,7 @@ def _choose_step(state: CompileState) -> None:
         notes.append("did not fit: " + "; ".join(state.failures))
     untried = sum(1 for c in (state.candidates or [])[state.position :] if not _ruled_out(state, c))
     if _search_width(state) == 1 and untried > 0:
-        first = (
-            "k = 1 (box blocks)"
-            if fitted[0].solution.forest.blocks
-            else (f"k = {fitted[0].solution.forest.k}, the best priced candidate,")
-        )
-        notes.append(
-            f"only {first} was lowered and simulated: "
-            f"its program has {fitted[0].lowered.usage.total_steps:,} steps, and above "
-            f"{LONE_CANDIDATE_STEPS:,} each further candidate costs tens of seconds ({untried} left "
-            "untried; --k tries one)"
-        )
+        notes.append(_alone_note(state, fitted[0], untried))
     if len(fitted) > 1:
         at_best = [replace(item, buffer_bytes=best.buffer_bytes) for item in fitted]
         simulated = {id(item) for item in _contenders(at_best, reference)}
@@ -1017,6 +1038,27 @@ def _choose_step(state: CompileState) -> None:
             notes.append(_preferred(best, top, reference))
     state.best = _feeder_instances(
         state.topology, state.options, state.limits, state.planes, state.model, best, reference, notes
+    )
+
+
+def _alone_note(state: CompileState, first: Fitted, untried: int) -> str:
+    """Why only ``first`` was lowered and simulated (:func:`_search_width`)."""
+    left = f"({untried} left untried; --k tries one)"
+    steps = first.lowered.usage.total_steps
+    if not first.solution.forest.blocks or steps > LONE_CANDIDATE_STEPS:
+        which = (
+            "k = 1 (box blocks)"
+            if first.solution.forest.blocks
+            else f"k = {first.solution.forest.k}, the best priced candidate,"
+        )
+        return (
+            f"only {which} was lowered and simulated: its program has {steps:,} steps, and above "
+            f"{LONE_CANDIDATE_STEPS:,} each further candidate costs tens of seconds {left}"
+        )
+    return (
+        f"only k = 1 (box blocks) was lowered and simulated: one tree per step, any file here has at "
+        f"least {_least_steps(state.topology, state.options):,} steps, more than a wide search simulates "
+        f"({WIDE_SEARCH_STEPS:,}), and the box-block file is used at a size the pick weighs {left}"
     )
 
 
