@@ -69,7 +69,7 @@ def test_where_no_k_serves_power_of_two_counts_the_box_blocks_are_not_left_out()
 def test_from_128_gpus_the_box_blocks_go_first_and_alone_where_their_file_is_used(tmp_path):
     """16x8 A100 allreduce: any one-tree-per-step file has at least 81,408 steps (above a wide
     search), so the box blocks are lowered first; their file beats NCCL's tree from 128 MiB up, so
-    no priced k is solved or lowered (3.9 s on two cores instead of 17.7, the same file)."""
+    no priced k is solved or lowered (4.1 s on two cores instead of 17.2, the same file)."""
     options = CompileOptions(coll="allreduce")
     assert driver._at_narrow_scale(load("dgx-a100", {"boxes": "16"}), options)
     assert not driver._at_narrow_scale(load("dgx-a100", {"boxes": "8"}), options)

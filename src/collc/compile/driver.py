@@ -574,7 +574,7 @@ def _at_narrow_scale(topology: Topology, options: CompileOptions) -> bool:
     """Whether the search cannot be wide whatever the forest (:data:`WIDE_SEARCH_STEPS`): there the
     box-block forest goes first. Its trees are 3 hops high and its file is found in one lowering:
     16x8 A100 and H100 rail allreduce (128 GPUs) write the same files as after the priced search, in
-    3.6 s instead of 17.7 and 13.3 on two cores."""
+    4.1 and 3.7 s instead of 17.2 and 13.6 on two cores."""
     return _least_steps(topology, options) > WIDE_SEARCH_STEPS
 
 
