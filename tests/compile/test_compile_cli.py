@@ -640,9 +640,9 @@ def test_a_box_block_file_that_loses_everywhere_sends_the_search_on():
     gib, mib = 2**30, 2**20
     runtime = {gib: 197.8, 64 * mib: 170.2, mib: 19.1}
     losing = _Simulated("k = 1 (box blocks)", {gib: 191.7, 64 * mib: 121.5, mib: 14.6})
-    assert not driver._any_used([losing], gib, _beyond(runtime))
+    assert not driver._used([losing], gib, _beyond(runtime))
     winning = _Simulated("k = 1 (box blocks)", {gib: 191.7, 64 * mib: 121.5, mib: 22.0})
-    assert driver._any_used([losing, winning], gib, _beyond(runtime))
+    assert driver._used([losing, winning], gib, _beyond(runtime)) == [winning]
 
 
 def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_path):

@@ -31,7 +31,7 @@ from functools import cache, cached_property
 from math import ceil, gcd, prod
 from typing import NamedTuple
 
-from collc.capacity import capacity_graph
+from collc.capacity import CapacityGraph, capacity_graph
 from collc.compile.outlook import (
     REPORT_SIZES,
     SizeOutlook,
@@ -365,12 +365,11 @@ def two_forests(topology: Topology, coll: str) -> bool:
     (``solve(reverse=True)``), whose arcs are the fast ones for aggregation, and its allgather half on
     the allgather forest (docs/lowering.md §3). On a symmetric fabric both are the same trees.
     """
-    return coll == "allreduce" and not symmetric(topology)
+    return coll == "allreduce" and not symmetric(capacity_graph(topology))
 
 
-def symmetric(topology: Topology) -> bool:
+def symmetric(graph: CapacityGraph) -> bool:
     """Whether every arc of the fabric has a reverse of the same capacity."""
-    graph = capacity_graph(topology)
     return graph.arcs == graph.reversed().arcs
 
 
@@ -586,19 +585,19 @@ def _at_lone_scale(topology: Topology, options: CompileOptions) -> bool:
     return _least_steps(topology, options) > LONE_CANDIDATE_STEPS
 
 
-def _used(state: CompileState, fitted: list[Fitted]) -> bool:
+def _blocks_used(state: CompileState, fitted: list[Fitted]) -> bool:
     """Whether a file of ``fitted`` (the box blocks' lowerings), with any buffer tried, would be used at
     a size the pick weighs (:func:`_delivered`); where none would, the priced k are tried after them
     (32x8 H100 rail allreduce: the box-block file loses to NCCL's tree at every size, and a priced k
     wins from 512 KiB to 16 MiB)."""
     variants = _contenders(buffer_variants(state.options, fitted), state.reference)
-    return _any_used(variants, state.reference, vendor_best(state.model, state.options.coll))
+    return bool(_used(variants, state.reference, vendor_best(state.model, state.options.coll)))
 
 
-def _any_used(items: list[Fitted], reference: int, vendor: Callable[[int], float]) -> bool:
-    """Whether the range of any of ``items`` would take a size the pick weighs (:func:`_delivered`)."""
+def _used(items: list[Fitted], reference: int, vendor: Callable[[int], float]) -> list[Fitted]:
+    """The ``items`` whose range would take a size the pick weighs (:func:`_delivered`)."""
     prefetch([run for item in items for run in item.runs(_smaller_sizes(reference))])
-    return any(_delivered(item, reference, vendor).used for item in items)
+    return [item for item in items if _delivered(item, reference, vendor).used]
 
 
 def _wide(state: CompileState) -> bool:
@@ -633,7 +632,7 @@ def _blocks_candidate(state: CompileState) -> Candidate | None:
     options, topology = state.options, state.topology
     if options.k is not None or options.max_k is not None:
         return None
-    if options.coll != "allgather" and not symmetric(topology):
+    if options.coll != "allgather" and not symmetric(state.model.capacity):
         return None
     if BLOCKS not in state.solutions:
         solution = box_block_solution(topology)
@@ -1005,7 +1004,7 @@ def _choose_step(state: CompileState) -> None:
         for item in _contenders([replace(item, buffer_bytes=buffer) for item in fitted], reference)
     )
     if _blocks_first(state) and state.blocks_alone is None:
-        state.blocks_alone = _at_lone_scale(state.topology, state.options) or _used(state, fitted)
+        state.blocks_alone = _at_lone_scale(state.topology, state.options) or _blocks_used(state, fitted)
     if _next_candidate(state) is not None:  # a wider search: choose again once it is simulated
         return
     best = _deployment(fitted, reference, state.options, vendor_best(state.model, state.options.coll), notes)
@@ -1236,9 +1235,7 @@ def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) 
     fastest = max(item.algbw(reference) for item in contenders)
     close = [item for item in contenders if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
     for pool in (close, contenders):
-        prefetch([run for item in pool for run in item.runs(_smaller_sizes(reference))])
-        used = [item for item in pool if _delivered(item, reference, vendor).used]
-        if used:
+        if used := _used(pool, reference, vendor):
             return max(used, key=lambda item: _delivered(item, reference, vendor).product)
     return close[0]
 

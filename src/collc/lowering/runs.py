@@ -70,15 +70,14 @@ def _merged(
     for members in groups.values():
         members.sort(key=lambda index: (ops[index].source.off, ops[index].target.off))
         current: list[int] = []
+        chunks = 0  # in the current run
         for index in members:
-            if current and _continues(
-                ops[current[-1]], ops[index], sum(ops[i].source.cnt for i in current), max_cnt
-            ):
-                current.append(index)
-                continue
-            if current:
-                runs.append(current)
-            current = [index]
+            if not current or not _continues(ops[current[-1]], ops[index], chunks, max_cnt):
+                if current:
+                    runs.append(current)
+                current, chunks = [], 0
+            current.append(index)
+            chunks += ops[index].source.cnt
         runs.append(current)
     runs.sort(key=lambda run: min(run))
     merged = []
