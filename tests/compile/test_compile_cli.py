@@ -546,6 +546,9 @@ def _beyond(figures: dict[int, float]):
     return figure
 
 
+WEIGHED = driver.weighing(driver.CompileOptions())  # 1 GiB, then 64 MiB and 1 MiB; no range set
+
+
 class _Simulated:
     """A stand-in candidate for :func:`driver._pick`: its simulated algbw per size and its ceiling."""
 
@@ -567,12 +570,12 @@ def test_the_emitted_candidate_delivers_most_at_the_smaller_sizes_with_the_runti
     large_k = _Simulated("k = 32", {gib: 504.4, 64 * mib: 471.0, mib: 14.3})
     small_k = _Simulated("k = 2", {gib: 500.0, 64 * mib: 462.3, mib: 69.7})
     runtime_at_1mib = {gib: 400.0, 64 * mib: 283.3, mib: 17.2}
-    picked = driver._pick([large_k, small_k], gib, _beyond(runtime_at_1mib))
+    picked = driver._pick([large_k, small_k], WEIGHED, _beyond(runtime_at_1mib))
     assert picked is small_k  # 1 MiB: 69.7 against the runtime's 17.2 outweighs 2 % at 64 MiB
     faster_runtime = {gib: 400.0, 64 * mib: 283.3, mib: 100.0}  # neither file is used at 1 MiB
-    assert driver._pick([large_k, small_k], gib, _beyond(faster_runtime)) is large_k
+    assert driver._pick([large_k, small_k], WEIGHED, _beyond(faster_runtime)) is large_k
     slower = _Simulated("k = 1", {gib: 486.0, 64 * mib: 500.0, mib: 80.0})  # 3.6 % slower at 1 GiB
-    assert driver._pick([large_k, slower], gib, _beyond(runtime_at_1mib)) is large_k
+    assert driver._pick([large_k, slower], WEIGHED, _beyond(runtime_at_1mib)) is large_k
 
 
 def test_a_win_the_file_range_cannot_take_counts_for_nothing():
@@ -583,10 +586,10 @@ def test_a_win_the_file_range_cannot_take_counts_for_nothing():
     runtime = {gib: 176.4, 64 * mib: 156.7, mib: 22.8}
     gapped = _Simulated("k = 8", {gib: 190.3, 64 * mib: 140.4, mib: 28.3})
     steady = _Simulated("k = 1", {gib: 193.9, 64 * mib: 163.0, mib: 21.1})
-    assert driver._pick([gapped, steady], gib, _beyond(runtime)) is steady
-    assert driver._delivered(gapped, gib, _beyond(runtime)).product == pytest.approx(156.7 * 22.8)
+    assert driver._pick([gapped, steady], WEIGHED, _beyond(runtime)) is steady
+    assert driver._delivered(gapped, WEIGHED, _beyond(runtime)).product == pytest.approx(156.7 * 22.8)
     below = _Simulated("k = 4", {gib: 150.0, 64 * mib: 160.0, mib: 30.0})  # its range ends below 1 GiB
-    assert driver._delivered(below, gib, _beyond(runtime)).product == pytest.approx(160.0 * 30.0)
+    assert driver._delivered(below, WEIGHED, _beyond(runtime)).product == pytest.approx(160.0 * 30.0)
 
 
 def test_a_win_below_a_loss_counts_for_nothing_where_the_range_takes_the_top():
@@ -598,8 +601,8 @@ def test_a_win_below_a_loss_counts_for_nothing_where_the_range_takes_the_top():
     runtime = {top: 200.0, gib: 198.1, 64 * mib: 172.8, mib: 20.4}
     upper = _Simulated("k = 8", {top: 250.0, gib: 193.1, 64 * mib: 75.9, mib: 33.2})
     lower = _Simulated("k = 1", {top: 199.0, gib: 198.6, 64 * mib: 173.0, mib: 25.0})
-    assert driver._delivered(upper, gib, _beyond(runtime)).product == pytest.approx(172.8 * 20.4)
-    assert driver._pick([upper, lower], gib, _beyond(runtime)) is lower
+    assert driver._delivered(upper, WEIGHED, _beyond(runtime)).product == pytest.approx(172.8 * 20.4)
+    assert driver._pick([upper, lower], WEIGHED, _beyond(runtime)) is lower
 
 
 def test_a_loss_on_the_range_grid_between_two_wins_splits_them():
@@ -615,10 +618,10 @@ def test_a_loss_on_the_range_grid_between_two_wins_splits_them():
     trees = _Simulated(
         "k = 1", {gib: 130.0, 256 * mib: 125.0, 64 * mib: 107.9, 16 * mib: 80.0, 4 * mib: 40.0, mib: 16.7}
     )
-    assert driver._delivered(blocks, gib, _beyond(runtime)).product == pytest.approx(104.3 * 20.0)
-    assert driver._pick([blocks, trees], gib, _beyond(runtime)) is trees
+    assert driver._delivered(blocks, WEIGHED, _beyond(runtime)).product == pytest.approx(104.3 * 20.0)
+    assert driver._pick([blocks, trees], WEIGHED, _beyond(runtime)) is trees
     steady = _Simulated("k = 1 (box blocks)", {**blocks.figures, 16 * mib: 80.0, 4 * mib: 50.0})
-    assert driver._delivered(steady, gib, _beyond(runtime)).product == pytest.approx(104.3 * 27.7)
+    assert driver._delivered(steady, WEIGHED, _beyond(runtime)).product == pytest.approx(104.3 * 27.7)
 
 
 def test_where_the_fastest_files_are_never_used_one_that_is_used_is_picked():
@@ -628,10 +631,54 @@ def test_where_the_fastest_files_are_never_used_one_that_is_used_is_picked():
     runtime = {gib: 197.8, 64 * mib: 170.2, mib: 19.1}
     blocks = _Simulated("k = 1 (box blocks)", {gib: 191.7, 64 * mib: 121.5, mib: 14.6})
     k2 = _Simulated("k = 2", {gib: 157.4, 64 * mib: 140.0, mib: 21.0})
-    assert not driver._delivered(blocks, gib, _beyond(runtime)).used
-    assert driver._pick([blocks, k2], gib, _beyond(runtime)) is k2
+    assert not driver._delivered(blocks, WEIGHED, _beyond(runtime)).used
+    assert driver._pick([blocks, k2], WEIGHED, _beyond(runtime)) is k2
     losing = _Simulated("k = 2", {gib: 157.4, 64 * mib: 140.0, mib: 15.0})
-    assert driver._pick([blocks, losing], gib, _beyond(runtime)) is blocks  # nothing is used: the fastest
+    assert driver._pick([blocks, losing], WEIGHED, _beyond(runtime)) is blocks  # nothing is used: the fastest
+
+
+def test_the_pick_weighs_the_sizes_a_user_range_takes_and_only_those():
+    """A range set by the user is written as it is: sizes below its start are never the file's, and
+    the file runs every size in it, winning or not, so its own figures count there."""
+    gib, mib = 2**30, 2**20
+    assert driver.Weighing(gib, (mib, 64 * mib), False) == WEIGHED
+    large = driver.weighing(CompileOptions(min_bytes=256 * mib, user_range=True))
+    assert large == driver.Weighing(gib, (), True)
+    assert driver.weighing(CompileOptions(min_bytes=2 * mib, user_range=True)).smaller == (64 * mib,)
+    assert driver.weighing(CompileOptions(min_bytes=4 * gib, user_range=True)).reference == 4 * gib
+    small = driver.weighing(CompileOptions(max_bytes=4 * mib, user_range=True))
+    assert small == driver.Weighing(4 * mib, (4 << 10, 256 << 10), True)
+    # a bundle's compiles leave the range to the bundle's plan: weighed as without a range
+    assert driver.weighing(CompileOptions(user_range=True)) == WEIGHED
+
+
+def test_above_a_user_set_start_the_fastest_file_there_is_picked():
+    """1x16 MI250 reduce-scatter's figures: k = 2 wins at 1 MiB and loses to RCCL's ring at 1 GiB;
+    k = 8 (two instances, paced) is 3 % faster at 1 GiB and beats the ring there. Without a range
+    the 1 MiB win decides; with ``--min-bytes 256MiB`` no such size is the file's, and the faster
+    file at 1 GiB is emitted (k = 2 was, slower than RCCL at every size it served)."""
+    gib, mib = 2**30, 2**20
+    runtime = {gib: 316.4, 64 * mib: 270.5, mib: 29.2}
+    k2 = _Simulated("k = 2", {gib: 314.7, 64 * mib: 251.6, mib: 42.0})
+    k8 = _Simulated("k = 8", {gib: 324.3, 64 * mib: 235.0, mib: 35.1})
+    assert driver._pick([k2, k8], WEIGHED, _beyond(runtime)) is k2
+    large = driver.weighing(CompileOptions(min_bytes=256 * mib, user_range=True))
+    assert driver._pick([k2, k8], large, _beyond(runtime)) is k8
+    # a range down to 1 MiB runs the file at 64 MiB too, where k = 2's own 251.6 counts, not the ring's
+    wide = driver.weighing(CompileOptions(min_bytes=mib, user_range=True))
+    assert driver._delivered(k8, wide, _beyond(runtime)) == (35.1 * 235.0, 324.3, True)
+    assert driver._pick([k2, k8], wide, _beyond(runtime)) is k2
+
+
+def test_where_the_smaller_sizes_are_the_runtimes_either_way_the_faster_file_at_the_reference_wins():
+    """Two files used at 1 GiB only deliver the runtime's own at 64 MiB and 1 MiB: the faster of the
+    two at 1 GiB is emitted, not the better priced."""
+    gib, mib = 2**30, 2**20
+    runtime = {gib: 400.0, 64 * mib: 500.0, mib: 100.0}
+    priced_first = _Simulated("k = 2", {gib: 490.0, 64 * mib: 450.0, mib: 50.0})
+    faster = _Simulated("k = 8", {gib: 500.0, 64 * mib: 440.0, mib: 40.0})
+    assert driver._delivered(priced_first, WEIGHED, _beyond(runtime))[:2] == (500.0 * 100.0, 490.0)
+    assert driver._pick([priced_first, faster], WEIGHED, _beyond(runtime)) is faster
 
 
 def test_a_box_block_file_that_loses_everywhere_sends_the_search_on():
@@ -640,9 +687,9 @@ def test_a_box_block_file_that_loses_everywhere_sends_the_search_on():
     gib, mib = 2**30, 2**20
     runtime = {gib: 197.8, 64 * mib: 170.2, mib: 19.1}
     losing = _Simulated("k = 1 (box blocks)", {gib: 191.7, 64 * mib: 121.5, mib: 14.6})
-    assert not driver._used([losing], gib, _beyond(runtime))
+    assert not driver._used([losing], WEIGHED, _beyond(runtime))
     winning = _Simulated("k = 1 (box blocks)", {gib: 191.7, 64 * mib: 121.5, mib: 22.0})
-    assert driver._used([losing, winning], gib, _beyond(runtime)) == [winning]
+    assert driver._used([losing, winning], WEIGHED, _beyond(runtime)) == [winning]
 
 
 def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_path):

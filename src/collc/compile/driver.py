@@ -406,7 +406,7 @@ class CompileState:
     limits: RuntimeLimits
     planes: dict[str, int]
     model: TopologyModel
-    reference: int
+    weighing: Weighing  # the call sizes the pick compares candidates at
     separate_reduce: bool  # allreduce reduces over a forest of its own (two_forests)
     attempts: list[tuple[bool, int]]
     attempt: int = 0
@@ -440,6 +440,11 @@ class CompileState:
         partial = {"solving": None, "lowering": None, "verifying": None}
         return {**self.__dict__, **partial, "whole": self.whole or dropped}
 
+    @property
+    def reference(self) -> int:
+        """The call size candidates are compared at (:class:`Weighing`)."""
+        return self.weighing.reference
+
     def deadline(self) -> float:
         """When a step that can stop part way through should stop (:data:`SLICE_SECONDS` from now)."""
         return math.inf if self.whole else time.perf_counter() + SLICE_SECONDS
@@ -462,7 +467,7 @@ def begin(topology: Topology, options: CompileOptions) -> CompileState:
         limits=limits,
         planes=network_planes(topology),
         model=TopologyModel(topology),
-        reference=_reference_bytes(options),
+        weighing=weighing(options),
         separate_reduce=two_forests(topology, options.coll),
         attempts=[(shared, instances) for shared in (False, True) for instances in instance_options],
     )
@@ -591,13 +596,13 @@ def _blocks_used(state: CompileState, fitted: list[Fitted]) -> bool:
     (32x8 H100 rail allreduce: the box-block file loses to NCCL's tree at every size, and a priced k
     wins from 512 KiB to 16 MiB)."""
     variants = _contenders(buffer_variants(state.options, fitted), state.reference)
-    return bool(_used(variants, state.reference, vendor_best(state.model, state.options.coll)))
+    return bool(_used(variants, state.weighing, vendor_best(state.model, state.options.coll)))
 
 
-def _used(items: list[Fitted], reference: int, vendor: Callable[[int], float]) -> list[Fitted]:
+def _used(items: list[Fitted], weighing: Weighing, vendor: Callable[[int], float]) -> list[Fitted]:
     """The ``items`` whose range would take a size the pick weighs (:func:`_delivered`)."""
-    prefetch([run for item in items for run in item.runs(_smaller_sizes(reference))])
-    return [item for item in items if _delivered(item, reference, vendor).used]
+    prefetch([run for item in items for run in item.runs(weighing.smaller)])
+    return [item for item in items if _delivered(item, weighing, vendor).used]
 
 
 def _wide(state: CompileState) -> bool:
@@ -1007,7 +1012,8 @@ def _choose_step(state: CompileState) -> None:
         state.blocks_alone = _at_lone_scale(state.topology, state.options) or _blocks_used(state, fitted)
     if _next_candidate(state) is not None:  # a wider search: choose again once it is simulated
         return
-    best = _deployment(fitted, reference, state.options, vendor_best(state.model, state.options.coll), notes)
+    weighing = state.weighing
+    best = _deployment(fitted, weighing, state.options, vendor_best(state.model, state.options.coll), notes)
     if state.failures:
         notes.append("did not fit: " + "; ".join(state.failures))
     untried = sum(1 for c in (state.candidates or [])[state.position :] if not _ruled_out(state, c))
@@ -1027,14 +1033,12 @@ def _choose_step(state: CompileState) -> None:
         )
         notes.append(
             f"chose {_label(best)} by simulating the candidates at "
-            f"{format_size(reference)} (algbw GB/s {tried}; within {float(EQUIVALENT):.0%} "
-            f"of the fastest, the one that with the runtime's own delivers most at "
-            f"{format_size(reference // 16)} and {format_size(reference // 1024)}; a candidate whose "
-            "busiest arc cannot carry that is not simulated)"
+            f"{format_size(reference)} (algbw GB/s {tried}; {weighing.rule()}; a candidate whose busiest "
+            "arc cannot carry that is not simulated)"
         )
         top = max(at_best, key=lambda item: (item.bound, -item.solution.forest.k))
         if top.bound > best.bound:
-            notes.append(_preferred(best, top, reference))
+            notes.append(_preferred(best, top, weighing))
     state.best = _feeder_instances(
         state.topology, state.options, state.limits, state.planes, state.model, best, reference, notes
     )
@@ -1081,12 +1085,12 @@ def _label(item: Fitted) -> str:
     return f"k = {item.solution.forest.k}" + (f" ({', '.join(ways)})" if ways else "")
 
 
-def _preferred(best: Fitted, top: Fitted, reference: int) -> str:
+def _preferred(best: Fitted, top: Fitted, weighing: Weighing) -> str:
     """Why the emitted k is not the candidate with the highest bound: what the two simulate."""
     gain = float(top.bound / best.bound - 1) * 100
     figures = " and ".join(
         "{} against {} GB/s at {}".format(*format_pair(best.algbw(size), top.algbw(size)), format_size(size))
-        for size in (reference, reference // 16)
+        for size in weighing.largest
     )
     return (
         f"k = {best.solution.forest.k} preferred to k = {top.solution.forest.k} (whose bound is "
@@ -1212,17 +1216,59 @@ def buffer_variants(options: CompileOptions, items: list[Fitted]) -> list[Fitted
     return [replace(item, buffer_bytes=buffer) for buffer in buffer_choices(options) for item in items]
 
 
-def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) -> Fitted:
+class Weighing(NamedTuple):
+    """The call sizes the pick compares candidates at (:func:`_pick`).
+
+    ``reference`` orders them (1 GiB, or the user's largest size); ``smaller`` decide among those close
+    there: a thousandth and a sixteenth of it, where fill and drain weigh more, less any below the
+    user's smallest size (the file never runs them). ``forced``: the user's range is written as it
+    is, so the file runs every size in it, faster than the runtime or not, and what it delivers there
+    is its own figure; otherwise the file's range is chosen where it wins and the runtime keeps the
+    rest. ``collc compile --min-bytes 256MiB`` on 1x16 MI250 reduce-scatter had picked the file that
+    wins at 1 MiB (k = 2, 314.7 GB/s at 1 GiB against RCCL's 316.4), a size its range never takes.
+    """
+
+    reference: int
+    smaller: tuple[int, ...]
+    forced: bool
+
+    @property
+    def largest(self) -> tuple[int, ...]:
+        """The reference and the largest smaller size (where there is one): where a finer buffer and
+        a larger k must show their gain."""
+        return (self.reference, *self.smaller[-1:])
+
+    def rule(self) -> str:
+        """The pick's rule among the close candidates, in words (the report's note)."""
+        sizes = " and ".join(format_size(size) for size in reversed(self.smaller))
+        close = f"within {float(EQUIVALENT):.0%} of the fastest, the one that"
+        if not sizes:
+            return "the fastest: the range takes no smaller size"
+        if self.forced:
+            return f"{close} delivers most at {sizes}, which the range takes"
+        return f"{close} with the runtime's own delivers most at {sizes}"
+
+
+def weighing(options: CompileOptions) -> Weighing:
+    """What :func:`_pick` weighs for ``options``: see :class:`Weighing`."""
+    reference = _reference_bytes(options)
+    lowest = options.min_bytes if options.user_range else 0
+    smaller = tuple(size for size in (reference // 1024, reference // 16) if size >= lowest)
+    forced = options.user_range and bool(options.min_bytes or options.max_bytes)
+    return Weighing(reference, smaller, forced)
+
+
+def _pick(fitted: list[Fitted], weighing: Weighing, vendor: Callable[[int], float]) -> Fitted:
     """The candidate to emit: among those within :data:`EQUIVALENT` of the fastest at the reference
-    size, the one that delivers most at a sixteenth and a thousandth of it (64 MiB and 1 MiB for
-    1 GiB, where fill and drain weigh more): the product over those sizes of its algbw where its
-    range would take the size and of the runtime's best (``vendor``) elsewhere (:func:`_delivered`). A
-    larger k can gain a per cent at 64 MiB and lose several times over at 1 MiB (4x8 MI300X
-    allgather, k = 32 against k = 2: 471.0 against 462.3 GB/s, and 14.3 against 69.7 where the
-    runtime gets 17.2). Ties keep the earlier (better priced). Only a file whose range would take one
-    of those sizes or the reference counts: where none of the close candidates is used at any of
-    them, the one of all simulated that is used and delivers most is emitted (32x8 H100 rail
-    allreduce, 256 GPUs: the box-block file is the fastest at 1 GiB, 191.7 GB/s at the 256 KiB
+    size, the one that delivers most at the smaller sizes weighed (64 MiB and 1 MiB for 1 GiB, where
+    fill and drain weigh more): the product over those sizes of its algbw where its range would take
+    the size and of the runtime's best (``vendor``) elsewhere (:func:`_delivered`), then what it
+    delivers at the reference. A larger k can gain a per cent at 64 MiB and lose several times over
+    at 1 MiB (4x8 MI300X allgather, k = 32 against k = 2: 471.0 against 462.3 GB/s, and 14.3 against
+    69.7 where the runtime gets 17.2). Ties keep the earlier (better priced). Only a file whose range
+    would take one of those sizes or the reference counts: where none of the close candidates is
+    used at any of them, the one of all simulated that is used and delivers most is emitted (32x8 H100
+    rail allreduce, 256 GPUs: the box-block file is the fastest at 1 GiB, 191.7 GB/s at the 256 KiB
     buffer, and loses to NCCL's tree (197.8) at every size; k = 1 with tree depths sharing
     threadblocks wins from 512 KiB to 16 MiB and is emitted).
 
@@ -1231,20 +1277,23 @@ def _pick(fitted: list[Fitted], reference: int, vendor: Callable[[int], float]) 
     """
     if len(fitted) == 1:
         return fitted[0]
+    reference = weighing.reference
     contenders = _contenders(fitted, reference)
     fastest = max(item.algbw(reference) for item in contenders)
     close = [item for item in contenders if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
     for pool in (close, contenders):
-        if used := _used(pool, reference, vendor):
-            return max(used, key=lambda item: _delivered(item, reference, vendor).product)
+        if used := _used(pool, weighing, vendor):
+            return max(used, key=lambda item: _delivered(item, weighing, vendor)[:2])
     return close[0]
 
 
 class _Delivery(NamedTuple):
-    """What :func:`_delivered` finds of a candidate: the product it weighs, and whether the file's
-    range would take any of the sizes weighed or the reference (else the runtime runs them all)."""
+    """What :func:`_delivered` finds of a candidate: the product it weighs, what the file or the
+    runtime delivers at the reference, and whether the file's range would take any of the sizes
+    weighed or the reference (else the runtime runs them all)."""
 
     product: float
+    at_reference: float
     used: bool
 
 
@@ -1260,14 +1309,15 @@ class _Contest(NamedTuple):
         return no_slower(self.algbw, self.vendor)
 
 
-def _delivered(item: Fitted, reference: int, vendor: Callable[[int], float]) -> _Delivery:
-    """What a candidate and the runtime deliver together at a sixteenth and a thousandth of the
-    reference size (:func:`_pick`): the product of the file's algbw where its one size range would
-    take that size (:func:`collc.compile.ranges.taken_run` over these sizes and the reference) and
-    the runtime's elsewhere. A file that loses at 64 MiB cannot take 1 MiB when it takes 1 GiB, so
-    its win at 1 MiB counts for nothing (a degraded 4x8 H100 allreduce picked k = 8 for 28.3 against
-    22.8 GB/s at 1 MiB, and its range then started above 64 MiB, where it lost); nor where it loses
-    at a size of the range's grid between two it wins at (:func:`_bridged`).
+def _delivered(item: Fitted, weighing: Weighing, vendor: Callable[[int], float]) -> _Delivery:
+    """What a candidate and the runtime deliver together at the sizes :func:`_pick` weighs: the
+    product over the smaller sizes of the file's algbw where its one size range would take that size
+    (:func:`collc.compile.ranges.taken_run` over these sizes and the reference) and the runtime's
+    elsewhere. A file that loses at 64 MiB cannot take 1 MiB when it takes 1 GiB, so its win at 1 MiB
+    counts for nothing (a degraded 4x8 H100 allreduce picked k = 8 for 28.3 against 22.8 GB/s at
+    1 MiB, and its range then started above 64 MiB, where it lost); nor where it loses at a size of
+    the range's grid between two it wins at (:func:`_bridged`). A range the user set (``forced``)
+    takes every size weighed: there the file's own figures count, winning or not.
 
     The range prefers the run that reaches the top of its grid, so where the file loses at the
     reference and wins below it, the top (1 TiB) decides too: 8x8 MI300X allreduce, k = 8, wins at 1
@@ -1275,15 +1325,19 @@ def _delivered(item: Fitted, reference: int, vendor: Callable[[int], float]) -> 
     sizes and its 1 MiB is the runtime's; it had been picked over k = 1 and then not used at 1 MiB.
     Anywhere else the top changes nothing, and it is not simulated (at 512 GPUs a run there costs
     seconds)."""
-    weighed = [_Contest(size, item.algbw(size), vendor(size)) for size in _smaller_sizes(reference)]
+    reference = weighing.reference
+    weighed = [_Contest(size, item.algbw(size), vendor(size)) for size in weighing.smaller]
     at_reference = _Contest(reference, item.algbw(reference), vendor(reference))
+    if weighing.forced:
+        return _Delivery(prod(c.algbw for c in weighed), at_reference.algbw, True)
     contests = _bridged([*weighed, at_reference], item, vendor)
     top = grid()[-1]
     if top > reference and not at_reference.wins and any(contest.wins for contest in weighed):
         contests.append(_Contest(top, item.algbw(top), vendor(top)))
     taken = {contest.nbytes for contest in taken_run(contests)}
     product = prod(c.algbw if c.nbytes in taken else c.vendor for c in weighed)
-    return _Delivery(product, bool(taken))
+    delivered = at_reference.algbw if reference in taken else at_reference.vendor
+    return _Delivery(product, delivered, bool(taken))
 
 
 def _bridged(contests: list[_Contest], item: Fitted, vendor: Callable[[int], float]) -> list[_Contest]:
@@ -1298,11 +1352,6 @@ def _bridged(contests: list[_Contest], item: Fitted, vendor: Callable[[int], flo
             bridged += [_Contest(size, item.algbw(size), vendor(size)) for size in between]
         bridged.append(contest)
     return bridged
-
-
-def _smaller_sizes(reference: int) -> tuple[int, int]:
-    """The sizes besides the reference that the pick weighs (:func:`_delivered`)."""
-    return reference // 1024, reference // 16
 
 
 def vendor_best(model: TopologyModel, coll: str) -> Callable[[int], float]:
@@ -1331,7 +1380,7 @@ def _contenders(fitted: list[Fitted], reference: int) -> list[Fitted]:
 
 def _deployment(
     fitted: list[Fitted],
-    reference: int,
+    weighing: Weighing,
     options: CompileOptions,
     vendor: Callable[[int], float],
     notes: list[str],
@@ -1340,14 +1389,15 @@ def _deployment(
 
     Every candidate is simulated with every buffer choice and :func:`_pick` chooses among them all. A
     buffer below the default is deployed only when it gains :data:`BUFFER_GAIN` at the reference size
-    or at a sixteenth of it over the best file at the default buffer (it is a process-wide setting).
+    or at a sixteenth of it (where the range has it) over the best file at the default buffer (it is
+    a process-wide setting).
     """
     variants = buffer_variants(options, fitted)
-    first = _pick(variants[: len(fitted)], reference, vendor)
-    best = _pick(variants, reference, vendor)
+    first = _pick(variants[: len(fitted)], weighing, vendor)
+    best = _pick(variants, weighing, vendor)
     if best.buffer_bytes == first.buffer_bytes:
         return first
-    sizes = (reference, reference // 16)
+    sizes = weighing.largest
     if not any(best.algbw(size) >= first.algbw(size) * (1 + BUFFER_GAIN) for size in sizes):
         return first
     figures = ", ".join(
@@ -1362,8 +1412,11 @@ def _deployment(
 
 
 def _reference_bytes(options: CompileOptions) -> int:
-    """The call size candidates are compared at: the user's largest size, else :data:`REFERENCE_BYTES`."""
-    return options.max_bytes if options.user_range and options.max_bytes else REFERENCE_BYTES
+    """The call size candidates are compared at: the user's largest size, else :data:`REFERENCE_BYTES`
+    (or the user's smallest size where that is larger)."""
+    if not options.user_range:
+        return REFERENCE_BYTES
+    return options.max_bytes or max(REFERENCE_BYTES, options.min_bytes)
 
 
 def _feeder_instances(
