@@ -120,12 +120,16 @@ EQUIVALENT = Fraction(3, 100)
 # Smaller NCCL_BUFFSIZE values a Simple file is simulated with besides the default (buffer_choices). A
 # smaller buffer pipelines finer but costs every threadblock a handshake per 2 FIFO slots (1.23 µs,
 # measured: docs/cost-model.md §1), which caps it at 25.4 GB/s with 256 KiB (45.9 with the default).
-# With that cost modelled, offering 1 MiB as well moved the presets both ways (bench_predict: 9 files
-# below 0.95 of the bound at 1 GiB instead of 10, 5 short of the runtime at 64 MiB instead of 4; with
-# the two-instance candidates too, 9 instead of 8 and 4 instead of 5: 1x8 V100 allgather 0.910 ->
-# 0.969, 1x16 MI250 allgather 0.968 -> 0.947) for more simulations per compile; 128 KiB would cap a
-# threadblock at 17.2 GB/s. One choice.
+# 128 KiB would cap a threadblock at 17.2 GB/s.
 BUFFER_CHOICES = (256 << 10,)
+# Buffers also simulated for a program small enough for the wide search (WIDE_SEARCH_STEPS), where a
+# simulation costs well under a second: 512 KiB is the grain between, with a threadblock cap of about
+# 33 GB/s. bench_predict (2026-12-05, night): 4x8 MI300X allreduce 237.1 -> 251.9 GB/s at 1 GiB (0.923
+# -> 0.980 of the power-of-two bound) and 197.0 -> 209.1 at 64 MiB; 2x8 H100 allgather 475.7 -> 489.2
+# at 64 MiB; 1x8 V100 allgather 155.3 -> 159.1 at 1 GiB. For every program, it cost 15-32 % more
+# compile time from 64 to 512 GPUs (256 GPUs 46.8 -> 62.0 s) for no file that changed there. 1 MiB
+# instead moved the presets both ways (1x16 MI250 allgather 0.968 -> 0.947 of the bound).
+WIDE_BUFFER_CHOICES = (512 << 10,)
 # The runtimes whose MSCCL kernel walks chunks in calls of half NCCL_BUFFSIZE (None: the topology's
 # runtime, one of them).
 BUFFERED_RUNTIMES = (None, "msccl-executor", "rccl")
@@ -836,7 +840,7 @@ def _to_pace(state: CompileState) -> Fitted | None:
 def _simulated_algbw(state: CompileState, item: Fitted) -> float:
     """The best algbw ``item`` simulated at the reference size over the buffers tried; 0 if it was not
     simulated (its busiest arc cannot reach the contenders)."""
-    variants = [replace(item, buffer_bytes=buffer) for buffer in buffer_choices(state.options)]
+    variants = [replace(item, buffer_bytes=buffer) for buffer in _buffers(state.options, item)]
     known = [variant.algbw(state.reference) for variant in variants if variant.simulated(state.reference)]
     return max(known, default=0.0)
 
@@ -956,8 +960,7 @@ def _unsimulated(state: CompileState) -> Fitted | None:
     """The next simulation at the reference size that the choose step needs and has not run (in the
     order it asks for them, :func:`_simulation_order`), so that each runs as a step of its own: a service can
     stop a compile between two of them (one takes seconds at 128 GPUs)."""
-    for buffer in buffer_choices(state.options):
-        variants = [replace(item, buffer_bytes=buffer) for item in state.fitted]
+    for variants in _buffers_of(state.options, state.fitted):
         for item in _simulation_order(variants, state.reference):
             if not item.simulated(state.reference):
                 return item
@@ -1005,8 +1008,8 @@ def _choose_step(state: CompileState) -> None:
         return
     state.fastest = max(
         item.algbw(reference)
-        for buffer in buffer_choices(state.options)
-        for item in _contenders([replace(item, buffer_bytes=buffer) for item in fitted], reference)
+        for variants in _buffers_of(state.options, fitted)
+        for item in _contenders(variants, reference)
     )
     if _blocks_first(state) and state.blocks_alone is None:
         state.blocks_alone = _at_lone_scale(state.topology, state.options) or _blocks_used(state, fitted)
@@ -1194,8 +1197,9 @@ def deployed_protocol(proto: str, buffer_bytes: int | None) -> Protocol:
     return simple(buffer_bytes) if proto == "Simple" and buffer_bytes is not None else PROTOCOL_MODELS[proto]
 
 
-def buffer_choices(options: CompileOptions) -> tuple[int | None, ...]:
-    """The ``NCCL_BUFFSIZE`` values a Simple file is simulated with (None: the runtime's default).
+def buffer_choices(options: CompileOptions, *, wide: bool = False) -> tuple[int | None, ...]:
+    """The ``NCCL_BUFFSIZE`` values a Simple file is simulated with (None: the runtime's default);
+    ``wide``: for a program small enough for the wide search, :data:`WIDE_BUFFER_CHOICES` too.
 
     The buffer is the pipelining grain (:func:`collc.predict.params.simple`): a 1 GiB call on 128
     chunks walks each 8 MiB chunk in 4 calls of 2 MiB at the default 4 MiB buffer, and a tree deeper
@@ -1207,13 +1211,29 @@ def buffer_choices(options: CompileOptions) -> tuple[int | None, ...]:
         return (None if options.buffsize == DEFAULT_BUFFER_BYTES else options.buffsize,)
     if options.proto != "Simple" or options.runtime not in BUFFERED_RUNTIMES:
         return (None,)
-    return (None, *BUFFER_CHOICES)
+    return (None, *BUFFER_CHOICES, *(WIDE_BUFFER_CHOICES if wide else ()))
+
+
+def _buffers(options: CompileOptions, item: Fitted) -> tuple[int | None, ...]:
+    """The buffers ``item`` is simulated with: :func:`buffer_choices`, wide where its program has at
+    most :data:`WIDE_SEARCH_STEPS` steps."""
+    return buffer_choices(options, wide=item.lowered.usage.total_steps <= WIDE_SEARCH_STEPS)
+
+
+def _buffers_of(options: CompileOptions, items: list[Fitted]) -> list[list[Fitted]]:
+    """The items deployed with each buffer of :func:`buffer_choices` (wide), buffer by buffer (the
+    runtime's default first, with every item; then the smaller ones, each with the items
+    :func:`_buffers` gives it)."""
+    return [
+        [replace(item, buffer_bytes=buffer) for item in items if buffer in _buffers(options, item)]
+        for buffer in buffer_choices(options, wide=True)
+    ]
 
 
 def buffer_variants(options: CompileOptions, items: list[Fitted]) -> list[Fitted]:
-    """Every item deployed with every buffer of :func:`buffer_choices`, buffer by buffer (the
-    runtime's default first, then the smaller ones)."""
-    return [replace(item, buffer_bytes=buffer) for buffer in buffer_choices(options) for item in items]
+    """Every item deployed with every buffer it is simulated with (:func:`_buffers_of`), buffer by
+    buffer."""
+    return [variant for group in _buffers_of(options, items) for variant in group]
 
 
 class Weighing(NamedTuple):
@@ -1390,15 +1410,18 @@ def _deployment(
     Every candidate is simulated with every buffer choice and :func:`_pick` chooses among them all. A
     buffer below the default is deployed only when it gains :data:`BUFFER_GAIN` at the reference size
     or at a sixteenth of it (where the range has it) over the best file at the default buffer (it is
-    a process-wide setting).
+    a process-wide setting); where the pick's buffer does not, the pick is made again without it (on
+    two boxes of four GPUs behind 10 GB/s ports 512 KiB is picked, 1.8 % faster at 64 MiB, and
+    256 KiB gains 2.1 %).
     """
     variants = buffer_variants(options, fitted)
     first = _pick(variants[: len(fitted)], weighing, vendor)
-    best = _pick(variants, weighing, vendor)
-    if best.buffer_bytes == first.buffer_bytes:
-        return first
     sizes = weighing.largest
-    if not any(best.algbw(size) >= first.algbw(size) * (1 + BUFFER_GAIN) for size in sizes):
+    while (best := _pick(variants, weighing, vendor)).buffer_bytes != first.buffer_bytes:
+        if any(best.algbw(size) >= first.algbw(size) * (1 + BUFFER_GAIN) for size in sizes):
+            break
+        variants = [item for item in variants if item.buffer_bytes != best.buffer_bytes]
+    else:
         return first
     figures = ", ".join(
         "{} {} vs {}".format(format_size(size), *format_pair(best.algbw(size), first.algbw(size)))
