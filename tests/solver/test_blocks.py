@@ -45,6 +45,47 @@ def test_where_the_network_binds_the_trees_reach_the_fabrics_bound(preset: str, 
     assert forest.allgather_algbw == _optimum(topology)
 
 
+def _shared_nic_fabric(tmp_path, boxes: int, nics_on: str) -> object:
+    """``boxes`` boxes of 8 GPUs on an NVSwitch (300 GB/s) with 8 NICs of 25 GB/s, NIC ``i`` of every
+    box on rail ``i``, written flat. ``nics_on``: ``switch``, all 8 NICs on the NVSwitch; ``pcie``, two
+    GPUs and two NICs under each of 4 PCIe switches (64 GB/s), as in a DGX A100. Either way a GPU
+    reaches several NICs in as many hops."""
+    nodes, links = [], []
+    for b in range(boxes):
+        nodes.append(f"  - {{name: b{b}.nvswitch, kind: switch}}")
+        for i in range(8):
+            nodes += [f"  - {{name: b{b}.gpu{i}, kind: gpu}}", f"  - {{name: b{b}.nic{i}, kind: nic}}"]
+            links.append(f"  - {{src: b{b}.gpu{i}, dst: b{b}.nvswitch, bandwidth: 300}}")
+            links.append(f"  - {{src: b{b}.nic{i}, dst: rail{i}, bandwidth: 25}}")
+            hub = f"b{b}.nvswitch" if nics_on == "switch" else f"b{b}.pcie{i // 2}"
+            links.append(f"  - {{src: b{b}.nic{i}, dst: {hub}, bandwidth: 25}}")
+            if nics_on == "pcie":
+                links.append(f"  - {{src: b{b}.gpu{i}, dst: {hub}, bandwidth: 64}}")
+        if nics_on == "pcie":
+            nodes += [f"  - {{name: b{b}.pcie{p}, kind: switch}}" for p in range(4)]
+    nodes += [f"  - {{name: rail{i}, kind: switch}}" for i in range(8)]
+    path = tmp_path / f"{nics_on}.yaml"
+    path.write_text("\n".join(["name: shared-nics", "nodes:", *nodes, "links:", *links, ""]))
+    return load(path)
+
+
+@pytest.mark.parametrize("nics_on", ["switch", "pcie"])
+def test_gpus_that_reach_several_nics_alike_spread_over_them(tmp_path, nics_on: str) -> None:
+    """Where a GPU reaches several NICs in as many hops, the trees' network pairs are spread over
+    them by load (heaviest pairs first), and the forest reaches the fabric's bound, 266.7 GB/s. The
+    first path by name sent a box through one NIC (33.3 with the NICs on the NVSwitch, 133.3 under
+    PCIe switches), pairs in rank order reach 160.0."""
+    topology = _shared_nic_fabric(tmp_path, 4, nics_on)
+    forest = box_block_forest(topology)
+    assert forest is not None
+    check_forest(forest, topology, box_block_solution(topology).bound)
+    assert forest.allgather_algbw == _optimum(topology)
+    paths = [edge.path for tree in forest.trees for edge in tree.edges]
+    crossing = [path for path in paths if any(node.startswith("rail") for node in path)]
+    exits = {next(node for node in path if ".nic" in node) for path in crossing}
+    assert len(exits) == 4 * 8  # every NIC of every box carries trees
+
+
 def test_two_boxes_are_bound_by_the_switch_inside_the_box() -> None:
     """With two boxes every peer forwards 8 trees to 7 box-mates: 14 trees per GPU on a 450 GB/s
     NVSwitch port against 1 on a 50 GB/s rail, so these trees reach 16·450/14, below the optimum."""

@@ -1088,6 +1088,11 @@ def _label(item: Fitted) -> str:
     return f"k = {item.solution.forest.k}" + (f" ({', '.join(ways)})" if ways else "")
 
 
+def _forest_name(item: Fitted) -> str:
+    """A candidate's forest in the notes: its k, and whether it is the box blocks."""
+    return f"k = {item.solution.forest.k}" + (" (box blocks)" if item.solution.forest.blocks else "")
+
+
 def _preferred(best: Fitted, top: Fitted, weighing: Weighing) -> str:
     """Why the emitted k is not the candidate with the highest bound: what the two simulate."""
     gain = float(top.bound / best.bound - 1) * 100
@@ -1096,7 +1101,7 @@ def _preferred(best: Fitted, top: Fitted, weighing: Weighing) -> str:
         for size in weighing.largest
     )
     return (
-        f"k = {best.solution.forest.k} preferred to k = {top.solution.forest.k} (whose bound is "
+        f"{_forest_name(best)} preferred to {_forest_name(top)} (whose bound is "
         f"{gain:.2f} % higher): simulated {figures}; use --k to override"
     )
 

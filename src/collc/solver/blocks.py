@@ -33,6 +33,8 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from fractions import Fraction
+from itertools import pairwise
+from typing import NamedTuple
 
 from collc.solver.bound import Bound
 from collc.solver.forest import Forest, Tree, TreeEdge
@@ -70,6 +72,9 @@ def entry_role(box_count: int, per_box: int, destination: int, root: int) -> int
     return position // (box_count - 1)
 
 
+Pair = tuple[int, int]  # (sending rank, receiving rank) of a tree edge
+
+
 class _Graph:
     """The fabric's arcs as sorted neighbour lists, with each node's kind and box."""
 
@@ -81,20 +86,93 @@ class _Graph:
         self.gpu = {node.name: node.kind == "gpu" for node in topology.nodes}
         self.box = {node.name: node.box for node in topology.nodes}
 
-    def paths(self, source: str, box: int | None = None) -> dict[str, Path]:
-        """Shortest paths (fewest hops, then node names) from ``source`` to the GPUs it reaches,
-        forwarding only through switches and NICs; with ``box``, only through that box's nodes."""
-        found: dict[str, Path] = {source: (source,)}
+    def predecessors(self, source: str, box: int | None = None) -> _Reach:
+        """Every node reached from ``source`` by fewest hops, forwarding only through switches and
+        NICs (with ``box``, only through that box's nodes), with the nodes one hop before it on such
+        a path, in name order: every shortest path is a walk back through these lists."""
+        depth = {source: 0}
+        before: dict[str, list[str]] = {source: []}
         queue = deque([source])
         while queue:
             node = queue.popleft()
             if node != source and self.gpu[node]:
                 continue  # GPUs do not forward
             for nxt in self.neighbours.get(node, ()):
-                if nxt not in found and (box is None or self.box[nxt] == box):
-                    found[nxt] = (*found[node], nxt)
+                if box is not None and self.box[nxt] != box:
+                    continue
+                if nxt not in depth:
+                    depth[nxt] = depth[node] + 1
+                    before[nxt] = [node]
                     queue.append(nxt)
-        return {name: path for name, path in found.items() if name != source and self.gpu[name]}
+                elif depth[nxt] == depth[node] + 1:
+                    before[nxt].append(node)
+        return _Reach(before, depth)
+
+
+class _Reach(NamedTuple):
+    """The shortest paths from one node (:meth:`_Graph.predecessors`)."""
+
+    before: dict[str, list[str]]
+    depth: dict[str, int]
+
+
+class _Router:
+    """Shortest paths for the trees' GPU pairs, spread over the arcs by load: where several shortest
+    paths join a pair (GPUs behind a PCIe or NVSwitch switch with several NICs), each pair, heaviest
+    first (most trees, then rank order), takes the one whose busiest arc would carry the least load
+    over bandwidth with the pair's trees added (then the least such load summed over its arcs, then
+    node names). 4 boxes of 8 GPUs, NIC ``i`` of every box on rail ``i``: with the NICs on each box's
+    NVSwitch, the first path by name sent a whole box through one NIC (a forest allgather bound of
+    33.3 GB/s against the fabric's 266.7; 133.3 with two GPUs and two NICs per PCIe switch), and the
+    pairs in rank order rather than heaviest first reach 160.0 on both; heaviest first, 266.7."""
+
+    def __init__(self, topology: Topology, graph: _Graph):
+        self.topology, self.graph = topology, graph
+        self.bandwidth = topology.arc_bandwidths()
+        self.loads: Counter[tuple[str, str]] = Counter()
+
+    def routes(self, trees: Counter[Pair], inside: bool) -> dict[Pair, Path] | None:
+        """A path for each pair of ``trees`` (with the trees on it): inside the sender's box where
+        ``inside``, else through the whole fabric; None where a pair has no path."""
+        ranks, graph = self.topology.ranks, self.graph
+        reaches: dict[int, _Reach] = {}
+        paths: dict[Pair, Path] = {}
+        for pair in sorted(trees, key=lambda pair: (-trees[pair], pair)):
+            source = ranks[pair[0]]
+            if pair[0] not in reaches:
+                reaches[pair[0]] = graph.predecessors(source, graph.box[source] if inside else None)
+            path = self._route(reaches[pair[0]], source, ranks[pair[1]], trees[pair])
+            if path is None:
+                return None
+            paths[pair] = path
+        return paths
+
+    def _route(self, reach: _Reach, source: str, target: str, count: int) -> Path | None:
+        """The least loaded shortest path from ``source`` to ``target`` (class docstring), with
+        ``count`` trees added to each of its arcs; None where there is none."""
+        if target not in reach.depth:
+            return None
+        on_paths = {target}  # the nodes of some shortest path to the target
+        stack = [target]
+        while stack:
+            for prev in reach.before[stack.pop()]:
+                if prev not in on_paths:
+                    on_paths.add(prev)
+                    stack.append(prev)
+        best: dict[str, tuple[Fraction, Fraction, Path]] = {source: (Fraction(0), Fraction(0), (source,))}
+        for node in sorted(on_paths - {source}, key=lambda name: (reach.depth[name], name)):
+            best[node] = min(self._extended(best[prev], prev, node, count) for prev in reach.before[node])
+        path = best[target][2]
+        for arc in pairwise(path):
+            self.loads[arc] += count
+        return path
+
+    def _extended(
+        self, route: tuple[Fraction, Fraction, Path], prev: str, node: str, count: int
+    ) -> tuple[Fraction, Fraction, Path]:
+        """``route`` (busiest share, summed shares, path) to ``prev`` continued to ``node``."""
+        share = (self.loads[(prev, node)] + count) / self.bandwidth[(prev, node)]
+        return max(route[0], share), route[1] + share, (*route[2], node)
 
 
 def box_block_forest(topology: Topology) -> Forest | None:
@@ -105,54 +183,45 @@ def box_block_forest(topology: Topology) -> Forest | None:
     boxes = box_layout(topology)
     if boxes is None:
         return None
-    ranks = topology.ranks
-    graph = _Graph(topology)
-    inside: dict[tuple[int, int], Path] = {}  # (rank, box-mate) -> path inside the box
-    across: dict[tuple[int, int], Path] = {}  # (rank, same role in another box) -> network path
-    for box in boxes:
-        for slot, rank in enumerate(box):
-            within = graph.paths(ranks[rank], graph.box[ranks[rank]])
-            everywhere = graph.paths(ranks[rank])
-            for mate in box:
-                if mate != rank:
-                    inside[(rank, mate)] = within.get(ranks[mate], ())
-            for other in boxes:
-                if other is not box:
-                    across[(rank, other[slot])] = everywhere.get(ranks[other[slot]], ())
-    if not all(inside.values()) or not all(across.values()):
-        return None
-    trees = [
-        _tree(root, source_box, boxes, inside, across) for source_box, box in enumerate(boxes) for root in box
-    ]
-    loads: Counter[tuple[str, str]] = Counter()
-    for tree in trees:
-        for edge in tree.edges:
-            loads.update(zip(edge.path, edge.path[1:], strict=False))
-    bandwidth = topology.arc_bandwidths()
-    congestion = max(Fraction(load) / bandwidth[arc] for arc, load in loads.items())
-    return Forest(len(ranks), 1, congestion, tuple(trees), blocks=True)
+    roots = [root for box in boxes for root in box]
+    shapes = [_shape(root, source_box, boxes) for source_box, box in enumerate(boxes) for root in box]
+    router = _Router(topology, _Graph(topology))
+    paths: dict[Pair, Path] = {}
+    for across in (True, False):  # the network's pairs first: their NICs decide the boxes' load
+        pairs = Counter(edge.pair for shape in shapes for edge in shape if edge.across == across)
+        routed = router.routes(pairs, inside=not across)
+        if routed is None:
+            return None
+        paths.update(routed)
+    trees = tuple(
+        Tree(root, 1, tuple(TreeEdge(*edge.pair, paths[edge.pair]) for edge in shape))
+        for root, shape in zip(roots, shapes, strict=True)
+    )
+    congestion = max(Fraction(load) / router.bandwidth[arc] for arc, load in router.loads.items())
+    return Forest(len(topology.ranks), 1, congestion, trees, blocks=True)
 
 
-def _tree(
-    root: int,
-    source_box: int,
-    boxes: list[list[int]],
-    inside: dict[tuple[int, int], Path],
-    across: dict[tuple[int, int], Path],
-) -> Tree:
-    """The tree of ``root`` (module docstring), its edges in breadth-first order."""
+class _Edge(NamedTuple):
+    """A tree edge before routing: its GPU pair and whether it crosses the network."""
+
+    pair: Pair
+    across: bool
+
+
+def _shape(root: int, source_box: int, boxes: list[list[int]]) -> list[_Edge]:
+    """The edges of ``root``'s tree (module docstring) in breadth-first order."""
     box, count, per_box = boxes[source_box], len(boxes), len(boxes[source_box])
-    levels: list[list[TreeEdge]] = [[], [], []]  # edges entering depth 1, 2 and 3
-    levels[0] = [TreeEdge(root, mate, inside[(root, mate)]) for mate in box if mate != root]
+    levels: list[list[_Edge]] = [[], [], []]  # edges entering depth 1, 2 and 3
+    levels[0] = [_Edge((root, mate), False) for mate in box if mate != root]
     for destination, other in enumerate(boxes):
         if destination == source_box:
             continue
         role = entry_role(count, per_box, destination, root)
         gateway, peer = box[role], other[role]
         depth = 0 if gateway == root else 1
-        levels[depth].append(TreeEdge(gateway, peer, across[(gateway, peer)]))
-        levels[depth + 1] += [TreeEdge(peer, mate, inside[(peer, mate)]) for mate in other if mate != peer]
-    return Tree(root, 1, tuple(edge for level in levels for edge in level))
+        levels[depth].append(_Edge((gateway, peer), True))
+        levels[depth + 1] += [_Edge((peer, mate), False) for mate in other if mate != peer]
+    return [edge for level in levels for edge in level]
 
 
 def box_block_solution(topology: Topology) -> Solution | None:
