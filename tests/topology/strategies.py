@@ -18,15 +18,16 @@ def topologies(draw: st.DrawFn) -> Topology:
     gpu_count = draw(st.integers(min_value=1, max_value=len(names)))
     kinds = ["gpu"] * gpu_count + [draw(st.sampled_from(["switch", "nic"])) for _ in names[gpu_count:]]
     order = draw(st.permutations(range(len(names))))
-    nodes = tuple(
-        Node(
-            names[i],
-            kinds[i],  # type: ignore[arg-type]
-            draw(st.none() | st.integers(0, 3)),
-            draw(st.none() | st.sampled_from(["gpu0", "nic1", "sw"])),
-        )
-        for i in order
-    )
+    nodes_drawn = []
+    taken = set()  # (box, role) of the GPUs so far: two GPUs of a box may not share a role
+    for i in order:
+        box = draw(st.none() | st.integers(0, 3))
+        role = draw(st.none() | st.sampled_from(["gpu0", "nic1", "sw"]))
+        if kinds[i] == "gpu" and box is not None and role is not None:
+            role = None if (box, role) in taken else role
+            taken.add((box, role))
+        nodes_drawn.append(Node(names[i], kinds[i], box, role))  # type: ignore[arg-type]
+    nodes = tuple(nodes_drawn)
     # a ring through every node keeps the GPUs connected; extra links are random
     ring = [Link(names[i], names[(i + 1) % len(names)], draw(BANDWIDTHS)) for i in range(len(names))]
     extra = draw(

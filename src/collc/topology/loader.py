@@ -720,11 +720,29 @@ def _build(reader: _Reader) -> tuple[list[_NodeDef], list[Link]]:
             document.location,
             "check the counts and --set values",
         )
+    _check_roles([d.node for d in definitions])
     scope = _Scope([d.node.name for d in definitions], set(first_seen))
     if "links" in document:
         rules = _as_list(document["links"], document.where("links"), "'links'")
         links.extend(reader.link_rules(rules, scope, reader.variables))
     return definitions, links
+
+
+def _check_roles(nodes: list[Node]) -> None:
+    """Every GPU of a box has a role of its own: a role names the GPU's place in its box, which the
+    symmetry search and the box-block forests match across boxes."""
+    seen: dict[tuple[int, str], str] = {}
+    for node in nodes:
+        if node.kind != "gpu" or node.box is None or node.role is None:
+            continue
+        first = seen.setdefault((node.box, node.role), node.name)
+        if first != node.name:
+            raise _fail(
+                f"GPUs {first!r} and {node.name!r} of box {node.box} have the same role {node.role!r}",
+                node.location,
+                "give each GPU of a box its own role (gpu0, gpu1, ...), or delete the box and role "
+                "fields to have them inferred",
+            )
 
 
 def _expand_template(
