@@ -127,7 +127,8 @@ BUFFER_CHOICES = (256 << 10,)
 # 33 GB/s. bench_predict (2026-12-05, night): 4x8 MI300X allreduce 237.1 -> 251.9 GB/s at 1 GiB (0.923
 # -> 0.980 of the power-of-two bound) and 197.0 -> 209.1 at 64 MiB; 2x8 H100 allgather 475.7 -> 489.2
 # at 64 MiB; 1x8 V100 allgather 155.3 -> 159.1 at 1 GiB. For every program, it cost 15-32 % more
-# compile time from 64 to 512 GPUs (256 GPUs 46.8 -> 62.0 s) for no file that changed there. 1 MiB
+# compile time from 64 to 512 GPUs (256 GPUs 46.8 -> 62.0 s), with the same k, steps and outcomes
+# there (8x8 to 64x8 H100 rail allreduce, scripts/bench_compile.py). 1 MiB
 # instead moved the presets both ways (1x16 MI250 allgather 0.968 -> 0.947 of the bound).
 WIDE_BUFFER_CHOICES = (512 << 10,)
 # The runtimes whose MSCCL kernel walks chunks in calls of half NCCL_BUFFSIZE (None: the topology's
