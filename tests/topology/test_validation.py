@@ -35,6 +35,7 @@ CASES = [
     ("disconnected.yaml", (4, 5), "GPU 'gpu2' cannot be reached from GPU 'gpu0'", "missing links"),
     ("one_way.yaml", (3, 5), "GPU 'gpu1' cannot reach GPU 'gpu0'", "one-way"),
     ("no_gpu.yaml", (1, 1), "the topology has no GPU", "kind: gpu"),
+    ("box_bool.yaml", (5, 32), "'box': box must be a number, got true", None),
     ("role_twice.yaml", (4, 5), "GPUs 'a0' and 'a1' of box 0 have the same role 'gpu0'", "inferred"),
     ("rank_twice.yaml", (3, 35), "rank 1 is given twice (also to 'gpu0')", "permutation"),
     ("ranks_missing.yaml", (6, 8), "rank order is not a permutation: 1 GPU(s) missing: gpu1", "exactly once"),

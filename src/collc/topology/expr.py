@@ -106,7 +106,8 @@ def evaluate(text: str, variables: Mapping[str, Fraction]) -> Value:
 def evaluate_number(value: object, variables: Mapping[str, Fraction], what: str = "value") -> Fraction:
     """A YAML value that must be a number: an int or Fraction as is, or text evaluated as an expression."""
     if isinstance(value, bool) or value is None:
-        raise ExpressionError(f"{what} must be a number, got {value!r}")
+        spelled = "null" if value is None else str(value).lower()  # as YAML wrote it, not Python
+        raise ExpressionError(f"{what} must be a number, got {spelled}")
     if isinstance(value, int | Fraction):
         return Fraction(value)
     result = evaluate(str(value), variables)
