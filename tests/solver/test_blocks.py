@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collc.capacity import capacity_graph
-from collc.solver.blocks import box_block_forest, box_block_solution, box_layout, entry_role
+from collc.solver.blocks import box_block_forest, box_block_solution, box_layout, entry_roles
 from collc.solver.bound import optimal_bound
 from collc.solver.invariants import arc_loads, check_forest
 from collc.solver.symmetry import automorphisms
@@ -95,21 +95,41 @@ def test_two_boxes_are_bound_by_the_switch_inside_the_box() -> None:
     assert forest.allgather_algbw == Fraction(16 * 450, 14) < _optimum(topology)
 
 
-@given(st.integers(2, 12), st.integers(1, 9))
-def test_every_gpu_sends_and_receives_as_many_trees_across_the_network(boxes: int, per_box: int) -> None:
-    """The entry roles (module docstring): every (box, role) receives B - 1 trees, and every GPU is the
-    gateway of B - 1 (brute force over all roots and destination boxes)."""
+def _cyclic(boxes: int, per_box: int) -> list[list[int]]:
+    """The ranks of every box where the ranks go round the boxes (rank r in box r mod B)."""
+    return [list(range(box, boxes * per_box, boxes)) for box in range(boxes)]
+
+
+def _consecutive(boxes: int, per_box: int) -> list[list[int]]:
+    return [list(range(box * per_box, (box + 1) * per_box)) for box in range(boxes)]
+
+
+@given(st.integers(2, 12), st.integers(1, 9), st.sampled_from([_consecutive, _cyclic]))
+def test_every_gpu_sends_and_receives_as_many_trees_across_the_network(
+    boxes: int, per_box: int, layout
+) -> None:
+    """The entry roles (module docstring), with boxes of consecutive ranks or ranks going round the
+    boxes: every (box, role) receives B - 1 trees, and every GPU is the gateway of B - 1 (brute force
+    over all roots and destination boxes)."""
+    ranks = layout(boxes, per_box)
+    box_of = {rank: b for b, box in enumerate(ranks) for rank in box}
+    runs = entry_roles(ranks)
     received: Counter[tuple[int, int]] = Counter()
     sent: Counter[int] = Counter()
     for root in range(boxes * per_box):
         for destination in range(boxes):
-            if destination != root // per_box:
-                role = entry_role(boxes, per_box, destination, root)
+            if destination != box_of[root]:
+                role = runs[destination][root]
                 assert 0 <= role < per_box
                 received[(destination, role)] += 1
-                sent[(root // per_box) * per_box + role] += 1
+                sent[ranks[box_of[root]][role]] += 1
     assert set(received.values()) == {boxes - 1}
     assert set(sent.values()) == {boxes - 1}
+
+
+def test_the_runs_of_boxes_of_consecutive_ranks_start_after_the_box() -> None:
+    """Box 1 of 3 boxes of 2: the outside ranks from rank 4 on (4, 5, 0, 1) make runs of B - 1 = 2."""
+    assert entry_roles(_consecutive(3, 2))[1] == {4: 0, 5: 0, 0: 1, 1: 1}
 
 
 def test_rail_loads_are_even() -> None:
@@ -126,9 +146,35 @@ def test_no_forest_without_a_switch_inside_every_box_or_a_second_box(preset: str
     assert box_block_forest(load(preset, {"boxes": str(boxes)})) is None
 
 
-def test_no_layout_where_a_boxs_ranks_are_not_consecutive() -> None:
+def _reordered(topology, order: list[list[int]]):
+    """``topology`` with its ranks renumbered: rank r is the GPU of box-by-box rank ``order``'s r-th."""
+    ranks = [None] * topology.num_gpus
+    for box, members in enumerate(order):
+        for role, rank in enumerate(members):
+            ranks[rank] = topology.ranks[box * len(members) + role]
+    return dataclasses.replace(topology, ranks=tuple(ranks))
+
+
+def test_ranks_that_go_round_the_boxes_reach_the_fabrics_bound() -> None:
+    """A launcher's cyclic distribution (rank r in box r mod B) keeps every rail's load at B - 1, so
+    the trees still reach the optimum; before, such a fabric had no box blocks at all."""
+    topology = _reordered(load("dgx-h100-rail", {"boxes": "5"}), _cyclic(5, 8))
+    assert box_layout(topology) == _cyclic(5, 8)
+    solution = box_block_solution(topology)
+    assert solution is not None
+    check_forest(solution.forest, topology, solution.bound)
+    assert solution.forest.allgather_algbw == _optimum(topology)
+
+
+def test_any_rank_order_with_the_same_roles_in_every_box_gets_valid_trees() -> None:
     topology = load("dgx-h100-rail", {"boxes": "2"})
     ranks = list(topology.ranks)
-    ranks[7], ranks[8] = ranks[8], ranks[7]
+    ranks[7], ranks[8] = ranks[8], ranks[7]  # b1.gpu0 before b0.gpu7: roles still in the same order
+    swapped = dataclasses.replace(topology, ranks=tuple(ranks))
+    assert box_layout(swapped) == [[*range(7), 8], [7, *range(9, 16)]]
+    solution = box_block_solution(swapped)
+    assert solution is not None
+    check_forest(solution.forest, swapped, solution.bound)
+    ranks[0], ranks[1] = ranks[1], ranks[0]  # box 0 now lists gpu1 before gpu0, box 1 does not
     assert box_layout(dataclasses.replace(topology, ranks=tuple(ranks))) is None
     assert box_layout(topology) == [list(range(8)), list(range(8, 16))]

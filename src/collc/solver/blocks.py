@@ -21,11 +21,15 @@ box's ``G`` ranks take every position of that order once, so each run holds ``B 
 the network's arcs are the fabric's bottleneck, that is the bound's load (rail-optimised DGX
 H100, DGX A100's NIC per GPU); the boxes' own arcs carry ``B·(G − 1)`` trees per GPU.
 
-Because the ranks of a run are consecutive, the trees that a peer forwards to one box-mate, and that
-a GPU sends to one peer, have consecutive chunks in every buffer (a root's chunks sit at its rank's
-place, docs/lowering.md §2): :func:`collc.lowering.runs.merge_runs` moves each such set in one step.
-Only where the boxes hold consecutive ranks, all of the same roles in the same order, and every GPU
-pair of a box is joined inside it (a switch or a direct link), is a forest built.
+Where every box holds consecutive ranks, the ranks of a run are consecutive; where the ranks go
+round the boxes (rank ``r`` in box ``r mod B``, as a launcher's cyclic distribution numbers them), a
+run is one round, ``B − 1`` consecutive ranks again, and the counts above hold the same way (box
+``b``'s GPU of each round falls in that round's run). Either way the trees that a peer forwards to one
+box-mate, and that a GPU sends to one peer, have consecutive chunks in every buffer (a root's chunks
+sit at its rank's place, docs/lowering.md §2): :func:`collc.lowering.runs.merge_runs` moves each such
+set in one step. Other rank orders get the same trees, with fewer such sets and whatever load they put
+on the network (the forest's ``U`` says it). A forest is built where every box has the same roles in
+the same rank order and every GPU pair of a box is joined inside it (a switch or a direct link).
 """
 
 from __future__ import annotations
@@ -45,31 +49,34 @@ Path = tuple[str, ...]
 
 
 def box_layout(topology: Topology) -> list[list[int]] | None:
-    """The ranks of every box in role order, box after box, or None where the fabric has no box
-    layout this module can use: at least two boxes of at least two GPUs, every box of the same
-    roles in the same order, each holding consecutive ranks."""
+    """The ranks of every box in rank order, boxes in the order of their first rank, or None where
+    the fabric has no box layout this module can use: at least two boxes of at least two GPUs, every
+    box of the same roles in the same order."""
     nodes = [topology.node(name) for name in topology.ranks]
     if any(node.box is None or node.role is None for node in nodes):
         return None
-    boxes: list[list[int]] = []
+    members: dict[int, list[int]] = {}
     for rank, node in enumerate(nodes):
-        if rank == 0 or node.box != nodes[rank - 1].box:
-            boxes.append([])
-        boxes[-1].append(rank)
-    if len(boxes) < 2 or len({nodes[box[0]].box for box in boxes}) != len(boxes):
-        return None  # a box whose ranks are not consecutive
+        members.setdefault(node.box, []).append(rank)
+    boxes = list(members.values())
     roles = [[nodes[rank].role for rank in box] for box in boxes]
-    if len(roles[0]) < 2 or any(other != roles[0] for other in roles[1:]):
+    if len(boxes) < 2 or len(roles[0]) < 2 or any(other != roles[0] for other in roles[1:]):
         return None
     return boxes
 
 
-def entry_role(box_count: int, per_box: int, destination: int, root: int) -> int:
-    """The role through which ``root``'s tree enters box ``destination`` (module docstring): the run
-    of ``box_count − 1`` ranks that holds ``root`` in the cyclic order starting after the box."""
-    outside = box_count * per_box
-    position = (root - (destination + 1) * per_box) % outside
-    return position // (box_count - 1)
+def entry_roles(boxes: list[list[int]]) -> list[dict[int, int]]:
+    """Per destination box, the role through which every outside root's tree enters it (module
+    docstring): the run of ``B − 1`` ranks that holds the root in the cyclic rank order of the ranks
+    outside the box, starting after the box's last rank."""
+    count = sum(len(box) for box in boxes)
+    runs = []
+    for box in boxes:
+        inside = set(box)
+        order = [(box[-1] + 1 + step) % count for step in range(count)]
+        outside = [rank for rank in order if rank not in inside]
+        runs.append({rank: position // (len(boxes) - 1) for position, rank in enumerate(outside)})
+    return runs
 
 
 Pair = tuple[int, int]  # (sending rank, receiving rank) of a tree edge
@@ -184,7 +191,8 @@ def box_block_forest(topology: Topology) -> Forest | None:
     if boxes is None:
         return None
     roots = [root for box in boxes for root in box]
-    shapes = [_shape(root, source_box, boxes) for source_box, box in enumerate(boxes) for root in box]
+    runs = entry_roles(boxes)
+    shapes = [_shape(root, source_box, boxes, runs) for source_box, box in enumerate(boxes) for root in box]
     router = _Router(topology, _Graph(topology))
     paths: dict[Pair, Path] = {}
     for across in (True, False):  # the network's pairs first: their NICs decide the boxes' load
@@ -208,15 +216,16 @@ class _Edge(NamedTuple):
     across: bool
 
 
-def _shape(root: int, source_box: int, boxes: list[list[int]]) -> list[_Edge]:
-    """The edges of ``root``'s tree (module docstring) in breadth-first order."""
-    box, count, per_box = boxes[source_box], len(boxes), len(boxes[source_box])
+def _shape(root: int, source_box: int, boxes: list[list[int]], runs: list[dict[int, int]]) -> list[_Edge]:
+    """The edges of ``root``'s tree (module docstring) in breadth-first order; ``runs`` from
+    :func:`entry_roles`."""
+    box = boxes[source_box]
     levels: list[list[_Edge]] = [[], [], []]  # edges entering depth 1, 2 and 3
     levels[0] = [_Edge((root, mate), False) for mate in box if mate != root]
     for destination, other in enumerate(boxes):
         if destination == source_box:
             continue
-        role = entry_role(count, per_box, destination, root)
+        role = runs[destination][root]
         gateway, peer = box[role], other[role]
         depth = 0 if gateway == root else 1
         levels[depth].append(_Edge((gateway, peer), True))
