@@ -178,3 +178,26 @@ def test_any_rank_order_with_the_same_roles_in_every_box_gets_valid_trees() -> N
     ranks[0], ranks[1] = ranks[1], ranks[0]  # box 0 now lists gpu1 before gpu0, box 1 does not
     assert box_layout(dataclasses.replace(topology, ranks=tuple(ranks))) is None
     assert box_layout(topology) == [list(range(8)), list(range(8, 16))]
+
+
+@pytest.mark.parametrize(("preset", "boxes"), [("dgx-a100", 4), ("dgx-h100-rail", 5), ("mi300x", 3)])
+def test_direct_box_blocks_are_two_hops_high_at_the_same_load(preset: str, boxes: int) -> None:
+    """Every root sends to its own role in every other box itself: trees 2 GPU hops high instead of 3,
+    every arc at the box blocks' load, so the same U."""
+    topology = load(preset, {"boxes": str(boxes)})
+    direct, runs = box_block_solution(topology, direct=True), box_block_solution(topology)
+    assert direct is not None and runs is not None and direct.forest.direct
+    check_forest(direct.forest, topology, direct.bound)
+    assert max(tree.height() for tree in direct.forest.trees) == 2
+    assert max(tree.height() for tree in runs.forest.trees) == 3
+    assert direct.forest.U == runs.forest.U
+    per_box = topology.num_gpus // boxes
+    for tree in direct.forest.trees:  # the network pairs join GPUs of one role
+        crossing = [edge for edge in tree.edges if edge.src // per_box != edge.dst // per_box]
+        assert len(crossing) == boxes - 1
+        assert all(edge.src == tree.root and edge.dst % per_box == tree.root % per_box for edge in crossing)
+
+
+def test_with_two_boxes_direct_box_blocks_are_the_box_blocks() -> None:
+    topology = load("dgx-h100-rail", {"boxes": "2"})
+    assert box_block_forest(topology, direct=True).trees == box_block_forest(topology).trees

@@ -292,8 +292,9 @@ class Candidate(NamedTuple):
     blocks: bool = False  # the box-block forest (collc.solver.blocks): after the priced k, or first at scale
 
 
-#: the key of the box-block forest's solution among a compile's solutions (a k is an int or None)
+#: the keys of the box-block forests' solutions among a compile's solutions (a k is an int or None)
 BLOCKS = "blocks"
+BLOCKS_DIRECT = "blocks-direct"
 
 
 def _k_candidates(
@@ -535,13 +536,14 @@ def _next_candidate(state: CompileState) -> int | None:
 
 
 def _blocks_next(state: CompileState) -> int | None:
-    """The index of the box-block candidate once the priced search is done, or None: it is tried
-    after the priced candidates were simulated, where its trees' bound is within :data:`EQUIVALENT`
+    """The index of the next box-block candidate once the priced search is done, or None: each is
+    tried after the priced candidates were simulated, where its trees' bound is within :data:`EQUIVALENT`
     of the fastest of them, or where none of them fit. At scale it is the one whose trees are
     shallow and whose program fits the runtime (docs/lowering.md §6)."""
     assert state.candidates is not None
-    index = next((i for i, candidate in enumerate(state.candidates) if candidate.blocks), None)
-    if index is None or index < state.position or _blocks_first(state):
+    later = range(state.position, len(state.candidates))
+    index = next((i for i in later if state.candidates[i].blocks), None)
+    if index is None or _blocks_first(state):
         return None
     bound = state.candidates[index].bound
     assert bound is not None
@@ -627,30 +629,46 @@ def _price_step(state: CompileState) -> None:
     """Bound: the exact bounds of the k candidates of the current attempt, best priced first."""
     instances = state.attempts[state.attempt][1]
     state.candidates, state.notes = _k_candidates(state.topology, state.options, instances)
-    blocks = _blocks_candidate(state)
-    if blocks is not None:
-        first = _at_narrow_scale(state.topology, state.options)
-        state.candidates.insert(0 if first else len(state.candidates), blocks)
+    if _at_narrow_scale(state.topology, state.options):
+        state.candidates[:0] = _blocks_candidates(state, direct=False)
+    else:
+        state.candidates += _blocks_candidates(state, direct=True)
     state.position, state.smallest_failed, state.fitted, state.blocks_alone = 0, None, [], None
 
 
-def _blocks_candidate(state: CompileState) -> Candidate | None:
-    """The box-block forest as a candidate (:mod:`collc.solver.blocks`), where the fabric has a box
+def _blocks_candidates(state: CompileState, direct: bool) -> list[Candidate]:
+    """The box-block forests as candidates (:mod:`collc.solver.blocks`), where the fabric has a box
     layout, the user did not ask for a k, and the collective's two directions are the same (its
-    reduce-scatter runs on the trees reversed). Its k = 1 serves every count that any k serves (a
-    count divisible by N·k is divisible by N), so no count rules it out that leaves another in."""
-    options, topology = state.options, state.topology
+    reduce-scatter runs on the trees reversed): the box blocks, then, where ``direct`` (a search that
+    can be wide: their steps are not merged) and they are other trees, the direct box blocks. Their
+    k = 1 serves every count that any k serves (a count divisible by N·k is divisible by N), so no
+    count rules them out that leaves another in."""
+    options = state.options
     if options.k is not None or options.max_k is not None:
-        return None
+        return []
     if options.coll != "allgather" and not symmetric(state.model.capacity):
-        return None
-    if BLOCKS not in state.solutions:
-        solution = box_block_solution(topology)
+        return []
+    blocks = _blocks_solution(state, BLOCKS)
+    if blocks is None:
+        return []
+    found = [(BLOCKS, blocks)]
+    other = _blocks_solution(state, BLOCKS_DIRECT) if direct else None
+    if other is not None and other.forest.trees != blocks.forest.trees:
+        found.append((BLOCKS_DIRECT, other))
+    return [
+        Candidate(1, key, coll_algbw(solution.forest, options.coll), blocks=True) for key, solution in found
+    ]
+
+
+def _blocks_solution(state: CompileState, key: str) -> Solution | None:
+    """The box-block forest ``key`` names (:data:`BLOCKS` or :data:`BLOCKS_DIRECT`), built once per
+    compile, or None where the fabric has none."""
+    if key not in state.solutions:
+        solution = box_block_solution(state.topology, direct=key == BLOCKS_DIRECT)
         if solution is None:
             return None
-        state.solutions[BLOCKS] = solution
-    bound = coll_algbw(state.solutions[BLOCKS].forest, options.coll)
-    return Candidate(1, BLOCKS, bound, blocks=True)
+        state.solutions[key] = solution
+    return state.solutions[key]
 
 
 def _solve_step(state: CompileState) -> None:
@@ -954,7 +972,7 @@ def _relowered(
 def _candidates_fitted(state: CompileState) -> int:
     """The k candidates fitted so far in this attempt: their forests' k, which every other lowering
     of one (split lanes, two instances, paced senders) shares."""
-    return len({(item.solution.forest.k, item.solution.forest.blocks) for item in state.fitted})
+    return len({(item.solution.forest.k, item.solution.forest.layout) for item in state.fitted})
 
 
 def _unsimulated(state: CompileState) -> Fitted | None:
@@ -1073,7 +1091,7 @@ def _label(item: Fitted) -> str:
     """How the notes name a candidate: its k, its instances where more than one, and how its lanes were
     split, its senders paced or its tree depths shared or joined where they were."""
     lowered = item.lowered
-    ways = ["box blocks"] if item.solution.forest.blocks else []
+    ways = [item.solution.forest.layout] if item.solution.forest.blocks else []
     ways += [f"{item.instances} instances"] if item.instances > 1 else []
     if lowered.split_lanes:
         split = "lanes split to the threadblock limit" if lowered.unsplit_groups else "a lane per transfer"
@@ -1090,8 +1108,9 @@ def _label(item: Fitted) -> str:
 
 
 def _forest_name(item: Fitted) -> str:
-    """A candidate's forest in the notes: its k, and whether it is the box blocks."""
-    return f"k = {item.solution.forest.k}" + (" (box blocks)" if item.solution.forest.blocks else "")
+    """A candidate's forest in the notes: its k, and which box blocks it is where it is."""
+    forest = item.solution.forest
+    return f"k = {forest.k}" + (f" ({forest.layout})" if forest.blocks else "")
 
 
 def _preferred(best: Fitted, top: Fitted, weighing: Weighing) -> str:
@@ -1513,7 +1532,7 @@ def _feeder_instances(
 
 
 def _name(topology: Topology, coll: str, forest: Forest, instances: int) -> str:
-    layout = "-blocks" if forest.blocks else ""
+    layout = ("-blocks-direct" if forest.direct else "-blocks") if forest.blocks else ""
     return f"collc-{topology.name}-{topology.num_gpus}gpus-{coll}-k{forest.k}{layout}-i{instances}"[:200]
 
 

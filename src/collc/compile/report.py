@@ -202,7 +202,7 @@ def report_lines(result: CompileResult, filename: str, healthy: Healthy | None =
     lines += [
         f"  size range       {range_text(result)}",
         f"  trees            {len(forest.trees)} (k = {forest.k} per root, {result.instances} instance(s)"
-        + (", box blocks: docs/solver.md §9" if forest.blocks else "")
+        + (f", {forest.layout}: docs/solver.md §9" if forest.blocks else "")
         + f"), nchunksperloop = {algo.nchunksperloop}",
         f"  serves           {result.serving.describe()}"
         + ("" if result.serving.satisfied else f" -- NOT all {result.serving.policy}"),

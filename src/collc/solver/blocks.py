@@ -30,6 +30,15 @@ sit at its rank's place, docs/lowering.md §2): :func:`collc.lowering.runs.merge
 set in one step. Other rank orders get the same trees, with fewer such sets and whatever load they put
 on the network (the forest's ``U`` says it). A forest is built where every box has the same roles in
 the same rank order and every GPU pair of a box is joined inside it (a switch or a direct link).
+
+*Direct* box blocks take ``j_c(root)`` = the root's own role for every ``c`` (:func:`own_roles`): the
+root sends to its own role in every other box itself, so the trees are 2 hops high instead of 3,
+with the same load (every GPU sends and receives ``B − 1`` trees across the network, and its box
+arcs carry ``B·(G − 1)``). The trees a peer forwards to one box-mate are then the roots of one role,
+whose chunks are ``G`` apart where boxes hold consecutive ranks: they move one tree per step, which
+fits the runtime only in small programs. Compile tries them where the search is wide (4x8 A100
+allreduce: 36.0 / 119.8 / 132.4 GB/s at 1 MiB / 64 MiB / 1 GiB against 16.7 / 107.9 / 130.0 for
+the file it wrote before). With two boxes both layouts are the same trees.
 """
 
 from __future__ import annotations
@@ -182,16 +191,23 @@ class _Router:
         return max(route[0], share), route[1] + share, (*route[2], node)
 
 
-def box_block_forest(topology: Topology) -> Forest | None:
-    """The box-block forest of ``topology`` (module docstring), or None where it has no usable box
-    layout or a pair the trees need has no path. ``U`` is the forest's own: the largest load over
-    bandwidth of any arc, so its allgather algbw is what these trees reach, which can be below the
-    fabric's bound."""
+def own_roles(boxes: list[list[int]]) -> list[dict[int, int]]:
+    """:func:`entry_roles` for direct box blocks (module docstring): every root's tree enters every
+    other box through the root's own role."""
+    role = {rank: index for box in boxes for index, rank in enumerate(box)}
+    return [{rank: role[rank] for rank in role if rank not in box} for box in boxes]
+
+
+def box_block_forest(topology: Topology, direct: bool = False) -> Forest | None:
+    """The box-block forest of ``topology`` (module docstring), direct where asked, or None where it has
+    no usable box layout or a pair the trees need has no path. ``U`` is the forest's own: the largest
+    load over bandwidth of any arc, so its allgather algbw is what these trees reach, which can be
+    below the fabric's bound."""
     boxes = box_layout(topology)
     if boxes is None:
         return None
     roots = [root for box in boxes for root in box]
-    runs = entry_roles(boxes)
+    runs = own_roles(boxes) if direct else entry_roles(boxes)
     shapes = [_shape(root, source_box, boxes, runs) for source_box, box in enumerate(boxes) for root in box]
     router = _Router(topology, _Graph(topology))
     paths: dict[Pair, Path] = {}
@@ -206,7 +222,7 @@ def box_block_forest(topology: Topology) -> Forest | None:
         for root, shape in zip(roots, shapes, strict=True)
     )
     congestion = max(Fraction(load) / router.bandwidth[arc] for arc, load in router.loads.items())
-    return Forest(len(topology.ranks), 1, congestion, trees, blocks=True)
+    return Forest(len(topology.ranks), 1, congestion, trees, blocks=True, direct=direct)
 
 
 class _Edge(NamedTuple):
@@ -233,11 +249,11 @@ def _shape(root: int, source_box: int, boxes: list[list[int]], runs: list[dict[i
     return [edge for level in levels for edge in level]
 
 
-def box_block_solution(topology: Topology) -> Solution | None:
+def box_block_solution(topology: Topology, direct: bool = False) -> Solution | None:
     """:func:`box_block_forest` as a :class:`Solution`, whose bound is the forest's own (its ``U`` and
     ``k = 1``: what these trees reach, not the fabric's optimum), or None where there is none."""
     start = time.perf_counter()
-    forest = box_block_forest(topology)
+    forest = box_block_forest(topology, direct)
     if forest is None:
         return None
     rate = forest.k / forest.U

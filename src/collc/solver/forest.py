@@ -67,11 +67,16 @@ class Forest:
     reversed: bool = False
     #: laid out box by box (collc.solver.blocks): the lowering merges the steps of consecutive trees
     blocks: bool = False
+    #: box blocks whose every root sends to its own role in the other boxes (collc.solver.blocks)
+    direct: bool = False
 
     @property
     def layout(self) -> str:
-        """``box blocks`` for a box-block forest, else ``trees`` (``collc compile --json``'s ``layout``)."""
-        return "box blocks" if self.blocks else "trees"
+        """``box blocks`` or ``direct box blocks`` for a box-block forest, else ``trees`` (``collc
+        compile --json``'s ``layout``)."""
+        if not self.blocks:
+            return "trees"
+        return "direct box blocks" if self.direct else "box blocks"
 
     @property
     def allgather_algbw(self) -> Fraction:
