@@ -13,7 +13,7 @@ from collc.compile import CompileOptions, compile_schedule
 from collc.compile import outlook as outlook_module
 from collc.compile.bundle import on_grid, plan_ranges
 from collc.compile.outlook import SizeOutlook, grid, nccl_tests_bytes, outlook, served_size
-from collc.compile.ranges import ByteRange, choose_range, winning_runs
+from collc.compile.ranges import ByteRange, at_end, choose_range, inside_end, winning_runs
 from collc.errors import InvariantError
 from collc.topology import load
 
@@ -188,9 +188,48 @@ def test_a_file_that_wins_nowhere_is_not_written_unless_forced(tmp_path, monkeyp
     assert result.exit_code == 0, result.output
     assert "forced" in result.output and 'minBytes="0"' in out.read_text()
     # a range the user sets is written as given, with a note on where it loses
-    result, out = _cli(tmp_path, "--k", "1", "--min-bytes", "1MiB")
+    result, out = _cli(tmp_path, "--k", "1", "--min-bytes", "1MiB", "--max-bytes", "0")
     assert result.exit_code == 0 and 'minBytes="1048576"' in out.read_text()
     assert "predicted slower than the runtime's best" in result.output
+    # one end alone leaves the other where the file wins: nowhere, so no file
+    out.unlink()
+    result, out = _cli(tmp_path, "--k", "1", "--min-bytes", "1MiB")
+    assert result.exit_code == 1 and "no file written" in result.output and not out.exists()
+
+
+def _range(tmp_path: Path, *args: str) -> tuple[int, int, str]:
+    out = tmp_path / "x.xml"
+    result = CliRunner().invoke(
+        main, ["compile", "dgx1", "--coll", "allgather", *args, "-o", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    return report["min_bytes"], report["max_bytes"], report["range_source"]
+
+
+def test_one_end_set_by_the_user_leaves_the_other_where_the_file_wins(tmp_path):
+    """1x8 V100 allgather wins from 128 KiB to 1 MiB. ``--max-bytes`` alone is the largest size the
+    file takes and its start stays where it wins (it had dropped to 0, where the file loses);
+    ``--min-bytes`` alone is the smallest and its end stays where it wins (it had been unbounded)."""
+    assert _range(tmp_path) == (128 * KIB, MIB, "predicted")
+    assert _range(tmp_path, "--max-bytes", "1MiB") == (
+        64 * KIB,
+        MIB,
+        "user-max",
+    )  # the pick weighs up to 1 MiB
+    assert _range(tmp_path, "--min-bytes", "16KiB") == (16 * KIB, 512 * KIB, "user-min")
+    assert _range(tmp_path, "--min-bytes", "16KiB", "--max-bytes", "1MiB") == (16 * KIB, MIB, "user")
+
+
+def test_the_ends_a_user_gives_clip_and_set_the_predicted_range():
+    given = ByteRange(16 * KIB, 4 * MIB)
+    assert [inside_end(n, "min", given) for n in (4 * KIB, 16 * KIB, GIB)] == [False, True, True]
+    assert [inside_end(n, "max", given) for n in (4 * KIB, 4 * MIB, GIB)] == [True, True, False]
+    assert inside_end(GIB, "max", ByteRange(0, 0)) and inside_end(KIB, None, given)
+    won = ByteRange(64 * KIB, 0)
+    assert at_end(won, "min", given) == ByteRange(16 * KIB, 0)
+    assert at_end(won, "max", given) == ByteRange(64 * KIB, 4 * MIB)
+    assert at_end(won, None, given) == won
 
 
 def test_json_report_has_stable_keys_and_the_simulated_figures(tmp_path):

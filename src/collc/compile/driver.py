@@ -41,7 +41,7 @@ from collc.compile.outlook import (
     served_size,
     vendor_algbw,
 )
-from collc.compile.ranges import ByteRange, choose_range, taken_run
+from collc.compile.ranges import ByteRange, at_end, choose_range, inside_end, taken_run
 from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.lowering.collector import collector_paused
 from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
@@ -158,7 +158,8 @@ class CompileOptions(LoweringOptions):
     max_k: int | None = None
     align: int | None = None  # None: serve power-of-two counts
     more_instances: bool = True  # may double ``instances`` (_doubles, _feeder_instances)
-    user_range: bool = False  # min_bytes/max_bytes were given by the user: write them as they are
+    user_range: bool = False  # min_bytes/max_bytes were both given by the user: write them as they are
+    user_end: str | None = None  # "min" or "max": the one end the user gave; the other is predicted
     force: bool = False  # write the file even where it is predicted to win at no size
     buffsize: int | None = None  # NCCL_BUFFSIZE the Simple file is for; None: chosen by simulation
     lanes: str = "auto"  # one of LANE_CHOICES
@@ -234,8 +235,8 @@ class CompileResult:
 
     def slower_in_range(self) -> list[SizeOutlook]:
         """Grid sizes the file takes where it is predicted slower than the runtime's best: none unless
-        the user set the range or forced the file."""
-        if not (self.options.user_range or self.options.force):
+        the user set the range or an end of it, or forced the file."""
+        if not (self.options.user_range or self.options.user_end or self.options.force):
             return []
         rows = outlook(self.model, self.algorithm, grid(), self.runtime, self.predictor, self.proto)
         return [row for row in rows if row.selected and not row.wins]
@@ -1266,10 +1267,10 @@ class Weighing(NamedTuple):
 
     ``reference`` orders them (1 GiB, or the user's largest size); ``smaller`` decide among those close
     there: a thousandth and a sixteenth of it, where fill and drain weigh more, less any below the
-    user's smallest size (the file never runs them). ``forced``: the user's range is written as it
-    is, so the file runs every size in it, faster than the runtime or not, and what it delivers there
-    is its own figure; otherwise the file's range is chosen where it wins and the runtime keeps the
-    rest. ``collc compile --min-bytes 256MiB`` on 1x16 MI250 reduce-scatter had picked the file that
+    user's smallest size (the file never runs them). ``forced``: the user's range, or its start, is
+    written as it is, so the file runs every size weighed, faster than the runtime or not, and what it
+    delivers there is its own figure; otherwise the file's range is chosen where it wins and the
+    runtime keeps the rest. ``collc compile --min-bytes 256MiB`` on 1x16 MI250 reduce-scatter had picked the file that
     wins at 1 MiB (k = 2, 314.7 GB/s at 1 GiB against RCCL's 316.4), a size its range never takes.
     """
 
@@ -1297,9 +1298,10 @@ class Weighing(NamedTuple):
 def weighing(options: CompileOptions) -> Weighing:
     """What :func:`_pick` weighs for ``options``: see :class:`Weighing`."""
     reference = _reference_bytes(options)
-    lowest = options.min_bytes if options.user_range else 0
-    smaller = tuple(size for size in (reference // 1024, reference // 16) if size >= lowest)
-    forced = options.user_range and bool(options.min_bytes or options.max_bytes)
+    smaller = tuple(size for size in (reference // 1024, reference // 16) if size >= options.min_bytes)
+    forced = (
+        options.user_range and bool(options.min_bytes or options.max_bytes)
+    ) or options.user_end == "min"
     return Weighing(reference, smaller, forced)
 
 
@@ -1461,9 +1463,7 @@ def _deployment(
 
 def _reference_bytes(options: CompileOptions) -> int:
     """The call size candidates are compared at: the user's largest size, else :data:`REFERENCE_BYTES`
-    (or the user's smallest size where that is larger)."""
-    if not options.user_range:
-        return REFERENCE_BYTES
+    (or the user's smallest size where that is larger; both are 0 where the user gave none)."""
     return options.max_bytes or max(REFERENCE_BYTES, options.min_bytes)
 
 
@@ -1685,26 +1685,33 @@ def _byte_range(
     best: Fitted,
     notes: list[str],
 ) -> tuple[ByteRange, bool]:
-    """The user's range, else the sizes where the file is predicted to beat the runtime (ranges.py);
-    and whether the file wins nowhere and is only written because it was forced."""
+    """The user's range, else the sizes where the file is predicted to beat the runtime (ranges.py),
+    inside the one end the user gave and starting or ending there; and whether the file wins nowhere
+    there and is only written because it was forced."""
     if options.user_range:
         return ByteRange(options.min_bytes, options.max_bytes), False
     algo = best.lowered.algorithm
-    rows = outlook(model, algo, grid(), runtime, best.predictor, best.proto)
+    given = ByteRange(options.min_bytes, options.max_bytes)
+    rows = [
+        row
+        for row in outlook(model, algo, grid(), runtime, best.predictor, best.proto)
+        if inside_end(row.nbytes, options.user_end, given)
+    ]
 
     def probe(nbytes: int) -> SizeOutlook:
         return outlook(model, algo, [nbytes], runtime, best.predictor, best.proto)[0]
 
+    rows = rows or [probe(given.min_bytes if options.user_end == "min" else given.max_bytes)]  # off the grid
     chosen = choose_range(rows, runtime, probe)
     if chosen is not None:
-        return _from_asked_size(chosen, algo, rows, topology.num_gpus), False
+        return at_end(_from_asked_size(chosen, algo, rows, topology.num_gpus), options.user_end, given), False
     what = f"{options.coll} on {topology.name} ({options.proto})"
     if options.force:
         notes.append(
             f"forced: the file is predicted slower than the runtime's own algorithms at every size "
             f"({what}); it takes every size"
         )
-        return ByteRange(0, 0), True
+        return given, True
     predicted = outlook(model, algo, REPORT_SIZES, runtime, best.predictor, best.proto)
     unwritten = Unwritten(
         runtime=runtime,
@@ -1723,7 +1730,7 @@ def _byte_range(
         f"collc's {what} is predicted slower than the runtime's own ring/tree at every size from "
         f"{format_size(rows[0].nbytes)} to {format_size(rows[-1].nbytes)} ({closest_text(rows)}); "
         "no file written",
-        hint="keep the runtime's own algorithm; --force writes it anyway, --min-bytes/--max-bytes set "
-        "the range yourself",
+        hint="keep the runtime's own algorithm; --force writes it anyway, --min-bytes with --max-bytes "
+        "set the whole range yourself",
         unwritten=unwritten,
     )

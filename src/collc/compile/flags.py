@@ -44,7 +44,8 @@ class CompileFlags:
             outofplace=both or self.only_outofplace,
             min_bytes=parse_size(self.min_bytes or "0", option="--min-bytes", minimum=0),
             max_bytes=parse_size(self.max_bytes or "0", option="--max-bytes", minimum=0),
-            user_range=self.min_bytes is not None or self.max_bytes is not None,
+            user_range=self.min_bytes is not None and self.max_bytes is not None,
+            user_end=_one_end(self.min_bytes, self.max_bytes),
             force=self.force,
             instances=1 if self.instances is None else self.instances,
             more_instances=self.instances is None,
@@ -54,6 +55,14 @@ class CompileFlags:
             buffsize=None if self.buffsize is None else buffer_size(self.buffsize, self.proto),
             lanes=lane_choice(self.lanes),
         )
+
+
+def _one_end(min_bytes: str | None, max_bytes: str | None) -> str | None:
+    """The one end of the size range the user gave (``min`` or ``max``); None where they gave both
+    (the range as written) or neither (the range where the file wins)."""
+    if (min_bytes is None) == (max_bytes is None):
+        return None
+    return "min" if min_bytes is not None else "max"
 
 
 def lane_choice(text: str) -> str:

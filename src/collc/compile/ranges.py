@@ -32,6 +32,23 @@ class ByteRange:
         return self.min_bytes <= nbytes and (self.max_bytes == 0 or nbytes <= self.max_bytes)
 
 
+def inside_end(nbytes: int, end: str | None, given: ByteRange) -> bool:
+    """Whether a call of ``nbytes`` lies on the side of the one end of the range the user gave
+    (``end``: ``min`` or ``max``, the value in ``given``; None: no end given, every size does)."""
+    if end == "min":
+        return nbytes >= given.min_bytes
+    return end != "max" or given.max_bytes == 0 or nbytes <= given.max_bytes
+
+
+def at_end(chosen: ByteRange, end: str | None, given: ByteRange) -> ByteRange:
+    """``chosen`` (where the file wins, on the user's side of ``end``) starting or ending at the end the
+    user gave: ``--min-bytes`` alone is the smallest size the file takes and the top is predicted,
+    ``--max-bytes`` alone the largest and the start predicted."""
+    if end == "min":
+        return ByteRange(given.min_bytes, chosen.max_bytes)
+    return ByteRange(chosen.min_bytes, given.max_bytes) if end == "max" else chosen
+
+
 class Contest(Protocol):
     """A call size and whether the file wins there (:class:`SizeOutlook` is one)."""
 

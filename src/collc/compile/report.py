@@ -71,9 +71,23 @@ def range_text(result: CompileResult) -> str:
     span = f"{format_size(low) if low else '0'} .. {format_size(high) if high else 'unbounded'}"
     if result.options.user_range:
         return f"{span} (as set by --min-bytes/--max-bytes)"
+    if result.options.user_end and not result.forced:
+        given = f"--{result.options.user_end}-bytes"
+        return f"{span} ({given} as set, the other end where the file is predicted at least as fast)"
     if result.forced:
         return f"{span} (forced: predicted to win at no size)"
     return f"{span} (where the file is predicted at least as fast as the runtime's best ring/tree)"
+
+
+def _range_source(result: CompileResult) -> str:
+    """Where the file's range came from (``--json``'s ``range_source``): ``user`` (both ends as set),
+    ``user-min`` or ``user-max`` (that end as set, the other predicted), ``forced`` (the file wins
+    nowhere and ``--force`` wrote it) or ``predicted``."""
+    if result.options.user_range:
+        return "user"
+    if result.forced:
+        return "forced"
+    return f"user-{result.options.user_end}" if result.options.user_end else "predicted"
 
 
 def _outlook_lines(which: str, rows: Sequence[SizeOutlook]) -> list[str]:
@@ -314,11 +328,7 @@ def report_json(result: CompileResult, filename: str, healthy: Healthy | None = 
         "buffsize": result.buffer_bytes,
         "min_bytes": algo.min_bytes,
         "max_bytes": algo.max_bytes,
-        "range_source": "user"
-        if result.options.user_range
-        else "forced"
-        if result.options.force
-        else "predicted",
+        "range_source": _range_source(result),
         "bound_algbw": json_figure(result.bound_algbw),
         "ceiling_algbw": json_figure(result.model.ceiling_algbw(algo.coll)),
         "file_bound_algbw": json_figure(result.file_bound_algbw),

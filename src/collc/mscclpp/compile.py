@@ -29,7 +29,7 @@ from collc.compile.driver import (
     with_range,
 )
 from collc.compile.outlook import grid, outlook
-from collc.compile.ranges import ByteRange, choose_range
+from collc.compile.ranges import ByteRange, at_end, choose_range, inside_end
 from collc.errors import InputError, InvariantError
 from collc.lowering.limits import DoesNotFit
 from collc.mscclpp.lower import PIPELINE_UNIT_BYTES, PlanDoesNotFit, message_ceiling, to_plan
@@ -72,7 +72,9 @@ def compile_plan(topology: Topology, options: CompileOptions) -> PlanResult:
     predictor = Memo(PlanCost(result.model.network, result.algorithm, PIPELINE_UNIT_BYTES))
     chosen, forced = result.byte_range, False
     if not options.user_range:
+        given = ByteRange(options.min_bytes, options.max_bytes)
         rows = outlook(result.model, result.algorithm, grid(), RUNTIME, predictor)
+        rows = [row for row in rows if inside_end(row.nbytes, options.user_end, given)]
         won = choose_range(
             rows,
             RUNTIME,
@@ -82,10 +84,10 @@ def compile_plan(topology: Topology, options: CompileOptions) -> PlanResult:
             raise NoWin(
                 f"collc's MSCCL++ plan for {options.coll} on {topology.name} is predicted slower than "
                 "the runtime's own ring/tree at every size; no plan written",
-                hint="keep the runtime's own algorithm; --force writes it anyway, --min-bytes/--max-bytes "
-                "set the range yourself",
+                hint="keep the runtime's own algorithm; --force writes it anyway, --min-bytes with "
+                "--max-bytes set the whole range yourself",
             )
-        chosen, forced = won or ByteRange(0, 0), won is None
+        chosen, forced = (given if won is None else at_end(won, options.user_end, given)), won is None
     result = replace(with_range(result, _executable(chosen, result)), forced=forced)
     plan = to_plan(result.algorithm, topology, inplace=only_inplace)
     text = to_json(plan)
