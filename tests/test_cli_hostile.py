@@ -354,3 +354,26 @@ def test_a_topology_argument_that_is_a_directory_says_so(
     (tmp_path / "a-file").write_text("x")
     assert_refused(run(*before, "fabric.yaml", *after), "'fabric.yaml' is a directory, not a topology file")
     assert_refused(run(*before, "a-file/t.yaml", *after), "'a-file/t.yaml': a-file is not a directory")
+
+
+def test_no_command_writes_over_a_file_it_reads(tmp_path: Path) -> None:
+    """``-o`` naming the input (by any path to the same file) is refused before any work, and the
+    input is left as it was: compile, topo export, simulate --plot, topo import."""
+    fabric = tmp_path / "fabric.yaml"
+    fabric.write_text(TWO_GPUS.replace("BW", "100"))
+    schedule = tmp_path / "ring.xml"
+    schedule.write_text(ring_allgather_xml(2))
+    dump = tmp_path / "dump.xml"
+    dump.write_text("<system version='1'></system>")
+    (tmp_path / "alias.yaml").symlink_to(fabric)
+    commands = [
+        ("compile", str(fabric), "-o", str(fabric)),
+        ("compile", str(tmp_path / "alias.yaml"), "-o", str(fabric)),
+        ("topo", "export", str(fabric), "-o", str(fabric)),
+        ("simulate", str(fabric), str(schedule), "--plot", str(schedule)),
+        ("topo", "import", str(dump), "-o", str(dump)),
+    ]
+    for command in commands:
+        before = {path: path.read_text() for path in (fabric, schedule, dump)}
+        assert_refused(run(*command), "is also this command's input", "write to another file")
+        assert {path: path.read_text() for path in before} == before

@@ -11,7 +11,8 @@ disk, then renamed over the destination (``os.replace`` is atomic on POSIX withi
   processes that are no longer running, and :func:`is_temporary` lets directory checks ignore them.
 * **Targets.** :func:`check_output_path` refuses an empty path, a missing directory, a symbolic link
   and anything that is not a regular file (a named pipe, a device, ``/proc``), so ``-o`` never writes
-  through a link or into a special file. Every command that writes calls it before doing any work.
+  through a link or into a special file. Every command that writes calls it before doing any work,
+  and :func:`check_not_an_input` before it reads: no command replaces a file it reads.
 """
 
 from __future__ import annotations
@@ -115,6 +116,29 @@ def check_output_path(path: str | os.PathLike[str], option: str = "-o") -> Path:
         kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
         raise InputError(f"{option} {text} is {kind}", hint="give the path of a regular file to write")
     return target
+
+
+def check_not_an_input(
+    outputs: Iterable[str | os.PathLike[str] | None], inputs: Iterable[str | os.PathLike[str] | None]
+) -> None:
+    """Refuse to write a file the same command reads (the same file, by device and inode, whatever the
+    path says): ``collc compile fabric.yaml -o fabric.yaml`` replaced the topology with a schedule.
+    Paths that do not exist yet, and names that are no files (a preset), are not inputs."""
+    sources = [source for source in inputs if source is not None]
+    for output in outputs:
+        if output is None:
+            continue
+        for source in sources:
+            try:
+                same = os.path.samefile(output, source)
+            except OSError:
+                continue
+            if same:
+                raise InputError(
+                    f"{os.fspath(output)} is also this command's input {os.fspath(source)}: writing it "
+                    "would replace what it reads",
+                    hint="write to another file",
+                )
 
 
 def check_output_directory(path: str | os.PathLike[str], option: str = "-o") -> Path:

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from collc.errors import InputError
-from collc.fileio import check_output_directory, check_output_path
+from collc.fileio import check_not_an_input, check_output_directory, check_output_path
 from collc.msccl.program import PROTOCOLS
 from collc.topology import Topology, TopologyWarning, load
 from collc.topology.degrade import Degradation, degrade
@@ -153,6 +153,10 @@ def degradation_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+#: the keyword arguments through which a TOPO command is told where to write (never one of its inputs)
+OUTPUTS = ("output", "bundle_dir", "plot_path")
+
+
 def topology_argument(command: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator: add ``TOPO``, ``--set KEY=VALUE`` and the degradation options; call
     ``command(topology=..., ...)`` with the changed topology."""
@@ -170,6 +174,7 @@ def topology_argument(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(
         *args: Any, topo: str, settings: tuple[str, ...], degradation: Degradation, **kwargs: Any
     ) -> Any:
+        check_not_an_input([kwargs.get(name) for name in OUTPUTS], [topo, kwargs.get("schedule")])
         values = parse_settings(settings, topo)
         fabric = load(topo, values, on_warning=print_warning)
         meta = click.get_current_context().meta

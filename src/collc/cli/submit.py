@@ -27,7 +27,7 @@ from collc.cli.serve import TOKEN_VARIABLE
 from collc.compile.flags import CompileFlags
 from collc.compile.report import REPORT_KEYS
 from collc.errors import CollcError, InfeasibleError, InputError
-from collc.fileio import atomic_write
+from collc.fileio import atomic_write, check_not_an_input
 from collc.serve.steps import degradation_json
 from collc.topology.degrade import Degradation
 from collc.topology.selection import inline_files
@@ -158,6 +158,7 @@ def submit_command(
 ) -> None:
     """Compile TOPO on a collc service and write the file like `collc compile`."""
     client = Client(server, token or os.environ.get(TOKEN_VARIABLE))
+    check_not_an_input([output], [topo])
     body = request_body(topo, parse_settings(settings, topo), CompileFlags(**flags), output, degradation)
     job = client.json("POST", "/v1/jobs", body)
     show = not as_json and sys.stderr.isatty()

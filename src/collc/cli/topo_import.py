@@ -9,7 +9,7 @@ import click
 from collc.cli.common import output_path
 from collc.cli.topo import topo
 from collc.errors import InputError, InvariantError
-from collc.fileio import atomic_write
+from collc.fileio import atomic_write, check_not_an_input
 from collc.input_limits import MAX_BANDWIDTH_GBPS, MIN_BANDWIDTH_GBPS
 from collc.solver.bound import check_gpu_count
 from collc.topology import parse_topology
@@ -108,6 +108,7 @@ def import_command(
     output of `nvidia-smi topo -m` or `rocm-smi --showtopo`. One FILE describes every box; several are
     one per box, in box order. The report lists every figure that was not in the input.
     """
+    check_not_an_input([output], files)
     problem = name_problem(name)
     if problem:
         raise InputError(f"--name: {problem}", hint=NAME_HOW)

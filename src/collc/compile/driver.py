@@ -1270,8 +1270,9 @@ class Weighing(NamedTuple):
     user's smallest size (the file never runs them). ``forced``: the user's range, or its start, is
     written as it is, so the file runs every size weighed, faster than the runtime or not, and what it
     delivers there is its own figure; otherwise the file's range is chosen where it wins and the
-    runtime keeps the rest. ``collc compile --min-bytes 256MiB`` on 1x16 MI250 reduce-scatter had picked the file that
-    wins at 1 MiB (k = 2, 314.7 GB/s at 1 GiB against RCCL's 316.4), a size its range never takes.
+    runtime keeps the rest. ``collc compile --min-bytes 256MiB`` on 1x16 MI250 reduce-scatter had
+    picked the file that wins at 1 MiB (k = 2, 314.7 GB/s at 1 GiB against RCCL's 316.4), a size its
+    range never takes.
     """
 
     reference: int
