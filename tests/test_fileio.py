@@ -162,7 +162,7 @@ def test_a_live_writers_temporary_is_kept(tmp_path):
         (f".out.xml.123.0123abcd{TEMP_SUFFIX}", True),
         (f"out.xml.123.0123abcd{TEMP_SUFFIX}", False),
         (".out.xml.123.tmp", False),
-        ("00-allreduce-simple-optimal.xml", False),
+        ("00-allreduce-simple-primary.xml", False),
     ],
 )
 def test_temporary_names(name, temporary):

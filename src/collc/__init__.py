@@ -1,4 +1,4 @@
-"""collc: compile throughput-optimal collective schedules (ForestColl) into verified MSCCL XML.
+"""collc: collective schedules from ForestColl's throughput-optimal bound, compiled to verified MSCCL XML.
 
 The package is laid out as the pipeline it implements, one stage per module or subpackage:
 

@@ -41,7 +41,7 @@ RANGES = [SizeRange("allgather", "LL", 4096, 2**20), SizeRange("allgather", "Sim
 
 
 def _compile(size_range: SizeRange, fallback: bool):
-    """A stand-in compiler: the star allgather on 8 GPUs, 1 chunk per GPU (fallback) or 4 (optimal)."""
+    """A stand-in compiler: the star allgather on 8 GPUs, 1 chunk per GPU (fallback) or 4 (primary)."""
     algo = star_allgather(8)
     chunks = 8 if fallback else 32
     return replace(
@@ -57,7 +57,7 @@ def _compile(size_range: SizeRange, fallback: bool):
 def test_bundle_directory_holds_only_algorithms_in_priority_order(tmp_path: Path) -> None:
     ranges = RANGES
     files = bundle_files(ranges, _compile, to_xml)
-    assert [f.role for f in files] == ["optimal", "fallback"] * len(ranges)
+    assert [f.role for f in files] == ["primary", "fallback"] * len(ranges)
     out = tmp_path / "algos"
     written = write_bundle(out, files, "dgx-a100", 8)
     names = sorted(p.name for p in out.iterdir())
@@ -101,10 +101,10 @@ def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
     assert names[0].startswith("00-allgather-") and len(names) >= 2
     assert any(line.endswith("algos.deploy.md") for line in lines)
     manifest = json.loads((tmp_path / "algos.manifest.json").read_text())["files"]
-    assert manifest[0]["role"] == "optimal"
-    for before, entry in itertools.pairwise(manifest):  # a fallback follows its optimal, with fewer chunks
+    assert manifest[0]["role"] == "primary"
+    for before, entry in itertools.pairwise(manifest):  # a fallback follows its primary, with fewer chunks
         if entry["role"] == "fallback":
-            assert before["role"] == "optimal" and entry["nchunksperloop"] < before["nchunksperloop"]
+            assert before["role"] == "primary" and entry["nchunksperloop"] < before["nchunksperloop"]
     algos = [read_xml((tmp_path / "algos" / name).read_text(), name) for name in names]
     for name, algo in zip(names, algos, strict=True):
         assert verify(algo, runtime="msccl-executor", topology=m.topology).ok, name

@@ -62,8 +62,8 @@ def test_a_bundle_for_one_collective_with_coll(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     files = json.loads(result.stdout)["files"]
     assert {entry["coll"] for entry in files} == {"allgather"}
-    optimal = [entry["proto"] for entry in files if entry["role"] == "optimal"]
-    assert sorted(optimal) == ["LL", "LL128", "Simple"]
+    primary = [entry["proto"] for entry in files if entry["role"] == "primary"]
+    assert sorted(primary) == ["LL", "LL128", "Simple"]
 
 
 @pytest.mark.parametrize("flag", [["--proto", "LL"], ["--min-bytes", "1MiB"], ["--max-bytes", "0"]])

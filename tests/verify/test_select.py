@@ -73,7 +73,21 @@ def test_overlapping_files() -> None:
     large.min_bytes = 65537
     assert overlapping([("a", small), ("b", large), ("c", other)]) == []
     large.min_bytes = 65536
-    (message,) = overlapping([("a", small), ("b", large), ("c", other)])
-    assert message.startswith(
+    (overlap,) = overlapping([("a", small), ("b", large), ("c", other)])
+    assert not overlap.fallback
+    assert overlap.message.startswith(
         "a and b both match out-of-place allreduce calls on 3 ranks of 65536…65536 bytes"
     )
+
+
+def test_a_fallback_with_fewer_chunks_per_loop_is_a_note() -> None:
+    """A later file whose nchunksperloop divides the first's takes the counts the first does not
+    divide (a bundle's fallback): intended. Equal or non-dividing loops stay a conflict."""
+    primary, fallback = fixture("tree_allreduce_3"), fixture("tree_allreduce_3")
+    primary.nchunksperloop, fallback.nchunksperloop = 12, 3
+    (overlap,) = overlapping([("a", primary), ("b", fallback)])
+    assert overlap.fallback and overlap.message.startswith("b is a fallback of a")
+    (first_loaded,) = overlapping([("b", fallback), ("a", primary)])  # it would run every count
+    assert not first_loaded.fallback
+    fallback.nchunksperloop = 5
+    assert not overlapping([("a", primary), ("b", fallback)])[0].fallback

@@ -95,7 +95,7 @@ def _silence_stdout() -> None:
 @click.option("--debug", is_flag=True, help="Show the Python traceback of errors.")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
-    """collc: throughput-optimal collective schedules (ForestColl) compiled to verified MSCCL XML."""
+    """collc: collective schedules from ForestColl's throughput-optimal bound, verified MSCCL XML."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
 

@@ -168,7 +168,7 @@ def compile_command(
     auto_range: bool,
     bundle_dir: str | None,
 ) -> None:
-    """Compile TOPO's optimal forest into a verified MSCCL XML algorithm file.
+    """Compile TOPO's fastest spanning-tree schedule into a verified MSCCL XML algorithm file.
 
     k is chosen so that the runtime selects the file for the counts you call with (see --align) and
     the program fits the runtime's limits, by simulating the candidates. The file's size range covers

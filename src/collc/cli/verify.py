@@ -69,7 +69,7 @@ def _render(report: VerifyReport, selection: Selection | None) -> str:
 
 
 #: the keys of every ``collc verify --json`` document, then the outcome keys
-VERIFY_KEYS = ("ok", "files", "overlaps", "chosen")
+VERIFY_KEYS = ("ok", "files", "overlaps", "fallbacks", "chosen")
 
 
 @main.command("verify")
@@ -209,14 +209,24 @@ def verify_command(
         outputs.append(record)
         if not as_json:
             click.echo(_render(report, selection))
-    overlaps = overlapping(loaded)  # the target runtimes spell the collectives alike
+    pairs = overlapping(loaded)  # the target runtimes spell the collectives alike
+    overlaps = [pair.message for pair in pairs if not pair.fallback]
+    fallbacks = [pair.message for pair in pairs if pair.fallback]
     if as_json:
-        values = {"ok": exit_code == 0, "files": outputs, "overlaps": overlaps, "chosen": chosen}
+        values = {
+            "ok": exit_code == 0,
+            "files": outputs,
+            "overlaps": overlaps,
+            "fallbacks": fallbacks,
+            "chosen": chosen,
+        }
         document = json_document(VERIFY_KEYS, values, exit_code=exit_code)
         click.echo(json.dumps(document, indent=2, sort_keys=True))
     else:
         for message in overlaps:
             click.echo(f"warning: {message} [overlapping-selection]")
+        for message in fallbacks:
+            click.echo(f"note: {message}")
         if call and len(outputs) > 1:
             caveat = (
                 " (if it loads at all: an invalid file in the set can fail initialisation)"

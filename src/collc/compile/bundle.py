@@ -10,8 +10,8 @@ the runtime.
 
 **Priority by file name.** The executor reads the directory in sorted path order and uses the *first*
 file whose collective, rank count, size range and divisibility rule match. Within one range the
-optimal file (large ``nchunksperloop``) comes first and a fallback with a small ``nchunksperloop`` after
-it, so element counts the optimal file does not divide still get a collc schedule instead of the
+primary file (large ``nchunksperloop``) comes first and a fallback with a small ``nchunksperloop`` after
+it, so element counts the primary file does not divide still get a collc schedule instead of the
 runtime's, where the fallback too is predicted to win over the whole range.
 Names are ``NN-<coll>-<proto>-<role>.xml``; ``NN`` is the priority, so sorted order = priority order.
 
@@ -199,7 +199,7 @@ class BundleFile:
     """One algorithm file of a bundle and what it serves."""
 
     name: str
-    role: str  # "optimal" | "fallback"
+    role: str  # "primary" | "fallback"
     size_range: SizeRange
     nchunksperloop: int
     xml: str
@@ -209,16 +209,17 @@ class BundleFile:
 def bundle_files(
     ranges: Sequence[SizeRange], compile_fn: CompileFn, render: Callable[[Algorithm], str]
 ) -> list[BundleFile]:
-    """Compile every range: the optimal file, then a smaller-``nchunksperloop`` fallback if there is one."""
+    """Compile every range: the primary file (the search's k), then a smaller-``nchunksperloop``
+    fallback if there is one."""
     compiled: list[tuple[str, SizeRange, Algorithm]] = []
     for item in ranges:
-        optimal = compile_fn(item, False)
-        if optimal is None:
+        primary = compile_fn(item, False)
+        if primary is None:
             raise InvariantError(f"no program for {item.describe()}, which a program won")
-        _check_range(optimal, item)
-        compiled.append(("optimal", item, optimal))
+        _check_range(primary, item)
+        compiled.append(("primary", item, primary))
         fallback = compile_fn(item, True)
-        if fallback is not None and fallback.nchunksperloop < optimal.nchunksperloop:
+        if fallback is not None and fallback.nchunksperloop < primary.nchunksperloop:
             _check_range(fallback, item)
             compiled.append(("fallback", item, fallback))
     width = max(2, len(str(len(compiled) - 1)))
@@ -317,8 +318,8 @@ def deploy_markdown(
         lines.append("")
     lines += [
         "Order: msccl-executor scans the files in sorted path order and takes the first match, so the",
-        "numeric prefixes are the priority (optimal file before its fallback). RCCL scans in `readdir` order",
-        "(unsorted): the ranges of different protocols are disjoint, so only the optimal/fallback pair can",
+        "numeric prefixes are the priority (primary file before its fallback). RCCL scans in `readdir` order",
+        "(unsorted): the ranges of different protocols are disjoint, so only the primary/fallback pair can",
         "race, and then a call may get the fallback (correct, somewhat slower). One rank per process is",
         "required by the executor; without it MSCCL is silently disabled.",
         "",

@@ -8,6 +8,7 @@ the most common complaint about MSCCL deployments; :func:`explain` names every f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from collc.msccl.program import Algorithm
 from collc.verify.runtimes import profile
@@ -109,12 +110,22 @@ def explain(
     return Selection(not reasons, reasons, details)
 
 
-def overlapping(entries: list[tuple[str, Algorithm]], runtime: str = "msccl-executor") -> list[str]:
+class Overlap(NamedTuple):
+    """Two files the same call could select. ``fallback``: the second is a fallback of the first, as
+    ``collc compile --bundle`` writes them (a smaller ``nchunksperloop`` that divides the first's, so
+    it takes the counts the first does not divide): intended, and a note rather than a warning."""
+
+    message: str
+    fallback: bool
+
+
+def overlapping(entries: list[tuple[str, Algorithm]], runtime: str = "msccl-executor") -> list[Overlap]:
     """Pairs of files that the same call could select (same collective, rank count and placement,
-    overlapping size ranges): only the first one loaded is ever used, and the load order
-    differs between runtimes (sorted path on the executor, directory order on RCCL)."""
+    overlapping size ranges). Where both divide a call's count, only the first one loaded runs it, and
+    the load order differs between runtimes (sorted path on the executor, directory order on RCCL);
+    a count only one divides runs that one (the runtimes check divisibility before the range)."""
     collectives = profile(runtime).collectives
-    messages = []
+    found = []
     for index, (first_name, first) in enumerate(entries):
         for second_name, second in entries[index + 1 :]:
             coll = collectives.get(first.coll, first.coll)
@@ -130,14 +141,30 @@ def overlapping(entries: list[tuple[str, Algorithm]], runtime: str = "msccl-exec
             ]
             low = max(first.min_bytes, second.min_bytes)
             high = min(first.max_bytes or _UNBOUNDED, second.max_bytes or _UNBOUNDED)
-            if placements and low <= high:
-                upper = "unbounded" if high == _UNBOUNDED else f"{high}"
-                messages.append(
-                    f"{first_name} and {second_name} both match {' and '.join(placements)} {coll} calls on "
-                    f"{first.ngpus} ranks of {low}…{upper} bytes; only the first one loaded is used "
-                    "(sorted path on the executor, directory order on RCCL): make the size ranges disjoint"
+            if not placements or low > high:
+                continue
+            upper = "unbounded" if high == _UNBOUNDED else f"{high}"
+            calls = f"{' and '.join(placements)} {coll} calls on {first.ngpus} ranks of {low}…{upper} bytes"
+            big, small = first.nchunksperloop, second.nchunksperloop
+            if small < big and big % small == 0:
+                found.append(
+                    Overlap(
+                        f"{second_name} is a fallback of {first_name} for {calls}: it runs the counts that "
+                        f"nchunksperloop {big} does not divide and {small} does (on RCCL, which loads in "
+                        f"directory order, it may also run counts {first_name} takes: correct, slower)",
+                        True,
+                    )
                 )
-    return messages
+                continue
+            found.append(
+                Overlap(
+                    f"{first_name} and {second_name} both match {calls}; where both divide the count only "
+                    "the first one loaded runs it (sorted path on the executor, directory order on RCCL): "
+                    "make the size ranges disjoint",
+                    False,
+                )
+            )
+    return found
 
 
 _UNBOUNDED = 2**63
