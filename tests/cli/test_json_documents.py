@@ -84,6 +84,11 @@ def test_compile_json_documents_an_option_error_and_a_path_it_must_not_write(tmp
     assert list(choice) == [*REPORT_KEYS, *OUTCOME_KEYS] and "--coll" in choice["error"]
     bundle = _document(["compile", fabrics["negative"], "--bundle", str(tmp_path / "b"), "--json"], 2)
     assert list(bundle) == [*BUNDLE_KEYS, *OUTCOME_KEYS] and bundle["location"]["line"] == 5
+    # a --bundle path refused while click reads it: the bundle's keys, not -o's
+    (tmp_path / "file").write_text("x")
+    for directory in (tmp_path / "missing" / "b", tmp_path / "file"):
+        refused = _document(["compile", fabrics["quad"], "--bundle", str(directory), "--json"], 2)
+        assert list(refused) == [*BUNDLE_KEYS, *OUTCOME_KEYS] and "--bundle" in refused["error"]
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,7 @@ def directory_files(name: str, doing: str) -> list[Path]:
 
 def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """click callback for a file to write: refuse a path collc must not write (before any work)."""
+    _given(ctx, param, value)
     if value is not None:
         check_output_path(value, _flag(param))
     return value
@@ -78,9 +79,18 @@ def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 def output_directory(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """click callback for a directory to write into: refuse a path that cannot be one."""
+    _given(ctx, param, value)
     if value is not None:
         check_output_directory(value, _flag(param))
     return value
+
+
+def _given(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Note an output option's value before it is checked (click stores it only once its callback
+    returns): the ``--json`` document of a refused path has the keys of the mode it names
+    (``compile --bundle DIR``: the bundle's, :mod:`collc.cli.jsonout`)."""
+    if param.name is not None:
+        ctx.params[param.name] = value
 
 
 def _flag(param: click.Parameter) -> str:
