@@ -148,6 +148,14 @@ def test_bad_options_are_input_errors(tmp_path, args, message):
     assert not out.exists()
 
 
+def test_the_users_instances_are_kept_or_the_compile_fails(tmp_path):
+    """--instances 100 fits no A100 (112 threadblocks a GPU): it had silently become 50."""
+    result, out = _compile(tmp_path, "dgx-a100", "--instances", "100")
+    assert result.exit_code == 1 and not out.exists()
+    assert result.output.count("k = 1, 100 instance(s): a GPU needs 112 threadblocks") == 1
+    assert "50 instance" not in result.output
+
+
 def test_missing_output_directory_is_an_input_error(tmp_path):
     result = CliRunner().invoke(main, ["compile", "dgx-a100", "-o", str(tmp_path / "nope" / "x.xml")])
     assert result.exit_code == 2 and "does not exist" in result.output

@@ -271,9 +271,15 @@ def _check_options(options: CompileOptions, topology: Topology) -> str:
             hint="drop --buffsize",
         )
     if options.instances < 1:
-        raise InputError(f"--instances must be at least 1, got {options.instances}")
+        raise InputError(
+            f"--instances must be at least 1, got {options.instances}",
+            hint="leave --instances out to let compile choose (1, or 2 where the simulation gains)",
+        )
     if options.align is not None and options.align < 1:
-        raise InputError(f"--align must be a positive element count, got {options.align}")
+        raise InputError(
+            f"--align must be a positive element count, got {options.align}",
+            hint="the counts you call with are multiples of it, e.g. --align 1024 (default: powers of two)",
+        )
     if options.k is not None and options.max_k is not None:
         raise InputError("--k and --max-k cannot be combined", hint="give either a fixed k or a budget")
     check_gpu_count(topology.num_gpus, topology.source)
@@ -401,7 +407,8 @@ class CompileState:
 
     Candidates are tried in *attempts* of ``(allow_shared_stages, instances)``: first without
     threadblocks that share tree depths (a smaller k that pipelines beats a larger one that does not),
-    each from the requested instances down by halves. Within an attempt the priced k candidates are
+    each from the requested instances down by halves (only the user's, where they gave
+    ``--instances``). Within an attempt the priced k candidates are
     solved and lowered in order until :data:`SIMULATED_CANDIDATES` fit, then simulated; candidates
     that could still be faster are tried after them (:func:`_next_candidate`), and the fastest is chosen.
     A service may stop between steps, keep or pickle the state, and resume it in another process.
@@ -462,11 +469,9 @@ def begin(topology: Topology, options: CompileOptions) -> CompileState:
     runtime = _check_options(options, topology)
     limits = limits_for(topology, runtime)
     check_reach(options.coll, topology.num_gpus, limits.max_elements_per_rank, options.outofplace)
-    instance_options = []
-    count = options.instances
-    while count >= 1:
-        instance_options.append(count)
-        count //= 2
+    instance_options = [options.instances]  # the user's --instances is kept, or the compile fails
+    while options.more_instances and instance_options[-1] > 1:
+        instance_options.append(instance_options[-1] // 2)
     return CompileState(
         topology=topology,
         options=options,
@@ -1021,7 +1026,8 @@ def _choose_step(state: CompileState) -> None:
         state.candidates = None
         if state.attempt == len(state.attempts):
             raise DoesNotFit(
-                f"no schedule fits {state.runtime} on {state.topology.name}: " + "; ".join(state.failures),
+                f"no schedule fits {state.runtime} on {state.topology.name}: "
+                + "; ".join(dict.fromkeys(state.failures)),
                 hint="try --max-k with a small budget, --instances 1, or the other runtime's limits; "
                 "a file cannot hold more than 4096 elements per rank",
             )

@@ -65,7 +65,10 @@ def combine(boxes: Sequence[ImportedBox], options: FabricOptions) -> ImportResul
             hint="give one file per box, or one file with --boxes N to use it for every box",
         )
     if count < 1:
-        raise InputError(f"--boxes must be at least 1, got {count}")
+        raise InputError(
+            f"--boxes must be at least 1, got {count}",
+            hint="--boxes is the number of machines, e.g. --boxes 2",
+        )
     if len(first.gpus) * count < 2:
         raise InputError(
             f"{first.source} shows 1 GPU, so one box is 1 GPU: a collective needs at least 2",
