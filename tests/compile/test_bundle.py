@@ -8,6 +8,7 @@ import pytest
 
 from collc.compile.bundle import (
     PLAN_SIZES,
+    BundleResult,
     SizeRange,
     _simple_files,
     bundle_files,
@@ -272,3 +273,24 @@ def test_the_sizes_no_range_takes_are_named_as_intervals() -> None:
     assert uncovered(ranges) == ["[0B, 4KiB)", "(64KiB, 128KiB)", "(2MiB, 4MiB)"]
     assert uncovered([SizeRange("allgather", "LL", 0, 1024)]) == ["(1KiB, ∞)"]
     assert uncovered([SizeRange("allgather", "Simple", 0, 0)]) == []
+
+
+def _result(files: list, align: int | None = None) -> BundleResult:
+    return BundleResult(Path("algos"), [], files, RANGES, None, [], {}, num_gpus=8, align=align)
+
+
+def test_the_report_says_where_a_range_serves_no_power_of_two_count() -> None:
+    """A range whose finest file (the fallback) needs counts that are multiples of 3 takes no
+    power-of-two call: the report says so (it had claimed the range for collc)."""
+    files = bundle_files(RANGES, _compile, to_xml)
+    assert all("NOT" not in line for line in _result(files).lines())  # 8 chunks: every power of two
+    odd = [replace(file, nchunksperloop=3 * 8) for file in files]  # an allgather's 24 chunks on 8 ranks
+    lines = [line for line in _result(odd).lines() if "predicted at least as fast" in line]
+    assert lines and all(
+        line.endswith(
+            "for every count that is a multiple of 3 elements -- NOT all power-of-two counts "
+            "(the runtime keeps the others)"
+        )
+        for line in lines
+    )
+    assert all("NOT" not in line for line in _result(odd, align=3).lines())  # the counts asked for

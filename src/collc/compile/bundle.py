@@ -35,6 +35,7 @@ from collc.compile.driver import (
     buffer_choices,
     compile_schedule,
     deployed_protocol,
+    serving,
     with_range,
 )
 from collc.compile.outlook import (
@@ -479,16 +480,15 @@ class BundleResult:
     buffer_bytes: int | None
     left_to_runtime: list[str]
     manifest: dict[str, object]
+    num_gpus: int
+    align: int | None  # --align: the counts the user calls with (None: powers of two)
 
     def lines(self) -> list[str]:
         """The report ``collc compile --bundle`` prints."""
         lines = [f"wrote {path}" for path in self.written]
         for coll in dict.fromkeys(item.coll for item in self.ranges):
             ranges = [item for item in self.ranges if item.coll == coll]
-            lines += [
-                f"{item.describe()}: collc file predicted at least as fast as the runtime's best"
-                for item in ranges
-            ]
+            lines += [self._range_line(item) for item in ranges]
             if gaps := uncovered(ranges):
                 lines.append(
                     f"{coll} {', '.join(gaps)}: the runtime's own algorithms (no file takes these sizes)"
@@ -503,6 +503,16 @@ class BundleResult:
             for coll in self.left_to_runtime
         ]
         return lines
+
+    def _range_line(self, item: SizeRange) -> str:
+        """What a range's files do, with the counts they serve where that is not every count asked
+        for (a file whose ``nchunksperloop`` does not divide a count is never selected for it)."""
+        line = f"{item.describe()}: collc file predicted at least as fast as the runtime's best"
+        finest = min(file.nchunksperloop for file in self.files if file.size_range == item)
+        served = serving(finest, item.coll, self.num_gpus, self.align)
+        if served.satisfied:
+            return line
+        return f"{line}, for {served.describe()} -- NOT all {served.policy} (the runtime keeps the others)"
 
     def to_json(self) -> dict[str, object]:
         """``collc compile --bundle --json``: the manifest, plus the buffer (bytes; null: the
@@ -630,6 +640,8 @@ def compile_bundle(
         manifest=manifest_document(
             out, files, topology.name, topology.num_gpus, _environment(buffer), predicted
         ),
+        num_gpus=topology.num_gpus,
+        align=options.align,
     )
 
 
