@@ -24,7 +24,8 @@ from fractions import Fraction
 from collc.capacity import capacity_graph
 from collc.compile import CompileOptions, compile_schedule
 from collc.predict.model import TopologyModel
-from collc.predict.params import COLLECTIVES, PROTOCOLS
+from collc.predict.params import COLLECTIVES
+from collc.predict.sweep import BestProtocol
 from collc.sizes import format_size
 from collc.solver.bound import fixed_k_bound
 from collc.solver.symmetry import automorphisms
@@ -48,7 +49,6 @@ CASES = [
     ("dgx1", 4),
 ]
 SIZES = (2**20, 2**26, 2**30)
-VENDOR_PROTOCOLS = ("LL", "LL128", "Simple")
 POW2_KS = (1, 2, 4, 8, 16, 32, 64)
 HEADROOM = 1.15
 
@@ -87,8 +87,7 @@ def _case(text: str) -> tuple[str, int]:
 
 def _best_algbw(predictor, collective: str, nbytes: int) -> float:
     """The baseline's algbw at its fastest protocol (the runtime tunes the protocol per size)."""
-    time_us = min(predictor.time_us(collective, nbytes, PROTOCOLS[name]) for name in VENDOR_PROTOCOLS)
-    return nbytes / time_us / 1000
+    return nbytes / BestProtocol(predictor).best_us(collective, nbytes) / 1000
 
 
 def main() -> None:

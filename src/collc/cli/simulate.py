@@ -453,7 +453,7 @@ def simulate(
         return
     click.echo(
         f"{collective} on {topology.name} ({topology.num_gpus} GPUs), protocol {chosen.name}; "
-        f"collc = {source}; GB/s per nccl-tests"
+        f"collc = {source}; ring/tree: the runtime's, at their best protocol; GB/s per nccl-tests"
     )
     click.echo(table(result))
     if moved:

@@ -18,7 +18,7 @@ from collc.msccl.program import Algorithm
 from collc.predict.des import prefetch, runs_of
 from collc.predict.model import TopologyModel
 from collc.predict.params import PROTOCOLS, Protocol, busbw_factor
-from collc.predict.sweep import Memo, Predictor, no_slower
+from collc.predict.sweep import BestProtocol, Memo, Predictor, no_slower
 from collc.sizes import json_figure
 from collc.verify.select import PER_RANK_COLLECTIVES, explain
 
@@ -32,7 +32,6 @@ REPORT_SIZES = (2**20, 2**26, 2**30)
 #: Above the top the simulated time grows linearly with the size for the file and the baselines
 #: alike, and no caller issues larger calls.
 GRID_EXPONENTS = range(12, 41, 2)
-VENDOR_PROTOCOLS = ("LL", "LL128", "Simple")
 
 
 @dataclass(frozen=True)
@@ -109,9 +108,7 @@ def selects(algo: Algorithm, nbytes: int, runtime: str) -> bool:
 def vendor_algbw(model: TopologyModel, collective: str, nbytes: int) -> dict[str, float]:
     """algbw (GB/s) of each of the runtime's algorithms at its fastest protocol for ``nbytes``."""
     return {
-        name: nbytes
-        / min(predictor.time_us(collective, nbytes, PROTOCOLS[proto]) for proto in VENDOR_PROTOCOLS)
-        / 1000
+        name: nbytes / BestProtocol(predictor).best_us(collective, nbytes) / 1000
         for name, predictor in model.baselines(collective).items()
     }
 

@@ -24,7 +24,7 @@ from collc.predict.des import ProgramCost, prefetch, runs_of, simulation_threads
 from collc.predict.forest_model import ForestCost
 from collc.predict.network import Network
 from collc.predict.params import Protocol
-from collc.predict.sweep import Lookahead, Predictor, Sweep, sweep
+from collc.predict.sweep import BestProtocol, Lookahead, Predictor, Sweep, sweep
 from collc.progress import Report, silent
 from collc.solver.bound import Bound, optimal_bound
 from collc.solver.ceiling import allreduce_ceiling
@@ -137,7 +137,7 @@ class TopologyModel:
             proto,
             self.topology.num_gpus,
             collc,
-            self.baselines(collective),
+            {name: BestProtocol(baseline) for name, baseline in self.baselines(collective).items()},
             self.bound_algbw(collective),
             sizes if program is not None else None,
             progress,

@@ -94,6 +94,10 @@ def simple(buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> Protocol:
     )
 
 
+#: The protocols the runtime chooses among for its own ring and tree: they are compared at the fastest
+#: (the runtime's tuner picks it per size; collc's file runs at the one it was compiled for).
+VENDOR_PROTOCOLS = ("LL", "LL128", "Simple")
+
 PROTOCOLS: dict[str, Protocol] = {
     "Simple": simple(),
     # 120 of every 128 bytes are payload; 8 FIFO steps of 640 threads x 120 elements x 8 bytes.

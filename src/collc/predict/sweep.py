@@ -13,7 +13,7 @@ from fractions import Fraction
 from typing import NamedTuple
 from typing import Protocol as TypingProtocol
 
-from collc.predict.params import Protocol, busbw_factor
+from collc.predict.params import PROTOCOLS, VENDOR_PROTOCOLS, Protocol, busbw_factor
 from collc.progress import Report, silent
 from collc.sizes import json_figure
 
@@ -29,6 +29,21 @@ _GRID_STEPS_PER_OCTAVE = 4
 
 class Predictor(TypingProtocol):
     def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float: ...
+
+
+class BestProtocol:
+    """One of the runtime's algorithms at its fastest protocol for each call (:data:`VENDOR_PROTOCOLS`),
+    whatever protocol it is asked at: what NCCL/RCCL run, which choose the protocol per size."""
+
+    def __init__(self, inner: Predictor):
+        self.inner = inner
+
+    def time_us(self, collective: str, nbytes: int, proto: Protocol) -> float:
+        return self.best_us(collective, nbytes)
+
+    def best_us(self, collective: str, nbytes: int) -> float:
+        """The call's time at the fastest of :data:`VENDOR_PROTOCOLS` (µs)."""
+        return min(self.inner.time_us(collective, nbytes, PROTOCOLS[name]) for name in VENDOR_PROTOCOLS)
 
 
 class Memo:
