@@ -251,6 +251,20 @@ def _h100_with(old: str, new: str, count: int = 1) -> str:
         ),
         ("plain words\n", r":1:1: error: not a topology dump, nvidia-smi topo -m or rocm-smi"),
         ("<system>" + "<cpu/>" * 70_000 + "</system>", r":1:\d+: error: more than 65,536 XML elements"),
+        (
+            _h100_with(
+                '<pci busid="0000:43:00.0" class="0x030200"', '<pci busid="0000:1b:00.0" class="0x030200"'
+            ),
+            r":21:\d+: error: <pci busid=\"0000:1b:00.0\">: busid 0000:1b:00.0 is given twice.*\n  hint: ",
+        ),
+        (
+            _h100_with('count="5"', 'count="99999999999999999999999"'),
+            r":\d+:\d+: error: <nvlink>: 'count' is out of range: .* has 23 digits\n  hint: ",
+        ),
+        (
+            _h100_with('speed="400000"', 'speed="-400000"'),
+            r":16:\d+: error: <net dev=\"0\" name=\"mlx5_0\">: speed -400000 Mb/s is negative\n  hint: ",
+        ),
     ],
     ids=[
         "malformed",
@@ -265,6 +279,9 @@ def _h100_with(old: str, new: str, count: int = 1) -> str:
         "nesting",
         "not-a-dump",
         "elements",
+        "duplicate-busid",
+        "out-of-range",
+        "negative-nic-speed",
     ],
 )
 def test_bad_dumps_get_located_messages(tmp_path, text, message) -> None:
@@ -478,7 +495,19 @@ def test_smi_direct_nvlinks_and_pcie_only(tmp_path) -> None:
         (
             _smi([[" X ", "NV4"], ["NV2", " X "]]),
             ["--gpu-model", "A100"],
-            r": error: the matrix is not symmetric: GPU0-GPU1 shows 4 link\(s\), GPU1-GPU0 2",
+            r":3: error: the matrix is not symmetric: GPU0-GPU1 shows 4 link\(s\), GPU1-GPU0 2\n  hint: ",
+        ),
+        (
+            _smi([[" X ", "NV99999"], ["NV99999", " X "]]),
+            ["--gpu-model", "A100"],
+            r":2: error: unknown matrix entry 'NV99999'\n  hint: expected X, NV# \(1 to 1024 links\)",
+        ),
+        (
+            _smi([[" X ", "NV4", "NV4"], ["NV4", " X ", "NV4"], ["NV4", "NV4", " X "]]).split("\n\nLegend")[
+                0
+            ][:-40],
+            ["--gpu-model", "A100"],
+            r":1: error: no row for GPU2\n  hint: give the whole output of nvidia-smi topo -m",
         ),
         (
             MI300X_ROCM.read_text().replace(
@@ -488,7 +517,7 @@ def test_smi_direct_nvlinks_and_pcie_only(tmp_path) -> None:
             r":\d+: error: unknown matrix entry 'PCIX'",
         ),
     ],
-    ids=["bad-entry", "no-model", "asymmetric", "rocm-bad-entry"],
+    ids=["bad-entry", "no-model", "asymmetric", "too-many-links", "cut-short", "rocm-bad-entry"],
 )
 def test_bad_smi_texts(tmp_path, text, options, message) -> None:
     path = _bad(tmp_path, text, "topo.txt")

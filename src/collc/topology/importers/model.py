@@ -13,6 +13,9 @@ from fractions import Fraction
 
 from collc.errors import Location
 
+#: The most parallel NVLink or xGMI links a report may give between two devices (an H100 has 18).
+MAX_LINKS = 1024
+
 
 @dataclass(frozen=True)
 class BoxLink:

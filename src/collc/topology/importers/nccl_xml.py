@@ -33,7 +33,7 @@ from fractions import Fraction
 
 from collc.errors import InputError
 from collc.topology.importers import speeds
-from collc.topology.importers.model import BoxLink, ImportedBox, Nic, even_share
+from collc.topology.importers.model import MAX_LINKS, BoxLink, ImportedBox, Nic, even_share
 from collc.topology.importers.options import ReadOptions
 from collc.topology.importers.xmltree import XmlElement, parse_xml
 from collc.topology.reach import adjacency, reachable
@@ -105,7 +105,17 @@ def _integer(element: XmlElement, key: str, *, required: bool = True) -> int | N
         return int(text)
     if _HEX.match(text) and len(text) <= 18:
         return int(text, 16)
-    raise _fail(f"'{key}' must be an integer, got {text[:40]!r}", element)
+    if _INTEGER.match(text) or _HEX.match(text):
+        raise _fail(
+            f"'{key}' is out of range: {text[:40]!r} has {len(text)} digits",
+            element,
+            "NCCL and RCCL write it as a small number; take the dump again",
+        )
+    raise _fail(
+        f"'{key}' must be an integer, got {text[:40]!r}",
+        element,
+        "NCCL and RCCL write it in decimal or 0x hex",
+    )
 
 
 def _bus_id(element: XmlElement, key: str) -> int:
@@ -204,14 +214,24 @@ def _gpus(elements: list[XmlElement], notes: _Notes) -> list[_Gpu]:
             )
             continue
         if rank < 0:
-            raise _fail(f"rank must be >= 0, got {rank}", element)
+            raise _fail(f"rank must be >= 0, got {rank}", element, "NCCL numbers the ranks from 0")
         if rank in found:
             raise _fail(
-                f"rank {rank} is given twice (first at line {found[rank].element.location.line})", element
+                f"rank {rank} is given twice (first at line {found[rank].element.location.line})",
+                element,
+                "one dump is one process's view of its box: every GPU has its own rank",
             )
-        _integer(element, "dev")
+        _integer(element, "dev")  # each rank's own device number: all 0 where every process sees one GPU
         pci = element.parent
         bus_id = _bus_id(pci, "busid") if pci is not None and "busid" in pci else None
+        twin = next((gpu for gpu in found.values() if bus_id is not None and gpu.bus_id == bus_id), None)
+        if twin is not None:
+            raise _fail(
+                f"busid {pci.attributes['busid'].strip()} is given twice (first at line "
+                f"{twin.element.location.line}): links name their peers by it",
+                pci,
+                "every GPU sits at its own PCI address; take the dump again",
+            )
         found[rank] = _Gpu(element, rank, bus_id)
     if not found:
         raise InputError(
@@ -267,8 +287,12 @@ def _gpu_fabric(
                 continue
             count = _integer(link, "count")
             assert count is not None
-            if count < 1 or count > 1024:
-                raise _fail(f"count must be 1 to 1024 links, got {count}", link)
+            if count < 1 or count > MAX_LINKS:
+                raise _fail(
+                    f"count must be 1 to {MAX_LINKS} links, got {count}",
+                    link,
+                    "NCCL writes how many links join the GPU to that peer",
+                )
             target_class = link.attributes.get("tclass", "").strip().lower()
             link_class = "nvlink" if link.tag == "nvlink" else "xgmi"
             if target_class.startswith(NVSWITCH_CLASS):
@@ -371,6 +395,12 @@ def _nic(index: int, port: _Port, options: ReadOptions, notes: _Notes) -> Nic:
         notes.assume(f"NIC speed: {format_gbps(options.nic_speed)} GB/s per port and direction (--nic-speed)")
         return Nic(f"nic{index}", device, options.nic_speed, link_class)
     mbps = _integer(element, "speed", required=False)
+    if mbps is not None and mbps < -1:  # -1 and 0: the driver knows no speed
+        raise _fail(
+            f"speed {mbps} Mb/s is negative",
+            element,
+            "give the real speed with --nic-speed, e.g. '400 Gb/s'",
+        )
     if mbps is None or mbps <= 0:
         notes.note(f"NIC {device}: the dump gives no speed")
         return Nic(f"nic{index}", device, None, link_class)
@@ -427,7 +457,11 @@ class _PcieTree:
             lanes = 16
             self.notes.assume("a PCIe link_width of 0 (not readable) is taken as x16, as NCCL does")
         if lanes not in (1, 2, 4, 8, 16, 32):
-            raise _fail(f"link_width {lanes} is not a PCIe width", element)
+            raise _fail(
+                f"link_width {lanes} is not a PCIe width",
+                element,
+                "PCIe links have 1, 2, 4, 8, 16 or 32 lanes",
+            )
         link = speeds.PcieLink(generation, lanes)
         self.notes.assume(link.describe())
         return link.gbps

@@ -19,17 +19,18 @@ gives no PCIe tree). Without NICs, ``--nic-speed`` gives each GPU a NIC of that 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from collc.errors import InputError, Location
 from collc.topology.importers import speeds
-from collc.topology.importers.model import BoxLink, ImportedBox, Nic, even_share
+from collc.topology.importers.model import MAX_LINKS, BoxLink, ImportedBox, Nic, even_share
 from collc.topology.importers.options import ReadOptions
 from collc.topology.summary import format_gbps
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_NVLINK = re.compile(r"NV(\d+)\Z")
+_NVLINK = re.compile(r"NV(\d{1,4})\Z")
+_NVIDIA_HEADER = re.compile(r"^\s*GPU0\tGPU1\t", re.MULTILINE)  # the table's header, its legend cut off
 #: nvidia-smi's PCIe distances, nearest first
 _PCIE_DISTANCES = ("PIX", "PXB", "PHB", "NODE", "SYS")
 _DEVICE = re.compile(r"(GPU\d+|NIC\d+|mlx5_\d+|[a-z]+\d+(?:_\d+)?)\Z")
@@ -49,7 +50,7 @@ def read_smi_text(text: str, file: str, options: ReadOptions) -> ImportedBox:
     text = _ANSI.sub("", text)
     if "Link Type between two GPUs" in text:
         return _rocm(text, file, options)
-    if re.search(r"^\s*GPU0\b", text, re.MULTILINE) and "Legend" in text:
+    if re.search(r"^\s*GPU0\b", text, re.MULTILINE) and ("Legend" in text or _NVIDIA_HEADER.search(text)):
         return _nvidia(text, file, options)
     raise InputError(
         "not a topology dump, nvidia-smi topo -m or rocm-smi --showtopo text",
@@ -85,10 +86,12 @@ def _nvidia(text: str, file: str, options: ReadOptions) -> ImportedBox:
             if i == j:
                 continue
             found = _NVLINK.match(value)
-            if found:
+            if found and 1 <= int(found.group(1)) <= MAX_LINKS:
                 counts[(i, j)] = int(found.group(1))
             elif value not in _PCIE_DISTANCES:
-                raise _bad_cell(file, matrix.lines[row], value, "X, NV#, PIX, PXB, PHB, NODE or SYS")
+                expected = f"X, NV# (1 to {MAX_LINKS} links), PIX, PXB, PHB, NODE or SYS"
+                raise _bad_cell(file, matrix.lines[row], value, expected)
+    _check_symmetric(file, counts, lambda i: matrix.lines[gpus[i]])
     distances = {
         (i, k): _distance(file, matrix, gpu, nic) for i, gpu in enumerate(gpus) for k, nic in enumerate(nics)
     }
@@ -144,7 +147,11 @@ def _nvidia_matrix(text: str, file: str) -> _Matrix:
         where[parts[0]] = number
     missing = [name for name in names if name not in cells]
     if missing:
-        raise InputError(f"no row for {', '.join(missing)}", location=Location(file, header_index + 1))
+        raise InputError(
+            f"no row for {', '.join(missing)}",
+            location=Location(file, header_index + 1),
+            hint="give the whole output of nvidia-smi topo -m: the table is cut short",
+        )
     return _Matrix(names, cells, where)
 
 
@@ -168,8 +175,22 @@ def _rocm(text: str, file: str, options: ReadOptions) -> ImportedBox:
                 counts[(i, j)] = 1
             elif value not in ("0", "PCIE") or (value == "0") != (i == j):
                 raise _bad_cell(file, number + 1, value, "0 on the diagonal, XGMI or PCIE")
+    _check_symmetric(file, counts, lambda i: start + 3 + i)
     notes = ("rocm-smi prints no link counts: every XGMI pair is taken as one xGMI link",) if counts else ()
     return _box(file, model, len(header), counts, "xgmi", [], {}, options, switched=False, notes=notes)
+
+
+def _check_symmetric(file: str, counts: dict[tuple[int, int], int], line_of: Callable[[int], int]) -> None:
+    """A link joins two GPUs both ways: the matrix lists it in both rows with the same count (located
+    at the later row's line)."""
+    for (i, j), count in sorted(counts.items()):
+        if counts.get((j, i)) != count:
+            raise InputError(
+                f"the matrix is not symmetric: GPU{i}-GPU{j} shows {count} link(s), GPU{j}-GPU{i} "
+                f"{counts.get((j, i), 0)}",
+                location=Location(file, line_of(max(i, j))),
+                hint="give the tool's output unedited",
+            )
 
 
 def _box(
@@ -204,13 +225,6 @@ def _box(
         switches = ["nvswitch"]
     else:
         for (i, j), count in sorted(counts.items()):
-            if counts.get((j, i)) != count:
-                raise InputError(
-                    f"the matrix is not symmetric: GPU{i}-GPU{j} shows {count} link(s), GPU{j}-GPU{i} "
-                    f"{counts.get((j, i), 0)}",
-                    location=Location(file),
-                    hint="give the tool's output unedited",
-                )
             if i < j:
                 links.append(BoxLink(gpus[i], gpus[j], link_speed, link_class, count))
     extra_notes = list(notes)
