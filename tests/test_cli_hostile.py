@@ -377,3 +377,15 @@ def test_no_command_writes_over_a_file_it_reads(tmp_path: Path) -> None:
         before = {path: path.read_text() for path in (fabric, schedule, dump)}
         assert_refused(run(*command), "is also this command's input", "write to another file")
         assert {path: path.read_text() for path in before} == before
+
+
+def test_a_second_gpu_selection_is_refused_not_silently_taken() -> None:
+    assert_refused(run("bound", "dgx-a100", "--gpus", "0-3", "--gpus", "4-7"), "--gpus is given 2 times")
+
+
+@pytest.mark.parametrize(
+    ("size", "fragment"),
+    [("1.5", "not a whole number of bytes"), ("1.0005KB", "not a whole number of bytes")],
+)
+def test_a_size_that_is_no_whole_number_of_bytes_is_refused(size: str, fragment: str) -> None:
+    assert_refused(run("simulate", "dgx-a100", "--sizes", size), fragment)

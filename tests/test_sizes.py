@@ -22,6 +22,9 @@ def test_parse_size_units() -> None:
     assert parse_size("64KiB") == 65536
     assert parse_size("1MB") == 10**6
     assert parse_size("8GiB") == 8 * 2**30
+    assert parse_size("1.5MiB") == 3 * 2**19 and parse_size("0.5 KiB") == 512
+    with pytest.raises(InputError, match=r"'1.5' is not a whole number of bytes \(1.5\)"):
+        parse_size("1.5")
 
 
 def test_parse_sizes_range_and_list() -> None:

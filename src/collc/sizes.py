@@ -34,7 +34,7 @@ _UNITS = {
     "GIB": 2**30,
     "TIB": 2**40,
 }
-_SIZE = re.compile(r"^\s*([0-9]+)\s*([A-Za-z]*)\s*$")
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 #: sizes one ``--sizes`` sweep may list (a geometric range of factor 2 from 1 byte to 2^63 has 63)
 MAX_SWEEP_SIZES = 1000
 #: :func:`format_pair` stops adding digits here: a double has about 17 significant digits
@@ -42,7 +42,8 @@ _MAX_EXTRA_DIGITS = 16
 
 
 def parse_size(text: str, *, option: str = "size", minimum: int = 1) -> int:
-    """Parse a byte count like ``4096``, ``64KiB``, ``1MB`` or ``8GiB`` (binary and decimal units).
+    """Parse a byte count like ``4096``, ``64KiB``, ``1.5MiB``, ``1MB`` or ``8GiB`` (binary and decimal
+    units; a fraction only where it makes whole bytes).
 
     ``option`` names the flag in error messages; sizes below ``minimum`` are refused, and so are sizes
     above :data:`MAX_BYTES` (the runtime reads byte counts as signed 64-bit integers).
@@ -52,10 +53,16 @@ def parse_size(text: str, *, option: str = "size", minimum: int = 1) -> int:
     if match is None or unit not in _UNITS:
         raise InputError(
             f"{option} {clipped(text)} is not a size",
-            hint="write a whole number of bytes with an optional unit: 4096, 64KiB, 1MiB, 8GiB, 1GB",
+            hint="write a number of bytes with an optional unit: 4096, 64KiB, 1.5MiB, 8GiB, 1GB",
         )
-    digits = match.group(1).lstrip("0") or "0"
-    value = int(digits) * _UNITS[unit] if len(digits) <= 30 else MAX_BYTES + 1  # no 5,000-digit int()
+    number = match.group(1).lstrip("0") or "0"
+    exact = Fraction(number) * _UNITS[unit] if len(number) <= 30 else Fraction(MAX_BYTES + 1)  # no huge int()
+    if exact.denominator != 1:
+        raise InputError(
+            f"{option} {clipped(text)} is not a whole number of bytes ({float(exact):.1f})",
+            hint="e.g. 1.5MiB (1572864 bytes) is whole; give the size in bytes where it is not",
+        )
+    value = int(exact)
     if value > MAX_BYTES:
         raise InputError(
             f"{option} {clipped(text)} is larger than {MAX_BYTES} bytes, the largest size a runtime reads",

@@ -89,7 +89,7 @@ def test_derating_is_refused_where_it_is_ambiguous_or_not_a_derating() -> None:
         ("link:g0-g1=0%", "more than 0 %"),
         ("link:g0-g1=120%", "at most 100 %"),
         ("link:g0-g1=41GB/s", "not a derating"),
-        ("link:g0-g1=fast", "link:A-B=P%"),
+        ("link:g0-g1=fast", "'fast' is neither a percentage nor a bandwidth"),
         ("link:g0-g1", "not link:A-B=AMOUNT"),
         ("nic:g0=50%", "not link:A-B=AMOUNT"),
     ]:

@@ -572,3 +572,8 @@ def test_damaged_dumps_are_imported_or_refused_with_a_message(text: str, options
         result = CliRunner().invoke(main, command)
     assert result.exit_code in (0, 2), result.output
     assert "unexpected" not in result.output and "Traceback" not in result.output
+
+
+def test_an_empty_name_is_refused() -> None:
+    code, _, err = run("topo", "import", str(H100_XML), "--name", " ")
+    assert code == 2 and "--name: the topology name is empty" in err and "hint:" in err

@@ -150,15 +150,21 @@ def degradation_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @click.option(
         "--gpus",
+        multiple=True,
         metavar="SELECTION",
         help="Schedule for these GPUs only, in this rank order: ranks (0-7), names (b0.gpu3), boxes "
         "(b0-b3) or @FILE with one per line, comma-separated. The others neither send nor forward.",
     )
     @functools.wraps(command)
     def wrapper(
-        *args: Any, without: tuple[str, ...], derate: tuple[str, ...], gpus: str | None, **kwargs: Any
+        *args: Any, without: tuple[str, ...], derate: tuple[str, ...], gpus: tuple[str, ...], **kwargs: Any
     ):
-        return command(*args, degradation=Degradation(without, derate, gpus), **kwargs)
+        if len(gpus) > 1:
+            raise InputError(
+                f"--gpus is given {len(gpus)} times; one selection sets the GPUs and their rank order",
+                hint="list every GPU in one --gpus, comma-separated (e.g. --gpus b0-b1,b3)",
+            )
+        return command(*args, degradation=Degradation(without, derate, gpus[0] if gpus else None), **kwargs)
 
     return wrapper
 

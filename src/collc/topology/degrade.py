@@ -212,8 +212,10 @@ def _factor(topology: Topology, pair: frozenset[str], amount: str, spec: str) ->
         return _checked(topology, pair, factor, spec)
     try:
         wanted = parse_bandwidth(amount, {})
-    except ExpressionError as error:
-        raise InputError(f"--derate {clipped(spec)}: {error}", hint=_DERATE_HINT) from None
+    except ExpressionError:
+        raise InputError(
+            f"--derate {clipped(spec)}: {amount!r} is neither a percentage nor a bandwidth", hint=_DERATE_HINT
+        ) from None
     a, b = sorted(pair)
     there, back = _pair_bandwidth(topology, a, b), _pair_bandwidth(topology, b, a)
     if there and back and there != back:

@@ -221,6 +221,8 @@ NAME_HOW = "use letters, digits, spaces, '-', '_' and '.'"
 def name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a topology's name, or None: it must fit the name of a compiled file, an
     XML attribute value on one line that the runtime reads into a 256-byte buffer."""
+    if not name.strip():
+        return "the topology name is empty"
     unsafe = sorted({char for char in name if char in _XML_UNSAFE or not char.isprintable()})
     if unsafe:
         shown = " ".join(char if char.isprintable() else f"U+{ord(char):04X}" for char in unsafe)
