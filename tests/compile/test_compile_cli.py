@@ -452,7 +452,7 @@ def test_the_wide_search_skips_candidates_whose_bound_cannot_reach_the_fastest()
 
 def test_the_wide_search_is_only_for_programs_that_simulate_cheaply(monkeypatch):
     monkeypatch.setattr(driver, "WIDE_SEARCH_STEPS", 0)
-    monkeypatch.setattr(driver, "_blocks_candidates", lambda state, direct: [])  # the priced search alone
+    monkeypatch.setattr(driver, "_blocks_candidates", lambda state, wide: [])  # the priced search alone
     state = _chosen_state("dgx-h100", 2, "allgather")
     assert [item.solution.forest.k for item in state.fitted] == [2, 4, 8]  # and no lane variants
 

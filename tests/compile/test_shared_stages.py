@@ -55,7 +55,7 @@ def test_a_large_program_that_merges_threadblocks_is_also_tried_with_shared_dept
     file beats NCCL's tree from 256 KiB to 16 MiB, where the merging one wins nowhere). Short of
     threadblocks, the lanes per depth join a pair's nearest depths (and would merge what is left)."""
     monkeypatch.setattr(driver, "WIDE_SEARCH_STEPS", 0)
-    monkeypatch.setattr(driver, "_blocks_candidates", lambda state, direct: [])  # the priced search alone
+    monkeypatch.setattr(driver, "_blocks_candidates", lambda state, wide: [])  # the priced search alone
     result = compile_schedule(small_gpus, CompileOptions(coll="allreduce"))
     note = _candidates(result.notes)
     shared = set(re.findall(r"k = (\d+) \(tree depths sharing threadblocks\)", note))
@@ -74,7 +74,7 @@ def test_the_shared_depth_lowering_of_a_narrow_search_is_capped_in_emissions(sma
     and emits again (k = 4 on 16x8 H100 rail took 14): the narrow search's extra lowering with shared
     depths is given :data:`driver.SHARED_EMISSIONS`, every other lowering no cap."""
     monkeypatch.setattr(driver, "WIDE_SEARCH_STEPS", 0)
-    monkeypatch.setattr(driver, "_blocks_candidates", lambda state, direct: [])  # the priced search alone
+    monkeypatch.setattr(driver, "_blocks_candidates", lambda state, wide: [])  # the priced search alone
     caps: dict[bool, set[int | None]] = {True: set(), False: set()}
     real = driver.lower_steps
 

@@ -12,7 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collc.capacity import capacity_graph
-from collc.solver.blocks import box_block_forest, box_block_solution, box_layout, entry_roles
+from collc.solver.blocks import (
+    box_block_forest,
+    box_block_solution,
+    box_layout,
+    direct_merges_as_well,
+    entry_roles,
+    merged_steps,
+    own_roles,
+)
 from collc.solver.bound import optimal_bound
 from collc.solver.invariants import arc_loads, check_forest
 from collc.solver.symmetry import automorphisms
@@ -201,3 +209,20 @@ def test_direct_box_blocks_are_two_hops_high_at_the_same_load(preset: str, boxes
 def test_with_two_boxes_direct_box_blocks_are_the_box_blocks() -> None:
     topology = load("dgx-h100-rail", {"boxes": "2"})
     assert box_block_forest(topology, direct=True).trees == box_block_forest(topology).trees
+
+
+def test_direct_box_blocks_merge_as_well_only_where_the_ranks_go_round_the_boxes() -> None:
+    """Boxes of consecutive ranks: a peer forwards the roots of one role, G ranks apart, one step
+    each (B - 1 per box-mate); ranks round the boxes: one round per role, cut once by the box's own
+    rank. Brute-force count on 13x8."""
+    boxes, per_box = 13, 8
+    consecutive, cyclic = _consecutive(boxes, per_box), _cyclic(boxes, per_box)
+    assert merged_steps(consecutive, own_roles(consecutive)) > 4 * merged_steps(
+        consecutive, entry_roles(consecutive)
+    )
+    assert (
+        merged_steps(cyclic, own_roles(cyclic)) <= merged_steps(cyclic, entry_roles(cyclic)) + boxes * per_box
+    )
+    rails = load("dgx-h100-rail", {"boxes": "13"})
+    assert not direct_merges_as_well(rails)
+    assert direct_merges_as_well(_reordered(rails, _cyclic(boxes, per_box)))

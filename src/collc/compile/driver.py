@@ -66,7 +66,7 @@ from collc.predict.sweep import Memo, Predictor, no_slower
 from collc.progress import Report, silent
 from collc.sizes import format_figure, format_pair, format_size, plural
 from collc.solver import Solution
-from collc.solver.blocks import box_block_solution
+from collc.solver.blocks import box_block_solution, direct_merges_as_well
 from collc.solver.bound import check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest
 from collc.solver.pipeline import solve_steps
@@ -636,29 +636,32 @@ def _price_step(state: CompileState) -> None:
     instances = state.attempts[state.attempt][1]
     state.candidates, state.notes = _k_candidates(state.topology, state.options, instances)
     if _at_narrow_scale(state.topology, state.options):
-        state.candidates[:0] = _blocks_candidates(state, direct=False)
+        state.candidates[:0] = _blocks_candidates(state, wide=False)
     else:
-        state.candidates += _blocks_candidates(state, direct=True)
+        state.candidates += _blocks_candidates(state, wide=True)
     state.position, state.smallest_failed, state.fitted, state.blocks_alone = 0, None, [], None
 
 
-def _blocks_candidates(state: CompileState, direct: bool) -> list[Candidate]:
+def _blocks_candidates(state: CompileState, wide: bool) -> list[Candidate]:
     """The box-block forests as candidates (:mod:`collc.solver.blocks`), where the fabric has a box
     layout, the user did not ask for a k, and the collective's two directions are the same (its
-    reduce-scatter runs on the trees reversed): the box blocks, then, where ``direct`` (a search that
-    can be wide: their steps are not merged) and they are other trees, the direct box blocks. Their
-    k = 1 serves every count that any k serves (a count divisible by N·k is divisible by N), so no
-    count rules them out that leaves another in."""
+    reduce-scatter runs on the trees reversed). Where the search can be ``wide``, the box blocks and,
+    where they are other trees, the direct box blocks after them (one tree per step fits there); else
+    the one of the two whose consecutive roots merge into no more steps (the direct ones where the
+    ranks go round the boxes: :func:`collc.solver.blocks.direct_merges_as_well`). Their k = 1 serves
+    every count that any k serves (a count divisible by N·k is divisible by N), so no count rules them
+    out that leaves another in."""
     options = state.options
     if options.k is not None or options.max_k is not None:
         return []
     if options.coll != "allgather" and not symmetric(state.model.capacity):
         return []
-    blocks = _blocks_solution(state, BLOCKS)
+    first = BLOCKS_DIRECT if not wide and direct_merges_as_well(state.topology) else BLOCKS
+    blocks = _blocks_solution(state, first)
     if blocks is None:
         return []
-    found = [(BLOCKS, blocks)]
-    other = _blocks_solution(state, BLOCKS_DIRECT) if direct else None
+    found = [(first, blocks)]
+    other = _blocks_solution(state, BLOCKS_DIRECT) if wide else None
     if other is not None and other.forest.trees != blocks.forest.trees:
         found.append((BLOCKS_DIRECT, other))
     return [
