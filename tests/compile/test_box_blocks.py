@@ -11,6 +11,7 @@ from collc.cli import main
 from collc.cli.common import load_topology
 from collc.compile import CompileOptions, driver
 from collc.compile.driver import begin
+from collc.solver.pipeline import solve
 from collc.topology import load
 from collc.topology.degrade import Degradation
 
@@ -111,3 +112,16 @@ def test_where_the_box_blocks_file_is_not_used_the_priced_search_follows():
     assert driver._search_width(state) == driver.SIMULATED_CANDIDATES
     state.blocks_alone = True
     assert driver._search_width(state) == 1
+
+
+def test_box_blocks_that_are_a_forest_already_lowered_are_not_lowered_again(tmp_path):
+    """3 boxes of 4 H100s on rails: the direct box blocks are the exact k = 1 forest's trees (edges
+    in another order), so they are not lowered and simulated a second time (8x8: 13.1 -> 11.0 s)."""
+    gpus = ",".join(f"b{box}.gpu{gpu}" for box in range(3) for gpu in range(4))
+    topology = load_topology("dgx-h100-rail", ["boxes=3"], Degradation(gpus=gpus))
+    state = begin(topology, CompileOptions(coll="allreduce"))
+    driver._price_step(state)
+    assert state.solutions[driver.BLOCKS_DIRECT].forest.same_trees(solve(topology, k=1).forest)
+    report = _json(tmp_path, "dgx-h100-rail", "--set", "boxes=3", "--gpus", gpus)
+    chosen = next(note for note in report["notes"] if note.startswith("chose"))
+    assert "k = 1 (box blocks" in chosen and "direct box blocks" not in chosen

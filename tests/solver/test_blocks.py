@@ -226,3 +226,18 @@ def test_direct_box_blocks_merge_as_well_only_where_the_ranks_go_round_the_boxes
     rails = load("dgx-h100-rail", {"boxes": "13"})
     assert not direct_merges_as_well(rails)
     assert direct_merges_as_well(_reordered(rails, _cyclic(boxes, per_box)))
+
+
+def test_same_trees_ignores_the_order_of_trees_and_edges_but_not_a_path() -> None:
+    forest = box_block_forest(load("dgx-h100-rail", {"boxes": "3"}))
+    shuffled = dataclasses.replace(
+        forest,
+        trees=tuple(dataclasses.replace(tree, edges=tree.edges[::-1]) for tree in reversed(forest.trees)),
+    )
+    assert forest.same_trees(shuffled) and forest.trees != shuffled.trees
+    first = forest.trees[0]
+    moved = dataclasses.replace(first.edges[0], path=(*first.edges[0].path[:-1], "elsewhere"))
+    changed = dataclasses.replace(
+        forest, trees=(dataclasses.replace(first, edges=(moved, *first.edges[1:])), *forest.trees[1:])
+    )
+    assert not forest.same_trees(changed)

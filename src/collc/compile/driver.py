@@ -662,7 +662,7 @@ def _blocks_candidates(state: CompileState, wide: bool) -> list[Candidate]:
         return []
     found = [(first, blocks)]
     other = _blocks_solution(state, BLOCKS_DIRECT) if wide else None
-    if other is not None and other.forest.trees != blocks.forest.trees:
+    if other is not None and not other.forest.same_trees(blocks.forest):
         found.append((BLOCKS_DIRECT, other))
     return [
         Candidate(1, key, coll_algbw(solution.forest, options.coll), blocks=True) for key, solution in found
@@ -748,6 +748,8 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
     assert state.candidates is not None
     allow_shared_stages, instances = state.attempts[state.attempt]
     solution = state.solutions[state.candidates[index].solve_k]
+    if any(item.solution.forest.same_trees(solution.forest) for item in state.fitted):
+        return []  # box blocks that are a forest lowered already (8x8 H100 rail: the direct ones are k = 1's)
     reduce_forest = state.reduce_forests.get(solution.forest.k)
     name = _name(state.topology, state.options.coll, solution.forest, instances)
     plans = Plans(solution.forest, reduce_forest, state.planes, state.topology.arc_bandwidths())

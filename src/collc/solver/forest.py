@@ -24,6 +24,7 @@ JSON form (:func:`forest_to_json` / :func:`forest_from_json`, stable keys)::
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -69,6 +70,15 @@ class Forest:
     blocks: bool = False
     #: box blocks whose every root sends to its own role in the other boxes (collc.solver.blocks)
     direct: bool = False
+
+    def same_trees(self, other: Forest) -> bool:
+        """Whether both forests hold the same trees (root, multiplicity and edges on the same paths),
+        whatever their order and the order of their edges: the same transfers to lower."""
+
+        def trees(forest: Forest) -> Counter[tuple[int, int, frozenset[TreeEdge]]]:
+            return Counter((tree.root, tree.multiplicity, frozenset(tree.edges)) for tree in forest.trees)
+
+        return trees(self) == trees(other)
 
     @property
     def layout(self) -> str:
