@@ -677,6 +677,11 @@ def test_above_a_user_set_start_the_fastest_file_there_is_picked():
     wide = driver.weighing(CompileOptions(min_bytes=mib, user_range=True))
     assert driver._delivered(k8, wide, _beyond(runtime)) == (35.1 * 235.0, 324.3, True)
     assert driver._pick([k2, k8], wide, _beyond(runtime)) is k2
+    # --min-bytes alone leaves the top where the file wins: k = 2, which loses from 64 MiB up, had been
+    # picked for its own 64 MiB figure and then written nowhere (exit 1)
+    start = driver.weighing(CompileOptions(min_bytes=64 * mib, user_end="min"))
+    assert not start.forced and start.smaller == (64 * mib,)
+    assert driver._pick([k2, k8], start, _beyond(runtime)) is k8
 
 
 def test_where_the_smaller_sizes_are_the_runtimes_either_way_the_faster_file_at_the_reference_wins():

@@ -217,7 +217,14 @@ def test_one_end_set_by_the_user_leaves_the_other_where_the_file_wins(tmp_path):
         MIB,
         "user-max",
     )  # the pick weighs up to 1 MiB
-    assert _range(tmp_path, "--min-bytes", "16KiB") == (16 * KIB, 512 * KIB, "user-min")
+    assert _range(tmp_path, "--min-bytes", "16KiB") == (16 * KIB, MIB, "user-min")
+    # an end off the range's grid is simulated itself: allreduce wins at 1.5 MiB and not at 4 MiB, the
+    # next grid size (the search had started there: exit 1)
+    assert _range(tmp_path, "--coll", "allreduce", "--min-bytes", "1.5MiB") == (
+        3 * MIB // 2,
+        3 * MIB // 2,
+        "user-min",
+    )
     assert _range(tmp_path, "--min-bytes", "16KiB", "--max-bytes", "1MiB") == (16 * KIB, MIB, "user")
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cache, cached_property
 from math import ceil, gcd, prod
+from operator import attrgetter
 from typing import NamedTuple
 
 from collc.capacity import CapacityGraph, capacity_graph
@@ -1278,12 +1279,13 @@ class Weighing(NamedTuple):
 
     ``reference`` orders them (1 GiB, or the user's largest size); ``smaller`` decide among those close
     there: a thousandth and a sixteenth of it, where fill and drain weigh more, less any below the
-    user's smallest size (the file never runs them). ``forced``: the user's range, or its start, is
-    written as it is, so the file runs every size weighed, faster than the runtime or not, and what it
-    delivers there is its own figure; otherwise the file's range is chosen where it wins and the
-    runtime keeps the rest. ``collc compile --min-bytes 256MiB`` on 1x16 MI250 reduce-scatter had
-    picked the file that wins at 1 MiB (k = 2, 314.7 GB/s at 1 GiB against RCCL's 316.4), a size its
-    range never takes.
+    user's smallest size (the file never runs them). ``forced``: the user's range is written as it
+    is, so the file runs every size in it, faster than the runtime or not, and what it delivers there
+    is its own figure; otherwise (one end given too: the other is where the file wins) the file's
+    range is chosen where it wins and the runtime keeps the rest. ``collc compile --min-bytes 256MiB``
+    on 1x16 MI250 reduce-scatter had picked the file that wins at 1 MiB (k = 2, 314.7 GB/s at 1 GiB
+    against RCCL's 316.4), a size its range never takes. With ``--min-bytes 64MiB`` alone, k = 2 was
+    weighed by its own figure at 64 MiB, where it loses, and then won nowhere on that side (exit 1).
     """
 
     reference: int
@@ -1311,9 +1313,7 @@ def weighing(options: CompileOptions) -> Weighing:
     """What :func:`_pick` weighs for ``options``: see :class:`Weighing`."""
     reference = _reference_bytes(options)
     smaller = tuple(size for size in (reference // 1024, reference // 16) if size >= options.min_bytes)
-    forced = (
-        options.user_range and bool(options.min_bytes or options.max_bytes)
-    ) or options.user_end == "min"
+    forced = options.user_range and bool(options.min_bytes or options.max_bytes)
     return Weighing(reference, smaller, forced)
 
 
@@ -1713,7 +1713,9 @@ def _byte_range(
     def probe(nbytes: int) -> SizeOutlook:
         return outlook(model, algo, [nbytes], runtime, best.predictor, best.proto)[0]
 
-    rows = rows or [probe(given.min_bytes if options.user_end == "min" else given.max_bytes)]  # off the grid
+    end = {"min": given.min_bytes, "max": given.max_bytes}.get(options.user_end or "", 0)
+    if end and end not in {row.nbytes for row in rows}:  # the user's end is the range's first grid size
+        rows = sorted([*rows, probe(end)], key=attrgetter("nbytes"))
     chosen = choose_range(rows, runtime, probe)
     if chosen is not None:
         return at_end(_from_asked_size(chosen, algo, rows, topology.num_gpus), options.user_end, given), False
