@@ -197,11 +197,9 @@ def test_a_file_that_wins_nowhere_is_not_written_unless_forced(tmp_path, monkeyp
     assert result.exit_code == 1 and "no file written" in result.output and not out.exists()
 
 
-def _range(tmp_path: Path, *args: str) -> tuple[int, int, str]:
+def _range(tmp_path: Path, *args: str, coll: str = "allgather") -> tuple[int, int, str]:
     out = tmp_path / "x.xml"
-    result = CliRunner().invoke(
-        main, ["compile", "dgx1", "--coll", "allgather", *args, "-o", str(out), "--json"]
-    )
+    result = CliRunner().invoke(main, ["compile", "dgx1", "--coll", coll, *args, "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     return report["min_bytes"], report["max_bytes"], report["range_source"]
@@ -220,7 +218,7 @@ def test_one_end_set_by_the_user_leaves_the_other_where_the_file_wins(tmp_path):
     assert _range(tmp_path, "--min-bytes", "16KiB") == (16 * KIB, MIB, "user-min")
     # an end off the range's grid is simulated itself: allreduce wins at 1.5 MiB and not at 4 MiB, the
     # next grid size (the search had started there: exit 1)
-    assert _range(tmp_path, "--coll", "allreduce", "--min-bytes", "1.5MiB") == (
+    assert _range(tmp_path, "--min-bytes", "1.5MiB", coll="allreduce") == (
         3 * MIB // 2,
         3 * MIB // 2,
         "user-min",
