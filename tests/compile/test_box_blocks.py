@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 
 from click.testing import CliRunner
 
 from collc.cli import main
 from collc.cli.common import load_topology
-from collc.compile import CompileOptions, driver
+from collc.compile import CompileOptions, compile_schedule, driver
 from collc.compile.driver import begin
 from collc.solver.pipeline import solve
 from collc.topology import load
@@ -125,3 +126,16 @@ def test_box_blocks_that_are_a_forest_already_lowered_are_not_lowered_again(tmp_
     report = _json(tmp_path, "dgx-h100-rail", "--set", "boxes=3", "--gpus", gpus)
     chosen = next(note for note in report["notes"] if note.startswith("chose"))
     assert "k = 1 (box blocks" in chosen and "direct box blocks" not in chosen
+
+
+def test_the_direct_box_blocks_are_tried_where_the_box_blocks_bound_rules_those_out():
+    """Seeded random ranks on 3x8 A100: the box blocks' runs follow the ranks and load the NICs
+    unevenly (150 GB/s allgather bound), the direct ones pair GPUs by role (300, the fabric's bound).
+    The first box-block candidate failing the bound test had ended the search for both."""
+    topology = load("dgx-a100", {"boxes": "3"})
+    order = list(range(24))
+    random.Random(12345).shuffle(order)
+    shuffled = dataclasses.replace(topology, ranks=tuple(topology.ranks[i] for i in order))
+    result = compile_schedule(shuffled, CompileOptions(coll="allgather"))
+    assert result.solution.forest.layout == "direct box blocks"
+    assert result.solution.forest.allgather_algbw == 300

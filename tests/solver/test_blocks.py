@@ -4,6 +4,7 @@ and the fabric's bound reached where the network is the bottleneck."""
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections import Counter
 from fractions import Fraction
 
@@ -183,9 +184,29 @@ def test_any_rank_order_with_the_same_roles_in_every_box_gets_valid_trees() -> N
     solution = box_block_solution(swapped)
     assert solution is not None
     check_forest(solution.forest, swapped, solution.bound)
-    ranks[0], ranks[1] = ranks[1], ranks[0]  # box 0 now lists gpu1 before gpu0, box 1 does not
-    assert box_layout(dataclasses.replace(topology, ranks=tuple(ranks))) is None
     assert box_layout(topology) == [list(range(8)), list(range(8, 16))]
+
+
+def test_boxes_whose_ranks_hold_the_roles_in_other_orders_pair_gpus_by_role() -> None:
+    """Random ranks (a seeded shuffle) on 3x8 A100: every box is listed in the first box's role order,
+    so the direct box blocks still join the GPUs of one role across the network, on its NIC, and reach
+    the fabric's bound. Boxes whose ranks held the roles in different orders had no box blocks."""
+    topology = load("dgx-a100", {"boxes": "3"})
+    order = list(range(24))
+    random.Random(12345).shuffle(order)
+    shuffled = dataclasses.replace(topology, ranks=tuple(topology.ranks[i] for i in order))
+    boxes = box_layout(shuffled)
+    assert boxes is not None
+    roles = [[shuffled.node(shuffled.ranks[rank]).role for rank in box] for box in boxes]
+    assert roles == [roles[0]] * 3 and sorted(boxes[1]) != boxes[1]  # not in rank order
+    solution = box_block_solution(shuffled, direct=True)
+    assert solution is not None
+    check_forest(solution.forest, shuffled, solution.bound)
+    assert solution.forest.allgather_algbw == _optimum(shuffled)
+    role = {rank: shuffled.node(shuffled.ranks[rank]).role for box in boxes for rank in box}
+    for tree in solution.forest.trees:
+        across = [edge for edge in tree.edges if any(".nic" in node for node in edge.path)]
+        assert all(role[edge.src] == role[edge.dst] for edge in across)
 
 
 @pytest.mark.parametrize(("preset", "boxes"), [("dgx-a100", 4), ("dgx-h100-rail", 5), ("mi300x", 3)])

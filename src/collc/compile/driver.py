@@ -548,15 +548,16 @@ def _blocks_next(state: CompileState) -> int | None:
     of the fastest of them, or where none of them fit. At scale it is the one whose trees are
     shallow and whose program fits the runtime (docs/lowering.md §6)."""
     assert state.candidates is not None
-    later = range(state.position, len(state.candidates))
-    index = next((i for i in later if state.candidates[i].blocks), None)
-    if index is None or _blocks_first(state):
+    if _blocks_first(state):
         return None
-    bound = state.candidates[index].bound
-    assert bound is not None
-    if state.fitted:
-        return index if state.fastest > 0 and bound >= state.fastest * (1 - EQUIVALENT) else None
-    return index
+    for index in range(state.position, len(state.candidates)):
+        candidate = state.candidates[index]
+        if not candidate.blocks:
+            continue
+        assert candidate.bound is not None
+        if not state.fitted or (state.fastest > 0 and candidate.bound >= state.fastest * (1 - EQUIVALENT)):
+            return index
+    return None
 
 
 def _ruled_out(state: CompileState, candidate: Candidate) -> bool:

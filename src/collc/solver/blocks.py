@@ -28,8 +28,12 @@ run is one round, ``B − 1`` consecutive ranks again, and the counts above hold
 box-mate, and that a GPU sends to one peer, have consecutive chunks in every buffer (a root's chunks
 sit at its rank's place, docs/lowering.md §2): :func:`collc.lowering.runs.merge_runs` moves each such
 set in one step. Other rank orders get the same trees, with fewer such sets and whatever load they put
-on the network (the forest's ``U`` says it). A forest is built where every box has the same roles in
-the same rank order and every GPU pair of a box is joined inside it (a switch or a direct link).
+on the network (the forest's ``U`` says it). A forest is built where every box has the same roles and
+every GPU pair of a box is joined inside it (a switch or a direct link). Each box is taken in the
+order in which the first box's ranks hold the roles, so trees pair GPUs by role (the rail or NIC
+they share) whatever order the ranks are in; the direct box blocks then keep the network's load
+(3x8 A100 with seeded random ranks: 300 GB/s allgather, the fabric's bound; the runs, cut in rank
+order, load some NICs twice: 150).
 
 *Direct* box blocks take ``j_c(root)`` = the root's own role for every ``c`` (:func:`own_roles`): the
 root sends to its own role in every other box itself, so the trees are 2 hops high instead of 3,
@@ -58,9 +62,11 @@ Path = tuple[str, ...]
 
 
 def box_layout(topology: Topology) -> list[list[int]] | None:
-    """The ranks of every box in rank order, boxes in the order of their first rank, or None where
-    the fabric has no box layout this module can use: at least two boxes of at least two GPUs, every
-    box of the same roles in the same order."""
+    """The ranks of every box in role order (the order in which the first box's ranks hold the
+    roles), boxes in the order of their first rank, or None where the fabric has no box layout this
+    module can use: at least two boxes of at least two GPUs, every box of the same roles. A role is a
+    GPU's place in its box, the one whose rail or NIC reaches the same place in every other box, so
+    trees pair GPUs by role whatever order the ranks are in."""
     nodes = [topology.node(name) for name in topology.ranks]
     if any(node.box is None or node.role is None for node in nodes):
         return None
@@ -68,21 +74,23 @@ def box_layout(topology: Topology) -> list[list[int]] | None:
     for rank, node in enumerate(nodes):
         members.setdefault(node.box, []).append(rank)
     boxes = list(members.values())
-    roles = [[nodes[rank].role for rank in box] for box in boxes]
-    if len(boxes) < 2 or len(roles[0]) < 2 or any(other != roles[0] for other in roles[1:]):
+    place = {nodes[rank].role: index for index, rank in enumerate(boxes[0])}
+    if len(boxes) < 2 or len(place) < 2:
         return None
-    return boxes
+    if any(len(box) != len(place) or any(nodes[rank].role not in place for rank in box) for box in boxes):
+        return None
+    return [sorted(box, key=lambda rank: place[nodes[rank].role]) for box in boxes]
 
 
 def entry_roles(boxes: list[list[int]]) -> list[dict[int, int]]:
     """Per destination box, the role through which every outside root's tree enters it (module
     docstring): the run of ``B − 1`` ranks that holds the root in the cyclic rank order of the ranks
-    outside the box, starting after the box's last rank."""
+    outside the box, starting after the box's last (highest) rank."""
     count = sum(len(box) for box in boxes)
     runs = []
     for box in boxes:
         inside = set(box)
-        order = [(box[-1] + 1 + step) % count for step in range(count)]
+        order = [(max(box) + 1 + step) % count for step in range(count)]
         outside = [rank for rank in order if rank not in inside]
         runs.append({rank: position // (len(boxes) - 1) for position, rank in enumerate(outside)})
     return runs
