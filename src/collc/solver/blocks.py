@@ -14,8 +14,8 @@ network as blocks of consecutive roots:
 3. the peer sends to every other GPU of box ``c``.
 
 The role ``j_c`` comes from box ``c``'s view of the other ranks: the ``(B − 1)·G`` ranks outside box
-``c``, in cyclic rank order from the one after box ``c``'s last, are cut into ``G`` runs of ``B − 1``
-consecutive ranks, and run ``j`` enters box ``c`` through role ``j``. Every GPU then receives
+``c``, in cyclic rank order from the one after box ``c``'s highest, are cut into ``G`` runs of
+``B − 1`` ranks, and run ``j`` enters box ``c`` through role ``j``. Every GPU then receives
 exactly ``B − 1`` trees from the network, and sends exactly ``B − 1``: as ``c`` goes round, a sending
 box's ``G`` ranks take every position of that order once, so each run holds ``B − 1`` of them. Where
 the network's arcs are the fabric's bottleneck, that is the bound's load (rail-optimised DGX
@@ -42,7 +42,9 @@ arcs carry ``B·(G − 1)``). The trees a peer forwards to one box-mate are then
 whose chunks are ``G`` apart where boxes hold consecutive ranks: they move one tree per step, which
 fits the runtime only in small programs. Compile tries them where the search is wide (4x8 A100
 allreduce: 36.0 / 119.8 / 132.4 GB/s at 1 MiB / 64 MiB / 1 GiB against 16.7 / 107.9 / 130.0 for
-the file it wrote before). With two boxes both layouts are the same trees.
+the file it wrote before), and at scale where the ranks go round the boxes, whose rounds make the
+roots of one role consecutive (:func:`direct_merges_as_well`). With two boxes both layouts are the
+same trees.
 """
 
 from __future__ import annotations
