@@ -13,7 +13,7 @@ from collc.compile import CompileOptions, compile_schedule
 from collc.compile import outlook as outlook_module
 from collc.compile.bundle import on_grid, plan_ranges
 from collc.compile.outlook import SizeOutlook, grid, nccl_tests_bytes, outlook, served_size
-from collc.compile.ranges import ByteRange, at_end, choose_range, inside_end, winning_runs
+from collc.compile.ranges import ByteRange, at_end, choose_range, inside_end, predicted_range, winning_runs
 from collc.errors import InvariantError
 from collc.topology import load
 
@@ -284,3 +284,19 @@ def test_a_file_takes_the_call_nccl_tests_makes_at_the_start_of_its_range():
     # nothing simulated below the range that lost is taken
     rows = outlook(result.model, algo, grid(), "msccl-executor", result.predictor, result.proto)
     assert all(row.wins for row in rows if row.selected)
+
+
+def test_the_users_end_off_the_grid_is_simulated_itself():
+    """The file wins at 1.5 MiB and nowhere on the grid from there on (4 MiB up): with ``--min-bytes
+    1.5MiB`` the end is probed and the range starts and ends there; without the probe the search saw
+    only the grid's losing sizes."""
+    rows = [row(4**i * KIB, 150.0 if 4**i * KIB <= MIB else 50.0) for i in range(8)]
+
+    def probe(nbytes: int) -> SizeOutlook:
+        return row(nbytes, 150.0 if nbytes <= 3 * MIB // 2 else 50.0)
+
+    start = ByteRange(3 * MIB // 2, 0)
+    chosen, seen = predicted_range(rows, "msccl-executor", probe, "min", start)
+    assert seen[0].nbytes == 3 * MIB // 2 and all(r.nbytes >= 3 * MIB // 2 for r in seen)
+    assert chosen is not None and at_end(chosen, "min", start) == ByteRange(3 * MIB // 2, 3 * MIB // 2)
+    assert predicted_range(rows, "msccl-executor", probe, None, ByteRange(0, 0))[0] == ByteRange(KIB, MIB)

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cache, cached_property
 from math import ceil, gcd, prod
-from operator import attrgetter
 from typing import NamedTuple
 
 from collc.capacity import CapacityGraph, capacity_graph
@@ -42,7 +41,7 @@ from collc.compile.outlook import (
     served_size,
     vendor_algbw,
 )
-from collc.compile.ranges import ByteRange, at_end, choose_range, inside_end, taken_run
+from collc.compile.ranges import ByteRange, at_end, predicted_range, taken_run
 from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.lowering.collector import collector_paused
 from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
@@ -1705,19 +1704,12 @@ def _byte_range(
         return ByteRange(options.min_bytes, options.max_bytes), False
     algo = best.lowered.algorithm
     given = ByteRange(options.min_bytes, options.max_bytes)
-    rows = [
-        row
-        for row in outlook(model, algo, grid(), runtime, best.predictor, best.proto)
-        if inside_end(row.nbytes, options.user_end, given)
-    ]
 
     def probe(nbytes: int) -> SizeOutlook:
         return outlook(model, algo, [nbytes], runtime, best.predictor, best.proto)[0]
 
-    end = {"min": given.min_bytes, "max": given.max_bytes}.get(options.user_end or "", 0)
-    if end and end not in {row.nbytes for row in rows}:  # the user's end is the range's first grid size
-        rows = sorted([*rows, probe(end)], key=attrgetter("nbytes"))
-    chosen = choose_range(rows, runtime, probe)
+    grid_rows = outlook(model, algo, grid(), runtime, best.predictor, best.proto)
+    chosen, rows = predicted_range(grid_rows, runtime, probe, options.user_end, given)
     if chosen is not None:
         return at_end(_from_asked_size(chosen, algo, rows, topology.num_gpus), options.user_end, given), False
     what = f"{options.coll} on {topology.name} ({options.proto})"

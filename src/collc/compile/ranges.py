@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Protocol, TypeVar
 
 from collc.compile.outlook import SizeOutlook
@@ -109,3 +110,21 @@ def choose_range(
     # The legacy loader compares maxBytes exclusively: one byte more keeps the last winning size in.
     inclusive = profile(runtime).max_bytes_inclusive
     return ByteRange(low, high + (0 if inclusive else 1))
+
+
+def predicted_range(
+    rows: Sequence[SizeOutlook],
+    runtime: str,
+    probe: Callable[[int], SizeOutlook],
+    end: str | None,
+    given: ByteRange,
+) -> tuple[ByteRange | None, list[SizeOutlook]]:
+    """:func:`choose_range` on the grid sizes on the user's side of the one end they gave
+    (:func:`inside_end`), with that end simulated itself where it is off the grid (1x8 V100
+    allreduce wins at ``--min-bytes 1.5MiB`` and loses at 4 MiB, the next grid size); and the rows it
+    chose from. The caller moves the chosen range to the user's end (:func:`at_end`)."""
+    inside = [row for row in rows if inside_end(row.nbytes, end, given)]
+    size = {"min": given.min_bytes, "max": given.max_bytes}.get(end or "", 0)
+    if size and size not in {row.nbytes for row in inside}:
+        inside = sorted([*inside, probe(size)], key=attrgetter("nbytes"))
+    return choose_range(inside, runtime, probe), inside

@@ -29,7 +29,7 @@ from collc.compile.driver import (
     with_range,
 )
 from collc.compile.outlook import grid, outlook
-from collc.compile.ranges import ByteRange, at_end, choose_range, inside_end
+from collc.compile.ranges import ByteRange, at_end, predicted_range
 from collc.errors import InputError, InvariantError
 from collc.lowering.limits import DoesNotFit
 from collc.mscclpp.lower import PIPELINE_UNIT_BYTES, PlanDoesNotFit, message_ceiling, to_plan
@@ -74,11 +74,12 @@ def compile_plan(topology: Topology, options: CompileOptions) -> PlanResult:
     if not options.user_range:
         given = ByteRange(options.min_bytes, options.max_bytes)
         rows = outlook(result.model, result.algorithm, grid(), RUNTIME, predictor)
-        rows = [row for row in rows if inside_end(row.nbytes, options.user_end, given)]
-        won = choose_range(
+        won, _ = predicted_range(
             rows,
             RUNTIME,
             lambda nbytes: outlook(result.model, result.algorithm, [nbytes], RUNTIME, predictor)[0],
+            options.user_end,
+            given,
         )
         if won is None and not options.force:
             raise NoWin(

@@ -205,7 +205,8 @@ def own_roles(boxes: list[list[int]]) -> list[dict[int, int]]:
     """:func:`entry_roles` for direct box blocks (module docstring): every root's tree enters every
     other box through the root's own role."""
     role = {rank: index for box in boxes for index, rank in enumerate(box)}
-    return [{rank: role[rank] for rank in role if rank not in box} for box in boxes]
+    insides = [set(box) for box in boxes]
+    return [{rank: place for rank, place in role.items() if rank not in inside} for inside in insides]
 
 
 def merged_steps(boxes: list[list[int]], runs: list[dict[int, int]]) -> int:
@@ -273,7 +274,7 @@ class _Edge(NamedTuple):
 
 def _shape(root: int, source_box: int, boxes: list[list[int]], runs: list[dict[int, int]]) -> list[_Edge]:
     """The edges of ``root``'s tree (module docstring) in breadth-first order; ``runs`` from
-    :func:`entry_roles`."""
+    :func:`entry_roles` or :func:`own_roles`."""
     box = boxes[source_box]
     levels: list[list[_Edge]] = [[], [], []]  # edges entering depth 1, 2 and 3
     levels[0] = [_Edge((root, mate), False) for mate in box if mate != root]
