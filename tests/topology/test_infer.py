@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import random
+from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 from collc.cli import main
 from collc.errors import InfeasibleError
 from collc.solver import check_forest, solve
-from collc.topology import load
+from collc.topology import infer, load
 from collc.topology.export import to_flat_yaml
 from collc.topology.infer import infer_structure
 from collc.topology.model import Link, Node, Topology
@@ -147,26 +149,97 @@ def test_a_single_switched_box_is_not_cut_into_lone_gpus() -> None:
     assert {node.box for node in topology.nodes} == {0}
 
 
-def test_roles_follow_rank_order_inside_each_box() -> None:
-    """Ranks given box by box in reverse order in box 1: roles follow the ranks, not the names."""
-    topology = bare(load("dgx-h100-rail", {"boxes": "2"}))
+def with_box1_reversed(topology: Topology) -> Topology:
+    """``topology`` with box 0's ranks first as given, then box 1's in reverse (2-box presets)."""
     box1 = [name for name in topology.ranks if name.startswith("b1.")]
-    reordered = dataclasses.replace(topology, ranks=(*topology.ranks[:8], *reversed(box1)))
-    roles = {node.name: node.role for node in infer_structure(reordered).nodes}
-    assert roles["b1.gpu7"] == "gpu0" and roles["b1.gpu0"] == "gpu7" and roles["b0.gpu0"] == "gpu0"
+    return dataclasses.replace(topology, ranks=(*topology.ranks[: len(box1)], *reversed(box1)))
 
 
-def test_a_wrong_role_guess_costs_speed_never_correctness() -> None:
-    """Box 1's ranks reversed: its roles no longer match box 0's wiring (GPU i on rail i), so fewer
-    structural symmetry candidates pass verification, and the forest still meets the bound."""
+def test_roles_follow_the_wiring_not_the_ranks() -> None:
+    """Box 1's ranks reversed on rails: each GPU still takes the role of box 0's GPU on its rail."""
+    inferred = infer_structure(with_box1_reversed(bare(load("dgx-h100-rail", {"boxes": "2"}))))
+    roles = {node.name: node.role for node in inferred.nodes}
+    assert all(roles[f"b1.gpu{i}"] == roles[f"b0.gpu{i}"] == f"gpu{i}" for i in range(8))
+
+
+def test_gpus_the_wiring_cannot_tell_apart_take_roles_in_rank_order() -> None:
+    """A100 boxes: even GPUs reach one IB switch, odd ones the other, all on one NVSwitch. With box
+    1's ranks reversed, its first rank (gpu7, odd) takes the first odd role, gpu6 the first even."""
+    inferred = infer_structure(with_box1_reversed(bare(load("dgx-a100", {"boxes": "2"}))))
+    roles = {node.name: node.role for node in inferred.nodes if node.name.startswith("b1.gpu")}
+    assert roles == {f"b1.gpu{7 - i}": f"gpu{i + 1 if i % 2 == 0 else i - 1}" for i in range(8)}
+
+
+def test_a_wrong_role_guess_costs_speed_never_correctness(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no budget for the matching, box 1 (ranks reversed) keeps rank order: its roles no longer
+    match box 0's wiring (GPU i on rail i), so fewer structural symmetry candidates pass
+    verification, and the forest still meets the bound."""
+    monkeypatch.setattr(infer, "MATCH_BUDGET", 0)
     annotated = load("dgx-h100-rail", {"boxes": "2"})
-    topology = bare(annotated)
-    box1 = [name for name in topology.ranks if name.startswith("b1.")]
-    reordered = infer_structure(dataclasses.replace(topology, ranks=(*topology.ranks[:8], *reversed(box1))))
+    reordered = infer_structure(with_box1_reversed(bare(annotated)))
+    assert {n.name: n.role for n in reordered.nodes}["b1.gpu7"] == "gpu0"
     solution, reference = solve(reordered), solve(annotated)
     check_forest(solution.forest, reordered, solution.bound)
     assert solution.forest.allgather_algbw == reference.forest.allgather_algbw
     assert solution.stats.packing_orbits > reference.stats.packing_orbits  # slower: less symmetry used
+
+
+def shuffled(topology: Topology, seed: int) -> Topology:
+    """``topology`` with its ranks in a seeded random order."""
+    ranks = list(topology.ranks)
+    random.Random(seed).shuffle(ranks)
+    return dataclasses.replace(topology, ranks=tuple(ranks))
+
+
+def pcie_pairs(boxes: int) -> Topology:
+    """Boxes of four GPUs, two per PCIe switch, the switches on one CPU with the box's NIC on one IB
+    switch: every GPU reaches the same outside node, only the shared switch tells pairs apart."""
+    nodes: list[Node] = [Node("ib", "switch")]
+    links: list[Link] = []
+    for b in range(boxes):
+        gpus = [f"b{b}.g{i}" for i in range(4)]
+        nodes += [Node(g, "gpu") for g in gpus]
+        nodes += [Node(f"b{b}.sw0", "switch"), Node(f"b{b}.sw1", "switch"), Node(f"b{b}.cpu", "cpu")]
+        nodes.append(Node(f"b{b}.nic", "nic"))
+        links += [Link(g, f"b{b}.sw{i // 2}", Fraction(32)) for i, g in enumerate(gpus)]
+        links += [Link(f"b{b}.sw{i}", f"b{b}.cpu", Fraction(32)) for i in range(2)]
+        links += [Link(f"b{b}.cpu", f"b{b}.nic", Fraction(32)), Link(f"b{b}.nic", "ib", Fraction(25))]
+    gpu_names = tuple(node.name for node in nodes if node.kind == "gpu")
+    return Topology("pcie-pairs", tuple(nodes), tuple(links), gpu_names)
+
+
+ROLE_FABRICS = {
+    "dgx-h100-rail x4": lambda: load("dgx-h100-rail", {"boxes": "4"}),
+    "dgx-a100 x4": lambda: load("dgx-a100", {"boxes": "4"}),
+    "mi250 x2": lambda: load("mi250", {"boxes": "2"}),
+    "dgx1 x4": lambda: load("dgx1", {"boxes": "4"}),
+    "mi300x x4": lambda: load("mi300x", {"boxes": "4"}),
+    "pcie pairs x4": lambda: pcie_pairs(4),
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("fabric", ROLE_FABRICS)
+def test_roles_map_every_box_onto_the_first_whatever_the_ranks(fabric: str, seed: int) -> None:
+    """Ranks shuffled across the whole fabric: for every box, the map to the first box by role takes
+    each link inside the box to a link of the same bandwidth and direction, and each link leaving it
+    to a link to the same outside node (the rail) where the preset wires every box alike."""
+    inferred = infer_structure(shuffled(bare(ROLE_FABRICS[fabric]()), seed))
+    first = next(node.box for node in inferred.nodes if node.name == inferred.ranks[0])
+    named = {(node.box, node.role): node.name for node in inferred.nodes if node.box is not None}
+    box_of = {node.name: node.box for node in inferred.nodes}
+    role_of = {node.name: node.role for node in inferred.nodes}
+    links = Counter((x.src, x.dst, x.bandwidth, x.directed) for x in inferred.links)
+
+    def image(name: str) -> str:
+        return name if box_of[name] is None else named[first, role_of[name]]
+
+    for link in inferred.links:
+        if {box_of[link.src], box_of[link.dst]} == {None}:
+            continue
+        mapped = (image(link.src), image(link.dst), link.bandwidth, link.directed)
+        reverse = (mapped[1], mapped[0], *mapped[2:])
+        assert links[mapped] or (not link.directed and links[reverse]), (link, mapped)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -27,12 +27,19 @@ box-side neighbours all lie in one box, or a group of other nodes whose neighbou
 box. Everything else (IB, rail, leaf and spine switches) is outside every box. Boxes are numbered by
 their lowest GPU rank.
 
-**Roles.** Inside each box the GPUs are ``gpu0, gpu1, ...`` in rank order; the other members are named
-``<kind><j>`` in breadth-first layers from the GPUs, ordered by their links to already-named members
-(label, bandwidth each way), then by file order. Boxes that are copies of one another, with ranks
-given box by box in the same local order, get the same role for corresponding nodes. Where that is
-not so the guess is wrong, and the cost is speed only: every symmetry taken from roles is verified
-before use, and the other uses of boxes only order choices that are exact either way.
+**Roles.** In the first box (the one holding rank 0) the GPUs are ``gpu0, gpu1, ...`` in rank order.
+Every other box is matched onto the first: its GPUs, taken in rank order, get the first role whose
+GPU looks the same from everywhere the matching can see (:func:`_matched_gpus`): the links to its
+other members (kind and bandwidth each way), the GPUs it links to directly and the switches it shares
+with them, and the nodes outside every box it reaches first (its rail or leaf switch), where every box
+reaches the same ones. So a box whose ranks follow another order than the first box's (a launcher
+that shuffles ranks, or a file written in the order a scheduler allocated GPUs) still pairs the GPUs
+on one rail; where ranks are given box by box in one local order the match is rank order itself. A
+box that matches in no way (or not within a bounded search) keeps rank order. The other members are
+named ``<kind><j>`` in breadth-first layers from the GPUs, ordered by their links to already-named
+members (label, bandwidth each way), then by file order. Where the guess is wrong the cost is speed
+only: every symmetry taken from roles is verified before use, and the other uses of boxes only order
+choices that are exact either way.
 
 Deterministic: only file order, ranks and bandwidths decide.
 """
@@ -194,6 +201,113 @@ def _roles(graph: _Graph, box: Iterable[str], gpus_in_rank_order: Sequence[str])
     return role
 
 
+MATCH_BUDGET = 20_000  # assignments tried per box before falling back to rank order
+MATCH_MAX_GPUS = 512  # larger boxes keep rank order (the search recurses once per GPU)
+
+
+class _BoxView(NamedTuple):
+    """What the role matching compares of one box: per GPU (rank order) a key of its own, and per
+    ordered GPU pair a key of the two (:func:`_box_view`)."""
+
+    gpus: tuple[str, ...]
+    own: dict[str, tuple]
+    pair: dict[tuple[str, str], tuple]
+
+
+def _exits(graph: _Graph, gpu: str, box_of: dict[str, int]) -> frozenset[str]:
+    """The nodes outside every box that ``gpu`` reaches in the fewest hops through non-GPU members
+    of its own box (a rail or leaf switch behind its NIC); empty where it reaches none."""
+    box, seen, frontier = box_of[gpu], {gpu}, [gpu]
+    while frontier:
+        found, step = set(), []
+        for v in frontier:
+            for other, _ in graph.incident[v]:
+                if other in seen or graph.kinds[other] == "gpu":
+                    continue
+                seen.add(other)
+                if other not in box_of:
+                    found.add(other)
+                elif box_of[other] == box:
+                    step.append(other)
+        if found:
+            return frozenset(found)
+        frontier = step
+    return frozenset()
+
+
+def _box_view(
+    graph: _Graph, gpus: Sequence[str], box_of: dict[str, int], exits: dict[str, object]
+) -> _BoxView:
+    """The keys of :class:`_BoxView`: a GPU's links by (kind of the other end, direction, bandwidth)
+    plus ``exits[gpu]``; a pair's direct links by (direction, bandwidth) plus how many non-GPU members
+    of the box both link to (a shared PCIe switch)."""
+    links: dict[str, dict[str, list[tuple[int, object]]]] = {}
+    hubs: dict[str, set[str]] = {}
+    own = {}
+    for gpu in gpus:
+        links[gpu], hubs[gpu] = {}, set()
+        for other, index in graph.incident[gpu]:
+            link = graph.links[index]
+            links[gpu].setdefault(other, []).append((_direction(link, gpu), link.bandwidth))
+            if graph.kinds[other] != "gpu" and box_of.get(other) == box_of[gpu]:
+                hubs[gpu].add(other)
+        ends = sorted((graph.kinds[other], *end) for other, found in links[gpu].items() for end in found)
+        own[gpu] = (tuple(ends), exits[gpu])
+    pair = {
+        (u, v): (tuple(sorted(links[u].get(v, ()))), len(hubs[u] & hubs[v]))
+        for u in gpus
+        for v in gpus
+        if u != v
+    }
+    return _BoxView(tuple(gpus), own, pair)
+
+
+def _matched_gpus(first: _BoxView, box: _BoxView) -> list[str] | None:
+    """``box``'s GPUs in the order of the roles they match (position i takes role ``gpu<i>``), or
+    None when no match is found within :data:`MATCH_BUDGET` tries.
+
+    Depth-first over ``box``'s GPUs in rank order, each trying the first box's GPUs in role order:
+    the first match found, so rank order wherever rank order matches.
+    """
+    if len(first.gpus) != len(box.gpus):
+        return None
+    role_of: dict[str, str] = {}  # GPU of ``box`` -> GPU of the first box
+    taken: set[str] = set()
+    budget = MATCH_BUDGET
+
+    def fits(gpu: str, target: str) -> bool:
+        return first.own[target] == box.own[gpu] and all(
+            first.pair[target, role_of[done]] == box.pair[gpu, done]
+            and first.pair[role_of[done], target] == box.pair[done, gpu]
+            for done in role_of
+        )
+
+    def extend(position: int) -> bool:
+        nonlocal budget
+        if position == len(box.gpus):
+            return True
+        gpu = box.gpus[position]
+        for target in first.gpus:
+            if target in taken:
+                continue
+            budget -= 1
+            if budget < 0:
+                return False
+            if fits(gpu, target):
+                role_of[gpu] = target
+                taken.add(target)
+                if extend(position + 1):
+                    return True
+                del role_of[gpu]
+                taken.discard(target)
+        return False
+
+    if not extend(0):
+        return None
+    slot = {target: index for index, target in enumerate(first.gpus)}
+    return sorted(box.gpus, key=lambda gpu: slot[role_of[gpu]])
+
+
 def _layer_key(graph: _Graph, role: dict[str, str], v: str) -> tuple:
     """Order of ``v`` among its layer: kind, then its links to named members (their role, direction,
     bandwidth), then file order."""
@@ -212,6 +326,25 @@ def _direction(link: Link, node: str) -> int:
     return 1 if link.dst == node else 2
 
 
+def _role_orders(
+    graph: _Graph, boxes: list[set[str]], box_of: dict[str, int], rank: dict[str, int]
+) -> list[list[str]]:
+    """Per box, its GPUs in role order: the first box in rank order, every other matched onto it
+    (:func:`_matched_gpus`), or in rank order where no match is found."""
+    in_rank_order = [sorted((v for v in box if v in rank), key=rank.__getitem__) for box in boxes]
+    if len(boxes) < 2 or len(in_rank_order[0]) > MATCH_MAX_GPUS:
+        return in_rank_order
+    exits = {gpu: _exits(graph, gpu, box_of) for gpus in in_rank_order for gpu in gpus}
+    first_exits = Counter(exits[gpu] for gpu in in_rank_order[0])
+    orders = [in_rank_order[0]]
+    for gpus in in_rank_order[1:]:
+        same_exits = Counter(exits[gpu] for gpu in gpus) == first_exits
+        shown = {gpu: exits[gpu] if same_exits else len(exits[gpu]) for gpu in (*in_rank_order[0], *gpus)}
+        first = _box_view(graph, in_rank_order[0], box_of, shown)
+        orders.append(_matched_gpus(first, _box_view(graph, gpus, box_of, shown)) or gpus)
+    return orders
+
+
 def infer_structure(topology: Topology) -> Topology:
     """``topology`` with ``box`` and ``role`` inferred on its nodes (module docstring), or unchanged
     when any node already carries either."""
@@ -221,12 +354,10 @@ def infer_structure(topology: Topology) -> Topology:
     boxes = _find_boxes(graph) or [set(graph.kinds)]
     rank = {name: r for r, name in enumerate(topology.ranks)}
     boxes.sort(key=lambda box: min(rank[v] for v in box if v in rank))
-    box_of: dict[str, int] = {}
+    box_of = {v: index for index, box in enumerate(boxes) for v in box}
     role_of: dict[str, str] = {}
-    for index, box in enumerate(boxes):
-        gpus = sorted((v for v in box if v in rank), key=rank.__getitem__)
+    for box, gpus in zip(boxes, _role_orders(graph, boxes, box_of, rank), strict=True):
         role_of.update(_roles(graph, box, gpus))
-        box_of.update(dict.fromkeys(box, index))
     nodes = tuple(
         dataclasses.replace(node, box=box_of.get(node.name), role=role_of.get(node.name))
         for node in topology.nodes
