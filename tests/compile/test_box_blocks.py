@@ -139,3 +139,28 @@ def test_the_direct_box_blocks_are_tried_where_the_box_blocks_bound_rules_those_
     result = compile_schedule(shuffled, CompileOptions(coll="allgather"))
     assert result.solution.forest.layout == "direct box blocks"
     assert result.solution.forest.allgather_algbw == 300
+
+
+def test_on_1x8_v100_allgather_both_packing_orders_are_simulated_and_the_breadth_first_file_wins(
+    tmp_path,
+):
+    """DGX-1's single and double NVLinks: the breadth-first trees of k = 16 simulate at 162.4 GB/s at
+    1 GiB (0.95 of the power-of-two bound), the usual packings at most 160.8 (bench_predict)."""
+    report = _json(tmp_path, "dgx1", "--coll", "allgather")
+    chosen = next(note for note in report["notes"] if note.startswith("chose"))
+    assert chosen.startswith("chose k = 16 (breadth-first trees")
+    assert "k = 16: " in chosen and "k = 8 (breadth-first trees): " in chosen  # both orders simulated
+    assert report["layout"] == "breadth-first trees" and report["warnings"] == 0
+    assert "-k16-bfs-" in (tmp_path / "out.xml").read_text()
+
+
+def test_no_breadth_first_candidates_for_a_users_k_or_where_the_reduce_forest_is_solved_apart():
+    state = begin(load("dgx1", {}), CompileOptions(coll="allgather", k=2))
+    driver._price_step(state)
+    assert not any(candidate.breadth_first for candidate in state.candidates)
+    state = begin(load("dgx1", {}), CompileOptions(coll="allgather"))
+    driver._price_step(state)
+    priced = [candidate for candidate in state.candidates if not candidate.breadth_first]
+    assert [c.solve_k for c in state.candidates if c.breadth_first] == [c.solve_k for c in priced]
+    state.separate_reduce = True  # an allreduce on a fabric whose two directions differ
+    assert driver._breadth_first_candidates(state) == []

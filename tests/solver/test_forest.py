@@ -298,3 +298,20 @@ def test_tree_edges_are_in_breadth_first_order() -> None:
             depth[edge.dst] = depth[edge.src] + 1
         depths = [depth[edge.dst] for edge in tree.edges]
         assert depths == sorted(depths)
+
+
+def test_the_breadth_first_packing_is_other_trees_at_the_same_bound() -> None:
+    """DGX-1 (single and double NVLinks): both orders meet the bound (solve checks every forest) with
+    different trees, and only the breadth-first forest says so in its layout."""
+    topology = load("dgx1", {})
+    usual, other = solve(topology, k=16), solve(topology, k=16, breadth_first=True)
+    assert other.forest.U == usual.forest.U and not other.forest.same_trees(usual.forest)
+    assert (usual.forest.layout, other.forest.layout) == ("trees", "breadth-first trees")
+
+
+def test_a_forest_packed_exactly_is_not_called_breadth_first() -> None:
+    """Without verified symmetries the exact packing runs, which has one order."""
+    nodes = tuple(Node(f"g{i}", "gpu") for i in range(3))
+    links = (Link("g0", "g1", Fraction(3)), Link("g1", "g2", Fraction(2)), Link("g0", "g2", Fraction(1)))
+    solution = solve(Topology("uneven", nodes, links, ("g0", "g1", "g2")), breadth_first=True)
+    assert solution.stats.packing_orbits == 3 and solution.forest.layout == "trees"

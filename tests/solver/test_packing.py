@@ -112,12 +112,34 @@ def circulants(draw: st.DrawFn) -> tuple[int, dict]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(case=circulants())
-def test_random_symmetric_packings_are_valid(case: tuple[int, dict]) -> None:
+@given(case=circulants(), breadth_first=st.booleans())
+def test_random_symmetric_packings_are_valid(case: tuple[int, dict], breadth_first: bool) -> None:
     num_gpus, capacities = case
     k = _edmonds_k(num_gpus, capacities)
     if k == 0:
         return
-    packing = pack_trees_symmetric(num_gpus, k, capacities, _cyclic_transversal(num_gpus))
+    packing = pack_trees_symmetric(num_gpus, k, capacities, _cyclic_transversal(num_gpus), breadth_first)
     if packing is not None:  # None: no symmetric completion found, the caller packs every root
         _check_packing(num_gpus, k, capacities, packing.trees)
+
+
+def _height(tree: LogicalTree) -> int:
+    depth = {tree.root: 0}
+    for x, y in tree.edges:
+        depth[y] = depth[x] + 1
+    return max(depth.values())
+
+
+def test_breadth_first_takes_the_direct_arc_where_the_widest_goes_round() -> None:
+    """4 GPUs, arcs to the next GPU 4 wide, the others 1: widest first, a tree runs round the ring
+    (height 3); breadth first every arc can take the whole tree, so it is a star (height 1)."""
+    capacities = {(u, (u + d) % 4): 4 if d == 1 else 1 for u in range(4) for d in (1, 2, 3)}
+    packings = {
+        order: pack_trees_symmetric(4, 1, capacities, _cyclic_transversal(4), breadth_first=order)
+        for order in (False, True)
+    }
+    for packing in packings.values():
+        assert packing is not None
+        _check_packing(4, 1, capacities, packing.trees)
+    assert {_height(tree) for tree in packings[False].trees} == {3}
+    assert {_height(tree) for tree in packings[True].trees} == {1}

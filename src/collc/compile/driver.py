@@ -297,6 +297,12 @@ class Candidate(NamedTuple):
     solve_k: int | str | None
     bound: Fraction | None
     blocks: bool = False  # the box-block forest (collc.solver.blocks): after the priced k, or first at scale
+    breadth_first: bool = False  # k's forest packed breadth first (collc.solver.packing.frontier_width)
+
+    @property
+    def key(self) -> int | str | None:
+        """The key of this candidate's solution among a compile's solutions (``state.solutions``)."""
+        return f"breadth-first-{self.solve_k}" if self.breadth_first else self.solve_k
 
 
 #: the keys of the box-block forests' solutions among a compile's solutions (a k is an int or None)
@@ -502,7 +508,7 @@ def next_step(state: CompileState) -> str:
         if _unsimulated(state) is not None:
             return "simulate"
         return "lower" if _to_pace(state) is not None else "choose"
-    k = state.candidates[index].solve_k
+    k = state.candidates[index].key
     if k not in state.solutions:
         return "forest"
     if state.separate_reduce and state.solutions[k].forest.k not in state.reduce_forests:
@@ -533,6 +539,8 @@ def _next_candidate(state: CompileState) -> int | None:
         candidate = state.candidates[index]
         if _ruled_out(state, candidate) or (candidate.blocks and not _blocks_first(state)):
             continue
+        if candidate.breadth_first and not _breadth_first_differs(state, candidate):
+            continue
         if _candidates_fitted(state) >= SIMULATED_CANDIDATES:
             assert candidate.bound is not None  # _wide
             if candidate.bound < state.fastest * (1 - EQUIVALENT):
@@ -557,6 +565,18 @@ def _blocks_next(state: CompileState) -> int | None:
         if not state.fitted or (state.fastest > 0 and candidate.bound >= state.fastest * (1 - EQUIVALENT)):
             return index
     return None
+
+
+def _breadth_first_differs(state: CompileState, candidate: Candidate) -> bool:
+    """Whether the breadth-first packing of ``candidate``'s k is worth solving: its usual forest was
+    lowered and fitted, and packed symmetrically (the exact packing, as on fabrics without verified
+    symmetries, has one order only)."""
+    usual = state.solutions.get(candidate.solve_k)
+    return (
+        usual is not None
+        and usual.stats.packing_orbits < usual.forest.num_gpus
+        and any(item.solution is usual for item in state.fitted)
+    )
 
 
 def _ruled_out(state: CompileState, candidate: Candidate) -> bool:
@@ -639,8 +659,23 @@ def _price_step(state: CompileState) -> None:
     if _at_narrow_scale(state.topology, state.options):
         state.candidates[:0] = _blocks_candidates(state, wide=False)
     else:
-        state.candidates += _blocks_candidates(state, wide=True)
+        state.candidates += _breadth_first_candidates(state) + _blocks_candidates(state, wide=True)
     state.position, state.smallest_failed, state.fitted, state.blocks_alone = 0, None, [], None
+
+
+def _breadth_first_candidates(state: CompileState) -> list[Candidate]:
+    """The priced k again, after them, packed breadth first (:func:`collc.solver.packing.
+    frontier_width`): the same bound, other trees. Which order simulates faster depends on the
+    fabric: 1x8 V100 allgather at 1 GiB is 159.1 GB/s with the usual packing and 162.4 breadth first,
+    while 2x16 MI250 reduce-scatter is 333.8 against 316.5. So both are simulated: each is taken only
+    where its k's usual forest fitted and was packed symmetrically (:func:`_breadth_first_differs`),
+    and like any candidate past the first simulated only in a wide search. Not for an allreduce with a
+    reduce forest of its own (:func:`two_forests`), whose halves are solved apart, nor for a user's k
+    or ``--max-k`` (one candidate, as asked)."""
+    assert state.candidates is not None
+    if state.separate_reduce or state.options.k is not None or state.options.max_k is not None:
+        return []
+    return [candidate._replace(breadth_first=True) for candidate in state.candidates if not candidate.blocks]
 
 
 def _blocks_candidates(state: CompileState, wide: bool) -> list[Candidate]:
@@ -687,11 +722,18 @@ def _solve_step(state: CompileState) -> None:
     :data:`SLICE_SECONDS` per step (the step runs again until the solve is done)."""
     index = _next_candidate(state)
     assert index is not None and state.candidates is not None
-    k = state.candidates[index].solve_k
+    candidate = state.candidates[index]
+    k = candidate.key
     if state.solving is None:
         if k not in state.solutions:
             reverse = state.options.coll == "reducescatter"
-            state.solving = solve_steps(state.topology, k=k, max_k=state.options.max_k, reverse=reverse)
+            state.solving = solve_steps(
+                state.topology,
+                k=candidate.solve_k,
+                max_k=state.options.max_k,
+                reverse=reverse,
+                breadth_first=candidate.breadth_first,
+            )
         else:
             state.solving = solve_steps(state.topology, k=state.solutions[k].forest.k, reverse=True)
     done, solution = run_until(state.solving, state.deadline())
@@ -748,9 +790,11 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
     none and the reason it does not fit recorded."""
     assert state.candidates is not None
     allow_shared_stages, instances = state.attempts[state.attempt]
-    solution = state.solutions[state.candidates[index].solve_k]
+    solution = state.solutions[state.candidates[index].key]
     if any(item.solution.forest.same_trees(solution.forest) for item in state.fitted):
-        return []  # box blocks that are a forest lowered already (8x8 H100 rail: the direct ones are k = 1's)
+        # box blocks or a breadth-first packing that are a forest lowered already (8x8 H100 rail: the
+        # direct box blocks are k = 1's; 2x8 A100: both packing orders give the same trees)
+        return []
     reduce_forest = state.reduce_forests.get(solution.forest.k)
     name = _name(state.topology, state.options.coll, solution.forest, instances)
     plans = Plans(solution.forest, reduce_forest, state.planes, state.topology.arc_bandwidths())
@@ -1104,7 +1148,7 @@ def _label(item: Fitted) -> str:
     """How the notes name a candidate: its k, its instances where more than one, and how its lanes were
     split, its senders paced or its tree depths shared or joined where they were."""
     lowered = item.lowered
-    ways = [item.solution.forest.layout] if item.solution.forest.blocks else []
+    ways = [item.solution.forest.layout] if item.solution.forest.layout != "trees" else []
     ways += [f"{item.instances} instances"] if item.instances > 1 else []
     if lowered.split_lanes:
         split = "lanes split to the threadblock limit" if lowered.unsplit_groups else "a lane per transfer"
@@ -1123,7 +1167,7 @@ def _label(item: Fitted) -> str:
 def _forest_name(item: Fitted) -> str:
     """A candidate's forest in the notes: its k, and which box blocks it is where it is."""
     forest = item.solution.forest
-    return f"k = {forest.k}" + (f" ({forest.layout})" if forest.blocks else "")
+    return f"k = {forest.k}" + (f" ({forest.layout})" if forest.layout != "trees" else "")
 
 
 def _preferred(best: Fitted, top: Fitted, weighing: Weighing) -> str:
@@ -1543,8 +1587,17 @@ def _feeder_instances(
     return twice
 
 
+#: what a file's name says of its forest's layout (Forest.layout)
+LAYOUT_SUFFIXES = {
+    "trees": "",
+    "breadth-first trees": "-bfs",
+    "box blocks": "-blocks",
+    "direct box blocks": "-blocks-direct",
+}
+
+
 def _name(topology: Topology, coll: str, forest: Forest, instances: int) -> str:
-    layout = ("-blocks-direct" if forest.direct else "-blocks") if forest.blocks else ""
+    layout = LAYOUT_SUFFIXES[forest.layout]
     return f"collc-{topology.name}-{topology.num_gpus}gpus-{coll}-k{forest.k}{layout}-i{instances}"[:200]
 
 

@@ -70,6 +70,9 @@ class Forest:
     blocks: bool = False
     #: box blocks whose every root sends to its own role in the other boxes (collc.solver.blocks)
     direct: bool = False
+    #: packed symmetrically, breadth first among arcs wide enough for a whole tree
+    #: (collc.solver.packing.frontier_width)
+    breadth_first: bool = False
 
     def same_trees(self, other: Forest) -> bool:
         """Whether both forests hold the same trees (root, multiplicity and edges on the same paths),
@@ -82,10 +85,10 @@ class Forest:
 
     @property
     def layout(self) -> str:
-        """``box blocks`` or ``direct box blocks`` for a box-block forest, else ``trees`` (``collc
-        compile --json``'s ``layout``)."""
+        """``box blocks`` or ``direct box blocks`` for a box-block forest, ``breadth-first trees`` for
+        a breadth-first packing, else ``trees`` (``collc compile --json``'s ``layout``)."""
         if not self.blocks:
-            return "trees"
+            return "breadth-first trees" if self.breadth_first else "trees"
         return "direct box blocks" if self.direct else "box blocks"
 
     @property

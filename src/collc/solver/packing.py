@@ -234,11 +234,13 @@ class _SymmetricPacker:
         k: int,
         capacities: dict[Arc, int],
         transversals: dict[int, list[tuple[int, ...]]],
+        breadth_first: bool = False,
     ):
         self.num_gpus = num_gpus
         self.hub = num_gpus
         self.capacity = dict(capacities)
         self.transversals = transversals
+        self.breadth_first = breadth_first
         self.sinks = sorted(transversals)
         self.sink_set = set(self.sinks)
         self.infinite = sum(capacities.values()) + num_gpus * k + 1
@@ -385,6 +387,12 @@ class _SymmetricPacker:
         on a rail fabric the tree covers a box through its wide NVSwitch arcs before it spends a
         scarce rail arc, so every box is entered once and the trees stay shallow (every rail arc
         orbit may carry only a few of the representative's edges, since all images share it).
+
+        ``breadth_first`` counts an arc's width only up to the tree's multiplicity (the copies that can
+        take it), so arcs wide enough for the whole tree tie and are tried from the shallowest vertex
+        (:func:`frontier_width`). The packing is as exact either way; the trees differ where a
+        fabric's links differ in width (DGX-1's single and double NVLinks, MI250's xGMI), and which
+        order simulates faster depends on the fabric, so compile tries both.
         """
         tree = orbit.tree
         members = orbit.members
@@ -393,7 +401,7 @@ class _SymmetricPacker:
             depth[y] = depth[x] + 1
         frontier: list[tuple[int, int, int, int]] = []
         for x in tree.vertices:
-            self._push(frontier, members, depth, x)
+            self._push(frontier, orbit, depth, x)
         tried = 0
         while frontier:
             tried += 1
@@ -403,13 +411,14 @@ class _SymmetricPacker:
             capacity = self.capacity.get((x, y), 0)
             if y in members or capacity == 0:
                 continue
-            if capacity != -width:  # capacity fell since it was queued: requeue with the new key
-                heapq.heappush(frontier, (-capacity, level, x, y))
+            now = frontier_width(capacity, tree.multiplicity, self.breadth_first)
+            if now != -width:  # the arc narrowed since it was queued: requeue with the new key
+                heapq.heappush(frontier, (-now, level, x, y))
                 continue
             self.maybe_rebuild([orbit, *queue])
             if self._largest(orbit, x, y, queue):
                 depth[y] = level + 1
-                self._push(frontier, members, depth, y)
+                self._push(frontier, orbit, depth, y)
         if len(members) != self.num_gpus:
             return False
         for arc in orbit.hub_arcs:
@@ -418,11 +427,12 @@ class _SymmetricPacker:
         self.dead_arcs += len(orbit.hub_arcs) + sum(len(arcs) for arcs in orbit.entries.values())
         return True
 
-    def _push(self, frontier: list, members: set[int], depth: dict[int, int], x: int) -> None:
+    def _push(self, frontier: list, orbit: _Orbit, depth: dict[int, int], x: int) -> None:
         for y in self.out_neighbours[x]:
             capacity = self.capacity.get((x, y), 0)
-            if y not in members and capacity > 0:
-                heapq.heappush(frontier, (-capacity, depth[x], x, y))
+            if y not in orbit.members and capacity > 0:
+                width = frontier_width(capacity, orbit.tree.multiplicity, self.breadth_first)
+                heapq.heappush(frontier, (-width, depth[x], x, y))
 
     def _largest(self, orbit: _Orbit, x: int, y: int, queue: deque[_Orbit]) -> int:
         """Add ``(x, y)`` with the largest feasible multiplicity (binary search: feasibility is an
@@ -445,22 +455,38 @@ class _SymmetricPacker:
         return 0
 
 
+def frontier_width(capacity: int, multiplicity: int, breadth_first: bool) -> int:
+    """How wide the symmetric packer takes a frontier arc of ``capacity`` for a tree of
+    ``multiplicity`` copies: its capacity, or ``breadth_first`` at most the copies that can take it
+    (:meth:`_SymmetricPacker.grow`)."""
+    return min(capacity, multiplicity) if breadth_first else capacity
+
+
 def pack_trees_symmetric(
-    num_gpus: int, k: int, capacities: dict[Arc, int], transversals: dict[int, list[tuple[int, ...]]]
+    num_gpus: int,
+    k: int,
+    capacities: dict[Arc, int],
+    transversals: dict[int, list[tuple[int, ...]]],
+    breadth_first: bool = False,
 ) -> Packing | None:
     """Symmetric packing (see :class:`_SymmetricPacker`), or ``None`` when it gets stuck.
 
     ``transversals[r]`` lists, for the representative ``r`` of each GPU orbit, one automorphism of
     the logical graph per orbit member (mapping ``r`` to it); together the orbits cover every GPU.
+    ``breadth_first`` picks the frontier order (:meth:`_SymmetricPacker.grow`).
     """
-    return drain(symmetric_packing_steps(num_gpus, k, capacities, transversals))
+    return drain(symmetric_packing_steps(num_gpus, k, capacities, transversals, breadth_first))
 
 
 def symmetric_packing_steps(
-    num_gpus: int, k: int, capacities: dict[Arc, int], transversals: dict[int, list[tuple[int, ...]]]
+    num_gpus: int,
+    k: int,
+    capacities: dict[Arc, int],
+    transversals: dict[int, list[tuple[int, ...]]],
+    breadth_first: bool = False,
 ) -> Generator[None, None, Packing | None]:
     """:func:`pack_trees_symmetric` one orbit's tree at a time (yields after each)."""
-    packer = _SymmetricPacker(num_gpus, k, capacities, transversals)
+    packer = _SymmetricPacker(num_gpus, k, capacities, transversals, breadth_first)
     queue: deque[_Orbit] = deque(packer.new_orbit(root, k, [], [root]) for root in sorted(transversals))
     done = []
     while queue:

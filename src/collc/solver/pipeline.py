@@ -111,9 +111,11 @@ def _packing_steps(
     symmetries: list[Permutation],
     split: SwitchFreeGraph,
     stats: SolveStats,
+    breadth_first: bool,
 ) -> Generator[None, None, Packing]:
-    """Symmetric packing when the switch-free graph has verified automorphisms and it completes,
-    else exact packing of every root (docs/solver.md §4); yields after each tree."""
+    """Symmetric packing (breadth first or widest arc first) when the switch-free graph has
+    verified automorphisms and it completes, else exact packing of every root (docs/solver.md §4);
+    yields after each tree."""
     n = graph.num_gpus
     candidates = [perm[:n] for perm in symmetries]
     generators = _logical_automorphisms(candidates, split)
@@ -124,7 +126,9 @@ def _packing_steps(
         for orbit in orbits:
             elements = orbit_transversal(n, generators, orbit[0])
             transversals[orbit[0]] = [elements[v] for v in orbit]
-        packing = yield from symmetric_packing_steps(n, split.k, split.capacities, transversals)
+        packing = yield from symmetric_packing_steps(
+            n, split.k, split.capacities, transversals, breadth_first
+        )
         if packing is not None:
             stats.packing_orbits = len(orbits)
             return packing
@@ -132,7 +136,12 @@ def _packing_steps(
 
 
 def solve(
-    topology: Topology, *, k: int | None = None, max_k: int | None = None, reverse: bool = False
+    topology: Topology,
+    *,
+    k: int | None = None,
+    max_k: int | None = None,
+    reverse: bool = False,
+    breadth_first: bool = False,
 ) -> Solution:
     """Solve ``topology`` for allgather: the bound and a forest meeting it exactly.
 
@@ -145,12 +154,20 @@ def solve(
       data of a reduce-scatter flows ``dst -> src`` over ``reversed(path)``, and each tree read that
       way is an in-tree that reduces into its root. Loads and invariants are checked on the physical
       arcs ``path[i+1] -> path[i]``.
+    * ``breadth_first=True`` packs symmetric fabrics breadth first
+      (:func:`collc.solver.packing.frontier_width`): the same bound, other trees. The forest is
+      marked ``breadth_first`` only where the symmetric packing ran (the exact packing has one order).
     """
-    return drain(solve_steps(topology, k=k, max_k=max_k, reverse=reverse))
+    return drain(solve_steps(topology, k=k, max_k=max_k, reverse=reverse, breadth_first=breadth_first))
 
 
 def solve_steps(
-    topology: Topology, *, k: int | None = None, max_k: int | None = None, reverse: bool = False
+    topology: Topology,
+    *,
+    k: int | None = None,
+    max_k: int | None = None,
+    reverse: bool = False,
+    breadth_first: bool = False,
 ) -> Generator[None, None, Solution]:
     """:func:`solve` in steps: it yields after each phase and after each tree packed, so that a caller
     (a compile service) can stop between them, and returns the solution. The phases' times count only
@@ -179,13 +196,14 @@ def solve_steps(
     stats.max_flow_calls["switch_removal"] = split.max_flow_calls
     stats.logical_arcs = len(split.capacities)
     yield
-    packing_run = _packing_steps(graph, structural + symmetries, split, stats)
+    packing_run = _packing_steps(graph, structural + symmetries, split, stats, breadth_first)
     packing = yield from _timed(stats, "packing", packing_run)
     stats.max_flow_calls["packing"] = packing.max_flow_calls
     stats.logical_trees = len(packing.trees)
     with _phase(stats, "mapping"):
         trees = physical_trees(packing.trees, split, graph.names)
-        forest = Forest(graph.num_gpus, bound.k, bound.U, tuple(trees), reverse)
+        breadth_first = breadth_first and stats.packing_orbits < graph.num_gpus  # symmetric packing ran
+        forest = Forest(graph.num_gpus, bound.k, bound.U, tuple(trees), reverse, breadth_first=breadth_first)
     with _phase(stats, "check"):
         check_forest(forest, topology, bound, reverse=reverse)
     stats.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
