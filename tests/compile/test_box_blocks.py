@@ -164,3 +164,11 @@ def test_no_breadth_first_candidates_for_a_users_k_or_where_the_reduce_forest_is
     assert [c.solve_k for c in state.candidates if c.breadth_first] == [c.solve_k for c in priced]
     state.separate_reduce = True  # an allreduce on a fabric whose two directions differ
     assert driver._breadth_first_candidates(state) == []
+
+
+def test_a_k_whose_usual_packing_simulates_well_below_the_fastest_gets_no_breadth_first_try(tmp_path):
+    """2x8 A100 allreduce: k = 8's usual lowerings simulate at most 156.3 GB/s at 1 GiB against k = 1's
+    171.0 (more than 3 % below), so its breadth-first trees (164.0) are not lowered."""
+    report = _json(tmp_path, "dgx-a100", "--set", "boxes=2")
+    chosen = next(note for note in report["notes"] if note.startswith("chose"))
+    assert "k = 8: " in chosen and "breadth-first" not in chosen

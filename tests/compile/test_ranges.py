@@ -206,23 +206,16 @@ def _range(tmp_path: Path, *args: str, coll: str = "allgather") -> tuple[int, in
 
 
 def test_one_end_set_by_the_user_leaves_the_other_where_the_file_wins(tmp_path):
-    """1x8 V100 allgather wins from 128 KiB to 1 MiB. ``--max-bytes`` alone is the largest size the
+    """1x8 V100 allgather wins from 1 MiB to 4 MiB. ``--max-bytes`` alone is the largest size the
     file takes and its start stays where it wins (it had dropped to 0, where the file loses);
     ``--min-bytes`` alone is the smallest and its end stays where it wins (it had been unbounded)."""
-    assert _range(tmp_path) == (128 * KIB, MIB, "predicted")
-    assert _range(tmp_path, "--max-bytes", "1MiB") == (
-        64 * KIB,
-        MIB,
-        "user-max",
-    )  # the pick weighs up to 1 MiB
-    assert _range(tmp_path, "--min-bytes", "16KiB") == (16 * KIB, MIB, "user-min")
-    # an end off the range's grid is simulated itself: allreduce wins at 1.5 MiB and not at 4 MiB, the
-    # next grid size (the search had started there: exit 1)
-    assert _range(tmp_path, "--min-bytes", "1.5MiB", coll="allreduce") == (
-        3 * MIB // 2,
-        3 * MIB // 2,
-        "user-min",
-    )
+    assert _range(tmp_path) == (MIB, 4 * MIB, "predicted")
+    # the pick weighs up to 1 MiB, where another file wins from 64 KiB
+    assert _range(tmp_path, "--max-bytes", "1MiB") == (64 * KIB, MIB, "user-max")
+    assert _range(tmp_path, "--min-bytes", "16KiB") == (16 * KIB, 4 * MIB, "user-min")
+    # an end off the range's grid is simulated itself: allreduce's range starts at 1.5 MiB, not at the
+    # next grid size (the search had started at 4 MiB)
+    assert _range(tmp_path, "--min-bytes", "1.5MiB", coll="allreduce") == (3 * MIB // 2, 4 * MIB, "user-min")
     assert _range(tmp_path, "--min-bytes", "16KiB", "--max-bytes", "1MiB") == (16 * KIB, MIB, "user")
 
 
