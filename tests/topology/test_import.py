@@ -18,6 +18,7 @@ from collc.solver.bound import optimal_bound
 from collc.topology import Topology, load, parse_topology
 from collc.topology.importers import FabricOptions, ReadOptions, import_files, read_box
 from collc.topology.importers.fabric import combine
+from collc.topology.importers.smi_text import _shares
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "import"
 A100_XML = FIXTURES / "dgx-a100-nccl-topo.xml"
@@ -516,14 +517,65 @@ def test_smi_direct_nvlinks_and_pcie_only(tmp_path) -> None:
             ["--gpu-model", "MI300X"],
             r":\d+: error: unknown matrix entry 'PCIX'",
         ),
+        (
+            _smi([[" X ", "NV4"], ["NV4", " X "]]).replace("GPU1\tNV4", "GPU0\tNV4"),
+            ["--gpu-model", "A100"],
+            r":3: error: GPU0 has a second row \(the first is line 2\)",
+        ),
+        (
+            _smi([[" X ", "NV4"], ["NV4", " X "]]).replace("\tGPU1\t", "\tGPU0\t", 1),
+            ["--gpu-model", "A100"],
+            r":1: error: the header names GPU0 twice",
+        ),
     ],
-    ids=["bad-entry", "no-model", "asymmetric", "too-many-links", "cut-short", "rocm-bad-entry"],
+    ids=[
+        "bad-entry",
+        "no-model",
+        "asymmetric",
+        "too-many-links",
+        "cut-short",
+        "rocm-bad-entry",
+        "row-twice",
+        "column-twice",
+    ],
 )
 def test_bad_smi_texts(tmp_path, text, options, message) -> None:
     path = _bad(tmp_path, text, "topo.txt")
     code, _, err = run("topo", "import", str(path), *options)
     assert code == 2, err
     assert re.search(re.escape(str(path)) + message, err), err
+
+
+def test_two_nvlink_domains_in_a_box_get_a_switch_each(tmp_path) -> None:
+    """Two groups of 4 A100s with NV12 between every pair of a group, SYS between the groups: each
+    GPU has its 12 links once, to its group's NVSwitch (they had been 12 to every peer, 36 per GPU),
+    and the groups are joined through the PCIe switch vertex."""
+    rows = [
+        [" X " if i == j else ("NV12" if i // 4 == j // 4 else "SYS") for j in range(8)] for i in range(8)
+    ]
+    topology = imported(tmp_path, _bad(tmp_path, _smi(rows), "domains.txt"), gpu_model="A100")
+    nvlink: dict[str, set[str]] = {}
+    for link in topology.links:
+        if link.link_class == "nvlink":
+            assert link.bandwidth == 12 * 25
+            nvlink.setdefault(link.src, set()).add(link.dst)
+    assert nvlink == {f"b0.gpu{i}": {f"b0.nvswitch{i // 4}"} for i in range(8)}
+    assert any(link.link_class == "pcie" for link in topology.links)
+
+
+def test_each_gpu_and_nic_reads_its_distances_once() -> None:
+    """The NIC choice is linear in the table (it had been quadratic in the GPUs per side: an 800-GPU
+    text inside the 4 MiB limit ran for minutes)."""
+    reads = 0
+
+    def distance(a: int, b: int) -> int:
+        nonlocal reads
+        reads += 1
+        return abs(a // 4 - b)
+
+    shares = _shares(64, 16, distance)
+    assert reads == 64 * 16
+    assert shares[0] == [0] and shares[5] == [1]
 
 
 def test_nvlink_islands_are_joined_by_the_pcie_tree(tmp_path) -> None:
