@@ -504,6 +504,11 @@ def test_smi_direct_nvlinks_and_pcie_only(tmp_path) -> None:
             r":2: error: unknown matrix entry 'NV99999'\n  hint: expected X, NV# \(1 to 1024 links\)",
         ),
         (
+            _smi([[" X ", "NV" + "9" * 30], ["NV" + "9" * 30, " X "]]),
+            ["--gpu-model", "A100"],
+            r":2: error: unknown matrix entry 'NV9{18}' \(cut; 32 characters\)",
+        ),
+        (
             _smi([[" X ", "NV4", "NV4"], ["NV4", " X ", "NV4"], ["NV4", "NV4", " X "]]).split("\n\nLegend")[
                 0
             ][:-40],
@@ -533,6 +538,7 @@ def test_smi_direct_nvlinks_and_pcie_only(tmp_path) -> None:
         "no-model",
         "asymmetric",
         "too-many-links",
+        "long-entry",
         "cut-short",
         "rocm-bad-entry",
         "row-twice",

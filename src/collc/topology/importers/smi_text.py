@@ -119,8 +119,9 @@ def _distance(file: str, matrix: _Matrix, gpu: str, nic: str) -> int:
 
 
 def _bad_cell(file: str, line: int, value: str, expected: str) -> InputError:
+    shown = repr(value[:20]) + (f" (cut; {len(value)} characters)" if len(value) > 20 else "")
     return InputError(
-        f"unknown matrix entry {value[:20]!r}", location=Location(file, line), hint=f"expected {expected}"
+        f"unknown matrix entry {shown}", location=Location(file, line), hint=f"expected {expected}"
     )
 
 
