@@ -172,3 +172,28 @@ def test_a_k_whose_usual_packing_simulates_well_below_the_fastest_gets_no_breadt
     report = _json(tmp_path, "dgx-a100", "--set", "boxes=2")
     chosen = next(note for note in report["notes"] if note.startswith("chose"))
     assert "k = 8: " in chosen and "breadth-first" not in chosen
+
+
+PARALLEL_UNEQUAL = """name: parallel-unequal
+nodes:
+  - {name: gpu, kind: gpu, count: 4}
+links:
+  - {src: "gpu{i}", dst: "gpu{j}", bandwidth: 25, where: i < j}
+  - {src: gpu0, dst: gpu1, bandwidth: 75, directed: true}
+  - {src: gpu2, dst: gpu3, bandwidth: 75, directed: true}
+"""
+
+
+def test_on_unequal_one_way_links_the_rank_order_no_longer_decides_the_file(tmp_path):
+    """4 GPUs, 25 GB/s every pair plus a 75 GB/s one-way link 0->1 and 2->3: widest first, gpu0's tree
+    took 0->1->... before the direct 25 GB/s arcs and was taller, 43.3 GB/s allgather at 1 MiB against
+    NCCL's ring 52.5, while the same fabric with ranks 1, 0, 3, 2 got 61.7. Breadth first, both get it."""
+    figures = []
+    for ranks in ("", "ranks: [gpu1, gpu0, gpu3, gpu2]\n"):
+        path = tmp_path / "fabric.yaml"
+        path.write_text(PARALLEL_UNEQUAL + ranks)
+        report = _json(tmp_path, str(path), "--coll", "allgather")
+        by_size = {row["bytes"]: row for row in report["predicted"]}
+        figures.append(by_size[2**20]["algbw"])
+        assert by_size[2**20]["algbw"] > 1.15 * by_size[2**20]["ring_algbw"]
+    assert abs(figures[0] - figures[1]) < 0.01 * figures[1]
