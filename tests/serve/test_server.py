@@ -235,6 +235,17 @@ def test_bad_input_gets_a_4xx_with_the_clis_located_message(server, tmp_path):
     assert server.call("GET", "/v1/jobs/nope")[0] == 404
 
 
+@pytest.mark.parametrize("flag", [("--k", "-1"), ("--k", str(10**26)), ("--max-k", "1025")])
+def test_an_option_out_of_range_is_a_400_with_the_clis_message(server, tmp_path, flag):
+    """--k and --max-k are checked before the job is accepted, not when its bound is computed."""
+    path = tmp_path / "tiny4.yaml"
+    path.write_text(TINY)
+    cli = CliRunner().invoke(main, ["compile", str(path), "-o", str(tmp_path / "x.xml"), *flag])
+    assert cli.exit_code == 2
+    status, answer = server.submit(**{flag[0][2:].replace("-", "_"): int(flag[1])})
+    assert status == 400 and answer == {"error": cli.output.strip(), "exit_code": 2}
+
+
 def test_a_cancelled_job_stops_and_has_no_result(server):
     job = server.submit(**FAST, coll="reducescatter")[1]
     status, cancelled = server.json("DELETE", f"/v1/jobs/{job['id']}")
