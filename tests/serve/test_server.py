@@ -205,12 +205,20 @@ def test_an_identical_request_is_answered_from_the_cache(server):
     assert server.call("GET", f"/v1/jobs/{again['id']}/result")[1].decode() == oracle(**FAST)
 
 
-def test_identical_concurrent_requests_coalesce_into_one_job(server):
-    options = {**FAST, "coll": "allgather"}
-    first = server.submit(**options)[1]
-    status, second = server.submit(**options)
-    assert status == 202 and second["coalesced"] and second["id"] == first["id"]
-    assert server.wait(first["id"])["state"] == "done"
+def test_identical_concurrent_requests_coalesce_into_one_compile_each_with_its_own_job(server):
+    """A request identical to a job still compiling follows it under an id of its own, so its reports
+    name its own output; cancelling a follower leaves the compile going for the others."""
+    body = {"topology": TINY, "options": {**FAST, "coll": "allgather"}}
+    first = server.json("POST", "/v1/jobs", {**body, "output": "ag16.xml"})[1]
+    status, second = server.json("POST", "/v1/jobs", {**body, "output": "other-name.xml"})
+    assert status == 202 and second["coalesced"] and second["id"] != first["id"]
+    third = server.json("POST", "/v1/jobs", {**body, "output": "dropped.xml"})[1]
+    assert third["coalesced"] and server.json("DELETE", f"/v1/jobs/{third['id']}")[0] == 200
+    for job, name in ((first, "ag16.xml"), (second, "other-name.xml")):
+        assert server.wait(job["id"])["state"] == "done"
+        text = server.call("GET", f"/v1/jobs/{job['id']}/result?format=text")[1].decode()
+        assert text.startswith(f"wrote {name}: allgather on tiny4")
+    assert server.json("GET", f"/v1/jobs/{third['id']}")[1]["state"] == "cancelled"
 
 
 def test_bad_input_gets_a_4xx_with_the_clis_located_message(server, tmp_path):
