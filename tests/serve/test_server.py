@@ -79,10 +79,15 @@ class Server:
         raise AssertionError("collc serve did not answer /healthz in time")
 
     def call(
-        self, method: str, path: str, body: object = None, token: str | None = "default"
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        token: str | None = "default",
+        content_type: str = "application/json",
     ) -> tuple[int, bytes]:
         data = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
-        headers = {}
+        headers = {"Content-Type": content_type}
         bearer = self.token if token == "default" else token
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
@@ -114,6 +119,7 @@ class Server:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             connection.putrequest("POST", "/v1/jobs")
+            connection.putheader("Content-Type", "application/json")
             connection.putheader("Content-Length", str(5 * 2**20))
             connection.endheaders()
             return connection.getresponse().status
@@ -252,6 +258,23 @@ def test_an_option_out_of_range_is_a_400_with_the_clis_message(server, tmp_path,
     assert cli.exit_code == 2
     status, answer = server.submit(**{flag[0][2:].replace("-", "_"): int(flag[1])})
     assert status == 400 and answer == {"error": cli.output.strip(), "exit_code": 2}
+
+
+def test_unknown_routes_other_types_and_repeated_keys_get_json_errors(server):
+    for method, path, expected in (("GET", "/v2/jobs", 404), ("PUT", "/v1/jobs", 405)):
+        status, payload = server.call(method, path)
+        answer = json.loads(payload)
+        assert status == expected and answer["exit_code"] == 2, answer
+        assert answer["error"].startswith("error: ") and "hint: endpoints: POST /v1/jobs" in answer["error"]
+    body = json.dumps({"topology": TINY, "options": FAST}).encode()
+    status, payload = server.call("POST", "/v1/jobs", body, content_type="text/plain")
+    assert (
+        status == 415
+        and "must be application/json; its Content-Type is text/plain" in json.loads(payload)["error"]
+    )
+    repeated = b'{"preset": "dgx-a100", "options": {"k": 1, "k": 2}}'
+    status, payload = server.call("POST", "/v1/jobs", repeated)
+    assert status == 400 and "the request gives the key 'k' twice" in json.loads(payload)["error"]
 
 
 def test_a_cancelled_job_stops_and_has_no_result(server):
