@@ -303,6 +303,16 @@ def test_collc_submit_writes_the_file_like_collc_compile(server, tmp_path):
     assert gone.exit_code == 2 and "cannot reach the collc service" in gone.output
 
 
+def test_collc_submit_locates_a_topology_error_in_the_users_file(server, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(TINY.replace("bandwidth: 100", "bandwidth: abc"))
+    out = str(tmp_path / "x.xml")
+    compiled = CliRunner().invoke(main, ["compile", str(path), "-o", out])
+    submitted = CliRunner().invoke(main, ["submit", str(path), "-o", out, "--server", server.url])
+    assert submitted.exit_code == compiled.exit_code == 2
+    assert submitted.output == compiled.output and submitted.output.startswith(f"{path}:")
+
+
 def test_kill_9_loses_no_accepted_job_and_keeps_results(tmp_path):
     """Accepted jobs survive a kill -9 and finish after a restart; a finished one keeps its result
     (the restarted server runs with --no-cache, so an identical request is compiled again)."""
