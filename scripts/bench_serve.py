@@ -144,7 +144,8 @@ class Server:
 
     def call(self, method: str, path: str, payload: object = None) -> dict:
         data = None if payload is None else json.dumps(payload).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
+        headers = {"Content-Type": "application/json"}
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
 

@@ -79,10 +79,15 @@ class Server:
         raise AssertionError("collc serve did not answer /healthz in time")
 
     def call(
-        self, method: str, path: str, body: object = None, token: str | None = "default"
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        token: str | None = "default",
+        content_type: str = "application/json",
     ) -> tuple[int, bytes]:
         data = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
-        headers = {}
+        headers = {"Content-Type": content_type}
         bearer = self.token if token == "default" else token
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
@@ -114,6 +119,7 @@ class Server:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             connection.putrequest("POST", "/v1/jobs")
+            connection.putheader("Content-Type", "application/json")
             connection.putheader("Content-Length", str(5 * 2**20))
             connection.endheaders()
             return connection.getresponse().status
@@ -205,12 +211,20 @@ def test_an_identical_request_is_answered_from_the_cache(server):
     assert server.call("GET", f"/v1/jobs/{again['id']}/result")[1].decode() == oracle(**FAST)
 
 
-def test_identical_concurrent_requests_coalesce_into_one_job(server):
-    options = {**FAST, "coll": "allgather"}
-    first = server.submit(**options)[1]
-    status, second = server.submit(**options)
-    assert status == 202 and second["coalesced"] and second["id"] == first["id"]
-    assert server.wait(first["id"])["state"] == "done"
+def test_identical_concurrent_requests_coalesce_into_one_compile_each_with_its_own_job(server):
+    """A request identical to a job still compiling follows it under an id of its own, so its reports
+    name its own output; cancelling a follower leaves the compile going for the others."""
+    body = {"topology": TINY, "options": {**FAST, "coll": "allgather"}}
+    first = server.json("POST", "/v1/jobs", {**body, "output": "ag16.xml"})[1]
+    status, second = server.json("POST", "/v1/jobs", {**body, "output": "other-name.xml"})
+    assert status == 202 and second["coalesced"] and second["id"] != first["id"]
+    third = server.json("POST", "/v1/jobs", {**body, "output": "dropped.xml"})[1]
+    assert third["coalesced"] and server.json("DELETE", f"/v1/jobs/{third['id']}")[0] == 200
+    for job, name in ((first, "ag16.xml"), (second, "other-name.xml")):
+        assert server.wait(job["id"])["state"] == "done"
+        text = server.call("GET", f"/v1/jobs/{job['id']}/result?format=text")[1].decode()
+        assert text.startswith(f"wrote {name}: allgather on tiny4")
+    assert server.json("GET", f"/v1/jobs/{third['id']}")[1]["state"] == "cancelled"
 
 
 def test_bad_input_gets_a_4xx_with_the_clis_located_message(server, tmp_path):
@@ -233,6 +247,34 @@ def test_bad_input_gets_a_4xx_with_the_clis_located_message(server, tmp_path):
     assert server.too_large() == 413
     assert server.call("POST", "/v1/jobs", b"not json")[0] == 400
     assert server.call("GET", "/v1/jobs/nope")[0] == 404
+
+
+@pytest.mark.parametrize("flag", [("--k", "-1"), ("--k", str(10**26)), ("--max-k", "1025")])
+def test_an_option_out_of_range_is_a_400_with_the_clis_message(server, tmp_path, flag):
+    """--k and --max-k are checked before the job is accepted, not when its bound is computed."""
+    path = tmp_path / "tiny4.yaml"
+    path.write_text(TINY)
+    cli = CliRunner().invoke(main, ["compile", str(path), "-o", str(tmp_path / "x.xml"), *flag])
+    assert cli.exit_code == 2
+    status, answer = server.submit(**{flag[0][2:].replace("-", "_"): int(flag[1])})
+    assert status == 400 and answer == {"error": cli.output.strip(), "exit_code": 2}
+
+
+def test_unknown_routes_other_types_and_repeated_keys_get_json_errors(server):
+    for method, path, expected in (("GET", "/v2/jobs", 404), ("PUT", "/v1/jobs", 405)):
+        status, payload = server.call(method, path)
+        answer = json.loads(payload)
+        assert status == expected and answer["exit_code"] == 2, answer
+        assert answer["error"].startswith("error: ") and "hint: endpoints: POST /v1/jobs" in answer["error"]
+    body = json.dumps({"topology": TINY, "options": FAST}).encode()
+    status, payload = server.call("POST", "/v1/jobs", body, content_type="text/plain")
+    assert (
+        status == 415
+        and "must be application/json; its Content-Type is text/plain" in json.loads(payload)["error"]
+    )
+    repeated = b'{"preset": "dgx-a100", "options": {"k": 1, "k": 2}}'
+    status, payload = server.call("POST", "/v1/jobs", repeated)
+    assert status == 400 and "the request gives the key 'k' twice" in json.loads(payload)["error"]
 
 
 def test_a_cancelled_job_stops_and_has_no_result(server):
@@ -259,6 +301,16 @@ def test_collc_submit_writes_the_file_like_collc_compile(server, tmp_path):
     assert bad.exit_code == 2 and "--min-bytes '1QB' is not a size" in bad.output
     gone = CliRunner().invoke(main, [*args[:-1], "http://127.0.0.1:1"])
     assert gone.exit_code == 2 and "cannot reach the collc service" in gone.output
+
+
+def test_collc_submit_locates_a_topology_error_in_the_users_file(server, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(TINY.replace("bandwidth: 100", "bandwidth: abc"))
+    out = str(tmp_path / "x.xml")
+    compiled = CliRunner().invoke(main, ["compile", str(path), "-o", out])
+    submitted = CliRunner().invoke(main, ["submit", str(path), "-o", out, "--server", server.url])
+    assert submitted.exit_code == compiled.exit_code == 2
+    assert submitted.output == compiled.output and submitted.output.startswith(f"{path}:")
 
 
 def test_kill_9_loses_no_accepted_job_and_keeps_results(tmp_path):

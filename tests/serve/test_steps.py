@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import pytest
 
@@ -154,6 +155,26 @@ def test_the_cache_key_is_the_fabric_not_its_spelling():
 def test_malformed_requests_are_input_errors(body, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(")):
         spec_from_json(body)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"k": -1}, "--k must be a number of trees per root from 1 to 1024, got -1"),
+        ({"k": 10**26}, f"--k must be a number of trees per root from 1 to 1024, got {10**26}"),
+        ({"max_k": 0}, "--max-k must be a number of trees per root from 1 to 1024, got 0"),
+        ({"instances": -1}, "--instances must be at least 1, got -1"),
+        ({"align": 0}, "--align must be a positive element count, got 0"),
+        ({"min_bytes": "2GiB", "max_bytes": "1GiB"}, "--min-bytes 2147483648 is above --max-bytes"),
+        ({"coll": "gather"}, "unknown collective 'gather'"),
+        ({"lanes": "wide"}, "--lanes 'wide' is not one of"),
+    ],
+)
+def test_every_option_the_compile_refuses_is_refused_before_the_job_is_accepted(options, message):
+    """The service admits a job after :func:`checked_start`: an option the compile would refuse at
+    any step must be refused there, with the CLI's message."""
+    with pytest.raises(InputError, match=re.escape(message)):
+        checked_start(spec(**options), 64)
 
 
 def test_the_topology_is_located_as_submitted_and_limited_in_gpus():

@@ -28,7 +28,7 @@ from collc.compile.flags import CompileFlags
 from collc.compile.report import REPORT_KEYS
 from collc.errors import CollcError, InfeasibleError, InputError
 from collc.fileio import atomic_write, check_not_an_input
-from collc.serve.steps import degradation_json
+from collc.serve.steps import SUBMITTED, degradation_json
 from collc.topology.degrade import Degradation
 from collc.topology.selection import inline_files
 
@@ -45,6 +45,11 @@ class JobFailed(CollcError):
 
     def __str__(self) -> str:
         return self.message if "error:" in self.message else f"error: {self.message}"
+
+    def located(self, topo: str) -> JobFailed:
+        """This error with the submitted topology text named as the user's ``topo``: the service
+        locates a message in the text it got (:data:`SUBMITTED`), the user knows the file."""
+        return JobFailed(self.message.replace(SUBMITTED, topo), self.exit_code)
 
 
 class Client:
@@ -104,6 +109,15 @@ def request_body(
     return {**source, "set": settings, "options": asdict(flags), "output": output, **changes}
 
 
+def finished(client: Client, body: dict[str, object], timeout: float, show: bool) -> dict[str, object]:
+    """Submit ``body`` and wait for its job to be done (a JobFailed when it is refused or fails)."""
+    job = client.json("POST", "/v1/jobs", body)
+    job = wait(client, job, time.monotonic() + timeout, show)
+    if job["state"] != "done":
+        raise JobFailed(str(job["error"] or job["state"]), int(job["exit_code"] or 1))
+    return job
+
+
 def wait(client: Client, job: dict[str, object], deadline: float, show: bool) -> dict[str, object]:
     """Poll the job until it is over (or ``deadline``), showing its stage and progress when ``show``."""
     from rich.console import Console
@@ -160,11 +174,10 @@ def submit_command(
     client = Client(server, token or os.environ.get(TOKEN_VARIABLE))
     check_not_an_input([output], [topo])
     body = request_body(topo, parse_settings(settings, topo), CompileFlags(**flags), output, degradation)
-    job = client.json("POST", "/v1/jobs", body)
-    show = not as_json and sys.stderr.isatty()
-    job = wait(client, job, time.monotonic() + timeout, show)
-    if job["state"] != "done":
-        raise JobFailed(str(job["error"] or job["state"]), int(job["exit_code"] or 1))
+    try:
+        job = finished(client, body, timeout, show=not as_json and sys.stderr.isatty())
+    except JobFailed as error:
+        raise error.located(topo) from None
     status, xml = client.request("GET", f"/v1/jobs/{job['id']}/result?format=xml")
     if status != 200:
         raise JobFailed(f"the service did not return the result ({status})", 1)

@@ -67,7 +67,7 @@ from collc.progress import Report, silent
 from collc.sizes import format_figure, format_pair, format_size, plural
 from collc.solver import Solution
 from collc.solver.blocks import box_block_solution, direct_merges_as_well
-from collc.solver.bound import check_gpu_count, fixed_k_bound, optimal_bound
+from collc.solver.bound import check_gpu_count, check_k, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest
 from collc.solver.pipeline import solve_steps
 from collc.solver.symmetry import automorphisms
@@ -243,6 +243,10 @@ class CompileResult:
 
 
 def _check_options(options: CompileOptions, topology: Topology) -> str:
+    """The runtime the options name, once every option is known to be one the compile can take.
+
+    Every check of an option's own value is here, before the first step, so that ``collc serve``
+    refuses a bad request with the CLI's message instead of accepting a job that fails later."""
     if options.coll not in COLLECTIVES:
         raise InputError(f"unknown collective {options.coll!r}", hint=f"use one of: {', '.join(COLLECTIVES)}")
     if options.proto not in PROTOCOLS:
@@ -282,6 +286,9 @@ def _check_options(options: CompileOptions, topology: Topology) -> str:
         )
     if options.k is not None and options.max_k is not None:
         raise InputError("--k and --max-k cannot be combined", hint="give either a fixed k or a budget")
+    for value, option in ((options.k, "--k"), (options.max_k, "--max-k")):
+        if value is not None:
+            check_k(value, option)
     check_gpu_count(topology.num_gpus, topology.source)
     return runtime
 

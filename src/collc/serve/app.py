@@ -1,8 +1,9 @@
 """The HTTP/JSON API of ``collc serve`` (Starlette on uvicorn; docs/serve.md lists the endpoints).
 
 Bad requests get a 4xx whose JSON body carries the CLI's message (``error``, the same text ``collc
-compile`` prints, located in the submitted topology) and its ``exit_code``. Request bodies are read
-up to :data:`MAX_REQUEST_BYTES`; a bearer token, when set, is required on every endpoint but health.
+compile`` prints, located in the submitted topology) and its ``exit_code``; so do unknown paths and
+methods. Request bodies are read up to :data:`MAX_REQUEST_BYTES`, as JSON only (``Content-Type:
+application/json``, each key once); a bearer token, when set, is required on every endpoint but health.
 """
 
 from __future__ import annotations
@@ -15,22 +16,70 @@ from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from collc import __version__
-from collc.errors import CollcError
+from collc.errors import CollcError, InputError
 from collc.input_limits import MAX_TOPOLOGY_BYTES
 from collc.serve.scheduler import Scheduler
 from collc.serve.store import JobRow
 
 #: the largest request body: a topology at the size limit plus its options
 MAX_REQUEST_BYTES = MAX_TOPOLOGY_BYTES + 64 * 1024
+#: the endpoints, for the hint of a request to a path that is none of them
+ENDPOINTS = "POST /v1/jobs, GET|DELETE /v1/jobs/ID, GET /v1/jobs/ID/result, GET /healthz, GET /metrics"
 
 
-def _error(status: int, message: str, exit_code: int = 2) -> JSONResponse:
-    return JSONResponse({"error": message, "exit_code": exit_code}, status_code=status)
+def _error(
+    status: int, message: str, exit_code: int = 2, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A refusal as every endpoint answers it: the CLI's message and exit code (docs/serve.md)."""
+    return JSONResponse({"error": message, "exit_code": exit_code}, status_code=status, headers=headers)
+
+
+async def _routing_error(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (a path that is no endpoint, a method the path does not take) as the
+    JSON errors every other refusal is, so that a client reads one shape of error."""
+    assert isinstance(error, HTTPException)
+    method, path = request.method, request.url.path
+    message = {404: f"no endpoint {method} {path}", 405: f"{method} is not allowed on {path}"}.get(
+        error.status_code, f"{method} {path}: {error.detail}"
+    )
+    refusal = InputError(message, hint=f"endpoints: {ENDPOINTS}")
+    return _error(error.status_code, str(refusal), headers=error.headers)
+
+
+def _json_media_type(content_type: str | None) -> None:
+    """Refuse a body that does not say it is JSON (a form or text is not read as JSON by guess)."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        stated = f"its Content-Type is {media_type}" if media_type else "it has no Content-Type"
+        raise InputError(
+            f"the request body must be application/json; {stated}",
+            hint="send the header Content-Type: application/json",
+        )
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object's members, refusing a key given twice: JSON leaves duplicates to the reader, and
+    keeping the last would silently drop a value the client sent."""
+    members: dict[str, object] = {}
+    for key, value in pairs:
+        if key in members:
+            raise InputError(f"the request gives the key {key!r} twice", hint="give each key once")
+        members[key] = value
+    return members
+
+
+def request_json(body: bytes) -> object:
+    """The request body parsed as JSON, each object's keys unique (an InputError otherwise)."""
+    try:
+        return json.loads(body, object_pairs_hook=_unique_keys)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"the request is not JSON: {error}") from None
 
 
 async def _read_body(request: Request) -> bytes | None:
@@ -67,15 +116,15 @@ def create_app(scheduler: Scheduler, token: str | None = None) -> Starlette:
         return endpoint
 
     async def submit(request: Request) -> Response:
+        try:
+            _json_media_type(request.headers.get("content-type"))
+        except InputError as error:
+            return _error(415, str(error))
         body = await _read_body(request)
         if body is None:
             return _error(413, f"error: the request is larger than {MAX_REQUEST_BYTES} bytes")
         try:
-            parsed = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as error:
-            return _error(400, f"error: the request is not JSON: {error}")
-        try:
-            admission = await run_in_threadpool(scheduler.submit, parsed)
+            admission = await run_in_threadpool(scheduler.submit, request_json(body))
         except CollcError as error:
             return _error(400 if error.exit_code == 2 else 422, str(error), error.exit_code)
         status = admission.job.status()
@@ -119,6 +168,10 @@ def create_app(scheduler: Scheduler, token: str | None = None) -> Starlette:
             return _error(404, f"error: no job {request.path_params['job']!r}")
         return JSONResponse(job.status())
 
+    async def job(request: Request) -> Response:
+        """A job's status (GET) or its cancellation (DELETE): one route, so that a 405 allows both."""
+        return await (cancel(request) if request.method == "DELETE" else status(request))
+
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "version": __version__, "policy": scheduler.policy.name})
 
@@ -128,12 +181,12 @@ def create_app(scheduler: Scheduler, token: str | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/jobs", guarded(submit), methods=["POST"]),
-            Route("/v1/jobs/{job}", guarded(status), methods=["GET"]),
-            Route("/v1/jobs/{job}", guarded(cancel), methods=["DELETE"]),
+            Route("/v1/jobs/{job}", guarded(job), methods=["GET", "DELETE"]),
             Route("/v1/jobs/{job}/result", guarded(result), methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
             Route("/metrics", guarded(metrics), methods=["GET"]),
-        ]
+        ],
+        exception_handlers={HTTPException: _routing_error},
     )
 
 

@@ -2,9 +2,10 @@
 preempted jobs' states within a memory budget, and records everything in the store.
 
 - **Admission.** A request is checked as the CLI would check it, then hashed (:func:`cache_key`). A
-  cached result makes a job that is done on arrival; a job already queued or running for the same key
-  is returned instead of a new one (identical concurrent requests coalesce); otherwise the job is
-  committed to SQLite and only then acknowledged.
+  cached result makes a job that is done on arrival; a request for the key of a job already queued or
+  running makes a job that follows that twin (identical concurrent requests coalesce into one compile,
+  each with its own id and ``output``); otherwise the job is committed to SQLite and only then
+  acknowledged.
 - **Preemption.** A slice runs until its quantum is used up; when a waiting job outranks a running one
   and no worker is free, the running slice is asked to stop after its current step. Either way the job
   comes back with its state and is queued again (a *preemption*).
@@ -76,7 +77,7 @@ class Counters:
 
 @dataclass(frozen=True)
 class Admission:
-    """What a submission became: the job, and whether it was a cache hit or joined a running twin."""
+    """What a submission became: its job, and whether it was a cache hit or follows a running twin."""
 
     job: JobRow
     cached: bool = False
@@ -134,19 +135,18 @@ class Scheduler:
         state = checked_start(spec, self.max_gpus)
         key = cache_key(state)
         with self._lock:
-            if self.cache and self.store.result(key) is not None:
+            cached = self.cache and self.store.result(key) is not None
+            twin = self.store.active_with_key(key) if self.cache and not cached else None
+            job = self.store.add_job(key, spec.to_json(), state.topology.num_gpus, cached=cached, twin=twin)
+            if cached:
                 self.counters.cache_hits += 1
-                job = self.store.add_job(key, spec.to_json(), state.topology.num_gpus, cached=True)
                 self.counters.jct.observe(0.0)
-                return Admission(job, cached=True)
-            twin = self.store.active_with_key(key) if self.cache else None
-            if twin is not None:
+            elif twin is not None:
                 self.counters.coalesced += 1
-                return Admission(twin, coalesced=True)
-            job = self.store.add_job(key, spec.to_json(), state.topology.num_gpus)
-            self._admit(job, spec)
-            self._lock.notify_all()
-            return Admission(job)
+            else:
+                self._admit(job, spec)
+                self._lock.notify_all()
+            return Admission(job, cached=cached, coalesced=twin is not None)
 
     def cancel(self, job_id: str) -> JobRow | None:
         """Cancel a job that is not over (a running slice stops after its step); None if unknown."""

@@ -5,7 +5,9 @@ A job is written (and committed) before the service answers 202, so a ``kill -9`
 job: on restart every job that was queued, running or preempted is queued again. A preempted job whose
 state was offloaded resumes from that file; one whose state was only in memory starts over. Results are
 stored by cache key, so completed jobs keep their results across restarts and identical requests reuse
-them. SQLite runs in WAL mode with one connection guarded by a lock (the server's threads share it).
+them. A request identical to a job not yet over gets a job of its own that *follows* that twin: every
+change of the twin is written to its followers too, until the followers are over. SQLite runs in WAL
+mode with one connection guarded by a lock (the server's threads share it).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished REAL,
     error TEXT,
     exit_code INTEGER,
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    follows TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_key ON jobs (key, state);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
@@ -91,6 +94,7 @@ class JobRow:
     finished: float | None
     error: str | None
     exit_code: int | None
+    follows: str | None = None  # the twin whose compile this job shares, while both are not over
 
     def status(self) -> dict[str, object]:
         """The job's status as ``GET /v1/jobs/ID`` returns it."""
@@ -124,6 +128,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            _add_follows(self._db)
             self._db.commit()
 
     def close(self) -> None:
@@ -139,22 +144,29 @@ class Store:
         values["cached"] = bool(values["cached"])
         return JobRow(**values)
 
-    def add_job(self, key: str, spec: dict[str, object], gpus: int, *, cached: bool = False) -> JobRow:
-        """A new job, committed before it is acknowledged; ``cached`` jobs are done on arrival."""
+    def add_job(
+        self,
+        key: str,
+        spec: dict[str, object],
+        gpus: int,
+        *,
+        cached: bool = False,
+        twin: JobRow | None = None,
+    ) -> JobRow:
+        """A new job, committed before it is acknowledged. ``cached`` jobs are done on arrival; one with
+        a ``twin`` (an identical job not yet over) starts where the twin is and follows it (:meth:`update`),
+        so that each request keeps its own id and ``output`` while the compile runs once."""
         now = time.time()
         job_id = uuid.uuid4().hex[:16]
-        state = "done" if cached else "queued"
+        values = _first_values(now, cached, twin)
+        columns = ", ".join(values)
         with self._lock:
             seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             self._db.execute(
-                "INSERT INTO jobs (id, key, spec, gpus, state, stage, progress, cached, submitted, finished,"
-                " exit_code, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job_id, key, json.dumps(spec), gpus, state, "done" if cached else "",
-                    1.0 if cached else 0.0, int(cached), now, now if cached else None,
-                    0 if cached else None, seq,
-                ),
-            )  # fmt: skip
+                f"INSERT INTO jobs (id, key, spec, gpus, cached, submitted, seq, {columns})"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?{', ?' * len(values)})",
+                (job_id, key, json.dumps(spec), gpus, int(cached), now, seq, *values.values()),
+            )
             self._db.commit()
         job = self.job(job_id)
         assert job is not None
@@ -165,32 +177,39 @@ class Store:
             return self._row(self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
     def active_with_key(self, key: str) -> JobRow | None:
-        """A job not yet over for the same request: a new identical request joins it (coalescing)."""
+        """The job not yet over for the same request (not a follower): a new identical request follows it."""
         with self._lock:
             row = self._db.execute(
-                "SELECT * FROM jobs WHERE key = ? AND state IN (?, ?, ?) ORDER BY seq LIMIT 1", (key, *ACTIVE)
+                "SELECT * FROM jobs WHERE key = ? AND state IN (?, ?, ?) AND follows IS NULL"
+                " ORDER BY seq LIMIT 1",
+                (key, *ACTIVE),
             ).fetchone()
         return self._row(row)
 
     def active_jobs(self) -> list[JobRow]:
-        """Jobs to queue again after a restart, in the order they were submitted."""
+        """Jobs to queue again after a restart, in the order they were submitted (not their followers,
+        which follow them again)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM jobs WHERE state IN (?, ?, ?) ORDER BY seq", ACTIVE
+                "SELECT * FROM jobs WHERE state IN (?, ?, ?) AND follows IS NULL ORDER BY seq", ACTIVE
             ).fetchall()
         return [job for job in map(self._row, rows) if job is not None]
 
     def update(self, job_id: str, **values: object) -> None:
-        """Set columns of a job (state, stage, progress, level, ...)."""
+        """Set columns of a job and of the jobs that follow it (state, stage, progress, level, ...)."""
         columns = ", ".join(f"{name} = ?" for name in values)
         with self._lock:
-            self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
+            self._db.execute(
+                f"UPDATE jobs SET {columns} WHERE id = ? OR follows = ?", (*values.values(), job_id, job_id)
+            )
             self._db.commit()
 
     def finish(self, job_id: str, state: str, *, error: str | None = None, exit_code: int = 0) -> None:
-        """Mark a job over (``done``, ``failed`` or ``cancelled``); only a done job shows full progress."""
+        """Mark a job over (``done``, ``failed`` or ``cancelled``), and its followers with it; only a done
+        job shows full progress. A job over follows nothing: a follower cancelled alone keeps its state."""
         done = {"progress": 1.0, "stage": "done"} if state == "done" else {}
-        self.update(job_id, state=state, finished=time.time(), error=error, exit_code=exit_code, **done)
+        now = time.time()
+        self.update(job_id, state=state, finished=now, error=error, exit_code=exit_code, follows=None, **done)
 
     def put_result(self, key: str, result: StoredResult) -> None:
         with self._lock:
@@ -236,3 +255,26 @@ class Store:
 
     def drop_state(self, job_id: str) -> None:
         self.state_path(job_id).unlink(missing_ok=True)
+
+
+def _add_follows(db: sqlite3.Connection) -> None:
+    """Give a database from before coalesced jobs had ids of their own the ``follows`` column."""
+    if "follows" not in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}:
+        db.execute("ALTER TABLE jobs ADD COLUMN follows TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_follows ON jobs (follows)")
+
+
+def _first_values(now: float, cached: bool, twin: JobRow | None) -> dict[str, object]:
+    """The columns a new job starts with: queued, done (a cache hit) or where its twin is."""
+    if cached:
+        return {"state": "done", "stage": "done", "progress": 1.0, "finished": now, "exit_code": 0}
+    if twin is not None:
+        return {
+            "state": twin.state,
+            "stage": twin.stage,
+            "progress": twin.progress,
+            "level": twin.level,
+            "preemptions": twin.preemptions,
+            "follows": twin.id,
+        }
+    return {"state": "queued"}

@@ -325,8 +325,11 @@ def optimal_bound(graph: CapacityGraph, symmetries: Sequence[Permutation] = ()) 
     return _make_bound(graph, oracle, optimum, k, budget, optimum.cut)
 
 
-def _check_k(k: int, option: str) -> None:
-    """``k`` trees per root must be 1 to :data:`MAX_K`: the forest and the program grow with ``k``."""
+def check_k(k: int, option: str) -> None:
+    """``k`` trees per root must be 1 to :data:`MAX_K`: the forest and the program grow with ``k``.
+
+    The compile checks its ``--k`` and ``--max-k`` with it before its first step, so that a service
+    refuses them before it accepts a job; the bounds check again for their other callers."""
     if not 1 <= k <= MAX_K:
         raise InputError(
             f"{option} must be a number of trees per root from 1 to {MAX_K}, got {k}",
@@ -336,7 +339,7 @@ def _check_k(k: int, option: str) -> None:
 
 def fixed_k_bound(graph: CapacityGraph, k: int, symmetries: Sequence[Permutation] = ()) -> Bound:
     """The best bound with exactly ``k`` equal trees per root (smallest feasible floored ``U``)."""
-    _check_k(k, "--k")
+    check_k(k, "--k")
     _check_solvable(graph)
     oracle = _CutOracle(graph, symmetries)
     optimum = _optimum(graph, oracle)
@@ -349,7 +352,7 @@ def budgeted_bound(graph: CapacityGraph, max_k: int, symmetries: Sequence[Permut
 
     Ties between fixed k go to the smallest k (fewer chunks and threadblocks).
     """
-    _check_k(max_k, "--max-k")
+    check_k(max_k, "--max-k")
     _check_solvable(graph)
     oracle = _CutOracle(graph, symmetries)
     optimum = _optimum(graph, oracle)
