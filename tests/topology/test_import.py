@@ -336,6 +336,8 @@ def test_network_needs_nic_speeds(tmp_path) -> None:
     path = _bad(tmp_path, _h100_with('speed="400000"', 'speed="-1"', 8))
     code, _, err = run("topo", "import", str(path), "--boxes", "2")
     assert code == 2 and "no speed for NIC mlx5_0" in err and "--nic-speed" in err
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if 'name="mlx5_0"' in text)
+    assert err.startswith(f"{path}:{line}:")  # at the first such NIC's <net>, not the file's start
     topology = imported(tmp_path, path, boxes=2, nic_speed="400 Gb/s")
     assert algbw(topology) == preset_algbw("dgx-h100", boxes=2)
 

@@ -139,11 +139,11 @@ def _check_network(box: ImportedBox, options: FabricOptions) -> None:
             location=box.location,
             hint="take the dump on a node with its network up, or import a single box (--boxes 1)",
         )
-    unknown = [nic.device for nic in box.nics if nic.speed_gbps is None]
+    unknown = [nic for nic in box.nics if nic.speed_gbps is None]
     if unknown:
         raise InputError(
-            f"no speed for NIC {', '.join(unknown)} in {box.source}",
-            location=box.location,
+            f"no speed for NIC {', '.join(nic.device for nic in unknown)} in {box.source}",
+            location=unknown[0].location or box.location,
             hint="give it with --nic-speed, e.g. --nic-speed '400 Gb/s'",
         )
     if options.network not in NETWORKS:

@@ -42,6 +42,7 @@ class Nic:
     device: str
     speed_gbps: Fraction | None
     link_class: str
+    location: Location | None = None  # where the input names it (a dump's ``<net>`` line)
 
 
 @dataclass(frozen=True)

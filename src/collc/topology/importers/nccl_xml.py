@@ -403,7 +403,7 @@ def _nic(index: int, port: _Port, options: ReadOptions, notes: _Notes) -> Nic:
         )
     if mbps is None or mbps <= 0:
         notes.note(f"NIC {device}: the dump gives no speed")
-        return Nic(f"nic{index}", device, None, link_class)
+        return Nic(f"nic{index}", device, None, link_class, element.location)
     if mbps > MAX_NIC_MBPS:
         raise _fail(
             f"speed {mbps} Mb/s is not a NIC speed (the fastest ports run at 800 Gb/s)",
