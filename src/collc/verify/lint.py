@@ -27,7 +27,7 @@ from collc.msccl.program import (
 from collc.topology.model import Topology
 from collc.verify import collective
 from collc.verify.fold import Transmission
-from collc.verify.report import Problem
+from collc.verify.report import Problem, Severity, Tally
 from collc.verify.runtimes import RuntimeProfile
 
 #: rules after which the simulation would read undefined memory or index missing objects
@@ -69,15 +69,20 @@ class _Linter:
         self.runtime = runtime
         self.filename = filename
         self.problems: list[Problem] = []
+        self.tally = Tally()
 
     def at(self, line: int | None) -> Location | None:
         return Location(self.filename, line) if line is not None else None
 
     def error(self, rule: str, message: str, line: int | None, hint: str | None = None) -> None:
-        self.problems.append(Problem(rule, "error", message, self.at(line), hint))
+        self._add(rule, "error", message, line, hint)
 
     def warning(self, rule: str, message: str, line: int | None, hint: str | None = None) -> None:
-        self.problems.append(Problem(rule, "warning", message, self.at(line), hint))
+        self._add(rule, "warning", message, line, hint)
+
+    def _add(self, rule: str, severity: Severity, message: str, line: int | None, hint: str | None) -> None:
+        if self.tally.admit(rule, severity):
+            self.problems.append(Problem(rule, severity, message, self.at(line), hint))
 
 
 def lint(
@@ -106,7 +111,7 @@ def lint(
     _check_pairing(linter)
     if topology is not None:
         _check_topology(linter, topology)
-    return linter.problems
+    return linter.problems + linter.tally.summaries()
 
 
 def _check_algo(linter: _Linter) -> None:
