@@ -365,3 +365,29 @@ def test_what_the_parser_ignores_is_listed_as_the_lint_lists() -> None:
     report = verify_text(ignored, "f.xml")
     notes = [p for p in report.problems if p.rule == "xml-ignored"]
     assert len(notes) == MAX_LISTED + 1 and notes[-1].omitted == 20 - MAX_LISTED and report.ok
+
+
+# -- size-range: the bounds as the scheduler compares them (size_t nBytes against int64 bounds) -------------
+def _size_range(min_bytes: int, max_bytes: int) -> list[str]:
+    text = edit(RING, 'minBytes="0" maxBytes="0"', f'minBytes="{min_bytes}" maxBytes="{max_bytes}"')
+    report = verify_text(text, "f.xml")
+    return [f"{p.message} | {p.hint}" for p in report.problems if p.rule == "size-range"]
+
+
+def test_a_negative_min_bytes_says_why_it_selects_nothing() -> None:
+    """minBytes=-5 with maxBytes=0 used to read "no call size satisfies minBytes=-5 ≤ nBytes ≤
+    maxBytes=0" with the fix "maxBytes=0 means unbounded", which contradicts itself."""
+    (message,) = _size_range(-5, 0)
+    assert message.startswith("minBytes=-5 selects no call: the runtime compares the call's nBytes")
+    assert "-5 stands for 18,446,744,073,709,551,611 bytes" in message
+    assert message.endswith(
+        '| write minBytes="0" to take calls of every size, or the smallest call size the file is for'
+    )
+
+
+def test_a_negative_max_bytes_bounds_nothing_and_crossed_bounds_select_nothing() -> None:
+    (negative,) = _size_range(0, -1)
+    assert negative.startswith("maxBytes=-1 bounds nothing") and 'write maxBytes="0"' in negative
+    (crossed,) = _size_range(64, 32)
+    assert crossed.startswith("no call size satisfies minBytes=64 ≤ nBytes ≤ maxBytes=32 | swap the bounds")
+    assert _size_range(0, 0) == _size_range(32, 32) == []
