@@ -95,7 +95,9 @@ def test_verify_says_a_utf16_file_is_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "s.xml"
     path.write_bytes(ring_allgather_xml(2).encode("utf-16"))
     result = run("verify", str(path))
-    assert_one_error(result, 2, "s.xml: the file is not UTF-8 text (byte 0)", "re-save it as UTF-8")
+    assert_one_error(
+        result, 2, "s.xml:1:1: error: the file is not UTF-8 text (byte 0)", "re-save it as UTF-8"
+    )
     assert "codec" not in result.output
 
 

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-#: bytes of an MSCCL XML file read at most (2 GiB; from a pipe, no more than this is read).
-MAX_SCHEDULE_BYTES = 2**31
+#: bytes of a schedule file (MSCCL XML or an MSCCL++ plan) read at most; from a pipe, no more than this
+#: is read. The runtimes' parsers keep at most 4,096 elements per rank (the algo, every gpu, the rank's
+#: threadblocks and steps), so a 512-rank file they load has at most 512 × 3,583 threadblocks and steps:
+#: about 210 MiB as collc writes a step (~120 bytes). collc's largest file, the 512-GPU rail allreduce
+#: (1.35 million steps), is 155 MiB and verifies in about 40 s and 1.5 GiB; 1,024 GPUs exceed the
+#: parser's limit. Plans are held to MAX_PLAN_BYTES once read.
+MAX_SCHEDULE_BYTES = 256 * 2**20
 #: bytes of a topology file (a flat file of the most links collc accepts takes about 2 MB).
 MAX_TOPOLOGY_BYTES = 4 * 2**20
 #: GPUs in one topology (ranks of one collective).

@@ -88,6 +88,17 @@ def test_field_misspelling_is_warned_with_the_right_name() -> None:
     assert warning.severity == "warning" and "did you mean 'channel_ids'" in warning.message
 
 
+def test_many_unknown_fields_leave_a_plan_valid() -> None:
+    """Beyond the eight listed, unknown fields are counted in one entry; it was an error, so a plan with
+    nine fields v0.10.x ignores was reported invalid."""
+    plan = load("allgather_2gpu_memory.json")
+    plan.update({f"extra_{index}": 0 for index in range(12)})
+    report = verify(plan)
+    (rest,) = [p for p in report.problems if p.omitted]
+    assert report.ok and rest.severity == "warning" and rest.omitted == 4
+    assert rest.message == "… and 4 more 'unknown-field' problems"
+
+
 def _sites(plan: dict, names: frozenset[str]):
     for g, gpu in enumerate(plan["gpus"]):
         for t, tb in enumerate(gpu["threadblocks"]):

@@ -247,3 +247,61 @@ def test_threadblocks_beyond_the_limit_are_refused(monkeypatch) -> None:
     algo.gpus[0].tbs.pop()
     assert sum(len(gpu.tbs) for gpu in algo.gpus) * len(algo.gpus) == 4 * 8
     collc.verify.verify(algo)  # at the limit: simulated
+
+
+def test_the_size_limit_admits_collcs_largest_file_and_refuses_a_larger_one(tmp_path, monkeypatch) -> None:
+    """Schedules were read up to 2 GiB: a valid file padded with 450,000 nops (52 MB) took 13 s and
+    2.3 GB. The limit sits above collc's 512-GPU rail allreduce (162,415,676 bytes) and below 2 GiB;
+    here it is lowered to 1 MiB to refuse a file just above it, and the file after it is still checked."""
+    import collc.cli.common
+    from collc.input_limits import MAX_SCHEDULE_BYTES
+
+    assert 162_415_676 < MAX_SCHEDULE_BYTES == 256 * 2**20
+    monkeypatch.setattr(collc.cli.common, "MAX_SCHEDULE_BYTES", 2**20)
+    ring = Path(path_of("ring_allgather_4.xml")).read_text()
+    padded = tmp_path / "padded.xml"
+    padded.write_text(ring + "<!--" + "x" * 2**20 + "-->\n")
+    result = run(str(padded), path_of("ring_allgather_4.xml"))
+    assert result.exit_code == 2
+    assert f"{padded}: error: the input is larger than 1 MiB, the most collc reads" in result.output
+    assert "4,096 elements per rank" in result.output
+    assert f"{path_of('ring_allgather_4.xml')}: ok" in result.output
+
+
+def test_every_file_is_reported_with_the_same_keys_and_the_worst_exit(tmp_path) -> None:
+    """A file beyond collc's limits used to stop the run (files: null, the verdicts already computed
+    lost), a non-UTF-8 file got an entry of other keys ({file, ok, unreadable}) with a null top-level
+    error, and the two exit-2 documents ordered their keys differently."""
+    from collc.cli.verify import FILE_KEYS, VERIFY_KEYS
+    from collc.jsondoc import OUTCOME_KEYS
+
+    ring = path_of("ring_allgather_4.xml")
+    huge = tmp_path / "huge.xml"
+    huge.write_text(Path(ring).read_text().replace('nchunksperloop="4"', 'nchunksperloop="4294967296"', 1))
+    binary = tmp_path / "binary.xml"
+    binary.write_bytes(b"<algo name=\xff")
+    files = [ring, str(huge), str(binary), str(tmp_path / "missing.xml")]
+    result = run("--json", *files)
+    assert result.exit_code == 2
+    document = json.loads(result.stdout)
+    assert list(document) == [*VERIFY_KEYS, *OUTCOME_KEYS]
+    entries = document["files"]
+    assert [entry["file"] for entry in entries] == files
+    assert all(list(entry) == [*FILE_KEYS, *OUTCOME_KEYS] for entry in entries)
+    assert [entry["exit_code"] for entry in entries] == [0, 2, 2, 2]
+    assert entries[0]["ok"] is True and entries[0]["error"] is None
+    assert [entry["location"] for entry in entries[1:]] == [
+        {"file": str(huge), "line": 2, "column": 60},
+        {"file": str(binary), "line": 1, "column": 12},
+        {"file": str(tmp_path / "missing.xml"), "line": None, "column": None},
+    ]
+    assert "outside collc's limit" in entries[1]["error"] and "not UTF-8" in entries[2]["error"]
+    assert "cannot read the file" in entries[3]["error"]
+    assert document["ok"] is False and document["error"] == entries[1]["error"]
+    assert document["location"] == entries[1]["location"] and document["exit_code"] == 2
+    refused = json.loads(run("--json", ring, "--set", "boxes=2").stdout)
+    assert list(refused) == list(document)  # an option error has the same keys in the same order
+    text = run(*files)
+    assert text.exit_code == 2 and f"{ring}: ok" in text.output
+    errors = [line for line in text.output.splitlines() if ": error: " in line]
+    assert [line.split(":")[0] for line in errors] == files[1:]

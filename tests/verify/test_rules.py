@@ -15,6 +15,7 @@ from collc.msccl.program import Algorithm, GpuProgram, Step, Threadblock
 from collc.msccl.writer import to_xml
 from collc.topology.model import Metadata, Node, Topology
 from collc.verify import verify_text
+from collc.verify.report import MAX_LISTED
 from collc.verify.runtimes import PROFILES
 
 from .fixture_source import ring_allgather, ring_allreduce, tree_allreduce_3
@@ -331,3 +332,62 @@ def test_steps_per_threadblock_at_the_limit() -> None:
 def test_depid_at_the_int8_limit() -> None:
     assert "depid-too-large" not in rules(depid(127), "msccl-legacy")
     assert "depid-too-large" in rules(depid(128), "msccl-legacy")
+
+
+# -- long reports: each rule lists MAX_LISTED problems, one entry counts the rest ---------------------------
+def test_a_rule_lists_its_first_problems_and_counts_the_rest() -> None:
+    """A file of 450,000 misnumbered nops used to list 900,001 problems (244 MB of output); now each rule
+    lists MAX_LISTED and one entry stands for the rest, an error where the rest holds errors."""
+    misnumbered = re.sub(r'<step s="\d+"', '<step s="0"', RING_ALLREDUCE)
+    report = verify_text(misnumbered, "f.xml")
+    wrong = RING_ALLREDUCE.count("<step ") - RING_ALLREDUCE.count('<step s="0"')
+    listed = [p for p in report.problems if p.rule == "step-numbering" and not p.omitted]
+    (rest,) = [p for p in report.problems if p.rule == "step-numbering" and p.omitted]
+    assert wrong > MAX_LISTED and len(listed) == MAX_LISTED
+    assert rest.omitted == wrong - MAX_LISTED and rest.severity == "error"
+    assert rest.message == f"… and {wrong - MAX_LISTED} more 'step-numbering' problems"
+    assert (
+        report.to_dict()["problem_count"] == sum(report.counts()) == len(report.problems) - 1 + rest.omitted
+    )
+
+
+def test_many_warnings_of_one_rule_leave_the_file_valid() -> None:
+    """The entry that counts unlisted warnings is a warning: it must not make a valid file invalid."""
+    flagged = RING_ALLREDUCE.replace('hasdep="0"', 'hasdep="1"')
+    report = verify_text(flagged, "f.xml")
+    (rest,) = [p for p in report.problems if p.rule == "unused-flag" and p.omitted]
+    assert report.ok and rest.severity == "warning"
+    assert report.counts() == (0, MAX_LISTED + rest.omitted)
+
+
+def test_what_the_parser_ignores_is_listed_as_the_lint_lists() -> None:
+    ignored = edit(RING, "</tb>", "<unknown/>" * 20 + "</tb>")
+    report = verify_text(ignored, "f.xml")
+    notes = [p for p in report.problems if p.rule == "xml-ignored"]
+    assert len(notes) == MAX_LISTED + 1 and notes[-1].omitted == 20 - MAX_LISTED and report.ok
+
+
+# -- size-range: the bounds as the scheduler compares them (size_t nBytes against int64 bounds) -------------
+def _size_range(min_bytes: int, max_bytes: int) -> list[str]:
+    text = edit(RING, 'minBytes="0" maxBytes="0"', f'minBytes="{min_bytes}" maxBytes="{max_bytes}"')
+    report = verify_text(text, "f.xml")
+    return [f"{p.message} | {p.hint}" for p in report.problems if p.rule == "size-range"]
+
+
+def test_a_negative_min_bytes_says_why_it_selects_nothing() -> None:
+    """minBytes=-5 with maxBytes=0 used to read "no call size satisfies minBytes=-5 ≤ nBytes ≤
+    maxBytes=0" with the fix "maxBytes=0 means unbounded", which contradicts itself."""
+    (message,) = _size_range(-5, 0)
+    assert message.startswith("minBytes=-5 selects no call: the runtime compares the call's nBytes")
+    assert "-5 stands for 18,446,744,073,709,551,611 bytes" in message
+    assert message.endswith(
+        '| write minBytes="0" to take calls of every size, or the smallest call size the file is for'
+    )
+
+
+def test_a_negative_max_bytes_bounds_nothing_and_crossed_bounds_select_nothing() -> None:
+    (negative,) = _size_range(0, -1)
+    assert negative.startswith("maxBytes=-1 bounds nothing") and 'write maxBytes="0"' in negative
+    (crossed,) = _size_range(64, 32)
+    assert crossed.startswith("no call size satisfies minBytes=64 ≤ nBytes ≤ maxBytes=32 | swap the bounds")
+    assert _size_range(0, 0) == _size_range(32, 32) == []

@@ -91,3 +91,20 @@ def test_a_fallback_with_fewer_chunks_per_loop_is_a_note() -> None:
     assert not first_loaded.fallback
     fallback.nchunksperloop = 5
     assert not overlapping([("a", primary), ("b", fallback)])[0].fallback
+
+
+def test_negative_bounds_are_compared_as_the_scheduler_does() -> None:
+    """nBytes is a size_t and the bounds int64: C++ compares them unsigned, so minBytes=-5 selects no
+    call (explain used to say the call was selected) and maxBytes=-1 bounds nothing (it used to say
+    the call was above it)."""
+    algo = fixture("ring_allreduce_4x2")
+    algo.min_bytes = -5
+    selection = explain(algo, nranks=4, nbytes=64 * MIB, dtype_size=2, inplace=False)
+    assert selection.reasons == [
+        "67108864 bytes is below minBytes=-5 (compared as an unsigned 64-bit number: 18446744073709551611)"
+    ]
+    assert overlapping([("a", algo), ("b", fixture("ring_allreduce_4x2"))]) == []  # a is never selected
+    algo.min_bytes, algo.max_bytes = 0, -1
+    assert explain(algo, nranks=4, nbytes=64 * MIB, dtype_size=2, inplace=False).selected
+    (overlap,) = overlapping([("a", algo), ("b", fixture("ring_allreduce_4x2"))])
+    assert "calls on 4 ranks of 0…unbounded bytes" in overlap.message

@@ -9,6 +9,7 @@ the command as ``topology``. Topology warnings are printed to stderr. It also ad
 Every option that names a file to write uses :func:`output_path` (or :func:`output_directory`) as its
 click callback, so a bad path is refused before any work (see :func:`collc.fileio.check_output_path`).
 Every ``--proto`` option uses :data:`PROTOCOL`: the same names in every command, any letter case.
+``verify`` and ``simulate`` read schedule files with :func:`read_schedule_text` (size limit, UTF-8).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 
 import click
 
-from collc.errors import InputError
-from collc.fileio import check_not_an_input, check_output_directory, check_output_path
+from collc.errors import InputError, location_in
+from collc.fileio import check_not_an_input, check_output_directory, check_output_path, read_bounded
+from collc.input_limits import MAX_SCHEDULE_BYTES
 from collc.msccl.program import PROTOCOLS
 from collc.topology import Topology, TopologyWarning, load
 from collc.topology.degrade import Degradation, degrade
@@ -67,6 +69,37 @@ def directory_files(name: str, doing: str) -> list[Path]:
             hint="give the MSCCL_ALGO_DIR that holds the schedules, or the files themselves",
         )
     return entries
+
+
+def read_schedule_text(path: str) -> str:
+    """The text of the schedule file ``path`` (MSCCL XML or an MSCCL++ plan) for ``verify`` and
+    ``simulate``: at most :data:`MAX_SCHEDULE_BYTES` (:func:`collc.fileio.read_bounded`, as for topology
+    dumps), UTF-8 as the runtimes read it. Anything else is a located InputError (a byte that is not
+    UTF-8 at its line and byte column)."""
+    try:
+        data = read_bounded(path, MAX_SCHEDULE_BYTES, hint=_TOO_LARGE)
+    except OSError as error:
+        raise InputError(
+            f"cannot read the file: {error.strerror or error}",
+            location=location_in(path),
+            hint="give the path of an MSCCL XML file or an MSCCL++ plan",
+        ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - data.rfind(b"\n", 0, error.start)
+        raise InputError(
+            f"the file is not UTF-8 text (byte {error.start})",
+            location=location_in(path, line, column),
+            hint="the runtimes read MSCCL XML as UTF-8 (ASCII) text; re-save it as UTF-8",
+        ) from None
+
+
+_TOO_LARGE = (
+    "the runtimes' parsers keep at most 4,096 elements per rank, about 210 MiB of XML at 512 ranks "
+    "(collc's 512-GPU file is 155 MiB): check that this is the schedule you meant"
+)
 
 
 def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -9,14 +9,12 @@ from pathlib import Path
 import click
 
 from collc.cli import main
-from collc.cli.common import PROTOCOL, directory_files, output_path, topology_argument
+from collc.cli.common import PROTOCOL, directory_files, output_path, read_schedule_text, topology_argument
 from collc.cli.jsonout import json_option
 from collc.compile.driver import deployed_protocol
 from collc.compile.flags import buffer_size
 from collc.compile.outlook import CallOutlook, DeployedFile, directory_outlook, nccl_tests_bytes, selects
 from collc.errors import CollcError, InputError, location_in
-from collc.fileio import read_bounded
-from collc.input_limits import MAX_SCHEDULE_BYTES
 from collc.jsondoc import json_document
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
@@ -37,16 +35,7 @@ def read_schedule(path: str, topology: Topology) -> tuple[Algorithm, Predictor |
     from collc.mscclpp.lower_sim import plan_schedule
     from collc.mscclpp.reader import looks_like_plan
 
-    try:
-        text = read_bounded(path, MAX_SCHEDULE_BYTES, hint="give the path of an MSCCL XML file").decode(
-            "utf-8"
-        )
-    except OSError as error:
-        raise InputError(
-            f"cannot read {path}: {error.strerror}", hint="give the path of an MSCCL XML file"
-        ) from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text", hint="give the path of an MSCCL XML file") from None
+    text = read_schedule_text(path)
     if looks_like_plan(text):
         from collc.mscclpp.reader import read_plan
         from collc.mscclpp.verify import lint_plan

@@ -55,7 +55,7 @@ from collc.topology.model import Topology
 from collc.verify import MAX_SIMULATED_CHUNKS, MAX_SIMULATED_CLOCK_ENTRIES, collective
 from collc.verify.clocks import Clock, ClockFactory
 from collc.verify.collective import Value
-from collc.verify.report import Problem, VerifyReport
+from collc.verify.report import Problem, Severity, Tally, VerifyReport
 
 #: the executor version whose rules this module applies
 TARGET = "MSCCL++ v0.10.x"
@@ -75,8 +75,6 @@ _U32 = 2**32 - 1
 #: op executions of the longest simulation run (a minute or two of CPU at the limit; collc's 16-GPU
 #: allreduce plan needs about 12,000)
 MAX_SIMULATED_STEPS = 2**22
-#: problems listed per rule before the rest are counted
-MAX_LISTED = 8
 
 SIGNALS = frozenset({"signal", "rlxsignal"})
 WAITS = frozenset({"wait", "rlxwait"})
@@ -212,13 +210,14 @@ def _where(op: Op) -> str:
 
 
 class _Reporter:
-    """Collects problems once per key, at most MAX_LISTED per rule, each located at its JSON path."""
+    """Collects problems once per key, at most MAX_LISTED per rule (:class:`collc.verify.report.Tally`),
+    each located at its JSON path."""
 
     def __init__(self, plan: Plan):
         self.plan = plan
         self.problems: list[Problem] = []
         self._seen: set[tuple] = set()
-        self._counts: dict[str, int] = defaultdict(int)
+        self._tally = Tally()
 
     def add(
         self,
@@ -226,25 +225,20 @@ class _Reporter:
         path: JsonPath | None,
         message: str,
         hint: str | None = None,
-        severity: str = "error",
+        severity: Severity = "error",
         key: tuple | None = None,
     ) -> None:
         key = (rule, *(key if key is not None else (path, message)))
         if key in self._seen:
             return
         self._seen.add(key)
-        self._counts[rule] += 1
-        if self._counts[rule] > MAX_LISTED:
+        if not self._tally.admit(rule, severity):
             return
         location = self.plan.locate(path) if path is not None else None
-        self.problems.append(Problem(rule, severity, message, location, hint))  # type: ignore[arg-type]
+        self.problems.append(Problem(rule, severity, message, location, hint))
 
     def finish(self) -> None:
-        for rule, count in sorted(self._counts.items()):
-            if count > MAX_LISTED:
-                self.problems.append(
-                    Problem(rule, "error", f"… and {count - MAX_LISTED} more '{rule}' problems")
-                )
+        self.problems.extend(self._tally.summaries())
 
 
 def _largest_call(plan: Plan) -> int | None:

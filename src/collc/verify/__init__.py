@@ -21,7 +21,7 @@ from collc.verify.calls import CallModel, call_model, describe_sizes
 from collc.verify.collective import CHECKED_COLLECTIVES, real_sizes
 from collc.verify.fold import Transmission, fold_threadblock
 from collc.verify.lint import BLOCKS_SIMULATION, lint
-from collc.verify.report import Problem, VerifyReport
+from collc.verify.report import Problem, Tally, VerifyReport
 from collc.verify.runtimes import PROFILES, RuntimeProfile, profile
 from collc.verify.select import Selection, explain
 from collc.verify.simulate import Case, Simulator, simulate
@@ -395,9 +395,13 @@ def verify_text(
         buffer_bytes=buffer_bytes,
         progress=progress,
     )
-    report.problems[:0] = [
-        Problem(note.rule, "warning", note.message, note.location) for note in reader_notes
+    tally = Tally()  # what the parser ignores, listed as the lint lists its problems
+    ignored = [
+        Problem(note.rule, "warning", note.message, note.location)
+        for note in reader_notes
+        if tally.admit(note.rule, "warning")
     ]
+    report.problems[:0] = ignored + tally.summaries()
     report.notes[:0] = notes
     report.algorithm = algo
     return report

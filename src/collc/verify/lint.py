@@ -27,8 +27,9 @@ from collc.msccl.program import (
 from collc.topology.model import Topology
 from collc.verify import collective
 from collc.verify.fold import Transmission
-from collc.verify.report import Problem
+from collc.verify.report import Problem, Severity, Tally
 from collc.verify.runtimes import RuntimeProfile
+from collc.verify.select import compared_bytes
 
 #: rules after which the simulation would read undefined memory or index missing objects
 BLOCKS_SIMULATION = frozenset(
@@ -69,15 +70,20 @@ class _Linter:
         self.runtime = runtime
         self.filename = filename
         self.problems: list[Problem] = []
+        self.tally = Tally()
 
     def at(self, line: int | None) -> Location | None:
         return Location(self.filename, line) if line is not None else None
 
     def error(self, rule: str, message: str, line: int | None, hint: str | None = None) -> None:
-        self.problems.append(Problem(rule, "error", message, self.at(line), hint))
+        self._add(rule, "error", message, line, hint)
 
     def warning(self, rule: str, message: str, line: int | None, hint: str | None = None) -> None:
-        self.problems.append(Problem(rule, "warning", message, self.at(line), hint))
+        self._add(rule, "warning", message, line, hint)
+
+    def _add(self, rule: str, severity: Severity, message: str, line: int | None, hint: str | None) -> None:
+        if self.tally.admit(rule, severity):
+            self.problems.append(Problem(rule, severity, message, self.at(line), hint))
 
 
 def lint(
@@ -106,7 +112,7 @@ def lint(
     _check_pairing(linter)
     if topology is not None:
         _check_topology(linter, topology)
-    return linter.problems
+    return linter.problems + linter.tally.summaries()
 
 
 def _check_algo(linter: _Linter) -> None:
@@ -151,15 +157,41 @@ def _check_algo(linter: _Linter) -> None:
             line,
             'set inplace="1" and/or outofplace="1"',
         )
-    if algo.min_bytes < 0 or algo.max_bytes < 0 or (algo.max_bytes and algo.min_bytes > algo.max_bytes):
+    _check_size_range(linter)
+    if len(algo.name.encode("utf-8")) > 255:  # the parser's buffer holds 255 bytes, not characters
+        linter.warning("name-too-long", "the algorithm name is longer than 255 bytes (UTF-8)", line)
+
+
+def _check_size_range(linter: _Linter) -> None:
+    """``size-range``: bounds that the runtime's selection reads otherwise than they look. The scheduler
+    tests ``nBytes >= minBytes && (maxBytes == 0 || nBytes <= maxBytes)`` with nBytes a ``size_t`` and
+    the bounds ``int64_t``, so C++ compares them as unsigned 64-bit numbers (:func:`compared_bytes`)."""
+    algo, line = linter.algo, linter.algo.line
+    if algo.min_bytes < 0:
+        linter.warning(
+            "size-range",
+            f"minBytes={algo.min_bytes} selects no call: the runtime compares the call's nBytes (an unsigned "
+            f"size_t) with minBytes as an unsigned 64-bit number, so {algo.min_bytes} stands for "
+            f"{compared_bytes(algo.min_bytes):,} bytes, more than any call has",
+            line,
+            'write minBytes="0" to take calls of every size, or the smallest call size the file is for',
+        )
+    if algo.max_bytes < 0:
+        linter.warning(
+            "size-range",
+            f"maxBytes={algo.max_bytes} bounds nothing: compared with nBytes as an unsigned 64-bit number it "
+            f"stands for {compared_bytes(algo.max_bytes):,} bytes, so every call from minBytes up selects "
+            "the file",
+            line,
+            'write maxBytes="0" for no upper bound, or the largest call size the file is for',
+        )
+    elif algo.min_bytes >= 0 and 0 < algo.max_bytes < algo.min_bytes:
         linter.warning(
             "size-range",
             f"no call size satisfies minBytes={algo.min_bytes} ≤ nBytes ≤ maxBytes={algo.max_bytes}",
             line,
-            "maxBytes=0 means unbounded; both bounds are inclusive",
+            "swap the bounds: both are inclusive, and maxBytes=0 means unbounded",
         )
-    if len(algo.name.encode("utf-8")) > 255:  # the parser's buffer holds 255 bytes, not characters
-        linter.warning("name-too-long", "the algorithm name is longer than 255 bytes (UTF-8)", line)
 
 
 def _check_gpus(linter: _Linter) -> None:

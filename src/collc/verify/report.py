@@ -1,4 +1,9 @@
-"""What the verifier reports: located problems with a stable rule id, and the report of one file."""
+"""What the verifier reports: located problems with a stable rule id, and the report of one file.
+
+A check lists at most :data:`MAX_LISTED` problems of each rule (:class:`Tally`) and counts the rest in one
+"… and N more" entry, so a report, its text and its JSON stay a few kilobytes however many steps repeat a
+mistake (a file of 450,000 misnumbered steps used to print 900,001 problems, 244 MB).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ if TYPE_CHECKING:
 
 Severity = Literal["error", "warning"]
 
+#: problems of one rule listed per check (the lint, one simulated case, a plan's rules or its simulation)
+MAX_LISTED = 8
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -23,6 +31,8 @@ class Problem:
     message: str
     location: Location | None = None
     hint: str | None = None
+    #: in a "… and N more" entry (:meth:`Tally.summaries`): the N problems it stands for; 0 otherwise
+    omitted: int = 0
 
     def to_dict(self) -> dict[str, object]:
         location = None
@@ -38,6 +48,7 @@ class Problem:
             "message": self.message,
             "location": location,
             "hint": self.hint,
+            "omitted": self.omitted,
         }
 
     def __str__(self) -> str:
@@ -46,6 +57,42 @@ class Problem:
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+
+class Tally:
+    """Which problems a check lists: the first :data:`MAX_LISTED` of each group (a rule, or a rule in one
+    labelled part of the check such as a simulated case); the others are only counted, and
+    :meth:`summaries` gives one entry that stands for them."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._unlisted_errors: set[tuple[str, str]] = set()
+
+    def admit(self, rule: str, severity: Severity, label: str = "") -> bool:
+        """Count one problem of ``rule`` in the group ``label``; True while it is among those listed (so a
+        costly message is only built for them)."""
+        group = (rule, label)
+        count = self._counts.get(group, 0) + 1
+        self._counts[group] = count
+        if count <= MAX_LISTED:
+            return True
+        if severity == "error":
+            self._unlisted_errors.add(group)
+        return False
+
+    def summaries(self) -> list[Problem]:
+        """A "… and N more" entry for each group that had more problems than were listed, in rule order:
+        an error where one of those was an error, else a warning (many warnings leave a file valid)."""
+        return [
+            Problem(
+                rule,
+                "error" if (rule, label) in self._unlisted_errors else "warning",
+                f"… and {count - MAX_LISTED} more '{rule}' problems" + (f" ({label})" if label else ""),
+                omitted=count - MAX_LISTED,
+            )
+            for (rule, label), count in sorted(self._counts.items())
+            if count > MAX_LISTED
+        ]
 
 
 @dataclass
@@ -71,6 +118,11 @@ class VerifyReport:
     def errors(self) -> list[Problem]:
         return [problem for problem in self.problems if problem.severity == "error"]
 
+    def counts(self) -> tuple[int, int]:
+        """The errors and the warnings found, those a "… and N more" entry stands for included."""
+        errors = sum(problem.omitted or 1 for problem in self.errors)
+        return errors, sum(problem.omitted or 1 for problem in self.problems) - errors
+
     def rules(self) -> set[str]:
         """The rule ids of every problem (handy in tests and CI filters)."""
         return {problem.rule for problem in self.problems}
@@ -78,9 +130,10 @@ class VerifyReport:
     def to_dict(self) -> dict[str, object]:
         return {
             "file": self.filename,
-            "runtime": self.runtime,
             "ok": self.ok,
+            "runtime": self.runtime,
             "problems": [problem.to_dict() for problem in self.problems],
+            "problem_count": sum(self.counts()),
             "notes": list(self.notes),
         }
 

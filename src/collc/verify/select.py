@@ -33,6 +33,13 @@ DTYPE_SIZES = {
 PER_RANK_COLLECTIVES = frozenset({"allgather", "reducescatter", "alltoall"})
 
 
+def compared_bytes(bound: int) -> int:
+    """A file's ``minBytes`` or ``maxBytes`` as the scheduler compares it with a call's nBytes: the bound
+    is an ``int64_t`` and nBytes a ``size_t``, so C++ converts the bound to unsigned 64 bits (-5 reads
+    as 2**64 - 5: a negative minBytes selects no call, a negative maxBytes bounds nothing)."""
+    return bound % 2**64
+
+
 @dataclass
 class Selection:
     """``selected`` and, when False, every reason; ``details`` describe the call as the runtime sees it."""
@@ -96,13 +103,15 @@ def explain(
         elif algo.nchunksperloop >= 1:
             chunk = elements // algo.nchunksperloop
             details.append(f"one chunk = {chunk} elements = {chunk * dtype_size} bytes")
-    if nbytes < algo.min_bytes:
-        reasons.append(f"{nbytes} bytes is below minBytes={algo.min_bytes}")
-    if algo.max_bytes and not runtime_profile.max_bytes_inclusive and nbytes >= algo.max_bytes:
+    low, high = compared_bytes(algo.min_bytes), compared_bytes(algo.max_bytes)
+    if nbytes < low:
+        unsigned = f" (compared as an unsigned 64-bit number: {low})" if algo.min_bytes < 0 else ""
+        reasons.append(f"{nbytes} bytes is below minBytes={algo.min_bytes}{unsigned}")
+    if algo.max_bytes and not runtime_profile.max_bytes_inclusive and nbytes >= high:
         reasons.append(
             f"{nbytes} bytes is not below maxBytes={algo.max_bytes} (exclusive on the legacy loader)"
         )
-    elif algo.max_bytes and nbytes > algo.max_bytes:
+    elif algo.max_bytes and nbytes > high:
         reasons.append(f"{nbytes} bytes is above maxBytes={algo.max_bytes} (0 would mean unbounded)")
     details.append(
         "the op must be sum, prod, min or max: ncclAvg and user-defined ops always fall back to NCCL"
@@ -139,8 +148,8 @@ def overlapping(entries: list[tuple[str, Algorithm]], runtime: str = "msccl-exec
                 )
                 if a and b
             ]
-            low = max(first.min_bytes, second.min_bytes)
-            high = min(first.max_bytes or _UNBOUNDED, second.max_bytes or _UNBOUNDED)
+            low = max(compared_bytes(first.min_bytes), compared_bytes(second.min_bytes))
+            high = min(_upper_bound(first), _upper_bound(second))
             if not placements or low > high:
                 continue
             upper = "unbounded" if high == _UNBOUNDED else f"{high}"
@@ -168,3 +177,9 @@ def overlapping(entries: list[tuple[str, Algorithm]], runtime: str = "msccl-exec
 
 
 _UNBOUNDED = 2**63
+
+
+def _upper_bound(algo: Algorithm) -> int:
+    """The largest nBytes ``algo`` may be selected for (:data:`_UNBOUNDED` where its maxBytes is 0 or
+    negative, which bounds nothing)."""
+    return min(compared_bytes(algo.max_bytes) or _UNBOUNDED, _UNBOUNDED)

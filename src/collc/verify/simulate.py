@@ -36,10 +36,8 @@ from collc.verify import collective
 from collc.verify.collective import Value
 from collc.verify.fold import Transmission
 from collc.verify.order import Order
-from collc.verify.report import Problem
+from collc.verify.report import Problem, Severity, Tally
 
-#: at most this many problems of one rule are listed per simulated case (the rest are counted)
-MAX_LISTED = 8
 PROGRESS_EVERY = 1024  # threadblock runs between two progress reports
 
 
@@ -332,7 +330,7 @@ class Placement:
         step: int | None = None,
         hint: str | None = None,
         key: tuple | None = None,
-        severity: str = "error",
+        severity: Severity = "error",
     ) -> None:
         """A data problem of this placement (labelled with it)."""
         self.simulator.report(rule, message, gid, step, hint, key, severity, placement=self.label)
@@ -404,7 +402,7 @@ class Simulator:
         self.case = case
         self.filename = filename
         self.problems: list[Problem] = []
-        self.counts: dict[tuple[str, str], int] = {}
+        self.tally = Tally()  # at most MAX_LISTED problems of a rule listed per placement and case
         self.reported: set[tuple] = set()
         self.owner: list[tuple[int, int]] = []  # gid -> (rank, tb id)
         self.steps: list[list[Step]] = []
@@ -496,10 +494,11 @@ class Simulator:
         step: int | None = None,
         hint: str | None = None,
         key: tuple | None = None,
-        severity: str = "error",
+        severity: Severity = "error",
         placement: str | None = None,
     ) -> None:
-        """Record a problem once per ``key`` (default: once per message), listing at most MAX_LISTED.
+        """Record a problem once per ``key`` (default: once per message), listing at most MAX_LISTED of a
+        rule (:class:`collc.verify.report.Tally`).
         A ``message`` that is costly to build is passed as a function (with a ``key``): it is called
         only for the problems listed."""
         if key is None:
@@ -511,8 +510,7 @@ class Simulator:
             return
         self.reported.add(key)
         label = f"{placement}, {self.case}" if placement else str(self.case)
-        self.counts[(rule, label)] = self.counts.get((rule, label), 0) + 1
-        if self.counts[(rule, label)] > MAX_LISTED:
+        if not self.tally.admit(rule, severity, label):
             return
         location = None
         if gid is not None and step is not None and 0 <= step < len(self.steps[gid]):
@@ -520,7 +518,7 @@ class Simulator:
             if line is not None or self.filename is not None:  # IR from the lowering has no lines
                 location = Location(self.filename, line)
         text = message if isinstance(message, str) else message()
-        self.problems.append(Problem(rule, severity, f"{text} ({label})", location, hint))  # type: ignore[arg-type]
+        self.problems.append(Problem(rule, severity, f"{text} ({label})", location, hint))
 
     def where(self, gid: int, step: int) -> str:
         rank, tb = self.owner[gid]
@@ -533,11 +531,7 @@ class Simulator:
         for placement in self.placements:
             if placement.track_races:
                 placement.report_races()
-        for (rule, label), count in sorted(self.counts.items()):
-            if count > MAX_LISTED:
-                self.problems.append(
-                    Problem(rule, "error", f"… and {count - MAX_LISTED} more '{rule}' problems ({label})")
-                )
+        self.problems.extend(self.tally.summaries())
 
     # -- the run -----------------------------------------------------------------------------------
 
