@@ -315,7 +315,7 @@ def test_any_other_failure_is_one_line_with_a_debug_hint(
 def test_a_binary_topology_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_bytes(b"nodes: [\xff\xfe]\n")
-    assert_refused(run("topo", "validate", str(path)), "t.yaml: error: the file is not UTF-8 text")
+    assert_refused(run("topo", "validate", str(path)), "t.yaml:1:9: error: the file is not UTF-8 text")
     assert_refused(run("topo", "validate", str(path), "--set", "x"), "not UTF-8 text")
 
 

@@ -143,10 +143,10 @@ def test_verify_names_an_invisible_stray_character(tmp_path: Path, prefix: str, 
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["topo", "import", "/dev/zero"], "/dev/zero: error: the input is a device"),
-        (["verify", "/dev/zero"], "/dev/zero: error: the input is a device"),
-        (["simulate", "dgx-a100", "/dev/zero", "--sizes", "1MiB"], "/dev/zero: error: the input is a device"),
-        (["bound", "dgx-a100", "--gpus", "@/dev/zero"], "/dev/zero: error: the selection file is a device"),
+        (["topo", "import", "/dev/zero"], "/dev/zero: error: the file is a device"),
+        (["verify", "/dev/zero"], "/dev/zero: error: the file is a device"),
+        (["simulate", "dgx-a100", "/dev/zero", "--sizes", "1MiB"], "/dev/zero: error: the file is a device"),
+        (["bound", "dgx-a100", "--gpus", "@/dev/zero"], "/dev/zero: error: the --gpus file is a device"),
     ],
 )
 def test_an_endless_device_is_refused_before_reading(args: list[str], fragment: str) -> None:
@@ -166,7 +166,7 @@ def test_a_pipe_is_read_up_to_the_limit(tmp_path: Path) -> None:
         pipe.unlink()
         assert result.exit_code == code, result.output
         if code:
-            assert "the selection file is larger than 1 MiB" in result.output
+            assert "the --gpus file is larger than 1 MiB" in result.output
 
 
 def _feed(pipe: Path, data: bytes) -> None:

@@ -17,6 +17,7 @@ from collc.fileio import (
     check_output_path,
     is_temporary,
     not_a_directory,
+    read_text,
     refuse_overwrite,
 )
 
@@ -179,3 +180,18 @@ def test_a_file_where_a_directory_must_be_is_named(tmp_path):
             check_output_path(path)
         with pytest.raises(InputError, match=f"{tmp_path / 'notes.txt'} is not a directory"):
             check_output_directory(path)
+
+
+def test_read_text_locates_a_byte_that_is_not_utf8_and_drops_a_bom_where_asked(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"\xef\xbb\xbfname: x\nab\xffc\n")
+    with pytest.raises(InputError) as caught:
+        read_text(path, 1024, what="the file", too_large="smaller", fix="re-save it")
+    error = caught.value
+    assert (error.location.line, error.location.column) == (2, 3)
+    assert error.message == "the file is not UTF-8 text (byte 13)" and error.hint == "re-save it"
+    path.write_bytes(b"\xef\xbb\xbfname: x\n")
+    assert read_text(path, 1024, what="f", too_large="", fix="", bom=True) == "name: x\n"
+    assert read_text(path, 1024, what="f", too_large="", fix="") == "\ufeffname: x\n"
+    with pytest.raises(InputError, match="the dump is larger than 0 MiB"):
+        read_text(path, 4, what="the dump", too_large="", fix="")

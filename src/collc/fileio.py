@@ -84,6 +84,40 @@ def read_bounded(path: str | os.PathLike[str], limit: int, *, what: str = "the i
     return data
 
 
+def read_text(
+    path: str | os.PathLike[str],
+    limit: int,
+    *,
+    what: str,
+    too_large: str,
+    fix: str,
+    shown_as: str | None = None,
+    bom: bool = False,
+) -> str:
+    """The UTF-8 text of the input file ``path`` (:func:`read_bounded` to ``limit`` bytes), or one
+    located InputError: the file cannot be read (``fix`` as the hint), is larger than ``limit``
+    (``too_large``), or holds a byte that is not UTF-8 (at its line and byte column, ``fix``).
+    ``what`` names the file in the message, ``shown_as`` in the location (default: the path);
+    ``bom`` drops a byte-order mark, which some editors write."""
+    where = shown_as if shown_as is not None else path
+    try:
+        data = read_bounded(path, limit, what=what, hint=too_large)
+    except OSError as error:
+        raise InputError(
+            f"cannot read {what}: {error.strerror or error}", location=location_in(where), hint=fix
+        ) from None
+    try:
+        return data.decode("utf-8-sig" if bom else "utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - data.rfind(b"\n", 0, error.start)
+        raise InputError(
+            f"{what} is not UTF-8 text (byte {error.start})",
+            location=location_in(where, line, column),
+            hint=fix,
+        ) from None
+
+
 def check_output_path(path: str | os.PathLike[str], option: str = "-o") -> Path:
     """``path`` as a :class:`Path` if collc may (over)write a regular file there; else a located InputError.
 

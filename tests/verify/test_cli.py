@@ -263,7 +263,7 @@ def test_the_size_limit_admits_collcs_largest_file_and_refuses_a_larger_one(tmp_
     padded.write_text(ring + "<!--" + "x" * 2**20 + "-->\n")
     result = run(str(padded), path_of("ring_allgather_4.xml"))
     assert result.exit_code == 2
-    assert f"{padded}: error: the input is larger than 1 MiB, the most collc reads" in result.output
+    assert f"{padded}: error: the file is larger than 1 MiB, the most collc reads" in result.output
     assert "4,096 elements per rank" in result.output
     assert f"{path_of('ring_allgather_4.xml')}: ok" in result.output
 

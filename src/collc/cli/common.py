@@ -22,8 +22,8 @@ from typing import Any
 
 import click
 
-from collc.errors import InputError, location_in
-from collc.fileio import check_not_an_input, check_output_directory, check_output_path, read_bounded
+from collc.errors import InputError
+from collc.fileio import check_not_an_input, check_output_directory, check_output_path, read_text
 from collc.input_limits import MAX_SCHEDULE_BYTES
 from collc.msccl.program import PROTOCOLS
 from collc.topology import Topology, TopologyWarning, load
@@ -73,27 +73,15 @@ def directory_files(name: str, doing: str) -> list[Path]:
 
 def read_schedule_text(path: str) -> str:
     """The text of the schedule file ``path`` (MSCCL XML or an MSCCL++ plan) for ``verify`` and
-    ``simulate``: at most :data:`MAX_SCHEDULE_BYTES` (:func:`collc.fileio.read_bounded`, as for topology
-    dumps), UTF-8 as the runtimes read it. Anything else is a located InputError (a byte that is not
-    UTF-8 at its line and byte column)."""
-    try:
-        data = read_bounded(path, MAX_SCHEDULE_BYTES, hint=_TOO_LARGE)
-    except OSError as error:
-        raise InputError(
-            f"cannot read the file: {error.strerror or error}",
-            location=location_in(path),
-            hint="give the path of an MSCCL XML file or an MSCCL++ plan",
-        ) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        column = error.start - data.rfind(b"\n", 0, error.start)
-        raise InputError(
-            f"the file is not UTF-8 text (byte {error.start})",
-            location=location_in(path, line, column),
-            hint="the runtimes read MSCCL XML as UTF-8 (ASCII) text; re-save it as UTF-8",
-        ) from None
+    ``simulate``: at most :data:`MAX_SCHEDULE_BYTES`, UTF-8 as the runtimes read it
+    (:func:`collc.fileio.read_text`)."""
+    return read_text(
+        path,
+        MAX_SCHEDULE_BYTES,
+        what="the file",
+        too_large=_TOO_LARGE,
+        fix="the runtimes read MSCCL XML and MSCCL++ plans as UTF-8 (ASCII) text; re-save it as UTF-8",
+    )
 
 
 _TOO_LARGE = (

@@ -17,6 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from collc.errors import InputError, Location, clipped
+from collc.fileio import read_text
 from collc.input_limits import (
     MAX_BANDWIDTH_GBPS,
     MAX_GPUS,
@@ -915,19 +916,13 @@ def read_topology_file(
 
 
 def read_topology_text(path: Path, shown_as: str) -> str:
-    """The text of a topology file: UTF-8, at most :data:`MAX_TOPOLOGY_BYTES` (checked before reading)."""
-    try:
-        if path.stat().st_size > MAX_TOPOLOGY_BYTES:
-            raise InputError(
-                f"the file is larger than {MAX_TOPOLOGY_BYTES // 2**20} MiB, the most collc reads",
-                location=Location(shown_as),
-                hint="describe repeated boxes with templates and counts instead of listing every link",
-            )
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InputError(f"cannot read {shown_as}: {error.strerror}", location=Location(shown_as)) from None
-    except UnicodeDecodeError:
-        raise InputError(
-            "the file is not UTF-8 text", location=Location(shown_as), hint="give a topology YAML file"
-        ) from None
-    return text
+    """The text of a topology file: UTF-8, at most :data:`MAX_TOPOLOGY_BYTES` (a pipe too:
+    :func:`collc.fileio.read_text`)."""
+    return read_text(
+        path,
+        MAX_TOPOLOGY_BYTES,
+        what="the file",
+        too_large="describe repeated boxes with templates and counts instead of listing every link",
+        fix="give a topology YAML file",
+        shown_as=shown_as,
+    )

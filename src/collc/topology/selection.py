@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from collc.errors import InputError, Location, clipped
-from collc.fileio import read_bounded
+from collc.fileio import read_text
 from collc.topology.model import Topology
 from collc.topology.selectors import select
 
@@ -77,21 +77,13 @@ def _items(selection: str) -> list[_Item]:
 
 def _file_items(path: str) -> list[_Item]:
     """One item per non-blank line of ``path`` (``#`` starts a comment), each located at its line."""
-    try:
-        data = read_bounded(
-            path, MAX_SELECTION_BYTES, what="the selection file", hint="list one GPU per line"
-        )
-        text = data.decode("utf-8")
-    except OSError as error:
-        raise InputError(
-            f"cannot read the --gpus file {path}: {error.strerror}",
-            location=Location(path),
-            hint="give @FILE with one GPU name per line",
-        ) from None
-    except UnicodeDecodeError:
-        raise InputError(
-            "the --gpus file is not UTF-8 text", location=Location(path), hint="one GPU name per line"
-        ) from None
+    text = read_text(
+        path,
+        MAX_SELECTION_BYTES,
+        what="the --gpus file",
+        too_large="list one GPU per line",
+        fix="give @FILE with one GPU name per line, as UTF-8 text",
+    )
     items = []
     for number, line in enumerate(text.splitlines(), start=1):
         content = line.split("#", 1)[0].strip()

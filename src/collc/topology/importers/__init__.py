@@ -16,7 +16,7 @@ from collc.topology.importers.model import ImportedBox
 from collc.topology.importers.nccl_xml import read_nccl_xml
 from collc.topology.importers.options import ReadOptions
 from collc.topology.importers.smi_text import read_smi_text
-from collc.topology.importers.xmltree import read_text
+from collc.topology.importers.xmltree import read_input
 
 __all__ = ["NETWORKS", "FabricOptions", "ImportResult", "ReadOptions", "import_files", "read_box"]
 
@@ -30,5 +30,5 @@ def read_box(text: str, shown_as: str, options: ReadOptions) -> ImportedBox:
 
 def import_files(paths: Sequence[str], read: ReadOptions, fabric: FabricOptions) -> ImportResult:
     """The topology for ``paths``: one file used for every box, or one file per box (in box order)."""
-    boxes = [read_box(read_text(Path(path), path), path, read) for path in paths]
+    boxes = [read_box(read_input(Path(path), path), path, read) for path in paths]
     return combine(boxes, fabric)

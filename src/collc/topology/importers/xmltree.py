@@ -13,7 +13,7 @@ from pathlib import Path
 from xml.parsers import expat
 
 from collc.errors import InputError, Location
-from collc.fileio import read_bounded
+from collc.fileio import read_text
 from collc.input_limits import MAX_NESTING, MAX_NODES, MAX_TOPOLOGY_BYTES
 
 #: elements of one dump: a node's dump has a few per device; this is four per node collc accepts
@@ -58,19 +58,18 @@ class XmlElement:
         return result
 
 
-def read_text(path: Path, shown_as: str) -> str:
-    """The text of an input file: UTF-8, at most :data:`MAX_TOPOLOGY_BYTES` (checked before reading)."""
-    try:
-        data = read_bounded(
-            path, MAX_TOPOLOGY_BYTES, hint="a node's topology dump is a few kilobytes; check the file"
-        )
-        return data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not text
-    except OSError as error:
-        raise InputError(f"cannot read {shown_as}: {error.strerror}", location=Location(shown_as)) from None
-    except UnicodeDecodeError:
-        raise InputError(
-            "the file is not UTF-8 text", location=Location(shown_as), hint="give the dump as written"
-        ) from None
+def read_input(path: Path, shown_as: str) -> str:
+    """The text of an input file: UTF-8 (a byte-order mark dropped), at most :data:`MAX_TOPOLOGY_BYTES`
+    (:func:`collc.fileio.read_text`)."""
+    return read_text(
+        path,
+        MAX_TOPOLOGY_BYTES,
+        what="the file",
+        too_large="a node's topology dump is a few kilobytes; check the file",
+        fix="give the dump as written",
+        shown_as=shown_as,
+        bom=True,
+    )
 
 
 def parse_xml(text: str, file: str) -> XmlElement:
