@@ -207,6 +207,10 @@ def test_cli_compiles_and_simulates_a_plan(tmp_path):
     assert simulated.exit_code == 0, simulated.output
     row = json.loads(simulated.output)["rows"][0]
     assert row["collc"]["algbw"] > 0
+    # on fewer GPUs than the plan's ranks: the located line, before the plan's timing model is built
+    fewer = runner.invoke(main, ["simulate", FABRIC, "--gpus", "0-1", str(plan)])
+    assert fewer.exit_code == 2 and "the schedule is for" in fewer.output and "GPUs but" in fewer.output
+    assert f"{plan}:" in fewer.output and "unexpected" not in fewer.output
     refused = runner.invoke(
         main, ["compile", FABRIC, "--runtime", "mscclpp", "--bundle", str(tmp_path / "b")]
     )

@@ -14,7 +14,7 @@ from collc.cli.jsonout import json_option
 from collc.compile.driver import deployed_protocol
 from collc.compile.flags import buffer_size
 from collc.compile.outlook import CallOutlook, DeployedFile, directory_outlook, nccl_tests_bytes, selects
-from collc.errors import CollcError, InputError, location_in
+from collc.errors import CollcError, InputError, Location, location_in
 from collc.jsondoc import json_document
 from collc.msccl.program import Algorithm
 from collc.predict.model import TopologyModel
@@ -40,7 +40,9 @@ def read_schedule(path: str, topology: Topology) -> tuple[Algorithm, Predictor |
         from collc.mscclpp.reader import read_plan
         from collc.mscclpp.verify import lint_plan
 
-        refuse_invalid(lint_plan(read_plan(text, path)), path, "mscclpp")
+        plan = read_plan(text, path)
+        refuse_invalid(lint_plan(plan), path, "mscclpp")
+        check_gpu_count(len(plan.gpus), topology, plan.locate(("gpus",)) or location_in(path))
         return plan_schedule(text, path, Network.of(topology))
     runtime = topology.metadata.runtime or "msccl-executor"
     algo = read_xml(text, path, runtime=runtime)
@@ -56,6 +58,17 @@ def _lint_xml(algo: Algorithm, path: str, runtime: str) -> list[Problem]:
 
     folded = {(gpu.id, tb.id): fold_threadblock(tb) for gpu in algo.gpus for tb in gpu.tbs}
     return lint(algo, profile(runtime), folded, filename=path)
+
+
+def check_gpu_count(ngpus: int, topology: Topology, location: Location) -> None:
+    """A schedule runs on as many GPUs as it names: one for another count is refused (before a plan's
+    timing model, which maps every rank to a GPU of the fabric, is built)."""
+    if ngpus != topology.num_gpus:
+        raise InputError(
+            f"the schedule is for {ngpus} GPUs but {topology.name!r} has {topology.num_gpus}",
+            location=location,
+            hint="simulate it on the fabric it was written for, or select its GPUs with --gpus",
+        )
 
 
 def refuse_invalid(problems: list[Problem], path: str, runtime: str) -> None:
@@ -397,12 +410,8 @@ def simulate(
         raise InputError(
             f"{schedule} is an {program.coll} schedule, not {coll}", hint=f"use --coll {program.coll}"
         )
-    if program is not None and program.ngpus != topology.num_gpus:
-        raise InputError(
-            f"the schedule is for {program.ngpus} GPUs but {topology.name!r} has {topology.num_gpus}",
-            location=location_in(schedule, program.line),
-            hint="simulate it on the fabric it was written for, or select its GPUs with --gpus",
-        )
+    if program is not None:
+        check_gpu_count(program.ngpus, topology, location_in(schedule, program.line))
     collective = coll or (program.coll if program else "allreduce")
     if collective not in COLLECTIVES:
         raise InputError(
