@@ -211,6 +211,12 @@ def test_cli_compiles_and_simulates_a_plan(tmp_path):
     fewer = runner.invoke(main, ["simulate", FABRIC, "--gpus", "0-1", str(plan)])
     assert fewer.exit_code == 2 and "the schedule is for" in fewer.output and "GPUs but" in fewer.output
     assert f"{plan}:" in fewer.output and "unexpected" not in fewer.output
+    for option, value, message in (
+        ("--proto", "LL", "runs the Simple protocol"),
+        ("--buffsize", "1MiB", "has none"),
+    ):
+        refused = runner.invoke(main, ["simulate", FABRIC, str(plan), option, value])
+        assert refused.exit_code == 2 and message in refused.output, refused.output
     refused = runner.invoke(
         main, ["compile", FABRIC, "--runtime", "mscclpp", "--bundle", str(tmp_path / "b")]
     )

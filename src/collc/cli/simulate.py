@@ -71,6 +71,21 @@ def check_gpu_count(ngpus: int, topology: Topology, location: Location) -> None:
         )
 
 
+def check_plan_options(proto: str | None, buffsize: str | None) -> None:
+    """An MSCCL++ plan runs the Simple protocol and moves data in its own units (docs/mscclpp.md): a
+    ``--proto`` other than Simple or a ``--buffsize`` would be a prediction of something that never runs."""
+    if proto is not None and protocol(proto).name != "Simple":
+        raise InputError(
+            f"an MSCCL++ plan runs the Simple protocol, not {protocol(proto).name}",
+            hint="drop --proto (collc's plans write straight into the peer's buffers)",
+        )
+    if buffsize is not None:
+        raise InputError(
+            "--buffsize sets NCCL's and RCCL's pipelining grain; an MSCCL++ plan has none",
+            hint="drop --buffsize for a plan",
+        )
+
+
 def refuse_invalid(problems: list[Problem], path: str, runtime: str) -> None:
     """Refuse (exit 1, like ``collc verify``) a file with an error among ``problems`` (its static checks):
     the runtime rejects it or hangs on it, so a predicted time for it would be a figure of nothing that
@@ -412,6 +427,8 @@ def simulate(
         )
     if program is not None:
         check_gpu_count(program.ngpus, topology, location_in(schedule, program.line))
+    if plan_cost is not None:
+        check_plan_options(proto, buffsize)
     collective = coll or (program.coll if program else "allreduce")
     if collective not in COLLECTIVES:
         raise InputError(
