@@ -382,3 +382,24 @@ def test_only_the_threads_that_waited_pass_on_what_they_learnt() -> None:
     report = verify(_relay(nop=False))
     assert report.rules() == {"unawaited-write"}
     assert report.errors[0].message.startswith("gpus[0].threadblocks[0].ops[0] (put) writes o[0] of rank 2")
+
+
+def test_a_plan_takes_the_calls_of_its_range_and_step_only() -> None:
+    """What `collc simulate` counts as the sizes a plan takes: a multiple of buffer_alignment x chunks
+    between min_message_size and max_message_size (the table's other sizes run the runtime's own)."""
+    import dataclasses
+
+    from collc.mscclpp.reader import read_plan
+    from collc.mscclpp.verify import takes_call
+
+    plan = read_plan((FIXTURES / "allreduce_2gpu_memory.json").read_text())
+    step = plan.buffer_alignment * plan.gpus[0].input_chunks
+    assert [takes_call(plan, n) for n in (step, 3 * step, step + 1, 2**30, 2**30 + step)] == [
+        True,
+        True,
+        False,
+        True,
+        False,
+    ]
+    narrow = dataclasses.replace(plan, min_message_size=2**20, max_message_size=2**20 - 1)
+    assert not any(takes_call(narrow, n) for n in (2**20 - step, 2**20, 2**20 + step))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
@@ -27,10 +28,29 @@ from collc.topology.model import Topology
 from collc.verify import deployed_buffer
 from collc.verify.report import Problem
 
+if TYPE_CHECKING:
+    from collc.mscclpp.reader import Plan
 
-def read_schedule(path: str, topology: Topology) -> tuple[Algorithm, Predictor | None]:
-    """Read an MSCCL XML schedule or an MSCCL++ plan for ``topology`` (errors are located InputErrors);
-    a plan comes with the predictor of its own timing."""
+
+class Schedule(NamedTuple):
+    """A schedule file read for the simulation: its program, and for an MSCCL++ plan the predictor of
+    the plan's own timing and the plan itself (whose call rule differs from MSCCL XML's)."""
+
+    program: Algorithm
+    plan_cost: Predictor | None = None
+    plan: Plan | None = None
+
+    def takes(self, nbytes: int, runtime: str) -> bool:
+        """Whether the runtime runs this file for a call of ``nbytes`` (in-place or out-of-place)."""
+        if self.plan is not None:
+            from collc.mscclpp.verify import takes_call
+
+            return takes_call(self.plan, nbytes)
+        return selects(self.program, nbytes, runtime)
+
+
+def read_schedule(path: str, topology: Topology) -> Schedule:
+    """Read an MSCCL XML schedule or an MSCCL++ plan for ``topology`` (errors are located InputErrors)."""
     from collc.msccl.reader import read_xml
     from collc.mscclpp.lower_sim import plan_schedule
     from collc.mscclpp.reader import looks_like_plan
@@ -43,11 +63,11 @@ def read_schedule(path: str, topology: Topology) -> tuple[Algorithm, Predictor |
         plan = read_plan(text, path)
         refuse_invalid(lint_plan(plan), path, "mscclpp")
         check_gpu_count(len(plan.gpus), topology, plan.locate(("gpus",)) or location_in(path))
-        return plan_schedule(text, path, Network.of(topology))
+        return Schedule(*plan_schedule(text, path, Network.of(topology)), plan)
     runtime = topology.metadata.runtime or "msccl-executor"
     algo = read_xml(text, path, runtime=runtime)
     refuse_invalid(_lint_xml(algo, path, runtime), path, runtime)
-    return algo, None
+    return Schedule(algo)
 
 
 def _lint_xml(algo: Algorithm, path: str, runtime: str) -> list[Problem]:
@@ -216,7 +236,7 @@ def deployed_files(directory: str, topology: Topology, buffer: int | None) -> li
     load MSCCL XML."""
     files = []
     for path in directory_files(directory, "simulate"):
-        algo, plan_cost = read_schedule(str(path), topology)
+        algo, plan_cost, _ = read_schedule(str(path), topology)
         if plan_cost is not None:
             raise InputError(
                 f"{path} is an MSCCL++ plan; a directory of algorithm files (MSCCL_ALGO_DIR) holds MSCCL XML",
@@ -420,7 +440,8 @@ def simulate(
         from collc.predict.plot import check_picture_path
 
         check_picture_path(plot_path)
-    program, plan_cost = read_schedule(schedule, topology) if schedule else (None, None)
+    read = read_schedule(schedule, topology) if schedule else None
+    program, plan_cost = (read.program, read.plan_cost) if read else (None, None)
     if program is not None and coll is not None and coll != program.coll:
         raise InputError(
             f"{schedule} is an {program.coll} schedule, not {coll}", hint=f"use --coll {program.coll}"
@@ -481,9 +502,7 @@ def simulate(
     if above:
         click.echo(above)
     runtime = topology.metadata.runtime or "msccl-executor"  # as read_schedule reads the file
-    taken = (
-        None if plan_cost else [row.nbytes for row in result.rows if selects(program, row.nbytes, runtime)]
-    )
+    taken = None if read is None else [row.nbytes for row in result.rows if read.takes(row.nbytes, runtime)]
     click.echo(summary(result, taken))
     if plot_path:
         click.echo(f"wrote {plot_path}")

@@ -253,6 +253,17 @@ def _largest_call(plan: Plan) -> int | None:
     return min(limits, default=None)
 
 
+def takes_call(plan: Plan, nbytes: int) -> bool:
+    """Whether the executor runs ``plan`` for a call of ``nbytes`` (:func:`served_sizes` in words): a
+    multiple of buffer_alignment × chunks, between min_message_size and max_message_size."""
+    if not plan.gpus or not plan.buffer_alignment:
+        return False
+    gpu = plan.gpus[0]
+    chunks = gpu.output_chunks if plan.collective == "allgather" else gpu.input_chunks
+    step = plan.buffer_alignment * max(chunks, 1)
+    return plan.min_message_size <= nbytes <= plan.max_message_size and nbytes % step == 0
+
+
 def served_sizes(plan: Plan) -> str | None:
     """Which call sizes the executor accepts, in words: multiples of buffer_alignment × chunks (its
     call-time check) between min_message_size and max_message_size."""
