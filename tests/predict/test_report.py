@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -35,6 +36,12 @@ def test_report_writes_markdown_and_valid_pictures(tmp_path: Path) -> None:
         "![topology](topology.png)",
     ):
         assert needle in text, needle
+    # the figures are compile's own prediction of its file (at the NCCL_BUFFSIZE it chose: 512 KiB)
+    compiled = CliRunner().invoke(
+        main, ["compile", "dgx-a100", "--set", "boxes=2", "-o", str(tmp_path / "ar.xml"), "--json"]
+    )
+    predicted = {row["bytes"]: row["busbw"] for row in json.loads(compiled.output)["predicted"]}
+    assert f"| allreduce | 64MiB | {predicted[64 * 2**20]:.1f} |" in text
     for name in ("topology.png", "simulate.png"):
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and 30_000 < len(data) < 3_000_000

@@ -36,7 +36,7 @@ def report(topology: Topology, directory: str) -> None:
     )
     from collc.predict.report import write_report  # matplotlib: loaded only by commands that draw
 
-    programs, written = {}, {}
+    programs, protocols, written = {}, {}, {}
     with terminal_progress() as progress:  # on a terminal only
         for coll in COLLECTIVES:
 
@@ -45,8 +45,10 @@ def report(topology: Topology, directory: str) -> None:
 
             result = compile_schedule(topology, CompileOptions(coll=coll, force=True), named)
             programs[coll] = result.algorithm
+            protocols[coll] = result.proto  # as deployed: the NCCL_BUFFSIZE compile chose included
             written[coll] = not result.forced
-        files = write_report(TopologyModel(topology), directory, command, programs, written, progress)
+        model = TopologyModel(topology)
+        files = write_report(model, directory, command, programs, protocols, written, progress)
     click.echo(f"wrote {files.markdown}")
     for picture in files.pictures:
         click.echo(f"wrote {picture}")

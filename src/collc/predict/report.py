@@ -18,7 +18,7 @@ from collc.fileio import atomic_write
 from collc.msccl.program import Algorithm
 from collc.predict.forest_model import arc_utilisation, forest_arc_loads
 from collc.predict.model import TopologyModel
-from collc.predict.params import COLLECTIVES, PROTOCOLS, busbw_factor
+from collc.predict.params import COLLECTIVES, Protocol, busbw_factor
 from collc.predict.picture import topology_figure
 from collc.predict.plot import save_figure, sweep_figure
 from collc.predict.sweep import Sweep
@@ -226,19 +226,23 @@ def write_report(
     directory: str | Path,
     command: str,
     programs: dict[str, Algorithm],
+    protocols: dict[str, Protocol],
     written: dict[str, bool],
     progress: Report = silent,
 ) -> ReportFiles:
     """Write ``report.md``, ``topology.png``/``.svg`` and ``simulate.png`` into ``directory``.
 
-    ``programs``: the file compiled for each collective; ``written``: whether compile writes it (a
-    file that wins at no size is only predicted, not written). ``progress`` hears the simulations.
+    ``programs``: the file compiled for each collective, simulated at ``protocols`` (its protocol as
+    deployed, with the NCCL_BUFFSIZE compile chose: the figures are those compile predicts);
+    ``written``: whether compile writes it (a file that wins at no size is only predicted, not
+    written). ``progress`` hears the simulations.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     topology = model.topology
-    simple = PROTOCOLS["Simple"]
-    sweeps = {c: model.sweep(c, REPORT_SIZES, simple, programs[c], progress=progress) for c in COLLECTIVES}
+    sweeps = {
+        c: model.sweep(c, REPORT_SIZES, protocols[c], programs[c], progress=progress) for c in COLLECTIVES
+    }
     utilisation = arc_utilisation(forest_arc_loads(model.solution.forest), model.network)
     title = f"{topology.name}: {topology.num_gpus} GPUs, collc allgather schedule"
     pictures = []
