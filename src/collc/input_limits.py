@@ -58,3 +58,7 @@ MAX_XML_CHUNKS = 2**20
 MAX_PLAN_BYTES = 64 * 2**20
 #: operations in one MSCCL++ plan, all ranks together (the executor runs at most 64 per threadblock).
 MAX_PLAN_OPS = 2**20
+#: threadblocks of one GPU in an MSCCL++ plan: the executor launches them as one kernel whose blocks
+#: wait on each other's semaphores, so all must be resident at once (an MI300X, the largest GPU here,
+#: runs 304 CUs; collc's plans use at most 128). 13,000 took the verifier past 90 s and 15 GB.
+MAX_PLAN_THREADBLOCKS = 1024

@@ -58,6 +58,20 @@ def test_oversized_plan_exits_two(tmp_path: Path, monkeypatch) -> None:
     assert "Traceback" not in result.output
 
 
+def test_a_plan_with_more_threadblocks_per_gpu_than_the_limit_exits_two_at_once(tmp_path: Path) -> None:
+    """13,000 threadblocks per GPU took the verifier past 90 s and 15 GB; the limit refuses them where
+    they are listed."""
+    plan = json.loads((FIXTURES / "allgather_2gpu_memory.json").read_text())
+    blocks = plan["gpus"][0]["threadblocks"]
+    plan["gpus"][0]["threadblocks"] = [dict(blocks[0], id=i) for i in range(1025)]
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan, indent=1))
+    result = run(str(path))
+    assert result.exit_code == 2, result.output
+    assert "gpus[0].threadblocks: 1,025 threadblocks on one GPU; collc reads at most 1,024" in result.output
+    assert f"{path}:" in result.output
+
+
 def test_options_meant_for_xml_are_checked_or_named_for_a_plan(tmp_path: Path) -> None:
     """--topology checks a plan's rank count as it does an XML file's; --runtime, which a plan does
     not take, is named in a note instead of passing silently; an XML file checked for runtime mscclpp

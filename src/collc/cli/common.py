@@ -80,7 +80,8 @@ def read_schedule_text(path: str) -> str:
         MAX_SCHEDULE_BYTES,
         what="the file",
         too_large=_TOO_LARGE,
-        fix="the runtimes read MSCCL XML and MSCCL++ plans as UTF-8 (ASCII) text; re-save it as UTF-8",
+        fix="give an MSCCL XML file or an MSCCL++ plan, as UTF-8 text: the runtimes read them so (re-save it "
+        "as UTF-8)",
     )
 
 

@@ -25,7 +25,7 @@ from functools import cached_property
 from typing import Any
 
 from collc.errors import InputError, Location, clipped
-from collc.input_limits import MAX_GPUS, MAX_NESTING, MAX_PLAN_BYTES, MAX_PLAN_OPS
+from collc.input_limits import MAX_GPUS, MAX_NESTING, MAX_PLAN_BYTES, MAX_PLAN_OPS, MAX_PLAN_THREADBLOCKS
 
 #: the v0.10.x op names (``getOpType``); every other name makes the executor throw
 OP_NAMES = (
@@ -555,6 +555,15 @@ class _Reader:
         remote = self.field(gpu, path, "remote_buffers", list, [])
         semaphores = self.field(gpu, path, "semaphores", list, [])
         threadblocks = self.field(gpu, path, "threadblocks", list)
+        if len(threadblocks) > MAX_PLAN_THREADBLOCKS:
+            raise self.fail(
+                "input-limit",
+                (*path, "threadblocks"),
+                f"{len(threadblocks):,} threadblocks on one GPU; "
+                f"collc reads at most {MAX_PLAN_THREADBLOCKS:,}",
+                hint="the executor launches one threadblock per entry and they wait on each other, so they "
+                "must all be resident at once: a GPU holds at most a few hundred",
+            )
         return Gpu(
             path=path,
             id=self.count(gpu, path, "id", top=MAX_GPUS),
