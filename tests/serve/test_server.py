@@ -8,6 +8,7 @@ Every wait is bounded in polls and seconds.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -346,8 +347,15 @@ def _workers_of(pid: int) -> list[int]:
     """The worker processes of the server ``pid`` (its spawned children, not the resource tracker)."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # a thread that ended while listed
+            continue
+        for child in children:
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            except (FileNotFoundError, ProcessLookupError):  # a child that ended while listed
+                continue
             if b"multiprocessing" in command and b"resource_tracker" not in command:
                 found.append(int(child))
     return found
@@ -360,7 +368,8 @@ def test_a_worker_that_dies_fails_its_job_in_one_line_and_is_replaced(server):
             break
         time.sleep(0.01)
     for worker in _workers_of(server.process.pid):
-        os.kill(worker, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have ended since it was listed
+            os.kill(worker, signal.SIGKILL)
     final = server.wait(job["id"])
     if final["state"] == "failed":  # killed inside a slice (else between two: the job goes on)
         assert final["exit_code"] == 2 and final["error"].startswith("error: the worker process died")
