@@ -175,7 +175,8 @@ def summary(result: Sweep, taken: Collection[int] | None = None) -> str:
     taken = set(sizes if taken is None else taken)
     if not taken:
         return (
-            "the file takes no size of the table (its minBytes/maxBytes): the runtime runs its own "
+            "the file takes no size of the table (its size range: an XML file's minBytes/maxBytes, a "
+            "plan's min/max_message_size): the runtime runs its own "
             "algorithms at every one; the collc row shows the file as if it took them"
         )
     wins = set(result.winning_sizes()) & taken
