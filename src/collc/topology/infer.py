@@ -334,14 +334,19 @@ def _role_orders(
     in_rank_order = [sorted((v for v in box if v in rank), key=rank.__getitem__) for box in boxes]
     if len(boxes) < 2 or len(in_rank_order[0]) > MATCH_MAX_GPUS:
         return in_rank_order
-    exits = {gpu: _exits(graph, gpu, box_of) for gpus in in_rank_order for gpu in gpus}
+    exits: dict[str, object] = {gpu: _exits(graph, gpu, box_of) for gpus in in_rank_order for gpu in gpus}
+    counted = {gpu: len(found) for gpu, found in exits.items()}  # where boxes reach different nodes
     first_exits = Counter(exits[gpu] for gpu in in_rank_order[0])
+    shown_as = {True: exits, False: counted}  # by whether a box reaches the first box's outside nodes
+    first_views = {
+        same: _box_view(graph, in_rank_order[0], box_of, shown) for same, shown in shown_as.items()
+    }
     orders = [in_rank_order[0]]
     for gpus in in_rank_order[1:]:
-        same_exits = Counter(exits[gpu] for gpu in gpus) == first_exits
-        shown = {gpu: exits[gpu] if same_exits else len(exits[gpu]) for gpu in (*in_rank_order[0], *gpus)}
-        first = _box_view(graph, in_rank_order[0], box_of, shown)
-        orders.append(_matched_gpus(first, _box_view(graph, gpus, box_of, shown)) or gpus)
+        same = Counter(exits[gpu] for gpu in gpus) == first_exits
+        orders.append(
+            _matched_gpus(first_views[same], _box_view(graph, gpus, box_of, shown_as[same])) or gpus
+        )
     return orders
 
 
