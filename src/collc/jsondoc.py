@@ -14,6 +14,23 @@ from collections.abc import Mapping, Sequence
 
 from collc.errors import CollcError, InvariantError, Location
 
+
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice (:func:`unique_members`); ``args[0]`` is the key."""
+
+
+def unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object's members, as ``json.loads``'s ``object_pairs_hook``: a key given twice raises
+    :class:`DuplicateKey`. JSON leaves duplicates to the reader, and keeping the last (as Python does)
+    would silently drop a value the writer gave; the MSCCL++ executor's JSON library refuses them."""
+    members: dict[str, object] = {}
+    for key, value in pairs:
+        if key in members:
+            raise DuplicateKey(key)
+        members[key] = value
+    return members
+
+
 #: the keys every ``--json`` document ends with: why the run failed (null on success) and its exit code
 OUTCOME_KEYS = ("error", "hint", "location", "exit_code")
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from collc.errors import InputError, Location, clipped
 from collc.input_limits import MAX_GPUS, MAX_NESTING, MAX_PLAN_BYTES, MAX_PLAN_OPS, MAX_PLAN_THREADBLOCKS
+from collc.jsondoc import DuplicateKey, unique_members
 
 #: the v0.10.x op names (``getOpType``); every other name makes the executor throw
 OP_NAMES = (
@@ -346,7 +347,7 @@ def read_plan(text: str, filename: str | None = None) -> Plan:
             location=Location(filename),
             hint="the executor's JSON library refuses it: write the character itself, or both halves",
         ) from None
-    except _DuplicateKey as error:
+    except DuplicateKey as error:
         raise PlanSyntaxError(
             "json",
             f"the field {error.args[0]!r} appears twice in one object",
@@ -390,10 +391,6 @@ def _depth(document: object) -> int:
     return deepest
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
 class _LoneSurrogate(ValueError):
     pass
 
@@ -415,19 +412,16 @@ def _integer(text: str) -> int:
 
 
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """An object's fields, refused where a name appears twice or a text holds half a UTF-16 pair
-    (``"\\ud800"`` alone): the executor's JSON library rejects both, Python's parser neither."""
-    result: dict[str, object] = {}
+    """An object's fields, refused where a name appears twice (:func:`collc.jsondoc.unique_members`) or
+    a text holds half a UTF-16 pair (``"\\ud800"`` alone): the executor's JSON library rejects both,
+    Python's parser neither."""
     for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
         for text in (key, value) if isinstance(value, str) else (key,):
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError:
                 raise _LoneSurrogate(key) from None
-        result[key] = value
-    return result
+    return unique_members(pairs)
 
 
 class _Reader:

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from collc import __version__
 from collc.errors import CollcError, InputError
 from collc.input_limits import MAX_TOPOLOGY_BYTES
+from collc.jsondoc import DuplicateKey, unique_members
 from collc.serve.scheduler import Scheduler
 from collc.serve.store import JobRow
 
@@ -63,21 +64,14 @@ def _json_media_type(content_type: str | None) -> None:
         )
 
 
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """A JSON object's members, refusing a key given twice: JSON leaves duplicates to the reader, and
-    keeping the last would silently drop a value the client sent."""
-    members: dict[str, object] = {}
-    for key, value in pairs:
-        if key in members:
-            raise InputError(f"the request gives the key {key!r} twice", hint="give each key once")
-        members[key] = value
-    return members
-
-
 def request_json(body: bytes) -> object:
     """The request body parsed as JSON, each object's keys unique (an InputError otherwise)."""
     try:
-        return json.loads(body, object_pairs_hook=_unique_keys)
+        return json.loads(body, object_pairs_hook=unique_members)
+    except DuplicateKey as error:
+        raise InputError(
+            f"the request gives the key {error.args[0]!r} twice", hint="give each key once"
+        ) from None
     except (ValueError, UnicodeDecodeError) as error:
         raise InputError(f"the request is not JSON: {error}") from None
 
