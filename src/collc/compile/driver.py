@@ -131,6 +131,15 @@ BUFFER_CHOICES = (256 << 10,)
 # there (8x8 to 64x8 H100 rail allreduce, scripts/bench_compile.py). 1 MiB
 # instead moved the presets both ways (1x16 MI250 allgather 0.968 -> 0.947 of the bound).
 WIDE_BUFFER_CHOICES = (512 << 10,)
+# A finer grain, simulated once the search is done and only for the candidates within EQUIVALENT of the
+# fastest at the grains above (the close ones, which the pick chooses among), of wide-search size: a
+# close candidate's best grain is often finer. 1x16 MI250 reduce-scatter k = 8 at 128 KiB reaches
+# 330.0 GB/s at 1 GiB (0.967 of the power-of-two bound) where the file picked at 256 KiB reached
+# 314.7 and lost to RCCL's ring; 4x8 A100 allreduce 119.8 -> 124.1 at 64 MiB. Simulating every
+# candidate with it (and 192 KiB) doubled the compile time of those presets; the close ones alone add
+# about 18 %. Only powers of two: NCCL's maintainers advise them for NCCL_BUFFSIZE, which NCCL's own
+# algorithms run with too (192 KiB would also lift 2x16 MI250 reduce-scatter 333.8 -> 335.9 GB/s).
+FINE_BUFFER_CHOICES = (128 << 10,)
 # The runtimes whose MSCCL kernel walks chunks in calls of half NCCL_BUFFSIZE (None: the topology's
 # runtime, one of them).
 BUFFERED_RUNTIMES = (None, "msccl-executor", "rccl")
@@ -443,6 +452,7 @@ class CompileState:
     smallest_failed: int | None = None
     fitted: list[Fitted] = field(default_factory=list)
     fastest: float = 0.0  # the fastest fitted candidate's simulated algbw at the reference, once chosen
+    refining: bool = False  # the search is done: the close candidates get the finer grains too
     blocks_alone: bool | None = None  # box blocks tried first: whether their file alone is enough
     paced: set[tuple[str, bool]] = field(default_factory=set)  # lowerings tried with paced senders
     failures: list[str] = field(default_factory=list)  # every attempt's, for the final message
@@ -496,6 +506,21 @@ def begin(topology: Topology, options: CompileOptions) -> CompileState:
         separate_reduce=two_forests(topology, options.coll),
         attempts=[(shared, instances) for shared in (False, True) for instances in instance_options],
     )
+
+
+def _buffer_notes(options: CompileOptions) -> list[str]:
+    """A caution for a user's ``--buffsize`` that is not a power of two. The file is verified and
+    predicted with it, but NCCL_BUFFSIZE is process-wide, so NCCL's own algorithms run with it too,
+    and NCCL's maintainers advise powers of two (values that are not have hung or corrupted results:
+    NVIDIA/nccl issues 698 and 1739). The buffers compile chooses itself are all powers of two."""
+    size = options.buffsize
+    if size is None or size & (size - 1) == 0:
+        return []
+    return [
+        f"NCCL_BUFFSIZE={size} is not a power of two: NCCL's own algorithms run with it too, and NCCL's "
+        "maintainers advise powers of two (other values have hung or corrupted results); "
+        "e.g. --buffsize 256KiB"
+    ]
 
 
 def next_step(state: CompileState) -> str:
@@ -1045,7 +1070,7 @@ def _unsimulated(state: CompileState) -> Fitted | None:
     """The next simulation at the reference size that the choose step needs and has not run (in the
     order it asks for them, :func:`_simulation_order`), so that each runs as a step of its own: a service can
     stop a compile between two of them (one takes seconds at 128 GPUs)."""
-    for variants in _buffers_of(state.options, state.fitted):
+    for variants in _variants(state, state.fitted):
         for item in _simulation_order(variants, state.reference):
             if not item.simulated(state.reference):
                 return item
@@ -1060,7 +1085,7 @@ def _simulate_step(state: CompileState) -> None:
     item = _unsimulated(state)
     assert item is not None
     runs = item.runs([state.reference])
-    variants = buffer_variants(state.options, sorted(state.fitted, key=_by_ceiling))
+    variants = [item for group in _variants(state, sorted(state.fitted, key=_by_ceiling)) for item in group]
     for run in (run for other in variants for run in other.runs([state.reference])):
         if len(runs) >= simulation_threads():
             break
@@ -1101,8 +1126,13 @@ def _choose_step(state: CompileState) -> None:
         state.blocks_alone = _at_lone_scale(state.topology, state.options) or _blocks_used(state, fitted)
     if _next_candidate(state) is not None:  # a wider search: choose again once it is simulated
         return
+    if not state.refining:
+        state.refining = True
+        if _unsimulated(state) is not None:  # the close candidates at the finer grains first
+            return
     weighing = state.weighing
-    best = _deployment(fitted, weighing, state.options, vendor_best(state.model, state.options.coll), notes)
+    groups = _variants(state, fitted)
+    best = _deployment(groups, weighing, vendor_best(state.model, state.options.coll), notes)
     if state.failures:
         notes.append("did not fit: " + "; ".join(state.failures))
     untried = sum(1 for c in (state.candidates or [])[state.position :] if not _ruled_out(state, c))
@@ -1110,27 +1140,48 @@ def _choose_step(state: CompileState) -> None:
         notes.append(_alone_note(state, fitted[0], untried))
     if len(fitted) > 1:
         at_best = [replace(item, buffer_bytes=best.buffer_bytes) for item in fitted]
-        simulated = {id(item) for item in _contenders(at_best, reference)}
+        listed = [_listed(state, item) for item in at_best]
+        simulated = {id(item) for item in _contenders(listed, reference)}
         tried = ", ".join(
             f"{_label(item)}: "
             + (
                 format_figure(item.algbw(reference))
-                if id(item) in simulated
+                if id(item) in simulated or item.simulated(reference)
                 else f"at most {format_figure(item.ceiling)}"
             )
-            for item in at_best
+            + ("" if item.buffer_bytes == best.buffer_bytes else f" at {_grain(item.buffer_bytes)}")
+            for item in listed
         )
         notes.append(
             f"chose {_label(best)} by simulating the candidates at "
             f"{format_size(reference)} (algbw GB/s {tried}; {weighing.rule()}; a candidate whose busiest "
             "arc cannot carry that is not simulated)"
         )
-        top = max(at_best, key=lambda item: (item.bound, -item.solution.forest.k))
+        top = max(listed, key=lambda item: (item.bound, -item.solution.forest.k))
         if top.bound > best.bound:
             notes.append(_preferred(best, top, weighing))
     state.best = _feeder_instances(
         state.topology, state.options, state.limits, state.planes, state.model, best, reference, notes
     )
+
+
+def _listed(state: CompileState, item: Fitted) -> Fitted:
+    """``item`` (at the chosen buffer) as the choice's note shows it: where that buffer is a finer grain
+    the item was not simulated with (it was not close, :func:`_close`), at the coarser grain it was
+    fastest with instead, so that the note shows simulations and runs none of its own."""
+    if item.buffer_bytes not in FINE_BUFFER_CHOICES or item.simulated(state.reference):
+        return item
+    known = [
+        variant
+        for buffer in _buffers(state.options, item)
+        if (variant := replace(item, buffer_bytes=buffer)).simulated(state.reference)
+    ]
+    return max(known, key=lambda variant: variant.algbw(state.reference), default=item)
+
+
+def _grain(buffer_bytes: int | None) -> str:
+    """How the notes name a buffer."""
+    return "the default buffer" if buffer_bytes is None else f"NCCL_BUFFSIZE={format_size(buffer_bytes)}"
 
 
 def _alone_note(state: CompileState, first: Fitted, untried: int) -> str:
@@ -1187,9 +1238,10 @@ def _preferred(best: Fitted, top: Fitted, weighing: Weighing) -> str:
         "{} against {} GB/s at {}".format(*format_pair(best.algbw(size), top.algbw(size)), format_size(size))
         for size in weighing.largest
     )
+    grain = "" if top.buffer_bytes == best.buffer_bytes else f" (it at {_grain(top.buffer_bytes)})"
     return (
         f"{_forest_name(best)} preferred to {_forest_name(top)} (whose bound is "
-        f"{gain:.2f} % higher): simulated {figures}; use --k to override"
+        f"{gain:.2f} % higher): simulated {figures}{grain}; use --k to override"
     )
 
 
@@ -1319,6 +1371,32 @@ def _buffers_of(options: CompileOptions, items: list[Fitted]) -> list[list[Fitte
     return [
         [replace(item, buffer_bytes=buffer) for item in items if buffer in _buffers(options, item)]
         for buffer in buffer_choices(options, wide=True)
+    ]
+
+
+def _variants(state: CompileState, items: list[Fitted]) -> list[list[Fitted]]:
+    """The ``items`` deployed with each buffer they are simulated with, buffer by buffer: those of
+    :func:`_buffers_of`, and once the search is done (``state.refining``) each of
+    :data:`FINE_BUFFER_CHOICES` with the close ones (:func:`_close`)."""
+    groups = _buffers_of(state.options, items)
+    if not state.refining or state.options.buffsize is not None or len(groups) == 1:
+        return groups
+    close = {id(item.lowered) for item in _close(state)}
+    return groups + [
+        [replace(item, buffer_bytes=buffer) for item in items if id(item.lowered) in close]
+        for buffer in FINE_BUFFER_CHOICES
+    ]
+
+
+def _close(state: CompileState) -> list[Fitted]:
+    """The fitted candidates of wide-search size whose best simulated algbw at the reference size
+    (over :func:`_buffers`) is within :data:`EQUIVALENT` of the fastest: those the pick may choose."""
+    speeds = [(item, _simulated_algbw(state, item)) for item in state.fitted]
+    fastest = max((speed for _, speed in speeds), default=0.0)
+    return [
+        item
+        for item, speed in speeds
+        if speed >= fastest * (1 - EQUIVALENT) > 0 and item.lowered.usage.total_steps <= WIDE_SEARCH_STEPS
     ]
 
 
@@ -1492,23 +1570,21 @@ def _contenders(fitted: list[Fitted], reference: int) -> list[Fitted]:
 
 
 def _deployment(
-    fitted: list[Fitted],
-    weighing: Weighing,
-    options: CompileOptions,
-    vendor: Callable[[int], float],
-    notes: list[str],
+    groups: list[list[Fitted]], weighing: Weighing, vendor: Callable[[int], float], notes: list[str]
 ) -> Fitted:
-    """The candidate and the ``NCCL_BUFFSIZE`` to emit (:func:`buffer_choices`).
+    """The candidate and the ``NCCL_BUFFSIZE`` to emit, from the candidates deployed with each buffer
+    they were simulated with (:func:`_variants`; the first group has the runtime's default buffer, or
+    the user's).
 
-    Every candidate is simulated with every buffer choice and :func:`_pick` chooses among them all. A
+    :func:`_pick` chooses among them all. A
     buffer below the default is deployed only when it gains :data:`BUFFER_GAIN` at the reference size
     or at a sixteenth of it (where the range has it) over the best file at the default buffer (it is
     a process-wide setting); where the pick's buffer does not, the pick is made again without it (on
     two boxes of four GPUs behind 10 GB/s ports 512 KiB is picked, 1.8 % faster at 64 MiB, and
     256 KiB gains 2.1 %).
     """
-    variants = buffer_variants(options, fitted)
-    first = _pick(variants[: len(fitted)], weighing, vendor)
+    variants = [item for group in groups for item in group]
+    first = _pick(groups[0], weighing, vendor)
     sizes = weighing.largest
     while (best := _pick(variants, weighing, vendor)).buffer_bytes != first.buffer_bytes:
         if any(best.algbw(size) >= first.algbw(size) * (1 + BUFFER_GAIN) for size in sizes):
@@ -1660,6 +1736,7 @@ def _finish(
             "some links got fewer threadblocks than their traffic needs (threadblock limit); "
             "the simulation above includes that"
         )
+    notes.extend(_buffer_notes(options))
     lowered = replace(lowered, algorithm=algo)
     return CompileResult(
         topology=topology,
