@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -24,33 +25,35 @@ def row(nbytes: int, collc: float | None, vendor: float = 100.0) -> SizeOutlook:
     return SizeOutlook(nbytes, collc, collc, vendor, None, 200.0, collc is not None)
 
 
-def never(nbytes: int) -> SizeOutlook:
-    raise AssertionError(f"no probe expected, got {nbytes}")
-
-
 def test_a_run_that_reaches_the_top_of_the_grid_is_unbounded():
-    rows = [row(4**i * KIB, 50.0 if i < 3 else 150.0) for i in range(6)]
-    assert choose_range(rows, "msccl-executor", lambda n: row(n, 90.0)) == ByteRange(64 * KIB, 0)
-    # the probe between the last losing and the first winning size moves the start when it wins
-    assert choose_range(rows, "msccl-executor", lambda n: row(n, 120.0)) == ByteRange(32 * KIB, 0)
+    rows = [row(2**i * KIB, 50.0 if i < 3 else 150.0) for i in range(6)]
+    assert choose_range(rows, "msccl-executor") == ByteRange(8 * KIB, 0)
+
+
+def test_a_loss_at_any_power_of_two_splits_the_run():
+    """The grid has every power of two (the sizes of an nccl-tests sweep): a file that loses at 2 MiB
+    between wins at 1 and 4 MiB is not selected at 2 MiB, so its range starts above it."""
+    assert all(b == 2 * a for a, b in itertools.pairwise(grid()))
+    rows = [row(n, 90.0 if n == 2 * MIB else 150.0) for n in grid()]
+    assert choose_range(rows, "msccl-executor") == ByteRange(4 * MIB, 0)
 
 
 def test_the_top_run_beats_a_longer_run_below_and_a_bounded_run_ends_at_its_last_win():
     sizes = [4**i * KIB for i in range(8)]
     top = [row(n, 150.0 if i in (0, 1, 2, 3, 7) else 50.0) for i, n in enumerate(sizes)]
-    assert choose_range(top, "msccl-executor", lambda n: row(n, 50.0)) == ByteRange(sizes[7], 0)
+    assert choose_range(top, "msccl-executor") == ByteRange(sizes[7], 0)
     middle = [row(n, 150.0 if i in (2, 3, 4) else 50.0) for i, n in enumerate(sizes)]
-    assert choose_range(middle, "msccl-executor", lambda n: row(n, 50.0)) == ByteRange(sizes[2], sizes[4])
+    assert choose_range(middle, "msccl-executor") == ByteRange(sizes[2], sizes[4])
     # the legacy loader's maxBytes is exclusive: one byte more keeps the last winning size
-    assert choose_range(middle, "msccl-legacy", lambda n: row(n, 50.0)).max_bytes == sizes[4] + 1
+    assert choose_range(middle, "msccl-legacy").max_bytes == sizes[4] + 1
     # ties between runs of equal length go to the larger sizes
     two = [row(n, 150.0 if i in (1, 4) else 50.0) for i, n in enumerate(sizes)]
-    assert choose_range(two, "msccl-executor", lambda n: row(n, 50.0)) == ByteRange(sizes[4], sizes[4])
+    assert choose_range(two, "msccl-executor") == ByteRange(sizes[4], sizes[4])
 
 
 def test_no_win_is_no_range_and_unserved_sizes_never_win():
     rows = [row(4**i * KIB, None) for i in range(5)]
-    assert winning_runs(rows) == [] and choose_range(rows, "msccl-executor", never) is None
+    assert winning_runs(rows) == [] and choose_range(rows, "msccl-executor") is None
     assert not row(KIB, None).wins and row(KIB, 100.0).wins  # a tie counts as a win (as fast)
 
 
@@ -293,3 +296,14 @@ def test_the_users_end_off_the_grid_is_simulated_itself():
     assert seen[0].nbytes == 3 * MIB // 2 and all(r.nbytes >= 3 * MIB // 2 for r in seen)
     assert chosen is not None and at_end(chosen, "min", start) == ByteRange(3 * MIB // 2, 3 * MIB // 2)
     assert predicted_range(rows, "msccl-executor", probe, None, ByteRange(0, 0))[0] == ByteRange(KIB, MIB)
+
+
+def test_a_written_file_wins_at_every_power_of_two_it_takes():
+    """The sizes of an nccl-tests sweep with ``-f 2``: on a grid of powers of four the file for this
+    flat, degraded fabric took 4 KiB and up, and 2 MiB lost to NCCL's tree (24.3 against 26.8 GB/s)."""
+    topology = load(Path(__file__).parent / "fixtures" / "degraded-2x8.yaml")
+    result = compile_schedule(topology, CompileOptions())
+    sizes = [2**exponent for exponent in range(12, 41)]
+    rows = outlook(result.model, result.algorithm, sizes, result.runtime, result.predictor, result.proto)
+    taken = [row for row in rows if row.selected]
+    assert taken and all(row.wins for row in taken), [row for row in taken if not row.wins]

@@ -62,11 +62,11 @@ from collc.topology.model import Topology
 from collc.verify.runtimes import profile
 
 BUNDLE_PROTOCOLS = ("LL", "LL128", "Simple")
-#: The sizes a bundle's ranges are planned on: every power of two of compile's grid
-#: (:func:`collc.compile.outlook.grid`, powers of four), so that each size of an nccl-tests sweep
-#: (``-f 2``) is decided by a simulation. On the coarser grid the powers of two between two files'
-#: ranges went to the runtime (2x8 A100 allreduce: 128 KiB and 8 MiB, where its LL and Simple files win).
-PLAN_SIZES = tuple(2**exponent for exponent in range(GRID_EXPONENTS.start, GRID_EXPONENTS.stop))
+#: The sizes a bundle's ranges are planned on: compile's grid (:func:`collc.compile.outlook.grid`,
+#: every power of two), so that each size of an nccl-tests sweep (``-f 2``) is decided by a
+#: simulation. On powers of four the powers of two between two files' ranges went to the runtime (2x8
+#: A100 allreduce: 128 KiB and 8 MiB, where its LL and Simple files win).
+PLAN_SIZES = tuple(2**exponent for exponent in GRID_EXPONENTS)
 #: The sizes the deploy notes predict, and the nccl-tests arguments that sweep them.
 PREDICTED_SIZES = tuple(1 << exponent for exponent in range(20, 31, 2))
 PREDICTED_SWEEP = "-b 1M -e 1G -f 4 -g 1"  # nccl-tests' arguments for that sweep

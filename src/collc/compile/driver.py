@@ -1772,7 +1772,7 @@ def _from_asked_size(chosen: ByteRange, algo: Algorithm, rows: list[SizeOutlook]
     asks for the nearest below it (:func:`~collc.compile.outlook.nccl_tests_bytes`). Where they differ
     (allgather on 72 GPUs: 1,048,320 against 1,049,472 bytes for 1 MiB) the call a user measures at
     the range's first size would go to the runtime. The start moves down to it, less than one unit,
-    and stays above every size simulated below it (the grid's and the probe's, which lost).
+    and stays above every size simulated below it (the grid's, which lost).
     """
     if chosen.min_bytes == 0:
         return chosen

@@ -4,11 +4,10 @@ The runtime picks the first loaded file whose ``[minBytes, maxBytes]`` holds the
 keeps its own algorithm. So the range is the product's promise: inside it collc's file is predicted at
 least as fast as the runtime's best ring or tree at its best protocol, outside it the runtime keeps
 its own choice. The range is read off the simulated outlook on a grid of sizes
-(:func:`collc.compile.outlook.grid`, powers of four): a file holds one interval, so among the runs
-of winning grid sizes the one reaching the top of the grid is taken (large calls carry most of a
-job's bytes), else the longest (ties: the larger sizes). Each end is then moved out to the power of
-two halfway to the losing neighbour when the file wins there too. The bounds sit on sizes where the
-file was simulated to win, so sizes between a losing and a winning point are left to the runtime.
+(:func:`collc.compile.outlook.grid`, every power of two): a file holds one interval, so among the
+runs of winning grid sizes the one reaching the top of the grid is taken (large calls carry most of a
+job's bytes), else the longest (ties: the larger sizes). The bounds sit on sizes where the file was
+simulated to win, so sizes between a losing and a winning point are left to the runtime.
 """
 
 from __future__ import annotations
@@ -86,27 +85,14 @@ def taken_run(rows: Sequence[Row]) -> tuple[Row, ...]:
     return max(runs, key=lambda run: (run[-1].nbytes == largest, len(run), run[-1].nbytes), default=())
 
 
-def choose_range(
-    rows: Sequence[SizeOutlook], runtime: str, probe: Callable[[int], SizeOutlook]
-) -> ByteRange | None:
-    """The file's range on the outlook grid ``rows``, or None when it wins at no grid size.
-
-    ``probe(nbytes)`` simulates one more size; it refines each end of the chosen run by one power of
-    two towards its losing neighbour.
-    """
+def choose_range(rows: Sequence[SizeOutlook], runtime: str) -> ByteRange | None:
+    """The file's range on the outlook grid ``rows``, or None when it wins at no grid size."""
     run = taken_run(rows)
     if not run:
         return None
-    ordered = sorted(row.nbytes for row in rows)
     low, high = run[0].nbytes, run[-1].nbytes
-    if low != ordered[0] and low // 2 > ordered[ordered.index(low) - 1]:
-        below = probe(low // 2)
-        low = below.nbytes if below.wins else low
-    if high == ordered[-1]:
+    if high == max(row.nbytes for row in rows):
         return ByteRange(low, 0)
-    if 2 * high < ordered[ordered.index(high) + 1]:
-        above = probe(2 * high)
-        high = above.nbytes if above.wins else high
     # The legacy loader compares maxBytes exclusively: one byte more keeps the last winning size in.
     inclusive = profile(runtime).max_bytes_inclusive
     return ByteRange(low, high + (0 if inclusive else 1))
@@ -127,4 +113,4 @@ def predicted_range(
     size = {"min": given.min_bytes, "max": given.max_bytes}.get(end or "", 0)
     if size and size not in {row.nbytes for row in inside}:
         inside = sorted([*inside, probe(size)], key=attrgetter("nbytes"))
-    return choose_range(inside, runtime, probe), inside
+    return choose_range(inside, runtime), inside
