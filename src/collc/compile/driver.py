@@ -1581,12 +1581,11 @@ def _deployment(
     they were simulated with (:func:`_variants`; the first group has the runtime's default buffer, or
     the user's).
 
-    :func:`_pick` chooses among them all. A
-    buffer below the default is deployed only when it gains :data:`BUFFER_GAIN` at the reference size
-    or at a sixteenth of it (where the range has it) over the best file at the default buffer (it is
-    a process-wide setting); where the pick's buffer does not, the pick is made again without it (on
-    two boxes of four GPUs behind 10 GB/s ports 512 KiB is picked, 1.8 % faster at 64 MiB, and
-    256 KiB gains 2.1 %).
+    :func:`_pick` chooses among them all. A buffer below the default is deployed only when it gains
+    :data:`BUFFER_GAIN` at the reference size or at a sixteenth of it (where the range has it) over the
+    best file at the default buffer (it is a process-wide setting); where the pick's buffer does not,
+    the pick is made again without it (on two boxes of four GPUs behind 10 GB/s ports 512 KiB is
+    picked, 1.8 % faster at 64 MiB, and 256 KiB gains 2.1 %).
     """
     variants = [item for group in groups for item in group]
     first = _pick(groups[0], weighing, vendor)
