@@ -243,7 +243,7 @@ def to_algorithm(plan: reader.Plan) -> Algorithm:
     first = plan.gpus[0] if plan.gpus else None
     if first is None:
         raise InputError("the plan has no GPUs")
-    nchunks = first.output_chunks if plan.collective == "allgather" else first.input_chunks
+    nchunks = plan.call_chunks(first)
     return Algorithm(
         name=plan.name,
         proto="Simple",

@@ -250,6 +250,11 @@ class Plan:
         """The file, line and column of the JSON value at ``path`` (None for a plan built in memory)."""
         return self.source.locate(path) if self.source is not None else None
 
+    def call_chunks(self, gpu: Gpu) -> int:
+        """The chunks a call's data is cut into on ``gpu``: its output buffer's for allgather (whose
+        call size the executor reads as the output's), its input buffer's otherwise."""
+        return gpu.output_chunks if self.collective == "allgather" else gpu.input_chunks
+
 
 @dataclass(frozen=True)
 class PlanSource:

@@ -245,7 +245,7 @@ def _largest_call(plan: Plan) -> int | None:
     """The largest call size (input bytes; output for allgather) whose buffers all fit 32-bit offsets."""
     limits = []
     for gpu in plan.gpus:
-        chunks = gpu.output_chunks if plan.collective == "allgather" else gpu.input_chunks
+        chunks = plan.call_chunks(gpu)
         if not chunks:
             continue
         scratch = Fraction(gpu.scratch_chunks * (2 if plan.protocol == "LL" else 1), chunks)
@@ -253,24 +253,24 @@ def _largest_call(plan: Plan) -> int | None:
     return min(limits, default=None)
 
 
+def _call_chunks(plan: Plan) -> int:
+    """The chunks every call is cut into (the first GPU's, :meth:`Plan.call_chunks`); 0 where the plan
+    names no GPU, no chunks or no buffer_alignment, so that it takes no call."""
+    return plan.call_chunks(plan.gpus[0]) if plan.gpus and plan.buffer_alignment else 0
+
+
 def takes_call(plan: Plan, nbytes: int) -> bool:
     """Whether the executor runs ``plan`` for a call of ``nbytes`` (:func:`served_sizes` in words): a
     multiple of buffer_alignment × chunks, between min_message_size and max_message_size."""
-    if not plan.gpus or not plan.buffer_alignment:
-        return False
-    gpu = plan.gpus[0]
-    chunks = gpu.output_chunks if plan.collective == "allgather" else gpu.input_chunks
-    step = plan.buffer_alignment * max(chunks, 1)
-    return plan.min_message_size <= nbytes <= plan.max_message_size and nbytes % step == 0
+    chunks = _call_chunks(plan)
+    step = plan.buffer_alignment * chunks
+    return bool(chunks) and plan.min_message_size <= nbytes <= plan.max_message_size and nbytes % step == 0
 
 
 def served_sizes(plan: Plan) -> str | None:
     """Which call sizes the executor accepts, in words: multiples of buffer_alignment × chunks (its
     call-time check) between min_message_size and max_message_size."""
-    if not plan.gpus or not plan.buffer_alignment:
-        return None
-    gpu = plan.gpus[0]
-    chunks = gpu.output_chunks if plan.collective == "allgather" else gpu.input_chunks
+    chunks = _call_chunks(plan)
     if not chunks:
         return None
     step = plan.buffer_alignment * chunks
@@ -289,7 +289,7 @@ def _expected_chunks(plan: Plan) -> tuple[int, tuple[int, int]] | None:
     if not plan.gpus or plan.collective not in collective.CHECKED_COLLECTIVES:
         return None
     gpu, ngpus = plan.gpus[0], len(plan.gpus)
-    nchunks = gpu.output_chunks if plan.collective == "allgather" else gpu.input_chunks
+    nchunks = plan.call_chunks(gpu)
     sizes = collective.real_sizes(plan.collective, nchunks, ngpus)
     return (nchunks, sizes) if sizes is not None else None
 
