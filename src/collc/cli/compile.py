@@ -102,7 +102,8 @@ _FLAG_OPTIONS = [
         default=None,
         metavar="SIZE",
         help="NCCL_BUFFSIZE the Simple file is deployed with, e.g. 4MiB (the runtime's default) "
-        "[default: 4MiB, or 256KiB or 512KiB where the simulation gains 2 %; deploy says what to set].",
+        "[default: 4MiB, or 128KiB, 256KiB or 512KiB where the simulation gains 2 %; "
+        "deploy says what to set].",
     ),
     click.option(
         "--lanes",
