@@ -1,8 +1,8 @@
 """`compile_schedule` on every shipped preset with at most 32 GPUs: all collectives, both runtimes with
 k = 1 and the executor with the automatically chosen k (which lowers and simulates the candidates;
-every preset but the middle sizes of :data:`K1_ONLY`; RCCL's automatic choice is covered on 2x16 MI250 by tests/compile). Every program passed
-`collc.verify` inside `compile_schedule` (it refuses otherwise); the tests re-check the limits and
-divisibility.
+every preset but the middle sizes of :data:`K1_ONLY`; RCCL's automatic choice is covered on 2x16 MI250
+by tests/compile). Every program passed `collc.verify` inside `compile_schedule` (it refuses
+otherwise); the tests re-check the limits and divisibility.
 """
 
 from __future__ import annotations
