@@ -12,11 +12,11 @@ from fractions import Fraction
 
 #: bytes of a schedule file (MSCCL XML or an MSCCL++ plan) read at most; from a pipe, no more than this
 #: is read. The runtimes' parsers keep at most 4,096 elements per rank (the algo, every gpu, the rank's
-#: threadblocks and steps), so a 512-rank file they load has at most 512 × 3,583 threadblocks and steps:
-#: about 210 MiB as collc writes a step (~120 bytes). collc's largest file, the 512-GPU rail allreduce
-#: (1.35 million steps), is 155 MiB and verifies in about 40 s and 1.5 GiB; 1,024 GPUs exceed the
-#: parser's limit. Plans are held to MAX_PLAN_BYTES once read.
-MAX_SCHEDULE_BYTES = 256 * 2**20
+#: threadblocks and steps), so a file they load for N ranks has at most N × 4,095 threadblocks and
+#: steps. collc's allgather reaches 1,365 GPUs (docs/lowering.md §6): at 1,088 its rail file is 271 MiB
+#: (2.4 million steps) and verifies in 76 s and 2.3 GB, so every file compile writes can be read
+#: back. Plans are held to MAX_PLAN_BYTES once read.
+MAX_SCHEDULE_BYTES = 512 * 2**20
 #: bytes of a topology file (a flat file of the most links collc accepts takes about 2 MB).
 MAX_TOPOLOGY_BYTES = 4 * 2**20
 #: GPUs in one topology (ranks of one collective).

@@ -220,7 +220,7 @@ def test_directory_is_verified_like_the_runtime_loads_it(tmp_path) -> None:
         ('ngpus="4"', 'ngpus="2147483647"', [":2:", "at most 4,096"]),
         ('nchunksperloop="4"', 'nchunksperloop="2147483647"', [":2:", "at most 1,048,576"]),
         # within the reader's limits, but 4 ranks × (1 + 4) × 262144 chunks exceed what is simulated
-        ('nchunksperloop="4"', 'nchunksperloop="1048576"', [":2:", "5,242,880 chunks", "at most 1,048,576"]),
+        ('nchunksperloop="4"', 'nchunksperloop="1048576"', [":2:", "5,242,880 chunks", "at most 2,097,152"]),
     ],
 )
 def test_sizes_beyond_the_limits_are_refused_before_the_work(tmp_path, old, new, fragments) -> None:
@@ -251,12 +251,13 @@ def test_threadblocks_beyond_the_limit_are_refused(monkeypatch) -> None:
 
 def test_the_size_limit_admits_collcs_largest_file_and_refuses_a_larger_one(tmp_path, monkeypatch) -> None:
     """Schedules were read up to 2 GiB: a valid file padded with 450,000 nops (52 MB) took 13 s and
-    2.3 GB. The limit sits above collc's 512-GPU rail allreduce (162,415,676 bytes) and below 2 GiB;
-    here it is lowered to 1 MiB to refuse a file just above it, and the file after it is still checked."""
+    2.3 GB. The limit sits above collc's 1,088-GPU rail allgather (284,217,060 bytes: 76 s and 2.3 GB)
+    and below 2 GiB; here it is lowered to 1 MiB to refuse a file just above it, and the file after it
+    is still checked."""
     import collc.cli.common
     from collc.input_limits import MAX_SCHEDULE_BYTES
 
-    assert 162_415_676 < MAX_SCHEDULE_BYTES == 256 * 2**20
+    assert 284_217_060 < MAX_SCHEDULE_BYTES == 512 * 2**20
     monkeypatch.setattr(collc.cli.common, "MAX_SCHEDULE_BYTES", 2**20)
     ring = Path(path_of("ring_allgather_4.xml")).read_text()
     padded = tmp_path / "padded.xml"

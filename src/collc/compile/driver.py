@@ -73,7 +73,12 @@ from collc.solver.pipeline import solve_steps
 from collc.solver.symmetry import automorphisms
 from collc.stepping import run_until
 from collc.topology.model import Topology
-from collc.verify import Verification, VerifyReport, verify
+from collc.verify import (
+    Verification,
+    VerifyReport,
+    verifiable_threadblocks,
+    verify,
+)
 
 MAX_AUTO_K = 64
 # Powers of two priced at least up to this k, even when the optimal k is small: with k* = 3 (1x16 MI250)
@@ -490,7 +495,7 @@ class CompileState:
 def begin(topology: Topology, options: CompileOptions) -> CompileState:
     """The first step: check the options and set up what every later step shares."""
     runtime = _check_options(options, topology)
-    limits = limits_for(topology, runtime)
+    limits = _verifiable(limits_for(topology, runtime), topology.num_gpus)
     check_reach(options.coll, topology.num_gpus, limits.max_elements_per_rank, options.outofplace)
     instance_options = [options.instances]  # the user's --instances is kept, or the compile fails
     while options.more_instances and instance_options[-1] > 1:
@@ -506,6 +511,25 @@ def begin(topology: Topology, options: CompileOptions) -> CompileState:
         separate_reduce=two_forests(topology, options.coll),
         attempts=[(shared, instances) for shared in (False, True) for instances in instance_options],
     )
+
+
+def _verifiable(limits: RuntimeLimits, num_gpus: int) -> RuntimeLimits:
+    """The runtime's limits with its threadblocks capped where the verifier takes fewer
+    (:func:`collc.verify.verifiable_threadblocks`, from 1,025 GPUs on): the lowering then narrows
+    lanes to fit, instead of writing a file the verifier refuses after the search."""
+    return replace(limits, max_tbs=min(limits.max_tbs, verifiable_threadblocks(num_gpus)))
+
+
+def _cap_notes(state: CompileState) -> list[str]:
+    """Says so where :func:`_verifiable` capped the threadblocks below the runtime's limit."""
+    allowed = limits_for(state.topology, state.runtime).max_tbs
+    if state.limits.max_tbs >= allowed:
+        return []
+    return [
+        f"threadblocks capped at {state.limits.max_tbs} per GPU (the runtime allows {allowed}): the "
+        f"most that collc verifies on {state.topology.num_gpus:,} ranks (it simulates a bounded number "
+        "of threadblocks x ranks)"
+    ]
 
 
 def _buffer_notes(options: CompileOptions) -> list[str]:
@@ -1740,7 +1764,7 @@ def _finish(
             "some links got fewer threadblocks than their traffic needs (threadblock limit); "
             "the simulation above includes that"
         )
-    notes.extend(_buffer_notes(options))
+    notes.extend(_buffer_notes(options) + _cap_notes(state))
     lowered = replace(lowered, algorithm=algo)
     return CompileResult(
         topology=topology,

@@ -36,17 +36,26 @@ __all__ = [
     "explain",
     "explain_call",
     "simulation_cases",
+    "verifiable_threadblocks",
     "verify",
     "verify_text",
 ]
 
 
-#: chunks of all ranks' buffers the simulation tracks symbolically (about 10 s and 200 MB at the limit)
-MAX_SIMULATED_CHUNKS = 2**20
+#: chunks of all ranks' buffers the simulation tracks symbolically: an out-of-place allgather or
+#: reduce-scatter holds (N + 1)·N·k chunks, so 1,024 GPUs need more than 2^20 (docs/verify.md, Limits)
+MAX_SIMULATED_CHUNKS = 2**21
 #: threadblocks × ranks: happens-before is decided by replaying the run's joins once per group of ranks,
 #: each live threadblock holding a block per rank of the group (collc.verify.order), so the time grows
-#: with this product; 1,024 GPUs × 64 threadblocks fit
-MAX_SIMULATED_CLOCK_ENTRIES = 2**26
+#: with this product; collc's 1,024-GPU allgather has 124,416 threadblocks (127 M of these)
+MAX_SIMULATED_CLOCK_ENTRIES = 2**27
+
+
+def verifiable_threadblocks(num_ranks: int) -> int:
+    """The most threadblocks per rank that keep a file of ``num_ranks`` ranks within
+    :data:`MAX_SIMULATED_CLOCK_ENTRIES` (threadblocks of all ranks × ranks): a limit on what compile
+    may write, since it writes nothing the verifier has not passed. Binds from 1,025 ranks on."""
+    return MAX_SIMULATED_CLOCK_ENTRIES // max(num_ranks, 1) ** 2
 
 
 def _check_simulation_size(algo: Algorithm, coll: str, filename: str | None) -> None:
