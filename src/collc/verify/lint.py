@@ -102,9 +102,10 @@ def lint(
     for gpu in algo.gpus:
         _check_threadblocks(linter, gpu)
         _check_connections_of_gpu(linter, gpu)
+        tb_ids = {tb.id for tb in gpu.tbs}  # once per rank: per threadblock it was quadratic in them
         for tb in gpu.tbs:
-            _check_steps(linter, gpu, tb)
-        if gpu_ids[gpu.id] == 1 and len({tb.id for tb in gpu.tbs}) == len(gpu.tbs):
+            _check_steps(linter, gpu, tb, tb_ids)
+        if gpu_ids[gpu.id] == 1 and len(tb_ids) == len(gpu.tbs):
             # ``folded`` is keyed by (rank, tb id): with a duplicate id (already an error above) the
             # key names two threadblocks, so the checks that read it would mix their steps
             _check_dependencies(linter, gpu, folded)
@@ -345,12 +346,12 @@ def _check_connections_of_gpu(linter: _Linter, gpu: GpuProgram) -> None:
 
 
 def _step_problems(
-    linter: _Linter, gpu: GpuProgram, tb: Threadblock
+    linter: _Linter, gpu: GpuProgram, tb: Threadblock, tb_ids: set[int]
 ) -> Iterator[tuple[str, str, str, int | None, str | None]]:
-    """(severity, rule, message, line, hint) of every per-step rule."""
+    """(severity, rule, message, line, hint) of every per-step rule; ``tb_ids``: the ids of the rank's
+    threadblocks."""
     runtime = linter.runtime
     declared = {"i": gpu.i_chunks, "o": gpu.o_chunks, "s": gpu.s_chunks}
-    tb_ids = {t.id for t in gpu.tbs}
     pending_nops = 0
     for index, step in enumerate(tb.steps):
         where = f"rank {gpu.id} tb {tb.id} step {index}"
@@ -508,8 +509,8 @@ def _dependency_problems(
             )
 
 
-def _check_steps(linter: _Linter, gpu: GpuProgram, tb: Threadblock) -> None:
-    for severity, rule, message, line, hint in _step_problems(linter, gpu, tb):
+def _check_steps(linter: _Linter, gpu: GpuProgram, tb: Threadblock, tb_ids: set[int]) -> None:
+    for severity, rule, message, line, hint in _step_problems(linter, gpu, tb, tb_ids):
         (linter.error if severity == "error" else linter.warning)(rule, message, line, hint)
 
 
