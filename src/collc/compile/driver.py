@@ -73,12 +73,7 @@ from collc.solver.pipeline import solve_steps
 from collc.solver.symmetry import automorphisms
 from collc.stepping import run_until
 from collc.topology.model import Topology
-from collc.verify import (
-    Verification,
-    VerifyReport,
-    verifiable_threadblocks,
-    verify,
-)
+from collc.verify import Verification, VerifyReport, verifiable_threadblocks, verify
 
 MAX_AUTO_K = 64
 # Powers of two priced at least up to this k, even when the optimal k is small: with k* = 3 (1x16 MI250)
@@ -142,8 +137,9 @@ WIDE_BUFFER_CHOICES = (512 << 10,)
 # 330.0 GB/s at 1 GiB (0.967 of the power-of-two bound) where the file picked at 256 KiB reached
 # 314.7 and lost to RCCL's ring; 4x8 A100 allreduce 119.8 -> 124.1 at 64 MiB. Simulating every
 # candidate with it (and 192 and 384 KiB) doubled the compile time of those presets; the close ones
-# alone add about 18 %. Only powers of two: NCCL's maintainers advise them for NCCL_BUFFSIZE, which NCCL's own
-# algorithms run with too (192 KiB would also lift 2x16 MI250 reduce-scatter 333.8 -> 335.9 GB/s).
+# alone add about 18 %. Only powers of two: NCCL's maintainers advise them for NCCL_BUFFSIZE, which
+# NCCL's own algorithms run with too (192 KiB would also lift 2x16 MI250 reduce-scatter 333.8 -> 335.9
+# GB/s).
 FINE_BUFFER_CHOICES = (128 << 10,)
 # The runtimes whose MSCCL kernel walks chunks in calls of half NCCL_BUFFSIZE (None: the topology's
 # runtime, one of them).
