@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collc.lowering import LoweringOptions, lower, runtime_limits
 from collc.lowering.plan import LocalOp, Plan, Span, Transfer, build_plan
-from collc.lowering.sequence import _list_schedule, hazards, schedule_keys
+from collc.lowering.sequence import Hazards, _list_schedule, hazards, rows_of, schedule_keys
 
 from .forests import forest
 from .sequence_oracle import reference_hazards, reference_start_times
@@ -97,3 +99,29 @@ def test_hazards_keep_readers_of_a_chunk_until_it_is_written_again():
         broadcast(1, 6, 3, 1, 0, 1),
     ]
     assert hazards(plan_of(transfers)).sets() == [set(), {0}, {0}, {0, 1, 2}]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 12).flatmap(
+        lambda nodes: st.tuples(
+            st.just(nodes),
+            st.lists(st.lists(st.integers(0, nodes - 1), max_size=4), min_size=nodes, max_size=nodes),
+            st.dictionaries(st.integers(0, nodes - 1), st.lists(st.integers(0, nodes - 1), max_size=5)),
+        )
+    )
+)
+def test_added_edges_follow_a_nodes_own_in_every_row(case: tuple[int, list[list[int]], dict[int, list[int]]]):
+    """with_edges (built in arrays, without a tuple per pair) against the plain definition: each row is
+    the node's own predecessors, then the added ones, in order, repeats and self-edges dropped."""
+    nodes, drawn, extra = case
+    own = [list(dict.fromkeys(p for p in row if p != node)) for node, row in enumerate(drawn)]  # as hazards()
+    indptr = np.cumsum([0, *map(len, own)])
+    base = Hazards(np.arange(nodes), indptr, np.array([p for row in own for p in row], dtype=np.int64))
+    added = base.with_edges(extra)
+    for node in range(nodes):
+        expected = list(dict.fromkeys(p for p in [*own[node], *extra.get(node, [])] if p != node))
+        assert added.indices[added.indptr[node] : added.indptr[node + 1]].tolist() == expected
+    ptr, idx = rows_of(extra, nodes)
+    rows = [idx[ptr[n] : ptr[n + 1]].tolist() for n in range(nodes)]
+    assert rows == [extra.get(n, []) for n in range(nodes)]

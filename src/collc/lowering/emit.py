@@ -25,6 +25,7 @@ from collc.kernels import kernel
 from collc.lowering.assign import Assignment
 from collc.lowering.limits import MAX_REDUCE_CHAIN, fuses
 from collc.lowering.plan import SIDES, Plan
+from collc.lowering.sequence import rows_of
 from collc.msccl.program import BUFFERS, STEP_TYPES, Algorithm, GpuProgram, Step, Threadblock
 
 
@@ -52,7 +53,7 @@ def emit(
     ``pace``: tie each GPU's free-running senders to its dependent traffic (:func:`_pace_free_senders`).
     """
     events = events_in_order(plan, assignment, order)
-    after_ptr, after_idx = _after_rows(after, len(plan.transfers))
+    after_ptr, after_idx = rows_of(after, len(plan.transfers))
     base = plan.ends.buffer_bases()
     rows, bad = _fill_steps(events, base, after_ptr, after_idx, max(map(len, assignment.tbs), default=1))
     if bad >= 0:
@@ -142,17 +143,6 @@ class Emitted(NamedTuple):
     tb: int
     step: int
     kind: str
-
-
-def _after_rows(after: dict[int, list[int]], transfers: int) -> tuple[np.ndarray, np.ndarray]:
-    """``after`` as rows per transfer (CSR): the sends transfer ``t``'s send waits for are
-    ``idx[ptr[t]:ptr[t + 1]]``."""
-    ptr = np.zeros(transfers + 1, dtype=np.int64)
-    for send, firsts in after.items():
-        ptr[send + 1] = len(firsts)
-    np.cumsum(ptr, out=ptr)
-    idx = np.array([first for send in sorted(after) for first in after[send]], dtype=np.int64)
-    return ptr, idx
 
 
 # Columns of the emitter's step table (:func:`_fill_steps`), one row per step in emission order.
