@@ -127,6 +127,10 @@ def alias_bomb(levels: int = 9, width: int = 9) -> str:
         (TWO_GPUS.replace("BW", "'" + "-" * 500 + "1'"), ["nested more than 64 deep"]),
         (TWO_GPUS.replace("BW", "'" + "9" * 900 + "'"), ["1024-bit"]),
         (TWO_GPUS.replace("BW", "10, latency: 1e308"), ["latency must be from 0 to 1000000 us"]),
+        # Fraction("1.5e-99999999") computes ten to that power: minutes in one call no signal stops
+        (TWO_GPUS.replace("BW", "1.5e-99999999"), ["t.yaml:4:39", "exponent is beyond ±1,000"]),
+        (TWO_GPUS.replace("BW", "1.5e+999999999"), ["t.yaml:4:39", "exponent is beyond ±1,000"]),
+        (TWO_GPUS.replace("BW", "10, latency: 1.5e-99999999"), ["t.yaml:4:52", "exponent is beyond ±1,000"]),
     ],
 )
 def test_hostile_topologies_are_one_located_line(tmp_path: Path, text: str, fragments: list[str]) -> None:
@@ -341,6 +345,8 @@ def test_a_binary_topology_is_one_line(tmp_path: Path) -> None:
         (["boxes=" + "9" * 5000], "must be a number, got '9999"),
         (["boxes=2", "boxes=3"], "--set boxes is given twice"),
         (["boxes=1/0"], "must be a number"),
+        (["boxes=1.5e-99999999"], "is out of range (its exponent is beyond ±1,000), got '1.5e-99999999'"),
+        (["boxes=1e+999999999"], "is out of range (its exponent is beyond ±1,000)"),
     ],
 )
 def test_hostile_settings_are_one_short_line(settings: list[str], fragment: str) -> None:
@@ -348,6 +354,23 @@ def test_hostile_settings_are_one_short_line(settings: list[str], fragment: str)
     result = run("topo", "validate", "dgx-a100", *args)
     assert_refused(result, fragment)
     assert max(len(line) for line in result.output.splitlines()) < 200
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--derate", "link:b0.gpu0-b0.nvswitch=1e-99999999%"], "keeps 1e-99999999% of its bandwidth"),
+        (["--derate", "link:b0.gpu0-b0.nvswitch=1.5e+99999999%"], "give more than 0 % and at most 100 %"),
+    ],
+)
+def test_a_derating_with_a_huge_exponent_is_refused_at_once(args: list[str], fragment: str) -> None:
+    assert_refused(run("topo", "validate", "dgx-a100", *args), fragment)
+
+
+def test_an_oversubscription_with_a_huge_exponent_is_refused_at_once() -> None:
+    nccl_xml = str(Path(__file__).parent / "fixtures" / "import" / "dgx-a100-nccl-topo.xml")
+    result = run("topo", "import", nccl_xml, "--boxes", "2", "--oversubscription", "1e-99999999")
+    assert_refused(result, "--oversubscription 1e-99999999 is outside 1 to 1024")
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,9 @@ MAX_EXPRESSION_LENGTH = 1000
 MAX_EXPRESSION_STEPS = 2_000_000
 #: bits of a numerator or denominator inside an expression (about 300 decimal digits).
 MAX_EXPRESSION_BITS = 1024
+#: the exponent of a decimal number in text (``1.5e-3``): reading ``1e-99999999`` exactly computes ten
+#: to that power, minutes in one uninterruptible call; every value collc reads lies within 1e±18.
+MAX_DECIMAL_EXPONENT = 1000
 #: one link's bandwidth in GB/s: from 1 kB/s to 1 PB/s.
 MIN_BANDWIDTH_GBPS = Fraction(1, 10**6)
 MAX_BANDWIDTH_GBPS = Fraction(10**6)

@@ -13,6 +13,7 @@ from collc.cli.common import current_topology_source, output_path, topology_argu
 from collc.cli.jsonout import json_option
 from collc.fileio import atomic_write
 from collc.jsondoc import json_document
+from collc.numbers import fraction
 from collc.sizes import plural
 from collc.solver.bound import check_gpu_count
 from collc.topology import Topology, list_presets
@@ -105,7 +106,7 @@ def _parameters() -> dict[str, dict[str, Any]]:
     declared = declared_parameters(source)
     result: dict[str, dict[str, Any]] = {}
     for name, parameter in declared.items():
-        value = Fraction(settings[name]) if name in settings else parameter.default
+        value = fraction(settings[name]) if name in settings else parameter.default
         result[name] = {
             "value": exact_number(value),
             "default": exact_number(parameter.default),

@@ -11,6 +11,7 @@ from collc.cli.topo import topo
 from collc.errors import InputError, InvariantError
 from collc.fileio import atomic_write, check_not_an_input
 from collc.input_limits import MAX_BANDWIDTH_GBPS, MIN_BANDWIDTH_GBPS
+from collc.numbers import ExponentOutOfRange, fraction
 from collc.solver.bound import check_gpu_count
 from collc.topology import parse_topology
 from collc.topology.expr import ExpressionError
@@ -38,10 +39,12 @@ def _bandwidth(ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 def _ratio(ctx: click.Context, param: click.Parameter, value: str) -> Fraction:
     try:
-        ratio = Fraction(value)
+        ratio: Fraction | None = fraction(value)
+    except ExponentOutOfRange:
+        ratio = None  # far outside the range below
     except (ValueError, ZeroDivisionError):
         raise InputError(f"--oversubscription {value!r} is not a number", hint="e.g. 1, 1.5 or 3/2") from None
-    if not 1 <= ratio <= 1024:
+    if ratio is None or not 1 <= ratio <= 1024:
         raise InputError(f"--oversubscription {value} is outside 1 to 1024", hint="1 is a non-blocking spine")
     return ratio
 

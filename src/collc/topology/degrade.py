@@ -34,6 +34,7 @@ from fractions import Fraction
 
 from collc.errors import InputError, clipped
 from collc.input_limits import MIN_BANDWIDTH_GBPS
+from collc.numbers import ExponentOutOfRange, fraction
 from collc.topology.expr import ExpressionError
 from collc.topology.model import Link, NodeKind, Topology
 from collc.topology.reach import adjacency, reachable
@@ -198,12 +199,14 @@ def _factor(topology: Topology, pair: frozenset[str], amount: str, spec: str) ->
     """The share of its bandwidth a derated pair keeps: ``P/100``, or the new bandwidth over the old."""
     if amount.endswith("%"):
         try:
-            factor = Fraction(amount[:-1].strip()) / 100
+            factor: Fraction | None = fraction(amount[:-1].strip()) / 100
+        except ExponentOutOfRange:
+            factor = None  # far outside the range below
         except (ValueError, ZeroDivisionError):
             raise InputError(
                 f"--derate {clipped(spec)}: {amount!r} is not a percentage", hint=_DERATE_HINT
             ) from None
-        if not 0 < factor <= 1:
+        if factor is None or not 0 < factor <= 1:
             raise InputError(
                 f"--derate {clipped(spec)}: the link keeps {amount} of its bandwidth; give more than 0 % "
                 "and at most 100 %",

@@ -29,6 +29,7 @@ from collc.input_limits import (
     MIN_BANDWIDTH_GBPS,
 )
 from collc.msccl.program import TARGET_RUNTIMES
+from collc.numbers import ExponentOutOfRange, fraction
 from collc.topology.expr import ExpressionError, evaluate, evaluate_number, names_in, step_budget
 from collc.topology.model import NODE_KINDS, Link, Metadata, Node, Topology
 from collc.topology.selectors import Binding, resolve, select
@@ -174,13 +175,14 @@ def _as_list(value: object, location: Location | None, what: str) -> LocatedList
 
 
 def _short(value: Fraction) -> str:
-    """A number for a message, in scientific notation when it is very large or very small."""
-    text = str(value)
-    if len(text) <= 20:
-        return text
+    """A number for a message, in scientific notation when it is very large or very small (the
+    magnitude is checked first: the text of a number of thousands of digits is not made)."""
     if abs(value) >= 10**300:
         return "over 1e300"
-    return "under 1e-300" if abs(value) < Fraction(1, 10**300) else f"{float(value):.3g}"
+    if value and abs(value) < Fraction(1, 10**300):
+        return "under 1e-300"
+    text = str(value)
+    return text if len(text) <= 20 else f"{float(value):.3g}"
 
 
 def _check_latency(latency: Fraction, location: Location | None) -> None:
@@ -573,7 +575,12 @@ def apply_overrides(parameters: Mapping[str, Parameter], overrides: Mapping[str,
             raise InputError(f"unknown parameter {name!r}", hint=describe_parameters(parameters))
         parameter = parameters[name]
         try:
-            value = Fraction(str(text).strip())
+            value = fraction(str(text).strip())
+        except ExponentOutOfRange as error:
+            raise InputError(
+                f"parameter {name!r} is out of range ({error}), got {clipped(text)}",
+                hint=describe_parameters(parameters),
+            ) from None
         except (ValueError, ZeroDivisionError):
             raise InputError(f"parameter {name!r} must be a number, got {clipped(text)}") from None
         problem = parameter.problem(value)

@@ -12,13 +12,13 @@ refused at its first value past the limit, in constant memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import yaml
 
 from collc.errors import InputError, Location
 from collc.input_limits import MAX_GPUS, MAX_LINKS, MAX_NESTING, MAX_NODES, MAX_YAML_VALUES
+from collc.numbers import ExponentOutOfRange, fraction
 
 
 class LocatedMap(dict):
@@ -69,7 +69,13 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode, file: str | None) ->
                 hint="a topology number needs a few digits; check for a pasted or repeated value",
             )
         try:
-            return Fraction(text)
+            return fraction(text)
+        except ExponentOutOfRange as error:
+            raise InputError(
+                f"number {node.value!r} is out of range: {error}",
+                location=_location(node, file),
+                hint="bandwidths lie between 1e-6 and 1e6 GB/s and latencies between 0 and 1e6 us",
+            ) from None
         except ValueError:
             raise InputError(
                 f"number {node.value!r} is not finite",
