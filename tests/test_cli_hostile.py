@@ -226,6 +226,8 @@ def _writers(out: str) -> list[list[str]]:
         ("missing/dir/out.svg", "directory missing/dir does not exist"),
         ("a-file/dir/out.svg", "-o a-file/dir/out.svg: a-file is not a directory"),
         ("/proc/out.svg", "cannot write /proc/out.svg"),
+        ("a-file/", "-o a-file/ ends in a slash, which names a directory"),  # wrote over a-file
+        ("new.svg/", "-o new.svg/ ends in a slash"),
     ],
 )
 def test_bad_output_paths_are_refused(
@@ -234,6 +236,7 @@ def test_bad_output_paths_are_refused(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a-file").write_text("x")
     assert_refused(run(*_writers(target)[index]), message.replace("-o", _writers(target)[index][-2]))
+    assert (tmp_path / "a-file").read_text() == "x" and not (tmp_path / "new.svg").exists()
 
 
 @pytest.mark.parametrize("index", range(4))

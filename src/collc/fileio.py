@@ -132,6 +132,12 @@ def check_output_path(path: str | os.PathLike[str], option: str = "-o") -> Path:
             f"{option} - would write a file named '-': collc writes files, and its report goes to stdout",
             hint=f"give a file name ({option} out.xml), or {option} ./- for a file of that name",
         )
+    if text.endswith(("/", os.sep)) or (os.altsep and text.endswith(os.altsep)):
+        # Path() drops the slash: "out.xml/" would write (or replace) the file out.xml
+        raise InputError(
+            f"{option} {text} ends in a slash, which names a directory; collc writes a file",
+            hint=f"give the file's name: {option} {text.rstrip('/' + os.sep)} or {option} {text}out.xml",
+        )
     target = Path(text)
     if not target.parent.is_dir():
         raise _no_directory(option, text, target.parent)
