@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from collc.cli import main
 from collc.errors import InputError
-from collc.input_limits import MAX_NODES
+from collc.input_limits import MAX_LINKS, MAX_NODES
 from collc.topology import yamlsrc
 from collc.topology.yamlsrc import read_yaml
 
@@ -105,4 +105,29 @@ def test_the_cli_refuses_a_long_node_list_in_one_located_line(tmp_path: Path) ->
     assert result.stderr.splitlines()[0] == (
         f"{path}:{MAX_NODES + 2}:3: error: the 'nodes' list has more than 16,384 entries; a topology has "
         "at most 16,384 nodes"
+    )
+
+
+def _template_of_links(links: int, boxes: int) -> str:
+    """A box template of two GPUs joined by ``links`` parallel links (a matrix), instantiated ``boxes``
+    times."""
+    return (
+        "templates:\n  box:\n    nodes: [{name: gpu, kind: gpu, count: 2}]\n"
+        f"    links: [{{nodes: 'gpu{{i}}', bandwidth: 1, matrix: [[0, {links}], [{links}, 0]]}}]\n"
+        f"boxes: [{{template: box, count: {boxes}}}]\n"
+    )
+
+
+def test_a_templates_links_count_once_per_box(tmp_path: Path) -> None:
+    """A template's links were counted when its rules made them and again per box: one box of
+    24,192 imported NVLinks (64 GPUs, nvidia-smi) was refused as more than 32,768 links."""
+    fabric = tmp_path / "t.yaml"
+    fabric.write_text(_template_of_links(MAX_LINKS // 2 + 1, 1))
+    result = CliRunner().invoke(main, ["topo", "validate", str(fabric)])
+    assert result.exit_code == 0, result.output
+    fabric.write_text(_template_of_links(MAX_LINKS // 2 + 1, 2))
+    result = CliRunner().invoke(main, ["topo", "validate", str(fabric)])
+    assert (
+        result.exit_code == 2
+        and f"t.yaml:5:32: error: the topology has more than {MAX_LINKS:,} links" in result.output
     )

@@ -690,6 +690,8 @@ def _build(reader: _Reader) -> tuple[list[_NodeDef], list[Link]]:
                 continue
             if template_name not in expanded:
                 expanded[template_name] = _expand_template(reader, templates[template_name])
+                # its rules counted its links once as they made them; they exist once per box, counted below
+                reader.tally.links -= len(expanded[template_name][1])
             local_nodes, local_links = expanded[template_name]
             prefix = _text(group, "name", "a box group", default="b")
             if not _NAME.match(prefix):
