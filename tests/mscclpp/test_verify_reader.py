@@ -103,6 +103,19 @@ def test_duplicate_keys_are_refused() -> None:
     assert error.rule == "json" and "'name' appears twice" in error.message
 
 
+def where(error: InputError) -> tuple[int | None, int | None]:
+    return error.location.line, error.location.column
+
+
+def test_refusals_of_the_json_itself_name_the_line_and_column() -> None:
+    """The object that names a field twice or holds half a surrogate pair, the integer too long to
+    read, the value that nests too deep: each located (they named only the file)."""
+    assert where(fail('{"name": "a",\n "gpus": [{"id": 0},\n   {"id": 1, "id": 2}]}')) == (3, 4)
+    assert where(fail('{"name": "a",\n "gpus": [{"id": "x\\ud800"}]}')) == (2, 11)
+    assert where(fail('{"name": "a",\n "gpus": [7, ' + "9" * 400 + "]}")) == (2, 14)
+    assert where(fail('{"name": "a",\n "gpus": ' + "[" * 70 + "]" * 70 + "}")) == (2, 73)
+
+
 def test_half_a_surrogate_pair_is_refused_as_the_executors_json_library_does() -> None:
     error = fail('{"name": "x\\ud800y"}')
     assert error.rule == "json" and "'name' holds half of a UTF-16 surrogate pair" in error.message
@@ -119,8 +132,9 @@ def test_input_beyond_the_limits_is_an_input_error_not_a_verdict() -> None:
         read_plan("[" * 100_000 + "]" * 100_000)
     doc = document()
     doc["gpus"][0]["junk"] = json.loads("[" * 100 + "]" * 100)  # read by C, too deep to locate in Python
-    with pytest.raises(InputError, match="nests deeper than 64 levels"):
+    with pytest.raises(InputError, match="nests deeper than 64 levels") as deep:
         verify_plan_text(json.dumps(doc), "deep.json")
+    assert deep.value.location.line == 1 and deep.value.location.column is not None
 
 
 def test_a_verdict_for_parser_rule_violations() -> None:

@@ -276,6 +276,12 @@ class PlanSource:
             except (KeyError, IndexError, TypeError):
                 break
             offset = getattr(node, "offset", offset)
+        return self.at(offset)
+
+    def at(self, offset: int | None) -> Location:
+        """The line and column of character ``offset`` (the file alone where it is None)."""
+        if offset is None:
+            return Location(self.filename)
         line = self.text.count("\n", 0, offset) + 1
         column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
         return Location(self.filename, line, column)
@@ -310,6 +316,58 @@ def _located_parse(text: str) -> object:
     decoder.parse_array = parse_array  # type: ignore[assignment]
     decoder.scan_once = json.scanner.py_make_scanner(decoder)
     return decoder.decode(text)
+
+
+class _Failed(Exception):
+    """A refusal of the plan's JSON (``error``) found by :func:`_failure_offset` at ``offset``."""
+
+    def __init__(self, error: Exception, offset: int):
+        super().__init__(error, offset)
+        self.error, self.offset = error, offset
+
+
+def _failure_offset(text: str) -> int | None:
+    """Where the plain parse's refusal lies: the object that names a field twice or holds a lone
+    surrogate, the integer that is too long, the array or object that nests too deep. Found by
+    parsing again with the pure-Python scanner, whose hooks see positions (only when a plan is
+    refused, so the slower parse costs nothing on a good plan); None where it finds nothing."""
+    decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_int=_integer)
+    depth = 0
+
+    def guarded(parse, s_and_end, scan_once, *args):  # type: ignore[no-untyped-def]
+        nonlocal depth
+        offset = s_and_end[1] - 1
+        depth += 1
+        if depth > MAX_NESTING:
+            raise _Failed(RecursionError(), offset)
+
+        def scan_value(string: str, index: int):  # type: ignore[no-untyped-def]
+            try:
+                return scan_once(string, index)
+            except _LongNumber as error:
+                raise _Failed(error, index) from None
+
+        try:
+            return parse(s_and_end, *args[:1], scan_value, *args[1:])
+        except (DuplicateKey, _LoneSurrogate) as error:
+            raise _Failed(error, offset) from None
+        finally:
+            depth -= 1
+
+    decoder.parse_object = lambda s_and_end, strict, scan_once, *rest: guarded(  # type: ignore[assignment]
+        json.decoder.JSONObject, s_and_end, scan_once, strict, *rest
+    )
+    decoder.parse_array = lambda s_and_end, scan_once: guarded(  # type: ignore[assignment]
+        json.decoder.JSONArray, s_and_end, scan_once
+    )
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)
+    try:
+        decoder.decode(text)
+    except _Failed as failed:
+        return failed.offset
+    except (ValueError, RecursionError):
+        return None
+    return None
 
 
 def leading_character(text: str) -> str:
@@ -349,14 +407,14 @@ def read_plan(text: str, filename: str | None = None) -> Plan:
             "json",
             f"the field {error.args[0]!r} holds half of a UTF-16 surrogate pair (a lone \\ud800-\\udfff "
             "escape)",
-            location=Location(filename),
+            location=source.at(_failure_offset(text)),
             hint="the executor's JSON library refuses it: write the character itself, or both halves",
         ) from None
     except DuplicateKey as error:
         raise PlanSyntaxError(
             "json",
             f"the field {error.args[0]!r} appears twice in one object",
-            location=Location(filename),
+            location=source.at(_failure_offset(text)),
             hint="keep one: the executor's JSON library keeps only one of them",
         ) from None
     except _LongNumber as error:
@@ -364,21 +422,21 @@ def read_plan(text: str, filename: str | None = None) -> Plan:
             "plan-range",
             f"an integer of {len(error.args[0]):,} digits ({error.args[0][:12]}...); collc reads at most "
             f"{_MAX_DIGITS} digits (more overflow even a double)",
-            location=Location(filename),
+            location=source.at(_failure_offset(text)),
             hint="the executor reads every integer field as a 64-bit (or smaller) number",
         ) from None
     except RecursionError:
         raise PlanSyntaxError(
             "input-limit",
             "the JSON nests too deeply to be an execution plan",
-            location=Location(filename),
+            location=source.at(_failure_offset(text)),
             hint="a plan nests about a dozen levels (gpus, threadblocks, ops, pipelines, buffers)",
         ) from None
     if _depth(document) > MAX_NESTING:
         raise PlanSyntaxError(
             "input-limit",
             f"the JSON nests deeper than {MAX_NESTING} levels; an execution plan nests about a dozen",
-            location=Location(filename),
+            location=source.at(_failure_offset(text)),
             hint="remove the deeply nested values (the executor reads none of them)",
         )
     return _Reader(source).plan(document)
