@@ -276,6 +276,11 @@ def test_unknown_routes_other_types_and_repeated_keys_get_json_errors(server):
     repeated = b'{"preset": "dgx-a100", "options": {"k": 1, "k": 2}}'
     status, payload = server.call("POST", "/v1/jobs", repeated)
     assert status == 400 and "the request gives the key 'k' twice" in json.loads(payload)["error"]
+    status, payload = server.call("POST", "/v1/jobs", b"[" * 100_000 + b"]" * 100_000)  # was a 500
+    assert status == 400 and "nests too deeply" in json.loads(payload)["error"]
+    exponent = json.dumps({"preset": "dgx-h100", "set": {"spine_oversubscription": "1.5e-99999999"}})
+    status, payload = server.call("POST", "/v1/jobs", exponent.encode())  # hung the server for minutes
+    assert status == 400 and "exponent is beyond" in json.loads(payload)["error"]
 
 
 def test_a_cancelled_job_stops_and_has_no_result(server):

@@ -74,6 +74,10 @@ def request_json(body: bytes) -> object:
         ) from None
     except (ValueError, UnicodeDecodeError) as error:
         raise InputError(f"the request is not JSON: {error}") from None
+    except RecursionError:  # the parser recurses once per level: 100,000 '[' was an HTTP 500
+        raise InputError(
+            "the request nests too deeply to be a compile request", hint="a request is one flat object"
+        ) from None
 
 
 async def _read_body(request: Request) -> bytes | None:
