@@ -395,6 +395,7 @@ def test_a_topology_argument_that_is_a_directory_says_so(
     (tmp_path / "a-file").write_text("x")
     assert_refused(run(*before, "fabric.yaml", *after), "'fabric.yaml' is a directory, not a topology file")
     assert_refused(run(*before, "a-file/t.yaml", *after), "'a-file/t.yaml': a-file is not a directory")
+    assert_refused(run(*before, "", *after), "the topology is an empty name")  # was "'' is a directory"
 
 
 def test_no_command_writes_over_a_file_it_reads(tmp_path: Path) -> None:

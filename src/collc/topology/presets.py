@@ -56,6 +56,11 @@ def list_presets() -> list[tuple[str, str]]:
 
 def resolve_source(source: str | os.PathLike[str]) -> tuple[Path, str]:
     """(file to read, how to show it in messages) for a file path or a preset name."""
+    if not str(source).strip():  # Path("") is the current directory
+        raise InputError(
+            "the topology is an empty name",
+            hint="give a topology file or a preset name (see `collc topo list`)",
+        )
     path = Path(source)
     if path.is_file():
         return path, str(source)
