@@ -188,15 +188,23 @@ def _joined_rows(
     seen = np.full(nodes, -1, dtype=np.int64)
     kept = 0
     for node in range(nodes):
-        for rows, ptr in ((first, first_ptr), (second, second_ptr)):
-            for edge in range(ptr[node], ptr[node + 1]):
-                tail = rows[edge]
-                if tail != node and seen[tail] != node:
-                    seen[tail] = node
-                    indices[kept] = tail
-                    kept += 1
+        kept = _keep_new(first[first_ptr[node] : first_ptr[node + 1]], node, seen, indices, kept)
+        kept = _keep_new(second[second_ptr[node] : second_ptr[node + 1]], node, seen, indices, kept)
         indptr[node + 1] = kept
     return indptr, indices[:kept].copy()
+
+
+@njit(cache=True)
+def _keep_new(row: np.ndarray, node: int, seen: np.ndarray, out: np.ndarray, kept: int) -> int:
+    """Append to ``out`` from ``kept`` on the tails of ``row`` other than ``node`` not yet seen in its
+    row (``seen[tail] == node``); returns the new count. ``out`` may be the array ``row`` lies in, as
+    long as ``kept`` does not pass the row's start: each tail is read before its place is written."""
+    for tail in row:
+        if tail != node and seen[tail] != node:
+            seen[tail] = node
+            out[kept] = tail
+            kept += 1
+    return kept
 
 
 @njit(cache=True)
@@ -215,13 +223,8 @@ def _rows(nodes: int, heads: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray,
     seen = np.full(nodes, -1, dtype=np.int64)
     kept = 0
     compact = np.zeros(nodes + 1, dtype=np.int64)
-    for node in range(nodes):
-        for edge in range(indptr[node], indptr[node + 1]):
-            tail = indices[edge]
-            if tail != node and seen[tail] != node:
-                seen[tail] = node
-                indices[kept] = tail
-                kept += 1
+    for node in range(nodes):  # compacted in place: a row's tails move down, never up
+        kept = _keep_new(indices[indptr[node] : indptr[node + 1]], node, seen, indices, kept)
         compact[node + 1] = kept
     return compact, indices[:kept].copy()
 
