@@ -183,7 +183,7 @@ def test_a_plan_integer_beyond_pythons_digit_limit_is_one_located_line(tmp_path:
     plan = write(tmp_path, '{"name": "p", "gpus": [], "num_threads_per_block": ' + "9" * 5000 + "}", "p.json")
     result = run("verify", plan)
     assert result.exit_code == 1, result.output
-    assert "p.json: error: an integer of 5,000 digits" in result.output
+    assert "p.json:1:52: error: an integer of 5,000 digits" in result.output
     assert "set_int_max_str_digits" not in result.output
     assert_one_error(run("simulate", "dgx-a100", plan, "--sizes", "1MiB"), 2, "5,000 digits")
 
