@@ -69,7 +69,7 @@ def rows_of(mapping: Mapping[int, Sequence[int]], nodes: int) -> tuple[np.ndarra
     """``mapping`` (node -> the nodes it follows) as rows per node, in node order (CSR: node ``v``
     maps to ``idx[ptr[v]:ptr[v + 1]]``), built without a Python object per pair:
     :func:`collc.lowering.assign.feeders_first` maps each of a GPU's sends to one shared list of its
-    NIC-feeding sends, 72 million pairs in the 1,024-GPU rail reduce-scatter, whose tuples took 7 GB."""
+    NIC-feeding sends, 67 million pairs in the 1,024-GPU rail reduce-scatter, whose tuples took 7 GB."""
     keys = sorted(mapping)
     ptr = np.zeros(nodes + 1, dtype=np.int64)
     ptr[np.asarray(keys, dtype=np.int64) + 1] = [len(mapping[key]) for key in keys]
@@ -181,7 +181,7 @@ def _joined_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two sets of rows over the same nodes (CSR) as one: each node's row of ``first``, then its row of
     ``second``, repeats and self-edges dropped, in that order. Built in place of one edge list sorted
-    by head, which at 72 million added edges took two more copies of them."""
+    by head, which at 67 million added edges took two more copies of them."""
     nodes = len(first_ptr) - 1
     indptr = np.zeros(nodes + 1, dtype=np.int64)
     indices = np.empty(len(first) + len(second), dtype=np.int64)
