@@ -13,7 +13,7 @@ from fractions import Fraction
 from collc.input_limits import MAX_DECIMAL_EXPONENT
 
 #: the exponent of a decimal as ``Fraction`` reads it (digits may be grouped by underscores)
-_EXPONENT = re.compile(r"[eE]([-+]?)([0-9_]+)\s*\Z")
+_EXPONENT = re.compile(r"[eE][-+]?([0-9_]+)\s*\Z")
 
 
 class ExponentOutOfRange(ValueError):
@@ -27,7 +27,7 @@ def fraction(text: str) -> Fraction:
     refuses."""
     match = _EXPONENT.search(text)
     if match:
-        digits = match.group(2).replace("_", "").lstrip("0")
+        digits = match.group(1).replace("_", "").lstrip("0")
         if len(digits) > len(str(MAX_DECIMAL_EXPONENT)) or int(digits or "0") > MAX_DECIMAL_EXPONENT:
             raise ExponentOutOfRange(f"its exponent is beyond ±{MAX_DECIMAL_EXPONENT:,}")
     return Fraction(text)
