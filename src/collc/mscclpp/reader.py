@@ -298,7 +298,6 @@ class _LocatedList(list):
 def _located_parse(text: str) -> object:
     """The JSON tree with the character offset of every object and array (the pure-Python scanner,
     whose hooks see positions; the C scanner does not call them)."""
-    decoder = json.JSONDecoder()
 
     def parse_object(s_and_end, *args):  # type: ignore[no-untyped-def]
         obj, end = json.decoder.JSONObject(s_and_end, *args)
@@ -312,59 +311,64 @@ def _located_parse(text: str) -> object:
         located.offset = s_and_end[1] - 1
         return located, end
 
-    decoder.parse_object = parse_object  # type: ignore[assignment]
-    decoder.parse_array = parse_array  # type: ignore[assignment]
+    return _hooked(json.JSONDecoder(), parse_object, parse_array).decode(text)
+
+
+def _hooked(decoder: json.JSONDecoder, parse_object, parse_array) -> json.JSONDecoder:  # type: ignore[no-untyped-def]
+    """``decoder`` on the pure-Python scanner with these object and array parsers (the C scanner
+    calls no hooks): they see the position of every ``{`` and ``[``."""
+    decoder.parse_object = parse_object  # type: ignore[method-assign]
+    decoder.parse_array = parse_array  # type: ignore[method-assign]
     decoder.scan_once = json.scanner.py_make_scanner(decoder)
-    return decoder.decode(text)
+    return decoder
 
 
 class _Failed(Exception):
-    """A refusal of the plan's JSON (``error``) found by :func:`_failure_offset` at ``offset``."""
-
-    def __init__(self, error: Exception, offset: int):
-        super().__init__(error, offset)
-        self.error, self.offset = error, offset
+    """Where :func:`_failure_offset`'s parse met the refusal: ``args[0]`` is the character offset."""
 
 
 def _failure_offset(text: str) -> int | None:
     """Where the plain parse's refusal lies: the object that names a field twice or holds a lone
     surrogate, the integer that is too long, the array or object that nests too deep. Found by
-    parsing again with the pure-Python scanner, whose hooks see positions (only when a plan is
-    refused, so the slower parse costs nothing on a good plan); None where it finds nothing."""
-    decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_int=_integer)
+    parsing again with hooks that see positions (:func:`_hooked`), only when a plan is refused, so
+    the slower parse costs nothing on a good plan; None where it finds nothing."""
     depth = 0
 
-    def guarded(parse, s_and_end, scan_once, *args):  # type: ignore[no-untyped-def]
+    def nested(s_and_end, parse, scan_once):  # type: ignore[no-untyped-def]
+        """``parse`` one object or array, one level deeper, with a value scanner that locates a
+        too-long integer at its first digit; any other refusal inside it is located at its bracket."""
         nonlocal depth
         offset = s_and_end[1] - 1
-        depth += 1
-        if depth > MAX_NESTING:
-            raise _Failed(RecursionError(), offset)
 
         def scan_value(string: str, index: int):  # type: ignore[no-untyped-def]
             try:
                 return scan_once(string, index)
-            except _LongNumber as error:
-                raise _Failed(error, index) from None
+            except _LongNumber:
+                raise _Failed(index) from None
 
+        depth += 1
         try:
-            return parse(s_and_end, *args[:1], scan_value, *args[1:])
-        except (DuplicateKey, _LoneSurrogate) as error:
-            raise _Failed(error, offset) from None
+            if depth > MAX_NESTING:
+                raise _Failed(offset)
+            return parse(scan_value)
+        except (DuplicateKey, _LoneSurrogate):
+            raise _Failed(offset) from None
         finally:
             depth -= 1
 
-    decoder.parse_object = lambda s_and_end, strict, scan_once, *rest: guarded(  # type: ignore[assignment]
-        json.decoder.JSONObject, s_and_end, scan_once, strict, *rest
+    decoder = _hooked(
+        json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_int=_integer),
+        lambda s_and_end, strict, scan_once, *rest: nested(
+            s_and_end, lambda scan: json.decoder.JSONObject(s_and_end, strict, scan, *rest), scan_once
+        ),
+        lambda s_and_end, scan_once: nested(
+            s_and_end, lambda scan: json.decoder.JSONArray(s_and_end, scan), scan_once
+        ),
     )
-    decoder.parse_array = lambda s_and_end, scan_once: guarded(  # type: ignore[assignment]
-        json.decoder.JSONArray, s_and_end, scan_once
-    )
-    decoder.scan_once = json.scanner.py_make_scanner(decoder)
     try:
         decoder.decode(text)
     except _Failed as failed:
-        return failed.offset
+        return failed.args[0]
     except (ValueError, RecursionError):
         return None
     return None
