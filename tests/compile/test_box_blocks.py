@@ -12,9 +12,11 @@ from collc.cli import main
 from collc.cli.common import load_topology
 from collc.compile import CompileOptions, compile_schedule, driver
 from collc.compile.driver import begin
+from collc.compile.report import report_json
 from collc.solver.pipeline import solve
 from collc.topology import load
 from collc.topology.degrade import Degradation
+from compiled import preset_compile, same_worker
 
 
 def _json(tmp_path, *args: str) -> dict:
@@ -24,15 +26,23 @@ def _json(tmp_path, *args: str) -> dict:
     return json.loads(result.output)
 
 
-def test_on_4x8_a100_allgather_the_direct_box_block_file_is_chosen_and_verified(tmp_path):
+def _shared_report(name: str, boxes: int, coll: str) -> tuple[dict, str]:
+    """The ``--json`` report of ``collc compile NAME --set boxes=BOXES --coll COLL``, and its program's
+    name (tests/compiled.py: the compile is shared with the other tests that read it)."""
+    result = preset_compile(name, boxes, coll)
+    return report_json(result, "out.xml"), result.algorithm.name
+
+
+@same_worker("dgx-a100", 4)
+def test_on_4x8_a100_allgather_the_direct_box_block_file_is_chosen_and_verified():
     """Its trees reach the bound (266.7 GB/s) and pipeline in 2 hops: at 1 MiB 62.0 GB/s, 3.6x NCCL's
     ring, against 52.6 for the box blocks (3 hops) and 35.3 for the priced k (bench_predict)."""
-    report = _json(tmp_path, "dgx-a100", "--set", "boxes=4", "--coll", "allgather")
+    report, program = _shared_report("dgx-a100", 4, "allgather")
     chosen = next(note for note in report["notes"] if note.startswith("chose"))
     assert chosen.startswith("chose k = 1 (direct box blocks")
     assert "k = 1 (box blocks)" in chosen  # both layouts were simulated
     assert report["warnings"] == 0 and report["k"] == 1 and report["layout"] == "direct box blocks"
-    assert "-k1-blocks-direct-" in (tmp_path / "out.xml").read_text()
+    assert "-k1-blocks-direct-" in program
     by_size = {row["bytes"]: row for row in report["predicted"]}
     assert by_size[2**20]["algbw"] > 3.3 * by_size[2**20]["ring_algbw"]
 
@@ -141,17 +151,16 @@ def test_the_direct_box_blocks_are_tried_where_the_box_blocks_bound_rules_those_
     assert result.solution.forest.allgather_algbw == 300
 
 
-def test_on_1x8_v100_allgather_both_packing_orders_are_simulated_and_the_breadth_first_file_wins(
-    tmp_path,
-):
+@same_worker("dgx1", 1)
+def test_on_1x8_v100_allgather_both_packing_orders_are_simulated_and_the_breadth_first_file_wins():
     """DGX-1's single and double NVLinks: the breadth-first trees of k = 16 simulate at 162.4 GB/s at
     1 GiB (0.95 of the power-of-two bound), the usual packings at most 160.8 (bench_predict)."""
-    report = _json(tmp_path, "dgx1", "--coll", "allgather")
+    report, program = _shared_report("dgx1", 1, "allgather")
     chosen = next(note for note in report["notes"] if note.startswith("chose"))
     assert chosen.startswith("chose k = 16 (breadth-first trees")
     assert "k = 16: " in chosen and "k = 8 (breadth-first trees): " in chosen  # both orders simulated
     assert report["layout"] == "breadth-first trees" and report["warnings"] == 0
-    assert "-k16-bfs-" in (tmp_path / "out.xml").read_text()
+    assert "-k16-bfs-" in program
 
 
 def test_no_breadth_first_candidates_for_a_users_k_or_where_the_reduce_forest_is_solved_apart():
@@ -166,10 +175,11 @@ def test_no_breadth_first_candidates_for_a_users_k_or_where_the_reduce_forest_is
     assert driver._breadth_first_candidates(state) == []
 
 
-def test_a_k_whose_usual_packing_simulates_well_below_the_fastest_gets_no_breadth_first_try(tmp_path):
+@same_worker("dgx-a100", 2)
+def test_a_k_whose_usual_packing_simulates_well_below_the_fastest_gets_no_breadth_first_try():
     """2x8 A100 allreduce: k = 8's usual lowerings simulate at most 156.3 GB/s at 1 GiB against k = 1's
     171.0 (more than 3 % below), so its breadth-first trees (164.0) are not lowered."""
-    report = _json(tmp_path, "dgx-a100", "--set", "boxes=2")
+    report, _ = _shared_report("dgx-a100", 2, "allreduce")
     chosen = next(note for note in report["notes"] if note.startswith("chose"))
     assert "k = 8: " in chosen and "breadth-first" not in chosen
 

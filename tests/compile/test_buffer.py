@@ -24,6 +24,7 @@ from collc.predict.des import ProgramCost
 from collc.predict.model import TopologyModel
 from collc.predict.params import DEFAULT_BUFFER_BYTES, PROTOCOLS, simple
 from collc.topology import load
+from compiled import preset_compile, same_worker
 
 KIB, MIB, GIB = 2**10, 2**20, 2**30
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,12 +73,12 @@ def test_a_program_small_enough_for_the_wide_search_is_also_tried_at_512_kib():
     assert buffer_choices(CompileOptions(buffsize=MIB), wide=True) == (MIB,)  # the user's buffer only
 
 
+@same_worker("dgx-a100", 2)
 def test_the_512_kib_grain_is_deployed_where_it_delivers_most():
     """2x8 A100 allreduce (the README's file): at 512 KiB the same k = 1 file delivers more at 1 MiB
     (41.7 against 40.7 GB/s at 256 KiB) and as much at 1 GiB."""
-    topology = load("dgx-a100", {"boxes": "2"})
-    tuned = compile_schedule(topology, CompileOptions())
-    quarter = compile_schedule(topology, CompileOptions(buffsize=256 * KIB))
+    tuned = preset_compile("dgx-a100", 2, "allreduce")
+    quarter = compile_schedule(load("dgx-a100", {"boxes": "2"}), CompileOptions(buffsize=256 * KIB))
     assert tuned.buffer_bytes == 512 * KIB and quarter.buffer_bytes == 256 * KIB
     assert tuned.predicted[0].nbytes == MIB and tuned.predicted[0].algbw > quarter.predicted[0].algbw
     assert tuned.predicted[-1].algbw >= quarter.predicted[-1].algbw * 0.99

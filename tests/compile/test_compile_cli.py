@@ -23,6 +23,7 @@ from collc.msccl.reader import read_xml
 from collc.predict.params import DEFAULT_BUFFER_BYTES
 from collc.topology import load
 from collc.verify import verify_text
+from compiled import preset_compile, same_worker
 from fabrics import SLOW_RING
 
 
@@ -178,6 +179,7 @@ def test_power_of_two_policy_picks_a_serving_k_and_reports_what_is_given_up():
     assert exact.file_bound_algbw == exact.bound_algbw and not exact.serving.satisfied
 
 
+@same_worker("mi250", 1)
 def test_max_bytes_is_the_call_size_k_is_chosen_for():
     """The candidates are simulated at the user's largest size: 8 GiB calls give k = 8's 128 chunks
     32 iterations instead of 4 (302.5 against 299.3 GB/s at 1 GiB)."""
@@ -186,7 +188,7 @@ def test_max_bytes_is_the_call_size_k_is_chosen_for():
     result = compile_schedule(topology, options)
     note = next(note for note in result.notes if note.startswith("chose k = "))
     assert "simulating the candidates at 8GiB" in note
-    default = compile_schedule(topology, CompileOptions(coll="allgather"))
+    default = preset_compile("mi250", 1, "allgather")
     at_1gib = next(note for note in default.notes if note.startswith("chose k = "))
     assert "simulating the candidates at 1GiB" in at_1gib
 
@@ -196,9 +198,10 @@ def test_max_bytes_is_the_call_size_k_is_chosen_for():
     assert k8(note) > k8(at_1gib)
 
 
+@same_worker("dgx-a100", 2)
 def test_k_is_chosen_for_pipelining_at_the_reference_size_and_k_overrides():
     topology = load("dgx-a100", {"boxes": "2"})
-    auto = compile_schedule(topology, CompileOptions(coll="allgather"))
+    auto = preset_compile("dgx-a100", 2, "allgather")
     # k = 1 (342.857 GB/s over 32 iterations of a 1 GiB call) is priced above k = 8 (345.946 GB/s over
     # 4); the candidates simulated within 1 % of the fastest at 1 GiB, the one fastest at 64 MiB wins
     note = next(note for note in auto.notes if note.startswith("chose k = "))
@@ -235,19 +238,22 @@ def test_serving_is_described_with_the_count_in_the_right_number():
 
 
 def test_report_says_why_no_power_of_two_count_can_be_served():
-    topology = load("dgx1", {"boxes": "3"})  # 24 GPUs
+    """On 3 GPUs (as on 24) nchunksperloop is a multiple of 3 for every k: no power of two divides."""
+    topology = load(str(Path(__file__).parents[1] / "lowering" / "fixtures" / "line3.yaml"))
     result = compile_schedule(topology, CompileOptions(coll="allreduce", k=1, runtime="msccl-executor"))
     assert not result.serving.satisfied
     auto = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="msccl-executor"))
     assert any("--align" in note for note in auto.notes)
 
 
+@same_worker("mi250", 2)
 def test_k_is_chosen_by_simulating_the_candidates():
     """2x16 MI250 on RCCL: the price of a k only orders the candidates (larger k merge more
     threadblocks); the simulation of each candidate at 1 GiB picks the fastest program, and the
     figures it reports are those of each candidate compiled on its own (with the same buffer)."""
     topology = load("mi250", {"boxes": "2"})
-    auto = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="rccl"))
+    auto = preset_compile("mi250", 2, "allreduce")  # on RCCL, the preset's runtime
+    assert auto.runtime == "rccl"
     tried = _simulated_lowerings(auto.notes)
     by_k = {
         int(label.split()[2]): figure for label, figure in sorted(tried.items(), key=lambda item: item[1])

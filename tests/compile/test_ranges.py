@@ -17,6 +17,7 @@ from collc.compile.outlook import SizeOutlook, grid, nccl_tests_bytes, outlook, 
 from collc.compile.ranges import ByteRange, at_end, choose_range, inside_end, predicted_range, winning_runs
 from collc.errors import InvariantError
 from collc.topology import load
+from compiled import preset_compile, same_worker
 
 KIB, MIB, GIB = 2**10, 2**20, 2**30
 
@@ -150,13 +151,17 @@ def test_served_sizes_follow_nchunksperloop():
 
 
 @pytest.mark.parametrize(
-    ("name", "boxes", "coll"), [("dgx-a100", 4, "allreduce"), ("mi300x", 4, "allgather")]
+    ("name", "boxes", "coll"),
+    [
+        pytest.param(name, boxes, coll, marks=same_worker(name, boxes))
+        for name, boxes, coll in [("dgx-a100", 4, "allreduce"), ("mi300x", 4, "allgather")]
+    ],
 )
 def test_a_compiled_file_is_selected_only_where_it_is_predicted_to_win(name, boxes, coll):
     """The product's promise: at every grid size the runtime would give the file, it is at least as
     fast as the runtime's best ring/tree (in the event simulation)."""
-    topology = load(name, {"boxes": str(boxes)})
-    result = compile_schedule(topology, CompileOptions(coll=coll))
+    result = preset_compile(name, boxes, coll)
+    assert not result.forced
     # at the buffer the file is deployed with (the deploy lines set it)
     rows = outlook(result.model, result.algorithm, grid(), result.runtime, result.predictor, result.proto)
     assert [r for r in rows if r.selected and not r.wins] == []
@@ -164,13 +169,13 @@ def test_a_compiled_file_is_selected_only_where_it_is_predicted_to_win(name, box
     assert result.byte_range.holds(result.algorithm.min_bytes)
 
 
+@same_worker("dgx1", 1)
 def test_dgx1_allgather_leaves_large_calls_to_the_rings_that_meet_the_bound():
     """DGX-1's rings reach the allgather bound (171.0 of 171.4 GB/s at 1 GiB); the best power-of-two
     k reaches 56/57 of it, so no collc file can be faster on large calls. The file compile writes
     takes only small ones, where its trees are shallower than the rings (64 KiB to 1 MiB: 54.2 against
     50.4 GB/s at 1 MiB)."""
-    topology = load("dgx1", {"boxes": "1"})
-    result = compile_schedule(topology, CompileOptions(coll="allgather"))
+    result = preset_compile("dgx1", 1, "allgather")
     assert 0 < result.byte_range.max_bytes < 64 << 20 and not result.forced
     assert all(not row.selected for row in result.predicted if row.nbytes >= 64 << 20)
     assert all(row.algbw >= row.vendor_algbw for row in result.predicted if row.selected)
