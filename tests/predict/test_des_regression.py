@@ -167,3 +167,24 @@ def test_simulated_times_of_compiled_files_are_unchanged(name: str, proto: str, 
     assert cost.time_us(algo.coll, nbytes, PROTOCOLS[proto]) == pytest.approx(
         RECORDED[(name, proto, nbytes)], rel=1e-9
     )
+
+
+def test_a_change_in_a_later_round_fills_again_from_that_round() -> None:
+    """Arc 0 (10 GB/s) carries flows 0 and 1 (5 each: the first round), arc 1 (30 GB/s) flows 2, 3
+    and 4 (10 each: the second), arc 2 (100 GB/s) flows 5 and 6 (50 each: the third). Flow 2 leaving
+    changes the second round on (15 for flows 3 and 4), and flow 7 joining arc 1 changes it again (10
+    for the three on it); the first round is kept both times. The rates are those of filling from
+    scratch, to the last bit."""
+    bandwidth = np.array([10.0, 30.0, 100.0, np.inf])
+    routes = np.array([[0, 0, 1, 1, 1, 2, 2, 1]])
+    shares = FairShares(routes, bandwidth, 1000.0)
+    shares.fill(np.arange(7))
+    assert list(shares.rate[:7]) == [5.0, 5.0, 10.0, 10.0, 10.0, 50.0, 50.0]
+    busy = np.array([True, True, False, True, True, True, True, False])
+    assert sorted(shares.update(busy, [2], []).tolist()) == [3, 4]
+    assert list(shares.rate[busy]) == [5.0, 5.0, 15.0, 15.0, 50.0, 50.0]
+    busy[7] = True
+    shares.update(busy, [], [7])
+    scratch = FairShares(routes, bandwidth, 1000.0)
+    scratch.fill(np.flatnonzero(busy))
+    assert list(shares.rate[busy]) == list(scratch.rate[busy]) == [5.0, 5.0, 10.0, 10.0, 50.0, 50.0, 10.0]
