@@ -593,6 +593,26 @@ def test_the_emitted_candidate_delivers_most_at_the_smaller_sizes_with_the_runti
     assert driver._pick([large_k, slower], WEIGHED, _beyond(runtime_at_1mib)) is large_k
 
 
+def test_a_file_that_beats_the_runtime_at_more_of_the_sizes_weighed_is_picked_first():
+    """1x16 MI250 allgather's figures: three files within 3 % at 1 GiB. k = 16 at 256 KiB is the
+    fastest there and loses to RCCL's ring at 64 MiB; k = 16 at 128 KiB is the fastest at 64 MiB;
+    k = 8 with two instances beats the ring at both and delivers most over the two, so it is emitted
+    (the product of 64 MiB alone picked k = 16 and gave up 0.6 % at 1 GiB for 0.3 % at 64 MiB; the
+    product over both picked the file the runtime's ring beats at 64 MiB)."""
+    gib, mib = 2**30, 2**20
+    runtime = {gib: 316.4, 64 * mib: 270.5, mib: 29.2}
+    fastest = _Simulated("k = 16, 256 KiB", {gib: 331.3, 64 * mib: 265.4, mib: 28.0})
+    at_64mib = _Simulated("k = 16, 128 KiB", {gib: 323.7, 64 * mib: 271.4, mib: 28.0})
+    both = _Simulated("k = 8, two instances", {gib: 325.8, 64 * mib: 270.7, mib: 28.0})
+    assert driver._delivered(fastest, WEIGHED, _beyond(runtime)).taken == 1
+    assert driver._delivered(both, WEIGHED, _beyond(runtime)).rank == (2, 29.2 * 270.7 * 325.8)
+    assert driver._pick([fastest, at_64mib, both], WEIGHED, _beyond(runtime)) is both
+    assert WEIGHED.rule() == (
+        "within 3% of the fastest, the one that beats the runtime at most of 1GiB, 64MiB and 1MiB, "
+        "then with the runtime's own delivers most there"
+    )
+
+
 def test_a_win_the_file_range_cannot_take_counts_for_nothing():
     """A file slower than the runtime at 64 MiB takes sizes above it only (its one range reaches the
     largest size), so its win at 1 MiB is the runtime's 1 MiB (a degraded 4x8 H100 allreduce's
@@ -681,7 +701,7 @@ def test_above_a_user_set_start_the_fastest_file_there_is_picked():
     assert driver._pick([k2, k8], large, _beyond(runtime)) is k8
     # a range down to 1 MiB runs the file at 64 MiB too, where k = 2's own 251.6 counts, not the ring's
     wide = driver.weighing(CompileOptions(min_bytes=mib, user_range=True))
-    assert driver._delivered(k8, wide, _beyond(runtime)) == (35.1 * 235.0, 324.3, True)
+    assert driver._delivered(k8, wide, _beyond(runtime)) == (35.1 * 235.0, 324.3, 3, True)
     assert driver._pick([k2, k8], wide, _beyond(runtime)) is k2
     # --min-bytes alone leaves the top where the file wins: k = 2, which loses from 64 MiB up, had been
     # picked for its own 64 MiB figure and then written nowhere (exit 1)

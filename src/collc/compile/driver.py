@@ -113,9 +113,9 @@ LONE_CANDIDATE_STEPS = 1_000_000
 # after 5 emissions (about 10 s) at a cap of 4 and after 2 at a cap of 1, which writes the same file.
 SHARED_EMISSIONS = 1
 # Candidates whose simulated algbw at the reference size is this close to the fastest are equivalent
-# there; the one that delivers most at smaller sizes is emitted (_pick). 3 %, not 1 %: 2x8 H100
-# allgather's k = 2 with a lane per transfer is 2.5 % faster than k = 1 at 1 GiB (525.1 GB/s against
-# 511.8) and 11 % slower at 64 MiB, 42 % at 1 MiB.
+# there; the one that beats the runtime at most sizes weighed, then delivers most, is emitted
+# (_pick). 3 %, not 1 %: 2x8 H100 allgather's k = 2 with a lane per transfer is 2.5 % faster than
+# k = 1 at 1 GiB (525.1 GB/s against 511.8) and 11 % slower at 64 MiB, 42 % at 1 MiB.
 EQUIVALENT = Fraction(3, 100)
 # Smaller NCCL_BUFFSIZE values a Simple file is simulated with besides the default (buffer_choices). A
 # smaller buffer pipelines finer but costs every threadblock a handshake per 2 FIFO slots (1.23 µs,
@@ -1457,13 +1457,16 @@ class Weighing(NamedTuple):
 
     def rule(self) -> str:
         """The pick's rule among the close candidates, in words (the report's note)."""
-        sizes = " and ".join(format_size(size) for size in reversed(self.smaller))
-        close = f"within {float(EQUIVALENT):.0%} of the fastest, the one that"
-        if not sizes:
+        if not self.smaller:
             return "the fastest: the range takes no smaller size"
+        *most, last = [format_size(size) for size in (self.reference, *reversed(self.smaller))]
+        sizes = f"{', '.join(most)} and {last}"
+        close = f"within {float(EQUIVALENT):.0%} of the fastest, the one that"
         if self.forced:
             return f"{close} delivers most at {sizes}, which the range takes"
-        return f"{close} with the runtime's own delivers most at {sizes}"
+        return (
+            f"{close} beats the runtime at most of {sizes}, then with the runtime's own delivers most there"
+        )
 
 
 def weighing(options: CompileOptions) -> Weighing:
@@ -1476,12 +1479,16 @@ def weighing(options: CompileOptions) -> Weighing:
 
 def _pick(fitted: list[Fitted], weighing: Weighing, vendor: Callable[[int], float]) -> Fitted:
     """The candidate to emit: among those within :data:`EQUIVALENT` of the fastest at the reference
-    size, the one that delivers most at the smaller sizes weighed (64 MiB and 1 MiB for 1 GiB, where
-    fill and drain weigh more): the product over those sizes of its algbw where its range would take
-    the size and of the runtime's best (``vendor``) elsewhere (:func:`_delivered`), then what it
-    delivers at the reference. A larger k can gain a per cent at 64 MiB and lose several times over
-    at 1 MiB (4x8 MI300X allgather, k = 32 against k = 2: 471.0 against 462.3 GB/s, and 14.3 against
-    69.7 where the runtime gets 17.2). Ties keep the earlier (better priced). Only a file whose range
+    size, the one whose range takes most of the sizes weighed (the reference, and 64 MiB and 1 MiB
+    for 1 GiB, where fill and drain weigh more), then delivers most over them: the product of its
+    algbw where its range would take the size and of the runtime's best (``vendor``) elsewhere
+    (:func:`_delivered`). A larger k can gain a per cent at 64 MiB and lose several times over at 1
+    MiB (4x8 MI300X allgather, k = 32 against k = 2: 471.0 against 462.3 GB/s, and 14.3 against 69.7
+    where the runtime gets 17.2). A file that beats the runtime at one size more comes first, since
+    that size is then collc's: on 1x16 MI250 allgather, k = 16 at 256 KiB is 1.7 % faster at 1 GiB
+    than k = 8 with two instances at 128 KiB (331.3 against 325.8 GB/s) and loses to RCCL's ring at
+    64 MiB (265.4 against 270.5), where k = 8 wins (270.7). Ties keep the earlier (better priced).
+    Only a file whose range
     would take one of those sizes or the reference counts: where none of the close candidates is
     used at any of them, the one of all simulated that is used and delivers most is emitted (32x8 H100
     rail allreduce, 256 GPUs: the box-block file is the fastest at 1 GiB, 191.7 GB/s at the 256 KiB
@@ -1499,18 +1506,26 @@ def _pick(fitted: list[Fitted], weighing: Weighing, vendor: Callable[[int], floa
     close = [item for item in contenders if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
     for pool in (close, contenders):
         if used := _used(pool, weighing, vendor):
-            return max(used, key=lambda item: _delivered(item, weighing, vendor)[:2])
+            return max(used, key=lambda item: _delivered(item, weighing, vendor).rank)
     return close[0]
 
 
 class _Delivery(NamedTuple):
-    """What :func:`_delivered` finds of a candidate: the product it weighs, what the file or the
-    runtime delivers at the reference, and whether the file's range would take any of the sizes
-    weighed or the reference (else the runtime runs them all)."""
+    """What :func:`_delivered` finds of a candidate: the product over the smaller sizes it weighs,
+    what the file or the runtime delivers at the reference, how many of those sizes and the
+    reference the file's range would take, and whether it would take any size at all (else the
+    runtime runs them all)."""
 
     product: float
     at_reference: float
+    taken: int
     used: bool
+
+    @property
+    def rank(self) -> tuple[int, float]:
+        """What the pick maximises: the sizes weighed that the file takes, then the product over
+        the smaller sizes and the reference."""
+        return self.taken, self.product * self.at_reference
 
 
 class _Contest(NamedTuple):
@@ -1545,7 +1560,7 @@ def _delivered(item: Fitted, weighing: Weighing, vendor: Callable[[int], float])
     weighed = [_Contest(size, item.algbw(size), vendor(size)) for size in weighing.smaller]
     at_reference = _Contest(reference, item.algbw(reference), vendor(reference))
     if weighing.forced:
-        return _Delivery(prod(c.algbw for c in weighed), at_reference.algbw, True)
+        return _Delivery(prod(c.algbw for c in weighed), at_reference.algbw, len(weighed) + 1, True)
     contests = _bridged([*weighed, at_reference], item, vendor)
     top = grid()[-1]
     if top > reference and not at_reference.wins and any(contest.wins for contest in weighed):
@@ -1553,7 +1568,8 @@ def _delivered(item: Fitted, weighing: Weighing, vendor: Callable[[int], float])
     taken = {contest.nbytes for contest in taken_run(contests)}
     product = prod(c.algbw if c.nbytes in taken else c.vendor for c in weighed)
     delivered = at_reference.algbw if reference in taken else at_reference.vendor
-    return _Delivery(product, delivered, bool(taken))
+    weighed_taken = len(taken & {c.nbytes for c in (*weighed, at_reference)})
+    return _Delivery(product, delivered, weighed_taken, bool(taken))
 
 
 def _bridged(contests: list[_Contest], item: Fitted, vendor: Callable[[int], float]) -> list[_Contest]:
