@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from collc.compile.bundle import (
+    MID_BYTES,
     PLAN_SIZES,
     BundleResult,
+    FileKind,
     SizeRange,
     _simple_files,
     bundle_files,
@@ -191,8 +193,8 @@ def test_a_bundle_compiles_every_simple_file_for_one_buffer() -> None:
     chosen, results, asked = _choose((None, small), speed)
     assert chosen == small and set(asked) == set(speed) and len(asked) == len(speed)
     assert {key: r.buffer_bytes for key, r in results.items()} == {
-        ("allreduce", "Simple"): small,
-        ("allgather", "Simple"): small,
+        ("allreduce", FileKind("Simple")): small,
+        ("allgather", FileKind("Simple")): small,
     }
     # a gain under BUFFER_GAIN (2 %) keeps the earlier choice, the default (nothing to set)
     speed[("allreduce", None)] = 22.2  # 22.2 x 20 against 30 x 15: 1.4 % less
@@ -201,10 +203,13 @@ def test_a_bundle_compiles_every_simple_file_for_one_buffer() -> None:
     speed[("allreduce", None)] = 21.9  # 2.7 % less: the smaller buffer is kept
     assert _choose((None, small), speed)[0] == small
     # where another protocol already wins faster at the point, a Simple file there gains nothing
-    faster = {("allreduce", "LL128"): _Stub("allreduce", None, 100.0)}
+    faster = {("allreduce", FileKind("LL128")): _Stub("allreduce", None, 100.0)}
     speed = {("allreduce", None): 12.0, ("allreduce", small): 30.0}
     chosen, results, _ = _choose((None, small), speed, faster)
-    assert chosen is None and results[("allreduce", "LL128")] == faster[("allreduce", "LL128")]
+    assert (
+        chosen is None
+        and results[("allreduce", FileKind("LL128"))] == faster[("allreduce", FileKind("LL128"))]
+    )
     # one choice (the user's --buffsize): each collective is compiled once, for it
     chosen, _, asked = _choose((small,), speed)
     assert chosen == small and asked == [("allreduce", small)]
@@ -231,6 +236,11 @@ def test_a_bundle_deploys_the_buffer_its_simple_files_need(tmp_path: Path) -> No
     assert "`NCCL_BUFFSIZE=262144`" in (tmp_path / "algos.deploy.md").read_text()
     simple = [entry["name"] for entry in manifest["files"] if entry["proto"] == "Simple"]
     assert simple
+    # the Simple file chosen at 64 MiB takes the sizes from 4 MiB up: it is faster there than the
+    # one chosen at 1 GiB (which no range keeps), for the same buffer
+    (mid,) = [item for item in bundle.ranges if item.tuned_for]
+    assert mid.tuned_for == MID_BYTES and mid.min_bytes == 4 << 20 and mid.max_bytes == 0
+    assert [name for name in simple if "-simple-64mib-" in name]
     m = TopologyModel(topology)
     for name in simple:
         algo = read_xml((tmp_path / "algos" / name).read_text(), name)

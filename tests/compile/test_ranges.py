@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from collc.cli import main
 from collc.compile import CompileOptions, compile_schedule
 from collc.compile import outlook as outlook_module
-from collc.compile.bundle import on_grid, plan_ranges
+from collc.compile.bundle import FileKind, best_plan, grid_points, on_grid, plan_ranges
 from collc.compile.outlook import SizeOutlook, grid, nccl_tests_bytes, outlook, served_size
 from collc.compile.ranges import ByteRange, at_end, choose_range, inside_end, predicted_range, winning_runs
 from collc.errors import InvariantError
@@ -61,15 +62,58 @@ def test_no_win_is_no_range_and_unserved_sizes_never_win():
 def test_bundle_ranges_take_the_fastest_winning_protocol_per_size():
     sizes = [4**i * KIB for i in range(6)]
     outlooks = {
-        "LL": [row(n, 150.0 if i < 2 else 50.0) for i, n in enumerate(sizes)],
-        "Simple": [row(n, 120.0 + i if i >= 1 else 20.0) for i, n in enumerate(sizes)],
+        FileKind("LL"): [row(n, 150.0 if i < 2 else 50.0) for i, n in enumerate(sizes)],
+        FileKind("Simple"): [row(n, 120.0 + i if i >= 1 else 20.0) for i, n in enumerate(sizes)],
     }
     ranges = plan_ranges("allreduce", outlooks, "msccl-executor")
     assert [(r.proto, r.min_bytes, r.max_bytes) for r in ranges] == [
         ("LL", sizes[0], sizes[1]),
         ("Simple", sizes[2], 0),
     ]
-    assert plan_ranges("allreduce", {"LL": [row(n, 1.0) for n in sizes]}, "msccl-executor") == []
+    assert plan_ranges("allreduce", {FileKind("LL"): [row(n, 1.0) for n in sizes]}, "msccl-executor") == []
+
+
+def test_a_bundles_second_simple_file_takes_the_sizes_where_it_is_the_faster():
+    """1x16 MI250 allreduce's figures (GB/s; RCCL's best as the vendor): the file chosen at 1 GiB
+    (k = 8) loses to RCCL's ring from 16 to 128 MiB, where the Simple file chosen at 64 MiB (k = 2)
+    wins; each takes its run of sizes, and the second's range says what it was chosen at."""
+    sizes = [16 * MIB, 64 * MIB, 256 * MIB, GIB]
+    vendor = dict(zip(sizes, [95.0, 136.6, 153.4, 158.3], strict=True))
+    at_1gib = dict(zip(sizes, [80.0, 118.1, 154.4, 164.7], strict=True))
+    at_64mib = dict(zip(sizes, [99.2, 139.7, 153.0, 158.6], strict=True))
+    outlooks = {
+        FileKind("Simple"): [row(n, at_1gib[n], vendor[n]) for n in sizes],
+        FileKind("Simple", 64 * MIB): [row(n, at_64mib[n], vendor[n]) for n in sizes],
+    }
+    ranges = plan_ranges("allreduce", outlooks, "rccl")
+    assert [(r.kind, r.min_bytes, r.max_bytes) for r in ranges] == [
+        (FileKind("Simple", 64 * MIB), 16 * MIB, 64 * MIB),
+        (FileKind("Simple"), 256 * MIB, 0),
+    ]
+    assert ranges[0].describe() == "allreduce Simple (chosen at 64MiB) [16MiB, 64MiB]"
+    assert ranges[1].describe() == "allreduce Simple [256MiB, ∞)"
+
+
+def test_each_file_of_a_bundle_takes_one_run_of_sizes():
+    """Two Simple files within a per cent of each other, the second faster at every other size: the
+    fastest file per size would give it three ranges (three copies in the directory); each file
+    takes one run, the plan that delivers most under that rule."""
+    sizes = [4**i * MIB for i in range(6)]
+    main = [row(n, 150.0) for n in sizes]
+    crossing = [row(n, 151.0 if i % 2 == 0 else 149.0) for i, n in enumerate(sizes)]
+    outlooks = {FileKind("Simple"): main, FileKind("Simple", 64 * MIB): crossing}
+    ranges = plan_ranges("allgather", outlooks, "msccl-executor")
+    assert [(r.kind, r.min_bytes, r.max_bytes) for r in ranges] == [
+        (FileKind("Simple", 64 * MIB), sizes[0], sizes[0]),
+        (FileKind("Simple"), sizes[1], 0),
+    ]
+    plan = best_plan(grid_points(outlooks))
+    assert plan.taken == len(sizes)
+    assert plan.gain == pytest.approx(math.log(1.51) + 5 * math.log(1.5))
+    # a file that loses between two of its wins keeps the more valuable side only
+    gapped = [row(n, 90.0 if i == 2 else 120.0 + i) for i, n in enumerate(sizes)]
+    (only,) = plan_ranges("allgather", {FileKind("LL"): gapped}, "msccl-executor")
+    assert (only.min_bytes, only.max_bytes) == (sizes[3], 0)
 
 
 def test_bundle_ranges_match_protocols_by_grid_point_not_by_served_size():
@@ -77,8 +121,8 @@ def test_bundle_ranges_match_protocols_by_grid_point_not_by_served_size():
     serves (3 GPUs: 4104 and 4128 bytes for 4 KiB); one protocol's run stays one range."""
     sizes = [4**i * KIB for i in range(6)]
     outlooks = {
-        "LL": [row(n + 8, 150.0 if i < 3 else 50.0) for i, n in enumerate(sizes)],
-        "Simple": [row(n + 32, 150.0 if i >= 3 else 20.0) for i, n in enumerate(sizes)],
+        FileKind("LL"): [row(n + 8, 150.0 if i < 3 else 50.0) for i, n in enumerate(sizes)],
+        FileKind("Simple"): [row(n + 32, 150.0 if i >= 3 else 20.0) for i, n in enumerate(sizes)],
     }
     ranges = plan_ranges("allgather", outlooks, "msccl-executor")
     assert [(r.proto, r.min_bytes, r.max_bytes) for r in ranges] == [
@@ -86,7 +130,9 @@ def test_bundle_ranges_match_protocols_by_grid_point_not_by_served_size():
         ("Simple", sizes[3] + 32, 0),
     ]
     with pytest.raises(InvariantError, match="different grids"):
-        plan_ranges("allgather", {**outlooks, "LL128": outlooks["LL"][:-1]}, "msccl-executor")
+        plan_ranges(
+            "allgather", {**outlooks, FileKind("LL128"): outlooks[FileKind("LL")][:-1]}, "msccl-executor"
+        )
 
 
 def test_bundle_ranges_start_where_nccl_tests_rounds_the_first_point():
@@ -95,8 +141,8 @@ def test_bundle_ranges_start_where_nccl_tests_rounds_the_first_point():
     so the calls a user measures are the ones the files take."""
     sizes = [4**i * 4 * KIB for i in range(4)]  # 4 KiB .. 256 KiB
     outlooks = {
-        "LL": [row(n + 8, 150.0 if i < 2 else 50.0) for i, n in enumerate(sizes)],
-        "Simple": [row(n + 32, 150.0 if i >= 2 else 20.0) for i, n in enumerate(sizes)],
+        FileKind("LL"): [row(n + 8, 150.0 if i < 2 else 50.0) for i, n in enumerate(sizes)],
+        FileKind("Simple"): [row(n + 32, 150.0 if i >= 2 else 20.0) for i, n in enumerate(sizes)],
     }
     ranges = plan_ranges("allgather", outlooks, "msccl-executor", sizes, 3)
     assert [(r.proto, r.min_bytes, r.max_bytes) for r in ranges] == [
@@ -112,8 +158,8 @@ def test_bundle_ranges_stay_disjoint_where_rounded_sizes_interleave():
     point (the ranges would overlap otherwise, and RCCL reads a bundle in no fixed order)."""
     sizes = [4 ** (i + 1) * KIB for i in range(5)]  # 4 KiB .. 1 MiB
     outlooks = {
-        "LL": [row(20 * KIB, 150.0), row(20 * KIB, 150.0)] + [row(n, 50.0) for n in sizes[2:]],
-        "Simple": [row(n, 20.0 if i == 0 else 160.0 + i) for i, n in enumerate(sizes)],
+        FileKind("LL"): [row(20 * KIB, 150.0), row(20 * KIB, 150.0)] + [row(n, 50.0) for n in sizes[2:]],
+        FileKind("Simple"): [row(n, 20.0 if i == 0 else 160.0 + i) for i, n in enumerate(sizes)],
     }
     ranges = plan_ranges("allgather", outlooks, "msccl-executor")
     assert [(r.proto, r.min_bytes, r.max_bytes) for r in ranges] == [

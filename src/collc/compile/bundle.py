@@ -13,7 +13,8 @@ file whose collective, rank count, size range and divisibility rule match. Withi
 primary file (large ``nchunksperloop``) comes first and a fallback with a small ``nchunksperloop`` after
 it, so element counts the primary file does not divide still get a collc schedule instead of the
 runtime's, where the fallback too is predicted to win over the whole range.
-Names are ``NN-<coll>-<proto>-<role>.xml``; ``NN`` is the priority, so sorted order = priority order.
+Names are ``NN-<coll>-<proto>-<role>.xml`` (``<proto>-64mib`` for the Simple file chosen at 64 MiB);
+``NN`` is the priority, so sorted order = priority order.
 
 **Layout.** The directory holds only algorithm files (the runtime parses every regular file in it);
 ``<dir>.deploy.md`` and ``<dir>.manifest.json`` are written next to it.
@@ -27,9 +28,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from collc.compile.driver import (
     BUFFER_GAIN,
+    REFERENCE_BYTES,
     CompileOptions,
     CompileResult,
     buffer_choices,
@@ -70,21 +73,43 @@ PLAN_SIZES = tuple(2**exponent for exponent in GRID_EXPONENTS)
 #: The sizes the deploy notes predict, and the nccl-tests arguments that sweep them.
 PREDICTED_SIZES = tuple(1 << exponent for exponent in range(20, 31, 2))
 PREDICTED_SWEEP = "-b 1M -e 1G -f 4 -g 1"  # nccl-tests' arguments for that sweep
+#: The call size a bundle's second Simple file is chosen at: a sixteenth of compile's reference, where
+#: a call pipelines in few iterations and a shallower forest than the one chosen for 1 GiB can win.
+#: 1x16 MI250 allreduce: the 1 GiB file (k = 8) simulates at 164.7 GB/s there and 118.1 at 64 MiB,
+#: below RCCL's ring (136.6); the file chosen at 64 MiB (k = 2) simulates at 139.7 there and 158.6 at
+#: 1 GiB, so the bundle serves each size with the faster of the two.
+MID_BYTES = REFERENCE_BYTES // 16
+
+
+class FileKind(NamedTuple):
+    """Which of a collective's compiled files a range is for: its protocol, and the call size its k
+    was chosen at (0: the compile's reference, 1 GiB; :data:`MID_BYTES`: the Simple file for mid
+    sizes, see :func:`compile_bundle`)."""
+
+    proto: str
+    tuned_for: int = 0
 
 
 @dataclass(frozen=True)
 class SizeRange:
-    """One collective's protocol over ``[min_bytes, max_bytes]`` (inclusive; ``max_bytes = 0``: unbounded)."""
+    """One collective's file over ``[min_bytes, max_bytes]`` (inclusive; ``max_bytes = 0``: unbounded):
+    its protocol and the call size it was chosen at (:class:`FileKind`)."""
 
     coll: str
     proto: str
     min_bytes: int
     max_bytes: int
+    tuned_for: int = 0
+
+    @property
+    def kind(self) -> FileKind:
+        return FileKind(self.proto, self.tuned_for)
 
     def describe(self) -> str:
         bottom = format_size(self.min_bytes) if self.min_bytes else "0"
         top = "∞)" if self.max_bytes == 0 else f"{format_size(self.max_bytes)}]"
-        return f"{self.coll} {self.proto} [{bottom}, {top}"
+        tuned = f" (chosen at {format_size(self.tuned_for)})" if self.tuned_for else ""
+        return f"{self.coll} {self.proto}{tuned} [{bottom}, {top}"
 
 
 def uncovered(ranges: Sequence[SizeRange]) -> list[str]:
@@ -104,18 +129,18 @@ def uncovered(ranges: Sequence[SizeRange]) -> list[str]:
 
 def plan_ranges(
     coll: str,
-    outlooks: Mapping[str, Sequence[SizeOutlook]],
+    outlooks: Mapping[FileKind, Sequence[SizeOutlook]],
     runtime: str,
     nominal: Sequence[int] | None = None,
     nranks: int = 1,
 ) -> list[SizeRange]:
-    """Disjoint ranges of ``coll`` from each protocol's grid outlook; [] if no file ever wins.
+    """Disjoint ranges of ``coll`` from each file's grid outlook; [] if no file ever wins.
 
-    The outlooks are on one grid (:func:`grid_points`). At each grid point the winner is the fastest
-    protocol's file that is at least as fast as the runtime's best there (ties: the protocol whose
-    name sorts last). A run of grid points with the same winner becomes one range from its first to
-    its last size; the run that reaches the top of the grid is unbounded. Sizes between a run's last
-    grid size and the next run are left to the runtime: nothing was predicted for them.
+    The outlooks are on one grid (:func:`grid_points`). Each grid point goes to a file that is at
+    least as fast as the runtime's best there, or to the runtime, as :func:`best_plan` assigns them:
+    each file takes one run of grid points. That run becomes its range, from its first to its last
+    size; the run that reaches the top of the grid is unbounded. Sizes between a run's last grid size
+    and the next run are left to the runtime: nothing was predicted for them.
 
     A file is simulated at the size it serves nearest above a grid point, and nccl-tests asks for the
     size nearest below it (whole 16-byte units per rank, :func:`collc.compile.outlook.nccl_tests_bytes`);
@@ -124,23 +149,19 @@ def plan_ranges(
     size simulated), so that the calls a user measures are the ones the file takes.
     """
     points = grid_points(outlooks)
-
-    def winner(point: dict[str, SizeOutlook]) -> str | None:
-        winning = [(row.algbw, proto) for proto, row in point.items() if row.wins]
-        return max(winning)[1] if winning else None
-
     inclusive = profile(runtime).max_bytes_inclusive
     ranges: list[SizeRange] = []
     position = 0  # grid points passed
     taken = -1  # the largest size the ranges so far take
-    for proto, run in itertools.groupby(points, key=winner):
-        members = list(run)
+    plan = best_plan(points).kinds
+    for kind, run in itertools.groupby(zip(plan, points, strict=True), key=lambda pair: pair[0]):
+        members = [point for _, point in run]
         position += len(members)
-        if proto is None:
+        if kind is None:
             continue
         # a size the previous range already takes stays with it (files that serve other sizes than
         # the grid's round a point up by different amounts, so adjacent points can interleave)
-        sizes = [point[proto].nbytes for point in members if point[proto].nbytes > taken]
+        sizes = [point[kind].nbytes for point in members if point[kind].nbytes > taken]
         if not sizes:
             continue
         first = sizes[0]
@@ -148,10 +169,50 @@ def plan_ranges(
             asked = nccl_tests_bytes(coll, nominal[position - len(members)], nranks)
             first = max(min(first, asked), taken + 1, 1)
         top = 0 if position == len(points) else sizes[-1] + (0 if inclusive else 1)
-        ranges.append(SizeRange(coll, proto, first, top))
+        ranges.append(SizeRange(coll, kind.proto, first, top, kind.tuned_for))
         taken = top
     check_disjoint(ranges)
     return ranges
+
+
+class Plan(NamedTuple):
+    """Which file takes each grid point (None: the runtime), and what that delivers over the
+    runtime alone: the sum over the points of log(the file's algbw / the runtime's best), 0 where the
+    runtime keeps the point; ``taken``: the points files take."""
+
+    gain: float
+    taken: int
+    kinds: tuple[FileKind | None, ...]
+
+
+def best_plan(points: Sequence[Mapping[FileKind, SizeOutlook]]) -> Plan:
+    """The plan that delivers most where every file takes one run of grid points, at points where it
+    is at least as fast as the runtime (of equal gains, the one whose files take more points).
+
+    One run per file, as the file ``collc compile -o`` writes holds one range: each further range
+    is another copy of the program in the directory, which the runtime connects at communicator
+    creation even if no call selects it, and files whose figures cross back and forth (two Simple
+    files of one fabric within a per cent of each other) would split the grid into ranges of a size or
+    two each. Dynamic programming over the points; the state is the files that have had their run
+    and the file whose run is open (at most a few files: every subset is a state)."""
+    start: tuple[frozenset[FileKind], FileKind | None] = (frozenset(), None)
+    plans = {start: Plan(0.0, 0, ())}
+    for point in points:
+        following: dict[tuple[frozenset[FileKind], FileKind | None], Plan] = {}
+        for (had, open_kind), plan in plans.items():
+            choices: list[tuple[FileKind | None, float]] = [(None, 0.0)]
+            choices += [
+                (kind, math.log(row.algbw / row.vendor_algbw))
+                for kind, row in point.items()
+                if row.wins and row.algbw and (kind == open_kind or kind not in had)
+            ]
+            for kind, gain in choices:
+                key = (had | {kind} if kind else had, kind)
+                extended = Plan(plan.gain + gain, plan.taken + (kind is not None), (*plan.kinds, kind))
+                if key not in following or extended[:2] >= following[key][:2]:
+                    following[key] = extended
+        plans = following
+    return max(plans.values(), key=lambda plan: plan[:2])
 
 
 def on_grid(algo: Algorithm, rows: Sequence[SizeOutlook], sizes: Sequence[int]) -> list[SizeOutlook]:
@@ -162,8 +223,8 @@ def on_grid(algo: Algorithm, rows: Sequence[SizeOutlook], sizes: Sequence[int]) 
     return [by_size[served_size(algo, size)] for size in sizes]
 
 
-def grid_points(outlooks: Mapping[str, Sequence[SizeOutlook]]) -> list[dict[str, SizeOutlook]]:
-    """Each protocol's row at each point of the grid its outlook was made on (:func:`on_grid`), point
+def grid_points(outlooks: Mapping[FileKind, Sequence[SizeOutlook]]) -> list[dict[FileKind, SizeOutlook]]:
+    """Each file's row at each point of the grid its outlook was made on (:func:`on_grid`), point
     by point.
 
     A point is matched by its place on the grid, not by its size: each file is simulated at the
@@ -175,7 +236,7 @@ def grid_points(outlooks: Mapping[str, Sequence[SizeOutlook]]) -> list[dict[str,
     if len(lengths) > 1:
         raise InvariantError(f"outlooks on different grids ({sorted(lengths)} points)")
     count = lengths.pop() if lengths else 0
-    return [{proto: rows[index] for proto, rows in sorted(outlooks.items())} for index in range(count)]
+    return [{kind: rows[index] for kind, rows in sorted(outlooks.items())} for index in range(count)]
 
 
 def check_disjoint(ranges: Sequence[SizeRange]) -> None:
@@ -226,7 +287,7 @@ def bundle_files(
     width = max(2, len(str(len(compiled) - 1)))
     return [
         BundleFile(
-            f"{index:0{width}d}-{item.coll}-{item.proto.lower()}-{role}.xml",
+            f"{index:0{width}d}-{item.coll}-{_kind_name(item.kind)}-{role}.xml",
             role,
             item,
             algo.nchunksperloop,
@@ -235,6 +296,12 @@ def bundle_files(
         )
         for index, (role, item, algo) in enumerate(compiled)
     ]
+
+
+def _kind_name(kind: FileKind) -> str:
+    """A file kind in a bundle file's name: ``simple``, or ``simple-64mib`` for one chosen at 64 MiB."""
+    tuned = f"-{format_size(kind.tuned_for).lower()}" if kind.tuned_for else ""
+    return f"{kind.proto.lower()}{tuned}"
 
 
 def _check_range(algo: Algorithm, item: SizeRange) -> None:
@@ -527,17 +594,10 @@ class BundleResult:
         }
 
 
-def bundle_gain(outlooks: Mapping[str, Sequence[SizeOutlook]]) -> float:
-    """What one collective's files deliver over the runtime alone on the grid: the sum over grid points
-    of log(algbw of the file :func:`plan_ranges` keeps there / the runtime's best), 0 where none wins."""
-    gain = 0.0
-    for point in grid_points(outlooks):
-        rows = [row for row in point.values() if row.wins]
-        if rows:
-            best = max(rows, key=lambda row: row.algbw or 0.0)
-            assert best.algbw is not None
-            gain += math.log(best.algbw / best.vendor_algbw)
-    return gain
+def bundle_gain(outlooks: Mapping[FileKind, Sequence[SizeOutlook]]) -> float:
+    """What one collective's files deliver over the runtime alone on the grid, as :func:`plan_ranges`
+    ranges them (:attr:`Plan.gain`)."""
+    return best_plan(grid_points(outlooks)).gain
 
 
 def compile_bundle(
@@ -590,16 +650,39 @@ def compile_bundle(
             algo, outlook(result.model, algo, sizes, result.runtime, result.predictor, result.proto), sizes
         )
 
-    results: dict[tuple[str, str], CompileResult] = {}
+    def mid_sized(coll: str, buffer: int | None) -> CompileResult | None:
+        nonlocal done
+        progress("bundle: compiles done", done, None)
+        chosen = replace(
+            options,
+            coll=coll,
+            proto="Simple",
+            min_bytes=MID_BYTES,
+            max_bytes=MID_BYTES,
+            user_range=True,
+            buffsize=buffer or DEFAULT_BUFFER_BYTES,
+        )
+        try:
+            return compile_schedule(topology, chosen, progress)
+        except DoesNotFit:
+            return None
+        finally:
+            done += 1
+
+    results: dict[tuple[str, FileKind], CompileResult] = {}
     for coll in collectives:
         for proto in BUNDLE_PROTOCOLS:
             if proto != "Simple" and (result := compiled(coll, proto, False, None)) is not None:
-                results[(coll, proto)] = result
+                results[(coll, FileKind(proto))] = result
     choices = buffer_choices(replace(options, proto="Simple"))
     buffer = _simple_files(results, collectives, choices, compiled, plan_outlook)
+    for coll in collectives:
+        simple = results.get((coll, FileKind("Simple")))
+        if simple is not None and (mid := mid_sized(coll, buffer)) is not None and _differs(mid, simple):
+            results[(coll, FileKind("Simple", MID_BYTES))] = mid
     ranges: list[SizeRange] = []
     for coll in collectives:
-        outlooks = {proto: plan_outlook(r) for (c, proto), r in results.items() if c == coll}
+        outlooks = {kind: plan_outlook(r) for (c, kind), r in results.items() if c == coll}
         runtime = next((r.runtime for (c, _), r in results.items() if c == coll), "msccl-executor")
         ranges += plan_ranges(coll, outlooks, runtime, PLAN_SIZES, topology.num_gpus)
 
@@ -607,7 +690,7 @@ def compile_bundle(
         if fallback:
             result = compiled(item.coll, item.proto, True, buffer or DEFAULT_BUFFER_BYTES)
         else:
-            result = results[(item.coll, item.proto)]
+            result = results[(item.coll, item.kind)]
         if result is None:
             return None
         chosen = with_range(result, ByteRange(item.min_bytes, item.max_bytes))
@@ -674,8 +757,14 @@ def bundle_prediction(
     }
 
 
+def _differs(one: CompileResult, other: CompileResult) -> bool:
+    """Whether two compiles of a collective wrote different programs (their ranges aside)."""
+    first, second = (replace(result.algorithm, min_bytes=0, max_bytes=0) for result in (one, other))
+    return first != second
+
+
 def _simple_files(
-    results: dict[tuple[str, str], CompileResult],
+    results: dict[tuple[str, FileKind], CompileResult],
     collectives: Sequence[str],
     choices: Sequence[int | None],
     compiled: Callable[[str, str, bool, int | None], CompileResult | None],
@@ -699,10 +788,10 @@ def _simple_files(
         for coll in collectives:
             result = compiled(coll, "Simple", False, buffer or DEFAULT_BUFFER_BYTES)
             if result is not None:
-                files[(coll, "Simple")] = result
+                files[(coll, FileKind("Simple"))] = result
         ours = {**results, **files}
         gain = sum(
-            bundle_gain({proto: plan_outlook(r) for (c, proto), r in ours.items() if c == coll})
+            bundle_gain({kind: plan_outlook(r) for (c, kind), r in ours.items() if c == coll})
             for coll in collectives
         )
         if best is None or gain > best[0] + math.log1p(BUFFER_GAIN):
