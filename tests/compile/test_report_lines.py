@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from types import SimpleNamespace
 
 from collc.compile.driver import closest_text
 from collc.compile.outlook import SizeOutlook
-from collc.compile.report import ArcLimit, _outlook_line, arc_limit_line
+from collc.compile.report import ArcLimit, _bundle_notes, _outlook_line, arc_limit_line
 from collc.predict.des import ArcLoad
 
 
@@ -51,3 +52,25 @@ def test_the_no_win_message_tells_the_closest_figures_apart() -> None:
     assert closest_text(rows) == "closest: 8.53331 vs 8.53333 GB/s at 1TiB"
     rows[1] = SizeOutlook(2**40, 6.0, 10.5, 8.0, 4.1, 8.6, False)
     assert closest_text(rows) == "closest: 6.0 vs 8.0 GB/s at 1TiB"
+
+
+def _figures(proto: str, runtime: str, at_64mib: float) -> SimpleNamespace:
+    """What the bundle note reads of a compile result (1x16 MI250 allreduce's figures, RCCL's best
+    as the ring; 1 GiB is the file's)."""
+    rows = [
+        SizeOutlook(2**20, 19.4, None, 16.2, None, 171.4, False),
+        SizeOutlook(2**26, at_64mib, None, 136.6, None, 171.4, at_64mib >= 136.6),
+        SizeOutlook(2**30, 164.7, None, 158.3, None, 171.4, True),
+    ]
+    return SimpleNamespace(proto=proto, runtime=runtime, predicted=rows)
+
+
+def test_a_file_that_cedes_64_mib_to_the_runtime_points_to_the_bundle() -> None:
+    """Its one range starts above 64 MiB, where a bundle's second Simple file (chosen at 64 MiB)
+    can serve the call; not where the file wins there, nor for a runtime bundles do not deploy."""
+    (note,) = _bundle_notes(_figures("Simple", "rccl", 118.1))
+    assert note.startswith("at 64MiB the runtime's own algorithms are predicted faster than this file")
+    assert "`--bundle DIR` also compiles a Simple file chosen at 64MiB" in note
+    assert _bundle_notes(_figures("Simple", "rccl", 139.7)) == []
+    assert _bundle_notes(_figures("Simple", "mscclpp", 118.1)) == []
+    assert _bundle_notes(_figures("LL128", "rccl", 118.1)) == []

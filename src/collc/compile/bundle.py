@@ -607,8 +607,8 @@ def compile_bundle(
     collectives: Sequence[str] = ("allreduce", "allgather", "reducescatter"),
     progress: Report = silent,
 ) -> BundleResult:
-    """``collc compile --bundle DIR``: compile every collective per protocol, range the files by their
-    simulation, and write the bundle.
+    """``collc compile --bundle DIR``: compile every collective per protocol (Simple twice: chosen at
+    1 GiB and at :data:`MID_BYTES`), range the files by their simulation, and write the bundle.
 
     ``options`` supplies the runtime, placement, instances and k settings; coll, proto and the size
     range are set per file, and each fallback is compiled with ``k = 1``. ``progress`` hears how many
@@ -623,26 +623,30 @@ def compile_bundle(
 
     done = 0
 
-    def compiled(coll: str, proto: str, fallback: bool, buffsize: int | None) -> CompileResult | None:
+    def attempt(chosen: CompileOptions) -> CompileResult | None:
         nonlocal done
         progress("bundle: compiles done", done, None)
-        chosen = replace(
-            options,
-            coll=coll,
-            proto=proto,
-            min_bytes=0,
-            max_bytes=0,
-            user_range=True,
-            k=1 if fallback else options.k,
-            max_k=None if fallback else options.max_k,
-            buffsize=buffsize if proto == "Simple" else None,
-        )
         try:
             return compile_schedule(topology, chosen, progress)
         except DoesNotFit:
             return None
         finally:
             done += 1
+
+    def compiled(coll: str, proto: str, fallback: bool, buffsize: int | None) -> CompileResult | None:
+        return attempt(
+            replace(
+                options,
+                coll=coll,
+                proto=proto,
+                min_bytes=0,
+                max_bytes=0,
+                user_range=True,
+                k=1 if fallback else options.k,
+                max_k=None if fallback else options.max_k,
+                buffsize=buffsize if proto == "Simple" else None,
+            )
+        )
 
     def plan_outlook(result: CompileResult) -> list[SizeOutlook]:
         algo, sizes = result.algorithm, PLAN_SIZES
@@ -651,23 +655,12 @@ def compile_bundle(
         )
 
     def mid_sized(coll: str, buffer: int | None) -> CompileResult | None:
-        nonlocal done
-        progress("bundle: compiles done", done, None)
-        chosen = replace(
-            options,
-            coll=coll,
-            proto="Simple",
-            min_bytes=MID_BYTES,
-            max_bytes=MID_BYTES,
-            user_range=True,
-            buffsize=buffer or DEFAULT_BUFFER_BYTES,
+        """The Simple file chosen at :data:`MID_BYTES` for the bundle's buffer: with that size as the
+        whole range, compile emits the fastest candidate there (its range is planned again here)."""
+        between = {"min_bytes": MID_BYTES, "max_bytes": MID_BYTES, "user_range": True}
+        return attempt(
+            replace(options, coll=coll, proto="Simple", buffsize=buffer or DEFAULT_BUFFER_BYTES, **between)
         )
-        try:
-            return compile_schedule(topology, chosen, progress)
-        except DoesNotFit:
-            return None
-        finally:
-            done += 1
 
     results: dict[tuple[str, FileKind], CompileResult] = {}
     for coll in collectives:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import NamedTuple
 
+from collc.compile.bundle import MID_BYTES, RUNTIME_ENV
 from collc.compile.driver import CompileOptions, CompileResult, NoWin
 from collc.compile.outlook import SizeOutlook
 from collc.errors import CollcError
@@ -243,7 +244,27 @@ def report_lines(result: CompileResult, filename: str, healthy: Healthy | None =
 
 def _notes(result: CompileResult) -> list[str]:
     """The compile's notes, then what the predicted figures call for."""
-    return [*result.notes, *_slower_notes(result), *_above_bound_notes(result)]
+    return [*result.notes, *_slower_notes(result), *_above_bound_notes(result), *_bundle_notes(result)]
+
+
+def _bundle_notes(result: CompileResult) -> list[str]:
+    """Where the file loses to the runtime at 64 MiB and wins above it, what serves those sizes: one
+    file holds one range, and a bundle adds a Simple file chosen at 64 MiB (docs/compile.md §4; 1x16
+    MI250 allreduce: 139.7 GB/s there against RCCL's 136.6, where this file gets 118.1)."""
+    if result.proto != "Simple" or result.runtime not in RUNTIME_ENV:
+        return []
+    mid = next((row for row in result.predicted if row.nbytes == MID_BYTES), None)
+    if (
+        mid is None
+        or mid.wins
+        or not any(row.selected and row.nbytes > MID_BYTES for row in result.predicted)
+    ):
+        return []
+    size = format_size(MID_BYTES)
+    return [
+        f"at {size} the runtime's own algorithms are predicted faster than this file; `--bundle DIR` "
+        f"also compiles a Simple file chosen at {size} and gives each size to the faster file"
+    ]
 
 
 def _above_bound_notes(result: CompileResult) -> list[str]:
