@@ -66,7 +66,10 @@ def test_a_bundle_for_one_collective_with_coll(tmp_path: Path) -> None:
     primary = [entry["proto"] for entry in files if entry["role"] == "primary"]
     assert sorted(primary) == ["LL", "LL128", "Simple", "Simple"]
     (mid,) = [entry for entry in files if entry["name"].endswith("-simple-64mib-primary.xml")]
-    assert mid["max_bytes"] == 0
+    assert mid["max_bytes"] == 0 and mid["chosen_at_bytes"] == 64 << 20
+    assert {entry["chosen_at_bytes"] for entry in files if entry is not mid and entry["proto"] == "LL"} == {
+        1 << 30
+    }
 
 
 @pytest.mark.parametrize("flag", [["--proto", "LL"], ["--min-bytes", "1MiB"], ["--max-bytes", "0"]])

@@ -2,11 +2,12 @@
 
 **Ranges.** NCCL/RCCL pick their own algorithm and protocol per call, so a collc file should only take
 the sizes where it is predicted faster than the best of the runtime's ring and tree at their best
-protocol. A bundle compiles each collective once per protocol, simulates every file at every power of
-two (:data:`PLAN_SIZES`, :mod:`collc.compile.outlook`), and at each of those sizes keeps the fastest
-file that wins there; runs of sizes won by the same protocol become that file's range
-(:func:`plan_ranges`), so the ranges of one collective are disjoint and sizes no file wins are left to
-the runtime.
+protocol. A bundle compiles each collective once per protocol (Simple twice, chosen at 1 GiB and at
+64 MiB), simulates every file at every power of two (:data:`PLAN_SIZES`,
+:mod:`collc.compile.outlook`), and gives each file one run of those sizes where it wins, the
+assignment that delivers most (:func:`best_plan`); a file's run becomes its range
+(:func:`plan_ranges`), so the ranges of one collective are disjoint and sizes no file takes are left
+to the runtime.
 
 **Priority by file name.** The executor reads the directory in sorted path order and uses the *first*
 file whose collective, rank count, size range and divisibility rule match. Within one range the
@@ -387,7 +388,7 @@ def deploy_markdown(
     lines += [
         "Order: msccl-executor scans the files in sorted path order and takes the first match, so the",
         "numeric prefixes are the priority (primary file before its fallback). RCCL scans in `readdir` order",
-        "(unsorted): the ranges of different protocols are disjoint, so only the primary/fallback pair can",
+        "(unsorted): the ranges of the primary files are disjoint, so only a primary/fallback pair can",
         "race, and then a call may get the fallback (correct, somewhat slower). One rank per process is",
         "required by the executor; without it MSCCL is silently disabled.",
         "",
@@ -525,6 +526,7 @@ def manifest_document(
                 "min_bytes": item.size_range.min_bytes,
                 "max_bytes": item.size_range.max_bytes,
                 "nchunksperloop": item.nchunksperloop,
+                "chosen_at_bytes": item.size_range.tuned_for or REFERENCE_BYTES,
             }
             for item in files
         ],
