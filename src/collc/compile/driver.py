@@ -1488,12 +1488,11 @@ def _pick(fitted: list[Fitted], weighing: Weighing, vendor: Callable[[int], floa
     that size is then collc's: on 1x16 MI250 allgather, k = 16 at 256 KiB is 1.7 % faster at 1 GiB
     than k = 8 with two instances at 128 KiB (331.3 against 325.8 GB/s) and loses to RCCL's ring at
     64 MiB (265.4 against 270.5), where k = 8 wins (270.7). Ties keep the earlier (better priced).
-    Only a file whose range
-    would take one of those sizes or the reference counts: where none of the close candidates is
-    used at any of them, the one of all simulated that is used and delivers most is emitted (32x8 H100
-    rail allreduce, 256 GPUs: the box-block file is the fastest at 1 GiB, 191.7 GB/s at the 256 KiB
-    buffer, and loses to NCCL's tree (197.8) at every size; k = 1 with tree depths sharing
-    threadblocks wins from 512 KiB to 16 MiB and is emitted).
+    Only a file whose range would take one of those sizes or the reference counts: where none of the
+    close candidates is used at any of them, the one of all simulated that is used and delivers most
+    is emitted (32x8 H100 rail allreduce, 256 GPUs: the box-block file is the fastest at 1 GiB, 191.7
+    GB/s at the 256 KiB buffer, and loses to NCCL's tree (197.8) at every size; k = 1 with tree
+    depths sharing threadblocks wins from 512 KiB to 16 MiB and is emitted).
 
     A candidate whose ceiling (:attr:`Fitted.ceiling`) is below that share of the fastest cannot be
     close and is never simulated (:func:`_contenders`).
