@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from collc.compile.bundle import (
-    MID_BYTES,
+    FILE_COST,
     PLAN_SIZES,
     BundleResult,
     FileKind,
@@ -21,6 +21,7 @@ from collc.compile.bundle import (
     uncovered,
     write_bundle,
 )
+from collc.compile.driver import REFERENCE_BYTES
 from collc.compile.outlook import SizeOutlook, grid, outlook
 from collc.errors import InputError, InvariantError
 from collc.fileio import TEMP_SUFFIX
@@ -153,8 +154,8 @@ def test_bundle_gain_sums_the_log_gain_of_the_file_kept_at_each_size() -> None:
         "LL": [_row(1, 30.0, 10.0), _row(2, 5.0, 10.0), _row(3, None, 10.0)],
         "Simple": [_row(1, 20.0, 10.0), _row(2, 8.0, 10.0), _row(3, 40.0, 10.0)],
     }
-    # size 1: LL's 3x (the faster winner); size 2: no file wins; size 3: Simple's 4x
-    assert bundle_gain(outlooks) == pytest.approx(math.log(3) + math.log(4))
+    # size 1: LL's 3x (the faster winner); size 2: no file wins; size 3: Simple's 4x; two files used
+    assert bundle_gain(outlooks) == pytest.approx(math.log(3) + math.log(4) - 2 * FILE_COST)
     assert bundle_gain({"LL": [_row(1, 9.0, 10.0)]}) == 0.0
 
 
@@ -236,11 +237,11 @@ def test_a_bundle_deploys_the_buffer_its_simple_files_need(tmp_path: Path) -> No
     assert "`NCCL_BUFFSIZE=262144`" in (tmp_path / "algos.deploy.md").read_text()
     simple = [entry["name"] for entry in manifest["files"] if entry["proto"] == "Simple"]
     assert simple
-    # the Simple file chosen at 64 MiB takes the sizes from 4 MiB up: it is faster there than the
-    # one chosen at 1 GiB (which no range keeps), for the same buffer
-    (mid,) = [item for item in bundle.ranges if item.tuned_for]
-    assert mid.tuned_for == MID_BYTES and mid.min_bytes == 4 << 20 and mid.max_bytes == 0
-    assert [name for name in simple if "-simple-64mib-" in name]
+    # the fastest Simple candidate at 1 GiB, which is also the fastest at 64 MiB (one file), takes the
+    # sizes from 4 MiB up: faster there than compile's own pick (which no range keeps), same buffer
+    (only,) = [item for item in bundle.ranges if item.proto == "Simple"]
+    assert only.tuned_for == REFERENCE_BYTES and only.min_bytes == 4 << 20 and only.max_bytes == 0
+    assert simple == ["02-allreduce-simple-1gib-primary.xml"]
     m = TopologyModel(topology)
     for name in simple:
         algo = read_xml((tmp_path / "algos" / name).read_text(), name)
@@ -248,6 +249,24 @@ def test_a_bundle_deploys_the_buffer_its_simple_files_need(tmp_path: Path) -> No
         assert verify(algo, runtime="msccl-executor", topology=topology, buffer_bytes=256 << 10).ok
         rows = outlook(m, algo, grid(), "msccl-executor", proto=simple_protocol(256 << 10))
         assert [row.nbytes for row in rows if row.selected and not row.wins] == [], name
+
+
+def test_a_bundle_adds_the_fastest_simple_file_at_1_gib(tmp_path: Path) -> None:
+    """Compile's own pick is one file for every size and prefers, within 3 % at 1 GiB, one that wins at
+    1 MiB too; a bundle also holds the fastest candidate at 1 GiB. 1x16 MI250 reduce-scatter at 256
+    KiB: the pick (k = 2, two instances) loses to RCCL's ring at 1 GiB (314.7 against 316.4 GB/s), and
+    the bundle left every size from 8 MiB up to RCCL; the fastest (k = 8, two instances, free senders
+    paced) wins there."""
+    from collc.compile.driver import CompileOptions
+    from collc.topology.presets import load
+
+    options = CompileOptions(buffsize=256 << 10)
+    bundle = compile_bundle(load("mi250"), options, tmp_path / "algos", collectives=("reducescatter",))
+    (simple,) = [item for item in bundle.ranges if item.proto == "Simple"]
+    assert simple.tuned_for == REFERENCE_BYTES and simple.max_bytes == 0
+    (at_1gib,) = [row for row in bundle.manifest["predicted"]["reducescatter"] if row["bytes"] == 1 << 30]
+    assert at_1gib["file"] == "03-reducescatter-simple-1gib-primary.xml"
+    assert at_1gib["algbw"] == pytest.approx(324.3, abs=0.05) and at_1gib["ring_algbw"] < 316.5
 
 
 def test_a_bundle_reports_each_compile_and_its_steps(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from collc.cli import main
 from collc.compile import CompileOptions, compile_schedule
 from collc.compile import outlook as outlook_module
-from collc.compile.bundle import FileKind, best_plan, grid_points, on_grid, plan_ranges
+from collc.compile.bundle import FILE_COST, FileKind, best_plan, grid_points, on_grid, plan_ranges
 from collc.compile.outlook import SizeOutlook, grid, nccl_tests_bytes, outlook, served_size
 from collc.compile.ranges import ByteRange, at_end, choose_range, inside_end, predicted_range, winning_runs
 from collc.errors import InvariantError
@@ -90,17 +90,18 @@ def test_a_bundles_second_simple_file_takes_the_sizes_where_it_is_the_faster():
         (FileKind("Simple", 64 * MIB), 16 * MIB, 64 * MIB),
         (FileKind("Simple"), 256 * MIB, 0),
     ]
-    assert ranges[0].describe() == "allreduce Simple (chosen at 64MiB) [16MiB, 64MiB]"
+    assert ranges[0].describe() == "allreduce Simple (fastest at 64MiB) [16MiB, 64MiB]"
     assert ranges[1].describe() == "allreduce Simple [256MiB, ∞)"
 
 
 def test_each_file_of_a_bundle_takes_one_run_of_sizes():
-    """Two Simple files within a per cent of each other, the second faster at every other size: the
-    fastest file per size would give it three ranges (three copies in the directory); each file
-    takes one run, the plan that delivers most under that rule."""
+    """Two Simple files within a few per cent of each other, the second faster at every other size:
+    the fastest file per size would give it three ranges (three copies in the directory); each file
+    takes one run, the plan that delivers most under that rule, and a file is used only where it
+    delivers more than it costs (FILE_COST, 1 % at one size)."""
     sizes = [4**i * MIB for i in range(6)]
     main = [row(n, 150.0) for n in sizes]
-    crossing = [row(n, 151.0 if i % 2 == 0 else 149.0) for i, n in enumerate(sizes)]
+    crossing = [row(n, 153.0 if i % 2 == 0 else 147.0) for i, n in enumerate(sizes)]
     outlooks = {FileKind("Simple"): main, FileKind("Simple", 64 * MIB): crossing}
     ranges = plan_ranges("allgather", outlooks, "msccl-executor")
     assert [(r.kind, r.min_bytes, r.max_bytes) for r in ranges] == [
@@ -109,7 +110,12 @@ def test_each_file_of_a_bundle_takes_one_run_of_sizes():
     ]
     plan = best_plan(grid_points(outlooks))
     assert plan.taken == len(sizes)
-    assert plan.gain == pytest.approx(math.log(1.51) + 5 * math.log(1.5))
+    assert plan.gain == pytest.approx(math.log(1.53) + 5 * math.log(1.5) - 2 * FILE_COST)
+    # 1.51 against 1.50 at its best size is 0.7 %, less than a file costs: the first file takes all
+    crossing[0] = row(sizes[0], 151.0)
+    ranges = plan_ranges("allgather", outlooks, "msccl-executor")
+    assert [(r.kind, r.min_bytes, r.max_bytes) for r in ranges] == [(FileKind("Simple"), sizes[0], 0)]
+    assert best_plan(grid_points(outlooks)).gain == pytest.approx(6 * math.log(1.5) - FILE_COST)
     # a file that loses between two of its wins keeps the more valuable side only
     gapped = [row(n, 90.0 if i == 2 else 120.0 + i) for i, n in enumerate(sizes)]
     (only,) = plan_ranges("allgather", {FileKind("LL"): gapped}, "msccl-executor")

@@ -2,10 +2,10 @@
 
 **Ranges.** NCCL/RCCL pick their own algorithm and protocol per call, so a collc file should only take
 the sizes where it is predicted faster than the best of the runtime's ring and tree at their best
-protocol. A bundle compiles each collective once per protocol (Simple twice, chosen at 1 GiB and at
-64 MiB), simulates every file at every power of two (:data:`PLAN_SIZES`,
-:mod:`collc.compile.outlook`), and gives each file one run of those sizes where it wins, the
-assignment that delivers most (:func:`best_plan`); a file's run becomes its range
+protocol. A bundle compiles each collective once per protocol (Simple up to three times: compile's
+pick, and the fastest candidates at 1 GiB and at 64 MiB), simulates every file at every power of two
+(:data:`PLAN_SIZES`, :mod:`collc.compile.outlook`), and gives each file one run of those sizes where
+it wins, the assignment that delivers most (:func:`best_plan`); a file's run becomes its range
 (:func:`plan_ranges`), so the ranges of one collective are disjoint and sizes no file takes are left
 to the runtime.
 
@@ -14,7 +14,7 @@ file whose collective, rank count, size range and divisibility rule match. Withi
 primary file (large ``nchunksperloop``) comes first and a fallback with a small ``nchunksperloop`` after
 it, so element counts the primary file does not divide still get a collc schedule instead of the
 runtime's, where the fallback too is predicted to win over the whole range.
-Names are ``NN-<coll>-<proto>-<role>.xml`` (``<proto>-64mib`` for the Simple file chosen at 64 MiB);
+Names are ``NN-<coll>-<proto>-<role>.xml`` (``simple-1gib``, ``simple-64mib`` for the fastest at a size);
 ``NN`` is the priority, so sorted order = priority order.
 
 **Layout.** The directory holds only algorithm files (the runtime parses every regular file in it);
@@ -74,18 +74,26 @@ PLAN_SIZES = tuple(2**exponent for exponent in GRID_EXPONENTS)
 #: The sizes the deploy notes predict, and the nccl-tests arguments that sweep them.
 PREDICTED_SIZES = tuple(1 << exponent for exponent in range(20, 31, 2))
 PREDICTED_SWEEP = "-b 1M -e 1G -f 4 -g 1"  # nccl-tests' arguments for that sweep
-#: The call size a bundle's second Simple file is chosen at: a sixteenth of compile's reference, where
+#: A size at which a bundle adds the fastest Simple candidate: a sixteenth of compile's reference, where
 #: a call pipelines in few iterations and a shallower forest than the one chosen for 1 GiB can win.
 #: 1x16 MI250 allreduce: the 1 GiB file (k = 8) simulates at 164.7 GB/s there and 118.1 at 64 MiB,
 #: below RCCL's ring (136.6); the file chosen at 64 MiB (k = 2) simulates at 139.7 there and 158.6 at
 #: 1 GiB, so the bundle serves each size with the faster of the two.
 MID_BYTES = REFERENCE_BYTES // 16
+#: The sizes at which a bundle adds the fastest Simple candidate to compile's own pick, where it is
+#: another program. Compile's pick is one file for all sizes: among the candidates within 3 % of the
+#: fastest at 1 GiB it prefers one that wins at 64 MiB and 1 MiB too (docs/compile.md §3), while a
+#: bundle's other files may serve those sizes. 1x16 MI250 reduce-scatter at 256 KiB: the pick (k = 2,
+#: two instances) wins at 1 MiB and loses to RCCL's ring at 1 GiB (314.7 against 316.4 GB/s); the
+#: fastest there (k = 8, two instances, free senders paced) wins (324.3). Compile's pick stays: on a
+#: 3-GPU line it is the allgather file that wins from 1 to 16 MiB, above what the other two reach.
+FASTEST_AT = (REFERENCE_BYTES, MID_BYTES)
 
 
 class FileKind(NamedTuple):
-    """Which of a collective's compiled files a range is for: its protocol, and the call size its k
-    was chosen at (0: the compile's reference, 1 GiB; :data:`MID_BYTES`: the Simple file for mid
-    sizes, see :func:`compile_bundle`)."""
+    """Which of a collective's compiled files a range is for: its protocol, and the call size at which
+    it is the fastest candidate (0: compile's own pick, which weighs 1 GiB with 64 MiB and 1 MiB;
+    a size of :data:`FASTEST_AT` for the Simple files :func:`compile_bundle` adds)."""
 
     proto: str
     tuned_for: int = 0
@@ -94,7 +102,7 @@ class FileKind(NamedTuple):
 @dataclass(frozen=True)
 class SizeRange:
     """One collective's file over ``[min_bytes, max_bytes]`` (inclusive; ``max_bytes = 0``: unbounded):
-    its protocol and the call size it was chosen at (:class:`FileKind`)."""
+    its protocol and the call size it is the fastest at, if it was chosen so (:class:`FileKind`)."""
 
     coll: str
     proto: str
@@ -109,7 +117,7 @@ class SizeRange:
     def describe(self) -> str:
         bottom = format_size(self.min_bytes) if self.min_bytes else "0"
         top = "∞)" if self.max_bytes == 0 else f"{format_size(self.max_bytes)}]"
-        tuned = f" (chosen at {format_size(self.tuned_for)})" if self.tuned_for else ""
+        tuned = f" (fastest at {format_size(self.tuned_for)})" if self.tuned_for else ""
         return f"{self.coll} {self.proto}{tuned} [{bottom}, {top}"
 
 
@@ -176,10 +184,17 @@ def plan_ranges(
     return ranges
 
 
+#: What a file of a bundle must deliver to be in it, as a gain at one grid point (log(1.01)): the runtime
+#: connects every file of the directory at communicator creation, whether or not a call selects it. A
+#: 3-GPU line's allgather had three Simple files within a hundredth of a per cent of each other, the
+#: last two taking 64 GiB and 128 GiB up.
+FILE_COST = math.log1p(0.01)
+
+
 class Plan(NamedTuple):
     """Which file takes each grid point (None: the runtime), and what that delivers over the
     runtime alone: the sum over the points of log(the file's algbw / the runtime's best), 0 where the
-    runtime keeps the point; ``taken``: the points files take."""
+    runtime keeps the point, less :data:`FILE_COST` per file used; ``taken``: the points files take."""
 
     gain: float
     taken: int
@@ -188,7 +203,8 @@ class Plan(NamedTuple):
 
 def best_plan(points: Sequence[Mapping[FileKind, SizeOutlook]]) -> Plan:
     """The plan that delivers most where every file takes one run of grid points, at points where it
-    is at least as fast as the runtime (of equal gains, the one whose files take more points).
+    is at least as fast as the runtime (of equal gains, the one whose files take more points), each
+    file used costing :data:`FILE_COST`.
 
     One run per file, as the file ``collc compile -o`` writes holds one range: each further range
     is another copy of the program in the directory, which the runtime connects at communicator
@@ -203,7 +219,7 @@ def best_plan(points: Sequence[Mapping[FileKind, SizeOutlook]]) -> Plan:
         for (had, open_kind), plan in plans.items():
             choices: list[tuple[FileKind | None, float]] = [(None, 0.0)]
             choices += [
-                (kind, math.log(row.algbw / row.vendor_algbw))
+                (kind, math.log(row.algbw / row.vendor_algbw) - (0.0 if kind == open_kind else FILE_COST))
                 for kind, row in point.items()
                 if row.wins and row.algbw and (kind == open_kind or kind not in had)
             ]
@@ -300,7 +316,7 @@ def bundle_files(
 
 
 def _kind_name(kind: FileKind) -> str:
-    """A file kind in a bundle file's name: ``simple``, or ``simple-64mib`` for one chosen at 64 MiB."""
+    """A file kind in a bundle file's name: ``simple``, or ``simple-64mib`` for the fastest at 64 MiB."""
     tuned = f"-{format_size(kind.tuned_for).lower()}" if kind.tuned_for else ""
     return f"{kind.proto.lower()}{tuned}"
 
@@ -609,8 +625,9 @@ def compile_bundle(
     collectives: Sequence[str] = ("allreduce", "allgather", "reducescatter"),
     progress: Report = silent,
 ) -> BundleResult:
-    """``collc compile --bundle DIR``: compile every collective per protocol (Simple twice: chosen at
-    1 GiB and at :data:`MID_BYTES`), range the files by their simulation, and write the bundle.
+    """``collc compile --bundle DIR``: compile every collective per protocol (Simple also as the
+    fastest candidates at :data:`FASTEST_AT`), range the files by their simulation, and write the
+    bundle.
 
     ``options`` supplies the runtime, placement, instances and k settings; coll, proto and the size
     range are set per file, and each fallback is compiled with ``k = 1``. ``progress`` hears how many
@@ -656,12 +673,12 @@ def compile_bundle(
             algo, outlook(result.model, algo, sizes, result.runtime, result.predictor, result.proto), sizes
         )
 
-    def mid_sized(coll: str, buffer: int | None) -> CompileResult | None:
-        """The Simple file chosen at :data:`MID_BYTES` for the bundle's buffer: with that size as the
-        whole range, compile emits the fastest candidate there (its range is planned again here)."""
-        between = {"min_bytes": MID_BYTES, "max_bytes": MID_BYTES, "user_range": True}
+    def fastest_at(coll: str, buffer: int | None, size: int) -> CompileResult | None:
+        """The Simple file that is the fastest candidate at ``size`` for the bundle's buffer: with that
+        size as the whole range, compile emits it (its range is planned again here)."""
+        only = {"min_bytes": size, "max_bytes": size, "user_range": True}
         return attempt(
-            replace(options, coll=coll, proto="Simple", buffsize=buffer or DEFAULT_BUFFER_BYTES, **between)
+            replace(options, coll=coll, proto="Simple", buffsize=buffer or DEFAULT_BUFFER_BYTES, **only)
         )
 
     results: dict[tuple[str, FileKind], CompileResult] = {}
@@ -672,9 +689,14 @@ def compile_bundle(
     choices = buffer_choices(replace(options, proto="Simple"))
     buffer = _simple_files(results, collectives, choices, compiled, plan_outlook)
     for coll in collectives:
-        simple = results.get((coll, FileKind("Simple")))
-        if simple is not None and (mid := mid_sized(coll, buffer)) is not None and _differs(mid, simple):
-            results[(coll, FileKind("Simple", MID_BYTES))] = mid
+        if (simple := results.get((coll, FileKind("Simple")))) is None:
+            continue
+        kept = [simple]
+        for size in FASTEST_AT:
+            fast = fastest_at(coll, buffer, size)
+            if fast is not None and all(_differs(fast, other) for other in kept):
+                results[(coll, FileKind("Simple", size))] = fast
+                kept.append(fast)
     ranges: list[SizeRange] = []
     for coll in collectives:
         outlooks = {kind: plan_outlook(r) for (c, kind), r in results.items() if c == coll}
