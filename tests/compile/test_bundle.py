@@ -92,15 +92,34 @@ def test_a_program_for_the_wrong_range_is_a_bug() -> None:
         bundle_files(ranges, lambda r, fallback: replace(_compile(r, fallback), min_bytes=7), to_xml)
 
 
-def test_compile_bundle_writes_verified_files(tmp_path: Path) -> None:
+def _asked_ranges(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
+    """Records the protocol and size range of every compile a bundle asks for."""
+    import collc.compile.bundle as bundle_module
+
+    asked: list[tuple[str, int, int]] = []
+    compile_schedule = bundle_module.compile_schedule
+
+    def recorded(topology, options, progress):
+        asked.append((options.proto, options.min_bytes, options.max_bytes))
+        return compile_schedule(topology, options, progress)
+
+    monkeypatch.setattr(bundle_module, "compile_schedule", recorded)
+    return asked
+
+
+def test_compile_bundle_writes_verified_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from collc.compile.driver import CompileOptions
     from collc.msccl.reader import read_xml
     from collc.verify import verify
 
     m = model("dgx-a100", 1)
+    asked = _asked_ranges(monkeypatch)
     lines = compile_bundle(
         m.topology, CompileOptions(), tmp_path / "algos", collectives=("allgather",)
     ).lines()
+    # compile's pick is the fastest at 1 GiB, so that compile is not asked for again; 64 MiB is
+    assert ("Simple", REFERENCE_BYTES, REFERENCE_BYTES) not in asked
+    assert ("Simple", REFERENCE_BYTES // 16, REFERENCE_BYTES // 16) in asked
     names = sorted(p.name for p in (tmp_path / "algos").iterdir())
     assert names[0].startswith("00-allgather-") and len(names) >= 2
     assert any(line.endswith("algos.deploy.md") for line in lines)
@@ -269,10 +288,11 @@ def test_a_bundle_adds_the_fastest_simple_file_at_1_gib(tmp_path: Path) -> None:
     assert at_1gib["algbw"] == pytest.approx(324.3, abs=0.05) and at_1gib["ring_algbw"] < 316.5
 
 
-def test_a_bundle_reports_each_compile_and_its_steps(tmp_path: Path) -> None:
+def test_a_bundle_reports_each_compile_and_its_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from collc.compile.driver import CompileOptions
     from collc.topology.presets import load
 
+    asked = _asked_ranges(monkeypatch)
     heard: list[tuple[str, int, int | None]] = []
     topology = load(Path(__file__).parents[1] / "lowering" / "fixtures" / "line3.yaml")
     bundle = compile_bundle(
@@ -286,6 +306,8 @@ def test_a_bundle_reports_each_compile_and_its_steps(tmp_path: Path) -> None:
     # LL, LL128, Simple at each buffer compile tries, and a fallback per file: counted one by one
     assert counts == list(range(len(counts))) and len(counts) >= 4 + len(bundle.ranges)
     assert any(stage.startswith("compile: ") for stage, _, _ in heard)
+    # on 3 GPUs compile's pick is not the fastest allgather file at 1 GiB: that one is compiled too
+    assert ("Simple", REFERENCE_BYTES, REFERENCE_BYTES) in asked
 
 
 def test_the_sizes_no_range_takes_are_named_as_intervals() -> None:

@@ -693,6 +693,8 @@ def compile_bundle(
             continue
         kept = [simple]
         for size in FASTEST_AT:
+            if size == REFERENCE_BYTES and simple.fastest:
+                continue  # compile's pick is the fastest there: that compile would write it again
             fast = fastest_at(coll, buffer, size)
             if fast is not None and all(_differs(fast, other) for other in kept):
                 results[(coll, FileKind("Simple", size))] = fast

@@ -228,6 +228,8 @@ class CompileResult:
     notes: list[str] = field(default_factory=list)
     forced: bool = False  # predicted to win at no size: written only because of ``force``
     buffer_bytes: int | None = None  # the NCCL_BUFFSIZE the file is deployed with; None: the default
+    # no candidate simulated faster at the reference size (a bundle then needs no fastest file there)
+    fastest: bool = False
 
     @property
     def algorithm(self) -> Algorithm:
@@ -1796,6 +1798,7 @@ def _finish(
         notes=notes,
         forced=forced,
         buffer_bytes=best.buffer_bytes,
+        fastest=best.algbw(state.reference) >= state.fastest,
     )
 
 
