@@ -316,7 +316,8 @@ def bundle_files(
 
 
 def _kind_name(kind: FileKind) -> str:
-    """A file kind in a bundle file's name: ``simple``, or ``simple-64mib`` for the fastest at 64 MiB."""
+    """A file kind in a bundle file's name: ``simple``, or ``simple-1gib``/``simple-64mib`` for the
+    fastest Simple candidate at that size."""
     tuned = f"-{format_size(kind.tuned_for).lower()}" if kind.tuned_for else ""
     return f"{kind.proto.lower()}{tuned}"
 
