@@ -8,9 +8,11 @@ runtime's best ring/tree, and their ratio ("-": no file takes the size, the runt
 With ``--baseline REV`` the bundle of revision REV (its src/ extracted with `git archive`) is compiled
 too, and its selected file and the ratio of what the two bundles deliver at each size (the runtime's
 figure where a bundle has no file) are printed. Both bundles are simulated by this revision's model,
-so only the files differ. The closing lines count, over an nccl-tests sweep from 4 KiB to 4 GiB
-(``-f 2``), the calls each bundle's files take and the geometric mean of what the calls get (the
-file's algbw, else the runtime's) over the runtime's best.
+so only the files differ. The closing lines count, over two nccl-tests sweeps (``-f 2``), the calls
+each bundle's files take and the geometric mean of what the calls get (the file's algbw, else the
+runtime's) over the runtime's best: the powers of two from 4 KiB to 4 GiB, the sizes bundles are
+planned on, and the sizes half-way between (``-b 6K -e 3G``: 6 KiB, 12 KiB, ... 3 GiB), as a framework
+calls with any size.
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ from collc.topology import load
 
 CASES = ["dgx-a100:1", "dgx-a100:2", "dgx-a100:4", "mi250:1", "mi250:2", "dgx-h100:2", "mi300x:4", "dgx1:1"]
 SIZES = (1 << 20, 1 << 26, 1 << 30)
-#: the sizes the closing lines count: an nccl-tests sweep from 4 KiB to 4 GiB with -f 2
-SWEEP = tuple(1 << exponent for exponent in range(12, 33))
+#: the sizes the closing lines count: nccl-tests sweeps with -f 2 over the powers of two from 4 KiB to
+#: 4 GiB, and over the sizes half-way between them from 6 KiB to 3 GiB
+SWEEPS = {
+    "4KiB-4GiB": tuple(1 << exponent for exponent in range(12, 33)),
+    "6KiB-3GiB": tuple(3 << exponent for exponent in range(11, 31)),
+}
 COLLECTIVES = ("allreduce", "allgather", "reducescatter")
 
 
@@ -61,7 +67,9 @@ def served(spec: str, directory: Path) -> tuple[dict[tuple[str, int], CallOutloo
     rows = {
         (coll, row.nbytes): row
         for coll in COLLECTIVES
-        for row in directory_outlook(model, files, coll, SWEEP, runtime)
+        for row in directory_outlook(
+            model, files, coll, sorted({*SIZES, *SWEEPS["4KiB-4GiB"], *SWEEPS["6KiB-3GiB"]}), runtime
+        )
     }
     labels = {
         item.name: item.algo.proto
@@ -92,8 +100,8 @@ def main() -> None:
     if args.baseline:
         header += f" | {args.baseline + ' file':>12} {'collc':>7} {'new/old':>7}"
     print(header)
-    counts = {"new": 0, "old": 0}
-    logs: dict[str, list[float]] = {"new": [], "old": []}
+    counts = {(side, sweep): 0 for side in ("new", "old") for sweep in SWEEPS}
+    logs: dict[tuple[str, str], list[float]] = {key: [] for key in counts}
     with tempfile.TemporaryDirectory() as scratch:
         src = baseline_tree(args.baseline, Path(scratch)) if args.baseline else None
         for spec in args.cases:
@@ -114,21 +122,24 @@ def main() -> None:
                         line += f" | {cell(old, before_files)} {delivered(row) / delivered(old):7.3f}"
                     print(line, flush=True)
             for side, table in (("new", now), ("old", before if src is not None else {})):
-                for row in table.values():
-                    counts[side] += row.file is not None
-                    logs[side].append(math.log(delivered(row) / row.vendor_algbw))
+                for (_, size), row in table.items():
+                    for sweep, sizes in SWEEPS.items():
+                        if size in sizes:
+                            counts[(side, sweep)] += row.file is not None
+                            logs[(side, sweep)].append(math.log(delivered(row) / row.vendor_algbw))
             timing = f"{spec}: bundle compiled in {seconds:.0f} s"
             if src is not None:
                 timing += f" ({args.baseline}: {old_seconds:.0f} s)"
             print(timing, flush=True)
-    for side in ("new", "old") if args.baseline else ("new",):
-        name = "this revision" if side == "new" else args.baseline
-        mean = math.exp(sum(logs[side]) / len(logs[side]))
-        print(
-            f"{name}: of the calls of a 4KiB-4GiB sweep (-f 2, every preset and collective), a bundle "
-            f"file takes {counts[side]} of {len(logs[side])}; delivered / runtime's best, "
-            f"geometric mean {mean:.3f}"
-        )
+    for sweep in SWEEPS:
+        for side in ("new", "old") if args.baseline else ("new",):
+            name = "this revision" if side == "new" else args.baseline
+            taken, calls = counts[(side, sweep)], logs[(side, sweep)]
+            print(
+                f"{name}: of the calls of a {sweep} sweep (-f 2, every preset and collective), a bundle "
+                f"file takes {taken} of {len(calls)}; delivered / runtime's best, geometric mean "
+                f"{math.exp(sum(calls) / len(calls)):.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def test_bundle_ranges_take_the_fastest_winning_protocol_per_size():
     ranges = plan_ranges("allreduce", outlooks, "msccl-executor")
     assert [(r.proto, r.min_bytes, r.max_bytes) for r in ranges] == [
         ("LL", sizes[0], sizes[1]),
-        ("Simple", sizes[2], 0),
+        ("Simple", sizes[1] + 1, 0),  # it also wins at sizes[1]: the sizes between are its (bridged)
     ]
     assert plan_ranges("allreduce", {FileKind("LL"): [row(n, 1.0) for n in sizes]}, "msccl-executor") == []
 
@@ -106,7 +106,7 @@ def test_each_file_of_a_bundle_takes_one_run_of_sizes():
     ranges = plan_ranges("allgather", outlooks, "msccl-executor")
     assert [(r.kind, r.min_bytes, r.max_bytes) for r in ranges] == [
         (FileKind("Simple", 64 * MIB), sizes[0], sizes[0]),
-        (FileKind("Simple"), sizes[1], 0),
+        (FileKind("Simple"), sizes[0] + 1, 0),  # 1.50 x 1.50 at the sizes around the gap, 1.53 x 1.47
     ]
     plan = best_plan(grid_points(outlooks))
     assert plan.taken == len(sizes)
@@ -120,6 +120,50 @@ def test_each_file_of_a_bundle_takes_one_run_of_sizes():
     gapped = [row(n, 90.0 if i == 2 else 120.0 + i) for i, n in enumerate(sizes)]
     (only,) = plan_ranges("allgather", {FileKind("LL"): gapped}, "msccl-executor")
     assert (only.min_bytes, only.max_bytes) == (sizes[3], 0)
+
+
+def test_the_sizes_between_two_files_runs_go_to_a_file_that_wins_on_both_sides():
+    """LL wins to 1 MiB, LL128 from 2 MiB. A call between (1.5 MiB) matched neither range and went to
+    the runtime; now the file that is at least as fast as the runtime at both 1 and 2 MiB takes it,
+    the one that delivers more there where both are, and the runtime keeps it where neither is."""
+    sizes = [256 * KIB, 512 * KIB, MIB, 2 * MIB, 4 * MIB]
+
+    def ranges(ll_at_2mib: float, ll128_at_1mib: float, runtime: str = "msccl-executor") -> list[tuple]:
+        outlooks = {
+            FileKind("LL"): [row(n, 150.0 if n <= MIB else ll_at_2mib) for n in sizes],
+            FileKind("LL128"): [
+                row(n, 50.0 if n < MIB else ll128_at_1mib if n == MIB else 160.0) for n in sizes
+            ],
+        }
+        return [(r.proto, r.min_bytes, r.max_bytes) for r in plan_ranges("allreduce", outlooks, runtime)]
+
+    # LL also wins at 2 MiB (by 1.40 x 1.50 there and at 1 MiB; LL128 1.10 x 1.60): LL takes the gap
+    assert ranges(140.0, 110.0) == [("LL", 256 * KIB, 2 * MIB - 1), ("LL128", 2 * MIB, 0)]
+    # LL128 delivers more around the gap (1.30 x 1.60 against 1.50 x 1.05): LL128 takes it
+    assert ranges(105.0, 130.0) == [("LL", 256 * KIB, MIB), ("LL128", MIB + 1, 0)]
+    # LL loses at 2 MiB, LL128 at 1 MiB: the sizes between stay the runtime's
+    assert ranges(90.0, 90.0) == [("LL", 256 * KIB, MIB), ("LL128", 2 * MIB, 0)]
+    # the legacy loader's maxBytes is exclusive: LL's range ends where LL128's begins
+    assert ranges(140.0, 110.0, "msccl-legacy") == [("LL", 256 * KIB, 2 * MIB), ("LL128", 2 * MIB, 0)]
+    taken = plan_ranges(
+        "allreduce",
+        {
+            FileKind("LL"): [row(n, 150.0 if n <= MIB else 105.0) for n in sizes],
+            FileKind("LL128"): [row(n, 50.0 if n < MIB else 130.0 if n == MIB else 160.0) for n in sizes],
+        },
+        "msccl-executor",
+    )
+    assert [item.describe() for item in taken] == ["allreduce LL [256KiB, 1MiB]", "allreduce LL128 (1MiB, ∞)"]
+    # a runtime point between two runs: the runtime keeps the sizes on both sides of it
+    runtime_between = {
+        FileKind("LL"): [row(n, 150.0 if n <= 512 * KIB else 120.0 if n == 2 * MIB else 90.0) for n in sizes],
+        FileKind("LL128"): [row(n, 160.0 if n >= 2 * MIB else 95.0) for n in sizes],
+    }
+    got = plan_ranges("allreduce", runtime_between, "msccl-executor")
+    assert [(r.proto, r.min_bytes, r.max_bytes) for r in got] == [
+        ("LL", 256 * KIB, 512 * KIB),
+        ("LL128", 2 * MIB, 0),
+    ]
 
 
 def test_bundle_ranges_match_protocols_by_grid_point_not_by_served_size():

@@ -115,10 +115,21 @@ class SizeRange:
         return FileKind(self.proto, self.tuned_for)
 
     def describe(self) -> str:
-        bottom = format_size(self.min_bytes) if self.min_bytes else "0"
-        top = "∞)" if self.max_bytes == 0 else f"{format_size(self.max_bytes)}]"
+        """``coll proto [min, max]``; an end one byte past a round size is shown as that size, open
+        (``(1MiB, 8MiB]``: a range that took the gap below it, :func:`bridged`)."""
+        bottom = _end(self.min_bytes, lower=True) if self.min_bytes else "[0"
+        top = _end(self.max_bytes, lower=False) if self.max_bytes else "∞)"
         tuned = f" (fastest at {format_size(self.tuned_for)})" if self.tuned_for else ""
-        return f"{self.coll} {self.proto}{tuned} [{bottom}, {top}"
+        return f"{self.coll} {self.proto}{tuned} {bottom}, {top}"
+
+
+def _end(nbytes: int, lower: bool) -> str:
+    """One end of a range with its bracket; where only the size a byte outside is round, that size
+    with an open bracket (a range that took the gap beside it ends a byte off its neighbour's)."""
+    shown, neighbour = format_size(nbytes), format_size(nbytes - 1 if lower else nbytes + 1)
+    if "." in shown and "." not in neighbour:
+        return f"({neighbour}" if lower else f"{neighbour})"
+    return f"[{shown}" if lower else f"{shown}]"
 
 
 def uncovered(ranges: Sequence[SizeRange]) -> list[str]:
@@ -148,8 +159,9 @@ def plan_ranges(
     The outlooks are on one grid (:func:`grid_points`). Each grid point goes to a file that is at
     least as fast as the runtime's best there, or to the runtime, as :func:`best_plan` assigns them:
     each file takes one run of grid points. That run becomes its range, from its first to its last
-    size; the run that reaches the top of the grid is unbounded. Sizes between a run's last grid size
-    and the next run are left to the runtime: nothing was predicted for them.
+    size; the run that reaches the top of the grid is unbounded. Where two files' runs meet, the sizes
+    between them go to one of the two (:func:`bridged`); where a file's run meets the runtime's, the
+    sizes between are the runtime's: nothing was predicted for them.
 
     A file is simulated at the size it serves nearest above a grid point, and nccl-tests asks for the
     size nearest below it (whole 16-byte units per rank, :func:`collc.compile.outlook.nccl_tests_bytes`);
@@ -159,7 +171,7 @@ def plan_ranges(
     """
     points = grid_points(outlooks)
     inclusive = profile(runtime).max_bytes_inclusive
-    ranges: list[SizeRange] = []
+    runs: list[PlannedRun] = []
     position = 0  # grid points passed
     taken = -1  # the largest size the ranges so far take
     plan = best_plan(points).kinds
@@ -178,10 +190,67 @@ def plan_ranges(
             asked = nccl_tests_bytes(coll, nominal[position - len(members)], nranks)
             first = max(min(first, asked), taken + 1, 1)
         top = 0 if position == len(points) else sizes[-1] + (0 if inclusive else 1)
-        ranges.append(SizeRange(coll, kind.proto, first, top, kind.tuned_for))
+        run = SizeRange(coll, kind.proto, first, top, kind.tuned_for)
+        runs.append(PlannedRun(run, position - len(members), position - 1))
         taken = top
-    check_disjoint(ranges)
+    ranges = bridged(runs, points, inclusive)
+    check_disjoint(ranges, inclusive)
     return ranges
+
+
+class PlannedRun(NamedTuple):
+    """A file's range as :func:`plan_ranges` first draws it, over the grid points of its run."""
+
+    size_range: SizeRange
+    first_point: int
+    last_point: int
+
+
+def bridged(
+    runs: Sequence[PlannedRun], points: Sequence[Mapping[FileKind, SizeOutlook]], inclusive: bool
+) -> list[SizeRange]:
+    """The ranges of ``runs`` (in grid order), each gap between two files' runs on adjacent grid points
+    given to one of the two files.
+
+    A run ends at its last grid size and the next file's run starts at the next grid size, so a call
+    between them (1.5 MiB between runs that end at 1 MiB and start at 2 MiB; frameworks call with any
+    size: PyTorch's DDP buckets are 25 MiB) matched no file and went to the runtime, although both
+    files beat it at one end of the gap and may at the other. A file takes the gap where it is at
+    least as fast as the runtime at *both* grid points around it, simulated at sizes that enclose the
+    gap, so that the gap is bracketed by its predicted wins as every size inside a run is; where both
+    files are, the one that delivers more at those two points (the sum of log(algbw / the runtime's
+    best)), the smaller one on a tie. Where neither is, the gap stays the runtime's (as where a run
+    started past its first point, :func:`plan_ranges`). ``inclusive``: whether the runtime's maxBytes
+    is.
+    """
+    ranges = [run.size_range for run in runs]
+    for index, (before, after) in enumerate(itertools.pairwise(runs)):
+        if after.first_point != before.last_point + 1:
+            continue  # the runtime takes the grid points between: its sizes stay its own
+        below, above = points[before.last_point], points[after.first_point]
+        first, second = ranges[index], ranges[index + 1]
+        bottom, top = first.max_bytes + inclusive, second.min_bytes - 1  # the sizes neither takes
+        reaches = (above[first.kind].nbytes >= top, below[second.kind].nbytes <= bottom)
+        gains = [
+            (gain, -side)
+            for side, kind in enumerate((first.kind, second.kind))
+            if reaches[side] and (gain := _gap_gain(below[kind], above[kind])) is not None
+        ]
+        if not gains:
+            continue
+        if max(gains)[1] == 0:
+            ranges[index] = replace(first, max_bytes=second.min_bytes - inclusive)
+        else:
+            ranges[index + 1] = replace(second, min_bytes=first.max_bytes + inclusive)
+    return ranges
+
+
+def _gap_gain(below: SizeOutlook, above: SizeOutlook) -> float | None:
+    """What a file delivers over the runtime at the grid sizes around a gap (the sum of log(algbw /
+    the runtime's best)), or None unless it is at least as fast as the runtime at both."""
+    if not (below.wins and above.wins and below.algbw and above.algbw):
+        return None
+    return math.log(below.algbw / below.vendor_algbw) + math.log(above.algbw / above.vendor_algbw)
 
 
 #: What a file of a bundle must deliver to be in it, as a gain at one grid point (log(1.01)): the runtime
@@ -256,15 +325,16 @@ def grid_points(outlooks: Mapping[FileKind, Sequence[SizeOutlook]]) -> list[dict
     return [{kind: rows[index] for kind, rows in sorted(outlooks.items())} for index in range(count)]
 
 
-def check_disjoint(ranges: Sequence[SizeRange]) -> None:
-    """Ranges of one collective must not overlap (a call takes the first match); a violation is a bug."""
+def check_disjoint(ranges: Sequence[SizeRange], inclusive: bool = True) -> None:
+    """Ranges of one collective must not overlap (a call takes the first match); a violation is a bug.
+    ``inclusive``: whether maxBytes is (else a range may end where the next one begins)."""
     by_coll: dict[str, list[SizeRange]] = {}
     for item in ranges:
         by_coll.setdefault(item.coll, []).append(item)
     for coll, items in by_coll.items():
         ordered = sorted(items, key=lambda r: r.min_bytes)
         for before, after in itertools.pairwise(ordered):
-            if before.max_bytes == 0 or before.max_bytes >= after.min_bytes:
+            if before.max_bytes == 0 or before.max_bytes > after.min_bytes - inclusive:
                 raise InvariantError(f"overlapping {coll} ranges: {before.describe()} and {after.describe()}")
 
 
