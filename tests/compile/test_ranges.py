@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,15 @@ from click.testing import CliRunner
 from collc.cli import main
 from collc.compile import CompileOptions, compile_schedule
 from collc.compile import outlook as outlook_module
-from collc.compile.bundle import FILE_COST, FileKind, best_plan, grid_points, on_grid, plan_ranges
+from collc.compile.bundle import (
+    FILE_COST,
+    FileKind,
+    best_plan,
+    grid_points,
+    on_grid,
+    plan_ranges,
+    wins_throughout,
+)
 from collc.compile.outlook import SizeOutlook, grid, nccl_tests_bytes, outlook, served_size
 from collc.compile.ranges import ByteRange, at_end, choose_range, inside_end, predicted_range, winning_runs
 from collc.errors import InvariantError
@@ -154,6 +163,15 @@ def test_the_sizes_between_two_files_runs_go_to_a_file_that_wins_on_both_sides()
         "msccl-executor",
     )
     assert [item.describe() for item in taken] == ["allreduce LL [256KiB, 1MiB]", "allreduce LL128 (1MiB, ∞)"]
+    # a fallback file joins the range LL128 took only where it also wins at 1 MiB, the gap's far end
+    ll128 = taken[1]
+    assert ll128.beyond == (2,)
+    fallback = [row(n, 50.0 if n < MIB else 120.0) for n in sizes]
+    selected = [replace(item, selected=item.nbytes > MIB) for item in fallback]
+    assert wins_throughout(selected, ll128)
+    selected[2] = replace(selected[2], algbw=90.0)
+    assert not wins_throughout(selected, ll128)
+    assert wins_throughout(selected, replace(ll128, beyond=()))  # what the check was before the gap
     # a runtime point between two runs: the runtime keeps the sizes on both sides of it
     runtime_between = {
         FileKind("LL"): [row(n, 150.0 if n <= 512 * KIB else 120.0 if n == 2 * MIB else 90.0) for n in sizes],

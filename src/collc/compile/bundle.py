@@ -109,6 +109,9 @@ class SizeRange:
     min_bytes: int
     max_bytes: int
     tuned_for: int = 0
+    #: grid points (indices into the plan's grid) outside the range where the file must win too: the
+    #: other end of a gap the range took (:func:`bridged`), which a fallback file must also win at
+    beyond: tuple[int, ...] = ()
 
     @property
     def kind(self) -> FileKind:
@@ -239,10 +242,20 @@ def bridged(
         if not gains:
             continue
         if max(gains)[1] == 0:
-            ranges[index] = replace(first, max_bytes=second.min_bytes - inclusive)
+            beyond = (*first.beyond, after.first_point)
+            ranges[index] = replace(first, max_bytes=second.min_bytes - inclusive, beyond=beyond)
         else:
-            ranges[index + 1] = replace(second, min_bytes=first.max_bytes + inclusive)
+            beyond = (*second.beyond, before.last_point)
+            ranges[index + 1] = replace(second, min_bytes=first.max_bytes + inclusive, beyond=beyond)
     return ranges
+
+
+def wins_throughout(rows: Sequence[SizeOutlook], item: SizeRange) -> bool:
+    """Whether a file with ``item``'s range (its grid outlook ``rows``) is at least as fast as the
+    runtime at every grid size the range selects it for and at the grid points a gap it took lies
+    against (:attr:`SizeRange.beyond`): what a fallback file must show to join a range it was not
+    planned with."""
+    return all(row.wins for index, row in enumerate(rows) if row.selected or index in item.beyond)
 
 
 def _gap_gain(below: SizeOutlook, above: SizeOutlook) -> float | None:
@@ -784,7 +797,7 @@ def compile_bundle(
         if result is None:
             return None
         chosen = with_range(result, ByteRange(item.min_bytes, item.max_bytes))
-        if fallback and not all(row.wins for row in plan_outlook(chosen) if row.selected):
+        if fallback and not wins_throughout(plan_outlook(chosen), item):
             return None
         return chosen.algorithm
 
