@@ -163,15 +163,19 @@ def test_the_sizes_between_two_files_runs_go_to_a_file_that_wins_on_both_sides()
         "msccl-executor",
     )
     assert [item.describe() for item in taken] == ["allreduce LL [256KiB, 1MiB]", "allreduce LL128 (1MiB, ∞)"]
-    # a fallback file joins the range LL128 took only where it also wins at 1 MiB, the gap's far end
+    # a fallback file takes the range LL128 took only where it also wins at 1 MiB, the gap's far end;
+    # else the range LL128's run drew
     ll128 = taken[1]
-    assert ll128.beyond == (2,)
+    whole, drawn = ll128.fallback_choices()
+    assert whole == ll128 and (whole.min_bytes, whole.beyond) == (MIB + 1, (2,))
+    assert (drawn.min_bytes, drawn.max_bytes, drawn.beyond, drawn.drawn) == (2 * MIB, 0, (), None)
     fallback = [row(n, 50.0 if n < MIB else 120.0) for n in sizes]
     selected = [replace(item, selected=item.nbytes > MIB) for item in fallback]
-    assert wins_throughout(selected, ll128)
+    assert wins_throughout(selected, whole.beyond)
     selected[2] = replace(selected[2], algbw=90.0)
-    assert not wins_throughout(selected, ll128)
-    assert wins_throughout(selected, replace(ll128, beyond=()))  # what the check was before the gap
+    assert not wins_throughout(selected, whole.beyond)
+    assert wins_throughout(selected, drawn.beyond)
+    assert taken[0].fallback_choices() == [taken[0]]  # LL took no gap
     # a runtime point between two runs: the runtime keeps the sizes on both sides of it
     runtime_between = {
         FileKind("LL"): [row(n, 150.0 if n <= 512 * KIB else 120.0 if n == 2 * MIB else 90.0) for n in sizes],

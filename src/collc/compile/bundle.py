@@ -109,13 +109,24 @@ class SizeRange:
     min_bytes: int
     max_bytes: int
     tuned_for: int = 0
-    #: grid points (indices into the plan's grid) outside the range where the file must win too: the
-    #: other end of a gap the range took (:func:`bridged`), which a fallback file must also win at
+    #: where the range took a gap (:func:`bridged`): the grid points (indices into the plan's grid) on
+    #: the gaps' far sides, and the range as its run drew it. A fallback file takes the whole range
+    #: only where it also wins at those points, else the drawn one (:meth:`fallback_choices`)
     beyond: tuple[int, ...] = ()
+    drawn: ByteRange | None = None
 
     @property
     def kind(self) -> FileKind:
         return FileKind(self.proto, self.tuned_for)
+
+    def fallback_choices(self) -> list[SizeRange]:
+        """The ranges a fallback file may take, widest first: this one, and where it took a gap, the
+        one its run drew (a fallback must win at every grid size its range selects it for and at the
+        points in :attr:`beyond`, :func:`wins_throughout`)."""
+        if self.drawn is None:
+            return [self]
+        ends = {"min_bytes": self.drawn.min_bytes, "max_bytes": self.drawn.max_bytes}
+        return [self, replace(self, **ends, beyond=(), drawn=None)]
 
     def describe(self) -> str:
         """``coll proto [min, max]``; an end one byte past a round size is shown as that size, open
@@ -241,21 +252,26 @@ def bridged(
         ]
         if not gains:
             continue
-        if max(gains)[1] == 0:
-            beyond = (*first.beyond, after.first_point)
-            ranges[index] = replace(first, max_bytes=second.min_bytes - inclusive, beyond=beyond)
+        taker = index - max(gains)[1]  # the earlier file on a tie
+        item, run = ranges[taker], runs[taker].size_range
+        if taker == index:
+            item = replace(
+                item, max_bytes=second.min_bytes - inclusive, beyond=(*item.beyond, after.first_point)
+            )
         else:
-            beyond = (*second.beyond, before.last_point)
-            ranges[index + 1] = replace(second, min_bytes=first.max_bytes + inclusive, beyond=beyond)
+            item = replace(
+                item, min_bytes=first.max_bytes + inclusive, beyond=(*item.beyond, before.last_point)
+            )
+        ranges[taker] = replace(item, drawn=ByteRange(run.min_bytes, run.max_bytes))
     return ranges
 
 
-def wins_throughout(rows: Sequence[SizeOutlook], item: SizeRange) -> bool:
-    """Whether a file with ``item``'s range (its grid outlook ``rows``) is at least as fast as the
-    runtime at every grid size the range selects it for and at the grid points a gap it took lies
-    against (:attr:`SizeRange.beyond`): what a fallback file must show to join a range it was not
-    planned with."""
-    return all(row.wins for index, row in enumerate(rows) if row.selected or index in item.beyond)
+def wins_throughout(rows: Sequence[SizeOutlook], beyond: Sequence[int] = ()) -> bool:
+    """Whether a file (its grid outlook ``rows``, with its range) is at least as fast as the runtime
+    at every grid size its range selects it for and at the grid points ``beyond`` (the far sides of
+    the gaps its range took, :attr:`SizeRange.beyond`): what a fallback file must show to join a
+    range it was not planned with."""
+    return all(row.wins for index, row in enumerate(rows) if row.selected or index in beyond)
 
 
 def _gap_gain(below: SizeOutlook, above: SizeOutlook) -> float | None:
@@ -372,7 +388,8 @@ def bundle_files(
     ranges: Sequence[SizeRange], compile_fn: CompileFn, render: Callable[[Algorithm], str]
 ) -> list[BundleFile]:
     """Compile every range: the primary file (the search's k), then a smaller-``nchunksperloop``
-    fallback if there is one."""
+    fallback if there is one, over the widest of the range's :meth:`SizeRange.fallback_choices`
+    where it wins."""
     compiled: list[tuple[str, SizeRange, Algorithm]] = []
     for item in ranges:
         primary = compile_fn(item, False)
@@ -380,10 +397,13 @@ def bundle_files(
             raise InvariantError(f"no program for {item.describe()}, which a program won")
         _check_range(primary, item)
         compiled.append(("primary", item, primary))
-        fallback = compile_fn(item, True)
+        for choice in item.fallback_choices():
+            fallback = compile_fn(choice, True)
+            if fallback is not None:
+                break
         if fallback is not None and fallback.nchunksperloop < primary.nchunksperloop:
-            _check_range(fallback, item)
-            compiled.append(("fallback", item, fallback))
+            _check_range(fallback, choice)
+            compiled.append(("fallback", choice, fallback))
     width = max(2, len(str(len(compiled) - 1)))
     return [
         BundleFile(
@@ -789,15 +809,21 @@ def compile_bundle(
         runtime = next((r.runtime for (c, _), r in results.items() if c == coll), "msccl-executor")
         ranges += plan_ranges(coll, outlooks, runtime, PLAN_SIZES, topology.num_gpus)
 
+    fallbacks: dict[tuple[str, str], CompileResult | None] = {}
+
     def compile_range(item: SizeRange, fallback: bool) -> Algorithm | None:
         if fallback:
-            result = compiled(item.coll, item.proto, True, buffer or DEFAULT_BUFFER_BYTES)
+            if (item.coll, item.proto) not in fallbacks:
+                fallbacks[(item.coll, item.proto)] = compiled(
+                    item.coll, item.proto, True, buffer or DEFAULT_BUFFER_BYTES
+                )
+            result = fallbacks[(item.coll, item.proto)]
         else:
             result = results[(item.coll, item.kind)]
         if result is None:
             return None
         chosen = with_range(result, ByteRange(item.min_bytes, item.max_bytes))
-        if fallback and not wins_throughout(plan_outlook(chosen), item):
+        if fallback and not wins_throughout(plan_outlook(chosen), item.beyond):
             return None
         return chosen.algorithm
 
