@@ -42,6 +42,8 @@ SWEEPS = {
     "4KiB-4GiB": tuple(1 << exponent for exponent in range(12, 33)),
     "6KiB-3GiB": tuple(3 << exponent for exponent in range(11, 31)),
 }
+#: every size simulated: the table's and both sweeps'
+SIMULATED = sorted({*SIZES, *(size for sizes in SWEEPS.values() for size in sizes)})
 COLLECTIVES = ("allreduce", "allgather", "reducescatter")
 
 
@@ -67,9 +69,7 @@ def served(spec: str, directory: Path) -> tuple[dict[tuple[str, int], CallOutloo
     rows = {
         (coll, row.nbytes): row
         for coll in COLLECTIVES
-        for row in directory_outlook(
-            model, files, coll, sorted({*SIZES, *SWEEPS["4KiB-4GiB"], *SWEEPS["6KiB-3GiB"]}), runtime
-        )
+        for row in directory_outlook(model, files, coll, SIMULATED, runtime)
     }
     labels = {
         item.name: item.algo.proto
