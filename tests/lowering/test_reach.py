@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from collc.cli import main
+from collc.lowering.layout import equal_shares
 from collc.lowering.limits import MAX_ELEMENTS_PER_RANK, runtime_limits
 from collc.lowering.lower import DoesNotFit, LoweringOptions, lower
 from collc.lowering.plan import MAX_CNT
@@ -41,7 +42,7 @@ def test_forest_count_is_the_busiest_gpus_steps_without_nops(shape, coll, outofp
     lowered = lower(trees, options, runtime_limits("msccl-executor", 108))
     algo = lowered.algorithm
     steps = max(sum(step.type != "nop" for tb in gpu.tbs for step in tb.steps) for gpu in algo.gpus)
-    counted = forest_elements((trees,), coll, trees.k, 2, 1, outofplace)
+    counted = forest_elements((trees,), coll, equal_shares(trees.num_gpus, trees.k), 2, 1, outofplace)
     assert counted.steps == steps  # every GPU has the same place in these forests
     peers = max(len({tb.send for tb in gpu.tbs} - {-1}) for gpu in algo.gpus)
     assert counted.threadblocks == peers <= lowered.usage.max_tbs
@@ -53,14 +54,15 @@ def test_threadblocks_are_the_most_peers_the_busiest_gpu_sends_to_or_receives_fr
     # root 0 broadcasts as a star, roots 1 and 2 as chains 1->2->0 and 2->0->1: GPU 0 sends to two
     # peers but receives from one (broadcast), and the other way round when the trees aggregate
     trees = Forest(3, 1, Fraction(1), (star(0, 3), chain(1, 3), chain(2, 3)))
-    assert forest_elements((trees,), "allgather", 1, 1, 1, True) == ElementCount(3, 2, 3 + 1 + 2)
-    assert forest_elements((trees,), "reducescatter", 1, 1, 1, True) == ElementCount(3, 2, 5 + 1 + 3)
+    assert forest_elements((trees,), "allgather", (1, 1, 1), 1, 1, True) == ElementCount(3, 2, 3 + 1 + 2)
+    assert forest_elements((trees,), "reducescatter", (1, 1, 1), 1, 1, True) == ElementCount(3, 2, 5 + 1 + 3)
 
 
 def test_larger_pieces_count_fewer_steps():
     trees = forest(4, [(star, 3)])
-    one = forest_elements((trees,), "allgather", trees.k, 1, 1, True)
-    whole = forest_elements((trees,), "allgather", trees.k, 1, MAX_CNT, True)
+    shares = equal_shares(trees.num_gpus, trees.k)
+    one = forest_elements((trees,), "allgather", shares, 1, 1, True)
+    whole = forest_elements((trees,), "allgather", shares, 1, MAX_CNT, True)
     # every GPU: its own star (3 sends and a copy per piece) and a receive per piece of 3 other stars;
     # 3 pieces of one chunk per tree, or one piece of 3 chunks
     assert (one.steps, whole.steps) == (3 * (3 + 1) + 3 * 3, (3 + 1) + 3)
@@ -87,7 +89,7 @@ def test_allreduce_reach_in_numbers():
 
 def test_lower_rejects_a_forest_over_the_element_limit_before_planning():
     trees = forest(6, [(star, 1)])
-    needed = forest_elements((trees,), "allgather", 1, 1, MAX_CNT, True).total
+    needed = forest_elements((trees,), "allgather", equal_shares(6, 1), 1, MAX_CNT, True).total
     limits = runtime_limits("msccl-executor", 108)
     tight = type(limits)(
         limits.runtime, limits.max_tbs, limits.max_channels, max_elements_per_rank=needed - 3

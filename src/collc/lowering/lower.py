@@ -33,8 +33,9 @@ from collc.lowering.assign import (
 )
 from collc.lowering.collector import collector_paused
 from collc.lowering.emit import emit, end_tbs
+from collc.lowering.layout import tree_chunks
 from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
-from collc.lowering.plan import MAX_CNT, Plan, build_plan, chunks_per_root
+from collc.lowering.plan import MAX_CNT, Plan, build_plan, root_shares
 from collc.lowering.reach import forest_elements
 from collc.lowering.runs import merge_runs
 from collc.lowering.sequence import Hazards, hazards, schedule_keys
@@ -66,6 +67,9 @@ class LoweringOptions:
     share_stages: bool = False  # threadblocks carry several tree depths from the start (none merged)
     max_emissions: int | None = None  # emissions a lane search may take (_fit); None: as many as it needs
     join_stages: bool = True  # short of threadblocks, a pair's nearest depths share lanes before merging
+    # allreduce: chunks per instance shared unevenly among the roots (None: k each, or the lcm of both
+    # forests' k); a power of two serves power-of-two counts on any number of GPUs (lowering.layout)
+    loop_chunks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,13 +112,14 @@ class Plans:
     reduce_forest: Forest | None = None
     planes: dict[str, int] = field(default_factory=dict)
     arc_bandwidths: Mapping[tuple[str, str], Fraction] | None = None
-    built: dict[tuple[str, int, bool, bool, int], PlannedOps] = field(default_factory=dict)
-    unmerged: dict[tuple[str, int, bool, bool], Plan] = field(default_factory=dict)  # box-block forests
+    built: dict[tuple[str, int, bool, bool, int | None, int], PlannedOps] = field(default_factory=dict)
+    unmerged: dict[tuple[str, int, bool, bool, int | None], Plan] = field(default_factory=dict)  # box blocks
 
     def get(self, options: LoweringOptions, max_piece: int) -> PlannedOps:
         """The plan for ``options`` in pieces of at most ``max_piece`` chunks (:meth:`_plan`), built on
         first use."""
-        key = (options.coll, options.instances, options.inplace, options.outofplace, max_piece)
+        placement = (options.inplace, options.outofplace)
+        key = (options.coll, options.instances, *placement, options.loop_chunks, max_piece)
         if key not in self.built:
             plan = self._plan(options, max_piece)
             predecessors = hazards(plan)
@@ -127,7 +132,7 @@ class Plans:
         merged into steps of at most ``max_piece`` chunks instead (:func:`collc.lowering.runs.merge_runs`)."""
         if not self.forest.blocks:
             return self._built(options, max_piece)
-        key = (options.coll, options.instances, options.inplace, options.outofplace)
+        key = (options.coll, options.instances, options.inplace, options.outofplace, options.loop_chunks)
         if key not in self.unmerged:
             self.unmerged[key] = self._built(options, 1)
         return merge_runs(self.unmerged[key], max_piece) if max_piece > 1 else self.unmerged[key]
@@ -143,6 +148,7 @@ class Plans:
             planes=self.planes,
             arc_bandwidths=self.arc_bandwidths,
             max_piece=max_piece,
+            loop_chunks=options.loop_chunks,
         )
 
 
@@ -233,8 +239,8 @@ def lower_steps(
         raise InvariantError("the plans handed to a lowering are of another forest or fabric")
     num_planes = len(set(planes.values()))
     forests = (forest,) if reduce_forest is None else (forest, reduce_forest)
-    per_loop = chunks_per_root(forest, reduce_forest)
-    most_chunks = max(tree.multiplicity * per_loop // f.k for f in forests for tree in f.trees)
+    shares = root_shares(forest, options.coll, reduce_forest, options.loop_chunks)
+    most_chunks = max(max(tree_chunks(f, shares)) for f in forests)
     piece_sizes = (1, MAX_CNT) if most_chunks > 1 else (1,)
     if forest.blocks:
         piece_sizes = MERGED_RUNS
@@ -242,7 +248,7 @@ def lower_steps(
     failures: list[DoesNotFit] = []
     # Steps counted from the forest: a piece size that cannot fit the element limit builds no plan.
     least = {
-        size: forest_elements(forests, options.coll, per_loop, options.instances, size, options.outofplace)
+        size: forest_elements(forests, options.coll, shares, options.instances, size, options.outofplace)
         for size in piece_sizes
     }
     # merged steps carry several pieces, so the count is no bound on them

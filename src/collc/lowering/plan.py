@@ -19,7 +19,7 @@ increasing key order therefore cannot deadlock (docs/lowering.md §4).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
@@ -30,6 +30,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from collc.errors import InvariantError
+from collc.lowering.layout import equal_shares, spread_shares, tree_chunks
 from collc.msccl.program import BUFFERS, SCHEDULED_COLLECTIVES, STEP_TYPES
 from collc.solver.forest import Forest, Tree
 from collc.topology.model import Topology
@@ -288,7 +289,10 @@ def path_bandwidth(
 
 
 def split_pieces(count: int, max_piece: int = MAX_CNT) -> list[tuple[int, int]]:
-    """Split ``count`` chunks into near-equal ``(start, cnt)`` pieces of at most ``max_piece``."""
+    """Split ``count`` chunks into near-equal ``(start, cnt)`` pieces of at most ``max_piece`` (none for
+    a tree whose root's share leaves it no chunk)."""
+    if count == 0:
+        return []
     pieces = -(-count // max_piece)
     base, extra = divmod(count, pieces)
     result, start = [], 0
@@ -319,6 +323,18 @@ def chunks_per_root(forest: Forest, reduce_forest: Forest | None = None) -> int:
     root's chunks in either phase, and every chunk is reduced and broadcast at the same root.
     """
     return forest.k if reduce_forest is None else lcm(forest.k, reduce_forest.k)
+
+
+def root_shares(
+    forest: Forest, coll: str, reduce_forest: Forest | None = None, loop_chunks: int | None = None
+) -> tuple[int, ...]:
+    """Each root's chunks per instance: :func:`chunks_per_root` each, or ``loop_chunks`` spread over
+    the roots (allreduce only: the other collectives' roots own their rank's block)."""
+    if loop_chunks is None:
+        return equal_shares(forest.num_gpus, chunks_per_root(forest, reduce_forest))
+    if coll != "allreduce":
+        raise InvariantError(f"only an allreduce can share its loop unequally, not {coll}")
+    return spread_shares(forest.num_gpus, loop_chunks)
 
 
 class _Builder:
@@ -361,6 +377,7 @@ def build_plan(
     planes: dict[str, int] | None = None,
     arc_bandwidths: Mapping[tuple[str, str], Fraction] | None = None,
     max_piece: int = MAX_CNT,
+    loop_chunks: int | None = None,
 ) -> Plan:
     """Lower ``forest`` to the keyed operations of ``coll`` (allgather, reducescatter or allreduce).
 
@@ -372,6 +389,10 @@ def build_plan(
     copy of its own input into the output is then kept (it is a harmless self-copy in place); a
     program for in-place calls only leaves it out. ``arc_bandwidths`` (GB/s per physical arc, by node
     names, as :meth:`Topology.arc_bandwidths`) gives every transfer the bandwidth of its path.
+    ``loop_chunks`` (allreduce only): the chunks per instance, shared among the roots as evenly as
+    they allow (:func:`~collc.lowering.layout.spread_shares`), instead of every root's
+    :func:`chunks_per_root`; a power of two lets a file on a fabric of any size serve power-of-two
+    counts.
     """
     if coll not in COLLECTIVES:
         raise InvariantError(f"cannot lower collective {coll!r}")
@@ -380,20 +401,20 @@ def build_plan(
     if reduce_forest is not None:
         _check_reduce_forest(forest, reduce_forest, coll)
     num_gpus = forest.num_gpus
-    per_loop = chunks_per_root(forest, reduce_forest)
-    per_root = per_loop * instances
-    nchunks = num_gpus * per_root
+    shares = root_shares(forest, coll, reduce_forest, loop_chunks)
+    per_root = shares[0] * instances  # the per-rank block of allgather and reduce-scatter (equal shares)
+    nchunks = sum(shares) * instances
     links = _Links(planes or {}, arc_bandwidths)
     copy_own_input = outofplace
     builder = _Builder(num_gpus)
     if coll == "allgather":
-        for walk in _walks(forest, per_loop, instances, max_piece, links):
+        for walk in _walks(forest, shares, instances, max_piece, links):
             _allgather(builder, walk, copy_own_input)
     else:
-        for walk in _walks(reduce_forest or forest, per_loop, instances, max_piece, links):
+        for walk in _walks(reduce_forest or forest, shares, instances, max_piece, links):
             _reduce(builder, walk, coll, copy_own_input)
     if coll == "allreduce":
-        for walk in _walks(forest, per_loop, instances, max_piece, links):
+        for walk in _walks(forest, shares, instances, max_piece, links):
             _broadcast(builder, walk)
     i_chunks = per_root if coll == "allgather" else nchunks
     o_chunks = per_root if coll == "reducescatter" else nchunks
@@ -488,22 +509,30 @@ class _Walk:
     hops: dict[tuple[int, int], _Hop]
 
 
-def _walks(forest: Forest, per_loop: int, instances: int, max_piece: int, links: _Links) -> Iterator[_Walk]:
+def _walks(
+    forest: Forest, shares: Sequence[int], instances: int, max_piece: int, links: _Links
+) -> Iterator[_Walk]:
     """Every piece of every instance of every tree, in forest order (docs/lowering.md §2 layout).
 
-    ``per_loop`` is the root's chunks per instance (:func:`chunks_per_root`), a multiple of ``k``:
-    a tree of multiplicity ``C`` owns ``C·per_loop/k`` consecutive chunks.
+    ``shares`` are the roots' chunks per instance (:mod:`collc.lowering.layout`): root ``r``'s chunks
+    follow those of the roots before it, instance by instance, and inside an instance its trees own
+    consecutive runs of :func:`~collc.lowering.layout.tree_chunks` chunks in forest order.
     """
-    scale = per_loop // forest.k
-    offsets = tree_offsets(forest)
-    per_root = per_loop * instances
+    counts = tree_chunks(forest, shares)
+    bases = [0]
+    for share in shares:
+        bases.append(bases[-1] + share * instances)
+    starts, used = [], [0] * forest.num_gpus
+    for tree, count in zip(forest.trees, counts, strict=True):
+        starts.append(used[tree.root])
+        used[tree.root] += count
     for tree_index, tree in enumerate(forest.trees):
         shape = tree_shape(tree, forest.num_gpus)
         hops = links.hops(tree)
         for instance in range(instances):
-            for piece, (start, cnt) in enumerate(split_pieces(tree.multiplicity * scale, max_piece)):
-                local = instance * per_loop + offsets[tree_index] * scale + start
-                chunk = tree.root * per_root + local
+            for piece, (start, cnt) in enumerate(split_pieces(counts[tree_index], max_piece)):
+                local = instance * shares[tree.root] + starts[tree_index] + start
+                chunk = bases[tree.root] + local
                 yield _Walk(_Unit(tree_index, instance, piece, tree.root, local, chunk, cnt), shape, hops)
 
 

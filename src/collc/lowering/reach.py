@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collc.errors import InputError
+from collc.lowering.layout import tree_chunks
 from collc.lowering.plan import split_pieces, tree_offsets
 from collc.solver.forest import Forest
 
@@ -101,7 +102,7 @@ def check_reach(coll: str, num_gpus: int, max_elements: int, copy_own_input: boo
 def forest_elements(
     forests: Sequence[Forest],
     coll: str,
-    per_loop: int,
+    shares: Sequence[int],
     instances: int,
     max_piece: int,
     copy_own_input: bool,
@@ -111,15 +112,16 @@ def forest_elements(
     from (a threadblock has one of each). A lower bound on what the lowering emits.
 
     ``forests`` is ``(forest,)``, or ``(forest, reduce_forest)`` for an allreduce that reduces over a
-    forest of its own; ``per_loop`` is the chunks per root and instance (``chunks_per_root``).
+    forest of its own; ``shares`` are the roots' chunks per instance
+    (:func:`collc.lowering.plan.root_shares`).
     """
     num_gpus = forests[0].num_gpus
     tally = _Tally([0] * num_gpus, [set() for _ in range(num_gpus)], [set() for _ in range(num_gpus)])
     if coll in ("reducescatter", "allreduce"):
-        _add_steps(tally, forests[-1], per_loop, instances, max_piece, up=True, copy=copy_own_input)
+        _add_steps(tally, forests[-1], shares, instances, max_piece, up=True, copy=copy_own_input)
     if coll in ("allgather", "allreduce"):
         copy = copy_own_input and coll == "allgather"
-        _add_steps(tally, forests[0], per_loop, instances, max_piece, up=False, copy=copy)
+        _add_steps(tally, forests[0], shares, instances, max_piece, up=False, copy=copy)
     counts = [
         ElementCount(num_gpus, max(len(tally.sends_to[gpu]), len(tally.receives_from[gpu]), 1), steps)
         for gpu, steps in enumerate(tally.steps)
@@ -137,15 +139,23 @@ class _Tally:
 
 
 def _add_steps(
-    tally: _Tally, forest: Forest, per_loop: int, instances: int, max_piece: int, *, up: bool, copy: bool
+    tally: _Tally,
+    forest: Forest,
+    shares: Sequence[int],
+    instances: int,
+    max_piece: int,
+    *,
+    up: bool,
+    copy: bool,
 ) -> None:
     """Add every GPU's steps and peers for every piece of ``forest``: aggregation (``up``) or broadcast."""
-    scale = per_loop // forest.k
     tree_offsets(forest)  # checks that the multiplicities per root sum to k
     per_child = 2 if up else 1
     steps = tally.steps
-    for tree in forest.trees:
-        pieces = len(split_pieces(tree.multiplicity * scale, max_piece)) * instances
+    for tree, count in zip(forest.trees, tree_chunks(forest, shares), strict=True):
+        pieces = len(split_pieces(count, max_piece)) * instances
+        if not pieces:
+            continue  # a tree its root's share leaves without chunks moves nothing
         steps[tree.root] += pieces * int(copy)
         for edge in tree.edges:
             steps[edge.dst] += pieces  # the child's receive (broadcast) or send (aggregation)
