@@ -19,12 +19,13 @@ from collc.compile.flags import CompileFlags
 from collc.compile.outlook import grid
 from collc.compile.report import report_lines
 from collc.errors import InputError
+from collc.lowering import coll_algbw
 from collc.msccl.reader import read_xml
 from collc.predict.params import DEFAULT_BUFFER_BYTES
 from collc.topology import load
 from collc.verify import verify_text
 from compiled import preset_compile, same_worker
-from fabrics import SLOW_RING
+from fabrics import SLOW_ALIGN, SLOW_RING
 
 
 def _compile(tmp_path: Path, *args: str):
@@ -237,13 +238,33 @@ def test_serving_is_described_with_the_count_in_the_right_number():
     )
 
 
-def test_report_says_why_no_power_of_two_count_can_be_served():
-    """On 3 GPUs (as on 24) nchunksperloop is a multiple of 3 for every k: no power of two divides."""
+def test_an_allreduce_on_a_gpu_count_that_is_no_power_of_two_shares_a_power_of_two_loop():
+    """On 3 GPUs (as on 24) N·k chunks never divide a power of two, so a file with equal shares runs
+    for no power-of-two count. The roots share 8 chunks as 2, 3, 3 instead: the file serves every
+    power of two from 8 elements, the bound line is that of the heavier roots' traffic (below the
+    trees' own), and the report says how the loop is shared. A user's alignment keeps equal shares,
+    and one that no k meets is said so."""
     topology = load(str(Path(__file__).parents[1] / "lowering" / "fixtures" / "line3.yaml"))
     result = compile_schedule(topology, CompileOptions(coll="allreduce", k=1, runtime="msccl-executor"))
-    assert not result.serving.satisfied
-    auto = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="msccl-executor"))
-    assert any("--align" in note for note in auto.notes)
+    assert result.algorithm.nchunksperloop == 8 and result.loop_shares == (2, 3, 3)
+    assert result.serving.satisfied and result.serving.quantum == 8
+    forest, arcs = result.solution.forest, topology.arc_bandwidths()
+    equal = coll_algbw(forest, "allreduce")
+    assert result.file_bound_algbw == coll_algbw(forest, "allreduce", shares=(2, 3, 3), arc_bandwidths=arcs)
+    assert result.file_bound_algbw == equal * 8 / 9  # the heavier roots carry 3 of 8 chunks, not 1 of 3
+    report = "\n".join(report_lines(result, "x.xml"))
+    assert "8 chunks per loop shared 2 or 3 per root (power-of-two counts on 3 GPUs)" in report
+    assert {row.nbytes for row in result.predicted} == {1 << 20, 64 << 20, 1 << 30}  # no size moved
+    aligned = compile_schedule(
+        topology, CompileOptions(coll="allreduce", k=1, align=3, runtime="msccl-executor")
+    )
+    assert aligned.algorithm.nchunksperloop == 3 and aligned.loop_shares is None
+    assert aligned.file_bound_algbw == equal
+    odd = compile_schedule(topology, CompileOptions(coll="allreduce", align=5, runtime="msccl-executor"))
+    assert not odd.serving.satisfied and any("--align" in note for note in odd.notes)
+    gather = compile_schedule(topology, CompileOptions(coll="allgather", k=1, runtime="msccl-executor"))
+    assert gather.algorithm.nchunksperloop == 3 * gather.instances and gather.serving.satisfied
+    assert gather.loop_shares is None
 
 
 @same_worker("mi250", 2)
@@ -739,7 +760,7 @@ def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_
     fabric = tmp_path / "slow.yaml"
     fabric.write_text(SLOW_RING)
     target = tmp_path / "x.xml"
-    result = CliRunner().invoke(main, ["compile", str(fabric), "-o", str(target), "--json"])
+    result = CliRunner().invoke(main, ["compile", str(fabric), *SLOW_ALIGN, "-o", str(target), "--json"])
     assert result.exit_code == 1 and not target.exists(), result.output
     document = json.loads(result.stdout)
     assert document["file"] is None and document["exit_code"] == 1
@@ -748,7 +769,9 @@ def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_
     assert [row["bytes"] // 2**20 for row in document["predicted"]] == [1, 64, 1024]
     assert all(not row["selected"] and row["algbw"] > 0 for row in document["predicted"])
     assert "error:" in result.stderr
-    forced = CliRunner().invoke(main, ["compile", str(fabric), "-o", str(target), "--json", "--force"])
+    forced = CliRunner().invoke(
+        main, ["compile", str(fabric), *SLOW_ALIGN, "-o", str(target), "--json", "--force"]
+    )
     assert forced.exit_code == 0 and json.loads(forced.stdout)["file"] == str(target)
     assert any(note.startswith("chose k = ") for note in document["notes"])
 
@@ -759,7 +782,7 @@ def test_the_report_shows_the_file_it_did_not_write_and_how_it_was_chosen(tmp_pa
     fabric = tmp_path / "slow.yaml"
     fabric.write_text(SLOW_RING)
     target = tmp_path / "x.xml"
-    result = CliRunner().invoke(main, ["compile", str(fabric), "-o", str(target)])
+    result = CliRunner().invoke(main, ["compile", str(fabric), *SLOW_ALIGN, "-o", str(target)])
     assert result.exit_code == 1 and not target.exists(), result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("not written: k = ") and "nchunksperloop = 5" in lines[0]
@@ -776,7 +799,7 @@ def test_the_no_win_message_shows_slow_links_figures_in_significant_digits(tmp_p
     decimal printed as "0.0 vs 0.0"."""
     fabric = tmp_path / "slow.yaml"
     fabric.write_text(SLOW_RING)
-    result = CliRunner().invoke(main, ["compile", str(fabric), "-o", str(tmp_path / "x.xml")])
+    result = CliRunner().invoke(main, ["compile", str(fabric), *SLOW_ALIGN, "-o", str(tmp_path / "x.xml")])
     assert result.exit_code == 1, result.output
     closest = re.search(r"closest: ([\d.e-]+) vs ([\d.e-]+) GB/s", result.output)
     assert closest and 0 < float(closest[2]) < 0.01 and float(closest[1]) > 0, result.output

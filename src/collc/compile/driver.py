@@ -44,6 +44,7 @@ from collc.compile.outlook import (
 from collc.compile.ranges import ByteRange, at_end, predicted_range, taken_run
 from collc.errors import InfeasibleError, InputError, InvariantError
 from collc.lowering.collector import collector_paused
+from collc.lowering.layout import spread_shares
 from collc.lowering.limits import RUNTIMES, RuntimeLimits, limits_for
 from collc.lowering.lower import (
     DoesNotFit,
@@ -204,6 +205,22 @@ def serving(nchunksperloop: int, coll: str, num_gpus: int, align: int | None) ->
     return Serving(quantum, f"counts that are multiples of {align}", align % quantum == 0)
 
 
+def shared_loop(num_gpus: int, k: int, coll: str, align: int | None) -> int | None:
+    """The chunks per instance an allreduce on a number of GPUs that is no power of two shares
+    unevenly among its roots (:mod:`collc.lowering.layout`) so that it serves the power-of-two counts
+    asked for (``align`` None), or None where its ``N·k`` chunks are used as they are.
+
+    The smallest power of two that gives every root at least ``2·k`` chunks: a root then carries at
+    most ``1 + 1/(2k)`` times its fair part. More chunks would balance the roots better, but one
+    iteration of the runtime's loop moves a call of every chunk, so each doubling doubles the
+    pipeline's fill (3x8 A100, k = 1, lanes sized by rate, 256 KiB: 64 chunks 103.1 / 130.5 GB/s at
+    64 MiB / 1 GiB, 256 chunks 95.1 / 116.1, 512 chunks 84.7 / 110.5).
+    """
+    if coll != "allreduce" or align is not None or num_gpus & (num_gpus - 1) == 0:
+        return None
+    return 1 << (2 * num_gpus * k - 1).bit_length()
+
+
 @dataclass
 class CompileResult:
     """A verified program and the facts ``collc compile`` reports about it."""
@@ -216,8 +233,9 @@ class CompileResult:
     lowered: Lowered
     instances: int
     bound_algbw: Fraction  # the optimal bound of the collective on this fabric (any k)
-    # the bound of this file's forest (its k): no call beats it, except an allreduce that overlaps its
-    # halves on opposite link directions (collc.solver.ceiling); the report then says so
+    # the bound of this file's forest (its k, and its roots' shares of the loop): no call beats it,
+    # except an allreduce that overlaps its halves on opposite link directions (collc.solver.ceiling);
+    # the report then says so
     file_bound_algbw: Fraction
     serving: Serving
     byte_range: ByteRange
@@ -230,6 +248,8 @@ class CompileResult:
     buffer_bytes: int | None = None  # the NCCL_BUFFSIZE the file is deployed with; None: the default
     # no candidate simulated faster at the reference size (a bundle then needs no fastest file there)
     fastest: bool = False
+    # each root's chunks per instance where an allreduce loop is shared unevenly (shared_loop)
+    loop_shares: tuple[int, ...] | None = None
 
     @property
     def algorithm(self) -> Algorithm:
@@ -363,15 +383,18 @@ def _k_candidates(
         }
     n = topology.num_gpus
 
+    def chunks(k: int) -> int:
+        return (shared_loop(n, k, options.coll, options.align) or n * k) * instances
+
     def serves(k: int) -> bool:
-        return serving(n * k * instances, options.coll, n, options.align).satisfied
+        return serving(chunks(k), options.coll, n, options.align).satisfied
 
     reference = _reference_bytes(options)
     # priced at the finest grain the search simulates: a smaller buffer lets more trees pipeline
     call_bytes = min(deployed_protocol(options.proto, size).call_bytes for size in buffer_choices(options))
 
     def iterations(k: int) -> int:
-        return max(1, ceil(reference / (n * k * instances * call_bytes)))
+        return max(1, ceil(reference / (chunks(k) * call_bytes)))
 
     def pipelined(k: int) -> Fraction:
         return priced[k] * iterations(k) / (iterations(k) + FILL_ITERATIONS)
@@ -855,10 +878,11 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
     reduce_forest = state.reduce_forests.get(solution.forest.k)
     name = _name(state.topology, state.options.coll, solution.forest, instances)
     plans = Plans(solution.forest, reduce_forest, state.planes, state.topology.arc_bandwidths())
+    loop = _loop_chunks(state.topology, state.options, solution.forest)
     try:
         lowered = yield from lower_steps(
             solution.forest,
-            replace(state.options, instances=instances, name=name),
+            replace(state.options, instances=instances, name=name, loop_chunks=loop),
             state.limits,
             planes=plans.planes,
             reduce_forest=reduce_forest,
@@ -1069,6 +1093,7 @@ def _relowered(
         share_stages=share_stages,
         join_stages=join_stages,
         max_emissions=max_emissions,
+        loop_chunks=_loop_chunks(state.topology, state.options, fitted.solution.forest),
     )
     try:
         lowered = yield from lower_steps(
@@ -1087,6 +1112,17 @@ def _relowered(
         return replace(fitted, lowered=lowered)  # same program, same simulation
     predictor = Memo(state.model.collc(lowered.algorithm))
     return replace(fitted, lowered=lowered, predictor=predictor, instances=options.instances)
+
+
+def _loop_chunks(topology: Topology, options: CompileOptions, forest: Forest) -> int | None:
+    """:func:`shared_loop` for a candidate's forest (None: its roots share the loop equally)."""
+    return shared_loop(topology.num_gpus, forest.k, options.coll, options.align)
+
+
+def _loop_shares(topology: Topology, options: CompileOptions, forest: Forest) -> tuple[int, ...] | None:
+    """The roots' chunks per instance of a candidate's shared loop (:func:`shared_loop`), or None."""
+    loop = _loop_chunks(topology, options, forest)
+    return None if loop is None else spread_shares(topology.num_gpus, loop)
 
 
 def _candidates_fitted(state: CompileState) -> int:
@@ -1779,6 +1815,7 @@ def _finish(
         )
     notes.extend(_buffer_notes(options) + _cap_notes(state))
     lowered = replace(lowered, algorithm=algo)
+    shares = _loop_shares(topology, options, best.solution.forest)
     return CompileResult(
         topology=topology,
         options=options,
@@ -1788,7 +1825,13 @@ def _finish(
         lowered=lowered,
         instances=best.instances,
         bound_algbw=state.model.bound_algbw(options.coll),
-        file_bound_algbw=coll_algbw(best.solution.forest, options.coll, best.reduce_forest),
+        file_bound_algbw=coll_algbw(
+            best.solution.forest,
+            options.coll,
+            best.reduce_forest,
+            shares=shares,
+            arc_bandwidths=topology.arc_bandwidths(),
+        ),
         serving=serving(algo.nchunksperloop, options.coll, topology.num_gpus, options.align),
         byte_range=chosen,
         model=state.model,
@@ -1799,6 +1842,7 @@ def _finish(
         forced=forced,
         buffer_bytes=best.buffer_bytes,
         fastest=best.algbw(state.reference) >= state.fastest,
+        loop_shares=shares,
     )
 
 

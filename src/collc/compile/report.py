@@ -210,6 +210,7 @@ def report_lines(result: CompileResult, filename: str, healthy: Healthy | None =
         f"  bound            {_gbps(result.bound_algbw)} algbw ({_bound_label(algo.coll)} on this fabric)",
         *([healthy_line(result, healthy)] if healthy is not None else []),
         f"  this file's k    {_gbps(result.file_bound_algbw)} algbw bound at k = {forest.k}"
+        + _shares_text(result.loop_shares)
         + (" (equals the bound above)" if gap == 0 else f" ({gap:.2f} % below the bound above)"),
         *_arc_lines(result),
         *_outlook_lines("this file", result.predicted),
@@ -267,24 +268,42 @@ def _bundle_notes(result: CompileResult) -> list[str]:
     ]
 
 
+def _shares_text(shares: tuple[int, ...] | None) -> str:
+    """How an allreduce loop shared unevenly is shared (:mod:`collc.lowering.layout`), for the report's
+    bound line: its heavier roots' traffic is what that bound counts."""
+    if shares is None:
+        return ""
+    counts = sorted(set(shares))
+    return (
+        f", {sum(shares)} chunks per loop shared {' or '.join(map(str, counts))} per root "
+        f"(power-of-two counts on {len(shares)} GPUs)"
+    )
+
+
 def _above_bound_notes(result: CompileResult) -> list[str]:
-    """Why an allreduce file is predicted above the bound line: that line is reduce-scatter then
-    allgather, which a file overlapping the halves on opposite link directions beats; the ceiling
+    """Why an allreduce file is predicted above the bound line, or above its own trees' line: those are
+    reduce-scatter then allgather, which a file overlapping the halves on opposite link directions
+    beats (with a loop shared unevenly, the heavier roots load other arcs in each half); the ceiling
     that no allreduce exceeds (:mod:`collc.solver.ceiling`) is named, so the report never shows a
     figure above the only limit it states."""
     if result.algorithm.coll != "allreduce":  # the bound is optimal: only float noise goes above it
         return []
-    bound = float(result.bound_algbw)
-    above = [row for row in result.predicted if row.algbw is not None and row.algbw > bound * (1 + 1e-9)]
+    bound, own = float(result.bound_algbw), float(result.file_bound_algbw)
+    above = [row for row in result.predicted if row.algbw is not None and row.algbw > own * (1 + 1e-9)]
     if not above:
         return []
     sizes = ", ".join(f"{format_size(row.nbytes)} {format_figure(row.algbw)}" for row in above)
     ceiling = result.model.ceiling_algbw(result.algorithm.coll)
+    passed = (
+        "the reduce-scatter + allgather bound"
+        if any(row.algbw > bound * (1 + 1e-9) for row in above)
+        else "the reduce-scatter + allgather figure of this file's trees"
+    )
     return [
-        f"predicted above the reduce-scatter + allgather bound ({sizes} GB/s): the file overlaps its "
-        "reduce-scatter and allgather halves on opposite directions of the busiest links, which that bound "
-        f"counts one after the other; no allreduce exceeds {_gbps(ceiling)} algbw on this fabric (the "
-        "least bandwidth across a cut between GPUs, crossed by a whole buffer each way)"
+        f"predicted above {passed} ({sizes} GB/s): the file overlaps its reduce-scatter and allgather "
+        "halves on opposite directions of the busiest links, which that figure counts one after the "
+        f"other; no allreduce exceeds {_gbps(ceiling)} algbw on this fabric (the least bandwidth across a "
+        "cut between GPUs, crossed by a whole buffer each way)"
     ]
 
 

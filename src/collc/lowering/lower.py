@@ -10,7 +10,7 @@ below what the forest could carry, reported as ``lanes_capped``). When neither h
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import NamedTuple
@@ -33,7 +33,7 @@ from collc.lowering.assign import (
 )
 from collc.lowering.collector import collector_paused
 from collc.lowering.emit import emit, end_tbs
-from collc.lowering.layout import tree_chunks
+from collc.lowering.layout import layout_algbw, tree_chunks
 from collc.lowering.limits import DoesNotFit, RuntimeLimits, Usage, usage
 from collc.lowering.plan import MAX_CNT, Plan, build_plan, root_shares
 from collc.lowering.reach import forest_elements
@@ -152,19 +152,34 @@ class Plans:
         )
 
 
-def coll_algbw(forest: Forest, coll: str, reduce_forest: Forest | None = None) -> Fraction:
+def coll_algbw(
+    forest: Forest,
+    coll: str,
+    reduce_forest: Forest | None = None,
+    *,
+    shares: Sequence[int] | None = None,
+    arc_bandwidths: Mapping[tuple[str, str], Fraction] | None = None,
+) -> Fraction:
     """The algbw (GB/s, nccl-tests units) the forest's schedule reaches for ``coll``.
 
     Allgather and reduce-scatter: ``N·k/U``. Allreduce runs reduce-scatter (over ``reduce_forest``,
     else over ``forest``'s trees reversed) then allgather over ``forest``: ``T_AR = T_RS + T_AG``,
     so ``1/(1/RS + 1/AG)``, half the forest's algbw with one forest. With one forest on a fabric
     whose two directions differ this is what the trees would reach if their reversed arcs were as
-    fast as their own; pass the reduce forest there.
+    fast as their own; pass the reduce forest there. ``shares``: an allreduce loop shared unevenly
+    among the roots (:attr:`LoweringOptions.loop_chunks`), whose busiest arc
+    (:func:`~collc.lowering.layout.layout_algbw`, on ``arc_bandwidths``) sets each half instead.
     """
-    algbw = forest.allgather_algbw
+    if shares is None:
+        algbw = forest.allgather_algbw
+        reduce_algbw = algbw if reduce_forest is None else reduce_forest.allgather_algbw
+    else:
+        if arc_bandwidths is None:
+            raise InvariantError("the algbw of a shared loop needs the arcs' bandwidths")
+        algbw = layout_algbw(forest, shares, arc_bandwidths)
+        reduce_algbw = algbw if reduce_forest is None else layout_algbw(reduce_forest, shares, arc_bandwidths)
     if coll != "allreduce":
         return algbw
-    reduce_algbw = algbw if reduce_forest is None else reduce_forest.allgather_algbw
     return 1 / (1 / algbw + 1 / reduce_algbw)
 
 
