@@ -260,6 +260,9 @@ def test_an_allreduce_on_a_gpu_count_that_is_no_power_of_two_shares_a_power_of_t
     )
     assert aligned.algorithm.nchunksperloop == 3 and aligned.loop_shares is None
     assert aligned.file_bound_algbw == equal
+    # the search also tries each k with twice the instances: a shared loop times two still serves them
+    auto = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="msccl-executor"))
+    assert any("(2 instances, a lane per transfer)" in note for note in auto.notes)
     odd = compile_schedule(topology, CompileOptions(coll="allreduce", align=5, runtime="msccl-executor"))
     assert not odd.serving.satisfied and any("--align" in note for note in odd.notes)
     gather = compile_schedule(topology, CompileOptions(coll="allgather", k=1, runtime="msccl-executor"))

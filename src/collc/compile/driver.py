@@ -918,7 +918,7 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
         apart = yield from _relowered(state, fitted, name, split_lanes=False, join_stages=False, plans=plans)
         if apart is not None and apart.lowered.algorithm != lowered.algorithm:
             found.append(apart)
-    if lanes == "auto" and wide and _doubles(state, solution.forest.k * 2 * instances):
+    if lanes == "auto" and wide and _doubles(state, solution.forest, 2 * instances):
         twice = _name(state.topology, state.options.coll, solution.forest, 2 * instances)
         doubled = yield from _relowered(
             state, fitted, twice, split_lanes=True, instances=2 * instances, plans=plans
@@ -943,9 +943,10 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
     return found
 
 
-def _doubles(state: CompileState, chunks_per_root: int) -> bool:
+def _doubles(state: CompileState, forest: Forest, instances: int) -> bool:
     """Whether a candidate is also lowered with twice its instances and split lanes (the user left
-    ``--instances`` to compile, and the doubled ``nchunksperloop`` still serves the counts asked for).
+    ``--instances`` to compile, and ``nchunksperloop`` with ``instances`` still serves the counts asked
+    for).
 
     Two instances give every tree edge two transfers, so split lanes carry a tree's chunks on two
     threadblocks at once: one moves 25.4 GB/s at the 256 KiB buffer (docs/cost-model.md §1), less
@@ -954,9 +955,10 @@ def _doubles(state: CompileState, chunks_per_root: int) -> bool:
     with two (k = 16, paced; bound 168.4).
     """
     n = state.topology.num_gpus
+    loop = _loop_chunks(state.topology, state.options, forest) or n * forest.k
     return (
         state.options.more_instances
-        and serving(n * chunks_per_root, state.options.coll, n, state.options.align).satisfied
+        and serving(loop * instances, state.options.coll, n, state.options.align).satisfied
     )
 
 
