@@ -221,6 +221,13 @@ def shared_loop(num_gpus: int, k: int, coll: str, align: int | None) -> int | No
     return 1 << (2 * num_gpus * k - 1).bit_length()
 
 
+def loop_size(num_gpus: int, k: int, coll: str, align: int | None) -> int:
+    """Chunks per instance of a file with k trees per root: the :func:`shared_loop`, else ``N·k``
+    (with a reduce forest of another k the loop is larger, :func:`collc.lowering.plan.chunks_per_root`;
+    the search prices and checks the counts served with this)."""
+    return shared_loop(num_gpus, k, coll, align) or num_gpus * k
+
+
 @dataclass
 class CompileResult:
     """A verified program and the facts ``collc compile`` reports about it."""
@@ -384,7 +391,7 @@ def _k_candidates(
     n = topology.num_gpus
 
     def chunks(k: int) -> int:
-        return (shared_loop(n, k, options.coll, options.align) or n * k) * instances
+        return loop_size(n, k, options.coll, options.align) * instances
 
     def serves(k: int) -> bool:
         return serving(chunks(k), options.coll, n, options.align).satisfied
@@ -954,12 +961,9 @@ def _doubles(state: CompileState, forest: Forest, instances: int) -> bool:
     330.4 with two (bound 336.8); 1x8 V100 reduce-scatter: 159.5 at best with one instance, 164.3
     with two (k = 16, paced; bound 168.4).
     """
-    n = state.topology.num_gpus
-    loop = _loop_chunks(state.topology, state.options, forest) or n * forest.k
-    return (
-        state.options.more_instances
-        and serving(loop * instances, state.options.coll, n, state.options.align).satisfied
-    )
+    n, options = state.topology.num_gpus, state.options
+    chunks = loop_size(n, forest.k, options.coll, options.align) * instances
+    return options.more_instances and serving(chunks, options.coll, n, options.align).satisfied
 
 
 def _to_pace(state: CompileState) -> Fitted | None:

@@ -22,6 +22,7 @@ from fractions import Fraction
 
 from collc.errors import InvariantError
 from collc.solver.forest import Forest
+from collc.solver.invariants import arc_loads
 
 
 def equal_shares(num_gpus: int, per_root: int) -> tuple[int, ...]:
@@ -71,12 +72,6 @@ def layout_algbw(
     buffer each, so the busiest arc relative to its bandwidth sets the time. With equal shares this
     is the forest's own ``N·k/U``.
     """
-    counts = tree_chunks(forest, shares)
-    loads: dict[tuple[str, str], int] = {}
-    for tree, count in zip(forest.trees, counts, strict=True):
-        for edge in tree.edges:
-            for a, b in zip(edge.path, edge.path[1:], strict=False):
-                arc = (b, a) if forest.reversed else (a, b)
-                loads[arc] = loads.get(arc, 0) + count
+    loads = arc_loads(forest, reverse=forest.reversed, weights=tree_chunks(forest, shares))
     busiest = max(Fraction(load) / arc_bandwidths[arc] for arc, load in loads.items())
     return sum(shares) / busiest

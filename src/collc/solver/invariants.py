@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from fractions import Fraction
 
 from collc.errors import InvariantError
@@ -65,14 +66,19 @@ def _tree_violations(tree: Tree, topology: Topology, arcs: dict[tuple[str, str],
     return problems
 
 
-def arc_loads(forest: Forest, *, reverse: bool = False) -> Counter[tuple[str, str]]:
+def arc_loads(
+    forest: Forest, *, reverse: bool = False, weights: Sequence[int] | None = None
+) -> Counter[tuple[str, str]]:
     """Unit trees crossing each physical arc (repeats counted). ``reverse``: paths are reversed-graph
-    paths (see :func:`collc.solver.pipeline.solve`), so hop ``a -> b`` is the physical arc ``b -> a``."""
+    paths (see :func:`collc.solver.pipeline.solve`), so hop ``a -> b`` is the physical arc ``b -> a``.
+    ``weights``: what each tree counts instead of its multiplicity (its chunks of a loop,
+    :func:`collc.lowering.layout.layout_algbw`)."""
     loads: Counter[tuple[str, str]] = Counter()
-    for tree in forest.trees:
+    counts = [tree.multiplicity for tree in forest.trees] if weights is None else weights
+    for tree, count in zip(forest.trees, counts, strict=True):
         for edge in tree.edges:
             for a, b in zip(edge.path, edge.path[1:], strict=False):
-                loads[(b, a) if reverse else (a, b)] += tree.multiplicity
+                loads[(b, a) if reverse else (a, b)] += count
     return loads
 
 
