@@ -8,7 +8,9 @@ meanings follow the runtime's XML attributes (docs/verify.md lists them) so the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from collc.errors import InvariantError
 
 STEP_TYPES = ("s", "r", "rcs", "rrs", "rrc", "rrcs", "cpy", "re", "nop")
 SEND_TYPES = frozenset({"s", "rcs", "rrs", "rrcs"})
@@ -119,3 +121,30 @@ class Algorithm:
     max_bytes: int
     gpus: list[GpuProgram] = field(default_factory=list)
     line: int | None = field(default=None, compare=False)
+
+
+def renumbered(algo: Algorithm, rank_of: tuple[int, ...]) -> Algorithm:
+    """``algo`` run by other ranks: the program of GPU ``g`` moves to rank ``rank_of[g]``, and every
+    peer is renumbered alike. Only an allreduce keeps its meaning: every rank's result is the sum of
+    every rank's input, chunk by chunk, whichever rank reduces or forwards a chunk. An allgather or a
+    reduce-scatter ties each rank's block to its place in the buffers, which this does not move.
+    """
+    if algo.coll != "allreduce":
+        raise InvariantError(f"a {algo.coll} cannot be renumbered: its blocks follow the ranks")
+    if sorted(rank_of) != list(range(algo.ngpus)):
+        raise InvariantError(f"{rank_of} is not a permutation of the {algo.ngpus} ranks")
+
+    def peer(rank: int) -> int:
+        return rank if rank < 0 else rank_of[rank]
+
+    gpus = [
+        GpuProgram(
+            id=rank_of[gpu.id],
+            i_chunks=gpu.i_chunks,
+            o_chunks=gpu.o_chunks,
+            s_chunks=gpu.s_chunks,
+            tbs=[Threadblock(tb.id, peer(tb.send), peer(tb.recv), tb.chan, list(tb.steps)) for tb in gpu.tbs],
+        )
+        for gpu in algo.gpus
+    ]
+    return replace(algo, gpus=sorted(gpus, key=lambda gpu: gpu.id))

@@ -25,7 +25,7 @@ JSON form (:func:`forest_to_json` / :func:`forest_from_json`, stable keys)::
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -95,6 +95,20 @@ class Forest:
     def allgather_algbw(self) -> Fraction:
         """Allgather/reduce-scatter algbw in GB/s (nccl-tests units): ``N * k / U``."""
         return self.num_gpus * self.k / self.U
+
+
+def renumbered(forest: Forest, rank_of: tuple[int, ...]) -> Forest:
+    """``forest`` with GPU rank ``g`` renamed ``rank_of[g]`` (roots and tree edges; paths name nodes
+    and stay): the same trees on the same links, for a rank order that lists the GPUs otherwise."""
+    trees = tuple(
+        Tree(
+            root=rank_of[tree.root],
+            multiplicity=tree.multiplicity,
+            edges=tuple(TreeEdge(rank_of[edge.src], rank_of[edge.dst], edge.path) for edge in tree.edges),
+        )
+        for tree in forest.trees
+    )
+    return replace(forest, trees=trees)
 
 
 def forest_to_json(forest: Forest) -> dict[str, Any]:
