@@ -135,6 +135,12 @@ def test_the_cache_key_is_the_fabric_not_its_spelling():
     assert cache_key(preset) == cache_key(exported)
     other = checked_start(spec_from_json({"preset": "dgx-a100", "set": {"boxes": "2"}, "options": FAST}), 64)
     assert cache_key(other) != cache_key(preset)
+    # ranks round the boxes: the allreduce is searched box-major, but its file is for these ranks
+    ranks = ", ".join(f"b{i % 2}.gpu{i // 2}" for i in range(16))
+    cyclic = flat.replace("nodes:", f"ranks: [{ranks}]\nnodes:")
+    renumbered = checked_start(spec_from_json({"topology": cyclic}), 64)
+    assert renumbered.topology.ranks == preset.topology.ranks and renumbered.given is not None
+    assert cache_key(renumbered) != cache_key(preset)
 
 
 @pytest.mark.parametrize(

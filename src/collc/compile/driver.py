@@ -519,6 +519,11 @@ class CompileState:
         return {**self.__dict__, **partial, "whole": self.whole or dropped}
 
     @property
+    def file_topology(self) -> Topology:
+        """The fabric with the ranks the file is written for (the search's may differ: ``given``)."""
+        return self.topology if self.given is None else self.given[0]
+
+    @property
     def reference(self) -> int:
         """The call size candidates are compared at (:class:`Weighing`)."""
         return self.weighing.reference
@@ -1359,9 +1364,8 @@ def _verify_step(state: CompileState) -> None:
     assert state.best is not None and state.chosen is not None
     if state.verifying is None:
         algo = _ranged(_given(state, state.best).lowered.algorithm, state.chosen[0], state.best.buffer_bytes)
-        topology = state.topology if state.given is None else state.given[0]
         state.verifying = Verification(
-            algo, runtime=state.runtime, topology=topology, buffer_bytes=state.best.buffer_bytes
+            algo, runtime=state.runtime, topology=state.file_topology, buffer_bytes=state.best.buffer_bytes
         )
     if state.verifying.advance(state.deadline()):
         report = _checked(state.verifying.report)
@@ -1848,8 +1852,7 @@ def _finish(
 ) -> CompileResult:
     """The compile's result: ``best`` with the range ``chosen`` (verified: ``report``), its XML and
     the notes on how it was lowered."""
-    topology = state.topology if state.given is None else state.given[0]
-    options, runtime, notes = state.options, state.runtime, state.notes
+    topology, options, runtime, notes = state.file_topology, state.options, state.runtime, state.notes
     lowered = best.lowered
     algo = _ranged(lowered.algorithm, chosen, best.buffer_bytes)
     if lowered.stages_shared:

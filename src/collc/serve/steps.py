@@ -191,7 +191,7 @@ def cache_key(state: CompileState) -> str:
     version. Two requests that spell the same fabric differently (a preset, its flat export) share it."""
     canonical = {
         "collc": __version__,
-        "topology": flat_document(state.topology),
+        "topology": flat_document(state.file_topology),  # its ranks: an allreduce is searched box-major
         "options": asdict(state.options),
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
