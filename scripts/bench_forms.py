@@ -56,8 +56,9 @@ def flat_renamed(topology: Topology) -> dict:
 
 def cyclic(document: dict, topology: Topology, boxes: int) -> dict:
     """``document`` (of :func:`flat_renamed`) with rank r in box r mod ``boxes``."""
-    names = [node["name"] for node in document["nodes"]]
-    rank_names = [names[[node.name for node in topology.nodes].index(gpu)] for gpu in topology.ranks]
+    pairs = zip(topology.nodes, document["nodes"], strict=True)  # the export keeps node order
+    renamed = {node.name: entry["name"] for node, entry in pairs}
+    rank_names = [renamed[gpu] for gpu in topology.ranks]
     per_box = len(rank_names) // boxes
     order = [(rank % boxes) * per_box + rank // boxes for rank in range(len(rank_names))]
     return {**document, "ranks": [rank_names[index] for index in order]}
