@@ -236,11 +236,12 @@ def _route(
     keep its plane (:meth:`Network.spread`; ``load``: what the connections routed before it put on
     each arc, ``amount``: the chunks per iteration it sends).
     """
-    return network.spread(_runtime_path(network, connection, planes), load, amount, frozenset(planes))
+    return network.spread(runtime_path(network, connection, planes), load, amount, frozenset(planes))
 
 
-def _runtime_path(network: Network, connection: Connection, planes: list[str]) -> tuple[str, ...]:
-    """:func:`_route` before the network's switches spread it."""
+def runtime_path(network: Network, connection: Connection, planes: list[str]) -> tuple[str, ...]:
+    """:func:`_route` before the network's switches spread it: the path the runtime gives the
+    connection (its GPU pair and channel)."""
     src, dst, chan = connection
     ranks = network.topology.ranks
     path = network.path(ranks[src], ranks[dst])

@@ -73,6 +73,8 @@ class Forest:
     #: packed symmetrically, breadth first among arcs wide enough for a whole tree
     #: (collc.solver.packing.frontier_width)
     breadth_first: bool = False
+    #: packed on the runtime's own paths between GPUs, not for the bound (collc.solver.routed)
+    routed: bool = False
 
     def same_trees(self, other: Forest) -> bool:
         """Whether both forests hold the same trees (root, multiplicity and edges on the same paths),
@@ -86,7 +88,10 @@ class Forest:
     @property
     def layout(self) -> str:
         """``box blocks`` or ``direct box blocks`` for a box-block forest, ``breadth-first trees`` for
-        a breadth-first packing, else ``trees`` (``collc compile --json``'s ``layout``)."""
+        a breadth-first packing, ``trees on the runtime's paths`` for a routed forest, else ``trees``
+        (``collc compile --json``'s ``layout``)."""
+        if self.routed:
+            return "trees on the runtime's paths"
         if not self.blocks:
             return "breadth-first trees" if self.breadth_first else "trees"
         return "direct box blocks" if self.direct else "box blocks"

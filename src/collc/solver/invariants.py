@@ -82,19 +82,22 @@ def arc_loads(
     return loads
 
 
-def check_forest(forest: Forest, topology: Topology, bound: Bound, *, reverse: bool = False) -> None:
+def check_forest(forest: Forest, topology: Topology, bound: Bound | None, *, reverse: bool = False) -> None:
     """Raise :class:`InvariantError` unless ``forest`` satisfies every invariant of the module docstring.
 
     ``reverse=True`` checks a forest solved on the reversed fabric (paths are reversed-graph paths).
+    ``bound`` None: a forest that is not packed for a bound (:mod:`collc.solver.routed`), checked for
+    invariants 1 to 4 only.
     """
     problems: list[str] = []
-    if (forest.U, forest.k, forest.num_gpus) != (bound.U, bound.k, bound.num_gpus):
-        problems.append(
-            f"forest (U={forest.U}, k={forest.k}, N={forest.num_gpus}) does not match the bound "
-            f"(U={bound.U}, k={bound.k}, N={bound.num_gpus})"
-        )
-    if forest.allgather_algbw != bound.allgather_algbw:
-        problems.append(f"forest algbw {forest.allgather_algbw} != bound algbw {bound.allgather_algbw}")
+    if bound is not None:
+        if (forest.U, forest.k, forest.num_gpus) != (bound.U, bound.k, bound.num_gpus):
+            problems.append(
+                f"forest (U={forest.U}, k={forest.k}, N={forest.num_gpus}) does not match the bound "
+                f"(U={bound.U}, k={bound.k}, N={bound.num_gpus})"
+            )
+        if forest.allgather_algbw != bound.allgather_algbw:
+            problems.append(f"forest algbw {forest.allgather_algbw} != bound algbw {bound.allgather_algbw}")
     bandwidth = topology.arc_bandwidths()
     arcs = {(b, a): bw for (a, b), bw in bandwidth.items()} if reverse else bandwidth
     per_root: dict[int, int] = defaultdict(int)

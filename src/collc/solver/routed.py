@@ -1,0 +1,418 @@
+"""Forests for the runtime's paths: spanning trees whose every edge crosses the links the runtime
+itself gives that GPU pair.
+
+The exact solver (:mod:`collc.solver.pipeline`) routes each tree edge through switches and NICs as
+the bound needs. A runtime does not take those routes: NCCL connects two GPUs over one path of its
+own, and between boxes through the sender's and the receiver's local NICs
+(:meth:`collc.predict.network.Network.nic_for`). Where a box's NICs each serve only some of its GPUs
+(a dual-socket PCIe server with a NIC per socket), the exact forest's edges into a box can land on
+the GPUs of one NIC and be routed through the other one and the CPU link; on the runtime's paths
+that NIC then carries twice its share (two boxes of 8 PCIe GPUs, 2 NICs each: 27.6 GB/s allgather
+at most, against the forest's 34.1).
+
+This module packs trees on fixed paths instead. Each GPU pair ``(u, v)`` has the path the runtime
+uses, and a tree edge ``u -> v`` loads every arc of it. The most throughput per root is a linear
+program over spanning arborescences (one constraint per root: its trees carry ``x``; one per arc:
+the trees crossing it fit its bandwidth), solved by column generation: the dual prices of the arcs
+give every GPU pair a cost (the sum over its path), and the cheapest arborescence of a root
+(Chu-Liu/Edmonds) enters the program while it costs less than that root's dual price. The optimum
+``x`` is then what any store-and-forward allgather on those paths can reach. Then ``k`` trees per
+root are chosen among the generated ones (an integer program, CP-SAT, on a deterministic budget)
+so that the busiest arc carries least; the forest's ``U`` is exact from those trees.
+
+For reduce-scatter the data of a tree edge ``u -> v`` flows ``v -> u`` on the runtime's path from
+``v`` to ``u``; for an allreduce both halves run on the same trees, so an edge loads both paths.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from math import lcm
+from typing import NamedTuple
+
+import numpy as np
+from ortools.linear_solver import pywraplp
+from ortools.sat.python import cp_model
+
+from collc.errors import InvariantError
+from collc.solver.forest import Forest, Tree, TreeEdge
+
+Arc = tuple[str, str]
+Pair = tuple[int, int]
+Path = tuple[str, ...]
+
+#: column generation stops after this many rounds (a round adds up to one tree per root)
+MAX_ROUNDS = 200
+#: the integer program's budget in CP-SAT's deterministic seconds (the same answer on any machine)
+CHOICE_BUDGET = 2.0
+#: scale of the integer program's objective (the busiest arc's load over its bandwidth)
+_SCALE = 1000
+_TOLERANCE = 1e-9
+
+
+class Column(NamedTuple):
+    """A spanning arborescence of the program: its root and its edges (GPU rank pairs)."""
+
+    root: int
+    edges: tuple[Pair, ...]
+
+
+class RoutedPacking(NamedTuple):
+    """The linear program's optimum: ``x`` GB/s per root on the runtime's paths (allgather algbw
+    ``N·x``), the trees it generated and the GB/s each carries there."""
+
+    x: float
+    columns: tuple[Column, ...]
+    weights: tuple[float, ...]
+
+
+def edge_arcs(coll: str, paths: Mapping[Pair, Path]) -> dict[Pair, tuple[Arc, ...]]:
+    """The physical arcs a tree edge ``u -> v`` loads for ``coll``: the runtime's path ``u -> v``
+    (allgather), ``v -> u`` (reduce-scatter), or both (allreduce)."""
+
+    def arcs(path: Path) -> tuple[Arc, ...]:
+        return tuple(itertools.pairwise(path))
+
+    out: dict[Pair, tuple[Arc, ...]] = {}
+    for u, v in paths:
+        forward, backward = arcs(paths[(u, v)]), arcs(paths[(v, u)])
+        out[(u, v)] = {"allgather": forward, "reducescatter": backward}.get(coll, forward + backward)
+    return out
+
+
+def cheapest_arborescence(cost: np.ndarray, root: int) -> tuple[Pair, ...]:
+    """The spanning out-tree of ``root`` with the least total ``cost`` (``cost[u, v]``: the edge
+    ``u -> v``; every pair is an edge), by Chu-Liu/Edmonds: each GPU takes its cheapest entering
+    edge; a cycle among those is contracted into one node, the edges entering it priced less the
+    cycle edge they would replace, and the smaller graph solved the same way; then each cycle is
+    opened where the chosen edge enters it. On dense matrices: O(N^2) per contraction, at most N of
+    them. Ties go to the smaller index, so the tree is deterministic."""
+    n = cost.shape[0]
+    weights = np.array(cost, dtype=float)
+    np.fill_diagonal(weights, np.inf)
+    weights[:, root] = np.inf
+    origin = np.arange(n * n).reshape(n, n)  # the original edge u * n + v behind each entry
+    where = np.arange(n)  # each GPU's node at the current level
+    opened: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (cycle, its edges, where) per level
+    top = root
+    while True:
+        parent = np.argmin(weights, axis=0)
+        cycle = _cycle(parent, top)
+        if cycle is None:
+            break
+        inside = np.zeros(len(weights), dtype=bool)
+        inside[cycle] = True
+        keep = np.flatnonzero(~inside)
+        opened.append((cycle, origin[parent[cycle], cycle], where))
+        weights, origin = _contracted(weights, origin, keep, cycle, parent)
+        renamed = np.full(len(inside), len(keep))
+        renamed[keep] = np.arange(len(keep))
+        where, top = renamed[where], int(renamed[top])
+    chosen = [int(origin[parent[v], v]) for v in range(len(weights)) if v != top]
+    for cycle, edges, level in reversed(opened):
+        (entered,) = [int(level[edge % n]) for edge in chosen if level[edge % n] in cycle]
+        chosen += [int(edge) for v, edge in zip(cycle, edges, strict=True) if v != entered]
+    return tuple(sorted((edge // n, edge % n) for edge in chosen))
+
+
+def _cycle(parent: np.ndarray, root: int) -> np.ndarray | None:
+    """A cycle of the parent pointers (every node but ``root`` points at its cheapest entering
+    edge's tail), as its nodes in ascending order, or None."""
+    state = np.zeros(len(parent), dtype=np.int64)  # 0 unseen, else the start of the walk that saw it
+    for start in range(len(parent)):
+        v = start
+        while v != root and state[v] == 0:
+            state[v] = start + 1
+            v = int(parent[v])
+        if v != root and state[v] == start + 1:
+            members, w = [v], int(parent[v])
+            while w != v:
+                members.append(w)
+                w = int(parent[w])
+            return np.array(sorted(members))
+    return None
+
+
+def _contracted(
+    weights: np.ndarray, origin: np.ndarray, keep: np.ndarray, cycle: np.ndarray, parent: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cost and origin matrices with ``cycle`` merged into one last node: an edge into it costs
+    what it costs less the cycle edge into the same node, the cheapest per tail; out of it the
+    cheapest per head."""
+    size = len(keep)
+    merged = np.full((size + 1, size + 1), np.inf)
+    sources = np.zeros((size + 1, size + 1), dtype=np.int64)
+    rows = np.arange(size)
+    merged[:size, :size] = weights[np.ix_(keep, keep)]
+    sources[:size, :size] = origin[np.ix_(keep, keep)]
+    entering = weights[np.ix_(keep, cycle)] - weights[parent[cycle], cycle][None, :]
+    best_in = np.argmin(entering, axis=1)
+    merged[:size, size] = entering[rows, best_in]
+    sources[:size, size] = origin[np.ix_(keep, cycle)][rows, best_in]
+    leaving = weights[np.ix_(cycle, keep)]
+    best_out = np.argmin(leaving, axis=0)
+    merged[size, :size] = leaving[best_out, rows]
+    sources[size, :size] = origin[np.ix_(cycle, keep)][best_out, rows]
+    return merged, sources
+
+
+class _Master:
+    """The linear program over the columns so far (GLOP), grown a column at a time."""
+
+    def __init__(
+        self, num_gpus: int, loads: Mapping[Pair, tuple[Arc, ...]], bandwidth: Mapping[Arc, Fraction]
+    ) -> None:
+        self.loads = loads
+        self.solver = pywraplp.Solver.CreateSolver("GLOP")
+        self.x = self.solver.NumVar(0, self.solver.infinity(), "x")
+        self.roots = [self.solver.Constraint(0, self.solver.infinity()) for _ in range(num_gpus)]
+        for constraint in self.roots:
+            constraint.SetCoefficient(self.x, -1)
+        self.arcs = sorted({arc for path in loads.values() for arc in path})
+        infinity = self.solver.infinity()
+        self.fits = {arc: self.solver.Constraint(-infinity, float(bandwidth[arc])) for arc in self.arcs}
+        self.solver.Maximize(self.x)
+        self.columns: list[Column] = []
+        self.variables: list[pywraplp.Variable] = []
+
+    def add(self, column: Column) -> None:
+        var = self.solver.NumVar(0, self.solver.infinity(), f"tree{len(self.columns)}")
+        self.roots[column.root].SetCoefficient(var, 1)
+        crossed: dict[Arc, int] = {}
+        for pair in column.edges:
+            for arc in self.loads[pair]:
+                crossed[arc] = crossed.get(arc, 0) + 1
+        for arc, count in crossed.items():
+            self.fits[arc].SetCoefficient(var, count)
+        self.columns.append(column)
+        self.variables.append(var)
+
+    def solve(self) -> bool:
+        """Whether the program solved to optimality (only then are its values and prices read)."""
+        return self.solver.Solve() == pywraplp.Solver.OPTIMAL
+
+
+def routed_packing(
+    num_gpus: int,
+    loads: Mapping[Pair, tuple[Arc, ...]],
+    bandwidth: Mapping[Arc, Fraction],
+    ceiling: float | None = None,
+) -> RoutedPacking:
+    """The linear program of the module docstring, solved by column generation (GLOP): the most
+    GB/s per root that spanning trees on the paths ``loads`` gives each GPU pair can carry. It starts
+    from every root's star and stops early where it reaches ``ceiling`` (GB/s per root that no
+    schedule exceeds, e.g. the exact bound's ``x*``: two dual-socket PCIe boxes reach it). GLOP
+    re-solves from its last basis as columns enter; where that fails (it can on 32 GPUs) the program
+    is built afresh, and where that fails too the generation stops at the last optimum."""
+    stars = [Column(root, tuple((root, v) for v in range(num_gpus) if v != root)) for root in range(num_gpus)]
+    master = _Master(num_gpus, loads, bandwidth)
+    for column in stars:
+        master.add(column)
+    if not master.solve():
+        raise InvariantError("the routed packing's first linear program has no optimum")
+    best = RoutedPacking(master.x.solution_value(), tuple(master.columns), _values(master))
+    known = set(master.columns)
+    pairs, incidence = _incidence(loads, master.arcs)
+    for _ in range(MAX_ROUNDS):
+        if ceiling is not None and best.x >= ceiling * (1 - _TOLERANCE):
+            break
+        price = np.array([abs(master.fits[arc].dual_value()) for arc in master.arcs])
+        cost = np.zeros((num_gpus, num_gpus))
+        cost[pairs[:, 0], pairs[:, 1]] = incidence @ price
+        entering = []
+        for root in range(num_gpus):
+            tree = Column(root, cheapest_arborescence(cost, root))
+            paid = sum(cost[pair] for pair in tree.edges)
+            worth = paid < abs(master.roots[root].dual_value()) - _TOLERANCE
+            if worth and tree not in known:
+                entering.append(tree)
+        if not entering:
+            break
+        for column in entering:
+            master.add(column)
+            known.add(column)
+        if not master.solve():
+            fresh = _Master(num_gpus, loads, bandwidth)
+            for column in master.columns:
+                fresh.add(column)
+            if not fresh.solve():
+                break
+            master = fresh
+        best = RoutedPacking(master.x.solution_value(), tuple(master.columns), _values(master))
+    return best
+
+
+def _incidence(loads: Mapping[Pair, tuple[Arc, ...]], arcs: Sequence[Arc]) -> tuple[np.ndarray, np.ndarray]:
+    """The GPU pairs (rows ``(u, v)``) and how often each pair's path crosses each arc: a pair's
+    price is its row times the arcs' prices."""
+    pairs = sorted(loads)
+    index = {arc: i for i, arc in enumerate(arcs)}
+    incidence = np.zeros((len(pairs), len(arcs)))
+    for row, pair in enumerate(pairs):
+        for arc in loads[pair]:
+            incidence[row, index[arc]] += 1
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2), incidence
+
+
+def _values(master: _Master) -> tuple[float, ...]:
+    return tuple(var.solution_value() for var in master.variables)
+
+
+def choose_trees(
+    packing: RoutedPacking,
+    k: int,
+    loads: Mapping[Pair, tuple[Arc, ...]],
+    bandwidth: Mapping[Arc, Fraction],
+    seed: Sequence[int] | None = None,
+) -> list[int]:
+    """How many of its ``k`` trees each root takes of each generated tree: the integer program that
+    loads the busiest arc least relative to its bandwidth (CP-SAT, one worker, a deterministic
+    budget, started from the linear optimum rounded root by root, or from ``seed``'s counts where
+    they load the busiest arc less). Never worse than that start."""
+    columns = packing.columns
+    model = cp_model.CpModel()
+    counts = [model.NewIntVar(0, k, f"m{i}") for i in range(len(columns))]
+    for root in sorted({column.root for column in columns}):
+        model.Add(sum(counts[i] for i, column in enumerate(columns) if column.root == root) == k)
+    crossing: dict[Arc, dict[int, int]] = {}
+    for i, column in enumerate(columns):
+        for pair in column.edges:
+            for arc in loads[pair]:
+                crossing.setdefault(arc, {})
+                crossing[arc][i] = crossing[arc].get(i, 0) + 1
+    scale = lcm(*(bandwidth[arc].denominator for arc in crossing))
+    widest = max(bandwidth[arc] * scale for arc in crossing)
+    busiest = model.NewIntVar(0, _SCALE * k * len(columns) * 2 * int(widest), "busiest")
+    for arc, users in sorted(crossing.items()):
+        width = bandwidth[arc] * scale  # an integer
+        model.Add(_SCALE * int(widest) * sum(c * counts[i] for i, c in users.items()) <= busiest * int(width))
+    model.Minimize(busiest)
+    starts = [_rounded(packing, k), *([list(seed)] if seed is not None else [])]
+    start = min(starts, key=lambda counts: _busiest(counts, crossing, bandwidth))
+    for count, value in zip(counts, start, strict=True):
+        model.AddHint(count, value)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = 0
+    solver.parameters.max_deterministic_time = CHOICE_BUDGET
+    status = solver.Solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return start
+    found = [solver.Value(count) for count in counts]
+    return min((found, start), key=lambda choice: _busiest(choice, crossing, bandwidth))
+
+
+def _busiest(
+    counts: Sequence[int], crossing: Mapping[Arc, Mapping[int, int]], bandwidth: Mapping[Arc, Fraction]
+) -> Fraction:
+    """The largest load over bandwidth of any arc, for ``counts`` of the columns (exact)."""
+    return max(
+        Fraction(sum(c * counts[i] for i, c in users.items())) / bandwidth[arc]
+        for arc, users in crossing.items()
+    )
+
+
+def _rounded(packing: RoutedPacking, k: int) -> list[int]:
+    """The linear optimum's trees rounded to ``k`` per root: each root's largest weights first, by
+    largest remainder (a root whose trees carry no weight takes its first tree ``k`` times)."""
+    counts = [0] * len(packing.columns)
+    for root in sorted({column.root for column in packing.columns}):
+        mine = [i for i, column in enumerate(packing.columns) if column.root == root]
+        weights = [max(packing.weights[i], 0.0) for i in mine]
+        total = sum(weights)
+        if total <= 0:
+            counts[mine[0]] = k
+            continue
+        shares = [k * weight / total for weight in weights]
+        floors = [int(share) for share in shares]
+        order = sorted(range(len(mine)), key=lambda j: (floors[j] - shares[j], j))
+        for j in order[: k - sum(floors)]:
+            floors[j] += 1
+        for i, count in zip(mine, floors, strict=True):
+            counts[i] = count
+    return counts
+
+
+def routed_forest(
+    num_gpus: int,
+    k: int,
+    coll: str,
+    paths: Mapping[Pair, Path],
+    bandwidth: Mapping[Arc, Fraction],
+    seed: Forest | None = None,
+    packing: RoutedPacking | None = None,
+) -> Forest:
+    """``k`` trees per root on the runtime's ``paths`` (every ordered GPU pair's node path) that load
+    the busiest arc least (module docstring), as a forest. ``seed`` (a forest of ``k`` for the same
+    collective, e.g. the exact solver's) joins the trees to choose from, so the result loads the
+    runtime's paths no more than it does. A reduce-scatter forest is marked ``reversed``: its edge
+    ``u -> v`` carries data ``v -> u`` over the runtime's path from ``v``, written backwards
+    (:class:`collc.solver.forest.Forest`)."""
+    loads = edge_arcs(coll, paths)
+    packing = packing or routed_packing(num_gpus, loads, bandwidth)
+    seeds = (
+        [Column(t.root, tuple(sorted((e.src, e.dst) for e in t.edges))) for t in seed.trees] if seed else []
+    )
+    generated = set(packing.columns)
+    extra = [column for column in dict.fromkeys(seeds) if column not in generated]
+    packing = packing._replace(
+        columns=packing.columns + tuple(extra), weights=packing.weights + (0.0,) * len(extra)
+    )
+    seed_counts = None
+    if seed is not None:
+        index = {column: i for i, column in enumerate(packing.columns)}
+        seed_counts = [0] * len(packing.columns)
+        for tree, column in zip(seed.trees, seeds, strict=True):
+            seed_counts[index[column]] += tree.multiplicity
+    counts = choose_trees(packing, k, loads, bandwidth, seed_counts)
+    reverse = coll == "reducescatter"
+    trees = tuple(
+        Tree(column.root, count, _bfs_edges(column, paths, reverse))
+        for column, count in zip(packing.columns, counts, strict=True)
+        if count
+    )
+    own = edge_arcs("reducescatter" if reverse else "allgather", paths)
+    U = route_congestion(trees, own, bandwidth)
+    return Forest(num_gpus, k, U, tuple(sorted(trees, key=lambda tree: tree.root)), reversed=reverse)
+
+
+def route_congestion(
+    trees: Sequence[Tree], loads: Mapping[Pair, tuple[Arc, ...]], bandwidth: Mapping[Arc, Fraction]
+) -> Fraction:
+    """The unit trees crossing the busiest arc per GB/s of it (a forest's ``U``) where every edge
+    loads the arcs ``loads`` gives its GPU pair (exact)."""
+    crossing: dict[Arc, int] = {}
+    for tree in trees:
+        for edge in tree.edges:
+            for arc in loads[(edge.src, edge.dst)]:
+                crossing[arc] = crossing.get(arc, 0) + tree.multiplicity
+    return max(Fraction(count) / bandwidth[arc] for arc, count in crossing.items())
+
+
+def on_route_algbw(
+    forest: Forest, coll: str, paths: Mapping[Pair, Path], bandwidth: Mapping[Arc, Fraction]
+) -> Fraction:
+    """What ``forest`` carries for ``coll`` (GB/s algbw) when every edge runs on the runtime's
+    ``paths``: ``N·k/U`` on them. For an allreduce both halves load the arcs, so it is the
+    allreduce's own algbw."""
+    return forest.num_gpus * forest.k / route_congestion(forest.trees, edge_arcs(coll, paths), bandwidth)
+
+
+def _bfs_edges(column: Column, paths: Mapping[Pair, Path], reverse: bool) -> tuple[TreeEdge, ...]:
+    """The tree's edges in breadth-first order from its root, each on the runtime's path (for a
+    reversed forest, the path of the data's direction written from ``src``)."""
+    children: dict[int, list[int]] = {}
+    for u, v in column.edges:
+        children.setdefault(u, []).append(v)
+    order, frontier = [], [column.root]
+    while frontier:
+        following = []
+        for u in frontier:
+            for v in sorted(children.get(u, ())):
+                path = tuple(reversed(paths[(v, u)])) if reverse else paths[(u, v)]
+                order.append(TreeEdge(u, v, path))
+                following.append(v)
+        frontier = following
+    return tuple(order)

@@ -1,0 +1,168 @@
+"""Forests on the runtime's paths (collc.solver.routed): the arborescence oracle, the linear
+program's optimum, and the forests it chooses, on a dual-socket PCIe fabric where the exact forest's
+routes are not the runtime's."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collc.errors import InvariantError
+from collc.predict.des import runtime_path
+from collc.predict.network import Network
+from collc.solver.forest import Forest, Tree
+from collc.solver.invariants import check_forest
+from collc.solver.pipeline import solve
+from collc.solver.routed import (
+    Column,
+    RoutedPacking,
+    cheapest_arborescence,
+    edge_arcs,
+    on_route_algbw,
+    routed_forest,
+    routed_packing,
+)
+from collc.topology.presets import load
+
+FIXTURE = Path(__file__).parent / "fixtures" / "pcie-2socket-x2.yaml"
+
+
+@pytest.fixture(scope="module")
+def fabric():
+    topology = load(FIXTURE)
+    network = Network.of(topology)
+    n = topology.num_gpus
+    paths = {(u, v): runtime_path(network, (u, v, 0), []) for u in range(n) for v in range(n) if u != v}
+    return topology, paths
+
+
+def _brute_force(n: int, root: int, cost: dict[tuple[int, int], float]) -> float:
+    """The cheapest spanning out-tree of ``root`` by trying every parent for every other GPU."""
+    others = [v for v in range(n) if v != root]
+    best = float("inf")
+    for parents in itertools.product(range(n), repeat=len(others)):
+        parent = dict(zip(others, parents, strict=True))
+        if any(parent[v] == v for v in others):
+            continue
+        if all(_reaches_root(v, parent, root) for v in others):
+            best = min(best, sum(cost[(parent[v], v)] for v in others))
+    return best
+
+
+def _reaches_root(v: int, parent: dict[int, int], root: int) -> bool:
+    seen = set()
+    while v != root:
+        if v in seen:
+            return False
+        seen.add(v)
+        v = parent[v]
+    return True
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_the_cheapest_arborescence_is_the_brute_force_minimum(seed: int) -> None:
+    rng = random.Random(seed)
+    n = 4 + seed % 3
+    cost = {(u, v): float(rng.randint(0, 9)) for u in range(n) for v in range(n) if u != v}
+    root = seed % n
+    matrix = np.zeros((n, n))
+    for (u, v), value in cost.items():
+        matrix[u, v] = value
+    edges = cheapest_arborescence(matrix, root)
+    parent = {v: u for u, v in edges}
+    assert sorted(parent) == [v for v in range(n) if v != root]
+    assert all(_reaches_root(v, parent, root) for v in parent)
+    assert sum(cost[edge] for edge in edges) == _brute_force(n, root, cost)
+
+
+def test_an_edge_loads_the_runtime_path_of_the_data_direction() -> None:
+    paths = {(0, 1): ("a", "s", "b"), (1, 0): ("b", "t", "a")}
+    assert edge_arcs("allgather", paths)[(0, 1)] == (("a", "s"), ("s", "b"))
+    assert edge_arcs("reducescatter", paths)[(0, 1)] == (("b", "t"), ("t", "a"))
+    assert edge_arcs("allreduce", paths)[(0, 1)] == (("a", "s"), ("s", "b"), ("b", "t"), ("t", "a"))
+
+
+def _on_route(forest: Forest, coll: str, paths) -> Fraction:
+    return on_route_algbw(forest, coll, paths, load(FIXTURE).arc_bandwidths())
+
+
+def test_the_exact_forest_loses_on_the_runtime_paths_and_the_program_does_not(fabric) -> None:
+    """The bound (8 GPUs behind 32 GB/s PCIe ports: 8 * 32 / 7 = 36.57 GB/s allgather) is reachable on
+    the runtime's paths, but the exact forest of k = 2 enters the boxes through the wrong socket's
+    NIC: on the runtime's paths it carries 22.2 GB/s."""
+    topology, paths = fabric
+    packing = routed_packing(topology.num_gpus, edge_arcs("allgather", paths), topology.arc_bandwidths())
+    assert packing.x * topology.num_gpus == pytest.approx(256 / 7)
+    exact = solve(topology, k=2).forest
+    assert exact.allgather_algbw == Fraction(256, 7)
+    assert _on_route(exact, "allgather", paths) == Fraction(200, 9)
+
+
+@pytest.mark.parametrize(
+    ("coll", "k", "expected"),
+    [
+        ("allgather", 4, Fraction(256, 7)),  # the bound itself
+        ("reducescatter", 4, Fraction(256, 7)),
+        ("allreduce", 4, Fraction(128, 7)),  # both halves load the arcs: the bound (exact forest: 14.29)
+    ],
+)
+def test_a_routed_forest_holds_the_invariants_on_the_runtime_paths(fabric, coll, k, expected) -> None:
+    topology, paths = fabric
+    bandwidth = topology.arc_bandwidths()
+    exact = solve(topology, k=k, reverse=coll == "reducescatter").forest
+    forest = routed_forest(topology.num_gpus, k, coll, paths, bandwidth, seed=exact)
+    check_forest(forest, topology, None, reverse=forest.reversed)
+    assert forest.reversed == (coll == "reducescatter")
+    for tree in forest.trees:
+        for edge in tree.edges:
+            data_path = tuple(reversed(edge.path)) if forest.reversed else edge.path
+            pair = (edge.dst, edge.src) if forest.reversed else (edge.src, edge.dst)
+            assert data_path == paths[pair]
+    assert _on_route(forest, coll, paths) == expected
+    assert _on_route(forest, coll, paths) > _on_route(exact, coll, paths)
+    again = routed_forest(topology.num_gpus, k, coll, paths, bandwidth, seed=exact)
+    assert again == forest  # deterministic: CP-SAT on one worker and a deterministic budget
+
+
+def test_the_seed_bounds_the_choice_from_below(fabric) -> None:
+    """With only the stars to choose from (a planted, poor generation), k = 1 carries 12.5 GB/s on
+    the runtime's paths; with the exact forest as a seed the choice is never worse than that forest
+    (33.3)."""
+    topology, paths = fabric
+    n, bandwidth = topology.num_gpus, topology.arc_bandwidths()
+    stars = tuple(Column(root, tuple((root, v) for v in range(n) if v != root)) for root in range(n))
+    poor = RoutedPacking(0.0, stars, (1.0,) * n)
+    exact = solve(topology, k=1).forest
+    alone = routed_forest(n, 1, "allgather", paths, bandwidth, packing=poor)
+    seeded = routed_forest(n, 1, "allgather", paths, bandwidth, seed=exact, packing=poor)
+    assert _on_route(alone, "allgather", paths) == Fraction(25, 2)
+    assert _on_route(exact, "allgather", paths) == Fraction(100, 3)
+    assert _on_route(seeded, "allgather", paths) >= _on_route(exact, "allgather", paths)
+
+
+def test_the_packing_stops_at_a_ceiling(fabric) -> None:
+    """A ceiling the stars' program already reaches stops the generation before its first round; the
+    full generation reaches the bound's 36.57 GB/s (x* = 32/7 per root) with more trees."""
+    topology, paths = fabric
+    n, loads = topology.num_gpus, edge_arcs("allgather", paths)
+    full = routed_packing(n, loads, topology.arc_bandwidths(), ceiling=32 / 7)
+    capped = routed_packing(n, loads, topology.arc_bandwidths(), ceiling=0.0)
+    assert full.x == pytest.approx(32 / 7)
+    assert len(capped.columns) == n < len(full.columns)
+    assert capped.x < full.x
+
+
+def test_check_forest_without_a_bound_still_checks_the_trees(fabric) -> None:
+    topology, paths = fabric
+    forest = routed_forest(topology.num_gpus, 1, "allgather", paths, topology.arc_bandwidths())
+    broken = Forest(forest.num_gpus, forest.k, forest.U, (*forest.trees, Tree(0, 1, forest.trees[0].edges)))
+    with pytest.raises(InvariantError, match="multiplicities sum to 2"):
+        check_forest(broken, topology, None)
+    tight = Forest(forest.num_gpus, forest.k, forest.U / 2, forest.trees)
+    with pytest.raises(InvariantError, match="U·bandwidth"):
+        check_forest(tight, topology, None)
