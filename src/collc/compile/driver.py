@@ -63,7 +63,15 @@ from collc.lowering.plan import COLLECTIVES, network_planes
 from collc.lowering.reach import check_reach, least_elements
 from collc.msccl.program import PROTOCOLS, Algorithm, renumbered, tag_buffer
 from collc.msccl.writer import to_xml
-from collc.predict.des import ProgramCost, Run, prefetch, runs_of, simulation_threads, start_ahead
+from collc.predict.des import (
+    ProgramCost,
+    Run,
+    prefetch,
+    runs_of,
+    runtime_path,
+    simulation_threads,
+    start_ahead,
+)
 from collc.predict.model import TopologyModel
 from collc.predict.params import DEFAULT_BUFFER_BYTES, Protocol, simple
 from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
@@ -75,7 +83,9 @@ from collc.solver.blocks import box_block_solution, box_layout, direct_merges_as
 from collc.solver.bound import check_gpu_count, check_k, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest
 from collc.solver.forest import renumbered as renumbered_forest
-from collc.solver.pipeline import solve_steps
+from collc.solver.invariants import check_forest
+from collc.solver.pipeline import SolveStats, solve_steps
+from collc.solver.routed import RoutedPacking, edge_arcs, on_route_algbw, routed_forest, routed_packing
 from collc.solver.symmetry import automorphisms
 from collc.stepping import run_until
 from collc.topology.model import Topology
@@ -103,6 +113,10 @@ SIMULATED_CANDIDATES = 3
 # fitted program has at most WIDE_SEARCH_STEPS steps (each candidate then costs about a second; at 128
 # GPUs one costs ten).
 WIDE_CANDIDATES = 6
+# Forests on the runtime's paths (collc.solver.routed) are packed up to this many GPUs: its column
+# generation prices every GPU pair and finds an arborescence per root each round (Chu-Liu/Edmonds in
+# Python, O(N^3)).
+ROUTED_MAX_GPUS = 32
 WIDE_SEARCH_STEPS = 50_000
 # Above this many steps in the first program, each further candidate costs more than it is likely to
 # gain, and only the best priced is lowered (both ways) and simulated. 64x8 H100 rail allreduce (512
@@ -349,10 +363,13 @@ class Candidate(NamedTuple):
     bound: Fraction | None
     blocks: bool = False  # the box-block forest (collc.solver.blocks): after the priced k, or first at scale
     breadth_first: bool = False  # k's forest packed breadth first (collc.solver.packing.frontier_width)
+    routed: bool = False  # k trees per root on the runtime's paths (collc.solver.routed): after k's own
 
     @property
     def key(self) -> int | str | None:
         """The key of this candidate's solution among a compile's solutions (``state.solutions``)."""
+        if self.routed:
+            return f"routed-{self.k}"
         return f"breadth-first-{self.solve_k}" if self.breadth_first else self.solve_k
 
 
@@ -508,6 +525,11 @@ class CompileState:
     # where the search runs on box-major ranks: the file's own topology, and the file's rank of each
     # box-major rank (box_major); the chosen program is renumbered to them before it is verified
     given: tuple[Topology, tuple[int, ...]] | None = None
+    # the path the runtime gives each GPU pair, once asked for (_runtime_paths), and whether k's exact
+    # forest carries less on them than its bound (_off_route), per k
+    pair_paths: dict[tuple[int, int], tuple[str, ...]] | None = None
+    off_route: dict[int | str | None, bool] = field(default_factory=dict)
+    routed_trees: RoutedPacking | None = None  # the trees generated for the runtime's paths, once
 
     def __getstate__(self) -> dict[str, object]:
         """Everything but a step part way through: a solve, a lowering or a verification holds live
@@ -664,6 +686,8 @@ def _next_candidate(state: CompileState) -> int | None:
             continue
         if candidate.breadth_first and not _breadth_first_differs(state, candidate):
             continue
+        if candidate.routed and not _off_route(state, candidate):
+            continue
         if _candidates_fitted(state) >= SIMULATED_CANDIDATES:
             assert candidate.bound is not None  # _wide
             if candidate.bound < state.fastest * (1 - EQUIVALENT):
@@ -782,11 +806,85 @@ def _price_step(state: CompileState) -> None:
     """Bound: the exact bounds of the k candidates of the current attempt, best priced first."""
     instances = state.attempts[state.attempt][1]
     state.candidates, state.notes = _k_candidates(state.topology, state.options, instances)
+    state.candidates = _with_routed(state, state.candidates)
     if _at_narrow_scale(state.topology, state.options):
         state.candidates[:0] = _blocks_candidates(state, wide=False)
     else:
         state.candidates += _breadth_first_candidates(state) + _blocks_candidates(state, wide=True)
     state.position, state.smallest_failed, state.fitted, state.blocks_alone = 0, None, [], None
+
+
+def _with_routed(state: CompileState, candidates: list[Candidate]) -> list[Candidate]:
+    """``candidates`` with each k followed by its forest on the runtime's paths (:mod:`collc.solver.
+    routed`), where such a forest can be packed: up to :data:`ROUTED_MAX_GPUS` GPUs, no network
+    planes (there the lowering picks a rail by channel), no k of the user's and, for an allreduce,
+    one forest for both halves. It is solved only where k's own forest loses to the runtime's routes
+    (:func:`_off_route`)."""
+    options = state.options
+    wanted = (
+        state.topology.num_gpus <= ROUTED_MAX_GPUS
+        and not state.planes
+        and not state.separate_reduce
+        and options.k is None
+        and options.max_k is None
+    )
+    if not wanted:
+        return candidates
+    return [twin for candidate in candidates for twin in (candidate, candidate._replace(routed=True))]
+
+
+def _off_route(state: CompileState, candidate: Candidate) -> bool:
+    """Whether ``candidate`` (routed) is worth solving: the forest of its k, on the paths the runtime
+    gives its edges (a tree edge ``u -> v`` between boxes leaves through ``u``'s NIC and enters through
+    ``v``'s), carries at least :data:`EQUIVALENT` less than its trees' bound. Two boxes of 8 PCIe GPUs
+    with a NIC per socket: the exact forest enters a box through either NIC and crosses the CPU link,
+    and on the runtime's paths one NIC takes 29 of 64 chunks, 27.6 GB/s allgather at most against
+    the bound's 34.1."""
+    usual = state.solutions.get(candidate.solve_k)
+    if usual is None:
+        return False
+    if candidate.solve_k not in state.off_route:
+        state.off_route[candidate.solve_k] = _loses_route(state, usual.forest)
+    return state.off_route[candidate.solve_k]
+
+
+def _loses_route(state: CompileState, forest: Forest) -> bool:
+    """:func:`_off_route` of an exact forest."""
+    coll = state.options.coll
+    on_route = on_route_algbw(forest, coll, _runtime_paths(state), state.topology.arc_bandwidths())
+    return on_route < coll_algbw(forest, coll) * (1 - EQUIVALENT)
+
+
+def _runtime_paths(state: CompileState) -> dict[tuple[int, int], tuple[str, ...]]:
+    """The path the runtime gives every ordered GPU pair of the search's topology (channel 0: without
+    network planes a GPU's NIC does not change by channel where it has one NIC of its own)."""
+    if state.pair_paths is None:
+        network = state.model.network
+        n = state.topology.num_gpus
+        pairs = itertools.permutations(range(n), 2)
+        state.pair_paths = {(u, v): runtime_path(network, (u, v, 0), []) for u, v in pairs}
+    return state.pair_paths
+
+
+def _routed_solution(state: CompileState, candidate: Candidate) -> Solution:
+    """``candidate``'s forest on the runtime's paths (:func:`collc.solver.routed.routed_forest`),
+    checked against the forest invariants it must hold (all but meeting a bound), with the bound of
+    its k."""
+    assert candidate.k is not None
+    started = time.perf_counter()
+    usual = state.solutions[candidate.solve_k]
+    coll = state.options.coll
+    n, paths, bandwidth = state.topology.num_gpus, _runtime_paths(state), state.topology.arc_bandwidths()
+    if state.routed_trees is None:  # the linear program does not depend on k: generated once
+        ceiling = usual.bound.optimal_x_star / (2 if coll == "allreduce" else 1)
+        state.routed_trees = routed_packing(n, edge_arcs(coll, paths), bandwidth, float(ceiling))
+    forest = routed_forest(
+        n, candidate.k, coll, paths, bandwidth, seed=usual.forest, packing=state.routed_trees
+    )
+    forest = replace(forest, routed=True)
+    check_forest(forest, state.topology, None, reverse=forest.reversed)
+    stats = SolveStats(seconds={"routed": time.perf_counter() - started})
+    return Solution(usual.bound, forest, stats)
 
 
 def _breadth_first_candidates(state: CompileState) -> list[Candidate]:
@@ -850,6 +948,9 @@ def _solve_step(state: CompileState) -> None:
     assert index is not None and state.candidates is not None
     candidate = state.candidates[index]
     k = candidate.key
+    if candidate.routed:
+        state.solutions[k] = _routed_solution(state, candidate)
+        return
     if state.solving is None:
         if k not in state.solutions:
             reverse = state.options.coll == "reducescatter"
@@ -1811,6 +1912,7 @@ def _feeder_instances(
 LAYOUT_SUFFIXES = {
     "trees": "",
     "breadth-first trees": "-bfs",
+    "trees on the runtime's paths": "-routed",
     "box blocks": "-blocks",
     "direct box blocks": "-blocks-direct",
 }
