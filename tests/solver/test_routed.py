@@ -118,6 +118,7 @@ def test_a_routed_forest_holds_the_invariants_on_the_runtime_paths(fabric, coll,
     forest = routed_forest(topology.num_gpus, k, coll, paths, bandwidth, seed=exact)
     check_forest(forest, topology, None, reverse=forest.reversed)
     assert forest.reversed == (coll == "reducescatter")
+    assert forest.routed and forest.layout == "trees on the runtime's paths"
     for tree in forest.trees:
         for edge in tree.edges:
             data_path = tuple(reversed(edge.path)) if forest.reversed else edge.path

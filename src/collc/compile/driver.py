@@ -113,11 +113,12 @@ SIMULATED_CANDIDATES = 3
 # fitted program has at most WIDE_SEARCH_STEPS steps (each candidate then costs about a second; at 128
 # GPUs one costs ten).
 WIDE_CANDIDATES = 6
-# Forests on the runtime's paths (collc.solver.routed) are packed up to this many GPUs: its column
-# generation prices every GPU pair and finds an arborescence per root each round (Chu-Liu/Edmonds in
-# Python, O(N^3)).
-ROUTED_MAX_GPUS = 32
 WIDE_SEARCH_STEPS = 50_000
+# Forests on the runtime's paths (collc.solver.routed) are packed up to this many GPUs: the column
+# generation prices all N·(N − 1) GPU pairs and finds an arborescence per root each round, and the
+# integer choice grows with the trees generated (2 boxes of 8 PCIe GPUs: 0.5 s; 4 boxes: about 5 s
+# for the program, then 752 trees to choose from).
+ROUTED_MAX_GPUS = 32
 # Above this many steps in the first program, each further candidate costs more than it is likely to
 # gain, and only the best priced is lowered (both ways) and simulated. 64x8 H100 rail allreduce (512
 # GPUs, 1.35 million steps): a candidate costs about 20 s of lowering and 33 s of simulation on 2
@@ -881,7 +882,6 @@ def _routed_solution(state: CompileState, candidate: Candidate) -> Solution:
     forest = routed_forest(
         n, candidate.k, coll, paths, bandwidth, seed=usual.forest, packing=state.routed_trees
     )
-    forest = replace(forest, routed=True)
     check_forest(forest, state.topology, None, reverse=forest.reversed)
     stats = SolveStats(seconds={"routed": time.perf_counter() - started})
     return Solution(usual.bound, forest, stats)

@@ -375,7 +375,8 @@ def routed_forest(
     )
     own = edge_arcs("reducescatter" if reverse else "allgather", paths)
     U = route_congestion(trees, own, bandwidth)
-    return Forest(num_gpus, k, U, tuple(sorted(trees, key=lambda tree: tree.root)), reversed=reverse)
+    ordered = tuple(sorted(trees, key=lambda tree: tree.root))
+    return Forest(num_gpus, k, U, ordered, reversed=reverse, routed=True)
 
 
 def route_congestion(
