@@ -284,7 +284,9 @@ def choose_trees(
                 crossing[arc][i] = crossing[arc].get(i, 0) + 1
     scale = lcm(*(bandwidth[arc].denominator for arc in crossing))
     widest = max(bandwidth[arc] * scale for arc in crossing)
-    busiest = model.NewIntVar(0, _SCALE * k * len(columns) * 2 * int(widest), "busiest")
+    # every count is at most k and every arc's width at least 1 (scaled): no objective exceeds this
+    most = max(sum(users.values()) for users in crossing.values())
+    busiest = model.NewIntVar(0, _SCALE * int(widest) * k * most, "busiest")
     for arc, users in sorted(crossing.items()):
         width = bandwidth[arc] * scale  # an integer
         model.Add(_SCALE * int(widest) * sum(c * counts[i] for i, c in users.items()) <= busiest * int(width))
@@ -351,7 +353,8 @@ def routed_forest(
     ``u -> v`` carries data ``v -> u`` over the runtime's path from ``v``, written backwards
     (:class:`collc.solver.forest.Forest`)."""
     loads = edge_arcs(coll, paths)
-    packing = packing or routed_packing(num_gpus, loads, bandwidth)
+    if packing is None:
+        packing = routed_packing(num_gpus, loads, bandwidth)
     seeds = (
         [Column(t.root, tuple(sorted((e.src, e.dst) for e in t.edges))) for t in seed.trees] if seed else []
     )
