@@ -15,6 +15,7 @@ import pytest
 from collc.errors import InvariantError
 from collc.predict.des import runtime_path
 from collc.predict.network import Network
+from collc.solver import routed
 from collc.solver.forest import Forest, Tree
 from collc.solver.invariants import check_forest
 from collc.solver.pipeline import solve
@@ -144,6 +145,35 @@ def test_the_seed_bounds_the_choice_from_below(fabric) -> None:
     assert _on_route(alone, "allgather", paths) == Fraction(25, 2)
     assert _on_route(exact, "allgather", paths) == Fraction(100, 3)
     assert _on_route(seeded, "allgather", paths) >= _on_route(exact, "allgather", paths)
+
+
+def test_the_descent_walks_a_plateau_of_the_busiest_arc_to_a_lower_one() -> None:
+    """Arcs a, b, c of 1 GB/s. Root 0 takes P0 (crosses a and b) or Q0 (a and c); root 1 takes P1 (a)
+    or Q1 (b); roots 2 and 3 have one tree each (b, and a). From P0 and P1 the loads are a 3, b 2, c 0,
+    and no single move lowers the busiest arc or how many arcs are that busy: P0 -> Q0 keeps a at 3,
+    P1 -> Q1 puts b at 3. Ranked leximax, P0 -> Q0 lowers b (3, 1, 1 against 3, 2, 0), and then P1 ->
+    Q1 brings the busiest arc down to 2. Fails if the descent is dropped or ranks moves by the busiest
+    arc and its count alone."""
+    columns = [Column(0, ()), Column(0, ()), Column(1, ()), Column(1, ()), Column(2, ()), Column(3, ())]
+    crossing = {"a": {0: 1, 1: 1, 2: 1, 5: 1}, "b": {0: 1, 3: 1, 4: 1}, "c": {1: 1}}
+    bandwidth = {arc: Fraction(1) for arc in crossing}
+    start = [1, 0, 1, 0, 1, 1]
+    assert routed._descended(start, columns, crossing, bandwidth) == [0, 1, 0, 1, 1, 1]
+
+
+def test_the_choice_descends_from_the_rounded_optimum(fabric, monkeypatch) -> None:
+    """With no budget for the integer program, the choice is the descent from the linear optimum's
+    rounding: allgather at k = 2 carries 512/17 GB/s rounded and 100/3 descended. Fails if the
+    choice stops at its starts."""
+    topology, paths = fabric
+    n, bandwidth = topology.num_gpus, topology.arc_bandwidths()
+    loads = edge_arcs("allgather", paths)
+    packing = routed_packing(n, loads, bandwidth)
+    monkeypatch.setattr(routed, "CHOICE_BUDGET", 1e-9)
+    counts = routed.choose_trees(packing, 2, loads, bandwidth)
+    crossing = routed._crossings(packing.columns, loads)
+    assert n * 2 / routed._busiest(routed._rounded(packing, 2), crossing, bandwidth) == Fraction(512, 17)
+    assert n * 2 / routed._busiest(counts, crossing, bandwidth) >= Fraction(100, 3)
 
 
 def test_the_packing_stops_at_a_ceiling(fabric) -> None:
