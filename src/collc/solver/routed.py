@@ -27,7 +27,7 @@ For reduce-scatter the data of a tree edge ``u -> v`` flows ``v -> u`` on the ru
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from math import lcm
 from typing import NamedTuple
@@ -272,16 +272,20 @@ def choose_trees(
     """How many of its ``k`` trees each root takes of each generated tree, so that the busiest arc
     carries least relative to its bandwidth. Two stages, both deterministic:
 
-    1. an integer program (CP-SAT, one worker, a deterministic budget) over the trees that carry
-       weight at the linear optimum and ``seed``'s, hinted with that optimum rounded root by root;
-    2. a descent over every generated tree (:func:`_descended`) from each of the program's answer,
+    1. an integer program (CP-SAT, one worker, a deterministic budget), hinted with the linear optimum
+       rounded root by root, twice: over the trees that carry weight at that optimum or in ``seed``,
+       and over every generated tree. The smaller program gets further within the budget, the larger
+       has more trees to choose from, and neither wins everywhere: on four dual-socket PCIe servers
+       (allgather, k = 2) the smaller ends at 31.0 GB/s after the descent and the larger at 31.5; on
+       two (allreduce, k = 2) 16.8 against 16.5;
+    2. a descent over every generated tree (:func:`_descended`) from each of the programs' answers,
        the rounding and ``seed``; the best end is chosen.
 
-    The program alone stops short on 32 GPUs: four dual-socket PCIe servers, reduce-scatter at k = 4,
-    30.3 GB/s from the program and 32.0 after the descent, against the linear optimum's 33.0. And its
-    answer, the best start, need not descend furthest: on two servers of 4 PCIe GPUs, allreduce at
-    k = 1, it descends to 16.0 GB/s and the rounding to 17.1. Never worse than the rounding or
-    ``seed``."""
+    The programs alone stop short on 32 GPUs: reduce-scatter at k = 4 on those four servers, 30.3
+    GB/s from the program and 32.0 after the descent, against the linear optimum's 33.0. And the best
+    start need not descend furthest: on two servers of 4 PCIe GPUs, allreduce at k = 1, the program's
+    answer descends to 16.0 GB/s and the rounding to 17.1. Never worse than the rounding or ``seed``.
+    """
     crossing = _crossings(packing.columns, loads)
     rounded = _rounded(packing, k)
     starts = [rounded, *([list(seed)] if seed is not None else [])]
@@ -290,9 +294,9 @@ def choose_trees(
         for i, weight in enumerate(packing.weights)
         if weight > _TOLERANCE or any(start[i] for start in starts)
     ]
-    found = _programmed(packing.columns, modelled, k, crossing, bandwidth, rounded)
-    if found is not None:
-        starts.insert(0, found)
+    for trees in (modelled, range(len(packing.columns))):
+        if (found := _programmed(packing.columns, trees, k, crossing, bandwidth, rounded)) is not None:
+            starts.append(found)
     descents = [_descended(start, packing.columns, crossing, bandwidth) for start in starts]
     return min(descents, key=lambda choice: _busiest(choice, crossing, bandwidth))
 
@@ -310,7 +314,7 @@ def _crossings(columns: Sequence[Column], loads: Mapping[Pair, tuple[Arc, ...]])
 
 def _programmed(
     columns: Sequence[Column],
-    modelled: Sequence[int],
+    modelled: Iterable[int],
     k: int,
     crossing: Mapping[Arc, Mapping[int, int]],
     bandwidth: Mapping[Arc, Fraction],
@@ -320,7 +324,7 @@ def _programmed(
     CP-SAT finds within :data:`CHOICE_BUDGET`, or None where it finds none."""
     model = cp_model.CpModel()
     counts = {i: model.NewIntVar(0, k, f"m{i}") for i in modelled}
-    for root in sorted({columns[i].root for i in modelled}):
+    for root in sorted({columns[i].root for i in counts}):
         model.Add(sum(count for i, count in counts.items() if columns[i].root == root) == k)
     used = {arc: {i: c for i, c in users.items() if i in counts} for arc, users in crossing.items()}
     used = {arc: users for arc, users in used.items() if users}
