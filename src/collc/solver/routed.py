@@ -47,8 +47,9 @@ Path = tuple[str, ...]
 MAX_ROUNDS = 200
 #: the integer program's budget in CP-SAT's deterministic seconds (the same answer on any machine)
 CHOICE_BUDGET = 2.0
-#: the descent after the integer program stops after this many moves (each strictly improves it)
-MAX_MOVES = 10_000
+#: the descent after the integer program stops after this many moves (each strictly improves it;
+#: a few dozen are made on 64 GPUs, each a matrix pass of tens of milliseconds at most)
+MAX_MOVES = 1_000
 #: scale of the integer program's objective (the busiest arc's load over its bandwidth)
 _SCALE = 1000
 _TOLERANCE = 1e-9
@@ -360,14 +361,13 @@ def _descended(
     """Stage 2 of :func:`choose_trees`: steepest descent from ``counts``. A move gives one of a root's
     trees to another generated tree of the same root. Moves are ranked by the arcs' loads over their
     bandwidths sorted from the busiest down, compared as words (leximax): the busiest arc first, then
-    how many are that busy, then the next level, so a move that only relieves the second busiest arc
-    still counts and the descent walks across the busiest arc's plateaus (two dual-socket PCIe
+    how many are that busy, then the next level. So a move that only relieves the second busiest arc
+    still counts, and the descent walks across the busiest arc's plateaus (two dual-socket PCIe
     servers, allgather at k = 4: 32.5 GB/s ranked by the busiest arc and how many share its load,
-    33.0 leximax). The best
-    move is taken (ties: lowest column indices); each strictly lowers that word, so the descent ends,
-    and :data:`MAX_MOVES` bounds it. Loads are compared as floats, each a correctly rounded quotient
-    and none summed, so the same on any machine; the result is kept only where its exact busiest arc
-    is no worse than the start's."""
+    33.0 leximax). The best move is taken (ties: lowest column indices); each strictly lowers that
+    word, so the descent ends, and :data:`MAX_MOVES` bounds it. Loads are compared as floats, each a
+    correctly rounded quotient and none summed, so the same on any machine; the result is kept only
+    where its exact busiest arc is no worse than the start's."""
     arcs = sorted(crossing)
     matrix = np.zeros((len(columns), len(arcs)), dtype=np.int64)
     for a, arc in enumerate(arcs):
