@@ -118,8 +118,8 @@ WIDE_SEARCH_STEPS = 50_000
 # generation prices all N·(N − 1) GPU pairs and finds an arborescence per root each round, and the
 # integer choice grows with the trees generated. Dual-socket PCIe servers of 8 GPUs: 2 boxes 0.5 s
 # for the program; 4 boxes about 5 s, 752 trees; 8 boxes (64 GPUs) about 30 s and 2692 trees, then
-# 8-12 s per k to choose, and the compile takes 110 s instead of 39 (allgather 21.4 -> 26.0 GB/s
-# at 1 GiB, where NCCL's ring gets 25.3).
+# 8-12 s per k to choose, and the compile takes 85-93 s instead of 36-44 (allgather 21.4 -> 26.0
+# GB/s at 1 GiB, where NCCL's ring gets 25.3; scripts/bench_routes.py --boxes 8).
 ROUTED_MAX_GPUS = 64
 # Above this many steps in the first program, each further candidate costs more than it is likely to
 # gain, and only the best priced is lowered (both ways) and simulated. 64x8 H100 rail allreduce (512
