@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from collc.compile import CompileOptions, CompileResult, compile_schedule
-from collc.compile.driver import _loses_route, _runtime_paths, begin
+from collc.compile import CompileOptions, CompileResult, compile_schedule, driver
+from collc.compile.driver import _loses_route, _next_candidate, _runtime_paths, advance, begin, next_step
 from collc.solver.pipeline import solve
 from collc.solver.routed import on_route_algbw
 from collc.topology.presets import load
@@ -51,3 +51,21 @@ def test_a_routed_forest_is_solved_only_where_the_exact_one_loses_on_the_runtime
 ) -> None:
     state = begin(load(fabric), CompileOptions(coll="allgather"))
     assert _loses_route(state, solve(state.topology, k=k).forest) is loses
+
+
+def test_the_routed_solve_runs_in_slices_and_writes_the_same_file(compiled, monkeypatch) -> None:
+    """Like the exact solve, the routed one is cut into steps a service can stop between (its
+    generation's rounds, integer programs and descents; on 64 GPUs it runs for about a minute in
+    all): with every slice as short as can be, the routed forests take many forest steps and the
+    file is the one written whole."""
+    monkeypatch.setattr(driver, "SLICE_SECONDS", 0.0)
+    state = begin(compiled.topology, compiled.options)
+    routed_steps = 0
+    while (name := next_step(state)) != "done":
+        if name == "forest":
+            assert state.candidates is not None
+            index = _next_candidate(state)
+            routed_steps += index is not None and state.candidates[index].routed
+        advance(state)
+    assert state.result is not None and state.result.xml == compiled.xml
+    assert routed_steps >= 10

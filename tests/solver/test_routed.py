@@ -131,6 +131,30 @@ def test_a_routed_forest_holds_the_invariants_on_the_runtime_paths(fabric, coll,
     assert again == forest  # deterministic: CP-SAT on one worker and a deterministic budget
 
 
+def test_the_routed_forest_in_steps_is_the_whole_one(fabric) -> None:
+    """A compile service stops between steps: the generation yields after each round, the choice
+    after each of its two integer programs and each descent (from the programs' answers, the
+    rounding and the seed), and the forest is the same as solved whole. Fails if any stage stops
+    yielding."""
+    topology, paths = fabric
+    n, bandwidth = topology.num_gpus, topology.arc_bandwidths()
+    exact = solve(topology, k=2).forest
+    steps = routed.routed_forest_steps(n, 2, "allgather", paths, bandwidth, seed=exact)
+    yields = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            forest = stop.value
+            break
+        yields += 1
+    packing = routed_packing(n, edge_arcs("allgather", paths), bandwidth)
+    rounds = sum(1 for _ in routed.routed_packing_steps(n, edge_arcs("allgather", paths), bandwidth))
+    assert rounds >= 2 and len(packing.columns) > n  # the stars alone are not the optimum here
+    assert yields == rounds + 2 + 4  # two programs; descents from both, the rounding and the seed
+    assert forest == routed_forest(n, 2, "allgather", paths, bandwidth, seed=exact)
+
+
 def test_the_seed_bounds_the_choice_from_below(fabric) -> None:
     """With only the stars to choose from (a planted, poor generation), k = 1 carries 12.5 GB/s on
     the runtime's paths; with the exact forest as a seed the choice is never worse than that forest
@@ -158,7 +182,8 @@ def test_the_descent_walks_a_plateau_of_the_busiest_arc_to_a_lower_one() -> None
     crossing = {"a": {0: 1, 1: 1, 2: 1, 5: 1}, "b": {0: 1, 3: 1, 4: 1}, "c": {1: 1}}
     bandwidth = {arc: Fraction(1) for arc in crossing}
     start = [1, 0, 1, 0, 1, 1]
-    assert routed._descended(start, columns, crossing, bandwidth) == [0, 1, 0, 1, 1, 1]
+    moves = routed._Moves.of(columns, crossing, bandwidth)
+    assert routed._descended(start, moves, crossing, bandwidth) == [0, 1, 0, 1, 1, 1]
 
 
 def test_the_choice_descends_from_the_rounded_optimum(fabric, monkeypatch) -> None:

@@ -84,8 +84,14 @@ from collc.solver.bound import check_gpu_count, check_k, fixed_k_bound, optimal_
 from collc.solver.forest import Forest
 from collc.solver.forest import renumbered as renumbered_forest
 from collc.solver.invariants import check_forest
-from collc.solver.pipeline import SolveStats, solve_steps
-from collc.solver.routed import RoutedPacking, edge_arcs, on_route_algbw, routed_forest, routed_packing
+from collc.solver.pipeline import SolveStats, solve_steps, timed_phase
+from collc.solver.routed import (
+    RoutedPacking,
+    edge_arcs,
+    on_route_algbw,
+    routed_forest_steps,
+    routed_packing_steps,
+)
 from collc.solver.symmetry import automorphisms
 from collc.stepping import run_until
 from collc.topology.model import Topology
@@ -869,23 +875,25 @@ def _runtime_paths(state: CompileState) -> dict[tuple[int, int], tuple[str, ...]
     return state.pair_paths
 
 
-def _routed_solution(state: CompileState, candidate: Candidate) -> Solution:
-    """``candidate``'s forest on the runtime's paths (:func:`collc.solver.routed.routed_forest`),
+def _routed_steps(state: CompileState, candidate: Candidate) -> Generator[None, None, Solution]:
+    """``candidate``'s forest on the runtime's paths (:func:`collc.solver.routed.routed_forest_steps`),
     checked against the forest invariants it must hold (all but meeting a bound), with the bound of
-    its k."""
+    its k. In steps, like the exact solve: the generation's rounds, each integer program and each
+    descent (a 64-GPU compile spends about 30 s generating and 10 s per k choosing)."""
     assert candidate.k is not None
-    started = time.perf_counter()
+    stats = SolveStats()
     usual = state.solutions[candidate.solve_k]
     coll = state.options.coll
     n, paths, bandwidth = state.topology.num_gpus, _runtime_paths(state), state.topology.arc_bandwidths()
     if state.routed_trees is None:  # the linear program does not depend on k: generated once
         ceiling = usual.bound.optimal_x_star / (2 if coll == "allreduce" else 1)
-        state.routed_trees = routed_packing(n, edge_arcs(coll, paths), bandwidth, float(ceiling))
-    forest = routed_forest(
+        generation = routed_packing_steps(n, edge_arcs(coll, paths), bandwidth, float(ceiling))
+        state.routed_trees = yield from timed_phase(stats, "routed", generation)
+    choice = routed_forest_steps(
         n, candidate.k, coll, paths, bandwidth, seed=usual.forest, packing=state.routed_trees
     )
+    forest = yield from timed_phase(stats, "routed", choice)
     check_forest(forest, state.topology, None, reverse=forest.reversed)
-    stats = SolveStats(seconds={"routed": time.perf_counter() - started})
     return Solution(usual.bound, forest, stats)
 
 
@@ -950,11 +958,10 @@ def _solve_step(state: CompileState) -> None:
     assert index is not None and state.candidates is not None
     candidate = state.candidates[index]
     k = candidate.key
-    if candidate.routed:
-        state.solutions[k] = _routed_solution(state, candidate)
-        return
     if state.solving is None:
-        if k not in state.solutions:
+        if candidate.routed:
+            state.solving = _routed_steps(state, candidate)
+        elif k not in state.solutions:
             reverse = state.options.coll == "reducescatter"
             state.solving = solve_steps(
                 state.topology,

@@ -70,7 +70,7 @@ def _phase(stats: SolveStats, name: str) -> Iterator[None]:
         stats.seconds[name] = stats.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def _timed(stats: SolveStats, name: str, steps: Generator[None, None, T]) -> Generator[None, None, T]:
+def timed_phase(stats: SolveStats, name: str, steps: Generator[None, None, T]) -> Generator[None, None, T]:
     """Run ``steps`` as phase ``name``: yield where it yields, count only the time it runs."""
     while True:
         with _phase(stats, name):
@@ -192,12 +192,12 @@ def solve_steps(
             symmetries=structural,
             boxes=[box_of[name] for name in graph.names],
         )
-    split = yield from _timed(stats, "switch_removal", removal)
+    split = yield from timed_phase(stats, "switch_removal", removal)
     stats.max_flow_calls["switch_removal"] = split.max_flow_calls
     stats.logical_arcs = len(split.capacities)
     yield
     packing_run = _packing_steps(graph, structural + symmetries, split, stats, breadth_first)
-    packing = yield from _timed(stats, "packing", packing_run)
+    packing = yield from timed_phase(stats, "packing", packing_run)
     stats.max_flow_calls["packing"] = packing.max_flow_calls
     stats.logical_trees = len(packing.trees)
     with _phase(stats, "mapping"):

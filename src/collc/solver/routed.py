@@ -27,7 +27,7 @@ For reduce-scatter the data of a tree edge ``u -> v`` flows ``v -> u`` on the ru
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from fractions import Fraction
 from math import lcm
 from typing import NamedTuple
@@ -38,6 +38,7 @@ from ortools.sat.python import cp_model
 
 from collc.errors import InvariantError
 from collc.solver.forest import Forest, Tree, TreeEdge
+from collc.stepping import drain
 
 Arc = tuple[str, str]
 Pair = tuple[int, int]
@@ -209,6 +210,18 @@ def routed_packing(
     schedule exceeds, e.g. the exact bound's ``x*``: two dual-socket PCIe boxes reach it). GLOP
     re-solves from its last basis as columns enter; where that fails (it can on 32 GPUs) the program
     is built afresh, and where that fails too the generation stops at the last optimum."""
+    return drain(routed_packing_steps(num_gpus, loads, bandwidth, ceiling))
+
+
+def routed_packing_steps(
+    num_gpus: int,
+    loads: Mapping[Pair, tuple[Arc, ...]],
+    bandwidth: Mapping[Arc, Fraction],
+    ceiling: float | None = None,
+) -> Generator[None, None, RoutedPacking]:
+    """:func:`routed_packing` in steps: it yields after each round of the generation (on 64 GPUs the
+    program takes about 30 s in all, a round well under a second), so that a compile service can stop
+    between them."""
     stars = [Column(root, tuple((root, v) for v in range(num_gpus) if v != root)) for root in range(num_gpus)]
     master = _Master(num_gpus, loads, bandwidth)
     for column in stars:
@@ -221,6 +234,7 @@ def routed_packing(
     for _ in range(MAX_ROUNDS):
         if ceiling is not None and best.x >= ceiling * (1 - _TOLERANCE):
             break
+        yield
         price = np.array([abs(master.fits[arc].dual_value()) for arc in master.arcs])
         cost = np.zeros((num_gpus, num_gpus))
         cost[pairs[:, 0], pairs[:, 1]] = incidence @ price
@@ -287,6 +301,18 @@ def choose_trees(
     start need not descend furthest: on two servers of 4 PCIe GPUs, allreduce at k = 1, the program's
     answer descends to 16.0 GB/s and the rounding to 17.1. Never worse than the rounding or ``seed``.
     """
+    return drain(choose_trees_steps(packing, k, loads, bandwidth, seed))
+
+
+def choose_trees_steps(
+    packing: RoutedPacking,
+    k: int,
+    loads: Mapping[Pair, tuple[Arc, ...]],
+    bandwidth: Mapping[Arc, Fraction],
+    seed: Sequence[int] | None = None,
+) -> Generator[None, None, list[int]]:
+    """:func:`choose_trees` in steps: it yields after each integer program (one CP-SAT budget) and each
+    descent."""
     crossing = _crossings(packing.columns, loads)
     rounded = _rounded(packing, k)
     starts = [rounded, *([list(seed)] if seed is not None else [])]
@@ -298,7 +324,12 @@ def choose_trees(
     for trees in (modelled, range(len(packing.columns))):
         if (found := _programmed(packing.columns, trees, k, crossing, bandwidth, rounded)) is not None:
             starts.append(found)
-    descents = [_descended(start, packing.columns, crossing, bandwidth) for start in starts]
+        yield
+    moves = _Moves.of(packing.columns, crossing, bandwidth)
+    descents = []
+    for start in starts:
+        descents.append(_descended(start, moves, crossing, bandwidth))
+        yield
     return min(descents, key=lambda choice: _busiest(choice, crossing, bandwidth))
 
 
@@ -352,9 +383,36 @@ def _programmed(
     return found
 
 
+class _Moves(NamedTuple):
+    """What every move of a descent reads, built once per choice: how often each generated tree
+    crosses each arc (tree x arc), the arcs' bandwidths, and each root's trees."""
+
+    matrix: np.ndarray
+    width: np.ndarray
+    roots: np.ndarray
+    siblings: dict[int, np.ndarray]
+
+    @classmethod
+    def of(
+        cls,
+        columns: Sequence[Column],
+        crossing: Mapping[Arc, Mapping[int, int]],
+        bandwidth: Mapping[Arc, Fraction],
+    ) -> _Moves:
+        arcs = sorted(crossing)
+        matrix = np.zeros((len(columns), len(arcs)), dtype=np.int64)
+        for a, arc in enumerate(arcs):
+            for i, c in crossing[arc].items():
+                matrix[i, a] = c
+        width = np.array([float(bandwidth[arc]) for arc in arcs])
+        roots = np.array([column.root for column in columns])
+        siblings = {int(root): np.flatnonzero(roots == root) for root in np.unique(roots)}
+        return cls(matrix, width, roots, siblings)
+
+
 def _descended(
     counts: Sequence[int],
-    columns: Sequence[Column],
+    moves: _Moves,
     crossing: Mapping[Arc, Mapping[int, int]],
     bandwidth: Mapping[Arc, Fraction],
 ) -> list[int]:
@@ -368,14 +426,7 @@ def _descended(
     word, so the descent ends, and :data:`MAX_MOVES` bounds it. Loads are compared as floats, each a
     correctly rounded quotient and none summed, so the same on any machine; the result is kept only
     where its exact busiest arc is no worse than the start's."""
-    arcs = sorted(crossing)
-    matrix = np.zeros((len(columns), len(arcs)), dtype=np.int64)
-    for a, arc in enumerate(arcs):
-        for i, c in crossing[arc].items():
-            matrix[i, a] = c
-    width = np.array([float(bandwidth[arc]) for arc in arcs])
-    roots = np.array([column.root for column in columns])
-    siblings = {int(root): np.flatnonzero(roots == root) for root in np.unique(roots)}
+    matrix, width, roots, siblings = moves
     current = np.array(counts, dtype=np.int64)
     load = current @ matrix
     for _ in range(MAX_MOVES):
@@ -457,9 +508,23 @@ def routed_forest(
     runtime's paths no more than it does. A reduce-scatter forest is marked ``reversed``: its edge
     ``u -> v`` carries data ``v -> u`` over the runtime's path from ``v``, written backwards
     (:class:`collc.solver.forest.Forest`)."""
+    return drain(routed_forest_steps(num_gpus, k, coll, paths, bandwidth, seed, packing))
+
+
+def routed_forest_steps(
+    num_gpus: int,
+    k: int,
+    coll: str,
+    paths: Mapping[Pair, Path],
+    bandwidth: Mapping[Arc, Fraction],
+    seed: Forest | None = None,
+    packing: RoutedPacking | None = None,
+) -> Generator[None, None, Forest]:
+    """:func:`routed_forest` in steps: those of the generation where no ``packing`` is given
+    (:func:`routed_packing_steps`), then those of the choice (:func:`choose_trees_steps`)."""
     loads = edge_arcs(coll, paths)
     if packing is None:
-        packing = routed_packing(num_gpus, loads, bandwidth)
+        packing = yield from routed_packing_steps(num_gpus, loads, bandwidth)
     seeds = (
         [Column(t.root, tuple(sorted((e.src, e.dst) for e in t.edges))) for t in seed.trees] if seed else []
     )
@@ -474,7 +539,7 @@ def routed_forest(
         seed_counts = [0] * len(packing.columns)
         for tree, column in zip(seed.trees, seeds, strict=True):
             seed_counts[index[column]] += tree.multiplicity
-    counts = choose_trees(packing, k, loads, bandwidth, seed_counts)
+    counts = yield from choose_trees_steps(packing, k, loads, bandwidth, seed_counts)
     reverse = coll == "reducescatter"
     trees = tuple(
         Tree(column.root, count, _bfs_edges(column, paths, reverse))
