@@ -1,6 +1,7 @@
 """Compile tries forests on the runtime's paths (collc.solver.routed) where the exact forest's routes
 are not the runtime's, and only there."""
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -53,11 +54,13 @@ def test_a_routed_forest_is_solved_only_where_the_exact_one_loses_on_the_runtime
     assert _loses_route(state, solve(state.topology, k=k).forest) is loses
 
 
-def test_the_routed_solve_runs_in_slices_and_writes_the_same_file(compiled, monkeypatch) -> None:
+@pytest.mark.parametrize("pickled", [False, True])
+def test_the_routed_solve_runs_in_slices_and_writes_the_same_file(compiled, monkeypatch, pickled) -> None:
     """Like the exact solve, the routed one is cut into steps a service can stop between (its
     generation's rounds, integer programs and descents; on 64 GPUs it runs for about a minute in
     all): with every slice as short as can be, the routed forests take many forest steps and the
-    file is the one written whole."""
+    file is the one written whole. A state pickled after every step (a service that spills it) drops
+    a routed solve part way through and runs it whole, with the same file."""
     monkeypatch.setattr(driver, "SLICE_SECONDS", 0.0)
     state = begin(compiled.topology, compiled.options)
     routed_steps = 0
@@ -67,5 +70,7 @@ def test_the_routed_solve_runs_in_slices_and_writes_the_same_file(compiled, monk
             index = _next_candidate(state)
             routed_steps += index is not None and state.candidates[index].routed
         advance(state)
+        if pickled:
+            state = pickle.loads(pickle.dumps(state))
     assert state.result is not None and state.result.xml == compiled.xml
-    assert routed_steps >= 10
+    assert routed_steps >= 10 or pickled
