@@ -59,6 +59,17 @@ class Fabric:
         return {"name": name, "nodes": self.nodes, "links": self.links}
 
 
+def gpu_nics(
+    fabric: Fabric, gpus: list[str], prefix: str, switch: Callable[[int], str], widths: tuple[float, float]
+) -> None:
+    """A NIC ``{prefix}{i}`` on each of ``gpus``, joined to its GPU and to ``switch(i)`` at ``widths``
+    (GPU side, network side)."""
+    for i, gpu in enumerate(gpus):
+        fabric.add("nic", f"{prefix}{i}")
+        fabric.link(f"{prefix}{i}", gpu, widths[0])
+        fabric.link(f"{prefix}{i}", switch(i), widths[1])
+
+
 def pcie_servers(fabric: Fabric, boxes: int, nics_per_box: int, cpu_link: float | None) -> None:
     """Boxes of 8 GPUs behind two 32 GB/s PCIe switches. ``cpu_link``: two sockets joined by a link of
     that bandwidth, else both switches under one root complex. NICs (25 GB/s to the top-of-rack
@@ -140,10 +151,7 @@ def nvswitch_three_boxes() -> Fabric:
     fabric.add("switch", "tor")
     nvswitch_boxes(fabric, 3, 150)
     for b in range(3):
-        for n in range(2):
-            fabric.add("nic", f"b{b}n{n}")
-            fabric.link(f"b{b}n{n}", f"b{b}g{2 * n}", 32)
-            fabric.link(f"b{b}n{n}", "tor", 25)
+        gpu_nics(fabric, [f"b{b}g0", f"b{b}g2"], f"b{b}n", lambda _: "tor", (32, 25))
     return fabric
 
 
@@ -156,10 +164,7 @@ def leaf_spine() -> Fabric:
     fabric.link("leaf1", "spine", 100)
     nvswitch_boxes(fabric, 4, 200)
     for b in range(4):
-        for g in range(4):
-            fabric.add("nic", f"b{b}n{g}")
-            fabric.link(f"b{b}n{g}", f"b{b}g{g}", 50)
-            fabric.link(f"b{b}n{g}", f"leaf{b // 2}", 50)
+        gpu_nics(fabric, [f"b{b}g{g}" for g in range(4)], f"b{b}n", lambda _, b=b: f"leaf{b // 2}", (50, 50))
     return fabric
 
 
@@ -189,10 +194,7 @@ def xgmi_mesh_boxes() -> Fabric:
         fabric.add("gpu", *gpus)
         for i, j in itertools.combinations(range(8), 2):
             fabric.link(gpus[i], gpus[j], 64)
-        for i, gpu in enumerate(gpus):
-            fabric.add("nic", f"n{b}mlx{i}")
-            fabric.link(f"n{b}mlx{i}", gpu, 64)
-            fabric.link(f"n{b}mlx{i}", "tor", 50)
+        gpu_nics(fabric, gpus, f"n{b}mlx", lambda _: "tor", (64, 50))
     return fabric
 
 
@@ -203,12 +205,11 @@ def rail_boxes() -> Fabric:
     fabric.add("switch", *(f"leaf{i}" for i in range(8)))
     for b in range(2):
         fabric.add("switch", f"node{b}-nvsw")
-        for i in range(8):
-            fabric.add("gpu", f"node{b}-gpu{i}")
-            fabric.link(f"node{b}-gpu{i}", f"node{b}-nvsw", 450)
-            fabric.add("nic", f"node{b}-ib{i}")
-            fabric.link(f"node{b}-ib{i}", f"node{b}-gpu{i}", 64)
-            fabric.link(f"node{b}-ib{i}", f"leaf{i}", 50)
+        gpus = [f"node{b}-gpu{i}" for i in range(8)]
+        fabric.add("gpu", *gpus)
+        for gpu in gpus:
+            fabric.link(gpu, f"node{b}-nvsw", 450)
+        gpu_nics(fabric, gpus, f"node{b}-ib", lambda i: f"leaf{i}", (64, 50))
     return fabric
 
 
@@ -227,11 +228,8 @@ def unequal_nics() -> Fabric:
     fabric = Fabric()
     fabric.add("switch", "tor")
     nvswitch_boxes(fabric, 2, 300)
-    for b, nics in ((0, 2), (1, 1)):
-        for n in range(nics):
-            fabric.add("nic", f"b{b}n{n}")
-            fabric.link(f"b{b}n{n}", f"b{b}g{2 * n}", 32)
-            fabric.link(f"b{b}n{n}", "tor", 25)
+    for b, gpus in ((0, ["b0g0", "b0g2"]), (1, ["b1g0"])):
+        gpu_nics(fabric, gpus, f"b{b}n", lambda _: "tor", (32, 25))
     return fabric
 
 
