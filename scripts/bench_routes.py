@@ -8,7 +8,8 @@ socket's NIC, which the exact forest's routes do not follow (docs/solver.md §10
 compiled twice in the same run: with the search's forests on the runtime's paths turned off (the
 exact forests only) and as shipped. For each of 1 MiB, 64 MiB and 1 GiB it prints the written file's
 simulated algbw both ways, the runtime's best (ring or tree), the bound and the ratio shipped/exact,
-and each compile's seconds.
+each compile's seconds, and the longest step of the shipped compile (``collc.compile.driver.advance``:
+where ``collc serve`` can stop a compile to run another, docs/serve.md).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
-from collc.compile import CompileOptions, CompileResult, compile_schedule, driver
+from collc.compile import CompileOptions, CompileResult, driver
+from collc.lowering.collector import collector_paused
 from collc.msccl.program import SCHEDULED_COLLECTIVES
 from collc.topology import load
 
@@ -45,15 +48,28 @@ def dual_socket(boxes: int) -> dict:
     return {"name": f"pcie-2socket-x{boxes}", "nodes": nodes, "links": links}
 
 
-def compiled(path: Path, coll: str, routed: bool) -> tuple[CompileResult, float]:
+class Compiled(NamedTuple):
+    """One compile of the benchmark and what it took."""
+
+    result: CompileResult
+    seconds: float
+    longest_step: float  # seconds of the compile's longest step
+
+
+def compiled(path: Path, coll: str, routed: bool) -> Compiled:
     """The compile of ``path`` for ``coll`` (forced: every size is simulated), with or without the
-    forests on the runtime's paths, and its seconds."""
+    forests on the runtime's paths, run step by step as a service runs it."""
     limit = driver.ROUTED_MAX_GPUS
     driver.ROUTED_MAX_GPUS = limit if routed else 0
     try:
         start = time.perf_counter()
-        result = compile_schedule(load(path), CompileOptions(coll=coll, force=True))
-        return result, time.perf_counter() - start
+        state, longest = driver.begin(load(path), CompileOptions(coll=coll, force=True)), 0.0
+        with collector_paused():
+            while state.result is None:
+                step = time.perf_counter()
+                driver.advance(state)
+                longest = max(longest, time.perf_counter() - step)
+        return Compiled(state.result, time.perf_counter() - start, longest)
     finally:
         driver.ROUTED_MAX_GPUS = limit
 
@@ -65,15 +81,17 @@ def main() -> None:
     args = parser.parse_args()
     colls = args.coll or list(SCHEDULED_COLLECTIVES)
     header = f"{'fabric':18s} {'coll':14s} {'size':>6s} {'exact':>7s} {'routed':>7s} {'vendor':>7s}"
-    print(f"{header} {'bound':>7s} {'ratio':>6s} {'layout':30s} {'s exact':>8s} {'s routed':>8s}")
+    header += f" {'bound':>7s} {'ratio':>6s} {'layout':30s} {'s exact':>8s} {'s routed':>8s}"
+    print(f"{header} {'step':>5s}")
     with tempfile.TemporaryDirectory() as folder:
         for boxes in args.boxes or BOXES:
             path = Path(folder) / f"pcie-2socket-x{boxes}.yaml"
             path.write_text(yaml.safe_dump(dual_socket(boxes), sort_keys=False))
             for coll in colls:
-                exact, exact_s = compiled(path, coll, routed=False)
-                routed, routed_s = compiled(path, coll, routed=True)
-                before = {row.nbytes: row for row in exact.predicted}
+                exact = compiled(path, coll, routed=False)
+                shipped = compiled(path, coll, routed=True)
+                before = {row.nbytes: row for row in exact.result.predicted}
+                routed = shipped.result
                 for row in routed.predicted:
                     if row.nbytes not in SIZES:
                         continue
@@ -82,7 +100,8 @@ def main() -> None:
                     print(
                         f"{routed.topology.name:18s} {coll:14s} {row.nbytes >> 20:>5d}M {old.algbw:7.1f} "
                         f"{row.algbw:7.1f} {vendor:7.1f} {row.bound_algbw:7.1f} {row.algbw / old.algbw:6.3f} "
-                        f"{routed.solution.forest.layout:30s} {exact_s:8.1f} {routed_s:8.1f}",
+                        f"{routed.solution.forest.layout:30s} {exact.seconds:8.1f} {shipped.seconds:8.1f} "
+                        f"{shipped.longest_step:5.1f}",
                         flush=True,
                     )
 
