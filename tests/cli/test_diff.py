@@ -111,10 +111,22 @@ def test_compile_on_a_degraded_fabric_reports_the_healthy_bound(tmp_path: Path) 
     out_file = tmp_path / "x.xml"
     code, out, _ = run("compile", str(quad), "--derate", "link:gpu3-sw=50%", "-o", str(out_file))
     assert code == 0
-    # 4 GPUs at 100 GB/s: allreduce 4·(100/3)/2; one port at 50 GB/s: 4·(50/3)/2
-    assert "  healthy fabric   bound 66.7 GB/s, this one 33.3 GB/s (-50.0 %)" in out.splitlines()
+    # 4 GPUs at 100 GB/s: allreduce 4·(100/3)/2; one port at 50 GB/s: 4·(50/3)/2. The ceiling is the
+    # least cut: a GPU's port, 100 and then 50 GB/s
+    assert (
+        "  healthy fabric   bound 66.7 GB/s, this one 33.3 GB/s (-50.0 %); "
+        "allreduce ceiling 100.0 GB/s -> 50.0 GB/s (-50.0 %)"
+    ) in out.splitlines()
+    code, out, _ = run("compile", str(quad), "--derate", "link:gpu3-sw=50%", "--json", "-o", str(out_file))
+    document = json.loads(out)
+    assert (document["healthy_ceiling_algbw"], document["ceiling_algbw"]) == (100.0, 50.0)
+    code, out, _ = run(
+        "compile", str(quad), "--derate", "link:gpu3-sw=50%", "--coll", "allgather", "-o", str(out_file)
+    )
+    assert "  healthy fabric   bound 133.3 GB/s, this one 66.7 GB/s (-50.0 %)" in out.splitlines()
     code, out, _ = run("compile", str(quad), "--gpus", "2,0,1", "--json", "-o", str(out_file))
-    assert code == 0 and json.loads(out)["healthy_bound_algbw"] is None
+    document = json.loads(out)
+    assert code == 0 and document["healthy_bound_algbw"] is None and document["healthy_ceiling_algbw"] is None
 
 
 def test_a_degraded_fabric_with_fewer_gpus_is_not_compared_as_a_change(tmp_path: Path) -> None:

@@ -70,7 +70,10 @@ def healthy_bound(collective: str) -> Healthy | None:
     if changes is None or not changes.degradation.damages:
         return None
     healthy = degrade(changes.fabric, changes.degradation.healthy())
-    return Healthy(collective_algbw(compute_bounds(healthy), collective), healthy.num_gpus)
+    bounds = compute_bounds(healthy)
+    bound = collective_algbw(bounds, collective)
+    ceiling = bounds.allreduce_ceiling if collective == "allreduce" else bound
+    return Healthy(bound, healthy.num_gpus, ceiling)
 
 
 def _label(source: str, settings: tuple[str, ...], degradation: Degradation) -> str:

@@ -130,16 +130,23 @@ def _outlook_line(row: SizeOutlook) -> str:
 
 
 class Healthy(NamedTuple):
-    """The same job's bound (GB/s algbw) on the fabric before a degradation, and its GPUs there."""
+    """The same job's bound (GB/s algbw) on the fabric before a degradation, its GPUs there, and its
+    ceiling there (what no schedule of the collective exceeds: the bound, or for an allreduce the
+    least cut, :mod:`collc.solver.ceiling`)."""
 
     algbw: Fraction
     num_gpus: int
+    ceiling: Fraction
 
 
 def healthy_line(result: CompileResult, healthy: Healthy) -> str:
-    """On a degraded fabric: the same job's bound on the healthy fabric against this one's. Where the
-    parts taken out took GPUs with them, the two are collectives over different GPU counts (an
-    allreduce over fewer GPUs may have the higher algbw): the line gives both counts and no change."""
+    """On a degraded fabric: the same job's bound on the healthy fabric against this one's, and for an
+    allreduce its ceiling too (the least cut: the bound is reduce-scatter then allgather with every GPU
+    rooting an equal share, so a slowed GPU forwards in both halves and the bound can fall further than
+    any allreduce must; 2x8 A100 with one GPU's switch link at 50 %: bound -46.2 %, ceiling -12.5 %,
+    docs/solver.md §1.9). Where the parts taken out took GPUs with them, the two are collectives over
+    different GPU counts (an allreduce over fewer GPUs may have the higher algbw): the line gives both
+    counts and no change."""
     this, before = _gbps(result.bound_algbw), _gbps(healthy.algbw)
     ngpus = result.algorithm.ngpus
     if healthy.num_gpus != ngpus:
@@ -148,7 +155,12 @@ def healthy_line(result: CompileResult, healthy: Healthy) -> str:
             f"{ngpus} (fewer GPUs: a different collective, so no change is given)"
         )
     change = float(result.bound_algbw / healthy.algbw - 1) * 100
-    return f"  healthy fabric   bound {before}, this one {this} ({change:+.1f} %)"
+    line = f"  healthy fabric   bound {before}, this one {this} ({change:+.1f} %)"
+    if result.algorithm.coll != "allreduce":
+        return line
+    ceiling = result.model.ceiling_algbw("allreduce")
+    fell = float(ceiling / healthy.ceiling - 1) * 100
+    return f"{line}; allreduce ceiling {_gbps(healthy.ceiling)} -> {_gbps(ceiling)} ({fell:+.1f} %)"
 
 
 class ArcLimit(NamedTuple):
@@ -337,6 +349,7 @@ REPORT_KEYS = (
     "arc_limit_algbw",
     "healthy_bound_algbw",
     "healthy_ngpus",
+    "healthy_ceiling_algbw",
     "predicted",
     "threadblocks_per_gpu",
     "merged_threadblocks",
@@ -375,6 +388,7 @@ def report_json(result: CompileResult, filename: str, healthy: Healthy | None = 
         "arc_limit_algbw": None if (limit := arc_limit(result)) is None else json_figure(limit.algbw),
         "healthy_bound_algbw": None if healthy is None else json_figure(healthy.algbw),
         "healthy_ngpus": None if healthy is None else healthy.num_gpus,
+        "healthy_ceiling_algbw": None if healthy is None else json_figure(healthy.ceiling),
         "predicted": [row.to_json() for row in result.predicted],
         "threadblocks_per_gpu": usage.max_tbs,
         "merged_threadblocks": result.lowered.merged_tbs,
