@@ -29,6 +29,8 @@ def test_diff_of_a_drained_nic() -> None:
     # healthy x* = 325/15 GB/s per GPU, degraded 300/15: 1/13 of the throughput is lost
     assert lines[3].split() == ["allgather", "346.67", "320.00", "7.69", "%"]
     assert lines[5].split() == ["allreduce", "173.33", "160.00", "7.69", "%"]
+    # the allreduce ceiling is the least cut: a box's NICs, 8 x 25 = 200 GB/s before, 7 x 25 = 175 after
+    assert lines[6].split() == ["allreduce", "ceiling", "200.00", "175.00", "12.50", "%"]
     after = lines[lines.index("bottleneck cut after:") + 1 :]
     assert after[0] == "  allgather: 15 of 16 GPUs inside S, GPUs outside S: b0.gpu3"
     assert after[1] == "    1 link leaving S carries 300.00 GB/s = 20.00 GB/s per inside GPU"
@@ -43,6 +45,8 @@ def test_diff_json_has_both_bound_objects_and_the_exact_loss() -> None:
     data = json.loads(out)
     assert data["before"]["x_star"] == "65/3" and data["after"]["x_star"] == "125/6"
     assert data["lost"]["allgather"] == {"ratio": "1/26", "percent": pytest.approx(100 / 26)}
+    # the least cut is a box's NICs: 8 x 25 = 200 GB/s, and 187.5 with b0.gpu3's NIC link at 12.5
+    assert data["lost"]["allreduce_ceiling"] == {"ratio": "1/16", "percent": 6.25}
     assert data["after"]["label"] == "dgx-a100 --set boxes=2 --derate link:b0.gpu3-b0.nic3=50%"
     assert data["after"]["cut"]["links"] == [
         {"src": "b0.nic3", "dst": "b0.gpu3", "bandwidth": 12.5},

@@ -120,17 +120,16 @@ def diff_lines(before: Side, after: Side) -> list[str]:
     lines = [
         f"before: {before.label}: {plural(before.bounds.num_gpus, 'GPU')}",
         f"after:  {after.label}: {plural(after.bounds.num_gpus, 'GPU')}",
-        f"  {'collective':<14} {'before GB/s':>12} {'after GB/s':>11} {'lost':>9}",
+        f"  {'collective':<17} {'before GB/s':>12} {'after GB/s':>11} {'lost':>9}",
     ]
-    for collective in COLLECTIVES:
-        old, new = collective_algbw(before.bounds, collective), collective_algbw(after.bounds, collective)
+    rows = [(c, collective_algbw(before.bounds, c), collective_algbw(after.bounds, c)) for c in COLLECTIVES]
+    rows.append(("allreduce ceiling", before.bounds.allreduce_ceiling, after.bounds.allreduce_ceiling))
+    for name, old, new in rows:
         share = float(lost(old, new)) * 100
-        lines.append(
-            f"  {collective:<14} {format_figure(old, 2):>12} {format_figure(new, 2):>11} {share:>7.2f} %"
-        )
+        lines.append(f"  {name:<17} {format_figure(old, 2):>12} {format_figure(new, 2):>11} {share:>7.2f} %")
     lines.append(
-        "  (algbw bounds in nccl-tests units, allreduce = reduce-scatter then allgather; "
-        "lost = 1 - after/before, negative: gained)"
+        "  (algbw bounds in nccl-tests units, allreduce = reduce-scatter then allgather; its ceiling is the "
+        "least cut, which no allreduce exceeds; lost = 1 - after/before, negative: gained)"
     )
     for name, side in (("before", before), ("after", after)):
         lines.append(f"bottleneck cut {name}:")
@@ -152,14 +151,14 @@ DIFF_KEYS = ("before", "after", "lost")
 
 
 def diff_json(before: Side, after: Side) -> dict[str, Any]:
-    """``collc diff --json``: each side's ``collc bound --json`` object, and the share lost per collective."""
+    """``collc diff --json``: each side's ``collc bound --json`` object, and the share lost per collective
+    and of the allreduce ceiling."""
+    pairs = {c: (collective_algbw(before.bounds, c), collective_algbw(after.bounds, c)) for c in COLLECTIVES}
+    pairs["allreduce_ceiling"] = (before.bounds.allreduce_ceiling, after.bounds.allreduce_ceiling)
     shares = {}
-    for collective in COLLECTIVES:
-        share = lost(collective_algbw(before.bounds, collective), collective_algbw(after.bounds, collective))
-        shares[collective] = {
-            "ratio": f"{share.numerator}/{share.denominator}",
-            "percent": float(share * 100),
-        }
+    for name, (old, new) in pairs.items():
+        share = lost(old, new)
+        shares[name] = {"ratio": f"{share.numerator}/{share.denominator}", "percent": float(share * 100)}
     return {
         "before": {"label": before.label, **bounds_json(before.bounds)},
         "after": {"label": after.label, **bounds_json(after.bounds)},
