@@ -148,9 +148,8 @@ def test_the_routed_forest_in_steps_is_the_whole_one(fabric) -> None:
             forest = stop.value
             break
         yields += 1
-    packing = routed_packing(n, edge_arcs("allgather", paths), bandwidth)
     rounds = sum(1 for _ in routed.routed_packing_steps(n, edge_arcs("allgather", paths), bandwidth))
-    assert rounds >= 2 and len(packing.columns) > n  # the stars alone are not the optimum here
+    assert rounds >= 2  # the stars alone are not the optimum here: trees enter in the first round
     assert yields == rounds + 2 + 4  # two programs; descents from both, the rounding and the seed
     assert forest == routed_forest(n, 2, "allgather", paths, bandwidth, seed=exact)
 
