@@ -6,8 +6,9 @@ fabric is written as a user would write it by hand: GPUs, switches and NICs with
 cover: PCIe servers with one or two NICs, with GPUs on the CPU's root ports, or with GPUs paired by
 NVLink bridges, an 8-GPU ring whose two directions differ, a 4-GPU mesh of unequal links, 4 GPUs in a
 line, 5 GPUs on a switch, NVSwitch boxes with fewer NICs than GPUs (12 GPUs; or NIC counts that
-differ by box), NVSwitch boxes under an oversubscribed leaf-spine network or on rails with no spine,
-boxes whose GPUs form a ring, and boxes of directly wired GPUs. Each collective is compiled
+differ by box), NVSwitch boxes under an oversubscribed leaf-spine network or on rails with no spine
+(once more with one GPU's switch link at half speed), boxes whose GPUs form a ring, and boxes of
+directly wired GPUs. Each collective is compiled
 (forced, so every size is simulated) and the written file's simulated algbw is printed at 1 MiB, 64
 MiB and 1 GiB with the runtime's ring and tree, the bound, the ratios to the bound and to the
 runtime's best, and whether the file's size range takes that size (``used``; elsewhere the runtime
@@ -198,9 +199,10 @@ def xgmi_mesh_boxes() -> Fabric:
     return fabric
 
 
-def rail_boxes() -> Fabric:
+def rail_boxes(slow: str | None = None) -> Fabric:
     """Two boxes of 8 GPUs on a 450 GB/s NVSwitch, a 50 GB/s NIC per GPU, NIC i of every box on leaf
-    switch i (rail-optimised), with no spine: a GPU reaches the other box only on its own rail."""
+    switch i (rail-optimised), with no spine: a GPU reaches the other box only on its own rail.
+    ``slow``: a GPU whose switch link runs at half speed."""
     fabric = Fabric()
     fabric.add("switch", *(f"leaf{i}" for i in range(8)))
     for b in range(2):
@@ -208,9 +210,15 @@ def rail_boxes() -> Fabric:
         gpus = [f"node{b}-gpu{i}" for i in range(8)]
         fabric.add("gpu", *gpus)
         for gpu in gpus:
-            fabric.link(gpu, f"node{b}-nvsw", 450)
+            fabric.link(gpu, f"node{b}-nvsw", 225 if gpu == slow else 450)
         gpu_nics(fabric, gpus, f"node{b}-ib", lambda i: f"leaf{i}", (64, 50))
     return fabric
+
+
+def slow_gpu() -> Fabric:
+    """The rail boxes with one GPU's switch link at half speed (a derated NVLink): an allreduce on
+    trees packed for allgather makes it forward in both halves."""
+    return rail_boxes(slow="node1-gpu2")
 
 
 def gpu_line() -> Fabric:
@@ -272,6 +280,7 @@ FABRICS: dict[str, Callable[[], Fabric]] = {
     "ring-boxes": ring_boxes,
     "xgmi-mesh-boxes": xgmi_mesh_boxes,
     "rail-boxes": rail_boxes,
+    "slow-gpu": slow_gpu,
     "gpu-line": gpu_line,
     "unequal-nics": unequal_nics,
     "five-gpus": five_gpus,

@@ -21,7 +21,7 @@ from collc.compile.bundle import BUNDLE_KEYS
 from collc.compile.report import REPORT_KEYS
 from collc.errors import InvariantError
 from collc.jsondoc import OUTCOME_KEYS, json_document
-from fabrics import SLOW_ALIGN, SLOW_RING, switch_fabric
+from fabrics import SLOW_NO_WIN, SLOW_RING, switch_fabric
 
 QUAD = switch_fabric("quad")
 # line 5, column 37: the bandwidth
@@ -58,8 +58,8 @@ def fabrics(tmp_path: Path) -> dict[str, str]:
 
 def test_compile_prints_the_same_keys_when_it_writes_when_it_wins_nowhere_and_on_bad_input(tmp_path, fabrics):
     target = str(tmp_path / "x.xml")
-    written = _document(["compile", fabrics["slow"], *SLOW_ALIGN, "-o", target, "--json", "--force"], 0)
-    no_win = _document(["compile", fabrics["slow"], *SLOW_ALIGN, "-o", target + ".2", "--json"], 1)
+    written = _document(["compile", fabrics["slow"], *SLOW_NO_WIN, "-o", target, "--json", "--force"], 0)
+    no_win = _document(["compile", fabrics["slow"], *SLOW_NO_WIN, "-o", target + ".2", "--json"], 1)
     bad = _document(["compile", fabrics["negative"], "-o", target + ".3", "--json"], 2)
     assert list(written) == list(no_win) == list(bad) == [*REPORT_KEYS, *OUTCOME_KEYS]
     assert written["file"] == target and written["exit_code"] == 0 and written["error"] is None

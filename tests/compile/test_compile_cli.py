@@ -25,7 +25,7 @@ from collc.predict.params import DEFAULT_BUFFER_BYTES
 from collc.topology import load
 from collc.verify import verify_text
 from compiled import preset_compile, same_worker
-from fabrics import SLOW_ALIGN, SLOW_RING
+from fabrics import SLOW_NO_WIN, SLOW_RING
 
 
 def _compile(tmp_path: Path, *args: str):
@@ -763,7 +763,7 @@ def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_
     fabric = tmp_path / "slow.yaml"
     fabric.write_text(SLOW_RING)
     target = tmp_path / "x.xml"
-    result = CliRunner().invoke(main, ["compile", str(fabric), *SLOW_ALIGN, "-o", str(target), "--json"])
+    result = CliRunner().invoke(main, ["compile", str(fabric), *SLOW_NO_WIN, "-o", str(target), "--json"])
     assert result.exit_code == 1 and not target.exists(), result.output
     document = json.loads(result.stdout)
     assert document["file"] is None and document["exit_code"] == 1
@@ -773,7 +773,7 @@ def test_json_says_why_nothing_was_written_with_the_unwritten_files_figures(tmp_
     assert all(not row["selected"] and row["algbw"] > 0 for row in document["predicted"])
     assert "error:" in result.stderr
     forced = CliRunner().invoke(
-        main, ["compile", str(fabric), *SLOW_ALIGN, "-o", str(target), "--json", "--force"]
+        main, ["compile", str(fabric), *SLOW_NO_WIN, "-o", str(target), "--json", "--force"]
     )
     assert forced.exit_code == 0 and json.loads(forced.stdout)["file"] == str(target)
     assert any(note.startswith("chose k = ") for note in document["notes"])
@@ -785,14 +785,14 @@ def test_the_report_shows_the_file_it_did_not_write_and_how_it_was_chosen(tmp_pa
     fabric = tmp_path / "slow.yaml"
     fabric.write_text(SLOW_RING)
     target = tmp_path / "x.xml"
-    result = CliRunner().invoke(main, ["compile", str(fabric), *SLOW_ALIGN, "-o", str(target)])
+    result = CliRunner().invoke(main, ["compile", str(fabric), *SLOW_NO_WIN, "-o", str(target)])
     assert result.exit_code == 1 and not target.exists(), result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("not written: k = ") and "nchunksperloop = 5" in lines[0]
     assert "event simulation of the file it would write" in lines[1]
     rows = [line for line in lines if line.strip().endswith("no (runtime's own)")]
     assert len(rows) == 3  # 1 MiB, 64 MiB and 1 GiB, none taken
-    assert any(line.startswith("  serves ") and "multiple of 5 elements" in line for line in lines)
+    assert any(line.startswith("  serves ") and "multiple of 1 element " in line for line in lines)
     assert any(line.startswith("  note: chose k = ") for line in lines)
     assert "no file written" in result.stderr and "no file written" not in result.stdout
 
@@ -802,7 +802,7 @@ def test_the_no_win_message_shows_slow_links_figures_in_significant_digits(tmp_p
     decimal printed as "0.0 vs 0.0"."""
     fabric = tmp_path / "slow.yaml"
     fabric.write_text(SLOW_RING)
-    result = CliRunner().invoke(main, ["compile", str(fabric), *SLOW_ALIGN, "-o", str(tmp_path / "x.xml")])
+    result = CliRunner().invoke(main, ["compile", str(fabric), *SLOW_NO_WIN, "-o", str(tmp_path / "x.xml")])
     assert result.exit_code == 1, result.output
     closest = re.search(r"closest: ([\d.e-]+) vs ([\d.e-]+) GB/s", result.output)
     assert closest and 0 < float(closest[2]) < 0.01 and float(closest[1]) > 0, result.output

@@ -2,12 +2,14 @@
 are not the runtime's, and only there."""
 
 import pickle
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from collc.compile import CompileOptions, CompileResult, compile_schedule, driver
-from collc.compile.driver import _loses_route, _next_candidate, _runtime_paths, advance, begin, next_step
+from collc.compile.driver import _loses_route, _next_candidate, _runtime_routes, advance, begin, next_step
+from collc.compile.report import report_lines
 from collc.solver.pipeline import solve
 from collc.solver.routed import on_route_algbw
 from collc.topology.presets import load
@@ -33,7 +35,7 @@ def test_the_routed_forest_is_chosen_and_beats_every_exact_forest(compiled: Comp
     assert forest.routed and forest.layout == "trees on the runtime's paths"
     assert "-routed-" in compiled.algorithm.name
     topology = compiled.topology
-    paths = _runtime_paths(begin(topology, compiled.options))
+    paths = _runtime_routes(begin(topology, compiled.options))
     exact = max(
         on_route_algbw(solve(topology, k=k).forest, "allgather", paths, topology.arc_bandwidths())
         for k in (1, 2, 4, 8)
@@ -74,3 +76,50 @@ def test_the_routed_solve_runs_in_slices_and_writes_the_same_file(compiled, monk
             state = pickle.loads(pickle.dumps(state))
     assert state.result is not None and state.result.xml == compiled.xml
     assert routed_steps >= 10 or pickled
+
+
+SLOW_GPU = Path(__file__).parent / "fixtures" / "slow-gpu-2x4.yaml"  # b1g2's switch link at 50 GB/s
+
+
+@pytest.fixture(scope="module")
+def slow_gpu() -> CompileResult:
+    """The allreduce of two boxes with one slow GPU, on even/odd network planes, as compile writes it."""
+    return compile_schedule(load(SLOW_GPU), CompileOptions(coll="allreduce"))
+
+
+def test_a_slow_gpus_allreduce_runs_on_trees_packed_for_both_halves(slow_gpu: CompileResult) -> None:
+    """Reduce-scatter then allgather allows 42.9 GB/s; the slow GPU's links allow 75 each way. The
+    written trees are on the runtime's paths, packed for both halves at once (72.7 GB/s at most at
+    k = 4), and the file simulates at 68.7 at 1 GiB (44.8 with the allgather trees run both ways,
+    NCCL's ring 28.5). Every edge between boxes stays on one plane, the even or the odd GPUs', and
+    never relays through a GPU. Fails if the halves are not packed together (:func:`driver.
+    _overlapping`) or planes keep the routed forests out."""
+    forest = slow_gpu.solution.forest
+    assert forest.routed and forest.allreduce_U is not None
+    assert slow_gpu.bound_algbw == Fraction(300, 7)
+    assert slow_gpu.file_bound_algbw == forest.num_gpus * forest.k / forest.allreduce_U > 70
+    at = {row.nbytes: row.algbw for row in slow_gpu.predicted}
+    assert 66 < at[1 << 30] <= slow_gpu.model.ceiling_algbw("allreduce") == 75
+    assert at[64 << 20] > 55
+    topology = slow_gpu.topology
+    planes = {"even": {0, 2}, "odd": {1, 3}}
+    for tree in forest.trees:
+        for edge in tree.edges:
+            src, dst = topology.ranks[edge.src], topology.ranks[edge.dst]
+            if src[:2] != dst[:2]:  # between boxes: through the plane of both ends' GPU index
+                (plane,) = [name for name in planes if name in edge.path]
+                assert {int(src[-1]), int(dst[-1])} <= planes[plane]
+    assert not verify(slow_gpu.algorithm, runtime=slow_gpu.runtime, topology=topology).errors
+    report = "\n".join(report_lines(slow_gpu, "x.xml"))
+    assert "(69.70 % over the bound above: these trees carry both halves at once" in report
+    assert "above the reduce-scatter + allgather bound; no allreduce exceeds 75.0 GB/s algbw" in report
+
+
+def test_a_fabric_whose_gpus_are_alike_solves_no_forest_for_both_halves() -> None:
+    """Where every GPU's links add up alike, packing for both halves is worth no more than for one
+    (every preset: the linear program gives the reduce-scatter + allgather figure), so it is not
+    solved; with one GPU slower it is."""
+    healthy = begin(load("dgx-a100", {"boxes": "2"}), CompileOptions(coll="allreduce"))
+    assert not driver._overlapping(healthy)
+    assert driver._overlapping(begin(load(SLOW_GPU), CompileOptions(coll="allreduce")))
+    assert not driver._overlapping(begin(load(SLOW_GPU), CompileOptions(coll="allgather")))

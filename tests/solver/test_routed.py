@@ -27,6 +27,7 @@ from collc.solver.routed import (
     on_route_algbw,
     routed_forest,
     routed_packing,
+    single_routes,
 )
 from collc.topology.presets import load
 
@@ -39,7 +40,7 @@ def fabric():
     network = Network.of(topology)
     n = topology.num_gpus
     paths = {(u, v): runtime_path(network, (u, v, 0), []) for u in range(n) for v in range(n) if u != v}
-    return topology, paths
+    return topology, single_routes(paths)
 
 
 def _brute_force(n: int, root: int, cost: dict[tuple[int, int], float]) -> float:
@@ -82,10 +83,53 @@ def test_the_cheapest_arborescence_is_the_brute_force_minimum(seed: int) -> None
 
 
 def test_an_edge_loads_the_runtime_path_of_the_data_direction() -> None:
-    paths = {(0, 1): ("a", "s", "b"), (1, 0): ("b", "t", "a")}
-    assert edge_arcs("allgather", paths)[(0, 1)] == (("a", "s"), ("s", "b"))
-    assert edge_arcs("reducescatter", paths)[(0, 1)] == (("b", "t"), ("t", "a"))
-    assert edge_arcs("allreduce", paths)[(0, 1)] == (("a", "s"), ("s", "b"), ("b", "t"), ("t", "a"))
+    routes = single_routes({(0, 1): ("a", "s", "b"), (1, 0): ("b", "t", "a")})
+    assert edge_arcs("allgather", routes)[(0, 1, 0)] == (("a", "s"), ("s", "b"))
+    assert edge_arcs("reducescatter", routes)[(0, 1, 0)] == (("b", "t"), ("t", "a"))
+    assert edge_arcs("allreduce", routes)[(0, 1, 0)] == (("a", "s"), ("s", "b"), ("b", "t"), ("t", "a"))
+
+
+def test_an_edge_on_a_plane_loads_that_plane_both_ways() -> None:
+    """Between boxes a pair has a route per network plane; the r-th route of each direction crosses
+    the same plane, so an allreduce edge's reduce half runs on its broadcast half's plane."""
+    routes = {(0, 1): (("a", "p", "b"), ("a", "q", "b")), (1, 0): (("b", "p", "a"), ("b", "q", "a"))}
+    loads = edge_arcs("allreduce", routes)
+    assert loads[(0, 1, 1)] == (("a", "q"), ("q", "b"), ("b", "q"), ("q", "a"))
+    assert set(loads) == {(0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1)}
+    with pytest.raises(InvariantError, match="2 routes one way, 1 the other"):
+        edge_arcs("allgather", {(0, 1): routes[(0, 1)], (1, 0): routes[(1, 0)][:1]})
+
+
+def test_the_program_prices_every_route_of_a_pair() -> None:
+    """Two GPUs joined through two planes of 10 and 30 GB/s: each root's trees take both routes (40
+    GB/s per root); on the first route alone they carry 10. Fails if the pricing keeps one route."""
+    two = {(0, 1): (("a", "p", "b"), ("a", "q", "b")), (1, 0): (("b", "p", "a"), ("b", "q", "a"))}
+    bandwidth = {
+        arc: Fraction(10 if "p" in arc else 30)
+        for path in two.values()
+        for arc in itertools.pairwise(path[0] + path[1])
+    }
+    packing = routed_packing(2, edge_arcs("allgather", two), bandwidth)
+    assert packing.x == pytest.approx(40)
+    assert {column.edges for column in packing.columns if column.root == 0} == {((0, 1, 0),), ((0, 1, 1),)}
+    first = {pair: paths[:1] for pair, paths in two.items()}
+    assert routed_packing(2, edge_arcs("allgather", first), bandwidth).x == pytest.approx(10)
+
+
+def test_a_root_that_reaches_a_gpu_only_through_others_starts_from_a_tree_of_fewest_links() -> None:
+    """Rails without a spine: GPU 0 has no route to GPU 2 (the runtime would relay through another
+    GPU), so its first tree is not its star; the program still spans every GPU. A GPU no route
+    reaches is an error."""
+    line = {(0, 1): ("a", "s", "b"), (1, 2): ("b", "t", "c")}
+    routes = single_routes({**line, **{(v, u): tuple(reversed(path)) for (u, v), path in line.items()}})
+    routes |= {(0, 2): (None,), (2, 0): (None,)}
+    bandwidth = {arc: Fraction(10) for path in line.values() for arc in itertools.pairwise(path + path[::-1])}
+    packing = routed_packing(3, edge_arcs("allgather", routes), bandwidth)
+    assert Column(0, ((0, 1, 0), (1, 2, 0))) in packing.columns
+    assert packing.x == pytest.approx(5)  # the middle GPU forwards both ends' data each way
+    apart = {**routes, (1, 2): (None,), (2, 1): (None,)}
+    with pytest.raises(InvariantError, match="reaches not every GPU"):
+        routed_packing(3, edge_arcs("allgather", apart), bandwidth)
 
 
 def _on_route(forest: Forest, coll: str, paths) -> Fraction:
@@ -124,7 +168,7 @@ def test_a_routed_forest_holds_the_invariants_on_the_runtime_paths(fabric, coll,
         for edge in tree.edges:
             data_path = tuple(reversed(edge.path)) if forest.reversed else edge.path
             pair = (edge.dst, edge.src) if forest.reversed else (edge.src, edge.dst)
-            assert data_path == paths[pair]
+            assert data_path == paths[pair][0]
     assert _on_route(forest, coll, paths) == expected
     assert _on_route(forest, coll, paths) > _on_route(exact, coll, paths)
     again = routed_forest(topology.num_gpus, k, coll, paths, bandwidth, seed=exact)
@@ -160,7 +204,7 @@ def test_the_seed_bounds_the_choice_from_below(fabric) -> None:
     (33.3)."""
     topology, paths = fabric
     n, bandwidth = topology.num_gpus, topology.arc_bandwidths()
-    stars = tuple(Column(root, tuple((root, v) for v in range(n) if v != root)) for root in range(n))
+    stars = tuple(Column(root, tuple((root, v, 0) for v in range(n) if v != root)) for root in range(n))
     poor = RoutedPacking(0.0, stars, (1.0,) * n)
     exact = solve(topology, k=1).forest
     alone = routed_forest(n, 1, "allgather", paths, bandwidth, packing=poor)

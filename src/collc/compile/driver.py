@@ -59,7 +59,7 @@ from collc.lowering.lower import (
     lower,
     lower_steps,
 )
-from collc.lowering.plan import COLLECTIVES, network_planes
+from collc.lowering.plan import COLLECTIVES, network_planes, path_plane
 from collc.lowering.reach import check_reach, least_elements
 from collc.msccl.program import PROTOCOLS, Algorithm, renumbered, tag_buffer
 from collc.msccl.writer import to_xml
@@ -80,8 +80,8 @@ from collc.progress import Report, silent
 from collc.sizes import format_figure, format_pair, format_size, plural
 from collc.solver import Solution
 from collc.solver.blocks import box_block_solution, box_layout, direct_merges_as_well
-from collc.solver.bound import check_gpu_count, check_k, fixed_k_bound, optimal_bound
-from collc.solver.forest import Forest
+from collc.solver.bound import Bound, check_gpu_count, check_k, fixed_k_bound, optimal_bound
+from collc.solver.forest import Forest, TreeEdge
 from collc.solver.forest import renumbered as renumbered_forest
 from collc.solver.invariants import check_forest
 from collc.solver.pipeline import SolveStats, solve_steps, timed_phase
@@ -534,9 +534,9 @@ class CompileState:
     # where the search runs on box-major ranks: the file's own topology, and the file's rank of each
     # box-major rank (box_major); the chosen program is renumbered to them before it is verified
     given: tuple[Topology, tuple[int, ...]] | None = None
-    # the path the runtime gives each GPU pair, once asked for (_runtime_paths), and whether k's exact
-    # forest carries less on them than its bound (_off_route), per k
-    pair_paths: dict[tuple[int, int], tuple[str, ...]] | None = None
+    # the paths the runtime gives each GPU pair, once asked for (_runtime_routes), and whether k's exact
+    # forest carries less on them than it may (_worth_routing), per k
+    pair_paths: dict[tuple[int, int], tuple[tuple[str, ...], ...]] | None = None
     off_route: dict[int | str | None, bool] = field(default_factory=dict)
     routed_trees: RoutedPacking | None = None  # the trees generated for the runtime's paths, once
 
@@ -695,7 +695,7 @@ def _next_candidate(state: CompileState) -> int | None:
             continue
         if candidate.breadth_first and not _breadth_first_differs(state, candidate):
             continue
-        if candidate.routed and not _off_route(state, candidate):
+        if candidate.routed and not _worth_routing(state, candidate):
             continue
         if _candidates_fitted(state) >= SIMULATED_CANDIDATES:
             assert candidate.bound is not None  # _wide
@@ -825,76 +825,176 @@ def _price_step(state: CompileState) -> None:
 
 def _with_routed(state: CompileState, candidates: list[Candidate]) -> list[Candidate]:
     """``candidates`` with each k followed by its forest on the runtime's paths (:mod:`collc.solver.
-    routed`), where such a forest can be packed: up to :data:`ROUTED_MAX_GPUS` GPUs, no network
-    planes (there the lowering picks a rail by channel), no k of the user's and, for an allreduce,
-    one forest for both halves. It is solved only where k's own forest loses to the runtime's routes
-    (:func:`_off_route`)."""
+    routed`), where such a forest can be packed: up to :data:`ROUTED_MAX_GPUS` GPUs, no k of the
+    user's and, for an allreduce, one forest for both halves. With network planes, where a pair
+    between boxes has a route per plane (:func:`_runtime_routes`), only for an allreduce whose halves
+    may overlap: an exact forest's edge takes its plane's route there, and the packing for one
+    direction is left to the exact solver. It is solved only where it may carry more (:func:`_worth_routing`).
+    Where an allreduce's halves may overlap (:func:`_overlapping`) its trees' price is the fabric's
+    allreduce ceiling, which no file exceeds: the packing for both halves at once is what sets how
+    close a forest comes to it, and only the simulation tells."""
     options = state.options
     wanted = (
         state.topology.num_gpus <= ROUTED_MAX_GPUS
-        and not state.planes
+        and (not state.planes or _overlapping(state))
         and not state.separate_reduce
         and options.k is None
         and options.max_k is None
     )
     if not wanted:
         return candidates
-    return [twin for candidate in candidates for twin in (candidate, candidate._replace(routed=True))]
+    bound = state.model.ceiling_algbw(options.coll) if _overlapping(state) else None
+    return [
+        twin
+        for candidate in candidates
+        for twin in (candidate, candidate._replace(routed=True, bound=bound or candidate.bound))
+    ]
 
 
-def _off_route(state: CompileState, candidate: Candidate) -> bool:
-    """Whether ``candidate`` (routed) is worth solving: the forest of its k, on the paths the runtime
-    gives its edges (a tree edge ``u -> v`` between boxes leaves through ``u``'s NIC and enters through
-    ``v``'s), carries at least :data:`EQUIVALENT` less than its trees' bound. Two boxes of 8 PCIe GPUs
-    with a NIC per socket: the exact forest enters a box through either NIC and crosses the CPU link,
-    and on the runtime's paths one NIC takes 29 of 64 chunks, 27.6 GB/s allgather at most against
-    the bound's 34.1."""
-    usual = state.solutions.get(candidate.solve_k)
+def _overlapping(state: CompileState) -> bool:
+    """Whether an allreduce's forest is packed for both halves at once (:mod:`collc.solver.routed`):
+    where the GPUs' own links differ in bandwidth. A GPU with slower links than the others (a derated
+    NVLink, a GPU without a NIC) then forwards as little as it can, a leaf of the other roots' trees,
+    while the others carry the rest; a forest packed for allgather and run both ways makes it forward
+    in both halves. Two NVSwitch boxes of 8 with one GPU's switch link at half speed: reduce-scatter
+    then allgather allows 93.3 GB/s, the trees packed for both halves 157.4 at k = 2 (scripts/
+    bench_fabrics.py ``slow-gpu``). Where every GPU's links add up alike (every preset) both packings
+    are worth the same, and the linear program is not solved."""
+    if state.options.coll != "allreduce":
+        return False
+    totals = {gpu: [Fraction(0), Fraction(0)] for gpu in state.topology.ranks}
+    for (src, dst), bandwidth in state.topology.arc_bandwidths().items():
+        if src in totals:
+            totals[src][0] += bandwidth
+        if dst in totals:
+            totals[dst][1] += bandwidth
+    return len({tuple(total) for total in totals.values()}) > 1
+
+
+def _worth_routing(state: CompileState, candidate: Candidate) -> bool:
+    """Whether ``candidate`` (routed) is worth solving: the exact forest of its k, on the paths the
+    runtime gives its edges (a tree edge ``u -> v`` between boxes leaves through ``u``'s NIC and enters
+    through ``v``'s), carries at least :data:`EQUIVALENT` less than it may (:func:`_loses_route`). Two
+    boxes of 8 PCIe GPUs with a NIC per socket: the exact forest enters a box through either NIC and
+    crosses the CPU link, and on the runtime's paths one NIC takes 29 of 64 chunks, 27.6 GB/s
+    allgather at most against the bound's 34.1. Where an allreduce's halves may overlap
+    (:func:`_overlapping`) the search may have passed over k's exact forest; the best priced one then
+    decides for every k (how far exact forests stay from the ceiling is the fabric's, not k's)."""
+    key = candidate.solve_k
+    if key not in state.solutions and _overlapping(state):
+        assert state.candidates is not None
+        key = state.candidates[0].key
+    usual = state.solutions.get(key)
     if usual is None:
         return False
-    if candidate.solve_k not in state.off_route:
-        state.off_route[candidate.solve_k] = _loses_route(state, usual.forest)
-    return state.off_route[candidate.solve_k]
+    if key not in state.off_route:
+        state.off_route[key] = _loses_route(state, usual.forest)
+    return state.off_route[key]
 
 
 def _loses_route(state: CompileState, forest: Forest) -> bool:
-    """:func:`_off_route` of an exact forest."""
+    """Whether an exact ``forest`` carries at least :data:`EQUIVALENT` less on the runtime's paths
+    than its trees' bound or, for an allreduce whose halves may overlap (:func:`_overlapping`), than
+    the fabric's allreduce ceiling (both halves load the paths at once: on one switch with a slow
+    port the exact trees already keep the slow GPU a leaf and reach it)."""
     coll = state.options.coll
-    on_route = on_route_algbw(forest, coll, _runtime_paths(state), state.topology.arc_bandwidths())
-    return on_route < coll_algbw(forest, coll) * (1 - EQUIVALENT)
+    routes, bandwidth, route_of = _runtime_routes(state), state.topology.arc_bandwidths(), _route_of(state)
+    if not _on_routes(forest, route_of):
+        return True  # the runtime relays some of its edges through other GPUs
+    on_route = on_route_algbw(forest, coll, routes, bandwidth, route_of)
+    target = state.model.ceiling_algbw(coll) if _overlapping(state) else coll_algbw(forest, coll)
+    return on_route < target * (1 - EQUIVALENT)
 
 
-def _runtime_paths(state: CompileState) -> dict[tuple[int, int], tuple[str, ...]]:
-    """The path the runtime gives every ordered GPU pair of the search's topology (channel 0: without
-    network planes a GPU's NIC does not change by channel where it has one NIC of its own)."""
+def _runtime_routes(state: CompileState) -> dict[tuple[int, int], tuple[tuple[str, ...] | None, ...]]:
+    """The paths the runtime gives every ordered GPU pair of the search's topology
+    (:data:`collc.solver.routed.Routes`): channel 0's (without network planes a GPU's NIC does not
+    change by channel where it has one NIC of its own) or, for a pair whose path crosses a network
+    plane, one through each plane in plane order, as the runtime routes a channel of that plane
+    (:func:`collc.predict.des.runtime_path`). A route on which the runtime relays through another GPU
+    either way (rails without a spine, GPUs in a line) is None: no tree edge takes it."""
     if state.pair_paths is None:
         network = state.model.network
-        n = state.topology.num_gpus
-        pairs = itertools.permutations(range(n), 2)
-        state.pair_paths = {(u, v): runtime_path(network, (u, v, 0), []) for u, v in pairs}
+        ranks = state.topology.ranks
+        planes = sorted(state.planes, key=state.planes.__getitem__)
+        gpus = set(ranks)
+
+        def direct(there: tuple[str, ...], back: tuple[str, ...]) -> bool:
+            return gpus.isdisjoint(there[1:-1]) and gpus.isdisjoint(back[1:-1])
+
+        routes = {}
+        for u, v in itertools.permutations(range(len(ranks)), 2):
+            path = runtime_path(network, (u, v, 0), [])
+            if planes and any(node in state.planes for node in path):
+                ways = [
+                    (network.path_via(ranks[u], p, ranks[v]), network.path_via(ranks[v], p, ranks[u]))
+                    for p in planes
+                ]
+            else:
+                ways = [(path, runtime_path(network, (v, u, 0), []))]
+            routes[(u, v)] = tuple(there if direct(there, back) else None for there, back in ways)
+        state.pair_paths = routes
     return state.pair_paths
+
+
+def _route_of(state: CompileState) -> Callable[[TreeEdge], int | None]:
+    """The route an exact forest's edge takes on the runtime (:func:`_runtime_routes`): the one through
+    its path's network plane, which the lowering gives its channel, or the pair's only one; None where
+    the runtime relays that route through another GPU."""
+    routes = _runtime_routes(state)
+
+    def route_of(edge: TreeEdge) -> int | None:
+        found = routes[(edge.src, edge.dst)]
+        plane = path_plane(edge.path, state.planes) if len(found) > 1 else None
+        r = 0 if plane is None else plane
+        return r if found[r] is not None else None
+
+    return route_of
+
+
+def _on_routes(forest: Forest, route_of: Callable[[TreeEdge], int | None]) -> bool:
+    """Whether every edge of an exact ``forest`` has a route a tree edge may take (:func:`_route_of`)."""
+    return all(route_of(edge) is not None for tree in forest.trees for edge in tree.edges)
 
 
 def _routed_steps(state: CompileState, candidate: Candidate) -> Generator[None, None, Solution]:
     """``candidate``'s forest on the runtime's paths (:func:`collc.solver.routed.routed_forest_steps`),
     checked against the forest invariants it must hold (all but meeting a bound), with the bound of
     its k. In steps, like the exact solve: the generation's rounds, each integer program and each
-    descent (a 64-GPU compile spends about 30 s generating and 10 s per k choosing)."""
+    descent (a 64-GPU compile spends about 30 s generating and 10 s per k choosing). The generation
+    stops early at what no forest exceeds: the exact bound's, halved for an allreduce run as
+    reduce-scatter then allgather, or the allreduce ceiling where the halves overlap
+    (:func:`_overlapping`). Where the halves overlap, k's exact forest may not have been solved (the
+    wide search passes over it): the routed one is then chosen without it."""
     assert candidate.k is not None
     stats = SolveStats()
-    usual = state.solutions[candidate.solve_k]
+    usual = state.solutions.get(candidate.solve_k)
     coll = state.options.coll
-    n, paths, bandwidth = state.topology.num_gpus, _runtime_paths(state), state.topology.arc_bandwidths()
+    n, routes, bandwidth = state.topology.num_gpus, _runtime_routes(state), state.topology.arc_bandwidths()
+    bound = usual.bound if usual is not None else _exact_bound(state, candidate.k)
     if state.routed_trees is None:  # the linear program does not depend on k: generated once
-        ceiling = usual.bound.optimal_x_star / (2 if coll == "allreduce" else 1)
-        generation = routed_packing_steps(n, edge_arcs(coll, paths), bandwidth, float(ceiling))
+        if _overlapping(state):
+            ceiling = state.model.ceiling_algbw(coll) / n
+        else:
+            ceiling = bound.optimal_x_star / (2 if coll == "allreduce" else 1)
+        generation = routed_packing_steps(n, edge_arcs(coll, routes), bandwidth, float(ceiling))
         state.routed_trees = yield from timed_phase(stats, "routed", generation)
+    seed = usual.forest if usual is not None and _on_routes(usual.forest, _route_of(state)) else None
     choice = routed_forest_steps(
-        n, candidate.k, coll, paths, bandwidth, seed=usual.forest, packing=state.routed_trees
+        n, candidate.k, coll, routes, bandwidth, seed, state.routed_trees, _route_of(state)
     )
     forest = yield from timed_phase(stats, "routed", choice)
     check_forest(forest, state.topology, None, reverse=forest.reversed)
-    return Solution(usual.bound, forest, stats)
+    return Solution(bound, forest, stats)
+
+
+def _exact_bound(state: CompileState, k: int) -> Bound:
+    """The exact bound of ``k`` trees per root on the search's fabric (:func:`collc.solver.bound.
+    fixed_k_bound`, as the price step computes it)."""
+    graph = capacity_graph(state.topology)
+    if state.options.coll == "reducescatter":
+        graph = graph.reversed()
+    return fixed_k_bound(graph, k, automorphisms(state.topology, graph))
 
 
 def _breadth_first_candidates(state: CompileState) -> list[Candidate]:

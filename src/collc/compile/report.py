@@ -205,6 +205,19 @@ def _bound_label(coll: str) -> str:
     )
 
 
+def _gap_text(gap: float) -> str:
+    """How the file's trees' bound compares with the fabric's (``gap``: per cent below it). Above it
+    only for an allreduce whose trees carry both halves at once (:attr:`collc.solver.forest.Forest.
+    allreduce_U`), which reduce-scatter then allgather does not count."""
+    if gap == 0:
+        return " (equals the bound above)"
+    if gap > 0:
+        return f" ({gap:.2f} % below the bound above)"
+    return (
+        f" ({-gap:.2f} % over the bound above: these trees carry both halves at once on the runtime's paths)"
+    )
+
+
 def _arc_lines(result: CompileResult) -> list[str]:
     limit = arc_limit(result)
     line = limit and arc_limit_line(limit, result.file_bound_algbw, result.algorithm.nchunksperloop)
@@ -223,7 +236,7 @@ def report_lines(result: CompileResult, filename: str, healthy: Healthy | None =
         *([healthy_line(result, healthy)] if healthy is not None else []),
         f"  this file's k    {_gbps(result.file_bound_algbw)} algbw bound at k = {forest.k}"
         + _shares_text(result.loop_shares)
-        + (" (equals the bound above)" if gap == 0 else f" ({gap:.2f} % below the bound above)"),
+        + _gap_text(gap),
         *_arc_lines(result),
         *_outlook_lines("this file", result.predicted),
     ]
@@ -295,17 +308,27 @@ def _shares_text(shares: tuple[int, ...] | None) -> str:
 def _above_bound_notes(result: CompileResult) -> list[str]:
     """Why an allreduce file is predicted above the bound line, or above its own trees' line: those are
     reduce-scatter then allgather, which a file overlapping the halves on opposite link directions
-    beats (with a loop shared unevenly, the heavier roots load other arcs in each half); the ceiling
-    that no allreduce exceeds (:mod:`collc.solver.ceiling`) is named, so the report never shows a
-    figure above the only limit it states."""
+    beats (with a loop shared unevenly, the heavier roots load other arcs in each half); or why its
+    trees' line is above the bound (trees packed for both halves at once). The ceiling that no
+    allreduce exceeds (:mod:`collc.solver.ceiling`) is named, so the report never shows a figure
+    above the only limit it states."""
     if result.algorithm.coll != "allreduce":  # the bound is optimal: only float noise goes above it
         return []
     bound, own = float(result.bound_algbw), float(result.file_bound_algbw)
     above = [row for row in result.predicted if row.algbw is not None and row.algbw > own * (1 + 1e-9)]
-    if not above:
-        return []
-    sizes = ", ".join(f"{format_size(row.nbytes)} {format_figure(row.algbw)}" for row in above)
     ceiling = result.model.ceiling_algbw(result.algorithm.coll)
+    limit = (
+        f"no allreduce exceeds {_gbps(ceiling)} algbw on this fabric (the least bandwidth across a cut "
+        "between GPUs, crossed by a whole buffer each way)"
+    )
+    if not above:
+        if own <= bound * (1 + 1e-9):
+            return []
+        return [
+            f"this file's trees carry its reduce-scatter and allgather halves at once on the runtime's "
+            f"paths ({_gbps(own)} algbw at most), above the reduce-scatter + allgather bound; {limit}"
+        ]
+    sizes = ", ".join(f"{format_size(row.nbytes)} {format_figure(row.algbw)}" for row in above)
     passed = (
         "the reduce-scatter + allgather bound"
         if any(row.algbw > bound * (1 + 1e-9) for row in above)
@@ -314,8 +337,7 @@ def _above_bound_notes(result: CompileResult) -> list[str]:
     return [
         f"predicted above {passed} ({sizes} GB/s): the file overlaps its reduce-scatter and allgather "
         "halves on opposite directions of the busiest links, which that figure counts one after the "
-        f"other; no allreduce exceeds {_gbps(ceiling)} algbw on this fabric (the least bandwidth across a "
-        "cut between GPUs, crossed by a whole buffer each way)"
+        f"other; {limit}"
     ]
 
 

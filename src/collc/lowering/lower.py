@@ -164,7 +164,9 @@ def coll_algbw(
 
     Allgather and reduce-scatter: ``N·k/U``. Allreduce runs reduce-scatter (over ``reduce_forest``,
     else over ``forest``'s trees reversed) then allgather over ``forest``: ``T_AR = T_RS + T_AG``,
-    so ``1/(1/RS + 1/AG)``, half the forest's algbw with one forest. With one forest on a fabric
+    so ``1/(1/RS + 1/AG)``, half the forest's algbw with one forest; a forest packed for both halves
+    at once on fixed paths (:attr:`~collc.solver.forest.Forest.allreduce_U`) reaches ``N·k/U`` of
+    both halves' loads together, which is at least that. With one forest on a fabric
     whose two directions differ this is what the trees would reach if their reversed arcs were as
     fast as their own; pass the reduce forest there. ``shares``: an allreduce loop shared unevenly
     among the roots (:attr:`LoweringOptions.loop_chunks`), whose busiest arc
@@ -180,6 +182,8 @@ def coll_algbw(
         reduce_algbw = algbw if reduce_forest is None else layout_algbw(reduce_forest, shares, arc_bandwidths)
     if coll != "allreduce":
         return algbw
+    if reduce_forest is None and shares is None and forest.allreduce_U is not None:
+        return forest.num_gpus * forest.k / forest.allreduce_U
     return 1 / (1 / algbw + 1 / reduce_algbw)
 
 

@@ -75,6 +75,10 @@ class Forest:
     breadth_first: bool = False
     #: packed on the runtime's own paths between GPUs, not for the bound (collc.solver.routed)
     routed: bool = False
+    #: for an allreduce on a routed forest, whose halves run on the same trees at once: the unit trees
+    #: crossing the busiest arc per GB/s where every edge loads the runtime's paths both ways (None:
+    #: not packed so; the allreduce is then priced as reduce-scatter followed by allgather)
+    allreduce_U: Fraction | None = None
 
     def same_trees(self, other: Forest) -> bool:
         """Whether both forests hold the same trees (root, multiplicity and edges on the same paths),

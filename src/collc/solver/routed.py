@@ -22,12 +22,20 @@ so that the busiest arc carries least; the forest's ``U`` is exact from those tr
 
 For reduce-scatter the data of a tree edge ``u -> v`` flows ``v -> u`` on the runtime's path from
 ``v`` to ``u``; for an allreduce both halves run on the same trees, so an edge loads both paths.
+
+A pair may have several routes: where a fabric's network has planes (rails), the runtime takes a
+plane by channel and the lowering gives each tree edge a channel of its path's plane, so a pair
+between boxes has one route per plane, and a tree edge is a pair on one of its routes (:data:`Route`).
+The pricing takes each pair's cheapest route; the ``r``-th route of ``u -> v`` and of ``v -> u``
+cross the same plane, so an edge's reduce half runs on the plane of its broadcast half. A route on
+which the runtime relays through another GPU (rails without a spine, GPUs in a line) is no tree
+edge's: it stays in its place, marked None, so that the indices keep naming the planes.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from fractions import Fraction
 from math import lcm
 from typing import NamedTuple
@@ -43,6 +51,13 @@ from collc.stepping import drain
 Arc = tuple[str, str]
 Pair = tuple[int, int]
 Path = tuple[str, ...]
+#: a tree edge ``(u, v, r)``: from GPU ``u`` to GPU ``v`` on the ``r``-th of the pair's routes
+Route = tuple[int, int, int]
+#: every ordered GPU pair's routes, the runtime's paths of the data from ``u`` to ``v``; None where
+#: the runtime relays through another GPU, which no tree edge does (it has no key in :func:`edge_arcs`)
+Routes = Mapping[Pair, tuple[Path | None, ...]]
+#: the physical arcs each tree edge loads (:func:`edge_arcs`)
+Loads = Mapping[Route, tuple[Arc, ...]]
 
 #: column generation stops after this many rounds (a round adds up to one tree per root)
 MAX_ROUNDS = 200
@@ -57,10 +72,11 @@ _TOLERANCE = 1e-9
 
 
 class Column(NamedTuple):
-    """A spanning arborescence of the program: its root and its edges (GPU rank pairs)."""
+    """A spanning arborescence of the program: its root and its edges, each on one of its pair's
+    routes."""
 
     root: int
-    edges: tuple[Pair, ...]
+    edges: tuple[Route, ...]
 
 
 class RoutedPacking(NamedTuple):
@@ -72,17 +88,29 @@ class RoutedPacking(NamedTuple):
     weights: tuple[float, ...]
 
 
-def edge_arcs(coll: str, paths: Mapping[Pair, Path]) -> dict[Pair, tuple[Arc, ...]]:
-    """The physical arcs a tree edge ``u -> v`` loads for ``coll``: the runtime's path ``u -> v``
-    (allgather), ``v -> u`` (reduce-scatter), or both (allreduce)."""
+def single_routes(paths: Mapping[Pair, Path]) -> dict[Pair, tuple[Path, ...]]:
+    """``paths`` as routes: one per pair (a fabric without network planes)."""
+    return {pair: (path,) for pair, path in paths.items()}
+
+
+def edge_arcs(coll: str, routes: Routes) -> dict[Route, tuple[Arc, ...]]:
+    """The physical arcs a tree edge ``u -> v`` on route ``r`` loads for ``coll``: the pair's ``r``-th
+    path ``u -> v`` (allgather), that of ``v -> u`` (reduce-scatter), or both (allreduce); no key
+    where either is None."""
 
     def arcs(path: Path) -> tuple[Arc, ...]:
         return tuple(itertools.pairwise(path))
 
-    out: dict[Pair, tuple[Arc, ...]] = {}
-    for u, v in paths:
-        forward, backward = arcs(paths[(u, v)]), arcs(paths[(v, u)])
-        out[(u, v)] = {"allgather": forward, "reducescatter": backward}.get(coll, forward + backward)
+    out: dict[Route, tuple[Arc, ...]] = {}
+    for (u, v), paths in routes.items():
+        back = routes[(v, u)]
+        if len(back) != len(paths):
+            raise InvariantError(f"GPUs {u} and {v} have {len(paths)} routes one way, {len(back)} the other")
+        for r, (path, reverse) in enumerate(zip(paths, back, strict=True)):
+            if path is None or reverse is None:
+                continue
+            forward, backward = arcs(path), arcs(reverse)
+            out[(u, v, r)] = {"allgather": forward, "reducescatter": backward}.get(coll, forward + backward)
     return out
 
 
@@ -165,9 +193,7 @@ def _contracted(
 class _Master:
     """The linear program over the columns so far (GLOP), grown a column at a time."""
 
-    def __init__(
-        self, num_gpus: int, loads: Mapping[Pair, tuple[Arc, ...]], bandwidth: Mapping[Arc, Fraction]
-    ) -> None:
+    def __init__(self, num_gpus: int, loads: Loads, bandwidth: Mapping[Arc, Fraction]) -> None:
         self.loads = loads
         self.solver = pywraplp.Solver.CreateSolver("GLOP")
         self.x = self.solver.NumVar(0, self.solver.infinity(), "x")
@@ -185,8 +211,8 @@ class _Master:
         var = self.solver.NumVar(0, self.solver.infinity(), f"tree{len(self.columns)}")
         self.roots[column.root].SetCoefficient(var, 1)
         crossed: dict[Arc, int] = {}
-        for pair in column.edges:
-            for arc in self.loads[pair]:
+        for edge in column.edges:
+            for arc in self.loads[edge]:
                 crossed[arc] = crossed.get(arc, 0) + 1
         for arc, count in crossed.items():
             self.fits[arc].SetCoefficient(var, count)
@@ -200,13 +226,14 @@ class _Master:
 
 def routed_packing(
     num_gpus: int,
-    loads: Mapping[Pair, tuple[Arc, ...]],
+    loads: Loads,
     bandwidth: Mapping[Arc, Fraction],
     ceiling: float | None = None,
 ) -> RoutedPacking:
     """The linear program of the module docstring, solved by column generation (GLOP): the most
-    GB/s per root that spanning trees on the paths ``loads`` gives each GPU pair can carry. It starts
-    from every root's star and stops early where it reaches ``ceiling`` (GB/s per root that no
+    GB/s per root that spanning trees on the routes ``loads`` gives each tree edge can carry (each pair
+    on its cheapest route at the current prices). It starts from every root's star (first routes) and
+    stops early where it reaches ``ceiling`` (GB/s per root that no
     schedule exceeds, e.g. the exact bound's ``x*``: two dual-socket PCIe boxes reach it). GLOP
     re-solves from its last basis as columns enter; where that fails (it can on 32 GPUs) the program
     is built afresh, and where that fails too the generation stops at the last optimum."""
@@ -215,33 +242,32 @@ def routed_packing(
 
 def routed_packing_steps(
     num_gpus: int,
-    loads: Mapping[Pair, tuple[Arc, ...]],
+    loads: Loads,
     bandwidth: Mapping[Arc, Fraction],
     ceiling: float | None = None,
 ) -> Generator[None, None, RoutedPacking]:
     """:func:`routed_packing` in steps: it yields after each round of the generation (on 64 GPUs the
     program takes about 30 s in all, a round well under a second), so that a compile service can stop
     between them."""
-    stars = [Column(root, tuple((root, v) for v in range(num_gpus) if v != root)) for root in range(num_gpus)]
     master = _Master(num_gpus, loads, bandwidth)
-    for column in stars:
+    keys, incidence = _incidence(loads, master.arcs)
+    for column in _first_columns(num_gpus, loads, keys, incidence):
         master.add(column)
     if not master.solve():
         raise InvariantError("the routed packing's first linear program has no optimum")
     best = RoutedPacking(master.x.solution_value(), tuple(master.columns), _values(master))
     known = set(master.columns)
-    pairs, incidence = _incidence(loads, master.arcs)
     for _ in range(MAX_ROUNDS):
         if ceiling is not None and best.x >= ceiling * (1 - _TOLERANCE):
             break
         yield
         price = np.array([abs(master.fits[arc].dual_value()) for arc in master.arcs])
-        cost = np.zeros((num_gpus, num_gpus))
-        cost[pairs[:, 0], pairs[:, 1]] = incidence @ price
+        cost, route = _cheapest_routes(num_gpus, keys, incidence @ price)
         entering = []
         for root in range(num_gpus):
-            tree = Column(root, cheapest_arborescence(cost, root))
-            paid = sum(cost[pair] for pair in tree.edges)
+            pairs = cheapest_arborescence(cost, root)
+            tree = Column(root, tuple((u, v, int(route[u, v])) for u, v in pairs))
+            paid = sum(cost[pair] for pair in pairs)
             worth = paid < abs(master.roots[root].dual_value()) - _TOLERANCE
             if worth and tree not in known:
                 entering.append(tree)
@@ -261,16 +287,43 @@ def routed_packing_steps(
     return best
 
 
-def _incidence(loads: Mapping[Pair, tuple[Arc, ...]], arcs: Sequence[Arc]) -> tuple[np.ndarray, np.ndarray]:
-    """The GPU pairs (rows ``(u, v)``) and how often each pair's path crosses each arc: a pair's
+def _first_columns(num_gpus: int, loads: Loads, keys: np.ndarray, incidence: np.ndarray) -> list[Column]:
+    """Every root's first tree: its star on the first routes, or where the root does not reach every
+    GPU directly (rails without a spine), its tree of fewest links."""
+    hops, route = _cheapest_routes(num_gpus, keys, incidence.sum(axis=1))
+    columns = []
+    for root in range(num_gpus):
+        star = tuple((root, v, 0) for v in range(num_gpus) if v != root)
+        if all(edge in loads for edge in star):
+            columns.append(Column(root, star))
+            continue
+        pairs = cheapest_arborescence(hops, root)
+        if any(np.isinf(hops[pair]) for pair in pairs):
+            raise InvariantError(f"GPU {root} reaches not every GPU on the runtime's routes")
+        columns.append(Column(root, tuple((u, v, int(route[u, v])) for u, v in pairs)))
+    return columns
+
+
+def _incidence(loads: Loads, arcs: Sequence[Arc]) -> tuple[np.ndarray, np.ndarray]:
+    """The tree edges (rows ``(u, v, r)``) and how often each one's paths cross each arc: an edge's
     price is its row times the arcs' prices."""
-    pairs = sorted(loads)
+    keys = sorted(loads)
     index = {arc: i for i, arc in enumerate(arcs)}
-    incidence = np.zeros((len(pairs), len(arcs)))
-    for row, pair in enumerate(pairs):
-        for arc in loads[pair]:
+    incidence = np.zeros((len(keys), len(arcs)))
+    for row, key in enumerate(keys):
+        for arc in loads[key]:
             incidence[row, index[arc]] += 1
-    return np.array(pairs, dtype=np.int64).reshape(-1, 2), incidence
+    return np.array(keys, dtype=np.int64).reshape(-1, 3), incidence
+
+
+def _cheapest_routes(num_gpus: int, keys: np.ndarray, price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per GPU pair, the price of its cheapest route and that route's index (the first of equals);
+    ``price`` is per row of ``keys`` (:func:`_incidence`). A pair without routes costs infinity."""
+    routes = int(keys[:, 2].max(initial=0)) + 1
+    costs = np.full((routes, num_gpus, num_gpus), np.inf)
+    costs[keys[:, 2], keys[:, 0], keys[:, 1]] = price
+    route = np.argmin(costs, axis=0)
+    return np.take_along_axis(costs, route[None], axis=0)[0], route
 
 
 def _values(master: _Master) -> tuple[float, ...]:
@@ -280,7 +333,7 @@ def _values(master: _Master) -> tuple[float, ...]:
 def choose_trees(
     packing: RoutedPacking,
     k: int,
-    loads: Mapping[Pair, tuple[Arc, ...]],
+    loads: Loads,
     bandwidth: Mapping[Arc, Fraction],
     seed: Sequence[int] | None = None,
 ) -> list[int]:
@@ -307,7 +360,7 @@ def choose_trees(
 def choose_trees_steps(
     packing: RoutedPacking,
     k: int,
-    loads: Mapping[Pair, tuple[Arc, ...]],
+    loads: Loads,
     bandwidth: Mapping[Arc, Fraction],
     seed: Sequence[int] | None = None,
 ) -> Generator[None, None, list[int]]:
@@ -333,12 +386,12 @@ def choose_trees_steps(
     return min(descents, key=lambda choice: _busiest(choice, crossing, bandwidth))
 
 
-def _crossings(columns: Sequence[Column], loads: Mapping[Pair, tuple[Arc, ...]]) -> dict[Arc, dict[int, int]]:
+def _crossings(columns: Sequence[Column], loads: Loads) -> dict[Arc, dict[int, int]]:
     """How often each column's edges cross each arc (arc -> column index -> crossings)."""
     crossing: dict[Arc, dict[int, int]] = {}
     for i, column in enumerate(columns):
-        for pair in column.edges:
-            for arc in loads[pair]:
+        for edge in column.edges:
+            for arc in loads[edge]:
                 users = crossing.setdefault(arc, {})
                 users[i] = users.get(i, 0) + 1
     return crossing
@@ -493,41 +546,52 @@ def _rounded(packing: RoutedPacking, k: int) -> list[int]:
     return counts
 
 
+#: the route an exact forest's tree edge takes on the runtime: the index among its pair's routes
+RouteOf = Callable[[TreeEdge], int]
+
+
+def first_route(edge: TreeEdge) -> int:
+    """:data:`RouteOf` where every pair has one route."""
+    return 0
+
+
 def routed_forest(
     num_gpus: int,
     k: int,
     coll: str,
-    paths: Mapping[Pair, Path],
+    routes: Routes,
     bandwidth: Mapping[Arc, Fraction],
     seed: Forest | None = None,
     packing: RoutedPacking | None = None,
+    route_of: RouteOf = first_route,
 ) -> Forest:
-    """``k`` trees per root on the runtime's ``paths`` (every ordered GPU pair's node path) that load
+    """``k`` trees per root on the runtime's ``routes`` (every ordered GPU pair's node paths) that load
     the busiest arc least (module docstring), as a forest. ``seed`` (a forest of ``k`` for the same
-    collective, e.g. the exact solver's) joins the trees to choose from, so the result loads the
-    runtime's paths no more than it does. A reduce-scatter forest is marked ``reversed``: its edge
-    ``u -> v`` carries data ``v -> u`` over the runtime's path from ``v``, written backwards
-    (:class:`collc.solver.forest.Forest`)."""
-    return drain(routed_forest_steps(num_gpus, k, coll, paths, bandwidth, seed, packing))
+    collective, e.g. the exact solver's, its edges on the routes ``route_of`` gives them) joins the
+    trees to choose from, so the result loads the runtime's paths no more than it does. A
+    reduce-scatter forest is marked ``reversed``: its edge ``u -> v`` carries data ``v -> u`` over the
+    runtime's path from ``v``, written backwards (:class:`collc.solver.forest.Forest`). An allreduce
+    forest, whose edges load both paths, records the busiest arc of both halves together
+    (``allreduce_U``)."""
+    return drain(routed_forest_steps(num_gpus, k, coll, routes, bandwidth, seed, packing, route_of))
 
 
 def routed_forest_steps(
     num_gpus: int,
     k: int,
     coll: str,
-    paths: Mapping[Pair, Path],
+    routes: Routes,
     bandwidth: Mapping[Arc, Fraction],
     seed: Forest | None = None,
     packing: RoutedPacking | None = None,
+    route_of: RouteOf = first_route,
 ) -> Generator[None, None, Forest]:
     """:func:`routed_forest` in steps: those of the generation where no ``packing`` is given
     (:func:`routed_packing_steps`), then those of the choice (:func:`choose_trees_steps`)."""
-    loads = edge_arcs(coll, paths)
+    loads = edge_arcs(coll, routes)
     if packing is None:
         packing = yield from routed_packing_steps(num_gpus, loads, bandwidth)
-    seeds = (
-        [Column(t.root, tuple(sorted((e.src, e.dst) for e in t.edges))) for t in seed.trees] if seed else []
-    )
+    seeds = [_column(tree, route_of) for tree in seed.trees] if seed else []
     generated = set(packing.columns)
     extra = [column for column in dict.fromkeys(seeds) if column not in generated]
     packing = packing._replace(
@@ -542,51 +606,52 @@ def routed_forest_steps(
     counts = yield from choose_trees_steps(packing, k, loads, bandwidth, seed_counts)
     reverse = coll == "reducescatter"
     trees = tuple(
-        Tree(column.root, count, _bfs_edges(column, paths, reverse))
+        Tree(column.root, count, _bfs_edges(column, routes, reverse))
         for column, count in zip(packing.columns, counts, strict=True)
         if count
     )
-    own = edge_arcs("reducescatter" if reverse else "allgather", paths)
-    U = route_congestion(trees, own, bandwidth)
+    own = edge_arcs("reducescatter" if reverse else "allgather", routes)
+    U = _busiest(counts, _crossings(packing.columns, own), bandwidth)
+    both = _busiest(counts, _crossings(packing.columns, loads), bandwidth) if coll == "allreduce" else None
     ordered = tuple(sorted(trees, key=lambda tree: tree.root))
-    return Forest(num_gpus, k, U, ordered, reversed=reverse, routed=True)
+    return Forest(num_gpus, k, U, ordered, reversed=reverse, routed=True, allreduce_U=both)
 
 
-def route_congestion(
-    trees: Sequence[Tree], loads: Mapping[Pair, tuple[Arc, ...]], bandwidth: Mapping[Arc, Fraction]
-) -> Fraction:
-    """The unit trees crossing the busiest arc per GB/s of it (a forest's ``U``) where every edge
-    loads the arcs ``loads`` gives its GPU pair (exact)."""
-    crossing: dict[Arc, int] = {}
-    for tree in trees:
-        for edge in tree.edges:
-            for arc in loads[(edge.src, edge.dst)]:
-                crossing[arc] = crossing.get(arc, 0) + tree.multiplicity
-    return max(Fraction(count) / bandwidth[arc] for arc, count in crossing.items())
+def _column(tree: Tree, route_of: RouteOf) -> Column:
+    """``tree`` as a column of the program, its edges on the routes ``route_of`` gives them."""
+    return Column(tree.root, tuple(sorted((edge.src, edge.dst, route_of(edge)) for edge in tree.edges)))
 
 
 def on_route_algbw(
-    forest: Forest, coll: str, paths: Mapping[Pair, Path], bandwidth: Mapping[Arc, Fraction]
+    forest: Forest,
+    coll: str,
+    routes: Routes,
+    bandwidth: Mapping[Arc, Fraction],
+    route_of: RouteOf = first_route,
 ) -> Fraction:
     """What ``forest`` carries for ``coll`` (GB/s algbw) when every edge runs on the runtime's
-    ``paths``: ``N·k/U`` on them. For an allreduce both halves load the arcs, so it is the
-    allreduce's own algbw."""
-    return forest.num_gpus * forest.k / route_congestion(forest.trees, edge_arcs(coll, paths), bandwidth)
+    ``routes`` (the one ``route_of`` gives it): ``N·k/U`` on them. For an allreduce both halves load
+    the arcs, so it is the allreduce's own algbw."""
+    columns = [_column(tree, route_of) for tree in forest.trees]
+    counts = [tree.multiplicity for tree in forest.trees]
+    busiest = _busiest(counts, _crossings(columns, edge_arcs(coll, routes)), bandwidth)
+    return forest.num_gpus * forest.k / busiest
 
 
-def _bfs_edges(column: Column, paths: Mapping[Pair, Path], reverse: bool) -> tuple[TreeEdge, ...]:
-    """The tree's edges in breadth-first order from its root, each on the runtime's path (for a
+def _bfs_edges(column: Column, routes: Routes, reverse: bool) -> tuple[TreeEdge, ...]:
+    """The tree's edges in breadth-first order from its root, each on its route's path (for a
     reversed forest, the path of the data's direction written from ``src``)."""
-    children: dict[int, list[int]] = {}
-    for u, v in column.edges:
-        children.setdefault(u, []).append(v)
+    children: dict[int, list[tuple[int, int]]] = {}
+    for u, v, r in column.edges:
+        children.setdefault(u, []).append((v, r))
     order, frontier = [], [column.root]
     while frontier:
         following = []
         for u in frontier:
-            for v in sorted(children.get(u, ())):
-                path = tuple(reversed(paths[(v, u)])) if reverse else paths[(u, v)]
-                order.append(TreeEdge(u, v, path))
+            for v, r in sorted(children.get(u, ())):
+                path = routes[(v, u)][r] if reverse else routes[(u, v)][r]
+                assert path is not None  # edge_arcs gives no tree edge a relaying route
+                order.append(TreeEdge(u, v, path[::-1] if reverse else path))
                 following.append(v)
         frontier = following
     return tuple(order)
