@@ -123,3 +123,14 @@ def test_a_fabric_whose_gpus_are_alike_solves_no_forest_for_both_halves() -> Non
     assert not driver._overlapping(healthy)
     assert driver._overlapping(begin(load(SLOW_GPU), CompileOptions(coll="allreduce")))
     assert not driver._overlapping(begin(load(SLOW_GPU), CompileOptions(coll="allgather")))
+
+
+def test_a_pair_between_boxes_has_a_route_per_plane_and_none_through_another_gpu() -> None:
+    """Even and odd planes, no spine: b0g0 reaches b1g2 on the even plane only (on the odd one the
+    runtime relays through an odd GPU), b1g1 on neither; GPUs of one box have their switch path."""
+    state = begin(load(SLOW_GPU), CompileOptions(coll="allreduce"))
+    routes, rank = _runtime_routes(state), state.topology.ranks.index
+    assert state.planes == {"even": 0, "odd": 1}
+    assert routes[(rank("b0g0"), rank("b1g2"))] == (("b0g0", "b0nic0", "even", "b1nic2", "b1g2"), None)
+    assert routes[(rank("b0g0"), rank("b1g1"))] == (None, None)
+    assert routes[(rank("b0g0"), rank("b0g1"))] == (("b0g0", "b0sw", "b0g1"),)

@@ -87,6 +87,7 @@ from collc.solver.invariants import check_forest
 from collc.solver.pipeline import SolveStats, solve_steps, timed_phase
 from collc.solver.routed import (
     RoutedPacking,
+    RouteOf,
     edge_arcs,
     on_route_algbw,
     routed_forest_steps,
@@ -536,7 +537,7 @@ class CompileState:
     given: tuple[Topology, tuple[int, ...]] | None = None
     # the paths the runtime gives each GPU pair, once asked for (_runtime_routes), and whether k's exact
     # forest carries less on them than it may (_worth_routing), per k
-    pair_paths: dict[tuple[int, int], tuple[tuple[str, ...], ...]] | None = None
+    pair_paths: dict[tuple[int, int], tuple[tuple[str, ...] | None, ...]] | None = None
     off_route: dict[int | str | None, bool] = field(default_factory=dict)
     routed_trees: RoutedPacking | None = None  # the trees generated for the runtime's paths, once
 
@@ -829,10 +830,10 @@ def _with_routed(state: CompileState, candidates: list[Candidate]) -> list[Candi
     user's and, for an allreduce, one forest for both halves. With network planes, where a pair
     between boxes has a route per plane (:func:`_runtime_routes`), only for an allreduce whose halves
     may overlap: an exact forest's edge takes its plane's route there, and the packing for one
-    direction is left to the exact solver. It is solved only where it may carry more (:func:`_worth_routing`).
-    Where an allreduce's halves may overlap (:func:`_overlapping`) its trees' price is the fabric's
-    allreduce ceiling, which no file exceeds: the packing for both halves at once is what sets how
-    close a forest comes to it, and only the simulation tells."""
+    direction is left to the exact solver. It is solved only where it may carry more
+    (:func:`_worth_routing`). Where an allreduce's halves may overlap (:func:`_overlapping`) its
+    trees' price is the fabric's allreduce ceiling, which no file exceeds: the packing for both halves
+    at once is what sets how close a forest comes to it, and only the simulation tells."""
     options = state.options
     wanted = (
         state.topology.num_gpus <= ROUTED_MAX_GPUS
@@ -856,10 +857,10 @@ def _overlapping(state: CompileState) -> bool:
     where the GPUs' own links differ in bandwidth. A GPU with slower links than the others (a derated
     NVLink, a GPU without a NIC) then forwards as little as it can, a leaf of the other roots' trees,
     while the others carry the rest; a forest packed for allgather and run both ways makes it forward
-    in both halves. Two NVSwitch boxes of 8 with one GPU's switch link at half speed: reduce-scatter
-    then allgather allows 93.3 GB/s, the trees packed for both halves 157.4 at k = 2 (scripts/
-    bench_fabrics.py ``slow-gpu``). Where every GPU's links add up alike (every preset) both packings
-    are worth the same, and the linear program is not solved."""
+    in both halves. 2x8 A100 with one GPU's NVSwitch link at half speed: reduce-scatter then allgather
+    allows 93.3 GB/s, the trees packed for both halves 160.0 at k = 4, whose file simulates at 143.7
+    (docs/solver.md §1.9). Where every GPU's links add up alike (every preset) both packings are worth
+    the same, and the linear program is not solved."""
     if state.options.coll != "allreduce":
         return False
     totals = {gpu: [Fraction(0), Fraction(0)] for gpu in state.topology.ranks}
@@ -937,7 +938,7 @@ def _runtime_routes(state: CompileState) -> dict[tuple[int, int], tuple[tuple[st
     return state.pair_paths
 
 
-def _route_of(state: CompileState) -> Callable[[TreeEdge], int | None]:
+def _route_of(state: CompileState) -> RouteOf:
     """The route an exact forest's edge takes on the runtime (:func:`_runtime_routes`): the one through
     its path's network plane, which the lowering gives its channel, or the pair's only one; None where
     the runtime relays that route through another GPU."""
@@ -952,7 +953,7 @@ def _route_of(state: CompileState) -> Callable[[TreeEdge], int | None]:
     return route_of
 
 
-def _on_routes(forest: Forest, route_of: Callable[[TreeEdge], int | None]) -> bool:
+def _on_routes(forest: Forest, route_of: RouteOf) -> bool:
     """Whether every edge of an exact ``forest`` has a route a tree edge may take (:func:`_route_of`)."""
     return all(route_of(edge) is not None for tree in forest.trees for edge in tree.edges)
 

@@ -547,7 +547,8 @@ def _rounded(packing: RoutedPacking, k: int) -> list[int]:
 
 
 #: the route an exact forest's tree edge takes on the runtime: the index among its pair's routes
-RouteOf = Callable[[TreeEdge], int]
+#: (None: the runtime relays it through another GPU, where no tree edge of the program may go)
+RouteOf = Callable[[TreeEdge], int | None]
 
 
 def first_route(edge: TreeEdge) -> int:
@@ -619,7 +620,13 @@ def routed_forest_steps(
 
 def _column(tree: Tree, route_of: RouteOf) -> Column:
     """``tree`` as a column of the program, its edges on the routes ``route_of`` gives them."""
-    return Column(tree.root, tuple(sorted((edge.src, edge.dst, route_of(edge)) for edge in tree.edges)))
+    edges = []
+    for edge in tree.edges:
+        route = route_of(edge)
+        if route is None:
+            raise InvariantError(f"tree edge {edge.src} -> {edge.dst} is on no route a tree edge may take")
+        edges.append((edge.src, edge.dst, route))
+    return Column(tree.root, tuple(sorted(edges)))
 
 
 def on_route_algbw(
