@@ -134,3 +134,22 @@ def test_a_pair_between_boxes_has_a_route_per_plane_and_none_through_another_gpu
     assert routes[(rank("b0g0"), rank("b1g2"))] == (("b0g0", "b0nic0", "even", "b1nic2", "b1g2"), None)
     assert routes[(rank("b0g0"), rank("b1g1"))] == (None, None)
     assert routes[(rank("b0g0"), rank("b0g1"))] == (("b0g0", "b0sw", "b0g1"),)
+
+
+def test_routes_that_cut_a_gpu_off_leave_the_exact_forests_alone(monkeypatch) -> None:
+    """Where the runtime would relay every route to some GPU through other GPUs, no forest can be
+    packed on the routes: compile keeps to the exact forests instead of failing in the program."""
+    state = begin(load(SLOW_GPU), CompileOptions(coll="allreduce"))
+    assert driver._routes_span(state)
+    routes = dict(_runtime_routes(state))
+    for u in range(state.topology.num_gpus):
+        for pair in ((u, 7), (7, u)):
+            if pair in routes:
+                routes[pair] = (None,) * len(routes[pair])
+    state.pair_paths = routes
+    assert not driver._routes_span(state)
+    monkeypatch.setattr(driver, "_loses_route", lambda state, forest: True)
+    solved = state.solutions
+    state.candidates = [driver.Candidate(1, None, None), driver.Candidate(1, None, None, routed=True)]
+    solved[None] = solve(state.topology, k=1)
+    assert not driver._worth_routing(state, state.candidates[1])

@@ -889,8 +889,23 @@ def _worth_routing(state: CompileState, candidate: Candidate) -> bool:
     if usual is None:
         return False
     if key not in state.off_route:
-        state.off_route[key] = _loses_route(state, usual.forest)
+        state.off_route[key] = _routes_span(state) and _loses_route(state, usual.forest)
     return state.off_route[key]
+
+
+def _routes_span(state: CompileState) -> bool:
+    """Whether the routes a tree edge may take (:func:`_runtime_routes`) join every GPU: where the
+    runtime relays so many pairs through other GPUs that some GPU is cut off, no forest can be
+    packed on them, and the exact forests stand alone."""
+    routes = _runtime_routes(state)
+    reached, frontier = {0}, [0]
+    while frontier:
+        u = frontier.pop()
+        for v in range(state.topology.num_gpus):
+            if v not in reached and u != v and any(path is not None for path in routes[(u, v)]):
+                reached.add(v)
+                frontier.append(v)
+    return len(reached) == state.topology.num_gpus
 
 
 def _loses_route(state: CompileState, forest: Forest) -> bool:
