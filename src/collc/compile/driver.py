@@ -666,7 +666,8 @@ def next_step(state: CompileState) -> str:
     k = state.candidates[index].key
     if k not in state.solutions:
         return "forest"
-    if state.separate_reduce and state.solutions[k].forest.k not in state.reduce_forests:
+    forest = state.solutions[k].forest
+    if state.separate_reduce and not forest.routed and forest.k not in state.reduce_forests:
         return "forest"
     return "lower"
 
@@ -827,7 +828,8 @@ def _price_step(state: CompileState) -> None:
 def _with_routed(state: CompileState, candidates: list[Candidate]) -> list[Candidate]:
     """``candidates`` with each k followed by its forest on the runtime's paths (:mod:`collc.solver.
     routed`), where such a forest can be packed: up to :data:`ROUTED_MAX_GPUS` GPUs, no k of the
-    user's and, for an allreduce, one forest for both halves. With network planes, where a pair
+    user's and, for an allreduce, one forest for both halves, or halves that may overlap (the routed
+    trees then carry both, with no reduce forest of their own). With network planes, where a pair
     between boxes has a route per plane (:func:`_runtime_routes`), only for an allreduce whose halves
     may overlap: an exact forest's edge takes its plane's route there, and the packing for one
     direction is left to the exact solver. It is solved only where it may carry more
@@ -838,7 +840,7 @@ def _with_routed(state: CompileState, candidates: list[Candidate]) -> list[Candi
     wanted = (
         state.topology.num_gpus <= ROUTED_MAX_GPUS
         and (not state.planes or _overlapping(state))
-        and not state.separate_reduce
+        and (not state.separate_reduce or _overlapping(state))
         and options.k is None
         and options.max_k is None
     )
@@ -1147,7 +1149,8 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
         # box blocks or a breadth-first packing that are a forest lowered already (8x8 H100 rail: the
         # direct box blocks are k = 1's; 2x8 A100: both packing orders give the same trees)
         return []
-    reduce_forest = state.reduce_forests.get(solution.forest.k)
+    # a routed allreduce forest carries both halves on its own trees (their loads both ways)
+    reduce_forest = None if solution.forest.routed else state.reduce_forests.get(solution.forest.k)
     name = _name(state.topology, state.options.coll, solution.forest, instances)
     plans = Plans(solution.forest, reduce_forest, state.planes, state.topology.arc_bandwidths())
     loop = _loop_chunks(state.topology, state.options, solution.forest)
