@@ -93,7 +93,7 @@ def test_a_slow_gpus_allreduce_runs_on_trees_packed_for_both_halves(slow_gpu: Co
     k = 4), and the file simulates at 68.7 at 1 GiB (44.8 with the allgather trees run both ways,
     NCCL's ring 28.5). Every edge between boxes stays on one plane, the even or the odd GPUs', and
     never relays through a GPU. Fails if the halves are not packed together (:func:`driver.
-    _overlapping`) or planes keep the routed forests out."""
+    halves_overlap`) or planes keep the routed forests out."""
     forest = slow_gpu.solution.forest
     assert forest.routed and forest.allreduce_U is not None
     assert slow_gpu.bound_algbw == Fraction(300, 7)
@@ -120,9 +120,9 @@ def test_a_fabric_whose_gpus_are_alike_solves_no_forest_for_both_halves() -> Non
     (every preset: the linear program gives the reduce-scatter + allgather figure), so it is not
     solved; with one GPU slower it is."""
     healthy = begin(load("dgx-a100", {"boxes": "2"}), CompileOptions(coll="allreduce"))
-    assert not driver._overlapping(healthy)
-    assert driver._overlapping(begin(load(SLOW_GPU), CompileOptions(coll="allreduce")))
-    assert not driver._overlapping(begin(load(SLOW_GPU), CompileOptions(coll="allgather")))
+    assert not healthy.overlapping
+    assert begin(load(SLOW_GPU), CompileOptions(coll="allreduce")).overlapping
+    assert not begin(load(SLOW_GPU), CompileOptions(coll="allgather")).overlapping
 
 
 def test_a_pair_between_boxes_has_a_route_per_plane_and_none_through_another_gpu() -> None:
@@ -167,7 +167,7 @@ def test_a_slow_gpu_on_a_fabric_whose_directions_differ_also_gets_trees_for_both
     (tmp_path / "asym.yaml").write_text(text)
     topology = load(tmp_path / "asym.yaml")
     state = begin(topology, CompileOptions(coll="allreduce"))
-    assert state.separate_reduce and driver._overlapping(state)
+    assert state.separate_reduce and state.overlapping
     result = compile_schedule(topology, CompileOptions(coll="allreduce"))
     assert result.solution.forest.routed
     at = {row.nbytes: row.algbw for row in result.predicted}

@@ -390,26 +390,28 @@ BLOCKS_DIRECT = "blocks-direct"
 
 def _k_candidates(
     topology: Topology, options: CompileOptions, instances: int
-) -> tuple[list[Candidate], list[str]]:
-    """The candidates to try, best priced first, with notes on the choice.
+) -> tuple[list[Candidate], list[str], dict[int, Bound]]:
+    """The candidates to try, best priced first, with notes on the choice and the exact bound of each
+    priced k (what a routed twin records when k's own forest was not solved, :func:`_routed_steps`).
 
     The price is the bound of k discounted for pipeline fill at the reference call size
     (docs/compile.md §3); it only orders the candidates, which are then simulated. A user's k or
     ``--max-k`` is the only candidate.
     """
     if options.k is not None or options.max_k is not None:
-        return [Candidate(options.k, options.k, None)], []
+        return [Candidate(options.k, options.k, None)], [], {}
     graph = capacity_graph(topology)
     if options.coll == "reducescatter":
         graph = graph.reversed()
     symmetries = automorphisms(topology, graph)
     optimum = optimal_bound(graph, symmetries)
-    priced: dict[int, Fraction] = {optimum.k: optimum.allgather_algbw}
+    exact: dict[int, Bound] = {optimum.k: optimum}
     power = 1
     while power <= min(MAX_AUTO_K, max(2 * optimum.k, MIN_PRICED_K)):
-        if power not in priced:
-            priced[power] = fixed_k_bound(graph, power, symmetries).allgather_algbw
+        if power not in exact:
+            exact[power] = fixed_k_bound(graph, power, symmetries)
         power *= 2
+    priced = {k: bound.allgather_algbw for k, bound in exact.items()}
     separate = two_forests(topology, options.coll)
     # a file's algbw bound (coll_algbw) from its trees' allgather bound; unknown with two forests
     bounds = {k: algbw / 2 if options.coll == "allreduce" else algbw for k, algbw in priced.items()}
@@ -453,9 +455,11 @@ def _k_candidates(
             f"k = {optimum.k} (the optimum) would make nchunksperloop = {n * optimum.k * instances}, "
             f"which does not divide {policy}"
         )
-    return [
-        Candidate(k, None if k == optimum.k else k, None if separate else bounds[k]) for k in fitting
-    ], notes
+    return (
+        [Candidate(k, None if k == optimum.k else k, None if separate else bounds[k]) for k in fitting],
+        notes,
+        exact,
+    )
 
 
 def two_forests(topology: Topology, coll: str) -> bool:
@@ -509,6 +513,7 @@ class CompileState:
     model: TopologyModel
     weighing: Weighing  # the call sizes the pick compares candidates at
     separate_reduce: bool  # allreduce reduces over a forest of its own (two_forests)
+    overlapping: bool  # allreduce whose trees may be packed for both halves at once (halves_overlap)
     attempts: list[tuple[bool, int]]
     attempt: int = 0
     candidates: list[Candidate] | None = None  # this attempt's, once priced
@@ -540,6 +545,7 @@ class CompileState:
     pair_paths: dict[tuple[int, int], tuple[tuple[str, ...] | None, ...]] | None = None
     off_route: dict[int | str | None, bool] = field(default_factory=dict)
     routed_trees: RoutedPacking | None = None  # the trees generated for the runtime's paths, once
+    k_bounds: dict[int, Bound] = field(default_factory=dict)  # each priced k's exact bound (_k_candidates)
 
     def __getstate__(self) -> dict[str, object]:
         """Everything but a step part way through: a solve, a lowering or a verification holds live
@@ -607,6 +613,7 @@ def begin(topology: Topology, options: CompileOptions) -> CompileState:
         model=TopologyModel(topology),
         weighing=weighing(options),
         separate_reduce=two_forests(topology, options.coll),
+        overlapping=halves_overlap(topology, options.coll),
         attempts=[(shared, instances) for shared in (False, True) for instances in instance_options],
         given=given,
     )
@@ -816,7 +823,7 @@ def _wide(state: CompileState) -> bool:
 def _price_step(state: CompileState) -> None:
     """Bound: the exact bounds of the k candidates of the current attempt, best priced first."""
     instances = state.attempts[state.attempt][1]
-    state.candidates, state.notes = _k_candidates(state.topology, state.options, instances)
+    state.candidates, state.notes, state.k_bounds = _k_candidates(state.topology, state.options, instances)
     state.candidates = _with_routed(state, state.candidates)
     if _at_narrow_scale(state.topology, state.options):
         state.candidates[:0] = _blocks_candidates(state, wide=False)
@@ -833,20 +840,20 @@ def _with_routed(state: CompileState, candidates: list[Candidate]) -> list[Candi
     between boxes has a route per plane (:func:`_runtime_routes`), only for an allreduce whose halves
     may overlap: an exact forest's edge takes its plane's route there, and the packing for one
     direction is left to the exact solver. It is solved only where it may carry more
-    (:func:`_worth_routing`). Where an allreduce's halves may overlap (:func:`_overlapping`) its
+    (:func:`_worth_routing`). Where an allreduce's halves may overlap (:func:`halves_overlap`) its
     trees' price is the fabric's allreduce ceiling, which no file exceeds: the packing for both halves
     at once is what sets how close a forest comes to it, and only the simulation tells."""
     options = state.options
     wanted = (
         state.topology.num_gpus <= ROUTED_MAX_GPUS
-        and (not state.planes or _overlapping(state))
-        and (not state.separate_reduce or _overlapping(state))
+        and (not state.planes or state.overlapping)
+        and (not state.separate_reduce or state.overlapping)
         and options.k is None
         and options.max_k is None
     )
     if not wanted:
         return candidates
-    bound = state.model.ceiling_algbw(options.coll) if _overlapping(state) else None
+    bound = state.model.ceiling_algbw(options.coll) if state.overlapping else None
     return [
         twin
         for candidate in candidates
@@ -854,19 +861,19 @@ def _with_routed(state: CompileState, candidates: list[Candidate]) -> list[Candi
     ]
 
 
-def _overlapping(state: CompileState) -> bool:
-    """Whether an allreduce's forest is packed for both halves at once (:mod:`collc.solver.routed`):
-    where the GPUs' own links differ in bandwidth. A GPU with slower links than the others (a derated
-    NVLink, a GPU without a NIC) then forwards as little as it can, a leaf of the other roots' trees,
-    while the others carry the rest; a forest packed for allgather and run both ways makes it forward
-    in both halves. 2x8 A100 with one GPU's NVSwitch link at half speed: reduce-scatter then allgather
-    allows 93.3 GB/s, the trees packed for both halves 160.0 at k = 4, whose file simulates at 143.7
-    (docs/solver.md §1.9). Where every GPU's links add up alike (every preset) both packings are worth
-    the same, and the linear program is not solved."""
-    if state.options.coll != "allreduce":
+def halves_overlap(topology: Topology, coll: str) -> bool:
+    """Whether ``coll``'s forest may be packed for both halves at once (:mod:`collc.solver.routed`): an
+    allreduce where the GPUs' own links differ in bandwidth. A GPU with slower links than the others
+    (a derated NVLink, a GPU without a NIC) then forwards as little as it can, a leaf of the other
+    roots' trees, while the others carry the rest; a forest packed for allgather and run both ways
+    makes it forward in both halves. 2x8 A100 with one GPU's NVSwitch link at half speed:
+    reduce-scatter then allgather allows 93.3 GB/s, the trees packed for both halves 160.0 at k = 4,
+    whose file simulates at 143.7 (docs/solver.md §1.9). Where every GPU's links add up alike (every
+    preset) both packings are worth the same, and the linear program is not solved."""
+    if coll != "allreduce":
         return False
-    totals = {gpu: [Fraction(0), Fraction(0)] for gpu in state.topology.ranks}
-    for (src, dst), bandwidth in state.topology.arc_bandwidths().items():
+    totals = {gpu: [Fraction(0), Fraction(0)] for gpu in topology.ranks}
+    for (src, dst), bandwidth in topology.arc_bandwidths().items():
         if src in totals:
             totals[src][0] += bandwidth
         if dst in totals:
@@ -881,10 +888,10 @@ def _worth_routing(state: CompileState, candidate: Candidate) -> bool:
     boxes of 8 PCIe GPUs with a NIC per socket: the exact forest enters a box through either NIC and
     crosses the CPU link, and on the runtime's paths one NIC takes 29 of 64 chunks, 27.6 GB/s
     allgather at most against the bound's 34.1. Where an allreduce's halves may overlap
-    (:func:`_overlapping`) the search may have passed over k's exact forest; the best priced one then
+    (:func:`halves_overlap`) the search may have passed over k's exact forest; the best priced one then
     decides for every k (how far exact forests stay from the ceiling is the fabric's, not k's)."""
     key = candidate.solve_k
-    if key not in state.solutions and _overlapping(state):
+    if key not in state.solutions and state.overlapping:
         assert state.candidates is not None
         key = state.candidates[0].key
     usual = state.solutions.get(key)
@@ -912,7 +919,7 @@ def _routes_span(state: CompileState) -> bool:
 
 def _loses_route(state: CompileState, forest: Forest) -> bool:
     """Whether an exact ``forest`` carries at least :data:`EQUIVALENT` less on the runtime's paths
-    than its trees' bound or, for an allreduce whose halves may overlap (:func:`_overlapping`), than
+    than its trees' bound or, for an allreduce whose halves may overlap (:func:`halves_overlap`), than
     the fabric's allreduce ceiling (both halves load the paths at once: on one switch with a slow
     port the exact trees already keep the slow GPU a leaf and reach it)."""
     coll = state.options.coll
@@ -920,7 +927,7 @@ def _loses_route(state: CompileState, forest: Forest) -> bool:
     if not _on_routes(forest, route_of):
         return True  # the runtime relays some of its edges through other GPUs
     on_route = on_route_algbw(forest, coll, routes, bandwidth, route_of)
-    target = state.model.ceiling_algbw(coll) if _overlapping(state) else coll_algbw(forest, coll)
+    target = state.model.ceiling_algbw(coll) if state.overlapping else coll_algbw(forest, coll)
     return on_route < target * (1 - EQUIVALENT)
 
 
@@ -940,16 +947,17 @@ def _runtime_routes(state: CompileState) -> dict[tuple[int, int], tuple[tuple[st
         def direct(there: tuple[str, ...], back: tuple[str, ...]) -> bool:
             return gpus.isdisjoint(there[1:-1]) and gpus.isdisjoint(back[1:-1])
 
+        pairs = list(itertools.permutations(range(len(ranks)), 2))
+        base = {pair: runtime_path(network, (*pair, 0), []) for pair in pairs}
         routes = {}
-        for u, v in itertools.permutations(range(len(ranks)), 2):
-            path = runtime_path(network, (u, v, 0), [])
-            if planes and any(node in state.planes for node in path):
+        for u, v in pairs:
+            if planes and any(node in state.planes for node in base[(u, v)]):
                 ways = [
                     (network.path_via(ranks[u], p, ranks[v]), network.path_via(ranks[v], p, ranks[u]))
                     for p in planes
                 ]
             else:
-                ways = [(path, runtime_path(network, (v, u, 0), []))]
+                ways = [(base[(u, v)], base[(v, u)])]
             routes[(u, v)] = tuple(there if direct(there, back) else None for there, back in ways)
         state.pair_paths = routes
     return state.pair_paths
@@ -982,16 +990,16 @@ def _routed_steps(state: CompileState, candidate: Candidate) -> Generator[None, 
     descent (a 64-GPU compile spends about 30 s generating and 10 s per k choosing). The generation
     stops early at what no forest exceeds: the exact bound's, halved for an allreduce run as
     reduce-scatter then allgather, or the allreduce ceiling where the halves overlap
-    (:func:`_overlapping`). Where the halves overlap, k's exact forest may not have been solved (the
+    (:func:`halves_overlap`). Where the halves overlap, k's exact forest may not have been solved (the
     wide search passes over it): the routed one is then chosen without it."""
     assert candidate.k is not None
     stats = SolveStats()
     usual = state.solutions.get(candidate.solve_k)
     coll = state.options.coll
     n, routes, bandwidth = state.topology.num_gpus, _runtime_routes(state), state.topology.arc_bandwidths()
-    bound = usual.bound if usual is not None else _exact_bound(state, candidate.k)
+    bound = usual.bound if usual is not None else state.k_bounds[candidate.k]
     if state.routed_trees is None:  # the linear program does not depend on k: generated once
-        if _overlapping(state):
+        if state.overlapping:
             ceiling = state.model.ceiling_algbw(coll) / n
         else:
             ceiling = bound.optimal_x_star / (2 if coll == "allreduce" else 1)
@@ -1004,15 +1012,6 @@ def _routed_steps(state: CompileState, candidate: Candidate) -> Generator[None, 
     forest = yield from timed_phase(stats, "routed", choice)
     check_forest(forest, state.topology, None, reverse=forest.reversed)
     return Solution(bound, forest, stats)
-
-
-def _exact_bound(state: CompileState, k: int) -> Bound:
-    """The exact bound of ``k`` trees per root on the search's fabric (:func:`collc.solver.bound.
-    fixed_k_bound`, as the price step computes it)."""
-    graph = capacity_graph(state.topology)
-    if state.options.coll == "reducescatter":
-        graph = graph.reversed()
-    return fixed_k_bound(graph, k, automorphisms(state.topology, graph))
 
 
 def _breadth_first_candidates(state: CompileState) -> list[Candidate]:
