@@ -155,16 +155,18 @@ def test_rails_that_meet_at_a_narrower_uplink_share_it() -> None:
 @st.composite
 def boxed_fabrics(draw) -> object:
     """2-4 boxes of 1-3 GPUs (a chain of links inside each box), every GPU linked to one of its box's
-    1-2 switches outside the box domain, each switch with an uplink to its box's leaf switch (1-3 of
-    them, each over neighbouring boxes) and each leaf with an uplink to one root: rails of random
-    bandwidths that meet at uplinks of random bandwidths, and boxes under one leaf that reach the
-    others only through its uplink."""
+    1-2 switches, each switch with an uplink to its box's leaf switch (1-3 of them, each over
+    neighbouring boxes) and each leaf with an uplink to one root: rails of random bandwidths that
+    meet at uplinks of random bandwidths, and boxes under one leaf that reach the others only through
+    its uplink. The box's switches are outside its domain (its GPUs' links are the rails) or inside
+    it (a NIC-like switch whose uplink is the rail, fed by GPU links that may be narrower)."""
     from collc.topology.model import Link, Node, Topology
 
     def bandwidth() -> Fraction:
         return Fraction(8 * draw(st.integers(1, 12)))
 
     boxes, per_box, switches = draw(st.integers(2, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    inside = draw(st.booleans())
     leaves = [f"leaf{i}" for i in range(draw(st.integers(1, 3)))]
     nodes = [Node("root", "switch", None, None), *(Node(leaf, "switch", None, None) for leaf in leaves)]
     links, ranks = [Link(leaf, "root", Fraction(4 * draw(st.integers(1, 12)))) for leaf in leaves], []
@@ -174,7 +176,7 @@ def boxed_fabrics(draw) -> object:
         leaf = leaves[b * len(leaves) // boxes]  # neighbouring boxes under one leaf
         ranks += gpus
         nodes += [Node(gpu, "gpu", b, f"gpu{i}") for i, gpu in enumerate(gpus)]
-        nodes += [Node(switch, "switch", None, None) for switch in uplinks]
+        nodes += [Node(switch, "switch", b if inside else None, None) for switch in uplinks]
         links += [Link(a, c, bandwidth()) for a, c in pairwise(gpus)]
         links += [Link(switch, leaf, bandwidth()) for switch in uplinks]
         links += [Link(gpu, uplinks[draw(st.integers(0, switches - 1))], bandwidth()) for gpu in gpus]
@@ -187,7 +189,9 @@ def test_the_runtimes_rings_and_trees_never_beat_the_bound_across_boxes(topology
     """No schedule beats the bound, so neither may the model of the runtime's rings and trees; with
     rails counted without the uplinks they meet at, 2 GPUs of a box on one switch were credited twice
     its uplink (the old model fails this on dozens of these fabrics), and with each box's egress
-    taken alone, boxes under one leaf were credited their NICs' speed across the leaf's uplink."""
+    taken alone, boxes under one leaf were credited their NICs' speed across the leaf's uplink, and
+    with the flows between boxes starting at every node of a box's domain, a switch inside it was
+    credited its uplink's speed however narrow the GPU links that feed it."""
     from collc.predict.model import TopologyModel
 
     m = TopologyModel(topology)

@@ -132,9 +132,10 @@ class Exchange(NamedTuple):
 def box_exchange(network: Network) -> Exchange:
     """What each box's rails carry to the other boxes (its egress, :func:`_egresses`) and the least
     capacity from one side to the other of any cut that separates two boxes: the smallest max-flow
-    between the first box's domain and another's, in either direction (a cut with the first box on
+    between the first box's GPUs and another's, in either direction (a cut with the first box on
     one side and some box on the other is at least that flow; every cut separating two boxes is such
-    a cut, seen from one side or the other).
+    a cut, seen from one side or the other). The flows start and end at GPUs, not at every node of
+    a box's domain: a NIC behind a narrower PCIe link is fed no faster than that link.
 
     Every ring crosses such a cut once in each direction at its full rate, so the rings' busbw is at
     most the crossing; each of the double binary tree's two trees crosses it with half the data in
@@ -146,9 +147,9 @@ def box_exchange(network: Network) -> Exchange:
     if len(boxes) < 2:
         return Exchange({}, None)
     flows = _BoxFlows(network)
-    first = flows.domain(boxes[0])
+    first = flows.gpus(boxes[0])
     crossing = min(
-        min(flows.between(first, flows.domain(other)), flows.between(flows.domain(other), first))
+        min(flows.between(first, flows.gpus(other)), flows.between(flows.gpus(other), first))
         for other in boxes[1:]
     )
     return Exchange(_egresses(network, boxes, flows), crossing)
@@ -174,12 +175,13 @@ class _BoxFlows:
         arcs += [(self.source, i, 0) for i in range(len(names))]
         arcs += [(i, self.sink, 0) for i in range(len(names))]
         self.flow = FlowNetwork(len(names) + 2, arcs)
-        self._domains: dict[int | None, list[int]] = {}
+        self._gpus: dict[int | None, list[int]] = {}
 
-    def domain(self, box: Box) -> list[int]:
-        if box.index not in self._domains:
-            self._domains[box.index] = [self.index[name] for name in sorted(box.domain)]
-        return self._domains[box.index]
+    def gpus(self, box: Box) -> list[int]:
+        """The node indices of the box's GPUs, where every flow between boxes starts and ends."""
+        if box.index not in self._gpus:
+            self._gpus[box.index] = [self.index[name] for name in box.gpus]
+        return self._gpus[box.index]
 
     def between(self, senders: list[int], receivers: list[int]) -> Fraction:
         """The max-flow from a super source feeding every sender to a super sink fed by every
@@ -199,14 +201,15 @@ class _BoxFlows:
 def _egresses(network: Network, boxes: list[Box], flows: _BoxFlows) -> dict[int | None, Fraction]:
     """Per box (by index), what its rails carry to the other boxes: each rail at most two channels'
     copy rate, and all of them at most the box's egress, the smaller of the two max-flows between its
-    domain and the other boxes' domains, through every node (a super source and sink on either
-    side). Rings and trees across boxes leave and enter every box, so they carry at most this however
-    many rails the box has: two GPUs whose own links (two rails) meet at a PCIe switch with one
-    24 GB/s uplink send 24 GB/s to the other boxes, not 48."""
+    GPUs and the other boxes' GPUs, through every node (a super source and sink on either side).
+    Rings and trees across boxes leave and enter every box, so they carry at most this however many
+    rails the box has: two GPUs whose own links (two rails) meet at a PCIe switch with one 24 GB/s
+    uplink send 24 GB/s to the other boxes, not 48; a box's one 50 GB/s NIC behind a 32 GB/s PCIe
+    link sends 32."""
     egresses = {}
     for box in boxes:
-        ours = flows.domain(box)
-        theirs = [node for other in boxes if other.index != box.index for node in flows.domain(other)]
+        ours = flows.gpus(box)
+        theirs = [node for other in boxes if other.index != box.index for node in flows.gpus(other)]
         exchange = min(flows.between(ours, theirs), flows.between(theirs, ours))
         rails = (min(bw, CHANNELS_PER_RAIL * _THREADBLOCK) for bw in box_rails(network, box))
         egresses[box.index] = min(sum(rails, Fraction(0)), exchange)
