@@ -6,9 +6,9 @@ fabric is written as a user would write it by hand: GPUs, switches and NICs with
 cover: PCIe servers with one or two NICs, with GPUs on the CPU's root ports, or with GPUs paired by
 NVLink bridges, an 8-GPU ring whose two directions differ, a 4-GPU mesh of unequal links, 4 GPUs in a
 line, 5 GPUs on a switch, NVSwitch boxes with fewer NICs than GPUs (12 GPUs; or NIC counts that
-differ by box), NVSwitch boxes under an oversubscribed leaf-spine network or on rails with no spine
-(once more with one GPU's switch link at half speed), boxes whose GPUs form a ring, and boxes of
-directly wired GPUs. Each collective is compiled
+differ by box; or one NIC that a narrower PCIe link feeds), NVSwitch boxes under an oversubscribed
+leaf-spine network or on rails with no spine (once more with one GPU's switch link at half speed),
+boxes whose GPUs form a ring, and boxes of directly wired GPUs. Each collective is compiled
 (forced, so every size is simulated) and the written file's simulated algbw is printed at 1 MiB, 64
 MiB and 1 GiB with the runtime's ring and tree, the bound, the ratios to the bound and to the
 runtime's best, and whether the file's size range takes that size (``used``; elsewhere the runtime
@@ -269,6 +269,22 @@ def pcie_cpu_root() -> Fabric:
     return fabric
 
 
+def nic_behind_pcie() -> Fabric:
+    """Four boxes of 4 GPUs on a 150 GB/s NVSwitch, the box's GPUs on one PCIe switch with one
+    50 GB/s NIC that the switch feeds at 32 GB/s: what crosses boxes is held to the PCIe link."""
+    fabric = Fabric()
+    fabric.add("switch", "tor")
+    nvswitch_boxes(fabric, 4, 150)
+    for b in range(4):
+        fabric.add("switch", f"b{b}plx")
+        for g in range(4):
+            fabric.link(f"b{b}g{g}", f"b{b}plx", 32)
+        fabric.add("nic", f"b{b}nic")
+        fabric.link(f"b{b}nic", f"b{b}plx", 32)
+        fabric.link(f"b{b}nic", "tor", 50)
+    return fabric
+
+
 FABRICS: dict[str, Callable[[], Fabric]] = {
     "pcie-one-socket": pcie_one_socket,
     "pcie-one-nic": pcie_one_nic,
@@ -285,6 +301,7 @@ FABRICS: dict[str, Callable[[], Fabric]] = {
     "unequal-nics": unequal_nics,
     "five-gpus": five_gpus,
     "pcie-cpu-root": pcie_cpu_root,
+    "nic-behind-pcie": nic_behind_pcie,
 }
 
 

@@ -94,6 +94,29 @@ def test_direct_links_the_runtime_bypasses_carry_no_ring() -> None:
     assert m.ring.busbw == 400
 
 
+def test_a_pcie_tree_beside_the_switch_carries_no_ring() -> None:
+    """Two GPUs on a 150 GB/s NVSwitch, each also on its own PCIe switch under one CPU at 32 GB/s:
+    the runtime talks over the NVSwitch only (one path per GPU pair), so its rings carry 150 GB/s.
+    The max-flow over every link of the box gave 182 (allgather algbw 363 against collc's 299 on the
+    runtime's paths, so every collc file on such a server was judged slower than the ring)."""
+    from collc.predict.model import TopologyModel
+    from collc.topology.model import Link, Node, Topology
+
+    gpus = ("g0", "g1")
+    switches = ("nvs", "cpu", "plx0", "plx1")
+    nodes = (
+        *(Node(gpu, "gpu", None, None) for gpu in gpus),
+        *(Node(n, "switch", None, None) for n in switches),
+    )
+    links = [Link(gpu, "nvs", Fraction(150)) for gpu in gpus]
+    links += [Link("g0", "plx0", Fraction(32)), Link("g1", "plx1", Fraction(32))]
+    links += [Link("plx0", "cpu", Fraction(32)), Link("plx1", "cpu", Fraction(32))]
+    m = TopologyModel(Topology("nvswitch-and-pcie", nodes, tuple(links), gpus))
+    assert m.network.path("g0", "g1") == ("g0", "nvs", "g1")
+    assert m.ring.busbw == 150
+    assert m.bound_algbw("allgather") == 2 * 182
+
+
 def test_ring_time_grows_with_size_and_tends_to_its_bandwidth() -> None:
     ring = model("dgx-h100-rail", 4).ring
     small, large = (ring.time_us("allreduce", size, SIMPLE) for size in (2**10, 2**36))

@@ -8,7 +8,8 @@ GPUs, switches and NICs). Without box information the whole topology is one box.
 If the box has no switch (GPUs wired directly, e.g. MI250 xGMI) it is the maximum fractional packing
 of directed Hamiltonian cycles under the arc bandwidths (an LP over all Hamiltonian cycles — NCCL's
 ring search with bandwidth reservation approximates it). Otherwise (NVSwitch-like boxes) it is the
-smallest GPU-to-GPU max-flow inside the domain, i.e. one GPU's switch bandwidth: any ring order works.
+smallest GPU-to-GPU max-flow over the arcs of the runtime's paths between the box's GPUs (one path
+per pair, as the runtime takes), i.e. one GPU's switch bandwidth: any ring order works.
 
 **Rings across boxes.** One ring per channel and one channel per NIC rail: every arc that leaves a box
 domain is a rail, a ring enters and leaves each box once through its own rail, and the rings share the
@@ -35,7 +36,7 @@ algbw is ``min(C, egress)/2`` (egress: :func:`box_exchange`), and at most the cr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from math import ceil, log2
 from typing import NamedTuple
@@ -94,22 +95,25 @@ def _arcs_from(network: Network, box: Box) -> list[Arc]:
     return [(src, dst) for src in sorted(box.domain) for dst in network.neighbours.get(src, ())]
 
 
-def _domain_arcs(network: Network, box: Box) -> dict[Arc, Fraction]:
-    """The arcs inside the box's domain that the runtime's peer-to-peer paths can use: not a direct
-    link between two GPUs that talk over a wider path (a switch) instead, since the runtime takes one
-    path per GPU pair (:meth:`collc.predict.network.Network.path`), for its rings as for collc's files."""
-    return {
-        (src, dst): network.bandwidth[(src, dst)]
-        for src, dst in _arcs_from(network, box)
-        if dst in box.domain
-        and not (network.is_gpu(src) and network.is_gpu(dst) and network.path(src, dst) != (src, dst))
-    }
+def _runtime_arcs(network: Network, box: Box) -> dict[Arc, Fraction]:
+    """The arcs of the runtime's paths between the box's GPUs, with their bandwidths. The runtime
+    takes one path per GPU pair (:meth:`collc.predict.network.Network.path`), for its rings as for
+    collc's files, so a link that no such path takes carries none of its rings: a direct link
+    between two GPUs that talk over a wider switch, or a PCIe tree beside an NVSwitch. A box whose
+    GPUs meet only outside it (a failed switch) gets the arcs outside it that its paths take."""
+    arcs: dict[Arc, Fraction] = {}
+    for src in box.gpus:
+        for dst in box.gpus:
+            if src != dst:
+                arcs.update((arc, network.bandwidth[arc]) for arc in network.arcs_of(network.path(src, dst)))
+    return arcs
 
 
 def _min_gpu_cut(network: Network, box: Box) -> Fraction:
-    """Smallest max-flow between the box's first GPU and any other GPU, both ways, inside the domain."""
-    arcs = _domain_arcs(network, box)
-    names = sorted(box.domain)
+    """Smallest max-flow between the box's first GPU and any other GPU, both ways, over the arcs of
+    the runtime's paths between the box's GPUs (:func:`_runtime_arcs`)."""
+    arcs = _runtime_arcs(network, box)
+    names = sorted({node for arc in arcs for node in arc})
     index = {name: i for i, name in enumerate(names)}
     unit = rational_gcd(list(arcs.values()))
     flow = FlowNetwork(
@@ -270,11 +274,7 @@ def ring_capacity(network: Network, box: Box) -> Fraction:
         cycles = _hamiltonian_cycles(network, box)
         if cycles:  # None: too many to enumerate; empty: none (both fall back to the cut)
             return _cycle_packing(network, cycles)
-    cut = _min_gpu_cut(network, box)
-    if cut == 0:  # the box's GPUs meet only outside it (a failed switch): its rings leave the box
-        everything = frozenset(node.name for node in network.topology.nodes)
-        cut = _min_gpu_cut(network, replace(box, domain=everything))
-    return cut
+    return _min_gpu_cut(network, box)
 
 
 @dataclass(frozen=True)
