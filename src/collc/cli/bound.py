@@ -24,6 +24,7 @@ from collc.cli.names import compress_names, natural_key
 from collc.errors import InputError
 from collc.jsondoc import json_document
 from collc.sizes import format_figure, plural
+from collc.solver.balance import unbalanced_switches
 from collc.solver.bound import Bound, budgeted_bound, check_gpu_count, fixed_k_bound, optimal_bound
 from collc.solver.ceiling import allreduce_ceiling
 from collc.solver.symmetry import automorphisms
@@ -42,6 +43,7 @@ class Bounds:
     allgather: Bound
     reducescatter: Bound  # computed on the reversed graph: its cut arcs run against the fabric's
     allreduce_ceiling: Fraction  # what no allreduce exceeds (collc.solver.ceiling), GB/s algbw
+    unbalanced: tuple[str, ...] = ()  # switches whose ingress and egress differ (collc.solver.balance)
 
     @property
     def num_gpus(self) -> int:
@@ -79,6 +81,7 @@ def compute_bounds(topology: Topology, k: int | None = None, max_k: int | None =
         solve(graph),
         solve(graph.reversed()),
         allreduce_ceiling(graph),
+        tuple(graph.names[w] for w in unbalanced_switches(graph)),
     )
 
 
@@ -218,6 +221,15 @@ def bounds_text(bounds: Bounds) -> str:
         "  (nccl-tests units; allreduce = reduce-scatter then allgather: T_AR = T_RS + T_AG)",
         f"  allreduce ceiling {_gbps(bounds.allreduce_ceiling)} GB/s algbw: no allreduce beats it (the least "
         "bandwidth across a cut between GPUs); one that overlaps its halves can beat the line above",
+        *(
+            [
+                f"  switches {', '.join(bounds.unbalanced[:6])}{' …' if len(bounds.unbalanced) > 6 else ''} "
+                "take in and send out different amounts: these are cut bounds, which a tree schedule "
+                "reaches only where no switch has to copy data (docs/solver.md §3)"
+            ]
+            if bounds.unbalanced
+            else []
+        ),
         "",
         f"x* = {_ratio(ag.x_star)} GB/s per GPU (allgather algbw = N·x*)",
         f"k = {plural(ag.k, 'tree')} per GPU, U = {_ratio(ag.U)} trees per GB/s "

@@ -51,7 +51,13 @@ def summary_text(topology: Topology, solution: Solution) -> str:
         f"{topology.name}: {forest.num_gpus} GPUs{direction}",
         f"  k = {plural(forest.k, 'tree')} per root, U = {bound.U} trees per GB/s, "
         f"allgather algbw {format_figure(forest.allgather_algbw, 3)} GB/s"
-        + ("" if bound.is_optimal else f" ({float(bound.given_up) * 100:.1f}% below the optimum)"),
+        + ("" if bound.is_optimal else f" ({float(bound.given_up) * 100:.1f}% below the optimum)")
+        + (
+            " (packed with the fabric's unbalanced switches balanced: no tree schedule reaches its cut "
+            "bound, docs/solver.md §3)"
+            if forest.balanced
+            else ""
+        ),
         f"  trees: {len(forest.trees)} physical ({stats.logical_trees} logical), "
         f"multiplicity x count: {histogram}",
         _height_line(solution, False, "GPU hops"),

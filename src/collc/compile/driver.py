@@ -286,6 +286,7 @@ class CompileResult:
     fastest: bool = False
     # each root's chunks per instance where an allreduce loop is shared unevenly (shared_loop)
     loop_shares: tuple[int, ...] | None = None
+    reduce_forest: Forest | None = None  # an allreduce's reduce-scatter forest, where it has its own
 
     @property
     def algorithm(self) -> Algorithm:
@@ -2126,6 +2127,7 @@ def _finish(
         predictor=best.predictor,
         verification=report,
         xml=to_xml(algo, runtime=runtime),
+        reduce_forest=best.reduce_forest,
         notes=notes,
         forced=forced,
         buffer_bytes=best.buffer_bytes,

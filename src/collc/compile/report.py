@@ -19,6 +19,7 @@ from collc.mscclpp.compile import deploy_lines as plan_deploy_lines
 from collc.predict.des import ArcLoad, ProgramCost
 from collc.runtimes.libinfo import loaded_by
 from collc.sizes import format_figure, format_size, json_figure, plural
+from collc.solver.balance import unbalanced_switches
 from collc.topology.model import Topology
 
 PLACEMENT = {(1, 1): "in-place and out-of-place", (1, 0): "in-place", (0, 1): "out-of-place"}
@@ -196,13 +197,36 @@ def arc_limit_line(limit: ArcLimit, file_bound: Fraction, nchunksperloop: int) -
     )
 
 
-def _bound_label(coll: str) -> str:
+def _bound_label(coll: str, cut_only: bool) -> str:
     """What the bound is: optimal for allgather and reduce-scatter; for allreduce the figure of
     reduce-scatter then allgather, which a file whose reduce and broadcast run on opposite link
-    directions can beat (a line of GPUs), so it is not called optimal."""
-    return (
-        "reduce-scatter + allgather bound of allreduce" if coll == "allreduce" else f"optimal bound of {coll}"
-    )
+    directions can beat (a line of GPUs), so it is not called optimal. ``cut_only``: the fabric has
+    switches that take in and send out different amounts, where a schedule may need a switch to copy
+    data to reach the cut bound (:mod:`collc.solver.balance`), so it is not called optimal either."""
+    if coll == "allreduce":
+        return "reduce-scatter + allgather bound of allreduce"
+    return f"cut bound of {coll}" if cut_only else f"optimal bound of {coll}"
+
+
+def _unbalanced_names(result: CompileResult) -> list[str]:
+    """The fabric's switches whose ingress and egress differ (the same either way round)."""
+    graph = result.model.capacity
+    return [graph.names[w] for w in unbalanced_switches(graph)]
+
+
+def _balanced_notes(result: CompileResult) -> list[str]:
+    """Why the file's trees stay below a cut bound that no tree schedule reaches: they were packed on
+    the fabric with its unbalanced switches balanced (:mod:`collc.solver.balance`)."""
+    forests = [result.solution.forest, result.reduce_forest]
+    if not any(forest is not None and forest.balanced for forest in forests):
+        return []
+    names = _unbalanced_names(result)
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return [
+        f"switches {shown} take in and send out different amounts, and a switch cannot copy data, so no "
+        "tree schedule reaches the cut bound where it would need them to; this file's trees were packed "
+        "on the fabric with those switches balanced (docs/solver.md §3)"
+    ]
 
 
 def _gap_text(gap: float) -> str:
@@ -232,7 +256,8 @@ def report_lines(result: CompileResult, filename: str, healthy: Healthy | None =
     lines = [
         f"wrote {filename}: {algo.coll} on {result.topology.name} ({algo.ngpus} GPUs) for {result.runtime}, "
         f"{algo.proto}, {PLACEMENT[(algo.inplace, algo.outofplace)]}",
-        f"  bound            {_gbps(result.bound_algbw)} algbw ({_bound_label(algo.coll)} on this fabric)",
+        f"  bound            {_gbps(result.bound_algbw)} algbw "
+        f"({_bound_label(algo.coll, bool(_unbalanced_names(result)))} on this fabric)",
         *([healthy_line(result, healthy)] if healthy is not None else []),
         f"  this file's k    {_gbps(result.file_bound_algbw)} algbw bound at k = {forest.k}"
         + _shares_text(result.loop_shares)
@@ -270,7 +295,13 @@ def report_lines(result: CompileResult, filename: str, healthy: Healthy | None =
 
 def _notes(result: CompileResult) -> list[str]:
     """The compile's notes, then what the predicted figures call for."""
-    return [*result.notes, *_slower_notes(result), *_above_bound_notes(result), *_bundle_notes(result)]
+    return [
+        *result.notes,
+        *_slower_notes(result),
+        *_above_bound_notes(result),
+        *_balanced_notes(result),
+        *_bundle_notes(result),
+    ]
 
 
 def _bundle_notes(result: CompileResult) -> list[str]:

@@ -79,6 +79,9 @@ class Forest:
     #: crossing the busiest arc per GB/s where every edge loads the runtime's paths both ways (None:
     #: not packed so; the allreduce is then priced as reduce-scatter followed by allgather)
     allreduce_U: Fraction | None = None
+    #: packed on the fabric with its unbalanced switches balanced (collc.solver.balance), for a bound
+    #: below the fabric's own where that cost capacity
+    balanced: bool = False
 
     def same_trees(self, other: Forest) -> bool:
         """Whether both forests hold the same trees (root, multiplicity and edges on the same paths),

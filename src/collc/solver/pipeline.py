@@ -12,10 +12,11 @@ import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from collc.capacity import CapacityGraph, capacity_graph
 from collc.errors import InputError
+from collc.solver.balance import UnbalancedSwitches, balanced
 from collc.solver.bound import Bound, budgeted_bound, fixed_k_bound, integer_capacities, optimal_bound
 from collc.solver.forest import Forest
 from collc.solver.invariants import check_forest
@@ -135,6 +136,41 @@ def _packing_steps(
     return (yield from packing_steps(n, split.k, split.capacities))
 
 
+class _Split(NamedTuple):
+    """What :func:`_split_steps` returns: the graph solved on, its symmetries, the bound and the
+    switch-free graph."""
+
+    graph: CapacityGraph
+    symmetries: list[Permutation]
+    bound: Bound
+    structural: list[Permutation]
+    split: SwitchFreeGraph
+
+
+def _split_steps(
+    topology: Topology, graph: CapacityGraph, k: int | None, max_k: int | None, stats: SolveStats
+) -> Generator[None, None, _Split]:
+    """The bound of ``graph`` and its switch-free graph (the first two phases of :func:`solve_steps`)."""
+    with _phase(stats, "bound"):
+        symmetries = automorphisms(topology, graph)
+        bound = _choose_bound(graph, symmetries, k, max_k)
+    stats.symmetries = len(symmetries)
+    stats.max_flow_calls["bound"] = stats.max_flow_calls.get("bound", 0) + bound.max_flow_calls
+    yield
+    with _phase(stats, "switch_removal"):
+        structural = cyclic_automorphisms(topology, graph)
+        box_of = {node.name: node.box for node in topology.nodes}
+        removal = remove_switches_steps(
+            graph,
+            integer_capacities(graph, bound),
+            bound.k,
+            symmetries=structural,
+            boxes=[box_of[name] for name in graph.names],
+        )
+    split = yield from timed_phase(stats, "switch_removal", removal)
+    return _Split(graph, symmetries, bound, structural, split)
+
+
 def solve(
     topology: Topology,
     *,
@@ -174,25 +210,18 @@ def solve_steps(
     while it runs."""
     stats = SolveStats()
     with _phase(stats, "bound"):
-        graph = capacity_graph(topology)
+        fabric = capacity_graph(topology)
         if reverse:
-            graph = graph.reversed()
-        symmetries = automorphisms(topology, graph)
-        bound = _choose_bound(graph, symmetries, k, max_k)
-    stats.symmetries = len(symmetries)
-    stats.max_flow_calls["bound"] = bound.max_flow_calls
-    yield
-    with _phase(stats, "switch_removal"):
-        structural = cyclic_automorphisms(topology, graph)
-        box_of = {node.name: node.box for node in topology.nodes}
-        removal = remove_switches_steps(
-            graph,
-            integer_capacities(graph, bound),
-            bound.k,
-            symmetries=structural,
-            boxes=[box_of[name] for name in graph.names],
-        )
-    split = yield from timed_phase(stats, "switch_removal", removal)
+            fabric = fabric.reversed()
+    try:
+        solved = yield from _split_steps(topology, fabric, k, max_k, stats)
+    except UnbalancedSwitches:  # no tree schedule reaches this bound: pack a balanced fabric's
+        with _phase(stats, "bound"):
+            even = balanced(fabric)
+        if even is None:
+            raise
+        solved = yield from _split_steps(topology, even, k, max_k, stats)
+    graph, symmetries, bound, structural, split = solved
     stats.max_flow_calls["switch_removal"] = split.max_flow_calls
     stats.logical_arcs = len(split.capacities)
     yield
@@ -203,7 +232,15 @@ def solve_steps(
     with _phase(stats, "mapping"):
         trees = physical_trees(packing.trees, split, graph.names)
         breadth_first = breadth_first and stats.packing_orbits < graph.num_gpus  # symmetric packing ran
-        forest = Forest(graph.num_gpus, bound.k, bound.U, tuple(trees), reverse, breadth_first=breadth_first)
+        forest = Forest(
+            graph.num_gpus,
+            bound.k,
+            bound.U,
+            tuple(trees),
+            reverse,
+            breadth_first=breadth_first,
+            balanced=graph is not fabric,
+        )
     with _phase(stats, "check"):
         check_forest(forest, topology, bound, reverse=reverse)
     stats.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -30,8 +30,9 @@ per GPU on the switch-free graph) decides whether (*) still holds. If it does no
 * on a fabric whose switches all have ingress = egress, that is a bug (:class:`InvariantError`);
 * otherwise the fabric is outside the theorem: a switch that takes in less than it sends out would
   have to replicate data to meet the cut bound, which switches cannot (no multicast), so no tree
-  schedule may reach the bound (:class:`InfeasibleError`, naming the unbalanced switches). Most
-  unbalanced fabrics still split completely; only the final check decides.
+  schedule may reach the bound (:class:`~collc.solver.balance.UnbalancedSwitches`, naming the
+  unbalanced switches; the pipeline then packs the balanced fabric of :mod:`collc.solver.balance`).
+  Most unbalanced fabrics still split completely; only the final check decides.
 
 Every unit of logical capacity remembers the physical vertex path it stands for (``routes``), so the
 mapping back (:mod:`collc.solver.paths`) is a lookup. A route never visits a vertex twice: a split
@@ -49,7 +50,8 @@ from enum import Enum
 from math import inf
 
 from collc.capacity import CapacityGraph
-from collc.errors import InfeasibleError, InvariantError
+from collc.errors import InvariantError
+from collc.solver.balance import UnbalancedSwitches, unbalanced_switches
 from collc.solver.maxflow import FlowNetwork
 from collc.solver.symmetry import gpu_orbits, orbit_transversal
 
@@ -416,7 +418,7 @@ class _Splitter:
             unbalanced = unbalanced_switches(self.graph)
             if unbalanced:
                 names = ", ".join(self.graph.names[w] for w in unbalanced[:6])
-                raise InfeasibleError(
+                raise UnbalancedSwitches(
                     f"no tree schedule reaches the cut bound on this fabric: switches {names} have unequal "
                     "ingress and egress bandwidth, so meeting the bound would need them to replicate data",
                     hint="make switch links full duplex (equal bandwidth both ways)",
@@ -425,15 +427,6 @@ class _Splitter:
                 f"switch removal broke rooted connectivity: GPU {self.graph.names[gpu]} receives {flow} "
                 f"< N·k = {self.demand} (capacity dropped at switches: {self.dropped})"
             )
-
-
-def unbalanced_switches(graph: CapacityGraph) -> list[int]:
-    """Non-GPU vertices whose total in-capacity differs from their total out-capacity."""
-    balance = [0] * graph.num_nodes
-    for u, v, cap in graph.arcs:
-        balance[u] -= cap
-        balance[v] += cap
-    return [w for w in range(graph.num_gpus, graph.num_nodes) if balance[w] != 0]
 
 
 def _is_identity(perm: Sequence[int]) -> bool:

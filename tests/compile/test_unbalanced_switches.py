@@ -1,0 +1,51 @@
+"""Compile on a fabric whose switches take in and send out different amounts (NICs whose uplink is
+faster than their downlink): the cut bound may need a switch to copy data, and the trees are packed
+on the fabric with those switches balanced (collc.solver.balance) instead of stopping the compile."""
+
+from fractions import Fraction
+from pathlib import Path
+
+from collc.compile import CompileOptions, compile_schedule
+from collc.compile.report import report_lines
+from collc.topology.presets import load
+from collc.verify import verify
+
+NIC_UP_DOWN = Path(__file__).parent / "fixtures" / "nic-up-down-3x2.yaml"
+
+
+def test_a_reduce_scatter_whose_cut_bound_needs_a_copying_switch_compiles_below_it() -> None:
+    """Three boxes whose NICs send 25 GB/s up and take in 12.5: the reduce-scatter's cut bound (37.5
+    GB/s) would need the network switch to copy data; what goes up comes down, so 18.75 is what any
+    tree schedule can reach, and the file simulates at 0.99 of it, 1.25x NCCL's ring. The compile
+    used to stop with "no tree schedule reaches the cut bound" (exit 1). The report calls the bound a
+    cut bound, not optimal, and says why the trees stay below it."""
+    result = compile_schedule(load(NIC_UP_DOWN), CompileOptions(coll="reducescatter"))
+    assert result.solution.forest.balanced
+    assert result.bound_algbw == Fraction(75, 2)
+    assert result.file_bound_algbw == Fraction(75, 4)
+    at = {row.nbytes: row for row in result.predicted}
+    big = at[max(at)]
+    assert 0.95 * 18.75 < big.algbw <= 18.75
+    assert big.algbw > 1.2 * max(big.ring_algbw, big.tree_algbw or 0)
+    assert not verify(result.algorithm, runtime=result.runtime, topology=result.topology).errors
+    report = "\n".join(report_lines(result, "x.xml"))
+    assert "algbw (cut bound of reducescatter on this fabric)" in report
+    assert "(50.00 % below the bound above)" in report
+    assert "switches b0nic, b1nic, b2nic, net take in and send out different amounts" in report
+
+
+def test_an_allgather_that_splits_the_fabric_as_it_is_meets_its_cut_bound() -> None:
+    """The same fabric's allgather splits without balancing (each box's uplink carries what it sends
+    once): its trees meet the cut bound, and no balancing note is printed."""
+    result = compile_schedule(load(NIC_UP_DOWN), CompileOptions(coll="allgather"))
+    assert not result.solution.forest.balanced
+    assert result.file_bound_algbw == result.bound_algbw == Fraction(75, 4)
+    assert not any("take in and send out different amounts" in line for line in report_lines(result, "x.xml"))
+
+
+def test_collc_bound_calls_the_figures_cut_bounds_where_a_switch_is_unbalanced() -> None:
+    from collc.cli.bound import bounds_text, compute_bounds
+
+    line = "switches b0nic, b1nic, b2nic, net take in and send out different amounts: these are cut bounds"
+    assert line in bounds_text(compute_bounds(load(NIC_UP_DOWN)))
+    assert "different amounts" not in bounds_text(compute_bounds(load("dgx-a100")))
