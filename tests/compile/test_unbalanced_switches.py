@@ -5,12 +5,15 @@ on the fabric with those switches balanced (collc.solver.balance) instead of sto
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
+
 from collc.compile import CompileOptions, compile_schedule
 from collc.compile.report import report_lines
 from collc.topology.presets import load
 from collc.verify import verify
 
 NIC_UP_DOWN = Path(__file__).parent / "fixtures" / "nic-up-down-3x2.yaml"
+NIC_UP_DOWN_3X4 = Path(__file__).parent / "fixtures" / "nic-up-down-3x4.yaml"
 
 
 def test_a_reduce_scatter_whose_cut_bound_needs_a_copying_switch_compiles_below_it() -> None:
@@ -49,3 +52,23 @@ def test_collc_bound_calls_the_figures_cut_bounds_where_a_switch_is_unbalanced()
     line = "switches b0nic, b1nic, b2nic, net take in and send out different amounts: these are cut bounds"
     assert line in bounds_text(compute_bounds(load(NIC_UP_DOWN)))
     assert "different amounts" not in bounds_text(compute_bounds(load("dgx-a100")))
+
+
+def test_a_k_whose_balanced_capacities_floor_unevenly_is_skipped_not_a_crash() -> None:
+    """On three boxes whose NICs' uplinks and downlinks differ, the balanced reduce-scatter fabric's
+    tree capacities at k = 2 (floor(U·b) per arc) leave the network switch unbalanced: that k has no
+    forest, which the solver says as unbalanced switches (it called it a broken invariant, exit 3),
+    and compile's allreduce takes another k instead of stopping (24.9 GB/s at 1 GiB, 1.8x NCCL's
+    ring)."""
+    from collc.solver.balance import UnbalancedSwitches
+    from collc.solver.pipeline import solve
+
+    topology = load(NIC_UP_DOWN_3X4)
+    with pytest.raises(UnbalancedSwitches, match="switches net have unequal"):
+        solve(topology, k=2, reverse=True)
+    result = compile_schedule(topology, CompileOptions(coll="allreduce"))
+    assert "did not fit: k = 2: no tree schedule reaches the cut bound" in " ".join(result.notes)
+    at = {row.nbytes: row for row in result.predicted}
+    big = at[max(at)]
+    assert big.algbw > 1.5 * max(big.ring_algbw, big.tree_algbw or 0)
+    assert not verify(result.algorithm, runtime=result.runtime, topology=result.topology).errors

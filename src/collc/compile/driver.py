@@ -79,6 +79,7 @@ from collc.predict.sweep import Memo, Predictor, no_slower
 from collc.progress import Report, silent
 from collc.sizes import format_figure, format_pair, format_size, plural
 from collc.solver import Solution
+from collc.solver.balance import UnbalancedSwitches
 from collc.solver.blocks import box_block_solution, box_layout, direct_merges_as_well
 from collc.solver.bound import Bound, check_gpu_count, check_k, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest, TreeEdge
@@ -527,6 +528,8 @@ class CompileState:
     blocks_alone: bool | None = None  # box blocks tried first: whether their file alone is enough
     paced: set[tuple[str, bool]] = field(default_factory=set)  # lowerings tried with paced senders
     failures: list[str] = field(default_factory=list)  # every attempt's, for the final message
+    # candidates (keys) whose forest no tree schedule reaches: switches that would have to copy data
+    unsolved: set[int | str | None] = field(default_factory=set)
     solutions: dict[int | str | None, Solution] = field(default_factory=dict)  # shared by the attempts
     reduce_forests: dict[int, Forest] = field(default_factory=dict)  # allreduce's reduce forests per k
     best: Fitted | None = None  # the chosen program, before its range
@@ -702,6 +705,8 @@ def _next_candidate(state: CompileState) -> int | None:
     for index in range(state.position, len(state.candidates)):
         candidate = state.candidates[index]
         if _ruled_out(state, candidate) or (candidate.blocks and not _blocks_first(state)):
+            continue
+        if candidate.key in state.unsolved:
             continue
         if candidate.breadth_first and not _breadth_first_differs(state, candidate):
             continue
@@ -1090,7 +1095,13 @@ def _solve_step(state: CompileState) -> None:
             )
         else:
             state.solving = solve_steps(state.topology, k=state.solutions[k].forest.k, reverse=True)
-    done, solution = run_until(state.solving, state.deadline())
+    try:
+        done, solution = run_until(state.solving, state.deadline())
+    except UnbalancedSwitches as error:  # this k's trees cannot reach its bound: the others may
+        state.solving = None
+        state.unsolved.add(k)
+        state.failures.append(f"k = {candidate.solve_k}: {error.message}")
+        return
     if not done:
         return
     assert solution is not None
