@@ -67,7 +67,7 @@ def test_a_k_whose_balanced_capacities_floor_unevenly_is_skipped_not_a_crash() -
     with pytest.raises(UnbalancedSwitches, match="switches net have unequal"):
         solve(topology, k=2, reverse=True)
     result = compile_schedule(topology, CompileOptions(coll="allreduce"))
-    assert "did not fit: k = 2: no tree schedule reaches the cut bound" in " ".join(result.notes)
+    assert "no forest: k = 2: no tree schedule reaches the cut bound" in " ".join(result.notes)
     at = {row.nbytes: row for row in result.predicted}
     big = at[max(at)]
     assert big.algbw > 1.5 * max(big.ring_algbw, big.tree_algbw or 0)

@@ -126,7 +126,7 @@ def test_random_fabrics_meet_every_invariant(topology: Topology, k: int | None) 
 def test_unbalanced_switches_that_do_not_settle_are_reported_not_a_crash() -> None:
     """Three switches joined both ways at unequal bandwidths: the split of the fabric as it is leaves
     a GPU short, and water-filling the switches (collc.solver.balance) does not settle around their
-    cycle, so the solver names them (one of about 3,000 random unbalanced fabrics does this)."""
+    cycle, so the solver names them (2 of 3,000 solves of random unbalanced fabrics end so)."""
     wiring = [
         ("s1", "s2", 45, True), ("s2", "s1", 30, True), ("s2", "s0", 5, True), ("s0", "s2", 5, True),
         ("s0", "g2", 15, True), ("g2", "s0", 15, True), ("g2", "g0", 15, False), ("g0", "g1", 20, True),

@@ -528,8 +528,8 @@ class CompileState:
     blocks_alone: bool | None = None  # box blocks tried first: whether their file alone is enough
     paced: set[tuple[str, bool]] = field(default_factory=set)  # lowerings tried with paced senders
     failures: list[str] = field(default_factory=list)  # every attempt's, for the final message
-    # candidates (keys) whose forest no tree schedule reaches: switches that would have to copy data
-    unsolved: set[int | str | None] = field(default_factory=set)
+    # candidates (by key) with no forest, and why: switches that would have to copy data
+    unsolved: dict[int | str | None, str] = field(default_factory=dict)
     solutions: dict[int | str | None, Solution] = field(default_factory=dict)  # shared by the attempts
     reduce_forests: dict[int, Forest] = field(default_factory=dict)  # allreduce's reduce forests per k
     best: Fitted | None = None  # the chosen program, before its range
@@ -1099,8 +1099,7 @@ def _solve_step(state: CompileState) -> None:
         done, solution = run_until(state.solving, state.deadline())
     except UnbalancedSwitches as error:  # this k's trees cannot reach its bound: the others may
         state.solving = None
-        state.unsolved.add(k)
-        state.failures.append(f"k = {candidate.solve_k}: {error.message}")
+        state.unsolved[k] = f"k = {candidate.solve_k}: {error.message}"
         return
     if not done:
         return
@@ -1462,7 +1461,7 @@ def _choose_step(state: CompileState) -> None:
         if state.attempt == len(state.attempts):
             raise DoesNotFit(
                 f"no schedule fits {state.runtime} on {state.topology.name}: "
-                + "; ".join(dict.fromkeys(state.failures)),
+                + "; ".join(dict.fromkeys([*state.failures, *state.unsolved.values()])),
                 hint="try --max-k with a small budget, --instances 1, or the other runtime's limits; "
                 "a file cannot hold more than 4096 elements per rank",
             )
@@ -1485,6 +1484,8 @@ def _choose_step(state: CompileState) -> None:
     best = _deployment(groups, weighing, vendor_best(state.model, state.options.coll), notes)
     if state.failures:
         notes.append("did not fit: " + "; ".join(state.failures))
+    if state.unsolved:
+        notes.append("no forest: " + "; ".join(state.unsolved.values()))
     untried = sum(1 for c in (state.candidates or [])[state.position :] if not _ruled_out(state, c))
     if _search_width(state) == 1 and untried > 0:
         notes.append(_alone_note(state, fitted[0], untried))
