@@ -72,3 +72,29 @@ def test_a_k_whose_balanced_capacities_floor_unevenly_is_skipped_not_a_crash() -
     big = at[max(at)]
     assert big.algbw > 1.5 * max(big.ring_algbw, big.tree_algbw or 0)
     assert not verify(result.algorithm, runtime=result.runtime, topology=result.topology).errors
+
+
+def test_a_fabric_with_no_forest_at_any_k_says_so_in_one_line() -> None:
+    """A switch fed 50 + 10 GB/s that sends 50 + 30 one way only: every k's balanced tree capacities
+    floor unevenly, so no candidate has a forest; the error names the switch once, with the k's tried
+    grouped, instead of one clause per k under "no schedule fits"."""
+    from collc.errors import InfeasibleError
+    from collc.topology.model import Link, Node, Topology
+
+    one_way = [
+        ("g0", "s", 50),
+        ("s", "g1", 50),
+        ("g1", "s", 10),
+        ("s", "g2", 30),
+        ("g2", "g0", 40),
+        ("g1", "g0", 20),
+    ]
+    nodes = (Node("g0", "gpu"), Node("g1", "gpu"), Node("g2", "gpu"), Node("s", "switch"))
+    links = tuple(Link(a, b, Fraction(bw), directed=True) for a, b, bw in one_way)
+    topology = Topology("one-way-switch", nodes, links, ("g0", "g1", "g2"))
+    with pytest.raises(InfeasibleError) as raised:
+        compile_schedule(topology, CompileOptions(coll="allgather"))
+    message = raised.value.message
+    assert message.startswith("no forest on one-way-switch: k = 1, 2, 4, 8, 16: no tree schedule reaches")
+    assert message.count("switches s have unequal") == 1
+    assert raised.value.exit_code == 1

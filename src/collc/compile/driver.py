@@ -528,8 +528,8 @@ class CompileState:
     blocks_alone: bool | None = None  # box blocks tried first: whether their file alone is enough
     paced: set[tuple[str, bool]] = field(default_factory=set)  # lowerings tried with paced senders
     failures: list[str] = field(default_factory=list)  # every attempt's, for the final message
-    # candidates (by key) with no forest, and why: switches that would have to copy data
-    unsolved: dict[int | str | None, str] = field(default_factory=dict)
+    # candidates (by key) with no forest, and why (its k, the reason): switches that would copy data
+    unsolved: dict[int | str | None, tuple[int, str]] = field(default_factory=dict)
     solutions: dict[int | str | None, Solution] = field(default_factory=dict)  # shared by the attempts
     reduce_forests: dict[int, Forest] = field(default_factory=dict)  # allreduce's reduce forests per k
     best: Fitted | None = None  # the chosen program, before its range
@@ -1099,7 +1099,7 @@ def _solve_step(state: CompileState) -> None:
         done, solution = run_until(state.solving, state.deadline())
     except UnbalancedSwitches as error:  # this k's trees cannot reach its bound: the others may
         state.solving = None
-        state.unsolved[k] = f"k = {candidate.solve_k}: {error.message}"
+        state.unsolved[k] = (candidate.k or 0, error.message)
         return
     if not done:
         return
@@ -1458,10 +1458,17 @@ def _choose_step(state: CompileState) -> None:
     if not fitted:
         state.attempt += 1
         state.candidates = None
+        if state.attempt == len(state.attempts) and not state.failures:
+            raise UnbalancedSwitches(
+                f"no forest on {state.topology.name}: {_unsolved_text(state)}",
+                hint="give the links at those switches the same bandwidth both ways, or try --k",
+            )
         if state.attempt == len(state.attempts):
             raise DoesNotFit(
                 f"no schedule fits {state.runtime} on {state.topology.name}: "
-                + "; ".join(dict.fromkeys([*state.failures, *state.unsolved.values()])),
+                + "; ".join(
+                    [*dict.fromkeys(state.failures), *([_unsolved_text(state)] if state.unsolved else [])]
+                ),
                 hint="try --max-k with a small budget, --instances 1, or the other runtime's limits; "
                 "a file cannot hold more than 4096 elements per rank",
             )
@@ -1485,7 +1492,7 @@ def _choose_step(state: CompileState) -> None:
     if state.failures:
         notes.append("did not fit: " + "; ".join(state.failures))
     if state.unsolved:
-        notes.append("no forest: " + "; ".join(state.unsolved.values()))
+        notes.append("no forest: " + _unsolved_text(state))
     untried = sum(1 for c in (state.candidates or [])[state.position :] if not _ruled_out(state, c))
     if _search_width(state) == 1 and untried > 0:
         notes.append(_alone_note(state, fitted[0], untried))
@@ -1513,6 +1520,16 @@ def _choose_step(state: CompileState) -> None:
             notes.append(_preferred(best, top, weighing))
     state.best = _feeder_instances(
         state.topology, state.options, state.limits, state.planes, state.model, best, reference, notes
+    )
+
+
+def _unsolved_text(state: CompileState) -> str:
+    """The candidates with no forest (:attr:`CompileState.unsolved`), their k's grouped by reason."""
+    by_reason: dict[str, list[int]] = {}
+    for k, reason in state.unsolved.values():
+        by_reason.setdefault(reason, []).append(k)
+    return "; ".join(
+        f"k = {', '.join(map(str, sorted(set(ks))))}: {reason}" for reason, ks in by_reason.items()
     )
 
 
