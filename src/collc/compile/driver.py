@@ -529,7 +529,7 @@ class CompileState:
     paced: set[tuple[str, bool]] = field(default_factory=set)  # lowerings tried with paced senders
     failures: list[str] = field(default_factory=list)  # every attempt's, for the final message
     # candidates (by key) with no forest, and why (its k, the reason): switches that would copy data
-    unsolved: dict[int | str | None, tuple[int, str]] = field(default_factory=dict)
+    unsolved: dict[int | str | None, tuple[int | None, str]] = field(default_factory=dict)
     solutions: dict[int | str | None, Solution] = field(default_factory=dict)  # shared by the attempts
     reduce_forests: dict[int, Forest] = field(default_factory=dict)  # allreduce's reduce forests per k
     best: Fitted | None = None  # the chosen program, before its range
@@ -1099,7 +1099,7 @@ def _solve_step(state: CompileState) -> None:
         done, solution = run_until(state.solving, state.deadline())
     except UnbalancedSwitches as error:  # this k's trees cannot reach its bound: the others may
         state.solving = None
-        state.unsolved[k] = (candidate.k or 0, error.message)
+        state.unsolved[k] = (candidate.k, error.message)
         return
     if not done:
         return
@@ -1525,11 +1525,14 @@ def _choose_step(state: CompileState) -> None:
 
 def _unsolved_text(state: CompileState) -> str:
     """The candidates with no forest (:attr:`CompileState.unsolved`), their k's grouped by reason."""
-    by_reason: dict[str, list[int]] = {}
+    by_reason: dict[str, set[int | None]] = {}
     for k, reason in state.unsolved.values():
-        by_reason.setdefault(reason, []).append(k)
+        by_reason.setdefault(reason, set()).add(k)
     return "; ".join(
-        f"k = {', '.join(map(str, sorted(set(ks))))}: {reason}" for reason, ks in by_reason.items()
+        "k = "
+        + ", ".join("the solver's" if k is None else str(k) for k in sorted(ks, key=lambda k: k or 0))
+        + f": {reason}"
+        for reason, ks in by_reason.items()
     )
 
 

@@ -17,11 +17,12 @@ steps (:mod:`collc.solver.pipeline` calls it only where the split of the fabric 
    stays what the report compares with.
 
 Steps 1 and 2 repeat until no switch is unbalanced. Water-filling one switch can unbalance its
-neighbours, and around a cycle of switches joined both ways the excess can travel without end: after
-:data:`FILLS_PER_SWITCH` water-fillings per switch (or where the levels would need a unit finer than
-capacities may have) the fabric is left unbalanced, and the solver reports the switches
-(:class:`UnbalancedSwitches`). The result is a new :class:`~collc.capacity.CapacityGraph` over the
-same vertices, in the finest unit its bandwidths need.
+neighbours, and around a cycle of switches joined both ways the excess can travel without end (rails
+joined to a spine both ways pass it back and forth): after :data:`MAX_FILLS` water-fillings (or where
+the levels would need a unit finer than capacities may have) the fabric is left unbalanced, and the
+solver reports the switches (:class:`UnbalancedSwitches`). The fabrics with unbalanced NICs met so far
+need at most one filling (the caps balance the NICs themselves). The result is a new
+:class:`~collc.capacity.CapacityGraph` over the same vertices, in the finest unit its bandwidths need.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ Arc = tuple[int, int]
 
 #: passes of lossless caps before a water-filling pass (each pass caps every arc it can at once)
 CAP_PASSES = 8
-#: water-fillings per switch before giving up (each balances one switch and may unbalance its
-#: neighbours)
-FILLS_PER_SWITCH = 16
+#: water-fillings before giving up (each balances one switch and may unbalance its neighbours; each
+#: costs a pass over the arcs and up to CAP_PASSES more, so the whole stays a few seconds at 1,024 GPUs)
+MAX_FILLS = 64
 
 
 class UnbalancedSwitches(InfeasibleError):
@@ -49,7 +50,7 @@ class UnbalancedSwitches(InfeasibleError):
 
 def unbalanced_switches(graph: CapacityGraph) -> list[int]:
     """Non-GPU vertices whose total in-capacity differs from their total out-capacity."""
-    return _unbalanced(graph.num_gpus, graph.num_nodes, {(u, v): cap for u, v, cap in graph.arcs})
+    return _unbalanced(graph.num_gpus, graph.num_nodes, {(u, v): Fraction(cap) for u, v, cap in graph.arcs})
 
 
 def balanced(graph: CapacityGraph) -> CapacityGraph | None:
@@ -70,9 +71,9 @@ def _caps(graph: CapacityGraph, bandwidth: dict[Arc, Fraction]) -> None:
 
 def _water_filled(graph: CapacityGraph, bandwidth: dict[Arc, Fraction]) -> dict[Arc, Fraction] | None:
     """``bandwidth`` balanced by water-filling and caps (module docstring, step 2); None where
-    :data:`FILLS_PER_SWITCH` fillings per switch leave a switch unbalanced, or where the levels need a
+    :data:`MAX_FILLS` fillings leave a switch unbalanced, or where the levels need a
     unit finer than :data:`~collc.input_limits.MAX_CAPACITY_UNITS` capacities allow."""
-    for _ in range(FILLS_PER_SWITCH * (graph.num_nodes - graph.num_gpus)):
+    for _ in range(MAX_FILLS):
         unbalanced = _unbalanced(graph.num_gpus, graph.num_nodes, bandwidth)
         if not unbalanced:
             return bandwidth
@@ -84,12 +85,9 @@ def _water_filled(graph: CapacityGraph, bandwidth: dict[Arc, Fraction]) -> dict[
     return None
 
 
-def _unbalanced(num_gpus: int, num_nodes: int, bandwidth: dict[Arc, Fraction] | dict[Arc, int]) -> list[int]:
-    balance: list[Fraction] = [Fraction(0)] * num_nodes
-    for (u, v), cap in bandwidth.items():
-        balance[u] -= cap
-        balance[v] += cap
-    return [w for w in range(num_gpus, num_nodes) if balance[w] != 0]
+def _unbalanced(num_gpus: int, num_nodes: int, bandwidth: dict[Arc, Fraction]) -> list[int]:
+    ingress, egress = _totals(bandwidth, num_nodes)
+    return [w for w in range(num_gpus, num_nodes) if ingress[w] != egress[w]]
 
 
 def _totals(bandwidth: dict[Arc, Fraction], num_nodes: int) -> tuple[list[Fraction], list[Fraction]]:

@@ -124,9 +124,7 @@ class _Splitter:
         self.gadgets: dict[Arc, int] = {}  # (tail, head) -> index of an infinite arc, 0 when unused
         self.split_operations = 0
         self.dropped = 0
-        # switches whose tree capacities in and out differ: balanced bandwidths can floor unevenly
-        trees = tuple((u, v, cap) for (u, v, _), cap in zip(graph.arcs, capacities, strict=True))
-        self.unbalanced = unbalanced_switches(replace(graph, arcs=trees))
+        self.trees = capacities  # the tree capacities the split starts from (check() reads them)
         self.log: list[tuple[int, int, int]] | None = None  # decisions (u, t, α) of the switch being split
 
     # -- capacity bookkeeping ---------------------------------------------------------------------
@@ -418,8 +416,11 @@ class _Splitter:
             flow = self.network.max_flow_up_to(self.source, gpu, self.demand)
             if flow >= self.demand:
                 continue
-            if self.unbalanced:
-                names = ", ".join(self.graph.names[w] for w in self.unbalanced[:6])
+            # judged on the tree capacities: balanced bandwidths can floor unevenly at a fixed k
+            trees = tuple((u, v, cap) for (u, v, _), cap in zip(self.graph.arcs, self.trees, strict=True))
+            unbalanced = unbalanced_switches(replace(self.graph, arcs=trees))
+            if unbalanced:
+                names = ", ".join(self.graph.names[w] for w in unbalanced[:6])
                 raise UnbalancedSwitches(
                     f"no tree schedule reaches the cut bound on this fabric: switches {names} have unequal "
                     "ingress and egress bandwidth, so meeting the bound would need them to replicate data",
