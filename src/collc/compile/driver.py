@@ -1458,7 +1458,7 @@ def _choose_step(state: CompileState) -> None:
     if not fitted:
         state.attempt += 1
         state.candidates = None
-        if state.attempt == len(state.attempts) and not state.failures:
+        if state.attempt == len(state.attempts) and state.unsolved and not state.failures:
             raise UnbalancedSwitches(
                 f"no forest on {state.topology.name}: {_unsolved_text(state)}",
                 hint="give the links at those switches the same bandwidth both ways, or try --k",
