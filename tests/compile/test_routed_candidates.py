@@ -10,6 +10,8 @@ import pytest
 from collc.compile import CompileOptions, CompileResult, compile_schedule, driver
 from collc.compile.driver import _loses_route, _next_candidate, _runtime_routes, advance, begin, next_step
 from collc.compile.report import report_lines
+from collc.lowering.layout import equal_shares
+from collc.lowering.lower import coll_algbw
 from collc.solver.pipeline import solve
 from collc.solver.routed import on_route_algbw
 from collc.topology.presets import load
@@ -98,6 +100,10 @@ def test_a_slow_gpus_allreduce_runs_on_trees_packed_for_both_halves(slow_gpu: Co
     assert forest.routed and forest.allreduce_U is not None
     assert slow_gpu.bound_algbw == Fraction(300, 7)
     assert slow_gpu.file_bound_algbw == forest.num_gpus * forest.k / forest.allreduce_U > 70
+    equal = equal_shares(forest.num_gpus, forest.k)  # the same loop, counted by the roots' shares
+    bandwidths = slow_gpu.topology.arc_bandwidths()
+    by_shares = coll_algbw(forest, "allreduce", shares=equal, arc_bandwidths=bandwidths)
+    assert by_shares == slow_gpu.file_bound_algbw
     at = {row.nbytes: row.algbw for row in slow_gpu.predicted}
     assert 66 < at[1 << 30] <= slow_gpu.model.ceiling_algbw("allreduce") == 75
     assert at[64 << 20] > 55

@@ -65,13 +65,22 @@ def tree_chunks(forest: Forest, shares: Sequence[int]) -> tuple[int, ...]:
 
 
 def layout_algbw(
-    forest: Forest, shares: Sequence[int], arc_bandwidths: Mapping[tuple[str, str], Fraction]
+    forest: Forest,
+    shares: Sequence[int],
+    arc_bandwidths: Mapping[tuple[str, str], Fraction],
+    *,
+    both_halves: bool = False,
 ) -> Fraction:
     """Allgather/reduce-scatter algbw (GB/s) of ``forest`` when its roots carry ``shares`` chunks of
     the loop: every arc moves the chunks of the trees that cross it, a ``1/Σshares`` part of the
     buffer each, so the busiest arc relative to its bandwidth sets the time. With equal shares this
-    is the forest's own ``N·k/U``.
+    is the forest's own ``N·k/U``. ``both_halves``: an allreduce whose trees carry both halves at once
+    (:attr:`~collc.solver.forest.Forest.allreduce_U`), each arc moving the trees' chunks of both
+    directions together.
     """
-    loads = arc_loads(forest, reverse=forest.reversed, weights=tree_chunks(forest, shares))
+    weights = tree_chunks(forest, shares)
+    loads = arc_loads(forest, reverse=forest.reversed, weights=weights)
+    if both_halves:
+        loads += arc_loads(forest, reverse=not forest.reversed, weights=weights)
     busiest = max(Fraction(load) / arc_bandwidths[arc] for arc, load in loads.items())
     return sum(shares) / busiest

@@ -166,24 +166,29 @@ def coll_algbw(
     else over ``forest``'s trees reversed) then allgather over ``forest``: ``T_AR = T_RS + T_AG``,
     so ``1/(1/RS + 1/AG)``, half the forest's algbw with one forest; a forest packed for both halves
     at once on fixed paths (:attr:`~collc.solver.forest.Forest.allreduce_U`) reaches ``N·k/U`` of
-    both halves' loads together, which is at least that. With one forest on a fabric
-    whose two directions differ this is what the trees would reach if their reversed arcs were as
-    fast as their own; pass the reduce forest there. ``shares``: an allreduce loop shared unevenly
-    among the roots (:attr:`LoweringOptions.loop_chunks`), whose busiest arc
-    (:func:`~collc.lowering.layout.layout_algbw`, on ``arc_bandwidths``) sets each half instead.
+    both halves' loads together (with ``shares``: its busiest arc under both), which is at least that.
+    With one forest on a fabric whose two directions differ this is what the trees would reach if
+    their reversed arcs were as fast as their own; pass the reduce forest there. ``shares``: an
+    allreduce loop shared unevenly among the roots (:attr:`LoweringOptions.loop_chunks`), whose
+    busiest arc (:func:`~collc.lowering.layout.layout_algbw`, on ``arc_bandwidths``) sets each half
+    instead.
     """
+    if shares is not None and arc_bandwidths is None:
+        raise InvariantError("the algbw of a shared loop needs the arcs' bandwidths")
+    if coll == "allreduce" and reduce_forest is None and forest.allreduce_U is not None:
+        if shares is None:
+            return forest.num_gpus * forest.k / forest.allreduce_U
+        assert arc_bandwidths is not None
+        return layout_algbw(forest, shares, arc_bandwidths, both_halves=True)
     if shares is None:
         algbw = forest.allgather_algbw
         reduce_algbw = algbw if reduce_forest is None else reduce_forest.allgather_algbw
     else:
-        if arc_bandwidths is None:
-            raise InvariantError("the algbw of a shared loop needs the arcs' bandwidths")
+        assert arc_bandwidths is not None
         algbw = layout_algbw(forest, shares, arc_bandwidths)
         reduce_algbw = algbw if reduce_forest is None else layout_algbw(reduce_forest, shares, arc_bandwidths)
     if coll != "allreduce":
         return algbw
-    if reduce_forest is None and shares is None and forest.allreduce_U is not None:
-        return forest.num_gpus * forest.k / forest.allreduce_U
     return 1 / (1 / algbw + 1 / reduce_algbw)
 
 
