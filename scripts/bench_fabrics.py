@@ -8,6 +8,7 @@ NVLink bridges, an 8-GPU ring whose two directions differ, a 4-GPU mesh of unequ
 line, 5 GPUs on a switch, NVSwitch boxes with fewer NICs than GPUs (12 GPUs; or NIC counts that
 differ by box; or one NIC that a narrower PCIe link feeds), NVSwitch boxes under an oversubscribed
 leaf-spine network or on rails with no spine (once more with one GPU's switch link at half speed),
+GPUs on NICs of their own under oversubscribed leaves,
 boxes whose GPUs form a ring, and boxes of directly wired GPUs. Each collective is compiled
 (forced, so every size is simulated) and the written file's simulated algbw is printed at 1 MiB, 64
 MiB and 1 GiB with the runtime's ring and tree, the bound, the ratios to the bound and to the
@@ -285,6 +286,25 @@ def nic_behind_pcie() -> Fabric:
     return fabric
 
 
+def nic_leaves() -> Fabric:
+    """Servers with no NVLink, a NIC per GPU (32 GB/s PCIe), under two leaf switches and two spines:
+    four GPUs with 50 GB/s NICs behind 2 x 25 GB/s of uplinks, two with 25 GB/s NICs behind 2 x 12.5
+    (as tests/compile/fixtures/oversubscribed-leaves.yaml). The allgather fills the uplinks inward
+    and the reduce-scatter outward, so an allreduce gains from running its halves at once."""
+    fabric = Fabric()
+    fabric.add("switch", "spine0", "spine1")
+    for leaf, (gpus, nic, uplink) in enumerate([(4, 50, 25), (2, 25, 12.5)]):
+        fabric.add("switch", f"leaf{leaf}")
+        for spine in ("spine0", "spine1"):
+            fabric.link(f"leaf{leaf}", spine, uplink)
+        for g in range(gpus):
+            fabric.add("gpu", f"l{leaf}g{g}")
+            fabric.add("nic", f"l{leaf}nic{g}")
+            fabric.link(f"l{leaf}g{g}", f"l{leaf}nic{g}", 32)
+            fabric.link(f"l{leaf}nic{g}", f"leaf{leaf}", nic)
+    return fabric
+
+
 FABRICS: dict[str, Callable[[], Fabric]] = {
     "pcie-one-socket": pcie_one_socket,
     "pcie-one-nic": pcie_one_nic,
@@ -302,6 +322,7 @@ FABRICS: dict[str, Callable[[], Fabric]] = {
     "five-gpus": five_gpus,
     "pcie-cpu-root": pcie_cpu_root,
     "nic-behind-pcie": nic_behind_pcie,
+    "nic-leaves": nic_leaves,
 }
 
 

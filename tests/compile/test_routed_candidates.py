@@ -20,6 +20,7 @@ from collc.verify import verify
 FIXTURES = Path(__file__).parents[1] / "solver" / "fixtures"
 TWO_SOCKETS = FIXTURES / "pcie-2socket-x2.yaml"  # a NIC per socket: the runtime picks the socket's NIC
 ONE_NIC = FIXTURES / "pcie-2box.yaml"  # one NIC per box: every route into a box is the runtime's
+LEAF_SPINE = Path(__file__).parent / "fixtures" / "oversubscribed-leaves.yaml"  # flat, two spines
 
 pytestmark = pytest.mark.xdist_group("routed")  # one worker compiles the module's fixture once
 
@@ -129,6 +130,32 @@ def test_a_fabric_whose_gpus_are_alike_solves_no_forest_for_both_halves() -> Non
     assert not healthy.overlapping
     assert begin(load(SLOW_GPU), CompileOptions(coll="allreduce")).overlapping
     assert not begin(load(SLOW_GPU), CompileOptions(coll="allgather")).overlapping
+
+
+@pytest.fixture(scope="module")
+def leaf_spine() -> CompileResult:
+    """The allreduce of two oversubscribed leaves under two spines, as compile writes it."""
+    return compile_schedule(load(LEAF_SPINE), CompileOptions(coll="allreduce"))
+
+
+def test_oversubscribed_leaves_get_trees_for_both_halves_and_beat_the_runtime(leaf_spine) -> None:
+    """The GPUs' own links are alike, but the allgather fills the leaves' uplinks inward and the
+    reduce-scatter outward: one after the other 15.0 GB/s, both at once priced at 17.8
+    (:func:`collc.solver.overlap.overlap_algbw`). The routed trees packed for both halves simulate at
+    16.4 at 1 GiB against NCCL's ring at 15.0 (the exact forests reach 14.4, and compile wrote
+    nothing), and the file takes 64 MiB and up. Its trees' bound is a bound of the file: counted
+    with the halves apart on the roots' shares (12.5) or on the trees' own paths rather than over both
+    spines as the network spreads them (12.5), the file would beat it."""
+    assert begin(leaf_spine.topology, leaf_spine.options).overlapping
+    forest = leaf_spine.solution.forest
+    assert forest.routed and forest.allreduce_U is not None
+    assert leaf_spine.bound_algbw == 15
+    at = {row.nbytes: row for row in leaf_spine.predicted}
+    big, mid = at[1 << 30], at[64 << 20]
+    assert big.selected and mid.selected
+    assert big.algbw > 1.05 * big.vendor_algbw and mid.algbw > mid.vendor_algbw
+    assert 16 < big.algbw <= leaf_spine.file_bound_algbw <= leaf_spine.model.ceiling_algbw("allreduce") == 25
+    assert not verify(leaf_spine.algorithm, runtime=leaf_spine.runtime, topology=leaf_spine.topology).errors
 
 
 def test_a_pair_between_boxes_has_a_route_per_plane_and_none_through_another_gpu() -> None:

@@ -13,6 +13,7 @@ from collc.capacity import CapacityGraph, capacity_graph
 from collc.errors import InfeasibleError
 from collc.solver.bound import budgeted_bound, fixed_k_bound, integer_capacities, optimal_bound
 from collc.solver.ceiling import allreduce_ceiling
+from collc.solver.overlap import overlap_algbw
 from collc.topology.model import Link, Node, Topology
 
 
@@ -141,3 +142,14 @@ def test_allreduce_ceiling_is_the_least_cut_between_gpus_and_never_below_the_fig
     if _brute_x_star(graph) and _brute_x_star(graph.reversed()):
         gather, scatter = optimal_bound(graph), optimal_bound(graph.reversed())
         assert ceiling >= 1 / (1 / gather.allgather_algbw + 1 / scatter.allgather_algbw)
+
+
+@settings(max_examples=80, deadline=None)
+@given(fabrics())
+def test_the_overlap_figure_never_passes_the_allreduce_ceiling(topology) -> None:
+    """Across any cut between GPUs the two halves move one buffer each way, so the figure stays at or
+    below the least capacity crossing such a cut (the ceiling), on random fabrics with switches and
+    one-way links."""
+    graph = capacity_graph(topology)
+    figure = overlap_algbw(graph)
+    assert figure is None or 0 <= figure <= allreduce_ceiling(graph)

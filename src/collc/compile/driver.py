@@ -86,6 +86,7 @@ from collc.solver.bound import Bound, check_gpu_count, check_k, fixed_k_bound, o
 from collc.solver.forest import Forest, TreeEdge
 from collc.solver.forest import renumbered as renumbered_forest
 from collc.solver.invariants import check_forest
+from collc.solver.overlap import overlap_algbw
 from collc.solver.pipeline import SolveStats, solve_steps, timed_phase
 from collc.solver.routed import (
     RoutedPacking,
@@ -607,6 +608,7 @@ def begin(topology: Topology, options: CompileOptions) -> CompileState:
     limits = _verifiable(limits_for(topology, runtime), topology.num_gpus)
     check_reach(options.coll, topology.num_gpus, limits.max_elements_per_rank, options.outofplace)
     instance_options = [options.instances]  # the user's --instances is kept, or the compile fails
+    model = TopologyModel(topology)
     while options.more_instances and instance_options[-1] > 1:
         instance_options.append(instance_options[-1] // 2)
     return CompileState(
@@ -615,10 +617,10 @@ def begin(topology: Topology, options: CompileOptions) -> CompileState:
         runtime=runtime,
         limits=limits,
         planes=network_planes(topology),
-        model=TopologyModel(topology),
+        model=model,
         weighing=weighing(options),
         separate_reduce=two_forests(topology, options.coll),
-        overlapping=halves_overlap(topology, options.coll),
+        overlapping=halves_overlap(model, options.coll),
         attempts=[(shared, instances) for shared in (False, True) for instances in instance_options],
         given=given,
     )
@@ -868,24 +870,36 @@ def _with_routed(state: CompileState, candidates: list[Candidate]) -> list[Candi
     ]
 
 
-def halves_overlap(topology: Topology, coll: str) -> bool:
+def halves_overlap(model: TopologyModel, coll: str) -> bool:
     """Whether ``coll``'s forest may be packed for both halves at once (:mod:`collc.solver.routed`): an
-    allreduce where the GPUs' own links differ in bandwidth. A GPU with slower links than the others
-    (a derated NVLink, a GPU without a NIC) then forwards as little as it can, a leaf of the other
-    roots' trees, while the others carry the rest; a forest packed for allgather and run both ways
-    makes it forward in both halves. 2x8 A100 with one GPU's NVSwitch link at half speed:
-    reduce-scatter then allgather allows 93.3 GB/s, the trees packed for both halves 160.0 at k = 4,
-    whose file simulates at 143.7 (docs/solver.md §1.9). Where every GPU's links add up alike (every
-    preset) both packings are worth the same, and the linear program is not solved."""
+    allreduce where the GPUs' own links differ in bandwidth, or (up to :data:`ROUTED_MAX_GPUS` GPUs)
+    where trees that carry both halves at once are priced :data:`EQUIVALENT` above reduce-scatter then
+    allgather (:func:`collc.solver.overlap.overlap_algbw`).
+
+    A GPU with slower links than the others (a derated NVLink, a GPU without a NIC) then forwards as
+    little as it can, a leaf of the other roots' trees, while the others carry the rest; a forest
+    packed for allgather and run both ways makes it forward in both halves. 2x8 A100 with one GPU's
+    NVSwitch link at half speed: reduce-scatter then allgather allows 93.3 GB/s, the trees packed for
+    both halves 160.0 at k = 4, whose file simulates at 143.7 (docs/solver.md §1.9). A tree of
+    switches with narrow uplinks has an allgather that fills each uplink one way only: two leaves of
+    two GPUs and one of four under a spine, the first leaf's uplink at 12.5 GB/s, allow 8.3 GB/s one
+    half after the other and 12.5 both at once, and the file packed that way simulates at 12.0. Where
+    every cut is as busy one way as the other (every preset) both packings are worth the same, and the
+    routed trees are not solved."""
     if coll != "allreduce":
         return False
-    totals = {gpu: [Fraction(0), Fraction(0)] for gpu in topology.ranks}
-    for (src, dst), bandwidth in topology.arc_bandwidths().items():
+    totals = {gpu: [Fraction(0), Fraction(0)] for gpu in model.topology.ranks}
+    for (src, dst), bandwidth in model.topology.arc_bandwidths().items():
         if src in totals:
             totals[src][0] += bandwidth
         if dst in totals:
             totals[dst][1] += bandwidth
-    return len({tuple(total) for total in totals.values()}) > 1
+    if len({tuple(total) for total in totals.values()}) > 1:
+        return True
+    if model.topology.num_gpus > ROUTED_MAX_GPUS:
+        return False
+    figure = overlap_algbw(model.capacity)
+    return figure is not None and figure >= model.bound_algbw(coll) * (1 + EQUIVALENT)
 
 
 def _worth_routing(state: CompileState, candidate: Candidate) -> bool:

@@ -1,0 +1,135 @@
+"""What an allreduce reaches with trees that carry both halves at once (docs/solver.md §1.9).
+
+The allreduce figure collc prints is reduce-scatter then allgather, ``1 / (1/RS + 1/AG)``. A file whose
+trees run both halves at once loads each link with the allgather one way and the reduce-scatter (the
+same trees reversed) the other way, so what counts is what the two halves put on a link together. On
+a fabric where every cut is as busy one way as the other (every preset) that is the same figure; on a
+tree of switches whose uplinks are narrower than what hangs below them it is not: four GPUs behind a
+12.5 GB/s leaf uplink take in 6/8 of the buffer in the allgather and send 6/8 in the reduce-scatter,
+but the allgather sends out only 2/8 and the reduce-scatter takes in 2/8, so run together the halves
+move one buffer each way in the time the figure spends on 3/2 of one.
+
+:func:`overlap_algbw` prices that: the best allgather a fabric carries when each link gives part of
+its bandwidth to one direction and the rest to the other (the reduce-scatter then uses the rest), as
+a linear program:
+
+    maximise x  subject to
+      y(u→v) + y(v→u) ≤ min(c(u→v), c(v→u))     for every link used both ways
+      Σ y(→w) = Σ y(w→)                         for every switch w (a switch does not replicate)
+      Σ y(leaving S) ≥ x · |S ∩ GPUs|            for every cut S (ForestColl's cut condition)
+
+The cuts are exponentially many, so the program starts from each GPU's own two cuts and adds the
+bottleneck cut of the bound on its current ``y`` (:func:`collc.solver.bound.optimal_bound`, which finds
+the most violated one) until that bound meets ``x``. The figure returned is that exact bound on ``y``
+(``N·x`` GB/s algbw, rounded down to a 1/:data:`GRAIN` of a capacity unit): a guide for the compile
+search, which packs and simulates trees for both halves where it is clearly above reduce-scatter then
+allgather, not a bound on every allreduce (:mod:`collc.solver.ceiling` is that).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from ortools.linear_solver import pywraplp
+
+from collc.capacity import CapacityGraph
+from collc.input_limits import MAX_CAPACITY_UNITS
+from collc.solver.bound import optimal_bound
+
+#: cuts added at most: each costs one bound on the current split (a few max-flows per GPU orbit)
+MAX_ROUNDS = 64
+#: the split is rounded down to 1/GRAIN of a capacity unit before its exact bound is taken
+GRAIN = 1 << 10
+#: the bound on the split meets the program's x within this share: no cut left worth adding
+TOLERANCE = 1e-4
+
+Arc = tuple[int, int]
+Cut = frozenset[int]
+
+
+def overlap_algbw(graph: CapacityGraph) -> Fraction | None:
+    """The allreduce algbw (GB/s) of trees packed for both halves at once on ``graph``, as the linear
+    program of the module docstring prices it; None where no link carries both ways."""
+    capacity = {(u, v): cap for u, v, cap in graph.arcs}
+    both = sorted(arc for arc in capacity if (arc[1], arc[0]) in capacity)
+    if not both:
+        return None
+    cuts: list[Cut] = []
+    for gpu in range(graph.num_gpus):
+        cuts += [frozenset({gpu}), frozenset(range(graph.num_nodes)) - {gpu}]
+    best: Fraction | None = None
+    for _ in range(MAX_ROUNDS):
+        x, split = _solve(graph, capacity, both, cuts)
+        figure, cut = _bound_of(graph, split)
+        best = figure if best is None else max(best, figure)
+        met = float(figure) >= x * graph.num_gpus * float(graph.unit) * (1 - TOLERANCE)
+        if met or cut is None or cut in cuts:
+            break
+        cuts.append(cut)
+    return best
+
+
+def _solve(
+    graph: CapacityGraph, capacity: dict[Arc, int], both: list[Arc], cuts: list[Cut]
+) -> tuple[float, dict[Arc, float]]:
+    """The program over ``cuts``: its x (capacity units per GPU) and the split ``y`` of every arc."""
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    y = {arc: solver.NumVar(0.0, float(capacity[arc]), f"y{arc[0]}_{arc[1]}") for arc in both}
+    x = solver.NumVar(0.0, solver.infinity(), "x")
+    for u, v in both:
+        if u < v:
+            solver.Add(y[(u, v)] + y[(v, u)] <= float(min(capacity[(u, v)], capacity[(v, u)])))
+    for switch in range(graph.num_gpus, graph.num_nodes):
+        into = [y[arc] for arc in both if arc[1] == switch]
+        out = [y[arc] for arc in both if arc[0] == switch]
+        if into or out:
+            solver.Add(solver.Sum(into) == solver.Sum(out))
+    for cut in cuts:
+        leaving = [y[arc] for arc in both if arc[0] in cut and arc[1] not in cut]
+        solver.Add(solver.Sum(leaving) >= x * sum(1 for v in cut if v < graph.num_gpus))
+    solver.Maximize(x)
+    if solver.Solve() != pywraplp.Solver.OPTIMAL:
+        return 0.0, {}
+    return x.solution_value(), {arc: var.solution_value() for arc, var in y.items()}
+
+
+def _bound_of(graph: CapacityGraph, split: dict[Arc, float]) -> tuple[Fraction, Cut | None]:
+    """The exact allgather algbw (GB/s) of ``split`` rounded down to :data:`GRAIN`, and its bottleneck
+    cut: a cut that nothing leaves where the split cuts some GPU off (then the figure is 0)."""
+    grain = GRAIN
+    while grain > 1 and max(split.values(), default=0.0) * grain > MAX_CAPACITY_UNITS:
+        grain //= 2
+    arcs = tuple(sorted((u, v, cap) for (u, v), share in split.items() if (cap := int(share * grain + 1e-6))))
+    closed = _closed_cut(graph, arcs)
+    if closed is not None:
+        return Fraction(0), closed
+    bound = optimal_bound(CapacityGraph(graph.names, graph.num_gpus, arcs, graph.unit / grain))
+    index = {name: i for i, name in enumerate(graph.names)}
+    return bound.allgather_algbw, frozenset(index[name] for name in bound.cut_inside)
+
+
+def _closed_cut(graph: CapacityGraph, arcs: tuple[tuple[int, int, int], ...]) -> Cut | None:
+    """A set of vertices with some but not all GPUs that no arc leaves, or None where every GPU
+    reaches GPU 0 and GPU 0 reaches every GPU: what GPU 0 reaches, or what cannot reach it."""
+    gpus = frozenset(range(graph.num_gpus))
+    reached = _reach(0, [(u, v) for u, v, _ in arcs])
+    if not gpus <= reached:
+        return reached
+    reaching = _reach(0, [(v, u) for u, v, _ in arcs])
+    if not gpus <= reaching:
+        return frozenset(range(graph.num_nodes)) - reaching
+    return None
+
+
+def _reach(start: int, arcs: list[Arc]) -> Cut:
+    """The vertices ``start`` reaches over ``arcs``."""
+    out: dict[int, list[int]] = {}
+    for u, v in arcs:
+        out.setdefault(u, []).append(v)
+    seen, frontier = {start}, [start]
+    while frontier:
+        for v in out.get(frontier.pop(), []):
+            if v not in seen:
+                seen.add(v)
+                frontier.append(v)
+    return frozenset(seen)
