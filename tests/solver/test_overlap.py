@@ -5,10 +5,12 @@ from __future__ import annotations
 from fractions import Fraction as F
 
 from collc.capacity import capacity_graph
+from collc.solver import overlap
 from collc.solver.bound import optimal_bound
 from collc.solver.ceiling import allreduce_ceiling
 from collc.solver.overlap import overlap_algbw
 from collc.topology.model import Link, Node, Topology
+from collc.topology.presets import load
 
 
 def leaf_spine(leaves: list[tuple[int, F]]) -> Topology:
@@ -24,6 +26,13 @@ def leaf_spine(leaves: list[tuple[int, F]]) -> Topology:
             nodes += [Node(gpu, "gpu"), Node(nic, "nic")]
             links += [Link(gpu, nic, F(32)), Link(nic, f"leaf{leaf}", F(50))]
     return Topology("leaf-spine", tuple(nodes), tuple(links), tuple(ranks))
+
+
+def one_switch() -> Topology:
+    """Eight GPUs on one switch at 300 GB/s."""
+    nodes = (Node("sw", "switch"), *(Node(f"g{i}", "gpu") for i in range(8)))
+    links = tuple(Link(f"g{i}", "sw", F(300)) for i in range(8))
+    return Topology("box", nodes, links, tuple(f"g{i}" for i in range(8)))
 
 
 def one_after_the_other(topology: Topology) -> F:
@@ -46,7 +55,28 @@ def test_a_switch_does_not_replicate_so_one_box_gains_nothing() -> None:
     """Eight GPUs on one 300 GB/s switch: every GPU sends as much as it takes in, so each half needs
     7/8 of a buffer each way per GPU and running them at once gains nothing (171.4 GB/s). Without the
     switch's balance the program would let each GPU send 1/8 and take in 7/8: the 300 of the cut."""
-    nodes = (Node("sw", "switch"), *(Node(f"g{i}", "gpu") for i in range(8)))
-    links = tuple(Link(f"g{i}", "sw", F(300)) for i in range(8))
-    topology = Topology("box", nodes, links, tuple(f"g{i}" for i in range(8)))
+    topology = one_switch()
     assert overlap_algbw(capacity_graph(topology)) == one_after_the_other(topology) == F(1200, 7)
+
+
+def test_asked_whether_a_figure_is_reached_it_stops_once_decided(monkeypatch) -> None:
+    """Compile asks whether the halves at once beat one after the other by 3 %: on the leaves, the
+    first split that reaches it answers yes; on one switch, the program's own x falls below it and
+    answers no, and on 8 boxes of 8 A100 (64 GPUs) it does so within a dozen rounds."""
+    leaves = leaf_spine([(2, F("12.5")), (2, F(50)), (4, F(50))])
+    target = one_after_the_other(leaves) * F(103, 100)
+    assert target <= overlap_algbw(capacity_graph(leaves), enough=target) <= F(25, 2)
+    target = F(1200, 7) * F(103, 100)
+    assert overlap_algbw(capacity_graph(one_switch()), enough=target) < target
+    boxes = load("dgx-a100", {"boxes": "8"})
+    target = one_after_the_other(boxes) * F(103, 100)
+    rounds = []
+    solve = overlap._solve
+
+    def counted(*args):
+        rounds.append(1)
+        return solve(*args)
+
+    monkeypatch.setattr(overlap, "_solve", counted)
+    assert overlap_algbw(capacity_graph(boxes), enough=target) < target
+    assert len(rounds) <= 16

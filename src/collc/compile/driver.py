@@ -898,8 +898,9 @@ def halves_overlap(model: TopologyModel, coll: str) -> bool:
         return True
     if model.topology.num_gpus > ROUTED_MAX_GPUS:
         return False
-    figure = overlap_algbw(model.capacity)
-    return figure is not None and figure >= model.bound_algbw(coll) * (1 + EQUIVALENT)
+    target = model.bound_algbw(coll) * (1 + EQUIVALENT)
+    figure = overlap_algbw(model.capacity, enough=target)
+    return figure is not None and figure >= target
 
 
 def _worth_routing(state: CompileState, candidate: Candidate) -> bool:

@@ -20,7 +20,9 @@ a linear program:
 
 The cuts are exponentially many, so the program starts from each GPU's own two cuts and adds the
 bottleneck cut of the bound on its current ``y`` (:func:`collc.solver.bound.optimal_bound`, which finds
-the most violated one) until that bound meets ``x``. The figure returned is that exact bound on ``y``
+the most violated one) and its complement until that bound meets ``x``, for at most
+:data:`MAX_ROUNDS` rounds; a caller that only asks whether a figure is reached stops once it is
+decided either way. The figure returned is that exact bound on ``y``
 (``N·x`` GB/s algbw, rounded down to a 1/:data:`GRAIN` of a capacity unit): a guide for the compile
 search, which packs and simulates trees for both halves where it is clearly above reduce-scatter then
 allgather, not a bound on every allreduce (:mod:`collc.solver.ceiling` is that).
@@ -47,25 +49,32 @@ Arc = tuple[int, int]
 Cut = frozenset[int]
 
 
-def overlap_algbw(graph: CapacityGraph) -> Fraction | None:
+def overlap_algbw(graph: CapacityGraph, enough: Fraction | None = None) -> Fraction | None:
     """The allreduce algbw (GB/s) of trees packed for both halves at once on ``graph``, as the linear
-    program of the module docstring prices it; None where no link carries both ways."""
+    program of the module docstring prices it; None where no link carries both ways. ``enough``: stop
+    as soon as the figure reaches it, or as soon as the program shows that it cannot (its ``x`` over
+    the cuts added so far is an upper bound of its ``x`` over all of them)."""
     capacity = {(u, v): cap for u, v, cap in graph.arcs}
     both = sorted(arc for arc in capacity if (arc[1], arc[0]) in capacity)
     if not both:
         return None
+    everything = frozenset(range(graph.num_nodes))
     cuts: list[Cut] = []
     for gpu in range(graph.num_gpus):
-        cuts += [frozenset({gpu}), frozenset(range(graph.num_nodes)) - {gpu}]
-    best: Fraction | None = None
+        cuts += [frozenset({gpu}), everything - {gpu}]
+    best = Fraction(0)
     for _ in range(MAX_ROUNDS):
         x, split = _solve(graph, capacity, both, cuts)
+        upper = x * graph.num_gpus * float(graph.unit)
         figure, cut = _bound_of(graph, split)
-        best = figure if best is None else max(best, figure)
-        met = float(figure) >= x * graph.num_gpus * float(graph.unit) * (1 - TOLERANCE)
-        if met or cut is None or cut in cuts:
+        best = max(best, figure)
+        if enough is not None and (best >= enough or upper < float(enough) * (1 - TOLERANCE)):
+            break
+        if float(figure) >= upper * (1 - TOLERANCE) or cut is None or cut in cuts:
             break
         cuts.append(cut)
+        if everything - cut not in cuts:  # the same cut the other way round: each half loads it one way
+            cuts.append(everything - cut)
     return best
 
 
