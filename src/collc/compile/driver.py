@@ -880,12 +880,12 @@ def halves_overlap(model: TopologyModel, coll: str) -> bool:
     little as it can, a leaf of the other roots' trees, while the others carry the rest; a forest
     packed for allgather and run both ways makes it forward in both halves. 2x8 A100 with one GPU's
     NVSwitch link at half speed: reduce-scatter then allgather allows 93.3 GB/s, the trees packed for
-    both halves 160.0 at k = 4, whose file simulates at 143.7 (docs/solver.md §1.9). A tree of
-    switches with narrow uplinks has an allgather that fills each uplink one way only: two leaves of
-    two GPUs and one of four under a spine, the first leaf's uplink at 12.5 GB/s, allow 8.3 GB/s one
-    half after the other and 12.5 both at once, and the file packed that way simulates at 12.0. Where
-    every cut is as busy one way as the other (every preset) both packings are worth the same, and the
-    routed trees are not solved."""
+    both halves 160.0 at k = 4, whose file simulates at 143.7 (docs/solver.md §1.9). Under leaf
+    switches with narrow uplinks the allgather fills each uplink inward only and the reduce-scatter
+    outward only: leaves of 4 and 2 GPUs under two spines (tests/compile/fixtures/oversubscribed-
+    leaves.yaml) allow 15.0 GB/s one half after the other and are priced at 17.8 both at once, and the
+    file packed that way simulates at 16.4 (NCCL's ring 15.0). Where every cut is as busy one way as
+    the other (every preset) both packings are worth the same, and the routed trees are not solved."""
     if coll != "allreduce":
         return False
     totals = {gpu: [Fraction(0), Fraction(0)] for gpu in model.topology.ranks}
