@@ -71,12 +71,12 @@ def test_asked_whether_a_figure_is_reached_it_stops_once_decided(monkeypatch) ->
     boxes = load("dgx-a100", {"boxes": "8"})
     target = one_after_the_other(boxes) * F(103, 100)
     rounds = []
-    solve = overlap._solve
+    solve = overlap._Program.solve
 
-    def counted(*args):
+    def counted(program):
         rounds.append(1)
-        return solve(*args)
+        return solve(program)
 
-    monkeypatch.setattr(overlap, "_solve", counted)
+    monkeypatch.setattr(overlap._Program, "solve", counted)
     assert overlap_algbw(capacity_graph(boxes), enough=target) < target
     assert len(rounds) <= 16

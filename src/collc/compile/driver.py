@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cache, cached_property
@@ -73,7 +73,6 @@ from collc.predict.des import (
     start_ahead,
 )
 from collc.predict.model import TopologyModel
-from collc.predict.network import Arc
 from collc.predict.params import DEFAULT_BUFFER_BYTES, Protocol, simple
 from collc.predict.params import PROTOCOLS as PROTOCOL_MODELS
 from collc.predict.sweep import Memo, Predictor, no_slower
@@ -2099,7 +2098,7 @@ def _name(topology: Topology, coll: str, forest: Forest, instances: int) -> str:
     return f"collc-{topology.name}-{topology.num_gpus}gpus-{coll}-k{forest.k}{layout}-i{instances}"[:200]
 
 
-def _file_bound(trees: Fraction, best: Fitted, bandwidth: Mapping[Arc, Fraction]) -> Fraction:
+def _file_bound(trees: Fraction, best: Fitted) -> Fraction:
     """The algbw bound of the written file's trees: ``trees`` (:func:`coll_algbw`, on the paths the
     trees were packed on), or what the file's busiest arc on the runtime's paths allows where that is
     more. The runtime's network spreads a pair's traffic over parallel paths (leaves under two
@@ -2107,11 +2106,8 @@ def _file_bound(trees: Fraction, best: Fitted, bandwidth: Mapping[Arc, Fraction]
     runs faster than its trees' own paths allow: that figure is no bound of the file, its busiest arc
     on the paths it runs on is (in wire bytes, as ``trees``)."""
     cost = best.predictor.inner
-    if not isinstance(cost, ProgramCost) or cost.busiest_arc is None:
-        return trees
-    arc = cost.busiest_arc
-    spread = best.lowered.algorithm.nchunksperloop * bandwidth[arc.arc] / Fraction(arc.chunks)
-    return max(trees, spread)
+    spread = cost.busiest_arc_algbw() if isinstance(cost, ProgramCost) else None
+    return trees if spread is None else max(trees, spread)
 
 
 @dataclass(frozen=True)
@@ -2186,7 +2182,6 @@ def _finish(
                 arc_bandwidths=topology.arc_bandwidths(),
             ),
             best,
-            state.model.network.bandwidth,
         ),
         serving=serving(algo.nchunksperloop, options.coll, topology.num_gpus, options.align),
         byte_range=chosen,

@@ -179,8 +179,7 @@ def arc_limit(result: CompileResult) -> ArcLimit | None:
     cost = getattr(result.predictor, "inner", result.predictor)
     if not isinstance(cost, ProgramCost) or cost.busiest_arc is None:
         return None
-    arc = cost.busiest_arc
-    return ArcLimit(result.algorithm.nchunksperloop * arc.bandwidth / arc.chunks, arc)
+    return ArcLimit(float(cost.busiest_arc_algbw()), cost.busiest_arc)
 
 
 def arc_limit_line(limit: ArcLimit, file_bound: Fraction, nchunksperloop: int) -> str | None:

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
+from fractions import Fraction
 from functools import partial
 from math import ceil, inf
 from operator import attrgetter
@@ -407,6 +408,15 @@ class ProgramCost:
         return (
             inf if self._busiest == 0 else self.algo.nchunksperloop * float(proto.efficiency) / self._busiest
         )
+
+    def busiest_arc_algbw(self) -> Fraction | None:
+        """:meth:`arc_limit_algbw` in wire bytes, exactly: the ``nchunksperloop`` chunks of an
+        iteration over the time the busiest arc needs for its chunks at its bandwidth (None when
+        nothing is sent)."""
+        if self.busiest_arc is None:
+            return None
+        arc = self.busiest_arc
+        return self.algo.nchunksperloop * self.network.bandwidth[arc.arc] / Fraction(arc.chunks)
 
     def busiest_arc_us(self, call_bytes: float, proto: Protocol) -> float:
         """Time the busiest arc needs for one iteration's bytes: no slope can be smaller.

@@ -37,6 +37,7 @@ from ortools.linear_solver import pywraplp
 from collc.capacity import CapacityGraph
 from collc.input_limits import MAX_CAPACITY_UNITS
 from collc.solver.bound import optimal_bound
+from collc.topology.reach import reachable
 
 #: cuts added at most: each costs one bound on the current split (a few max-flows per GPU orbit)
 MAX_ROUNDS = 64
@@ -54,17 +55,23 @@ def overlap_algbw(graph: CapacityGraph, enough: Fraction | None = None) -> Fract
     program of the module docstring prices it; None where no link carries both ways. ``enough``: stop
     as soon as the figure reaches it, or as soon as the program shows that it cannot (its ``x`` over
     the cuts added so far is an upper bound of its ``x`` over all of them)."""
-    capacity = {(u, v): cap for u, v, cap in graph.arcs}
-    both = sorted(arc for arc in capacity if (arc[1], arc[0]) in capacity)
-    if not both:
+    program = _Program.of(graph)
+    if program is None:
         return None
     everything = frozenset(range(graph.num_nodes))
-    cuts: list[Cut] = []
+    cuts: set[Cut] = set()
+
+    def add(cut: Cut) -> None:
+        if cut not in cuts:
+            cuts.add(cut)
+            program.require(cut)
+
     for gpu in range(graph.num_gpus):
-        cuts += [frozenset({gpu}), everything - {gpu}]
+        add(frozenset({gpu}))
+        add(everything - {gpu})
     best = Fraction(0)
     for _ in range(MAX_ROUNDS):
-        x, split = _solve(graph, capacity, both, cuts)
+        x, split = program.solve()
         upper = x * graph.num_gpus * float(graph.unit)
         figure, cut = _bound_of(graph, split)
         best = max(best, figure)
@@ -72,34 +79,49 @@ def overlap_algbw(graph: CapacityGraph, enough: Fraction | None = None) -> Fract
             break
         if float(figure) >= upper * (1 - TOLERANCE) or cut is None or cut in cuts:
             break
-        cuts.append(cut)
-        if everything - cut not in cuts:  # the same cut the other way round: each half loads it one way
-            cuts.append(everything - cut)
+        add(cut)
+        add(everything - cut)  # the same cut the other way round: each half loads it one way
     return best
 
 
-def _solve(
-    graph: CapacityGraph, capacity: dict[Arc, int], both: list[Arc], cuts: list[Cut]
-) -> tuple[float, dict[Arc, float]]:
-    """The program over ``cuts``: its x (capacity units per GPU) and the split ``y`` of every arc."""
-    solver = pywraplp.Solver.CreateSolver("GLOP")
-    y = {arc: solver.NumVar(0.0, float(capacity[arc]), f"y{arc[0]}_{arc[1]}") for arc in both}
-    x = solver.NumVar(0.0, solver.infinity(), "x")
-    for u, v in both:
-        if u < v:
-            solver.Add(y[(u, v)] + y[(v, u)] <= float(min(capacity[(u, v)], capacity[(v, u)])))
-    for switch in range(graph.num_gpus, graph.num_nodes):
-        into = [y[arc] for arc in both if arc[1] == switch]
-        out = [y[arc] for arc in both if arc[0] == switch]
-        if into or out:
-            solver.Add(solver.Sum(into) == solver.Sum(out))
-    for cut in cuts:
-        leaving = [y[arc] for arc in both if arc[0] in cut and arc[1] not in cut]
-        solver.Add(solver.Sum(leaving) >= x * sum(1 for v in cut if v < graph.num_gpus))
-    solver.Maximize(x)
-    if solver.Solve() != pywraplp.Solver.OPTIMAL:
-        return 0.0, {}
-    return x.solution_value(), {arc: var.solution_value() for arc, var in y.items()}
+class _Program:
+    """The linear program of the module docstring on one solver, its cuts added as they are found
+    (the solver starts each solve from the last one's basis)."""
+
+    def __init__(self, graph: CapacityGraph, capacity: dict[Arc, int], both: list[Arc]):
+        self.num_gpus = graph.num_gpus
+        self.solver = pywraplp.Solver.CreateSolver("GLOP")
+        self.y = {arc: self.solver.NumVar(0.0, float(capacity[arc]), f"y{arc[0]}_{arc[1]}") for arc in both}
+        self.x = self.solver.NumVar(0.0, self.solver.infinity(), "x")
+        for u, v in both:
+            if u < v:
+                shared = float(min(capacity[(u, v)], capacity[(v, u)]))
+                self.solver.Add(self.y[(u, v)] + self.y[(v, u)] <= shared)
+        for switch in range(graph.num_gpus, graph.num_nodes):
+            into = [self.y[arc] for arc in both if arc[1] == switch]
+            out = [self.y[arc] for arc in both if arc[0] == switch]
+            if into or out:
+                self.solver.Add(self.solver.Sum(into) == self.solver.Sum(out))
+        self.solver.Maximize(self.x)
+
+    @classmethod
+    def of(cls, graph: CapacityGraph) -> _Program | None:
+        """The program on ``graph``'s links used both ways, or None where there are none."""
+        capacity = {(u, v): cap for u, v, cap in graph.arcs}
+        both = sorted(arc for arc in capacity if (arc[1], arc[0]) in capacity)
+        return cls(graph, capacity, both) if both else None
+
+    def require(self, cut: Cut) -> None:
+        """Add the cut condition of ``cut``: what leaves it carries ``x`` per GPU inside."""
+        leaving = [var for (u, v), var in self.y.items() if u in cut and v not in cut]
+        inside = sum(1 for v in cut if v < self.num_gpus)
+        self.solver.Add(self.solver.Sum(leaving) >= self.x * inside)
+
+    def solve(self) -> tuple[float, dict[Arc, float]]:
+        """The program's x (capacity units per GPU) and the split ``y`` of every arc."""
+        if self.solver.Solve() != pywraplp.Solver.OPTIMAL:
+            return 0.0, {}
+        return self.x.solution_value(), {arc: var.solution_value() for arc, var in self.y.items()}
 
 
 def _bound_of(graph: CapacityGraph, split: dict[Arc, float]) -> tuple[Fraction, Cut | None]:
@@ -121,24 +143,15 @@ def _closed_cut(graph: CapacityGraph, arcs: tuple[tuple[int, int, int], ...]) ->
     """A set of vertices with some but not all GPUs that no arc leaves, or None where every GPU
     reaches GPU 0 and GPU 0 reaches every GPU: what GPU 0 reaches, or what cannot reach it."""
     gpus = frozenset(range(graph.num_gpus))
-    reached = _reach(0, [(u, v) for u, v, _ in arcs])
+    forward: dict[int, list[int]] = {}
+    backward: dict[int, list[int]] = {}
+    for u, v, _ in arcs:
+        forward.setdefault(u, []).append(v)
+        backward.setdefault(v, []).append(u)
+    reached = frozenset(reachable(forward, 0))
     if not gpus <= reached:
         return reached
-    reaching = _reach(0, [(v, u) for u, v, _ in arcs])
+    reaching = frozenset(reachable(backward, 0))
     if not gpus <= reaching:
         return frozenset(range(graph.num_nodes)) - reaching
     return None
-
-
-def _reach(start: int, arcs: list[Arc]) -> Cut:
-    """The vertices ``start`` reaches over ``arcs``."""
-    out: dict[int, list[int]] = {}
-    for u, v in arcs:
-        out.setdefault(u, []).append(v)
-    seen, frontier = {start}, [start]
-    while frontier:
-        for v in out.get(frontier.pop(), []):
-            if v not in seen:
-                seen.add(v)
-                frontier.append(v)
-    return frozenset(seen)

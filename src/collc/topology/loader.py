@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -32,6 +31,7 @@ from collc.msccl.program import TARGET_RUNTIMES
 from collc.numbers import ExponentOutOfRange, fraction
 from collc.topology.expr import ExpressionError, evaluate, evaluate_number, names_in, step_budget
 from collc.topology.model import NODE_KINDS, Link, Metadata, Node, Topology
+from collc.topology.reach import adjacency, reachable
 from collc.topology.selectors import Binding, resolve, select
 from collc.topology.units import BANDWIDTH_UNITS, parse_bandwidth, parse_latency
 from collc.topology.yamlsrc import LocatedList, LocatedMap, read_yaml
@@ -863,18 +863,11 @@ def _ranks_from_list(document: LocatedMap, gpus: list[Node]) -> tuple[str, ...]:
 
 def _check_connected(nodes: tuple[Node, ...], links: list[Link], ranks: tuple[str, ...]) -> None:
     """Every GPU must reach, and be reached from, every other GPU (else no collective can run)."""
-    forward: dict[str, list[str]] = {node.name: [] for node in nodes}
-    backward: dict[str, list[str]] = {node.name: [] for node in nodes}
-    for link in links:
-        forward[link.src].append(link.dst)
-        backward[link.dst].append(link.src)
-        if not link.directed:
-            forward[link.dst].append(link.src)
-            backward[link.src].append(link.dst)
+    forward, backward = adjacency(links)
     by_name = {node.name: node for node in nodes}
     start = ranks[0]
     for graph, verb in ((forward, "cannot be reached from"), (backward, "cannot reach")):
-        seen = _reachable(graph, start)
+        seen = reachable(graph, start)
         for gpu in ranks:
             if gpu not in seen:
                 raise _fail(
@@ -896,17 +889,6 @@ def _unlinked(nodes: tuple[Node, ...], links: list[Link]) -> list[TopologyWarnin
         for node in nodes
         if node.kind != "gpu" and node.name not in linked
     ]
-
-
-def _reachable(graph: Mapping[str, list[str]], start: str) -> set[str]:
-    seen = {start}
-    queue = deque([start])
-    while queue:
-        for neighbour in graph[queue.popleft()]:
-            if neighbour not in seen:
-                seen.add(neighbour)
-                queue.append(neighbour)
-    return seen
 
 
 def read_topology_file(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+Node = TypeVar("Node")
 
 
 class Arc(Protocol):
@@ -33,7 +35,7 @@ def adjacency(links: Iterable[Arc]) -> tuple[dict[str, set[str]], dict[str, set[
     return forward, backward
 
 
-def reachable(graph: Mapping[str, set[str]], start: str) -> set[str]:
+def reachable(graph: Mapping[Node, Iterable[Node]], start: Node) -> set[Node]:
     """Every node ``start`` reaches in ``graph`` (itself included), breadth first."""
     seen = {start}
     queue = deque([start])
