@@ -8,12 +8,13 @@ NVLink bridges, an 8-GPU ring whose two directions differ, a 4-GPU mesh of unequ
 line, 5 GPUs on a switch, NVSwitch boxes with fewer NICs than GPUs (12 GPUs; or NIC counts that
 differ by box; or one NIC that a narrower PCIe link feeds), NVSwitch boxes under an oversubscribed
 leaf-spine network or on rails with no spine (once more with one GPU's switch link at half speed),
-GPUs on NICs of their own under oversubscribed leaves,
-boxes whose GPUs form a ring, and boxes of directly wired GPUs. Each collective is compiled
-(forced, so every size is simulated) and the written file's simulated algbw is printed at 1 MiB, 64
-MiB and 1 GiB with the runtime's ring and tree, the bound, the ratios to the bound and to the
-runtime's best, and whether the file's size range takes that size (``used``; elsewhere the runtime
-runs its own algorithm). ``no file``: the file wins nowhere, compile writes none, and the figures
+GPUs on NICs of their own under oversubscribed leaves, NVSwitch boxes on rails and a spine where
+one box's GPUs take in less than they send, boxes whose GPUs form a ring, and boxes of directly
+wired GPUs. Each collective is compiled (forced, so every size is simulated) and the written file's
+simulated algbw is printed at 1 MiB, 64 MiB and 1 GiB with the runtime's ring and tree, the bound,
+the ratios to the bound and to the runtime's best, and whether the file's size range takes that size
+(``used``; elsewhere the runtime runs its own algorithm).
+``no file``: the file wins nowhere, compile writes none, and the figures
 are those of the forced file. On GPU counts that are not powers of two an allgather or reduce-scatter
 file serves sizes next to those (1 MiB + 32 bytes on 6 GPUs), shown as the table's sizes.
 A case is flagged where it misses a target of bench_predict: at 1 GiB 0.95 of the bound, and 1.10x
@@ -306,6 +307,23 @@ def nic_leaves() -> Fabric:
     return fabric
 
 
+def rails_slow_downlinks() -> Fabric:
+    """Three boxes of 4 GPUs on a 300 GB/s NVSwitch, GPU i of every box on rail switch i (50 GB/s up),
+    the rails joined to a spine at 100 GB/s; box 0's GPUs take in only 25 GB/s from their rails. The
+    rails take in less than they send out, and around the rail-spine cycles their excess travels
+    without end under water-filling (docs/solver.md §3): the reduce-scatter had no forest."""
+    fabric = Fabric()
+    fabric.add("switch", "spine", *(f"rail{g}" for g in range(4)))
+    for g in range(4):
+        fabric.link(f"rail{g}", "spine", 100)
+    nvswitch_boxes(fabric, 3, 300)
+    for b in range(3):
+        for g in range(4):
+            fabric.link(f"b{b}g{g}", f"rail{g}", 50, directed=True)
+            fabric.link(f"rail{g}", f"b{b}g{g}", 25 if b == 0 else 50, directed=True)
+    return fabric
+
+
 FABRICS: dict[str, Callable[[], Fabric]] = {
     "pcie-one-socket": pcie_one_socket,
     "pcie-one-nic": pcie_one_nic,
@@ -324,6 +342,7 @@ FABRICS: dict[str, Callable[[], Fabric]] = {
     "pcie-cpu-root": pcie_cpu_root,
     "nic-behind-pcie": nic_behind_pcie,
     "nic-leaves": nic_leaves,
+    "rails-slow-down": rails_slow_downlinks,
 }
 
 

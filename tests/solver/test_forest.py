@@ -10,8 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collc.errors import InfeasibleError, InputError, InvariantError
+from collc.capacity import capacity_graph
+from collc.errors import InputError, InvariantError
 from collc.solver import Forest, Tree, TreeEdge, check_forest, forest_from_json, forest_to_json, solve
+from collc.solver.bound import optimal_bound
 from collc.topology import load
 from collc.topology.model import Link, Node, Topology
 
@@ -123,10 +125,12 @@ def test_random_fabrics_meet_every_invariant(topology: Topology, k: int | None) 
         assert set(per_root.values()) == {solution.bound.k}
 
 
-def test_unbalanced_switches_that_do_not_settle_are_reported_not_a_crash() -> None:
+def test_unbalanced_switches_where_water_filling_does_not_settle_are_balanced_by_the_program() -> None:
     """Three switches joined both ways at unequal bandwidths: the split of the fabric as it is leaves
     a GPU short, and water-filling the switches (collc.solver.balance) does not settle around their
-    cycle, so the solver names them (2 of 3,000 solves of random unbalanced fabrics end so)."""
+    cycle. The cut program balances them without losing bound: the forest meets the cut bound, 180
+    GB/s. The solver used to name the switches and stop (2 of 3,000 solves of random unbalanced
+    fabrics ended so)."""
     wiring = [
         ("s1", "s2", 45, True), ("s2", "s1", 30, True), ("s2", "s0", 5, True), ("s0", "s2", 5, True),
         ("s0", "g2", 15, True), ("g2", "s0", 15, True), ("g2", "g0", 15, False), ("g0", "g1", 20, True),
@@ -139,8 +143,9 @@ def test_unbalanced_switches_that_do_not_settle_are_reported_not_a_crash() -> No
     nodes = (*(Node(f"g{i}", "gpu") for i in range(3)), *(Node(f"s{i}", "switch") for i in range(3)))
     links = tuple(Link(a, b, F(bw), directed=directed) for a, b, bw, directed in wiring)
     topology = Topology("unsettled", nodes, links, ("g0", "g1", "g2"))
-    with pytest.raises(InfeasibleError, match="unequal ingress and egress"):
-        solve(topology)
+    forest = solve(topology).forest
+    assert forest.balanced
+    assert forest.allgather_algbw == optimal_bound(capacity_graph(topology)).allgather_algbw == 180
 
 
 # -- invariants detect broken forests --------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fractions import Fraction as F
 
 from collc.capacity import capacity_graph
-from collc.solver import overlap
 from collc.solver.bound import optimal_bound
 from collc.solver.ceiling import allreduce_ceiling
+from collc.solver.cutprogram import CutProgram
 from collc.solver.overlap import overlap_algbw
 from collc.topology.model import Link, Node, Topology
 from collc.topology.presets import load
@@ -71,12 +71,12 @@ def test_asked_whether_a_figure_is_reached_it_stops_once_decided(monkeypatch) ->
     boxes = load("dgx-a100", {"boxes": "8"})
     target = one_after_the_other(boxes) * F(103, 100)
     rounds = []
-    solve = overlap._Program.solve
+    solve = CutProgram.solve
 
     def counted(program):
         rounds.append(1)
         return solve(program)
 
-    monkeypatch.setattr(overlap._Program, "solve", counted)
+    monkeypatch.setattr(CutProgram, "solve", counted)
     assert overlap_algbw(capacity_graph(boxes), enough=target) < target
     assert len(rounds) <= 16

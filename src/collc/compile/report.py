@@ -214,17 +214,17 @@ def _unbalanced_names(result: CompileResult) -> list[str]:
 
 
 def _balanced_notes(result: CompileResult) -> list[str]:
-    """Why the file's trees stay below a cut bound that no tree schedule reaches: they were packed on
-    the fabric with its unbalanced switches balanced (:mod:`collc.solver.balance`)."""
+    """Why the file's trees may stay below the cut bound: they were packed on the fabric with its
+    unbalanced switches balanced (:mod:`collc.solver.balance`), which may or may not lower it."""
     forests = [result.solution.forest, result.reduce_forest]
     if not any(forest is not None and forest.balanced for forest in forests):
         return []
     names = _unbalanced_names(result)
     shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
     return [
-        f"switches {shown} take in and send out different amounts, and a switch cannot copy data, so no "
-        "tree schedule reaches the cut bound where it would need them to; this file's trees were packed "
-        "on the fabric with those switches balanced (docs/solver.md §3)"
+        f"switches {shown} take in and send out different amounts and a switch cannot copy data, so this "
+        "file's trees were packed on the fabric with those switches balanced (docs/solver.md §3): tree "
+        "schedules reach the cut bound only where none of them has to copy"
     ]
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import NamedTuple, TypeVar
 
 from collc.capacity import CapacityGraph, capacity_graph
 from collc.errors import InputError
-from collc.solver.balance import UnbalancedSwitches, balanced
+from collc.solver.balance import UnbalancedSwitches, balanced_fabrics, balanced_trees
 from collc.solver.bound import Bound, budgeted_bound, fixed_k_bound, integer_capacities, optimal_bound
 from collc.solver.forest import Forest
 from collc.solver.invariants import check_forest
@@ -147,22 +148,78 @@ class _Split(NamedTuple):
     split: SwitchFreeGraph
 
 
+class _Bounded(NamedTuple):
+    """A graph to split, its symmetries, the bound its forest is packed for and that bound's tree
+    capacities per arc."""
+
+    graph: CapacityGraph
+    symmetries: list[Permutation]
+    bound: Bound
+    capacities: list[int]
+
+
+def _bounded(topology: Topology, graph: CapacityGraph, k: int | None, max_k: int | None) -> _Bounded:
+    """``graph``'s bound (:func:`_choose_bound`) and its tree capacities ``floor(U·b)``."""
+    symmetries = automorphisms(topology, graph)
+    bound = _choose_bound(graph, symmetries, k, max_k)
+    return _Bounded(graph, symmetries, bound, integer_capacities(graph, bound))
+
+
+def _evened(bounded: _Bounded) -> _Bounded | None:
+    """``bounded`` with its tree capacities evened out (:func:`collc.solver.balance.balanced_trees`,
+    which may lower the bound); None where that leaves a GPU short at every budget it tries."""
+    try:
+        bound, capacities = balanced_trees(bounded.graph, bounded.bound)
+    except UnbalancedSwitches:
+        return None
+    return bounded._replace(bound=bound, capacities=capacities)
+
+
 def _split_steps(
-    topology: Topology, graph: CapacityGraph, k: int | None, max_k: int | None, stats: SolveStats
+    topology: Topology,
+    graphs: Sequence[CapacityGraph],
+    k: int | None,
+    max_k: int | None,
+    stats: SolveStats,
+    even: bool = False,
 ) -> Generator[None, None, _Split]:
-    """The bound of ``graph`` and its switch-free graph (the first two phases of :func:`solve_steps`)."""
+    """The bound and switch-free graph (the first two phases of :func:`solve_steps`) of the first of
+    ``graphs`` that splits, highest bound first. ``even``: ``graphs`` are balanced fabrics
+    (:func:`collc.solver.balance.balanced_fabrics`), whose tree capacities can floor unevenly at a
+    fixed k (a split may still succeed): each is also tried with its capacities evened out, at the
+    bound that leaves (:func:`_evened`), which the splitting theorem guarantees to split. Raises the
+    last :class:`UnbalancedSwitches` where nothing splits."""
     with _phase(stats, "bound"):
-        symmetries = automorphisms(topology, graph)
-        bound = _choose_bound(graph, symmetries, k, max_k)
+        attempts = [_bounded(topology, graph, k, max_k) for graph in graphs]
+        calls = sum(attempt.bound.max_flow_calls for attempt in attempts)
+        if even:
+            attempts += [evened for attempt in attempts if (evened := _evened(attempt))]
+    stats.max_flow_calls["bound"] = stats.max_flow_calls.get("bound", 0) + calls
+    failure: UnbalancedSwitches | None = None
+    for attempt in sorted(attempts, key=_highest_first):  # stable: floors as they are first on a tie
+        try:
+            return (yield from _split(topology, attempt, stats))
+        except UnbalancedSwitches as error:
+            failure = error
+    assert failure is not None
+    raise failure
+
+
+def _highest_first(bounded: _Bounded) -> Fraction:
+    return -bounded.bound.x_star
+
+
+def _split(topology: Topology, bounded: _Bounded, stats: SolveStats) -> Generator[None, None, _Split]:
+    """Split ``bounded``'s graph at its tree capacities (:func:`remove_switches_steps`)."""
+    graph, symmetries, bound, capacities = bounded
     stats.symmetries = len(symmetries)
-    stats.max_flow_calls["bound"] = stats.max_flow_calls.get("bound", 0) + bound.max_flow_calls
     yield
     with _phase(stats, "switch_removal"):
         structural = cyclic_automorphisms(topology, graph)
         box_of = {node.name: node.box for node in topology.nodes}
         removal = remove_switches_steps(
             graph,
-            integer_capacities(graph, bound),
+            capacities,
             bound.k,
             symmetries=structural,
             boxes=[box_of[name] for name in graph.names],
@@ -214,13 +271,13 @@ def solve_steps(
         if reverse:
             fabric = fabric.reversed()
     try:
-        solved = yield from _split_steps(topology, fabric, k, max_k, stats)
+        solved = yield from _split_steps(topology, [fabric], k, max_k, stats)
     except UnbalancedSwitches:  # no tree schedule reaches this bound: pack a balanced fabric's
         with _phase(stats, "bound"):
-            even = balanced(fabric)
-        if even is None:
+            fabrics = balanced_fabrics(fabric)
+        if not fabrics:
             raise
-        solved = yield from _split_steps(topology, even, k, max_k, stats)
+        solved = yield from _split_steps(topology, fabrics, k, max_k, stats, even=True)
     graph, symmetries, bound, structural, split = solved
     stats.max_flow_calls["switch_removal"] = split.max_flow_calls
     stats.logical_arcs = len(split.capacities)
