@@ -81,13 +81,9 @@ def one_way_switch():
     from collc.topology.model import Link, Node, Topology
 
     one_way = [
-        ("g0", "s", 50),
-        ("s", "g1", 50),
-        ("g1", "s", 10),
-        ("s", "g2", 30),
-        ("g2", "g0", 40),
-        ("g1", "g0", 20),
-    ]
+        ("g0", "s", 50), ("s", "g1", 50), ("g1", "s", 10),
+        ("s", "g2", 30), ("g2", "g0", 40), ("g1", "g0", 20),
+    ]  # fmt: skip
     nodes = (Node("g0", "gpu"), Node("g1", "gpu"), Node("g2", "gpu"), Node("s", "switch"))
     links = tuple(Link(a, b, Fraction(bw), directed=True) for a, b, bw in one_way)
     return Topology("one-way-switch", nodes, links, ("g0", "g1", "g2"))

@@ -117,13 +117,9 @@ def test_where_water_filling_lowers_arcs_evenly_the_cut_program_keeps_what_the_b
     forest meets the higher one."""
     nodes = (*(Node(f"g{i}", "gpu") for i in range(3)), Node("s", "switch"))
     one_way = [
-        ("g0", "s", 30),
-        ("s", "g1", 40),
-        ("s", "g2", 40),
-        ("g0", "g1", 20),
-        ("g1", "g0", 50),
-        ("g2", "g0", 50),
-    ]
+        ("g0", "s", 30), ("s", "g1", 40), ("s", "g2", 40),
+        ("g0", "g1", 20), ("g1", "g0", 50), ("g2", "g0", 50),
+    ]  # fmt: skip
     links = tuple(Link(a, b, F(bw), directed=True) for a, b, bw in one_way)
     topology = Topology("fan", nodes, links, ("g0", "g1", "g2"))
     program, water = balanced_fabrics(capacity_graph(topology))
