@@ -55,6 +55,8 @@ CAP_PASSES = 8
 #: water-fillings before giving up (each balances one switch and may unbalance its neighbours; each
 #: costs a pass over the arcs and up to CAP_PASSES more, so the whole stays a few seconds at 1,024 GPUs)
 MAX_FILLS = 64
+#: halvings of the last raise of U that evened-out tree capacities needed (balanced_trees)
+REFINEMENTS = 6
 #: cuts the balancing program adds at most (each costs one exact bound of a rounded fabric)
 MAX_ROUNDS = 64
 #: the program's bandwidths are rounded to 1/GRAIN of a capacity unit (fewer where the largest arc
@@ -101,14 +103,28 @@ def balanced_trees(graph: CapacityGraph, bound: Bound) -> tuple[Bound, list[int]
     minimum-cost flow of the excesses with every GPU merged into one vertex, where a unit sent along an
     arc takes one tree off it, so excess may travel through other switches as water-filling's cannot).
     Where that leaves some GPU short of ``k`` trees from every root (the bound's condition, one
-    max-flow per GPU), ``U`` is raised by 1/1024, 1/512, ... 1/4 of itself until it does not (the
-    bound drops by as much); :class:`UnbalancedSwitches` where none does."""
-    for step in (0, *(Fraction(1, 1 << shift) for shift in range(10, 1, -1))):
+    max-flow per GPU), ``U`` is raised by 1/1024, 1/512, ... 1/4 of itself until it does not, then
+    halved back towards the last raise that fell short :data:`REFINEMENTS` times, keeping the lowest
+    that carries (the bound drops by as much); :class:`UnbalancedSwitches` where none does."""
+
+    def carried(step: Fraction) -> tuple[Bound, list[int]] | None:
         budget = bound.U * (1 + step)
         trial = replace(bound, U=budget, x_star=bound.k / budget)
         trees = _evened(graph, integer_capacities(graph, trial))
-        if _carries(graph, trees, bound.k):
-            return trial, trees
+        return (trial, trees) if _carries(graph, trees, bound.k) else None
+
+    short = Fraction(0)
+    for step in (0, *(Fraction(1, 1 << shift) for shift in range(10, 1, -1))):
+        if (found := carried(step)) is None:
+            short = step
+            continue
+        for _ in range(REFINEMENTS if step else 0):
+            middle = (short + step) / 2
+            if (closer := carried(middle)) is None:
+                short = middle
+            else:
+                step, found = middle, closer
+        return found
     raise UnbalancedSwitches(
         f"no tree schedule reaches the balanced fabric's bound at k = {bound.k}: evening its switches' "
         "tree capacities leaves a GPU short",
