@@ -45,7 +45,7 @@ from collc.capacity import CapacityGraph, rational_gcd
 from collc.errors import InfeasibleError, InvariantError
 from collc.input_limits import MAX_CAPACITY_UNITS
 from collc.solver.bound import Bound, integer_capacities, optimal_bound
-from collc.solver.cutprogram import CutProgram, Judged, closed_cut, grain_below, maximise
+from collc.solver.cutprogram import CutProgram, Judged, grain_below, judged_graph, maximise
 from collc.solver.maxflow import FlowNetwork
 
 Arc = tuple[int, int]
@@ -85,14 +85,14 @@ def balanced_fabrics(graph: CapacityGraph) -> tuple[CapacityGraph, ...]:
     bandwidth = {(u, v): Fraction(cap) for u, v, cap in graph.arcs}
     _caps(graph, bandwidth)
     filled = _water_filled(graph, dict(bandwidth))
+    water = () if filled is None else (_integer_graph(graph, filled),)
     programmed = _programmed(graph, bandwidth)
-    fabrics = tuple(_integer_graph(graph, shares) for shares in (programmed, filled) if shares is not None)
-    if (
-        len(fabrics) == 2
-        and optimal_bound(fabrics[0]).allgather_algbw <= optimal_bound(fabrics[1]).allgather_algbw
-    ):
-        return fabrics[1:]
-    return fabrics
+    if programmed is None or programmed.kept is None:
+        return water
+    program = _integer_graph(graph, programmed.kept)
+    if water and programmed.algbw <= optimal_bound(water[0]).allgather_algbw:
+        return water
+    return (program, *water)
 
 
 def balanced_trees(graph: CapacityGraph, bound: Bound) -> tuple[Bound, list[int]]:
@@ -184,16 +184,17 @@ def _excess(graph: CapacityGraph, loads: Iterable[tuple[int, int, int]]) -> list
     return excess
 
 
-def _programmed(graph: CapacityGraph, bandwidth: dict[Arc, Fraction]) -> dict[Arc, Fraction] | None:
+def _programmed(
+    graph: CapacityGraph, bandwidth: dict[Arc, Fraction]
+) -> Judged[dict[Arc, Fraction] | None] | None:
     """The balanced bandwidths below ``bandwidth`` whose bound is the best the cut program finds
-    (module docstring, step 3), in 1/:data:`GRAIN` of a capacity unit; None where none connects the
-    GPUs."""
+    (module docstring, step 3), with that bound; nothing kept where none connects the GPUs."""
     grain = grain_below(GRAIN, float(max(bandwidth.values())))
     upper = {arc: float(cap) for arc, cap in bandwidth.items() if cap > 0}
     best = maximise(
         graph, CutProgram(graph, upper), lambda y: _judged(graph, bandwidth, y, grain), MAX_ROUNDS
     )
-    return None if best is None else best.kept
+    return best
 
 
 def _judged(
@@ -205,13 +206,7 @@ def _judged(
     shares = _exact(graph, bandwidth, y) or _rounded(graph, bandwidth, y, grain)
     if shares is None:
         return Judged(Fraction(0), None, None)
-    even = _integer_graph(graph, shares)
-    closed = closed_cut(graph, even.arcs)
-    if closed is not None:
-        return Judged(Fraction(0), closed, None)
-    bound = optimal_bound(even)
-    index = {name: i for i, name in enumerate(graph.names)}
-    return Judged(bound.allgather_algbw, frozenset(index[name] for name in bound.cut_inside), shares)
+    return judged_graph(graph, _integer_graph(graph, shares), shares)
 
 
 def _exact(

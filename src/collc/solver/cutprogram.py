@@ -28,6 +28,7 @@ from ortools.linear_solver import pywraplp
 
 from collc.capacity import CapacityGraph
 from collc.input_limits import MAX_CAPACITY_UNITS
+from collc.solver.bound import optimal_bound
 from collc.topology.reach import reachable
 
 #: the bound on the rounded y meets the program's x within this share: no cut left worth adding
@@ -117,6 +118,18 @@ def maximise(
         add(cut)
         add(everything - cut)  # the complement too: either may bind (each half of an allreduce one)
     return best
+
+
+def judged_graph(graph: CapacityGraph, rounded: CapacityGraph, kept: Kept) -> Judged[Kept | None]:
+    """A rounded ``y`` (a capacity graph over ``graph``'s vertices) judged: its exact allgather algbw
+    and bottleneck cut (:func:`collc.solver.bound.optimal_bound`), with ``kept``; where it cuts a
+    GPU off, figure 0 and the closed cut (:func:`closed_cut`), nothing kept."""
+    closed = closed_cut(graph, rounded.arcs)
+    if closed is not None:
+        return Judged(Fraction(0), closed, None)
+    bound = optimal_bound(rounded)
+    index = {name: i for i, name in enumerate(graph.names)}
+    return Judged(bound.allgather_algbw, frozenset(index[name] for name in bound.cut_inside), kept)
 
 
 def grain_below(grain: int, largest: float) -> int:

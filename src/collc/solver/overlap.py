@@ -24,8 +24,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from collc.capacity import CapacityGraph
-from collc.solver.bound import optimal_bound
-from collc.solver.cutprogram import Arc, CutProgram, Judged, closed_cut, grain_below, maximise
+from collc.solver.cutprogram import Arc, CutProgram, Judged, grain_below, judged_graph, maximise
 
 #: cuts added at most: each costs one bound on the current split (a few max-flows per GPU orbit)
 MAX_ROUNDS = 64
@@ -53,9 +52,4 @@ def _judged(graph: CapacityGraph, split: dict[Arc, float]) -> Judged[None]:
     cut: a cut that nothing leaves where the split cuts some GPU off (then the figure is 0)."""
     grain = grain_below(GRAIN, max(split.values(), default=0.0))
     arcs = tuple(sorted((u, v, cap) for (u, v), share in split.items() if (cap := int(share * grain + 1e-6))))
-    closed = closed_cut(graph, arcs)
-    if closed is not None:
-        return Judged(Fraction(0), closed, None)
-    bound = optimal_bound(CapacityGraph(graph.names, graph.num_gpus, arcs, graph.unit / grain))
-    index = {name: i for i, name in enumerate(graph.names)}
-    return Judged(bound.allgather_algbw, frozenset(index[name] for name in bound.cut_inside), None)
+    return judged_graph(graph, CapacityGraph(graph.names, graph.num_gpus, arcs, graph.unit / grain), None)
