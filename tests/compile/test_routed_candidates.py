@@ -21,6 +21,7 @@ FIXTURES = Path(__file__).parents[1] / "solver" / "fixtures"
 TWO_SOCKETS = FIXTURES / "pcie-2socket-x2.yaml"  # a NIC per socket: the runtime picks the socket's NIC
 ONE_NIC = FIXTURES / "pcie-2box.yaml"  # one NIC per box: every route into a box is the runtime's
 LEAF_SPINE = Path(__file__).parent / "fixtures" / "oversubscribed-leaves.yaml"  # flat, two spines
+RAILS_SLOW_DOWN = Path(__file__).parent / "fixtures" / "rails-slow-down-2x4.yaml"  # NICs taking in less
 
 pytestmark = pytest.mark.xdist_group("routed")  # one worker compiles the module's fixture once
 
@@ -205,4 +206,23 @@ def test_a_slow_gpu_on_a_fabric_whose_directions_differ_also_gets_trees_for_both
     assert result.solution.forest.routed
     at = {row.nbytes: row.algbw for row in result.predicted}
     assert 60 < at[1 << 30] <= 75
+    assert not verify(result.algorithm, runtime=result.runtime, topology=topology).errors
+
+
+def test_the_wide_search_takes_routed_forests_where_the_exact_ones_are_not_priced() -> None:
+    """Rails whose GPUs take in less than they send (two of eight, tests/compile/fixtures): the
+    allreduce reduces over a forest of its own, so its exact k are not priced, and their balanced
+    forests allow at most 100-101 GB/s. They and the routed k = 4 fill the first simulated places;
+    the wide search then goes on over the candidates whose bound is known (the routed twins, priced at
+    the fabric's ceiling), and the routed k = 2 simulates at 148.7 GB/s at 1 GiB of its trees' 150.0
+    (limited to the first places, the file was the routed k = 4 at 135.4)."""
+    topology = load(RAILS_SLOW_DOWN)
+    state = begin(topology, CompileOptions(coll="allreduce"))
+    assert state.separate_reduce and state.overlapping
+    result = compile_schedule(topology, CompileOptions(coll="allreduce"))
+    forest = result.solution.forest
+    assert forest.routed and forest.k == 2
+    at = {row.nbytes: row for row in result.predicted}
+    assert 145 < at[1 << 30].algbw <= result.file_bound_algbw == 150
+    assert at[1 << 30].selected and at[64 << 20].selected
     assert not verify(result.algorithm, runtime=result.runtime, topology=topology).errors
