@@ -241,6 +241,34 @@ def test_single_tree_edge_types() -> None:
     assert forest_from_json(forest_to_json(forest)) == forest
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"blocks": True, "direct": True},
+        {"breadth_first": True},
+        {"routed": True, "allreduce_U": F(7, 3)},
+        {"balanced": True},
+    ],
+)
+def test_a_forest_read_back_keeps_how_it_was_packed(flags: dict[str, object]) -> None:
+    """The lowering lays out box blocks and the figures price routed trees by these flags: a forest
+    read back from its JSON must carry them, or it would be lowered and priced as other trees."""
+    edge = TreeEdge(0, 1, ("a", "b"))
+    forest = Forest(2, 1, F(1, 10), (Tree(0, 1, (edge,)), Tree(1, 1, (TreeEdge(1, 0, ("b", "a")),))), **flags)
+    data = json.loads(json.dumps(forest_to_json(forest)))
+    assert forest_from_json(data) == forest
+    del data["packing"]
+    unmarked = {flag: None if flag == "allreduce_U" else False for flag in flags}
+    assert forest_from_json(data) == dataclasses.replace(forest, **unmarked)
+
+
+def test_a_packing_flag_that_is_not_a_boolean_is_an_input_error() -> None:
+    data = forest_to_json(Forest(2, 1, F(1, 10), (Tree(0, 1, (TreeEdge(0, 1, ("a", "b")),)),)))
+    data["packing"]["routed"] = "false"  # would read as true
+    with pytest.raises(InputError, match="expected true or false"):
+        forest_from_json(data, "forest.json")
+
+
 def test_rail_fabric_packs_one_representative_root() -> None:
     solution = solve(load("dgx-h100-rail", {"boxes": "4"}))
     assert solution.stats.packing_orbits == 1  # box shift x role rotation act transitively

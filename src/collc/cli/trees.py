@@ -79,7 +79,7 @@ def summary_text(topology: Topology, solution: Solution) -> str:
 
 
 #: the keys of every ``collc trees --json`` document: the forest's (the file -o writes), then the outcome keys
-FOREST_KEYS = ("U", "k", "num_gpus", "reversed", "allgather_algbw", "trees")
+FOREST_KEYS = ("U", "k", "num_gpus", "reversed", "allgather_algbw", "packing", "trees")
 
 
 @main.command()

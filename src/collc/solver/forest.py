@@ -16,10 +16,14 @@ crossing it (counting repeats) is at most ``U * bandwidth(e)``. The forest's all
 JSON form (:func:`forest_to_json` / :func:`forest_from_json`, stable keys)::
 
     {"U": "p/q", "k": int, "num_gpus": int, "reversed": bool, "allgather_algbw": float,
+     "packing": {"blocks": bool, "direct": bool, "breadth_first": bool, "routed": bool,
+                 "allreduce_U": "p/q" | null, "balanced": bool},
      "trees": [{"root": rank, "multiplicity": int,
                 "edges": [{"src": rank, "dst": rank, "path": [node names src..dst]}, ...]}, ...]}
 
-``allgather_algbw`` (GB/s) is informative only; ``num_gpus`` and ``reversed`` are optional on input.
+``allgather_algbw`` (GB/s) is informative only; ``num_gpus``, ``reversed`` and ``packing`` (how the
+trees were packed: the flags of :class:`Forest`, so that a forest read back lowers and is priced as
+the one written) are optional on input.
 """
 
 from __future__ import annotations
@@ -126,11 +130,19 @@ def renumbered(forest: Forest, rank_of: tuple[int, ...]) -> Forest:
 def forest_to_json(forest: Forest) -> dict[str, Any]:
     """The documented JSON object of ``forest`` (module docstring); trees keep their order."""
     return {
-        "U": f"{forest.U.numerator}/{forest.U.denominator}",
+        "U": _fraction_text(forest.U),
         "k": forest.k,
         "num_gpus": forest.num_gpus,
         "reversed": forest.reversed,
         "allgather_algbw": float(forest.allgather_algbw),
+        "packing": {
+            "blocks": forest.blocks,
+            "direct": forest.direct,
+            "breadth_first": forest.breadth_first,
+            "routed": forest.routed,
+            "allreduce_U": None if forest.allreduce_U is None else _fraction_text(forest.allreduce_U),
+            "balanced": forest.balanced,
+        },
         "trees": [
             {
                 "root": tree.root,
@@ -160,10 +172,36 @@ def forest_from_json(data: Any, source: str | None = None) -> Forest:
             for tree in data["trees"]
         )
         num_gpus = int(data.get("num_gpus", len({tree.root for tree in trees})))
-        return Forest(num_gpus, k, U, trees, bool(data.get("reversed", False)))
+        packing = data.get("packing") or {}
+        allreduce_U = packing.get("allreduce_U")
+        return Forest(
+            num_gpus,
+            k,
+            U,
+            trees,
+            _flag(data.get("reversed", False)),
+            blocks=_flag(packing.get("blocks", False)),
+            direct=_flag(packing.get("direct", False)),
+            breadth_first=_flag(packing.get("breadth_first", False)),
+            routed=_flag(packing.get("routed", False)),
+            allreduce_U=None if allreduce_U is None else Fraction(allreduce_U),
+            balanced=_flag(packing.get("balanced", False)),
+        )
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as error:
         raise InputError(
             f"not a forest JSON object ({type(error).__name__}: {error})",
             location=location_in(source),
             hint='write it with `collc trees TOPO -o forest.json`; keys: "U", "k", "trees"',
         ) from error
+
+
+def _fraction_text(value: Fraction) -> str:
+    """``value`` as the JSON's exact ``"p/q"``."""
+    return f"{value.numerator}/{value.denominator}"
+
+
+def _flag(value: object) -> bool:
+    """A JSON boolean; anything else is a malformed forest (a string such as "false" would read true)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
