@@ -13,13 +13,15 @@ from collections import Counter
 
 import click
 
+from collc.capacity import capacity_graph
 from collc.cli import main
 from collc.cli.common import output_path, topology_argument
 from collc.cli.jsonout import json_option
 from collc.fileio import atomic_write
 from collc.jsondoc import json_document
 from collc.sizes import format_figure, plural
-from collc.solver import Solution, forest_to_json, solve
+from collc.solver import Forest, Solution, forest_to_json, solve
+from collc.solver.bound import optimal_bound
 from collc.solver.pipeline import PHASES
 from collc.topology.model import Topology
 
@@ -37,6 +39,24 @@ def _height_line(solution: Solution, physical: bool, unit: str) -> str:
     return f"  height in {unit}: max {max(heights)}, mean {_mean(heights, weights):.2f} (per unit tree)"
 
 
+def _balanced_text(topology: Topology, forest: Forest) -> str:
+    """The summary's words on a forest packed with the fabric's unbalanced switches balanced
+    (docs/solver.md §3): its figure against the fabric's cut bound (``collc bound``'s), which such a
+    forest meets where no switch has to copy data (a 3-box NIC fabric's reduce-scatter: 75 of 75 GB/s)
+    and falls below where one would (the same boxes with one NIC each: 18.75 of 37.5)."""
+    if not forest.balanced:
+        return ""
+    graph = capacity_graph(topology)
+    cut = optimal_bound(graph.reversed() if forest.reversed else graph).allgather_algbw
+    said = " (packed with the fabric's unbalanced switches balanced, docs/solver.md §3"
+    if forest.allgather_algbw >= cut:
+        return said + ": it meets the cut bound)"
+    return (
+        said + f": the cut bound is {format_figure(cut, 3)} GB/s, which tree schedules reach only where "
+        "no switch has to copy data)"
+    )
+
+
 def summary_text(topology: Topology, solution: Solution) -> str:
     """The human summary of a solved forest."""
     forest, bound, stats = solution.forest, solution.bound, solution.stats
@@ -52,12 +72,7 @@ def summary_text(topology: Topology, solution: Solution) -> str:
         f"  k = {plural(forest.k, 'tree')} per root, U = {bound.U} trees per GB/s, "
         f"allgather algbw {format_figure(forest.allgather_algbw, 3)} GB/s"
         + ("" if bound.is_optimal else f" ({float(bound.given_up) * 100:.1f}% below the optimum)")
-        + (
-            " (packed with the fabric's unbalanced switches balanced: no tree schedule reaches its cut "
-            "bound, docs/solver.md §3)"
-            if forest.balanced
-            else ""
-        ),
+        + _balanced_text(topology, forest),
         f"  trees: {len(forest.trees)} physical ({stats.logical_trees} logical), "
         f"multiplicity x count: {histogram}",
         _height_line(solution, False, "GPU hops"),
@@ -100,7 +115,11 @@ FOREST_KEYS = ("U", "k", "num_gpus", "reversed", "allgather_algbw", "packing", "
 def trees(
     topology: Topology, k: int | None, max_k: int | None, reverse: bool, output: str | None, as_json: bool
 ) -> None:
-    """Spanning-tree forest meeting the optimal bound (switch removal, tree packing, physical paths)."""
+    """Spanning-tree forest of the optimal bound (switch removal, tree packing, physical paths).
+
+    Where a switch would have to copy data to meet it, the forest is packed with the fabric's
+    switches balanced, and the summary sets it against the cut bound.
+    """
     solution = solve(topology, k=k, max_k=max_k, reverse=reverse)
     forest = forest_to_json(solution.forest)
     if output:
