@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from collc.capacity import capacity_graph
 from collc.compile import CompileOptions, CompileResult, compile_schedule, driver
 from collc.compile.driver import _loses_route, _next_candidate, _runtime_routes, advance, begin, next_step
 from collc.compile.report import report_lines
 from collc.lowering.layout import equal_shares
 from collc.lowering.lower import coll_algbw
+from collc.solver.bound import fixed_k_bound
 from collc.solver.pipeline import solve
 from collc.solver.routed import on_route_algbw
 from collc.topology.presets import load
@@ -211,11 +213,11 @@ def test_a_slow_gpu_on_a_fabric_whose_directions_differ_also_gets_trees_for_both
 
 def test_the_wide_search_takes_routed_forests_where_the_exact_ones_are_not_priced() -> None:
     """Rails whose GPUs take in less than they send (two of eight, tests/compile/fixtures): the
-    allreduce reduces over a forest of its own, so its exact k are not priced, and their balanced
-    forests allow at most 100-101 GB/s. They and the routed k = 4 fill the first simulated places;
-    the wide search then goes on over the candidates whose bound is known (the routed twins, priced at
-    the fabric's ceiling), and the routed k = 2 simulates at 148.7 GB/s at 1 GiB of its trees' 150.0
-    (limited to the first places, the file was the routed k = 4 at 135.4)."""
+    allreduce reduces over a forest of its own, and its exact k's balanced forests allow at most
+    100-101 GB/s. They and the routed k = 4 fill the first simulated places; the wide search then goes
+    on (the exact k priced by both forests' bounds, the routed twins at the fabric's ceiling), and the
+    routed k = 2 simulates at 148.7 GB/s at 1 GiB of its trees' 150.0 (where the search stopped after
+    the first places, the file was the routed k = 4 at 135.4)."""
     topology = load(RAILS_SLOW_DOWN)
     state = begin(topology, CompileOptions(coll="allreduce"))
     assert state.separate_reduce and state.overlapping
@@ -226,3 +228,18 @@ def test_the_wide_search_takes_routed_forests_where_the_exact_ones_are_not_price
     assert 145 < at[1 << 30].algbw <= result.file_bound_algbw == 150
     assert at[1 << 30].selected and at[64 << 20].selected
     assert not verify(result.algorithm, runtime=result.runtime, topology=topology).errors
+
+
+def test_an_allreduce_with_a_reduce_forest_of_its_own_prices_every_k_by_both_forests() -> None:
+    """Where the two directions differ, each exact k is priced by both halves' bounds at that k: one
+    after the other, 1 / (1 / AG_k + 1 / RS_k), the reduce-scatter's on the reversed fabric. The wide
+    search compares these prices with the fastest simulated; unpriced, they were passed over."""
+    topology = load(RAILS_SLOW_DOWN)
+    candidates, _, _ = driver._k_candidates(topology, CompileOptions(coll="allreduce"), 1)
+    graph = capacity_graph(topology)
+    assert driver.two_forests(topology, "allreduce") and candidates
+    for candidate in candidates:
+        assert candidate.k is not None
+        gather = fixed_k_bound(graph, candidate.k).allgather_algbw
+        scatter = fixed_k_bound(graph.reversed(), candidate.k).allgather_algbw
+        assert candidate.bound == 1 / (1 / gather + 1 / scatter)

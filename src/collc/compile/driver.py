@@ -367,8 +367,8 @@ def _check_options(options: CompileOptions, topology: Topology) -> str:
 class Candidate(NamedTuple):
     """A k to try: k (None only when the user's ``--max-k`` leaves it to the solver), the k to ask the
     solver for (None: its optimum) and its trees' algbw bound (:func:`coll_algbw`; None where unknown
-    before solving: a user's k, or an allreduce whose halves run on forests of their own). For an
-    allreduce that bound is reduce-scatter plus allgather, which a file whose halves use opposite link
+    before solving: a user's k). For an allreduce that bound is reduce-scatter plus allgather (on forests
+    of their own where the two directions differ), which a file whose halves use opposite link
     directions can beat: the wide search (:func:`_next_candidate`) takes it as a guide, not a proof."""
 
     k: int | None
@@ -415,16 +415,15 @@ def _k_candidates(
             exact[power] = fixed_k_bound(graph, power, symmetries)
         power *= 2
     priced = {k: bound.allgather_algbw for k, bound in exact.items()}
-    separate = two_forests(topology, options.coll)
-    # a file's algbw bound (coll_algbw) from its trees' allgather bound; unknown with two forests
-    bounds = {k: algbw / 2 if options.coll == "allreduce" else algbw for k, algbw in priced.items()}
-    if separate:  # both halves priced: the harmonic mean of AG and RS at k
+    if two_forests(topology, options.coll):  # both halves priced: the harmonic mean of AG and RS at k
         reverse = graph.reversed()
         reverse_symmetries = automorphisms(topology, reverse)
         priced = {
             k: 2 / (1 / algbw + 1 / fixed_k_bound(reverse, k, reverse_symmetries).allgather_algbw)
             for k, algbw in priced.items()
         }
+    # a file's algbw bound (coll_algbw) from its trees' allgather bound (with two forests, T_RS + T_AG)
+    bounds = {k: algbw / 2 if options.coll == "allreduce" else algbw for k, algbw in priced.items()}
     n = topology.num_gpus
 
     def chunks(k: int) -> int:
@@ -459,7 +458,7 @@ def _k_candidates(
             f"which does not divide {policy}"
         )
     return (
-        [Candidate(k, None if k == optimum.k else k, None if separate else bounds[k]) for k in fitting],
+        [Candidate(k, None if k == optimum.k else k, bounds[k]) for k in fitting],
         notes,
         exact,
     )
@@ -699,7 +698,7 @@ def _next_candidate(state: CompileState) -> int | None:
 
     The first :data:`SIMULATED_CANDIDATES` fitted are taken in price order. Once they are simulated
     (``state.fastest``), a further candidate is taken only in a wide search (:func:`_wide`) and only
-    when its trees' bound is known and within :data:`EQUIVALENT` of the fastest (:class:`Candidate`).
+    when its trees' bound is within :data:`EQUIVALENT` of the fastest (:class:`Candidate`).
     """
     assert state.candidates is not None
     if _candidates_fitted(state) >= _search_width(state) and not _wide(state):
@@ -714,16 +713,12 @@ def _next_candidate(state: CompileState) -> int | None:
             continue
         if candidate.routed and not _worth_routing(state, candidate):
             continue
-        if _candidates_fitted(state) >= SIMULATED_CANDIDATES and not _near_fastest(state, candidate):
-            continue
+        if _candidates_fitted(state) >= SIMULATED_CANDIDATES:
+            assert candidate.bound is not None  # _wide
+            if candidate.bound < state.fastest * (1 - EQUIVALENT):
+                continue
         return index
     return _blocks_next(state)
-
-
-def _near_fastest(state: CompileState, candidate: Candidate) -> bool:
-    """Whether a wide search (:func:`_wide`) takes ``candidate``: its trees' bound is known and within
-    :data:`EQUIVALENT` of the fastest simulated so far."""
-    return candidate.bound is not None and candidate.bound >= state.fastest * (1 - EQUIVALENT)
 
 
 def _blocks_next(state: CompileState) -> int | None:
@@ -821,15 +816,19 @@ def _used(items: list[Fitted], weighing: Weighing, vendor: Callable[[int], float
 
 def _wide(state: CompileState) -> bool:
     """Whether candidates beyond the first :data:`SIMULATED_CANDIDATES` are tried: after those were
-    simulated, while fewer than :data:`WIDE_CANDIDATES` fit, where the first program is small enough
-    to simulate cheaply (:data:`WIDE_SEARCH_STEPS`). Only candidates whose bound is known are taken
-    (:func:`_next_candidate`): where an allreduce's halves have forests of their own, its exact k are
-    not priced, but their routed twins are (the fabric's allreduce ceiling). 24 GPUs on 8 rails whose
-    NICs take in less than they send: the balanced exact k = 1 and 2 (73.1 and 77.3 GB/s at most) and
-    the routed k = 1 (113.6) fill the first places, and the routed k = 2 after them simulates at 119.7."""
+    simulated, while fewer than :data:`WIDE_CANDIDATES` fit, where every candidate's bound is known
+    and the first program is small enough to simulate cheaply (:data:`WIDE_SEARCH_STEPS`). That holds
+    for an allreduce whose halves have forests of their own too (:func:`_k_candidates` prices its exact
+    k by both forests' bounds, :func:`_with_routed` their twins by the fabric's allreduce ceiling).
+    24 GPUs on 8 rails whose NICs take in less than they send: the balanced exact k = 1 and 2 (73.1
+    and 77.3 GB/s at most) and the routed k = 1 (113.6) fill the first places, and the routed k = 2
+    after them simulates at 119.7; 1x16 MI250 with two xGMI links slower one way: k = 8, its routed
+    twin and k = 16 come first (154.1 at best), and k = 2 after them gives 157.2."""
+    assert state.candidates is not None
     return (
         state.fastest > 0
         and _candidates_fitted(state) < WIDE_CANDIDATES
+        and all(candidate.bound is not None for candidate in state.candidates)
         and state.fitted[0].lowered.usage.total_steps <= WIDE_SEARCH_STEPS
     )
 
