@@ -211,7 +211,7 @@ def test_a_slow_gpu_on_a_fabric_whose_directions_differ_also_gets_trees_for_both
     assert not verify(result.algorithm, runtime=result.runtime, topology=topology).errors
 
 
-def test_the_wide_search_takes_routed_forests_where_the_exact_ones_are_not_priced() -> None:
+def test_the_wide_search_reaches_the_routed_forests_of_an_allreduce_with_a_reduce_forest_of_its_own() -> None:
     """Rails whose GPUs take in less than they send (two of eight, tests/compile/fixtures): the
     allreduce reduces over a forest of its own, and its exact k's balanced forests allow at most
     100-101 GB/s. They and the routed k = 4 fill the first simulated places; the wide search then goes
