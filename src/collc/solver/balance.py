@@ -191,10 +191,8 @@ def _programmed(
     (module docstring, step 3), with that bound; nothing kept where none connects the GPUs."""
     grain = grain_below(GRAIN, float(max(bandwidth.values())))
     upper = {arc: float(cap) for arc, cap in bandwidth.items() if cap > 0}
-    best = maximise(
-        graph, CutProgram(graph, upper), lambda y: _judged(graph, bandwidth, y, grain), MAX_ROUNDS
-    )
-    return best
+    program = CutProgram(graph, upper)
+    return maximise(graph, program, lambda y: _judged(graph, bandwidth, y, grain), MAX_ROUNDS)
 
 
 def _judged(
