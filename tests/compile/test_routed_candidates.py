@@ -2,6 +2,7 @@
 are not the runtime's, and only there."""
 
 import pickle
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from collc.compile.driver import _loses_route, _next_candidate, _runtime_routes,
 from collc.compile.report import report_lines
 from collc.lowering.layout import equal_shares
 from collc.lowering.lower import coll_algbw
-from collc.solver.bound import fixed_k_bound
+from collc.solver.bound import MAX_K, fixed_k_bound, optimal_bound
 from collc.solver.pipeline import solve
 from collc.solver.routed import on_route_algbw
 from collc.topology.presets import load
@@ -243,3 +244,19 @@ def test_an_allreduce_with_a_reduce_forest_of_its_own_prices_every_k_by_both_for
         gather = fixed_k_bound(graph, candidate.k).allgather_algbw
         scatter = fixed_k_bound(graph.reversed(), candidate.k).allgather_algbw
         assert candidate.bound == 1 / (1 / gather + 1 / scatter)
+
+
+def test_an_allreduce_whose_optimum_k_the_reduce_half_cannot_take_is_priced_at_the_other_k() -> None:
+    """2x8 MI300X with one xGMI link slowed to 0.9 one way: the optimum is k = 1,229, above the
+    solver's MAX_K, so the reduce half cannot be solved there; the other k are priced (before, the
+    compile failed with an error about a --k the user never gave)."""
+    topology = load("mi300x", {"boxes": "2"})
+    slowed = next(link for link in topology.links if (link.src, link.dst) == ("b1.gpu0", "b1.gpu1"))
+    one_way = [replace(slowed, directed=True), replace(slowed, src=slowed.dst, dst=slowed.src, directed=True)]
+    one_way[1] = replace(one_way[1], bandwidth=slowed.bandwidth * Fraction(9, 10))
+    links = tuple(link for link in topology.links if link is not slowed) + tuple(one_way)
+    topology = replace(topology, links=links)
+    assert optimal_bound(capacity_graph(topology)).k > MAX_K
+    candidates, notes, _ = driver._k_candidates(topology, CompileOptions(coll="allreduce"), 1)
+    assert candidates and all(candidate.k is not None and candidate.k <= MAX_K for candidate in candidates)
+    assert any("k = 1229 (the optimum)" in note for note in notes)

@@ -81,7 +81,7 @@ from collc.sizes import format_figure, format_pair, format_size, plural
 from collc.solver import Solution
 from collc.solver.balance import UnbalancedSwitches
 from collc.solver.blocks import box_block_solution, box_layout, direct_merges_as_well
-from collc.solver.bound import Bound, check_gpu_count, check_k, fixed_k_bound, optimal_bound
+from collc.solver.bound import MAX_K, Bound, check_gpu_count, check_k, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest, TreeEdge
 from collc.solver.forest import renumbered as renumbered_forest
 from collc.solver.invariants import check_forest
@@ -418,9 +418,12 @@ def _k_candidates(
     if two_forests(topology, options.coll):  # both halves priced: the harmonic mean of AG and RS at k
         reverse = graph.reversed()
         reverse_symmetries = automorphisms(topology, reverse)
+        # the reduce half is solved at its allgather half's k, which the solver takes up to MAX_K (an
+        # optimum k above it, 1,229 on 2x8 MI300X with one xGMI link slowed one way, is left out)
         priced = {
             k: 2 / (1 / algbw + 1 / fixed_k_bound(reverse, k, reverse_symmetries).allgather_algbw)
             for k, algbw in priced.items()
+            if k <= MAX_K
         }
     # a file's algbw bound (coll_algbw) from its trees' allgather bound (with two forests, T_RS + T_AG)
     bounds = {k: algbw / 2 if options.coll == "allreduce" else algbw for k, algbw in priced.items()}
