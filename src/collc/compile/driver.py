@@ -81,6 +81,7 @@ from collc.sizes import format_figure, format_pair, format_size, plural
 from collc.solver import Solution
 from collc.solver.balance import UnbalancedSwitches
 from collc.solver.blocks import box_block_solution, box_layout, direct_merges_as_well
+from collc.solver.both_ways import costs_nothing, faster_way, priced_both_ways
 from collc.solver.bound import MAX_K, Bound, check_gpu_count, check_k, fixed_k_bound, optimal_bound
 from collc.solver.forest import Forest, TreeEdge
 from collc.solver.forest import renumbered as renumbered_forest
@@ -377,12 +378,15 @@ class Candidate(NamedTuple):
     blocks: bool = False  # the box-block forest (collc.solver.blocks): after the priced k, or first at scale
     breadth_first: bool = False  # k's forest packed breadth first (collc.solver.packing.frontier_width)
     routed: bool = False  # k trees per root on the runtime's paths (collc.solver.routed): after k's own
+    both_ways: bool = False  # trees for both halves of an allreduce (collc.solver.both_ways): after k's
 
     @property
     def key(self) -> int | str | None:
         """The key of this candidate's solution among a compile's solutions (``state.solutions``)."""
         if self.routed:
             return f"routed-{self.k}"
+        if self.both_ways:
+            return f"both-ways-{self.solve_k}"
         return f"breadth-first-{self.solve_k}" if self.breadth_first else self.solve_k
 
 
@@ -534,7 +538,8 @@ class CompileState:
     # candidates (by key) with no forest, and why (its k, the reason): switches that would copy data
     unsolved: dict[int | str | None, tuple[int | None, str]] = field(default_factory=dict)
     solutions: dict[int | str | None, Solution] = field(default_factory=dict)  # shared by the attempts
-    reduce_forests: dict[int, Forest] = field(default_factory=dict)  # allreduce's reduce forests per k
+    # an allreduce's reduce forests, by candidate key (that of its allgather forest in ``solutions``)
+    reduce_forests: dict[int | str | None, Forest] = field(default_factory=dict)
     best: Fitted | None = None  # the chosen program, before its range
     chosen: tuple[ByteRange, bool] | None = None  # its range, and whether it is only forced
     result: CompileResult | None = None
@@ -553,6 +558,11 @@ class CompileState:
     off_route: dict[int | str | None, bool] = field(default_factory=dict)
     routed_trees: RoutedPacking | None = None  # the trees generated for the runtime's paths, once
     k_bounds: dict[int, Bound] = field(default_factory=dict)  # each priced k's exact bound (_k_candidates)
+    # an allreduce with a reduce forest of its own: the fabric with each link at its faster direction
+    # (None where it has none), and the keys of the candidates whose trees packed there lose on the
+    # real fabric (_keep_both_ways)
+    faster: Topology | None = None
+    lossy: set[int | str | None] = field(default_factory=set)
 
     def __getstate__(self) -> dict[str, object]:
         """Everything but a step part way through: a solve, a lowering or a verification holds live
@@ -622,6 +632,7 @@ def begin(topology: Topology, options: CompileOptions) -> CompileState:
         weighing=weighing(options),
         separate_reduce=two_forests(topology, options.coll),
         overlapping=halves_overlap(model, options.coll),
+        faster=faster_way(topology) if two_forests(topology, options.coll) else None,
         attempts=[(shared, instances) for shared in (False, True) for instances in instance_options],
         given=given,
     )
@@ -681,8 +692,7 @@ def next_step(state: CompileState) -> str:
     k = state.candidates[index].key
     if k not in state.solutions:
         return "forest"
-    forest = state.solutions[k].forest
-    if state.separate_reduce and not forest.routed and forest.k not in state.reduce_forests:
+    if state.separate_reduce and not state.solutions[k].forest.routed and k not in state.reduce_forests:
         return "forest"
     return "lower"
 
@@ -710,7 +720,7 @@ def _next_candidate(state: CompileState) -> int | None:
         candidate = state.candidates[index]
         if _ruled_out(state, candidate) or (candidate.blocks and not _blocks_first(state)):
             continue
-        if candidate.key in state.unsolved:
+        if candidate.key in state.unsolved or candidate.key in state.lossy:
             continue
         if candidate.breadth_first and not _breadth_first_differs(state, candidate):
             continue
@@ -840,7 +850,7 @@ def _price_step(state: CompileState) -> None:
     """Bound: the exact bounds of the k candidates of the current attempt, best priced first."""
     instances = state.attempts[state.attempt][1]
     state.candidates, state.notes, state.k_bounds = _k_candidates(state.topology, state.options, instances)
-    state.candidates = _with_routed(state, state.candidates)
+    state.candidates = _with_both_ways(state, _with_routed(state, state.candidates))
     if _at_narrow_scale(state.topology, state.options):
         state.candidates[:0] = _blocks_candidates(state, wide=False)
     else:
@@ -1110,7 +1120,7 @@ def _solve_step(state: CompileState) -> None:
         elif k not in state.solutions:
             reverse = state.options.coll == "reducescatter"
             state.solving = solve_steps(
-                state.topology,
+                state.faster if candidate.both_ways and state.faster is not None else state.topology,
                 k=candidate.solve_k,
                 max_k=state.options.max_k,
                 reverse=reverse,
@@ -1122,16 +1132,75 @@ def _solve_step(state: CompileState) -> None:
         done, solution = run_until(state.solving, state.deadline())
     except UnbalancedSwitches as error:  # this k's trees cannot reach its bound: the others may
         state.solving = None
-        state.unsolved[k] = (candidate.k, error.message)
+        if candidate.both_ways:  # the faster way's own switches: k's other forests are still tried
+            state.lossy.add(k)
+        else:
+            state.unsolved[k] = (candidate.k, error.message)
         return
     if not done:
         return
     assert solution is not None
     state.solving = None
-    if k not in state.solutions:
+    if k not in state.solutions and candidate.both_ways:
+        _keep_both_ways(state, candidate, solution)
+    elif k not in state.solutions:
         state.solutions[k] = solution
     else:
-        state.reduce_forests[solution.forest.k] = solution.forest
+        state.reduce_forests[k] = solution.forest
+
+
+def _with_both_ways(state: CompileState, candidates: list[Candidate]) -> list[Candidate]:
+    """``candidates`` with each fixed k of an allreduce with a reduce forest of its own (the search's
+    or the user's) followed by its trees for both halves (:mod:`collc.solver.both_ways`), where the
+    fabric with each link at its faster direction has both halves' bound at k: the slower directions
+    cost nothing there, and trees packed on that fabric keep the symmetries the real one lost.
+    Which forest of k simulates faster depends on the fabric (1x16 MI250 with two xGMI links slowed
+    one way, k = 8: 164.7 GB/s at 1 GiB for the trees for both halves, 154.1 for a forest per half;
+    2x16 MI250 with one, k = 2: 143.1 and 149.5, each at its best lowering), so both are candidates,
+    at the same price."""
+    if state.faster is None:
+        return candidates
+    found = []
+    for candidate in candidates:
+        found.append(candidate)
+        k = candidate.solve_k
+        if not isinstance(k, int) or candidate.routed or candidate.blocks or candidate.breadth_first:
+            continue
+        halves = _halves_algbw(state, candidate)
+        if costs_nothing(_fixed_bound(state.faster, k), halves):
+            found.append(candidate._replace(both_ways=True, bound=halves))
+    return found
+
+
+def _fixed_bound(topology: Topology, k: int, *, reverse: bool = False) -> Bound:
+    """The allgather bound of ``topology`` (or of its reverse) with exactly k trees per root."""
+    graph = capacity_graph(topology)
+    graph = graph.reversed() if reverse else graph
+    return fixed_k_bound(graph, k, automorphisms(topology, graph))
+
+
+def _halves_algbw(state: CompileState, candidate: Candidate) -> Fraction:
+    """The allreduce bound of ``candidate``'s k with a forest per half: its price, or for a user's k
+    (unpriced) ``1/(1/AG + 1/RS)`` from each half's bound at k."""
+    if candidate.bound is not None:
+        return candidate.bound
+    assert isinstance(candidate.solve_k, int)
+    halves = [_fixed_bound(state.topology, candidate.solve_k, reverse=way) for way in (False, True)]
+    return 1 / sum(1 / half.allgather_algbw for half in halves)
+
+
+def _keep_both_ways(state: CompileState, candidate: Candidate, solution: Solution) -> None:
+    """Keep ``solution`` (packed on the faster way) where its trees, priced on the real fabric both
+    ways, reach the candidate's bound: as its forest (with the real fabric's bound at k), and the same
+    trees read backwards as its reduce forest. Else the candidate is dropped (:attr:`CompileState.
+    lossy`): k's forest per half is a candidate of its own."""
+    forest, reduce_forest = priced_both_ways(solution.forest, state.topology)
+    if coll_algbw(forest, "allreduce", reduce_forest) != candidate.bound:
+        state.lossy.add(candidate.key)
+        return
+    bound = state.k_bounds.get(forest.k) or _fixed_bound(state.topology, forest.k)
+    state.solutions[candidate.key] = replace(solution, bound=bound, forest=forest)
+    state.reduce_forests[candidate.key] = reduce_forest
 
 
 def _lower_step(state: CompileState) -> None:
@@ -1183,7 +1252,7 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
         # direct box blocks are k = 1's; 2x8 A100: both packing orders give the same trees)
         return []
     # a routed allreduce forest carries both halves on its own trees (their loads both ways)
-    reduce_forest = None if solution.forest.routed else state.reduce_forests.get(solution.forest.k)
+    reduce_forest = None if solution.forest.routed else state.reduce_forests.get(state.candidates[index].key)
     name = _name(state.topology, state.options.coll, solution.forest, instances)
     plans = Plans(solution.forest, reduce_forest, state.planes, state.topology.arc_bandwidths())
     loop = _loop_chunks(state.topology, state.options, solution.forest)
@@ -2096,6 +2165,7 @@ LAYOUT_SUFFIXES = {
     "trees": "",
     "breadth-first trees": "-bfs",
     "trees on the runtime's paths": "-routed",
+    "trees for both halves": "-both",
     "box blocks": "-blocks",
     "direct box blocks": "-blocks-direct",
 }
