@@ -248,7 +248,7 @@ def test_single_tree_edge_types() -> None:
         {"breadth_first": True},
         {"routed": True, "allreduce_U": F(7, 3)},
         {"balanced": True},
-        {"both_ways": True},
+        {"faster_way": True},
     ],
 )
 def test_a_forest_read_back_keeps_how_it_was_packed(flags: dict[str, object]) -> None:

@@ -81,8 +81,8 @@ from collc.sizes import format_figure, format_pair, format_size, plural
 from collc.solver import Solution
 from collc.solver.balance import UnbalancedSwitches
 from collc.solver.blocks import box_block_solution, box_layout, direct_merges_as_well
-from collc.solver.both_ways import costs_nothing, faster_way, priced_both_ways
 from collc.solver.bound import MAX_K, Bound, check_gpu_count, check_k, fixed_k_bound, optimal_bound
+from collc.solver.faster_way import faster_way, priced_both_ways, priced_on
 from collc.solver.forest import Forest, TreeEdge
 from collc.solver.forest import renumbered as renumbered_forest
 from collc.solver.invariants import check_forest
@@ -378,15 +378,15 @@ class Candidate(NamedTuple):
     blocks: bool = False  # the box-block forest (collc.solver.blocks): after the priced k, or first at scale
     breadth_first: bool = False  # k's forest packed breadth first (collc.solver.packing.frontier_width)
     routed: bool = False  # k trees per root on the runtime's paths (collc.solver.routed): after k's own
-    both_ways: bool = False  # trees for both halves of an allreduce (collc.solver.both_ways): after k's
+    faster_way: bool = False  # k's trees on the faster directions (collc.solver.faster_way): after k's
 
     @property
     def key(self) -> int | str | None:
         """The key of this candidate's solution among a compile's solutions (``state.solutions``)."""
         if self.routed:
             return f"routed-{self.k}"
-        if self.both_ways:
-            return f"both-ways-{self.solve_k}"
+        if self.faster_way:
+            return f"faster-way-{self.solve_k}"
         return f"breadth-first-{self.solve_k}" if self.breadth_first else self.solve_k
 
 
@@ -558,9 +558,9 @@ class CompileState:
     off_route: dict[int | str | None, bool] = field(default_factory=dict)
     routed_trees: RoutedPacking | None = None  # the trees generated for the runtime's paths, once
     k_bounds: dict[int, Bound] = field(default_factory=dict)  # each priced k's exact bound (_k_candidates)
-    # an allreduce with a reduce forest of its own: the fabric with each link at its faster direction
-    # (None where it has none), and the keys of the candidates whose trees packed there lose on the
-    # real fabric (_keep_both_ways)
+    # a fabric whose two directions differ: the fabric with each link at its faster direction (None
+    # where the directions are the same or an arc has no reverse), and the keys of the candidates
+    # whose trees packed there lose on the real fabric (_keep_faster_way)
     faster: Topology | None = None
     lossy: set[int | str | None] = field(default_factory=set)
 
@@ -632,7 +632,7 @@ def begin(topology: Topology, options: CompileOptions) -> CompileState:
         weighing=weighing(options),
         separate_reduce=two_forests(topology, options.coll),
         overlapping=halves_overlap(model, options.coll),
-        faster=faster_way(topology) if two_forests(topology, options.coll) else None,
+        faster=None if symmetric(model.capacity) else faster_way(topology),
         attempts=[(shared, instances) for shared in (False, True) for instances in instance_options],
         given=given,
     )
@@ -850,7 +850,7 @@ def _price_step(state: CompileState) -> None:
     """Bound: the exact bounds of the k candidates of the current attempt, best priced first."""
     instances = state.attempts[state.attempt][1]
     state.candidates, state.notes, state.k_bounds = _k_candidates(state.topology, state.options, instances)
-    state.candidates = _with_both_ways(state, _with_routed(state, state.candidates))
+    state.candidates = _with_faster_way(state, _with_routed(state, state.candidates))
     if _at_narrow_scale(state.topology, state.options):
         state.candidates[:0] = _blocks_candidates(state, wide=False)
     else:
@@ -1120,7 +1120,7 @@ def _solve_step(state: CompileState) -> None:
         elif k not in state.solutions:
             reverse = state.options.coll == "reducescatter"
             state.solving = solve_steps(
-                state.faster if candidate.both_ways and state.faster is not None else state.topology,
+                state.faster if candidate.faster_way and state.faster is not None else state.topology,
                 k=candidate.solve_k,
                 max_k=state.options.max_k,
                 reverse=reverse,
@@ -1132,7 +1132,7 @@ def _solve_step(state: CompileState) -> None:
         done, solution = run_until(state.solving, state.deadline())
     except UnbalancedSwitches as error:  # this k's trees cannot reach its bound: the others may
         state.solving = None
-        if candidate.both_ways:  # the faster way's own switches: k's other forests are still tried
+        if candidate.faster_way:  # the faster way's own switches: k's other forests are still tried
             state.lossy.add(k)
         else:
             state.unsolved[k] = (candidate.k, error.message)
@@ -1141,23 +1141,25 @@ def _solve_step(state: CompileState) -> None:
         return
     assert solution is not None
     state.solving = None
-    if k not in state.solutions and candidate.both_ways:
-        _keep_both_ways(state, candidate, solution)
+    if k not in state.solutions and candidate.faster_way:
+        _keep_faster_way(state, candidate, solution)
     elif k not in state.solutions:
         state.solutions[k] = solution
     else:
         state.reduce_forests[k] = solution.forest
 
 
-def _with_both_ways(state: CompileState, candidates: list[Candidate]) -> list[Candidate]:
-    """``candidates`` with each fixed k of an allreduce with a reduce forest of its own (the search's
-    or the user's) followed by its trees for both halves (:mod:`collc.solver.both_ways`), where the
-    fabric with each link at its faster direction has both halves' bound at k: the slower directions
-    cost nothing there, and trees packed on that fabric keep the symmetries the real one lost.
-    Which forest of k simulates faster depends on the fabric (1x16 MI250 with two xGMI links slowed
-    one way, k = 8: 164.7 GB/s at 1 GiB for the trees for both halves, 154.1 for a forest per half;
-    2x16 MI250 with one, k = 2: 143.1 and 149.5, each at its best lowering), so both are candidates,
-    at the same price."""
+def _with_faster_way(state: CompileState, candidates: list[Candidate]) -> list[Candidate]:
+    """``candidates`` with each fixed k (the search's or the user's) followed by its trees packed on
+    the fabric with each link at its faster direction (:mod:`collc.solver.faster_way`), where the
+    fabric's two directions differ and that fabric's bound at k is the collective's own: the slower
+    directions cost nothing there, and trees packed on that fabric keep the symmetries the real one
+    lost (an allreduce runs both halves on them). Which forest of k simulates faster depends on the
+    fabric (1x16 MI250 with two xGMI links slowed one way, allreduce at k = 8: 164.7 GB/s at 1 GiB on
+    the faster directions, 154.1 with a forest per half; 2x16 MI250 with one, k = 2: 143.1 and 149.5,
+    each at its best lowering), so both are candidates, at the same price. A figure equal to the
+    price means no loss: the faster way's bound is at least the real one's, and for an allreduce half
+    of it equals ``1/(1/AG + 1/RS)`` only where both halves reach it."""
     if state.faster is None:
         return candidates
     found = []
@@ -1166,9 +1168,10 @@ def _with_both_ways(state: CompileState, candidates: list[Candidate]) -> list[Ca
         k = candidate.solve_k
         if not isinstance(k, int) or candidate.routed or candidate.blocks or candidate.breadth_first:
             continue
-        halves = _halves_algbw(state, candidate)
-        if costs_nothing(_fixed_bound(state.faster, k), halves):
-            found.append(candidate._replace(both_ways=True, bound=halves))
+        price = _fixed_price(state, candidate)
+        faster = _fixed_bound(state.faster, k).allgather_algbw
+        if (faster / 2 if state.options.coll == "allreduce" else faster) == price:
+            found.append(candidate._replace(faster_way=True, bound=price))
     return found
 
 
@@ -1179,28 +1182,36 @@ def _fixed_bound(topology: Topology, k: int, *, reverse: bool = False) -> Bound:
     return fixed_k_bound(graph, k, automorphisms(topology, graph))
 
 
-def _halves_algbw(state: CompileState, candidate: Candidate) -> Fraction:
-    """The allreduce bound of ``candidate``'s k with a forest per half: its price, or for a user's k
-    (unpriced) ``1/(1/AG + 1/RS)`` from each half's bound at k."""
+def _fixed_price(state: CompileState, candidate: Candidate) -> Fraction:
+    """The bound of ``candidate``'s k (:func:`coll_algbw` of its forests): its price, or for a user's
+    k (unpriced) the collective's bound at k, an allreduce's ``1/(1/AG + 1/RS)`` of each half's."""
     if candidate.bound is not None:
         return candidate.bound
     assert isinstance(candidate.solve_k, int)
-    halves = [_fixed_bound(state.topology, candidate.solve_k, reverse=way) for way in (False, True)]
+    coll = state.options.coll
+    ways = {"allgather": (False,), "reducescatter": (True,), "allreduce": (False, True)}[coll]
+    halves = [_fixed_bound(state.topology, candidate.solve_k, reverse=way) for way in ways]
     return 1 / sum(1 / half.allgather_algbw for half in halves)
 
 
-def _keep_both_ways(state: CompileState, candidate: Candidate, solution: Solution) -> None:
-    """Keep ``solution`` (packed on the faster way) where its trees, priced on the real fabric both
-    ways, reach the candidate's bound: as its forest (with the real fabric's bound at k), and the same
-    trees read backwards as its reduce forest. Else the candidate is dropped (:attr:`CompileState.
-    lossy`): k's forest per half is a candidate of its own."""
-    forest, reduce_forest = priced_both_ways(solution.forest, state.topology)
-    if coll_algbw(forest, "allreduce", reduce_forest) != candidate.bound:
+def _keep_faster_way(state: CompileState, candidate: Candidate, solution: Solution) -> None:
+    """Keep ``solution`` (packed on the faster way) where its trees, priced on the real fabric
+    (an allreduce's both ways, the same trees read backwards as its reduce forest), reach the
+    candidate's bound; its bound is then the real fabric's at k. Else the candidate is dropped
+    (:attr:`CompileState.lossy`): k's own forest is a candidate of its own."""
+    coll = state.options.coll
+    if coll == "allreduce":
+        forest, reduce_forest = priced_both_ways(solution.forest, state.topology)
+    else:
+        forest, reduce_forest = priced_on(solution.forest, state.topology), None
+    if coll_algbw(forest, coll, reduce_forest) != candidate.bound:
         state.lossy.add(candidate.key)
         return
-    bound = state.k_bounds.get(forest.k) or _fixed_bound(state.topology, forest.k)
+    reverse = coll == "reducescatter"
+    bound = state.k_bounds.get(forest.k) or _fixed_bound(state.topology, forest.k, reverse=reverse)
     state.solutions[candidate.key] = replace(solution, bound=bound, forest=forest)
-    state.reduce_forests[candidate.key] = reduce_forest
+    if reduce_forest is not None:
+        state.reduce_forests[candidate.key] = reduce_forest
 
 
 def _lower_step(state: CompileState) -> None:
@@ -2165,7 +2176,7 @@ LAYOUT_SUFFIXES = {
     "trees": "",
     "breadth-first trees": "-bfs",
     "trees on the runtime's paths": "-routed",
-    "trees for both halves": "-both",
+    "trees on the faster directions": "-faster",
     "box blocks": "-blocks",
     "direct box blocks": "-blocks-direct",
 }

@@ -17,7 +17,7 @@ JSON form (:func:`forest_to_json` / :func:`forest_from_json`, stable keys)::
 
     {"U": "p/q", "k": int, "num_gpus": int, "reversed": bool, "allgather_algbw": float,
      "packing": {"blocks": bool, "direct": bool, "breadth_first": bool, "routed": bool,
-                 "allreduce_U": "p/q" | null, "balanced": bool, "both_ways": bool},
+                 "allreduce_U": "p/q" | null, "balanced": bool, "faster_way": bool},
      "trees": [{"root": rank, "multiplicity": int,
                 "edges": [{"src": rank, "dst": rank, "path": [node names src..dst]}, ...]}, ...]}
 
@@ -86,9 +86,9 @@ class Forest:
     #: packed on the fabric with its unbalanced switches balanced (collc.solver.balance), for a bound
     #: below the fabric's own where that cost capacity
     balanced: bool = False
-    #: packed on the fabric with each link at its faster direction, to carry both halves of an
-    #: allreduce, and priced on the real fabric (collc.solver.both_ways)
-    both_ways: bool = False
+    #: packed on the fabric with each link at its faster direction and priced on the real one
+    #: (collc.solver.faster_way); an allreduce runs both halves on such trees
+    faster_way: bool = False
 
     def same_trees(self, other: Forest) -> bool:
         """Whether both forests hold the same trees (root, multiplicity and edges on the same paths),
@@ -102,13 +102,13 @@ class Forest:
     @property
     def layout(self) -> str:
         """``box blocks`` or ``direct box blocks`` for a box-block forest, ``breadth-first trees`` for
-        a breadth-first packing, ``trees on the runtime's paths`` for a routed forest, ``trees for
-        both halves`` for trees packed on the faster way, else ``trees`` (``collc compile --json``'s
-        ``layout``)."""
+        a breadth-first packing, ``trees on the runtime's paths`` for a routed forest, ``trees on the
+        faster directions`` for trees packed with each link at its faster direction, else ``trees``
+        (``collc compile --json``'s ``layout``)."""
         if self.routed:
             return "trees on the runtime's paths"
-        if self.both_ways:
-            return "trees for both halves"
+        if self.faster_way:
+            return "trees on the faster directions"
         if not self.blocks:
             return "breadth-first trees" if self.breadth_first else "trees"
         return "direct box blocks" if self.direct else "box blocks"
@@ -148,7 +148,7 @@ def forest_to_json(forest: Forest) -> dict[str, Any]:
             "routed": forest.routed,
             "allreduce_U": None if forest.allreduce_U is None else _fraction_text(forest.allreduce_U),
             "balanced": forest.balanced,
-            "both_ways": forest.both_ways,
+            "faster_way": forest.faster_way,
         },
         "trees": [
             {
@@ -193,7 +193,7 @@ def forest_from_json(data: Any, source: str | None = None) -> Forest:
             routed=_flag(packing.get("routed", False)),
             allreduce_U=None if allreduce_U is None else Fraction(allreduce_U),
             balanced=_flag(packing.get("balanced", False)),
-            both_ways=_flag(packing.get("both_ways", False)),
+            faster_way=_flag(packing.get("faster_way", False)),
         )
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as error:
         raise InputError(

@@ -1,19 +1,17 @@
-"""One forest for both halves of an allreduce where the fabric's two directions differ
-(collc.solver.both_ways): the faster way, the pricing on the real fabric, and when it is tried."""
+"""Trees packed on the fabric with each link at its faster direction (collc.solver.faster_way): the
+faster way, and the trees priced on the real fabric."""
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from collc.capacity import capacity_graph
-from collc.solver.both_ways import costs_nothing, faster_way, priced_both_ways
-from collc.solver.bound import fixed_k_bound
+from collc.solver.faster_way import faster_way, priced_both_ways, priced_on
 from collc.solver.pipeline import solve
 from collc.topology.presets import load
 
 ASYM_RING6 = Path(__file__).parent / "fixtures" / "asym-ring6-switch.yaml"  # ring links 80 one way, 40 back
-MI250_ONE_WAY = Path(__file__).parents[1] / "compile" / "fixtures" / "mi250-xgmi-one-way.yaml"
 
 PARALLEL = """\
 name: parallel
@@ -79,27 +77,10 @@ def test_trees_packed_on_the_faster_way_are_priced_by_each_halfs_busiest_real_ar
     faster = faster_way(topology)
     assert faster is not None
     packed = solve(faster, k=k).forest
+    reversed_packed = dataclasses.replace(packed, reversed=True)
     forest, reduce_forest = priced_both_ways(packed, topology)
     assert forest.trees == reduce_forest.trees == packed.trees
-    assert not forest.reversed and reduce_forest.reversed
+    assert not forest.reversed and reduce_forest.reversed and forest.faster_way and reduce_forest.faster_way
+    assert (forest, reduce_forest) == (priced_on(packed, topology), priced_on(reversed_packed, topology))
     assert forest.U == _busiest(packed, topology, backwards=False) > packed.U
     assert reduce_forest.U == _busiest(packed, topology, backwards=True) > packed.U
-
-
-@pytest.mark.parametrize(("slow", "expected"), [("37.5", True), ("12.5", False)])
-def test_the_faster_way_is_tried_only_where_the_slower_directions_cost_nothing(
-    tmp_path: Path, slow: str, expected: bool
-) -> None:
-    """1x16 MI250 with two xGMI links slowed one way: at 37.5 GB/s both halves keep the bound of
-    k = 8 (336.8 GB/s allgather), at 12.5 they lose it (330.2), and the faster way keeps it either
-    way."""
-    path = tmp_path / "mi250.yaml"
-    path.write_text(MI250_ONE_WAY.read_text().replace("bandwidth: 37.5", f"bandwidth: {slow}"))
-    topology = load(path)
-    graph = capacity_graph(topology)
-    halves = [fixed_k_bound(g, 8).allgather_algbw for g in (graph, graph.reversed())]
-    faster_topology = faster_way(topology)
-    assert faster_topology is not None
-    faster = fixed_k_bound(capacity_graph(faster_topology), 8)
-    assert faster.allgather_algbw == Fraction(6400, 19)
-    assert costs_nothing(faster, 1 / (1 / halves[0] + 1 / halves[1])) is expected
