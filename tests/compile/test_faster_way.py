@@ -114,3 +114,17 @@ def test_the_faster_directions_are_a_candidate_only_where_the_slower_ones_cost_n
 def test_a_symmetric_fabric_has_no_faster_way() -> None:
     """Every preset is symmetric: nothing changes for them."""
     assert begin(load("mi250", {"boxes": "1"}), CompileOptions(k=8)).faster is None
+
+
+def test_twins_are_not_packed_breadth_first_again() -> None:
+    """The search's k each get twins on the faster directions and on the runtime's paths; the
+    breadth-first candidates that follow repeat the k's own forests only (a breadth-first copy of a
+    twin carries the twin's key, so it named the twin's solution): every candidate has a key of its
+    own."""
+    state = advance(begin(load(MI250_ONE_WAY), CompileOptions(coll="allgather")))
+    assert state.candidates is not None
+    twins = [candidate for candidate in state.candidates if candidate.faster_way]
+    breadth_first = [candidate for candidate in state.candidates if candidate.breadth_first]
+    assert twins and breadth_first
+    assert not any(candidate.faster_way or candidate.routed for candidate in breadth_first)
+    assert len({candidate.key for candidate in state.candidates}) == len(state.candidates)

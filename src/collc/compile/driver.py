@@ -1061,11 +1061,17 @@ def _breadth_first_candidates(state: CompileState) -> list[Candidate]:
     where its k's usual forest fitted and was packed symmetrically (:func:`_breadth_first_differs`),
     and like any candidate past the first simulated only in a wide search. Not for an allreduce with a
     reduce forest of its own (:func:`two_forests`), whose halves are solved apart, nor for a user's k
-    or ``--max-k`` (one candidate, as asked)."""
+    or ``--max-k`` (one candidate, as asked), nor again for the twins on the runtime's paths or on
+    the faster directions (:func:`_with_routed`, :func:`_with_faster_way`), which are packed another
+    way: a copy would carry the twin's key, so it named the twin's own solution."""
     assert state.candidates is not None
     if state.separate_reduce or state.options.k is not None or state.options.max_k is not None:
         return []
-    return [candidate._replace(breadth_first=True) for candidate in state.candidates if not candidate.blocks]
+    return [
+        candidate._replace(breadth_first=True)
+        for candidate in state.candidates
+        if not (candidate.blocks or candidate.routed or candidate.faster_way)
+    ]
 
 
 def _blocks_candidates(state: CompileState, wide: bool) -> list[Candidate]:
