@@ -1168,6 +1168,8 @@ def _with_faster_way(state: CompileState, candidates: list[Candidate]) -> list[C
     of it equals ``1/(1/AG + 1/RS)`` only where both halves reach it."""
     if state.faster is None:
         return candidates
+    graph = capacity_graph(state.faster)
+    symmetries = automorphisms(state.faster, graph)
     found = []
     for candidate in candidates:
         found.append(candidate)
@@ -1175,7 +1177,7 @@ def _with_faster_way(state: CompileState, candidates: list[Candidate]) -> list[C
         if not isinstance(k, int) or candidate.routed or candidate.blocks or candidate.breadth_first:
             continue
         price = _fixed_price(state, candidate)
-        faster = _fixed_bound(state.faster, k).allgather_algbw
+        faster = fixed_k_bound(graph, k, symmetries).allgather_algbw
         if (faster / 2 if state.options.coll == "allreduce" else faster) == price:
             found.append(candidate._replace(faster_way=True, bound=price))
     return found
