@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -13,10 +14,13 @@ from collc.lowering.lower import DoesNotFit, LoweringOptions, lower
 from collc.lowering.plan import build_plan, network_planes, split_pieces, tree_offsets
 from collc.msccl.program import Step
 from collc.solver.forest import Forest, Tree, TreeEdge
+from collc.topology import load
 from collc.topology.model import Link, Node, Topology
 
 from .checks import assert_valid
 from .forests import binary, chain, flat_topology, forest, star
+
+FIXTURES = Path(__file__).parents[1] / "compile" / "fixtures"
 
 SHAPES = {
     "ring": [(chain, 1)],
@@ -203,6 +207,15 @@ def test_single_gpu_forest_is_rejected():
 
 def test_flat_topology_has_no_planes():
     assert network_planes(flat_topology(4)) == {}
+
+
+def test_leaves_that_take_whole_boxes_are_not_planes():
+    """A plane is a switch that some box reaches with a part of its NICs (rails); a leaf per box is
+    reached by all of its box's NICs and is not one, while the leaves of rails under leaf groups
+    (DGX H100, two boxes per leaf group) stay planes, one per rail and group."""
+    assert network_planes(load(FIXTURES / "leaf-per-box-2x4.yaml")) == {}
+    rails = network_planes(load("dgx-h100", {"boxes": "4", "boxes_per_leaf": "2"}))
+    assert sorted(rails) == sorted(f"leaf{i}" for i in range(16))
 
 
 def test_lanes_carry_one_tree_depth_each_unless_shared():
