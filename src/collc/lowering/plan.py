@@ -257,11 +257,13 @@ def network_planes(topology: Topology) -> dict[str, int]:
     GPU: DGX A100's ``ib.even``/``ib.odd``, a rail-optimised cluster's rail switches (the spine above
     them is not a plane). They are planes only where a box reaches two or more of them, i.e. where
     its NICs are spread over the network (rails): leaf switches that each take every NIC of their
-    boxes are not, since a channel of any number reaches the other boxes through the same leaf.
-    Taking them for planes routed every connection into a box through the NIC first by name, as
-    the runtime routes a plane's connection (two boxes of four GPUs under a leaf each, two NICs per
-    box: allgather 19.9 of a 36.6 GB/s bound). Fewer than two planes means there are none to keep
-    apart. Planes are numbered in sorted name order.
+    boxes are not, since a channel of any number leaves a box through its one leaf. Taken for
+    planes, leaves made every connection into a box enter through its NIC first by name (a plane's
+    connection takes the widest path on from the plane switch), where the runtime uses the
+    receiver's own NIC (docs/cost-model.md §1, Paths): two boxes of four GPUs under a leaf each, two
+    NICs per box, were predicted at 19.9 of a 36.6 GB/s allgather bound, and the compile search
+    packed no trees on the runtime's paths there. Fewer than two planes means there are none to
+    keep apart. Planes are numbered in sorted name order.
     """
     nodes = {node.name: node for node in topology.nodes}
     shared = {node.name for node in topology.nodes if node.kind == "switch" and node.box is None}
