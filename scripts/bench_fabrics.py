@@ -9,9 +9,10 @@ line, 5 GPUs on a switch, NVSwitch boxes with fewer NICs than GPUs (12 GPUs; or 
 differ by box; or one NIC that a narrower PCIe link feeds), NVSwitch boxes under an oversubscribed
 leaf-spine network or on rails with no spine (once more with one GPU's switch link at half speed),
 GPUs on NICs of their own under oversubscribed leaves, NVSwitch boxes on rails and a spine where
-one box's GPUs take in less than they send, boxes whose GPUs form a ring, and boxes of directly
-wired GPUs. Each collective is compiled (forced, so every size is simulated) and the written file's
-simulated algbw is printed at 1 MiB, 64 MiB and 1 GiB with the runtime's ring and tree, the bound,
+one box's GPUs take in less than they send, boxes whose GPUs form a ring, boxes of directly
+wired GPUs, and unlike boxes under a leaf switch each. Each collective is compiled (forced, so
+every size is simulated) and the written file's simulated algbw is printed at 1 MiB, 64 MiB and
+1 GiB with the runtime's ring and tree, the bound,
 the ratios to the bound and to the runtime's best, and whether the file's size range takes that size
 (``used``; elsewhere the runtime runs its own algorithm).
 ``no file``: the file wins nowhere, compile writes none, and the figures
@@ -307,6 +308,32 @@ def nic_leaves() -> Fabric:
     return fabric
 
 
+def mixed_leaf_boxes() -> Fabric:
+    """A box of 4 GPUs in a mesh of 25-100 GB/s links, two of them with a NIC (25 and 50 GB/s), and a
+    box of 4 GPUs on a PCIe switch with two NICs on it, each box under a leaf switch of its own, the
+    leaves under a spine (tests/compile/fixtures/leaf-per-box-2x4.yaml): leaves that are no network
+    planes, and NICs that a box's GPUs share."""
+    fabric = Fabric()
+    fabric.add("switch", "spine", "leaf0", "leaf1", "b.pcie")
+    fabric.add("gpu", *(f"a.gpu{g}" for g in range(4)), *(f"b.gpu{g}" for g in range(4)))
+    fabric.add("nic", "a.nic0", "a.nic1", "b.nic0", "b.nic1")
+    mesh = {(0, 1): 25, (0, 2): 25, (0, 3): 50, (1, 2): 100, (1, 3): 100, (2, 3): 50}
+    for (x, y), width in mesh.items():
+        fabric.link(f"a.gpu{x}", f"a.gpu{y}", width)
+    fabric.link("a.gpu0", "a.nic0", 25)
+    fabric.link("a.gpu1", "a.nic1", 50)
+    for g in range(4):
+        fabric.link(f"b.gpu{g}", "b.pcie", 32)
+    for nic in ("a.nic0", "a.nic1"):
+        fabric.link(nic, "leaf0", 100)
+    for nic in ("b.nic0", "b.nic1"):
+        fabric.link("b.pcie", nic, 25)
+        fabric.link(nic, "leaf1", 100)
+    fabric.link("leaf0", "spine", 100)
+    fabric.link("leaf1", "spine", 100)
+    return fabric
+
+
 def rails_slow_downlinks() -> Fabric:
     """Three boxes of 4 GPUs on a 300 GB/s NVSwitch, GPU i of every box on rail switch i (50 GB/s up),
     the rails joined to a spine at 100 GB/s; box 0's GPUs take in only 25 GB/s from their rails. The
@@ -343,6 +370,7 @@ FABRICS: dict[str, Callable[[], Fabric]] = {
     "nic-behind-pcie": nic_behind_pcie,
     "nic-leaves": nic_leaves,
     "rails-slow-down": rails_slow_downlinks,
+    "mixed-leaf-boxes": mixed_leaf_boxes,
 }
 
 
