@@ -2,6 +2,7 @@
 faster direction where the slower directions cost nothing (collc.solver.faster_way): a candidate
 beside k's own forest, and for an allreduce one forest for both halves."""
 
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,17 @@ def test_twins_are_not_packed_breadth_first_again() -> None:
     assert twins and breadth_first
     assert not any(candidate.faster_way or candidate.routed for candidate in breadth_first)
     assert len({candidate.key for candidate in state.candidates}) == len(state.candidates)
+
+
+@pytest.mark.parametrize(
+    ("coll", "price"), [("allgather", 75 / 4), ("reducescatter", 75 / 2), ("allreduce", 75 / 6)]
+)
+def test_a_users_k_is_priced_by_the_halves_of_its_collective(coll: str, price: float) -> None:
+    """A user's k has no price from the search; the twin's is the collective's bound at k: the
+    allgather trees', the reversed fabric's for reduce-scatter, ``1/(1/AG + 1/RS)`` for allreduce.
+    NICs that take in half what they send (tests/compile/fixtures/nic-up-down-3x2.yaml) make the two
+    halves differ at k = 2 (18.75 and 37.5 GB/s)."""
+    state = begin(
+        load(Path(__file__).parent / "fixtures" / "nic-up-down-3x2.yaml"), CompileOptions(coll=coll, k=2)
+    )
+    assert driver._fixed_price(state, driver.Candidate(2, 2, None)) == Fraction(price)

@@ -1183,11 +1183,16 @@ def _with_faster_way(state: CompileState, candidates: list[Candidate]) -> list[C
     return found
 
 
-def _fixed_bound(topology: Topology, k: int, *, reverse: bool = False) -> Bound:
-    """The allgather bound of ``topology`` (or of its reverse) with exactly k trees per root."""
+#: the halves whose trees a collective's bound takes: allgather trees, reversed for a reduce-scatter
+HALVES = {"allgather": (False,), "reducescatter": (True,), "allreduce": (False, True)}
+
+
+def _fixed_bounds(topology: Topology, k: int, reverses: tuple[bool, ...]) -> list[Bound]:
+    """The allgather bound with exactly k trees per root of ``topology`` or, where ``reverses`` says
+    so, of its reverse (one capacity graph, one set of symmetries: a graph's are its reverse's)."""
     graph = capacity_graph(topology)
-    graph = graph.reversed() if reverse else graph
-    return fixed_k_bound(graph, k, automorphisms(topology, graph))
+    symmetries = automorphisms(topology, graph)
+    return [fixed_k_bound(graph.reversed() if reverse else graph, k, symmetries) for reverse in reverses]
 
 
 def _fixed_price(state: CompileState, candidate: Candidate) -> Fraction:
@@ -1196,9 +1201,7 @@ def _fixed_price(state: CompileState, candidate: Candidate) -> Fraction:
     if candidate.bound is not None:
         return candidate.bound
     assert isinstance(candidate.solve_k, int)
-    coll = state.options.coll
-    ways = {"allgather": (False,), "reducescatter": (True,), "allreduce": (False, True)}[coll]
-    halves = [_fixed_bound(state.topology, candidate.solve_k, reverse=way) for way in ways]
+    halves = _fixed_bounds(state.topology, candidate.solve_k, HALVES[state.options.coll])
     return 1 / sum(1 / half.allgather_algbw for half in halves)
 
 
@@ -1215,8 +1218,7 @@ def _keep_faster_way(state: CompileState, candidate: Candidate, solution: Soluti
     if coll_algbw(forest, coll, reduce_forest) != candidate.bound:
         state.lossy.add(candidate.key)
         return
-    reverse = coll == "reducescatter"
-    bound = state.k_bounds.get(forest.k) or _fixed_bound(state.topology, forest.k, reverse=reverse)
+    bound = state.k_bounds.get(forest.k) or _fixed_bounds(state.topology, forest.k, HALVES[coll][:1])[0]
     state.solutions[candidate.key] = replace(solution, bound=bound, forest=forest)
     if reduce_forest is not None:
         state.reduce_forests[candidate.key] = reduce_forest
