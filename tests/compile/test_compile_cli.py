@@ -642,6 +642,25 @@ def test_a_file_that_beats_the_runtime_at_more_of_the_sizes_weighed_is_picked_fi
     )
 
 
+def test_a_file_near_the_bound_is_not_traded_for_the_smaller_sizes():
+    """3x8 V100 allreduce's figures (bound 37.5 GB/s): k = 2 with split lanes is within 3 % of the
+    fastest at 1 GiB and delivers more at 64 MiB and 1 MiB, but it is 0.942 of the bound where k = 4
+    with paced senders is 0.968, so the band stops at 95 % of the bound. Where no file reaches that
+    floor the band is the usual 3 %."""
+    gib, mib = 2**30, 2**20
+    runtime = {gib: 26.0, 64 * mib: 25.2, mib: 12.7}
+    split = _Simulated("k = 2 (split lanes)", {gib: 35.3, 64 * mib: 33.6, mib: 16.6})
+    paced = _Simulated("k = 4 (paced)", {gib: 36.3, 64 * mib: 31.0, mib: 9.9})
+    assert driver._pick([paced, split], WEIGHED, _beyond(runtime)) is split  # no floor: the 3 % band
+    floored = driver.near_optimal(WEIGHED, Fraction(75, 2))
+    assert floored.floor == pytest.approx(35.625)
+    assert driver._pick([paced, split], floored, _beyond(runtime)) is paced
+    # the fastest below the floor: the floor does not apply, the 3 % band does
+    slower = _Simulated("k = 4 (paced)", {gib: 35.5, 64 * mib: 31.0, mib: 9.9})
+    assert driver._pick([slower, split], floored, _beyond(runtime)) is split
+    assert "95% of the bound (35.6)" in floored.rule()
+
+
 def test_a_win_the_file_range_cannot_take_counts_for_nothing():
     """A file slower than the runtime at 64 MiB takes sizes above it only (its one range reaches the
     largest size), so its win at 1 MiB is the runtime's 1 MiB (a degraded 4x8 H100 allreduce's

@@ -150,6 +150,12 @@ SHARED_EMISSIONS = 1
 # (_pick). 3 %, not 1 %: 2x8 H100 allgather's k = 2 with a lane per transfer is 2.5 % faster than
 # k = 1 at 1 GiB (525.1 GB/s against 511.8) and 11 % slower at 64 MiB, 42 % at 1 MiB.
 EQUIVALENT = Fraction(3, 100)
+# The share of the collective's optimal bound a file is to reach at the reference size. Where the fastest
+# candidate reaches it, the pick's band (EQUIVALENT) stops there: a file near the bound is not traded for
+# a few per cent at smaller sizes. 3x8 V100 allreduce: k = 2 with split lanes is 2.8 % slower at 1 GiB
+# than k = 4 with paced senders (35.3 against 36.3 GB/s, 0.942 and 0.968 of the 37.5 bound) and was
+# emitted for its 64 MiB and 1 MiB.
+NEAR_OPTIMAL = Fraction(95, 100)
 # Smaller NCCL_BUFFSIZE values a Simple file is simulated with besides the default (buffer_choices). A
 # smaller buffer pipelines finer but costs every threadblock a handshake per 2 FIFO slots (1.23 µs,
 # measured: docs/cost-model.md §1), which caps it at 25.4 GB/s with 256 KiB (45.9 with the default).
@@ -1599,7 +1605,7 @@ def _choose_step(state: CompileState) -> None:
         state.refining = True
         if _unsimulated(state) is not None:  # the close candidates at the finer grains first
             return
-    weighing = state.weighing
+    weighing = near_optimal(state.weighing, state.model.bound_algbw(state.options.coll))
     groups = _variants(state, fitted)
     best = _deployment(groups, weighing, vendor_best(state.model, state.options.coll), notes)
     if state.failures:
@@ -1917,6 +1923,9 @@ class Weighing(NamedTuple):
     reference: int
     smaller: tuple[int, ...]
     forced: bool
+    # an algbw at the reference that is not traded for the smaller sizes (:data:`NEAR_OPTIMAL` of the
+    # bound, :func:`near_optimal`); 0: none
+    floor: float = 0.0
 
     @property
     def largest(self) -> tuple[int, ...]:
@@ -1931,11 +1940,22 @@ class Weighing(NamedTuple):
         *most, last = [format_size(size) for size in (self.reference, *reversed(self.smaller))]
         sizes = f"{', '.join(most)} and {last}"
         close = f"within {float(EQUIVALENT):.0%} of the fastest, the one that"
+        if self.floor:
+            close = (
+                f"within {float(EQUIVALENT):.0%} of the fastest and, where the fastest reaches "
+                f"{float(NEAR_OPTIMAL):.0%} of the bound ({format_figure(self.floor)}), not below it, "
+                "the one that"
+            )
         if self.forced:
             return f"{close} delivers most at {sizes}, which the range takes"
         return (
             f"{close} beats the runtime at most of {sizes}, then with the runtime's own delivers most there"
         )
+
+
+def near_optimal(weighing: Weighing, bound: Fraction) -> Weighing:
+    """``weighing`` with its floor at :data:`NEAR_OPTIMAL` of the collective's ``bound`` (algbw)."""
+    return weighing._replace(floor=float(NEAR_OPTIMAL * bound))
 
 
 def weighing(options: CompileOptions) -> Weighing:
@@ -1948,8 +1968,10 @@ def weighing(options: CompileOptions) -> Weighing:
 
 def _pick(fitted: list[Fitted], weighing: Weighing, vendor: Callable[[int], float]) -> Fitted:
     """The candidate to emit: among those within :data:`EQUIVALENT` of the fastest at the reference
-    size, the one whose range takes most of the sizes weighed (the reference, and 64 MiB and 1 MiB
-    for 1 GiB, where fill and drain weigh more), then delivers most over them: the product of its
+    size (and, where the fastest reaches the weighing's floor, not below it: a file within 5 % of the
+    bound keeps that place), the one whose range takes most of the sizes weighed (the reference, and
+    64 MiB and 1 MiB for 1 GiB, where fill and drain weigh more), then delivers most over them: the
+    product of its
     algbw where its range would take the size and of the runtime's best (``vendor``) elsewhere
     (:func:`_delivered`). A larger k can gain a per cent at 64 MiB and lose several times over at 1
     MiB (4x8 MI300X allgather, k = 32 against k = 2: 471.0 against 462.3 GB/s, and 14.3 against 69.7
@@ -1971,7 +1993,10 @@ def _pick(fitted: list[Fitted], weighing: Weighing, vendor: Callable[[int], floa
     reference = weighing.reference
     contenders = _contenders(fitted, reference)
     fastest = max(item.algbw(reference) for item in contenders)
-    close = [item for item in contenders if item.algbw(reference) >= fastest * (1 - EQUIVALENT)]
+    threshold = fastest * float(1 - EQUIVALENT)
+    if fastest >= weighing.floor:
+        threshold = max(threshold, weighing.floor)
+    close = [item for item in contenders if item.algbw(reference) >= threshold]
     for pool in (close, contenders):
         if used := _used(pool, weighing, vendor):
             return max(used, key=lambda item: _delivered(item, weighing, vendor).rank)
