@@ -35,6 +35,7 @@ from collc.topology.model import Topology
 CASES = [
     ("dgx-a100", 1),
     ("dgx-a100", 2),
+    ("dgx-a100", 3),
     ("dgx-a100", 4),
     ("mi250", 1),
     ("mi250", 2),
@@ -44,8 +45,10 @@ CASES = [
     ("dgx-h100", 4),
     ("dgx-h200", 4),
     ("mi300x", 1),
+    ("mi300x", 3),
     ("mi300x", 4),
     ("dgx1", 1),
+    ("dgx1", 3),
     ("dgx1", 4),
 ]
 SIZES = (2**20, 2**26, 2**30)

@@ -20,6 +20,7 @@ from collc.compile.outlook import grid
 from collc.compile.report import report_lines
 from collc.errors import InputError
 from collc.lowering import coll_algbw
+from collc.lowering.layout import spread_shares
 from collc.msccl.reader import read_xml
 from collc.predict.params import DEFAULT_BUFFER_BYTES
 from collc.topology import load
@@ -247,7 +248,8 @@ def test_an_allreduce_on_a_gpu_count_that_is_no_power_of_two_shares_a_power_of_t
     (50 GB/s, the line's links), a bound it meets. A user's alignment keeps equal shares, and one
     that no k meets is said so."""
     topology = load(str(Path(__file__).parents[1] / "lowering" / "fixtures" / "line3.yaml"))
-    result = compile_schedule(topology, CompileOptions(coll="allreduce", k=1, runtime="msccl-executor"))
+    one_way = CompileOptions(coll="allreduce", k=1, lanes="rate", runtime="msccl-executor")  # no variants
+    result = compile_schedule(topology, one_way)
     assert result.algorithm.nchunksperloop == 8 and result.loop_shares == (2, 3, 3)
     assert result.serving.satisfied and result.serving.quantum == 8
     forest, arcs = result.solution.forest, topology.arc_bandwidths()
@@ -258,14 +260,17 @@ def test_an_allreduce_on_a_gpu_count_that_is_no_power_of_two_shares_a_power_of_t
     report = "\n".join(report_lines(result, "x.xml"))
     assert "8 chunks per loop shared 2 or 3 per root (power-of-two counts on 3 GPUs)" in report
     assert {row.nbytes for row in result.predicted} == {1 << 20, 64 << 20, 1 << 30}  # no size moved
-    aligned = compile_schedule(
-        topology, CompileOptions(coll="allreduce", k=1, align=3, runtime="msccl-executor")
-    )
+    aligned = compile_schedule(topology, replace(one_way, align=3))
     assert aligned.algorithm.nchunksperloop == 3 and aligned.loop_shares is None
     assert aligned.file_bound_algbw == 50 and equal == Fraction(75, 2)  # its halves at once too
-    # the search also tries each k with twice the instances: a shared loop times two still serves them
+    # the search also tries each k with twice the instances (a shared loop times two still serves them)
+    # and with twice the chunks per loop, shared 5 or 6 per root at k = 1: the file the pick takes
+    # reports its own loop's shares
     auto = compile_schedule(topology, CompileOptions(coll="allreduce", runtime="msccl-executor"))
     assert any("(2 instances, a lane per transfer)" in note for note in auto.notes)
+    assert any("k = 1 (16 chunks per loop): " in note for note in auto.notes)
+    loop = auto.algorithm.nchunksperloop // auto.instances
+    assert auto.loop_shares == spread_shares(3, loop) and sum(auto.loop_shares) == loop
     odd = compile_schedule(topology, CompileOptions(coll="allreduce", align=5, runtime="msccl-executor"))
     assert not odd.serving.satisfied and any("--align" in note for note in odd.notes)
     gather = compile_schedule(topology, CompileOptions(coll="allgather", k=1, runtime="msccl-executor"))
@@ -646,7 +651,8 @@ def test_a_file_near_the_bound_is_not_traded_for_the_smaller_sizes():
     """3x8 V100 allreduce's figures (bound 37.5 GB/s): k = 2 with split lanes is within 3 % of the
     fastest at 1 GiB and delivers more at 64 MiB and 1 MiB, but it is 0.942 of the bound where k = 4
     with paced senders is 0.968, so the band stops at 95 % of the bound. Where no file reaches that
-    floor the band is the usual 3 %."""
+    floor, or the runtime reaches it too (the file is then for the smaller sizes), the band is the
+    usual 3 %."""
     gib, mib = 2**30, 2**20
     runtime = {gib: 26.0, 64 * mib: 25.2, mib: 12.7}
     split = _Simulated("k = 2 (split lanes)", {gib: 35.3, 64 * mib: 33.6, mib: 16.6})
@@ -658,7 +664,9 @@ def test_a_file_near_the_bound_is_not_traded_for_the_smaller_sizes():
     # the fastest below the floor: the floor does not apply, the 3 % band does
     slower = _Simulated("k = 4 (paced)", {gib: 35.5, 64 * mib: 31.0, mib: 9.9})
     assert driver._pick([slower, split], floored, _beyond(runtime)) is split
-    assert "95% of the bound (35.6)" in floored.rule()
+    near_runtime = {**runtime, gib: 36.0}  # the runtime within 5 % of the bound at 1 GiB
+    assert driver._pick([paced, split], floored, _beyond(near_runtime)) is split
+    assert "95% of the bound (35.6) and the runtime does not" in floored.rule()
 
 
 def test_a_win_the_file_range_cannot_take_counts_for_nothing():

@@ -151,10 +151,12 @@ SHARED_EMISSIONS = 1
 # k = 1 at 1 GiB (525.1 GB/s against 511.8) and 11 % slower at 64 MiB, 42 % at 1 MiB.
 EQUIVALENT = Fraction(3, 100)
 # The share of the collective's optimal bound a file is to reach at the reference size. Where the fastest
-# candidate reaches it, the pick's band (EQUIVALENT) stops there: a file near the bound is not traded for
-# a few per cent at smaller sizes. 3x8 V100 allreduce: k = 2 with split lanes is 2.8 % slower at 1 GiB
-# than k = 4 with paced senders (35.3 against 36.3 GB/s, 0.942 and 0.968 of the 37.5 bound) and was
-# emitted for its 64 MiB and 1 MiB.
+# candidate reaches it and the runtime's best does not, the pick's band (EQUIVALENT) stops there: a file
+# near the bound is not traded for a few per cent at smaller sizes. (Where the runtime reaches it too, a
+# file is for the smaller sizes: 1x8 V100 allgather, whose file wins from 1 to 4 MiB and NCCL's ring
+# takes 1 GiB at 171.0 GB/s, would have given up 4 MiB for 0.4 % at 1 GiB.) 3x8 V100 allreduce: k = 2
+# with split lanes is 2.8 % slower at 1 GiB than k = 4 with paced senders (35.3 against 36.3 GB/s, 0.942
+# and 0.968 of the 37.5 bound; NCCL's ring 26.0) and was emitted for its 64 MiB and 1 MiB.
 NEAR_OPTIMAL = Fraction(95, 100)
 # Smaller NCCL_BUFFSIZE values a Simple file is simulated with besides the default (buffer_choices). A
 # smaller buffer pipelines finer but costs every threadblock a handshake per 2 FIFO slots (1.23 µs,
@@ -1269,8 +1271,14 @@ def _simulate_ahead(state: CompileState, found: list[Fitted]) -> None:
 
 def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fitted]]:
     """The candidate ``index`` lowered (and, by ``--lanes``, lowered again with split lanes, with two
-    instances, with its joined tree depths kept apart, or with tree depths sharing threadblocks), or
-    none and the reason it does not fit recorded."""
+    instances, with its joined tree depths kept apart, with tree depths sharing threadblocks, or with
+    twice the chunks of a shared loop), or none and the reason it does not fit recorded.
+
+    Twice the chunks of a loop shared unevenly (:func:`shared_loop`) share it more evenly: 3x8 A100
+    allreduce, k = 1 direct box blocks, 64 chunks shared 2 or 3 per root bound the file at 145.5 GB/s
+    (3 % below the fabric's 150.0) and it simulates at 142.2 at 1 GiB, 0.948 of the bound; 128
+    chunks shared 5 or 6 simulate at 144.2 (0.961), and 128.0 against 132.5 at 64 MiB. The pick
+    decides (:data:`NEAR_OPTIMAL`)."""
     assert state.candidates is not None
     allow_shared_stages, instances = state.attempts[state.attempt]
     solution = state.solutions[state.candidates[index].key]
@@ -1298,7 +1306,8 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
         state.failures.append(f"k = {solution.forest.k}, {instances} instance(s): {error.message}")
         state.smallest_failed = min(solution.forest.k, state.smallest_failed or solution.forest.k)
         return []
-    fitted = Fitted(solution, lowered, instances, Memo(state.model.collc(lowered.algorithm)), reduce_forest)
+    predictor = Memo(state.model.collc(lowered.algorithm))
+    fitted = Fitted(solution, lowered, instances, predictor, reduce_forest, loop_chunks=loop)
     lanes = state.options.lanes
     wide = lowered.usage.total_steps <= WIDE_SEARCH_STEPS
     variant = None
@@ -1329,6 +1338,12 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
         )
         if doubled is not None:
             found.append(doubled)
+    if lanes == "auto" and wide and loop is not None:
+        finer = yield from _relowered(
+            state, fitted, name, split_lanes=False, loop_chunks=2 * loop, plans=plans
+        )
+        if finer is not None:
+            found.append(finer)
     # a box-block forest keeps its depths apart: sharing threadblocks over them fits no run length on
     # 64x8 H100 rail (106 steps on a threadblock after the one emission allowed, 61 s of lowering)
     sharing = not lowered.stages_shared and not solution.forest.blocks
@@ -1460,6 +1475,7 @@ def _relowered(
     join_stages: bool = True,
     instances: int | None = None,
     max_emissions: int | None = None,
+    loop_chunks: int | None = None,
     plans: Plans | None = None,
 ) -> Generator[None, None, Fitted | None]:
     """The candidate lowered again another way, to be simulated beside it (or, ``--lanes split``,
@@ -1485,6 +1501,9 @@ def _relowered(
       allreduce k = 2 at 256 KiB: 237.1 GB/s joined, 221.6 apart), not always (2x16 MI250 allreduce
       k = 2 at the default buffer: 119.7 joined, 130.0 apart).
 
+    * ``loop_chunks``: an allreduce loop shared unevenly (:func:`shared_loop`) with more chunks,
+      which share it more evenly at the price of a longer pipeline fill (:func:`_lowerings`).
+
     ``plans``: the plans the candidate's first lowering built, to reuse (:class:`collc.lowering.lower.Plans`).
     """
     options = replace(
@@ -1496,7 +1515,7 @@ def _relowered(
         share_stages=share_stages,
         join_stages=join_stages,
         max_emissions=max_emissions,
-        loop_chunks=_loop_chunks(state.topology, state.options, fitted.solution.forest),
+        loop_chunks=loop_chunks or fitted.loop_chunks,
     )
     try:
         lowered = yield from lower_steps(
@@ -1514,18 +1533,18 @@ def _relowered(
     if lowered.algorithm == fitted.lowered.algorithm:
         return replace(fitted, lowered=lowered)  # same program, same simulation
     predictor = Memo(state.model.collc(lowered.algorithm))
-    return replace(fitted, lowered=lowered, predictor=predictor, instances=options.instances)
+    return replace(
+        fitted,
+        lowered=lowered,
+        predictor=predictor,
+        instances=options.instances,
+        loop_chunks=options.loop_chunks,
+    )
 
 
 def _loop_chunks(topology: Topology, options: CompileOptions, forest: Forest) -> int | None:
     """:func:`shared_loop` for a candidate's forest (None: its roots share the loop equally)."""
     return shared_loop(topology.num_gpus, forest.k, options.coll, options.align)
-
-
-def _loop_shares(topology: Topology, options: CompileOptions, forest: Forest) -> tuple[int, ...] | None:
-    """The roots' chunks per instance of a candidate's shared loop (:func:`shared_loop`), or None."""
-    loop = _loop_chunks(topology, options, forest)
-    return None if loop is None else spread_shares(topology.num_gpus, loop)
 
 
 def _candidates_fitted(state: CompileState) -> int:
@@ -1696,6 +1715,7 @@ def _label(item: Fitted) -> str:
     lowered = item.lowered
     ways = [item.solution.forest.layout] if item.solution.forest.layout != "trees" else []
     ways += [f"{item.instances} instances"] if item.instances > 1 else []
+    ways += [f"{item.loop_chunks} chunks per loop"] if item.finer_loop else []
     if lowered.split_lanes:
         split = "lanes split to the threadblock limit" if lowered.unsplit_groups else "a lane per transfer"
         ways.append(split)
@@ -1793,6 +1813,22 @@ class Fitted:
     predictor: Memo
     reduce_forest: Forest | None = None  # allreduce's reduce-scatter half, where it has its own
     buffer_bytes: int | None = None  # the NCCL_BUFFSIZE it is deployed with; None: the runtime's default
+    # an allreduce loop shared unevenly: its chunks per instance (shared_loop, or the finer loop of
+    # _lowerings); None: every root carries its k chunks
+    loop_chunks: int | None = None
+
+    @property
+    def shares(self) -> tuple[int, ...] | None:
+        """Each root's chunks per instance where the loop is shared unevenly (spread_shares)."""
+        forest = self.solution.forest
+        return None if self.loop_chunks is None else spread_shares(forest.num_gpus, self.loop_chunks)
+
+    @property
+    def finer_loop(self) -> bool:
+        """Whether the loop is finer than :func:`shared_loop` (the variant of :func:`_lowerings`)."""
+        forest = self.solution.forest
+        loop = shared_loop(forest.num_gpus, forest.k, self.lowered.algorithm.coll, None)
+        return loop is not None and self.loop_chunks is not None and self.loop_chunks > loop
 
     @property
     def proto(self) -> Protocol:
@@ -1943,8 +1979,8 @@ class Weighing(NamedTuple):
         if self.floor:
             close = (
                 f"within {float(EQUIVALENT):.0%} of the fastest and, where the fastest reaches "
-                f"{float(NEAR_OPTIMAL):.0%} of the bound ({format_figure(self.floor)}), not below it, "
-                "the one that"
+                f"{float(NEAR_OPTIMAL):.0%} of the bound ({format_figure(self.floor)}) and the runtime "
+                "does not, not below it, the one that"
             )
         if self.forced:
             return f"{close} delivers most at {sizes}, which the range takes"
@@ -1968,8 +2004,9 @@ def weighing(options: CompileOptions) -> Weighing:
 
 def _pick(fitted: list[Fitted], weighing: Weighing, vendor: Callable[[int], float]) -> Fitted:
     """The candidate to emit: among those within :data:`EQUIVALENT` of the fastest at the reference
-    size (and, where the fastest reaches the weighing's floor, not below it: a file within 5 % of the
-    bound keeps that place), the one whose range takes most of the sizes weighed (the reference, and
+    size (and, where the fastest reaches the weighing's floor and the runtime does not, not below it:
+    a file within 5 % of the bound keeps that place; where the runtime is that close itself, the file
+    is for the smaller sizes), the one whose range takes most of the sizes weighed (the reference, and
     64 MiB and 1 MiB for 1 GiB, where fill and drain weigh more), then delivers most over them: the
     product of its
     algbw where its range would take the size and of the runtime's best (``vendor``) elsewhere
@@ -1994,7 +2031,7 @@ def _pick(fitted: list[Fitted], weighing: Weighing, vendor: Callable[[int], floa
     contenders = _contenders(fitted, reference)
     fastest = max(item.algbw(reference) for item in contenders)
     threshold = fastest * float(1 - EQUIVALENT)
-    if fastest >= weighing.floor:
+    if fastest >= weighing.floor > vendor(reference):
         threshold = max(threshold, weighing.floor)
     close = [item for item in contenders if item.algbw(reference) >= threshold]
     for pool in (close, contenders):
@@ -2285,7 +2322,7 @@ def _finish(
         )
     notes.extend(_buffer_notes(options) + _cap_notes(state))
     lowered = replace(lowered, algorithm=algo)
-    shares = _loop_shares(topology, options, best.solution.forest)
+    shares = best.shares
     if shares is not None and state.given is not None:  # spread in the search's rank order
         shares = tuple(shares[rank] for rank in sorted(range(len(shares)), key=state.given[1].__getitem__))
     return CompileResult(
