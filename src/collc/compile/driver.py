@@ -2008,9 +2008,8 @@ def _pick(fitted: list[Fitted], weighing: Weighing, vendor: Callable[[int], floa
     a file within 5 % of the bound keeps that place; where the runtime is that close itself, the file
     is for the smaller sizes), the one whose range takes most of the sizes weighed (the reference, and
     64 MiB and 1 MiB for 1 GiB, where fill and drain weigh more), then delivers most over them: the
-    product of its
-    algbw where its range would take the size and of the runtime's best (``vendor``) elsewhere
-    (:func:`_delivered`). A larger k can gain a per cent at 64 MiB and lose several times over at 1
+    product of its algbw where its range would take the size and of the runtime's best (``vendor``)
+    elsewhere (:func:`_delivered`). A larger k can gain a per cent at 64 MiB and lose several times over at 1
     MiB (4x8 MI300X allgather, k = 32 against k = 2: 471.0 against 462.3 GB/s, and 14.3 against 69.7
     where the runtime gets 17.2). A file that beats the runtime at one size more comes first, since
     that size is then collc's: on 1x16 MI250 allgather, k = 16 at 256 KiB is 1.7 % faster at 1 GiB
