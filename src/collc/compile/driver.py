@@ -1278,7 +1278,11 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
     allreduce, k = 1 direct box blocks, 64 chunks shared 2 or 3 per root bound the file at 145.5 GB/s
     (3 % below the fabric's 150.0) and it simulates at 142.2 at 1 GiB, 0.948 of the bound; 128
     chunks shared 5 or 6 simulate at 144.2 (0.961), and 128.0 against 132.5 at 64 MiB. The pick
-    decides (:data:`NEAR_OPTIMAL`)."""
+    decides (:data:`NEAR_OPTIMAL`). Only at k = 1, whose roots carry 2 or 3 chunks (up to 1.5 times
+    their fair part; at k ≥ 2 at most 1.25 times): there twice the chunks fill the pipeline longer
+    than they gain (3x8 A100: k = 2 with 256 chunks 129.4 GB/s against 135.0 with 128, k = 4 with
+    512 124.8 against 129.4, k = 16 with 2048 114.5 against 119.7), and tried at every k it made
+    the test suite's fresh-clone run take 14 min 44 s against 9 min 58 s."""
     assert state.candidates is not None
     allow_shared_stages, instances = state.attempts[state.attempt]
     solution = state.solutions[state.candidates[index].key]
@@ -1338,7 +1342,7 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
         )
         if doubled is not None:
             found.append(doubled)
-    if lanes == "auto" and wide and loop is not None:
+    if lanes == "auto" and wide and loop is not None and solution.forest.k == 1:
         finer = yield from _relowered(
             state, fitted, name, split_lanes=False, loop_chunks=2 * loop, plans=plans
         )
