@@ -1281,8 +1281,9 @@ def _lowerings(state: CompileState, index: int) -> Generator[None, None, list[Fi
     decides (:data:`NEAR_OPTIMAL`). Only at k = 1, whose roots carry 2 or 3 chunks (up to 1.5 times
     their fair part; at k ≥ 2 at most 1.25 times): there twice the chunks fill the pipeline longer
     than they gain (3x8 A100: k = 2 with 256 chunks 129.4 GB/s against 135.0 with 128, k = 4 with
-    512 124.8 against 129.4, k = 16 with 2048 114.5 against 119.7), and tried at every k it made
-    the test suite's fresh-clone run take 14 min 44 s against 9 min 58 s."""
+    512 124.8 against 129.4, k = 16 with 2048 114.5 against 119.7), and every lowering costs
+    compile time (bench_fabrics' 3x4 NVSwitch allreduce: 10.2 s without the variant, 14.2 with it
+    at every k, 11.3 at k = 1 alone, the same file)."""
     assert state.candidates is not None
     allow_shared_stages, instances = state.attempts[state.attempt]
     solution = state.solutions[state.candidates[index].key]
