@@ -271,6 +271,10 @@ def test_an_allreduce_on_a_gpu_count_that_is_no_power_of_two_shares_a_power_of_t
     assert any("k = 1 (16 chunks per loop): " in note for note in auto.notes)
     loop = auto.algorithm.nchunksperloop // auto.instances
     assert auto.loop_shares == spread_shares(3, loop) and sum(auto.loop_shares) == loop
+    # at the user's k = 1 the finer loop is written (49.0 GB/s at 1 GiB against 49.3, within the band,
+    # and the pick's product over 64 MiB and 1 MiB favours it): its report gives that loop's shares
+    finer = compile_schedule(topology, CompileOptions(coll="allreduce", k=1, runtime="msccl-executor"))
+    assert finer.algorithm.nchunksperloop // finer.instances == 16 and finer.loop_shares == (5, 5, 6)
     odd = compile_schedule(topology, CompileOptions(coll="allreduce", align=5, runtime="msccl-executor"))
     assert not odd.serving.satisfied and any("--align" in note for note in odd.notes)
     gather = compile_schedule(topology, CompileOptions(coll="allgather", k=1, runtime="msccl-executor"))
